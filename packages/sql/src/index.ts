@@ -1,0 +1,5 @@
+export type { Database, Queryable, QueryResult, SqlBackend } from './sql.js';
+export { openPglite, type OpenPgliteOptions } from './pglite.js';
+export { openPostgres, type OpenPostgresOptions } from './postgres.js';
+export { openDatabase } from './open.js';
+export { migrate, type Migration } from './migrate.js';

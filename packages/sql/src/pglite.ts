@@ -1,0 +1,40 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import type { Database, QueryResult, Queryable } from './sql.js';
+
+export interface OpenPgliteOptions {
+  /** Directory for the data files; omit for an in-memory database (tests, embedding). */
+  dataDir?: string;
+}
+
+/**
+ * Opens embedded Postgres (PGlite). PGlite starts its backend with `-F` (fsync off); on a data
+ * directory we drop that flag and keep durability strict, so an acknowledged write survives a
+ * crash of the process. In memory there is nothing to make durable.
+ *
+ * @example
+ * const db = await openPglite({ dataDir: './.runt/db' });
+ * await db.query('select 1');
+ */
+export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database> {
+  if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const pg = new PGlite({
+    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+    relaxedDurability: false,
+    ...(opts.dataDir ? { startParams: PGlite.defaultStartParams.filter((p) => p !== '-F') } : {}),
+  });
+  await pg.waitReady;
+  const wrap = (q: { query: PGlite['query'] }): Queryable => ({
+    async query<T>(text: string, params?: unknown[]): Promise<QueryResult<T>> {
+      const r = await q.query<T>(text, params as unknown[]);
+      return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+    },
+  });
+  const self = wrap(pg);
+  return {
+    backend: 'pglite',
+    query: self.query,
+    transaction: (fn) => pg.transaction((tx) => fn(wrap(tx))),
+    close: () => pg.close(),
+  };
+}
