@@ -1,0 +1,125 @@
+import ky, { HTTPError, type KyInstance } from 'ky';
+import { bearerHook } from '@runt/transport-auth';
+import type { z } from 'zod';
+import { ApiError } from './errors.js';
+import {
+  errorBodySchema,
+  listCredentialsResponseSchema,
+  listWorkstationsResponseSchema,
+  mintPairingCodeResponseSchema,
+  pairingCodeStatusResponseSchema,
+  registerWorkstationResponseSchema,
+  revokeCredentialResponseSchema,
+  type MintPairingCodeRequest,
+  type RegisterWorkstationRequest,
+} from './schemas.js';
+
+export interface ControlPlaneClientOptions {
+  /** Base URL of the control plane, e.g. `http://127.0.0.1:8787`. */
+  url: string;
+  /** Bearer token (admin or workstation); a function is read on every request. */
+  token?: string | (() => string | undefined);
+  /** Attempts after the first for 429/503 and network failures (default 3). */
+  retries?: number;
+  /** Per-request timeout (default 15 s). */
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+/** Exponential backoff with full jitter, capped; ky waits `Retry-After` instead when the server sends one. */
+export function backoffDelay(attempt: number, baseMs = 250, capMs = 30_000): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+/**
+ * A typed client for the control plane's HTTP API. Every answer is validated with the zod
+ * schemas of this package; error answers become {@link ApiError}s with the server's code and
+ * message, and network failures an `ApiError` with code `unreachable`. 429 and 503 are retried
+ * honouring `Retry-After`, then with exponential backoff and jitter.
+ *
+ * @example
+ * const cp = new ControlPlaneClient({ url: 'http://127.0.0.1:8787', token: process.env.RUNT_ADMIN_TOKEN });
+ * const { pairing, connect_command } = await cp.mintPairingCode();
+ */
+export class ControlPlaneClient {
+  readonly url: string;
+  private readonly http: KyInstance;
+
+  constructor(opts: ControlPlaneClientOptions) {
+    this.url = opts.url.replace(/\/+$/, '');
+    const retries = opts.retries ?? 3;
+    this.http = ky.create({
+      prefixUrl: this.url,
+      timeout: opts.timeoutMs ?? 15_000,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      retry: {
+        limit: retries,
+        methods: ['get', 'post', 'put', 'delete', 'head'],
+        statusCodes: [429, 502, 503, 504],
+        afterStatusCodes: [413, 429, 503],
+        maxRetryAfter: 60_000,
+        delay: (attempt) => backoffDelay(attempt),
+      },
+      hooks: opts.token === undefined ? {} : { beforeRequest: [bearerHook(opts.token)] },
+    });
+  }
+
+  /** Mints a one-time pairing code (admin). */
+  mintPairingCode(body: MintPairingCodeRequest = {}) {
+    return this.call('post', 'api/workstations/pairing-codes', mintPairingCodeResponseSchema, body);
+  }
+
+  /** Where a pairing code stands: pending, redeemed, registered or expired (admin). */
+  getPairingCode(id: string) {
+    return this.call('get', `api/workstations/pairing-codes/${encodeURIComponent(id)}`, pairingCodeStatusResponseSchema);
+  }
+
+  /** Registration / heartbeat of the calling workstation. */
+  registerWorkstation(body: RegisterWorkstationRequest) {
+    return this.call('post', 'api/workstations', registerWorkstationResponseSchema, body);
+  }
+
+  /** The fleet, with online/offline status. */
+  listWorkstations() {
+    return this.call('get', 'api/workstations', listWorkstationsResponseSchema);
+  }
+
+  /** Credentials, never their secrets (admin). */
+  listCredentials() {
+    return this.call('get', 'api/workstations/credentials', listCredentialsResponseSchema);
+  }
+
+  /** Revokes a credential at once (admin). */
+  revokeCredential(id: string) {
+    return this.call('post', `api/workstations/credentials/${encodeURIComponent(id)}/revoke`, revokeCredentialResponseSchema);
+  }
+
+  private async call<S extends z.ZodType>(method: 'get' | 'post', path: string, schema: S, body?: unknown): Promise<z.infer<S>> {
+    let res: Response;
+    try {
+      res = await this.http(path, { method, ...(body === undefined ? {} : { json: body }) });
+    } catch (e) {
+      throw await toApiError(e, this.url);
+    }
+    const parsed = schema.safeParse(await res.json().catch(() => undefined));
+    if (!parsed.success) throw new ApiError(res.status, 'invalid-response', `unexpected answer from ${this.url}/${path}`);
+    return parsed.data;
+  }
+}
+
+/** Turns a ky/fetch failure into an {@link ApiError} with a one-line message. */
+export async function toApiError(e: unknown, url: string): Promise<ApiError> {
+  if (e instanceof HTTPError) {
+    const parsed = errorBodySchema.safeParse(await e.response.json().catch(() => undefined));
+    if (parsed.success) {
+      const { code, message, details } = parsed.data.error;
+      return new ApiError(e.response.status, code, message, details);
+    }
+    return new ApiError(e.response.status, 'http-error', `${url} answered ${e.response.status} ${e.response.statusText}`.trim());
+  }
+  const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (err?.name === 'TimeoutError') return new ApiError(0, 'unreachable', `cannot reach ${url}: timed out`, undefined, { cause: e });
+  const reason = err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
+  return new ApiError(0, 'unreachable', `cannot reach ${url}: ${reason}`, undefined, { cause: e });
+}

@@ -1,0 +1,3 @@
+export * from './schemas.js';
+export { ApiError, isApiError } from './errors.js';
+export { ControlPlaneClient, backoffDelay, toApiError, type ControlPlaneClientOptions } from './client.js';
