@@ -1,0 +1,363 @@
+import { abortable, abortedError, sleep, throwIfAborted } from '../abort.js';
+import { AsyncQueue } from '../async-queue.js';
+import { RuntimeError } from '../errors.js';
+import { matchesLabels, withManagedLabels } from '../labels.js';
+import {
+  RUNTIME_SPECIFICATION_VERSION,
+  type Availability,
+  type CallOptions,
+  type EnsureImageOptions,
+  type ExecHandle,
+  type ExecOptions,
+  type ExitStatus,
+  type ImageInfo,
+  type Instance,
+  type InstanceSpec,
+  type ListFilter,
+  type LogChunk,
+  type LogsOptions,
+  type Runtime,
+  type StopOptions,
+  type TerminalOptions,
+  type TerminalSession,
+} from '../runtime.js';
+import { singleFlight } from '../single-flight.js';
+import { FakeEngine, type FakeInstanceRecord } from './engine.js';
+import { FakeProcess } from './shell.js';
+import { FakeTerminal } from './terminal.js';
+
+export type FakeMethod =
+  | 'available'
+  | 'ensureImage'
+  | 'create'
+  | 'start'
+  | 'stop'
+  | 'remove'
+  | 'inspect'
+  | 'list'
+  | 'logs'
+  | 'wait'
+  | 'exec'
+  | 'terminal';
+
+/** One recorded call: the method and the arguments exactly as given. */
+export interface FakeCall {
+  method: FakeMethod;
+  args: unknown[];
+}
+
+/** An error to throw, or a function deciding per call (return undefined to let the call through). */
+export type FakeFailure = Error | ((call: FakeCall) => Error | undefined);
+
+export interface FakeRuntimeOptions {
+  /** Defaults to 'fake'. */
+  name?: string;
+  /** Shared state; pass the same engine to several runtimes to model an adapter restart. */
+  engine?: FakeEngine;
+  /** What `available()` answers (default `{ available: true, version: 'fake' }`). */
+  availability?: Availability;
+  /** Refs the fake registry can pull: a list or a predicate (default: every ref). */
+  images?: readonly string[] | ((ref: string) => boolean);
+  /** How long one pull takes (default 0). */
+  pullDelayMs?: number;
+  /** Delay before each call of a method does its work (abortable by the call's signal). */
+  delays?: Partial<Record<FakeMethod, number>>;
+  /** Make a method fail, always or when the function says so. */
+  failures?: Partial<Record<FakeMethod, FakeFailure>>;
+  /** Working directory when a spec has no `workdir` (default '/'). */
+  defaultWorkdir?: string;
+}
+
+export interface FakeRuntime extends Runtime {
+  /** Every call so far, in order. */
+  readonly calls: FakeCall[];
+  /** Refs actually pulled (one entry per pull, so single-flight shows as one entry). */
+  readonly pulls: string[];
+  readonly engine: FakeEngine;
+  /** The next call of `method` throws `error` (queued; one per call). */
+  failNext(method: FakeMethod, error: Error): void;
+  /** Calls of one method. */
+  callsOf(method: FakeMethod): FakeCall[];
+}
+
+const DEFAULT_COMMAND = ['/bin/sh', '-c', 'sleep infinity'];
+
+/**
+ * An in-memory runtime for tests: deterministic ids, scripted failures and delays at any
+ * step, recorded calls, and workloads written in a tiny subset of `sh` (see README) so
+ * the same commands run here, on a host and in a busybox image. It passes the conformance
+ * suite like every other adapter.
+ * @example
+ * const rt = createFakeRuntime({ failures: { start: new RuntimeError('start-failed', 'boom') } });
+ * const inst = await rt.create({ name: 'a', command: ['/bin/sh', '-c', 'echo hi; exit 3'] });
+ * await expect(rt.start(inst.id)).rejects.toMatchObject({ code: 'start-failed' });
+ * rt.calls.map((c) => c.method); // ['create', 'start']
+ */
+export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime {
+  const name = options.name ?? 'fake';
+  const engine = options.engine ?? new FakeEngine();
+  const calls: FakeCall[] = [];
+  const pulls: string[] = [];
+  const queuedFailures = new Map<FakeMethod, Error[]>();
+  const pullFlight = singleFlight<ImageInfo>({ runtime: name });
+  let closed = false;
+
+  const pullable = (ref: string): boolean => {
+    const images = options.images;
+    if (images === undefined) return true;
+    return typeof images === 'function' ? images(ref) : images.includes(ref);
+  };
+
+  /** Records the call, honours the signal, scripted failures and delays. */
+  const enter = async (method: FakeMethod, args: unknown[], signal: AbortSignal | undefined): Promise<void> => {
+    const call = { method, args };
+    calls.push(call);
+    throwIfAborted(signal, name);
+    if (closed && method !== 'inspect' && method !== 'list') {
+      throw new RuntimeError('runtime-unavailable', 'this fake runtime was closed', { runtime: name });
+    }
+    const queued = queuedFailures.get(method)?.shift();
+    if (queued) throw queued;
+    const failure = options.failures?.[method];
+    const error = typeof failure === 'function' ? failure(call) : failure;
+    if (error) throw error;
+    const delay = options.delays?.[method];
+    if (delay) await sleep(delay, signal, name);
+  };
+
+  const mustFind = (id: string): FakeInstanceRecord => {
+    const record = engine.find(id);
+    if (!record) throw new RuntimeError('instance-not-found', `no instance "${id}"`, { runtime: name });
+    return record;
+  };
+
+  const toInstance = (r: FakeInstanceRecord): Instance => ({
+    id: r.id,
+    name: r.name,
+    runtime: name,
+    state: r.state,
+    labels: { ...r.labels },
+    ...(r.spec.image === undefined ? {} : { image: r.spec.image }),
+    createdAt: r.createdAt,
+    ...(r.startedAt === undefined ? {} : { startedAt: r.startedAt }),
+    ...(r.finishedAt === undefined ? {} : { finishedAt: r.finishedAt }),
+    ...(r.exit === undefined ? {} : { exitCode: r.exit.exitCode }),
+    details: { workdir: workdirOf(r.spec) },
+  });
+
+  const workdirOf = (spec: InstanceSpec): string => spec.workdir ?? options.defaultWorkdir ?? '/';
+  const envOf = (spec: InstanceSpec, extra?: Record<string, string>): Record<string, string> => ({
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    HOME: '/root',
+    ...(spec.configPath === undefined ? {} : { RUNT_CONFIG_PATH: spec.configPath }),
+    ...spec.env,
+    ...extra,
+  });
+
+  const waitForExit = async (record: FakeInstanceRecord, signal?: AbortSignal): Promise<ExitStatus> => {
+    while (!(record.state === 'exited' && record.exit)) {
+      throwIfAborted(signal, name);
+      await engine.nextChange(signal);
+    }
+    return record.exit;
+  };
+
+  const runtime: FakeRuntime = {
+    specificationVersion: RUNTIME_SPECIFICATION_VERSION,
+    name,
+    calls,
+    pulls,
+    engine,
+
+    failNext(method, error) {
+      const queue = queuedFailures.get(method) ?? [];
+      queue.push(error);
+      queuedFailures.set(method, queue);
+    },
+
+    callsOf: (method) => calls.filter((c) => c.method === method),
+
+    async available(opts?: CallOptions) {
+      await enter('available', [opts], opts?.signal);
+      return options.availability ?? { available: true, version: 'fake' };
+    },
+
+    async ensureImage(ref: string, opts?: EnsureImageOptions) {
+      await enter('ensureImage', [ref, opts], opts?.signal);
+      const local = engine.images.get(ref);
+      if (local) return { ref, id: local };
+      return pullFlight.run(
+        ref,
+        async (signal) => {
+          pulls.push(ref);
+          if (options.pullDelayMs) await sleep(options.pullDelayMs, signal, name);
+          if (!pullable(ref)) throw new RuntimeError('image-unavailable', `image "${ref}" cannot be pulled`, { runtime: name });
+          const id = `sha256:${Buffer.from(ref).toString('hex').padEnd(64, '0').slice(0, 64)}`;
+          engine.images.set(ref, id);
+          return { ref, id };
+        },
+        { ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) },
+      );
+    },
+
+    async create(spec: InstanceSpec, opts?: CallOptions) {
+      await enter('create', [spec, opts], opts?.signal);
+      if (!spec.name) throw new RuntimeError('invalid-spec', 'an instance needs a name', { runtime: name });
+      if (engine.find(spec.name)) throw new RuntimeError('instance-exists', `an instance named "${spec.name}" exists`, { runtime: name });
+      if (spec.image !== undefined && !engine.images.has(spec.image)) {
+        throw new RuntimeError('image-unavailable', `image "${spec.image}" is not present; call ensureImage first`, { runtime: name });
+      }
+      const record: FakeInstanceRecord = {
+        id: engine.newId(),
+        name: spec.name,
+        spec: structuredClone(spec),
+        labels: withManagedLabels(spec.labels),
+        state: 'created',
+        createdAt: new Date().toISOString(),
+        logs: [],
+        children: new Set(),
+      };
+      engine.instances.set(record.id, record);
+      engine.changed();
+      return toInstance(record);
+    },
+
+    async start(id: string, opts?: CallOptions) {
+      await enter('start', [id, opts], opts?.signal);
+      const record = mustFind(id);
+      if (record.state === 'running') return toInstance(record);
+      const proc = new FakeProcess(record.spec.command?.length ? record.spec.command : DEFAULT_COMMAND, {
+        env: envOf(record.spec),
+        cwd: workdirOf(record.spec),
+        write: (stream, data) => engine.appendLog(record, stream, data),
+      });
+      record.process = proc;
+      record.state = 'running';
+      record.startedAt = new Date().toISOString();
+      delete record.finishedAt;
+      delete record.exit;
+      void proc.exit.then((exit) => {
+        if (record.process !== proc) return;
+        record.exit = exit;
+        record.state = 'exited';
+        record.finishedAt = new Date().toISOString();
+        delete record.process;
+        for (const child of record.children) child.kill('SIGKILL');
+        record.children.clear();
+        engine.changed();
+      });
+      engine.changed();
+      return toInstance(record);
+    },
+
+    async stop(id: string, opts?: StopOptions) {
+      await enter('stop', [id, opts], opts?.signal);
+      const record = mustFind(id);
+      const proc = record.process;
+      if (record.state !== 'running' || !proc) return;
+      proc.kill('SIGTERM');
+      const timeoutMs = opts?.timeoutMs ?? 10_000;
+      const graceful = await abortable(
+        Promise.race([proc.exit.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]),
+        opts?.signal,
+        name,
+      );
+      if (!graceful) proc.kill('SIGKILL');
+      await waitForExit(record);
+    },
+
+    async remove(id: string, opts?: CallOptions) {
+      await enter('remove', [id, opts], opts?.signal);
+      const record = mustFind(id);
+      if (record.process) {
+        record.process.kill('SIGKILL');
+        await waitForExit(record);
+      }
+      engine.instances.delete(record.id);
+      engine.changed();
+    },
+
+    async inspect(id: string, opts?: CallOptions) {
+      await enter('inspect', [id, opts], opts?.signal);
+      const record = engine.find(id);
+      return record ? toInstance(record) : undefined;
+    },
+
+    async list(filter?: ListFilter) {
+      await enter('list', [filter], filter?.signal);
+      return [...engine.instances.values()].filter((r) => matchesLabels(r.labels, filter?.labels)).map(toInstance);
+    },
+
+    logs(id: string, opts?: LogsOptions): AsyncIterable<LogChunk> {
+      return (async function* () {
+        await enter('logs', [id, opts], opts?.signal);
+        const record = mustFind(id);
+        const since = opts?.since === undefined ? undefined : new Date(opts.since).getTime();
+        const wanted = (c: LogChunk) => since === undefined || Date.parse(c.at) >= since;
+        let next = 0;
+        for (;;) {
+          while (next < record.logs.length) {
+            const chunk = record.logs[next++] as LogChunk;
+            if (wanted(chunk)) yield { ...chunk };
+          }
+          if (!opts?.follow || record.state !== 'running') return;
+          await engine.nextChange(opts.signal);
+          if (opts.signal?.aborted) throw abortedError(opts.signal, name);
+        }
+      })();
+    },
+
+    async wait(id: string, opts?: CallOptions) {
+      await enter('wait', [id, opts], opts?.signal);
+      return waitForExit(mustFind(id), opts?.signal);
+    },
+
+    async exec(id: string, command: string[], opts?: ExecOptions): Promise<ExecHandle> {
+      await enter('exec', [id, command, opts], opts?.signal);
+      const record = mustFind(id);
+      if (record.state !== 'running') throw new RuntimeError('exec-failed', `instance "${id}" is not running`, { runtime: name });
+      if (command.length === 0) throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: name });
+      const output = new AsyncQueue<LogChunk>();
+      const proc = new FakeProcess(command, {
+        env: envOf(record.spec, opts?.env),
+        cwd: opts?.workdir ?? workdirOf(record.spec),
+        ...(opts?.stdin === undefined ? {} : { stdin: opts.stdin }),
+        write: (stream, data) => output.push({ stream, data, at: new Date().toISOString() }),
+      });
+      record.children.add(proc);
+      const onAbort = () => proc.kill('SIGKILL');
+      opts?.signal?.addEventListener('abort', onAbort, { once: true });
+      const exit = proc.exit.then((status) => {
+        record.children.delete(proc);
+        opts?.signal?.removeEventListener('abort', onAbort);
+        output.end();
+        if (opts?.signal?.aborted) throw abortedError(opts.signal, name);
+        return status;
+      });
+      exit.catch(() => {});
+      return { output, exit };
+    },
+
+    async terminal(id: string, opts?: TerminalOptions): Promise<TerminalSession> {
+      await enter('terminal', [id, opts], opts?.signal);
+      const record = mustFind(id);
+      if (record.state !== 'running') throw new RuntimeError('exec-failed', `instance "${id}" is not running`, { runtime: name });
+      const session = new FakeTerminal({
+        env: envOf(record.spec, opts?.env),
+        cwd: workdirOf(record.spec),
+        ...(opts?.cols === undefined ? {} : { cols: opts.cols }),
+        ...(opts?.rows === undefined ? {} : { rows: opts.rows }),
+      });
+      const child = { kill: () => session.close() };
+      record.children.add(child);
+      void session.exit.then(() => record.children.delete(child));
+      return session;
+    },
+
+    async close() {
+      closed = true;
+      pullFlight.close();
+    },
+  };
+  return runtime;
+}
