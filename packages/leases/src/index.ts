@@ -1,1 +1,31 @@
-export {};
+export {
+  LeaseError,
+  LeaseConflictError,
+  LeaseLostError,
+  LeaseRequestError,
+  isLeaseError,
+  type LeaseErrorCode,
+  type LeaseConflictReason,
+  type LeaseLostReason,
+} from './errors.js';
+export { leaseMigrations } from './migrations.js';
+export type { LeaseRecord } from './lease-record.js';
+export { assertFenced } from './assert-fenced.js';
+export { createSqlLeaseStore, type LeaseStore, type LeaseGrant, type ExpiredLeaseOptions } from './lease-store.js';
+export {
+  LeaseClient,
+  type LeaseClientOptions,
+  type ClaimOptions,
+  type RenewOptions,
+  type ReleaseOptions,
+} from './lease-client.js';
+export type { ClaimedLease, HeldLease, HeldLeaseState, HoldOptions } from './held-lease.js';
+export { parseRetryAfter, backoffDelay, type BackoffOptions } from './retry-delay.js';
+export {
+  claimRequestSchema,
+  claimResponseSchema,
+  heartbeatRequestSchema,
+  heartbeatResponseSchema,
+  releaseRequestSchema,
+  errorBodySchema,
+} from './wire-schemas.js';

@@ -1,0 +1,198 @@
+import { performance } from 'node:perf_hooks';
+import { LeaseError, LeaseLostError, type LeaseRequestError } from './errors.js';
+import { type LeaseHttp, runPath } from './lease-http.js';
+import { type BackoffOptions, backoffDelay } from './retry-delay.js';
+import { heartbeatResponseSchema } from './wire-schemas.js';
+
+/** A lease obtained from `LeaseClient.claim`. */
+export interface ClaimedLease {
+  runId: string;
+  runnerId: string;
+  fencingToken: number;
+  leaseMs: number;
+  /** Expiry as the control plane reported it (its clock; informational only). */
+  expiresAt: Date;
+  /** The control plane's run object from the claim response, untouched. */
+  run: unknown;
+  /**
+   * `performance.now()` when the successful claim request was sent. The local deadline is
+   * `claimedAt + leaseMs`: the server's expiry can only be later, so a slow answer never makes
+   * the client believe in a lease the server has already expired.
+   */
+  claimedAt: number;
+}
+
+/** Tuning of the renew loop. */
+export interface HoldOptions {
+  /**
+   * Lower bound of the renew interval (default 1000 ms). Renewals run every
+   * `max(leaseMs / 3, minRenewIntervalMs)`, minus up to 10% jitter; `leaseMs` must be at least
+   * twice this. Lower it only in tests.
+   */
+  minRenewIntervalMs?: number;
+  /** Called after every successful renewal with the expiry the control plane reported. */
+  onRenew?: (expiresAt: Date) => void;
+}
+
+/** `held` while renewing, `lost` once the signal fired, `stopped` after `stop()` / `release()`. */
+export type HeldLeaseState = 'held' | 'lost' | 'stopped';
+
+/** A claimed lease kept alive by a renew loop; see `LeaseClient.hold`. */
+export interface HeldLease {
+  readonly runId: string;
+  readonly runnerId: string;
+  readonly fencingToken: number;
+  readonly leaseMs: number;
+  /** Aborted with a `LeaseLostError` when the lease is lost; never aborted by `stop()`. */
+  readonly signal: AbortSignal;
+  readonly state: HeldLeaseState;
+  /** Successful renewals so far. */
+  readonly renewals: number;
+  /** Latest expiry the control plane reported (its clock; informational only). */
+  readonly expiresAt: Date;
+  /** Stops renewing (idempotent). The lease then expires on the server unless released. */
+  stop(): void;
+  /** Stops renewing and releases the lease; `false` when the control plane said it was no longer ours. */
+  release(): Promise<boolean>;
+}
+
+export interface HeldLeaseDeps {
+  http: LeaseHttp;
+  backoff: BackoffOptions;
+  random: () => number;
+  release: (lease: ClaimedLease) => Promise<boolean>;
+}
+
+const now = () => performance.now();
+
+export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: HoldOptions = {}): HeldLease {
+  const minInterval = opts.minRenewIntervalMs ?? 1000;
+  if (!(minInterval > 0)) throw new LeaseError('lease-invalid-argument', 'minRenewIntervalMs must be positive');
+  const baseInterval = Math.max(lease.leaseMs / 3, minInterval);
+  if (baseInterval * 2 > lease.leaseMs) {
+    throw new LeaseError(
+      'lease-invalid-argument',
+      `leaseMs (${lease.leaseMs}) must be at least twice the minimum renew interval (${minInterval} ms)`,
+    );
+  }
+
+  const lost = new AbortController();
+  let state: HeldLeaseState = 'held';
+  let renewals = 0;
+  let expiresAt = lease.expiresAt;
+  let deadline = lease.claimedAt + lease.leaseMs;
+  let renewTimer: NodeJS.Timeout | undefined;
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  let inflight: AbortController | undefined;
+  let lastTransient: LeaseRequestError | undefined;
+
+  const clear = () => {
+    clearTimeout(renewTimer);
+    clearTimeout(deadlineTimer);
+    inflight?.abort(new LeaseError('lease-lost', 'renew loop stopped'));
+    inflight = undefined;
+  };
+
+  const lose = (reason: LeaseLostError['reason'], message: string, cause?: unknown) => {
+    if (state !== 'held') return;
+    state = 'lost';
+    clear();
+    lost.abort(new LeaseLostError(lease.runId, lease.fencingToken, reason, message, { cause }));
+  };
+
+  // Timers are unref'd: a renew loop alone must not keep a process alive.
+  const armDeadline = () => {
+    clearTimeout(deadlineTimer);
+    deadlineTimer = setTimeout(onDeadline, Math.max(0, Math.ceil(deadline - now())));
+    deadlineTimer.unref();
+  };
+  const onDeadline = () => {
+    if (state !== 'held') return;
+    if (now() < deadline) return armDeadline();
+    lose('expired', `lease on ${lease.runId} was not renewed before it expired`, lastTransient);
+  };
+  const scheduleRenew = (atMs: number, attempt: number) => {
+    clearTimeout(renewTimer);
+    renewTimer = setTimeout(() => void renew(attempt), Math.max(0, Math.ceil(atMs - now())));
+    renewTimer.unref();
+  };
+  const nextInterval = () => baseInterval * (1 - 0.1 * deps.random());
+
+  const renew = async (attempt: number): Promise<void> => {
+    if (state !== 'held') return;
+    const sentAt = now();
+    if (sentAt >= deadline) return onDeadline();
+    const ac = new AbortController();
+    inflight = ac;
+    let result;
+    try {
+      result = await deps.http.post(
+        runPath(lease.runId, 'heartbeat'),
+        { fencing_token: lease.fencingToken, lease_ms: lease.leaseMs, runner_id: lease.runnerId },
+        heartbeatResponseSchema,
+        // An answer after the deadline is worthless: the lease is already judged lost.
+        { signal: ac.signal, timeoutMs: deadline - sentAt },
+      );
+    } catch {
+      return; // aborted by stop() or by losing the lease
+    } finally {
+      if (inflight === ac) inflight = undefined;
+    }
+    if (state !== 'held') return;
+    switch (result.kind) {
+      case 'ok': {
+        renewals += 1;
+        lastTransient = undefined;
+        deadline = Math.max(deadline, sentAt + lease.leaseMs);
+        const reported = new Date(result.body.expires_at);
+        if (!Number.isNaN(reported.getTime())) expiresAt = reported;
+        armDeadline();
+        scheduleRenew(sentAt + nextInterval(), 0);
+        opts.onRenew?.(expiresAt);
+        return;
+      }
+      case 'conflict':
+        return lose('refused', `the control plane refused to renew the lease on ${lease.runId}: ${result.message}`);
+      case 'fatal':
+        return lose('failed', `renewing the lease on ${lease.runId} failed: ${result.error.message}`, result.error);
+      case 'transient': {
+        const delay = backoffDelay(attempt, result.retryAfterMs, { ...deps.backoff, random: deps.random });
+        // Past the deadline the deadline timer declares the lease lost; no point in asking again.
+        if (now() + delay < deadline) scheduleRenew(now() + delay, attempt + 1);
+        lastTransient = result.error;
+        return;
+      }
+    }
+  };
+
+  armDeadline();
+  scheduleRenew(lease.claimedAt + nextInterval(), 0);
+
+  const stop = () => {
+    if (state !== 'held') return;
+    state = 'stopped';
+    clear();
+  };
+
+  return {
+    runId: lease.runId,
+    runnerId: lease.runnerId,
+    fencingToken: lease.fencingToken,
+    leaseMs: lease.leaseMs,
+    signal: lost.signal,
+    get state() {
+      return state;
+    },
+    get renewals() {
+      return renewals;
+    },
+    get expiresAt() {
+      return expiresAt;
+    },
+    stop,
+    async release() {
+      stop();
+      return deps.release(lease);
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import { z } from 'zod';
+
+/**
+ * Bodies of the control plane's lease endpoints, as `LeaseClient` sends and expects them. A
+ * control plane can validate requests with the same schemas. Extra fields are allowed both ways.
+ *
+ * @example
+ * const body = claimRequestSchema.parse(await c.req.json()); // { runner_id, lease_ms }
+ */
+export const claimRequestSchema = z.object({
+  runner_id: z.string().min(1).max(512),
+  lease_ms: z.number().int().min(1).max(2_147_483_647),
+});
+
+/** `POST /api/runs/:id/claim` → 200/201. `run` is the control plane's run object, passed through. */
+export const claimResponseSchema = z.object({
+  fencing_token: z.number().int().positive(),
+  expires_at: z.string().min(1),
+  run: z.unknown().optional(),
+});
+
+/** `POST /api/runs/:id/heartbeat`. `runner_id` is sent too; the control plane may use it or the caller's identity. */
+export const heartbeatRequestSchema = z.object({
+  fencing_token: z.number().int().positive(),
+  lease_ms: z.number().int().min(1).max(2_147_483_647),
+  runner_id: z.string().min(1).max(512).optional(),
+});
+
+/** `POST /api/runs/:id/heartbeat` → 200. */
+export const heartbeatResponseSchema = z.object({
+  expires_at: z.string().min(1),
+});
+
+/** `POST /api/runs/:id/release` → any 2xx (body ignored); 409 means "not held with that token any more". */
+export const releaseRequestSchema = z.object({
+  fencing_token: z.number().int().positive(),
+  runner_id: z.string().min(1).max(512).optional(),
+});
+
+/** The error body every runt endpoint answers with a 4xx/5xx. */
+export const errorBodySchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+});
