@@ -1,0 +1,208 @@
+import { migrate, type Database } from '@runt/sql';
+import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPairingCode } from './hash-pairing-code.js';
+import { isPairingError, PairingCodeRejectedError, PairingRateLimitedError } from './pairing-error.js';
+import { pairingMigrations } from './pairing-migrations.js';
+import type { IssueCredential, PairingStore } from './pairing-store.js';
+import { createSqlPairingStore } from './sql-pairing-store.js';
+
+const WORKSTATIONS = 'create table workstations (id text primary key, pairing_id text not null, token_hash text not null)';
+
+/** A real issue(): inserts the workstation row through the redeem transaction. */
+function issuer(calls: string[] = [], opts: { hold?: boolean; fail?: boolean } = {}): IssueCredential<string> {
+  return async (tx, { pairingId }) => {
+    const id = `ws_${calls.length + 1}_${Math.random().toString(36).slice(2, 8)}`;
+    calls.push(pairingId);
+    await tx.query('insert into workstations (id, pairing_id, token_hash) values ($1, $2, $3)', [id, pairingId, 'hash']);
+    // Hold the row lock a moment so that concurrent redeems really queue behind it.
+    if (opts.hold) await tx.query('select pg_sleep(0.05)');
+    if (opts.fail) throw new Error('credential table is full');
+    return { workstationId: id, result: `token-for-${id}` };
+  };
+}
+
+async function rejectionOf(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
+  let t: TestDatabase;
+  let db: Database;
+  let store: PairingStore;
+
+  beforeAll(async () => {
+    t = await createTestDatabase(backend);
+    db = t.db;
+    expect(await migrate(db, pairingMigrations)).toEqual(['pairing_0001_codes']);
+    expect(await migrate(db, pairingMigrations)).toEqual([]);
+    await db.query(WORKSTATIONS);
+    store = createSqlPairingStore(db, {
+      limits: { perAddress: { max: 3, windowMs: 60_000 }, overall: { max: 10_000, windowMs: 60_000 } },
+    });
+  });
+  afterAll(async () => {
+    await t?.dispose();
+  });
+
+  it('mints a formatted code that expires by the database clock, storing only its hash', async () => {
+    const minted = await store.mint({ createdBy: 'admin' });
+    expect(minted.code).toMatch(/^[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}$/);
+    const dbNow = (await db.query<{ now: Date }>('select now() as now')).rows[0]!.now;
+    const ttl = minted.expiresAt.getTime() - new Date(dbNow).getTime();
+    expect(ttl).toBeGreaterThan(590_000);
+    expect(ttl).toBeLessThanOrEqual(600_000);
+
+    const rows = (await db.query('select * from pairing_codes where id = $1', [minted.id])).rows;
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ id: minted.id, code_hash: hashPairingCode(minted.code), created_by: 'admin', redeemed_at: null });
+    const dump = JSON.stringify((await db.query('select * from pairing_codes')).rows);
+    expect(dump).not.toContain(minted.code);
+    expect(dump).not.toContain(minted.code.replaceAll('-', ''));
+
+    const info = await store.get(minted.id);
+    expect(info).toEqual({ id: minted.id, createdBy: 'admin', expiresAt: minted.expiresAt, expired: false });
+    expect(await store.get('no-such-id')).toBeUndefined();
+  });
+
+  it('honours a custom ttl and refuses nonsense arguments', async () => {
+    const m = await store.mint({ createdBy: 'admin', ttlMs: 5_000 });
+    const dbNow = new Date((await db.query<{ now: Date }>('select now() as now')).rows[0]!.now).getTime();
+    expect(m.expiresAt.getTime() - dbNow).toBeLessThanOrEqual(5_000);
+    expect(m.expiresAt.getTime() - dbNow).toBeGreaterThan(0);
+    for (const bad of [{ createdBy: '' }, { createdBy: 'a', ttlMs: 0 }, { createdBy: 'a', ttlMs: Number.NaN }]) {
+      expect(isPairingError(await rejectionOf(store.mint(bad)), 'invalid-argument')).toBe(true);
+    }
+  });
+
+  it('redeems once, in the same transaction as issue(); a second redeem is rejected', async () => {
+    const { id, code } = await store.mint({ createdBy: 'admin' });
+    const calls: string[] = [];
+    const result = await store.redeem({ code: code.toLowerCase().replaceAll('-', ' '), clientAddress: '10.0.0.1' }, issuer(calls));
+    expect(calls).toEqual([id]);
+    expect(result).toMatch(/^token-for-ws_1_/);
+    const ws = (await db.query<{ id: string }>('select id from workstations where pairing_id = $1', [id])).rows;
+    expect(ws).toHaveLength(1);
+
+    const info = await store.get(id);
+    expect(info?.redeemedBy).toBe(ws[0]!.id);
+    expect(info?.redeemedAt).toBeInstanceOf(Date);
+    expect(info?.expired).toBe(false);
+
+    const again = await rejectionOf(store.redeem({ code, clientAddress: '10.0.0.1' }, issuer(calls)));
+    expect(again).toBeInstanceOf(PairingCodeRejectedError);
+    expect((again as Error).message).toBe('pairing code is invalid, expired, or already used');
+    expect(calls).toHaveLength(1);
+  });
+
+  it('keeps the code usable when issue() throws (nothing committed)', async () => {
+    const { id, code } = await store.mint({ createdBy: 'admin' });
+    const err = await rejectionOf(store.redeem({ code, clientAddress: '10.0.0.2' }, issuer([], { fail: true })));
+    expect((err as Error).message).toBe('credential table is full');
+    expect((await db.query('select 1 from workstations where pairing_id = $1', [id])).rows).toHaveLength(0);
+    expect((await store.get(id))?.redeemedAt).toBeUndefined();
+    // A server-side failure is not the client's fault: it does not count against the address.
+    expect((await db.query("select 1 from pairing_attempts where client_address = '10.0.0.2'")).rows).toHaveLength(0);
+    expect(await store.redeem({ code, clientAddress: '10.0.0.2' }, issuer())).toMatch(/^token-for-/);
+  });
+
+  it('rejects expired, unknown and malformed codes the same way, without calling issue()', async () => {
+    const { id, code } = await store.mint({ createdBy: 'admin' });
+    await db.query("update pairing_codes set expires_at = now() - interval '1 second' where id = $1", [id]);
+    expect((await store.get(id))?.expired).toBe(true);
+    const calls: string[] = [];
+    for (const attempt of [code, 'ZZZZ-ZZZZ-ZZZZ', 'not a code']) {
+      const e = await rejectionOf(store.redeem({ code: attempt, clientAddress: `10.0.1.${attempt.length}` }, issuer(calls)));
+      expect(isPairingError(e, 'pairing-code-rejected'), attempt).toBe(true);
+      expect((e as Error).message).toBe('pairing code is invalid, expired, or already used');
+    }
+    expect(calls).toEqual([]);
+    expect((await store.get(id))?.redeemedAt).toBeUndefined();
+  });
+
+  it('lets exactly one of 10 concurrent redeems of one code win', async () => {
+    const { id, code } = await store.mint({ createdBy: 'admin' });
+    const calls: string[] = [];
+    const issue = issuer(calls, { hold: backend === 'postgres' });
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => store.redeem({ code, clientAddress: `10.0.2.${i}` }, issue)),
+    );
+    const won = outcomes.filter((o) => o.status === 'fulfilled');
+    const lost = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+    expect(won).toHaveLength(1);
+    expect(lost).toHaveLength(9);
+    for (const l of lost) expect(isPairingError(l.reason, 'pairing-code-rejected')).toBe(true);
+    expect(calls).toEqual([id]);
+    expect((await db.query('select 1 from workstations where pairing_id = $1', [id])).rows).toHaveLength(1);
+  });
+
+  it('rate-limits an address after too many failures, before touching the code', async () => {
+    const addr = '192.0.2.10';
+    for (let i = 0; i < 3; i++) {
+      expect(await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()))).toBeInstanceOf(
+        PairingCodeRejectedError,
+      );
+    }
+    const { id, code } = await store.mint({ createdBy: 'admin' });
+    const calls: string[] = [];
+    const limited = await rejectionOf(store.redeem({ code, clientAddress: addr }, issuer(calls)));
+    expect(limited).toBeInstanceOf(PairingRateLimitedError);
+    expect(isPairingError(limited, 'rate-limited')).toBe(true);
+    const wait = (limited as PairingRateLimitedError).retryAfterSeconds;
+    expect(wait).toBeGreaterThanOrEqual(1);
+    expect(wait).toBeLessThanOrEqual(60);
+    expect(calls).toEqual([]);
+    expect((await store.get(id))?.redeemedAt).toBeUndefined();
+
+    // Another address is unaffected and can use the untouched code.
+    expect(await store.redeem({ code, clientAddress: '192.0.2.11' }, issuer(calls))).toMatch(/^token-for-/);
+
+    // Age the failures: Retry-After shrinks with them, and once out of the window the address may try again.
+    await db.query("update pairing_attempts set failed_at = failed_at - interval '50 seconds' where client_address = $1", [addr]);
+    const later = (await rejectionOf(store.redeem({ code, clientAddress: addr }, issuer()))) as PairingRateLimitedError;
+    expect(later.retryAfterSeconds).toBeLessThanOrEqual(11);
+    await db.query("update pairing_attempts set failed_at = failed_at - interval '11 seconds' where client_address = $1", [addr]);
+    const m2 = await store.mint({ createdBy: 'admin' });
+    expect(await store.redeem({ code: m2.code, clientAddress: addr }, issuer())).toMatch(/^token-for-/);
+  });
+
+  it('does not count successful redeems', async () => {
+    const addr = '192.0.2.20';
+    for (let i = 0; i < 5; i++) {
+      const { code } = await store.mint({ createdBy: 'admin' });
+      expect(await store.redeem({ code, clientAddress: addr }, issuer())).toMatch(/^token-for-/);
+    }
+  });
+});
+
+describe.each(TEST_BACKENDS)('SQL pairing store on %s, own database', (backend) => {
+  it('refuses nonsense limits, does not create its tables, and applies an overall limit across addresses', async () => {
+    const t = await createTestDatabase(backend);
+    try {
+      expect(() => createSqlPairingStore(t.db, { limits: { perAddress: { max: 0, windowMs: 1000 } } })).toThrow(/perAddress/);
+      const store = createSqlPairingStore(t.db, {
+        limits: { perAddress: { max: 100, windowMs: 60_000 }, overall: { max: 4, windowMs: 60_000 } },
+      });
+      // No migrations run by the store: its table does not exist yet.
+      await expect(store.mint({ createdBy: 'admin' })).rejects.toThrow(/pairing_codes/);
+      await migrate(t.db, pairingMigrations);
+      await t.db.query(WORKSTATIONS);
+
+      for (let i = 0; i < 4; i++) {
+        const e = await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ3', clientAddress: `198.51.100.${i}` }, issuer()));
+        expect(e).toBeInstanceOf(PairingCodeRejectedError);
+      }
+      const { code } = await store.mint({ createdBy: 'admin' });
+      const e = await rejectionOf(store.redeem({ code, clientAddress: '198.51.100.200' }, issuer()));
+      expect(e).toBeInstanceOf(PairingRateLimitedError);
+    } finally {
+      await t.dispose();
+    }
+  });
+
+});
