@@ -146,7 +146,8 @@ export interface Runtime {
   available(opts?: CallOptions): Promise<Availability>;
   /**
    * Idempotent and single-flight per ref. The work runs under the runtime's lifetime signal
-   * and its own timeout; the caller's signal only stops the caller waiting.
+   * and its own timeout; the caller's signal only stops the caller waiting (that caller
+   * rejects with `aborted`, the others still get the image). See `singleFlight`.
    */
   ensureImage(ref: string, opts?: EnsureImageOptions): Promise<ImageInfo>;
   create(spec: InstanceSpec, opts?: CallOptions): Promise<Instance>;
@@ -159,6 +160,11 @@ export interface Runtime {
   inspect(id: string, opts?: CallOptions): Promise<Instance | undefined>;
   /** Instances this runtime manages (`runt.managed=true`) matching the filter. */
   list(filter?: ListFilter): Promise<Instance[]>;
+  /**
+   * Without `follow`, what has been written so far; with it, also new output until the
+   * instance exits. A missing instance rejects the first `next()` with `instance-not-found`;
+   * aborting the signal makes the iteration throw an `aborted` RuntimeError.
+   */
   logs(id: string, opts?: LogsOptions): AsyncIterable<LogChunk>;
   wait(id: string, opts?: CallOptions): Promise<ExitStatus>;
   exec(id: string, command: string[], opts?: ExecOptions): Promise<ExecHandle>;

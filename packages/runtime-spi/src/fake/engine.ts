@@ -58,6 +58,7 @@ export class FakeEngine {
   /** Resolves on the next change or when the signal aborts. */
   nextChange(signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
       const done = () => {
         this.#listeners.delete(done);
         signal?.removeEventListener('abort', done);

@@ -184,11 +184,12 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
 
     async ensureImage(ref: string, opts?: EnsureImageOptions) {
       await enter('ensureImage', [ref, opts], opts?.signal);
-      const local = engine.images.get(ref);
-      if (local) return { ref, id: local };
+      // Even a local hit goes through the flight, so a caller that gives up is told so.
       return pullFlight.run(
         ref,
         async (signal) => {
+          const local = engine.images.get(ref);
+          if (local) return { ref, id: local };
           pulls.push(ref);
           if (options.pullDelayMs) await sleep(options.pullDelayMs, signal, name);
           if (!pullable(ref)) throw new RuntimeError('image-unavailable', `image "${ref}" cannot be pulled`, { runtime: name });
@@ -301,6 +302,7 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
             if (wanted(chunk)) yield { ...chunk };
           }
           if (!opts?.follow || record.state !== 'running') return;
+          throwIfAborted(opts.signal, name);
           await engine.nextChange(opts.signal);
           if (opts.signal?.aborted) throw abortedError(opts.signal, name);
         }

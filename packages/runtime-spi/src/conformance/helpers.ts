@@ -1,0 +1,82 @@
+import { isRuntimeError, type RuntimeErrorCode } from '../errors.js';
+import type { ExecHandle, LogChunk, LogsOptions, Runtime, TerminalSession } from '../runtime.js';
+
+export interface CollectedOutput {
+  stdout: string;
+  stderr: string;
+  chunks: LogChunk[];
+}
+
+/**
+ * Reads an instance's logs (or an exec's output) to the end and joins them per stream.
+ * @example
+ * const { stdout } = await collectLogs(runtime.logs(id));
+ */
+export async function collectLogs(source: AsyncIterable<LogChunk>): Promise<CollectedOutput> {
+  const chunks: LogChunk[] = [];
+  for await (const chunk of source) chunks.push(chunk);
+  return {
+    stdout: chunks.filter((c) => c.stream === 'stdout').map((c) => c.data).join(''),
+    stderr: chunks.filter((c) => c.stream === 'stderr').map((c) => c.data).join(''),
+    chunks,
+  };
+}
+
+/** Output and exit status of an exec, once it has ended. */
+export async function collectExec(handle: ExecHandle): Promise<CollectedOutput & { exitCode: number }> {
+  const [output, status] = await Promise.all([collectLogs(handle.output), handle.exit]);
+  return { ...output, exitCode: status.exitCode };
+}
+
+/**
+ * Follows an instance's logs until `text` has appeared on either stream (then stops following).
+ * Rejects if the logs end first.
+ */
+export async function waitForLogText(runtime: Runtime, id: string, text: string, opts: Omit<LogsOptions, 'follow'> = {}): Promise<string> {
+  let seen = '';
+  for await (const chunk of runtime.logs(id, { ...opts, follow: true })) {
+    seen += chunk.data;
+    if (seen.includes(text)) return seen;
+  }
+  throw new Error(`logs of ${id} ended without "${text}"; got: ${JSON.stringify(seen)}`);
+}
+
+/** Collects a terminal's output until it contains `text`. */
+export function waitForTerminalText(session: TerminalSession, text: string, sink: { output: string }): Promise<void> {
+  return new Promise((resolve) => {
+    if (sink.output.includes(text)) return resolve();
+    const off = session.onData(() => {
+      if (sink.output.includes(text)) {
+        off();
+        resolve();
+      }
+    });
+  });
+}
+
+/**
+ * Settles with the RuntimeError `promise` rejects with, failing when it resolves or rejects
+ * with anything but a RuntimeError carrying `code`.
+ */
+export async function expectRuntimeError(promise: Promise<unknown>, code: RuntimeErrorCode): Promise<unknown> {
+  let outcome: { value: unknown } | { error: unknown };
+  try {
+    outcome = { value: await promise };
+  } catch (error) {
+    outcome = { error };
+  }
+  if ('value' in outcome) throw new Error(`expected a RuntimeError "${code}", but the call resolved with ${safeJson(outcome.value)}`);
+  if (!isRuntimeError(outcome.error, code)) {
+    const e = outcome.error as { code?: unknown; message?: unknown };
+    throw new Error(`expected a RuntimeError "${code}", got ${String(e?.code ?? '')} ${String(e?.message ?? outcome.error)}`);
+  }
+  return outcome.error;
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
