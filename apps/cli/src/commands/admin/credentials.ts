@@ -1,0 +1,21 @@
+import { Command, Flags } from '@oclif/core';
+import { adminClient } from '../../config.js';
+
+export default class AdminCredentials extends Command {
+  static override summary = 'List credentials (never their secrets).';
+  static override examples = ['<%= config.bin %> admin credentials --url http://127.0.0.1:8787 --json'];
+  static override enableJsonFlag = true;
+  static override flags = {
+    url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL)' }),
+    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN)' }),
+  };
+
+  async run() {
+    const { flags } = await this.parse(AdminCredentials);
+    const { credentials } = await (await adminClient(flags)).listCredentials();
+    for (const c of credentials) {
+      this.log([c.id, c.kind, c.display_name ?? '-', c.revoked_at ? `revoked ${c.revoked_at}` : 'active'].join('  '));
+    }
+    return { credentials };
+  }
+}

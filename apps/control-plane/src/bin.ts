@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+import { loadConfig } from './config.js';
+import { connectCommand } from './routes/pairing.js';
+import { startControlPlane } from './server.js';
+
+// Human lines go to stderr; stdout carries the JSON logs.
+const say = (line: string) => process.stderr.write(`${line}\n`);
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const cp = await startControlPlane(config);
+  const code = await cp.pairing.mint({ createdBy: 'startup' });
+  say('');
+  say(`runt control plane listening on ${cp.url} (database: ${cp.db.backend === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'Postgres'})`);
+  say(cp.adminTokenPath ? `admin token: ${cp.adminTokenPath} (export RUNT_ADMIN_TOKEN=$(cat ${cp.adminTokenPath}))` : 'admin token: from RUNT_ADMIN_TOKEN');
+  say(`pair a workstation (code valid 10 minutes, single use):`);
+  say(`  ${connectCommand(cp.publicUrl, code.code)}`);
+  say('');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    cp.logger.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    cp.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  say(`runt-control-plane: ${e instanceof Error ? e.message : String(e)}`);
+  if (process.env.DEBUG?.includes('runt') && e instanceof Error) say(e.stack ?? '');
+  process.exit(1);
+});

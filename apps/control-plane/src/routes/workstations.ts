@@ -1,0 +1,36 @@
+import { Hono } from 'hono';
+import { bearerAuth, type AuthEnv, type PrincipalResolver } from '@runt/transport-auth';
+import { registerWorkstationRequestSchema } from '@runt/protocol';
+import { readJson } from '../body.js';
+import { HttpError } from '../errors.js';
+import type { WorkstationStore } from '../stores/workstation-store.js';
+
+export interface WorkstationRouteDeps {
+  workstations: WorkstationStore;
+  resolve: PrincipalResolver;
+  bodyLimitBytes: number;
+  /** Called after a credential is revoked (closes its agent link). */
+  onRevoke?: (credentialId: string, workstationId: string | null) => void;
+}
+
+/** Registration/heartbeat, the fleet, and credentials. */
+export function workstationRoutes(deps: WorkstationRouteDeps) {
+  const admin = bearerAuth({ resolve: deps.resolve, kinds: ['admin'] });
+  const workstation = bearerAuth({ resolve: deps.resolve, kinds: ['workstation'] });
+  const anyone = bearerAuth({ resolve: deps.resolve, kinds: ['admin', 'workstation'] });
+  return new Hono<AuthEnv>()
+    .post('/', workstation, async (c) => {
+      const body = await readJson(c, registerWorkstationRequestSchema, deps.bodyLimitBytes);
+      const id = c.get('principal').workstationId;
+      if (!id) throw new HttpError('forbidden', 'this credential belongs to no workstation');
+      return c.json({ workstation: await deps.workstations.register(id, body) });
+    })
+    .get('/', anyone, async (c) => c.json({ workstations: await deps.workstations.list() }))
+    .get('/credentials', admin, async (c) => c.json({ credentials: await deps.workstations.listCredentials() }))
+    .post('/credentials/:id/revoke', admin, async (c) => {
+      const cred = await deps.workstations.revokeCredential(c.req.param('id'));
+      if (!cred) throw new HttpError('not-found', 'no such credential');
+      deps.onRevoke?.(cred.id, cred.workstation_id);
+      return c.json({ credential: cred });
+    });
+}

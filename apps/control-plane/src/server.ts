@@ -1,0 +1,130 @@
+import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { join, resolve as resolvePath } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import type { DestinationStream, Logger } from 'pino';
+import { createSqlPairingStore, pairingMigrations, type AttemptLimits, type PairingStore } from '@runt/pairing';
+import { migrate, openDatabase, type Database } from '@runt/sql';
+import { parseToken } from '@runt/transport-auth';
+import { createApp } from './app.js';
+import type { ControlPlaneConfig } from './config.js';
+import { createLogger } from './logger.js';
+import { controlPlaneMigrations } from './migrations.js';
+import { WorkstationStore } from './stores/workstation-store.js';
+
+export interface StartOptions {
+  /** Use this database instead of opening one from the config (tests). */
+  db?: Database;
+  logDestination?: DestinationStream;
+  pairingLimits?: AttemptLimits;
+}
+
+export interface RunningControlPlane {
+  /** Where it listens, e.g. http://127.0.0.1:8787 */
+  url: string;
+  /** RUNT_PUBLIC_URL or `url`: what connect commands name. */
+  publicUrl: string;
+  port: number;
+  db: Database;
+  logger: Logger;
+  workstations: WorkstationStore;
+  pairing: PairingStore;
+  /** Set when the admin token was generated and written to a file on this start. */
+  adminTokenPath?: string;
+  /** Stops accepting, finishes in-flight requests, closes the database. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the database, applies migrations, makes sure an admin credential exists, and serves
+ * the API.
+ *
+ * @example
+ * const cp = await startControlPlane(loadConfig({ RUNT_PORT: '0' }));
+ * console.log(cp.url); await cp.close();
+ */
+export async function startControlPlane(config: ControlPlaneConfig, opts: StartOptions = {}): Promise<RunningControlPlane> {
+  const logger = createLogger(config.logLevel, opts.logDestination);
+  if (config.adminToken && parseToken(config.adminToken)?.kind !== 'admin') {
+    throw new Error('RUNT_ADMIN_TOKEN must be an admin token (rnt_adm_ followed by 43 base64url characters)');
+  }
+  const dataDir = resolvePath(config.dataDir);
+  const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(dataDir, 'db') }));
+  try {
+    await migrate(db, [...pairingMigrations, ...controlPlaneMigrations]);
+  } catch (e) {
+    if (!opts.db) await db.close();
+    throw e;
+  }
+  const workstations = new WorkstationStore(db);
+  const pairing = createSqlPairingStore(db, opts.pairingLimits ? { limits: opts.pairingLimits } : {});
+
+  const adminTokenPath = join(dataDir, 'admin-token');
+  const fileMissing = !config.adminToken && !(await exists(adminTokenPath));
+  const { minted } = await workstations.ensureAdmin({
+    ...(config.adminToken ? { token: config.adminToken } : {}),
+    regenerate: fileMissing,
+  });
+  if (minted) await writeSecretFile(adminTokenPath, `${minted}\n`);
+
+  let publicUrl = config.publicUrl ?? '';
+  const app = createApp({
+    db,
+    logger,
+    pairing,
+    workstations,
+    bodyLimitBytes: config.bodyLimitBytes,
+    publicUrl: () => publicUrl,
+  });
+
+  const server: ServerType = await new Promise((resolveServer, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolveServer(s));
+    s.once('error', reject);
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  publicUrl = (config.publicUrl ?? url).replace(/\/+$/, '');
+  logger.info({ url, database: db.backend }, 'listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    publicUrl,
+    port,
+    db,
+    logger,
+    workstations,
+    pairing,
+    ...(minted || !config.adminToken ? { adminTokenPath } : {}),
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((r) => {
+          server.close(() => r());
+          (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+        });
+        if (!opts.db) await db.close();
+        logger.info('stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  const { access } = await import('node:fs/promises');
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** 0600 file in a 0700 directory, written to a temp file and renamed into place. */
+async function writeSecretFile(path: string, content: string): Promise<void> {
+  const dir = join(path, '..');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, content, { mode: 0o600 });
+  await chmod(tmp, 0o600);
+  await rename(tmp, path);
+}

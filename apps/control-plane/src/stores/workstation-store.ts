@@ -1,0 +1,190 @@
+import { randomUUID } from 'node:crypto';
+import type { Database, Queryable } from '@runt/sql';
+import { hashToken, mintToken, type Principal, type TokenKind } from '@runt/transport-auth';
+import { WORKSTATION_OFFLINE_AFTER_SECONDS, type Credential, type RegisterWorkstationRequest, type Workstation } from '@runt/protocol';
+
+interface WorkstationRow {
+  id: string;
+  display_name: string;
+  hostname: string | null;
+  cpu_count: number | null;
+  memory_bytes: number | string | null;
+  max_runs: number | null;
+  runtimes: string[];
+  labels: Record<string, string>;
+  agent_version: string | null;
+  listening: boolean;
+  status: Workstation['status'];
+  last_seen_at: Date | string | null;
+  created_at: Date | string;
+}
+
+const iso = (v: Date | string | null): string | null => (v === null ? null : new Date(v).toISOString());
+
+// Status is derived, never stored: revoked when no live credential is left, online while
+// heard from within the window, offline otherwise.
+const SELECT_WORKSTATION = `
+select w.*,
+  case
+    when not exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null) then 'revoked'
+    when w.last_seen_at is null or w.last_seen_at < now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS}) then 'offline'
+    when w.draining then 'draining'
+    else 'online'
+  end as status
+from workstations w`;
+
+function toWorkstation(r: WorkstationRow): Workstation {
+  return {
+    id: r.id,
+    display_name: r.display_name,
+    hostname: r.hostname,
+    status: r.status,
+    listening: r.listening,
+    last_seen_at: iso(r.last_seen_at),
+    cpu_count: r.cpu_count,
+    memory_bytes: r.memory_bytes === null ? null : Number(r.memory_bytes),
+    max_runs: r.max_runs,
+    runtimes: r.runtimes,
+    labels: r.labels,
+    agent_version: r.agent_version,
+    created_at: iso(r.created_at)!,
+  };
+}
+
+/**
+ * Workstations and their credentials in SQL. Tokens are stored only as SHA-256 hashes; the
+ * secret leaves this module once, in the return value of {@link WorkstationStore.createPaired}.
+ */
+export class WorkstationStore {
+  constructor(private readonly db: Database) {}
+
+  /**
+   * Inside the pairing transaction: creates the workstation and its credential.
+   * @returns the new workstation id and the one-time plaintext token
+   */
+  async createPaired(tx: Queryable, input: { displayName: string; hostname?: string; pairingId: string }) {
+    const workstationId = `ws_${randomUUID()}`;
+    const credentialId = `cred_${randomUUID()}`;
+    const token = mintToken('workstation');
+    await tx.query('insert into workstations (id, display_name, hostname, pairing_id) values ($1, $2, $3, $4)', [
+      workstationId,
+      input.displayName,
+      input.hostname ?? null,
+      input.pairingId,
+    ]);
+    await tx.query('insert into credentials (id, kind, token_hash, workstation_id) values ($1, $2, $3, $4)', [
+      credentialId,
+      'workstation',
+      hashToken(token),
+      workstationId,
+    ]);
+    return { workstationId, credentialId, token, displayName: input.displayName };
+  }
+
+  /** Resolves a token hash to its principal; revoked or unknown → undefined. */
+  async resolve(tokenHash: string, kind: TokenKind): Promise<Principal | undefined> {
+    const r = await this.db.query<{ id: string; kind: TokenKind; workstation_id: string | null; stale: boolean }>(
+      `select id, kind, workstation_id,
+              (last_used_at is null or last_used_at < now() - interval '60 seconds') as stale
+         from credentials where token_hash = $1 and kind = $2 and revoked_at is null`,
+      [tokenHash, kind],
+    );
+    const row = r.rows[0];
+    if (!row) return undefined;
+    // last_used_at is informational: refresh it at most once a minute, off the request path.
+    if (row.stale) void this.db.query('update credentials set last_used_at = now() where id = $1', [row.id]).catch(() => {});
+    return row.workstation_id ? { kind: row.kind, id: row.id, workstationId: row.workstation_id } : { kind: row.kind, id: row.id };
+  }
+
+  /** Registration / heartbeat: the agent's report wins, updated in place. */
+  async register(workstationId: string, body: RegisterWorkstationRequest): Promise<Workstation> {
+    await this.db.query(
+      `update workstations set display_name = $2, hostname = coalesce($3, hostname), cpu_count = $4, memory_bytes = $5,
+         max_runs = coalesce($6, max_runs), runtimes = $7::jsonb, labels = $8::jsonb, agent_version = $9, listening = $10,
+         last_seen_at = now(), registered_at = coalesce(registered_at, now())
+       where id = $1`,
+      [
+        workstationId,
+        body.display_name,
+        body.hostname ?? null,
+        body.cpu_count,
+        body.memory_bytes ?? null,
+        body.max_runs ?? null,
+        JSON.stringify(body.runtimes),
+        JSON.stringify(body.labels ?? {}),
+        body.agent_version,
+        body.listening,
+      ],
+    );
+    const ws = await this.get(workstationId);
+    if (!ws) throw new Error(`workstation ${workstationId} vanished`);
+    return ws;
+  }
+
+  async get(id: string): Promise<Workstation | undefined> {
+    const r = await this.db.query<WorkstationRow>(`${SELECT_WORKSTATION} where w.id = $1`, [id]);
+    return r.rows[0] ? toWorkstation(r.rows[0]) : undefined;
+  }
+
+  async list(): Promise<Workstation[]> {
+    const r = await this.db.query<WorkstationRow>(`${SELECT_WORKSTATION} order by w.created_at, w.id`);
+    return r.rows.map(toWorkstation);
+  }
+
+  /** Has the workstation paired through this code registered yet? */
+  async registeredByPairing(pairingId: string): Promise<{ id: string; registered: boolean } | undefined> {
+    const r = await this.db.query<{ id: string; registered_at: Date | null }>(
+      'select id, registered_at from workstations where pairing_id = $1',
+      [pairingId],
+    );
+    const row = r.rows[0];
+    return row ? { id: row.id, registered: row.registered_at !== null } : undefined;
+  }
+
+  async listCredentials(): Promise<Credential[]> {
+    const r = await this.db.query<{
+      id: string;
+      kind: 'admin' | 'workstation';
+      workstation_id: string | null;
+      display_name: string | null;
+      created_at: Date;
+      last_used_at: Date | null;
+      revoked_at: Date | null;
+    }>(
+      `select c.id, c.kind, c.workstation_id, w.display_name, c.created_at, c.last_used_at, c.revoked_at
+         from credentials c left join workstations w on w.id = c.workstation_id order by c.created_at, c.id`,
+    );
+    return r.rows.map((c) => ({ ...c, created_at: iso(c.created_at)!, last_used_at: iso(c.last_used_at), revoked_at: iso(c.revoked_at) }));
+  }
+
+  /** Revokes a credential at once; idempotent. Returns undefined for an unknown id. */
+  async revokeCredential(id: string): Promise<Credential | undefined> {
+    await this.db.query('update credentials set revoked_at = coalesce(revoked_at, now()) where id = $1', [id]);
+    return (await this.listCredentials()).find((c) => c.id === id);
+  }
+
+  /**
+   * Makes sure an admin credential exists. With `token` (RUNT_ADMIN_TOKEN) its hash becomes the
+   * `admin-env` credential; otherwise a generated one is kept as `admin`. Returns a freshly
+   * minted token only when it had to mint one (the caller writes it to a 0600 file).
+   */
+  async ensureAdmin(opts: { token?: string; regenerate?: boolean }): Promise<{ minted?: string }> {
+    if (opts.token) {
+      await this.db.query(
+        `insert into credentials (id, kind, token_hash) values ('admin-env', 'admin', $1)
+           on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null`,
+        [hashToken(opts.token)],
+      );
+      return {};
+    }
+    const existing = await this.db.query(`select 1 from credentials where id = 'admin' and revoked_at is null`);
+    if (existing.rows.length > 0 && !opts.regenerate) return {};
+    const token = mintToken('admin');
+    await this.db.query(
+      `insert into credentials (id, kind, token_hash) values ('admin', 'admin', $1)
+         on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null, created_at = now()`,
+      [hashToken(token)],
+    );
+    return { minted: token };
+  }
+}

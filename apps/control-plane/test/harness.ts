@@ -1,0 +1,68 @@
+import { Writable } from 'node:stream';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
+import type { SqlBackend } from '@runt/sql';
+import { mintToken } from '@runt/transport-auth';
+import { loadConfig } from '../src/config.js';
+import { startControlPlane, type RunningControlPlane, type StartOptions } from '../src/server.js';
+
+export interface Harness {
+  cp: RunningControlPlane;
+  t: TestDatabase;
+  adminToken: string;
+  dataDir: string;
+  /** Every JSON log line the control plane wrote. */
+  logs: string[];
+  /** fetch against the control plane with JSON helpers. */
+  api(path: string, init?: { method?: string; token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; headers: Headers; json: any }>;
+  close(): Promise<void>;
+}
+
+/** A real listening control plane on port 0 over a fresh database of the given backend. */
+export async function startHarness(backend: SqlBackend, opts: Omit<StartOptions, 'db' | 'logDestination'> = {}): Promise<Harness> {
+  const t = await createTestDatabase(backend);
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  const adminToken = mintToken('admin');
+  const dataDir = mkdtempSync(join(tmpdir(), 'runt-cp-'));
+  const cp = await startControlPlane(loadConfig({}, { port: 0, host: '127.0.0.1', dataDir, adminToken, bodyLimitBytes: 64 * 1024, logLevel: 'info' }), {
+    ...opts,
+    db: t.db,
+    logDestination: sink as unknown as NonNullable<StartOptions['logDestination']>,
+  });
+  return {
+    cp,
+    t,
+    adminToken,
+    dataDir,
+    logs,
+    async api(path, init = {}) {
+      const headers: Record<string, string> = { ...init.headers };
+      if (init.token) headers.authorization = `Bearer ${init.token}`;
+      let body: string | undefined;
+      if (init.raw !== undefined) body = init.raw;
+      else if (init.body !== undefined) body = JSON.stringify(init.body);
+      if (body !== undefined) headers['content-type'] ??= 'application/json';
+      const res = await fetch(`${cp.url}${path}`, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, ...(body === undefined ? {} : { body }) });
+      const text = await res.text();
+      let json: unknown;
+      try {
+        json = text ? JSON.parse(text) : undefined;
+      } catch {
+        json = text;
+      }
+      return { status: res.status, headers: res.headers, json };
+    },
+    async close() {
+      await cp.close();
+      await t.dispose();
+    },
+  };
+}
