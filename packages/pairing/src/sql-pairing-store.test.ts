@@ -204,5 +204,4 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s, own database', (backend) 
       await t.dispose();
     }
   });
-
 });
