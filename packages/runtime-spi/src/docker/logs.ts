@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { throwIfAborted } from '../abort.js';
+import { abortedError, throwIfAborted } from '../abort.js';
 import { AsyncQueue } from '../async-queue.js';
 import type { LogChunk, LogsOptions } from '../runtime.js';
 import { DOCKER_RUNTIME, toDockerError, type DockerEndpoint } from './connection.js';
@@ -8,7 +8,7 @@ import { DockerDemuxer } from './demux.js';
 
 /**
  * A container's output as chunks per stream. With `follow` it keeps reading until the container
- * exits (the engine then ends the stream) or the signal aborts (the iteration then just ends).
+ * exits (the engine then ends the stream); when the signal aborts, iteration rejects with `aborted`.
  * @example
  * for await (const c of dockerLogs(docker, endpoint, id, { follow: true })) process.stdout.write(c.data);
  */
@@ -45,11 +45,11 @@ export async function* dockerLogs(
   stream.on('data', (b: Buffer) => demux.push(b));
   stream.on('end', finish);
   stream.on('close', finish);
-  stream.on('error', (e: unknown) => (opts.signal?.aborted ? finish() : queue.fail(fail(e))));
   const onAbort = () => {
-    finish();
+    queue.fail(abortedError(opts.signal, DOCKER_RUNTIME));
     stream.destroy?.();
   };
+  stream.on('error', (e: unknown) => (opts.signal?.aborted ? onAbort() : queue.fail(fail(e))));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     yield* queue;
