@@ -13,6 +13,23 @@ import {
   type MintPairingCodeRequest,
   type RegisterWorkstationRequest,
 } from './schemas.js';
+import {
+  appendEventsResponseSchema,
+  bundleResponseSchema,
+  claimRunResponseSchema,
+  commandResponseSchema,
+  heartbeatRunResponseSchema,
+  listCommandsResponseSchema,
+  listEventsResponseSchema,
+  listRunsResponseSchema,
+  okResponseSchema,
+  runResponseSchema,
+  type QueueCommandRequest,
+  type ReportRunStatusRequest,
+  type RunEventInput,
+  type RunStatus,
+  type SubmitRunRequest,
+} from './runs.js';
 
 export interface ControlPlaneClientOptions {
   /** Base URL of the control plane, e.g. `http://127.0.0.1:8787`. */
@@ -95,10 +112,108 @@ export class ControlPlaneClient {
     return this.call('post', `api/workstations/credentials/${encodeURIComponent(id)}/revoke`, revokeCredentialResponseSchema);
   }
 
-  private async call<S extends z.ZodType>(method: 'get' | 'post', path: string, schema: S, body?: unknown): Promise<z.infer<S>> {
-    let res: Response;
+  // ---- runs (admin) ----
+
+  /** Submits a run; with `idempotency_key` a retried submit returns the same run. */
+  submitRun(body: SubmitRunRequest) {
+    return this.call('post', 'api/runs', runResponseSchema, body);
+  }
+
+  listRuns(query: { status?: RunStatus; workstation_id?: string; runtime?: string; limit?: number; cursor?: string } = {}) {
+    return this.call('get', 'api/runs', listRunsResponseSchema, undefined, query);
+  }
+
+  getRun(id: string) {
+    return this.call('get', `api/runs/${encodeURIComponent(id)}`, runResponseSchema);
+  }
+
+  cancelRun(id: string) {
+    return this.call('post', `api/runs/${encodeURIComponent(id)}/cancel`, runResponseSchema, {});
+  }
+
+  /** Queues a command (an exec) into a live run. */
+  queueCommand(runId: string, body: QueueCommandRequest) {
+    return this.call('post', `api/runs/${encodeURIComponent(runId)}/commands`, commandResponseSchema, body);
+  }
+
+  /** One page of a run's events after `after_seq`. */
+  listEvents(runId: string, query: { after_seq?: number; limit?: number } = {}) {
+    return this.call('get', `api/runs/${encodeURIComponent(runId)}/events`, listEventsResponseSchema, undefined, query);
+  }
+
+  /** Uploads a bundle (tar or tar.gz bytes); the control plane checks the sha256. Idempotent. */
+  async uploadBundle(sha256: string, bytes: Uint8Array) {
+    return this.call('put', `api/bundles/${sha256}`, bundleResponseSchema, undefined, undefined, bytes);
+  }
+
+  // ---- runs (workstation: the agent) ----
+
+  /** The polling path: runs offered to this workstation (used while the link is down). */
+  offeredRuns(workstationId: string) {
+    return this.call('get', `api/workstations/${encodeURIComponent(workstationId)}/runs`, listRunsResponseSchema, undefined, { status: 'offered' });
+  }
+
+  claimRun(runId: string, body: { runner_id: string; lease_ms: number }) {
+    return this.call('post', `api/runs/${encodeURIComponent(runId)}/claim`, claimRunResponseSchema, body);
+  }
+
+  heartbeatRun(runId: string, body: { fencing_token: number; lease_ms: number }) {
+    return this.call('post', `api/runs/${encodeURIComponent(runId)}/heartbeat`, heartbeatRunResponseSchema, body);
+  }
+
+  releaseRun(runId: string, body: { fencing_token: number }) {
+    return this.call('post', `api/runs/${encodeURIComponent(runId)}/release`, okResponseSchema, body);
+  }
+
+  appendEvents(runId: string, body: { fencing_token: number; events: RunEventInput[] }) {
+    return this.call('post', `api/runs/${encodeURIComponent(runId)}/events`, appendEventsResponseSchema, body);
+  }
+
+  reportStatus(runId: string, body: ReportRunStatusRequest) {
+    return this.call('post', `api/runs/${encodeURIComponent(runId)}/status`, runResponseSchema, body);
+  }
+
+  listCommands(runId: string, afterSeq = 0) {
+    return this.call('get', `api/runs/${encodeURIComponent(runId)}/commands`, listCommandsResponseSchema, undefined, { after_seq: afterSeq });
+  }
+
+  ackCommand(commandId: string, body: { fencing_token: number }) {
+    return this.call('post', `api/commands/${encodeURIComponent(commandId)}/ack`, commandResponseSchema, body);
+  }
+
+  commandStatus(commandId: string, body: { fencing_token: number; state: 'completed' | 'failed' | 'cancelled'; exit_code?: number; message?: string }) {
+    return this.call('post', `api/commands/${encodeURIComponent(commandId)}/status`, commandResponseSchema, body);
+  }
+
+  /** Downloads a bundle's bytes (the agent verifies the sha256 itself). */
+  async downloadBundle(sha256: string): Promise<Uint8Array> {
     try {
-      res = await this.http(path, { method, ...(body === undefined ? {} : { json: body }) });
+      const res = await this.http(`api/bundles/${sha256}`, { method: 'get' });
+      return new Uint8Array(await res.arrayBuffer());
+    } catch (e) {
+      throw await toApiError(e, this.url);
+    }
+  }
+
+  private async call<S extends z.ZodType>(
+    method: 'get' | 'post' | 'put',
+    path: string,
+    schema: S,
+    body?: unknown,
+    query?: Record<string, string | number | undefined>,
+    bytes?: Uint8Array,
+  ): Promise<z.infer<S>> {
+    let res: Response;
+    const searchParams = query
+      ? Object.fromEntries(Object.entries(query).filter((e): e is [string, string | number] => e[1] !== undefined))
+      : undefined;
+    try {
+      res = await this.http(path, {
+        method,
+        ...(body === undefined ? {} : { json: body }),
+        ...(bytes ? { body: bytes, headers: { 'content-type': 'application/octet-stream' } } : {}),
+        ...(searchParams ? { searchParams } : {}),
+      });
     } catch (e) {
       throw await toApiError(e, this.url);
     }

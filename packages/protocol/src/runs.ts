@@ -1,0 +1,224 @@
+import { z } from 'zod';
+import { labelsSchema, registerWorkstationRequestSchema, runtimeNameSchema } from './schemas.js';
+
+// ---- runs ----------------------------------------------------------------------------------
+
+/** `queued → offered → accepted → running → completed | failed | cancelled | blocked`; only forward. */
+export const runStatusSchema = z.enum(['queued', 'offered', 'accepted', 'running', 'completed', 'failed', 'cancelled', 'blocked']);
+export type RunStatus = z.infer<typeof runStatusSchema>;
+export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['completed', 'failed', 'cancelled', 'blocked'];
+export const isTerminalRunStatus = (s: RunStatus): boolean => TERMINAL_RUN_STATUSES.includes(s);
+
+/** Failure kinds: extend, never rename. */
+export const failureKindSchema = z.enum([
+  'schema-invalid',
+  'runtime-unavailable',
+  'image-unavailable',
+  'start-failed',
+  'nonzero-exit',
+  'runner-lost',
+  'runner-lease-conflict',
+  'cancelled',
+  'timeout',
+  'internal',
+]);
+export type FailureKind = z.infer<typeof failureKindSchema>;
+
+const envKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'environment variable names are letters, digits and _');
+export const sha256Schema = z.string().regex(/^[a-f0-9]{64}$/, 'a lowercase hex sha256');
+
+export const submitRunRequestSchema = z.object({
+  runtime: runtimeNameSchema,
+  image: z.string().min(1).max(512).optional(),
+  command: z.array(z.string().max(16_384)).max(1024).default([]),
+  env: z.record(envKey, z.string().max(65_536)).default({}),
+  workdir: z.string().min(1).max(4096).optional(),
+  /** Report `running` when this line first appears in the output (instead of at start). */
+  ready_when: z.object({ log_line: z.string().min(1).max(4096) }).optional(),
+  placement: z
+    .object({ workstation_id: z.string().min(1).optional(), labels: labelsSchema.optional() })
+    .default({}),
+  resources: z.object({ cpus: z.number().positive().max(1024).optional(), memory_bytes: z.number().int().positive().optional() }).default({}),
+  /** Attempts in all; a lost runner re-queues a run that never reached `running` while attempts remain. */
+  max_attempts: z.number().int().min(1).max(20).default(3),
+  /** A bundle uploaded with `PUT /api/bundles/:sha256` (a tar, optionally gzipped), unpacked into the working directory. */
+  bundle: z.object({ sha256: sha256Schema }).optional(),
+  /** Same key within 24 h → the same run (a retried submit does not create a second run). */
+  idempotency_key: z.string().min(1).max(200).optional(),
+});
+export type SubmitRunRequest = z.input<typeof submitRunRequestSchema>;
+
+export const runSchema = z.object({
+  id: z.string(),
+  status: runStatusSchema,
+  runtime: z.string(),
+  image: z.string().nullable(),
+  command: z.array(z.string()),
+  env: z.record(z.string(), z.string()),
+  workdir: z.string().nullable(),
+  ready_when: z.object({ log_line: z.string() }).nullable(),
+  placement: z.object({ workstation_id: z.string().optional(), labels: z.record(z.string(), z.string()).optional() }),
+  resources: z.object({ cpus: z.number().optional(), memory_bytes: z.number().optional() }),
+  bundle: z.object({ sha256: z.string() }).nullable(),
+  max_attempts: z.number(),
+  /** 1 for the first attempt; bumped on every claim after a re-queue. */
+  attempt: z.number(),
+  workstation_id: z.string().nullable(),
+  lease: z.object({ holder: z.string(), fencing_token: z.number(), expires_at: z.string() }).nullable(),
+  exit_code: z.number().nullable(),
+  failure_kind: failureKindSchema.nullable(),
+  failure_message: z.string().nullable(),
+  cancel_requested: z.boolean(),
+  created_at: z.string(),
+  offered_at: z.string().nullable(),
+  accepted_at: z.string().nullable(),
+  started_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+});
+export type Run = z.infer<typeof runSchema>;
+
+export const runResponseSchema = z.object({ run: runSchema });
+export const listRunsQuerySchema = z.object({
+  status: runStatusSchema.optional(),
+  workstation_id: z.string().optional(),
+  runtime: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  /** Opaque cursor from `next_cursor`. */
+  cursor: z.string().optional(),
+});
+export const listRunsResponseSchema = z.object({ runs: z.array(runSchema), next_cursor: z.string().nullable() });
+export type ListRunsResponse = z.infer<typeof listRunsResponseSchema>;
+
+// ---- leases (agent side, fenced) --------------------------------------------------------------
+
+export const claimRunRequestSchema = z.object({
+  runner_id: z.string().min(1).max(200),
+  lease_ms: z.number().int().min(1_000).max(600_000),
+});
+export const claimRunResponseSchema = z.object({
+  fencing_token: z.number(),
+  expires_at: z.string(),
+  run: runSchema,
+  /** The seq the holder's first event must carry (events are gap-free per run across attempts). */
+  next_event_seq: z.number(),
+});
+export type ClaimRunResponse = z.infer<typeof claimRunResponseSchema>;
+
+export const heartbeatRunRequestSchema = z.object({ fencing_token: z.number().int(), lease_ms: z.number().int().min(1_000).max(600_000) });
+export const heartbeatRunResponseSchema = z.object({ expires_at: z.string(), cancel_requested: z.boolean() });
+export const okResponseSchema = z.object({ ok: z.literal(true) });
+export const releaseRunRequestSchema = z.object({ fencing_token: z.number().int() });
+
+export const runReportStatusSchema = z.enum(['running', 'completed', 'failed', 'cancelled', 'blocked']);
+export const reportRunStatusRequestSchema = z.object({
+  fencing_token: z.number().int(),
+  status: runReportStatusSchema,
+  exit_code: z.number().int().optional(),
+  failure_kind: failureKindSchema.optional(),
+  failure_message: z.string().max(4096).optional(),
+});
+export type ReportRunStatusRequest = z.infer<typeof reportRunStatusRequestSchema>;
+
+// ---- events ------------------------------------------------------------------------------
+
+export const eventTypeSchema = z.enum(['log', 'backend_status', 'command_status', 'error', 'terminal_status']);
+export type EventType = z.infer<typeof eventTypeSchema>;
+
+/** Payload shapes by type: `log` {stream:'stdout'|'stderr', data}; `backend_status` {state, …}; `command_status` {command_id, state, exit_code?}; `error` {message}; `terminal_status` {status, exit_code?, failure_kind?}. */
+export const runEventInputSchema = z.object({
+  /** Assigned by the holder, gap-free per run, starting at `next_event_seq`; a resent seq is ignored. */
+  seq: z.number().int().min(1),
+  type: eventTypeSchema,
+  payload: z.record(z.string(), z.unknown()),
+  at: z.string().datetime().optional(),
+});
+export type RunEventInput = z.infer<typeof runEventInputSchema>;
+export const appendEventsRequestSchema = z.object({
+  fencing_token: z.number().int(),
+  events: z.array(runEventInputSchema).min(1).max(1000),
+});
+export const appendEventsResponseSchema = z.object({ next_event_seq: z.number() });
+
+export const runEventSchema = z.object({
+  run_id: z.string(),
+  seq: z.number(),
+  type: eventTypeSchema,
+  payload: z.record(z.string(), z.unknown()),
+  at: z.string(),
+});
+export type RunEvent = z.infer<typeof runEventSchema>;
+export const listEventsQuerySchema = z.object({
+  after_seq: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(5000).default(1000),
+});
+export const listEventsResponseSchema = z.object({ events: z.array(runEventSchema), next_after_seq: z.number(), run_status: runStatusSchema });
+
+// ---- commands ----------------------------------------------------------------------------
+
+export const commandStateSchema = z.enum(['pending', 'acked', 'completed', 'failed', 'cancelled']);
+export const commandPayloadSchema = z.object({
+  type: z.literal('exec'),
+  command: z.array(z.string().max(16_384)).min(1).max(1024),
+  env: z.record(envKey, z.string().max(65_536)).optional(),
+  stdin: z.string().max(1_048_576).optional(),
+});
+export const queueCommandRequestSchema = commandPayloadSchema;
+export type QueueCommandRequest = z.infer<typeof queueCommandRequestSchema>;
+export const runCommandSchema = z.object({
+  id: z.string(),
+  run_id: z.string(),
+  seq: z.number(),
+  payload: commandPayloadSchema,
+  state: commandStateSchema,
+  exit_code: z.number().nullable(),
+  created_at: z.string(),
+  acked_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+});
+export type RunCommand = z.infer<typeof runCommandSchema>;
+export const commandResponseSchema = z.object({ command: runCommandSchema });
+export const listCommandsResponseSchema = z.object({ commands: z.array(runCommandSchema) });
+export const ackCommandRequestSchema = z.object({ fencing_token: z.number().int() });
+export const commandStatusRequestSchema = z.object({
+  fencing_token: z.number().int(),
+  state: z.enum(['completed', 'failed', 'cancelled']),
+  exit_code: z.number().int().optional(),
+  message: z.string().max(4096).optional(),
+});
+
+// ---- bundles -----------------------------------------------------------------------------
+
+export const bundleResponseSchema = z.object({ bundle: z.object({ sha256: z.string(), size_bytes: z.number() }) });
+
+// ---- the agent link (WebSocket at GET /api/agent/link) -------------------------------------
+
+export const agentRegisterMessageSchema = z.object({
+  type: z.literal('register'),
+  /** The workstation id the agent believes it is; the credential's workstation is authoritative. */
+  workstation_id: z.string().optional(),
+  workstation: registerWorkstationRequestSchema,
+  /** Runs this agent still holds (after a restart: re-adopted), so capacity is recomputed. */
+  running_run_ids: z.array(z.string()).max(10_000),
+});
+export const agentHeartbeatMessageSchema = z.object({ type: z.literal('heartbeat'), running_run_ids: z.array(z.string()).max(10_000).optional() });
+export const agentResultMessageSchema = z.object({
+  type: z.literal('result'),
+  id: z.string(),
+  ok: z.boolean(),
+  error: z.string().optional(),
+});
+export const agentMessageSchema = z.discriminatedUnion('type', [agentRegisterMessageSchema, agentHeartbeatMessageSchema, agentResultMessageSchema]);
+export type AgentMessage = z.infer<typeof agentMessageSchema>;
+
+export const controlMessageSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('registered'), workstation_id: z.string() }),
+  z.object({ type: z.literal('offer'), id: z.string(), run: runSchema }),
+  z.object({ type: z.literal('cancel'), run_id: z.string() }),
+  z.object({ type: z.literal('command'), run_id: z.string() }),
+  z.object({ type: z.literal('drain') }),
+  z.object({ type: z.literal('ping'), id: z.string() }),
+]);
+export type ControlMessage = z.infer<typeof controlMessageSchema>;
+
+/** WebSocket close codes the control plane uses. */
+export const LINK_CLOSE_CODES = { revoked: 4001, replaced: 4002, invalid: 4400, shutdown: 1001 } as const;
