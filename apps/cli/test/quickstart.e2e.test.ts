@@ -73,8 +73,8 @@ describe('quickstart: runt-control-plane on embedded PGlite', () => {
     expect((await runt(['workstation', 'status'], env)).exitCode).toBe(1);
 
     // Graceful stop.
-    proc.kill('SIGTERM');
-    const result = await proc;
+    proc!.kill('SIGTERM');
+    const result = await proc!;
     expect(result.exitCode).toBe(0);
     expect(String(result.stdout)).toContain('"msg":"stopped"');
     proc = undefined;
