@@ -1,0 +1,357 @@
+import { constants as fsConstants, openSync, closeSync } from 'node:fs';
+import { access, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { delimiter, isAbsolute, join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { sleep, throwIfAborted } from '../abort.js';
+import { RuntimeError } from '../errors.js';
+import { matchesLabels, withManagedLabels } from '../labels.js';
+import {
+  RUNTIME_SPECIFICATION_VERSION,
+  type CallOptions,
+  type ExitStatus,
+  type Instance,
+  type InstanceSpec,
+  type InstanceState,
+  type LogChunk,
+  type Runtime,
+} from '../runtime.js';
+import { singleFlight } from '../single-flight.js';
+import { execInInstance } from './exec.js';
+import { readLogFiles } from './logs.js';
+import { identify, isSameProcessAlive } from './proc-stat.js';
+import { InstanceFiles, ensurePrivateDir, isValidId, writeFileAtomic, type InstanceRecord, type PidRecord } from './state.js';
+import { openTerminal } from './terminal.js';
+
+export interface ProcessRuntimeOptions {
+  /** Where instance directories live (default `$RUNT_STATE_DIR`, else `~/.local/state/runt/process`). */
+  stateDir?: string;
+  /** Runtime name (default 'process'). */
+  name?: string;
+  /**
+   * Host variables a workload inherits: `true` for all, or a list of names (default: PATH,
+   * HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TERM, TZ, TMPDIR). Keeping the list
+   * short keeps the caller's secrets out of workloads.
+   */
+  inheritEnv?: true | readonly string[];
+  /** Shell for `terminal()` (default `$SHELL`, else /bin/sh). */
+  shell?: string;
+  /** How often wait/stop/logs-follow look at the process (default 50 ms). */
+  pollMs?: number;
+}
+
+const DEFAULT_INHERITED = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LANGUAGE', 'TERM', 'TZ', 'TMPDIR'];
+/** Default workload: a shell that stays up until stopped. */
+const DEFAULT_COMMAND = ['/bin/sh', '-c', 'while :; do sleep 3600; done'];
+/**
+ * Runs the workload as a child and records its exit code in a file, so a wait() from any
+ * later process can read it. The wrapper catches TERM/INT/HUP (a caught signal resets to
+ * the default in the child, an ignored one would be inherited) and so outlives the
+ * workload long enough to write the code; `$?` after a trap keeps the workload's status.
+ */
+const EXIT_WRAPPER = 'f=$1; shift; trap : HUP INT TERM; "$@"; c=$?; echo "$c" > "$f.tmp" && mv "$f.tmp" "$f"; exit "$c"';
+
+/**
+ * Runs each instance as a plain host process in its own process group, with its state in
+ * a directory: `instance.json`, `stdout.log`/`stderr.log` (files, not pipes, so an orphan
+ * never blocks on a dead reader), a 0600 `pid` file with the process start time and boot
+ * id (so a reused pid is never mistaken for the instance), and `exitcode`. A new adapter —
+ * in this process or another — finds, inspects, follows, waits for and stops instances an
+ * earlier one started. `image` is ignored; `sourcePath` (or `workdir`) is the working
+ * directory. Linux reads /proc; other Unixes fall back to `ps`.
+ * @example
+ * const runtime = createProcessRuntime({ stateDir: '/tmp/runt-process' });
+ * const inst = await runtime.create({ name: 'hello', command: ['/bin/sh', '-c', 'echo hi'] });
+ * await runtime.start(inst.id);
+ * console.log(await runtime.wait(inst.id)); // { exitCode: 0 }
+ */
+export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runtime {
+  const name = options.name ?? 'process';
+  const stateDir = options.stateDir ?? process.env.RUNT_STATE_DIR ?? join(homedir(), '.local', 'state', 'runt', 'process');
+  const pollMs = options.pollMs ?? 50;
+  const images = singleFlight<{ ref: string; id: string }>({ runtime: name });
+
+  const notFound = (id: string) => new RuntimeError('instance-not-found', `no process instance "${id}" in ${stateDir}`, { runtime: name });
+
+  const filesFor = (id: string): InstanceFiles | undefined => (isValidId(id) ? new InstanceFiles(stateDir, id) : undefined);
+
+  const load = async (id: string): Promise<{ files: InstanceFiles; record: InstanceRecord } | undefined> => {
+    const files = filesFor(id);
+    const record = await files?.readRecord();
+    return files && record ? { files, record } : undefined;
+  };
+
+  const mustLoad = async (id: string) => {
+    const loaded = await load(id);
+    if (!loaded) throw notFound(id);
+    return loaded;
+  };
+
+  /** The pid record when that very process is still alive; undefined otherwise. */
+  const livePid = async (files: InstanceFiles): Promise<PidRecord | undefined> => {
+    const pid = await files.readPid();
+    return pid && (await isSameProcessAlive(pid)) ? pid : undefined;
+  };
+
+  const exitStatusOf = async (files: InstanceFiles): Promise<ExitStatus> => {
+    const recorded = await files.readExit();
+    if (recorded) return recorded.signal ? { exitCode: recorded.exitCode, signal: recorded.signal } : { exitCode: recorded.exitCode };
+    // The wrapper always writes the code unless it was killed outright.
+    return { exitCode: 137, signal: 'SIGKILL' };
+  };
+
+  const describe = async (files: InstanceFiles, record: InstanceRecord): Promise<Instance> => {
+    const pid = await files.readPid();
+    const alive = pid ? await isSameProcessAlive(pid) : false;
+    const state: InstanceState = !pid ? 'created' : alive ? 'running' : 'exited';
+    const instance: Instance = {
+      id: record.id,
+      name: record.name,
+      runtime: name,
+      state,
+      labels: record.labels,
+      createdAt: record.createdAt,
+      details: { dir: files.dir, cwd: record.cwd, ...(pid ? { pid: pid.pid, processStartTime: pid.startTime } : {}) },
+    };
+    if (pid) instance.startedAt = pid.startedAt;
+    if (state === 'exited') {
+      const exit = await exitStatusOf(files);
+      instance.exitCode = exit.exitCode;
+      const finished = await stat(files.exit).catch(() => undefined);
+      if (finished) instance.finishedAt = finished.mtime.toISOString();
+    }
+    return instance;
+  };
+
+  const hostEnv = (): Record<string, string> => {
+    const env: Record<string, string> = {};
+    for (const [key, value] of Object.entries(process.env)) {
+      if (value === undefined) continue;
+      const inherited = options.inheritEnv === true || (options.inheritEnv ?? DEFAULT_INHERITED).includes(key) || (!options.inheritEnv && key.startsWith('LC_'));
+      if (inherited) env[key] = value;
+    }
+    return env;
+  };
+
+  const envFor = (record: InstanceRecord, extra?: Record<string, string>): Record<string, string> => ({
+    ...hostEnv(),
+    ...(record.spec.configPath === undefined ? {} : { RUNT_CONFIG_PATH: record.spec.configPath }),
+    ...record.spec.env,
+    ...extra,
+    PWD: record.cwd,
+  });
+
+  const requireRunning = async (id: string, files: InstanceFiles) => {
+    if (!(await livePid(files))) throw new RuntimeError('exec-failed', `process instance "${id}" is not running`, { runtime: name });
+  };
+
+  const runtime: Runtime = {
+    specificationVersion: RUNTIME_SPECIFICATION_VERSION,
+    name,
+
+    async available(opts) {
+      throwIfAborted(opts?.signal, name);
+      if (process.platform === 'win32') return { available: false, reason: 'the process runtime needs a POSIX host (/bin/sh, process groups)' };
+      try {
+        await access('/bin/sh', fsConstants.X_OK);
+      } catch {
+        return { available: false, reason: '/bin/sh is missing or not executable' };
+      }
+      return { available: true, version: `node ${process.version} on ${process.platform}` };
+    },
+
+    ensureImage(ref, opts) {
+      // Images mean nothing here; the call still behaves like everyone else's ensureImage.
+      return images.run(ref, async () => ({ ref, id: ref }), { ...(opts?.signal ? { signal: opts.signal } : {}) });
+    },
+
+    async create(spec: InstanceSpec, opts?: CallOptions) {
+      throwIfAborted(opts?.signal, name);
+      if (!spec.name || !isValidId(spec.name)) {
+        throw new RuntimeError('invalid-spec', `instance name "${spec.name}" must match [A-Za-z0-9][A-Za-z0-9_.-]* (it names a directory)`, { runtime: name });
+      }
+      const files = new InstanceFiles(stateDir, spec.name);
+      const cwd = spec.workdir ?? spec.sourcePath ?? files.work;
+      if (!isAbsolute(cwd)) throw new RuntimeError('invalid-spec', `workdir/sourcePath must be absolute: ${cwd}`, { runtime: name });
+      if (cwd !== files.work) {
+        const info = await stat(cwd).catch(() => undefined);
+        if (!info?.isDirectory()) throw new RuntimeError('invalid-spec', `working directory ${cwd} does not exist`, { runtime: name });
+      }
+      await ensurePrivateDir(stateDir);
+      try {
+        await mkdir(files.dir, { mode: 0o700 });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+          throw new RuntimeError('instance-exists', `a process instance named "${spec.name}" exists`, { runtime: name });
+        }
+        throw new RuntimeError('internal', `cannot create ${files.dir}`, { runtime: name, cause: error });
+      }
+      if (cwd === files.work) await mkdir(files.work, { mode: 0o700 });
+      const record: InstanceRecord = {
+        id: spec.name,
+        name: spec.name,
+        spec,
+        labels: withManagedLabels(spec.labels),
+        cwd,
+        createdAt: new Date().toISOString(),
+      };
+      await writeFileAtomic(files.record, JSON.stringify(record, null, 2));
+      return describe(files, record);
+    },
+
+    async start(id, opts) {
+      throwIfAborted(opts?.signal, name);
+      const { files, record } = await mustLoad(id);
+      if (await livePid(files)) return describe(files, record);
+      const env = envFor(record);
+      const command = record.spec.command?.length ? record.spec.command : DEFAULT_COMMAND;
+      await assertRunnable(command[0] as string, env, record.cwd);
+      // A restart keeps the logs (appended) but forgets the previous run's pid and exit code.
+      await Promise.all([rm(files.pid, { force: true }), rm(files.exit, { force: true })]);
+      const out = openSync(files.log('stdout'), 'a', 0o600);
+      const err = openSync(files.log('stderr'), 'a', 0o600);
+      let pid: number | undefined;
+      try {
+        // child_process directly (execa runs exec): the workload gets the log files' real
+        // descriptors, nothing is piped through this process, and it outlives it.
+        const child = spawn('/bin/sh', ['-c', EXIT_WRAPPER, 'runt-process', files.exit, ...command], {
+          cwd: record.cwd,
+          env,
+          detached: true,
+          stdio: ['ignore', out, err],
+        });
+        const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+        child.unref();
+        pid = child.pid;
+        if (pid === undefined) {
+          const error = await spawnError;
+          throw new RuntimeError('start-failed', `cannot start ${command[0]}: ${error.message}`, { runtime: name, cause: error });
+        }
+      } finally {
+        closeSync(out);
+        closeSync(err);
+      }
+      const identity = await identify(pid);
+      // An identity read after the process already ended (instant exit) is recorded with an
+      // impossible start time: it can never be "alive", and the exit file says how it ended.
+      const pidRecord: PidRecord = { ...(identity ?? { pid, startTime: 'exited-before-recorded' }), startedAt: new Date().toISOString() };
+      await writeFileAtomic(files.pid, JSON.stringify(pidRecord));
+      return describe(files, record);
+    },
+
+    async stop(id, opts) {
+      throwIfAborted(opts?.signal, name);
+      const { files } = await mustLoad(id);
+      const pid = await livePid(files);
+      if (!pid) return;
+      const timeoutMs = opts?.timeoutMs ?? 10_000;
+      signalGroup(pid.pid, 'SIGTERM');
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline && (await isSameProcessAlive(pid))) await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())), opts?.signal, name);
+      if (await isSameProcessAlive(pid)) {
+        signalGroup(pid.pid, 'SIGKILL');
+        while (await isSameProcessAlive(pid)) await sleep(pollMs, undefined, name);
+        // Killed outright, the wrapper could not record anything; say what happened.
+        await writeFile(files.exit, '137 SIGKILL\n', { flag: 'wx', mode: 0o600 }).catch(() => {});
+      }
+      // Anything the workload left behind in its group goes too.
+      signalGroup(pid.pid, 'SIGKILL');
+    },
+
+    async remove(id, opts) {
+      throwIfAborted(opts?.signal, name);
+      const { files } = await mustLoad(id);
+      await runtime.stop(id, { timeoutMs: 1000, ...(opts?.signal ? { signal: opts.signal } : {}) });
+      await files.remove();
+    },
+
+    async inspect(id, opts) {
+      throwIfAborted(opts?.signal, name);
+      const loaded = await load(id);
+      return loaded ? describe(loaded.files, loaded.record) : undefined;
+    },
+
+    async list(filter) {
+      throwIfAborted(filter?.signal, name);
+      const entries = await readdir(stateDir).catch(() => [] as string[]);
+      const instances: Instance[] = [];
+      for (const entry of entries.sort()) {
+        const loaded = await load(entry);
+        if (loaded && matchesLabels(loaded.record.labels, filter?.labels)) instances.push(await describe(loaded.files, loaded.record));
+      }
+      return instances;
+    },
+
+    logs(id, opts): AsyncIterable<LogChunk> {
+      return (async function* () {
+        throwIfAborted(opts?.signal, name);
+        const { files } = await mustLoad(id);
+        const since = opts?.since === undefined ? undefined : new Date(opts.since).getTime();
+        yield* readLogFiles(
+          files,
+          { ...(opts?.follow ? { follow: true } : {}), ...(since === undefined ? {} : { since }), ...(opts?.signal ? { signal: opts.signal } : {}), runtime: name },
+          async () => (await livePid(files)) !== undefined,
+        );
+      })();
+    },
+
+    async wait(id, opts) {
+      throwIfAborted(opts?.signal, name);
+      const { files } = await mustLoad(id);
+      for (;;) {
+        const pid = await files.readPid();
+        if (pid && !(await isSameProcessAlive(pid))) return exitStatusOf(files);
+        await sleep(pollMs, opts?.signal, name);
+      }
+    },
+
+    async exec(id, command, opts) {
+      throwIfAborted(opts?.signal, name);
+      const { files, record } = await mustLoad(id);
+      if (command.length === 0) throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: name });
+      await requireRunning(id, files);
+      return execInInstance(command, {
+        cwd: opts?.workdir ?? record.cwd,
+        env: envFor(record, opts?.env),
+        ...(opts?.stdin === undefined ? {} : { stdin: opts.stdin }),
+        ...(opts?.signal ? { signal: opts.signal } : {}),
+        runtime: name,
+      });
+    },
+
+    async terminal(id, opts) {
+      throwIfAborted(opts?.signal, name);
+      const { files, record } = await mustLoad(id);
+      await requireRunning(id, files);
+      const env = { TERM: 'xterm-256color', ...envFor(record, opts?.env) };
+      return openTerminal({
+        command: opts?.command?.length ? opts.command : [options.shell ?? process.env.SHELL ?? '/bin/sh'],
+        cwd: record.cwd,
+        env,
+        cols: opts?.cols ?? 80,
+        rows: opts?.rows ?? 24,
+      });
+    },
+
+    async close() {
+      images.close();
+    },
+  };
+  return runtime;
+
+  async function assertRunnable(file: string, env: Record<string, string>, cwd: string): Promise<void> {
+    const candidates = file.includes('/') ? [isAbsolute(file) ? file : join(cwd, file)] : (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, file));
+    for (const candidate of candidates) {
+      if (await access(candidate, fsConstants.X_OK).then(() => true, () => false)) return;
+    }
+    throw new RuntimeError('start-failed', `cannot start "${file}": not found or not executable${file.includes('/') ? '' : ' on PATH'}`, { runtime: name });
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: the group is gone already.
+  }
+}

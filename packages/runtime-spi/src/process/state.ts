@@ -1,0 +1,101 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { InstanceSpec } from '../runtime.js';
+import type { ProcessIdentity } from './proc-stat.js';
+
+/** What `instance.json` holds. */
+export interface InstanceRecord {
+  id: string;
+  name: string;
+  spec: InstanceSpec;
+  labels: Record<string, string>;
+  cwd: string;
+  createdAt: string;
+}
+
+/** What the 0600 `pid` file holds. */
+export interface PidRecord extends ProcessIdentity {
+  startedAt: string;
+}
+
+export interface ExitRecord {
+  exitCode: number;
+  signal?: string;
+  finishedAt?: string;
+}
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** Instance ids are directory names: no separators, no dot-dot, nothing a shell would mangle. */
+export function isValidId(id: string): boolean {
+  return ID_PATTERN.test(id) && !id.includes('..');
+}
+
+/**
+ * The files of one instance under the state root. Output goes to files, never pipes, so a
+ * workload that outlives its adapter never blocks writing to a dead reader.
+ */
+export class InstanceFiles {
+  readonly dir: string;
+  constructor(stateDir: string, readonly id: string) {
+    this.dir = join(stateDir, id);
+  }
+  get record(): string {
+    return join(this.dir, 'instance.json');
+  }
+  get pid(): string {
+    return join(this.dir, 'pid');
+  }
+  get exit(): string {
+    return join(this.dir, 'exitcode');
+  }
+  get work(): string {
+    return join(this.dir, 'work');
+  }
+  log(stream: 'stdout' | 'stderr'): string {
+    return join(this.dir, `${stream}.log`);
+  }
+
+  readRecord(): Promise<InstanceRecord | undefined> {
+    return readJson<InstanceRecord>(this.record);
+  }
+  readPid(): Promise<PidRecord | undefined> {
+    return readJson<PidRecord>(this.pid);
+  }
+  /** The exit code the wrapper (or `stop`, after a kill) wrote: "<code>[ <signal>]". */
+  async readExit(): Promise<ExitRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.exit, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const [code, signal] = text.trim().split(/\s+/);
+    const exitCode = Number.parseInt(code ?? '', 10);
+    if (Number.isNaN(exitCode)) return undefined;
+    return { exitCode, ...(signal ? { signal } : {}) };
+  }
+  remove(): Promise<void> {
+    return rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+export async function ensurePrivateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+}
+
+/** Writes a 0600 file atomically: temp file in the same directory, then rename. */
+export async function writeFileAtomic(path: string, data: string): Promise<void> {
+  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, data, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
