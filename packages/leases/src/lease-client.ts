@@ -21,6 +21,8 @@ export interface LeaseClientOptions {
   retry?: BackoffOptions & {
     /** Total tries of a one-shot call (default 3). The renew loop retries until its deadline instead. */
     attempts?: number;
+    /** A one-shot call waits out a `Retry-After` up to this long (default 30 s); longer, it rejects with `retryAfterMs` set. */
+    maxRetryAfterMs?: number;
   };
 }
 
@@ -62,13 +64,15 @@ export class LeaseClient {
   readonly #http: LeaseHttp;
   readonly #backoff: BackoffOptions;
   readonly #attempts: number;
+  readonly #maxRetryAfterMs: number;
   readonly #random: () => number;
 
   constructor(opts: LeaseClientOptions) {
     this.#http = new LeaseHttp(opts);
-    const { attempts, ...backoff } = opts.retry ?? {};
+    const { attempts, maxRetryAfterMs, ...backoff } = opts.retry ?? {};
     this.#backoff = backoff;
     this.#attempts = Math.max(1, attempts ?? 3);
+    this.#maxRetryAfterMs = maxRetryAfterMs ?? 30_000;
     this.#random = backoff.random ?? Math.random;
   }
 
@@ -228,8 +232,8 @@ export class LeaseClient {
       if (result.kind === 'ok' || result.kind === 'conflict') return result;
       if (result.kind === 'fatal') throw result.error;
       const delay = backoffDelay(attempt, result.retryAfterMs, { ...this.#backoff, random: this.#random });
-      // A Retry-After beyond the backoff cap is the server saying "not now": report it, don't sit on it.
-      if (attempt + 1 >= this.#attempts || (result.retryAfterMs ?? 0) > (this.#backoff.capMs ?? 10_000)) throw result.error;
+      // A very long Retry-After is the server saying "not now": report it rather than sit on it.
+      if (attempt + 1 >= this.#attempts || (result.retryAfterMs ?? 0) > this.#maxRetryAfterMs) throw result.error;
       await sleep(delay, signal);
     }
   }

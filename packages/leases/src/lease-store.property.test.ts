@@ -48,7 +48,7 @@ class Claim extends Step {
   constructor(readonly holder: string) {
     super();
   }
-  async apply(m: Model, r: Real) {
+  override async apply(m: Model, r: Real) {
     const got = await outcome(r.store.claim(r.resource, this.holder, TTL));
     if (m.holder === null || !m.live) {
       m.token += 1;
@@ -61,7 +61,7 @@ class Claim extends Step {
       expect(got.ok).toBe(false);
     }
   }
-  toString = () => `claim(${this.holder})`;
+  override toString = () => `claim(${this.holder})`;
 }
 
 class Renew extends Step {
@@ -71,12 +71,12 @@ class Renew extends Step {
   ) {
     super();
   }
-  async apply(m: Model, r: Real) {
+  override async apply(m: Model, r: Real) {
     const token = pickToken(m, this.pick);
     const got = await outcome(r.store.renew(r.resource, this.holder, token, TTL));
     expect(got.ok).toBe(m.holder === this.holder && m.live && token === m.token);
   }
-  toString = () => `renew(${this.holder}, ${JSON.stringify(this.pick)})`;
+  override toString = () => `renew(${this.holder}, ${JSON.stringify(this.pick)})`;
 }
 
 class Release extends Step {
@@ -86,7 +86,7 @@ class Release extends Step {
   ) {
     super();
   }
-  async apply(m: Model, r: Real) {
+  override async apply(m: Model, r: Real) {
     const token = pickToken(m, this.pick);
     const got = await r.store.release(r.resource, this.holder, token);
     const mine = m.holder === this.holder && token === m.token;
@@ -96,32 +96,32 @@ class Release extends Step {
       m.live = false;
     }
   }
-  toString = () => `release(${this.holder}, ${JSON.stringify(this.pick)})`;
+  override toString = () => `release(${this.holder}, ${JSON.stringify(this.pick)})`;
 }
 
 /** Time passes beyond the ttl: done by moving `expires_at` into the past instead of sleeping. */
 class Expire extends Step {
-  async apply(m: Model, r: Real) {
+  override async apply(m: Model, r: Real) {
     await r.t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [r.resource]);
     m.live = false;
   }
-  toString = () => 'expire';
+  override toString = () => 'expire';
 }
 
 class FencedWrite extends Step {
   constructor(readonly pick: TokenPick) {
     super();
   }
-  async apply(m: Model, r: Real) {
+  override async apply(m: Model, r: Real) {
     const token = pickToken(m, this.pick);
     const got = await outcome(r.t.db.transaction((tx) => r.store.assertFenced(tx, r.resource, token)));
     expect(got.ok).toBe(m.holder !== null && m.live && token === m.token);
   }
-  toString = () => `fenced(${JSON.stringify(this.pick)})`;
+  override toString = () => `fenced(${JSON.stringify(this.pick)})`;
 }
 
 class Sweep extends Step {
-  async apply(m: Model, r: Real) {
+  override async apply(m: Model, r: Real) {
     const swept = (await r.store.sweepExpired({ limit: 1000 })).filter((l) => l.resource === r.resource);
     if (m.holder !== null && !m.live) {
       expect(swept.map((l) => [l.holder, l.fencingToken])).toEqual([[m.holder, m.token]]);
@@ -130,7 +130,7 @@ class Sweep extends Step {
       expect(swept).toEqual([]);
     }
   }
-  toString = () => 'sweep';
+  override toString = () => 'sweep';
 }
 
 async function agree(m: Model, r: Real) {
