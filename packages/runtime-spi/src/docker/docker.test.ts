@@ -1,15 +1,13 @@
 import Docker from 'dockerode';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
-import { describeRuntimeConformance, collectLogs, expectRuntimeError } from '../conformance/index.js';
-import { assertEngineReady, dockerTestOptions, MISSING_IMAGE, TEST_IMAGE, testDockerRuntime, uniqueName } from '../../test/engines.js';
+import { describe, expect, it } from 'vitest';
+import { describeRuntimeConformance } from '../conformance/index.js';
+import { describeContainerAdapter } from '../../test/container-adapter.js';
+import { assertEngineReady, dockerTestOptions, MISSING_IMAGE, TEST_IMAGE, testDockerRuntime } from '../../test/engines.js';
 import { createDockerRuntime, resolveDockerEndpoint } from './index.js';
 
 const PACKAGE_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
-const TEST_LABELS = { 'runt.test': `docker-${process.pid}` };
 
 it('the Docker test engine is up and has the test image (else run scripts/setup-engines.sh)', async () => {
   await assertEngineReady(testDockerRuntime());
@@ -28,84 +26,24 @@ describeRuntimeConformance({
   },
 });
 
-describe('docker adapter specifics', () => {
-  const runtime = testDockerRuntime();
-  const engine = new Docker(resolveDockerEndpoint(dockerTestOptions()).options);
-  const dirs: string[] = [];
+const engine = new Docker(resolveDockerEndpoint(dockerTestOptions()).options);
 
-  afterAll(async () => {
-    for (const inst of await runtime.list({ labels: TEST_LABELS })) await runtime.remove(inst.id);
-    await runtime.close();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  });
-
-  const tempDir = () => {
-    const dir = mkdtempSync(join(tmpdir(), 'runt-docker-test-'));
-    dirs.push(dir);
-    return dir;
-  };
-
-  it('mounts sourcePath at /workspace (default workdir) and configPath read-only with RUNT_CONFIG_PATH', async () => {
-    const source = tempDir();
-    writeFileSync(join(source, 'hello.txt'), 'from-host\n');
-    const config = join(tempDir(), 'config.json');
-    writeFileSync(config, '{"k":"v"}\n');
-    const script = 'pwd; cat hello.txt; echo "cfg=$RUNT_CONFIG_PATH"; cat "$RUNT_CONFIG_PATH"; echo made > from-container.txt; echo x > "$RUNT_CONFIG_PATH" || echo config-is-read-only';
-    const created = await runtime.create({
-      name: uniqueName('runt-mounts'),
-      image: TEST_IMAGE,
-      sourcePath: source,
-      configPath: config,
-      command: ['/bin/sh', '-c', script],
-      labels: TEST_LABELS,
-    });
-    await runtime.start(created.id);
-    expect(await runtime.wait(created.id)).toEqual({ exitCode: 0 });
-    const { stdout, stderr } = await collectLogs(runtime.logs(created.id));
-    expect(stdout.split('\n')).toEqual(['/workspace', 'from-host', 'cfg=/etc/runt/config', '{"k":"v"}', 'config-is-read-only', '']);
-    expect(stderr).toMatch(/read-only/i);
-    expect(readFileSync(join(source, 'from-container.txt'), 'utf8')).toBe('made\n');
-    expect(readFileSync(config, 'utf8')).toBe('{"k":"v"}\n');
-  });
-
-  it('sets cpu and memory limits and labels (runt.managed added) as the engine reports them', async () => {
-    const created = await runtime.create({
-      name: uniqueName('runt-limits'),
-      image: TEST_IMAGE,
-      command: ['true'],
-      labels: { ...TEST_LABELS, 'caller.label': 'yes' },
-      limits: { cpus: 1.5, memoryBytes: 64 * 1024 * 1024 },
-    });
-    const info = await engine.getContainer(created.id).inspect();
-    expect(info.HostConfig.NanoCpus).toBe(1_500_000_000);
-    expect(info.HostConfig.Memory).toBe(64 * 1024 * 1024);
-    expect(info.Config.Labels).toMatchObject({ 'runt.managed': 'true', 'caller.label': 'yes' });
-    expect(created.labels).toMatchObject({ 'runt.managed': 'true', 'caller.label': 'yes' });
-    expect(info.Name).toBe(`/${created.name}`);
-  });
-
-  it('rejects a relative sourcePath and a spec without image as invalid-spec', async () => {
-    await expectRuntimeError(runtime.create({ name: uniqueName('runt-bad'), image: TEST_IMAGE, sourcePath: 'rel/path' }), 'invalid-spec');
-    await expectRuntimeError(runtime.create({ name: uniqueName('runt-bad') }), 'invalid-spec');
-  });
-
-  it('reports a start failure (missing program) as start-failed', async () => {
-    const created = await runtime.create({ name: uniqueName('runt-nostart'), image: TEST_IMAGE, command: ['/no/such/program'], labels: TEST_LABELS });
-    await expectRuntimeError(runtime.start(created.id), 'start-failed');
-  });
-
-  it('is unavailable, naming the socket, when the engine socket does not exist', async () => {
-    const bogus = join(tempDir(), 'no-docker.sock');
-    const rt = createDockerRuntime({ socketPath: bogus });
-    const availability = await rt.available();
-    expect(availability.available).toBe(false);
-    expect(availability.reason).toContain(bogus);
-    const error = (await expectRuntimeError(rt.inspect('anything'), 'runtime-unavailable')) as Error;
-    expect(error.message).toContain(bogus);
-    await expectRuntimeError(rt.create({ name: uniqueName('runt-x'), image: TEST_IMAGE }), 'runtime-unavailable');
-    expect(existsSync(bogus)).toBe(false);
-    await rt.close();
-  });
+describeContainerAdapter({
+  name: 'docker',
+  createRuntime: testDockerRuntime,
+  async engineInspect(id) {
+    const info = await engine.getContainer(id).inspect();
+    return {
+      name: info.Name.replace(/^\//, ''),
+      cpus: (info.HostConfig.NanoCpus ?? 0) / 1e9,
+      memoryBytes: info.HostConfig.Memory ?? 0,
+      labels: info.Config.Labels,
+    };
+  },
+  unreachable(dir) {
+    const socketPath = join(dir, 'no-docker.sock');
+    return { runtime: createDockerRuntime({ socketPath }), mustName: socketPath };
+  },
 });
 
 describe('resolveDockerEndpoint', () => {

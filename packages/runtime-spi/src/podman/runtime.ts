@@ -1,0 +1,210 @@
+import { sleep, throwIfAborted } from '../abort.js';
+import { RuntimeError } from '../errors.js';
+import { matchesLabels } from '../labels.js';
+import {
+  MANAGED_LABEL,
+  RUNTIME_SPECIFICATION_VERSION,
+  type Availability,
+  type CallOptions,
+  type EnsureImageOptions,
+  type ExecHandle,
+  type ExecOptions,
+  type ExitStatus,
+  type ImageInfo,
+  type Instance,
+  type InstanceSpec,
+  type ListFilter,
+  type LogChunk,
+  type LogsOptions,
+  type Runtime,
+  type StopOptions,
+  type TerminalOptions,
+  type TerminalSession,
+} from '../runtime.js';
+import { singleFlight } from '../single-flight.js';
+import { validateContainerSpec } from '../docker/conventions.js';
+import { PODMAN_RUNTIME, PodmanCli, podmanError, podmanMessage } from './cli.js';
+import { podmanExec } from './exec.js';
+import { ensurePodmanImage } from './image.js';
+import { podmanLogs } from './logs.js';
+import { toCreateArgs, toInstance, type PodmanInspect } from './spec.js';
+import { podmanTerminal } from './terminal.js';
+
+export interface PodmanRuntimeOptions {
+  /** The podman binary (default `podman` on PATH). */
+  podmanPath?: string;
+  /** Name this runtime reports (default 'podman'). */
+  name?: string;
+  /** How often `podman wait` polls the container (default 20 ms; podman's own default is 250 ms). */
+  waitIntervalMs?: number;
+}
+
+const DEFAULT_STOP_MS = 10_000;
+
+/**
+ * The Podman adapter: podman's own CLI (`--format json`), run with execa; no daemon, no
+ * Docker-compatible socket. Create it with {@link createPodmanRuntime}.
+ */
+export class PodmanRuntime implements Runtime {
+  readonly specificationVersion = RUNTIME_SPECIFICATION_VERSION;
+  readonly name: string;
+  readonly cli: PodmanCli;
+  readonly #pulls = singleFlight<ImageInfo>({ runtime: PODMAN_RUNTIME });
+  readonly #waitInterval: string;
+  #closed = false;
+
+  constructor(options: PodmanRuntimeOptions = {}) {
+    this.name = options.name ?? PODMAN_RUNTIME;
+    this.cli = new PodmanCli(options.podmanPath ?? 'podman');
+    this.#waitInterval = `${options.waitIntervalMs ?? 20}ms`;
+  }
+
+  async available(opts: CallOptions = {}): Promise<Availability> {
+    throwIfAborted(opts.signal, this.name);
+    try {
+      const result = await this.cli.run(['version', '--format', '{{.Client.Version}}'], opts.signal ? { signal: opts.signal } : {});
+      if (result.exitCode !== 0) return { available: false, reason: `podman binary ${this.cli.path}: ${podmanMessage(result.stderr)}` };
+      return { available: true, version: result.stdout.trim() };
+    } catch (e) {
+      throwIfAborted(opts.signal, this.name);
+      return { available: false, reason: (e as Error).message };
+    }
+  }
+
+  async ensureImage(ref: string, opts: EnsureImageOptions = {}): Promise<ImageInfo> {
+    this.#enter(opts.signal);
+    return this.#pulls.run(ref, (signal) => ensurePodmanImage(this.cli, ref, signal), {
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    });
+  }
+
+  async create(spec: InstanceSpec, opts: CallOptions = {}): Promise<Instance> {
+    this.#enter(opts.signal);
+    validateContainerSpec(spec, this.name);
+    const what = `create container ${spec.name} from ${spec.image}`;
+    const result = await this.cli.run(toCreateArgs(spec), this.#sig(opts));
+    if (result.exitCode !== 0) {
+      const error = podmanError(result, { what, fallback: 'invalid-spec' });
+      const image = /image not known|no such image/i.test(error.message);
+      throw error.code === 'instance-exists' ? error : new RuntimeError(image ? 'image-unavailable' : 'invalid-spec', error.message, { runtime: this.name });
+    }
+    return this.#mustInspect(result.stdout.trim(), opts.signal);
+  }
+
+  async start(id: string, opts: CallOptions = {}): Promise<Instance> {
+    this.#enter(opts.signal);
+    await this.cli.expect(['start', '--', id], { what: `start container ${id}`, fallback: 'start-failed' }, this.#sig(opts));
+    return this.#mustInspect(id, opts.signal);
+  }
+
+  async stop(id: string, opts: StopOptions = {}): Promise<void> {
+    this.#enter(opts.signal);
+    const seconds = Math.max(0, Math.ceil((opts.timeoutMs ?? DEFAULT_STOP_MS) / 1000));
+    // podman stop is already a no-op for a stopped container.
+    await this.cli.expect(['stop', '--time', String(seconds), '--', id], { what: `stop container ${id}` }, this.#sig(opts));
+  }
+
+  async remove(id: string, opts: CallOptions = {}): Promise<void> {
+    this.#enter(opts.signal);
+    // `podman rm -f` succeeds for a missing container, so look first.
+    await this.#mustInspect(id, opts.signal);
+    await this.cli.expect(['rm', '--force', '--time', '0', '--', id], { what: `remove container ${id}` }, this.#sig(opts));
+  }
+
+  async inspect(id: string, opts: CallOptions = {}): Promise<Instance | undefined> {
+    throwIfAborted(opts.signal, this.name);
+    const [info] = await this.#inspectMany([id], opts.signal);
+    return info ? toInstance(info) : undefined;
+  }
+
+  async list(filter: ListFilter = {}): Promise<Instance[]> {
+    throwIfAborted(filter.signal, this.name);
+    const wanted = { ...(filter.labels ?? {}), [MANAGED_LABEL]: 'true' };
+    const summaries = await this.cli.json<Array<{ Id: string; Labels?: Record<string, string> | null }>>(
+      ['ps', '--all', '--format', 'json', '--filter', `label=${MANAGED_LABEL}=true`],
+      { what: 'list containers' },
+      this.#sig(filter),
+    );
+    const ids = summaries.filter((s) => matchesLabels(s.Labels ?? {}, wanted)).map((s) => s.Id);
+    return (await this.#inspectMany(ids, filter.signal)).filter((i): i is PodmanInspect => i !== undefined).map(toInstance);
+  }
+
+  logs(id: string, opts: LogsOptions = {}): AsyncIterable<LogChunk> {
+    return podmanLogs(this.cli, id, opts, (i, signal) => this.#mustInspect(i, signal));
+  }
+
+  async wait(id: string, opts: CallOptions = {}): Promise<ExitStatus> {
+    this.#enter(opts.signal);
+    // podman wait answers 0 at once for a container never started: wait for it to start first.
+    while ((await this.#mustInspect(id, opts.signal)).state === 'created') await sleep(100, opts.signal, this.name);
+    const { stdout } = await this.cli.expect(['wait', '--interval', this.#waitInterval, '--', id], { what: `wait for container ${id}` }, this.#sig(opts));
+    const exitCode = Number.parseInt(stdout.trim(), 10);
+    if (Number.isNaN(exitCode)) throw new RuntimeError('internal', `podman wait printed no exit code: ${stdout}`, { runtime: this.name });
+    return { exitCode };
+  }
+
+  async exec(id: string, command: string[], opts: ExecOptions = {}): Promise<ExecHandle> {
+    this.#enter(opts.signal);
+    await this.#mustRun(id, opts.signal);
+    return podmanExec(this.cli, id, command, opts);
+  }
+
+  async terminal(id: string, opts: TerminalOptions = {}): Promise<TerminalSession> {
+    this.#enter(opts.signal);
+    await this.#mustRun(id, opts.signal);
+    return podmanTerminal(this.cli, id, opts);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#pulls.close();
+  }
+
+  #enter(signal: AbortSignal | undefined): void {
+    throwIfAborted(signal, this.name);
+    if (this.#closed) throw new RuntimeError('runtime-unavailable', 'this podman runtime was closed', { runtime: this.name });
+  }
+
+  #sig(opts: CallOptions): { signal?: AbortSignal } {
+    return opts.signal ? { signal: opts.signal } : {};
+  }
+
+  /** Inspects several containers in one podman call; a missing one comes back undefined. */
+  async #inspectMany(ids: string[], signal: AbortSignal | undefined): Promise<Array<PodmanInspect | undefined>> {
+    if (ids.length === 0) return [];
+    const result = await this.cli.run(['container', 'inspect', '--format', 'json', '--', ...ids], signal ? { signal } : {});
+    if (result.exitCode === 0) return JSON.parse(result.stdout) as PodmanInspect[];
+    const error = podmanError(result, { what: `inspect ${ids.join(' ')}` });
+    if (error.code !== 'instance-not-found') throw error;
+    if (ids.length === 1) return [undefined];
+    // One of them vanished meanwhile: ask one by one.
+    return (await Promise.all(ids.map((id) => this.#inspectMany([id], signal)))).flat();
+  }
+
+  async #mustInspect(id: string, signal: AbortSignal | undefined): Promise<Instance> {
+    const [info] = await this.#inspectMany([id], signal);
+    if (!info) throw new RuntimeError('instance-not-found', `no container ${id}`, { runtime: this.name });
+    return toInstance(info);
+  }
+
+  async #mustRun(id: string, signal: AbortSignal | undefined): Promise<void> {
+    const instance = await this.#mustInspect(id, signal);
+    if (instance.state !== 'running') {
+      throw new RuntimeError('exec-failed', `container ${id} is ${instance.state}, not running`, { runtime: this.name });
+    }
+  }
+}
+
+/**
+ * A Podman runtime driving the podman CLI (`podmanPath`, default `podman` on PATH).
+ * @example
+ * const podman = createPodmanRuntime();
+ * await podman.ensureImage('runt-test/busybox:latest');
+ * const inst = await podman.create({ name: 'w1', image: 'runt-test/busybox:latest', command: ['echo', 'hi'] });
+ * await podman.start(inst.id);
+ * console.log(await podman.wait(inst.id)); // { exitCode: 0 }
+ */
+export function createPodmanRuntime(options: PodmanRuntimeOptions = {}): PodmanRuntime {
+  return new PodmanRuntime(options);
+}

@@ -1,0 +1,80 @@
+import { RuntimeError } from '../errors.js';
+import { withManagedLabels } from '../labels.js';
+import type { Instance, InstanceSpec } from '../runtime.js';
+import {
+  CONFIG_MOUNT_PATH,
+  WORKSPACE_PATH,
+  containerEnv,
+  containerState,
+  containerWorkdir,
+  engineTime,
+} from '../docker/conventions.js';
+import { PODMAN_RUNTIME } from './cli.js';
+
+/** The part of `podman container inspect --format json` the adapter reads. */
+export interface PodmanInspect {
+  Id: string;
+  Name: string;
+  Created?: string;
+  Image?: string;
+  ImageName?: string;
+  State?: { Status?: string; ExitCode?: number; StartedAt?: string; FinishedAt?: string; Pid?: number };
+  Config?: { Labels?: Record<string, string> | null; Image?: string };
+}
+
+/**
+ * `podman create` arguments for a spec: the same layout as the Docker adapter (sources at
+ * /workspace, config read-only at /etc/runt/config + RUNT_CONFIG_PATH, runt.managed label),
+ * never pulling implicitly (ensureImage does that) and logging to a file `podman logs` reads.
+ * @example
+ * await cli.run(toCreateArgs({ name: 'w1', image: 'busybox', command: ['true'] }));
+ */
+export function toCreateArgs(spec: InstanceSpec & { image: string }): string[] {
+  const args = ['create', '--name', spec.name, '--pull', 'never', '--log-driver', 'k8s-file'];
+  for (const [k, v] of Object.entries(withManagedLabels(spec.labels))) args.push('--label', `${k}=${v}`);
+  for (const [k, v] of Object.entries(containerEnv(spec))) args.push('--env', `${k}=${v}`);
+  const workdir = containerWorkdir(spec);
+  if (workdir) args.push('--workdir', workdir);
+  if (spec.sourcePath) args.push('--mount', `type=bind,source=${mountPath(spec.sourcePath)},destination=${WORKSPACE_PATH}`);
+  if (spec.configPath) args.push('--mount', `type=bind,source=${mountPath(spec.configPath)},destination=${CONFIG_MOUNT_PATH},ro=true`);
+  if (spec.limits?.cpus !== undefined) args.push('--cpus', String(spec.limits.cpus));
+  if (spec.limits?.memoryBytes !== undefined) args.push('--memory', `${spec.limits.memoryBytes}b`);
+  args.push('--', spec.image, ...(spec.command ?? []));
+  return args;
+}
+
+/** `--mount` is a comma-separated key=value list, so a path with a comma cannot be expressed. */
+function mountPath(path: string): string {
+  if (path.includes(',')) {
+    throw new RuntimeError('invalid-spec', `podman cannot bind-mount a path containing a comma: ${path}`, { runtime: PODMAN_RUNTIME });
+  }
+  return path;
+}
+
+/**
+ * An {@link Instance} from podman's inspect JSON.
+ * @example
+ * const [info] = await cli.json<PodmanInspect[]>(['container', 'inspect', '--format', 'json', id], { what: id });
+ * const instance = toInstance(info);
+ */
+export function toInstance(info: PodmanInspect): Instance {
+  const state = containerState(info.State?.Status);
+  const instance: Instance = {
+    id: info.Id,
+    name: info.Name,
+    runtime: PODMAN_RUNTIME,
+    state,
+    labels: info.Config?.Labels ?? {},
+    details: { containerId: info.Id, imageId: info.Image, pid: info.State?.Pid || undefined },
+  };
+  const image = info.ImageName ?? info.Config?.Image;
+  if (image) instance.image = image;
+  const createdAt = engineTime(info.Created);
+  const startedAt = engineTime(info.State?.StartedAt);
+  const finishedAt = engineTime(info.State?.FinishedAt);
+  if (createdAt) instance.createdAt = createdAt;
+  if (startedAt) instance.startedAt = startedAt;
+  if (finishedAt && state === 'exited') instance.finishedAt = finishedAt;
+  if (state === 'exited') instance.exitCode = info.State?.ExitCode ?? 0;
+  return instance;
+}
