@@ -49,6 +49,8 @@ const DEFAULT_COMMAND = ['/bin/sh', '-c', 'while :; do sleep 3600; done'];
  * the default in the child, an ignored one would be inherited) and so outlives the
  * workload long enough to write the code; `$?` after a trap keeps the workload's status.
  */
+const STARTUP_WINDOW_MS = 2000;
+const RESEND_TERM_AFTER_MS = 200;
 const EXIT_WRAPPER = 'f=$1; shift; trap : HUP INT TERM; "$@"; c=$?; echo "$c" > "$f.tmp" && mv "$f.tmp" "$f"; exit "$c"';
 
 /**
@@ -247,7 +249,17 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       const timeoutMs = opts?.timeoutMs ?? 10_000;
       signalGroup(pid.pid, 'SIGTERM');
       const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline && (await isSameProcessAlive(pid))) await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())), opts?.signal, name);
+      // A TERM that lands while the wrapper is forking the workload (the child still has the
+      // wrapper's handler until it execs) is lost; for an instance that just started, send
+      // one more once it has had time to exec.
+      let resendAt = Date.now() - Date.parse(pid.startedAt) < STARTUP_WINDOW_MS ? Date.now() + RESEND_TERM_AFTER_MS : Number.POSITIVE_INFINITY;
+      while (Date.now() < deadline && (await isSameProcessAlive(pid))) {
+        if (Date.now() >= resendAt) {
+          signalGroup(pid.pid, 'SIGTERM');
+          resendAt = Number.POSITIVE_INFINITY;
+        }
+        await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())), opts?.signal, name);
+      }
       if (await isSameProcessAlive(pid)) {
         signalGroup(pid.pid, 'SIGKILL');
         while (await isSameProcessAlive(pid)) await sleep(pollMs, undefined, name);

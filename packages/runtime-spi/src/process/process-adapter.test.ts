@@ -1,0 +1,131 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { collectLogs } from '../conformance/index.js';
+import { runInChildProcess } from '../conformance/reattach-child.js';
+import { isRuntimeError } from '../errors.js';
+import { createProcessRuntime, parseProcStat, readStartTime } from './index.js';
+
+const stateDir = mkdtempSync(join(tmpdir(), 'runt-process-adapter-'));
+const runtime = createProcessRuntime({ stateDir });
+const builtModule = fileURLToPath(new URL('../../dist/process/index.js', import.meta.url));
+const strangers: number[] = [];
+
+afterAll(async () => {
+  for (const instance of await runtime.list()) await runtime.remove(instance.id).catch(() => {});
+  for (const pid of strangers) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+const mode = (path: string) => statSync(path).mode & 0o777;
+
+describe('process runtime', () => {
+  it('writes a 0600 pid file with the start time from /proc/<pid>/stat, in a 0700 instance dir', async () => {
+    const inst = await runtime.create({ name: 'pidfile', command: ['/bin/sh', '-c', 'sleep 30'] });
+    await runtime.start(inst.id);
+    const dir = join(stateDir, inst.id);
+    expect(mode(stateDir)).toBe(0o700);
+    expect(mode(dir)).toBe(0o700);
+    expect(mode(join(dir, 'pid'))).toBe(0o600);
+    expect(mode(join(dir, 'instance.json'))).toBe(0o600);
+    expect(mode(join(dir, 'stdout.log'))).toBe(0o600);
+    const pidFile = JSON.parse(readFileSync(join(dir, 'pid'), 'utf8')) as { pid: number; startTime: string };
+    const stat = readFileSync(`/proc/${pidFile.pid}/stat`, 'utf8');
+    expect(pidFile.startTime).toBe(parseProcStat(stat)?.startTime);
+    await runtime.stop(inst.id, { timeoutMs: 5000 });
+  });
+
+  it('never mistakes a reused pid for the instance: a pid file with a wrong start time means exited', async () => {
+    const stranger = spawn('/bin/sh', ['-c', 'sleep 60'], { detached: true, stdio: 'ignore' });
+    stranger.unref();
+    const pid = stranger.pid as number;
+    strangers.push(pid);
+    const realStart = await readStartTime(pid);
+    expect(realStart).toBeDefined();
+
+    const inst = await runtime.create({ name: 'reused-pid', command: ['/bin/sh', '-c', 'exit 0'] });
+    const pidPath = join(stateDir, inst.id, 'pid');
+    // Control: with the stranger's real start time the file would claim it.
+    writeFileSync(pidPath, JSON.stringify({ pid, startTime: realStart, startedAt: new Date().toISOString() }), { mode: 0o600 });
+    expect((await runtime.inspect(inst.id))?.state).toBe('running');
+
+    writeFileSync(pidPath, JSON.stringify({ pid, startTime: `${realStart}1`, startedAt: new Date().toISOString() }), { mode: 0o600 });
+    expect((await runtime.inspect(inst.id))?.state).toBe('exited');
+    await runtime.stop(inst.id, { timeoutMs: 100 });
+    expect((await runtime.wait(inst.id)).exitCode).toBe(137);
+    expect(await readStartTime(pid)).toBe(realStart); // the stranger was not signalled
+  });
+
+  it('keeps an orphan running after the process that started it exits; a new process finds and stops it', async () => {
+    const options = { stateDir };
+    const started = await runInChildProcess<{ id: string; state: string }>(
+      { module: builtModule, exportName: 'createProcessRuntime', options },
+      'create-start',
+      { spec: { name: 'orphan', command: ['/bin/sh', '-c', 'echo orphan-up; sleep 60'], labels: { test: 'orphan' } } },
+      30_000,
+    );
+    const fresh = createProcessRuntime({ stateDir });
+    const found = await fresh.list({ labels: { test: 'orphan' } });
+    expect(found.map((i) => [i.id, i.state])).toEqual([[started.id, 'running']]);
+    await fresh.stop(started.id, { timeoutMs: 5000 });
+    expect((await fresh.wait(started.id)).exitCode).toBe(143);
+    expect((await collectLogs(fresh.logs(started.id))).stdout).toContain('orphan-up');
+  });
+
+  it('writes output to log files, not pipes, and appends on restart', async () => {
+    const inst = await runtime.create({ name: 'restart', command: ['/bin/sh', '-c', 'echo run; exit 2'] });
+    await runtime.start(inst.id);
+    expect((await runtime.wait(inst.id)).exitCode).toBe(2);
+    await runtime.start(inst.id);
+    expect((await runtime.wait(inst.id)).exitCode).toBe(2);
+    expect(readFileSync(join(stateDir, inst.id, 'stdout.log'), 'utf8')).toBe('run\nrun\n');
+  });
+
+  it('keeps host variables outside the allowlist away from workloads, and passes configPath', async () => {
+    process.env.RUNT_TEST_HOST_SECRET = 'do-not-leak';
+    try {
+      const inst = await runtime.create({ name: 'env-allowlist', command: ['/bin/sh', '-c', 'env'], configPath: '/etc/runt.json' });
+      await runtime.start(inst.id);
+      await runtime.wait(inst.id);
+      const { stdout } = await collectLogs(runtime.logs(inst.id));
+      expect(stdout).not.toContain('do-not-leak');
+      expect(stdout).toContain('RUNT_CONFIG_PATH=/etc/runt.json');
+      expect(stdout).toContain(`PATH=${process.env.PATH}`);
+    } finally {
+      delete process.env.RUNT_TEST_HOST_SECRET;
+    }
+  });
+
+  it('rejects unsafe names, missing working directories and missing programs', async () => {
+    for (const name of ['../escape', 'a/b', '', '.hidden']) {
+      await expect(runtime.create({ name })).rejects.toSatisfy((e) => isRuntimeError(e, 'invalid-spec'));
+    }
+    await expect(runtime.create({ name: 'no-dir', workdir: join(stateDir, 'nope') })).rejects.toSatisfy((e) => isRuntimeError(e, 'invalid-spec'));
+    const inst = await runtime.create({ name: 'no-program', command: ['runt-no-such-program-xyz'] });
+    await expect(runtime.start(inst.id)).rejects.toSatisfy((e) => isRuntimeError(e, 'start-failed'));
+    expect((await runtime.inspect(inst.id))?.state).toBe('created');
+  });
+
+  it('uses sourcePath as the working directory', async () => {
+    const source = mkdtempSync(join(tmpdir(), 'runt-source-'));
+    const inst = await runtime.create({ name: 'source-path', sourcePath: source, command: ['/bin/sh', '-c', 'pwd'] });
+    await runtime.start(inst.id);
+    await runtime.wait(inst.id);
+    expect((await collectLogs(runtime.logs(inst.id))).stdout).toBe(`${source}\n`);
+  });
+
+  it('parses /proc/<pid>/stat even when the command name holds spaces and parentheses', () => {
+    const fields = Array.from({ length: 50 }, (_, i) => String(i + 3));
+    fields[0] = 'S';
+    const parsed = parseProcStat(`1234 (we(ird) name) ${fields.join(' ')}`);
+    expect(parsed).toEqual({ state: 'S', startTime: '22' });
+  });
+});
