@@ -1,6 +1,6 @@
 import ky, { type KyInstance } from 'ky';
 import type { z } from 'zod';
-import { LeaseRequestError } from './errors.js';
+import { LeaseError, LeaseRequestError } from './errors.js';
 import { parseRetryAfter } from './retry-delay.js';
 import { errorBodySchema } from './wire-schemas.js';
 
@@ -27,7 +27,7 @@ export class LeaseHttp {
   readonly #timeoutMs: number;
 
   constructor(opts: LeaseHttpOptions) {
-    if (!opts.token && !opts.getToken) throw new TypeError('LeaseClient needs a token or getToken');
+    if (!opts.token && !opts.getToken) throw new LeaseError('lease-invalid-argument', 'LeaseClient needs a token or getToken');
     const getToken = opts.getToken ?? (() => opts.token as string);
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
     this.#ky = ky.create({

@@ -15,7 +15,7 @@ export const claimRequestSchema = z.object({
 /** `POST /api/runs/:id/claim` → 200/201. `run` is the control plane's run object, passed through. */
 export const claimResponseSchema = z.object({
   fencing_token: z.number().int().positive(),
-  expires_at: z.string().min(1),
+  expires_at: z.iso.datetime({ offset: true }),
   run: z.unknown().optional(),
 });
 
@@ -28,7 +28,7 @@ export const heartbeatRequestSchema = z.object({
 
 /** `POST /api/runs/:id/heartbeat` → 200. */
 export const heartbeatResponseSchema = z.object({
-  expires_at: z.string().min(1),
+  expires_at: z.iso.datetime({ offset: true }),
 });
 
 /** `POST /api/runs/:id/release` → any 2xx (body ignored); 409 means "not held with that token any more". */

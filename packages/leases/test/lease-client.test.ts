@@ -77,7 +77,7 @@ describe('LeaseClient over a real HTTP server', () => {
   it('renews repeatedly with a short lease and keeps the signal quiet', async () => {
     const id = runId();
     const c = client();
-    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 600 });
+    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 1500 });
     const reported: Date[] = [];
     const held = c.hold(id, lease, { minRenewIntervalMs: 100, onRenew: (at) => reported.push(at) });
     await until(() => held.renewals >= 4);
@@ -165,7 +165,7 @@ describe('LeaseClient over a real HTTP server', () => {
   it('withLease hands fn the held lease and its signal, then releases', async () => {
     const id = runId();
     const c = client();
-    const out = await c.withLease(id, { runnerId: 'ws_a', leaseMs: 600, minRenewIntervalMs: 100 }, async (lease) => {
+    const out = await c.withLease(id, { runnerId: 'ws_a', leaseMs: 1200, minRenewIntervalMs: 100 }, async (lease) => {
       expect(lease.signal).toBeInstanceOf(AbortSignal);
       expect(lease.signal.aborted).toBe(false);
       const row = await server.store.get(id);
@@ -181,7 +181,7 @@ describe('LeaseClient over a real HTTP server', () => {
   it('keeps renewing while fn does CPU-heavy work in slices that yield to the event loop', async () => {
     const id = runId();
     const c = client();
-    await c.withLease(id, { runnerId: 'ws_a', leaseMs: 600, minRenewIntervalMs: 100 }, async (lease) => {
+    await c.withLease(id, { runnerId: 'ws_a', leaseMs: 1200, minRenewIntervalMs: 100 }, async (lease) => {
       const end = Date.now() + 2000;
       while (Date.now() < end) {
         const slice = Date.now() + 40;
@@ -218,6 +218,19 @@ describe('LeaseClient over a real HTTP server', () => {
       .catch((e) => e);
     expect(err).toMatchObject({ name: 'LeaseLostError', reason: 'refused' });
     expect((await server.store.get(id))?.holder).toBe('ws_b'); // our release did not touch ws_b's lease
+  });
+
+  it('rejects an unexpected success body and a client without credentials', async () => {
+    expect(() => new LeaseClient({ baseUrl: server.url })).toThrow(/token or getToken/);
+    const bad = new LeaseClient({
+      baseUrl: server.url,
+      token: TEST_TOKEN,
+      fetch: async () => new Response(JSON.stringify({ fencing_token: 'x' }), { status: 200, headers: { 'content-type': 'application/json' } }),
+    });
+    await expect(bad.claim(runId(), { runnerId: 'ws_a', leaseMs: 30_000 })).rejects.toMatchObject({
+      code: 'lease-request-failed',
+      status: 200,
+    });
   });
 
   it('rejects a lease too short for the renew interval', async () => {
