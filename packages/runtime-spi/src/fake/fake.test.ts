@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeRuntimeConformance } from '../conformance/index.js';
+import { describeRuntimeConformance, waitForTerminalText } from '../conformance/index.js';
 import { RuntimeError, isRuntimeError } from '../errors.js';
 import { FakeEngine, createFakeRuntime } from './index.js';
 
@@ -11,4 +11,146 @@ describeRuntimeConformance({
   createRuntime: () => createFakeRuntime({ engine, images: (ref) => ref !== MISSING }),
   image: 'busybox:fake',
   missingImage: MISSING,
+});
+
+const METHODS = ['available', 'ensureImage', 'create', 'start', 'stop', 'remove', 'inspect', 'list', 'logs', 'wait', 'exec', 'terminal'] as const;
+
+/** Calls `method` on a runtime that has an instance "target" (running) and image "img" locally. */
+async function call(rt: ReturnType<typeof createFakeRuntime>, method: (typeof METHODS)[number]): Promise<unknown> {
+  switch (method) {
+    case 'available':
+      return rt.available();
+    case 'ensureImage':
+      return rt.ensureImage('img');
+    case 'create':
+      return rt.create({ name: 'other' });
+    case 'start':
+      return rt.start('target');
+    case 'stop':
+      return rt.stop('target', { timeoutMs: 10 });
+    case 'remove':
+      return rt.remove('target');
+    case 'inspect':
+      return rt.inspect('target');
+    case 'list':
+      return rt.list();
+    case 'logs': {
+      const chunks = [];
+      for await (const chunk of rt.logs('target')) chunks.push(chunk);
+      return chunks;
+    }
+    case 'wait':
+      return rt.wait('target');
+    case 'exec':
+      return rt.exec('target', ['true']);
+    case 'terminal':
+      return rt.terminal('target');
+  }
+}
+
+async function withTarget(options: Parameters<typeof createFakeRuntime>[0] = {}) {
+  const shared = new FakeEngine();
+  const setup = createFakeRuntime({ engine: shared });
+  await setup.create({ name: 'target', command: ['/bin/sh', '-c', 'exit 0'] });
+  return createFakeRuntime({ ...options, engine: shared });
+}
+
+describe('fake runtime', () => {
+  it.each(METHODS)('fails %s when scripted to', async (method) => {
+    const scripted = new RuntimeError('internal', `scripted ${method} failure`);
+    const rt = await withTarget({ failures: { [method]: scripted } });
+    await expect(call(rt, method)).rejects.toBe(scripted);
+    expect(rt.calls.map((c) => c.method)).toEqual([method]);
+  });
+
+  it('fails only the next call with failNext, and lets a failure function pick calls', async () => {
+    const rt = createFakeRuntime({
+      failures: { create: (c) => ((c.args[0] as { name: string }).name === 'bad' ? new RuntimeError('invalid-spec', 'bad name') : undefined) },
+    });
+    rt.failNext('create', new RuntimeError('start-failed', 'once'));
+    await expect(rt.create({ name: 'a' })).rejects.toMatchObject({ code: 'start-failed' });
+    expect((await rt.create({ name: 'a' })).name).toBe('a');
+    await expect(rt.create({ name: 'bad' })).rejects.toSatisfy((e) => isRuntimeError(e, 'invalid-spec'));
+  });
+
+  it('records every call with its arguments, and numbers instances deterministically', async () => {
+    const rt = createFakeRuntime();
+    const a = await rt.create({ name: 'a', labels: { x: '1' }, command: ['/bin/sh', '-c', 'echo hi; exit 3'] });
+    const b = await rt.create({ name: 'b' });
+    expect([a.id, b.id]).toEqual(['fake-000001', 'fake-000002']);
+    await rt.start(a.id);
+    expect(await rt.wait(a.id)).toEqual({ exitCode: 3 });
+    await rt.list({ labels: { x: '1' } });
+    expect(rt.calls.map((c) => c.method)).toEqual(['create', 'create', 'start', 'wait', 'list']);
+    expect(rt.callsOf('create')[0]?.args[0]).toMatchObject({ name: 'a', labels: { x: '1' } });
+    expect(rt.callsOf('list')[0]?.args[0]).toEqual({ labels: { x: '1' } });
+  });
+
+  it('delays a method as scripted, and the call signal cuts the delay short', async () => {
+    const rt = await withTarget({ delays: { start: 60_000 } });
+    const controller = new AbortController();
+    const starting = rt.start('target', { signal: controller.signal });
+    controller.abort();
+    await expect(starting).rejects.toSatisfy((e) => isRuntimeError(e, 'aborted'));
+    expect((await rt.inspect('target'))?.state).toBe('created');
+  });
+
+  it('pulls once for concurrent ensureImage calls; a caller giving up does not cancel it, close() does', async () => {
+    const rt = createFakeRuntime({ pullDelayMs: 200 });
+    const giveUp = new AbortController();
+    const abandoned = rt.ensureImage('img:1', { signal: giveUp.signal });
+    const others = Promise.all([rt.ensureImage('img:1'), rt.ensureImage('img:1')]);
+    giveUp.abort();
+    await expect(abandoned).rejects.toSatisfy((e) => isRuntimeError(e, 'aborted'));
+    const [a, b] = await others;
+    expect(a.id).toBe(b.id);
+    expect(rt.pulls).toEqual(['img:1']);
+    await rt.ensureImage('img:1');
+    expect(rt.pulls).toEqual(['img:1']);
+
+    const pulling = rt.ensureImage('img:2');
+    await rt.close();
+    await expect(pulling).rejects.toSatisfy((e) => isRuntimeError(e, 'aborted'));
+  });
+
+  it('reports what available() is scripted to say', async () => {
+    const rt = createFakeRuntime({ availability: { available: false, reason: 'engine is on holiday' } });
+    expect(await rt.available()).toEqual({ available: false, reason: 'engine is on holiday' });
+  });
+
+  it('runs the documented shell subset and says so when a script goes beyond it', async () => {
+    const rt = createFakeRuntime();
+    const inst = await rt.create({ name: 'shell', env: { WHO: 'world' }, workdir: '/srv', command: ['/bin/sh', '-c', 'sleep infinity'] });
+    await rt.start(inst.id);
+    const run = async (script: string) => {
+      const handle = await rt.exec(inst.id, ['/bin/sh', '-c', script]);
+      let out = '';
+      for await (const chunk of handle.output) out += `${chunk.stream}:${chunk.data}`;
+      return { out, code: (await handle.exit).exitCode };
+    };
+    expect(await run('echo "hello $WHO" \'$WHO\' ${WHO}; pwd; echo -n x; echo y >&2')).toEqual({
+      out: 'stdout:hello world $WHO world\nstdout:/srv\nstdout:xstderr:y\n',
+      code: 0,
+    });
+    expect(await run('false; exit $?')).toEqual({ out: '', code: 1 });
+    expect(await run('frobnicate')).toEqual({ out: 'stderr:sh: frobnicate: not found\n', code: 127 });
+    expect((await run('echo a | cat')).code).toBe(2);
+    expect((await run('echo a && echo b')).code).toBe(2);
+  });
+
+  it('echoes terminal input and runs each line', async () => {
+    const rt = createFakeRuntime();
+    const inst = await rt.create({ name: 'term', command: ['/bin/sh', '-c', 'sleep infinity'] });
+    await rt.start(inst.id);
+    const session = await rt.terminal(inst.id);
+    let output = '';
+    session.onData((d) => {
+      output += d;
+    });
+    session.write('echo hi\r');
+    await waitForTerminalText(session, 'hi\r\n$ ', { get output() { return output; } });
+    session.write('exit 4\r');
+    expect(await session.exit).toEqual({ exitCode: 4 });
+    expect(output).toBe('$ echo hi\r\nhi\r\n$ exit 4\r\n');
+  });
 });

@@ -16,6 +16,7 @@ export class FakeTerminal implements TerminalSession {
   cols: number;
   rows: number;
   #listeners = new Set<(data: string) => void>();
+  #unread: string[] = [];
   #line = '';
   #lines: string[] = [];
   #running: FakeProcess | undefined;
@@ -41,11 +42,15 @@ export class FakeTerminal implements TerminalSession {
 
   #emit(data: string): void {
     if (this.#done) return;
+    // Like a pty, output waits for its first reader instead of being lost.
+    if (this.#listeners.size === 0) this.#unread.push(data);
     for (const listener of this.#listeners) listener(data);
   }
 
   onData(listener: (data: string) => void): () => void {
     this.#listeners.add(listener);
+    const unread = this.#unread.splice(0);
+    for (const data of unread) listener(data);
     return () => this.#listeners.delete(listener);
   }
 
