@@ -1,6 +1,8 @@
 import { isApiError } from '@runt/protocol';
 import { isPairingError } from '@runt/pairing';
 import { redactSecrets } from '@runt/transport-auth';
+import { isRuntimeError } from '@runt/runtime-spi';
+import { isWorkspaceError } from '@runt/workspaces';
 import { isCliError } from './errors.js';
 
 export interface UserFacingError {
@@ -15,7 +17,7 @@ export interface UserFacingError {
 export function describeError(e: unknown): UserFacingError {
   const err = e as { message?: string; oclif?: { exit?: number }; code?: string };
   if (isCliError(e)) return { message: e.message, exitCode: e.exitCode };
-  if (isPairingError(e)) return { message: (e as Error).message, exitCode: 1 };
+  if (isPairingError(e) || isWorkspaceError(e) || isRuntimeError(e)) return { message: firstLine((e as Error).message), exitCode: 1 };
   if (isApiError(e)) {
     if (e.code === 'unauthorized') return { message: `${e.message} (is the credential revoked? pair again with runt workstation connect)`, exitCode: 1 };
     return { message: e.message, exitCode: 1 };

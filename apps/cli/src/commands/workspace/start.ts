@@ -1,0 +1,21 @@
+import { Args, Command } from '@oclif/core';
+import { openWorkspaces } from '../../workspaces.js';
+
+export default class WorkspaceStart extends Command {
+  static override summary = 'Start a workspace.';
+  static override examples = ['<%= config.bin %> workspace start my-repo'];
+  static override enableJsonFlag = true;
+  static override args = { workspace: Args.string({ required: true, description: 'workspace name or id' }) };
+
+  async run() {
+    const { args } = await this.parse(WorkspaceStart);
+    const { manager, close } = openWorkspaces();
+    try {
+      const ws = await manager.start(args.workspace);
+      this.log(`Workspace ${ws.name} is ${ws.state}.`);
+      return ws;
+    } finally {
+      await close();
+    }
+  }
+}
