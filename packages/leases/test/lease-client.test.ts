@@ -130,6 +130,30 @@ describe('LeaseClient over a real HTTP server', () => {
     }
   });
 
+  it('loses the lease with reason failed when a renewal is refused for good (401)', async () => {
+    const id = runId();
+    let token = TEST_TOKEN;
+    const c = client({ token: undefined, getToken: () => token });
+    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 1500 });
+    token = 'rnt_ws_revoked';
+    const held = c.hold(id, lease, { minRenewIntervalMs: 100 });
+    const reason = (await aborted(held.signal)) as LeaseLostError;
+    expect(reason).toMatchObject({ code: 'lease-lost', reason: 'failed' });
+    expect((reason as Error).cause).toMatchObject({ code: 'lease-request-failed', status: 401 });
+  });
+
+  it('reports a blocked event loop as an expired lease, never as a silent overrun', async () => {
+    const id = runId();
+    const c = client();
+    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 600 });
+    const held = c.hold(id, lease, { minRenewIntervalMs: 100 });
+    const blockedUntil = Date.now() + 900;
+    while (Date.now() < blockedUntil) Math.sqrt(Math.random()); // the work forgot to yield
+    const reason = (await aborted(held.signal)) as LeaseLostError;
+    expect(reason).toMatchObject({ code: 'lease-lost', reason: 'expired' });
+    expect(server.calls.filter((x) => x.runId === id && x.endpoint === 'heartbeat')).toEqual([]);
+  });
+
   it('honours 429 Retry-After on a renewal and keeps the lease', async () => {
     const id = runId();
     const c = client();
