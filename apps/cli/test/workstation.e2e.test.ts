@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, startControlPlane, type RunningControlPlane } from '@runt/control-plane';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { mintToken } from '@runt/transport-auth';
-import { runt } from './cli.js';
+import { hostname } from 'node:os';
+import { spawn } from '@lydell/node-pty';
+import { RUNT_BIN, runt } from './cli.js';
 
 const REJECTED = 'pairing code is invalid, expired, or already used';
 
@@ -98,6 +100,25 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
     const r = await runt(['workstation', 'connect', cp.url], { RUNT_CONFIG_DIR: join(configDir, '..', 'other') });
     expect(r.exitCode).toBe(1);
     expect(r.stderr.trim()).toBe('runt: missing --code: no terminal to prompt for the pairing code on');
+  });
+
+  it('prompts for the code on a terminal and names the machine after its bare hostname', async () => {
+    const fresh = await mintCode();
+    const dir = join(configDir, '..', 'prompted');
+    const pty = spawn('node', [RUNT_BIN, 'workstation', 'connect', cp.url], {
+      cols: 100,
+      rows: 30,
+      env: { ...(process.env as Record<string, string>), RUNT_CONFIG_DIR: dir },
+    });
+    let screen = '';
+    pty.onData((d) => (screen += d));
+    const exited = new Promise<number>((resolve) => pty.onExit(({ exitCode }) => resolve(exitCode)));
+    for (let i = 0; i < 400 && !screen.includes('Pairing code'); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(screen).toContain('Pairing code (XXXX-XXXX-XXXX): ');
+    pty.write(`${fresh.toLowerCase()}\r`);
+    expect(await exited).toBe(0);
+    const cred = JSON.parse(readFileSync(join(dir, 'workstation.json'), 'utf8'));
+    expect(cred.display_name).toBe(hostname().split('.')[0]);
   });
 
   it('an unreachable URL says so in one line and exits nonzero', async () => {
