@@ -78,3 +78,21 @@ export function toInstance(info: PodmanInspect): Instance {
   if (state === 'exited') instance.exitCode = info.State?.ExitCode ?? 0;
   return instance;
 }
+
+/**
+ * The {@link Instance} a successful `podman create` describes, without asking podman again.
+ * @example
+ * createdInstance(stdout.trim(), spec).state // 'created'
+ */
+export function createdInstance(id: string, spec: InstanceSpec & { image: string }): Instance {
+  return {
+    id,
+    name: spec.name,
+    runtime: PODMAN_RUNTIME,
+    state: 'created',
+    labels: withManagedLabels(spec.labels),
+    image: spec.image,
+    createdAt: new Date().toISOString(),
+    details: { containerId: id },
+  };
+}
