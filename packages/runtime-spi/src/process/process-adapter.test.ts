@@ -18,7 +18,7 @@ afterAll(async () => {
   for (const instance of await runtime.list()) await runtime.remove(instance.id).catch(() => {});
   for (const pid of strangers) {
     try {
-      process.kill(pid, 'SIGKILL');
+      process.kill(-pid, 'SIGKILL');
     } catch {
       // already gone
     }
@@ -44,7 +44,7 @@ describe('process runtime', () => {
   });
 
   it('never mistakes a reused pid for the instance: a pid file with a wrong start time means exited', async () => {
-    const stranger = spawn('/bin/sh', ['-c', 'sleep 60'], { detached: true, stdio: 'ignore' });
+    const stranger = spawn('sleep', ['60'], { detached: true, stdio: 'ignore' });
     stranger.unref();
     const pid = stranger.pid as number;
     strangers.push(pid);
