@@ -1,0 +1,481 @@
+import { randomBytes } from 'node:crypto';
+import { availableParallelism, hostname, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { ControlPlaneClient, isApiError, type ControlMessage, type RegisterWorkstationRequest, type Run } from '@runt/protocol';
+import type { Runtime, RuntimeRegistry } from '@runt/runtime-spi';
+import { AgentError } from './agent-error.js';
+import { createLogger } from './create-logger.js';
+import { defaultRuntimes } from './default-runtimes.js';
+import { LinkClient } from './link-client.js';
+import { RUN_ID_LABEL, RunExecution, WORKSTATION_LABEL, type RunExecutionDeps } from './run-execution.js';
+import { RunStateStore, type RunState } from './run-state-store.js';
+import { jitter, retryDelay, sleep } from './sleep.js';
+
+/** `initialized → starting → running → draining → stopping → stopped`, or `failed` when it could not go on. */
+export type AgentState = 'initialized' | 'starting' | 'running' | 'draining' | 'stopping' | 'stopped' | 'failed';
+
+export interface AgentOptions {
+  /** Control plane URL. */
+  url: string;
+  /** The workstation token (from the environment or the credential file; never argv). */
+  token: string;
+  /** The workstation id the agent believes it is; the control plane's answer wins. */
+  workstationId?: string;
+  displayName?: string;
+  /** Runtimes to offer, by name; only those whose `available()` says yes are advertised. */
+  runtimes: string[];
+  /** Where runtimes come from (default: the built-in adapters, see `defaultRuntimes`). */
+  registry?: RuntimeRegistry;
+  /** Runs at once (default 1). */
+  maxRuns?: number;
+  labels?: Record<string, string>;
+  /** Take one run, finish it, stop. */
+  once?: boolean;
+  /** Hold the WebSocket link (default true); without it the agent polls. */
+  link?: boolean;
+  /** Lease length per run (default 30 s). */
+  leaseMs?: number;
+  /** Polling period while the link is down (default 2 s). */
+  pollIntervalMs?: number;
+  /** Workstation heartbeat period (default 15 s). */
+  heartbeatIntervalMs?: number;
+  /** How long runs may finish after a shutdown starts before they are stopped (default 30 s). */
+  shutdownGraceMs?: number;
+  /** Polite-signal-to-kill time when stopping a workload (default 10 s). */
+  stopTimeoutMs?: number;
+  /** Signals that start a graceful shutdown while `run()` is going (default SIGTERM, SIGINT; `[]` for none). A second one skips the grace time. */
+  shutdownSignals?: NodeJS.Signals[];
+  /** Per-run state files and working directories. */
+  stateDir: string;
+  logger?: Logger;
+  /** Reported as `agent_version`. */
+  version?: string;
+  /** Aborting it is the same as calling `shutdown()`. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The workstation agent: registers, holds the link (or polls), claims offered runs up to
+ * `maxRuns` and executes each in its runtime, and re-adopts the runs it held before a
+ * restart. `run()` resolves only once the agent has stopped; `shutdown()` is idempotent and
+ * stops taking offers, lets runs finish up to `shutdownGraceMs`, then stops them.
+ *
+ * @example
+ * const agent = new Agent({ url: 'http://127.0.0.1:8787', token: process.env.RUNT_CLOUD_TOKEN!, runtimes: ['process'], stateDir: '/tmp/runt-agent' });
+ * await agent.run(); // until SIGTERM / SIGINT
+ */
+export class Agent {
+  #state: AgentState = 'initialized';
+  readonly #opts: Required<Omit<AgentOptions, 'workstationId' | 'displayName' | 'signal' | 'logger' | 'registry'>> & AgentOptions;
+  readonly #log: Logger;
+  readonly #registry: RuntimeRegistry;
+  readonly #client: ControlPlaneClient;
+  readonly #store: RunStateStore;
+  readonly #runs = new Map<string, RunExecution>();
+  readonly #claiming = new Set<string>();
+  readonly #runtimes = new Map<string, Runtime>();
+  readonly #unavailable = new Map<string, string>();
+  /** Aborted when the agent stops taking offers (drain/shutdown). */
+  readonly #taking = new AbortController();
+  /** Aborted when every loop must end. */
+  readonly #life = new AbortController();
+  #link: LinkClient | undefined;
+  #workstationId = '';
+  #runnerId = '';
+  #fatal: Error | undefined;
+  #shutdown: Promise<void> | undefined;
+  #hurry = false;
+  #hurryWake: (() => void) | undefined;
+  #pollWake: (() => void) | undefined;
+  #onceTaken = false;
+  #stopped!: () => void;
+  readonly #stoppedPromise = new Promise<void>((r) => (this.#stopped = r));
+
+  constructor(opts: AgentOptions) {
+    if (opts.runtimes.length === 0) throw new AgentError('config-invalid', 'name at least one runtime');
+    this.#opts = {
+      maxRuns: 1,
+      labels: {},
+      once: false,
+      link: true,
+      leaseMs: 30_000,
+      pollIntervalMs: 2_000,
+      heartbeatIntervalMs: 15_000,
+      shutdownGraceMs: 30_000,
+      stopTimeoutMs: 10_000,
+      shutdownSignals: ['SIGTERM', 'SIGINT'],
+      version: '0.0.0',
+      ...opts,
+    };
+    this.#log = opts.logger ?? createLogger('info');
+    this.#registry = opts.registry ?? defaultRuntimes(opts.stateDir);
+    this.#store = new RunStateStore(join(opts.stateDir, 'agent', 'runs'));
+    this.#client = new ControlPlaneClient({ url: opts.url, token: opts.token, retries: 3, timeoutMs: 15_000 });
+    this.#workstationId = opts.workstationId ?? '';
+  }
+
+  get state(): AgentState {
+    return this.#state;
+  }
+
+  /** The workstation id the control plane confirmed (empty before registration). */
+  get workstationId(): string {
+    return this.#workstationId;
+  }
+
+  /** Ids of the runs held right now. */
+  get runningRunIds(): string[] {
+    return [...this.#runs.keys()];
+  }
+
+  /**
+   * Starts the agent and resolves once it has stopped (after `shutdown()`, a shutdown signal,
+   * the `signal` option, the end of a `once` run, or a `drain` from the control plane).
+   * Rejects when it cannot start (no runtime available, credential refused) or when the
+   * credential is revoked while running.
+   */
+  async run(): Promise<void> {
+    if (this.#state !== 'initialized') throw new AgentError('internal', `run() called in state ${this.#state}`);
+    this.#state = 'starting';
+    const onSignal = (sig: NodeJS.Signals) => {
+      this.#log.info({ signal: sig }, this.#shutdown ? 'second signal: stopping runs now' : 'shutting down');
+      if (this.#shutdown) this.#hurryUp();
+      void this.shutdown();
+    };
+    for (const sig of this.#opts.shutdownSignals) process.on(sig, onSignal);
+    const onAbort = () => void this.shutdown();
+    this.#opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (this.#opts.signal?.aborted) return;
+      await this.#start();
+      if (this.#state === 'starting') this.#state = 'running';
+      this.#log.info(
+        { workstation_id: this.#workstationId, runtimes: [...this.#runtimes.keys()], max_runs: this.#opts.maxRuns, link: this.#opts.link, adopted: this.runningRunIds },
+        'agent running',
+      );
+      void this.#linkLoop();
+      void this.#heartbeatLoop();
+      void this.#pollLoop();
+      await this.#stoppedPromise;
+      if (this.#fatal) throw this.#fatal;
+    } catch (e) {
+      this.#fatal ??= e as Error;
+      await this.shutdown();
+      this.#state = 'failed';
+      throw e;
+    } finally {
+      for (const sig of this.#opts.shutdownSignals) process.off(sig, onSignal);
+      this.#opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Stops taking offers, lets held runs finish for up to `shutdownGraceMs`, stops the rest
+   * (reported `cancelled`), closes the link, tells the control plane it is no longer
+   * listening and closes the runtimes. Idempotent: every call returns the same promise.
+   *
+   * @example
+   * process.once('SIGTERM', () => void agent.shutdown());
+   */
+  shutdown(opts: { graceMs?: number } = {}): Promise<void> {
+    this.#shutdown ??= this.#doShutdown(opts.graceMs ?? this.#opts.shutdownGraceMs);
+    return this.#shutdown;
+  }
+
+  // ---- start ----
+
+  async #start(): Promise<void> {
+    for (const name of this.#opts.runtimes) {
+      try {
+        const runtime = await this.#registry.get(name);
+        const av = await runtime.available({ signal: this.#life.signal });
+        if (av.available) this.#runtimes.set(name, runtime);
+        else this.#unavailable.set(name, av.reason ?? 'not available');
+      } catch (e) {
+        this.#unavailable.set(name, (e as Error).message);
+      }
+    }
+    for (const [name, reason] of this.#unavailable) this.#log.warn({ runtime: name, reason }, 'runtime not available; not offered');
+    if (this.#runtimes.size === 0) {
+      throw new AgentError('no-runtime', `no runtime is available: ${[...this.#unavailable].map(([n, r]) => `${n}: ${r}`).join('; ')}`);
+    }
+    await this.#registerHttp(true, { untilDone: true });
+    this.#runnerId = `${this.#workstationId}/${randomBytes(6).toString('hex')}`;
+    await this.#readopt();
+  }
+
+  #registration(listening: boolean): RegisterWorkstationRequest {
+    return {
+      display_name: this.#opts.displayName?.trim() || hostname().split('.')[0] || 'workstation',
+      hostname: hostname(),
+      cpu_count: availableParallelism(),
+      memory_bytes: totalmem(),
+      max_runs: this.#opts.maxRuns,
+      runtimes: [...this.#runtimes.keys()],
+      labels: this.#opts.labels,
+      agent_version: this.#opts.version,
+      listening,
+    };
+  }
+
+  async #registerHttp(listening: boolean, opts: { untilDone?: boolean } = {}): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await this.#client.registerWorkstation(this.#registration(listening));
+        this.#workstationId = res.workstation.id;
+        return true;
+      } catch (e) {
+        if (isApiError(e) && (e.status === 401 || e.status === 403)) {
+          throw new AgentError('unauthorized', `the control plane refused this workstation's credential: ${e.message} (revoked? pair again with runt workstation connect)`, { cause: e });
+        }
+        if (!opts.untilDone) throw e;
+        const delay = retryDelay(attempt, 500, 30_000);
+        this.#log.warn({ err: e, retry_in_ms: delay }, 'registration failed; retrying');
+        if (!(await sleep(delay, this.#life.signal))) return false;
+      }
+    }
+  }
+
+  #deps(runtimeName: string): RunExecutionDeps {
+    const runtime = this.#runtimes.get(runtimeName);
+    return {
+      client: this.#client,
+      runtime: runtime ?? { unavailable: `runtime "${runtimeName}" is not available on this workstation${this.#unavailable.has(runtimeName) ? `: ${this.#unavailable.get(runtimeName)}` : ''}` },
+      store: this.#store,
+      workRoot: join(this.#opts.stateDir, 'agent', 'work'),
+      workstationId: this.#workstationId,
+      runnerId: this.#runnerId,
+      leaseMs: this.#opts.leaseMs,
+      stopTimeoutMs: this.#opts.stopTimeoutMs,
+      commandPollMs: () => jitter(this.#link?.up ? 10_000 : this.#opts.pollIntervalMs),
+      logger: this.#log,
+    };
+  }
+
+  /** Resumes the runs whose instances survived a restart and whose lease is still ours; stops the rest. */
+  async #readopt(): Promise<void> {
+    const states = new Map((await this.#store.list()).map((s) => [s.run_id, s]));
+    const seen = new Set<string>();
+    for (const [name, runtime] of this.#runtimes) {
+      let instances;
+      try {
+        instances = await runtime.list({ labels: { [WORKSTATION_LABEL]: this.#workstationId } });
+      } catch (e) {
+        this.#log.warn({ runtime: name, err: e }, 'cannot list instances for re-adoption');
+        continue;
+      }
+      for (const inst of instances) {
+        const runId = inst.labels[RUN_ID_LABEL];
+        const state = runId ? states.get(runId) : undefined;
+        if (runId && state && state.runtime === name && state.instance_id === inst.id && (await this.#stillOurs(state))) {
+          seen.add(runId);
+          const sentAt = performance.now();
+          const exec = RunExecution.adopt({ ...this.#deps(name), runnerId: state.runner_id }, state, sentAt);
+          this.#track(exec);
+          continue;
+        }
+        this.#log.info({ runtime: name, instance_id: inst.id, run_id: runId }, 'stopping an instance whose run is no longer ours');
+        await runtime.stop(inst.id, { timeoutMs: this.#opts.stopTimeoutMs }).catch(() => undefined);
+        await runtime.remove(inst.id).catch(() => undefined);
+        if (runId && state && !seen.has(runId)) await this.#store.remove(runId);
+      }
+    }
+    for (const [runId, state] of states) {
+      if (seen.has(runId)) continue;
+      // The lease may still be ours but the workload is gone: say so instead of leaving it to the sweeper.
+      if (await this.#stillOurs(state)) {
+        await this.#client
+          .reportStatus(runId, { fencing_token: state.fencing_token, status: 'failed', failure_kind: 'internal', failure_message: 'the workload disappeared while the agent was down' })
+          .catch(() => undefined);
+        await this.#client.releaseRun(runId, { fencing_token: state.fencing_token }).catch(() => undefined);
+      }
+      await this.#store.remove(runId);
+    }
+  }
+
+  async #stillOurs(state: RunState): Promise<boolean> {
+    try {
+      await this.#client.heartbeatRun(state.run_id, { fencing_token: state.fencing_token, lease_ms: this.#opts.leaseMs });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- loops ----
+
+  async #linkLoop(): Promise<void> {
+    if (!this.#opts.link) return;
+    this.#link = new LinkClient({
+      url: this.#opts.url,
+      token: () => this.#opts.token,
+      register: () => ({ type: 'register', workstation_id: this.#workstationId, workstation: this.#registration(true), running_run_ids: this.runningRunIds }),
+      onMessage: (m) => this.#onControl(m),
+      onUp: (up) => {
+        if (!up) this.#pollWake?.();
+      },
+      onFatal: (e) => this.#die(e),
+      logger: this.#log,
+    });
+    await this.#link.run(this.#life.signal);
+  }
+
+  async #heartbeatLoop(): Promise<void> {
+    let failures = 0;
+    while (await sleep(failures > 0 ? retryDelay(failures, 1_000, 30_000) : jitter(this.#opts.heartbeatIntervalMs), this.#life.signal)) {
+      if (this.#link?.send({ type: 'heartbeat', running_run_ids: this.runningRunIds })) {
+        failures = 0;
+        continue;
+      }
+      try {
+        await this.#registerHttp(this.#state !== 'draining');
+        failures = 0;
+      } catch (e) {
+        if ((e as AgentError).code === 'unauthorized') return this.#die(e as AgentError);
+        failures++;
+        this.#log.warn({ err: e }, 'heartbeat failed');
+      }
+    }
+  }
+
+  async #pollLoop(): Promise<void> {
+    let failures = 0;
+    const signal = this.#taking.signal;
+    while (!signal.aborted) {
+      const linkUp = this.#link?.up === true;
+      if (!linkUp && this.#hasCapacity()) {
+        try {
+          const { runs } = await this.#client.offeredRuns(this.#workstationId);
+          failures = 0;
+          for (const run of runs) {
+            if (!this.#hasCapacity()) break;
+            void this.#offer(run);
+          }
+        } catch (e) {
+          if (isApiError(e) && (e.status === 401 || e.status === 403)) return this.#die(new AgentError('unauthorized', `the control plane refused this workstation's credential: ${e.message}`));
+          failures++;
+          this.#log.warn({ err: e }, 'polling for offers failed');
+        }
+      }
+      // With the link up, a slow safety poll still catches an offer whose message was lost.
+      const delay = failures > 0 ? retryDelay(failures, this.#opts.pollIntervalMs, 60_000) : jitter(linkUp ? 30_000 : this.#opts.pollIntervalMs);
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          this.#pollWake = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, delay);
+        signal.addEventListener('abort', done, { once: true });
+        this.#pollWake = done;
+      });
+    }
+  }
+
+  #onControl(message: ControlMessage): void {
+    switch (message.type) {
+      case 'registered':
+        if (message.workstation_id) this.#workstationId = message.workstation_id;
+        return;
+      case 'offer':
+        void this.#offer(message.run).then((ok) => this.#link?.send({ type: 'result', id: message.id, ok, ...(ok ? {} : { error: 'not taken' }) }));
+        return;
+      case 'cancel':
+        this.#runs.get(message.run_id)?.cancel('cancelled by request');
+        return;
+      case 'command':
+        this.#runs.get(message.run_id)?.wakeCommands();
+        return;
+      case 'drain':
+        this.#log.info('drain requested: finishing the runs held, then stopping');
+        void this.shutdown({ graceMs: Number.MAX_SAFE_INTEGER });
+        return;
+      case 'ping':
+        this.#link?.send({ type: 'result', id: message.id, ok: true });
+        return;
+    }
+  }
+
+  #hasCapacity(): boolean {
+    if (this.#taking.signal.aborted || (this.#opts.once && this.#onceTaken)) return false;
+    return this.#runs.size + this.#claiming.size < this.#opts.maxRuns;
+  }
+
+  async #offer(run: Run): Promise<boolean> {
+    if (this.#runs.has(run.id) || this.#claiming.has(run.id) || !this.#hasCapacity()) return false;
+    this.#claiming.add(run.id);
+    if (this.#opts.once) this.#onceTaken = true;
+    try {
+      const exec = await RunExecution.claim(this.#deps(run.runtime), run);
+      if (!exec) {
+        if (this.#opts.once) this.#onceTaken = false;
+        return false;
+      }
+      this.#track(exec);
+      return true;
+    } catch (e) {
+      if (this.#opts.once) this.#onceTaken = false;
+      this.#log.error({ run_id: run.id, err: e }, 'cannot take the run');
+      return false;
+    } finally {
+      this.#claiming.delete(run.id);
+    }
+  }
+
+  #track(exec: RunExecution): void {
+    this.#runs.set(exec.runId, exec);
+    void exec.done.then(() => {
+      this.#runs.delete(exec.runId);
+      if (this.#opts.once) void this.shutdown();
+      else this.#pollWake?.();
+      this.#hurryWake?.();
+    });
+  }
+
+  // ---- stop ----
+
+  #die(error: AgentError): void {
+    this.#log.error({ err: error }, error.message);
+    this.#fatal ??= error;
+    void this.shutdown({ graceMs: 0 });
+  }
+
+  #hurryUp(): void {
+    this.#hurry = true;
+    this.#hurryWake?.();
+  }
+
+  async #doShutdown(graceMs: number): Promise<void> {
+    if (this.#state === 'running' || this.#state === 'starting') this.#state = 'draining';
+    this.#taking.abort();
+    this.#pollWake?.();
+    const deadline = performance.now() + graceMs;
+    while (this.#runs.size > 0 && !this.#hurry && performance.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(1_000, Math.max(0, deadline - performance.now())));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#hurryWake = done;
+      });
+    }
+    if (this.#runs.size > 0) this.#log.warn({ runs: this.runningRunIds }, 'grace time over: stopping the runs still going');
+    for (const exec of this.#runs.values()) exec.cancel('the agent shut down before the run finished');
+    await Promise.all([...this.#runs.values()].map((e) => e.done));
+    this.#state = 'stopping';
+    this.#life.abort();
+    if (this.#workstationId) {
+      // One quick try: a control plane that is down must not hold the exit up.
+      const quick = new ControlPlaneClient({ url: this.#opts.url, token: this.#opts.token, retries: 0, timeoutMs: 3_000 });
+      await quick.registerWorkstation(this.#registration(false)).catch(() => undefined);
+    }
+    await this.#registry.close().catch(() => undefined);
+    this.#state = this.#fatal ? 'failed' : 'stopped';
+    this.#log.info('agent stopped');
+    this.#stopped();
+  }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { loadCredential } from '@runt/pairing';
+import { redactSecrets } from '@runt/transport-auth';
+import { Agent } from './agent.js';
+import { AGENT_USAGE, loadAgentConfig } from './agent-config.js';
+import { createLogger } from './create-logger.js';
+
+const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+async function main(): Promise<number> {
+  const config = loadAgentConfig(process.argv.slice(2), process.env);
+  if (config.help) {
+    process.stdout.write(`${AGENT_USAGE}\n`);
+    return 0;
+  }
+  const credential = await loadCredential();
+  if (!credential?.cloud_url || !credential.token) {
+    throw new Error('this machine is not paired: run runt workstation connect <url> --code XXXX-XXXX-XXXX (or set RUNT_CLOUD_URL and RUNT_CLOUD_TOKEN)');
+  }
+  const logger = createLogger(config.logLevel);
+  const agent = new Agent({
+    url: credential.cloud_url,
+    token: credential.token,
+    ...(credential.workstation_id ? { workstationId: credential.workstation_id } : {}),
+    ...(config.displayName || credential.display_name ? { displayName: config.displayName ?? credential.display_name } : {}),
+    runtimes: config.runtimes,
+    maxRuns: config.maxRuns,
+    labels: config.labels,
+    once: config.once,
+    link: config.link,
+    leaseMs: config.leaseMs,
+    pollIntervalMs: config.pollIntervalMs,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    shutdownGraceMs: config.shutdownGraceMs,
+    stopTimeoutMs: config.stopTimeoutMs,
+    shutdownSignals: config.shutdownSignals,
+    stateDir: config.stateDir,
+    logger,
+    version,
+  });
+  await agent.run();
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    const message = (e as Error)?.message ?? String(e);
+    process.stderr.write(`runt-agent: ${redactSecrets(message.split('\n')[0])}\n`);
+    process.exitCode = 1;
+  },
+);

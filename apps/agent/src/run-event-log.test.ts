@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { ApiError, type RunEventInput } from '@runt/protocol';
+import { RunEventLog } from './run-event-log.js';
+
+/** Records batches; fails the first `failures` calls with a network error. */
+function recorder(failures = 0, reject?: ApiError) {
+  const batches: RunEventInput[][] = [];
+  let calls = 0;
+  return {
+    batches,
+    client: {
+      async appendEvents(_runId: string, body: { fencing_token: number; events: RunEventInput[] }) {
+        calls++;
+        batches.push(body.events);
+        if (reject) throw reject;
+        if (calls <= failures) throw new ApiError(0, 'unreachable', 'cannot reach');
+        return { next_event_seq: body.events.at(-1)!.seq + 1 };
+      },
+    },
+  };
+}
+
+describe('RunEventLog', () => {
+  it('numbers events gap-free from the claimed seq and batches them', async () => {
+    const r = recorder();
+    const flushed: number[] = [];
+    const log = new RunEventLog({ client: r.client, runId: 'run_1', fencingToken: 1, nextSeq: 5, signal: new AbortController().signal, onRejected: () => {}, onFlushed: (n) => flushed.push(n) });
+    for (let i = 0; i < 7; i++) log.append('log', { stream: 'stdout', data: `${i}\n` });
+    await log.flush();
+    expect(r.batches.flat().map((e) => e.seq)).toEqual([5, 6, 7, 8, 9, 10, 11]);
+    expect(r.batches).toHaveLength(1);
+    expect(flushed.at(-1)).toBe(12);
+    expect(log.nextSeq).toBe(12);
+  });
+
+  it('resends the same seqs after a failure, so nothing is lost or duplicated', async () => {
+    const r = recorder(2);
+    let chars = { stdout: 0, stderr: 0 };
+    const log = new RunEventLog({ client: r.client, runId: 'run_1', fencingToken: 1, nextSeq: 1, signal: new AbortController().signal, onRejected: () => {}, onFlushed: (_n, c) => (chars = c) });
+    log.append('log', { stream: 'stdout', data: 'abc' });
+    log.append('log', { stream: 'stderr', data: 'de' });
+    await log.flush();
+    expect(r.batches).toHaveLength(3);
+    for (const b of r.batches) expect(b.map((e) => e.seq)).toEqual([1, 2]);
+    expect(chars).toEqual({ stdout: 3, stderr: 2 });
+  });
+
+  it('stops and reports a 409 instead of retrying', async () => {
+    const r = recorder(0, new ApiError(409, 'run-not-active', 'run is no longer active'));
+    const rejected: Error[] = [];
+    const log = new RunEventLog({ client: r.client, runId: 'run_1', fencingToken: 1, nextSeq: 1, signal: new AbortController().signal, onRejected: (e) => rejected.push(e) });
+    log.append('log', { stream: 'stdout', data: 'x' });
+    await log.flush();
+    log.append('log', { stream: 'stdout', data: 'y' });
+    await log.flush();
+    expect(r.batches).toHaveLength(1);
+    expect(rejected.map((e) => e.message)).toEqual(['run is no longer active']);
+    expect(log.rejected).toBe(true);
+  });
+
+  it('splits large bursts into batches of maxBatch', async () => {
+    const r = recorder();
+    const log = new RunEventLog({ client: r.client, runId: 'run_1', fencingToken: 1, nextSeq: 1, signal: new AbortController().signal, onRejected: () => {}, maxBatch: 10 });
+    for (let i = 0; i < 25; i++) log.append('log', { stream: 'stdout', data: 'x' });
+    await log.flush();
+    expect(r.batches.every((b) => b.length <= 10)).toBe(true);
+    expect(r.batches.flat().map((e) => e.seq)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+  });
+});
