@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the real container engines runt's tests use, on a Debian machine, as root, without
 # systemd, and without touching any engine the machine already runs:
-#   - installs docker.io podman runc busybox-static containerd when missing
+#   - installs docker.io podman runc busybox-static containerd netavark when missing
 #   - merges runc + no default ulimits into /etc/containers/containers.conf (crun and the default
 #     rlimits fail on hybrid-cgroup kernels)
 #   - runs a private containerd + dockerd on /run/runt-docker/ (own data-root, no networking setup)
@@ -16,7 +16,8 @@ LOG_DIR="${RUNT_DOCKER_LOG_DIR:-/var/log/runt-docker}"
 DOCKER_SOCK="$RUN_DIR/docker.sock"
 CONTAINERD_SOCK="$RUN_DIR/containerd.sock"
 CONTAINERS_CONF=/etc/containers/containers.conf
-PACKAGES=(docker.io podman runc busybox-static containerd)
+# netavark: podman's network stack (only recommended, and without it apt may pick CNI plugins).
+PACKAGES=(docker.io podman runc busybox-static containerd netavark)
 WAIT_SECONDS="${RUNT_ENGINE_WAIT_SECONDS:-60}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 

@@ -119,6 +119,16 @@ export function describeContainerAdapter(checks: ContainerAdapterChecks): void {
       await eventually('sleep 4321 ends after close()', async () => !(await processes(inst.id)).includes('sleep 4321'));
     });
 
+    it('aborting an exec rejects its exit with aborted and ends the program', async () => {
+      const inst = await running();
+      const abort = new AbortController();
+      const handle = await runtime.exec(inst.id, ['sleep', '4322'], { signal: abort.signal });
+      await eventually('sleep 4322 runs', async () => (await processes(inst.id)).includes('sleep 4322'));
+      abort.abort();
+      await expectRuntimeError(handle.exit, 'aborted');
+      await eventually('sleep 4322 ends after the abort', async () => !(await processes(inst.id)).includes('sleep 4322'));
+    });
+
     it('rejects a relative sourcePath and a spec without image as invalid-spec', async () => {
       await expectRuntimeError(runtime.create({ name: uniqueName('runt-bad'), image: TEST_IMAGE, sourcePath: 'rel/path' }), 'invalid-spec');
       await expectRuntimeError(runtime.create({ name: uniqueName('runt-bad') }), 'invalid-spec');

@@ -96,7 +96,10 @@ export async function dockerExec(
     output.end();
   });
   if (withStdin) stream.end(opts.stdin);
-  const onAbort = () => stream.destroy();
+  const onAbort = () => {
+    stream.destroy();
+    void signalExec(exec, endpoint, ['SIGKILL']);
+  };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const exit = ended
     .then(() => {
@@ -110,4 +113,32 @@ export async function dockerExec(
     .finally(() => opts.signal?.removeEventListener('abort', onAbort));
   exit.catch(() => {});
   return { output, exit };
+}
+
+/**
+ * Signals an exec's program. The Docker API cannot signal an exec, and a program whose client
+ * went away keeps running, so when the engine is local (a unix socket on this host) this sends
+ * each signal in turn to the exec's host pid, 500 ms apart, stopping once it has exited.
+ * @example
+ * await signalExec(exec, endpoint, ['SIGHUP', 'SIGKILL']);
+ */
+export async function signalExec(exec: Docker.Exec, endpoint: DockerEndpoint, signals: NodeJS.Signals[]): Promise<void> {
+  if (!endpoint.options.socketPath) return;
+  for (const [n, signal] of signals.entries()) {
+    if (n > 0) await sleep(500);
+    // Right after start the engine may not report the pid yet.
+    let info: Docker.ExecInspectInfo | undefined;
+    for (let i = 0; i < 40; i++) {
+      info = await exec.inspect().catch(() => undefined);
+      if (!info || (!info.Running && typeof info.ExitCode === 'number')) return;
+      if (info.Running && info.Pid) break;
+      await sleep(50);
+    }
+    if (!info?.Pid) return;
+    try {
+      process.kill(info.Pid, signal);
+    } catch {
+      return; // gone already, or not ours to signal
+    }
+  }
 }

@@ -1,10 +1,10 @@
 import type Docker from 'dockerode';
 import { StringDecoder } from 'node:string_decoder';
-import { sleep, throwIfAborted } from '../abort.js';
+import { throwIfAborted } from '../abort.js';
 import type { ExitStatus, TerminalOptions, TerminalSession } from '../runtime.js';
 import { DOCKER_RUNTIME, toDockerError, type DockerEndpoint } from './connection.js';
 import { DEFAULT_SHELL, envList } from './conventions.js';
-import { createDockerExec, execExitStatus } from './exec.js';
+import { createDockerExec, execExitStatus, signalExec } from './exec.js';
 
 /**
  * An interactive terminal in a running container: a Docker exec with a TTY, attached over a
@@ -90,34 +90,9 @@ export async function dockerTerminal(
       closed = true;
       stream.end();
       stream.destroy();
-      void hangUp(exec, endpoint);
+      void signalExec(exec, endpoint, ['SIGHUP', 'SIGKILL']);
     },
   };
   return session;
 }
 
-/**
- * Ends a terminal's program after its connection is gone. The Docker API has no way to signal an
- * exec, and a detached TTY keeps a program such as `sleep` alive, so when the engine is local
- * (a unix socket, same host) this sends SIGHUP to the exec's host pid, then SIGKILL.
- */
-async function hangUp(exec: Docker.Exec, endpoint: DockerEndpoint): Promise<void> {
-  if (!endpoint.options.socketPath) return;
-  for (const signal of ['SIGHUP', 'SIGKILL'] as const) {
-    // Right after start the engine may not report the pid yet.
-    let info: Docker.ExecInspectInfo | undefined;
-    for (let i = 0; i < 40; i++) {
-      info = await exec.inspect().catch(() => undefined);
-      if (!info || (!info.Running && typeof info.ExitCode === 'number')) return;
-      if (info.Running && info.Pid) break;
-      await sleep(50);
-    }
-    if (!info?.Pid) return;
-    try {
-      process.kill(info.Pid, signal);
-    } catch {
-      return; // gone already, or not ours to signal
-    }
-    await sleep(500);
-  }
-}

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { throwIfAborted } from '../abort.js';
 import { RuntimeError } from '../errors.js';
 import type { ExecHandle, ExecOptions, ExitStatus } from '../runtime.js';
 import { PODMAN_RUNTIME, podmanMessage, type PodmanCli } from './cli.js';
+import { EXEC_MARKER_ENV, hangUpMarked } from './hang-up.js';
 import { streamPodman } from './stream.js';
 
 /** podman's own "could not run the exec" exit code (the command's codes pass through). */
@@ -25,13 +27,18 @@ export async function podmanExec(cli: PodmanCli, id: string, command: string[], 
   if (command.length === 0) throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: PODMAN_RUNTIME });
   const args = ['exec'];
   if (opts.stdin !== undefined) args.push('--interactive');
-  args.push(...envFlags(opts.env));
+  // Killing the podman client leaves the program running; the marker lets an abort find it.
+  const marker = randomUUID();
+  args.push(...envFlags({ ...(opts.env ?? {}), [EXEC_MARKER_ENV]: marker }));
   if (opts.workdir) args.push('--workdir', opts.workdir);
   args.push('--', id, ...command);
   const run = streamPodman(cli, args, {
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.stdin !== undefined ? { input: opts.stdin } : {}),
   });
+  const onAbort = () => void hangUpMarked(EXEC_MARKER_ENV, marker, ['SIGKILL']);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  void run.done.catch(() => {}).finally(() => opts.signal?.removeEventListener('abort', onAbort));
   const exit: Promise<ExitStatus> = run.done.then(({ exitCode, stderrTail }) => {
     if (exitCode === PODMAN_ERROR_EXIT && /^Error: /m.test(stderrTail)) {
       throw new RuntimeError('exec-failed', `exec ${JSON.stringify(command)} in container ${id}: ${podmanMessage(stderrTail)}`, {

@@ -3,6 +3,8 @@ import { sleep } from '../abort.js';
 
 /** Env var put on a terminal's program so it can be found from the host after a hang-up. */
 export const TERMINAL_MARKER_ENV = 'RUNT_TERMINAL_SESSION';
+/** Env var put on an exec's program so an aborted exec can be ended from the host. */
+export const EXEC_MARKER_ENV = 'RUNT_EXEC_SESSION';
 
 /**
  * Host pids whose environment holds `name=value`. Podman runs containers on this host, so the
@@ -27,13 +29,19 @@ export async function pidsWithEnv(name: string, value: string): Promise<number[]
 
 /**
  * Ends a terminal program whose `podman exec` client went away: detaching the client leaves
- * the program running in the container, so find it by its marker env and send SIGHUP, then
- * SIGKILL if it is still there after `graceMs`.
+ * the program running in the container, so find it by its marker env and send each signal
+ * in turn (default SIGHUP, then SIGKILL `graceMs` later if it is still there).
  * @example
  * await hangUpMarked('RUNT_TERMINAL_SESSION', sessionId);
  */
-export async function hangUpMarked(name: string, value: string, graceMs = 500): Promise<void> {
-  for (const signal of ['SIGHUP', 'SIGKILL'] as const) {
+export async function hangUpMarked(
+  name: string,
+  value: string,
+  signals: NodeJS.Signals[] = ['SIGHUP', 'SIGKILL'],
+  graceMs = 500,
+): Promise<void> {
+  for (const [n, signal] of signals.entries()) {
+    if (n > 0) await sleep(graceMs);
     const pids = await pidsWithEnv(name, value);
     if (pids.length === 0) return;
     for (const pid of pids) {
@@ -43,6 +51,5 @@ export async function hangUpMarked(name: string, value: string, graceMs = 500): 
         // gone already, or not ours to signal
       }
     }
-    if (signal === 'SIGHUP') await sleep(graceMs);
   }
 }
