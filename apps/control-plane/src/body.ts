@@ -65,3 +65,57 @@ async function readFetch(c: Context, limit: number): Promise<string> {
   if (buf.byteLength > limit) throw tooLarge(limit);
   return new TextDecoder().decode(buf);
 }
+
+/**
+ * Validates the query string with a zod schema (use `z.coerce` for numbers); errors are 400
+ * `invalid-request` with zod's issues as `details`, like {@link readJson}.
+ *
+ * @example
+ * const { after_seq } = readQuery(c, listEventsQuerySchema);
+ */
+export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {
+  const parsed = schema.safeParse(c.req.query());
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+    const first = issues[0];
+    throw new HttpError('invalid-request', first ? `${first.path || 'query'}: ${first.message}` : 'invalid query', issues);
+  }
+  return parsed.data;
+}
+
+/**
+ * Reads a raw body (any content type) up to `limitBytes`, straight from the Node stream when
+ * there is one. 413 `payload-too-large` beyond the limit.
+ *
+ * @example
+ * const bytes = await readBytes(c, 64 * 1024 * 1024);
+ */
+export async function readBytes(c: Context, limitBytes: number): Promise<Buffer> {
+  const declared = Number(c.req.header('content-length') ?? '0');
+  if (declared > limitBytes) throw tooLarge(limitBytes);
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (incoming && !incoming.readableEnded) return readNodeBytes(incoming, limitBytes);
+  const buf = await c.req.arrayBuffer();
+  if (buf.byteLength > limitBytes) throw tooLarge(limitBytes);
+  return Buffer.from(buf);
+}
+
+function readNodeBytes(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.resume();
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}

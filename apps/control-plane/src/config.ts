@@ -10,6 +10,20 @@ const configSchema = z.object({
   /** Largest request body accepted, in bytes. */
   bodyLimitBytes: z.coerce.number().int().positive().default(1024 * 1024),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Periodic scheduling pass (submits, finishes and registrations also trigger one at once). */
+  schedulerTickMs: z.coerce.number().int().min(10).default(1000),
+  /** How often expired leases and unclaimed offers are swept. */
+  sweepIntervalMs: z.coerce.number().int().min(10).default(1000),
+  /** An offer not claimed within this time goes back to the queue. */
+  offerTimeoutMs: z.coerce.number().int().min(100).default(30_000),
+  /** Idle agent links are pinged this often; a link that missed a whole round is closed. */
+  linkPingMs: z.coerce.number().int().min(100).default(25_000),
+  /** Largest bundle accepted by `PUT /api/bundles/:sha256`, in bytes. */
+  bundleLimitBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
+  /** How often a live event stream re-reads the database when no in-process append woke it (other replicas). */
+  eventPollMs: z.coerce.number().int().min(10).default(1000),
+  /** Names this process in `workstations.link_replica`; default: random per start. */
+  replicaId: z.string().min(1).max(100).optional(),
 });
 
 export type ControlPlaneConfig = z.infer<typeof configSchema>;
@@ -17,7 +31,9 @@ export type ControlPlaneConfig = z.infer<typeof configSchema>;
 /**
  * Reads the control plane's configuration from the environment (`RUNT_HOST`, `RUNT_PORT`,
  * `DATABASE_URL`, `RUNT_DATA_DIR`, `RUNT_ADMIN_TOKEN`, `RUNT_PUBLIC_URL`, `RUNT_BODY_LIMIT`,
- * `RUNT_LOG_LEVEL`). Empty values count as unset.
+ * `RUNT_LOG_LEVEL`, `RUNT_SCHEDULER_TICK_MS`, `RUNT_SWEEP_INTERVAL_MS`, `RUNT_OFFER_TIMEOUT_MS`,
+ * `RUNT_LINK_PING_MS`, `RUNT_BUNDLE_LIMIT`, `RUNT_EVENT_POLL_MS`, `RUNT_REPLICA_ID`). Empty values
+ * count as unset.
  *
  * @example
  * const config = loadConfig({ RUNT_PORT: '0' });
@@ -33,6 +49,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     publicUrl: v('RUNT_PUBLIC_URL'),
     bodyLimitBytes: v('RUNT_BODY_LIMIT'),
     logLevel: v('RUNT_LOG_LEVEL'),
+    schedulerTickMs: v('RUNT_SCHEDULER_TICK_MS'),
+    sweepIntervalMs: v('RUNT_SWEEP_INTERVAL_MS'),
+    offerTimeoutMs: v('RUNT_OFFER_TIMEOUT_MS'),
+    linkPingMs: v('RUNT_LINK_PING_MS'),
+    bundleLimitBytes: v('RUNT_BUNDLE_LIMIT'),
+    eventPollMs: v('RUNT_EVENT_POLL_MS'),
+    replicaId: v('RUNT_REPLICA_ID'),
     ...overrides,
   });
   if (!parsed.success) {

@@ -1,4 +1,5 @@
 import type { Context } from 'hono';
+import { isLeaseError } from '@runt/leases';
 import { isPairingError } from '@runt/pairing';
 import { redactSecrets } from '@runt/transport-auth';
 import type { Logger } from 'pino';
@@ -12,6 +13,14 @@ export const API_ERROR_STATUS = {
   'not-found': 404,
   'pairing-code-rejected': 404,
   conflict: 409,
+  'run-not-active': 409,
+  'run-not-offered': 409,
+  'runner-lease-conflict': 409,
+  'event-seq-gap': 409,
+  'command-not-active': 409,
+  'bundle-digest-mismatch': 400,
+  'bundle-missing': 400,
+  'upgrade-required': 426,
   'payload-too-large': 413,
   'unsupported-media-type': 415,
   'rate-limited': 429,
@@ -44,7 +53,17 @@ export function toHttpError(e: unknown): HttpError | undefined {
     const seconds = Math.max(1, Math.ceil((e as { retryAfterSeconds?: number }).retryAfterSeconds ?? 60));
     return new HttpError('rate-limited', 'too many attempts; try again later', undefined, { 'Retry-After': String(seconds) });
   }
+  if (isLeaseError(e, 'runner-lease-conflict')) {
+    const reason = (e as { reason?: string }).reason;
+    return new HttpError('runner-lease-conflict', (e as Error).message, reason ? { reason } : undefined);
+  }
+  if (isLeaseError(e, 'lease-invalid-argument')) return new HttpError('invalid-request', (e as Error).message);
   return undefined;
+}
+
+/** The one answer for a report about a run that already ended (the agent drops the run). */
+export function runNotActive(): HttpError {
+  return new HttpError('run-not-active', 'run is no longer active');
 }
 
 /** The app's one `onError`. */

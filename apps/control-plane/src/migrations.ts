@@ -34,4 +34,88 @@ create table credentials (
 create index credentials_workstation_idx on credentials (workstation_id);
 `,
   },
+  {
+    // Runs and everything that hangs off them. `position` orders the queue and list pages;
+    // partial indexes match the scheduler's, the sweeper's and the capacity queries.
+    id: 'cp_0002_runs',
+    sql: `
+create table runs (
+  id text primary key,
+  position bigserial not null unique,
+  status text not null check (status in ('queued', 'offered', 'accepted', 'running', 'completed', 'failed', 'cancelled', 'blocked')),
+  runtime text not null,
+  image text,
+  command jsonb not null default '[]',
+  env jsonb not null default '{}',
+  workdir text,
+  ready_when jsonb,
+  placement_workstation_id text,
+  placement_labels jsonb not null default '{}',
+  cpus double precision,
+  memory_bytes bigint,
+  bundle_sha256 text,
+  max_attempts integer not null default 3,
+  attempt integer not null default 1,
+  workstation_id text references workstations(id),
+  lease_holder text,
+  fencing_token bigint,
+  exit_code integer,
+  failure_kind text,
+  failure_message text,
+  cancel_requested boolean not null default false,
+  idempotency_key text,
+  next_event_seq bigint not null default 1,
+  next_command_seq bigint not null default 1,
+  created_at timestamptz not null default now(),
+  offered_at timestamptz,
+  accepted_at timestamptz,
+  started_at timestamptz,
+  finished_at timestamptz
+);
+create index runs_queued_idx on runs (position) where status = 'queued';
+create index runs_offered_idx on runs (offered_at) where status = 'offered';
+create index runs_active_by_workstation_idx on runs (workstation_id) where status in ('offered', 'accepted', 'running');
+create index runs_workstation_position_idx on runs (workstation_id, position);
+create index runs_status_position_idx on runs (status, position);
+create unique index runs_idempotency_key_idx on runs (idempotency_key) where idempotency_key is not null;
+create table run_events (
+  run_id text not null references runs(id) on delete cascade,
+  seq bigint not null,
+  type text not null,
+  payload jsonb not null,
+  at timestamptz not null default now(),
+  primary key (run_id, seq)
+);
+create table run_commands (
+  id text primary key,
+  run_id text not null references runs(id) on delete cascade,
+  seq bigint not null,
+  payload jsonb not null,
+  state text not null check (state in ('pending', 'acked', 'completed', 'failed', 'cancelled')),
+  exit_code integer,
+  message text,
+  created_at timestamptz not null default now(),
+  acked_at timestamptz,
+  finished_at timestamptz,
+  unique (run_id, seq)
+);
+create table bundles (
+  sha256 text primary key,
+  size_bytes bigint not null,
+  data bytea not null,
+  created_at timestamptz not null default now()
+);
+`,
+  },
+  {
+    // The agent link: which replica holds a workstation's link, and whether it just dropped
+    // (status derives `offline` from 'dropped' at once, without waiting for the 90 s window).
+    id: 'cp_0003_workstation_links',
+    sql: `
+alter table workstations add column link_state text not null default 'none' check (link_state in ('none', 'connected', 'dropped'));
+alter table workstations add column link_replica text;
+alter table workstations add column link_connected_at timestamptz;
+`,
+  },
 ];
+

@@ -1,16 +1,31 @@
+import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
+import { createSqlLeaseStore, leaseMigrations, type LeaseStore } from '@runt/leases';
 import type { DestinationStream, Logger } from 'pino';
 import { createSqlPairingStore, pairingMigrations, type AttemptLimits, type PairingStore } from '@runt/pairing';
 import { migrate, openDatabase, type Database } from '@runt/sql';
+import { LINK_CLOSE_CODES } from '@runt/protocol';
 import { parseToken } from '@runt/transport-auth';
 import { createApp } from './app.js';
 import type { ControlPlaneConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { controlPlaneMigrations } from './migrations.js';
+import { EventWaiters } from './event-waiters.js';
+import { LinkRegistry } from './link/link-registry.js';
+import { LinkServer } from './link/link-server.js';
+import { RunLifecycle } from './run-lifecycle.js';
+import type { RunSignals } from './run-signals.js';
+import { Scheduler } from './scheduler.js';
+import { BundleStore } from './stores/bundle-store.js';
+import { CommandStore } from './stores/command-store.js';
+import { EventStore } from './stores/event-store.js';
+import { RunStore } from './stores/run-store.js';
 import { WorkstationStore } from './stores/workstation-store.js';
+import { Sweeper } from './sweeper.js';
 
 export interface StartOptions {
   /** Use this database instead of opening one from the config (tests). */
@@ -29,9 +44,20 @@ export interface RunningControlPlane {
   logger: Logger;
   workstations: WorkstationStore;
   pairing: PairingStore;
+  runs: RunStore;
+  leases: LeaseStore;
+  scheduler: Scheduler;
+  sweeper: Sweeper;
+  /** The agent links this process holds. */
+  links: LinkRegistry;
+  /** Names this process in `workstations.link_replica`. */
+  replicaId: string;
   /** Set when the admin token was generated and written to a file on this start. */
   adminTokenPath?: string;
-  /** Stops accepting, finishes in-flight requests, closes the database. Idempotent. */
+  /**
+   * Stops the scheduler and sweeper, closes agent links with 1001, ends live event streams,
+   * finishes in-flight requests and closes the database. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -51,7 +77,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const dataDir = resolvePath(config.dataDir);
   const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(dataDir, 'db') }));
   try {
-    await migrate(db, [...pairingMigrations, ...controlPlaneMigrations]);
+    await migrate(db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
   } catch (e) {
     if (!opts.db) await db.close();
     throw e;
@@ -67,6 +93,24 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   });
   if (minted) await writeSecretFile(adminTokenPath, `${minted}\n`);
 
+  const replicaId = config.replicaId ?? `cp_${randomUUID().slice(0, 8)}`;
+  const leases = createSqlLeaseStore(db);
+  const events = new EventStore(db);
+  const commands = new CommandStore(db);
+  const runs = new RunStore(db, events, commands);
+  const bundles = new BundleStore(db);
+  const links = new LinkRegistry();
+  const waiters = new EventWaiters();
+  const shutdown = new AbortController();
+  const signals: RunSignals = {
+    eventsAppended: (runId) => waiters.notify(runId),
+    schedule: () => scheduler.kick(),
+    toWorkstation: (workstationId, message) => void links.send(workstationId, message),
+  };
+  const scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: config.schedulerTickMs });
+  const sweeper = new Sweeper({ db, logger, leases, runs, signals, intervalMs: config.sweepIntervalMs, offerTimeoutMs: config.offerTimeoutMs });
+  const lifecycle = new RunLifecycle({ db, leases, runs, events, commands, signals });
+
   let publicUrl = config.publicUrl ?? '';
   const app = createApp({
     db,
@@ -75,6 +119,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     workstations,
     bodyLimitBytes: config.bodyLimitBytes,
     publicUrl: () => publicUrl,
+    onRevoke: (credentialId) => void links.closeCredential(credentialId, LINK_CLOSE_CODES.revoked, 'credential revoked'),
+    runs: { runs, events, commands, bundles, lifecycle, signals, waiters, bundleLimitBytes: config.bundleLimitBytes, eventPollMs: config.eventPollMs, shutdown: shutdown.signal },
   });
 
   const server: ServerType = await new Promise((resolveServer, reject) => {
@@ -85,7 +131,21 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
   publicUrl = (config.publicUrl ?? url).replace(/\/+$/, '');
-  logger.info({ url, database: db.backend }, 'listening');
+  const linkServer = new LinkServer({
+    server: server as Server,
+    registry: links,
+    resolve: workstations.resolve.bind(workstations),
+    workstations,
+    runs,
+    signals,
+    logger,
+    replicaId,
+    pingMs: config.linkPingMs,
+  });
+  linkServer.start();
+  scheduler.start();
+  sweeper.start();
+  logger.info({ url, database: db.backend, replica: replicaId }, 'listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -96,12 +156,27 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     logger,
     workstations,
     pairing,
+    runs,
+    leases,
+    scheduler,
+    sweeper,
+    links,
+    replicaId,
     ...(minted || !config.adminToken ? { adminTokenPath } : {}),
     close() {
       closing ??= (async () => {
+        await scheduler.stop();
+        await sweeper.stop();
+        await linkServer.close();
+        shutdown.abort(); // ends live event streams
         await new Promise<void>((r) => {
-          server.close(() => r());
-          (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+          const http = server as Server;
+          const force = setTimeout(() => http.closeAllConnections(), 5000);
+          server.close(() => {
+            clearTimeout(force);
+            r();
+          });
+          http.closeIdleConnections();
         });
         if (!opts.db) await db.close();
         logger.info('stopped');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import type { SqlBackend } from '@runt/sql';
 import { mintToken } from '@runt/transport-auth';
-import { loadConfig } from '../src/config.js';
+import { loadConfig, type ControlPlaneConfig } from '../src/config.js';
 import { startControlPlane, type RunningControlPlane, type StartOptions } from '../src/server.js';
 
 export interface Harness {
@@ -21,7 +21,11 @@ export interface Harness {
 }
 
 /** A real listening control plane on port 0 over a fresh database of the given backend. */
-export async function startHarness(backend: SqlBackend, opts: Omit<StartOptions, 'db' | 'logDestination'> = {}): Promise<Harness> {
+export async function startHarness(
+  backend: SqlBackend,
+  opts: Omit<StartOptions, 'db' | 'logDestination'> = {},
+  config: Partial<ControlPlaneConfig> = {},
+): Promise<Harness> {
   const t = await createTestDatabase(backend);
   const logs: string[] = [];
   const sink = new Writable({
@@ -32,7 +36,7 @@ export async function startHarness(backend: SqlBackend, opts: Omit<StartOptions,
   });
   const adminToken = mintToken('admin');
   const dataDir = mkdtempSync(join(tmpdir(), 'runt-cp-'));
-  const cp = await startControlPlane(loadConfig({}, { port: 0, host: '127.0.0.1', dataDir, adminToken, bodyLimitBytes: 64 * 1024, logLevel: 'info' }), {
+  const cp = await startControlPlane(loadConfig({}, { port: 0, host: '127.0.0.1', dataDir, adminToken, bodyLimitBytes: 64 * 1024, logLevel: 'info', ...config }), {
     ...opts,
     db: t.db,
     logDestination: sink as unknown as NonNullable<StartOptions['logDestination']>,

@@ -2,3 +2,4 @@ export * from './schemas.js';
 export { ApiError, isApiError } from './errors.js';
 export { ControlPlaneClient, backoffDelay, toApiError, type ControlPlaneClientOptions } from './client.js';
 export * from './runs.js';
+export { followRunEvents, parseSse, type FollowRunEventsOptions, type SseMessage } from './follow-events.js';

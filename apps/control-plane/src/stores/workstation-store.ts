@@ -22,12 +22,14 @@ interface WorkstationRow {
 const iso = (v: Date | string | null): string | null => (v === null ? null : new Date(v).toISOString());
 
 // Status is derived, never stored: revoked when no live credential is left, online while
-// heard from within the window, offline otherwise.
+// heard from within the window, offline otherwise, and offline at once when the agent's link
+// dropped (until it registers again over a link or over HTTP).
 const SELECT_WORKSTATION = `
 select w.*,
   case
     when not exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null) then 'revoked'
     when w.last_seen_at is null or w.last_seen_at < now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS}) then 'offline'
+    when w.link_state = 'dropped' then 'offline'
     when w.draining then 'draining'
     else 'online'
   end as status
@@ -101,7 +103,8 @@ export class WorkstationStore {
     await this.db.query(
       `update workstations set display_name = $2, hostname = coalesce($3, hostname), cpu_count = $4, memory_bytes = $5,
          max_runs = coalesce($6, max_runs), runtimes = $7::jsonb, labels = $8::jsonb, agent_version = $9, listening = $10,
-         last_seen_at = now(), registered_at = coalesce(registered_at, now())
+         last_seen_at = now(), registered_at = coalesce(registered_at, now()),
+         link_state = case when link_state = 'dropped' then 'none' else link_state end
        where id = $1`,
       [
         workstationId,
@@ -119,6 +122,51 @@ export class WorkstationStore {
     const ws = await this.get(workstationId);
     if (!ws) throw new Error(`workstation ${workstationId} vanished`);
     return ws;
+  }
+
+  /**
+   * Registration over the agent link: the same update as {@link register}, plus the link's
+   * replica, so the workstation is online (and schedulable by this replica) at once.
+   *
+   * @example
+   * await workstations.linkRegistered('ws_1', body, 'cp-1');
+   */
+  async linkRegistered(workstationId: string, body: RegisterWorkstationRequest, replicaId: string): Promise<Workstation> {
+    await this.db.query(`update workstations set link_state = 'connected', link_replica = $2, link_connected_at = now() where id = $1`, [
+      workstationId,
+      replicaId,
+    ]);
+    return this.register(workstationId, body);
+  }
+
+  /**
+   * The link of this replica dropped: offline at once, nothing more is offered to it. A newer
+   * link on another replica is left alone.
+   *
+   * @example
+   * await workstations.linkDropped('ws_1', 'cp-1');
+   */
+  async linkDropped(workstationId: string, replicaId: string): Promise<void> {
+    await this.db.query(
+      `update workstations set link_state = 'dropped', link_replica = null, listening = false
+        where id = $1 and (link_replica = $2 or link_replica is null)`,
+      [workstationId, replicaId],
+    );
+  }
+
+  /** A live link counts as a heartbeat: one statement refreshes every linked workstation. */
+  async touchLinked(workstationIds: string[]): Promise<void> {
+    if (workstationIds.length === 0) return;
+    await this.db.query('update workstations set last_seen_at = now() where id = any($1::text[])', [workstationIds]);
+  }
+
+  /** Which of these credentials have been revoked (maybe by another replica). */
+  async revokedAmong(credentialIds: string[]): Promise<string[]> {
+    if (credentialIds.length === 0) return [];
+    const r = await this.db.query<{ id: string }>('select id from credentials where id = any($1::text[]) and revoked_at is not null', [
+      credentialIds,
+    ]);
+    return r.rows.map((x) => x.id);
   }
 
   async get(id: string): Promise<Workstation | undefined> {

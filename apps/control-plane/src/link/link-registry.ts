@@ -1,0 +1,83 @@
+import type { WebSocket } from 'ws';
+import type { ControlMessage } from '@runt/protocol';
+
+/** One agent link: kept small, there may be tens of thousands per process. */
+export interface AgentLink {
+  socket: WebSocket;
+  workstationId: string;
+  credentialId: string;
+  /** Heard from (message or pong) since the last ping round. */
+  alive: boolean;
+  registered: boolean;
+  /** Messages of one link are handled in order. */
+  chain: Promise<void>;
+}
+
+/**
+ * The links this process holds, one per workstation. Sending is fire-and-forget: the HTTP
+ * lease API is the source of truth, so a message lost with a dying link costs latency only.
+ *
+ * @example
+ * const links = new LinkRegistry();
+ * links.send('ws_1', { type: 'drain' });
+ */
+export class LinkRegistry {
+  private readonly byWorkstation = new Map<string, AgentLink>();
+
+  /** Adds a link and returns the one it replaces (same workstation), if any. */
+  add(link: AgentLink): AgentLink | undefined {
+    const old = this.byWorkstation.get(link.workstationId);
+    this.byWorkstation.set(link.workstationId, link);
+    return old === link ? undefined : old;
+  }
+
+  /** Removes a link; true when it was the workstation's current one (not already replaced). */
+  remove(link: AgentLink): boolean {
+    if (this.byWorkstation.get(link.workstationId) !== link) return false;
+    this.byWorkstation.delete(link.workstationId);
+    return true;
+  }
+
+  /** The current link of a workstation. */
+  get(workstationId: string): AgentLink | undefined {
+    return this.byWorkstation.get(workstationId);
+  }
+
+  /** True when `link` is still its workstation's current link. */
+  isCurrent(link: AgentLink): boolean {
+    return this.byWorkstation.get(link.workstationId) === link;
+  }
+
+  /**
+   * Sends a message to a workstation's agent if this process holds its link; false otherwise.
+   *
+   * @example
+   * links.send('ws_1', { type: 'cancel', run_id: 'run_1' });
+   */
+  send(workstationId: string, message: ControlMessage): boolean {
+    const link = this.byWorkstation.get(workstationId);
+    if (!link || link.socket.readyState !== 1) return false;
+    link.socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Closes every link opened with a credential (it was revoked). */
+  closeCredential(credentialId: string, code: number, reason: string): number {
+    let n = 0;
+    for (const link of this.byWorkstation.values()) {
+      if (link.credentialId !== credentialId) continue;
+      link.socket.close(code, reason);
+      n++;
+    }
+    return n;
+  }
+
+  /** Every current link. */
+  all(): IterableIterator<AgentLink> {
+    return this.byWorkstation.values();
+  }
+
+  get size(): number {
+    return this.byWorkstation.size;
+  }
+}

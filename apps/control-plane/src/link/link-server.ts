@@ -1,0 +1,216 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import { agentMessageSchema, LINK_CLOSE_CODES, type AgentMessage } from '@runt/protocol';
+import { hashToken, parseToken, type PrincipalResolver } from '@runt/transport-auth';
+import type { RunSignals } from '../run-signals.js';
+import type { RunStore } from '../stores/run-store.js';
+import type { WorkstationStore } from '../stores/workstation-store.js';
+import type { AgentLink, LinkRegistry } from './link-registry.js';
+
+export interface LinkServerOptions {
+  server: Server;
+  registry: LinkRegistry;
+  resolve: PrincipalResolver;
+  workstations: WorkstationStore;
+  runs: RunStore;
+  signals: RunSignals;
+  logger: Logger;
+  replicaId: string;
+  pingMs: number;
+  /** Largest message accepted from an agent (default 1 MiB). */
+  maxPayloadBytes?: number;
+}
+
+/** Where agents dial in. */
+export const AGENT_LINK_PATH = '/api/agent/link';
+
+const BEARER = /^Bearer +([^\s]+) *$/i;
+
+/**
+ * The agent link: WebSockets upgraded straight from the Node server's `upgrade` event with
+ * `ws` (no per-link framework objects; a few KB per idle link). The workstation token in the
+ * `Authorization` header is checked before upgrading (401/403 otherwise). Messages are JSON,
+ * validated with the protocol's zod schemas; an invalid one closes the link with
+ * `LINK_CLOSE_CODES.invalid`. A second link of a workstation replaces the first; a dropped link
+ * marks its workstation offline at once. One timer pings every link: a link silent for a whole
+ * round is terminated, live links refresh `last_seen_at` in one statement, and links whose
+ * credential was revoked (also by another replica) are closed.
+ *
+ * @example
+ * const links = new LinkServer({ server, registry, resolve, workstations, runs, signals, logger, replicaId, pingMs: 25_000 });
+ * links.start(); await links.close();
+ */
+export class LinkServer {
+  private readonly wss: WebSocketServer;
+  private timer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private readonly pending = new Set<Promise<unknown>>();
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head);
+
+  constructor(private readonly o: LinkServerOptions) {
+    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: o.maxPayloadBytes ?? 1024 * 1024, clientTracking: false });
+  }
+
+  /** Listens for upgrades and starts the ping round. */
+  start(): void {
+    this.o.server.on('upgrade', this.onUpgrade);
+    this.timer = setInterval(() => this.track(this.pingRound()), this.o.pingMs);
+    this.timer.unref();
+  }
+
+  /** Number of open links. */
+  get size(): number {
+    return this.o.registry.size;
+  }
+
+  /**
+   * Closes every link with 1001 (agents reconnect elsewhere or later), waits for their close
+   * handling, and stops listening for upgrades. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.timer);
+    this.o.server.off('upgrade', this.onUpgrade);
+    const links = [...this.o.registry.all()];
+    await Promise.all(
+      links.map(
+        (l) =>
+          new Promise<void>((resolve) => {
+            if (l.socket.readyState === 3) return resolve();
+            const force = setTimeout(() => l.socket.terminate(), 1000);
+            l.socket.once('close', () => {
+              clearTimeout(force);
+              resolve();
+            });
+            l.socket.close(LINK_CLOSE_CODES.shutdown, 'control plane shutting down');
+          }),
+      ),
+    );
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    await new Promise<void>((r) => this.wss.close(() => r()));
+  }
+
+  private track<T>(p: Promise<T>): void {
+    const tracked = p.catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'agent link task failed')).finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
+  }
+
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== AGENT_LINK_PATH) return refuse(socket, 404, 'not-found', `no route for GET ${path}`);
+    if (this.closing) return refuse(socket, 503, 'unavailable', 'shutting down');
+    const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
+    const parsed = token ? parseToken(token) : undefined;
+    if (!token || !parsed) return refuse(socket, 401, 'unauthorized', 'missing or malformed bearer token');
+    let principal;
+    try {
+      principal = await this.o.resolve(hashToken(token), parsed.kind);
+    } catch (e) {
+      this.o.logger.warn({ err: (e as Error).message }, 'agent link auth failed');
+      return refuse(socket, 503, 'unavailable', 'cannot check the credential now');
+    }
+    if (!principal) return refuse(socket, 401, 'unauthorized', 'invalid or revoked token');
+    if (principal.kind !== 'workstation' || !principal.workstationId) return refuse(socket, 403, 'forbidden', 'the agent link takes a workstation token');
+    if (this.closing || socket.destroyed) return refuse(socket, 503, 'unavailable', 'shutting down');
+    const { workstationId, id: credentialId } = principal;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, workstationId, credentialId));
+  }
+
+  private accept(socket: WebSocket, workstationId: string, credentialId: string): void {
+    const link: AgentLink = { socket, workstationId, credentialId, alive: true, registered: false, chain: Promise.resolve() };
+    const old = this.o.registry.add(link);
+    if (old) old.socket.close(LINK_CLOSE_CODES.replaced, 'replaced by a newer link');
+    socket.on('message', (data, isBinary) => this.onMessage(link, data, isBinary));
+    socket.on('pong', () => (link.alive = true));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (!this.o.registry.remove(link)) return; // replaced: the newer link owns the row
+      // After the link's queued messages, so a late `register` cannot mark it online again.
+      this.track(link.chain.then(() => this.o.workstations.linkDropped(workstationId, this.o.replicaId)));
+      this.o.logger.info({ workstation_id: workstationId }, 'agent link closed');
+    });
+    this.o.logger.info({ workstation_id: workstationId, replaced: Boolean(old) }, 'agent link open');
+  }
+
+  private onMessage(link: AgentLink, data: RawData, isBinary: boolean): void {
+    link.alive = true;
+    let msg: AgentMessage | undefined;
+    if (!isBinary) {
+      try {
+        const parsed = agentMessageSchema.safeParse(JSON.parse(String(data)));
+        if (parsed.success) msg = parsed.data;
+      } catch {
+        msg = undefined;
+      }
+    }
+    if (!msg) {
+      link.socket.close(LINK_CLOSE_CODES.invalid, 'invalid message');
+      return;
+    }
+    const m = msg;
+    link.chain = link.chain.then(() => this.handle(link, m)).catch((e: unknown) => {
+      this.o.logger.warn({ workstation_id: link.workstationId, err: (e as Error).message }, 'agent link message failed');
+    });
+  }
+
+  private async handle(link: AgentLink, msg: AgentMessage): Promise<void> {
+    const ws = link.workstationId;
+    switch (msg.type) {
+      case 'register': {
+        if (!this.o.registry.isCurrent(link)) return;
+        // The credential's workstation is authoritative; msg.workstation_id is only a hint.
+        await this.o.workstations.linkRegistered(ws, msg.workstation, this.o.replicaId);
+        link.registered = true;
+        link.socket.send(JSON.stringify({ type: 'registered', workstation_id: ws }));
+        // Offers and cancels the agent may have missed while it was away.
+        for (const run of await this.o.runs.offeredTo(ws)) this.o.registry.send(ws, { type: 'offer', id: run.id, run });
+        for (const runId of await this.o.runs.cancelRequestedOn(ws)) this.o.registry.send(ws, { type: 'cancel', run_id: runId });
+        this.o.signals.schedule();
+        return;
+      }
+      case 'heartbeat':
+        return;
+      case 'result':
+        // An offer answered `ok: false` (the agent cannot take it): back to the queue now.
+        if (!msg.ok && (await this.o.runs.withdrawOffer(msg.id, ws))) {
+          this.o.logger.info({ workstation_id: ws, run_id: msg.id, reason: msg.error }, 'offer declined');
+          this.o.signals.schedule();
+        }
+        return;
+    }
+  }
+
+  private async pingRound(): Promise<void> {
+    const live: string[] = [];
+    const creds: string[] = [];
+    for (const link of this.o.registry.all()) {
+      if (!link.alive) {
+        link.socket.terminate();
+        continue;
+      }
+      link.alive = false;
+      link.socket.ping();
+      link.socket.send(JSON.stringify({ type: 'ping', id: randomUUID() }));
+      if (link.registered) live.push(link.workstationId);
+      creds.push(link.credentialId);
+    }
+    await this.o.workstations.touchLinked(live);
+    for (const id of await this.o.workstations.revokedAmong([...new Set(creds)])) {
+      this.o.registry.closeCredential(id, LINK_CLOSE_CODES.revoked, 'credential revoked');
+    }
+  }
+}
+
+function refuse(socket: Duplex, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
+  const reason = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+  const auth = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n${auth}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}

@@ -1,0 +1,72 @@
+import { Hono } from 'hono';
+import { bearerAuth, type AuthEnv, type PrincipalResolver } from '@runt/transport-auth';
+import { ackCommandRequestSchema, commandStatusRequestSchema, queueCommandRequestSchema } from '@runt/protocol';
+import { z } from 'zod';
+import { readJson, readQuery } from '../body.js';
+import { HttpError } from '../errors.js';
+import type { RunLifecycle } from '../run-lifecycle.js';
+import type { RunSignals } from '../run-signals.js';
+import type { CommandStore } from '../stores/command-store.js';
+import type { RunStore } from '../stores/run-store.js';
+
+export interface CommandRouteDeps {
+  commands: CommandStore;
+  runs: RunStore;
+  lifecycle: RunLifecycle;
+  signals: RunSignals;
+  resolve: PrincipalResolver;
+  bodyLimitBytes: number;
+}
+
+const listCommandsQuerySchema = z.object({
+  after_seq: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(500).default(500),
+});
+
+/**
+ * Commands into live runs (mounted under `/api`): the operator queues, the run's workstation
+ * polls (woken by a `command` message over the link), acks and finishes them under its lease.
+ */
+export function commandRoutes(deps: CommandRouteDeps) {
+  const admin = bearerAuth({ resolve: deps.resolve, kinds: ['admin'] });
+  const workstation = bearerAuth({ resolve: deps.resolve, kinds: ['workstation'] });
+  const either = bearerAuth({ resolve: deps.resolve, kinds: ['admin', 'workstation'] });
+  const wsOf = (id: string | undefined) => {
+    if (!id) throw new HttpError('forbidden', 'this credential belongs to no workstation');
+    return id;
+  };
+  return new Hono<AuthEnv>()
+    .post('/runs/:id/commands', admin, async (c) => {
+      const body = await readJson(c, queueCommandRequestSchema, deps.bodyLimitBytes);
+      const out = await deps.commands.queueOnRun(c.req.param('id'), body);
+      if (!out) throw new HttpError('not-found', 'no such run');
+      if (out.workstationId) deps.signals.toWorkstation(out.workstationId, { type: 'command', run_id: out.command.run_id });
+      return c.json({ command: out.command }, 201);
+    })
+    .get('/runs/:id/commands', either, async (c) => {
+      const q = readQuery(c, listCommandsQuerySchema);
+      const runId = c.req.param('id');
+      const p = c.get('principal');
+      const s = await deps.runs.state(runId);
+      if (!s) throw new HttpError('not-found', 'no such run');
+      if (p.kind !== 'admin' && p.workstationId !== s.workstation_id) throw new HttpError('forbidden', 'the run belongs to another workstation');
+      return c.json({ commands: await deps.commands.list(runId, q.after_seq, q.limit) });
+    })
+    .post('/commands/:id/ack', workstation, async (c) => {
+      const body = await readJson(c, ackCommandRequestSchema, deps.bodyLimitBytes);
+      const command = await deps.lifecycle.ackCommand(wsOf(c.get('principal').workstationId), c.req.param('id'), body.fencing_token);
+      return c.json({ command });
+    })
+    .post('/commands/:id/status', workstation, async (c) => {
+      const body = await readJson(c, commandStatusRequestSchema, deps.bodyLimitBytes);
+      const command = await deps.lifecycle.commandStatus(
+        wsOf(c.get('principal').workstationId),
+        c.req.param('id'),
+        body.fencing_token,
+        body.state,
+        body.exit_code,
+        body.message,
+      );
+      return c.json({ command });
+    });
+}

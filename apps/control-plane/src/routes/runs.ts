@@ -1,0 +1,147 @@
+import { Hono, type Context } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { bearerAuth, type AuthEnv, type Principal, type PrincipalResolver } from '@runt/transport-auth';
+import { isTerminalRunStatus, listEventsQuerySchema, listRunsQuerySchema, submitRunRequestSchema, type Run } from '@runt/protocol';
+import { readJson, readQuery } from '../body.js';
+import { HttpError } from '../errors.js';
+import type { EventWaiters } from '../event-waiters.js';
+import type { RunSignals } from '../run-signals.js';
+import type { BundleStore } from '../stores/bundle-store.js';
+import type { EventStore } from '../stores/event-store.js';
+import type { RunStore } from '../stores/run-store.js';
+import type { WorkstationStore } from '../stores/workstation-store.js';
+
+export interface RunRouteDeps {
+  runs: RunStore;
+  events: EventStore;
+  bundles: BundleStore;
+  workstations: WorkstationStore;
+  signals: RunSignals;
+  waiters: EventWaiters;
+  resolve: PrincipalResolver;
+  bodyLimitBytes: number;
+  /** A live stream re-reads the database this often when nothing in-process woke it. */
+  eventPollMs: number;
+  shutdown?: AbortSignal;
+}
+
+/** Keep-alive comment on an idle event stream, so proxies do not cut it. */
+const KEEPALIVE_MS = 15_000;
+
+/** A workstation may read its own runs; everything else here is the operator's. */
+function mayRead(p: Principal, run: Run): boolean {
+  return p.kind === 'admin' || (p.workstationId !== undefined && p.workstationId === run.workstation_id);
+}
+
+/**
+ * Runs, operator side: submit, list, read, cancel, and the event log (one page as JSON, or
+ * followed live as `text/event-stream`).
+ */
+export function runRoutes(deps: RunRouteDeps) {
+  const admin = bearerAuth({ resolve: deps.resolve, kinds: ['admin'] });
+  const anyone = bearerAuth({ resolve: deps.resolve, kinds: ['admin', 'workstation'] });
+  return new Hono<AuthEnv>()
+    .post('/', admin, async (c) => {
+      const body = await readJson(c, submitRunRequestSchema, deps.bodyLimitBytes);
+      if (body.bundle && !(await deps.bundles.info(body.bundle.sha256))) {
+        throw new HttpError('bundle-missing', `bundle ${body.bundle.sha256} has not been uploaded (PUT /api/bundles/:sha256 first)`);
+      }
+      const pinned = body.placement.workstation_id;
+      if (pinned && !(await deps.workstations.get(pinned))) throw new HttpError('invalid-request', `placement.workstation_id: no workstation ${pinned}`);
+      const { run, created } = await deps.runs.submit(body);
+      if (created) deps.signals.schedule();
+      return c.json({ run }, created ? 201 : 200);
+    })
+    .get('/', anyone, async (c) => {
+      const q = readQuery(c, listRunsQuerySchema);
+      const p = c.get('principal');
+      if (p.kind !== 'admin') {
+        if (q.workstation_id && q.workstation_id !== p.workstationId) throw new HttpError('forbidden', 'a workstation lists only its own runs');
+        q.workstation_id = p.workstationId;
+      }
+      return c.json(await deps.runs.list(q));
+    })
+    .get('/:id', anyone, async (c) => {
+      const run = await deps.runs.get(c.req.param('id'));
+      if (!run) throw new HttpError('not-found', 'no such run');
+      if (!mayRead(c.get('principal'), run)) throw new HttpError('forbidden', 'the run belongs to another workstation');
+      return c.json({ run });
+    })
+    .post('/:id/cancel', admin, async (c) => {
+      const out = await deps.runs.cancel(c.req.param('id'));
+      if (!out) throw new HttpError('not-found', 'no such run');
+      if (out.workstationId) deps.signals.toWorkstation(out.workstationId, { type: 'cancel', run_id: out.run.id });
+      if (out.immediate) {
+        deps.signals.eventsAppended(out.run.id);
+        deps.signals.schedule();
+      }
+      return c.json({ run: out.run });
+    })
+    .get('/:id/events', admin, async (c) => {
+      const runId = c.req.param('id');
+      const q = readQuery(c, listEventsQuerySchema);
+      if (wantsStream(c)) return followEvents(c, deps, runId, Math.max(q.after_seq, lastEventId(c)));
+      const page = await deps.events.list(runId, q.after_seq, q.limit);
+      if (!page) throw new HttpError('not-found', 'no such run');
+      const last = page.events[page.events.length - 1];
+      return c.json({ events: page.events, next_after_seq: last ? last.seq : q.after_seq, run_status: page.status });
+    });
+}
+
+function wantsStream(c: Context): boolean {
+  return (c.req.header('accept') ?? '').includes('text/event-stream');
+}
+
+function lastEventId(c: Context): number {
+  const v = Number(c.req.header('last-event-id'));
+  return Number.isSafeInteger(v) && v > 0 ? v : 0;
+}
+
+/**
+ * Sends the events after `afterSeq`, then new ones as they are appended (`id:` is the seq),
+ * and ends with an `end` event once the run is terminal and its terminal event was sent.
+ */
+async function followEvents(c: Context, deps: RunRouteDeps, runId: string, afterSeq: number) {
+  const stop = new AbortController();
+  c.req.raw.signal.addEventListener('abort', () => stop.abort(), { once: true });
+  const onShutdown = () => stop.abort();
+  if (deps.shutdown?.aborted) stop.abort();
+  deps.shutdown?.addEventListener('abort', onShutdown, { once: true });
+  stop.signal.addEventListener('abort', () => deps.shutdown?.removeEventListener('abort', onShutdown), { once: true });
+  // Each wait is registered before the read it follows, so an append in between still wakes it.
+  let woke = deps.waiters.wait(runId, deps.eventPollMs, stop.signal);
+  const first = await deps.events.list(runId, afterSeq, 1000);
+  if (!first) {
+    stop.abort();
+    throw new HttpError('not-found', 'no such run');
+  }
+  return streamSSE(c, async (stream) => {
+    stream.onAbort(() => stop.abort());
+    let after = afterSeq;
+    let page: Awaited<ReturnType<EventStore['list']>> = first;
+    let idleSince = Date.now();
+    while (page && !stop.signal.aborted) {
+      for (const e of page.events) {
+        await stream.writeSSE({ id: String(e.seq), data: JSON.stringify(e) });
+        after = e.seq;
+      }
+      const drained = page.events.length < 1000;
+      if (drained && isTerminalRunStatus(page.status)) {
+        await stream.writeSSE({ event: 'end', data: JSON.stringify({ run_status: page.status, last_seq: after }) });
+        break;
+      }
+      if (page.events.length > 0) idleSince = Date.now();
+      if (drained) {
+        if (Date.now() - idleSince >= KEEPALIVE_MS) {
+          await stream.write(': keepalive\n\n');
+          idleSince = Date.now();
+        }
+        await woke;
+      }
+      if (stop.signal.aborted) break;
+      woke = deps.waiters.wait(runId, deps.eventPollMs, stop.signal);
+      page = await deps.events.list(runId, after, 1000);
+    }
+    stop.abort();
+  });
+}

@@ -1,0 +1,223 @@
+import { isLeaseError, type LeaseStore } from '@runt/leases';
+import type { Database, Queryable } from '@runt/sql';
+import {
+  isTerminalRunStatus,
+  type ClaimRunResponse,
+  type FailureKind,
+  type ReportRunStatusRequest,
+  type Run,
+  type RunCommand,
+  type RunEventInput,
+} from '@runt/protocol';
+import { HttpError, runNotActive } from './errors.js';
+import type { RunSignals } from './run-signals.js';
+import type { CommandStore } from './stores/command-store.js';
+import type { EventStore } from './stores/event-store.js';
+import type { RunState, RunStore } from './stores/run-store.js';
+
+export interface RunLifecycleDeps {
+  db: Database;
+  leases: LeaseStore;
+  runs: RunStore;
+  events: EventStore;
+  commands: CommandStore;
+  signals: RunSignals;
+}
+
+const conflict = (runId: string, why: string) => new HttpError('runner-lease-conflict', `the lease on ${runId} is not yours: ${why}`);
+
+/**
+ * The agent's side of a run, all fenced: claim the lease, renew it, append events, report
+ * status, release, and move commands along. Checks run in one order everywhere: unknown run
+ * 404; terminal run 409 `run-not-active`; a fencing token that is not the run's current one
+ * 409 `runner-lease-conflict`; the current token from another workstation 403; then the lease
+ * store's own fenced check (live lease, by the database clock) inside the write's transaction.
+ */
+export class RunLifecycle {
+  constructor(private readonly d: RunLifecycleDeps) {}
+
+  /**
+   * Takes the lease of a run offered to `workstationId` (`offered → accepted`). The same runner
+   * claiming again gets the same token back (a retried claim is safe).
+   *
+   * @example
+   * const { fencing_token, next_event_seq } = await lifecycle.claim('ws_1', 'run_1', 'agent-1', 30_000);
+   */
+  async claim(workstationId: string, runId: string, runnerId: string, leaseMs: number): Promise<ClaimRunResponse> {
+    const s = await this.d.runs.state(runId);
+    if (!s) throw new HttpError('not-found', 'no such run');
+    if (isTerminalRunStatus(s.status)) throw runNotActive();
+    if (s.workstation_id !== workstationId) {
+      if (s.status === 'queued') throw new HttpError('run-not-offered', 'the run is not offered to this workstation');
+      throw new HttpError('forbidden', 'the run belongs to another workstation');
+    }
+    const holder = `${workstationId}/${runnerId}`;
+    const grant = await this.d.leases.claim(runId, holder, leaseMs);
+    const r = await this.d.db.query(
+      `update runs set status = case when status = 'offered' then 'accepted' else status end, accepted_at = coalesce(accepted_at, now()),
+              lease_holder = $3, fencing_token = $4
+        where id = $1 and workstation_id = $2 and status in ('offered', 'accepted', 'running')`,
+      [runId, workstationId, holder, grant.fencingToken],
+    );
+    if (r.rowCount === 0) {
+      // Cancelled or withdrawn between our read and the claim: give the lease back.
+      await this.d.leases.release(runId, holder, grant.fencingToken);
+      const now = await this.d.runs.state(runId);
+      if (now && isTerminalRunStatus(now.status)) throw runNotActive();
+      throw new HttpError('run-not-offered', 'the run is no longer offered to this workstation');
+    }
+    const run = (await this.d.runs.get(runId))!;
+    return { fencing_token: grant.fencingToken, expires_at: grant.expiresAt.toISOString(), run, next_event_seq: (await this.d.runs.state(runId))!.next_event_seq };
+  }
+
+  /**
+   * Renews the lease; the answer carries `cancel_requested` so an agent without a link still
+   * learns of a cancel.
+   *
+   * @example
+   * const { cancel_requested } = await lifecycle.heartbeat('ws_1', 'run_1', 3, 30_000);
+   */
+  async heartbeat(workstationId: string, runId: string, token: number, leaseMs: number): Promise<{ expires_at: string; cancel_requested: boolean }> {
+    const s = this.authorize(await this.d.runs.state(runId), workstationId, runId, token);
+    const grant = await this.d.leases.renew(runId, s.lease_holder ?? '-', token, leaseMs);
+    return { expires_at: grant.expiresAt.toISOString(), cancel_requested: s.cancel_requested };
+  }
+
+  /**
+   * Appends a batch of events under the lease; resent events are dropped, a gap is refused
+   * with 409 `event-seq-gap`. Returns the next seq the holder should send.
+   *
+   * @example
+   * await lifecycle.appendEvents('ws_1', 'run_1', 3, [{ seq: 1, type: 'log', payload: { stream: 'stdout', data: 'hi\n' } }]);
+   */
+  async appendEvents(workstationId: string, runId: string, token: number, batch: RunEventInput[]): Promise<number> {
+    this.authorize(await this.d.runs.state(runId), workstationId, runId, token);
+    const next = await this.fenced(runId, token, (tx, s) => this.d.events.append(tx, runId, s.next_event_seq, batch));
+    this.d.signals.eventsAppended(runId);
+    return next;
+  }
+
+  /**
+   * `accepted → running`, or a terminal status. A terminal report appends the
+   * `terminal_status` event, cancels open commands and gives the lease up.
+   *
+   * @example
+   * await lifecycle.reportStatus('ws_1', 'run_1', { fencing_token: 3, status: 'completed', exit_code: 0 });
+   */
+  async reportStatus(workstationId: string, runId: string, body: ReportRunStatusRequest): Promise<Run> {
+    const first = this.authorize(await this.d.runs.state(runId), workstationId, runId, body.fencing_token);
+    const ended = await this.fenced(runId, body.fencing_token, async (tx, s) => {
+      if (body.status === 'running') {
+        if (s.status === 'accepted') await tx.query(`update runs set status = 'running', started_at = now() where id = $1`, [runId]);
+        return false;
+      }
+      await this.d.runs.finish(tx, runId, {
+        status: body.status,
+        ...(body.exit_code === undefined ? {} : { exitCode: body.exit_code }),
+        ...failureOf(body),
+        ...(body.failure_message ? { message: body.failure_message } : {}),
+      });
+      return true;
+    });
+    if (ended) {
+      await this.d.leases.release(runId, first.lease_holder ?? '-', body.fencing_token);
+      this.d.signals.eventsAppended(runId);
+      this.d.signals.schedule();
+    }
+    return (await this.d.runs.get(runId))!;
+  }
+
+  /**
+   * Gives the lease up without finishing: a run that never reached `running` goes back to the
+   * queue while attempts remain, a running one fails with `runner-lost`.
+   *
+   * @example
+   * await lifecycle.release('ws_1', 'run_1', 3);
+   */
+  async release(workstationId: string, runId: string, token: number): Promise<void> {
+    const s = await this.d.runs.state(runId);
+    if (s && isTerminalRunStatus(s.status) && s.fencing_token === token && s.workstation_id === workstationId) return;
+    const first = this.authorize(s, workstationId, runId, token);
+    await this.fenced(runId, token, (tx, locked) => this.d.runs.loseRunner(tx, locked, 'the runner released the run'));
+    await this.d.leases.release(runId, first.lease_holder ?? '-', token);
+    this.d.signals.eventsAppended(runId);
+    this.d.signals.schedule();
+  }
+
+  /**
+   * The holder acknowledges a command (`pending → acked`).
+   *
+   * @example
+   * await lifecycle.ackCommand('ws_1', 'cmd_1', 3);
+   */
+  async ackCommand(workstationId: string, commandId: string, token: number): Promise<RunCommand> {
+    const runId = await this.commandRun(commandId);
+    this.authorize(await this.d.runs.state(runId), workstationId, runId, token);
+    return this.fenced(runId, token, (tx) => this.d.commands.ack(tx, commandId));
+  }
+
+  /**
+   * The holder finishes a command (`completed | failed | cancelled`).
+   *
+   * @example
+   * await lifecycle.commandStatus('ws_1', 'cmd_1', 3, 'completed', 0);
+   */
+  async commandStatus(
+    workstationId: string,
+    commandId: string,
+    token: number,
+    state: 'completed' | 'failed' | 'cancelled',
+    exitCode?: number,
+    message?: string,
+  ): Promise<RunCommand> {
+    const runId = await this.commandRun(commandId);
+    this.authorize(await this.d.runs.state(runId), workstationId, runId, token);
+    return this.fenced(runId, token, (tx) => this.d.commands.finish(tx, commandId, state, exitCode, message));
+  }
+
+  private async commandRun(commandId: string): Promise<string> {
+    const cmd = await this.d.commands.get(commandId);
+    if (!cmd) throw new HttpError('not-found', 'no such command');
+    return cmd.run_id;
+  }
+
+  /** The checks every fenced call makes before touching anything (see the class comment). */
+  private authorize(s: RunState | undefined, workstationId: string, runId: string, token: number): RunState {
+    if (!s) throw new HttpError('not-found', 'no such run');
+    if (isTerminalRunStatus(s.status)) throw runNotActive();
+    if (s.fencing_token !== token) throw conflict(runId, `fencing token ${token} is not current`);
+    if (s.workstation_id !== workstationId) throw new HttpError('forbidden', 'the run belongs to another workstation');
+    return s;
+  }
+
+  /**
+   * Runs `write` in a transaction that first checks the fencing token against a live lease
+   * (locking the lease row, so no claim can take it over before the commit) and then locks
+   * the run row. A run that ended meanwhile answers `run-not-active`.
+   */
+  private async fenced<T>(runId: string, token: number, write: (tx: Queryable, s: RunState) => Promise<T>): Promise<T> {
+    try {
+      return await this.d.db.transaction(async (tx) => {
+        await this.d.leases.assertFenced(tx, runId, token);
+        const s = await this.d.runs.state(runId, tx, true);
+        if (!s || isTerminalRunStatus(s.status)) throw runNotActive();
+        if (s.fencing_token !== token) throw conflict(runId, `fencing token ${token} is not current`);
+        return write(tx, s);
+      });
+    } catch (e) {
+      if (isLeaseError(e, 'runner-lease-conflict')) {
+        const s = await this.d.runs.state(runId);
+        if (s && isTerminalRunStatus(s.status)) throw runNotActive();
+      }
+      throw e;
+    }
+  }
+}
+
+function failureOf(body: ReportRunStatusRequest): { failureKind?: FailureKind } {
+  if (body.status === 'completed') return {};
+  if (body.failure_kind) return { failureKind: body.failure_kind };
+  if (body.status === 'cancelled') return { failureKind: 'cancelled' };
+  if (body.status === 'failed') return { failureKind: body.exit_code !== undefined && body.exit_code !== 0 ? 'nonzero-exit' : 'internal' };
+  return {};
+}

@@ -1,0 +1,199 @@
+import type { Logger } from 'pino';
+import type { Database, Queryable } from '@runt/sql';
+import { WORKSTATION_OFFLINE_AFTER_SECONDS, type Run } from '@runt/protocol';
+import type { RunSignals } from './run-signals.js';
+import { SELECT_RUN, toRun, type RunRow } from './stores/run-row.js';
+
+export interface SchedulerOptions {
+  db: Database;
+  logger: Logger;
+  signals: RunSignals;
+  /** This process's replica id: workstations linked to another replica are left to it. */
+  replicaId: string;
+  tickMs: number;
+  /** Queued runs looked at per transaction (default 200). */
+  pageSize?: number;
+}
+
+interface Candidate {
+  id: string;
+  cpu_count: number | null;
+  memory_bytes: number | string | null;
+  slots: number;
+  runtimes: string[];
+  labels: Record<string, string>;
+  used_runs: number | string;
+  used_cpus: number | string;
+  used_memory: number | string;
+}
+
+interface Slot {
+  id: string;
+  runtimes: Set<string>;
+  labels: Record<string, string>;
+  freeRuns: number;
+  freeCpus: number | null;
+  freeMemory: number | null;
+}
+
+// Online, listening, not draining, live credential; linked to this replica or to none (an
+// agent that polls). Committed capacity comes from the runs table every time, so it is
+// recomputed whenever a workstation (re)connects. `skip locked`: two schedulers never place
+// onto the same workstation at once, so neither overcommits it.
+const CANDIDATES_SQL = `
+select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
+       u.used_runs, u.used_cpus, u.used_memory
+from workstations w
+cross join lateral (
+  select count(*) as used_runs, coalesce(sum(r.cpus), 0) as used_cpus, coalesce(sum(r.memory_bytes), 0) as used_memory
+  from runs r where r.workstation_id = w.id and r.status in ('offered', 'accepted', 'running')
+) u
+where w.listening and not w.draining and w.link_state <> 'dropped'
+  and (w.link_replica is null or w.link_replica = $1)
+  and w.last_seen_at > now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS})
+  and w.runtimes ?| $2::text[]
+  and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
+  and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)
+order by u.used_runs, w.id
+limit 1000
+for update of w skip locked`;
+
+/**
+ * Places queued runs on workstations: the runtime must be offered, every placement label must
+ * match, `placement.workstation_id` pins a run, and the workstation needs a free slot
+ * (`max_runs`, default `cpu_count`) plus free cpus/memory when the run asks for them. Runs are
+ * taken oldest first with `for update skip locked`, so several control-plane processes on one
+ * Postgres never offer a run twice. After the commit, each offer is pushed over the link.
+ *
+ * `kick()` asks for a pass now (submits, finishes, registrations); a tick runs one anyway.
+ *
+ * @example
+ * const scheduler = new Scheduler({ db, logger, signals, replicaId: 'cp-1', tickMs: 1000 });
+ * scheduler.start(); scheduler.kick(); await scheduler.stop();
+ */
+export class Scheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly o: SchedulerOptions) {}
+
+  /** Starts the periodic tick. */
+  start(): void {
+    this.stopped = false;
+    this.timer = setInterval(() => this.kick(), this.o.tickMs);
+    this.timer.unref();
+    this.kick();
+  }
+
+  /** Stops the tick and waits for a pass in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** Runs a pass soon; passes never overlap, and kicks during a pass cause one more. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.pass();
+        } catch (e) {
+          this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass failed');
+        }
+      } while (this.again && !this.stopped);
+      this.running = undefined;
+    })();
+  }
+
+  /**
+   * One full pass over the queue, page by page. Returns the runs offered.
+   *
+   * @example
+   * const offered = await scheduler.pass();
+   */
+  async pass(): Promise<Run[]> {
+    const offered: Run[] = [];
+    let after = 0;
+    for (;;) {
+      const page = await this.o.db.transaction((tx) => this.placePage(tx, after));
+      for (const run of page.offered) {
+        offered.push(run);
+        this.o.signals.toWorkstation(run.workstation_id!, { type: 'offer', id: run.id, run });
+      }
+      if (page.last === undefined || page.done) break;
+      after = page.last;
+    }
+    return offered;
+  }
+
+  private async placePage(tx: Queryable, after: number): Promise<{ offered: Run[]; last?: number; done: boolean }> {
+    const pageSize = this.o.pageSize ?? 200;
+    const queued = await tx.query<RunRow>(
+      `select r.*, null as l_holder, null as l_token, null as l_expires_at from runs r
+        where r.status = 'queued' and r.position > $1 order by r.position limit $2 for update skip locked`,
+      [after, pageSize],
+    );
+    if (queued.rows.length === 0) return { offered: [], done: true };
+    const last = Number(queued.rows[queued.rows.length - 1]!.position);
+    const runtimes = [...new Set(queued.rows.map((r) => r.runtime))];
+    const cands = await tx.query<Candidate>(CANDIDATES_SQL, [this.o.replicaId, runtimes]);
+    const slots = cands.rows.map(toSlot);
+    if (slots.length === 0) return { offered: [], last, done: true };
+    const picks: Array<{ id: string; ws: string }> = [];
+    for (const run of queued.rows) {
+      const slot = pick(slots, run);
+      if (!slot) continue;
+      slot.freeRuns--;
+      if (slot.freeCpus !== null && run.cpus !== null) slot.freeCpus -= Number(run.cpus);
+      if (slot.freeMemory !== null && run.memory_bytes !== null) slot.freeMemory -= Number(run.memory_bytes);
+      picks.push({ id: run.id, ws: slot.id });
+    }
+    if (picks.length === 0) return { offered: [], last, done: queued.rows.length < pageSize };
+    await tx.query(
+      `update runs r set status = 'offered', workstation_id = p.ws, offered_at = now()
+         from jsonb_to_recordset($1::jsonb) as p(id text, ws text) where r.id = p.id`,
+      [JSON.stringify(picks)],
+    );
+    const rows = await tx.query<RunRow>(`${SELECT_RUN} where r.id = any($1::text[]) order by r.position`, [picks.map((p) => p.id)]);
+    return { offered: rows.rows.map(toRun), last, done: queued.rows.length < pageSize || slots.every((s) => s.freeRuns <= 0) };
+  }
+}
+
+function toSlot(c: Candidate): Slot {
+  return {
+    id: c.id,
+    runtimes: new Set(c.runtimes),
+    labels: c.labels,
+    freeRuns: Number(c.slots) - Number(c.used_runs),
+    freeCpus: c.cpu_count === null ? null : c.cpu_count - Number(c.used_cpus),
+    freeMemory: c.memory_bytes === null ? null : Number(c.memory_bytes) - Number(c.used_memory),
+  };
+}
+
+/** The least-loaded slot that fits the run, or undefined. */
+function pick(slots: Slot[], run: RunRow): Slot | undefined {
+  let best: Slot | undefined;
+  for (const s of slots) {
+    if (s.freeRuns <= 0 || !s.runtimes.has(run.runtime)) continue;
+    if (run.placement_workstation_id && run.placement_workstation_id !== s.id) continue;
+    if (!labelsMatch(s.labels, run.placement_labels)) continue;
+    if (run.cpus !== null && s.freeCpus !== null && Number(run.cpus) > s.freeCpus) continue;
+    if (run.memory_bytes !== null && s.freeMemory !== null && Number(run.memory_bytes) > s.freeMemory) continue;
+    if (!best || s.freeRuns > best.freeRuns) best = s;
+  }
+  return best;
+}
+
+function labelsMatch(have: Record<string, string>, want: Record<string, string>): boolean {
+  for (const [k, v] of Object.entries(want ?? {})) if (have[k] !== v) return false;
+  return true;
+}

@@ -1,0 +1,92 @@
+import type { FailureKind, Run, RunStatus } from '@runt/protocol';
+
+/** One `runs` row joined with its live lease (`l_*`), as every run query selects it. */
+export interface RunRow {
+  id: string;
+  position: number | string;
+  status: RunStatus;
+  runtime: string;
+  image: string | null;
+  command: string[];
+  env: Record<string, string>;
+  workdir: string | null;
+  ready_when: { log_line: string } | null;
+  placement_workstation_id: string | null;
+  placement_labels: Record<string, string>;
+  cpus: number | null;
+  memory_bytes: number | string | null;
+  bundle_sha256: string | null;
+  max_attempts: number;
+  attempt: number;
+  workstation_id: string | null;
+  lease_holder: string | null;
+  fencing_token: number | string | null;
+  exit_code: number | null;
+  failure_kind: FailureKind | null;
+  failure_message: string | null;
+  cancel_requested: boolean;
+  next_event_seq: number | string;
+  created_at: Date | string;
+  offered_at: Date | string | null;
+  accepted_at: Date | string | null;
+  started_at: Date | string | null;
+  finished_at: Date | string | null;
+  l_holder: string | null;
+  l_token: number | string | null;
+  l_expires_at: Date | string | null;
+}
+
+/** Statuses from which a run can still move; the rest are terminal. */
+export const ACTIVE_STATUSES = `('queued', 'offered', 'accepted', 'running')`;
+
+/** `select` of a run with its held lease; append `where r.… ` to it. */
+export const SELECT_RUN = `
+select r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
+from runs r left join leases l on l.resource = r.id and l.holder is not null`;
+
+export const iso = (v: Date | string | null): string | null => (v === null ? null : new Date(v).toISOString());
+
+/**
+ * Maps a joined `runs` row to the wire `Run`. The lease shown is the one the lease store holds
+ * (it may have run out by the clock and not yet been swept).
+ *
+ * @example
+ * const run = toRun((await db.query<RunRow>(`${SELECT_RUN} where r.id = $1`, [id])).rows[0]!);
+ */
+export function toRun(r: RunRow): Run {
+  const placement: Run['placement'] = {};
+  if (r.placement_workstation_id) placement.workstation_id = r.placement_workstation_id;
+  if (r.placement_labels && Object.keys(r.placement_labels).length > 0) placement.labels = r.placement_labels;
+  const resources: Run['resources'] = {};
+  if (r.cpus !== null) resources.cpus = Number(r.cpus);
+  if (r.memory_bytes !== null) resources.memory_bytes = Number(r.memory_bytes);
+  return {
+    id: r.id,
+    status: r.status,
+    runtime: r.runtime,
+    image: r.image,
+    command: r.command,
+    env: r.env,
+    workdir: r.workdir,
+    ready_when: r.ready_when,
+    placement,
+    resources,
+    bundle: r.bundle_sha256 ? { sha256: r.bundle_sha256 } : null,
+    max_attempts: r.max_attempts,
+    attempt: r.attempt,
+    workstation_id: r.workstation_id,
+    lease:
+      r.l_holder !== null && r.l_token !== null && r.l_expires_at !== null
+        ? { holder: r.l_holder, fencing_token: Number(r.l_token), expires_at: iso(r.l_expires_at)! }
+        : null,
+    exit_code: r.exit_code,
+    failure_kind: r.failure_kind,
+    failure_message: r.failure_message,
+    cancel_requested: r.cancel_requested,
+    created_at: iso(r.created_at)!,
+    offered_at: iso(r.offered_at),
+    accepted_at: iso(r.accepted_at),
+    started_at: iso(r.started_at),
+    finished_at: iso(r.finished_at),
+  };
+}

@@ -1,0 +1,89 @@
+import type { Logger } from 'pino';
+import type { LeaseStore } from '@runt/leases';
+import type { Database } from '@runt/sql';
+import type { RunSignals } from './run-signals.js';
+import type { LostOutcome, RunStore } from './stores/run-store.js';
+
+export interface SweeperOptions {
+  db: Database;
+  logger: Logger;
+  leases: LeaseStore;
+  runs: RunStore;
+  signals: RunSignals;
+  intervalMs: number;
+  offerTimeoutMs: number;
+}
+
+/** What one sweep did. */
+export interface SweepResult {
+  lost: Array<{ runId: string; outcome: LostOutcome }>;
+  offersRequeued: string[];
+}
+
+/**
+ * Periodically ends attempts whose lease ran out (by the database clock) and takes back
+ * offers nobody claimed. An expired lease is cleared and its run handled in ONE transaction
+ * (`sweepExpired` skips rows another sweeper holds), so with several control-plane processes
+ * each lost runner is handled once: a run that never reached `running` is re-queued while
+ * attempts remain, a running one fails with `runner-lost` and is never started twice.
+ *
+ * @example
+ * const sweeper = new Sweeper({ db, logger, leases, runs, signals, intervalMs: 1000, offerTimeoutMs: 30_000 });
+ * sweeper.start(); await sweeper.stop();
+ */
+export class Sweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+
+  constructor(private readonly o: SweeperOptions) {}
+
+  /** Starts the periodic sweep. */
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.running = this.sweep()
+        .catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'sweep failed'))
+        .finally(() => (this.running = undefined));
+    }, this.o.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and waits for a sweep in progress. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /**
+   * One sweep: expired leases first, then stale offers.
+   *
+   * @example
+   * const { lost, offersRequeued } = await sweeper.sweep();
+   */
+  async sweep(): Promise<SweepResult> {
+    const lost: SweepResult['lost'] = [];
+    for (;;) {
+      const batch = await this.o.db.transaction(async (tx) => {
+        const victims = await this.o.leases.sweepExpired({ tx, limit: 100 });
+        const out: SweepResult['lost'] = [];
+        for (const v of victims) {
+          const s = await this.o.runs.state(v.resource, tx, true);
+          // Only the attempt that held this very token; a finished run has nothing to lose.
+          if (!s || s.fencing_token !== v.fencingToken || (s.status !== 'accepted' && s.status !== 'running')) continue;
+          out.push({ runId: s.id, outcome: await this.o.runs.loseRunner(tx, s, 'the runner stopped renewing its lease') });
+        }
+        return { victims: victims.length, out };
+      });
+      lost.push(...batch.out);
+      if (batch.victims < 100) break;
+    }
+    for (const l of lost) {
+      this.o.logger.info({ run_id: l.runId, outcome: l.outcome }, 'runner lost');
+      this.o.signals.eventsAppended(l.runId);
+    }
+    const stale = await this.o.runs.requeueStaleOffers(this.o.offerTimeoutMs);
+    for (const s of stale) this.o.logger.info({ run_id: s.id, workstation_id: s.workstation_id }, 'offer not claimed in time; re-queued');
+    if (lost.length > 0 || stale.length > 0) this.o.signals.schedule();
+    return { lost, offersRequeued: stale.map((s) => s.id) };
+  }
+}
