@@ -51,6 +51,8 @@ export class PodmanRuntime implements Runtime {
   readonly cli: PodmanCli;
   readonly #pulls = singleFlight<ImageInfo>({ runtime: PODMAN_RUNTIME });
   readonly #waitInterval: string;
+  /** Instances this adapter created and has not started yet, by id (static facts only). */
+  readonly #created = new Map<string, Instance>();
   #closed = false;
 
   constructor(options: PodmanRuntimeOptions = {}) {
@@ -89,16 +91,22 @@ export class PodmanRuntime implements Runtime {
       const image = /image not known|no such image/i.test(error.message);
       throw error.code === 'instance-exists' ? error : new RuntimeError(image ? 'image-unavailable' : 'invalid-spec', error.message, { runtime: this.name });
     }
-    // Built from what podman was told rather than inspected: one CLI call less per create.
-    return createdInstance(result.stdout.trim(), spec);
+    // Built from what podman was told rather than inspected: one CLI call less per create, and
+    // remembered so start() needs none either.
+    const instance = createdInstance(result.stdout.trim(), spec);
+    this.#created.set(instance.id, instance);
+    if (this.#created.size > 256) this.#created.delete(this.#created.keys().next().value as string);
+    return instance;
   }
 
   async start(id: string, opts: CallOptions = {}): Promise<Instance> {
     this.#enter(opts.signal);
-    // Inspect before starting: right after a short workload exits, podman holds the container
-    // lock while it cleans up, and an inspect then would wait for that.
-    const before = await this.#mustInspect(id, opts.signal);
+    // What start returns comes from create (same adapter) or an inspect *before* starting: right
+    // after a short workload exits podman holds the container lock while it cleans up, and an
+    // inspect then would wait for that.
+    const before = this.#created.get(id) ?? (await this.#mustInspect(id, opts.signal));
     await this.cli.expect(['start', '--', id], { what: `start container ${id}`, fallback: 'start-failed' }, this.#sig(opts));
+    this.#created.delete(id);
     if (before.state === 'running') return before;
     const { exitCode: _exit, finishedAt: _finished, ...rest } = before;
     return { ...rest, state: 'running', startedAt: new Date().toISOString() };
@@ -115,6 +123,7 @@ export class PodmanRuntime implements Runtime {
     this.#enter(opts.signal);
     // Plain `rm` first: it reports a missing container (`rm --force` would not) and is enough
     // for a stopped one; a running one is then killed and removed.
+    this.#created.delete(id);
     const plain = await this.cli.run(['rm', '--', id], this.#sig(opts));
     if (plain.exitCode === 0) return;
     const error = podmanError(plain, { what: `remove container ${id}` });
@@ -147,14 +156,16 @@ export class PodmanRuntime implements Runtime {
   async wait(id: string, opts: CallOptions = {}): Promise<ExitStatus> {
     this.#enter(opts.signal);
     for (;;) {
-      const { stdout } = await this.cli.expect(['wait', '--interval', this.#waitInterval, '--', id], { what: `wait for container ${id}` }, this.#sig(opts));
+      // podman wait also answers 0 at once for a container never started, so look at the state
+      // alongside (in parallel: no extra latency). Seen `created` → the 0 may be that answer:
+      // wait until it has been started and ask again.
+      const [{ stdout }, before] = await Promise.all([
+        this.cli.expect(['wait', '--interval', this.#waitInterval, '--', id], { what: `wait for container ${id}` }, this.#sig(opts)),
+        this.#mustInspect(id, opts.signal),
+      ]);
       const exitCode = Number.parseInt(stdout.trim(), 10);
       if (Number.isNaN(exitCode)) throw new RuntimeError('internal', `podman wait printed no exit code: ${stdout}`, { runtime: this.name });
-      if (exitCode !== 0) return { exitCode };
-      // podman wait also answers 0 at once for a container never started: check, and if it is
-      // still `created`, wait for it to be started.
-      const now = await this.#mustInspect(id, opts.signal);
-      if (now.state !== 'created') return { exitCode: now.state === 'exited' ? (now.exitCode ?? 0) : 0 };
+      if (exitCode !== 0 || before.state !== 'created') return { exitCode };
       while ((await this.#mustInspect(id, opts.signal)).state === 'created') await sleep(100, opts.signal, this.name);
     }
   }
