@@ -47,7 +47,11 @@ const CONNECTION_CODES = new Set([
   'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ENOTSOCK',
 ]);
 
-/** The engine's own message for a failed API call ("No such container: x"). */
+/**
+ * The engine's own message for a failed API call ("No such container: x").
+ * @example
+ * engineMessage({ json: { message: 'No such container: x' } }) // 'No such container: x'
+ */
 export function engineMessage(e: unknown): string {
   const err = e as EngineError;
   const json = err?.json as { message?: unknown } | undefined;
@@ -56,13 +60,21 @@ export function engineMessage(e: unknown): string {
   return String(e);
 }
 
-/** The HTTP status the engine answered with, if it answered. */
+/**
+ * The HTTP status the engine answered with, if it answered.
+ * @example
+ * engineStatus({ statusCode: 404 }) // 404
+ */
 export function engineStatus(e: unknown): number | undefined {
   const status = (e as EngineError)?.statusCode;
   return typeof status === 'number' ? status : undefined;
 }
 
-/** True when the error means the engine could not be reached at all. */
+/**
+ * True when the error means the engine could not be reached at all.
+ * @example
+ * isConnectionError({ code: 'ECONNREFUSED' }) // true
+ */
 export function isConnectionError(e: unknown): boolean {
   const code = (e as EngineError)?.code;
   return typeof code === 'string' && CONNECTION_CODES.has(code);

@@ -63,7 +63,11 @@ export function containerWorkdir(spec: InstanceSpec): string | undefined {
   return spec.workdir ?? (spec.sourcePath ? WORKSPACE_PATH : undefined);
 }
 
-/** `KEY=value` lines, the form both engines take env in. */
+/**
+ * `KEY=value` lines, the form both engines take env in.
+ * @example
+ * envList({ A: '1' }) // ['A=1']
+ */
 export function envList(env: Record<string, string> | undefined): string[] {
   return Object.entries(env ?? {}).map(([k, v]) => `${k}=${v}`);
 }
@@ -93,14 +97,22 @@ export function containerState(status: string | undefined): InstanceState {
   }
 }
 
-/** An engine timestamp, or undefined for the zero time engines use for "never". */
+/**
+ * An engine timestamp as ISO-8601, or undefined for the zero time engines use for "never".
+ * @example
+ * engineTime('0001-01-01T00:00:00Z') // undefined
+ */
 export function engineTime(value: string | undefined): string | undefined {
   if (!value || value.startsWith('0001-01-01')) return undefined;
   const ms = Date.parse(value);
   return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
 }
 
-/** `since` (ISO or epoch ms) as fractional unix seconds, as both engines take it. */
+/**
+ * `since` (ISO or epoch ms) as fractional unix seconds, as both engines take it.
+ * @example
+ * sinceSeconds(1_700_000_000_500) // 1700000000.5
+ */
 export function sinceSeconds(since: string | number | undefined): number | undefined {
   if (since === undefined) return undefined;
   const ms = typeof since === 'number' ? since : Date.parse(since);

@@ -74,7 +74,11 @@ export class PodmanCli {
   }
 }
 
-/** The `Error: …` line of podman's stderr, else its last non-empty line. */
+/**
+ * The `Error: …` line of podman's stderr, else its last non-empty line.
+ * @example
+ * podmanMessage('Error: no such container x\n') // 'no such container x'
+ */
 export function podmanMessage(stderr: string): string {
   const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
   const error = lines.find((l) => l.startsWith('Error:'));

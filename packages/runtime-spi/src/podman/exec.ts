@@ -9,7 +9,11 @@ import { streamPodman } from './stream.js';
 /** podman's own "could not run the exec" exit code (the command's codes pass through). */
 const PODMAN_ERROR_EXIT = 125;
 
-/** `--env K=V` flags. */
+/**
+ * `--env K=V` flags for podman.
+ * @example
+ * envFlags({ A: '1' }) // ['--env', 'A=1']
+ */
 export function envFlags(env: Record<string, string> | undefined): string[] {
   return Object.entries(env ?? {}).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
 }
