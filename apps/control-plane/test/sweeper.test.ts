@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_BACKENDS } from '@runt/sql/testing';
+import { ControlPlaneClient } from '@runt/protocol';
+import { startHarness, type Harness } from './harness.js';
+import { eventually, pairAgent, uniqueRuntime } from './agent-double.js';
+
+const log = (seq: number) => ({ seq, type: 'log' as const, payload: { stream: 'stdout', data: `${seq}\n` } });
+
+describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
+  let h: Harness;
+  let admin: ControlPlaneClient;
+  beforeAll(async () => {
+    h = await startHarness(backend, {}, { schedulerTickMs: 100, sweepIntervalMs: 100, offerTimeoutMs: 30_000 });
+    admin = new ControlPlaneClient({ url: h.cp.url, token: h.adminToken, retries: 0 });
+  });
+  afterAll(async () => h?.close());
+
+  /** Lets a lease run out by the database clock (what waiting out `lease_ms` would do). */
+  const expireLease = (runId: string) => h.t.db.query(`update leases set expires_at = now() - interval '1 second' where resource = $1`, [runId]);
+  const runOf = async (id: string) => (await admin.getRun(id)).run;
+
+  async function claimed(maxAttempts = 3) {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, `sweep-${runtime}`, [runtime]);
+    await agent.connect();
+    const { run } = await admin.submitRun({ runtime, command: ['x'], max_attempts: maxAttempts });
+    await agent.waitFor('offer', (m) => m.run.id === run.id);
+    const claim = await agent.client.claimRun(run.id, { runner_id: 'old-runner', lease_ms: 60_000 });
+    return { agent, run, token: claim.fencing_token };
+  }
+
+  it('re-queues a run whose runner was lost before it was running, and fences the old holder out (409)', async () => {
+    const { agent, run, token } = await claimed();
+    await agent.client.appendEvents(run.id, { fencing_token: token, events: [log(1)] });
+    agent.messages.length = 0;
+    await expireLease(run.id);
+    // Swept, re-queued (attempt 2) and, with a free slot, offered again.
+    const offer = await agent.waitFor('offer', (m) => m.run.id === run.id);
+    expect(offer.run).toMatchObject({ attempt: 2, status: 'offered' });
+    const events = (await admin.listEvents(run.id)).events;
+    expect(events.map((e) => e.type)).toEqual(['log', 'error']);
+    expect(events[1]!.payload).toMatchObject({ failure_kind: 'runner-lost', attempt: 1 });
+
+    const fresh = await agent.client.claimRun(run.id, { runner_id: 'new-runner', lease_ms: 60_000 });
+    expect(fresh.fencing_token).toBeGreaterThan(token);
+    expect(fresh.next_event_seq).toBe(3);
+    for (const [path, body] of [
+      [`/api/runs/${run.id}/events`, { fencing_token: token, events: [log(3)] }],
+      [`/api/runs/${run.id}/status`, { fencing_token: token, status: 'completed', exit_code: 0 }],
+      [`/api/runs/${run.id}/heartbeat`, { fencing_token: token, lease_ms: 5000 }],
+    ] as const) {
+      const r = await h.api(path, { token: agent.token, body });
+      expect(r.status, path).toBe(409);
+      expect(r.json.error.code).toBe('runner-lease-conflict');
+    }
+    expect((await agent.client.appendEvents(run.id, { fencing_token: fresh.fencing_token, events: [log(3)] })).next_event_seq).toBe(4);
+    await agent.client.reportStatus(run.id, { fencing_token: fresh.fencing_token, status: 'completed', exit_code: 0 });
+    expect(await runOf(run.id)).toMatchObject({ status: 'completed', attempt: 2 });
+  });
+
+  it('refuses a fenced write once the lease ran out, even before the sweeper clears it', async () => {
+    const { agent, run, token } = await claimed();
+    await h.cp.sweeper.stop();
+    try {
+      await expireLease(run.id);
+      const r = await h.api(`/api/runs/${run.id}/events`, { token: agent.token, body: { fencing_token: token, events: [log(1)] } });
+      expect(r.status).toBe(409);
+      expect(r.json.error).toMatchObject({ code: 'runner-lease-conflict', details: { reason: 'expired' } });
+      expect((await h.api(`/api/runs/${run.id}/heartbeat`, { token: agent.token, body: { fencing_token: token, lease_ms: 5000 } })).json.error.code).toBe('runner-lease-conflict');
+    } finally {
+      h.cp.sweeper.start();
+    }
+  });
+
+  it('fails a running run whose runner was lost with runner-lost, never starting it twice', async () => {
+    const { agent, run, token } = await claimed();
+    await agent.client.reportStatus(run.id, { fencing_token: token, status: 'running' });
+    await expireLease(run.id);
+    await eventually(async () => (await runOf(run.id)).status === 'failed', 'the run to fail');
+    expect(await runOf(run.id)).toMatchObject({ status: 'failed', failure_kind: 'runner-lost', attempt: 1, lease: null });
+    const last = (await admin.listEvents(run.id)).events.at(-1)!;
+    expect(last).toMatchObject({ type: 'terminal_status', payload: { status: 'failed', failure_kind: 'runner-lost' } });
+    const late = await h.api(`/api/runs/${run.id}/status`, { token: agent.token, body: { fencing_token: token, status: 'completed' } });
+    expect(late.json.error.code).toBe('run-not-active');
+  });
+
+  it('fails a lost run that has no attempts left', async () => {
+    const { run } = await claimed(1);
+    await expireLease(run.id);
+    await eventually(async () => (await runOf(run.id)).status === 'failed', 'the run to fail');
+    expect(await runOf(run.id)).toMatchObject({ failure_kind: 'runner-lost', attempt: 1 });
+  });
+
+  it('cancels a cancel-requested run whose runner was lost', async () => {
+    const { run } = await claimed();
+    await admin.cancelRun(run.id);
+    await expireLease(run.id);
+    await eventually(async () => (await runOf(run.id)).status === 'cancelled', 'the run to be cancelled');
+  });
+
+  it('takes back an offer nobody claimed in time', async () => {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'slow-claimer', [runtime]);
+    await agent.connect({ max_runs: 1 });
+    const { run } = await admin.submitRun({ runtime, command: ['x'] });
+    await agent.waitFor('offer', (m) => m.run.id === run.id);
+    agent.link!.close(); // gone: nothing will take it over
+    await agent.waitClosed();
+    await h.t.db.query(`update runs set offered_at = now() - interval '1 hour' where id = $1`, [run.id]);
+    await eventually(async () => (await runOf(run.id)).status === 'queued', 'the offer to come back');
+    expect(await runOf(run.id)).toMatchObject({ attempt: 1, workstation_id: null, offered_at: null });
+    const late = await h.api(`/api/runs/${run.id}/claim`, { token: agent.token, body: { runner_id: 'r', lease_ms: 5000 } });
+    expect(late.json.error.code).toBe('run-not-offered');
+  });
+
+  it('re-queues a run its runner released before it was running; a running one fails', async () => {
+    const first = await claimed();
+    await first.agent.client.releaseRun(first.run.id, { fencing_token: first.token });
+    expect(await runOf(first.run.id)).toMatchObject({ attempt: 2, lease: null });
+    expect(['queued', 'offered']).toContain((await runOf(first.run.id)).status);
+
+    const second = await claimed();
+    await second.agent.client.reportStatus(second.run.id, { fencing_token: second.token, status: 'running' });
+    await second.agent.client.releaseRun(second.run.id, { fencing_token: second.token });
+    expect(await runOf(second.run.id)).toMatchObject({ status: 'failed', failure_kind: 'runner-lost' });
+    await second.agent.client.releaseRun(second.run.id, { fencing_token: second.token }); // idempotent
+  });
+
+  it('refuses a claim while another runner of the workstation holds a live lease', async () => {
+    const { agent, run } = await claimed();
+    const r = await h.api(`/api/runs/${run.id}/claim`, { token: agent.token, body: { runner_id: 'someone-else', lease_ms: 5000 } });
+    expect(r.status).toBe(409);
+    expect(r.json.error.code).toBe('runner-lease-conflict');
+  });
+
+  it('handles each lost runner once when sweeps race', async () => {
+    const many = await Promise.all([0, 1, 2].map(() => claimed(1)));
+    await h.cp.sweeper.stop();
+    try {
+      for (const c of many) await expireLease(c.run.id);
+      const results = await Promise.all([h.cp.sweeper.sweep(), h.cp.sweeper.sweep(), h.cp.sweeper.sweep()]);
+      const handled = results.flatMap((r) => r.lost.map((l) => l.runId)).filter((id) => many.some((c) => c.run.id === id));
+      expect(handled.sort()).toEqual(many.map((c) => c.run.id).sort());
+      for (const c of many) {
+        const terminal = (await admin.listEvents(c.run.id)).events.filter((e) => e.type === 'terminal_status');
+        expect(terminal).toHaveLength(1);
+      }
+    } finally {
+      h.cp.sweeper.start();
+    }
+  });
+});
