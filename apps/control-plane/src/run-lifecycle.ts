@@ -28,10 +28,10 @@ const conflict = (runId: string, why: string) => new HttpError('runner-lease-con
 
 /**
  * The agent's side of a run, all fenced: claim the lease, renew it, append events, report
- * status, release, and move commands along. Checks run in one order everywhere: unknown run
- * 404; terminal run 409 `run-not-active`; a fencing token that is not the run's current one
- * 409 `runner-lease-conflict`; the current token from another workstation 403; then the lease
- * store's own fenced check (live lease, by the database clock) inside the write's transaction.
+ * status, release, and move commands along. Every answer follows one order: unknown run 404;
+ * terminal run 409 `run-not-active`; a fencing token that is not current, or a lease that ran
+ * out by the database clock, 409 `runner-lease-conflict`; the current token presented by
+ * another workstation 403. Writes check the lease and write in one transaction.
  */
 export class RunLifecycle {
   constructor(private readonly d: RunLifecycleDeps) {}
@@ -91,8 +91,7 @@ export class RunLifecycle {
    * await lifecycle.appendEvents('ws_1', 'run_1', 3, [{ seq: 1, type: 'log', payload: { stream: 'stdout', data: 'hi\n' } }]);
    */
   async appendEvents(workstationId: string, runId: string, token: number, batch: RunEventInput[]): Promise<number> {
-    this.authorize(await this.d.runs.state(runId), workstationId, runId, token);
-    const next = await this.fenced(runId, token, (tx, s) => this.d.events.append(tx, runId, s.next_event_seq, batch));
+    const next = await this.fenced(workstationId, runId, token, (tx, s) => this.d.events.append(tx, runId, s.next_event_seq, batch));
     this.d.signals.eventsAppended(runId);
     return next;
   }
@@ -105,11 +104,10 @@ export class RunLifecycle {
    * await lifecycle.reportStatus('ws_1', 'run_1', { fencing_token: 3, status: 'completed', exit_code: 0 });
    */
   async reportStatus(workstationId: string, runId: string, body: ReportRunStatusRequest): Promise<Run> {
-    const first = this.authorize(await this.d.runs.state(runId), workstationId, runId, body.fencing_token);
-    const ended = await this.fenced(runId, body.fencing_token, async (tx, s) => {
+    const holder = await this.fenced(workstationId, runId, body.fencing_token, async (tx, s) => {
       if (body.status === 'running') {
         if (s.status === 'accepted') await tx.query(`update runs set status = 'running', started_at = now() where id = $1`, [runId]);
-        return false;
+        return undefined;
       }
       await this.d.runs.finish(tx, runId, {
         status: body.status,
@@ -117,10 +115,10 @@ export class RunLifecycle {
         ...failureOf(body),
         ...(body.failure_message ? { message: body.failure_message } : {}),
       });
-      return true;
+      return s.lease_holder ?? '-';
     });
-    if (ended) {
-      await this.d.leases.release(runId, first.lease_holder ?? '-', body.fencing_token);
+    if (holder !== undefined) {
+      await this.d.leases.release(runId, holder, body.fencing_token);
       this.d.signals.eventsAppended(runId);
       this.d.signals.schedule();
     }
@@ -137,9 +135,11 @@ export class RunLifecycle {
   async release(workstationId: string, runId: string, token: number): Promise<void> {
     const s = await this.d.runs.state(runId);
     if (s && isTerminalRunStatus(s.status) && s.fencing_token === token && s.workstation_id === workstationId) return;
-    const first = this.authorize(s, workstationId, runId, token);
-    await this.fenced(runId, token, (tx, locked) => this.d.runs.loseRunner(tx, locked, 'the runner released the run'));
-    await this.d.leases.release(runId, first.lease_holder ?? '-', token);
+    const holder = await this.fenced(workstationId, runId, token, async (tx, locked) => {
+      await this.d.runs.loseRunner(tx, locked, 'the runner released the run');
+      return locked.lease_holder ?? '-';
+    });
+    await this.d.leases.release(runId, holder, token);
     this.d.signals.eventsAppended(runId);
     this.d.signals.schedule();
   }
@@ -152,8 +152,7 @@ export class RunLifecycle {
    */
   async ackCommand(workstationId: string, commandId: string, token: number): Promise<RunCommand> {
     const runId = await this.commandRun(commandId);
-    this.authorize(await this.d.runs.state(runId), workstationId, runId, token);
-    return this.fenced(runId, token, (tx) => this.d.commands.ack(tx, commandId));
+    return this.fenced(workstationId, runId, token, (tx) => this.d.commands.ack(tx, commandId));
   }
 
   /**
@@ -171,8 +170,7 @@ export class RunLifecycle {
     message?: string,
   ): Promise<RunCommand> {
     const runId = await this.commandRun(commandId);
-    this.authorize(await this.d.runs.state(runId), workstationId, runId, token);
-    return this.fenced(runId, token, (tx) => this.d.commands.finish(tx, commandId, state, exitCode, message));
+    return this.fenced(workstationId, runId, token, (tx) => this.d.commands.finish(tx, commandId, state, exitCode, message));
   }
 
   private async commandRun(commandId: string): Promise<string> {
@@ -191,23 +189,23 @@ export class RunLifecycle {
   }
 
   /**
-   * Runs `write` in a transaction that first checks the fencing token against a live lease
-   * (locking the lease row, so no claim can take it over before the commit) and then locks
-   * the run row. A run that ended meanwhile answers `run-not-active`.
+   * Runs `write` in ONE transaction that first checks the fencing token against a live lease
+   * (`assertFenced` locks the lease row, so no claim can take it over before the commit), then
+   * locks the run row and applies the same checks as {@link authorize}. A refused lease on a run
+   * that has ended answers `run-not-active`; on an unknown run, 404.
    */
-  private async fenced<T>(runId: string, token: number, write: (tx: Queryable, s: RunState) => Promise<T>): Promise<T> {
+  private async fenced<T>(workstationId: string, runId: string, token: number, write: (tx: Queryable, s: RunState) => Promise<T>): Promise<T> {
     try {
       return await this.d.db.transaction(async (tx) => {
         await this.d.leases.assertFenced(tx, runId, token);
-        const s = await this.d.runs.state(runId, tx, true);
-        if (!s || isTerminalRunStatus(s.status)) throw runNotActive();
-        if (s.fencing_token !== token) throw conflict(runId, `fencing token ${token} is not current`);
+        const s = this.authorize(await this.d.runs.state(runId, tx, true), workstationId, runId, token);
         return write(tx, s);
       });
     } catch (e) {
       if (isLeaseError(e, 'runner-lease-conflict')) {
         const s = await this.d.runs.state(runId);
-        if (s && isTerminalRunStatus(s.status)) throw runNotActive();
+        if (!s) throw new HttpError('not-found', 'no such run');
+        if (isTerminalRunStatus(s.status)) throw runNotActive();
       }
       throw e;
     }
