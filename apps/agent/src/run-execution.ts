@@ -127,7 +127,7 @@ export class RunExecution {
       ...(claim.run.ready_when ? { ready_when: claim.run.ready_when.log_line } : {}),
     };
     await deps.store.save(state);
-    deps.logger.info({ run_id: run.id, fencing_token: claim.fencing_token, attempt: claim.run.attempt }, 'claimed');
+    deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, 'claimed');
     return new RunExecution(deps, claim.run, state, sentAt, false);
   }
 
@@ -269,11 +269,13 @@ export class RunExecution {
       exit = undefined;
     }
     // The follow ends by itself once the instance has exited; give it a moment to read the tail.
-    await Promise.race([logs, sleep(5_000, this.#work.signal)]);
+    const tail = new AbortController();
+    await Promise.race([logs, sleep(5_000, AbortSignal.any([tail.signal, this.#work.signal]))]);
+    tail.abort();
     logsStop.abort();
     await logs;
-    this.#commandWake?.();
     this.#commandsDone = true;
+    this.#commandWake?.();
     await commands;
     if (this.#work.signal.aborted) return;
 
@@ -344,6 +346,7 @@ export class RunExecution {
         }
       }
       if (this.#commandsPending) continue;
+      if (this.#commandsDone || this.#work.signal.aborted) break;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, this.deps.commandPollMs());
         function done() {

@@ -1,0 +1,36 @@
+import { Args, Command } from '@oclif/core';
+import type { Run } from '@runt/protocol';
+import { adminClient } from '../../config.js';
+import { adminFlags } from './logs.js';
+
+export default class RunShow extends Command {
+  static override summary = 'Show one run: status, placement, exit code, failure.';
+  static override examples = ['<%= config.bin %> run show run_01HX…', '<%= config.bin %> run show run_01HX… --json'];
+  static override enableJsonFlag = true;
+  static override args = { id: Args.string({ required: true, description: 'run id' }) };
+  static override flags = { ...adminFlags };
+
+  async run(): Promise<{ run: Run }> {
+    const { args, flags } = await this.parse(RunShow);
+    const client = await adminClient(flags);
+    const { run } = await client.getRun(args.id);
+    if (!this.jsonEnabled()) {
+      const rows: [string, string][] = [
+        ['id', run.id],
+        ['status', run.status],
+        ['runtime', run.runtime],
+        ['image', run.image ?? '-'],
+        ['command', run.command.length > 0 ? JSON.stringify(run.command) : '-'],
+        ['workstation', run.workstation_id ?? '-'],
+        ['attempt', `${run.attempt} of ${run.max_attempts}`],
+        ['exit code', run.exit_code === null ? '-' : String(run.exit_code)],
+        ['failure', run.failure_kind ? `${run.failure_kind}${run.failure_message ? `: ${run.failure_message}` : ''}` : '-'],
+        ['created', run.created_at],
+        ['started', run.started_at ?? '-'],
+        ['finished', run.finished_at ?? '-'],
+      ];
+      for (const [k, v] of rows) this.log(`${k.padEnd(12)}${v}`);
+    }
+    return { run };
+  }
+}

@@ -1,0 +1,91 @@
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { Command, Flags } from '@oclif/core';
+import { c as createTar } from 'tar';
+import type { Run, SubmitRunRequest } from '@runt/protocol';
+import { adminClient } from '../../config.js';
+import { CliError } from '../../errors.js';
+import { adminFlags, adminToken, followRunEvents, printLogEvent } from './logs.js';
+
+export default class RunSubmit extends Command {
+  static override summary = 'Submit a run; prints its id (--follow streams its output and exits with its exit code).';
+  static override description = 'Everything after -- is the command. The admin token comes from RUNT_ADMIN_TOKEN or --token-file.';
+  static override examples = [
+    '<%= config.bin %> run submit --runtime process -- /bin/sh -c "echo hello"',
+    '<%= config.bin %> run submit --runtime docker --image busybox:latest --env GREETING=hi --follow -- sh -c \'echo $GREETING\'',
+    '<%= config.bin %> run submit --runtime process --bundle ./src --ready-when "listening on" -- ./serve.sh',
+  ];
+  static override strict = false;
+  static override enableJsonFlag = true;
+  static override flags = {
+    ...adminFlags,
+    runtime: Flags.string({ description: 'runtime that runs it (process, docker, podman, …)', required: true }),
+    image: Flags.string({ description: 'image (image-based runtimes)' }),
+    env: Flags.string({ description: 'environment variable K=V (repeatable)', multiple: true }),
+    workdir: Flags.string({ description: 'working directory inside the instance' }),
+    'ready-when': Flags.string({ description: 'report running when this line first appears in the output' }),
+    workstation: Flags.string({ description: 'place it on this workstation id' }),
+    label: Flags.string({ description: 'place it on a workstation with label k=v (repeatable)', multiple: true }),
+    'max-attempts': Flags.integer({ description: 'attempts in all (default 3)', min: 1, max: 20 }),
+    bundle: Flags.string({ description: 'directory packed (tar.gz) and unpacked into the working directory' }),
+    'idempotency-key': Flags.string({ description: 'the same key within 24 h returns the same run' }),
+    follow: Flags.boolean({ char: 'f', description: 'stream the output and exit with the run\'s exit code' }),
+  };
+
+  async run(): Promise<{ run: Run }> {
+    const { flags, argv } = await this.parse(RunSubmit);
+    const command = (argv as string[]).filter((a, i) => !(i === 0 && a === '--'));
+    const client = await adminClient(flags);
+    const body: SubmitRunRequest = {
+      runtime: flags.runtime,
+      command,
+      env: pairs(flags.env, 'env'),
+      ...(flags.image ? { image: flags.image } : {}),
+      ...(flags.workdir ? { workdir: flags.workdir } : {}),
+      ...(flags['ready-when'] ? { ready_when: { log_line: flags['ready-when'] } } : {}),
+      placement: {
+        ...(flags.workstation ? { workstation_id: flags.workstation } : {}),
+        ...(flags.label ? { labels: pairs(flags.label, 'label') } : {}),
+      },
+      ...(flags['max-attempts'] ? { max_attempts: flags['max-attempts'] } : {}),
+      ...(flags['idempotency-key'] ? { idempotency_key: flags['idempotency-key'] } : {}),
+    };
+    if (flags.bundle) {
+      const bytes = await packDirectory(flags.bundle);
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      await client.uploadBundle(sha256, bytes);
+      body.bundle = { sha256 };
+    }
+    const { run } = await client.submitRun(body);
+    if (!flags.follow) {
+      if (!this.jsonEnabled()) this.log(run.id);
+      return { run };
+    }
+    if (!this.jsonEnabled()) process.stderr.write(`${run.id}\n`);
+    await followRunEvents(client, run.id, { follow: true, token: await adminToken(flags), onEvent: this.jsonEnabled() ? () => {} : printLogEvent });
+    const { run: done } = await client.getRun(run.id);
+    process.exitCode = done.status === 'completed' ? 0 : (done.exit_code ?? 1) || 1;
+    if (done.status !== 'completed' && !this.jsonEnabled()) {
+      process.stderr.write(`runt: run ${done.id} ${done.status}${done.failure_kind ? ` (${done.failure_kind})` : ''}${done.failure_message ? `: ${done.failure_message}` : ''}\n`);
+    }
+    return { run: done };
+  }
+}
+
+function pairs(list: string[] | undefined, what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of list ?? []) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) throw new CliError(`invalid --${what} "${p}": use KEY=VALUE`);
+    out[p.slice(0, eq)] = p.slice(eq + 1);
+  }
+  return out;
+}
+
+async function packDirectory(dir: string): Promise<Uint8Array> {
+  const info = await stat(dir).catch(() => undefined);
+  if (!info?.isDirectory()) throw new CliError(`--bundle must be a directory: ${dir}`);
+  const chunks: Buffer[] = [];
+  for await (const c of createTar({ cwd: dir, gzip: true, portable: true }, ['.']) as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
+  return new Uint8Array(Buffer.concat(chunks));
+}
