@@ -24,7 +24,7 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
   let h: Harness;
   let admin: ControlPlaneClient;
   beforeAll(async () => {
-    h = await startHarness(backend, {}, { schedulerTickMs: 100, sweepIntervalMs: 100 });
+    h = await startHarness(backend, {}, { schedulerTickMs: 100, sweepIntervalMs: 100, linkPingMs: 300 });
     admin = new ControlPlaneClient({ url: h.cp.url, token: h.adminToken, retries: 0 });
   });
   afterAll(async () => h?.close());
@@ -141,6 +141,16 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     agent.messages.length = 0;
     await agent.connect({}, [run.id]);
     await agent.waitFor('cancel', (m) => m.run_id === run.id);
+  });
+
+  it('pings idle links and drops a peer that stopped answering', async () => {
+    const agent = await pairAgent(h, 'dead-peer', [uniqueRuntime()]);
+    await agent.connect();
+    await agent.waitFor('ping');
+    // A peer that stops reading never answers pings: the control plane terminates its link.
+    (agent.link as unknown as { _socket: { pause(): void } })._socket.pause();
+    await eventually(async () => (await statusOf(agent.workstationId))?.status === 'offline', 'the silent link to be dropped');
+    expect(h.cp.links.get(agent.workstationId)).toBeUndefined();
   });
 
   it('closes every link with 1001 when the control plane stops', async () => {
