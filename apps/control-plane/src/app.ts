@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import type { PairingStore } from '@runt/pairing';
 import type { Database } from '@runt/sql';
 import { handleError, HttpError } from './errors.js';
+import type { ControlPlaneMetrics } from './metrics.js';
+import { openApiDocument } from './openapi.js';
 import type { EventWaiters } from './event-waiters.js';
 import type { RunLifecycle } from './run-lifecycle.js';
 import type { RunSignals } from './run-signals.js';
@@ -27,6 +29,10 @@ export interface AppDeps {
   bodyLimitBytes: number;
   publicUrl: () => string;
   onRevoke?: (credentialId: string, workstationId: string | null) => void;
+  /** Prometheus metrics served on `/metrics`. */
+  metrics?: ControlPlaneMetrics;
+  /** Version reported by `/openapi.json`. */
+  version?: string;
   /** Runs, events, commands and bundles; without it only pairing and workstations are served. */
   runs?: RunAppDeps;
 }
@@ -53,15 +59,23 @@ export interface RunAppDeps {
 export function createApp(deps: AppDeps) {
   const resolve = deps.workstations.resolve.bind(deps.workstations);
   const app = new Hono();
+  if (deps.metrics) app.use(deps.metrics.middleware);
+  // Access logs: failures at info, successes at debug (RUNT_LOG_LEVEL=debug), so the hot agent
+  // endpoints do not pay for a log line each.
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
-    deps.logger.info(
-      { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round((performance.now() - started) * 10) / 10 },
-      'request',
-    );
+    const entry = { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round((performance.now() - started) * 10) / 10 };
+    if (c.res.status >= 400) deps.logger.info(entry, 'request');
+    else deps.logger.debug(entry, 'request');
   });
   app.route('/', healthRoutes(deps.db));
+  const document = openApiDocument(deps.version ?? '0.0.0');
+  app.get('/openapi.json', (c) => c.json(document));
+  if (deps.metrics) {
+    const registry = deps.metrics.registry;
+    app.get('/metrics', async (c) => c.text(await registry.metrics(), 200, { 'content-type': registry.contentType }));
+  }
   app.route(
     '/api/workstations/pairing-codes',
     pairingRoutes({ pairing: deps.pairing, workstations: deps.workstations, resolve, bodyLimitBytes: deps.bodyLimitBytes, publicUrl: deps.publicUrl }),

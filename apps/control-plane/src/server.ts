@@ -10,7 +10,9 @@ import { createSqlPairingStore, pairingMigrations, type AttemptLimits, type Pair
 import { migrate, openDatabase, type Database } from '@runt/sql';
 import { LINK_CLOSE_CODES } from '@runt/protocol';
 import { parseToken } from '@runt/transport-auth';
+import { createRequire } from 'node:module';
 import { createApp } from './app.js';
+import { createMetrics } from './metrics.js';
 import type { ControlPlaneConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { controlPlaneMigrations } from './migrations.js';
@@ -48,6 +50,8 @@ export interface RunningControlPlane {
   leases: LeaseStore;
   scheduler: Scheduler;
   sweeper: Sweeper;
+  /** The Hono app being served (routes, `app.request()`). */
+  app: ReturnType<typeof createApp>;
   /** The agent links this process holds. */
   links: LinkRegistry;
   /** Names this process in `workstations.link_replica`. */
@@ -120,6 +124,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     bodyLimitBytes: config.bodyLimitBytes,
     publicUrl: () => publicUrl,
     onRevoke: (credentialId) => void links.closeCredential(credentialId, LINK_CLOSE_CODES.revoked, 'credential revoked'),
+    metrics: createMetrics({ db, linkCount: () => links.size }),
+    version: packageVersion(),
     runs: { runs, events, commands, bundles, lifecycle, signals, waiters, bundleLimitBytes: config.bundleLimitBytes, eventPollMs: config.eventPollMs, shutdown: shutdown.signal },
   });
 
@@ -149,6 +155,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
   let closing: Promise<void> | undefined;
   return {
+    app,
     url,
     publicUrl,
     port,
@@ -202,4 +209,13 @@ async function writeSecretFile(path: string, content: string): Promise<void> {
   await writeFile(tmp, content, { mode: 0o600 });
   await chmod(tmp, 0o600);
   await rename(tmp, path);
+}
+
+/** This package's version (from dist/ or src/, package.json is one level up either way). */
+function packageVersion(): string {
+  try {
+    return (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
 }

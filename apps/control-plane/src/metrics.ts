@@ -1,0 +1,67 @@
+import type { MiddlewareHandler } from 'hono';
+import { routePath } from 'hono/route';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Database } from '@runt/sql';
+
+export interface ControlPlaneMetrics {
+  registry: Registry;
+  /** Counts and times every request by method, matched route pattern and status. */
+  middleware: MiddlewareHandler;
+}
+
+/**
+ * Prometheus metrics for `/metrics`: request counts and latencies by route pattern (never the
+ * raw path, so ids do not explode the label space), process metrics, agent links held by this
+ * process, and runs and workstations by status read from the database at scrape time.
+ *
+ * @example
+ * const metrics = createMetrics({ db, linkCount: () => links.size });
+ * app.use(metrics.middleware);
+ * app.get('/metrics', async (c) => c.text(await metrics.registry.metrics()));
+ */
+export function createMetrics(deps: { db: Database; linkCount: () => number }): ControlPlaneMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'runt_cp_' });
+  const requests = new Counter({
+    name: 'runt_cp_http_requests_total',
+    help: 'HTTP requests by method, route pattern and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'runt_cp_http_request_duration_seconds',
+    help: 'HTTP request latency by method and route pattern',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'runt_cp_agent_links',
+    help: 'Agent links (WebSockets) held by this process',
+    registers: [registry],
+    collect() {
+      this.set(deps.linkCount());
+    },
+  });
+  new Gauge({
+    name: 'runt_cp_runs',
+    help: 'Runs by status',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      const r = await deps.db.query<{ status: string; n: number | string }>('select status, count(*) as n from runs group by status');
+      this.reset();
+      for (const row of r.rows) this.set({ status: row.status }, Number(row.n));
+    },
+  });
+
+  const middleware: MiddlewareHandler = async (c, next) => {
+    const end = duration.startTimer();
+    await next();
+    const route = routePath(c, -1) || 'unmatched';
+    const labels = { method: c.req.method, route: c.res.status === 404 && route.endsWith('*') ? 'unmatched' : route };
+    end(labels);
+    requests.inc({ ...labels, status: String(c.res.status) });
+  };
+  return { registry, middleware };
+}

@@ -1,0 +1,42 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from './harness.js';
+
+describe('ops endpoints', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness('pglite');
+  });
+  afterAll(async () => h?.close());
+
+  it('/openapi.json documents exactly the routes the app serves', async () => {
+    const r = await h.api('/openapi.json');
+    expect(r.status).toBe(200);
+    expect(r.json.openapi).toBe('3.1.0');
+    const documented = new Set<string>();
+    for (const [path, ops] of Object.entries(r.json.paths as Record<string, Record<string, unknown>>)) {
+      for (const method of Object.keys(ops)) documented.add(`${method.toUpperCase()} ${path}`);
+    }
+    const served = new Set(
+      h.cp.app.routes
+        .filter((route) => route.method !== 'ALL')
+        .map((route) => `${route.method} ${route.path.replace(/:(\w+)/g, '{$1}').replace(/(.)\/$/, '$1')}`),
+    );
+    expect([...served].filter((s) => !documented.has(s))).toEqual([]);
+    expect([...documented].filter((d) => !served.has(d))).toEqual([]);
+    const submit = r.json.paths['/api/runs'].post;
+    expect(submit.requestBody.content['application/json'].schema.properties.runtime).toBeDefined();
+  });
+
+  it('/metrics counts requests by route pattern and reports runs and links', async () => {
+    await h.api('/api/runs/run_does_not_exist', { token: h.adminToken });
+    await h.api('/api/runs', { token: h.adminToken, body: { runtime: 'fake', command: ['true'] } });
+    const r = await fetch(`${h.cp.url}/metrics`);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toContain('text/plain');
+    const text = await r.text();
+    expect(text).toContain('runt_cp_http_requests_total{method="GET",route="/api/runs/:id",status="404"} 1');
+    expect(text).toMatch(/runt_cp_runs\{status="queued"\} 1/);
+    expect(text).toContain('runt_cp_agent_links 0');
+    expect(text).not.toContain('run_does_not_exist');
+  });
+});
