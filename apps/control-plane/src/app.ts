@@ -29,6 +29,7 @@ export interface AppDeps {
   bodyLimitBytes: number;
   publicUrl: () => string;
   onRevoke?: (credentialId: string, workstationId: string | null) => void;
+  onDrain?: (workstationId: string) => void;
   /** Prometheus metrics served on `/metrics`. */
   metrics?: ControlPlaneMetrics;
   /** Version reported by `/openapi.json`. */
@@ -87,6 +88,7 @@ export function createApp(deps: AppDeps) {
       resolve,
       bodyLimitBytes: deps.bodyLimitBytes,
       ...(deps.onRevoke ? { onRevoke: deps.onRevoke } : {}),
+      ...(deps.onDrain ? { onDrain: deps.onDrain } : {}),
     }),
   );
   if (deps.runs) {

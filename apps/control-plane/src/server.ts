@@ -124,6 +124,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     bodyLimitBytes: config.bodyLimitBytes,
     publicUrl: () => publicUrl,
     onRevoke: (credentialId) => void links.closeCredential(credentialId, LINK_CLOSE_CODES.revoked, 'credential revoked'),
+    onDrain: (workstationId) => {
+      links.send(workstationId, { type: 'drain' });
+      scheduler.kick();
+    },
     metrics: createMetrics({ db, linkCount: () => links.size }),
     version: packageVersion(),
     runs: { runs, events, commands, bundles, lifecycle, signals, waiters, bundleLimitBytes: config.bundleLimitBytes, eventPollMs: config.eventPollMs, shutdown: shutdown.signal },

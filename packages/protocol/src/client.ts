@@ -112,6 +112,11 @@ export class ControlPlaneClient {
     return this.call('post', `api/workstations/credentials/${encodeURIComponent(id)}/revoke`, revokeCredentialResponseSchema);
   }
 
+  /** Drains a workstation (admin): no new runs; its agent finishes the runs it holds and exits. */
+  drainWorkstation(id: string) {
+    return this.call('post', `api/workstations/${encodeURIComponent(id)}/drain`, registerWorkstationResponseSchema);
+  }
+
   // ---- runs (admin) ----
 
   /** Submits a run; with `idempotency_key` a retried submit returns the same run. */

@@ -164,9 +164,11 @@ export class LinkServer {
       case 'register': {
         if (!this.o.registry.isCurrent(link)) return;
         // The credential's workstation is authoritative; msg.workstation_id is only a hint.
-        await this.o.workstations.linkRegistered(ws, msg.workstation, this.o.replicaId);
+        const registered = await this.o.workstations.linkRegistered(ws, msg.workstation, this.o.replicaId);
         link.registered = true;
         link.socket.send(JSON.stringify({ type: 'registered', workstation_id: ws }));
+        // A drain requested while this agent had no link here (or one it did not act on yet).
+        if (registered.status === 'draining') link.socket.send(JSON.stringify({ type: 'drain' }));
         // Offers and cancels the agent may have missed while it was away.
         for (const run of await this.o.runs.offeredTo(ws)) this.o.registry.send(ws, { type: 'offer', id: run.id, run });
         for (const runId of await this.o.runs.cancelRequestedOn(ws)) this.o.registry.send(ws, { type: 'cancel', run_id: runId });

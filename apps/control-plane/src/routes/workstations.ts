@@ -11,9 +11,11 @@ export interface WorkstationRouteDeps {
   bodyLimitBytes: number;
   /** Called after a credential is revoked (closes its agent link). */
   onRevoke?: (credentialId: string, workstationId: string | null) => void;
+  /** Called after a workstation was set draining (sends `drain` over its link, schedules the withdrawn offers). */
+  onDrain?: (workstationId: string) => void;
 }
 
-/** Registration/heartbeat, the fleet, and credentials. */
+/** Registration/heartbeat, the fleet, drain, and credentials. */
 export function workstationRoutes(deps: WorkstationRouteDeps) {
   const admin = bearerAuth({ resolve: deps.resolve, kinds: ['admin'] });
   const workstation = bearerAuth({ resolve: deps.resolve, kinds: ['workstation'] });
@@ -27,6 +29,12 @@ export function workstationRoutes(deps: WorkstationRouteDeps) {
     })
     .get('/', anyone, async (c) => c.json({ workstations: await deps.workstations.list() }))
     .get('/credentials', admin, async (c) => c.json({ credentials: await deps.workstations.listCredentials() }))
+    .post('/:id/drain', admin, async (c) => {
+      const drained = await deps.workstations.drain(c.req.param('id'));
+      if (!drained) throw new HttpError('not-found', 'no such workstation');
+      deps.onDrain?.(drained.workstation.id);
+      return c.json({ workstation: drained.workstation });
+    })
     .post('/credentials/:id/revoke', admin, async (c) => {
       const cred = await deps.workstations.revokeCredential(c.req.param('id'));
       if (!cred) throw new HttpError('not-found', 'no such credential');

@@ -104,7 +104,8 @@ export class WorkstationStore {
       `update workstations set display_name = $2, hostname = coalesce($3, hostname), cpu_count = $4, memory_bytes = $5,
          max_runs = coalesce($6, max_runs), runtimes = $7::jsonb, labels = $8::jsonb, agent_version = $9, listening = $10,
          last_seen_at = now(), registered_at = coalesce(registered_at, now()),
-         link_state = case when link_state = 'dropped' then 'none' else link_state end
+         link_state = case when link_state = 'dropped' then 'none' else link_state end,
+         draining = draining and $10
        where id = $1`,
       [
         workstationId,
@@ -122,6 +123,29 @@ export class WorkstationStore {
     const ws = await this.get(workstationId);
     if (!ws) throw new Error(`workstation ${workstationId} vanished`);
     return ws;
+  }
+
+  /**
+   * Drain (admin): nothing more is offered to the workstation, and runs offered to it but not
+   * yet claimed go back to the queue. Draining ends when its agent registers with
+   * `listening: false` (it stopped taking work), so the next agent that starts is online again.
+   * Returns undefined for an unknown workstation.
+   *
+   * @example
+   * const ws = await workstations.drain('ws_1'); // ws.status === 'draining' while it is online
+   */
+  async drain(workstationId: string): Promise<{ workstation: Workstation; withdrawn: number } | undefined> {
+    const withdrawn = await this.db.transaction(async (tx) => {
+      const r = await tx.query('update workstations set draining = true where id = $1', [workstationId]);
+      if (r.rowCount === 0) return undefined;
+      const w = await tx.query(`update runs set status = 'queued', workstation_id = null, offered_at = null where workstation_id = $1 and status = 'offered'`, [
+        workstationId,
+      ]);
+      return w.rowCount;
+    });
+    if (withdrawn === undefined) return undefined;
+    const workstation = await this.get(workstationId);
+    return workstation ? { workstation, withdrawn } : undefined;
   }
 
   /**
