@@ -90,6 +90,7 @@ export class Agent {
   #hurryWake: (() => void) | undefined;
   #pollWake: (() => void) | undefined;
   #onceTaken = false;
+  #drainOnStart = false;
   #stopped!: () => void;
   readonly #stoppedPromise = new Promise<void>((r) => (this.#stopped = r));
 
@@ -158,6 +159,7 @@ export class Agent {
       void this.#linkLoop();
       void this.#heartbeatLoop();
       void this.#pollLoop();
+      if (this.#drainOnStart) this.#drain();
       await this.#stoppedPromise;
       if (this.#fatal) throw this.#fatal;
     } catch (e) {
@@ -225,6 +227,11 @@ export class Agent {
       try {
         const res = await this.#client.registerWorkstation(this.#registration(listening));
         this.#workstationId = res.workstation.id;
+        // How a drain reaches an agent without a link (or one whose `drain` message was lost).
+        if (listening && res.workstation.status === 'draining') {
+          if (this.#state === 'starting') this.#drainOnStart = true;
+          else this.#drain();
+        }
         return true;
       } catch (e) {
         if (isApiError(e) && (e.status === 401 || e.status === 403)) {
@@ -311,7 +318,8 @@ export class Agent {
     this.#link = new LinkClient({
       url: this.#opts.url,
       token: () => this.#opts.token,
-      register: () => ({ type: 'register', workstation_id: this.#workstationId, workstation: this.#registration(true), running_run_ids: this.runningRunIds }),
+      // A draining agent that reconnects must not say it is listening again.
+      register: () => ({ type: 'register', workstation_id: this.#workstationId, workstation: this.#registration(!this.#taking.signal.aborted), running_run_ids: this.runningRunIds }),
       onMessage: (m) => this.#onControl(m),
       onUp: (up) => {
         if (!up) this.#pollWake?.();
@@ -390,13 +398,19 @@ export class Agent {
         this.#runs.get(message.run_id)?.wakeCommands();
         return;
       case 'drain':
-        this.#log.info('drain requested: finishing the runs held, then stopping');
-        void this.shutdown({ graceMs: Number.MAX_SAFE_INTEGER });
+        this.#drain();
         return;
       case 'ping':
         this.#link?.send({ type: 'result', id: message.id, ok: true });
         return;
     }
+  }
+
+  /** The control plane asked for a drain: stop taking runs, finish the held ones (no grace limit), stop. */
+  #drain(): void {
+    if (this.#shutdown) return;
+    this.#log.info('drain requested: finishing the runs held, then stopping');
+    void this.shutdown({ graceMs: Number.MAX_SAFE_INTEGER });
   }
 
   #hasCapacity(): boolean {
