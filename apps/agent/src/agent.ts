@@ -75,6 +75,10 @@ export class Agent {
   readonly #store: RunStateStore;
   readonly #runs = new Map<string, RunExecution>();
   readonly #claiming = new Set<string>();
+  /** `command` wake-ups that arrived while their run was being claimed. */
+  readonly #earlyCommands = new Set<string>();
+  /** Offers that came while every slot was held by a run still reporting its end (the control plane already counts that slot free). */
+  #parked: Array<{ run: Run; resolve: (ok: boolean) => void }> = [];
   readonly #runtimes = new Map<string, Runtime>();
   readonly #unavailable = new Map<string, string>();
   /** Aborted when the agent stops taking offers (drain/shutdown). */
@@ -257,6 +261,8 @@ export class Agent {
       leaseMs: this.#opts.leaseMs,
       stopTimeoutMs: this.#opts.stopTimeoutMs,
       commandPollMs: () => jitter(this.#link?.up ? 10_000 : this.#opts.pollIntervalMs),
+      linkUp: () => this.#link?.up === true,
+      onSlotFree: () => this.#slotFreed(),
       logger: this.#log,
     };
   }
@@ -394,9 +400,12 @@ export class Agent {
       case 'cancel':
         this.#runs.get(message.run_id)?.cancel('cancelled by request');
         return;
-      case 'command':
-        this.#runs.get(message.run_id)?.wakeCommands();
+      case 'command': {
+        const exec = this.#runs.get(message.run_id);
+        if (exec) exec.wakeCommands();
+        else if (this.#claiming.has(message.run_id)) this.#earlyCommands.add(message.run_id);
         return;
+      }
       case 'drain':
         this.#drain();
         return;
@@ -415,11 +424,45 @@ export class Agent {
 
   #hasCapacity(): boolean {
     if (this.#taking.signal.aborted || (this.#opts.once && this.#onceTaken)) return false;
-    return this.#runs.size + this.#claiming.size < this.#opts.maxRuns;
+    return this.#slotsHeld() + this.#claiming.size < this.#opts.maxRuns;
+  }
+
+  /** Runs that still take a slot: a run whose terminal status is reported no longer does. */
+  #slotsHeld(): number {
+    let n = 0;
+    for (const exec of this.#runs.values()) if (exec.holdsSlot) n++;
+    return n;
+  }
+
+  /** A slot may be free: take parked offers, wake the poll. */
+  #slotFreed(): void {
+    queueMicrotask(() => {
+      while (this.#parked.length > 0 && this.#hasCapacity()) {
+        const p = this.#parked.shift()!;
+        void this.#offer(p.run).then(p.resolve);
+      }
+      if (this.#taking.signal.aborted || this.#parked.length > this.#reporting()) {
+        for (const p of this.#parked.splice(0)) p.resolve(false);
+      }
+      this.#pollWake?.();
+    });
+  }
+
+  /** Held runs in the middle of reporting their end. */
+  #reporting(): number {
+    let n = 0;
+    for (const exec of this.#runs.values()) if (exec.phase === 'reporting') n++;
+    return n;
   }
 
   async #offer(run: Run): Promise<boolean> {
-    if (this.#runs.has(run.id) || this.#claiming.has(run.id) || !this.#hasCapacity()) return false;
+    if (this.#runs.has(run.id) || this.#claiming.has(run.id) || this.#parked.some((p) => p.run.id === run.id)) return false;
+    if (!this.#hasCapacity()) {
+      // The control plane frees a slot when it commits a terminal report, so its next offer can
+      // arrive before our answer does: wait for that report instead of declining the offer.
+      if (this.#taking.signal.aborted || this.#opts.once || this.#parked.length >= this.#reporting()) return false;
+      return new Promise<boolean>((resolve) => this.#parked.push({ run, resolve }));
+    }
     this.#claiming.add(run.id);
     if (this.#opts.once) this.#onceTaken = true;
     try {
@@ -436,13 +479,16 @@ export class Agent {
       return false;
     } finally {
       this.#claiming.delete(run.id);
+      this.#earlyCommands.delete(run.id);
     }
   }
 
   #track(exec: RunExecution): void {
     this.#runs.set(exec.runId, exec);
+    if (this.#earlyCommands.delete(exec.runId)) exec.wakeCommands();
     void exec.done.then(() => {
       this.#runs.delete(exec.runId);
+      this.#slotFreed();
       if (this.#opts.once) void this.shutdown();
       else this.#pollWake?.();
       this.#hurryWake?.();
@@ -465,6 +511,7 @@ export class Agent {
   async #doShutdown(graceMs: number): Promise<void> {
     if (this.#state === 'running' || this.#state === 'starting') this.#state = 'draining';
     this.#taking.abort();
+    this.#slotFreed(); // parked offers are declined
     this.#pollWake?.();
     const deadline = performance.now() + graceMs;
     while (this.#runs.size > 0 && !this.#hurry && performance.now() < deadline) {

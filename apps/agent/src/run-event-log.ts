@@ -37,6 +37,8 @@ export class RunEventLog {
   #timer: NodeJS.Timeout | undefined;
   #sending: Promise<void> | undefined;
   #rejected = false;
+  /** A status report is carrying the queued head: linger sends wait for `settle`. */
+  #held = false;
   readonly #sent = { stdout: 0, stderr: 0 };
 
   constructor(private readonly opts: RunEventLogOptions) {
@@ -63,9 +65,49 @@ export class RunEventLog {
         ? { stream: stream as 'stdout' | 'stderr', n: data.length }
         : undefined;
     this.#queue.push({ seq, type, payload, at: new Date().toISOString(), ...(chars ? { chars } : {}) });
+    if (this.#held) return seq;
     if (this.#queue.length >= (this.opts.maxBatch ?? 500)) void this.#kick();
     else this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
     return seq;
+  }
+
+  /**
+   * Hands the queued events to a status report that carries them (one request instead of two).
+   * Waits for a send in flight; when more than a batch is queued it sends them itself and
+   * returns none. Until {@link settle}, queued events are held back (not sent on a timer).
+   *
+   * @example
+   * const events = await log.take();
+   * const res = await client.reportStatus(runId, { fencing_token, status: 'running', events });
+   * log.settle(res.next_event_seq !== undefined ? events : undefined);
+   */
+  async take(): Promise<RunEventInput[]> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#sending;
+    if (this.#queue.length > (this.opts.maxBatch ?? 500)) await this.flush();
+    if (this.#rejected || this.opts.signal.aborted) return [];
+    this.#held = true;
+    return this.#queue.map(({ chars: _chars, ...e }) => e);
+  }
+
+  /**
+   * Ends a {@link take}: `carried` are the events the control plane stored with the report
+   * (they count as sent); `undefined` when it did not take them (they go out as usual).
+   */
+  settle(carried: RunEventInput[] | undefined): void {
+    this.#held = false;
+    if (carried && carried.length > 0) this.#acked(carried.at(-1)!.seq + 1);
+    if (this.#queue.length > 0 && !this.#rejected) this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
+  }
+
+  /** Everything below `nextSeq` was stored: drop it from the queue and count its output. */
+  #acked(nextSeq: number): void {
+    let n = 0;
+    while (n < this.#queue.length && this.#queue[n]!.seq < nextSeq) n++;
+    if (n === 0) return;
+    for (const e of this.#queue.splice(0, n)) if (e.chars) this.#sent[e.chars.stream] += e.chars.n;
+    this.opts.onFlushed?.(nextSeq, { ...this.#sent });
   }
 
   /** Sends everything queued so far; resolves once acknowledged (or the log was rejected / aborted). */
@@ -94,11 +136,9 @@ export class RunEventLog {
           events: batch.map(({ chars: _chars, ...e }) => e),
         });
         attempt = 0;
-        this.#queue.splice(0, batch.length);
-        for (const e of batch) if (e.chars) this.#sent[e.chars.stream] += e.chars.n;
+        this.#acked(batch.at(-1)!.seq + 1);
         // After a re-adoption the server may be ahead of what we remembered: never reuse its seqs.
         if (res.next_event_seq > this.#next && this.#queue.length === 0) this.#next = res.next_event_seq;
-        this.opts.onFlushed?.(batch.at(-1)!.seq + 1, { ...this.#sent });
       } catch (e) {
         if (isApiError(e) && (e.status === 409 || e.status === 403 || e.status === 404)) {
           this.#rejected = true;

@@ -28,6 +28,10 @@ export interface RunExecutionDeps {
   stopTimeoutMs: number;
   /** How often to look for queued commands without a wake-up from the link. */
   commandPollMs: () => number;
+  /** True while the link is up (it delivers `command` wake-ups, so no first listing is needed). */
+  linkUp?: () => boolean;
+  /** Called once the run no longer takes a slot here (terminal status reported, or dropped). */
+  onSlotFree?: () => void;
   logger: Logger;
 }
 
@@ -64,6 +68,10 @@ export class RunExecution {
   #commandWake: (() => void) | undefined;
   #commandsPending = false;
   #reportedRunning: boolean;
+  /** The control plane takes events on status reports and releases the lease on a terminal one. */
+  readonly #carryEvents: boolean;
+  /** The claim said no commands were waiting: with the link up, the first listing is skipped. */
+  readonly #noCommandsAtClaim: boolean;
 
   private constructor(
     private readonly deps: RunExecutionDeps,
@@ -71,8 +79,11 @@ export class RunExecution {
     state: RunState,
     heldSince: number,
     adopted: boolean,
+    pendingCommands?: boolean,
   ) {
     this.runId = state.run_id;
+    this.#carryEvents = pendingCommands !== undefined;
+    this.#noCommandsAtClaim = pendingCommands === false;
     this.#state = state;
     this.#instanceId = state.instance_id;
     this.#reportedRunning = state.ready;
@@ -128,7 +139,7 @@ export class RunExecution {
     };
     await deps.store.save(state);
     deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, 'claimed');
-    return new RunExecution(deps, claim.run, state, sentAt, false);
+    return new RunExecution(deps, claim.run, state, sentAt, false, claim.pending_commands);
   }
 
   /**
@@ -138,6 +149,11 @@ export class RunExecution {
   static adopt(deps: RunExecutionDeps, state: RunState, heldSince: number): RunExecution {
     deps.logger.info({ run_id: state.run_id, instance_id: state.instance_id }, 're-adopted');
     return new RunExecution(deps, undefined, state, heldSince, true);
+  }
+
+  /** False once the run's terminal status is reported (or it was dropped): its slot is free for the next offer. */
+  get holdsSlot(): boolean {
+    return this.phase !== 'done' && this.phase !== 'dropped';
   }
 
   /** Next seq this run's events will carry. */
@@ -328,8 +344,10 @@ export class RunExecution {
   }
 
   async #commandLoop(runtime: Runtime, id: string): Promise<void> {
+    let skip = this.#noCommandsAtClaim && this.deps.linkUp?.() === true && !this.#commandsPending;
     while (!this.#commandsDone && !this.#work.signal.aborted) {
-      if (!this.#cancel.signal.aborted) {
+      if (skip) skip = false;
+      else if (!this.#cancel.signal.aborted) {
         this.#commandsPending = false;
         let commands: RunCommand[] = [];
         try {
@@ -402,20 +420,32 @@ export class RunExecution {
     this.#reportedRunning = true;
     this.#state = { ...this.#state, ready: true };
     await this.#persist();
-    await this.#events.flush();
-    await this.#retry(() => this.deps.client.reportStatus(this.runId, { fencing_token: this.#state.fencing_token, status: 'running' }));
+    await this.#report({ status: 'running' });
+  }
+
+  /** A status report, carrying the queued events when the control plane takes them (else they are flushed first). */
+  async #report(outcome: Outcome): Promise<boolean> {
+    if (!this.#carryEvents) {
+      await this.#events.flush();
+      return (await this.#retry(() => this.deps.client.reportStatus(this.runId, { fencing_token: this.#state.fencing_token, ...outcome }))) !== undefined;
+    }
+    const events = await this.#events.take();
+    const res = await this.#retry(() =>
+      this.deps.client.reportStatus(this.runId, { fencing_token: this.#state.fencing_token, ...outcome, ...(events.length > 0 ? { events } : {}) }),
+    );
+    this.#events.settle(res?.next_event_seq !== undefined ? events : undefined);
+    return res !== undefined;
   }
 
   async #finish(outcome: Outcome): Promise<void> {
     if (this.#work.signal.aborted) return;
     this.phase = 'reporting';
-    await this.#events.flush();
-    const ok = await this.#retry(() => this.deps.client.reportStatus(this.runId, { fencing_token: this.#state.fencing_token, ...outcome }));
-    if (ok === undefined) return;
+    if (!(await this.#report(outcome))) return;
     this.deps.logger.info({ run_id: this.runId, status: outcome.status, exit_code: outcome.exit_code, failure_kind: outcome.failure_kind }, 'finished');
     this.phase = 'done';
     this.#lease.stop();
-    await this.deps.client.releaseRun(this.runId, { fencing_token: this.#state.fencing_token }).catch(() => undefined);
+    this.deps.onSlotFree?.();
+    // The control plane gives the lease up with the terminal report; no separate release.
   }
 
   /** Retries a fenced call through transient failures; `undefined` once the run was dropped (409) or aborted. */
@@ -443,6 +473,7 @@ export class RunExecution {
   #drop(reason: string): void {
     if (this.phase === 'done' || this.phase === 'dropped') return;
     this.phase = 'dropped';
+    this.deps.onSlotFree?.();
     this.deps.logger.warn({ run_id: this.runId, reason }, 'dropping the run');
     this.#lease.stop();
     this.#work.abort(new Error(reason));

@@ -33,6 +33,9 @@ const SAFE_ID = /^[A-Za-z0-9_.-]{1,200}$/;
  * for (const s of await store.list()) console.log(s.run_id);
  */
 export class RunStateStore {
+  /** The directory is made (and its mode checked) once per store, not on every save. */
+  #dirReady: Promise<void> | undefined;
+
   constructor(readonly dir: string) {}
 
   /** Writes (or replaces) one run's state. */
@@ -41,7 +44,12 @@ export class RunStateStore {
     await this.#ensureDir();
     const tmp = join(this.dir, `.${state.run_id}.${randomBytes(4).toString('hex')}.tmp`);
     try {
-      const fh = await open(tmp, 'wx', 0o600);
+      const fh = await open(tmp, 'wx', 0o600).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        this.#dirReady = undefined; // the directory went away under us: make it again
+        await this.#ensureDir();
+        return open(tmp, 'wx', 0o600);
+      });
       try {
         await fh.writeFile(JSON.stringify(runStateSchema.parse(state)), 'utf8');
       } finally {
@@ -91,8 +99,14 @@ export class RunStateStore {
     return join(this.dir, `${runId}.json`);
   }
 
-  async #ensureDir(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    if (((await stat(this.dir)).mode & 0o077) !== 0) await chmod(this.dir, 0o700);
+  #ensureDir(): Promise<void> {
+    this.#dirReady ??= (async () => {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      if (((await stat(this.dir)).mode & 0o077) !== 0) await chmod(this.dir, 0o700);
+    })().catch((e: unknown) => {
+      this.#dirReady = undefined;
+      throw e;
+    });
+    return this.#dirReady;
   }
 }

@@ -40,7 +40,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/api/runs/{id}/claim', summary: 'Take the run lease', auth: 'workstation', body: p.claimRunRequestSchema, response: p.claimRunResponseSchema },
   { method: 'post', path: '/api/runs/{id}/heartbeat', summary: 'Renew the lease (fenced)', auth: 'workstation', body: p.heartbeatRunRequestSchema, response: p.heartbeatRunResponseSchema },
   { method: 'post', path: '/api/runs/{id}/events', summary: 'Append events (fenced, idempotent by seq)', auth: 'workstation', body: p.appendEventsRequestSchema, response: p.appendEventsResponseSchema },
-  { method: 'post', path: '/api/runs/{id}/status', summary: 'Report running or a terminal status (fenced)', auth: 'workstation', body: p.reportRunStatusRequestSchema, response: p.runResponseSchema },
+  { method: 'post', path: '/api/runs/{id}/status', summary: 'Report running or a terminal status (fenced), optionally with the last events', auth: 'workstation', body: p.reportRunStatusRequestSchema, response: p.reportRunStatusResponseSchema },
   { method: 'post', path: '/api/runs/{id}/release', summary: 'Release the lease (fenced)', auth: 'workstation', body: p.releaseRunRequestSchema, response: p.okResponseSchema },
   { method: 'post', path: '/api/commands/{id}/ack', summary: 'Acknowledge a command (fenced)', auth: 'workstation', body: p.ackCommandRequestSchema, response: p.commandResponseSchema },
   { method: 'post', path: '/api/commands/{id}/status', summary: 'Report a command result (fenced)', auth: 'workstation', body: p.commandStatusRequestSchema, response: p.commandResponseSchema },

@@ -13,7 +13,7 @@ import { HttpError, runNotActive } from './errors.js';
 import type { RunSignals } from './run-signals.js';
 import type { CommandStore } from './stores/command-store.js';
 import type { EventStore } from './stores/event-store.js';
-import type { RunState, RunStore } from './stores/run-store.js';
+import type { EventBatch, RunState, RunStore } from './stores/run-store.js';
 
 export interface RunLifecycleDeps {
   db: Database;
@@ -44,6 +44,16 @@ export class RunLifecycle {
    * const { fencing_token, next_event_seq } = await lifecycle.claim('ws_1', 'run_1', 'agent-1', 30_000);
    */
   async claim(workstationId: string, runId: string, runnerId: string, leaseMs: number): Promise<ClaimRunResponse> {
+    const holder = `${workstationId}/${runnerId}`;
+    // One statement in the common case; anything unusual takes the checked path below.
+    const fast = await this.d.runs.claimFast(runId, workstationId, holder, leaseMs);
+    if (fast) {
+      return { fencing_token: fast.fencingToken, expires_at: fast.expiresAt, run: fast.run, next_event_seq: fast.nextEventSeq, pending_commands: fast.pendingCommands };
+    }
+    return this.claimChecked(workstationId, runId, holder, leaseMs);
+  }
+
+  private async claimChecked(workstationId: string, runId: string, holder: string, leaseMs: number): Promise<ClaimRunResponse> {
     const s = await this.d.runs.state(runId);
     if (!s) throw new HttpError('not-found', 'no such run');
     if (isTerminalRunStatus(s.status)) throw runNotActive();
@@ -51,7 +61,6 @@ export class RunLifecycle {
       if (s.status === 'queued') throw new HttpError('run-not-offered', 'the run is not offered to this workstation');
       throw new HttpError('forbidden', 'the run belongs to another workstation');
     }
-    const holder = `${workstationId}/${runnerId}`;
     const grant = await this.d.leases.claim(runId, holder, leaseMs);
     const r = await this.d.db.query(
       `update runs set status = case when status = 'offered' then 'accepted' else status end, accepted_at = coalesce(accepted_at, now()),
@@ -67,7 +76,14 @@ export class RunLifecycle {
       throw new HttpError('run-not-offered', 'the run is no longer offered to this workstation');
     }
     const run = (await this.d.runs.get(runId))!;
-    return { fencing_token: grant.fencingToken, expires_at: grant.expiresAt.toISOString(), run, next_event_seq: (await this.d.runs.state(runId))!.next_event_seq };
+    const pending = await this.d.commands.list(runId, 0);
+    return {
+      fencing_token: grant.fencingToken,
+      expires_at: grant.expiresAt.toISOString(),
+      run,
+      next_event_seq: (await this.d.runs.state(runId))!.next_event_seq,
+      pending_commands: pending.some((c) => c.state === 'pending'),
+    };
   }
 
   /**
@@ -91,38 +107,57 @@ export class RunLifecycle {
    * await lifecycle.appendEvents('ws_1', 'run_1', 3, [{ seq: 1, type: 'log', payload: { stream: 'stdout', data: 'hi\n' } }]);
    */
   async appendEvents(workstationId: string, runId: string, token: number, batch: RunEventInput[]): Promise<number> {
+    const contiguous = eventBatch(batch);
+    const fast = contiguous ? await this.d.runs.appendFast(runId, workstationId, token, contiguous) : undefined;
+    if (fast !== undefined) {
+      this.d.signals.eventsAppended(runId);
+      return fast;
+    }
     const next = await this.fenced(workstationId, runId, token, (tx, s) => this.d.events.append(tx, runId, s.next_event_seq, batch));
     this.d.signals.eventsAppended(runId);
     return next;
   }
 
   /**
-   * `accepted → running`, or a terminal status. A terminal report appends the
+   * `accepted → running`, or a terminal status, optionally with the holder's last events
+   * (appended first, in the same transaction). A terminal report appends the
    * `terminal_status` event, cancels open commands and gives the lease up.
    *
    * @example
    * await lifecycle.reportStatus('ws_1', 'run_1', { fencing_token: 3, status: 'completed', exit_code: 0 });
    */
-  async reportStatus(workstationId: string, runId: string, body: ReportRunStatusRequest): Promise<Run> {
+  async reportStatus(workstationId: string, runId: string, body: ReportRunStatusRequest): Promise<{ run: Run; nextEventSeq: number }> {
+    const events = body.events ?? [];
+    const batch = events.length > 0 ? eventBatch(events) : undefined;
+    // One fenced statement in the common case (accepted → running, or active → terminal with
+    // the lease released); a retry, a gap or a refusal takes the checked path for its answer.
+    if (events.length === 0 || batch) {
+      const fast =
+        body.status === 'running'
+          ? await this.d.runs.runningFast(runId, workstationId, body.fencing_token, batch)
+          : await this.d.runs.finishFast(runId, workstationId, body.fencing_token, outcomeOf(body), batch);
+      if (fast) {
+        if (body.status !== 'running' || events.length > 0) this.d.signals.eventsAppended(runId);
+        if (body.status !== 'running') this.d.signals.schedule();
+        return fast;
+      }
+    }
     const holder = await this.fenced(workstationId, runId, body.fencing_token, async (tx, s) => {
+      if (events.length > 0) s = { ...s, next_event_seq: await this.d.events.append(tx, runId, s.next_event_seq, events) };
       if (body.status === 'running') {
         if (s.status === 'accepted') await tx.query(`update runs set status = 'running', started_at = now() where id = $1`, [runId]);
         return undefined;
       }
-      await this.d.runs.finish(tx, runId, {
-        status: body.status,
-        ...(body.exit_code === undefined ? {} : { exitCode: body.exit_code }),
-        ...failureOf(body),
-        ...(body.failure_message ? { message: body.failure_message } : {}),
-      });
+      await this.d.runs.finish(tx, runId, outcomeOf(body));
       return s.lease_holder ?? '-';
     });
     if (holder !== undefined) {
       await this.d.leases.release(runId, holder, body.fencing_token);
-      this.d.signals.eventsAppended(runId);
       this.d.signals.schedule();
     }
-    return (await this.d.runs.get(runId))!;
+    if (holder !== undefined || events.length > 0) this.d.signals.eventsAppended(runId);
+    const run = (await this.d.runs.get(runId))!;
+    return { run, nextEventSeq: (await this.d.runs.state(runId))!.next_event_seq };
   }
 
   /**
@@ -210,6 +245,27 @@ export class RunLifecycle {
       throw e;
     }
   }
+}
+
+/** The batch as the fast paths take it, or undefined when its seqs are not contiguous (the checked path decides). */
+function eventBatch(events: RunEventInput[]): EventBatch | undefined {
+  if (events.length === 0) return undefined;
+  const sorted = [...events].sort((a, b) => a.seq - b.seq);
+  for (let i = 1; i < sorted.length; i++) if (sorted[i]!.seq !== sorted[i - 1]!.seq + 1) return undefined;
+  return {
+    first: sorted[0]!.seq,
+    last: sorted[sorted.length - 1]!.seq,
+    json: JSON.stringify(sorted.map((e) => ({ seq: e.seq, type: e.type, payload: e.payload, at: e.at ?? null }))),
+  };
+}
+
+function outcomeOf(body: ReportRunStatusRequest): { status: 'completed' | 'failed' | 'cancelled' | 'blocked'; exitCode?: number; failureKind?: FailureKind; message?: string } {
+  return {
+    status: body.status as 'completed' | 'failed' | 'cancelled' | 'blocked',
+    ...(body.exit_code === undefined ? {} : { exitCode: body.exit_code }),
+    ...failureOf(body),
+    ...(body.failure_message ? { message: body.failure_message } : {}),
+  };
 }
 
 function failureOf(body: ReportRunStatusRequest): { failureKind?: FailureKind } {

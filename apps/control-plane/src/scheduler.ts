@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Database, Queryable } from '@runt/sql';
 import { WORKSTATION_OFFLINE_AFTER_SECONDS, type Run } from '@runt/protocol';
 import type { RunSignals } from './run-signals.js';
-import { SELECT_RUN, toRun, type RunRow } from './stores/run-row.js';
+import { toRun, type RunRow } from './stores/run-row.js';
 
 export interface SchedulerOptions {
   db: Database;
@@ -158,12 +158,14 @@ export class Scheduler {
       picks.push({ id: run.id, ws: slot.id });
     }
     if (picks.length === 0) return { offered: [], last, done: queued.rows.length < pageSize };
-    await tx.query(
+    // An offered run holds no lease, so the updated rows are the whole answer.
+    const rows = await tx.query<RunRow>(
       `update runs r set status = 'offered', workstation_id = p.ws, offered_at = now()
-         from jsonb_to_recordset($1::jsonb) as p(id text, ws text) where r.id = p.id`,
+         from jsonb_to_recordset($1::jsonb) as p(id text, ws text) where r.id = p.id
+       returning r.*, null as l_holder, null as l_token, null as l_expires_at`,
       [JSON.stringify(picks)],
     );
-    const rows = await tx.query<RunRow>(`${SELECT_RUN} where r.id = any($1::text[]) order by r.position`, [picks.map((p) => p.id)]);
+    rows.rows.sort((a, b) => Number(a.position) - Number(b.position));
     return { offered: rows.rows.map(toRun), last, done: queued.rows.length < pageSize || slots.every((s) => s.freeRuns <= 0) };
   }
 }

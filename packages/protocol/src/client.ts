@@ -23,6 +23,7 @@ import {
   listEventsResponseSchema,
   listRunsResponseSchema,
   okResponseSchema,
+  reportRunStatusResponseSchema,
   runResponseSchema,
   type QueueCommandRequest,
   type ReportRunStatusRequest,
@@ -175,7 +176,7 @@ export class ControlPlaneClient {
   }
 
   reportStatus(runId: string, body: ReportRunStatusRequest) {
-    return this.call('post', `api/runs/${encodeURIComponent(runId)}/status`, runResponseSchema, body);
+    return this.call('post', `api/runs/${encodeURIComponent(runId)}/status`, reportRunStatusResponseSchema, body);
   }
 
   listCommands(runId: string, afterSeq = 0) {

@@ -101,6 +101,12 @@ export const claimRunResponseSchema = z.object({
   run: runSchema,
   /** The seq the holder's first event must carry (events are gap-free per run across attempts). */
   next_event_seq: z.number(),
+  /**
+   * Whether the run has commands waiting (an agent with a live link need not list them now).
+   * A control plane that sends it also takes `events` on a status report and releases the
+   * lease with a terminal report.
+   */
+  pending_commands: z.boolean().optional(),
 });
 export type ClaimRunResponse = z.infer<typeof claimRunResponseSchema>;
 
@@ -109,15 +115,6 @@ export const heartbeatRunResponseSchema = z.object({ expires_at: z.string(), can
 export const okResponseSchema = z.object({ ok: z.literal(true) });
 export const releaseRunRequestSchema = z.object({ fencing_token: z.number().int() });
 
-export const runReportStatusSchema = z.enum(['running', 'completed', 'failed', 'cancelled', 'blocked']);
-export const reportRunStatusRequestSchema = z.object({
-  fencing_token: z.number().int(),
-  status: runReportStatusSchema,
-  exit_code: z.number().int().optional(),
-  failure_kind: failureKindSchema.optional(),
-  failure_message: z.string().max(4096).optional(),
-});
-export type ReportRunStatusRequest = z.infer<typeof reportRunStatusRequestSchema>;
 
 // ---- events ------------------------------------------------------------------------------
 
@@ -138,6 +135,24 @@ export const appendEventsRequestSchema = z.object({
   events: z.array(runEventInputSchema).min(1).max(1000),
 });
 export const appendEventsResponseSchema = z.object({ next_event_seq: z.number() });
+
+export const runReportStatusSchema = z.enum(['running', 'completed', 'failed', 'cancelled', 'blocked']);
+export const reportRunStatusRequestSchema = z.object({
+  fencing_token: z.number().int(),
+  status: runReportStatusSchema,
+  exit_code: z.number().int().optional(),
+  failure_kind: failureKindSchema.optional(),
+  failure_message: z.string().max(4096).optional(),
+  /**
+   * Events appended in the same fenced transaction, before the status (same rules as
+   * `POST /runs/:id/events`: gap-free seqs, resends dropped). A terminal report's
+   * `terminal_status` event follows them.
+   */
+  events: z.array(runEventInputSchema).max(1000).optional(),
+});
+export type ReportRunStatusRequest = z.infer<typeof reportRunStatusRequestSchema>;
+/** The run after the report, and (from control planes that take `events` on a report) the next seq. */
+export const reportRunStatusResponseSchema = z.object({ run: runSchema, next_event_seq: z.number().optional() });
 
 export const runEventSchema = z.object({
   run_id: z.string(),

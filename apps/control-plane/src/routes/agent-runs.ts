@@ -59,7 +59,8 @@ export function agentRunRoutes(deps: AgentRunRouteDeps) {
     })
     .post('/runs/:id/status', workstation, async (c) => {
       const body = await readJson(c, reportRunStatusRequestSchema, limit);
-      return c.json({ run: await deps.lifecycle.reportStatus(workstationOf(c), c.req.param('id'), body) });
+      const out = await deps.lifecycle.reportStatus(workstationOf(c), c.req.param('id'), body);
+      return c.json({ run: out.run, next_event_seq: out.nextEventSeq });
     })
     .post('/runs/:id/release', workstation, async (c) => {
       const body = await readJson(c, releaseRunRequestSchema, limit);

@@ -49,6 +49,138 @@ function decodeCursor(cursor: string): number {
   return Number(m[1]);
 }
 
+/** A batch of holder events, already checked to be contiguous (`first`..`last`), as JSON for `jsonb_to_recordset`. */
+export interface EventBatch {
+  first: number;
+  last: number;
+  json: string;
+}
+
+/** What a terminal report records. */
+export interface TerminalOutcome {
+  status: 'completed' | 'failed' | 'cancelled' | 'blocked';
+  exitCode?: number;
+  failureKind?: FailureKind;
+  message?: string;
+}
+
+// The lease claim of `@runt/leases` (same statement, same clock rules), folded into one
+// statement with the run's `offered → accepted` so a claim is one round trip. Kept in step
+// with packages/leases/src/lease-store.ts (CLAIM_SQL).
+const LEASE_TTL = `clock_timestamp() + $4::float8 * interval '1 millisecond'`;
+const SAME_LIVE = `l.holder = excluded.holder and l.expires_at > clock_timestamp()`;
+const CLAIM_FAST_SQL = `
+with l as (
+  insert into leases as l (resource, holder, fencing_token, expires_at, acquired_at, renewed_at)
+  select $1, $3, 1, ${LEASE_TTL}, clock_timestamp(), null
+   where exists (select 1 from runs where id = $1 and workstation_id = $2 and status in ('offered', 'accepted', 'running'))
+  on conflict (resource) do update set
+    fencing_token = case when ${SAME_LIVE} then l.fencing_token else l.fencing_token + 1 end,
+    acquired_at = case when ${SAME_LIVE} then l.acquired_at else clock_timestamp() end,
+    renewed_at = case when ${SAME_LIVE} then clock_timestamp() else null end,
+    holder = excluded.holder,
+    expires_at = ${LEASE_TTL}
+  where l.holder is null or l.expires_at <= clock_timestamp() or l.holder = excluded.holder
+  returning l.holder, l.fencing_token, l.expires_at
+), u as (
+  update runs r set status = case when r.status = 'offered' then 'accepted' else r.status end, accepted_at = coalesce(r.accepted_at, now()),
+         lease_holder = l.holder, fencing_token = l.fencing_token
+    from l where r.id = $1 and r.workstation_id = $2 and r.status in ('offered', 'accepted', 'running')
+  returning r.*
+)
+select u.*, l.fencing_token as granted, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
+       exists (select 1 from run_commands c where c.run_id = $1 and c.state = 'pending') as pending_commands
+from l left join u on true`;
+
+// The fenced guard every fast write puts in its UPDATE: the run is this workstation's, active,
+// carries the presented token, and the lease with that token is held and live by the database
+// clock. The UPDATE locks the run row; a claim of an expired lease must update the same row, so
+// it cannot slip in between. $1 run id, $2 workstation id, $3 fencing token.
+const FENCED_GUARD = `r.id = $1 and r.workstation_id = $2 and r.fencing_token = $3
+  and exists (select 1 from leases l where l.resource = $1 and l.fencing_token = $3 and l.holder is not null and l.expires_at > clock_timestamp())`;
+
+// Holder events ($4 first seq, $5 last seq + 1, $6 JSON): resends (seq below the stored next)
+// hit the primary key and are dropped; the guard's `next_event_seq >= $4` refuses a gap.
+const INSERT_EVENTS = `insert into run_events (run_id, seq, type, payload, at)
+  select $1, e.seq, e.type, e.payload, coalesce(e.at, now())
+    from jsonb_to_recordset($6::jsonb) as e(seq bigint, type text, payload jsonb, at timestamptz)
+   where exists (select 1 from u)
+  on conflict (run_id, seq) do nothing`;
+
+const APPEND_FAST_SQL = `
+with u as (
+  update runs r set next_event_seq = greatest(r.next_event_seq, $5)
+   where ${FENCED_GUARD} and r.status in ('accepted', 'running') and r.next_event_seq >= $4
+  returning r.next_event_seq
+), e as (${INSERT_EVENTS})
+select next_event_seq from u`;
+
+const RUNNING_FAST_SQL = `
+with u as (
+  update runs r set status = 'running', started_at = now(), next_event_seq = greatest(r.next_event_seq, $5)
+   where ${FENCED_GUARD} and r.status = 'accepted' and r.next_event_seq >= $4
+  returning r.*
+), e as (${INSERT_EVENTS})
+select u.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
+  from u left join leases l on l.resource = u.id and l.holder is not null`;
+
+// Terminal: the events, then `terminal_status` at the next seq, open commands cancelled and the
+// lease given up, all in the one statement (so in one transaction).
+const FINISH_FAST_SQL = `
+with u as (
+  update runs r set status = $7, exit_code = $8, failure_kind = $9, failure_message = $10, finished_at = now(),
+         next_event_seq = greatest(r.next_event_seq, $5) + 1
+   where ${FENCED_GUARD} and r.status in ('accepted', 'running') and r.next_event_seq >= $4
+  returning r.*
+), e as (
+  insert into run_events (run_id, seq, type, payload, at)
+  select $1, e.seq, e.type, e.payload, coalesce(e.at, now())
+    from jsonb_to_recordset($6::jsonb) as e(seq bigint, type text, payload jsonb, at timestamptz)
+   where exists (select 1 from u)
+  union all
+  select $1, u.next_event_seq - 1, 'terminal_status', $11::jsonb, now() from u
+  on conflict (run_id, seq) do nothing
+), c as (
+  update run_commands set state = 'cancelled', finished_at = now() where run_id = $1 and state in ('pending', 'acked') and exists (select 1 from u)
+), l as (
+  update leases set holder = null, expires_at = least(expires_at, clock_timestamp())
+    from u where leases.resource = $1 and leases.holder = u.lease_holder and leases.fencing_token = $3
+)
+select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
+
+const INSERT_RUN = `insert into runs (id, status, runtime, image, command, env, workdir, ready_when, placement_workstation_id, placement_labels,
+                           cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key)
+         values ($1, 'queued', $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, $14)`;
+
+const insertParams = (input: SubmitRunInput, key: string | null): unknown[] => [
+  `run_${randomUUID()}`,
+  input.runtime,
+  input.image ?? null,
+  JSON.stringify(input.command),
+  JSON.stringify(input.env),
+  input.workdir ?? null,
+  input.ready_when ? JSON.stringify(input.ready_when) : null,
+  input.placement.workstation_id ?? null,
+  JSON.stringify(input.placement.labels ?? {}),
+  input.resources.cpus ?? null,
+  input.resources.memory_bytes ?? null,
+  input.bundle?.sha256 ?? null,
+  input.max_attempts,
+  key,
+];
+
+const eventParams = (b: EventBatch | undefined) => (b ? [b.first, b.last + 1, b.json] : [0, 0, '[]']);
+
+/** The payload of a `terminal_status` event. */
+export function terminalPayload(f: TerminalOutcome): Record<string, unknown> {
+  return {
+    status: f.status,
+    ...(f.exitCode === undefined ? {} : { exit_code: f.exitCode }),
+    ...(f.failureKind ? { failure_kind: f.failureKind } : {}),
+    ...(f.message ? { message: f.message } : {}),
+  };
+}
+
 /**
  * Runs in SQL: submit, read, list, cancel, and the transitions that end an attempt. Every
  * transition is a guarded `update … where status …` or happens under the run row's lock, so a
@@ -69,33 +201,19 @@ export class RunStore {
    * const { run } = await runs.submit(submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] }));
    */
   async submit(input: SubmitRunInput): Promise<{ run: Run; created: boolean }> {
+    if (!input.idempotency_key) {
+      // Without a key nothing can collide: one statement, and the new row is the answer.
+      const r = await this.db.query<RunRow>(`${INSERT_RUN} returning *, null as l_holder, null as l_token, null as l_expires_at`, insertParams(input, null));
+      return { run: toRun(r.rows[0]!), created: true };
+    }
     const id = await this.db.transaction(async (tx) => {
       const key = input.idempotency_key ?? null;
       if (key) {
         await tx.query(`update runs set idempotency_key = null where idempotency_key = $1 and created_at < now() - interval '24 hours'`, [key]);
       }
       const r = await tx.query<{ id: string }>(
-        `insert into runs (id, status, runtime, image, command, env, workdir, ready_when, placement_workstation_id, placement_labels,
-                           cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key)
-         values ($1, 'queued', $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, $14)
-         on conflict (idempotency_key) where idempotency_key is not null do nothing
-         returning id`,
-        [
-          `run_${randomUUID()}`,
-          input.runtime,
-          input.image ?? null,
-          JSON.stringify(input.command),
-          JSON.stringify(input.env),
-          input.workdir ?? null,
-          input.ready_when ? JSON.stringify(input.ready_when) : null,
-          input.placement.workstation_id ?? null,
-          JSON.stringify(input.placement.labels ?? {}),
-          input.resources.cpus ?? null,
-          input.resources.memory_bytes ?? null,
-          input.bundle?.sha256 ?? null,
-          input.max_attempts,
-          key,
-        ],
+        `${INSERT_RUN} on conflict (idempotency_key) where idempotency_key is not null do nothing returning id`,
+        insertParams(input, key),
       );
       if (r.rows[0]) return { id: r.rows[0].id, created: true };
       const existing = await tx.query<{ id: string }>('select id from runs where idempotency_key = $1', [key]);
@@ -176,6 +294,66 @@ export class RunStore {
   }
 
   /**
+   * The common claim in one statement: takes the lease and moves `offered → accepted`.
+   * `undefined` when it did not apply (lease held by another, run not offered to this
+   * workstation, …): the caller then takes the checked path, which answers the right error.
+   * When the lease was granted but the run changed under it, the lease is given back first.
+   */
+  async claimFast(runId: string, workstationId: string, holder: string, leaseMs: number): Promise<
+    { run: Run; fencingToken: number; expiresAt: string; nextEventSeq: number; pendingCommands: boolean } | undefined
+  > {
+    const r = await this.db.query<RunRow & { granted: number | string | null; pending_commands: boolean }>(CLAIM_FAST_SQL, [runId, workstationId, holder, leaseMs]);
+    const row = r.rows[0];
+    if (!row) return undefined;
+    if (row.id === null || row.id === undefined) {
+      await this.db.query(`update leases set holder = null, expires_at = least(expires_at, clock_timestamp()) where resource = $1 and holder = $2 and fencing_token = $3`, [
+        runId,
+        holder,
+        row.granted,
+      ]);
+      return undefined;
+    }
+    const run = toRun(row);
+    return { run, fencingToken: run.lease!.fencing_token, expiresAt: run.lease!.expires_at, nextEventSeq: Number(row.next_event_seq), pendingCommands: row.pending_commands };
+  }
+
+  /**
+   * A holder's event batch in one fenced statement; the new next seq, or `undefined` when the
+   * guard did not pass (the caller takes the checked path for the exact answer).
+   */
+  async appendFast(runId: string, workstationId: string, token: number, batch: EventBatch): Promise<number | undefined> {
+    const r = await this.db.query<{ next_event_seq: number | string }>(APPEND_FAST_SQL, [runId, workstationId, token, ...eventParams(batch)]);
+    return r.rows[0] ? Number(r.rows[0].next_event_seq) : undefined;
+  }
+
+  /** `accepted → running` with optional events, in one fenced statement; `undefined` when the guard did not pass. */
+  async runningFast(runId: string, workstationId: string, token: number, batch?: EventBatch): Promise<{ run: Run; nextEventSeq: number } | undefined> {
+    const r = await this.db.query<RunRow>(RUNNING_FAST_SQL, [runId, workstationId, token, ...eventParams(batch)]);
+    const row = r.rows[0];
+    return row ? { run: toRun(row), nextEventSeq: Number(row.next_event_seq) } : undefined;
+  }
+
+  /**
+   * A terminal report in one fenced statement: optional events, the outcome, `terminal_status`,
+   * open commands cancelled, lease released. `undefined` when the guard did not pass.
+   */
+  async finishFast(runId: string, workstationId: string, token: number, f: TerminalOutcome, batch?: EventBatch): Promise<{ run: Run; nextEventSeq: number } | undefined> {
+    const r = await this.db.query<RunRow>(FINISH_FAST_SQL, [
+      runId,
+      workstationId,
+      token,
+      ...eventParams(batch),
+      f.status,
+      f.exitCode ?? null,
+      f.failureKind ?? null,
+      f.message ?? null,
+      JSON.stringify(terminalPayload(f)),
+    ]);
+    const row = r.rows[0];
+    return row ? { run: toRun(row), nextEventSeq: Number(row.next_event_seq) } : undefined;
+  }
+
+  /**
    * Moves a locked, active run to a terminal status inside the caller's transaction: records
    * the outcome, appends the `terminal_status` event and cancels its unfinished commands.
    *
@@ -191,12 +369,7 @@ export class RunStore {
       `update runs set status = $2, exit_code = $3, failure_kind = $4, failure_message = $5, finished_at = now() where id = $1`,
       [id, f.status, f.exitCode ?? null, f.failureKind ?? null, f.message ?? null],
     );
-    await this.events.appendSystem(tx, id, 'terminal_status', {
-      status: f.status,
-      ...(f.exitCode === undefined ? {} : { exit_code: f.exitCode }),
-      ...(f.failureKind ? { failure_kind: f.failureKind } : {}),
-      ...(f.message ? { message: f.message } : {}),
-    });
+    await this.events.appendSystem(tx, id, 'terminal_status', terminalPayload(f));
     await this.commands.cancelOpen(tx, id);
   }
 
