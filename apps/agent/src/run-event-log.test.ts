@@ -66,4 +66,42 @@ describe('RunEventLog', () => {
     expect(r.batches.every((b) => b.length <= 10)).toBe(true);
     expect(r.batches.flat().map((e) => e.seq)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
   });
+  it('hands queued events to a status report: carried ones count as sent, the rest go out as usual', async () => {
+    const r = recorder();
+    let chars = { stdout: 0, stderr: 0 };
+    const flushed: number[] = [];
+    const log = new RunEventLog({
+      client: r.client,
+      runId: 'run_1',
+      fencingToken: 1,
+      nextSeq: 1,
+      signal: new AbortController().signal,
+      onRejected: () => {},
+      lingerMs: 1,
+      onFlushed: (n, c) => {
+        flushed.push(n);
+        chars = c;
+      },
+    });
+    log.append('log', { stream: 'stdout', data: 'abc' });
+    log.append('log', { stream: 'stderr', data: 'de' });
+    const carried = await log.take();
+    expect(carried.map((e) => e.seq)).toEqual([1, 2]);
+    log.append('log', { stream: 'stdout', data: 'f' }); // held back while the report is out
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(r.batches).toHaveLength(0);
+    log.settle(carried);
+    expect(chars).toEqual({ stdout: 3, stderr: 2 });
+    await log.flush();
+    expect(r.batches.map((b) => b.map((e) => e.seq))).toEqual([[3]]);
+    expect(flushed).toEqual([3, 4]);
+
+    // A control plane that did not take them: they are sent separately, same seqs.
+    log.append('log', { stream: 'stdout', data: 'g' });
+    const notTaken = await log.take();
+    log.settle(undefined);
+    await log.flush();
+    expect(r.batches.at(-1)!.map((e) => e.seq)).toEqual(notTaken.map((e) => e.seq));
+    expect(chars).toEqual({ stdout: 5, stderr: 2 });
+  });
 });
