@@ -2,7 +2,8 @@
 // 1,000 runs over 1, 10 and 50 agents, with the link and polling only, on PGlite and Postgres.
 // Loopback only, bounded: every configuration stops after BENCH_TIMEOUT_MS (default 120 s).
 // Default: the full matrix minus 50 agents on polling; BENCH_FULL=1 runs all of it;
-// BENCH_RUNS, BENCH_AGENTS (e.g. "1,10"), BENCH_BACKENDS, BENCH_MODES narrow it.
+// BENCH_RUNS, BENCH_AGENTS (e.g. "1,10"), BENCH_BACKENDS, BENCH_MODES narrow it; BENCH_HOSTS spreads the
+// agents over that many processes ("max": one each).
 import { fork } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,9 @@ const AGENT_COUNTS = (process.env.BENCH_AGENTS ?? '1,10,50').split(',').map(Numb
 const BACKENDS = (process.env.BENCH_BACKENDS ?? 'pglite,postgres').split(',');
 const MODES = (process.env.BENCH_MODES ?? 'link,poll').split(',');
 const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MS ?? 120_000);
+// Agent host processes the agents are spread over (default 1: every agent in one process);
+// "max" gives every agent its own process.
+const HOSTS = process.env.BENCH_HOSTS ?? '1';
 const MAX_RUNS_PER_AGENT = 4;
 const POLL_MS = 250;
 
@@ -43,14 +47,25 @@ async function measure(backend, agentCount, mode) {
     const r = await redeemPairingCode(cp.url, pairing.code, { display_name: `bench-${i}` });
     agents.push({ token: r.credential.token, workstationId: r.workstation.id });
   }
-  const host = fork(new URL('./agent-host.mjs', import.meta.url), [], {
-    env: { ...process.env, BENCH_AGENTS: JSON.stringify({ url: cp.url, agents, link: mode === 'link', maxRuns: MAX_RUNS_PER_AGENT, pollIntervalMs: POLL_MS }) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  await new Promise((resolve, reject) => {
-    host.once('message', resolve);
-    host.once('exit', (c) => reject(new Error(`agent host exited ${c}`)));
-  });
+  const hostCount = Math.max(1, Math.min(agentCount, HOSTS === 'max' ? agentCount : Number(HOSTS)));
+  const hosts = Array.from({ length: hostCount }, (_, h) =>
+    fork(new URL('./agent-host.mjs', import.meta.url), [], {
+      env: {
+        ...process.env,
+        BENCH_AGENTS: JSON.stringify({ url: cp.url, agents: agents.filter((_, i) => i % hostCount === h), link: mode === 'link', maxRuns: MAX_RUNS_PER_AGENT, pollIntervalMs: POLL_MS }),
+      },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
+  await Promise.all(
+    hosts.map(
+      (host) =>
+        new Promise((resolve, reject) => {
+          host.once('message', resolve);
+          host.once('exit', (c) => reject(new Error(`agent host exited ${c}`)));
+        }),
+    ),
+  );
   if (mode === 'link') {
     // Wait until every link is up (the control plane knows the workstation as linked).
     for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
@@ -85,14 +100,20 @@ async function measure(backend, agentCount, mode) {
   const done = rows.filter((r) => r.fin_ms !== null);
   const completed = rows.filter((r) => r.status === 'completed').length;
   const span = done.length > 0 ? (Math.max(...done.map((r) => Number(r.f))) - Math.min(...rows.map((r) => Number(r.c)))) / 1000 : NaN;
-  host.kill('SIGTERM');
-  await new Promise((r) => host.once('exit', r));
+  await Promise.all(
+    hosts.map((host) => {
+      const exited = new Promise((r) => host.once('exit', r));
+      host.kill('SIGTERM');
+      return exited;
+    }),
+  );
   await cp.close();
   await t.dispose();
   void ids;
   return {
     backend,
     agents: agentCount,
+    hosts: hostCount,
     mode,
     runs: RUNS,
     completed,
@@ -114,7 +135,7 @@ for (const backend of BACKENDS) {
       results.push(r);
       const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
       console.log(
-        `${backend.padEnd(8)} ${mode.padEnd(4)} agents=${String(n).padEnd(3)} done=${r.finished}/${r.runs} completed=${r.completed} ` +
+        `${backend.padEnd(8)} ${mode.padEnd(4)} agents=${String(n).padEnd(3)} hosts=${String(r.hosts).padEnd(3)} done=${r.finished}/${r.runs} completed=${r.completed} ` +
           `accepted p50=${f(r.accepted_p50_ms)}ms p99=${f(r.accepted_p99_ms)}ms  completed p50=${f(r.completed_p50_ms)}ms p99=${f(r.completed_p99_ms)}ms  ${f(r.runs_per_s)} runs/s`,
       );
     }

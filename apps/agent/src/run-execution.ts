@@ -419,8 +419,10 @@ export class RunExecution {
     if (this.#reportedRunning) return;
     this.#reportedRunning = true;
     this.#state = { ...this.#state, ready: true };
-    await this.#persist();
+    // Saved after the report, in one write with the seq it moved (a restart between the two
+    // only means `running` is not reported again, which the control plane would ignore anyway).
     await this.#report({ status: 'running' });
+    await this.#persist();
   }
 
   /** A status report, carrying the queued events when the control plane takes them (else they are flushed first). */
@@ -506,10 +508,18 @@ export class RunExecution {
   }
 
   #persisting: Promise<void> = Promise.resolve();
+  #persistQueued = false;
+  /** Saves the state file; a save already queued (not yet started) writes the latest state, so bursts cost one write. */
   #persist(): Promise<void> {
-    if (this.phase === 'done' || this.phase === 'dropped') return this.#persisting;
-    const snapshot = this.#state;
-    this.#persisting = this.#persisting.then(() => this.deps.store.save(snapshot)).catch(() => undefined);
+    if (this.phase === 'done' || this.phase === 'dropped' || this.#persistQueued) return this.#persisting;
+    this.#persistQueued = true;
+    this.#persisting = this.#persisting
+      .then(() => {
+        this.#persistQueued = false;
+        if (this.phase === 'done' || this.phase === 'dropped') return;
+        return this.deps.store.save(this.#state);
+      })
+      .catch(() => undefined);
     return this.#persisting;
   }
 }
