@@ -7,7 +7,8 @@ import type { ControlMessage } from '@runt/protocol';
  */
 export interface RunSignals {
   eventsAppended(runId: string): void;
-  schedule(): void;
+  /** `submitted`: only a new run is waiting (the scheduler may skip it when no slot is free). */
+  schedule(reason?: 'submitted'): void;
   toWorkstation(workstationId: string, message: ControlMessage): void;
 }
 

@@ -76,13 +76,19 @@ export class Scheduler {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /**
+   * The last pass left runs queued with every candidate slot taken: a new submit cannot be
+   * placed either, so it does not cost a pass. Any other kick (a finish, a registration, a
+   * sweep, a declined offer) and the tick clear it.
+   */
+  private saturated = false;
 
   constructor(private readonly o: SchedulerOptions) {}
 
   /** Starts the periodic tick. */
   start(): void {
     this.stopped = false;
-    this.timer = setInterval(() => this.kick(), this.o.tickMs);
+    this.timer = setInterval(() => this.kick('tick'), this.o.tickMs);
     this.timer.unref();
     this.kick();
   }
@@ -94,14 +100,21 @@ export class Scheduler {
     await this.running;
   }
 
-  /** Runs a pass soon; passes never overlap, and kicks during a pass cause one more. */
-  kick(): void {
+  /**
+   * Runs a pass soon (in the next macrotask, so kicks of one burst share it); passes never
+   * overlap, and kicks during a pass cause one more. `submitted` kicks are skipped while the
+   * last pass found no free slot.
+   */
+  kick(reason?: 'submitted' | 'tick'): void {
     if (this.stopped) return;
+    if (reason === 'submitted' && this.saturated) return;
+    if (reason !== 'submitted') this.saturated = false;
     if (this.running) {
       this.again = true;
       return;
     }
     this.running = (async () => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
       do {
         this.again = false;
         try {
@@ -123,8 +136,10 @@ export class Scheduler {
   async pass(): Promise<Run[]> {
     const offered: Run[] = [];
     let after = 0;
+    this.saturated = false;
     for (;;) {
       const page = await this.o.db.transaction((tx) => this.placePage(tx, after));
+      if (page.full) this.saturated = true;
       for (const run of page.offered) {
         offered.push(run);
         this.o.signals.toWorkstation(run.workstation_id!, { type: 'offer', id: run.id, run });
@@ -135,10 +150,11 @@ export class Scheduler {
     return offered;
   }
 
-  private async placePage(tx: Queryable, after: number): Promise<{ offered: Run[]; last?: number; done: boolean }> {
+  private async placePage(tx: Queryable, after: number): Promise<{ offered: Run[]; last?: number; done: boolean; full?: boolean }> {
     const pageSize = this.o.pageSize ?? 200;
+    // Only what placement looks at; the offered rows come back whole from the update.
     const queued = await tx.query<RunRow>(
-      `select r.*, null as l_holder, null as l_token, null as l_expires_at from runs r
+      `select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
         where r.status = 'queued' and r.position > $1 order by r.position limit $2 for update skip locked`,
       [after, pageSize],
     );
@@ -147,7 +163,7 @@ export class Scheduler {
     const runtimes = [...new Set(queued.rows.map((r) => r.runtime))];
     const cands = await tx.query<Candidate>(CANDIDATES_SQL, [this.o.replicaId, runtimes]);
     const slots = cands.rows.map(toSlot);
-    if (slots.length === 0) return { offered: [], last, done: true };
+    if (slots.length === 0) return { offered: [], last, done: true, full: true };
     const picks: Array<{ id: string; ws: string }> = [];
     for (const run of queued.rows) {
       const slot = pick(slots, run);
@@ -157,7 +173,7 @@ export class Scheduler {
       if (slot.freeMemory !== null && run.memory_bytes !== null) slot.freeMemory -= Number(run.memory_bytes);
       picks.push({ id: run.id, ws: slot.id });
     }
-    if (picks.length === 0) return { offered: [], last, done: queued.rows.length < pageSize };
+    if (picks.length === 0) return { offered: [], last, done: queued.rows.length < pageSize, full: slots.every((s) => s.freeRuns <= 0) };
     // An offered run holds no lease, so the updated rows are the whole answer.
     const rows = await tx.query<RunRow>(
       `update runs r set status = 'offered', workstation_id = p.ws, offered_at = now()
@@ -166,7 +182,8 @@ export class Scheduler {
       [JSON.stringify(picks)],
     );
     rows.rows.sort((a, b) => Number(a.position) - Number(b.position));
-    return { offered: rows.rows.map(toRun), last, done: queued.rows.length < pageSize || slots.every((s) => s.freeRuns <= 0) };
+    const full = slots.every((s) => s.freeRuns <= 0);
+    return { offered: rows.rows.map(toRun), last, done: queued.rows.length < pageSize || full, full: full && picks.length < queued.rows.length };
   }
 }
 

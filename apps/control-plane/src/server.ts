@@ -108,7 +108,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const shutdown = new AbortController();
   const signals: RunSignals = {
     eventsAppended: (runId) => waiters.notify(runId),
-    schedule: () => scheduler.kick(),
+    schedule: (reason) => scheduler.kick(reason),
     toWorkstation: (workstationId, message) => void links.send(workstationId, message),
   };
   const scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: config.schedulerTickMs });

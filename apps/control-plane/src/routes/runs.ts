@@ -49,7 +49,7 @@ export function runRoutes(deps: RunRouteDeps) {
       const pinned = body.placement.workstation_id;
       if (pinned && !(await deps.workstations.get(pinned))) throw new HttpError('invalid-request', `placement.workstation_id: no workstation ${pinned}`);
       const { run, created } = await deps.runs.submit(body);
-      if (created) deps.signals.schedule();
+      if (created) deps.signals.schedule('submitted');
       return c.json({ run }, created ? 201 : 200);
     })
     .get('/', anyone, async (c) => {

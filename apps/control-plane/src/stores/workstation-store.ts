@@ -58,7 +58,19 @@ function toWorkstation(r: WorkstationRow): Workstation {
  * secret leaves this module once, in the return value of {@link WorkstationStore.createPaired}.
  */
 export class WorkstationStore {
-  constructor(private readonly db: Database) {}
+  /**
+   * Resolved principals, kept only on embedded PGlite: there this process is the only writer
+   * of `credentials`, and every change goes through this store, which drops the entries it
+   * changes (so a revoke is still effective at once). On Postgres several replicas may share
+   * the table, so every request looks its credential up.
+   */
+  readonly #principals: Map<string, { principal: Principal; until: number }> | undefined;
+  /** Bumped by every credential change: a lookup that overlapped one is not cached. */
+  #generation = 0;
+
+  constructor(private readonly db: Database) {
+    this.#principals = db.backend === 'pglite' ? new Map() : undefined;
+  }
 
   /**
    * Inside the pairing transaction: creates the workstation and its credential.
@@ -85,6 +97,10 @@ export class WorkstationStore {
 
   /** Resolves a token hash to its principal; revoked or unknown → undefined. */
   async resolve(tokenHash: string, kind: TokenKind): Promise<Principal | undefined> {
+    const key = `${kind}:${tokenHash}`;
+    const cached = this.#principals?.get(key);
+    if (cached && cached.until > Date.now()) return cached.principal;
+    const generation = this.#generation;
     const r = await this.db.query<{ id: string; kind: TokenKind; workstation_id: string | null; stale: boolean }>(
       `select id, kind, workstation_id,
               (last_used_at is null or last_used_at < now() - interval '60 seconds') as stale
@@ -95,7 +111,21 @@ export class WorkstationStore {
     if (!row) return undefined;
     // last_used_at is informational: refresh it at most once a minute, off the request path.
     if (row.stale) void this.db.query('update credentials set last_used_at = now() where id = $1', [row.id]).catch(() => {});
-    return row.workstation_id ? { kind: row.kind, id: row.id, workstationId: row.workstation_id } : { kind: row.kind, id: row.id };
+    const principal: Principal = row.workstation_id ? { kind: row.kind, id: row.id, workstationId: row.workstation_id } : { kind: row.kind, id: row.id };
+    if (this.#principals && generation === this.#generation) {
+      if (this.#principals.size >= 10_000) this.#principals.clear();
+      // Re-read every 30 s anyway, which also keeps last_used_at within its minute.
+      this.#principals.set(key, { principal, until: Date.now() + 30_000 });
+    }
+    return principal;
+  }
+
+  /** Forgets cached principals (all, or one credential's) after a credential changed. */
+  #forget(credentialId?: string): void {
+    this.#generation++;
+    if (!this.#principals) return;
+    if (credentialId === undefined) return this.#principals.clear();
+    for (const [key, entry] of this.#principals) if (entry.principal.id === credentialId) this.#principals.delete(key);
   }
 
   /** Registration / heartbeat: the agent's report wins, updated in place. */
@@ -231,7 +261,9 @@ export class WorkstationStore {
 
   /** Revokes a credential at once; idempotent. Returns undefined for an unknown id. */
   async revokeCredential(id: string): Promise<Credential | undefined> {
+    this.#forget(id);
     await this.db.query('update credentials set revoked_at = coalesce(revoked_at, now()) where id = $1', [id]);
+    this.#forget(id);
     return (await this.listCredentials()).find((c) => c.id === id);
   }
 
@@ -241,6 +273,7 @@ export class WorkstationStore {
    * minted token only when it had to mint one (the caller writes it to a 0600 file).
    */
   async ensureAdmin(opts: { token?: string; regenerate?: boolean }): Promise<{ minted?: string }> {
+    this.#forget();
     if (opts.token) {
       await this.db.query(
         `insert into credentials (id, kind, token_hash) values ('admin-env', 'admin', $1)
