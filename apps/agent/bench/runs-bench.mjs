@@ -3,7 +3,8 @@
 // Loopback only, bounded: every configuration stops after BENCH_TIMEOUT_MS (default 120 s).
 // Default: the full matrix minus 50 agents on polling; BENCH_FULL=1 runs all of it;
 // BENCH_RUNS, BENCH_AGENTS (e.g. "1,10"), BENCH_BACKENDS, BENCH_MODES narrow it; BENCH_HOSTS spreads the
-// agents over that many processes ("max": one each).
+// agents over that many processes ("max": one each); BENCH_RATE submits at a steady rate (runs/s)
+// instead of a burst, for latency below capacity.
 import { fork } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +25,8 @@ const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MS ?? 120_000);
 // Agent host processes the agents are spread over (default 1: every agent in one process);
 // "max" gives every agent its own process.
 const HOSTS = process.env.BENCH_HOSTS ?? '1';
+// Submit at this steady rate (runs/s, one at a time) instead of a burst: latency below capacity.
+const RATE = Number(process.env.BENCH_RATE ?? 0);
 const MAX_RUNS_PER_AGENT = 4;
 const POLL_MS = 250;
 
@@ -77,11 +80,21 @@ async function measure(backend, agentCount, mode) {
 
   const started = Date.now();
   const ids = [];
-  for (let i = 0; i < RUNS; i += 50) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(50, RUNS - i) }, () => admin.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] })),
-    );
-    ids.push(...batch.map((b) => b.run.id));
+  if (RATE > 0) {
+    const pending = [];
+    for (let i = 0; i < RUNS; i++) {
+      const due = started + (i * 1000) / RATE;
+      if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+      pending.push(admin.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] }).then((b) => ids.push(b.run.id)));
+    }
+    await Promise.all(pending);
+  } else {
+    for (let i = 0; i < RUNS; i += 50) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(50, RUNS - i) }, () => admin.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] })),
+      );
+      ids.push(...batch.map((b) => b.run.id));
+    }
   }
   let finished = 0;
   const deadline = started + TIMEOUT_MS;
@@ -92,11 +105,12 @@ async function measure(backend, agentCount, mode) {
     await new Promise((r) => setTimeout(r, 50));
   }
   const { rows } = await t.db.query(
-    `select status, extract(epoch from (accepted_at - created_at)) * 1000 as acc_ms, extract(epoch from (finished_at - created_at)) * 1000 as fin_ms,
+    `select status, extract(epoch from (accepted_at - created_at)) * 1000 as acc_ms, extract(epoch from (offered_at - created_at)) * 1000 as off_ms, extract(epoch from (finished_at - created_at)) * 1000 as fin_ms,
             extract(epoch from created_at) * 1000 as c, extract(epoch from finished_at) * 1000 as f
        from runs`,
   );
   const accepted = rows.filter((r) => r.acc_ms !== null).map((r) => Number(r.acc_ms));
+  const offered = rows.filter((r) => r.off_ms !== null).map((r) => Number(r.off_ms));
   const done = rows.filter((r) => r.fin_ms !== null);
   const completed = rows.filter((r) => r.status === 'completed').length;
   const span = done.length > 0 ? (Math.max(...done.map((r) => Number(r.f))) - Math.min(...rows.map((r) => Number(r.c)))) / 1000 : NaN;
@@ -114,10 +128,12 @@ async function measure(backend, agentCount, mode) {
     backend,
     agents: agentCount,
     hosts: hostCount,
+    rate: RATE || 'burst',
     mode,
     runs: RUNS,
     completed,
     finished,
+    offered_p50_ms: pct(offered, 50),
     accepted_p50_ms: pct(accepted, 50),
     accepted_p99_ms: pct(accepted, 99),
     completed_p50_ms: pct(done.map((r) => Number(r.fin_ms)), 50),
@@ -135,8 +151,8 @@ for (const backend of BACKENDS) {
       results.push(r);
       const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
       console.log(
-        `${backend.padEnd(8)} ${mode.padEnd(4)} agents=${String(n).padEnd(3)} hosts=${String(r.hosts).padEnd(3)} done=${r.finished}/${r.runs} completed=${r.completed} ` +
-          `accepted p50=${f(r.accepted_p50_ms)}ms p99=${f(r.accepted_p99_ms)}ms  completed p50=${f(r.completed_p50_ms)}ms p99=${f(r.completed_p99_ms)}ms  ${f(r.runs_per_s)} runs/s`,
+        `${backend.padEnd(8)} ${mode.padEnd(4)} agents=${String(n).padEnd(3)} hosts=${String(r.hosts).padEnd(3)} submit=${r.rate} done=${r.finished}/${r.runs} completed=${r.completed} ` +
+          `offered p50=${f(r.offered_p50_ms)}ms accepted p50=${f(r.accepted_p50_ms)}ms p99=${f(r.accepted_p99_ms)}ms  completed p50=${f(r.completed_p50_ms)}ms p99=${f(r.completed_p99_ms)}ms  ${f(r.runs_per_s)} runs/s`,
       );
     }
   }

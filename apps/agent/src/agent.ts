@@ -117,7 +117,8 @@ export class Agent {
     this.#log = opts.logger ?? createLogger('info');
     this.#registry = opts.registry ?? defaultRuntimes(opts.stateDir);
     this.#store = new RunStateStore(join(opts.stateDir, 'agent', 'runs'));
-    this.#client = new ControlPlaneClient({ url: opts.url, token: opts.token, retries: 3, timeoutMs: 15_000 });
+    // node:http keep-alive for the many small fenced calls (a fraction of fetch's per-request cost).
+    this.#client = new ControlPlaneClient({ url: opts.url, token: opts.token, retries: 3, timeoutMs: 15_000, nodeHttp: true });
     this.#workstationId = opts.workstationId ?? '';
   }
 
