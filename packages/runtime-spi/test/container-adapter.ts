@@ -107,6 +107,8 @@ export function describeContainerAdapter(checks: ContainerAdapterChecks): void {
       session.onData((d) => {
         sink.output += d;
       });
+      // Type once the shell has shown its prompt, as a person would.
+      await waitForTerminalText(session, '#', sink);
       session.write('stty size | sed "s/^/size:/"\r');
       await waitForTerminalText(session, 'size:17 91', sink);
       session.resize(101, 33);

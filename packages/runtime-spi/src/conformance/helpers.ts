@@ -41,12 +41,20 @@ export async function waitForLogText(runtime: Runtime, id: string, text: string,
   throw new Error(`logs of ${id} ended without "${text}"; got: ${JSON.stringify(seen)}`);
 }
 
-/** Collects a terminal's output until it contains `text`. */
-export function waitForTerminalText(session: TerminalSession, text: string, sink: { output: string }): Promise<void> {
-  return new Promise((resolve) => {
+/**
+ * Collects a terminal's output until it contains `text`; fails after `timeoutMs` (default
+ * 20 s) with what the terminal showed, so a lost keystroke reads as a clear failure.
+ */
+export function waitForTerminalText(session: TerminalSession, text: string, sink: { output: string }, timeoutMs = 20_000): Promise<void> {
+  return new Promise((resolve, reject) => {
     if (sink.output.includes(text)) return resolve();
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`terminal never showed ${JSON.stringify(text)}; it showed: ${JSON.stringify(sink.output.slice(-500))}`));
+    }, timeoutMs);
     const off = session.onData(() => {
       if (sink.output.includes(text)) {
+        clearTimeout(timer);
         off();
         resolve();
       }

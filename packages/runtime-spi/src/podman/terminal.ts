@@ -53,7 +53,19 @@ export function podmanTerminal(cli: PodmanCli, id: string, opts: TerminalOptions
     } catch {
       // already gone
     }
-    void hangUpMarked(TERMINAL_MARKER_ENV, marker);
+    // The program is ended from the host; if the podman client still lingers after that,
+    // kill it so `exit` always settles.
+    void hangUpMarked(TERMINAL_MARKER_ENV, marker).then(() => {
+      const force = setTimeout(() => {
+        try {
+          pty.kill('SIGKILL');
+        } catch {
+          // already gone
+        }
+      }, 2_000);
+      force.unref();
+      void exit.then(() => clearTimeout(force));
+    });
   };
   if (opts.signal) {
     opts.signal.addEventListener('abort', close, { once: true });
