@@ -40,24 +40,8 @@ function tooLarge(limit: number): HttpError {
   return new HttpError('payload-too-large', `the request body is larger than ${limit} bytes`);
 }
 
-function readNode(req: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.off('data', onData);
-        req.resume(); // drain so the connection can answer
-        reject(tooLarge(limit));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.once('error', reject);
-  });
+async function readNode(req: IncomingMessage, limit: number): Promise<string> {
+  return (await readNodeBytes(req, limit)).toString('utf8');
 }
 
 async function readFetch(c: Context, limit: number): Promise<string> {
@@ -108,7 +92,7 @@ function readNodeBytes(req: IncomingMessage, limit: number): Promise<Buffer> {
       size += chunk.length;
       if (size > limit) {
         req.off('data', onData);
-        req.resume();
+        req.resume(); // drain so the connection can answer
         reject(tooLarge(limit));
         return;
       }
