@@ -86,7 +86,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     if (!opts.db) await db.close();
     throw e;
   }
-  const workstations = new WorkstationStore(db);
+  const workstations = new WorkstationStore(db, {
+    onListenError: (err, lost) =>
+      logger.warn({ err: err?.message }, lost ? 'credential LISTEN connection lost; credential cache off until it is back' : 'credential LISTEN failed; retrying'),
+  });
   const pairing = createSqlPairingStore(db, opts.pairingLimits ? { limits: opts.pairingLimits } : {});
 
   const adminTokenPath = join(dataDir, 'admin-token');
@@ -152,6 +155,17 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     replicaId,
     pingMs: config.linkPingMs,
   });
+  // Another replica's revoke: drop the cached principal (in the store) and close its links here now.
+  workstations.onCredentialChanged = (credentialId) => {
+    if (![...links.all()].some((l) => l.credentialId === credentialId)) return;
+    void workstations
+      .revokedAmong([credentialId])
+      .then((revoked) => {
+        for (const id of revoked) links.closeCredential(id, LINK_CLOSE_CODES.revoked, 'credential revoked');
+      })
+      .catch(() => {}); // the next ping round checks again
+  };
+  await workstations.startInvalidation();
   linkServer.start();
   scheduler.start();
   sweeper.start();
@@ -179,6 +193,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
         await scheduler.stop();
         await sweeper.stop();
         await linkServer.close();
+        await workstations.close();
         shutdown.abort(); // ends live event streams
         await new Promise<void>((r) => {
           const http = server as Server;

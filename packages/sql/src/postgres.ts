@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Database, QueryResult, Queryable } from './sql.js';
+import type { Database, Listener, QueryResult, Queryable } from './sql.js';
 
 export interface OpenPostgresOptions {
   /** `postgres://user@host:port/db` */
@@ -27,6 +27,7 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
     const r = await q.query(text, params as unknown[]);
     return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
   };
+  const listeners = new Set<Listener>();
   return {
     backend: 'postgres',
     query: (text, params) => run(pool, text, params),
@@ -45,6 +46,53 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
         c.release();
       }
     },
-    close: () => pool.end(),
+    async listen(channel, onMessage, onConnectionLost) {
+      // keepAlive: a silently dead peer is noticed (and reported as lost) instead of hanging.
+      const client = new pg.Client({ connectionString: opts.url, keepAlive: true });
+      let started = false;
+      let closed = false;
+      let lost = false;
+      const lose = (err?: Error) => {
+        if (closed || lost) return;
+        lost = true;
+        if (!started) return; // listen() rejects instead
+        listeners.delete(listener);
+        void client.end().catch(() => {});
+        onConnectionLost(err);
+      };
+      const listener: Listener = {
+        async close() {
+          if (closed) return;
+          closed = true;
+          listeners.delete(listener);
+          await client.end().catch(() => {});
+        },
+      };
+      client.on('error', (err) => lose(err));
+      client.on('end', () => lose(new Error('LISTEN connection ended')));
+      client.on('notification', (n) => {
+        if (!closed && !lost && n.channel === channel) onMessage(n.payload ?? '');
+      });
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
+      } catch (e) {
+        closed = true;
+        await client.end().catch(() => {});
+        throw e;
+      }
+      if (lost) {
+        closed = true;
+        await client.end().catch(() => {});
+        throw new Error('LISTEN connection lost while starting');
+      }
+      started = true;
+      listeners.add(listener);
+      return listener;
+    },
+    async close() {
+      await Promise.all([...listeners].map((l) => l.close()));
+      await pool.end();
+    },
   };
 }

@@ -49,3 +49,35 @@ describe('pglite on a data directory', () => {
     await again.close();
   });
 });
+
+describe('listen on postgres', () => {
+  it('delivers notifications on a dedicated connection and reports its loss once', async () => {
+    const t = await createTestDatabase('postgres');
+    try {
+      const got: string[] = [];
+      let lost = 0;
+      const l = await t.db.listen!('runt_test', (p) => got.push(p), () => lost++);
+      await t.db.query(`select pg_notify('runt_test', 'a')`);
+      await t.db.transaction(async (tx) => {
+        await tx.query(`select pg_notify('runt_test', 'b')`);
+      });
+      await expect.poll(() => got, { timeout: 2000 }).toEqual(['a', 'b']);
+      await t.db.query(`select pg_terminate_backend(pid) from pg_stat_activity where query ilike 'listen%' and datname = current_database()`);
+      await expect.poll(() => lost, { timeout: 2000 }).toBe(1);
+      await l.close();
+      const again = await t.db.listen!('runt_test', (p) => got.push(p), () => lost++);
+      await t.db.query(`select pg_notify('runt_test', 'c')`);
+      await expect.poll(() => got, { timeout: 2000 }).toEqual(['a', 'b', 'c']);
+      await again.close();
+      expect(lost).toBe(1);
+    } finally {
+      await t.dispose();
+    }
+  });
+
+  it('is not offered by PGlite', async () => {
+    const t = await createTestDatabase('pglite');
+    expect(t.db.listen).toBeUndefined();
+    await t.dispose();
+  });
+});

@@ -18,5 +18,20 @@ export interface Database extends Queryable {
    * On PGlite transactions are serialised (one connection); on Postgres each gets a pooled connection.
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * `LISTEN channel` on a dedicated connection (never one of the pool's): `onMessage` gets the
+   * payload of every `pg_notify(channel, payload)` committed after the returned promise
+   * resolved. When that connection drops (server restart, `pg_terminate_backend`, network),
+   * `onConnectionLost` is called once and nothing more is delivered: notifications sent
+   * meanwhile are lost, so the caller must treat everything it learnt from them as unknown and
+   * call `listen` again to re-establish. Not called after `close()` of the returned handle.
+   * Postgres only; undefined on PGlite (one process, nothing to hear from others).
+   */
+  listen?(channel: string, onMessage: (payload: string) => void, onConnectionLost: (err?: Error) => void): Promise<Listener>;
+  close(): Promise<void>;
+}
+
+/** A live `LISTEN`; `close()` ends its connection (idempotent). */
+export interface Listener {
   close(): Promise<void>;
 }
