@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { ControlPlaneClient, isApiError, type ControlMessage, type RegisterWorkstationRequest, type Run } from '@runt/protocol';
+import { LeaseClient } from '@runt/leases';
 import type { Runtime, RuntimeRegistry } from '@runt/runtime-spi';
 import { AgentError } from './agent-error.js';
 import { createLogger } from './create-logger.js';
@@ -72,6 +73,8 @@ export class Agent {
   readonly #log: Logger;
   readonly #registry: RuntimeRegistry;
   readonly #client: ControlPlaneClient;
+  /** Renews run leases; claims stay on `#client` (node:http keep-alive). */
+  readonly #leases: LeaseClient;
   readonly #store: RunStateStore;
   readonly #runs = new Map<string, RunExecution>();
   readonly #claiming = new Set<string>();
@@ -114,11 +117,14 @@ export class Agent {
       version: '0.0.0',
       ...opts,
     };
+    // The lease client renews every max(leaseMs / 3, 1 s) and needs two renewals per lease.
+    if (!(this.#opts.leaseMs >= 2_000)) throw new AgentError('config-invalid', `leaseMs must be at least 2000 (got ${this.#opts.leaseMs})`);
     this.#log = opts.logger ?? createLogger('info');
     this.#registry = opts.registry ?? defaultRuntimes(opts.stateDir);
     this.#store = new RunStateStore(join(opts.stateDir, 'agent', 'runs'));
     // node:http keep-alive for the many small fenced calls (a fraction of fetch's per-request cost).
     this.#client = new ControlPlaneClient({ url: opts.url, token: opts.token, retries: 3, timeoutMs: 15_000, nodeHttp: true });
+    this.#leases = new LeaseClient({ baseUrl: opts.url, token: opts.token, timeoutMs: 15_000 });
     this.#workstationId = opts.workstationId ?? '';
   }
 
@@ -254,6 +260,7 @@ export class Agent {
     const runtime = this.#runtimes.get(runtimeName);
     return {
       client: this.#client,
+      leases: this.#leases,
       runtime: runtime ?? { unavailable: `runtime "${runtimeName}" is not available on this workstation${this.#unavailable.has(runtimeName) ? `: ${this.#unavailable.get(runtimeName)}` : ''}` },
       store: this.#store,
       workRoot: join(this.#opts.stateDir, 'agent', 'work'),
@@ -283,10 +290,10 @@ export class Agent {
       for (const inst of instances) {
         const runId = inst.labels[RUN_ID_LABEL];
         const state = runId ? states.get(runId) : undefined;
-        if (runId && state && state.runtime === name && state.instance_id === inst.id && (await this.#stillOurs(state))) {
+        const confirmed = runId && state && state.runtime === name && state.instance_id === inst.id ? await this.#stillOurs(state) : undefined;
+        if (runId && state && confirmed) {
           seen.add(runId);
-          const sentAt = performance.now();
-          const exec = RunExecution.adopt({ ...this.#deps(name), runnerId: state.runner_id }, state, sentAt);
+          const exec = RunExecution.adopt({ ...this.#deps(name), runnerId: state.runner_id }, state, confirmed);
           this.#track(exec);
           continue;
         }
@@ -299,7 +306,7 @@ export class Agent {
     for (const [runId, state] of states) {
       if (seen.has(runId)) continue;
       // The lease may still be ours but the workload is gone: say so instead of leaving it to the sweeper.
-      if (await this.#stillOurs(state)) {
+      if ((await this.#stillOurs(state)) !== undefined) {
         await this.#client
           .reportStatus(runId, { fencing_token: state.fencing_token, status: 'failed', failure_kind: 'internal', failure_message: 'the workload disappeared while the agent was down' })
           .catch(() => undefined);
@@ -309,12 +316,14 @@ export class Agent {
     }
   }
 
-  async #stillOurs(state: RunState): Promise<boolean> {
+  /** Renews a saved lease once: when it is still ours, when the renewal was sent and the expiry it got; else `undefined`. */
+  async #stillOurs(state: RunState): Promise<{ sentAt: number; expiresAt: string } | undefined> {
+    const sentAt = performance.now();
     try {
-      await this.#client.heartbeatRun(state.run_id, { fencing_token: state.fencing_token, lease_ms: this.#opts.leaseMs });
-      return true;
+      const res = await this.#client.heartbeatRun(state.run_id, { fencing_token: state.fencing_token, lease_ms: this.#opts.leaseMs });
+      return { sentAt, expiresAt: res.expires_at };
     } catch {
-      return false;
+      return undefined;
     }
   }
 

@@ -5,7 +5,6 @@ export { defaultRuntimes } from './default-runtimes.js';
 export { LinkClient, type LinkClientOptions } from './link-client.js';
 export { RunExecution, RUN_ID_LABEL, WORKSTATION_LABEL, type RunExecutionDeps, type RunExecutionPhase } from './run-execution.js';
 export { RunEventLog, type RunEventLogOptions } from './run-event-log.js';
-export { RunLease, type RunLeaseOptions } from './run-lease.js';
 export { RunStateStore, type RunState } from './run-state-store.js';
 export { materializeBundle } from './materialize-bundle.js';
 export { createLogger } from './create-logger.js';

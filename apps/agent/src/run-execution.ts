@@ -3,10 +3,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isApiError, type ControlPlaneClient, type FailureKind, type ReportRunStatusRequest, type Run, type RunCommand } from '@runt/protocol';
+import { claimedLeaseFrom, type ClaimedLease, type HeldLease, type LeaseClient } from '@runt/leases';
 import { isRuntimeError, type Runtime } from '@runt/runtime-spi';
 import { materializeBundle } from './materialize-bundle.js';
 import { RunEventLog } from './run-event-log.js';
-import { RunLease } from './run-lease.js';
 import type { RunState, RunStateStore } from './run-state-store.js';
 import { retryDelay, sleep } from './sleep.js';
 
@@ -16,6 +16,8 @@ export const WORKSTATION_LABEL = 'runt.workstation';
 
 export interface RunExecutionDeps {
   client: ControlPlaneClient;
+  /** Keeps each run's lease alive (claims go through `client`; the claimed lease is handed to `hold`). */
+  leases: Pick<LeaseClient, 'hold'>;
   /** The run's runtime, or why there is none. */
   runtime: Runtime | { unavailable: string };
   store: RunStateStore;
@@ -57,7 +59,7 @@ export class RunExecution {
   readonly runId: string;
   /** Settles when the run is finished here (reported, dropped or stopped); never rejects. */
   readonly done: Promise<void>;
-  readonly #lease: RunLease;
+  readonly #lease: HeldLease;
   readonly #events: RunEventLog;
   readonly #work = new AbortController();
   readonly #cancel = new AbortController();
@@ -77,7 +79,7 @@ export class RunExecution {
     private readonly deps: RunExecutionDeps,
     private readonly run: Run | undefined,
     state: RunState,
-    heldSince: number,
+    lease: ClaimedLease,
     adopted: boolean,
     pendingCommands?: boolean,
   ) {
@@ -87,13 +89,11 @@ export class RunExecution {
     this.#state = state;
     this.#instanceId = state.instance_id;
     this.#reportedRunning = state.ready;
-    this.#lease = new RunLease({
-      client: deps.client,
-      runId: state.run_id,
-      fencingToken: state.fencing_token,
-      leaseMs: deps.leaseMs,
-      heldSince,
-      onCancelRequested: () => this.cancel('cancelled by request'),
+    // `cancel_requested` in a heartbeat answer is how cancels reach an agent whose link is down.
+    this.#lease = deps.leases.hold(state.run_id, lease, {
+      onRenew: (_expiresAt, answer) => {
+        if (answer.cancel_requested === true) this.cancel('cancelled by request');
+      },
     });
     this.#lease.signal.addEventListener('abort', () => this.#drop(`lease lost: ${(this.#lease.signal.reason as Error)?.message}`), { once: true });
     this.#events = new RunEventLog({
@@ -137,18 +137,25 @@ export class RunExecution {
       command_seq: 0,
       ...(claim.run.ready_when ? { ready_when: claim.run.ready_when.log_line } : {}),
     };
+    const lease = claimedLeaseFrom(run.id, claim, { runnerId: deps.runnerId, leaseMs: deps.leaseMs, claimedAt: sentAt });
     await deps.store.save(state);
     deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, 'claimed');
-    return new RunExecution(deps, claim.run, state, sentAt, false, claim.pending_commands);
+    return new RunExecution(deps, claim.run, state, lease, false, claim.pending_commands);
   }
 
   /**
    * Picks up a run this agent held before a restart: its lease must still be ours (checked by
-   * the caller with a heartbeat) and its instance must exist. Output already sent is skipped.
+   * the caller with a heartbeat, whose answer and send time `confirmed` carries) and its instance
+   * must exist. Output already sent is skipped.
    */
-  static adopt(deps: RunExecutionDeps, state: RunState, heldSince: number): RunExecution {
+  static adopt(deps: RunExecutionDeps, state: RunState, confirmed: { sentAt: number; expiresAt: string }): RunExecution {
     deps.logger.info({ run_id: state.run_id, instance_id: state.instance_id }, 're-adopted');
-    return new RunExecution(deps, undefined, state, heldSince, true);
+    const lease = claimedLeaseFrom(
+      state.run_id,
+      { fencing_token: state.fencing_token, expires_at: confirmed.expiresAt },
+      { runnerId: state.runner_id, leaseMs: deps.leaseMs, claimedAt: confirmed.sentAt },
+    );
+    return new RunExecution(deps, undefined, state, lease, true);
   }
 
   /** False once the run's terminal status is reported (or it was dropped): its slot is free for the next offer. */

@@ -1,8 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import { LeaseError, LeaseLostError, type LeaseRequestError } from './errors.js';
 import { type LeaseHttp, runPath } from './lease-http.js';
+import { requireLeaseMs, requireText } from './lease-record.js';
 import { type BackoffOptions, backoffDelay } from './retry-delay.js';
-import { heartbeatResponseSchema } from './wire-schemas.js';
+import { type ClaimAnswer, claimAnswerSchema, type HeartbeatAnswer, heartbeatAnswerSchema } from './wire-schemas.js';
 
 /** A lease obtained from `LeaseClient.claim`. */
 export interface ClaimedLease {
@@ -14,6 +15,11 @@ export interface ClaimedLease {
   expiresAt: Date;
   /** The control plane's run object from the claim response, untouched. */
   run: unknown;
+  /**
+   * The whole claim answer, fields `LeaseClient` does not know included (runt's control plane
+   * sends `next_event_seq` and `pending_commands`). Set by `claim` and `claimedLeaseFrom`.
+   */
+  answer?: ClaimAnswer;
   /**
    * `performance.now()` when the successful claim request was sent. The local deadline is
    * `claimedAt + leaseMs`: the server's expiry can only be later, so a slow answer never makes
@@ -30,8 +36,11 @@ export interface HoldOptions {
    * twice this. Lower it only in tests.
    */
   minRenewIntervalMs?: number;
-  /** Called after every successful renewal with the expiry the control plane reported. */
-  onRenew?: (expiresAt: Date) => void;
+  /**
+   * Called after every successful renewal with the expiry the control plane reported and its
+   * whole answer, fields `LeaseClient` does not know included (runt's `cancel_requested`).
+   */
+  onRenew?: (expiresAt: Date, answer: HeartbeatAnswer) => void;
 }
 
 /** `held` while renewing, `lost` once the signal fired, `stopped` after `stop()` / `release()`. */
@@ -54,6 +63,54 @@ export interface HeldLease {
   stop(): void;
   /** Stops renewing and releases the lease; `false` when the control plane said it was no longer ours. */
   release(): Promise<boolean>;
+}
+
+/** Where and when a claim made outside `LeaseClient` was taken; see `claimedLeaseFrom`. */
+export interface ClaimedLeaseFromOptions {
+  runnerId: string;
+  /** The `lease_ms` the claim asked for. */
+  leaseMs: number;
+  /**
+   * `performance.now()` when the claim request was sent (not when its answer came): the renew
+   * loop's local deadline is `claimedAt + leaseMs`. For a lease confirmed later by a renewal,
+   * when that renewal was sent.
+   */
+  claimedAt: number;
+}
+
+/**
+ * Builds a `ClaimedLease` from a claim made elsewhere (another HTTP client, or a lease confirmed
+ * by a heartbeat after a restart), so that `LeaseClient.hold` can keep it alive. `answer` is the
+ * claim answer (`fencing_token`, `expires_at`, optional `run`; other fields are kept in
+ * `answer`). Throws `LeaseError` (`lease-invalid-argument`) when the answer or options are not
+ * usable.
+ *
+ * @example
+ * const sentAt = performance.now();
+ * const claim = await myClient.claimRun(runId, { runner_id: 'ws_a', lease_ms: 30_000 });
+ * const held = leases.hold(runId, claimedLeaseFrom(runId, claim, { runnerId: 'ws_a', leaseMs: 30_000, claimedAt: sentAt }));
+ */
+export function claimedLeaseFrom(runId: string, answer: unknown, opts: ClaimedLeaseFromOptions): ClaimedLease {
+  requireText('runId', runId);
+  requireText('runnerId', opts.runnerId);
+  requireLeaseMs('leaseMs', opts.leaseMs);
+  if (!Number.isFinite(opts.claimedAt) || opts.claimedAt > now()) {
+    throw new LeaseError('lease-invalid-argument', 'claimedAt must be a performance.now() reading taken when the claim was sent');
+  }
+  const parsed = claimAnswerSchema.safeParse(answer);
+  if (!parsed.success) {
+    throw new LeaseError('lease-invalid-argument', `not a claim answer: ${parsed.error.message}`, { cause: parsed.error });
+  }
+  return {
+    runId,
+    runnerId: opts.runnerId,
+    fencingToken: parsed.data.fencing_token,
+    leaseMs: opts.leaseMs,
+    expiresAt: new Date(parsed.data.expires_at),
+    run: parsed.data.run,
+    answer: parsed.data,
+    claimedAt: opts.claimedAt,
+  };
 }
 
 export interface HeldLeaseDeps {
@@ -129,7 +186,7 @@ export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: H
       result = await deps.http.post(
         runPath(lease.runId, 'heartbeat'),
         { fencing_token: lease.fencingToken, lease_ms: lease.leaseMs, runner_id: lease.runnerId },
-        heartbeatResponseSchema,
+        heartbeatAnswerSchema,
         // An answer after the deadline is worthless: the lease is already judged lost.
         { signal: ac.signal, timeoutMs: deadline - sentAt },
       );
@@ -148,7 +205,7 @@ export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: H
         if (!Number.isNaN(reported.getTime())) expiresAt = reported;
         armDeadline();
         scheduleRenew(sentAt + nextInterval(), 0);
-        opts.onRenew?.(expiresAt);
+        opts.onRenew?.(expiresAt, result.body);
         return;
       }
       case 'conflict':

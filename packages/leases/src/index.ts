@@ -19,6 +19,7 @@ export {
   type RenewOptions,
   type ReleaseOptions,
 } from './lease-client.js';
+export { claimedLeaseFrom, type ClaimedLeaseFromOptions } from './held-lease.js';
 export type { ClaimedLease, HeldLease, HeldLeaseState, HoldOptions } from './held-lease.js';
 export { parseRetryAfter, backoffDelay, type BackoffOptions } from './retry-delay.js';
 export {
@@ -28,4 +29,6 @@ export {
   heartbeatResponseSchema,
   releaseRequestSchema,
   errorBodySchema,
+  type ClaimAnswer,
+  type HeartbeatAnswer,
 } from './wire-schemas.js';

@@ -4,7 +4,7 @@ import { type ClaimedLease, type HeldLease, type HoldOptions, startHeldLease } f
 import { type LeaseCallResult, LeaseHttp, runPath, sleep } from './lease-http.js';
 import { requireLeaseMs, requireText, requireToken } from './lease-record.js';
 import { type BackoffOptions, backoffDelay } from './retry-delay.js';
-import { claimResponseSchema, heartbeatResponseSchema } from './wire-schemas.js';
+import { claimAnswerSchema, heartbeatResponseSchema } from './wire-schemas.js';
 
 /** How `LeaseClient` reaches the control plane. */
 export interface LeaseClientOptions {
@@ -96,7 +96,7 @@ export class LeaseClient {
         return this.#http.post(
           runPath(runId, 'claim'),
           { runner_id: opts.runnerId, lease_ms: opts.leaseMs },
-          claimResponseSchema,
+          claimAnswerSchema,
           opts.signal ? { signal: opts.signal } : {},
         );
       },
@@ -112,6 +112,7 @@ export class LeaseClient {
       leaseMs: opts.leaseMs,
       expiresAt: new Date(result.body.expires_at),
       run: result.body.run,
+      answer: result.body,
       claimedAt,
     };
   }

@@ -31,6 +31,15 @@ export const heartbeatResponseSchema = z.object({
   expires_at: z.iso.datetime({ offset: true }),
 });
 
+/** The whole claim answer as `LeaseClient` keeps it: the checked fields plus any others the control plane sent. */
+export type ClaimAnswer = z.infer<typeof claimResponseSchema> & Record<string, unknown>;
+/** The whole heartbeat answer as the renew loop hands it to `onRenew` (e.g. runt's `cancel_requested`). */
+export type HeartbeatAnswer = z.infer<typeof heartbeatResponseSchema> & Record<string, unknown>;
+
+/** The answer schemas `LeaseClient` parses with: same checks, extra fields kept instead of stripped. */
+export const claimAnswerSchema = claimResponseSchema.loose() as unknown as z.ZodType<ClaimAnswer>;
+export const heartbeatAnswerSchema = heartbeatResponseSchema.loose() as unknown as z.ZodType<HeartbeatAnswer>;
+
 /** `POST /api/runs/:id/release` → any 2xx (body ignored); 409 means "not held with that token any more". */
 export const releaseRequestSchema = z.object({
   fencing_token: z.number().int().positive(),

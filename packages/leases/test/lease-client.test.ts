@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLeaseError, type LeaseLostError, type LeaseRequestError } from '../src/errors.js';
+import { claimedLeaseFrom } from '../src/held-lease.js';
 import { LeaseClient } from '../src/lease-client.js';
+import type { HeartbeatAnswer } from '../src/wire-schemas.js';
 import { type LeaseTestServer, startLeaseTestServer, TEST_TOKEN } from './lease-test-server.js';
 
 let server: LeaseTestServer;
@@ -275,5 +277,76 @@ describe('LeaseClient retry limits', () => {
     const c = client({ retry: { baseMs: 20, capMs: 200, maxRetryAfterMs: 5_000 } });
     const e = (await c.claim(id, { runnerId: 'ws_a', leaseMs: 30_000 }).catch((x) => x)) as LeaseRequestError;
     expect(e).toMatchObject({ code: 'lease-request-failed', status: 429, retryAfterMs: 120_000 });
+  });
+});
+
+describe('LeaseClient passes the control plane\'s own answer fields through', () => {
+  it('keeps the whole claim answer on the lease', async () => {
+    const id = runId();
+    server.extra.claim = { next_event_seq: 5, pending_commands: false };
+    try {
+      const lease = await client().claim(id, { runnerId: 'ws_a', leaseMs: 30_000 });
+      expect(lease.run).toEqual({ id, status: 'accepted' });
+      expect(lease.answer).toMatchObject({ fencing_token: lease.fencingToken, run: { id }, next_event_seq: 5, pending_commands: false });
+    } finally {
+      server.extra.claim = {};
+    }
+  });
+
+  it('hands onRenew the whole heartbeat answer', async () => {
+    const id = runId();
+    const c = client();
+    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 1500 });
+    server.extra.heartbeat = { cancel_requested: true };
+    const answers: HeartbeatAnswer[] = [];
+    const held = c.hold(id, lease, { minRenewIntervalMs: 100, onRenew: (at, answer) => {
+      expect(answer.expires_at).toBe(at.toISOString());
+      answers.push(answer);
+    } });
+    try {
+      await until(() => answers.length >= 1);
+      expect(answers[0]).toMatchObject({ cancel_requested: true });
+      expect(held.signal.aborted).toBe(false);
+    } finally {
+      server.extra.heartbeat = {};
+      held.stop();
+    }
+  });
+
+  it('holds a lease claimed by another client (claimedLeaseFrom) and releases it', async () => {
+    const id = runId();
+    const c = client();
+    server.extra.claim = { next_event_seq: 1 };
+    const claimedAt = performance.now();
+    let answer: unknown;
+    try {
+      const res = await fetch(`${server.url}/api/runs/${id}/claim`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ runner_id: 'ws_a', lease_ms: 1500 }),
+      });
+      expect(res.status).toBe(200);
+      answer = await res.json();
+    } finally {
+      server.extra.claim = {};
+    }
+    const lease = claimedLeaseFrom(id, answer, { runnerId: 'ws_a', leaseMs: 1500, claimedAt });
+    expect(lease).toMatchObject({ runId: id, runnerId: 'ws_a', fencingToken: 1, leaseMs: 1500, claimedAt, run: { id }, answer: { next_event_seq: 1 } });
+    const held = c.hold(id, lease, { minRenewIntervalMs: 100 });
+    await until(() => held.renewals >= 2);
+    expect(held.signal.aborted).toBe(false);
+    expect(await held.release()).toBe(true);
+    expect((await server.store.get(id))?.live).toBe(false);
+  });
+
+  it('claimedLeaseFrom rejects what is not a claim answer', () => {
+    const opts = { runnerId: 'ws_a', leaseMs: 30_000, claimedAt: performance.now() };
+    const bad = [{ expires_at: new Date().toISOString() }, { fencing_token: 0, expires_at: new Date().toISOString() }, 'nope'];
+    for (const answer of bad) {
+      expect(() => claimedLeaseFrom('run_x', answer, opts)).toThrow(expect.objectContaining({ code: 'lease-invalid-argument' }));
+    }
+    const ok = { fencing_token: 3, expires_at: new Date().toISOString() };
+    expect(() => claimedLeaseFrom('run_x', ok, { ...opts, claimedAt: performance.now() + 60_000 })).toThrow(expect.objectContaining({ code: 'lease-invalid-argument' }));
+    expect(claimedLeaseFrom('run_x', ok, opts)).toMatchObject({ fencingToken: 3, run: undefined, answer: ok });
   });
 });

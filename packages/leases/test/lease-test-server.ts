@@ -26,6 +26,8 @@ export interface LeaseTestServer {
   calls: Array<{ endpoint: Endpoint; runId: string; at: number; status: number; auth: string | undefined }>;
   /** Queued canned answers per endpoint, consumed one per request before the real handler. */
   canned: Record<Endpoint, CannedAnswer[]>;
+  /** Extra fields merged into every real claim / heartbeat answer (as runt's control plane adds its own). */
+  extra: { claim: Record<string, unknown>; heartbeat: Record<string, unknown> };
   close(): Promise<void>;
 }
 
@@ -39,6 +41,7 @@ export async function startLeaseTestServer(): Promise<LeaseTestServer> {
   const store = createSqlLeaseStore(t.db);
   const calls: LeaseTestServer['calls'] = [];
   const canned: LeaseTestServer['canned'] = { claim: [], heartbeat: [], release: [] };
+  const extra: LeaseTestServer['extra'] = { claim: {}, heartbeat: {} };
   const app = new Hono();
 
   const conflict = (message: string) => ({ error: { code: 'runner-lease-conflict', message } });
@@ -64,13 +67,13 @@ export async function startLeaseTestServer(): Promise<LeaseTestServer> {
         const body = claimRequestSchema.parse(json);
         const g = await store.claim(runId, body.runner_id, body.lease_ms);
         log(200);
-        return c.json({ fencing_token: g.fencingToken, expires_at: g.expiresAt.toISOString(), run: { id: runId, status: 'accepted' } });
+        return c.json({ fencing_token: g.fencingToken, expires_at: g.expiresAt.toISOString(), run: { id: runId, status: 'accepted' }, ...extra.claim });
       }
       if (endpoint === 'heartbeat') {
         const body = heartbeatRequestSchema.parse(json);
         const g = await store.renew(runId, body.runner_id ?? '', body.fencing_token, body.lease_ms);
         log(200);
-        return c.json({ expires_at: g.expiresAt.toISOString() });
+        return c.json({ expires_at: g.expiresAt.toISOString(), ...extra.heartbeat });
       }
       const body = releaseRequestSchema.parse(json);
       const released = await store.release(runId, body.runner_id ?? '', body.fencing_token);
@@ -100,6 +103,7 @@ export async function startLeaseTestServer(): Promise<LeaseTestServer> {
     t,
     calls,
     canned,
+    extra,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await t.dispose();
