@@ -1,5 +1,5 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
-import { redactSecrets } from '@runt/transport-auth';
+import { redactingLogOptions } from '@runt/transport-auth';
 
 /**
  * JSON-lines logs (pino) on stdout, or `destination`. Every object and message passes through
@@ -15,12 +15,7 @@ export function createLogger(level = 'info', destination?: DestinationStream): L
       level,
       base: { service: 'runt-agent' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { log: (obj) => redactSecrets(obj) },
-      hooks: {
-        logMethod(args, method) {
-          method.apply(this, args.map((a) => redactSecrets(a)) as Parameters<typeof method>);
-        },
-      },
+      ...redactingLogOptions,
     },
     destination,
   );

@@ -1,5 +1,5 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
-import { redactSecrets } from '@runt/transport-auth';
+import { redactingLogOptions } from '@runt/transport-auth';
 
 /**
  * Structured JSON logs on stdout (or `destination`). Every logged object and message passes
@@ -11,12 +11,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       level,
       base: { service: 'runt-control-plane' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { log: (obj) => redactSecrets(obj) },
-      hooks: {
-        logMethod(args, method) {
-          method.apply(this, args.map((a) => redactSecrets(a)) as Parameters<typeof method>);
-        },
-      },
+      ...redactingLogOptions,
     },
     destination,
   );

@@ -5,4 +5,5 @@ export { verifyToken } from './verify-token.js';
 export { bearerAuth, type AuthEnv, type BearerAuthOptions, type Principal, type PrincipalResolver } from './bearer-auth.js';
 export { bearerHook } from './bearer-hook.js';
 export { redactSecrets } from './redact-secrets.js';
+export { redactingLogOptions } from './redacting-log-options.js';
 export { AuthError, isAuthError, type AuthErrorCode } from './auth-error.js';
