@@ -113,7 +113,16 @@ export function describeContainerAdapter(checks: ContainerAdapterChecks): void {
       await waitForTerminalText(session, 'size:17 91', sink);
       session.resize(101, 33);
       session.write('stty size | sed "s/^/size:/"\r');
-      await waitForTerminalText(session, 'size:33 101', sink);
+      // Podman forwards the new size to the container asynchronously (SIGWINCH to its client),
+      // so a command typed right after may still see the old one: ask again until it lands.
+      for (let attempt = 1; !sink.output.includes('size:33 101'); attempt++) {
+        try {
+          await waitForTerminalText(session, 'size:33 101', sink, 2_000);
+        } catch (e) {
+          if (attempt >= 10) throw e;
+          session.write('stty size | sed "s/^/size:/"\r');
+        }
+      }
       session.write('sleep 4321\r');
       await eventually('sleep 4321 runs', async () => (await processes(inst.id)).includes('sleep 4321'));
       session.close();

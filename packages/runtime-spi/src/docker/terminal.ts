@@ -57,11 +57,20 @@ export async function dockerTerminal(
   });
   exit.catch(() => {});
   let closed = false;
+  // A resize is an HTTP call; keystrokes sent after it must not overtake it, so while one is in
+  // flight later writes (and resizes) queue behind it, in the order the caller made them.
+  let queue: Promise<void> | undefined;
+  const enqueue = (step: () => Promise<void> | void) => {
+    const mine = (queue ?? Promise.resolve()).then(step).catch(() => {});
+    queue = mine;
+    void mine.then(() => {
+      if (queue === mine) queue = undefined;
+    });
+  };
   const resize = (cols: number, rows: number) => {
     if (closed) return;
-    exec.resize({ w: cols, h: rows }).catch(() => {
-      // The program may have just exited; a late resize is harmless.
-    });
+    // The program may have just exited; a late resize is harmless, so its failure is ignored.
+    enqueue(() => exec.resize({ w: cols, h: rows }));
   };
   if (opts.cols && opts.rows) {
     try {
@@ -76,7 +85,14 @@ export async function dockerTerminal(
   void ended.then(() => opts.signal?.removeEventListener('abort', onAbort));
   const session: TerminalSession = {
     write: (data) => {
-      if (!closed) stream.write(data);
+      if (closed) return;
+      if (queue) {
+        enqueue(() => {
+          if (!closed) stream.write(data);
+        });
+      } else {
+        stream.write(data);
+      }
     },
     resize,
     onData: (listener) => {
