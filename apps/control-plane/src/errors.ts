@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import { isLeaseError } from '@runt/leases';
 import { isPairingError } from '@runt/pairing';
 import { redactSecrets } from '@runt/transport-auth';
+import { isRunError } from './runs/run-error.js';
 import type { Logger } from 'pino';
 
 /** Stable API error codes mapped to their HTTP status. Extend, never rename. */
@@ -45,9 +46,13 @@ export class HttpError extends Error {
   }
 }
 
-/** Maps library errors to API errors; anything unknown is a logged 500 that leaks nothing. */
+/**
+ * The one place domain and library errors become API errors (code → status via
+ * {@link API_ERROR_STATUS}); anything unknown is a logged 500 that leaks nothing.
+ */
 export function toHttpError(e: unknown): HttpError | undefined {
   if (e instanceof HttpError) return e;
+  if (isRunError(e)) return new HttpError(e.code, e.message, e.details);
   if (isPairingError(e, 'pairing-code-rejected')) return new HttpError('pairing-code-rejected', (e as Error).message);
   if (isPairingError(e, 'rate-limited')) {
     const seconds = Math.max(1, Math.ceil((e as { retryAfterSeconds?: number }).retryAfterSeconds ?? 60));
@@ -59,11 +64,6 @@ export function toHttpError(e: unknown): HttpError | undefined {
   }
   if (isLeaseError(e, 'lease-invalid-argument')) return new HttpError('invalid-request', (e as Error).message);
   return undefined;
-}
-
-/** The one answer for a report about a run that already ended (the agent drops the run). */
-export function runNotActive(): HttpError {
-  return new HttpError('run-not-active', 'run is no longer active');
 }
 
 /** The app's one `onError`. */

@@ -9,7 +9,7 @@ import {
   type RunCommand,
   type RunEventInput,
 } from '@runt/protocol';
-import { HttpError, runNotActive } from './errors.js';
+import { RunError, runNotActive } from './runs/run-error.js';
 import type { RunSignals } from './run-signals.js';
 import type { CommandStore } from './stores/command-store.js';
 import type { EventStore } from './stores/event-store.js';
@@ -24,7 +24,7 @@ export interface RunLifecycleDeps {
   signals: RunSignals;
 }
 
-const conflict = (runId: string, why: string) => new HttpError('runner-lease-conflict', `the lease on ${runId} is not yours: ${why}`);
+const conflict = (runId: string, why: string) => new RunError('runner-lease-conflict', `the lease on ${runId} is not yours: ${why}`);
 
 /**
  * The agent's side of a run, all fenced: claim the lease, renew it, append events, report
@@ -55,11 +55,11 @@ export class RunLifecycle {
 
   private async claimChecked(workstationId: string, runId: string, holder: string, leaseMs: number): Promise<ClaimRunResponse> {
     const s = await this.d.runs.state(runId);
-    if (!s) throw new HttpError('not-found', 'no such run');
+    if (!s) throw new RunError('not-found', 'no such run');
     if (isTerminalRunStatus(s.status)) throw runNotActive();
     if (s.workstation_id !== workstationId) {
-      if (s.status === 'queued') throw new HttpError('run-not-offered', 'the run is not offered to this workstation');
-      throw new HttpError('forbidden', 'the run belongs to another workstation');
+      if (s.status === 'queued') throw new RunError('run-not-offered', 'the run is not offered to this workstation');
+      throw new RunError('forbidden', 'the run belongs to another workstation');
     }
     const grant = await this.d.leases.claim(runId, holder, leaseMs);
     const r = await this.d.db.query(
@@ -73,7 +73,7 @@ export class RunLifecycle {
       await this.d.leases.release(runId, holder, grant.fencingToken);
       const now = await this.d.runs.state(runId);
       if (now && isTerminalRunStatus(now.status)) throw runNotActive();
-      throw new HttpError('run-not-offered', 'the run is no longer offered to this workstation');
+      throw new RunError('run-not-offered', 'the run is no longer offered to this workstation');
     }
     const run = (await this.d.runs.get(runId))!;
     const pending = await this.d.commands.list(runId, 0);
@@ -210,16 +210,16 @@ export class RunLifecycle {
 
   private async commandRun(commandId: string): Promise<string> {
     const cmd = await this.d.commands.get(commandId);
-    if (!cmd) throw new HttpError('not-found', 'no such command');
+    if (!cmd) throw new RunError('not-found', 'no such command');
     return cmd.run_id;
   }
 
   /** The checks every fenced call makes before touching anything (see the class comment). */
   private authorize(s: RunState | undefined, workstationId: string, runId: string, token: number): RunState {
-    if (!s) throw new HttpError('not-found', 'no such run');
+    if (!s) throw new RunError('not-found', 'no such run');
     if (isTerminalRunStatus(s.status)) throw runNotActive();
     if (s.fencing_token !== token) throw conflict(runId, `fencing token ${token} is not current`);
-    if (s.workstation_id !== workstationId) throw new HttpError('forbidden', 'the run belongs to another workstation');
+    if (s.workstation_id !== workstationId) throw new RunError('forbidden', 'the run belongs to another workstation');
     return s;
   }
 
@@ -239,7 +239,7 @@ export class RunLifecycle {
     } catch (e) {
       if (isLeaseError(e, 'runner-lease-conflict')) {
         const s = await this.d.runs.state(runId);
-        if (!s) throw new HttpError('not-found', 'no such run');
+        if (!s) throw new RunError('not-found', 'no such run');
         if (isTerminalRunStatus(s.status)) throw runNotActive();
       }
       throw e;

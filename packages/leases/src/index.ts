@@ -11,7 +11,15 @@ export {
 export { leaseMigrations } from './migrations.js';
 export type { LeaseRecord } from './lease-record.js';
 export { assertFenced } from './assert-fenced.js';
-export { createSqlLeaseStore, type LeaseStore, type LeaseGrant, type ExpiredLeaseOptions } from './lease-store.js';
+export {
+  createSqlLeaseStore,
+  leaseSql,
+  releaseLease,
+  type LeaseStore,
+  type LeaseGrant,
+  type ExpiredLeaseOptions,
+  type LeaseSqlRefs,
+} from './lease-store.js';
 export {
   LeaseClient,
   type LeaseClientOptions,

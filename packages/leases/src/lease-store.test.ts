@@ -2,7 +2,7 @@ import { migrate } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLeaseError, type LeaseConflictError } from './errors.js';
-import { createSqlLeaseStore, type LeaseStore } from './lease-store.js';
+import { createSqlLeaseStore, leaseSql, releaseLease, type LeaseStore } from './lease-store.js';
 import { leaseMigrations } from './migrations.js';
 
 const conflictReason = async (p: Promise<unknown>): Promise<string> => {
@@ -29,6 +29,28 @@ describe.each(TEST_BACKENDS)('sql lease store on %s', (backend) => {
   });
   afterAll(async () => {
     await t?.dispose();
+  });
+
+  it('exports its statements as fragments that keep the same rules inside a caller\'s statement', async () => {
+    const r = resource();
+    const claimWhen = (when: string) =>
+      t.db.query<{ holder: string; fencing_token: string | number }>(
+        `with l as (${leaseSql.claim({ resource: '$1', holder: '$2', ttlMs: '$3', when })}) select holder, fencing_token from l`,
+        [r, 'ws_a', 30_000],
+      );
+    expect((await claimWhen('false')).rows).toEqual([]);
+    expect(await store.get(r)).toBeUndefined();
+    const granted = (await claimWhen('true')).rows[0]!;
+    expect({ holder: granted.holder, token: Number(granted.fencing_token) }).toEqual({ holder: 'ws_a', token: 1 });
+    const live = (p: string) => t.db.query<{ ok: boolean }>(`select ${leaseSql.heldWithToken({ resource: '$1', token: '$2' })} as ok`, [r, Number(p)]);
+    expect((await live('1')).rows[0]!.ok).toBe(true);
+    expect((await live('2')).rows[0]!.ok).toBe(false);
+    // another holder's claim through the fragment is refused like the store's own
+    expect(await conflictReason(store.claim(r, 'ws_b', 30_000))).toBe('held');
+    expect(await releaseLease(t.db, r, 'ws_b', 1)).toBeUndefined();
+    expect(await releaseLease(t.db, r, 'ws_a', 1)).toMatchObject({ resource: r, holder: null, fencingToken: 1 });
+    expect((await live('1')).rows[0]!.ok).toBe(false);
+    expect((await store.claim(r, 'ws_b', 30_000)).fencingToken).toBe(2);
   });
 
   it('claims, refuses another holder, and re-claims idempotently for the same holder', async () => {

@@ -46,33 +46,97 @@ export interface LeaseStore {
   sweepExpired(opts?: ExpiredLeaseOptions): Promise<LeaseGrant[]>;
 }
 
-const TTL = `clock_timestamp() + $3::float8 * interval '1 millisecond'`;
-// "The same holder re-claims a lease it still holds": keep token and acquired_at. Each
-// clock_timestamp() call reads the clock again, after the row lock was taken, so a claim that
-// waited behind another transaction judges expiry at the moment it decides.
-const SAME_LIVE = `l.holder = excluded.holder and l.expires_at > clock_timestamp()`;
+/**
+ * Where a lease statement takes its values: SQL expressions, usually placeholders (`'$1'`) or
+ * columns of a surrounding CTE. Callers that fold a lease step into a bigger statement (the
+ * control plane claims a lease and accepts a run in one round trip) build it from these
+ * fragments, so the lease rules stay here and nobody keeps a copy of them.
+ */
+export interface LeaseSqlRefs {
+  resource: string;
+  holder: string;
+}
 
-const CLAIM_SQL = `
-insert into leases as l (resource, holder, fencing_token, expires_at, acquired_at, renewed_at)
-values ($1, $2, 1, ${TTL}, clock_timestamp(), null)
+/**
+ * The SQL of the lease store's steps, as fragments to embed in a caller's statement. Every
+ * time judgement uses the database's `clock_timestamp()`.
+ *
+ * @example
+ * const sql = `with l as (${leaseSql.claim({ resource: '$1', holder: '$2', ttlMs: '$3' })}) select * from l`;
+ */
+export const leaseSql = {
+  /**
+   * The claim: an `insert … on conflict do update … where` that returns the lease columns
+   * (`resource, holder, fencing_token, expires_at, acquired_at, renewed_at`) when it was
+   * granted and no row when another holder has a live lease. The same holder re-claiming a
+   * live lease keeps its token and `acquired_at`; any other grant bumps the token. `when` is an
+   * extra condition for inserting at all (e.g. "the run is still offered to this holder").
+   */
+  claim(p: LeaseSqlRefs & { ttlMs: string; when?: string }): string {
+    const ttl = `clock_timestamp() + ${p.ttlMs}::float8 * interval '1 millisecond'`;
+    // "The same holder re-claims a lease it still holds": keep token and acquired_at. Each
+    // clock_timestamp() call reads the clock again, after the row lock was taken, so a claim
+    // that waited behind another transaction judges expiry at the moment it decides.
+    const sameLive = `l.holder = excluded.holder and l.expires_at > clock_timestamp()`;
+    return `insert into leases as l (resource, holder, fencing_token, expires_at, acquired_at, renewed_at)
+select ${p.resource}, ${p.holder}, 1, ${ttl}, clock_timestamp(), null${p.when ? ` where ${p.when}` : ''}
 on conflict (resource) do update set
-  fencing_token = case when ${SAME_LIVE} then l.fencing_token else l.fencing_token + 1 end,
-  acquired_at = case when ${SAME_LIVE} then l.acquired_at else clock_timestamp() end,
-  renewed_at = case when ${SAME_LIVE} then clock_timestamp() else null end,
+  fencing_token = case when ${sameLive} then l.fencing_token else l.fencing_token + 1 end,
+  acquired_at = case when ${sameLive} then l.acquired_at else clock_timestamp() end,
+  renewed_at = case when ${sameLive} then clock_timestamp() else null end,
   holder = excluded.holder,
-  expires_at = ${TTL}
+  expires_at = ${ttl}
 where l.holder is null or l.expires_at <= clock_timestamp() or l.holder = excluded.holder
-returning ${LEASE_COLUMNS}`;
+returning l.resource, l.holder, l.fencing_token, l.expires_at, l.acquired_at, l.renewed_at`;
+  },
 
-const RENEW_SQL = `
-update leases set expires_at = ${TTL}, renewed_at = clock_timestamp()
-where resource = $1 and holder = $2 and fencing_token = $4 and expires_at > clock_timestamp()
+  /** The renewal: extends a live lease held by `holder` with `token`; no row when it is not. */
+  renew(p: LeaseSqlRefs & { token: string; ttlMs: string }): string {
+    return `update leases set expires_at = clock_timestamp() + ${p.ttlMs}::float8 * interval '1 millisecond', renewed_at = clock_timestamp()
+where resource = ${p.resource} and holder = ${p.holder} and fencing_token = ${p.token} and expires_at > clock_timestamp()
 returning ${LEASE_COLUMNS}`;
+  },
 
-const RELEASE_SQL = `
-update leases set holder = null, expires_at = least(expires_at, clock_timestamp())
-where resource = $1 and holder = $2 and fencing_token = $3
-returning ${LEASE_COLUMNS}`;
+  /**
+   * The release: clears the holder (the row and its token stay, so tokens never go back) and
+   * ends the lease now if it had not ended yet. `from` names extra tables the refs use.
+   */
+  release(p: LeaseSqlRefs & { token: string; from?: string }): string {
+    return `update leases set holder = null, expires_at = least(leases.expires_at, clock_timestamp())${p.from ? ` from ${p.from}` : ''}
+where leases.resource = ${p.resource} and leases.holder = ${p.holder} and leases.fencing_token = ${p.token}
+returning leases.resource, leases.holder, leases.fencing_token, leases.expires_at, leases.acquired_at, leases.renewed_at`;
+  },
+
+  /**
+   * A condition: `token` is the current token of a held, live lease on `resource`. A fenced
+   * `update … where` that includes it and locks the guarded row cannot interleave with a claim
+   * that takes the lease over (the claim must lock the same row first).
+   */
+  heldWithToken(p: { resource: string; token: string }): string {
+    return `exists (select 1 from leases fl where fl.resource = ${p.resource} and fl.fencing_token = ${p.token} and fl.holder is not null and fl.expires_at > clock_timestamp())`;
+  },
+};
+
+const CLAIM_SQL = leaseSql.claim({ resource: '$1', holder: '$2', ttlMs: '$3' });
+const RENEW_SQL = leaseSql.renew({ resource: '$1', holder: '$2', ttlMs: '$3', token: '$4' });
+const RELEASE_SQL = leaseSql.release({ resource: '$1', holder: '$2', token: '$3' });
+
+/**
+ * Gives up the lease `holder` holds with `fencingToken`, on any `Queryable` (also inside the
+ * caller's transaction). Returns the released row, or `undefined` when that holder and token
+ * did not hold it (already released, swept, taken over).
+ *
+ * @example
+ * await releaseLease(tx, 'run_1', 'ws_a', 3);
+ */
+export async function releaseLease(q: Queryable, resource: string, holder: string, fencingToken: number): Promise<LeaseRecord | undefined> {
+  requireText('resource', resource);
+  requireText('holder', holder);
+  requireToken(fencingToken);
+  const r = await q.query<LeaseRow>(RELEASE_SQL, [resource, holder, fencingToken]);
+  const row = r.rows[0];
+  return row ? toLeaseRecord(row) : undefined;
+}
 
 const EXPIRED_WHERE = 'holder is not null and expires_at <= clock_timestamp()';
 
@@ -140,14 +204,7 @@ export function createSqlLeaseStore(db: Database): LeaseStore {
       throw new LeaseConflictError(resource, reason, `cannot renew ${resource} with fencing token ${fencingToken}: ${reason}`);
     },
 
-    async release(resource, holder, fencingToken) {
-      requireText('resource', resource);
-      requireText('holder', holder);
-      requireToken(fencingToken);
-      const r = await db.query<LeaseRow>(RELEASE_SQL, [resource, holder, fencingToken]);
-      const row = r.rows[0];
-      return row ? toLeaseRecord(row) : undefined;
-    },
+    release: (resource, holder, fencingToken) => releaseLease(db, resource, holder, fencingToken),
 
     assertFenced,
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Database, Queryable } from '@runt/sql';
 import { isTerminalRunStatus, type QueueCommandRequest, type RunCommand, type RunStatus } from '@runt/protocol';
-import { HttpError, runNotActive } from '../errors.js';
+import { RunError, runNotActive } from '../runs/run-error.js';
 import { iso } from './run-row.js';
 
 interface CommandRow {
@@ -131,8 +131,8 @@ export class CommandStore {
   private async refuse(tx: Queryable, id: string, wanted: string): Promise<RunCommand> {
     const r = await tx.query<CommandRow>(`select ${COLUMNS} from run_commands where id = $1`, [id]);
     const row = r.rows[0];
-    if (!row) throw new HttpError('not-found', 'no such command');
+    if (!row) throw new RunError('not-found', 'no such command');
     if (row.state === wanted) return toCommand(row);
-    throw new HttpError('command-not-active', `command is already ${row.state}`, { state: row.state });
+    throw new RunError('command-not-active', `command is already ${row.state}`, { state: row.state });
   }
 }

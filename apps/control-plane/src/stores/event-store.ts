@@ -1,6 +1,6 @@
 import type { Database, Queryable } from '@runt/sql';
 import type { EventType, RunEvent, RunEventInput, RunStatus } from '@runt/protocol';
-import { HttpError } from '../errors.js';
+import { RunError } from '../runs/run-error.js';
 import { iso } from './run-row.js';
 
 interface EventRow {
@@ -46,7 +46,7 @@ export class EventStore {
     let expected = nextSeq;
     for (const e of fresh) {
       if (e.seq !== expected) {
-        throw new HttpError('event-seq-gap', `expected event seq ${expected}, got ${e.seq}`, { next_event_seq: nextSeq });
+        throw new RunError('event-seq-gap', `expected event seq ${expected}, got ${e.seq}`, { next_event_seq: nextSeq });
       }
       expected++;
     }

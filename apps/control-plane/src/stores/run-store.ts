@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { leaseSql, releaseLease } from '@runt/leases';
 import type { Database, Queryable } from '@runt/sql';
 import { isTerminalRunStatus, type FailureKind, type Run, type RunStatus, type submitRunRequestSchema } from '@runt/protocol';
 import type { z } from 'zod';
-import { HttpError, runNotActive } from '../errors.js';
+import { RunError, runNotActive } from '../runs/run-error.js';
 import type { CommandStore } from './command-store.js';
 import type { EventStore } from './event-store.js';
 import { SELECT_RUN, toRun, type RunRow } from './run-row.js';
@@ -45,7 +46,7 @@ const toState = (r: Record<string, unknown>): RunState => ({
 const encodeCursor = (position: number | string) => Buffer.from(`p:${position}`).toString('base64url');
 function decodeCursor(cursor: string): number {
   const m = /^p:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!m) throw new HttpError('invalid-request', 'cursor: not a cursor from next_cursor');
+  if (!m) throw new RunError('invalid-request', 'cursor: not a cursor from next_cursor');
   return Number(m[1]);
 }
 
@@ -64,24 +65,16 @@ export interface TerminalOutcome {
   message?: string;
 }
 
-// The lease claim of `@runt/leases` (same statement, same clock rules), folded into one
-// statement with the run's `offered → accepted` so a claim is one round trip. Kept in step
-// with packages/leases/src/lease-store.ts (CLAIM_SQL).
-const LEASE_TTL = `clock_timestamp() + $4::float8 * interval '1 millisecond'`;
-const SAME_LIVE = `l.holder = excluded.holder and l.expires_at > clock_timestamp()`;
+// The lease claim of `@runt/leases` folded into one statement with the run's
+// `offered → accepted`, so a claim is one round trip. The lease rules are leases' own SQL.
 const CLAIM_FAST_SQL = `
 with l as (
-  insert into leases as l (resource, holder, fencing_token, expires_at, acquired_at, renewed_at)
-  select $1, $3, 1, ${LEASE_TTL}, clock_timestamp(), null
-   where exists (select 1 from runs where id = $1 and workstation_id = $2 and status in ('offered', 'accepted', 'running'))
-  on conflict (resource) do update set
-    fencing_token = case when ${SAME_LIVE} then l.fencing_token else l.fencing_token + 1 end,
-    acquired_at = case when ${SAME_LIVE} then l.acquired_at else clock_timestamp() end,
-    renewed_at = case when ${SAME_LIVE} then clock_timestamp() else null end,
-    holder = excluded.holder,
-    expires_at = ${LEASE_TTL}
-  where l.holder is null or l.expires_at <= clock_timestamp() or l.holder = excluded.holder
-  returning l.holder, l.fencing_token, l.expires_at
+  ${leaseSql.claim({
+    resource: '$1',
+    holder: '$3',
+    ttlMs: '$4',
+    when: `exists (select 1 from runs where id = $1 and workstation_id = $2 and status in ('offered', 'accepted', 'running'))`,
+  })}
 ), u as (
   update runs r set status = case when r.status = 'offered' then 'accepted' else r.status end, accepted_at = coalesce(r.accepted_at, now()),
          lease_holder = l.holder, fencing_token = l.fencing_token
@@ -97,7 +90,7 @@ from l left join u on true`;
 // clock. The UPDATE locks the run row; a claim of an expired lease must update the same row, so
 // it cannot slip in between. $1 run id, $2 workstation id, $3 fencing token.
 const FENCED_GUARD = `r.id = $1 and r.workstation_id = $2 and r.fencing_token = $3
-  and exists (select 1 from leases l where l.resource = $1 and l.fencing_token = $3 and l.holder is not null and l.expires_at > clock_timestamp())`;
+  and ${leaseSql.heldWithToken({ resource: '$1', token: '$3' })}`;
 
 // Holder events ($4 first seq, $5 last seq + 1, $6 JSON): resends (seq below the stored next)
 // hit the primary key and are dropped; the guard's `next_event_seq >= $4` refuses a gap.
@@ -142,10 +135,7 @@ with u as (
   on conflict (run_id, seq) do nothing
 ), c as (
   update run_commands set state = 'cancelled', finished_at = now() where run_id = $1 and state in ('pending', 'acked') and exists (select 1 from u)
-), l as (
-  update leases set holder = null, expires_at = least(expires_at, clock_timestamp())
-    from u where leases.resource = $1 and leases.holder = u.lease_holder and leases.fencing_token = $3
-)
+), l as (${leaseSql.release({ resource: '$1', holder: 'u.lease_holder', token: '$3', from: 'u' })})
 select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
 
 const INSERT_RUN = `insert into runs (id, status, runtime, image, command, env, workdir, ready_when, placement_workstation_id, placement_labels,
@@ -306,11 +296,7 @@ export class RunStore {
     const row = r.rows[0];
     if (!row) return undefined;
     if (row.id === null || row.id === undefined) {
-      await this.db.query(`update leases set holder = null, expires_at = least(expires_at, clock_timestamp()) where resource = $1 and holder = $2 and fencing_token = $3`, [
-        runId,
-        holder,
-        row.granted,
-      ]);
+      await releaseLease(this.db, runId, holder, Number(row.granted));
       return undefined;
     }
     const run = toRun(row);
