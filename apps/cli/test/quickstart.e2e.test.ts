@@ -29,7 +29,7 @@ describe('quickstart: runt-control-plane on embedded PGlite', () => {
     const banner = await new Promise<string>((resolve, reject) => {
       proc!.stderr!.on('data', (d: Buffer) => {
         stderr += String(d);
-        if (/npx runt workstation connect .*\n/.test(stderr)) resolve(stderr);
+        if (/npx @runt\/cli workstation connect .*\n/.test(stderr)) resolve(stderr);
       });
       proc!.once('exit', () => reject(new Error(`control plane exited: ${stderr}`)));
     });
@@ -52,8 +52,8 @@ describe('quickstart: runt-control-plane on embedded PGlite', () => {
     const adminToken = readFileSync(tokenFile!, 'utf8').trim();
     expect(adminToken).toMatch(/^rnt_adm_/);
 
-    // The printed connect line works as printed (with this checkout's runt for npx runt).
-    const connectLine = /(npx runt workstation connect \S+ --code \S+)/.exec(banner)![1]!;
+    // The printed connect line works as printed (with this checkout's runt for npx @runt/cli).
+    const connectLine = /(npx @runt\/cli workstation connect \S+ --code \S+)/.exec(banner)![1]!;
     const [, , , , cpUrl, , code] = connectLine.split(' ');
     expect(cpUrl).toBe(url);
     const env = { RUNT_CONFIG_DIR: configDir };
@@ -63,7 +63,7 @@ describe('quickstart: runt-control-plane on embedded PGlite', () => {
     // Operator guide: mint with the token file, list, credentials, revoke.
     const minted = await runt(['admin', 'pairing-code', '--url', url!, '--token-file', tokenFile!]);
     expect(minted.exitCode, minted.stderr).toBe(0);
-    expect(minted.stdout).toMatch(/^npx runt workstation connect /);
+    expect(minted.stdout).toMatch(/^npx @runt\/cli workstation connect /);
     const status = await runt(['workstation', 'status'], env);
     expect(status.stdout).toMatch(/guide-box \(this machine\)\s+online/);
     const creds = await runt(['admin', 'credentials', '--url', url!, '--json'], { RUNT_ADMIN_TOKEN: adminToken });

@@ -46,7 +46,7 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
   it('admin pairing-code prints the one-line connect command', async () => {
     const r = await runt(['admin', 'pairing-code', '--url', cp.url], admin);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stdout.trim()).toMatch(new RegExp(`^npx runt workstation connect ${cp.url} --code [2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}$`));
+    expect(r.stdout.trim()).toMatch(new RegExp(`^npx @runt/cli workstation connect ${cp.url} --code [2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}$`));
     code = r.stdout.trim().split(' ').at(-1)!;
   });
 

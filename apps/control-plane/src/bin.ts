@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { loadConfig } from './config.js';
-import { connectCommand } from './routes/pairing.js';
+import { connectCommand } from '@runt/protocol';
 import { startControlPlane } from './server.js';
 
 // Human lines go to stderr; stdout carries the JSON logs.

@@ -4,7 +4,6 @@ export { createApp, type AppDeps } from './app.js';
 export { controlPlaneMigrations } from './migrations.js';
 export { WorkstationStore } from './stores/workstation-store.js';
 export { HttpError, API_ERROR_STATUS, type ApiErrorCode } from './errors.js';
-export { connectCommand } from './routes/pairing.js';
 export type { RunAppDeps } from './app.js';
 export { RunStore, type RunState, type LostOutcome, type ListRunsFilter, type SubmitRunInput } from './stores/run-store.js';
 export { EventStore } from './stores/event-store.js';

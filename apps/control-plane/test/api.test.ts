@@ -28,7 +28,7 @@ describe.each(TEST_BACKENDS)('control plane API on %s', (backend) => {
     const r = await h.api('/api/workstations/pairing-codes', { token: h.adminToken, body: { ttl_seconds: 600 } });
     expect(r.status).toBe(201);
     expect(r.json.pairing.code).toMatch(/^[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}$/);
-    expect(r.json.connect_command).toBe(`npx runt workstation connect ${h.cp.url} --code ${r.json.pairing.code}`);
+    expect(r.json.connect_command).toBe(`npx @runt/cli workstation connect ${h.cp.url} --code ${r.json.pairing.code}`);
     const expires = Date.parse(r.json.pairing.expires_at) - Date.now();
     expect(expires).toBeGreaterThan(500_000);
     expect(expires).toBeLessThanOrEqual(600_000);

@@ -3,6 +3,7 @@ import { getConnInfo } from '@hono/node-server/conninfo';
 import type { PairingStore } from '@runt/pairing';
 import { bearerAuth, type AuthEnv, type PrincipalResolver } from '@runt/transport-auth';
 import {
+  connectCommand,
   mintPairingCodeRequestSchema,
   redeemPairingCodeRequestSchema,
   type MintPairingCodeResponse,
@@ -20,11 +21,6 @@ export interface PairingRouteDeps {
   bodyLimitBytes: number;
   /** The URL workstations should dial (RUNT_PUBLIC_URL, or the listening address). */
   publicUrl: () => string;
-}
-
-/** The shell line an operator hands to a workstation. */
-export function connectCommand(publicUrl: string, code: string): string {
-  return `npx runt workstation connect ${publicUrl} --code ${code}`;
 }
 
 /** Pairing codes: mint and watch (admin), redeem (anyone holding a code). */
