@@ -9,6 +9,8 @@ export type RuntimeErrorCode =
   | 'invalid-spec'
   | 'aborted'
   | 'timeout'
+  /** wait() on an instance nobody started within the start grace (e.g. its starter died first). */
+  | 'not-started'
   | 'internal';
 
 const MARKER = Symbol.for('runt.runtime-error');

@@ -5,3 +5,4 @@ export { singleFlight, type SingleFlight, type SingleFlightOptions, type SingleF
 export { withManagedLabels, matchesLabels } from './labels.js';
 export { throwIfAborted, abortedError, abortable, sleep } from './abort.js';
 export { AsyncQueue } from './async-queue.js';
+export { untilStarted, START_GRACE_MS, type UntilStartedOptions } from './wait-for-start.js';

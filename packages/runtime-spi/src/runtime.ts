@@ -166,6 +166,12 @@ export interface Runtime {
    * aborting the signal makes the iteration throw an `aborted` RuntimeError.
    */
   logs(id: string, opts?: LogsOptions): AsyncIterable<LogChunk>;
+  /**
+   * Settles within a bound whatever state the instance was left in (also from a fresh adapter
+   * re-adopting it after its starter died): its exit status once it exits (the real code when
+   * the runtime recorded one; 137/SIGKILL when it was killed before it could), or `not-started`
+   * when it is still `created` after `START_GRACE_MS` — never an unbounded wait.
+   */
   wait(id: string, opts?: CallOptions): Promise<ExitStatus>;
   exec(id: string, command: string[], opts?: ExecOptions): Promise<ExecHandle>;
   terminal(id: string, opts?: TerminalOptions): Promise<TerminalSession>;

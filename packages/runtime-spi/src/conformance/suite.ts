@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { START_GRACE_MS } from '../wait-for-start.js';
 import { MANAGED_LABEL, RUNTIME_SPECIFICATION_VERSION, type Instance, type InstanceSpec, type Runtime } from '../runtime.js';
 import { collectExec, collectLogs, expectRuntimeError, waitForLogText, waitForTerminalText } from './helpers.js';
 import { runInChildProcess, type ReattachInNewProcess } from './reattach-child.js';
@@ -296,6 +297,28 @@ export function describeRuntimeConformance(opts: ConformanceOptions): void {
       expect(await second.wait(inst.id)).toMatchObject({ exitCode: 5 });
       expect((await collectLogs(second.logs(inst.id))).stdout).toContain('attached-output');
       await second.remove(inst.id);
+    }, timeout);
+
+    it('re-adoption ends in a known state within a bound: a never-started instance makes wait reject with not-started', async () => {
+      const created = await runtime.create(spec('never-started', 'exit 0'));
+      const second = await fresh();
+      const began = Date.now();
+      await expectRuntimeError(second.wait(created.id), 'not-started');
+      // Bounded by the start grace (plus the time one look at the instance takes), never forever.
+      expect(Date.now() - began).toBeLessThan(START_GRACE_MS + 15_000);
+      expect((await second.inspect(created.id))?.state).toBe('created');
+    }, timeout);
+
+    it('re-adoption ends in a known state: a fresh adapter waiting on a workload killed from outside gets its exit', async () => {
+      const first = await fresh();
+      const inst = await run('killed-outside', `echo up; ${IDLE}`, {}, first);
+      await waitForLogText(first, inst.id, 'up');
+      await first.close();
+      const second = await fresh();
+      const waited = second.wait(inst.id);
+      await second.stop(inst.id, { timeoutMs: 1000 });
+      expect(typeof (await waited).exitCode).toBe('number');
+      expect((await second.inspect(inst.id))?.state).toBe('exited');
     }, timeout);
 
     const how = opts.reattachInNewProcess;

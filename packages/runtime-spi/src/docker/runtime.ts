@@ -1,5 +1,6 @@
 import Docker from 'dockerode';
-import { abortable, sleep, throwIfAborted } from '../abort.js';
+import { abortable, throwIfAborted } from '../abort.js';
+import { untilStarted } from '../wait-for-start.js';
 import { RuntimeError } from '../errors.js';
 import {
   MANAGED_LABEL,
@@ -164,8 +165,8 @@ export class DockerRuntime implements Runtime {
   async wait(id: string, opts: CallOptions = {}): Promise<ExitStatus> {
     this.#enter(opts.signal);
     // The engine's "not-running" wait answers 0 at once for a container never started, so wait
-    // for it to leave `created` first.
-    while ((await this.#mustInspect(id, opts.signal)).state === 'created') await sleep(100, opts.signal, this.name);
+    // for it to leave `created` first — within the start grace, then `not-started`.
+    await untilStarted(async () => (await this.#mustInspect(id, opts.signal)).state === 'created', { id, runtime: this.name, signal: opts.signal });
     try {
       const result = (await abortable(
         this.#docker.getContainer(id).wait({ condition: 'not-running', abortSignal: opts.signal }),

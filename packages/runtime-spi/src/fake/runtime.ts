@@ -1,4 +1,5 @@
 import { abortable, abortedError, sleep, throwIfAborted } from '../abort.js';
+import { untilStarted } from '../wait-for-start.js';
 import { AsyncQueue } from '../async-queue.js';
 import { RuntimeError } from '../errors.js';
 import { matchesLabels, withManagedLabels } from '../labels.js';
@@ -311,7 +312,9 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
 
     async wait(id: string, opts?: CallOptions) {
       await enter('wait', [id, opts], opts?.signal);
-      return waitForExit(mustFind(id), opts?.signal);
+      const record = mustFind(id);
+      await untilStarted(async () => record.state === 'created', { id, runtime: name, signal: opts?.signal, pollMs: 20 });
+      return waitForExit(record, opts?.signal);
     },
 
     async exec(id: string, command: string[], opts?: ExecOptions): Promise<ExecHandle> {

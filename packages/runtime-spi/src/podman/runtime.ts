@@ -1,4 +1,5 @@
-import { sleep, throwIfAborted } from '../abort.js';
+import { throwIfAborted } from '../abort.js';
+import { untilStarted } from '../wait-for-start.js';
 import { RuntimeError } from '../errors.js';
 import { matchesLabels } from '../labels.js';
 import {
@@ -166,7 +167,7 @@ export class PodmanRuntime implements Runtime {
       const exitCode = Number.parseInt(stdout.trim(), 10);
       if (Number.isNaN(exitCode)) throw new RuntimeError('internal', `podman wait printed no exit code: ${stdout}`, { runtime: this.name });
       if (exitCode !== 0 || before.state !== 'created') return { exitCode };
-      while ((await this.#mustInspect(id, opts.signal)).state === 'created') await sleep(100, opts.signal, this.name);
+      await untilStarted(async () => (await this.#mustInspect(id, opts.signal)).state === 'created', { id, runtime: this.name, signal: opts.signal });
     }
   }
 

@@ -76,3 +76,18 @@ export async function isSameProcessAlive(identity: ProcessIdentity): Promise<boo
   if (startTime === undefined || startTime !== identity.startTime) return false;
   return identity.bootId === undefined || bootId === undefined || identity.bootId === bootId;
 }
+
+/** True when a live process's arguments include `arg` (/proc/<pid>/cmdline exactly, else within `ps -o args=`). */
+export async function hasArgument(pid: number, arg: string): Promise<boolean> {
+  procAvailable ??= hasProc();
+  if (await procAvailable) {
+    const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    return raw.split('\0').includes(arg);
+  }
+  return new Promise((resolve) => {
+    execFile('ps', ['-o', 'args=', '-p', String(pid)], (error, stdout) => {
+      const line = stdout.trim();
+      resolve(!error && line.includes(arg));
+    });
+  });
+}

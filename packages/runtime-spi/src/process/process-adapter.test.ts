@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,6 +120,42 @@ describe('process runtime', () => {
     await runtime.start(inst.id);
     await runtime.wait(inst.id);
     expect((await collectLogs(runtime.logs(inst.id))).stdout).toBe(`${source}\n`);
+  });
+
+  describe('re-adoption ends in a known state within a bound (issue 8, defect 1)', () => {
+    const pidOf = (id: string) => (JSON.parse(readFileSync(join(stateDir, id, 'pid'), 'utf8')) as { pid: number }).pid;
+    const within = <T>(promise: Promise<T>, ms: number): Promise<T> =>
+      Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms))]);
+
+    it('the workload group was killed and the pid file removed: a fresh adapter reports it exited', async () => {
+      const inst = await runtime.create({ name: 'readopt-gone', command: ['/bin/sh', '-c', 'sleep 30'] });
+      await runtime.start(inst.id);
+      // As in the chaos run: the workload has been running for a while when its group is killed.
+      await expect.poll(() => existsSync(join(stateDir, inst.id, 'wrapper-pid'))).toBe(true);
+      const pid = pidOf(inst.id);
+      process.kill(-pid, 'SIGKILL');
+      rmSync(join(stateDir, inst.id, 'pid'));
+      const fresh = createProcessRuntime({ stateDir });
+      const exit = await within(fresh.wait(inst.id), 15_000);
+      expect(exit).toEqual({ exitCode: 137, signal: 'SIGKILL' });
+      expect((await fresh.inspect(inst.id))?.state).toBe('exited');
+    });
+
+    it('the agent died before writing the pid file: a fresh adapter re-attaches and recovers the real exit code', async () => {
+      const inst = await runtime.create({ name: 'readopt-running', command: ['/bin/sh', '-c', 'sleep 1; exit 4'] });
+      await runtime.start(inst.id);
+      rmSync(join(stateDir, inst.id, 'pid'));
+      const fresh = createProcessRuntime({ stateDir });
+      expect((await fresh.inspect(inst.id))?.state).toBe('running');
+      expect(await within(fresh.wait(inst.id), 15_000)).toEqual({ exitCode: 4 });
+    });
+
+    it('an instance that was never started: wait rejects with not-started instead of waiting forever', async () => {
+      const inst = await runtime.create({ name: 'readopt-never', command: ['/bin/sh', '-c', 'exit 0'] });
+      const fresh = createProcessRuntime({ stateDir });
+      await expect(within(fresh.wait(inst.id), 30_000)).rejects.toSatisfy((e) => isRuntimeError(e, 'not-started'));
+      expect((await fresh.inspect(inst.id))?.state).toBe('created');
+    });
   });
 
   it('parses /proc/<pid>/stat even when the command name holds spaces and parentheses', () => {

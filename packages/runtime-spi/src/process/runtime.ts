@@ -17,9 +17,10 @@ import {
   type Runtime,
 } from '../runtime.js';
 import { singleFlight } from '../single-flight.js';
+import { untilStarted } from '../wait-for-start.js';
 import { execInInstance } from './exec.js';
 import { readLogFiles } from './logs.js';
-import { identify, isSameProcessAlive } from './proc-stat.js';
+import { identify, isSameProcessAlive, hasArgument } from './proc-stat.js';
 import { InstanceFiles, ensurePrivateDir, isValidId, writeFileAtomic, type InstanceRecord, type PidRecord } from './state.js';
 import { openTerminal } from './terminal.js';
 
@@ -45,13 +46,14 @@ const DEFAULT_INHERITED = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', '
 const DEFAULT_COMMAND = ['/bin/sh', '-c', 'while :; do sleep 3600; done'];
 /**
  * Runs the workload as a child and records its exit code in a file, so a wait() from any
- * later process can read it. The wrapper catches TERM/INT/HUP (a caught signal resets to
+ * later process can read it. It first writes its own pid (`wrapper-pid`): an adapter that died
+ * between spawning it and writing the `pid` file leaves the next one a way to find it. The wrapper catches TERM/INT/HUP (a caught signal resets to
  * the default in the child, an ignored one would be inherited) and so outlives the
  * workload long enough to write the code; `$?` after a trap keeps the workload's status.
  */
 const STARTUP_WINDOW_MS = 2000;
 const RESEND_TERM_AFTER_MS = 200;
-const EXIT_WRAPPER = 'f=$1; shift; trap : HUP INT TERM; "$@"; c=$?; echo "$c" > "$f.tmp" && mv "$f.tmp" "$f"; exit "$c"';
+const EXIT_WRAPPER = 'w=$1; f=$2; shift 2; echo $$ > "$w.tmp" && mv "$w.tmp" "$w"; trap : HUP INT TERM; "$@"; c=$?; echo "$c" > "$f.tmp" && mv "$f.tmp" "$f"; exit "$c"';
 
 /**
  * Runs each instance as a plain host process in its own process group, with its state in
@@ -89,11 +91,33 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     return loaded;
   };
 
+  /**
+   * The `pid` file, or — when its writer died after spawning the wrapper but before writing
+   * it — the wrapper found again through the pid it wrote itself, checked by its command line
+   * (which names this instance's exit file), and recorded in a fresh `pid` file.
+   */
+  const currentPid = async (files: InstanceFiles): Promise<PidRecord | undefined> => {
+    const recorded = await files.readPid();
+    if (recorded) return recorded;
+    const wrapper = await files.readWrapperPid();
+    if (wrapper === undefined) return undefined;
+    if (!(await hasArgument(wrapper, files.exit))) return undefined;
+    const identity = await identify(wrapper);
+    if (!identity) return undefined;
+    const startedAt = (await stat(files.wrapperPid).catch(() => undefined))?.mtime ?? new Date();
+    const pidRecord: PidRecord = { ...identity, startedAt: startedAt.toISOString() };
+    await writeFileAtomic(files.pid, JSON.stringify(pidRecord));
+    return pidRecord;
+  };
+
   /** The pid record when that very process is still alive; undefined otherwise. */
   const livePid = async (files: InstanceFiles): Promise<PidRecord | undefined> => {
-    const pid = await files.readPid();
+    const pid = await currentPid(files);
     return pid && (await isSameProcessAlive(pid)) ? pid : undefined;
   };
+
+  /** True once the wrapper ran at some point (it wrote its pid or an exit code). */
+  const everStarted = async (files: InstanceFiles): Promise<boolean> => (await files.readWrapperPid()) !== undefined || (await files.readExit()) !== undefined;
 
   const exitStatusOf = async (files: InstanceFiles): Promise<ExitStatus> => {
     const recorded = await files.readExit();
@@ -103,9 +127,9 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
   };
 
   const describe = async (files: InstanceFiles, record: InstanceRecord): Promise<Instance> => {
-    const pid = await files.readPid();
+    const pid = await currentPid(files);
     const alive = pid ? await isSameProcessAlive(pid) : false;
-    const state: InstanceState = !pid ? 'created' : alive ? 'running' : 'exited';
+    const state: InstanceState = alive ? 'running' : pid || (await everStarted(files)) ? 'exited' : 'created';
     const instance: Instance = {
       id: record.id,
       name: record.name,
@@ -209,14 +233,14 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       const command = record.spec.command?.length ? record.spec.command : DEFAULT_COMMAND;
       await assertRunnable(command[0] as string, env, record.cwd);
       // A restart keeps the logs (appended) but forgets the previous run's pid and exit code.
-      await Promise.all([rm(files.pid, { force: true }), rm(files.exit, { force: true })]);
+      await Promise.all([rm(files.pid, { force: true }), rm(files.exit, { force: true }), rm(files.wrapperPid, { force: true })]);
       const out = openSync(files.log('stdout'), 'a', 0o600);
       const err = openSync(files.log('stderr'), 'a', 0o600);
       let pid: number | undefined;
       try {
         // child_process directly (execa runs exec): the workload gets the log files' real
         // descriptors, nothing is piped through this process, and it outlives it.
-        const child = spawn('/bin/sh', ['-c', EXIT_WRAPPER, 'runt-process', files.exit, ...command], {
+        const child = spawn('/bin/sh', ['-c', EXIT_WRAPPER, 'runt-process', files.wrapperPid, files.exit, ...command], {
           cwd: record.cwd,
           env,
           detached: true,
@@ -310,9 +334,12 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     async wait(id, opts) {
       throwIfAborted(opts?.signal, name);
       const { files } = await mustLoad(id);
+      // Never started (its starter died before spawning): a bounded wait, then `not-started`.
+      await untilStarted(async () => (await currentPid(files)) === undefined && !(await everStarted(files)), { id, runtime: name, signal: opts?.signal, pollMs });
       for (;;) {
-        const pid = await files.readPid();
-        if (pid && !(await isSameProcessAlive(pid))) return exitStatusOf(files);
+        const pid = await currentPid(files);
+        // No pid file and no wrapper left to find: it ran and is gone; the exit file says how.
+        if (!pid || !(await isSameProcessAlive(pid))) return exitStatusOf(files);
         await sleep(pollMs, opts?.signal, name);
       }
     },

@@ -47,6 +47,10 @@ export class InstanceFiles {
   get pid(): string {
     return join(this.dir, 'pid');
   }
+  /** The pid the exit wrapper wrote itself, before running the workload. */
+  get wrapperPid(): string {
+    return join(this.dir, 'wrapper-pid');
+  }
   get exit(): string {
     return join(this.dir, 'exitcode');
   }
@@ -62,6 +66,11 @@ export class InstanceFiles {
   }
   readPid(): Promise<PidRecord | undefined> {
     return readJson<PidRecord>(this.pid);
+  }
+  async readWrapperPid(): Promise<number | undefined> {
+    const text = await readFile(this.wrapperPid, 'utf8').catch(() => '');
+    const pid = Number.parseInt(text.trim(), 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   }
   /** The exit code the wrapper (or `stop`, after a kill) wrote: "<code>[ <signal>]". */
   async readExit(): Promise<ExitRecord | undefined> {
