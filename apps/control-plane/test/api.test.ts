@@ -52,6 +52,35 @@ describe.each(TEST_BACKENDS)('control plane API on %s', (backend) => {
     expect((await status()).status).toBe('registered');
   });
 
+  it("accepts the seed system's agent: redeem answers ok and pairing.id, its heartbeat body registers in either key style", async () => {
+    const minted = await h.api('/api/workstations/pairing-codes', { token: h.adminToken, body: {} });
+    const redeemed = await h.api('/api/workstations/pairing-codes/redeem', { body: { code: minted.json.pairing.code } });
+    expect(redeemed.status).toBe(201);
+    expect(redeemed.json).toMatchObject({ ok: true, pairing: { id: minted.json.pairing.id }, credential: { token: expect.any(String) } });
+    const token = redeemed.json.credential.token;
+    const seed = {
+      workstation_id: redeemed.json.workstation.id,
+      display_name: 'seed-box',
+      provider: 'local',
+      default_environment_label: 'default',
+      environment_policy: { mode: 'any' },
+      working_directory: '/srv/work',
+      capabilities: ['shell'],
+      runtime: 'process',
+      cpu_count: 4,
+      memory_bytes: 8_000_000_000,
+    };
+    const snake = await h.api('/api/workstations', { token, body: seed });
+    expect(snake.status, JSON.stringify(snake.json)).toBe(200);
+    expect(snake.json.workstation).toMatchObject({ display_name: 'seed-box', cpu_count: 4, runtimes: ['process'], listening: false, agent_version: 'unknown' });
+    const camel = await h.api('/api/workstations', {
+      token,
+      body: { workstationId: seed.workstation_id, displayName: 'seed-camel', defaultEnvironmentLabel: 'x', workingDirectory: '/w', runtime: 'docker', cpuCount: 2, memoryBytes: 1024 },
+    });
+    expect(camel.status, JSON.stringify(camel.json)).toBe(200);
+    expect(camel.json.workstation).toMatchObject({ display_name: 'seed-camel', cpu_count: 2, memory_bytes: 1024, runtimes: ['docker'] });
+  });
+
   it('reports an expired code as expired and refuses it with the same 404', async () => {
     const minted = await h.api('/api/workstations/pairing-codes', { token: h.adminToken, body: {} });
     await h.t.db.query(`update pairing_codes set expires_at = now() - interval '1 minute' where id = $1`, [minted.json.pairing.id]);

@@ -27,6 +27,23 @@ export type FailureKind = z.infer<typeof failureKindSchema>;
 const envKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'environment variable names are letters, digits and _');
 export const sha256Schema = z.string().regex(/^[a-f0-9]{64}$/, 'a lowercase hex sha256');
 
+/** Runtimes whose runs start an image, so a run on them without `image` could never start. */
+export const CONTAINER_RUNTIMES: readonly string[] = ['docker', 'podman'];
+
+/**
+ * A run that could never do what its author meant is refused at submit (400), not failed later
+ * by an agent: a `process` run needs a command (the runtime's default is an endless idle loop
+ * for workspaces, which would hold a slot forever) and a container run needs an image.
+ */
+function requireWhatTheRuntimeNeeds(run: { runtime: string; image?: string | undefined; command: string[] }, ctx: z.RefinementCtx): void {
+  if (run.runtime === 'process' && run.command.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['command'], message: 'a run on the process runtime needs a command (e.g. ["sh", "-c", "make test"])' });
+  }
+  if (CONTAINER_RUNTIMES.includes(run.runtime) && !run.image) {
+    ctx.addIssue({ code: 'custom', path: ['image'], message: `a run on the ${run.runtime} runtime needs an image` });
+  }
+}
+
 export const submitRunRequestSchema = z.object({
   runtime: runtimeNameSchema,
   image: z.string().min(1).max(512).optional(),
@@ -45,7 +62,7 @@ export const submitRunRequestSchema = z.object({
   bundle: z.object({ sha256: sha256Schema }).optional(),
   /** Same key within 24 h → the same run (a retried submit does not create a second run). */
   idempotency_key: z.string().min(1).max(200).optional(),
-});
+}).superRefine(requireWhatTheRuntimeNeeds);
 export type SubmitRunRequest = z.input<typeof submitRunRequestSchema>;
 
 export const runSchema = z.object({

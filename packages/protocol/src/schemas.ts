@@ -52,6 +52,9 @@ export const redeemPairingCodeRequestSchema = z.object({
 export type RedeemPairingCodeRequest = z.infer<typeof redeemPairingCodeRequestSchema>;
 
 export const redeemPairingCodeResponseSchema = z.object({
+  /** Always true on success; older clients (the seed system's agent) check it. */
+  ok: z.literal(true),
+  pairing: z.object({ id: z.string() }),
   credential: z.object({ token: z.string(), credential_id: z.string() }),
   workstation: z.object({ id: z.string(), display_name: z.string() }),
 });
@@ -63,15 +66,32 @@ export type RedeemPairingCodeResponse = z.infer<typeof redeemPairingCodeResponse
 export const registerWorkstationRequestSchema = z.object({
   display_name: displayName,
   hostname: z.string().trim().max(255).optional(),
-  cpu_count: z.number().int().min(1).max(4096),
+  cpu_count: z.number().int().min(1).max(4096).default(1),
   memory_bytes: z.number().int().nonnegative().optional(),
   max_runs: z.number().int().min(0).max(10_000).optional(),
-  runtimes: z.array(runtimeNameSchema).max(32),
+  runtimes: z.array(runtimeNameSchema).max(32).default([]),
   labels: labelsSchema.optional(),
-  agent_version: z.string().min(1).max(64),
-  listening: z.boolean(),
+  agent_version: z.string().min(1).max(64).default('unknown'),
+  /** Whether the sender takes runs; a body that does not say so is not offered any. */
+  listening: z.boolean().default(false),
 });
 export type RegisterWorkstationRequest = z.infer<typeof registerWorkstationRequestSchema>;
+
+const snakeCase = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/**
+ * What `POST /api/workstations` accepts on the wire: the schema above, written in snake_case or
+ * camelCase, with unknown fields ignored and missing ones defaulted. Older agents (the seed
+ * system's) send `runtime` (one name) instead of `runtimes` and no `agent_version`/`listening`.
+ */
+export const registerWorkstationBodySchema = z.preprocess((body) => {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return body;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) out[snakeCase(key)] ??= value;
+  if (out.runtimes === undefined && typeof out.runtime === 'string' && runtimeNameSchema.safeParse(out.runtime).success) out.runtimes = [out.runtime];
+  if (out.display_name === undefined) out.display_name = typeof out.hostname === 'string' && out.hostname.trim() ? out.hostname.split('.')[0] : 'workstation';
+  return out;
+}, registerWorkstationRequestSchema);
 
 export const workstationStatusSchema = z.enum(['online', 'offline', 'draining', 'revoked']);
 export type WorkstationStatus = z.infer<typeof workstationStatusSchema>;

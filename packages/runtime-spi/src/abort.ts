@@ -52,12 +52,17 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
  * await sleep(50, opts.signal, 'process');
  */
 export function sleep(ms: number, signal?: AbortSignal, runtime?: string): Promise<void> {
-  return abortable(
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      signal?.addEventListener('abort', () => clearTimeout(timer), { once: true });
-    }),
-    signal,
-    runtime,
-  );
+  if (signal?.aborted) return Promise.reject(abortedError(signal, runtime));
+  return new Promise<void>((resolve, reject) => {
+    // One listener per call, removed when the timer fires: callers poll every few ms.
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortedError(signal, runtime));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }

@@ -37,9 +37,11 @@ export function pairingRoutes(deps: PairingRouteDeps) {
           ...(body.hostname ? { hostname: body.hostname } : {}),
           pairingId,
         });
-        return { workstationId: ws.workstationId, result: ws };
+        return { workstationId: ws.workstationId, result: { ...ws, pairingId } };
       });
       const answer: RedeemPairingCodeResponse = {
+        ok: true,
+        pairing: { id: result.pairingId },
         credential: { token: result.token, credential_id: result.credentialId },
         workstation: { id: result.workstationId, display_name: result.displayName },
       };

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { bearerAuth, type AuthEnv, type PrincipalResolver } from '@runt/transport-auth';
-import { registerWorkstationRequestSchema } from '@runt/protocol';
+import { registerWorkstationBodySchema } from '@runt/protocol';
 import { readJson } from '../body.js';
 import { HttpError } from '../errors.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
@@ -22,7 +22,7 @@ export function workstationRoutes(deps: WorkstationRouteDeps) {
   const anyone = bearerAuth({ resolve: deps.resolve, kinds: ['admin', 'workstation'] });
   return new Hono<AuthEnv>()
     .post('/', workstation, async (c) => {
-      const body = await readJson(c, registerWorkstationRequestSchema, deps.bodyLimitBytes);
+      const body = await readJson(c, registerWorkstationBodySchema, deps.bodyLimitBytes);
       const id = c.get('principal').workstationId;
       if (!id) throw new HttpError('forbidden', 'this credential belongs to no workstation');
       return c.json({ workstation: await deps.workstations.register(id, body) });
