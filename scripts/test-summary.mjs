@@ -7,10 +7,11 @@ import { join } from 'node:path';
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-for (const root of ['packages', 'apps']) {
-  if (!existsSync(root)) continue;
-  for (const dir of readdirSync(root)) {
-    const file = join(root, dir, '.vitest-report.json');
+const packageDirs = ['packages', 'apps'].flatMap((root) => (existsSync(root) ? readdirSync(root).map((dir) => join(root, dir)) : []));
+packageDirs.push('bench'); // the bench-only workspace package at the root
+{
+  for (const dir of packageDirs) {
+    const file = join(dir, '.vitest-report.json');
     if (!existsSync(file)) continue;
     const r = JSON.parse(readFileSync(file, 'utf8'));
     passed += r.numPassedTests ?? 0;

@@ -1,0 +1,82 @@
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PacedResult } from './peer.js';
+import type { PeerTask } from './peer-host.js';
+import { createBenchDatabase } from './postgres-server.js';
+import { CpuMeter } from './proc-cpu.js';
+import type { DrainResult } from './raw-ceiling.js';
+import { loadAverage } from './stats.js';
+
+/** One peer measurement with the CPU it cost, split between its worker process and the database. */
+export interface PeerMeasurement {
+  task: Omit<PeerTask, 'url' | 'dataDir'>;
+  drain?: DrainResult;
+  paced?: PacedResult;
+  /** CPU milliseconds per job: the peer's process (on PGlite this includes the database). */
+  cpuMsPerJob: { worker: number; database: number; total: number };
+  load: number;
+}
+
+/**
+ * Runs one peer task in a child process on a fresh database (a new Postgres database, or a
+ * PGlite data directory in tmp), reads the child's and its Postgres backends' CPU from /proc
+ * around the timed part, then drops the database. Stops the child after `timeoutMs`.
+ *
+ * @example
+ * const m = await measurePeer({ peer: 'raw', backend: 'pglite', mode: 'drain', jobs: 50 });
+ */
+export async function measurePeer(task: Omit<PeerTask, 'url' | 'dataDir'>, timeoutMs = 180_000): Promise<PeerMeasurement> {
+  const db = task.backend === 'postgres' ? await createBenchDatabase(task.peer) : undefined;
+  const dataDir = task.backend === 'pglite' ? mkdtempSync(join(tmpdir(), 'runt-bench-pglite-')) : undefined;
+  const full: PeerTask = { ...task, ...(db ? { url: db.url } : {}), ...(dataDir ? { dataDir } : {}) };
+  // From src/ (tests) and from dist/ alike: the built host.
+  const child = fork(new URL('../dist/peer-host.js', import.meta.url), [], {
+    env: { ...process.env, BENCH_PEER_TASK: JSON.stringify(full) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  try {
+    const message = (type: string) =>
+      new Promise<{ type: string; result?: DrainResult & PacedResult }>((resolve, reject) => {
+        const onMessage = (m: { type: string }) => {
+          if (m.type === type) {
+            child.off('message', onMessage);
+            resolve(m);
+          }
+        };
+        child.on('message', onMessage);
+        void exited.then((code) => reject(new Error(`${task.peer} on ${task.backend} exited (${code}) before '${type}'`)));
+      });
+    await message('ready');
+    const worker = new CpuMeter();
+    const database = new CpuMeter();
+    worker.start([child.pid!]);
+    database.start(db ? await db.backendPids() : []);
+    const load = loadAverage();
+    child.send('go');
+    const { result } = await message('result');
+    worker.sample([child.pid!]);
+    if (db) database.sample(await db.backendPids());
+    child.send('close');
+    await exited;
+    const jobs = result!.jobs;
+    const per = (s: number) => (s * 1000) / jobs;
+    return {
+      task,
+      ...(task.mode === 'drain' ? { drain: result! } : { paced: result! }),
+      cpuMsPerJob: { worker: per(worker.seconds()), database: per(database.seconds()), total: per(worker.seconds() + database.seconds()) },
+      load,
+    };
+  } finally {
+    clearTimeout(timer);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    await db?.drop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  }
+}

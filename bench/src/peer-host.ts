@@ -1,0 +1,52 @@
+// A child process that runs one peer for one measurement, so the bench can read its CPU alone
+// from /proc. Protocol over IPC: the child sends {type:'ready'} once the backlog is loaded (or
+// the workers are about to start), the parent answers 'go', the child sends {type:'result'},
+// the parent reads the CPU figures and sends 'close', and the child closes and exits.
+import { graphilePeer } from './graphile-peer.js';
+import { pgBossPeer } from './pgboss-peer.js';
+import type { Peer } from './peer.js';
+import { rawCeilingPeer } from './raw-ceiling.js';
+
+export interface PeerTask {
+  peer: 'raw' | 'graphile' | 'pgboss';
+  backend: 'postgres' | 'pglite';
+  url?: string;
+  dataDir?: string;
+  mode: 'drain' | 'paced';
+  jobs: number;
+  rate?: number;
+}
+
+/** Creates the peer a task names. */
+export async function openPeer(t: PeerTask): Promise<Peer> {
+  if (t.peer === 'raw') return rawCeilingPeer({ backend: t.backend, ...(t.url ? { url: t.url } : {}), ...(t.dataDir ? { dataDir: t.dataDir } : {}), workers: 4 });
+  if (t.backend !== 'postgres' || !t.url) throw new Error(`${t.peer} runs on Postgres only`);
+  return t.peer === 'graphile' ? graphilePeer(t.url) : pgBossPeer(t.url);
+}
+
+async function main(): Promise<void> {
+  const task = JSON.parse(process.env.BENCH_PEER_TASK!) as PeerTask;
+  const peer = await openPeer(task);
+  const messages: string[] = [];
+  const waiters: Array<() => void> = [];
+  process.on('message', (m: string) => {
+    messages.push(m);
+    waiters.shift()?.();
+  });
+  const next = () => (messages.length > 0 ? Promise.resolve(messages.shift()) : new Promise<void>((r) => waiters.push(r)).then(() => messages.shift()));
+  if (task.mode === 'drain') await peer.prepare(task.jobs);
+  process.send!({ type: 'ready' });
+  await next(); // 'go'
+  const result = task.mode === 'drain' ? await peer.drain() : await peer.paced!(task.rate ?? 50, task.jobs);
+  process.send!({ type: 'result', result });
+  await next(); // 'close': the parent has read the CPU of this process and its backends
+  await peer.close();
+  process.disconnect();
+}
+
+if (process.env.BENCH_PEER_TASK) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`peer-host: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  });
+}

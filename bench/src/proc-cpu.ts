@@ -1,0 +1,85 @@
+import { readFileSync, readdirSync } from 'node:fs';
+
+/** Clock ticks per second of /proc's utime/stime (USER_HZ; 100 on every Linux we run on). */
+const TICKS_PER_SECOND = 100;
+
+/** utime + stime of one process in seconds, from /proc/<pid>/stat; 0 if it is gone. */
+export function processCpuSeconds(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 0;
+  }
+  // The command name (field 2) may hold spaces; the fields after its closing ')' are fixed.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state): utime is field 14, stime field 15.
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** The parent pid of a process, or undefined if it is gone. */
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `pid` and all its live descendants (walks /proc once). */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const ppid = parentPid(Number(name));
+    if (ppid === undefined) continue;
+    const list = children.get(ppid) ?? [];
+    list.push(Number(name));
+    children.set(ppid, list);
+  }
+  const out: number[] = [];
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    out.push(p);
+    stack.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+/**
+ * CPU seconds of a changing set of processes over a window: `start()` records each pid's
+ * utime+stime; `sample()` (any number of times, last one at the end of the window) records
+ * them again. A pid first seen after `start()` counts from 0; a pid gone counts what was last read.
+ *
+ * @example
+ * const cpu = new CpuMeter(); cpu.start([pid]); …; cpu.sample([pid]); cpu.seconds()
+ */
+export class CpuMeter {
+  private readonly first = new Map<number, number>();
+  private readonly last = new Map<number, number>();
+
+  start(pids: Iterable<number>): void {
+    for (const pid of pids) {
+      const s = processCpuSeconds(pid);
+      this.first.set(pid, s);
+      this.last.set(pid, s);
+    }
+  }
+
+  sample(pids: Iterable<number>): void {
+    for (const pid of pids) {
+      const s = processCpuSeconds(pid);
+      if (!this.first.has(pid)) this.first.set(pid, 0);
+      this.last.set(pid, Math.max(s, this.last.get(pid) ?? 0));
+    }
+  }
+
+  /** Seconds of CPU used by the sampled processes between `start()` and the last `sample()`. */
+  seconds(): number {
+    let total = 0;
+    for (const [pid, end] of this.last) total += end - (this.first.get(pid) ?? 0);
+    return total;
+  }
+}

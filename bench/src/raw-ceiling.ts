@@ -1,0 +1,95 @@
+import pg from 'pg';
+import { openPglite, type Queryable } from '@runt/sql';
+import type { Peer } from './peer.js';
+import { nowMs } from './stats.js';
+
+/** What one drain measured. */
+export interface DrainResult {
+  jobs: number;
+  /** Jobs completed (claimed and completed under their fencing token). */
+  completed: number;
+  seconds: number;
+  perSecond: number;
+}
+
+const SCHEMA = `
+create table if not exists bench_jobs (
+  id bigserial primary key,
+  status text not null default 'queued',
+  token bigint not null default 0,
+  locked_at timestamptz,
+  payload jsonb not null default '{}'
+);
+create index if not exists bench_jobs_queued on bench_jobs (id) where status = 'queued';`;
+
+/** The claim: the oldest queued job, skipping rows other workers hold, with a new fencing token. */
+const CLAIM = `
+update bench_jobs j set status = 'running', token = j.token + 1, locked_at = now()
+  from (select id from bench_jobs where status = 'queued' order by id limit 1 for update skip locked) c
+ where j.id = c.id
+returning j.id, j.token`;
+
+/** The fenced complete: only the holder of the current token may finish the job. */
+const COMPLETE = `update bench_jobs set status = 'done', locked_at = null where id = $1 and token = $2 and status = 'running'`;
+
+export interface RawCeilingOptions {
+  backend: 'postgres' | 'pglite';
+  /** Postgres: the database URL (a fresh one per measurement). */
+  url?: string;
+  /** PGlite: the data directory (omit: in memory). */
+  dataDir?: string;
+  /** Claiming workers, each its own connection on Postgres (on PGlite they share the one). */
+  workers: number;
+}
+
+/**
+ * The raw ceiling: `workers` loops that each claim one job with `FOR UPDATE SKIP LOCKED` and
+ * complete it with a fenced update, one statement each, unbatched; no framework around it.
+ * `prepare()` loads the backlog, `drain()` times claiming and completing all of it.
+ *
+ * @example
+ * const c = await rawCeilingPeer({ backend: 'pglite', workers: 4 });
+ * await c.prepare(50); const r = await c.drain(); await c.close();
+ */
+export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
+  let conns: Queryable[];
+  let close: () => Promise<void>;
+  if (o.backend === 'postgres') {
+    const clients = Array.from({ length: o.workers }, () => new pg.Client({ connectionString: o.url }));
+    await Promise.all(clients.map((c) => c.connect()));
+    conns = clients.map((c) => ({ query: async (text, params) => { const r = await c.query(text, params); return { rows: r.rows, rowCount: r.rowCount ?? 0 }; } }));
+    close = async () => void (await Promise.all(clients.map((c) => c.end())));
+  } else {
+    const db = await openPglite(o.dataDir ? { dataDir: o.dataDir } : {});
+    conns = Array.from({ length: o.workers }, () => db);
+    close = () => db.close();
+  }
+  const first = conns[0]!;
+  for (const stmt of SCHEMA.split(';').map((s) => s.trim()).filter(Boolean)) await first.query(stmt);
+  let prepared = 0;
+  return {
+    async prepare(jobs) {
+      await first.query(`insert into bench_jobs (payload) select '{}'::jsonb from generate_series(1, $1::int)`, [jobs]);
+      prepared += jobs;
+      await first.query('analyze bench_jobs');
+    },
+    async drain() {
+      let completed = 0;
+      const started = nowMs();
+      await Promise.all(
+        conns.map(async (c) => {
+          for (;;) {
+            const claimed = await c.query<{ id: string; token: string }>(CLAIM);
+            const job = claimed.rows[0];
+            if (!job) return;
+            const done = await c.query(COMPLETE, [job.id, job.token]);
+            completed += done.rowCount;
+          }
+        }),
+      );
+      const seconds = (nowMs() - started) / 1000;
+      return { jobs: prepared, completed, seconds, perSecond: completed / seconds };
+    },
+    close,
+  };
+}

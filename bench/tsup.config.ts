@@ -1,0 +1,13 @@
+import { defineConfig } from 'tsup';
+
+export default defineConfig({
+  entry: { index: 'src/index.ts', bench: 'src/bench.ts', 'peer-host': 'src/peer-host.ts' },
+  format: ['esm'],
+  dts: { entry: { index: 'src/index.ts' } },
+  clean: true,
+  sourcemap: true,
+  target: 'node20',
+  splitting: true,
+  // Everything from node_modules stays an import (the peers are devDependencies of this bench-only package).
+  skipNodeModulesBundle: true,
+});
