@@ -9,14 +9,12 @@ let failed = 0;
 let skipped = 0;
 const packageDirs = ['packages', 'apps'].flatMap((root) => (existsSync(root) ? readdirSync(root).map((dir) => join(root, dir)) : []));
 packageDirs.push('bench'); // the bench-only workspace package at the root
-{
-  for (const dir of packageDirs) {
-    const file = join(dir, '.vitest-report.json');
-    if (!existsSync(file)) continue;
-    const r = JSON.parse(readFileSync(file, 'utf8'));
-    passed += r.numPassedTests ?? 0;
-    failed += (r.numFailedTests ?? 0) + (r.numRuntimeErrorTests ?? 0);
-    skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
-  }
+for (const dir of packageDirs) {
+  const file = join(dir, '.vitest-report.json');
+  if (!existsSync(file)) continue;
+  const r = JSON.parse(readFileSync(file, 'utf8'));
+  passed += r.numPassedTests ?? 0;
+  failed += (r.numFailedTests ?? 0) + (r.numRuntimeErrorTests ?? 0);
+  skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 }
 console.log(`tests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
