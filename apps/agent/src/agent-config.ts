@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import envPaths from 'env-paths';
 import { z } from 'zod';
-import { labelsSchema, runtimeNameSchema } from '@runt/protocol';
+import { LEASE_MS_DEFAULT, LEASE_MS_MAX, MIN_HELD_LEASE_MS, labelsSchema, runtimeNameSchema } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
@@ -13,7 +13,7 @@ const configSchema = z.object({
   labels: labelsSchema,
   once: z.boolean(),
   link: z.boolean(),
-  leaseMs: z.coerce.number().int().min(2_000).max(600_000),
+  leaseMs: z.coerce.number().int().min(MIN_HELD_LEASE_MS).max(LEASE_MS_MAX),
   pollIntervalMs: z.coerce.number().int().min(50).max(600_000),
   heartbeatIntervalMs: z.coerce.number().int().min(100).max(600_000),
   shutdownGraceMs: z.coerce.number().int().min(0).max(86_400_000),
@@ -104,7 +104,7 @@ export function loadAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
     labels,
     once: values.once === true,
     link: values['no-link'] !== true && v('RUNT_AGENT_LINK') !== '0',
-    leaseMs: values['lease-ms'] ?? v('RUNT_LEASE_MS') ?? 30_000,
+    leaseMs: values['lease-ms'] ?? v('RUNT_LEASE_MS') ?? LEASE_MS_DEFAULT,
     pollIntervalMs: values['poll-interval-ms'] ?? v('RUNT_POLL_INTERVAL_MS') ?? 2_000,
     heartbeatIntervalMs: values['heartbeat-interval-ms'] ?? v('RUNT_HEARTBEAT_INTERVAL_MS') ?? 15_000,
     shutdownGraceMs: values['shutdown-grace-ms'] ?? v('RUNT_SHUTDOWN_GRACE_MS') ?? 30_000,

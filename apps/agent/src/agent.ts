@@ -3,7 +3,19 @@ import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { ControlPlaneClient, isApiError, type ControlMessage, type RegisterWorkstationRequest, type Run } from '@runt/protocol';
+import {
+  ControlPlaneClient,
+  LEASE_MS_DEFAULT,
+  LEASE_MS_MAX,
+  MIN_HELD_LEASE_MS,
+  backoffDelay,
+  isApiError,
+  jitter,
+  sleep,
+  type ControlMessage,
+  type RegisterWorkstationRequest,
+  type Run,
+} from '@runt/protocol';
 import { LeaseClient } from '@runt/leases';
 import type { Runtime, RuntimeRegistry } from '@runt/runtime-spi';
 import { AgentError } from './agent-error.js';
@@ -12,7 +24,6 @@ import { defaultRuntimes } from './default-runtimes.js';
 import { LinkClient } from './link-client.js';
 import { RUN_ID_LABEL, RunExecution, WORKSTATION_LABEL, type RunExecutionDeps } from './run-execution.js';
 import { RunStateStore, type RunState } from './run-state-store.js';
-import { jitter, retryDelay, sleep } from './sleep.js';
 
 /** `initialized → starting → running → draining → stopping → stopped`, or `failed` when it could not go on. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'draining' | 'stopping' | 'stopped' | 'failed';
@@ -108,7 +119,7 @@ export class Agent {
       labels: {},
       once: false,
       link: true,
-      leaseMs: 30_000,
+      leaseMs: LEASE_MS_DEFAULT,
       pollIntervalMs: 2_000,
       heartbeatIntervalMs: 15_000,
       shutdownGraceMs: 30_000,
@@ -118,13 +129,15 @@ export class Agent {
       ...opts,
     };
     // The lease client renews every max(leaseMs / 3, 1 s) and needs two renewals per lease.
-    if (!(this.#opts.leaseMs >= 2_000)) throw new AgentError('config-invalid', `leaseMs must be at least 2000 (got ${this.#opts.leaseMs})`);
+    if (!(this.#opts.leaseMs >= MIN_HELD_LEASE_MS && this.#opts.leaseMs <= LEASE_MS_MAX)) {
+      throw new AgentError('config-invalid', `leaseMs must be between ${MIN_HELD_LEASE_MS} and ${LEASE_MS_MAX} (got ${this.#opts.leaseMs})`);
+    }
     this.#log = opts.logger ?? createLogger('info');
     this.#registry = opts.registry ?? defaultRuntimes(opts.stateDir);
     this.#store = new RunStateStore(join(opts.stateDir, 'agent', 'runs'));
     // node:http keep-alive for the many small fenced calls (a fraction of fetch's per-request cost).
     this.#client = new ControlPlaneClient({ url: opts.url, token: opts.token, retries: 3, timeoutMs: 15_000, nodeHttp: true });
-    this.#leases = new LeaseClient({ baseUrl: opts.url, token: opts.token, timeoutMs: 15_000 });
+    this.#leases = new LeaseClient({ baseUrl: opts.url, token: opts.token, timeoutMs: 15_000, keepAlive: true });
     this.#workstationId = opts.workstationId ?? '';
   }
 
@@ -249,7 +262,7 @@ export class Agent {
           throw new AgentError('unauthorized', `the control plane refused this workstation's credential: ${e.message} (revoked? pair again with runt workstation connect)`, { cause: e });
         }
         if (!opts.untilDone) throw e;
-        const delay = retryDelay(attempt, 500, 30_000);
+        const delay = backoffDelay(attempt, { baseMs: 500, capMs: 30_000 });
         this.#log.warn({ err: e, retry_in_ms: delay }, 'registration failed; retrying');
         if (!(await sleep(delay, this.#life.signal))) return false;
       }
@@ -348,7 +361,7 @@ export class Agent {
 
   async #heartbeatLoop(): Promise<void> {
     let failures = 0;
-    while (await sleep(failures > 0 ? retryDelay(failures, 1_000, 30_000) : jitter(this.#opts.heartbeatIntervalMs), this.#life.signal)) {
+    while (await sleep(failures > 0 ? backoffDelay(failures, { baseMs: 1_000, capMs: 30_000 }) : jitter(this.#opts.heartbeatIntervalMs), this.#life.signal)) {
       if (this.#link?.send({ type: 'heartbeat', running_run_ids: this.runningRunIds })) {
         failures = 0;
         continue;
@@ -384,7 +397,7 @@ export class Agent {
         }
       }
       // With the link up, a slow safety poll still catches an offer whose message was lost.
-      const delay = failures > 0 ? retryDelay(failures, this.#opts.pollIntervalMs, 60_000) : jitter(linkUp ? 30_000 : this.#opts.pollIntervalMs);
+      const delay = failures > 0 ? backoffDelay(failures, { baseMs: this.#opts.pollIntervalMs, capMs: 60_000 }) : jitter(linkUp ? 30_000 : this.#opts.pollIntervalMs);
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);

@@ -1,8 +1,7 @@
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
-import { controlMessageSchema, LINK_CLOSE_CODES, type AgentMessage, type ControlMessage } from '@runt/protocol';
+import { backoffDelay, controlMessageSchema, LINK_CLOSE_CODES, sleep, type AgentMessage, type ControlMessage } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
-import { retryDelay, sleep } from './sleep.js';
 
 export interface LinkClientOptions {
   /** Control plane base URL (http or https); the link is `ws(s)://…/api/agent/link`. */
@@ -71,9 +70,9 @@ export class LinkClient {
         return;
       }
       attempt = result.opened ? 1 : attempt + 1;
-      let delay = retryDelay(attempt, 500, this.opts.maxBackoffMs ?? 30_000);
+      let delay = backoffDelay(attempt, { baseMs: 500, capMs: this.opts.maxBackoffMs ?? 30_000 });
       // Another agent took over this workstation's link: do not fight it in a tight loop.
-      if (result.code === LINK_CLOSE_CODES.replaced) delay = Math.max(delay, retryDelay(1, 10_000, 30_000));
+      if (result.code === LINK_CLOSE_CODES.replaced) delay = Math.max(delay, backoffDelay(1, { baseMs: 10_000, capMs: 30_000 }));
       this.opts.logger.info({ code: result.code, http_status: result.httpStatus, reason: result.reason, retry_in_ms: delay }, 'link down; polling until it is back');
       if (!(await sleep(delay, signal))) return;
     }

@@ -1,6 +1,5 @@
 import type { ControlPlaneClient, EventType, RunEventInput } from '@runt/protocol';
-import { isApiError } from '@runt/protocol';
-import { retryDelay, sleep } from './sleep.js';
+import { backoffDelay, isApiError, sleep } from '@runt/protocol';
 
 export interface RunEventLogOptions {
   client: Pick<ControlPlaneClient, 'appendEvents'>;
@@ -146,7 +145,7 @@ export class RunEventLog {
           this.opts.onRejected(e);
           return;
         }
-        if (!(await sleep(retryDelay(++attempt, 200, 10_000), this.opts.signal))) return;
+        if (!(await sleep(backoffDelay(++attempt, { baseMs: 200, capMs: 10_000 }), this.opts.signal))) return;
       }
     }
   }

@@ -2,13 +2,12 @@ import { performance } from 'node:perf_hooks';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { isApiError, type ControlPlaneClient, type FailureKind, type ReportRunStatusRequest, type Run, type RunCommand } from '@runt/protocol';
+import { backoffDelay, isApiError, sleep, type ControlPlaneClient, type FailureKind, type ReportRunStatusRequest, type Run, type RunCommand } from '@runt/protocol';
 import { claimedLeaseFrom, type ClaimedLease, type HeldLease, type LeaseClient } from '@runt/leases';
 import { isRuntimeError, type Runtime } from '@runt/runtime-spi';
 import { materializeBundle } from './materialize-bundle.js';
 import { RunEventLog } from './run-event-log.js';
 import type { RunState, RunStateStore } from './run-state-store.js';
-import { retryDelay, sleep } from './sleep.js';
 
 /** Labels every instance the agent creates carries (how a restarted agent finds its work). */
 export const RUN_ID_LABEL = 'runt.run-id';
@@ -468,7 +467,7 @@ export class RunExecution {
           return undefined;
         }
         this.deps.logger.debug({ run_id: this.runId, err: e, attempt }, 'report failed; retrying');
-        if (!(await sleep(retryDelay(attempt, 200, 10_000), this.#work.signal))) return undefined;
+        if (!(await sleep(backoffDelay(attempt, { baseMs: 200, capMs: 10_000 }), this.#work.signal))) return undefined;
       }
     }
     return undefined;

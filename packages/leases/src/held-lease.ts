@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
+import { LEASE_MS_MAX, LEASE_MS_MIN, backoffDelay, type BackoffOptions } from '@runt/protocol';
 import { LeaseError, LeaseLostError, type LeaseRequestError } from './errors.js';
 import { type LeaseHttp, runPath } from './lease-http.js';
 import { requireLeaseMs, requireText } from './lease-record.js';
-import { type BackoffOptions, backoffDelay } from './retry-delay.js';
 import { type ClaimAnswer, claimAnswerSchema, type HeartbeatAnswer, heartbeatAnswerSchema } from './wire-schemas.js';
 
 /** A lease obtained from `LeaseClient.claim`. */
@@ -93,7 +93,7 @@ export interface ClaimedLeaseFromOptions {
 export function claimedLeaseFrom(runId: string, answer: unknown, opts: ClaimedLeaseFromOptions): ClaimedLease {
   requireText('runId', runId);
   requireText('runnerId', opts.runnerId);
-  requireLeaseMs('leaseMs', opts.leaseMs);
+  requireLeaseMs('leaseMs', opts.leaseMs, LEASE_MS_MIN, LEASE_MS_MAX);
   if (!Number.isFinite(opts.claimedAt) || opts.claimedAt > now()) {
     throw new LeaseError('lease-invalid-argument', 'claimedAt must be a performance.now() reading taken when the claim was sent');
   }
@@ -213,7 +213,7 @@ export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: H
       case 'fatal':
         return lose('failed', `renewing the lease on ${lease.runId} failed: ${result.error.message}`, result.error);
       case 'transient': {
-        const delay = backoffDelay(attempt, result.retryAfterMs, { ...deps.backoff, random: deps.random });
+        const delay = backoffDelay(attempt + 1, { ...deps.backoff, random: deps.random, retryAfterMs: result.retryAfterMs });
         // Past the deadline the deadline timer declares the lease lost; no point in asking again.
         if (now() + delay < deadline) scheduleRenew(now() + delay, attempt + 1);
         lastTransient = result.error;

@@ -29,14 +29,12 @@ export {
 } from './lease-client.js';
 export { claimedLeaseFrom, type ClaimedLeaseFromOptions } from './held-lease.js';
 export type { ClaimedLease, HeldLease, HeldLeaseState, HoldOptions } from './held-lease.js';
-export { parseRetryAfter, backoffDelay, type BackoffOptions } from './retry-delay.js';
 export {
   claimRequestSchema,
   claimResponseSchema,
   heartbeatRequestSchema,
   heartbeatResponseSchema,
   releaseRequestSchema,
-  errorBodySchema,
   type ClaimAnswer,
   type HeartbeatAnswer,
 } from './wire-schemas.js';

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import { LeaseConflictError, LeaseLostError } from './errors.js';
 import { type ClaimedLease, type HeldLease, type HoldOptions, startHeldLease } from './held-lease.js';
-import { type LeaseCallResult, LeaseHttp, runPath, sleep } from './lease-http.js';
+import { LEASE_MS_MAX, LEASE_MS_MIN, type BackoffOptions, type RetryOptions } from '@runt/protocol';
+import { type LeaseCallResult, LeaseHttp, runPath } from './lease-http.js';
 import { requireLeaseMs, requireText, requireToken } from './lease-record.js';
-import { type BackoffOptions, backoffDelay } from './retry-delay.js';
 import { claimAnswerSchema, heartbeatResponseSchema } from './wire-schemas.js';
 
 /** How `LeaseClient` reaches the control plane. */
@@ -17,8 +17,14 @@ export interface LeaseClientOptions {
   fetch?: typeof globalThis.fetch;
   /** Per-request timeout (default 10 s). Renewals are also cut off at the lease's local deadline. */
   timeoutMs?: number;
+  /** `node:http` keep-alive instead of `fetch` (ignored with a custom `fetch`); for long-running callers. */
+  keepAlive?: boolean;
   /** Retries of `claim`, `release` and one-shot `renew` on 408/429/5xx and network errors. */
-  retry?: BackoffOptions & {
+  retry?: Pick<BackoffOptions, 'random'> & {
+    /** First delay before jitter (default 200 ms); doubles on every further attempt. */
+    baseMs?: number;
+    /** No computed delay exceeds this (default 10 s). A longer `Retry-After` is still honoured. */
+    capMs?: number;
     /** Total tries of a one-shot call (default 3). The renew loop retries until its deadline instead. */
     attempts?: number;
     /** A one-shot call waits out a `Retry-After` up to this long (default 30 s); longer, it rejects with `retryAfterMs` set. */
@@ -63,17 +69,16 @@ export interface ReleaseOptions {
 export class LeaseClient {
   readonly #http: LeaseHttp;
   readonly #backoff: BackoffOptions;
-  readonly #attempts: number;
-  readonly #maxRetryAfterMs: number;
+  /** The transport's retries of one-shot calls. */
+  readonly #retry: RetryOptions;
   readonly #random: () => number;
 
   constructor(opts: LeaseClientOptions) {
     this.#http = new LeaseHttp(opts);
     const { attempts, maxRetryAfterMs, ...backoff } = opts.retry ?? {};
-    this.#backoff = backoff;
-    this.#attempts = Math.max(1, attempts ?? 3);
-    this.#maxRetryAfterMs = maxRetryAfterMs ?? 30_000;
     this.#random = backoff.random ?? Math.random;
+    this.#backoff = { baseMs: backoff.baseMs ?? 200, capMs: backoff.capMs ?? 10_000, random: this.#random };
+    this.#retry = { ...this.#backoff, retries: Math.max(1, attempts ?? 3) - 1, maxRetryAfterMs: maxRetryAfterMs ?? 30_000 };
   }
 
   /**
@@ -88,19 +93,12 @@ export class LeaseClient {
   async claim(runId: string, opts: ClaimOptions): Promise<ClaimedLease> {
     requireText('runId', runId);
     requireText('runnerId', opts.runnerId);
-    requireLeaseMs('leaseMs', opts.leaseMs);
-    let claimedAt = 0;
-    const result = await this.#withRetries(
-      () => {
-        claimedAt = performance.now();
-        return this.#http.post(
-          runPath(runId, 'claim'),
-          { runner_id: opts.runnerId, lease_ms: opts.leaseMs },
-          claimAnswerSchema,
-          opts.signal ? { signal: opts.signal } : {},
-        );
-      },
-      opts.signal,
+    requireLeaseMs('leaseMs', opts.leaseMs, LEASE_MS_MIN, LEASE_MS_MAX);
+    // The deadline counts from the last attempt's send, which the transport's retries do not
+    // report: counting from the first is the safe side (the local deadline can only be early).
+    const claimedAt = performance.now();
+    const result = this.#settled(
+      await this.#http.post(runPath(runId, 'claim'), { runner_id: opts.runnerId, lease_ms: opts.leaseMs }, claimAnswerSchema, this.#opts(opts.signal)),
     );
     if (result.kind === 'conflict') {
       throw new LeaseConflictError(runId, 'remote', `cannot claim ${runId}: ${result.message}`);
@@ -127,16 +125,14 @@ export class LeaseClient {
   async renew(runId: string, opts: RenewOptions): Promise<{ expiresAt: Date }> {
     requireText('runId', runId);
     requireToken(opts.fencingToken);
-    requireLeaseMs('leaseMs', opts.leaseMs);
-    const result = await this.#withRetries(
-      () =>
-        this.#http.post(
-          runPath(runId, 'heartbeat'),
-          { fencing_token: opts.fencingToken, lease_ms: opts.leaseMs, runner_id: opts.runnerId },
-          heartbeatResponseSchema,
-          opts.signal ? { signal: opts.signal } : {},
-        ),
-      opts.signal,
+    requireLeaseMs('leaseMs', opts.leaseMs, LEASE_MS_MIN, LEASE_MS_MAX);
+    const result = this.#settled(
+      await this.#http.post(
+        runPath(runId, 'heartbeat'),
+        { fencing_token: opts.fencingToken, lease_ms: opts.leaseMs, runner_id: opts.runnerId },
+        heartbeatResponseSchema,
+        this.#opts(opts.signal),
+      ),
     );
     if (result.kind === 'conflict') {
       throw new LeaseLostError(runId, opts.fencingToken, 'refused', `the control plane refused to renew ${runId}: ${result.message}`);
@@ -155,15 +151,13 @@ export class LeaseClient {
   async release(runId: string, opts: ReleaseOptions): Promise<boolean> {
     requireText('runId', runId);
     requireToken(opts.fencingToken);
-    const result = await this.#withRetries(
-      () =>
-        this.#http.post(
-          runPath(runId, 'release'),
-          { fencing_token: opts.fencingToken, runner_id: opts.runnerId },
-          undefined,
-          opts.signal ? { signal: opts.signal } : {},
-        ),
-      opts.signal,
+    const result = this.#settled(
+      await this.#http.post(
+        runPath(runId, 'release'),
+        { fencing_token: opts.fencingToken, runner_id: opts.runnerId },
+        undefined,
+        this.#opts(opts.signal),
+      ),
     );
     return result.kind === 'ok';
   }
@@ -224,18 +218,13 @@ export class LeaseClient {
     }
   }
 
-  async #withRetries<T>(
-    call: () => Promise<LeaseCallResult<T>>,
-    signal: AbortSignal | undefined,
-  ): Promise<Extract<LeaseCallResult<T>, { kind: 'ok' | 'conflict' }>> {
-    for (let attempt = 0; ; attempt++) {
-      const result = await call();
-      if (result.kind === 'ok' || result.kind === 'conflict') return result;
-      if (result.kind === 'fatal') throw result.error;
-      const delay = backoffDelay(attempt, result.retryAfterMs, { ...this.#backoff, random: this.#random });
-      // A very long Retry-After is the server saying "not now": report it rather than sit on it.
-      if (attempt + 1 >= this.#attempts || (result.retryAfterMs ?? 0) > this.#maxRetryAfterMs) throw result.error;
-      await sleep(delay, signal);
-    }
+  #opts(signal: AbortSignal | undefined) {
+    return { retry: this.#retry, ...(signal ? { signal } : {}) };
+  }
+
+  /** A result after the transport's retries: ok or conflict, else its error is thrown. */
+  #settled<T>(result: LeaseCallResult<T>): Extract<LeaseCallResult<T>, { kind: 'ok' | 'conflict' }> {
+    if (result.kind === 'ok' || result.kind === 'conflict') return result;
+    throw result.error;
   }
 }

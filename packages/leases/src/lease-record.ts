@@ -45,12 +45,16 @@ export function requireText(name: string, value: unknown): string {
   return value;
 }
 
-/** Longest lease the store and client accept: 24 days (fits a signed 32-bit millisecond timer). */
+/**
+ * Longest lease the SQL store can hold: 24 days (fits a signed 32-bit millisecond timer). A
+ * bound of the mechanism, not of runt's wire: the client checks `lease_ms` against
+ * `LEASE_MS_MIN`..`LEASE_MS_MAX` of `@runt/protocol`, the one definition.
+ */
 export const MAX_LEASE_MS = 2_147_483_647;
 
-export function requireLeaseMs(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_LEASE_MS) {
-    throw new LeaseError('lease-invalid-argument', `${name} must be an integer between 1 and ${MAX_LEASE_MS} (ms)`);
+export function requireLeaseMs(name: string, value: unknown, min = 1, max = MAX_LEASE_MS): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new LeaseError('lease-invalid-argument', `${name} must be an integer between ${min} and ${max} (ms)`);
   }
   return value;
 }

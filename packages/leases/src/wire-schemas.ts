@@ -1,15 +1,17 @@
+import { leaseMsSchema } from '@runt/protocol';
 import { z } from 'zod';
 
 /**
  * Bodies of the control plane's lease endpoints, as `LeaseClient` sends and expects them. A
  * control plane can validate requests with the same schemas. Extra fields are allowed both ways.
+ * `lease_ms` is `@runt/protocol`'s `leaseMsSchema` (1 s to 10 min), the one definition.
  *
  * @example
  * const body = claimRequestSchema.parse(await c.req.json()); // { runner_id, lease_ms }
  */
 export const claimRequestSchema = z.object({
   runner_id: z.string().min(1).max(512),
-  lease_ms: z.number().int().min(1).max(2_147_483_647),
+  lease_ms: leaseMsSchema,
 });
 
 /** `POST /api/runs/:id/claim` → 200/201. `run` is the control plane's run object, passed through. */
@@ -22,7 +24,7 @@ export const claimResponseSchema = z.object({
 /** `POST /api/runs/:id/heartbeat`. `runner_id` is sent too; the control plane may use it or the caller's identity. */
 export const heartbeatRequestSchema = z.object({
   fencing_token: z.number().int().positive(),
-  lease_ms: z.number().int().min(1).max(2_147_483_647),
+  lease_ms: leaseMsSchema,
   runner_id: z.string().min(1).max(512).optional(),
 });
 
@@ -44,9 +46,4 @@ export const heartbeatAnswerSchema = heartbeatResponseSchema.loose() as unknown 
 export const releaseRequestSchema = z.object({
   fencing_token: z.number().int().positive(),
   runner_id: z.string().min(1).max(512).optional(),
-});
-
-/** The error body every runt endpoint answers with a 4xx/5xx. */
-export const errorBodySchema = z.object({
-  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
 });

@@ -118,7 +118,7 @@ describe('LeaseClient over a real HTTP server', () => {
   it('fires the lost signal with reason expired when no renewal succeeds before the local deadline', async () => {
     const id = runId();
     const c = client();
-    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 800 });
+    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 1000 });
     server.canned.heartbeat.push(...Array.from({ length: 200 }, () => ({ status: 503 })));
     const held = c.hold(id, lease, { minRenewIntervalMs: 100 });
     try {
@@ -147,9 +147,9 @@ describe('LeaseClient over a real HTTP server', () => {
   it('reports a blocked event loop as an expired lease, never as a silent overrun', async () => {
     const id = runId();
     const c = client();
-    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 600 });
+    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 1000 });
     const held = c.hold(id, lease, { minRenewIntervalMs: 100 });
-    const blockedUntil = Date.now() + 900;
+    const blockedUntil = Date.now() + 1300;
     while (Date.now() < blockedUntil) Math.sqrt(Math.random()); // the work forgot to yield
     const reason = (await aborted(held.signal)) as LeaseLostError;
     expect(reason).toMatchObject({ code: 'lease-lost', reason: 'expired' });

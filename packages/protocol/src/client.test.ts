@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlPlaneClient, backoffDelay } from './client.js';
+import { ControlPlaneClient } from './client.js';
 import { isApiError } from './errors.js';
 
 const servers: ServerType[] = [];
@@ -71,16 +71,5 @@ describe('ControlPlaneClient over a real server', () => {
     const err = await new ControlPlaneClient({ url, retries: 0 }).listWorkstations().catch((e: unknown) => e);
     expect(isApiError(err, 'unreachable')).toBe(true);
     expect((err as Error).message).toMatch(new RegExp(`^cannot reach ${url}: ECONNREFUSED$`));
-  });
-});
-
-describe('backoffDelay', () => {
-  it('grows exponentially with jitter and stays under the cap', () => {
-    for (let attempt = 1; attempt < 20; attempt++) {
-      const d = backoffDelay(attempt, 100, 5_000);
-      const ceiling = Math.min(5_000, 100 * 2 ** (attempt - 1));
-      expect(d).toBeGreaterThanOrEqual(ceiling / 2);
-      expect(d).toBeLessThanOrEqual(ceiling);
-    }
   });
 });

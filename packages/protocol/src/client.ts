@@ -1,11 +1,7 @@
-import http from 'node:http';
-import https from 'node:https';
-import ky, { HTTPError, type KyInstance } from 'ky';
-import { bearerHook } from '@runt/transport-auth';
 import type { z } from 'zod';
-import { ApiError } from './errors.js';
+import { ApiError, apiErrorOf, unreachableError } from './errors.js';
+import { HttpTransport, TransportError, type TransportAnswer, type TransportRequest } from './transport.js';
 import {
-  errorBodySchema,
   listCredentialsResponseSchema,
   listWorkstationsResponseSchema,
   mintPairingCodeResponseSchema,
@@ -45,29 +41,22 @@ export interface ControlPlaneClientOptions {
   timeoutMs?: number;
   fetch?: typeof fetch;
   /**
-   * Send JSON calls with `node:http` over keep-alive connections instead of `fetch` (same
-   * retries, errors and validation; a fraction of the per-request cost). Bundles still go
-   * through `fetch`. For long-running Node callers with many small calls (the agent).
+   * Send calls with `node:http` over keep-alive connections instead of `fetch` (same retries,
+   * errors and validation; a fraction of the per-request cost). For long-running Node callers
+   * with many small calls (the agent). Ignored with a custom `fetch`.
    */
   nodeHttp?: boolean;
 }
 
-/** Answers retried like ky does: these statuses, `Retry-After` honoured on 429 and 503. */
-const RETRY_STATUSES = new Set([429, 502, 503, 504]);
-const RETRY_AFTER_STATUSES = new Set([429, 503]);
-const MAX_RETRY_AFTER_MS = 60_000;
-
-/** Exponential backoff with full jitter, capped; ky waits `Retry-After` instead when the server sends one. */
-export function backoffDelay(attempt: number, baseMs = 250, capMs = 30_000): number {
-  const ceiling = Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-}
+/** Answers the client retries (`Retry-After` honoured), with backoff from 250 ms up to 30 s. */
+const RETRY_STATUSES = [429, 502, 503, 504];
 
 /**
  * A typed client for the control plane's HTTP API. Every answer is validated with the zod
  * schemas of this package; error answers become {@link ApiError}s with the server's code and
- * message, and network failures an `ApiError` with code `unreachable`. 429 and 503 are retried
- * honouring `Retry-After`, then with exponential backoff and jitter.
+ * message, and network failures an `ApiError` with code `unreachable`. Network failures and
+ * 429/502/503/504 are retried through {@link HttpTransport} (exponential backoff with jitter,
+ * `Retry-After` honoured up to 60 s); timeouts are not.
  *
  * @example
  * const cp = new ControlPlaneClient({ url: 'http://127.0.0.1:8787', token: process.env.RUNT_ADMIN_TOKEN });
@@ -75,30 +64,18 @@ export function backoffDelay(attempt: number, baseMs = 250, capMs = 30_000): num
  */
 export class ControlPlaneClient {
   readonly url: string;
-  private readonly http: KyInstance;
-  private readonly node: { agent: http.Agent; retries: number; timeoutMs: number; token: ControlPlaneClientOptions['token'] } | undefined;
+  readonly #transport: HttpTransport;
 
   constructor(opts: ControlPlaneClientOptions) {
-    this.url = opts.url.replace(/\/+$/, '');
-    const retries = opts.retries ?? 3;
-    if (opts.nodeHttp && !opts.fetch) {
-      const Agent = this.url.startsWith('https:') ? https.Agent : http.Agent;
-      this.node = { agent: new Agent({ keepAlive: true, maxSockets: 64 }), retries, timeoutMs: opts.timeoutMs ?? 15_000, token: opts.token };
-    }
-    this.http = ky.create({
-      prefixUrl: this.url,
-      timeout: opts.timeoutMs ?? 15_000,
+    this.#transport = new HttpTransport({
+      url: opts.url,
+      ...(opts.token === undefined ? {} : { token: opts.token }),
+      timeoutMs: opts.timeoutMs ?? 15_000,
       ...(opts.fetch ? { fetch: opts.fetch } : {}),
-      retry: {
-        limit: retries,
-        methods: ['get', 'post', 'put', 'delete', 'head'],
-        statusCodes: [429, 502, 503, 504],
-        afterStatusCodes: [413, 429, 503],
-        maxRetryAfter: 60_000,
-        delay: (attempt) => backoffDelay(attempt),
-      },
-      hooks: opts.token === undefined ? {} : { beforeRequest: [bearerHook(opts.token)] },
+      keepAlive: opts.nodeHttp === true,
+      retry: { retries: opts.retries ?? 3, statuses: RETRY_STATUSES, maxRetryAfterMs: 60_000, baseMs: 250, capMs: 30_000 },
     });
+    this.url = this.#transport.url;
   }
 
   /** Mints a one-time pairing code (admin). */
@@ -211,60 +188,20 @@ export class ControlPlaneClient {
 
   /** Downloads a bundle's bytes (the agent verifies the sha256 itself). */
   async downloadBundle(sha256: string): Promise<Uint8Array> {
-    try {
-      const res = await this.http(`api/bundles/${sha256}`, { method: 'get' });
-      return new Uint8Array(await res.arrayBuffer());
-    } catch (e) {
-      throw await toApiError(e, this.url);
-    }
+    return (await this.#send({ method: 'GET', path: `api/bundles/${sha256}` })).body;
   }
 
-  /** {@link call} over `node:http`: the same retries (network errors, 429/502/503/504, `Retry-After`), errors and validation as the ky path. */
-  private async callNode<S extends z.ZodType>(
-    node: NonNullable<ControlPlaneClient['node']>,
-    method: 'get' | 'post' | 'put',
-    path: string,
-    schema: S,
-    body: unknown,
-    searchParams: Record<string, string | number> | undefined,
-  ): Promise<z.infer<S>> {
-    const url = new URL(`${this.url}/${path}`);
-    for (const [k, v] of Object.entries(searchParams ?? {})) url.searchParams.set(k, String(v));
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    for (let attempt = 1; ; attempt++) {
-      const token = typeof node.token === 'function' ? node.token() : node.token;
-      let res: NodeAnswer;
-      try {
-        res = await sendNode(node.agent, method, url, token, payload, node.timeoutMs);
-      } catch (e) {
-        const err = e as { name?: string; code?: string; message?: string };
-        if (err.name === 'TimeoutError') throw new ApiError(0, 'unreachable', `cannot reach ${this.url}: timed out`, undefined, { cause: e });
-        if (attempt <= node.retries) {
-          await new Promise((r) => setTimeout(r, backoffDelay(attempt)));
-          continue;
-        }
-        throw new ApiError(0, 'unreachable', `cannot reach ${this.url}: ${err.code ?? err.message ?? String(e)}`, undefined, { cause: e });
-      }
-      if (RETRY_STATUSES.has(res.status) && attempt <= node.retries) {
-        const after = RETRY_AFTER_STATUSES.has(res.status) ? retryAfterMs(res.retryAfter) : undefined;
-        if (after === undefined || after <= MAX_RETRY_AFTER_MS) {
-          await new Promise((r) => setTimeout(r, after ?? backoffDelay(attempt)));
-          continue;
-        }
-      }
-      const json = parseJson(res.text);
-      if (res.status >= 400) {
-        const parsed = errorBodySchema.safeParse(json);
-        if (parsed.success) {
-          const { code, message, details } = parsed.data.error;
-          throw new ApiError(res.status, code, message, details);
-        }
-        throw new ApiError(res.status, 'http-error', `${this.url} answered ${res.status} ${res.statusText}`.trim());
-      }
-      const parsed = schema.safeParse(json);
-      if (!parsed.success) throw new ApiError(res.status, 'invalid-response', `unexpected answer from ${this.url}/${path}`);
-      return parsed.data;
+  /** Sends one call through the transport; error answers and failures become {@link ApiError}s. */
+  async #send(req: TransportRequest): Promise<TransportAnswer> {
+    let answer: TransportAnswer;
+    try {
+      answer = await this.#transport.request(req);
+    } catch (e) {
+      if (e instanceof TransportError) throw unreachableError(this.url, e.reason, e);
+      throw e;
     }
+    if (answer.status >= 400) throw apiErrorOf(answer.status, answer.statusText, answer.json(), this.url);
+    return answer;
   }
 
   private async call<S extends z.ZodType>(
@@ -275,86 +212,15 @@ export class ControlPlaneClient {
     query?: Record<string, string | number | undefined>,
     bytes?: Uint8Array,
   ): Promise<z.infer<S>> {
-    let res: Response;
-    const searchParams = query
-      ? Object.fromEntries(Object.entries(query).filter((e): e is [string, string | number] => e[1] !== undefined))
-      : undefined;
-    if (this.node && !bytes) return this.callNode(this.node, method, path, schema, body, searchParams);
-    try {
-      res = await this.http(path, {
-        method,
-        ...(body === undefined ? {} : { json: body }),
-        ...(bytes ? { body: bytes, headers: { 'content-type': 'application/octet-stream' } } : {}),
-        ...(searchParams ? { searchParams } : {}),
-      });
-    } catch (e) {
-      throw await toApiError(e, this.url);
-    }
-    const parsed = schema.safeParse(await res.json().catch(() => undefined));
-    if (!parsed.success) throw new ApiError(res.status, 'invalid-response', `unexpected answer from ${this.url}/${path}`);
+    const answer = await this.#send({
+      method: method.toUpperCase() as TransportRequest['method'],
+      path,
+      ...(body === undefined ? {} : { json: body }),
+      ...(bytes ? { bytes } : {}),
+      ...(query ? { query } : {}),
+    });
+    const parsed = schema.safeParse(answer.json());
+    if (!parsed.success) throw new ApiError(answer.status, 'invalid-response', `unexpected answer from ${this.url}/${path}`);
     return parsed.data;
   }
-}
-
-interface NodeAnswer {
-  status: number;
-  statusText: string;
-  retryAfter: string | undefined;
-  text: string;
-}
-
-function sendNode(agent: http.Agent, method: string, url: URL, token: string | undefined, payload: string | undefined, timeoutMs: number): Promise<NodeAnswer> {
-  const send = url.protocol === 'https:' ? https.request : http.request;
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = { accept: 'application/json' };
-    if (token !== undefined && token !== '') headers.authorization = `Bearer ${token}`;
-    if (payload !== undefined) {
-      headers['content-type'] = 'application/json';
-      headers['content-length'] = Buffer.byteLength(payload);
-    }
-    const req = send(url, { method: method.toUpperCase(), agent, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const retryAfter = res.headers['retry-after'];
-        resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, text: Buffer.concat(chunks).toString('utf8') });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })));
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-function retryAfterMs(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const secs = Number(value);
-  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}
-
-const parseJson = (text: string): unknown => {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-};
-
-/** Turns a ky/fetch failure into an {@link ApiError} with a one-line message. */
-export async function toApiError(e: unknown, url: string): Promise<ApiError> {
-  if (e instanceof HTTPError) {
-    const parsed = errorBodySchema.safeParse(await e.response.json().catch(() => undefined));
-    if (parsed.success) {
-      const { code, message, details } = parsed.data.error;
-      return new ApiError(e.response.status, code, message, details);
-    }
-    return new ApiError(e.response.status, 'http-error', `${url} answered ${e.response.status} ${e.response.statusText}`.trim());
-  }
-  const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (err?.name === 'TimeoutError') return new ApiError(0, 'unreachable', `cannot reach ${url}: timed out`, undefined, { cause: e });
-  const reason = err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
-  return new ApiError(0, 'unreachable', `cannot reach ${url}: ${reason}`, undefined, { cause: e });
 }

@@ -1,3 +1,5 @@
+import { errorBodySchema } from './schemas.js';
+
 const MARKER = Symbol.for('runt.api-error');
 
 /**
@@ -26,4 +28,22 @@ export class ApiError extends Error {
 export function isApiError(e: unknown, code?: string): e is ApiError {
   const ok = typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[MARKER] === true;
   return ok && (code === undefined || (e as ApiError).code === code);
+}
+
+/**
+ * The {@link ApiError} of an error answer: the server's `{error:{code,message,details}}` when the
+ * body has that shape (see `errorBodySchema`), else `http-error` with the status line.
+ *
+ * @example
+ * if (answer.status >= 400) throw apiErrorOf(answer.status, answer.statusText, answer.json(), cp.url);
+ */
+export function apiErrorOf(status: number, statusText: string, body: unknown, url: string): ApiError {
+  const parsed = errorBodySchema.safeParse(body);
+  if (parsed.success) return new ApiError(status, parsed.data.error.code, parsed.data.error.message, parsed.data.error.details);
+  return new ApiError(status, 'http-error', `${url} answered ${status} ${statusText}`.trim());
+}
+
+/** The {@link ApiError} (code `unreachable`) of a request that could not be sent or got no answer in time. */
+export function unreachableError(url: string, reason: string, cause?: unknown): ApiError {
+  return new ApiError(0, 'unreachable', `cannot reach ${url}: ${reason}`, undefined, { cause });
 }

@@ -1,6 +1,6 @@
-import { ApiError } from './errors.js';
-import { backoffDelay } from './client.js';
-import { errorBodySchema } from './schemas.js';
+import { ApiError, apiErrorOf, unreachableError } from './errors.js';
+import { backoffDelay, sleep } from './retry.js';
+import { HttpTransport, TransportError, type TransportStream } from './transport.js';
 import { runEventSchema, runStatusSchema, type RunEvent, type RunStatus } from './runs.js';
 
 export interface FollowRunEventsOptions {
@@ -82,30 +82,34 @@ export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerato
  * }
  */
 export async function* followRunEvents(opts: FollowRunEventsOptions): AsyncGenerator<RunEvent, RunStatus | undefined> {
-  const doFetch = opts.fetch ?? fetch;
-  const base = opts.url.replace(/\/+$/, '');
+  const transport = new HttpTransport({
+    url: opts.url,
+    ...(opts.token === undefined ? {} : { token: opts.token }),
+    ...(opts.fetch ? { fetch: opts.fetch } : {}),
+  });
+  const base = transport.url;
   let after = opts.afterSeq ?? 0;
   let failures = 0;
   const retries = opts.retries ?? 5;
   for (;;) {
     opts.signal?.throwIfAborted();
-    const token = typeof opts.token === 'function' ? opts.token() : opts.token;
-    let res: Response;
+    let res: TransportStream;
     try {
-      res = await doFetch(`${base}/api/runs/${encodeURIComponent(opts.runId)}/events?after_seq=${after}`, {
-        headers: {
-          accept: 'text/event-stream',
-          ...(token ? { authorization: `Bearer ${token}` } : {}),
-          ...(after > 0 ? { 'last-event-id': String(after) } : {}),
-        },
+      res = await transport.stream({
+        method: 'GET',
+        path: `api/runs/${encodeURIComponent(opts.runId)}/events`,
+        query: { after_seq: after },
+        accept: 'text/event-stream',
+        ...(after > 0 ? { headers: { 'last-event-id': String(after) } } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
     } catch (e) {
-      if (opts.signal?.aborted || ++failures > retries) throw new ApiError(0, 'unreachable', `cannot reach ${base}: ${(e as Error).message}`, undefined, { cause: e });
-      await sleep(backoffDelay(failures), opts.signal);
+      if (opts.signal?.aborted || !(e instanceof TransportError)) throw e;
+      if (++failures > retries) throw unreachableError(base, e.reason, e);
+      if (!(await sleep(backoffDelay(failures), opts.signal))) opts.signal?.throwIfAborted();
       continue;
     }
-    if (!res.ok || !res.body) throw await errorOf(res, base);
+    if (res.status >= 300 || !res.body) throw apiErrorOf(res.status, res.statusText, await res.json(), base);
     try {
       for await (const m of parseSse(res.body)) {
         if (m.event === 'end') {
@@ -127,26 +131,6 @@ export async function* followRunEvents(opts: FollowRunEventsOptions): AsyncGener
     }
     // The stream ended without `end`: resume after the last event we saw.
     if (++failures > retries) throw new ApiError(0, 'unreachable', `the event stream of ${opts.runId} keeps dropping`);
-    await sleep(backoffDelay(failures), opts.signal);
+    if (!(await sleep(backoffDelay(failures), opts.signal))) opts.signal?.throwIfAborted();
   }
-}
-
-async function errorOf(res: Response, base: string): Promise<ApiError> {
-  const parsed = errorBodySchema.safeParse(await res.json().catch(() => undefined));
-  if (parsed.success) return new ApiError(res.status, parsed.data.error.code, parsed.data.error.message, parsed.data.error.details);
-  return new ApiError(res.status, 'http-error', `${base} answered ${res.status} ${res.statusText}`.trim());
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
 }

@@ -1,7 +1,18 @@
 export * from './schemas.js';
 export { CLI_PACKAGE, connectCommand } from './connect-command.js';
-export { ApiError, isApiError } from './errors.js';
+export { ApiError, isApiError, apiErrorOf, unreachableError } from './errors.js';
 export { RUN_ERROR_CODES, isRunErrorCode, type RunErrorCode } from './error-codes.js';
-export { ControlPlaneClient, backoffDelay, toApiError, type ControlPlaneClientOptions } from './client.js';
+export { ControlPlaneClient, type ControlPlaneClientOptions } from './client.js';
 export * from './runs.js';
+export { LEASE_MS_MIN, LEASE_MS_MAX, LEASE_MS_DEFAULT, MIN_HELD_LEASE_MS, leaseMsSchema } from './lease-limits.js';
 export { followRunEvents, parseSse, type FollowRunEventsOptions, type SseMessage } from './follow-events.js';
+export { backoffDelay, parseRetryAfter, sleep, jitter, type BackoffOptions } from './retry.js';
+export {
+  HttpTransport,
+  TransportError,
+  type HttpTransportOptions,
+  type RetryOptions,
+  type TransportRequest,
+  type TransportAnswer,
+  type TransportStream,
+} from './transport.js';

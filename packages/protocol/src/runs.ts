@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { leaseMsSchema } from './lease-limits.js';
 import { labelsSchema, registerWorkstationRequestSchema, runtimeNameSchema } from './schemas.js';
 
 // ---- runs ----------------------------------------------------------------------------------
@@ -110,7 +111,7 @@ export type ListRunsResponse = z.infer<typeof listRunsResponseSchema>;
 
 export const claimRunRequestSchema = z.object({
   runner_id: z.string().min(1).max(200),
-  lease_ms: z.number().int().min(1_000).max(600_000),
+  lease_ms: leaseMsSchema,
 });
 export const claimRunResponseSchema = z.object({
   fencing_token: z.number(),
@@ -127,7 +128,7 @@ export const claimRunResponseSchema = z.object({
 });
 export type ClaimRunResponse = z.infer<typeof claimRunResponseSchema>;
 
-export const heartbeatRunRequestSchema = z.object({ fencing_token: z.number().int(), lease_ms: z.number().int().min(1_000).max(600_000) });
+export const heartbeatRunRequestSchema = z.object({ fencing_token: z.number().int(), lease_ms: leaseMsSchema });
 export const heartbeatRunResponseSchema = z.object({ expires_at: z.string(), cancel_requested: z.boolean() });
 export const okResponseSchema = z.object({ ok: z.literal(true) });
 export const releaseRunRequestSchema = z.object({ fencing_token: z.number().int() });
