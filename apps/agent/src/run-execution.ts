@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { backoffDelay, isApiError, sleep, type ControlPlaneClient, type FailureKind, type ReportRunStatusRequest, type Run, type RunCommand } from '@runt/protocol';
 import { claimedLeaseFrom, type ClaimedLease, type HeldLease, type LeaseClient } from '@runt/leases';
-import { isRuntimeError, type Runtime } from '@runt/runtime-spi';
+import { runFailureKind, type Runtime } from '@runt/runtime-spi';
 import { materializeBundle } from './materialize-bundle.js';
 import { RunEventLog } from './run-event-log.js';
 import type { RunState, RunStateStore } from './run-state-store.js';
@@ -231,7 +231,7 @@ export class RunExecution {
         await runtime.ensureImage(run.image, { signal });
       } catch (e) {
         if (cancelled() || this.#work.signal.aborted) return cancelled() ?? this.#dropped();
-        return fail(isRuntimeError(e, 'runtime-unavailable') ? 'runtime-unavailable' : 'image-unavailable', (e as Error).message);
+        return fail(runFailureKind(e, 'image'), (e as Error).message);
       }
     }
 
@@ -261,12 +261,7 @@ export class RunExecution {
     } catch (e) {
       if (this.#work.signal.aborted) return this.#dropped();
       if (cancelled()) return cancelled();
-      const kind: FailureKind = isRuntimeError(e, 'image-unavailable')
-        ? 'image-unavailable'
-        : isRuntimeError(e, 'runtime-unavailable')
-          ? 'runtime-unavailable'
-          : 'start-failed';
-      return fail(kind, (e as Error).message);
+      return fail(runFailureKind(e, 'start'), (e as Error).message);
     }
     this.phase = 'running';
     this.#events.append('backend_status', { state: 'started', instance_id: this.#instanceId, runtime: runtime.name });
