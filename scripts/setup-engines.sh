@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the real container engines runt's tests use, on a Debian machine, as root, without
 # systemd, and without touching any engine the machine already runs:
-#   - installs docker.io podman runc busybox-static containerd netavark when missing
+#   - installs docker.io podman runc busybox-static containerd netavark docker-compose haproxy
+#     when missing (the last two: the deploy tests check deploy/compose.yaml, run deploy/haproxy.cfg)
 #   - merges runc + no default ulimits into /etc/containers/containers.conf (crun and the default
 #     rlimits fail on hybrid-cgroup kernels)
 #   - runs a private containerd + dockerd on /run/runt-docker/ (own data-root, no networking setup)
@@ -17,7 +18,7 @@ DOCKER_SOCK="$RUN_DIR/docker.sock"
 CONTAINERD_SOCK="$RUN_DIR/containerd.sock"
 CONTAINERS_CONF=/etc/containers/containers.conf
 # netavark: podman's network stack (only recommended, and without it apt may pick CNI plugins).
-PACKAGES=(docker.io podman runc busybox-static containerd netavark)
+PACKAGES=(docker.io podman runc busybox-static containerd netavark docker-compose haproxy)
 WAIT_SECONDS="${RUNT_ENGINE_WAIT_SECONDS:-60}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 

@@ -7,6 +7,11 @@ import { startControlPlane } from './server.js';
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 async function main(): Promise<void> {
+  // As PID 1 in a container node ignores a signal it has no handler for: one that arrives while
+  // the database opens and migrates ends the process at once (128 + signal number).
+  const duringStartup = (signal: NodeJS.Signals) => process.exit(signal === 'SIGINT' ? 130 : 143);
+  process.once('SIGTERM', duringStartup);
+  process.once('SIGINT', duringStartup);
   const config = loadConfig();
   const cp = await startControlPlane(config);
   const code = await cp.pairing.mint({ createdBy: 'startup' });
@@ -29,6 +34,8 @@ async function main(): Promise<void> {
       () => process.exit(1),
     );
   };
+  process.off('SIGTERM', duringStartup);
+  process.off('SIGINT', duringStartup);
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 }

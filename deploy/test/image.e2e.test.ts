@@ -1,0 +1,231 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlPlaneClient, isTerminalRunStatus, type Run } from '@runt/protocol';
+import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
+import { mintToken } from '@runt/transport-auth';
+import { DOCKER_HOST, REPO, RUNT_BIN, connectLineOf, docker, dockerOk, eventually, freePort, logsOf, runt } from './engine.js';
+
+// The control plane image on the real Docker engine: `pnpm image` builds it (Node base made
+// locally, no registry), then it runs read-only with a /data volume behind the real HAProxy of
+// deploy/haproxy.cfg, a workstation pairs from the host with the printed line, a host agent
+// (process runtime) runs a job through the load balancer, and a restart keeps both.
+
+const IMAGE = 'runt/control-plane:dev';
+const suffix = randomBytes(4).toString('hex');
+const containers: string[] = [];
+const volumes: string[] = [];
+const children: ResultPromise[] = [];
+
+/** `docker run -d` on the host network (the private engine has no bridge), remembered for cleanup. */
+async function runContainer(name: string, args: string[]): Promise<void> {
+  containers.push(name);
+  await dockerOk(['run', '-d', '--name', name, '--network', 'host', ...args, IMAGE]);
+}
+
+/** HAProxy with deploy/haproxy.cfg as shipped, but bound to 127.0.0.1 and pointed at one local replica. */
+function startHaproxy(lbPort: number, cpPort: number): ResultPromise {
+  const shipped = readFileSync(join(REPO, 'deploy/haproxy.cfg'), 'utf8');
+  const cfg = shipped
+    .replace(/^\s*bind :8787$/m, `  bind 127.0.0.1:${lbPort}`)
+    .replace(/^\s*server cp1 cp1:8787$/m, `  server cp1 127.0.0.1:${cpPort}`)
+    .replace(/^\s*server cp[23] cp[23]:8787\n/gm, '');
+  expect(cfg).toContain(`bind 127.0.0.1:${lbPort}`);
+  expect(cfg).toContain(`server cp1 127.0.0.1:${cpPort}`);
+  const file = join(mkdtempSync(join(tmpdir(), 'runt-lb-')), 'haproxy.cfg');
+  writeFileSync(file, cfg);
+  const lb = execa('haproxy', ['-db', '-f', file], { reject: false, stdin: 'ignore', all: true });
+  children.push(lb);
+  return lb;
+}
+
+function terminal(client: ControlPlaneClient, id: string): Promise<Run> {
+  return eventually(async () => {
+    const { run } = await client.getRun(id);
+    return isTerminalRunStatus(run.status) ? run : undefined;
+  }, `run ${id} to finish`);
+}
+
+async function stdoutOf(client: ControlPlaneClient, id: string): Promise<string> {
+  const { events } = await client.listEvents(id);
+  return events.filter((e) => e.type === 'log' && e.payload.stream === 'stdout').map((e) => e.payload.data).join('');
+}
+
+beforeAll(async () => {
+  expect(DOCKER_HOST, 'a Docker engine (scripts/setup-engines.sh)').not.toBe('');
+  const built = await execa('bash', ['scripts/build-image.sh'], { cwd: REPO, env: { DOCKER_HOST }, reject: false, stdin: 'ignore', all: true, timeout: 600_000 });
+  expect(built.exitCode, String(built.all)).toBe(0);
+});
+
+afterAll(async () => {
+  for (const c of children) c.kill('SIGTERM');
+  await Promise.all(children);
+  for (const c of containers) await docker(['rm', '-f', '-v', c]);
+  for (const v of volumes) await docker(['volume', 'rm', '-f', v]);
+});
+
+describe('the control plane image', () => {
+  it('is small, runs as a non-root user, exposes 8787, checks /healthz and keeps its data in /data', async () => {
+    const info = JSON.parse(await dockerOk(['image', 'inspect', IMAGE]))[0];
+    expect(info.Size).toBeLessThanOrEqual(250 * 1000 * 1000);
+    expect(info.Config.User).toBe('10001:10001');
+    expect(Object.keys(info.Config.ExposedPorts)).toEqual(['8787/tcp']);
+    expect(Object.keys(info.Config.Volumes)).toEqual(['/data']);
+    expect(info.Config.Env).toEqual(expect.arrayContaining(['RUNT_HOST=0.0.0.0', 'RUNT_PORT=8787', 'RUNT_DATA_DIR=/data', 'NODE_ENV=production']));
+    expect(info.Config.Healthcheck.Test.join(' ')).toContain('/healthz');
+    expect(info.Config.Entrypoint).toEqual(['node', '/app/dist/bin.js']);
+    // Production dependencies only: no test runner, compiler or bundler in the image.
+    const modules = await docker(['run', '--rm', '--network', 'none', '--entrypoint', 'ls', IMAGE, '/app/node_modules/.pnpm']);
+    expect(modules.exitCode, modules.stderr).toBe(0);
+    expect(modules.stdout).toMatch(/^hono@/m);
+    expect(modules.stdout).not.toMatch(/^(vitest|typescript|tsup|esbuild)@/m);
+  });
+
+  it('read-only with a /data volume: pairs from the host with the printed line, runs a job through HAProxy, and keeps both across a restart', async () => {
+    const [cpPort, lbPort] = [await freePort(), await freePort()];
+    const publicUrl = `http://127.0.0.1:${lbPort}`;
+    const name = `runt-image-test-${suffix}`;
+    const volume = `runt-image-test-${suffix}`;
+    volumes.push(volume);
+    const lb = startHaproxy(lbPort, cpPort);
+    await runContainer(name, ['--read-only', '-v', `${volume}:/data`, '-e', `RUNT_PORT=${cpPort}`, '-e', `RUNT_PUBLIC_URL=${publicUrl}`, '--stop-timeout', '30']);
+
+    // The banner's connect line names the public URL (the load balancer) and works as printed.
+    const connect = await connectLineOf(name);
+    expect(connect.url).toBe(publicUrl);
+    expect(await logsOf(name)).toContain('embedded PGlite in /data');
+    const adminToken = (await dockerOk(['exec', name, 'cat', '/data/admin-token'])).trim();
+    expect(adminToken).toMatch(/^rnt_adm_/);
+    const admin = new ControlPlaneClient({ url: publicUrl, token: adminToken });
+    const configDir = join(mkdtempSync(join(tmpdir(), 'runt-image-ws-')), 'config');
+    const paired = await runt(['workstation', 'connect', connect.url, '--code', connect.code, '--name', 'image-box'], { RUNT_CONFIG_DIR: configDir });
+    expect(paired.exitCode, `${paired.stderr} (lb: ${lb.exitCode ?? 'running'})`).toBe(0);
+    const workstationId = JSON.parse(readFileSync(join(configDir, 'workstation.json'), 'utf8')).workstation_id as string;
+
+    // A host agent on the process runtime links through HAProxy (WebSocket upgrade) and runs a job.
+    const startAgent = () => {
+      let out = '';
+      const agent = execa('node', [RUNT_BIN, 'workstation', 'run', '--runtime', 'process'], {
+        env: { ...process.env, RUNT_CLOUD_URL: undefined, RUNT_CLOUD_TOKEN: undefined, RUNT_ADMIN_TOKEN: undefined, RUNT_STATE_DIR: undefined, RUNT_CONFIG_DIR: configDir },
+        extendEnv: false,
+        reject: false,
+        stdin: 'ignore',
+        all: true,
+      });
+      agent.all?.on('data', (d: Buffer) => (out += String(d)));
+      children.push(agent);
+      return { agent, output: () => out };
+    };
+    const online = (what: string) =>
+      eventually(async () => {
+        const { workstations } = await admin.listWorkstations();
+        const w = workstations.find((x) => x.id === workstationId);
+        return w?.listening && w.status === 'online' ? w : undefined;
+      }, what);
+    let a = startAgent();
+    await online(`the agent to link (output: ${a.output()})`);
+    const { run: submitted } = await admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo from-the-image'] });
+    expect(await terminal(admin, submitted.id)).toMatchObject({ status: 'completed', exit_code: 0, workstation_id: workstationId });
+    expect(await stdoutOf(admin, submitted.id)).toBe('from-the-image\n');
+
+    // Non-root, read-only root filesystem, only /data writable.
+    expect(await dockerOk(['exec', name, 'id', '-u'])).toBe('10001');
+    for (const path of ['/app/x', '/tmp/x', '/x']) expect((await docker(['exec', name, 'touch', path])).exitCode).not.toBe(0);
+    expect((await docker(['exec', name, 'sh', '-c', 'touch /data/x && rm /data/x'])).exitCode).toBe(0);
+
+    // Docker reports it healthy once its HEALTHCHECK (node fetching /healthz) has passed.
+    await eventually(async () => (await dockerOk(['inspect', '--format', '{{.State.Health.Status}}', name])) === 'healthy', 'a healthy container');
+
+    // docker stop: SIGTERM reaches node (PID 1), which closes everything and exits 0.
+    a.agent.kill('SIGTERM');
+    await a.agent;
+    await dockerOk(['stop', name], 60_000);
+    expect(await dockerOk(['inspect', '--format', '{{.State.ExitCode}}', name])).toBe('0');
+    expect(await logsOf(name)).toContain('"msg":"stopped"');
+
+    // Restarted on the same volume: the run, the workstation and its credential are still there.
+    await dockerOk(['start', name]);
+    await connectLineOf(name);
+    const { run } = await eventually(() => admin.getRun(submitted.id), 'the control plane back behind the load balancer');
+    expect(run).toMatchObject({ status: 'completed', exit_code: 0 });
+    expect((await admin.listWorkstations()).workstations.map((w) => w.id)).toContain(workstationId);
+    expect((await dockerOk(['exec', name, 'cat', '/data/admin-token'])).trim()).toBe(adminToken);
+    a = startAgent();
+    await online(`the agent to link again with its stored credential (output: ${a.output()})`);
+    const { run: again } = await admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo after-restart'] });
+    expect(await terminal(admin, again.id)).toMatchObject({ status: 'completed', exit_code: 0 });
+    expect(await stdoutOf(admin, again.id)).toBe('after-restart\n');
+  });
+
+  describe('on Postgres', () => {
+    let t: TestDatabase;
+    beforeAll(async () => {
+      t = await createTestDatabase('postgres');
+    });
+    afterAll(async () => t?.dispose());
+
+    it('uses DATABASE_URL with the admin token from the environment, read-only with a tmpfs /data', async () => {
+      const port = await freePort();
+      const adminToken = mintToken('admin');
+      const name = `runt-image-pg-${suffix}`;
+      await runContainer(name, ['--read-only', '--tmpfs', '/data:uid=10001,gid=10001,mode=0700', '-e', `RUNT_PORT=${port}`, '-e', `DATABASE_URL=${t.url}`, '-e', `RUNT_ADMIN_TOKEN=${adminToken}`]);
+      const connect = await connectLineOf(name);
+      expect(connect.url).toBe(`http://127.0.0.1:${port}`);
+      const logs = await logsOf(name);
+      expect(logs).toContain('(database: Postgres)');
+      expect(logs).toContain('admin token: from RUNT_ADMIN_TOKEN');
+      expect(logs).not.toContain(adminToken);
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect(await ready.json()).toEqual({ ok: true, database: 'postgres' });
+      const admin = new ControlPlaneClient({ url: `http://127.0.0.1:${port}`, token: adminToken });
+      expect((await admin.mintPairingCode()).pairing.code).toMatch(/^[2-9A-Z]{4}-/);
+      await dockerOk(['stop', name], 60_000);
+      expect(await dockerOk(['inspect', '--format', '{{.State.ExitCode}}', name])).toBe('0');
+    });
+  });
+
+  it('SIGTERM while the database is still opening ends it: PID 1 does not ignore it, docker needs no SIGKILL', async () => {
+    const name = `runt-image-early-${suffix}`;
+    const volume = `runt-image-early-${suffix}`;
+    volumes.push(volume);
+    await runContainer(name, ['-v', `${volume}:/data`, '-e', `RUNT_PORT=${await freePort()}`]);
+    // Until node has loaded its modules and installed the startup handler, PID 1 ignores SIGTERM
+    // (the kernel's rule for init; node's own low-level SIGTERM hook only re-raises it). The
+    // handler is in place once the database directory appears.
+    await eventually(async () => (await docker(['exec', name, 'test', '-d', '/data/db'])).exitCode === 0, 'the database to start opening');
+    await dockerOk(['stop', '--time', '120', name], 180_000);
+    const listening = (await logsOf(name)).includes('"msg":"listening"');
+    // 143: the startup handler (128 + SIGTERM); 0: it was already up and closed gracefully.
+    // Never 137, which would mean SIGTERM was ignored by PID 1 and docker had to SIGKILL it.
+    expect(await dockerOk(['inspect', '--format', '{{.State.ExitCode}}', name])).toBe(listening ? '0' : '143');
+    // A first start cut short leaves a database the next start opens.
+    await dockerOk(['start', name]);
+    await connectLineOf(name);
+  });
+});
+
+describe('deploy/ files', () => {
+  it('haproxy.cfg passes haproxy -c', async () => {
+    const r = await execa('haproxy', ['-c', '-f', join(REPO, 'deploy/haproxy.cfg')], { reject: false, all: true });
+    expect(r.exitCode, String(r.all)).toBe(0);
+    expect(String(r.all)).toContain('Configuration file is valid');
+    expect(String(r.all)).not.toContain('[ALERT]');
+  });
+
+  it('compose.yaml passes docker-compose config: Postgres, three replicas, HAProxy; required secrets are enforced', async () => {
+    const compose = (env: Record<string, string>) =>
+      execa('docker-compose', ['-f', join(REPO, 'deploy/compose.yaml'), 'config'], { env: { DOCKER_HOST, PATH: process.env.PATH ?? '', ...env }, extendEnv: false, reject: false, all: true });
+    const ok = await compose({ POSTGRES_PASSWORD: 'pw', RUNT_ADMIN_TOKEN: 'rnt_adm_x' });
+    expect(ok.exitCode, String(ok.all)).toBe(0);
+    const config = String(ok.stdout);
+    for (const service of ['postgres', 'cp1', 'cp2', 'cp3', 'lb']) expect(config).toMatch(new RegExp(`^  ${service}:$`, 'm'));
+    expect(config.match(/DATABASE_URL: postgres:\/\/runt:pw@postgres:5432\/runt/g)).toHaveLength(3);
+    expect(config.match(/read_only: true/g)?.length).toBeGreaterThanOrEqual(4);
+    const missing = await compose({ POSTGRES_PASSWORD: 'pw' });
+    expect(missing.exitCode).not.toBe(0);
+    expect(String(missing.all)).toContain('set RUNT_ADMIN_TOKEN');
+  });
+});
