@@ -99,6 +99,8 @@ describe('the control plane image', () => {
     expect(await logsOf(name)).toContain('embedded PGlite in /data');
     const adminToken = (await dockerOk(['exec', name, 'cat', '/data/admin-token'])).trim();
     expect(adminToken).toMatch(/^rnt_adm_/);
+    // HAProxy marked the replica down while it started; it is back in after two good checks.
+    await eventually(async () => (await fetch(`${publicUrl}/readyz`)).ok, 'the load balancer to pass the replica\'s /readyz');
     const admin = new ControlPlaneClient({ url: publicUrl, token: adminToken });
     const configDir = join(mkdtempSync(join(tmpdir(), 'runt-image-ws-')), 'config');
     const paired = await runt(['workstation', 'connect', connect.url, '--code', connect.code, '--name', 'image-box'], { RUNT_CONFIG_DIR: configDir });
