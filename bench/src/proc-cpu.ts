@@ -17,6 +17,16 @@ export function processCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
+/** When a process started (clock ticks since boot), to tell it from a later one with the same pid. */
+export function processStartTime(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The parent pid of a process, or undefined if it is gone. */
 function parentPid(pid: number): number | undefined {
   try {

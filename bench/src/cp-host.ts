@@ -1,0 +1,99 @@
+// The control plane as its own process for the bench: the same startControlPlane as
+// `runt-control-plane`, on the database the bench names, with two bench-only meters around it:
+// every SQL statement through its Database (BEGIN/COMMIT of a transaction count as two) and
+// every link message its WebSockets send or receive. Config in BENCH_CP (JSON); reports over IPC.
+import { createRequire } from 'node:module';
+import { Writable } from 'node:stream';
+import { loadConfig, startControlPlane } from '@runt/control-plane';
+import { openPglite, openPostgres, type Database, type Queryable } from '@runt/sql';
+import { mintToken } from '@runt/transport-auth';
+
+export interface CpHostConfig {
+  backend: 'postgres' | 'pglite';
+  url?: string;
+  /** The control plane's data directory (PGlite keeps its files in `<dataDir>/db`, as `runt-control-plane` does). */
+  dataDir: string;
+}
+
+/** What the meters counted since the process started. */
+export interface CpCounts {
+  statements: number;
+  transactions: number;
+  linkSent: number;
+  linkReceived: number;
+}
+
+export type CpHostRequest = { type: 'counts' } | { type: 'query'; sql: string; params?: unknown[] };
+
+const counts: CpCounts = { statements: 0, transactions: 0, linkSent: 0, linkReceived: 0 };
+
+/** A Database that counts every statement on its way to `db`. */
+function counting(db: Database): Database {
+  const wrap = (q: Queryable): Queryable => ({
+    query: (text, params) => {
+      counts.statements++;
+      return q.query(text, params);
+    },
+  });
+  const counted: Database = {
+    backend: db.backend,
+    query: wrap(db).query,
+    transaction: (fn) => {
+      counts.statements += 2;
+      counts.transactions++;
+      return db.transaction((tx) => fn(wrap(tx)));
+    },
+    close: () => db.close(),
+  };
+  if (db.listen) counted.listen = db.listen.bind(db);
+  return counted;
+}
+
+/** Counts link messages on the `ws` module instance the control plane itself loads. */
+function countLinkMessages(): void {
+  const require = createRequire(import.meta.resolve('@runt/control-plane'));
+  const WebSocket = require('ws') as { prototype: { send: (...a: unknown[]) => unknown; emit: (event: string, ...a: unknown[]) => boolean } };
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (this: unknown, ...a: unknown[]) {
+    counts.linkSent++;
+    return send.apply(this, a);
+  };
+  const emit = WebSocket.prototype.emit;
+  WebSocket.prototype.emit = function (this: unknown, event: string, ...a: unknown[]) {
+    if (event === 'message') counts.linkReceived++;
+    return emit.call(this, event, ...a);
+  };
+}
+
+async function main(): Promise<void> {
+  const c = JSON.parse(process.env.BENCH_CP!) as CpHostConfig;
+  countLinkMessages();
+  const raw = c.backend === 'postgres' ? await openPostgres({ url: c.url! }) : await openPglite({ dataDir: `${c.dataDir}/db` });
+  const adminToken = mintToken('admin');
+  const cp = await startControlPlane(loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: c.dataDir, logLevel: 'error' }), {
+    db: counting(raw),
+    logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
+  });
+  process.on('message', (m: CpHostRequest & { id: number }) => {
+    if (m.type === 'counts') process.send!({ id: m.id, counts });
+    // The bench's own reads (progress, timestamps) go around the meter.
+    else raw.query(m.sql, m.params).then(
+      (r) => process.send!({ id: m.id, rows: r.rows }),
+      (e: unknown) => process.send!({ id: m.id, error: e instanceof Error ? e.message : String(e) }),
+    );
+  });
+  process.once('SIGTERM', () => {
+    cp.close().then(
+      () => raw.close().then(() => process.exit(0)),
+      () => process.exit(1),
+    );
+  });
+  process.send!({ type: 'ready', url: cp.url, adminToken });
+}
+
+if (process.env.BENCH_CP) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`cp-host: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,344 @@
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { redeemPairingCode } from '@runt/pairing';
+import { ControlPlaneClient } from '@runt/protocol';
+import type { CpCounts, CpHostConfig, CpHostRequest } from './cp-host.js';
+import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
+import { CpuMeter, processStartTime, processTree } from './proc-cpu.js';
+import { loadAverage, nowMs, percentile, sleep } from './stats.js';
+
+export interface RuntSystemOptions {
+  backend: 'postgres' | 'pglite';
+  /** Agents, each its own `runt workstation run --runtime fake` process with its own credential. */
+  agents: number;
+  /** Runs each agent takes at once (`--max-runs`). */
+  maxRuns?: number;
+  /** Write a `--cpu-prof` profile of the control plane and of the first agent into this directory. */
+  cpuProfDir?: string;
+}
+
+/** One runt phase: throughput, CPU per run split, and what each run cost in requests, messages and statements. */
+export interface RuntMeasurement {
+  backend: 'postgres' | 'pglite';
+  phase: 'drain' | 'burst' | 'paced';
+  agents: number;
+  runs: number;
+  finished: number;
+  completed: number;
+  seconds: number;
+  runsPerSecond: number;
+  /** CPU milliseconds per run; on PGlite the database runs inside the control plane. */
+  cpuMsPerRun: { controlPlane: number; agents: number; database: number; total: number };
+  perRun: { http: number; linkMessages: number; sql: number; offers: number | undefined; requeues: number | undefined };
+  /** submit→accepted in milliseconds (database timestamps). */
+  acceptedP50: number;
+  acceptedP99: number;
+  /** Paced phase: the submit rate. */
+  rate?: number;
+  /** Drain phase: how long the backlog took to submit while the agents were stopped. */
+  submitSeconds?: number;
+  load: number;
+}
+
+const TERMINAL = `('completed','failed','cancelled','blocked')`;
+
+/** The `runt` CLI's bin, as installed next to this package. */
+function cliBin(): string {
+  return join(dirname(dirname(fileURLToPath(import.meta.resolve('@runt/cli')))), 'bin', 'run.js');
+}
+
+/**
+ * runt as users run it: a control plane process (the bench's `cp-host`, i.e. startControlPlane
+ * with statement and link-message meters) and `agents` processes started with
+ * `runt workstation run --runtime fake`, each paired through the API with its own credential
+ * (passed as RUNT_CLOUD_URL / RUNT_CLOUD_TOKEN, as the CLI documents) and its own state dir.
+ *
+ * @example
+ * const r = await RuntSystem.start({ backend: 'pglite', agents: 2 }); console.log(await r.burst(100)); await r.close();
+ */
+export class RuntSystem {
+  private seq = 0;
+  private readonly pending = new Map<number, (m: { rows?: unknown[]; counts?: CpCounts; error?: string }) => void>();
+  private readonly agentProcs: ChildProcess[] = [];
+  private readonly agentStderr: string[] = [];
+
+  private constructor(
+    private readonly o: RuntSystemOptions,
+    private readonly cp: ChildProcess,
+    private readonly url: string,
+    private readonly admin: ControlPlaneClient,
+    private readonly adminToken: string,
+    private readonly db: BenchDatabase | undefined,
+    private readonly root: string,
+  ) {
+    cp.on('message', (m: { id?: number }) => {
+      if (m.id !== undefined) {
+        this.pending.get(m.id)?.(m as { rows?: unknown[]; counts?: CpCounts; error?: string });
+        this.pending.delete(m.id);
+      }
+    });
+  }
+
+  static async start(o: RuntSystemOptions): Promise<RuntSystem> {
+    const root = mkdtempSync(join(tmpdir(), 'runt-bench-runt-'));
+    const db = o.backend === 'postgres' ? await createBenchDatabase('runt') : undefined;
+    const config: CpHostConfig = { backend: o.backend, dataDir: join(root, 'cp'), ...(db ? { url: db.url } : {}) };
+    const cp = fork(new URL('../dist/cp-host.js', import.meta.url), [], {
+      env: { ...process.env, BENCH_CP: JSON.stringify(config) },
+      execArgv: o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir, '--cpu-prof-name', `control-plane-${o.backend}.cpuprofile`] : [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const ready = await new Promise<{ url: string; adminToken: string }>((resolve, reject) => {
+      cp.once('message', resolve);
+      cp.once('exit', (code) => reject(new Error(`control plane exited (${code})`)));
+    });
+    // A loaded single-process control plane (PGlite) may answer a burst of submits slowly: wait, do not fail.
+    const admin = new ControlPlaneClient({ url: ready.url, token: ready.adminToken, timeoutMs: 120_000 });
+    const system = new RuntSystem(o, cp, ready.url, admin, ready.adminToken, db, root);
+    try {
+      await system.startAgents();
+    } catch (e) {
+      await system.close();
+      throw e;
+    }
+    return system;
+  }
+
+  private ask(req: CpHostRequest): Promise<{ rows?: unknown[]; counts?: CpCounts; error?: string }> {
+    const id = ++this.seq;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.cp.send({ ...req, id });
+    });
+  }
+
+  private async sql<T>(sql: string, params?: unknown[]): Promise<T[]> {
+    const r = await this.ask({ type: 'query', sql, ...(params ? { params } : {}) });
+    if (r.error) throw new Error(r.error);
+    return r.rows as T[];
+  }
+
+  private async startAgents(): Promise<void> {
+    const bin = cliBin();
+    const config = join(this.root, 'config');
+    mkdirSync(config);
+    for (let i = 0; i < this.o.agents; i++) {
+      const { pairing } = await this.admin.mintPairingCode();
+      const r = await redeemPairingCode(this.url, pairing.code, { display_name: `bench-${i}` });
+      const profile = this.o.cpuProfDir && i === 0 ? `--cpu-prof --cpu-prof-dir=${this.o.cpuProfDir} --cpu-prof-name=agent-${this.o.backend}.cpuprofile` : '';
+      const child = spawn(
+        process.execPath,
+        [bin, 'workstation', 'run', '--runtime', 'fake', '--max-runs', String(this.o.maxRuns ?? 4), '--state-dir', join(this.root, `agent-${i}`), '--shutdown-grace-ms', '0'],
+        {
+          env: {
+            ...process.env,
+            XDG_CONFIG_HOME: config,
+            RUNT_CLOUD_URL: this.url,
+            RUNT_CLOUD_TOKEN: r.credential.token,
+            RUNT_WORKSTATION_ID: r.workstation.id,
+            RUNT_LOG_LEVEL: 'warn',
+            // The CLI passes its environment on to the agent it starts: only the first agent is profiled.
+            NODE_OPTIONS: profile,
+          },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      child.stderr!.on('data', (d: Buffer) => {
+        if (this.agentStderr.join('').length < 4000) this.agentStderr.push(String(d));
+      });
+      this.agentProcs.push(child);
+    }
+    for (const deadline = Date.now() + 120_000; ; ) {
+      const [row] = await this.sql<{ n: number }>(`select count(*)::int as n from workstations where link_state = 'connected'`);
+      if (row!.n >= this.o.agents) break;
+      if (Date.now() > deadline) throw new Error(`only ${row!.n} of ${this.o.agents} agents linked in 120 s: ${this.agentStderr.join('').slice(0, 500)}`);
+      await sleep(200);
+    }
+  }
+
+  private agentPids(): number[] {
+    return this.agentProcs.flatMap((p) => (p.pid ? processTree(p.pid) : []));
+  }
+
+  private async httpRequests(): Promise<number> {
+    const res = await fetch(`${this.url}/metrics`, { headers: { authorization: `Bearer ${this.adminToken}` } });
+    const text = await res.text();
+    let n = 0;
+    for (const line of text.split('\n')) if (line.startsWith('runt_cp_http_requests_total{')) n += Number(line.split(' ').pop());
+    return n;
+  }
+
+  private async metric(name: string): Promise<number | undefined> {
+    const text = await (await fetch(`${this.url}/metrics`, { headers: { authorization: `Bearer ${this.adminToken}` } })).text();
+    const lines = text.split('\n').filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+    return lines.length === 0 ? undefined : lines.reduce((s, l) => s + Number(l.split(' ').pop()), 0);
+  }
+
+  /** Counters and CPU meters for one phase. */
+  private async begin() {
+    const cpu = { cp: new CpuMeter(), agents: new CpuMeter(), db: new CpuMeter() };
+    cpu.cp.start([this.cp.pid!]);
+    cpu.agents.start(this.agentPids());
+    cpu.db.start(this.db ? await this.db.backendPids() : []);
+    const counts = (await this.ask({ type: 'counts' })).counts!;
+    const http = await this.httpRequests();
+    const offers = await this.metric('runt_cp_run_offers_total');
+    const requeues = await this.metric('runt_cp_run_requeues_total');
+    const [t] = await this.sql<{ t: string }>(`select now()::text as t`);
+    return { cpu, counts: { ...counts }, http, offers, requeues, dbStart: t!.t, load: loadAverage() };
+  }
+
+  private async end(b: Awaited<ReturnType<RuntSystem['begin']>>, phase: RuntMeasurement['phase'], runs: number, from: number | 'db', timeoutMs: number) {
+    const deadline = Date.now() + timeoutMs;
+    let finished = 0;
+    while (Date.now() < deadline) {
+      const [row] = await this.sql<{ n: number }>(`select count(*)::int as n from runs where created_at >= $1::timestamptz and status in ${TERMINAL}`, [b.dbStart]);
+      finished = row!.n;
+      if (finished >= runs) break;
+      await sleep(100);
+    }
+    b.cpu.cp.sample([this.cp.pid!]);
+    b.cpu.agents.sample(this.agentPids());
+    if (this.db) b.cpu.db.sample(await this.db.backendPids());
+    const counts = (await this.ask({ type: 'counts' })).counts!;
+    // The scrapes of begin() (three) and the first one here are counted too; take them off.
+    const http = (await this.httpRequests()) - b.http - 3;
+    const offers = await this.metric('runt_cp_run_offers_total');
+    const requeues = await this.metric('runt_cp_run_requeues_total');
+    const rows = await this.sql<{ status: string; acc: number | null; c: number; f: number | null }>(
+      `select status, extract(epoch from (accepted_at - created_at)) * 1000 as acc, extract(epoch from created_at) * 1000 as c, extract(epoch from finished_at) * 1000 as f
+         from runs where created_at >= $1::timestamptz`,
+      [b.dbStart],
+    );
+    const done = rows.filter((r) => r.f !== null).map((r) => Number(r.f));
+    const start = from === 'db' ? Math.min(...rows.map((r) => Number(r.c))) : from;
+    const seconds = done.length > 0 ? (Math.max(...done) - start) / 1000 : Number.NaN;
+    const accepted = rows.filter((r) => r.acc !== null).map((r) => Number(r.acc));
+    const per = (x: number) => x / runs;
+    const cpuMs = (m: CpuMeter) => (m.seconds() * 1000) / runs;
+    return {
+      backend: this.o.backend,
+      phase,
+      agents: this.o.agents,
+      runs,
+      finished,
+      completed: rows.filter((r) => r.status === 'completed').length,
+      seconds,
+      runsPerSecond: done.length / seconds,
+      cpuMsPerRun: { controlPlane: cpuMs(b.cpu.cp), agents: cpuMs(b.cpu.agents), database: cpuMs(b.cpu.db), total: cpuMs(b.cpu.cp) + cpuMs(b.cpu.agents) + cpuMs(b.cpu.db) },
+      perRun: {
+        http: per(http),
+        linkMessages: per(counts.linkSent + counts.linkReceived - b.counts.linkSent - b.counts.linkReceived),
+        sql: per(counts.statements - b.counts.statements),
+        offers: offers === undefined || b.offers === undefined ? undefined : per(offers - b.offers),
+        requeues: requeues === undefined || b.requeues === undefined ? undefined : per(requeues - b.requeues),
+      },
+      acceptedP50: percentile(accepted, 50),
+      acceptedP99: percentile(accepted, 99),
+      load: b.load,
+    } satisfies RuntMeasurement;
+  }
+
+  private submitOne() {
+    return this.admin.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] });
+  }
+
+  private async submitMany(n: number, concurrency = 50): Promise<void> {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < n) {
+          next++;
+          await this.submitOne();
+        }
+      }),
+    );
+  }
+
+  /**
+   * Backlog drain: the agent processes are stopped (SIGSTOP, their links stay open), `runs` are
+   * submitted, then the agents continue; timed from SIGCONT to the last run finished. Submitting
+   * must stay well inside the control plane's ping round (25 s) or links drop; see submitSeconds.
+   */
+  async drain(runs: number, timeoutMs = 180_000): Promise<RuntMeasurement> {
+    const [before] = await this.sql<{ t: string }>(`select now()::text as t`);
+    const pids = this.agentPids();
+    for (const pid of pids) process.kill(pid, 'SIGSTOP');
+    const t0 = nowMs();
+    await this.submitMany(runs).catch((e: unknown) => {
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+      throw e;
+    });
+    const submitSeconds = (nowMs() - t0) / 1000;
+    // created_at of the backlog is before begin(): time and count runs from the submit on.
+    const b = await this.begin();
+    b.dbStart = before!.t;
+    const cont = Date.now();
+    for (const pid of pids) process.kill(pid, 'SIGCONT');
+    const m = await this.end(b, 'drain', runs, cont, timeoutMs);
+    return { ...m, submitSeconds };
+  }
+
+  /** Burst: `runs` submitted 50 at a time while the agents run; timed from the first submit to the last finish. */
+  async burst(runs: number, timeoutMs = 180_000): Promise<RuntMeasurement> {
+    const b = await this.begin();
+    await this.submitMany(runs);
+    return this.end(b, 'burst', runs, 'db', timeoutMs);
+  }
+
+  /** Below capacity: one submit every 1/rate s; submit→accepted p50/p99 is the figure. */
+  async paced(rate: number, runs: number, timeoutMs = 180_000): Promise<RuntMeasurement> {
+    const b = await this.begin();
+    const t0 = nowMs();
+    const sent: Promise<unknown>[] = [];
+    for (let i = 0; i < runs; i++) {
+      const wait = t0 + (i * 1000) / rate - nowMs();
+      if (wait > 0) await sleep(wait);
+      sent.push(this.submitOne());
+    }
+    await Promise.all(sent);
+    return { ...(await this.end(b, 'paced', runs, 'db', timeoutMs)), rate };
+  }
+
+  /** Stops the agents (SIGTERM through the CLI, then SIGKILL of what is left), the control plane, and drops the database. */
+  async close(): Promise<void> {
+    const started = this.agentPids().map((pid) => ({ pid, since: processStartTime(pid) }));
+    await Promise.all(
+      this.agentProcs.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.exitCode !== null || p.signalCode !== null) return resolve();
+            const t = setTimeout(() => resolve(), 10_000);
+            p.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+            p.kill('SIGTERM');
+          }),
+      ),
+    );
+    // What is left of the agents (the CLI starts each agent in its own process group): only
+    // processes that are still the ones this bench started (same pid, same start time).
+    for (const { pid, since } of started) {
+      if (since === undefined || processStartTime(pid) !== since) continue;
+      try {
+        process.kill(pid, 'SIGCONT');
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    if (this.cp.exitCode === null) {
+      const exited = new Promise((r) => this.cp.once('exit', r));
+      this.cp.kill('SIGTERM');
+      const t = setTimeout(() => this.cp.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    }
+    await this.db?.drop();
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
