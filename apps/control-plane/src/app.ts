@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import type { Logger } from 'pino';
 import type { PairingStore } from '@runt/pairing';
 import type { Database } from '@runt/sql';
+import { rejectUnsafeUrl } from './body.js';
 import { handleError, HttpError } from './errors.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -70,6 +71,7 @@ export function createApp(deps: AppDeps) {
     if (c.res.status >= 400) deps.logger.info(entry, 'request');
     else deps.logger.debug(entry, 'request');
   });
+  app.use(rejectUnsafeUrl);
   app.route('/', healthRoutes(deps.db));
   const document = openApiDocument(deps.version ?? '0.0.0');
   app.get('/openapi.json', (c) => c.json(document));

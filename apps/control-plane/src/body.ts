@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { z } from 'zod';
+import { findUnsafeJson, isUnsafeText, jsonNestsDeeperThan, MAX_JSON_DEPTH } from '@runt/protocol';
 import { HttpError } from './errors.js';
 
 /**
@@ -9,7 +10,9 @@ import { HttpError } from './errors.js';
  * while reading; elsewhere (`app.request()` in tests) it falls back to the Fetch body.
  *
  * Errors: 413 `payload-too-large`, 415 for a non-JSON content type, 400 `invalid-json`, and
- * 400 `invalid-request` with zod's issues as `details`.
+ * 400 `invalid-request` with zod's issues as `details` — also for JSON nested deeper than
+ * `MAX_JSON_DEPTH` and for any string or key holding a NUL or a lone surrogate (text no store
+ * can keep), checked here once for every route.
  */
 export async function readJson<S extends z.ZodType>(c: Context, schema: S, limitBytes: number): Promise<z.infer<S>> {
   const type = c.req.header('content-type');
@@ -20,6 +23,7 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S, limit
   if (declared > limitBytes) throw tooLarge(limitBytes);
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   const text = incoming && !incoming.readableEnded ? await readNode(incoming, limitBytes) : await readFetch(c, limitBytes);
+  if (jsonNestsDeeperThan(text)) throw new HttpError('invalid-request', `body: nested deeper than ${MAX_JSON_DEPTH} levels`);
   let value: unknown;
   try {
     value = text.length === 0 ? undefined : JSON.parse(text);
@@ -27,6 +31,8 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S, limit
     throw new HttpError('invalid-json', 'the request body is not valid JSON');
   }
   if (value === undefined) value = {};
+  const unsafe = findUnsafeJson(value);
+  if (unsafe) throw new HttpError('invalid-request', `${unsafe.path || 'body'}: ${unsafe.message}`, [unsafe]);
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
@@ -102,4 +108,26 @@ function readNodeBytes(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.once('end', () => resolve(Buffer.concat(chunks)));
     req.once('error', reject);
   });
+}
+
+/**
+ * Middleware for every request: a path or query whose decoded text holds a NUL (`%00`), is not
+ * valid UTF-8 percent-encoding, or has a lone surrogate is a 400 `invalid-request` before any
+ * route turns it into an id or a SQL parameter.
+ */
+export async function rejectUnsafeUrl(c: Context, next: () => Promise<void>): Promise<void> {
+  const url = new URL(c.req.url);
+  for (const segment of url.pathname.split('/')) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      throw new HttpError('invalid-request', 'the path is not valid percent-encoded UTF-8');
+    }
+    if (isUnsafeText(decoded)) throw new HttpError('invalid-request', 'the path must not contain NUL characters');
+  }
+  for (const [key, value] of url.searchParams) {
+    if (isUnsafeText(key) || isUnsafeText(value)) throw new HttpError('invalid-request', `query ${JSON.stringify(key.replace(/\0/g, ''))}: must not contain NUL characters`);
+  }
+  await next();
 }

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { isLeaseError } from '@runt/leases';
 import { isPairingError } from '@runt/pairing';
+import { isDatabaseUnavailable } from '@runt/sql';
 import { redactSecrets } from '@runt/transport-auth';
 import { isRunError } from './runs/run-error.js';
 import type { Logger } from 'pino';
@@ -63,6 +64,8 @@ export function toHttpError(e: unknown): HttpError | undefined {
     return new HttpError('runner-lease-conflict', (e as Error).message, reason ? { reason } : undefined);
   }
   if (isLeaseError(e, 'lease-invalid-argument')) return new HttpError('invalid-request', (e as Error).message);
+  // A Postgres restart or a dropped connection: the client may retry (its request was not applied).
+  if (isDatabaseUnavailable(e)) return new HttpError('unavailable', 'the database is unavailable; try again shortly', undefined, { 'Retry-After': '2' });
   return undefined;
 }
 

@@ -25,8 +25,10 @@ export async function startHarness(
   backend: SqlBackend,
   opts: Omit<StartOptions, 'db' | 'logDestination'> = {},
   config: Partial<ControlPlaneConfig> = {},
+  /** A database opened by the test (e.g. through a proxy it can cut); the harness disposes it. */
+  given?: TestDatabase,
 ): Promise<Harness> {
-  const t = await createTestDatabase(backend);
+  const t = given ?? (await createTestDatabase(backend));
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {

@@ -16,3 +16,4 @@ export {
   type TransportAnswer,
   type TransportStream,
 } from './transport.js';
+export { MAX_JSON_DEPTH, findUnsafeJson, isUnsafeText, jsonNestsDeeperThan } from './json-safety.js';

@@ -26,6 +26,8 @@ export const failureKindSchema = z.enum([
 export type FailureKind = z.infer<typeof failureKindSchema>;
 
 const envKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'environment variable names are letters, digits and _');
+/** An exit code as Postgres stores it (a 32-bit integer): POSIX codes are 0–255, Windows' fit in 32 bits. */
+export const exitCodeSchema = z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1);
 export const sha256Schema = z.string().regex(/^[a-f0-9]{64}$/, 'a lowercase hex sha256');
 
 /** Runtimes whose runs start an image, so a run on them without `image` could never start. */
@@ -158,7 +160,7 @@ export const runReportStatusSchema = z.enum(['running', 'completed', 'failed', '
 export const reportRunStatusRequestSchema = z.object({
   fencing_token: z.number().int(),
   status: runReportStatusSchema,
-  exit_code: z.number().int().optional(),
+  exit_code: exitCodeSchema.optional(),
   failure_kind: failureKindSchema.optional(),
   failure_message: z.string().max(4096).optional(),
   /**
@@ -215,7 +217,7 @@ export const ackCommandRequestSchema = z.object({ fencing_token: z.number().int(
 export const commandStatusRequestSchema = z.object({
   fencing_token: z.number().int(),
   state: z.enum(['completed', 'failed', 'cancelled']),
-  exit_code: z.number().int().optional(),
+  exit_code: exitCodeSchema.optional(),
   message: z.string().max(4096).optional(),
 });
 

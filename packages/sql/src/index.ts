@@ -3,3 +3,4 @@ export { openPglite, type OpenPgliteOptions } from './pglite.js';
 export { openPostgres, type OpenPostgresOptions } from './postgres.js';
 export { openDatabase } from './open.js';
 export { migrate, type Migration } from './migrate.js';
+export { isDatabaseUnavailable } from './database-unavailable.js';

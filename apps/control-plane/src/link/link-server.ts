@@ -3,7 +3,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { agentMessageSchema, LINK_CLOSE_CODES, type AgentMessage } from '@runt/protocol';
+import { agentMessageSchema, findUnsafeJson, jsonNestsDeeperThan, LINK_CLOSE_CODES, type AgentMessage } from '@runt/protocol';
 import { hashToken, parseToken, type PrincipalResolver } from '@runt/transport-auth';
 import type { RunSignals } from '../run-signals.js';
 import type { RunStore } from '../stores/run-store.js';
@@ -142,8 +142,11 @@ export class LinkServer {
     let msg: AgentMessage | undefined;
     if (!isBinary) {
       try {
-        const parsed = agentMessageSchema.safeParse(JSON.parse(String(data)));
-        if (parsed.success) msg = parsed.data;
+        // The same edge checks as HTTP bodies: bounded nesting, no NUL or lone surrogate anywhere.
+        const text = String(data);
+        const value: unknown = jsonNestsDeeperThan(text) ? undefined : JSON.parse(text);
+        const parsed = value === undefined || findUnsafeJson(value) ? undefined : agentMessageSchema.safeParse(value);
+        if (parsed?.success) msg = parsed.data;
       } catch {
         msg = undefined;
       }

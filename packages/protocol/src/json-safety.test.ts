@@ -1,0 +1,37 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { MAX_JSON_DEPTH, findUnsafeJson, isUnsafeText, jsonNestsDeeperThan } from './json-safety.js';
+
+const nested = (levels: number) => `${'{"a":['.repeat(levels)}1${']}'.repeat(levels)}`;
+
+describe('json safety', () => {
+  it('finds NUL and lone surrogates in values and keys, with their path', () => {
+    expect(findUnsafeJson({ a: ['ok', 'x\u0000'] })).toMatchObject({ path: 'a.1' });
+    expect(findUnsafeJson({ a: { b: '\ud800' } })).toMatchObject({ path: 'a.b' });
+    expect(findUnsafeJson({ ['k\udfff']: 1 })).toMatchObject({ path: 'k\udfff' });
+    expect(findUnsafeJson({ a: ['😀', 'é', '\t\n'], b: null, c: 1 })).toBeUndefined();
+  });
+
+  it('bounds nesting, in the text before parsing and in the value after', () => {
+    expect(jsonNestsDeeperThan(nested(5000))).toBe(true);
+    expect(jsonNestsDeeperThan(nested(10))).toBe(false);
+    expect(jsonNestsDeeperThan(`{"s":"${'['.repeat(500)}"}`)).toBe(false); // brackets in strings do not count
+    expect(jsonNestsDeeperThan(`{"s":"\\"${'{'.repeat(500)}"}`)).toBe(false);
+    let deep: unknown = 1;
+    for (let i = 0; i < 5000; i++) deep = [deep];
+    expect(findUnsafeJson(deep)?.message).toMatch(/deeper/);
+    expect(findUnsafeJson(JSON.parse(nested(MAX_JSON_DEPTH / 2 - 1)))).toBeUndefined();
+  });
+
+  it('agrees with a direct check on any string', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (s) => {
+        // Round-tripping through UTF-8 changes exactly the strings with a lone surrogate.
+        const expected = s.includes('\u0000') || Buffer.from(s, 'utf8').toString('utf8') !== s;
+        expect(isUnsafeText(s)).toBe(expected);
+        expect(findUnsafeJson({ s }) !== undefined).toBe(expected);
+      }),
+      { seed: 8, numRuns: 500 },
+    );
+  });
+});
