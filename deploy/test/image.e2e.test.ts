@@ -26,20 +26,45 @@ async function runContainer(name: string, args: string[]): Promise<void> {
   await dockerOk(['run', '-d', '--name', name, '--network', 'host', ...args, IMAGE]);
 }
 
-/** HAProxy with deploy/haproxy.cfg as shipped, but bound to 127.0.0.1 and pointed at one local replica. */
-function startHaproxy(lbPort: number, cpPort: number): ResultPromise {
+/** HAProxy with deploy/haproxy.cfg as shipped, but bound to 127.0.0.1 and pointed at local replicas. */
+function startHaproxy(lbPort: number, cpPorts: number[]): ResultPromise {
   const shipped = readFileSync(join(REPO, 'deploy/haproxy.cfg'), 'utf8');
-  const cfg = shipped
-    .replace(/^\s*bind :8787$/m, `  bind 127.0.0.1:${lbPort}`)
-    .replace(/^\s*server cp1 cp1:8787$/m, `  server cp1 127.0.0.1:${cpPort}`)
-    .replace(/^\s*server cp[23] cp[23]:8787\n/gm, '');
+  let cfg = shipped.replace(/^\s*bind :8787$/m, `  bind 127.0.0.1:${lbPort}`);
+  for (const n of [1, 2, 3]) {
+    const port = cpPorts[n - 1];
+    cfg = cfg.replace(new RegExp(`^\\s*server cp${n} cp${n}:8787\\n`, 'm'), port ? `  server cp${n} 127.0.0.1:${port}\n` : '');
+  }
   expect(cfg).toContain(`bind 127.0.0.1:${lbPort}`);
-  expect(cfg).toContain(`server cp1 127.0.0.1:${cpPort}`);
+  expect(cfg.match(/^\s*server /gm)).toHaveLength(cpPorts.length);
   const file = join(mkdtempSync(join(tmpdir(), 'runt-lb-')), 'haproxy.cfg');
   writeFileSync(file, cfg);
   const lb = execa('haproxy', ['-db', '-f', file], { reject: false, stdin: 'ignore', all: true });
   children.push(lb);
   return lb;
+}
+
+/** `runt workstation run --runtime process` for a paired config dir, as a host agent. */
+function startAgent(configDir: string): { agent: ResultPromise; output: () => string } {
+  let out = '';
+  const agent = execa('node', [RUNT_BIN, 'workstation', 'run', '--runtime', 'process'], {
+    env: { ...process.env, RUNT_CLOUD_URL: undefined, RUNT_CLOUD_TOKEN: undefined, RUNT_ADMIN_TOKEN: undefined, RUNT_STATE_DIR: undefined, RUNT_CONFIG_DIR: configDir },
+    extendEnv: false,
+    reject: false,
+    stdin: 'ignore',
+    all: true,
+  });
+  agent.all?.on('data', (d: Buffer) => (out += String(d)));
+  children.push(agent);
+  return { agent, output: () => out };
+}
+
+/** Waits until the workstation is online with a live link. */
+function linked(admin: ControlPlaneClient, workstationId: string, what: string) {
+  return eventually(async () => {
+    const { workstations } = await admin.listWorkstations();
+    const w = workstations.find((x) => x.id === workstationId);
+    return w?.listening && w.status === 'online' ? w : undefined;
+  }, what);
 }
 
 function terminal(client: ControlPlaneClient, id: string): Promise<Run> {
@@ -90,7 +115,7 @@ describe('the control plane image', () => {
     const name = `runt-image-test-${suffix}`;
     const volume = `runt-image-test-${suffix}`;
     volumes.push(volume);
-    const lb = startHaproxy(lbPort, cpPort);
+    const lb = startHaproxy(lbPort, [cpPort]);
     await runContainer(name, ['--read-only', '-v', `${volume}:/data`, '-e', `RUNT_PORT=${cpPort}`, '-e', `RUNT_PUBLIC_URL=${publicUrl}`, '--stop-timeout', '30']);
 
     // The banner's connect line names the public URL (the load balancer) and works as printed.
@@ -108,26 +133,8 @@ describe('the control plane image', () => {
     const workstationId = JSON.parse(readFileSync(join(configDir, 'workstation.json'), 'utf8')).workstation_id as string;
 
     // A host agent on the process runtime links through HAProxy (WebSocket upgrade) and runs a job.
-    const startAgent = () => {
-      let out = '';
-      const agent = execa('node', [RUNT_BIN, 'workstation', 'run', '--runtime', 'process'], {
-        env: { ...process.env, RUNT_CLOUD_URL: undefined, RUNT_CLOUD_TOKEN: undefined, RUNT_ADMIN_TOKEN: undefined, RUNT_STATE_DIR: undefined, RUNT_CONFIG_DIR: configDir },
-        extendEnv: false,
-        reject: false,
-        stdin: 'ignore',
-        all: true,
-      });
-      agent.all?.on('data', (d: Buffer) => (out += String(d)));
-      children.push(agent);
-      return { agent, output: () => out };
-    };
-    const online = (what: string) =>
-      eventually(async () => {
-        const { workstations } = await admin.listWorkstations();
-        const w = workstations.find((x) => x.id === workstationId);
-        return w?.listening && w.status === 'online' ? w : undefined;
-      }, what);
-    let a = startAgent();
+    const online = (what: string) => linked(admin, workstationId, what);
+    let a = startAgent(configDir);
     await online(`the agent to link (output: ${a.output()})`);
     const { run: submitted } = await admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo from-the-image'] });
     expect(await terminal(admin, submitted.id)).toMatchObject({ status: 'completed', exit_code: 0, workstation_id: workstationId });
@@ -155,7 +162,7 @@ describe('the control plane image', () => {
     expect(run).toMatchObject({ status: 'completed', exit_code: 0 });
     expect((await admin.listWorkstations()).workstations.map((w) => w.id)).toContain(workstationId);
     expect((await dockerOk(['exec', name, 'cat', '/data/admin-token'])).trim()).toBe(adminToken);
-    a = startAgent();
+    a = startAgent(configDir);
     await online(`the agent to link again with its stored credential (output: ${a.output()})`);
     const { run: again } = await admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo after-restart'] });
     expect(await terminal(admin, again.id)).toMatchObject({ status: 'completed', exit_code: 0 });
@@ -186,6 +193,50 @@ describe('the control plane image', () => {
       expect((await admin.mintPairingCode()).pairing.code).toMatch(/^[2-9A-Z]{4}-/);
       await dockerOk(['stop', name], 60_000);
       expect(await dockerOk(['inspect', '--format', '{{.State.ExitCode}}', name])).toBe('0');
+    });
+
+    it('two replicas behind HAProxy: killing the one that holds the agent\'s link moves the agent to the other, and runs go on', async () => {
+      const adminToken = mintToken('admin');
+      const [p1, p2, lbPort] = [await freePort(), await freePort(), await freePort()];
+      const publicUrl = `http://127.0.0.1:${lbPort}`;
+      startHaproxy(lbPort, [p1, p2]);
+      const replicas = [
+        { id: 'cp1', port: p1, name: `runt-image-cp1-${suffix}` },
+        { id: 'cp2', port: p2, name: `runt-image-cp2-${suffix}` },
+      ];
+      for (const r of replicas) {
+        await runContainer(r.name, ['--read-only', '--tmpfs', '/data:uid=10001,gid=10001,mode=0700', '-e', `RUNT_PORT=${r.port}`, '-e', `DATABASE_URL=${t.url}`, '-e', `RUNT_ADMIN_TOKEN=${adminToken}`, '-e', `RUNT_REPLICA_ID=${r.id}`, '-e', `RUNT_PUBLIC_URL=${publicUrl}`]);
+      }
+      const connect = await connectLineOf(replicas[0]!.name);
+      await connectLineOf(replicas[1]!.name);
+      expect(connect.url).toBe(publicUrl);
+      await eventually(async () => (await fetch(`${publicUrl}/readyz`)).ok, 'the load balancer to pass /readyz');
+      const admin = new ControlPlaneClient({ url: publicUrl, token: adminToken });
+      const configDir = join(mkdtempSync(join(tmpdir(), 'runt-image-ws-')), 'config');
+      const paired = await runt(['workstation', 'connect', connect.url, '--code', connect.code, '--name', 'replicated-box'], { RUNT_CONFIG_DIR: configDir });
+      expect(paired.exitCode, paired.stderr).toBe(0);
+      const workstationId = JSON.parse(readFileSync(join(configDir, 'workstation.json'), 'utf8')).workstation_id as string;
+      const a = startAgent(configDir);
+      await linked(admin, workstationId, `the agent to link (output: ${a.output()})`);
+      const holder = async () =>
+        (await t.db.query<{ link_replica: string | null }>('select link_replica from workstations where id = $1', [workstationId])).rows[0]?.link_replica ?? null;
+      const first = await eventually(holder, 'a replica to hold the link');
+      const { run: before } = await admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo before'] });
+      expect(await terminal(admin, before.id)).toMatchObject({ status: 'completed', exit_code: 0 });
+
+      // SIGKILL the replica holding the link: the agent reconnects through HAProxy to the other.
+      const dead = replicas.find((r) => r.id === first)!;
+      const survivor = replicas.find((r) => r.id !== first)!;
+      await dockerOk(['kill', dead.name]);
+      await eventually(async () => (await holder()) === survivor.id, `the link to move to ${survivor.id} (agent output: ${a.output()})`);
+      await linked(admin, workstationId, 'the agent to be online again');
+      const { run: after } = await admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo after-failover'] });
+      expect(await terminal(admin, after.id)).toMatchObject({ status: 'completed', exit_code: 0, workstation_id: workstationId });
+      expect(await stdoutOf(admin, after.id)).toBe('after-failover\n');
+      expect((await admin.getRun(before.id)).run).toMatchObject({ status: 'completed' });
+      a.agent.kill('SIGTERM');
+      await a.agent;
+      await dockerOk(['stop', survivor.name], 60_000);
     });
   });
 
