@@ -8,7 +8,8 @@
 #      containers of the private engine have no network, so `pnpm install` cannot run inside).
 #      RUNT_IMAGE_BUILD_INSIDE=1 skips this and lets the Dockerfile install and build itself.
 #   3. docker build with NODE_BASE and PREBUILT; prints the image size.
-# Env: RUNT_IMAGE (default runt/control-plane:dev), NODE_BASE, RUNT_IMAGE_BUILD_INSIDE.
+# Env: RUNT_IMAGE (default runt/control-plane:dev), NODE_BASE, RUNT_IMAGE_BUILD_INSIDE,
+#      RUNT_IMAGE_SKIP_BUILD=1 (the workspace is already built, e.g. by turbo before the tests).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,8 +23,10 @@ NODE_BASE="${NODE_BASE:-$(bash scripts/build-node-base.sh)}"
 args=(--build-arg "NODE_BASE=$NODE_BASE")
 
 if [[ "${RUNT_IMAGE_BUILD_INSIDE:-}" != 1 ]]; then
-  log "building @runt/control-plane and its dependencies on the host"
-  pnpm exec turbo run build --filter='@runt/control-plane...' --output-logs=errors-only >&2
+  if [[ "${RUNT_IMAGE_SKIP_BUILD:-}" != 1 ]]; then
+    log "building @runt/control-plane and its dependencies on the host"
+    pnpm exec turbo run build --filter='@runt/control-plane...' --output-logs=errors-only >&2
+  fi
   rm -rf .image/app
   mkdir -p .image
   pnpm --filter @runt/control-plane deploy --prod --legacy --prefer-offline .image/app >&2
