@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { loadConfig } from './config.js';
 import { connectCommand } from '@runt/protocol';
+import { drainStdout } from './logger.js';
 import { startControlPlane } from './server.js';
+
+const SHUTDOWN_GRACE_MS = 10_000;
 
 // Human lines go to stderr; stdout carries the JSON logs.
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -22,22 +25,25 @@ async function main(): Promise<void> {
   say(`  ${connectCommand(cp.publicUrl, code.code)}`);
   say('');
 
+  // Shutdown always ends within SHUTDOWN_GRACE_MS: the main thread never blocks on a full stdout
+  // (see createLogger), so the timer below fires even when closing hangs. A second signal
+  // exits at once.
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) process.exit(1);
     stopping = true;
     cp.logger.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 10_000);
+    const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
     force.unref();
     cp.close().then(
-      () => process.exit(0),
+      () => drainStdout(2_000).then(() => process.exit(0)),
       () => process.exit(1),
     );
   };
   process.off('SIGTERM', duringStartup);
   process.off('SIGINT', duringStartup);
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((e: unknown) => {

@@ -8,6 +8,7 @@ import { createSqlLeaseStore, leaseMigrations, type LeaseStore } from '@runt/lea
 import type { DestinationStream, Logger } from 'pino';
 import { createSqlPairingStore, pairingMigrations, type AttemptLimits, type PairingStore } from '@runt/pairing';
 import { migrate, openDatabase, type Database } from '@runt/sql';
+import { lockDataDir } from './data-dir-lock.js';
 import { LINK_CLOSE_CODES } from '@runt/protocol';
 import { parseToken } from '@runt/transport-auth';
 import { createRequire } from 'node:module';
@@ -79,11 +80,20 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     throw new Error('RUNT_ADMIN_TOKEN must be an admin token (rnt_adm_ followed by 43 base64url characters)');
   }
   const dataDir = resolvePath(config.dataDir);
-  const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(dataDir, 'db') }));
+  // Embedded PGlite: one process per data dir, checked before the database is opened.
+  const lock = !opts.db && !config.databaseUrl ? lockDataDir(dataDir) : undefined;
+  let db: Database;
+  try {
+    db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(dataDir, 'db') }));
+  } catch (e) {
+    lock?.release();
+    throw e;
+  }
   try {
     await migrate(db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
   } catch (e) {
     if (!opts.db) await db.close();
+    lock?.release();
     throw e;
   }
   const workstations = new WorkstationStore(db, {
@@ -138,7 +148,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
   const server: ServerType = await new Promise((resolveServer, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolveServer(s));
-    s.once('error', reject);
+    s.once('error', (e) => {
+      lock?.release();
+      reject(e);
+    });
   });
   const port = (server.address() as AddressInfo).port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -205,6 +218,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
           http.closeIdleConnections();
         });
         if (!opts.db) await db.close();
+        lock?.release();
         logger.info('stopped');
       })();
       return closing;
