@@ -12,9 +12,7 @@ import {
   isApiError,
   jitter,
   sleep,
-  type ControlMessage,
   type RegisterWorkstationRequest,
-  type Run,
 } from '@runt/protocol';
 import { LeaseClient } from '@runt/leases';
 import type { Runtime, RuntimeRegistry } from '@runt/runtime-spi';
@@ -22,8 +20,12 @@ import { AgentError } from './agent-error.js';
 import { createLogger } from './create-logger.js';
 import { defaultRuntimes } from './default-runtimes.js';
 import { LinkClient } from './link-client.js';
-import { RUN_ID_LABEL, RunExecution, WORKSTATION_LABEL, type RunExecutionDeps } from './run-execution.js';
-import { RunStateStore, type RunState } from './run-state-store.js';
+import { heartbeatLoop, pollLoop } from './agent-loops.js';
+import { handleControlMessage } from './control-messages.js';
+import { readoptRuns } from './readopt-runs.js';
+import { RunExecution, type RunExecutionDeps } from './run-execution.js';
+import { RunSlots } from './run-slots.js';
+import { RunStateStore } from './run-state-store.js';
 
 /** `initialized → starting → running → draining → stopping → stopped`, or `failed` when it could not go on. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'draining' | 'stopping' | 'stopped' | 'failed';
@@ -71,7 +73,9 @@ export interface AgentOptions {
 /**
  * The workstation agent: registers, holds the link (or polls), claims offered runs up to
  * `maxRuns` and executes each in its runtime, and re-adopts the runs it held before a
- * restart. `run()` resolves only once the agent has stopped; `shutdown()` is idempotent and
+ * restart. This class is the lifecycle (start, shutdown, drain, fatal errors) that ties the
+ * jobs together: slots (`RunSlots`), re-adoption (`readoptRuns`), the heartbeat and poll loops
+ * (`agent-loops.ts`), control messages (`handleControlMessage`) and each run (`RunExecution`). `run()` resolves only once the agent has stopped; `shutdown()` is idempotent and
  * stops taking offers, lets runs finish up to `shutdownGraceMs`, then stops them.
  *
  * @example
@@ -87,12 +91,7 @@ export class Agent {
   /** Renews run leases; claims stay on `#client` (node:http keep-alive). */
   readonly #leases: LeaseClient;
   readonly #store: RunStateStore;
-  readonly #runs = new Map<string, RunExecution>();
-  readonly #claiming = new Set<string>();
-  /** `command` wake-ups that arrived while their run was being claimed. */
-  readonly #earlyCommands = new Set<string>();
-  /** Offers that came while every slot was held by a run still reporting its end (the control plane already counts that slot free). */
-  #parked: Array<{ run: Run; resolve: (ok: boolean) => void }> = [];
+  readonly #slots: RunSlots<RunExecution>;
   readonly #runtimes = new Map<string, Runtime>();
   readonly #unavailable = new Map<string, string>();
   /** Aborted when the agent stops taking offers (drain/shutdown). */
@@ -107,7 +106,6 @@ export class Agent {
   #hurry = false;
   #hurryWake: (() => void) | undefined;
   #pollWake: (() => void) | undefined;
-  #onceTaken = false;
   #drainOnStart = false;
   #stopped!: () => void;
   readonly #stoppedPromise = new Promise<void>((r) => (this.#stopped = r));
@@ -139,6 +137,19 @@ export class Agent {
     this.#client = new ControlPlaneClient({ url: opts.url, token: opts.token, retries: 3, timeoutMs: 15_000, nodeHttp: true });
     this.#leases = new LeaseClient({ baseUrl: opts.url, token: opts.token, timeoutMs: 15_000, keepAlive: true });
     this.#workstationId = opts.workstationId ?? '';
+    this.#slots = new RunSlots<RunExecution>({
+      maxRuns: this.#opts.maxRuns,
+      once: this.#opts.once,
+      taking: this.#taking.signal,
+      claim: (run) => RunExecution.claim(this.#deps(run.runtime), run),
+      onDone: () => {
+        if (this.#opts.once) void this.shutdown();
+        else this.#pollWake?.();
+        this.#hurryWake?.();
+      },
+      onFreed: () => this.#pollWake?.(),
+      logger: this.#log,
+    });
   }
 
   get state(): AgentState {
@@ -152,7 +163,7 @@ export class Agent {
 
   /** Ids of the runs held right now. */
   get runningRunIds(): string[] {
-    return [...this.#runs.keys()];
+    return this.#slots.ids;
   }
 
   /**
@@ -283,61 +294,23 @@ export class Agent {
       stopTimeoutMs: this.#opts.stopTimeoutMs,
       commandPollMs: () => jitter(this.#link?.up ? 10_000 : this.#opts.pollIntervalMs),
       linkUp: () => this.#link?.up === true,
-      onSlotFree: () => this.#slotFreed(),
+      onSlotFree: () => this.#slots.freed(),
       logger: this.#log,
     };
   }
 
   /** Resumes the runs whose instances survived a restart and whose lease is still ours; stops the rest. */
-  async #readopt(): Promise<void> {
-    const states = new Map((await this.#store.list()).map((s) => [s.run_id, s]));
-    const seen = new Set<string>();
-    for (const [name, runtime] of this.#runtimes) {
-      let instances;
-      try {
-        instances = await runtime.list({ labels: { [WORKSTATION_LABEL]: this.#workstationId } });
-      } catch (e) {
-        this.#log.warn({ runtime: name, err: e }, 'cannot list instances for re-adoption');
-        continue;
-      }
-      for (const inst of instances) {
-        const runId = inst.labels[RUN_ID_LABEL];
-        const state = runId ? states.get(runId) : undefined;
-        const confirmed = runId && state && state.runtime === name && state.instance_id === inst.id ? await this.#stillOurs(state) : undefined;
-        if (runId && state && confirmed) {
-          seen.add(runId);
-          const exec = RunExecution.adopt({ ...this.#deps(name), runnerId: state.runner_id }, state, confirmed);
-          this.#track(exec);
-          continue;
-        }
-        this.#log.info({ runtime: name, instance_id: inst.id, run_id: runId }, 'stopping an instance whose run is no longer ours');
-        await runtime.stop(inst.id, { timeoutMs: this.#opts.stopTimeoutMs }).catch(() => undefined);
-        await runtime.remove(inst.id).catch(() => undefined);
-        if (runId && state && !seen.has(runId)) await this.#store.remove(runId);
-      }
-    }
-    for (const [runId, state] of states) {
-      if (seen.has(runId)) continue;
-      // The lease may still be ours but the workload is gone: say so instead of leaving it to the sweeper.
-      if ((await this.#stillOurs(state)) !== undefined) {
-        await this.#client
-          .reportStatus(runId, { fencing_token: state.fencing_token, status: 'failed', failure_kind: 'internal', failure_message: 'the workload disappeared while the agent was down' })
-          .catch(() => undefined);
-        await this.#client.releaseRun(runId, { fencing_token: state.fencing_token }).catch(() => undefined);
-      }
-      await this.#store.remove(runId);
-    }
-  }
-
-  /** Renews a saved lease once: when it is still ours, when the renewal was sent and the expiry it got; else `undefined`. */
-  async #stillOurs(state: RunState): Promise<{ sentAt: number; expiresAt: string } | undefined> {
-    const sentAt = performance.now();
-    try {
-      const res = await this.#client.heartbeatRun(state.run_id, { fencing_token: state.fencing_token, lease_ms: this.#opts.leaseMs });
-      return { sentAt, expiresAt: res.expires_at };
-    } catch {
-      return undefined;
-    }
+  #readopt(): Promise<void> {
+    return readoptRuns({
+      client: this.#client,
+      runtimes: this.#runtimes,
+      store: this.#store,
+      workstationId: this.#workstationId,
+      leaseMs: this.#opts.leaseMs,
+      stopTimeoutMs: this.#opts.stopTimeoutMs,
+      adopt: (name, state, confirmed) => this.#slots.track(RunExecution.adopt({ ...this.#deps(name), runnerId: state.runner_id }, state, confirmed)),
+      logger: this.#log,
+    });
   }
 
   // ---- loops ----
@@ -349,7 +322,17 @@ export class Agent {
       token: () => this.#opts.token,
       // A draining agent that reconnects must not say it is listening again.
       register: () => ({ type: 'register', workstation_id: this.#workstationId, workstation: this.#registration(!this.#taking.signal.aborted), running_run_ids: this.runningRunIds }),
-      onMessage: (m) => this.#onControl(m),
+      onMessage: (m) =>
+        handleControlMessage(m, {
+          registered: (id) => {
+            this.#workstationId = id;
+          },
+          offer: (run) => this.#slots.offer(run),
+          cancel: (runId) => this.#slots.get(runId)?.cancel('cancelled by request'),
+          command: (runId) => this.#slots.wakeCommands(runId),
+          drain: () => this.#drain(),
+          reply: (message) => void this.#link?.send(message),
+        }),
       onUp: (up) => {
         if (!up) this.#pollWake?.();
       },
@@ -359,83 +342,31 @@ export class Agent {
     await this.#link.run(this.#life.signal);
   }
 
-  async #heartbeatLoop(): Promise<void> {
-    let failures = 0;
-    while (await sleep(failures > 0 ? backoffDelay(failures, { baseMs: 1_000, capMs: 30_000 }) : jitter(this.#opts.heartbeatIntervalMs), this.#life.signal)) {
-      if (this.#link?.send({ type: 'heartbeat', running_run_ids: this.runningRunIds })) {
-        failures = 0;
-        continue;
-      }
-      try {
-        await this.#registerHttp(this.#state !== 'draining');
-        failures = 0;
-      } catch (e) {
-        if ((e as AgentError).code === 'unauthorized') return this.#die(e as AgentError);
-        failures++;
-        this.#log.warn({ err: e }, 'heartbeat failed');
-      }
-    }
+  #heartbeatLoop(): Promise<void> {
+    return heartbeatLoop({
+      signal: this.#life.signal,
+      intervalMs: this.#opts.heartbeatIntervalMs,
+      sendOverLink: () => this.#link?.send({ type: 'heartbeat', running_run_ids: this.runningRunIds }) === true,
+      registerHttp: () => this.#registerHttp(this.#state !== 'draining'),
+      onFatal: (e) => this.#die(e),
+      logger: this.#log,
+    });
   }
 
-  async #pollLoop(): Promise<void> {
-    let failures = 0;
-    const signal = this.#taking.signal;
-    while (!signal.aborted) {
-      const linkUp = this.#link?.up === true;
-      if (!linkUp && this.#hasCapacity()) {
-        try {
-          const { runs } = await this.#client.offeredRuns(this.#workstationId);
-          failures = 0;
-          for (const run of runs) {
-            if (!this.#hasCapacity()) break;
-            void this.#offer(run);
-          }
-        } catch (e) {
-          if (isApiError(e) && (e.status === 401 || e.status === 403)) return this.#die(new AgentError('unauthorized', `the control plane refused this workstation's credential: ${e.message}`));
-          failures++;
-          this.#log.warn({ err: e }, 'polling for offers failed');
-        }
-      }
-      // With the link up, a slow safety poll still catches an offer whose message was lost.
-      const delay = failures > 0 ? backoffDelay(failures, { baseMs: this.#opts.pollIntervalMs, capMs: 60_000 }) : jitter(linkUp ? 30_000 : this.#opts.pollIntervalMs);
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', done);
-          this.#pollWake = undefined;
-          resolve();
-        };
-        const timer = setTimeout(done, delay);
-        signal.addEventListener('abort', done, { once: true });
-        this.#pollWake = done;
-      });
-    }
-  }
-
-  #onControl(message: ControlMessage): void {
-    switch (message.type) {
-      case 'registered':
-        if (message.workstation_id) this.#workstationId = message.workstation_id;
-        return;
-      case 'offer':
-        void this.#offer(message.run).then((ok) => this.#link?.send({ type: 'result', id: message.id, ok, ...(ok ? {} : { error: 'not taken' }) }));
-        return;
-      case 'cancel':
-        this.#runs.get(message.run_id)?.cancel('cancelled by request');
-        return;
-      case 'command': {
-        const exec = this.#runs.get(message.run_id);
-        if (exec) exec.wakeCommands();
-        else if (this.#claiming.has(message.run_id)) this.#earlyCommands.add(message.run_id);
-        return;
-      }
-      case 'drain':
-        this.#drain();
-        return;
-      case 'ping':
-        this.#link?.send({ type: 'result', id: message.id, ok: true });
-        return;
-    }
+  #pollLoop(): Promise<void> {
+    return pollLoop({
+      signal: this.#taking.signal,
+      pollIntervalMs: this.#opts.pollIntervalMs,
+      linkUp: () => this.#link?.up === true,
+      hasCapacity: () => this.#slots.hasCapacity(),
+      offered: () => this.#client.offeredRuns(this.#workstationId),
+      offer: (run) => this.#slots.offer(run),
+      onFatal: (e) => this.#die(e),
+      setWake: (wake) => {
+        this.#pollWake = wake;
+      },
+      logger: this.#log,
+    });
   }
 
   /** The control plane asked for a drain: stop taking runs, finish the held ones (no grace limit), stop. */
@@ -443,79 +374,6 @@ export class Agent {
     if (this.#shutdown) return;
     this.#log.info('drain requested: finishing the runs held, then stopping');
     void this.shutdown({ graceMs: Number.MAX_SAFE_INTEGER });
-  }
-
-  #hasCapacity(): boolean {
-    if (this.#taking.signal.aborted || (this.#opts.once && this.#onceTaken)) return false;
-    return this.#slotsHeld() + this.#claiming.size < this.#opts.maxRuns;
-  }
-
-  /** Runs that still take a slot: a run whose terminal status is reported no longer does. */
-  #slotsHeld(): number {
-    let n = 0;
-    for (const exec of this.#runs.values()) if (exec.holdsSlot) n++;
-    return n;
-  }
-
-  /** A slot may be free: take parked offers, wake the poll. */
-  #slotFreed(): void {
-    queueMicrotask(() => {
-      while (this.#parked.length > 0 && this.#hasCapacity()) {
-        const p = this.#parked.shift()!;
-        void this.#offer(p.run).then(p.resolve);
-      }
-      if (this.#taking.signal.aborted || this.#parked.length > this.#reporting()) {
-        for (const p of this.#parked.splice(0)) p.resolve(false);
-      }
-      this.#pollWake?.();
-    });
-  }
-
-  /** Held runs in the middle of reporting their end. */
-  #reporting(): number {
-    let n = 0;
-    for (const exec of this.#runs.values()) if (exec.phase === 'reporting') n++;
-    return n;
-  }
-
-  async #offer(run: Run): Promise<boolean> {
-    if (this.#runs.has(run.id) || this.#claiming.has(run.id) || this.#parked.some((p) => p.run.id === run.id)) return false;
-    if (!this.#hasCapacity()) {
-      // The control plane frees a slot when it commits a terminal report, so its next offer can
-      // arrive before our answer does: wait for that report instead of declining the offer.
-      if (this.#taking.signal.aborted || this.#opts.once || this.#parked.length >= this.#reporting()) return false;
-      return new Promise<boolean>((resolve) => this.#parked.push({ run, resolve }));
-    }
-    this.#claiming.add(run.id);
-    if (this.#opts.once) this.#onceTaken = true;
-    try {
-      const exec = await RunExecution.claim(this.#deps(run.runtime), run);
-      if (!exec) {
-        if (this.#opts.once) this.#onceTaken = false;
-        return false;
-      }
-      this.#track(exec);
-      return true;
-    } catch (e) {
-      if (this.#opts.once) this.#onceTaken = false;
-      this.#log.error({ run_id: run.id, err: e }, 'cannot take the run');
-      return false;
-    } finally {
-      this.#claiming.delete(run.id);
-      this.#earlyCommands.delete(run.id);
-    }
-  }
-
-  #track(exec: RunExecution): void {
-    this.#runs.set(exec.runId, exec);
-    if (this.#earlyCommands.delete(exec.runId)) exec.wakeCommands();
-    void exec.done.then(() => {
-      this.#runs.delete(exec.runId);
-      this.#slotFreed();
-      if (this.#opts.once) void this.shutdown();
-      else this.#pollWake?.();
-      this.#hurryWake?.();
-    });
   }
 
   // ---- stop ----
@@ -534,10 +392,10 @@ export class Agent {
   async #doShutdown(graceMs: number): Promise<void> {
     if (this.#state === 'running' || this.#state === 'starting') this.#state = 'draining';
     this.#taking.abort();
-    this.#slotFreed(); // parked offers are declined
+    this.#slots.freed(); // parked offers are declined
     this.#pollWake?.();
     const deadline = performance.now() + graceMs;
-    while (this.#runs.size > 0 && !this.#hurry && performance.now() < deadline) {
+    while (this.#slots.size > 0 && !this.#hurry && performance.now() < deadline) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.min(1_000, Math.max(0, deadline - performance.now())));
         function done() {
@@ -547,9 +405,10 @@ export class Agent {
         this.#hurryWake = done;
       });
     }
-    if (this.#runs.size > 0) this.#log.warn({ runs: this.runningRunIds }, 'grace time over: stopping the runs still going');
-    for (const exec of this.#runs.values()) exec.cancel('the agent shut down before the run finished');
-    await Promise.all([...this.#runs.values()].map((e) => e.done));
+    if (this.#slots.size > 0) this.#log.warn({ runs: this.runningRunIds }, 'grace time over: stopping the runs still going');
+    const held = this.#slots.values();
+    for (const exec of held) exec.cancel('the agent shut down before the run finished');
+    await Promise.all(held.map((e) => e.done));
     this.#state = 'stopping';
     this.#life.abort();
     if (this.#workstationId) {

@@ -3,7 +3,12 @@ export { AgentError, isAgentError, type AgentErrorCode } from './agent-error.js'
 export { loadAgentConfig, AGENT_USAGE, type AgentConfig } from './agent-config.js';
 export { defaultRuntimes } from './default-runtimes.js';
 export { LinkClient, type LinkClientOptions } from './link-client.js';
-export { RunExecution, RUN_ID_LABEL, WORKSTATION_LABEL, type RunExecutionDeps, type RunExecutionPhase } from './run-execution.js';
+export { RunExecution, type RunExecutionDeps, type RunExecutionPhase } from './run-execution.js';
+export { prepareRun, RUN_ID_LABEL, WORKSTATION_LABEL, type PrepareRunOptions, type PrepareResult } from './run-prepare.js';
+export { followRunOutput, type RunOutputOptions } from './run-output.js';
+export { RunCommands, type RunCommandsOptions } from './run-commands.js';
+export { RunReporter, type RunReporterOptions } from './run-reporter.js';
+export { failed, cancelled, exitOutcome, type Outcome } from './run-outcome.js';
 export { RunEventLog, type RunEventLogOptions } from './run-event-log.js';
 export { RunStateStore, type RunState } from './run-state-store.js';
 export { materializeBundle } from './materialize-bundle.js';

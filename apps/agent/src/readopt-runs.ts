@@ -1,0 +1,85 @@
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { ControlPlaneClient } from '@runt/protocol';
+import type { Runtime } from '@runt/runtime-spi';
+import { RUN_ID_LABEL, WORKSTATION_LABEL } from './run-prepare.js';
+import type { RunState, RunStateStore } from './run-state-store.js';
+
+/** When a saved lease was confirmed still ours: when the renewal was sent and the expiry it got. */
+export interface ConfirmedLease {
+  sentAt: number;
+  expiresAt: string;
+}
+
+export interface ReadoptRunsOptions {
+  client: Pick<ControlPlaneClient, 'heartbeatRun' | 'reportStatus' | 'releaseRun'>;
+  /** The available runtimes, by name. */
+  runtimes: ReadonlyMap<string, Runtime>;
+  store: RunStateStore;
+  workstationId: string;
+  leaseMs: number;
+  stopTimeoutMs: number;
+  /** Resume a run whose instance survived and whose lease is still ours. */
+  adopt: (runtime: string, state: RunState, confirmed: ConfirmedLease) => void;
+  logger: Logger;
+}
+
+/**
+ * After a restart: resumes (through `adopt`) every run whose instance survived and whose lease
+ * a heartbeat confirms is still ours; stops and removes the instances of runs that are not ours
+ * any more; reports `failed` (`internal`) and releases a run whose lease is ours but whose
+ * workload is gone; and deletes the state files of everything not resumed.
+ *
+ * @example
+ * await readoptRuns({ client, runtimes, store, workstationId, leaseMs: 30_000, stopTimeoutMs: 10_000, adopt, logger });
+ */
+export async function readoptRuns(opts: ReadoptRunsOptions): Promise<void> {
+  const { client, store, logger } = opts;
+  const states = new Map((await store.list()).map((s) => [s.run_id, s]));
+  const seen = new Set<string>();
+  for (const [name, runtime] of opts.runtimes) {
+    let instances;
+    try {
+      instances = await runtime.list({ labels: { [WORKSTATION_LABEL]: opts.workstationId } });
+    } catch (e) {
+      logger.warn({ runtime: name, err: e }, 'cannot list instances for re-adoption');
+      continue;
+    }
+    for (const inst of instances) {
+      const runId = inst.labels[RUN_ID_LABEL];
+      const state = runId ? states.get(runId) : undefined;
+      const confirmed = runId && state && state.runtime === name && state.instance_id === inst.id ? await stillOurs(opts, state) : undefined;
+      if (runId && state && confirmed) {
+        seen.add(runId);
+        opts.adopt(name, state, confirmed);
+        continue;
+      }
+      logger.info({ runtime: name, instance_id: inst.id, run_id: runId }, 'stopping an instance whose run is no longer ours');
+      await runtime.stop(inst.id, { timeoutMs: opts.stopTimeoutMs }).catch(() => undefined);
+      await runtime.remove(inst.id).catch(() => undefined);
+      if (runId && state && !seen.has(runId)) await store.remove(runId);
+    }
+  }
+  for (const [runId, state] of states) {
+    if (seen.has(runId)) continue;
+    // The lease may still be ours but the workload is gone: say so instead of leaving it to the sweeper.
+    if ((await stillOurs(opts, state)) !== undefined) {
+      await client
+        .reportStatus(runId, { fencing_token: state.fencing_token, status: 'failed', failure_kind: 'internal', failure_message: 'the workload disappeared while the agent was down' })
+        .catch(() => undefined);
+      await client.releaseRun(runId, { fencing_token: state.fencing_token }).catch(() => undefined);
+    }
+    await store.remove(runId);
+  }
+}
+
+/** Renews a saved lease once: when it is still ours, when the renewal was sent and the expiry it got; else `undefined`. */
+async function stillOurs(opts: ReadoptRunsOptions, state: RunState): Promise<ConfirmedLease | undefined> {
+  const sentAt = performance.now();
+  try {
+    const res = await opts.client.heartbeatRun(state.run_id, { fencing_token: state.fencing_token, lease_ms: opts.leaseMs });
+    return { sentAt, expiresAt: res.expires_at };
+  } catch {
+    return undefined;
+  }
+}

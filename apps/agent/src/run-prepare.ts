@@ -1,0 +1,103 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Run } from '@runt/protocol';
+import { runFailureKind, type Runtime } from '@runt/runtime-spi';
+import { materializeBundle } from './materialize-bundle.js';
+import { cancelled, failed, type Outcome } from './run-outcome.js';
+
+/** Labels every instance the agent creates carries (how a restarted agent finds its work). */
+export const RUN_ID_LABEL = 'runt.run-id';
+export const WORKSTATION_LABEL = 'runt.workstation';
+
+export interface PrepareRunOptions {
+  run: Run;
+  /** The run's runtime, or why there is none. */
+  runtime: Runtime | { unavailable: string };
+  /** Parent of the per-run working directories; the run's is `workRoot/<run id>`. */
+  workRoot: string;
+  workstationId: string;
+  /** The bundle's bytes; `undefined` when the run was dropped while downloading. */
+  download: (sha256: string) => Promise<Uint8Array | undefined>;
+  /** Aborted when the run is dropped: preparing ends with no outcome. */
+  work: AbortSignal;
+  /** Aborted when the run is cancelled: preparing ends `cancelled`. */
+  cancel: AbortSignal;
+  cancelMessage: () => string;
+  /** The instance exists (save its id before starting it, so a restart can find it). */
+  onCreated: (instanceId: string) => Promise<void>;
+  /** Creating begins (the run's phase moves to `starting`). */
+  onStarting?: () => void;
+}
+
+/** Started (the instance id), ended before starting (an outcome to report), or dropped (nothing). */
+export type PrepareResult = { started: string } | { outcome: Outcome } | { dropped: true };
+
+/**
+ * Everything between a claim and a running workload: a fresh working directory (0700) with the
+ * bundle unpacked into it, the image pulled, the instance created with the run's labels, env,
+ * limits and workdir, and started. Failures become the run's outcome (`runtime-unavailable`,
+ * `image-unavailable`, `start-failed` via `runFailureKind`); a cancel ends it `cancelled`; a
+ * dropped run ends it with nothing to report.
+ *
+ * @example
+ * const r = await prepareRun({ run, runtime, workRoot, workstationId, download, work, cancel, cancelMessage: () => 'cancelled', onCreated });
+ * if ('started' in r) follow(r.started);
+ */
+export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult> {
+  const { run, runtime, work, cancel } = opts;
+  const wasCancelled = (): { outcome: Outcome } | undefined => (cancel.aborted ? { outcome: cancelled(opts.cancelMessage()) } : undefined);
+  if ('unavailable' in runtime) return { outcome: failed('runtime-unavailable', runtime.unavailable) };
+
+  const workdir = join(opts.workRoot, run.id);
+  try {
+    await rm(workdir, { recursive: true, force: true });
+    await mkdir(workdir, { recursive: true, mode: 0o700 });
+    if (run.bundle) {
+      const bytes = await opts.download(run.bundle.sha256);
+      if (!bytes) return wasCancelled() ?? { dropped: true };
+      await materializeBundle(bytes, run.bundle.sha256, workdir);
+    }
+  } catch (e) {
+    return { outcome: failed('start-failed', `cannot prepare the working directory: ${(e as Error).message}`) };
+  }
+  if (cancel.aborted) return wasCancelled()!;
+
+  if (run.image) {
+    try {
+      await runtime.ensureImage(run.image, { signal: AbortSignal.any([work, cancel]) });
+    } catch (e) {
+      if (cancel.aborted || work.aborted) return wasCancelled() ?? { dropped: true };
+      return { outcome: failed(runFailureKind(e, 'image'), (e as Error).message) };
+    }
+  }
+
+  opts.onStarting?.();
+  let instanceId: string;
+  try {
+    const instance = await runtime.create(
+      {
+        name: `runt-${run.id}-${run.attempt}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 120),
+        sourcePath: workdir,
+        ...(run.image ? { image: run.image } : {}),
+        ...(run.command.length > 0 ? { command: run.command } : {}),
+        env: run.env,
+        ...(run.workdir ? { workdir: run.workdir } : {}),
+        labels: { [RUN_ID_LABEL]: run.id, [WORKSTATION_LABEL]: opts.workstationId },
+        limits: {
+          ...(run.resources.cpus ? { cpus: run.resources.cpus } : {}),
+          ...(run.resources.memory_bytes ? { memoryBytes: run.resources.memory_bytes } : {}),
+        },
+      },
+      { signal: work },
+    );
+    instanceId = instance.id;
+    await opts.onCreated(instanceId);
+    if (cancel.aborted) return wasCancelled()!;
+    await runtime.start(instanceId, { signal: work });
+  } catch (e) {
+    if (work.aborted) return { dropped: true };
+    if (cancel.aborted) return wasCancelled()!;
+    return { outcome: failed(runFailureKind(e, 'start'), (e as Error).message) };
+  }
+  return { started: instanceId };
+}
