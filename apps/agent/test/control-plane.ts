@@ -1,0 +1,92 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import pino, { type Logger } from 'pino';
+import { loadConfig, startControlPlane, type RunningControlPlane } from '@runt/control-plane';
+import { ControlPlaneClient, type ClaimRunResponse, type Run, type SubmitRunRequest } from '@runt/protocol';
+import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
+import { mintToken } from '@runt/transport-auth';
+
+/** A real listening control plane on in-memory PGlite, with one paired workstation. */
+export interface TestControlPlane {
+  cp: RunningControlPlane;
+  url: string;
+  admin: ControlPlaneClient;
+  /** The paired workstation's client (its token), over node:http keep-alive like the agent's. */
+  ws: ControlPlaneClient;
+  workstationId: string;
+  token: string;
+  /** Submits a run for `runtime`, waits until it is offered to the workstation and claims it. */
+  claimRun(body: SubmitRunRequest, runnerId?: string): Promise<ClaimRunResponse>;
+  /** Registers the workstation as listening for `runtimes` (over HTTP: the polling path). */
+  register(runtimes: string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startTestControlPlane(): Promise<TestControlPlane> {
+  const t: TestDatabase = await createTestDatabase('pglite');
+  const adminToken = mintToken('admin');
+  const cp = await startControlPlane(
+    loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: mkdtempSync(join(tmpdir(), 'runt-agent-cp-')), logLevel: 'warn', schedulerTickMs: 50, offerTimeoutMs: 60_000 }),
+    { db: t.db, logDestination: new Writable({ write: (_c, _e, cb) => cb() }) as never },
+  );
+  const url = cp.url;
+  const admin = new ControlPlaneClient({ url, token: adminToken });
+  const minted = await admin.mintPairingCode();
+  const res = await fetch(`${url}/api/workstations/pairing-codes/redeem`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ code: minted.pairing.code, display_name: 'unit' }),
+  });
+  const redeemed = (await res.json()) as { credential: { token: string }; workstation: { id: string } };
+  const token = redeemed.credential.token;
+  const ws = new ControlPlaneClient({ url, token, nodeHttp: true });
+  const register = async (runtimes: string[]) => {
+    await ws.registerWorkstation({ display_name: 'unit', cpu_count: 2, runtimes, agent_version: '0.0.0-test', listening: true, max_runs: 10 });
+  };
+  return {
+    cp,
+    url,
+    admin,
+    ws,
+    workstationId: redeemed.workstation.id,
+    token,
+    register,
+    async claimRun(body, runnerId = 'unit-runner') {
+      await register([body.runtime]);
+      const { run } = await admin.submitRun(body);
+      await eventually(async () => (await admin.getRun(run.id)).run.status === 'offered', `${run.id} offered`);
+      return ws.claimRun(run.id, { runner_id: runnerId, lease_ms: 30_000 });
+    },
+    async close() {
+      await cp.close();
+      await t.dispose();
+    },
+  };
+}
+
+/** Polls `check` until it returns a truthy value (a generous bound, no timing assertion). */
+export async function eventually<T>(check: () => T | Promise<T>, what = 'condition', timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A logger that keeps its lines (for asserting on warnings) and writes nothing. */
+export function testLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'debug' }, new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }));
+  return { logger, lines };
+}
+
+export type { Run };

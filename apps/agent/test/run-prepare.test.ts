@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Run } from '@runt/protocol';
+import { createFakeRuntime } from '@runt/runtime-spi/fake';
+import { c as createTar } from 'tar';
+import { describe, expect, it } from 'vitest';
+import { prepareRun, RUN_ID_LABEL, WORKSTATION_LABEL, type PrepareRunOptions } from '../src/run-prepare.js';
+
+const run = (over: Partial<Run> = {}): Run => ({
+  id: 'run_p1', status: 'accepted', runtime: 'fake', image: null, command: ['/bin/sh', '-c', 'echo hi'], env: { A: '1' }, workdir: null, ready_when: null,
+  placement: {}, resources: {}, bundle: null, max_attempts: 3, attempt: 2, workstation_id: 'ws_1', lease: null, exit_code: null, failure_kind: null,
+  failure_message: null, cancel_requested: false, created_at: 'x', offered_at: null, accepted_at: null, started_at: null, finished_at: null, ...over,
+});
+
+function options(over: Partial<PrepareRunOptions> = {}): PrepareRunOptions & { created: string[] } {
+  const created: string[] = [];
+  return {
+    run: run(),
+    runtime: createFakeRuntime(),
+    workRoot: mkdtempSync(join(tmpdir(), 'runt-prepare-')),
+    workstationId: 'ws_1',
+    download: () => Promise.reject(new Error('no bundle expected')),
+    work: new AbortController().signal,
+    cancel: new AbortController().signal,
+    cancelMessage: () => 'cancelled by request',
+    onCreated: async (id) => void created.push(id),
+    created,
+    ...over,
+  };
+}
+
+async function tarOf(files: Record<string, string>): Promise<Uint8Array> {
+  const dir = mkdtempSync(join(tmpdir(), 'runt-bundle-src-'));
+  for (const [name, body] of Object.entries(files)) writeFileSync(join(dir, name), body);
+  const chunks: Buffer[] = [];
+  for await (const c of createTar({ cwd: dir, portable: true }, Object.keys(files)) as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+describe('prepareRun with the fake runtime and real files', () => {
+  it('unpacks the bundle into a fresh 0700 working directory, creates the labelled instance and starts it', async () => {
+    const bytes = await tarOf({ 'job.txt': 'payload' });
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const runtime = createFakeRuntime();
+    const o = options({ run: run({ bundle: { sha256 } }), runtime, download: async (sha) => (sha === sha256 ? bytes : undefined) });
+    const r = await prepareRun(o);
+    expect('started' in r).toBe(true);
+    const id = (r as { started: string }).started;
+    expect(o.created).toEqual([id]);
+    const workdir = join(o.workRoot, 'run_p1');
+    expect(readFileSync(join(workdir, 'job.txt'), 'utf8')).toBe('payload');
+    expect(statSync(workdir).mode & 0o777).toBe(0o700);
+    const inst = await runtime.inspect(id);
+    expect(inst?.labels).toMatchObject({ [RUN_ID_LABEL]: 'run_p1', [WORKSTATION_LABEL]: 'ws_1' });
+    expect(inst?.name).toBe('runt-run_p1-2');
+    expect(await runtime.wait(id)).toMatchObject({ exitCode: 0 });
+  });
+
+  it('ends with the failure kind the runtime error maps to', async () => {
+    expect(await prepareRun(options({ runtime: { unavailable: 'no docker here' } }))).toEqual({
+      outcome: { status: 'failed', failure_kind: 'runtime-unavailable', failure_message: 'no docker here' },
+    });
+    const pulled = await prepareRun(options({ run: run({ image: 'nope:1' }), runtime: createFakeRuntime({ images: [] }) }));
+    expect(pulled).toMatchObject({ outcome: { status: 'failed', failure_kind: 'image-unavailable' } });
+    const badBundle = await prepareRun(options({ run: run({ bundle: { sha256: 'a'.repeat(64) } }), download: async () => new Uint8Array([1, 2, 3]) }));
+    expect(badBundle).toMatchObject({ outcome: { status: 'failed', failure_kind: 'start-failed' } });
+    const closed = createFakeRuntime();
+    await closed.close();
+    expect(await prepareRun(options({ runtime: closed }))).toMatchObject({ outcome: { status: 'failed', failure_kind: 'runtime-unavailable' } });
+  });
+
+  it('ends cancelled when cancelled before the start, and with nothing when the run was dropped during the download', async () => {
+    const cancel = new AbortController();
+    cancel.abort();
+    expect(await prepareRun(options({ cancel: cancel.signal }))).toEqual({ outcome: { status: 'cancelled', failure_kind: 'cancelled', failure_message: 'cancelled by request' } });
+    expect(await prepareRun(options({ run: run({ bundle: { sha256: 'b'.repeat(64) } }), download: async () => undefined }))).toEqual({ dropped: true });
+  });
+});

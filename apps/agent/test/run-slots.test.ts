@@ -1,0 +1,122 @@
+import type { Run } from '@runt/protocol';
+import { describe, expect, it } from 'vitest';
+import { RunSlots, type SlotRun } from '../src/run-slots.js';
+import { testLogger } from './control-plane.js';
+
+/** A held run whose end the test controls. */
+class HeldRun implements SlotRun {
+  phase = 'running';
+  woken = 0;
+  cancelled: string | undefined;
+  readonly done: Promise<void>;
+  finish!: () => void;
+  constructor(readonly runId: string) {
+    this.done = new Promise((r) => (this.finish = r));
+  }
+  get holdsSlot() {
+    return this.phase !== 'done' && this.phase !== 'dropped';
+  }
+  wakeCommands() {
+    this.woken++;
+  }
+  cancel(message?: string) {
+    this.cancelled = message;
+  }
+}
+
+const runOf = (id: string) => ({ id }) as Run;
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+function slots(over: { maxRuns?: number; once?: boolean; claim?: (run: Run) => Promise<HeldRun | undefined> } = {}) {
+  const taking = new AbortController();
+  const held = new Map<string, HeldRun>();
+  const done: string[] = [];
+  let freed = 0;
+  const s = new RunSlots<HeldRun>({
+    maxRuns: over.maxRuns ?? 2,
+    once: over.once ?? false,
+    taking: taking.signal,
+    claim:
+      over.claim ??
+      (async (run) => {
+        const h = new HeldRun(run.id);
+        held.set(run.id, h);
+        return h;
+      }),
+    onDone: (e) => done.push(e.runId),
+    onFreed: () => freed++,
+    logger: testLogger().logger,
+  });
+  return { s, held, done, taking, freed: () => freed };
+}
+
+describe('RunSlots', () => {
+  it('takes offers up to maxRuns, declines the rest and duplicates, and frees a slot when a run is done', async () => {
+    const { s, held, done } = slots();
+    expect(await s.offer(runOf('a'))).toBe(true);
+    expect(await s.offer(runOf('a'))).toBe(false);
+    expect(await s.offer(runOf('b'))).toBe(true);
+    expect(s.hasCapacity()).toBe(false);
+    expect(await s.offer(runOf('c'))).toBe(false); // nobody is reporting: declined, not parked
+    expect(s.ids).toEqual(['a', 'b']);
+    held.get('a')!.phase = 'done';
+    held.get('a')!.finish();
+    await tick();
+    expect(done).toEqual(['a']);
+    expect(s.ids).toEqual(['b']);
+    expect(s.hasCapacity()).toBe(true);
+  });
+
+  it('parks an offer while a held run reports its end, and takes it once that slot frees', async () => {
+    const { s, held } = slots({ maxRuns: 1 });
+    await s.offer(runOf('a'));
+    held.get('a')!.phase = 'reporting';
+    const parked = s.offer(runOf('b'));
+    expect(await s.offer(runOf('c'))).toBe(false); // one reporting run parks one offer
+    held.get('a')!.phase = 'done';
+    s.freed();
+    expect(await parked).toBe(true);
+    expect(s.get('b')).toBeDefined();
+  });
+
+  it('declines parked offers once it stops taking', async () => {
+    const { s, held, taking } = slots({ maxRuns: 1 });
+    await s.offer(runOf('a'));
+    held.get('a')!.phase = 'reporting';
+    const parked = s.offer(runOf('b'));
+    taking.abort();
+    s.freed();
+    expect(await parked).toBe(false);
+    expect(s.hasCapacity()).toBe(false);
+  });
+
+  it('with once takes a single run, and may take another when that claim was refused', async () => {
+    let refuse = true;
+    const { s } = slots({ once: true, claim: async (run) => (refuse ? undefined : new HeldRun(run.id)) });
+    expect(await s.offer(runOf('a'))).toBe(false);
+    refuse = false;
+    expect(await s.offer(runOf('b'))).toBe(true);
+    expect(await s.offer(runOf('c'))).toBe(false);
+  });
+
+  it('keeps a command wake-up that arrives during the claim and hands it over', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const run = new HeldRun('a');
+    const { s } = slots({ claim: async () => (await gate, run) });
+    const taken = s.offer(runOf('a'));
+    s.wakeCommands('a');
+    s.wakeCommands('unknown'); // ignored
+    release();
+    expect(await taken).toBe(true);
+    expect(run.woken).toBe(1);
+    s.wakeCommands('a');
+    expect(run.woken).toBe(2);
+  });
+
+  it('counts a claim that throws as not taken', async () => {
+    const { s } = slots({ claim: () => Promise.reject(new Error('disk full')) });
+    expect(await s.offer(runOf('a'))).toBe(false);
+    expect(s.hasCapacity()).toBe(true);
+  });
+});
