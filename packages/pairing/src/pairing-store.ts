@@ -42,4 +42,10 @@ export interface PairingStore {
    */
   redeem<T>(input: { code: string; clientAddress: string }, issue: IssueCredential<T>): Promise<T>;
   get(id: string): Promise<PairingInfo | undefined>;
+  /**
+   * Spends the same failed-guess budget as `redeem` on another secret guess (the panel's
+   * sign-in): throws `PairingRateLimitedError` when `clientAddress` (or everyone) is at the
+   * limit, else runs `check` and records a failure when it answers `undefined`.
+   */
+  limitGuesses<T>(clientAddress: string, check: () => Promise<T | undefined>): Promise<T | undefined>;
 }

@@ -171,6 +171,21 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
     expect(await store.redeem({ code: m2.code, clientAddress: addr }, issuer())).toMatch(/^token-for-/);
   });
 
+  it('limitGuesses spends the same budget as redeem: wrong guesses count, right ones do not', async () => {
+    const addr = '192.0.2.30';
+    expect(await store.limitGuesses(addr, async () => 'ok')).toBe('ok');
+    expect(await store.limitGuesses(addr, async () => undefined)).toBeUndefined();
+    expect(await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ4', clientAddress: addr }, issuer()))).toBeInstanceOf(PairingCodeRejectedError);
+    expect(await store.limitGuesses(addr, async () => undefined)).toBeUndefined();
+    // Three failures (two guesses, one redeem): even a right guess is refused now, and redeem too.
+    let checked = false;
+    const limited = await rejectionOf(store.limitGuesses(addr, async () => ((checked = true), 'ok')));
+    expect(isPairingError(limited, 'rate-limited')).toBe(true);
+    expect(checked).toBe(false);
+    const { code } = await store.mint({ createdBy: 'admin' });
+    expect(await rejectionOf(store.redeem({ code, clientAddress: addr }, issuer()))).toBeInstanceOf(PairingRateLimitedError);
+  });
+
   it('does not count successful redeems', async () => {
     const addr = '192.0.2.20';
     for (let i = 0; i < 5; i++) {

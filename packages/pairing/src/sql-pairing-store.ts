@@ -121,6 +121,14 @@ export function createSqlPairingStore(db: Database, opts: { limits?: Partial<Att
       }
     },
 
+    async limitGuesses(clientAddress, check) {
+      const address = String(clientAddress ?? '');
+      await assertNotLimited(address);
+      const out = await check();
+      if (out === undefined) await recordFailure(address);
+      return out;
+    },
+
     async get(id) {
       const r = await db.query<CodeRow>(
         `select id, created_by, expires_at, redeemed_at, redeemed_by,
