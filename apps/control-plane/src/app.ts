@@ -13,6 +13,8 @@ import { agentRunRoutes } from './routes/agent-runs.js';
 import { bundleRoutes } from './routes/bundles.js';
 import { commandRoutes } from './routes/commands.js';
 import { healthRoutes } from './routes/health.js';
+import { panelRoutes } from './panel/panel-routes.js';
+import { PanelSessionStore } from './panel/session-store.js';
 import { runRoutes } from './routes/runs.js';
 import type { BundleStore } from './stores/bundle-store.js';
 import type { CommandStore } from './stores/command-store.js';
@@ -101,6 +103,14 @@ export function createApp(deps: AppDeps) {
     app.route('/api', commandRoutes({ ...common, commands: r.commands, runs: r.runs, lifecycle: r.lifecycle, signals: r.signals }));
     app.route('/api/bundles', bundleRoutes({ resolve, bundles: r.bundles, bundleLimitBytes: r.bundleLimitBytes }));
   }
+  app.route(
+    '/',
+    panelRoutes({
+      ...deps,
+      sessions: new PanelSessionStore(deps.db),
+      ...(deps.runs ? { runs: deps.runs } : {}),
+    }),
+  );
   // The agent link is a WebSocket upgrade handled on the Node server; a plain GET lands here.
   app.get('/api/agent/link', () => {
     throw new HttpError('upgrade-required', 'the agent link is a WebSocket: send Upgrade: websocket with a workstation token');

@@ -20,6 +20,7 @@ async function main(): Promise<void> {
   const code = await cp.pairing.mint({ createdBy: 'startup' });
   say('');
   say(`runt control plane listening on ${cp.url} (database: ${cp.db.backend === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'Postgres'})`);
+  say(`panel: ${cp.publicUrl}/ (sign in with the admin token)`);
   say(cp.adminTokenPath ? `admin token: ${cp.adminTokenPath} (export RUNT_ADMIN_TOKEN=$(cat ${cp.adminTokenPath}))` : 'admin token: from RUNT_ADMIN_TOKEN');
   say(`pair a workstation (code valid 10 minutes, single use):`);
   say(`  ${connectCommand(cp.publicUrl, code.code)}`);

@@ -117,5 +117,18 @@ alter table workstations add column link_replica text;
 alter table workstations add column link_connected_at timestamptz;
 `,
   },
+  {
+    // Panel sign-in sessions: only the SHA-256 of the cookie value is stored; a session dies
+    // with its expiry or with the admin credential it was opened with.
+    id: 'cp_0004_panel_sessions',
+    sql: `
+create table panel_sessions (
+  token_hash text primary key,
+  credential_id text not null references credentials(id),
+  created_at timestamptz not null default now(),
+  expires_at timestamptz not null
+);
+create index panel_sessions_expires_idx on panel_sessions (expires_at);
+`,
+  },
 ];
-

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { bearerAuth, type AuthEnv, type PrincipalResolver } from '@runt/transport-auth';
-import { ackCommandRequestSchema, commandStatusRequestSchema, queueCommandRequestSchema } from '@runt/protocol';
+import { ackCommandRequestSchema, commandStatusRequestSchema, queueCommandRequestSchema, type QueueCommandRequest, type RunCommand } from '@runt/protocol';
 import { z } from 'zod';
 import { readJson, readQuery } from '../body.js';
 import { HttpError } from '../errors.js';
@@ -38,10 +38,7 @@ export function commandRoutes(deps: CommandRouteDeps) {
   return new Hono<AuthEnv>()
     .post('/runs/:id/commands', admin, async (c) => {
       const body = await readJson(c, queueCommandRequestSchema, deps.bodyLimitBytes);
-      const out = await deps.commands.queueOnRun(c.req.param('id'), body);
-      if (!out) throw new HttpError('not-found', 'no such run');
-      if (out.workstationId) deps.signals.toWorkstation(out.workstationId, { type: 'command', run_id: out.command.run_id });
-      return c.json({ command: out.command }, 201);
+      return c.json({ command: await queueCommand(deps, c.req.param('id'), body) }, 201);
     })
     .get('/runs/:id/commands', either, async (c) => {
       const q = readQuery(c, listCommandsQuerySchema);
@@ -69,4 +66,12 @@ export function commandRoutes(deps: CommandRouteDeps) {
       );
       return c.json({ command });
     });
+}
+
+/** Queues a command into a run (the API's and the panel's one path) and wakes its workstation. */
+export async function queueCommand(deps: Pick<CommandRouteDeps, 'commands' | 'signals'>, runId: string, body: QueueCommandRequest): Promise<RunCommand> {
+  const out = await deps.commands.queueOnRun(runId, body);
+  if (!out) throw new HttpError('not-found', 'no such run');
+  if (out.workstationId) deps.signals.toWorkstation(out.workstationId, { type: 'command', run_id: out.command.run_id });
+  return out.command;
 }

@@ -62,18 +62,27 @@ export function pairingRoutes(deps: PairingRouteDeps) {
       return c.json(answer, 201);
     })
     .get('/:id', admin, async (c) => {
-      const p = await deps.pairing.get(c.req.param('id'));
-      if (!p) throw new HttpError('not-found', 'no such pairing code');
-      const ws = p.redeemedAt ? await deps.workstations.registeredByPairing(p.id) : undefined;
-      const status = ws?.registered ? 'registered' : p.redeemedAt ? 'redeemed' : p.expired ? 'expired' : 'pending';
-      const answer: PairingCodeStatusResponse = {
-        pairing: { id: p.id, status, expires_at: p.expiresAt.toISOString(), workstation_id: ws?.id ?? p.redeemedBy ?? null },
-      };
+      const pairing = await pairingCodeStatus(deps, c.req.param('id'));
+      if (!pairing) throw new HttpError('not-found', 'no such pairing code');
+      const answer: PairingCodeStatusResponse = { pairing };
       return c.json(answer);
     });
 }
 
-function clientAddressOf(c: Parameters<typeof getConnInfo>[0]): string {
+/** Where a pairing code is: pending → redeemed → registered (or expired); undefined for an unknown id. */
+export async function pairingCodeStatus(
+  deps: Pick<PairingRouteDeps, 'pairing' | 'workstations'>,
+  id: string,
+): Promise<PairingCodeStatusResponse['pairing'] | undefined> {
+  const p = await deps.pairing.get(id);
+  if (!p) return undefined;
+  const ws = p.redeemedAt ? await deps.workstations.registeredByPairing(p.id) : undefined;
+  const status = ws?.registered ? 'registered' : p.redeemedAt ? 'redeemed' : p.expired ? 'expired' : 'pending';
+  return { id: p.id, status, expires_at: p.expiresAt.toISOString(), workstation_id: ws?.id ?? p.redeemedBy ?? null };
+}
+
+/** The client's address as the socket saw it (what the failed-guess limits count by). */
+export function clientAddressOf(c: Parameters<typeof getConnInfo>[0]): string {
   try {
     return getConnInfo(c).remote.address ?? 'unknown';
   } catch {

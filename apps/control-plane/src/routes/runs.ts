@@ -3,6 +3,7 @@ import { streamSSE } from 'hono/streaming';
 import { bearerAuth, type AuthEnv, type Principal, type PrincipalResolver } from '@runt/transport-auth';
 import { isTerminalRunStatus, listEventsQuerySchema, listRunsQuerySchema, submitRunRequestSchema, type Run } from '@runt/protocol';
 import { readJson, readQuery } from '../body.js';
+import type { z } from 'zod';
 import { HttpError } from '../errors.js';
 import type { EventWaiters } from '../event-waiters.js';
 import type { RunSignals } from '../run-signals.js';
@@ -43,13 +44,7 @@ export function runRoutes(deps: RunRouteDeps) {
   return new Hono<AuthEnv>()
     .post('/', admin, async (c) => {
       const body = await readJson(c, submitRunRequestSchema, deps.bodyLimitBytes);
-      if (body.bundle && !(await deps.bundles.info(body.bundle.sha256))) {
-        throw new HttpError('bundle-missing', `bundle ${body.bundle.sha256} has not been uploaded (PUT /api/bundles/:sha256 first)`);
-      }
-      const pinned = body.placement.workstation_id;
-      if (pinned && !(await deps.workstations.get(pinned))) throw new HttpError('invalid-request', `placement.workstation_id: no workstation ${pinned}`);
-      const { run, created } = await deps.runs.submit(body);
-      if (created) deps.signals.schedule('submitted');
+      const { run, created } = await submitRun(deps, body);
       return c.json({ run }, created ? 201 : 200);
     })
     .get('/', anyone, async (c) => {
@@ -67,16 +62,7 @@ export function runRoutes(deps: RunRouteDeps) {
       if (!mayRead(c.get('principal'), run)) throw new HttpError('forbidden', 'the run belongs to another workstation');
       return c.json({ run });
     })
-    .post('/:id/cancel', admin, async (c) => {
-      const out = await deps.runs.cancel(c.req.param('id'));
-      if (!out) throw new HttpError('not-found', 'no such run');
-      if (out.workstationId) deps.signals.toWorkstation(out.workstationId, { type: 'cancel', run_id: out.run.id });
-      if (out.immediate) {
-        deps.signals.eventsAppended(out.run.id);
-        deps.signals.schedule();
-      }
-      return c.json({ run: out.run });
-    })
+    .post('/:id/cancel', admin, async (c) => c.json({ run: await cancelRun(deps, c.req.param('id')) }))
     .get('/:id/events', admin, async (c) => {
       const runId = c.req.param('id');
       const q = readQuery(c, listEventsQuerySchema);
@@ -88,11 +74,39 @@ export function runRoutes(deps: RunRouteDeps) {
     });
 }
 
+/** Submits a run (the API's and the panel's one path): checks the bundle and pinned workstation, then schedules. */
+export async function submitRun(
+  deps: Pick<RunRouteDeps, 'runs' | 'bundles' | 'workstations' | 'signals'>,
+  body: z.output<typeof submitRunRequestSchema>,
+): Promise<{ run: Run; created: boolean }> {
+  if (body.bundle && !(await deps.bundles.info(body.bundle.sha256))) {
+    throw new HttpError('bundle-missing', `bundle ${body.bundle.sha256} has not been uploaded (PUT /api/bundles/:sha256 first)`);
+  }
+  const pinned = body.placement.workstation_id;
+  if (pinned && !(await deps.workstations.get(pinned))) throw new HttpError('invalid-request', `placement.workstation_id: no workstation ${pinned}`);
+  const out = await deps.runs.submit(body);
+  if (out.created) deps.signals.schedule('submitted');
+  return out;
+}
+
+/** Cancels a run (the API's and the panel's one path) and tells its workstation. */
+export async function cancelRun(deps: Pick<RunRouteDeps, 'runs' | 'signals'>, id: string): Promise<Run> {
+  const out = await deps.runs.cancel(id);
+  if (!out) throw new HttpError('not-found', 'no such run');
+  if (out.workstationId) deps.signals.toWorkstation(out.workstationId, { type: 'cancel', run_id: out.run.id });
+  if (out.immediate) {
+    deps.signals.eventsAppended(out.run.id);
+    deps.signals.schedule();
+  }
+  return out.run;
+}
+
 function wantsStream(c: Context): boolean {
   return (c.req.header('accept') ?? '').includes('text/event-stream');
 }
 
-function lastEventId(c: Context): number {
+/** The `Last-Event-ID` a reconnecting EventSource sends (0 when absent). */
+export function lastEventId(c: Context): number {
   const v = Number(c.req.header('last-event-id'));
   return Number.isSafeInteger(v) && v > 0 ? v : 0;
 }
@@ -101,7 +115,7 @@ function lastEventId(c: Context): number {
  * Sends the events after `afterSeq`, then new ones as they are appended (`id:` is the seq),
  * and ends with an `end` event once the run is terminal and its terminal event was sent.
  */
-async function followEvents(c: Context, deps: RunRouteDeps, runId: string, afterSeq: number) {
+export async function followEvents(c: Context, deps: Pick<RunRouteDeps, 'events' | 'waiters' | 'eventPollMs' | 'shutdown'>, runId: string, afterSeq: number) {
   const stop = new AbortController();
   c.req.raw.signal.addEventListener('abort', () => stop.abort(), { once: true });
   const onShutdown = () => stop.abort();
