@@ -8,6 +8,8 @@ ARG NODE_BASE=node:20-bookworm-slim
 
 # --- build ----------------------------------------------------------------------------------
 FROM ${NODE_BASE} AS build
+# Lets scripts/build-image.sh prune the untagged build-stage images of earlier builds.
+LABEL org.runt.image.stage=build
 WORKDIR /src
 COPY . .
 # PREBUILT: a directory in the build context that already holds
@@ -29,6 +31,8 @@ RUN set -eu; \
 
 # --- runtime --------------------------------------------------------------------------------
 FROM ${NODE_BASE}
+LABEL org.runt.image=control-plane \
+      org.opencontainers.image.title="runt control plane"
 ENV NODE_ENV=production \
     RUNT_HOST=0.0.0.0 \
     RUNT_PORT=8787 \

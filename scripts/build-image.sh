@@ -35,6 +35,10 @@ fi
 
 log "docker build -t $IMAGE (NODE_BASE=$NODE_BASE)"
 DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" docker build --quiet "${args[@]}" -t "$IMAGE" . >/dev/null
+# Earlier builds leave untagged images behind (the build stage, the previous tag): drop them.
+for label in org.runt.image.stage=build org.runt.image=control-plane; do
+  docker image prune -f --filter dangling=true --filter "label=$label" >/dev/null || true
+done
 size="$(docker image inspect --format '{{.Size}}' "$IMAGE")"
 log "$IMAGE: $((size / 1000 / 1000)) MB"
 echo "$IMAGE"
