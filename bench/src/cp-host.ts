@@ -52,7 +52,9 @@ function counting(db: Database): Database {
 /** Counts link messages on the `ws` module instance the control plane itself loads. */
 function countLinkMessages(): void {
   const require = createRequire(import.meta.resolve('@runt/control-plane'));
-  const WebSocket = require('ws') as { prototype: { send: (...a: unknown[]) => unknown; emit: (event: string, ...a: unknown[]) => boolean } };
+  const WebSocket = require('ws') as {
+    prototype: { send: (...a: unknown[]) => unknown; emit: (event: string, ...a: unknown[]) => boolean };
+  };
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (this: unknown, ...a: unknown[]) {
     counts.linkSent++;
@@ -68,19 +70,26 @@ function countLinkMessages(): void {
 async function main(): Promise<void> {
   const c = JSON.parse(process.env.BENCH_CP!) as CpHostConfig;
   countLinkMessages();
-  const raw = c.backend === 'postgres' ? await openPostgres({ url: c.url! }) : await openPglite({ dataDir: `${c.dataDir}/db` });
+  const raw =
+    c.backend === 'postgres'
+      ? await openPostgres({ url: c.url! })
+      : await openPglite({ dataDir: `${c.dataDir}/db` });
   const adminToken = mintToken('admin');
-  const cp = await startControlPlane(loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: c.dataDir, logLevel: 'error' }), {
-    db: counting(raw),
-    logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
-  });
+  const cp = await startControlPlane(
+    loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: c.dataDir, logLevel: 'error' }),
+    {
+      db: counting(raw),
+      logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
+    },
+  );
   process.on('message', (m: CpHostRequest & { id: number }) => {
     if (m.type === 'counts') process.send!({ id: m.id, counts });
     // The bench's own reads (progress, timestamps) go around the meter.
-    else raw.query(m.sql, m.params).then(
-      (r) => process.send!({ id: m.id, rows: r.rows }),
-      (e: unknown) => process.send!({ id: m.id, error: e instanceof Error ? e.message : String(e) }),
-    );
+    else
+      raw.query(m.sql, m.params).then(
+        (r) => process.send!({ id: m.id, rows: r.rows }),
+        (e: unknown) => process.send!({ id: m.id, error: e instanceof Error ? e.message : String(e) }),
+      );
   });
   process.once('SIGTERM', () => {
     cp.close().then(

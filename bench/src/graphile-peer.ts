@@ -14,7 +14,10 @@ const quietLogger = new Logger(() => () => {});
  * @example
  * const p = await graphilePeer(url); await p.prepare(1000); console.log(await p.drain()); await p.close();
  */
-export async function graphilePeer(url: string, o: { concurrency?: number; localQueueSize?: number } = {}): Promise<Peer> {
+export async function graphilePeer(
+  url: string,
+  o: { concurrency?: number; localQueueSize?: number } = {},
+): Promise<Peer> {
   const utils = await makeWorkerUtils({ connectionString: url, schema: SCHEMA });
   await utils.migrate();
   const probe = new pg.Client({ connectionString: url });
@@ -31,14 +34,25 @@ export async function graphilePeer(url: string, o: { concurrency?: number; local
       pollInterval: 2000,
       logger: quietLogger,
       taskList: { noop: async (payload) => onStart(payload as { t?: number }) },
-      preset: { worker: { localQueue: { size: o.localQueueSize ?? 10 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
+      preset: {
+        worker: {
+          localQueue: { size: o.localQueueSize ?? 10 },
+          completeJobBatchDelay: 0,
+          failJobBatchDelay: 0,
+        },
+      },
     });
   };
-  const remaining = async () => Number((await probe.query<{ n: string }>(`select count(*) as n from ${SCHEMA}._private_jobs`)).rows[0]!.n);
+  const remaining = async () =>
+    Number(
+      (await probe.query<{ n: string }>(`select count(*) as n from ${SCHEMA}._private_jobs`)).rows[0]!.n,
+    );
   return {
     async prepare(jobs) {
       for (let i = 0; i < jobs; i += 1000) {
-        await utils.addJobs(Array.from({ length: Math.min(1000, jobs - i) }, () => ({ identifier: 'noop', payload: {} })));
+        await utils.addJobs(
+          Array.from({ length: Math.min(1000, jobs - i) }, () => ({ identifier: 'noop', payload: {} })),
+        );
       }
       prepared = jobs;
     },
@@ -64,7 +78,7 @@ export async function graphilePeer(url: string, o: { concurrency?: number; local
         adds.push(utils.addJob('noop', { t: nowMs() }));
       }
       await Promise.all(adds);
-      for (const deadline = nowMs() + 30_000; lat.length < jobs && nowMs() < deadline; ) await sleep(10);
+      for (const deadline = nowMs() + 30_000; lat.length < jobs && nowMs() < deadline;) await sleep(10);
       return { jobs, started: lat.length, rate, p50: percentile(lat, 50), p99: percentile(lat, 99) };
     },
     async close() {

@@ -8,3 +8,4 @@ export { CpuMeter, processCpuSeconds, processStartTime, processTree } from './pr
 export { rawCeilingPeer, type DrainResult, type RawCeilingOptions } from './raw-ceiling.js';
 export { loadAverage, nowMs, percentile, sleep } from './stats.js';
 export { RuntSystem, type RuntMeasurement, type RuntSystemOptions } from './runt-system.js';
+export { cpuProfileTop, type ProfileEntry } from './cpu-profile-top.js';

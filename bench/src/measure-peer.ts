@@ -27,7 +27,10 @@ export interface PeerMeasurement {
  * @example
  * const m = await measurePeer({ peer: 'raw', backend: 'pglite', mode: 'drain', jobs: 50 });
  */
-export async function measurePeer(task: Omit<PeerTask, 'url' | 'dataDir'>, timeoutMs = 180_000): Promise<PeerMeasurement> {
+export async function measurePeer(
+  task: Omit<PeerTask, 'url' | 'dataDir'>,
+  timeoutMs = 180_000,
+): Promise<PeerMeasurement> {
   const db = task.backend === 'postgres' ? await createBenchDatabase(task.peer) : undefined;
   const dataDir = task.backend === 'pglite' ? mkdtempSync(join(tmpdir(), 'runt-bench-pglite-')) : undefined;
   const full: PeerTask = { ...task, ...(db ? { url: db.url } : {}), ...(dataDir ? { dataDir } : {}) };
@@ -48,7 +51,9 @@ export async function measurePeer(task: Omit<PeerTask, 'url' | 'dataDir'>, timeo
           }
         };
         child.on('message', onMessage);
-        void exited.then((code) => reject(new Error(`${task.peer} on ${task.backend} exited (${code}) before '${type}'`)));
+        void exited.then((code) =>
+          reject(new Error(`${task.peer} on ${task.backend} exited (${code}) before '${type}'`)),
+        );
       });
     await message('ready');
     const worker = new CpuMeter();
@@ -67,7 +72,11 @@ export async function measurePeer(task: Omit<PeerTask, 'url' | 'dataDir'>, timeo
     return {
       task,
       ...(task.mode === 'drain' ? { drain: result! } : { paced: result! }),
-      cpuMsPerJob: { worker: per(worker.seconds()), database: per(database.seconds()), total: per(worker.seconds() + database.seconds()) },
+      cpuMsPerJob: {
+        worker: per(worker.seconds()),
+        database: per(database.seconds()),
+        total: per(worker.seconds() + database.seconds()),
+      },
       load,
     };
   } finally {

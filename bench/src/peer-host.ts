@@ -19,7 +19,13 @@ export interface PeerTask {
 
 /** Creates the peer a task names. */
 export async function openPeer(t: PeerTask): Promise<Peer> {
-  if (t.peer === 'raw') return rawCeilingPeer({ backend: t.backend, ...(t.url ? { url: t.url } : {}), ...(t.dataDir ? { dataDir: t.dataDir } : {}), workers: 4 });
+  if (t.peer === 'raw')
+    return rawCeilingPeer({
+      backend: t.backend,
+      ...(t.url ? { url: t.url } : {}),
+      ...(t.dataDir ? { dataDir: t.dataDir } : {}),
+      workers: 4,
+    });
   if (t.backend !== 'postgres' || !t.url) throw new Error(`${t.peer} runs on Postgres only`);
   return t.peer === 'graphile' ? graphilePeer(t.url) : pgBossPeer(t.url);
 }
@@ -33,7 +39,10 @@ async function main(): Promise<void> {
     messages.push(m);
     waiters.shift()?.();
   });
-  const next = () => (messages.length > 0 ? Promise.resolve(messages.shift()) : new Promise<void>((r) => waiters.push(r)).then(() => messages.shift()));
+  const next = () =>
+    messages.length > 0
+      ? Promise.resolve(messages.shift())
+      : new Promise<void>((r) => waiters.push(r)).then(() => messages.shift());
   if (task.mode === 'drain') await peer.prepare(task.jobs);
   process.send!({ type: 'ready' });
   await next(); // 'go'

@@ -14,7 +14,13 @@ const QUEUE = 'noop';
  * const p = await pgBossPeer(url); await p.prepare(1000); console.log(await p.drain()); await p.close();
  */
 export async function pgBossPeer(url: string, o: { loops?: number; batchSize?: number } = {}): Promise<Peer> {
-  const boss = new PgBoss({ connectionString: url, schema: 'pgboss', supervise: false, schedule: false, max: (o.loops ?? 4) + 2 });
+  const boss = new PgBoss({
+    connectionString: url,
+    schema: 'pgboss',
+    supervise: false,
+    schedule: false,
+    max: (o.loops ?? 4) + 2,
+  });
   boss.on('error', () => {});
   await boss.start();
   await boss.createQueue(QUEUE);
@@ -23,7 +29,9 @@ export async function pgBossPeer(url: string, o: { loops?: number; batchSize?: n
   return {
     async prepare(jobs) {
       for (let i = 0; i < jobs; i += 1000) {
-        await boss.insert(Array.from({ length: Math.min(1000, jobs - i) }, () => ({ name: QUEUE, data: {} })));
+        await boss.insert(
+          Array.from({ length: Math.min(1000, jobs - i) }, () => ({ name: QUEUE, data: {} })),
+        );
       }
       prepared = jobs;
     },
@@ -35,7 +43,10 @@ export async function pgBossPeer(url: string, o: { loops?: number; batchSize?: n
           for (;;) {
             const jobs = await boss.fetch(QUEUE, { batchSize });
             if (jobs.length === 0) return;
-            await boss.complete(QUEUE, jobs.map((j) => j.id));
+            await boss.complete(
+              QUEUE,
+              jobs.map((j) => j.id),
+            );
             completed += jobs.length;
           }
         }),
@@ -58,7 +69,7 @@ export async function pgBossPeer(url: string, o: { loops?: number; batchSize?: n
         sends.push(boss.send(QUEUE, { t: nowMs() }));
       }
       await Promise.all(sends);
-      for (const deadline = nowMs() + 30_000; lat.length < jobs && nowMs() < deadline; ) await sleep(10);
+      for (const deadline = nowMs() + 30_000; lat.length < jobs && nowMs() < deadline;) await sleep(10);
       return { jobs, started: lat.length, rate, p50: percentile(lat, 50), p99: percentile(lat, 99) };
     },
     async close() {

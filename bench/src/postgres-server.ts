@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
 /** The Postgres server every peer shares (trust auth; the bench creates and drops its own databases). */
-export const BENCH_POSTGRES_URL = process.env.RUNT_BENCH_POSTGRES_URL ?? process.env.RUNT_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const BENCH_POSTGRES_URL =
+  process.env.RUNT_BENCH_POSTGRES_URL ??
+  process.env.RUNT_TEST_POSTGRES_URL ??
+  'postgres://postgres@127.0.0.1:5432/test';
 
 export interface BenchDatabase {
   name: string;
@@ -38,7 +41,12 @@ export async function createBenchDatabase(peer: string): Promise<BenchDatabase> 
   return {
     name,
     url: url.toString(),
-    backendPids: () => withAdmin(async (c) => (await c.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [name])).rows.map((r) => r.pid)),
+    backendPids: () =>
+      withAdmin(async (c) =>
+        (
+          await c.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [name])
+        ).rows.map((r) => r.pid),
+      ),
     drop: () => withAdmin(async (c) => void (await c.query(`drop database if exists ${name} with (force)`))),
   };
 }

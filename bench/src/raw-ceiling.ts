@@ -57,7 +57,12 @@ export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
   if (o.backend === 'postgres') {
     const clients = Array.from({ length: o.workers }, () => new pg.Client({ connectionString: o.url }));
     await Promise.all(clients.map((c) => c.connect()));
-    conns = clients.map((c) => ({ query: async (text, params) => { const r = await c.query(text, params); return { rows: r.rows, rowCount: r.rowCount ?? 0 }; } }));
+    conns = clients.map((c) => ({
+      query: async (text, params) => {
+        const r = await c.query(text, params);
+        return { rows: r.rows, rowCount: r.rowCount ?? 0 };
+      },
+    }));
     close = async () => void (await Promise.all(clients.map((c) => c.end())));
   } else {
     const db = await openPglite(o.dataDir ? { dataDir: o.dataDir } : {});
@@ -65,11 +70,17 @@ export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
     close = () => db.close();
   }
   const first = conns[0]!;
-  for (const stmt of SCHEMA.split(';').map((s) => s.trim()).filter(Boolean)) await first.query(stmt);
+  for (const stmt of SCHEMA.split(';')
+    .map((s) => s.trim())
+    .filter(Boolean))
+    await first.query(stmt);
   let prepared = 0;
   return {
     async prepare(jobs) {
-      await first.query(`insert into bench_jobs (payload) select '{}'::jsonb from generate_series(1, $1::int)`, [jobs]);
+      await first.query(
+        `insert into bench_jobs (payload) select '{}'::jsonb from generate_series(1, $1::int)`,
+        [jobs],
+      );
       prepared += jobs;
       await first.query('analyze bench_jobs');
     },

@@ -32,7 +32,13 @@ export interface RuntMeasurement {
   runsPerSecond: number;
   /** CPU milliseconds per run; on PGlite the database runs inside the control plane. */
   cpuMsPerRun: { controlPlane: number; agents: number; database: number; total: number };
-  perRun: { http: number; linkMessages: number; sql: number; offers: number | undefined; requeues: number | undefined };
+  perRun: {
+    http: number;
+    linkMessages: number;
+    sql: number;
+    offers: number | undefined;
+    requeues: number | undefined;
+  };
   /** submit→accepted in milliseconds (database timestamps). */
   acceptedP50: number;
   acceptedP99: number;
@@ -44,6 +50,11 @@ export interface RuntMeasurement {
 }
 
 const TERMINAL = `('completed','failed','cancelled','blocked')`;
+
+/** The `runt-agent` bin of @runt/agent (what `runt workstation run` starts). */
+function agentBin(): string {
+  return join(dirname(dirname(fileURLToPath(import.meta.resolve('@runt/agent')))), 'dist', 'bin.js');
+}
 
 /** The `runt` CLI's bin, as installed next to this package. */
 function cliBin(): string {
@@ -61,7 +72,10 @@ function cliBin(): string {
  */
 export class RuntSystem {
   private seq = 0;
-  private readonly pending = new Map<number, (m: { rows?: unknown[]; counts?: CpCounts; error?: string }) => void>();
+  private readonly pending = new Map<
+    number,
+    (m: { rows?: unknown[]; counts?: CpCounts; error?: string }) => void
+  >();
   private readonly agentProcs: ChildProcess[] = [];
   private readonly agentStderr: string[] = [];
 
@@ -85,10 +99,22 @@ export class RuntSystem {
   static async start(o: RuntSystemOptions): Promise<RuntSystem> {
     const root = mkdtempSync(join(tmpdir(), 'runt-bench-runt-'));
     const db = o.backend === 'postgres' ? await createBenchDatabase('runt') : undefined;
-    const config: CpHostConfig = { backend: o.backend, dataDir: join(root, 'cp'), ...(db ? { url: db.url } : {}) };
+    const config: CpHostConfig = {
+      backend: o.backend,
+      dataDir: join(root, 'cp'),
+      ...(db ? { url: db.url } : {}),
+    };
     const cp = fork(new URL('../dist/cp-host.js', import.meta.url), [], {
       env: { ...process.env, BENCH_CP: JSON.stringify(config) },
-      execArgv: o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir, '--cpu-prof-name', `control-plane-${o.backend}.cpuprofile`] : [],
+      execArgv: o.cpuProfDir
+        ? [
+            '--cpu-prof',
+            '--cpu-prof-dir',
+            o.cpuProfDir,
+            '--cpu-prof-name',
+            `control-plane-${o.backend}.cpuprofile`,
+          ]
+        : [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const ready = await new Promise<{ url: string; adminToken: string }>((resolve, reject) => {
@@ -128,33 +154,54 @@ export class RuntSystem {
     for (let i = 0; i < this.o.agents; i++) {
       const { pairing } = await this.admin.mintPairingCode();
       const r = await redeemPairingCode(this.url, pairing.code, { display_name: `bench-${i}` });
-      const profile = this.o.cpuProfDir && i === 0 ? `--cpu-prof --cpu-prof-dir=${this.o.cpuProfDir} --cpu-prof-name=agent-${this.o.backend}.cpuprofile` : '';
-      const child = spawn(
-        process.execPath,
-        [bin, 'workstation', 'run', '--runtime', 'fake', '--max-runs', String(this.o.maxRuns ?? 4), '--state-dir', join(this.root, `agent-${i}`), '--shutdown-grace-ms', '0'],
-        {
-          env: {
-            ...process.env,
-            XDG_CONFIG_HOME: config,
-            RUNT_CLOUD_URL: this.url,
-            RUNT_CLOUD_TOKEN: r.credential.token,
-            RUNT_WORKSTATION_ID: r.workstation.id,
-            RUNT_LOG_LEVEL: 'warn',
-            // The CLI passes its environment on to the agent it starts: only the first agent is profiled.
-            NODE_OPTIONS: profile,
-          },
-          stdio: ['ignore', 'ignore', 'pipe'],
+      const args = [
+        '--runtime',
+        'fake',
+        '--max-runs',
+        String(this.o.maxRuns ?? 4),
+        '--state-dir',
+        join(this.root, `agent-${i}`),
+        '--shutdown-grace-ms',
+        '0',
+      ];
+      // Node refuses --cpu-prof in NODE_OPTIONS and the CLI does not pass its flags on, so the
+      // one profiled agent is started as `node --cpu-prof <runt-agent bin>`: what
+      // `runt workstation run` itself runs, with the same environment.
+      const profiled = this.o.cpuProfDir !== undefined && i === 0;
+      const argv = profiled
+        ? [
+            '--cpu-prof',
+            `--cpu-prof-dir=${this.o.cpuProfDir}`,
+            `--cpu-prof-name=agent-${this.o.backend}.cpuprofile`,
+            agentBin(),
+            ...args,
+          ]
+        : [bin, 'workstation', 'run', ...args];
+      const child = spawn(process.execPath, argv, {
+        env: {
+          ...process.env,
+          XDG_CONFIG_HOME: config,
+          RUNT_CLOUD_URL: this.url,
+          RUNT_CLOUD_TOKEN: r.credential.token,
+          RUNT_WORKSTATION_ID: r.workstation.id,
+          RUNT_LOG_LEVEL: 'warn',
         },
-      );
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       child.stderr!.on('data', (d: Buffer) => {
         if (this.agentStderr.join('').length < 4000) this.agentStderr.push(String(d));
       });
       this.agentProcs.push(child);
     }
-    for (const deadline = Date.now() + 120_000; ; ) {
-      const [row] = await this.sql<{ n: number }>(`select count(*)::int as n from workstations where link_state = 'connected'`);
+    for (const deadline = Date.now() + 120_000; ;) {
+      const [row] = await this.sql<{ n: number }>(
+        `select count(*)::int as n from workstations where link_state = 'connected'`,
+      );
       if (row!.n >= this.o.agents) break;
-      if (Date.now() > deadline) throw new Error(`only ${row!.n} of ${this.o.agents} agents linked in 120 s: ${this.agentStderr.join('').slice(0, 500)}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `only ${row!.n} of ${this.o.agents} agents linked in 120 s: ${this.agentStderr.join('').slice(0, 500)}`,
+        );
       await sleep(200);
     }
   }
@@ -164,15 +211,20 @@ export class RuntSystem {
   }
 
   private async httpRequests(): Promise<number> {
-    const res = await fetch(`${this.url}/metrics`, { headers: { authorization: `Bearer ${this.adminToken}` } });
+    const res = await fetch(`${this.url}/metrics`, {
+      headers: { authorization: `Bearer ${this.adminToken}` },
+    });
     const text = await res.text();
     let n = 0;
-    for (const line of text.split('\n')) if (line.startsWith('runt_cp_http_requests_total{')) n += Number(line.split(' ').pop());
+    for (const line of text.split('\n'))
+      if (line.startsWith('runt_cp_http_requests_total{')) n += Number(line.split(' ').pop());
     return n;
   }
 
   private async metric(name: string): Promise<number | undefined> {
-    const text = await (await fetch(`${this.url}/metrics`, { headers: { authorization: `Bearer ${this.adminToken}` } })).text();
+    const text = await (
+      await fetch(`${this.url}/metrics`, { headers: { authorization: `Bearer ${this.adminToken}` } })
+    ).text();
     const lines = text.split('\n').filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
     return lines.length === 0 ? undefined : lines.reduce((s, l) => s + Number(l.split(' ').pop()), 0);
   }
@@ -191,11 +243,21 @@ export class RuntSystem {
     return { cpu, counts: { ...counts }, http, offers, requeues, dbStart: t!.t, load: loadAverage() };
   }
 
-  private async end(b: Awaited<ReturnType<RuntSystem['begin']>>, phase: RuntMeasurement['phase'], runs: number, from: number | 'db', timeoutMs: number) {
+  /** `from`: the window's start in ms since the epoch (database clock), or 'db' for the first run's created_at. */
+  private async end(
+    b: Awaited<ReturnType<RuntSystem['begin']>>,
+    phase: RuntMeasurement['phase'],
+    runs: number,
+    from: number | 'db',
+    timeoutMs: number,
+  ) {
     const deadline = Date.now() + timeoutMs;
     let finished = 0;
     while (Date.now() < deadline) {
-      const [row] = await this.sql<{ n: number }>(`select count(*)::int as n from runs where created_at >= $1::timestamptz and status in ${TERMINAL}`, [b.dbStart]);
+      const [row] = await this.sql<{ n: number }>(
+        `select count(*)::int as n from runs where created_at >= $1::timestamptz and status in ${TERMINAL}`,
+        [b.dbStart],
+      );
       finished = row!.n;
       if (finished >= runs) break;
       await sleep(100);
@@ -213,12 +275,13 @@ export class RuntSystem {
          from runs where created_at >= $1::timestamptz`,
       [b.dbStart],
     );
-    const done = rows.filter((r) => r.f !== null).map((r) => Number(r.f));
     const start = from === 'db' ? Math.min(...rows.map((r) => Number(r.c))) : from;
+    // Runs finished inside the window (a drain's agents may finish a few during its submit pulses).
+    const done = rows.filter((r) => r.f !== null && Number(r.f) >= start).map((r) => Number(r.f));
     const seconds = done.length > 0 ? (Math.max(...done) - start) / 1000 : Number.NaN;
     const accepted = rows.filter((r) => r.acc !== null).map((r) => Number(r.acc));
-    const per = (x: number) => x / runs;
-    const cpuMs = (m: CpuMeter) => (m.seconds() * 1000) / runs;
+    const per = (x: number) => x / done.length;
+    const cpuMs = (m: CpuMeter) => (m.seconds() * 1000) / done.length;
     return {
       backend: this.o.backend,
       phase,
@@ -228,7 +291,12 @@ export class RuntSystem {
       completed: rows.filter((r) => r.status === 'completed').length,
       seconds,
       runsPerSecond: done.length / seconds,
-      cpuMsPerRun: { controlPlane: cpuMs(b.cpu.cp), agents: cpuMs(b.cpu.agents), database: cpuMs(b.cpu.db), total: cpuMs(b.cpu.cp) + cpuMs(b.cpu.agents) + cpuMs(b.cpu.db) },
+      cpuMsPerRun: {
+        controlPlane: cpuMs(b.cpu.cp),
+        agents: cpuMs(b.cpu.agents),
+        database: cpuMs(b.cpu.db),
+        total: cpuMs(b.cpu.cp) + cpuMs(b.cpu.agents) + cpuMs(b.cpu.db),
+      },
       perRun: {
         http: per(http),
         linkMessages: per(counts.linkSent + counts.linkReceived - b.counts.linkSent - b.counts.linkReceived),
@@ -260,23 +328,33 @@ export class RuntSystem {
 
   /**
    * Backlog drain: the agent processes are stopped (SIGSTOP, their links stay open), `runs` are
-   * submitted, then the agents continue; timed from SIGCONT to the last run finished. Submitting
-   * must stay well inside the control plane's ping round (25 s) or links drop; see submitSeconds.
+   * submitted, then the agents continue; timed from SIGCONT to the last run finished.
    */
   async drain(runs: number, timeoutMs = 180_000): Promise<RuntMeasurement> {
     const [before] = await this.sql<{ t: string }>(`select now()::text as t`);
     const pids = this.agentPids();
     for (const pid of pids) process.kill(pid, 'SIGSTOP');
     const t0 = nowMs();
-    await this.submitMany(runs).catch((e: unknown) => {
+    // Every 15 s the agents run for 300 ms, so they answer the control plane's pings (a link
+    // silent for a whole 25 s round is dropped); runs they finish then are left out of the figures.
+    const pulse = setInterval(() => {
       for (const pid of pids) process.kill(pid, 'SIGCONT');
-      throw e;
-    });
+      setTimeout(() => {
+        for (const pid of pids) process.kill(pid, 'SIGSTOP');
+      }, 300);
+    }, 15_000);
+    try {
+      await this.submitMany(runs);
+    } finally {
+      clearInterval(pulse);
+      await sleep(350);
+    }
     const submitSeconds = (nowMs() - t0) / 1000;
-    // created_at of the backlog is before begin(): time and count runs from the submit on.
+    // created_at of the backlog is before begin(): count runs from the submit on, time them from SIGCONT.
     const b = await this.begin();
     b.dbStart = before!.t;
-    const cont = Date.now();
+    const [at] = await this.sql<{ ms: number }>(`select extract(epoch from now()) * 1000 as ms`);
+    const cont = Number(at!.ms);
     for (const pid of pids) process.kill(pid, 'SIGCONT');
     const m = await this.end(b, 'drain', runs, cont, timeoutMs);
     return { ...m, submitSeconds };
