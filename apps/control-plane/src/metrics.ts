@@ -3,6 +3,21 @@ import { routePath } from 'hono/route';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Database } from '@runt/sql';
 
+/**
+ * Run-path counters, module-level so the scheduler and the stores count where they act without
+ * a metrics handle; every registry {@link createMetrics} makes exposes them. The bench reads
+ * offers and re-queues per run from them (healthy agents: 1.0 and 0).
+ */
+export const runPathMetrics = {
+  offers: new Counter({ name: 'runt_cp_run_offers_total', help: 'Runs offered to a workstation by the scheduler', registers: [] }),
+  requeues: new Counter({
+    name: 'runt_cp_run_requeues_total',
+    help: 'Runs put back in the queue, by reason: declined (the agent answered an offer ok:false), offer-timeout, drain, runner-lost',
+    labelNames: ['reason'] as const,
+    registers: [],
+  }),
+};
+
 export interface ControlPlaneMetrics {
   registry: Registry;
   /** Counts and times every request by method, matched route pattern and status. */
@@ -22,6 +37,8 @@ export interface ControlPlaneMetrics {
 export function createMetrics(deps: { db: Database; linkCount: () => number }): ControlPlaneMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'runt_cp_' });
+  registry.registerMetric(runPathMetrics.offers);
+  registry.registerMetric(runPathMetrics.requeues);
   const requests = new Counter({
     name: 'runt_cp_http_requests_total',
     help: 'HTTP requests by method, route pattern and status',

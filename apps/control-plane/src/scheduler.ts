@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Database, Queryable } from '@runt/sql';
 import { WORKSTATION_OFFLINE_AFTER_SECONDS, type Run } from '@runt/protocol';
+import { runPathMetrics } from './metrics.js';
 import type { RunSignals } from './run-signals.js';
 import { toRun, type RunRow } from './stores/run-row.js';
 
@@ -140,6 +141,7 @@ export class Scheduler {
     for (;;) {
       const page = await this.o.db.transaction((tx) => this.placePage(tx, after));
       if (page.full) this.saturated = true;
+      runPathMetrics.offers.inc(page.offered.length);
       for (const run of page.offered) {
         offered.push(run);
         this.o.signals.toWorkstation(run.workstation_id!, { type: 'offer', id: run.id, run });

@@ -73,21 +73,33 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     expect(offer).toMatchObject({ id: run.id, run: { id: run.id, status: 'offered', workstation_id: agent.workstationId, runtime } });
   });
 
-  it('takes a declined offer back into the queue', async () => {
+  it('takes a declined offer back into the queue, counted in /metrics', async () => {
     const runtime = uniqueRuntime();
     const agent = await pairAgent(h, 'decline-link', [runtime]);
     await agent.connect();
+    const offers = await metric('runt_cp_run_offers_total');
+    const declined = await metric('runt_cp_run_requeues_total{reason="declined"}');
     const { run } = await admin.submitRun({ runtime, command: ['x'] });
     await agent.waitFor('offer', (m) => m.run.id === run.id);
     await h.cp.scheduler.stop(); // hold placement still so the re-queue is visible
     try {
       agent.link!.send(JSON.stringify({ type: 'result', id: run.id, ok: false, error: 'runtime busy' }));
       await eventually(async () => (await admin.getRun(run.id)).run.status === 'queued', 'the run back in the queue');
+      expect(await metric('runt_cp_run_requeues_total{reason="declined"}')).toBe(declined + 1);
     } finally {
       h.cp.scheduler.start();
     }
     await eventually(async () => (await admin.getRun(run.id)).run.status === 'offered', 'the run offered again');
+    // Counters are per process: other tests of this file may offer meanwhile, never fewer than these two.
+    expect(await metric('runt_cp_run_offers_total')).toBeGreaterThanOrEqual(offers + 2);
   });
+
+  /** One sample of the control plane's /metrics (0 when the series has no value yet). */
+  async function metric(series: string): Promise<number> {
+    const text = await (await fetch(`${h.cp.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line ? Number(line.slice(series.length + 1)) : 0;
+  }
 
   it('marks the workstation offline the moment its link drops, and online again on register', async () => {
     const agent = await pairAgent(h, 'drop-link', [uniqueRuntime()]);

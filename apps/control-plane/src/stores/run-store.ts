@@ -3,6 +3,7 @@ import { leaseSql, releaseLease } from '@runt/leases';
 import type { Database, Queryable } from '@runt/sql';
 import { isTerminalRunStatus, type FailureKind, type Run, type RunStatus, type submitRunRequestSchema } from '@runt/protocol';
 import type { z } from 'zod';
+import { runPathMetrics } from '../metrics.js';
 import { RunError, runNotActive } from '../runs/run-error.js';
 import type { CommandStore } from './command-store.js';
 import type { EventStore } from './event-store.js';
@@ -380,6 +381,7 @@ export class RunStore {
         [s.id],
       );
       await this.events.appendSystem(tx, s.id, 'error', { message: `${message}; re-queued`, failure_kind: 'runner-lost', attempt: s.attempt });
+      runPathMetrics.requeues.inc({ reason: 'runner-lost' });
       return 'requeued';
     }
     await this.finish(tx, s.id, { status: 'failed', failureKind: 'runner-lost', message });
@@ -403,6 +405,7 @@ export class RunStore {
        where r.id = stale.id returning stale.id, stale.workstation_id`,
       [timeoutMs],
     );
+    runPathMetrics.requeues.inc({ reason: 'offer-timeout' }, r.rows.length);
     return r.rows;
   }
 
@@ -412,6 +415,7 @@ export class RunStore {
       `update runs set status = 'queued', workstation_id = null, offered_at = null where id = $1 and status = 'offered' and workstation_id = $2`,
       [id, workstationId],
     );
+    runPathMetrics.requeues.inc({ reason: 'declined' }, r.rowCount);
     return r.rowCount > 0;
   }
 

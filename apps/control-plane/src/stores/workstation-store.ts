@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Database, Listener, Queryable } from '@runt/sql';
 import { hashToken, mintToken, type Principal, type TokenKind } from '@runt/transport-auth';
+import { runPathMetrics } from '../metrics.js';
 import { WORKSTATION_OFFLINE_AFTER_SECONDS, type Credential, type RegisterWorkstationRequest, type Workstation } from '@runt/protocol';
 
 interface WorkstationRow {
@@ -260,6 +261,7 @@ export class WorkstationStore {
       const w = await tx.query(`update runs set status = 'queued', workstation_id = null, offered_at = null where workstation_id = $1 and status = 'offered'`, [
         workstationId,
       ]);
+      runPathMetrics.requeues.inc({ reason: 'drain' }, w.rowCount);
       return w.rowCount;
     });
     if (withdrawn === undefined) return undefined;
