@@ -11,7 +11,8 @@ const say = (line: string) => process.stderr.write(`${line}\n`);
 
 async function main(): Promise<void> {
   // As PID 1 in a container node ignores a signal it has no handler for: one that arrives while
-  // the database opens and migrates ends the process at once (128 + signal number).
+  // the database opens and migrates ends the process (128 + signal number) as soon as the event
+  // loop turns (a fresh PGlite's first initialisation holds it for seconds).
   const duringStartup = (signal: NodeJS.Signals) => process.exit(signal === 'SIGINT' ? 130 : 143);
   process.once('SIGTERM', duringStartup);
   process.once('SIGINT', duringStartup);
