@@ -7,6 +7,8 @@ import { execa } from 'execa';
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 /** The runt CLI of this checkout. */
 export const RUNT_BIN = fileURLToPath(new URL('../../apps/cli/bin/run.js', import.meta.url));
+/** The agent binary of this checkout (`runt-agent`). */
+export const AGENT_BIN = fileURLToPath(new URL('../../apps/agent/dist/bin.js', import.meta.url));
 /** Where the docker engine is: DOCKER_HOST, else the private engine of scripts/setup-engines.sh. */
 export const DOCKER_HOST = process.env.DOCKER_HOST || (existsSync('/run/runt-docker/docker.sock') ? 'unix:///run/runt-docker/docker.sock' : '');
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlaneClient, isTerminalRunStatus, type Run } from '@runt/protocol';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { mintToken } from '@runt/transport-auth';
-import { DOCKER_HOST, REPO, RUNT_BIN, connectLineOf, docker, dockerOk, eventually, freePort, logsOf, runt } from './engine.js';
+import { AGENT_BIN, DOCKER_HOST, REPO, RUNT_BIN, connectLineOf, docker, dockerOk, eventually, freePort, logsOf, runt } from './engine.js';
 
 // The control plane image on the real Docker engine: `pnpm image` builds it (Node base made
 // locally, no registry), then it runs read-only with a /data volume behind the real HAProxy of
@@ -238,6 +238,48 @@ describe('the control plane image', () => {
       a.agent.kill('SIGTERM');
       await a.agent;
       await dockerOk(['stop', survivor.name], 60_000);
+    });
+
+    it('two replicas, no load balancer: runt-agent with RUNT_CLOUD_URL=cp1,cp2 fails over to the live one when its replica is killed', async () => {
+      const adminToken = mintToken('admin');
+      const [p1, p2] = [await freePort(), await freePort()];
+      const replicas = [
+        { id: 'cp1', url: `http://127.0.0.1:${p1}`, name: `runt-image-fo1-${suffix}` },
+        { id: 'cp2', url: `http://127.0.0.1:${p2}`, name: `runt-image-fo2-${suffix}` },
+      ];
+      for (const [i, r] of replicas.entries()) {
+        await runContainer(r.name, ['--read-only', '--tmpfs', '/data:uid=10001,gid=10001,mode=0700', '-e', `RUNT_PORT=${[p1, p2][i]}`, '-e', `DATABASE_URL=${t.url}`, '-e', `RUNT_ADMIN_TOKEN=${adminToken}`, '-e', `RUNT_REPLICA_ID=${r.id}`]);
+      }
+      const connect = await connectLineOf(replicas[0]!.name);
+      await connectLineOf(replicas[1]!.name);
+      const configDir = join(mkdtempSync(join(tmpdir(), 'runt-image-fo-')), 'config');
+      const paired = await runt(['workstation', 'connect', connect.url, '--code', connect.code, '--name', 'failover-box'], { RUNT_CONFIG_DIR: configDir });
+      expect(paired.exitCode, paired.stderr).toBe(0);
+      const cred = JSON.parse(readFileSync(join(configDir, 'workstation.json'), 'utf8')) as { workstation_id: string; token: string };
+      let out = '';
+      const agent = execa('node', [AGENT_BIN, '--runtime', 'process'], {
+        env: { ...process.env, RUNT_CLOUD_URL: replicas.map((r) => r.url).join(','), RUNT_CLOUD_TOKEN: cred.token, RUNT_CONFIG_DIR: configDir, RUNT_STATE_DIR: join(configDir, '..', 'state'), RUNT_ADMIN_TOKEN: undefined },
+        extendEnv: false,
+        reject: false,
+        stdin: 'ignore',
+        all: true,
+      });
+      agent.all?.on('data', (d: Buffer) => (out += String(d)));
+      children.push(agent);
+      const holder = async () =>
+        (await t.db.query<{ link_replica: string | null }>('select link_replica from workstations where id = $1', [cred.workstation_id])).rows[0]?.link_replica ?? null;
+      expect(await eventually(holder, 'the agent to link')).toBe('cp1');
+
+      // cp1 dies: the agent's link and calls move to cp2, and runs submitted there complete.
+      await dockerOk(['kill', replicas[0]!.name]);
+      await eventually(async () => (await holder()) === 'cp2', `the link to move to cp2 (agent output: ${out})`);
+      const admin = new ControlPlaneClient({ url: replicas[1]!.url, token: adminToken });
+      await linked(admin, cred.workstation_id, 'the agent online on cp2');
+      const { run } = await admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo failed-over'] });
+      expect(await terminal(admin, run.id)).toMatchObject({ status: 'completed', exit_code: 0, workstation_id: cred.workstation_id });
+      expect(await stdoutOf(admin, run.id)).toBe('failed-over\n');
+      agent.kill('SIGTERM');
+      expect((await agent).exitCode, out).toBe(0);
     });
   });
 

@@ -4,6 +4,7 @@ import envPaths from 'env-paths';
 import { z } from 'zod';
 import { LEASE_MS_DEFAULT, LEASE_MS_MAX, MIN_HELD_LEASE_MS, labelsSchema, runtimeNameSchema } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
+import { parseCloudUrls } from './cloud-url-pool.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
 
@@ -46,7 +47,8 @@ export const AGENT_USAGE = `usage: runt-agent --runtime R [--runtime R2] [option
   --name NAME            display name (default: the credential's, else the bare hostname)
   --log-level LEVEL      pino level (default info; RUNT_LOG_LEVEL)
 
-The credential comes from RUNT_CLOUD_URL / RUNT_CLOUD_TOKEN, else the workstation.json that
+RUNT_CLOUD_URL may list several control plane URLs (comma-separated): the agent fails over
+between them with backoff and jitter. The credential comes from RUNT_CLOUD_URL / RUNT_CLOUD_TOKEN, else the workstation.json that
 \`runt workstation connect\` stored (RUNT_CONFIG_DIR). Tokens are never accepted in argv.`;
 
 /**
@@ -119,4 +121,16 @@ export function loadAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
     throw new AgentError('config-invalid', `invalid configuration: ${first?.path.join('.') || 'value'}: ${first?.message}`);
   }
   return { ...parsed.data, help: values.help === true };
+}
+
+/**
+ * The control plane URLs `RUNT_CLOUD_URL` names (one, or several comma-separated), `undefined`
+ * when it is unset; a bad entry throws an `AgentError('config-invalid')`.
+ *
+ * @example
+ * cloudUrlsFromEnv({ RUNT_CLOUD_URL: 'http://cp1:8787,http://cp2:8787' }); // ['http://cp1:8787', 'http://cp2:8787']
+ */
+export function cloudUrlsFromEnv(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
+  const value = env.RUNT_CLOUD_URL?.trim();
+  return value ? parseCloudUrls(value) : undefined;
 }

@@ -17,6 +17,7 @@ import {
 import { LeaseClient } from '@runt/leases';
 import type { Runtime, RuntimeRegistry } from '@runt/runtime-spi';
 import { AgentError } from './agent-error.js';
+import { CloudUrlPool, parseCloudUrls } from './cloud-url-pool.js';
 import { createLogger } from './create-logger.js';
 import { defaultRuntimes } from './default-runtimes.js';
 import { LinkClient } from './link-client.js';
@@ -31,7 +32,7 @@ import { RunStateStore } from './run-state-store.js';
 export type AgentState = 'initialized' | 'starting' | 'running' | 'draining' | 'stopping' | 'stopped' | 'failed';
 
 export interface AgentOptions {
-  /** Control plane URL. */
+  /** Control plane URL, or several comma-separated: the agent fails over between them. */
   url: string;
   /** The workstation token (from the environment or the credential file; never argv). */
   token: string;
@@ -87,6 +88,7 @@ export class Agent {
   readonly #opts: Required<Omit<AgentOptions, 'workstationId' | 'displayName' | 'signal' | 'logger' | 'registry'>> & AgentOptions;
   readonly #log: Logger;
   readonly #registry: RuntimeRegistry;
+  readonly #urls: CloudUrlPool;
   readonly #client: ControlPlaneClient;
   /** Renews run leases; claims stay on `#client` (node:http keep-alive). */
   readonly #leases: LeaseClient;
@@ -133,9 +135,12 @@ export class Agent {
     this.#log = opts.logger ?? createLogger('info');
     this.#registry = opts.registry ?? defaultRuntimes(opts.stateDir);
     this.#store = new RunStateStore(join(opts.stateDir, 'agent', 'runs'));
-    // node:http keep-alive for the many small fenced calls (a fraction of fetch's per-request cost).
-    this.#client = new ControlPlaneClient({ url: opts.url, token: opts.token, retries: 3, timeoutMs: 15_000, nodeHttp: true });
-    this.#leases = new LeaseClient({ baseUrl: opts.url, token: opts.token, timeoutMs: 15_000, keepAlive: true });
+    // Several control plane URLs (comma-separated): calls fail over through the pool's fetch.
+    // One URL: node:http keep-alive for the many small fenced calls (a fraction of fetch's per-request cost).
+    this.#urls = new CloudUrlPool(parseCloudUrls(opts.url));
+    const failover = this.#urls.urls.length > 1;
+    this.#client = new ControlPlaneClient({ url: this.#urls.first, token: opts.token, retries: 3, timeoutMs: 15_000, ...(failover ? { fetch: this.#urls.fetch } : { nodeHttp: true }) });
+    this.#leases = new LeaseClient({ baseUrl: this.#urls.first, token: opts.token, timeoutMs: 15_000, ...(failover ? { fetch: this.#urls.fetch } : { keepAlive: true }) });
     this.#workstationId = opts.workstationId ?? '';
     this.#slots = new RunSlots<RunExecution>({
       maxRuns: this.#opts.maxRuns,
@@ -318,7 +323,8 @@ export class Agent {
   async #linkLoop(): Promise<void> {
     if (!this.#opts.link) return;
     this.#link = new LinkClient({
-      url: this.#opts.url,
+      url: () => this.#urls.current,
+      onAttempt: (url, opened) => (opened ? this.#urls.succeeded(url) : this.#urls.failed(url)),
       token: () => this.#opts.token,
       // A draining agent that reconnects must not say it is listening again.
       register: () => ({ type: 'register', workstation_id: this.#workstationId, workstation: this.#registration(!this.#taking.signal.aborted), running_run_ids: this.runningRunIds }),
@@ -413,7 +419,7 @@ export class Agent {
     this.#life.abort();
     if (this.#workstationId) {
       // One quick try: a control plane that is down must not hold the exit up.
-      const quick = new ControlPlaneClient({ url: this.#opts.url, token: this.#opts.token, retries: 0, timeoutMs: 3_000 });
+      const quick = new ControlPlaneClient({ url: this.#urls.current, token: this.#opts.token, retries: 0, timeoutMs: 3_000 });
       await quick.registerWorkstation(this.#registration(false)).catch(() => undefined);
     }
     await this.#registry.close().catch(() => undefined);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { loadCredential } from '@runt/pairing';
 import { redactSecrets } from '@runt/transport-auth';
 import { Agent } from './agent.js';
-import { AGENT_USAGE, loadAgentConfig } from './agent-config.js';
+import { AGENT_USAGE, cloudUrlsFromEnv, loadAgentConfig } from './agent-config.js';
 import { createLogger } from './create-logger.js';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -14,13 +14,15 @@ async function main(): Promise<number> {
     process.stdout.write(`${AGENT_USAGE}\n`);
     return 0;
   }
-  const credential = await loadCredential();
+  // RUNT_CLOUD_URL may name several control planes; the credential store checks the first.
+  const cloudUrls = cloudUrlsFromEnv(process.env);
+  const credential = await loadCredential(cloudUrls ? { env: { ...process.env, RUNT_CLOUD_URL: cloudUrls[0] } } : {});
   if (!credential?.cloud_url || !credential.token) {
     throw new Error('this machine is not paired: run runt workstation connect <url> --code XXXX-XXXX-XXXX (or set RUNT_CLOUD_URL and RUNT_CLOUD_TOKEN)');
   }
   const logger = createLogger(config.logLevel);
   const agent = new Agent({
-    url: credential.cloud_url,
+    url: cloudUrls ? cloudUrls.join(',') : credential.cloud_url,
     token: credential.token,
     ...(credential.workstation_id ? { workstationId: credential.workstation_id } : {}),
     ...(config.displayName || credential.display_name ? { displayName: config.displayName ?? credential.display_name } : {}),

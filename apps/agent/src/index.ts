@@ -1,8 +1,9 @@
 export { Agent, type AgentOptions, type AgentState } from './agent.js';
 export { AgentError, isAgentError, type AgentErrorCode } from './agent-error.js';
-export { loadAgentConfig, AGENT_USAGE, type AgentConfig } from './agent-config.js';
+export { loadAgentConfig, cloudUrlsFromEnv, AGENT_USAGE, type AgentConfig } from './agent-config.js';
 export { defaultRuntimes } from './default-runtimes.js';
 export { LinkClient, type LinkClientOptions } from './link-client.js';
+export { CloudUrlPool, parseCloudUrls } from './cloud-url-pool.js';
 export { RunExecution, type RunExecutionDeps, type RunExecutionPhase } from './run-execution.js';
 export { prepareRun, RUN_ID_LABEL, WORKSTATION_LABEL, type PrepareRunOptions, type PrepareResult } from './run-prepare.js';
 export { followRunOutput, type RunOutputOptions } from './run-output.js';

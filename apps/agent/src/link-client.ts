@@ -4,8 +4,10 @@ import { backoffDelay, controlMessageSchema, LINK_CLOSE_CODES, sleep, type Agent
 import { AgentError } from './agent-error.js';
 
 export interface LinkClientOptions {
-  /** Control plane base URL (http or https); the link is `ws(s)://…/api/agent/link`. */
-  url: string;
+  /** Control plane base URL (http or https), read before every attempt; the link is `ws(s)://…/api/agent/link`. */
+  url: string | (() => string);
+  /** Told after each attempt which URL it used and whether the link opened (fail-over across several URLs). */
+  onAttempt?: (url: string, opened: boolean) => void;
   token: () => string;
   /** The `register` message, built afresh on every (re)connect. */
   register: () => AgentMessage;
@@ -22,6 +24,7 @@ export interface LinkClientOptions {
 }
 
 interface AttemptResult {
+  url: string;
   opened: boolean;
   code?: number;
   httpStatus?: number;
@@ -65,6 +68,7 @@ export class LinkClient {
     while (!signal.aborted) {
       const result = await this.#connectOnce(signal);
       if (signal.aborted) return;
+      this.opts.onAttempt?.(result.url, result.opened);
       if (result.httpStatus === 401 || result.httpStatus === 403 || result.code === LINK_CLOSE_CODES.revoked) {
         this.opts.onFatal(new AgentError('unauthorized', `the control plane refused this workstation's credential on the link (${result.httpStatus ?? result.code}): revoked? pair again`));
         return;
@@ -79,9 +83,10 @@ export class LinkClient {
   }
 
   #connectOnce(signal: AbortSignal): Promise<AttemptResult> {
-    const url = `${this.opts.url.replace(/^http/, 'ws').replace(/\/+$/, '')}/api/agent/link`;
+    const base = typeof this.opts.url === 'function' ? this.opts.url() : this.opts.url;
+    const url = `${base.replace(/^http/, 'ws').replace(/\/+$/, '')}/api/agent/link`;
     return new Promise<AttemptResult>((resolve) => {
-      const result: AttemptResult = { opened: false };
+      const result: AttemptResult = { url: base, opened: false };
       const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.opts.token()}` }, handshakeTimeout: 10_000 });
       this.#ws = ws;
       let alive = true;
