@@ -21,7 +21,7 @@ function shortUrl(url: string): string {
   if (pnpm) return pnpm[1]!;
   const nm = path.match(/node_modules\/(.+)$/);
   if (nm) return nm[1]!;
-  const ws = path.match(/\/(apps|packages|bench)\/(.+)$/);
+  const ws = path.match(/\/(apps|packages)\/([^/]+\/.+)$/) ?? path.match(/\/(bench)\/(.+)$/);
   return ws ? `${ws[1]}/${ws[2]}` : path;
 }
 

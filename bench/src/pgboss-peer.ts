@@ -8,7 +8,8 @@ const QUEUE = 'noop';
  * pg-boss 10.4 with batches of 10. Drain: `loops` concurrent `fetch(batchSize 10)` +
  * `complete(ids)` loops (pg-boss's `work()` waits its polling interval, ≥ 500 ms, after each
  * batch, so the loops are its fastest way through a backlog). Paced: `work()` with batches of
- * 10 at the shortest polling interval pg-boss accepts (0.5 s), as an application runs it.
+ * 10 at the shortest polling interval pg-boss accepts (0.5 s), `loops` workers, as an
+ * application runs it.
  *
  * @example
  * const p = await pgBossPeer(url); await p.prepare(1000); console.log(await p.drain()); await p.close();
@@ -56,10 +57,14 @@ export async function pgBossPeer(url: string, o: { loops?: number; batchSize?: n
     },
     async paced(rate, jobs): Promise<PacedResult> {
       const lat: number[] = [];
-      await boss.work<{ t: number }>(QUEUE, { batchSize, pollingIntervalSeconds: 0.5 }, async (batch) => {
-        const now = nowMs();
-        for (const j of batch) lat.push(now - j.data.t);
-      });
+      // As many workers as the drain's loops: one worker takes at most 10 jobs per 0.5 s poll
+      // (20/s), below the paced rate, and its queue would only grow.
+      for (let w = 0; w < (o.loops ?? 4); w++) {
+        await boss.work<{ t: number }>(QUEUE, { batchSize, pollingIntervalSeconds: 0.5 }, async (batch) => {
+          const now = nowMs();
+          for (const j of batch) lat.push(now - j.data.t);
+        });
+      }
       const t0 = nowMs();
       const sends: Promise<unknown>[] = [];
       for (let i = 0; i < jobs; i++) {
