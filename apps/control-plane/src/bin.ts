@@ -18,13 +18,21 @@ async function main(): Promise<void> {
   process.once('SIGINT', duringStartup);
   const config = loadConfig();
   const cp = await startControlPlane(config);
-  const code = await cp.pairing.mint({ createdBy: 'startup' });
+  // A live code only on the first start (no code was ever minted here) or when asked: printed on
+  // every start it would sit in logs, valid for 10 minutes, each time the service restarts.
+  const firstStart = (await cp.db.query('select 1 from pairing_codes limit 1')).rows.length === 0;
+  const code = firstStart || process.env.RUNT_PRINT_PAIRING_CODE === '1' ? await cp.pairing.mint({ createdBy: 'startup' }) : undefined;
   say('');
   say(`runt control plane listening on ${cp.url} (database: ${cp.db.backend === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'Postgres'})`);
   say(`panel: ${cp.publicUrl}/ (sign in with the admin token)`);
   say(cp.adminTokenPath ? `admin token: ${cp.adminTokenPath} (export RUNT_ADMIN_TOKEN=$(cat ${cp.adminTokenPath}))` : 'admin token: from RUNT_ADMIN_TOKEN');
-  say(`pair a workstation (code valid 10 minutes, single use):`);
-  say(`  ${connectCommand(cp.publicUrl, code.code)}`);
+  if (code) {
+    say(`pair a workstation (code valid 10 minutes, single use):`);
+    say(`  ${connectCommand(cp.publicUrl, code.code)}`);
+  } else {
+    say('pair a workstation with a fresh code (RUNT_PRINT_PAIRING_CODE=1 prints one at start):');
+    say('  runt admin pairing-code');
+  }
   say('');
 
   // Shutdown always ends within SHUTDOWN_GRACE_MS: the main thread never blocks on a full stdout

@@ -9,9 +9,9 @@ const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const children: ChildProcess[] = [];
 
 /** Starts the real binary on port 0; stdout is a pipe the test reads only if told to. */
-function start(dataDir: string, readStdout = true) {
+function start(dataDir: string, readStdout = true, env: Record<string, string> = {}) {
   const child = spawn(process.execPath, [BIN], {
-    env: { PATH: process.env.PATH, RUNT_PORT: '0', RUNT_DATA_DIR: dataDir },
+    env: { PATH: process.env.PATH, RUNT_PORT: '0', RUNT_DATA_DIR: dataDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -24,7 +24,8 @@ function start(dataDir: string, readStdout = true) {
   const ready = new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', () => {
       const url = /listening on (http:\/\/\S+)/.exec(stderr)?.[1];
-      if (url && /npx .* --code \S+\n/.test(stderr)) resolve(url);
+      // The banner ends with the pairing line: a live code's command, or how to mint one.
+      if (url && /pair a workstation[^\n]*\n  \S[^\n]*\n/.test(stderr)) resolve(url);
     });
     void exited.then(() => reject(new Error(`exited: ${stderr}`)));
   });
@@ -64,6 +65,19 @@ describe('runt-control-plane binary', () => {
     second.child.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
   }, 60_000);
+
+  it('prints a live pairing code on the first start only, or when asked (issue 8, defect 9)', async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'runt-code-')), '.runt');
+    const code = /--code [2-9A-Z-]{14}\n/;
+    for (const [env, printed] of [[{}, true], [{}, false], [{ RUNT_PRINT_PAIRING_CODE: '1' }, true]] as const) {
+      const cp = start(dataDir, true, env);
+      await cp.ready;
+      expect(code.test(cp.stderr()), cp.stderr()).toBe(printed);
+      if (!printed) expect(cp.stderr()).toContain('runt admin pairing-code');
+      cp.child.kill('SIGTERM');
+      expect((await cp.exited).code).toBe(0);
+    }
+  }, 90_000);
 
   it('SIGTERM finishes within the grace period even while nobody reads its stdout', async () => {
     const dataDir = join(mkdtempSync(join(tmpdir(), 'runt-stuck-')), '.runt');

@@ -28,4 +28,12 @@ create index pairing_attempts_address on pairing_attempts (client_address, faile
 create index pairing_attempts_failed_at on pairing_attempts (failed_at);
 `,
   },
+  {
+    // Failures also count per code prefix (the first 4 symbols guessed), replacing the global limit.
+    id: 'pairing_0002_attempt_prefix',
+    sql: `
+alter table pairing_attempts add column code_prefix text;
+create index pairing_attempts_prefix on pairing_attempts (code_prefix, failed_at);
+`,
+  },
 ];

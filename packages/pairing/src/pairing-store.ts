@@ -1,16 +1,25 @@
 import type { Queryable } from '@runt/sql';
 
-/** Failed-redeem budgets. Only failures count; a success costs nothing. */
+/**
+ * Failed-redeem budgets. Only failures count; a success costs nothing, and a valid code always
+ * redeems (even from an address at its limit): an outsider can never lock operators out.
+ */
 export interface AttemptLimits {
   /** Per client address (default 10 failures in 10 minutes). */
   perAddress: { max: number; windowMs: number };
-  /** Across all addresses (default 100 failures per minute): slows a distributed guesser. */
-  overall: { max: number; windowMs: number };
+  /**
+   * Per code prefix — the first group of 4 symbols a guess names (default 20 failures in 10
+   * minutes): slows a distributed guesser without a global lockout, since nobody can aim at a
+   * live code's prefix without knowing it.
+   */
+  perPrefix?: { max: number; windowMs: number };
+  /** @deprecated Ignored: a global limit let anyone block every operator (issue 8). Use `perPrefix`. */
+  overall?: { max: number; windowMs: number };
 }
 
-export const DEFAULT_ATTEMPT_LIMITS: AttemptLimits = Object.freeze({
+export const DEFAULT_ATTEMPT_LIMITS: Required<Omit<AttemptLimits, 'overall'>> = Object.freeze({
   perAddress: Object.freeze({ max: 10, windowMs: 600_000 }),
-  overall: Object.freeze({ max: 100, windowMs: 60_000 }),
+  perPrefix: Object.freeze({ max: 20, windowMs: 600_000 }),
 });
 
 /** What `PairingStore.get` tells about a code (never the code itself). */
@@ -44,8 +53,8 @@ export interface PairingStore {
   get(id: string): Promise<PairingInfo | undefined>;
   /**
    * Spends the same failed-guess budget as `redeem` on another secret guess (the panel's
-   * sign-in): throws `PairingRateLimitedError` when `clientAddress` (or everyone) is at the
-   * limit, else runs `check` and records a failure when it answers `undefined`.
+   * sign-in): throws `PairingRateLimitedError` when `clientAddress` is at its limit, else runs
+   * `check` and records a failure when it answers `undefined`.
    */
   limitGuesses<T>(clientAddress: string, check: () => Promise<T | undefined>): Promise<T | undefined>;
 }

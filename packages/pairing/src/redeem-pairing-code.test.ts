@@ -118,14 +118,14 @@ describe('redeemPairingCode against a listening server', () => {
   it('maps 429 to PairingRateLimitedError with Retry-After (and a default without it)', async () => {
     await rejectionOf(redeemPairingCode(`${base}/strict`, 'ZZZZ-ZZZZ-ZZZ4', {}));
     const { code } = await store.mint({ createdBy: 'admin' });
-    const e = await rejectionOf(redeemPairingCode(`${base}/strict`, code, {}));
+    const e = await rejectionOf(redeemPairingCode(`${base}/strict`, 'YZZZ-ZZZZ-ZZZ4', {}));
     expect(e).toBeInstanceOf(PairingRateLimitedError);
     const limited = e as PairingRateLimitedError;
     expect(limited.status).toBe(429);
     expect(limited.retryAfterSeconds).toBeGreaterThanOrEqual(1);
     expect(limited.retryAfterSeconds).toBeLessThanOrEqual(60);
-    // The code was not touched by the limited attempt.
-    expect((await redeemPairingCode(base, code, {})).credential.token).toMatch(/^rnt_ws_/);
+    // A valid code redeems even from the limited address.
+    expect((await redeemPairingCode(`${base}/strict`, code, {})).credential.token).toMatch(/^rnt_ws_/);
 
     const noHeader = await rejectionOf(redeemPairingCode(`${base}/bare429`, code, {}));
     expect((noHeader as PairingRateLimitedError).retryAfterSeconds).toBe(60);

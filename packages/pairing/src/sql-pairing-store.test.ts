@@ -2,6 +2,7 @@ import { migrate, type Database } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPairingCode } from './hash-pairing-code.js';
+import { normalizePairingCode } from './normalize-pairing-code.js';
 import { isPairingError, PairingCodeRejectedError, PairingRateLimitedError } from './pairing-error.js';
 import { pairingMigrations } from './pairing-migrations.js';
 import type { IssueCredential, PairingStore } from './pairing-store.js';
@@ -39,7 +40,7 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
   beforeAll(async () => {
     t = await createTestDatabase(backend);
     db = t.db;
-    expect(await migrate(db, pairingMigrations)).toEqual(['pairing_0001_codes']);
+    expect(await migrate(db, pairingMigrations)).toEqual(['pairing_0001_codes', 'pairing_0002_attempt_prefix']);
     expect(await migrate(db, pairingMigrations)).toEqual([]);
     await db.query(WORKSTATIONS);
     store = createSqlPairingStore(db, {
@@ -141,34 +142,33 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
     expect((await db.query('select 1 from workstations where pairing_id = $1', [id])).rows).toHaveLength(1);
   });
 
-  it('rate-limits an address after too many failures, before touching the code', async () => {
+  it('rate-limits wrong guesses from an address after too many failures; a valid code still redeems from it', async () => {
     const addr = '192.0.2.10';
-    for (let i = 0; i < 3; i++) {
-      expect(await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()))).toBeInstanceOf(
-        PairingCodeRejectedError,
-      );
+    const guesses = ['ZZZZ-ZZZZ-ZZZ2', 'YZZZ-ZZZZ-ZZZ2', 'XZZZ-ZZZZ-ZZZ2']; // different prefixes: only the address limit applies
+    for (const guess of guesses) {
+      expect(await rejectionOf(store.redeem({ code: guess, clientAddress: addr }, issuer()))).toBeInstanceOf(PairingCodeRejectedError);
     }
-    const { id, code } = await store.mint({ createdBy: 'admin' });
-    const calls: string[] = [];
-    const limited = await rejectionOf(store.redeem({ code, clientAddress: addr }, issuer(calls)));
+    const limited = await rejectionOf(store.redeem({ code: 'WZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()));
     expect(limited).toBeInstanceOf(PairingRateLimitedError);
     expect(isPairingError(limited, 'rate-limited')).toBe(true);
     const wait = (limited as PairingRateLimitedError).retryAfterSeconds;
     expect(wait).toBeGreaterThanOrEqual(1);
     expect(wait).toBeLessThanOrEqual(60);
-    expect(calls).toEqual([]);
-    expect((await store.get(id))?.redeemedAt).toBeUndefined();
+    // Attempts while limited are not recorded again (a flood does not extend its own lockout).
+    expect((await db.query('select 1 from pairing_attempts where client_address = $1', [addr])).rows).toHaveLength(3);
 
-    // Another address is unaffected and can use the untouched code.
-    expect(await store.redeem({ code, clientAddress: '192.0.2.11' }, issuer(calls))).toMatch(/^token-for-/);
+    // A valid code always redeems, even from the limited address.
+    const { id, code } = await store.mint({ createdBy: 'admin' });
+    const calls: string[] = [];
+    expect(await store.redeem({ code, clientAddress: addr }, issuer(calls))).toMatch(/^token-for-/);
+    expect(calls).toEqual([id]);
 
-    // Age the failures: Retry-After shrinks with them, and once out of the window the address may try again.
+    // Age the failures: Retry-After shrinks with them, and once out of the window wrong guesses are 404 again.
     await db.query("update pairing_attempts set failed_at = failed_at - interval '50 seconds' where client_address = $1", [addr]);
-    const later = (await rejectionOf(store.redeem({ code, clientAddress: addr }, issuer()))) as PairingRateLimitedError;
+    const later = (await rejectionOf(store.redeem({ code: 'VZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()))) as PairingRateLimitedError;
     expect(later.retryAfterSeconds).toBeLessThanOrEqual(11);
     await db.query("update pairing_attempts set failed_at = failed_at - interval '11 seconds' where client_address = $1", [addr]);
-    const m2 = await store.mint({ createdBy: 'admin' });
-    expect(await store.redeem({ code: m2.code, clientAddress: addr }, issuer())).toMatch(/^token-for-/);
+    expect(await rejectionOf(store.redeem({ code: 'VZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()))).toBeInstanceOf(PairingCodeRejectedError);
   });
 
   it('limitGuesses spends the same budget as redeem: wrong guesses count, right ones do not', async () => {
@@ -177,13 +177,15 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
     expect(await store.limitGuesses(addr, async () => undefined)).toBeUndefined();
     expect(await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ4', clientAddress: addr }, issuer()))).toBeInstanceOf(PairingCodeRejectedError);
     expect(await store.limitGuesses(addr, async () => undefined)).toBeUndefined();
-    // Three failures (two guesses, one redeem): even a right guess is refused now, and redeem too.
+    // Three failures (two guesses, one redeem): even a right guess is refused now, and a wrong redeem too.
     let checked = false;
     const limited = await rejectionOf(store.limitGuesses(addr, async () => ((checked = true), 'ok')));
     expect(isPairingError(limited, 'rate-limited')).toBe(true);
     expect(checked).toBe(false);
+    expect(await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ6', clientAddress: addr }, issuer()))).toBeInstanceOf(PairingRateLimitedError);
+    // A valid pairing code is never locked out (it names a live, single-use, 59-bit secret).
     const { code } = await store.mint({ createdBy: 'admin' });
-    expect(await rejectionOf(store.redeem({ code, clientAddress: addr }, issuer()))).toBeInstanceOf(PairingRateLimitedError);
+    expect(await store.redeem({ code, clientAddress: addr }, issuer())).toMatch(/^token-for-/);
   });
 
   it('does not count successful redeems', async () => {
@@ -196,25 +198,36 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
 });
 
 describe.each(TEST_BACKENDS)('SQL pairing store on %s, own database', (backend) => {
-  it('refuses nonsense limits, does not create its tables, and applies an overall limit across addresses', async () => {
+  it('refuses nonsense limits, does not create its tables; a flood from many addresses locks out neither a valid code nor other prefixes (issue 8, defect 9)', async () => {
     const t = await createTestDatabase(backend);
     try {
       expect(() => createSqlPairingStore(t.db, { limits: { perAddress: { max: 0, windowMs: 1000 } } })).toThrow(/perAddress/);
+      expect(() => createSqlPairingStore(t.db, { limits: { perAddress: { max: 1, windowMs: 1000 }, perPrefix: { max: 1, windowMs: 0 } } })).toThrow(/perPrefix/);
       const store = createSqlPairingStore(t.db, {
-        limits: { perAddress: { max: 100, windowMs: 60_000 }, overall: { max: 4, windowMs: 60_000 } },
+        limits: { perAddress: { max: 100, windowMs: 60_000 }, perPrefix: { max: 4, windowMs: 60_000 } },
       });
       // No migrations run by the store: its table does not exist yet.
       await expect(store.mint({ createdBy: 'admin' })).rejects.toThrow(/pairing_codes/);
       await migrate(t.db, pairingMigrations);
       await t.db.query(WORKSTATIONS);
 
-      for (let i = 0; i < 4; i++) {
-        const e = await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ3', clientAddress: `198.51.100.${i}` }, issuer()));
-        expect(e).toBeInstanceOf(PairingCodeRejectedError);
+      // 100 failed redeems from 100 addresses, all over one prefix and a spread of others.
+      for (let i = 0; i < 100; i++) {
+        const guess = i % 2 ? 'ZZZZ-ZZZZ-ZZZ3' : `${'23456789ABCDEFGHJKMNPQRSTVWXYZ'[i % 29]}ZZZ-ZZZZ-ZZZ3`;
+        const e = await rejectionOf(store.redeem({ code: guess, clientAddress: `198.51.100.${i}` }, issuer()));
+        expect(isPairingError(e, 'pairing-code-rejected') || isPairingError(e, 'rate-limited')).toBe(true);
       }
+      // The flooded prefix is limited for wrong guesses, from a fresh address too…
+      expect(await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ4', clientAddress: '203.0.113.1' }, issuer()))).toBeInstanceOf(PairingRateLimitedError);
+      // …but a valid code from a fresh address redeems, and so does a valid code whose prefix was flooded.
       const { code } = await store.mint({ createdBy: 'admin' });
-      const e = await rejectionOf(store.redeem({ code, clientAddress: '198.51.100.200' }, issuer()));
-      expect(e).toBeInstanceOf(PairingRateLimitedError);
+      expect(await store.redeem({ code, clientAddress: '203.0.113.2' }, issuer())).toMatch(/^token-for-/);
+      const second = await store.mint({ createdBy: 'admin' });
+      const floodedPrefix = `ZZZZ-${second.code.slice(5)}`;
+      await t.db.query('update pairing_codes set code_hash = $1 where id = $2', [hashPairingCode(normalizePairingCode(floodedPrefix)!), second.id]);
+      expect(await store.redeem({ code: floodedPrefix, clientAddress: '203.0.113.3' }, issuer())).toMatch(/^token-for-/);
+      // A prefix nobody flooded still answers 404 for a wrong guess: no global lockout.
+      expect(await rejectionOf(store.redeem({ code: '2222-ZZZZ-ZZZ5', clientAddress: '203.0.113.4' }, issuer()))).toBeInstanceOf(PairingCodeRejectedError);
     } finally {
       await t.dispose();
     }

@@ -23,8 +23,9 @@ interface CodeRow {
  * `migrate(db, pairingMigrations)` first. Times (expiry, rate-limit windows) come from the
  * database clock, so several control-plane replicas agree. Redeem claims the code with one
  * conditional `update … where redeemed_at is null and expires_at > now() returning`, which row
- * locking makes single-winner on Postgres; failed redeems are recorded per client address and
- * checked against `limits` before the code is looked at.
+ * locking makes single-winner on Postgres. The code is looked at first, so a valid code always
+ * redeems; a wrong one is recorded per client address and per code prefix, and answered 429
+ * (`PairingRateLimitedError`) instead of 404 while either is at its limit — no global lockout.
  *
  * @example
  * await migrate(db, pairingMigrations);
@@ -36,37 +37,46 @@ interface CodeRow {
  * });
  */
 export function createSqlPairingStore(db: Database, opts: { limits?: Partial<AttemptLimits> } = {}): PairingStore {
-  const limits: AttemptLimits = {
+  const limits = {
     perAddress: checkLimit('perAddress', opts.limits?.perAddress ?? DEFAULT_ATTEMPT_LIMITS.perAddress),
-    overall: checkLimit('overall', opts.limits?.overall ?? DEFAULT_ATTEMPT_LIMITS.overall),
+    perPrefix: checkLimit('perPrefix', opts.limits?.perPrefix ?? DEFAULT_ATTEMPT_LIMITS.perPrefix),
   };
-  const keepMs = Math.max(limits.perAddress.windowMs, limits.overall.windowMs);
+  const keepMs = Math.max(limits.perAddress.windowMs, limits.perPrefix.windowMs);
 
   /** Seconds until the oldest failure that keeps a scope at its limit ages out, or 0. */
-  async function waitFor(scope: { max: number; windowMs: number }, address?: string): Promise<number> {
-    const where = address === undefined ? '' : 'client_address = $3 and';
-    const params: unknown[] = [scope.windowMs, scope.max - 1];
-    if (address !== undefined) params.push(address);
+  async function waitFor(scope: { max: number; windowMs: number }, column: 'client_address' | 'code_prefix', value: string): Promise<number> {
     // The max-th newest failure inside the window: once it ages out, fewer than max remain.
     const r = await db.query<{ wait: number | string }>(
       `select extract(epoch from (failed_at + $1::float8 * interval '1 millisecond' - now())) as wait
          from pairing_attempts
-        where ${where} failed_at > now() - $1::float8 * interval '1 millisecond'
+        where ${column} = $3 and failed_at > now() - $1::float8 * interval '1 millisecond'
         order by failed_at desc offset $2::int limit 1`,
-      params,
+      [scope.windowMs, scope.max - 1, value],
     );
     const wait = r.rows[0]?.wait;
     return wait === undefined ? 0 : Math.max(1, Math.ceil(Number(wait)));
   }
 
-  async function assertNotLimited(address: string): Promise<void> {
-    const wait = Math.max(await waitFor(limits.perAddress, address), await waitFor(limits.overall));
-    if (wait > 0) throw new PairingRateLimitedError(wait);
+  /** Seconds the address (and, for a code guess, its prefix) must wait, or 0. */
+  async function limitedFor(address: string, prefix: string | undefined): Promise<number> {
+    const [byAddress, byPrefix] = await Promise.all([
+      waitFor(limits.perAddress, 'client_address', address),
+      prefix === undefined ? 0 : waitFor(limits.perPrefix, 'code_prefix', prefix),
+    ]);
+    return Math.max(byAddress, byPrefix);
   }
 
-  async function recordFailure(address: string): Promise<void> {
-    await db.query('insert into pairing_attempts (client_address) values ($1)', [address]);
+  async function recordFailure(address: string, prefix: string | undefined): Promise<void> {
+    await db.query('insert into pairing_attempts (client_address, code_prefix) values ($1, $2)', [address, prefix ?? null]);
     await db.query("delete from pairing_attempts where failed_at < now() - $1::float8 * interval '1 millisecond'", [keepMs]);
+  }
+
+  /** A wrong guess: 429 while its address or prefix is at the limit (not recorded again), else recorded and 404. */
+  async function failed(address: string, prefix: string | undefined): Promise<never> {
+    const wait = await limitedFor(address, prefix);
+    if (wait > 0) throw new PairingRateLimitedError(wait);
+    await recordFailure(address, prefix);
+    throw new PairingCodeRejectedError();
   }
 
   return {
@@ -95,12 +105,10 @@ export function createSqlPairingStore(db: Database, opts: { limits?: Partial<Att
 
     async redeem(input, issue) {
       const address = String(input.clientAddress ?? '');
-      await assertNotLimited(address);
       const canonical = normalizePairingCode(input.code);
-      if (canonical === undefined) {
-        await recordFailure(address);
-        throw new PairingCodeRejectedError();
-      }
+      const prefix = canonical?.slice(0, 4);
+      // The code is looked at first: a valid code always redeems, whoever flooded before.
+      if (canonical === undefined) return failed(address, prefix);
       try {
         return await db.transaction(async (tx) => {
           const claimed = await tx.query<{ id: string }>(
@@ -116,16 +124,17 @@ export function createSqlPairingStore(db: Database, opts: { limits?: Partial<Att
           return result;
         });
       } catch (e) {
-        if (isPairingError(e, 'pairing-code-rejected')) await recordFailure(address);
+        if (isPairingError(e, 'pairing-code-rejected')) return failed(address, prefix);
         throw e;
       }
     },
 
     async limitGuesses(clientAddress, check) {
       const address = String(clientAddress ?? '');
-      await assertNotLimited(address);
+      const wait = await limitedFor(address, undefined);
+      if (wait > 0) throw new PairingRateLimitedError(wait);
       const out = await check();
-      if (out === undefined) await recordFailure(address);
+      if (out === undefined) await recordFailure(address, undefined);
       return out;
     },
 

@@ -256,4 +256,5 @@ export const controlMessageSchema = z.discriminatedUnion('type', [
 export type ControlMessage = z.infer<typeof controlMessageSchema>;
 
 /** WebSocket close codes the control plane uses. */
-export const LINK_CLOSE_CODES = { revoked: 4001, replaced: 4002, invalid: 4400, shutdown: 1001 } as const;
+/** WebSocket close codes the control plane uses; `rateLimited`: more messages than the per-link budget (reconnect later). */
+export const LINK_CLOSE_CODES = { revoked: 4001, replaced: 4002, invalid: 4400, rateLimited: 4429, shutdown: 1001 } as const;

@@ -22,6 +22,18 @@ export interface LinkServerOptions {
   pingMs: number;
   /** Largest message accepted from an agent (default 1 MiB). */
   maxPayloadBytes?: number;
+  /**
+   * Messages one link may send: a bucket of `burst` (default 200) refilled at `perSecond`
+   * (default 20; an agent sends a few a minute). Past it the link is closed with
+   * `LINK_CLOSE_CODES.rateLimited`, so one token cannot flood the database behind it.
+   */
+  messageRate?: { perSecond: number; burst: number };
+}
+
+/** A token bucket per link. */
+interface Budget {
+  tokens: number;
+  at: number;
 }
 
 /** Where agents dial in. */
@@ -48,6 +60,7 @@ export class LinkServer {
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
   private readonly pending = new Set<Promise<unknown>>();
+  private readonly budgets = new WeakMap<AgentLink, Budget>();
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head);
 
   constructor(private readonly o: LinkServerOptions) {
@@ -139,6 +152,13 @@ export class LinkServer {
 
   private onMessage(link: AgentLink, data: RawData, isBinary: boolean): void {
     link.alive = true;
+    if (!this.spend(link)) {
+      if (link.socket.readyState === link.socket.OPEN) {
+        this.o.logger.warn({ workstation_id: link.workstationId }, 'agent link over its message rate: closed');
+        link.socket.close(LINK_CLOSE_CODES.rateLimited, 'too many messages');
+      }
+      return;
+    }
     let msg: AgentMessage | undefined;
     if (!isBinary) {
       try {
@@ -159,6 +179,19 @@ export class LinkServer {
     link.chain = link.chain.then(() => this.handle(link, m)).catch((e: unknown) => {
       this.o.logger.warn({ workstation_id: link.workstationId, err: (e as Error).message }, 'agent link message failed');
     });
+  }
+
+  /** Takes one message from the link's budget; false when it is spent. */
+  private spend(link: AgentLink): boolean {
+    const { perSecond, burst } = this.o.messageRate ?? { perSecond: 20, burst: 200 };
+    const now = performance.now();
+    const budget = this.budgets.get(link) ?? { tokens: burst, at: now };
+    budget.tokens = Math.min(burst, budget.tokens + ((now - budget.at) / 1000) * perSecond);
+    budget.at = now;
+    this.budgets.set(link, budget);
+    if (budget.tokens < 1) return false;
+    budget.tokens -= 1;
+    return true;
   }
 
   private async handle(link: AgentLink, msg: AgentMessage): Promise<void> {
