@@ -33,6 +33,14 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
     query: (text, params) => run(pool, text, params),
     async transaction(fn) {
       const c = await pool.connect();
+      // While a client is checked out the pool no longer listens for its errors: a connection
+      // terminated mid-transaction (a server restart) would emit an unhandled 'error' and crash
+      // the process. The failing query rejects on its own; the broken client is destroyed.
+      let broken: Error | undefined;
+      const onError = (err: Error) => {
+        broken = err;
+      };
+      c.on('error', onError);
       try {
         await c.query('BEGIN');
         const tx: Queryable = { query: (text, params) => run(c, text, params) };
@@ -40,10 +48,11 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
         await c.query('COMMIT');
         return out;
       } catch (e) {
-        await c.query('ROLLBACK').catch(() => {});
+        if (!broken) await c.query('ROLLBACK').catch(() => {});
         throw e;
       } finally {
-        c.release();
+        c.off('error', onError);
+        c.release(broken);
       }
     },
     async listen(channel, onMessage, onConnectionLost) {
