@@ -1,9 +1,9 @@
 import type { AgentMessage, Run } from '@runt/protocol';
-import { controlMessageSchema } from '@runt/protocol';
+import { controlMessageSchema, runSchema } from '@runt/protocol';
 import { describe, expect, it } from 'vitest';
 import { handleControlMessage, type ControlMessageHandlers } from '../src/control-messages.js';
 
-const run = { id: 'run_1' } as Run;
+const run: Run = runSchema.parse({ id: 'run_1', status: 'offered', runtime: 'fake', image: null, command: [], env: {}, workdir: null, ready_when: null, placement: {}, resources: {}, bundle: null, max_attempts: 3, attempt: 1, workstation_id: null, lease: null, exit_code: null, failure_kind: null, failure_message: null, cancel_requested: false, created_at: 'x', offered_at: null, accepted_at: null, started_at: null, finished_at: null });
 
 function handlers(take: boolean) {
   const seen: string[] = [];
@@ -23,7 +23,7 @@ describe('handleControlMessage', () => {
   it('answers an offer with the claim result once known, and a ping at once', async () => {
     for (const take of [true, false]) {
       const { h, seen, replies } = handlers(take);
-      handleControlMessage({ type: 'offer', id: 'o1', run: run as never }, h);
+      handleControlMessage({ type: 'offer', id: 'o1', run }, h);
       handleControlMessage({ type: 'ping', id: 'p1' }, h);
       expect(replies).toEqual([{ type: 'result', id: 'p1', ok: true }]);
       await new Promise((r) => setTimeout(r, 0));

@@ -29,7 +29,7 @@ export async function startTestControlPlane(): Promise<TestControlPlane> {
   const adminToken = mintToken('admin');
   const cp = await startControlPlane(
     loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: mkdtempSync(join(tmpdir(), 'runt-agent-cp-')), logLevel: 'warn', schedulerTickMs: 50, offerTimeoutMs: 60_000 }),
-    { db: t.db, logDestination: new Writable({ write: (_c, _e, cb) => cb() }) as never },
+    { db: t.db, logDestination: new Writable({ write: (_c, _e, cb) => cb() }) },
   );
   const url = cp.url;
   const admin = new ControlPlaneClient({ url, token: adminToken });
@@ -73,7 +73,7 @@ export async function eventually<T>(check: () => T | Promise<T>, what = 'conditi
   for (;;) {
     try {
       const v = await check();
-      if (v) return v as NonNullable<T>;
+      if (v) return v;
     } catch (e) {
       last = e;
     }

@@ -215,8 +215,8 @@ export class HttpTransport {
   }
 }
 
-function failure(e: unknown, signal: AbortSignal | undefined, timeout?: AbortSignal): unknown {
-  if (signal?.aborted) return signal.reason;
+function failure(e: unknown, signal: AbortSignal | undefined, timeout?: AbortSignal): Error {
+  if (signal?.aborted) return signal.reason as Error;
   if (timeout?.aborted || (e as { name?: string })?.name === 'TimeoutError') return new TransportError('timeout', 'timed out', { cause: e });
   const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   return new TransportError('network', err?.cause?.code ?? err?.code ?? err?.cause?.message ?? err?.message ?? String(e), { cause: e });
@@ -231,7 +231,7 @@ function answerOf(status: number, statusText: string, header: (name: string) => 
     json() {
       if (body.length === 0) return undefined;
       try {
-        return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+        return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as unknown;
       } catch {
         return undefined;
       }
@@ -248,7 +248,7 @@ function sendNode(
   timeoutMs: number,
   signal: AbortSignal | undefined,
 ): Promise<TransportAnswer> {
-  if (signal?.aborted) return Promise.reject(signal.reason);
+  if (signal?.aborted) return Promise.reject(signal.reason as Error);
   const send = url.protocol === 'https:' ? https.request : http.request;
   return new Promise((resolve, reject) => {
     const all: Record<string, string | number> = { ...headers };
