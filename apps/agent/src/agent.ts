@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -8,10 +7,7 @@ import {
   LEASE_MS_DEFAULT,
   LEASE_MS_MAX,
   MIN_HELD_LEASE_MS,
-  backoffDelay,
-  isApiError,
   jitter,
-  sleep,
   type RegisterWorkstationRequest,
 } from '@runt/protocol';
 import { LeaseClient } from '@runt/leases';
@@ -27,6 +23,7 @@ import { readoptRuns } from './readopt-runs.js';
 import { RunExecution, type RunExecutionDeps } from './run-execution.js';
 import { RunSlots } from './run-slots.js';
 import { RunStateStore } from './run-state-store.js';
+import { WorkstationRegistration } from './workstation-registration.js';
 
 /** `initialized → starting → running → draining → stopping → stopped`, or `failed` when it could not go on. */
 export type AgentState = 'initialized' | 'starting' | 'running' | 'draining' | 'stopping' | 'stopped' | 'failed';
@@ -94,6 +91,7 @@ export class Agent {
   readonly #leases: LeaseClient;
   readonly #store: RunStateStore;
   readonly #slots: RunSlots<RunExecution>;
+  readonly #registrar: WorkstationRegistration;
   readonly #runtimes = new Map<string, Runtime>();
   readonly #unavailable = new Map<string, string>();
   /** Aborted when the agent stops taking offers (drain/shutdown). */
@@ -142,6 +140,16 @@ export class Agent {
     this.#client = new ControlPlaneClient({ url: this.#urls.first, token: opts.token, retries: 3, timeoutMs: 15_000, ...(failover ? { fetch: this.#urls.fetch } : { nodeHttp: true }) });
     this.#leases = new LeaseClient({ baseUrl: this.#urls.first, token: opts.token, timeoutMs: 15_000, ...(failover ? { fetch: this.#urls.fetch } : { keepAlive: true }) });
     this.#workstationId = opts.workstationId ?? '';
+    this.#registrar = new WorkstationRegistration({
+      client: this.#client,
+      displayName: opts.displayName,
+      maxRuns: this.#opts.maxRuns,
+      labels: this.#opts.labels,
+      version: this.#opts.version,
+      runtimes: () => [...this.#runtimes.keys()],
+      signal: this.#life.signal,
+      logger: this.#log,
+    });
     this.#slots = new RunSlots<RunExecution>({
       maxRuns: this.#opts.maxRuns,
       once: this.#opts.once,
@@ -249,40 +257,19 @@ export class Agent {
   }
 
   #registration(listening: boolean): RegisterWorkstationRequest {
-    return {
-      display_name: this.#opts.displayName?.trim() || hostname().split('.')[0] || 'workstation',
-      hostname: hostname(),
-      cpu_count: availableParallelism(),
-      memory_bytes: totalmem(),
-      max_runs: this.#opts.maxRuns,
-      runtimes: [...this.#runtimes.keys()],
-      labels: this.#opts.labels,
-      agent_version: this.#opts.version,
-      listening,
-    };
+    return this.#registrar.body(listening);
   }
 
   async #registerHttp(listening: boolean, opts: { untilDone?: boolean } = {}): Promise<boolean> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const res = await this.#client.registerWorkstation(this.#registration(listening));
-        this.#workstationId = res.workstation.id;
-        // How a drain reaches an agent without a link (or one whose `drain` message was lost).
-        if (listening && res.workstation.status === 'draining') {
-          if (this.#state === 'starting') this.#drainOnStart = true;
-          else this.#drain();
-        }
-        return true;
-      } catch (e) {
-        if (isApiError(e) && (e.status === 401 || e.status === 403)) {
-          throw new AgentError('unauthorized', `the control plane refused this workstation's credential: ${e.message} (revoked? pair again with runt workstation connect)`, { cause: e });
-        }
-        if (!opts.untilDone) throw e;
-        const delay = backoffDelay(attempt, { baseMs: 500, capMs: 30_000 });
-        this.#log.warn({ err: e, retry_in_ms: delay }, 'registration failed; retrying');
-        if (!(await sleep(delay, this.#life.signal))) return false;
-      }
+    const ws = await this.#registrar.register(listening, opts);
+    if (!ws) return false;
+    this.#workstationId = ws.id;
+    // How a drain reaches an agent without a link (or one whose `drain` message was lost).
+    if (listening && ws.status === 'draining') {
+      if (this.#state === 'starting') this.#drainOnStart = true;
+      else this.#drain();
     }
+    return true;
   }
 
   #deps(runtimeName: string): RunExecutionDeps {

@@ -14,3 +14,8 @@ export { RunEventLog, type RunEventLogOptions } from './run-event-log.js';
 export { RunStateStore, type RunState } from './run-state-store.js';
 export { materializeBundle } from './materialize-bundle.js';
 export { createLogger } from './create-logger.js';
+export { RunSlots, type RunSlotsOptions, type SlotRun } from './run-slots.js';
+export { readoptRuns, type ReadoptRunsOptions, type ConfirmedLease } from './readopt-runs.js';
+export { heartbeatLoop, pollLoop, type HeartbeatLoopOptions, type PollLoopOptions } from './agent-loops.js';
+export { handleControlMessage, type ControlMessageHandlers } from './control-messages.js';
+export { WorkstationRegistration, type WorkstationRegistrationOptions } from './workstation-registration.js';

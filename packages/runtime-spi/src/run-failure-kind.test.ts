@@ -5,7 +5,7 @@ import { createFakeRuntime } from './fake/index.js';
 
 describe('runFailureKind', () => {
   it('maps every runtime error code at both stages', () => {
-    const codes: RuntimeErrorCode[] = ['runtime-unavailable', 'image-unavailable', 'instance-not-found', 'instance-exists', 'start-failed', 'exec-failed', 'invalid-spec', 'aborted', 'timeout', 'internal'];
+    const codes: RuntimeErrorCode[] = ['runtime-unavailable', 'image-unavailable', 'instance-not-found', 'instance-exists', 'start-failed', 'exec-failed', 'invalid-spec', 'aborted', 'timeout', 'not-started', 'internal'];
     for (const code of codes) {
       const e = new RuntimeError(code, code);
       const expected = (stage: 'image' | 'start') =>
