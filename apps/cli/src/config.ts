@@ -1,7 +1,12 @@
-import { readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { ControlPlaneClient } from '@runt/protocol';
-import { loadCredential, type WorkstationCredential } from '@runt/pairing';
+import { credentialPath, loadCredential, type WorkstationCredential } from '@runt/pairing';
 import { CliError } from './errors.js';
+
+/** Which credential this invocation talks with; the error boundary words a 401 for it. */
+let credentialInUse: 'admin' | 'workstation' | undefined;
+export const credentialKindInUse = () => credentialInUse;
 
 /** The stored workstation credential (RUNT_CLOUD_URL / RUNT_CLOUD_TOKEN win), or a clear error. */
 export async function requireCredential(): Promise<WorkstationCredential> {
@@ -15,26 +20,72 @@ export async function requireCredential(): Promise<WorkstationCredential> {
 /** A client authenticated as this workstation. */
 export async function workstationClient(): Promise<{ client: ControlPlaneClient; credential: WorkstationCredential }> {
   const credential = await requireCredential();
+  credentialInUse = 'workstation';
   return { client: new ControlPlaneClient({ url: credential.cloud_url, token: credential.token }), credential };
 }
 
-/**
- * A client authenticated as an operator: the URL from `--url` or RUNT_CLOUD_URL, the token
- * from `--token-file` or RUNT_ADMIN_TOKEN (never from argv).
- */
-export async function adminClient(flags: { url?: string | undefined; 'token-file'?: string | undefined }): Promise<ControlPlaneClient> {
-  const url = flags.url ?? process.env.RUNT_CLOUD_URL;
-  if (!url) throw new CliError('missing --url (or RUNT_CLOUD_URL): where is the control plane?');
-  let token = process.env.RUNT_ADMIN_TOKEN?.trim();
-  if (flags['token-file']) {
-    token = await readFile(flags['token-file'], 'utf8').then(
-      (s) => s.trim(),
-      (e: NodeJS.ErrnoException) => {
-        throw new CliError(`cannot read the admin token file ${flags['token-file']}: ${e.code ?? e.message}`);
-      },
-    );
+/** What `runt admin login` stores (0600, beside workstation.json). */
+export interface AdminLogin {
+  url: string;
+  token: string;
+}
+
+export const adminLoginPath = () => join(dirname(credentialPath()), 'admin.json');
+
+/** Stores the operator's URL and token in a 0600 file (0700 dir), replacing it atomically. */
+export async function saveAdminLogin(login: AdminLogin): Promise<string> {
+  const path = adminLoginPath();
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(login, null, 2)}\n`, { mode: 0o600 });
+  await chmod(tmp, 0o600);
+  await rename(tmp, path);
+  return path;
+}
+
+async function loadAdminLogin(): Promise<Partial<AdminLogin>> {
+  try {
+    const parsed = JSON.parse(await readFile(adminLoginPath(), 'utf8')) as Partial<AdminLogin>;
+    return { ...(typeof parsed.url === 'string' ? { url: parsed.url } : {}), ...(typeof parsed.token === 'string' ? { token: parsed.token } : {}) };
+  } catch {
+    return {};
   }
-  if (!token) throw new CliError('missing admin token: set RUNT_ADMIN_TOKEN or pass --token-file (the control plane printed where it is)');
+}
+
+export interface AdminFlags {
+  url?: string | undefined;
+  'token-file'?: string | undefined;
+}
+
+/**
+ * Where the operator's control plane is and the admin token, the first found of:
+ * URL: `--url`, RUNT_CLOUD_URL, `runt admin login`'s file, this machine's pairing.
+ * Token: `--token-file`, RUNT_ADMIN_TOKEN, `runt admin login`'s file (never argv).
+ */
+export async function resolveAdmin(flags: AdminFlags): Promise<{ url: string | undefined; token: string | undefined }> {
+  const login = await loadAdminLogin();
+  const env = (k: string) => process.env[k]?.trim() || undefined;
+  const url = flags.url ?? env('RUNT_CLOUD_URL') ?? login.url ?? (await loadCredential().catch(() => undefined))?.cloud_url ?? undefined;
+  let token = env('RUNT_ADMIN_TOKEN') ?? login.token;
+  if (flags['token-file']) token = await readTokenFile(flags['token-file']);
+  return { url: url ? parseUrl(url) : undefined, token };
+}
+
+export async function readTokenFile(file: string): Promise<string> {
+  return readFile(file, 'utf8').then(
+    (s) => s.trim(),
+    (e: NodeJS.ErrnoException) => {
+      throw new CliError(`cannot read the admin token file ${file}: ${e.code ?? e.message}`);
+    },
+  );
+}
+
+/** A client authenticated as an operator (see {@link resolveAdmin}), or a clear error. */
+export async function adminClient(flags: AdminFlags): Promise<ControlPlaneClient> {
+  const { url, token } = await resolveAdmin(flags);
+  if (!url) throw new CliError('missing --url (or RUNT_CLOUD_URL, or runt admin login): where is the control plane?');
+  if (!token) throw new CliError('missing admin token: set RUNT_ADMIN_TOKEN, pass --token-file, or run runt admin login (the control plane printed where its token is)');
+  credentialInUse = 'admin';
   return new ControlPlaneClient({ url, token });
 }
 

@@ -28,6 +28,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/api/workstations', summary: 'The fleet', auth: 'admin or workstation', response: p.listWorkstationsResponseSchema },
   { method: 'get', path: '/api/workstations/credentials', summary: 'Credentials, never their secrets', auth: 'admin', response: p.listCredentialsResponseSchema },
   { method: 'post', path: '/api/workstations/{id}/drain', summary: 'Drain a workstation: no new runs; its agent finishes the runs it holds and exits', auth: 'admin', response: p.registerWorkstationResponseSchema },
+  { method: 'post', path: '/api/workstations/self/revoke', summary: "Revoke the calling workstation's own credential", auth: 'workstation', response: p.revokeCredentialResponseSchema },
   { method: 'post', path: '/api/workstations/credentials/{id}/revoke', summary: 'Revoke a credential at once', auth: 'admin', response: p.revokeCredentialResponseSchema },
   { method: 'get', path: '/api/workstations/{id}/runs', summary: 'Runs offered to a workstation (the polling path)', auth: 'admin or workstation', query: z.object({ status: p.runStatusSchema.optional() }), response: p.listRunsResponseSchema },
   { method: 'post', path: '/api/runs', summary: 'Submit a run', auth: 'admin', body: p.submitRunRequestSchema, response: p.runResponseSchema, status: 201 },

@@ -103,6 +103,11 @@ export class ControlPlaneClient {
     return this.call('get', 'api/workstations/credentials', listCredentialsResponseSchema);
   }
 
+  /** Revokes the calling workstation's own credential (`runt workstation disconnect --revoke`). */
+  revokeOwnCredential() {
+    return this.call('post', 'api/workstations/self/revoke', revokeCredentialResponseSchema);
+  }
+
   /** Revokes a credential at once (admin). */
   revokeCredential(id: string) {
     return this.call('post', `api/workstations/credentials/${encodeURIComponent(id)}/revoke`, revokeCredentialResponseSchema);

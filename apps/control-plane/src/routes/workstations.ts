@@ -35,6 +35,13 @@ export function workstationRoutes(deps: WorkstationRouteDeps) {
       deps.onDrain?.(drained.workstation.id);
       return c.json({ workstation: drained.workstation });
     })
+    .post('/self/revoke', workstation, async (c) => {
+      // `runt workstation disconnect --revoke`: a workstation may end its own credential.
+      const cred = await deps.workstations.revokeCredential(c.get('principal').id);
+      if (!cred) throw new HttpError('not-found', 'no such credential');
+      deps.onRevoke?.(cred.id, cred.workstation_id);
+      return c.json({ credential: cred });
+    })
     .post('/credentials/:id/revoke', admin, async (c) => {
       const cred = await deps.workstations.revokeCredential(c.req.param('id'));
       if (!cred) throw new HttpError('not-found', 'no such credential');

@@ -6,8 +6,8 @@ export default class AdminCredentials extends Command {
   static override examples = ['<%= config.bin %> admin credentials --url http://127.0.0.1:8787 --json'];
   static override enableJsonFlag = true;
   static override flags = {
-    url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL)' }),
-    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN)' }),
+    url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)' }),
+    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)' }),
   };
 
   async run() {

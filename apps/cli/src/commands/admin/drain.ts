@@ -9,8 +9,8 @@ export default class AdminDrain extends Command {
   static override enableJsonFlag = true;
   static override args = { id: Args.string({ required: true, description: 'workstation id (runt workstation status --json lists them)' }) };
   static override flags = {
-    url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL)' }),
-    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN)' }),
+    url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)' }),
+    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)' }),
   };
 
   async run() {

@@ -1,11 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { Args, Command, Flags } from '@oclif/core';
 import { followRunEvents as followLive, isTerminalRunStatus, type ControlPlaneClient, type RunEvent, type RunStatus } from '@runt/protocol';
-import { adminClient } from '../../config.js';
+import { adminClient, resolveAdmin, type AdminFlags } from '../../config.js';
 
 export const adminFlags = {
-  url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL)' }),
-  'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN)' }),
+  url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)' }),
+  'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)' }),
 };
 
 /**
@@ -54,10 +53,9 @@ export async function followRunEvents(
   }
 }
 
-/** The admin token as `adminClient` reads it (RUNT_ADMIN_TOKEN, or --token-file), for the live stream. */
-export async function adminToken(flags: { 'token-file'?: string | undefined }): Promise<string | undefined> {
-  if (flags['token-file']) return (await readFile(flags['token-file'], 'utf8')).trim();
-  return process.env.RUNT_ADMIN_TOKEN?.trim() || undefined;
+/** The admin token as `adminClient` reads it, for the live stream. */
+export async function adminToken(flags: AdminFlags): Promise<string | undefined> {
+  return (await resolveAdmin(flags)).token;
 }
 
 /** Writes a `log` event's data to stdout or stderr as the workload wrote it. */

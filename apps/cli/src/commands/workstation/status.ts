@@ -1,17 +1,30 @@
-import { Command } from '@oclif/core';
-import { workstationClient } from '../../config.js';
+import { Command, Flags } from '@oclif/core';
+import { loadCredential } from '@runt/pairing';
+import type { ControlPlaneClient } from '@runt/protocol';
+import { adminClient, resolveAdmin, workstationClient } from '../../config.js';
 
 export default class WorkstationStatus extends Command {
   static override summary = 'List the fleet: every workstation paired with this control plane.';
   static override examples = ['<%= config.bin %> workstation status', '<%= config.bin %> workstation status --json'];
+  static override description =
+    "On a paired machine it asks with the workstation's credential; an operator (--url, or not paired with an admin token from RUNT_ADMIN_TOKEN, --token-file or runt admin login) asks as admin.";
   static override enableJsonFlag = true;
+  static override flags = {
+    url: Flags.string({ description: 'control plane URL: ask as an operator' }),
+    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)' }),
+  };
 
   async run() {
-    const { client, credential } = await workstationClient();
+    const { flags } = await this.parse(WorkstationStatus);
+    const paired = await loadCredential().catch(() => undefined);
+    const asOperator = flags.url !== undefined || flags['token-file'] !== undefined || (!paired?.token && (await resolveAdmin(flags)).token !== undefined);
+    const { client, credential }: { client: ControlPlaneClient; credential?: { workstation_id: string } } = asOperator
+      ? { client: await adminClient(flags) }
+      : await workstationClient();
     const { workstations } = await client.listWorkstations();
     if (!this.jsonEnabled()) {
       const rows = workstations.map((w) => [
-        w.id === credential.workstation_id ? `${w.display_name} (this machine)` : w.display_name,
+        w.id === credential?.workstation_id ? `${w.display_name} (this machine)` : w.display_name,
         w.status,
         w.listening ? 'yes' : 'no',
         w.runtimes.join(',') || '-',
