@@ -152,6 +152,7 @@ describe.each(TEST_BACKENDS)('fuzz on %s: no answer ≥ 500, no hang', (backend)
     for (const [path, methods] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(methods)) {
         if (path === '/api/agent/link') continue; // the link has its own fuzz below
+        if (path === '/api/workstations/self/revoke') continue; // would end the credential the link fuzz below uses
         const content = op.requestBody?.content ?? {};
         operations.push({
           method: method.toUpperCase(),
