@@ -10,7 +10,8 @@ import { connectCommand } from '@runt/protocol';
 import { clientAddressOf, pairingCodeStatus } from '../routes/pairing.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 import { assetRoutes } from './assets/panel-assets.js';
-import { layout, type Html } from './layout.js';
+import type { Html } from './layout.js';
+import { page, readForm } from './panel-page.js';
 import { addWorkstationPage, pairingCodePage } from './pages/add-workstation-page.js';
 import { signInPage } from './pages/sign-in-page.js';
 import { revokeConfirmPage, workstationsPage, workstationsTable } from './pages/workstations-page.js';
@@ -40,21 +41,6 @@ export interface PanelDeps {
   onDrain?: (workstationId: string) => void;
   /** The run pages; without it only sign-in and the fleet are served. */
   runs?: RunPanelDeps;
-}
-
-/** Renders a page inside the frame. */
-export function page(c: Context, title: string, body: Html, opts: { current?: string; status?: number; signedIn?: boolean } = {}) {
-  return c.html(layout({ title, body, signedIn: opts.signedIn ?? true, ...(opts.current ? { current: opts.current } : {}) }), (opts.status ?? 200) as 200);
-}
-
-/** A form body (urlencoded or multipart), bounded like the JSON bodies. */
-export async function readForm(c: Context, limit: number): Promise<Record<string, string>> {
-  const length = Number(c.req.header('content-length') ?? '0');
-  if (length > limit) throw new HttpError('payload-too-large', `the form is larger than ${limit} bytes`);
-  const body = await c.req.parseBody();
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(body)) if (typeof v === 'string') out[k] = v;
-  return out;
 }
 
 /**

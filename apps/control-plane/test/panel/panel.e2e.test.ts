@@ -38,7 +38,7 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
     await agent?.stop();
     await b?.close();
     await h?.close();
-  });
+  }, 120_000);
 
   it('signs in with the keyboard, pairs a workstation through the shown line, drains and revokes it, signs out', async () => {
     const { page } = b;
@@ -96,7 +96,7 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
 
     // The fleet page shows it online with its runtimes, labels and capacity.
     await done.click();
-    const row = page.locator(`#ws-${workstationId}`);
+    let row = page.locator(`#ws-${workstationId}`);
     await until(() => row.locator('[data-col="status"]').textContent()).toBe('online');
     // The agent registers its runtimes, labels and capacity over its link right after pairing.
     await until(() => row.textContent()).toContain('pool=panel');
@@ -108,6 +108,73 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
     await expectAccessible(page, 'workstations');
     if (backend === 'pglite') await page.screenshot({ path: join(shots, 'workstations.png') });
 
+    // Submit a run from the form; its output appears live on the run page.
+    await page.click('a[href="/runs/new"]');
+    await until(() => new URL(page.url()).pathname).toBe('/runs/new');
+    await expectAccessible(page, 'submit a run');
+    await page.selectOption('#runtime', 'process');
+    await page.fill('#cmd', 'for i in 1 2 3; do echo line-$i; sleep 0.3; done; echo done-marker');
+    await page.fill('#env', 'GREETING=hello\nAPI_TOKEN=s3cret-value');
+    await page.fill('#labels', 'pool=panel');
+    await Promise.all([page.waitForURL(/\/runs\/run_/), page.click('#submit')]);
+    const firstRun = new URL(page.url()).pathname.split('/')[2]!;
+    const log = page.locator('[data-log-output]');
+    await until(() => log.textContent(), 60_000).toContain('done-marker');
+    expect(await log.textContent()).toBe('line-1\nline-2\nline-3\ndone-marker\n[run completed, exit 0]\n');
+    await until(() => page.locator('[data-run-status]').getAttribute('data-run-status')).toBe('completed');
+    await until(() => page.locator('[data-log-state]').textContent()).toContain('has ended');
+    const spec = (await page.locator('dl.spec').last().textContent())!;
+    expect(spec).toContain('GREETING=hello');
+    expect(spec).toContain('API_TOKEN=•••••• (hidden)');
+    expect(await page.content()).not.toContain('s3cret-value');
+    await expectAccessible(page, 'a finished run');
+    if (backend === 'pglite') await page.screenshot({ path: join(shots, 'run.png'), fullPage: true });
+    const download = await page.request.get(`${url}/runs/${firstRun}/log`);
+    expect(download.headers()['content-disposition']).toContain(`${firstRun}.log`);
+    expect(await download.text()).toBe('line-1\nline-2\nline-3\ndone-marker\n');
+
+    // The stream resumes after a reconnect where it left off: Last-Event-ID n gives n+1 first.
+    const cookieValue = (await b.context.cookies(url)).find((c) => c.name === 'runt_session')!.value;
+    const resumed = await fetch(`${url}/runs/${firstRun}/events`, { headers: { cookie: `runt_session=${cookieValue}`, 'last-event-id': '2', accept: 'text/event-stream' } });
+    const ids = [...(await resumed.text()).matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+    expect(ids[0]).toBe(3);
+    expect(ids).toEqual([...new Set(ids)].sort((a, c) => a - c));
+
+    // A long run: queue a command and see its result, then cancel it with the keyboard.
+    await page.goto(`${url}/runs/new`);
+    await page.fill('#cmd', 'echo long-started; exec sleep 300');
+    await Promise.all([page.waitForURL(/\/runs\/run_/), page.click('#submit')]);
+    const longRun = new URL(page.url()).pathname.split('/')[2]!;
+    await until(() => log.textContent(), 60_000).toContain('long-started');
+    await until(() => page.locator('[data-run-status]').getAttribute('data-run-status')).toBe('running');
+    await page.fill('#command', 'echo from-a-command');
+    await Promise.all([page.waitForURL(/#commands$/), page.press('#command', 'Enter')]);
+    await until(() => page.locator('[data-command] td').nth(1).textContent(), 60_000).toBe('completed');
+    await until(() => log.textContent()).toContain('from-a-command');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.focus('main');
+    await tabTo(page, '#cancel');
+    await Promise.all([page.waitForURL(new RegExp(`/runs/${longRun}$`)), page.keyboard.press('Enter')]);
+    await until(() => page.locator('[data-run-status]').getAttribute('data-run-status'), 60_000).toBe('cancelled');
+    await until(() => log.textContent()).toContain('[run cancelled');
+    await expectAccessible(page, 'a cancelled run');
+
+    // The runs list: counts per status, filters, live.
+    await page.click('a[href="/runs"]');
+    await until(() => new URL(page.url()).pathname).toBe('/runs');
+    expect(await page.locator('[data-count="completed"]').textContent()).toBe('1');
+    expect(await page.locator('[data-count="cancelled"]').textContent()).toBe('1');
+    await page.selectOption('#f-status', 'cancelled');
+    await Promise.all([page.waitForURL(/status=cancelled/), page.click('.filters button')]);
+    expect(await page.locator('tbody tr').count()).toBe(1);
+    expect(await page.locator(`#run-${longRun}`).count()).toBe(1);
+    await expectAccessible(page, 'runs');
+    await page.goto(`${url}/runs?workstation=ws-panel`);
+    expect(await page.locator('tbody tr').count()).toBe(2);
+    if (backend === 'pglite') await page.screenshot({ path: join(shots, 'runs.png') });
+    await page.goto(`${url}/workstations`);
+
+    row = page.locator(`#ws-${workstationId}`);
     // Drain: the workstation takes no new work; the page shows it without a reload.
     await Promise.all([page.waitForURL(/done=drained/), page.click(`#drain-${workstationId}`)]);
     await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
@@ -136,7 +203,7 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
     expect(fragment.status).toBe(401);
 
     // The token appeared in no page, and in no log line.
-    expect(seenHtml.length).toBeGreaterThan(8);
+    expect(seenHtml.length).toBeGreaterThan(15);
     for (const html of seenHtml) expect(html).not.toContain(h.adminToken);
     expect(h.logs.join('\n')).not.toContain(h.adminToken);
   }, 240_000);
