@@ -4,7 +4,9 @@ import { loadCredential } from '@runt/pairing';
 import { redactSecrets } from '@runt/transport-auth';
 import { Agent } from './agent.js';
 import { AGENT_USAGE, cloudUrlsFromEnv, loadAgentConfig } from './agent-config.js';
+import { acquireAgentLock } from './agent-lock.js';
 import { createLogger } from './create-logger.js';
+import { takeToken } from './token-handover.js';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -14,12 +16,20 @@ async function main(): Promise<number> {
     process.stdout.write(`${AGENT_USAGE}\n`);
     return 0;
   }
+  // The token leaves this process's environment before anything is started (workloads, runtimes).
+  const handover = await takeToken(process.env, () => {
+    // `runt workstation run` is gone (even kill -9): stop as if it had sent SIGTERM.
+    process.kill(process.pid, 'SIGTERM');
+  });
   // RUNT_CLOUD_URL may name several control planes; the credential store checks the first.
   const cloudUrls = cloudUrlsFromEnv(process.env);
-  const credential = await loadCredential(cloudUrls ? { env: { ...process.env, RUNT_CLOUD_URL: cloudUrls[0] } } : {});
+  const credential = await loadCredential({
+    env: { ...process.env, ...(cloudUrls ? { RUNT_CLOUD_URL: cloudUrls[0] } : {}), ...(handover.token ? { RUNT_CLOUD_TOKEN: handover.token } : {}) },
+  });
   if (!credential?.cloud_url || !credential.token) {
     throw new Error('this machine is not paired: run runt workstation connect <url> --code XXXX-XXXX-XXXX (or set RUNT_CLOUD_URL and RUNT_CLOUD_TOKEN)');
   }
+  acquireAgentLock(config.stateDir);
   const logger = createLogger(config.logLevel);
   const agent = new Agent({
     url: cloudUrls ? cloudUrls.join(',') : credential.cloud_url,

@@ -19,3 +19,5 @@ export { readoptRuns, type ReadoptRunsOptions, type ConfirmedLease } from './rea
 export { heartbeatLoop, pollLoop, type HeartbeatLoopOptions, type PollLoopOptions } from './agent-loops.js';
 export { handleControlMessage, type ControlMessageHandlers } from './control-messages.js';
 export { WorkstationRegistration, type WorkstationRegistrationOptions } from './workstation-registration.js';
+export { acquireAgentLock } from './agent-lock.js';
+export { takeToken, TOKEN_FD_ENV, type TokenHandover } from './token-handover.js';

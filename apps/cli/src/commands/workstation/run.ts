@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,7 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 export default class WorkstationRun extends Command {
   static override summary = 'Run the agent: take runs from the control plane and execute them in the runtimes you name.';
   static override description =
-    'Starts the runt-agent binary of the installed @runt/agent with this machine\'s credential in its environment (RUNT_CLOUD_URL / RUNT_CLOUD_TOKEN win over the stored file; the token never goes into argv). Signals are forwarded; SIGTERM lets runs finish up to the grace time, a second one stops them.';
+    'Starts the runt-agent binary of the installed @runt/agent with this machine\'s credential (RUNT_CLOUD_URL / RUNT_CLOUD_TOKEN win over the stored file). The token goes to the agent over a pipe, never argv or its environment, and the agent stops when this command dies. Signals are forwarded; SIGTERM lets runs finish up to the grace time, a second one stops them. A second agent for the same workstation and state dir refuses to start.';
   static override examples = [
     '<%= config.bin %> workstation run --runtime process',
     '<%= config.bin %> workstation run --runtime docker --runtime process --max-runs 4 --labels gpu=a100',
@@ -49,16 +50,23 @@ export default class WorkstationRun extends Command {
       ...(flags.name ? ['--name', flags.name] : []),
     ];
     // The agent gets its own process group, so a Ctrl-C reaches it once (forwarded), not twice.
+    // The token goes over a pipe (fd 3), never the environment: a process's initial environment
+    // stays readable in /proc/<pid>/environ. The pipe stays open while this process lives, so
+    // the agent also learns when it dies (even kill -9) and stops instead of being orphaned.
+    const { RUNT_CLOUD_TOKEN: _ignored, ...env } = process.env;
     const child = spawn(process.execPath, [bin, ...args], {
-      stdio: 'inherit',
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
       detached: true,
       env: {
-        ...process.env,
+        ...env,
         RUNT_CLOUD_URL: credential.cloud_url,
-        RUNT_CLOUD_TOKEN: credential.token,
+        RUNT_CLOUD_TOKEN_FD: '3',
         ...(credential.workstation_id ? { RUNT_WORKSTATION_ID: credential.workstation_id } : {}),
       },
     });
+    const handover = child.stdio[3] as Writable | null;
+    handover?.on('error', () => {}); // the agent exited first: its exit code says why
+    handover?.write(`${credential.token}\n`);
     const forward = (sig: NodeJS.Signals) => child.kill(sig);
     for (const sig of FORWARDED) process.on(sig, forward);
     const exitCode = await new Promise<number>((resolve, reject) => {
