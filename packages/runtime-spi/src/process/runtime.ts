@@ -53,7 +53,10 @@ const DEFAULT_COMMAND = ['/bin/sh', '-c', 'while :; do sleep 3600; done'];
  */
 const STARTUP_WINDOW_MS = 2000;
 const RESEND_TERM_AFTER_MS = 200;
-const EXIT_WRAPPER = 'w=$1; f=$2; shift 2; echo $$ > "$w.tmp" && mv "$w.tmp" "$w"; trap : HUP INT TERM; "$@"; c=$?; echo "$c" > "$f.tmp" && mv "$f.tmp" "$f"; exit "$c"';
+// The trap comes first: a TERM that arrives while the wrapper is still starting must not kill it
+// before it can record the workload's exit code. Its own pid is written by the shell builtin
+// (one short write, no `mv` child to spawn) so the window before the workload starts stays tiny.
+const EXIT_WRAPPER = 'trap : HUP INT TERM; w=$1; f=$2; shift 2; echo $$ > "$w"; "$@"; c=$?; echo "$c" > "$f.tmp" && mv "$f.tmp" "$f"; exit "$c"';
 
 /**
  * Runs each instance as a plain host process in its own process group, with its state in
