@@ -20,15 +20,15 @@ import { controlPlaneMigrations } from './migrations.js';
 import { EventWaiters } from './event-waiters.js';
 import { LinkRegistry } from './link/link-registry.js';
 import { LinkServer } from './link/link-server.js';
-import { RunLifecycle } from './run-lifecycle.js';
-import type { RunSignals } from './run-signals.js';
-import { Scheduler } from './scheduler.js';
+import { RunLifecycle } from './runs/run-lifecycle.js';
+import { createRunSignals } from './runs/run-signals.js';
+import { Scheduler } from './runs/scheduler.js';
 import { BundleStore } from './stores/bundle-store.js';
-import { CommandStore } from './stores/command-store.js';
-import { EventStore } from './stores/event-store.js';
-import { RunStore } from './stores/run-store.js';
+import { CommandStore } from './runs/command-store.js';
+import { EventStore } from './runs/event-store.js';
+import { RunStore } from './runs/run-store.js';
 import { WorkstationStore } from './stores/workstation-store.js';
-import { Sweeper } from './sweeper.js';
+import { Sweeper } from './runs/sweeper.js';
 
 export interface StartOptions {
   /** Use this database instead of opening one from the config (tests). */
@@ -114,18 +114,15 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const leases = createSqlLeaseStore(db);
   const events = new EventStore(db);
   const commands = new CommandStore(db);
-  const runs = new RunStore(db, events, commands);
+  const runs = new RunStore(db);
   const bundles = new BundleStore(db);
   const links = new LinkRegistry();
   const waiters = new EventWaiters();
   const shutdown = new AbortController();
-  const signals: RunSignals = {
-    eventsAppended: (runId) => waiters.notify(runId),
-    schedule: (reason) => scheduler.kick(reason),
-    toWorkstation: (workstationId, message) => void links.send(workstationId, message),
-  };
+  const signals = createRunSignals({ waiters, links });
   const scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: config.schedulerTickMs });
-  const sweeper = new Sweeper({ db, logger, leases, runs, signals, intervalMs: config.sweepIntervalMs, offerTimeoutMs: config.offerTimeoutMs });
+  signals.attachScheduler(scheduler);
+  const sweeper = new Sweeper({ db, logger, leases, signals, intervalMs: config.sweepIntervalMs, offerTimeoutMs: config.offerTimeoutMs });
   const lifecycle = new RunLifecycle({ db, leases, runs, events, commands, signals });
 
   let publicUrl = config.publicUrl ?? '';
@@ -163,6 +160,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     resolve: workstations.resolve.bind(workstations),
     workstations,
     runs,
+    lifecycle,
     signals,
     logger,
     replicaId,

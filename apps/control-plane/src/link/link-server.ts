@@ -5,8 +5,9 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { agentMessageSchema, findUnsafeJson, jsonNestsDeeperThan, LINK_CLOSE_CODES, type AgentMessage } from '@runt/protocol';
 import { hashToken, parseToken, type PrincipalResolver } from '@runt/transport-auth';
-import type { RunSignals } from '../run-signals.js';
-import type { RunStore } from '../stores/run-store.js';
+import type { RunSignals } from '../runs/run-signals.js';
+import type { RunLifecycle } from '../runs/run-lifecycle.js';
+import type { RunStore } from '../runs/run-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 import type { AgentLink, LinkRegistry } from './link-registry.js';
 
@@ -16,6 +17,7 @@ export interface LinkServerOptions {
   resolve: PrincipalResolver;
   workstations: WorkstationStore;
   runs: RunStore;
+  lifecycle: RunLifecycle;
   signals: RunSignals;
   logger: Logger;
   replicaId: string;
@@ -215,7 +217,7 @@ export class LinkServer {
         return;
       case 'result':
         // An offer answered `ok: false` (the agent cannot take it): back to the queue now.
-        if (!msg.ok && (await this.o.runs.withdrawOffer(msg.id, ws))) {
+        if (!msg.ok && (await this.o.lifecycle.declineOffer(ws, msg.id))) {
           this.o.logger.info({ workstation_id: ws, run_id: msg.id, reason: msg.error }, 'offer declined');
           this.o.signals.schedule();
         }

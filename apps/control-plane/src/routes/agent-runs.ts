@@ -10,8 +10,8 @@ import {
 } from '@runt/protocol';
 import { readJson, readQuery } from '../body.js';
 import { HttpError } from '../errors.js';
-import type { RunLifecycle } from '../run-lifecycle.js';
-import type { RunStore } from '../stores/run-store.js';
+import type { RunLifecycle } from '../runs/run-lifecycle.js';
+import type { RunStore } from '../runs/run-store.js';
 
 export interface AgentRunRouteDeps {
   lifecycle: RunLifecycle;

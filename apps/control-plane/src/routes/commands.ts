@@ -4,10 +4,10 @@ import { ackCommandRequestSchema, commandStatusRequestSchema, queueCommandReques
 import { z } from 'zod';
 import { readJson, readQuery } from '../body.js';
 import { HttpError } from '../errors.js';
-import type { RunLifecycle } from '../run-lifecycle.js';
-import type { RunSignals } from '../run-signals.js';
-import type { CommandStore } from '../stores/command-store.js';
-import type { RunStore } from '../stores/run-store.js';
+import type { RunLifecycle } from '../runs/run-lifecycle.js';
+import type { RunSignals } from '../runs/run-signals.js';
+import type { CommandStore } from '../runs/command-store.js';
+import type { RunStore } from '../runs/run-store.js';
 
 export interface CommandRouteDeps {
   commands: CommandStore;

@@ -6,18 +6,18 @@ import { readJson, readQuery } from '../body.js';
 import type { z } from 'zod';
 import { HttpError } from '../errors.js';
 import type { EventWaiters } from '../event-waiters.js';
-import type { RunSignals } from '../run-signals.js';
+import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { BundleStore } from '../stores/bundle-store.js';
-import type { EventStore } from '../stores/event-store.js';
-import type { RunStore } from '../stores/run-store.js';
+import type { EventStore } from '../runs/event-store.js';
+import type { RunStore } from '../runs/run-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 
 export interface RunRouteDeps {
   runs: RunStore;
+  lifecycle: RunLifecycle;
   events: EventStore;
   bundles: BundleStore;
   workstations: WorkstationStore;
-  signals: RunSignals;
   waiters: EventWaiters;
   resolve: PrincipalResolver;
   bodyLimitBytes: number;
@@ -76,7 +76,7 @@ export function runRoutes(deps: RunRouteDeps) {
 
 /** Submits a run (the API's and the panel's one path): checks the bundle and pinned workstation, then schedules. */
 export async function submitRun(
-  deps: Pick<RunRouteDeps, 'runs' | 'bundles' | 'workstations' | 'signals'>,
+  deps: Pick<RunRouteDeps, 'lifecycle' | 'bundles' | 'workstations'>,
   body: z.output<typeof submitRunRequestSchema>,
 ): Promise<{ run: Run; created: boolean }> {
   if (body.bundle && !(await deps.bundles.info(body.bundle.sha256))) {
@@ -84,21 +84,14 @@ export async function submitRun(
   }
   const pinned = body.placement.workstation_id;
   if (pinned && !(await deps.workstations.get(pinned))) throw new HttpError('invalid-request', `placement.workstation_id: no workstation ${pinned}`);
-  const out = await deps.runs.submit(body);
-  if (out.created) deps.signals.schedule('submitted');
-  return out;
+  return deps.lifecycle.submit(body);
 }
 
 /** Cancels a run (the API's and the panel's one path) and tells its workstation. */
-export async function cancelRun(deps: Pick<RunRouteDeps, 'runs' | 'signals'>, id: string): Promise<Run> {
-  const out = await deps.runs.cancel(id);
-  if (!out) throw new HttpError('not-found', 'no such run');
-  if (out.workstationId) deps.signals.toWorkstation(out.workstationId, { type: 'cancel', run_id: out.run.id });
-  if (out.immediate) {
-    deps.signals.eventsAppended(out.run.id);
-    deps.signals.schedule();
-  }
-  return out.run;
+export async function cancelRun(deps: Pick<RunRouteDeps, 'lifecycle'>, id: string): Promise<Run> {
+  const run = await deps.lifecycle.cancel(id);
+  if (!run) throw new HttpError('not-found', 'no such run');
+  return run;
 }
 
 function wantsStream(c: Context): boolean {

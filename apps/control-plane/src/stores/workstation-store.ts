@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Database, Listener, Queryable } from '@runt/sql';
 import { hashToken, mintToken, type Principal, type TokenKind } from '@runt/transport-auth';
-import { runPathMetrics } from '../metrics.js';
+import { withdrawAllFrom } from '../runs/transitions.js';
 import { WORKSTATION_OFFLINE_AFTER_SECONDS, type Credential, type RegisterWorkstationRequest, type Workstation } from '@runt/protocol';
 
 interface WorkstationRow {
@@ -258,11 +258,7 @@ export class WorkstationStore {
     const withdrawn = await this.db.transaction(async (tx) => {
       const r = await tx.query('update workstations set draining = true where id = $1', [workstationId]);
       if (r.rowCount === 0) return undefined;
-      const w = await tx.query(`update runs set status = 'queued', workstation_id = null, offered_at = null where workstation_id = $1 and status = 'offered'`, [
-        workstationId,
-      ]);
-      runPathMetrics.requeues.inc({ reason: 'drain' }, w.rowCount);
-      return w.rowCount;
+      return withdrawAllFrom(tx, workstationId);
     });
     if (withdrawn === undefined) return undefined;
     const workstation = await this.get(workstationId);

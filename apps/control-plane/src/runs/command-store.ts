@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Database, Queryable } from '@runt/sql';
 import { isTerminalRunStatus, type QueueCommandRequest, type RunCommand, type RunStatus } from '@runt/protocol';
-import { RunError, runNotActive } from '../runs/run-error.js';
+import { RunError, runNotActive } from './run-error.js';
 import { iso } from './run-row.js';
 
 interface CommandRow {
@@ -120,14 +120,6 @@ export class CommandStore {
     return this.refuse(tx, id, state);
   }
 
-  /** Cancels every unfinished command of a run that has ended (inside its transaction). */
-  async cancelOpen(tx: Queryable, runId: string): Promise<void> {
-    await tx.query(
-      `update run_commands set state = 'cancelled', finished_at = now() where run_id = $1 and state in ('pending', 'acked')`,
-      [runId],
-    );
-  }
-
   private async refuse(tx: Queryable, id: string, wanted: string): Promise<RunCommand> {
     const r = await tx.query<CommandRow>(`select ${COLUMNS} from run_commands where id = $1`, [id]);
     const row = r.rows[0];
@@ -135,4 +127,9 @@ export class CommandStore {
     if (row.state === wanted) return toCommand(row);
     throw new RunError('command-not-active', `command is already ${row.state}`, { state: row.state });
   }
+}
+
+/** Cancels every unfinished command of a run that has ended (inside its transaction). */
+export async function cancelOpenCommands(tx: Queryable, runId: string): Promise<void> {
+  await tx.query(`update run_commands set state = 'cancelled', finished_at = now() where run_id = $1 and state in ('pending', 'acked')`, [runId]);
 }

@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
 import type { Database, Queryable } from '@runt/sql';
 import { WORKSTATION_OFFLINE_AFTER_SECONDS, type Run } from '@runt/protocol';
-import { runPathMetrics } from './metrics.js';
+import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
-import { toRun, type RunRow } from './stores/run-row.js';
+import type { RunRow } from './run-row.js';
+import { statusesSql } from './state-machine.js';
+import { offer } from './transitions.js';
 
 export interface SchedulerOptions {
   db: Database;
@@ -157,7 +159,7 @@ export class Scheduler {
     // Only what placement looks at; the offered rows come back whole from the update.
     const queued = await tx.query<RunRow>(
       `select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
-        where r.status = 'queued' and r.position > $1 order by r.position limit $2 for update skip locked`,
+        where r.status in (${statusesSql('offer')}) and r.position > $1 order by r.position limit $2 for update skip locked`,
       [after, pageSize],
     );
     if (queued.rows.length === 0) return { offered: [], done: true };
@@ -176,16 +178,9 @@ export class Scheduler {
       picks.push({ id: run.id, ws: slot.id });
     }
     if (picks.length === 0) return { offered: [], last, done: queued.rows.length < pageSize, full: slots.every((s) => s.freeRuns <= 0) };
-    // An offered run holds no lease, so the updated rows are the whole answer.
-    const rows = await tx.query<RunRow>(
-      `update runs r set status = 'offered', workstation_id = p.ws, offered_at = now()
-         from jsonb_to_recordset($1::jsonb) as p(id text, ws text) where r.id = p.id
-       returning r.*, null as l_holder, null as l_token, null as l_expires_at`,
-      [JSON.stringify(picks)],
-    );
-    rows.rows.sort((a, b) => Number(a.position) - Number(b.position));
+    const offered = await offer(tx, picks);
     const full = slots.every((s) => s.freeRuns <= 0);
-    return { offered: rows.rows.map(toRun), last, done: queued.rows.length < pageSize || full, full: full && picks.length < queued.rows.length };
+    return { offered, last, done: queued.rows.length < pageSize || full, full: full && picks.length < queued.rows.length };
   }
 }
 

@@ -9,11 +9,14 @@ import {
   type RunCommand,
   type RunEventInput,
 } from '@runt/protocol';
-import { RunError, runNotActive } from './runs/run-error.js';
+import { RunError, runNotActive } from './run-error.js';
 import type { RunSignals } from './run-signals.js';
-import type { CommandStore } from './stores/command-store.js';
-import type { EventStore } from './stores/event-store.js';
-import type { EventBatch, RunState, RunStore } from './stores/run-store.js';
+import type { CommandStore } from './command-store.js';
+import type { EventStore } from './event-store.js';
+import type { RunState } from './run-state.js';
+import type { RunStore } from './run-store.js';
+import * as transitions from './transitions.js';
+import type { EventBatch, SubmitRunInput, TerminalOutcome } from './transitions.js';
 
 export interface RunLifecycleDeps {
   db: Database;
@@ -27,14 +30,59 @@ export interface RunLifecycleDeps {
 const conflict = (runId: string, why: string) => new RunError('runner-lease-conflict', `the lease on ${runId} is not yours: ${why}`);
 
 /**
- * The agent's side of a run, all fenced: claim the lease, renew it, append events, report
- * status, release, and move commands along. Every answer follows one order: unknown run 404;
- * terminal run 409 `run-not-active`; a fencing token that is not current, or a lease that ran
- * out by the database clock, 409 `runner-lease-conflict`; the current token presented by
- * another workstation 403. Writes check the lease and write in one transaction.
+ * What callers do to a run: the operator submits and cancels; the agent declines an offer,
+ * and, all fenced, claims the lease, renews it, appends events, reports status, releases, and
+ * moves commands along. It picks the transition (`transitions.ts`), answers refusals, and
+ * sends the signals after the commit. Every agent answer follows one order: unknown run
+ * `not-found`; terminal run `run-not-active`; a fencing token that is not current, or a lease
+ * that ran out by the database clock, `runner-lease-conflict`; the current token presented by
+ * another workstation `forbidden` (all `RunError`s). Writes check the lease and write in one
+ * transaction.
  */
 export class RunLifecycle {
   constructor(private readonly d: RunLifecycleDeps) {}
+
+  /**
+   * Submits a run (`→ queued`) and asks for a scheduling pass when it is new.
+   *
+   * @example
+   * const { run, created } = await lifecycle.submit(submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] }));
+   */
+  async submit(input: SubmitRunInput): Promise<{ run: Run; created: boolean }> {
+    const out = await transitions.submit(this.d.db, input);
+    if (out.created) this.d.signals.schedule('submitted');
+    return out;
+  }
+
+  /**
+   * Cancels a run: queued or offered ones end at once, active ones are asked to stop (their
+   * agent is told over the link). Throws `run-not-active` for a finished run; undefined for an
+   * unknown one.
+   *
+   * @example
+   * const run = await lifecycle.cancel('run_1');
+   */
+  async cancel(runId: string): Promise<Run | undefined> {
+    const out = await transitions.cancel(this.d.db, runId);
+    if (!out) return undefined;
+    if (out.workstationId) this.d.signals.toWorkstation(out.workstationId, { type: 'cancel', run_id: runId });
+    if (out.immediate) {
+      this.d.signals.eventsAppended(runId);
+      this.d.signals.schedule();
+    }
+    return (await this.d.runs.get(runId))!;
+  }
+
+  /**
+   * The workstation's agent cannot take an offer: back to the queue (no attempt used).
+   * False when it was not offered to that workstation (any more).
+   *
+   * @example
+   * if (await lifecycle.declineOffer('ws_1', 'run_1')) signals.schedule();
+   */
+  declineOffer(workstationId: string, runId: string): Promise<boolean> {
+    return transitions.withdraw(this.d.db, runId, workstationId);
+  }
 
   /**
    * Takes the lease of a run offered to `workstationId` (`offered → accepted`). The same runner
@@ -46,7 +94,7 @@ export class RunLifecycle {
   async claim(workstationId: string, runId: string, runnerId: string, leaseMs: number): Promise<ClaimRunResponse> {
     const holder = `${workstationId}/${runnerId}`;
     // One statement in the common case; anything unusual takes the checked path below.
-    const fast = await this.d.runs.claimFast(runId, workstationId, holder, leaseMs);
+    const fast = await transitions.claim(this.d.db, runId, workstationId, holder, leaseMs);
     if (fast) {
       return { fencing_token: fast.fencingToken, expires_at: fast.expiresAt, run: fast.run, next_event_seq: fast.nextEventSeq, pending_commands: fast.pendingCommands };
     }
@@ -62,13 +110,7 @@ export class RunLifecycle {
       throw new RunError('forbidden', 'the run belongs to another workstation');
     }
     const grant = await this.d.leases.claim(runId, holder, leaseMs);
-    const r = await this.d.db.query(
-      `update runs set status = case when status = 'offered' then 'accepted' else status end, accepted_at = coalesce(accepted_at, now()),
-              lease_holder = $3, fencing_token = $4
-        where id = $1 and workstation_id = $2 and status in ('offered', 'accepted', 'running')`,
-      [runId, workstationId, holder, grant.fencingToken],
-    );
-    if (r.rowCount === 0) {
+    if (!(await transitions.bindClaim(this.d.db, runId, workstationId, holder, grant.fencingToken))) {
       // Cancelled or withdrawn between our read and the claim: give the lease back.
       await this.d.leases.release(runId, holder, grant.fencingToken);
       const now = await this.d.runs.state(runId);
@@ -108,7 +150,7 @@ export class RunLifecycle {
    */
   async appendEvents(workstationId: string, runId: string, token: number, batch: RunEventInput[]): Promise<number> {
     const contiguous = eventBatch(batch);
-    const fast = contiguous ? await this.d.runs.appendFast(runId, workstationId, token, contiguous) : undefined;
+    const fast = contiguous ? await transitions.reportEvents(this.d.db, runId, workstationId, token, contiguous) : undefined;
     if (fast !== undefined) {
       this.d.signals.eventsAppended(runId);
       return fast;
@@ -134,8 +176,8 @@ export class RunLifecycle {
     if (events.length === 0 || batch) {
       const fast =
         body.status === 'running'
-          ? await this.d.runs.runningFast(runId, workstationId, body.fencing_token, batch)
-          : await this.d.runs.finishFast(runId, workstationId, body.fencing_token, outcomeOf(body), batch);
+          ? await transitions.start(this.d.db, runId, workstationId, body.fencing_token, batch)
+          : await transitions.finish(this.d.db, runId, workstationId, body.fencing_token, outcomeOf(body), batch);
       if (fast) {
         if (body.status !== 'running' || events.length > 0) this.d.signals.eventsAppended(runId);
         if (body.status !== 'running') this.d.signals.schedule();
@@ -145,10 +187,10 @@ export class RunLifecycle {
     const holder = await this.fenced(workstationId, runId, body.fencing_token, async (tx, s) => {
       if (events.length > 0) s = { ...s, next_event_seq: await this.d.events.append(tx, runId, s.next_event_seq, events) };
       if (body.status === 'running') {
-        if (s.status === 'accepted') await tx.query(`update runs set status = 'running', started_at = now() where id = $1`, [runId]);
+        await transitions.startLocked(tx, runId);
         return undefined;
       }
-      await this.d.runs.finish(tx, runId, outcomeOf(body));
+      await transitions.finishLocked(tx, runId, outcomeOf(body));
       return s.lease_holder ?? '-';
     });
     if (holder !== undefined) {
@@ -171,7 +213,7 @@ export class RunLifecycle {
     const s = await this.d.runs.state(runId);
     if (s && isTerminalRunStatus(s.status) && s.fencing_token === token && s.workstation_id === workstationId) return;
     const holder = await this.fenced(workstationId, runId, token, async (tx, locked) => {
-      await this.d.runs.loseRunner(tx, locked, 'the runner released the run');
+      await transitions.loseRunner(tx, locked, 'the runner released the run');
       return locked.lease_holder ?? '-';
     });
     await this.d.leases.release(runId, holder, token);
@@ -259,7 +301,7 @@ function eventBatch(events: RunEventInput[]): EventBatch | undefined {
   };
 }
 
-function outcomeOf(body: ReportRunStatusRequest): { status: 'completed' | 'failed' | 'cancelled' | 'blocked'; exitCode?: number; failureKind?: FailureKind; message?: string } {
+function outcomeOf(body: ReportRunStatusRequest): TerminalOutcome {
   return {
     status: body.status as 'completed' | 'failed' | 'cancelled' | 'blocked',
     ...(body.exit_code === undefined ? {} : { exitCode: body.exit_code }),

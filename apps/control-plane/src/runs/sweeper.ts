@@ -2,17 +2,20 @@ import type { Logger } from 'pino';
 import type { LeaseStore } from '@runt/leases';
 import type { Database } from '@runt/sql';
 import type { RunSignals } from './run-signals.js';
-import type { LostOutcome, RunStore } from './stores/run-store.js';
+import { readRunState } from './run-state.js';
+import { fromStatuses } from './state-machine.js';
+import { loseRunner, withdrawStaleOffers, type LostOutcome } from './transitions.js';
 
 export interface SweeperOptions {
   db: Database;
   logger: Logger;
   leases: LeaseStore;
-  runs: RunStore;
   signals: RunSignals;
   intervalMs: number;
   offerTimeoutMs: number;
 }
+
+const LOSABLE = fromStatuses('loseRunner');
 
 /** What one sweep did. */
 export interface SweepResult {
@@ -28,7 +31,7 @@ export interface SweepResult {
  * attempts remain, a running one fails with `runner-lost` and is never started twice.
  *
  * @example
- * const sweeper = new Sweeper({ db, logger, leases, runs, signals, intervalMs: 1000, offerTimeoutMs: 30_000 });
+ * const sweeper = new Sweeper({ db, logger, leases, signals, intervalMs: 1000, offerTimeoutMs: 30_000 });
  * sweeper.start(); await sweeper.stop();
  */
 export class Sweeper {
@@ -67,10 +70,10 @@ export class Sweeper {
         const victims = await this.o.leases.sweepExpired({ tx, limit: 100 });
         const out: SweepResult['lost'] = [];
         for (const v of victims) {
-          const s = await this.o.runs.state(v.resource, tx, true);
+          const s = await readRunState(tx, v.resource, true);
           // Only the attempt that held this very token; a finished run has nothing to lose.
-          if (!s || s.fencing_token !== v.fencingToken || (s.status !== 'accepted' && s.status !== 'running')) continue;
-          out.push({ runId: s.id, outcome: await this.o.runs.loseRunner(tx, s, 'the runner stopped renewing its lease') });
+          if (!s || s.fencing_token !== v.fencingToken || !LOSABLE.includes(s.status)) continue;
+          out.push({ runId: s.id, outcome: await loseRunner(tx, s, 'the runner stopped renewing its lease') });
         }
         return { victims: victims.length, out };
       });
@@ -81,7 +84,7 @@ export class Sweeper {
       this.o.logger.info({ run_id: l.runId, outcome: l.outcome }, 'runner lost');
       this.o.signals.eventsAppended(l.runId);
     }
-    const stale = await this.o.runs.requeueStaleOffers(this.o.offerTimeoutMs);
+    const stale = await withdrawStaleOffers(this.o.db, this.o.offerTimeoutMs);
     for (const s of stale) this.o.logger.info({ run_id: s.id, workstation_id: s.workstation_id }, 'offer not claimed in time; re-queued');
     if (lost.length > 0 || stale.length > 0) this.o.signals.schedule();
     return { lost, offersRequeued: stale.map((s) => s.id) };

@@ -1,6 +1,6 @@
 import type { Database, Queryable } from '@runt/sql';
 import type { EventType, RunEvent, RunEventInput, RunStatus } from '@runt/protocol';
-import { RunError } from '../runs/run-error.js';
+import { RunError } from './run-error.js';
 import { iso } from './run-row.js';
 
 interface EventRow {
@@ -56,18 +56,6 @@ export class EventStore {
   }
 
   /**
-   * Appends an event written by the control plane itself (terminal status, lost runner), at
-   * the run's next seq. Only called when no holder can append concurrently: the run row is
-   * locked and its lease is gone or the run is ending.
-   *
-   * @example
-   * await events.appendSystem(tx, runId, 'terminal_status', { status: 'cancelled' });
-   */
-  async appendSystem(tx: Queryable, runId: string, type: EventType, payload: Record<string, unknown>): Promise<void> {
-    await tx.query(APPEND_SYSTEM_SQL, [runId, type, JSON.stringify(payload)]);
-  }
-
-  /**
    * One page of a run's events after `afterSeq`, with the run's status read first: when that
    * status is terminal, the page contains everything up to the terminal event (both were
    * written in one transaction). `undefined` for an unknown run.
@@ -85,4 +73,16 @@ export class EventStore {
     );
     return { events: r.rows.map(toEvent), status };
   }
+}
+
+/**
+ * Appends an event written by the control plane itself (terminal status, lost runner), at the
+ * run's next seq. Only called when no holder can append concurrently: the run row is locked
+ * and its lease is gone or the run is ending.
+ *
+ * @example
+ * await appendSystemEvent(tx, runId, 'terminal_status', { status: 'cancelled' });
+ */
+export async function appendSystemEvent(tx: Queryable, runId: string, type: EventType, payload: Record<string, unknown>): Promise<void> {
+  await tx.query(APPEND_SYSTEM_SQL, [runId, type, JSON.stringify(payload)]);
 }

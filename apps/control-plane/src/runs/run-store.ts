@@ -1,0 +1,81 @@
+import type { Database, Queryable } from '@runt/sql';
+import type { Run, RunStatus } from '@runt/protocol';
+import { RunError } from './run-error.js';
+import { SELECT_RUN, toRun, type RunRow } from './run-row.js';
+import { readRunState, type RunState } from './run-state.js';
+
+export interface ListRunsFilter {
+  status?: RunStatus;
+  workstation_id?: string;
+  runtime?: string;
+  limit: number;
+  cursor?: string;
+}
+
+const encodeCursor = (position: number | string) => Buffer.from(`p:${position}`).toString('base64url');
+function decodeCursor(cursor: string): number {
+  const m = /^p:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!m) throw new RunError('invalid-request', 'cursor: not a cursor from next_cursor');
+  return Number(m[1]);
+}
+
+/**
+ * Reads of runs: one, a page, the fenced paths' state, and what an agent is re-sent when it
+ * registers again. It writes nothing; every state change is in `transitions.ts`.
+ */
+export class RunStore {
+  constructor(private readonly db: Database) {}
+
+  /** One run with its lease, or undefined. */
+  async get(id: string, q: Queryable = this.db): Promise<Run | undefined> {
+    const r = await q.query<RunRow>(`${SELECT_RUN} where r.id = $1`, [id]);
+    return r.rows[0] ? toRun(r.rows[0]) : undefined;
+  }
+
+  /** The fenced paths' view of a run; `lock` takes the row lock inside `q`'s transaction. */
+  state(id: string, q: Queryable = this.db, lock = false): Promise<RunState | undefined> {
+    return readRunState(q, id, lock);
+  }
+
+  /**
+   * Newest first, filtered, paged by an opaque cursor (`next_cursor` is null on the last page).
+   *
+   * @example
+   * const page = await runs.list({ status: 'queued', limit: 50 });
+   */
+  async list(filter: ListRunsFilter): Promise<{ runs: Run[]; next_cursor: string | null }> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, v: unknown) => {
+      params.push(v);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (filter.status) add('r.status = ?', filter.status);
+    if (filter.workstation_id) add('r.workstation_id = ?', filter.workstation_id);
+    if (filter.runtime) add('r.runtime = ?', filter.runtime);
+    if (filter.cursor) add('r.position < ?', decodeCursor(filter.cursor));
+    params.push(filter.limit + 1);
+    const r = await this.db.query<RunRow>(
+      `${SELECT_RUN} ${where.length ? `where ${where.join(' and ')}` : ''} order by r.position desc limit $${params.length}`,
+      params,
+    );
+    const page = r.rows.slice(0, filter.limit);
+    const more = r.rows.length > filter.limit;
+    return { runs: page.map(toRun), next_cursor: more ? encodeCursor(page[page.length - 1]!.position) : null };
+  }
+
+  /** Runs offered to a workstation (re-sent when its agent registers again). */
+  async offeredTo(workstationId: string): Promise<Run[]> {
+    const r = await this.db.query<RunRow>(`${SELECT_RUN} where r.workstation_id = $1 and r.status = 'offered' order by r.position`, [workstationId]);
+    return r.rows.map(toRun);
+  }
+
+  /** Active runs of a workstation with a pending cancel (re-sent when its agent registers again). */
+  async cancelRequestedOn(workstationId: string): Promise<string[]> {
+    const r = await this.db.query<{ id: string }>(
+      `select id from runs where workstation_id = $1 and status in ('accepted', 'running') and cancel_requested`,
+      [workstationId],
+    );
+    return r.rows.map((x) => x.id);
+  }
+}

@@ -1,0 +1,381 @@
+import { createSqlLeaseStore, leaseMigrations } from '@runt/leases';
+import { pairingMigrations } from '@runt/pairing';
+import { submitRunRequestSchema, type RunStatus } from '@runt/protocol';
+import { migrate } from '@runt/sql';
+import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import fc from 'fast-check';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { controlPlaneMigrations } from '../migrations.js';
+import { isRunError } from './run-error.js';
+import { fromStatuses, isLegalMove, type RunTransition, type TerminalRunStatus } from './state-machine.js';
+import { Sweeper } from './sweeper.js';
+import * as transitions from './transitions.js';
+
+/**
+ * A model of one run and its lease, driven through the real transitions on a real database.
+ * Which transitions apply, and where they lead, comes from the table in `state-machine.ts`;
+ * every change the database shows must be a move of that table and match the model.
+ */
+interface Model {
+  status: RunStatus;
+  ws: string | null;
+  runToken: number | null;
+  attempt: number;
+  cancelRequested: boolean;
+  /** token 0: never claimed */
+  lease: { holder: string | null; token: number; live: boolean };
+}
+interface Real {
+  t: TestDatabase;
+  sweeper: Sweeper;
+  runId: string;
+}
+
+const MAX_ATTEMPTS = 2;
+const LEASE_MS = 60_000; // nothing expires by itself during a sequence; expiry is a step
+const workstations = ['ws_a', 'ws_b'] as const;
+type Ws = (typeof workstations)[number];
+type TokenPick = 'current' | 'stale' | 'future';
+
+const can = (t: RunTransition, m: Model) => fromStatuses(t).includes(m.status);
+const tokenOf = (m: Model, p: TokenPick) => Math.max(1, p === 'current' ? (m.runToken ?? m.lease.token) : p === 'stale' ? m.lease.token - 1 : m.lease.token + 1);
+/** The fenced guard, in the model: this workstation's run, the run's token, a live lease with it. */
+const fenced = (m: Model, ws: Ws, token: number) =>
+  m.ws === ws && m.runToken === token && m.lease.holder !== null && m.lease.live && m.lease.token === token;
+
+async function observe(r: Real): Promise<Omit<Model, 'lease'> & { lease: Model['lease'] | undefined }> {
+  const run = (
+    await r.t.db.query<{ status: RunStatus; workstation_id: string | null; fencing_token: string | null; attempt: number; cancel_requested: boolean }>(
+      'select status, workstation_id, fencing_token, attempt, cancel_requested from runs where id = $1',
+      [r.runId],
+    )
+  ).rows[0]!;
+  const lease = (
+    await r.t.db.query<{ holder: string | null; fencing_token: string; live: boolean }>(
+      'select holder, fencing_token, expires_at > clock_timestamp() as live from leases where resource = $1',
+      [r.runId],
+    )
+  ).rows[0];
+  return {
+    status: run.status,
+    ws: run.workstation_id,
+    runToken: run.fencing_token === null ? null : Number(run.fencing_token),
+    attempt: run.attempt,
+    cancelRequested: run.cancel_requested,
+    lease: lease ? { holder: lease.holder, token: Number(lease.fencing_token), live: lease.holder !== null && lease.live } : undefined,
+  };
+}
+
+abstract class Step implements fc.AsyncCommand<Model, Real> {
+  abstract readonly transition: RunTransition | 'expire';
+  check = () => true;
+  /** Applies the step to the database; true when the transition took effect. */
+  abstract act(m: Model, r: Real): Promise<boolean>;
+  /** What the model expects: whether it applies, and the model after it. */
+  abstract expect(m: Model): boolean;
+  async run(m: Model, r: Real): Promise<void> {
+    const before = m.status;
+    const applied = await this.act(m, r);
+    const expected = this.expect(m); // mutates m into the expected model
+    expect(applied, `${this.toString()} from ${before}`).toBe(expected);
+    const seen = await observe(r);
+    if (this.transition !== 'expire' && applied) {
+      const move = this.transition === 'loseRunner' && seen.status === 'queued' ? 'requeue' : this.transition;
+      expect(isLegalMove(move, before, seen.status), `${move}: ${before} → ${seen.status}`).toBe(true);
+    } else expect(seen.status).toBe(before);
+    expect(seen).toEqual({ ...m, lease: m.lease.token === 0 ? undefined : { ...m.lease, live: m.lease.holder !== null && m.lease.live } });
+  }
+  abstract toString(): string;
+}
+
+class Offer extends Step {
+  readonly transition = 'offer';
+  constructor(private readonly ws: Ws) {
+    super();
+  }
+  async act(_m: Model, r: Real) {
+    return (await transitions.offer(r.t.db, [{ id: r.runId, ws: this.ws }])).length === 1;
+  }
+  expect(m: Model) {
+    if (!can('offer', m)) return false;
+    Object.assign(m, { status: 'offered', ws: this.ws });
+    return true;
+  }
+  toString() {
+    return `offer(${this.ws})`;
+  }
+}
+
+class Withdraw extends Step {
+  readonly transition = 'withdraw';
+  constructor(private readonly ws: Ws) {
+    super();
+  }
+  act(_m: Model, r: Real) {
+    return transitions.withdraw(r.t.db, r.runId, this.ws);
+  }
+  expect(m: Model) {
+    if (!can('withdraw', m) || m.ws !== this.ws) return false;
+    Object.assign(m, { status: 'queued', ws: null });
+    return true;
+  }
+  toString() {
+    return `withdraw(${this.ws})`;
+  }
+}
+
+class WithdrawStale extends Step {
+  readonly transition = 'withdraw';
+  async act(_m: Model, r: Real) {
+    // a negative timeout: every offer is stale
+    return (await transitions.withdrawStaleOffers(r.t.db, -60_000)).some((x) => x.id === r.runId);
+  }
+  expect(m: Model) {
+    if (!can('withdraw', m)) return false;
+    Object.assign(m, { status: 'queued', ws: null });
+    return true;
+  }
+  toString() {
+    return 'withdrawStaleOffers';
+  }
+}
+
+class Claim extends Step {
+  readonly transition = 'claim';
+  constructor(
+    private readonly ws: Ws,
+    private readonly runner: string,
+  ) {
+    super();
+  }
+  get holder() {
+    return `${this.ws}/${this.runner}`;
+  }
+  async act(_m: Model, r: Real) {
+    return (await transitions.claim(r.t.db, r.runId, this.ws, this.holder, LEASE_MS)) !== undefined;
+  }
+  expect(m: Model) {
+    const l = m.lease;
+    if (!can('claim', m) || m.ws !== this.ws || !(l.holder === null || !l.live || l.holder === this.holder)) return false;
+    const token = l.holder === this.holder && l.live ? l.token : l.token + 1;
+    m.lease = { holder: this.holder, token, live: true };
+    m.runToken = token;
+    if (m.status === 'offered') m.status = 'accepted';
+    return true;
+  }
+  toString() {
+    return `claim(${this.holder})`;
+  }
+}
+
+class Start extends Step {
+  readonly transition = 'start';
+  private token = 0;
+  constructor(
+    private readonly ws: Ws,
+    private readonly pick: TokenPick,
+  ) {
+    super();
+  }
+  async act(m: Model, r: Real) {
+    this.token = tokenOf(m, this.pick);
+    return (await transitions.start(r.t.db, r.runId, this.ws, this.token)) !== undefined;
+  }
+  expect(m: Model) {
+    if (!can('start', m) || !fenced(m, this.ws, this.token)) return false;
+    m.status = 'running';
+    return true;
+  }
+  toString() {
+    return `start(${this.ws}, ${this.pick})`;
+  }
+}
+
+class ReportEvents extends Step {
+  readonly transition = 'reportEvents';
+  private token = 0;
+  constructor(
+    private readonly ws: Ws,
+    private readonly pick: TokenPick,
+  ) {
+    super();
+  }
+  async act(m: Model, r: Real) {
+    this.token = tokenOf(m, this.pick);
+    const next = Number((await r.t.db.query<{ n: string }>('select next_event_seq as n from runs where id = $1', [r.runId])).rows[0]!.n);
+    const json = JSON.stringify([{ seq: next, type: 'log', payload: { stream: 'stdout', data: 'x' }, at: null }]);
+    return (await transitions.reportEvents(r.t.db, r.runId, this.ws, this.token, { first: next, last: next, json })) !== undefined;
+  }
+  expect(m: Model) {
+    return can('reportEvents', m) && fenced(m, this.ws, this.token);
+  }
+  toString() {
+    return `reportEvents(${this.ws}, ${this.pick})`;
+  }
+}
+
+class Finish extends Step {
+  readonly transition = 'finish';
+  private token = 0;
+  constructor(
+    private readonly ws: Ws,
+    private readonly pick: TokenPick,
+    private readonly outcome: TerminalRunStatus,
+  ) {
+    super();
+  }
+  async act(m: Model, r: Real) {
+    this.token = tokenOf(m, this.pick);
+    return (await transitions.finish(r.t.db, r.runId, this.ws, this.token, { status: this.outcome })) !== undefined;
+  }
+  expect(m: Model) {
+    if (!can('finish', m) || !fenced(m, this.ws, this.token)) return false;
+    m.status = this.outcome;
+    m.lease = { ...m.lease, holder: null, live: false };
+    return true;
+  }
+  toString() {
+    return `finish(${this.ws}, ${this.pick}, ${this.outcome})`;
+  }
+}
+
+/** The clock passes the lease's end (not a transition: the sweep that follows is). */
+class Expire extends Step {
+  readonly transition = 'expire';
+  async act(_m: Model, r: Real) {
+    await r.t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [r.runId]);
+    return false;
+  }
+  expect(m: Model) {
+    m.lease = { ...m.lease, live: false };
+    return false;
+  }
+  toString() {
+    return 'expire';
+  }
+}
+
+class Sweep extends Step {
+  readonly transition = 'loseRunner';
+  async act(_m: Model, r: Real) {
+    return (await r.sweeper.sweep()).lost.some((l) => l.runId === r.runId);
+  }
+  expect(m: Model) {
+    if (m.lease.holder === null || m.lease.live) return false;
+    m.lease = { ...m.lease, holder: null };
+    if (!can('loseRunner', m) || m.runToken !== m.lease.token) return false;
+    if (m.cancelRequested) m.status = 'cancelled';
+    else if (can('requeue', m) && m.attempt < MAX_ATTEMPTS) Object.assign(m, { status: 'queued', attempt: m.attempt + 1, ws: null, runToken: null });
+    else m.status = 'failed';
+    return true;
+  }
+  toString() {
+    return 'sweep';
+  }
+}
+
+class Cancel extends Step {
+  readonly transition = 'cancel';
+  async act(m: Model, r: Real) {
+    try {
+      return (await transitions.cancel(r.t.db, r.runId)) !== undefined;
+    } catch (e) {
+      if (isRunError(e, 'run-not-active') && !can('cancel', m)) return false;
+      throw e;
+    }
+  }
+  expect(m: Model) {
+    if (!can('cancel', m)) return false;
+    m.cancelRequested = true;
+    if (m.status === 'queued' || m.status === 'offered') m.status = 'cancelled';
+    return true;
+  }
+  toString() {
+    return 'cancel';
+  }
+}
+
+// Biased towards the agent that holds the run and its current token, so sequences get far.
+const ws = fc.constantFrom<Ws>('ws_a', 'ws_a', 'ws_a', 'ws_b');
+const pick = fc.constantFrom<TokenPick>('current', 'current', 'current', 'current', 'stale', 'future');
+const offerStep = ws.map((w) => new Offer(w));
+const claimStep = fc.tuple(ws, fc.constantFrom('r1', 'r1', 'r2')).map(([w, r]) => new Claim(w, r));
+const startStep = fc.tuple(ws, pick).map(([w, p]) => new Start(w, p));
+const eventsStep = fc.tuple(ws, pick).map(([w, p]) => new ReportEvents(w, p));
+// Steps that move a run forward are listed more than once (each entry is equally likely),
+// so sequences reach `running` and beyond instead of ending early in a cancel.
+const steps = [
+  offerStep,
+  offerStep,
+  ws.map((w) => new Withdraw(w)),
+  fc.constant(new WithdrawStale()),
+  claimStep,
+  claimStep,
+  startStep,
+  startStep,
+  eventsStep,
+  fc.tuple(ws, pick, fc.constantFrom<TerminalRunStatus>('completed', 'failed', 'cancelled', 'blocked')).map(([w, p, o]) => new Finish(w, p, o)),
+  fc.constant(new Expire()),
+  fc.constant(new Sweep()),
+  fc.constant(new Cancel()),
+];
+
+describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
+  let t: TestDatabase;
+  let sweeper: Sweeper;
+
+  beforeAll(async () => {
+    t = await createTestDatabase(backend);
+    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    for (const id of workstations) await t.db.query('insert into workstations (id, display_name) values ($1, $1)', [id]);
+    sweeper = new Sweeper({
+      db: t.db,
+      logger: pino({ level: 'silent' }),
+      leases: createSqlLeaseStore(t.db),
+      signals: { eventsAppended() {}, schedule() {}, toWorkstation() {} },
+      intervalMs: 60_000,
+      offerTimeoutMs: 3_600_000,
+    });
+  });
+  afterAll(async () => {
+    await t?.dispose();
+  });
+
+  it('moves only as the table allows, and exactly as the model says', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.commands(steps, { maxCommands: 40, size: 'max' }), async (cmds) => {
+        const { run, created } = await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], max_attempts: MAX_ATTEMPTS }));
+        expect(created && isLegalMove('submit', null, run.status)).toBe(true);
+        const model: Model = { status: 'queued', ws: null, runToken: null, attempt: 1, cancelRequested: false, lease: { holder: null, token: 0, live: false } };
+        await fc.asyncModelRun(() => ({ model, real: { t, sweeper, runId: run.id } }), cmds);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('reaches every move of the table', async () => {
+    // The model test above is only as good as the moves it visits: walk one run through the
+    // longest path (requeue, then running, then finished) and check each step is in the table.
+    const { run } = await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], max_attempts: 2 }));
+    const status = async () => (await observe({ t, sweeper, runId: run.id })).status;
+    const path: Array<[RunTransition, () => Promise<unknown>]> = [
+      ['offer', () => transitions.offer(t.db, [{ id: run.id, ws: 'ws_a' }])],
+      ['claim', () => transitions.claim(t.db, run.id, 'ws_a', 'ws_a/r1', LEASE_MS)],
+      ['requeue', async () => {
+        await t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [run.id]);
+        return sweeper.sweep();
+      }],
+      ['offer', () => transitions.offer(t.db, [{ id: run.id, ws: 'ws_b' }])],
+      ['claim', () => transitions.claim(t.db, run.id, 'ws_b', 'ws_b/r1', LEASE_MS)],
+      ['start', () => transitions.start(t.db, run.id, 'ws_b', 2)],
+      ['finish', () => transitions.finish(t.db, run.id, 'ws_b', 2, { status: 'completed', exitCode: 0 })],
+    ];
+    for (const [transition, step] of path) {
+      const before = await status();
+      await step();
+      expect(isLegalMove(transition, before, await status()), `${transition} from ${before}`).toBe(true);
+    }
+    expect(await status()).toBe('completed');
+  });
+});

@@ -1,0 +1,78 @@
+import type { RunStatus } from '@runt/protocol';
+
+/** The state changes of a run, one function each in `transitions.ts`. */
+export type RunTransition = 'submit' | 'offer' | 'withdraw' | 'claim' | 'start' | 'reportEvents' | 'finish' | 'loseRunner' | 'requeue' | 'cancel';
+
+/** How a run can end (the statuses `finish` may report). */
+export type TerminalRunStatus = 'completed' | 'failed' | 'cancelled' | 'blocked';
+
+/** One legal move: `transition` applied to a run in `from` (null: no run yet) leaves it in `to`. */
+export interface RunMove {
+  transition: RunTransition;
+  from: RunStatus | null;
+  to: RunStatus;
+}
+
+const TERMINAL: TerminalRunStatus[] = ['completed', 'failed', 'cancelled', 'blocked'];
+const ACTIVE: RunStatus[] = ['accepted', 'running'];
+
+/**
+ * Every legal move of a run, and nothing else: the guards of the SQL in `transitions.ts` are
+ * built from this table (`fromStatuses`), and the model test checks every change it observes
+ * against it. Moves only go forward; the one way back to `queued` is an attempt that never ran
+ * (a withdrawn or unclaimed offer, or a runner lost before `running` while attempts remain).
+ * Adding a status or a move starts here.
+ */
+export const RUN_MOVES: readonly RunMove[] = [
+  { transition: 'submit', from: null, to: 'queued' },
+  { transition: 'offer', from: 'queued', to: 'offered' },
+  // declined by the agent, taken back from a draining workstation, or not claimed in time
+  { transition: 'withdraw', from: 'offered', to: 'queued' },
+  { transition: 'claim', from: 'offered', to: 'accepted' },
+  // a retried claim, and an agent re-adopting its runs after a restart, keep the status
+  { transition: 'claim', from: 'accepted', to: 'accepted' },
+  { transition: 'claim', from: 'running', to: 'running' },
+  { transition: 'start', from: 'accepted', to: 'running' },
+  ...ACTIVE.map((s) => ({ transition: 'reportEvents' as const, from: s, to: s })),
+  ...ACTIVE.flatMap((s) => TERMINAL.map((t) => ({ transition: 'finish' as const, from: s, to: t }))),
+  // the lease ran out or was given up: a cancel-requested run ends cancelled, anything that
+  // cannot be re-queued fails with `runner-lost` (a run that was running never runs twice)
+  ...ACTIVE.flatMap((s) => (['failed', 'cancelled'] as const).map((t) => ({ transition: 'loseRunner' as const, from: s, to: t }))),
+  { transition: 'requeue', from: 'accepted', to: 'queued' },
+  // queued and offered runs end at once; active ones get `cancel_requested` and end when their agent reports
+  { transition: 'cancel', from: 'queued', to: 'cancelled' },
+  { transition: 'cancel', from: 'offered', to: 'cancelled' },
+  ...ACTIVE.map((s) => ({ transition: 'cancel' as const, from: s, to: s })),
+];
+
+/**
+ * The statuses `transition` applies in.
+ *
+ * @example
+ * fromStatuses('start'); // ['accepted']
+ */
+export function fromStatuses(transition: RunTransition): RunStatus[] {
+  return [...new Set(RUN_MOVES.filter((m) => m.transition === transition && m.from !== null).map((m) => m.from as RunStatus))];
+}
+
+/**
+ * True when the table allows `transition` to take a run from `from` to `to`.
+ *
+ * @example
+ * isLegalMove('requeue', 'running', 'queued'); // false: a run that ran is never re-queued
+ */
+export function isLegalMove(transition: RunTransition, from: RunStatus | null, to: RunStatus): boolean {
+  return RUN_MOVES.some((m) => m.transition === transition && m.from === from && m.to === to);
+}
+
+/**
+ * `fromStatuses(transition)` as a SQL list for a guard: `r.status in (${statusesSql('finish')})`.
+ *
+ * @example
+ * statusesSql('finish'); // "'accepted', 'running'"
+ */
+export function statusesSql(transition: RunTransition): string {
+  return fromStatuses(transition)
+    .map((s) => `'${s}'`)
+    .join(', ');
+}

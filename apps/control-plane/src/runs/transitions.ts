@@ -1,0 +1,433 @@
+import { randomUUID } from 'node:crypto';
+import { leaseSql, releaseLease } from '@runt/leases';
+import type { Database, Queryable } from '@runt/sql';
+import { isTerminalRunStatus, type FailureKind, type Run, type submitRunRequestSchema } from '@runt/protocol';
+import type { z } from 'zod';
+import { runPathMetrics } from '../metrics.js';
+import { cancelOpenCommands } from './command-store.js';
+import { appendSystemEvent } from './event-store.js';
+import { runNotActive } from './run-error.js';
+import { SELECT_RUN, toRun, type RunRow } from './run-row.js';
+import { readRunState, type RunState } from './run-state.js';
+import { statusesSql, type TerminalRunStatus } from './state-machine.js';
+
+/**
+ * Every write of a run's status lives in this file: one function per transition of
+ * `state-machine.ts`, each one SQL statement or one transaction, its guard built from that
+ * table. The fenced ones (start, report events, finish) check the fencing token against a live
+ * lease in the same statement; the lifecycle decides which to call and answers refusals.
+ */
+
+/** A validated submit body (defaults applied). */
+export type SubmitRunInput = z.output<typeof submitRunRequestSchema>;
+
+/** A batch of holder events, already checked to be contiguous (`first`..`last`), as JSON for `jsonb_to_recordset`. */
+export interface EventBatch {
+  first: number;
+  last: number;
+  json: string;
+}
+
+/** What a terminal report records. */
+export interface TerminalOutcome {
+  status: TerminalRunStatus;
+  exitCode?: number;
+  failureKind?: FailureKind;
+  message?: string;
+}
+
+/** How a run ended when its runner went away. */
+export type LostOutcome = 'requeued' | 'failed' | 'cancelled';
+
+/** A granted claim. */
+export interface ClaimGrant {
+  run: Run;
+  fencingToken: number;
+  expiresAt: string;
+  nextEventSeq: number;
+  pendingCommands: boolean;
+}
+
+const ACTIVE = statusesSql('reportEvents');
+
+// The lease claim of `@runt/leases` folded into one statement with the run's
+// `offered → accepted`, so a claim is one round trip. The lease rules are leases' own SQL.
+const CLAIM_SQL = `
+with l as (
+  ${leaseSql.claim({
+    resource: '$1',
+    holder: '$3',
+    ttlMs: '$4',
+    when: `exists (select 1 from runs where id = $1 and workstation_id = $2 and status in (${statusesSql('claim')}))`,
+  })}
+), u as (
+  update runs r set status = case when r.status = 'offered' then 'accepted' else r.status end, accepted_at = coalesce(r.accepted_at, now()),
+         lease_holder = l.holder, fencing_token = l.fencing_token
+    from l where r.id = $1 and r.workstation_id = $2 and r.status in (${statusesSql('claim')})
+  returning r.*
+)
+select u.*, l.fencing_token as granted, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
+       exists (select 1 from run_commands c where c.run_id = $1 and c.state = 'pending') as pending_commands
+from l left join u on true`;
+
+// The fenced guard every holder write puts in its UPDATE: the run is this workstation's,
+// carries the presented token, and the lease with that token is held and live by the database
+// clock. The UPDATE locks the run row; a claim of an expired lease must update the same row, so
+// it cannot slip in between. $1 run id, $2 workstation id, $3 fencing token.
+const FENCED_GUARD = `r.id = $1 and r.workstation_id = $2 and r.fencing_token = $3
+  and ${leaseSql.heldWithToken({ resource: '$1', token: '$3' })}`;
+
+// Holder events ($4 first seq, $5 last seq + 1, $6 JSON): resends (seq below the stored next)
+// hit the primary key and are dropped; the guard's `next_event_seq >= $4` refuses a gap.
+const INSERT_EVENTS = `insert into run_events (run_id, seq, type, payload, at)
+  select $1, e.seq, e.type, e.payload, coalesce(e.at, now())
+    from jsonb_to_recordset($6::jsonb) as e(seq bigint, type text, payload jsonb, at timestamptz)
+   where exists (select 1 from u)
+  on conflict (run_id, seq) do nothing`;
+
+const REPORT_EVENTS_SQL = `
+with u as (
+  update runs r set next_event_seq = greatest(r.next_event_seq, $5)
+   where ${FENCED_GUARD} and r.status in (${ACTIVE}) and r.next_event_seq >= $4
+  returning r.next_event_seq
+), e as (${INSERT_EVENTS})
+select next_event_seq from u`;
+
+const START_SQL = `
+with u as (
+  update runs r set status = 'running', started_at = now(), next_event_seq = greatest(r.next_event_seq, $5)
+   where ${FENCED_GUARD} and r.status in (${statusesSql('start')}) and r.next_event_seq >= $4
+  returning r.*
+), e as (${INSERT_EVENTS})
+select u.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
+  from u left join leases l on l.resource = u.id and l.holder is not null`;
+
+// Terminal: the events, then `terminal_status` at the next seq, open commands cancelled and the
+// lease given up, all in the one statement (so in one transaction).
+const FINISH_SQL = `
+with u as (
+  update runs r set status = $7, exit_code = $8, failure_kind = $9, failure_message = $10, finished_at = now(),
+         next_event_seq = greatest(r.next_event_seq, $5) + 1
+   where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and r.next_event_seq >= $4
+  returning r.*
+), e as (
+  insert into run_events (run_id, seq, type, payload, at)
+  select $1, e.seq, e.type, e.payload, coalesce(e.at, now())
+    from jsonb_to_recordset($6::jsonb) as e(seq bigint, type text, payload jsonb, at timestamptz)
+   where exists (select 1 from u)
+  union all
+  select $1, u.next_event_seq - 1, 'terminal_status', $11::jsonb, now() from u
+  on conflict (run_id, seq) do nothing
+), c as (
+  update run_commands set state = 'cancelled', finished_at = now() where run_id = $1 and state in ('pending', 'acked') and exists (select 1 from u)
+), l as (${leaseSql.release({ resource: '$1', holder: 'u.lease_holder', token: '$3', from: 'u' })})
+select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
+
+const INSERT_RUN = `insert into runs (id, status, runtime, image, command, env, workdir, ready_when, placement_workstation_id, placement_labels,
+                           cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key)
+         values ($1, 'queued', $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, $14)`;
+
+const insertParams = (input: SubmitRunInput, key: string | null): unknown[] => [
+  `run_${randomUUID()}`,
+  input.runtime,
+  input.image ?? null,
+  JSON.stringify(input.command),
+  JSON.stringify(input.env),
+  input.workdir ?? null,
+  input.ready_when ? JSON.stringify(input.ready_when) : null,
+  input.placement.workstation_id ?? null,
+  JSON.stringify(input.placement.labels ?? {}),
+  input.resources.cpus ?? null,
+  input.resources.memory_bytes ?? null,
+  input.bundle?.sha256 ?? null,
+  input.max_attempts,
+  key,
+];
+
+const eventParams = (b: EventBatch | undefined) => (b ? [b.first, b.last + 1, b.json] : [0, 0, '[]']);
+
+/** The payload of a `terminal_status` event. */
+export function terminalPayload(f: TerminalOutcome): Record<string, unknown> {
+  return {
+    status: f.status,
+    ...(f.exitCode === undefined ? {} : { exit_code: f.exitCode }),
+    ...(f.failureKind ? { failure_kind: f.failureKind } : {}),
+    ...(f.message ? { message: f.message } : {}),
+  };
+}
+
+/**
+ * submit (`→ queued`): inserts a run. With an `idempotency_key` seen within 24 h the existing
+ * run is returned (`created: false`) instead (one transaction); without a key, one statement.
+ *
+ * @example
+ * const { run } = await submit(db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] }));
+ */
+export async function submit(db: Database, input: SubmitRunInput): Promise<{ run: Run; created: boolean }> {
+  const key = input.idempotency_key ?? null;
+  if (!key) {
+    // Without a key nothing can collide: one statement, and the new row is the answer.
+    const r = await db.query<RunRow>(`${INSERT_RUN} returning *, null as l_holder, null as l_token, null as l_expires_at`, insertParams(input, null));
+    return { run: toRun(r.rows[0]!), created: true };
+  }
+  return db.transaction(async (tx) => {
+    await tx.query(`update runs set idempotency_key = null where idempotency_key = $1 and created_at < now() - interval '24 hours'`, [key]);
+    const r = await tx.query<RunRow>(
+      `${INSERT_RUN} on conflict (idempotency_key) where idempotency_key is not null do nothing returning *, null as l_holder, null as l_token, null as l_expires_at`,
+      insertParams(input, key),
+    );
+    if (r.rows[0]) return { run: toRun(r.rows[0]), created: true };
+    const existing = await tx.query<RunRow>(`${SELECT_RUN} where r.idempotency_key = $1`, [key]);
+    return { run: toRun(existing.rows[0]!), created: false };
+  });
+}
+
+/**
+ * offer (`queued → offered`): the scheduler's picks, inside its transaction (which holds the
+ * queued rows). Returns the offered runs (an offered run holds no lease, so the rows are whole).
+ *
+ * @example
+ * const runs = await offer(tx, [{ id: 'run_1', ws: 'ws_1' }]);
+ */
+export async function offer(q: Queryable, picks: Array<{ id: string; ws: string }>): Promise<Run[]> {
+  if (picks.length === 0) return [];
+  const r = await q.query<RunRow>(
+    `update runs r set status = 'offered', workstation_id = p.ws, offered_at = now()
+       from jsonb_to_recordset($1::jsonb) as p(id text, ws text) where r.id = p.id and r.status in (${statusesSql('offer')})
+     returning r.*, null as l_holder, null as l_token, null as l_expires_at`,
+    [JSON.stringify(picks)],
+  );
+  return r.rows.sort((a, b) => Number(a.position) - Number(b.position)).map(toRun);
+}
+
+/**
+ * withdraw (`offered → queued`): the workstation declined the offer. No attempt is used up.
+ *
+ * @example
+ * if (await withdraw(db, 'run_1', 'ws_1')) scheduler.kick();
+ */
+export async function withdraw(q: Queryable, runId: string, workstationId: string): Promise<boolean> {
+  const r = await q.query(
+    `update runs set status = 'queued', workstation_id = null, offered_at = null where id = $1 and workstation_id = $2 and status in (${statusesSql('withdraw')})`,
+    [runId, workstationId],
+  );
+  runPathMetrics.requeues.inc({ reason: 'declined' }, r.rowCount);
+  return r.rowCount > 0;
+}
+
+/**
+ * withdraw, for a whole workstation (it is draining): every run offered to it goes back to
+ * the queue, inside the caller's transaction. Returns how many.
+ *
+ * @example
+ * const n = await withdrawAllFrom(tx, 'ws_1');
+ */
+export async function withdrawAllFrom(q: Queryable, workstationId: string): Promise<number> {
+  const r = await q.query(
+    `update runs set status = 'queued', workstation_id = null, offered_at = null where workstation_id = $1 and status in (${statusesSql('withdraw')})`,
+    [workstationId],
+  );
+  runPathMetrics.requeues.inc({ reason: 'drain' }, r.rowCount);
+  return r.rowCount;
+}
+
+/**
+ * withdraw, by time: offers nobody claimed within `timeoutMs` go back to the queue (no
+ * attempt is used up). Returns the runs and the workstations they had been offered to.
+ *
+ * @example
+ * const back = await withdrawStaleOffers(db, 30_000);
+ */
+export async function withdrawStaleOffers(q: Queryable, timeoutMs: number): Promise<Array<{ id: string; workstation_id: string | null }>> {
+  const r = await q.query<{ id: string; workstation_id: string | null }>(
+    `with stale as (
+       select id, workstation_id from runs where status in (${statusesSql('withdraw')}) and offered_at < now() - $1::float8 * interval '1 millisecond'
+       order by offered_at limit 500 for update skip locked
+     )
+     update runs r set status = 'queued', workstation_id = null, offered_at = null from stale
+     where r.id = stale.id returning stale.id, stale.workstation_id`,
+    [timeoutMs],
+  );
+  runPathMetrics.requeues.inc({ reason: 'offer-timeout' }, r.rows.length);
+  return r.rows;
+}
+
+/**
+ * claim (`offered → accepted`; a retry or a re-adoption keeps the status): takes the lease
+ * and binds it to the run in one statement. `undefined` when it did not apply (lease held by
+ * another, run not offered to this workstation, …); the caller then finds out why. When the
+ * lease was granted but the run changed under it, the lease is given back first.
+ *
+ * @example
+ * const grant = await claim(db, 'run_1', 'ws_1', 'ws_1/agent-1', 30_000);
+ */
+export async function claim(db: Queryable, runId: string, workstationId: string, holder: string, leaseMs: number): Promise<ClaimGrant | undefined> {
+  const r = await db.query<RunRow & { granted: number | string | null; pending_commands: boolean }>(CLAIM_SQL, [runId, workstationId, holder, leaseMs]);
+  const row = r.rows[0];
+  if (!row) return undefined;
+  if (row.id === null || row.id === undefined) {
+    await releaseLease(db, runId, holder, Number(row.granted));
+    return undefined;
+  }
+  const run = toRun(row);
+  return { run, fencingToken: run.lease!.fencing_token, expiresAt: run.lease!.expires_at, nextEventSeq: Number(row.next_event_seq), pendingCommands: row.pending_commands };
+}
+
+/**
+ * claim, second half: binds a lease the caller already took (through the lease store) to the
+ * run. False when the run is no longer claimable by this workstation (the caller gives the
+ * lease back).
+ *
+ * @example
+ * if (!(await bindClaim(db, 'run_1', 'ws_1', 'ws_1/agent-1', grant.fencingToken))) await leases.release(…);
+ */
+export async function bindClaim(q: Queryable, runId: string, workstationId: string, holder: string, token: number): Promise<boolean> {
+  const r = await q.query(
+    `update runs set status = case when status = 'offered' then 'accepted' else status end, accepted_at = coalesce(accepted_at, now()),
+            lease_holder = $3, fencing_token = $4
+      where id = $1 and workstation_id = $2 and status in (${statusesSql('claim')})`,
+    [runId, workstationId, holder, token],
+  );
+  return r.rowCount > 0;
+}
+
+/**
+ * report events (status unchanged): a holder's batch in one fenced statement. The new next
+ * seq, or `undefined` when the guard did not pass.
+ *
+ * @example
+ * const next = await reportEvents(db, 'run_1', 'ws_1', 3, batch);
+ */
+export async function reportEvents(q: Queryable, runId: string, workstationId: string, token: number, batch: EventBatch): Promise<number | undefined> {
+  const r = await q.query<{ next_event_seq: number | string }>(REPORT_EVENTS_SQL, [runId, workstationId, token, ...eventParams(batch)]);
+  return r.rows[0] ? Number(r.rows[0].next_event_seq) : undefined;
+}
+
+/**
+ * start (`accepted → running`) with optional events, in one fenced statement; `undefined`
+ * when the guard did not pass.
+ *
+ * @example
+ * const out = await start(db, 'run_1', 'ws_1', 3);
+ */
+export async function start(q: Queryable, runId: string, workstationId: string, token: number, batch?: EventBatch): Promise<{ run: Run; nextEventSeq: number } | undefined> {
+  const r = await q.query<RunRow>(START_SQL, [runId, workstationId, token, ...eventParams(batch)]);
+  const row = r.rows[0];
+  return row ? { run: toRun(row), nextEventSeq: Number(row.next_event_seq) } : undefined;
+}
+
+/**
+ * start, on a run the caller locked and fenced inside its transaction (the lifecycle's checked
+ * path). A run that is already running stays so.
+ *
+ * @example
+ * await startLocked(tx, 'run_1');
+ */
+export async function startLocked(tx: Queryable, runId: string): Promise<void> {
+  await tx.query(`update runs set status = 'running', started_at = now() where id = $1 and status in (${statusesSql('start')})`, [runId]);
+}
+
+/**
+ * finish (`accepted | running → completed | failed | cancelled | blocked`) in one fenced
+ * statement: optional events, the outcome, `terminal_status`, open commands cancelled, lease
+ * released. `undefined` when the guard did not pass.
+ *
+ * @example
+ * const out = await finish(db, 'run_1', 'ws_1', 3, { status: 'completed', exitCode: 0 });
+ */
+export async function finish(
+  q: Queryable,
+  runId: string,
+  workstationId: string,
+  token: number,
+  f: TerminalOutcome,
+  batch?: EventBatch,
+): Promise<{ run: Run; nextEventSeq: number } | undefined> {
+  const r = await q.query<RunRow>(FINISH_SQL, [
+    runId,
+    workstationId,
+    token,
+    ...eventParams(batch),
+    f.status,
+    f.exitCode ?? null,
+    f.failureKind ?? null,
+    f.message ?? null,
+    JSON.stringify(terminalPayload(f)),
+  ]);
+  const row = r.rows[0];
+  return row ? { run: toRun(row), nextEventSeq: Number(row.next_event_seq) } : undefined;
+}
+
+/**
+ * finish, on a run the caller locked inside its transaction: records the outcome, appends the
+ * `terminal_status` event and cancels its unfinished commands (the caller releases the lease).
+ *
+ * @example
+ * await finishLocked(tx, id, { status: 'completed', exitCode: 0 });
+ */
+export async function finishLocked(tx: Queryable, runId: string, f: TerminalOutcome): Promise<void> {
+  await tx.query(
+    `update runs set status = $2, exit_code = $3, failure_kind = $4, failure_message = $5, finished_at = now() where id = $1 and status not in ('completed', 'failed', 'cancelled', 'blocked')`,
+    [runId, f.status, f.exitCode ?? null, f.failureKind ?? null, f.message ?? null],
+  );
+  await appendSystemEvent(tx, runId, 'terminal_status', terminalPayload(f));
+  await cancelOpenCommands(tx, runId);
+}
+
+/**
+ * lose runner, or requeue: ends the attempt of a locked run whose runner went away (lease
+ * expired or released). A cancel-requested run is cancelled; a run that never reached
+ * `running` is re-queued with `attempt + 1` while attempts remain; anything else fails with
+ * `runner-lost`, so a run that was running is never started twice.
+ *
+ * @example
+ * const outcome = await loseRunner(tx, state, 'the lease expired');
+ */
+export async function loseRunner(tx: Queryable, s: RunState, message: string): Promise<LostOutcome> {
+  if (s.cancel_requested) {
+    await finishLocked(tx, s.id, { status: 'cancelled', failureKind: 'cancelled', message: `cancelled; ${message}` });
+    return 'cancelled';
+  }
+  if (s.attempt < s.max_attempts && (await requeue(tx, s.id))) {
+    await appendSystemEvent(tx, s.id, 'error', { message: `${message}; re-queued`, failure_kind: 'runner-lost', attempt: s.attempt });
+    runPathMetrics.requeues.inc({ reason: 'runner-lost' });
+    return 'requeued';
+  }
+  await finishLocked(tx, s.id, { status: 'failed', failureKind: 'runner-lost', message });
+  return 'failed';
+}
+
+/**
+ * requeue (`accepted → queued`, `attempt + 1`): a run whose runner went away before it ran
+ * gets another attempt. False when the run is not in a status that allows it.
+ */
+async function requeue(tx: Queryable, runId: string): Promise<boolean> {
+  const r = await tx.query(
+    `update runs set status = 'queued', attempt = attempt + 1, workstation_id = null, lease_holder = null, fencing_token = null,
+                     offered_at = null, accepted_at = null where id = $1 and status in (${statusesSql('requeue')})`,
+    [runId],
+  );
+  return r.rowCount > 0;
+}
+
+/**
+ * cancel, in one transaction: queued or offered runs end at once; accepted or running ones
+ * get `cancel_requested` and end when their agent reports `cancelled`. A terminal run throws
+ * `run-not-active`; asking twice is harmless. `undefined` for an unknown run.
+ *
+ * @example
+ * const out = await cancel(db, 'run_1'); // { immediate: true, workstationId: null }
+ */
+export async function cancel(db: Database, runId: string): Promise<{ immediate: boolean; workstationId: string | null } | undefined> {
+  return db.transaction(async (tx) => {
+    const s = await readRunState(tx, runId, true);
+    if (!s) return undefined;
+    if (isTerminalRunStatus(s.status)) throw runNotActive();
+    await tx.query('update runs set cancel_requested = true where id = $1', [runId]);
+    if (s.status === 'queued' || s.status === 'offered') {
+      await finishLocked(tx, runId, { status: 'cancelled', failureKind: 'cancelled', message: 'cancelled before it started' });
+      return { immediate: true, workstationId: s.workstation_id };
+    }
+    return { immediate: false, workstationId: s.workstation_id };
+  });
+}
