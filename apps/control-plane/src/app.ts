@@ -22,6 +22,8 @@ import type { EventStore } from './runs/event-store.js';
 import type { RunStore } from './runs/run-store.js';
 import { pairingRoutes } from './routes/pairing.js';
 import { workstationRoutes } from './routes/workstations.js';
+import type { CredentialStore } from './stores/credential-store.js';
+import type { PrincipalCache } from './stores/principal-cache.js';
 import type { WorkstationStore } from './stores/workstation-store.js';
 
 export interface AppDeps {
@@ -29,6 +31,9 @@ export interface AppDeps {
   logger: Logger;
   pairing: PairingStore;
   workstations: WorkstationStore;
+  credentials: CredentialStore;
+  /** Resolves bearer tokens for every route. */
+  principals: PrincipalCache;
   bodyLimitBytes: number;
   publicUrl: () => string;
   onRevoke?: (credentialId: string, workstationId: string | null) => void;
@@ -61,7 +66,7 @@ export interface RunAppDeps {
  * It holds no listening socket; `startControlPlane` serves it.
  */
 export function createApp(deps: AppDeps) {
-  const resolve = deps.workstations.resolve.bind(deps.workstations);
+  const resolve = deps.principals.resolve.bind(deps.principals);
   const app = new Hono();
   if (deps.metrics) app.use(deps.metrics.middleware);
   // Access logs: failures at info, successes at debug (RUNT_LOG_LEVEL=debug), so the hot agent
@@ -89,6 +94,7 @@ export function createApp(deps: AppDeps) {
     '/api/workstations',
     workstationRoutes({
       workstations: deps.workstations,
+      credentials: deps.credentials,
       resolve,
       bodyLimitBytes: deps.bodyLimitBytes,
       ...(deps.onRevoke ? { onRevoke: deps.onRevoke } : {}),

@@ -27,6 +27,9 @@ import { BundleStore } from './stores/bundle-store.js';
 import { CommandStore } from './runs/command-store.js';
 import { EventStore } from './runs/event-store.js';
 import { RunStore } from './runs/run-store.js';
+import { NotificationBus } from './notifications/bus.js';
+import { CredentialStore } from './stores/credential-store.js';
+import { PrincipalCache } from './stores/principal-cache.js';
 import { WorkstationStore } from './stores/workstation-store.js';
 import { Sweeper } from './runs/sweeper.js';
 
@@ -46,6 +49,9 @@ export interface RunningControlPlane {
   db: Database;
   logger: Logger;
   workstations: WorkstationStore;
+  credentials: CredentialStore;
+  /** Resolves tokens; `stats()` shows the credential cache. */
+  principals: PrincipalCache;
   pairing: PairingStore;
   runs: RunStore;
   leases: LeaseStore;
@@ -96,15 +102,18 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     lock?.release();
     throw e;
   }
-  const workstations = new WorkstationStore(db, {
-    onListenError: (err, lost) =>
-      logger.warn({ err: err?.message }, lost ? 'credential LISTEN connection lost; credential cache off until it is back' : 'credential LISTEN failed; retrying'),
+  const bus = new NotificationBus(db, {
+    onListenError: (channel, err, lost) =>
+      logger.warn({ err: err?.message, channel }, lost ? 'LISTEN connection lost; what it feeds is off until it is back' : 'LISTEN failed; retrying'),
   });
+  const principals = new PrincipalCache(db, bus);
+  const credentials = new CredentialStore(db, principals);
+  const workstations = new WorkstationStore(db, credentials);
   const pairing = createSqlPairingStore(db, opts.pairingLimits ? { limits: opts.pairingLimits } : {});
 
   const adminTokenPath = join(dataDir, 'admin-token');
   const fileMissing = !config.adminToken && !(await exists(adminTokenPath));
-  const { minted } = await workstations.ensureAdmin({
+  const { minted } = await credentials.ensureAdmin({
     ...(config.adminToken ? { token: config.adminToken } : {}),
     regenerate: fileMissing,
   });
@@ -131,6 +140,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     logger,
     pairing,
     workstations,
+    credentials,
+    principals,
     bodyLimitBytes: config.bodyLimitBytes,
     publicUrl: () => publicUrl,
     onRevoke: (credentialId) => void links.closeCredential(credentialId, LINK_CLOSE_CODES.revoked, 'credential revoked'),
@@ -157,8 +168,9 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const linkServer = new LinkServer({
     server: server as Server,
     registry: links,
-    resolve: workstations.resolve.bind(workstations),
+    resolve: principals.resolve.bind(principals),
     workstations,
+    credentials,
     runs,
     lifecycle,
     signals,
@@ -166,17 +178,17 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     replicaId,
     pingMs: config.linkPingMs,
   });
-  // Another replica's revoke: drop the cached principal (in the store) and close its links here now.
-  workstations.onCredentialChanged = (credentialId) => {
+  // Another replica's revoke: drop the cached principal (in the cache) and close its links here now.
+  principals.onCredentialChanged = (credentialId) => {
     if (![...links.all()].some((l) => l.credentialId === credentialId)) return;
-    void workstations
+    void credentials
       .revokedAmong([credentialId])
       .then((revoked) => {
         for (const id of revoked) links.closeCredential(id, LINK_CLOSE_CODES.revoked, 'credential revoked');
       })
       .catch(() => {}); // the next ping round checks again
   };
-  await workstations.startInvalidation();
+  await bus.start();
   linkServer.start();
   scheduler.start();
   sweeper.start();
@@ -191,6 +203,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     db,
     logger,
     workstations,
+    credentials,
+    principals,
     pairing,
     runs,
     leases,
@@ -204,7 +218,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
         await scheduler.stop();
         await sweeper.stop();
         await linkServer.close();
-        await workstations.close();
+        await bus.close();
+        principals.close();
         shutdown.abort(); // ends live event streams
         await new Promise<void>((r) => {
           const http = server as Server;

@@ -54,13 +54,13 @@ describe('credential cache across control-plane replicas on postgres', () => {
     ).status;
 
   it('serves repeat requests from the cache, and a revoke on replica A is a 401 on replica B at once', async () => {
-    await within(5000, () => b.workstations.credentialCache().enabled);
+    await within(5000, () => b.principals.stats().enabled);
     const { token, credentialId } = await pair('cached-box');
     expect(await heartbeat(token)).toBe(200);
-    const before = b.workstations.credentialCache();
+    const before = b.principals.stats();
     expect(await heartbeat(token)).toBe(200);
     expect(await heartbeat(token)).toBe(200);
-    const after = b.workstations.credentialCache();
+    const after = b.principals.stats();
     expect(after.hits - before.hits).toBe(2); // B did not read the credential again
     expect(after.misses).toBe(before.misses);
 
@@ -78,32 +78,32 @@ describe('credential cache across control-plane replicas on postgres', () => {
   });
 
   it('stops serving from the cache while its LISTEN connection is down, and resumes once it is back', async () => {
-    await within(5000, () => b.workstations.credentialCache().enabled);
+    await within(5000, () => b.principals.stats().enabled);
     const { token, credentialId } = await pair('listen-box');
     expect(await heartbeat(token)).toBe(200);
-    const hits = b.workstations.credentialCache().hits;
+    const hits = b.principals.stats().hits;
     expect(await heartbeat(token)).toBe(200);
-    expect(b.workstations.credentialCache().hits).toBe(hits + 1);
+    expect(b.principals.stats().hits).toBe(hits + 1);
 
-    const lost = b.workstations.credentialCache().listenLost;
+    const lost = b.principals.stats().listenLost;
     const killed = await a.t.db.query<{ ok: boolean }>(
       `select pg_terminate_backend(pid) as ok from pg_stat_activity where query ilike 'listen%' and datname = current_database()`,
     );
     expect(killed.rows.length).toBeGreaterThanOrEqual(1); // A's and B's listeners
-    await within(2000, () => b.workstations.credentialCache().listenLost > lost);
-    expect(b.workstations.credentialCache()).toMatchObject({ enabled: false, size: 0 });
+    await within(2000, () => b.principals.stats().listenLost > lost);
+    expect(b.principals.stats()).toMatchObject({ enabled: false, size: 0 });
 
     // A revoke nobody is told about (no notify) is seen at once: nothing is cached now.
     await a.t.db.query('update credentials set revoked_at = now() where id = $1', [credentialId]);
     expect(await heartbeat(token)).toBe(401);
 
     // Back on its own, starting empty.
-    await within(5000, () => b.workstations.credentialCache().enabled);
+    await within(5000, () => b.principals.stats().enabled);
     const other = await pair('listen-box-2');
     expect(await heartbeat(other.token)).toBe(200);
-    const h2 = b.workstations.credentialCache().hits;
+    const h2 = b.principals.stats().hits;
     expect(await heartbeat(other.token)).toBe(200);
-    expect(b.workstations.credentialCache().hits).toBe(h2 + 1);
+    expect(b.principals.stats().hits).toBe(h2 + 1);
     expect(await heartbeat(token)).toBe(401);
   });
 });

@@ -8,6 +8,7 @@ import { hashToken, parseToken, type PrincipalResolver } from '@runt/transport-a
 import type { RunSignals } from '../runs/run-signals.js';
 import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { RunStore } from '../runs/run-store.js';
+import type { CredentialStore } from '../stores/credential-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 import type { AgentLink, LinkRegistry } from './link-registry.js';
 
@@ -16,6 +17,7 @@ export interface LinkServerOptions {
   registry: LinkRegistry;
   resolve: PrincipalResolver;
   workstations: WorkstationStore;
+  credentials: CredentialStore;
   runs: RunStore;
   lifecycle: RunLifecycle;
   signals: RunSignals;
@@ -240,7 +242,7 @@ export class LinkServer {
       creds.push(link.credentialId);
     }
     await this.o.workstations.touchLinked(live);
-    for (const id of await this.o.workstations.revokedAmong([...new Set(creds)])) {
+    for (const id of await this.o.credentials.revokedAmong([...new Set(creds)])) {
       this.o.registry.closeCredential(id, LINK_CLOSE_CODES.revoked, 'credential revoked');
     }
   }

@@ -3,10 +3,12 @@ import { bearerAuth, type AuthEnv, type PrincipalResolver } from '@runt/transpor
 import { registerWorkstationBodySchema } from '@runt/protocol';
 import { readJson } from '../body.js';
 import { HttpError } from '../errors.js';
+import type { CredentialStore } from '../stores/credential-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 
 export interface WorkstationRouteDeps {
   workstations: WorkstationStore;
+  credentials: CredentialStore;
   resolve: PrincipalResolver;
   bodyLimitBytes: number;
   /** Called after a credential is revoked (closes its agent link). */
@@ -28,7 +30,7 @@ export function workstationRoutes(deps: WorkstationRouteDeps) {
       return c.json({ workstation: await deps.workstations.register(id, body) });
     })
     .get('/', anyone, async (c) => c.json({ workstations: await deps.workstations.list() }))
-    .get('/credentials', admin, async (c) => c.json({ credentials: await deps.workstations.listCredentials() }))
+    .get('/credentials', admin, async (c) => c.json({ credentials: await deps.credentials.list() }))
     .post('/:id/drain', admin, async (c) => {
       const drained = await deps.workstations.drain(c.req.param('id'));
       if (!drained) throw new HttpError('not-found', 'no such workstation');
@@ -43,7 +45,7 @@ export function workstationRoutes(deps: WorkstationRouteDeps) {
       return c.json({ credential: cred });
     })
     .post('/credentials/:id/revoke', admin, async (c) => {
-      const cred = await deps.workstations.revokeCredential(c.req.param('id'));
+      const cred = await deps.credentials.revoke(c.req.param('id'));
       if (!cred) throw new HttpError('not-found', 'no such credential');
       deps.onRevoke?.(cred.id, cred.workstation_id);
       return c.json({ credential: cred });

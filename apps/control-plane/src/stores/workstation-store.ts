@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Database, Listener, Queryable } from '@runt/sql';
-import { hashToken, mintToken, type Principal, type TokenKind } from '@runt/transport-auth';
+import type { Database, Queryable } from '@runt/sql';
+import { WORKSTATION_OFFLINE_AFTER_SECONDS, type RegisterWorkstationRequest, type Workstation } from '@runt/protocol';
 import { withdrawAllFrom } from '../runs/transitions.js';
-import { WORKSTATION_OFFLINE_AFTER_SECONDS, type Credential, type RegisterWorkstationRequest, type Workstation } from '@runt/protocol';
+import type { CredentialStore } from './credential-store.js';
 
 interface WorkstationRow {
   id: string;
@@ -19,13 +19,6 @@ interface WorkstationRow {
   last_seen_at: Date | string | null;
   created_at: Date | string;
 }
-
-/** Postgres channel every credential change notifies, with the credential id as payload. */
-export const CREDENTIALS_CHANNEL = 'runt_credentials';
-/** Cached principals at most; the least recently used go first. */
-const CACHE_MAX = 10_000;
-/** Re-read every 30 s anyway (a bound if all else failed; also keeps last_used_at within its minute). */
-const CACHE_TTL_MS = 30_000;
 
 const iso = (v: Date | string | null): string | null => (v === null ? null : new Date(v).toISOString());
 
@@ -62,95 +55,15 @@ function toWorkstation(r: WorkstationRow): Workstation {
 }
 
 /**
- * Workstations and their credentials in SQL. Tokens are stored only as SHA-256 hashes; the
- * secret leaves this module once, in the return value of {@link WorkstationStore.createPaired}.
+ * Workstations in SQL: created by pairing (with their credential, from `CredentialStore`),
+ * registered and refreshed by their agents, drained by the operator. Status is derived when
+ * read. Credentials and the principal cache live in their own modules.
  */
 export class WorkstationStore {
-  /**
-   * Resolved principals (never misses), bounded: least recently used evicted past
-   * {@link CACHE_MAX}, every entry re-read after {@link CACHE_TTL_MS}.
-   *
-   * - Embedded PGlite: this process is the only writer of `credentials`, and every change goes
-   *   through this store, which drops the entries it changes.
-   * - Postgres: several replicas share the table. Every change notifies
-   *   {@link CREDENTIALS_CHANNEL} with the credential id in the same statement/transaction, and
-   *   each replica LISTENs on a dedicated connection and drops that credential's entries. While
-   *   that connection is down (or before it is up) nothing is served from or put in the cache,
-   *   and it starts empty once it is back, so a missed notification can never keep a revoked
-   *   token alive.
-   */
-  readonly #principals = new Map<string, { principal: Principal; until: number }>();
-  /** PGlite: always; Postgres: only while the LISTEN connection is up. */
-  #caching: boolean;
-  /** Bumped by every credential change: a lookup that overlapped one is not cached. */
-  #generation = 0;
-  #listener: Listener | undefined;
-  #reconnect: NodeJS.Timeout | undefined;
-  #closed = false;
-  #stats = { hits: 0, misses: 0, listenLost: 0 };
-  /** Told about every credential changed by another replica (or this one), by id. */
-  onCredentialChanged: ((credentialId: string) => void) | undefined;
-
   constructor(
     private readonly db: Database,
-    private readonly opts: { relistenMs?: number; onListenError?: (err: Error | undefined, lost: boolean) => void } = {},
-  ) {
-    this.#caching = db.backend === 'pglite';
-  }
-
-  /**
-   * Postgres: starts listening for credential changes, after which the cache is used. Without
-   * it (or on a `Database` without `listen`) every request reads its credential. Resolves once
-   * the first attempt is done, whether it succeeded or a retry was scheduled.
-   */
-  async startInvalidation(): Promise<void> {
-    if (this.db.backend !== 'postgres' || !this.db.listen || this.#closed) return;
-    try {
-      const listener = await this.db.listen(CREDENTIALS_CHANNEL, (payload) => this.#forget(payload || undefined, true), (err) => this.#lost(err));
-      if (this.#closed) return void (await listener.close());
-      this.#listener = listener;
-      // Whatever was read before LISTEN was up may have missed a change: start empty.
-      this.#forget();
-      this.#caching = true;
-    } catch (e) {
-      this.opts.onListenError?.(e as Error, false);
-      this.#scheduleRelisten();
-    }
-  }
-
-  #lost(err: Error | undefined): void {
-    this.#caching = false;
-    this.#listener = undefined;
-    this.#stats.listenLost++;
-    this.#forget();
-    this.opts.onListenError?.(err, true);
-    this.#scheduleRelisten();
-  }
-
-  #scheduleRelisten(): void {
-    if (this.#closed || this.#reconnect) return;
-    this.#reconnect = setTimeout(() => {
-      this.#reconnect = undefined;
-      void this.startInvalidation();
-    }, this.opts.relistenMs ?? 1000);
-    this.#reconnect.unref();
-  }
-
-  /** Stops listening (the cache is then off on Postgres). Idempotent. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    if (this.db.backend === 'postgres') this.#caching = false;
-    clearTimeout(this.#reconnect);
-    this.#reconnect = undefined;
-    const l = this.#listener;
-    this.#listener = undefined;
-    await l?.close();
-  }
-
-  /** Cache counters and state, for tests and metrics. */
-  credentialCache(): { enabled: boolean; size: number; hits: number; misses: number; listenLost: number } {
-    return { enabled: this.#caching, size: this.#principals.size, ...this.#stats };
-  }
+    private readonly credentials: CredentialStore,
+  ) {}
 
   /**
    * Inside the pairing transaction: creates the workstation and its credential.
@@ -158,64 +71,14 @@ export class WorkstationStore {
    */
   async createPaired(tx: Queryable, input: { displayName: string; hostname?: string; pairingId: string }) {
     const workstationId = `ws_${randomUUID()}`;
-    const credentialId = `cred_${randomUUID()}`;
-    const token = mintToken('workstation');
     await tx.query('insert into workstations (id, display_name, hostname, pairing_id) values ($1, $2, $3, $4)', [
       workstationId,
       input.displayName,
       input.hostname ?? null,
       input.pairingId,
     ]);
-    await tx.query('insert into credentials (id, kind, token_hash, workstation_id) values ($1, $2, $3, $4)', [
-      credentialId,
-      'workstation',
-      hashToken(token),
-      workstationId,
-    ]);
-    await tx.query(`select pg_notify('${CREDENTIALS_CHANNEL}', $1)`, [credentialId]);
+    const { credentialId, token } = await this.credentials.issue(tx, workstationId);
     return { workstationId, credentialId, token, displayName: input.displayName };
-  }
-
-  /** Resolves a token hash to its principal; revoked or unknown → undefined. */
-  async resolve(tokenHash: string, kind: TokenKind): Promise<Principal | undefined> {
-    const key = `${kind}:${tokenHash}`;
-    if (this.#caching) {
-      const cached = this.#principals.get(key);
-      if (cached && cached.until > Date.now()) {
-        // Most recently used last: eviction takes the first key.
-        this.#principals.delete(key);
-        this.#principals.set(key, cached);
-        this.#stats.hits++;
-        return cached.principal;
-      }
-      if (cached) this.#principals.delete(key);
-    }
-    this.#stats.misses++;
-    const generation = this.#generation;
-    const r = await this.db.query<{ id: string; kind: TokenKind; workstation_id: string | null; stale: boolean }>(
-      `select id, kind, workstation_id,
-              (last_used_at is null or last_used_at < now() - interval '60 seconds') as stale
-         from credentials where token_hash = $1 and kind = $2 and revoked_at is null`,
-      [tokenHash, kind],
-    );
-    const row = r.rows[0];
-    if (!row) return undefined;
-    // last_used_at is informational: refresh it at most once a minute, off the request path.
-    if (row.stale) void this.db.query('update credentials set last_used_at = now() where id = $1', [row.id]).catch(() => {});
-    const principal: Principal = row.workstation_id ? { kind: row.kind, id: row.id, workstationId: row.workstation_id } : { kind: row.kind, id: row.id };
-    if (this.#caching && generation === this.#generation) {
-      while (this.#principals.size >= CACHE_MAX) this.#principals.delete(this.#principals.keys().next().value!);
-      this.#principals.set(key, { principal, until: Date.now() + CACHE_TTL_MS });
-    }
-    return principal;
-  }
-
-  /** Forgets cached principals (all, or one credential's) after a credential changed. */
-  #forget(credentialId?: string, notified = false): void {
-    this.#generation++;
-    if (credentialId === undefined) this.#principals.clear();
-    else for (const [key, entry] of this.#principals) if (entry.principal.id === credentialId) this.#principals.delete(key);
-    if (notified && credentialId !== undefined) this.onCredentialChanged?.(credentialId);
   }
 
   /** Registration / heartbeat: the agent's report wins, updated in place. */
@@ -301,15 +164,6 @@ export class WorkstationStore {
     await this.db.query('update workstations set last_seen_at = now() where id = any($1::text[])', [workstationIds]);
   }
 
-  /** Which of these credentials have been revoked (maybe by another replica). */
-  async revokedAmong(credentialIds: string[]): Promise<string[]> {
-    if (credentialIds.length === 0) return [];
-    const r = await this.db.query<{ id: string }>('select id from credentials where id = any($1::text[]) and revoked_at is not null', [
-      credentialIds,
-    ]);
-    return r.rows.map((x) => x.id);
-  }
-
   async get(id: string): Promise<Workstation | undefined> {
     const r = await this.db.query<WorkstationRow>(`${SELECT_WORKSTATION} where w.id = $1`, [id]);
     return r.rows[0] ? toWorkstation(r.rows[0]) : undefined;
@@ -328,63 +182,5 @@ export class WorkstationStore {
     );
     const row = r.rows[0];
     return row ? { id: row.id, registered: row.registered_at !== null } : undefined;
-  }
-
-  async listCredentials(): Promise<Credential[]> {
-    const r = await this.db.query<{
-      id: string;
-      kind: 'admin' | 'workstation';
-      workstation_id: string | null;
-      display_name: string | null;
-      created_at: Date;
-      last_used_at: Date | null;
-      revoked_at: Date | null;
-    }>(
-      `select c.id, c.kind, c.workstation_id, w.display_name, c.created_at, c.last_used_at, c.revoked_at
-         from credentials c left join workstations w on w.id = c.workstation_id order by c.created_at, c.id`,
-    );
-    return r.rows.map((c) => ({ ...c, created_at: iso(c.created_at)!, last_used_at: iso(c.last_used_at), revoked_at: iso(c.revoked_at) }));
-  }
-
-  /** Revokes a credential at once; idempotent. Returns undefined for an unknown id. */
-  async revokeCredential(id: string): Promise<Credential | undefined> {
-    this.#forget(id);
-    await this.db.query(
-      `with c as (update credentials set revoked_at = coalesce(revoked_at, now()) where id = $1 returning id)
-       select pg_notify('${CREDENTIALS_CHANNEL}', id) from c`,
-      [id],
-    );
-    this.#forget(id);
-    return (await this.listCredentials()).find((c) => c.id === id);
-  }
-
-  /**
-   * Makes sure an admin credential exists. With `token` (RUNT_ADMIN_TOKEN) its hash becomes the
-   * `admin-env` credential; otherwise a generated one is kept as `admin`. Returns a freshly
-   * minted token only when it had to mint one (the caller writes it to a 0600 file).
-   */
-  async ensureAdmin(opts: { token?: string; regenerate?: boolean }): Promise<{ minted?: string }> {
-    this.#forget();
-    if (opts.token) {
-      await this.db.query(
-        `with c as (insert into credentials (id, kind, token_hash) values ('admin-env', 'admin', $1)
-           on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null returning id)
-         select pg_notify('${CREDENTIALS_CHANNEL}', id) from c`,
-        [hashToken(opts.token)],
-      );
-      this.#forget();
-      return {};
-    }
-    const existing = await this.db.query(`select 1 from credentials where id = 'admin' and revoked_at is null`);
-    if (existing.rows.length > 0 && !opts.regenerate) return {};
-    const token = mintToken('admin');
-    await this.db.query(
-      `with c as (insert into credentials (id, kind, token_hash) values ('admin', 'admin', $1)
-         on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null, created_at = now() returning id)
-       select pg_notify('${CREDENTIALS_CHANNEL}', id) from c`,
-      [hashToken(token)],
-    );
-    this.#forget();
-    return { minted: token };
   }
 }
