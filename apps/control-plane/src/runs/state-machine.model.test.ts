@@ -350,7 +350,7 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
         const model: Model = { status: 'queued', ws: null, runToken: null, attempt: 1, cancelRequested: false, lease: { holder: null, token: 0, live: false } };
         await fc.asyncModelRun(() => ({ model, real: { t, sweeper, runId: run.id } }), cmds);
       }),
-      { numRuns: 100 },
+      { numRuns: 60 },
     );
   });
 
