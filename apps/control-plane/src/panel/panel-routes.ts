@@ -8,6 +8,8 @@ import { hashToken, parseToken, redactSecrets } from '@runt/transport-auth';
 import { HttpError, toHttpError } from '../errors.js';
 import { connectCommand } from '@runt/protocol';
 import { clientAddressOf, pairingCodeStatus } from '../routes/pairing.js';
+import type { CredentialStore } from '../stores/credential-store.js';
+import type { PrincipalCache } from '../stores/principal-cache.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 import { assetRoutes } from './assets/panel-assets.js';
 import type { Html } from './layout.js';
@@ -34,6 +36,8 @@ export interface PanelDeps {
   logger: Logger;
   pairing: PairingStore;
   workstations: WorkstationStore;
+  credentials: CredentialStore;
+  principals: PrincipalCache;
   sessions: PanelSessionStore;
   publicUrl: () => string;
   bodyLimitBytes: number;
@@ -68,7 +72,7 @@ export function panelRoutes(deps: PanelDeps) {
     let principal;
     try {
       principal = await deps.pairing.limitGuesses(clientAddressOf(c), async () =>
-        parseToken(token)?.kind === 'admin' ? deps.workstations.resolve(hashToken(token), 'admin') : undefined,
+        parseToken(token)?.kind === 'admin' ? deps.principals.resolve(hashToken(token), 'admin') : undefined,
       );
     } catch (e) {
       const known = toHttpError(e);
@@ -124,7 +128,7 @@ export function panelRoutes(deps: PanelDeps) {
     const id = c.req.param('id');
     if (!(await deps.workstations.get(id))) throw new HttpError('not-found', 'no such workstation');
     for (const credentialId of await liveCredentialsOf(deps.db, id)) {
-      const cred = await deps.workstations.revokeCredential(credentialId);
+      const cred = await deps.credentials.revoke(credentialId);
       if (cred) deps.onRevoke?.(cred.id, cred.workstation_id);
     }
     return c.redirect('/workstations?done=revoked', 303);
