@@ -39,7 +39,7 @@ export function workstationRoutes(deps: WorkstationRouteDeps) {
     })
     .post('/self/revoke', workstation, async (c) => {
       // `runt workstation disconnect --revoke`: a workstation may end its own credential.
-      const cred = await deps.workstations.revokeCredential(c.get('principal').id);
+      const cred = await deps.credentials.revoke(c.get('principal').id);
       if (!cred) throw new HttpError('not-found', 'no such credential');
       deps.onRevoke?.(cred.id, cred.workstation_id);
       return c.json({ credential: cred });
