@@ -1,5 +1,12 @@
 import type { ControlPlaneClient, EventType, RunEventInput } from '@runt/protocol';
-import { backoffDelay, isApiError, sleep } from '@runt/protocol';
+import { BODY_LIMIT_BYTES_DEFAULT, backoffDelay, isApiError, sleep, splitLogData } from '@runt/protocol';
+
+/** Room left in a request for what is not an event (fencing token, a status report's fields). */
+const BODY_HEADROOM_BYTES = 16 * 1024;
+/** The smallest byte budget a 413 halves it to. */
+const MIN_BATCH_BYTES = 8 * 1024;
+
+type QueuedEvent = RunEventInput & { chars?: { stream: 'stdout' | 'stderr'; n: number }; bytes: number };
 
 export interface RunEventLogOptions {
   client: Pick<ControlPlaneClient, 'appendEvents'>;
@@ -17,13 +24,20 @@ export interface RunEventLogOptions {
   lingerMs?: number;
   /** Largest batch (default 500; the API takes 1000). */
   maxBatch?: number;
+  /**
+   * Largest batch in JSON bytes (default: the control plane's default body limit less 16 KiB).
+   * A 413 halves it, so a control plane with a smaller `RUNT_BODY_LIMIT` is served too.
+   */
+  maxBatchBytes?: number;
 }
 
 /**
  * A run's outgoing event stream: gives every event the next gap-free seq when it is queued,
  * sends them in batches, and resends the same seqs after a failure (the control plane ignores
  * a seq it already has), so a flaky network neither loses nor duplicates events. A 409 means
- * the lease is no longer ours: the log stops and calls `onRejected`.
+ * the lease is no longer ours: the log stops and calls `onRejected`. Output of any size goes
+ * through: a `log` event carries at most `LOG_EVENT_MAX_CHARS` (longer output is split into
+ * several events) and a batch stays under the body limit in bytes.
  *
  * @example
  * const events = new RunEventLog({ client, runId, fencingToken, nextSeq: claim.next_event_seq, signal, onRejected: drop });
@@ -32,7 +46,9 @@ export interface RunEventLogOptions {
  */
 export class RunEventLog {
   #next: number;
-  #queue: (RunEventInput & { chars?: { stream: 'stdout' | 'stderr'; n: number } })[] = [];
+  #queue: QueuedEvent[] = [];
+  #queuedBytes = 0;
+  #budget: number;
   #timer: NodeJS.Timeout | undefined;
   #sending: Promise<void> | undefined;
   #rejected = false;
@@ -42,6 +58,7 @@ export class RunEventLog {
 
   constructor(private readonly opts: RunEventLogOptions) {
     this.#next = opts.nextSeq;
+    this.#budget = opts.maxBatchBytes ?? BODY_LIMIT_BYTES_DEFAULT - BODY_HEADROOM_BYTES;
   }
 
   /** The seq the next queued event gets. */
@@ -54,8 +71,22 @@ export class RunEventLog {
     return this.#rejected;
   }
 
-  /** Queues one event; it is sent within `lingerMs` (or at once when the batch is full). */
+  /**
+   * Queues one event (a `log` event longer than `LOG_EVENT_MAX_CHARS` as several, in order);
+   * it is sent within `lingerMs`, or at once when a batch is full. Returns the (last) seq.
+   */
   append(type: EventType, payload: Record<string, unknown>): number {
+    const data = payload.data;
+    const pieces = type === 'log' && typeof data === 'string' ? splitLogData(data) : undefined;
+    let seq = 0;
+    for (const piece of pieces ?? [undefined]) seq = this.#push(type, piece === undefined ? payload : { ...payload, data: piece });
+    if (this.#held) return seq;
+    if (this.#queue.length >= (this.opts.maxBatch ?? 500) || this.#queuedBytes >= this.#budget) void this.#kick();
+    else this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
+    return seq;
+  }
+
+  #push(type: EventType, payload: Record<string, unknown>): number {
     const seq = this.#next++;
     const data = payload.data;
     const stream = payload.stream;
@@ -63,11 +94,20 @@ export class RunEventLog {
       type === 'log' && typeof data === 'string' && (stream === 'stdout' || stream === 'stderr') && payload.command_id === undefined
         ? { stream: stream as 'stdout' | 'stderr', n: data.length }
         : undefined;
-    this.#queue.push({ seq, type, payload, at: new Date().toISOString(), ...(chars ? { chars } : {}) });
-    if (this.#held) return seq;
-    if (this.#queue.length >= (this.opts.maxBatch ?? 500)) void this.#kick();
-    else this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
+    const event: RunEventInput = { seq, type, payload, at: new Date().toISOString() };
+    const bytes = Buffer.byteLength(JSON.stringify(event)) + 1;
+    this.#queue.push({ ...event, ...(chars ? { chars } : {}), bytes });
+    this.#queuedBytes += bytes;
     return seq;
+  }
+
+  /** The head of the queue that fits one request: at most `maxBatch` events and the byte budget (at least one event). */
+  #batch(): QueuedEvent[] {
+    const max = this.opts.maxBatch ?? 500;
+    let n = 0;
+    let bytes = 0;
+    while (n < this.#queue.length && n < max && (n === 0 || bytes + this.#queue[n]!.bytes <= this.#budget)) bytes += this.#queue[n++]!.bytes;
+    return this.#queue.slice(0, n);
   }
 
   /**
@@ -84,10 +124,10 @@ export class RunEventLog {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#sending;
-    if (this.#queue.length > (this.opts.maxBatch ?? 500)) await this.flush();
+    if (this.#batch().length < this.#queue.length) await this.flush();
     if (this.#rejected || this.opts.signal.aborted) return [];
     this.#held = true;
-    return this.#queue.map(({ chars: _chars, ...e }) => e);
+    return this.#queue.map(({ chars: _chars, bytes: _bytes, ...e }) => e);
   }
 
   /**
@@ -105,7 +145,10 @@ export class RunEventLog {
     let n = 0;
     while (n < this.#queue.length && this.#queue[n]!.seq < nextSeq) n++;
     if (n === 0) return;
-    for (const e of this.#queue.splice(0, n)) if (e.chars) this.#sent[e.chars.stream] += e.chars.n;
+    for (const e of this.#queue.splice(0, n)) {
+      this.#queuedBytes -= e.bytes;
+      if (e.chars) this.#sent[e.chars.stream] += e.chars.n;
+    }
     this.opts.onFlushed?.(nextSeq, { ...this.#sent });
   }
 
@@ -125,14 +168,13 @@ export class RunEventLog {
   }
 
   async #drain(): Promise<void> {
-    const max = this.opts.maxBatch ?? 500;
     let attempt = 0;
     while (this.#queue.length > 0 && !this.#rejected && !this.opts.signal.aborted) {
-      const batch = this.#queue.slice(0, max);
+      const batch = this.#batch();
       try {
         const res = await this.opts.client.appendEvents(this.opts.runId, {
           fencing_token: this.opts.fencingToken,
-          events: batch.map(({ chars: _chars, ...e }) => e),
+          events: batch.map(({ chars: _chars, bytes: _bytes, ...e }) => e),
         });
         attempt = 0;
         this.#acked(batch.at(-1)!.seq + 1);
@@ -142,8 +184,14 @@ export class RunEventLog {
         if (isApiError(e) && (e.status === 409 || e.status === 403 || e.status === 404)) {
           this.#rejected = true;
           this.#queue = [];
+          this.#queuedBytes = 0;
           this.opts.onRejected(e);
           return;
+        }
+        // The control plane takes smaller bodies than we assumed: halve the batch and resend at once.
+        if (isApiError(e) && e.status === 413 && this.#budget > MIN_BATCH_BYTES) {
+          this.#budget = Math.max(MIN_BATCH_BYTES, Math.floor(this.#budget / 2));
+          continue;
         }
         if (!(await sleep(backoffDelay(++attempt, { baseMs: 200, capMs: 10_000 }), this.opts.signal))) return;
       }

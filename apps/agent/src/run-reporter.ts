@@ -40,10 +40,20 @@ export class RunReporter {
       await events.flush();
       return (await this.retry(() => client.reportStatus(runId, { fencing_token: fencingToken, ...outcome }))) !== undefined;
     }
-    const taken = await events.take();
-    const res = await this.retry(() =>
-      client.reportStatus(runId, { fencing_token: fencingToken, ...outcome, ...(taken.length > 0 ? { events: taken } : {}) }),
-    );
+    let taken = await events.take();
+    const res = await this.retry(async () => {
+      try {
+        return await client.reportStatus(runId, { fencing_token: fencingToken, ...outcome, ...(taken.length > 0 ? { events: taken } : {}) });
+      } catch (e) {
+        // A control plane with a smaller body limit than the agent assumed: send the events on
+        // their own (in batches it takes), then the report without them.
+        if (!isApiError(e) || e.status !== 413 || taken.length === 0) throw e;
+        events.settle(undefined);
+        taken = [];
+        await events.flush();
+        return await client.reportStatus(runId, { fencing_token: fencingToken, ...outcome });
+      }
+    });
     events.settle(res?.next_event_seq !== undefined ? taken : undefined);
     return res !== undefined;
   }

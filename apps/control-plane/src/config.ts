@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BODY_LIMIT_BYTES_DEFAULT } from '@runt/protocol';
 
 const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
@@ -8,7 +9,7 @@ const configSchema = z.object({
   adminToken: z.string().optional(),
   publicUrl: z.string().url().optional(),
   /** Largest request body accepted, in bytes. */
-  bodyLimitBytes: z.coerce.number().int().positive().default(1024 * 1024),
+  bodyLimitBytes: z.coerce.number().int().positive().default(BODY_LIMIT_BYTES_DEFAULT),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Periodic scheduling pass (submits, finishes and registrations also trigger one at once). */
   schedulerTickMs: z.coerce.number().int().min(10).default(1000),

@@ -17,3 +17,4 @@ export {
   type TransportStream,
 } from './transport.js';
 export { MAX_JSON_DEPTH, findUnsafeJson, isUnsafeText, jsonNestsDeeperThan } from './json-safety.js';
+export { BODY_LIMIT_BYTES_DEFAULT, LOG_EVENT_MAX_CHARS, splitLogData } from './body-limit.js';
