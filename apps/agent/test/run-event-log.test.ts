@@ -13,7 +13,7 @@ afterAll(async () => {
 
 async function stdoutOf(runId: string): Promise<string> {
   let out = '';
-  for (let after = 0; ; ) {
+  for (let after = 0; ;) {
     const page = await h.admin.listEvents(runId, { after_seq: after });
     if (page.events.length === 0) return out;
     for (const e of page.events) if (e.type === 'log') out += String(e.payload.data);
@@ -22,13 +22,21 @@ async function stdoutOf(runId: string): Promise<string> {
 }
 
 /** Output that JSON escapes to several times its length (control characters), around a pair that must not be cut. */
-const big = (n: number) => Array.from({ length: n }, (_, i) => (i % 7 === 0 ? '\u0001' : i % 11 === 0 ? '😀' : 'x')).join('');
+const big = (n: number) =>
+  Array.from({ length: n }, (_, i) => (i % 7 === 0 ? '\u0001' : i % 11 === 0 ? '😀' : 'x')).join('');
 
 describe('RunEventLog: output larger than the body limit (issue 8, defect 3)', () => {
   it('a 3 MB chunk is split into events and batches the control plane takes, and arrives whole', async () => {
     const claim = await h.claimRun({ runtime: 'unit-rt', command: ['x'] });
     const refused: string[] = [];
-    const events = new RunEventLog({ client: h.ws, runId: claim.run.id, fencingToken: claim.fencing_token, nextSeq: claim.next_event_seq, signal: AbortSignal.timeout(60_000), onRejected: (e) => refused.push(e.message) });
+    const events = new RunEventLog({
+      client: h.ws,
+      runId: claim.run.id,
+      fencingToken: claim.fencing_token,
+      nextSeq: claim.next_event_seq,
+      signal: AbortSignal.timeout(60_000),
+      onRejected: (e) => refused.push(e.message),
+    });
     const data = big(3_000_000);
     events.append('log', { stream: 'stdout', data });
     await events.flush();
@@ -41,12 +49,35 @@ describe('RunEventLog: output larger than the body limit (issue 8, defect 3)', (
     const claim = await h.claimRun({ runtime: 'unit-rt', command: ['x'] });
     const work = AbortSignal.timeout(60_000);
     const refused: string[] = [];
-    const events = new RunEventLog({ client: h.ws, runId: claim.run.id, fencingToken: claim.fencing_token, nextSeq: claim.next_event_seq, signal: work, onRejected: (e) => refused.push(e.message) });
-    const reporter = new RunReporter({ client: h.ws, runId: claim.run.id, fencingToken: claim.fencing_token, events, carryEvents: true, signal: work, onRefused: (r) => refused.push(r), logger: testLogger().logger });
+    const events = new RunEventLog({
+      client: h.ws,
+      runId: claim.run.id,
+      fencingToken: claim.fencing_token,
+      nextSeq: claim.next_event_seq,
+      signal: work,
+      onRejected: (e) => refused.push(e.message),
+    });
+    const reporter = new RunReporter({
+      client: h.ws,
+      runId: claim.run.id,
+      fencingToken: claim.fencing_token,
+      events,
+      carryEvents: true,
+      signal: work,
+      onRefused: (r) => refused.push(r),
+      logger: testLogger().logger,
+    });
     expect(await reporter.report({ status: 'running' })).toBe(true);
     const lines = Array.from({ length: 200_000 }, (_, i) => `${i + 1}\n`).join('');
     events.append('log', { stream: 'stdout', data: lines });
-    expect(await reporter.report({ status: 'failed', exit_code: 7, failure_kind: 'nonzero-exit', failure_message: 'exited with code 7' })).toBe(true);
+    expect(
+      await reporter.report({
+        status: 'failed',
+        exit_code: 7,
+        failure_kind: 'nonzero-exit',
+        failure_message: 'exited with code 7',
+      }),
+    ).toBe(true);
     expect(refused).toEqual([]);
     expect((await h.admin.getRun(claim.run.id)).run).toMatchObject({ status: 'failed', exit_code: 7 });
     expect((await stdoutOf(claim.run.id)) === lines).toBe(true);

@@ -17,7 +17,10 @@ describe.each(TEST_BACKENDS)('output larger than the body limit on %s', (backend
   afterAll(async () => h?.close());
 
   it('seq 1 200000 (1.3 MB of lines) arrives whole, in order, once', async () => {
-    const { run } = await h.admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'seq 1 200000'] });
+    const { run } = await h.admin.submitRun({
+      runtime: 'process',
+      command: ['/bin/sh', '-c', 'seq 1 200000'],
+    });
     expect(await terminal(h.admin, run.id, 180_000)).toMatchObject({ status: 'completed', exit_code: 0 });
     const want = Array.from({ length: 200_000 }, (_, i) => `${i + 1}\n`).join('');
     const got = await stdoutOf(h.admin, run.id);
@@ -28,8 +31,15 @@ describe.each(TEST_BACKENDS)('output larger than the body limit on %s', (backend
   }, 240_000);
 
   it('5 MB in one line keeps every byte and the real exit code', async () => {
-    const { run } = await h.admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', "head -c 5000000 /dev/zero | tr '\\0' a; exit 7"] });
-    expect(await terminal(h.admin, run.id, 180_000)).toMatchObject({ status: 'failed', exit_code: 7, failure_kind: 'nonzero-exit' });
+    const { run } = await h.admin.submitRun({
+      runtime: 'process',
+      command: ['/bin/sh', '-c', "head -c 5000000 /dev/zero | tr '\\0' a; exit 7"],
+    });
+    expect(await terminal(h.admin, run.id, 180_000)).toMatchObject({
+      status: 'failed',
+      exit_code: 7,
+      failure_kind: 'nonzero-exit',
+    });
     const got = await stdoutOf(h.admin, run.id);
     expect(got.length).toBe(5_000_000);
     expect(/^a*$/.test(got)).toBe(true);

@@ -19,7 +19,7 @@ export const LOG_EVENT_MAX_CHARS = 64 * 1024;
 export function splitLogData(data: string, max = LOG_EVENT_MAX_CHARS): string[] {
   if (data.length <= max) return [data];
   const out: string[] = [];
-  for (let i = 0; i < data.length; ) {
+  for (let i = 0; i < data.length;) {
     let end = Math.min(i + max, data.length);
     const last = data.charCodeAt(end - 1);
     if (end < data.length && end - i > 1 && last >= 0xd800 && last <= 0xdbff) end--;
