@@ -25,6 +25,7 @@ import { workstationRoutes } from './routes/workstations.js';
 import type { CredentialStore } from './stores/credential-store.js';
 import type { PrincipalCache } from './stores/principal-cache.js';
 import type { WorkstationStore } from './stores/workstation-store.js';
+import { PendingReasons } from './runs/pending-reason.js';
 
 export interface AppDeps {
   db: Database;
@@ -104,7 +105,8 @@ export function createApp(deps: AppDeps) {
   if (deps.runs) {
     const r = deps.runs;
     const common = { resolve, bodyLimitBytes: deps.bodyLimitBytes };
-    app.route('/api/runs', runRoutes({ ...common, ...r, workstations: deps.workstations }));
+    const pending = new PendingReasons(deps.db, deps.workstations);
+    app.route('/api/runs', runRoutes({ ...common, ...r, workstations: deps.workstations, pending }));
     app.route('/api', agentRunRoutes({ ...common, lifecycle: r.lifecycle, runs: r.runs }));
     app.route('/api', commandRoutes({ ...common, commands: r.commands, runs: r.runs, lifecycle: r.lifecycle, signals: r.signals }));
     app.route('/api/bundles', bundleRoutes({ resolve, bundles: r.bundles, bundleLimitBytes: r.bundleLimitBytes }));

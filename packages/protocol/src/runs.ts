@@ -68,6 +68,20 @@ export const submitRunRequestSchema = z.object({
 }).superRefine(requireWhatTheRuntimeNeeds);
 export type SubmitRunRequest = z.input<typeof submitRunRequestSchema>;
 
+/**
+ * Why a queued run is not placed (like Nomad's placement failures), derived when the run is read
+ * from the fleet as it stands then: `no-runtime` (no workstation offers the runtime),
+ * `no-label-match` (none with it matches the placement labels, or the pinned workstation is
+ * gone), `offline` (every match is offline, draining or not listening), `full` (every match that
+ * is online has no free slot, cpus or memory). `null` on a queued run that the next scheduling
+ * pass can place, and on every run that is not queued.
+ */
+export const pendingReasonSchema = z.object({
+  code: z.enum(['no-runtime', 'no-label-match', 'offline', 'full']),
+  message: z.string(),
+});
+export type PendingReason = z.infer<typeof pendingReasonSchema>;
+
 export const runSchema = z.object({
   id: z.string(),
   status: runStatusSchema,
@@ -94,6 +108,8 @@ export const runSchema = z.object({
   accepted_at: z.string().nullable(),
   started_at: z.string().nullable(),
   finished_at: z.string().nullable(),
+  /** Why a queued run waits (see `pendingReasonSchema`); sent on operator reads (`GET /api/runs`, `GET /api/runs/{id}`). */
+  pending_reason: pendingReasonSchema.nullable().optional(),
 });
 export type Run = z.infer<typeof runSchema>;
 

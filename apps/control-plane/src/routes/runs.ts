@@ -11,6 +11,7 @@ import type { BundleStore } from '../stores/bundle-store.js';
 import type { EventStore } from '../runs/event-store.js';
 import type { RunStore } from '../runs/run-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
+import type { PendingReasons } from '../runs/pending-reason.js';
 
 export interface RunRouteDeps {
   runs: RunStore;
@@ -19,6 +20,8 @@ export interface RunRouteDeps {
   bundles: BundleStore;
   workstations: WorkstationStore;
   waiters: EventWaiters;
+  /** Adds `pending_reason` to the runs an operator reads. */
+  pending: PendingReasons;
   resolve: PrincipalResolver;
   bodyLimitBytes: number;
   /** A live stream re-reads the database this often when nothing in-process woke it. */
@@ -54,13 +57,15 @@ export function runRoutes(deps: RunRouteDeps) {
         if (q.workstation_id && q.workstation_id !== p.workstationId) throw new HttpError('forbidden', 'a workstation lists only its own runs');
         q.workstation_id = p.workstationId;
       }
-      return c.json(await deps.runs.list(q));
+      const page = await deps.runs.list(q);
+      return c.json({ ...page, runs: await deps.pending.annotate(page.runs) });
     })
     .get('/:id', anyone, async (c) => {
       const run = await deps.runs.get(c.req.param('id'));
       if (!run) throw new HttpError('not-found', 'no such run');
       if (!mayRead(c.get('principal'), run)) throw new HttpError('forbidden', 'the run belongs to another workstation');
-      return c.json({ run });
+      const [annotated] = await deps.pending.annotate([run]);
+      return c.json({ run: annotated! });
     })
     .post('/:id/cancel', admin, async (c) => c.json({ run: await cancelRun(deps, c.req.param('id')) }))
     .get('/:id/events', admin, async (c) => {

@@ -209,7 +209,7 @@ function pick(slots: Slot[], run: RunRow): Slot | undefined {
   return best;
 }
 
-function labelsMatch(have: Record<string, string>, want: Record<string, string>): boolean {
+export function labelsMatch(have: Record<string, string>, want: Record<string, string>): boolean {
   for (const [k, v] of Object.entries(want ?? {})) if (have[k] !== v) return false;
   return true;
 }

@@ -23,8 +23,8 @@ export default class RunList extends Command {
       limit: flags.limit,
     });
     if (!this.jsonEnabled()) {
-      const head = ['ID', 'STATUS', 'RUNTIME', 'WORKSTATION', 'EXIT', 'CREATED'];
-      const rows = page.runs.map((r) => [r.id, r.status, r.runtime, r.workstation_id ?? '-', r.exit_code === null ? '-' : String(r.exit_code), r.created_at]);
+      const head = ['ID', 'STATUS', 'RUNTIME', 'WORKSTATION', 'EXIT', 'CREATED', 'WAITING'];
+      const rows = page.runs.map((r) => [r.id, r.status, r.runtime, r.workstation_id ?? '-', r.exit_code === null ? '-' : String(r.exit_code), r.created_at, r.pending_reason?.message ?? '']);
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
       this.log(line(head));

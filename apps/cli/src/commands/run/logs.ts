@@ -1,6 +1,7 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { followRunEvents as followLive, isTerminalRunStatus, type ControlPlaneClient, type RunEvent, type RunStatus } from '@runt/protocol';
 import { adminClient, resolveAdmin, type AdminFlags } from '../../config.js';
+import { watchPending } from '../../pending-notice.js';
 
 export const adminFlags = {
   url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)' }),
@@ -76,7 +77,12 @@ export default class RunLogs extends Command {
   async run(): Promise<{ status: RunStatus }> {
     const { args, flags } = await this.parse(RunLogs);
     const client = await adminClient(flags);
-    const status = await followRunEvents(client, args.id, { follow: flags.follow, token: await adminToken(flags), onEvent: printLogEvent });
-    return { status };
+    const stopWatching = flags.follow ? watchPending(client, args.id, (line) => process.stderr.write(`${line}\n`)) : () => {};
+    try {
+      const status = await followRunEvents(client, args.id, { follow: flags.follow, token: await adminToken(flags), onEvent: printLogEvent });
+      return { status };
+    } finally {
+      stopWatching();
+    }
   }
 }

@@ -22,6 +22,7 @@ export default class RunShow extends Command {
         ['image', run.image ?? '-'],
         ['command', run.command.length > 0 ? JSON.stringify(run.command) : '-'],
         ['workstation', run.workstation_id ?? '-'],
+        ...(run.pending_reason ? [['waiting', run.pending_reason.message] as [string, string]] : []),
         ['attempt', `${run.attempt} of ${run.max_attempts}`],
         ['exit code', run.exit_code === null ? '-' : String(run.exit_code)],
         ['failure', run.failure_kind ? `${run.failure_kind}${run.failure_message ? `: ${run.failure_message}` : ''}` : '-'],

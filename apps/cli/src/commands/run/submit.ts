@@ -6,6 +6,7 @@ import type { Run, SubmitRunRequest } from '@runt/protocol';
 import { adminClient } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { adminFlags, adminToken, followRunEvents, printLogEvent } from './logs.js';
+import { watchPending } from '../../pending-notice.js';
 
 export default class RunSubmit extends Command {
   static override summary = 'Submit a run; prints its id (--follow streams its output and exits with its exit code).';
@@ -62,7 +63,12 @@ export default class RunSubmit extends Command {
       return { run };
     }
     if (!this.jsonEnabled()) process.stderr.write(`${run.id}\n`);
-    await followRunEvents(client, run.id, { follow: true, token: await adminToken(flags), onEvent: this.jsonEnabled() ? () => {} : printLogEvent });
+    const stopWatching = this.jsonEnabled() ? () => {} : watchPending(client, run.id, (line) => process.stderr.write(`${line}\n`));
+    try {
+      await followRunEvents(client, run.id, { follow: true, token: await adminToken(flags), onEvent: this.jsonEnabled() ? () => {} : printLogEvent });
+    } finally {
+      stopWatching();
+    }
     const { run: done } = await client.getRun(run.id);
     process.exitCode = done.status === 'completed' ? 0 : (done.exit_code ?? 1) || 1;
     if (done.status !== 'completed' && !this.jsonEnabled()) {
