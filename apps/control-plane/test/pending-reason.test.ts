@@ -28,7 +28,7 @@ describe.each(TEST_BACKENDS)('pending_reason on %s', (backend) => {
     expect(listed?.pending_reason?.code).toBe('no-runtime');
   });
 
-  it('says no workstation matches the labels, or the pinned one does not offer the runtime', async () => {
+  it('says no workstation with the runtime matches the labels', async () => {
     const runtime = uniqueRuntime();
     const agent = await pairAgent(h, 'labelled', [runtime]);
     await agent.connect({ labels: { pool: 'a' } });
