@@ -37,6 +37,12 @@ export interface ControlPlaneMetrics {
 export function createMetrics(deps: { db: Database; linkCount: () => number }): ControlPlaneMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'runt_cp_' });
+  // prom-client names three gauges `…_total`, which Prometheus reserves for counters (promtool
+  // check metrics flags them). Their by-type siblings (`runt_cp_nodejs_active_handles{type}` …)
+  // stay and sum to the same numbers.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(`runt_cp_${name}`);
+  }
   registry.registerMetric(runPathMetrics.offers);
   registry.registerMetric(runPathMetrics.requeues);
   const requests = new Counter({

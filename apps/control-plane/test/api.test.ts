@@ -37,7 +37,7 @@ describe.each(TEST_BACKENDS)('control plane API on %s', (backend) => {
   it('walks a code through pending → redeemed → registered', async () => {
     const minted = await h.api('/api/workstations/pairing-codes', { token: h.adminToken, body: {} });
     const id = minted.json.pairing.id;
-    const status = async () => (await h.api(`/api/workstations/pairing-codes/${id}`, { token: h.adminToken })).json.pairing;
+    const status = async () => (await h.api(`/api/workstations/pairing-codes/${id}/status`, { token: h.adminToken })).json.pairing;
     expect((await status()).status).toBe('pending');
     const redeemed = await h.api('/api/workstations/pairing-codes/redeem', { body: { code: minted.json.pairing.code.toLowerCase().replaceAll('-', ' ') } });
     expect(redeemed.status).toBe(201);
@@ -84,7 +84,7 @@ describe.each(TEST_BACKENDS)('control plane API on %s', (backend) => {
   it('reports an expired code as expired and refuses it with the same 404', async () => {
     const minted = await h.api('/api/workstations/pairing-codes', { token: h.adminToken, body: {} });
     await h.t.db.query(`update pairing_codes set expires_at = now() - interval '1 minute' where id = $1`, [minted.json.pairing.id]);
-    expect((await h.api(`/api/workstations/pairing-codes/${minted.json.pairing.id}`, { token: h.adminToken })).json.pairing.status).toBe('expired');
+    expect((await h.api(`/api/workstations/pairing-codes/${minted.json.pairing.id}/status`, { token: h.adminToken })).json.pairing.status).toBe('expired');
     const r = await h.api('/api/workstations/pairing-codes/redeem', { body: { code: minted.json.pairing.code } });
     expect(r.status).toBe(404);
     expect(r.json).toEqual({ error: { code: 'pairing-code-rejected', message: 'pairing code is invalid, expired, or already used' } });
@@ -134,7 +134,7 @@ describe.each(TEST_BACKENDS)('control plane API on %s', (backend) => {
       ['not JSON at all', () => h.api('/api/workstations/pairing-codes/redeem', { raw: 'code=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } }), 415],
       ['an oversized body', () => h.api('/api/workstations/pairing-codes/redeem', { body: { code: 'x'.repeat(200_000) } }), 413],
       ['an unknown route', () => h.api('/api/nothing-here'), 404],
-      ['an unknown pairing id', () => h.api('/api/workstations/pairing-codes/nope', { token: h.adminToken }), 404],
+      ['an unknown pairing id', () => h.api('/api/workstations/pairing-codes/nope/status', { token: h.adminToken }), 404],
       ['a wrong method', () => h.api('/api/workstations/credentials', { token: h.adminToken, method: 'DELETE' }), 404],
     ];
     it.each(cases)('%s', async (_name, call, status) => {

@@ -44,7 +44,7 @@ describe.each(TEST_BACKENDS)('bad input is a 4xx on %s', (backend) => {
     clientError(await h.api('/api/runs/%00', { token: h.adminToken }));
     clientError(await h.api('/api/runs/%00/events', { token: h.adminToken }));
     clientError(await h.api('/api/workstations/%00/drain', { token: h.adminToken, method: 'POST' }));
-    clientError(await h.api('/api/workstations/pairing-codes/%00', { token: h.adminToken }));
+    clientError(await h.api('/api/workstations/pairing-codes/%00/status', { token: h.adminToken }));
     clientError(await h.api('/api/runs?status=%00', { token: h.adminToken }));
     clientError(await h.api('/api/runs?workstation_id=%00', { token: h.adminToken }));
     clientError(await h.api('/api/runs/%ED%A0%80', { token: h.adminToken }));

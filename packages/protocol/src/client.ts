@@ -85,7 +85,7 @@ export class ControlPlaneClient {
 
   /** Where a pairing code stands: pending, redeemed, registered or expired (admin). */
   getPairingCode(id: string) {
-    return this.call('get', `api/workstations/pairing-codes/${encodeURIComponent(id)}`, pairingCodeStatusResponseSchema);
+    return this.call('get', `api/workstations/pairing-codes/${encodeURIComponent(id)}/status`, pairingCodeStatusResponseSchema);
   }
 
   /** Registration / heartbeat of the calling workstation. */

@@ -61,7 +61,7 @@ export function pairingRoutes(deps: PairingRouteDeps) {
       c.header('Cache-Control', 'no-store');
       return c.json(answer, 201);
     })
-    .get('/:id', admin, async (c) => {
+    .get('/:id/status', admin, async (c) => {
       const pairing = await pairingCodeStatus(deps, c.req.param('id'));
       if (!pairing) throw new HttpError('not-found', 'no such pairing code');
       const answer: PairingCodeStatusResponse = { pairing };
