@@ -25,7 +25,13 @@ async function main(): Promise<void> {
   say('');
   say(`runt control plane listening on ${cp.url} (database: ${cp.db.backend === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'Postgres'})`);
   say(`panel: ${cp.publicUrl}/ (sign in with the admin token)`);
-  say(cp.adminTokenPath ? `admin token: ${cp.adminTokenPath} (export RUNT_ADMIN_TOKEN=$(cat ${cp.adminTokenPath}))` : 'admin token: from RUNT_ADMIN_TOKEN');
+  say(
+    cp.adminTokenPath
+      ? `admin token: ${cp.adminTokenPath} (export RUNT_ADMIN_TOKEN=$(cat ${cp.adminTokenPath}))`
+      : config.adminToken
+        ? 'admin token: from RUNT_ADMIN_TOKEN'
+        : 'admin token: minted by the first replica on this database (its data dir); set RUNT_ADMIN_TOKEN on every replica',
+  );
   if (code) {
     say(`pair a workstation (code valid 10 minutes, single use):`);
     say(`  ${connectCommand(cp.publicUrl, code.code)}`);

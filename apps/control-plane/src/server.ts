@@ -19,6 +19,7 @@ import { createLogger } from './logger.js';
 import { controlPlaneMigrations } from './migrations.js';
 import { EventWaiters } from './event-waiters.js';
 import { LinkRegistry } from './link/link-registry.js';
+import { LinkRelay } from './link/link-relay.js';
 import { LinkServer } from './link/link-server.js';
 import { RunLifecycle } from './runs/run-lifecycle.js';
 import { createRunSignals } from './runs/run-signals.js';
@@ -63,7 +64,7 @@ export interface RunningControlPlane {
   links: LinkRegistry;
   /** Names this process in `workstations.link_replica`. */
   replicaId: string;
-  /** Set when the admin token was generated and written to a file on this start. */
+  /** The file holding the generated admin token, when this process's data dir has one. */
   adminTokenPath?: string;
   /**
    * Stops the scheduler and sweeper, closes agent links with 1001, ends live event streams,
@@ -113,11 +114,20 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
   const adminTokenPath = join(dataDir, 'admin-token');
   const fileMissing = !config.adminToken && !(await exists(adminTokenPath));
+  // Embedded PGlite: the data dir is the database's, so a missing file means a lost token and a
+  // new one is minted. Postgres: replicas share the database but not data dirs, so a replica
+  // mints only when the database has no admin token yet (the first to start); the others say so.
   const { minted } = await credentials.ensureAdmin({
     ...(config.adminToken ? { token: config.adminToken } : {}),
-    regenerate: fileMissing,
+    regenerate: fileMissing && db.backend !== 'postgres',
   });
   if (minted) await writeSecretFile(adminTokenPath, `${minted}\n`);
+  const adminTokenHere = Boolean(minted) || (!config.adminToken && !fileMissing);
+  if (!config.adminToken && !adminTokenHere) {
+    logger.warn(
+      'the admin token was minted by another replica on this database (in its data dir); set RUNT_ADMIN_TOKEN on every replica',
+    );
+  }
 
   const replicaId = config.replicaId ?? `cp_${randomUUID().slice(0, 8)}`;
   const leases = createSqlLeaseStore(db);
@@ -128,8 +138,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const links = new LinkRegistry();
   const waiters = new EventWaiters();
   const shutdown = new AbortController();
-  const signals = createRunSignals({ waiters, links });
-  const scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: config.schedulerTickMs });
+  let scheduler: Scheduler | undefined;
+  const relay = new LinkRelay({ db, bus, links, runs, logger, scanMs: config.schedulerTickMs, onCapacityFreed: () => scheduler?.capacityFreedElsewhere() });
+  const signals = createRunSignals({ waiters, relay });
+  scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: config.schedulerTickMs });
   signals.attachScheduler(scheduler);
   const sweeper = new Sweeper({ db, logger, leases, signals, intervalMs: config.sweepIntervalMs, offerTimeoutMs: config.offerTimeoutMs });
   const lifecycle = new RunLifecycle({ db, leases, runs, events, commands, signals });
@@ -146,7 +158,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     publicUrl: () => publicUrl,
     onRevoke: (credentialId) => void links.closeCredential(credentialId, LINK_CLOSE_CODES.revoked, 'credential revoked'),
     onDrain: (workstationId) => {
-      links.send(workstationId, { type: 'drain' });
+      relay.send(workstationId, { type: 'drain' });
       scheduler.kick();
     },
     metrics: createMetrics({ db, linkCount: () => links.size }),
@@ -189,6 +201,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       .catch(() => {}); // the next ping round checks again
   };
   await bus.start();
+  relay.start();
   linkServer.start();
   scheduler.start();
   sweeper.start();
@@ -212,11 +225,12 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     sweeper,
     links,
     replicaId,
-    ...(minted || !config.adminToken ? { adminTokenPath } : {}),
+    ...(adminTokenHere ? { adminTokenPath } : {}),
     close() {
       closing ??= (async () => {
         await scheduler.stop();
         await sweeper.stop();
+        relay.stop();
         await linkServer.close();
         await bus.close();
         principals.close();

@@ -8,16 +8,20 @@ export interface Migration {
 
 /**
  * Applies the migrations not yet applied, in id order, each in its own transaction, recording
- * them in `runt_migrations`. Safe to call at every start and from several stores: each store
+ * them in `runt_migrations`. Safe to call at every start, from several processes at once on one
+ * Postgres (an advisory lock serialises them), and from several stores: each store
  * passes its own list and ids are global, so pick prefixed ids (`pairing_0001`).
  *
  * @example
  * await migrate(db, [{ id: 'demo_0001', sql: 'create table demo (id text primary key)' }]);
  */
 export async function migrate(db: Database, migrations: Migration[]): Promise<string[]> {
-  await db.query(
-    'create table if not exists runt_migrations (id text primary key, applied_at timestamptz not null default now())',
-  );
+  await db.transaction(async (tx) => {
+    // `create table if not exists` is not safe against a concurrent one (two replicas starting
+    // on an empty Postgres): both may create, one fails on pg_type's unique index.
+    if (db.backend === 'postgres') await tx.query("select pg_advisory_xact_lock(hashtext('runt_migrations'))");
+    await tx.query('create table if not exists runt_migrations (id text primary key, applied_at timestamptz not null default now())');
+  });
   const applied: string[] = [];
   for (const m of [...migrations].sort((a, b) => a.id.localeCompare(b.id))) {
     const done = await db.transaction(async (tx) => {

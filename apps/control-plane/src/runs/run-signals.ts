@@ -1,6 +1,7 @@
 import type { ControlMessage } from '@runt/protocol';
+import type { Queryable } from '@runt/sql';
 import type { EventWaiters } from '../event-waiters.js';
-import type { LinkRegistry } from '../link/link-registry.js';
+import type { LinkMessage } from '../link/link-relay.js';
 
 /**
  * What the lifecycle, the sweeper and the scheduler tell the rest of the process after a
@@ -11,7 +12,21 @@ export interface RunSignals {
   eventsAppended(runId: string): void;
   /** `submitted`: only a new run is waiting (the scheduler may skip it when no slot is free). */
   schedule(reason?: 'submitted'): void;
+  /** Sends over the link if this process holds it, else publishes it for the replica that does. */
   toWorkstation(workstationId: string, message: ControlMessage): void;
+  /**
+   * Inside a writer's transaction: publishes the messages for links held by other replicas (sent
+   * on commit) and returns the ones for links held here, to pass to `toWorkstation` after the commit.
+   */
+  relay(tx: Queryable, items: LinkMessage[]): Promise<LinkMessage[]>;
+}
+
+/** What carries agent messages: this process's links, plus `pg_notify` to the other replicas. */
+export interface MessageRelay {
+  send(workstationId: string, message: ControlMessage): void;
+  relay(tx: Queryable, items: LinkMessage[]): Promise<LinkMessage[]>;
+  /** Tells the other replicas' schedulers that a slot may be free (they skip submits while full). */
+  capacityFreed(): void;
 }
 
 /** What `schedule` wakes: the scheduler, which itself sends signals, so it is attached after both exist. */
@@ -21,20 +36,26 @@ export interface SchedulingTarget {
 
 /**
  * The signals of one control-plane process: event followers through `waiters`, agents through
- * their links, scheduling through the scheduler attached with `attachScheduler`. A `schedule`
- * before that is dropped (the scheduler's start runs a pass anyway).
+ * the relay (their link here, or `pg_notify` to the replica holding it), scheduling through the
+ * scheduler attached with `attachScheduler`; a `schedule` other than `submitted` also tells the
+ * other replicas. A `schedule` before `attachScheduler` is dropped (the scheduler's start runs
+ * a pass anyway).
  *
  * @example
- * const signals = createRunSignals({ waiters, links });
+ * const signals = createRunSignals({ waiters, relay });
  * const scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: 1000 });
  * signals.attachScheduler(scheduler);
  */
-export function createRunSignals(o: { waiters: EventWaiters; links: LinkRegistry }): RunSignals & { attachScheduler(target: SchedulingTarget): void } {
+export function createRunSignals(o: { waiters: EventWaiters; relay: MessageRelay }): RunSignals & { attachScheduler(target: SchedulingTarget): void } {
   let scheduler: SchedulingTarget | undefined;
   return {
     eventsAppended: (runId) => o.waiters.notify(runId),
-    schedule: (reason) => scheduler?.kick(reason),
-    toWorkstation: (workstationId, message) => void o.links.send(workstationId, message),
+    schedule: (reason) => {
+      scheduler?.kick(reason);
+      if (reason !== 'submitted') o.relay.capacityFreed();
+    },
+    toWorkstation: (workstationId, message) => o.relay.send(workstationId, message),
+    relay: (tx, items) => o.relay.relay(tx, items),
     attachScheduler(target) {
       scheduler = target;
     },

@@ -11,12 +11,15 @@ export interface SchedulerOptions {
   db: Database;
   logger: Logger;
   signals: RunSignals;
-  /** This process's replica id: workstations linked to another replica are left to it. */
+  /** This process's replica id (logs); it places onto every replica's workstations. */
   replicaId: string;
   tickMs: number;
   /** Queued runs looked at per transaction (default 200). */
   pageSize?: number;
 }
+
+/** The advisory lock key scheduling passes take turns on (any constant shared by all replicas). */
+export const SCHEDULER_LOCK = 0x72756e74; // 'runt'
 
 interface Candidate {
   id: string;
@@ -39,10 +42,10 @@ interface Slot {
   freeMemory: number | null;
 }
 
-// Online, listening, not draining, live credential; linked to this replica or to none (an
-// agent that polls). Committed capacity comes from the runs table every time, so it is
-// recomputed whenever a workstation (re)connects. `skip locked`: two schedulers never place
-// onto the same workstation at once, so neither overcommits it.
+// Online, listening, not draining, live credential; linked to any replica or to none (an agent
+// that polls): the offer reaches a link held elsewhere through the relay. Committed capacity
+// comes from the runs table every time, so it is recomputed whenever a workstation (re)connects.
+// `skip locked`: a scheduler never places onto a workstation another transaction is changing.
 const CANDIDATES_SQL = `
 select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
        u.used_runs, u.used_cpus, u.used_memory
@@ -52,9 +55,8 @@ cross join lateral (
   from runs r where r.workstation_id = w.id and r.status in ('offered', 'accepted', 'running')
 ) u
 where w.listening and not w.draining and w.link_state <> 'dropped'
-  and (w.link_replica is null or w.link_replica = $1)
   and w.last_seen_at > now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS})
-  and w.runtimes ?| $2::text[]
+  and w.runtimes ?| $1::text[]
   and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
   and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)
 order by u.used_runs, w.id
@@ -66,9 +68,15 @@ for update of w skip locked`;
  * match, `placement.workstation_id` pins a run, and the workstation needs a free slot
  * (`max_runs`, default `cpu_count`) plus free cpus/memory when the run asks for them. Runs are
  * taken oldest first with `for update skip locked`, so several control-plane processes on one
- * Postgres never offer a run twice. After the commit, each offer is pushed over the link.
+ * Postgres never offer a run twice. Any replica places onto any workstation: on Postgres a
+ * page's transaction first takes {@link SCHEDULER_LOCK} (`pg_advisory_xact_lock`), so passes of
+ * several replicas take turns instead of skipping each other's locked rows (a skipped run would
+ * wait for a tick). An offer for a link held by another replica is published with `pg_notify`
+ * in the offering transaction (`signals.relay`); the others are pushed over the link after the
+ * commit.
  *
- * `kick()` asks for a pass now (submits, finishes, registrations); a tick runs one anyway.
+ * `kick()` asks for a pass now (submits, finishes, registrations, capacity freed on another
+ * replica); a tick runs one anyway.
  *
  * @example
  * const scheduler = new Scheduler({ db, logger, signals, replicaId: 'cp-1', tickMs: 1000 });
@@ -101,6 +109,14 @@ export class Scheduler {
     this.stopped = true;
     clearInterval(this.timer);
     await this.running;
+  }
+
+  /**
+   * Another replica freed capacity and ran its own pass (which places onto every workstation):
+   * stop skipping this replica's submits, without a pass of its own.
+   */
+  capacityFreedElsewhere(): void {
+    this.saturated = false;
   }
 
   /**
@@ -141,13 +157,19 @@ export class Scheduler {
     let after = 0;
     this.saturated = false;
     for (;;) {
-      const page = await this.o.db.transaction((tx) => this.placePage(tx, after));
+      const page = await this.o.db.transaction(async (tx) => {
+        if (this.o.db.backend === 'postgres') await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
+        const placed = await this.placePage(tx, after);
+        const local = await this.o.signals.relay(
+          tx,
+          placed.offered.map((run) => ({ workstationId: run.workstation_id!, message: { type: 'offer', id: run.id, run } })),
+        );
+        return { ...placed, local };
+      });
       if (page.full) this.saturated = true;
       runPathMetrics.offers.inc(page.offered.length);
-      for (const run of page.offered) {
-        offered.push(run);
-        this.o.signals.toWorkstation(run.workstation_id!, { type: 'offer', id: run.id, run });
-      }
+      offered.push(...page.offered);
+      for (const m of page.local) this.o.signals.toWorkstation(m.workstationId, m.message);
       if (page.last === undefined || page.done) break;
       after = page.last;
     }
@@ -165,7 +187,7 @@ export class Scheduler {
     if (queued.rows.length === 0) return { offered: [], done: true };
     const last = Number(queued.rows[queued.rows.length - 1]!.position);
     const runtimes = [...new Set(queued.rows.map((r) => r.runtime))];
-    const cands = await tx.query<Candidate>(CANDIDATES_SQL, [this.o.replicaId, runtimes]);
+    const cands = await tx.query<Candidate>(CANDIDATES_SQL, [runtimes]);
     const slots = cands.rows.map(toSlot);
     if (slots.length === 0) return { offered: [], last, done: true, full: true };
     const picks: Array<{ id: string; ws: string }> = [];

@@ -333,7 +333,7 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
       db: t.db,
       logger: pino({ level: 'silent' }),
       leases: createSqlLeaseStore(t.db),
-      signals: { eventsAppended() {}, schedule() {}, toWorkstation() {} },
+      signals: { eventsAppended() {}, schedule() {}, toWorkstation() {}, relay: async (_tx, items) => items },
       intervalMs: 60_000,
       offerTimeoutMs: 3_600_000,
     });

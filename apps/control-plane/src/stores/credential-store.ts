@@ -80,7 +80,9 @@ export class CredentialStore {
   /**
    * Makes sure an admin credential exists. With `token` (RUNT_ADMIN_TOKEN) its hash becomes the
    * `admin-env` credential; otherwise a generated one is kept as `admin`. Returns a freshly
-   * minted token only when it had to mint one (the caller writes it to a 0600 file).
+   * minted token only when it had to mint one (the caller writes it to a 0600 file). Without
+   * `regenerate` it mints only when no live `admin` credential exists, decided in one statement,
+   * so of several replicas starting at once on an empty Postgres exactly one mints.
    *
    * @example
    * const { minted } = await credentials.ensureAdmin({ regenerate: false });
@@ -97,16 +99,16 @@ export class CredentialStore {
       this.principals.forget();
       return {};
     }
-    const existing = await this.db.query(`select 1 from credentials where id = 'admin' and revoked_at is null`);
-    if (existing.rows.length > 0 && !opts.regenerate) return {};
     const token = mintToken('admin');
-    await this.db.query(
+    // Replaces a live admin token only when asked to; a revoked one always.
+    const r = await this.db.query(
       `with c as (insert into credentials (id, kind, token_hash) values ('admin', 'admin', $1)
-         on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null, created_at = now() returning id)
+         on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null, created_at = now()
+         where $2 or credentials.revoked_at is not null returning id)
        select pg_notify('${CREDENTIALS_CHANNEL}', id) from c`,
-      [hashToken(token)],
+      [hashToken(token), Boolean(opts.regenerate)],
     );
     this.principals.forget();
-    return { minted: token };
+    return r.rows.length > 0 ? { minted: token } : {};
   }
 }

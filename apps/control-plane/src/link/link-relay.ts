@@ -1,0 +1,163 @@
+import type { Logger } from 'pino';
+import type { Database, Queryable } from '@runt/sql';
+import type { ControlMessage } from '@runt/protocol';
+import type { NotificationBus } from '../notifications/bus.js';
+import type { RunStore } from '../runs/run-store.js';
+import type { LinkRegistry } from './link-registry.js';
+
+/** Messages for agents whose link another replica holds. */
+export const LINK_CHANNEL = 'runt_link';
+/** "Capacity was freed or a workstation changed": other replicas' schedulers stop skipping submits. */
+export const SCHEDULE_CHANNEL = 'runt_schedule';
+
+/** Postgres refuses NOTIFY payloads of 8000 bytes or more; larger offers travel as their run id. */
+const MAX_PAYLOAD = 7900;
+
+/** One message for one workstation's agent. */
+export interface LinkMessage {
+  workstationId: string;
+  message: ControlMessage;
+}
+
+/** On the wire: the message itself, or only the id of an offered run too big to carry. */
+type Wire = { w: string; m: ControlMessage } | { w: string; offer: string };
+
+export interface LinkRelayOptions {
+  db: Database;
+  bus: NotificationBus;
+  links: LinkRegistry;
+  runs: RunStore;
+  logger: Logger;
+  /** How often links are re-sent what they may have missed while the LISTEN is down. */
+  scanMs: number;
+  /** Told when another replica freed capacity (its scheduler placed what it could already). */
+  onCapacityFreed: () => void;
+}
+
+/**
+ * Delivers agent messages across replicas. A message for a link this process holds is sent at
+ * once; one for a link held elsewhere (or nowhere) is published with `pg_notify` on
+ * {@link LINK_CHANNEL} — inside the writer's transaction where the caller passes one, so the
+ * notification exists exactly when the write does — and the replica holding the link sends it.
+ *
+ * Nothing depends on a notification arriving: an agent that (re)registers is re-sent its offers
+ * and cancels, and while this replica's LISTEN connection is down (and once when it is back)
+ * every link it holds is re-sent them every `scanMs`. Agents ignore offers they already took.
+ * On PGlite there is one process: every link is local and nothing is published.
+ *
+ * @example
+ * const relay = new LinkRelay({ db, bus, links, runs, logger, scanMs: 1000, onCapacityFreed: () => scheduler.kick() });
+ * const later = await relay.relay(tx, [{ workstationId: 'ws_1', message: { type: 'drain' } }]);
+ * relay.start(); relay.stop();
+ */
+export class LinkRelay {
+  #listening = false;
+  #timer: NodeJS.Timeout | undefined;
+  #freedPending = false;
+
+  constructor(private readonly o: LinkRelayOptions) {
+    o.bus.subscribe(LINK_CHANNEL, {
+      message: (payload) => this.#receive(payload),
+      up: () => {
+        const wasDown = !this.#listening;
+        this.#listening = true;
+        if (wasDown) void this.resync();
+      },
+      down: () => (this.#listening = false),
+    });
+    o.bus.subscribe(SCHEDULE_CHANNEL, { message: () => o.onCapacityFreed(), up: () => o.onCapacityFreed(), down: () => {} });
+  }
+
+  /** Whether notifications can cross processes at all (Postgres). */
+  get shared(): boolean {
+    return this.o.bus.available;
+  }
+
+  /** Starts the fallback scan (it only acts while the LISTEN is down). */
+  start(): void {
+    if (!this.shared) return;
+    this.#timer = setInterval(() => {
+      if (!this.#listening) void this.resync();
+    }, this.o.scanMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  /**
+   * Publishes, in `q` (a transaction, so it is sent on commit), the messages for links this
+   * process does not hold, and returns the others for the caller to `send` after its commit.
+   */
+  async relay(q: Queryable, items: LinkMessage[]): Promise<LinkMessage[]> {
+    if (!this.shared) return items;
+    const local: LinkMessage[] = [];
+    const payloads: string[] = [];
+    for (const it of items) {
+      if (this.o.links.get(it.workstationId)) local.push(it);
+      else payloads.push(encode(it));
+    }
+    if (payloads.length > 0) await q.query(`select pg_notify('${LINK_CHANNEL}', p) from unnest($1::text[]) as p`, [payloads]);
+    return local;
+  }
+
+  /** Sends now over a link held here, or publishes in its own statement (after the caller's commit). */
+  send(workstationId: string, message: ControlMessage): void {
+    if (this.o.links.send(workstationId, message) || !this.shared) return;
+    this.o.db
+      .query(`select pg_notify('${LINK_CHANNEL}', $1)`, [encode({ workstationId, message })])
+      .catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message, workstation_id: workstationId }, 'link message not published'));
+  }
+
+  /** Tells the other replicas that capacity was freed (coalesced per macrotask). */
+  capacityFreed(): void {
+    if (!this.shared || this.#freedPending) return;
+    this.#freedPending = true;
+    setImmediate(() => {
+      this.#freedPending = false;
+      this.o.db.query(`select pg_notify('${SCHEDULE_CHANNEL}', '')`).catch(() => {}); // the others' ticks cover it
+    });
+  }
+
+  /** Re-sends every link held here its offered runs and pending cancels (what a notification may have carried). */
+  async resync(): Promise<void> {
+    for (const link of [...this.o.links.all()]) {
+      if (!link.registered) continue;
+      try {
+        for (const run of await this.o.runs.offeredTo(link.workstationId)) this.o.links.send(link.workstationId, { type: 'offer', id: run.id, run });
+        for (const runId of await this.o.runs.cancelRequestedOn(link.workstationId)) this.o.links.send(link.workstationId, { type: 'cancel', run_id: runId });
+      } catch (e) {
+        this.o.logger.warn({ err: (e as Error).message }, 'link resync failed');
+        return;
+      }
+    }
+  }
+
+  #receive(payload: string): void {
+    let wire: Wire;
+    try {
+      wire = JSON.parse(payload) as Wire;
+    } catch {
+      return;
+    }
+    if (!this.o.links.get(wire.w)) return; // another replica's link, or none
+    if ('m' in wire) {
+      this.o.links.send(wire.w, wire.m);
+      return;
+    }
+    void this.o.runs
+      .get(wire.offer)
+      .then((run) => {
+        if (run && run.status === 'offered' && run.workstation_id === wire.w) this.o.links.send(wire.w, { type: 'offer', id: run.id, run });
+      })
+      .catch(() => {}); // the offer is re-sent on re-register, or withdrawn after the offer timeout
+  }
+}
+
+function encode(it: LinkMessage): string {
+  const whole = JSON.stringify({ w: it.workstationId, m: it.message });
+  if (Buffer.byteLength(whole) < MAX_PAYLOAD) return whole;
+  if (it.message.type === 'offer') return JSON.stringify({ w: it.workstationId, offer: it.message.id });
+  throw new Error(`a ${it.message.type} message is too large to relay`);
+}
