@@ -66,11 +66,13 @@ describe.each(TEST_BACKENDS)('runs across two agents on %s', (backend) => {
     await eventually(async () => (await ws.offeredRuns(c.workstationId)).runs.some((r) => r.id === run.id), 'the offer');
     const first = await ws.claimRun(run.id, { runner_id: 'runner-1', lease_ms: 1_000 });
     await ws.appendEvents(run.id, { fencing_token: first.fencing_token, events: [{ seq: first.next_event_seq, type: 'log', payload: { stream: 'stdout', data: 'one\n' } }] });
-    // runner-1 stops renewing; the sweeper expires the lease and the run is offered again.
+    // runner-1 gives the attempt back before starting it (an expired lease would fail the run:
+    // at-most-once start); the run is offered again.
+    await ws.releaseRun(run.id, { fencing_token: first.fencing_token });
     const second = await eventually(async () => {
       const offered = (await ws.offeredRuns(c.workstationId)).runs.some((r) => r.id === run.id);
       return offered ? ws.claimRun(run.id, { runner_id: 'runner-2', lease_ms: 30_000 }) : undefined;
-    }, 'the re-offer after the lease expired');
+    }, 'the re-offer after the release');
     expect(second.fencing_token).toBeGreaterThan(first.fencing_token);
     expect(second.run.attempt).toBe(2);
 
@@ -191,7 +193,7 @@ describe('runs on one agent fleet (pglite; the backend does not matter here)', (
     for (const [i, r] of runs.entries()) expect(await stdoutOf(h.admin, r.id)).toBe(`done-${i}\n`);
   });
 
-  it('an agent frozen past its lease: runner-lost, re-queued, completed by the other agent exactly once', async () => {
+  it('an agent frozen past its lease while its started run is still accepted: runner-lost, never started twice', async () => {
     const go = gate('freeze-go');
     const { run } = await h.admin.submitRun({
       runtime: 'process',
@@ -201,33 +203,29 @@ describe('runs on one agent fleet (pglite; the backend does not matter here)', (
       placement: { labels: { shared: 'yes' } },
       max_attempts: 3,
     });
+    // The workload has started, but is not ready: the run is still `accepted`.
     const held = await eventually(async () => {
       const r = (await h.admin.getRun(run.id)).run;
-      return r.status === 'accepted' && r.workstation_id ? r : undefined;
-    }, 'the run accepted');
+      const started = (await allEvents(h.admin, run.id)).some((e) => e.type === 'log' && String(e.payload.data).includes('start-m'));
+      return r.status === 'accepted' && r.workstation_id && started ? r : undefined;
+    }, 'the run accepted and its workload started');
     const frozen = held.workstation_id === a.workstationId ? a : b;
-    const other = frozen === a ? b : a;
     process.kill(frozen.agentPid, 'SIGSTOP');
     try {
-      const retaken = await eventually(async () => {
-        const r = (await h.admin.getRun(run.id)).run;
-        return r.attempt === 2 && r.workstation_id === other.workstationId && (r.status === 'accepted' || r.status === 'running') ? r : undefined;
-      }, 'the run re-queued and taken by the other agent');
-      expect(retaken.attempt).toBe(2);
-      const events = await allEvents(h.admin, run.id);
-      expect(events.some((e) => e.type === 'error' && e.payload.failure_kind === 'runner-lost')).toBe(true);
+      // Issue 8, defect 4: the expired lease used to re-queue the run and the other agent started it again.
+      const lost = await terminal(h.admin, run.id);
+      expect(lost).toMatchObject({ status: 'failed', failure_kind: 'runner-lost', attempt: 1, workstation_id: frozen.workstationId });
     } finally {
       process.kill(frozen.agentPid, 'SIGCONT');
     }
-    writeFileSync(go, '');
-    const done = await terminal(h.admin, run.id);
-    expect(done).toMatchObject({ status: 'completed', exit_code: 0, attempt: 2, workstation_id: other.workstationId });
-    // The thawed agent learns its lease is gone and reports nothing: one terminal status, one "finished".
+    // The thawed agent learns its lease is gone, stops the workload and reports nothing.
     await eventually(async () => !(frozen.output().match(/dropping the run/) === null), 'the frozen agent to drop the run');
+    writeFileSync(go, '');
     const events = await allEvents(h.admin, run.id);
     expect(events.filter((e) => e.type === 'terminal_status')).toHaveLength(1);
-    expect(events.filter((e) => e.type === 'log' && String(e.payload.data).includes('finished'))).toHaveLength(1);
-    expect(events.map((e) => e.seq)).toEqual(events.map((_, j) => j + 1));
+    expect(events.filter((e) => e.type === 'log' && String(e.payload.data).includes('start-m'))).toHaveLength(1);
+    expect(events.some((e) => e.type === 'log' && String(e.payload.data).includes('finished'))).toBe(false);
+    expect((await h.admin.getRun(run.id)).run).toMatchObject({ status: 'failed', attempt: 1 });
   });
 
   it('SIGTERM to runt workstation run stops the agent cleanly and it stops listening', async () => {

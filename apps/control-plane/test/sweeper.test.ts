@@ -29,12 +29,27 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
     return { agent, run, token: claim.fencing_token };
   }
 
-  it('re-queues a run whose runner was lost before it was running, and fences the old holder out (409)', async () => {
+  it('never re-queues an accepted run whose lease expired: the workload may have started (at-most-once start)', async () => {
+    const { agent, run, token } = await claimed();
+    agent.messages.length = 0;
+    await expireLease(run.id);
+    await eventually(async () => (await runOf(run.id)).status === 'failed', 'the lost run to fail');
+    expect(await runOf(run.id)).toMatchObject({ status: 'failed', failure_kind: 'runner-lost', attempt: 1, lease: null });
+    expect(agent.messages.some((m) => m.type === 'offer' && m.run.id === run.id)).toBe(false);
+    const late = await h.api(`/api/runs/${run.id}/claim`, { token: agent.token, body: { runner_id: 'new-runner', lease_ms: 5000 } });
+    expect(late.status).toBe(409);
+    expect(late.json.error.code).toBe('run-not-active');
+    // The old holder's token is spent.
+    const r = await h.api(`/api/runs/${run.id}/heartbeat`, { token: agent.token, body: { fencing_token: token, lease_ms: 5000 } });
+    expect(r.status).toBe(409);
+  });
+
+  it('re-queues a run whose runner released it before it was running, and fences the old holder out (409)', async () => {
     const { agent, run, token } = await claimed();
     await agent.client.appendEvents(run.id, { fencing_token: token, events: [log(1)] });
     agent.messages.length = 0;
-    await expireLease(run.id);
-    // Swept, re-queued (attempt 2) and, with a free slot, offered again.
+    await agent.client.releaseRun(run.id, { fencing_token: token });
+    // Re-queued (attempt 2) and, with a free slot, offered again.
     const offer = await agent.waitFor('offer', (m) => m.run.id === run.id);
     expect(offer.run).toMatchObject({ attempt: 2, status: 'offered' });
     const events = (await admin.listEvents(run.id)).events;

@@ -213,7 +213,7 @@ export class RunLifecycle {
     const s = await this.d.runs.state(runId);
     if (s && isTerminalRunStatus(s.status) && s.fencing_token === token && s.workstation_id === workstationId) return;
     const holder = await this.fenced(workstationId, runId, token, async (tx, locked) => {
-      await transitions.loseRunner(tx, locked, 'the runner released the run');
+      await transitions.loseRunner(tx, locked, 'released', 'the runner released the run');
       return locked.lease_holder ?? '-';
     });
     await this.d.leases.release(runId, holder, token);

@@ -1,4 +1,4 @@
-import { createSqlLeaseStore, leaseMigrations } from '@runt/leases';
+import { createSqlLeaseStore, leaseMigrations, releaseLease } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema, type RunStatus } from '@runt/protocol';
 import { migrate } from '@runt/sql';
@@ -8,7 +8,8 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlPlaneMigrations } from '../migrations.js';
 import { isRunError } from './run-error.js';
-import { fromStatuses, isLegalMove, type RunTransition, type TerminalRunStatus } from './state-machine.js';
+import { readRunState } from './run-state.js';
+import { fromStatuses, isLegalMove, mayRequeue, type RunTransition, type TerminalRunStatus } from './state-machine.js';
 import { Sweeper } from './sweeper.js';
 import * as transitions from './transitions.js';
 
@@ -266,7 +267,8 @@ class Sweep extends Step {
     m.lease = { ...m.lease, holder: null };
     if (!can('loseRunner', m) || m.runToken !== m.lease.token) return false;
     if (m.cancelRequested) m.status = 'cancelled';
-    else if (can('requeue', m) && m.attempt < MAX_ATTEMPTS) Object.assign(m, { status: 'queued', attempt: m.attempt + 1, ws: null, runToken: null });
+    // an expired lease never gives an attempt back (the workload may have started)
+    else if (mayRequeue(m.status, 'expired') && m.attempt < MAX_ATTEMPTS) Object.assign(m, { status: 'queued', attempt: m.attempt + 1, ws: null, runToken: null });
     else m.status = 'failed';
     return true;
   }
@@ -362,10 +364,14 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
     const path: Array<[RunTransition, () => Promise<unknown>]> = [
       ['offer', () => transitions.offer(t.db, [{ id: run.id, ws: 'ws_a' }])],
       ['claim', () => transitions.claim(t.db, run.id, 'ws_a', 'ws_a/r1', LEASE_MS)],
-      ['requeue', async () => {
-        await t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [run.id]);
-        return sweeper.sweep();
-      }],
+      // the runner gives the attempt back (an expired lease would fail it: at-most-once start)
+      ['requeue', () =>
+        t.db.transaction(async (tx) => {
+          const locked = (await readRunState(tx, run.id, true))!;
+          const holder = locked.lease_holder!;
+          await transitions.loseRunner(tx, locked, 'released', 'released');
+          await releaseLease(tx, run.id, holder, Number(locked.fencing_token));
+        })],
       ['offer', () => transitions.offer(t.db, [{ id: run.id, ws: 'ws_b' }])],
       ['claim', () => transitions.claim(t.db, run.id, 'ws_b', 'ws_b/r1', LEASE_MS)],
       ['start', () => transitions.start(t.db, run.id, 'ws_b', 2)],

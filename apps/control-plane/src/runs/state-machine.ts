@@ -6,11 +6,20 @@ export type RunTransition = 'submit' | 'offer' | 'withdraw' | 'claim' | 'start' 
 /** How a run can end (the statuses `finish` may report). */
 export type TerminalRunStatus = 'completed' | 'failed' | 'cancelled' | 'blocked';
 
+/**
+ * Why an attempt lost its runner: its lease ran out (`expired`: the runner went silent, and
+ * may have started the workload before it did) or its runner gave the lease up (`released`:
+ * the agent says the workload never started).
+ */
+export type LostCause = 'expired' | 'released';
+
 /** One legal move: `transition` applied to a run in `from` (null: no run yet) leaves it in `to`. */
 export interface RunMove {
   transition: RunTransition;
   from: RunStatus | null;
   to: RunStatus;
+  /** For `requeue`: the one cause of a lost runner that allows it. */
+  cause?: LostCause;
 }
 
 const TERMINAL: TerminalRunStatus[] = ['completed', 'failed', 'cancelled', 'blocked'];
@@ -20,7 +29,7 @@ const ACTIVE: RunStatus[] = ['accepted', 'running'];
  * Every legal move of a run, and nothing else: the guards of the SQL in `transitions.ts` are
  * built from this table (`fromStatuses`), and the model test checks every change it observes
  * against it. Moves only go forward; the one way back to `queued` is an attempt that never ran
- * (a withdrawn or unclaimed offer, or a runner lost before `running` while attempts remain).
+ * (a withdrawn or unclaimed offer, or an attempt its runner released before starting it).
  * Adding a status or a move starts here.
  */
 export const RUN_MOVES: readonly RunMove[] = [
@@ -36,9 +45,12 @@ export const RUN_MOVES: readonly RunMove[] = [
   ...ACTIVE.map((s) => ({ transition: 'reportEvents' as const, from: s, to: s })),
   ...ACTIVE.flatMap((s) => TERMINAL.map((t) => ({ transition: 'finish' as const, from: s, to: t }))),
   // the lease ran out or was given up: a cancel-requested run ends cancelled, anything that
-  // cannot be re-queued fails with `runner-lost` (a run that was running never runs twice)
+  // cannot be re-queued (see `requeue` below) fails with `runner-lost`: nothing starts twice
   ...ACTIVE.flatMap((s) => (['failed', 'cancelled'] as const).map((t) => ({ transition: 'loseRunner' as const, from: s, to: t }))),
-  { transition: 'requeue', from: 'accepted', to: 'queued' },
+  // At-most-once start: only a runner that says it never started the workload gives an attempt
+  // back. An expired lease on an `accepted` run is NOT re-queued — the agent may have started
+  // the workload and died before reporting `running` — it fails with `runner-lost` instead.
+  { transition: 'requeue', from: 'accepted', to: 'queued', cause: 'released' },
   // queued and offered runs end at once; active ones get `cancel_requested` and end when their agent reports
   { transition: 'cancel', from: 'queued', to: 'cancelled' },
   { transition: 'cancel', from: 'offered', to: 'cancelled' },
@@ -63,6 +75,18 @@ export function fromStatuses(transition: RunTransition): RunStatus[] {
  */
 export function isLegalMove(transition: RunTransition, from: RunStatus | null, to: RunStatus): boolean {
   return RUN_MOVES.some((m) => m.transition === transition && m.from === from && m.to === to);
+}
+
+/**
+ * True when an attempt that lost its runner for `cause` while in `from` may go back to the
+ * queue (attempts left permitting); otherwise it fails with `runner-lost`.
+ *
+ * @example
+ * mayRequeue('accepted', 'released'); // true: the agent never started it
+ * mayRequeue('accepted', 'expired'); // false: the workload may have started
+ */
+export function mayRequeue(from: RunStatus, cause: LostCause): boolean {
+  return RUN_MOVES.some((m) => m.transition === 'requeue' && m.from === from && m.cause === cause);
 }
 
 /**

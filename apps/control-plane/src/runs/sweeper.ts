@@ -27,8 +27,9 @@ export interface SweepResult {
  * Periodically ends attempts whose lease ran out (by the database clock) and takes back
  * offers nobody claimed. An expired lease is cleared and its run handled in ONE transaction
  * (`sweepExpired` skips rows another sweeper holds), so with several control-plane processes
- * each lost runner is handled once: a run that never reached `running` is re-queued while
- * attempts remain, a running one fails with `runner-lost` and is never started twice.
+ * each lost runner is handled once. An expired lease never re-queues (`mayRequeue`): the agent
+ * may have started the workload before it went silent, so the attempt fails with `runner-lost`
+ * and the run is never started twice; only a runner's own release gives an attempt back.
  *
  * @example
  * const sweeper = new Sweeper({ db, logger, leases, signals, intervalMs: 1000, offerTimeoutMs: 30_000 });
@@ -73,7 +74,7 @@ export class Sweeper {
           const s = await readRunState(tx, v.resource, true);
           // Only the attempt that held this very token; a finished run has nothing to lose.
           if (!s || s.fencing_token !== v.fencingToken || !LOSABLE.includes(s.status)) continue;
-          out.push({ runId: s.id, outcome: await loseRunner(tx, s, 'the runner stopped renewing its lease') });
+          out.push({ runId: s.id, outcome: await loseRunner(tx, s, 'expired', 'the runner stopped renewing its lease') });
         }
         return { victims: victims.length, out };
       });

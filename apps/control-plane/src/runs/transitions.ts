@@ -9,7 +9,7 @@ import { appendSystemEvent } from './event-store.js';
 import { runNotActive } from './run-error.js';
 import { SELECT_RUN, toRun, type RunRow } from './run-row.js';
 import { readRunState, type RunState } from './run-state.js';
-import { statusesSql, type TerminalRunStatus } from './state-machine.js';
+import { mayRequeue, statusesSql, type LostCause, type TerminalRunStatus } from './state-machine.js';
 
 /**
  * Every write of a run's status lives in this file: one function per transition of
@@ -376,19 +376,20 @@ export async function finishLocked(tx: Queryable, runId: string, f: TerminalOutc
 
 /**
  * lose runner, or requeue: ends the attempt of a locked run whose runner went away (lease
- * expired or released). A cancel-requested run is cancelled; a run that never reached
- * `running` is re-queued with `attempt + 1` while attempts remain; anything else fails with
- * `runner-lost`, so a run that was running is never started twice.
+ * expired or released). A cancel-requested run is cancelled; a run its runner released before
+ * `running` is re-queued with `attempt + 1` while attempts remain (`mayRequeue`); anything else,
+ * including an expired lease on an `accepted` run, fails with `runner-lost`, so no run is ever
+ * started twice.
  *
  * @example
- * const outcome = await loseRunner(tx, state, 'the lease expired');
+ * const outcome = await loseRunner(tx, state, 'expired', 'the lease expired');
  */
-export async function loseRunner(tx: Queryable, s: RunState, message: string): Promise<LostOutcome> {
+export async function loseRunner(tx: Queryable, s: RunState, cause: LostCause, message: string): Promise<LostOutcome> {
   if (s.cancel_requested) {
     await finishLocked(tx, s.id, { status: 'cancelled', failureKind: 'cancelled', message: `cancelled; ${message}` });
     return 'cancelled';
   }
-  if (s.attempt < s.max_attempts && (await requeue(tx, s.id))) {
+  if (s.attempt < s.max_attempts && mayRequeue(s.status, cause) && (await requeue(tx, s.id))) {
     await appendSystemEvent(tx, s.id, 'error', { message: `${message}; re-queued`, failure_kind: 'runner-lost', attempt: s.attempt });
     runPathMetrics.requeues.inc({ reason: 'runner-lost' });
     return 'requeued';
