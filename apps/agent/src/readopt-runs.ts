@@ -27,8 +27,10 @@ export interface ReadoptRunsOptions {
 /**
  * After a restart: resumes (through `adopt`) every run whose instance survived and whose lease
  * a heartbeat confirms is still ours; stops and removes the instances of runs that are not ours
- * any more; reports `failed` (`internal`) and releases a run whose lease is ours but whose
- * workload is gone; and deletes the state files of everything not resumed.
+ * any more; releases (so re-queues) a run whose lease is ours but whose instance id was never
+ * saved (a workload starts only after its id is saved, so it never ran); reports `failed`
+ * (`internal`) and releases a run whose lease is ours but whose saved workload is gone; and
+ * deletes the state files of everything not resumed.
  *
  * @example
  * await readoptRuns({ client, runtimes, store, workstationId, leaseMs: 30_000, stopTimeoutMs: 10_000, adopt, logger });
@@ -62,8 +64,16 @@ export async function readoptRuns(opts: ReadoptRunsOptions): Promise<void> {
   }
   for (const [runId, state] of states) {
     if (seen.has(runId)) continue;
-    // The lease may still be ours but the workload is gone: say so instead of leaving it to the sweeper.
     if ((await stillOurs(opts, state)) !== undefined) {
+      if (state.instance_id === undefined) {
+        // Claimed, but the agent died before saving an instance id, and a workload is only ever
+        // started after its id is saved: it never ran. Give the attempt back (re-queued).
+        logger.info({ run_id: runId }, 'releasing a claimed run whose workload never started');
+        await client.releaseRun(runId, { fencing_token: state.fencing_token }).catch(() => undefined);
+        await store.remove(runId);
+        continue;
+      }
+      // The lease is still ours but the workload (which may have run) is gone: say so instead of leaving it to the sweeper.
       await client
         .reportStatus(runId, { fencing_token: state.fencing_token, status: 'failed', failure_kind: 'internal', failure_message: 'the workload disappeared while the agent was down' })
         .catch(() => undefined);

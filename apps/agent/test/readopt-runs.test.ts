@@ -17,7 +17,7 @@ afterAll(async () => {
 });
 
 describe('readoptRuns against a real control plane, the fake runtime and real state files', () => {
-  it('resumes live runs whose lease is ours, fails runs whose workload vanished, stops what is not ours', async () => {
+  it('resumes live runs whose lease is ours, re-queues runs never started, fails runs whose workload vanished, stops what is not ours', async () => {
     const runtime = createFakeRuntime();
     const store = new RunStateStore(mkdtempSync(join(tmpdir(), 'runt-readopt-')));
     const labels = (runId: string) => ({ [RUN_ID_LABEL]: runId, [WORKSTATION_LABEL]: h.workstationId });
@@ -34,6 +34,13 @@ describe('readoptRuns against a real control plane, the fake runtime and real st
     // vanished: state saved, lease ours, no instance → failed (internal) and released
     const vanished = await h.claimRun({ runtime: 'fake', command: ['x'] });
     await store.save(stateOf(vanished, { instance_id: 'gone' }));
+    // never started: claimed, state saved, died before the instance id was saved → released, re-queued (defect 6)
+    const unstarted = await h.claimRun({ runtime: 'fake', command: ['x'] });
+    await store.save(stateOf(unstarted));
+    // …also when the instance was created (not started) before the agent died
+    const created = await h.claimRun({ runtime: 'fake', command: ['x'] });
+    await runtime.create({ name: 'created', command: ['/bin/sh', '-c', 'sleep infinity'], sourcePath: '/tmp', labels: labels(created.run.id) });
+    await store.save(stateOf(created));
     // stale: instance and state, but the saved token is not the lease's → stopped and forgotten
     const stale = await h.claimRun({ runtime: 'fake', command: ['x'] });
     const staleInst = await runtime.create({ name: 'stale', command: ['/bin/sh', '-c', 'sleep infinity'], sourcePath: '/tmp', labels: labels(stale.run.id) });
@@ -62,6 +69,11 @@ describe('readoptRuns against a real control plane, the fake runtime and real st
     expect(Date.parse(adopted[0]!.confirmed.expiresAt)).toBeGreaterThan(Date.now());
     expect((await store.list()).map((s) => s.run_id)).toEqual([alive.run.id]);
     expect((await h.admin.getRun(vanished.run.id)).run).toMatchObject({ status: 'failed', failure_kind: 'internal', failure_message: 'the workload disappeared while the agent was down' });
+    for (const r of [unstarted, created]) {
+      const run = (await h.admin.getRun(r.run.id)).run;
+      expect(run).toMatchObject({ attempt: 2, lease: null, failure_kind: null });
+      expect(['queued', 'offered']).toContain(run.status);
+    }
     expect((await h.admin.getRun(stale.run.id)).run.status).toBe('accepted');
     const left = (await runtime.list()).map((i) => i.name).sort();
     expect(left).toEqual(['alive', 'foreign']);
