@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { sleep, type ControlPlaneClient, type Run } from '@runt/protocol';
-import { claimedLeaseFrom, type ClaimedLease, type HeldLease, type LeaseClient } from '@runt/leases';
+import { claimedLeaseFrom, type ClaimedLease, type HeldLease, type LeaseClient, type LeaseLostError } from '@runt/leases';
 import type { Runtime } from '@runt/runtime-spi';
 import { RunCommands } from './run-commands.js';
 import { RunEventLog } from './run-event-log.js';
@@ -90,7 +90,22 @@ export class RunExecution {
         if (answer.cancel_requested === true) this.cancel('cancelled by request');
       },
     });
-    this.#lease.signal.addEventListener('abort', () => this.#drop(`lease lost: ${(this.#lease.signal.reason as Error)?.message}`), { once: true });
+    this.#lease.signal.addEventListener(
+      'abort',
+      () => {
+        const reason = this.#lease.signal.reason as LeaseLostError | undefined;
+        // The workload has exited and its outcome is being reported: a lease judged lost only by
+        // the local clock (renewals unanswered, e.g. the control plane is down) does not stop the
+        // report. The control plane credits an outage to leases and decides, fenced by the token
+        // (a 409 still drops the run). Issue 8, defect 5.
+        if (this.phase === 'reporting' && reason?.reason === 'expired') {
+          deps.logger.warn({ run_id: this.runId }, 'lease not renewed in time while reporting the outcome; still reporting it');
+          return;
+        }
+        this.#drop(`lease lost: ${reason?.message}`);
+      },
+      { once: true },
+    );
     this.#events = new RunEventLog({
       client: deps.client,
       runId: state.run_id,

@@ -131,4 +131,10 @@ create table panel_sessions (
 create index panel_sessions_expires_idx on panel_sessions (expires_at);
 `,
   },
+  {
+    // When a sweep last ran (any replica): a gap longer than the outage threshold means nobody
+    // could renew leases, and the time is credited to them (issue 8, defect 5).
+    id: 'cp_0005_sweep_clock',
+    sql: `create table sweep_clock (id integer primary key check (id = 1), swept_at timestamptz not null);`,
+  },
 ];

@@ -148,6 +148,33 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
     expect(r.json.error.code).toBe('runner-lease-conflict');
   });
 
+  it('credits a control-plane outage to live leases: a run that finished during it is not lost (issue 8, defect 5)', async () => {
+    const { agent, run, token } = await claimed();
+    await agent.client.reportStatus(run.id, { fencing_token: token, status: 'running' });
+    await h.cp.sweeper.stop();
+    try {
+      // As if no control plane had run for 60 s: the last sweep was then, the lease ran out 30 s ago.
+      await h.t.db.query(`update sweep_clock set swept_at = clock_timestamp() - interval '60 seconds'`);
+      await h.t.db.query(`update leases set expires_at = clock_timestamp() - interval '30 seconds' where resource = $1`, [run.id]);
+      const swept = await h.cp.sweeper.sweep();
+      expect(swept.outageCreditedMs).toBeGreaterThanOrEqual(60_000);
+      expect(swept.lost.map((l) => l.runId)).not.toContain(run.id);
+      // The agent, back on line, reports the workload's real exit status.
+      await agent.client.reportStatus(run.id, { fencing_token: token, status: 'completed', exit_code: 0 });
+      expect(await runOf(run.id)).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1 });
+
+      // No outage (the clock was just stamped): an expired lease is lost as before.
+      const second = await claimed();
+      await second.agent.client.reportStatus(second.run.id, { fencing_token: second.token, status: 'running' });
+      await expireLease(second.run.id);
+      const next = await h.cp.sweeper.sweep();
+      expect(next.outageCreditedMs).toBe(0);
+      expect(next.lost).toContainEqual({ runId: second.run.id, outcome: 'failed' });
+    } finally {
+      h.cp.sweeper.start();
+    }
+  });
+
   it('handles each lost runner once when sweeps race', async () => {
     const many = await Promise.all([0, 1, 2].map(() => claimed(1)));
     await h.cp.sweeper.stop();

@@ -108,6 +108,16 @@ returning leases.resource, leases.holder, leases.fencing_token, leases.expires_a
   },
 
   /**
+   * Credits a pause to held leases: every lease still held and not yet expired at `liveAt` (the
+   * last moment anyone could judge it) gets `byMs` more. Time in which nobody could renew a
+   * lease (the control plane or its database down) then does not count against it.
+   */
+  creditPause(p: { liveAt: string; byMs: string }): string {
+    return `update leases set expires_at = expires_at + ${p.byMs}::float8 * interval '1 millisecond'
+where holder is not null and expires_at > ${p.liveAt}`;
+  },
+
+  /**
    * A condition: `token` is the current token of a held, live lease on `resource`. A fenced
    * `update … where` that includes it and locks the guarded row cannot interleave with a claim
    * that takes the lease over (the claim must lock the same row first).

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { LeaseStore } from '@runt/leases';
 import type { Database } from '@runt/sql';
 import type { RunSignals } from './run-signals.js';
+import { creditOutage } from './outage-clock.js';
 import { readRunState } from './run-state.js';
 import { fromStatuses } from './state-machine.js';
 import { loseRunner, withdrawStaleOffers, type LostOutcome } from './transitions.js';
@@ -13,6 +14,12 @@ export interface SweeperOptions {
   signals: RunSignals;
   intervalMs: number;
   offerTimeoutMs: number;
+  /**
+   * A gap between two sweeps (any replica) longer than this is an outage: nobody could renew a
+   * lease, so the gap is credited to the leases still live at the last sweep (`creditOutage`).
+   * Default: 10 s, or 10 sweep intervals if that is longer.
+   */
+  outageAfterMs?: number;
 }
 
 const LOSABLE = fromStatuses('loseRunner');
@@ -21,6 +28,8 @@ const LOSABLE = fromStatuses('loseRunner');
 export interface SweepResult {
   lost: Array<{ runId: string; outcome: LostOutcome }>;
   offersRequeued: string[];
+  /** Milliseconds of outage credited to live leases before judging them (0: none). */
+  outageCreditedMs: number;
 }
 
 /**
@@ -59,13 +68,17 @@ export class Sweeper {
   }
 
   /**
-   * One sweep: expired leases first, then stale offers.
+   * One sweep: an outage credited to live leases first (leases outlive a control-plane outage),
+   * then expired leases, then stale offers.
    *
    * @example
    * const { lost, offersRequeued } = await sweeper.sweep();
    */
   async sweep(): Promise<SweepResult> {
     const lost: SweepResult['lost'] = [];
+    const outageAfterMs = this.o.outageAfterMs ?? Math.max(10_000, 10 * this.o.intervalMs);
+    const outageCreditedMs = await this.o.db.transaction((tx) => creditOutage(tx, outageAfterMs));
+    if (outageCreditedMs > 0) this.o.logger.warn({ outage_ms: outageCreditedMs }, 'no sweep for a while (outage?): the time was credited to live leases');
     for (;;) {
       const batch = await this.o.db.transaction(async (tx) => {
         const victims = await this.o.leases.sweepExpired({ tx, limit: 100 });
@@ -88,6 +101,6 @@ export class Sweeper {
     const stale = await withdrawStaleOffers(this.o.db, this.o.offerTimeoutMs);
     for (const s of stale) this.o.logger.info({ run_id: s.id, workstation_id: s.workstation_id }, 'offer not claimed in time; re-queued');
     if (lost.length > 0 || stale.length > 0) this.o.signals.schedule();
-    return { lost, offersRequeued: stale.map((s) => s.id) };
+    return { lost, offersRequeued: stale.map((s) => s.id), outageCreditedMs };
   }
 }
