@@ -117,7 +117,7 @@ export class RunCommands {
         ...(command.payload.env ? { env: command.payload.env } : {}),
         ...(command.payload.stdin !== undefined ? { stdin: command.payload.stdin } : {}),
       });
-      for await (const chunk of handle.output) events.append('log', { stream: chunk.stream, data: chunk.data, command_id: command.id });
+      for await (const chunk of handle.output) events.appendOutput(chunk.stream, chunk.data, chunk.bytes, { command_id: command.id });
       const exit = await handle.exit;
       exitCode = exit.exitCode;
       state = exit.exitCode === 0 ? 'completed' : 'failed';

@@ -1,5 +1,5 @@
 import type { ControlPlaneClient, EventType, RunEventInput } from '@runt/protocol';
-import { BODY_LIMIT_BYTES_DEFAULT, backoffDelay, isApiError, sleep, splitLogData } from '@runt/protocol';
+import { BODY_LIMIT_BYTES_DEFAULT, backoffDelay, isApiError, logPayloads, sleep, splitLogData } from '@runt/protocol';
 
 /** Room left in a request for what is not an event (fencing token, a status report's fields). */
 const BODY_HEADROOM_BYTES = 16 * 1024;
@@ -80,19 +80,36 @@ export class RunEventLog {
     const pieces = type === 'log' && typeof data === 'string' ? splitLogData(data) : undefined;
     let seq = 0;
     for (const piece of pieces ?? [undefined]) seq = this.#push(type, piece === undefined ? payload : { ...payload, data: piece });
-    if (this.#held) return seq;
-    if (this.#queue.length >= (this.opts.maxBatch ?? 500) || this.#queuedBytes >= this.#budget) void this.#kick();
-    else this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
+    if (!this.#held) this.#schedule();
     return seq;
   }
 
-  #push(type: EventType, payload: Record<string, unknown>): number {
+  /**
+   * Queues a chunk of output: as text when it is storable text, else as base64 of its bytes
+   * (`logPayloads`), so any byte sequence round-trips. `extra` (e.g. `command_id`) goes in every
+   * payload. Counted for a restart's skip in characters of `data`, on the chunk's last event.
+   */
+  appendOutput(stream: 'stdout' | 'stderr', data: string, bytes?: Uint8Array, extra: Record<string, unknown> = {}): number {
+    const payloads = logPayloads(stream, data, bytes);
+    if (payloads.length === 1 && payloads[0]!.encoding === undefined) return this.append('log', { ...payloads[0], ...extra });
+    let seq = 0;
+    for (const [i, p] of payloads.entries()) seq = this.#push('log', { ...p, ...extra }, i === payloads.length - 1 ? data.length : 0);
+    if (!this.#held) this.#schedule();
+    return seq;
+  }
+
+  #schedule(): void {
+    if (this.#queue.length >= (this.opts.maxBatch ?? 500) || this.#queuedBytes >= this.#budget) void this.#kick();
+    else this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
+  }
+
+  #push(type: EventType, payload: Record<string, unknown>, textChars?: number): number {
     const seq = this.#next++;
     const data = payload.data;
     const stream = payload.stream;
     const chars =
       type === 'log' && typeof data === 'string' && (stream === 'stdout' || stream === 'stderr') && payload.command_id === undefined
-        ? { stream: stream as 'stdout' | 'stderr', n: data.length }
+        ? { stream: stream as 'stdout' | 'stderr', n: textChars ?? data.length }
         : undefined;
     const event: RunEventInput = { seq, type, payload, at: new Date().toISOString() };
     const bytes = Buffer.byteLength(JSON.stringify(event)) + 1;

@@ -258,7 +258,7 @@ export class RunExecution {
       skip: this.#state.log_chars,
       readyLine: this.#state.ready_when,
       ready: () => this.#reportedRunning,
-      onChunk: (stream, data) => this.#events.append('log', { stream, data }),
+      onChunk: (stream, data, bytes) => this.#events.appendOutput(stream, data, bytes),
       onReady: () => void this.#reportRunning(),
       onError: (e) => this.deps.logger.warn({ run_id: this.runId, err: e }, 'reading the output failed'),
     });

@@ -11,7 +11,8 @@ export interface RunOutputOptions {
   readyLine?: string | undefined;
   /** Whether the run already reported `running` (then no line is looked for). */
   ready: () => boolean;
-  onChunk: (stream: LogStream, data: string) => void;
+  /** `bytes`: exactly what the workload wrote, when the runtime reads bytes (absent after a partial skip). */
+  onChunk: (stream: LogStream, data: string, bytes?: Uint8Array) => void;
   onReady: () => void;
   /** Reading failed before `signal` aborted. */
   onError: (error: unknown) => void;
@@ -35,13 +36,15 @@ export async function followRunOutput(opts: RunOutputOptions): Promise<void> {
   try {
     for await (const chunk of opts.runtime.logs(opts.instanceId, { follow: true, signal: opts.signal })) {
       let data = chunk.data;
+      let bytes = chunk.bytes;
       if (skip[chunk.stream] > 0) {
         const n = Math.min(skip[chunk.stream], data.length);
         skip[chunk.stream] -= n;
         data = data.slice(n);
+        bytes = undefined;
         if (data.length === 0) continue;
       }
-      opts.onChunk(chunk.stream, data);
+      opts.onChunk(chunk.stream, data, bytes);
       if (readyLine && !opts.ready()) {
         const lines = (partial[chunk.stream] + data).split('\n');
         partial[chunk.stream] = (lines.pop() ?? '').slice(-MAX_PARTIAL_LINE);

@@ -18,3 +18,4 @@ export {
 } from './transport.js';
 export { MAX_JSON_DEPTH, findUnsafeJson, isUnsafeText, jsonNestsDeeperThan } from './json-safety.js';
 export { BODY_LIMIT_BYTES_DEFAULT, LOG_EVENT_MAX_CHARS, splitLogData } from './body-limit.js';
+export { LOG_EVENT_MAX_BYTES, logPayloads, logBytes, type LogPayload, type LogEventStream } from './log-payload.js';

@@ -82,6 +82,12 @@ export type LogStream = 'stdout' | 'stderr';
 export interface LogChunk {
   stream: LogStream;
   data: string;
+  /**
+   * The bytes the workload wrote, from adapters that read them as such (process): `data` is their
+   * UTF-8 decoding (a character cut at the end waits for the next chunk), `bytes` exactly what was
+   * read, so output that is not UTF-8 text (NUL, binary) can be passed on unchanged.
+   */
+  bytes?: Uint8Array;
   /** ISO-8601 time the chunk was read. */
   at: string;
 }

@@ -1,6 +1,6 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import { stream } from 'hono/streaming';
-import { queueCommandRequestSchema, runStatusSchema, submitRunRequestSchema, type RunStatus } from '@runt/protocol';
+import { logBytes, queueCommandRequestSchema, runStatusSchema, submitRunRequestSchema, type RunStatus } from '@runt/protocol';
 import type { Database } from '@runt/sql';
 import type { RunAppDeps } from '../app.js';
 import { HttpError, toHttpError } from '../errors.js';
@@ -157,9 +157,8 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
     return stream(c, async (s) => {
       let page = first;
       for (;;) {
-        let chunk = '';
-        for (const e of page.events) if (e.type === 'log') chunk += String(e.payload.data ?? '');
-        if (chunk) await s.write(chunk);
+        const chunk = Buffer.concat(page.events.filter((e) => e.type === 'log').map((e) => logBytes(e.payload)));
+        if (chunk.length > 0) await s.write(chunk);
         const last = page.events[page.events.length - 1];
         if (!last || page.events.length < 1000) break;
         const next = await r.events.list(id, last.seq, 1000);

@@ -32,25 +32,27 @@ export async function* readLogFiles(
     throwIfAborted(opts.signal, opts.runtime);
     const running = opts.follow ? await isRunning() : false;
     for (const stream of STREAMS) {
-      const data = await readFrom(files.log(stream), offsets, stream, decoders.get(stream) as StringDecoder);
-      if (data) yield { stream, data, at: new Date().toISOString() };
+      const { data, bytes } = await readFrom(files.log(stream), offsets, stream, decoders.get(stream) as StringDecoder);
+      if (bytes.length > 0) yield { stream, data, bytes, at: new Date().toISOString() };
     }
     if (!running) return;
     await sleep(POLL_MS, opts.signal, opts.runtime);
   }
 }
 
-async function readFrom(path: string, offsets: Map<LogStream, number>, stream: LogStream, decoder: StringDecoder): Promise<string> {
+async function readFrom(path: string, offsets: Map<LogStream, number>, stream: LogStream, decoder: StringDecoder): Promise<{ data: string; bytes: Buffer }> {
   const handle = await open(path, 'r').catch(() => undefined);
-  if (!handle) return '';
+  if (!handle) return { data: '', bytes: Buffer.alloc(0) };
   try {
     let text = '';
-    const buffer = Buffer.alloc(64 * 1024);
+    const read: Buffer[] = [];
     for (;;) {
+      const buffer = Buffer.alloc(64 * 1024);
       const position = offsets.get(stream) ?? 0;
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-      if (bytesRead === 0) return text;
+      if (bytesRead === 0) return { data: text, bytes: Buffer.concat(read) };
       offsets.set(stream, position + bytesRead);
+      read.push(buffer.subarray(0, bytesRead));
       text += decoder.write(buffer.subarray(0, bytesRead));
     }
   } finally {

@@ -1,5 +1,5 @@
 import { Args, Command, Flags } from '@oclif/core';
-import { followRunEvents as followLive, isTerminalRunStatus, type ControlPlaneClient, type RunEvent, type RunStatus } from '@runt/protocol';
+import { followRunEvents as followLive, isTerminalRunStatus, logBytes, type ControlPlaneClient, type RunEvent, type RunStatus } from '@runt/protocol';
 import { adminClient, resolveAdmin, type AdminFlags } from '../../config.js';
 import { watchPending } from '../../pending-notice.js';
 
@@ -59,10 +59,10 @@ export async function adminToken(flags: AdminFlags): Promise<string | undefined>
   return (await resolveAdmin(flags)).token;
 }
 
-/** Writes a `log` event's data to stdout or stderr as the workload wrote it. */
+/** Writes a `log` event's bytes to stdout or stderr exactly as the workload wrote them (text or base64 events). */
 export function printLogEvent(e: RunEvent): void {
   if (e.type !== 'log' || typeof e.payload.data !== 'string') return;
-  (e.payload.stream === 'stderr' ? process.stderr : process.stdout).write(e.payload.data);
+  (e.payload.stream === 'stderr' ? process.stderr : process.stdout).write(logBytes(e.payload));
 }
 
 export default class RunLogs extends Command {

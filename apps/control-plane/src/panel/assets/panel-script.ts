@@ -132,6 +132,7 @@ export const PANEL_SCRIPT = String.raw`
     var last = Number(el.getAttribute('data-after-seq') || '0');
     var pending = '';
     var scheduled = false;
+    var decoder = new TextDecoder();
     function flush() {
       scheduled = false;
       if (!pending) return;
@@ -154,7 +155,7 @@ export const PANEL_SCRIPT = String.raw`
       if (e.seq <= last) return;
       last = e.seq;
       el.setAttribute('data-last-seq', String(last));
-      if (e.type === 'log') add(String(e.payload.data));
+      if (e.type === 'log') add(e.payload.encoding === 'base64' ? decoder.decode(Uint8Array.from(atob(e.payload.data), function (ch) { return ch.charCodeAt(0); }), { stream: true }) : String(e.payload.data));
       else if (e.type === 'error') add('[error] ' + e.payload.message + '\n');
       else if (e.type === 'command_status') add('[command ' + e.payload.command_id + ' ' + e.payload.state + (e.payload.exit_code === undefined ? '' : ' exit ' + e.payload.exit_code) + ']\n');
       else if (e.type === 'terminal_status') add('[run ' + e.payload.status + (e.payload.exit_code === undefined || e.payload.exit_code === null ? '' : ', exit ' + e.payload.exit_code) + ']\n');
