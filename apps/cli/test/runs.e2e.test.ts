@@ -146,7 +146,7 @@ describe('runs on one agent fleet (pglite; the backend does not matter here)', (
   it('commands reach a live run and their output lands in its events', async () => {
     const { run } = await h.admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo up; exec sleep 300'], ready_when: { log_line: 'up' } });
     await eventually(async () => (await h.admin.getRun(run.id)).run.status === 'running', 'running');
-    const q = await runt(['run', 'exec', run.id, '--', '/bin/sh', '-c', 'echo from-exec; exit 4'], h.adminEnv);
+    const q = await runt(['run', 'exec', '--detach', run.id, '--', '/bin/sh', '-c', 'echo from-exec; exit 4'], h.adminEnv);
     expect(q.exitCode, q.stderr).toBe(0);
     const commandId = q.stdout.trim();
     const events = await eventually(async () => {

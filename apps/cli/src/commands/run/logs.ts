@@ -1,5 +1,5 @@
 import { Args, Command, Flags } from '@oclif/core';
-import { followRunEvents as followLive, isTerminalRunStatus, logBytes, type ControlPlaneClient, type RunEvent, type RunStatus } from '@runt/protocol';
+import { followRunEvents as followLive, isTerminalRunStatus, logBytes, type ControlPlaneClient, type Run, type RunEvent, type RunStatus } from '@runt/protocol';
 import { adminClient, resolveAdmin, type AdminFlags } from '../../config.js';
 import { watchPending } from '../../pending-notice.js';
 
@@ -12,7 +12,8 @@ export const adminFlags = {
  * Hands a run's events after `afterSeq` to `onEvent`. Without `follow`, pages through what is
  * there; with it, follows the live event stream (SSE, resumed after drops) until the run is
  * terminal, falling back to paging with a gentle backoff if the stream is unavailable.
- * Resolves with the run's last status.
+ * Resolves with the run's last status, or `undefined` as soon as `until` is true of an event
+ * (after `onEvent` saw it).
  *
  * @example
  * const status = await followRunEvents(client, runId, { follow: true, token, onEvent: printLogEvent });
@@ -20,12 +21,13 @@ export const adminFlags = {
 export async function followRunEvents(
   client: ControlPlaneClient,
   runId: string,
-  opts: { follow: boolean; afterSeq?: number; token?: string; onEvent: (e: RunEvent) => void },
-): Promise<RunStatus> {
+  opts: { follow: boolean; afterSeq?: number; token?: string; onEvent: (e: RunEvent) => void; until?: (e: RunEvent) => boolean },
+): Promise<RunStatus | undefined> {
   let after = opts.afterSeq ?? 0;
   if (opts.follow && opts.token) {
+    const stop = new AbortController();
     try {
-      const live = followLive({ url: client.url, token: opts.token, runId, afterSeq: after });
+      const live = followLive({ url: client.url, token: opts.token, runId, afterSeq: after, signal: stop.signal });
       for (;;) {
         const next = await live.next();
         if (next.done) {
@@ -34,15 +36,21 @@ export async function followRunEvents(
         }
         opts.onEvent(next.value);
         after = next.value.seq;
+        if (opts.until?.(next.value)) return undefined;
       }
     } catch (e) {
       if ((e as { status?: number }).status !== 0) throw e;
+    } finally {
+      stop.abort(); // closes the stream when we stop early, so the process can exit
     }
   }
   let idle = 0;
   for (;;) {
     const page = await client.listEvents(runId, { after_seq: after, limit: 1000 });
-    for (const e of page.events) opts.onEvent(e);
+    for (const e of page.events) {
+      opts.onEvent(e);
+      if (opts.until?.(e)) return undefined;
+    }
     after = Math.max(after, page.next_after_seq);
     if (page.events.length > 0) {
       idle = 0;
@@ -51,6 +59,18 @@ export async function followRunEvents(
     if (!opts.follow || isTerminalRunStatus(page.run_status)) return page.run_status;
     idle++;
     await new Promise((r) => setTimeout(r, Math.min(1_000, 100 * idle)));
+  }
+}
+
+/**
+ * A followed run's end as the CLI reports it, the one home for `submit --follow` and
+ * `logs --follow`: exit code 0 when completed, else the run's exit code (1 without one), and a
+ * one-line reason on stderr (not with --json).
+ */
+export function reportRunEnd(run: Run, json: boolean): void {
+  process.exitCode = run.status === 'completed' ? 0 : (run.exit_code ?? 1) || 1;
+  if (run.status !== 'completed' && !json) {
+    process.stderr.write(`runt: run ${run.id} ${run.status}${run.failure_kind ? ` (${run.failure_kind})` : ''}${run.failure_message ? `: ${run.failure_message}` : ''}\n`);
   }
 }
 
@@ -66,23 +86,29 @@ export function printLogEvent(e: RunEvent): void {
 }
 
 export default class RunLogs extends Command {
-  static override summary = "Print a run's output; --follow keeps printing until the run ends.";
+  static override summary = "Print a run's output; --follow keeps printing until the run ends and exits with its exit code.";
   static override examples = ['<%= config.bin %> run logs run_01HX… --follow'];
   static override args = { id: Args.string({ required: true, description: 'run id' }) };
   static override flags = {
     ...adminFlags,
-    follow: Flags.boolean({ char: 'f', description: 'keep printing until the run is finished' }),
+    follow: Flags.boolean({ char: 'f', description: "keep printing until the run is finished, then exit with the run's exit code" }),
   };
 
   async run(): Promise<{ status: RunStatus }> {
     const { args, flags } = await this.parse(RunLogs);
     const client = await adminClient(flags);
     const stopWatching = flags.follow ? watchPending(client, args.id, (line) => process.stderr.write(`${line}\n`)) : () => {};
+    let status: RunStatus | undefined;
     try {
-      const status = await followRunEvents(client, args.id, { follow: flags.follow, token: await adminToken(flags), onEvent: printLogEvent });
-      return { status };
+      status = await followRunEvents(client, args.id, { follow: flags.follow, token: await adminToken(flags), onEvent: printLogEvent });
     } finally {
       stopWatching();
     }
+    if (flags.follow) {
+      const { run } = await client.getRun(args.id);
+      reportRunEnd(run, false);
+      return { status: run.status };
+    }
+    return { status: status! };
   }
 }

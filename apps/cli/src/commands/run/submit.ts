@@ -5,7 +5,7 @@ import { c as createTar } from 'tar';
 import type { Run, SubmitRunRequest } from '@runt/protocol';
 import { adminClient } from '../../config.js';
 import { CliError } from '../../errors.js';
-import { adminFlags, adminToken, followRunEvents, printLogEvent } from './logs.js';
+import { adminFlags, adminToken, followRunEvents, printLogEvent, reportRunEnd } from './logs.js';
 import { watchPending } from '../../pending-notice.js';
 
 export default class RunSubmit extends Command {
@@ -70,10 +70,7 @@ export default class RunSubmit extends Command {
       stopWatching();
     }
     const { run: done } = await client.getRun(run.id);
-    process.exitCode = done.status === 'completed' ? 0 : (done.exit_code ?? 1) || 1;
-    if (done.status !== 'completed' && !this.jsonEnabled()) {
-      process.stderr.write(`runt: run ${done.id} ${done.status}${done.failure_kind ? ` (${done.failure_kind})` : ''}${done.failure_message ? `: ${done.failure_message}` : ''}\n`);
-    }
+    reportRunEnd(done, this.jsonEnabled());
     return { run: done };
   }
 }
