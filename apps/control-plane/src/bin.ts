@@ -3,6 +3,7 @@ import { loadConfig } from './config.js';
 import { connectCommand } from '@runt/protocol';
 import { drainStdout } from './logger.js';
 import { startControlPlane } from './server.js';
+import { controlPlaneUsage } from './usage.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -10,6 +11,15 @@ const SHUTDOWN_GRACE_MS = 10_000;
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h') || args[0] === 'help') {
+    process.stdout.write(controlPlaneUsage());
+    return;
+  }
+  if (args.length > 0) {
+    say(`runt-control-plane: unknown argument ${args[0]} (it is configured by environment variables; see --help)`);
+    process.exit(2);
+  }
   // As PID 1 in a container node ignores a signal it has no handler for: one that arrives while
   // the database opens and migrates ends the process (128 + signal number) as soon as the event
   // loop turns (a fresh PGlite's first initialisation holds it for seconds).
