@@ -1,5 +1,7 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
@@ -87,4 +89,23 @@ export async function connectLineOf(name: string, timeoutMs = 120_000): Promise<
     if (state !== 'running') throw new Error(`container ${name} is ${state}: ${logs}`);
     return undefined;
   }, `the connect line of ${name}`, timeoutMs);
+}
+
+/**
+ * deploy/haproxy.cfg as shipped, but bound to 127.0.0.1:`lbPort` and pointed at local replicas
+ * (`server cpN 127.0.0.1:<port>` for each given port); returns the written file.
+ */
+export function writeHaproxyConfig(lbPort: number, cpPorts: number[]): string {
+  const shipped = readFileSync(join(REPO, 'deploy/haproxy.cfg'), 'utf8');
+  let cfg = shipped.replace(/^\s*bind :8787$/m, `  bind 127.0.0.1:${lbPort}`);
+  for (const n of [1, 2, 3]) {
+    const port = cpPorts[n - 1];
+    cfg = cfg.replace(new RegExp(`^\\s*server cp${n} cp${n}:8787\\n`, 'm'), port ? `  server cp${n} 127.0.0.1:${port}\n` : '');
+  }
+  if (!cfg.includes(`bind 127.0.0.1:${lbPort}`) || cfg.match(/^\s*server /gm)?.length !== cpPorts.length) {
+    throw new Error('deploy/haproxy.cfg no longer has the bind and server lines this rewrite expects');
+  }
+  const file = join(mkdtempSync(join(tmpdir(), 'runt-lb-')), 'haproxy.cfg');
+  writeFileSync(file, cfg);
+  return file;
 }

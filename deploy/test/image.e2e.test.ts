@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlaneClient, isTerminalRunStatus, type Run } from '@runt/protocol';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { mintToken } from '@runt/transport-auth';
-import { AGENT_BIN, DOCKER_HOST, REPO, RUNT_BIN, connectLineOf, docker, dockerOk, eventually, freePort, logsOf, runt } from './engine.js';
+import { AGENT_BIN, DOCKER_HOST, REPO, RUNT_BIN, connectLineOf, docker, dockerOk, eventually, freePort, logsOf, runt, writeHaproxyConfig } from './engine.js';
 
 // The control plane image on the real Docker engine: `pnpm image` builds it (Node base made
 // locally, no registry), then it runs read-only with a /data volume behind the real HAProxy of
@@ -28,17 +28,7 @@ async function runContainer(name: string, args: string[]): Promise<void> {
 
 /** HAProxy with deploy/haproxy.cfg as shipped, but bound to 127.0.0.1 and pointed at local replicas. */
 function startHaproxy(lbPort: number, cpPorts: number[]): ResultPromise {
-  const shipped = readFileSync(join(REPO, 'deploy/haproxy.cfg'), 'utf8');
-  let cfg = shipped.replace(/^\s*bind :8787$/m, `  bind 127.0.0.1:${lbPort}`);
-  for (const n of [1, 2, 3]) {
-    const port = cpPorts[n - 1];
-    cfg = cfg.replace(new RegExp(`^\\s*server cp${n} cp${n}:8787\\n`, 'm'), port ? `  server cp${n} 127.0.0.1:${port}\n` : '');
-  }
-  expect(cfg).toContain(`bind 127.0.0.1:${lbPort}`);
-  expect(cfg.match(/^\s*server /gm)).toHaveLength(cpPorts.length);
-  const file = join(mkdtempSync(join(tmpdir(), 'runt-lb-')), 'haproxy.cfg');
-  writeFileSync(file, cfg);
-  const lb = execa('haproxy', ['-db', '-f', file], { reject: false, stdin: 'ignore', all: true });
+  const lb = execa('haproxy', ['-db', '-f', writeHaproxyConfig(lbPort, cpPorts)], { reject: false, stdin: 'ignore', all: true });
   children.push(lb);
   return lb;
 }

@@ -1,0 +1,301 @@
+// `pnpm bench` part two: control-plane replicas on one Postgres (issue 10). Every replica is a
+// `runt-control-plane` process (its dist/bin.js) on a fresh `runt_bench_*` database; agents are
+// link doubles in this process (a WebSocket plus HTTP claim/report, no runtime), so the figures
+// are the control plane's. Loopback only, bounded; it ends only the processes it started.
+//
+//   BENCH_REPLICA_RUNS=1000        submits for the cross-replica offer latency
+//   BENCH_REPLICA_THROUGHPUT=2000  runs per throughput measurement (1, 2 and 3 replicas)
+//   BENCH_REPLICA_AGENTS=12        real agents (`runt workstation run --runtime fake`) for the kill
+//   BENCH_REPLICA_PARTS=latency,throughput,kill
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+import pg from 'pg';
+import { ControlPlaneClient, type Run } from '@runt/protocol';
+import { mintToken } from '@runt/transport-auth';
+import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
+import { cliBin } from './runt-system.js';
+import { loadAverage, nowMs, percentile, sleep } from './stats.js';
+
+const env = (name: string, fallback: string) => process.env[name] ?? fallback;
+const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
+const THROUGHPUT_RUNS = Number(env('BENCH_REPLICA_THROUGHPUT', '2000'));
+const KILL_AGENTS = Number(env('BENCH_REPLICA_AGENTS', '12'));
+const PARTS = env('BENCH_REPLICA_PARTS', 'latency,throughput,kill').split(',');
+// dist/index.js → the package → its dist/bin.js, as `runt-control-plane` runs it.
+const CP_BIN = join(dirname(dirname(fileURLToPath(import.meta.resolve('@runt/control-plane')))), 'dist', 'bin.js');
+const CLI_BIN = cliBin();
+const adminToken = mintToken('admin');
+const children = new Set<ChildProcess>();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Replica {
+  id: string;
+  url: string;
+  proc: ChildProcess;
+  admin: ControlPlaneClient;
+}
+
+async function startReplicas(db: BenchDatabase, n: number): Promise<Replica[]> {
+  const out: Replica[] = [];
+  for (let i = 0; i < n; i++) {
+    const port = await freePort();
+    const id = `cp${i + 1}`;
+    const proc = spawn(process.execPath, [CP_BIN], {
+      env: {
+        ...process.env,
+        DATABASE_URL: db.url,
+        RUNT_ADMIN_TOKEN: adminToken,
+        RUNT_HOST: '127.0.0.1',
+        RUNT_PORT: String(port),
+        RUNT_DATA_DIR: mkdtempSync(join(tmpdir(), `runt-bench-${id}-`)),
+        RUNT_REPLICA_ID: id,
+        RUNT_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'ignore'],
+    });
+    children.add(proc);
+    proc.once('exit', () => children.delete(proc));
+    const url = `http://127.0.0.1:${port}`;
+    out.push({ id, url, proc, admin: new ControlPlaneClient({ url, token: adminToken, retries: 0 }) });
+  }
+  for (const r of out) {
+    for (const deadline = Date.now() + 120_000; ; await sleep(100)) {
+      if (await fetch(`${r.url}/readyz`).then((x) => x.ok, () => false)) break;
+      if (Date.now() > deadline) throw new Error(`${r.id} did not become ready`);
+    }
+  }
+  return out;
+}
+
+async function stopReplicas(replicas: Replica[]): Promise<void> {
+  await Promise.all(
+    replicas.map(
+      (r) =>
+        new Promise<void>((resolve) => {
+          if (r.proc.exitCode !== null || r.proc.signalCode !== null) return resolve();
+          r.proc.once('exit', () => resolve());
+          r.proc.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
+async function pair(via: Replica, name: string): Promise<{ workstationId: string; token: string }> {
+  const { pairing } = await via.admin.mintPairingCode();
+  const res = await fetch(`${via.url}/api/workstations/pairing-codes/redeem`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ code: pairing.code, display_name: name }),
+  });
+  const r = (await res.json()) as { workstation: { id: string }; credential: { token: string } };
+  return { workstationId: r.workstation.id, token: r.credential.token };
+}
+
+/** An agent link double: registers, reports every offer (with its arrival time) to `onOffer`. */
+async function linkDouble(replica: Replica, name: string, runtime: string, maxRuns: number, onOffer: (run: Run, at: number, client: ControlPlaneClient) => void): Promise<WebSocket> {
+  const { token } = await pair(replica, name);
+  const client = new ControlPlaneClient({ url: replica.url, token, retries: 0 });
+  const ws = new WebSocket(`${replica.url.replace(/^http/, 'ws')}/api/agent/link`, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('error', reject);
+    ws.on('message', (data) => {
+      const at = nowMs();
+      const m = JSON.parse(String(data)) as { type: string; run?: Run; id?: string };
+      if (m.type === 'registered') resolve();
+      else if (m.type === 'offer' && m.run) onOffer(m.run, at, client);
+      else if (m.type === 'ping') ws.send(JSON.stringify({ type: 'result', id: m.id, ok: true }));
+    });
+    ws.once('open', () =>
+      ws.send(
+        JSON.stringify({
+          type: 'register',
+          workstation: { display_name: name, cpu_count: maxRuns, max_runs: maxRuns, runtimes: [runtime], agent_version: 'bench', listening: true },
+          running_run_ids: [],
+        }),
+      ),
+    );
+  });
+  return ws;
+}
+
+async function finishRun(client: ControlPlaneClient, run: Run): Promise<void> {
+  const claim = await client.claimRun(run.id, { runner_id: 'bench', lease_ms: 30_000 });
+  await client.reportStatus(run.id, { fencing_token: claim.fencing_token, status: 'completed', exit_code: 0 });
+}
+
+/** Submit on `on` → offer received over a link held by `held`; sequential, the run finished between samples. */
+async function offerLatency(on: Replica, held: Replica, runs: number): Promise<{ p50: number; p99: number; max: number; load: number }> {
+  const runtime = `lat${Math.random().toString(36).slice(2, 8)}`;
+  const waiting = new Map<string, (at: number) => void>();
+  const early = new Map<string, number>();
+  let agentClient: ControlPlaneClient | undefined;
+  const ws = await linkDouble(held, 'latency-box', runtime, 4, (run, at, client) => {
+    agentClient = client;
+    const w = waiting.get(run.id);
+    if (w) w(at);
+    else early.set(run.id, at);
+  });
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < runs + 20; i++) {
+      const t0 = nowMs();
+      const { run } = await on.admin.submitRun({ runtime, command: ['x'] });
+      const at = early.get(run.id) ?? (await new Promise<number>((resolve) => waiting.set(run.id, resolve)));
+      waiting.delete(run.id);
+      early.delete(run.id);
+      if (i >= 20) samples.push(at - t0); // the first 20 warm the connections and the JIT
+      await finishRun(agentClient!, run);
+    }
+  } finally {
+    ws.close();
+  }
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples), load: loadAverage() };
+}
+
+/** Runs per second with `n` replicas: 6 link doubles spread over them, submits round-robin, 16 in flight. */
+async function throughput(n: number, runs: number): Promise<{ perSecond: number; seconds: number; load: number }> {
+  const db = await createBenchDatabase(`replicas${n}`);
+  const replicas = await startReplicas(db, n);
+  const runtime = 'tp';
+  let completed = 0;
+  let allDone: () => void = () => {};
+  const done = new Promise<void>((r) => (allDone = r));
+  const links: WebSocket[] = [];
+  try {
+    for (let i = 0; i < 6; i++) {
+      links.push(
+        await linkDouble(replicas[i % n]!, `tp-${i}`, runtime, 8, (run, _at, client) => {
+          void finishRun(client, run).then(
+            () => {
+              if (++completed === runs) allDone();
+            },
+            () => {},
+          );
+        }),
+      );
+    }
+    const t0 = nowMs();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < runs) {
+          const i = next++;
+          await replicas[i % n]!.admin.submitRun({ runtime, command: ['x'] });
+        }
+      }),
+    );
+    await Promise.race([done, sleep(300_000).then(() => Promise.reject(new Error(`only ${completed}/${runs} completed`)))]);
+    const seconds = (nowMs() - t0) / 1000;
+    return { perSecond: runs / seconds, seconds, load: loadAverage() };
+  } finally {
+    for (const l of links) l.close();
+    await stopReplicas(replicas);
+    await db.drop();
+  }
+}
+
+/** Real agents on 3 replicas; one replica SIGKILLed: time until all of its agents hold a link on another. */
+async function killRecovery(agents: number): Promise<{ agents: number; ms: number; load: number }> {
+  const db = await createBenchDatabase('replicakill');
+  const replicas = await startReplicas(db, 3);
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  const procs: ChildProcess[] = [];
+  try {
+    const urls = replicas.map((r) => r.url);
+    for (let i = 0; i < agents; i++) {
+      const { workstationId, token } = await pair(replicas[i % 3]!, `kill-${i}`);
+      const root = mkdtempSync(join(tmpdir(), `runt-bench-kill-${i}-`));
+      const proc = spawn(process.execPath, [CLI_BIN, 'workstation', 'run', '--runtime', 'fake', '--state-dir', join(root, 'state'), '--shutdown-grace-ms', '0'], {
+        env: {
+          ...process.env,
+          XDG_CONFIG_HOME: join(root, 'config'),
+          RUNT_CLOUD_URL: [...urls.slice(i % 3), ...urls.slice(0, i % 3)].join(','),
+          RUNT_CLOUD_TOKEN: token,
+          RUNT_WORKSTATION_ID: workstationId,
+          RUNT_LOG_LEVEL: 'warn',
+        },
+        stdio: ['ignore', 'ignore', 'ignore'],
+      });
+      procs.push(proc);
+      children.add(proc);
+      proc.once('exit', () => children.delete(proc));
+    }
+    const holders = async () =>
+      new Map(
+        (await c.query<{ id: string; link_replica: string }>(`select id, link_replica from workstations where link_state = 'connected' and listening and link_replica is not null`)).rows.map(
+          (r) => [r.id, r.link_replica],
+        ),
+      );
+    for (const deadline = Date.now() + 120_000; (await holders()).size < agents; await sleep(100)) {
+      if (Date.now() > deadline) throw new Error('the agents did not all link');
+    }
+    const victim = replicas[1]!;
+    const orphans = [...(await holders())].filter(([, r]) => r === victim.id).map(([w]) => w);
+    const t0 = nowMs();
+    victim.proc.kill('SIGKILL');
+    for (const deadline = Date.now() + 60_000; ; await sleep(10)) {
+      const now = await holders();
+      if (orphans.every((w) => now.has(w) && now.get(w) !== victim.id)) break;
+      if (Date.now() > deadline) throw new Error('the agents of the killed replica did not re-link');
+    }
+    return { agents: orphans.length, ms: nowMs() - t0, load: loadAverage() };
+  } finally {
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => (p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));
+    await c.end();
+    await stopReplicas(replicas);
+    await db.drop();
+  }
+}
+
+async function main(): Promise<void> {
+  const f = (x: number) => x.toFixed(2);
+  if (PARTS.includes('latency')) {
+    const db = await createBenchDatabase('replicalat');
+    const replicas = await startReplicas(db, 2);
+    try {
+      const same = await offerLatency(replicas[1]!, replicas[1]!, LATENCY_RUNS);
+      console.log(`replicas  offer latency, submit and link on the same replica: p50 ${f(same.p50)} ms p99 ${f(same.p99)} ms max ${f(same.max)} ms (${LATENCY_RUNS} runs)  load ${same.load}`);
+      const cross = await offerLatency(replicas[0]!, replicas[1]!, LATENCY_RUNS);
+      console.log(`replicas  offer latency, submit on A, agent linked to B:        p50 ${f(cross.p50)} ms p99 ${f(cross.p99)} ms max ${f(cross.max)} ms (${LATENCY_RUNS} runs)  load ${cross.load}`);
+    } finally {
+      await stopReplicas(replicas);
+      await db.drop();
+    }
+  }
+  if (PARTS.includes('throughput')) {
+    for (const n of [1, 2, 3]) {
+      const t = await throughput(n, THROUGHPUT_RUNS);
+      console.log(`replicas  throughput with ${n} replica(s), 6 link doubles, submits round-robin: ${t.perSecond.toFixed(0)} runs/s (${THROUGHPUT_RUNS} in ${f(t.seconds)} s)  load ${t.load}`);
+    }
+  }
+  if (PARTS.includes('kill')) {
+    const k = await killRecovery(KILL_AGENTS);
+    console.log(`replicas  SIGKILL of 1 of 3 replicas: its ${k.agents} agents (of ${KILL_AGENTS} real runt agents) linked to another after ${k.ms.toFixed(0)} ms  load ${k.load}`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e instanceof Error ? e.message : String(e));
+    for (const c of children) c.kill('SIGKILL');
+    process.exit(1);
+  },
+);
