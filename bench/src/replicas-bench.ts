@@ -5,7 +5,7 @@
 //
 //   BENCH_REPLICA_RUNS=1000        submits for the cross-replica offer latency
 //   BENCH_REPLICA_THROUGHPUT=2000  runs per throughput measurement (1, 2 and 3 replicas)
-//   BENCH_REPLICA_AGENTS=12        real agents (`runt workstation run --runtime fake`) for the kill
+//   BENCH_REPLICA_AGENTS=12        real agents (`runt-agent --runtime fake`, given all three URLs) for the kill
 //   BENCH_REPLICA_PARTS=latency,throughput,kill
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -18,7 +18,7 @@ import pg from 'pg';
 import { ControlPlaneClient, type Run } from '@runt/protocol';
 import { mintToken } from '@runt/transport-auth';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
-import { cliBin } from './runt-system.js';
+import { agentBin } from './runt-system.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
@@ -27,8 +27,12 @@ const THROUGHPUT_RUNS = Number(env('BENCH_REPLICA_THROUGHPUT', '2000'));
 const KILL_AGENTS = Number(env('BENCH_REPLICA_AGENTS', '12'));
 const PARTS = env('BENCH_REPLICA_PARTS', 'latency,throughput,kill').split(',');
 // dist/index.js → the package → its dist/bin.js, as `runt-control-plane` runs it.
-const CP_BIN = join(dirname(dirname(fileURLToPath(import.meta.resolve('@runt/control-plane')))), 'dist', 'bin.js');
-const CLI_BIN = cliBin();
+const CP_BIN = join(
+  dirname(dirname(fileURLToPath(import.meta.resolve('@runt/control-plane')))),
+  'dist',
+  'bin.js',
+);
+const AGENT_BIN = agentBin();
 const adminToken = mintToken('admin');
 const children = new Set<ChildProcess>();
 
@@ -75,7 +79,13 @@ async function startReplicas(db: BenchDatabase, n: number): Promise<Replica[]> {
   }
   for (const r of out) {
     for (const deadline = Date.now() + 120_000; ; await sleep(100)) {
-      if (await fetch(`${r.url}/readyz`).then((x) => x.ok, () => false)) break;
+      if (
+        await fetch(`${r.url}/readyz`).then(
+          (x) => x.ok,
+          () => false,
+        )
+      )
+        break;
       if (Date.now() > deadline) throw new Error(`${r.id} did not become ready`);
     }
   }
@@ -107,10 +117,19 @@ async function pair(via: Replica, name: string): Promise<{ workstationId: string
 }
 
 /** An agent link double: registers, reports every offer (with its arrival time) to `onOffer`. */
-async function linkDouble(replica: Replica, name: string, runtime: string, maxRuns: number, onOffer: (run: Run, at: number, client: ControlPlaneClient) => void): Promise<WebSocket> {
+async function linkDouble(
+  replica: Replica,
+  name: string,
+  runtime: string,
+  maxRuns: number,
+  onOffer: (run: Run, at: number, client: ControlPlaneClient) => void,
+): Promise<WebSocket> {
   const { token } = await pair(replica, name);
   const client = new ControlPlaneClient({ url: replica.url, token, retries: 0 });
-  const ws = new WebSocket(`${replica.url.replace(/^http/, 'ws')}/api/agent/link`, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
+  const ws = new WebSocket(`${replica.url.replace(/^http/, 'ws')}/api/agent/link`, {
+    headers: { authorization: `Bearer ${token}` },
+    perMessageDeflate: false,
+  });
   await new Promise<void>((resolve, reject) => {
     ws.once('error', reject);
     ws.on('message', (data) => {
@@ -124,7 +143,14 @@ async function linkDouble(replica: Replica, name: string, runtime: string, maxRu
       ws.send(
         JSON.stringify({
           type: 'register',
-          workstation: { display_name: name, cpu_count: maxRuns, max_runs: maxRuns, runtimes: [runtime], agent_version: 'bench', listening: true },
+          workstation: {
+            display_name: name,
+            cpu_count: maxRuns,
+            max_runs: maxRuns,
+            runtimes: [runtime],
+            agent_version: 'bench',
+            listening: true,
+          },
           running_run_ids: [],
         }),
       ),
@@ -135,11 +161,19 @@ async function linkDouble(replica: Replica, name: string, runtime: string, maxRu
 
 async function finishRun(client: ControlPlaneClient, run: Run): Promise<void> {
   const claim = await client.claimRun(run.id, { runner_id: 'bench', lease_ms: 30_000 });
-  await client.reportStatus(run.id, { fencing_token: claim.fencing_token, status: 'completed', exit_code: 0 });
+  await client.reportStatus(run.id, {
+    fencing_token: claim.fencing_token,
+    status: 'completed',
+    exit_code: 0,
+  });
 }
 
 /** Submit on `on` → offer received over a link held by `held`; sequential, the run finished between samples. */
-async function offerLatency(on: Replica, held: Replica, runs: number): Promise<{ p50: number; p99: number; max: number; load: number }> {
+async function offerLatency(
+  on: Replica,
+  held: Replica,
+  runs: number,
+): Promise<{ p50: number; p99: number; max: number; load: number }> {
   const runtime = `lat${Math.random().toString(36).slice(2, 8)}`;
   const waiting = new Map<string, (at: number) => void>();
   const early = new Map<string, number>();
@@ -164,11 +198,19 @@ async function offerLatency(on: Replica, held: Replica, runs: number): Promise<{
   } finally {
     ws.close();
   }
-  return { p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples), load: loadAverage() };
+  return {
+    p50: percentile(samples, 50),
+    p99: percentile(samples, 99),
+    max: Math.max(...samples),
+    load: loadAverage(),
+  };
 }
 
 /** Runs per second with `n` replicas: 6 link doubles spread over them, submits round-robin, 16 in flight. */
-async function throughput(n: number, runs: number): Promise<{ perSecond: number; seconds: number; load: number }> {
+async function throughput(
+  n: number,
+  runs: number,
+): Promise<{ perSecond: number; seconds: number; load: number }> {
   const db = await createBenchDatabase(`replicas${n}`);
   const replicas = await startReplicas(db, n);
   const runtime = 'tp';
@@ -199,7 +241,10 @@ async function throughput(n: number, runs: number): Promise<{ perSecond: number;
         }
       }),
     );
-    await Promise.race([done, sleep(300_000).then(() => Promise.reject(new Error(`only ${completed}/${runs} completed`)))]);
+    await Promise.race([
+      done,
+      sleep(300_000).then(() => Promise.reject(new Error(`only ${completed}/${runs} completed`))),
+    ]);
     const seconds = (nowMs() - t0) / 1000;
     return { perSecond: runs / seconds, seconds, load: loadAverage() };
   } finally {
@@ -221,26 +266,32 @@ async function killRecovery(agents: number): Promise<{ agents: number; ms: numbe
     for (let i = 0; i < agents; i++) {
       const { workstationId, token } = await pair(replicas[i % 3]!, `kill-${i}`);
       const root = mkdtempSync(join(tmpdir(), `runt-bench-kill-${i}-`));
-      const proc = spawn(process.execPath, [CLI_BIN, 'workstation', 'run', '--runtime', 'fake', '--state-dir', join(root, 'state'), '--shutdown-grace-ms', '0'], {
-        env: {
-          ...process.env,
-          XDG_CONFIG_HOME: join(root, 'config'),
-          RUNT_CLOUD_URL: [...urls.slice(i % 3), ...urls.slice(0, i % 3)].join(','),
-          RUNT_CLOUD_TOKEN: token,
-          RUNT_WORKSTATION_ID: workstationId,
-          RUNT_LOG_LEVEL: 'warn',
+      const proc = spawn(
+        process.execPath,
+        [AGENT_BIN, '--runtime', 'fake', '--state-dir', join(root, 'state'), '--shutdown-grace-ms', '0'],
+        {
+          env: {
+            ...process.env,
+            XDG_CONFIG_HOME: join(root, 'config'),
+            RUNT_CLOUD_URL: [...urls.slice(i % 3), ...urls.slice(0, i % 3)].join(','),
+            RUNT_CLOUD_TOKEN: token,
+            RUNT_WORKSTATION_ID: workstationId,
+            RUNT_LOG_LEVEL: 'warn',
+          },
+          stdio: ['ignore', 'ignore', 'ignore'],
         },
-        stdio: ['ignore', 'ignore', 'ignore'],
-      });
+      );
       procs.push(proc);
       children.add(proc);
       proc.once('exit', () => children.delete(proc));
     }
     const holders = async () =>
       new Map(
-        (await c.query<{ id: string; link_replica: string }>(`select id, link_replica from workstations where link_state = 'connected' and listening and link_replica is not null`)).rows.map(
-          (r) => [r.id, r.link_replica],
-        ),
+        (
+          await c.query<{ id: string; link_replica: string }>(
+            `select id, link_replica from workstations where link_state = 'connected' and listening and link_replica is not null`,
+          )
+        ).rows.map((r) => [r.id, r.link_replica]),
       );
     for (const deadline = Date.now() + 120_000; (await holders()).size < agents; await sleep(100)) {
       if (Date.now() > deadline) throw new Error('the agents did not all link');
@@ -257,7 +308,11 @@ async function killRecovery(agents: number): Promise<{ agents: number; ms: numbe
     return { agents: orphans.length, ms: nowMs() - t0, load: loadAverage() };
   } finally {
     for (const p of procs) p.kill('SIGTERM');
-    await Promise.all(procs.map((p) => (p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));
+    await Promise.all(
+      procs.map((p) =>
+        p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : undefined,
+      ),
+    );
     await c.end();
     await stopReplicas(replicas);
     await db.drop();
@@ -271,9 +326,13 @@ async function main(): Promise<void> {
     const replicas = await startReplicas(db, 2);
     try {
       const same = await offerLatency(replicas[1]!, replicas[1]!, LATENCY_RUNS);
-      console.log(`replicas  offer latency, submit and link on the same replica: p50 ${f(same.p50)} ms p99 ${f(same.p99)} ms max ${f(same.max)} ms (${LATENCY_RUNS} runs)  load ${same.load}`);
+      console.log(
+        `replicas  offer latency, submit and link on the same replica: p50 ${f(same.p50)} ms p99 ${f(same.p99)} ms max ${f(same.max)} ms (${LATENCY_RUNS} runs)  load ${same.load}`,
+      );
       const cross = await offerLatency(replicas[0]!, replicas[1]!, LATENCY_RUNS);
-      console.log(`replicas  offer latency, submit on A, agent linked to B:        p50 ${f(cross.p50)} ms p99 ${f(cross.p99)} ms max ${f(cross.max)} ms (${LATENCY_RUNS} runs)  load ${cross.load}`);
+      console.log(
+        `replicas  offer latency, submit on A, agent linked to B:        p50 ${f(cross.p50)} ms p99 ${f(cross.p99)} ms max ${f(cross.max)} ms (${LATENCY_RUNS} runs)  load ${cross.load}`,
+      );
     } finally {
       await stopReplicas(replicas);
       await db.drop();
@@ -282,12 +341,16 @@ async function main(): Promise<void> {
   if (PARTS.includes('throughput')) {
     for (const n of [1, 2, 3]) {
       const t = await throughput(n, THROUGHPUT_RUNS);
-      console.log(`replicas  throughput with ${n} replica(s), 6 link doubles, submits round-robin: ${t.perSecond.toFixed(0)} runs/s (${THROUGHPUT_RUNS} in ${f(t.seconds)} s)  load ${t.load}`);
+      console.log(
+        `replicas  throughput with ${n} replica(s), 6 link doubles, submits round-robin: ${t.perSecond.toFixed(0)} runs/s (${THROUGHPUT_RUNS} in ${f(t.seconds)} s)  load ${t.load}`,
+      );
     }
   }
   if (PARTS.includes('kill')) {
     const k = await killRecovery(KILL_AGENTS);
-    console.log(`replicas  SIGKILL of 1 of 3 replicas: its ${k.agents} agents (of ${KILL_AGENTS} real runt agents) linked to another after ${k.ms.toFixed(0)} ms  load ${k.load}`);
+    console.log(
+      `replicas  SIGKILL of 1 of 3 replicas: its ${k.agents} agents (of ${KILL_AGENTS} real runt agents) linked to another after ${k.ms.toFixed(0)} ms  load ${k.load}`,
+    );
   }
 }
 

@@ -52,12 +52,12 @@ export interface RuntMeasurement {
 const TERMINAL = `('completed','failed','cancelled','blocked')`;
 
 /** The `runt-agent` bin of @runt/agent (what `runt workstation run` starts). */
-function agentBin(): string {
+export function agentBin(): string {
   return join(dirname(dirname(fileURLToPath(import.meta.resolve('@runt/agent')))), 'dist', 'bin.js');
 }
 
 /** The `runt` CLI's bin, as installed next to this package. */
-export function cliBin(): string {
+function cliBin(): string {
   return join(dirname(dirname(fileURLToPath(import.meta.resolve('@runt/cli')))), 'bin', 'run.js');
 }
 

@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlaneClient, isTerminalRunStatus, type Run } from '@runt/protocol';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { mintToken } from '@runt/transport-auth';
-import { RUNT_BIN, eventually, freePort, writeHaproxyConfig } from './engine.js';
+import { AGENT_BIN, eventually, freePort, writeHaproxyConfig } from './engine.js';
 
 // Three `runt-control-plane` processes on one real Postgres behind the real HAProxy of
-// deploy/haproxy.cfg, and six real agents (`runt workstation run --runtime fake`): four given the
+// deploy/haproxy.cfg, and six real agents (`runt-agent --runtime fake`; `runt workstation run` takes one URL): four given the
 // replicas' URLs directly (each list starting at a different replica, so links are spread), two
 // the load balancer's. Runs are submitted round-robin to every replica and through HAProxy; a
 // cancel goes to a replica that does not hold the link; one replica is SIGKILLed under load.
@@ -55,20 +55,34 @@ async function startAgent(i: number, cloudUrl: string): Promise<void> {
   });
   const r = (await res.json()) as { workstation: { id: string }; credential: { token: string } };
   const root = mkdtempSync(join(tmpdir(), `runt-replica-agent-${i}-`));
-  const proc = execa('node', [RUNT_BIN, 'workstation', 'run', '--runtime', 'fake', '--max-runs', '4', '--state-dir', join(root, 'state'), '--shutdown-grace-ms', '0'], {
-    env: {
-      ...process.env,
-      XDG_CONFIG_HOME: join(root, 'config'),
-      RUNT_CLOUD_URL: cloudUrl,
-      RUNT_CLOUD_TOKEN: r.credential.token,
-      RUNT_WORKSTATION_ID: r.workstation.id,
-      RUNT_ADMIN_TOKEN: undefined,
-      RUNT_LOG_LEVEL: 'warn',
+  const proc = execa(
+    'node',
+    [
+      AGENT_BIN,
+      '--runtime',
+      'fake',
+      '--max-runs',
+      '4',
+      '--state-dir',
+      join(root, 'state'),
+      '--shutdown-grace-ms',
+      '0',
+    ],
+    {
+      env: {
+        ...process.env,
+        XDG_CONFIG_HOME: join(root, 'config'),
+        RUNT_CLOUD_URL: cloudUrl,
+        RUNT_CLOUD_TOKEN: r.credential.token,
+        RUNT_WORKSTATION_ID: r.workstation.id,
+        RUNT_ADMIN_TOKEN: undefined,
+        RUNT_LOG_LEVEL: 'warn',
+      },
+      reject: false,
+      stdin: 'ignore',
+      all: true,
     },
-    reject: false,
-    stdin: 'ignore',
-    all: true,
-  });
+  );
   children.push(proc);
   agents.push({ workstationId: r.workstation.id, proc });
 }
@@ -82,15 +96,22 @@ async function linkHolders(): Promise<Map<string, string>> {
 }
 
 async function finished(ids: string[], what: string, timeoutMs = 120_000): Promise<Run[]> {
-  return eventually(async () => {
-    const runs = await Promise.all(ids.map(async (id) => (await viaLb.getRun(id)).run));
-    return runs.every((r) => isTerminalRunStatus(r.status)) ? runs : undefined;
-  }, what, timeoutMs);
+  return eventually(
+    async () => {
+      const runs = await Promise.all(ids.map(async (id) => (await viaLb.getRun(id)).run));
+      return runs.every((r) => isTerminalRunStatus(r.status)) ? runs : undefined;
+    },
+    what,
+    timeoutMs,
+  );
 }
 
 async function stdoutOf(id: string): Promise<string> {
   const { events } = await viaLb.listEvents(id);
-  return events.filter((e) => e.type === 'log' && e.payload.stream === 'stdout').map((e) => e.payload.data).join('');
+  return events
+    .filter((e) => e.type === 'log' && e.payload.stream === 'stdout')
+    .map((e) => e.payload.data)
+    .join('');
 }
 
 /** Completed on its first attempt, and its command ran exactly once. */
@@ -106,16 +127,29 @@ describe('three control-plane replicas on postgres behind haproxy, real agents',
     for (const [i, port] of ports.entries()) {
       const id = `cp${i + 1}`;
       const url = `http://127.0.0.1:${port}`;
-      replicas.push({ id, url, proc: startReplica(id, port), client: new ControlPlaneClient({ url, token: adminToken, retries: 0 }) });
+      replicas.push({
+        id,
+        url,
+        proc: startReplica(id, port),
+        client: new ControlPlaneClient({ url, token: adminToken, retries: 0 }),
+      });
     }
-    for (const r of replicas) await eventually(async () => (await fetch(`${r.url}/readyz`)).ok, `${r.id} ready`);
+    for (const r of replicas)
+      await eventually(async () => (await fetch(`${r.url}/readyz`)).ok, `${r.id} ready`);
     const lbPort = await freePort();
-    children.push(execa('haproxy', ['-db', '-f', writeHaproxyConfig(lbPort, ports)], { reject: false, stdin: 'ignore', all: true }));
+    children.push(
+      execa('haproxy', ['-db', '-f', writeHaproxyConfig(lbPort, ports)], {
+        reject: false,
+        stdin: 'ignore',
+        all: true,
+      }),
+    );
     lbUrl = `http://127.0.0.1:${lbPort}`;
     viaLb = new ControlPlaneClient({ url: lbUrl, token: adminToken });
     await eventually(async () => (await fetch(`${lbUrl}/readyz`)).ok, 'haproxy ready');
     const urls = replicas.map((r) => r.url);
-    for (let i = 0; i < 4; i++) await startAgent(i, [...urls.slice(i % 3), ...urls.slice(0, i % 3)].join(','));
+    for (let i = 0; i < 4; i++)
+      await startAgent(i, [...urls.slice(i % 3), ...urls.slice(0, i % 3)].join(','));
     for (let i = 4; i < 6; i++) await startAgent(i, lbUrl);
     await eventually(async () => (await linkHolders()).size === agents.length, 'every agent linked');
   });
@@ -135,10 +169,16 @@ describe('three control-plane replicas on postgres behind haproxy, real agents',
     const runs: Array<{ run: Run; marker: string }> = [];
     for (let i = 0; i < 40; i++) {
       const marker = `rr-${i}`;
-      const { run } = await clients[i % clients.length]!.submitRun({ runtime: 'fake', command: ['sh', '-c', `echo ${marker}`] });
+      const { run } = await clients[i % clients.length]!.submitRun({
+        runtime: 'fake',
+        command: ['sh', '-c', `echo ${marker}`],
+      });
       runs.push({ run, marker });
     }
-    const done = await finished(runs.map((r) => r.run.id), 'the round-robin runs');
+    const done = await finished(
+      runs.map((r) => r.run.id),
+      'the round-robin runs',
+    );
     for (const [i, run] of done.entries()) await expectOnce(run, runs[i]!.marker);
     // They ran on agents linked to every replica.
     const holders = await linkHolders();
@@ -148,8 +188,15 @@ describe('three control-plane replicas on postgres behind haproxy, real agents',
   it('delivers a cancel sent to a replica that does not hold the link', async () => {
     const holders = await linkHolders();
     const [workstationId, holder] = [...holders].find(([, replica]) => replica === 'cp2')!;
-    const { run } = await replicas[0]!.client.submitRun({ runtime: 'fake', command: ['sh', '-c', 'sleep 60'], placement: { workstation_id: workstationId } });
-    await eventually(async () => (await viaLb.getRun(run.id)).run.status === 'running', 'the long run running');
+    const { run } = await replicas[0]!.client.submitRun({
+      runtime: 'fake',
+      command: ['sh', '-c', 'sleep 60'],
+      placement: { workstation_id: workstationId },
+    });
+    await eventually(
+      async () => (await viaLb.getRun(run.id)).run.status === 'running',
+      'the long run running',
+    );
     expect(holder).toBe('cp2');
     await replicas[2]!.client.cancelRun(run.id);
     const [ended] = await finished([run.id], 'the cancelled run', 30_000);
@@ -165,28 +212,40 @@ describe('three control-plane replicas on postgres behind haproxy, real agents',
     const runs: Array<{ run: Run; marker: string }> = [];
     const submit = async (i: number) => {
       const marker = `kill-${i}`;
-      const { run } = await survivors[i % 2]!.submitRun({ runtime: 'fake', command: ['sh', '-c', `sleep 0.3; echo ${marker}`] });
+      const { run } = await survivors[i % 2]!.submitRun({
+        runtime: 'fake',
+        command: ['sh', '-c', `sleep 0.3; echo ${marker}`],
+      });
       runs.push({ run, marker });
     };
     for (let i = 0; i < 30; i++) await submit(i);
-    await eventually(async () => {
-      const states = await Promise.all(runs.map(async (r) => (await viaLb.getRun(r.run.id)).run));
-      return states.some((r) => r.status === 'running' && orphans.includes(r.workstation_id!));
-    }, 'a run in flight on an agent of the replica to kill', 30_000);
+    await eventually(
+      async () => {
+        const states = await Promise.all(runs.map(async (r) => (await viaLb.getRun(r.run.id)).run));
+        return states.some((r) => r.status === 'running' && orphans.includes(r.workstation_id!));
+      },
+      'a run in flight on an agent of the replica to kill',
+      30_000,
+    );
     const killedAt = Date.now();
     victim.proc.kill('SIGKILL');
     for (let i = 30; i < 60; i++) await submit(i);
     const relinked = await eventually(
       async () => {
         const now = await linkHolders();
-        return orphans.every((w) => now.has(w) && now.get(w) !== victim.id) ? Date.now() - killedAt : undefined;
+        return orphans.every((w) => now.has(w) && now.get(w) !== victim.id)
+          ? Date.now() - killedAt
+          : undefined;
       },
       "the killed replica's agents re-linked",
       30_000,
     );
     console.log(`agents of the killed replica re-linked after ${relinked} ms`);
     expect(relinked).toBeLessThanOrEqual(5000);
-    const done = await finished(runs.map((r) => r.run.id), 'the runs submitted around the kill');
+    const done = await finished(
+      runs.map((r) => r.run.id),
+      'the runs submitted around the kill',
+    );
     for (const [i, run] of done.entries()) await expectOnce(run, runs[i]!.marker);
   });
 });

@@ -24,7 +24,11 @@ function replicaHarness(a: Harness, cp: RunningControlPlane): Harness {
       if (init.token) headers.authorization = `Bearer ${init.token}`;
       const body = init.raw ?? (init.body === undefined ? undefined : JSON.stringify(init.body));
       if (body !== undefined) headers['content-type'] ??= 'application/json';
-      const res = await fetch(`${cp.url}${path}`, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, ...(body === undefined ? {} : { body }) });
+      const res = await fetch(`${cp.url}${path}`, {
+        method: init.method ?? (body === undefined ? 'GET' : 'POST'),
+        headers,
+        ...(body === undefined ? {} : { body }),
+      });
       const text = await res.text();
       return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined };
     },
@@ -37,12 +41,32 @@ describe('three control-plane replicas on one postgres', () => {
   let replicas: Harness[];
   let admins: ControlPlaneClient[];
   beforeAll(async () => {
-    a = await startHarness('postgres', { pairingLimits: { perAddress: { max: 100, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } } }, QUIET);
+    a = await startHarness(
+      'postgres',
+      {
+        pairingLimits: {
+          perAddress: { max: 100, windowMs: 60_000 },
+          overall: { max: 1000, windowMs: 60_000 },
+        },
+      },
+      QUIET,
+    );
     const silent = new Writable({ write: (_c, _e, cb) => cb() });
     for (const name of ['b', 'c']) {
       others.push(
         await startControlPlane(
-          loadConfig({}, { port: 0, host: '127.0.0.1', dataDir: mkdtempSync(join(tmpdir(), `runt-cp-${name}-`)), adminToken: a.adminToken, databaseUrl: a.t.url!, logLevel: 'info', ...QUIET }),
+          loadConfig(
+            {},
+            {
+              port: 0,
+              host: '127.0.0.1',
+              dataDir: mkdtempSync(join(tmpdir(), `runt-cp-${name}-`)),
+              adminToken: a.adminToken,
+              databaseUrl: a.t.url!,
+              logLevel: 'info',
+              ...QUIET,
+            },
+          ),
           { logDestination: silent as unknown as NonNullable<StartOptions['logDestination']> },
         ),
       );
@@ -50,7 +74,10 @@ describe('three control-plane replicas on one postgres', () => {
     replicas = [a, ...others.map((cp) => replicaHarness(a, cp))];
     admins = replicas.map((r) => new ControlPlaneClient({ url: r.cp.url, token: a.adminToken, retries: 0 }));
     // Every replica listens before the test relies on its notifications.
-    await eventually(() => [a.cp, ...others].every((cp) => cp.principals.stats().enabled), 'every replica listening');
+    await eventually(
+      () => [a.cp, ...others].every((cp) => cp.principals.stats().enabled),
+      'every replica listening',
+    );
   });
   afterAll(async () => {
     for (const cp of others) await cp.close();
@@ -67,7 +94,8 @@ describe('three control-plane replicas on one postgres', () => {
     }
     return agents;
   }
-  const offersOf = (agent: AgentDouble, runId: string) => agent.messages.filter((m) => m.type === 'offer' && m.id === runId).length;
+  const offersOf = (agent: AgentDouble, runId: string) =>
+    agent.messages.filter((m) => m.type === 'offer' && m.id === runId).length;
 
   it('offers a run submitted on one replica to an agent linked to another, and each run completes once', async () => {
     const runtime = uniqueRuntime();
@@ -76,13 +104,21 @@ describe('three control-plane replicas on one postgres', () => {
     for (let i = 0; i < 9; i++) {
       // Submitted on replica i % 3, pinned to the agent linked to the next replica.
       const agent = agents[(i + 1) % 3]!;
-      const { run } = await admins[i % 3]!.submitRun({ runtime, command: [`${i}`], placement: { workstation_id: agent.workstationId } });
+      const { run } = await admins[i % 3]!.submitRun({
+        runtime,
+        command: [`${i}`],
+        placement: { workstation_id: agent.workstationId },
+      });
       submitted.push({ run, agent });
     }
     for (const { run, agent } of submitted) {
       await agent.waitFor('offer', (m) => m.id === run.id);
       const claim = await agent.client.claimRun(run.id, { runner_id: 'r', lease_ms: 30_000 });
-      await agent.client.reportStatus(run.id, { fencing_token: claim.fencing_token, status: 'completed', exit_code: 0 });
+      await agent.client.reportStatus(run.id, {
+        fencing_token: claim.fencing_token,
+        status: 'completed',
+        exit_code: 0,
+      });
     }
     for (const { run, agent } of submitted) {
       expect((await admins[0]!.getRun(run.id)).run.status).toBe('completed');
@@ -95,12 +131,21 @@ describe('three control-plane replicas on one postgres', () => {
     const runtime = uniqueRuntime();
     const agents = await agentsOnEachReplica(runtime);
     const runs: Run[] = [];
-    for (let i = 0; i < 12; i++) runs.push((await admins[i % 3]!.submitRun({ runtime, command: [`${i}`] })).run);
-    const holders = await Promise.all(runs.map((run) => eventually(() => agents.find((g) => offersOf(g, run.id) > 0), `an offer of ${run.id}`)));
+    for (let i = 0; i < 12; i++)
+      runs.push((await admins[i % 3]!.submitRun({ runtime, command: [`${i}`] })).run);
+    const holders = await Promise.all(
+      runs.map((run) =>
+        eventually(() => agents.find((g) => offersOf(g, run.id) > 0), `an offer of ${run.id}`),
+      ),
+    );
     for (const [i, run] of runs.entries()) {
       expect(agents.reduce((n, g) => n + offersOf(g, run.id), 0)).toBe(1);
       const claim = await holders[i]!.client.claimRun(run.id, { runner_id: 'r', lease_ms: 30_000 });
-      await holders[i]!.client.reportStatus(run.id, { fencing_token: claim.fencing_token, status: 'completed', exit_code: 0 });
+      await holders[i]!.client.reportStatus(run.id, {
+        fencing_token: claim.fencing_token,
+        status: 'completed',
+        exit_code: 0,
+      });
     }
     expect(new Set(holders).size).toBe(3);
   });
@@ -109,13 +154,20 @@ describe('three control-plane replicas on one postgres', () => {
     const runtime = uniqueRuntime();
     const agents = await agentsOnEachReplica(runtime);
     const onB = agents[1]!;
-    const { run } = await admins[0]!.submitRun({ runtime, command: ['sleep'], placement: { workstation_id: onB.workstationId } });
+    const { run } = await admins[0]!.submitRun({
+      runtime,
+      command: ['sleep'],
+      placement: { workstation_id: onB.workstationId },
+    });
     await onB.waitFor('offer', (m) => m.id === run.id);
     const claim = await onB.client.claimRun(run.id, { runner_id: 'r', lease_ms: 30_000 });
     await onB.client.reportStatus(run.id, { fencing_token: claim.fencing_token, status: 'running' });
     await admins[2]!.cancelRun(run.id);
     await onB.waitFor('cancel', (m) => m.run_id === run.id);
-    const drained = await replicas[0]!.api(`/api/workstations/${onB.workstationId}/drain`, { token: a.adminToken, body: {} });
+    const drained = await replicas[0]!.api(`/api/workstations/${onB.workstationId}/drain`, {
+      token: a.adminToken,
+      body: {},
+    });
     expect(drained.status).toBeLessThan(300);
     await onB.waitFor('drain');
   });
@@ -130,10 +182,15 @@ describe('three control-plane replicas on one postgres', () => {
     });
     expect(signIn.status).toBe(303);
     const cookie = signIn.headers.get('set-cookie')!.split(';')[0]!;
-    const fleet = (r: Harness) => fetch(`${r.cp.url}/workstations`, { redirect: 'manual', headers: { cookie } });
+    const fleet = (r: Harness) =>
+      fetch(`${r.cp.url}/workstations`, { redirect: 'manual', headers: { cookie } });
     expect((await fleet(rb!)).status).toBe(200);
     expect((await fleet(rc!)).status).toBe(200);
-    const out = await fetch(`${rc!.cp.url}/sign-out`, { method: 'POST', redirect: 'manual', headers: { cookie, origin: rc!.cp.url } });
+    const out = await fetch(`${rc!.cp.url}/sign-out`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie, origin: rc!.cp.url },
+    });
     expect(out.status).toBe(303);
     expect((await fleet(ra!)).status).toBe(401);
   });
@@ -144,9 +201,15 @@ describe('the generated admin token with replicas on postgres (no RUNT_ADMIN_TOK
     const t = await createTestDatabase('postgres');
     const silent = new Writable({ write: (_c, _e, cb) => cb() });
     const start = (dataDir: string) =>
-      startControlPlane(loadConfig({}, { port: 0, host: '127.0.0.1', dataDir, databaseUrl: t.url!, logLevel: 'info', ...QUIET }), {
-        logDestination: silent as unknown as NonNullable<StartOptions['logDestination']>,
-      });
+      startControlPlane(
+        loadConfig(
+          {},
+          { port: 0, host: '127.0.0.1', dataDir, databaseUrl: t.url!, logLevel: 'info', ...QUIET },
+        ),
+        {
+          logDestination: silent as unknown as NonNullable<StartOptions['logDestination']>,
+        },
+      );
     const dirs = [0, 1, 2].map((i) => mkdtempSync(join(tmpdir(), `runt-cp-admin-${i}-`)));
     const cps = await Promise.all(dirs.map(start));
     try {
@@ -159,7 +222,9 @@ describe('the generated admin token with replicas on postgres (no RUNT_ADMIN_TOK
       cps[restarted] = await start(dirs[restarted]!);
       expect(cps[restarted]!.adminTokenPath).toBeUndefined();
       for (const cp of cps) {
-        const res = await fetch(`${cp.url}/api/workstations`, { headers: { authorization: `Bearer ${token}` } });
+        const res = await fetch(`${cp.url}/api/workstations`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
         expect(res.status).toBe(200);
       }
     } finally {

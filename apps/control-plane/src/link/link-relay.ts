@@ -65,7 +65,11 @@ export class LinkRelay {
       },
       down: () => (this.#listening = false),
     });
-    o.bus.subscribe(SCHEDULE_CHANNEL, { message: () => o.onCapacityFreed(), up: () => o.onCapacityFreed(), down: () => {} });
+    o.bus.subscribe(SCHEDULE_CHANNEL, {
+      message: () => o.onCapacityFreed(),
+      up: () => o.onCapacityFreed(),
+      down: () => {},
+    });
   }
 
   /** Whether notifications can cross processes at all (Postgres). */
@@ -98,7 +102,8 @@ export class LinkRelay {
       if (this.o.links.get(it.workstationId)) local.push(it);
       else payloads.push(encode(it));
     }
-    if (payloads.length > 0) await q.query(`select pg_notify('${LINK_CHANNEL}', p) from unnest($1::text[]) as p`, [payloads]);
+    if (payloads.length > 0)
+      await q.query(`select pg_notify('${LINK_CHANNEL}', p) from unnest($1::text[]) as p`, [payloads]);
     return local;
   }
 
@@ -107,7 +112,12 @@ export class LinkRelay {
     if (this.o.links.send(workstationId, message) || !this.shared) return;
     this.o.db
       .query(`select pg_notify('${LINK_CHANNEL}', $1)`, [encode({ workstationId, message })])
-      .catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message, workstation_id: workstationId }, 'link message not published'));
+      .catch((e: unknown) =>
+        this.o.logger.warn(
+          { err: (e as Error).message, workstation_id: workstationId },
+          'link message not published',
+        ),
+      );
   }
 
   /** Tells the other replicas that capacity was freed (coalesced per macrotask). */
@@ -125,8 +135,10 @@ export class LinkRelay {
     for (const link of [...this.o.links.all()]) {
       if (!link.registered) continue;
       try {
-        for (const run of await this.o.runs.offeredTo(link.workstationId)) this.o.links.send(link.workstationId, { type: 'offer', id: run.id, run });
-        for (const runId of await this.o.runs.cancelRequestedOn(link.workstationId)) this.o.links.send(link.workstationId, { type: 'cancel', run_id: runId });
+        for (const run of await this.o.runs.offeredTo(link.workstationId))
+          this.o.links.send(link.workstationId, { type: 'offer', id: run.id, run });
+        for (const runId of await this.o.runs.cancelRequestedOn(link.workstationId))
+          this.o.links.send(link.workstationId, { type: 'cancel', run_id: runId });
       } catch (e) {
         this.o.logger.warn({ err: (e as Error).message }, 'link resync failed');
         return;
@@ -149,7 +161,8 @@ export class LinkRelay {
     void this.o.runs
       .get(wire.offer)
       .then((run) => {
-        if (run && run.status === 'offered' && run.workstation_id === wire.w) this.o.links.send(wire.w, { type: 'offer', id: run.id, run });
+        if (run && run.status === 'offered' && run.workstation_id === wire.w)
+          this.o.links.send(wire.w, { type: 'offer', id: run.id, run });
       })
       .catch(() => {}); // the offer is re-sent on re-register, or withdrawn after the offer timeout
   }
