@@ -233,3 +233,48 @@ describe('the generated admin token with replicas on postgres (no RUNT_ADMIN_TOK
     }
   });
 });
+
+describe('a replica whose LISTEN connections drop, on postgres', () => {
+  it('still gets the offers other replicas place for its agents (its scan re-sends them), and listens again', async () => {
+    const a = await startHarness('postgres', {}, QUIET);
+    const silent = new Writable({ write: (_c, _e, cb) => cb() });
+    // B scans every 300 ms while its LISTEN is down; A's tick is a minute, so only A's submit kick places.
+    const b = await startControlPlane(
+      loadConfig(
+        {},
+        {
+          port: 0,
+          host: '127.0.0.1',
+          dataDir: mkdtempSync(join(tmpdir(), 'runt-cp-b-')),
+          adminToken: a.adminToken,
+          databaseUrl: a.t.url!,
+          logLevel: 'info',
+          schedulerTickMs: 300,
+          sweepIntervalMs: 60_000,
+        },
+      ),
+      { logDestination: silent as unknown as NonNullable<StartOptions['logDestination']> },
+    );
+    try {
+      await eventually(() => b.principals.stats().enabled, 'B listening');
+      const runtime = uniqueRuntime();
+      const agent = await pairAgent(replicaHarness(a, b), 'deaf-replica-box', [runtime]);
+      await agent.connect();
+      const admin = new ControlPlaneClient({ url: a.cp.url, token: a.adminToken, retries: 0 });
+      const lost = b.principals.stats().listenLost;
+      await a.t.db.query(
+        `select pg_terminate_backend(pid) from pg_stat_activity where query ilike 'listen%' and datname = current_database()`,
+      );
+      await eventually(() => b.principals.stats().listenLost > lost, 'B to notice');
+      const { run } = await admin.submitRun({ runtime, command: ['x'] });
+      await agent.waitFor('offer', (m) => m.id === run.id);
+      // Listening again: the next offer is delivered by the notification.
+      await eventually(() => b.principals.stats().enabled, 'B listening again');
+      const { run: next } = await admin.submitRun({ runtime, command: ['y'] });
+      await agent.waitFor('offer', (m) => m.id === next.id);
+    } finally {
+      await b.close();
+      await a.close();
+    }
+  });
+});
