@@ -7,7 +7,7 @@ import { claimedLeaseFrom, type ClaimedLease, type HeldLease, type LeaseClient, 
 import type { Runtime } from '@runt/runtime-spi';
 import { RunCommands } from './run-commands.js';
 import { RunEventLog } from './run-event-log.js';
-import { cancelled, exitOutcome, type Outcome } from './run-outcome.js';
+import { cancelled, exitOutcome, timedOut, type Outcome } from './run-outcome.js';
 import { followRunOutput } from './run-output.js';
 import { prepareRun } from './run-prepare.js';
 import { RunReporter } from './run-reporter.js';
@@ -62,6 +62,9 @@ export class RunExecution {
   readonly #work = new AbortController();
   readonly #cancel = new AbortController();
   #cancelMessage = 'cancelled';
+  /** Set when the run's `timeout_s` stopped it: the stop then ends it `failed` with `timeout`. */
+  #timedOut = false;
+  #timeoutTimer: NodeJS.Timeout | undefined;
   #state: RunState;
   #instanceId: string | undefined;
   #stopping: Promise<void> | undefined;
@@ -198,6 +201,21 @@ export class RunExecution {
     void this.#stopWorkload();
   }
 
+  /**
+   * The run's time limit, from the workload's start: past it the workload is stopped as a
+   * cancel stops it (polite signal, then kill after the stop timeout) and the run is reported
+   * `failed` with `timeout`. A re-adopted run is left to the control plane's sweeper.
+   */
+  #armTimeout(timeoutS: number | null | undefined): void {
+    if (!timeoutS) return;
+    this.#timeoutTimer = setTimeout(() => {
+      if (this.#cancel.signal.aborted) return;
+      this.#timedOut = true;
+      this.cancel(`exceeded its timeout of ${timeoutS}s`);
+    }, timeoutS * 1000);
+    this.#timeoutTimer.unref();
+  }
+
   /** A command was queued for this run (link wake-up): look now instead of at the next poll. */
   wakeCommands(): void {
     this.#commandsPending = true;
@@ -229,6 +247,7 @@ export class RunExecution {
       if ('dropped' in prepared) return;
       if ('outcome' in prepared) return await this.#finish(prepared.outcome);
       this.phase = 'running';
+      this.#armTimeout((this.run as Run).timeout_s);
       this.#events.append('backend_status', { state: 'started', instance_id: this.#instanceId, runtime: (this.deps.runtime as Runtime).name });
       if (!this.#state.ready_when) await this.#reportRunning();
       await this.#follow();
@@ -300,7 +319,9 @@ export class RunExecution {
     this.#commands.stop();
     await commands;
     if (this.#work.signal.aborted) return;
-    await this.#finish(this.#cancel.signal.aborted ? cancelled(this.#cancelMessage, exit) : exitOutcome(exit));
+    await this.#finish(
+      this.#timedOut ? timedOut(this.#cancelMessage, exit) : this.#cancel.signal.aborted ? cancelled(this.#cancelMessage, exit) : exitOutcome(exit),
+    );
   }
 
   async #reportRunning(): Promise<void> {
@@ -346,6 +367,7 @@ export class RunExecution {
   }
 
   async #cleanup(): Promise<void> {
+    clearTimeout(this.#timeoutTimer);
     this.#lease.stop();
     this.#commands?.stop();
     if (this.phase !== 'dropped') this.phase = 'done';

@@ -14,6 +14,11 @@ export function cancelled(message: string, exit?: ExitStatus): Outcome {
   return { status: 'cancelled', failure_kind: 'cancelled', failure_message: message, ...(exit ? { exit_code: exit.exitCode } : {}) };
 }
 
+/** A `failed` outcome with `timeout`: the run's `timeout_s` stopped it; the exit code when it had one. */
+export function timedOut(message: string, exit?: ExitStatus): Outcome {
+  return { ...failed('timeout', message), ...(exit ? { exit_code: exit.exitCode } : {}) };
+}
+
 /**
  * The outcome of a workload that ended by itself: `completed` on exit code 0, else `failed`
  * with `nonzero-exit` (naming the signal when it was killed by one); `internal` when the runtime

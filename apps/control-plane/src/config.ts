@@ -23,6 +23,12 @@ const configSchema = z.object({
   bundleLimitBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
   /** How often a live event stream re-reads the database when no in-process append woke it (other replicas). */
   eventPollMs: z.coerce.number().int().min(10).default(1000),
+  /** Default `timeout_s` of a run that names none (seconds; unset: no limit). */
+  runTimeoutS: z.coerce.number().int().min(1).max(30 * 24 * 3600).optional(),
+  /** Default `queue_timeout_s` of a run that names none (seconds; unset: no limit). */
+  queueTimeoutS: z.coerce.number().int().min(1).max(30 * 24 * 3600).optional(),
+  /** Seconds past `timeout_s` before the sweeper ends a run its agent did not stop. */
+  runTimeoutGraceS: z.coerce.number().int().min(0).default(60),
   /** Names this process in `workstations.link_replica`; default: random per start. */
   replicaId: z.string().min(1).max(100).optional(),
 });
@@ -33,7 +39,8 @@ export type ControlPlaneConfig = z.infer<typeof configSchema>;
  * Reads the control plane's configuration from the environment (`RUNT_HOST`, `RUNT_PORT`,
  * `DATABASE_URL`, `RUNT_DATA_DIR`, `RUNT_ADMIN_TOKEN`, `RUNT_PUBLIC_URL`, `RUNT_BODY_LIMIT`,
  * `RUNT_LOG_LEVEL`, `RUNT_SCHEDULER_TICK_MS`, `RUNT_SWEEP_INTERVAL_MS`, `RUNT_OFFER_TIMEOUT_MS`,
- * `RUNT_LINK_PING_MS`, `RUNT_BUNDLE_LIMIT`, `RUNT_EVENT_POLL_MS`, `RUNT_REPLICA_ID`). Empty values
+ * `RUNT_LINK_PING_MS`, `RUNT_BUNDLE_LIMIT`, `RUNT_EVENT_POLL_MS`, `RUNT_REPLICA_ID`,
+ * `RUNT_RUN_TIMEOUT_S`, `RUNT_QUEUE_TIMEOUT_S`, `RUNT_RUN_TIMEOUT_GRACE_S`). Empty values
  * count as unset.
  *
  * @example
@@ -57,6 +64,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     bundleLimitBytes: v('RUNT_BUNDLE_LIMIT'),
     eventPollMs: v('RUNT_EVENT_POLL_MS'),
     replicaId: v('RUNT_REPLICA_ID'),
+    runTimeoutS: v('RUNT_RUN_TIMEOUT_S'),
+    queueTimeoutS: v('RUNT_QUEUE_TIMEOUT_S'),
+    runTimeoutGraceS: v('RUNT_RUN_TIMEOUT_GRACE_S'),
     ...overrides,
   });
   if (!parsed.success) {

@@ -137,4 +137,12 @@ create index panel_sessions_expires_idx on panel_sessions (expires_at);
     id: 'cp_0005_sweep_clock',
     sql: `create table sweep_clock (id integer primary key check (id = 1), swept_at timestamptz not null);`,
   },
+  {
+    // Run time limits (issue 12): seconds once started, and seconds a run may wait unplaced.
+    id: 'cp_0100_run_timeouts',
+    sql: `
+alter table runs add column timeout_s integer;
+alter table runs add column queue_timeout_s integer;
+`,
+  },
 ];

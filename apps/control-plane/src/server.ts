@@ -143,8 +143,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const signals = createRunSignals({ waiters, relay });
   scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: config.schedulerTickMs });
   signals.attachScheduler(scheduler);
-  const sweeper = new Sweeper({ db, logger, leases, signals, intervalMs: config.sweepIntervalMs, offerTimeoutMs: config.offerTimeoutMs });
-  const lifecycle = new RunLifecycle({ db, leases, runs, events, commands, signals });
+  const sweeper = new Sweeper({ db, logger, leases, signals, intervalMs: config.sweepIntervalMs, offerTimeoutMs: config.offerTimeoutMs, timeoutGraceS: config.runTimeoutGraceS });
+  const lifecycle = new RunLifecycle({ db, leases, runs, events, commands, signals, defaults: { timeoutS: config.runTimeoutS, queueTimeoutS: config.queueTimeoutS } });
 
   let publicUrl = config.publicUrl ?? '';
   const app = createApp({

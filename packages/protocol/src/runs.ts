@@ -22,6 +22,8 @@ export const failureKindSchema = z.enum([
   'cancelled',
   'timeout',
   'internal',
+  /** Never placed within its `queue_timeout_s` (the run ends `blocked`). */
+  'unplaceable',
 ]);
 export type FailureKind = z.infer<typeof failureKindSchema>;
 
@@ -47,6 +49,9 @@ function requireWhatTheRuntimeNeeds(run: { runtime: string; image?: string | und
   }
 }
 
+/** A run or queue timeout in seconds: 1 s to 30 days. */
+export const runTimeoutSchema = z.number().int().min(1).max(30 * 24 * 3600);
+
 export const submitRunRequestSchema = z.object({
   runtime: runtimeNameSchema,
   image: z.string().min(1).max(512).optional(),
@@ -61,6 +66,10 @@ export const submitRunRequestSchema = z.object({
   resources: z.object({ cpus: z.number().positive().max(1024).optional(), memory_bytes: z.number().int().positive().optional() }).default({}),
   /** Attempts in all; a lost runner re-queues a run that never reached `running` while attempts remain. */
   max_attempts: z.number().int().min(1).max(20).default(3),
+  /** Seconds the workload may run (from its start); past it, it is stopped (TERM, then KILL) and the run fails with `timeout`. Default: the control plane's `RUNT_RUN_TIMEOUT_S` (none when unset). */
+  timeout_s: runTimeoutSchema.optional(),
+  /** Seconds the run may wait to be placed; past it, it ends `blocked` with `unplaceable`. Default: `RUNT_QUEUE_TIMEOUT_S` (none when unset). */
+  queue_timeout_s: runTimeoutSchema.optional(),
   /** A bundle uploaded with `PUT /api/bundles/:sha256` (a tar, optionally gzipped), unpacked into the working directory. */
   bundle: z.object({ sha256: sha256Schema }).optional(),
   /** Same key within 24 h → the same run (a retried submit does not create a second run). */
@@ -108,6 +117,10 @@ export const runSchema = z.object({
   accepted_at: z.string().nullable(),
   started_at: z.string().nullable(),
   finished_at: z.string().nullable(),
+  /** The run's time limit in seconds once started (null: none). */
+  timeout_s: z.number().nullable().optional(),
+  /** How long the run may stay unplaced, in seconds (null: no limit). */
+  queue_timeout_s: z.number().nullable().optional(),
   /** Why a queued run waits (see `pendingReasonSchema`); sent on operator reads (`GET /api/runs`, `GET /api/runs/{id}`). */
   pending_reason: pendingReasonSchema.nullable().optional(),
 });

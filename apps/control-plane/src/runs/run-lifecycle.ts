@@ -25,6 +25,8 @@ export interface RunLifecycleDeps {
   events: EventStore;
   commands: CommandStore;
   signals: RunSignals;
+  /** Applied to a submit that names none (`RUNT_RUN_TIMEOUT_S`, `RUNT_QUEUE_TIMEOUT_S`). */
+  defaults?: { timeoutS?: number | undefined; queueTimeoutS?: number | undefined };
 }
 
 const conflict = (runId: string, why: string) => new RunError('runner-lease-conflict', `the lease on ${runId} is not yours: ${why}`);
@@ -49,7 +51,11 @@ export class RunLifecycle {
    * const { run, created } = await lifecycle.submit(submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] }));
    */
   async submit(input: SubmitRunInput): Promise<{ run: Run; created: boolean }> {
-    const out = await transitions.submit(this.d.db, input);
+    const out = await transitions.submit(this.d.db, {
+      ...input,
+      timeout_s: input.timeout_s ?? this.d.defaults?.timeoutS,
+      queue_timeout_s: input.queue_timeout_s ?? this.d.defaults?.queueTimeoutS,
+    });
     if (out.created) this.d.signals.schedule('submitted');
     return out;
   }

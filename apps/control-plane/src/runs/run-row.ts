@@ -17,6 +17,8 @@ export interface RunRow {
   memory_bytes: number | string | null;
   bundle_sha256: string | null;
   max_attempts: number;
+  timeout_s: number | null;
+  queue_timeout_s: number | null;
   attempt: number;
   workstation_id: string | null;
   lease_holder: string | null;
@@ -73,6 +75,8 @@ export function toRun(r: RunRow): Run {
     resources,
     bundle: r.bundle_sha256 ? { sha256: r.bundle_sha256 } : null,
     max_attempts: r.max_attempts,
+    timeout_s: r.timeout_s ?? null,
+    queue_timeout_s: r.queue_timeout_s ?? null,
     attempt: r.attempt,
     workstation_id: r.workstation_id,
     lease:

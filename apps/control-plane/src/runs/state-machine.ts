@@ -1,7 +1,7 @@
 import type { RunStatus } from '@runt/protocol';
 
 /** The state changes of a run, one function each in `transitions.ts`. */
-export type RunTransition = 'submit' | 'offer' | 'withdraw' | 'claim' | 'start' | 'reportEvents' | 'finish' | 'loseRunner' | 'requeue' | 'cancel';
+export type RunTransition = 'submit' | 'offer' | 'withdraw' | 'claim' | 'start' | 'reportEvents' | 'finish' | 'loseRunner' | 'requeue' | 'cancel' | 'expireQueued' | 'timeOut';
 
 /** How a run can end (the statuses `finish` may report). */
 export type TerminalRunStatus = 'completed' | 'failed' | 'cancelled' | 'blocked';
@@ -55,6 +55,10 @@ export const RUN_MOVES: readonly RunMove[] = [
   { transition: 'cancel', from: 'queued', to: 'cancelled' },
   { transition: 'cancel', from: 'offered', to: 'cancelled' },
   ...ACTIVE.map((s) => ({ transition: 'cancel' as const, from: s, to: s })),
+  // never placed within its queue_timeout_s: blocked (failure kind unplaceable)
+  { transition: 'expireQueued', from: 'queued', to: 'blocked' },
+  // the sweeper's backstop for timeout_s when the agent did not stop it: failed (timeout)
+  ...ACTIVE.map((s) => ({ transition: 'timeOut' as const, from: s, to: 'failed' as const })),
 ];
 
 /**

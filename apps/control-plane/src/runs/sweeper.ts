@@ -5,7 +5,7 @@ import type { RunSignals } from './run-signals.js';
 import { creditOutage } from './outage-clock.js';
 import { readRunState } from './run-state.js';
 import { fromStatuses } from './state-machine.js';
-import { loseRunner, withdrawStaleOffers, type LostOutcome } from './transitions.js';
+import { expireQueued, loseRunner, timeOutOverdue, withdrawStaleOffers, type LostOutcome } from './transitions.js';
 
 export interface SweeperOptions {
   db: Database;
@@ -20,6 +20,11 @@ export interface SweeperOptions {
    * Default: 10 s, or 10 sweep intervals if that is longer.
    */
   outageAfterMs?: number;
+  /**
+   * Seconds past a run's `timeout_s` before the sweeper ends it itself (the agent stops it at
+   * `timeout_s`; this is the backstop for one that does not). Default 60.
+   */
+  timeoutGraceS?: number;
 }
 
 const LOSABLE = fromStatuses('loseRunner');
@@ -30,6 +35,10 @@ export interface SweepResult {
   offersRequeued: string[];
   /** Milliseconds of outage credited to live leases before judging them (0: none). */
   outageCreditedMs: number;
+  /** Never placed within `queue_timeout_s`: now `blocked` (`unplaceable`). */
+  unplaceable: string[];
+  /** Past `timeout_s` + grace and still active: now `failed` (`timeout`). */
+  timedOut: string[];
 }
 
 /**
@@ -100,7 +109,18 @@ export class Sweeper {
     }
     const stale = await withdrawStaleOffers(this.o.db, this.o.offerTimeoutMs);
     for (const s of stale) this.o.logger.info({ run_id: s.id, workstation_id: s.workstation_id }, 'offer not claimed in time; re-queued');
-    if (lost.length > 0 || stale.length > 0) this.o.signals.schedule();
-    return { lost, offersRequeued: stale.map((s) => s.id), outageCreditedMs };
+    const unplaceable = await expireQueued(this.o.db);
+    for (const id of unplaceable) {
+      this.o.logger.info({ run_id: id }, 'not placed within its queue timeout; blocked');
+      this.o.signals.eventsAppended(id);
+    }
+    const timedOut = await timeOutOverdue(this.o.db, this.o.timeoutGraceS ?? 60);
+    for (const t of timedOut) {
+      this.o.logger.warn({ run_id: t.id, workstation_id: t.workstation_id }, 'run past its timeout not stopped by its agent; failed');
+      this.o.signals.eventsAppended(t.id);
+      if (t.workstation_id) this.o.signals.toWorkstation(t.workstation_id, { type: 'cancel', run_id: t.id });
+    }
+    if (lost.length > 0 || stale.length > 0 || timedOut.length > 0) this.o.signals.schedule();
+    return { lost, offersRequeued: stale.map((s) => s.id), outageCreditedMs, unplaceable, timedOut: timedOut.map((t) => t.id) };
   }
 }

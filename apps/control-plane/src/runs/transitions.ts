@@ -124,8 +124,8 @@ with u as (
 select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
 
 const INSERT_RUN = `insert into runs (id, status, runtime, image, command, env, workdir, ready_when, placement_workstation_id, placement_labels,
-                           cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key)
-         values ($1, 'queued', $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, $14)`;
+                           cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key, timeout_s, queue_timeout_s)
+         values ($1, 'queued', $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16)`;
 
 const insertParams = (input: SubmitRunInput, key: string | null): unknown[] => [
   `run_${randomUUID()}`,
@@ -142,6 +142,8 @@ const insertParams = (input: SubmitRunInput, key: string | null): unknown[] => [
   input.bundle?.sha256 ?? null,
   input.max_attempts,
   key,
+  input.timeout_s ?? null,
+  input.queue_timeout_s ?? null,
 ];
 
 const eventParams = (b: EventBatch | undefined) => (b ? [b.first, b.last + 1, b.json] : [0, 0, '[]']);
@@ -430,5 +432,54 @@ export async function cancel(db: Database, runId: string): Promise<{ immediate: 
       return { immediate: true, workstationId: s.workstation_id };
     }
     return { immediate: false, workstationId: s.workstation_id };
+  });
+}
+
+/**
+ * expire queued (`queued → blocked`, failure kind `unplaceable`): runs never placed within
+ * their `queue_timeout_s`, up to `limit` per call, rows another sweeper holds skipped. Returns
+ * their ids.
+ *
+ * @example
+ * const blocked = await expireQueued(db);
+ */
+export async function expireQueued(db: Database, limit = 100): Promise<string[]> {
+  return db.transaction(async (tx) => {
+    const r = await tx.query<{ id: string; queue_timeout_s: number }>(
+      `select id, queue_timeout_s from runs where status in (${statusesSql('expireQueued')}) and queue_timeout_s is not null
+          and created_at + make_interval(secs => queue_timeout_s) < now()
+        order by position limit $1 for update skip locked`,
+      [limit],
+    );
+    for (const row of r.rows) {
+      await finishLocked(tx, row.id, { status: 'blocked', failureKind: 'unplaceable', message: `not placed within its queue timeout of ${row.queue_timeout_s}s` });
+    }
+    return r.rows.map((row) => row.id);
+  });
+}
+
+/**
+ * time out (`accepted | running → failed`, failure kind `timeout`): the backstop for an agent
+ * that did not stop a run past its `timeout_s` (counted from `started_at`, else `accepted_at`)
+ * plus `graceS`. Ends the run and gives up its lease, so the holder's next renewal or report
+ * is refused and it stops the workload. Returns the runs and their workstations.
+ *
+ * @example
+ * const ended = await timeOutOverdue(db, 60);
+ */
+export async function timeOutOverdue(db: Database, graceS: number, limit = 100): Promise<Array<{ id: string; workstation_id: string | null }>> {
+  return db.transaction(async (tx) => {
+    const r = await tx.query<{ id: string; workstation_id: string | null; timeout_s: number; lease_holder: string | null; fencing_token: number | string | null }>(
+      `select id, workstation_id, timeout_s, lease_holder, fencing_token from runs
+        where status in (${statusesSql('timeOut')}) and timeout_s is not null
+          and coalesce(started_at, accepted_at) + make_interval(secs => timeout_s + $1) < now()
+        order by position limit $2 for update skip locked`,
+      [graceS, limit],
+    );
+    for (const row of r.rows) {
+      await finishLocked(tx, row.id, { status: 'failed', failureKind: 'timeout', message: `exceeded its timeout of ${row.timeout_s}s (ended by the control plane: the agent did not stop it)` });
+      if (row.lease_holder !== null && row.fencing_token !== null) await releaseLease(tx, row.id, row.lease_holder, Number(row.fencing_token));
+    }
+    return r.rows.map((row) => ({ id: row.id, workstation_id: row.workstation_id }));
   });
 }

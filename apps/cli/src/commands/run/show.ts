@@ -24,6 +24,8 @@ export default class RunShow extends Command {
         ['workstation', run.workstation_id ?? '-'],
         ...(run.pending_reason ? [['waiting', run.pending_reason.message] as [string, string]] : []),
         ['attempt', `${run.attempt} of ${run.max_attempts}`],
+        ...(run.timeout_s ? [['timeout', `${run.timeout_s}s`] as [string, string]] : []),
+        ...(run.queue_timeout_s ? [['queue timeout', `${run.queue_timeout_s}s`] as [string, string]] : []),
         ['exit code', run.exit_code === null ? '-' : String(run.exit_code)],
         ['failure', run.failure_kind ? `${run.failure_kind}${run.failure_message ? `: ${run.failure_message}` : ''}` : '-'],
         ['created', run.created_at],

@@ -5,6 +5,7 @@ import { c as createTar } from 'tar';
 import type { Run, SubmitRunRequest } from '@runt/protocol';
 import { adminClient } from '../../config.js';
 import { CliError } from '../../errors.js';
+import { parseDuration } from '../../duration.js';
 import { adminFlags, adminToken, followRunEvents, printLogEvent, reportRunEnd } from './logs.js';
 import { watchPending } from '../../pending-notice.js';
 
@@ -27,6 +28,8 @@ export default class RunSubmit extends Command {
     'ready-when': Flags.string({ description: 'report running when this line first appears in the output' }),
     workstation: Flags.string({ description: 'place it on this workstation id' }),
     label: Flags.string({ description: 'place it on a workstation with label k=v (repeatable)', multiple: true }),
+    timeout: Flags.string({ description: 'stop it and fail it with timeout after this long running (90s, 10m, 2h)' }),
+    'queue-timeout': Flags.string({ description: 'end it blocked (unplaceable) if not placed within this long (90s, 10m, 2h)' }),
     'max-attempts': Flags.integer({ description: 'attempts in all (default 3)', min: 1, max: 20 }),
     bundle: Flags.string({ description: 'directory packed (tar.gz) and unpacked into the working directory' }),
     'idempotency-key': Flags.string({ description: 'the same key within 24 h returns the same run' }),
@@ -49,6 +52,8 @@ export default class RunSubmit extends Command {
         ...(flags.label ? { labels: pairs(flags.label, 'label') } : {}),
       },
       ...(flags['max-attempts'] ? { max_attempts: flags['max-attempts'] } : {}),
+      ...(flags.timeout ? { timeout_s: parseDuration(flags.timeout, 'timeout') } : {}),
+      ...(flags['queue-timeout'] ? { queue_timeout_s: parseDuration(flags['queue-timeout'], 'queue-timeout') } : {}),
       ...(flags['idempotency-key'] ? { idempotency_key: flags['idempotency-key'] } : {}),
     };
     if (flags.bundle) {
