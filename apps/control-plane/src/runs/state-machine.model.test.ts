@@ -356,6 +356,26 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
     );
   });
 
+  it('ends runs past their queue timeout or run timeout only by the moves of the table', async () => {
+    const { run: waiting } = await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], queue_timeout_s: 5 }));
+    const status = async (id: string) => (await observe({ t, sweeper, runId: id })).status;
+    expect(await transitions.expireQueued(t.db)).not.toContain(waiting.id); // not yet due
+    await t.db.query(`update runs set created_at = now() - interval '10 seconds' where id = $1`, [waiting.id]);
+    expect(await transitions.expireQueued(t.db)).toContain(waiting.id);
+    expect(isLegalMove('expireQueued', 'queued', await status(waiting.id))).toBe(true);
+
+    const { run } = await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], timeout_s: 5 }));
+    await transitions.offer(t.db, [{ id: run.id, ws: 'ws_a' }]);
+    const grant = await transitions.claim(t.db, run.id, 'ws_a', 'ws_a/r1', LEASE_MS);
+    await transitions.start(t.db, run.id, 'ws_a', grant!.fencingToken);
+    expect((await transitions.timeOutOverdue(t.db, 0)).map((x) => x.id)).not.toContain(run.id); // not yet due
+    await t.db.query(`update runs set started_at = now() - interval '10 seconds' where id = $1`, [run.id]);
+    expect((await transitions.timeOutOverdue(t.db, 0)).map((x) => x.id)).toContain(run.id);
+    const seen = await observe({ t, sweeper, runId: run.id });
+    expect(isLegalMove('timeOut', 'running', seen.status)).toBe(true);
+    expect(seen.lease?.holder ?? null).toBeNull();
+  });
+
   it('reaches every move of the table', async () => {
     // The model test above is only as good as the moves it visits: walk one run through the
     // longest path (requeue, then running, then finished) and check each step is in the table.
