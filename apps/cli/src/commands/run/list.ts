@@ -1,6 +1,7 @@
 import { Command, Flags } from '@oclif/core';
-import { runStatusSchema, type Run } from '@runt/protocol';
+import { runStatusSchema, type ControlPlaneClient, type Run, type Workstation } from '@runt/protocol';
 import { adminClient } from '../../config.js';
+import { CliError } from '../../errors.js';
 import { adminFlags } from './logs.js';
 
 export default class RunList extends Command {
@@ -10,21 +11,24 @@ export default class RunList extends Command {
   static override flags = {
     ...adminFlags,
     status: Flags.option({ options: runStatusSchema.options, description: 'only runs in this status' })(),
-    workstation: Flags.string({ description: 'only runs on this workstation id' }),
+    workstation: Flags.string({ description: 'only runs on this workstation (its name or id)' }),
     limit: Flags.integer({ description: 'at most this many (1-500)', default: 50, min: 1, max: 500 }),
   };
 
   async run(): Promise<{ runs: Run[]; next_cursor: string | null }> {
     const { flags } = await this.parse(RunList);
     const client = await adminClient(flags);
+    // Names need the fleet: read it for the table and for --workstation, not for a bare --json.
+    const fleet = !this.jsonEnabled() || flags.workstation !== undefined ? await fleetOf(client) : [];
+    const workstationId = flags.workstation === undefined ? undefined : workstationIdOf(fleet, flags.workstation);
     const page = await client.listRuns({
       ...(flags.status ? { status: flags.status } : {}),
-      ...(flags.workstation ? { workstation_id: flags.workstation } : {}),
+      ...(workstationId ? { workstation_id: workstationId } : {}),
       limit: flags.limit,
     });
     if (!this.jsonEnabled()) {
       const head = ['ID', 'STATUS', 'RUNTIME', 'WORKSTATION', 'EXIT', 'CREATED', 'WAITING'];
-      const rows = page.runs.map((r) => [r.id, r.status, r.runtime, r.workstation_id ?? '-', r.exit_code === null ? '-' : String(r.exit_code), r.created_at, r.pending_reason?.message ?? '']);
+      const rows = page.runs.map((r) => [r.id, r.status, r.runtime, r.workstation_id === null ? '-' : (fleet.find((w) => w.id === r.workstation_id)?.display_name ?? r.workstation_id), r.exit_code === null ? '-' : String(r.exit_code), r.created_at, r.pending_reason?.message ?? '']);
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
       this.log(line(head));
@@ -32,4 +36,20 @@ export default class RunList extends Command {
     }
     return page;
   }
+}
+
+async function fleetOf(client: ControlPlaneClient): Promise<Workstation[]> {
+  return (await client.listWorkstations()).workstations;
+}
+
+/**
+ * `--workstation` as a user types it: an id, or a name (display name) that names exactly one
+ * workstation, as `docker` and `nomad` take a name or an id.
+ */
+export function workstationIdOf(fleet: Workstation[], given: string): string {
+  if (fleet.some((w) => w.id === given)) return given;
+  const named = fleet.filter((w) => w.display_name === given);
+  if (named.length === 1) return named[0]!.id;
+  if (named.length > 1) throw new CliError(`--workstation ${given} names ${named.length} workstations (${named.map((w) => w.id).join(', ')}): pass an id`);
+  throw new CliError(`no workstation named or with id ${given} (runt workstation status lists them)`);
 }

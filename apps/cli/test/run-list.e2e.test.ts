@@ -1,0 +1,38 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runt } from './cli.js';
+import { startRunsHarness, terminal, type RunsHarness, type TestAgent } from './runs-harness.js';
+
+// `run list` names workstations as people do: the WORKSTATION column shows the name, and
+// `--workstation` takes a name or an id (issue 12).
+describe('run list and workstation names', () => {
+  let h: RunsHarness;
+  let agent: TestAgent;
+  beforeAll(async () => {
+    h = await startRunsHarness('pglite');
+    agent = await h.startAgent('build-box', ['--runtime', 'process', '--max-runs', '2']);
+  }, 120_000);
+  afterAll(async () => h?.close());
+
+  it('shows the workstation name and filters by name or id', async () => {
+    const { run } = await h.admin.submitRun({ runtime: 'process', command: ['/bin/true'] });
+    await terminal(h.admin, run.id);
+    const { run: queued } = await h.admin.submitRun({ runtime: 'nosuch', command: ['/bin/true'] });
+
+    const all = await runt(['run', 'list'], h.adminEnv);
+    expect(all.exitCode, all.stderr).toBe(0);
+    const head = all.stdout.split('\n')[0]!;
+    expect(head).toMatch(/^ID\s+STATUS\s+RUNTIME\s+WORKSTATION\s/);
+    const row = all.stdout.split('\n').find((l) => l.startsWith(run.id))!;
+    expect(row.slice(head.indexOf('WORKSTATION')).split(/\s+/)[0]).toBe('build-box');
+
+    for (const given of ['build-box', agent.workstationId]) {
+      const mine = await runt(['run', 'list', '--workstation', given], h.adminEnv);
+      expect(mine.exitCode, mine.stderr).toBe(0);
+      expect(mine.stdout).toContain(run.id);
+      expect(mine.stdout).not.toContain(queued.id);
+    }
+    const none = await runt(['run', 'list', '--workstation', 'no-such-box'], h.adminEnv);
+    expect(none.exitCode).toBe(1);
+    expect(none.stderr.trim()).toBe('runt: no workstation named or with id no-such-box (runt workstation status lists them)');
+  });
+});
