@@ -24,6 +24,10 @@ describe('run list and workstation names', () => {
     expect(head).toMatch(/^ID\s+STATUS\s+RUNTIME\s+WORKSTATION\s/);
     const row = all.stdout.split('\n').find((l) => l.startsWith(run.id))!;
     expect(row.slice(head.indexOf('WORKSTATION')).split(/\s+/)[0]).toBe('build-box');
+    // Times: relative in the table, ISO in --json.
+    expect(row.slice(head.indexOf('CREATED'))).toMatch(/^\d+[smhd] ago/);
+    const json = await runt(['run', 'list', '--json'], h.adminEnv);
+    expect(JSON.parse(json.stdout).runs[0].created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/);
 
     for (const given of ['build-box', agent.workstationId]) {
       const mine = await runt(['run', 'list', '--workstation', given], h.adminEnv);

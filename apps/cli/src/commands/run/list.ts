@@ -2,6 +2,7 @@ import { Command, Flags } from '@oclif/core';
 import { runStatusSchema, type ControlPlaneClient, type Run, type Workstation } from '@runt/protocol';
 import { adminClient } from '../../config.js';
 import { CliError } from '../../errors.js';
+import { relativeTime } from '../../relative-time.js';
 import { adminFlags } from './logs.js';
 
 export default class RunList extends Command {
@@ -28,7 +29,7 @@ export default class RunList extends Command {
     });
     if (!this.jsonEnabled()) {
       const head = ['ID', 'STATUS', 'RUNTIME', 'WORKSTATION', 'EXIT', 'CREATED', 'WAITING'];
-      const rows = page.runs.map((r) => [r.id, r.status, r.runtime, r.workstation_id === null ? '-' : (fleet.find((w) => w.id === r.workstation_id)?.display_name ?? r.workstation_id), r.exit_code === null ? '-' : String(r.exit_code), r.created_at, r.pending_reason?.message ?? '']);
+      const rows = page.runs.map((r) => [r.id, r.status, r.runtime, r.workstation_id === null ? '-' : (fleet.find((w) => w.id === r.workstation_id)?.display_name ?? r.workstation_id), r.exit_code === null ? '-' : String(r.exit_code), relativeTime(r.created_at), r.pending_reason?.message ?? '']);
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
       this.log(line(head));
