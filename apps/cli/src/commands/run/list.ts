@@ -3,6 +3,7 @@ import { runStatusSchema, type ControlPlaneClient, type Run, type Workstation } 
 import { adminClient } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { relativeTime } from '../../relative-time.js';
+import { colourStatus } from '../../status-colour.js';
 import { adminFlags } from './logs.js';
 
 export default class RunList extends Command {
@@ -31,9 +32,13 @@ export default class RunList extends Command {
       const head = ['ID', 'STATUS', 'RUNTIME', 'WORKSTATION', 'EXIT', 'CREATED', 'WAITING'];
       const rows = page.runs.map((r) => [r.id, r.status, r.runtime, r.workstation_id === null ? '-' : (fleet.find((w) => w.id === r.workstation_id)?.display_name ?? r.workstation_id), r.exit_code === null ? '-' : String(r.exit_code), relativeTime(r.created_at), r.pending_reason?.message ?? '']);
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-      const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+      const line = (cells: string[], colour = false) =>
+        cells
+          .map((c, i) => (colour && i === 1 ? colourStatus(c.padEnd(widths[i]!)) : c.padEnd(widths[i]!)))
+          .join('  ')
+          .trimEnd();
       this.log(line(head));
-      for (const r of rows) this.log(line(r));
+      for (const r of rows) this.log(line(r, true));
     }
     return page;
   }
