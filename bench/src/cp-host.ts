@@ -13,6 +13,10 @@ export interface CpHostConfig {
   url?: string;
   /** The control plane's data directory (PGlite keeps its files in `<dataDir>/db`, as `runt-control-plane` does). */
   dataDir: string;
+  /** A fixed port (the chaos suite restarts the control plane on the same address); 0 by default. */
+  port?: number;
+  /** A fixed admin token (kept across the chaos suite's restarts); minted by default. */
+  adminToken?: string;
 }
 
 /** What the meters counted since the process started. */
@@ -74,9 +78,12 @@ async function main(): Promise<void> {
     c.backend === 'postgres'
       ? await openPostgres({ url: c.url! })
       : await openPglite({ dataDir: `${c.dataDir}/db` });
-  const adminToken = mintToken('admin');
+  const adminToken = c.adminToken ?? mintToken('admin');
   const cp = await startControlPlane(
-    loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: c.dataDir, logLevel: 'error' }),
+    loadConfig(
+      {},
+      { host: '127.0.0.1', port: c.port ?? 0, adminToken, dataDir: c.dataDir, logLevel: 'error' },
+    ),
     {
       db: counting(raw),
       logDestination: new Writable({ write: (_c, _e, cb) => cb() }),

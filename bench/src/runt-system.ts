@@ -57,7 +57,7 @@ export function agentBin(): string {
 }
 
 /** The `runt` CLI's bin, as installed next to this package. */
-function cliBin(): string {
+export function cliBin(): string {
   return join(dirname(dirname(fileURLToPath(import.meta.resolve('@runt/cli')))), 'bin', 'run.js');
 }
 

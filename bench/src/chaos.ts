@@ -1,0 +1,341 @@
+// `pnpm chaos`: runs on the process runtime over several agents that are killed -9 and restarted
+// at random, with the control plane killed -9 and restarted on the same data. Each workload
+// appends `<tag> start|end <pid> <ns>` to a ledger (O_APPEND); at the end every acknowledged run
+// must be found, terminal and started at most once. Loopback only, bounded, ends only its own pids.
+// Knobs: CHAOS_RUNS (200), CHAOS_AGENTS (4), CHAOS_BACKEND (pglite|postgres), CHAOS_SECONDS (120).
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { redeemPairingCode } from '@runt/pairing';
+import { ControlPlaneClient } from '@runt/protocol';
+import { mintToken } from '@runt/transport-auth';
+import type { CpHostConfig, CpHostRequest } from './cp-host.js';
+import { createBenchDatabase } from './postgres-server.js';
+import { processStartTime, processTree } from './proc-cpu.js';
+import { cliBin } from './runt-system.js';
+import { loadAverage, sleep } from './stats.js';
+
+const RUNS = Number(process.env.CHAOS_RUNS ?? 200);
+const AGENTS = Number(process.env.CHAOS_AGENTS ?? 4);
+const BACKEND = (process.env.CHAOS_BACKEND ?? 'pglite') as 'pglite' | 'postgres';
+const SECONDS = Number(process.env.CHAOS_SECONDS ?? 120);
+/** After the chaos: how long every acknowledged run gets to become terminal (beyond a 30 s lease). */
+const SETTLE_SECONDS = Number(process.env.CHAOS_SETTLE_SECONDS ?? 180);
+const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'blocked']);
+
+const rand = (a: number, b: number) => a + Math.random() * (b - a);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Kills -9 the given pids if they are still the processes we started (same start time). */
+function kill9(procs: { pid: number; since: number | undefined }[]): void {
+  for (const { pid, since } of procs) {
+    if (since === undefined || processStartTime(pid) !== since) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+class ControlPlane {
+  proc: ChildProcess | undefined;
+  private seq = 0;
+  private readonly pending = new Map<number, (m: { rows?: unknown[]; error?: string }) => void>();
+  constructor(private readonly config: CpHostConfig) {}
+
+  async start(): Promise<void> {
+    const cp = fork(new URL('./cp-host.js', import.meta.url), [], {
+      env: { ...process.env, BENCH_CP: JSON.stringify(this.config) },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    cp.on('message', (m: { id?: number }) => {
+      if (m.id !== undefined) {
+        this.pending.get(m.id)?.(m as { rows?: unknown[]; error?: string });
+        this.pending.delete(m.id);
+      }
+    });
+    cp.on('exit', () => {
+      for (const r of this.pending.values()) r({ error: 'control plane exited' });
+      this.pending.clear();
+    });
+    await new Promise<void>((resolve, reject) => {
+      cp.once('message', () => resolve());
+      cp.once('exit', (code) => reject(new Error(`control plane exited (${code})`)));
+    });
+    this.proc = cp;
+  }
+
+  kill9(): void {
+    if (this.proc?.pid && this.proc.exitCode === null) this.proc.kill('SIGKILL');
+    this.proc = undefined;
+  }
+
+  async sql<T>(sql: string, params?: unknown[]): Promise<T[]> {
+    const cp = this.proc;
+    if (!cp) throw new Error('control plane down');
+    const id = ++this.seq;
+    const r = await new Promise<{ rows?: unknown[]; error?: string }>((resolve) => {
+      this.pending.set(id, resolve);
+      cp.send({ type: 'query', sql, ...(params ? { params } : {}), id } satisfies CpHostRequest & {
+        id: number;
+      });
+    });
+    if (r.error) throw new Error(r.error);
+    return r.rows as T[];
+  }
+
+  async stop(): Promise<void> {
+    const cp = this.proc;
+    if (!cp || cp.exitCode !== null) return;
+    const exited = new Promise((r) => cp.once('exit', r));
+    cp.kill('SIGTERM');
+    const t = setTimeout(() => cp.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+interface Agent {
+  i: number;
+  token: string;
+  workstationId: string;
+  stateDir: string;
+  proc?: ChildProcess;
+  log: string;
+}
+
+async function main(): Promise<void> {
+  const root = mkdtempSync(join(tmpdir(), 'runt-chaos-'));
+  const ledger = join(root, 'ledger');
+  writeFileSync(ledger, '');
+  const db = BACKEND === 'postgres' ? await createBenchDatabase('chaos') : undefined;
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const adminToken = mintToken('admin');
+  const cp = new ControlPlane({
+    backend: BACKEND,
+    dataDir: join(root, 'cp'),
+    port,
+    adminToken,
+    ...(db ? { url: db.url } : {}),
+  });
+  const admin = new ControlPlaneClient({ url, token: adminToken, timeoutMs: 30_000 });
+  const agents: Agent[] = [];
+  const config = join(root, 'config');
+  mkdirSync(config);
+  const kills = { agents: 0, controlPlane: 0 };
+  let readopted = 0;
+
+  const startAgent = (a: Agent) => {
+    const child = spawn(
+      process.execPath,
+      [cliBin(), 'workstation', 'run', '--runtime', 'process', '--max-runs', '4', '--state-dir', a.stateDir],
+      {
+        env: {
+          ...process.env,
+          XDG_CONFIG_HOME: config,
+          RUNT_CLOUD_URL: url,
+          RUNT_CLOUD_TOKEN: a.token,
+          RUNT_WORKSTATION_ID: a.workstationId,
+          RUNT_LOG_LEVEL: 'info',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const count = (d: Buffer) => {
+      const s = String(d);
+      readopted += s.split('"re-adopted"').length - 1;
+      a.log = (a.log + s).slice(-4000);
+    };
+    child.stdout!.on('data', count);
+    child.stderr!.on('data', count);
+    a.proc = child;
+  };
+  const killAgent = (a: Agent) => {
+    const pid = a.proc?.pid;
+    if (!pid || a.proc!.exitCode !== null) return;
+    // The CLI and its runt-agent child, not the workloads (they are the agent's children and
+    // must survive for re-adoption).
+    const targets = processTree(pid).filter((p) => {
+      if (p === pid) return true;
+      try {
+        const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+        return cmd.startsWith(process.execPath) || cmd.startsWith('node');
+      } catch {
+        return false;
+      }
+    });
+    kill9(targets.map((p) => ({ pid: p, since: processStartTime(p) })));
+    a.proc = undefined;
+  };
+
+  const acked = new Map<string, string>(); // tag → run id
+  let submitFailures = 0;
+  const t0 = Date.now();
+  try {
+    await cp.start();
+    for (let i = 0; i < AGENTS; i++) {
+      const { pairing } = await admin.mintPairingCode();
+      const r = await redeemPairingCode(url, pairing.code, { display_name: `chaos-${i}` });
+      const a: Agent = {
+        i,
+        token: r.credential.token,
+        workstationId: r.workstation.id,
+        stateDir: join(root, `agent-${i}`),
+        log: '',
+      };
+      agents.push(a);
+      startAgent(a);
+    }
+
+    // Submits spread over the chaos window, each retried (same idempotency key) until acknowledged.
+    const submitter = (async () => {
+      for (let n = 0; n < RUNS; n++) {
+        const wait = t0 + (n * SECONDS * 1000 * 0.8) / RUNS - Date.now();
+        if (wait > 0) await sleep(wait);
+        const tag = `c${n}`;
+        const secs = rand(0.1, 3).toFixed(2);
+        const body = {
+          runtime: 'process',
+          idempotency_key: `chaos-${tag}`,
+          command: [
+            'sh',
+            '-c',
+            `echo "${tag} start $$ $(date +%s%N)" >> ${ledger}; sleep ${secs}; echo "${tag} end $$ $(date +%s%N)" >> ${ledger}`,
+          ],
+        };
+        for (let tries = 0; tries < 60 && !acked.has(tag); tries++) {
+          try {
+            const { run } = await admin.submitRun(body as Parameters<ControlPlaneClient['submitRun']>[0]);
+            acked.set(tag, run.id);
+          } catch {
+            submitFailures++;
+            await sleep(1000);
+          }
+        }
+      }
+    })();
+
+    // The chaos: every 2–6 s an agent killed -9 (restarted 0.5–4 s later), 1 time in 6 the control plane.
+    while (Date.now() - t0 < SECONDS * 1000) {
+      await sleep(rand(2000, 6000));
+      if (Math.random() < 1 / 6 && cp.proc) {
+        cp.kill9();
+        kills.controlPlane++;
+        await sleep(rand(1000, 4000));
+        await cp.start();
+      } else {
+        const a = agents[Math.floor(Math.random() * agents.length)]!;
+        killAgent(a);
+        kills.agents++;
+        setTimeout(() => startAgent(a), rand(500, 4000));
+      }
+    }
+    await submitter;
+    await sleep(4500); // the last restarted agents are back
+
+    // Settle: every acknowledged run terminal, bounded.
+    let rows: { id: string; status: string; failure_kind: string | null; attempt: number }[] = [];
+    const ids = [...acked.values()];
+    for (const deadline = Date.now() + SETTLE_SECONDS * 1000; ;) {
+      rows = await cp.sql(`select id, status, failure_kind, attempt from runs where id = any($1)`, [ids]);
+      if (rows.length === ids.length && rows.every((r) => TERMINAL.has(r.status))) break;
+      if (Date.now() > deadline) break;
+      await sleep(1000);
+    }
+
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const starts = new Map<string, { pid: string; t: number }[]>();
+    const ends = new Map<string, number[]>();
+    for (const line of readFileSync(ledger, 'utf8').split('\n')) {
+      const [tag, kind, pid, t] = line.split(' ');
+      if (!tag || !t) continue;
+      if (kind === 'start') starts.set(tag, [...(starts.get(tag) ?? []), { pid: pid!, t: Number(t) / 1e6 }]);
+      if (kind === 'end') ends.set(tag, [...(ends.get(tag) ?? []), Number(t) / 1e6]);
+    }
+    const lost = [...acked].filter(([, id]) => !byId.has(id)).map(([tag]) => tag);
+    const twice = [...starts].filter(([, s]) => s.length > 1).map(([tag]) => tag);
+    const concurrent = twice.filter((tag) => {
+      const s = starts.get(tag)!.sort((a, b) => a.t - b.t);
+      const firstEnd = (ends.get(tag) ?? []).sort((a, b) => a - b)[0];
+      return firstEnd === undefined || s[1]!.t < firstEnd;
+    });
+    const stuck = rows.filter((r) => !TERMINAL.has(r.status));
+    const tagOf = new Map([...acked].map(([tag, id]) => [id, tag]));
+    const lostWithSuccess = rows.filter(
+      (r) => r.status === 'failed' && r.failure_kind === 'runner-lost' && ends.has(tagOf.get(r.id)!),
+    );
+    const status: Record<string, number> = {};
+    for (const r of rows) {
+      const k = r.status === 'failed' ? `failed/${r.failure_kind ?? '?'}` : r.status;
+      status[k] = (status[k] ?? 0) + 1;
+    }
+    const report = {
+      backend: BACKEND,
+      runs: RUNS,
+      acknowledged: acked.size,
+      agents: AGENTS,
+      seconds: Math.round((Date.now() - t0) / 1000),
+      kills,
+      submitRetries: submitFailures,
+      lost: lost.length,
+      executedTwice: twice.length,
+      executedTwiceConcurrently: concurrent.length,
+      stuck: stuck.length,
+      runnerLostWithSuccessfulWorkload: lostWithSuccess.length,
+      neverStarted: [...acked.keys()].filter((tag) => !starts.has(tag)).length,
+      readopted,
+      status,
+      load: loadAverage(),
+    };
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    if (lost.length) process.stdout.write(`lost: ${lost.slice(0, 20).join(' ')}\n`);
+    if (twice.length)
+      process.stdout.write(
+        `executed twice: ${twice
+          .map((t) => acked.get(t))
+          .slice(0, 20)
+          .join(' ')}\n`,
+      );
+    if (stuck.length)
+      process.stdout.write(
+        `stuck: ${stuck
+          .slice(0, 20)
+          .map((r) => `${r.id}(${r.status})`)
+          .join(' ')}\n`,
+      );
+    if (process.env.CHAOS_KEEP) process.stdout.write(`kept: ${root}\n`);
+    process.exitCode = lost.length + twice.length + stuck.length > 0 ? 1 : 0;
+  } finally {
+    for (const a of agents) {
+      const p = a.proc;
+      if (p && p.exitCode === null) {
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGTERM');
+        await Promise.race([exited, sleep(10_000)]);
+      }
+      killAgent(a);
+    }
+    await cp.stop();
+    await db?.drop();
+    if (!process.env.CHAOS_KEEP) rmSync(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`chaos: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(2);
+});
