@@ -160,8 +160,8 @@ async function main(): Promise<void> {
       readopted += s.split('"re-adopted"').length - 1;
       a.log = (a.log + s).slice(-4000);
     };
-    child.stdout!.on('data', count);
-    child.stderr!.on('data', count);
+    child.stdout.on('data', count);
+    child.stderr.on('data', count);
     a.proc = child;
   };
   const killAgent = (a: Agent) => {
@@ -219,7 +219,7 @@ async function main(): Promise<void> {
         };
         for (let tries = 0; tries < 60 && !acked.has(tag); tries++) {
           try {
-            const { run } = await admin.submitRun(body as Parameters<ControlPlaneClient['submitRun']>[0]);
+            const { run } = await admin.submitRun(body);
             acked.set(tag, run.id);
           } catch {
             submitFailures++;
