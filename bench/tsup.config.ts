@@ -1,7 +1,14 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { index: 'src/index.ts', bench: 'src/bench.ts', 'peer-host': 'src/peer-host.ts', 'cp-host': 'src/cp-host.ts', 'replicas-bench': 'src/replicas-bench.ts', chaos: 'src/chaos.ts' },
+  entry: {
+    index: 'src/index.ts',
+    bench: 'src/bench.ts',
+    'peer-host': 'src/peer-host.ts',
+    'cp-host': 'src/cp-host.ts',
+    'replicas-bench': 'src/replicas-bench.ts',
+    chaos: 'src/chaos.ts',
+  },
   format: ['esm'],
   dts: { entry: { index: 'src/index.ts' } },
   clean: true,

@@ -13,10 +13,14 @@ need(Array.isArray(pkg.files) && pkg.files.includes('dist'), 'package.json "file
 need(pkg.engines?.node, 'package.json has no engines.node');
 need(pkg.license, 'package.json has no license');
 for (const [sub, target] of Object.entries(pkg.exports ?? {})) {
-  need(typeof target === 'object' && target.types && target.import, `export "${sub}" needs "types" and "import"`);
+  need(
+    typeof target === 'object' && target.types && target.import,
+    `export "${sub}" needs "types" and "import"`,
+  );
 }
 for (const [name, range] of Object.entries({ ...pkg.dependencies, ...pkg.peerDependencies })) {
-  if (name.startsWith('@runt/') && pkg.dependencies?.[name]) need(range === 'workspace:^', `${name} must be "workspace:^" between libraries`);
+  if (name.startsWith('@runt/') && pkg.dependencies?.[name])
+    need(range === 'workspace:^', `${name} must be "workspace:^" between libraries`);
 }
 const readme = existsSync('README.md') ? readFileSync('README.md', 'utf8') : '';
 need(readme.length > 0, 'README.md is missing');

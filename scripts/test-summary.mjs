@@ -7,7 +7,9 @@ import { join } from 'node:path';
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-const packageDirs = ['packages', 'apps'].flatMap((root) => (existsSync(root) ? readdirSync(root).map((dir) => join(root, dir)) : []));
+const packageDirs = ['packages', 'apps'].flatMap((root) =>
+  existsSync(root) ? readdirSync(root).map((dir) => join(root, dir)) : [],
+);
 packageDirs.push('bench'); // the bench-only workspace package at the root
 for (const dir of packageDirs) {
   const file = join(dir, '.vitest-report.json');

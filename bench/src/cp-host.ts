@@ -39,9 +39,10 @@ function counting(db: Database): Database {
       return q.query(text, params);
     },
   });
+  const direct = wrap(db);
   const counted: Database = {
     backend: db.backend,
-    query: wrap(db).query,
+    query: (text, params) => direct.query(text, params),
     transaction: (fn) => {
       counts.statements += 2;
       counts.transactions++;

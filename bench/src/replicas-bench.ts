@@ -134,7 +134,7 @@ async function linkDouble(
     ws.once('error', reject);
     ws.on('message', (data) => {
       const at = nowMs();
-      const m = JSON.parse(String(data)) as { type: string; run?: Run; id?: string };
+      const m = JSON.parse((data as Buffer).toString('utf8')) as { type: string; run?: Run; id?: string };
       if (m.type === 'registered') resolve();
       else if (m.type === 'offer' && m.run) onOffer(m.run, at, client);
       else if (m.type === 'ping') ws.send(JSON.stringify({ type: 'result', id: m.id, ok: true }));
@@ -310,7 +310,9 @@ async function killRecovery(agents: number): Promise<{ agents: number; ms: numbe
     for (const p of procs) p.kill('SIGTERM');
     await Promise.all(
       procs.map((p) =>
-        p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : undefined,
+        p.exitCode === null && p.signalCode === null
+          ? new Promise((r) => p.once('exit', r))
+          : Promise.resolve(),
       ),
     );
     await c.end();

@@ -188,7 +188,7 @@ export class RuntSystem {
         },
         stdio: ['ignore', 'ignore', 'pipe'],
       });
-      child.stderr!.on('data', (d: Buffer) => {
+      child.stderr.on('data', (d: Buffer) => {
         if (this.agentStderr.join('').length < 4000) this.agentStderr.push(String(d));
       });
       this.agentProcs.push(child);

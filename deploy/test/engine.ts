@@ -12,7 +12,9 @@ export const RUNT_BIN = fileURLToPath(new URL('../../apps/cli/bin/run.js', impor
 /** The agent binary of this checkout (`runt-agent`). */
 export const AGENT_BIN = fileURLToPath(new URL('../../apps/agent/dist/bin.js', import.meta.url));
 /** Where the docker engine is: DOCKER_HOST, else the private engine of scripts/setup-engines.sh. */
-export const DOCKER_HOST = process.env.DOCKER_HOST || (existsSync('/run/runt-docker/docker.sock') ? 'unix:///run/runt-docker/docker.sock' : '');
+export const DOCKER_HOST =
+  process.env.DOCKER_HOST ||
+  (existsSync('/run/runt-docker/docker.sock') ? 'unix:///run/runt-docker/docker.sock' : '');
 
 export interface Ran {
   exitCode: number;
@@ -22,7 +24,12 @@ export interface Ran {
 
 /** Runs the docker CLI against DOCKER_HOST; never throws. */
 export async function docker(args: string[], timeoutMs = 120_000): Promise<Ran> {
-  const r = await execa('docker', args, { env: { DOCKER_HOST }, reject: false, stdin: 'ignore', timeout: timeoutMs });
+  const r = await execa('docker', args, {
+    env: { DOCKER_HOST },
+    reject: false,
+    stdin: 'ignore',
+    timeout: timeoutMs,
+  });
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
@@ -36,7 +43,14 @@ export async function dockerOk(args: string[], timeoutMs?: number): Promise<stri
 /** Runs the built CLI as a subprocess, as a script would. */
 export async function runt(args: string[], env: Record<string, string | undefined> = {}): Promise<Ran> {
   const r = await execa('node', [RUNT_BIN, ...args], {
-    env: { ...process.env, RUNT_CLOUD_URL: undefined, RUNT_CLOUD_TOKEN: undefined, RUNT_ADMIN_TOKEN: undefined, DEBUG: undefined, ...env },
+    env: {
+      ...process.env,
+      RUNT_CLOUD_URL: undefined,
+      RUNT_CLOUD_TOKEN: undefined,
+      RUNT_ADMIN_TOKEN: undefined,
+      DEBUG: undefined,
+      ...env,
+    },
     extendEnv: false,
     reject: false,
     stdin: 'ignore',
@@ -58,7 +72,11 @@ export function freePort(): Promise<number> {
 }
 
 /** Polls `probe` until it returns something truthy. */
-export async function eventually<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 90_000): Promise<T> {
+export async function eventually<T>(
+  probe: () => Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 90_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -68,7 +86,8 @@ export async function eventually<T>(probe: () => Promise<T | undefined | false>,
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -80,15 +99,22 @@ export async function logsOf(name: string): Promise<string> {
 }
 
 /** Waits for the connect line of the startup banner and returns the URL and code it names. */
-export async function connectLineOf(name: string, timeoutMs = 120_000): Promise<{ line: string; url: string; code: string }> {
-  return eventually(async () => {
-    const logs = await logsOf(name);
-    const m = /^\s*(.*workstation connect (\S+) --code (\S+))\s*$/m.exec(logs);
-    if (m) return { line: m[1]!, url: m[2]!, code: m[3]! };
-    const state = await dockerOk(['inspect', '--format', '{{.State.Status}}', name]);
-    if (state !== 'running') throw new Error(`container ${name} is ${state}: ${logs}`);
-    return undefined;
-  }, `the connect line of ${name}`, timeoutMs);
+export async function connectLineOf(
+  name: string,
+  timeoutMs = 120_000,
+): Promise<{ line: string; url: string; code: string }> {
+  return eventually(
+    async () => {
+      const logs = await logsOf(name);
+      const m = /^\s*(.*workstation connect (\S+) --code (\S+))\s*$/m.exec(logs);
+      if (m) return { line: m[1]!, url: m[2]!, code: m[3]! };
+      const state = await dockerOk(['inspect', '--format', '{{.State.Status}}', name]);
+      if (state !== 'running') throw new Error(`container ${name} is ${state}: ${logs}`);
+      return undefined;
+    },
+    `the connect line of ${name}`,
+    timeoutMs,
+  );
 }
 
 /**
@@ -100,7 +126,10 @@ export function writeHaproxyConfig(lbPort: number, cpPorts: number[]): string {
   let cfg = shipped.replace(/^\s*bind :8787$/m, `  bind 127.0.0.1:${lbPort}`);
   for (const n of [1, 2, 3]) {
     const port = cpPorts[n - 1];
-    cfg = cfg.replace(new RegExp(`^\\s*server cp${n} cp${n}:8787\\n`, 'm'), port ? `  server cp${n} 127.0.0.1:${port}\n` : '');
+    cfg = cfg.replace(
+      new RegExp(`^\\s*server cp${n} cp${n}:8787\\n`, 'm'),
+      port ? `  server cp${n} 127.0.0.1:${port}\n` : '',
+    );
   }
   if (!cfg.includes(`bind 127.0.0.1:${lbPort}`) || cfg.match(/^\s*server /gm)?.length !== cpPorts.length) {
     throw new Error('deploy/haproxy.cfg no longer has the bind and server lines this rewrite expects');

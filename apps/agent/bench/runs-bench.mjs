@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { loadConfig, startControlPlane } from '@runt/control-plane';
 import { redeemPairingCode } from '@runt/pairing';
-import { ControlPlaneClient, isTerminalRunStatus } from '@runt/protocol';
+import { ControlPlaneClient } from '@runt/protocol';
 import { createTestDatabase } from '@runt/sql/testing';
 import { mintToken } from '@runt/transport-auth';
 
@@ -40,7 +40,16 @@ async function measure(backend, agentCount, mode) {
   const t = await createTestDatabase(backend);
   const adminToken = mintToken('admin');
   const cp = await startControlPlane(
-    loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: mkdtempSync(join(tmpdir(), 'runt-bench-cp-')), logLevel: 'error' }),
+    loadConfig(
+      {},
+      {
+        host: '127.0.0.1',
+        port: 0,
+        adminToken,
+        dataDir: mkdtempSync(join(tmpdir(), 'runt-bench-cp-')),
+        logLevel: 'error',
+      },
+    ),
     { db: t.db, logDestination: new Writable({ write: (_c, _e, cb) => cb() }) },
   );
   const admin = new ControlPlaneClient({ url: cp.url, token: adminToken });
@@ -55,7 +64,13 @@ async function measure(backend, agentCount, mode) {
     fork(new URL('./agent-host.mjs', import.meta.url), [], {
       env: {
         ...process.env,
-        BENCH_AGENTS: JSON.stringify({ url: cp.url, agents: agents.filter((_, i) => i % hostCount === h), link: mode === 'link', maxRuns: MAX_RUNS_PER_AGENT, pollIntervalMs: POLL_MS }),
+        BENCH_AGENTS: JSON.stringify({
+          url: cp.url,
+          agents: agents.filter((_, i) => i % hostCount === h),
+          link: mode === 'link',
+          maxRuns: MAX_RUNS_PER_AGENT,
+          pollIntervalMs: POLL_MS,
+        }),
       },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     }),
@@ -71,8 +86,10 @@ async function measure(backend, agentCount, mode) {
   );
   if (mode === 'link') {
     // Wait until every link is up (the control plane knows the workstation as linked).
-    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
-      const { rows } = await t.db.query(`select count(*)::int as n from workstations where link_state = 'connected'`).catch(() => ({ rows: [{ n: agentCount }] }));
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+      const { rows } = await t.db
+        .query(`select count(*)::int as n from workstations where link_state = 'connected'`)
+        .catch(() => ({ rows: [{ n: agentCount }] }));
       if (rows[0].n >= agentCount) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -85,13 +102,19 @@ async function measure(backend, agentCount, mode) {
     for (let i = 0; i < RUNS; i++) {
       const due = started + (i * 1000) / RATE;
       if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
-      pending.push(admin.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] }).then((b) => ids.push(b.run.id)));
+      pending.push(
+        admin
+          .submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] })
+          .then((b) => ids.push(b.run.id)),
+      );
     }
     await Promise.all(pending);
   } else {
     for (let i = 0; i < RUNS; i += 50) {
       const batch = await Promise.all(
-        Array.from({ length: Math.min(50, RUNS - i) }, () => admin.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] })),
+        Array.from({ length: Math.min(50, RUNS - i) }, () =>
+          admin.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] }),
+        ),
       );
       ids.push(...batch.map((b) => b.run.id));
     }
@@ -99,7 +122,9 @@ async function measure(backend, agentCount, mode) {
   let finished = 0;
   const deadline = started + TIMEOUT_MS;
   while (Date.now() < deadline) {
-    const { rows } = await t.db.query(`select count(*)::int as n from runs where status in ('completed','failed','cancelled','blocked')`);
+    const { rows } = await t.db.query(
+      `select count(*)::int as n from runs where status in ('completed','failed','cancelled','blocked')`,
+    );
     finished = rows[0].n;
     if (finished >= RUNS) break;
     await new Promise((r) => setTimeout(r, 50));
@@ -113,7 +138,10 @@ async function measure(backend, agentCount, mode) {
   const offered = rows.filter((r) => r.off_ms !== null).map((r) => Number(r.off_ms));
   const done = rows.filter((r) => r.fin_ms !== null);
   const completed = rows.filter((r) => r.status === 'completed').length;
-  const span = done.length > 0 ? (Math.max(...done.map((r) => Number(r.f))) - Math.min(...rows.map((r) => Number(r.c)))) / 1000 : NaN;
+  const span =
+    done.length > 0
+      ? (Math.max(...done.map((r) => Number(r.f))) - Math.min(...rows.map((r) => Number(r.c)))) / 1000
+      : NaN;
   await Promise.all(
     hosts.map((host) => {
       const exited = new Promise((r) => host.once('exit', r));
@@ -136,8 +164,14 @@ async function measure(backend, agentCount, mode) {
     offered_p50_ms: pct(offered, 50),
     accepted_p50_ms: pct(accepted, 50),
     accepted_p99_ms: pct(accepted, 99),
-    completed_p50_ms: pct(done.map((r) => Number(r.fin_ms)), 50),
-    completed_p99_ms: pct(done.map((r) => Number(r.fin_ms)), 99),
+    completed_p50_ms: pct(
+      done.map((r) => Number(r.fin_ms)),
+      50,
+    ),
+    completed_p99_ms: pct(
+      done.map((r) => Number(r.fin_ms)),
+      99,
+    ),
     runs_per_s: done.length / span,
   };
 }

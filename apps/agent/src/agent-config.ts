@@ -2,14 +2,22 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import envPaths from 'env-paths';
 import { z } from 'zod';
-import { LEASE_MS_DEFAULT, LEASE_MS_MAX, MIN_HELD_LEASE_MS, labelsSchema, runtimeNameSchema } from '@runt/protocol';
+import {
+  LEASE_MS_DEFAULT,
+  LEASE_MS_MAX,
+  MIN_HELD_LEASE_MS,
+  labelsSchema,
+  runtimeNameSchema,
+} from '@runt/protocol';
 import { AgentError } from './agent-error.js';
 import { parseCloudUrls } from './cloud-url-pool.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
 
 const configSchema = z.object({
-  runtimes: z.array(runtimeNameSchema).min(1, 'name at least one runtime with --runtime (or RUNT_DEFAULT_RUNTIME)'),
+  runtimes: z
+    .array(runtimeNameSchema)
+    .min(1, 'name at least one runtime with --runtime (or RUNT_DEFAULT_RUNTIME)'),
   maxRuns: z.coerce.number().int().min(1).max(10_000),
   labels: labelsSchema,
   once: z.boolean(),
@@ -59,7 +67,10 @@ between them with backoff and jitter. The credential comes from RUNT_CLOUD_URL /
  * @example
  * const config = loadAgentConfig(['--runtime', 'process', '--max-runs', '4'], process.env);
  */
-export function loadAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): AgentConfig & { help: boolean } {
+export function loadAgentConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): AgentConfig & { help: boolean } {
   let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
   try {
     ({ values } = parseArgs({
@@ -88,12 +99,20 @@ export function loadAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
   } catch (e) {
     throw new AgentError('config-invalid', (e as Error).message.split('\n')[0] ?? 'invalid arguments');
   }
-  const v = (k: string) => (env[k] && env[k]!.trim() !== '' ? env[k]!.trim() : undefined);
-  const list = (x: unknown) => ((x as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  const v = (k: string) => (env[k] && env[k].trim() !== '' ? env[k].trim() : undefined);
+  const list = (x: unknown) =>
+    ((x as string[] | undefined) ?? [])
+      .flatMap((s) => s.split(','))
+      .map((s) => s.trim())
+      .filter(Boolean);
 
   const runtimes = list(values.runtime);
   const labels: Record<string, string> = {};
-  for (const pair of [...list(v('RUNT_LABELS') ? [v('RUNT_LABELS')] : []), ...list(values.label), ...list(values.labels)]) {
+  for (const pair of [
+    ...list(v('RUNT_LABELS') ? [v('RUNT_LABELS')] : []),
+    ...list(values.label),
+    ...list(values.labels),
+  ]) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new AgentError('config-invalid', `invalid label "${pair}": use key=value`);
     labels[pair.slice(0, eq)] = pair.slice(eq + 1);
@@ -118,7 +137,10 @@ export function loadAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
   });
   if (!parsed.success) {
     const first = parsed.error.issues[0];
-    throw new AgentError('config-invalid', `invalid configuration: ${first?.path.join('.') || 'value'}: ${first?.message}`);
+    throw new AgentError(
+      'config-invalid',
+      `invalid configuration: ${first?.path.join('.') || 'value'}: ${first?.message}`,
+    );
   }
   return { ...parsed.data, help: values.help === true };
 }

@@ -1,7 +1,8 @@
 const MARKER = Symbol.for('runt.agent-error');
 
 /** Stable codes of {@link AgentError}: extend, never rename. */
-export type AgentErrorCode = 'config-invalid' | 'unauthorized' | 'no-runtime' | 'bundle-invalid' | 'link-failed' | 'internal';
+export type AgentErrorCode =
+  'config-invalid' | 'unauthorized' | 'no-runtime' | 'bundle-invalid' | 'link-failed' | 'internal';
 
 /**
  * The agent's one error: a stable `name`, a string `code` and a one-line message that never

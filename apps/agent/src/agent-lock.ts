@@ -24,7 +24,10 @@ export function acquireAgentLock(stateDir: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw e;
       const owner = Number.parseInt(readFileSync(path, 'utf8').trim(), 10);
       if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
-        throw new AgentError('config-invalid', `another agent (pid ${owner}) is running for this workstation (${path}); stop it first`);
+        throw new AgentError(
+          'config-invalid',
+          `another agent (pid ${owner}) is running for this workstation (${path}); stop it first`,
+        );
       }
       try {
         unlinkSync(path); // its owner is gone

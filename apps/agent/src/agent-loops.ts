@@ -25,7 +25,12 @@ export interface HeartbeatLoopOptions {
  */
 export async function heartbeatLoop(opts: HeartbeatLoopOptions): Promise<void> {
   let failures = 0;
-  while (await sleep(failures > 0 ? backoffDelay(failures, { baseMs: 1_000, capMs: 30_000 }) : jitter(opts.intervalMs), opts.signal)) {
+  while (
+    await sleep(
+      failures > 0 ? backoffDelay(failures, { baseMs: 1_000, capMs: 30_000 }) : jitter(opts.intervalMs),
+      opts.signal,
+    )
+  ) {
     if (opts.sendOverLink()) {
       failures = 0;
       continue;
@@ -83,13 +88,21 @@ export async function pollLoop(opts: PollLoopOptions): Promise<void> {
         }
       } catch (e) {
         if (isApiError(e) && (e.status === 401 || e.status === 403)) {
-          return opts.onFatal(new AgentError('unauthorized', `the control plane refused this workstation's credential: ${e.message}`));
+          return opts.onFatal(
+            new AgentError(
+              'unauthorized',
+              `the control plane refused this workstation's credential: ${e.message}`,
+            ),
+          );
         }
         failures++;
         opts.logger.warn({ err: e }, 'polling for offers failed');
       }
     }
-    const delay = failures > 0 ? backoffDelay(failures, { baseMs: opts.pollIntervalMs, capMs: 60_000 }) : jitter(linkUp ? (opts.linkUpIntervalMs ?? 30_000) : opts.pollIntervalMs);
+    const delay =
+      failures > 0
+        ? backoffDelay(failures, { baseMs: opts.pollIntervalMs, capMs: 60_000 })
+        : jitter(linkUp ? (opts.linkUpIntervalMs ?? 30_000) : opts.pollIntervalMs);
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);

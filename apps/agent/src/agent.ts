@@ -26,7 +26,8 @@ import { RunStateStore } from './run-state-store.js';
 import { WorkstationRegistration } from './workstation-registration.js';
 
 /** `initialized → starting → running → draining → stopping → stopped`, or `failed` when it could not go on. */
-export type AgentState = 'initialized' | 'starting' | 'running' | 'draining' | 'stopping' | 'stopped' | 'failed';
+export type AgentState =
+  'initialized' | 'starting' | 'running' | 'draining' | 'stopping' | 'stopped' | 'failed';
 
 export interface AgentOptions {
   /** Control plane URL, or several comma-separated: the agent fails over between them. */
@@ -82,7 +83,10 @@ export interface AgentOptions {
  */
 export class Agent {
   #state: AgentState = 'initialized';
-  readonly #opts: Required<Omit<AgentOptions, 'workstationId' | 'displayName' | 'signal' | 'logger' | 'registry'>> & AgentOptions;
+  readonly #opts: Required<
+    Omit<AgentOptions, 'workstationId' | 'displayName' | 'signal' | 'logger' | 'registry'>
+  > &
+    AgentOptions;
   readonly #log: Logger;
   readonly #registry: RuntimeRegistry;
   readonly #urls: CloudUrlPool;
@@ -128,7 +132,10 @@ export class Agent {
     };
     // The lease client renews every max(leaseMs / 3, 1 s) and needs two renewals per lease.
     if (!(this.#opts.leaseMs >= MIN_HELD_LEASE_MS && this.#opts.leaseMs <= LEASE_MS_MAX)) {
-      throw new AgentError('config-invalid', `leaseMs must be between ${MIN_HELD_LEASE_MS} and ${LEASE_MS_MAX} (got ${this.#opts.leaseMs})`);
+      throw new AgentError(
+        'config-invalid',
+        `leaseMs must be between ${MIN_HELD_LEASE_MS} and ${LEASE_MS_MAX} (got ${this.#opts.leaseMs})`,
+      );
     }
     this.#log = opts.logger ?? createLogger('info');
     this.#registry = opts.registry ?? defaultRuntimes(opts.stateDir);
@@ -137,8 +144,19 @@ export class Agent {
     // One URL: node:http keep-alive for the many small fenced calls (a fraction of fetch's per-request cost).
     this.#urls = new CloudUrlPool(parseCloudUrls(opts.url));
     const failover = this.#urls.urls.length > 1;
-    this.#client = new ControlPlaneClient({ url: this.#urls.first, token: opts.token, retries: 3, timeoutMs: 15_000, ...(failover ? { fetch: this.#urls.fetch } : { nodeHttp: true }) });
-    this.#leases = new LeaseClient({ baseUrl: this.#urls.first, token: opts.token, timeoutMs: 15_000, ...(failover ? { fetch: this.#urls.fetch } : { keepAlive: true }) });
+    this.#client = new ControlPlaneClient({
+      url: this.#urls.first,
+      token: opts.token,
+      retries: 3,
+      timeoutMs: 15_000,
+      ...(failover ? { fetch: this.#urls.fetch } : { nodeHttp: true }),
+    });
+    this.#leases = new LeaseClient({
+      baseUrl: this.#urls.first,
+      token: opts.token,
+      timeoutMs: 15_000,
+      ...(failover ? { fetch: this.#urls.fetch } : { keepAlive: true }),
+    });
     this.#workstationId = opts.workstationId ?? '';
     this.#registrar = new WorkstationRegistration({
       client: this.#client,
@@ -186,7 +204,8 @@ export class Agent {
    * credential is revoked while running.
    */
   async run(): Promise<void> {
-    if (this.#state !== 'initialized') throw new AgentError('internal', `run() called in state ${this.#state}`);
+    if (this.#state !== 'initialized')
+      throw new AgentError('internal', `run() called in state ${this.#state}`);
     this.#state = 'starting';
     const onSignal = (sig: NodeJS.Signals) => {
       this.#log.info({ signal: sig }, this.#shutdown ? 'second signal: stopping runs now' : 'shutting down');
@@ -201,7 +220,13 @@ export class Agent {
       await this.#start();
       if (this.#state === 'starting') this.#state = 'running';
       this.#log.info(
-        { workstation_id: this.#workstationId, runtimes: [...this.#runtimes.keys()], max_runs: this.#opts.maxRuns, link: this.#opts.link, adopted: this.runningRunIds },
+        {
+          workstation_id: this.#workstationId,
+          runtimes: [...this.#runtimes.keys()],
+          max_runs: this.#opts.maxRuns,
+          link: this.#opts.link,
+          adopted: this.runningRunIds,
+        },
         'agent running',
       );
       void this.#linkLoop();
@@ -247,9 +272,13 @@ export class Agent {
         this.#unavailable.set(name, (e as Error).message);
       }
     }
-    for (const [name, reason] of this.#unavailable) this.#log.warn({ runtime: name, reason }, 'runtime not available; not offered');
+    for (const [name, reason] of this.#unavailable)
+      this.#log.warn({ runtime: name, reason }, 'runtime not available; not offered');
     if (this.#runtimes.size === 0) {
-      throw new AgentError('no-runtime', `no runtime is available: ${[...this.#unavailable].map(([n, r]) => `${n}: ${r}`).join('; ')}`);
+      throw new AgentError(
+        'no-runtime',
+        `no runtime is available: ${[...this.#unavailable].map(([n, r]) => `${n}: ${r}`).join('; ')}`,
+      );
     }
     await this.#registerHttp(true, { untilDone: true });
     this.#runnerId = `${this.#workstationId}/${randomBytes(6).toString('hex')}`;
@@ -277,7 +306,9 @@ export class Agent {
     return {
       client: this.#client,
       leases: this.#leases,
-      runtime: runtime ?? { unavailable: `runtime "${runtimeName}" is not available on this workstation${this.#unavailable.has(runtimeName) ? `: ${this.#unavailable.get(runtimeName)}` : ''}` },
+      runtime: runtime ?? {
+        unavailable: `runtime "${runtimeName}" is not available on this workstation${this.#unavailable.has(runtimeName) ? `: ${this.#unavailable.get(runtimeName)}` : ''}`,
+      },
       store: this.#store,
       workRoot: join(this.#opts.stateDir, 'agent', 'work'),
       workstationId: this.#workstationId,
@@ -300,7 +331,10 @@ export class Agent {
       workstationId: this.#workstationId,
       leaseMs: this.#opts.leaseMs,
       stopTimeoutMs: this.#opts.stopTimeoutMs,
-      adopt: (name, state, confirmed) => this.#slots.track(RunExecution.adopt({ ...this.#deps(name), runnerId: state.runner_id }, state, confirmed)),
+      adopt: (name, state, confirmed) =>
+        this.#slots.track(
+          RunExecution.adopt({ ...this.#deps(name), runnerId: state.runner_id }, state, confirmed),
+        ),
       logger: this.#log,
     });
   }
@@ -314,7 +348,12 @@ export class Agent {
       onAttempt: (url, opened) => (opened ? this.#urls.succeeded(url) : this.#urls.failed(url)),
       token: () => this.#opts.token,
       // A draining agent that reconnects must not say it is listening again.
-      register: () => ({ type: 'register', workstation_id: this.#workstationId, workstation: this.#registration(!this.#taking.signal.aborted), running_run_ids: this.runningRunIds }),
+      register: () => ({
+        type: 'register',
+        workstation_id: this.#workstationId,
+        workstation: this.#registration(!this.#taking.signal.aborted),
+        running_run_ids: this.runningRunIds,
+      }),
       onMessage: (m) =>
         handleControlMessage(m, {
           registered: (id) => {
@@ -339,7 +378,8 @@ export class Agent {
     return heartbeatLoop({
       signal: this.#life.signal,
       intervalMs: this.#opts.heartbeatIntervalMs,
-      sendOverLink: () => this.#link?.send({ type: 'heartbeat', running_run_ids: this.runningRunIds }) === true,
+      sendOverLink: () =>
+        this.#link?.send({ type: 'heartbeat', running_run_ids: this.runningRunIds }) === true,
       registerHttp: () => this.#registerHttp(this.#state !== 'draining'),
       onFatal: (e) => this.#die(e),
       logger: this.#log,
@@ -398,7 +438,8 @@ export class Agent {
         this.#hurryWake = done;
       });
     }
-    if (this.#slots.size > 0) this.#log.warn({ runs: this.runningRunIds }, 'grace time over: stopping the runs still going');
+    if (this.#slots.size > 0)
+      this.#log.warn({ runs: this.runningRunIds }, 'grace time over: stopping the runs still going');
     const held = this.#slots.values();
     for (const exec of held) exec.cancel('the agent shut down before the run finished');
     await Promise.all(held.map((e) => e.done));
@@ -406,7 +447,12 @@ export class Agent {
     this.#life.abort();
     if (this.#workstationId) {
       // One quick try: a control plane that is down must not hold the exit up.
-      const quick = new ControlPlaneClient({ url: this.#urls.current, token: this.#opts.token, retries: 0, timeoutMs: 3_000 });
+      const quick = new ControlPlaneClient({
+        url: this.#urls.current,
+        token: this.#opts.token,
+        retries: 0,
+        timeoutMs: 3_000,
+      });
       await quick.registerWorkstation(this.#registration(false)).catch(() => undefined);
     }
     await this.#registry.close().catch(() => undefined);

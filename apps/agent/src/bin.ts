@@ -8,7 +8,9 @@ import { acquireAgentLock } from './agent-lock.js';
 import { createLogger } from './create-logger.js';
 import { takeToken } from './token-handover.js';
 
-const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const version = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 async function main(): Promise<number> {
   const config = loadAgentConfig(process.argv.slice(2), process.env);
@@ -24,10 +26,16 @@ async function main(): Promise<number> {
   // RUNT_CLOUD_URL may name several control planes; the credential store checks the first.
   const cloudUrls = cloudUrlsFromEnv(process.env);
   const credential = await loadCredential({
-    env: { ...process.env, ...(cloudUrls ? { RUNT_CLOUD_URL: cloudUrls[0] } : {}), ...(handover.token ? { RUNT_CLOUD_TOKEN: handover.token } : {}) },
+    env: {
+      ...process.env,
+      ...(cloudUrls ? { RUNT_CLOUD_URL: cloudUrls[0] } : {}),
+      ...(handover.token ? { RUNT_CLOUD_TOKEN: handover.token } : {}),
+    },
   });
   if (!credential?.cloud_url || !credential.token) {
-    throw new Error('this machine is not paired: run runt workstation connect <url> --code XXXX-XXXX-XXXX (or set RUNT_CLOUD_URL and RUNT_CLOUD_TOKEN)');
+    throw new Error(
+      'this machine is not paired: run runt workstation connect <url> --code XXXX-XXXX-XXXX (or set RUNT_CLOUD_URL and RUNT_CLOUD_TOKEN)',
+    );
   }
   acquireAgentLock(config.stateDir);
   const logger = createLogger(config.logLevel);
@@ -35,7 +43,9 @@ async function main(): Promise<number> {
     url: cloudUrls ? cloudUrls.join(',') : credential.cloud_url,
     token: credential.token,
     ...(credential.workstation_id ? { workstationId: credential.workstation_id } : {}),
-    ...(config.displayName || credential.display_name ? { displayName: config.displayName ?? credential.display_name } : {}),
+    ...(config.displayName || credential.display_name
+      ? { displayName: config.displayName ?? credential.display_name }
+      : {}),
     runtimes: config.runtimes,
     maxRuns: config.maxRuns,
     labels: config.labels,

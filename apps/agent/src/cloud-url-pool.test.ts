@@ -25,7 +25,10 @@ async function closed(): Promise<string> {
 describe('parseCloudUrls', () => {
   it('takes one URL or several comma-separated, trims, drops trailing slashes and duplicates', () => {
     expect(parseCloudUrls('http://a:8787')).toEqual(['http://a:8787']);
-    expect(parseCloudUrls(' http://a:8787/ , https://b.example.com/runt/,http://a:8787 ')).toEqual(['http://a:8787', 'https://b.example.com/runt']);
+    expect(parseCloudUrls(' http://a:8787/ , https://b.example.com/runt/,http://a:8787 ')).toEqual([
+      'http://a:8787',
+      'https://b.example.com/runt',
+    ]);
   });
 
   it('names the bad entry in a config-invalid error', () => {

@@ -13,9 +13,10 @@ export function parseCloudUrls(value: string): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-  if (urls.length === 0) throw new AgentError('config-invalid', 'cloud_url: must be an http(s) URL (or several, comma-separated)');
+  if (urls.length === 0)
+    throw new AgentError('config-invalid', 'cloud_url: must be an http(s) URL (or several, comma-separated)');
   for (const url of urls) {
-    let ok = false;
+    let ok: boolean;
     try {
       const u = new URL(url);
       ok = u.protocol === 'http:' || u.protocol === 'https:';

@@ -26,7 +26,9 @@ export function handleControlMessage(message: ControlMessage, h: ControlMessageH
       if (message.workstation_id) h.registered(message.workstation_id);
       return;
     case 'offer':
-      void h.offer(message.run).then((ok) => h.reply({ type: 'result', id: message.id, ok, ...(ok ? {} : { error: 'not taken' }) }));
+      void h
+        .offer(message.run)
+        .then((ok) => h.reply({ type: 'result', id: message.id, ok, ...(ok ? {} : { error: 'not taken' }) }));
       return;
     case 'cancel':
       h.cancel(message.run_id);

@@ -11,7 +11,11 @@ import { RuntimeRegistry } from '@runt/runtime-spi';
  */
 export function defaultRuntimes(stateDir: string): RuntimeRegistry {
   return new RuntimeRegistry()
-    .register('process', async () => (await import('@runt/runtime-spi/process')).createProcessRuntime({ stateDir: join(stateDir, 'process') }))
+    .register('process', async () =>
+      (await import('@runt/runtime-spi/process')).createProcessRuntime({
+        stateDir: join(stateDir, 'process'),
+      }),
+    )
     .register('docker', async () => (await import('@runt/runtime-spi/docker')).createDockerRuntime())
     .register('podman', async () => (await import('@runt/runtime-spi/podman')).createPodmanRuntime())
     .register('fake', async () => (await import('@runt/runtime-spi/fake')).createFakeRuntime());

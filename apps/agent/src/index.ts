@@ -5,7 +5,13 @@ export { defaultRuntimes } from './default-runtimes.js';
 export { LinkClient, type LinkClientOptions } from './link-client.js';
 export { CloudUrlPool, parseCloudUrls } from './cloud-url-pool.js';
 export { RunExecution, type RunExecutionDeps, type RunExecutionPhase } from './run-execution.js';
-export { prepareRun, RUN_ID_LABEL, WORKSTATION_LABEL, type PrepareRunOptions, type PrepareResult } from './run-prepare.js';
+export {
+  prepareRun,
+  RUN_ID_LABEL,
+  WORKSTATION_LABEL,
+  type PrepareRunOptions,
+  type PrepareResult,
+} from './run-prepare.js';
 export { followRunOutput, type RunOutputOptions } from './run-output.js';
 export { RunCommands, type RunCommandsOptions } from './run-commands.js';
 export { RunReporter, type RunReporterOptions } from './run-reporter.js';

@@ -1,6 +1,13 @@
-import WebSocket from 'ws';
+import WebSocket, { type RawData } from 'ws';
 import type { Logger } from 'pino';
-import { backoffDelay, controlMessageSchema, LINK_CLOSE_CODES, sleep, type AgentMessage, type ControlMessage } from '@runt/protocol';
+import {
+  backoffDelay,
+  controlMessageSchema,
+  LINK_CLOSE_CODES,
+  sleep,
+  type AgentMessage,
+  type ControlMessage,
+} from '@runt/protocol';
 import { AgentError } from './agent-error.js';
 
 export interface LinkClientOptions {
@@ -69,15 +76,28 @@ export class LinkClient {
       const result = await this.#connectOnce(signal);
       if (signal.aborted) return;
       this.opts.onAttempt?.(result.url, result.opened);
-      if (result.httpStatus === 401 || result.httpStatus === 403 || result.code === LINK_CLOSE_CODES.revoked) {
-        this.opts.onFatal(new AgentError('unauthorized', `the control plane refused this workstation's credential on the link (${result.httpStatus ?? result.code}): revoked? pair again`));
+      if (
+        result.httpStatus === 401 ||
+        result.httpStatus === 403 ||
+        result.code === LINK_CLOSE_CODES.revoked
+      ) {
+        this.opts.onFatal(
+          new AgentError(
+            'unauthorized',
+            `the control plane refused this workstation's credential on the link (${result.httpStatus ?? result.code}): revoked? pair again`,
+          ),
+        );
         return;
       }
       attempt = result.opened ? 1 : attempt + 1;
       let delay = backoffDelay(attempt, { baseMs: 500, capMs: this.opts.maxBackoffMs ?? 30_000 });
       // Another agent took over this workstation's link: do not fight it in a tight loop.
-      if (result.code === LINK_CLOSE_CODES.replaced) delay = Math.max(delay, backoffDelay(1, { baseMs: 10_000, capMs: 30_000 }));
-      this.opts.logger.info({ code: result.code, http_status: result.httpStatus, reason: result.reason, retry_in_ms: delay }, 'link down; polling until it is back');
+      if (result.code === LINK_CLOSE_CODES.replaced)
+        delay = Math.max(delay, backoffDelay(1, { baseMs: 10_000, capMs: 30_000 }));
+      this.opts.logger.info(
+        { code: result.code, http_status: result.httpStatus, reason: result.reason, retry_in_ms: delay },
+        'link down; polling until it is back',
+      );
       if (!(await sleep(delay, signal))) return;
     }
   }
@@ -87,7 +107,10 @@ export class LinkClient {
     const url = `${base.replace(/^http/, 'ws').replace(/\/+$/, '')}/api/agent/link`;
     return new Promise<AttemptResult>((resolve) => {
       const result: AttemptResult = { url: base, opened: false };
-      const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.opts.token()}` }, handshakeTimeout: 10_000 });
+      const ws = new WebSocket(url, {
+        headers: { authorization: `Bearer ${this.opts.token()}` },
+        handshakeTimeout: 10_000,
+      });
       this.#ws = ws;
       let alive = true;
       let pinger: NodeJS.Timeout | undefined;
@@ -128,12 +151,16 @@ export class LinkClient {
         alive = true;
         let json: unknown;
         try {
-          json = JSON.parse(String(data));
+          json = JSON.parse(rawText(data));
         } catch {
           return this.opts.logger.warn('link: a message that is not JSON; ignored');
         }
         const parsed = controlMessageSchema.safeParse(json);
-        if (!parsed.success) return this.opts.logger.warn({ type: (json as { type?: unknown })?.type }, 'link: an unknown or invalid message; ignored');
+        if (!parsed.success)
+          return this.opts.logger.warn(
+            { type: (json as { type?: unknown })?.type },
+            'link: an unknown or invalid message; ignored',
+          );
         this.opts.onMessage(parsed.data);
       });
       ws.on('error', (e) => {
@@ -146,4 +173,10 @@ export class LinkClient {
       });
     });
   }
+}
+
+/** A ws message as text (ws hands over a Buffer, an ArrayBuffer or fragments). */
+function rawText(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data).toString('utf8');
 }

@@ -53,7 +53,9 @@ describe('materializeBundle', () => {
   it('refuses a sha256 mismatch before writing anything', async () => {
     const bytes = rawTar('a.txt', 'a');
     const dest = join(mkdtempSync(join(tmpdir(), 'runt-dest-')), 'work');
-    await expect(materializeBundle(bytes, '0'.repeat(64), dest)).rejects.toMatchObject({ code: 'bundle-invalid' });
+    await expect(materializeBundle(bytes, '0'.repeat(64), dest)).rejects.toMatchObject({
+      code: 'bundle-invalid',
+    });
     expect(existsSync(dest)).toBe(false);
   });
 
@@ -69,11 +71,15 @@ describe('materializeBundle', () => {
     const src = mkdtempSync(join(tmpdir(), 'runt-src-'));
     symlinkSync('/etc/passwd', join(src, 'link'));
     const bytes = await pack(src, ['link'], false);
-    await expect(materializeBundle(bytes, sha(bytes), join(root, 'work'))).rejects.toThrow(/SymbolicLink entries are not allowed/);
+    await expect(materializeBundle(bytes, sha(bytes), join(root, 'work'))).rejects.toThrow(
+      /SymbolicLink entries are not allowed/,
+    );
   });
 
   it('refuses bytes that are not a tar', async () => {
     const bytes = new TextEncoder().encode('definitely not a tar archive'.repeat(40));
-    await expect(materializeBundle(bytes, sha(bytes), join(mkdtempSync(join(tmpdir(), 'runt-dest-')), 'w'))).rejects.toMatchObject({ code: 'bundle-invalid' });
+    await expect(
+      materializeBundle(bytes, sha(bytes), join(mkdtempSync(join(tmpdir(), 'runt-dest-')), 'w')),
+    ).rejects.toMatchObject({ code: 'bundle-invalid' });
   });
 });

@@ -19,7 +19,11 @@ const ALLOWED_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory']
  */
 export async function materializeBundle(bytes: Uint8Array, sha256: string, dir: string): Promise<void> {
   const actual = createHash('sha256').update(bytes).digest('hex');
-  if (actual !== sha256) throw new AgentError('bundle-invalid', `bundle ${sha256.slice(0, 12)}… does not match its sha256 (got ${actual.slice(0, 12)}…)`);
+  if (actual !== sha256)
+    throw new AgentError(
+      'bundle-invalid',
+      `bundle ${sha256.slice(0, 12)}… does not match its sha256 (got ${actual.slice(0, 12)}…)`,
+    );
 
   const problems: string[] = [];
   try {
@@ -31,16 +35,23 @@ export async function materializeBundle(bytes: Uint8Array, sha256: string, dir: 
           const p = entry.path;
           if (!ALLOWED_TYPES.has(entry.type)) problems.push(`${p}: ${entry.type} entries are not allowed`);
           else if (isAbsolute(p) || /^[A-Za-z]:/.test(p)) problems.push(`${p}: absolute path`);
-          else if (normalize(p).split(/[\\/]/).includes('..')) problems.push(`${p}: leaves the working directory`);
+          else if (normalize(p).split(/[\\/]/).includes('..'))
+            problems.push(`${p}: leaves the working directory`);
           entry.resume();
         },
       }),
     );
   } catch (e) {
-    throw new AgentError('bundle-invalid', `bundle is not a tar archive: ${(e as Error).message}`, { cause: e });
+    throw new AgentError('bundle-invalid', `bundle is not a tar archive: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
-  if (problems.length > 0) throw new AgentError('bundle-invalid', `unsafe bundle: ${problems.slice(0, 3).join('; ')}`);
+  if (problems.length > 0)
+    throw new AgentError('bundle-invalid', `unsafe bundle: ${problems.slice(0, 3).join('; ')}`);
 
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  await pipeline(Readable.from([Buffer.from(bytes)]), extractTar({ cwd: dir, strict: true, preservePaths: false, preserveOwner: false }));
+  await pipeline(
+    Readable.from([Buffer.from(bytes)]),
+    extractTar({ cwd: dir, strict: true, preservePaths: false, preserveOwner: false }),
+  );
 }

@@ -50,13 +50,19 @@ export async function readoptRuns(opts: ReadoptRunsOptions): Promise<void> {
     for (const inst of instances) {
       const runId = inst.labels[RUN_ID_LABEL];
       const state = runId ? states.get(runId) : undefined;
-      const confirmed = runId && state && state.runtime === name && state.instance_id === inst.id ? await stillOurs(opts, state) : undefined;
+      const confirmed =
+        runId && state && state.runtime === name && state.instance_id === inst.id
+          ? await stillOurs(opts, state)
+          : undefined;
       if (runId && state && confirmed) {
         seen.add(runId);
         opts.adopt(name, state, confirmed);
         continue;
       }
-      logger.info({ runtime: name, instance_id: inst.id, run_id: runId }, 'stopping an instance whose run is no longer ours');
+      logger.info(
+        { runtime: name, instance_id: inst.id, run_id: runId },
+        'stopping an instance whose run is no longer ours',
+      );
       await runtime.stop(inst.id, { timeoutMs: opts.stopTimeoutMs }).catch(() => undefined);
       await runtime.remove(inst.id).catch(() => undefined);
       if (runId && state && !seen.has(runId)) await store.remove(runId);
@@ -75,7 +81,12 @@ export async function readoptRuns(opts: ReadoptRunsOptions): Promise<void> {
       }
       // The lease is still ours but the workload (which may have run) is gone: say so instead of leaving it to the sweeper.
       await client
-        .reportStatus(runId, { fencing_token: state.fencing_token, status: 'failed', failure_kind: 'internal', failure_message: 'the workload disappeared while the agent was down' })
+        .reportStatus(runId, {
+          fencing_token: state.fencing_token,
+          status: 'failed',
+          failure_kind: 'internal',
+          failure_message: 'the workload disappeared while the agent was down',
+        })
         .catch(() => undefined);
       await client.releaseRun(runId, { fencing_token: state.fencing_token }).catch(() => undefined);
     }
@@ -87,7 +98,10 @@ export async function readoptRuns(opts: ReadoptRunsOptions): Promise<void> {
 async function stillOurs(opts: ReadoptRunsOptions, state: RunState): Promise<ConfirmedLease | undefined> {
   const sentAt = performance.now();
   try {
-    const res = await opts.client.heartbeatRun(state.run_id, { fencing_token: state.fencing_token, lease_ms: opts.leaseMs });
+    const res = await opts.client.heartbeatRun(state.run_id, {
+      fencing_token: state.fencing_token,
+      lease_ms: opts.leaseMs,
+    });
     return { sentAt, expiresAt: res.expires_at };
   } catch {
     return undefined;

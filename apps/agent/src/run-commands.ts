@@ -117,7 +117,8 @@ export class RunCommands {
         ...(command.payload.env ? { env: command.payload.env } : {}),
         ...(command.payload.stdin !== undefined ? { stdin: command.payload.stdin } : {}),
       });
-      for await (const chunk of handle.output) events.appendOutput(chunk.stream, chunk.data, chunk.bytes, { command_id: command.id });
+      for await (const chunk of handle.output)
+        events.appendOutput(chunk.stream, chunk.data, chunk.bytes, { command_id: command.id });
       const exit = await handle.exit;
       exitCode = exit.exitCode;
       state = exit.exitCode === 0 ? 'completed' : 'failed';
@@ -125,9 +126,14 @@ export class RunCommands {
     } catch (e) {
       message = (e as Error).message.slice(0, 4000);
     }
-    const end = { ...(exitCode !== undefined ? { exit_code: exitCode } : {}), ...(message ? { message } : {}) };
+    const end = {
+      ...(exitCode !== undefined ? { exit_code: exitCode } : {}),
+      ...(message ? { message } : {}),
+    };
     events.append('command_status', { command_id: command.id, state, ...end });
     await events.flush();
-    await this.opts.reporter.retry(() => this.opts.client.commandStatus(command.id, { fencing_token: token, state, ...end }));
+    await this.opts.reporter.retry(() =>
+      this.opts.client.commandStatus(command.id, { fencing_token: token, state, ...end }),
+    );
   }
 }

@@ -24,7 +24,15 @@ describe('RunEventLog', () => {
   it('numbers events gap-free from the claimed seq and batches them', async () => {
     const r = recorder();
     const flushed: number[] = [];
-    const log = new RunEventLog({ client: r.client, runId: 'run_1', fencingToken: 1, nextSeq: 5, signal: new AbortController().signal, onRejected: () => {}, onFlushed: (n) => flushed.push(n) });
+    const log = new RunEventLog({
+      client: r.client,
+      runId: 'run_1',
+      fencingToken: 1,
+      nextSeq: 5,
+      signal: new AbortController().signal,
+      onRejected: () => {},
+      onFlushed: (n) => flushed.push(n),
+    });
     for (let i = 0; i < 7; i++) log.append('log', { stream: 'stdout', data: `${i}\n` });
     await log.flush();
     expect(r.batches.flat().map((e) => e.seq)).toEqual([5, 6, 7, 8, 9, 10, 11]);
@@ -36,7 +44,15 @@ describe('RunEventLog', () => {
   it('resends the same seqs after a failure, so nothing is lost or duplicated', async () => {
     const r = recorder(2);
     let chars = { stdout: 0, stderr: 0 };
-    const log = new RunEventLog({ client: r.client, runId: 'run_1', fencingToken: 1, nextSeq: 1, signal: new AbortController().signal, onRejected: () => {}, onFlushed: (_n, c) => (chars = c) });
+    const log = new RunEventLog({
+      client: r.client,
+      runId: 'run_1',
+      fencingToken: 1,
+      nextSeq: 1,
+      signal: new AbortController().signal,
+      onRejected: () => {},
+      onFlushed: (_n, c) => (chars = c),
+    });
     log.append('log', { stream: 'stdout', data: 'abc' });
     log.append('log', { stream: 'stderr', data: 'de' });
     await log.flush();
@@ -48,7 +64,14 @@ describe('RunEventLog', () => {
   it('stops and reports a 409 instead of retrying', async () => {
     const r = recorder(0, new ApiError(409, 'run-not-active', 'run is no longer active'));
     const rejected: Error[] = [];
-    const log = new RunEventLog({ client: r.client, runId: 'run_1', fencingToken: 1, nextSeq: 1, signal: new AbortController().signal, onRejected: (e) => rejected.push(e) });
+    const log = new RunEventLog({
+      client: r.client,
+      runId: 'run_1',
+      fencingToken: 1,
+      nextSeq: 1,
+      signal: new AbortController().signal,
+      onRejected: (e) => rejected.push(e),
+    });
     log.append('log', { stream: 'stdout', data: 'x' });
     await log.flush();
     log.append('log', { stream: 'stdout', data: 'y' });
@@ -60,7 +83,15 @@ describe('RunEventLog', () => {
 
   it('splits large bursts into batches of maxBatch', async () => {
     const r = recorder();
-    const log = new RunEventLog({ client: r.client, runId: 'run_1', fencingToken: 1, nextSeq: 1, signal: new AbortController().signal, onRejected: () => {}, maxBatch: 10 });
+    const log = new RunEventLog({
+      client: r.client,
+      runId: 'run_1',
+      fencingToken: 1,
+      nextSeq: 1,
+      signal: new AbortController().signal,
+      onRejected: () => {},
+      maxBatch: 10,
+    });
     for (let i = 0; i < 25; i++) log.append('log', { stream: 'stdout', data: 'x' });
     await log.flush();
     expect(r.batches.every((b) => b.length <= 10)).toBe(true);

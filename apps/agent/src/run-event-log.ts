@@ -1,5 +1,12 @@
 import type { ControlPlaneClient, EventType, RunEventInput } from '@runt/protocol';
-import { BODY_LIMIT_BYTES_DEFAULT, backoffDelay, isApiError, logPayloads, sleep, splitLogData } from '@runt/protocol';
+import {
+  BODY_LIMIT_BYTES_DEFAULT,
+  backoffDelay,
+  isApiError,
+  logPayloads,
+  sleep,
+  splitLogData,
+} from '@runt/protocol';
 
 /** Room left in a request for what is not an event (fencing token, a status report's fields). */
 const BODY_HEADROOM_BYTES = 16 * 1024;
@@ -79,7 +86,8 @@ export class RunEventLog {
     const data = payload.data;
     const pieces = type === 'log' && typeof data === 'string' ? splitLogData(data) : undefined;
     let seq = 0;
-    for (const piece of pieces ?? [undefined]) seq = this.#push(type, piece === undefined ? payload : { ...payload, data: piece });
+    for (const piece of pieces ?? [undefined])
+      seq = this.#push(type, piece === undefined ? payload : { ...payload, data: piece });
     if (!this.#held) this.#schedule();
     return seq;
   }
@@ -89,17 +97,25 @@ export class RunEventLog {
    * (`logPayloads`), so any byte sequence round-trips. `extra` (e.g. `command_id`) goes in every
    * payload. Counted for a restart's skip in characters of `data`, on the chunk's last event.
    */
-  appendOutput(stream: 'stdout' | 'stderr', data: string, bytes?: Uint8Array, extra: Record<string, unknown> = {}): number {
+  appendOutput(
+    stream: 'stdout' | 'stderr',
+    data: string,
+    bytes?: Uint8Array,
+    extra: Record<string, unknown> = {},
+  ): number {
     const payloads = logPayloads(stream, data, bytes);
-    if (payloads.length === 1 && payloads[0]!.encoding === undefined) return this.append('log', { ...payloads[0], ...extra });
+    if (payloads.length === 1 && payloads[0]!.encoding === undefined)
+      return this.append('log', { ...payloads[0], ...extra });
     let seq = 0;
-    for (const [i, p] of payloads.entries()) seq = this.#push('log', { ...p, ...extra }, i === payloads.length - 1 ? data.length : 0);
+    for (const [i, p] of payloads.entries())
+      seq = this.#push('log', { ...p, ...extra }, i === payloads.length - 1 ? data.length : 0);
     if (!this.#held) this.#schedule();
     return seq;
   }
 
   #schedule(): void {
-    if (this.#queue.length >= (this.opts.maxBatch ?? 500) || this.#queuedBytes >= this.#budget) void this.#kick();
+    if (this.#queue.length >= (this.opts.maxBatch ?? 500) || this.#queuedBytes >= this.#budget)
+      void this.#kick();
     else this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
   }
 
@@ -108,8 +124,14 @@ export class RunEventLog {
     const data = payload.data;
     const stream = payload.stream;
     const chars =
-      type === 'log' && typeof data === 'string' && (stream === 'stdout' || stream === 'stderr') && payload.command_id === undefined
-        ? { stream: stream as 'stdout' | 'stderr', n: textChars ?? data.length }
+      type === 'log' &&
+      typeof data === 'string' &&
+      (stream === 'stdout' || stream === 'stderr') &&
+      payload.command_id === undefined
+        ? {
+            stream: stream === 'stdout' ? ('stdout' as const) : ('stderr' as const),
+            n: textChars ?? data.length,
+          }
         : undefined;
     const event: RunEventInput = { seq, type, payload, at: new Date().toISOString() };
     const bytes = Buffer.byteLength(JSON.stringify(event)) + 1;
@@ -123,7 +145,8 @@ export class RunEventLog {
     const max = this.opts.maxBatch ?? 500;
     let n = 0;
     let bytes = 0;
-    while (n < this.#queue.length && n < max && (n === 0 || bytes + this.#queue[n]!.bytes <= this.#budget)) bytes += this.#queue[n++]!.bytes;
+    while (n < this.#queue.length && n < max && (n === 0 || bytes + this.#queue[n]!.bytes <= this.#budget))
+      bytes += this.#queue[n++]!.bytes;
     return this.#queue.slice(0, n);
   }
 
@@ -154,7 +177,8 @@ export class RunEventLog {
   settle(carried: RunEventInput[] | undefined): void {
     this.#held = false;
     if (carried && carried.length > 0) this.#acked(carried.at(-1)!.seq + 1);
-    if (this.#queue.length > 0 && !this.#rejected) this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
+    if (this.#queue.length > 0 && !this.#rejected)
+      this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
   }
 
   /** Everything below `nextSeq` was stored: drop it from the queue and count its output. */

@@ -3,7 +3,13 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { sleep, type ControlPlaneClient, type Run } from '@runt/protocol';
-import { claimedLeaseFrom, type ClaimedLease, type HeldLease, type LeaseClient, type LeaseLostError } from '@runt/leases';
+import {
+  claimedLeaseFrom,
+  type ClaimedLease,
+  type HeldLease,
+  type LeaseClient,
+  type LeaseLostError,
+} from '@runt/leases';
 import type { Runtime } from '@runt/runtime-spi';
 import { RunCommands } from './run-commands.js';
 import { RunEventLog } from './run-event-log.js';
@@ -102,7 +108,10 @@ export class RunExecution {
         // report. The control plane credits an outage to leases and decides, fenced by the token
         // (a 409 still drops the run). Issue 8, defect 5.
         if (this.phase === 'reporting' && reason?.reason === 'expired') {
-          deps.logger.warn({ run_id: this.runId }, 'lease not renewed in time while reporting the outcome; still reporting it');
+          deps.logger.warn(
+            { run_id: this.runId },
+            'lease not renewed in time while reporting the outcome; still reporting it',
+          );
           return;
         }
         this.#drop(`lease lost: ${reason?.message}`);
@@ -161,7 +170,11 @@ export class RunExecution {
       command_seq: 0,
       ...(claim.run.ready_when ? { ready_when: claim.run.ready_when.log_line } : {}),
     };
-    const lease = claimedLeaseFrom(run.id, claim, { runnerId: deps.runnerId, leaseMs: deps.leaseMs, claimedAt: sentAt });
+    const lease = claimedLeaseFrom(run.id, claim, {
+      runnerId: deps.runnerId,
+      leaseMs: deps.leaseMs,
+      claimedAt: sentAt,
+    });
     await deps.store.save(state);
     deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, 'claimed');
     return new RunExecution(deps, claim.run, state, lease, false, claim.pending_commands);
@@ -172,7 +185,11 @@ export class RunExecution {
    * the caller with a heartbeat, whose answer and send time `confirmed` carries) and its instance
    * must exist. Output already sent is skipped.
    */
-  static adopt(deps: RunExecutionDeps, state: RunState, confirmed: { sentAt: number; expiresAt: string }): RunExecution {
+  static adopt(
+    deps: RunExecutionDeps,
+    state: RunState,
+    confirmed: { sentAt: number; expiresAt: string },
+  ): RunExecution {
     deps.logger.info({ run_id: state.run_id, instance_id: state.instance_id }, 're-adopted');
     const lease = claimedLeaseFrom(
       state.run_id,
@@ -248,7 +265,11 @@ export class RunExecution {
       if ('outcome' in prepared) return await this.#finish(prepared.outcome);
       this.phase = 'running';
       this.#armTimeout((this.run as Run).timeout_s);
-      this.#events.append('backend_status', { state: 'started', instance_id: this.#instanceId, runtime: (this.deps.runtime as Runtime).name });
+      this.#events.append('backend_status', {
+        state: 'started',
+        instance_id: this.#instanceId,
+        runtime: (this.deps.runtime as Runtime).name,
+      });
       if (!this.#state.ready_when) await this.#reportRunning();
       await this.#follow();
     } finally {
@@ -320,7 +341,11 @@ export class RunExecution {
     await commands;
     if (this.#work.signal.aborted) return;
     await this.#finish(
-      this.#timedOut ? timedOut(this.#cancelMessage, exit) : this.#cancel.signal.aborted ? cancelled(this.#cancelMessage, exit) : exitOutcome(exit),
+      this.#timedOut
+        ? timedOut(this.#cancelMessage, exit)
+        : this.#cancel.signal.aborted
+          ? cancelled(this.#cancelMessage, exit)
+          : exitOutcome(exit),
     );
   }
 
@@ -338,7 +363,15 @@ export class RunExecution {
     if (this.#work.signal.aborted) return;
     this.phase = 'reporting';
     if (!(await this.#reporter.report(outcome))) return;
-    this.deps.logger.info({ run_id: this.runId, status: outcome.status, exit_code: outcome.exit_code, failure_kind: outcome.failure_kind }, 'finished');
+    this.deps.logger.info(
+      {
+        run_id: this.runId,
+        status: outcome.status,
+        exit_code: outcome.exit_code,
+        failure_kind: outcome.failure_kind,
+      },
+      'finished',
+    );
     this.phase = 'done';
     this.#lease.stop();
     this.deps.onSlotFree?.();
@@ -375,7 +408,9 @@ export class RunExecution {
     const runtime = this.deps.runtime;
     if (this.#instanceId && !('unavailable' in runtime)) {
       await this.#stopWorkload();
-      await runtime.remove(this.#instanceId).catch((e) => this.deps.logger.debug({ run_id: this.runId, err: e }, 'remove failed'));
+      await runtime
+        .remove(this.#instanceId)
+        .catch((e) => this.deps.logger.debug({ run_id: this.runId, err: e }, 'remove failed'));
     }
     await rm(join(this.deps.workRoot, this.runId), { recursive: true, force: true }).catch(() => undefined);
     await this.deps.store.remove(this.runId);

@@ -2,7 +2,10 @@ import type { FailureKind, ReportRunStatusRequest } from '@runt/protocol';
 import type { ExitStatus } from '@runt/runtime-spi';
 
 /** How a run ended here, as its status report says it. */
-export type Outcome = Pick<ReportRunStatusRequest, 'status' | 'exit_code' | 'failure_kind' | 'failure_message'>;
+export type Outcome = Pick<
+  ReportRunStatusRequest,
+  'status' | 'exit_code' | 'failure_kind' | 'failure_message'
+>;
 
 /** A `failed` outcome of `kind`; the message is cut to the API's 4,000 characters. */
 export function failed(kind: FailureKind, message: string): Outcome {
@@ -11,7 +14,12 @@ export function failed(kind: FailureKind, message: string): Outcome {
 
 /** A `cancelled` outcome, with the exit code when the workload had one. */
 export function cancelled(message: string, exit?: ExitStatus): Outcome {
-  return { status: 'cancelled', failure_kind: 'cancelled', failure_message: message, ...(exit ? { exit_code: exit.exitCode } : {}) };
+  return {
+    status: 'cancelled',
+    failure_kind: 'cancelled',
+    failure_message: message,
+    ...(exit ? { exit_code: exit.exitCode } : {}),
+  };
 }
 
 /** A `failed` outcome with `timeout`: the run's `timeout_s` stopped it; the exit code when it had one. */
@@ -34,6 +42,8 @@ export function exitOutcome(exit: ExitStatus | undefined): Outcome {
     status: 'failed',
     exit_code: exit.exitCode,
     failure_kind: 'nonzero-exit',
-    failure_message: exit.signal ? `ended by ${exit.signal} (exit code ${exit.exitCode})` : `exited with code ${exit.exitCode}`,
+    failure_message: exit.signal
+      ? `ended by ${exit.signal} (exit code ${exit.exitCode})`
+      : `exited with code ${exit.exitCode}`,
   };
 }

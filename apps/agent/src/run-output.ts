@@ -48,7 +48,11 @@ export async function followRunOutput(opts: RunOutputOptions): Promise<void> {
       if (readyLine && !opts.ready()) {
         const lines = (partial[chunk.stream] + data).split('\n');
         partial[chunk.stream] = (lines.pop() ?? '').slice(-MAX_PARTIAL_LINE);
-        if (lines.some((l) => l.replace(/\r$/, '').includes(readyLine)) || partial[chunk.stream].includes(readyLine)) opts.onReady();
+        if (
+          lines.some((l) => l.replace(/\r$/, '').includes(readyLine)) ||
+          partial[chunk.stream].includes(readyLine)
+        )
+          opts.onReady();
       }
     }
   } catch (e) {

@@ -45,7 +45,8 @@ export type PrepareResult = { started: string } | { outcome: Outcome } | { dropp
  */
 export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult> {
   const { run, runtime, work, cancel } = opts;
-  const wasCancelled = (): { outcome: Outcome } | undefined => (cancel.aborted ? { outcome: cancelled(opts.cancelMessage()) } : undefined);
+  const wasCancelled = (): { outcome: Outcome } | undefined =>
+    cancel.aborted ? { outcome: cancelled(opts.cancelMessage()) } : undefined;
   if ('unavailable' in runtime) return { outcome: failed('runtime-unavailable', runtime.unavailable) };
 
   const workdir = join(opts.workRoot, run.id);
@@ -58,7 +59,9 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult
       await materializeBundle(bytes, run.bundle.sha256, workdir);
     }
   } catch (e) {
-    return { outcome: failed('start-failed', `cannot prepare the working directory: ${(e as Error).message}`) };
+    return {
+      outcome: failed('start-failed', `cannot prepare the working directory: ${(e as Error).message}`),
+    };
   }
   if (cancel.aborted) return wasCancelled()!;
 

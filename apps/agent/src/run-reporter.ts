@@ -38,12 +38,19 @@ export class RunReporter {
     const { client, runId, fencingToken, events } = this.opts;
     if (!this.opts.carryEvents) {
       await events.flush();
-      return (await this.retry(() => client.reportStatus(runId, { fencing_token: fencingToken, ...outcome }))) !== undefined;
+      return (
+        (await this.retry(() => client.reportStatus(runId, { fencing_token: fencingToken, ...outcome }))) !==
+        undefined
+      );
     }
     let taken = await events.take();
     const res = await this.retry(async () => {
       try {
-        return await client.reportStatus(runId, { fencing_token: fencingToken, ...outcome, ...(taken.length > 0 ? { events: taken } : {}) });
+        return await client.reportStatus(runId, {
+          fencing_token: fencingToken,
+          ...outcome,
+          ...(taken.length > 0 ? { events: taken } : {}),
+        });
       } catch (e) {
         // A control plane with a smaller body limit than the agent assumed: send the events on
         // their own (in batches it takes), then the report without them.

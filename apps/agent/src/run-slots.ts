@@ -76,9 +76,11 @@ export class RunSlots<E extends SlotRun> {
 
   /** Claims an offered run when there is room (or parks it, see the class); `true` when taken. */
   async offer(run: Run): Promise<boolean> {
-    if (this.#runs.has(run.id) || this.#claiming.has(run.id) || this.#parked.some((p) => p.run.id === run.id)) return false;
+    if (this.#runs.has(run.id) || this.#claiming.has(run.id) || this.#parked.some((p) => p.run.id === run.id))
+      return false;
     if (!this.hasCapacity()) {
-      if (this.opts.taking.aborted || this.opts.once || this.#parked.length >= this.#reporting()) return false;
+      if (this.opts.taking.aborted || this.opts.once || this.#parked.length >= this.#reporting())
+        return false;
       return new Promise<boolean>((resolve) => this.#parked.push({ run, resolve }));
     }
     this.#claiming.add(run.id);

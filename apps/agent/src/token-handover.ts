@@ -29,7 +29,8 @@ export async function takeToken(env: NodeJS.ProcessEnv, onParentGone: () => void
   delete env[TOKEN_FD_ENV];
   if (fdText === undefined) return { token: fromEnv, fromParent: false };
   const fd = Number(fdText);
-  if (!Number.isInteger(fd) || fd < 3) throw new AgentError('config-invalid', `${TOKEN_FD_ENV} must name a descriptor ≥ 3`);
+  if (!Number.isInteger(fd) || fd < 3)
+    throw new AgentError('config-invalid', `${TOKEN_FD_ENV} must name a descriptor ≥ 3`);
   const pipe = new Socket({ fd, readable: true, writable: false });
   const token = await new Promise<string>((resolve, reject) => {
     let text = '';
@@ -41,8 +42,12 @@ export async function takeToken(env: NodeJS.ProcessEnv, onParentGone: () => void
       resolve(text.slice(0, end).trim());
     };
     pipe.on('data', onData);
-    pipe.once('error', (e) => reject(new AgentError('config-invalid', `cannot read the token from descriptor ${fd}: ${e.message}`)));
-    pipe.once('end', () => reject(new AgentError('config-invalid', `descriptor ${fd} ended before the token`)));
+    pipe.once('error', (e) =>
+      reject(new AgentError('config-invalid', `cannot read the token from descriptor ${fd}: ${e.message}`)),
+    );
+    pipe.once('end', () =>
+      reject(new AgentError('config-invalid', `descriptor ${fd} ended before the token`)),
+    );
   });
   pipe.removeAllListeners('end');
   pipe.removeAllListeners('error');

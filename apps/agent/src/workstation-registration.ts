@@ -1,6 +1,13 @@
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import type { Logger } from 'pino';
-import { backoffDelay, isApiError, sleep, type ControlPlaneClient, type RegisterWorkstationRequest, type Workstation } from '@runt/protocol';
+import {
+  backoffDelay,
+  isApiError,
+  sleep,
+  type ControlPlaneClient,
+  type RegisterWorkstationRequest,
+  type Workstation,
+} from '@runt/protocol';
 import { AgentError } from './agent-error.js';
 
 export interface WorkstationRegistrationOptions {
@@ -56,7 +63,11 @@ export class WorkstationRegistration {
         return (await this.opts.client.registerWorkstation(this.body(listening))).workstation;
       } catch (e) {
         if (isApiError(e) && (e.status === 401 || e.status === 403)) {
-          throw new AgentError('unauthorized', `the control plane refused this workstation's credential: ${e.message} (revoked? pair again with runt workstation connect)`, { cause: e });
+          throw new AgentError(
+            'unauthorized',
+            `the control plane refused this workstation's credential: ${e.message} (revoked? pair again with runt workstation connect)`,
+            { cause: e },
+          );
         }
         if (!opts.untilDone) throw e;
         const delay = backoffDelay(attempt, { baseMs: 500, capMs: 30_000 });

@@ -41,7 +41,11 @@ describe('pollLoop against a real control plane', () => {
   });
 
   it('ends through onFatal when the credential is refused', async () => {
-    const stranger = new ControlPlaneClient({ url: h.url, token: 'rnt_ws_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', nodeHttp: true });
+    const stranger = new ControlPlaneClient({
+      url: h.url,
+      token: 'rnt_ws_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      nodeHttp: true,
+    });
     const fatal: AgentError[] = [];
     await pollLoop({
       signal: new AbortController().signal,
@@ -95,9 +99,17 @@ describe('heartbeatLoop against a real control plane', () => {
       registerHttp: async () => {
         overHttp++;
         const client = new ControlPlaneClient({ url: h.url, token, retries: 0 });
-        await client.registerWorkstation({ display_name: 'unit', cpu_count: 2, runtimes: ['fake'], agent_version: '0.0.0-test', listening: true }).catch((e) => {
-          throw new AgentError('unauthorized', (e as Error).message);
-        });
+        await client
+          .registerWorkstation({
+            display_name: 'unit',
+            cpu_count: 2,
+            runtimes: ['fake'],
+            agent_version: '0.0.0-test',
+            listening: true,
+          })
+          .catch((e) => {
+            throw new AgentError('unauthorized', (e as Error).message);
+          });
       },
       onFatal: (e) => fatal.push(e),
       logger: testLogger().logger,

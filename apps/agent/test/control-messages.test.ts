@@ -3,7 +3,32 @@ import { controlMessageSchema, runSchema } from '@runt/protocol';
 import { describe, expect, it } from 'vitest';
 import { handleControlMessage, type ControlMessageHandlers } from '../src/control-messages.js';
 
-const run: Run = runSchema.parse({ id: 'run_1', status: 'offered', runtime: 'fake', image: null, command: [], env: {}, workdir: null, ready_when: null, placement: {}, resources: {}, bundle: null, max_attempts: 3, attempt: 1, workstation_id: null, lease: null, exit_code: null, failure_kind: null, failure_message: null, cancel_requested: false, created_at: 'x', offered_at: null, accepted_at: null, started_at: null, finished_at: null });
+const run: Run = runSchema.parse({
+  id: 'run_1',
+  status: 'offered',
+  runtime: 'fake',
+  image: null,
+  command: [],
+  env: {},
+  workdir: null,
+  ready_when: null,
+  placement: {},
+  resources: {},
+  bundle: null,
+  max_attempts: 3,
+  attempt: 1,
+  workstation_id: null,
+  lease: null,
+  exit_code: null,
+  failure_kind: null,
+  failure_message: null,
+  cancel_requested: false,
+  created_at: 'x',
+  offered_at: null,
+  accepted_at: null,
+  started_at: null,
+  finished_at: null,
+});
 
 function handlers(take: boolean) {
   const seen: string[] = [];
@@ -28,7 +53,11 @@ describe('handleControlMessage', () => {
       expect(replies).toEqual([{ type: 'result', id: 'p1', ok: true }]);
       await new Promise((r) => setTimeout(r, 0));
       expect(seen).toEqual(['offer run_1']);
-      expect(replies[1]).toEqual(take ? { type: 'result', id: 'o1', ok: true } : { type: 'result', id: 'o1', ok: false, error: 'not taken' });
+      expect(replies[1]).toEqual(
+        take
+          ? { type: 'result', id: 'o1', ok: true }
+          : { type: 'result', id: 'o1', ok: false, error: 'not taken' },
+      );
     }
   });
 

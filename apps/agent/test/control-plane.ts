@@ -28,7 +28,18 @@ export async function startTestControlPlane(): Promise<TestControlPlane> {
   const t: TestDatabase = await createTestDatabase('pglite');
   const adminToken = mintToken('admin');
   const cp = await startControlPlane(
-    loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: mkdtempSync(join(tmpdir(), 'runt-agent-cp-')), logLevel: 'warn', schedulerTickMs: 50, offerTimeoutMs: 60_000 }),
+    loadConfig(
+      {},
+      {
+        host: '127.0.0.1',
+        port: 0,
+        adminToken,
+        dataDir: mkdtempSync(join(tmpdir(), 'runt-agent-cp-')),
+        logLevel: 'warn',
+        schedulerTickMs: 50,
+        offerTimeoutMs: 60_000,
+      },
+    ),
     { db: t.db, logDestination: new Writable({ write: (_c, _e, cb) => cb() }) },
   );
   const url = cp.url;
@@ -43,7 +54,14 @@ export async function startTestControlPlane(): Promise<TestControlPlane> {
   const token = redeemed.credential.token;
   const ws = new ControlPlaneClient({ url, token, nodeHttp: true });
   const register = async (runtimes: string[]) => {
-    await ws.registerWorkstation({ display_name: 'unit', cpu_count: 2, runtimes, agent_version: '0.0.0-test', listening: true, max_runs: 10 });
+    await ws.registerWorkstation({
+      display_name: 'unit',
+      cpu_count: 2,
+      runtimes,
+      agent_version: '0.0.0-test',
+      listening: true,
+      max_runs: 10,
+    });
   };
   return {
     cp,
@@ -56,7 +74,10 @@ export async function startTestControlPlane(): Promise<TestControlPlane> {
     async claimRun(body, runnerId = 'unit-runner') {
       await register([body.runtime]);
       const { run } = await admin.submitRun(body);
-      await eventually(async () => (await admin.getRun(run.id)).run.status === 'offered', `${run.id} offered`);
+      await eventually(
+        async () => (await admin.getRun(run.id)).run.status === 'offered',
+        `${run.id} offered`,
+      );
       return ws.claimRun(run.id, { runner_id: runnerId, lease_ms: 30_000 });
     },
     async close() {
@@ -67,7 +88,11 @@ export async function startTestControlPlane(): Promise<TestControlPlane> {
 }
 
 /** Polls `check` until it returns a truthy value (a generous bound, no timing assertion). */
-export async function eventually<T>(check: () => T | Promise<T>, what = 'condition', timeoutMs = 15_000): Promise<NonNullable<T>> {
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  what = 'condition',
+  timeoutMs = 15_000,
+): Promise<NonNullable<T>> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -77,7 +102,8 @@ export async function eventually<T>(check: () => T | Promise<T>, what = 'conditi
     } catch (e) {
       last = e;
     }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > until)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -85,7 +111,10 @@ export async function eventually<T>(check: () => T | Promise<T>, what = 'conditi
 /** A logger that keeps its lines (for asserting on warnings) and writes nothing. */
 export function testLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = pino({ level: 'debug' }, new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }));
+  const logger = pino(
+    { level: 'debug' },
+    new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }),
+  );
   return { logger, lines };
 }
 

@@ -21,14 +21,34 @@ describe('RunCommands against a real control plane and the fake runtime', () => 
     const claim = await h.claimRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'sleep infinity'] });
     const runId = claim.run.id;
     const runtime = createFakeRuntime();
-    const inst = await runtime.create({ name: 'cmd', command: ['/bin/sh', '-c', 'sleep infinity'], sourcePath: '/tmp' });
+    const inst = await runtime.create({
+      name: 'cmd',
+      command: ['/bin/sh', '-c', 'sleep infinity'],
+      sourcePath: '/tmp',
+    });
     await runtime.start(inst.id);
     const work = new AbortController();
     const cancel = new AbortController();
     const { logger } = testLogger();
     const refused: string[] = [];
-    const events = new RunEventLog({ client: h.ws, runId, fencingToken: claim.fencing_token, nextSeq: claim.next_event_seq, signal: work.signal, onRejected: (e) => refused.push(e.message) });
-    const reporter = new RunReporter({ client: h.ws, runId, fencingToken: claim.fencing_token, events, carryEvents: true, signal: work.signal, onRefused: (r) => refused.push(r), logger });
+    const events = new RunEventLog({
+      client: h.ws,
+      runId,
+      fencingToken: claim.fencing_token,
+      nextSeq: claim.next_event_seq,
+      signal: work.signal,
+      onRejected: (e) => refused.push(e.message),
+    });
+    const reporter = new RunReporter({
+      client: h.ws,
+      runId,
+      fencingToken: claim.fencing_token,
+      events,
+      carryEvents: true,
+      signal: work.signal,
+      onRefused: (r) => refused.push(r),
+      logger,
+    });
     const seqs: number[] = [];
     const commands = new RunCommands({
       client: h.ws,
@@ -48,15 +68,32 @@ describe('RunCommands against a real control plane and the fake runtime', () => 
       logger,
     });
     const loop = commands.run();
-    const { command: ok } = await h.admin.queueCommand(runId, { type: 'exec', command: ['/bin/sh', '-c', 'echo from-exec'] });
-    const { command: bad } = await h.admin.queueCommand(runId, { type: 'exec', command: ['/bin/sh', '-c', 'echo oops; exit 4'] });
+    const { command: ok } = await h.admin.queueCommand(runId, {
+      type: 'exec',
+      command: ['/bin/sh', '-c', 'echo from-exec'],
+    });
+    const { command: bad } = await h.admin.queueCommand(runId, {
+      type: 'exec',
+      command: ['/bin/sh', '-c', 'echo oops; exit 4'],
+    });
     commands.wake();
     const events_ = await eventually(async () => {
       const all = (await h.admin.listEvents(runId)).events;
-      return all.filter((e) => e.type === 'command_status' && e.payload.state !== 'acked').length === 2 ? all : undefined;
+      return all.filter((e) => e.type === 'command_status' && e.payload.state !== 'acked').length === 2
+        ? all
+        : undefined;
     }, 'both commands to finish');
-    expect(events_.filter((e) => e.type === 'log' && e.payload.command_id === ok.id).map((e) => e.payload.data).join('')).toBe('from-exec\n');
-    expect(events_.find((e) => e.type === 'command_status' && e.payload.command_id === bad.id && e.payload.state === 'failed')?.payload).toMatchObject({ exit_code: 4 });
+    expect(
+      events_
+        .filter((e) => e.type === 'log' && e.payload.command_id === ok.id)
+        .map((e) => e.payload.data)
+        .join(''),
+    ).toBe('from-exec\n');
+    expect(
+      events_.find(
+        (e) => e.type === 'command_status' && e.payload.command_id === bad.id && e.payload.state === 'failed',
+      )?.payload,
+    ).toMatchObject({ exit_code: 4 });
     const listed = (await h.ws.listCommands(runId)).commands;
     expect(listed.map((c) => [c.id, c.state, c.exit_code])).toEqual([
       [ok.id, 'completed', 0],
@@ -73,18 +110,40 @@ describe('RunCommands against a real control plane and the fake runtime', () => 
   it('ends and drops the run when listing is refused (409: the lease is not ours)', async () => {
     // This control plane never refuses a listing; a control plane that fences it answers 409.
     const server = createServer((_req, res) => {
-      res.writeHead(409, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'runner-lease-conflict', message: 'not yours' } }));
+      res
+        .writeHead(409, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: { code: 'runner-lease-conflict', message: 'not yours' } }));
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const client = new ControlPlaneClient({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 'rnt_ws_x', nodeHttp: true });
+    const client = new ControlPlaneClient({
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      token: 'rnt_ws_x',
+      nodeHttp: true,
+    });
     const claim = { run: { id: 'run_fenced' }, fencing_token: 1 };
     const work = new AbortController();
     const { logger } = testLogger();
     const refused: string[] = [];
-    const events = new RunEventLog({ client, runId: claim.run.id, fencingToken: claim.fencing_token, nextSeq: 1, signal: work.signal, onRejected: () => undefined });
+    const events = new RunEventLog({
+      client,
+      runId: claim.run.id,
+      fencingToken: claim.fencing_token,
+      nextSeq: 1,
+      signal: work.signal,
+      onRejected: () => undefined,
+    });
     const commands = new RunCommands({
       client,
-      reporter: new RunReporter({ client, runId: claim.run.id, fencingToken: claim.fencing_token, events, carryEvents: true, signal: work.signal, onRefused: () => undefined, logger }),
+      reporter: new RunReporter({
+        client,
+        runId: claim.run.id,
+        fencingToken: claim.fencing_token,
+        events,
+        carryEvents: true,
+        signal: work.signal,
+        onRefused: () => undefined,
+        logger,
+      }),
       runtime: createFakeRuntime(),
       runId: claim.run.id,
       instanceId: 'none',

@@ -9,9 +9,31 @@ import { describe, expect, it } from 'vitest';
 import { prepareRun, RUN_ID_LABEL, WORKSTATION_LABEL, type PrepareRunOptions } from '../src/run-prepare.js';
 
 const run = (over: Partial<Run> = {}): Run => ({
-  id: 'run_p1', status: 'accepted', runtime: 'fake', image: null, command: ['/bin/sh', '-c', 'echo hi'], env: { A: '1' }, workdir: null, ready_when: null,
-  placement: {}, resources: {}, bundle: null, max_attempts: 3, attempt: 2, workstation_id: 'ws_1', lease: null, exit_code: null, failure_kind: null,
-  failure_message: null, cancel_requested: false, created_at: 'x', offered_at: null, accepted_at: null, started_at: null, finished_at: null, ...over,
+  id: 'run_p1',
+  status: 'accepted',
+  runtime: 'fake',
+  image: null,
+  command: ['/bin/sh', '-c', 'echo hi'],
+  env: { A: '1' },
+  workdir: null,
+  ready_when: null,
+  placement: {},
+  resources: {},
+  bundle: null,
+  max_attempts: 3,
+  attempt: 2,
+  workstation_id: 'ws_1',
+  lease: null,
+  exit_code: null,
+  failure_kind: null,
+  failure_message: null,
+  cancel_requested: false,
+  created_at: 'x',
+  offered_at: null,
+  accepted_at: null,
+  started_at: null,
+  finished_at: null,
+  ...over,
 });
 
 function options(over: Partial<PrepareRunOptions> = {}): PrepareRunOptions & { created: string[] } {
@@ -35,7 +57,8 @@ async function tarOf(files: Record<string, string>): Promise<Uint8Array> {
   const dir = mkdtempSync(join(tmpdir(), 'runt-bundle-src-'));
   for (const [name, body] of Object.entries(files)) writeFileSync(join(dir, name), body);
   const chunks: Buffer[] = [];
-  for await (const c of createTar({ cwd: dir, portable: true }, Object.keys(files)) as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
+  for await (const c of createTar({ cwd: dir, portable: true }, Object.keys(files)) as AsyncIterable<Buffer>)
+    chunks.push(Buffer.from(c));
   return new Uint8Array(Buffer.concat(chunks));
 }
 
@@ -44,7 +67,11 @@ describe('prepareRun with the fake runtime and real files', () => {
     const bytes = await tarOf({ 'job.txt': 'payload' });
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const runtime = createFakeRuntime();
-    const o = options({ run: run({ bundle: { sha256 } }), runtime, download: async (sha) => (sha === sha256 ? bytes : undefined) });
+    const o = options({
+      run: run({ bundle: { sha256 } }),
+      runtime,
+      download: async (sha) => (sha === sha256 ? bytes : undefined),
+    });
     const r = await prepareRun(o);
     expect('started' in r).toBe(true);
     const id = (r as { started: string }).started;
@@ -62,19 +89,34 @@ describe('prepareRun with the fake runtime and real files', () => {
     expect(await prepareRun(options({ runtime: { unavailable: 'no docker here' } }))).toEqual({
       outcome: { status: 'failed', failure_kind: 'runtime-unavailable', failure_message: 'no docker here' },
     });
-    const pulled = await prepareRun(options({ run: run({ image: 'nope:1' }), runtime: createFakeRuntime({ images: [] }) }));
+    const pulled = await prepareRun(
+      options({ run: run({ image: 'nope:1' }), runtime: createFakeRuntime({ images: [] }) }),
+    );
     expect(pulled).toMatchObject({ outcome: { status: 'failed', failure_kind: 'image-unavailable' } });
-    const badBundle = await prepareRun(options({ run: run({ bundle: { sha256: 'a'.repeat(64) } }), download: async () => new Uint8Array([1, 2, 3]) }));
+    const badBundle = await prepareRun(
+      options({
+        run: run({ bundle: { sha256: 'a'.repeat(64) } }),
+        download: async () => new Uint8Array([1, 2, 3]),
+      }),
+    );
     expect(badBundle).toMatchObject({ outcome: { status: 'failed', failure_kind: 'start-failed' } });
     const closed = createFakeRuntime();
     await closed.close();
-    expect(await prepareRun(options({ runtime: closed }))).toMatchObject({ outcome: { status: 'failed', failure_kind: 'runtime-unavailable' } });
+    expect(await prepareRun(options({ runtime: closed }))).toMatchObject({
+      outcome: { status: 'failed', failure_kind: 'runtime-unavailable' },
+    });
   });
 
   it('ends cancelled when cancelled before the start, and with nothing when the run was dropped during the download', async () => {
     const cancel = new AbortController();
     cancel.abort();
-    expect(await prepareRun(options({ cancel: cancel.signal }))).toEqual({ outcome: { status: 'cancelled', failure_kind: 'cancelled', failure_message: 'cancelled by request' } });
-    expect(await prepareRun(options({ run: run({ bundle: { sha256: 'b'.repeat(64) } }), download: async () => undefined }))).toEqual({ dropped: true });
+    expect(await prepareRun(options({ cancel: cancel.signal }))).toEqual({
+      outcome: { status: 'cancelled', failure_kind: 'cancelled', failure_message: 'cancelled by request' },
+    });
+    expect(
+      await prepareRun(
+        options({ run: run({ bundle: { sha256: 'b'.repeat(64) } }), download: async () => undefined }),
+      ),
+    ).toEqual({ dropped: true });
   });
 });

@@ -14,8 +14,24 @@ afterAll(async () => {
 function reporterFor(runId: string, fencingToken: number, nextSeq: number, carryEvents: boolean) {
   const work = new AbortController();
   const refused: string[] = [];
-  const events = new RunEventLog({ client: h.ws, runId, fencingToken, nextSeq, signal: work.signal, onRejected: (e) => refused.push(e.message) });
-  const reporter = new RunReporter({ client: h.ws, runId, fencingToken, events, carryEvents, signal: work.signal, onRefused: (r) => refused.push(r), logger: testLogger().logger });
+  const events = new RunEventLog({
+    client: h.ws,
+    runId,
+    fencingToken,
+    nextSeq,
+    signal: work.signal,
+    onRejected: (e) => refused.push(e.message),
+  });
+  const reporter = new RunReporter({
+    client: h.ws,
+    runId,
+    fencingToken,
+    events,
+    carryEvents,
+    signal: work.signal,
+    onRefused: (r) => refused.push(r),
+    logger: testLogger().logger,
+  });
   return { events, reporter, refused, work };
 }
 
@@ -23,16 +39,31 @@ describe('RunReporter against a real control plane', () => {
   for (const carryEvents of [true, false]) {
     it(`reports running and the terminal status with the queued events (${carryEvents ? 'carried on the report' : 'flushed first'})`, async () => {
       const claim = await h.claimRun({ runtime: 'unit-rt', command: ['x'] });
-      const { events, reporter, refused } = reporterFor(claim.run.id, claim.fencing_token, claim.next_event_seq, carryEvents);
+      const { events, reporter, refused } = reporterFor(
+        claim.run.id,
+        claim.fencing_token,
+        claim.next_event_seq,
+        carryEvents,
+      );
       events.append('log', { stream: 'stdout', data: 'hello\n' });
       expect(await reporter.report({ status: 'running' })).toBe(true);
       expect((await h.admin.getRun(claim.run.id)).run.status).toBe('running');
       events.append('log', { stream: 'stdout', data: 'bye\n' });
-      expect(await reporter.report({ status: 'failed', exit_code: 3, failure_kind: 'nonzero-exit', failure_message: 'exited with code 3' })).toBe(true);
+      expect(
+        await reporter.report({
+          status: 'failed',
+          exit_code: 3,
+          failure_kind: 'nonzero-exit',
+          failure_message: 'exited with code 3',
+        }),
+      ).toBe(true);
       const { run } = await h.admin.getRun(claim.run.id);
       expect(run).toMatchObject({ status: 'failed', exit_code: 3, failure_kind: 'nonzero-exit' });
       const listed = await h.admin.listEvents(claim.run.id);
-      expect(listed.events.filter((e) => e.type === 'log').map((e) => e.payload.data)).toEqual(['hello\n', 'bye\n']);
+      expect(listed.events.filter((e) => e.type === 'log').map((e) => e.payload.data)).toEqual([
+        'hello\n',
+        'bye\n',
+      ]);
       expect(listed.events.at(-1)?.type).toBe('terminal_status');
       expect(refused).toEqual([]);
     });
@@ -40,7 +71,12 @@ describe('RunReporter against a real control plane', () => {
 
   it('drops the run (onRefused) when the control plane refuses a stale fencing token, without retrying', async () => {
     const claim = await h.claimRun({ runtime: 'unit-rt', command: ['x'] });
-    const { reporter, refused } = reporterFor(claim.run.id, claim.fencing_token + 7, claim.next_event_seq, true);
+    const { reporter, refused } = reporterFor(
+      claim.run.id,
+      claim.fencing_token + 7,
+      claim.next_event_seq,
+      true,
+    );
     expect(await reporter.report({ status: 'running' })).toBe(false);
     expect(refused).toHaveLength(1);
     expect(refused[0]).toMatch(/^409 /);

@@ -27,7 +27,9 @@ class HeldRun implements SlotRun {
 const runOf = (id: string) => ({ id }) as Run;
 const tick = () => new Promise((r) => setTimeout(r, 0));
 
-function slots(over: { maxRuns?: number; once?: boolean; claim?: (run: Run) => Promise<HeldRun | undefined> } = {}) {
+function slots(
+  over: { maxRuns?: number; once?: boolean; claim?: (run: Run) => Promise<HeldRun | undefined> } = {},
+) {
   const taking = new AbortController();
   const held = new Map<string, HeldRun>();
   const done: string[] = [];

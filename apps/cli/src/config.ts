@@ -12,16 +12,24 @@ export const credentialKindInUse = () => credentialInUse;
 export async function requireCredential(): Promise<WorkstationCredential> {
   const cred = await loadCredential();
   if (!cred?.cloud_url || !cred.token) {
-    throw new CliError('this machine is not paired: run runt workstation connect <url> --code XXXX-XXXX-XXXX');
+    throw new CliError(
+      'this machine is not paired: run runt workstation connect <url> --code XXXX-XXXX-XXXX',
+    );
   }
   return cred;
 }
 
 /** A client authenticated as this workstation. */
-export async function workstationClient(): Promise<{ client: ControlPlaneClient; credential: WorkstationCredential }> {
+export async function workstationClient(): Promise<{
+  client: ControlPlaneClient;
+  credential: WorkstationCredential;
+}> {
   const credential = await requireCredential();
   credentialInUse = 'workstation';
-  return { client: new ControlPlaneClient({ url: credential.cloud_url, token: credential.token }), credential };
+  return {
+    client: new ControlPlaneClient({ url: credential.cloud_url, token: credential.token }),
+    credential,
+  };
 }
 
 /** What `runt admin login` stores (0600, beside workstation.json). */
@@ -46,7 +54,10 @@ export async function saveAdminLogin(login: AdminLogin): Promise<string> {
 async function loadAdminLogin(): Promise<Partial<AdminLogin>> {
   try {
     const parsed = JSON.parse(await readFile(adminLoginPath(), 'utf8')) as Partial<AdminLogin>;
-    return { ...(typeof parsed.url === 'string' ? { url: parsed.url } : {}), ...(typeof parsed.token === 'string' ? { token: parsed.token } : {}) };
+    return {
+      ...(typeof parsed.url === 'string' ? { url: parsed.url } : {}),
+      ...(typeof parsed.token === 'string' ? { token: parsed.token } : {}),
+    };
   } catch {
     return {};
   }
@@ -62,10 +73,17 @@ export interface AdminFlags {
  * URL: `--url`, RUNT_CLOUD_URL, `runt admin login`'s file, this machine's pairing.
  * Token: `--token-file`, RUNT_ADMIN_TOKEN, `runt admin login`'s file (never argv).
  */
-export async function resolveAdmin(flags: AdminFlags): Promise<{ url: string | undefined; token: string | undefined }> {
+export async function resolveAdmin(
+  flags: AdminFlags,
+): Promise<{ url: string | undefined; token: string | undefined }> {
   const login = await loadAdminLogin();
   const env = (k: string) => process.env[k]?.trim() || undefined;
-  const url = flags.url ?? env('RUNT_CLOUD_URL') ?? login.url ?? (await loadCredential().catch(() => undefined))?.cloud_url ?? undefined;
+  const url =
+    flags.url ??
+    env('RUNT_CLOUD_URL') ??
+    login.url ??
+    (await loadCredential().catch(() => undefined))?.cloud_url ??
+    undefined;
   let token = env('RUNT_ADMIN_TOKEN') ?? login.token;
   if (flags['token-file']) token = await readTokenFile(flags['token-file']);
   return { url: url ? parseUrl(url) : undefined, token };
@@ -83,8 +101,12 @@ export async function readTokenFile(file: string): Promise<string> {
 /** A client authenticated as an operator (see {@link resolveAdmin}), or a clear error. */
 export async function adminClient(flags: AdminFlags): Promise<ControlPlaneClient> {
   const { url, token } = await resolveAdmin(flags);
-  if (!url) throw new CliError('missing --url (or RUNT_CLOUD_URL, or runt admin login): where is the control plane?');
-  if (!token) throw new CliError('missing admin token: set RUNT_ADMIN_TOKEN, pass --token-file, or run runt admin login (the control plane printed where its token is)');
+  if (!url)
+    throw new CliError('missing --url (or RUNT_CLOUD_URL, or runt admin login): where is the control plane?');
+  if (!token)
+    throw new CliError(
+      'missing admin token: set RUNT_ADMIN_TOKEN, pass --token-file, or run runt admin login (the control plane printed where its token is)',
+    );
   credentialInUse = 'admin';
   return new ControlPlaneClient({ url, token });
 }
@@ -97,6 +119,7 @@ export function parseUrl(input: string): string {
   } catch {
     throw new CliError(`not a URL: ${input}`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError(`the control plane URL must be http(s): ${input}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new CliError(`the control plane URL must be http(s): ${input}`);
   return u.toString().replace(/\/+$/, '');
 }

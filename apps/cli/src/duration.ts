@@ -12,7 +12,8 @@ const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 }
 export function parseDuration(text: string, flag: string): number {
   const t = text.trim();
   if (/^\d+$/.test(t)) return check(Number(t), text, flag);
-  if (!/^(\d+[smhd])+$/.test(t)) throw new CliError(`invalid --${flag} "${text}": use a duration such as 90s, 10m, 2h or 1h30m`);
+  if (!/^(\d+[smhd])+$/.test(t))
+    throw new CliError(`invalid --${flag} "${text}": use a duration such as 90s, 10m, 2h or 1h30m`);
   let seconds = 0;
   for (const [, n, unit] of t.matchAll(/(\d+)([smhd])/g)) seconds += Number(n) * UNIT_SECONDS[unit!]!;
   return check(seconds, text, flag);

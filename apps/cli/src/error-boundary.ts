@@ -18,19 +18,25 @@ export interface UserFacingError {
 export function describeError(e: unknown): UserFacingError {
   const err = e as { message?: string; oclif?: { exit?: number }; code?: string };
   if (isCliError(e)) return { message: e.message, exitCode: e.exitCode };
-  if (isPairingError(e) || isWorkspaceError(e) || isRuntimeError(e)) return { message: firstLine((e as Error).message), exitCode: 1 };
+  if (isPairingError(e) || isWorkspaceError(e) || isRuntimeError(e))
+    return { message: firstLine((e as Error).message), exitCode: 1 };
   if (isApiError(e)) {
     if (e.code === 'unauthorized') return { message: refusedCredential(e.message), exitCode: 1 };
     return { message: e.message, exitCode: 1 };
   }
   // oclif's own errors (unknown flag, missing argument) carry an exit code.
-  if (typeof err?.oclif?.exit === 'number') return { message: parseErrorLine(err.message ?? 'error'), exitCode: err.oclif.exit };
+  if (typeof err?.oclif?.exit === 'number')
+    return { message: parseErrorLine(err.message ?? 'error'), exitCode: err.oclif.exit };
   return { message: firstLine(err?.message ?? String(e)), exitCode: 1 };
 }
 
 /** A 401 worded for the credential this invocation used (the server's words would be redacted). */
 function refusedCredential(serverMessage: string): string {
-  const why = /missing/.test(serverMessage) ? 'none was sent' : /malformed/.test(serverMessage) ? 'it is malformed' : 'it is unknown or revoked';
+  const why = /missing/.test(serverMessage)
+    ? 'none was sent'
+    : /malformed/.test(serverMessage)
+      ? 'it is malformed'
+      : 'it is unknown or revoked';
   if (credentialKindInUse() === 'admin') {
     return `the control plane refused the admin token (${why}): check RUNT_ADMIN_TOKEN, --token-file or runt admin login`;
   }
@@ -46,7 +52,10 @@ export function parseErrorLine(message: string): string {
   const lines = message
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l !== '' && !/^See more help with --help$/.test(l) && !/^The following errors? occurred:$/.test(l));
+    .filter(
+      (l) =>
+        l !== '' && !/^See more help with --help$/.test(l) && !/^The following errors? occurred:$/.test(l),
+    );
   const parsing = /^Parsing (--\S+)$/.exec(lines[0] ?? '');
   if (parsing) return `${parsing[1]}: ${lines.slice(1).join('; ') || 'invalid value'}`;
   const missingArgs = /^Missing \d+ required args?:$/.exec(lines[0] ?? '');
@@ -63,7 +72,12 @@ export function parseErrorLine(message: string): string {
 }
 
 function firstLine(s: string): string {
-  return s.split('\n').find((l) => l.trim() !== '')?.trim() ?? s;
+  return (
+    s
+      .split('\n')
+      .find((l) => l.trim() !== '')
+      ?.trim() ?? s
+  );
 }
 
 /** Prints the error as `runt: <message>` (and the stack when DEBUG names runt), sets the exit code. */
@@ -71,6 +85,7 @@ export function reportError(e: unknown, write: (s: string) => void = (s) => proc
   const { message, exitCode } = describeError(e);
   if (exitCode === 0) return 0;
   write(`runt: ${redactSecrets(message)}\n`);
-  if (/\brunt/.test(process.env.DEBUG ?? '') && e instanceof Error && e.stack) write(`${redactSecrets(e.stack)}\n`);
+  if (/\brunt/.test(process.env.DEBUG ?? '') && e instanceof Error && e.stack)
+    write(`${redactSecrets(e.stack)}\n`);
   return exitCode;
 }

@@ -19,7 +19,12 @@ export function pendingLine(run: Pick<Run, 'id' | 'status' | 'pending_reason'>):
  * const stop = watchPending(client, run.id, (l) => process.stderr.write(`${l}\n`));
  * await followRunEvents(…); stop();
  */
-export function watchPending(client: ControlPlaneClient, runId: string, write: (line: string) => void, pollMs = PENDING_POLL_MS): () => void {
+export function watchPending(
+  client: ControlPlaneClient,
+  runId: string,
+  write: (line: string) => void,
+  pollMs = PENDING_POLL_MS,
+): () => void {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let last: string | undefined;

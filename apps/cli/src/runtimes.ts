@@ -13,6 +13,8 @@ export function createCliRuntimeRegistry(configDir: string): RuntimeRegistry {
     .register('docker', async () => (await import('@runt/runtime-spi/docker')).createDockerRuntime())
     .register('podman', async () => (await import('@runt/runtime-spi/podman')).createPodmanRuntime())
     .register('process', async () =>
-      (await import('@runt/runtime-spi/process')).createProcessRuntime({ stateDir: process.env.RUNT_STATE_DIR ?? join(configDir, 'process') }),
+      (await import('@runt/runtime-spi/process')).createProcessRuntime({
+        stateDir: process.env.RUNT_STATE_DIR ?? join(configDir, 'process'),
+      }),
     );
 }

@@ -12,7 +12,7 @@ describe('agent isolation (pglite)', () => {
   }, 120_000);
   afterAll(async () => h?.close());
 
-  it('a process workload finds the token neither in its environment nor in its agent\'s /proc/<pid>/environ', async () => {
+  it("a process workload finds the token neither in its environment nor in its agent's /proc/<pid>/environ", async () => {
     const paired = await h.pair('iso-token');
     const agent = await launchAgent(h.admin, 'iso-token', paired, ['--runtime', 'process']);
     h.agents.push(agent);
@@ -20,7 +20,11 @@ describe('agent isolation (pglite)', () => {
       `echo "agent-environ:$(tr '\\0' '\\n' < /proc/${agent.agentPid}/environ | grep -c -e RUNT_CLOUD_TOKEN= -e rnt_ws_)"`,
       'echo "own-env:$(env | grep -c -e RUNT_CLOUD_TOKEN -e rnt_ws_)"',
     ].join('; ');
-    const { run } = await h.admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', script], placement: { workstation_id: paired.workstationId } });
+    const { run } = await h.admin.submitRun({
+      runtime: 'process',
+      command: ['/bin/sh', '-c', script],
+      placement: { workstation_id: paired.workstationId },
+    });
     expect(await terminal(h.admin, run.id)).toMatchObject({ status: 'completed' });
     expect(await stdoutOf(h.admin, run.id)).toBe('agent-environ:0\nown-env:0\n');
   });
@@ -40,7 +44,13 @@ describe('agent isolation (pglite)', () => {
     const first = await launchAgent(h.admin, 'iso-twice', paired, ['--runtime', 'process']);
     h.agents.push(first);
     const second = await execa('node', [RUNT_BIN, 'workstation', 'run', '--runtime', 'process'], {
-      env: { ...process.env, RUNT_CLOUD_URL: undefined, RUNT_CLOUD_TOKEN: undefined, RUNT_STATE_DIR: undefined, RUNT_CONFIG_DIR: paired.configDir },
+      env: {
+        ...process.env,
+        RUNT_CLOUD_URL: undefined,
+        RUNT_CLOUD_TOKEN: undefined,
+        RUNT_STATE_DIR: undefined,
+        RUNT_CONFIG_DIR: paired.configDir,
+      },
       extendEnv: false,
       reject: false,
       stdin: 'ignore',
@@ -48,7 +58,9 @@ describe('agent isolation (pglite)', () => {
     });
     expect(second.exitCode).toBe(1);
     expect(second.stderr.trim().split('\n')).toHaveLength(1);
-    expect(second.stderr).toMatch(new RegExp(`^runt-agent: another agent \\(pid ${first.agentPid}\\) is running`));
+    expect(second.stderr).toMatch(
+      new RegExp(`^runt-agent: another agent \\(pid ${first.agentPid}\\) is running`),
+    );
     expect(alive(first.agentPid)).toBe(true);
   });
 });

@@ -13,11 +13,19 @@ export interface Paired {
 }
 
 /** Pairs a workstation with the CLI (`runt admin pairing-code`, `runt workstation connect`). */
-export async function pairWithCli(url: string, adminEnv: Record<string, string>, root: string, name: string): Promise<Paired> {
+export async function pairWithCli(
+  url: string,
+  adminEnv: Record<string, string>,
+  root: string,
+  name: string,
+): Promise<Paired> {
   const code = await runt(['admin', 'pairing-code', '--json'], adminEnv);
   expect(code.exitCode, code.stderr).toBe(0);
   const configDir = join(root, name, 'config');
-  const r = await runt(['workstation', 'connect', url, '--code', JSON.parse(code.stdout).pairing.code, '--name', name], { RUNT_CONFIG_DIR: configDir });
+  const r = await runt(
+    ['workstation', 'connect', url, '--code', JSON.parse(code.stdout).pairing.code, '--name', name],
+    { RUNT_CONFIG_DIR: configDir },
+  );
   expect(r.exitCode, r.stderr).toBe(0);
   const cred = JSON.parse(readFileSync(join(configDir, 'workstation.json'), 'utf8'));
   return { configDir, workstationId: cred.workstation_id as string, token: cred.token as string };
@@ -54,15 +62,30 @@ export async function launchAgent(
   });
   cli.all?.on('data', (d: Buffer) => (out += String(d)));
   // The agent logs "agent running" once it has registered (and re-adopted what it found).
-  await eventually(async () => out.includes('"agent running"') || cli.exitCode !== null, `agent ${name} to start (output: ${out})`);
+  await eventually(
+    async () => out.includes('"agent running"') || cli.exitCode !== null,
+    `agent ${name} to start (output: ${out})`,
+  );
   expect(cli.exitCode ?? undefined, out).toBeUndefined();
   await eventually(async () => {
     const w = (await admin.listWorkstations()).workstations.find((x) => x.id === paired.workstationId);
     return w?.listening && w.status === 'online';
   }, `agent ${name} online (output: ${out})`);
-  const children = readFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const children = readFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`, 'utf8')
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number);
   expect(children).toHaveLength(1);
-  return { name, configDir: paired.configDir, workstationId: paired.workstationId, token: paired.token, cli, agentPid: children[0]!, output: () => out };
+  return {
+    name,
+    configDir: paired.configDir,
+    workstationId: paired.workstationId,
+    token: paired.token,
+    cli,
+    agentPid: children[0]!,
+    output: () => out,
+  };
 }
 
 /** Status of a run. */

@@ -24,8 +24,21 @@ describe('agent link across a control-plane restart (pglite data dir)', () => {
   const start = async () => {
     const sink = new Writable({ write: (_c, _e, cb) => cb() });
     cp = await startControlPlane(
-      loadConfig({}, { host: '127.0.0.1', port, adminToken, dataDir: join(root, 'cp'), logLevel: 'warn', sweepIntervalMs: 200, schedulerTickMs: 200, offerTimeoutMs: 3_000, linkPingMs: 1_000 }),
-      { logDestination: sink as never },
+      loadConfig(
+        {},
+        {
+          host: '127.0.0.1',
+          port,
+          adminToken,
+          dataDir: join(root, 'cp'),
+          logLevel: 'warn',
+          sweepIntervalMs: 200,
+          schedulerTickMs: 200,
+          offerTimeoutMs: 3_000,
+          linkPingMs: 1_000,
+        },
+      ),
+      { logDestination: sink },
     );
     port = cp.port;
     return new ControlPlaneClient({ url: cp.url, token: adminToken });
@@ -44,10 +57,17 @@ describe('agent link across a control-plane restart (pglite data dir)', () => {
     let admin = new ControlPlaneClient({ url: cp!.url, token: adminToken });
     const paired = await pairWithCli(cp!.url, { ...adminEnv, RUNT_CLOUD_URL: cp!.url }, root, 'restart-box');
     agent = await launchAgent(admin, 'restart-box', paired, ['--runtime', 'process', '--max-runs', '2']);
-    const pinned = (command: string) => ({ runtime: 'process', command: ['/bin/sh', '-c', command], placement: { workstation_id: paired.workstationId } });
+    const pinned = (command: string) => ({
+      runtime: 'process',
+      command: ['/bin/sh', '-c', command],
+      placement: { workstation_id: paired.workstationId },
+    });
     // A run that spans the restart.
     const { run: spanning } = await admin.submitRun(pinned('echo before; sleep 4; echo after'));
-    await eventually(async () => (await stdoutOf(admin, spanning.id)).includes('before'), 'the spanning run to start');
+    await eventually(
+      async () => (await stdoutOf(admin, spanning.id)).includes('before'),
+      'the spanning run to start',
+    );
 
     const url = cp!.url;
     await cp!.close();
@@ -63,10 +83,19 @@ describe('agent link across a control-plane restart (pglite data dir)', () => {
     expect(agent.cli.exitCode).toBeNull();
 
     const { run } = await admin.submitRun(pinned('echo after-restart'));
-    expect(await terminal(admin, run.id)).toMatchObject({ status: 'completed', exit_code: 0, workstation_id: paired.workstationId, attempt: 1 });
+    expect(await terminal(admin, run.id)).toMatchObject({
+      status: 'completed',
+      exit_code: 0,
+      workstation_id: paired.workstationId,
+      attempt: 1,
+    });
     expect(await stdoutOf(admin, run.id)).toBe('after-restart\n');
 
-    expect(await terminal(admin, spanning.id)).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1 });
+    expect(await terminal(admin, spanning.id)).toMatchObject({
+      status: 'completed',
+      exit_code: 0,
+      attempt: 1,
+    });
     expect(await stdoutOf(admin, spanning.id)).toBe('before\nafter\n');
     const events = await allEvents(admin, spanning.id);
     expect(events.map((e) => e.seq)).toEqual(events.map((_, j) => j + 1));

@@ -3,7 +3,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runt } from './cli.js';
 import { launchAgent, statusOf, type Paired } from './agent-lifecycle-harness.js';
-import { allEvents, alive, eventually, startRunsHarness, stdoutOf, terminal, type RunsHarness, type TestAgent } from './runs-harness.js';
+import {
+  allEvents,
+  alive,
+  eventually,
+  startRunsHarness,
+  stdoutOf,
+  terminal,
+  type RunsHarness,
+  type TestAgent,
+} from './runs-harness.js';
 
 // The agent's lifecycle end to end: a real listening control plane (PGlite: the backend does
 // not matter here), real `runt workstation run` processes on the process runtime, the CLI as a
@@ -14,13 +23,23 @@ describe('agent lifecycle (pglite)', () => {
   let h: RunsHarness;
   let main: TestAgent;
   const pair = (name: string): Promise<Paired> => h.pair(name);
-  const launch = async (name: string, paired: Paired, args: string[], opts?: Parameters<typeof launchAgent>[4]) => {
+  const launch = async (
+    name: string,
+    paired: Paired,
+    args: string[],
+    opts?: Parameters<typeof launchAgent>[4],
+  ) => {
     const agent = await launchAgent(h.admin, name, paired, args, opts);
     h.agents.push(agent);
     return agent;
   };
-  const pinned = (a: { workstationId: string }, command: string) => ({ runtime: 'process', command: ['/bin/sh', '-c', command], placement: { workstation_id: a.workstationId } });
-  const workstation = async (id: string) => (await h.admin.listWorkstations()).workstations.find((w) => w.id === id);
+  const pinned = (a: { workstationId: string }, command: string) => ({
+    runtime: 'process',
+    command: ['/bin/sh', '-c', command],
+    placement: { workstation_id: a.workstationId },
+  });
+  const workstation = async (id: string) =>
+    (await h.admin.listWorkstations()).workstations.find((w) => w.id === id);
   /** No timing assertion: two full scheduling passes later, the run is still where it was. */
   const afterPasses = async (id: string) => {
     await h.cp.scheduler.pass();
@@ -45,7 +64,10 @@ describe('agent lifecycle (pglite)', () => {
     const workload = Number(/start (\d+)/.exec(out)![1]);
     // Wait until the agent has recorded that it sent that output (its state file), then kill it.
     const stateFile = join(paired.configDir, 'state', 'agent', 'runs', `${run.id}.json`);
-    await eventually(async () => JSON.parse(readFileSync(stateFile, 'utf8')).log_chars.stdout > 0, 'the state file to record the output sent');
+    await eventually(
+      async () => JSON.parse(readFileSync(stateFile, 'utf8')).log_chars.stdout > 0,
+      'the state file to record the output sent',
+    );
     expect((await statusOf(h.admin, run.id)).status).toBe('running');
     process.kill(first.agentPid, 'SIGKILL');
     expect((await first.cli).exitCode).not.toBe(0);
@@ -56,7 +78,13 @@ describe('agent lifecycle (pglite)', () => {
     const second = await launch('lc-readopt-2', paired, ['--runtime', 'process']);
     expect(second.output()).toContain('re-adopted');
     const done = await terminal(h.admin, run.id);
-    expect(done).toMatchObject({ status: 'failed', exit_code: 3, failure_kind: 'nonzero-exit', attempt: 1, workstation_id: paired.workstationId });
+    expect(done).toMatchObject({
+      status: 'failed',
+      exit_code: 3,
+      failure_kind: 'nonzero-exit',
+      attempt: 1,
+      workstation_id: paired.workstationId,
+    });
     const stdout = await stdoutOf(h.admin, run.id);
     expect(stdout.match(/start \d+/g)).toHaveLength(1);
     expect(stdout.match(/^end$/gm)).toHaveLength(1);
@@ -76,10 +104,17 @@ describe('agent lifecycle (pglite)', () => {
     const second = (await h.admin.submitRun(pinned(paired, 'echo second'))).run;
     const r = await agent.cli;
     expect(r.exitCode, agent.output()).toBe(0);
-    expect(await terminal(h.admin, first.id)).toMatchObject({ status: 'completed', exit_code: 0, workstation_id: paired.workstationId });
+    expect(await terminal(h.admin, first.id)).toMatchObject({
+      status: 'completed',
+      exit_code: 0,
+      workstation_id: paired.workstationId,
+    });
     expect(await stdoutOf(h.admin, first.id)).toBe('first\n');
     // An offer of the second run that reached the agent on its way out goes back to the queue.
-    await eventually(async () => (await statusOf(h.admin, second.id)).status === 'queued', 'the second run queued');
+    await eventually(
+      async () => (await statusOf(h.admin, second.id)).status === 'queued',
+      'the second run queued',
+    );
     expect(await afterPasses(second.id)).toMatchObject({ status: 'queued', attempt: 1, started_at: null });
     expect(await allEvents(h.admin, second.id)).toEqual([]);
     expect((await workstation(paired.workstationId))?.listening).toBe(false);
@@ -91,28 +126,59 @@ describe('agent lifecycle (pglite)', () => {
     mkdirSync(join(dir, 'sub'), { recursive: true });
     writeFileSync(join(dir, 'hello.txt'), 'hello from the bundle\n');
     writeFileSync(join(dir, 'sub', 'more.txt'), 'nested\n');
-    const r = await runt(['run', 'submit', '--bundle', dir, '--runtime', 'process', '--workstation', main.workstationId, '--', 'sh', '-c', 'cat hello.txt sub/more.txt'], h.adminEnv);
+    const r = await runt(
+      [
+        'run',
+        'submit',
+        '--bundle',
+        dir,
+        '--runtime',
+        'process',
+        '--workstation',
+        main.workstationId,
+        '--',
+        'sh',
+        '-c',
+        'cat hello.txt sub/more.txt',
+      ],
+      h.adminEnv,
+    );
     expect(r.exitCode, r.stderr).toBe(0);
     const id = r.stdout.trim();
-    expect(await terminal(h.admin, id)).toMatchObject({ status: 'completed', exit_code: 0, workstation_id: main.workstationId });
+    expect(await terminal(h.admin, id)).toMatchObject({
+      status: 'completed',
+      exit_code: 0,
+      workstation_id: main.workstationId,
+    });
     expect(await stdoutOf(h.admin, id)).toBe('hello from the bundle\nnested\n');
     expect((await statusOf(h.admin, id)).bundle?.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('bundles: bytes uploaded under another sha256 are refused (400) and cannot be named by a run', async () => {
     const wrong = 'a'.repeat(64);
-    await expect(h.admin.uploadBundle(wrong, new TextEncoder().encode('not what the digest says'))).rejects.toMatchObject({ status: 400, code: 'bundle-digest-mismatch' });
-    await expect(h.admin.submitRun({ ...pinned(main, 'true'), bundle: { sha256: wrong } })).rejects.toMatchObject({ status: 400, code: 'bundle-missing' });
+    await expect(
+      h.admin.uploadBundle(wrong, new TextEncoder().encode('not what the digest says')),
+    ).rejects.toMatchObject({ status: 400, code: 'bundle-digest-mismatch' });
+    await expect(
+      h.admin.submitRun({ ...pinned(main, 'true'), bundle: { sha256: wrong } }),
+    ).rejects.toMatchObject({ status: 400, code: 'bundle-missing' });
   });
 
   it('drain: the running run completes, the agent exits 0, a new run stays queued until the next agent starts', async () => {
     const paired = await pair('lc-drain');
     const agent = await launch('lc-drain', paired, ['--runtime', 'process']);
     const go = join(h.root, 'drain-go');
-    const { run } = await h.admin.submitRun(pinned(paired, `echo drain-start; while [ ! -f ${go} ]; do sleep 0.05; done; echo drain-end`));
-    await eventually(async () => (await stdoutOf(h.admin, run.id)).includes('drain-start'), 'the run to start');
+    const { run } = await h.admin.submitRun(
+      pinned(paired, `echo drain-start; while [ ! -f ${go} ]; do sleep 0.05; done; echo drain-end`),
+    );
+    await eventually(
+      async () => (await stdoutOf(h.admin, run.id)).includes('drain-start'),
+      'the run to start',
+    );
 
-    const d = await runt(['admin', 'drain', paired.workstationId, '--url', h.cp.url], { RUNT_ADMIN_TOKEN: h.adminEnv.RUNT_ADMIN_TOKEN });
+    const d = await runt(['admin', 'drain', paired.workstationId, '--url', h.cp.url], {
+      RUNT_ADMIN_TOKEN: h.adminEnv.RUNT_ADMIN_TOKEN,
+    });
     expect(d.exitCode, d.stderr).toBe(0);
     expect(d.stdout).toContain(`Draining ${paired.workstationId}`);
     expect((await workstation(paired.workstationId))?.status).toBe('draining');
@@ -137,7 +203,10 @@ describe('agent lifecycle (pglite)', () => {
 
     // A new agent process for the workstation is not draining: it takes the queued run.
     const next = await launch('lc-drain-2', paired, ['--runtime', 'process']);
-    expect(await terminal(h.admin, later.id)).toMatchObject({ status: 'completed', workstation_id: paired.workstationId });
+    expect(await terminal(h.admin, later.id)).toMatchObject({
+      status: 'completed',
+      workstation_id: paired.workstationId,
+    });
     expect(await stdoutOf(h.admin, later.id)).toBe('after-drain\n');
     expect(next.output()).not.toContain('drain requested');
     expect((await workstation(paired.workstationId))?.status).toBe('online');
@@ -145,7 +214,9 @@ describe('agent lifecycle (pglite)', () => {
 
   it('drain reaches an agent without a link through the answer to its heartbeat', async () => {
     const paired = await pair('lc-drain-poll');
-    const agent = await launch('lc-drain-poll', paired, ['--runtime', 'process', '--no-link'], { env: { RUNT_HEARTBEAT_INTERVAL_MS: '300' } });
+    const agent = await launch('lc-drain-poll', paired, ['--runtime', 'process', '--no-link'], {
+      env: { RUNT_HEARTBEAT_INTERVAL_MS: '300' },
+    });
     const d = await runt(['admin', 'drain', paired.workstationId, '--json'], h.adminEnv);
     expect(d.exitCode, d.stderr).toBe(0);
     expect(JSON.parse(d.stdout).workstation).toMatchObject({ id: paired.workstationId, status: 'draining' });
@@ -155,7 +226,7 @@ describe('agent lifecycle (pglite)', () => {
     expect((await workstation(paired.workstationId))?.listening).toBe(false);
   });
 
-  it('runt admin drain of an unknown workstation fails with the server\'s message', async () => {
+  it("runt admin drain of an unknown workstation fails with the server's message", async () => {
     const r = await runt(['admin', 'drain', 'ws_nope'], h.adminEnv);
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toContain('no such workstation');

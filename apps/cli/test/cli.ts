@@ -12,7 +12,14 @@ export interface CliResult {
 /** Runs the built CLI as a subprocess, with no terminal on stdin, as a script or CI would. */
 export async function runt(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
   const r = await execa('node', [RUNT_BIN, ...args], {
-    env: { ...process.env, RUNT_CLOUD_URL: undefined, RUNT_CLOUD_TOKEN: undefined, RUNT_ADMIN_TOKEN: undefined, DEBUG: undefined, ...env },
+    env: {
+      ...process.env,
+      RUNT_CLOUD_URL: undefined,
+      RUNT_CLOUD_TOKEN: undefined,
+      RUNT_ADMIN_TOKEN: undefined,
+      DEBUG: undefined,
+      ...env,
+    },
     extendEnv: false,
     reject: false,
     stdin: 'ignore',

@@ -11,8 +11,12 @@ describe('parseDuration', () => {
   });
 
   it('refuses anything else in one line naming the flag', () => {
-    expect(() => parseDuration('10 minutes', 'timeout')).toThrow('invalid --timeout "10 minutes": use a duration such as 90s, 10m, 2h or 1h30m');
-    expect(() => parseDuration('0s', 'queue-timeout')).toThrow('invalid --queue-timeout "0s": must be at least 1s');
+    expect(() => parseDuration('10 minutes', 'timeout')).toThrow(
+      'invalid --timeout "10 minutes": use a duration such as 90s, 10m, 2h or 1h30m',
+    );
+    expect(() => parseDuration('0s', 'queue-timeout')).toThrow(
+      'invalid --queue-timeout "0s": must be at least 1s',
+    );
     expect(() => parseDuration('-5m', 'timeout')).toThrow(/^invalid --timeout/);
   });
 });

@@ -18,10 +18,16 @@ describe('everyday CLI use', () => {
   beforeAll(async () => {
     t = await createTestDatabase('pglite');
     const sink = new Writable({ write: (_c, _e, cb) => cb() });
-    cp = await startControlPlane(loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: mkdtempSync(join(tmpdir(), 'runt-cp-')) }), {
-      db: t.db,
-      logDestination: sink as never,
-    });
+    cp = await startControlPlane(
+      loadConfig(
+        {},
+        { host: '127.0.0.1', port: 0, adminToken, dataDir: mkdtempSync(join(tmpdir(), 'runt-cp-')) },
+      ),
+      {
+        db: t.db,
+        logDestination: sink,
+      },
+    );
   });
   afterAll(async () => {
     await cp?.close();
@@ -30,8 +36,18 @@ describe('everyday CLI use', () => {
 
   it.each([
     ['submit without --runtime', ['run', 'submit', '--', 'echo'], 2, 'runt: missing required flag --runtime'],
-    ['--max-attempts 0', ['run', 'submit', '--runtime', 'process', '--max-attempts', '0', '--', 'echo'], 2, 'runt: --max-attempts: Expected an integer greater than or equal to 1 but received: 0'],
-    ['--ttl 0', ['admin', 'pairing-code', '--ttl', '0'], 2, 'runt: --ttl: Expected an integer greater than or equal to 1 but received: 0'],
+    [
+      '--max-attempts 0',
+      ['run', 'submit', '--runtime', 'process', '--max-attempts', '0', '--', 'echo'],
+      2,
+      'runt: --max-attempts: Expected an integer greater than or equal to 1 but received: 0',
+    ],
+    [
+      '--ttl 0',
+      ['admin', 'pairing-code', '--ttl', '0'],
+      2,
+      'runt: --ttl: Expected an integer greater than or equal to 1 but received: 0',
+    ],
     ['a missing argument', ['run', 'show'], 2, 'runt: missing required argument id (run id)'],
   ])('%s: one whole line', async (_name, args, exitCode, message) => {
     const r = await runt(args, fresh());
@@ -40,16 +56,31 @@ describe('everyday CLI use', () => {
   });
 
   it('a wrong admin token is named as such, with operator advice and the word "token" intact', async () => {
-    const unknown = await runt(['run', 'list', '--url', cp.url], { ...fresh(), RUNT_ADMIN_TOKEN: mintToken('admin') });
-    expect(unknown.stderr).toBe('runt: the control plane refused the admin token (it is unknown or revoked): check RUNT_ADMIN_TOKEN, --token-file or runt admin login');
-    const malformed = await runt(['run', 'list', '--url', cp.url], { ...fresh(), RUNT_ADMIN_TOKEN: 'not-a-token' });
-    expect(malformed.stderr).toBe('runt: the control plane refused the admin token (it is malformed): check RUNT_ADMIN_TOKEN, --token-file or runt admin login');
+    const unknown = await runt(['run', 'list', '--url', cp.url], {
+      ...fresh(),
+      RUNT_ADMIN_TOKEN: mintToken('admin'),
+    });
+    expect(unknown.stderr).toBe(
+      'runt: the control plane refused the admin token (it is unknown or revoked): check RUNT_ADMIN_TOKEN, --token-file or runt admin login',
+    );
+    const malformed = await runt(['run', 'list', '--url', cp.url], {
+      ...fresh(),
+      RUNT_ADMIN_TOKEN: 'not-a-token',
+    });
+    expect(malformed.stderr).toBe(
+      'runt: the control plane refused the admin token (it is malformed): check RUNT_ADMIN_TOKEN, --token-file or runt admin login',
+    );
     expect(malformed.exitCode).toBe(1);
   });
 
   it('a process run without a command is refused at submit with the reason', async () => {
-    const r = await runt(['run', 'submit', '--url', cp.url, '--runtime', 'process'], { ...fresh(), RUNT_ADMIN_TOKEN: adminToken });
-    expect(r.stderr).toBe('runt: command: a run on the process runtime needs a command (e.g. ["sh", "-c", "make test"])');
+    const r = await runt(['run', 'submit', '--url', cp.url, '--runtime', 'process'], {
+      ...fresh(),
+      RUNT_ADMIN_TOKEN: adminToken,
+    });
+    expect(r.stderr).toBe(
+      'runt: command: a run on the process runtime needs a command (e.g. ["sh", "-c", "make test"])',
+    );
     expect(r.exitCode).toBe(1);
   });
 
@@ -58,7 +89,9 @@ describe('everyday CLI use', () => {
     const tokenFile = join(mkdtempSync(join(tmpdir(), 'runt-tok-')), 'admin-token');
     writeFileSync(tokenFile, `${mintToken('admin')}\n`);
     const refused = await runt(['admin', 'login', '--url', cp.url, '--token-file', tokenFile], env);
-    expect(refused.stderr).toBe(`runt: the control plane at ${cp.url} refused this admin token; nothing stored`);
+    expect(refused.stderr).toBe(
+      `runt: the control plane at ${cp.url} refused this admin token; nothing stored`,
+    );
     writeFileSync(tokenFile, `${adminToken}\n`);
     const login = await runt(['admin', 'login', '--url', cp.url, '--token-file', tokenFile], env);
     expect(login.exitCode, login.stderr).toBe(0);
@@ -74,23 +107,35 @@ describe('everyday CLI use', () => {
 
   it('after connect, run commands use the paired URL; disconnect says the credential stays valid, --revoke ends it', async () => {
     const env = fresh();
-    const code = async () => JSON.parse((await runt(['admin', 'pairing-code', '--url', cp.url, '--json'], { RUNT_ADMIN_TOKEN: adminToken })).stdout).pairing.code as string;
-    expect((await runt(['workstation', 'connect', cp.url, '--code', await code(), '--name', 'kept'], env)).exitCode).toBe(0);
+    const code = async () =>
+      JSON.parse(
+        (await runt(['admin', 'pairing-code', '--url', cp.url, '--json'], { RUNT_ADMIN_TOKEN: adminToken }))
+          .stdout,
+      ).pairing.code as string;
+    expect(
+      (await runt(['workstation', 'connect', cp.url, '--code', await code(), '--name', 'kept'], env))
+        .exitCode,
+    ).toBe(0);
     const list = await runt(['run', 'list', '--json'], { ...env, RUNT_ADMIN_TOKEN: adminToken });
     expect(list.exitCode, list.stderr).toBe(0);
 
-    const kept = (await cp.workstations.listCredentials()).find((c) => c.display_name === 'kept')!;
+    const kept = (await cp.credentials.list()).find((c) => c.display_name === 'kept')!;
     const plain = await runt(['workstation', 'disconnect'], env);
     expect(plain.stdout).toBe(
       `Forgot the credential at ${join(env.RUNT_CONFIG_DIR, 'workstation.json')}.\n` +
         `It is still valid on ${cp.url} until revoked: runt workstation disconnect --revoke next time, or an operator runs runt admin revoke ${kept.id}.`,
     );
-    expect((await cp.workstations.listCredentials()).find((c) => c.id === kept.id)!.revoked_at).toBeNull();
+    expect((await cp.credentials.list()).find((c) => c.id === kept.id)!.revoked_at).toBeNull();
 
-    expect((await runt(['workstation', 'connect', cp.url, '--code', await code(), '--name', 'gone'], env)).exitCode).toBe(0);
-    const gone = (await cp.workstations.listCredentials()).find((c) => c.display_name === 'gone')!;
+    expect(
+      (await runt(['workstation', 'connect', cp.url, '--code', await code(), '--name', 'gone'], env))
+        .exitCode,
+    ).toBe(0);
+    const gone = (await cp.credentials.list()).find((c) => c.display_name === 'gone')!;
     const revoked = await runt(['workstation', 'disconnect', '--revoke'], env);
-    expect(revoked.stdout).toBe(`Revoked credential ${gone.id} on ${cp.url} and forgot it (${join(env.RUNT_CONFIG_DIR, 'workstation.json')}).`);
-    expect((await cp.workstations.listCredentials()).find((c) => c.id === gone.id)!.revoked_at).not.toBeNull();
+    expect(revoked.stdout).toBe(
+      `Revoked credential ${gone.id} on ${cp.url} and forgot it (${join(env.RUNT_CONFIG_DIR, 'workstation.json')}).`,
+    );
+    expect((await cp.credentials.list()).find((c) => c.id === gone.id)!.revoked_at).not.toBeNull();
   });
 });

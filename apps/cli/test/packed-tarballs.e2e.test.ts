@@ -81,7 +81,9 @@ describe('packed tarballs in an empty directory', () => {
       });
       cp!.once('exit', () => reject(new Error(`control plane exited: ${stderr}`)));
     });
-    expect(line).toMatch(/^npx @runt\/cli workstation connect http:\/\/127\.0\.0\.1:\d+ --code [2-9A-Z-]{14}$/);
+    expect(line).toMatch(
+      /^npx @runt\/cli workstation connect http:\/\/127\.0\.0\.1:\d+ --code [2-9A-Z-]{14}$/,
+    );
 
     const connect = await execa('sh', ['-c', line], {
       cwd: installDir,

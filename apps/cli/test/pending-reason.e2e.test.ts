@@ -24,20 +24,30 @@ describe('pending reason in the CLI', () => {
     expect(JSON.parse(json.stdout).run.pending_reason).toMatchObject({ code: 'no-runtime' });
     const list = await runt(['run', 'list', '--status', 'queued'], h.adminEnv);
     expect(list.stdout).toMatch(/WAITING/);
-    expect(list.stdout.split('\n').find((l) => l.startsWith(id))).toContain('no workstation offers runtime "nosuch"');
+    expect(list.stdout.split('\n').find((l) => l.startsWith(id))).toContain(
+      'no workstation offers runtime "nosuch"',
+    );
   });
 
   it('submit --follow prints why the run waits while it is queued', async () => {
     let stderr = '';
-    const cli = execa('node', [RUNT_BIN, 'run', 'submit', '--runtime', 'nosuch', '--label', 'pool=zzz', '--follow', '--', 'true'], {
-      env: { ...process.env, RUNT_CLOUD_TOKEN: undefined, ...h.adminEnv },
-      extendEnv: false,
-      reject: false,
-      stdin: 'ignore',
-    });
+    const cli = execa(
+      'node',
+      [RUNT_BIN, 'run', 'submit', '--runtime', 'nosuch', '--label', 'pool=zzz', '--follow', '--', 'true'],
+      {
+        env: { ...process.env, RUNT_CLOUD_TOKEN: undefined, ...h.adminEnv },
+        extendEnv: false,
+        reject: false,
+        stdin: 'ignore',
+      },
+    );
     cli.stderr?.on('data', (c: Buffer) => (stderr += String(c)));
     try {
-      const line = await eventually(async () => stderr.split('\n').find((l) => l.includes(' is queued: ')), 'the waiting line', 30_000);
+      const line = await eventually(
+        async () => stderr.split('\n').find((l) => l.includes(' is queued: ')),
+        'the waiting line',
+        30_000,
+      );
       expect(line).toMatch(/^runt: run run_\S+ is queued: no workstation offers runtime "nosuch"/);
     } finally {
       cli.kill('SIGTERM');

@@ -21,7 +21,13 @@ describe('quickstart: runt-control-plane on embedded PGlite', () => {
   async function startControlPlaneBin(): Promise<{ banner: string; url: string }> {
     let stderr = '';
     proc = execa('node', [CONTROL_PLANE_BIN], {
-      env: { ...process.env, RUNT_PORT: '0', RUNT_DATA_DIR: dataDir, RUNT_ADMIN_TOKEN: undefined, DATABASE_URL: undefined },
+      env: {
+        ...process.env,
+        RUNT_PORT: '0',
+        RUNT_DATA_DIR: dataDir,
+        RUNT_ADMIN_TOKEN: undefined,
+        DATABASE_URL: undefined,
+      },
       extendEnv: false,
       reject: false,
       stdin: 'ignore',
@@ -57,18 +63,25 @@ describe('quickstart: runt-control-plane on embedded PGlite', () => {
     const [, , , , cpUrl, , code] = connectLine.split(' ');
     expect(cpUrl).toBe(url);
     const env = { RUNT_CONFIG_DIR: configDir };
-    const connect = await runt(['workstation', 'connect', cpUrl!, '--code', code!, '--name', 'guide-box'], env);
+    const connect = await runt(
+      ['workstation', 'connect', cpUrl!, '--code', code!, '--name', 'guide-box'],
+      env,
+    );
     expect(connect.exitCode, connect.stderr).toBe(0);
 
     // Operator guide: mint with the token file, list, credentials, revoke.
-    const minted = await runt(['admin', 'pairing-code', '--url', url!, '--token-file', tokenFile!]);
+    const minted = await runt(['admin', 'pairing-code', '--url', url, '--token-file', tokenFile!]);
     expect(minted.exitCode, minted.stderr).toBe(0);
     expect(minted.stdout).toMatch(/^npx @runt\/cli workstation connect /);
     const status = await runt(['workstation', 'status'], env);
     expect(status.stdout).toMatch(/guide-box \(this machine\)\s+online/);
-    const creds = await runt(['admin', 'credentials', '--url', url!, '--json'], { RUNT_ADMIN_TOKEN: adminToken });
-    const id = JSON.parse(creds.stdout).credentials.find((c: { display_name: string }) => c.display_name === 'guide-box').id;
-    const revoked = await runt(['admin', 'revoke', id, '--url', url!], { RUNT_ADMIN_TOKEN: adminToken });
+    const creds = await runt(['admin', 'credentials', '--url', url, '--json'], {
+      RUNT_ADMIN_TOKEN: adminToken,
+    });
+    const id = JSON.parse(creds.stdout).credentials.find(
+      (c: { display_name: string }) => c.display_name === 'guide-box',
+    ).id;
+    const revoked = await runt(['admin', 'revoke', id, '--url', url], { RUNT_ADMIN_TOKEN: adminToken });
     expect(revoked.exitCode, revoked.stderr).toBe(0);
     expect((await runt(['workstation', 'status'], env)).exitCode).toBe(1);
 
@@ -81,9 +94,13 @@ describe('quickstart: runt-control-plane on embedded PGlite', () => {
 
     // A restart on the same data dir keeps the data and the admin token.
     const restarted = await startControlPlaneBin();
-    const list = await runt(['admin', 'credentials', '--url', restarted.url, '--json'], { RUNT_ADMIN_TOKEN: adminToken });
+    const list = await runt(['admin', 'credentials', '--url', restarted.url, '--json'], {
+      RUNT_ADMIN_TOKEN: adminToken,
+    });
     expect(list.exitCode, list.stderr).toBe(0);
-    expect(JSON.parse(list.stdout).credentials.find((c: { id: string }) => c.id === id).revoked_at).toEqual(expect.any(String));
+    expect(JSON.parse(list.stdout).credentials.find((c: { id: string }) => c.id === id).revoked_at).toEqual(
+      expect.any(String),
+    );
     proc!.kill('SIGTERM');
     expect((await proc!).exitCode).toBe(0);
     proc = undefined;

@@ -12,10 +12,17 @@ describe('exit codes of run exec and run logs --follow', () => {
   }, 120_000);
   afterAll(async () => h?.close());
 
-  it('run exec prints the command\'s output (not the run\'s) and exits with its exit code; --detach only queues', async () => {
-    const { run } = await h.admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo up; while :; do echo tick; sleep 0.2; done'], ready_when: { log_line: 'up' } });
+  it("run exec prints the command's output (not the run's) and exits with its exit code; --detach only queues", async () => {
+    const { run } = await h.admin.submitRun({
+      runtime: 'process',
+      command: ['/bin/sh', '-c', 'echo up; while :; do echo tick; sleep 0.2; done'],
+      ready_when: { log_line: 'up' },
+    });
     await eventually(async () => (await h.admin.getRun(run.id)).run.status === 'running', 'running');
-    const failed = await runt(['run', 'exec', run.id, '--', '/bin/sh', '-c', 'echo from-exec; echo oops >&2; exit 4'], h.adminEnv);
+    const failed = await runt(
+      ['run', 'exec', run.id, '--', '/bin/sh', '-c', 'echo from-exec; echo oops >&2; exit 4'],
+      h.adminEnv,
+    );
     expect(failed.exitCode, failed.stderr).toBe(4);
     expect(failed.stdout).toBe('from-exec');
     expect(failed.stderr).toContain('oops');
@@ -23,7 +30,10 @@ describe('exit codes of run exec and run logs --follow', () => {
     const ok = await runt(['run', 'exec', run.id, '--', '/bin/sh', '-c', 'echo fine'], h.adminEnv);
     expect(ok.exitCode, ok.stderr).toBe(0);
     expect(ok.stdout).toBe('fine');
-    const detached = await runt(['run', 'exec', '--detach', run.id, '--', '/bin/sh', '-c', 'sleep 30'], h.adminEnv);
+    const detached = await runt(
+      ['run', 'exec', '--detach', run.id, '--', '/bin/sh', '-c', 'sleep 30'],
+      h.adminEnv,
+    );
     expect(detached.exitCode, detached.stderr).toBe(0);
     expect(detached.stdout.trim()).toMatch(/^\S+$/);
     const commands = (await h.admin.listCommands(run.id)).commands;
@@ -32,13 +42,19 @@ describe('exit codes of run exec and run logs --follow', () => {
     await terminal(h.admin, run.id);
   });
 
-  it('run logs --follow exits with the run\'s exit code (0 when completed)', async () => {
-    const { run: bad } = await h.admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'sleep 0.5; echo bye; exit 7'] });
+  it("run logs --follow exits with the run's exit code (0 when completed)", async () => {
+    const { run: bad } = await h.admin.submitRun({
+      runtime: 'process',
+      command: ['/bin/sh', '-c', 'sleep 0.5; echo bye; exit 7'],
+    });
     const followed = await runt(['run', 'logs', '--follow', bad.id], h.adminEnv);
     expect(followed.exitCode, followed.stderr).toBe(7);
     expect(followed.stdout).toBe('bye');
     expect(followed.stderr).toMatch(/runt: run \S+ failed \(nonzero-exit\)/);
-    const { run: good } = await h.admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'echo ok'] });
+    const { run: good } = await h.admin.submitRun({
+      runtime: 'process',
+      command: ['/bin/sh', '-c', 'echo ok'],
+    });
     const ok = await runt(['run', 'logs', '--follow', good.id], h.adminEnv);
     expect(ok.exitCode, ok.stderr).toBe(0);
     // Without --follow it only prints, whatever the run's outcome.

@@ -3,6 +3,9 @@ import { spawn } from '@lydell/node-pty';
 import { RUNT_BIN, runt } from './cli.js';
 import { startRunsHarness, terminal, type RunsHarness, type TestAgent } from './runs-harness.js';
 
+/** The escape byte that starts every ANSI colour sequence. */
+const ESC = '\u001b';
+
 // `run list` names workstations as people do: the WORKSTATION column shows the name, and
 // `--workstation` takes a name or an id (issue 12).
 describe('run list and workstation names', () => {
@@ -38,7 +41,9 @@ describe('run list and workstation names', () => {
     }
     const none = await runt(['run', 'list', '--workstation', 'no-such-box'], h.adminEnv);
     expect(none.exitCode).toBe(1);
-    expect(none.stderr.trim()).toBe('runt: no workstation named or with id no-such-box (runt workstation status lists them)');
+    expect(none.stderr.trim()).toBe(
+      'runt: no workstation named or with id no-such-box (runt workstation status lists them)',
+    );
   });
 
   it('colours the status on a terminal only, and never with NO_COLOR', async () => {
@@ -48,13 +53,17 @@ describe('run list and workstation names', () => {
     delete env.NO_COLOR;
     const onPty = (extra: Record<string, string>) =>
       new Promise<string>((resolve) => {
-        const pty = spawn('node', [RUNT_BIN, 'run', 'list'], { cols: 200, rows: 40, env: { ...env, ...h.adminEnv, TERM: 'xterm', ...extra } });
+        const pty = spawn('node', [RUNT_BIN, 'run', 'list'], {
+          cols: 200,
+          rows: 40,
+          env: { ...env, ...h.adminEnv, TERM: 'xterm', ...extra },
+        });
         let screen = '';
         pty.onData((d) => (screen += d));
         pty.onExit(() => resolve(screen));
       });
-    expect(await onPty({})).toMatch(/\u001b\[31mfailed\s*\u001b\[0m/);
-    expect(await onPty({ NO_COLOR: '1' })).not.toContain('\u001b[');
+    expect(await onPty({})).toMatch(new RegExp(`${ESC}\\[31mfailed\\s*${ESC}\\[0m`));
+    expect(await onPty({ NO_COLOR: '1' })).not.toContain(`${ESC}[`);
     const piped = await runt(['run', 'list'], h.adminEnv);
     expect(piped.stdout).toContain('failed');
     expect(piped.stdout).not.toContain('\u001b[');

@@ -16,19 +16,44 @@ describe('run timeouts from the CLI', () => {
 
   it('submit --timeout 2s --follow: the agent stops the workload and the run fails with timeout', async () => {
     const started = Date.now();
-    const r = await runt(['run', 'submit', '--runtime', 'process', '--timeout', '2s', '--follow', '--', '/bin/sh', '-c', 'echo started; sleep 120'], h.adminEnv);
+    const r = await runt(
+      [
+        'run',
+        'submit',
+        '--runtime',
+        'process',
+        '--timeout',
+        '2s',
+        '--follow',
+        '--',
+        '/bin/sh',
+        '-c',
+        'echo started; sleep 120',
+      ],
+      h.adminEnv,
+    );
     expect(Date.now() - started).toBeLessThan(60_000);
     expect(r.stdout).toContain('started');
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/runt: run (run_\S+) failed \(timeout\): exceeded its timeout of 2s/);
     const id = /runt: run (run_\S+) failed/.exec(r.stderr)![1]!;
     const show = await runt(['run', 'show', id, '--json'], h.adminEnv);
-    expect(JSON.parse(show.stdout).run).toMatchObject({ status: 'failed', failure_kind: 'timeout', failure_message: 'exceeded its timeout of 2s', timeout_s: 2 });
+    expect(JSON.parse(show.stdout).run).toMatchObject({
+      status: 'failed',
+      failure_kind: 'timeout',
+      failure_message: 'exceeded its timeout of 2s',
+      timeout_s: 2,
+    });
   });
 
   it('refuses a duration it cannot read in one line', async () => {
-    const r = await runt(['run', 'submit', '--runtime', 'process', '--timeout', 'ten minutes', '--', 'true'], h.adminEnv);
+    const r = await runt(
+      ['run', 'submit', '--runtime', 'process', '--timeout', 'ten minutes', '--', 'true'],
+      h.adminEnv,
+    );
     expect(r.exitCode).not.toBe(0);
-    expect(r.stderr.trim()).toBe('runt: invalid --timeout "ten minutes": use a duration such as 90s, 10m, 2h or 1h30m');
+    expect(r.stderr.trim()).toBe(
+      'runt: invalid --timeout "ten minutes": use a duration such as 90s, 10m, 2h or 1h30m',
+    );
   });
 });

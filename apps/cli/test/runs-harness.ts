@@ -35,7 +35,9 @@ export interface RunsHarness {
 }
 
 /** Where the docker engine is: DOCKER_HOST, else the private engine of scripts/setup-engines.sh. */
-export const DOCKER_HOST = process.env.DOCKER_HOST || (existsSync('/run/runt-docker/docker.sock') ? 'unix:///run/runt-docker/docker.sock' : '');
+export const DOCKER_HOST =
+  process.env.DOCKER_HOST ||
+  (existsSync('/run/runt-docker/docker.sock') ? 'unix:///run/runt-docker/docker.sock' : '');
 
 /**
  * A real listening control plane on a fresh database of `backend` with short sweep, offer and
@@ -49,18 +51,21 @@ export async function startRunsHarness(backend: 'pglite' | 'postgres'): Promise<
   const logs: string[] = [];
   const sink = new Writable({ write: (c, _e, cb) => (logs.push(String(c)), cb()) });
   const cp = await startControlPlane(
-    loadConfig({}, {
-      host: '127.0.0.1',
-      port: 0,
-      adminToken,
-      dataDir: join(root, 'cp'),
-      logLevel: 'warn',
-      sweepIntervalMs: 200,
-      schedulerTickMs: 200,
-      offerTimeoutMs: 3_000,
-      linkPingMs: 1_000,
-    }),
-    { db: t.db, logDestination: sink as never },
+    loadConfig(
+      {},
+      {
+        host: '127.0.0.1',
+        port: 0,
+        adminToken,
+        dataDir: join(root, 'cp'),
+        logLevel: 'warn',
+        sweepIntervalMs: 200,
+        schedulerTickMs: 200,
+        offerTimeoutMs: 3_000,
+        linkPingMs: 1_000,
+      },
+    ),
+    { db: t.db, logDestination: sink },
   );
   const admin = new ControlPlaneClient({ url: cp.url, token: adminToken });
   const adminEnv = { RUNT_ADMIN_TOKEN: adminToken, RUNT_CLOUD_URL: cp.url };
@@ -70,7 +75,10 @@ export async function startRunsHarness(backend: 'pglite' | 'postgres'): Promise<
     const code = await runt(['admin', 'pairing-code', '--json'], adminEnv);
     expect(code.exitCode, code.stderr).toBe(0);
     const configDir = join(root, name, 'config');
-    const r = await runt(['workstation', 'connect', cp.url, '--code', JSON.parse(code.stdout).pairing.code, '--name', name], { RUNT_CONFIG_DIR: configDir });
+    const r = await runt(
+      ['workstation', 'connect', cp.url, '--code', JSON.parse(code.stdout).pairing.code, '--name', name],
+      { RUNT_CONFIG_DIR: configDir },
+    );
     expect(r.exitCode, r.stderr).toBe(0);
     const cred = JSON.parse(readFileSync(join(configDir, 'workstation.json'), 'utf8'));
     return { configDir, workstationId: cred.workstation_id as string, token: cred.token as string };
@@ -80,7 +88,16 @@ export async function startRunsHarness(backend: 'pglite' | 'postgres'): Promise<
     const { configDir, workstationId, token } = await pair(name);
     let out = '';
     const cli = execa('node', [RUNT_BIN, 'workstation', 'run', ...args], {
-      env: { ...process.env, RUNT_CLOUD_URL: undefined, RUNT_CLOUD_TOKEN: undefined, RUNT_ADMIN_TOKEN: undefined, RUNT_STATE_DIR: undefined, RUNT_CONFIG_DIR: configDir, DOCKER_HOST, RUNT_LOG_LEVEL: 'info' },
+      env: {
+        ...process.env,
+        RUNT_CLOUD_URL: undefined,
+        RUNT_CLOUD_TOKEN: undefined,
+        RUNT_ADMIN_TOKEN: undefined,
+        RUNT_STATE_DIR: undefined,
+        RUNT_CONFIG_DIR: configDir,
+        DOCKER_HOST,
+        RUNT_LOG_LEVEL: 'info',
+      },
       extendEnv: false,
       reject: false,
       stdin: 'ignore',
@@ -93,9 +110,21 @@ export async function startRunsHarness(backend: 'pglite' | 'postgres'): Promise<
       return w?.listening && w.status === 'online' && w.runtimes.length > 0 ? w : undefined;
     }, `agent ${name} registered (cli exit: ${cli.exitCode}, output: ${out})`);
     expect(ws.listening).toBe(true);
-    const children = readFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    const children = readFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
     expect(children).toHaveLength(1);
-    const agent: TestAgent = { name, configDir, workstationId, token, cli, agentPid: children[0]!, output: () => out };
+    const agent: TestAgent = {
+      name,
+      configDir,
+      workstationId,
+      token,
+      cli,
+      agentPid: children[0]!,
+      output: () => out,
+    };
     agents.push(agent);
     return agent;
   };
@@ -126,7 +155,11 @@ export async function startRunsHarness(backend: 'pglite' | 'postgres'): Promise<
 }
 
 /** Polls `probe` until it returns something truthy (generous bound: 60 s). */
-export async function eventually<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 60_000): Promise<T> {
+export async function eventually<T>(
+  probe: () => Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -136,23 +169,28 @@ export async function eventually<T>(probe: () => Promise<T | undefined | false>,
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
 /** Waits until the run is terminal and returns it. */
 export function terminal(admin: ControlPlaneClient, id: string, timeoutMs = 60_000): Promise<Run> {
-  return eventually(async () => {
-    const { run } = await admin.getRun(id);
-    return isTerminalRunStatus(run.status) ? run : undefined;
-  }, `run ${id} to finish`, timeoutMs);
+  return eventually(
+    async () => {
+      const { run } = await admin.getRun(id);
+      return isTerminalRunStatus(run.status) ? run : undefined;
+    },
+    `run ${id} to finish`,
+    timeoutMs,
+  );
 }
 
 /** Every event of a run. */
 export async function allEvents(admin: ControlPlaneClient, id: string): Promise<RunEvent[]> {
   const out: RunEvent[] = [];
-  for (let after = 0; ; ) {
+  for (let after = 0; ;) {
     const page = await admin.listEvents(id, { after_seq: after });
     out.push(...page.events);
     if (page.events.length === 0) return out;

@@ -6,15 +6,23 @@ import { describe, expect, it } from 'vitest';
 import { RUNT_BIN, runt } from './cli.js';
 
 const PRIVATE_DOCKER = '/run/runt-docker/docker.sock';
-const dockerHost = process.env.DOCKER_HOST ?? (existsSync(PRIVATE_DOCKER) ? `unix://${PRIVATE_DOCKER}` : undefined);
+const dockerHost =
+  process.env.DOCKER_HOST ?? (existsSync(PRIVATE_DOCKER) ? `unix://${PRIVATE_DOCKER}` : undefined);
 const TEST_IMAGE = 'runt-test/busybox:latest';
 
 /** Types into `runt workspace terminal` through a real PTY and waits for `expected` on screen. */
-async function typeInTerminal(env: Record<string, string | undefined>, name: string, input: string, expected: string): Promise<{ screen: string; exitCode: number }> {
+async function typeInTerminal(
+  env: Record<string, string | undefined>,
+  name: string,
+  input: string,
+  expected: string,
+): Promise<{ screen: string; exitCode: number }> {
   const pty = spawn('node', [RUNT_BIN, 'workspace', 'terminal', name], {
     cols: 100,
     rows: 30,
-    env: Object.fromEntries(Object.entries({ ...process.env, ...env }).filter((e): e is [string, string] => e[1] !== undefined)),
+    env: Object.fromEntries(
+      Object.entries({ ...process.env, ...env }).filter((e): e is [string, string] => e[1] !== undefined),
+    ),
   });
   let screen = '';
   pty.onData((d) => (screen += d));
@@ -45,25 +53,43 @@ describe.each(runtimes)('runt workspace on the $runtime runtime', ({ runtime, ex
     writeFileSync(join(sources, 'marker.txt'), 'from-the-sources\n');
     const env = { RUNT_CONFIG_DIR: join(root, 'config'), ...runtimeEnv };
 
-    const init = await runt(['workspace', 'init', sources, '--runtime', runtime, '--name', `demo-${runtime}`, ...extra], env);
+    const init = await runt(
+      ['workspace', 'init', sources, '--runtime', runtime, '--name', `demo-${runtime}`, ...extra],
+      env,
+    );
     expect(init.exitCode, init.stderr).toBe(0);
     expect(init.stdout).toContain(`Workspace demo-${runtime}`);
 
     const list = await runt(['workspace', 'list', '--json'], env);
     expect(list.exitCode, list.stderr).toBe(0);
     const [ws] = JSON.parse(list.stdout).workspaces;
-    expect(ws).toMatchObject({ name: `demo-${runtime}`, runtime, state: 'running', liveState: 'running', sourcePath: sources });
+    expect(ws).toMatchObject({
+      name: `demo-${runtime}`,
+      runtime,
+      state: 'running',
+      liveState: 'running',
+      sourcePath: sources,
+    });
     expect(ws.runtimeInfo).toMatchObject({ state: 'running' });
 
     const stop = await runt(['workspace', 'stop', `demo-${runtime}`], env);
     expect(stop.exitCode, stop.stderr).toBe(0);
-    expect(JSON.parse((await runt(['workspace', 'list', '--json'], env)).stdout).workspaces[0]).toMatchObject({ state: 'stopped', liveState: 'stopped' });
+    expect(JSON.parse((await runt(['workspace', 'list', '--json'], env)).stdout).workspaces[0]).toMatchObject(
+      { state: 'stopped', liveState: 'stopped' },
+    );
 
     // terminal starts the stopped workspace and gives a shell in the sources
-    const { exitCode, screen } = await typeInTerminal(env, `demo-${runtime}`, 'cat marker.txt; echo "answer=$((6*7))"\r', 'answer=42');
+    const { exitCode, screen } = await typeInTerminal(
+      env,
+      `demo-${runtime}`,
+      'cat marker.txt; echo "answer=$((6*7))"\r',
+      'answer=42',
+    );
     expect(screen).toContain('from-the-sources');
     expect(exitCode).toBe(7);
-    expect(JSON.parse((await runt(['workspace', 'list', '--json'], env)).stdout).workspaces[0].liveState).toBe('running');
+    expect(
+      JSON.parse((await runt(['workspace', 'list', '--json'], env)).stdout).workspaces[0].liveState,
+    ).toBe('running');
 
     const start = await runt(['workspace', 'start', ws.id], env);
     expect(start.exitCode, start.stderr).toBe(0);
@@ -80,7 +106,9 @@ describe('runt workspace errors', () => {
   it('requires a runtime and lists the choices', async () => {
     const r = await runt(['workspace', 'init', tmpdir()], { ...env, RUNT_DEFAULT_RUNTIME: undefined });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr.trim()).toBe('runt: missing --runtime (or RUNT_DEFAULT_RUNTIME): choose one of docker, podman, process');
+    expect(r.stderr.trim()).toBe(
+      'runt: missing --runtime (or RUNT_DEFAULT_RUNTIME): choose one of docker, podman, process',
+    );
   });
 
   it('names the known runtimes for an unknown one', async () => {
@@ -102,7 +130,9 @@ describe('runt workspace errors', () => {
     for (const n of names) mkdirSync(join(root, n));
     const results = await Promise.all(names.map((n) => runt(['workspace', 'init', join(root, n)], penv)));
     for (const r of results) expect(r.exitCode, r.stderr).toBe(0);
-    const listed = JSON.parse((await runt(['workspace', 'list', '--json'], penv)).stdout).workspaces.map((w: { name: string }) => w.name).sort();
+    const listed = JSON.parse((await runt(['workspace', 'list', '--json'], penv)).stdout)
+      .workspaces.map((w: { name: string }) => w.name)
+      .sort();
     expect(listed).toEqual(names);
     await Promise.all(names.map((n) => runt(['workspace', 'remove', n], penv)));
   });

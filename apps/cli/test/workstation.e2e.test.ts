@@ -25,8 +25,15 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
     t = await createTestDatabase(backend);
     const sink = new Writable({ write: (c, _e, cb) => (logs.push(String(c)), cb()) });
     cp = await startControlPlane(
-      loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir: mkdtempSync(join(tmpdir(), 'runt-cp-')) }),
-      { db: t.db, logDestination: sink as never, pairingLimits: { perAddress: { max: 6, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } } },
+      loadConfig(
+        {},
+        { host: '127.0.0.1', port: 0, adminToken, dataDir: mkdtempSync(join(tmpdir(), 'runt-cp-')) },
+      ),
+      {
+        db: t.db,
+        logDestination: sink,
+        pairingLimits: { perAddress: { max: 6, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } },
+      },
     );
   });
   afterAll(async () => {
@@ -46,7 +53,9 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
   it('admin pairing-code prints the one-line connect command', async () => {
     const r = await runt(['admin', 'pairing-code', '--url', cp.url], admin);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stdout.trim()).toMatch(new RegExp(`^npx @runt/cli workstation connect ${cp.url} --code [2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}$`));
+    expect(r.stdout.trim()).toMatch(
+      new RegExp(`^npx @runt/cli workstation connect ${cp.url} --code [2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}$`),
+    );
     code = r.stdout.trim().split(' ').at(-1)!;
   });
 
@@ -83,21 +92,29 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
   });
 
   it('the same code again exits 1 with the message', async () => {
-    const r = await runt(['workstation', 'connect', cp.url, '--code', code], { RUNT_CONFIG_DIR: join(configDir, '..', 'other') });
+    const r = await runt(['workstation', 'connect', cp.url, '--code', code], {
+      RUNT_CONFIG_DIR: join(configDir, '..', 'other'),
+    });
     expect(r.exitCode).toBe(1);
     expect(r.stderr.trim()).toBe(`runt: ${REJECTED}`);
   });
 
   it('an expired code exits 1 with the same message', async () => {
     const fresh = await mintCode();
-    await t.db.query(`update pairing_codes set expires_at = now() - interval '1 second' where redeemed_at is null`);
-    const r = await runt(['workstation', 'connect', cp.url, '--code', fresh], { RUNT_CONFIG_DIR: join(configDir, '..', 'other') });
+    await t.db.query(
+      `update pairing_codes set expires_at = now() - interval '1 second' where redeemed_at is null`,
+    );
+    const r = await runt(['workstation', 'connect', cp.url, '--code', fresh], {
+      RUNT_CONFIG_DIR: join(configDir, '..', 'other'),
+    });
     expect(r.exitCode).toBe(1);
     expect(r.stderr.trim()).toBe(`runt: ${REJECTED}`);
   });
 
   it('a missing code without a terminal fails clearly', async () => {
-    const r = await runt(['workstation', 'connect', cp.url], { RUNT_CONFIG_DIR: join(configDir, '..', 'other') });
+    const r = await runt(['workstation', 'connect', cp.url], {
+      RUNT_CONFIG_DIR: join(configDir, '..', 'other'),
+    });
     expect(r.exitCode).toBe(1);
     expect(r.stderr.trim()).toBe('runt: missing --code: no terminal to prompt for the pairing code on');
   });
@@ -113,7 +130,8 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
     let screen = '';
     pty.onData((d) => (screen += d));
     const exited = new Promise<number>((resolve) => pty.onExit(({ exitCode }) => resolve(exitCode)));
-    for (let i = 0; i < 400 && !screen.includes('Pairing code'); i++) await new Promise((r) => setTimeout(r, 25));
+    for (let i = 0; i < 400 && !screen.includes('Pairing code'); i++)
+      await new Promise((r) => setTimeout(r, 25));
     expect(screen).toContain('Pairing code (XXXX-XXXX-XXXX): ');
     pty.write(`${fresh.toLowerCase()}\r`);
     expect(await exited).toBe(0);
@@ -122,7 +140,9 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
   });
 
   it('an unreachable URL says so in one line and exits nonzero', async () => {
-    const r = await runt(['workstation', 'connect', 'http://127.0.0.1:9', '--code', 'ABCD-EFGH-JKMN'], { RUNT_CONFIG_DIR: join(configDir, '..', 'other') });
+    const r = await runt(['workstation', 'connect', 'http://127.0.0.1:9', '--code', 'ABCD-EFGH-JKMN'], {
+      RUNT_CONFIG_DIR: join(configDir, '..', 'other'),
+    });
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^runt: cannot reach http:\/\/127\.0\.0\.1:9/);
@@ -131,7 +151,9 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
   it('the token is nowhere in the database or the logs in plain text', async () => {
     expect(token).toMatch(/^rnt_ws_/);
     const secret = token.slice('rnt_ws_'.length);
-    const tables = await t.db.query<{ table_name: string }>(`select table_name from information_schema.tables where table_schema = 'public'`);
+    const tables = await t.db.query<{ table_name: string }>(
+      `select table_name from information_schema.tables where table_schema = 'public'`,
+    );
     for (const { table_name } of tables.rows) {
       expect(JSON.stringify((await t.db.query(`select * from ${table_name}`)).rows)).not.toContain(secret);
     }
@@ -153,14 +175,18 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
     }
     expect(status).toBe(429);
     expect(Number(retryAfter)).toBeGreaterThan(0);
-    const r = await runt(['workstation', 'connect', cp.url, '--code', 'ZZZZ-ZZZZ-ZZZZ'], { RUNT_CONFIG_DIR: join(configDir, '..', 'other') });
+    const r = await runt(['workstation', 'connect', cp.url, '--code', 'ZZZZ-ZZZZ-ZZZZ'], {
+      RUNT_CONFIG_DIR: join(configDir, '..', 'other'),
+    });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/^runt: .*(too many|try again)/i);
   });
 
   it('revoke cuts the workstation off; disconnect forgets the credential', async () => {
     const creds = await runt(['admin', 'credentials', '--url', cp.url, '--json'], admin);
-    const mine = JSON.parse(creds.stdout).credentials.find((c: { display_name: string }) => c.display_name === 'e2e-box');
+    const mine = JSON.parse(creds.stdout).credentials.find(
+      (c: { display_name: string }) => c.display_name === 'e2e-box',
+    );
     const rev = await runt(['admin', 'revoke', mine.id, '--url', cp.url], admin);
     expect(rev.exitCode, rev.stderr).toBe(0);
     const status = await runt(['workstation', 'status'], env);
@@ -171,6 +197,8 @@ describe.each(TEST_BACKENDS)('runt workstation connect end to end on %s', (backe
     expect(readdirSync(configDir)).toEqual([]);
     const after = await runt(['workstation', 'status'], env);
     expect(after.exitCode).toBe(1);
-    expect(after.stderr.trim()).toBe('runt: this machine is not paired: run runt workstation connect <url> --code XXXX-XXXX-XXXX');
+    expect(after.stderr.trim()).toBe(
+      'runt: this machine is not paired: run runt workstation connect <url> --code XXXX-XXXX-XXXX',
+    );
   });
 });

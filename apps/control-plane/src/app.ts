@@ -75,7 +75,12 @@ export function createApp(deps: AppDeps) {
   app.use(async (c, next) => {
     const started = performance.now();
     await next();
-    const entry = { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round((performance.now() - started) * 10) / 10 };
+    const entry = {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+    };
     if (c.res.status >= 400) deps.logger.info(entry, 'request');
     else deps.logger.debug(entry, 'request');
   });
@@ -85,11 +90,19 @@ export function createApp(deps: AppDeps) {
   app.get('/openapi.json', (c) => c.json(document));
   if (deps.metrics) {
     const registry = deps.metrics.registry;
-    app.get('/metrics', async (c) => c.text(await registry.metrics(), 200, { 'content-type': registry.contentType }));
+    app.get('/metrics', async (c) =>
+      c.text(await registry.metrics(), 200, { 'content-type': registry.contentType }),
+    );
   }
   app.route(
     '/api/workstations/pairing-codes',
-    pairingRoutes({ pairing: deps.pairing, workstations: deps.workstations, resolve, bodyLimitBytes: deps.bodyLimitBytes, publicUrl: deps.publicUrl }),
+    pairingRoutes({
+      pairing: deps.pairing,
+      workstations: deps.workstations,
+      resolve,
+      bodyLimitBytes: deps.bodyLimitBytes,
+      publicUrl: deps.publicUrl,
+    }),
   );
   app.route(
     '/api/workstations',
@@ -108,8 +121,20 @@ export function createApp(deps: AppDeps) {
     const pending = new PendingReasons(deps.db, deps.workstations);
     app.route('/api/runs', runRoutes({ ...common, ...r, workstations: deps.workstations, pending }));
     app.route('/api', agentRunRoutes({ ...common, lifecycle: r.lifecycle, runs: r.runs }));
-    app.route('/api', commandRoutes({ ...common, commands: r.commands, runs: r.runs, lifecycle: r.lifecycle, signals: r.signals }));
-    app.route('/api/bundles', bundleRoutes({ resolve, bundles: r.bundles, bundleLimitBytes: r.bundleLimitBytes }));
+    app.route(
+      '/api',
+      commandRoutes({
+        ...common,
+        commands: r.commands,
+        runs: r.runs,
+        lifecycle: r.lifecycle,
+        signals: r.signals,
+      }),
+    );
+    app.route(
+      '/api/bundles',
+      bundleRoutes({ resolve, bundles: r.bundles, bundleLimitBytes: r.bundleLimitBytes }),
+    );
   }
   app.route(
     '/',
@@ -121,7 +146,10 @@ export function createApp(deps: AppDeps) {
   );
   // The agent link is a WebSocket upgrade handled on the Node server; a plain GET lands here.
   app.get('/api/agent/link', () => {
-    throw new HttpError('upgrade-required', 'the agent link is a WebSocket: send Upgrade: websocket with a workstation token');
+    throw new HttpError(
+      'upgrade-required',
+      'the agent link is a WebSocket: send Upgrade: websocket with a workstation token',
+    );
   });
   app.notFound((c) => {
     throw new HttpError('not-found', `no route for ${c.req.method} ${c.req.path}`);

@@ -17,7 +17,9 @@ async function main(): Promise<void> {
     return;
   }
   if (args.length > 0) {
-    say(`runt-control-plane: unknown argument ${args[0]} (it is configured by environment variables; see --help)`);
+    say(
+      `runt-control-plane: unknown argument ${args[0]} (it is configured by environment variables; see --help)`,
+    );
     process.exit(2);
   }
   // As PID 1 in a container node ignores a signal it has no handler for: one that arrives while
@@ -31,9 +33,14 @@ async function main(): Promise<void> {
   // A live code only on the first start (no code was ever minted here) or when asked: printed on
   // every start it would sit in logs, valid for 10 minutes, each time the service restarts.
   const firstStart = (await cp.db.query('select 1 from pairing_codes limit 1')).rows.length === 0;
-  const code = firstStart || process.env.RUNT_PRINT_PAIRING_CODE === '1' ? await cp.pairing.mint({ createdBy: 'startup' }) : undefined;
+  const code =
+    firstStart || process.env.RUNT_PRINT_PAIRING_CODE === '1'
+      ? await cp.pairing.mint({ createdBy: 'startup' })
+      : undefined;
   say('');
-  say(`runt control plane listening on ${cp.url} (database: ${cp.db.backend === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'Postgres'})`);
+  say(
+    `runt control plane listening on ${cp.url} (database: ${cp.db.backend === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'Postgres'})`,
+  );
   say(`panel: ${cp.publicUrl}/ (sign in with the admin token)`);
   say(
     cp.adminTokenPath

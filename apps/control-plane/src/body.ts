@@ -14,7 +14,11 @@ import { HttpError } from './errors.js';
  * `MAX_JSON_DEPTH` and for any string or key holding a NUL or a lone surrogate (text no store
  * can keep), checked here once for every route.
  */
-export async function readJson<S extends z.ZodType>(c: Context, schema: S, limitBytes: number): Promise<z.infer<S>> {
+export async function readJson<S extends z.ZodType>(
+  c: Context,
+  schema: S,
+  limitBytes: number,
+): Promise<z.infer<S>> {
   const type = c.req.header('content-type');
   if (type && !/^application\/([a-z.+-]*\+)?json\b/i.test(type)) {
     throw new HttpError('unsupported-media-type', 'send the body as application/json');
@@ -22,8 +26,12 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S, limit
   const declared = Number(c.req.header('content-length') ?? '0');
   if (declared > limitBytes) throw tooLarge(limitBytes);
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-  const text = incoming && !incoming.readableEnded ? await readNode(incoming, limitBytes) : await readFetch(c, limitBytes);
-  if (jsonNestsDeeperThan(text)) throw new HttpError('invalid-request', `body: nested deeper than ${MAX_JSON_DEPTH} levels`);
+  const text =
+    incoming && !incoming.readableEnded
+      ? await readNode(incoming, limitBytes)
+      : await readFetch(c, limitBytes);
+  if (jsonNestsDeeperThan(text))
+    throw new HttpError('invalid-request', `body: nested deeper than ${MAX_JSON_DEPTH} levels`);
   let value: unknown;
   try {
     value = text.length === 0 ? undefined : JSON.parse(text);
@@ -37,7 +45,11 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S, limit
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
     const first = issues[0];
-    throw new HttpError('invalid-request', first ? `${first.path || 'body'}: ${first.message}` : 'invalid request', issues);
+    throw new HttpError(
+      'invalid-request',
+      first ? `${first.path || 'body'}: ${first.message}` : 'invalid request',
+      issues,
+    );
   }
   return parsed.data;
 }
@@ -68,7 +80,11 @@ export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.infer<S
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
     const first = issues[0];
-    throw new HttpError('invalid-request', first ? `${first.path || 'query'}: ${first.message}` : 'invalid query', issues);
+    throw new HttpError(
+      'invalid-request',
+      first ? `${first.path || 'query'}: ${first.message}` : 'invalid query',
+      issues,
+    );
   }
   return parsed.data;
 }
@@ -124,10 +140,15 @@ export async function rejectUnsafeUrl(c: Context, next: () => Promise<void>): Pr
     } catch {
       throw new HttpError('invalid-request', 'the path is not valid percent-encoded UTF-8');
     }
-    if (isUnsafeText(decoded)) throw new HttpError('invalid-request', 'the path must not contain NUL characters');
+    if (isUnsafeText(decoded))
+      throw new HttpError('invalid-request', 'the path must not contain NUL characters');
   }
   for (const [key, value] of url.searchParams) {
-    if (isUnsafeText(key) || isUnsafeText(value)) throw new HttpError('invalid-request', `query ${JSON.stringify(key.replace(/\0/g, ''))}: must not contain NUL characters`);
+    if (isUnsafeText(key) || isUnsafeText(value))
+      throw new HttpError(
+        'invalid-request',
+        `query ${JSON.stringify(key.replace(/\0/g, ''))}: must not contain NUL characters`,
+      );
   }
   await next();
 }

@@ -20,13 +20,27 @@ const configSchema = z.object({
   /** Idle agent links are pinged this often; a link that missed a whole round is closed. */
   linkPingMs: z.coerce.number().int().min(100).default(25_000),
   /** Largest bundle accepted by `PUT /api/bundles/:sha256`, in bytes. */
-  bundleLimitBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
+  bundleLimitBytes: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(64 * 1024 * 1024),
   /** How often a live event stream re-reads the database when no in-process append woke it (other replicas). */
   eventPollMs: z.coerce.number().int().min(10).default(1000),
   /** Default `timeout_s` of a run that names none (seconds; unset: no limit). */
-  runTimeoutS: z.coerce.number().int().min(1).max(30 * 24 * 3600).optional(),
+  runTimeoutS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(30 * 24 * 3600)
+    .optional(),
   /** Default `queue_timeout_s` of a run that names none (seconds; unset: no limit). */
-  queueTimeoutS: z.coerce.number().int().min(1).max(30 * 24 * 3600).optional(),
+  queueTimeoutS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(30 * 24 * 3600)
+    .optional(),
   /** Seconds past `timeout_s` before the sweeper ends a run its agent did not stop. */
   runTimeoutGraceS: z.coerce.number().int().min(0).default(60),
   /** Names this process in `workstations.link_replica`; default: random per start. */
@@ -46,8 +60,11 @@ export type ControlPlaneConfig = z.infer<typeof configSchema>;
  * @example
  * const config = loadConfig({ RUNT_PORT: '0' });
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<ControlPlaneConfig> = {}): ControlPlaneConfig {
-  const v = (k: string) => (env[k] && env[k]!.trim() !== '' ? env[k] : undefined);
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Partial<ControlPlaneConfig> = {},
+): ControlPlaneConfig {
+  const v = (k: string) => (env[k] && env[k].trim() !== '' ? env[k] : undefined);
   const parsed = configSchema.safeParse({
     host: v('RUNT_HOST'),
     port: v('RUNT_PORT'),

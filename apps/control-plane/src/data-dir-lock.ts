@@ -36,7 +36,10 @@ export function lockDataDir(dataDir: string): DataDirLock {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const owner = Number.parseInt(readOwner(path), 10);
       if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isRunning(owner)) {
-        throw new Error(`the data dir ${dataDir} is in use by another control plane (pid ${owner}); stop it or set RUNT_DATA_DIR to another directory`);
+        throw new Error(
+          `the data dir ${dataDir} is in use by another control plane (pid ${owner}); stop it or set RUNT_DATA_DIR to another directory`,
+          { cause: e },
+        );
       }
       rmSync(path, { force: true }); // stale: its owner is gone
     }

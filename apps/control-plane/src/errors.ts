@@ -54,18 +54,25 @@ export class HttpError extends Error {
 export function toHttpError(e: unknown): HttpError | undefined {
   if (e instanceof HttpError) return e;
   if (isRunError(e)) return new HttpError(e.code, e.message, e.details);
-  if (isPairingError(e, 'pairing-code-rejected')) return new HttpError('pairing-code-rejected', (e as Error).message);
+  if (isPairingError(e, 'pairing-code-rejected'))
+    return new HttpError('pairing-code-rejected', (e as Error).message);
   if (isPairingError(e, 'rate-limited')) {
     const seconds = Math.max(1, Math.ceil((e as { retryAfterSeconds?: number }).retryAfterSeconds ?? 60));
-    return new HttpError('rate-limited', 'too many attempts; try again later', undefined, { 'Retry-After': String(seconds) });
+    return new HttpError('rate-limited', 'too many attempts; try again later', undefined, {
+      'Retry-After': String(seconds),
+    });
   }
   if (isLeaseError(e, 'runner-lease-conflict')) {
     const reason = (e as { reason?: string }).reason;
     return new HttpError('runner-lease-conflict', (e as Error).message, reason ? { reason } : undefined);
   }
-  if (isLeaseError(e, 'lease-invalid-argument')) return new HttpError('invalid-request', (e as Error).message);
+  if (isLeaseError(e, 'lease-invalid-argument'))
+    return new HttpError('invalid-request', (e as Error).message);
   // A Postgres restart or a dropped connection: the client may retry (its request was not applied).
-  if (isDatabaseUnavailable(e)) return new HttpError('unavailable', 'the database is unavailable; try again shortly', undefined, { 'Retry-After': '2' });
+  if (isDatabaseUnavailable(e))
+    return new HttpError('unavailable', 'the database is unavailable; try again shortly', undefined, {
+      'Retry-After': '2',
+    });
   return undefined;
 }
 
@@ -75,10 +82,19 @@ export function handleError(logger: Logger) {
     const known = toHttpError(e);
     if (known) {
       for (const [k, v] of Object.entries(known.headers)) c.header(k, v);
-      const body = { error: { code: known.code, message: known.message, ...(known.details === undefined ? {} : { details: known.details }) } };
+      const body = {
+        error: {
+          code: known.code,
+          message: known.message,
+          ...(known.details === undefined ? {} : { details: known.details }),
+        },
+      };
       return c.json(body, known.status);
     }
-    logger.error({ err: redactSecrets(serialiseError(e)), method: c.req.method, path: c.req.path }, 'unhandled error');
+    logger.error(
+      { err: redactSecrets(serialiseError(e)), method: c.req.method, path: c.req.path },
+      'unhandled error',
+    );
     return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);
   };
 }

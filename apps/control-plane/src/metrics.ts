@@ -9,7 +9,11 @@ import type { Database } from '@runt/sql';
  * offers and re-queues per run from them (healthy agents: 1.0 and 0).
  */
 export const runPathMetrics = {
-  offers: new Counter({ name: 'runt_cp_run_offers_total', help: 'Runs offered to a workstation by the scheduler', registers: [] }),
+  offers: new Counter({
+    name: 'runt_cp_run_offers_total',
+    help: 'Runs offered to a workstation by the scheduler',
+    registers: [],
+  }),
   requeues: new Counter({
     name: 'runt_cp_run_requeues_total',
     help: 'Runs put back in the queue, by reason: declined (the agent answered an offer ok:false), offer-timeout, drain, runner-lost',
@@ -40,7 +44,11 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
   // prom-client names three gauges `…_total`, which Prometheus reserves for counters (promtool
   // check metrics flags them). Their by-type siblings (`runt_cp_nodejs_active_handles{type}` …)
   // stay and sum to the same numbers.
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+  for (const name of [
+    'nodejs_active_handles_total',
+    'nodejs_active_requests_total',
+    'nodejs_active_resources_total',
+  ]) {
     registry.removeSingleMetric(`runt_cp_${name}`);
   }
   registry.registerMetric(runPathMetrics.offers);
@@ -72,7 +80,9 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
     labelNames: ['status'] as const,
     registers: [registry],
     async collect() {
-      const r = await deps.db.query<{ status: string; n: number | string }>('select status, count(*) as n from runs group by status');
+      const r = await deps.db.query<{ status: string; n: number | string }>(
+        'select status, count(*) as n from runs group by status',
+      );
       this.reset();
       for (const row of r.rows) this.set({ status: row.status }, Number(row.n));
     },
@@ -82,7 +92,10 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
     const end = duration.startTimer();
     await next();
     const route = routePath(c, -1) || 'unmatched';
-    const labels = { method: c.req.method, route: c.res.status === 404 && route.endsWith('*') ? 'unmatched' : route };
+    const labels = {
+      method: c.req.method,
+      route: c.res.status === 404 && route.endsWith('*') ? 'unmatched' : route,
+    };
     end(labels);
     requests.inc({ ...labels, status: String(c.res.status) });
   };

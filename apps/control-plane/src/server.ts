@@ -6,7 +6,12 @@ import type { Server } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
 import { createSqlLeaseStore, leaseMigrations, type LeaseStore } from '@runt/leases';
 import type { DestinationStream, Logger } from 'pino';
-import { createSqlPairingStore, pairingMigrations, type AttemptLimits, type PairingStore } from '@runt/pairing';
+import {
+  createSqlPairingStore,
+  pairingMigrations,
+  type AttemptLimits,
+  type PairingStore,
+} from '@runt/pairing';
 import { migrate, openDatabase, type Database } from '@runt/sql';
 import { lockDataDir } from './data-dir-lock.js';
 import { LINK_CLOSE_CODES } from '@runt/protocol';
@@ -81,7 +86,10 @@ export interface RunningControlPlane {
  * const cp = await startControlPlane(loadConfig({ RUNT_PORT: '0' }));
  * console.log(cp.url); await cp.close();
  */
-export async function startControlPlane(config: ControlPlaneConfig, opts: StartOptions = {}): Promise<RunningControlPlane> {
+export async function startControlPlane(
+  config: ControlPlaneConfig,
+  opts: StartOptions = {},
+): Promise<RunningControlPlane> {
   const logger = createLogger(config.logLevel, opts.logDestination);
   if (config.adminToken && parseToken(config.adminToken)?.kind !== 'admin') {
     throw new Error('RUNT_ADMIN_TOKEN must be an admin token (rnt_adm_ followed by 43 base64url characters)');
@@ -105,7 +113,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   }
   const bus = new NotificationBus(db, {
     onListenError: (channel, err, lost) =>
-      logger.warn({ err: err?.message, channel }, lost ? 'LISTEN connection lost; what it feeds is off until it is back' : 'LISTEN failed; retrying'),
+      logger.warn(
+        { err: err?.message, channel },
+        lost ? 'LISTEN connection lost; what it feeds is off until it is back' : 'LISTEN failed; retrying',
+      ),
   });
   const principals = new PrincipalCache(db, bus);
   const credentials = new CredentialStore(db, principals);
@@ -138,13 +149,39 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const links = new LinkRegistry();
   const waiters = new EventWaiters();
   const shutdown = new AbortController();
+  // Assigned once the relay (whose callback reads it later) and the signals exist.
+  // eslint-disable-next-line prefer-const -- the relay's callback is built before the scheduler
   let scheduler: Scheduler | undefined;
-  const relay = new LinkRelay({ db, bus, links, runs, logger, scanMs: config.schedulerTickMs, onCapacityFreed: () => scheduler?.capacityFreedElsewhere() });
+  const relay = new LinkRelay({
+    db,
+    bus,
+    links,
+    runs,
+    logger,
+    scanMs: config.schedulerTickMs,
+    onCapacityFreed: () => scheduler?.capacityFreedElsewhere(),
+  });
   const signals = createRunSignals({ waiters, relay });
   scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: config.schedulerTickMs });
   signals.attachScheduler(scheduler);
-  const sweeper = new Sweeper({ db, logger, leases, signals, intervalMs: config.sweepIntervalMs, offerTimeoutMs: config.offerTimeoutMs, timeoutGraceS: config.runTimeoutGraceS });
-  const lifecycle = new RunLifecycle({ db, leases, runs, events, commands, signals, defaults: { timeoutS: config.runTimeoutS, queueTimeoutS: config.queueTimeoutS } });
+  const sweeper = new Sweeper({
+    db,
+    logger,
+    leases,
+    signals,
+    intervalMs: config.sweepIntervalMs,
+    offerTimeoutMs: config.offerTimeoutMs,
+    timeoutGraceS: config.runTimeoutGraceS,
+  });
+  const lifecycle = new RunLifecycle({
+    db,
+    leases,
+    runs,
+    events,
+    commands,
+    signals,
+    defaults: { timeoutS: config.runTimeoutS, queueTimeoutS: config.queueTimeoutS },
+  });
 
   let publicUrl = config.publicUrl ?? '';
   const app = createApp({
@@ -156,21 +193,33 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     principals,
     bodyLimitBytes: config.bodyLimitBytes,
     publicUrl: () => publicUrl,
-    onRevoke: (credentialId) => void links.closeCredential(credentialId, LINK_CLOSE_CODES.revoked, 'credential revoked'),
+    onRevoke: (credentialId) =>
+      void links.closeCredential(credentialId, LINK_CLOSE_CODES.revoked, 'credential revoked'),
     onDrain: (workstationId) => {
       relay.send(workstationId, { type: 'drain' });
       scheduler.kick();
     },
     metrics: createMetrics({ db, linkCount: () => links.size }),
     version: packageVersion(),
-    runs: { runs, events, commands, bundles, lifecycle, signals, waiters, bundleLimitBytes: config.bundleLimitBytes, eventPollMs: config.eventPollMs, shutdown: shutdown.signal },
+    runs: {
+      runs,
+      events,
+      commands,
+      bundles,
+      lifecycle,
+      signals,
+      waiters,
+      bundleLimitBytes: config.bundleLimitBytes,
+      eventPollMs: config.eventPollMs,
+      shutdown: shutdown.signal,
+    },
   });
 
   const server: ServerType = await new Promise((resolveServer, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolveServer(s));
     s.once('error', (e) => {
       lock?.release();
-      reject(e);
+      reject(e as Error);
     });
   });
   const port = (server.address() as AddressInfo).port;

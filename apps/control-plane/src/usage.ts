@@ -21,7 +21,10 @@ export const ENV_HELP: ReadonlyArray<readonly [name: string, help: string]> = [
   ['RUNT_REPLICA_ID', 'names this replica (default: random per start)'],
   ['RUNT_RUN_TIMEOUT_S', 'timeout_s of a run that names none, seconds (default: no limit)'],
   ['RUNT_QUEUE_TIMEOUT_S', 'queue_timeout_s of a run that names none, seconds (default: no limit)'],
-  ['RUNT_RUN_TIMEOUT_GRACE_S', 'seconds past timeout_s before the sweeper fails a run its agent did not stop (default 60)'],
+  [
+    'RUNT_RUN_TIMEOUT_GRACE_S',
+    'seconds past timeout_s before the sweeper fails a run its agent did not stop (default 60)',
+  ],
   ['RUNT_PRINT_PAIRING_CODE', '1: print a fresh pairing code at every start, not only the first'],
 ];
 

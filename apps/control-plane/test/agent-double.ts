@@ -1,19 +1,29 @@
 import { WebSocket } from 'ws';
-import { ControlPlaneClient, controlMessageSchema, type ControlMessage, type RegisterWorkstationRequest } from '@runt/protocol';
+import {
+  ControlPlaneClient,
+  controlMessageSchema,
+  type ControlMessage,
+  type RegisterWorkstationRequest,
+} from '@runt/protocol';
 import type { Harness } from './harness.js';
 
 /** Polls `check` until it returns a truthy value (generous bound, no timing assertions). */
-export async function eventually<T>(check: () => T | Promise<T>, what = 'condition', timeoutMs = 15_000): Promise<NonNullable<T>> {
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  what = 'condition',
+  timeoutMs = 15_000,
+): Promise<NonNullable<T>> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       const v = await check();
-      if (v) return v as NonNullable<T>;
+      if (v) return v;
     } catch (e) {
       last = e;
     }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > until)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -36,14 +46,19 @@ export interface AgentDouble {
   registerHttp(extra?: Partial<RegisterWorkstationRequest>): Promise<void>;
   /** Opens the agent link and sends `register`; resolves on `registered`. */
   connect(extra?: Partial<RegisterWorkstationRequest>, runningRunIds?: string[]): Promise<void>;
-  waitFor<T extends ControlMessage['type']>(type: T, pred?: (m: Extract<ControlMessage, { type: T }>) => boolean): Promise<Extract<ControlMessage, { type: T }>>;
+  waitFor<T extends ControlMessage['type']>(
+    type: T,
+    pred?: (m: Extract<ControlMessage, { type: T }>) => boolean,
+  ): Promise<Extract<ControlMessage, { type: T }>>;
   waitClosed(): Promise<{ code: number; reason: string }>;
 }
 
 /** Pairs a new workstation and returns a double for its agent. */
 export async function pairAgent(h: Harness, name: string, runtimes: string[]): Promise<AgentDouble> {
   const minted = await h.api('/api/workstations/pairing-codes', { token: h.adminToken, body: {} });
-  const redeemed = await h.api('/api/workstations/pairing-codes/redeem', { body: { code: minted.json.pairing.code, display_name: name } });
+  const redeemed = await h.api('/api/workstations/pairing-codes/redeem', {
+    body: { code: minted.json.pairing.code, display_name: name },
+  });
   if (redeemed.status !== 201) throw new Error(`redeem failed: ${JSON.stringify(redeemed.json)}`);
   const token: string = redeemed.json.credential.token;
   const base = (extra: Partial<RegisterWorkstationRequest> = {}): RegisterWorkstationRequest => ({
@@ -64,10 +79,14 @@ export async function pairAgent(h: Harness, name: string, runtimes: string[]): P
       await a.client.registerWorkstation(base(extra));
     },
     async connect(extra, runningRunIds = []) {
-      const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}/api/agent/link`, { headers: { authorization: `Bearer ${token}` } });
+      const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}/api/agent/link`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       a.link = ws;
       a.closed = undefined;
-      ws.on('message', (data) => a.messages.push(controlMessageSchema.parse(JSON.parse(String(data)))));
+      ws.on('message', (data) =>
+        a.messages.push(controlMessageSchema.parse(JSON.parse((data as Buffer).toString('utf8')))),
+      );
       ws.on('close', (code, reason) => (a.closed = { code, reason: String(reason) }));
       await new Promise<void>((resolve, reject) => {
         ws.once('open', () => resolve());

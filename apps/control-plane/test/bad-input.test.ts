@@ -53,16 +53,53 @@ describe.each(TEST_BACKENDS)('bad input is a 4xx on %s', (backend) => {
 
   it('NUL or a lone surrogate in any JSON string', async () => {
     for (const bad of ['a\u0000b', 'a\ud800b', '\udfff']) {
-      clientError(await h.api('/api/runs', { token: h.adminToken, body: { runtime, command: ['echo', bad] } }));
-      clientError(await h.api('/api/runs', { token: h.adminToken, body: { runtime, command: ['true'], idempotency_key: bad } }));
-      clientError(await h.api('/api/runs', { token: h.adminToken, body: { runtime, command: ['true'], env: { A: bad } } }));
+      clientError(
+        await h.api('/api/runs', { token: h.adminToken, body: { runtime, command: ['echo', bad] } }),
+      );
+      clientError(
+        await h.api('/api/runs', {
+          token: h.adminToken,
+          body: { runtime, command: ['true'], idempotency_key: bad },
+        }),
+      );
+      clientError(
+        await h.api('/api/runs', {
+          token: h.adminToken,
+          body: { runtime, command: ['true'], env: { A: bad } },
+        }),
+      );
       const minted = await h.api('/api/workstations/pairing-codes', { token: h.adminToken, body: {} });
-      clientError(await h.api('/api/workstations/pairing-codes/redeem', { body: { code: minted.json.pairing.code, display_name: bad } }));
-      clientError(await h.api('/api/workstations', { token: agent.token, body: { display_name: bad, cpu_count: 1, runtimes: [runtime], agent_version: '1', listening: false } }));
+      clientError(
+        await h.api('/api/workstations/pairing-codes/redeem', {
+          body: { code: minted.json.pairing.code, display_name: bad },
+        }),
+      );
+      clientError(
+        await h.api('/api/workstations', {
+          token: agent.token,
+          body: {
+            display_name: bad,
+            cpu_count: 1,
+            runtimes: [runtime],
+            agent_version: '1',
+            listening: false,
+          },
+        }),
+      );
     }
     // Written as JSON escapes too (what a non-JS client would send).
-    clientError(await h.api('/api/runs', { token: h.adminToken, raw: `{"runtime":"${runtime}","command":["a\\u0000"]}` }));
-    clientError(await h.api('/api/runs', { token: h.adminToken, raw: `{"runtime":"${runtime}","command":["\\ud800"]}` }));
+    clientError(
+      await h.api('/api/runs', {
+        token: h.adminToken,
+        raw: `{"runtime":"${runtime}","command":["a\\u0000"]}`,
+      }),
+    );
+    clientError(
+      await h.api('/api/runs', {
+        token: h.adminToken,
+        raw: `{"runtime":"${runtime}","command":["\\ud800"]}`,
+      }),
+    );
   });
 
   it('an event payload nested 5,000 levels deep', async () => {
@@ -74,27 +111,63 @@ describe.each(TEST_BACKENDS)('bad input is a 4xx on %s', (backend) => {
     });
     clientError(r);
     // Deep but sane payloads still go through.
-    const ok = await h.api(`/api/runs/${id}/events`, { token: agent.token, body: { fencing_token: token, events: [{ seq: 1, type: 'backend_status', payload: { deep: deep(20) } }] } });
+    const ok = await h.api(`/api/runs/${id}/events`, {
+      token: agent.token,
+      body: {
+        fencing_token: token,
+        events: [{ seq: 1, type: 'backend_status', payload: { deep: deep(20) } }],
+      },
+    });
     expect(ok.status).toBe(200);
   });
 
   it('exit_code of 2^31 or more, also with a stale fencing token', async () => {
     const { id, token } = await claimed();
     for (const fencing_token of [token, token - 1]) {
-      clientError(await h.api(`/api/runs/${id}/status`, { token: agent.token, body: { fencing_token, status: 'failed', exit_code: 2 ** 31 } }));
-      clientError(await h.api(`/api/runs/${id}/status`, { token: agent.token, body: { fencing_token, status: 'failed', exit_code: 2 ** 53 - 1 } }));
+      clientError(
+        await h.api(`/api/runs/${id}/status`, {
+          token: agent.token,
+          body: { fencing_token, status: 'failed', exit_code: 2 ** 31 },
+        }),
+      );
+      clientError(
+        await h.api(`/api/runs/${id}/status`, {
+          token: agent.token,
+          body: { fencing_token, status: 'failed', exit_code: 2 ** 53 - 1 },
+        }),
+      );
     }
-    const done = await h.api(`/api/runs/${id}/status`, { token: agent.token, body: { fencing_token: token, status: 'failed', exit_code: 2 ** 31 - 1 } });
+    const done = await h.api(`/api/runs/${id}/status`, {
+      token: agent.token,
+      body: { fencing_token: token, status: 'failed', exit_code: 2 ** 31 - 1 },
+    });
     expect(done.status).toBe(200);
   });
 
   it('a link register with NUL or a lone surrogate gets an answer: the link closes as invalid', async () => {
     for (const bad of ['x\u0000', 'x\ud800']) {
-      const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}/api/agent/link`, { headers: { authorization: `Bearer ${agent.token}` } });
+      const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}/api/agent/link`, {
+        headers: { authorization: `Bearer ${agent.token}` },
+      });
       await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
       const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
-      ws.send(JSON.stringify({ type: 'register', workstation: { display_name: bad, cpu_count: 1, runtimes: [runtime], agent_version: '1', listening: true }, running_run_ids: [] }));
-      const answer = await Promise.race([closed, new Promise((r) => setTimeout(() => r('no answer'), 10_000))]);
+      ws.send(
+        JSON.stringify({
+          type: 'register',
+          workstation: {
+            display_name: bad,
+            cpu_count: 1,
+            runtimes: [runtime],
+            agent_version: '1',
+            listening: true,
+          },
+          running_run_ids: [],
+        }),
+      );
+      const answer = await Promise.race([
+        closed,
+        new Promise((r) => setTimeout(() => r('no answer'), 10_000)),
+      ]);
       expect(answer).toBe(LINK_CLOSE_CODES.invalid);
     }
   });
@@ -151,8 +224,8 @@ describe('the database going away (a Postgres restart) is a 503 with Retry-After
 
     up = true;
     let back = 0;
-    for (let i = 0; i < 50 && back !== 200; i++) back = (await h.api('/api/runs', { token: h.adminToken })).status;
+    for (let i = 0; i < 50 && back !== 200; i++)
+      back = (await h.api('/api/runs', { token: h.adminToken })).status;
     expect(back).toBe(200);
   });
 });
-

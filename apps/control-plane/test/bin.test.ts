@@ -15,17 +15,17 @@ function start(dataDir: string, readStdout = true, env: Record<string, string> =
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
-  if (readStdout) child.stdout!.resume();
+  if (readStdout) child.stdout.resume();
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += String(d)));
+  child.stderr.on('data', (d: Buffer) => (stderr += String(d)));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
   );
   const ready = new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', () => {
+    child.stderr.on('data', () => {
       const url = /listening on (http:\/\/\S+)/.exec(stderr)?.[1];
       // The banner ends with the pairing line: a live code's command, or how to mint one.
-      if (url && /pair a workstation[^\n]*\n  \S[^\n]*\n/.test(stderr)) resolve(url);
+      if (url && /pair a workstation[^\n]*\n {2}\S[^\n]*\n/.test(stderr)) resolve(url);
     });
     void exited.then(() => reject(new Error(`exited: ${stderr}`)));
   });
@@ -69,7 +69,11 @@ describe('runt-control-plane binary', () => {
   it('prints a live pairing code on the first start only, or when asked (issue 8, defect 9)', async () => {
     const dataDir = join(mkdtempSync(join(tmpdir(), 'runt-code-')), '.runt');
     const code = /--code [2-9A-Z-]{14}\n/;
-    for (const [env, printed] of [[{}, true], [{}, false], [{ RUNT_PRINT_PAIRING_CODE: '1' }, true]] as const) {
+    for (const [env, printed] of [
+      [{}, true],
+      [{}, false],
+      [{ RUNT_PRINT_PAIRING_CODE: '1' }, true],
+    ] as const) {
       const cp = start(dataDir, true, env);
       await cp.ready;
       expect(code.test(cp.stderr()), cp.stderr()).toBe(printed);
@@ -100,7 +104,10 @@ describe('runt-control-plane binary', () => {
     expect(answered).toBeGreaterThan(100);
     const sent = Date.now();
     cp.child.kill('SIGTERM');
-    const exit = await Promise.race([cp.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+    const exit = await Promise.race([
+      cp.exited,
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000)),
+    ]);
     expect(exit, 'still running 20 s after SIGTERM').toBeDefined();
     expect(exit!.at - sent).toBeLessThan(15_000);
     expect(exit!.signal).toBeNull();

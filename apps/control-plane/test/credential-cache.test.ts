@@ -24,11 +24,23 @@ describe('credential cache across control-plane replicas on postgres', () => {
   let a: Harness;
   let b: RunningControlPlane;
   beforeAll(async () => {
-    a = await startHarness('postgres', { pairingLimits: { perAddress: { max: 100, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } } });
+    a = await startHarness('postgres', {
+      pairingLimits: { perAddress: { max: 100, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } },
+    });
     const silent = new Writable({ write: (_c, _e, cb) => cb() });
     // Replica B opens its own pool (and its own LISTEN connection) on the same database.
     b = await startControlPlane(
-      loadConfig({}, { port: 0, host: '127.0.0.1', dataDir: mkdtempSync(join(tmpdir(), 'runt-cp-b-')), adminToken: a.adminToken, databaseUrl: a.t.url!, logLevel: 'info' }),
+      loadConfig(
+        {},
+        {
+          port: 0,
+          host: '127.0.0.1',
+          dataDir: mkdtempSync(join(tmpdir(), 'runt-cp-b-')),
+          adminToken: a.adminToken,
+          databaseUrl: a.t.url!,
+          logLevel: 'info',
+        },
+      ),
       { logDestination: silent as unknown as NonNullable<StartOptions['logDestination']> },
     );
   });
@@ -39,7 +51,9 @@ describe('credential cache across control-plane replicas on postgres', () => {
 
   async function pair(name: string): Promise<{ token: string; credentialId: string }> {
     const minted = await a.api('/api/workstations/pairing-codes', { token: a.adminToken, body: {} });
-    const redeemed = await a.api('/api/workstations/pairing-codes/redeem', { body: { code: minted.json.pairing.code, display_name: name } });
+    const redeemed = await a.api('/api/workstations/pairing-codes/redeem', {
+      body: { code: minted.json.pairing.code, display_name: name },
+    });
     expect(redeemed.status).toBe(201);
     return { token: redeemed.json.credential.token, credentialId: redeemed.json.credential.credential_id };
   }
@@ -49,7 +63,13 @@ describe('credential cache across control-plane replicas on postgres', () => {
       await fetch(`${b.url}/api/workstations`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ display_name: 'cached', cpu_count: 1, runtimes: [], agent_version: '1', listening: false }),
+        body: JSON.stringify({
+          display_name: 'cached',
+          cpu_count: 1,
+          runtimes: [],
+          agent_version: '1',
+          listening: false,
+        }),
       })
     ).status;
 
@@ -64,17 +84,24 @@ describe('credential cache across control-plane replicas on postgres', () => {
     expect(after.hits - before.hits).toBe(2); // B did not read the credential again
     expect(after.misses).toBe(before.misses);
 
-    const link = new WebSocket(`${b.url.replace(/^http/, 'ws')}/api/agent/link`, { headers: { authorization: `Bearer ${token}` } });
+    const link = new WebSocket(`${b.url.replace(/^http/, 'ws')}/api/agent/link`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     const closed = new Promise<number>((r) => link.once('close', (code) => r(code)));
     await new Promise((r, j) => link.once('open', r).once('error', j));
 
-    const rev = await a.api(`/api/workstations/credentials/${credentialId}/revoke`, { token: a.adminToken, method: 'POST' });
+    const rev = await a.api(`/api/workstations/credentials/${credentialId}/revoke`, {
+      token: a.adminToken,
+      method: 'POST',
+    });
     expect(rev.status).toBe(200);
     const t0 = Date.now();
     await within(2000, async () => (await heartbeat(token)) === 401);
     expect(Date.now() - t0).toBeLessThan(2000);
     // B's link of that credential is closed by the notification too, not only by its next ping round.
-    expect(await Promise.race([closed, new Promise((r) => setTimeout(() => r('still open'), 2000))])).toBe(LINK_CLOSE_CODES.revoked);
+    expect(await Promise.race([closed, new Promise((r) => setTimeout(() => r('still open'), 2000))])).toBe(
+      LINK_CLOSE_CODES.revoked,
+    );
   });
 
   it('stops serving from the cache while its LISTEN connection is down, and resumes once it is back', async () => {

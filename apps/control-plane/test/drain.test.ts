@@ -13,13 +13,19 @@ describe.each(TEST_BACKENDS)('drain on %s', (backend) => {
   });
   afterAll(async () => h?.close());
 
-  const workstation = async (id: string) => (await admin.listWorkstations()).workstations.find((w) => w.id === id);
+  const workstation = async (id: string) =>
+    (await admin.listWorkstations()).workstations.find((w) => w.id === id);
   const runOf = async (id: string) => (await admin.getRun(id)).run;
 
   it('is admin only and answers 404 for an unknown workstation', async () => {
     const agent = await pairAgent(h, 'drain-auth', [uniqueRuntime()]);
-    expect((await h.api(`/api/workstations/${agent.workstationId}/drain`, { method: 'POST' })).status).toBe(401);
-    expect((await h.api(`/api/workstations/${agent.workstationId}/drain`, { method: 'POST', token: agent.token })).status).toBe(403);
+    expect((await h.api(`/api/workstations/${agent.workstationId}/drain`, { method: 'POST' })).status).toBe(
+      401,
+    );
+    expect(
+      (await h.api(`/api/workstations/${agent.workstationId}/drain`, { method: 'POST', token: agent.token }))
+        .status,
+    ).toBe(403);
     const unknown = await h.api('/api/workstations/ws_nope/drain', { method: 'POST', token: h.adminToken });
     expect(unknown.status).toBe(404);
     expect(unknown.json.error.code).toBe('not-found');
@@ -44,7 +50,9 @@ describe.each(TEST_BACKENDS)('drain on %s', (backend) => {
     expect((await runOf(offered.id)).status).toBe('queued');
     expect((await runOf(queued.id)).status).toBe('queued');
     // A claim of the withdrawn offer is refused.
-    await expect(agent.client.claimRun(offered.id, { runner_id: 'r', lease_ms: 30_000 })).rejects.toMatchObject({ status: 409 });
+    await expect(
+      agent.client.claimRun(offered.id, { runner_id: 'r', lease_ms: 30_000 }),
+    ).rejects.toMatchObject({ status: 409 });
 
     // Draining twice is fine and sends drain again.
     agent.messages.length = 0;
@@ -58,7 +66,13 @@ describe.each(TEST_BACKENDS)('drain on %s', (backend) => {
     await agent.registerHttp();
     // No link: the drain can only reach the agent through the answer to its heartbeat.
     await admin.drainWorkstation(agent.workstationId);
-    const heartbeat = await agent.client.registerWorkstation({ display_name: 'drain-deaf', cpu_count: 2, runtimes: [runtime], agent_version: 't', listening: true });
+    const heartbeat = await agent.client.registerWorkstation({
+      display_name: 'drain-deaf',
+      cpu_count: 2,
+      runtimes: [runtime],
+      agent_version: 't',
+      listening: true,
+    });
     expect(heartbeat.workstation.status).toBe('draining');
     // Its link comes up, still listening: the control plane sends drain on register.
     await agent.connect();
@@ -80,7 +94,10 @@ describe.each(TEST_BACKENDS)('drain on %s', (backend) => {
     await agent.registerHttp({ listening: false });
     agent.link!.close();
     await agent.waitClosed();
-    await eventually(async () => (await workstation(agent.workstationId))?.status === 'offline', 'offline after the link closed');
+    await eventually(
+      async () => (await workstation(agent.workstationId))?.status === 'offline',
+      'offline after the link closed',
+    );
     expect((await runOf(run.id)).status).toBe('queued');
     // A new agent process for the same workstation.
     agent.messages.length = 0;

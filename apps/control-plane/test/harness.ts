@@ -16,7 +16,16 @@ export interface Harness {
   /** Every JSON log line the control plane wrote. */
   logs: string[];
   /** fetch against the control plane with JSON helpers. */
-  api(path: string, init?: { method?: string; token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; headers: Headers; json: any }>;
+  api(
+    path: string,
+    init?: {
+      method?: string;
+      token?: string;
+      body?: unknown;
+      raw?: string;
+      headers?: Record<string, string>;
+    },
+  ): Promise<{ status: number; headers: Headers; json: any }>;
   close(): Promise<void>;
 }
 
@@ -38,11 +47,25 @@ export async function startHarness(
   });
   const adminToken = mintToken('admin');
   const dataDir = mkdtempSync(join(tmpdir(), 'runt-cp-'));
-  const cp = await startControlPlane(loadConfig({}, { port: 0, host: '127.0.0.1', dataDir, adminToken, bodyLimitBytes: 64 * 1024, logLevel: 'info', ...config }), {
-    ...opts,
-    db: t.db,
-    logDestination: sink as unknown as NonNullable<StartOptions['logDestination']>,
-  });
+  const cp = await startControlPlane(
+    loadConfig(
+      {},
+      {
+        port: 0,
+        host: '127.0.0.1',
+        dataDir,
+        adminToken,
+        bodyLimitBytes: 64 * 1024,
+        logLevel: 'info',
+        ...config,
+      },
+    ),
+    {
+      ...opts,
+      db: t.db,
+      logDestination: sink as unknown as NonNullable<StartOptions['logDestination']>,
+    },
+  );
   return {
     cp,
     t,
@@ -56,7 +79,11 @@ export async function startHarness(
       if (init.raw !== undefined) body = init.raw;
       else if (init.body !== undefined) body = JSON.stringify(init.body);
       if (body !== undefined) headers['content-type'] ??= 'application/json';
-      const res = await fetch(`${cp.url}${path}`, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, ...(body === undefined ? {} : { body }) });
+      const res = await fetch(`${cp.url}${path}`, {
+        method: init.method ?? (body === undefined ? 'GET' : 'POST'),
+        headers,
+        ...(body === undefined ? {} : { body }),
+      });
       const text = await res.text();
       let json: unknown;
       try {

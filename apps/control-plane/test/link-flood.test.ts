@@ -16,7 +16,17 @@ describe.each(TEST_BACKENDS)('a flooded agent link on %s', (backend) => {
     const runtime = uniqueRuntime();
     const agent = await pairAgent(h, 'flooder', [runtime]);
     await agent.connect();
-    const register = JSON.stringify({ type: 'register', workstation: { display_name: 'flooder', cpu_count: 1, runtimes: [runtime], agent_version: '1', listening: true }, running_run_ids: [] });
+    const register = JSON.stringify({
+      type: 'register',
+      workstation: {
+        display_name: 'flooder',
+        cpu_count: 1,
+        runtimes: [runtime],
+        agent_version: '1',
+        listening: true,
+      },
+      running_run_ids: [],
+    });
     for (let i = 0; i < 5000 && agent.link!.readyState === agent.link!.OPEN; i++) agent.link!.send(register);
     const closed = await agent.waitClosed();
     expect(closed.code).toBe(LINK_CLOSE_CODES.rateLimited);

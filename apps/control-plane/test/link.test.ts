@@ -6,7 +6,11 @@ import { startHarness, type Harness } from './harness.js';
 import { eventually, pairAgent, uniqueRuntime } from './agent-double.js';
 
 /** Opens a link and reports how the server answered the upgrade. */
-function dial(h: Harness, headers: Record<string, string>, path = '/api/agent/link'): Promise<{ status: number } | { open: WebSocket }> {
+function dial(
+  h: Harness,
+  headers: Record<string, string>,
+  path = '/api/agent/link',
+): Promise<{ status: number } | { open: WebSocket }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}${path}`, { headers });
     ws.once('open', () => resolve({ open: ws }));
@@ -29,7 +33,8 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
   });
   afterAll(async () => h?.close());
 
-  const statusOf = async (id: string) => (await admin.listWorkstations()).workstations.find((w) => w.id === id);
+  const statusOf = async (id: string) =>
+    (await admin.listWorkstations()).workstations.find((w) => w.id === id);
 
   it('refuses the upgrade without a valid workstation token (401/403, before upgrading)', async () => {
     const agent = await pairAgent(h, 'auth-link', ['x']);
@@ -37,7 +42,9 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     expect(await dial(h, { authorization: 'Bearer rnt_ws_' + 'A'.repeat(43) })).toEqual({ status: 401 });
     expect(await dial(h, { authorization: 'Basic abc' })).toEqual({ status: 401 });
     expect(await dial(h, { authorization: `Bearer ${h.adminToken}` })).toEqual({ status: 403 });
-    expect(await dial(h, { authorization: `Bearer ${agent.token}` }, '/api/elsewhere')).toEqual({ status: 404 });
+    expect(await dial(h, { authorization: `Bearer ${agent.token}` }, '/api/elsewhere')).toEqual({
+      status: 404,
+    });
     const ok = await dial(h, { authorization: `Bearer ${agent.token}` });
     expect('open' in ok).toBe(true);
     if ('open' in ok) ok.open.close();
@@ -48,19 +55,40 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     const agent = await pairAgent(h, 'reg-link', [runtime]);
     const before = await statusOf(agent.workstationId);
     expect(before?.status).toBe('offline');
-    const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}/api/agent/link`, { headers: { authorization: `Bearer ${agent.token}` } });
+    const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}/api/agent/link`, {
+      headers: { authorization: `Bearer ${agent.token}` },
+    });
     const got: string[] = [];
-    ws.on('message', (d) => got.push(String(d)));
+    ws.on('message', (d) => got.push((d as Buffer).toString('utf8')));
     await new Promise((r) => ws.once('open', r));
-    ws.send(JSON.stringify({
-      type: 'register',
-      workstation_id: 'ws_somebody_else',
-      workstation: { display_name: 'renamed', cpu_count: 3, runtimes: [runtime], labels: { zone: 'z' }, agent_version: '9.9.9', listening: true },
-      running_run_ids: [],
-    }));
+    ws.send(
+      JSON.stringify({
+        type: 'register',
+        workstation_id: 'ws_somebody_else',
+        workstation: {
+          display_name: 'renamed',
+          cpu_count: 3,
+          runtimes: [runtime],
+          labels: { zone: 'z' },
+          agent_version: '9.9.9',
+          listening: true,
+        },
+        running_run_ids: [],
+      }),
+    );
     await eventually(() => got.some((m) => JSON.parse(m).type === 'registered'), 'registered');
-    expect(JSON.parse(got.find((m) => JSON.parse(m).type === 'registered')!)).toEqual({ type: 'registered', workstation_id: agent.workstationId });
-    expect(await statusOf(agent.workstationId)).toMatchObject({ status: 'online', listening: true, display_name: 'renamed', cpu_count: 3, labels: { zone: 'z' }, agent_version: '9.9.9' });
+    expect(JSON.parse(got.find((m) => JSON.parse(m).type === 'registered')!)).toEqual({
+      type: 'registered',
+      workstation_id: agent.workstationId,
+    });
+    expect(await statusOf(agent.workstationId)).toMatchObject({
+      status: 'online',
+      listening: true,
+      display_name: 'renamed',
+      cpu_count: 3,
+      labels: { zone: 'z' },
+      agent_version: '9.9.9',
+    });
     ws.close();
   });
 
@@ -70,7 +98,10 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     await agent.connect();
     const { run } = await admin.submitRun({ runtime, command: ['x'] });
     const offer = await agent.waitFor('offer', (m) => m.run.id === run.id);
-    expect(offer).toMatchObject({ id: run.id, run: { id: run.id, status: 'offered', workstation_id: agent.workstationId, runtime } });
+    expect(offer).toMatchObject({
+      id: run.id,
+      run: { id: run.id, status: 'offered', workstation_id: agent.workstationId, runtime },
+    });
   });
 
   it('takes a declined offer back into the queue, counted in /metrics', async () => {
@@ -84,12 +115,18 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     await h.cp.scheduler.stop(); // hold placement still so the re-queue is visible
     try {
       agent.link!.send(JSON.stringify({ type: 'result', id: run.id, ok: false, error: 'runtime busy' }));
-      await eventually(async () => (await admin.getRun(run.id)).run.status === 'queued', 'the run back in the queue');
+      await eventually(
+        async () => (await admin.getRun(run.id)).run.status === 'queued',
+        'the run back in the queue',
+      );
       expect(await metric('runt_cp_run_requeues_total{reason="declined"}')).toBe(declined + 1);
     } finally {
       h.cp.scheduler.start();
     }
-    await eventually(async () => (await admin.getRun(run.id)).run.status === 'offered', 'the run offered again');
+    await eventually(
+      async () => (await admin.getRun(run.id)).run.status === 'offered',
+      'the run offered again',
+    );
     // Counters are per process: other tests of this file may offer meanwhile, never fewer than these two.
     expect(await metric('runt_cp_run_offers_total')).toBeGreaterThanOrEqual(offers + 2);
   });
@@ -106,7 +143,10 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     await agent.connect();
     expect((await statusOf(agent.workstationId))?.status).toBe('online');
     agent.link!.terminate();
-    await eventually(async () => (await statusOf(agent.workstationId))?.status === 'offline', 'offline after the drop');
+    await eventually(
+      async () => (await statusOf(agent.workstationId))?.status === 'offline',
+      'offline after the drop',
+    );
     expect((await statusOf(agent.workstationId))?.listening).toBe(false);
     await agent.connect();
     expect((await statusOf(agent.workstationId))?.status).toBe('online');
@@ -128,12 +168,16 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     await agent.connect();
     await admin.revokeCredential(agent.credentialId);
     expect((await agent.waitClosed()).code).toBe(LINK_CLOSE_CODES.revoked);
-    expect((await dial(h, { authorization: `Bearer ${agent.token}` }))).toEqual({ status: 401 });
+    expect(await dial(h, { authorization: `Bearer ${agent.token}` })).toEqual({ status: 401 });
   });
 
   it('closes the link on an invalid message', async () => {
     const agent = await pairAgent(h, 'invalid-link', [uniqueRuntime()]);
-    for (const bad of ['not json', JSON.stringify({ type: 'teleport' }), JSON.stringify({ type: 'register', workstation: {} })]) {
+    for (const bad of [
+      'not json',
+      JSON.stringify({ type: 'teleport' }),
+      JSON.stringify({ type: 'register', workstation: {} }),
+    ]) {
       await agent.connect();
       agent.link!.send(bad);
       expect((await agent.waitClosed()).code).toBe(LINK_CLOSE_CODES.invalid);
@@ -161,7 +205,10 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     await agent.waitFor('ping');
     // A peer that stops reading never answers pings: the control plane terminates its link.
     (agent.link as unknown as { _socket: { pause(): void } })._socket.pause();
-    await eventually(async () => (await statusOf(agent.workstationId))?.status === 'offline', 'the silent link to be dropped');
+    await eventually(
+      async () => (await statusOf(agent.workstationId))?.status === 'offline',
+      'the silent link to be dropped',
+    );
     expect(h.cp.links.get(agent.workstationId)).toBeUndefined();
   });
 

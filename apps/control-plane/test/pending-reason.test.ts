@@ -23,7 +23,10 @@ describe.each(TEST_BACKENDS)('pending_reason on %s', (backend) => {
     const { run } = await admin.submitRun({ runtime, command: ['x'] });
     const got = await read(run.id);
     expect(got.status).toBe('queued');
-    expect(got.pending_reason).toEqual({ code: 'no-runtime', message: expect.stringContaining(`no workstation offers runtime "${runtime}"`) });
+    expect(got.pending_reason).toEqual({
+      code: 'no-runtime',
+      message: expect.stringContaining(`no workstation offers runtime "${runtime}"`),
+    });
     const listed = (await admin.listRuns({ runtime })).runs.find((r) => r.id === run.id);
     expect(listed?.pending_reason?.code).toBe('no-runtime');
   });
@@ -32,7 +35,11 @@ describe.each(TEST_BACKENDS)('pending_reason on %s', (backend) => {
     const runtime = uniqueRuntime();
     const agent = await pairAgent(h, 'labelled', [runtime]);
     await agent.connect({ labels: { pool: 'a' } });
-    const { run } = await admin.submitRun({ runtime, command: ['x'], placement: { labels: { pool: 'zzz' } } });
+    const { run } = await admin.submitRun({
+      runtime,
+      command: ['x'],
+      placement: { labels: { pool: 'zzz' } },
+    });
     expect((await read(run.id)).pending_reason).toEqual({
       code: 'no-label-match',
       message: `no workstation with runtime "${runtime}" matches labels pool=zzz`,
@@ -44,7 +51,10 @@ describe.each(TEST_BACKENDS)('pending_reason on %s', (backend) => {
     const deaf = await pairAgent(h, 'deaf', [runtime]);
     await deaf.registerHttp({ listening: false });
     const { run } = await admin.submitRun({ runtime, command: ['x'] });
-    expect((await read(run.id)).pending_reason).toEqual({ code: 'offline', message: 'the matching workstation is offline or draining' });
+    expect((await read(run.id)).pending_reason).toEqual({
+      code: 'offline',
+      message: 'the matching workstation is offline or draining',
+    });
     const live = await pairAgent(h, 'live', [runtime]);
     await live.connect();
     const offered = await eventually(async () => {
@@ -60,7 +70,10 @@ describe.each(TEST_BACKENDS)('pending_reason on %s', (backend) => {
     await agent.connect({ cpu_count: 4, max_runs: 1 });
     const { run: first } = await admin.submitRun({ runtime, command: ['1'] });
     const { run: second } = await admin.submitRun({ runtime, command: ['2'] });
-    await eventually(async () => ((await admin.getRun(first.id)).run.status === 'offered' ? true : undefined), 'the first run to be offered');
+    await eventually(
+      async () => ((await admin.getRun(first.id)).run.status === 'offered' ? true : undefined),
+      'the first run to be offered',
+    );
     const got = await read(second.id);
     expect(got.status).toBe('queued');
     expect(got.pending_reason?.code).toBe('full');

@@ -12,7 +12,11 @@ describe.each(TEST_BACKENDS)('run timeouts on %s', (backend) => {
   let h: Harness;
   let admin: ControlPlaneClient;
   beforeAll(async () => {
-    h = await startHarness(backend, {}, { schedulerTickMs: 100, sweepIntervalMs: 100, runTimeoutGraceS: 0, runTimeoutS: 3600 });
+    h = await startHarness(
+      backend,
+      {},
+      { schedulerTickMs: 100, sweepIntervalMs: 100, runTimeoutGraceS: 0, runTimeoutS: 3600 },
+    );
     admin = new ControlPlaneClient({ url: h.cp.url, token: h.adminToken, retries: 0 });
   });
   afterAll(async () => h?.close());
@@ -26,9 +30,16 @@ describe.each(TEST_BACKENDS)('run timeouts on %s', (backend) => {
       const r = await runOf(run.id);
       return r.status === 'queued' ? undefined : r;
     }, 'the queue timeout');
-    expect(ended).toMatchObject({ status: 'blocked', failure_kind: 'unplaceable', failure_message: 'not placed within its queue timeout of 1s' });
+    expect(ended).toMatchObject({
+      status: 'blocked',
+      failure_kind: 'unplaceable',
+      failure_message: 'not placed within its queue timeout of 1s',
+    });
     const events = (await admin.listEvents(run.id)).events;
-    expect(events.at(-1)).toMatchObject({ type: 'terminal_status', payload: { status: 'blocked', failure_kind: 'unplaceable' } });
+    expect(events.at(-1)).toMatchObject({
+      type: 'terminal_status',
+      payload: { status: 'blocked', failure_kind: 'unplaceable' },
+    });
   });
 
   it('fails a running run past its timeout that its agent did not stop, and fences the agent out', async () => {
@@ -46,11 +57,14 @@ describe.each(TEST_BACKENDS)('run timeouts on %s', (backend) => {
     expect(ended).toMatchObject({ status: 'failed', failure_kind: 'timeout', lease: null });
     expect(ended.failure_message).toMatch(/^exceeded its timeout of 1s/);
     await agent.waitFor('cancel', (m) => m.run_id === run.id);
-    const hb = await h.api(`/api/runs/${run.id}/heartbeat`, { token: agent.token, body: { fencing_token: claim.fencing_token, lease_ms: 5000 } });
+    const hb = await h.api(`/api/runs/${run.id}/heartbeat`, {
+      token: agent.token,
+      body: { fencing_token: claim.fencing_token, lease_ms: 5000 },
+    });
     expect(hb.status).toBeGreaterThanOrEqual(400);
   });
 
-  it('takes the configured default when a submit names no timeout, and the submit\'s own otherwise', async () => {
+  it("takes the configured default when a submit names no timeout, and the submit's own otherwise", async () => {
     const { run: byDefault } = await admin.submitRun({ runtime: uniqueRuntime(), command: ['x'] });
     expect(byDefault).toMatchObject({ timeout_s: 3600, queue_timeout_s: null });
     const { run: own } = await admin.submitRun({ runtime: uniqueRuntime(), command: ['x'], timeout_s: 90 });
@@ -61,7 +75,10 @@ describe.each(TEST_BACKENDS)('run timeouts on %s', (backend) => {
 
   it('refuses a timeout of 0 or a fraction (400)', async () => {
     for (const body of [{ timeout_s: 0 }, { queue_timeout_s: 1.5 }]) {
-      const r = await h.api('/api/runs', { token: h.adminToken, body: { runtime: 'fake', command: ['x'], ...body } });
+      const r = await h.api('/api/runs', {
+        token: h.adminToken,
+        body: { runtime: 'fake', command: ['x'], ...body },
+      });
       expect(r.status).toBe(400);
     }
   });

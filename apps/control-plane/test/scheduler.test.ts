@@ -14,10 +14,11 @@ describe.each(TEST_BACKENDS)('scheduler on %s', (backend) => {
   afterAll(async () => h?.close());
 
   const statusOf = async (id: string) => (await admin.getRun(id)).run;
-  const offeredTo = (id: string) => eventually(async () => {
-    const run = await statusOf(id);
-    return run.status === 'offered' ? run.workstation_id : undefined;
-  }, `run ${id} to be offered`);
+  const offeredTo = (id: string) =>
+    eventually(async () => {
+      const run = await statusOf(id);
+      return run.status === 'offered' ? run.workstation_id : undefined;
+    }, `run ${id} to be offered`);
   /** No timing assertion: after other work has been placed by later passes, this run is still queued. */
   async function stillQueuedAfterPasses(id: string): Promise<Run> {
     await h.cp.scheduler.pass();
@@ -32,10 +33,18 @@ describe.each(TEST_BACKENDS)('scheduler on %s', (backend) => {
     await gpu.connect({ labels: { gpu: 'yes', zone: 'a' } });
     await plain.connect({ labels: { zone: 'a' } });
     for (let i = 0; i < 3; i++) {
-      const { run } = await admin.submitRun({ runtime, command: ['x'], placement: { labels: { gpu: 'yes', zone: 'a' } } });
+      const { run } = await admin.submitRun({
+        runtime,
+        command: ['x'],
+        placement: { labels: { gpu: 'yes', zone: 'a' } },
+      });
       expect(await offeredTo(run.id)).toBe(gpu.workstationId);
     }
-    const { run: nowhere } = await admin.submitRun({ runtime, command: ['x'], placement: { labels: { gpu: 'yes', zone: 'b' } } });
+    const { run: nowhere } = await admin.submitRun({
+      runtime,
+      command: ['x'],
+      placement: { labels: { gpu: 'yes', zone: 'b' } },
+    });
     expect((await stillQueuedAfterPasses(nowhere.id)).status).toBe('queued');
   });
 
@@ -46,7 +55,11 @@ describe.each(TEST_BACKENDS)('scheduler on %s', (backend) => {
     await a.connect();
     await b.connect();
     for (let i = 0; i < 3; i++) {
-      const { run } = await admin.submitRun({ runtime, command: ['x'], placement: { workstation_id: b.workstationId } });
+      const { run } = await admin.submitRun({
+        runtime,
+        command: ['x'],
+        placement: { workstation_id: b.workstationId },
+      });
       expect(await offeredTo(run.id)).toBe(b.workstationId);
     }
   });
@@ -61,7 +74,11 @@ describe.each(TEST_BACKENDS)('scheduler on %s', (backend) => {
     await deaf.registerHttp({ listening: false });
     const { run } = await admin.submitRun({ runtime, command: ['x'] });
     expect((await stillQueuedAfterPasses(run.id)).status).toBe('queued');
-    const { run: deafRun } = await admin.submitRun({ runtime: other, command: ['x'], placement: { workstation_id: deaf.workstationId } });
+    const { run: deafRun } = await admin.submitRun({
+      runtime: other,
+      command: ['x'],
+      placement: { workstation_id: deaf.workstationId },
+    });
     await right.connect();
     expect(await offeredTo(run.id)).toBe(right.workstationId);
     expect((await stillQueuedAfterPasses(deafRun.id)).status).toBe('queued');
@@ -77,7 +94,11 @@ describe.each(TEST_BACKENDS)('scheduler on %s', (backend) => {
     await offeredTo(runs[1]!.id);
     expect((await stillQueuedAfterPasses(runs[2]!.id)).status).toBe('queued');
     const claim = await agent.client.claimRun(runs[0]!.id, { runner_id: 'r', lease_ms: 30_000 });
-    await agent.client.reportStatus(runs[0]!.id, { fencing_token: claim.fencing_token, status: 'completed', exit_code: 0 });
+    await agent.client.reportStatus(runs[0]!.id, {
+      fencing_token: claim.fencing_token,
+      status: 'completed',
+      exit_code: 0,
+    });
     expect(await offeredTo(runs[2]!.id)).toBe(agent.workstationId);
     const offer = await agent.waitFor('offer', (m) => m.run.id === runs[2]!.id);
     expect(offer.run.status).toBe('offered');
@@ -89,9 +110,13 @@ describe.each(TEST_BACKENDS)('scheduler on %s', (backend) => {
     await agent.connect({ cpu_count: 2, memory_bytes: 1000 });
     const big = (await admin.submitRun({ runtime, command: ['x'], resources: { cpus: 3 } })).run;
     const fat = (await admin.submitRun({ runtime, command: ['x'], resources: { memory_bytes: 2000 } })).run;
-    const one = (await admin.submitRun({ runtime, command: ['x'], resources: { cpus: 1.5, memory_bytes: 600 } })).run;
+    const one = (
+      await admin.submitRun({ runtime, command: ['x'], resources: { cpus: 1.5, memory_bytes: 600 } })
+    ).run;
     expect(await offeredTo(one.id)).toBe(agent.workstationId);
-    const two = (await admin.submitRun({ runtime, command: ['x'], resources: { cpus: 1, memory_bytes: 100 } })).run;
+    const two = (
+      await admin.submitRun({ runtime, command: ['x'], resources: { cpus: 1, memory_bytes: 100 } })
+    ).run;
     expect((await stillQueuedAfterPasses(two.id)).status).toBe('queued'); // only 0.5 cpus left
     const three = (await admin.submitRun({ runtime, command: ['x'] })).run;
     expect(await offeredTo(three.id)).toBe(agent.workstationId); // a second slot: max_runs = cpu_count = 2
@@ -124,8 +149,16 @@ describe.each(TEST_BACKENDS)('scheduler on %s', (backend) => {
     const ids: string[] = [];
     for (let i = 0; i < 9; i++) ids.push((await admin.submitRun({ runtime, command: [`${i}`] })).run.id);
     await Promise.all([h.cp.scheduler.pass(), h.cp.scheduler.pass(), h.cp.scheduler.pass()]);
-    await eventually(async () => (await admin.listRuns({ runtime, status: 'offered' })).runs.length === 9, 'all 9 offered');
-    const offersOf = () => agents.flatMap((a) => a.messages.filter((m) => m.type === 'offer' && ids.includes(m.run.id)).map((m) => (m as { run: Run }).run.id));
+    await eventually(
+      async () => (await admin.listRuns({ runtime, status: 'offered' })).runs.length === 9,
+      'all 9 offered',
+    );
+    const offersOf = () =>
+      agents.flatMap((a) =>
+        a.messages
+          .filter((m) => m.type === 'offer' && ids.includes(m.run.id))
+          .map((m) => (m as { run: Run }).run.id),
+      );
     await eventually(() => offersOf().length >= 9, 'the 9 offers to arrive');
     const offers = offersOf();
     expect(offers).toHaveLength(9);

@@ -25,7 +25,10 @@ describe('published formats pass their own linters', () => {
   it('/openapi.json: redocly lint (recommended) reports no error and no warning', async () => {
     const file = join(dir, 'openapi.json');
     writeFileSync(file, JSON.stringify((await h.api('/openapi.json')).json));
-    const r = await execa(REDOCLY, ['lint', '--extends=recommended', '--format=stylish', file], { reject: false, env: { REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' } });
+    const r = await execa(REDOCLY, ['lint', '--extends=recommended', '--format=stylish', file], {
+      reject: false,
+      env: { REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+    });
     const out = `${r.stdout}\n${r.stderr}`;
     expect(out, out).toMatch(/Woohoo! Your API description is valid/);
     // (redocly also prints a Node-version notice in a box; only its findings, `line:col severity rule`, count.)
@@ -35,7 +38,9 @@ describe('published formats pass their own linters', () => {
 
   it('/openapi.json: POST /api/runs documents 200 for an idempotent repeat besides 201', async () => {
     const doc = (await h.api('/openapi.json')).json;
-    expect(Object.keys(doc.paths['/api/runs'].post.responses)).toEqual(expect.arrayContaining(['200', '201']));
+    expect(Object.keys(doc.paths['/api/runs'].post.responses)).toEqual(
+      expect.arrayContaining(['200', '201']),
+    );
   });
 
   it('/metrics: promtool check metrics finds no problem', async () => {

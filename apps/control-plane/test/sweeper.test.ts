@@ -10,13 +10,18 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
   let h: Harness;
   let admin: ControlPlaneClient;
   beforeAll(async () => {
-    h = await startHarness(backend, {}, { schedulerTickMs: 100, sweepIntervalMs: 100, offerTimeoutMs: 30_000 });
+    h = await startHarness(
+      backend,
+      {},
+      { schedulerTickMs: 100, sweepIntervalMs: 100, offerTimeoutMs: 30_000 },
+    );
     admin = new ControlPlaneClient({ url: h.cp.url, token: h.adminToken, retries: 0 });
   });
   afterAll(async () => h?.close());
 
   /** Lets a lease run out by the database clock (what waiting out `lease_ms` would do). */
-  const expireLease = (runId: string) => h.t.db.query(`update leases set expires_at = now() - interval '1 second' where resource = $1`, [runId]);
+  const expireLease = (runId: string) =>
+    h.t.db.query(`update leases set expires_at = now() - interval '1 second' where resource = $1`, [runId]);
   const runOf = async (id: string) => (await admin.getRun(id)).run;
 
   async function claimed(maxAttempts = 3) {
@@ -34,13 +39,24 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
     agent.messages.length = 0;
     await expireLease(run.id);
     await eventually(async () => (await runOf(run.id)).status === 'failed', 'the lost run to fail');
-    expect(await runOf(run.id)).toMatchObject({ status: 'failed', failure_kind: 'runner-lost', attempt: 1, lease: null });
+    expect(await runOf(run.id)).toMatchObject({
+      status: 'failed',
+      failure_kind: 'runner-lost',
+      attempt: 1,
+      lease: null,
+    });
     expect(agent.messages.some((m) => m.type === 'offer' && m.run.id === run.id)).toBe(false);
-    const late = await h.api(`/api/runs/${run.id}/claim`, { token: agent.token, body: { runner_id: 'new-runner', lease_ms: 5000 } });
+    const late = await h.api(`/api/runs/${run.id}/claim`, {
+      token: agent.token,
+      body: { runner_id: 'new-runner', lease_ms: 5000 },
+    });
     expect(late.status).toBe(409);
     expect(late.json.error.code).toBe('run-not-active');
     // The old holder's token is spent.
-    const r = await h.api(`/api/runs/${run.id}/heartbeat`, { token: agent.token, body: { fencing_token: token, lease_ms: 5000 } });
+    const r = await h.api(`/api/runs/${run.id}/heartbeat`, {
+      token: agent.token,
+      body: { fencing_token: token, lease_ms: 5000 },
+    });
     expect(r.status).toBe(409);
   });
 
@@ -68,8 +84,15 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
       expect(r.status, path).toBe(409);
       expect(r.json.error.code).toBe('runner-lease-conflict');
     }
-    expect((await agent.client.appendEvents(run.id, { fencing_token: fresh.fencing_token, events: [log(3)] })).next_event_seq).toBe(4);
-    await agent.client.reportStatus(run.id, { fencing_token: fresh.fencing_token, status: 'completed', exit_code: 0 });
+    expect(
+      (await agent.client.appendEvents(run.id, { fencing_token: fresh.fencing_token, events: [log(3)] }))
+        .next_event_seq,
+    ).toBe(4);
+    await agent.client.reportStatus(run.id, {
+      fencing_token: fresh.fencing_token,
+      status: 'completed',
+      exit_code: 0,
+    });
     expect(await runOf(run.id)).toMatchObject({ status: 'completed', attempt: 2 });
   });
 
@@ -78,10 +101,20 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
     await h.cp.sweeper.stop();
     try {
       await expireLease(run.id);
-      const r = await h.api(`/api/runs/${run.id}/events`, { token: agent.token, body: { fencing_token: token, events: [log(1)] } });
+      const r = await h.api(`/api/runs/${run.id}/events`, {
+        token: agent.token,
+        body: { fencing_token: token, events: [log(1)] },
+      });
       expect(r.status).toBe(409);
       expect(r.json.error).toMatchObject({ code: 'runner-lease-conflict', details: { reason: 'expired' } });
-      expect((await h.api(`/api/runs/${run.id}/heartbeat`, { token: agent.token, body: { fencing_token: token, lease_ms: 5000 } })).json.error.code).toBe('runner-lease-conflict');
+      expect(
+        (
+          await h.api(`/api/runs/${run.id}/heartbeat`, {
+            token: agent.token,
+            body: { fencing_token: token, lease_ms: 5000 },
+          })
+        ).json.error.code,
+      ).toBe('runner-lease-conflict');
     } finally {
       h.cp.sweeper.start();
     }
@@ -92,10 +125,21 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
     await agent.client.reportStatus(run.id, { fencing_token: token, status: 'running' });
     await expireLease(run.id);
     await eventually(async () => (await runOf(run.id)).status === 'failed', 'the run to fail');
-    expect(await runOf(run.id)).toMatchObject({ status: 'failed', failure_kind: 'runner-lost', attempt: 1, lease: null });
+    expect(await runOf(run.id)).toMatchObject({
+      status: 'failed',
+      failure_kind: 'runner-lost',
+      attempt: 1,
+      lease: null,
+    });
     const last = (await admin.listEvents(run.id)).events.at(-1)!;
-    expect(last).toMatchObject({ type: 'terminal_status', payload: { status: 'failed', failure_kind: 'runner-lost' } });
-    const late = await h.api(`/api/runs/${run.id}/status`, { token: agent.token, body: { fencing_token: token, status: 'completed' } });
+    expect(last).toMatchObject({
+      type: 'terminal_status',
+      payload: { status: 'failed', failure_kind: 'runner-lost' },
+    });
+    const late = await h.api(`/api/runs/${run.id}/status`, {
+      token: agent.token,
+      body: { fencing_token: token, status: 'completed' },
+    });
     expect(late.json.error.code).toBe('run-not-active');
   });
 
@@ -124,7 +168,10 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
     await h.t.db.query(`update runs set offered_at = now() - interval '1 hour' where id = $1`, [run.id]);
     await eventually(async () => (await runOf(run.id)).status === 'queued', 'the offer to come back');
     expect(await runOf(run.id)).toMatchObject({ attempt: 1, workstation_id: null, offered_at: null });
-    const late = await h.api(`/api/runs/${run.id}/claim`, { token: agent.token, body: { runner_id: 'r', lease_ms: 5000 } });
+    const late = await h.api(`/api/runs/${run.id}/claim`, {
+      token: agent.token,
+      body: { runner_id: 'r', lease_ms: 5000 },
+    });
     expect(late.json.error.code).toBe('run-not-offered');
   });
 
@@ -143,7 +190,10 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
 
   it('refuses a claim while another runner of the workstation holds a live lease', async () => {
     const { agent, run } = await claimed();
-    const r = await h.api(`/api/runs/${run.id}/claim`, { token: agent.token, body: { runner_id: 'someone-else', lease_ms: 5000 } });
+    const r = await h.api(`/api/runs/${run.id}/claim`, {
+      token: agent.token,
+      body: { runner_id: 'someone-else', lease_ms: 5000 },
+    });
     expect(r.status).toBe(409);
     expect(r.json.error.code).toBe('runner-lease-conflict');
   });
@@ -155,7 +205,10 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
     try {
       // As if no control plane had run for 60 s: the last sweep was then, the lease ran out 30 s ago.
       await h.t.db.query(`update sweep_clock set swept_at = clock_timestamp() - interval '60 seconds'`);
-      await h.t.db.query(`update leases set expires_at = clock_timestamp() - interval '30 seconds' where resource = $1`, [run.id]);
+      await h.t.db.query(
+        `update leases set expires_at = clock_timestamp() - interval '30 seconds' where resource = $1`,
+        [run.id],
+      );
       const swept = await h.cp.sweeper.sweep();
       expect(swept.outageCreditedMs).toBeGreaterThanOrEqual(60_000);
       expect(swept.lost.map((l) => l.runId)).not.toContain(run.id);
@@ -165,7 +218,10 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
 
       // No outage (the clock was just stamped): an expired lease is lost as before.
       const second = await claimed();
-      await second.agent.client.reportStatus(second.run.id, { fencing_token: second.token, status: 'running' });
+      await second.agent.client.reportStatus(second.run.id, {
+        fencing_token: second.token,
+        status: 'running',
+      });
       await expireLease(second.run.id);
       const next = await h.cp.sweeper.sweep();
       expect(next.outageCreditedMs).toBe(0);
@@ -181,10 +237,14 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
     try {
       for (const c of many) await expireLease(c.run.id);
       const results = await Promise.all([h.cp.sweeper.sweep(), h.cp.sweeper.sweep(), h.cp.sweeper.sweep()]);
-      const handled = results.flatMap((r) => r.lost.map((l) => l.runId)).filter((id) => many.some((c) => c.run.id === id));
+      const handled = results
+        .flatMap((r) => r.lost.map((l) => l.runId))
+        .filter((id) => many.some((c) => c.run.id === id));
       expect(handled.sort()).toEqual(many.map((c) => c.run.id).sort());
       for (const c of many) {
-        const terminal = (await admin.listEvents(c.run.id)).events.filter((e) => e.type === 'terminal_status');
+        const terminal = (await admin.listEvents(c.run.id)).events.filter(
+          (e) => e.type === 'terminal_status',
+        );
         expect(terminal).toHaveLength(1);
       }
     } finally {

@@ -9,7 +9,11 @@ const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 describe('runt-control-plane --help', () => {
   it('prints its usage and every environment variable, exits 0 and starts nothing', async () => {
     for (const flag of ['--help', '-h']) {
-      const r = await execa('node', [BIN, flag], { reject: false, timeout: 30_000, env: { RUNT_DATA_DIR: '/nonexistent/never-created' } });
+      const r = await execa('node', [BIN, flag], {
+        reject: false,
+        timeout: 30_000,
+        env: { RUNT_DATA_DIR: '/nonexistent/never-created' },
+      });
       expect(r.exitCode, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/^Usage: runt-control-plane/);
       for (const [name] of ENV_HELP) expect(r.stdout).toContain(name);
@@ -27,6 +31,8 @@ describe('runt-control-plane --help', () => {
   it('refuses an unknown argument in one line, exit 2', async () => {
     const r = await execa('node', [BIN, '--port', '9'], { reject: false, timeout: 30_000 });
     expect(r.exitCode).toBe(2);
-    expect(r.stderr.trim()).toBe('runt-control-plane: unknown argument --port (it is configured by environment variables; see --help)');
+    expect(r.stderr.trim()).toBe(
+      'runt-control-plane: unknown argument --port (it is configured by environment variables; see --help)',
+    );
   });
 });

@@ -1,6 +1,13 @@
 import type { Queryable } from '@runt/sql';
 import { LeaseConflictError } from './errors.js';
-import { LEASE_COLUMNS, type LeaseRecord, type LeaseRow, requireText, requireToken, toLeaseRecord } from './lease-record.js';
+import {
+  LEASE_COLUMNS,
+  type LeaseRecord,
+  type LeaseRow,
+  requireText,
+  requireToken,
+  toLeaseRecord,
+} from './lease-record.js';
 
 /**
  * Checks, inside the caller's own transaction, that `fencingToken` is the current token of a live
@@ -15,7 +22,11 @@ import { LEASE_COLUMNS, type LeaseRecord, type LeaseRow, requireText, requireTok
  *   await tx.query('insert into events (run_id, seq, type) values ($1, $2, $3)', [runId, seq, 'log']);
  * });
  */
-export async function assertFenced(tx: Queryable, resource: string, fencingToken: number): Promise<LeaseRecord> {
+export async function assertFenced(
+  tx: Queryable,
+  resource: string,
+  fencingToken: number,
+): Promise<LeaseRecord> {
   requireText('resource', resource);
   requireToken(fencingToken);
   const r = await tx.query<LeaseRow & { live: boolean }>(
@@ -26,9 +37,14 @@ export async function assertFenced(tx: Queryable, resource: string, fencingToken
   if (!row) throw new LeaseConflictError(resource, 'not-held', `no lease on ${resource}`);
   const record = toLeaseRecord(row);
   if (record.fencingToken !== fencingToken) {
-    throw new LeaseConflictError(resource, 'stale-token', `fencing token ${fencingToken} is not current for ${resource}`);
+    throw new LeaseConflictError(
+      resource,
+      'stale-token',
+      `fencing token ${fencingToken} is not current for ${resource}`,
+    );
   }
-  if (record.holder === null) throw new LeaseConflictError(resource, 'not-held', `the lease on ${resource} was released`);
+  if (record.holder === null)
+    throw new LeaseConflictError(resource, 'not-held', `the lease on ${resource} was released`);
   if (!row.live) throw new LeaseConflictError(resource, 'expired', `the lease on ${resource} has expired`);
   return record;
 }

@@ -2,10 +2,7 @@ const MARKER = Symbol.for('runt.leases.LeaseError');
 
 /** Stable codes of `@runt/leases` errors. `runner-lease-conflict` is also a run failure kind. */
 export type LeaseErrorCode =
-  | 'runner-lease-conflict'
-  | 'lease-lost'
-  | 'lease-invalid-argument'
-  | 'lease-request-failed';
+  'runner-lease-conflict' | 'lease-lost' | 'lease-invalid-argument' | 'lease-request-failed';
 
 /**
  * Why a claim, renewal, release or fenced write was refused: `held` (another holder has a live
@@ -70,7 +67,13 @@ export class LeaseLostError extends LeaseError {
   readonly fencingToken: number;
   readonly reason: LeaseLostReason;
 
-  constructor(resource: string, fencingToken: number, reason: LeaseLostReason, message: string, options?: { cause?: unknown }) {
+  constructor(
+    resource: string,
+    fencingToken: number,
+    reason: LeaseLostReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super('lease-lost', message, options);
     this.resource = resource;
     this.fencingToken = fencingToken;

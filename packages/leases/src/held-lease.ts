@@ -3,7 +3,12 @@ import { LEASE_MS_MAX, LEASE_MS_MIN, backoffDelay, type BackoffOptions } from '@
 import { LeaseError, LeaseLostError, type LeaseRequestError } from './errors.js';
 import { type LeaseHttp, runPath } from './lease-http.js';
 import { requireLeaseMs, requireText } from './lease-record.js';
-import { type ClaimAnswer, claimAnswerSchema, type HeartbeatAnswer, heartbeatAnswerSchema } from './wire-schemas.js';
+import {
+  type ClaimAnswer,
+  claimAnswerSchema,
+  type HeartbeatAnswer,
+  heartbeatAnswerSchema,
+} from './wire-schemas.js';
 
 /** A lease obtained from `LeaseClient.claim`. */
 export interface ClaimedLease {
@@ -90,16 +95,25 @@ export interface ClaimedLeaseFromOptions {
  * const claim = await myClient.claimRun(runId, { runner_id: 'ws_a', lease_ms: 30_000 });
  * const held = leases.hold(runId, claimedLeaseFrom(runId, claim, { runnerId: 'ws_a', leaseMs: 30_000, claimedAt: sentAt }));
  */
-export function claimedLeaseFrom(runId: string, answer: unknown, opts: ClaimedLeaseFromOptions): ClaimedLease {
+export function claimedLeaseFrom(
+  runId: string,
+  answer: unknown,
+  opts: ClaimedLeaseFromOptions,
+): ClaimedLease {
   requireText('runId', runId);
   requireText('runnerId', opts.runnerId);
   requireLeaseMs('leaseMs', opts.leaseMs, LEASE_MS_MIN, LEASE_MS_MAX);
   if (!Number.isFinite(opts.claimedAt) || opts.claimedAt > now()) {
-    throw new LeaseError('lease-invalid-argument', 'claimedAt must be a performance.now() reading taken when the claim was sent');
+    throw new LeaseError(
+      'lease-invalid-argument',
+      'claimedAt must be a performance.now() reading taken when the claim was sent',
+    );
   }
   const parsed = claimAnswerSchema.safeParse(answer);
   if (!parsed.success) {
-    throw new LeaseError('lease-invalid-argument', `not a claim answer: ${parsed.error.message}`, { cause: parsed.error });
+    throw new LeaseError('lease-invalid-argument', `not a claim answer: ${parsed.error.message}`, {
+      cause: parsed.error,
+    });
   }
   return {
     runId,
@@ -124,7 +138,8 @@ const now = () => performance.now();
 
 export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: HoldOptions = {}): HeldLease {
   const minInterval = opts.minRenewIntervalMs ?? 1000;
-  if (!(minInterval > 0)) throw new LeaseError('lease-invalid-argument', 'minRenewIntervalMs must be positive');
+  if (!(minInterval > 0))
+    throw new LeaseError('lease-invalid-argument', 'minRenewIntervalMs must be positive');
   const baseInterval = Math.max(lease.leaseMs / 3, minInterval);
   if (baseInterval * 2 > lease.leaseMs) {
     throw new LeaseError(
@@ -209,11 +224,22 @@ export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: H
         return;
       }
       case 'conflict':
-        return lose('refused', `the control plane refused to renew the lease on ${lease.runId}: ${result.message}`);
+        return lose(
+          'refused',
+          `the control plane refused to renew the lease on ${lease.runId}: ${result.message}`,
+        );
       case 'fatal':
-        return lose('failed', `renewing the lease on ${lease.runId} failed: ${result.error.message}`, result.error);
+        return lose(
+          'failed',
+          `renewing the lease on ${lease.runId} failed: ${result.error.message}`,
+          result.error,
+        );
       case 'transient': {
-        const delay = backoffDelay(attempt + 1, { ...deps.backoff, random: deps.random, retryAfterMs: result.retryAfterMs });
+        const delay = backoffDelay(attempt + 1, {
+          ...deps.backoff,
+          random: deps.random,
+          retryAfterMs: result.retryAfterMs,
+        });
         // Past the deadline the deadline timer declares the lease lost; no point in asking again.
         if (now() + delay < deadline) scheduleRenew(now() + delay, attempt + 1);
         lastTransient = result.error;

@@ -78,7 +78,11 @@ export class LeaseClient {
     const { attempts, maxRetryAfterMs, ...backoff } = opts.retry ?? {};
     this.#random = backoff.random ?? Math.random;
     this.#backoff = { baseMs: backoff.baseMs ?? 200, capMs: backoff.capMs ?? 10_000, random: this.#random };
-    this.#retry = { ...this.#backoff, retries: Math.max(1, attempts ?? 3) - 1, maxRetryAfterMs: maxRetryAfterMs ?? 30_000 };
+    this.#retry = {
+      ...this.#backoff,
+      retries: Math.max(1, attempts ?? 3) - 1,
+      maxRetryAfterMs: maxRetryAfterMs ?? 30_000,
+    };
   }
 
   /**
@@ -98,7 +102,12 @@ export class LeaseClient {
     // report: counting from the first is the safe side (the local deadline can only be early).
     const claimedAt = performance.now();
     const result = this.#settled(
-      await this.#http.post(runPath(runId, 'claim'), { runner_id: opts.runnerId, lease_ms: opts.leaseMs }, claimAnswerSchema, this.#opts(opts.signal)),
+      await this.#http.post(
+        runPath(runId, 'claim'),
+        { runner_id: opts.runnerId, lease_ms: opts.leaseMs },
+        claimAnswerSchema,
+        this.#opts(opts.signal),
+      ),
     );
     if (result.kind === 'conflict') {
       throw new LeaseConflictError(runId, 'remote', `cannot claim ${runId}: ${result.message}`);
@@ -135,7 +144,12 @@ export class LeaseClient {
       ),
     );
     if (result.kind === 'conflict') {
-      throw new LeaseLostError(runId, opts.fencingToken, 'refused', `the control plane refused to renew ${runId}: ${result.message}`);
+      throw new LeaseLostError(
+        runId,
+        opts.fencingToken,
+        'refused',
+        `the control plane refused to renew ${runId}: ${result.message}`,
+      );
     }
     return { expiresAt: new Date(result.body.expires_at) };
   }
@@ -208,7 +222,9 @@ export class LeaseClient {
     try {
       held = this.hold(runId, claimed, opts);
     } catch (e) {
-      await this.release(runId, { runnerId: claimed.runnerId, fencingToken: claimed.fencingToken }).catch(() => false);
+      await this.release(runId, { runnerId: claimed.runnerId, fencingToken: claimed.fencingToken }).catch(
+        () => false,
+      );
       throw e;
     }
     try {

@@ -1,4 +1,11 @@
-import { HttpTransport, TransportError, apiErrorOf, parseRetryAfter, type RetryOptions, type TransportAnswer } from '@runt/protocol';
+import {
+  HttpTransport,
+  TransportError,
+  apiErrorOf,
+  parseRetryAfter,
+  type RetryOptions,
+  type TransportAnswer,
+} from '@runt/protocol';
 import type { z } from 'zod';
 import { LeaseError, LeaseRequestError } from './errors.js';
 
@@ -30,7 +37,8 @@ export class LeaseHttp {
   readonly #transport: HttpTransport;
 
   constructor(opts: LeaseHttpOptions) {
-    if (!opts.token && !opts.getToken) throw new LeaseError('lease-invalid-argument', 'LeaseClient needs a token or getToken');
+    if (!opts.token && !opts.getToken)
+      throw new LeaseError('lease-invalid-argument', 'LeaseClient needs a token or getToken');
     this.#transport = new HttpTransport({
       url: opts.baseUrl,
       token: opts.getToken ?? (() => opts.token),
@@ -61,12 +69,20 @@ export class LeaseHttp {
     let answer: TransportAnswer;
     try {
       answer = opts.retry
-        ? await this.#transport.request(req, { ...opts.retry, statuses: TRANSIENT_STATUSES, retryTimeouts: true })
+        ? await this.#transport.request(req, {
+            ...opts.retry,
+            statuses: TRANSIENT_STATUSES,
+            retryTimeouts: true,
+          })
         : await this.#transport.send(req);
     } catch (e) {
       if (opts.signal?.aborted || !(e instanceof TransportError)) throw opts.signal?.reason ?? e;
       const what = e.kind === 'timeout' ? 'timed out' : 'failed';
-      return { kind: 'transient', error: new LeaseRequestError(`POST ${path} ${what}: ${e.reason}`, { cause: e }), retryAfterMs: undefined };
+      return {
+        kind: 'transient',
+        error: new LeaseRequestError(`POST ${path} ${what}: ${e.reason}`, { cause: e }),
+        retryAfterMs: undefined,
+      };
     }
     const json = answer.json();
     if (answer.status >= 200 && answer.status < 300) {
@@ -75,7 +91,10 @@ export class LeaseHttp {
       if (parsed.success) return { kind: 'ok', body: parsed.data };
       return {
         kind: 'fatal',
-        error: new LeaseRequestError(`POST ${path} answered ${answer.status} with an unexpected body`, { status: answer.status, cause: parsed.error }),
+        error: new LeaseRequestError(`POST ${path} answered ${answer.status} with an unexpected body`, {
+          status: answer.status,
+          cause: parsed.error,
+        }),
       };
     }
     const apiError = apiErrorOf(answer.status, answer.statusText, json, this.#transport.url);
@@ -88,7 +107,9 @@ export class LeaseHttp {
       ...(serverCode !== undefined ? { serverCode } : {}),
       ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
     });
-    return TRANSIENT_STATUSES.includes(answer.status) ? { kind: 'transient', error, retryAfterMs } : { kind: 'fatal', error };
+    return TRANSIENT_STATUSES.includes(answer.status)
+      ? { kind: 'transient', error, retryAfterMs }
+      : { kind: 'fatal', error };
   }
 }
 

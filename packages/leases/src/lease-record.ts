@@ -40,7 +40,10 @@ export function toLeaseRecord(row: LeaseRow): LeaseRecord {
 
 export function requireText(name: string, value: unknown): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 512) {
-    throw new LeaseError('lease-invalid-argument', `${name} must be a non-empty string of at most 512 characters`);
+    throw new LeaseError(
+      'lease-invalid-argument',
+      `${name} must be a non-empty string of at most 512 characters`,
+    );
   }
   return value;
 }
@@ -54,7 +57,10 @@ export const MAX_LEASE_MS = 2_147_483_647;
 
 export function requireLeaseMs(name: string, value: unknown, min = 1, max = MAX_LEASE_MS): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new LeaseError('lease-invalid-argument', `${name} must be an integer between ${min} and ${max} (ms)`);
+    throw new LeaseError(
+      'lease-invalid-argument',
+      `${name} must be an integer between ${min} and ${max} (ms)`,
+    );
   }
   return value;
 }

@@ -102,7 +102,10 @@ class Release extends Step {
 /** Time passes beyond the ttl: done by moving `expires_at` into the past instead of sleeping. */
 class Expire extends Step {
   override async apply(m: Model, r: Real) {
-    await r.t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [r.resource]);
+    await r.t.db.query(
+      `update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`,
+      [r.resource],
+    );
     m.live = false;
   }
   override toString = () => 'expire';
@@ -182,7 +185,10 @@ describe.each(TEST_BACKENDS)('lease store properties on %s', (backend) => {
   it('refuses every stale token for renew, release and fenced writes', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.record({ holder: holderArb, end: fc.constantFrom('release', 'expire', 'sweep') }), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.record({ holder: holderArb, end: fc.constantFrom('release', 'expire', 'sweep') }), {
+          minLength: 1,
+          maxLength: 8,
+        }),
         async (steps) => {
           const resource = `stale_${++runs}`;
           const granted: Array<{ holder: string; token: number }> = [];
@@ -191,7 +197,10 @@ describe.each(TEST_BACKENDS)('lease store properties on %s', (backend) => {
             granted.push({ holder: s.holder, token: g.fencingToken });
             if (s.end === 'release') await store.release(resource, s.holder, g.fencingToken);
             else {
-              await t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [resource]);
+              await t.db.query(
+                `update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`,
+                [resource],
+              );
               if (s.end === 'sweep') await store.sweepExpired({ limit: 1000 });
             }
           }
@@ -200,10 +209,15 @@ describe.each(TEST_BACKENDS)('lease store properties on %s', (backend) => {
           for (const old of granted) {
             expect(old.token).toBeLessThan(current.fencingToken);
             expect((await outcome(store.renew(resource, old.holder, old.token, TTL))).ok).toBe(false);
-            expect((await outcome(t.db.transaction((tx) => store.assertFenced(tx, resource, old.token)))).ok).toBe(false);
+            expect(
+              (await outcome(t.db.transaction((tx) => store.assertFenced(tx, resource, old.token)))).ok,
+            ).toBe(false);
             expect(await store.release(resource, old.holder, old.token)).toBeUndefined();
           }
-          expect((await outcome(t.db.transaction((tx) => store.assertFenced(tx, resource, current.fencingToken)))).ok).toBe(true);
+          expect(
+            (await outcome(t.db.transaction((tx) => store.assertFenced(tx, resource, current.fencingToken))))
+              .ok,
+          ).toBe(true);
         },
       ),
       { numRuns: 40 },

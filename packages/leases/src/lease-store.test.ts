@@ -20,7 +20,10 @@ describe.each(TEST_BACKENDS)('sql lease store on %s', (backend) => {
   let store: LeaseStore;
   let n = 0;
   const resource = () => `run_${backend}_${++n}`;
-  const expire = (r: string) => t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [r]);
+  const expire = (r: string) =>
+    t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [
+      r,
+    ]);
 
   beforeAll(async () => {
     t = await createTestDatabase(backend);
@@ -31,7 +34,7 @@ describe.each(TEST_BACKENDS)('sql lease store on %s', (backend) => {
     await t?.dispose();
   });
 
-  it('exports its statements as fragments that keep the same rules inside a caller\'s statement', async () => {
+  it("exports its statements as fragments that keep the same rules inside a caller's statement", async () => {
     const r = resource();
     const claimWhen = (when: string) =>
       t.db.query<{ holder: string; fencing_token: string | number }>(
@@ -41,14 +44,25 @@ describe.each(TEST_BACKENDS)('sql lease store on %s', (backend) => {
     expect((await claimWhen('false')).rows).toEqual([]);
     expect(await store.get(r)).toBeUndefined();
     const granted = (await claimWhen('true')).rows[0]!;
-    expect({ holder: granted.holder, token: Number(granted.fencing_token) }).toEqual({ holder: 'ws_a', token: 1 });
-    const live = (p: string) => t.db.query<{ ok: boolean }>(`select ${leaseSql.heldWithToken({ resource: '$1', token: '$2' })} as ok`, [r, Number(p)]);
+    expect({ holder: granted.holder, token: Number(granted.fencing_token) }).toEqual({
+      holder: 'ws_a',
+      token: 1,
+    });
+    const live = (p: string) =>
+      t.db.query<{ ok: boolean }>(`select ${leaseSql.heldWithToken({ resource: '$1', token: '$2' })} as ok`, [
+        r,
+        Number(p),
+      ]);
     expect((await live('1')).rows[0]!.ok).toBe(true);
     expect((await live('2')).rows[0]!.ok).toBe(false);
     // another holder's claim through the fragment is refused like the store's own
     expect(await conflictReason(store.claim(r, 'ws_b', 30_000))).toBe('held');
     expect(await releaseLease(t.db, r, 'ws_b', 1)).toBeUndefined();
-    expect(await releaseLease(t.db, r, 'ws_a', 1)).toMatchObject({ resource: r, holder: null, fencingToken: 1 });
+    expect(await releaseLease(t.db, r, 'ws_a', 1)).toMatchObject({
+      resource: r,
+      holder: null,
+      fencingToken: 1,
+    });
     expect((await live('1')).rows[0]!.ok).toBe(false);
     expect((await store.claim(r, 'ws_b', 30_000)).fencingToken).toBe(2);
   });
@@ -122,14 +136,24 @@ describe.each(TEST_BACKENDS)('sql lease store on %s', (backend) => {
     const a = await store.claim(r, 'ws_a', 30_000);
     const rec = await t.db.transaction((tx) => store.assertFenced(tx, r, a.fencingToken));
     expect(rec).toMatchObject({ holder: 'ws_a', fencingToken: a.fencingToken });
-    expect(await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, r, a.fencingToken + 1)))).toBe('stale-token');
-    expect(await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, 'nope', 1)))).toBe('not-held');
+    expect(
+      await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, r, a.fencingToken + 1))),
+    ).toBe('stale-token');
+    expect(await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, 'nope', 1)))).toBe(
+      'not-held',
+    );
     await expire(r);
-    expect(await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, r, a.fencingToken)))).toBe('expired');
+    expect(await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, r, a.fencingToken)))).toBe(
+      'expired',
+    );
     const b = await store.claim(r, 'ws_b', 30_000);
-    expect(await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, r, a.fencingToken)))).toBe('stale-token');
+    expect(await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, r, a.fencingToken)))).toBe(
+      'stale-token',
+    );
     await store.release(r, 'ws_b', b.fencingToken);
-    expect(await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, r, b.fencingToken)))).toBe('not-held');
+    expect(await conflictReason(t.db.transaction((tx) => store.assertFenced(tx, r, b.fencingToken)))).toBe(
+      'not-held',
+    );
   });
 
   it('a fenced write rolls back with the transaction when the fence refuses', async () => {
@@ -145,7 +169,9 @@ describe.each(TEST_BACKENDS)('sql lease store on %s', (backend) => {
     await expire(r);
     await store.claim(r, 'ws_b', 30_000);
     await expect(write(a.fencingToken)).rejects.toMatchObject({ code: 'runner-lease-conflict' });
-    const rows = await t.db.query<{ token: number }>('select token from fenced_events where resource = $1', [r]);
+    const rows = await t.db.query<{ token: number }>('select token from fenced_events where resource = $1', [
+      r,
+    ]);
     expect(rows.rows.map((x) => Number(x.token))).toEqual([a.fencingToken]);
   });
 

@@ -139,7 +139,12 @@ const RELEASE_SQL = leaseSql.release({ resource: '$1', holder: '$2', token: '$3'
  * @example
  * await releaseLease(tx, 'run_1', 'ws_a', 3);
  */
-export async function releaseLease(q: Queryable, resource: string, holder: string, fencingToken: number): Promise<LeaseRecord | undefined> {
+export async function releaseLease(
+  q: Queryable,
+  resource: string,
+  holder: string,
+  fencingToken: number,
+): Promise<LeaseRecord | undefined> {
   requireText('resource', resource);
   requireText('holder', holder);
   requireToken(fencingToken);
@@ -211,7 +216,11 @@ export function createSqlLeaseStore(db: Database): LeaseStore {
       const row = r.rows[0];
       if (row) return toLeaseRecord(row) as LeaseGrant;
       const reason = await diagnose(resource, holder, fencingToken);
-      throw new LeaseConflictError(resource, reason, `cannot renew ${resource} with fencing token ${fencingToken}: ${reason}`);
+      throw new LeaseConflictError(
+        resource,
+        reason,
+        `cannot renew ${resource} with fencing token ${fencingToken}: ${reason}`,
+      );
     },
 
     release: (resource, holder, fencingToken) => releaseLease(db, resource, holder, fencingToken),

@@ -11,7 +11,12 @@ const events = [];
 let conflicts = 0;
 const pause = (ms) => new Promise((r) => setTimeout(r, ms));
 const record = (grant, end) =>
-  events.push({ holder: HOLDER, token: grant.fencingToken, acquiredAt: grant.acquiredAt.getTime(), end: end.getTime() });
+  events.push({
+    holder: HOLDER,
+    token: grant.fencingToken,
+    acquiredAt: grant.acquiredAt.getTime(),
+    end: end.getTime(),
+  });
 
 for (let i = 0; i < Number(ATTEMPTS); i++) {
   try {

@@ -50,7 +50,8 @@ describe.each(TEST_BACKENDS)('concurrent claimers on %s', (backend) => {
     try {
       await migrate(t.db, leaseMigrations);
       // PGlite has one connection: its claimers are concurrent promises on it.
-      for (let i = 0; i < CLAIMERS; i++) pools.push(t.url ? await openPostgres({ url: t.url, max: 1 }) : t.db);
+      for (let i = 0; i < CLAIMERS; i++)
+        pools.push(t.url ? await openPostgres({ url: t.url, max: 1 }) : t.db);
       const perHolder = await Promise.all(pools.map((db, i) => claimLoop(db, 'run_hot', `ws_${i}`)));
       const { tokens, problems } = checkExclusiveIntervals(perHolder);
       expect(problems).toEqual([]);
@@ -85,11 +86,22 @@ describe('claimers in separate processes on postgres', () => {
   });
 });
 
-function runWorker(script: string, url: string, holder: string): Promise<{ conflicts: number; events: HeldInterval[] }> {
+function runWorker(
+  script: string,
+  url: string,
+  holder: string,
+): Promise<{ conflicts: number; events: HeldInterval[] }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script], {
       cwd: fileURLToPath(new URL('..', import.meta.url)),
-      env: { ...process.env, DATABASE_URL: url, RESOURCE: 'run_proc', HOLDER: holder, ATTEMPTS: '150', TTL_MS: String(TTL_MS) },
+      env: {
+        ...process.env,
+        DATABASE_URL: url,
+        RESOURCE: 'run_proc',
+        HOLDER: holder,
+        ATTEMPTS: '150',
+        TTL_MS: String(TTL_MS),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

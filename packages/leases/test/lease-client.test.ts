@@ -31,7 +31,10 @@ const until = async (cond: () => boolean, ms = 15_000) => {
 };
 
 const expireOnServer = (id: string) =>
-  server.t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [id]);
+  server.t.db.query(
+    `update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`,
+    [id],
+  );
 
 beforeAll(async () => {
   server = await startLeaseTestServer();
@@ -44,11 +47,19 @@ describe('LeaseClient over a real HTTP server', () => {
   it('claims with bearer auth, gets 409 as LeaseConflictError, and re-claims idempotently', async () => {
     const id = runId();
     const lease = await client().claim(id, { runnerId: 'ws_a', leaseMs: 30_000 });
-    expect(lease).toMatchObject({ runId: id, runnerId: 'ws_a', fencingToken: 1, leaseMs: 30_000, run: { id } });
+    expect(lease).toMatchObject({
+      runId: id,
+      runnerId: 'ws_a',
+      fencingToken: 1,
+      leaseMs: 30_000,
+      run: { id },
+    });
     expect(lease.expiresAt.getTime()).toBeGreaterThan(Date.now());
     expect(server.calls.at(-1)?.auth).toBe(`Bearer ${TEST_TOKEN}`);
 
-    const other = await client().claim(id, { runnerId: 'ws_b', leaseMs: 30_000 }).catch((e) => e);
+    const other = await client()
+      .claim(id, { runnerId: 'ws_b', leaseMs: 30_000 })
+      .catch((e) => e);
     expect(isLeaseError(other, 'runner-lease-conflict')).toBe(true);
     expect(other).toMatchObject({ name: 'LeaseConflictError', status: 409, resource: id });
 
@@ -58,7 +69,9 @@ describe('LeaseClient over a real HTTP server', () => {
 
   it('fails fast on 401 and never sends a token it was not given', async () => {
     const before = server.calls.length;
-    const e = (await client({ token: 'rnt_ws_wrong' }).claim(runId(), { runnerId: 'ws_a', leaseMs: 30_000 }).catch((x) => x)) as LeaseRequestError;
+    const e = (await client({ token: 'rnt_ws_wrong' })
+      .claim(runId(), { runnerId: 'ws_a', leaseMs: 30_000 })
+      .catch((x) => x)) as LeaseRequestError;
     expect(isLeaseError(e, 'lease-request-failed')).toBe(true);
     expect(e.status).toBe(401);
     expect(e.serverCode).toBe('unauthorized');
@@ -109,7 +122,12 @@ describe('LeaseClient over a real HTTP server', () => {
     expect(thief.fencingToken).toBe(lease.fencingToken + 1);
     const reason = (await aborted(held.signal)) as LeaseLostError;
     expect(isLeaseError(reason, 'lease-lost')).toBe(true);
-    expect(reason).toMatchObject({ name: 'LeaseLostError', reason: 'refused', resource: id, fencingToken: lease.fencingToken });
+    expect(reason).toMatchObject({
+      name: 'LeaseLostError',
+      reason: 'refused',
+      resource: id,
+      fencingToken: lease.fencingToken,
+    });
     expect(held.state).toBe('lost');
     expect(await held.release()).toBe(false); // not ours any more: 409 on release
     expect((await server.store.get(id))?.holder).toBe('ws_b');
@@ -126,7 +144,9 @@ describe('LeaseClient over a real HTTP server', () => {
       expect(reason).toMatchObject({ code: 'lease-lost', reason: 'expired' });
       expect(isLeaseError((reason as Error).cause, 'lease-request-failed')).toBe(true);
       // Retried (with backoff) before giving up.
-      expect(server.calls.filter((x) => x.runId === id && x.endpoint === 'heartbeat').length).toBeGreaterThan(1);
+      expect(server.calls.filter((x) => x.runId === id && x.endpoint === 'heartbeat').length).toBeGreaterThan(
+        1,
+      );
     } finally {
       server.canned.heartbeat.length = 0;
     }
@@ -183,7 +203,9 @@ describe('LeaseClient over a real HTTP server', () => {
   it('gives up a claim after its attempts, with the last error', async () => {
     const id = runId();
     server.canned.claim.push({ status: 503 }, { status: 503 }, { status: 503 });
-    const e = (await client().claim(id, { runnerId: 'ws_a', leaseMs: 30_000 }).catch((x) => x)) as LeaseRequestError;
+    const e = (await client()
+      .claim(id, { runnerId: 'ws_a', leaseMs: 30_000 })
+      .catch((x) => x)) as LeaseRequestError;
     expect(e).toMatchObject({ code: 'lease-request-failed', status: 503 });
     expect(server.calls.filter((x) => x.runId === id).length).toBe(3);
   });
@@ -191,17 +213,24 @@ describe('LeaseClient over a real HTTP server', () => {
   it('withLease hands fn the held lease and its signal, then releases', async () => {
     const id = runId();
     const c = client();
-    const out = await c.withLease(id, { runnerId: 'ws_a', leaseMs: 1200, minRenewIntervalMs: 100 }, async (lease) => {
-      expect(lease.signal).toBeInstanceOf(AbortSignal);
-      expect(lease.signal.aborted).toBe(false);
-      const row = await server.store.get(id);
-      expect(row).toMatchObject({ holder: 'ws_a', fencingToken: lease.fencingToken, live: true });
-      await until(() => lease.renewals >= 2);
-      return lease.fencingToken;
-    });
+    const out = await c.withLease(
+      id,
+      { runnerId: 'ws_a', leaseMs: 1200, minRenewIntervalMs: 100 },
+      async (lease) => {
+        expect(lease.signal).toBeInstanceOf(AbortSignal);
+        expect(lease.signal.aborted).toBe(false);
+        const row = await server.store.get(id);
+        expect(row).toMatchObject({ holder: 'ws_a', fencingToken: lease.fencingToken, live: true });
+        await until(() => lease.renewals >= 2);
+        return lease.fencingToken;
+      },
+    );
     expect(out).toBe(1);
     expect((await server.store.get(id))?.holder).toBeNull();
-    expect(server.calls.filter((x) => x.runId === id).at(-1)).toMatchObject({ endpoint: 'release', status: 200 });
+    expect(server.calls.filter((x) => x.runId === id).at(-1)).toMatchObject({
+      endpoint: 'release',
+      status: 200,
+    });
   });
 
   it('keeps renewing while fn does CPU-heavy work in slices that yield to the event loop', async () => {
@@ -251,7 +280,11 @@ describe('LeaseClient over a real HTTP server', () => {
     const bad = new LeaseClient({
       baseUrl: server.url,
       token: TEST_TOKEN,
-      fetch: async () => new Response(JSON.stringify({ fencing_token: 'x' }), { status: 200, headers: { 'content-type': 'application/json' } }),
+      fetch: async () =>
+        new Response(JSON.stringify({ fencing_token: 'x' }), {
+          status: 200,
+          headers: { 'content-type': 'application/json' },
+        }),
     });
     await expect(bad.claim(runId(), { runnerId: 'ws_a', leaseMs: 30_000 })).rejects.toMatchObject({
       code: 'lease-request-failed',
@@ -264,7 +297,9 @@ describe('LeaseClient over a real HTTP server', () => {
     const c = client();
     const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 1500 });
     expect(() => c.hold(id, lease)).toThrow(/at least twice/);
-    await expect(c.withLease(runId(), { runnerId: 'ws_a', leaseMs: 1500 }, async () => 1)).rejects.toMatchObject({
+    await expect(
+      c.withLease(runId(), { runnerId: 'ws_a', leaseMs: 1500 }, async () => 1),
+    ).rejects.toMatchObject({
       code: 'lease-invalid-argument',
     });
   });
@@ -280,14 +315,19 @@ describe('LeaseClient retry limits', () => {
   });
 });
 
-describe('LeaseClient passes the control plane\'s own answer fields through', () => {
+describe("LeaseClient passes the control plane's own answer fields through", () => {
   it('keeps the whole claim answer on the lease', async () => {
     const id = runId();
     server.extra.claim = { next_event_seq: 5, pending_commands: false };
     try {
       const lease = await client().claim(id, { runnerId: 'ws_a', leaseMs: 30_000 });
       expect(lease.run).toEqual({ id, status: 'accepted' });
-      expect(lease.answer).toMatchObject({ fencing_token: lease.fencingToken, run: { id }, next_event_seq: 5, pending_commands: false });
+      expect(lease.answer).toMatchObject({
+        fencing_token: lease.fencingToken,
+        run: { id },
+        next_event_seq: 5,
+        pending_commands: false,
+      });
     } finally {
       server.extra.claim = {};
     }
@@ -299,10 +339,13 @@ describe('LeaseClient passes the control plane\'s own answer fields through', ()
     const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 1500 });
     server.extra.heartbeat = { cancel_requested: true };
     const answers: HeartbeatAnswer[] = [];
-    const held = c.hold(id, lease, { minRenewIntervalMs: 100, onRenew: (at, answer) => {
-      expect(answer.expires_at).toBe(at.toISOString());
-      answers.push(answer);
-    } });
+    const held = c.hold(id, lease, {
+      minRenewIntervalMs: 100,
+      onRenew: (at, answer) => {
+        expect(answer.expires_at).toBe(at.toISOString());
+        answers.push(answer);
+      },
+    });
     try {
       await until(() => answers.length >= 1);
       expect(answers[0]).toMatchObject({ cancel_requested: true });
@@ -331,7 +374,15 @@ describe('LeaseClient passes the control plane\'s own answer fields through', ()
       server.extra.claim = {};
     }
     const lease = claimedLeaseFrom(id, answer, { runnerId: 'ws_a', leaseMs: 1500, claimedAt });
-    expect(lease).toMatchObject({ runId: id, runnerId: 'ws_a', fencingToken: 1, leaseMs: 1500, claimedAt, run: { id }, answer: { next_event_seq: 1 } });
+    expect(lease).toMatchObject({
+      runId: id,
+      runnerId: 'ws_a',
+      fencingToken: 1,
+      leaseMs: 1500,
+      claimedAt,
+      run: { id },
+      answer: { next_event_seq: 1 },
+    });
     const held = c.hold(id, lease, { minRenewIntervalMs: 100 });
     await until(() => held.renewals >= 2);
     expect(held.signal.aborted).toBe(false);
@@ -341,12 +392,24 @@ describe('LeaseClient passes the control plane\'s own answer fields through', ()
 
   it('claimedLeaseFrom rejects what is not a claim answer', () => {
     const opts = { runnerId: 'ws_a', leaseMs: 30_000, claimedAt: performance.now() };
-    const bad = [{ expires_at: new Date().toISOString() }, { fencing_token: 0, expires_at: new Date().toISOString() }, 'nope'];
+    const bad = [
+      { expires_at: new Date().toISOString() },
+      { fencing_token: 0, expires_at: new Date().toISOString() },
+      'nope',
+    ];
     for (const answer of bad) {
-      expect(() => claimedLeaseFrom('run_x', answer, opts)).toThrow(expect.objectContaining({ code: 'lease-invalid-argument' }));
+      expect(() => claimedLeaseFrom('run_x', answer, opts)).toThrow(
+        expect.objectContaining({ code: 'lease-invalid-argument' }),
+      );
     }
     const ok = { fencing_token: 3, expires_at: new Date().toISOString() };
-    expect(() => claimedLeaseFrom('run_x', ok, { ...opts, claimedAt: performance.now() + 60_000 })).toThrow(expect.objectContaining({ code: 'lease-invalid-argument' }));
-    expect(claimedLeaseFrom('run_x', ok, opts)).toMatchObject({ fencingToken: 3, run: undefined, answer: ok });
+    expect(() => claimedLeaseFrom('run_x', ok, { ...opts, claimedAt: performance.now() + 60_000 })).toThrow(
+      expect.objectContaining({ code: 'lease-invalid-argument' }),
+    );
+    expect(claimedLeaseFrom('run_x', ok, opts)).toMatchObject({
+      fencingToken: 3,
+      run: undefined,
+      answer: ok,
+    });
   });
 });

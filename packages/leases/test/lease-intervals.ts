@@ -24,7 +24,8 @@ export function checkExclusiveIntervals(perHolder: HeldInterval[][]): { tokens: 
         byToken.set(e.token, { ...e });
         continue;
       }
-      if (seen.holder !== e.holder) problems.push(`token ${e.token} granted to ${seen.holder} and ${e.holder}`);
+      if (seen.holder !== e.holder)
+        problems.push(`token ${e.token} granted to ${seen.holder} and ${e.holder}`);
       if (seen.acquiredAt !== e.acquiredAt) problems.push(`token ${e.token} acquired twice`);
       seen.end = e.end;
     }

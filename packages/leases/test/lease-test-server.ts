@@ -67,7 +67,12 @@ export async function startLeaseTestServer(): Promise<LeaseTestServer> {
         const body = claimRequestSchema.parse(json);
         const g = await store.claim(runId, body.runner_id, body.lease_ms);
         log(200);
-        return c.json({ fencing_token: g.fencingToken, expires_at: g.expiresAt.toISOString(), run: { id: runId, status: 'accepted' }, ...extra.claim });
+        return c.json({
+          fencing_token: g.fencingToken,
+          expires_at: g.expiresAt.toISOString(),
+          run: { id: runId, status: 'accepted' },
+          ...extra.claim,
+        });
       }
       if (endpoint === 'heartbeat') {
         const body = heartbeatRequestSchema.parse(json);

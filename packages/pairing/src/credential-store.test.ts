@@ -1,9 +1,23 @@
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { mintToken } from '@runt/transport-auth';
 import { describe, expect, it } from 'vitest';
-import { credentialPath, deleteCredential, loadCredential, saveCredential, type WorkstationCredential } from './credential-store.js';
+import {
+  credentialPath,
+  deleteCredential,
+  loadCredential,
+  saveCredential,
+  type WorkstationCredential,
+} from './credential-store.js';
 import { isPairingError } from './pairing-error.js';
 
 const fresh = () => join(mkdtempSync(join(tmpdir(), 'runt-cred-')), 'nested', 'runt');
@@ -33,10 +47,17 @@ async function rejectionOf(p: Promise<unknown>): Promise<unknown> {
 describe('credential store', () => {
   it('puts workstation.json under configDir, RUNT_CONFIG_DIR, or the platform config dir for runt', () => {
     expect(credentialPath({ configDir: '/etc/runt' })).toBe(join('/etc/runt', 'workstation.json'));
-    expect(credentialPath({ env: { RUNT_CONFIG_DIR: '/srv/runt' } })).toBe(join('/srv/runt', 'workstation.json'));
-    expect(credentialPath({ configDir: '/a', env: { RUNT_CONFIG_DIR: '/b' } })).toBe(join('/a', 'workstation.json'));
+    expect(credentialPath({ env: { RUNT_CONFIG_DIR: '/srv/runt' } })).toBe(
+      join('/srv/runt', 'workstation.json'),
+    );
+    expect(credentialPath({ configDir: '/a', env: { RUNT_CONFIG_DIR: '/b' } })).toBe(
+      join('/a', 'workstation.json'),
+    );
     const platform = credentialPath({ env: {} });
-    expect(platform.endsWith(`${sep}runt${sep}workstation.json`) || platform.endsWith(`${sep}runt${sep}Config${sep}workstation.json`)).toBe(true);
+    expect(
+      platform.endsWith(`${sep}runt${sep}workstation.json`) ||
+        platform.endsWith(`${sep}runt${sep}Config${sep}workstation.json`),
+    ).toBe(true);
   });
 
   it('saves with a 0700 directory and a 0600 file, atomically, and loads it back', async () => {
@@ -95,14 +116,27 @@ describe('credential store', () => {
     const cred = credential();
     await saveCredential(cred, { configDir: dir });
     const token = mintToken('workstation');
-    expect(await loadCredential({ configDir: dir, env: { RUNT_CLOUD_TOKEN: token } })).toEqual({ ...cred, token });
-    expect(await loadCredential({ configDir: dir, env: { RUNT_CLOUD_URL: 'http://127.0.0.1:8787', RUNT_CLOUD_TOKEN: '' } })).toEqual({
+    expect(await loadCredential({ configDir: dir, env: { RUNT_CLOUD_TOKEN: token } })).toEqual({
+      ...cred,
+      token,
+    });
+    expect(
+      await loadCredential({
+        configDir: dir,
+        env: { RUNT_CLOUD_URL: 'http://127.0.0.1:8787', RUNT_CLOUD_TOKEN: '' },
+      }),
+    ).toEqual({
       ...cred,
       cloud_url: 'http://127.0.0.1:8787',
     });
 
     const empty = fresh();
-    expect(await loadCredential({ configDir: empty, env: { RUNT_CLOUD_URL: 'http://cp:8787', RUNT_CLOUD_TOKEN: token } })).toEqual({
+    expect(
+      await loadCredential({
+        configDir: empty,
+        env: { RUNT_CLOUD_URL: 'http://cp:8787', RUNT_CLOUD_TOKEN: token },
+      }),
+    ).toEqual({
       cloud_url: 'http://cp:8787',
       token,
       credential_id: '',
@@ -110,7 +144,9 @@ describe('credential store', () => {
       display_name: '',
       connected_at: '',
     });
-    expect(await loadCredential({ configDir: empty, env: { RUNT_CLOUD_URL: 'http://cp:8787' } })).toBeUndefined();
+    expect(
+      await loadCredential({ configDir: empty, env: { RUNT_CLOUD_URL: 'http://cp:8787' } }),
+    ).toBeUndefined();
     expect(await loadCredential({ configDir: empty, env: { RUNT_CLOUD_TOKEN: token } })).toBeUndefined();
     // RUNT_CONFIG_DIR from the given env is where the file is looked for.
     expect(await loadCredential({ env: { RUNT_CONFIG_DIR: dir } })).toEqual(cred);

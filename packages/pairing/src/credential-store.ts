@@ -51,7 +51,8 @@ interface PathOptions {
  */
 export function credentialPath(opts: PathOptions = {}): string {
   const env = opts.env ?? process.env;
-  const dir = nonEmpty(opts.configDir) ?? nonEmpty(env.RUNT_CONFIG_DIR) ?? envPaths('runt', { suffix: '' }).config;
+  const dir =
+    nonEmpty(opts.configDir) ?? nonEmpty(env.RUNT_CONFIG_DIR) ?? envPaths('runt', { suffix: '' }).config;
   return join(dir, FILE_NAME);
 }
 
@@ -64,9 +65,16 @@ export function credentialPath(opts: PathOptions = {}): string {
  * @example
  * const path = await saveCredential({ cloud_url, token, credential_id, workstation_id, display_name, connected_at: new Date().toISOString() });
  */
-export async function saveCredential(cred: WorkstationCredential, opts: { configDir?: string } = {}): Promise<string> {
+export async function saveCredential(
+  cred: WorkstationCredential,
+  opts: { configDir?: string } = {},
+): Promise<string> {
   const parsed = CredentialSchema.safeParse(cred);
-  if (!parsed.success) throw new PairingError('credential-invalid', `refusing to save an invalid credential: ${describe(parsed.error)}`);
+  if (!parsed.success)
+    throw new PairingError(
+      'credential-invalid',
+      `refusing to save an invalid credential: ${describe(parsed.error)}`,
+    );
   const path = credentialPath(opts);
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -113,7 +121,9 @@ export async function loadCredential(opts: PathOptions = {}): Promise<Workstatio
     text = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new PairingError('credential-unreadable', `cannot read ${path}: ${(e as Error).message}`, { cause: e });
+      throw new PairingError('credential-unreadable', `cannot read ${path}: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
   }
 
@@ -130,7 +140,10 @@ export async function loadCredential(opts: PathOptions = {}): Promise<Workstatio
     }
     const fromFile = CredentialSchema.safeParse(json);
     if (!fromFile.success) {
-      throw new PairingError('credential-invalid', `${path} is not a runt credential (${describe(fromFile.error)}); delete it and connect again`);
+      throw new PairingError(
+        'credential-invalid',
+        `${path} is not a runt credential (${describe(fromFile.error)}); delete it and connect again`,
+      );
     }
     base = fromFile.data;
   }
@@ -141,7 +154,10 @@ export async function loadCredential(opts: PathOptions = {}): Promise<Workstatio
     ...(token !== undefined ? { token } : {}),
   });
   if (!merged.success) {
-    throw new PairingError('credential-invalid', `RUNT_CLOUD_URL/RUNT_CLOUD_TOKEN are not usable (${describe(merged.error)})`);
+    throw new PairingError(
+      'credential-invalid',
+      `RUNT_CLOUD_URL/RUNT_CLOUD_TOKEN are not usable (${describe(merged.error)})`,
+    );
   }
   return merged.data;
 }

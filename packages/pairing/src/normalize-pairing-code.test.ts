@@ -14,8 +14,14 @@ const excluded = fc.constantFrom('0', 'O', 'o', '1', 'I', 'i', 'L', 'l', 'U', 'u
 /** Spells a canonical code the way a person might: random case and separators between symbols. */
 const spelling = (code: string) =>
   fc
-    .tuple(fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }), fc.array(separator, { minLength: 13, maxLength: 13 }))
-    .map(([lower, seps]) => seps[0] + [...code].map((ch, i) => (lower[i] ? ch.toLowerCase() : ch) + seps[i + 1]).join(''));
+    .tuple(
+      fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }),
+      fc.array(separator, { minLength: 13, maxLength: 13 }),
+    )
+    .map(
+      ([lower, seps]) =>
+        seps[0] + [...code].map((ch, i) => (lower[i] ? ch.toLowerCase() : ch) + seps[i + 1]).join(''),
+    );
 
 describe('normalizePairingCode', () => {
   it('maps any spelling of a code (case, spaces, dashes, underscores) to its 12 canonical symbols', () => {
@@ -40,17 +46,32 @@ describe('normalizePairingCode', () => {
 
   it('only ever returns undefined or 12 alphabet symbols, and is idempotent', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 40 }), canonical, canonical.map((c) => c.toLowerCase())), (s) => {
-        const n = normalizePairingCode(s);
-        if (n === undefined) return;
-        expect(n).toMatch(new RegExp(`^[${PAIRING_ALPHABET}]{12}$`));
-        expect(normalizePairingCode(n)).toBe(n);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 40 }),
+          canonical,
+          canonical.map((c) => c.toLowerCase()),
+        ),
+        (s) => {
+          const n = normalizePairingCode(s);
+          if (n === undefined) return;
+          expect(n).toMatch(new RegExp(`^[${PAIRING_ALPHABET}]{12}$`));
+          expect(normalizePairingCode(n)).toBe(n);
+        },
+      ),
     );
   });
 
   it('rejects wrong lengths and other characters', () => {
-    for (const bad of ['', 'ABCD-EFGH-JKM', 'ABCD-EFGH-JKMNP', 'ABCD.EFGH.JKMN', 'ABCD-EFGH-JKM!', 'ÄBCD-EFGH-JKMN', 'x'.repeat(100)]) {
+    for (const bad of [
+      '',
+      'ABCD-EFGH-JKM',
+      'ABCD-EFGH-JKMNP',
+      'ABCD.EFGH.JKMN',
+      'ABCD-EFGH-JKM!',
+      'ÄBCD-EFGH-JKMN',
+      'x'.repeat(100),
+    ]) {
       expect(normalizePairingCode(bad), bad).toBeUndefined();
     }
     expect(normalizePairingCode(undefined as unknown as string)).toBeUndefined();

@@ -16,14 +16,21 @@ describe('pairing errors', () => {
       'pairing code is invalid, expired, or already used',
     ]);
     const limited = new PairingRateLimitedError(12.2);
-    expect([limited.name, limited.code, limited.retryAfterSeconds]).toEqual(['PairingRateLimitedError', 'rate-limited', 13]);
+    expect([limited.name, limited.code, limited.retryAfterSeconds]).toEqual([
+      'PairingRateLimitedError',
+      'rate-limited',
+      13,
+    ]);
     expect(new PairingRateLimitedError(0).retryAfterSeconds).toBe(1);
     const base = new PairingError('unreachable', 'cannot reach x: y', { status: 502 });
     expect([base.name, base.code, base.status]).toEqual(['PairingError', 'unreachable', 502]);
   });
 
   it('are recognised by code without instanceof', () => {
-    const foreign = Object.assign(new Error('x'), { [Symbol.for('runt.pairing.PairingError')]: true, code: 'rate-limited' });
+    const foreign = Object.assign(new Error('x'), {
+      [Symbol.for('runt.pairing.PairingError')]: true,
+      code: 'rate-limited',
+    });
     expect(isPairingError(foreign)).toBe(true);
     expect(isPairingError(foreign, 'rate-limited')).toBe(true);
     expect(isPairingError(foreign, 'pairing-code-rejected')).toBe(false);

@@ -23,18 +23,32 @@ let requests = 0;
 function redeemRoute(s: PairingStore): Hono {
   const app = new Hono();
   app.post('/api/workstations/pairing-codes/redeem', async (c) => {
-    const body = (await c.req.json()) as { code: string; display_name?: string; hostname?: string };
+    const body = await c.req.json<{ code: string; display_name?: string; hostname?: string }>();
     const displayName = body.display_name ?? body.hostname ?? 'workstation';
-    const out = await s.redeem({ code: body.code, clientAddress: getConnInfo(c).remote.address ?? '' }, async (tx, { pairingId }) => {
-      const token = mintToken('workstation');
-      const id = `ws_${pairingId.slice(0, 8)}`;
-      await tx.query('insert into workstations (id, display_name, token_hash) values ($1, $2, $3)', [id, displayName, hashToken(token)]);
-      return { workstationId: id, result: { credential: { token, credential_id: `cred_${id}` }, workstation: { id, display_name: displayName } } };
-    });
+    const out = await s.redeem(
+      { code: body.code, clientAddress: getConnInfo(c).remote.address ?? '' },
+      async (tx, { pairingId }) => {
+        const token = mintToken('workstation');
+        const id = `ws_${pairingId.slice(0, 8)}`;
+        await tx.query('insert into workstations (id, display_name, token_hash) values ($1, $2, $3)', [
+          id,
+          displayName,
+          hashToken(token),
+        ]);
+        return {
+          workstationId: id,
+          result: {
+            credential: { token, credential_id: `cred_${id}` },
+            workstation: { id, display_name: displayName },
+          },
+        };
+      },
+    );
     return c.json(out, 201);
   });
   app.onError((e, c) => {
-    if (isPairingError(e, 'pairing-code-rejected')) return c.json({ error: { code: e.code, message: e.message } }, 404);
+    if (isPairingError(e, 'pairing-code-rejected'))
+      return c.json({ error: { code: e.code, message: e.message } }, 404);
     if (e instanceof PairingRateLimitedError) {
       c.header('Retry-After', String(e.retryAfterSeconds));
       return c.json({ error: { code: e.code, message: e.message } }, 429);
@@ -47,10 +61,16 @@ function redeemRoute(s: PairingStore): Hono {
 beforeAll(async () => {
   t = await createTestDatabase('pglite');
   await migrate(t.db, pairingMigrations);
-  await t.db.query('create table workstations (id text primary key, display_name text not null, token_hash text not null)');
-  store = createSqlPairingStore(t.db, { limits: { perAddress: { max: 1000, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } } });
+  await t.db.query(
+    'create table workstations (id text primary key, display_name text not null, token_hash text not null)',
+  );
+  store = createSqlPairingStore(t.db, {
+    limits: { perAddress: { max: 1000, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } },
+  });
   // Shares the attempts table: one failure from 127.0.0.1 is enough to be limited here.
-  const strict = createSqlPairingStore(t.db, { limits: { perAddress: { max: 1, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } } });
+  const strict = createSqlPairingStore(t.db, {
+    limits: { perAddress: { max: 1, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } },
+  });
 
   const app = new Hono();
   app.use('*', async (_c, next) => {
@@ -64,7 +84,9 @@ beforeAll(async () => {
   );
   app.post('/proxy/api/workstations/pairing-codes/redeem', (c) => c.text('<html>bad gateway</html>', 502));
   app.post('/weird/api/workstations/pairing-codes/redeem', (c) => c.json({ ok: true }, 201));
-  app.post('/bare429/api/workstations/pairing-codes/redeem', (c) => c.json({ error: { code: 'rate-limited', message: 'x' } }, 429));
+  app.post('/bare429/api/workstations/pairing-codes/redeem', (c) =>
+    c.json({ error: { code: 'rate-limited', message: 'x' } }, 429),
+  );
   await new Promise<void>((ready) => {
     server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => ready());
   });
@@ -91,7 +113,11 @@ describe('redeemPairingCode against a listening server', () => {
     const out = await redeemPairingCode(`${base}/`, code.toLowerCase(), { hostname: 'build-01' });
     expect(parseToken(out.credential.token)?.kind).toBe('workstation');
     expect(out.workstation).toEqual({ id: `ws_${id.slice(0, 8)}`, display_name: 'build-01' });
-    const rows = (await t.db.query<{ token_hash: string }>('select token_hash from workstations where id = $1', [out.workstation.id])).rows;
+    const rows = (
+      await t.db.query<{ token_hash: string }>('select token_hash from workstations where id = $1', [
+        out.workstation.id,
+      ])
+    ).rows;
     expect(rows).toEqual([{ token_hash: hashToken(out.credential.token) }]);
     expect((await store.get(id))?.redeemedBy).toBe(out.workstation.id);
   });
@@ -110,7 +136,9 @@ describe('redeemPairingCode against a listening server', () => {
   it('rejects a malformed code without sending anything', async () => {
     const before = requests;
     for (const bad of ['', 'ABCD', 'K7QM-3XZA-RT90', 'OOOO-OOOO-OOOO']) {
-      expect(isPairingError(await rejectionOf(redeemPairingCode(base, bad, {})), 'pairing-code-rejected')).toBe(true);
+      expect(
+        isPairingError(await rejectionOf(redeemPairingCode(base, bad, {})), 'pairing-code-rejected'),
+      ).toBe(true);
     }
     expect(requests).toBe(before);
   });
@@ -155,7 +183,9 @@ describe('redeemPairingCode against a listening server', () => {
     const url = `http://127.0.0.1:${port}`;
     const e = await rejectionOf(redeemPairingCode(url, 'ZZZZ-ZZZZ-ZZZZ', {}));
     expect(isPairingError(e, 'unreachable')).toBe(true);
-    expect((e as Error).message).toMatch(new RegExp(`^cannot reach ${url.replaceAll('.', '\\.')}: .*ECONNREFUSED`));
+    expect((e as Error).message).toMatch(
+      new RegExp(`^cannot reach ${url.replaceAll('.', '\\.')}: .*ECONNREFUSED`),
+    );
     expect((e as Error).message).not.toContain('\n');
 
     const bad = await rejectionOf(redeemPairingCode('ftp://example.com', 'ZZZZ-ZZZZ-ZZZZ', {}));
@@ -168,6 +198,8 @@ describe('redeemPairingCode against a listening server', () => {
     const ac = new AbortController();
     const reason = new Error('user pressed ctrl-c');
     ac.abort(reason);
-    expect(await rejectionOf(redeemPairingCode(base, 'ZZZZ-ZZZZ-ZZZZ', {}, { signal: ac.signal }))).toBe(reason);
+    expect(await rejectionOf(redeemPairingCode(base, 'ZZZZ-ZZZZ-ZZZZ', {}, { signal: ac.signal }))).toBe(
+      reason,
+    );
   });
 });

@@ -57,9 +57,13 @@ export async function redeemPairingCode(
     const body = await res.json().catch(() => undefined);
     const parsed = RedeemAnswer.safeParse(body);
     if (!parsed.success) {
-      throw new PairingError('server-error', `unexpected answer from ${base} (HTTP ${res.status}): not a pairing result`, {
-        status: res.status,
-      });
+      throw new PairingError(
+        'server-error',
+        `unexpected answer from ${base} (HTTP ${res.status}): not a pairing result`,
+        {
+          status: res.status,
+        },
+      );
     }
     return parsed.data;
   }
@@ -72,7 +76,9 @@ export async function redeemPairingCode(
     throw new PairingRateLimitedError(parseRetryAfter(res.headers.get('retry-after')), { status: 429 });
   }
   const body = ErrorBody.safeParse(await res.json().catch(() => undefined));
-  const message = body.success ? oneLine(redactSecrets(body.data.error.message)) : `${base} answered HTTP ${res.status}`;
+  const message = body.success
+    ? oneLine(redactSecrets(body.data.error.message))
+    : `${base} answered HTTP ${res.status}`;
   throw new PairingError('server-error', message, { status: res.status });
 }
 
@@ -84,7 +90,10 @@ function parseBase(url: string): string {
     throw new PairingError('unreachable', `cannot reach ${oneLine(redactSecrets(url))}: not a URL`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new PairingError('unreachable', `cannot reach ${u.protocol}//${u.host}: only http and https URLs are supported`);
+    throw new PairingError(
+      'unreachable',
+      `cannot reach ${u.protocol}//${u.host}: only http and https URLs are supported`,
+    );
   }
   // Credentials in the URL would end up in messages; they are never needed here.
   u.username = '';

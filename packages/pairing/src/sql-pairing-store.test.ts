@@ -8,14 +8,22 @@ import { pairingMigrations } from './pairing-migrations.js';
 import type { IssueCredential, PairingStore } from './pairing-store.js';
 import { createSqlPairingStore } from './sql-pairing-store.js';
 
-const WORKSTATIONS = 'create table workstations (id text primary key, pairing_id text not null, token_hash text not null)';
+const WORKSTATIONS =
+  'create table workstations (id text primary key, pairing_id text not null, token_hash text not null)';
 
 /** A real issue(): inserts the workstation row through the redeem transaction. */
-function issuer(calls: string[] = [], opts: { hold?: boolean; fail?: boolean } = {}): IssueCredential<string> {
+function issuer(
+  calls: string[] = [],
+  opts: { hold?: boolean; fail?: boolean } = {},
+): IssueCredential<string> {
   return async (tx, { pairingId }) => {
     const id = `ws_${calls.length + 1}_${Math.random().toString(36).slice(2, 8)}`;
     calls.push(pairingId);
-    await tx.query('insert into workstations (id, pairing_id, token_hash) values ($1, $2, $3)', [id, pairingId, 'hash']);
+    await tx.query('insert into workstations (id, pairing_id, token_hash) values ($1, $2, $3)', [
+      id,
+      pairingId,
+      'hash',
+    ]);
     // Hold the row lock a moment so that concurrent redeems really queue behind it.
     if (opts.hold) await tx.query('select pg_sleep(0.05)');
     if (opts.fail) throw new Error('credential table is full');
@@ -40,7 +48,10 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
   beforeAll(async () => {
     t = await createTestDatabase(backend);
     db = t.db;
-    expect(await migrate(db, pairingMigrations)).toEqual(['pairing_0001_codes', 'pairing_0002_attempt_prefix']);
+    expect(await migrate(db, pairingMigrations)).toEqual([
+      'pairing_0001_codes',
+      'pairing_0002_attempt_prefix',
+    ]);
     expect(await migrate(db, pairingMigrations)).toEqual([]);
     await db.query(WORKSTATIONS);
     store = createSqlPairingStore(db, {
@@ -61,7 +72,12 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
 
     const rows = (await db.query('select * from pairing_codes where id = $1', [minted.id])).rows;
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ id: minted.id, code_hash: hashPairingCode(minted.code), created_by: 'admin', redeemed_at: null });
+    expect(rows[0]).toMatchObject({
+      id: minted.id,
+      code_hash: hashPairingCode(minted.code),
+      created_by: 'admin',
+      redeemed_at: null,
+    });
     const dump = JSON.stringify((await db.query('select * from pairing_codes')).rows);
     expect(dump).not.toContain(minted.code);
     expect(dump).not.toContain(minted.code.replaceAll('-', ''));
@@ -76,7 +92,11 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
     const dbNow = new Date((await db.query<{ now: Date }>('select now() as now')).rows[0]!.now).getTime();
     expect(m.expiresAt.getTime() - dbNow).toBeLessThanOrEqual(5_000);
     expect(m.expiresAt.getTime() - dbNow).toBeGreaterThan(0);
-    for (const bad of [{ createdBy: '' }, { createdBy: 'a', ttlMs: 0 }, { createdBy: 'a', ttlMs: Number.NaN }]) {
+    for (const bad of [
+      { createdBy: '' },
+      { createdBy: 'a', ttlMs: 0 },
+      { createdBy: 'a', ttlMs: Number.NaN },
+    ]) {
       expect(isPairingError(await rejectionOf(store.mint(bad)), 'invalid-argument')).toBe(true);
     }
   });
@@ -84,10 +104,14 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
   it('redeems once, in the same transaction as issue(); a second redeem is rejected', async () => {
     const { id, code } = await store.mint({ createdBy: 'admin' });
     const calls: string[] = [];
-    const result = await store.redeem({ code: code.toLowerCase().replaceAll('-', ' '), clientAddress: '10.0.0.1' }, issuer(calls));
+    const result = await store.redeem(
+      { code: code.toLowerCase().replaceAll('-', ' '), clientAddress: '10.0.0.1' },
+      issuer(calls),
+    );
     expect(calls).toEqual([id]);
     expect(result).toMatch(/^token-for-ws_1_/);
-    const ws = (await db.query<{ id: string }>('select id from workstations where pairing_id = $1', [id])).rows;
+    const ws = (await db.query<{ id: string }>('select id from workstations where pairing_id = $1', [id]))
+      .rows;
     expect(ws).toHaveLength(1);
 
     const info = await store.get(id);
@@ -103,12 +127,16 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
 
   it('keeps the code usable when issue() throws (nothing committed)', async () => {
     const { id, code } = await store.mint({ createdBy: 'admin' });
-    const err = await rejectionOf(store.redeem({ code, clientAddress: '10.0.0.2' }, issuer([], { fail: true })));
+    const err = await rejectionOf(
+      store.redeem({ code, clientAddress: '10.0.0.2' }, issuer([], { fail: true })),
+    );
     expect((err as Error).message).toBe('credential table is full');
     expect((await db.query('select 1 from workstations where pairing_id = $1', [id])).rows).toHaveLength(0);
     expect((await store.get(id))?.redeemedAt).toBeUndefined();
     // A server-side failure is not the client's fault: it does not count against the address.
-    expect((await db.query("select 1 from pairing_attempts where client_address = '10.0.0.2'")).rows).toHaveLength(0);
+    expect(
+      (await db.query("select 1 from pairing_attempts where client_address = '10.0.0.2'")).rows,
+    ).toHaveLength(0);
     expect(await store.redeem({ code, clientAddress: '10.0.0.2' }, issuer())).toMatch(/^token-for-/);
   });
 
@@ -118,7 +146,9 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
     expect((await store.get(id))?.expired).toBe(true);
     const calls: string[] = [];
     for (const attempt of [code, 'ZZZZ-ZZZZ-ZZZZ', 'not a code']) {
-      const e = await rejectionOf(store.redeem({ code: attempt, clientAddress: `10.0.1.${attempt.length}` }, issuer(calls)));
+      const e = await rejectionOf(
+        store.redeem({ code: attempt, clientAddress: `10.0.1.${attempt.length}` }, issuer(calls)),
+      );
       expect(isPairingError(e, 'pairing-code-rejected'), attempt).toBe(true);
       expect((e as Error).message).toBe('pairing code is invalid, expired, or already used');
     }
@@ -146,16 +176,22 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
     const addr = '192.0.2.10';
     const guesses = ['ZZZZ-ZZZZ-ZZZ2', 'YZZZ-ZZZZ-ZZZ2', 'XZZZ-ZZZZ-ZZZ2']; // different prefixes: only the address limit applies
     for (const guess of guesses) {
-      expect(await rejectionOf(store.redeem({ code: guess, clientAddress: addr }, issuer()))).toBeInstanceOf(PairingCodeRejectedError);
+      expect(await rejectionOf(store.redeem({ code: guess, clientAddress: addr }, issuer()))).toBeInstanceOf(
+        PairingCodeRejectedError,
+      );
     }
-    const limited = await rejectionOf(store.redeem({ code: 'WZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()));
+    const limited = await rejectionOf(
+      store.redeem({ code: 'WZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()),
+    );
     expect(limited).toBeInstanceOf(PairingRateLimitedError);
     expect(isPairingError(limited, 'rate-limited')).toBe(true);
     const wait = (limited as PairingRateLimitedError).retryAfterSeconds;
     expect(wait).toBeGreaterThanOrEqual(1);
     expect(wait).toBeLessThanOrEqual(60);
     // Attempts while limited are not recorded again (a flood does not extend its own lockout).
-    expect((await db.query('select 1 from pairing_attempts where client_address = $1', [addr])).rows).toHaveLength(3);
+    expect(
+      (await db.query('select 1 from pairing_attempts where client_address = $1', [addr])).rows,
+    ).toHaveLength(3);
 
     // A valid code always redeems, even from the limited address.
     const { id, code } = await store.mint({ createdBy: 'admin' });
@@ -164,25 +200,39 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s', (backend) => {
     expect(calls).toEqual([id]);
 
     // Age the failures: Retry-After shrinks with them, and once out of the window wrong guesses are 404 again.
-    await db.query("update pairing_attempts set failed_at = failed_at - interval '50 seconds' where client_address = $1", [addr]);
-    const later = (await rejectionOf(store.redeem({ code: 'VZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()))) as PairingRateLimitedError;
+    await db.query(
+      "update pairing_attempts set failed_at = failed_at - interval '50 seconds' where client_address = $1",
+      [addr],
+    );
+    const later = (await rejectionOf(
+      store.redeem({ code: 'VZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()),
+    )) as PairingRateLimitedError;
     expect(later.retryAfterSeconds).toBeLessThanOrEqual(11);
-    await db.query("update pairing_attempts set failed_at = failed_at - interval '11 seconds' where client_address = $1", [addr]);
-    expect(await rejectionOf(store.redeem({ code: 'VZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer()))).toBeInstanceOf(PairingCodeRejectedError);
+    await db.query(
+      "update pairing_attempts set failed_at = failed_at - interval '11 seconds' where client_address = $1",
+      [addr],
+    );
+    expect(
+      await rejectionOf(store.redeem({ code: 'VZZZ-ZZZZ-ZZZ2', clientAddress: addr }, issuer())),
+    ).toBeInstanceOf(PairingCodeRejectedError);
   });
 
   it('limitGuesses spends the same budget as redeem: wrong guesses count, right ones do not', async () => {
     const addr = '192.0.2.30';
     expect(await store.limitGuesses(addr, async () => 'ok')).toBe('ok');
     expect(await store.limitGuesses(addr, async () => undefined)).toBeUndefined();
-    expect(await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ4', clientAddress: addr }, issuer()))).toBeInstanceOf(PairingCodeRejectedError);
+    expect(
+      await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ4', clientAddress: addr }, issuer())),
+    ).toBeInstanceOf(PairingCodeRejectedError);
     expect(await store.limitGuesses(addr, async () => undefined)).toBeUndefined();
     // Three failures (two guesses, one redeem): even a right guess is refused now, and a wrong redeem too.
     let checked = false;
     const limited = await rejectionOf(store.limitGuesses(addr, async () => ((checked = true), 'ok')));
     expect(isPairingError(limited, 'rate-limited')).toBe(true);
     expect(checked).toBe(false);
-    expect(await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ6', clientAddress: addr }, issuer()))).toBeInstanceOf(PairingRateLimitedError);
+    expect(
+      await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ6', clientAddress: addr }, issuer())),
+    ).toBeInstanceOf(PairingRateLimitedError);
     // A valid pairing code is never locked out (it names a live, single-use, 59-bit secret).
     const { code } = await store.mint({ createdBy: 'admin' });
     expect(await store.redeem({ code, clientAddress: addr }, issuer())).toMatch(/^token-for-/);
@@ -201,8 +251,14 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s, own database', (backend) 
   it('refuses nonsense limits, does not create its tables; a flood from many addresses locks out neither a valid code nor other prefixes (issue 8, defect 9)', async () => {
     const t = await createTestDatabase(backend);
     try {
-      expect(() => createSqlPairingStore(t.db, { limits: { perAddress: { max: 0, windowMs: 1000 } } })).toThrow(/perAddress/);
-      expect(() => createSqlPairingStore(t.db, { limits: { perAddress: { max: 1, windowMs: 1000 }, perPrefix: { max: 1, windowMs: 0 } } })).toThrow(/perPrefix/);
+      expect(() =>
+        createSqlPairingStore(t.db, { limits: { perAddress: { max: 0, windowMs: 1000 } } }),
+      ).toThrow(/perAddress/);
+      expect(() =>
+        createSqlPairingStore(t.db, {
+          limits: { perAddress: { max: 1, windowMs: 1000 }, perPrefix: { max: 1, windowMs: 0 } },
+        }),
+      ).toThrow(/perPrefix/);
       const store = createSqlPairingStore(t.db, {
         limits: { perAddress: { max: 100, windowMs: 60_000 }, perPrefix: { max: 4, windowMs: 60_000 } },
       });
@@ -214,20 +270,31 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s, own database', (backend) 
       // 100 failed redeems from 100 addresses, all over one prefix and a spread of others.
       for (let i = 0; i < 100; i++) {
         const guess = i % 2 ? 'ZZZZ-ZZZZ-ZZZ3' : `${'23456789ABCDEFGHJKMNPQRSTVWXYZ'[i % 29]}ZZZ-ZZZZ-ZZZ3`;
-        const e = await rejectionOf(store.redeem({ code: guess, clientAddress: `198.51.100.${i}` }, issuer()));
+        const e = await rejectionOf(
+          store.redeem({ code: guess, clientAddress: `198.51.100.${i}` }, issuer()),
+        );
         expect(isPairingError(e, 'pairing-code-rejected') || isPairingError(e, 'rate-limited')).toBe(true);
       }
       // The flooded prefix is limited for wrong guesses, from a fresh address too…
-      expect(await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ4', clientAddress: '203.0.113.1' }, issuer()))).toBeInstanceOf(PairingRateLimitedError);
+      expect(
+        await rejectionOf(store.redeem({ code: 'ZZZZ-ZZZZ-ZZZ4', clientAddress: '203.0.113.1' }, issuer())),
+      ).toBeInstanceOf(PairingRateLimitedError);
       // …but a valid code from a fresh address redeems, and so does a valid code whose prefix was flooded.
       const { code } = await store.mint({ createdBy: 'admin' });
       expect(await store.redeem({ code, clientAddress: '203.0.113.2' }, issuer())).toMatch(/^token-for-/);
       const second = await store.mint({ createdBy: 'admin' });
       const floodedPrefix = `ZZZZ-${second.code.slice(5)}`;
-      await t.db.query('update pairing_codes set code_hash = $1 where id = $2', [hashPairingCode(normalizePairingCode(floodedPrefix)!), second.id]);
-      expect(await store.redeem({ code: floodedPrefix, clientAddress: '203.0.113.3' }, issuer())).toMatch(/^token-for-/);
+      await t.db.query('update pairing_codes set code_hash = $1 where id = $2', [
+        hashPairingCode(normalizePairingCode(floodedPrefix)!),
+        second.id,
+      ]);
+      expect(await store.redeem({ code: floodedPrefix, clientAddress: '203.0.113.3' }, issuer())).toMatch(
+        /^token-for-/,
+      );
       // A prefix nobody flooded still answers 404 for a wrong guess: no global lockout.
-      expect(await rejectionOf(store.redeem({ code: '2222-ZZZZ-ZZZ5', clientAddress: '203.0.113.4' }, issuer()))).toBeInstanceOf(PairingCodeRejectedError);
+      expect(
+        await rejectionOf(store.redeem({ code: '2222-ZZZZ-ZZZ5', clientAddress: '203.0.113.4' }, issuer())),
+      ).toBeInstanceOf(PairingCodeRejectedError);
     } finally {
       await t.dispose();
     }

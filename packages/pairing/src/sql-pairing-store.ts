@@ -3,8 +3,18 @@ import type { Database } from '@runt/sql';
 import { generatePairingCode } from './generate-pairing-code.js';
 import { hashPairingCode } from './hash-pairing-code.js';
 import { normalizePairingCode } from './normalize-pairing-code.js';
-import { PairingCodeRejectedError, PairingError, PairingRateLimitedError, isPairingError } from './pairing-error.js';
-import { DEFAULT_ATTEMPT_LIMITS, type AttemptLimits, type PairingInfo, type PairingStore } from './pairing-store.js';
+import {
+  PairingCodeRejectedError,
+  PairingError,
+  PairingRateLimitedError,
+  isPairingError,
+} from './pairing-error.js';
+import {
+  DEFAULT_ATTEMPT_LIMITS,
+  type AttemptLimits,
+  type PairingInfo,
+  type PairingStore,
+} from './pairing-store.js';
 
 const DEFAULT_TTL_MS = 600_000;
 const UNIQUE_VIOLATION = '23505';
@@ -36,7 +46,10 @@ interface CodeRow {
  *   return { workstationId: 'ws_1', result: 'rnt_ws_…' };
  * });
  */
-export function createSqlPairingStore(db: Database, opts: { limits?: Partial<AttemptLimits> } = {}): PairingStore {
+export function createSqlPairingStore(
+  db: Database,
+  opts: { limits?: Partial<AttemptLimits> } = {},
+): PairingStore {
   const limits = {
     perAddress: checkLimit('perAddress', opts.limits?.perAddress ?? DEFAULT_ATTEMPT_LIMITS.perAddress),
     perPrefix: checkLimit('perPrefix', opts.limits?.perPrefix ?? DEFAULT_ATTEMPT_LIMITS.perPrefix),
@@ -44,7 +57,11 @@ export function createSqlPairingStore(db: Database, opts: { limits?: Partial<Att
   const keepMs = Math.max(limits.perAddress.windowMs, limits.perPrefix.windowMs);
 
   /** Seconds until the oldest failure that keeps a scope at its limit ages out, or 0. */
-  async function waitFor(scope: { max: number; windowMs: number }, column: 'client_address' | 'code_prefix', value: string): Promise<number> {
+  async function waitFor(
+    scope: { max: number; windowMs: number },
+    column: 'client_address' | 'code_prefix',
+    value: string,
+  ): Promise<number> {
     // The max-th newest failure inside the window: once it ages out, fewer than max remain.
     const r = await db.query<{ wait: number | string }>(
       `select extract(epoch from (failed_at + $1::float8 * interval '1 millisecond' - now())) as wait
@@ -67,8 +84,14 @@ export function createSqlPairingStore(db: Database, opts: { limits?: Partial<Att
   }
 
   async function recordFailure(address: string, prefix: string | undefined): Promise<void> {
-    await db.query('insert into pairing_attempts (client_address, code_prefix) values ($1, $2)', [address, prefix ?? null]);
-    await db.query("delete from pairing_attempts where failed_at < now() - $1::float8 * interval '1 millisecond'", [keepMs]);
+    await db.query('insert into pairing_attempts (client_address, code_prefix) values ($1, $2)', [
+      address,
+      prefix ?? null,
+    ]);
+    await db.query(
+      "delete from pairing_attempts where failed_at < now() - $1::float8 * interval '1 millisecond'",
+      [keepMs],
+    );
   }
 
   /** A wrong guess: 429 while its address or prefix is at the limit (not recorded again), else recorded and 404. */
@@ -84,7 +107,8 @@ export function createSqlPairingStore(db: Database, opts: { limits?: Partial<Att
       if (typeof createdBy !== 'string' || createdBy === '') {
         throw new PairingError('invalid-argument', 'createdBy must be a non-empty string');
       }
-      if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new PairingError('invalid-argument', 'ttlMs must be a positive number');
+      if (!Number.isFinite(ttlMs) || ttlMs <= 0)
+        throw new PairingError('invalid-argument', 'ttlMs must be a positive number');
       for (let attempt = 1; ; attempt++) {
         const code = generatePairingCode();
         const id = randomUUID();
@@ -162,7 +186,10 @@ export function createSqlPairingStore(db: Database, opts: { limits?: Partial<Att
 
 function checkLimit(name: string, l: { max: number; windowMs: number }): { max: number; windowMs: number } {
   if (!Number.isInteger(l.max) || l.max < 1 || !Number.isFinite(l.windowMs) || l.windowMs <= 0) {
-    throw new PairingError('invalid-argument', `limits.${name} needs an integer max ≥ 1 and a positive windowMs`);
+    throw new PairingError(
+      'invalid-argument',
+      `limits.${name} needs an integer max ≥ 1 and a positive windowMs`,
+    );
   }
   return { max: l.max, windowMs: l.windowMs };
 }

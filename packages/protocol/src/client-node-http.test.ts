@@ -26,9 +26,30 @@ async function listen(app: Hono): Promise<string> {
 }
 
 const run = {
-  id: 'run_1', status: 'accepted', runtime: 'fake', image: null, command: [], env: {}, workdir: null, ready_when: null, placement: {}, resources: {},
-  bundle: null, max_attempts: 3, attempt: 1, workstation_id: 'ws_1', lease: null, exit_code: null, failure_kind: null, failure_message: null,
-  cancel_requested: false, created_at: 'x', offered_at: null, accepted_at: null, started_at: null, finished_at: null,
+  id: 'run_1',
+  status: 'accepted',
+  runtime: 'fake',
+  image: null,
+  command: [],
+  env: {},
+  workdir: null,
+  ready_when: null,
+  placement: {},
+  resources: {},
+  bundle: null,
+  max_attempts: 3,
+  attempt: 1,
+  workstation_id: 'ws_1',
+  lease: null,
+  exit_code: null,
+  failure_kind: null,
+  failure_message: null,
+  cancel_requested: false,
+  created_at: 'x',
+  offered_at: null,
+  accepted_at: null,
+  started_at: null,
+  finished_at: null,
 };
 
 describe('ControlPlaneClient with nodeHttp', () => {
@@ -37,8 +58,18 @@ describe('ControlPlaneClient with nodeHttp', () => {
     const url = await listen(
       new Hono()
         .post('/api/runs/:id/claim', async (c) => {
-          seen.push({ auth: c.req.header('authorization'), type: c.req.header('content-type'), body: await c.req.json() });
-          return c.json({ fencing_token: 7, expires_at: 'x', run, next_event_seq: 1, pending_commands: false });
+          seen.push({
+            auth: c.req.header('authorization'),
+            type: c.req.header('content-type'),
+            body: await c.req.json(),
+          });
+          return c.json({
+            fencing_token: 7,
+            expires_at: 'x',
+            run,
+            next_event_seq: 1,
+            pending_commands: false,
+          });
         })
         .get('/api/workstations/:id/runs', (c) => {
           seen.push({ auth: c.req.header('authorization'), body: null, q: c.req.query('status') });
@@ -47,7 +78,11 @@ describe('ControlPlaneClient with nodeHttp', () => {
     );
     let token = 'rnt_ws_a';
     const client = new ControlPlaneClient({ url, token: () => token, nodeHttp: true });
-    expect(await client.claimRun('run_1', { runner_id: 'r', lease_ms: 30_000 })).toMatchObject({ fencing_token: 7, pending_commands: false, run: { id: 'run_1' } });
+    expect(await client.claimRun('run_1', { runner_id: 'r', lease_ms: 30_000 })).toMatchObject({
+      fencing_token: 7,
+      pending_commands: false,
+      run: { id: 'run_1' },
+    });
     token = 'rnt_ws_b';
     expect((await client.offeredRuns('ws_1')).runs).toHaveLength(1);
     expect(seen).toEqual([
@@ -59,7 +94,9 @@ describe('ControlPlaneClient with nodeHttp', () => {
   it('turns error answers into ApiErrors and an unexpected answer into invalid-response', async () => {
     const url = await listen(
       new Hono()
-        .get('/api/workstations', (c) => c.json({ error: { code: 'forbidden', message: 'admins only' } }, 403))
+        .get('/api/workstations', (c) =>
+          c.json({ error: { code: 'forbidden', message: 'admins only' } }, 403),
+        )
         .get('/api/runs/:id', (c) => c.json({ nope: true }))
         .get('/api/runs', (c) => c.text('teapot', 418)),
     );
@@ -78,27 +115,40 @@ describe('ControlPlaneClient with nodeHttp', () => {
       new Hono()
         .get('/api/workstations', (c) => {
           hits++;
-          if (hits === 1) return c.json({ error: { code: 'rate-limited', message: 'slow down' } }, 429, { 'Retry-After': '0' });
+          if (hits === 1)
+            return c.json({ error: { code: 'rate-limited', message: 'slow down' } }, 429, {
+              'Retry-After': '0',
+            });
           if (hits === 2) return c.json({ error: { code: 'unavailable', message: 'busy' } }, 503);
           return c.json({ workstations: [] });
         })
-        .get('/api/workstations/credentials', (c) => c.json({ error: { code: 'rate-limited', message: 'slow down' } }, 429, { 'Retry-After': '0' })),
+        .get('/api/workstations/credentials', (c) =>
+          c.json({ error: { code: 'rate-limited', message: 'slow down' } }, 429, { 'Retry-After': '0' }),
+        ),
     );
-    expect((await new ControlPlaneClient({ url, nodeHttp: true }).listWorkstations()).workstations).toEqual([]);
+    expect((await new ControlPlaneClient({ url, nodeHttp: true }).listWorkstations()).workstations).toEqual(
+      [],
+    );
     expect(hits).toBe(3);
-    const err = await new ControlPlaneClient({ url, retries: 1, nodeHttp: true }).listCredentials().catch((e: unknown) => e);
+    const err = await new ControlPlaneClient({ url, retries: 1, nodeHttp: true })
+      .listCredentials()
+      .catch((e: unknown) => e);
     expect(isApiError(err, 'rate-limited')).toBe(true);
   });
 
   it('says in one line when the control plane cannot be reached or does not answer in time', async () => {
     const url = await listen(new Hono());
     await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
-    const refused = await new ControlPlaneClient({ url, retries: 0, nodeHttp: true }).listWorkstations().catch((e: unknown) => e);
+    const refused = await new ControlPlaneClient({ url, retries: 0, nodeHttp: true })
+      .listWorkstations()
+      .catch((e: unknown) => e);
     expect(isApiError(refused, 'unreachable')).toBe(true);
     expect((refused as Error).message).toMatch(new RegExp(`^cannot reach ${url}: ECONNREFUSED$`));
 
     const slow = await listen(new Hono().get('/api/workstations', () => new Promise<Response>(() => {})));
-    const timedOut = await new ControlPlaneClient({ url: slow, retries: 0, timeoutMs: 200, nodeHttp: true }).listWorkstations().catch((e: unknown) => e);
+    const timedOut = await new ControlPlaneClient({ url: slow, retries: 0, timeoutMs: 200, nodeHttp: true })
+      .listWorkstations()
+      .catch((e: unknown) => e);
     expect(isApiError(timedOut, 'unreachable')).toBe(true);
     expect((timedOut as Error).message).toBe(`cannot reach ${slow}: timed out`);
   });

@@ -19,8 +19,19 @@ async function listen(app: Hono): Promise<string> {
 }
 
 const workstation = {
-  id: 'ws_1', display_name: 'box', hostname: null, status: 'online', listening: false, last_seen_at: null,
-  cpu_count: 2, memory_bytes: null, max_runs: null, runtimes: [], labels: {}, agent_version: '0.1.0', created_at: '2026-01-01T00:00:00.000Z',
+  id: 'ws_1',
+  display_name: 'box',
+  hostname: null,
+  status: 'online',
+  listening: false,
+  last_seen_at: null,
+  cpu_count: 2,
+  memory_bytes: null,
+  max_runs: null,
+  runtimes: [],
+  labels: {},
+  agent_version: '0.1.0',
+  created_at: '2026-01-01T00:00:00.000Z',
 };
 
 describe('ControlPlaneClient over a real server', () => {
@@ -38,7 +49,11 @@ describe('ControlPlaneClient over a real server', () => {
   });
 
   it('turns an error answer into an ApiError with the server code and message', async () => {
-    const url = await listen(new Hono().get('/api/workstations', (c) => c.json({ error: { code: 'forbidden', message: 'admins only' } }, 403)));
+    const url = await listen(
+      new Hono().get('/api/workstations', (c) =>
+        c.json({ error: { code: 'forbidden', message: 'admins only' } }, 403),
+      ),
+    );
     const err = await new ControlPlaneClient({ url }).listWorkstations().catch((e: unknown) => e);
     expect(isApiError(err, 'forbidden')).toBe(true);
     expect((err as Error).message).toBe('admins only');
@@ -49,7 +64,10 @@ describe('ControlPlaneClient over a real server', () => {
     const url = await listen(
       new Hono().get('/api/workstations', (c) => {
         hits.push(Date.now());
-        if (hits.length === 1) return c.json({ error: { code: 'rate-limited', message: 'slow down' } }, 429, { 'Retry-After': '1' });
+        if (hits.length === 1)
+          return c.json({ error: { code: 'rate-limited', message: 'slow down' } }, 429, {
+            'Retry-After': '1',
+          });
         return c.json({ workstations: [] });
       }),
     );
@@ -60,7 +78,11 @@ describe('ControlPlaneClient over a real server', () => {
   });
 
   it('gives up on a persistent 429 with the server message', async () => {
-    const url = await listen(new Hono().get('/api/workstations', (c) => c.json({ error: { code: 'rate-limited', message: 'slow down' } }, 429, { 'Retry-After': '0' })));
+    const url = await listen(
+      new Hono().get('/api/workstations', (c) =>
+        c.json({ error: { code: 'rate-limited', message: 'slow down' } }, 429, { 'Retry-After': '0' }),
+      ),
+    );
     const err = await new ControlPlaneClient({ url, retries: 1 }).listWorkstations().catch((e: unknown) => e);
     expect(isApiError(err, 'rate-limited')).toBe(true);
   });

@@ -73,7 +73,13 @@ export class ControlPlaneClient {
       timeoutMs: opts.timeoutMs ?? 15_000,
       ...(opts.fetch ? { fetch: opts.fetch } : {}),
       keepAlive: opts.nodeHttp === true,
-      retry: { retries: opts.retries ?? 3, statuses: RETRY_STATUSES, maxRetryAfterMs: 60_000, baseMs: 250, capMs: 30_000 },
+      retry: {
+        retries: opts.retries ?? 3,
+        statuses: RETRY_STATUSES,
+        maxRetryAfterMs: 60_000,
+        baseMs: 250,
+        capMs: 30_000,
+      },
     });
     this.url = this.#transport.url;
   }
@@ -85,7 +91,11 @@ export class ControlPlaneClient {
 
   /** Where a pairing code stands: pending, redeemed, registered or expired (admin). */
   getPairingCode(id: string) {
-    return this.call('get', `api/workstations/pairing-codes/${encodeURIComponent(id)}/status`, pairingCodeStatusResponseSchema);
+    return this.call(
+      'get',
+      `api/workstations/pairing-codes/${encodeURIComponent(id)}/status`,
+      pairingCodeStatusResponseSchema,
+    );
   }
 
   /** Registration / heartbeat of the calling workstation. */
@@ -110,12 +120,20 @@ export class ControlPlaneClient {
 
   /** Revokes a credential at once (admin). */
   revokeCredential(id: string) {
-    return this.call('post', `api/workstations/credentials/${encodeURIComponent(id)}/revoke`, revokeCredentialResponseSchema);
+    return this.call(
+      'post',
+      `api/workstations/credentials/${encodeURIComponent(id)}/revoke`,
+      revokeCredentialResponseSchema,
+    );
   }
 
   /** Drains a workstation (admin): no new runs; its agent finishes the runs it holds and exits. */
   drainWorkstation(id: string) {
-    return this.call('post', `api/workstations/${encodeURIComponent(id)}/drain`, registerWorkstationResponseSchema);
+    return this.call(
+      'post',
+      `api/workstations/${encodeURIComponent(id)}/drain`,
+      registerWorkstationResponseSchema,
+    );
   }
 
   // ---- runs (admin) ----
@@ -125,7 +143,15 @@ export class ControlPlaneClient {
     return this.call('post', 'api/runs', runResponseSchema, body);
   }
 
-  listRuns(query: { status?: RunStatus; workstation_id?: string; runtime?: string; limit?: number; cursor?: string } = {}) {
+  listRuns(
+    query: {
+      status?: RunStatus;
+      workstation_id?: string;
+      runtime?: string;
+      limit?: number;
+      cursor?: string;
+    } = {},
+  ) {
     return this.call('get', 'api/runs', listRunsResponseSchema, undefined, query);
   }
 
@@ -144,7 +170,13 @@ export class ControlPlaneClient {
 
   /** One page of a run's events after `after_seq`. */
   listEvents(runId: string, query: { after_seq?: number; limit?: number } = {}) {
-    return this.call('get', `api/runs/${encodeURIComponent(runId)}/events`, listEventsResponseSchema, undefined, query);
+    return this.call(
+      'get',
+      `api/runs/${encodeURIComponent(runId)}/events`,
+      listEventsResponseSchema,
+      undefined,
+      query,
+    );
   }
 
   /** Uploads a bundle (tar or tar.gz bytes); the control plane checks the sha256. Idempotent. */
@@ -156,7 +188,13 @@ export class ControlPlaneClient {
 
   /** The polling path: runs offered to this workstation (used while the link is down). */
   offeredRuns(workstationId: string) {
-    return this.call('get', `api/workstations/${encodeURIComponent(workstationId)}/runs`, listRunsResponseSchema, undefined, { status: 'offered' });
+    return this.call(
+      'get',
+      `api/workstations/${encodeURIComponent(workstationId)}/runs`,
+      listRunsResponseSchema,
+      undefined,
+      { status: 'offered' },
+    );
   }
 
   claimRun(runId: string, body: { runner_id: string; lease_ms: number }) {
@@ -164,7 +202,12 @@ export class ControlPlaneClient {
   }
 
   heartbeatRun(runId: string, body: { fencing_token: number; lease_ms: number }) {
-    return this.call('post', `api/runs/${encodeURIComponent(runId)}/heartbeat`, heartbeatRunResponseSchema, body);
+    return this.call(
+      'post',
+      `api/runs/${encodeURIComponent(runId)}/heartbeat`,
+      heartbeatRunResponseSchema,
+      body,
+    );
   }
 
   releaseRun(runId: string, body: { fencing_token: number }) {
@@ -172,23 +215,57 @@ export class ControlPlaneClient {
   }
 
   appendEvents(runId: string, body: { fencing_token: number; events: RunEventInput[] }) {
-    return this.call('post', `api/runs/${encodeURIComponent(runId)}/events`, appendEventsResponseSchema, body);
+    return this.call(
+      'post',
+      `api/runs/${encodeURIComponent(runId)}/events`,
+      appendEventsResponseSchema,
+      body,
+    );
   }
 
   reportStatus(runId: string, body: ReportRunStatusRequest) {
-    return this.call('post', `api/runs/${encodeURIComponent(runId)}/status`, reportRunStatusResponseSchema, body);
+    return this.call(
+      'post',
+      `api/runs/${encodeURIComponent(runId)}/status`,
+      reportRunStatusResponseSchema,
+      body,
+    );
   }
 
   listCommands(runId: string, afterSeq = 0) {
-    return this.call('get', `api/runs/${encodeURIComponent(runId)}/commands`, listCommandsResponseSchema, undefined, { after_seq: afterSeq });
+    return this.call(
+      'get',
+      `api/runs/${encodeURIComponent(runId)}/commands`,
+      listCommandsResponseSchema,
+      undefined,
+      { after_seq: afterSeq },
+    );
   }
 
   ackCommand(commandId: string, body: { fencing_token: number }) {
-    return this.call('post', `api/commands/${encodeURIComponent(commandId)}/ack`, commandResponseSchema, body);
+    return this.call(
+      'post',
+      `api/commands/${encodeURIComponent(commandId)}/ack`,
+      commandResponseSchema,
+      body,
+    );
   }
 
-  commandStatus(commandId: string, body: { fencing_token: number; state: 'completed' | 'failed' | 'cancelled'; exit_code?: number; message?: string }) {
-    return this.call('post', `api/commands/${encodeURIComponent(commandId)}/status`, commandResponseSchema, body);
+  commandStatus(
+    commandId: string,
+    body: {
+      fencing_token: number;
+      state: 'completed' | 'failed' | 'cancelled';
+      exit_code?: number;
+      message?: string;
+    },
+  ) {
+    return this.call(
+      'post',
+      `api/commands/${encodeURIComponent(commandId)}/status`,
+      commandResponseSchema,
+      body,
+    );
   }
 
   /** Downloads a bundle's bytes (the agent verifies the sha256 itself). */
@@ -225,7 +302,8 @@ export class ControlPlaneClient {
       ...(query ? { query } : {}),
     });
     const parsed = schema.safeParse(answer.json());
-    if (!parsed.success) throw new ApiError(answer.status, 'invalid-response', `unexpected answer from ${this.url}/${path}`);
+    if (!parsed.success)
+      throw new ApiError(answer.status, 'invalid-response', `unexpected answer from ${this.url}/${path}`);
     return parsed.data;
   }
 }

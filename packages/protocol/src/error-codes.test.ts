@@ -10,6 +10,13 @@ describe('run error codes', () => {
   });
 
   it('keeps the codes agents already branch on', () => {
-    expect(RUN_ERROR_CODES).toEqual(expect.arrayContaining(['run-not-active', 'runner-lease-conflict', 'event-seq-gap', 'command-not-active']));
+    expect(RUN_ERROR_CODES).toEqual(
+      expect.arrayContaining([
+        'run-not-active',
+        'runner-lease-conflict',
+        'event-seq-gap',
+        'command-not-active',
+      ]),
+    );
   });
 });

@@ -39,7 +39,8 @@ export function isApiError(e: unknown, code?: string): e is ApiError {
  */
 export function apiErrorOf(status: number, statusText: string, body: unknown, url: string): ApiError {
   const parsed = errorBodySchema.safeParse(body);
-  if (parsed.success) return new ApiError(status, parsed.data.error.code, parsed.data.error.message, parsed.data.error.details);
+  if (parsed.success)
+    return new ApiError(status, parsed.data.error.code, parsed.data.error.message, parsed.data.error.details);
   return new ApiError(status, 'http-error', `${url} answered ${status} ${statusText}`.trim());
 }
 

@@ -19,12 +19,16 @@ function streamOf(chunks: string[]): ReadableStream<Uint8Array> {
   });
 }
 
-const event = (seq: number, type = 'log') => JSON.stringify({ run_id: 'run_1', seq, type, payload: { data: `${seq}` }, at: '2026-01-01T00:00:00.000Z' });
+const event = (seq: number, type = 'log') =>
+  JSON.stringify({ run_id: 'run_1', seq, type, payload: { data: `${seq}` }, at: '2026-01-01T00:00:00.000Z' });
 
 describe('parseSse', () => {
   it('splits messages across chunk boundaries, CRLF and comments; joins multi-line data', async () => {
     const out = [];
-    for await (const m of parseSse(streamOf([': hello\r\nid: 1\r\nda', 'ta: a\r\ndata: b\r\n\r\nevent: end\ndata: {}\n', '\n']))) out.push(m);
+    for await (const m of parseSse(
+      streamOf([': hello\r\nid: 1\r\nda', 'ta: a\r\ndata: b\r\n\r\nevent: end\ndata: {}\n', '\n']),
+    ))
+      out.push(m);
     expect(out).toEqual([
       { event: 'message', data: 'a\nb', id: '1' },
       { event: 'end', data: '{}' },
@@ -42,7 +46,9 @@ describe('followRunEvents over a real server', () => {
         res.end(`id: 1\ndata: ${event(1)}\n\nid: 2\ndata: ${event(2)}\n\n`); // drops without `end`
         return;
       }
-      res.end(`id: 2\ndata: ${event(2)}\n\nid: 3\ndata: ${event(3, 'terminal_status')}\n\nevent: end\ndata: {"run_status":"completed"}\n\n`);
+      res.end(
+        `id: 2\ndata: ${event(2)}\n\nid: 3\ndata: ${event(3, 'terminal_status')}\n\nevent: end\ndata: {"run_status":"completed"}\n\n`,
+      );
     });
     servers.push(server);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -67,7 +73,9 @@ describe('followRunEvents over a real server', () => {
     servers.push(server);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const err = await followRunEvents({ url, runId: 'nope' }).next().catch((e: unknown) => e);
+    const err = await followRunEvents({ url, runId: 'nope' })
+      .next()
+      .catch((e: unknown) => e);
     expect(isApiError(err, 'not-found')).toBe(true);
   });
 });

@@ -48,7 +48,8 @@ export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerato
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(buffer[nl] === '\r' && buffer[nl + 1] === '\n' ? nl + 2 : nl + 1);
         if (line === '') {
-          if (data.length > 0) yield { event: event || 'message', data: data.join('\n'), ...(id === undefined ? {} : { id }) };
+          if (data.length > 0)
+            yield { event: event || 'message', data: data.join('\n'), ...(id === undefined ? {} : { id }) };
           data = [];
           event = '';
           id = undefined;
@@ -81,7 +82,9 @@ export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerato
  *   if (e.type === 'log') process.stdout.write(String(e.payload.data));
  * }
  */
-export async function* followRunEvents(opts: FollowRunEventsOptions): AsyncGenerator<RunEvent, RunStatus | undefined> {
+export async function* followRunEvents(
+  opts: FollowRunEventsOptions,
+): AsyncGenerator<RunEvent, RunStatus | undefined> {
   const transport = new HttpTransport({
     url: opts.url,
     ...(opts.token === undefined ? {} : { token: opts.token }),
@@ -113,7 +116,9 @@ export async function* followRunEvents(opts: FollowRunEventsOptions): AsyncGener
     try {
       for await (const m of parseSse(res.body)) {
         if (m.event === 'end') {
-          const status = runStatusSchema.safeParse((JSON.parse(m.data) as { run_status?: unknown }).run_status);
+          const status = runStatusSchema.safeParse(
+            (JSON.parse(m.data) as { run_status?: unknown }).run_status,
+          );
           return status.success ? status.data : undefined;
         }
         if (m.event !== 'message') continue;
@@ -130,7 +135,8 @@ export async function* followRunEvents(opts: FollowRunEventsOptions): AsyncGener
       }
     }
     // The stream ended without `end`: resume after the last event we saw.
-    if (++failures > retries) throw new ApiError(0, 'unreachable', `the event stream of ${opts.runId} keeps dropping`);
+    if (++failures > retries)
+      throw new ApiError(0, 'unreachable', `the event stream of ${opts.runId} keeps dropping`);
     if (!(await sleep(backoffDelay(failures), opts.signal))) opts.signal?.throwIfAborted();
   }
 }

@@ -4,7 +4,13 @@ export { ApiError, isApiError, apiErrorOf, unreachableError } from './errors.js'
 export { RUN_ERROR_CODES, isRunErrorCode, type RunErrorCode } from './error-codes.js';
 export { ControlPlaneClient, type ControlPlaneClientOptions } from './client.js';
 export * from './runs.js';
-export { LEASE_MS_MIN, LEASE_MS_MAX, LEASE_MS_DEFAULT, MIN_HELD_LEASE_MS, leaseMsSchema } from './lease-limits.js';
+export {
+  LEASE_MS_MIN,
+  LEASE_MS_MAX,
+  LEASE_MS_DEFAULT,
+  MIN_HELD_LEASE_MS,
+  leaseMsSchema,
+} from './lease-limits.js';
 export { followRunEvents, parseSse, type FollowRunEventsOptions, type SseMessage } from './follow-events.js';
 export { backoffDelay, parseRetryAfter, sleep, jitter, type BackoffOptions } from './retry.js';
 export {
@@ -18,4 +24,10 @@ export {
 } from './transport.js';
 export { MAX_JSON_DEPTH, findUnsafeJson, isUnsafeText, jsonNestsDeeperThan } from './json-safety.js';
 export { BODY_LIMIT_BYTES_DEFAULT, LOG_EVENT_MAX_CHARS, splitLogData } from './body-limit.js';
-export { LOG_EVENT_MAX_BYTES, logPayloads, logBytes, type LogPayload, type LogEventStream } from './log-payload.js';
+export {
+  LOG_EVENT_MAX_BYTES,
+  logPayloads,
+  logBytes,
+  type LogPayload,
+  type LogEventStream,
+} from './log-payload.js';

@@ -19,7 +19,8 @@ export function jsonNestsDeeperThan(text: string, maxDepth = MAX_JSON_DEPTH): bo
   for (let i = 0; i < text.length; i++) {
     const ch = text.charCodeAt(i);
     if (inString) {
-      if (ch === 0x5c) i++; // backslash: skip the escaped character
+      if (ch === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (ch === 0x22) inString = false;
     } else if (ch === 0x22) inString = true;
     else if (ch === 0x7b || ch === 0x5b) {
@@ -38,12 +39,16 @@ export function jsonNestsDeeperThan(text: string, maxDepth = MAX_JSON_DEPTH): bo
  * const problem = findUnsafeJson(JSON.parse(text));
  * if (problem) throw new Error(`${problem.path || 'body'}: ${problem.message}`);
  */
-export function findUnsafeJson(value: unknown, maxDepth = MAX_JSON_DEPTH): { path: string; message: string } | undefined {
+export function findUnsafeJson(
+  value: unknown,
+  maxDepth = MAX_JSON_DEPTH,
+): { path: string; message: string } | undefined {
   const stack: Array<{ value: unknown; path: string; depth: number }> = [{ value, path: '', depth: 0 }];
   while (stack.length > 0) {
     const { value: v, path, depth } = stack.pop()!;
     if (typeof v === 'string') {
-      if (isUnsafeText(v)) return { path, message: 'text must not contain NUL characters or unpaired surrogates' };
+      if (isUnsafeText(v))
+        return { path, message: 'text must not contain NUL characters or unpaired surrogates' };
       continue;
     }
     if (typeof v !== 'object' || v === null) continue;
@@ -51,7 +56,8 @@ export function findUnsafeJson(value: unknown, maxDepth = MAX_JSON_DEPTH): { pat
     const entries = Array.isArray(v) ? v.map((item, i) => [String(i), item] as const) : Object.entries(v);
     for (const [key, item] of entries) {
       const at = path ? `${path}.${key}` : key;
-      if (isUnsafeText(key)) return { path: at, message: 'keys must not contain NUL characters or unpaired surrogates' };
+      if (isUnsafeText(key))
+        return { path: at, message: 'keys must not contain NUL characters or unpaired surrogates' };
       stack.push({ value: item, path: at, depth: depth + 1 });
     }
   }

@@ -48,11 +48,15 @@ describe('sleep', () => {
 describe('jitter', () => {
   it('stays within ±fraction of the period', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 1_000_000 }), fc.double({ min: 0, max: 0.999_999, noNaN: true }), (ms, r) => {
-        const d = jitter(ms, 0.1, () => r);
-        expect(d).toBeGreaterThanOrEqual(Math.floor(ms * 0.9));
-        expect(d).toBeLessThanOrEqual(Math.ceil(ms * 1.1));
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 1_000_000 }),
+        fc.double({ min: 0, max: 0.999_999, noNaN: true }),
+        (ms, r) => {
+          const d = jitter(ms, 0.1, () => r);
+          expect(d).toBeGreaterThanOrEqual(Math.floor(ms * 0.9));
+          expect(d).toBeLessThanOrEqual(Math.ceil(ms * 1.1));
+        },
+      ),
     );
   });
 });

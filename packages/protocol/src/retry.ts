@@ -25,7 +25,10 @@ export interface BackoffOptions {
  * backoffDelay(3, { baseMs: 500, capMs: 30_000 });  // 1000..2000 ms
  * backoffDelay(1, { retryAfterMs: 2_000 });         // 2000 ms
  */
-export function backoffDelay(attempt: number, opts: BackoffOptions & { retryAfterMs?: number | undefined } = {}): number {
+export function backoffDelay(
+  attempt: number,
+  opts: BackoffOptions & { retryAfterMs?: number | undefined } = {},
+): number {
   const base = opts.baseMs ?? 250;
   const cap = opts.capMs ?? 30_000;
   const random = opts.random ?? Math.random;

@@ -5,7 +5,16 @@ import { labelsSchema, registerWorkstationRequestSchema, runtimeNameSchema } fro
 // ---- runs ----------------------------------------------------------------------------------
 
 /** `queued → offered → accepted → running → completed | failed | cancelled | blocked`; only forward. */
-export const runStatusSchema = z.enum(['queued', 'offered', 'accepted', 'running', 'completed', 'failed', 'cancelled', 'blocked']);
+export const runStatusSchema = z.enum([
+  'queued',
+  'offered',
+  'accepted',
+  'running',
+  'completed',
+  'failed',
+  'cancelled',
+  'blocked',
+]);
 export type RunStatus = z.infer<typeof runStatusSchema>;
 export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['completed', 'failed', 'cancelled', 'blocked'];
 export const isTerminalRunStatus = (s: RunStatus): boolean => TERMINAL_RUN_STATUSES.includes(s);
@@ -27,9 +36,15 @@ export const failureKindSchema = z.enum([
 ]);
 export type FailureKind = z.infer<typeof failureKindSchema>;
 
-const envKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'environment variable names are letters, digits and _');
+const envKey = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'environment variable names are letters, digits and _');
 /** An exit code as Postgres stores it (a 32-bit integer): POSIX codes are 0–255, Windows' fit in 32 bits. */
-export const exitCodeSchema = z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1);
+export const exitCodeSchema = z
+  .number()
+  .int()
+  .min(-(2 ** 31))
+  .max(2 ** 31 - 1);
 export const sha256Schema = z.string().regex(/^[a-f0-9]{64}$/, 'a lowercase hex sha256');
 
 /** Runtimes whose runs start an image, so a run on them without `image` could never start. */
@@ -40,41 +55,63 @@ export const CONTAINER_RUNTIMES: readonly string[] = ['docker', 'podman'];
  * by an agent: a `process` run needs a command (the runtime's default is an endless idle loop
  * for workspaces, which would hold a slot forever) and a container run needs an image.
  */
-function requireWhatTheRuntimeNeeds(run: { runtime: string; image?: string | undefined; command: string[] }, ctx: z.RefinementCtx): void {
+function requireWhatTheRuntimeNeeds(
+  run: { runtime: string; image?: string | undefined; command: string[] },
+  ctx: z.RefinementCtx,
+): void {
   if (run.runtime === 'process' && run.command.length === 0) {
-    ctx.addIssue({ code: 'custom', path: ['command'], message: 'a run on the process runtime needs a command (e.g. ["sh", "-c", "make test"])' });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['command'],
+      message: 'a run on the process runtime needs a command (e.g. ["sh", "-c", "make test"])',
+    });
   }
   if (CONTAINER_RUNTIMES.includes(run.runtime) && !run.image) {
-    ctx.addIssue({ code: 'custom', path: ['image'], message: `a run on the ${run.runtime} runtime needs an image` });
+    ctx.addIssue({
+      code: 'custom',
+      path: ['image'],
+      message: `a run on the ${run.runtime} runtime needs an image`,
+    });
   }
 }
 
 /** A run or queue timeout in seconds: 1 s to 30 days. */
-export const runTimeoutSchema = z.number().int().min(1).max(30 * 24 * 3600);
+export const runTimeoutSchema = z
+  .number()
+  .int()
+  .min(1)
+  .max(30 * 24 * 3600);
 
-export const submitRunRequestSchema = z.object({
-  runtime: runtimeNameSchema,
-  image: z.string().min(1).max(512).optional(),
-  command: z.array(z.string().max(16_384)).max(1024).default([]),
-  env: z.record(envKey, z.string().max(65_536)).default({}),
-  workdir: z.string().min(1).max(4096).optional(),
-  /** Report `running` when this line first appears in the output (instead of at start). */
-  ready_when: z.object({ log_line: z.string().min(1).max(4096) }).optional(),
-  placement: z
-    .object({ workstation_id: z.string().min(1).optional(), labels: labelsSchema.optional() })
-    .default({}),
-  resources: z.object({ cpus: z.number().positive().max(1024).optional(), memory_bytes: z.number().int().positive().optional() }).default({}),
-  /** Attempts in all; a lost runner re-queues a run that never reached `running` while attempts remain. */
-  max_attempts: z.number().int().min(1).max(20).default(3),
-  /** Seconds the workload may run (from its start); past it, it is stopped (TERM, then KILL) and the run fails with `timeout`. Default: the control plane's `RUNT_RUN_TIMEOUT_S` (none when unset). */
-  timeout_s: runTimeoutSchema.optional(),
-  /** Seconds the run may wait to be placed; past it, it ends `blocked` with `unplaceable`. Default: `RUNT_QUEUE_TIMEOUT_S` (none when unset). */
-  queue_timeout_s: runTimeoutSchema.optional(),
-  /** A bundle uploaded with `PUT /api/bundles/:sha256` (a tar, optionally gzipped), unpacked into the working directory. */
-  bundle: z.object({ sha256: sha256Schema }).optional(),
-  /** Same key within 24 h → the same run (a retried submit does not create a second run). */
-  idempotency_key: z.string().min(1).max(200).optional(),
-}).superRefine(requireWhatTheRuntimeNeeds);
+export const submitRunRequestSchema = z
+  .object({
+    runtime: runtimeNameSchema,
+    image: z.string().min(1).max(512).optional(),
+    command: z.array(z.string().max(16_384)).max(1024).default([]),
+    env: z.record(envKey, z.string().max(65_536)).default({}),
+    workdir: z.string().min(1).max(4096).optional(),
+    /** Report `running` when this line first appears in the output (instead of at start). */
+    ready_when: z.object({ log_line: z.string().min(1).max(4096) }).optional(),
+    placement: z
+      .object({ workstation_id: z.string().min(1).optional(), labels: labelsSchema.optional() })
+      .default({}),
+    resources: z
+      .object({
+        cpus: z.number().positive().max(1024).optional(),
+        memory_bytes: z.number().int().positive().optional(),
+      })
+      .default({}),
+    /** Attempts in all; a lost runner re-queues a run that never reached `running` while attempts remain. */
+    max_attempts: z.number().int().min(1).max(20).default(3),
+    /** Seconds the workload may run (from its start); past it, it is stopped (TERM, then KILL) and the run fails with `timeout`. Default: the control plane's `RUNT_RUN_TIMEOUT_S` (none when unset). */
+    timeout_s: runTimeoutSchema.optional(),
+    /** Seconds the run may wait to be placed; past it, it ends `blocked` with `unplaceable`. Default: `RUNT_QUEUE_TIMEOUT_S` (none when unset). */
+    queue_timeout_s: runTimeoutSchema.optional(),
+    /** A bundle uploaded with `PUT /api/bundles/:sha256` (a tar, optionally gzipped), unpacked into the working directory. */
+    bundle: z.object({ sha256: sha256Schema }).optional(),
+    /** Same key within 24 h → the same run (a retried submit does not create a second run). */
+    idempotency_key: z.string().min(1).max(200).optional(),
+  })
+  .superRefine(requireWhatTheRuntimeNeeds);
 export type SubmitRunRequest = z.input<typeof submitRunRequestSchema>;
 
 /**
@@ -100,7 +137,10 @@ export const runSchema = z.object({
   env: z.record(z.string(), z.string()),
   workdir: z.string().nullable(),
   ready_when: z.object({ log_line: z.string() }).nullable(),
-  placement: z.object({ workstation_id: z.string().optional(), labels: z.record(z.string(), z.string()).optional() }),
+  placement: z.object({
+    workstation_id: z.string().optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+  }),
   resources: z.object({ cpus: z.number().optional(), memory_bytes: z.number().optional() }),
   bundle: z.object({ sha256: z.string() }).nullable(),
   max_attempts: z.number(),
@@ -135,7 +175,10 @@ export const listRunsQuerySchema = z.object({
   /** Opaque cursor from `next_cursor`. */
   cursor: z.string().optional(),
 });
-export const listRunsResponseSchema = z.object({ runs: z.array(runSchema), next_cursor: z.string().nullable() });
+export const listRunsResponseSchema = z.object({
+  runs: z.array(runSchema),
+  next_cursor: z.string().nullable(),
+});
 export type ListRunsResponse = z.infer<typeof listRunsResponseSchema>;
 
 // ---- leases (agent side, fenced) --------------------------------------------------------------
@@ -159,15 +202,23 @@ export const claimRunResponseSchema = z.object({
 });
 export type ClaimRunResponse = z.infer<typeof claimRunResponseSchema>;
 
-export const heartbeatRunRequestSchema = z.object({ fencing_token: z.number().int(), lease_ms: leaseMsSchema });
+export const heartbeatRunRequestSchema = z.object({
+  fencing_token: z.number().int(),
+  lease_ms: leaseMsSchema,
+});
 export const heartbeatRunResponseSchema = z.object({ expires_at: z.string(), cancel_requested: z.boolean() });
 export const okResponseSchema = z.object({ ok: z.literal(true) });
 export const releaseRunRequestSchema = z.object({ fencing_token: z.number().int() });
 
-
 // ---- events ------------------------------------------------------------------------------
 
-export const eventTypeSchema = z.enum(['log', 'backend_status', 'command_status', 'error', 'terminal_status']);
+export const eventTypeSchema = z.enum([
+  'log',
+  'backend_status',
+  'command_status',
+  'error',
+  'terminal_status',
+]);
 export type EventType = z.infer<typeof eventTypeSchema>;
 
 /** Payload shapes by type: `log` {stream:'stdout'|'stderr', data}; `backend_status` {state, …}; `command_status` {command_id, state, exit_code?}; `error` {message}; `terminal_status` {status, exit_code?, failure_kind?}. */
@@ -201,7 +252,10 @@ export const reportRunStatusRequestSchema = z.object({
 });
 export type ReportRunStatusRequest = z.infer<typeof reportRunStatusRequestSchema>;
 /** The run after the report, and (from control planes that take `events` on a report) the next seq. */
-export const reportRunStatusResponseSchema = z.object({ run: runSchema, next_event_seq: z.number().optional() });
+export const reportRunStatusResponseSchema = z.object({
+  run: runSchema,
+  next_event_seq: z.number().optional(),
+});
 
 export const runEventSchema = z.object({
   run_id: z.string(),
@@ -215,7 +269,11 @@ export const listEventsQuerySchema = z.object({
   after_seq: z.coerce.number().int().min(0).default(0),
   limit: z.coerce.number().int().min(1).max(5000).default(1000),
 });
-export const listEventsResponseSchema = z.object({ events: z.array(runEventSchema), next_after_seq: z.number(), run_status: runStatusSchema });
+export const listEventsResponseSchema = z.object({
+  events: z.array(runEventSchema),
+  next_after_seq: z.number(),
+  run_status: runStatusSchema,
+});
 
 // ---- commands ----------------------------------------------------------------------------
 
@@ -252,7 +310,9 @@ export const commandStatusRequestSchema = z.object({
 
 // ---- bundles -----------------------------------------------------------------------------
 
-export const bundleResponseSchema = z.object({ bundle: z.object({ sha256: z.string(), size_bytes: z.number() }) });
+export const bundleResponseSchema = z.object({
+  bundle: z.object({ sha256: z.string(), size_bytes: z.number() }),
+});
 
 // ---- the agent link (WebSocket at GET /api/agent/link) -------------------------------------
 
@@ -264,14 +324,21 @@ export const agentRegisterMessageSchema = z.object({
   /** Runs this agent still holds (after a restart: re-adopted), so capacity is recomputed. */
   running_run_ids: z.array(z.string()).max(10_000),
 });
-export const agentHeartbeatMessageSchema = z.object({ type: z.literal('heartbeat'), running_run_ids: z.array(z.string()).max(10_000).optional() });
+export const agentHeartbeatMessageSchema = z.object({
+  type: z.literal('heartbeat'),
+  running_run_ids: z.array(z.string()).max(10_000).optional(),
+});
 export const agentResultMessageSchema = z.object({
   type: z.literal('result'),
   id: z.string(),
   ok: z.boolean(),
   error: z.string().optional(),
 });
-export const agentMessageSchema = z.discriminatedUnion('type', [agentRegisterMessageSchema, agentHeartbeatMessageSchema, agentResultMessageSchema]);
+export const agentMessageSchema = z.discriminatedUnion('type', [
+  agentRegisterMessageSchema,
+  agentHeartbeatMessageSchema,
+  agentResultMessageSchema,
+]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
 export const controlMessageSchema = z.discriminatedUnion('type', [
@@ -286,4 +353,10 @@ export type ControlMessage = z.infer<typeof controlMessageSchema>;
 
 /** WebSocket close codes the control plane uses. */
 /** WebSocket close codes the control plane uses; `rateLimited`: more messages than the per-link budget (reconnect later). */
-export const LINK_CLOSE_CODES = { revoked: 4001, replaced: 4002, invalid: 4400, rateLimited: 4429, shutdown: 1001 } as const;
+export const LINK_CLOSE_CODES = {
+  revoked: 4001,
+  replaced: 4002,
+  invalid: 4400,
+  rateLimited: 4429,
+  shutdown: 1001,
+} as const;

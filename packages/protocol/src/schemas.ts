@@ -8,9 +8,14 @@ export type ErrorBody = z.infer<typeof errorBodySchema>;
 
 const labelKey = z
   .string()
-  .regex(/^[a-z0-9]([a-z0-9._/-]{0,62}[a-z0-9])?$/i, 'label keys are 1-64 letters, digits, ".", "_", "/" or "-"');
+  .regex(
+    /^[a-z0-9]([a-z0-9._/-]{0,62}[a-z0-9])?$/i,
+    'label keys are 1-64 letters, digits, ".", "_", "/" or "-"',
+  );
 export const labelsSchema = z.record(labelKey, z.string().max(256));
-export const runtimeNameSchema = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'runtime names are lowercase words');
+export const runtimeNameSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,31}$/, 'runtime names are lowercase words');
 const displayName = z.string().trim().min(1).max(200);
 
 // ---- pairing -------------------------------------------------------------------------------
@@ -88,8 +93,15 @@ export const registerWorkstationBodySchema = z.preprocess((body) => {
   if (!body || typeof body !== 'object' || Array.isArray(body)) return body;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(body)) out[snakeCase(key)] ??= value;
-  if (out.runtimes === undefined && typeof out.runtime === 'string' && runtimeNameSchema.safeParse(out.runtime).success) out.runtimes = [out.runtime];
-  if (out.display_name === undefined) out.display_name = typeof out.hostname === 'string' && out.hostname.trim() ? out.hostname.split('.')[0] : 'workstation';
+  if (
+    out.runtimes === undefined &&
+    typeof out.runtime === 'string' &&
+    runtimeNameSchema.safeParse(out.runtime).success
+  )
+    out.runtimes = [out.runtime];
+  if (out.display_name === undefined)
+    out.display_name =
+      typeof out.hostname === 'string' && out.hostname.trim() ? out.hostname.split('.')[0] : 'workstation';
   return out;
 }, registerWorkstationRequestSchema);
 

@@ -23,24 +23,55 @@ async function listen(handler: Parameters<typeof createServer>[1]): Promise<{ ur
 describe('HttpTransport over a real server', () => {
   for (const keepAlive of [false, true]) {
     it(`sends token, query, JSON and bytes and reads the answer (${keepAlive ? 'node:http keep-alive' : 'fetch'})`, async () => {
-      const seen: Array<{ method?: string; url?: string; auth?: string; type?: string; body: string; socket: unknown }> = [];
+      const seen: Array<{
+        method?: string;
+        url?: string;
+        auth?: string;
+        type?: string;
+        body: string;
+        socket: unknown;
+      }> = [];
       const { url } = await listen((req, res) => {
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
         req.on('end', () => {
-          seen.push({ method: req.method, url: req.url, auth: req.headers.authorization, type: req.headers['content-type'], body: Buffer.concat(chunks).toString(), socket: req.socket });
+          seen.push({
+            method: req.method,
+            url: req.url,
+            auth: req.headers.authorization,
+            type: req.headers['content-type'],
+            body: Buffer.concat(chunks).toString(),
+            socket: req.socket,
+          });
           res.writeHead(200, { 'content-type': 'application/json', 'x-n': String(seen.length) });
           res.end(JSON.stringify({ n: seen.length }));
         });
       });
       const t = new HttpTransport({ url: `${url}/`, token: async () => 'rnt_ws_t', keepAlive });
-      const a = await t.request({ method: 'POST', path: 'api/x', query: { a: 1, b: undefined }, json: { hello: 'world' } });
+      const a = await t.request({
+        method: 'POST',
+        path: 'api/x',
+        query: { a: 1, b: undefined },
+        json: { hello: 'world' },
+      });
       const b = await t.send({ method: 'PUT', path: 'api/y', bytes: new Uint8Array([1, 2, 3]) });
       expect(a.json()).toEqual({ n: 1 });
       expect(b.header('x-n')).toBe('2');
       expect(seen.map(({ socket: _s, ...rest }) => rest)).toEqual([
-        { method: 'POST', url: '/api/x?a=1', auth: 'Bearer rnt_ws_t', type: 'application/json', body: '{"hello":"world"}' },
-        { method: 'PUT', url: '/api/y', auth: 'Bearer rnt_ws_t', type: 'application/octet-stream', body: '\u0001\u0002\u0003' },
+        {
+          method: 'POST',
+          url: '/api/x?a=1',
+          auth: 'Bearer rnt_ws_t',
+          type: 'application/json',
+          body: '{"hello":"world"}',
+        },
+        {
+          method: 'PUT',
+          url: '/api/y',
+          auth: 'Bearer rnt_ws_t',
+          type: 'application/octet-stream',
+          body: '\u0001\u0002\u0003',
+        },
       ]);
       if (keepAlive) expect(seen[1]!.socket).toBe(seen[0]!.socket);
     });
@@ -71,7 +102,11 @@ describe('HttpTransport over a real server', () => {
       const ac = new AbortController();
       const reason = new Error('stop');
       setTimeout(() => ac.abort(reason), 20);
-      expect(await new HttpTransport({ url, keepAlive }).request({ method: 'GET', path: 'slow', signal: ac.signal }).catch((e: unknown) => e)).toBe(reason);
+      expect(
+        await new HttpTransport({ url, keepAlive })
+          .request({ method: 'GET', path: 'slow', signal: ac.signal })
+          .catch((e: unknown) => e),
+      ).toBe(reason);
     }
   });
 
@@ -79,7 +114,9 @@ describe('HttpTransport over a real server', () => {
     const { url, server } = await listen(() => {});
     await new Promise((r) => server.close(r));
     const started = performance.now();
-    const err = await new HttpTransport({ url, retry: { retries: 2, baseMs: 50, capMs: 50 } }).request({ method: 'GET', path: 'x' }).catch((e: unknown) => e);
+    const err = await new HttpTransport({ url, retry: { retries: 2, baseMs: 50, capMs: 50 } })
+      .request({ method: 'GET', path: 'x' })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'network', reason: 'ECONNREFUSED' });
     expect(performance.now() - started).toBeGreaterThanOrEqual(45);
   });

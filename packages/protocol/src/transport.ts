@@ -116,7 +116,10 @@ export class HttpTransport {
    * statuses with backoff; resolves with the last answer, whatever its status. Rejects with a
    * {@link TransportError} when the server could not be asked, or with `signal.reason`.
    */
-  async request(req: TransportRequest, retry: RetryOptions = this.#opts.retry ?? {}): Promise<TransportAnswer> {
+  async request(
+    req: TransportRequest,
+    retry: RetryOptions = this.#opts.retry ?? {},
+  ): Promise<TransportAnswer> {
     const retries = retry.retries ?? 3;
     const statuses = retry.statuses ?? DEFAULT_STATUSES;
     const maxRetryAfterMs = retry.maxRetryAfterMs ?? 60_000;
@@ -134,7 +137,8 @@ export class HttpTransport {
       const retryAfterMs = parseRetryAfter(answer.header('retry-after'));
       // A very long Retry-After is the server saying "not now": hand the answer back instead of sitting on it.
       if (retryAfterMs !== undefined && retryAfterMs > maxRetryAfterMs) return answer;
-      if (!(await sleep(backoffDelay(attempt, { ...retry, retryAfterMs }), req.signal))) throw req.signal?.reason;
+      if (!(await sleep(backoffDelay(attempt, { ...retry, retryAfterMs }), req.signal)))
+        throw req.signal?.reason;
     }
   }
 
@@ -162,7 +166,14 @@ export class HttpTransport {
   async stream(req: TransportRequest & { accept: string }): Promise<TransportStream> {
     const url = this.#urlOf(req);
     const headers = await this.#headers(req, req.accept);
-    const res = await this.#fetch(url, req.method, headers, undefined, req.timeoutMs ?? this.#timeoutMs, req.signal);
+    const res = await this.#fetch(
+      url,
+      req.method,
+      headers,
+      undefined,
+      req.timeoutMs ?? this.#timeoutMs,
+      req.signal,
+    );
     return {
       status: res.status,
       statusText: res.statusText,
@@ -174,7 +185,8 @@ export class HttpTransport {
 
   #urlOf(req: TransportRequest): URL {
     const url = new URL(`${this.url}/${req.path}`);
-    for (const [k, v] of Object.entries(req.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(req.query ?? {}))
+      if (v !== undefined) url.searchParams.set(k, String(v));
     return url;
   }
 
@@ -217,12 +229,22 @@ export class HttpTransport {
 
 function failure(e: unknown, signal: AbortSignal | undefined, timeout?: AbortSignal): Error {
   if (signal?.aborted) return signal.reason as Error;
-  if (timeout?.aborted || (e as { name?: string })?.name === 'TimeoutError') return new TransportError('timeout', 'timed out', { cause: e });
+  if (timeout?.aborted || (e as { name?: string })?.name === 'TimeoutError')
+    return new TransportError('timeout', 'timed out', { cause: e });
   const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
-  return new TransportError('network', err?.cause?.code ?? err?.code ?? err?.cause?.message ?? err?.message ?? String(e), { cause: e });
+  return new TransportError(
+    'network',
+    err?.cause?.code ?? err?.code ?? err?.cause?.message ?? err?.message ?? String(e),
+    { cause: e },
+  );
 }
 
-function answerOf(status: number, statusText: string, header: (name: string) => string | undefined, body: Uint8Array): TransportAnswer {
+function answerOf(
+  status: number,
+  statusText: string,
+  header: (name: string) => string | undefined,
+  body: Uint8Array,
+): TransportAnswer {
   return {
     status,
     statusText,
@@ -231,7 +253,9 @@ function answerOf(status: number, statusText: string, header: (name: string) => 
     json() {
       if (body.length === 0) return undefined;
       try {
-        return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as unknown;
+        return JSON.parse(
+          Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'),
+        ) as unknown;
       } catch {
         return undefined;
       }
@@ -273,7 +297,9 @@ function sendNode(
       reject(failure(e, signal));
     }
     signal?.addEventListener('abort', onAbort, { once: true });
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })));
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })),
+    );
     req.on('error', fail);
     req.end(body);
   });

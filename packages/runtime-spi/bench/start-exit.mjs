@@ -32,7 +32,10 @@ const IMAGE = process.env.RUNT_TEST_IMAGE ?? 'runt-test/busybox:latest';
 const SCRIPT = ['/bin/sh', '-c', 'echo hi'];
 const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
 const DOCKER_HOST =
-  process.env.DOCKER_HOST ?? (existsSync('/run/runt-docker/docker.sock') ? 'unix:///run/runt-docker/docker.sock' : 'unix:///var/run/docker.sock');
+  process.env.DOCKER_HOST ??
+  (existsSync('/run/runt-docker/docker.sock')
+    ? 'unix:///run/runt-docker/docker.sock'
+    : 'unix:///var/run/docker.sock');
 
 /** Runs a command to its exit; resolves with its exit code. */
 function run(cmd, args, env = process.env) {
@@ -41,7 +44,11 @@ function run(cmd, args, env = process.env) {
     let stderr = '';
     child.stderr.on('data', (b) => (stderr += b));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(code) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.trim()}`))));
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(code)
+        : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.trim()}`)),
+    );
   });
 }
 
@@ -61,7 +68,9 @@ async function measure(once) {
   const samples = [];
   for (let i = 0; i < N; i++) samples.push(await once());
   const keys = typeof samples[0] === 'number' ? ['total'] : Object.keys(samples[0]);
-  return Object.fromEntries(keys.map((k) => [k, stats(samples.map((s) => (typeof s === 'number' ? s : s[k])))]));
+  return Object.fromEntries(
+    keys.map((k) => [k, stats(samples.map((s) => (typeof s === 'number' ? s : s[k])))]),
+  );
 }
 
 let counter = 0;
@@ -69,7 +78,12 @@ let counter = 0;
 function adapterOnce(runtime, spec) {
   return async () => {
     const t0 = performance.now();
-    const created = await runtime.create({ ...spec, name: `runt-bench-${process.pid}-${++counter}`, command: SCRIPT, labels: { 'runt.bench': String(process.pid) } });
+    const created = await runtime.create({
+      ...spec,
+      name: `runt-bench-${process.pid}-${++counter}`,
+      command: SCRIPT,
+      labels: { 'runt.bench': String(process.pid) },
+    });
     await runtime.start(created.id);
     const { exitCode } = await runtime.wait(created.id);
     const t1 = performance.now();
@@ -105,20 +119,28 @@ async function bench(group, label, setup) {
 
 async function engineAdapter(runtime) {
   const availability = await runtime.available();
-  if (!availability.available) throw new Error(`unavailable: ${availability.reason} (run scripts/setup-engines.sh)`);
+  if (!availability.available)
+    throw new Error(`unavailable: ${availability.reason} (run scripts/setup-engines.sh)`);
   await runtime.ensureImage(IMAGE);
   return { once: adapterOnce(runtime, { image: IMAGE }), cleanup: () => runtime.close() };
 }
 
 await bench('spawn', 'child_process.spawn', async () => ({ once: cliOnce(SCRIPT[0], SCRIPT.slice(1)) }));
-await bench('docker', 'docker run --rm (CLI)', async () => ({ once: cliOnce('docker', ['-H', DOCKER_HOST, 'run', '--rm', IMAGE, ...SCRIPT]) }));
+await bench('docker', 'docker run --rm (CLI)', async () => ({
+  once: cliOnce('docker', ['-H', DOCKER_HOST, 'run', '--rm', IMAGE, ...SCRIPT]),
+}));
 await bench('docker', 'docker adapter', () => engineAdapter(createDockerRuntime({ host: DOCKER_HOST })));
-await bench('podman', 'podman run --rm (CLI)', async () => ({ once: cliOnce('podman', ['run', '--rm', IMAGE, ...SCRIPT]) }));
+await bench('podman', 'podman run --rm (CLI)', async () => ({
+  once: cliOnce('podman', ['run', '--rm', IMAGE, ...SCRIPT]),
+}));
 await bench('podman', 'podman adapter', () => engineAdapter(createPodmanRuntime()));
 await bench('process', 'process adapter', async () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'runt-bench-process-'));
   const runtime = createProcessRuntime({ stateDir });
-  return { once: adapterOnce(runtime, {}), cleanup: async () => (await runtime.close(), rmSync(stateDir, { recursive: true, force: true })) };
+  return {
+    once: adapterOnce(runtime, {}),
+    cleanup: async () => (await runtime.close(), rmSync(stateDir, { recursive: true, force: true })),
+  };
 });
 await bench('fake', 'fake adapter', async () => {
   const runtime = createFakeRuntime();
@@ -127,8 +149,12 @@ await bench('fake', 'fake adapter', async () => {
 
 const fmt = (ms) => (ms === undefined ? '' : `${ms.toFixed(1)}`.padStart(8));
 const cliP50 = (group) => results.find((r) => r.group === group && r.label.includes('CLI'))?.total?.p50;
-console.log(`start→exit of \`${SCRIPT.join(' ')}\`, ${N} runs each after ${WARMUP} warm-up (ms); docker: ${DOCKER_HOST}`);
-console.log(`${'what'.padEnd(26)}${'p50'.padStart(8)}${'p95'.padStart(8)}  ${'exit+rm p50'.padStart(11)}${'p95'.padStart(8)}  vs CLI (p50)`);
+console.log(
+  `start→exit of \`${SCRIPT.join(' ')}\`, ${N} runs each after ${WARMUP} warm-up (ms); docker: ${DOCKER_HOST}`,
+);
+console.log(
+  `${'what'.padEnd(26)}${'p50'.padStart(8)}${'p95'.padStart(8)}  ${'exit+rm p50'.padStart(11)}${'p95'.padStart(8)}  vs CLI (p50)`,
+);
 for (const r of results) {
   if (r.error) {
     console.log(`${r.label.padEnd(26)}  ${r.error}`);
@@ -139,6 +165,8 @@ for (const r of results) {
   const base = cliP50(r.group);
   const compared = full ?? r.total;
   const ratio = base && compared && !r.label.includes('CLI') ? `${(compared.p50 / base).toFixed(2)}x` : '';
-  console.log(`${r.label.padEnd(26)}${fmt(main.p50)}${fmt(main.p95)}  ${(full ? fmt(full.p50) : '').padStart(11)}${full ? fmt(full.p95) : ''.padStart(8)}  ${ratio}`);
+  console.log(
+    `${r.label.padEnd(26)}${fmt(main.p50)}${fmt(main.p95)}  ${(full ? fmt(full.p50) : '').padStart(11)}${full ? fmt(full.p95) : ''.padStart(8)}  ${ratio}`,
+  );
 }
 if (results.some((r) => r.error)) process.exitCode = 1;

@@ -21,7 +21,11 @@ export function abortedError(signal: AbortSignal | undefined, runtime?: string):
  * @example
  * const info = await abortable(sharedPull, opts.signal, 'docker');
  */
-export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, runtime?: string): Promise<T> {
+export function abortable<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  runtime?: string,
+): Promise<T> {
   if (!signal) return promise;
   if (signal.aborted) {
     promise.catch(() => {});

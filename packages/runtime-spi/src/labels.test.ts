@@ -3,7 +3,10 @@ import { MANAGED_LABEL, matchesLabels, withManagedLabels } from './index.js';
 
 describe('labels', () => {
   it('adds runt.managed=true and never lets a caller override it', () => {
-    expect(withManagedLabels({ 'runt.run-id': 'r1', [MANAGED_LABEL]: 'false' })).toEqual({ 'runt.run-id': 'r1', 'runt.managed': 'true' });
+    expect(withManagedLabels({ 'runt.run-id': 'r1', [MANAGED_LABEL]: 'false' })).toEqual({
+      'runt.run-id': 'r1',
+      'runt.managed': 'true',
+    });
     expect(withManagedLabels()).toEqual({ 'runt.managed': 'true' });
   });
 

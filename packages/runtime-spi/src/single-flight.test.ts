@@ -49,12 +49,14 @@ describe('singleFlight', () => {
   it('aborts the work after its own timeout, with a timeout error', async () => {
     const flight = singleFlight<void>({ timeoutMs: 20, runtime: 'test' });
     let sawAbort = false;
-    const running = flight.run('slow', (signal) =>
-      new Promise<void>(() => {
-        signal.addEventListener('abort', () => {
-          sawAbort = true;
-        });
-      }),
+    const running = flight.run(
+      'slow',
+      (signal) =>
+        new Promise<void>(() => {
+          signal.addEventListener('abort', () => {
+            sawAbort = true;
+          });
+        }),
     );
     const error = await running.catch((e: unknown) => e);
     expect(isRuntimeError(error, 'timeout')).toBe(true);
@@ -73,7 +75,9 @@ describe('singleFlight', () => {
   it('passes a failure to every waiter and lets the next call try again', async () => {
     const flight = singleFlight<number>();
     const failing = () => Promise.reject(new Error('registry down'));
-    await expect(Promise.all([flight.run('k', failing), flight.run('k', failing)])).rejects.toThrow('registry down');
+    await expect(Promise.all([flight.run('k', failing), flight.run('k', failing)])).rejects.toThrow(
+      'registry down',
+    );
     expect(await flight.run('k', async () => 1)).toBe(1);
   });
 });

@@ -49,7 +49,11 @@ export function singleFlight<T>(options: SingleFlightOptions = {}): SingleFlight
   const start = (key: string, work: (signal: AbortSignal) => Promise<T>, timeoutMs: number): Promise<T> => {
     const timeout = new AbortController();
     const timer = setTimeout(() => {
-      timeout.abort(new RuntimeError('timeout', `"${key}" took longer than ${timeoutMs} ms`, { runtime: options.runtime }));
+      timeout.abort(
+        new RuntimeError('timeout', `"${key}" took longer than ${timeoutMs} ms`, {
+          runtime: options.runtime,
+        }),
+      );
     }, timeoutMs);
     timer.unref?.();
     const signal = AbortSignal.any([lifetime.signal, timeout.signal]);
@@ -77,7 +81,10 @@ export function singleFlight<T>(options: SingleFlightOptions = {}): SingleFlight
 
   const ownerError = (signal: AbortSignal): RuntimeError => {
     const reason: unknown = signal.reason;
-    if (reason instanceof RuntimeError || (typeof reason === 'object' && reason !== null && (reason as { code?: unknown }).code === 'timeout')) {
+    if (
+      reason instanceof RuntimeError ||
+      (typeof reason === 'object' && reason !== null && (reason as { code?: unknown }).code === 'timeout')
+    ) {
       return reason as RuntimeError;
     }
     return new RuntimeError('aborted', 'the runtime was closed', { runtime: options.runtime, cause: reason });
@@ -87,7 +94,8 @@ export function singleFlight<T>(options: SingleFlightOptions = {}): SingleFlight
     run(key, work, opts = {}) {
       try {
         throwIfAborted(opts.signal, options.runtime);
-        if (lifetime.signal.aborted) throw new RuntimeError('aborted', 'the runtime was closed', { runtime: options.runtime });
+        if (lifetime.signal.aborted)
+          throw new RuntimeError('aborted', 'the runtime was closed', { runtime: options.runtime });
       } catch (error) {
         return Promise.reject(error);
       }

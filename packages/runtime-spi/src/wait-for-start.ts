@@ -23,12 +23,19 @@ export interface UntilStartedOptions {
  * @example
  * await untilStarted(async () => (await inspect(id)).state === 'created', { id, runtime: 'docker' });
  */
-export async function untilStarted(stillCreated: () => Promise<boolean>, opts: UntilStartedOptions): Promise<void> {
+export async function untilStarted(
+  stillCreated: () => Promise<boolean>,
+  opts: UntilStartedOptions,
+): Promise<void> {
   const graceMs = opts.graceMs ?? START_GRACE_MS;
   const deadline = Date.now() + graceMs;
   while (await stillCreated()) {
     if (Date.now() >= deadline) {
-      throw new RuntimeError('not-started', `instance "${opts.id}" was never started (still created after ${graceMs} ms)`, { runtime: opts.runtime });
+      throw new RuntimeError(
+        'not-started',
+        `instance "${opts.id}" was never started (still created after ${graceMs} ms)`,
+        { runtime: opts.runtime },
+      );
     }
     await sleep(Math.min(opts.pollMs ?? 100, Math.max(1, deadline - Date.now())), opts.signal, opts.runtime);
   }

@@ -2,7 +2,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { collectExec, collectLogs, expectRuntimeError, waitForTerminalText } from '../src/conformance/index.js';
+import {
+  collectExec,
+  collectLogs,
+  expectRuntimeError,
+  waitForTerminalText,
+} from '../src/conformance/index.js';
 import type { Runtime } from '../src/runtime.js';
 import { TEST_IMAGE, uniqueName } from './engines.js';
 
@@ -41,11 +46,16 @@ export function describeContainerAdapter(checks: ContainerAdapterChecks): void {
       return dir;
     };
     const running = async () => {
-      const created = await runtime.create({ name: uniqueName(`runt-${checks.name}`), image: TEST_IMAGE, labels });
+      const created = await runtime.create({
+        name: uniqueName(`runt-${checks.name}`),
+        image: TEST_IMAGE,
+        labels,
+      });
       return runtime.start(created.id);
     };
     /** `ps` inside the instance, through exec. */
-    const processes = async (id: string) => (await collectExec(await runtime.exec(id, ['ps', '-o', 'args']))).stdout;
+    const processes = async (id: string) =>
+      (await collectExec(await runtime.exec(id, ['ps', '-o', 'args']))).stdout;
     const eventually = async (what: string, check: () => Promise<boolean>) => {
       for (let i = 0; i < 100; i++) {
         if (await check()) return;
@@ -78,7 +88,14 @@ export function describeContainerAdapter(checks: ContainerAdapterChecks): void {
       await runtime.start(created.id);
       expect(await runtime.wait(created.id)).toEqual({ exitCode: 0 });
       const { stdout, stderr } = await collectLogs(runtime.logs(created.id));
-      expect(stdout.split('\n')).toEqual(['/workspace', 'from-host', 'cfg=/etc/runt/config', '{"k":"v"}', 'config-is-read-only', '']);
+      expect(stdout.split('\n')).toEqual([
+        '/workspace',
+        'from-host',
+        'cfg=/etc/runt/config',
+        '{"k":"v"}',
+        'config-is-read-only',
+        '',
+      ]);
       expect(stderr).toMatch(/read-only/i);
       expect(readFileSync(join(source, 'from-container.txt'), 'utf8')).toBe('made\n');
       expect(readFileSync(config, 'utf8')).toBe('{"k":"v"}\n');
@@ -127,7 +144,10 @@ export function describeContainerAdapter(checks: ContainerAdapterChecks): void {
       await eventually('sleep 4321 runs', async () => (await processes(inst.id)).includes('sleep 4321'));
       session.close();
       expect(typeof (await session.exit).exitCode).toBe('number');
-      await eventually('sleep 4321 ends after close()', async () => !(await processes(inst.id)).includes('sleep 4321'));
+      await eventually(
+        'sleep 4321 ends after close()',
+        async () => !(await processes(inst.id)).includes('sleep 4321'),
+      );
     });
 
     it('aborting an exec rejects its exit with aborted and ends the program', async () => {
@@ -137,17 +157,28 @@ export function describeContainerAdapter(checks: ContainerAdapterChecks): void {
       await eventually('sleep 4322 runs', async () => (await processes(inst.id)).includes('sleep 4322'));
       abort.abort();
       await expectRuntimeError(handle.exit, 'aborted');
-      await eventually('sleep 4322 ends after the abort', async () => !(await processes(inst.id)).includes('sleep 4322'));
+      await eventually(
+        'sleep 4322 ends after the abort',
+        async () => !(await processes(inst.id)).includes('sleep 4322'),
+      );
     });
 
     it('rejects a relative sourcePath and a spec without image as invalid-spec', async () => {
-      await expectRuntimeError(runtime.create({ name: uniqueName('runt-bad'), image: TEST_IMAGE, sourcePath: 'rel/path' }), 'invalid-spec');
+      await expectRuntimeError(
+        runtime.create({ name: uniqueName('runt-bad'), image: TEST_IMAGE, sourcePath: 'rel/path' }),
+        'invalid-spec',
+      );
       await expectRuntimeError(runtime.create({ name: uniqueName('runt-bad') }), 'invalid-spec');
       await expectRuntimeError(runtime.create({ name: 'bad name!', image: TEST_IMAGE }), 'invalid-spec');
     });
 
     it('reports a start failure (missing program) as start-failed', async () => {
-      const created = await runtime.create({ name: uniqueName('runt-nostart'), image: TEST_IMAGE, command: ['/no/such/program'], labels });
+      const created = await runtime.create({
+        name: uniqueName('runt-nostart'),
+        image: TEST_IMAGE,
+        command: ['/no/such/program'],
+        labels,
+      });
       await expectRuntimeError(runtime.start(created.id), 'start-failed');
     });
 
@@ -164,7 +195,10 @@ export function describeContainerAdapter(checks: ContainerAdapterChecks): void {
       expect(availability.reason).toContain(mustName);
       const error = (await expectRuntimeError(broken.inspect('anything'), 'runtime-unavailable')) as Error;
       expect(error.message).toContain(mustName);
-      await expectRuntimeError(broken.create({ name: uniqueName('runt-x'), image: TEST_IMAGE }), 'runtime-unavailable');
+      await expectRuntimeError(
+        broken.create({ name: uniqueName('runt-x'), image: TEST_IMAGE }),
+        'runtime-unavailable',
+      );
       await expectRuntimeError(broken.ensureImage(TEST_IMAGE), 'runtime-unavailable');
       await broken.close();
     });

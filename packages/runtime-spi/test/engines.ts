@@ -16,7 +16,8 @@ export const MISSING_IMAGE = 'runt-test/does-not-exist:never';
 /** The socket scripts/setup-engines.sh gives its private dockerd. */
 export const PRIVATE_DOCKER_SOCKET = '/run/runt-docker/docker.sock';
 
-const SETUP_HINT = 'run `sudo scripts/setup-engines.sh` at the repository root (it installs and starts the engines and imports the test image)';
+const SETUP_HINT =
+  'run `sudo scripts/setup-engines.sh` at the repository root (it installs and starts the engines and imports the test image)';
 
 /**
  * The Docker address tests use: $DOCKER_HOST, else the private socket of setup-engines.sh when
@@ -61,12 +62,17 @@ export async function assertEngineReady(runtime: Runtime): Promise<void> {
   try {
     const availability = await runtime.available();
     if (!availability.available) {
-      throw new Error(`${runtime.name} engine is not available (${availability.reason ?? 'no reason given'}); ${SETUP_HINT}`);
+      throw new Error(
+        `${runtime.name} engine is not available (${availability.reason ?? 'no reason given'}); ${SETUP_HINT}`,
+      );
     }
     try {
       await runtime.ensureImage(TEST_IMAGE, { timeoutMs: 30_000 });
     } catch (e) {
-      throw new Error(`${runtime.name} has no test image ${TEST_IMAGE} (${(e as Error).message}); ${SETUP_HINT}`);
+      throw new Error(
+        `${runtime.name} has no test image ${TEST_IMAGE} (${(e as Error).message}); ${SETUP_HINT}`,
+        { cause: e },
+      );
     }
   } finally {
     await runtime.close();

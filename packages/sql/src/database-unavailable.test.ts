@@ -23,7 +23,9 @@ describe('isDatabaseUnavailable', () => {
     } finally {
       await t.dispose();
     }
-    const refused = await openPostgres({ url: 'postgres://postgres@127.0.0.1:1/test' }).catch((e: unknown) => e);
+    const refused = await openPostgres({ url: 'postgres://postgres@127.0.0.1:1/test' }).catch(
+      (e: unknown) => e,
+    );
     expect(isDatabaseUnavailable(refused)).toBe(true);
     expect(isDatabaseUnavailable(new Error('syntax error at or near "x"'))).toBe(false);
     expect(isDatabaseUnavailable(undefined)).toBe(false);

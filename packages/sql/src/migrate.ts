@@ -19,14 +19,18 @@ export async function migrate(db: Database, migrations: Migration[]): Promise<st
   await db.transaction(async (tx) => {
     // `create table if not exists` is not safe against a concurrent one (two replicas starting
     // on an empty Postgres): both may create, one fails on pg_type's unique index.
-    if (db.backend === 'postgres') await tx.query("select pg_advisory_xact_lock(hashtext('runt_migrations'))");
-    await tx.query('create table if not exists runt_migrations (id text primary key, applied_at timestamptz not null default now())');
+    if (db.backend === 'postgres')
+      await tx.query("select pg_advisory_xact_lock(hashtext('runt_migrations'))");
+    await tx.query(
+      'create table if not exists runt_migrations (id text primary key, applied_at timestamptz not null default now())',
+    );
   });
   const applied: string[] = [];
   for (const m of [...migrations].sort((a, b) => a.id.localeCompare(b.id))) {
     const done = await db.transaction(async (tx) => {
       // Serialise concurrent starters on Postgres; harmless on PGlite.
-      if (db.backend === 'postgres') await tx.query("select pg_advisory_xact_lock(hashtext('runt_migrations'))");
+      if (db.backend === 'postgres')
+        await tx.query("select pg_advisory_xact_lock(hashtext('runt_migrations'))");
       const seen = await tx.query('select 1 from runt_migrations where id = $1', [m.id]);
       if (seen.rows.length > 0) return false;
       for (const stmt of splitStatements(m.sql)) await tx.query(stmt);

@@ -9,7 +9,10 @@ import type { Database } from './sql.js';
  * @example
  * const db = await openDatabase({ databaseUrl: process.env.DATABASE_URL, dataDir: './.runt/db' });
  */
-export async function openDatabase(opts: { databaseUrl?: string | undefined; dataDir?: string }): Promise<Database> {
+export async function openDatabase(opts: {
+  databaseUrl?: string | undefined;
+  dataDir?: string;
+}): Promise<Database> {
   const url = opts.databaseUrl?.trim();
   if (url) {
     if (!/^postgres(ql)?:\/\//.test(url)) throw new Error('DATABASE_URL must be a postgres:// URL');

@@ -33,7 +33,7 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
   const self = wrap(pg);
   return {
     backend: 'pglite',
-    query: self.query,
+    query: (text, params) => self.query(text, params),
     transaction: (fn) => pg.transaction((tx) => fn(wrap(tx))),
     close: () => pg.close(),
   };

@@ -23,7 +23,11 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
   pool.on('error', () => {});
   const client = await pool.connect(); // fail fast on a bad URL
   client.release();
-  const run = async <T>(q: pg.Pool | pg.PoolClient, text: string, params?: unknown[]): Promise<QueryResult<T>> => {
+  const run = async <T>(
+    q: pg.Pool | pg.PoolClient,
+    text: string,
+    params?: unknown[],
+  ): Promise<QueryResult<T>> => {
     const r = await q.query(text, params as unknown[]);
     return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
   };

@@ -8,12 +8,18 @@ describe.each(TEST_BACKENDS)('sql on %s', (backend) => {
     try {
       const ms = [
         { id: 't_0002', sql: 'insert into t (id, n) values ($$b$$, 2);' },
-        { id: 't_0001', sql: 'create table t (id text primary key, n bigint not null);\ninsert into t (id, n) values ($$a$$, 1);' },
+        {
+          id: 't_0001',
+          sql: 'create table t (id text primary key, n bigint not null);\ninsert into t (id, n) values ($$a$$, 1);',
+        },
       ];
       expect(await migrate(t.db, ms)).toEqual(['t_0001', 't_0002']);
       expect(await migrate(t.db, ms)).toEqual([]);
       const r = await t.db.query<{ id: string; n: number }>('select id, n from t order by id');
-      expect(r.rows).toEqual([{ id: 'a', n: 1 }, { id: 'b', n: 2 }]);
+      expect(r.rows).toEqual([
+        { id: 'a', n: 1 },
+        { id: 'b', n: 2 },
+      ]);
 
       await expect(
         t.db.transaction(async (tx) => {
@@ -56,16 +62,26 @@ describe('listen on postgres', () => {
     try {
       const got: string[] = [];
       let lost = 0;
-      const l = await t.db.listen!('runt_test', (p) => got.push(p), () => lost++);
+      const l = await t.db.listen!(
+        'runt_test',
+        (p) => got.push(p),
+        () => lost++,
+      );
       await t.db.query(`select pg_notify('runt_test', 'a')`);
       await t.db.transaction(async (tx) => {
         await tx.query(`select pg_notify('runt_test', 'b')`);
       });
       await expect.poll(() => got, { timeout: 2000 }).toEqual(['a', 'b']);
-      await t.db.query(`select pg_terminate_backend(pid) from pg_stat_activity where query ilike 'listen%' and datname = current_database()`);
+      await t.db.query(
+        `select pg_terminate_backend(pid) from pg_stat_activity where query ilike 'listen%' and datname = current_database()`,
+      );
       await expect.poll(() => lost, { timeout: 2000 }).toBe(1);
       await l.close();
-      const again = await t.db.listen!('runt_test', (p) => got.push(p), () => lost++);
+      const again = await t.db.listen!(
+        'runt_test',
+        (p) => got.push(p),
+        () => lost++,
+      );
       await t.db.query(`select pg_notify('runt_test', 'c')`);
       await expect.poll(() => got, { timeout: 2000 }).toEqual(['a', 'b', 'c']);
       await again.close();

@@ -27,7 +27,11 @@ export interface Database extends Queryable {
    * call `listen` again to re-establish. Not called after `close()` of the returned handle.
    * Postgres only; undefined on PGlite (one process, nothing to hear from others).
    */
-  listen?(channel: string, onMessage: (payload: string) => void, onConnectionLost: (err?: Error) => void): Promise<Listener>;
+  listen?(
+    channel: string,
+    onMessage: (payload: string) => void,
+    onConnectionLost: (err?: Error) => void,
+  ): Promise<Listener>;
   close(): Promise<void>;
 }
 

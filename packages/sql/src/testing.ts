@@ -5,7 +5,8 @@ import { openPostgres } from './postgres.js';
 import type { Database, SqlBackend } from './sql.js';
 
 /** Where tests find the Postgres server (CI machines: 127.0.0.1:5432, trust auth, database `test`). */
-export const TEST_POSTGRES_URL = process.env.RUNT_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const TEST_POSTGRES_URL =
+  process.env.RUNT_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 export interface TestDatabase {
   backend: SqlBackend;

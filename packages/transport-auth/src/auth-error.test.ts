@@ -12,7 +12,10 @@ describe('AuthError', () => {
   });
 
   it('is recognised without instanceof (a copy from another package instance)', () => {
-    const foreign = Object.assign(new Error('x'), { [Symbol.for('runt.transport-auth.AuthError')]: true, code: 'unauthorized' });
+    const foreign = Object.assign(new Error('x'), {
+      [Symbol.for('runt.transport-auth.AuthError')]: true,
+      code: 'unauthorized',
+    });
     expect(isAuthError(foreign)).toBe(true);
     expect(isAuthError(new AuthError('unauthorized', 'x'))).toBe(true);
     expect(isAuthError(Object.assign(new Error('x'), { code: 'unauthorized', status: 401 }))).toBe(false);

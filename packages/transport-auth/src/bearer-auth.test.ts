@@ -39,7 +39,8 @@ afterAll(async () => {
   await new Promise<void>((done) => server.close(() => done()));
 });
 
-const get = (path: string, auth?: string) => fetch(base + path, auth === undefined ? {} : { headers: { Authorization: auth } });
+const get = (path: string, auth?: string) =>
+  fetch(base + path, auth === undefined ? {} : { headers: { Authorization: auth } });
 
 describe('bearerAuth over a listening server', () => {
   it('401 with WWW-Authenticate: Bearer when the header is missing', async () => {

@@ -53,7 +53,11 @@ export function bearerAuth(opts: BearerAuthOptions): MiddlewareHandler<AuthEnv> 
     }
     const principal = await opts.resolve(hashToken(token), parsed.kind);
     if (principal === undefined) {
-      return deny(c, new AuthError('unauthorized', 'invalid or revoked token'), 'Bearer error="invalid_token"');
+      return deny(
+        c,
+        new AuthError('unauthorized', 'invalid or revoked token'),
+        'Bearer error="invalid_token"',
+      );
     }
     if (!kinds.has(principal.kind)) {
       return deny(c, new AuthError('forbidden', `a ${principal.kind} token cannot use this endpoint`));
@@ -65,5 +69,8 @@ export function bearerAuth(opts: BearerAuthOptions): MiddlewareHandler<AuthEnv> 
 
 function deny(c: Context, err: AuthError, challenge?: string): Response {
   if (challenge !== undefined) c.header('WWW-Authenticate', challenge);
-  return c.json({ error: { code: err.code === 'forbidden' ? 'forbidden' : 'unauthorized', message: err.message } }, err.status);
+  return c.json(
+    { error: { code: err.code === 'forbidden' ? 'forbidden' : 'unauthorized', message: err.message } },
+    err.status,
+  );
 }

@@ -2,7 +2,13 @@ export { TOKEN_PREFIXES, mintToken, type TokenKind } from './mint-token.js';
 export { parseToken } from './parse-token.js';
 export { hashToken } from './hash-token.js';
 export { verifyToken } from './verify-token.js';
-export { bearerAuth, type AuthEnv, type BearerAuthOptions, type Principal, type PrincipalResolver } from './bearer-auth.js';
+export {
+  bearerAuth,
+  type AuthEnv,
+  type BearerAuthOptions,
+  type Principal,
+  type PrincipalResolver,
+} from './bearer-auth.js';
 export { bearerHook } from './bearer-hook.js';
 export { redactSecrets } from './redact-secrets.js';
 export { redactingLogOptions } from './redacting-log-options.js';

@@ -35,10 +35,17 @@ describe('parseToken', () => {
 
   it('accepts any canonical 32-byte secret behind a known prefix', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.constantFrom('rnt_adm_', 'rnt_ws_'), (bytes, prefix) => {
-        const secret = Buffer.from(bytes).toString('base64url');
-        expect(parseToken(prefix + secret)).toEqual({ kind: prefix === 'rnt_adm_' ? 'admin' : 'workstation', secret });
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.constantFrom('rnt_adm_', 'rnt_ws_'),
+        (bytes, prefix) => {
+          const secret = Buffer.from(bytes).toString('base64url');
+          expect(parseToken(prefix + secret)).toEqual({
+            kind: prefix === 'rnt_adm_' ? 'admin' : 'workstation',
+            secret,
+          });
+        },
+      ),
     );
   });
 });

@@ -9,7 +9,9 @@ describe('redactSecrets', () => {
   it('redacts tokens in strings, keeping the prefix', () => {
     const ws = mintToken('workstation');
     const adm = mintToken('admin');
-    expect(redactSecrets(`token ${ws} and ${adm}.`)).toBe('token rnt_ws_…[redacted] and rnt_adm_…[redacted].');
+    expect(redactSecrets(`token ${ws} and ${adm}.`)).toBe(
+      'token rnt_ws_…[redacted] and rnt_adm_…[redacted].',
+    );
     expect(redactSecrets(`x${ws}y`)).toBe('xrnt_ws_…[redacted]');
     expect(redactSecrets('Authorization: Bearer abc.def-ghi')).toBe('Authorization: Bearer [redacted]');
     expect(redactSecrets(`Bearer ${ws}`)).toBe('Bearer [redacted]');
@@ -31,19 +33,30 @@ describe('redactSecrets', () => {
       access_token: 42,
       password: null,
       list: [`see ${ws}`, { client_secret: 's' }],
-      map: new Map<string, unknown>([['token', ws], ['note', ws]]),
+      map: new Map<string, unknown>([
+        ['token', ws],
+        ['note', ws],
+      ]),
       set: new Set([ws]),
       at: new Date(0),
       [ws]: 'a key that is a token',
     };
     const out = redactSecrets(input);
     expect(out).not.toBe(input);
-    expect(out.headers).toEqual({ Authorization: '[redacted]', 'x-api-key': '[redacted]', Cookie: '[redacted]', accept: 'json' });
+    expect(out.headers).toEqual({
+      Authorization: '[redacted]',
+      'x-api-key': '[redacted]',
+      Cookie: '[redacted]',
+      accept: 'json',
+    });
     expect(out.token).toBe('[redacted]');
     expect(out.access_token).toBe('[redacted]');
     expect(out.password).toBeNull();
     expect(out.list).toEqual(['see rnt_ws_…[redacted]', { client_secret: '[redacted]' }]);
-    expect([...out.map]).toEqual([['token', '[redacted]'], ['note', 'rnt_ws_…[redacted]']]);
+    expect([...out.map]).toEqual([
+      ['token', '[redacted]'],
+      ['note', 'rnt_ws_…[redacted]'],
+    ]);
     expect([...out.set]).toEqual(['rnt_ws_…[redacted]']);
     expect(out.at).toEqual(new Date(0));
     expect(Object.keys(out)).toContain('rnt_ws_…[redacted]');

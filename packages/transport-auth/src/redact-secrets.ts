@@ -60,7 +60,12 @@ function redact(value: unknown, seen: WeakMap<object, unknown>): unknown {
   seen.set(value, out);
   const keys =
     value instanceof Error
-      ? [...new Set([...Object.keys(value), ...['name', 'message', 'stack', 'cause'].filter((k) => Object.hasOwn(value, k))])]
+      ? [
+          ...new Set([
+            ...Object.keys(value),
+            ...['name', 'message', 'stack', 'cause'].filter((k) => Object.hasOwn(value, k)),
+          ]),
+        ]
       : Object.keys(value);
   for (const k of keys) {
     const v = (value as Record<string, unknown>)[k];

@@ -7,7 +7,10 @@ describe('redactingLogOptions', () => {
   const secret = token.slice('rnt_ws_'.length);
 
   it('masks tokens in the logged object', () => {
-    const out = redactingLogOptions.formatters.log({ headers: { authorization: `Bearer ${token}` }, note: `got ${token}` });
+    const out = redactingLogOptions.formatters.log({
+      headers: { authorization: `Bearer ${token}` },
+      note: `got ${token}`,
+    });
     expect(JSON.stringify(out)).not.toContain(secret);
     expect(out.note).toBe('got rnt_ws_…[redacted]');
   });
@@ -15,9 +18,13 @@ describe('redactingLogOptions', () => {
   it('masks tokens in every argument handed to the log method, keeping `this`', () => {
     const self = { name: 'logger' };
     let seen: { self: unknown; args: unknown[] } | undefined;
-    redactingLogOptions.hooks.logMethod.call(self, [{ token }, `msg ${token}`, 42], function (this: unknown, ...args: unknown[]) {
-      seen = { self: this, args };
-    });
+    redactingLogOptions.hooks.logMethod.call(
+      self,
+      [{ token }, `msg ${token}`, 42],
+      function (this: unknown, ...args: unknown[]) {
+        seen = { self: this, args };
+      },
+    );
     expect(seen?.self).toBe(self);
     expect(JSON.stringify(seen?.args)).not.toContain(secret);
     expect(seen?.args[2]).toBe(42);

@@ -14,8 +14,11 @@ export const redactingLogOptions = {
     log: (object: Record<string, unknown>): Record<string, unknown> => redactSecrets(object),
   },
   hooks: {
-    logMethod(this: unknown, args: unknown[], method: (...args: any[]) => void): void {
-      method.apply(this, args.map((a) => redactSecrets(a)));
+    logMethod(this: unknown, args: unknown[], method: (...args: unknown[]) => void): void {
+      method.apply(
+        this,
+        args.map((a) => redactSecrets(a)),
+      );
     },
   },
 };

@@ -1,6 +1,7 @@
 const MARKER = Symbol.for('runt.workspace-error');
 
-export type WorkspaceErrorCode = 'not-found' | 'name-taken' | 'invalid-argument' | 'state-corrupt' | 'locked' | 'runtime-failed';
+export type WorkspaceErrorCode =
+  'not-found' | 'name-taken' | 'invalid-argument' | 'state-corrupt' | 'locked' | 'runtime-failed';
 
 /** Every error this package throws; check with {@link isWorkspaceError}, not `instanceof`. */
 export class WorkspaceError extends Error {

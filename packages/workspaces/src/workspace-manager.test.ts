@@ -20,7 +20,9 @@ function setup(extra: (r: RuntimeRegistry) => void = () => {}) {
   const sources = join(dir, 'my-repo');
   mkdirSync(sources);
   writeFileSync(join(sources, 'hello.txt'), 'hi\n');
-  const registry = new RuntimeRegistry().register('process', () => createProcessRuntime({ stateDir: join(dir, 'process-state') }));
+  const registry = new RuntimeRegistry().register('process', () =>
+    createProcessRuntime({ stateDir: join(dir, 'process-state') }),
+  );
   extra(registry);
   registries.push(registry);
   const store = new WorkspaceStore({ configDir: join(dir, 'config') });
@@ -40,7 +42,12 @@ describe('WorkspaceManager on the process runtime', () => {
   it('runs the whole lifecycle: init → list → stop → start → terminal → remove', async () => {
     const { sources, manager, registry } = setup();
     const created = await manager.init({ sources, runtime: 'process' });
-    expect(created).toMatchObject({ name: 'my-repo', runtime: 'process', state: 'running', sourcePath: sources });
+    expect(created).toMatchObject({
+      name: 'my-repo',
+      runtime: 'process',
+      state: 'running',
+      sourcePath: sources,
+    });
     expect(created.instanceId).toEqual(expect.any(String));
     expect(created.runtimeInfo).toMatchObject({ state: 'running' });
 
@@ -56,7 +63,11 @@ describe('WorkspaceManager on the process runtime', () => {
     let out = '';
     session.onData((d) => (out += d));
     session.write('cat hello.txt; echo "sum=$((40+2))"\n');
-    await until(async () => out, (o) => o.includes('sum=42'), 'terminal output');
+    await until(
+      async () => out,
+      (o) => o.includes('sum=42'),
+      'terminal output',
+    );
     expect(out).toContain('hi');
     session.write('exit\n');
     await session.exit;
@@ -74,7 +85,9 @@ describe('WorkspaceManager on the process runtime', () => {
     await manager.init({ sources, runtime: 'process', name: 'twin' });
     const taken = await manager.init({ sources, runtime: 'process', name: 'twin' }).catch((e: unknown) => e);
     expect(isWorkspaceError(taken, 'name-taken')).toBe(true);
-    const notDir = await manager.init({ sources: join(sources, 'hello.txt'), runtime: 'process' }).catch((e: unknown) => e);
+    const notDir = await manager
+      .init({ sources: join(sources, 'hello.txt'), runtime: 'process' })
+      .catch((e: unknown) => e);
     expect(isWorkspaceError(notDir, 'invalid-argument')).toBe(true);
     await manager.remove('twin');
   });

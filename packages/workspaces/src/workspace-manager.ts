@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { isRuntimeError, type Instance, type Runtime, type RuntimeRegistry, type TerminalSession } from '@runt/runtime-spi';
+import {
+  isRuntimeError,
+  type Instance,
+  type Runtime,
+  type RuntimeRegistry,
+  type TerminalSession,
+} from '@runt/runtime-spi';
 import { WorkspaceError } from './errors.js';
 import type { WorkspaceRecord, WorkspaceState, WorkspaceStore } from './workspace-store.js';
 
@@ -46,14 +52,31 @@ export class WorkspaceManager {
   /** Registers the workspace (stopped), creates and starts its instance, records the runtime's info, marks it running. */
   async init(opts: InitWorkspaceOptions): Promise<WorkspaceRecord> {
     const sourcePath = resolve(opts.sources);
-    const isDir = await stat(sourcePath).then((s) => s.isDirectory(), () => false);
-    if (!isDir) throw new WorkspaceError('invalid-argument', `sources must be an existing directory: ${sourcePath}`);
+    const isDir = await stat(sourcePath).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!isDir)
+      throw new WorkspaceError('invalid-argument', `sources must be an existing directory: ${sourcePath}`);
     const configPath = opts.configPath ? resolve(opts.configPath) : undefined;
-    if (configPath && !(await stat(configPath).then((s) => s.isFile(), () => false))) {
+    if (
+      configPath &&
+      !(await stat(configPath).then(
+        (s) => s.isFile(),
+        () => false,
+      ))
+    ) {
       throw new WorkspaceError('invalid-argument', `config must be an existing file: ${configPath}`);
     }
-    const name = (opts.name ?? basename(sourcePath)).toLowerCase().replace(/[^a-z0-9_.-]+/g, '-').replace(/^[^a-z0-9]+/, '');
-    if (!NAME.test(name)) throw new WorkspaceError('invalid-argument', `invalid workspace name "${opts.name ?? name}": use letters, digits, ".", "_" or "-"`);
+    const name = (opts.name ?? basename(sourcePath))
+      .toLowerCase()
+      .replace(/[^a-z0-9_.-]+/g, '-')
+      .replace(/^[^a-z0-9]+/, '');
+    if (!NAME.test(name))
+      throw new WorkspaceError(
+        'invalid-argument',
+        `invalid workspace name "${opts.name ?? name}": use letters, digits, ".", "_" or "-"`,
+      );
     const runtime = await this.deps.registry.get(opts.runtime); // unknown runtime: a clear error listing the known ones
 
     const now = new Date().toISOString();
@@ -69,7 +92,8 @@ export class WorkspaceManager {
       updatedAt: now,
     };
     await this.deps.store.update((all) => {
-      if (all.some((w) => w.name === name)) throw new WorkspaceError('name-taken', `a workspace named "${name}" exists already`);
+      if (all.some((w) => w.name === name))
+        throw new WorkspaceError('name-taken', `a workspace named "${name}" exists already`);
       all.push(record);
     });
 
@@ -111,8 +135,13 @@ export class WorkspaceManager {
     const { record, runtime, instanceId } = await this.resolve(ref);
     try {
       const live = await runtime.inspect(instanceId);
-      if (!live) throw new WorkspaceError('runtime-failed', `the instance of "${record.name}" is gone from ${record.runtime}; remove the workspace and init it again`);
-      if (live.state === 'running') return this.save(record.id, { state: 'running', runtimeInfo: info(live) });
+      if (!live)
+        throw new WorkspaceError(
+          'runtime-failed',
+          `the instance of "${record.name}" is gone from ${record.runtime}; remove the workspace and init it again`,
+        );
+      if (live.state === 'running')
+        return this.save(record.id, { state: 'running', runtimeInfo: info(live) });
       const started = await runtime.start(instanceId);
       return this.save(record.id, { state: 'running', runtimeInfo: info(started) });
     } catch (e) {
@@ -126,7 +155,8 @@ export class WorkspaceManager {
     try {
       await runtime.stop(instanceId, { timeoutMs: opts.timeoutMs ?? 10_000 });
     } catch (e) {
-      if (!isRuntimeError(e, 'instance-not-found')) throw runtimeFailure(e, `could not stop "${record.name}"`);
+      if (!isRuntimeError(e, 'instance-not-found'))
+        throw runtimeFailure(e, `could not stop "${record.name}"`);
     }
     return this.save(record.id, { state: 'stopped' });
   }
@@ -148,7 +178,8 @@ export class WorkspaceManager {
         });
       }
     } catch (e) {
-      if (!opts.force) throw runtimeFailure(e, `could not remove "${record.name}" (--force unregisters it anyway)`);
+      if (!opts.force)
+        throw runtimeFailure(e, `could not remove "${record.name}" (--force unregisters it anyway)`);
     }
     await this.deps.store.update((all) => {
       const i = all.findIndex((w) => w.id === record.id);
@@ -158,8 +189,13 @@ export class WorkspaceManager {
   }
 
   /** An interactive shell in the workspace, starting it first when stopped. */
-  async terminal(ref: string, opts: { cols?: number; rows?: number } = {}): Promise<{ record: WorkspaceRecord; session: TerminalSession }> {
-    let { record, runtime, instanceId } = await this.resolve(ref);
+  async terminal(
+    ref: string,
+    opts: { cols?: number; rows?: number } = {},
+  ): Promise<{ record: WorkspaceRecord; session: TerminalSession }> {
+    const resolved = await this.resolve(ref);
+    const { runtime, instanceId } = resolved;
+    let { record } = resolved;
     const live = await runtime.inspect(instanceId);
     if (live?.state !== 'running') record = await this.start(record.id);
     const session = await runtime.terminal(instanceId, {
@@ -182,14 +218,23 @@ export class WorkspaceManager {
     }
   }
 
-  private async resolve(ref: string): Promise<{ record: WorkspaceRecord; runtime: Runtime; instanceId: string }> {
+  private async resolve(
+    ref: string,
+  ): Promise<{ record: WorkspaceRecord; runtime: Runtime; instanceId: string }> {
     const record = await this.deps.store.get(ref);
-    if (!record.instanceId) throw new WorkspaceError('runtime-failed', `"${record.name}" has no instance (init failed: ${record.error ?? 'unknown'}); remove it and init again`);
+    if (!record.instanceId)
+      throw new WorkspaceError(
+        'runtime-failed',
+        `"${record.name}" has no instance (init failed: ${record.error ?? 'unknown'}); remove it and init again`,
+      );
     const runtime = await this.deps.registry.get(record.runtime);
     return { record, runtime, instanceId: record.instanceId };
   }
 
-  private save(id: string, patch: Partial<WorkspaceRecord> & { state?: WorkspaceState }): Promise<WorkspaceRecord> {
+  private save(
+    id: string,
+    patch: Partial<WorkspaceRecord> & { state?: WorkspaceState },
+  ): Promise<WorkspaceRecord> {
     return this.deps.store.update((all) => {
       const w = all.find((x) => x.id === id);
       if (!w) throw new WorkspaceError('not-found', `workspace ${id} was removed meanwhile`);
@@ -201,7 +246,16 @@ export class WorkspaceManager {
 }
 
 function info(i: Instance): Record<string, unknown> {
-  return JSON.parse(JSON.stringify({ id: i.id, name: i.name, state: i.state, image: i.image, startedAt: i.startedAt, details: i.details }));
+  return JSON.parse(
+    JSON.stringify({
+      id: i.id,
+      name: i.name,
+      state: i.state,
+      image: i.image,
+      startedAt: i.startedAt,
+      details: i.details,
+    }),
+  ) as Record<string, unknown>;
 }
 
 function messageOf(e: unknown): string {

@@ -32,7 +32,12 @@ describe('WorkspaceStore', () => {
     const store = new WorkspaceStore({ configDir: mkdtempSync(join(tmpdir(), 'runt-wss-')) });
     await store.update((all) => void all.push(record('keep')));
     const before = readFileSync(store.file, 'utf8');
-    await expect(store.update((all) => { all.length = 0; throw new Error('no'); })).rejects.toThrow('no');
+    await expect(
+      store.update((all) => {
+        all.length = 0;
+        throw new Error('no');
+      }),
+    ).rejects.toThrow('no');
     expect(readFileSync(store.file, 'utf8')).toBe(before);
   });
 
@@ -56,7 +61,9 @@ describe('WorkspaceStore', () => {
         const name = process.argv[2] + '-' + i;
         await store.update((all) => { all.push({ id: 'wsp_' + name, name, runtime: 'process', sourcePath: '/tmp', state: 'stopped', createdAt: '', updatedAt: '' }); });
       }`;
-    await Promise.all(['p', 'q', 'r', 's'].map((p) => execa('node', ['--input-type=module', '-e', script, dir, p])));
+    await Promise.all(
+      ['p', 'q', 'r', 's'].map((p) => execa('node', ['--input-type=module', '-e', script, dir, p])),
+    );
     const names = (await new WorkspaceStore({ configDir: dir }).list()).map((w) => w.name).sort();
     expect(names).toHaveLength(40);
     expect(new Set(names).size).toBe(40);

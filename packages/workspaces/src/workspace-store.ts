@@ -59,7 +59,8 @@ export class WorkspaceStore {
   /** Like {@link find}, but a clear `not-found` error when there is none. */
   async get(ref: string): Promise<WorkspaceRecord> {
     const w = await this.find(ref);
-    if (!w) throw new WorkspaceError('not-found', `no workspace named "${ref}" (runt workspace list shows them)`);
+    if (!w)
+      throw new WorkspaceError('not-found', `no workspace named "${ref}" (runt workspace list shows them)`);
     return w;
   }
 
@@ -77,7 +78,11 @@ export class WorkspaceStore {
         stale: 30_000,
       });
     } catch (e) {
-      throw new WorkspaceError('locked', `another runt command holds the workspace lock in ${this.opts.configDir}`, { cause: e });
+      throw new WorkspaceError(
+        'locked',
+        `another runt command holds the workspace lock in ${this.opts.configDir}`,
+        { cause: e },
+      );
     }
     try {
       const data = await this.read();
@@ -104,7 +109,11 @@ export class WorkspaceStore {
       throw new WorkspaceError('state-corrupt', `${this.file} is not valid JSON; fix or remove it`);
     }
     const r = fileSchema.safeParse(parsed);
-    if (!r.success) throw new WorkspaceError('state-corrupt', `${this.file} is not a workspace registry: ${r.error.issues[0]?.message}`);
+    if (!r.success)
+      throw new WorkspaceError(
+        'state-corrupt',
+        `${this.file} is not a workspace registry: ${r.error.issues[0]?.message}`,
+      );
     return r.data;
   }
 

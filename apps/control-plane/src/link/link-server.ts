@@ -3,7 +3,13 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { agentMessageSchema, findUnsafeJson, jsonNestsDeeperThan, LINK_CLOSE_CODES, type AgentMessage } from '@runt/protocol';
+import {
+  agentMessageSchema,
+  findUnsafeJson,
+  jsonNestsDeeperThan,
+  LINK_CLOSE_CODES,
+  type AgentMessage,
+} from '@runt/protocol';
 import { hashToken, parseToken, type PrincipalResolver } from '@runt/transport-auth';
 import type { RunSignals } from '../runs/run-signals.js';
 import type { RunLifecycle } from '../runs/run-lifecycle.js';
@@ -65,10 +71,16 @@ export class LinkServer {
   private closing = false;
   private readonly pending = new Set<Promise<unknown>>();
   private readonly budgets = new WeakMap<AgentLink, Budget>();
-  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(req, socket, head);
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    void this.upgrade(req, socket, head);
 
   constructor(private readonly o: LinkServerOptions) {
-    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: o.maxPayloadBytes ?? 1024 * 1024, clientTracking: false });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: o.maxPayloadBytes ?? 1024 * 1024,
+      clientTracking: false,
+    });
   }
 
   /** Listens for upgrades and starts the ping round. */
@@ -112,7 +124,9 @@ export class LinkServer {
   }
 
   private track<T>(p: Promise<T>): void {
-    const tracked = p.catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'agent link task failed')).finally(() => this.pending.delete(tracked));
+    const tracked = p
+      .catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'agent link task failed'))
+      .finally(() => this.pending.delete(tracked));
     this.pending.add(tracked);
   }
 
@@ -132,14 +146,22 @@ export class LinkServer {
       return refuse(socket, 503, 'unavailable', 'cannot check the credential now');
     }
     if (!principal) return refuse(socket, 401, 'unauthorized', 'invalid or revoked token');
-    if (principal.kind !== 'workstation' || !principal.workstationId) return refuse(socket, 403, 'forbidden', 'the agent link takes a workstation token');
+    if (principal.kind !== 'workstation' || !principal.workstationId)
+      return refuse(socket, 403, 'forbidden', 'the agent link takes a workstation token');
     if (this.closing || socket.destroyed) return refuse(socket, 503, 'unavailable', 'shutting down');
     const { workstationId, id: credentialId } = principal;
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, workstationId, credentialId));
   }
 
   private accept(socket: WebSocket, workstationId: string, credentialId: string): void {
-    const link: AgentLink = { socket, workstationId, credentialId, alive: true, registered: false, chain: Promise.resolve() };
+    const link: AgentLink = {
+      socket,
+      workstationId,
+      credentialId,
+      alive: true,
+      registered: false,
+      chain: Promise.resolve(),
+    };
     const old = this.o.registry.add(link);
     if (old) old.socket.close(LINK_CLOSE_CODES.replaced, 'replaced by a newer link');
     socket.on('message', (data, isBinary) => this.onMessage(link, data, isBinary));
@@ -158,7 +180,10 @@ export class LinkServer {
     link.alive = true;
     if (!this.spend(link)) {
       if (link.socket.readyState === link.socket.OPEN) {
-        this.o.logger.warn({ workstation_id: link.workstationId }, 'agent link over its message rate: closed');
+        this.o.logger.warn(
+          { workstation_id: link.workstationId },
+          'agent link over its message rate: closed',
+        );
         link.socket.close(LINK_CLOSE_CODES.rateLimited, 'too many messages');
       }
       return;
@@ -167,9 +192,14 @@ export class LinkServer {
     if (!isBinary) {
       try {
         // The same edge checks as HTTP bodies: bounded nesting, no NUL or lone surrogate anywhere.
-        const text = String(data);
+        const text = Array.isArray(data)
+          ? Buffer.concat(data).toString('utf8')
+          : Buffer.isBuffer(data)
+            ? data.toString('utf8')
+            : Buffer.from(data).toString('utf8');
         const value: unknown = jsonNestsDeeperThan(text) ? undefined : JSON.parse(text);
-        const parsed = value === undefined || findUnsafeJson(value) ? undefined : agentMessageSchema.safeParse(value);
+        const parsed =
+          value === undefined || findUnsafeJson(value) ? undefined : agentMessageSchema.safeParse(value);
         if (parsed?.success) msg = parsed.data;
       } catch {
         msg = undefined;
@@ -180,9 +210,14 @@ export class LinkServer {
       return;
     }
     const m = msg;
-    link.chain = link.chain.then(() => this.handle(link, m)).catch((e: unknown) => {
-      this.o.logger.warn({ workstation_id: link.workstationId, err: (e as Error).message }, 'agent link message failed');
-    });
+    link.chain = link.chain
+      .then(() => this.handle(link, m))
+      .catch((e: unknown) => {
+        this.o.logger.warn(
+          { workstation_id: link.workstationId, err: (e as Error).message },
+          'agent link message failed',
+        );
+      });
   }
 
   /** Takes one message from the link's budget; false when it is spent. */
@@ -210,8 +245,10 @@ export class LinkServer {
         // A drain requested while this agent had no link here (or one it did not act on yet).
         if (registered.status === 'draining') link.socket.send(JSON.stringify({ type: 'drain' }));
         // Offers and cancels the agent may have missed while it was away.
-        for (const run of await this.o.runs.offeredTo(ws)) this.o.registry.send(ws, { type: 'offer', id: run.id, run });
-        for (const runId of await this.o.runs.cancelRequestedOn(ws)) this.o.registry.send(ws, { type: 'cancel', run_id: runId });
+        for (const run of await this.o.runs.offeredTo(ws))
+          this.o.registry.send(ws, { type: 'offer', id: run.id, run });
+        for (const runId of await this.o.runs.cancelRequestedOn(ws))
+          this.o.registry.send(ws, { type: 'cancel', run_id: runId });
         this.o.signals.schedule();
         return;
       }
@@ -250,7 +287,9 @@ export class LinkServer {
 
 function refuse(socket: Duplex, status: number, code: string, message: string): void {
   const body = JSON.stringify({ error: { code, message } });
-  const reason = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+  const reason =
+    { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' }[status] ??
+    'Error';
   const auth = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n${auth}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,

@@ -12,7 +12,14 @@ const until = async (cond: () => boolean, ms = 5000) => {
 
 function recorder() {
   const log: string[] = [];
-  return { log, handlers: { message: (p: string) => log.push(`message:${p}`), up: () => log.push('up'), down: () => log.push('down') } };
+  return {
+    log,
+    handlers: {
+      message: (p: string) => log.push(`message:${p}`),
+      up: () => log.push('up'),
+      down: () => log.push('down'),
+    },
+  };
 }
 
 describe('notification bus', () => {
@@ -41,7 +48,9 @@ describe('notification bus', () => {
     expect(b.log).toEqual(['up', 'message:one']);
     expect(other.log).toEqual(['up']);
 
-    await t.db.query(`select pg_terminate_backend(pid) from pg_stat_activity where query ilike 'listen%runt_test_a%' and datname = current_database()`);
+    await t.db.query(
+      `select pg_terminate_backend(pid) from pg_stat_activity where query ilike 'listen%runt_test_a%' and datname = current_database()`,
+    );
     await until(() => a.log.includes('down'));
     await until(() => a.log.filter((x) => x === 'up').length === 2);
     await t.db.query(`select pg_notify('runt_test_a', 'two')`);

@@ -29,12 +29,15 @@ export function layout(opts: { title: string; current?: string; signedIn: boolea
 <a class="skip" href="#content">Skip to content</a>
 <header class="top">
 <span class="brand">runt</span>
-${opts.signedIn
-  ? html`<nav aria-label="Main"><ul>${NAV.map(
-      (n) => html`<li><a href="${n.href}"${opts.current === n.href ? html` aria-current="page"` : ''}>${n.label}</a></li>`,
-    )}</ul></nav>
+${
+  opts.signedIn
+    ? html`<nav aria-label="Main"><ul>${NAV.map(
+        (n) =>
+          html`<li><a href="${n.href}"${opts.current === n.href ? html` aria-current="page"` : ''}>${n.label}</a></li>`,
+      )}</ul></nav>
 <form method="post" action="/sign-out"><button type="submit">Sign out</button></form>`
-  : ''}
+    : ''
+}
 </header>
 <main id="content" tabindex="-1">
 ${opts.body}

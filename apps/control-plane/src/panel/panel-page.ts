@@ -3,8 +3,21 @@ import { HttpError } from '../errors.js';
 import { layout, type Html } from './layout.js';
 
 /** Renders a page inside the frame. */
-export function page(c: Context, title: string, body: Html, opts: { current?: string; status?: number; signedIn?: boolean } = {}) {
-  return c.html(layout({ title, body, signedIn: opts.signedIn ?? true, ...(opts.current ? { current: opts.current } : {}) }), (opts.status ?? 200) as 200);
+export function page(
+  c: Context,
+  title: string,
+  body: Html,
+  opts: { current?: string; status?: number; signedIn?: boolean } = {},
+) {
+  return c.html(
+    layout({
+      title,
+      body,
+      signedIn: opts.signedIn ?? true,
+      ...(opts.current ? { current: opts.current } : {}),
+    }),
+    (opts.status ?? 200) as 200,
+  );
 }
 
 /** A form body (urlencoded or multipart), bounded like the JSON bodies. */

@@ -15,12 +15,18 @@ export async function activeRunsByWorkstation(db: Database): Promise<Map<string,
 
 /** Live (not revoked) credential ids of a workstation: what revoking it revokes. */
 export async function liveCredentialsOf(db: Database, workstationId: string): Promise<string[]> {
-  const r = await db.query<{ id: string }>('select id from credentials where workstation_id = $1 and revoked_at is null order by created_at', [workstationId]);
+  const r = await db.query<{ id: string }>(
+    'select id from credentials where workstation_id = $1 and revoked_at is null order by created_at',
+    [workstationId],
+  );
   return r.rows.map((x) => x.id);
 }
 
 /** Runs per status under the same workstation/runtime filters as the list. */
-export async function runCountsByStatus(db: Database, filter: { workstation_id?: string; runtime?: string }): Promise<Map<string, number>> {
+export async function runCountsByStatus(
+  db: Database,
+  filter: { workstation_id?: string; runtime?: string },
+): Promise<Map<string, number>> {
   const where: string[] = [];
   const params: unknown[] = [];
   if (filter.workstation_id) where.push(`workstation_id = $${params.push(filter.workstation_id)}`);
@@ -34,6 +40,8 @@ export async function runCountsByStatus(db: Database, filter: { workstation_id?:
 
 /** Runtimes runs were submitted with (for the filter's choices). */
 export async function knownRuntimes(db: Database): Promise<string[]> {
-  const r = await db.query<{ runtime: string }>('select distinct runtime from runs order by runtime limit 100');
+  const r = await db.query<{ runtime: string }>(
+    'select distinct runtime from runs order by runtime limit 100',
+  );
   return r.rows.map((x) => x.runtime);
 }

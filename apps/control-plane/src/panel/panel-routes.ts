@@ -61,7 +61,8 @@ export function panelRoutes(deps: PanelDeps) {
   app.get('/', securityHeaders, session, (c) => c.redirect('/workstations', 303));
 
   app.get('/sign-in', securityHeaders, async (c) => {
-    if (await deps.sessions.resolve(getCookie(c, SESSION_COOKIE))) return c.redirect(safeNext(c.req.query('next')), 303);
+    if (await deps.sessions.resolve(getCookie(c, SESSION_COOKIE)))
+      return c.redirect(safeNext(c.req.query('next')), 303);
     return page(c, 'Sign in', signInPage({ next: safeNext(c.req.query('next')) }), { signedIn: false });
   });
 
@@ -79,13 +80,26 @@ export function panelRoutes(deps: PanelDeps) {
       if (known?.code !== 'rate-limited') throw e;
       for (const [k, v] of Object.entries(known.headers)) c.header(k, v);
       const wait = known.headers['Retry-After'] ?? '60';
-      return page(c, 'Sign in', signInPage({ next, error: `Too many wrong tokens from here. Try again in ${wait} s.` }), { signedIn: false, status: 429 });
+      return page(
+        c,
+        'Sign in',
+        signInPage({ next, error: `Too many wrong tokens from here. Try again in ${wait} s.` }),
+        { signedIn: false, status: 429 },
+      );
     }
     if (!principal) {
-      return page(c, 'Sign in', signInPage({ next, error: 'That is not a valid admin token (it may have been revoked or regenerated).' }), {
-        signedIn: false,
-        status: 401,
-      });
+      return page(
+        c,
+        'Sign in',
+        signInPage({
+          next,
+          error: 'That is not a valid admin token (it may have been revoked or regenerated).',
+        }),
+        {
+          signedIn: false,
+          status: 401,
+        },
+      );
     }
     setSessionCookie(c, await deps.sessions.open(principal.id), deps.publicUrl());
     deps.logger.info({ credential: principal.id }, 'panel sign-in');
@@ -107,7 +121,12 @@ export function panelRoutes(deps: PanelDeps) {
   app.get('/workstations', securityHeaders, session, async (c) => {
     if (c.req.query('fragment') !== undefined) return c.html(await fleet());
     const done = c.req.query('done');
-    const message = done === 'drained' ? 'Draining: it finishes what it runs and takes nothing new.' : done === 'revoked' ? 'Revoked.' : undefined;
+    const message =
+      done === 'drained'
+        ? 'Draining: it finishes what it runs and takes nothing new.'
+        : done === 'revoked'
+          ? 'Revoked.'
+          : undefined;
     return page(c, 'Workstations', workstationsPage(await fleet(), message), { current: '/workstations' });
   });
 
@@ -135,11 +154,17 @@ export function panelRoutes(deps: PanelDeps) {
   });
 
   // ---- pairing ----
-  app.get('/workstations/new', securityHeaders, session, (c) => page(c, 'Add a workstation', addWorkstationPage(), { current: '/workstations/new' }));
+  app.get('/workstations/new', securityHeaders, session, (c) =>
+    page(c, 'Add a workstation', addWorkstationPage(), { current: '/workstations/new' }),
+  );
 
   app.post('/workstations/new', securityHeaders, origin, session, async (c) => {
     const minted = await deps.pairing.mint({ createdBy: c.get('session').credentialId });
-    const body = pairingCodePage({ id: minted.id, command: connectCommand(deps.publicUrl(), minted.code), expiresAt: minted.expiresAt.toISOString() });
+    const body = pairingCodePage({
+      id: minted.id,
+      command: connectCommand(deps.publicUrl(), minted.code),
+      expiresAt: minted.expiresAt.toISOString(),
+    });
     return page(c, 'Add a workstation', body, { current: '/workstations/new' });
   });
 
@@ -148,7 +173,14 @@ export function panelRoutes(deps: PanelDeps) {
     if (!p) throw new HttpError('not-found', 'no such pairing code');
     const w = p.workstation_id ? await deps.workstations.get(p.workstation_id) : undefined;
     const online = p.status === 'registered' && w?.status === 'online';
-    const label = online ? 'registered · online' : { pending: 'waiting for the workstation', redeemed: 'redeemed · registering', registered: 'registered', expired: 'expired' }[p.status];
+    const label = online
+      ? 'registered · online'
+      : {
+          pending: 'waiting for the workstation',
+          redeemed: 'redeemed · registering',
+          registered: 'registered',
+          expired: 'expired',
+        }[p.status];
     return c.json({
       status: p.status,
       label,
@@ -170,12 +202,22 @@ function panelError(logger: Logger) {
   return (e: unknown, c: Context) => {
     const known = toHttpError(e);
     const status = known ? known.status : 500;
-    if (!known) logger.error({ err: redactSecrets({ message: (e as Error)?.message, stack: (e as Error)?.stack }), path: c.req.path }, 'unhandled panel error');
+    if (!known)
+      logger.error(
+        {
+          err: redactSecrets({ message: (e as Error)?.message, stack: (e as Error)?.stack }),
+          path: c.req.path,
+        },
+        'unhandled panel error',
+      );
     const message = known ? known.message : 'Something went wrong on the server; it was logged.';
     c.header('Content-Security-Policy', "default-src 'none'; style-src 'self'; frame-ancestors 'none'");
     c.header('X-Frame-Options', 'DENY');
     c.header('Cache-Control', 'no-store');
-    return page(c, status === 404 ? 'Not found' : 'Error', errorBody(status, message), { status, signedIn: false });
+    return page(c, status === 404 ? 'Not found' : 'Error', errorBody(status, message), {
+      status,
+      signedIn: false,
+    });
   };
 }
 

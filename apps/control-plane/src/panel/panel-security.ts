@@ -62,7 +62,10 @@ export function requireSession(sessions: PanelSessionStore): MiddlewareHandler<P
     const token = getCookie(c, SESSION_COOKIE);
     const session = await sessions.resolve(token);
     if (!session || !token) {
-      const wantsPage = c.req.method === 'GET' && (c.req.header('accept') ?? '').includes('text/html') && c.req.query('fragment') === undefined;
+      const wantsPage =
+        c.req.method === 'GET' &&
+        (c.req.header('accept') ?? '').includes('text/html') &&
+        c.req.query('fragment') === undefined;
       if (wantsPage) return c.redirect(`/sign-in?next=${encodeURIComponent(c.req.path)}`, 303);
       if (c.req.method !== 'GET') return c.redirect('/sign-in', 303);
       return c.text('Sign in first.', 401);
@@ -85,11 +88,17 @@ export function setSessionCookie(c: Context, token: string, publicUrl: string): 
 }
 
 export function clearSessionCookie(c: Context, publicUrl: string): void {
-  deleteCookie(c, SESSION_COOKIE, { path: '/', secure: publicUrl.startsWith('https:'), httpOnly: true, sameSite: 'Strict' });
+  deleteCookie(c, SESSION_COOKIE, {
+    path: '/',
+    secure: publicUrl.startsWith('https:'),
+    httpOnly: true,
+    sameSite: 'Strict',
+  });
 }
 
 /** A `next=` target that stays inside the panel (no `//evil`, no scheme). */
 export function safeNext(next: string | undefined): string {
-  if (!next || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return '/workstations';
+  if (!next || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\'))
+    return '/workstations';
   return next;
 }

@@ -1,6 +1,12 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import { stream } from 'hono/streaming';
-import { logBytes, queueCommandRequestSchema, runStatusSchema, submitRunRequestSchema, type RunStatus } from '@runt/protocol';
+import {
+  logBytes,
+  queueCommandRequestSchema,
+  runStatusSchema,
+  submitRunRequestSchema,
+  type RunStatus,
+} from '@runt/protocol';
 import type { Database } from '@runt/sql';
 import type { RunAppDeps } from '../app.js';
 import { HttpError, toHttpError } from '../errors.js';
@@ -50,14 +56,25 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
     const names = new Map(workstations.map((w) => [w.id, w.display_name]));
     const wsId = q.workstation ? workstations.find((w) => w.display_name === q.workstation)?.id : undefined;
     let message: string | undefined;
-    let listed: { runs: Awaited<ReturnType<typeof r.runs.list>>['runs']; next_cursor: string | null } = { runs: [], next_cursor: null };
+    let listed: { runs: Awaited<ReturnType<typeof r.runs.list>>['runs']; next_cursor: string | null } = {
+      runs: [],
+      next_cursor: null,
+    };
     let counts = new Map<string, number>();
     if (q.workstation && !wsId) message = `No workstation is named ${q.workstation}.`;
     else {
-      const filter = { ...(wsId ? { workstation_id: wsId } : {}), ...(q.runtime ? { runtime: q.runtime } : {}) };
+      const filter = {
+        ...(wsId ? { workstation_id: wsId } : {}),
+        ...(q.runtime ? { runtime: q.runtime } : {}),
+      };
       try {
         [listed, counts] = await Promise.all([
-          r.runs.list({ ...filter, ...(q.status ? { status: q.status as RunStatus } : {}), ...(q.cursor ? { cursor: q.cursor } : {}), limit: PAGE_SIZE }),
+          r.runs.list({
+            ...filter,
+            ...(q.status ? { status: q.status as RunStatus } : {}),
+            ...(q.cursor ? { cursor: q.cursor } : {}),
+            limit: PAGE_SIZE,
+          }),
           runCountsByStatus(deps.db, filter),
         ]);
       } catch (e) {
@@ -65,15 +82,26 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
         message = 'That page link is not valid any more; showing the newest runs.';
         delete q.cursor;
         [listed, counts] = await Promise.all([
-          r.runs.list({ ...filter, ...(q.status ? { status: q.status as RunStatus } : {}), limit: PAGE_SIZE }),
+          r.runs.list({
+            ...filter,
+            ...(q.status ? { status: q.status as RunStatus } : {}),
+            limit: PAGE_SIZE,
+          }),
           runCountsByStatus(deps.db, filter),
         ]);
       }
     }
     const fragment = runsFragment({ q, runs: listed.runs, counts, names, nextCursor: listed.next_cursor });
     if (c.req.query('fragment') !== undefined) return c.html(fragment);
-    const runtimes = [...new Set([...(await knownRuntimes(deps.db)), ...workstations.flatMap((w) => w.runtimes)])].sort();
-    return page(c, 'Runs', runsPage({ q, fragment, workstations, runtimes, ...(message ? { message } : {}) }), { current: '/runs' });
+    const runtimes = [
+      ...new Set([...(await knownRuntimes(deps.db)), ...workstations.flatMap((w) => w.runtimes)]),
+    ].sort();
+    return page(
+      c,
+      'Runs',
+      runsPage({ q, fragment, workstations, runtimes, ...(message ? { message } : {}) }),
+      { current: '/runs' },
+    );
   });
 
   const submitForm = async (values: SubmitForm, error?: string) => {
@@ -82,21 +110,34 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
     return submitPage({ values, workstations, runtimes, ...(error ? { error } : {}) });
   };
 
-  app.get('/runs/new', securityHeaders, session, async (c) => page(c, 'Submit a run', await submitForm({}), { current: '/runs/new' }));
+  app.get('/runs/new', securityHeaders, session, async (c) =>
+    page(c, 'Submit a run', await submitForm({}), { current: '/runs/new' }),
+  );
 
   app.post('/runs/new', securityHeaders, origin, session, async (c) => {
     const form = (await readForm(c, deps.bodyLimitBytes)) as SubmitForm;
     const built = submitBody(form);
     const parsed = built.error ? undefined : submitRunRequestSchema.safeParse(built.body);
-    const invalid = built.error ?? (parsed && !parsed.success ? parsed.error.issues.map((i) => `${i.path.join('.') || 'run'}: ${i.message}`).join('; ') : undefined);
-    if (invalid || !parsed?.success) return page(c, 'Submit a run', await submitForm(form, invalid ?? 'invalid run'), { current: '/runs/new', status: 400 });
+    const invalid =
+      built.error ??
+      (parsed && !parsed.success
+        ? parsed.error.issues.map((i) => `${i.path.join('.') || 'run'}: ${i.message}`).join('; ')
+        : undefined);
+    if (invalid || !parsed?.success)
+      return page(c, 'Submit a run', await submitForm(form, invalid ?? 'invalid run'), {
+        current: '/runs/new',
+        status: 400,
+      });
     try {
       const { run } = await submitRun(api, parsed.data);
       return c.redirect(`/runs/${run.id}`, 303);
     } catch (e) {
       const status = toHttpError(e)?.status;
       if (status !== undefined && status >= 400 && status < 500) {
-        return page(c, 'Submit a run', await submitForm(form, (e as Error).message), { current: '/runs/new', status: 400 });
+        return page(c, 'Submit a run', await submitForm(form, (e as Error).message), {
+          current: '/runs/new',
+          status: 400,
+        });
       }
       throw e;
     }
@@ -105,15 +146,23 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
   const fragmentOf = async (id: string) => {
     const run = await r.runs.get(id);
     if (!run) throw new HttpError('not-found', 'no such run');
-    const [ws, commands] = await Promise.all([run.workstation_id ? deps.workstations.get(run.workstation_id) : undefined, r.commands.list(id, 0, 500)]);
-    return { run, fragment: runFragment(run, { commands, ...(ws ? { workstationName: ws.display_name } : {}) }) };
+    const [ws, commands] = await Promise.all([
+      run.workstation_id ? deps.workstations.get(run.workstation_id) : undefined,
+      r.commands.list(id, 0, 500),
+    ]);
+    return {
+      run,
+      fragment: runFragment(run, { commands, ...(ws ? { workstationName: ws.display_name } : {}) }),
+    };
   };
 
   app.get('/runs/:id', securityHeaders, session, async (c) => {
     const { run, fragment } = await fragmentOf(c.req.param('id'));
     if (c.req.query('fragment') !== undefined) return c.html(fragment);
     const error = c.req.query('error');
-    return page(c, `Run ${run.id}`, runPage(run, fragment, error ? { message: error.slice(0, 300) } : {}), { current: '/runs' });
+    return page(c, `Run ${run.id}`, runPage(run, fragment, error ? { message: error.slice(0, 300) } : {}), {
+      current: '/runs',
+    });
   });
 
   app.post('/runs/:id/cancel', securityHeaders, origin, session, async (c) => {
@@ -132,12 +181,16 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
     const form = await readForm(c, deps.bodyLimitBytes);
     const line = (form.command ?? '').trim();
     const parsed = queueCommandRequestSchema.safeParse({ type: 'exec', command: ['/bin/sh', '-c', line] });
-    if (!line || !parsed.success) return c.redirect(`/runs/${id}?error=${encodeURIComponent('Give the command to run.')}`, 303);
+    if (!line || !parsed.success)
+      return c.redirect(`/runs/${id}?error=${encodeURIComponent('Give the command to run.')}`, 303);
     try {
       await queueCommand(r, id, parsed.data);
     } catch (e) {
       if (toHttpError(e)?.status !== 409) throw e;
-      return c.redirect(`/runs/${id}?error=${encodeURIComponent(`The command was not queued: ${(e as Error).message}`)}#commands`, 303);
+      return c.redirect(
+        `/runs/${id}?error=${encodeURIComponent(`The command was not queued: ${(e as Error).message}`)}#commands`,
+        303,
+      );
     }
     return c.redirect(`/runs/${id}#commands`, 303);
   });
@@ -145,7 +198,12 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
   // The live log: the API's event stream (same function, same resume rules), behind the session.
   app.get('/runs/:id/events', securityHeaders, session, async (c) => {
     const after = Number(c.req.query('after_seq') ?? '0');
-    return followEvents(c, r, c.req.param('id'), Math.max(Number.isSafeInteger(after) && after > 0 ? after : 0, lastEventId(c)));
+    return followEvents(
+      c,
+      r,
+      c.req.param('id'),
+      Math.max(Number.isSafeInteger(after) && after > 0 ? after : 0, lastEventId(c)),
+    );
   });
 
   app.get('/runs/:id/log', securityHeaders, session, async (c) => {
@@ -157,7 +215,9 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
     return stream(c, async (s) => {
       let page = first;
       for (;;) {
-        const chunk = Buffer.concat(page.events.filter((e) => e.type === 'log').map((e) => logBytes(e.payload)));
+        const chunk = Buffer.concat(
+          page.events.filter((e) => e.type === 'log').map((e) => logBytes(e.payload)),
+        );
         if (chunk.length > 0) await s.write(chunk);
         const last = page.events[page.events.length - 1];
         if (!last || page.events.length < 1000) break;

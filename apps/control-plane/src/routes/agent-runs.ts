@@ -40,21 +40,36 @@ export function agentRunRoutes(deps: AgentRunRouteDeps) {
     .get('/workstations/:id/runs', either, async (c) => {
       const p = c.get('principal');
       const id = c.req.param('id');
-      if (p.kind !== 'admin' && p.workstationId !== id) throw new HttpError('forbidden', 'a workstation sees only its own runs');
+      if (p.kind !== 'admin' && p.workstationId !== id)
+        throw new HttpError('forbidden', 'a workstation sees only its own runs');
       const q = readQuery(c, listRunsQuerySchema);
       return c.json(await deps.runs.list({ ...q, workstation_id: id }));
     })
     .post('/runs/:id/claim', workstation, async (c) => {
       const body = await readJson(c, claimRunRequestSchema, limit);
-      return c.json(await deps.lifecycle.claim(workstationOf(c), c.req.param('id'), body.runner_id, body.lease_ms));
+      return c.json(
+        await deps.lifecycle.claim(workstationOf(c), c.req.param('id'), body.runner_id, body.lease_ms),
+      );
     })
     .post('/runs/:id/heartbeat', workstation, async (c) => {
       const body = await readJson(c, heartbeatRunRequestSchema, limit);
-      return c.json(await deps.lifecycle.heartbeat(workstationOf(c), c.req.param('id'), body.fencing_token, body.lease_ms));
+      return c.json(
+        await deps.lifecycle.heartbeat(
+          workstationOf(c),
+          c.req.param('id'),
+          body.fencing_token,
+          body.lease_ms,
+        ),
+      );
     })
     .post('/runs/:id/events', workstation, async (c) => {
       const body = await readJson(c, appendEventsRequestSchema, limit);
-      const next = await deps.lifecycle.appendEvents(workstationOf(c), c.req.param('id'), body.fencing_token, body.events);
+      const next = await deps.lifecycle.appendEvents(
+        workstationOf(c),
+        c.req.param('id'),
+        body.fencing_token,
+        body.events,
+      );
       return c.json({ next_event_seq: next });
     })
     .post('/runs/:id/status', workstation, async (c) => {

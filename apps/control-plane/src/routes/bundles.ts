@@ -32,14 +32,20 @@ export function bundleRoutes(deps: BundleRouteDeps) {
       const existing = await deps.bundles.info(sha256);
       const bytes = await readBytes(c, deps.bundleLimitBytes);
       const actual = createHash('sha256').update(bytes).digest('hex');
-      if (actual !== sha256) throw new HttpError('bundle-digest-mismatch', `the body hashes to ${actual}, not ${sha256}`, { sha256: actual });
+      if (actual !== sha256)
+        throw new HttpError('bundle-digest-mismatch', `the body hashes to ${actual}, not ${sha256}`, {
+          sha256: actual,
+        });
       const bundle = existing ?? (await deps.bundles.put(sha256, bytes));
       return c.json({ bundle }, existing ? 200 : 201);
     })
     .get('/:sha256', either, async (c) => {
       const sha256 = digestParam(c.req.param('sha256'));
       const p = c.get('principal');
-      if (p.kind !== 'admin' && !(p.workstationId && (await deps.bundles.usedByWorkstation(sha256, p.workstationId)))) {
+      if (
+        p.kind !== 'admin' &&
+        !(p.workstationId && (await deps.bundles.usedByWorkstation(sha256, p.workstationId)))
+      ) {
         throw new HttpError('forbidden', 'no active run of this workstation uses that bundle');
       }
       const bytes = await deps.bundles.get(sha256);

@@ -1,6 +1,12 @@
 import { Hono } from 'hono';
 import { bearerAuth, type AuthEnv, type PrincipalResolver } from '@runt/transport-auth';
-import { ackCommandRequestSchema, commandStatusRequestSchema, queueCommandRequestSchema, type QueueCommandRequest, type RunCommand } from '@runt/protocol';
+import {
+  ackCommandRequestSchema,
+  commandStatusRequestSchema,
+  queueCommandRequestSchema,
+  type QueueCommandRequest,
+  type RunCommand,
+} from '@runt/protocol';
 import { z } from 'zod';
 import { readJson, readQuery } from '../body.js';
 import { HttpError } from '../errors.js';
@@ -46,12 +52,17 @@ export function commandRoutes(deps: CommandRouteDeps) {
       const p = c.get('principal');
       const s = await deps.runs.state(runId);
       if (!s) throw new HttpError('not-found', 'no such run');
-      if (p.kind !== 'admin' && p.workstationId !== s.workstation_id) throw new HttpError('forbidden', 'the run belongs to another workstation');
+      if (p.kind !== 'admin' && p.workstationId !== s.workstation_id)
+        throw new HttpError('forbidden', 'the run belongs to another workstation');
       return c.json({ commands: await deps.commands.list(runId, q.after_seq, q.limit) });
     })
     .post('/commands/:id/ack', workstation, async (c) => {
       const body = await readJson(c, ackCommandRequestSchema, deps.bodyLimitBytes);
-      const command = await deps.lifecycle.ackCommand(wsOf(c.get('principal').workstationId), c.req.param('id'), body.fencing_token);
+      const command = await deps.lifecycle.ackCommand(
+        wsOf(c.get('principal').workstationId),
+        c.req.param('id'),
+        body.fencing_token,
+      );
       return c.json({ command });
     })
     .post('/commands/:id/status', workstation, async (c) => {
@@ -69,9 +80,14 @@ export function commandRoutes(deps: CommandRouteDeps) {
 }
 
 /** Queues a command into a run (the API's and the panel's one path) and wakes its workstation. */
-export async function queueCommand(deps: Pick<CommandRouteDeps, 'commands' | 'signals'>, runId: string, body: QueueCommandRequest): Promise<RunCommand> {
+export async function queueCommand(
+  deps: Pick<CommandRouteDeps, 'commands' | 'signals'>,
+  runId: string,
+  body: QueueCommandRequest,
+): Promise<RunCommand> {
   const out = await deps.commands.queueOnRun(runId, body);
   if (!out) throw new HttpError('not-found', 'no such run');
-  if (out.workstationId) deps.signals.toWorkstation(out.workstationId, { type: 'command', run_id: out.command.run_id });
+  if (out.workstationId)
+    deps.signals.toWorkstation(out.workstationId, { type: 'command', run_id: out.command.run_id });
   return out.command;
 }

@@ -30,15 +30,18 @@ export function pairingRoutes(deps: PairingRouteDeps) {
     .post('/redeem', async (c) => {
       const body = await readJson(c, redeemPairingCodeRequestSchema, deps.bodyLimitBytes);
       const clientAddress = clientAddressOf(c);
-      const result = await deps.pairing.redeem({ code: body.code, clientAddress }, async (tx, { pairingId }) => {
-        const displayName = body.display_name ?? body.hostname?.split('.')[0] ?? 'workstation';
-        const ws = await deps.workstations.createPaired(tx, {
-          displayName,
-          ...(body.hostname ? { hostname: body.hostname } : {}),
-          pairingId,
-        });
-        return { workstationId: ws.workstationId, result: { ...ws, pairingId } };
-      });
+      const result = await deps.pairing.redeem(
+        { code: body.code, clientAddress },
+        async (tx, { pairingId }) => {
+          const displayName = body.display_name ?? body.hostname?.split('.')[0] ?? 'workstation';
+          const ws = await deps.workstations.createPaired(tx, {
+            displayName,
+            ...(body.hostname ? { hostname: body.hostname } : {}),
+            pairingId,
+          });
+          return { workstationId: ws.workstationId, result: { ...ws, pairingId } };
+        },
+      );
       const answer: RedeemPairingCodeResponse = {
         ok: true,
         pairing: { id: result.pairingId },
@@ -77,8 +80,19 @@ export async function pairingCodeStatus(
   const p = await deps.pairing.get(id);
   if (!p) return undefined;
   const ws = p.redeemedAt ? await deps.workstations.registeredByPairing(p.id) : undefined;
-  const status = ws?.registered ? 'registered' : p.redeemedAt ? 'redeemed' : p.expired ? 'expired' : 'pending';
-  return { id: p.id, status, expires_at: p.expiresAt.toISOString(), workstation_id: ws?.id ?? p.redeemedBy ?? null };
+  const status = ws?.registered
+    ? 'registered'
+    : p.redeemedAt
+      ? 'redeemed'
+      : p.expired
+        ? 'expired'
+        : 'pending';
+  return {
+    id: p.id,
+    status,
+    expires_at: p.expiresAt.toISOString(),
+    workstation_id: ws?.id ?? p.redeemedBy ?? null,
+  };
 }
 
 /** The client's address as the socket saw it (what the failed-guess limits count by). */

@@ -1,7 +1,13 @@
 import { Hono, type Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { bearerAuth, type AuthEnv, type Principal, type PrincipalResolver } from '@runt/transport-auth';
-import { isTerminalRunStatus, listEventsQuerySchema, listRunsQuerySchema, submitRunRequestSchema, type Run } from '@runt/protocol';
+import {
+  isTerminalRunStatus,
+  listEventsQuerySchema,
+  listRunsQuerySchema,
+  submitRunRequestSchema,
+  type Run,
+} from '@runt/protocol';
 import { readJson, readQuery } from '../body.js';
 import type { z } from 'zod';
 import { HttpError } from '../errors.js';
@@ -54,7 +60,8 @@ export function runRoutes(deps: RunRouteDeps) {
       const q = readQuery(c, listRunsQuerySchema);
       const p = c.get('principal');
       if (p.kind !== 'admin') {
-        if (q.workstation_id && q.workstation_id !== p.workstationId) throw new HttpError('forbidden', 'a workstation lists only its own runs');
+        if (q.workstation_id && q.workstation_id !== p.workstationId)
+          throw new HttpError('forbidden', 'a workstation lists only its own runs');
         q.workstation_id = p.workstationId;
       }
       const page = await deps.runs.list(q);
@@ -63,7 +70,8 @@ export function runRoutes(deps: RunRouteDeps) {
     .get('/:id', anyone, async (c) => {
       const run = await deps.runs.get(c.req.param('id'));
       if (!run) throw new HttpError('not-found', 'no such run');
-      if (!mayRead(c.get('principal'), run)) throw new HttpError('forbidden', 'the run belongs to another workstation');
+      if (!mayRead(c.get('principal'), run))
+        throw new HttpError('forbidden', 'the run belongs to another workstation');
       const [annotated] = await deps.pending.annotate([run]);
       return c.json({ run: annotated! });
     })
@@ -75,7 +83,11 @@ export function runRoutes(deps: RunRouteDeps) {
       const page = await deps.events.list(runId, q.after_seq, q.limit);
       if (!page) throw new HttpError('not-found', 'no such run');
       const last = page.events[page.events.length - 1];
-      return c.json({ events: page.events, next_after_seq: last ? last.seq : q.after_seq, run_status: page.status });
+      return c.json({
+        events: page.events,
+        next_after_seq: last ? last.seq : q.after_seq,
+        run_status: page.status,
+      });
     });
 }
 
@@ -85,10 +97,14 @@ export async function submitRun(
   body: z.output<typeof submitRunRequestSchema>,
 ): Promise<{ run: Run; created: boolean }> {
   if (body.bundle && !(await deps.bundles.info(body.bundle.sha256))) {
-    throw new HttpError('bundle-missing', `bundle ${body.bundle.sha256} has not been uploaded (PUT /api/bundles/:sha256 first)`);
+    throw new HttpError(
+      'bundle-missing',
+      `bundle ${body.bundle.sha256} has not been uploaded (PUT /api/bundles/:sha256 first)`,
+    );
   }
   const pinned = body.placement.workstation_id;
-  if (pinned && !(await deps.workstations.get(pinned))) throw new HttpError('invalid-request', `placement.workstation_id: no workstation ${pinned}`);
+  if (pinned && !(await deps.workstations.get(pinned)))
+    throw new HttpError('invalid-request', `placement.workstation_id: no workstation ${pinned}`);
   return deps.lifecycle.submit(body);
 }
 
@@ -113,13 +129,20 @@ export function lastEventId(c: Context): number {
  * Sends the events after `afterSeq`, then new ones as they are appended (`id:` is the seq),
  * and ends with an `end` event once the run is terminal and its terminal event was sent.
  */
-export async function followEvents(c: Context, deps: Pick<RunRouteDeps, 'events' | 'waiters' | 'eventPollMs' | 'shutdown'>, runId: string, afterSeq: number) {
+export async function followEvents(
+  c: Context,
+  deps: Pick<RunRouteDeps, 'events' | 'waiters' | 'eventPollMs' | 'shutdown'>,
+  runId: string,
+  afterSeq: number,
+) {
   const stop = new AbortController();
   c.req.raw.signal.addEventListener('abort', () => stop.abort(), { once: true });
   const onShutdown = () => stop.abort();
   if (deps.shutdown?.aborted) stop.abort();
   deps.shutdown?.addEventListener('abort', onShutdown, { once: true });
-  stop.signal.addEventListener('abort', () => deps.shutdown?.removeEventListener('abort', onShutdown), { once: true });
+  stop.signal.addEventListener('abort', () => deps.shutdown?.removeEventListener('abort', onShutdown), {
+    once: true,
+  });
   // Each wait is registered before the read it follows, so an append in between still wakes it.
   let woke = deps.waiters.wait(runId, deps.eventPollMs, stop.signal);
   const first = await deps.events.list(runId, afterSeq, 1000);
@@ -139,7 +162,10 @@ export async function followEvents(c: Context, deps: Pick<RunRouteDeps, 'events'
       }
       const drained = page.events.length < 1000;
       if (drained && isTerminalRunStatus(page.status)) {
-        await stream.writeSSE({ event: 'end', data: JSON.stringify({ run_status: page.status, last_seq: after }) });
+        await stream.writeSSE({
+          event: 'end',
+          data: JSON.stringify({ run_status: page.status, last_seq: after }),
+        });
         break;
       }
       if (page.events.length > 0) idleSince = Date.now();

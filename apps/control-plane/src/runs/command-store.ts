@@ -1,6 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Database, Queryable } from '@runt/sql';
-import { isTerminalRunStatus, type QueueCommandRequest, type RunCommand, type RunStatus } from '@runt/protocol';
+import {
+  isTerminalRunStatus,
+  type QueueCommandRequest,
+  type RunCommand,
+  type RunStatus,
+} from '@runt/protocol';
 import { RunError, runNotActive } from './run-error.js';
 import { iso } from './run-row.js';
 
@@ -61,9 +66,15 @@ export class CommandStore {
    * @example
    * const out = await commands.queueOnRun('run_1', { type: 'exec', command: ['ls'] });
    */
-  async queueOnRun(runId: string, payload: QueueCommandRequest): Promise<{ command: RunCommand; workstationId: string | null } | undefined> {
+  async queueOnRun(
+    runId: string,
+    payload: QueueCommandRequest,
+  ): Promise<{ command: RunCommand; workstationId: string | null } | undefined> {
     return this.db.transaction(async (tx) => {
-      const r = await tx.query<{ status: RunStatus; workstation_id: string | null }>('select status, workstation_id from runs where id = $1 for update', [runId]);
+      const r = await tx.query<{ status: RunStatus; workstation_id: string | null }>(
+        'select status, workstation_id from runs where id = $1 for update',
+        [runId],
+      );
       const run = r.rows[0];
       if (!run) return undefined;
       if (isTerminalRunStatus(run.status)) throw runNotActive();
@@ -110,7 +121,13 @@ export class CommandStore {
    * @example
    * await commands.finish(tx, 'cmd_1', 'completed', 0);
    */
-  async finish(tx: Queryable, id: string, state: 'completed' | 'failed' | 'cancelled', exitCode?: number, message?: string): Promise<RunCommand> {
+  async finish(
+    tx: Queryable,
+    id: string,
+    state: 'completed' | 'failed' | 'cancelled',
+    exitCode?: number,
+    message?: string,
+  ): Promise<RunCommand> {
     const r = await tx.query<CommandRow>(
       `update run_commands set state = $2, exit_code = $3, message = $4, acked_at = coalesce(acked_at, now()), finished_at = now()
         where id = $1 and state in ('pending', 'acked') returning ${COLUMNS}`,
@@ -131,5 +148,8 @@ export class CommandStore {
 
 /** Cancels every unfinished command of a run that has ended (inside its transaction). */
 export async function cancelOpenCommands(tx: Queryable, runId: string): Promise<void> {
-  await tx.query(`update run_commands set state = 'cancelled', finished_at = now() where run_id = $1 and state in ('pending', 'acked')`, [runId]);
+  await tx.query(
+    `update run_commands set state = 'cancelled', finished_at = now() where run_id = $1 and state in ('pending', 'acked')`,
+    [runId],
+  );
 }

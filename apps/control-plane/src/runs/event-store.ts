@@ -11,7 +11,13 @@ interface EventRow {
   at: Date | string;
 }
 
-const toEvent = (r: EventRow): RunEvent => ({ run_id: r.run_id, seq: Number(r.seq), type: r.type, payload: r.payload, at: iso(r.at)! });
+const toEvent = (r: EventRow): RunEvent => ({
+  run_id: r.run_id,
+  seq: Number(r.seq),
+  type: r.type,
+  payload: r.payload,
+  at: iso(r.at)!,
+});
 
 const APPEND_SQL = `
 insert into run_events (run_id, seq, type, payload, at)
@@ -46,11 +52,16 @@ export class EventStore {
     let expected = nextSeq;
     for (const e of fresh) {
       if (e.seq !== expected) {
-        throw new RunError('event-seq-gap', `expected event seq ${expected}, got ${e.seq}`, { next_event_seq: nextSeq });
+        throw new RunError('event-seq-gap', `expected event seq ${expected}, got ${e.seq}`, {
+          next_event_seq: nextSeq,
+        });
       }
       expected++;
     }
-    await tx.query(APPEND_SQL, [runId, JSON.stringify(fresh.map((e) => ({ seq: e.seq, type: e.type, payload: e.payload, at: e.at ?? null })))]);
+    await tx.query(APPEND_SQL, [
+      runId,
+      JSON.stringify(fresh.map((e) => ({ seq: e.seq, type: e.type, payload: e.payload, at: e.at ?? null }))),
+    ]);
     await tx.query('update runs set next_event_seq = $2 where id = $1', [runId, expected]);
     return expected;
   }
@@ -63,7 +74,11 @@ export class EventStore {
    * @example
    * const page = await events.list('run_1', 0, 100);
    */
-  async list(runId: string, afterSeq: number, limit: number): Promise<{ events: RunEvent[]; status: RunStatus } | undefined> {
+  async list(
+    runId: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<{ events: RunEvent[]; status: RunStatus } | undefined> {
     const run = await this.db.query<{ status: RunStatus }>('select status from runs where id = $1', [runId]);
     const status = run.rows[0]?.status;
     if (!status) return undefined;
@@ -83,6 +98,11 @@ export class EventStore {
  * @example
  * await appendSystemEvent(tx, runId, 'terminal_status', { status: 'cancelled' });
  */
-export async function appendSystemEvent(tx: Queryable, runId: string, type: EventType, payload: Record<string, unknown>): Promise<void> {
+export async function appendSystemEvent(
+  tx: Queryable,
+  runId: string,
+  type: EventType,
+  payload: Record<string, unknown>,
+): Promise<void> {
   await tx.query(APPEND_SYSTEM_SQL, [runId, type, JSON.stringify(payload)]);
 }

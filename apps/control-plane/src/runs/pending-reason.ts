@@ -36,14 +36,20 @@ export function pendingReason(run: Run, fleet: FleetEntry[]): PendingReason | nu
   const withRuntime = live.filter((f) => f.workstation.runtimes.includes(run.runtime));
   if (withRuntime.length === 0) {
     const offered = [...new Set(live.flatMap((f) => f.workstation.runtimes))].sort();
-    const have = offered.length > 0 ? ` (the fleet offers ${offered.join(', ')})` : ' (no workstation is registered)';
+    const have =
+      offered.length > 0 ? ` (the fleet offers ${offered.join(', ')})` : ' (no workstation is registered)';
     return { code: 'no-runtime', message: `no workstation offers runtime "${run.runtime}"${have}` };
   }
   const pinned = run.placement.workstation_id;
   const wanted = run.placement.labels ?? {};
-  const matching = withRuntime.filter((f) => (!pinned || f.workstation.id === pinned) && labelsMatch(f.workstation.labels, wanted));
+  const matching = withRuntime.filter(
+    (f) => (!pinned || f.workstation.id === pinned) && labelsMatch(f.workstation.labels, wanted),
+  );
   if (matching.length === 0) {
-    const what = [pinned ? `is workstation ${pinned}` : '', Object.keys(wanted).length > 0 ? `matches labels ${describeLabels(wanted)}` : '']
+    const what = [
+      pinned ? `is workstation ${pinned}` : '',
+      Object.keys(wanted).length > 0 ? `matches labels ${describeLabels(wanted)}` : '',
+    ]
       .filter(Boolean)
       .join(' and ');
     return { code: 'no-label-match', message: `no workstation with runtime "${run.runtime}" ${what}` };
@@ -58,8 +64,18 @@ export function pendingReason(run: Run, fleet: FleetEntry[]): PendingReason | nu
   const fits = online.some((f) => {
     const w = f.workstation;
     if (f.usedRuns >= (w.max_runs ?? w.cpu_count ?? 1)) return false;
-    if (run.resources.cpus !== undefined && w.cpu_count !== null && run.resources.cpus > w.cpu_count - f.usedCpus) return false;
-    if (run.resources.memory_bytes !== undefined && w.memory_bytes !== null && run.resources.memory_bytes > w.memory_bytes - f.usedMemory) return false;
+    if (
+      run.resources.cpus !== undefined &&
+      w.cpu_count !== null &&
+      run.resources.cpus > w.cpu_count - f.usedCpus
+    )
+      return false;
+    if (
+      run.resources.memory_bytes !== undefined &&
+      w.memory_bytes !== null &&
+      run.resources.memory_bytes > w.memory_bytes - f.usedMemory
+    )
+      return false;
     return true;
   });
   if (fits) return null;
@@ -92,12 +108,22 @@ export class PendingReasons {
   async fleet(): Promise<FleetEntry[]> {
     const [workstations, committed] = await Promise.all([
       this.workstations.list(),
-      this.db.query<{ workstation_id: string; runs: number | string; cpus: number | string; memory: number | string }>(COMMITTED_SQL),
+      this.db.query<{
+        workstation_id: string;
+        runs: number | string;
+        cpus: number | string;
+        memory: number | string;
+      }>(COMMITTED_SQL),
     ]);
     const used = new Map(committed.rows.map((r) => [r.workstation_id, r]));
     return workstations.map((workstation) => {
       const u = used.get(workstation.id);
-      return { workstation, usedRuns: Number(u?.runs ?? 0), usedCpus: Number(u?.cpus ?? 0), usedMemory: Number(u?.memory ?? 0) };
+      return {
+        workstation,
+        usedRuns: Number(u?.runs ?? 0),
+        usedCpus: Number(u?.cpus ?? 0),
+        usedMemory: Number(u?.memory ?? 0),
+      };
     });
   }
 }

@@ -29,7 +29,8 @@ export interface RunLifecycleDeps {
   defaults?: { timeoutS?: number | undefined; queueTimeoutS?: number | undefined };
 }
 
-const conflict = (runId: string, why: string) => new RunError('runner-lease-conflict', `the lease on ${runId} is not yours: ${why}`);
+const conflict = (runId: string, why: string) =>
+  new RunError('runner-lease-conflict', `the lease on ${runId} is not yours: ${why}`);
 
 /**
  * What callers do to a run: the operator submits and cancels; the agent declines an offer,
@@ -97,22 +98,39 @@ export class RunLifecycle {
    * @example
    * const { fencing_token, next_event_seq } = await lifecycle.claim('ws_1', 'run_1', 'agent-1', 30_000);
    */
-  async claim(workstationId: string, runId: string, runnerId: string, leaseMs: number): Promise<ClaimRunResponse> {
+  async claim(
+    workstationId: string,
+    runId: string,
+    runnerId: string,
+    leaseMs: number,
+  ): Promise<ClaimRunResponse> {
     const holder = `${workstationId}/${runnerId}`;
     // One statement in the common case; anything unusual takes the checked path below.
     const fast = await transitions.claim(this.d.db, runId, workstationId, holder, leaseMs);
     if (fast) {
-      return { fencing_token: fast.fencingToken, expires_at: fast.expiresAt, run: fast.run, next_event_seq: fast.nextEventSeq, pending_commands: fast.pendingCommands };
+      return {
+        fencing_token: fast.fencingToken,
+        expires_at: fast.expiresAt,
+        run: fast.run,
+        next_event_seq: fast.nextEventSeq,
+        pending_commands: fast.pendingCommands,
+      };
     }
     return this.claimChecked(workstationId, runId, holder, leaseMs);
   }
 
-  private async claimChecked(workstationId: string, runId: string, holder: string, leaseMs: number): Promise<ClaimRunResponse> {
+  private async claimChecked(
+    workstationId: string,
+    runId: string,
+    holder: string,
+    leaseMs: number,
+  ): Promise<ClaimRunResponse> {
     const s = await this.d.runs.state(runId);
     if (!s) throw new RunError('not-found', 'no such run');
     if (isTerminalRunStatus(s.status)) throw runNotActive();
     if (s.workstation_id !== workstationId) {
-      if (s.status === 'queued') throw new RunError('run-not-offered', 'the run is not offered to this workstation');
+      if (s.status === 'queued')
+        throw new RunError('run-not-offered', 'the run is not offered to this workstation');
       throw new RunError('forbidden', 'the run belongs to another workstation');
     }
     const grant = await this.d.leases.claim(runId, holder, leaseMs);
@@ -141,7 +159,12 @@ export class RunLifecycle {
    * @example
    * const { cancel_requested } = await lifecycle.heartbeat('ws_1', 'run_1', 3, 30_000);
    */
-  async heartbeat(workstationId: string, runId: string, token: number, leaseMs: number): Promise<{ expires_at: string; cancel_requested: boolean }> {
+  async heartbeat(
+    workstationId: string,
+    runId: string,
+    token: number,
+    leaseMs: number,
+  ): Promise<{ expires_at: string; cancel_requested: boolean }> {
     const s = this.authorize(await this.d.runs.state(runId), workstationId, runId, token);
     const grant = await this.d.leases.renew(runId, s.lease_holder ?? '-', token, leaseMs);
     return { expires_at: grant.expiresAt.toISOString(), cancel_requested: s.cancel_requested };
@@ -154,14 +177,23 @@ export class RunLifecycle {
    * @example
    * await lifecycle.appendEvents('ws_1', 'run_1', 3, [{ seq: 1, type: 'log', payload: { stream: 'stdout', data: 'hi\n' } }]);
    */
-  async appendEvents(workstationId: string, runId: string, token: number, batch: RunEventInput[]): Promise<number> {
+  async appendEvents(
+    workstationId: string,
+    runId: string,
+    token: number,
+    batch: RunEventInput[],
+  ): Promise<number> {
     const contiguous = eventBatch(batch);
-    const fast = contiguous ? await transitions.reportEvents(this.d.db, runId, workstationId, token, contiguous) : undefined;
+    const fast = contiguous
+      ? await transitions.reportEvents(this.d.db, runId, workstationId, token, contiguous)
+      : undefined;
     if (fast !== undefined) {
       this.d.signals.eventsAppended(runId);
       return fast;
     }
-    const next = await this.fenced(workstationId, runId, token, (tx, s) => this.d.events.append(tx, runId, s.next_event_seq, batch));
+    const next = await this.fenced(workstationId, runId, token, (tx, s) =>
+      this.d.events.append(tx, runId, s.next_event_seq, batch),
+    );
     this.d.signals.eventsAppended(runId);
     return next;
   }
@@ -174,7 +206,11 @@ export class RunLifecycle {
    * @example
    * await lifecycle.reportStatus('ws_1', 'run_1', { fencing_token: 3, status: 'completed', exit_code: 0 });
    */
-  async reportStatus(workstationId: string, runId: string, body: ReportRunStatusRequest): Promise<{ run: Run; nextEventSeq: number }> {
+  async reportStatus(
+    workstationId: string,
+    runId: string,
+    body: ReportRunStatusRequest,
+  ): Promise<{ run: Run; nextEventSeq: number }> {
     const events = body.events ?? [];
     const batch = events.length > 0 ? eventBatch(events) : undefined;
     // One fenced statement in the common case (accepted → running, or active → terminal with
@@ -183,7 +219,14 @@ export class RunLifecycle {
       const fast =
         body.status === 'running'
           ? await transitions.start(this.d.db, runId, workstationId, body.fencing_token, batch)
-          : await transitions.finish(this.d.db, runId, workstationId, body.fencing_token, outcomeOf(body), batch);
+          : await transitions.finish(
+              this.d.db,
+              runId,
+              workstationId,
+              body.fencing_token,
+              outcomeOf(body),
+              batch,
+            );
       if (fast) {
         if (body.status !== 'running' || events.length > 0) this.d.signals.eventsAppended(runId);
         if (body.status !== 'running') this.d.signals.schedule();
@@ -191,7 +234,8 @@ export class RunLifecycle {
       }
     }
     const holder = await this.fenced(workstationId, runId, body.fencing_token, async (tx, s) => {
-      if (events.length > 0) s = { ...s, next_event_seq: await this.d.events.append(tx, runId, s.next_event_seq, events) };
+      if (events.length > 0)
+        s = { ...s, next_event_seq: await this.d.events.append(tx, runId, s.next_event_seq, events) };
       if (body.status === 'running') {
         await transitions.startLocked(tx, runId);
         return undefined;
@@ -217,7 +261,8 @@ export class RunLifecycle {
    */
   async release(workstationId: string, runId: string, token: number): Promise<void> {
     const s = await this.d.runs.state(runId);
-    if (s && isTerminalRunStatus(s.status) && s.fencing_token === token && s.workstation_id === workstationId) return;
+    if (s && isTerminalRunStatus(s.status) && s.fencing_token === token && s.workstation_id === workstationId)
+      return;
     const holder = await this.fenced(workstationId, runId, token, async (tx, locked) => {
       await transitions.loseRunner(tx, locked, 'released', 'the runner released the run');
       return locked.lease_holder ?? '-';
@@ -253,7 +298,9 @@ export class RunLifecycle {
     message?: string,
   ): Promise<RunCommand> {
     const runId = await this.commandRun(commandId);
-    return this.fenced(workstationId, runId, token, (tx) => this.d.commands.finish(tx, commandId, state, exitCode, message));
+    return this.fenced(workstationId, runId, token, (tx) =>
+      this.d.commands.finish(tx, commandId, state, exitCode, message),
+    );
   }
 
   private async commandRun(commandId: string): Promise<string> {
@@ -267,7 +314,8 @@ export class RunLifecycle {
     if (!s) throw new RunError('not-found', 'no such run');
     if (isTerminalRunStatus(s.status)) throw runNotActive();
     if (s.fencing_token !== token) throw conflict(runId, `fencing token ${token} is not current`);
-    if (s.workstation_id !== workstationId) throw new RunError('forbidden', 'the run belongs to another workstation');
+    if (s.workstation_id !== workstationId)
+      throw new RunError('forbidden', 'the run belongs to another workstation');
     return s;
   }
 
@@ -277,7 +325,12 @@ export class RunLifecycle {
    * locks the run row and applies the same checks as {@link authorize}. A refused lease on a run
    * that has ended answers `run-not-active`; on an unknown run, 404.
    */
-  private async fenced<T>(workstationId: string, runId: string, token: number, write: (tx: Queryable, s: RunState) => Promise<T>): Promise<T> {
+  private async fenced<T>(
+    workstationId: string,
+    runId: string,
+    token: number,
+    write: (tx: Queryable, s: RunState) => Promise<T>,
+  ): Promise<T> {
     try {
       return await this.d.db.transaction(async (tx) => {
         await this.d.leases.assertFenced(tx, runId, token);
@@ -303,7 +356,9 @@ function eventBatch(events: RunEventInput[]): EventBatch | undefined {
   return {
     first: sorted[0]!.seq,
     last: sorted[sorted.length - 1]!.seq,
-    json: JSON.stringify(sorted.map((e) => ({ seq: e.seq, type: e.type, payload: e.payload, at: e.at ?? null }))),
+    json: JSON.stringify(
+      sorted.map((e) => ({ seq: e.seq, type: e.type, payload: e.payload, at: e.at ?? null })),
+    ),
   };
 }
 
@@ -320,6 +375,9 @@ function failureOf(body: ReportRunStatusRequest): { failureKind?: FailureKind } 
   if (body.status === 'completed') return {};
   if (body.failure_kind) return { failureKind: body.failure_kind };
   if (body.status === 'cancelled') return { failureKind: 'cancelled' };
-  if (body.status === 'failed') return { failureKind: body.exit_code !== undefined && body.exit_code !== 0 ? 'nonzero-exit' : 'internal' };
+  if (body.status === 'failed')
+    return {
+      failureKind: body.exit_code !== undefined && body.exit_code !== 0 ? 'nonzero-exit' : 'internal',
+    };
   return {};
 }

@@ -46,7 +46,8 @@ export const SELECT_RUN = `
 select r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
 from runs r left join leases l on l.resource = r.id and l.holder is not null`;
 
-export const iso = (v: Date | string | null): string | null => (v === null ? null : new Date(v).toISOString());
+export const iso = (v: Date | string | null): string | null =>
+  v === null ? null : new Date(v).toISOString();
 
 /**
  * Maps a joined `runs` row to the wire `Run`. The lease shown is the one the lease store holds

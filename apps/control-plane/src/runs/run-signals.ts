@@ -46,7 +46,10 @@ export interface SchedulingTarget {
  * const scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: 1000 });
  * signals.attachScheduler(scheduler);
  */
-export function createRunSignals(o: { waiters: EventWaiters; relay: MessageRelay }): RunSignals & { attachScheduler(target: SchedulingTarget): void } {
+export function createRunSignals(o: {
+  waiters: EventWaiters;
+  relay: MessageRelay;
+}): RunSignals & { attachScheduler(target: SchedulingTarget): void } {
   let scheduler: SchedulingTarget | undefined;
   return {
     eventsAppended: (runId) => o.waiters.notify(runId),

@@ -14,7 +14,8 @@ export interface RunState {
   max_attempts: number;
 }
 
-const STATE_COLUMNS = 'id, status, workstation_id, lease_holder, fencing_token, cancel_requested, next_event_seq, attempt, max_attempts';
+const STATE_COLUMNS =
+  'id, status, workstation_id, lease_holder, fencing_token, cancel_requested, next_event_seq, attempt, max_attempts';
 
 /**
  * The fenced paths' view of a run, or undefined; `lock` takes the row lock inside `q`'s
@@ -24,7 +25,10 @@ const STATE_COLUMNS = 'id, status, workstation_id, lease_holder, fencing_token, 
  * const s = await readRunState(tx, 'run_1', true);
  */
 export async function readRunState(q: Queryable, id: string, lock = false): Promise<RunState | undefined> {
-  const r = await q.query<Record<string, unknown>>(`select ${STATE_COLUMNS} from runs where id = $1${lock ? ' for update' : ''}`, [id]);
+  const r = await q.query<Record<string, unknown>>(
+    `select ${STATE_COLUMNS} from runs where id = $1${lock ? ' for update' : ''}`,
+    [id],
+  );
   const row = r.rows[0];
   if (!row) return undefined;
   return {

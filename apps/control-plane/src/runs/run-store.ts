@@ -61,12 +61,18 @@ export class RunStore {
     );
     const page = r.rows.slice(0, filter.limit);
     const more = r.rows.length > filter.limit;
-    return { runs: page.map(toRun), next_cursor: more ? encodeCursor(page[page.length - 1]!.position) : null };
+    return {
+      runs: page.map(toRun),
+      next_cursor: more ? encodeCursor(page[page.length - 1]!.position) : null,
+    };
   }
 
   /** Runs offered to a workstation (re-sent when its agent registers again). */
   async offeredTo(workstationId: string): Promise<Run[]> {
-    const r = await this.db.query<RunRow>(`${SELECT_RUN} where r.workstation_id = $1 and r.status = 'offered' order by r.position`, [workstationId]);
+    const r = await this.db.query<RunRow>(
+      `${SELECT_RUN} where r.workstation_id = $1 and r.status = 'offered' order by r.position`,
+      [workstationId],
+    );
     return r.rows.map(toRun);
   }
 

@@ -158,11 +158,15 @@ export class Scheduler {
     this.saturated = false;
     for (;;) {
       const page = await this.o.db.transaction(async (tx) => {
-        if (this.o.db.backend === 'postgres') await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
+        if (this.o.db.backend === 'postgres')
+          await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
         const placed = await this.placePage(tx, after);
         const local = await this.o.signals.relay(
           tx,
-          placed.offered.map((run) => ({ workstationId: run.workstation_id!, message: { type: 'offer', id: run.id, run } })),
+          placed.offered.map((run) => ({
+            workstationId: run.workstation_id!,
+            message: { type: 'offer', id: run.id, run },
+          })),
         );
         return { ...placed, local };
       });
@@ -176,7 +180,10 @@ export class Scheduler {
     return offered;
   }
 
-  private async placePage(tx: Queryable, after: number): Promise<{ offered: Run[]; last?: number; done: boolean; full?: boolean }> {
+  private async placePage(
+    tx: Queryable,
+    after: number,
+  ): Promise<{ offered: Run[]; last?: number; done: boolean; full?: boolean }> {
     const pageSize = this.o.pageSize ?? 200;
     // Only what placement looks at; the offered rows come back whole from the update.
     const queued = await tx.query<RunRow>(
@@ -199,10 +206,21 @@ export class Scheduler {
       if (slot.freeMemory !== null && run.memory_bytes !== null) slot.freeMemory -= Number(run.memory_bytes);
       picks.push({ id: run.id, ws: slot.id });
     }
-    if (picks.length === 0) return { offered: [], last, done: queued.rows.length < pageSize, full: slots.every((s) => s.freeRuns <= 0) };
+    if (picks.length === 0)
+      return {
+        offered: [],
+        last,
+        done: queued.rows.length < pageSize,
+        full: slots.every((s) => s.freeRuns <= 0),
+      };
     const offered = await offer(tx, picks);
     const full = slots.every((s) => s.freeRuns <= 0);
-    return { offered, last, done: queued.rows.length < pageSize || full, full: full && picks.length < queued.rows.length };
+    return {
+      offered,
+      last,
+      done: queued.rows.length < pageSize || full,
+      full: full && picks.length < queued.rows.length,
+    };
   }
 }
 
@@ -225,7 +243,8 @@ function pick(slots: Slot[], run: RunRow): Slot | undefined {
     if (run.placement_workstation_id && run.placement_workstation_id !== s.id) continue;
     if (!labelsMatch(s.labels, run.placement_labels)) continue;
     if (run.cpus !== null && s.freeCpus !== null && Number(run.cpus) > s.freeCpus) continue;
-    if (run.memory_bytes !== null && s.freeMemory !== null && Number(run.memory_bytes) > s.freeMemory) continue;
+    if (run.memory_bytes !== null && s.freeMemory !== null && Number(run.memory_bytes) > s.freeMemory)
+      continue;
     if (!best || s.freeRuns > best.freeRuns) best = s;
   }
   return best;

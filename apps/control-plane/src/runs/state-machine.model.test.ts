@@ -9,7 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlPlaneMigrations } from '../migrations.js';
 import { isRunError } from './run-error.js';
 import { readRunState } from './run-state.js';
-import { fromStatuses, isLegalMove, mayRequeue, type RunTransition, type TerminalRunStatus } from './state-machine.js';
+import {
+  fromStatuses,
+  isLegalMove,
+  mayRequeue,
+  type RunTransition,
+  type TerminalRunStatus,
+} from './state-machine.js';
 import { Sweeper } from './sweeper.js';
 import * as transitions from './transitions.js';
 
@@ -40,17 +46,26 @@ type Ws = (typeof workstations)[number];
 type TokenPick = 'current' | 'stale' | 'future';
 
 const can = (t: RunTransition, m: Model) => fromStatuses(t).includes(m.status);
-const tokenOf = (m: Model, p: TokenPick) => Math.max(1, p === 'current' ? (m.runToken ?? m.lease.token) : p === 'stale' ? m.lease.token - 1 : m.lease.token + 1);
+const tokenOf = (m: Model, p: TokenPick) =>
+  Math.max(
+    1,
+    p === 'current' ? (m.runToken ?? m.lease.token) : p === 'stale' ? m.lease.token - 1 : m.lease.token + 1,
+  );
 /** The fenced guard, in the model: this workstation's run, the run's token, a live lease with it. */
 const fenced = (m: Model, ws: Ws, token: number) =>
   m.ws === ws && m.runToken === token && m.lease.holder !== null && m.lease.live && m.lease.token === token;
 
 async function observe(r: Real): Promise<Omit<Model, 'lease'> & { lease: Model['lease'] | undefined }> {
   const run = (
-    await r.t.db.query<{ status: RunStatus; workstation_id: string | null; fencing_token: string | null; attempt: number; cancel_requested: boolean }>(
-      'select status, workstation_id, fencing_token, attempt, cancel_requested from runs where id = $1',
-      [r.runId],
-    )
+    await r.t.db.query<{
+      status: RunStatus;
+      workstation_id: string | null;
+      fencing_token: string | null;
+      attempt: number;
+      cancel_requested: boolean;
+    }>('select status, workstation_id, fencing_token, attempt, cancel_requested from runs where id = $1', [
+      r.runId,
+    ])
   ).rows[0]!;
   const lease = (
     await r.t.db.query<{ holder: string | null; fencing_token: string; live: boolean }>(
@@ -64,7 +79,13 @@ async function observe(r: Real): Promise<Omit<Model, 'lease'> & { lease: Model['
     runToken: run.fencing_token === null ? null : Number(run.fencing_token),
     attempt: run.attempt,
     cancelRequested: run.cancel_requested,
-    lease: lease ? { holder: lease.holder, token: Number(lease.fencing_token), live: lease.holder !== null && lease.live } : undefined,
+    lease: lease
+      ? {
+          holder: lease.holder,
+          token: Number(lease.fencing_token),
+          live: lease.holder !== null && lease.live,
+        }
+      : undefined,
   };
 }
 
@@ -85,7 +106,10 @@ abstract class Step implements fc.AsyncCommand<Model, Real> {
       const move = this.transition === 'loseRunner' && seen.status === 'queued' ? 'requeue' : this.transition;
       expect(isLegalMove(move, before, seen.status), `${move}: ${before} → ${seen.status}`).toBe(true);
     } else expect(seen.status).toBe(before);
-    expect(seen).toEqual({ ...m, lease: m.lease.token === 0 ? undefined : { ...m.lease, live: m.lease.holder !== null && m.lease.live } });
+    expect(seen).toEqual({
+      ...m,
+      lease: m.lease.token === 0 ? undefined : { ...m.lease, live: m.lease.holder !== null && m.lease.live },
+    });
   }
   abstract toString(): string;
 }
@@ -158,7 +182,8 @@ class Claim extends Step {
   }
   expect(m: Model) {
     const l = m.lease;
-    if (!can('claim', m) || m.ws !== this.ws || !(l.holder === null || !l.live || l.holder === this.holder)) return false;
+    if (!can('claim', m) || m.ws !== this.ws || !(l.holder === null || !l.live || l.holder === this.holder))
+      return false;
     const token = l.holder === this.holder && l.live ? l.token : l.token + 1;
     m.lease = { holder: this.holder, token, live: true };
     m.runToken = token;
@@ -204,9 +229,20 @@ class ReportEvents extends Step {
   }
   async act(m: Model, r: Real) {
     this.token = tokenOf(m, this.pick);
-    const next = Number((await r.t.db.query<{ n: string }>('select next_event_seq as n from runs where id = $1', [r.runId])).rows[0]!.n);
-    const json = JSON.stringify([{ seq: next, type: 'log', payload: { stream: 'stdout', data: 'x' }, at: null }]);
-    return (await transitions.reportEvents(r.t.db, r.runId, this.ws, this.token, { first: next, last: next, json })) !== undefined;
+    const next = Number(
+      (await r.t.db.query<{ n: string }>('select next_event_seq as n from runs where id = $1', [r.runId]))
+        .rows[0]!.n,
+    );
+    const json = JSON.stringify([
+      { seq: next, type: 'log', payload: { stream: 'stdout', data: 'x' }, at: null },
+    ]);
+    return (
+      (await transitions.reportEvents(r.t.db, r.runId, this.ws, this.token, {
+        first: next,
+        last: next,
+        json,
+      })) !== undefined
+    );
   }
   expect(m: Model) {
     return can('reportEvents', m) && fenced(m, this.ws, this.token);
@@ -228,7 +264,9 @@ class Finish extends Step {
   }
   async act(m: Model, r: Real) {
     this.token = tokenOf(m, this.pick);
-    return (await transitions.finish(r.t.db, r.runId, this.ws, this.token, { status: this.outcome })) !== undefined;
+    return (
+      (await transitions.finish(r.t.db, r.runId, this.ws, this.token, { status: this.outcome })) !== undefined
+    );
   }
   expect(m: Model) {
     if (!can('finish', m) || !fenced(m, this.ws, this.token)) return false;
@@ -245,7 +283,10 @@ class Finish extends Step {
 class Expire extends Step {
   readonly transition = 'expire';
   async act(_m: Model, r: Real) {
-    await r.t.db.query(`update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`, [r.runId]);
+    await r.t.db.query(
+      `update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`,
+      [r.runId],
+    );
     return false;
   }
   expect(m: Model) {
@@ -268,7 +309,8 @@ class Sweep extends Step {
     if (!can('loseRunner', m) || m.runToken !== m.lease.token) return false;
     if (m.cancelRequested) m.status = 'cancelled';
     // an expired lease never gives an attempt back (the workload may have started)
-    else if (mayRequeue(m.status, 'expired') && m.attempt < MAX_ATTEMPTS) Object.assign(m, { status: 'queued', attempt: m.attempt + 1, ws: null, runToken: null });
+    else if (mayRequeue(m.status, 'expired') && m.attempt < MAX_ATTEMPTS)
+      Object.assign(m, { status: 'queued', attempt: m.attempt + 1, ws: null, runToken: null });
     else m.status = 'failed';
     return true;
   }
@@ -317,7 +359,9 @@ const steps = [
   startStep,
   startStep,
   eventsStep,
-  fc.tuple(ws, pick, fc.constantFrom<TerminalRunStatus>('completed', 'failed', 'cancelled', 'blocked')).map(([w, p, o]) => new Finish(w, p, o)),
+  fc
+    .tuple(ws, pick, fc.constantFrom<TerminalRunStatus>('completed', 'failed', 'cancelled', 'blocked'))
+    .map(([w, p, o]) => new Finish(w, p, o)),
   fc.constant(new Expire()),
   fc.constant(new Sweep()),
   fc.constant(new Cancel()),
@@ -330,7 +374,8 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
   beforeAll(async () => {
     t = await createTestDatabase(backend);
     await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
-    for (const id of workstations) await t.db.query('insert into workstations (id, display_name) values ($1, $1)', [id]);
+    for (const id of workstations)
+      await t.db.query('insert into workstations (id, display_name) values ($1, $1)', [id]);
     sweeper = new Sweeper({
       db: t.db,
       logger: pino({ level: 'silent' }),
@@ -347,9 +392,19 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
   it('moves only as the table allows, and exactly as the model says', async () => {
     await fc.assert(
       fc.asyncProperty(fc.commands(steps, { maxCommands: 40, size: 'max' }), async (cmds) => {
-        const { run, created } = await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], max_attempts: MAX_ATTEMPTS }));
+        const { run, created } = await transitions.submit(
+          t.db,
+          submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], max_attempts: MAX_ATTEMPTS }),
+        );
         expect(created && isLegalMove('submit', null, run.status)).toBe(true);
-        const model: Model = { status: 'queued', ws: null, runToken: null, attempt: 1, cancelRequested: false, lease: { holder: null, token: 0, live: false } };
+        const model: Model = {
+          status: 'queued',
+          ws: null,
+          runToken: null,
+          attempt: 1,
+          cancelRequested: false,
+          lease: { holder: null, token: 0, live: false },
+        };
         await fc.asyncModelRun(() => ({ model, real: { t, sweeper, runId: run.id } }), cmds);
       }),
       { numRuns: 60 },
@@ -357,14 +412,22 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
   });
 
   it('ends runs past their queue timeout or run timeout only by the moves of the table', async () => {
-    const { run: waiting } = await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], queue_timeout_s: 5 }));
+    const { run: waiting } = await transitions.submit(
+      t.db,
+      submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], queue_timeout_s: 5 }),
+    );
     const status = async (id: string) => (await observe({ t, sweeper, runId: id })).status;
     expect(await transitions.expireQueued(t.db)).not.toContain(waiting.id); // not yet due
-    await t.db.query(`update runs set created_at = now() - interval '10 seconds' where id = $1`, [waiting.id]);
+    await t.db.query(`update runs set created_at = now() - interval '10 seconds' where id = $1`, [
+      waiting.id,
+    ]);
     expect(await transitions.expireQueued(t.db)).toContain(waiting.id);
     expect(isLegalMove('expireQueued', 'queued', await status(waiting.id))).toBe(true);
 
-    const { run } = await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], timeout_s: 5 }));
+    const { run } = await transitions.submit(
+      t.db,
+      submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], timeout_s: 5 }),
+    );
     await transitions.offer(t.db, [{ id: run.id, ws: 'ws_a' }]);
     const grant = await transitions.claim(t.db, run.id, 'ws_a', 'ws_a/r1', LEASE_MS);
     await transitions.start(t.db, run.id, 'ws_a', grant!.fencingToken);
@@ -379,19 +442,25 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
   it('reaches every move of the table', async () => {
     // The model test above is only as good as the moves it visits: walk one run through the
     // longest path (requeue, then running, then finished) and check each step is in the table.
-    const { run } = await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], max_attempts: 2 }));
+    const { run } = await transitions.submit(
+      t.db,
+      submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], max_attempts: 2 }),
+    );
     const status = async () => (await observe({ t, sweeper, runId: run.id })).status;
     const path: Array<[RunTransition, () => Promise<unknown>]> = [
       ['offer', () => transitions.offer(t.db, [{ id: run.id, ws: 'ws_a' }])],
       ['claim', () => transitions.claim(t.db, run.id, 'ws_a', 'ws_a/r1', LEASE_MS)],
       // the runner gives the attempt back (an expired lease would fail it: at-most-once start)
-      ['requeue', () =>
-        t.db.transaction(async (tx) => {
-          const locked = (await readRunState(tx, run.id, true))!;
-          const holder = locked.lease_holder!;
-          await transitions.loseRunner(tx, locked, 'released', 'released');
-          await releaseLease(tx, run.id, holder, Number(locked.fencing_token));
-        })],
+      [
+        'requeue',
+        () =>
+          t.db.transaction(async (tx) => {
+            const locked = (await readRunState(tx, run.id, true))!;
+            const holder = locked.lease_holder!;
+            await transitions.loseRunner(tx, locked, 'released', 'released');
+            await releaseLease(tx, run.id, holder, Number(locked.fencing_token));
+          }),
+      ],
       ['offer', () => transitions.offer(t.db, [{ id: run.id, ws: 'ws_b' }])],
       ['claim', () => transitions.claim(t.db, run.id, 'ws_b', 'ws_b/r1', LEASE_MS)],
       ['start', () => transitions.start(t.db, run.id, 'ws_b', 2)],

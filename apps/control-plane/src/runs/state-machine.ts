@@ -1,7 +1,19 @@
 import type { RunStatus } from '@runt/protocol';
 
 /** The state changes of a run, one function each in `transitions.ts`. */
-export type RunTransition = 'submit' | 'offer' | 'withdraw' | 'claim' | 'start' | 'reportEvents' | 'finish' | 'loseRunner' | 'requeue' | 'cancel' | 'expireQueued' | 'timeOut';
+export type RunTransition =
+  | 'submit'
+  | 'offer'
+  | 'withdraw'
+  | 'claim'
+  | 'start'
+  | 'reportEvents'
+  | 'finish'
+  | 'loseRunner'
+  | 'requeue'
+  | 'cancel'
+  | 'expireQueued'
+  | 'timeOut';
 
 /** How a run can end (the statuses `finish` may report). */
 export type TerminalRunStatus = 'completed' | 'failed' | 'cancelled' | 'blocked';
@@ -46,7 +58,9 @@ export const RUN_MOVES: readonly RunMove[] = [
   ...ACTIVE.flatMap((s) => TERMINAL.map((t) => ({ transition: 'finish' as const, from: s, to: t }))),
   // the lease ran out or was given up: a cancel-requested run ends cancelled, anything that
   // cannot be re-queued (see `requeue` below) fails with `runner-lost`: nothing starts twice
-  ...ACTIVE.flatMap((s) => (['failed', 'cancelled'] as const).map((t) => ({ transition: 'loseRunner' as const, from: s, to: t }))),
+  ...ACTIVE.flatMap((s) =>
+    (['failed', 'cancelled'] as const).map((t) => ({ transition: 'loseRunner' as const, from: s, to: t })),
+  ),
   // At-most-once start: only a runner that says it never started the workload gives an attempt
   // back. An expired lease on an `accepted` run is NOT re-queued — the agent may have started
   // the workload and died before reporting `running` — it fails with `runner-lost` instead.
@@ -68,7 +82,11 @@ export const RUN_MOVES: readonly RunMove[] = [
  * fromStatuses('start'); // ['accepted']
  */
 export function fromStatuses(transition: RunTransition): RunStatus[] {
-  return [...new Set(RUN_MOVES.filter((m) => m.transition === transition && m.from !== null).map((m) => m.from as RunStatus))];
+  return [
+    ...new Set(
+      RUN_MOVES.filter((m) => m.transition === transition && m.from !== null).map((m) => m.from as RunStatus),
+    ),
+  ];
 }
 
 /**

@@ -5,7 +5,13 @@ import type { RunSignals } from './run-signals.js';
 import { creditOutage } from './outage-clock.js';
 import { readRunState } from './run-state.js';
 import { fromStatuses } from './state-machine.js';
-import { expireQueued, loseRunner, timeOutOverdue, withdrawStaleOffers, type LostOutcome } from './transitions.js';
+import {
+  expireQueued,
+  loseRunner,
+  timeOutOverdue,
+  withdrawStaleOffers,
+  type LostOutcome,
+} from './transitions.js';
 
 export interface SweeperOptions {
   db: Database;
@@ -87,7 +93,11 @@ export class Sweeper {
     const lost: SweepResult['lost'] = [];
     const outageAfterMs = this.o.outageAfterMs ?? Math.max(10_000, 10 * this.o.intervalMs);
     const outageCreditedMs = await this.o.db.transaction((tx) => creditOutage(tx, outageAfterMs));
-    if (outageCreditedMs > 0) this.o.logger.warn({ outage_ms: outageCreditedMs }, 'no sweep for a while (outage?): the time was credited to live leases');
+    if (outageCreditedMs > 0)
+      this.o.logger.warn(
+        { outage_ms: outageCreditedMs },
+        'no sweep for a while (outage?): the time was credited to live leases',
+      );
     for (;;) {
       const batch = await this.o.db.transaction(async (tx) => {
         const victims = await this.o.leases.sweepExpired({ tx, limit: 100 });
@@ -96,7 +106,10 @@ export class Sweeper {
           const s = await readRunState(tx, v.resource, true);
           // Only the attempt that held this very token; a finished run has nothing to lose.
           if (!s || s.fencing_token !== v.fencingToken || !LOSABLE.includes(s.status)) continue;
-          out.push({ runId: s.id, outcome: await loseRunner(tx, s, 'expired', 'the runner stopped renewing its lease') });
+          out.push({
+            runId: s.id,
+            outcome: await loseRunner(tx, s, 'expired', 'the runner stopped renewing its lease'),
+          });
         }
         return { victims: victims.length, out };
       });
@@ -108,7 +121,11 @@ export class Sweeper {
       this.o.signals.eventsAppended(l.runId);
     }
     const stale = await withdrawStaleOffers(this.o.db, this.o.offerTimeoutMs);
-    for (const s of stale) this.o.logger.info({ run_id: s.id, workstation_id: s.workstation_id }, 'offer not claimed in time; re-queued');
+    for (const s of stale)
+      this.o.logger.info(
+        { run_id: s.id, workstation_id: s.workstation_id },
+        'offer not claimed in time; re-queued',
+      );
     const unplaceable = await expireQueued(this.o.db);
     for (const id of unplaceable) {
       this.o.logger.info({ run_id: id }, 'not placed within its queue timeout; blocked');
@@ -116,11 +133,20 @@ export class Sweeper {
     }
     const timedOut = await timeOutOverdue(this.o.db, this.o.timeoutGraceS ?? 60);
     for (const t of timedOut) {
-      this.o.logger.warn({ run_id: t.id, workstation_id: t.workstation_id }, 'run past its timeout not stopped by its agent; failed');
+      this.o.logger.warn(
+        { run_id: t.id, workstation_id: t.workstation_id },
+        'run past its timeout not stopped by its agent; failed',
+      );
       this.o.signals.eventsAppended(t.id);
       if (t.workstation_id) this.o.signals.toWorkstation(t.workstation_id, { type: 'cancel', run_id: t.id });
     }
     if (lost.length > 0 || stale.length > 0 || timedOut.length > 0) this.o.signals.schedule();
-    return { lost, offersRequeued: stale.map((s) => s.id), outageCreditedMs, unplaceable, timedOut: timedOut.map((t) => t.id) };
+    return {
+      lost,
+      offersRequeued: stale.map((s) => s.id),
+      outageCreditedMs,
+      unplaceable,
+      timedOut: timedOut.map((t) => t.id),
+    };
   }
 }

@@ -169,11 +169,17 @@ export async function submit(db: Database, input: SubmitRunInput): Promise<{ run
   const key = input.idempotency_key ?? null;
   if (!key) {
     // Without a key nothing can collide: one statement, and the new row is the answer.
-    const r = await db.query<RunRow>(`${INSERT_RUN} returning *, null as l_holder, null as l_token, null as l_expires_at`, insertParams(input, null));
+    const r = await db.query<RunRow>(
+      `${INSERT_RUN} returning *, null as l_holder, null as l_token, null as l_expires_at`,
+      insertParams(input, null),
+    );
     return { run: toRun(r.rows[0]!), created: true };
   }
   return db.transaction(async (tx) => {
-    await tx.query(`update runs set idempotency_key = null where idempotency_key = $1 and created_at < now() - interval '24 hours'`, [key]);
+    await tx.query(
+      `update runs set idempotency_key = null where idempotency_key = $1 and created_at < now() - interval '24 hours'`,
+      [key],
+    );
     const r = await tx.query<RunRow>(
       `${INSERT_RUN} on conflict (idempotency_key) where idempotency_key is not null do nothing returning *, null as l_holder, null as l_token, null as l_expires_at`,
       insertParams(input, key),
@@ -240,7 +246,10 @@ export async function withdrawAllFrom(q: Queryable, workstationId: string): Prom
  * @example
  * const back = await withdrawStaleOffers(db, 30_000);
  */
-export async function withdrawStaleOffers(q: Queryable, timeoutMs: number): Promise<Array<{ id: string; workstation_id: string | null }>> {
+export async function withdrawStaleOffers(
+  q: Queryable,
+  timeoutMs: number,
+): Promise<Array<{ id: string; workstation_id: string | null }>> {
   const r = await q.query<{ id: string; workstation_id: string | null }>(
     `with stale as (
        select id, workstation_id from runs where status in (${statusesSql('withdraw')}) and offered_at < now() - $1::float8 * interval '1 millisecond'
@@ -263,8 +272,17 @@ export async function withdrawStaleOffers(q: Queryable, timeoutMs: number): Prom
  * @example
  * const grant = await claim(db, 'run_1', 'ws_1', 'ws_1/agent-1', 30_000);
  */
-export async function claim(db: Queryable, runId: string, workstationId: string, holder: string, leaseMs: number): Promise<ClaimGrant | undefined> {
-  const r = await db.query<RunRow & { granted: number | string | null; pending_commands: boolean }>(CLAIM_SQL, [runId, workstationId, holder, leaseMs]);
+export async function claim(
+  db: Queryable,
+  runId: string,
+  workstationId: string,
+  holder: string,
+  leaseMs: number,
+): Promise<ClaimGrant | undefined> {
+  const r = await db.query<RunRow & { granted: number | string | null; pending_commands: boolean }>(
+    CLAIM_SQL,
+    [runId, workstationId, holder, leaseMs],
+  );
   const row = r.rows[0];
   if (!row) return undefined;
   if (row.id === null || row.id === undefined) {
@@ -272,7 +290,13 @@ export async function claim(db: Queryable, runId: string, workstationId: string,
     return undefined;
   }
   const run = toRun(row);
-  return { run, fencingToken: run.lease!.fencing_token, expiresAt: run.lease!.expires_at, nextEventSeq: Number(row.next_event_seq), pendingCommands: row.pending_commands };
+  return {
+    run,
+    fencingToken: run.lease!.fencing_token,
+    expiresAt: run.lease!.expires_at,
+    nextEventSeq: Number(row.next_event_seq),
+    pendingCommands: row.pending_commands,
+  };
 }
 
 /**
@@ -283,7 +307,13 @@ export async function claim(db: Queryable, runId: string, workstationId: string,
  * @example
  * if (!(await bindClaim(db, 'run_1', 'ws_1', 'ws_1/agent-1', grant.fencingToken))) await leases.release(…);
  */
-export async function bindClaim(q: Queryable, runId: string, workstationId: string, holder: string, token: number): Promise<boolean> {
+export async function bindClaim(
+  q: Queryable,
+  runId: string,
+  workstationId: string,
+  holder: string,
+  token: number,
+): Promise<boolean> {
   const r = await q.query(
     `update runs set status = case when status = 'offered' then 'accepted' else status end, accepted_at = coalesce(accepted_at, now()),
             lease_holder = $3, fencing_token = $4
@@ -300,8 +330,19 @@ export async function bindClaim(q: Queryable, runId: string, workstationId: stri
  * @example
  * const next = await reportEvents(db, 'run_1', 'ws_1', 3, batch);
  */
-export async function reportEvents(q: Queryable, runId: string, workstationId: string, token: number, batch: EventBatch): Promise<number | undefined> {
-  const r = await q.query<{ next_event_seq: number | string }>(REPORT_EVENTS_SQL, [runId, workstationId, token, ...eventParams(batch)]);
+export async function reportEvents(
+  q: Queryable,
+  runId: string,
+  workstationId: string,
+  token: number,
+  batch: EventBatch,
+): Promise<number | undefined> {
+  const r = await q.query<{ next_event_seq: number | string }>(REPORT_EVENTS_SQL, [
+    runId,
+    workstationId,
+    token,
+    ...eventParams(batch),
+  ]);
   return r.rows[0] ? Number(r.rows[0].next_event_seq) : undefined;
 }
 
@@ -312,7 +353,13 @@ export async function reportEvents(q: Queryable, runId: string, workstationId: s
  * @example
  * const out = await start(db, 'run_1', 'ws_1', 3);
  */
-export async function start(q: Queryable, runId: string, workstationId: string, token: number, batch?: EventBatch): Promise<{ run: Run; nextEventSeq: number } | undefined> {
+export async function start(
+  q: Queryable,
+  runId: string,
+  workstationId: string,
+  token: number,
+  batch?: EventBatch,
+): Promise<{ run: Run; nextEventSeq: number } | undefined> {
   const r = await q.query<RunRow>(START_SQL, [runId, workstationId, token, ...eventParams(batch)]);
   const row = r.rows[0];
   return row ? { run: toRun(row), nextEventSeq: Number(row.next_event_seq) } : undefined;
@@ -326,7 +373,10 @@ export async function start(q: Queryable, runId: string, workstationId: string, 
  * await startLocked(tx, 'run_1');
  */
 export async function startLocked(tx: Queryable, runId: string): Promise<void> {
-  await tx.query(`update runs set status = 'running', started_at = now() where id = $1 and status in (${statusesSql('start')})`, [runId]);
+  await tx.query(
+    `update runs set status = 'running', started_at = now() where id = $1 and status in (${statusesSql('start')})`,
+    [runId],
+  );
 }
 
 /**
@@ -386,13 +436,26 @@ export async function finishLocked(tx: Queryable, runId: string, f: TerminalOutc
  * @example
  * const outcome = await loseRunner(tx, state, 'expired', 'the lease expired');
  */
-export async function loseRunner(tx: Queryable, s: RunState, cause: LostCause, message: string): Promise<LostOutcome> {
+export async function loseRunner(
+  tx: Queryable,
+  s: RunState,
+  cause: LostCause,
+  message: string,
+): Promise<LostOutcome> {
   if (s.cancel_requested) {
-    await finishLocked(tx, s.id, { status: 'cancelled', failureKind: 'cancelled', message: `cancelled; ${message}` });
+    await finishLocked(tx, s.id, {
+      status: 'cancelled',
+      failureKind: 'cancelled',
+      message: `cancelled; ${message}`,
+    });
     return 'cancelled';
   }
   if (s.attempt < s.max_attempts && mayRequeue(s.status, cause) && (await requeue(tx, s.id))) {
-    await appendSystemEvent(tx, s.id, 'error', { message: `${message}; re-queued`, failure_kind: 'runner-lost', attempt: s.attempt });
+    await appendSystemEvent(tx, s.id, 'error', {
+      message: `${message}; re-queued`,
+      failure_kind: 'runner-lost',
+      attempt: s.attempt,
+    });
     runPathMetrics.requeues.inc({ reason: 'runner-lost' });
     return 'requeued';
   }
@@ -421,14 +484,21 @@ async function requeue(tx: Queryable, runId: string): Promise<boolean> {
  * @example
  * const out = await cancel(db, 'run_1'); // { immediate: true, workstationId: null }
  */
-export async function cancel(db: Database, runId: string): Promise<{ immediate: boolean; workstationId: string | null } | undefined> {
+export async function cancel(
+  db: Database,
+  runId: string,
+): Promise<{ immediate: boolean; workstationId: string | null } | undefined> {
   return db.transaction(async (tx) => {
     const s = await readRunState(tx, runId, true);
     if (!s) return undefined;
     if (isTerminalRunStatus(s.status)) throw runNotActive();
     await tx.query('update runs set cancel_requested = true where id = $1', [runId]);
     if (s.status === 'queued' || s.status === 'offered') {
-      await finishLocked(tx, runId, { status: 'cancelled', failureKind: 'cancelled', message: 'cancelled before it started' });
+      await finishLocked(tx, runId, {
+        status: 'cancelled',
+        failureKind: 'cancelled',
+        message: 'cancelled before it started',
+      });
       return { immediate: true, workstationId: s.workstation_id };
     }
     return { immediate: false, workstationId: s.workstation_id };
@@ -452,7 +522,11 @@ export async function expireQueued(db: Database, limit = 100): Promise<string[]>
       [limit],
     );
     for (const row of r.rows) {
-      await finishLocked(tx, row.id, { status: 'blocked', failureKind: 'unplaceable', message: `not placed within its queue timeout of ${row.queue_timeout_s}s` });
+      await finishLocked(tx, row.id, {
+        status: 'blocked',
+        failureKind: 'unplaceable',
+        message: `not placed within its queue timeout of ${row.queue_timeout_s}s`,
+      });
     }
     return r.rows.map((row) => row.id);
   });
@@ -467,9 +541,19 @@ export async function expireQueued(db: Database, limit = 100): Promise<string[]>
  * @example
  * const ended = await timeOutOverdue(db, 60);
  */
-export async function timeOutOverdue(db: Database, graceS: number, limit = 100): Promise<Array<{ id: string; workstation_id: string | null }>> {
+export async function timeOutOverdue(
+  db: Database,
+  graceS: number,
+  limit = 100,
+): Promise<Array<{ id: string; workstation_id: string | null }>> {
   return db.transaction(async (tx) => {
-    const r = await tx.query<{ id: string; workstation_id: string | null; timeout_s: number; lease_holder: string | null; fencing_token: number | string | null }>(
+    const r = await tx.query<{
+      id: string;
+      workstation_id: string | null;
+      timeout_s: number;
+      lease_holder: string | null;
+      fencing_token: number | string | null;
+    }>(
       `select id, workstation_id, timeout_s, lease_holder, fencing_token from runs
         where status in (${statusesSql('timeOut')}) and timeout_s is not null
           and coalesce(started_at, accepted_at) + make_interval(secs => timeout_s + $1) < now()
@@ -477,8 +561,13 @@ export async function timeOutOverdue(db: Database, graceS: number, limit = 100):
       [graceS, limit],
     );
     for (const row of r.rows) {
-      await finishLocked(tx, row.id, { status: 'failed', failureKind: 'timeout', message: `exceeded its timeout of ${row.timeout_s}s (ended by the control plane: the agent did not stop it)` });
-      if (row.lease_holder !== null && row.fencing_token !== null) await releaseLease(tx, row.id, row.lease_holder, Number(row.fencing_token));
+      await finishLocked(tx, row.id, {
+        status: 'failed',
+        failureKind: 'timeout',
+        message: `exceeded its timeout of ${row.timeout_s}s (ended by the control plane: the agent did not stop it)`,
+      });
+      if (row.lease_holder !== null && row.fencing_token !== null)
+        await releaseLease(tx, row.id, row.lease_holder, Number(row.fencing_token));
     }
     return r.rows.map((row) => ({ id: row.id, workstation_id: row.workstation_id }));
   });

@@ -21,23 +21,27 @@ export class BundleStore {
    * await bundles.put(sha256Hex(bytes), bytes);
    */
   async put(sha256: string, bytes: Uint8Array): Promise<BundleInfo> {
-    await this.db.query('insert into bundles (sha256, size_bytes, data) values ($1, $2, $3) on conflict (sha256) do nothing', [
-      sha256,
-      bytes.byteLength,
-      bytes,
-    ]);
+    await this.db.query(
+      'insert into bundles (sha256, size_bytes, data) values ($1, $2, $3) on conflict (sha256) do nothing',
+      [sha256, bytes.byteLength, bytes],
+    );
     return { sha256, size_bytes: bytes.byteLength };
   }
 
   /** Size of a stored bundle, or undefined. */
   async info(sha256: string): Promise<BundleInfo | undefined> {
-    const r = await this.db.query<{ size_bytes: number | string }>('select size_bytes from bundles where sha256 = $1', [sha256]);
+    const r = await this.db.query<{ size_bytes: number | string }>(
+      'select size_bytes from bundles where sha256 = $1',
+      [sha256],
+    );
     return r.rows[0] ? { sha256, size_bytes: Number(r.rows[0].size_bytes) } : undefined;
   }
 
   /** The bytes of a stored bundle, or undefined. */
   async get(sha256: string): Promise<Uint8Array | undefined> {
-    const r = await this.db.query<{ data: Uint8Array }>('select data from bundles where sha256 = $1', [sha256]);
+    const r = await this.db.query<{ data: Uint8Array }>('select data from bundles where sha256 = $1', [
+      sha256,
+    ]);
     return r.rows[0]?.data;
   }
 

@@ -53,7 +53,12 @@ export class CredentialStore {
       `select c.id, c.kind, c.workstation_id, w.display_name, c.created_at, c.last_used_at, c.revoked_at
          from credentials c left join workstations w on w.id = c.workstation_id order by c.created_at, c.id`,
     );
-    return r.rows.map((c) => ({ ...c, created_at: iso(c.created_at)!, last_used_at: iso(c.last_used_at), revoked_at: iso(c.revoked_at) }));
+    return r.rows.map((c) => ({
+      ...c,
+      created_at: iso(c.created_at)!,
+      last_used_at: iso(c.last_used_at),
+      revoked_at: iso(c.revoked_at),
+    }));
   }
 
   /** Revokes a credential at once; idempotent. Returns undefined for an unknown id. */
@@ -71,9 +76,10 @@ export class CredentialStore {
   /** Which of these credentials have been revoked (maybe by another replica). */
   async revokedAmong(credentialIds: string[]): Promise<string[]> {
     if (credentialIds.length === 0) return [];
-    const r = await this.db.query<{ id: string }>('select id from credentials where id = any($1::text[]) and revoked_at is not null', [
-      credentialIds,
-    ]);
+    const r = await this.db.query<{ id: string }>(
+      'select id from credentials where id = any($1::text[]) and revoked_at is not null',
+      [credentialIds],
+    );
     return r.rows.map((x) => x.id);
   }
 

@@ -85,7 +85,12 @@ export class PrincipalCache {
     }
     this.#stats.misses++;
     const generation = this.#generation;
-    const r = await this.db.query<{ id: string; kind: TokenKind; workstation_id: string | null; stale: boolean }>(
+    const r = await this.db.query<{
+      id: string;
+      kind: TokenKind;
+      workstation_id: string | null;
+      stale: boolean;
+    }>(
       `select id, kind, workstation_id,
               (last_used_at is null or last_used_at < now() - interval '60 seconds') as stale
          from credentials where token_hash = $1 and kind = $2 and revoked_at is null`,
@@ -94,10 +99,16 @@ export class PrincipalCache {
     const row = r.rows[0];
     if (!row) return undefined;
     // last_used_at is informational: refresh it at most once a minute, off the request path.
-    if (row.stale) void this.db.query('update credentials set last_used_at = now() where id = $1', [row.id]).catch(() => {});
-    const principal: Principal = row.workstation_id ? { kind: row.kind, id: row.id, workstationId: row.workstation_id } : { kind: row.kind, id: row.id };
+    if (row.stale)
+      void this.db
+        .query('update credentials set last_used_at = now() where id = $1', [row.id])
+        .catch(() => {});
+    const principal: Principal = row.workstation_id
+      ? { kind: row.kind, id: row.id, workstationId: row.workstation_id }
+      : { kind: row.kind, id: row.id };
     if (this.#caching && generation === this.#generation) {
-      while (this.#principals.size >= CACHE_MAX) this.#principals.delete(this.#principals.keys().next().value!);
+      while (this.#principals.size >= CACHE_MAX)
+        this.#principals.delete(this.#principals.keys().next().value!);
       this.#principals.set(key, { principal, until: Date.now() + CACHE_TTL_MS });
     }
     return principal;
@@ -107,6 +118,8 @@ export class PrincipalCache {
   forget(credentialId?: string): void {
     this.#generation++;
     if (credentialId === undefined) this.#principals.clear();
-    else for (const [key, entry] of this.#principals) if (entry.principal.id === credentialId) this.#principals.delete(key);
+    else
+      for (const [key, entry] of this.#principals)
+        if (entry.principal.id === credentialId) this.#principals.delete(key);
   }
 }

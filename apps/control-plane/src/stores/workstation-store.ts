@@ -1,6 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Database, Queryable } from '@runt/sql';
-import { WORKSTATION_OFFLINE_AFTER_SECONDS, type RegisterWorkstationRequest, type Workstation } from '@runt/protocol';
+import {
+  WORKSTATION_OFFLINE_AFTER_SECONDS,
+  type RegisterWorkstationRequest,
+  type Workstation,
+} from '@runt/protocol';
 import { withdrawAllFrom } from '../runs/transitions.js';
 import type { CredentialStore } from './credential-store.js';
 
@@ -71,12 +75,10 @@ export class WorkstationStore {
    */
   async createPaired(tx: Queryable, input: { displayName: string; hostname?: string; pairingId: string }) {
     const workstationId = `ws_${randomUUID()}`;
-    await tx.query('insert into workstations (id, display_name, hostname, pairing_id) values ($1, $2, $3, $4)', [
-      workstationId,
-      input.displayName,
-      input.hostname ?? null,
-      input.pairingId,
-    ]);
+    await tx.query(
+      'insert into workstations (id, display_name, hostname, pairing_id) values ($1, $2, $3, $4)',
+      [workstationId, input.displayName, input.hostname ?? null, input.pairingId],
+    );
     const { credentialId, token } = await this.credentials.issue(tx, workstationId);
     return { workstationId, credentialId, token, displayName: input.displayName };
   }
@@ -135,11 +137,15 @@ export class WorkstationStore {
    * @example
    * await workstations.linkRegistered('ws_1', body, 'cp-1');
    */
-  async linkRegistered(workstationId: string, body: RegisterWorkstationRequest, replicaId: string): Promise<Workstation> {
-    await this.db.query(`update workstations set link_state = 'connected', link_replica = $2, link_connected_at = now() where id = $1`, [
-      workstationId,
-      replicaId,
-    ]);
+  async linkRegistered(
+    workstationId: string,
+    body: RegisterWorkstationRequest,
+    replicaId: string,
+  ): Promise<Workstation> {
+    await this.db.query(
+      `update workstations set link_state = 'connected', link_replica = $2, link_connected_at = now() where id = $1`,
+      [workstationId, replicaId],
+    );
     return this.register(workstationId, body);
   }
 
@@ -161,7 +167,9 @@ export class WorkstationStore {
   /** A live link counts as a heartbeat: one statement refreshes every linked workstation. */
   async touchLinked(workstationIds: string[]): Promise<void> {
     if (workstationIds.length === 0) return;
-    await this.db.query('update workstations set last_seen_at = now() where id = any($1::text[])', [workstationIds]);
+    await this.db.query('update workstations set last_seen_at = now() where id = any($1::text[])', [
+      workstationIds,
+    ]);
   }
 
   async get(id: string): Promise<Workstation | undefined> {

@@ -56,10 +56,33 @@ const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core
  */
 export async function expectAccessible(page: Page, what: string): Promise<void> {
   const result = await page.evaluate(async (source) => {
+    // axe-core's source, injected as the page's own script would be (CSP allows evaluate).
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- injecting axe-core's bundled source is the point
     if (!(window as unknown as { axe?: unknown }).axe) new Function(source)();
-    const axe = (window as unknown as { axe: { run(ctx: Document, opts: unknown): Promise<{ violations: Array<{ id: string; impact: string | null; help: string; nodes: Array<{ target: unknown }> }> }> } }).axe;
+    const axe = (
+      window as unknown as {
+        axe: {
+          run(
+            ctx: Document,
+            opts: unknown,
+          ): Promise<{
+            violations: Array<{
+              id: string;
+              impact: string | null;
+              help: string;
+              nodes: Array<{ target: unknown }>;
+            }>;
+          }>;
+        };
+      }
+    ).axe;
     const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => JSON.stringify(n.target)).slice(0, 5) }));
+    return r.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      targets: v.nodes.map((n) => JSON.stringify(n.target)).slice(0, 5),
+    }));
   }, AXE_SOURCE);
   const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   expect(bad, `${what}: ${JSON.stringify(bad, null, 2)}`).toEqual([]);

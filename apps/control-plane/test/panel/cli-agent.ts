@@ -20,7 +20,11 @@ const cleanEnv = (env: Record<string, string>) => ({
  * Runs the connect line the panel showed, as an operator would paste it: `npx <package>
  * workstation connect URL --code CODE` is run as the built CLI with the same arguments.
  */
-export async function runConnectLine(line: string, configDir: string, name: string): Promise<{ workstationId: string }> {
+export async function runConnectLine(
+  line: string,
+  configDir: string,
+  name: string,
+): Promise<{ workstationId: string }> {
   if (!existsSync(RUNT_BIN)) throw new Error(`the CLI is not built (${RUNT_BIN}); run pnpm build`);
   const m = /^npx (\S+) (workstation connect \S+ --code \S+)$/.exec(line.trim());
   if (!m) throw new Error(`not a connect line: ${line}`);
@@ -38,7 +42,10 @@ export async function runConnectLine(line: string, configDir: string, name: stri
 }
 
 /** `runt workstation run ARGS` for a paired config dir; its output is collected. */
-export function startAgent(configDir: string, args: string[]): { cli: ResultPromise; output: () => string; stop(): Promise<void> } {
+export function startAgent(
+  configDir: string,
+  args: string[],
+): { cli: ResultPromise; output: () => string; stop(): Promise<void> } {
   let out = '';
   const cli = execa('node', [RUNT_BIN, 'workstation', 'run', ...args], {
     env: cleanEnv({ RUNT_CONFIG_DIR: configDir, RUNT_LOG_LEVEL: 'info' }),

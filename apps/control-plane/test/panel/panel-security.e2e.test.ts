@@ -5,10 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../harness.js';
 import { launchBrowser, type TestBrowser } from './browser.js';
 
-const until = <T>(probe: () => Promise<T> | T, timeout = 20_000) => expect.poll(probe, { timeout, interval: 100 });
+const until = <T>(probe: () => Promise<T> | T, timeout = 20_000) =>
+  expect.poll(probe, { timeout, interval: 100 });
 
 /** Signs in over HTTP as a browser form would; returns the session cookie pair. */
-async function signIn(url: string, token: string, origin = url): Promise<{ status: number; cookie: string; setCookie: string }> {
+async function signIn(
+  url: string,
+  token: string,
+  origin = url,
+): Promise<{ status: number; cookie: string; setCookie: string }> {
   const res = await fetch(`${url}/sign-in`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', origin },
@@ -27,10 +32,14 @@ describe.each(TEST_BACKENDS)('panel security on %s', (backend) => {
   let workstationId: string;
 
   beforeAll(async () => {
-    h = await startHarness(backend, { pairingLimits: { perAddress: { max: 4, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } } });
+    h = await startHarness(backend, {
+      pairingLimits: { perAddress: { max: 4, windowMs: 60_000 }, overall: { max: 1000, windowMs: 60_000 } },
+    });
     // A paired (never started) workstation to aim forged requests at.
     const minted = await h.api('/api/workstations/pairing-codes', { token: h.adminToken, body: {} });
-    const redeemed = await h.api('/api/workstations/pairing-codes/redeem', { body: { code: minted.json.pairing.code, display_name: 'target' } });
+    const redeemed = await h.api('/api/workstations/pairing-codes/redeem', {
+      body: { code: minted.json.pairing.code, display_name: 'target' },
+    });
     workstationId = redeemed.json.workstation.id;
     b = await launchBrowser();
     // Another origin (another port: same site, so a SameSite=Strict cookie IS sent; only the Origin check stops it).
@@ -39,9 +48,11 @@ describe.each(TEST_BACKENDS)('panel security on %s', (backend) => {
         res.writeHead(200, { 'content-type': 'text/javascript' }).end('document.forms[0].submit();');
         return;
       }
-      res.writeHead(200, { 'content-type': 'text/html' }).end(
-        `<!doctype html><title>evil</title><form method="post" action="${h.cp.url}/workstations/${workstationId}/drain"></form><script src="/go.js"></script>`,
-      );
+      res
+        .writeHead(200, { 'content-type': 'text/html' })
+        .end(
+          `<!doctype html><title>evil</title><form method="post" action="${h.cp.url}/workstations/${workstationId}/drain"></form><script src="/go.js"></script>`,
+        );
     });
     await new Promise<void>((r) => attacker.listen(0, '127.0.0.1', r));
     attackerUrl = `http://127.0.0.1:${(attacker.address() as AddressInfo).port}`;
@@ -67,12 +78,22 @@ describe.each(TEST_BACKENDS)('panel security on %s', (backend) => {
     expect((await res.request().allHeaders()).cookie ?? '').toContain('runt_session='); // the cookie went along; Origin stopped it
 
     const { cookie } = await signIn(h.cp.url, h.adminToken);
-    const noOrigin = await fetch(`${h.cp.url}/workstations/${workstationId}/drain`, { method: 'POST', headers: { cookie }, redirect: 'manual' });
+    const noOrigin = await fetch(`${h.cp.url}/workstations/${workstationId}/drain`, {
+      method: 'POST',
+      headers: { cookie },
+      redirect: 'manual',
+    });
     expect(noOrigin.status).toBe(403);
     const ws = await h.api('/api/workstations', { token: h.adminToken });
-    expect(ws.json.workstations.find((w: { id: string }) => w.id === workstationId).status).not.toBe('draining');
+    expect(ws.json.workstations.find((w: { id: string }) => w.id === workstationId).status).not.toBe(
+      'draining',
+    );
     // The same request from the panel's own origin works.
-    const own = await fetch(`${h.cp.url}/workstations/${workstationId}/drain`, { method: 'POST', headers: { cookie, origin: h.cp.url }, redirect: 'manual' });
+    const own = await fetch(`${h.cp.url}/workstations/${workstationId}/drain`, {
+      method: 'POST',
+      headers: { cookie, origin: h.cp.url },
+      redirect: 'manual',
+    });
     expect(own.status).toBe(303);
   });
 
@@ -113,7 +134,9 @@ describe.each(TEST_BACKENDS)('panel security on %s', (backend) => {
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(limited.headers.get('set-cookie')).toBeNull();
     expect(await limited.text()).toContain('Too many wrong tokens');
-    const redeem = await h.api('/api/workstations/pairing-codes/redeem', { body: { code: 'ZZZZ-ZZZZ-ZZZ3' } });
+    const redeem = await h.api('/api/workstations/pairing-codes/redeem', {
+      body: { code: 'ZZZZ-ZZZZ-ZZZ3' },
+    });
     expect(redeem.status).toBe(429);
   });
 });

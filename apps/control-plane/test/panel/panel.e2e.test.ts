@@ -16,7 +16,8 @@ import { runConnectLine, startAgent } from './cli-agent.js';
  * it online without a reload, drain and revoke it, sign out.
  */
 /** Polls until the matcher holds (a page under a loaded CI machine may take a while). */
-const until = <T>(probe: () => Promise<T> | T, timeout = 20_000) => expect.poll(probe, { timeout, interval: 100 });
+const until = <T>(probe: () => Promise<T> | T, timeout = 20_000) =>
+  expect.poll(probe, { timeout, interval: 100 });
 
 describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
   let h: Harness;
@@ -31,7 +32,8 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
     b = await launchBrowser();
     // Every HTML document the browser receives is kept, to look for the token in it.
     b.page.on('response', async (res) => {
-      if ((res.headers()['content-type'] ?? '').includes('text/html')) seenHtml.push(await res.text().catch(() => ''));
+      if ((res.headers()['content-type'] ?? '').includes('text/html'))
+        seenHtml.push(await res.text().catch(() => ''));
     });
   });
   afterAll(async () => {
@@ -76,7 +78,9 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
     const line = (await page.locator('#connect-line').textContent())!.trim();
     const code = /--code (\S+)$/.exec(line)![1]!;
     expect(line).toBe(connectCommand(h.cp.publicUrl, code));
-    await until(() => page.locator('[data-countdown]').textContent()).toMatch(/^Code expires in (10:00|9:[0-5]\d)$/);
+    await until(() => page.locator('[data-countdown]').textContent()).toMatch(
+      /^Code expires in (10:00|9:[0-5]\d)$/,
+    );
     expect(await page.locator('[data-pairing-status]').textContent()).toBe('waiting for the workstation');
     await tabTo(page, '#copy');
     await expectAccessible(page, 'pairing code');
@@ -87,7 +91,9 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
     const configDir = join(root, 'ws-panel', 'config');
     const { workstationId } = await runConnectLine(line, configDir, 'ws-panel');
     agent = startAgent(configDir, ['--runtime', 'process', '--max-runs', '2', '--labels', 'pool=panel']);
-    await until(() => page.locator('[data-pairing-status]').textContent(), 60_000).toBe('registered · online');
+    await until(() => page.locator('[data-pairing-status]').textContent(), 60_000).toBe(
+      'registered · online',
+    );
     const done = page.locator('[data-pairing-done] a');
     expect(await done.textContent()).toBe('ws-panel is online');
     expect(await done.getAttribute('href')).toBe(`/workstations#ws-${workstationId}`);
@@ -135,7 +141,9 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
 
     // The stream resumes after a reconnect where it left off: Last-Event-ID n gives n+1 first.
     const cookieValue = (await b.context.cookies(url)).find((c) => c.name === 'runt_session')!.value;
-    const resumed = await fetch(`${url}/runs/${firstRun}/events`, { headers: { cookie: `runt_session=${cookieValue}`, 'last-event-id': '2', accept: 'text/event-stream' } });
+    const resumed = await fetch(`${url}/runs/${firstRun}/events`, {
+      headers: { cookie: `runt_session=${cookieValue}`, 'last-event-id': '2', accept: 'text/event-stream' },
+    });
     const ids = [...(await resumed.text()).matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
     expect(ids[0]).toBe(3);
     expect(ids).toEqual([...new Set(ids)].sort((a, c) => a - c));
@@ -155,7 +163,9 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
     await page.focus('main');
     await tabTo(page, '#cancel');
     await Promise.all([page.waitForURL(new RegExp(`/runs/${longRun}$`)), page.keyboard.press('Enter')]);
-    await until(() => page.locator('[data-run-status]').getAttribute('data-run-status'), 60_000).toBe('cancelled');
+    await until(() => page.locator('[data-run-status]').getAttribute('data-run-status'), 60_000).toBe(
+      'cancelled',
+    );
     await until(() => log.textContent()).toContain('[run cancelled');
     await expectAccessible(page, 'a cancelled run');
 
@@ -178,7 +188,9 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
     // Drain: the workstation takes no new work; the page shows it without a reload.
     await Promise.all([page.waitForURL(/done=drained/), page.click(`#drain-${workstationId}`)]);
     await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
-    await until(() => row.locator('[data-col="status"]').textContent(), 30_000).toMatch(/^(draining|offline)$/);
+    await until(() => row.locator('[data-col="status"]').textContent(), 30_000).toMatch(
+      /^(draining|offline)$/,
+    );
     if (backend === 'pglite') await page.screenshot({ path: join(shots, 'workstations-drained.png') });
     expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
 
@@ -189,17 +201,26 @@ describe.each(TEST_BACKENDS)('the panel in Chromium on %s', (backend) => {
     await page.click('#confirm-revoke');
     await until(() => row.locator('[data-col="status"]').textContent()).toBe('revoked');
     const creds = await h.api('/api/workstations/credentials', { token: h.adminToken });
-    expect(creds.json.credentials.find((c: { workstation_id: string }) => c.workstation_id === workstationId).revoked_at).not.toBeNull();
+    expect(
+      creds.json.credentials.find((c: { workstation_id: string }) => c.workstation_id === workstationId)
+        .revoked_at,
+    ).not.toBeNull();
 
     // Sign out: the session ends on the server, so the old cookie value is refused too.
     const old = (await b.context.cookies(url)).find((c) => c.name === 'runt_session')!.value;
     await page.click('header form button');
     await until(() => new URL(page.url()).pathname).toBe('/sign-in');
     expect((await b.context.cookies(url)).find((c) => c.name === 'runt_session')).toBeUndefined();
-    const replay = await fetch(`${url}/workstations`, { headers: { cookie: `runt_session=${old}`, accept: 'text/html' }, redirect: 'manual' });
+    const replay = await fetch(`${url}/workstations`, {
+      headers: { cookie: `runt_session=${old}`, accept: 'text/html' },
+      redirect: 'manual',
+    });
     expect(replay.status).toBe(303);
     expect(replay.headers.get('location')).toMatch(/^\/sign-in/);
-    const fragment = await fetch(`${url}/workstations?fragment=1`, { headers: { cookie: `runt_session=${old}` }, redirect: 'manual' });
+    const fragment = await fetch(`${url}/workstations?fragment=1`, {
+      headers: { cookie: `runt_session=${old}` },
+      redirect: 'manual',
+    });
     expect(fragment.status).toBe(401);
 
     // The token appeared in no page, and in no log line.

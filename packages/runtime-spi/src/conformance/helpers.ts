@@ -16,8 +16,14 @@ export async function collectLogs(source: AsyncIterable<LogChunk>): Promise<Coll
   const chunks: LogChunk[] = [];
   for await (const chunk of source) chunks.push(chunk);
   return {
-    stdout: chunks.filter((c) => c.stream === 'stdout').map((c) => c.data).join(''),
-    stderr: chunks.filter((c) => c.stream === 'stderr').map((c) => c.data).join(''),
+    stdout: chunks
+      .filter((c) => c.stream === 'stdout')
+      .map((c) => c.data)
+      .join(''),
+    stderr: chunks
+      .filter((c) => c.stream === 'stderr')
+      .map((c) => c.data)
+      .join(''),
     chunks,
   };
 }
@@ -32,7 +38,12 @@ export async function collectExec(handle: ExecHandle): Promise<CollectedOutput &
  * Follows an instance's logs until `text` has appeared on either stream (then stops following).
  * Rejects if the logs end first.
  */
-export async function waitForLogText(runtime: Runtime, id: string, text: string, opts: Omit<LogsOptions, 'follow'> = {}): Promise<string> {
+export async function waitForLogText(
+  runtime: Runtime,
+  id: string,
+  text: string,
+  opts: Omit<LogsOptions, 'follow'> = {},
+): Promise<string> {
   let seen = '';
   for await (const chunk of runtime.logs(id, { ...opts, follow: true })) {
     seen += chunk.data;
@@ -45,12 +56,21 @@ export async function waitForLogText(runtime: Runtime, id: string, text: string,
  * Collects a terminal's output until it contains `text`; fails after `timeoutMs` (default
  * 20 s) with what the terminal showed, so a lost keystroke reads as a clear failure.
  */
-export function waitForTerminalText(session: TerminalSession, text: string, sink: { output: string }, timeoutMs = 20_000): Promise<void> {
+export function waitForTerminalText(
+  session: TerminalSession,
+  text: string,
+  sink: { output: string },
+  timeoutMs = 20_000,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     if (sink.output.includes(text)) return resolve();
     const timer = setTimeout(() => {
       off();
-      reject(new Error(`terminal never showed ${JSON.stringify(text)}; it showed: ${JSON.stringify(sink.output.slice(-500))}`));
+      reject(
+        new Error(
+          `terminal never showed ${JSON.stringify(text)}; it showed: ${JSON.stringify(sink.output.slice(-500))}`,
+        ),
+      );
     }, timeoutMs);
     const off = session.onData(() => {
       if (sink.output.includes(text)) {
@@ -66,17 +86,25 @@ export function waitForTerminalText(session: TerminalSession, text: string, sink
  * Settles with the RuntimeError `promise` rejects with, failing when it resolves or rejects
  * with anything but a RuntimeError carrying `code`.
  */
-export async function expectRuntimeError(promise: Promise<unknown>, code: RuntimeErrorCode): Promise<unknown> {
+export async function expectRuntimeError(
+  promise: Promise<unknown>,
+  code: RuntimeErrorCode,
+): Promise<unknown> {
   let outcome: { value: unknown } | { error: unknown };
   try {
     outcome = { value: await promise };
   } catch (error) {
     outcome = { error };
   }
-  if ('value' in outcome) throw new Error(`expected a RuntimeError "${code}", but the call resolved with ${safeJson(outcome.value)}`);
+  if ('value' in outcome)
+    throw new Error(
+      `expected a RuntimeError "${code}", but the call resolved with ${safeJson(outcome.value)}`,
+    );
   if (!isRuntimeError(outcome.error, code)) {
     const e = outcome.error as { code?: unknown; message?: unknown };
-    throw new Error(`expected a RuntimeError "${code}", got ${String(e?.code ?? '')} ${String(e?.message ?? outcome.error)}`);
+    throw new Error(
+      `expected a RuntimeError "${code}", got ${typeof e?.code === 'string' ? e.code : ''} ${typeof e?.message === 'string' ? e.message : String(outcome.error)}`,
+    );
   }
   return outcome.error;
 }

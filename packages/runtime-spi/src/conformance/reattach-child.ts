@@ -41,17 +41,37 @@ process.exit(0);
 `;
 
 /** Runs one action against the adapter in a brand-new node process and returns its JSON result. */
-export function runInChildProcess<T>(how: ReattachInNewProcess, action: 'create-start' | 'observe', payload: unknown, timeoutMs: number): Promise<T> {
+export function runInChildProcess<T>(
+  how: ReattachInNewProcess,
+  action: 'create-start' | 'observe',
+  payload: unknown,
+  timeoutMs: number,
+): Promise<T> {
   const moduleUrl = isAbsolute(how.module) ? pathToFileURL(how.module).href : how.module;
-  const args = ['--input-type=module', '-e', CHILD_SCRIPT, '--', moduleUrl, how.exportName, JSON.stringify(how.options ?? {}), action, JSON.stringify(payload)];
+  const args = [
+    '--input-type=module',
+    '-e',
+    CHILD_SCRIPT,
+    '--',
+    moduleUrl,
+    how.exportName,
+    JSON.stringify(how.options ?? {}),
+    action,
+    JSON.stringify(payload),
+  ];
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) return reject(new Error(`child process (${action}) failed: ${error.message}\n${stderr}`));
-      try {
-        resolve(JSON.parse(stdout) as T);
-      } catch {
-        reject(new Error(`child process (${action}) printed no JSON: ${stdout}\n${stderr}`));
-      }
-    });
+    execFile(
+      process.execPath,
+      args,
+      { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error) return reject(new Error(`child process (${action}) failed: ${error.message}\n${stderr}`));
+        try {
+          resolve(JSON.parse(stdout) as T);
+        } catch {
+          reject(new Error(`child process (${action}) printed no JSON: ${stdout}\n${stderr}`));
+        }
+      },
+    );
   });
 }

@@ -1,4 +1,4 @@
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { RuntimeError, isRuntimeError, type RuntimeErrorCode } from '../errors.js';
 
 export const DOCKER_RUNTIME = 'docker';
@@ -27,11 +27,17 @@ export function resolveDockerEndpoint(opts: { socketPath?: string; host?: string
   if (host.startsWith('/')) return { label: host, options: { socketPath: host } };
   const url = new URL(host.replace(/^tcp:/, 'http:'));
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new RuntimeError('invalid-spec', `unsupported Docker host ${host} (use unix:// or tcp://)`, { runtime: DOCKER_RUNTIME });
+    throw new RuntimeError('invalid-spec', `unsupported Docker host ${host} (use unix:// or tcp://)`, {
+      runtime: DOCKER_RUNTIME,
+    });
   }
   return {
     label: host,
-    options: { host: url.hostname, port: url.port || 2375, protocol: url.protocol === 'https:' ? 'https' : 'http' },
+    options: {
+      host: url.hostname,
+      port: url.port || 2375,
+      protocol: url.protocol === 'https:' ? 'https' : 'http',
+    },
   };
 }
 
@@ -43,8 +49,18 @@ interface EngineError {
 }
 
 const CONNECTION_CODES = new Set([
-  'ENOENT', 'ECONNREFUSED', 'EACCES', 'EPERM', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH',
-  'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ENOTSOCK',
+  'ENOENT',
+  'ECONNREFUSED',
+  'EACCES',
+  'EPERM',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'ENOTSOCK',
 ]);
 
 /**
@@ -89,18 +105,30 @@ export function isConnectionError(e: unknown): boolean {
 export function toDockerError(
   e: unknown,
   endpoint: DockerEndpoint,
-  ctx: { what: string; notFound?: RuntimeErrorCode; conflict?: RuntimeErrorCode; badRequest?: RuntimeErrorCode; fallback?: RuntimeErrorCode },
+  ctx: {
+    what: string;
+    notFound?: RuntimeErrorCode;
+    conflict?: RuntimeErrorCode;
+    badRequest?: RuntimeErrorCode;
+    fallback?: RuntimeErrorCode;
+  },
 ): RuntimeError {
   if (isRuntimeError(e)) return e;
   const runtime = DOCKER_RUNTIME;
   if (isConnectionError(e)) {
     const code = (e as EngineError).code;
-    return new RuntimeError('runtime-unavailable', `Docker socket ${endpoint.label}: ${code} (${engineMessage(e)})`, { runtime, cause: e });
+    return new RuntimeError(
+      'runtime-unavailable',
+      `Docker socket ${endpoint.label}: ${code} (${engineMessage(e)})`,
+      { runtime, cause: e },
+    );
   }
   const status = engineStatus(e);
   const message = `${ctx.what}: ${engineMessage(e)}`;
-  if (status === 404) return new RuntimeError(ctx.notFound ?? 'instance-not-found', message, { runtime, cause: e });
-  if (status === 400 && ctx.badRequest) return new RuntimeError(ctx.badRequest, message, { runtime, cause: e });
+  if (status === 404)
+    return new RuntimeError(ctx.notFound ?? 'instance-not-found', message, { runtime, cause: e });
+  if (status === 400 && ctx.badRequest)
+    return new RuntimeError(ctx.badRequest, message, { runtime, cause: e });
   if (status === 409 && ctx.conflict) return new RuntimeError(ctx.conflict, message, { runtime, cause: e });
   return new RuntimeError(ctx.fallback ?? 'internal', message, { runtime, cause: e });
 }

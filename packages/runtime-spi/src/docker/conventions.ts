@@ -24,7 +24,10 @@ const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
  * @example
  * validateContainerSpec({ name: 'w1', image: 'busybox' }, 'docker');
  */
-export function validateContainerSpec(spec: InstanceSpec, runtime: string): asserts spec is InstanceSpec & { image: string } {
+export function validateContainerSpec(
+  spec: InstanceSpec,
+  runtime: string,
+): asserts spec is InstanceSpec & { image: string } {
   const invalid = (message: string) => new RuntimeError('invalid-spec', message, { runtime });
   if (!spec.name || !NAME_PATTERN.test(spec.name)) {
     throw invalid(`instance name ${JSON.stringify(spec.name)} must match ${NAME_PATTERN.source}`);

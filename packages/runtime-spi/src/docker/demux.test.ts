@@ -14,20 +14,30 @@ const collect = (chunks: Buffer[]) => {
   const demux = new DockerDemuxer((stream, text) => out.push([stream, text]));
   for (const c of chunks) demux.push(c);
   demux.end();
-  const joined = (s: string) => out.filter(([k]) => k === s).map(([, t]) => t).join('');
+  const joined = (s: string) =>
+    out
+      .filter(([k]) => k === s)
+      .map(([, t]) => t)
+      .join('');
   return { out, stdout: joined('stdout'), stderr: joined('stderr') };
 };
 
 describe('DockerDemuxer', () => {
   it('splits frames by stream', () => {
-    const { stdout, stderr } = collect([Buffer.concat([frame(1, 'out1\n'), frame(2, 'err\n'), frame(1, 'out2\n')])]);
+    const { stdout, stderr } = collect([
+      Buffer.concat([frame(1, 'out1\n'), frame(2, 'err\n'), frame(1, 'out2\n')]),
+    ]);
     expect(stdout).toBe('out1\nout2\n');
     expect(stderr).toBe('err\n');
   });
 
   it('reassembles frames and UTF-8 characters cut at any byte', () => {
     const text = 'héllo → wörld ✓\n';
-    const bytes = Buffer.concat([frame(1, Buffer.from(text).subarray(0, 3)), frame(1, Buffer.from(text).subarray(3)), frame(2, 'é')]);
+    const bytes = Buffer.concat([
+      frame(1, Buffer.from(text).subarray(0, 3)),
+      frame(1, Buffer.from(text).subarray(3)),
+      frame(2, 'é'),
+    ]);
     for (let cut = 1; cut < bytes.length; cut++) {
       const { stdout, stderr } = collect([bytes.subarray(0, cut), bytes.subarray(cut)]);
       expect(stdout).toBe(text);

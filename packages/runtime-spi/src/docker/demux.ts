@@ -15,7 +15,10 @@ const HEADER = 8;
 export class DockerDemuxer {
   #pending: Buffer = Buffer.alloc(0);
   #raw = false;
-  #decoders: Record<LogStream, StringDecoder> = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  #decoders: Record<LogStream, StringDecoder> = {
+    stdout: new StringDecoder('utf8'),
+    stderr: new StringDecoder('utf8'),
+  };
 
   constructor(private readonly emit: (stream: LogStream, text: string) => void) {}
 

@@ -4,7 +4,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { describeRuntimeConformance } from '../conformance/index.js';
 import { describeContainerAdapter } from '../../test/container-adapter.js';
-import { assertEngineReady, dockerTestOptions, MISSING_IMAGE, TEST_IMAGE, testDockerRuntime } from '../../test/engines.js';
+import {
+  assertEngineReady,
+  dockerTestOptions,
+  MISSING_IMAGE,
+  TEST_IMAGE,
+  testDockerRuntime,
+} from '../../test/engines.js';
 import { createDockerRuntime, resolveDockerEndpoint } from './index.js';
 
 const PACKAGE_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
@@ -50,7 +56,11 @@ describe('resolveDockerEndpoint', () => {
   it('prefers socketPath, then host, then DOCKER_HOST, then the default socket', () => {
     expect(resolveDockerEndpoint({ socketPath: '/a.sock', host: 'unix:///b.sock' }).label).toBe('/a.sock');
     expect(resolveDockerEndpoint({ host: 'unix:///b.sock' }).options).toEqual({ socketPath: '/b.sock' });
-    expect(resolveDockerEndpoint({ host: 'tcp://10.0.0.2:2376' }).options).toEqual({ host: '10.0.0.2', port: '2376', protocol: 'http' });
+    expect(resolveDockerEndpoint({ host: 'tcp://10.0.0.2:2376' }).options).toEqual({
+      host: '10.0.0.2',
+      port: '2376',
+      protocol: 'http',
+    });
     const saved = process.env['DOCKER_HOST'];
     try {
       process.env['DOCKER_HOST'] = 'unix:///c.sock';

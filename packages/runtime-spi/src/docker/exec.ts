@@ -24,10 +24,15 @@ export async function createDockerExec(
   const what = `exec ${JSON.stringify(options.Cmd)} in container ${id}`;
   try {
     const exec = await docker.getContainer(id).exec(options);
-    const stream = (await exec.start({ hijack: true, ...start })) as Duplex;
+    const stream = await exec.start({ hijack: true, ...start });
     return { exec, stream };
   } catch (e) {
-    throw toDockerError(e, endpoint, { what, notFound: 'instance-not-found', conflict: 'exec-failed', fallback: 'exec-failed' });
+    throw toDockerError(e, endpoint, {
+      what,
+      notFound: 'instance-not-found',
+      conflict: 'exec-failed',
+      fallback: 'exec-failed',
+    });
   }
 }
 
@@ -46,7 +51,10 @@ export async function execExitStatus(exec: Docker.Exec, endpoint: DockerEndpoint
       throw toDockerError(e, endpoint, { what: `exec ${exec.id}`, notFound: 'instance-not-found' });
     }
     if (!info.Running && typeof info.ExitCode === 'number') return { exitCode: info.ExitCode };
-    if (attempt > 200) throw new RuntimeError('internal', `exec ${exec.id} never reported an exit code`, { runtime: DOCKER_RUNTIME });
+    if (attempt > 200)
+      throw new RuntimeError('internal', `exec ${exec.id} never reported an exit code`, {
+        runtime: DOCKER_RUNTIME,
+      });
     await sleep(Math.min(5 * (attempt + 1), 50));
   }
 }
@@ -67,7 +75,8 @@ export async function dockerExec(
   opts: ExecOptions = {},
 ): Promise<ExecHandle> {
   throwIfAborted(opts.signal, DOCKER_RUNTIME);
-  if (command.length === 0) throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: DOCKER_RUNTIME });
+  if (command.length === 0)
+    throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: DOCKER_RUNTIME });
   const withStdin = opts.stdin !== undefined;
   const { exec, stream } = await createDockerExec(
     docker,
@@ -85,7 +94,9 @@ export async function dockerExec(
     { stdin: withStdin },
   );
   const output = new AsyncQueue<LogChunk>();
-  const demux = new DockerDemuxer((s, data) => output.push({ stream: s, data, at: new Date().toISOString() }));
+  const demux = new DockerDemuxer((s, data) =>
+    output.push({ stream: s, data, at: new Date().toISOString() }),
+  );
   const ended = new Promise<void>((resolve, reject) => {
     stream.on('data', (b: Buffer) => demux.push(b));
     stream.once('end', resolve);
@@ -122,7 +133,11 @@ export async function dockerExec(
  * @example
  * await signalExec(exec, endpoint, ['SIGHUP', 'SIGKILL']);
  */
-export async function signalExec(exec: Docker.Exec, endpoint: DockerEndpoint, signals: NodeJS.Signals[]): Promise<void> {
+export async function signalExec(
+  exec: Docker.Exec,
+  endpoint: DockerEndpoint,
+  signals: NodeJS.Signals[],
+): Promise<void> {
   if (!endpoint.options.socketPath) return;
   for (const [n, signal] of signals.entries()) {
     if (n > 0) await sleep(500);

@@ -23,11 +23,15 @@ export async function* dockerLogs(
   const since = sinceSeconds(opts.since);
   const base = { stdout: true, stderr: true, ...(since !== undefined ? { since } : {}) };
   const queue = new AsyncQueue<LogChunk>();
-  const demux = new DockerDemuxer((stream, data) => queue.push({ stream, data, at: new Date().toISOString() }));
+  const demux = new DockerDemuxer((stream, data) =>
+    queue.push({ stream, data, at: new Date().toISOString() }),
+  );
   const fail = (e: unknown) => toDockerError(e, endpoint, { what: `logs of container ${id}` });
 
   if (!opts.follow) {
-    const all = await container.logs({ ...base, follow: false }).catch((e: unknown) => Promise.reject(fail(e)));
+    const all = await container
+      .logs({ ...base, follow: false })
+      .catch((e: unknown) => Promise.reject(fail(e)));
     demux.push(Buffer.isBuffer(all) ? all : Buffer.from(String(all)));
     demux.end();
     queue.end();

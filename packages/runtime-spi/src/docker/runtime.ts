@@ -23,7 +23,13 @@ import {
   type TerminalSession,
 } from '../runtime.js';
 import { singleFlight } from '../single-flight.js';
-import { DOCKER_RUNTIME, engineStatus, resolveDockerEndpoint, toDockerError, type DockerEndpoint } from './connection.js';
+import {
+  DOCKER_RUNTIME,
+  engineStatus,
+  resolveDockerEndpoint,
+  toDockerError,
+  type DockerEndpoint,
+} from './connection.js';
 import { validateContainerSpec } from './conventions.js';
 import { dockerExec } from './exec.js';
 import { ensureDockerImage } from './image.js';
@@ -94,10 +100,20 @@ export class DockerRuntime implements Runtime {
     validateContainerSpec(spec, this.name);
     const what = `create container ${spec.name} from ${spec.image}`;
     try {
-      const container = await abortable(this.#docker.createContainer(toCreateOptions(spec)), opts.signal, this.name);
+      const container = await abortable(
+        this.#docker.createContainer(toCreateOptions(spec)),
+        opts.signal,
+        this.name,
+      );
       return toInstance(await container.inspect());
     } catch (e) {
-      throw this.#error(e, { what, notFound: 'image-unavailable', conflict: 'instance-exists', badRequest: 'invalid-spec', fallback: 'internal' });
+      throw this.#error(e, {
+        what,
+        notFound: 'image-unavailable',
+        conflict: 'instance-exists',
+        badRequest: 'invalid-spec',
+        fallback: 'internal',
+      });
     }
   }
 
@@ -107,7 +123,8 @@ export class DockerRuntime implements Runtime {
       await abortable(this.#docker.getContainer(id).start(), opts.signal, this.name);
     } catch (e) {
       // 304: already running, which start treats as success.
-      if (engineStatus(e) !== 304) throw this.#error(e, { what: `start container ${id}`, fallback: 'start-failed' });
+      if (engineStatus(e) !== 304)
+        throw this.#error(e, { what: `start container ${id}`, fallback: 'start-failed' });
     }
     return this.#mustInspect(id, opts.signal);
   }
@@ -147,7 +164,10 @@ export class DockerRuntime implements Runtime {
     const labels = { ...(filter.labels ?? {}), [MANAGED_LABEL]: 'true' };
     try {
       const summaries = await abortable(
-        this.#docker.listContainers({ all: true, filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) } }),
+        this.#docker.listContainers({
+          all: true,
+          filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) },
+        }),
         filter.signal,
         this.name,
       );
@@ -166,7 +186,11 @@ export class DockerRuntime implements Runtime {
     this.#enter(opts.signal);
     // The engine's "not-running" wait answers 0 at once for a container never started, so wait
     // for it to leave `created` first — within the start grace, then `not-started`.
-    await untilStarted(async () => (await this.#mustInspect(id, opts.signal)).state === 'created', { id, runtime: this.name, signal: opts.signal });
+    await untilStarted(async () => (await this.#mustInspect(id, opts.signal)).state === 'created', {
+      id,
+      runtime: this.name,
+      signal: opts.signal,
+    });
     try {
       const result = (await abortable(
         this.#docker.getContainer(id).wait({ condition: 'not-running', abortSignal: opts.signal }),
@@ -196,7 +220,8 @@ export class DockerRuntime implements Runtime {
 
   #enter(signal: AbortSignal | undefined): void {
     throwIfAborted(signal, this.name);
-    if (this.#closed) throw new RuntimeError('runtime-unavailable', 'this docker runtime was closed', { runtime: this.name });
+    if (this.#closed)
+      throw new RuntimeError('runtime-unavailable', 'this docker runtime was closed', { runtime: this.name });
   }
 
   async #mustInspect(id: string, signal: AbortSignal | undefined): Promise<Instance> {

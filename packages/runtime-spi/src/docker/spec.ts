@@ -20,8 +20,10 @@ import {
  */
 export function toCreateOptions(spec: InstanceSpec & { image: string }): Docker.ContainerCreateOptions {
   const mounts: Docker.MountSettings[] = [];
-  if (spec.sourcePath) mounts.push({ Type: 'bind', Source: spec.sourcePath, Target: WORKSPACE_PATH, ReadOnly: false });
-  if (spec.configPath) mounts.push({ Type: 'bind', Source: spec.configPath, Target: CONFIG_MOUNT_PATH, ReadOnly: true });
+  if (spec.sourcePath)
+    mounts.push({ Type: 'bind', Source: spec.sourcePath, Target: WORKSPACE_PATH, ReadOnly: false });
+  if (spec.configPath)
+    mounts.push({ Type: 'bind', Source: spec.configPath, Target: CONFIG_MOUNT_PATH, ReadOnly: true });
   const hostConfig: Docker.HostConfig = { Mounts: mounts };
   if (spec.limits?.cpus !== undefined) hostConfig.NanoCpus = Math.round(spec.limits.cpus * 1e9);
   if (spec.limits?.memoryBytes !== undefined) hostConfig.Memory = spec.limits.memoryBytes;

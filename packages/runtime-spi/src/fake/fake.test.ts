@@ -13,10 +13,26 @@ describeRuntimeConformance({
   missingImage: MISSING,
 });
 
-const METHODS = ['available', 'ensureImage', 'create', 'start', 'stop', 'remove', 'inspect', 'list', 'logs', 'wait', 'exec', 'terminal'] as const;
+const METHODS = [
+  'available',
+  'ensureImage',
+  'create',
+  'start',
+  'stop',
+  'remove',
+  'inspect',
+  'list',
+  'logs',
+  'wait',
+  'exec',
+  'terminal',
+] as const;
 
 /** Calls `method` on a runtime that has an instance "target" (running) and image "img" locally. */
-async function call(rt: ReturnType<typeof createFakeRuntime>, method: (typeof METHODS)[number]): Promise<unknown> {
+async function call(
+  rt: ReturnType<typeof createFakeRuntime>,
+  method: (typeof METHODS)[number],
+): Promise<unknown> {
   switch (method) {
     case 'available':
       return rt.available();
@@ -65,7 +81,12 @@ describe('fake runtime', () => {
 
   it('fails only the next call with failNext, and lets a failure function pick calls', async () => {
     const rt = createFakeRuntime({
-      failures: { create: (c) => ((c.args[0] as { name: string }).name === 'bad' ? new RuntimeError('invalid-spec', 'bad name') : undefined) },
+      failures: {
+        create: (c) =>
+          (c.args[0] as { name: string }).name === 'bad'
+            ? new RuntimeError('invalid-spec', 'bad name')
+            : undefined,
+      },
     });
     rt.failNext('create', new RuntimeError('start-failed', 'once'));
     await expect(rt.create({ name: 'a' })).rejects.toMatchObject({ code: 'start-failed' });
@@ -75,7 +96,11 @@ describe('fake runtime', () => {
 
   it('records every call with its arguments, and numbers instances deterministically', async () => {
     const rt = createFakeRuntime();
-    const a = await rt.create({ name: 'a', labels: { x: '1' }, command: ['/bin/sh', '-c', 'echo hi; exit 3'] });
+    const a = await rt.create({
+      name: 'a',
+      labels: { x: '1' },
+      command: ['/bin/sh', '-c', 'echo hi; exit 3'],
+    });
     const b = await rt.create({ name: 'b' });
     expect([a.id, b.id]).toEqual(['fake-000001', 'fake-000002']);
     await rt.start(a.id);
@@ -120,7 +145,12 @@ describe('fake runtime', () => {
 
   it('runs the documented shell subset and says so when a script goes beyond it', async () => {
     const rt = createFakeRuntime();
-    const inst = await rt.create({ name: 'shell', env: { WHO: 'world' }, workdir: '/srv', command: ['/bin/sh', '-c', 'sleep infinity'] });
+    const inst = await rt.create({
+      name: 'shell',
+      env: { WHO: 'world' },
+      workdir: '/srv',
+      command: ['/bin/sh', '-c', 'sleep infinity'],
+    });
     await rt.start(inst.id);
     const run = async (script: string) => {
       const handle = await rt.exec(inst.id, ['/bin/sh', '-c', script]);
@@ -148,7 +178,11 @@ describe('fake runtime', () => {
       output += d;
     });
     session.write('echo hi\r');
-    await waitForTerminalText(session, 'hi\r\n$ ', { get output() { return output; } });
+    await waitForTerminalText(session, 'hi\r\n$ ', {
+      get output() {
+        return output;
+      },
+    });
     session.write('exit 4\r');
     expect(await session.exit).toEqual({ exitCode: 4 });
     expect(output).toBe('$ echo hi\r\nhi\r\n$ exit 4\r\n');

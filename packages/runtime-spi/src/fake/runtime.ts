@@ -110,7 +110,11 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
   };
 
   /** Records the call, honours the signal, scripted failures and delays. */
-  const enter = async (method: FakeMethod, args: unknown[], signal: AbortSignal | undefined): Promise<void> => {
+  const enter = async (
+    method: FakeMethod,
+    args: unknown[],
+    signal: AbortSignal | undefined,
+  ): Promise<void> => {
     const call = { method, args };
     calls.push(call);
     throwIfAborted(signal, name);
@@ -193,21 +197,32 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
           if (local) return { ref, id: local };
           pulls.push(ref);
           if (options.pullDelayMs) await sleep(options.pullDelayMs, signal, name);
-          if (!pullable(ref)) throw new RuntimeError('image-unavailable', `image "${ref}" cannot be pulled`, { runtime: name });
+          if (!pullable(ref))
+            throw new RuntimeError('image-unavailable', `image "${ref}" cannot be pulled`, { runtime: name });
           const id = `sha256:${Buffer.from(ref).toString('hex').padEnd(64, '0').slice(0, 64)}`;
           engine.images.set(ref, id);
           return { ref, id };
         },
-        { ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) },
+        {
+          ...(opts?.signal ? { signal: opts.signal } : {}),
+          ...(opts?.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+        },
       );
     },
 
     async create(spec: InstanceSpec, opts?: CallOptions) {
       await enter('create', [spec, opts], opts?.signal);
       if (!spec.name) throw new RuntimeError('invalid-spec', 'an instance needs a name', { runtime: name });
-      if (engine.find(spec.name)) throw new RuntimeError('instance-exists', `an instance named "${spec.name}" exists`, { runtime: name });
+      if (engine.find(spec.name))
+        throw new RuntimeError('instance-exists', `an instance named "${spec.name}" exists`, {
+          runtime: name,
+        });
       if (spec.image !== undefined && !engine.images.has(spec.image)) {
-        throw new RuntimeError('image-unavailable', `image "${spec.image}" is not present; call ensureImage first`, { runtime: name });
+        throw new RuntimeError(
+          'image-unavailable',
+          `image "${spec.image}" is not present; call ensureImage first`,
+          { runtime: name },
+        );
       }
       const record: FakeInstanceRecord = {
         id: engine.newId(),
@@ -260,7 +275,10 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
       proc.kill('SIGTERM');
       const timeoutMs = opts?.timeoutMs ?? 10_000;
       const graceful = await abortable(
-        Promise.race([proc.exit.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]),
+        Promise.race([
+          proc.exit.then(() => true),
+          new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref()),
+        ]),
         opts?.signal,
         name,
       );
@@ -287,7 +305,9 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
 
     async list(filter?: ListFilter) {
       await enter('list', [filter], filter?.signal);
-      return [...engine.instances.values()].filter((r) => matchesLabels(r.labels, filter?.labels)).map(toInstance);
+      return [...engine.instances.values()]
+        .filter((r) => matchesLabels(r.labels, filter?.labels))
+        .map(toInstance);
     },
 
     logs(id: string, opts?: LogsOptions): AsyncIterable<LogChunk> {
@@ -313,15 +333,22 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
     async wait(id: string, opts?: CallOptions) {
       await enter('wait', [id, opts], opts?.signal);
       const record = mustFind(id);
-      await untilStarted(async () => record.state === 'created', { id, runtime: name, signal: opts?.signal, pollMs: 20 });
+      await untilStarted(async () => record.state === 'created', {
+        id,
+        runtime: name,
+        signal: opts?.signal,
+        pollMs: 20,
+      });
       return waitForExit(record, opts?.signal);
     },
 
     async exec(id: string, command: string[], opts?: ExecOptions): Promise<ExecHandle> {
       await enter('exec', [id, command, opts], opts?.signal);
       const record = mustFind(id);
-      if (record.state !== 'running') throw new RuntimeError('exec-failed', `instance "${id}" is not running`, { runtime: name });
-      if (command.length === 0) throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: name });
+      if (record.state !== 'running')
+        throw new RuntimeError('exec-failed', `instance "${id}" is not running`, { runtime: name });
+      if (command.length === 0)
+        throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: name });
       const output = new AsyncQueue<LogChunk>();
       const proc = new FakeProcess(command, {
         env: envOf(record.spec, opts?.env),
@@ -346,7 +373,8 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
     async terminal(id: string, opts?: TerminalOptions): Promise<TerminalSession> {
       await enter('terminal', [id, opts], opts?.signal);
       const record = mustFind(id);
-      if (record.state !== 'running') throw new RuntimeError('exec-failed', `instance "${id}" is not running`, { runtime: name });
+      if (record.state !== 'running')
+        throw new RuntimeError('exec-failed', `instance "${id}" is not running`, { runtime: name });
       const session = new FakeTerminal({
         env: envOf(record.spec, opts?.env),
         cwd: workdirOf(record.spec),

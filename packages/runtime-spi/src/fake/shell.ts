@@ -100,10 +100,11 @@ export function parseScript(script: string): Statement[] {
   return statements;
 }
 
-class Exit {
-  constructor(
-    readonly status: ExitStatus,
-  ) {}
+/** Thrown to unwind the fake shell on `exit` (or a kill); caught where the script ends. */
+class Exit extends Error {
+  constructor(readonly status: ExitStatus) {
+    super(`exit ${status.exitCode}`);
+  }
 }
 
 export interface FakeProcessOptions {
@@ -220,8 +221,10 @@ export class FakeProcess {
     return word
       .map((p) =>
         p.expand
-          ? p.text.replace(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\?))/g, (_, braced?: string, plain?: string, status?: string) =>
-              status ? String(this.#status) : this.#variable((braced ?? plain) as string),
+          ? p.text.replace(
+              /\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\?))/g,
+              (_, braced?: string, plain?: string, status?: string) =>
+                status ? String(this.#status) : this.#variable((braced ?? plain) as string),
             )
           : p.text,
       )

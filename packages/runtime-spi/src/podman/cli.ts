@@ -25,7 +25,8 @@ export interface PodmanFailure {
   fallback?: RuntimeErrorCode;
 }
 
-const NOT_FOUND = /no such (container|object|exec session)|no container with (name or id|id)|not known|image not known|does not exist/i;
+const NOT_FOUND =
+  /no such (container|object|exec session)|no container with (name or id|id)|not known|image not known|does not exist/i;
 const NAME_IN_USE = /name .* is already in use|already in use/i;
 
 /**
@@ -47,7 +48,8 @@ export class PodmanCli {
       ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' }),
     });
     if (result.isCanceled || opts.signal?.aborted) throw abortedError(opts.signal, PODMAN_RUNTIME);
-    if (result.exitCode === undefined) throw this.unavailable(result.code ?? result.shortMessage ?? 'could not run', result);
+    if (result.exitCode === undefined)
+      throw this.unavailable(result.code ?? result.shortMessage ?? 'could not run', result);
     return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode: result.exitCode };
   }
 
@@ -64,13 +66,19 @@ export class PodmanCli {
     try {
       return JSON.parse(stdout) as T;
     } catch (e) {
-      throw new RuntimeError('internal', `${failure.what}: podman printed no JSON: ${stdout.slice(0, 200)}`, { runtime: PODMAN_RUNTIME, cause: e });
+      throw new RuntimeError('internal', `${failure.what}: podman printed no JSON: ${stdout.slice(0, 200)}`, {
+        runtime: PODMAN_RUNTIME,
+        cause: e,
+      });
     }
   }
 
   /** The error for a podman binary that cannot be run. */
   unavailable(reason: string, cause?: unknown): RuntimeError {
-    return new RuntimeError('runtime-unavailable', `podman binary ${this.path}: ${reason}`, { runtime: PODMAN_RUNTIME, cause });
+    return new RuntimeError('runtime-unavailable', `podman binary ${this.path}: ${reason}`, {
+      runtime: PODMAN_RUNTIME,
+      cause,
+    });
   }
 }
 
@@ -80,7 +88,10 @@ export class PodmanCli {
  * podmanMessage('Error: no such container x\n') // 'no such container x'
  */
 export function podmanMessage(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const error = lines.find((l) => l.startsWith('Error:'));
   return (error ?? lines.at(-1) ?? 'podman failed without a message').replace(/^Error:\s*/, '');
 }
@@ -96,6 +107,7 @@ export function podmanError(result: PodmanResult, failure: PodmanFailure): Runti
   const full = `${failure.what}: ${message}`;
   const runtime = PODMAN_RUNTIME;
   if (NAME_IN_USE.test(message)) return new RuntimeError('instance-exists', full, { runtime });
-  if (NOT_FOUND.test(message)) return new RuntimeError(failure.notFound ?? 'instance-not-found', full, { runtime });
+  if (NOT_FOUND.test(message))
+    return new RuntimeError(failure.notFound ?? 'instance-not-found', full, { runtime });
   return new RuntimeError(failure.fallback ?? 'internal', full, { runtime });
 }

@@ -26,9 +26,15 @@ export function envFlags(env: Record<string, string> | undefined): string[] {
  * const h = await podmanExec(cli, id, ['sh', '-c', 'cat'], { stdin: 'hi' });
  * console.log((await h.exit).exitCode);
  */
-export async function podmanExec(cli: PodmanCli, id: string, command: string[], opts: ExecOptions = {}): Promise<ExecHandle> {
+export async function podmanExec(
+  cli: PodmanCli,
+  id: string,
+  command: string[],
+  opts: ExecOptions = {},
+): Promise<ExecHandle> {
   throwIfAborted(opts.signal, PODMAN_RUNTIME);
-  if (command.length === 0) throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: PODMAN_RUNTIME });
+  if (command.length === 0)
+    throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: PODMAN_RUNTIME });
   const args = ['exec'];
   if (opts.stdin !== undefined) args.push('--interactive');
   // Killing the podman client leaves the program running; the marker lets an abort find it.
@@ -45,9 +51,13 @@ export async function podmanExec(cli: PodmanCli, id: string, command: string[], 
   void run.done.catch(() => {}).finally(() => opts.signal?.removeEventListener('abort', onAbort));
   const exit: Promise<ExitStatus> = run.done.then(({ exitCode, stderrTail }) => {
     if (exitCode === PODMAN_ERROR_EXIT && /^Error: /m.test(stderrTail)) {
-      throw new RuntimeError('exec-failed', `exec ${JSON.stringify(command)} in container ${id}: ${podmanMessage(stderrTail)}`, {
-        runtime: PODMAN_RUNTIME,
-      });
+      throw new RuntimeError(
+        'exec-failed',
+        `exec ${JSON.stringify(command)} in container ${id}: ${podmanMessage(stderrTail)}`,
+        {
+          runtime: PODMAN_RUNTIME,
+        },
+      );
     }
     return { exitCode };
   });

@@ -26,7 +26,8 @@ export async function* podmanLogs(
   try {
     yield* run.output;
     const { exitCode, stderrTail } = await run.done;
-    if (exitCode !== 0) throw podmanError({ exitCode, stderr: stderrTail, stdout: '' }, { what: `logs of container ${id}` });
+    if (exitCode !== 0)
+      throw podmanError({ exitCode, stderr: stderrTail, stdout: '' }, { what: `logs of container ${id}` });
   } finally {
     run.kill();
   }

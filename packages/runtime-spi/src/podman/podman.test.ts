@@ -5,7 +5,13 @@ import { promisify } from 'node:util';
 import { it } from 'vitest';
 import { describeRuntimeConformance } from '../conformance/index.js';
 import { describeContainerAdapter } from '../../test/container-adapter.js';
-import { assertEngineReady, MISSING_IMAGE, podmanTestOptions, TEST_IMAGE, testPodmanRuntime } from '../../test/engines.js';
+import {
+  assertEngineReady,
+  MISSING_IMAGE,
+  podmanTestOptions,
+  TEST_IMAGE,
+  testPodmanRuntime,
+} from '../../test/engines.js';
 import { createPodmanRuntime } from './index.js';
 
 const PACKAGE_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');

@@ -65,8 +65,15 @@ export class PodmanRuntime implements Runtime {
   async available(opts: CallOptions = {}): Promise<Availability> {
     throwIfAborted(opts.signal, this.name);
     try {
-      const result = await this.cli.run(['version', '--format', '{{.Client.Version}}'], opts.signal ? { signal: opts.signal } : {});
-      if (result.exitCode !== 0) return { available: false, reason: `podman binary ${this.cli.path}: ${podmanMessage(result.stderr)}` };
+      const result = await this.cli.run(
+        ['version', '--format', '{{.Client.Version}}'],
+        opts.signal ? { signal: opts.signal } : {},
+      );
+      if (result.exitCode !== 0)
+        return {
+          available: false,
+          reason: `podman binary ${this.cli.path}: ${podmanMessage(result.stderr)}`,
+        };
       return { available: true, version: result.stdout.trim() };
     } catch (e) {
       throwIfAborted(opts.signal, this.name);
@@ -90,7 +97,11 @@ export class PodmanRuntime implements Runtime {
     if (result.exitCode !== 0) {
       const error = podmanError(result, { what, fallback: 'invalid-spec' });
       const image = /image not known|no such image/i.test(error.message);
-      throw error.code === 'instance-exists' ? error : new RuntimeError(image ? 'image-unavailable' : 'invalid-spec', error.message, { runtime: this.name });
+      throw error.code === 'instance-exists'
+        ? error
+        : new RuntimeError(image ? 'image-unavailable' : 'invalid-spec', error.message, {
+            runtime: this.name,
+          });
     }
     // Built from what podman was told rather than inspected: one CLI call less per create, and
     // remembered so start() needs none either.
@@ -106,7 +117,11 @@ export class PodmanRuntime implements Runtime {
     // after a short workload exits podman holds the container lock while it cleans up, and an
     // inspect then would wait for that.
     const before = this.#created.get(id) ?? (await this.#mustInspect(id, opts.signal));
-    await this.cli.expect(['start', '--', id], { what: `start container ${id}`, fallback: 'start-failed' }, this.#sig(opts));
+    await this.cli.expect(
+      ['start', '--', id],
+      { what: `start container ${id}`, fallback: 'start-failed' },
+      this.#sig(opts),
+    );
     this.#created.delete(id);
     if (before.state === 'running') return before;
     const { exitCode: _exit, finishedAt: _finished, ...rest } = before;
@@ -117,7 +132,11 @@ export class PodmanRuntime implements Runtime {
     this.#enter(opts.signal);
     const seconds = Math.max(0, Math.ceil((opts.timeoutMs ?? DEFAULT_STOP_MS) / 1000));
     // podman stop is already a no-op for a stopped container.
-    await this.cli.expect(['stop', '--time', String(seconds), '--', id], { what: `stop container ${id}` }, this.#sig(opts));
+    await this.cli.expect(
+      ['stop', '--time', String(seconds), '--', id],
+      { what: `stop container ${id}` },
+      this.#sig(opts),
+    );
   }
 
   async remove(id: string, opts: CallOptions = {}): Promise<void> {
@@ -128,8 +147,13 @@ export class PodmanRuntime implements Runtime {
     const plain = await this.cli.run(['rm', '--', id], this.#sig(opts));
     if (plain.exitCode === 0) return;
     const error = podmanError(plain, { what: `remove container ${id}` });
-    if (error.code === 'instance-not-found' || !/running|paused|state improper/i.test(error.message)) throw error;
-    await this.cli.expect(['rm', '--force', '--time', '0', '--', id], { what: `remove container ${id}` }, this.#sig(opts));
+    if (error.code === 'instance-not-found' || !/running|paused|state improper/i.test(error.message))
+      throw error;
+    await this.cli.expect(
+      ['rm', '--force', '--time', '0', '--', id],
+      { what: `remove container ${id}` },
+      this.#sig(opts),
+    );
   }
 
   async inspect(id: string, opts: CallOptions = {}): Promise<Instance | undefined> {
@@ -147,7 +171,9 @@ export class PodmanRuntime implements Runtime {
       this.#sig(filter),
     );
     const ids = summaries.filter((s) => matchesLabels(s.Labels ?? {}, wanted)).map((s) => s.Id);
-    return (await this.#inspectMany(ids, filter.signal)).filter((i): i is PodmanInspect => i !== undefined).map(toInstance);
+    return (await this.#inspectMany(ids, filter.signal))
+      .filter((i): i is PodmanInspect => i !== undefined)
+      .map(toInstance);
   }
 
   logs(id: string, opts: LogsOptions = {}): AsyncIterable<LogChunk> {
@@ -161,13 +187,24 @@ export class PodmanRuntime implements Runtime {
       // alongside (in parallel: no extra latency). Seen `created` → the 0 may be that answer:
       // wait until it has been started and ask again.
       const [{ stdout }, before] = await Promise.all([
-        this.cli.expect(['wait', '--interval', this.#waitInterval, '--', id], { what: `wait for container ${id}` }, this.#sig(opts)),
+        this.cli.expect(
+          ['wait', '--interval', this.#waitInterval, '--', id],
+          { what: `wait for container ${id}` },
+          this.#sig(opts),
+        ),
         this.#mustInspect(id, opts.signal),
       ]);
       const exitCode = Number.parseInt(stdout.trim(), 10);
-      if (Number.isNaN(exitCode)) throw new RuntimeError('internal', `podman wait printed no exit code: ${stdout}`, { runtime: this.name });
+      if (Number.isNaN(exitCode))
+        throw new RuntimeError('internal', `podman wait printed no exit code: ${stdout}`, {
+          runtime: this.name,
+        });
       if (exitCode !== 0 || before.state !== 'created') return { exitCode };
-      await untilStarted(async () => (await this.#mustInspect(id, opts.signal)).state === 'created', { id, runtime: this.name, signal: opts.signal });
+      await untilStarted(async () => (await this.#mustInspect(id, opts.signal)).state === 'created', {
+        id,
+        runtime: this.name,
+        signal: opts.signal,
+      });
     }
   }
 
@@ -190,7 +227,8 @@ export class PodmanRuntime implements Runtime {
 
   #enter(signal: AbortSignal | undefined): void {
     throwIfAborted(signal, this.name);
-    if (this.#closed) throw new RuntimeError('runtime-unavailable', 'this podman runtime was closed', { runtime: this.name });
+    if (this.#closed)
+      throw new RuntimeError('runtime-unavailable', 'this podman runtime was closed', { runtime: this.name });
   }
 
   #sig(opts: CallOptions): { signal?: AbortSignal } {
@@ -198,9 +236,15 @@ export class PodmanRuntime implements Runtime {
   }
 
   /** Inspects several containers in one podman call; a missing one comes back undefined. */
-  async #inspectMany(ids: string[], signal: AbortSignal | undefined): Promise<Array<PodmanInspect | undefined>> {
+  async #inspectMany(
+    ids: string[],
+    signal: AbortSignal | undefined,
+  ): Promise<Array<PodmanInspect | undefined>> {
     if (ids.length === 0) return [];
-    const result = await this.cli.run(['container', 'inspect', '--format', 'json', '--', ...ids], signal ? { signal } : {});
+    const result = await this.cli.run(
+      ['container', 'inspect', '--format', 'json', '--', ...ids],
+      signal ? { signal } : {},
+    );
     if (result.exitCode === 0) return JSON.parse(result.stdout) as PodmanInspect[];
     const error = podmanError(result, { what: `inspect ${ids.join(' ')}` });
     if (error.code !== 'instance-not-found') throw error;
@@ -218,7 +262,9 @@ export class PodmanRuntime implements Runtime {
   async #mustRun(id: string, signal: AbortSignal | undefined): Promise<void> {
     const instance = await this.#mustInspect(id, signal);
     if (instance.state !== 'running') {
-      throw new RuntimeError('exec-failed', `container ${id} is ${instance.state}, not running`, { runtime: this.name });
+      throw new RuntimeError('exec-failed', `container ${id} is ${instance.state}, not running`, {
+        runtime: this.name,
+      });
     }
   }
 }

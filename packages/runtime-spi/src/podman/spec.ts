@@ -35,8 +35,13 @@ export function toCreateArgs(spec: InstanceSpec & { image: string }): string[] {
   for (const [k, v] of Object.entries(containerEnv(spec))) args.push('--env', `${k}=${v}`);
   const workdir = containerWorkdir(spec);
   if (workdir) args.push('--workdir', workdir);
-  if (spec.sourcePath) args.push('--mount', `type=bind,source=${mountPath(spec.sourcePath)},destination=${WORKSPACE_PATH}`);
-  if (spec.configPath) args.push('--mount', `type=bind,source=${mountPath(spec.configPath)},destination=${CONFIG_MOUNT_PATH},ro=true`);
+  if (spec.sourcePath)
+    args.push('--mount', `type=bind,source=${mountPath(spec.sourcePath)},destination=${WORKSPACE_PATH}`);
+  if (spec.configPath)
+    args.push(
+      '--mount',
+      `type=bind,source=${mountPath(spec.configPath)},destination=${CONFIG_MOUNT_PATH},ro=true`,
+    );
   if (spec.limits?.cpus !== undefined) args.push('--cpus', String(spec.limits.cpus));
   if (spec.limits?.memoryBytes !== undefined) args.push('--memory', `${spec.limits.memoryBytes}b`);
   args.push('--', spec.image, ...(spec.command ?? []));
@@ -46,7 +51,9 @@ export function toCreateArgs(spec: InstanceSpec & { image: string }): string[] {
 /** `--mount` is a comma-separated key=value list, so a path with a comma cannot be expressed. */
 function mountPath(path: string): string {
   if (path.includes(',')) {
-    throw new RuntimeError('invalid-spec', `podman cannot bind-mount a path containing a comma: ${path}`, { runtime: PODMAN_RUNTIME });
+    throw new RuntimeError('invalid-spec', `podman cannot bind-mount a path containing a comma: ${path}`, {
+      runtime: PODMAN_RUNTIME,
+    });
   }
   return path;
 }

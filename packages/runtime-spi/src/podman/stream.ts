@@ -24,7 +24,11 @@ const TAIL = 4096;
  * const { output, done } = streamPodman(cli, ['logs', '--follow', id]);
  * for await (const c of output) console.log(c.stream, c.data);
  */
-export function streamPodman(cli: PodmanCli, args: string[], opts: { signal?: AbortSignal; input?: string } = {}): PodmanStream {
+export function streamPodman(
+  cli: PodmanCli,
+  args: string[],
+  opts: { signal?: AbortSignal; input?: string } = {},
+): PodmanStream {
   const output = new AsyncQueue<LogChunk>();
   const child = execa(cli.path, args, {
     reject: false,

@@ -28,7 +28,12 @@ export function podmanTerminal(cli: PodmanCli, id: string, opts: TerminalOptions
   args.push(...(opts.command?.length ? opts.command : DEFAULT_SHELL));
   let pty: ReturnType<typeof spawn>;
   try {
-    pty = spawn(cli.path, args, { name: term, cols: opts.cols ?? 80, rows: opts.rows ?? 24, env: process.env as Record<string, string> });
+    pty = spawn(cli.path, args, {
+      name: term,
+      cols: opts.cols ?? 80,
+      rows: opts.rows ?? 24,
+      env: process.env,
+    });
   } catch (e) {
     throw cli.unavailable((e as Error).message, e);
   }
@@ -77,7 +82,10 @@ export function podmanTerminal(cli: PodmanCli, id: string, opts: TerminalOptions
     },
     resize: (cols, rows) => {
       if (closed) return;
-      if (!(cols > 0 && rows > 0)) throw new RuntimeError('invalid-spec', `bad terminal size ${cols}x${rows}`, { runtime: PODMAN_RUNTIME });
+      if (!(cols > 0 && rows > 0))
+        throw new RuntimeError('invalid-spec', `bad terminal size ${cols}x${rows}`, {
+          runtime: PODMAN_RUNTIME,
+        });
       pty.resize(cols, rows);
     },
     onData: (listener) => {

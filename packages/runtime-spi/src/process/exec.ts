@@ -36,7 +36,10 @@ export function execInInstance(
     output.end();
     if (result.isCanceled) throw abortedError(opts.signal, opts.runtime);
     if (result.exitCode === undefined && !result.signal) {
-      throw new RuntimeError('exec-failed', `could not run ${file}: ${result.shortMessage}`, { runtime: opts.runtime, cause: result });
+      throw new RuntimeError('exec-failed', `could not run ${file}: ${result.shortMessage}`, {
+        runtime: opts.runtime,
+        cause: result,
+      });
     }
     return result.signal
       ? { exitCode: result.exitCode ?? 128 + signalNumber(result.signal), signal: signalName(result.signal) }

@@ -32,7 +32,12 @@ export async function* readLogFiles(
     throwIfAborted(opts.signal, opts.runtime);
     const running = opts.follow ? await isRunning() : false;
     for (const stream of STREAMS) {
-      const { data, bytes } = await readFrom(files.log(stream), offsets, stream, decoders.get(stream) as StringDecoder);
+      const { data, bytes } = await readFrom(
+        files.log(stream),
+        offsets,
+        stream,
+        decoders.get(stream) as StringDecoder,
+      );
       if (bytes.length > 0) yield { stream, data, bytes, at: new Date().toISOString() };
     }
     if (!running) return;
@@ -40,7 +45,12 @@ export async function* readLogFiles(
   }
 }
 
-async function readFrom(path: string, offsets: Map<LogStream, number>, stream: LogStream, decoder: StringDecoder): Promise<{ data: string; bytes: Buffer }> {
+async function readFrom(
+  path: string,
+  offsets: Map<LogStream, number>,
+  stream: LogStream,
+  decoder: StringDecoder,
+): Promise<{ data: string; bytes: Buffer }> {
   const handle = await open(path, 'r').catch(() => undefined);
   if (!handle) return { data: '', bytes: Buffer.alloc(0) };
   try {

@@ -25,7 +25,10 @@ let procAvailable: Promise<boolean> | undefined;
 export function parseProcStat(stat: string): { state: string; startTime: string } | undefined {
   const close = stat.lastIndexOf(')');
   if (close < 0) return undefined;
-  const fields = stat.slice(close + 2).trim().split(/\s+/);
+  const fields = stat
+    .slice(close + 2)
+    .trim()
+    .split(/\s+/);
   // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
   const state = fields[0];
   const startTime = fields[19];

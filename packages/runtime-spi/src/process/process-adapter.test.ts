@@ -54,10 +54,18 @@ describe('process runtime', () => {
     const inst = await runtime.create({ name: 'reused-pid', command: ['/bin/sh', '-c', 'exit 0'] });
     const pidPath = join(stateDir, inst.id, 'pid');
     // Control: with the stranger's real start time the file would claim it.
-    writeFileSync(pidPath, JSON.stringify({ pid, startTime: realStart, startedAt: new Date().toISOString() }), { mode: 0o600 });
+    writeFileSync(
+      pidPath,
+      JSON.stringify({ pid, startTime: realStart, startedAt: new Date().toISOString() }),
+      { mode: 0o600 },
+    );
     expect((await runtime.inspect(inst.id))?.state).toBe('running');
 
-    writeFileSync(pidPath, JSON.stringify({ pid, startTime: `${realStart}1`, startedAt: new Date().toISOString() }), { mode: 0o600 });
+    writeFileSync(
+      pidPath,
+      JSON.stringify({ pid, startTime: `${realStart}1`, startedAt: new Date().toISOString() }),
+      { mode: 0o600 },
+    );
     expect((await runtime.inspect(inst.id))?.state).toBe('exited');
     await runtime.stop(inst.id, { timeoutMs: 100 });
     expect((await runtime.wait(inst.id)).exitCode).toBe(137);
@@ -69,7 +77,13 @@ describe('process runtime', () => {
     const started = await runInChildProcess<{ id: string; state: string }>(
       { module: builtModule, exportName: 'createProcessRuntime', options },
       'create-start',
-      { spec: { name: 'orphan', command: ['/bin/sh', '-c', 'echo orphan-up; sleep 60'], labels: { test: 'orphan' } } },
+      {
+        spec: {
+          name: 'orphan',
+          command: ['/bin/sh', '-c', 'echo orphan-up; sleep 60'],
+          labels: { test: 'orphan' },
+        },
+      },
       30_000,
     );
     const fresh = createProcessRuntime({ stateDir });
@@ -92,7 +106,11 @@ describe('process runtime', () => {
   it('keeps host variables outside the allowlist away from workloads, and passes configPath', async () => {
     process.env.RUNT_TEST_HOST_SECRET = 'do-not-leak';
     try {
-      const inst = await runtime.create({ name: 'env-allowlist', command: ['/bin/sh', '-c', 'env'], configPath: '/etc/runt.json' });
+      const inst = await runtime.create({
+        name: 'env-allowlist',
+        command: ['/bin/sh', '-c', 'env'],
+        configPath: '/etc/runt.json',
+      });
       await runtime.start(inst.id);
       await runtime.wait(inst.id);
       const { stdout } = await collectLogs(runtime.logs(inst.id));
@@ -108,7 +126,9 @@ describe('process runtime', () => {
     for (const name of ['../escape', 'a/b', '', '.hidden']) {
       await expect(runtime.create({ name })).rejects.toSatisfy((e) => isRuntimeError(e, 'invalid-spec'));
     }
-    await expect(runtime.create({ name: 'no-dir', workdir: join(stateDir, 'nope') })).rejects.toSatisfy((e) => isRuntimeError(e, 'invalid-spec'));
+    await expect(runtime.create({ name: 'no-dir', workdir: join(stateDir, 'nope') })).rejects.toSatisfy((e) =>
+      isRuntimeError(e, 'invalid-spec'),
+    );
     const inst = await runtime.create({ name: 'no-program', command: ['runt-no-such-program-xyz'] });
     await expect(runtime.start(inst.id)).rejects.toSatisfy((e) => isRuntimeError(e, 'start-failed'));
     expect((await runtime.inspect(inst.id))?.state).toBe('created');
@@ -116,16 +136,26 @@ describe('process runtime', () => {
 
   it('uses sourcePath as the working directory', async () => {
     const source = mkdtempSync(join(tmpdir(), 'runt-source-'));
-    const inst = await runtime.create({ name: 'source-path', sourcePath: source, command: ['/bin/sh', '-c', 'pwd'] });
+    const inst = await runtime.create({
+      name: 'source-path',
+      sourcePath: source,
+      command: ['/bin/sh', '-c', 'pwd'],
+    });
     await runtime.start(inst.id);
     await runtime.wait(inst.id);
     expect((await collectLogs(runtime.logs(inst.id))).stdout).toBe(`${source}\n`);
   });
 
   describe('re-adoption ends in a known state within a bound (issue 8, defect 1)', () => {
-    const pidOf = (id: string) => (JSON.parse(readFileSync(join(stateDir, id, 'pid'), 'utf8')) as { pid: number }).pid;
+    const pidOf = (id: string) =>
+      (JSON.parse(readFileSync(join(stateDir, id, 'pid'), 'utf8')) as { pid: number }).pid;
     const within = <T>(promise: Promise<T>, ms: number): Promise<T> =>
-      Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms))]);
+      Promise.race([
+        promise,
+        new Promise<T>((_, reject) =>
+          setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms),
+        ),
+      ]);
 
     it('the workload group was killed and the pid file removed: a fresh adapter reports it exited', async () => {
       const inst = await runtime.create({ name: 'readopt-gone', command: ['/bin/sh', '-c', 'sleep 30'] });
@@ -142,7 +172,10 @@ describe('process runtime', () => {
     });
 
     it('the agent died before writing the pid file: a fresh adapter re-attaches and recovers the real exit code', async () => {
-      const inst = await runtime.create({ name: 'readopt-running', command: ['/bin/sh', '-c', 'sleep 1; exit 4'] });
+      const inst = await runtime.create({
+        name: 'readopt-running',
+        command: ['/bin/sh', '-c', 'sleep 1; exit 4'],
+      });
       await runtime.start(inst.id);
       rmSync(join(stateDir, inst.id, 'pid'));
       const fresh = createProcessRuntime({ stateDir });
@@ -153,7 +186,9 @@ describe('process runtime', () => {
     it('an instance that was never started: wait rejects with not-started instead of waiting forever', async () => {
       const inst = await runtime.create({ name: 'readopt-never', command: ['/bin/sh', '-c', 'exit 0'] });
       const fresh = createProcessRuntime({ stateDir });
-      await expect(within(fresh.wait(inst.id), 30_000)).rejects.toSatisfy((e) => isRuntimeError(e, 'not-started'));
+      await expect(within(fresh.wait(inst.id), 30_000)).rejects.toSatisfy((e) =>
+        isRuntimeError(e, 'not-started'),
+      );
       expect((await fresh.inspect(inst.id))?.state).toBe('created');
     });
   });

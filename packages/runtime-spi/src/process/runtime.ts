@@ -21,7 +21,14 @@ import { untilStarted } from '../wait-for-start.js';
 import { execInInstance } from './exec.js';
 import { readLogFiles } from './logs.js';
 import { identify, isSameProcessAlive, hasArgument } from './proc-stat.js';
-import { InstanceFiles, ensurePrivateDir, isValidId, writeFileAtomic, type InstanceRecord, type PidRecord } from './state.js';
+import {
+  InstanceFiles,
+  ensurePrivateDir,
+  isValidId,
+  writeFileAtomic,
+  type InstanceRecord,
+  type PidRecord,
+} from './state.js';
 import { openTerminal } from './terminal.js';
 
 export interface ProcessRuntimeOptions {
@@ -41,7 +48,18 @@ export interface ProcessRuntimeOptions {
   pollMs?: number;
 }
 
-const DEFAULT_INHERITED = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LANGUAGE', 'TERM', 'TZ', 'TMPDIR'];
+const DEFAULT_INHERITED = [
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'LANG',
+  'LANGUAGE',
+  'TERM',
+  'TZ',
+  'TMPDIR',
+];
 /** Default workload: a shell that stays up until stopped. */
 const DEFAULT_COMMAND = ['/bin/sh', '-c', 'while :; do sleep 3600; done'];
 /**
@@ -56,7 +74,8 @@ const RESEND_TERM_AFTER_MS = 200;
 // The trap comes first: a TERM that arrives while the wrapper is still starting must not kill it
 // before it can record the workload's exit code. Its own pid is written by the shell builtin
 // (one short write, no `mv` child to spawn) so the window before the workload starts stays tiny.
-const EXIT_WRAPPER = 'trap : HUP INT TERM; w=$1; f=$2; shift 2; echo $$ > "$w"; "$@"; c=$?; echo "$c" > "$f.tmp" && mv "$f.tmp" "$f"; exit "$c"';
+const EXIT_WRAPPER =
+  'trap : HUP INT TERM; w=$1; f=$2; shift 2; echo $$ > "$w"; "$@"; c=$?; echo "$c" > "$f.tmp" && mv "$f.tmp" "$f"; exit "$c"';
 
 /**
  * Runs each instance as a plain host process in its own process group, with its state in
@@ -74,13 +93,16 @@ const EXIT_WRAPPER = 'trap : HUP INT TERM; w=$1; f=$2; shift 2; echo $$ > "$w"; 
  */
 export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runtime {
   const name = options.name ?? 'process';
-  const stateDir = options.stateDir ?? process.env.RUNT_STATE_DIR ?? join(homedir(), '.local', 'state', 'runt', 'process');
+  const stateDir =
+    options.stateDir ?? process.env.RUNT_STATE_DIR ?? join(homedir(), '.local', 'state', 'runt', 'process');
   const pollMs = options.pollMs ?? 50;
   const images = singleFlight<{ ref: string; id: string }>({ runtime: name });
 
-  const notFound = (id: string) => new RuntimeError('instance-not-found', `no process instance "${id}" in ${stateDir}`, { runtime: name });
+  const notFound = (id: string) =>
+    new RuntimeError('instance-not-found', `no process instance "${id}" in ${stateDir}`, { runtime: name });
 
-  const filesFor = (id: string): InstanceFiles | undefined => (isValidId(id) ? new InstanceFiles(stateDir, id) : undefined);
+  const filesFor = (id: string): InstanceFiles | undefined =>
+    isValidId(id) ? new InstanceFiles(stateDir, id) : undefined;
 
   const load = async (id: string): Promise<{ files: InstanceFiles; record: InstanceRecord } | undefined> => {
     const files = filesFor(id);
@@ -120,11 +142,15 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
   };
 
   /** True once the wrapper ran at some point (it wrote its pid or an exit code). */
-  const everStarted = async (files: InstanceFiles): Promise<boolean> => (await files.readWrapperPid()) !== undefined || (await files.readExit()) !== undefined;
+  const everStarted = async (files: InstanceFiles): Promise<boolean> =>
+    (await files.readWrapperPid()) !== undefined || (await files.readExit()) !== undefined;
 
   const exitStatusOf = async (files: InstanceFiles): Promise<ExitStatus> => {
     const recorded = await files.readExit();
-    if (recorded) return recorded.signal ? { exitCode: recorded.exitCode, signal: recorded.signal } : { exitCode: recorded.exitCode };
+    if (recorded)
+      return recorded.signal
+        ? { exitCode: recorded.exitCode, signal: recorded.signal }
+        : { exitCode: recorded.exitCode };
     // The wrapper always writes the code unless it was killed outright.
     return { exitCode: 137, signal: 'SIGKILL' };
   };
@@ -140,7 +166,11 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       state,
       labels: record.labels,
       createdAt: record.createdAt,
-      details: { dir: files.dir, cwd: record.cwd, ...(pid ? { pid: pid.pid, processStartTime: pid.startTime } : {}) },
+      details: {
+        dir: files.dir,
+        cwd: record.cwd,
+        ...(pid ? { pid: pid.pid, processStartTime: pid.startTime } : {}),
+      },
     };
     if (pid) instance.startedAt = pid.startedAt;
     if (state === 'exited') {
@@ -156,7 +186,10 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     const env: Record<string, string> = {};
     for (const [key, value] of Object.entries(process.env)) {
       if (value === undefined) continue;
-      const inherited = options.inheritEnv === true || (options.inheritEnv ?? DEFAULT_INHERITED).includes(key) || (!options.inheritEnv && key.startsWith('LC_'));
+      const inherited =
+        options.inheritEnv === true ||
+        (options.inheritEnv ?? DEFAULT_INHERITED).includes(key) ||
+        (!options.inheritEnv && key.startsWith('LC_'));
       if (inherited) env[key] = value;
     }
     return env;
@@ -171,7 +204,8 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
   });
 
   const requireRunning = async (id: string, files: InstanceFiles) => {
-    if (!(await livePid(files))) throw new RuntimeError('exec-failed', `process instance "${id}" is not running`, { runtime: name });
+    if (!(await livePid(files)))
+      throw new RuntimeError('exec-failed', `process instance "${id}" is not running`, { runtime: name });
   };
 
   const runtime: Runtime = {
@@ -180,7 +214,11 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
 
     async available(opts) {
       throwIfAborted(opts?.signal, name);
-      if (process.platform === 'win32') return { available: false, reason: 'the process runtime needs a POSIX host (/bin/sh, process groups)' };
+      if (process.platform === 'win32')
+        return {
+          available: false,
+          reason: 'the process runtime needs a POSIX host (/bin/sh, process groups)',
+        };
       try {
         await access('/bin/sh', fsConstants.X_OK);
       } catch {
@@ -191,27 +229,41 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
 
     ensureImage(ref, opts) {
       // Images mean nothing here; the call still behaves like everyone else's ensureImage.
-      return images.run(ref, async () => ({ ref, id: ref }), { ...(opts?.signal ? { signal: opts.signal } : {}) });
+      return images.run(ref, async () => ({ ref, id: ref }), {
+        ...(opts?.signal ? { signal: opts.signal } : {}),
+      });
     },
 
     async create(spec: InstanceSpec, opts?: CallOptions) {
       throwIfAborted(opts?.signal, name);
       if (!spec.name || !isValidId(spec.name)) {
-        throw new RuntimeError('invalid-spec', `instance name "${spec.name}" must match [A-Za-z0-9][A-Za-z0-9_.-]* (it names a directory)`, { runtime: name });
+        throw new RuntimeError(
+          'invalid-spec',
+          `instance name "${spec.name}" must match [A-Za-z0-9][A-Za-z0-9_.-]* (it names a directory)`,
+          { runtime: name },
+        );
       }
       const files = new InstanceFiles(stateDir, spec.name);
       const cwd = spec.workdir ?? spec.sourcePath ?? files.work;
-      if (!isAbsolute(cwd)) throw new RuntimeError('invalid-spec', `workdir/sourcePath must be absolute: ${cwd}`, { runtime: name });
+      if (!isAbsolute(cwd))
+        throw new RuntimeError('invalid-spec', `workdir/sourcePath must be absolute: ${cwd}`, {
+          runtime: name,
+        });
       if (cwd !== files.work) {
         const info = await stat(cwd).catch(() => undefined);
-        if (!info?.isDirectory()) throw new RuntimeError('invalid-spec', `working directory ${cwd} does not exist`, { runtime: name });
+        if (!info?.isDirectory())
+          throw new RuntimeError('invalid-spec', `working directory ${cwd} does not exist`, {
+            runtime: name,
+          });
       }
       await ensurePrivateDir(stateDir);
       try {
         await mkdir(files.dir, { mode: 0o700 });
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
-          throw new RuntimeError('instance-exists', `a process instance named "${spec.name}" exists`, { runtime: name });
+          throw new RuntimeError('instance-exists', `a process instance named "${spec.name}" exists`, {
+            runtime: name,
+          });
         }
         throw new RuntimeError('internal', `cannot create ${files.dir}`, { runtime: name, cause: error });
       }
@@ -236,25 +288,36 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       const command = record.spec.command?.length ? record.spec.command : DEFAULT_COMMAND;
       await assertRunnable(command[0] as string, env, record.cwd);
       // A restart keeps the logs (appended) but forgets the previous run's pid and exit code.
-      await Promise.all([rm(files.pid, { force: true }), rm(files.exit, { force: true }), rm(files.wrapperPid, { force: true })]);
+      await Promise.all([
+        rm(files.pid, { force: true }),
+        rm(files.exit, { force: true }),
+        rm(files.wrapperPid, { force: true }),
+      ]);
       const out = openSync(files.log('stdout'), 'a', 0o600);
       const err = openSync(files.log('stderr'), 'a', 0o600);
       let pid: number | undefined;
       try {
         // child_process directly (execa runs exec): the workload gets the log files' real
         // descriptors, nothing is piped through this process, and it outlives it.
-        const child = spawn('/bin/sh', ['-c', EXIT_WRAPPER, 'runt-process', files.wrapperPid, files.exit, ...command], {
-          cwd: record.cwd,
-          env,
-          detached: true,
-          stdio: ['ignore', out, err],
-        });
+        const child = spawn(
+          '/bin/sh',
+          ['-c', EXIT_WRAPPER, 'runt-process', files.wrapperPid, files.exit, ...command],
+          {
+            cwd: record.cwd,
+            env,
+            detached: true,
+            stdio: ['ignore', out, err],
+          },
+        );
         const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
         child.unref();
         pid = child.pid;
         if (pid === undefined) {
           const error = await spawnError;
-          throw new RuntimeError('start-failed', `cannot start ${command[0]}: ${error.message}`, { runtime: name, cause: error });
+          throw new RuntimeError('start-failed', `cannot start ${command[0]}: ${error.message}`, {
+            runtime: name,
+            cause: error,
+          });
         }
       } finally {
         closeSync(out);
@@ -263,7 +326,10 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       const identity = await identify(pid);
       // An identity read after the process already ended (instant exit) is recorded with an
       // impossible start time: it can never be "alive", and the exit file says how it ended.
-      const pidRecord: PidRecord = { ...(identity ?? { pid, startTime: 'exited-before-recorded' }), startedAt: new Date().toISOString() };
+      const pidRecord: PidRecord = {
+        ...(identity ?? { pid, startTime: 'exited-before-recorded' }),
+        startedAt: new Date().toISOString(),
+      };
       await writeFileAtomic(files.pid, JSON.stringify(pidRecord));
       return describe(files, record);
     },
@@ -279,7 +345,10 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       // A TERM that lands while the wrapper is forking the workload (the child still has the
       // wrapper's handler until it execs) is lost; for an instance that just started, send
       // one more once it has had time to exec.
-      let resendAt = Date.now() - Date.parse(pid.startedAt) < STARTUP_WINDOW_MS ? Date.now() + RESEND_TERM_AFTER_MS : Number.POSITIVE_INFINITY;
+      let resendAt =
+        Date.now() - Date.parse(pid.startedAt) < STARTUP_WINDOW_MS
+          ? Date.now() + RESEND_TERM_AFTER_MS
+          : Number.POSITIVE_INFINITY;
       while (Date.now() < deadline && (await isSameProcessAlive(pid))) {
         if (Date.now() >= resendAt) {
           signalGroup(pid.pid, 'SIGTERM');
@@ -316,7 +385,8 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       const instances: Instance[] = [];
       for (const entry of entries.sort()) {
         const loaded = await load(entry);
-        if (loaded && matchesLabels(loaded.record.labels, filter?.labels)) instances.push(await describe(loaded.files, loaded.record));
+        if (loaded && matchesLabels(loaded.record.labels, filter?.labels))
+          instances.push(await describe(loaded.files, loaded.record));
       }
       return instances;
     },
@@ -328,7 +398,12 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         const since = opts?.since === undefined ? undefined : new Date(opts.since).getTime();
         yield* readLogFiles(
           files,
-          { ...(opts?.follow ? { follow: true } : {}), ...(since === undefined ? {} : { since }), ...(opts?.signal ? { signal: opts.signal } : {}), runtime: name },
+          {
+            ...(opts?.follow ? { follow: true } : {}),
+            ...(since === undefined ? {} : { since }),
+            ...(opts?.signal ? { signal: opts.signal } : {}),
+            runtime: name,
+          },
           async () => (await livePid(files)) !== undefined,
         );
       })();
@@ -338,7 +413,12 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       throwIfAborted(opts?.signal, name);
       const { files } = await mustLoad(id);
       // Never started (its starter died before spawning): a bounded wait, then `not-started`.
-      await untilStarted(async () => (await currentPid(files)) === undefined && !(await everStarted(files)), { id, runtime: name, signal: opts?.signal, pollMs });
+      await untilStarted(async () => (await currentPid(files)) === undefined && !(await everStarted(files)), {
+        id,
+        runtime: name,
+        signal: opts?.signal,
+        pollMs,
+      });
       for (;;) {
         const pid = await currentPid(files);
         // No pid file and no wrapper left to find: it ran and is gone; the exit file says how.
@@ -350,7 +430,8 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     async exec(id, command, opts) {
       throwIfAborted(opts?.signal, name);
       const { files, record } = await mustLoad(id);
-      if (command.length === 0) throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: name });
+      if (command.length === 0)
+        throw new RuntimeError('invalid-spec', 'exec needs a command', { runtime: name });
       await requireRunning(id, files);
       return execInInstance(command, {
         cwd: opts?.workdir ?? record.cwd,
@@ -382,11 +463,26 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
   return runtime;
 
   async function assertRunnable(file: string, env: Record<string, string>, cwd: string): Promise<void> {
-    const candidates = file.includes('/') ? [isAbsolute(file) ? file : join(cwd, file)] : (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, file));
+    const candidates = file.includes('/')
+      ? [isAbsolute(file) ? file : join(cwd, file)]
+      : (env.PATH ?? '')
+          .split(delimiter)
+          .filter(Boolean)
+          .map((dir) => join(dir, file));
     for (const candidate of candidates) {
-      if (await access(candidate, fsConstants.X_OK).then(() => true, () => false)) return;
+      if (
+        await access(candidate, fsConstants.X_OK).then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
     }
-    throw new RuntimeError('start-failed', `cannot start "${file}": not found or not executable${file.includes('/') ? '' : ' on PATH'}`, { runtime: name });
+    throw new RuntimeError(
+      'start-failed',
+      `cannot start "${file}": not found or not executable${file.includes('/') ? '' : ' on PATH'}`,
+      { runtime: name },
+    );
   }
 }
 

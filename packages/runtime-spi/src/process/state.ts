@@ -38,7 +38,10 @@ export function isValidId(id: string): boolean {
  */
 export class InstanceFiles {
   readonly dir: string;
-  constructor(stateDir: string, readonly id: string) {
+  constructor(
+    stateDir: string,
+    readonly id: string,
+  ) {
     this.dir = join(stateDir, id);
   }
   get record(): string {

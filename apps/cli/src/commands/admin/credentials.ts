@@ -6,15 +6,22 @@ export default class AdminCredentials extends Command {
   static override examples = ['<%= config.bin %> admin credentials --url http://127.0.0.1:8787 --json'];
   static override enableJsonFlag = true;
   static override flags = {
-    url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)' }),
-    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)' }),
+    url: Flags.string({
+      description:
+        'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)',
+    }),
+    'token-file': Flags.string({
+      description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
+    }),
   };
 
   async run() {
     const { flags } = await this.parse(AdminCredentials);
     const { credentials } = await (await adminClient(flags)).listCredentials();
     for (const c of credentials) {
-      this.log([c.id, c.kind, c.display_name ?? '-', c.revoked_at ? `revoked ${c.revoked_at}` : 'active'].join('  '));
+      this.log(
+        [c.id, c.kind, c.display_name ?? '-', c.revoked_at ? `revoked ${c.revoked_at}` : 'active'].join('  '),
+      );
     }
     return { credentials };
   }

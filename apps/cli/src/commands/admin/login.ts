@@ -14,17 +14,23 @@ export default class AdminLogin extends Command {
   static override enableJsonFlag = true;
   static override flags = {
     url: Flags.string({ description: 'control plane URL', required: true }),
-    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, else stdin)' }),
+    'token-file': Flags.string({
+      description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, else stdin)',
+    }),
   };
 
   async run() {
     const { flags } = await this.parse(AdminLogin);
     const url = parseUrl(flags.url);
-    const token = flags['token-file'] ? await readTokenFile(flags['token-file']) : process.env.RUNT_ADMIN_TOKEN?.trim() || (await readStdin());
-    if (!token) throw new CliError('missing admin token: pass --token-file, set RUNT_ADMIN_TOKEN, or pipe it on stdin');
+    const token = flags['token-file']
+      ? await readTokenFile(flags['token-file'])
+      : process.env.RUNT_ADMIN_TOKEN?.trim() || (await readStdin());
+    if (!token)
+      throw new CliError('missing admin token: pass --token-file, set RUNT_ADMIN_TOKEN, or pipe it on stdin');
     await new ControlPlaneClient({ url, token }).listCredentials().catch((e: unknown) => {
       const status = (e as { status?: number }).status;
-      if (status === 401 || status === 403) throw new CliError(`the control plane at ${url} refused this admin token; nothing stored`);
+      if (status === 401 || status === 403)
+        throw new CliError(`the control plane at ${url} refused this admin token; nothing stored`);
       throw e;
     });
     const path = await saveAdminLogin({ url, token });

@@ -2,13 +2,21 @@ import { Args, Command, Flags } from '@oclif/core';
 import { adminClient } from '../../config.js';
 
 export default class AdminRevoke extends Command {
-  static override summary = 'Revoke a credential at once; its workstation goes offline and its agent is cut off.';
+  static override summary =
+    'Revoke a credential at once; its workstation goes offline and its agent is cut off.';
   static override examples = ['<%= config.bin %> admin revoke cred_0b6c… --url http://127.0.0.1:8787'];
   static override enableJsonFlag = true;
-  static override args = { id: Args.string({ required: true, description: 'credential id (see runt admin credentials)' }) };
+  static override args = {
+    id: Args.string({ required: true, description: 'credential id (see runt admin credentials)' }),
+  };
   static override flags = {
-    url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)' }),
-    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)' }),
+    url: Flags.string({
+      description:
+        'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)',
+    }),
+    'token-file': Flags.string({
+      description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
+    }),
   };
 
   async run() {

@@ -14,7 +14,8 @@ export default class RunCancel extends Command {
     const { args, flags } = await this.parse(RunCancel);
     const client = await adminClient(flags);
     const { run } = await client.cancelRun(args.id);
-    if (!this.jsonEnabled()) this.log(`${run.id} ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
+    if (!this.jsonEnabled())
+      this.log(`${run.id} ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
     return { run };
   }
 }

@@ -7,14 +7,21 @@ import { adminFlags, adminToken, followRunEvents, printLogEvent } from './logs.j
 const COMMAND_ENDS = new Set(['completed', 'failed', 'cancelled']);
 
 export default class RunExec extends Command {
-  static override summary = "Run a command in a live run's instance: prints its output and exits with its exit code (--detach only queues it).";
-  static override examples = ['<%= config.bin %> run exec run_01HX… -- /bin/sh -c "ls -la"', '<%= config.bin %> run exec --detach run_01HX… -- ./reindex.sh'];
+  static override summary =
+    "Run a command in a live run's instance: prints its output and exits with its exit code (--detach only queues it).";
+  static override examples = [
+    '<%= config.bin %> run exec run_01HX… -- /bin/sh -c "ls -la"',
+    '<%= config.bin %> run exec --detach run_01HX… -- ./reindex.sh',
+  ];
   static override strict = false;
   static override enableJsonFlag = true;
   static override args = { id: Args.string({ required: true, description: 'run id' }) };
   static override flags = {
     ...adminFlags,
-    detach: Flags.boolean({ char: 'd', description: 'only queue the command: print its id and return (its output lands in the run\'s logs)' }),
+    detach: Flags.boolean({
+      char: 'd',
+      description: "only queue the command: print its id and return (its output lands in the run's logs)",
+    }),
   };
 
   async run(): Promise<{ command: RunCommand }> {
@@ -42,13 +49,21 @@ export default class RunExec extends Command {
       },
       until: () => end !== undefined,
     });
-    const done = (await client.listCommands(args.id, queued.command.seq - 1)).commands.find((c) => c.id === id) ?? queued.command;
-    if (!end) throw new CliError(`run ${args.id} ended (${runStatus ?? 'unknown'}) before command ${id} finished`);
+    const done =
+      (await client.listCommands(args.id, queued.command.seq - 1)).commands.find((c) => c.id === id) ??
+      queued.command;
+    if (!end)
+      throw new CliError(`run ${args.id} ended (${runStatus ?? 'unknown'}) before command ${id} finished`);
     const state = String(end.payload.state);
     const exitCode = typeof end.payload.exit_code === 'number' ? end.payload.exit_code : undefined;
     process.exitCode = state === 'completed' ? 0 : (exitCode ?? 1) || 1;
     if (state !== 'completed' && !json) {
-      const why = typeof end.payload.message === 'string' ? `: ${end.payload.message}` : exitCode !== undefined ? `: exited with code ${exitCode}` : '';
+      const why =
+        typeof end.payload.message === 'string'
+          ? `: ${end.payload.message}`
+          : exitCode !== undefined
+            ? `: exited with code ${exitCode}`
+            : '';
       process.stderr.write(`runt: command ${id} ${state}${why}\n`);
     }
     return { command: done };

@@ -8,7 +8,10 @@ import { adminFlags } from './logs.js';
 
 export default class RunList extends Command {
   static override summary = 'List runs, newest first.';
-  static override examples = ['<%= config.bin %> run list', '<%= config.bin %> run list --status running --json'];
+  static override examples = [
+    '<%= config.bin %> run list',
+    '<%= config.bin %> run list --status running --json',
+  ];
   static override enableJsonFlag = true;
   static override flags = {
     ...adminFlags,
@@ -22,7 +25,8 @@ export default class RunList extends Command {
     const client = await adminClient(flags);
     // Names need the fleet: read it for the table and for --workstation, not for a bare --json.
     const fleet = !this.jsonEnabled() || flags.workstation !== undefined ? await fleetOf(client) : [];
-    const workstationId = flags.workstation === undefined ? undefined : workstationIdOf(fleet, flags.workstation);
+    const workstationId =
+      flags.workstation === undefined ? undefined : workstationIdOf(fleet, flags.workstation);
     const page = await client.listRuns({
       ...(flags.status ? { status: flags.status } : {}),
       ...(workstationId ? { workstation_id: workstationId } : {}),
@@ -30,7 +34,17 @@ export default class RunList extends Command {
     });
     if (!this.jsonEnabled()) {
       const head = ['ID', 'STATUS', 'RUNTIME', 'WORKSTATION', 'EXIT', 'CREATED', 'WAITING'];
-      const rows = page.runs.map((r) => [r.id, r.status, r.runtime, r.workstation_id === null ? '-' : (fleet.find((w) => w.id === r.workstation_id)?.display_name ?? r.workstation_id), r.exit_code === null ? '-' : String(r.exit_code), relativeTime(r.created_at), r.pending_reason?.message ?? '']);
+      const rows = page.runs.map((r) => [
+        r.id,
+        r.status,
+        r.runtime,
+        r.workstation_id === null
+          ? '-'
+          : (fleet.find((w) => w.id === r.workstation_id)?.display_name ?? r.workstation_id),
+        r.exit_code === null ? '-' : String(r.exit_code),
+        relativeTime(r.created_at),
+        r.pending_reason?.message ?? '',
+      ]);
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       const line = (cells: string[], colour = false) =>
         cells
@@ -56,6 +70,9 @@ export function workstationIdOf(fleet: Workstation[], given: string): string {
   if (fleet.some((w) => w.id === given)) return given;
   const named = fleet.filter((w) => w.display_name === given);
   if (named.length === 1) return named[0]!.id;
-  if (named.length > 1) throw new CliError(`--workstation ${given} names ${named.length} workstations (${named.map((w) => w.id).join(', ')}): pass an id`);
+  if (named.length > 1)
+    throw new CliError(
+      `--workstation ${given} names ${named.length} workstations (${named.map((w) => w.id).join(', ')}): pass an id`,
+    );
   throw new CliError(`no workstation named or with id ${given} (runt workstation status lists them)`);
 }

@@ -1,11 +1,24 @@
 import { Args, Command, Flags } from '@oclif/core';
-import { followRunEvents as followLive, isTerminalRunStatus, logBytes, type ControlPlaneClient, type Run, type RunEvent, type RunStatus } from '@runt/protocol';
+import {
+  followRunEvents as followLive,
+  isTerminalRunStatus,
+  logBytes,
+  type ControlPlaneClient,
+  type Run,
+  type RunEvent,
+  type RunStatus,
+} from '@runt/protocol';
 import { adminClient, resolveAdmin, type AdminFlags } from '../../config.js';
 import { watchPending } from '../../pending-notice.js';
 
 export const adminFlags = {
-  url: Flags.string({ description: 'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)' }),
-  'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)' }),
+  url: Flags.string({
+    description:
+      'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)',
+  }),
+  'token-file': Flags.string({
+    description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
+  }),
 };
 
 /**
@@ -21,13 +34,25 @@ export const adminFlags = {
 export async function followRunEvents(
   client: ControlPlaneClient,
   runId: string,
-  opts: { follow: boolean; afterSeq?: number; token?: string; onEvent: (e: RunEvent) => void; until?: (e: RunEvent) => boolean },
+  opts: {
+    follow: boolean;
+    afterSeq?: number;
+    token?: string;
+    onEvent: (e: RunEvent) => void;
+    until?: (e: RunEvent) => boolean;
+  },
 ): Promise<RunStatus | undefined> {
   let after = opts.afterSeq ?? 0;
   if (opts.follow && opts.token) {
     const stop = new AbortController();
     try {
-      const live = followLive({ url: client.url, token: opts.token, runId, afterSeq: after, signal: stop.signal });
+      const live = followLive({
+        url: client.url,
+        token: opts.token,
+        runId,
+        afterSeq: after,
+        signal: stop.signal,
+      });
       for (;;) {
         const next = await live.next();
         if (next.done) {
@@ -70,7 +95,9 @@ export async function followRunEvents(
 export function reportRunEnd(run: Run, json: boolean): void {
   process.exitCode = run.status === 'completed' ? 0 : (run.exit_code ?? 1) || 1;
   if (run.status !== 'completed' && !json) {
-    process.stderr.write(`runt: run ${run.id} ${run.status}${run.failure_kind ? ` (${run.failure_kind})` : ''}${run.failure_message ? `: ${run.failure_message}` : ''}\n`);
+    process.stderr.write(
+      `runt: run ${run.id} ${run.status}${run.failure_kind ? ` (${run.failure_kind})` : ''}${run.failure_message ? `: ${run.failure_message}` : ''}\n`,
+    );
   }
 }
 
@@ -86,21 +113,31 @@ export function printLogEvent(e: RunEvent): void {
 }
 
 export default class RunLogs extends Command {
-  static override summary = "Print a run's output; --follow keeps printing until the run ends and exits with its exit code.";
+  static override summary =
+    "Print a run's output; --follow keeps printing until the run ends and exits with its exit code.";
   static override examples = ['<%= config.bin %> run logs run_01HX… --follow'];
   static override args = { id: Args.string({ required: true, description: 'run id' }) };
   static override flags = {
     ...adminFlags,
-    follow: Flags.boolean({ char: 'f', description: "keep printing until the run is finished, then exit with the run's exit code" }),
+    follow: Flags.boolean({
+      char: 'f',
+      description: "keep printing until the run is finished, then exit with the run's exit code",
+    }),
   };
 
   async run(): Promise<{ status: RunStatus }> {
     const { args, flags } = await this.parse(RunLogs);
     const client = await adminClient(flags);
-    const stopWatching = flags.follow ? watchPending(client, args.id, (line) => process.stderr.write(`${line}\n`)) : () => {};
+    const stopWatching = flags.follow
+      ? watchPending(client, args.id, (line) => process.stderr.write(`${line}\n`))
+      : () => {};
     let status: RunStatus | undefined;
     try {
-      status = await followRunEvents(client, args.id, { follow: flags.follow, token: await adminToken(flags), onEvent: printLogEvent });
+      status = await followRunEvents(client, args.id, {
+        follow: flags.follow,
+        token: await adminToken(flags),
+        onEvent: printLogEvent,
+      });
     } finally {
       stopWatching();
     }

@@ -5,7 +5,10 @@ import { adminFlags } from './logs.js';
 
 export default class RunShow extends Command {
   static override summary = 'Show one run: status, placement, exit code, failure.';
-  static override examples = ['<%= config.bin %> run show run_01HX…', '<%= config.bin %> run show run_01HX… --json'];
+  static override examples = [
+    '<%= config.bin %> run show run_01HX…',
+    '<%= config.bin %> run show run_01HX… --json',
+  ];
   static override enableJsonFlag = true;
   static override args = { id: Args.string({ required: true, description: 'run id' }) };
   static override flags = { ...adminFlags };
@@ -27,7 +30,12 @@ export default class RunShow extends Command {
         ...(run.timeout_s ? [['timeout', `${run.timeout_s}s`] as [string, string]] : []),
         ...(run.queue_timeout_s ? [['queue timeout', `${run.queue_timeout_s}s`] as [string, string]] : []),
         ['exit code', run.exit_code === null ? '-' : String(run.exit_code)],
-        ['failure', run.failure_kind ? `${run.failure_kind}${run.failure_message ? `: ${run.failure_message}` : ''}` : '-'],
+        [
+          'failure',
+          run.failure_kind
+            ? `${run.failure_kind}${run.failure_message ? `: ${run.failure_message}` : ''}`
+            : '-',
+        ],
         ['created', run.created_at],
         ['started', run.started_at ?? '-'],
         ['finished', run.finished_at ?? '-'],

@@ -10,30 +10,44 @@ import { adminFlags, adminToken, followRunEvents, printLogEvent, reportRunEnd } 
 import { watchPending } from '../../pending-notice.js';
 
 export default class RunSubmit extends Command {
-  static override summary = 'Submit a run; prints its id (--follow streams its output and exits with its exit code).';
-  static override description = 'Everything after -- is the command. The admin token comes from RUNT_ADMIN_TOKEN or --token-file.';
+  static override summary =
+    'Submit a run; prints its id (--follow streams its output and exits with its exit code).';
+  static override description =
+    'Everything after -- is the command. The admin token comes from RUNT_ADMIN_TOKEN or --token-file.';
   static override examples = [
     '<%= config.bin %> run submit --runtime process -- /bin/sh -c "echo hello"',
-    '<%= config.bin %> run submit --runtime docker --image busybox:latest --env GREETING=hi --follow -- sh -c \'echo $GREETING\'',
+    "<%= config.bin %> run submit --runtime docker --image busybox:latest --env GREETING=hi --follow -- sh -c 'echo $GREETING'",
     '<%= config.bin %> run submit --runtime process --bundle ./src --ready-when "listening on" -- ./serve.sh',
   ];
   static override strict = false;
   static override enableJsonFlag = true;
   static override flags = {
     ...adminFlags,
-    runtime: Flags.string({ description: 'runtime that runs it (process, docker, podman, …)', required: true }),
+    runtime: Flags.string({
+      description: 'runtime that runs it (process, docker, podman, …)',
+      required: true,
+    }),
     image: Flags.string({ description: 'image (image-based runtimes)' }),
     env: Flags.string({ description: 'environment variable K=V (repeatable)', multiple: true }),
     workdir: Flags.string({ description: 'working directory inside the instance' }),
     'ready-when': Flags.string({ description: 'report running when this line first appears in the output' }),
     workstation: Flags.string({ description: 'place it on this workstation id' }),
-    label: Flags.string({ description: 'place it on a workstation with label k=v (repeatable)', multiple: true }),
-    timeout: Flags.string({ description: 'stop it and fail it with timeout after this long running (90s, 10m, 2h)' }),
-    'queue-timeout': Flags.string({ description: 'end it blocked (unplaceable) if not placed within this long (90s, 10m, 2h)' }),
+    label: Flags.string({
+      description: 'place it on a workstation with label k=v (repeatable)',
+      multiple: true,
+    }),
+    timeout: Flags.string({
+      description: 'stop it and fail it with timeout after this long running (90s, 10m, 2h)',
+    }),
+    'queue-timeout': Flags.string({
+      description: 'end it blocked (unplaceable) if not placed within this long (90s, 10m, 2h)',
+    }),
     'max-attempts': Flags.integer({ description: 'attempts in all (default 3)', min: 1, max: 20 }),
-    bundle: Flags.string({ description: 'directory packed (tar.gz) and unpacked into the working directory' }),
+    bundle: Flags.string({
+      description: 'directory packed (tar.gz) and unpacked into the working directory',
+    }),
     'idempotency-key': Flags.string({ description: 'the same key within 24 h returns the same run' }),
-    follow: Flags.boolean({ char: 'f', description: 'stream the output and exit with the run\'s exit code' }),
+    follow: Flags.boolean({ char: 'f', description: "stream the output and exit with the run's exit code" }),
   };
 
   async run(): Promise<{ run: Run }> {
@@ -53,7 +67,9 @@ export default class RunSubmit extends Command {
       },
       ...(flags['max-attempts'] ? { max_attempts: flags['max-attempts'] } : {}),
       ...(flags.timeout ? { timeout_s: parseDuration(flags.timeout, 'timeout') } : {}),
-      ...(flags['queue-timeout'] ? { queue_timeout_s: parseDuration(flags['queue-timeout'], 'queue-timeout') } : {}),
+      ...(flags['queue-timeout']
+        ? { queue_timeout_s: parseDuration(flags['queue-timeout'], 'queue-timeout') }
+        : {}),
       ...(flags['idempotency-key'] ? { idempotency_key: flags['idempotency-key'] } : {}),
     };
     if (flags.bundle) {
@@ -68,9 +84,15 @@ export default class RunSubmit extends Command {
       return { run };
     }
     if (!this.jsonEnabled()) process.stderr.write(`${run.id}\n`);
-    const stopWatching = this.jsonEnabled() ? () => {} : watchPending(client, run.id, (line) => process.stderr.write(`${line}\n`));
+    const stopWatching = this.jsonEnabled()
+      ? () => {}
+      : watchPending(client, run.id, (line) => process.stderr.write(`${line}\n`));
     try {
-      await followRunEvents(client, run.id, { follow: true, token: await adminToken(flags), onEvent: this.jsonEnabled() ? () => {} : printLogEvent });
+      await followRunEvents(client, run.id, {
+        follow: true,
+        token: await adminToken(flags),
+        onEvent: this.jsonEnabled() ? () => {} : printLogEvent,
+      });
     } finally {
       stopWatching();
     }
@@ -94,6 +116,7 @@ async function packDirectory(dir: string): Promise<Uint8Array> {
   const info = await stat(dir).catch(() => undefined);
   if (!info?.isDirectory()) throw new CliError(`--bundle must be a directory: ${dir}`);
   const chunks: Buffer[] = [];
-  for await (const c of createTar({ cwd: dir, gzip: true, portable: true }, ['.']) as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
+  for await (const c of createTar({ cwd: dir, gzip: true, portable: true }, ['.']) as AsyncIterable<Buffer>)
+    chunks.push(Buffer.from(c));
   return new Uint8Array(Buffer.concat(chunks));
 }

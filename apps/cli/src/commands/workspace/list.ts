@@ -11,8 +11,10 @@ export default class WorkspaceList extends Command {
     try {
       const workspaces = await manager.list();
       if (!this.jsonEnabled()) {
-        if (workspaces.length === 0) this.log('No workspaces. Create one: runt workspace init <sources> --runtime process');
-        for (const w of workspaces) this.log([w.name.padEnd(20), w.runtime.padEnd(8), w.liveState.padEnd(8), w.sourcePath].join('  '));
+        if (workspaces.length === 0)
+          this.log('No workspaces. Create one: runt workspace init <sources> --runtime process');
+        for (const w of workspaces)
+          this.log([w.name.padEnd(20), w.runtime.padEnd(8), w.liveState.padEnd(8), w.sourcePath].join('  '));
       }
       return { workspaces };
     } finally {

@@ -3,11 +3,16 @@ import { openWorkspaces } from '../../workspaces.js';
 
 export default class WorkspaceRemove extends Command {
   static override summary = 'Stop a workspace, remove its instance, and forget it.';
-  static override examples = ['<%= config.bin %> workspace remove my-repo', '<%= config.bin %> workspace remove my-repo --force'];
+  static override examples = [
+    '<%= config.bin %> workspace remove my-repo',
+    '<%= config.bin %> workspace remove my-repo --force',
+  ];
   static override enableJsonFlag = true;
   static override args = { workspace: Args.string({ required: true, description: 'workspace name or id' }) };
   static override flags = {
-    force: Flags.boolean({ description: 'forget the workspace even when its runtime cannot stop or remove the instance' }),
+    force: Flags.boolean({
+      description: 'forget the workspace even when its runtime cannot stop or remove the instance',
+    }),
   };
 
   async run() {

@@ -12,7 +12,10 @@ export default class WorkspaceTerminal extends Command {
     const stdin = process.stdin;
     const stdout = process.stdout;
     try {
-      const { session } = await manager.terminal(args.workspace, { cols: stdout.columns || 80, rows: stdout.rows || 24 });
+      const { session } = await manager.terminal(args.workspace, {
+        cols: stdout.columns || 80,
+        rows: stdout.rows || 24,
+      });
       const stopOutput = session.onData((d) => stdout.write(d));
       const onInput = (d: Buffer) => session.write(d.toString('utf8'));
       const onResize = () => session.resize(stdout.columns || 80, stdout.rows || 24);

@@ -2,7 +2,12 @@ import { createInterface } from 'node:readline/promises';
 import { hostname } from 'node:os';
 import { Args, Command, Flags } from '@oclif/core';
 import { ControlPlaneClient } from '@runt/protocol';
-import { normalizePairingCode, PairingCodeRejectedError, redeemPairingCode, saveCredential } from '@runt/pairing';
+import {
+  normalizePairingCode,
+  PairingCodeRejectedError,
+  redeemPairingCode,
+  saveCredential,
+} from '@runt/pairing';
 import { parseUrl } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { bareHostname, hostCapacity } from '../../host-facts.js';
@@ -11,11 +16,15 @@ export default class WorkstationConnect extends Command {
   static override summary = 'Pair this machine with a control plane using a one-time code.';
   static override description =
     'Redeems the pairing code, stores the workstation credential (0600) in the config dir, and registers once with listening:false so nothing is offered before the agent runs.';
-  static override examples = ['<%= config.bin %> workstation connect https://runt.example.com --code ABCD-EFGH-JKMN'];
+  static override examples = [
+    '<%= config.bin %> workstation connect https://runt.example.com --code ABCD-EFGH-JKMN',
+  ];
   static override enableJsonFlag = true;
   static override args = { url: Args.string({ required: true, description: 'control plane URL' }) };
   static override flags = {
-    code: Flags.string({ description: 'pairing code XXXX-XXXX-XXXX (prompted for when omitted on a terminal)' }),
+    code: Flags.string({
+      description: 'pairing code XXXX-XXXX-XXXX (prompted for when omitted on a terminal)',
+    }),
     name: Flags.string({ description: 'display name (default: the bare hostname)' }),
   };
 
@@ -51,12 +60,18 @@ export default class WorkstationConnect extends Command {
     this.log(`Credential saved to ${path} (mode 0600).`);
     this.log('Next: start the agent so runs can reach this machine:');
     this.log('  runt workstation run --runtime process   (or docker, podman)');
-    return { workstation_id: credential.workstation_id, display_name: credential.display_name, credential_path: path, cloud_url: url };
+    return {
+      workstation_id: credential.workstation_id,
+      display_name: credential.display_name,
+      credential_path: path,
+      cloud_url: url,
+    };
   }
 }
 
 async function promptForCode(): Promise<string> {
-  if (!process.stdin.isTTY) throw new CliError('missing --code: no terminal to prompt for the pairing code on');
+  if (!process.stdin.isTTY)
+    throw new CliError('missing --code: no terminal to prompt for the pairing code on');
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
     return (await rl.question('Pairing code (XXXX-XXXX-XXXX): ')).trim();

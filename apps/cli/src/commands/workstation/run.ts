@@ -10,25 +10,51 @@ import { CliError } from '../../errors.js';
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
 export default class WorkstationRun extends Command {
-  static override summary = 'Run the agent: take runs from the control plane and execute them in the runtimes you name.';
+  static override summary =
+    'Run the agent: take runs from the control plane and execute them in the runtimes you name.';
   static override description =
-    'Starts the runt-agent binary of the installed @runt/agent with this machine\'s credential (RUNT_CLOUD_URL / RUNT_CLOUD_TOKEN win over the stored file). The token goes to the agent over a pipe, never argv or its environment, and the agent stops when this command dies. Signals are forwarded; SIGTERM lets runs finish up to the grace time, a second one stops them. A second agent for the same workstation and state dir refuses to start.';
+    "Starts the runt-agent binary of the installed @runt/agent with this machine's credential (RUNT_CLOUD_URL / RUNT_CLOUD_TOKEN win over the stored file). The token goes to the agent over a pipe, never argv or its environment, and the agent stops when this command dies. Signals are forwarded; SIGTERM lets runs finish up to the grace time, a second one stops them. A second agent for the same workstation and state dir refuses to start.";
   static override examples = [
     '<%= config.bin %> workstation run --runtime process',
     '<%= config.bin %> workstation run --runtime docker --runtime process --max-runs 4 --labels gpu=a100',
     '<%= config.bin %> workstation run --runtime docker --once',
   ];
   static override flags = {
-    runtime: Flags.string({ description: 'runtime to offer (repeatable): process, docker, podman (default RUNT_DEFAULT_RUNTIME)', multiple: true }),
+    runtime: Flags.string({
+      description: 'runtime to offer (repeatable): process, docker, podman (default RUNT_DEFAULT_RUNTIME)',
+      multiple: true,
+    }),
     'max-runs': Flags.integer({ description: 'runs at once (default 1)', min: 1 }),
-    labels: Flags.string({ description: 'workstation label k=v (repeatable, or comma-separated)', multiple: true, aliases: ['label'] }),
+    labels: Flags.string({
+      description: 'workstation label k=v (repeatable, or comma-separated)',
+      multiple: true,
+      aliases: ['label'],
+    }),
     once: Flags.boolean({ description: 'take one run, finish it and exit' }),
-    link: Flags.boolean({ description: 'hold the WebSocket link (--no-link: poll only)', allowNo: true, default: true }),
-    'lease-ms': Flags.integer({ description: 'lease length per run in ms (default 30000; RUNT_LEASE_MS)', min: 2000 }),
-    'poll-interval-ms': Flags.integer({ description: 'polling period while the link is down (default 2000)', min: 50 }),
-    'shutdown-grace-ms': Flags.integer({ description: 'how long runs may finish after SIGTERM (default 30000)', min: 0 }),
-    'stop-timeout-ms': Flags.integer({ description: 'polite-signal-to-kill time when stopping a workload (default 10000)', min: 0 }),
-    'state-dir': Flags.string({ description: 'per-run state files (default RUNT_STATE_DIR, else <config dir>/state)' }),
+    link: Flags.boolean({
+      description: 'hold the WebSocket link (--no-link: poll only)',
+      allowNo: true,
+      default: true,
+    }),
+    'lease-ms': Flags.integer({
+      description: 'lease length per run in ms (default 30000; RUNT_LEASE_MS)',
+      min: 2000,
+    }),
+    'poll-interval-ms': Flags.integer({
+      description: 'polling period while the link is down (default 2000)',
+      min: 50,
+    }),
+    'shutdown-grace-ms': Flags.integer({
+      description: 'how long runs may finish after SIGTERM (default 30000)',
+      min: 0,
+    }),
+    'stop-timeout-ms': Flags.integer({
+      description: 'polite-signal-to-kill time when stopping a workload (default 10000)',
+      min: 0,
+    }),
+    'state-dir': Flags.string({
+      description: 'per-run state files (default RUNT_STATE_DIR, else <config dir>/state)',
+    }),
     name: Flags.string({ description: 'display name (default: the one chosen at pairing)' }),
   };
 
@@ -44,8 +70,12 @@ export default class WorkstationRun extends Command {
       ...(flags.link ? [] : ['--no-link']),
       ...(flags['lease-ms'] ? ['--lease-ms', String(flags['lease-ms'])] : []),
       ...(flags['poll-interval-ms'] ? ['--poll-interval-ms', String(flags['poll-interval-ms'])] : []),
-      ...(flags['shutdown-grace-ms'] !== undefined ? ['--shutdown-grace-ms', String(flags['shutdown-grace-ms'])] : []),
-      ...(flags['stop-timeout-ms'] !== undefined ? ['--stop-timeout-ms', String(flags['stop-timeout-ms'])] : []),
+      ...(flags['shutdown-grace-ms'] !== undefined
+        ? ['--shutdown-grace-ms', String(flags['shutdown-grace-ms'])]
+        : []),
+      ...(flags['stop-timeout-ms'] !== undefined
+        ? ['--stop-timeout-ms', String(flags['stop-timeout-ms'])]
+        : []),
       ...(flags['state-dir'] ? ['--state-dir', flags['state-dir']] : []),
       ...(flags.name ? ['--name', flags.name] : []),
     ];
@@ -91,7 +121,10 @@ export async function agentBinPath(): Promise<string> {
   }
   // dist/index.js → the package root.
   const root = dirname(dirname(entry));
-  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { name?: string; bin?: Record<string, string> };
+  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
+    name?: string;
+    bin?: Record<string, string>;
+  };
   const rel = pkg.name === '@runt/agent' ? pkg.bin?.['runt-agent'] : undefined;
   if (!rel) throw new CliError(`cannot find the runt-agent binary in ${root}`);
   return join(root, rel);

@@ -5,22 +5,29 @@ import { adminClient, resolveAdmin, workstationClient } from '../../config.js';
 
 export default class WorkstationStatus extends Command {
   static override summary = 'List the fleet: every workstation paired with this control plane.';
-  static override examples = ['<%= config.bin %> workstation status', '<%= config.bin %> workstation status --json'];
+  static override examples = [
+    '<%= config.bin %> workstation status',
+    '<%= config.bin %> workstation status --json',
+  ];
   static override description =
     "On a paired machine it asks with the workstation's credential; an operator (--url, or not paired with an admin token from RUNT_ADMIN_TOKEN, --token-file or runt admin login) asks as admin.";
   static override enableJsonFlag = true;
   static override flags = {
     url: Flags.string({ description: 'control plane URL: ask as an operator' }),
-    'token-file': Flags.string({ description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)' }),
+    'token-file': Flags.string({
+      description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
+    }),
   };
 
   async run() {
     const { flags } = await this.parse(WorkstationStatus);
     const paired = await loadCredential().catch(() => undefined);
-    const asOperator = flags.url !== undefined || flags['token-file'] !== undefined || (!paired?.token && (await resolveAdmin(flags)).token !== undefined);
-    const { client, credential }: { client: ControlPlaneClient; credential?: { workstation_id: string } } = asOperator
-      ? { client: await adminClient(flags) }
-      : await workstationClient();
+    const asOperator =
+      flags.url !== undefined ||
+      flags['token-file'] !== undefined ||
+      (!paired?.token && (await resolveAdmin(flags)).token !== undefined);
+    const { client, credential }: { client: ControlPlaneClient; credential?: { workstation_id: string } } =
+      asOperator ? { client: await adminClient(flags) } : await workstationClient();
     const { workstations } = await client.listWorkstations();
     if (!this.jsonEnabled()) {
       const rows = workstations.map((w) => [
@@ -38,7 +45,11 @@ export default class WorkstationStatus extends Command {
 
 function printTable(log: (s: string) => void, head: string[], rows: string[][]): void {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   log(line(head));
   for (const r of rows) log(line(r));
 }

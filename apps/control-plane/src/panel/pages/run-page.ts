@@ -37,12 +37,15 @@ ${steps.map(([name, at], i) => {
 })}
 </tbody></table>
 <h2 id="commands">Commands</h2>
-${opts.commands.length === 0
-  ? html`<p class="hint">No commands yet.</p>`
-  : html`<table><thead><tr><th scope="col">#</th><th scope="col">Command</th><th scope="col">State</th><th scope="col">Exit code</th><th scope="col">Queued</th></tr></thead><tbody>
+${
+  opts.commands.length === 0
+    ? html`<p class="hint">No commands yet.</p>`
+    : html`<table><thead><tr><th scope="col">#</th><th scope="col">Command</th><th scope="col">State</th><th scope="col">Exit code</th><th scope="col">Queued</th></tr></thead><tbody>
 ${opts.commands.map(
-  (c) => html`<tr data-command="${c.id}"><th scope="row">${c.seq}</th><td class="mono">${commandText(c.payload.command)}</td><td>${badge(c.state)}</td><td>${c.exit_code ?? '–'}</td><td>${ago(c.created_at)}</td></tr>`,
-)}</tbody></table>`}`;
+  (c) =>
+    html`<tr data-command="${c.id}"><th scope="row">${c.seq}</th><td class="mono">${commandText(c.payload.command)}</td><td>${badge(c.state)}</td><td>${c.exit_code ?? '–'}</td><td>${ago(c.created_at)}</td></tr>`,
+)}</tbody></table>`
+}`;
 }
 
 export function runPage(run: Run, fragment: Html, opts: { message?: string; commandValue?: string }): Html {

@@ -45,16 +45,18 @@ export function runsFragment(opts: {
   return html`<ul class="counts" aria-label="Runs per status">
 <li><a href="/runs${runsQueryString({ ...q, status: '', cursor: '' })}"${!q.status ? html` aria-current="true"` : ''}>all <span class="mono">${total}</span></a></li>
 ${runStatusSchema.options.map(
-  (s) => html`<li><a href="/runs${runsQueryString({ ...q, status: s, cursor: '' })}"${q.status === s ? html` aria-current="true"` : ''}>${badge(s)} <span class="mono" data-count="${s}">${opts.counts.get(s) ?? 0}</span></a></li>`,
+  (s) =>
+    html`<li><a href="/runs${runsQueryString({ ...q, status: s, cursor: '' })}"${q.status === s ? html` aria-current="true"` : ''}>${badge(s)} <span class="mono" data-count="${s}">${opts.counts.get(s) ?? 0}</span></a></li>`,
 )}
 </ul>
-${opts.runs.length === 0
-  ? html`<p class="notice">No runs match. <a href="/runs/new">Submit a run</a>.</p>`
-  : html`<table>
+${
+  opts.runs.length === 0
+    ? html`<p class="notice">No runs match. <a href="/runs/new">Submit a run</a>.</p>`
+    : html`<table>
 <caption class="hint">Newest first</caption>
 <thead><tr><th scope="col">Run</th><th scope="col">Status</th><th scope="col">Runtime</th><th scope="col">Command</th><th scope="col">Workstation</th><th scope="col">Submitted</th><th scope="col">Duration</th></tr></thead>
 <tbody>${opts.runs.map(
-      (r) => html`<tr id="run-${r.id}">
+        (r) => html`<tr id="run-${r.id}">
 <th scope="row"><a class="mono" href="/runs/${r.id}">${r.id}</a></th>
 <td data-col="status">${badge(r.status)}</td>
 <td>${r.runtime}${r.image ? html`<br><span class="hint mono">${r.image}</span>` : ''}</td>
@@ -63,8 +65,9 @@ ${opts.runs.length === 0
 <td>${ago(r.created_at)}</td>
 <td>${duration(r.started_at, r.finished_at)}</td>
 </tr>`,
-    )}</tbody>
-</table>`}
+      )}</tbody>
+</table>`
+}
 <nav class="pager" aria-label="Pages">
 ${q.cursor ? html`<a href="/runs${runsQueryString({ ...q, cursor: '' })}">Newest</a>` : ''}
 ${opts.nextCursor ? html`<a href="/runs${runsQueryString({ ...q, cursor: opts.nextCursor })}" rel="next">Older</a>` : ''}
@@ -75,7 +78,13 @@ function truncate(s: string, n: number): string {
   return s.length > n ? `${s.slice(0, n - 1)}…` : s;
 }
 
-export function runsPage(opts: { q: RunsQuery; fragment: Html; workstations: Workstation[]; runtimes: string[]; message?: string }): Html {
+export function runsPage(opts: {
+  q: RunsQuery;
+  fragment: Html;
+  workstations: Workstation[];
+  runtimes: string[];
+  message?: string;
+}): Html {
   const { q } = opts;
   const names = [...new Set(opts.workstations.map((w) => w.display_name))].sort();
   return html`<h1>Runs</h1>

@@ -11,7 +11,12 @@ export interface SubmitForm {
   workstation?: string;
 }
 
-export function submitPage(opts: { values: SubmitForm; workstations: Workstation[]; runtimes: string[]; error?: string }): Html {
+export function submitPage(opts: {
+  values: SubmitForm;
+  workstations: Workstation[];
+  runtimes: string[];
+  error?: string;
+}): Html {
   const v = opts.values;
   const runtimes = [...new Set(['process', 'docker', 'podman', ...opts.runtimes])];
   return html`<h1>Submit a run</h1>
@@ -34,7 +39,10 @@ ${opts.error ? html`<p class="error" role="alert" id="submit-error">${opts.error
 <label for="workstation">Or pin to a workstation</label>
 <select id="workstation" name="workstation"><option value="">any matching workstation</option>${opts.workstations
     .filter((w) => w.status !== 'revoked')
-    .map((w) => html`<option value="${w.id}"${v.workstation === w.id ? html` selected` : ''}>${w.display_name} (${w.status})</option>`)}</select>
+    .map(
+      (w) =>
+        html`<option value="${w.id}"${v.workstation === w.id ? html` selected` : ''}>${w.display_name} (${w.status})</option>`,
+    )}</select>
 <p><button type="submit" class="primary" id="submit">Submit</button></p>
 </form>`;
 }
@@ -62,7 +70,10 @@ export function submitBody(form: SubmitForm): { body: Record<string, unknown>; e
       ...(form.image?.trim() ? { image: form.image.trim() } : {}),
       command: command ? ['/bin/sh', '-c', command] : [],
       env,
-      placement: { ...(form.workstation ? { workstation_id: form.workstation } : {}), ...(Object.keys(labels).length ? { labels } : {}) },
+      placement: {
+        ...(form.workstation ? { workstation_id: form.workstation } : {}),
+        ...(Object.keys(labels).length ? { labels } : {}),
+      },
     },
   };
 }
