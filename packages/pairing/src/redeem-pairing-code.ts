@@ -1,3 +1,4 @@
+import { errorBodySchema, parseRetryAfter } from '@runt/protocol';
 import { redactSecrets } from '@runt/transport-auth';
 import ky from 'ky';
 import { z } from 'zod';
@@ -14,8 +15,6 @@ const RedeemAnswer = z.object({
 });
 
 export type RedeemedPairing = z.infer<typeof RedeemAnswer>;
-
-const ErrorBody = z.object({ error: z.object({ message: z.string() }) });
 
 /**
  * Redeems a pairing code at a control plane: `POST {url}/api/workstations/pairing-codes/redeem`
@@ -73,9 +72,9 @@ export async function redeemPairingCode(
   }
   if (res.status === 429) {
     await res.body?.cancel();
-    throw new PairingRateLimitedError(parseRetryAfter(res.headers.get('retry-after')), { status: 429 });
+    throw new PairingRateLimitedError(retryAfterSeconds(res.headers.get('retry-after')), { status: 429 });
   }
-  const body = ErrorBody.safeParse(await res.json().catch(() => undefined));
+  const body = errorBodySchema.safeParse(await res.json().catch(() => undefined));
   const message = body.success
     ? oneLine(redactSecrets(body.data.error.message))
     : `${base} answered HTTP ${res.status}`;
@@ -117,12 +116,10 @@ function reasonOf(e: unknown): string {
   return oneLine(redactSecrets(text));
 }
 
-function parseRetryAfter(value: string | null): number {
-  if (value === null) return DEFAULT_RETRY_AFTER_S;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Math.max(1, Number(trimmed));
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? DEFAULT_RETRY_AFTER_S : Math.max(1, Math.ceil((at - Date.now()) / 1000));
+/** Seconds to wait from a 429's `Retry-After` (protocol's one parser), at least 1. */
+function retryAfterSeconds(value: string | null): number {
+  const ms = parseRetryAfter(value);
+  return ms === undefined ? DEFAULT_RETRY_AFTER_S : Math.max(1, Math.ceil(ms / 1000));
 }
 
 function oneLine(s: string): string {
