@@ -302,6 +302,10 @@ describe('the control plane image', () => {
           `RUNT_ADMIN_TOKEN=${adminToken}`,
           '-e',
           `RUNT_REPLICA_ID=${r.id}`,
+          // The database is shared with earlier tests: a live code is printed at start only
+          // when no code was ever minted there, or when asked (issue 8, defect 9).
+          '-e',
+          'RUNT_PRINT_PAIRING_CODE=1',
           '-e',
           `RUNT_PUBLIC_URL=${publicUrl}`,
         ]);
@@ -383,6 +387,10 @@ describe('the control plane image', () => {
           `RUNT_ADMIN_TOKEN=${adminToken}`,
           '-e',
           `RUNT_REPLICA_ID=${r.id}`,
+          // The database is shared with earlier tests: a live code is printed at start only
+          // when no code was ever minted there, or when asked (issue 8, defect 9).
+          '-e',
+          'RUNT_PRINT_PAIRING_CODE=1',
         ]);
       }
       const connect = await connectLineOf(replicas[0]!.name);
