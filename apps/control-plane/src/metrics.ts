@@ -6,7 +6,8 @@ import type { Database } from '@runt/sql';
 /**
  * Run-path counters, module-level so the scheduler and the stores count where they act without
  * a metrics handle; every registry {@link createMetrics} makes exposes them. The bench reads
- * offers and re-queues per run from them (healthy agents: 1.0 and 0).
+ * offers and re-queues per run from them (healthy agents: 1.0 and 0), and SQL statements per run
+ * from `runt_cp_sql_statements_total` (every statement of the database `server.ts` opens).
  */
 export const runPathMetrics = {
   offers: new Counter({
@@ -18,6 +19,16 @@ export const runPathMetrics = {
     name: 'runt_cp_run_requeues_total',
     help: 'Runs put back in the queue, by reason: declined (the agent answered an offer ok:false), offer-timeout, drain, runner-lost',
     labelNames: ['reason'] as const,
+    registers: [],
+  }),
+  sqlStatements: new Counter({
+    name: 'runt_cp_sql_statements_total',
+    help: 'SQL statements sent to the database by this process (a query is one; a transaction adds BEGIN and COMMIT)',
+    registers: [],
+  }),
+  sqlTransactions: new Counter({
+    name: 'runt_cp_sql_transactions_total',
+    help: 'SQL transactions opened by this process',
     registers: [],
   }),
 };
@@ -53,6 +64,8 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
   }
   registry.registerMetric(runPathMetrics.offers);
   registry.registerMetric(runPathMetrics.requeues);
+  registry.registerMetric(runPathMetrics.sqlStatements);
+  registry.registerMetric(runPathMetrics.sqlTransactions);
   const requests = new Counter({
     name: 'runt_cp_http_requests_total',
     help: 'HTTP requests by method, route pattern and status',

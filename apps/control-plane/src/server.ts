@@ -12,13 +12,13 @@ import {
   type AttemptLimits,
   type PairingStore,
 } from '@runt/pairing';
-import { migrate, openDatabase, type Database } from '@runt/sql';
+import { countStatements, migrate, openDatabase, type Database } from '@runt/sql';
 import { lockDataDir } from './data-dir-lock.js';
 import { LINK_CLOSE_CODES } from '@runt/protocol';
 import { parseToken } from '@runt/transport-auth';
 import { createRequire } from 'node:module';
 import { createApp } from './app.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, runPathMetrics } from './metrics.js';
 import type { ControlPlaneConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { controlPlaneMigrations } from './migrations.js';
@@ -111,6 +111,11 @@ export async function startControlPlane(
     lock?.release();
     throw e;
   }
+  // Every statement from here on is counted (`runt_cp_sql_statements_total`).
+  db = countStatements(db, (c) => {
+    runPathMetrics.sqlStatements.inc(c.statements);
+    if (c.transactions) runPathMetrics.sqlTransactions.inc(c.transactions);
+  });
   const bus = new NotificationBus(db, {
     onListenError: (channel, err, lost) =>
       logger.warn(

@@ -42,5 +42,11 @@ describe('ops endpoints', () => {
     expect(text).toMatch(/runt_cp_runs\{status="queued"\} 1/);
     expect(text).toContain('runt_cp_agent_links 0');
     expect(text).not.toContain('run_does_not_exist');
+    // Every statement is counted: the submit and the scrape's own count of runs at least.
+    const statements = Number(/^runt_cp_sql_statements_total (\d+)$/m.exec(text)?.[1]);
+    expect(statements).toBeGreaterThanOrEqual(2);
+    await h.api('/api/runs', { token: h.adminToken, body: { runtime: 'fake', command: ['true'] } });
+    const again = await (await fetch(`${h.cp.url}/metrics`)).text();
+    expect(Number(/^runt_cp_sql_statements_total (\d+)$/m.exec(again)?.[1])).toBeGreaterThan(statements);
   });
 });

@@ -4,3 +4,4 @@ export { openPostgres, type OpenPostgresOptions } from './postgres.js';
 export { openDatabase } from './open.js';
 export { migrate, type Migration } from './migrate.js';
 export { isDatabaseUnavailable } from './database-unavailable.js';
+export { countStatements, type StatementCount } from './counting.js';

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { countStatements } from './counting.js';
+import { createTestDatabase, TEST_BACKENDS } from './testing.js';
+
+describe.each(TEST_BACKENDS)('countStatements on %s', (backend) => {
+  it('counts each query, and BEGIN + COMMIT of each transaction', async () => {
+    const t = await createTestDatabase(backend);
+    try {
+      const n = { statements: 0, transactions: 0 };
+      const db = countStatements(t.db, (c) => {
+        n.statements += c.statements;
+        n.transactions += c.transactions;
+      });
+      expect(db.backend).toBe(backend);
+      expect((await db.query<{ v: number }>('select 1 as v')).rows).toEqual([{ v: 1 }]);
+      expect(n).toEqual({ statements: 1, transactions: 0 });
+      await db.transaction(async (tx) => {
+        await tx.query('select 1');
+        await tx.query('select 2');
+      });
+      expect(n).toEqual({ statements: 5, transactions: 1 });
+      await expect(
+        db.transaction(async (tx) => {
+          await tx.query('select 1');
+          throw new Error('boom');
+        }),
+      ).rejects.toThrow('boom');
+      expect(n).toEqual({ statements: 8, transactions: 2 });
+      expect(Boolean(db.listen)).toBe(backend === 'postgres');
+    } finally {
+      await t.dispose();
+    }
+  });
+});
