@@ -21,7 +21,7 @@ import type { CommandStore } from './runs/command-store.js';
 import type { EventStore } from './runs/event-store.js';
 import type { RunStore } from './runs/run-store.js';
 import { pairingRoutes } from './routes/pairing.js';
-import { workstationRoutes } from './routes/workstations.js';
+import { workstationRoutes, type FleetSignals } from './routes/workstations.js';
 import type { CredentialStore } from './stores/credential-store.js';
 import type { PrincipalCache } from './stores/principal-cache.js';
 import type { WorkstationStore } from './stores/workstation-store.js';
@@ -38,7 +38,8 @@ export interface AppDeps {
   bodyLimitBytes: number;
   publicUrl: () => string;
   onRevoke?: (credentialId: string, workstationId: string | null) => void;
-  onDrain?: (workstationId: string) => void;
+  /** Publishes drain/undrain signals in their transaction (the run signals). */
+  fleetSignals?: FleetSignals;
   /** Prometheus metrics served on `/metrics`. */
   metrics?: ControlPlaneMetrics;
   /** Version reported by `/openapi.json`. */
@@ -112,7 +113,7 @@ export function createApp(deps: AppDeps) {
       resolve,
       bodyLimitBytes: deps.bodyLimitBytes,
       ...(deps.onRevoke ? { onRevoke: deps.onRevoke } : {}),
-      ...(deps.onDrain ? { onDrain: deps.onDrain } : {}),
+      ...(deps.fleetSignals ? { fleetSignals: deps.fleetSignals } : {}),
     }),
   );
   if (deps.runs) {

@@ -87,6 +87,15 @@ export const OPERATIONS: Operation[] = [
     response: p.registerWorkstationResponseSchema,
   },
   {
+    id: 'undrainWorkstation',
+    method: 'post',
+    path: '/api/workstations/{id}/undrain',
+    summary:
+      'Take a drain back: the workstation is offered runs again (an agent already draining still stops)',
+    auth: 'admin',
+    response: p.registerWorkstationResponseSchema,
+  },
+  {
     id: 'revokeOwnCredential',
     method: 'post',
     path: '/api/workstations/self/revoke',

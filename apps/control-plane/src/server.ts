@@ -200,10 +200,7 @@ export async function startControlPlane(
     publicUrl: () => publicUrl,
     onRevoke: (credentialId) =>
       void links.closeCredential(credentialId, LINK_CLOSE_CODES.revoked, 'credential revoked'),
-    onDrain: (workstationId) => {
-      relay.send(workstationId, { type: 'drain' });
-      scheduler.kick();
-    },
+    fleetSignals: signals,
     metrics: createMetrics({ db, linkCount: () => links.size }),
     version: packageVersion(),
     runs: {

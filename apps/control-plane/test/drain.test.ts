@@ -106,4 +106,39 @@ describe.each(TEST_BACKENDS)('drain on %s', (backend) => {
     await agent.waitFor('offer', (m) => m.run.id === run.id);
     expect(agent.messages.some((m) => m.type === 'drain')).toBe(false);
   });
+
+  it('is taken back by undrain (admin only, 404 when unknown): the workstation is online and offered the queued runs again', async () => {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'undrain-box', [runtime]);
+    await agent.registerHttp();
+    await admin.drainWorkstation(agent.workstationId);
+    const run = (await admin.submitRun({ runtime, command: ['x'] })).run;
+    await h.cp.scheduler.pass();
+    expect((await runOf(run.id)).status).toBe('queued');
+
+    const path = `/api/workstations/${agent.workstationId}/undrain`;
+    expect((await h.api(path, { method: 'POST' })).status).toBe(401);
+    expect((await h.api(path, { method: 'POST', token: agent.token })).status).toBe(403);
+    const unknown = await h.api('/api/workstations/ws_nope/undrain', { method: 'POST', token: h.adminToken });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.error.code).toBe('not-found');
+    expect((await workstation(agent.workstationId))?.status).toBe('draining');
+
+    const { workstation: undrained } = await admin.undrainWorkstation(agent.workstationId);
+    expect(undrained).toMatchObject({ id: agent.workstationId, status: 'online' });
+    // Its heartbeat no longer says draining, and the queued run is offered to it (the undrain
+    // asked for a pass; the tick would too).
+    const heartbeat = await agent.client.registerWorkstation({
+      display_name: 'undrain-box',
+      cpu_count: 2,
+      runtimes: [runtime],
+      agent_version: 't',
+      listening: true,
+    });
+    expect(heartbeat.workstation.status).toBe('online');
+    await eventually(async () => (await runOf(run.id)).status === 'offered', 'the run offered again');
+    expect((await runOf(run.id)).workstation_id).toBe(agent.workstationId);
+    // Undrain of a workstation that is not draining is harmless.
+    expect((await admin.undrainWorkstation(agent.workstationId)).workstation.status).toBe('online');
+  });
 });

@@ -136,6 +136,15 @@ export class ControlPlaneClient {
     );
   }
 
+  /** Takes a drain back (admin): the workstation is offered runs again. */
+  undrainWorkstation(id: string) {
+    return this.call(
+      'post',
+      `api/workstations/${encodeURIComponent(id)}/undrain`,
+      registerWorkstationResponseSchema,
+    );
+  }
+
   // ---- runs (admin) ----
 
   /** Submits a run; with `idempotency_key` a retried submit returns the same run. */

@@ -92,9 +92,10 @@ export class LinkRelay {
 
   /**
    * Publishes, in `q` (a transaction, so it is sent on commit), the messages for links this
-   * process does not hold, and returns the others for the caller to `send` after its commit.
+   * process does not hold (and, with `capacityFreed`, a {@link SCHEDULE_CHANNEL} notification),
+   * and returns the others for the caller to `send` after its commit.
    */
-  async relay(q: Queryable, items: LinkMessage[]): Promise<LinkMessage[]> {
+  async relay(q: Queryable, items: LinkMessage[], capacityFreed = false): Promise<LinkMessage[]> {
     if (!this.shared) return items;
     const local: LinkMessage[] = [];
     const payloads: string[] = [];
@@ -102,7 +103,12 @@ export class LinkRelay {
       if (this.o.links.get(it.workstationId)) local.push(it);
       else payloads.push(encode(it));
     }
-    if (payloads.length > 0)
+    if (capacityFreed)
+      await q.query(
+        `select pg_notify('${LINK_CHANNEL}', p) from unnest($1::text[]) as p union all select pg_notify('${SCHEDULE_CHANNEL}', '')`,
+        [payloads],
+      );
+    else if (payloads.length > 0)
       await q.query(`select pg_notify('${LINK_CHANNEL}', p) from unnest($1::text[]) as p`, [payloads]);
     return local;
   }

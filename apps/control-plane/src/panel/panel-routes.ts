@@ -8,6 +8,7 @@ import { hashToken, parseToken, redactSecrets } from '@runt/transport-auth';
 import { HttpError, toHttpError } from '../errors.js';
 import { connectCommand } from '@runt/protocol';
 import { clientAddressOf, pairingCodeStatus } from '../routes/pairing.js';
+import { drainWorkstation, undrainWorkstation, type FleetSignals } from '../routes/workstations.js';
 import type { CredentialStore } from '../stores/credential-store.js';
 import type { PrincipalCache } from '../stores/principal-cache.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
@@ -42,7 +43,8 @@ export interface PanelDeps {
   publicUrl: () => string;
   bodyLimitBytes: number;
   onRevoke?: (credentialId: string, workstationId: string | null) => void;
-  onDrain?: (workstationId: string) => void;
+  /** Publishes drain/undrain signals in their transaction (the run signals). */
+  fleetSignals?: FleetSignals;
   /** The run pages; without it only sign-in and the fleet are served. */
   runs?: RunPanelDeps;
 }
@@ -124,17 +126,24 @@ export function panelRoutes(deps: PanelDeps) {
     const message =
       done === 'drained'
         ? 'Draining: it finishes what it runs and takes nothing new.'
-        : done === 'revoked'
-          ? 'Revoked.'
-          : undefined;
+        : done === 'undrained'
+          ? 'Undrained: it is offered runs again while its agent listens.'
+          : done === 'revoked'
+            ? 'Revoked.'
+            : undefined;
     return page(c, 'Workstations', workstationsPage(await fleet(), message), { current: '/workstations' });
   });
 
   app.post('/workstations/:id/drain', securityHeaders, origin, session, async (c) => {
-    const drained = await deps.workstations.drain(c.req.param('id'));
-    if (!drained) throw new HttpError('not-found', 'no such workstation');
-    deps.onDrain?.(drained.workstation.id);
+    if (!(await drainWorkstation(deps, c.req.param('id'))))
+      throw new HttpError('not-found', 'no such workstation');
     return c.redirect('/workstations?done=drained', 303);
+  });
+
+  app.post('/workstations/:id/undrain', securityHeaders, origin, session, async (c) => {
+    if (!(await undrainWorkstation(deps, c.req.param('id'))))
+      throw new HttpError('not-found', 'no such workstation');
+    return c.redirect('/workstations?done=undrained', 303);
   });
 
   app.get('/workstations/:id/revoke', securityHeaders, session, async (c) => {

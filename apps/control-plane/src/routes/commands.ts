@@ -85,9 +85,15 @@ export async function queueCommand(
   runId: string,
   body: QueueCommandRequest,
 ): Promise<RunCommand> {
-  const out = await deps.commands.queueOnRun(runId, body);
+  let afterCommit = () => {};
+  // The wake-up is published in the command's own transaction (see RunSignals.publish).
+  const out = await deps.commands.queueOnRun(runId, body, async (tx, o) => {
+    if (o.workstationId)
+      afterCommit = await deps.signals.publish(tx, [
+        { workstationId: o.workstationId, message: { type: 'command', run_id: runId } },
+      ]);
+  });
   if (!out) throw new HttpError('not-found', 'no such run');
-  if (out.workstationId)
-    deps.signals.toWorkstation(out.workstationId, { type: 'command', run_id: out.command.run_id });
+  afterCommit();
   return out.command;
 }

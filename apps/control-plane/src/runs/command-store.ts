@@ -69,6 +69,8 @@ export class CommandStore {
   async queueOnRun(
     runId: string,
     payload: QueueCommandRequest,
+    /** Runs in the same transaction after the insert (the caller publishes the wake-up there). */
+    inTx?: (tx: Queryable, out: { command: RunCommand; workstationId: string | null }) => Promise<void>,
   ): Promise<{ command: RunCommand; workstationId: string | null } | undefined> {
     return this.db.transaction(async (tx) => {
       const r = await tx.query<{ status: RunStatus; workstation_id: string | null }>(
@@ -78,7 +80,9 @@ export class CommandStore {
       const run = r.rows[0];
       if (!run) return undefined;
       if (isTerminalRunStatus(run.status)) throw runNotActive();
-      return { command: await this.queue(tx, runId, payload), workstationId: run.workstation_id };
+      const out = { command: await this.queue(tx, runId, payload), workstationId: run.workstation_id };
+      await inTx?.(tx, out);
+      return out;
     });
   }
 

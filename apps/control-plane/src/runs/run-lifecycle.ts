@@ -36,7 +36,8 @@ const conflict = (runId: string, why: string) =>
  * What callers do to a run: the operator submits and cancels; the agent declines an offer,
  * and, all fenced, claims the lease, renews it, appends events, reports status, releases, and
  * moves commands along. It picks the transition (`transitions.ts`), answers refusals, and
- * sends the signals after the commit. Every agent answer follows one order: unknown run
+ * sends the signals: a cancel publishes its own in its transaction (`signals.publish`), the
+ * agent's calls signal after the commit. Every agent answer follows one order: unknown run
  * `not-found`; terminal run `run-not-active`; a fencing token that is not current, or a lease
  * that ran out by the database clock, `runner-lease-conflict`; the current token presented by
  * another workstation `forbidden` (all `RunError`s). Writes check the lease and write in one
@@ -70,13 +71,22 @@ export class RunLifecycle {
    * const run = await lifecycle.cancel('run_1');
    */
   async cancel(runId: string): Promise<Run | undefined> {
-    const out = await transitions.cancel(this.d.db, runId);
+    let afterCommit = () => {};
+    // The cancel message (and "capacity freed" when the run ended at once) is published in the
+    // cancel's own transaction, so another replica holding the link hears of it exactly when it
+    // is committed; the link held here is sent to after the commit.
+    const out = await transitions.cancel(this.d.db, runId, async (tx, o) => {
+      afterCommit = await this.d.signals.publish(
+        tx,
+        o.workstationId
+          ? [{ workstationId: o.workstationId, message: { type: 'cancel', run_id: runId } }]
+          : [],
+        { capacityFreed: o.immediate },
+      );
+    });
     if (!out) return undefined;
-    if (out.workstationId) this.d.signals.toWorkstation(out.workstationId, { type: 'cancel', run_id: runId });
-    if (out.immediate) {
-      this.d.signals.eventsAppended(runId);
-      this.d.signals.schedule();
-    }
+    afterCommit();
+    if (out.immediate) this.d.signals.eventsAppended(runId);
     return (await this.d.runs.get(runId))!;
   }
 

@@ -19,12 +19,20 @@ export interface RunSignals {
    * on commit) and returns the ones for links held here, to pass to `toWorkstation` after the commit.
    */
   relay(tx: Queryable, items: LinkMessage[]): Promise<LinkMessage[]>;
+  /**
+   * Inside a writer's transaction: publishes with `pg_notify` what other replicas must hear of
+   * this write — the messages for links they hold and, with `capacityFreed`, that a slot may be
+   * free — so the notifications are committed exactly when the write is. Returns what to do after
+   * the commit: send the messages for links held here, and run a scheduling pass when capacity
+   * was freed.
+   */
+  publish(tx: Queryable, items: LinkMessage[], opts?: { capacityFreed?: boolean }): Promise<() => void>;
 }
 
 /** What carries agent messages: this process's links, plus `pg_notify` to the other replicas. */
 export interface MessageRelay {
   send(workstationId: string, message: ControlMessage): void;
-  relay(tx: Queryable, items: LinkMessage[]): Promise<LinkMessage[]>;
+  relay(tx: Queryable, items: LinkMessage[], capacityFreed?: boolean): Promise<LinkMessage[]>;
   /** Tells the other replicas' schedulers that a slot may be free (they skip submits while full). */
   capacityFreed(): void;
 }
@@ -59,6 +67,13 @@ export function createRunSignals(o: {
     },
     toWorkstation: (workstationId, message) => o.relay.send(workstationId, message),
     relay: (tx, items) => o.relay.relay(tx, items),
+    async publish(tx, items, opts) {
+      const local = await o.relay.relay(tx, items, opts?.capacityFreed);
+      return () => {
+        for (const m of local) o.relay.send(m.workstationId, m.message);
+        if (opts?.capacityFreed) scheduler?.kick();
+      };
+    },
     attachScheduler(target) {
       scheduler = target;
     },

@@ -380,7 +380,13 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
       db: t.db,
       logger: pino({ level: 'silent' }),
       leases: createSqlLeaseStore(t.db),
-      signals: { eventsAppended() {}, schedule() {}, toWorkstation() {}, relay: async (_tx, items) => items },
+      signals: {
+        eventsAppended() {},
+        schedule() {},
+        toWorkstation() {},
+        relay: async (_tx, items) => items,
+        publish: () => Promise.resolve(() => {}),
+      },
       intervalMs: 60_000,
       offerTimeoutMs: 3_600_000,
     });

@@ -483,26 +483,36 @@ async function requeue(tx: Queryable, runId: string): Promise<boolean> {
  *
  * @example
  * const out = await cancel(db, 'run_1'); // { immediate: true, workstationId: null }
+ * await cancel(db, 'run_1', (tx, out) => publishSignals(tx, out));
  */
 export async function cancel(
   db: Database,
   runId: string,
-): Promise<{ immediate: boolean; workstationId: string | null } | undefined> {
+  /** Runs in the same transaction after the write (the caller publishes its signals there). */
+  inTx?: (tx: Queryable, out: CancelOutcome) => Promise<void>,
+): Promise<CancelOutcome | undefined> {
   return db.transaction(async (tx) => {
     const s = await readRunState(tx, runId, true);
     if (!s) return undefined;
     if (isTerminalRunStatus(s.status)) throw runNotActive();
     await tx.query('update runs set cancel_requested = true where id = $1', [runId]);
-    if (s.status === 'queued' || s.status === 'offered') {
+    const immediate = s.status === 'queued' || s.status === 'offered';
+    if (immediate)
       await finishLocked(tx, runId, {
         status: 'cancelled',
         failureKind: 'cancelled',
         message: 'cancelled before it started',
       });
-      return { immediate: true, workstationId: s.workstation_id };
-    }
-    return { immediate: false, workstationId: s.workstation_id };
+    const out = { immediate, workstationId: s.workstation_id };
+    await inTx?.(tx, out);
+    return out;
   });
+}
+
+/** What a cancel did: ended the run at once (`immediate`), and which workstation holds it. */
+export interface CancelOutcome {
+  immediate: boolean;
+  workstationId: string | null;
 }
 
 /**

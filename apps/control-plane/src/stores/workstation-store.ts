@@ -119,15 +119,44 @@ export class WorkstationStore {
    * @example
    * const ws = await workstations.drain('ws_1'); // ws.status === 'draining' while it is online
    */
-  async drain(workstationId: string): Promise<{ workstation: Workstation; withdrawn: number } | undefined> {
+  async drain(
+    workstationId: string,
+    /** Runs in the same transaction after the write (the caller publishes the `drain` there). */
+    inTx?: (tx: Queryable) => Promise<void>,
+  ): Promise<{ workstation: Workstation; withdrawn: number } | undefined> {
     const withdrawn = await this.db.transaction(async (tx) => {
       const r = await tx.query('update workstations set draining = true where id = $1', [workstationId]);
       if (r.rowCount === 0) return undefined;
-      return withdrawAllFrom(tx, workstationId);
+      const n = await withdrawAllFrom(tx, workstationId);
+      await inTx?.(tx);
+      return n;
     });
     if (withdrawn === undefined) return undefined;
     const workstation = await this.get(workstationId);
     return workstation ? { workstation, withdrawn } : undefined;
+  }
+
+  /**
+   * Undrain (admin): takes a drain back, so the workstation is offered runs again. An agent
+   * that already heard the drain still finishes its runs and stops (the next one started is
+   * online, as after any drain); this matters for a drain no agent has acted on yet. Returns
+   * undefined for an unknown workstation.
+   *
+   * @example
+   * const ws = await workstations.undrain('ws_1'); // ws.status === 'online' while its agent listens
+   */
+  async undrain(
+    workstationId: string,
+    /** Runs in the same transaction after the write (the caller publishes "capacity freed" there). */
+    inTx?: (tx: Queryable) => Promise<void>,
+  ): Promise<Workstation | undefined> {
+    const found = await this.db.transaction(async (tx) => {
+      const r = await tx.query('update workstations set draining = false where id = $1', [workstationId]);
+      if (r.rowCount === 0) return false;
+      await inTx?.(tx);
+      return true;
+    });
+    return found ? this.get(workstationId) : undefined;
   }
 
   /**

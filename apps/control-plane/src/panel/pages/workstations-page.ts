@@ -36,7 +36,7 @@ function actions(w: Workstation): Html {
   if (w.status === 'revoked') return html`–`;
   return html`${
     w.status === 'draining'
-      ? html`<span class="hint">draining</span>`
+      ? html`<form class="inline" method="post" action="/workstations/${w.id}/undrain"><button type="submit" id="undrain-${w.id}" aria-label="Undrain ${w.display_name}">Undrain</button></form>`
       : html`<form class="inline" method="post" action="/workstations/${w.id}/drain"><button type="submit" id="drain-${w.id}" aria-label="Drain ${w.display_name}">Drain</button></form>`
   }
 <a class="button" id="revoke-${w.id}" href="/workstations/${w.id}/revoke" aria-label="Revoke ${w.display_name}">Revoke…</a>`;
