@@ -31,9 +31,10 @@ export interface RunSlotsOptions<E extends SlotRun> {
 
 /**
  * The agent's run slots: which runs it holds, which it is claiming, and whether it may take
- * another. An offer beyond capacity while a held run is still reporting its end is parked
- * rather than declined (the control plane frees the slot when it commits that terminal report,
- * so its next offer can arrive before the report's answer), and taken when the slot frees.
+ * another. A slot is taken by a run whose workload may still run: a run reporting its end does
+ * not count, exactly as on the control plane, which frees the slot when it commits that
+ * terminal report (and may offer the next run before the report's answer is back here). So an
+ * offer the scheduler made within the capacity it promised is always taken, never handed back.
  * A `command` wake-up for a run still being claimed is kept until the claim is done.
  *
  * @example
@@ -45,7 +46,6 @@ export class RunSlots<E extends SlotRun> {
   readonly #claiming = new Set<string>();
   /** `command` wake-ups that arrived while their run was being claimed. */
   readonly #earlyCommands = new Set<string>();
-  #parked: Array<{ run: Run; resolve: (ok: boolean) => void }> = [];
   #onceTaken = false;
 
   constructor(private readonly opts: RunSlotsOptions<E>) {}
@@ -74,15 +74,15 @@ export class RunSlots<E extends SlotRun> {
     return this.#slotsHeld() + this.#claiming.size < this.opts.maxRuns;
   }
 
-  /** Claims an offered run when there is room (or parks it, see the class); `true` when taken. */
+  /**
+   * Claims an offered run when there is room; `true` when taken. An offer of a run already
+   * held or being claimed (the control plane re-sends offers when a link registers) is `true`
+   * too: answering it `false` would hand back a run this agent is taking and re-queue it
+   * (issue 9, offer churn).
+   */
   async offer(run: Run): Promise<boolean> {
-    if (this.#runs.has(run.id) || this.#claiming.has(run.id) || this.#parked.some((p) => p.run.id === run.id))
-      return false;
-    if (!this.hasCapacity()) {
-      if (this.opts.taking.aborted || this.opts.once || this.#parked.length >= this.#reporting())
-        return false;
-      return new Promise<boolean>((resolve) => this.#parked.push({ run, resolve }));
-    }
+    if (this.#runs.has(run.id) || this.#claiming.has(run.id)) return true;
+    if (!this.hasCapacity()) return false;
     this.#claiming.add(run.id);
     if (this.opts.once) this.#onceTaken = true;
     try {
@@ -121,31 +121,20 @@ export class RunSlots<E extends SlotRun> {
     else if (this.#claiming.has(runId)) this.#earlyCommands.add(runId);
   }
 
-  /** A slot may be free: take parked offers (or decline them when no longer taking), then `onFreed`. */
+  /** A slot may be free (`onFreed`: the agent wakes its poll). */
   freed(): void {
-    queueMicrotask(() => {
-      while (this.#parked.length > 0 && this.hasCapacity()) {
-        const p = this.#parked.shift()!;
-        void this.offer(p.run).then(p.resolve);
-      }
-      if (this.opts.taking.aborted || this.#parked.length > this.#reporting()) {
-        for (const p of this.#parked.splice(0)) p.resolve(false);
-      }
-      this.opts.onFreed?.();
-    });
+    queueMicrotask(() => this.opts.onFreed?.());
   }
 
-  /** Runs that still take a slot: a run whose terminal status is reported no longer does. */
+  /**
+   * Runs that still take a slot: those whose workload may still run. A run reporting its end
+   * (its workload has exited) no longer does, as on the control plane, which frees the slot
+   * when it commits that terminal report and may offer the next run before the answer is back
+   * here; counting it would decline (re-queue) an offer the scheduler rightly made.
+   */
   #slotsHeld(): number {
     let n = 0;
-    for (const exec of this.#runs.values()) if (exec.holdsSlot) n++;
-    return n;
-  }
-
-  /** Held runs in the middle of reporting their end. */
-  #reporting(): number {
-    let n = 0;
-    for (const exec of this.#runs.values()) if (exec.phase === 'reporting') n++;
+    for (const exec of this.#runs.values()) if (exec.holdsSlot && exec.phase !== 'reporting') n++;
     return n;
   }
 }

@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { loadConfig, startControlPlane, type RunningControlPlane } from '@runt/control-plane';
 import { ControlPlaneClient, type ClaimRunResponse, type Run, type SubmitRunRequest } from '@runt/protocol';
+import type { SqlBackend } from '@runt/sql';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { mintToken } from '@runt/transport-auth';
 
@@ -24,8 +25,9 @@ export interface TestControlPlane {
   close(): Promise<void>;
 }
 
-export async function startTestControlPlane(): Promise<TestControlPlane> {
-  const t: TestDatabase = await createTestDatabase('pglite');
+/** A real listening control plane on in-memory PGlite (default) or a fresh Postgres database. */
+export async function startTestControlPlane(backend: SqlBackend = 'pglite'): Promise<TestControlPlane> {
+  const t: TestDatabase = await createTestDatabase(backend);
   const adminToken = mintToken('admin');
   const cp = await startControlPlane(
     loadConfig(

@@ -53,13 +53,12 @@ function slots(
 }
 
 describe('RunSlots', () => {
-  it('takes offers up to maxRuns, declines the rest and duplicates, and frees a slot when a run is done', async () => {
+  it('takes offers up to maxRuns, declines the rest, and frees a slot when a run is done', async () => {
     const { s, held, done } = slots();
     expect(await s.offer(runOf('a'))).toBe(true);
-    expect(await s.offer(runOf('a'))).toBe(false);
     expect(await s.offer(runOf('b'))).toBe(true);
     expect(s.hasCapacity()).toBe(false);
-    expect(await s.offer(runOf('c'))).toBe(false); // nobody is reporting: declined, not parked
+    expect(await s.offer(runOf('c'))).toBe(false);
     expect(s.ids).toEqual(['a', 'b']);
     held.get('a')!.phase = 'done';
     held.get('a')!.finish();
@@ -69,26 +68,33 @@ describe('RunSlots', () => {
     expect(s.hasCapacity()).toBe(true);
   });
 
-  it('parks an offer while a held run reports its end, and takes it once that slot frees', async () => {
-    const { s, held } = slots({ maxRuns: 1 });
-    await s.offer(runOf('a'));
-    held.get('a')!.phase = 'reporting';
-    const parked = s.offer(runOf('b'));
-    expect(await s.offer(runOf('c'))).toBe(false); // one reporting run parks one offer
-    held.get('a')!.phase = 'done';
-    s.freed();
-    expect(await parked).toBe(true);
-    expect(s.get('b')).toBeDefined();
+  it('answers an offer of a run it holds or is claiming as taken, never handing it back (no churn)', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { s } = slots({ claim: async (run) => (await gate, new HeldRun(run.id)) });
+    const first = s.offer(runOf('a'));
+    expect(await s.offer(runOf('a'))).toBe(true); // re-sent while the claim is in flight
+    release();
+    expect(await first).toBe(true);
+    expect(await s.offer(runOf('a'))).toBe(true); // re-sent once held
+    expect(s.ids).toEqual(['a']);
   });
 
-  it('declines parked offers once it stops taking', async () => {
-    const { s, held, taking } = slots({ maxRuns: 1 });
+  it('frees the slot of a run reporting its end, as the control plane does when it commits the report', async () => {
+    const { s, held } = slots({ maxRuns: 1 });
     await s.offer(runOf('a'));
+    expect(s.hasCapacity()).toBe(false);
     held.get('a')!.phase = 'reporting';
-    const parked = s.offer(runOf('b'));
+    expect(s.hasCapacity()).toBe(true);
+    expect(await s.offer(runOf('b'))).toBe(true);
+    expect(s.ids).toEqual(['a', 'b']);
+    expect(await s.offer(runOf('c'))).toBe(false);
+  });
+
+  it('declines offers once it stops taking', async () => {
+    const { s, taking } = slots({ maxRuns: 1 });
     taking.abort();
-    s.freed();
-    expect(await parked).toBe(false);
+    expect(await s.offer(runOf('a'))).toBe(false);
     expect(s.hasCapacity()).toBe(false);
   });
 

@@ -15,9 +15,14 @@ export const runPathMetrics = {
     help: 'Runs offered to a workstation by the scheduler',
     registers: [],
   }),
+  offerMessages: new Counter({
+    name: 'runt_cp_offer_messages_total',
+    help: 'Offer messages sent over agent links held by this process (re-sends included): per run offered, 1.0 with healthy agents',
+    registers: [],
+  }),
   requeues: new Counter({
     name: 'runt_cp_run_requeues_total',
-    help: 'Runs put back in the queue, by reason: declined (the agent answered an offer ok:false), offer-timeout, drain, runner-lost',
+    help: 'Runs put back in the queue, by reason: declined (the agent handed an offer back: answered it ok:false), offer-timeout, drain, runner-lost',
     labelNames: ['reason'] as const,
     registers: [],
   }),
@@ -63,6 +68,7 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
     registry.removeSingleMetric(`runt_cp_${name}`);
   }
   registry.registerMetric(runPathMetrics.offers);
+  registry.registerMetric(runPathMetrics.offerMessages);
   registry.registerMetric(runPathMetrics.requeues);
   registry.registerMetric(runPathMetrics.sqlStatements);
   registry.registerMetric(runPathMetrics.sqlTransactions);

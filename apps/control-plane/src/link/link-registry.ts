@@ -1,5 +1,6 @@
 import type { WebSocket } from 'ws';
 import type { ControlMessage } from '@runt/protocol';
+import { runPathMetrics } from '../metrics.js';
 
 /** One agent link: kept small, there may be tens of thousands per process. */
 export interface AgentLink {
@@ -50,6 +51,7 @@ export class LinkRegistry {
 
   /**
    * Sends a message to a workstation's agent if this process holds its link; false otherwise.
+   * Offers sent are counted (`runt_cp_offer_messages_total`).
    *
    * @example
    * links.send('ws_1', { type: 'cancel', run_id: 'run_1' });
@@ -57,7 +59,11 @@ export class LinkRegistry {
   send(workstationId: string, message: ControlMessage): boolean {
     const link = this.byWorkstation.get(workstationId);
     if (!link || link.socket.readyState !== 1) return false;
+    // A link that has not registered yet is sent every offer of its workstation when it does
+    // (link-server's `register`): sending one now as well would offer the run twice.
+    if (message.type === 'offer' && !link.registered) return true;
     link.socket.send(JSON.stringify(message));
+    if (message.type === 'offer') runPathMetrics.offerMessages.inc();
     return true;
   }
 
