@@ -139,7 +139,10 @@ export class Agent {
     }
     this.#log = opts.logger ?? createLogger('info');
     this.#registry = opts.registry ?? defaultRuntimes(opts.stateDir);
-    this.#store = new RunStateStore(join(opts.stateDir, 'agent', 'runs'));
+    // One journal for every held run (agents before it wrote `agent/runs/<run id>.json`: read once).
+    this.#store = new RunStateStore(join(opts.stateDir, 'agent', 'journal'), {
+      legacyDir: join(opts.stateDir, 'agent', 'runs'),
+    });
     // Several control plane URLs (comma-separated): calls fail over through the pool's fetch.
     // One URL: node:http keep-alive for the many small fenced calls (a fraction of fetch's per-request cost).
     this.#urls = new CloudUrlPool(parseCloudUrls(opts.url));
@@ -456,6 +459,9 @@ export class Agent {
       await quick.registerWorkstation(this.#registration(false)).catch(() => undefined);
     }
     await this.#registry.close().catch(() => undefined);
+    await this.#store
+      .close()
+      .catch((e: unknown) => this.#log.warn({ err: e }, 'closing the run journal failed'));
     this.#state = this.#fatal ? 'failed' : 'stopped';
     this.#log.info('agent stopped');
     this.#stopped();

@@ -15,7 +15,7 @@ import { RunCommands } from './run-commands.js';
 import { RunEventLog } from './run-event-log.js';
 import { cancelled, exitOutcome, timedOut, type Outcome } from './run-outcome.js';
 import { followRunOutput } from './run-output.js';
-import { prepareRun } from './run-prepare.js';
+import { needsWorkdir, prepareRun } from './run-prepare.js';
 import { RunReporter } from './run-reporter.js';
 import type { RunState, RunStateStore } from './run-state-store.js';
 
@@ -412,23 +412,23 @@ export class RunExecution {
         .remove(this.#instanceId)
         .catch((e) => this.deps.logger.debug({ run_id: this.runId, err: e }, 'remove failed'));
     }
-    await rm(join(this.deps.workRoot, this.runId), { recursive: true, force: true }).catch(() => undefined);
-    await this.deps.store.remove(this.runId);
+    // No directory was made for a runtime that reads none (an adopted run's bundle is unknown: look).
+    if (!('unavailable' in runtime) && (!this.run || needsWorkdir(this.run, runtime)))
+      await rm(join(this.deps.workRoot, this.runId), { recursive: true, force: true }).catch(() => undefined);
+    await this.deps.store.remove(this.runId).catch((e: unknown) => {
+      this.deps.logger.warn({ run_id: this.runId, err: e }, 'forgetting the run in the journal failed');
+    });
   }
 
-  #persisting: Promise<void> = Promise.resolve();
-  #persistQueued = false;
-  /** Saves the state file; a save already queued (not yet started) writes the latest state, so bursts cost one write. */
+  /**
+   * Saves the run's state in the agent's journal; resolves once it is durable. Saves of a short
+   * window (this run's and every other run's) share one write, and a run saved twice in it costs
+   * one record.
+   */
   #persist(): Promise<void> {
-    if (this.phase === 'done' || this.phase === 'dropped' || this.#persistQueued) return this.#persisting;
-    this.#persistQueued = true;
-    this.#persisting = this.#persisting
-      .then(() => {
-        this.#persistQueued = false;
-        if (this.phase === 'done' || this.phase === 'dropped') return;
-        return this.deps.store.save(this.#state);
-      })
-      .catch(() => undefined);
-    return this.#persisting;
+    if (this.phase === 'done' || this.phase === 'dropped') return Promise.resolve();
+    return this.deps.store.save(this.#state).catch((e: unknown) => {
+      this.deps.logger.warn({ run_id: this.runId, err: e }, 'saving the run state failed');
+    });
   }
 }

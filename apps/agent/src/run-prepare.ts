@@ -29,12 +29,21 @@ export interface PrepareRunOptions {
   onStarting?: () => void;
 }
 
+/**
+ * Whether a run gets a working directory (`workRoot/<run id>`): always for a runtime that reads
+ * `sourcePath`, and for a run with a bundle; not for a runtime that says it never reads one (the
+ * fake runtime) when there is nothing to unpack.
+ */
+export function needsWorkdir(run: Pick<Run, 'bundle'>, runtime: Runtime): boolean {
+  return runtime.usesSourcePath !== false || Boolean(run.bundle);
+}
+
 /** Started (the instance id), ended before starting (an outcome to report), or dropped (nothing). */
 export type PrepareResult = { started: string } | { outcome: Outcome } | { dropped: true };
 
 /**
  * Everything between a claim and a running workload: a fresh working directory (0700) with the
- * bundle unpacked into it, the image pulled, the instance created with the run's labels, env,
+ * bundle unpacked into it (none for a runtime that never reads one, see {@link needsWorkdir}), the image pulled, the instance created with the run's labels, env,
  * limits and workdir, and started. Failures become the run's outcome (`runtime-unavailable`,
  * `image-unavailable`, `start-failed` via `runFailureKind`); a cancel ends it `cancelled`; a
  * dropped run ends it with nothing to report.
@@ -49,19 +58,21 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult
     cancel.aborted ? { outcome: cancelled(opts.cancelMessage()) } : undefined;
   if ('unavailable' in runtime) return { outcome: failed('runtime-unavailable', runtime.unavailable) };
 
-  const workdir = join(opts.workRoot, run.id);
-  try {
-    await rm(workdir, { recursive: true, force: true });
-    await mkdir(workdir, { recursive: true, mode: 0o700 });
-    if (run.bundle) {
-      const bytes = await opts.download(run.bundle.sha256);
-      if (!bytes) return wasCancelled() ?? { dropped: true };
-      await materializeBundle(bytes, run.bundle.sha256, workdir);
+  const workdir = needsWorkdir(run, runtime) ? join(opts.workRoot, run.id) : undefined;
+  if (workdir) {
+    try {
+      await rm(workdir, { recursive: true, force: true });
+      await mkdir(workdir, { recursive: true, mode: 0o700 });
+      if (run.bundle) {
+        const bytes = await opts.download(run.bundle.sha256);
+        if (!bytes) return wasCancelled() ?? { dropped: true };
+        await materializeBundle(bytes, run.bundle.sha256, workdir);
+      }
+    } catch (e) {
+      return {
+        outcome: failed('start-failed', `cannot prepare the working directory: ${(e as Error).message}`),
+      };
     }
-  } catch (e) {
-    return {
-      outcome: failed('start-failed', `cannot prepare the working directory: ${(e as Error).message}`),
-    };
   }
   if (cancel.aborted) return wasCancelled()!;
 
@@ -80,7 +91,7 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult
     const instance = await runtime.create(
       {
         name: `runt-${run.id}-${run.attempt}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 120),
-        sourcePath: workdir,
+        ...(workdir ? { sourcePath: workdir } : {}),
         ...(run.image ? { image: run.image } : {}),
         ...(run.command.length > 0 ? { command: run.command } : {}),
         env: run.env,

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { z } from 'zod';
 
 const runStateSchema = z.object({
@@ -23,90 +23,280 @@ export type RunState = z.infer<typeof runStateSchema>;
 
 const SAFE_ID = /^[A-Za-z0-9_.-]{1,200}$/;
 
+export interface RunStateStoreOptions {
+  /**
+   * Records saved within this window after the first one go out in one write and one fsync
+   * (default 2 ms). Records saved while a batch is being written go in the next batch.
+   */
+  windowMs?: number;
+  /** fsync (fdatasync) each batch before its saves resolve (default true). */
+  sync?: boolean;
+  /** Rewrite the journal with only the live states once it has grown this much since the last rewrite (default 1 MiB). */
+  compactBytes?: number;
+  /**
+   * A directory of per-run `<run id>.json` state files (what agents wrote before the journal):
+   * read once when the journal is opened, written into it, then removed. So an agent upgraded
+   * while it held runs still re-adopts them.
+   */
+  legacyDir?: string;
+}
+
+type Waiter = { resolve: () => void; reject: (e: unknown) => void };
+
 /**
- * Per-run state files (`<dir>/<run id>.json`, 0600 in a 0700 directory, written atomically by
- * temp file + rename). They hold the fencing token, so they are as private as the credential.
+ * The agent's one journal of its held runs (`<state dir>/agent/journal`, 0600 in a 0700
+ * directory): an append-only file of records, one a line — `{"put":<state>}` or
+ * `{"del":"<run id>"}`, each followed by a space and its CRC-32 in hex. Saves are grouped:
+ * every record of a short window (`windowMs`) goes out in one `write` and one `fdatasync`, and
+ * a save resolves once its batch is durable (a run whose state is saved twice in a window costs
+ * one record). Opening replays it: a record whose CRC does not match — the torn last record of an
+ * agent killed mid-write — is ignored, and the live states are written to a fresh file renamed
+ * over the journal (so appends never follow a torn line). The same rewrite compacts the journal
+ * when it has grown by `compactBytes`. The states hold fencing tokens: the file is as private as
+ * the credential.
  *
  * @example
- * const store = new RunStateStore('/var/lib/runt/agent/runs');
+ * const store = new RunStateStore('/var/lib/runt/agent/journal');
  * await store.save({ run_id, runtime: 'process', runner_id, fencing_token: 3, next_seq: 1, log_chars: { stdout: 0, stderr: 0 }, ready: false, command_seq: 0 });
  * for (const s of await store.list()) console.log(s.run_id);
+ * await store.close();
  */
 export class RunStateStore {
-  /** The directory is made (and its mode checked) once per store, not on every save. */
-  #dirReady: Promise<void> | undefined;
+  readonly #opts: Required<Omit<RunStateStoreOptions, 'legacyDir'>> & RunStateStoreOptions;
+  /** The live states (the journal replayed plus every save since): what `load`/`list` answer. */
+  readonly #live = new Map<string, RunState>();
+  /** Records not written yet, by run id (`null`: removed): a later save of a run replaces its record. */
+  #pending = new Map<string, RunState | null>();
+  #waiters: Waiter[] = [];
+  #opened: Promise<void> | undefined;
+  #fh: FileHandle | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> | undefined;
+  /** Bytes appended since the last rewrite. */
+  #grown = 0;
+  /** A write failed: the file may end in a torn record, so the next batch rewrites it whole. */
+  #mustRewrite = false;
+  readonly #stats = { batches: 0, records: 0, rewrites: 0 };
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly file: string,
+    opts: RunStateStoreOptions = {},
+  ) {
+    this.#opts = { windowMs: 2, sync: true, compactBytes: 1024 * 1024, ...opts };
+  }
 
-  /** Writes (or replaces) one run's state. */
+  /** Appended batches (one write + one fsync each), the records they carried, and whole-file rewrites (opening, compaction). */
+  get stats(): { batches: number; records: number; rewrites: number } {
+    return { ...this.#stats };
+  }
+
+  /** Writes (or replaces) one run's state; resolves once it is in the journal (and synced). */
   async save(state: RunState): Promise<void> {
-    const file = this.#file(state.run_id);
-    await this.#ensureDir();
-    const tmp = join(this.dir, `.${state.run_id}.${randomBytes(4).toString('hex')}.tmp`);
-    try {
-      const fh = await open(tmp, 'wx', 0o600).catch(async (e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e;
-        this.#dirReady = undefined; // the directory went away under us: make it again
-        await this.#ensureDir();
-        return open(tmp, 'wx', 0o600);
-      });
-      try {
-        await fh.writeFile(JSON.stringify(runStateSchema.parse(state)), 'utf8');
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, file);
-    } catch (e) {
-      await unlink(tmp).catch(() => {});
-      throw e;
-    }
+    checkId(state.run_id);
+    await this.#open();
+    this.#live.set(state.run_id, state);
+    return this.#enqueue(state.run_id, state);
   }
 
-  /** One run's state; `undefined` when absent or unreadable. */
+  /** One run's state; `undefined` when absent. */
   async load(runId: string): Promise<RunState | undefined> {
-    try {
-      const parsed = runStateSchema.safeParse(JSON.parse(await readFile(this.#file(runId), 'utf8')));
-      return parsed.success ? parsed.data : undefined;
-    } catch {
-      return undefined;
-    }
+    await this.#open();
+    return this.#live.get(runId);
   }
 
-  /** Every readable state file; corrupt ones are removed (they cannot be acted on). */
+  /** Every live state (the journal's last word on each run). */
   async list(): Promise<RunState[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch {
-      return [];
-    }
-    const out: RunState[] = [];
-    for (const name of names.filter((n) => n.endsWith('.json'))) {
-      const state = await this.load(name.slice(0, -'.json'.length));
-      if (state) out.push(state);
-      else await rm(join(this.dir, name), { force: true });
-    }
-    return out;
+    await this.#open();
+    return [...this.#live.values()];
   }
 
-  /** Forgets a run (idempotent). */
+  /** Forgets a run (idempotent); resolves once that is in the journal. */
   async remove(runId: string): Promise<void> {
-    await rm(this.#file(runId), { force: true });
+    checkId(runId);
+    await this.#open();
+    if (!this.#live.delete(runId) && !this.#pending.has(runId)) return;
+    return this.#enqueue(runId, null);
   }
 
-  #file(runId: string): string {
-    if (!SAFE_ID.test(runId)) throw new TypeError(`not a run id: ${runId}`);
-    return join(this.dir, `${runId}.json`);
+  /** Writes what is pending and closes the file. The store can be opened again by a later call. */
+  async close(): Promise<void> {
+    if (!this.#opened) return;
+    await this.#opened.catch(() => undefined);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    while (this.#writing || this.#pending.size > 0) await (this.#writing ?? this.#kick());
+    await this.#fh?.close();
+    this.#fh = undefined;
+    this.#opened = undefined;
   }
 
-  #ensureDir(): Promise<void> {
-    this.#dirReady ??= (async () => {
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      if (((await stat(this.dir)).mode & 0o077) !== 0) await chmod(this.dir, 0o700);
-    })().catch((e: unknown) => {
-      this.#dirReady = undefined;
+  #enqueue(runId: string, record: RunState | null): Promise<void> {
+    this.#pending.set(runId, record);
+    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    if (!this.#writing) this.#timer ??= setTimeout(() => void this.#kick(), this.#opts.windowMs);
+    return done;
+  }
+
+  #kick(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#writing ??= this.#writeBatches().finally(() => {
+      this.#writing = undefined;
+      // Saved between the last batch and now: the next window takes them.
+      if (this.#pending.size > 0) this.#timer ??= setTimeout(() => void this.#kick(), this.#opts.windowMs);
+    });
+    return this.#writing;
+  }
+
+  /** Writes batches until nothing is pending: records that arrive during a write go in the next one. */
+  async #writeBatches(): Promise<void> {
+    while (this.#pending.size > 0) {
+      const batch = this.#pending;
+      const waiters = this.#waiters;
+      this.#pending = new Map();
+      this.#waiters = [];
+      try {
+        if (this.#mustRewrite || this.#grown >= this.#opts.compactBytes) {
+          await this.#rewrite();
+        } else {
+          let text = '';
+          for (const [runId, state] of batch) text += state ? record({ put: state }) : record({ del: runId });
+          const buf = Buffer.from(text, 'utf8');
+          // Marked first: a write that fails half-way leaves a torn line that no append may follow.
+          this.#mustRewrite = true;
+          await this.#fh!.write(buf, 0, buf.length);
+          if (this.#opts.sync) await this.#fh!.datasync();
+          this.#mustRewrite = false;
+          this.#grown += buf.length;
+          this.#stats.batches++;
+          this.#stats.records += batch.size;
+        }
+        for (const w of waiters) w.resolve();
+      } catch (e) {
+        // The next batch rewrites the file from the live states, these records included.
+        this.#mustRewrite = true;
+        for (const w of waiters) w.reject(e);
+      }
+    }
+  }
+
+  /**
+   * Writes the live states to `<file>.tmp`, syncs it, renames it over the journal, syncs the
+   * directory and appends to the new file from then on.
+   */
+  async #rewrite(): Promise<void> {
+    const tmp = `${this.file}.tmp`;
+    let text = '';
+    for (const state of this.#live.values()) text += record({ put: state });
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(text, 'utf8');
+      if (this.#opts.sync) await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.file);
+    if (this.#opts.sync) await syncDir(dirname(this.file));
+    await this.#fh?.close().catch(() => undefined);
+    this.#fh = await open(this.file, 'a', 0o600);
+    this.#grown = 0;
+    this.#mustRewrite = false;
+    this.#stats.rewrites++;
+  }
+
+  #open(): Promise<void> {
+    this.#opened ??= this.#replay().catch((e: unknown) => {
+      this.#opened = undefined;
       throw e;
     });
-    return this.#dirReady;
+    return this.#opened;
+  }
+
+  /** Reads the journal (and any legacy state files) into `#live`, then rewrites it compacted. */
+  async #replay(): Promise<void> {
+    const dir = dirname(this.file);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (((await stat(dir)).mode & 0o077) !== 0) await chmod(dir, 0o700);
+    this.#live.clear();
+    let text = '';
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    for (const line of text.split('\n')) {
+      const rec = parseRecord(line);
+      if (!rec) continue;
+      if ('del' in rec) this.#live.delete(rec.del);
+      else this.#live.set(rec.put.run_id, rec.put);
+    }
+    const legacy = this.#opts.legacyDir ? await readLegacy(this.#opts.legacyDir) : [];
+    for (const state of legacy) if (!this.#live.has(state.run_id)) this.#live.set(state.run_id, state);
+    // Always start from a clean file: a torn tail is dropped and the journal is compacted.
+    await this.#rewrite();
+    if (this.#opts.legacyDir)
+      await rm(this.#opts.legacyDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+function checkId(runId: string): void {
+  if (!SAFE_ID.test(runId)) throw new TypeError(`not a run id: ${runId}`);
+}
+
+type JournalRecord = { put: RunState } | { del: string };
+
+/** One journal line: the record's JSON, a space, its CRC-32 (hex), a newline. */
+function record(rec: JournalRecord): string {
+  const json = JSON.stringify(rec);
+  return `${json} ${crc32(json).toString(16)}\n`;
+}
+
+const recordSchema = z.union([
+  z.object({ put: runStateSchema }).strict(),
+  z.object({ del: z.string().regex(SAFE_ID) }).strict(),
+]);
+
+/** A journal line's record; `undefined` for a torn or corrupt line (bad CRC, JSON or shape). */
+function parseRecord(line: string): JournalRecord | undefined {
+  const space = line.lastIndexOf(' ');
+  if (space <= 0) return undefined;
+  const json = line.slice(0, space);
+  if (crc32(json).toString(16) !== line.slice(space + 1)) return undefined;
+  try {
+    const parsed = recordSchema.safeParse(JSON.parse(json));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The readable `<run id>.json` files of a pre-journal state directory. */
+async function readLegacy(dir: string): Promise<RunState[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const out: RunState[] = [];
+  for (const name of names) {
+    if (!name.endsWith('.json') || !SAFE_ID.test(name.slice(0, -'.json'.length))) continue;
+    try {
+      const parsed = runStateSchema.safeParse(JSON.parse(await readFile(join(dir, name), 'utf8')));
+      if (parsed.success) out.push(parsed.data);
+    } catch {
+      // unreadable: nothing to act on
+    }
+  }
+  return out;
+}
+
+/** fsyncs a directory, so a rename in it survives a crash of the machine. */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }

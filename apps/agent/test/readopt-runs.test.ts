@@ -19,7 +19,7 @@ afterAll(async () => {
 describe('readoptRuns against a real control plane, the fake runtime and real state files', () => {
   it('resumes live runs whose lease is ours, re-queues runs never started, fails runs whose workload vanished, stops what is not ours', async () => {
     const runtime = createFakeRuntime();
-    const store = new RunStateStore(mkdtempSync(join(tmpdir(), 'runt-readopt-')));
+    const store = new RunStateStore(join(mkdtempSync(join(tmpdir(), 'runt-readopt-')), 'journal'));
     const labels = (runId: string) => ({ [RUN_ID_LABEL]: runId, [WORKSTATION_LABEL]: h.workstationId });
     const stateOf = (
       claim: Awaited<ReturnType<TestControlPlane['claimRun']>>,

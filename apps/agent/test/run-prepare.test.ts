@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Run } from '@runt/protocol';
@@ -83,6 +83,20 @@ describe('prepareRun with the fake runtime and real files', () => {
     expect(inst?.labels).toMatchObject({ [RUN_ID_LABEL]: 'run_p1', [WORKSTATION_LABEL]: 'ws_1' });
     expect(inst?.name).toBe('runt-run_p1-2');
     expect(await runtime.wait(id)).toMatchObject({ exitCode: 0 });
+  });
+
+  it('makes no working directory for a runtime that never reads one (fake) unless there is a bundle', async () => {
+    const runtime = createFakeRuntime();
+    const o = options({ runtime });
+    expect('started' in (await prepareRun(o))).toBe(true);
+    expect(existsSync(join(o.workRoot, 'run_p1'))).toBe(false);
+    expect(runtime.callsOf('create')[0]!.args[0]).not.toHaveProperty('sourcePath');
+    // A runtime that may read `sourcePath` (process, docker, podman) still gets one.
+    const reads = createFakeRuntime();
+    const p = options({ runtime: { ...reads, usesSourcePath: true } });
+    expect('started' in (await prepareRun(p))).toBe(true);
+    expect(statSync(join(p.workRoot, 'run_p1')).isDirectory()).toBe(true);
+    expect(reads.callsOf('create')[0]!.args[0]).toMatchObject({ sourcePath: join(p.workRoot, 'run_p1') });
   });
 
   it('ends with the failure kind the runtime error maps to', async () => {

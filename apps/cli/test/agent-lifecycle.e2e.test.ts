@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runt } from './cli.js';
@@ -18,6 +18,28 @@ import {
 // not matter here), real `runt workstation run` processes on the process runtime, the CLI as a
 // subprocess. Every run is pinned to the workstation the test is about, so the agents of the
 // different tests never take each other's runs.
+
+/**
+ * The live run states of an agent's journal, read without opening it as a store (opening
+ * rewrites it; only its agent may): each line is a record's JSON, a space, its CRC-32.
+ */
+function journalStates(file: string): Map<string, { log_chars: { stdout: number } }> {
+  const live = new Map<string, { log_chars: { stdout: number } }>();
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  for (const line of text.split('\n')) {
+    try {
+      const rec = JSON.parse(line.slice(0, line.lastIndexOf(' '))) as {
+        put?: { run_id: string; log_chars: { stdout: number } };
+        del?: string;
+      };
+      if (rec.put) live.set(rec.put.run_id, rec.put);
+      if (rec.del) live.delete(rec.del);
+    } catch {
+      // a torn last line
+    }
+  }
+  return live;
+}
 
 describe('agent lifecycle (pglite)', () => {
   let h: RunsHarness;
@@ -53,21 +75,27 @@ describe('agent lifecycle (pglite)', () => {
   }, 120_000);
   afterAll(async () => h?.close());
 
-  it('re-adoption: an agent killed with SIGKILL mid-run is replaced by a new one that finishes the run exactly once', async () => {
+  it('re-adoption: an agent killed with SIGKILL mid-run is replaced by a new one that finishes its runs exactly once (from its journal)', async () => {
     const paired = await pair('lc-readopt');
-    const first = await launch('lc-readopt', paired, ['--runtime', 'process']);
+    const first = await launch('lc-readopt', paired, ['--runtime', 'process', '--max-runs', '2']);
     const { run } = await h.admin.submitRun(pinned(paired, 'echo start $$; sleep 8; echo end; exit 3'));
+    const { run: other } = await h.admin.submitRun(pinned(paired, 'echo other $$; sleep 6; echo bye'));
     const out = await eventually(async () => {
       const s = await stdoutOf(h.admin, run.id);
       return /start \d+/.test(s) ? s : undefined;
     }, 'the first output');
     const workload = Number(/start (\d+)/.exec(out)![1]);
-    // Wait until the agent has recorded that it sent that output (its state file), then kill it.
-    const stateFile = join(paired.configDir, 'state', 'agent', 'runs', `${run.id}.json`);
+    await eventually(async () => /other \d+/.test(await stdoutOf(h.admin, other.id)), 'the other output');
+    // Both runs' states are in the agent's one journal (no per-run files): wait until it records
+    // the output sent, then kill the agent.
+    const journal = join(paired.configDir, 'state', 'agent', 'journal');
     await eventually(
-      async () => JSON.parse(readFileSync(stateFile, 'utf8')).log_chars.stdout > 0,
-      'the state file to record the output sent',
+      async () =>
+        (journalStates(journal).get(run.id)?.log_chars.stdout ?? 0) > 0 &&
+        (journalStates(journal).get(other.id)?.log_chars.stdout ?? 0) > 0,
+      'the journal to record the output sent',
     );
+    expect(existsSync(join(paired.configDir, 'state', 'agent', 'runs'))).toBe(false);
     expect((await statusOf(h.admin, run.id)).status).toBe('running');
     process.kill(first.agentPid, 'SIGKILL');
     expect((await first.cli).exitCode).not.toBe(0);
@@ -75,8 +103,8 @@ describe('agent lifecycle (pglite)', () => {
     expect(alive(first.agentPid)).toBe(false);
     expect(alive(workload)).toBe(true);
 
-    const second = await launch('lc-readopt-2', paired, ['--runtime', 'process']);
-    expect(second.output()).toContain('re-adopted');
+    const second = await launch('lc-readopt-2', paired, ['--runtime', 'process', '--max-runs', '2']);
+    expect(second.output().match(/re-adopted/g)).toHaveLength(2);
     const done = await terminal(h.admin, run.id);
     expect(done).toMatchObject({
       status: 'failed',
@@ -85,15 +113,23 @@ describe('agent lifecycle (pglite)', () => {
       attempt: 1,
       workstation_id: paired.workstationId,
     });
+    expect(await terminal(h.admin, other.id)).toMatchObject({
+      status: 'completed',
+      exit_code: 0,
+      attempt: 1,
+    });
     const stdout = await stdoutOf(h.admin, run.id);
     expect(stdout.match(/start \d+/g)).toHaveLength(1);
     expect(stdout.match(/^end$/gm)).toHaveLength(1);
     expect(stdout).toBe(`start ${workload}\nend\n`);
+    expect(await stdoutOf(h.admin, other.id)).toMatch(/^other \d+\nbye\n$/);
     const events = await allEvents(h.admin, run.id);
     expect(events.map((e) => e.seq)).toEqual(events.map((_, j) => j + 1));
     expect(events.filter((e) => e.type === 'terminal_status')).toHaveLength(1);
     expect(events.some((e) => e.type === 'error')).toBe(false);
     await eventually(async () => !alive(workload), 'the workload to be gone');
+    // Finished runs are forgotten in the journal.
+    await eventually(async () => journalStates(journal).size === 0, 'the journal to forget both runs');
   });
 
   it('--once takes one run, finishes it and exits 0; the next run stays queued', async () => {

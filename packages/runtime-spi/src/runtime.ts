@@ -149,6 +149,11 @@ export interface EnsureImageOptions extends CallOptions {
 export interface Runtime {
   readonly specificationVersion: RuntimeSpecificationVersion;
   readonly name: string;
+  /**
+   * `false` when the runtime never reads {@link InstanceSpec.sourcePath} (the in-memory fake), so
+   * a caller need not prepare a directory for it. Absent means it may.
+   */
+  readonly usesSourcePath?: boolean;
   available(opts?: CallOptions): Promise<Availability>;
   /**
    * Idempotent and single-flight per ref. The work runs under the runtime's lifetime signal

@@ -169,6 +169,8 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
 
   const runtime: FakeRuntime = {
     specificationVersion: RUNTIME_SPECIFICATION_VERSION,
+    // In memory: `sourcePath` is never read, so callers make no directory for it.
+    usesSourcePath: false,
     name,
     calls,
     pulls,
