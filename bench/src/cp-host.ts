@@ -49,7 +49,12 @@ function counting(db: Database): Database {
       return db.transaction((tx) => fn(wrap(tx)));
     },
     close: () => db.close(),
+    get priority() {
+      return priority;
+    },
   };
+  // The priority lane is counted too (its own lane is itself).
+  const priority = db.priority === db ? counted : counting(db.priority);
   if (db.listen) counted.listen = db.listen.bind(db);
   return counted;
 }

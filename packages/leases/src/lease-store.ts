@@ -32,7 +32,12 @@ export interface LeaseStore {
    * the SAME token and extends it (safe to retry); any other successful claim bumps the token.
    */
   claim(resource: string, holder: string, ttlMs: number): Promise<LeaseGrant>;
-  /** Extends a live lease to `now() + ttlMs`; throws `LeaseConflictError` when it is not held by `holder` with `fencingToken` or has expired. */
+  /**
+   * Extends a live lease to `now() + ttlMs`; throws `LeaseConflictError` when it is not held by
+   * `holder` with `fencingToken` or has expired. Runs on the database's priority lane
+   * (`db.priority`), ahead of queued work, so a busy database does not let a lease expire while
+   * its renewal waits.
+   */
   renew(resource: string, holder: string, fencingToken: number, ttlMs: number): Promise<LeaseGrant>;
   /** Gives the lease up (also an expired, not yet re-claimed one). Returns the released row, or `undefined` when `holder`/`fencingToken` did not hold it (already released, swept, taken over). */
   release(resource: string, holder: string, fencingToken: number): Promise<LeaseRecord | undefined>;
@@ -185,7 +190,7 @@ export function createSqlLeaseStore(db: Database): LeaseStore {
 
   /** Best-effort reason for a refused renewal (racy by nature; only the message depends on it). */
   const diagnose = async (resource: string, holder: string, token: number): Promise<LeaseConflictReason> => {
-    const r = await db.query<LeaseRow & { live: boolean }>(
+    const r = await db.priority.query<LeaseRow & { live: boolean }>(
       `select ${LEASE_COLUMNS}, expires_at > clock_timestamp() as live from leases where resource = $1`,
       [resource],
     );
@@ -212,7 +217,8 @@ export function createSqlLeaseStore(db: Database): LeaseStore {
       requireText('holder', holder);
       requireToken(fencingToken);
       requireLeaseMs('ttlMs', ttlMs);
-      const r = await db.query<LeaseRow>(RENEW_SQL, [resource, holder, ttlMs, fencingToken]);
+      // The priority lane: a renewal must not queue behind the work its lease protects.
+      const r = await db.priority.query<LeaseRow>(RENEW_SQL, [resource, holder, ttlMs, fencingToken]);
       const row = r.rows[0];
       if (row) return toLeaseRecord(row) as LeaseGrant;
       const reason = await diagnose(resource, holder, fencingToken);

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
+import { LaneGate, type Lane } from './lanes.js';
 import type { Database, QueryResult, Queryable } from './sql.js';
 
 export interface OpenPgliteOptions {
@@ -11,6 +12,11 @@ export interface OpenPgliteOptions {
  * Opens embedded Postgres (PGlite). PGlite starts its backend with `-F` (fsync off); on a data
  * directory we drop that flag and keep durability strict, so an acknowledged write survives a
  * crash of the process. In memory there is nothing to make durable.
+ *
+ * PGlite has one connection and runs one query or transaction at a time, first come first
+ * served. Every call goes through a `LaneGate` instead, so `db.priority` (lease renewals) goes
+ * ahead of whatever normal work is queued: under load a renewal waits for the statement in
+ * progress, not for the whole queue (issue 8, defect 10).
  *
  * @example
  * const db = await openPglite({ dataDir: './.runt/db' });
@@ -31,10 +37,18 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
     },
   });
   const self = wrap(pg);
-  return {
+  const gate = new LaneGate();
+  const lane = (name: Lane): Omit<Database, 'priority'> => ({
     backend: 'pglite',
-    query: (text, params) => self.query(text, params),
-    transaction: (fn) => pg.transaction((tx) => fn(wrap(tx))),
+    query: (text, params) => gate.run(name, () => self.query(text, params)),
+    transaction: (fn) => gate.run(name, () => pg.transaction((tx) => fn(wrap(tx)))),
     close: () => pg.close(),
+  });
+  const priority: Database = {
+    ...lane('priority'),
+    get priority() {
+      return priority;
+    },
   };
+  return { ...lane('normal'), priority };
 }

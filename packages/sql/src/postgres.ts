@@ -6,32 +6,57 @@ export interface OpenPostgresOptions {
   url: string;
   /** Pool size (default 10). */
   max?: number;
+  /** Size of the priority lane's own pool (default 2; see `Database.priority`). */
+  priorityMax?: number;
 }
 
 // int8 (bigint) as JS number: our counters (fencing tokens, seq) stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
 
 /**
- * Opens a pooled connection to a Postgres server.
+ * Opens a pooled connection to a Postgres server. `db.priority` has its own small pool
+ * (`priorityMax`, default 2, connected on first use), so lease renewals never wait for a
+ * connection behind the work they protect.
  *
  * @example
  * const db = await openPostgres({ url: 'postgres://postgres@127.0.0.1:5432/test' });
  */
 export async function openPostgres(opts: OpenPostgresOptions): Promise<Database> {
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.max ?? 10 });
+  const priorityPool = new pg.Pool({ connectionString: opts.url, max: opts.priorityMax ?? 2 });
   // A dropped idle connection must not crash the process; the next query gets a fresh one.
   pool.on('error', () => {});
+  priorityPool.on('error', () => {});
   const client = await pool.connect(); // fail fast on a bad URL
   client.release();
-  const run = async <T>(
-    q: pg.Pool | pg.PoolClient,
-    text: string,
-    params?: unknown[],
-  ): Promise<QueryResult<T>> => {
-    const r = await q.query(text, params as unknown[]);
-    return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
-  };
   const listeners = new Set<Listener>();
+  const listen = makeListen(opts.url, listeners);
+  const close = async () => {
+    await Promise.all([...listeners].map((l) => l.close()));
+    await Promise.all([pool.end(), priorityPool.end()]);
+  };
+  const priority: Database = {
+    ...lane(priorityPool),
+    listen,
+    close,
+    get priority() {
+      return priority;
+    },
+  };
+  return { ...lane(pool), listen, close, priority };
+}
+
+const run = async <T>(
+  q: pg.Pool | pg.PoolClient,
+  text: string,
+  params?: unknown[],
+): Promise<QueryResult<T>> => {
+  const r = await q.query(text, params as unknown[]);
+  return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
+};
+
+/** Queries and transactions over one pool. */
+function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction'> {
   return {
     backend: 'postgres',
     query: (text, params) => run(pool, text, params),
@@ -59,53 +84,52 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
         c.release(broken);
       }
     },
-    async listen(channel, onMessage, onConnectionLost) {
-      // keepAlive: a silently dead peer is noticed (and reported as lost) instead of hanging.
-      const client = new pg.Client({ connectionString: opts.url, keepAlive: true });
-      let started = false;
-      let closed = false;
-      let lost = false;
-      const lose = (err?: Error) => {
-        if (closed || lost) return;
-        lost = true;
-        if (!started) return; // listen() rejects instead
+  };
+}
+
+function makeListen(url: string, listeners: Set<Listener>): NonNullable<Database['listen']> {
+  return async (channel, onMessage, onConnectionLost) => {
+    // keepAlive: a silently dead peer is noticed (and reported as lost) instead of hanging.
+    const client = new pg.Client({ connectionString: url, keepAlive: true });
+    let started = false;
+    let closed = false;
+    let lost = false;
+    const lose = (err?: Error) => {
+      if (closed || lost) return;
+      lost = true;
+      if (!started) return; // listen() rejects instead
+      listeners.delete(listener);
+      void client.end().catch(() => {});
+      onConnectionLost(err);
+    };
+    const listener: Listener = {
+      async close() {
+        if (closed) return;
+        closed = true;
         listeners.delete(listener);
-        void client.end().catch(() => {});
-        onConnectionLost(err);
-      };
-      const listener: Listener = {
-        async close() {
-          if (closed) return;
-          closed = true;
-          listeners.delete(listener);
-          await client.end().catch(() => {});
-        },
-      };
-      client.on('error', (err) => lose(err));
-      client.on('end', () => lose(new Error('LISTEN connection ended')));
-      client.on('notification', (n) => {
-        if (!closed && !lost && n.channel === channel) onMessage(n.payload ?? '');
-      });
-      try {
-        await client.connect();
-        await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
-      } catch (e) {
-        closed = true;
         await client.end().catch(() => {});
-        throw e;
-      }
-      if (lost) {
-        closed = true;
-        await client.end().catch(() => {});
-        throw new Error('LISTEN connection lost while starting');
-      }
-      started = true;
-      listeners.add(listener);
-      return listener;
-    },
-    async close() {
-      await Promise.all([...listeners].map((l) => l.close()));
-      await pool.end();
-    },
+      },
+    };
+    client.on('error', (err) => lose(err));
+    client.on('end', () => lose(new Error('LISTEN connection ended')));
+    client.on('notification', (n) => {
+      if (!closed && !lost && n.channel === channel) onMessage(n.payload ?? '');
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
+    } catch (e) {
+      closed = true;
+      await client.end().catch(() => {});
+      throw e;
+    }
+    if (lost) {
+      closed = true;
+      await client.end().catch(() => {});
+      throw new Error('LISTEN connection lost while starting');
+    }
+    started = true;
+    listeners.add(listener);
+    return listener;
   };
 }

@@ -19,6 +19,16 @@ export interface Database extends Queryable {
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
+   * The priority lane: the same database for the few short statements that keep work alive
+   * (lease renewals) and so must not queue behind that work. On PGlite (one connection) its
+   * queries and transactions run before every query and transaction still waiting in the normal
+   * lane — the one already running finishes first. On Postgres it has its own small pool, so a
+   * normal pool whose connections are all busy does not hold it up. Keep it for short,
+   * infrequent statements: it can delay normal work, never the other way round.
+   * `db.priority.priority` is `db.priority`.
+   */
+  readonly priority: Database;
+  /**
    * `LISTEN channel` on a dedicated connection (never one of the pool's): `onMessage` gets the
    * payload of every `pg_notify(channel, payload)` committed after the returned promise
    * resolved. When that connection drops (server restart, `pg_terminate_backend`, network),

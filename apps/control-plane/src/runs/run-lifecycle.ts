@@ -164,7 +164,7 @@ export class RunLifecycle {
 
   /**
    * Renews the lease; the answer carries `cancel_requested` so an agent without a link still
-   * learns of a cancel.
+   * learns of a cancel. On the database's priority lane.
    *
    * @example
    * const { cancel_requested } = await lifecycle.heartbeat('ws_1', 'run_1', 3, 30_000);
@@ -175,7 +175,9 @@ export class RunLifecycle {
     token: number,
     leaseMs: number,
   ): Promise<{ expires_at: string; cancel_requested: boolean }> {
-    const s = this.authorize(await this.d.runs.state(runId), workstationId, runId, token);
+    // Both statements on the priority lane (the lease store renews there): a renewal must not
+    // queue behind the work it protects (issue 8, defect 10).
+    const s = this.authorize(await this.d.runs.state(runId, this.d.db.priority), workstationId, runId, token);
     const grant = await this.d.leases.renew(runId, s.lease_holder ?? '-', token, leaseMs);
     return { expires_at: grant.expiresAt.toISOString(), cancel_requested: s.cancel_requested };
   }

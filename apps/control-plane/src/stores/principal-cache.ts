@@ -85,7 +85,10 @@ export class PrincipalCache {
     }
     this.#stats.misses++;
     const generation = this.#generation;
-    const r = await this.db.query<{
+    // On the priority lane: every agent request, lease renewals included, waits for this read,
+    // and a renewal must not queue behind the work it protects (issue 8, defect 10). One indexed
+    // read, and on a cache miss only.
+    const r = await this.db.priority.query<{
       id: string;
       kind: TokenKind;
       workstation_id: string | null;
