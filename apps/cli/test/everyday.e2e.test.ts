@@ -105,6 +105,43 @@ describe('everyday CLI use', () => {
     expect(JSON.parse(status.stdout)).toHaveProperty('workstations');
   });
 
+  it('admin undrain takes a drain back (one line; --json; an unknown id is one line and exit 1)', async () => {
+    const auth = { RUNT_ADMIN_TOKEN: adminToken, ...fresh() };
+    const minted = await runt(['admin', 'pairing-code', '--url', cp.url, '--json'], auth);
+    const code: string = JSON.parse(minted.stdout).pairing.code;
+    const redeemed = await fetch(`${cp.url}/api/workstations/pairing-codes/redeem`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ code, display_name: 'undrain-cli' }),
+    });
+    const { workstation, credential } = (await redeemed.json()) as {
+      workstation: { id: string };
+      credential: { token: string };
+    };
+    await fetch(`${cp.url}/api/workstations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${credential.token}` },
+      body: JSON.stringify({
+        display_name: 'undrain-cli',
+        cpu_count: 1,
+        runtimes: ['process'],
+        agent_version: 't',
+        listening: true,
+      }),
+    });
+    const drained = await runt(['admin', 'drain', workstation.id, '--url', cp.url], auth);
+    expect(drained.stdout).toBe(`Draining ${workstation.id} (undrain-cli): draining.`);
+    const undrained = await runt(['admin', 'undrain', workstation.id, '--url', cp.url], auth);
+    expect(undrained.exitCode, undrained.stderr).toBe(0);
+    expect(undrained.stdout).toBe(`Undrained ${workstation.id} (undrain-cli): online.`);
+    const json = await runt(['admin', 'undrain', workstation.id, '--url', cp.url, '--json'], auth);
+    expect(JSON.parse(json.stdout).workstation).toMatchObject({ id: workstation.id, status: 'online' });
+    const unknown = await runt(['admin', 'undrain', 'ws_nope', '--url', cp.url], auth);
+    expect(unknown.exitCode).toBe(1);
+    expect(unknown.stderr.split('\n')).toHaveLength(1);
+    expect(unknown.stderr).toContain('no such workstation');
+  });
+
   it('after connect, run commands use the paired URL; disconnect says the credential stays valid, --revoke ends it', async () => {
     const env = fresh();
     const code = async () =>
