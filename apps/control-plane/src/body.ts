@@ -41,13 +41,24 @@ export async function readJson<S extends z.ZodType>(
   if (value === undefined) value = {};
   const unsafe = findUnsafeJson(value);
   if (unsafe) throw new HttpError('invalid-request', `${unsafe.path || 'body'}: ${unsafe.message}`, [unsafe]);
+  return validate(schema, value, 'body');
+}
+
+/**
+ * Validates a value already parsed (a JSON body, or a link request's `body`): 400
+ * `invalid-request` with zod's issues as `details`, the first one in the message.
+ *
+ * @example
+ * const body = validate(claimRunRequestSchema, message.body, 'body');
+ */
+export function validate<S extends z.ZodType>(schema: S, value: unknown, where: string): z.infer<S> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
     const first = issues[0];
     throw new HttpError(
       'invalid-request',
-      first ? `${first.path || 'body'}: ${first.message}` : 'invalid request',
+      first ? `${first.path || where}: ${first.message}` : `invalid ${where === 'body' ? 'request' : where}`,
       issues,
     );
   }
@@ -76,17 +87,7 @@ async function readFetch(c: Context, limit: number): Promise<string> {
  * const { after_seq } = readQuery(c, listEventsQuerySchema);
  */
 export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {
-  const parsed = schema.safeParse(c.req.query());
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
-    const first = issues[0];
-    throw new HttpError(
-      'invalid-request',
-      first ? `${first.path || 'query'}: ${first.message}` : 'invalid query',
-      issues,
-    );
-  }
-  return parsed.data;
+  return validate(schema, c.req.query(), 'query');
 }
 
 /**

@@ -38,6 +38,26 @@ export const runPathMetrics = {
   }),
 };
 
+/**
+ * Agent-link counters (module-level like {@link runPathMetrics}): messages received by type, and
+ * the fenced run calls answered over the link by op and HTTP-equivalent status, so the bench can
+ * set link messages per run beside `runt_cp_http_requests_total`.
+ */
+export const linkMetrics = {
+  messages: new Counter({
+    name: 'runt_cp_link_messages_received_total',
+    help: 'Messages received on agent links, by type (register, heartbeat, result, request, invalid)',
+    labelNames: ['type'] as const,
+    registers: [],
+  }),
+  requests: new Counter({
+    name: 'runt_cp_link_requests_total',
+    help: 'Fenced run calls answered over agent links, by op and the HTTP status the same call answers with',
+    labelNames: ['op', 'status'] as const,
+    registers: [],
+  }),
+};
+
 export interface ControlPlaneMetrics {
   registry: Registry;
   /** Counts and times every request by method, matched route pattern and status. */
@@ -72,6 +92,8 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
   registry.registerMetric(runPathMetrics.requeues);
   registry.registerMetric(runPathMetrics.sqlStatements);
   registry.registerMetric(runPathMetrics.sqlTransactions);
+  registry.registerMetric(linkMetrics.messages);
+  registry.registerMetric(linkMetrics.requests);
   const requests = new Counter({
     name: 'runt_cp_http_requests_total',
     help: 'HTTP requests by method, route pattern and status',

@@ -1,6 +1,12 @@
 import type { z } from 'zod';
 import { ApiError, apiErrorOf, unreachableError } from './errors.js';
-import { HttpTransport, TransportError, type TransportAnswer, type TransportRequest } from './transport.js';
+import {
+  HttpTransport,
+  TransportError,
+  type TransportAnswer,
+  type TransportRequest,
+  type TransportVia,
+} from './transport.js';
 import {
   listCredentialsResponseSchema,
   listWorkstationsResponseSchema,
@@ -46,6 +52,8 @@ export interface ControlPlaneClientOptions {
    * with many small calls (the agent). Ignored with a custom `fetch`.
    */
   nodeHttp?: boolean;
+  /** Tried before HTTP on every attempt (the agent's link for its fenced run calls); see `HttpTransportOptions.via`. */
+  via?: TransportVia;
 }
 
 /** Answers the client retries (`Retry-After` honoured), with backoff from 250 ms up to 30 s. */
@@ -73,6 +81,7 @@ export class ControlPlaneClient {
       timeoutMs: opts.timeoutMs ?? 15_000,
       ...(opts.fetch ? { fetch: opts.fetch } : {}),
       keepAlive: opts.nodeHttp === true,
+      ...(opts.via ? { via: opts.via } : {}),
       retry: {
         retries: opts.retries ?? 3,
         statuses: RETRY_STATUSES,

@@ -16,6 +16,8 @@ export { backoffDelay, parseRetryAfter, sleep, jitter, type BackoffOptions } fro
 export {
   HttpTransport,
   TransportError,
+  jsonAnswer,
+  type TransportVia,
   type HttpTransportOptions,
   type RetryOptions,
   type TransportRequest,
@@ -31,3 +33,13 @@ export {
   type LogPayload,
   type LogEventStream,
 } from './log-payload.js';
+export {
+  LINK_OPS,
+  linkOpSchema,
+  linkRequestOf,
+  agentRequestMessageSchema,
+  controlReplyMessageSchema,
+  type LinkOp,
+  type AgentRequestMessage,
+  type ControlReplyMessage,
+} from './link-requests.js';

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { leaseMsSchema } from './lease-limits.js';
 import { labelsSchema, registerWorkstationRequestSchema, runtimeNameSchema } from './schemas.js';
+import { agentRequestMessageSchema, controlReplyMessageSchema, type LinkOp } from './link-requests.js';
 
 // ---- runs ----------------------------------------------------------------------------------
 
@@ -316,6 +317,17 @@ export const bundleResponseSchema = z.object({
 
 // ---- the agent link (WebSocket at GET /api/agent/link) -------------------------------------
 
+/** The body schema of each link op: the schema of the HTTP endpoint it stands for. */
+export const LINK_OP_REQUEST_SCHEMAS = {
+  claim: claimRunRequestSchema,
+  heartbeat: heartbeatRunRequestSchema,
+  events: appendEventsRequestSchema,
+  status: reportRunStatusRequestSchema,
+  release: releaseRunRequestSchema,
+  'command-ack': ackCommandRequestSchema,
+  'command-status': commandStatusRequestSchema,
+} as const satisfies Record<LinkOp, z.ZodType>;
+
 export const agentRegisterMessageSchema = z.object({
   type: z.literal('register'),
   /** The workstation id the agent believes it is; the credential's workstation is authoritative. */
@@ -338,6 +350,8 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
   agentRegisterMessageSchema,
   agentHeartbeatMessageSchema,
   agentResultMessageSchema,
+  /** A fenced run operation over the link (see `link-requests.ts`). */
+  agentRequestMessageSchema,
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
@@ -348,6 +362,8 @@ export const controlMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('command'), run_id: z.string() }),
   z.object({ type: z.literal('drain') }),
   z.object({ type: z.literal('ping'), id: z.string() }),
+  /** The answer to an agent's `request` (see `link-requests.ts`). */
+  controlReplyMessageSchema,
 ]);
 export type ControlMessage = z.infer<typeof controlMessageSchema>;
 

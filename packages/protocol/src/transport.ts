@@ -30,7 +30,17 @@ export interface HttpTransportOptions {
    * the per-request cost, for long-running Node callers with many small calls). Streams still use `fetch`.
    */
   keepAlive?: boolean;
+  /**
+   * Another way to the same endpoints, tried first on every attempt of {@link HttpTransport.send}
+   * (the agent's link): it answers the request, or resolves `undefined` to send it over HTTP
+   * (not its kind of request, link down, or the link dropped while it waited). Rejecting with a
+   * {@link TransportError} is that attempt's failure (retried like a network failure).
+   */
+  via?: TransportVia;
 }
+
+/** See {@link HttpTransportOptions.via}; `timeoutMs` is the attempt's timeout. */
+export type TransportVia = (req: TransportRequest, timeoutMs: number) => Promise<TransportAnswer | undefined>;
 
 export interface TransportRequest {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -144,9 +154,13 @@ export class HttpTransport {
 
   /** One attempt, no retries; rejects with a {@link TransportError} or `signal.reason`. */
   async send(req: TransportRequest): Promise<TransportAnswer> {
+    const timeoutMs = Math.max(1, Math.min(this.#timeoutMs, Math.floor(req.timeoutMs ?? this.#timeoutMs)));
+    if (this.#opts.via) {
+      const answered = await this.#opts.via(req, timeoutMs);
+      if (answered) return answered;
+    }
     const url = this.#urlOf(req);
     const headers = await this.#headers(req, 'application/json');
-    const timeoutMs = Math.max(1, Math.min(this.#timeoutMs, Math.floor(req.timeoutMs ?? this.#timeoutMs)));
     const body = req.bytes ?? (req.json === undefined ? undefined : Buffer.from(JSON.stringify(req.json)));
     if (this.#agent) return sendNode(this.#agent, req.method, url, headers, body, timeoutMs, req.signal);
     const res = await this.#fetch(url, req.method, headers, body, timeoutMs, req.signal);
@@ -237,6 +251,27 @@ function failure(e: unknown, signal: AbortSignal | undefined, timeout?: AbortSig
     err?.cause?.code ?? err?.code ?? err?.cause?.message ?? err?.message ?? String(e),
     { cause: e },
   );
+}
+
+/**
+ * A {@link TransportAnswer} of an already-parsed JSON body (for a {@link TransportVia} that got
+ * its answer some other way than HTTP).
+ *
+ * @example
+ * return jsonAnswer(409, { error: { code: 'runner-lease-conflict', message: '…' } });
+ */
+export function jsonAnswer(
+  status: number,
+  json: unknown,
+  headers: Record<string, string> = {},
+): TransportAnswer {
+  return {
+    status,
+    statusText: '',
+    header: (name) => headers[name.toLowerCase()],
+    body: new Uint8Array(0),
+    json: () => json,
+  };
 }
 
 function answerOf(

@@ -8,9 +8,16 @@ import {
   findUnsafeJson,
   jsonNestsDeeperThan,
   LINK_CLOSE_CODES,
+  LINK_OP_REQUEST_SCHEMAS,
   type AgentMessage,
+  type AgentRequestMessage,
+  type ControlReplyMessage,
 } from '@runt/protocol';
 import { hashToken, parseToken, type PrincipalResolver } from '@runt/transport-auth';
+import { validate } from '../body.js';
+import { toHttpError } from '../errors.js';
+import { linkMetrics } from '../metrics.js';
+import { agentOps, type AgentOps } from '../runs/agent-ops.js';
 import type { RunSignals } from '../runs/run-signals.js';
 import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { RunStore } from '../runs/run-store.js';
@@ -33,18 +40,37 @@ export interface LinkServerOptions {
   /** Largest message accepted from an agent (default 1 MiB). */
   maxPayloadBytes?: number;
   /**
-   * Messages one link may send: a bucket of `burst` (default 200) refilled at `perSecond`
-   * (default 20; an agent sends a few a minute). Past it the link is closed with
+   * Messages one link may send, in two token buckets; past either the link is closed with
    * `LINK_CLOSE_CODES.rateLimited`, so one token cannot flood the database behind it.
+   * Control messages (`register`, `heartbeat`, `result`): a bucket of `burst` (default 200)
+   * refilled at `perSecond` (default 20; an agent sends a few a minute). Requests (the fenced
+   * run calls, one message each): a bucket sized by the slots the workstation registered on
+   * this link (`max_runs`, else `cpu_count`, at least 1), `requestBurstPerSlot` (default 400)
+   * per slot, refilled at `requestsPerSlotPerSecond` (default 200) per slot — several times what
+   * a slot running back-to-back no-op runs sends (claim, running, terminal, an events flush and
+   * a renewal per run), so a busy agent is never throttled. See docs/runs.md, "Lease calls over
+   * the link".
    */
-  messageRate?: { perSecond: number; burst: number };
+  messageRate?: {
+    perSecond: number;
+    burst: number;
+    requestsPerSlotPerSecond?: number;
+    requestBurstPerSlot?: number;
+  };
 }
 
-/** A token bucket per link. */
+/** Token buckets per link: control messages, and requests (sized by `slots`). */
 interface Budget {
   tokens: number;
   at: number;
+  requestTokens: number;
+  requestAt: number;
+  /** Slots the workstation registered on this link (1 until it registers). */
+  slots: number;
 }
+
+/** A workstation registering more slots than this gets the request budget of this many. */
+const MAX_BUDGET_SLOTS = 1024;
 
 /** Where agents dial in. */
 export const AGENT_LINK_PATH = '/api/agent/link';
@@ -71,10 +97,12 @@ export class LinkServer {
   private closing = false;
   private readonly pending = new Set<Promise<unknown>>();
   private readonly budgets = new WeakMap<AgentLink, Budget>();
+  private readonly ops: AgentOps;
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
     void this.upgrade(req, socket, head);
 
   constructor(private readonly o: LinkServerOptions) {
+    this.ops = agentOps(o.lifecycle);
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -177,17 +205,9 @@ export class LinkServer {
   }
 
   private onMessage(link: AgentLink, data: RawData, isBinary: boolean): void {
+    // Any message is a sign of life (a request too): the ping round keeps the link and
+    // refreshes the workstation's `last_seen_at`.
     link.alive = true;
-    if (!this.spend(link)) {
-      if (link.socket.readyState === link.socket.OPEN) {
-        this.o.logger.warn(
-          { workstation_id: link.workstationId },
-          'agent link over its message rate: closed',
-        );
-        link.socket.close(LINK_CLOSE_CODES.rateLimited, 'too many messages');
-      }
-      return;
-    }
     let msg: AgentMessage | undefined;
     if (!isBinary) {
       try {
@@ -206,7 +226,25 @@ export class LinkServer {
       }
     }
     if (!msg) {
+      linkMetrics.messages.inc({ type: 'invalid' });
       link.socket.close(LINK_CLOSE_CODES.invalid, 'invalid message');
+      return;
+    }
+    linkMetrics.messages.inc({ type: msg.type });
+    if (!this.spend(link, msg.type === 'request')) {
+      if (link.socket.readyState === link.socket.OPEN) {
+        this.o.logger.warn(
+          { workstation_id: link.workstationId, request: msg.type === 'request' },
+          'agent link over its message rate: closed',
+        );
+        link.socket.close(LINK_CLOSE_CODES.rateLimited, 'too many messages');
+      }
+      return;
+    }
+    if (msg.type === 'request') {
+      // Not on the link's chain: requests are independent (each fenced, like concurrent HTTP
+      // calls), so a renewal never waits behind a slow report or a `register`.
+      this.track(this.serve(link, msg));
       return;
     }
     const m = msg;
@@ -220,17 +258,108 @@ export class LinkServer {
       });
   }
 
-  /** Takes one message from the link's budget; false when it is spent. */
-  private spend(link: AgentLink): boolean {
-    const { perSecond, burst } = this.o.messageRate ?? { perSecond: 20, burst: 200 };
+  /** Takes one message from the link's budget (requests from theirs); false when it is spent. */
+  private spend(link: AgentLink, request: boolean): boolean {
+    const budget = this.budget(link);
     const now = performance.now();
-    const budget = this.budgets.get(link) ?? { tokens: burst, at: now };
+    if (request) {
+      const { perSecond, burst } = this.requestRate(budget.slots);
+      budget.requestTokens = Math.min(
+        burst,
+        budget.requestTokens + ((now - budget.requestAt) / 1000) * perSecond,
+      );
+      budget.requestAt = now;
+      if (budget.requestTokens < 1) return false;
+      budget.requestTokens -= 1;
+      return true;
+    }
+    const { perSecond, burst } = this.o.messageRate ?? { perSecond: 20, burst: 200 };
     budget.tokens = Math.min(burst, budget.tokens + ((now - budget.at) / 1000) * perSecond);
     budget.at = now;
-    this.budgets.set(link, budget);
     if (budget.tokens < 1) return false;
     budget.tokens -= 1;
     return true;
+  }
+
+  private budget(link: AgentLink): Budget {
+    let budget = this.budgets.get(link);
+    if (!budget) {
+      const now = performance.now();
+      budget = {
+        tokens: this.o.messageRate?.burst ?? 200,
+        at: now,
+        requestTokens: this.requestRate(1).burst,
+        requestAt: now,
+        slots: 1,
+      };
+      this.budgets.set(link, budget);
+    }
+    return budget;
+  }
+
+  /** The workstation registered `slots` on this link: its request bucket grows (or shrinks) with them. */
+  private resize(link: AgentLink, slots: number | undefined): void {
+    const budget = this.budget(link);
+    const next = Math.min(MAX_BUDGET_SLOTS, Math.max(1, slots ?? 1));
+    const grown = this.requestRate(next).burst - this.requestRate(budget.slots).burst;
+    budget.requestTokens = Math.max(0, budget.requestTokens + grown);
+    budget.slots = next;
+  }
+
+  private requestRate(slots: number): { perSecond: number; burst: number } {
+    const r = this.o.messageRate;
+    return {
+      perSecond: (r?.requestsPerSlotPerSecond ?? 200) * slots,
+      burst: (r?.requestBurstPerSlot ?? 400) * slots,
+    };
+  }
+
+  /**
+   * Answers one request exactly as its HTTP endpoint would (`agentOps`, the endpoint's body
+   * schema, `errors.ts` for refusals), as the link's workstation.
+   */
+  private async serve(link: AgentLink, msg: AgentRequestMessage): Promise<void> {
+    let reply: ControlReplyMessage;
+    try {
+      const body = validate(LINK_OP_REQUEST_SCHEMAS[msg.op], msg.body, 'body');
+      const run = this.ops[msg.op] as (ws: string, target: string, body: unknown) => Promise<unknown>;
+      reply = {
+        type: 'reply',
+        id: msg.id,
+        status: 200,
+        result: await run(link.workstationId, msg.target, body),
+      };
+    } catch (e) {
+      const known = toHttpError(e);
+      if (known) {
+        const retryAfter = known.headers['Retry-After'];
+        reply = {
+          type: 'reply',
+          id: msg.id,
+          status: known.status,
+          error: {
+            code: known.code,
+            message: known.message,
+            ...(known.details === undefined ? {} : { details: known.details }),
+          },
+          ...(retryAfter ? { retry_after_s: Number(retryAfter) } : {}),
+        };
+      } else {
+        this.o.logger.error(
+          { workstation_id: link.workstationId, op: msg.op, err: (e as Error).message },
+          'unhandled error in a link request',
+        );
+        reply = {
+          type: 'reply',
+          id: msg.id,
+          status: 500,
+          error: { code: 'internal', message: 'internal error' },
+        };
+      }
+    }
+    linkMetrics.requests.inc({ op: msg.op, status: String(reply.status) });
+    // A link that dropped meanwhile loses the answer: the agent asks again (HTTP or a new link).
+    if (link.socket.readyState === link.socket.OPEN) link.socket.send(JSON.stringify(reply));
   }
 
   private async handle(link: AgentLink, msg: AgentMessage): Promise<void> {
@@ -241,6 +370,7 @@ export class LinkServer {
         // The credential's workstation is authoritative; msg.workstation_id is only a hint.
         const registered = await this.o.workstations.linkRegistered(ws, msg.workstation, this.o.replicaId);
         link.registered = true;
+        this.resize(link, msg.workstation.max_runs ?? msg.workstation.cpu_count);
         link.socket.send(JSON.stringify({ type: 'registered', workstation_id: ws }));
         // A drain requested while this agent had no link here (or one it did not act on yet).
         if (registered.status === 'draining') link.socket.send(JSON.stringify({ type: 'drain' }));
@@ -253,6 +383,7 @@ export class LinkServer {
         return;
       }
       case 'heartbeat':
+      case 'request': // served in `onMessage`, never queued here
         return;
       case 'result':
         // An offer answered `ok: false` (the agent cannot take it): back to the queue now.

@@ -10,6 +10,7 @@ import {
 } from '@runt/protocol';
 import { readJson, readQuery } from '../body.js';
 import { HttpError } from '../errors.js';
+import { agentOps } from '../runs/agent-ops.js';
 import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { RunStore } from '../runs/run-store.js';
 
@@ -29,13 +30,15 @@ function workstationOf(c: Context<AuthEnv>): string {
 
 /**
  * Runs, agent side (mounted under `/api`): the polling path, claim, and the fenced
- * heartbeat / events / status / release. Bodies go through `readJson`, which reads the Node
+ * heartbeat / events / status / release (answered by `agentOps`, as over the link). Bodies go through `readJson`, which reads the Node
  * stream directly: these are the hot endpoints.
  */
 export function agentRunRoutes(deps: AgentRunRouteDeps) {
   const workstation = bearerAuth({ resolve: deps.resolve, kinds: ['workstation'] });
   const either = bearerAuth({ resolve: deps.resolve, kinds: ['admin', 'workstation'] });
   const limit = deps.bodyLimitBytes;
+  // The same calls answer over the agent link (`link/link-server.ts`).
+  const ops = agentOps(deps.lifecycle);
   return new Hono<AuthEnv>()
     .get('/workstations/:id/runs', either, async (c) => {
       const p = c.get('principal');
@@ -47,39 +50,22 @@ export function agentRunRoutes(deps: AgentRunRouteDeps) {
     })
     .post('/runs/:id/claim', workstation, async (c) => {
       const body = await readJson(c, claimRunRequestSchema, limit);
-      return c.json(
-        await deps.lifecycle.claim(workstationOf(c), c.req.param('id'), body.runner_id, body.lease_ms),
-      );
+      return c.json(await ops.claim(workstationOf(c), c.req.param('id'), body));
     })
     .post('/runs/:id/heartbeat', workstation, async (c) => {
       const body = await readJson(c, heartbeatRunRequestSchema, limit);
-      return c.json(
-        await deps.lifecycle.heartbeat(
-          workstationOf(c),
-          c.req.param('id'),
-          body.fencing_token,
-          body.lease_ms,
-        ),
-      );
+      return c.json(await ops.heartbeat(workstationOf(c), c.req.param('id'), body));
     })
     .post('/runs/:id/events', workstation, async (c) => {
       const body = await readJson(c, appendEventsRequestSchema, limit);
-      const next = await deps.lifecycle.appendEvents(
-        workstationOf(c),
-        c.req.param('id'),
-        body.fencing_token,
-        body.events,
-      );
-      return c.json({ next_event_seq: next });
+      return c.json(await ops.events(workstationOf(c), c.req.param('id'), body));
     })
     .post('/runs/:id/status', workstation, async (c) => {
       const body = await readJson(c, reportRunStatusRequestSchema, limit);
-      const out = await deps.lifecycle.reportStatus(workstationOf(c), c.req.param('id'), body);
-      return c.json({ run: out.run, next_event_seq: out.nextEventSeq });
+      return c.json(await ops.status(workstationOf(c), c.req.param('id'), body));
     })
     .post('/runs/:id/release', workstation, async (c) => {
       const body = await readJson(c, releaseRunRequestSchema, limit);
-      await deps.lifecycle.release(workstationOf(c), c.req.param('id'), body.fencing_token);
-      return c.json({ ok: true as const });
+      return c.json(await ops.release(workstationOf(c), c.req.param('id'), body));
     });
 }

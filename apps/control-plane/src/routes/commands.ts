@@ -10,6 +10,7 @@ import {
 import { z } from 'zod';
 import { readJson, readQuery } from '../body.js';
 import { HttpError } from '../errors.js';
+import { agentOps } from '../runs/agent-ops.js';
 import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { RunSignals } from '../runs/run-signals.js';
 import type { CommandStore } from '../runs/command-store.js';
@@ -41,6 +42,8 @@ export function commandRoutes(deps: CommandRouteDeps) {
     if (!id) throw new HttpError('forbidden', 'this credential belongs to no workstation');
     return id;
   };
+  // Ack and status answer over the agent link too (`link/link-server.ts`).
+  const ops = agentOps(deps.lifecycle);
   return new Hono<AuthEnv>()
     .post('/runs/:id/commands', admin, async (c) => {
       const body = await readJson(c, queueCommandRequestSchema, deps.bodyLimitBytes);
@@ -58,24 +61,15 @@ export function commandRoutes(deps: CommandRouteDeps) {
     })
     .post('/commands/:id/ack', workstation, async (c) => {
       const body = await readJson(c, ackCommandRequestSchema, deps.bodyLimitBytes);
-      const command = await deps.lifecycle.ackCommand(
-        wsOf(c.get('principal').workstationId),
-        c.req.param('id'),
-        body.fencing_token,
+      return c.json(
+        await ops['command-ack'](wsOf(c.get('principal').workstationId), c.req.param('id'), body),
       );
-      return c.json({ command });
     })
     .post('/commands/:id/status', workstation, async (c) => {
       const body = await readJson(c, commandStatusRequestSchema, deps.bodyLimitBytes);
-      const command = await deps.lifecycle.commandStatus(
-        wsOf(c.get('principal').workstationId),
-        c.req.param('id'),
-        body.fencing_token,
-        body.state,
-        body.exit_code,
-        body.message,
+      return c.json(
+        await ops['command-status'](wsOf(c.get('principal').workstationId), c.req.param('id'), body),
       );
-      return c.json({ command });
     });
 }
 

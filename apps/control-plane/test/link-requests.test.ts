@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_BACKENDS } from '@runt/sql/testing';
+import {
+  ControlPlaneClient,
+  LINK_CLOSE_CODES,
+  type ControlMessage,
+  type ControlReplyMessage,
+  type LinkOp,
+} from '@runt/protocol';
+import { startHarness, type Harness } from './harness.js';
+import { eventually, pairAgent, uniqueRuntime, type AgentDouble } from './agent-double.js';
+
+/** Sends one request over the double's link and waits for its reply. */
+async function request(
+  agent: AgentDouble,
+  op: LinkOp,
+  target: string,
+  body: unknown,
+): Promise<ControlReplyMessage> {
+  const id = randomUUID();
+  agent.link!.send(JSON.stringify({ type: 'request', id, op, target, body }));
+  return agent.waitFor('reply', (m) => m.id === id);
+}
+
+/** The same call over HTTP, as `{status, body}`. */
+async function http(h: Harness, agent: AgentDouble, path: string, body: unknown) {
+  const r = await h.api(path, { token: agent.token, body });
+  return { status: r.status, body: r.json as unknown };
+}
+
+/** A reply as the HTTP answer it stands for. */
+const asHttp = (r: ControlReplyMessage) => ({
+  status: r.status,
+  body: r.status < 300 ? r.result : { error: r.error },
+});
+
+describe.each(TEST_BACKENDS)('fenced run calls over the agent link on %s', (backend) => {
+  let h: Harness;
+  let admin: ControlPlaneClient;
+  beforeAll(async () => {
+    h = await startHarness(backend, {}, { schedulerTickMs: 100, sweepIntervalMs: 100, linkPingMs: 300 });
+    admin = new ControlPlaneClient({ url: h.cp.url, token: h.adminToken, retries: 0 });
+  });
+  afterAll(async () => h?.close());
+
+  it('claims, renews, appends, reports, moves commands and releases with the answers of HTTP', async () => {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'link-ops', [runtime]);
+    await agent.connect({ max_runs: 4 });
+    const a = (await admin.submitRun({ runtime, command: ['true'] })).run;
+    const b = (await admin.submitRun({ runtime, command: ['true'] })).run;
+    await agent.waitFor('offer', (m) => m.run.id === a.id);
+    await agent.waitFor('offer', (m) => m.run.id === b.id);
+
+    const claim = await request(agent, 'claim', a.id, { runner_id: 'r1', lease_ms: 30_000 });
+    expect(claim.status).toBe(200);
+    const claimed = claim.result as {
+      fencing_token: number;
+      next_event_seq: number;
+      run: { status: string };
+    };
+    expect(claimed.run.status).toBe('accepted');
+    const token = claimed.fencing_token;
+    // A retried claim (the reply was lost with a link) gets the same token back, over either transport.
+    expect((await request(agent, 'claim', a.id, { runner_id: 'r1', lease_ms: 30_000 })).result).toMatchObject(
+      {
+        fencing_token: token,
+      },
+    );
+    expect(
+      (await http(h, agent, `/api/runs/${a.id}/claim`, { runner_id: 'r1', lease_ms: 30_000 })).body,
+    ).toMatchObject({ fencing_token: token });
+
+    const renew = await request(agent, 'heartbeat', a.id, { fencing_token: token, lease_ms: 30_000 });
+    expect(renew).toMatchObject({ status: 200, result: { cancel_requested: false } });
+
+    // Fencing: a stale token is refused with the same status, code and message on both transports.
+    for (const stale of [token - 1, token + 1]) {
+      const overLink = asHttp(
+        await request(agent, 'heartbeat', a.id, { fencing_token: stale, lease_ms: 30_000 }),
+      );
+      const overHttp = await http(h, agent, `/api/runs/${a.id}/heartbeat`, {
+        fencing_token: stale,
+        lease_ms: 30_000,
+      });
+      expect(overLink.status).toBe(409);
+      expect(overLink).toEqual(overHttp);
+      expect(overLink.body).toMatchObject({ error: { code: 'runner-lease-conflict' } });
+      const events = { fencing_token: stale, events: [{ seq: 1, type: 'log', payload: { data: 'x' } }] };
+      expect(asHttp(await request(agent, 'events', a.id, events))).toEqual(
+        await http(h, agent, `/api/runs/${a.id}/events`, events),
+      );
+      expect(
+        asHttp(await request(agent, 'status', a.id, { fencing_token: stale, status: 'running' })),
+      ).toEqual(
+        await http(h, agent, `/api/runs/${a.id}/status`, { fencing_token: stale, status: 'running' }),
+      );
+    }
+    // A bad body is a 400 with zod's issues, as over HTTP, and the link stays open.
+    const bad = { fencing_token: 'three', lease_ms: 30_000 };
+    const badLink = asHttp(await request(agent, 'heartbeat', a.id, bad));
+    expect(badLink.status).toBe(400);
+    expect(badLink).toEqual(await http(h, agent, `/api/runs/${a.id}/heartbeat`, bad));
+    // Unknown run: 404 on both.
+    const gone = { fencing_token: token, lease_ms: 30_000 };
+    expect(asHttp(await request(agent, 'heartbeat', 'run_nope', gone))).toEqual(
+      await http(h, agent, '/api/runs/run_nope/heartbeat', gone),
+    );
+
+    const seq = claimed.next_event_seq;
+    const events = await request(agent, 'events', a.id, {
+      fencing_token: token,
+      events: [{ seq, type: 'log', payload: { stream: 'stdout', data: 'hi\n' } }],
+    });
+    expect(events).toMatchObject({ status: 200, result: { next_event_seq: seq + 1 } });
+    const running = await request(agent, 'status', a.id, { fencing_token: token, status: 'running' });
+    expect(running).toMatchObject({ status: 200, result: { run: { status: 'running' } } });
+
+    const queued = await admin.queueCommand(a.id, { type: 'exec', command: ['true'] });
+    await agent.waitFor('command', (m) => m.run_id === a.id);
+    const ack = await request(agent, 'command-ack', queued.command.id, { fencing_token: token });
+    expect(ack).toMatchObject({ status: 200, result: { command: { state: 'acked' } } });
+    const done = await request(agent, 'command-status', queued.command.id, {
+      fencing_token: token,
+      state: 'completed',
+      exit_code: 0,
+    });
+    expect(done).toMatchObject({ status: 200, result: { command: { state: 'completed', exit_code: 0 } } });
+
+    const finished = await request(agent, 'status', a.id, {
+      fencing_token: token,
+      status: 'completed',
+      exit_code: 0,
+      events: [{ seq: seq + 1, type: 'log', payload: { stream: 'stdout', data: 'bye\n' } }],
+    });
+    expect(finished).toMatchObject({ status: 200, result: { run: { status: 'completed', exit_code: 0 } } });
+    // After the end: 409 run-not-active on both transports.
+    const late = { fencing_token: token, lease_ms: 30_000 };
+    const lateLink = asHttp(await request(agent, 'heartbeat', a.id, late));
+    expect(lateLink).toMatchObject({ status: 409, body: { error: { code: 'run-not-active' } } });
+    expect(lateLink).toEqual(await http(h, agent, `/api/runs/${a.id}/heartbeat`, late));
+    const logs = (await admin.listEvents(a.id)).events.filter((e) => e.type === 'log');
+    expect(logs.map((e) => e.payload.data)).toEqual(['hi\n', 'bye\n']);
+
+    // Release before running: back to the queue (and offered again), twice is still ok.
+    const bClaim = await request(agent, 'claim', b.id, { runner_id: 'r1', lease_ms: 30_000 });
+    const bToken = (bClaim.result as { fencing_token: number }).fencing_token;
+    const before = agent.messages.length;
+    expect(await request(agent, 'release', b.id, { fencing_token: bToken })).toMatchObject({
+      status: 200,
+      result: { ok: true },
+    });
+    await eventually(
+      () => agent.messages.slice(before).some((m: ControlMessage) => m.type === 'offer' && m.run.id === b.id),
+      'the released run offered again',
+    );
+    expect((await admin.getRun(b.id)).run.attempt).toBe(2);
+
+    // The requests are counted by op and status on /metrics.
+    const metrics = await (await fetch(`${h.cp.url}/metrics`)).text();
+    expect(metrics).toMatch(/runt_cp_link_requests_total\{op="claim",status="200"\} [1-9]/);
+    expect(metrics).toMatch(/runt_cp_link_requests_total\{op="heartbeat",status="409"\} [1-9]/);
+    expect(metrics).toMatch(/runt_cp_link_messages_received_total\{type="request"\} [1-9]/);
+    expect(agent.closed).toBeUndefined();
+  });
+
+  it('never throttles a busy agent’s requests (budget by slots), and still closes a flooding one', async () => {
+    const runtime = uniqueRuntime();
+    const busy = await pairAgent(h, 'busy', [runtime]);
+    await busy.connect({ max_runs: 4 });
+    // 1,000 requests at once: five times the control-message burst, within 4 slots' request budget.
+    const ids = Array.from({ length: 1000 }, () => randomUUID());
+    for (const id of ids)
+      busy.link!.send(
+        JSON.stringify({
+          type: 'request',
+          id,
+          op: 'heartbeat',
+          target: 'run_none',
+          body: { fencing_token: 1, lease_ms: 30_000 },
+        }),
+      );
+    await eventually(
+      () => busy.messages.filter((m) => m.type === 'reply').length === ids.length,
+      'every reply',
+      60_000,
+    );
+    expect(busy.messages.filter((m) => m.type === 'reply').every((m) => m.status === 404)).toBe(true);
+    expect(busy.closed).toBeUndefined();
+
+    const flood = await pairAgent(h, 'flood', [uniqueRuntime()]);
+    await flood.connect({ max_runs: 1 });
+    const message = JSON.stringify({
+      type: 'request',
+      id: 'same',
+      op: 'heartbeat',
+      target: 'run_none',
+      body: { fencing_token: 1, lease_ms: 30_000 },
+    });
+    for (let i = 0; i < 5000 && flood.link!.readyState === flood.link!.OPEN; i++) flood.link!.send(message);
+    expect((await flood.waitClosed()).code).toBe(LINK_CLOSE_CODES.rateLimited);
+    expect((await h.api('/healthz')).status).toBe(200);
+  }, 90_000);
+});

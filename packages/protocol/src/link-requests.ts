@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import type { TransportRequest } from './transport.js';
+
+/**
+ * The fenced run operations an agent may send over its link instead of HTTP, each with the HTTP
+ * endpoint it stands for (`POST api/<resource>/<target>/<action>`). The answer of an op is
+ * exactly that endpoint's answer: the same body on success, the same status and
+ * `{error:{code,message,details?}}` on failure. The request body schemas are the endpoints' own
+ * (`LINK_OP_REQUEST_SCHEMAS` in `runs.ts`).
+ */
+export const LINK_OPS = {
+  claim: { resource: 'runs', action: 'claim' },
+  heartbeat: { resource: 'runs', action: 'heartbeat' },
+  events: { resource: 'runs', action: 'events' },
+  status: { resource: 'runs', action: 'status' },
+  release: { resource: 'runs', action: 'release' },
+  'command-ack': { resource: 'commands', action: 'ack' },
+  'command-status': { resource: 'commands', action: 'status' },
+} as const;
+export type LinkOp = keyof typeof LINK_OPS;
+export const linkOpSchema = z.enum(Object.keys(LINK_OPS) as [LinkOp, ...LinkOp[]]);
+
+/**
+ * A request from the agent over its link: `id` (unique among its requests in flight) comes back
+ * on the `reply`; `target` is the run id (run ops) or the command id (`command-*`), as in the
+ * HTTP path; `body` is the HTTP body, validated by the control plane with the op's schema
+ * (a bad body is a 400 reply, not a closed link).
+ */
+export const agentRequestMessageSchema = z.object({
+  type: z.literal('request'),
+  id: z.string().min(1).max(64),
+  op: linkOpSchema,
+  target: z.string().min(1).max(200),
+  body: z.unknown(),
+});
+export type AgentRequestMessage = z.infer<typeof agentRequestMessageSchema>;
+
+/**
+ * The answer to one `request`: `status` is the HTTP status the same call over HTTP answers
+ * with; on 2xx `result` is that endpoint's body, otherwise `error` is its `{code,message,details?}`
+ * (codes from `error-codes.ts`; `retry_after_s` where HTTP would send `Retry-After`).
+ */
+export const controlReplyMessageSchema = z.object({
+  type: z.literal('reply'),
+  id: z.string(),
+  status: z.number().int().min(100).max(599),
+  result: z.unknown().optional(),
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }).optional(),
+  retry_after_s: z.number().int().min(0).optional(),
+});
+export type ControlReplyMessage = z.infer<typeof controlReplyMessageSchema>;
+
+const OP_BY_PATH = new Map<string, LinkOp>(
+  Object.entries(LINK_OPS).map(([op, d]) => [`${d.resource}/${d.action}`, op as LinkOp]),
+);
+const LINK_PATH = /^api\/(runs|commands)\/([^/]+)\/([a-z]+)$/;
+
+/**
+ * The link op an HTTP request stands for (`POST api/runs/run_1/status` → `status` on `run_1`),
+ * or `undefined` for anything else (it stays on HTTP).
+ *
+ * @example
+ * linkRequestOf({ method: 'POST', path: 'api/runs/run_1/heartbeat', json: { fencing_token: 3, lease_ms: 30_000 } });
+ * // → { op: 'heartbeat', target: 'run_1', body: { fencing_token: 3, lease_ms: 30000 } }
+ */
+export function linkRequestOf(
+  req: Pick<TransportRequest, 'method' | 'path' | 'json' | 'query' | 'bytes'>,
+): { op: LinkOp; target: string; body: unknown } | undefined {
+  if (req.method !== 'POST' || req.json === undefined || req.bytes || req.query) return undefined;
+  const m = LINK_PATH.exec(req.path);
+  if (!m) return undefined;
+  const op = OP_BY_PATH.get(`${m[1]}/${m[3]}`);
+  if (!op) return undefined;
+  let target: string;
+  try {
+    target = decodeURIComponent(m[2]!);
+  } catch {
+    return undefined;
+  }
+  return { op, target, body: req.json };
+}
