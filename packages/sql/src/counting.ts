@@ -13,7 +13,8 @@ export interface StatementCount {
  * or not) is one, a transaction adds two (its `BEGIN` and `COMMIT`/`ROLLBACK`). `onCount` gets
  * the increments as they happen (`{ statements: 1, transactions: 0 }` per query,
  * `{ statements: 2, transactions: 1 }` per transaction), so a metrics counter can add them up.
- * Everything else (`listen`, `close`, `backend`) is the wrapped database's own.
+ * `priority` is counted the same way. Everything else (`listen`, `close`, `backend`) is the
+ * wrapped database's own.
  *
  * @example
  * let n = 0;
@@ -38,7 +39,12 @@ export function countStatements(db: Database, onCount: (c: StatementCount) => vo
       return db.transaction((t) => fn(wrap(t)));
     },
     close: () => db.close(),
+    get priority() {
+      return priority;
+    },
   };
+  // The priority lane is counted too (its own lane is itself).
+  const priority = db.priority === db ? counted : countStatements(db.priority, onCount);
   if (db.listen) counted.listen = db.listen.bind(db);
   return counted;
 }
