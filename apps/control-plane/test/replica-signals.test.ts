@@ -22,20 +22,27 @@ const QUIET: Partial<ControlPlaneConfig> = { schedulerTickMs: 60_000, sweepInter
  */
 function losingPostCommitPublishes(db: Database): { db: Database; lost: () => number } {
   let lost = 0;
-  const wrapped: Database = {
-    backend: db.backend,
-    query: (sql: string, params?: unknown[]) => {
-      if (/^\s*select pg_notify\(/i.test(sql)) {
-        lost++;
-        return Promise.reject(new Error('connection lost after the commit'));
-      }
-      return db.query(sql, params);
-    },
-    transaction: (fn) => db.transaction(fn),
-    ...(db.listen ? { listen: db.listen.bind(db) } : {}),
-    close: () => db.close(),
-  } as Database;
-  return { db: wrapped, lost: () => lost };
+  type Lane = Omit<Database, 'priority'> & { priority: Database };
+  const wrap = (d: Database): Lane =>
+    ({
+      backend: d.backend,
+      query: (sql: string, params?: unknown[]) => {
+        if (/^\s*select pg_notify\(/i.test(sql)) {
+          lost++;
+          return Promise.reject(new Error('connection lost after the commit'));
+        }
+        return d.query(sql, params);
+      },
+      transaction: (fn: Parameters<Database['transaction']>[0]) => d.transaction(fn),
+      ...(d.listen ? { listen: d.listen.bind(d) } : {}),
+      close: () => d.close(),
+    }) as unknown as Lane;
+  // The priority lane (renewals, credential lookups) is a database of its own, whose lane is itself.
+  const main = wrap(db);
+  const lane = db.priority === db ? main : wrap(db.priority);
+  lane.priority = lane as Database;
+  main.priority = lane as Database;
+  return { db: main as Database, lost: () => lost };
 }
 
 describe('run signals published in the writer transaction, two replicas on postgres', () => {

@@ -27,6 +27,10 @@ describe.each(TEST_BACKENDS)('countStatements on %s', (backend) => {
       ).rejects.toThrow('boom');
       expect(n).toEqual({ statements: 8, transactions: 2 });
       expect(Boolean(db.listen)).toBe(backend === 'postgres');
+      // The priority lane is there and counted too; its lane is itself.
+      expect((await db.priority.query<{ v: number }>('select 3 as v')).rows).toEqual([{ v: 3 }]);
+      expect(n).toEqual({ statements: 9, transactions: 2 });
+      expect(db.priority.priority).toBe(db.priority);
     } finally {
       await t.dispose();
     }
