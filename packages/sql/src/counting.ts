@@ -31,7 +31,7 @@ export function countStatements(db: Database, onCount: (c: StatementCount) => vo
     },
   });
   const direct = wrap(db);
-  const counted: Omit<Database, 'priority'> & { priority?: Database } = {
+  const counted: Database = {
     backend: db.backend,
     query: (text, params) => direct.query(text, params),
     transaction: (fn) => {
@@ -46,7 +46,5 @@ export function countStatements(db: Database, onCount: (c: StatementCount) => vo
   // The priority lane is counted too (its own lane is itself).
   const priority = db.priority === db ? counted : countStatements(db.priority, onCount);
   if (db.listen) counted.listen = db.listen.bind(db);
-  // The priority lane is counted too; a lane's own lane is itself (so this ends).
-  counted.priority = db.priority === db ? (counted as Database) : countStatements(db.priority, onCount);
-  return counted as Database;
+  return counted;
 }
