@@ -9,10 +9,11 @@
 //
 // Per adapter two numbers: "exit" = create → start → wait returns the exit code (what a caller
 // waits for), and "exit+rm" = the same plus remove, which is what `run --rm` does; the ratio
-// compares exit+rm with the engine CLI.
+// compares exit+rm with the engine CLI, and the process adapter's exit with the bare spawn.
+// The rows run interleaved (one sample of each per round), so a change of load hits them alike.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
@@ -62,17 +63,6 @@ function stats(samples) {
   return { p50: quantile(sorted, 0.5), p95: quantile(sorted, 0.95) };
 }
 
-/** Times `once` N times after WARMUP untimed runs; `once` returns per-phase ms or a number. */
-async function measure(once) {
-  for (let i = 0; i < WARMUP; i++) await once();
-  const samples = [];
-  for (let i = 0; i < N; i++) samples.push(await once());
-  const keys = typeof samples[0] === 'number' ? ['total'] : Object.keys(samples[0]);
-  return Object.fromEntries(
-    keys.map((k) => [k, stats(samples.map((s) => (typeof s === 'number' ? s : s[k])))]),
-  );
-}
-
 let counter = 0;
 /** One create → start → wait (→ remove) through an adapter. */
 function adapterOnce(runtime, spec) {
@@ -103,18 +93,11 @@ function cliOnce(cmd, args) {
 }
 
 const results = [];
-async function bench(group, label, setup) {
+const benches = [];
+/** Registers a bench; they run interleaved (one sample of each per round), so load changes hit every row alike. */
+function bench(group, label, setup) {
   if (only && !only.includes(group)) return;
-  try {
-    const { once, cleanup } = await setup();
-    try {
-      results.push({ group, label, ...(await measure(once)) });
-    } finally {
-      await cleanup?.();
-    }
-  } catch (e) {
-    results.push({ group, label, error: e.message.split('\n')[0] });
-  }
+  benches.push({ group, label, setup });
 }
 
 async function engineAdapter(runtime) {
@@ -125,16 +108,16 @@ async function engineAdapter(runtime) {
   return { once: adapterOnce(runtime, { image: IMAGE }), cleanup: () => runtime.close() };
 }
 
-await bench('spawn', 'child_process.spawn', async () => ({ once: cliOnce(SCRIPT[0], SCRIPT.slice(1)) }));
-await bench('docker', 'docker run --rm (CLI)', async () => ({
+bench('spawn', 'child_process.spawn', async () => ({ once: cliOnce(SCRIPT[0], SCRIPT.slice(1)) }));
+bench('docker', 'docker run --rm (CLI)', async () => ({
   once: cliOnce('docker', ['-H', DOCKER_HOST, 'run', '--rm', IMAGE, ...SCRIPT]),
 }));
-await bench('docker', 'docker adapter', () => engineAdapter(createDockerRuntime({ host: DOCKER_HOST })));
-await bench('podman', 'podman run --rm (CLI)', async () => ({
+bench('docker', 'docker adapter', () => engineAdapter(createDockerRuntime({ host: DOCKER_HOST })));
+bench('podman', 'podman run --rm (CLI)', async () => ({
   once: cliOnce('podman', ['run', '--rm', IMAGE, ...SCRIPT]),
 }));
-await bench('podman', 'podman adapter', () => engineAdapter(createPodmanRuntime()));
-await bench('process', 'process adapter', async () => {
+bench('podman', 'podman adapter', () => engineAdapter(createPodmanRuntime()));
+bench('process', 'process adapter', async () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'runt-bench-process-'));
   const runtime = createProcessRuntime({ stateDir });
   return {
@@ -142,18 +125,78 @@ await bench('process', 'process adapter', async () => {
     cleanup: async () => (await runtime.close(), rmSync(stateDir, { recursive: true, force: true })),
   };
 });
-await bench('fake', 'fake adapter', async () => {
+// The floor of the process adapter: its exit wrapper (a copy of EXIT_WRAPPER in
+// src/process/runtime.ts) spawned detached with log files, as the adapter does, and nothing else.
+const EXIT_WRAPPER =
+  'trap : HUP INT TERM; w=$1; f=$2; shift 2; echo $$ > "$w"; "$@"; c=$?; echo "$c" > "$f"; exit "$c"';
+bench('process', 'bare spawn of its wrapper', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'runt-bench-wrapper-'));
+  let i = 0;
+  return {
+    once: async () => {
+      const n = ++i;
+      const out = openSync(join(dir, `out${n}`), 'a', 0o600);
+      const t0 = performance.now();
+      const child = spawn(
+        '/bin/sh',
+        ['-c', EXIT_WRAPPER, 'runt-process', join(dir, `w${n}`), join(dir, `e${n}`), ...SCRIPT],
+        { detached: true, stdio: ['ignore', out, out] },
+      );
+      await new Promise((resolve) => child.once('exit', resolve));
+      closeSync(out);
+      return performance.now() - t0;
+    },
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+});
+bench('fake', 'fake adapter', async () => {
   const runtime = createFakeRuntime();
   return { once: adapterOnce(runtime, {}), cleanup: () => runtime.close() };
 });
 
+const live = [];
+for (const b of benches) {
+  try {
+    live.push({ ...b, ...(await b.setup()), samples: [] });
+  } catch (e) {
+    results.push({ group: b.group, label: b.label, error: e.message.split('\n')[0] });
+  }
+}
+for (let round = 0; round < WARMUP + N; round++) {
+  for (const b of live) {
+    if (b.error) continue;
+    try {
+      const sample = await b.once();
+      if (round >= WARMUP) b.samples.push(sample);
+    } catch (e) {
+      b.error = e.message.split('\n')[0];
+    }
+  }
+}
+for (const b of live) {
+  await b.cleanup?.();
+  if (b.error) {
+    results.push({ group: b.group, label: b.label, error: b.error });
+    continue;
+  }
+  const keys = typeof b.samples[0] === 'number' ? ['total'] : Object.keys(b.samples[0]);
+  results.push({
+    group: b.group,
+    label: b.label,
+    ...Object.fromEntries(
+      keys.map((k) => [k, stats(b.samples.map((s) => (typeof s === 'number' ? s : s[k])))]),
+    ),
+  });
+}
+
 const fmt = (ms) => (ms === undefined ? '' : `${ms.toFixed(1)}`.padStart(8));
 const cliP50 = (group) => results.find((r) => r.group === group && r.label.includes('CLI'))?.total?.p50;
+const spawnP50 = results.find((r) => r.group === 'spawn')?.total?.p50;
 console.log(
-  `start→exit of \`${SCRIPT.join(' ')}\`, ${N} runs each after ${WARMUP} warm-up (ms); docker: ${DOCKER_HOST}`,
+  `start→exit of \`${SCRIPT.join(' ')}\`, ${N} runs each after ${WARMUP} warm-up, interleaved (ms); load average ${loadavg()[0].toFixed(1)}; docker: ${DOCKER_HOST}`,
 );
 console.log(
-  `${'what'.padEnd(26)}${'p50'.padStart(8)}${'p95'.padStart(8)}  ${'exit+rm p50'.padStart(11)}${'p95'.padStart(8)}  vs CLI (p50)`,
+  `${'what'.padEnd(26)}${'p50'.padStart(8)}${'p95'.padStart(8)}  ${'exit+rm p50'.padStart(11)}${'p95'.padStart(8)}  vs CLI / spawn (p50)`,
 );
 for (const r of results) {
   if (r.error) {
@@ -162,9 +205,13 @@ for (const r of results) {
   }
   const main = r.total ?? r.exit;
   const full = r['exit+rm'];
-  const base = cliP50(r.group);
-  const compared = full ?? r.total;
-  const ratio = base && compared && !r.label.includes('CLI') ? `${(compared.p50 / base).toFixed(2)}x` : '';
+  // Engines: exit+rm against `run --rm`. process: start→exit against a bare spawn (issue 9's target).
+  const base = r.group === 'process' ? spawnP50 : cliP50(r.group);
+  const compared = r.group === 'process' ? (r.exit ?? r.total) : (full ?? r.total);
+  const ratio =
+    base && compared && !r.label.includes('CLI')
+      ? `${(compared.p50 / base).toFixed(2)}x${r.group === 'process' ? ' spawn' : ''}`
+      : '';
   console.log(
     `${r.label.padEnd(26)}${fmt(main.p50)}${fmt(main.p95)}  ${(full ? fmt(full.p50) : '').padStart(11)}${full ? fmt(full.p95) : ''.padStart(8)}  ${ratio}`,
   );

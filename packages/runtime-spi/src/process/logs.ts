@@ -14,7 +14,14 @@ const POLL_MS = 50;
  */
 export async function* readLogFiles(
   files: InstanceFiles,
-  opts: { follow?: boolean; since?: number; signal?: AbortSignal; runtime: string },
+  opts: {
+    follow?: boolean;
+    since?: number;
+    signal?: AbortSignal;
+    runtime: string;
+    /** Settles when the instance exits (its starter's child exit event): the follow then ends without waiting a poll. */
+    exited?: Promise<void>;
+  },
   isRunning: () => Promise<boolean>,
 ): AsyncGenerator<LogChunk> {
   const offsets = new Map<LogStream, number>();
@@ -41,7 +48,8 @@ export async function* readLogFiles(
       if (bytes.length > 0) yield { stream, data, bytes, at: new Date().toISOString() };
     }
     if (!running) return;
-    await sleep(POLL_MS, opts.signal, opts.runtime);
+    if (opts.exited) await Promise.race([sleep(POLL_MS, opts.signal, opts.runtime), opts.exited]);
+    else await sleep(POLL_MS, opts.signal, opts.runtime);
   }
 }
 

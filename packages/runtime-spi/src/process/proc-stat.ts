@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 
@@ -36,11 +37,14 @@ export function parseProcStat(stat: string): { state: string; startTime: string 
   return { state, startTime };
 }
 
-export async function readBootId(): Promise<string | undefined> {
-  return readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
+let bootId: Promise<string | undefined> | undefined;
+/** The Linux boot id (read once: it cannot change while this process lives). */
+export function readBootId(): Promise<string | undefined> {
+  bootId ??= readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
     (s) => s.trim(),
     () => undefined,
   );
+  return bootId;
 }
 
 /** The start time of a live (not zombie) process, or undefined when there is none. */
@@ -49,7 +53,9 @@ export async function readStartTime(pid: number): Promise<string | undefined> {
   if (await procAvailable) {
     let stat: string;
     try {
-      stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      // Synchronously: /proc is in memory, a read takes microseconds, a trip through the thread
+      // pool costs more than the read (wait, stop and logs look here every few ms).
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     } catch {
       return undefined;
     }

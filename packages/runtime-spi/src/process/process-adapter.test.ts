@@ -191,6 +191,41 @@ describe('process runtime', () => {
       );
       expect((await fresh.inspect(inst.id))?.state).toBe('created');
     });
+
+    it('the adapter that started a workload learns of its exit from the child exit event, not a poll', async () => {
+      // Polls an hour apart: only the child's exit event can end this wait (and the follow) in time.
+      const slow = createProcessRuntime({ stateDir, pollMs: 3_600_000, reattachPollMs: 3_600_000 });
+      const inst = await slow.create({
+        name: 'exit-event',
+        command: ['/bin/sh', '-c', 'echo hi; sleep 0.3; exit 3'],
+      });
+      await slow.start(inst.id);
+      const follow = collectLogs(slow.logs(inst.id, { follow: true }));
+      expect(await within(slow.wait(inst.id), 20_000)).toEqual({ exitCode: 3 });
+      expect((await within(follow, 20_000)).stdout).toBe('hi\n');
+      expect((await slow.inspect(inst.id))?.state).toBe('exited');
+    });
+
+    it('a fresh adapter waiting on a workload it did not start wakes when the exit file is written', async () => {
+      const inst = await runtime.create({
+        name: 'exit-watch',
+        command: ['/bin/sh', '-c', 'sleep 1; exit 6'],
+      });
+      await runtime.start(inst.id);
+      // Its slow poll is an hour: the wait ends because fs.watch saw the wrapper write the code.
+      const fresh = createProcessRuntime({ stateDir, pollMs: 3_600_000, reattachPollMs: 3_600_000 });
+      expect(await within(fresh.wait(inst.id), 20_000)).toEqual({ exitCode: 6 });
+    });
+
+    it('a fresh adapter still ends its wait, within its slow poll, when the wrapper was killed outright', async () => {
+      const inst = await runtime.create({ name: 'exit-killed', command: ['/bin/sh', '-c', 'sleep 30'] });
+      await runtime.start(inst.id);
+      await expect.poll(() => existsSync(join(stateDir, inst.id, 'wrapper-pid'))).toBe(true);
+      const fresh = createProcessRuntime({ stateDir, reattachPollMs: 300 });
+      const waiting = fresh.wait(inst.id);
+      process.kill(-pidOf(inst.id), 'SIGKILL');
+      expect(await within(waiting, 20_000)).toEqual({ exitCode: 137, signal: 'SIGKILL' });
+    });
   });
 
   it('parses /proc/<pid>/stat even when the command name holds spaces and parentheses', () => {

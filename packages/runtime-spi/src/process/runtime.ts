@@ -1,9 +1,9 @@
-import { constants as fsConstants, openSync, closeSync } from 'node:fs';
+import { constants as fsConstants, openSync, closeSync, watch, type FSWatcher } from 'node:fs';
 import { access, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { delimiter, isAbsolute, join } from 'node:path';
-import { spawn } from 'node:child_process';
-import { sleep, throwIfAborted } from '../abort.js';
+import { basename, delimiter, isAbsolute, join } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { abortable, abortedError, sleep, throwIfAborted } from '../abort.js';
 import { RuntimeError } from '../errors.js';
 import { matchesLabels, withManagedLabels } from '../labels.js';
 import {
@@ -44,8 +44,15 @@ export interface ProcessRuntimeOptions {
   inheritEnv?: true | readonly string[];
   /** Shell for `terminal()` (default `$SHELL`, else /bin/sh). */
   shell?: string;
-  /** How often wait/stop/logs-follow look at the process (default 50 ms). */
+  /** How often stop and logs-follow look at the process (default 50 ms). */
   pollMs?: number;
+  /**
+   * How often `wait()` on an instance this adapter did not start (re-adopted from an earlier
+   * process) looks at it when nothing was heard (default 1000 ms). Such a wait wakes on the
+   * exit file appearing (`fs.watch` on the instance directory); the poll bounds it when the
+   * wrapper was killed before it could write one, or the file system sends no events.
+   */
+  reattachPollMs?: number;
 }
 
 const DEFAULT_INHERITED = [
@@ -70,12 +77,15 @@ const DEFAULT_COMMAND = ['/bin/sh', '-c', 'while :; do sleep 3600; done'];
  * workload long enough to write the code; `$?` after a trap keeps the workload's status.
  */
 const STARTUP_WINDOW_MS = 2000;
+/** Between the wrapper writing the exit code and exiting: a re-adopted wait looks again this soon. */
+const ENDING_POLL_MS = 10;
 const RESEND_TERM_AFTER_MS = 200;
 // The trap comes first: a TERM that arrives while the wrapper is still starting must not kill it
-// before it can record the workload's exit code. Its own pid is written by the shell builtin
-// (one short write, no `mv` child to spawn) so the window before the workload starts stays tiny.
+// before it can record the workload's exit code. Its own pid and the exit code are written by the
+// shell builtin (one short write each, no child to spawn): only the workload is forked. The exit
+// file is not written atomically, and need not be: it is read only once the wrapper is gone.
 const EXIT_WRAPPER =
-  'trap : HUP INT TERM; w=$1; f=$2; shift 2; echo $$ > "$w"; "$@"; c=$?; echo "$c" > "$f.tmp" && mv "$f.tmp" "$f"; exit "$c"';
+  'trap : HUP INT TERM; w=$1; f=$2; shift 2; echo $$ > "$w"; "$@"; c=$?; echo "$c" > "$f"; exit "$c"';
 
 /**
  * Runs each instance as a plain host process in its own process group, with its state in
@@ -96,6 +106,15 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
   const stateDir =
     options.stateDir ?? process.env.RUNT_STATE_DIR ?? join(homedir(), '.local', 'state', 'runt', 'process');
   const pollMs = options.pollMs ?? 50;
+  const reattachPollMs = options.reattachPollMs ?? 1000;
+  /**
+   * The wrappers this adapter spawned, by instance id: `exited` settles on the child's `exit`
+   * event, so a wait in the process that started the workload needs no polling.
+   */
+  const children = new Map<string, ChildEntry>();
+  /** Instances this adapter created and has not started yet: `start` needs to read nothing back. */
+  const fresh = new Map<string, { files: InstanceFiles; record: InstanceRecord }>();
+  let stateDirReady: Promise<void> | undefined;
   const images = singleFlight<{ ref: string; id: string }>({ runtime: name });
 
   const notFound = (id: string) =>
@@ -154,6 +173,27 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     // The wrapper always writes the code unless it was killed outright.
     return { exitCode: 137, signal: 'SIGKILL' };
   };
+
+  /** An instance whose state is known without reading anything (just created, just started). */
+  const instanceOf = (
+    files: InstanceFiles,
+    record: InstanceRecord,
+    state: 'created' | 'running',
+    pid?: PidRecord,
+  ): Instance => ({
+    id: record.id,
+    name: record.name,
+    runtime: name,
+    state,
+    labels: record.labels,
+    createdAt: record.createdAt,
+    details: {
+      dir: files.dir,
+      cwd: record.cwd,
+      ...(pid ? { pid: pid.pid, processStartTime: pid.startTime } : {}),
+    },
+    ...(pid ? { startedAt: pid.startedAt } : {}),
+  });
 
   const describe = async (files: InstanceFiles, record: InstanceRecord): Promise<Instance> => {
     const pid = await currentPid(files);
@@ -256,7 +296,11 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
             runtime: name,
           });
       }
-      await ensurePrivateDir(stateDir);
+      stateDirReady ??= ensurePrivateDir(stateDir).catch((e: unknown) => {
+        stateDirReady = undefined;
+        throw e;
+      });
+      await stateDirReady;
       try {
         await mkdir(files.dir, { mode: 0o700 });
       } catch (error) {
@@ -277,22 +321,29 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         createdAt: new Date().toISOString(),
       };
       await writeFileAtomic(files.record, JSON.stringify(record, null, 2));
-      return describe(files, record);
+      fresh.set(record.id, { files, record });
+      if (fresh.size > 256) fresh.delete(fresh.keys().next().value as string);
+      // Just made: nothing in its directory to read back.
+      return instanceOf(files, record, 'created');
     },
 
     async start(id, opts) {
       throwIfAborted(opts?.signal, name);
-      const { files, record } = await mustLoad(id);
-      if (await livePid(files)) return describe(files, record);
+      // Created by this adapter and never started: no pid, no exit code, nothing to read back.
+      const made = fresh.get(id);
+      fresh.delete(id);
+      const { files, record } = made ?? (await mustLoad(id));
+      if (!made && (await livePid(files))) return describe(files, record);
       const env = envFor(record);
       const command = record.spec.command?.length ? record.spec.command : DEFAULT_COMMAND;
       await assertRunnable(command[0] as string, env, record.cwd);
       // A restart keeps the logs (appended) but forgets the previous run's pid and exit code.
-      await Promise.all([
-        rm(files.pid, { force: true }),
-        rm(files.exit, { force: true }),
-        rm(files.wrapperPid, { force: true }),
-      ]);
+      if (!made)
+        await Promise.all([
+          rm(files.pid, { force: true }),
+          rm(files.exit, { force: true }),
+          rm(files.wrapperPid, { force: true }),
+        ]);
       const out = openSync(files.log('stdout'), 'a', 0o600);
       const err = openSync(files.log('stderr'), 'a', 0o600);
       let pid: number | undefined;
@@ -312,6 +363,17 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
         child.unref();
         pid = child.pid;
+        if (pid !== undefined) {
+          const entry: ChildEntry = { child, done: false, waiters: 0, exited: Promise.resolve() };
+          entry.exited = new Promise<void>((resolve) =>
+            child.once('exit', (code) => {
+              entry.done = true;
+              if (code !== null) entry.code = code;
+              resolve();
+            }),
+          );
+          children.set(id, entry);
+        }
         if (pid === undefined) {
           const error = await spawnError;
           throw new RuntimeError('start-failed', `cannot start ${command[0]}: ${error.message}`, {
@@ -331,7 +393,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         startedAt: new Date().toISOString(),
       };
       await writeFileAtomic(files.pid, JSON.stringify(pidRecord));
-      return describe(files, record);
+      return identity ? instanceOf(files, record, 'running', pidRecord) : describe(files, record);
     },
 
     async stop(id, opts) {
@@ -370,6 +432,8 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       throwIfAborted(opts?.signal, name);
       const { files } = await mustLoad(id);
       await runtime.stop(id, { timeoutMs: 1000, ...(opts?.signal ? { signal: opts.signal } : {}) });
+      children.delete(id);
+      fresh.delete(id);
       await files.remove();
     },
 
@@ -396,15 +460,17 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         throwIfAborted(opts?.signal, name);
         const { files } = await mustLoad(id);
         const since = opts?.since === undefined ? undefined : new Date(opts.since).getTime();
+        const own = children.get(id);
         yield* readLogFiles(
           files,
           {
             ...(opts?.follow ? { follow: true } : {}),
             ...(since === undefined ? {} : { since }),
             ...(opts?.signal ? { signal: opts.signal } : {}),
+            ...(own ? { exited: own.exited } : {}),
             runtime: name,
           },
-          async () => (await livePid(files)) !== undefined,
+          own ? async () => !own.done : async () => (await livePid(files)) !== undefined,
         );
       })();
     },
@@ -412,6 +478,19 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     async wait(id, opts) {
       throwIfAborted(opts?.signal, name);
       const { files } = await mustLoad(id);
+      // Started by this adapter: the child's exit event says when (the wrapper wrote the code first).
+      const own = children.get(id);
+      if (own) {
+        // Unreferenced so the workload never holds the caller's process up, except while waited on.
+        if (own.waiters++ === 0) own.child.ref();
+        try {
+          await abortable(own.exited, opts?.signal, name);
+        } finally {
+          if (--own.waiters === 0) own.child.unref();
+        }
+        // The wrapper exits with the workload's code (the one it wrote); killed itself, the file says how.
+        return own.code !== undefined ? { exitCode: own.code } : exitStatusOf(files);
+      }
       // Never started (its starter died before spawning): a bounded wait, then `not-started`.
       await untilStarted(async () => (await currentPid(files)) === undefined && !(await everStarted(files)), {
         id,
@@ -419,11 +498,20 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         signal: opts?.signal,
         pollMs,
       });
-      for (;;) {
-        const pid = await currentPid(files);
-        // No pid file and no wrapper left to find: it ran and is gone; the exit file says how.
-        if (!pid || !(await isSameProcessAlive(pid))) return exitStatusOf(files);
-        await sleep(pollMs, opts?.signal, name);
+      // Started by another process (re-adopted): wake when the exit file appears, look at the
+      // process at least every `reattachPollMs` (a wrapper killed outright writes nothing).
+      const changes = watchExitFile(files, name);
+      try {
+        for (;;) {
+          const pid = await currentPid(files);
+          // No pid file and no wrapper left to find: it ran and is gone; the exit file says how.
+          if (!pid || !(await isSameProcessAlive(pid))) return exitStatusOf(files);
+          // The code is written just before the wrapper exits: look again in a moment.
+          const ending = (await files.readExit()) !== undefined;
+          await changes.next(ending ? ENDING_POLL_MS : reattachPollMs, opts?.signal);
+        }
+      } finally {
+        changes.close();
       }
     },
 
@@ -484,6 +572,70 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       { runtime: name },
     );
   }
+}
+
+/** A wrapper this adapter spawned. */
+interface ChildEntry {
+  child: ChildProcess;
+  /** Settles on the child's `exit` event. */
+  exited: Promise<void>;
+  done: boolean;
+  /** The wrapper's own exit code (the workload's); unset when a signal ended the wrapper. */
+  code?: number;
+  /** `wait()` calls in progress: the child is referenced (keeps the event loop up) while any is. */
+  waiters: number;
+}
+
+/**
+ * Wakes a re-adopted wait when the instance's exit file is written: `next(ms)` resolves on the
+ * next such event or after `ms`, whichever comes first (and at once for an event since the last
+ * call). Without `fs.watch` (some file systems) it is a plain sleep.
+ */
+function watchExitFile(
+  files: InstanceFiles,
+  runtime: string,
+): {
+  next: (ms: number, signal: AbortSignal | undefined) => Promise<void>;
+  close: () => void;
+} {
+  let seen = false;
+  let wake: (() => void) | undefined;
+  let watcher: FSWatcher | undefined;
+  const exitName = basename(files.exit);
+  try {
+    watcher = watch(files.dir, { persistent: false }, (_event, file) => {
+      if (file !== null && file !== exitName) return;
+      seen = true;
+      wake?.();
+    });
+    watcher.on('error', () => watcher?.close());
+  } catch {
+    watcher = undefined;
+  }
+  return {
+    async next(ms, signal) {
+      throwIfAborted(signal, runtime);
+      if (!seen)
+        await new Promise<void>((resolve, reject) => {
+          const done = () => {
+            clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
+            wake = undefined;
+            resolve();
+          };
+          const onAbort = () => {
+            clearTimeout(timer);
+            wake = undefined;
+            reject(abortedError(signal, runtime));
+          };
+          const timer = setTimeout(done, ms);
+          wake = done;
+          signal?.addEventListener('abort', onAbort, { once: true });
+        });
+      seen = false;
+    },
+    close: () => watcher?.close(),
+  };
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
