@@ -8,6 +8,8 @@ export default defineConfig({
     'cp-host': 'src/cp-host.ts',
     'replicas-bench': 'src/replicas-bench.ts',
     chaos: 'src/chaos.ts',
+    'links-bench': 'src/links-bench.ts',
+    'link-doubles': 'src/link-doubles.ts',
   },
   format: ['esm'],
   dts: { entry: { index: 'src/index.ts' } },

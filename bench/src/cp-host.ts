@@ -25,17 +25,25 @@ export interface CpCounts {
   transactions: number;
   linkSent: number;
   linkReceived: number;
+  /** Statements by their first words (whitespace collapsed, 48 characters), for the SQL mix. */
+  byStatement: Record<string, number>;
 }
 
-export type CpHostRequest = { type: 'counts' } | { type: 'query'; sql: string; params?: unknown[] };
+export type CpHostRequest =
+  | { type: 'counts' }
+  | { type: 'query'; sql: string; params?: unknown[] }
+  /** After a full GC when the process runs with --expose-gc: its `process.memoryUsage()`. */
+  | { type: 'memory' };
 
-const counts: CpCounts = { statements: 0, transactions: 0, linkSent: 0, linkReceived: 0 };
+const counts: CpCounts = { statements: 0, transactions: 0, linkSent: 0, linkReceived: 0, byStatement: {} };
 
 /** A Database that counts every statement on its way to `db`. */
 function counting(db: Database): Database {
   const wrap = (q: Queryable): Queryable => ({
     query: (text, params) => {
       counts.statements++;
+      const key = text.replace(/\s+/g, ' ').trim().slice(0, 48);
+      counts.byStatement[key] = (counts.byStatement[key] ?? 0) + 1;
       return q.query(text, params);
     },
   });
@@ -77,6 +85,8 @@ function countLinkMessages(): void {
   };
 }
 
+const imported = performance.now();
+
 async function main(): Promise<void> {
   const c = JSON.parse(process.env.BENCH_CP!) as CpHostConfig;
   countLinkMessages();
@@ -84,6 +94,7 @@ async function main(): Promise<void> {
     c.backend === 'postgres'
       ? await openPostgres({ url: c.url! })
       : await openPglite({ dataDir: `${c.dataDir}/db` });
+  const opened = performance.now();
   const adminToken = c.adminToken ?? mintToken('admin');
   const cp = await startControlPlane(
     loadConfig(
@@ -97,6 +108,10 @@ async function main(): Promise<void> {
   );
   process.on('message', (m: CpHostRequest & { id: number }) => {
     if (m.type === 'counts') process.send!({ id: m.id, counts });
+    else if (m.type === 'memory') {
+      (globalThis as { gc?: () => void }).gc?.();
+      process.send!({ id: m.id, memory: process.memoryUsage() });
+    }
     // The bench's own reads (progress, timestamps) go around the meter.
     else
       raw.query(m.sql, m.params).then(
@@ -110,6 +125,10 @@ async function main(): Promise<void> {
       () => process.exit(1),
     );
   });
+  if (process.env.BENCH_CP_TRACE)
+    process.stderr.write(
+      `cp-host: modules loaded at ${Math.round(imported)} ms, database open at ${Math.round(opened)} ms, ready at ${Math.round(performance.now())} ms after start\n`,
+    );
   process.send!({ type: 'ready', url: cp.url, adminToken });
 }
 

@@ -104,13 +104,20 @@ describe('credential cache across control-plane replicas on postgres', () => {
     );
   });
 
+  // A repeat request is answered from B's cache. The pairing's own notification may reach B while
+  // the first lookup is in flight (that lookup is then not cached, by design): ask until one hits.
+  const servedFromCache = (token: string) =>
+    within(5000, async () => {
+      const hits = b.principals.stats().hits;
+      expect(await heartbeat(token)).toBe(200);
+      return b.principals.stats().hits > hits;
+    });
+
   it('stops serving from the cache while its LISTEN connection is down, and resumes once it is back', async () => {
     await within(5000, () => b.principals.stats().enabled);
     const { token, credentialId } = await pair('listen-box');
     expect(await heartbeat(token)).toBe(200);
-    const hits = b.principals.stats().hits;
-    expect(await heartbeat(token)).toBe(200);
-    expect(b.principals.stats().hits).toBe(hits + 1);
+    await servedFromCache(token);
 
     const lost = b.principals.stats().listenLost;
     const killed = await a.t.db.query<{ ok: boolean }>(
@@ -128,9 +135,7 @@ describe('credential cache across control-plane replicas on postgres', () => {
     await within(5000, () => b.principals.stats().enabled);
     const other = await pair('listen-box-2');
     expect(await heartbeat(other.token)).toBe(200);
-    const h2 = b.principals.stats().hits;
-    expect(await heartbeat(other.token)).toBe(200);
-    expect(b.principals.stats().hits).toBe(h2 + 1);
+    await servedFromCache(other.token);
     expect(await heartbeat(token)).toBe(401);
   });
 });

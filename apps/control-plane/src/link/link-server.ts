@@ -24,6 +24,7 @@ import type { RunStore } from '../runs/run-store.js';
 import type { CredentialStore } from '../stores/credential-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 import type { AgentLink, LinkRegistry } from './link-registry.js';
+import { LinkRegistrations } from './link-registrations.js';
 
 export interface LinkServerOptions {
   server: Server;
@@ -98,11 +99,13 @@ export class LinkServer {
   private readonly pending = new Set<Promise<unknown>>();
   private readonly budgets = new WeakMap<AgentLink, Budget>();
   private readonly ops: AgentOps;
+  private readonly registrations: LinkRegistrations;
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
     void this.upgrade(req, socket, head);
 
   constructor(private readonly o: LinkServerOptions) {
     this.ops = agentOps(o.lifecycle);
+    this.registrations = new LinkRegistrations(o);
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -368,17 +371,15 @@ export class LinkServer {
       case 'register': {
         if (!this.o.registry.isCurrent(link)) return;
         // The credential's workstation is authoritative; msg.workstation_id is only a hint.
-        const registered = await this.o.workstations.linkRegistered(ws, msg.workstation, this.o.replicaId);
+        const registered = await this.registrations.register(ws, msg.workstation);
         link.registered = true;
         this.resize(link, msg.workstation.max_runs ?? msg.workstation.cpu_count);
         link.socket.send(JSON.stringify({ type: 'registered', workstation_id: ws }));
         // A drain requested while this agent had no link here (or one it did not act on yet).
-        if (registered.status === 'draining') link.socket.send(JSON.stringify({ type: 'drain' }));
+        if (registered.draining) link.socket.send(JSON.stringify({ type: 'drain' }));
         // Offers and cancels the agent may have missed while it was away.
-        for (const run of await this.o.runs.offeredTo(ws))
-          this.o.registry.send(ws, { type: 'offer', id: run.id, run });
-        for (const runId of await this.o.runs.cancelRequestedOn(ws))
-          this.o.registry.send(ws, { type: 'cancel', run_id: runId });
+        for (const run of registered.offered) this.o.registry.send(ws, { type: 'offer', id: run.id, run });
+        for (const runId of registered.cancels) this.o.registry.send(ws, { type: 'cancel', run_id: runId });
         this.o.signals.schedule();
         return;
       }

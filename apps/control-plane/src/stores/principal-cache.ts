@@ -33,6 +33,13 @@ export class PrincipalCache {
   /** Bumped by every credential change: a lookup that overlapped one is not cached. */
   #generation = 0;
   #stats = { hits: 0, misses: 0, listenLost: 0 };
+  /** Lookups waiting for the next batched read, by token hash. */
+  #misses = new Map<
+    string,
+    Array<{ kind: TokenKind; resolve: (p: Principal | undefined) => void; reject: (e: unknown) => void }>
+  >();
+  /** A batched read is in flight: misses gather for the next one. */
+  #reading = false;
   /** Told about every credential changed by another replica (or this one), by id. */
   onCredentialChanged: ((credentialId: string) => void) | undefined;
 
@@ -85,36 +92,100 @@ export class PrincipalCache {
     }
     this.#stats.misses++;
     const generation = this.#generation;
-    // On the priority lane: every agent request, lease renewals included, waits for this read,
-    // and a renewal must not queue behind the work it protects (issue 8, defect 10). One indexed
-    // read, and on a cache miss only.
-    const r = await this.db.priority.query<{
-      id: string;
-      kind: TokenKind;
-      workstation_id: string | null;
-      stale: boolean;
-    }>(
-      `select id, kind, workstation_id,
-              (last_used_at is null or last_used_at < now() - interval '60 seconds') as stale
-         from credentials where token_hash = $1 and kind = $2 and revoked_at is null`,
-      [tokenHash, kind],
-    );
-    const row = r.rows[0];
-    if (!row) return undefined;
-    // last_used_at is informational: refresh it at most once a minute, off the request path.
-    if (row.stale)
-      void this.db
-        .query('update credentials set last_used_at = now() where id = $1', [row.id])
-        .catch(() => {});
-    const principal: Principal = row.workstation_id
-      ? { kind: row.kind, id: row.id, workstationId: row.workstation_id }
-      : { kind: row.kind, id: row.id };
-    if (this.#caching && generation === this.#generation) {
+    const principal = await this.#lookup(tokenHash, kind);
+    if (principal && this.#caching && generation === this.#generation) {
       while (this.#principals.size >= CACHE_MAX)
         this.#principals.delete(this.#principals.keys().next().value!);
       this.#principals.set(key, { principal, until: Date.now() + CACHE_TTL_MS });
     }
     return principal;
+  }
+
+  /**
+   * Reads a principal from the database. Lookups that miss the cache in the same turn of the
+   * event loop, or while the previous read is in flight (a reconnecting fleet's upgrades, a
+   * burst of requests), share one statement: `token_hash = any($1)`, with the same
+   * `revoked_at is null` check per token as alone.
+   */
+  #lookup(tokenHash: string, kind: TokenKind): Promise<Principal | undefined> {
+    return new Promise((resolve, reject) => {
+      const waiting = this.#misses.get(tokenHash);
+      if (waiting) waiting.push({ kind, resolve, reject });
+      else this.#misses.set(tokenHash, [{ kind, resolve, reject }]);
+      if (this.#misses.size === 1 && waiting === undefined && !this.#reading)
+        setImmediate(() => void this.#readMisses());
+    });
+  }
+
+  async #readMisses(): Promise<void> {
+    if (this.#reading || this.#misses.size === 0) return;
+    const misses = this.#misses;
+    this.#misses = new Map();
+    this.#reading = true;
+    try {
+      await this.#read(misses);
+    } finally {
+      this.#reading = false;
+      if (this.#misses.size > 0) setImmediate(() => void this.#readMisses());
+    }
+  }
+
+  async #read(
+    misses: Map<
+      string,
+      Array<{ kind: TokenKind; resolve: (p: Principal | undefined) => void; reject: (e: unknown) => void }>
+    >,
+  ): Promise<void> {
+    let rows: Array<{
+      id: string;
+      kind: TokenKind;
+      workstation_id: string | null;
+      token_hash: string;
+      stale: boolean;
+    }>;
+    try {
+      // On the priority lane: every agent request, lease renewals included, waits for this read,
+      // and a renewal must not queue behind the work it protects (issue 8, defect 10). One
+      // indexed read, and on cache misses only.
+      rows = (
+        await this.db.priority.query<{
+          id: string;
+          kind: TokenKind;
+          workstation_id: string | null;
+          token_hash: string;
+          stale: boolean;
+        }>(
+          `select id, kind, workstation_id, token_hash,
+                  (last_used_at is null or last_used_at < now() - interval '60 seconds') as stale
+             from credentials where token_hash = any($1::text[]) and revoked_at is null`,
+          [[...misses.keys()]],
+        )
+      ).rows;
+    } catch (e) {
+      for (const waiters of misses.values()) for (const w of waiters) w.reject(e);
+      return;
+    }
+    const byHash = new Map(rows.map((row) => [row.token_hash, row]));
+    for (const [hash, waiters] of misses) {
+      const row = byHash.get(hash);
+      for (const w of waiters) {
+        if (!row || row.kind !== w.kind) {
+          w.resolve(undefined);
+          continue;
+        }
+        w.resolve(
+          row.workstation_id
+            ? { kind: row.kind, id: row.id, workstationId: row.workstation_id }
+            : { kind: row.kind, id: row.id },
+        );
+      }
+    }
+    // last_used_at is informational: refresh it at most once a minute, off the request path.
+    const stale = rows.filter((row) => row.stale).map((row) => row.id);
+    if (stale.length > 0)
+      void this.db
+        .query('update credentials set last_used_at = now() where id = any($1::text[])', [stale])
+        .catch(() => {});
   }
 
   /** Forgets cached principals (all, or one credential's) after a credential changed. */

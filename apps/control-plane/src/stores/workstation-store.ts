@@ -179,6 +179,49 @@ export class WorkstationStore {
   }
 
   /**
+   * Registration over many links at once (the links that registered in one turn of the event
+   * loop, e.g. a fleet re-linking after a restart): for each, the same state as
+   * {@link linkRegistered}, written in one statement. Answers, by workstation id, whether a drain
+   * is pending for it (draining, still listening, credential live: what `status === 'draining'`
+   * says right after a registration). A workstation listed twice keeps its last body.
+   *
+   * @example
+   * const draining = await workstations.linkRegisteredMany([{ workstationId: 'ws_1', body }], 'cp-1');
+   */
+  async linkRegisteredMany(
+    items: ReadonlyArray<{ workstationId: string; body: RegisterWorkstationRequest }>,
+    replicaId: string,
+  ): Promise<Map<string, { draining: boolean }>> {
+    const last = new Map(items.map((i) => [i.workstationId, i.body]));
+    const rows = [...last].map(([id, b]) => ({
+      id,
+      display_name: b.display_name,
+      hostname: b.hostname ?? null,
+      cpu_count: b.cpu_count,
+      memory_bytes: b.memory_bytes ?? null,
+      max_runs: b.max_runs ?? null,
+      runtimes: b.runtimes,
+      labels: b.labels ?? {},
+      agent_version: b.agent_version,
+      listening: b.listening,
+    }));
+    const r = await this.db.query<{ id: string; draining: boolean }>(
+      `update workstations w set display_name = b.display_name, hostname = coalesce(b.hostname, w.hostname),
+         cpu_count = b.cpu_count, memory_bytes = b.memory_bytes, max_runs = coalesce(b.max_runs, w.max_runs),
+         runtimes = b.runtimes, labels = b.labels, agent_version = b.agent_version, listening = b.listening,
+         last_seen_at = now(), registered_at = coalesce(w.registered_at, now()),
+         link_state = 'connected', link_replica = $2, link_connected_at = now(),
+         draining = w.draining and b.listening
+       from jsonb_to_recordset($1::jsonb) as b(id text, display_name text, hostname text, cpu_count integer,
+         memory_bytes bigint, max_runs integer, runtimes jsonb, labels jsonb, agent_version text, listening boolean)
+       where w.id = b.id
+       returning w.id, w.draining and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null) as draining`,
+      [JSON.stringify(rows), replicaId],
+    );
+    return new Map(r.rows.map((row) => [row.id, { draining: row.draining }]));
+  }
+
+  /**
    * The link of this replica dropped: offline at once, nothing more is offered to it. A newer
    * link on another replica is left alone.
    *

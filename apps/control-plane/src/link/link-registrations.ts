@@ -1,0 +1,70 @@
+import type { RegisterWorkstationRequest, Run } from '@runt/protocol';
+import type { RunStore } from '../runs/run-store.js';
+import type { WorkstationStore } from '../stores/workstation-store.js';
+
+/** What a link is told after its `register`: a pending drain, and the offers and cancels it may have missed. */
+export interface LinkRegistration {
+  draining: boolean;
+  offered: Run[];
+  cancels: string[];
+}
+
+interface Waiting {
+  workstationId: string;
+  body: RegisterWorkstationRequest;
+  resolve: (r: LinkRegistration) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * The link's `register` messages, written in batches: every registration that arrives in one
+ * turn of the event loop (a fleet re-linking after a restart sends thousands a second) is one
+ * `update … from jsonb_to_recordset` of the workstations plus one read of offered runs and one
+ * of pending cancels for all of them, instead of five statements per link. While a batch is
+ * being written the next one gathers (one batch in flight), so the batches grow with the load
+ * and an idle control plane adds no wait. Each caller gets its own answer; a failed batch fails
+ * each of its callers (their link logs it, as before).
+ *
+ * @example
+ * const registrations = new LinkRegistrations({ workstations, runs, replicaId: 'cp-1' });
+ * const { draining, offered, cancels } = await registrations.register('ws_1', body);
+ */
+export class LinkRegistrations {
+  #waiting: Waiting[] = [];
+  /** A batch is being written: the next one gathers until it is done (group commit). */
+  #writing = false;
+
+  constructor(private readonly o: { workstations: WorkstationStore; runs: RunStore; replicaId: string }) {}
+
+  /** Registers one link's workstation (with the next batch) and answers what to send it. */
+  register(workstationId: string, body: RegisterWorkstationRequest): Promise<LinkRegistration> {
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ workstationId, body, resolve, reject });
+      if (this.#waiting.length === 1 && !this.#writing) setImmediate(() => void this.#flush());
+    });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#writing || this.#waiting.length === 0) return;
+    const batch = this.#waiting;
+    this.#waiting = [];
+    this.#writing = true;
+    try {
+      const drains = await this.o.workstations.linkRegisteredMany(batch, this.o.replicaId);
+      const resent = await this.o.runs.resentOn(batch.map((w) => w.workstationId));
+      for (const w of batch) {
+        const r = resent.get(w.workstationId);
+        w.resolve({
+          draining: drains.get(w.workstationId)?.draining ?? false,
+          offered: r?.offered ?? [],
+          cancels: r?.cancels ?? [],
+        });
+      }
+    } catch (e) {
+      for (const w of batch) w.reject(e);
+    } finally {
+      this.#writing = false;
+      if (this.#waiting.length > 0) setImmediate(() => void this.#flush());
+    }
+  }
+}
