@@ -81,6 +81,11 @@ export class RunSlots<E extends SlotRun> {
    * (issue 9, offer churn).
    */
   async offer(run: Run): Promise<boolean> {
+    // A retried run can be offered again while its failed attempt is still settling here (its
+    // terminal report was committed, the answer not yet handled): that is a new attempt to
+    // claim, not a re-sent offer, so it is claimed once the old attempt is done.
+    const settling = this.#runs.get(run.id);
+    if (settling && (settling.phase === 'reporting' || !settling.holdsSlot)) await settling.done;
     if (this.#runs.has(run.id) || this.#claiming.has(run.id)) return true;
     if (!this.hasCapacity()) return false;
     this.#claiming.add(run.id);

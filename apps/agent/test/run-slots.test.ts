@@ -80,6 +80,20 @@ describe('RunSlots', () => {
     expect(s.ids).toEqual(['a']);
   });
 
+  it('takes a retried run offered again while its failed attempt still reports its end, once that is done', async () => {
+    const { s, held } = slots({ maxRuns: 1 });
+    await s.offer(runOf('a'));
+    const first = held.get('a')!;
+    first.phase = 'reporting'; // the control plane committed the retry; the answer is on its way
+    const again = s.offer(runOf('a'));
+    await tick();
+    first.phase = 'done';
+    first.finish();
+    expect(await again).toBe(true);
+    expect(held.get('a')).not.toBe(first);
+    expect(s.ids).toEqual(['a']);
+  });
+
   it('frees the slot of a run reporting its end, as the control plane does when it commits the report', async () => {
     const { s, held } = slots({ maxRuns: 1 });
     await s.offer(runOf('a'));

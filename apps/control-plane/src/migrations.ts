@@ -145,4 +145,29 @@ alter table runs add column timeout_s integer;
 alter table runs add column queue_timeout_s integer;
 `,
   },
+  {
+    // Automatic retry (issue 12): the run's policy, when a queued retry may be placed, and the
+    // attempts that ended without ending the run (the last attempt is the run row itself).
+    id: 'cp_0101_run_retry',
+    sql: `
+alter table runs add column retry jsonb;
+alter table runs add column not_before timestamptz;
+create table run_attempts (
+  run_id text not null references runs(id) on delete cascade,
+  attempt integer not null,
+  status text not null,
+  workstation_id text,
+  exit_code integer,
+  failure_kind text,
+  failure_message text,
+  accepted_at timestamptz,
+  started_at timestamptz,
+  finished_at timestamptz not null,
+  first_event_seq bigint not null,
+  last_event_seq bigint not null,
+  retry_at timestamptz,
+  primary key (run_id, attempt)
+);
+`,
+  },
 ];

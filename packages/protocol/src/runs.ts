@@ -83,6 +83,33 @@ export const runTimeoutSchema = z
   .min(1)
   .max(30 * 24 * 3600);
 
+/** What a retry policy retries: a failure kind, or an exit code (a `nonzero-exit` with that code). */
+export const retryOnSchema = z.union([
+  z.enum(['nonzero-exit', 'runner-lost', 'timeout']),
+  exitCodeSchema.refine((n) => n !== 0, 'exit code 0 is a success, never retried'),
+]);
+export type RetryOn = z.infer<typeof retryOnSchema>;
+
+/**
+ * Automatic retry, as Buildkite's `retry.automatic`: an attempt that fails in a way `on` names
+ * (a failure kind, or a `nonzero-exit` with one of the listed exit codes) goes back to the queue
+ * as the next attempt, after `backoff` (`initial_s`, times `factor` for each further retry, at
+ * most `max_s`), while the run has attempts left. `max_attempts` (attempts in all, the first
+ * included) replaces the run's `max_attempts` when given. A cancelled run is never retried.
+ */
+export const retryPolicySchema = z.object({
+  on: z.array(retryOnSchema).min(1).max(64),
+  max_attempts: z.number().int().min(1).max(20).optional(),
+  backoff: z
+    .object({
+      initial_s: z.number().min(0).max(3600).default(5),
+      factor: z.number().min(1).max(10).default(2),
+      max_s: z.number().min(0).max(86_400).default(300),
+    })
+    .prefault({}),
+});
+export type RetryPolicy = z.output<typeof retryPolicySchema>;
+
 export const submitRunRequestSchema = z
   .object({
     runtime: runtimeNameSchema,
@@ -103,6 +130,8 @@ export const submitRunRequestSchema = z
       .default({}),
     /** Attempts in all; a lost runner re-queues a run that never reached `running` while attempts remain. */
     max_attempts: z.number().int().min(1).max(20).default(3),
+    /** Failed attempts to retry automatically (see `retryPolicySchema`); none by default. */
+    retry: retryPolicySchema.optional(),
     /** Seconds the workload may run (from its start); past it, it is stopped (TERM, then KILL) and the run fails with `timeout`. Default: the control plane's `RUNT_RUN_TIMEOUT_S` (none when unset). */
     timeout_s: runTimeoutSchema.optional(),
     /** Seconds the run may wait to be placed; past it, it ends `blocked` with `unplaceable`. Default: `RUNT_QUEUE_TIMEOUT_S` (none when unset). */
@@ -120,14 +149,37 @@ export type SubmitRunRequest = z.input<typeof submitRunRequestSchema>;
  * from the fleet as it stands then: `no-runtime` (no workstation offers the runtime),
  * `no-label-match` (none with it matches the placement labels, or the pinned workstation is
  * gone), `offline` (every match is offline, draining or not listening), `full` (every match that
- * is online has no free slot, cpus or memory). `null` on a queued run that the next scheduling
+ * is online has no free slot, cpus or memory), `retry-backoff` (a retried run waiting out its
+ * backoff until `not_before`). `null` on a queued run that the next scheduling
  * pass can place, and on every run that is not queued.
  */
 export const pendingReasonSchema = z.object({
-  code: z.enum(['no-runtime', 'no-label-match', 'offline', 'full']),
+  code: z.enum(['no-runtime', 'no-label-match', 'offline', 'full', 'retry-backoff']),
   message: z.string(),
 });
 export type PendingReason = z.infer<typeof pendingReasonSchema>;
+
+/**
+ * One attempt of a run. Its events are those with `first_event_seq <= seq <= last_event_seq`
+ * (`last_event_seq` null: the last attempt, whose events run to the end of the log).
+ */
+export const runAttemptSchema = z.object({
+  attempt: z.number(),
+  /** The attempt's own outcome: a retried attempt is `failed`, the last one has the run's status. */
+  status: runStatusSchema,
+  workstation_id: z.string().nullable(),
+  exit_code: z.number().nullable(),
+  failure_kind: failureKindSchema.nullable(),
+  failure_message: z.string().nullable(),
+  accepted_at: z.string().nullable(),
+  started_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+  first_event_seq: z.number(),
+  last_event_seq: z.number().nullable(),
+  /** When it was retried: the next attempt is not placed before this time (the backoff). */
+  retry_at: z.string().nullable(),
+});
+export type RunAttempt = z.infer<typeof runAttemptSchema>;
 
 export const runSchema = z.object({
   id: z.string(),
@@ -162,6 +214,12 @@ export const runSchema = z.object({
   timeout_s: z.number().nullable().optional(),
   /** How long the run may stay unplaced, in seconds (null: no limit). */
   queue_timeout_s: z.number().nullable().optional(),
+  /** The run's automatic retry policy (null: none). */
+  retry: retryPolicySchema.nullable().optional(),
+  /** A queued retry is not placed before this time (its backoff); null otherwise. */
+  not_before: z.string().nullable().optional(),
+  /** Every attempt so far, first to last, with its own outcome and event range; sent on `GET /api/runs/{id}`. */
+  attempts: z.array(runAttemptSchema).optional(),
   /** Why a queued run waits (see `pendingReasonSchema`); sent on operator reads (`GET /api/runs`, `GET /api/runs/{id}`). */
   pending_reason: pendingReasonSchema.nullable().optional(),
 });

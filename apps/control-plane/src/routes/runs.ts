@@ -73,7 +73,7 @@ export function runRoutes(deps: RunRouteDeps) {
       if (!mayRead(c.get('principal'), run))
         throw new HttpError('forbidden', 'the run belongs to another workstation');
       const [annotated] = await deps.pending.annotate([run]);
-      return c.json({ run: annotated! });
+      return c.json({ run: { ...annotated!, attempts: await deps.runs.attempts(run) } });
     })
     .post('/:id/cancel', admin, async (c) => c.json({ run: await cancelRun(deps, c.req.param('id')) }))
     .get('/:id/events', admin, async (c) => {

@@ -25,13 +25,20 @@ const plural = (n: number, one: string, many: string): string => `${n} ${n === 1
 /**
  * Why a queued run is not placed, from the fleet as it stands: the same filters the scheduler
  * applies, in the order a user fixes them (runtime, then labels or the pinned workstation, then
- * online, then room). `null` when the run is not queued or some workstation could take it now.
+ * online, then room); a retry waiting out its backoff says so first. `null` when the run is not queued or some workstation could take it now.
  *
  * @example
  * pendingReason(run, fleet); // { code: 'no-runtime', message: 'no workstation offers runtime "nosuch"' }
  */
-export function pendingReason(run: Run, fleet: FleetEntry[]): PendingReason | null {
+export function pendingReason(run: Run, fleet: FleetEntry[], now = Date.now()): PendingReason | null {
   if (run.status !== 'queued') return null;
+  if (run.not_before && Date.parse(run.not_before) > now) {
+    const inS = Math.ceil((Date.parse(run.not_before) - now) / 1000);
+    return {
+      code: 'retry-backoff',
+      message: `attempt ${run.attempt} of ${run.max_attempts} is a retry, placed after its backoff (in ${inS}s, ${run.not_before})`,
+    };
+  }
   const live = fleet.filter((f) => f.workstation.status !== 'revoked');
   const withRuntime = live.filter((f) => f.workstation.runtimes.includes(run.runtime));
   if (withRuntime.length === 0) {

@@ -252,7 +252,8 @@ export class RunLifecycle {
         await transitions.startLocked(tx, runId);
         return undefined;
       }
-      await transitions.finishLocked(tx, runId, outcomeOf(body));
+      // a failure the run's retry policy takes sends it back to the queue instead
+      await transitions.finishOrRetry(tx, s, outcomeOf(body));
       return s.lease_holder ?? '-';
     });
     if (holder !== undefined) {

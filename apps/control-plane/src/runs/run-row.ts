@@ -1,4 +1,4 @@
-import type { FailureKind, Run, RunStatus } from '@runt/protocol';
+import type { FailureKind, RetryPolicy, Run, RunAttempt, RunStatus } from '@runt/protocol';
 
 /** One `runs` row joined with its live lease (`l_*`), as every run query selects it. */
 export interface RunRow {
@@ -19,6 +19,8 @@ export interface RunRow {
   max_attempts: number;
   timeout_s: number | null;
   queue_timeout_s: number | null;
+  retry: RetryPolicy | null;
+  not_before: Date | string | null;
   attempt: number;
   workstation_id: string | null;
   lease_holder: string | null;
@@ -78,6 +80,8 @@ export function toRun(r: RunRow): Run {
     max_attempts: r.max_attempts,
     timeout_s: r.timeout_s ?? null,
     queue_timeout_s: r.queue_timeout_s ?? null,
+    retry: r.retry ?? null,
+    not_before: r.status === 'queued' ? iso(r.not_before ?? null) : null,
     attempt: r.attempt,
     workstation_id: r.workstation_id,
     lease:
@@ -94,4 +98,60 @@ export function toRun(r: RunRow): Run {
     started_at: iso(r.started_at),
     finished_at: iso(r.finished_at),
   };
+}
+
+/** One `run_attempts` row: an attempt that ended without ending its run. */
+export interface AttemptRow {
+  attempt: number;
+  status: RunStatus;
+  workstation_id: string | null;
+  exit_code: number | null;
+  failure_kind: FailureKind | null;
+  failure_message: string | null;
+  accepted_at: Date | string | null;
+  started_at: Date | string | null;
+  finished_at: Date | string;
+  first_event_seq: number | string;
+  last_event_seq: number | string;
+  retry_at: Date | string | null;
+}
+
+/**
+ * Every attempt of `run`, first to last: the ended ones kept in `run_attempts`, then the
+ * current (or last) one, which is the run row itself.
+ *
+ * @example
+ * const attempts = toAttempts(run, rows);
+ */
+export function toAttempts(run: Run, rows: AttemptRow[]): RunAttempt[] {
+  const ended: RunAttempt[] = rows.map((a) => ({
+    attempt: a.attempt,
+    status: a.status,
+    workstation_id: a.workstation_id,
+    exit_code: a.exit_code,
+    failure_kind: a.failure_kind,
+    failure_message: a.failure_message,
+    accepted_at: iso(a.accepted_at),
+    started_at: iso(a.started_at),
+    finished_at: iso(a.finished_at),
+    first_event_seq: Number(a.first_event_seq),
+    last_event_seq: Number(a.last_event_seq),
+    retry_at: iso(a.retry_at),
+  }));
+  const last = ended[ended.length - 1];
+  ended.push({
+    attempt: run.attempt,
+    status: run.status,
+    workstation_id: run.workstation_id,
+    exit_code: run.exit_code,
+    failure_kind: run.failure_kind,
+    failure_message: run.failure_message,
+    accepted_at: run.accepted_at,
+    started_at: run.started_at,
+    finished_at: run.finished_at,
+    first_event_seq: last ? last.last_event_seq! + 1 : 1,
+    last_event_seq: null,
+    retry_at: null,
+  });
+  return ended;
 }

@@ -1,5 +1,5 @@
 import type { Queryable } from '@runt/sql';
-import type { RunStatus } from '@runt/protocol';
+import type { RetryPolicy, RunStatus } from '@runt/protocol';
 
 /** The columns the fenced paths need, read (and locked) without the lease join. */
 export interface RunState {
@@ -12,10 +12,12 @@ export interface RunState {
   next_event_seq: number;
   attempt: number;
   max_attempts: number;
+  /** The run's automatic retry policy (null: none). */
+  retry: RetryPolicy | null;
 }
 
 const STATE_COLUMNS =
-  'id, status, workstation_id, lease_holder, fencing_token, cancel_requested, next_event_seq, attempt, max_attempts';
+  'id, status, workstation_id, lease_holder, fencing_token, cancel_requested, next_event_seq, attempt, max_attempts, retry';
 
 /**
  * The fenced paths' view of a run, or undefined; `lock` takes the row lock inside `q`'s

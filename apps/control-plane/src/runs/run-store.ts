@@ -1,7 +1,7 @@
 import type { Database, Queryable } from '@runt/sql';
-import type { Run, RunStatus } from '@runt/protocol';
+import type { Run, RunAttempt, RunStatus } from '@runt/protocol';
 import { RunError } from './run-error.js';
-import { SELECT_RUN, toRun, type RunRow } from './run-row.js';
+import { SELECT_RUN, toAttempts, toRun, type AttemptRow, type RunRow } from './run-row.js';
 import { readRunState, type RunState } from './run-state.js';
 
 export interface ListRunsFilter {
@@ -30,6 +30,20 @@ export class RunStore {
   async get(id: string, q: Queryable = this.db): Promise<Run | undefined> {
     const r = await q.query<RunRow>(`${SELECT_RUN} where r.id = $1`, [id]);
     return r.rows[0] ? toRun(r.rows[0]) : undefined;
+  }
+
+  /**
+   * Every attempt of `run`, first to last (see `toAttempts`).
+   *
+   * @example
+   * const attempts = await runs.attempts(run);
+   */
+  async attempts(run: Run): Promise<RunAttempt[]> {
+    const r = await this.db.query<AttemptRow>(
+      'select * from run_attempts where run_id = $1 order by attempt',
+      [run.id],
+    );
+    return toAttempts(run, r.rows);
   }
 
   /** The fenced paths' view of a run; `lock` takes the row lock inside `q`'s transaction. */

@@ -188,7 +188,8 @@ export class Scheduler {
     // Only what placement looks at; the offered rows come back whole from the update.
     const queued = await tx.query<RunRow>(
       `select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
-        where r.status in (${statusesSql('offer')}) and r.position > $1 order by r.position limit $2 for update skip locked`,
+        where r.status in (${statusesSql('offer')}) and r.position > $1 and (r.not_before is null or r.not_before <= now())
+        order by r.position limit $2 for update skip locked`,
       [after, pageSize],
     );
     if (queued.rows.length === 0) return { offered: [], done: true };

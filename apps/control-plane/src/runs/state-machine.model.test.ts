@@ -7,7 +7,12 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlPlaneMigrations } from '../migrations.js';
+import { CommandStore } from './command-store.js';
+import { EventStore } from './event-store.js';
 import { isRunError } from './run-error.js';
+import { RunLifecycle } from './run-lifecycle.js';
+import type { RunSignals } from './run-signals.js';
+import { RunStore } from './run-store.js';
 import { readRunState } from './run-state.js';
 import {
   fromStatuses,
@@ -30,12 +35,15 @@ interface Model {
   runToken: number | null;
   attempt: number;
   cancelRequested: boolean;
+  /** The run has a retry policy for nonzero-exit, runner-lost and timeout. */
+  retry: boolean;
   /** token 0: never claimed */
   lease: { holder: string | null; token: number; live: boolean };
 }
 interface Real {
   t: TestDatabase;
   sweeper: Sweeper;
+  lifecycle: RunLifecycle;
   runId: string;
 }
 
@@ -55,7 +63,9 @@ const tokenOf = (m: Model, p: TokenPick) =>
 const fenced = (m: Model, ws: Ws, token: number) =>
   m.ws === ws && m.runToken === token && m.lease.holder !== null && m.lease.live && m.lease.token === token;
 
-async function observe(r: Real): Promise<Omit<Model, 'lease'> & { lease: Model['lease'] | undefined }> {
+async function observe(
+  r: Pick<Real, 't' | 'runId'>,
+): Promise<Omit<Model, 'lease' | 'retry'> & { lease: Model['lease'] | undefined }> {
   const run = (
     await r.t.db.query<{
       status: RunStatus;
@@ -103,13 +113,23 @@ abstract class Step implements fc.AsyncCommand<Model, Real> {
     expect(applied, `${this.toString()} from ${before}`).toBe(expected);
     const seen = await observe(r);
     if (this.transition !== 'expire' && applied) {
-      const move = this.transition === 'loseRunner' && seen.status === 'queued' ? 'requeue' : this.transition;
+      // an attempt that ends in the queue is a runner's requeue or a retry the policy asked for
+      const back =
+        seen.status === 'queued' && (this.transition === 'loseRunner' || this.transition === 'finish');
+      const move = back ? (isLegalMove('requeue', before, 'queued') ? 'requeue' : 'retry') : this.transition;
       expect(isLegalMove(move, before, seen.status), `${move}: ${before} → ${seen.status}`).toBe(true);
     } else expect(seen.status).toBe(before);
+    const { retry: _retry, ...want } = m;
     expect(seen).toEqual({
-      ...m,
+      ...want,
       lease: m.lease.token === 0 ? undefined : { ...m.lease, live: m.lease.holder !== null && m.lease.live },
     });
+    // every attempt that ended without ending the run is kept, with its own outcome
+    const kept = await r.t.db.query<{ n: string }>(
+      'select count(*) as n from run_attempts where run_id = $1',
+      [r.runId],
+    );
+    expect(Number(kept.rows[0]!.n)).toBe(m.attempt - 1);
   }
   abstract toString(): string;
 }
@@ -270,12 +290,51 @@ class Finish extends Step {
   }
   expect(m: Model) {
     if (!can('finish', m) || !fenced(m, this.ws, this.token)) return false;
+    // the one-statement path leaves a failure of a run with a retry policy to the checked one
+    if (this.outcome === 'failed' && m.retry) return false;
     m.status = this.outcome;
     m.lease = { ...m.lease, holder: null, live: false };
     return true;
   }
   toString() {
     return `finish(${this.ws}, ${this.pick}, ${this.outcome})`;
+  }
+}
+
+/** The agent reports a failed attempt (exit code 1) through the lifecycle: finished, or retried by the policy. */
+class ReportFailure extends Step {
+  readonly transition = 'finish';
+  private token = 0;
+  constructor(
+    private readonly ws: Ws,
+    private readonly pick: TokenPick,
+  ) {
+    super();
+  }
+  async act(m: Model, r: Real) {
+    this.token = tokenOf(m, this.pick);
+    try {
+      await r.lifecycle.reportStatus(this.ws, r.runId, {
+        fencing_token: this.token,
+        status: 'failed',
+        exit_code: 1,
+      });
+      return true;
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== undefined) return false; // a refusal (RunError, LeaseError)
+      throw e;
+    }
+  }
+  expect(m: Model) {
+    if (!can('finish', m) || !fenced(m, this.ws, this.token)) return false;
+    m.lease = { ...m.lease, holder: null, live: false };
+    if (m.retry && !m.cancelRequested && m.attempt < MAX_ATTEMPTS)
+      Object.assign(m, { status: 'queued', attempt: m.attempt + 1, ws: null, runToken: null });
+    else m.status = 'failed';
+    return true;
+  }
+  toString() {
+    return `reportFailure(${this.ws}, ${this.pick})`;
   }
 }
 
@@ -310,6 +369,9 @@ class Sweep extends Step {
     if (m.cancelRequested) m.status = 'cancelled';
     // an expired lease never gives an attempt back (the workload may have started)
     else if (mayRequeue(m.status, 'expired') && m.attempt < MAX_ATTEMPTS)
+      Object.assign(m, { status: 'queued', attempt: m.attempt + 1, ws: null, runToken: null });
+    // unless the run's retry policy names runner-lost (the user accepts a second start)
+    else if (m.retry && m.attempt < MAX_ATTEMPTS)
       Object.assign(m, { status: 'queued', attempt: m.attempt + 1, ws: null, runToken: null });
     else m.status = 'failed';
     return true;
@@ -362,14 +424,24 @@ const steps = [
   fc
     .tuple(ws, pick, fc.constantFrom<TerminalRunStatus>('completed', 'failed', 'cancelled', 'blocked'))
     .map(([w, p, o]) => new Finish(w, p, o)),
+  fc.tuple(ws, pick).map(([w, p]) => new ReportFailure(w, p)),
   fc.constant(new Expire()),
   fc.constant(new Sweep()),
   fc.constant(new Cancel()),
 ];
 
+const signals: RunSignals = {
+  eventsAppended() {},
+  schedule() {},
+  toWorkstation() {},
+  relay: async (_tx, items) => items,
+  publish: () => Promise.resolve(() => {}),
+};
+
 describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
   let t: TestDatabase;
   let sweeper: Sweeper;
+  let lifecycle: RunLifecycle;
 
   beforeAll(async () => {
     t = await createTestDatabase(backend);
@@ -380,15 +452,17 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
       db: t.db,
       logger: pino({ level: 'silent' }),
       leases: createSqlLeaseStore(t.db),
-      signals: {
-        eventsAppended() {},
-        schedule() {},
-        toWorkstation() {},
-        relay: async (_tx, items) => items,
-        publish: () => Promise.resolve(() => {}),
-      },
+      signals,
       intervalMs: 60_000,
       offerTimeoutMs: 3_600_000,
+    });
+    lifecycle = new RunLifecycle({
+      db: t.db,
+      leases: createSqlLeaseStore(t.db),
+      runs: new RunStore(t.db),
+      events: new EventStore(t.db),
+      commands: new CommandStore(t.db),
+      signals,
     });
   });
   afterAll(async () => {
@@ -397,22 +471,34 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
 
   it('moves only as the table allows, and exactly as the model says', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.commands(steps, { maxCommands: 40, size: 'max' }), async (cmds) => {
-        const { run, created } = await transitions.submit(
-          t.db,
-          submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], max_attempts: MAX_ATTEMPTS }),
-        );
-        expect(created && isLegalMove('submit', null, run.status)).toBe(true);
-        const model: Model = {
-          status: 'queued',
-          ws: null,
-          runToken: null,
-          attempt: 1,
-          cancelRequested: false,
-          lease: { holder: null, token: 0, live: false },
-        };
-        await fc.asyncModelRun(() => ({ model, real: { t, sweeper, runId: run.id } }), cmds);
-      }),
+      fc.asyncProperty(
+        fc.boolean(),
+        fc.commands(steps, { maxCommands: 40, size: 'max' }),
+        async (retry, cmds) => {
+          const { run, created } = await transitions.submit(
+            t.db,
+            submitRunRequestSchema.parse({
+              runtime: 'fake',
+              command: ['true'],
+              max_attempts: MAX_ATTEMPTS,
+              ...(retry
+                ? { retry: { on: ['nonzero-exit', 'runner-lost', 'timeout'], backoff: { initial_s: 0 } } }
+                : {}),
+            }),
+          );
+          expect(created && isLegalMove('submit', null, run.status)).toBe(true);
+          const model: Model = {
+            status: 'queued',
+            ws: null,
+            runToken: null,
+            attempt: 1,
+            cancelRequested: false,
+            retry,
+            lease: { holder: null, token: 0, live: false },
+          };
+          await fc.asyncModelRun(() => ({ model, real: { t, sweeper, lifecycle, runId: run.id } }), cmds);
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -422,7 +508,7 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
       t.db,
       submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], queue_timeout_s: 5 }),
     );
-    const status = async (id: string) => (await observe({ t, sweeper, runId: id })).status;
+    const status = async (id: string) => (await observe({ t, runId: id })).status;
     expect(await transitions.expireQueued(t.db)).not.toContain(waiting.id); // not yet due
     await t.db.query(`update runs set created_at = now() - interval '10 seconds' where id = $1`, [
       waiting.id,
@@ -440,9 +526,105 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
     expect((await transitions.timeOutOverdue(t.db, 0)).map((x) => x.id)).not.toContain(run.id); // not yet due
     await t.db.query(`update runs set started_at = now() - interval '10 seconds' where id = $1`, [run.id]);
     expect((await transitions.timeOutOverdue(t.db, 0)).map((x) => x.id)).toContain(run.id);
-    const seen = await observe({ t, sweeper, runId: run.id });
+    const seen = await observe({ t, runId: run.id });
     expect(isLegalMove('timeOut', 'running', seen.status)).toBe(true);
     expect(seen.lease?.holder ?? null).toBeNull();
+  });
+
+  it('retries the failures its policy names, each attempt kept with its outcome and events', async () => {
+    const { run } = await transitions.submit(
+      t.db,
+      submitRunRequestSchema.parse({
+        runtime: 'fake',
+        command: ['true'],
+        retry: { on: ['timeout', 3], max_attempts: 3, backoff: { initial_s: 0 } },
+      }),
+    );
+    expect(run.max_attempts).toBe(3);
+    const runs = new RunStore(t.db);
+    const status = async () => (await observe({ t, runId: run.id })).status;
+    const place = async (ws: Ws) => {
+      await transitions.offer(t.db, [{ id: run.id, ws }]);
+      const grant = (await transitions.claim(t.db, run.id, ws, `${ws}/r1`, LEASE_MS))!;
+      await transitions.start(t.db, run.id, ws, grant.fencingToken, {
+        first: grant.nextEventSeq,
+        last: grant.nextEventSeq,
+        json: JSON.stringify([
+          { seq: grant.nextEventSeq, type: 'log', payload: { stream: 'stdout', data: `on ${ws}` }, at: null },
+        ]),
+      });
+      return grant.fencingToken;
+    };
+    const moved = async (transition: RunTransition, before: RunStatus, step: () => Promise<unknown>) => {
+      await step();
+      const after = await status();
+      expect(isLegalMove(transition, before, after), `${transition}: ${before} → ${after}`).toBe(true);
+      return after;
+    };
+    // attempt 1 exits 3 (listed): retried
+    let token = await place('ws_a');
+    const report = (ws: Ws, exit: number) => () =>
+      lifecycle.reportStatus(ws, run.id, { fencing_token: token, status: 'failed', exit_code: exit });
+    expect(await moved('retry', 'running', report('ws_a', 3))).toBe('queued');
+    // attempt 2 overruns its timeout (the sweeper's backstop): retried
+    token = await place('ws_b');
+    await t.db.query(
+      `update runs set timeout_s = 5, started_at = now() - interval '10 seconds' where id = $1`,
+      [run.id],
+    );
+    expect(await moved('retry', 'running', () => transitions.timeOutOverdue(t.db, 0))).toBe('queued');
+    // attempt 3 exits 3 again: no attempts left, failed
+    token = await place('ws_a');
+    expect(await moved('finish', 'running', report('ws_a', 3))).toBe('failed');
+
+    const final = (await runs.get(run.id))!;
+    const attempts = await runs.attempts(final);
+    expect(attempts.map((a) => [a.attempt, a.status, a.workstation_id, a.exit_code, a.failure_kind])).toEqual(
+      [
+        [1, 'failed', 'ws_a', 3, 'nonzero-exit'],
+        [2, 'failed', 'ws_b', null, 'timeout'],
+        [3, 'failed', 'ws_a', 3, 'nonzero-exit'],
+      ],
+    );
+    // each attempt's events are its own: its log line, then the control plane's word on it
+    const events = (await new EventStore(t.db).list(run.id, 0, 100))!.events;
+    for (const a of attempts) {
+      const own = events.filter(
+        (e) => e.seq >= a.first_event_seq && (a.last_event_seq === null || e.seq <= a.last_event_seq),
+      );
+      expect(own[0]!.payload).toMatchObject({ data: `on ${a.workstation_id}` });
+      expect(own[own.length - 1]!.type).toBe(a.attempt < 3 ? 'error' : 'terminal_status');
+    }
+    expect(attempts[1]!.first_event_seq).toBe(attempts[0]!.last_event_seq! + 1);
+  });
+
+  it('does not retry what its policy does not name, nor a cancelled run', async () => {
+    const submit = async () =>
+      (
+        await transitions.submit(
+          t.db,
+          submitRunRequestSchema.parse({
+            runtime: 'fake',
+            command: ['true'],
+            retry: { on: [3], backoff: { initial_s: 0 } },
+          }),
+        )
+      ).run;
+    const runFailing = async (id: string, exit: number, cancelFirst = false) => {
+      await transitions.offer(t.db, [{ id, ws: 'ws_a' }]);
+      const grant = (await transitions.claim(t.db, id, 'ws_a', 'ws_a/r1', LEASE_MS))!;
+      await transitions.start(t.db, id, 'ws_a', grant.fencingToken);
+      if (cancelFirst) await transitions.cancel(t.db, id);
+      await lifecycle.reportStatus('ws_a', id, {
+        fencing_token: grant.fencingToken,
+        status: 'failed',
+        exit_code: exit,
+      });
+      return observe({ t, runId: id });
+    };
+    expect(await runFailing((await submit()).id, 1)).toMatchObject({ status: 'failed', attempt: 1 });
+    expect(await runFailing((await submit()).id, 3, true)).toMatchObject({ status: 'failed', attempt: 1 });
+    expect(await runFailing((await submit()).id, 3)).toMatchObject({ status: 'queued', attempt: 2 });
   });
 
   it('reaches every move of the table', async () => {
@@ -452,7 +634,7 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
       t.db,
       submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'], max_attempts: 2 }),
     );
-    const status = async () => (await observe({ t, sweeper, runId: run.id })).status;
+    const status = async () => (await observe({ t, runId: run.id })).status;
     const path: Array<[RunTransition, () => Promise<unknown>]> = [
       ['offer', () => transitions.offer(t.db, [{ id: run.id, ws: 'ws_a' }])],
       ['claim', () => transitions.claim(t.db, run.id, 'ws_a', 'ws_a/r1', LEASE_MS)],

@@ -13,7 +13,8 @@ export type RunTransition =
   | 'requeue'
   | 'cancel'
   | 'expireQueued'
-  | 'timeOut';
+  | 'timeOut'
+  | 'retry';
 
 /** How a run can end (the statuses `finish` may report). */
 export type TerminalRunStatus = 'completed' | 'failed' | 'cancelled' | 'blocked';
@@ -73,6 +74,10 @@ export const RUN_MOVES: readonly RunMove[] = [
   { transition: 'expireQueued', from: 'queued', to: 'blocked' },
   // the sweeper's backstop for timeout_s when the agent did not stop it: failed (timeout)
   ...ACTIVE.map((s) => ({ transition: 'timeOut' as const, from: s, to: 'failed' as const })),
+  // A failure the run's retry policy names (nonzero-exit / an exit code, runner-lost, timeout),
+  // attempts left and no cancel asked: instead of `failed`, the next attempt waits in the queue.
+  // The user asked for it, so unlike `requeue` this may start a workload again.
+  ...ACTIVE.map((s) => ({ transition: 'retry' as const, from: s, to: 'queued' as const })),
 ];
 
 /**

@@ -8,6 +8,7 @@ import { cancelOpenCommands } from './command-store.js';
 import { appendSystemEvent } from './event-store.js';
 import { runNotActive } from './run-error.js';
 import { SELECT_RUN, toRun, type RunRow } from './run-row.js';
+import { retryDelayS } from './retry-policy.js';
 import { readRunState, type RunState } from './run-state.js';
 import { mayRequeue, statusesSql, type LostCause, type TerminalRunStatus } from './state-machine.js';
 
@@ -36,8 +37,8 @@ export interface TerminalOutcome {
   message?: string;
 }
 
-/** How a run ended when its runner went away. */
-export type LostOutcome = 'requeued' | 'failed' | 'cancelled';
+/** How a run ended when its runner went away (`retried`: its retry policy sent it back to the queue). */
+export type LostOutcome = 'requeued' | 'retried' | 'failed' | 'cancelled';
 
 /** A granted claim. */
 export interface ClaimGrant {
@@ -109,6 +110,7 @@ with u as (
   update runs r set status = $7, exit_code = $8, failure_kind = $9, failure_message = $10, finished_at = now(),
          next_event_seq = greatest(r.next_event_seq, $5) + 1
    where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and r.next_event_seq >= $4
+     and ($7 <> 'failed' or r.retry is null)
   returning r.*
 ), e as (
   insert into run_events (run_id, seq, type, payload, at)
@@ -124,8 +126,8 @@ with u as (
 select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
 
 const INSERT_RUN = `insert into runs (id, status, runtime, image, command, env, workdir, ready_when, placement_workstation_id, placement_labels,
-                           cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key, timeout_s, queue_timeout_s)
-         values ($1, 'queued', $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16)`;
+                           cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key, timeout_s, queue_timeout_s, retry)
+         values ($1, 'queued', $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17::jsonb)`;
 
 const insertParams = (input: SubmitRunInput, key: string | null): unknown[] => [
   `run_${randomUUID()}`,
@@ -140,10 +142,12 @@ const insertParams = (input: SubmitRunInput, key: string | null): unknown[] => [
   input.resources.cpus ?? null,
   input.resources.memory_bytes ?? null,
   input.bundle?.sha256 ?? null,
-  input.max_attempts,
+  // a retry policy's max_attempts is the run's one budget of attempts
+  input.retry?.max_attempts ?? input.max_attempts,
   key,
   input.timeout_s ?? null,
   input.queue_timeout_s ?? null,
+  input.retry ? JSON.stringify(input.retry) : null,
 ];
 
 const eventParams = (b: EventBatch | undefined) => (b ? [b.first, b.last + 1, b.json] : [0, 0, '[]']);
@@ -450,30 +454,111 @@ export async function loseRunner(
     });
     return 'cancelled';
   }
-  if (s.attempt < s.max_attempts && mayRequeue(s.status, cause) && (await requeue(tx, s.id))) {
+  if (s.attempt < s.max_attempts && mayRequeue(s.status, cause)) {
     await appendSystemEvent(tx, s.id, 'error', {
       message: `${message}; re-queued`,
       failure_kind: 'runner-lost',
       attempt: s.attempt,
     });
-    runPathMetrics.requeues.inc({ reason: 'runner-lost' });
-    return 'requeued';
+    if (await requeue(tx, s, `${message}; re-queued`)) {
+      runPathMetrics.requeues.inc({ reason: 'runner-lost' });
+      return 'requeued';
+    }
   }
-  await finishLocked(tx, s.id, { status: 'failed', failureKind: 'runner-lost', message });
-  return 'failed';
+  const ended = await finishOrRetry(tx, s, { status: 'failed', failureKind: 'runner-lost', message });
+  return ended === 'retried' ? 'retried' : 'failed';
 }
 
 /**
  * requeue (`accepted → queued`, `attempt + 1`): a run whose runner went away before it ran
- * gets another attempt. False when the run is not in a status that allows it.
+ * gets another attempt (the ended one is kept in `run_attempts`). False when the run is not in
+ * a status that allows it.
  */
-async function requeue(tx: Queryable, runId: string): Promise<boolean> {
+async function requeue(tx: Queryable, s: RunState, message: string): Promise<boolean> {
+  if (
+    !(await recordAttempt(tx, s.id, 'requeue', { status: 'failed', failureKind: 'runner-lost', message }, 0))
+  )
+    return false;
   const r = await tx.query(
     `update runs set status = 'queued', attempt = attempt + 1, workstation_id = null, lease_holder = null, fencing_token = null,
                      offered_at = null, accepted_at = null where id = $1 and status in (${statusesSql('requeue')})`,
-    [runId],
+    [s.id],
   );
   return r.rowCount > 0;
+}
+
+/**
+ * Keeps the attempt of a locked run that ends without ending the run (a re-queue or a retry)
+ * in `run_attempts`: its outcome, times and event range (from the end of the previous attempt
+ * to the last event so far). False when the run is not in a status `transition` applies in.
+ */
+async function recordAttempt(
+  tx: Queryable,
+  runId: string,
+  transition: 'requeue' | 'retry',
+  f: TerminalOutcome,
+  delayS: number,
+): Promise<boolean> {
+  const r = await tx.query(
+    `insert into run_attempts (run_id, attempt, status, workstation_id, exit_code, failure_kind, failure_message,
+                               accepted_at, started_at, finished_at, first_event_seq, last_event_seq, retry_at)
+     select r.id, r.attempt, $2, r.workstation_id, $3, $4, $5, r.accepted_at, r.started_at, now(),
+            coalesce((select max(a.last_event_seq) + 1 from run_attempts a where a.run_id = r.id), 1), r.next_event_seq - 1,
+            now() + $6::float8 * interval '1 second'
+       from runs r where r.id = $1 and r.status in (${statusesSql(transition)})`,
+    [runId, f.status, f.exitCode ?? null, f.failureKind ?? null, f.message ?? null, delayS],
+  );
+  return r.rowCount > 0;
+}
+
+/**
+ * retry (`accepted | running → queued`, `attempt + 1`): the run's retry policy takes this
+ * failure (`retryDelayS`), so the attempt is kept in `run_attempts` with its outcome and events,
+ * an `error` event says so, and the run waits in the queue until `not_before` (the backoff).
+ */
+async function retry(tx: Queryable, s: RunState, f: TerminalOutcome, delayS: number): Promise<boolean> {
+  // "exit code 3", or the failure kind and what the reporter said of it ("timeout: exceeded …")
+  const why =
+    f.failureKind === 'nonzero-exit' && f.exitCode !== undefined
+      ? `exit code ${f.exitCode}`
+      : `${f.failureKind ?? f.status}${f.message ? `: ${f.message}` : ''}`;
+  await appendSystemEvent(tx, s.id, 'error', {
+    message: `attempt ${s.attempt} failed (${why}); retrying as attempt ${s.attempt + 1} of ${s.max_attempts}${delayS > 0 ? ` in ${delayS}s` : ''}`,
+    failure_kind: f.failureKind ?? null,
+    ...(f.exitCode === undefined ? {} : { exit_code: f.exitCode }),
+    attempt: s.attempt,
+    retry_in_s: delayS,
+  });
+  if (!(await recordAttempt(tx, s.id, 'retry', f, delayS))) return false;
+  const r = await tx.query(
+    `update runs set status = 'queued', attempt = attempt + 1, workstation_id = null, lease_holder = null, fencing_token = null,
+                     offered_at = null, accepted_at = null, started_at = null, exit_code = null, failure_kind = null,
+                     failure_message = null, not_before = now() + $2::float8 * interval '1 second'
+      where id = $1 and status in (${statusesSql('retry')})`,
+    [s.id, delayS],
+  );
+  runPathMetrics.requeues.inc({ reason: 'retry' }, r.rowCount);
+  return r.rowCount > 0;
+}
+
+/**
+ * The terminal decision for a locked, active run whose attempt ended with `f`: when its retry
+ * policy takes the failure and attempts remain, `retry` (back to the queue); otherwise
+ * `finishLocked`. The caller gives the lease up either way.
+ *
+ * @example
+ * const ended = await finishOrRetry(tx, state, { status: 'failed', exitCode: 1, failureKind: 'nonzero-exit' });
+ */
+export async function finishOrRetry(
+  tx: Queryable,
+  s: RunState,
+  f: TerminalOutcome,
+): Promise<'retried' | 'finished'> {
+  const delayS =
+    f.status === 'failed' ? retryDelayS(s, { failureKind: f.failureKind, exitCode: f.exitCode }) : undefined;
+  if (delayS !== undefined && (await retry(tx, s, f, delayS))) return 'retried';
+  await finishLocked(tx, s.id, f);
+  return 'finished';
 }
 
 /**
@@ -527,7 +612,7 @@ export async function expireQueued(db: Database, limit = 100): Promise<string[]>
   return db.transaction(async (tx) => {
     const r = await tx.query<{ id: string; queue_timeout_s: number }>(
       `select id, queue_timeout_s from runs where status in (${statusesSql('expireQueued')}) and queue_timeout_s is not null
-          and created_at + make_interval(secs => queue_timeout_s) < now()
+          and coalesce(not_before, created_at) + make_interval(secs => queue_timeout_s) < now()
         order by position limit $1 for update skip locked`,
       [limit],
     );
@@ -571,7 +656,7 @@ export async function timeOutOverdue(
       [graceS, limit],
     );
     for (const row of r.rows) {
-      await finishLocked(tx, row.id, {
+      await finishOrRetry(tx, (await readRunState(tx, row.id))!, {
         status: 'failed',
         failureKind: 'timeout',
         message: `exceeded its timeout of ${row.timeout_s}s (ended by the control plane: the agent did not stop it)`,

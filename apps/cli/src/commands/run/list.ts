@@ -3,7 +3,7 @@ import { runStatusSchema, type ControlPlaneClient, type Run, type Workstation } 
 import { adminClient } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { relativeTime } from '../../relative-time.js';
-import { colourStatus } from '../../status-colour.js';
+import { tableLines } from '../../table.js';
 import { adminFlags } from './logs.js';
 
 export default class RunList extends Command {
@@ -45,14 +45,7 @@ export default class RunList extends Command {
         relativeTime(r.created_at),
         r.pending_reason?.message ?? '',
       ]);
-      const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-      const line = (cells: string[], colour = false) =>
-        cells
-          .map((c, i) => (colour && i === 1 ? colourStatus(c.padEnd(widths[i]!)) : c.padEnd(widths[i]!)))
-          .join('  ')
-          .trimEnd();
-      this.log(line(head));
-      for (const r of rows) this.log(line(r, true));
+      for (const l of tableLines(head, rows, { statusColumn: 1 })) this.log(l);
     }
     return page;
   }

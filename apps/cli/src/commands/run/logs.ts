@@ -9,6 +9,7 @@ import {
   type RunStatus,
 } from '@runt/protocol';
 import { adminClient, resolveAdmin, type AdminFlags } from '../../config.js';
+import { CliError } from '../../errors.js';
 import { watchPending } from '../../pending-notice.js';
 
 export const adminFlags = {
@@ -106,8 +107,19 @@ export async function adminToken(flags: AdminFlags): Promise<string | undefined>
   return (await resolveAdmin(flags)).token;
 }
 
-/** Writes a `log` event's bytes to stdout or stderr exactly as the workload wrote them (text or base64 events). */
+/**
+ * Writes a `log` event's bytes to stdout or stderr exactly as the workload wrote them (text or
+ * base64 events); an attempt the retry policy sends back to the queue is one line on stderr.
+ */
 export function printLogEvent(e: RunEvent): void {
+  if (
+    e.type === 'error' &&
+    typeof e.payload.retry_in_s === 'number' &&
+    typeof e.payload.message === 'string'
+  ) {
+    process.stderr.write(`runt: ${e.payload.message}\n`);
+    return;
+  }
   if (e.type !== 'log' || typeof e.payload.data !== 'string') return;
   (e.payload.stream === 'stderr' ? process.stderr : process.stdout).write(logBytes(e.payload));
 }
@@ -123,11 +135,17 @@ export default class RunLogs extends Command {
       char: 'f',
       description: "keep printing until the run is finished, then exit with the run's exit code",
     }),
+    attempt: Flags.integer({ description: 'only the output of this attempt (1 for the first)', min: 1 }),
   };
 
   async run(): Promise<{ status: RunStatus }> {
     const { args, flags } = await this.parse(RunLogs);
     const client = await adminClient(flags);
+    const range =
+      flags.attempt === undefined ? undefined : await attemptRange(client, args.id, flags.attempt);
+    const onEvent = (e: RunEvent) => {
+      if (!range || (e.seq >= range.first && (range.last === null || e.seq <= range.last))) printLogEvent(e);
+    };
     const stopWatching = flags.follow
       ? watchPending(client, args.id, (line) => process.stderr.write(`${line}\n`))
       : () => {};
@@ -136,7 +154,10 @@ export default class RunLogs extends Command {
       status = await followRunEvents(client, args.id, {
         follow: flags.follow,
         token: await adminToken(flags),
-        onEvent: printLogEvent,
+        onEvent,
+        ...(range ? { afterSeq: range.first - 1 } : {}),
+        // a finished attempt's log has an end: a follow stops there
+        ...(flags.follow && range?.last != null ? { until: (e: RunEvent) => e.seq >= range.last! } : {}),
       });
     } finally {
       stopWatching();
@@ -148,4 +169,17 @@ export default class RunLogs extends Command {
     }
     return { status: status! };
   }
+}
+
+/** The event seqs of attempt `n` of a run (`last` null: to the end of the log). */
+async function attemptRange(
+  client: ControlPlaneClient,
+  runId: string,
+  n: number,
+): Promise<{ first: number; last: number | null }> {
+  const { run } = await client.getRun(runId);
+  const a = run.attempts?.find((x) => x.attempt === n);
+  if (!a)
+    throw new CliError(`run ${runId} has no attempt ${n} (it has ${run.attempts?.length ?? run.attempt})`);
+  return { first: a.first_event_seq, last: a.last_event_seq };
 }

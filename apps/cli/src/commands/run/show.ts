@@ -1,10 +1,12 @@
 import { Args, Command } from '@oclif/core';
-import type { Run } from '@runt/protocol';
+import type { Run, RunAttempt } from '@runt/protocol';
 import { adminClient } from '../../config.js';
+import { relativeTime } from '../../relative-time.js';
+import { tableLines } from '../../table.js';
 import { adminFlags } from './logs.js';
 
 export default class RunShow extends Command {
-  static override summary = 'Show one run: status, placement, exit code, failure.';
+  static override summary = 'Show one run: status, placement, exit code, failure, and each attempt.';
   static override examples = [
     '<%= config.bin %> run show run_01HX…',
     '<%= config.bin %> run show run_01HX… --json',
@@ -27,6 +29,14 @@ export default class RunShow extends Command {
         ['workstation', run.workstation_id ?? '-'],
         ...(run.pending_reason ? [['waiting', run.pending_reason.message] as [string, string]] : []),
         ['attempt', `${run.attempt} of ${run.max_attempts}`],
+        ...(run.retry
+          ? [
+              [
+                'retry',
+                `on ${run.retry.on.join(', ')} (backoff ${run.retry.backoff.initial_s}s, x${run.retry.backoff.factor}, at most ${run.retry.backoff.max_s}s)`,
+              ] as [string, string],
+            ]
+          : []),
         ...(run.timeout_s ? [['timeout', `${run.timeout_s}s`] as [string, string]] : []),
         ...(run.queue_timeout_s ? [['queue timeout', `${run.queue_timeout_s}s`] as [string, string]] : []),
         ['exit code', run.exit_code === null ? '-' : String(run.exit_code)],
@@ -41,7 +51,26 @@ export default class RunShow extends Command {
         ['finished', run.finished_at ?? '-'],
       ];
       for (const [k, v] of rows) this.log(`${k.padEnd(12)}${v}`);
+      if (run.attempts && run.attempts.length > 1) {
+        this.log('');
+        for (const l of attemptLines(run.attempts)) this.log(l);
+      }
     }
     return { run };
   }
+}
+
+/** Each attempt on its own row: outcome, exit code, where and when, and its events (`run logs --attempt N`). */
+function attemptLines(attempts: RunAttempt[]): string[] {
+  const head = ['ATTEMPT', 'STATUS', 'EXIT', 'FAILURE', 'STARTED', 'FINISHED', 'EVENTS'];
+  const rows = attempts.map((a) => [
+    String(a.attempt),
+    a.status,
+    a.exit_code === null ? '-' : String(a.exit_code),
+    a.failure_kind ?? '-',
+    a.started_at ? relativeTime(a.started_at) : '-',
+    a.finished_at ? relativeTime(a.finished_at) : '-',
+    `${a.first_event_seq}-${a.last_event_seq ?? ''}`,
+  ]);
+  return tableLines(head, rows, { statusColumn: 1 });
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { Command, Flags } from '@oclif/core';
 import { c as createTar } from 'tar';
-import type { Run, SubmitRunRequest } from '@runt/protocol';
+import { retryOnSchema, type RetryOn, type Run, type SubmitRunRequest } from '@runt/protocol';
 import { adminClient } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { parseDuration } from '../../duration.js';
@@ -42,7 +42,20 @@ export default class RunSubmit extends Command {
     'queue-timeout': Flags.string({
       description: 'end it blocked (unplaceable) if not placed within this long (90s, 10m, 2h)',
     }),
-    'max-attempts': Flags.integer({ description: 'attempts in all (default 3)', min: 1, max: 20 }),
+    'max-attempts': Flags.integer({
+      description: 'attempts in all, retries included (default 3)',
+      min: 1,
+      max: 20,
+    }),
+    retry: Flags.string({
+      description:
+        'retry a failed attempt automatically when it failed this way: nonzero-exit, runner-lost, timeout or an exit code (comma-separated or repeated)',
+      multiple: true,
+    }),
+    'retry-backoff': Flags.string({
+      description:
+        'wait before the first retry (doubled for each further one, at most 5m; default 5s, 0 for none)',
+    }),
     bundle: Flags.string({
       description: 'directory packed (tar.gz) and unpacked into the working directory',
     }),
@@ -66,6 +79,7 @@ export default class RunSubmit extends Command {
         ...(flags.label ? { labels: pairs(flags.label, 'label') } : {}),
       },
       ...(flags['max-attempts'] ? { max_attempts: flags['max-attempts'] } : {}),
+      ...retryPolicy(flags.retry, flags['retry-backoff']),
       ...(flags.timeout ? { timeout_s: parseDuration(flags.timeout, 'timeout') } : {}),
       ...(flags['queue-timeout']
         ? { queue_timeout_s: parseDuration(flags['queue-timeout'], 'queue-timeout') }
@@ -100,6 +114,34 @@ export default class RunSubmit extends Command {
     reportRunEnd(done, this.jsonEnabled());
     return { run: done };
   }
+}
+
+/** `--retry` and `--retry-backoff` as the run's `retry` policy (none without `--retry`). */
+function retryPolicy(on: string[] | undefined, backoff: string | undefined): Pick<SubmitRunRequest, 'retry'> {
+  if (!on) {
+    if (backoff !== undefined) throw new CliError('--retry-backoff needs --retry (which failures to retry)');
+    return {};
+  }
+  const kinds: RetryOn[] = on
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter(Boolean)
+    .map((v) => {
+      const parsed = retryOnSchema.safeParse(/^-?\d+$/.test(v) ? Number(v) : v);
+      if (!parsed.success)
+        throw new CliError(
+          `invalid --retry "${v}": use nonzero-exit, runner-lost, timeout or a non-zero exit code`,
+        );
+      return parsed.data;
+    });
+  return {
+    retry: {
+      on: kinds,
+      ...(backoff !== undefined
+        ? { backoff: { initial_s: parseDuration(backoff, 'retry-backoff', 0) } }
+        : {}),
+    },
+  };
 }
 
 function pairs(list: string[] | undefined, what: string): Record<string, string> {
