@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { it } from 'vitest';
+import { expect, it } from 'vitest';
 import { describeRuntimeConformance } from '../conformance/index.js';
 import { describeContainerAdapter } from '../../test/container-adapter.js';
 import {
@@ -19,6 +21,27 @@ const PODMAN = podmanTestOptions().podmanPath ?? 'podman';
 
 it('the Podman test engine runs and has the test image (else run scripts/setup-engines.sh)', async () => {
   await assertEngineReady(testPodmanRuntime());
+});
+
+it('a run it starts costs four podman calls: create, start, wait, rm (no inspect, no stop of an exited container)', async () => {
+  // A podman that logs each call's subcommand, then runs the real one.
+  const dir = mkdtempSync(join(tmpdir(), 'runt-podman-calls-'));
+  const log = join(dir, 'calls');
+  const shim = join(dir, 'podman');
+  writeFileSync(shim, `#!/bin/sh\necho "$1" >> '${log}'\nexec '${PODMAN}' "$@"\n`);
+  chmodSync(shim, 0o755);
+  const runtime = createPodmanRuntime({ ...podmanTestOptions(), podmanPath: shim });
+  const inst = await runtime.create({
+    name: `runt-calls-${process.pid}`,
+    image: TEST_IMAGE,
+    command: ['/bin/sh', '-c', 'exit 3'],
+  });
+  await runtime.start(inst.id);
+  expect(await runtime.wait(inst.id)).toEqual({ exitCode: 3 });
+  await runtime.stop(inst.id); // what the agent does before removing: nothing left to stop
+  await runtime.remove(inst.id);
+  expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['create', 'start', 'wait', 'rm']);
+  await runtime.close();
 });
 
 describeRuntimeConformance({
