@@ -206,6 +206,16 @@ describe('process runtime', () => {
       expect((await slow.inspect(inst.id))?.state).toBe('exited');
     });
 
+    it('stop in the adapter that started the workload returns when it exits, not at its next poll', async () => {
+      const slow = createProcessRuntime({ stateDir, pollMs: 3_600_000, reattachPollMs: 3_600_000 });
+      const inst = await slow.create({ name: 'stop-event', command: ['/bin/sh', '-c', 'echo up; sleep 30'] });
+      await slow.start(inst.id);
+      // Past the start window (no TERM resend), so only the exit event can end the stop early.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      await within(slow.stop(inst.id, { timeoutMs: 60_000 }), 15_000);
+      expect(await within(slow.wait(inst.id), 5_000)).toEqual({ exitCode: 143 });
+    });
+
     it('a fresh adapter waiting on a workload it did not start wakes when the exit file is written', async () => {
       const inst = await runtime.create({
         name: 'exit-watch',

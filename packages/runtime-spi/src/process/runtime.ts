@@ -399,8 +399,13 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     async stop(id, opts) {
       throwIfAborted(opts?.signal, name);
       const { files } = await mustLoad(id);
+      const own = children.get(id);
+      if (own?.done) return;
       const pid = await livePid(files);
       if (!pid) return;
+      /** Sleeps `ms`, or less when this adapter's child exits first (no poll to wait out). */
+      const nap = (ms: number, signal?: AbortSignal) =>
+        own ? Promise.race([sleep(ms, signal, name), own.exited]) : sleep(ms, signal, name);
       const timeoutMs = opts?.timeoutMs ?? 10_000;
       signalGroup(pid.pid, 'SIGTERM');
       const deadline = Date.now() + timeoutMs;
@@ -416,11 +421,11 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
           signalGroup(pid.pid, 'SIGTERM');
           resendAt = Number.POSITIVE_INFINITY;
         }
-        await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())), opts?.signal, name);
+        await nap(Math.min(pollMs, Math.max(1, Math.min(deadline, resendAt) - Date.now())), opts?.signal);
       }
       if (await isSameProcessAlive(pid)) {
         signalGroup(pid.pid, 'SIGKILL');
-        while (await isSameProcessAlive(pid)) await sleep(pollMs, undefined, name);
+        while (await isSameProcessAlive(pid)) await nap(pollMs);
         // Killed outright, the wrapper could not record anything; say what happened.
         await writeFile(files.exit, '137 SIGKILL\n', { flag: 'wx', mode: 0o600 }).catch(() => {});
       }
