@@ -17,6 +17,7 @@ import { CloudUrlPool, parseCloudUrls } from './cloud-url-pool.js';
 import { createLogger } from './create-logger.js';
 import { defaultRuntimes } from './default-runtimes.js';
 import { LinkClient } from './link-client.js';
+import { linkVia } from './link-via.js';
 import { heartbeatLoop, pollLoop } from './agent-loops.js';
 import { handleControlMessage } from './control-messages.js';
 import { readoptRuns } from './readopt-runs.js';
@@ -147,17 +148,22 @@ export class Agent {
     // One URL: node:http keep-alive for the many small fenced calls (a fraction of fetch's per-request cost).
     this.#urls = new CloudUrlPool(parseCloudUrls(opts.url));
     const failover = this.#urls.urls.length > 1;
+    // Fenced run calls (claim, renew, events, status, release, commands) go over the link while
+    // it is open, over HTTP otherwise (`linkVia`).
+    const via = linkVia(() => this.#link);
     this.#client = new ControlPlaneClient({
       url: this.#urls.first,
       token: opts.token,
       retries: 3,
       timeoutMs: 15_000,
+      via,
       ...(failover ? { fetch: this.#urls.fetch } : { nodeHttp: true }),
     });
     this.#leases = new LeaseClient({
       baseUrl: this.#urls.first,
       token: opts.token,
       timeoutMs: 15_000,
+      via,
       ...(failover ? { fetch: this.#urls.fetch } : { keepAlive: true }),
     });
     this.#workstationId = opts.workstationId ?? '';

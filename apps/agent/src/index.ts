@@ -3,6 +3,7 @@ export { AgentError, isAgentError, type AgentErrorCode } from './agent-error.js'
 export { loadAgentConfig, cloudUrlsFromEnv, AGENT_USAGE, type AgentConfig } from './agent-config.js';
 export { defaultRuntimes } from './default-runtimes.js';
 export { LinkClient, type LinkClientOptions } from './link-client.js';
+export { linkVia } from './link-via.js';
 export { CloudUrlPool, parseCloudUrls } from './cloud-url-pool.js';
 export { RunExecution, type RunExecutionDeps, type RunExecutionPhase } from './run-execution.js';
 export {

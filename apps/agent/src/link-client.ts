@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import WebSocket, { type RawData } from 'ws';
 import type { Logger } from 'pino';
 import {
@@ -5,8 +6,11 @@ import {
   controlMessageSchema,
   LINK_CLOSE_CODES,
   sleep,
+  TransportError,
   type AgentMessage,
   type ControlMessage,
+  type ControlReplyMessage,
+  type LinkOp,
 } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
 
@@ -30,6 +34,12 @@ export interface LinkClientOptions {
   maxBackoffMs?: number;
 }
 
+/** A request waiting for its reply. */
+interface Pending {
+  resolve: (reply: ControlReplyMessage | undefined) => void;
+  reject: (e: Error) => void;
+}
+
 interface AttemptResult {
   url: string;
   opened: boolean;
@@ -42,8 +52,9 @@ interface AttemptResult {
  * The agent's end of the persistent link: dials `GET /api/agent/link` with the workstation
  * token in the upgrade's `Authorization` header, sends `register`, hands every validated
  * control message to `onMessage`, and reconnects with exponential backoff plus jitter when the
- * link drops (a revoked or refused credential ends the loop through `onFatal`). The link only
- * delivers; losing it costs latency, so the agent polls while it is down.
+ * link drops (a revoked or refused credential ends the loop through `onFatal`). It also carries
+ * the agent's fenced run calls (`request`, answered by a `reply` with the same `id`; see
+ * `linkVia`). Losing it costs latency only: the agent polls and calls over HTTP while it is down.
  *
  * @example
  * const link = new LinkClient({ url, token: () => token, register, onMessage, onUp, onFatal, logger });
@@ -53,6 +64,8 @@ interface AttemptResult {
 export class LinkClient {
   #ws: WebSocket | undefined;
   #up = false;
+  /** Requests sent on the current socket, by id. */
+  readonly #pending = new Map<string, Pending>();
 
   constructor(private readonly opts: LinkClientOptions) {}
 
@@ -67,6 +80,58 @@ export class LinkClient {
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
     ws.send(JSON.stringify(message));
     return true;
+  }
+
+  /**
+   * Sends a fenced run call over the link and waits for its reply (see `link-requests.ts` in
+   * `@runt/protocol`). Resolves `undefined` when the link is down or drops before the reply (the
+   * caller sends it over HTTP instead: every op is idempotent or fenced); rejects with a
+   * `TransportError('timeout')` after `timeoutMs`, or with `signal`'s reason.
+   *
+   * @example
+   * const reply = await link.request('heartbeat', runId, { fencing_token: 3, lease_ms: 30_000 }, 15_000);
+   */
+  request(
+    op: LinkOp,
+    target: string,
+    body: unknown,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<ControlReplyMessage | undefined> {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.resolve(undefined);
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    const id = randomUUID();
+    return new Promise<ControlReplyMessage | undefined>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#pending.delete(id);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new TransportError('timeout', 'timed out'));
+      }, timeoutMs);
+      const onAbort = () => {
+        done();
+        reject(signal!.reason as Error);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pending.set(id, {
+        resolve: (reply) => {
+          done();
+          resolve(reply);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+      });
+      ws.send(JSON.stringify({ type: 'request', id, op, target, body }), (e) => {
+        // Not sent (the socket is closing): HTTP instead.
+        if (e) this.#pending.get(id)?.resolve(undefined);
+      });
+    });
   }
 
   /** Connects and reconnects until `signal` aborts; resolves then (or after a fatal refusal). */
@@ -120,6 +185,8 @@ export class LinkClient {
         clearInterval(pinger);
         signal.removeEventListener('abort', onAbort);
         if (this.#ws === ws) this.#ws = undefined;
+        // Requests this socket will never answer: their callers go over HTTP (or the next link).
+        for (const p of [...this.#pending.values()]) p.resolve(undefined);
         if (this.#up) {
           this.#up = false;
           this.opts.onUp(false);
@@ -161,6 +228,7 @@ export class LinkClient {
             { type: (json as { type?: unknown })?.type },
             'link: an unknown or invalid message; ignored',
           );
+        if (parsed.data.type === 'reply') return this.#pending.get(parsed.data.id)?.resolve(parsed.data);
         this.opts.onMessage(parsed.data);
       });
       ws.on('error', (e) => {

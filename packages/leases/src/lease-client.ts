@@ -1,7 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { LeaseConflictError, LeaseLostError } from './errors.js';
 import { type ClaimedLease, type HeldLease, type HoldOptions, startHeldLease } from './held-lease.js';
-import { LEASE_MS_MAX, LEASE_MS_MIN, type BackoffOptions, type RetryOptions } from '@runt/protocol';
+import {
+  LEASE_MS_MAX,
+  LEASE_MS_MIN,
+  type BackoffOptions,
+  type RetryOptions,
+  type TransportVia,
+} from '@runt/protocol';
 import { type LeaseCallResult, LeaseHttp, runPath } from './lease-http.js';
 import { requireLeaseMs, requireText, requireToken } from './lease-record.js';
 import { claimAnswerSchema, heartbeatResponseSchema } from './wire-schemas.js';
@@ -19,6 +25,11 @@ export interface LeaseClientOptions {
   timeoutMs?: number;
   /** `node:http` keep-alive instead of `fetch` (ignored with a custom `fetch`); for long-running callers. */
   keepAlive?: boolean;
+  /**
+   * Another way to the same endpoints, tried before HTTP on every attempt (runt's agent passes its
+   * link, so renewals go over it while it is open); see `HttpTransportOptions.via` in `@runt/protocol`.
+   */
+  via?: TransportVia;
   /** Retries of `claim`, `release` and one-shot `renew` on 408/429/5xx and network errors. */
   retry?: Pick<BackoffOptions, 'random'> & {
     /** First delay before jitter (default 200 ms); doubles on every further attempt. */

@@ -5,6 +5,7 @@ import {
   parseRetryAfter,
   type RetryOptions,
   type TransportAnswer,
+  type TransportVia,
 } from '@runt/protocol';
 import type { z } from 'zod';
 import { LeaseError, LeaseRequestError } from './errors.js';
@@ -24,6 +25,8 @@ export interface LeaseHttpOptions {
   timeoutMs?: number;
   /** `node:http` keep-alive instead of `fetch` (see `HttpTransport`). */
   keepAlive?: boolean;
+  /** Tried before HTTP on every attempt (an agent's link); see `HttpTransportOptions.via`. */
+  via?: TransportVia;
 }
 
 /** Answers worth asking again: the server is busy, restarting or behind a flaky proxy. */
@@ -45,6 +48,7 @@ export class LeaseHttp {
       timeoutMs: opts.timeoutMs ?? 10_000,
       ...(opts.fetch ? { fetch: opts.fetch } : {}),
       keepAlive: opts.keepAlive === true,
+      ...(opts.via ? { via: opts.via } : {}),
     });
   }
 
