@@ -12,6 +12,7 @@ import type { RunAppDeps } from '../app.js';
 import { HttpError, toHttpError } from '../errors.js';
 import { queueCommand } from '../routes/commands.js';
 import { cancelRun, followEvents, lastEventId, submitRun } from '../routes/runs.js';
+import { PendingReasons } from '../runs/pending-reason.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 import { runFragment, runPage } from './pages/run-page.js';
 import { runsFragment, runsPage, type RunsQuery } from './pages/runs-page.js';
@@ -42,6 +43,8 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
   const { session, origin } = deps;
   const r = deps.runs;
   const api = { ...r, workstations: deps.workstations };
+  // Why a queued run is still waiting: derived at read, as for the API and the CLI.
+  const pending = new PendingReasons(deps.db, deps.workstations);
   const app = new Hono<PanelEnv>();
 
   app.get('/runs', securityHeaders, session, async (c) => {
@@ -144,8 +147,9 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
   });
 
   const fragmentOf = async (id: string) => {
-    const run = await r.runs.get(id);
-    if (!run) throw new HttpError('not-found', 'no such run');
+    const found = await r.runs.get(id);
+    if (!found) throw new HttpError('not-found', 'no such run');
+    const run = found.status === 'queued' ? (await pending.annotate([found]))[0]! : found;
     const [ws, commands] = await Promise.all([
       run.workstation_id ? deps.workstations.get(run.workstation_id) : undefined,
       r.commands.list(id, 0, 500),

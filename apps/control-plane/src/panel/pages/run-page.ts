@@ -20,10 +20,10 @@ export function runFragment(run: Run, opts: { workstationName?: string; commands
     ['running', run.started_at],
     [isTerminalRunStatus(run.status) ? run.status : 'finished', run.finished_at],
   ];
-  const reason = (run as Run & { pending_reason?: string | null }).pending_reason;
+  const reason = run.pending_reason;
   return html`<dl class="spec">
 <dt>Status</dt><dd data-run-status="${run.status}">${badge(run.status)}${run.cancel_requested && !isTerminalRunStatus(run.status) ? html` <span class="hint">cancel requested</span>` : ''}</dd>
-${run.status === 'queued' && reason ? html`<dt>Why queued</dt><dd data-pending-reason>${reason}</dd>` : ''}
+${run.status === 'queued' && reason ? html`<dt>Why queued</dt><dd data-pending-reason="${reason.code}">${reason.message}</dd>` : ''}
 <dt>Workstation</dt><dd>${run.workstation_id ? html`<a href="/workstations#ws-${run.workstation_id}">${opts.workstationName ?? run.workstation_id}</a>` : '–'}</dd>
 <dt>Attempt</dt><dd>${run.attempt} of ${run.max_attempts}</dd>
 <dt>Exit code</dt><dd data-exit-code>${run.exit_code ?? '–'}</dd>
@@ -83,7 +83,17 @@ ${live ? html`<form method="post" action="/runs/${run.id}/cancel"><button type="
           .join(', ')}`
       : ''
   }</dd>
+<dt>Timeout</dt><dd data-timeout>${run.timeout_s ? seconds(run.timeout_s) + ' once started' : 'none'}</dd>
+<dt>Queue timeout</dt><dd data-queue-timeout>${run.queue_timeout_s ? seconds(run.queue_timeout_s) + ' to be placed' : 'none'}</dd>
 <dt>Resources</dt><dd>${run.resources.cpus ? `${run.resources.cpus} CPU` : ''}${run.resources.memory_bytes ? ` ${Math.round(run.resources.memory_bytes / 1024 ** 2)} MiB` : ''}${!run.resources.cpus && !run.resources.memory_bytes ? '–' : ''}</dd>
 <dt>Submitted</dt><dd>${ago(run.created_at)}</dd>
 </dl>`;
+}
+
+/** `90` → `1m 30s`, `3600` → `1h` (the timeouts of a run, in whole seconds). */
+function seconds(total: number): string {
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return [h ? `${h}h` : '', m ? `${m}m` : '', s || (!h && !m) ? `${s}s` : ''].filter(Boolean).join(' ');
 }

@@ -1,0 +1,153 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { TEST_BACKENDS } from '@runt/sql/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlPlaneClient } from '@runt/protocol';
+import { startHarness, type Harness } from '../harness.js';
+import { pairAgent, uniqueRuntime } from '../agent-double.js';
+import { launchBrowser, type TestBrowser } from './browser.js';
+
+const until = <T>(probe: () => Promise<T> | T, timeout = 30_000) =>
+  expect.poll(probe, { timeout, interval: 100 });
+
+/** A TCP proxy in front of the control plane whose open connections the test can cut. */
+async function cuttableProxy(
+  target: string,
+): Promise<{ url: string; cut(): number; close(): Promise<void> }> {
+  const { hostname, port } = new URL(target);
+  const open = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(Number(port), hostname);
+    open.add(client);
+    client.on('close', () => open.delete(client));
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cut() {
+      const n = open.size;
+      for (const s of open) s.destroy();
+      return n;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The run page in Chromium: why a run is still queued, its timeouts, and a 1 MB live log across a reconnect. */
+describe.each(TEST_BACKENDS)('the run page in Chromium on %s', (backend) => {
+  let h: Harness;
+  let b: TestBrowser;
+  let admin: ControlPlaneClient;
+  beforeAll(async () => {
+    // Body limit of a real deployment (the harness's default is 64 KiB); ticks of a minute.
+    h = await startHarness(
+      backend,
+      {},
+      { schedulerTickMs: 60_000, sweepIntervalMs: 60_000, bodyLimitBytes: 1024 * 1024 },
+    );
+    admin = new ControlPlaneClient({ url: h.cp.url, token: h.adminToken, retries: 0 });
+    b = await launchBrowser();
+    await b.page.goto(`${h.cp.url}/sign-in`);
+    await b.page.fill('#token', h.adminToken);
+    await Promise.all([b.page.waitForURL(/\/workstations$/), b.page.press('#token', 'Enter')]);
+  });
+  afterAll(async () => {
+    await b?.close();
+    await h?.close();
+  }, 60_000);
+
+  it('shows why a run is still queued and its timeouts, and drops the reason live once it is placed', async () => {
+    const { page } = b;
+    const runtime = uniqueRuntime();
+    const { run } = await admin.submitRun({ runtime, command: ['x'], timeout_s: 90, queue_timeout_s: 3600 });
+    await page.goto(`${h.cp.url}/runs/${run.id}`);
+    const reason = page.locator('[data-pending-reason]');
+    expect(await reason.getAttribute('data-pending-reason')).toBe('no-runtime');
+    expect(await reason.textContent()).toBe((await admin.getRun(run.id)).run.pending_reason!.message);
+    expect(await page.locator('[data-timeout]').textContent()).toBe('1m 30s once started');
+    expect(await page.locator('[data-queue-timeout]').textContent()).toBe('1h to be placed');
+
+    // A workstation offering the runtime appears; the page's live part follows without a reload.
+    await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+    const agent = await pairAgent(h, 'reason-box', [runtime]);
+    await agent.registerHttp({ max_runs: 1 });
+    await h.cp.scheduler.pass();
+    await until(() => page.locator('[data-run-status]').getAttribute('data-run-status')).toBe('offered');
+    expect(await reason.count()).toBe(0);
+    expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+
+    // A run without timeouts says so.
+    const plain = (await admin.submitRun({ runtime: uniqueRuntime(), command: ['x'] })).run;
+    await page.goto(`${h.cp.url}/runs/${plain.id}`);
+    expect(await page.locator('[data-timeout]').textContent()).toBe('none');
+    expect(await page.locator('[data-queue-timeout]').textContent()).toBe('none');
+    await admin.cancelRun(plain.id); // nothing unplaceable stays queued for the next test
+  }, 120_000);
+
+  it('gets 1 MB of live output in order, without gaps or repeats, across a dropped connection', async () => {
+    const { page } = b;
+    const proxy = await cuttableProxy(h.cp.url);
+    try {
+      const runtime = uniqueRuntime();
+      const agent = await pairAgent(h, 'log-box', [runtime]);
+      await agent.connect({ max_runs: 1 });
+      const { run } = await admin.submitRun({ runtime, command: ['x'] });
+      await agent.waitFor('offer', (m) => m.id === run.id);
+      const claim = await agent.client.claimRun(run.id, { runner_id: 'r', lease_ms: 60_000 });
+      await agent.client.reportStatus(run.id, { fencing_token: claim.fencing_token, status: 'running' });
+
+      // The page is opened through the proxy (the session cookie is per host, not per port).
+      await page.goto(`${proxy.url}/runs/${run.id}`);
+      const view = page.locator('[data-log]');
+      const out = page.locator('[data-log-output]');
+      await until(() => page.locator('[data-log-state]').textContent()).toBe('Following the log…');
+
+      // 1 MiB: 16,384 numbered lines of 64 bytes, in events of 64 lines, 16 events per batch.
+      const line = (i: number) => `line ${String(i).padStart(6, '0')} ${'x'.repeat(51)}\n`;
+      const lines = 16_384;
+      let seq = claim.next_event_seq;
+      let sent = 0;
+      const send = async (upTo: number) => {
+        while (sent < upTo) {
+          const events = [];
+          for (let e = 0; e < 16 && sent < upTo; e++) {
+            let data = '';
+            for (let l = 0; l < 64; l++) data += line(sent++);
+            events.push({ seq: seq++, type: 'log' as const, payload: { stream: 'stdout' as const, data } });
+          }
+          await agent.client.appendEvents(run.id, { fencing_token: claim.fencing_token, events });
+        }
+      };
+      await send(lines / 2);
+      // Half of it is on the page; then the connection drops and the rest is written meanwhile.
+      const half = seq - 1;
+      await until(async () => Number(await view.getAttribute('data-last-seq'))).toBe(half);
+      expect(proxy.cut()).toBeGreaterThan(0);
+      await send(lines);
+      await agent.client.reportStatus(run.id, {
+        fencing_token: claim.fencing_token,
+        status: 'completed',
+        exit_code: 0,
+      });
+      await until(() => page.locator('[data-log-state]').textContent(), 60_000).toBe(
+        'The run has ended; this is its whole log.',
+      );
+      const text = (await out.textContent())!;
+      let expected = '';
+      for (let i = 0; i < lines; i++) expected += line(i);
+      expected += '[run completed, exit 0]\n';
+      expect(text.length).toBe(expected.length);
+      expect(text === expected).toBe(true);
+    } finally {
+      await proxy.close();
+    }
+  }, 180_000);
+});
