@@ -1,33 +1,50 @@
 // `pnpm bench` in bench/: runt beside its peers on the same Postgres server and on PGlite, in one
-// sitting, interleaved (each round runs every system once, in turn). Loopback only, bounded:
-// every measurement stops after BENCH_TIMEOUT_MS; it ends only the processes it started.
+// sitting, interleaved per backend (peers' drains → runt's drain, burst and paced run → the
+// peers' paced runs → links), then the ratios against the issue's targets and one markdown table
+// of every figure with the load average beside it. Loopback only, bounded: every measurement
+// stops after BENCH_TIMEOUT_MS; it ends only the processes it started.
 //
-//   BENCH_RUNS=2000          backlog size per drain (the issue's size: 10000)
-//   BENCH_PACED_RUNS=250     jobs in the paced run (the issue's: 1000), at BENCH_RATE=50 per second
-//   BENCH_ROUNDS=1           rounds of the whole interleaved sequence
-//   BENCH_AGENTS=50          runt agents, each a `runt workstation run --runtime fake` process
-//   BENCH_BACKENDS=postgres,pglite   BENCH_SYSTEMS=raw,graphile,pgboss,runt   BENCH_MODES=drain,paced
-//   BENCH_CPU_PROF=DIR       --cpu-prof of the control plane and of one agent into DIR
+//   BENCH_QUICK=1 (or --quick)  development sizes: 1,000 runs, 250 paced, 2,000 links
+//   BENCH_RUNS=10000            backlog / burst size (quick: 1000)
+//   BENCH_PACED_RUNS=1000       jobs in the paced run (quick: 250), at BENCH_RATE=50 per second
+//   BENCH_LINKS=20000           idle links and links re-opened after a restart (quick: 2000;
+//                               capped below the hard fd limit, see links-bench.ts)
+//   BENCH_ROUNDS=1              rounds of the whole interleaved sequence
+//   BENCH_AGENTS=2              runt agents: each a `runt workstation run --runtime fake` process
+//   BENCH_MAX_RUNS=25           run slots of each agent (--max-runs): 50 runs at once by default;
+//                               BENCH_AGENTS=50 BENCH_MAX_RUNS=4 is the 50-process layout
+//   BENCH_RUNS_PGLITE, BENCH_PACED_RUNS_PGLITE, BENCH_LINKS_PGLITE   sizes for PGlite alone
+//                               (default: the same as on Postgres)
+//   BENCH_BACKENDS=postgres,pglite   BENCH_SYSTEMS=raw,graphile,pgboss,runt,links
+//   BENCH_MODES=drain,paced     (drain = drain and burst)
+//   BENCH_CPU_PROF=DIR          --cpu-prof of the control plane and of one agent into DIR
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuProfileTop } from './cpu-profile-top.js';
+import { describeLinks, linksToMeasure, measureLinks, type LinksMeasurement } from './links.js';
 import { measurePeer, type PeerMeasurement } from './measure-peer.js';
 import type { PeerTask } from './peer-host.js';
 import { RuntSystem, type RuntMeasurement } from './runt-system.js';
 import { loadAverage, percentile } from './stats.js';
 
-const env = (name: string, fallback: string) => process.env[name] ?? fallback;
-const RUNS = Number(env('BENCH_RUNS', '2000'));
-const PACED_RUNS = Number(env('BENCH_PACED_RUNS', '250'));
+const QUICK = process.env.BENCH_QUICK === '1' || process.argv.includes('--quick');
+const env = (name: string, full: string, quick = full) => process.env[name] ?? (QUICK ? quick : full);
+const RUNS = Number(env('BENCH_RUNS', '10000', '1000'));
+const PACED_RUNS = Number(env('BENCH_PACED_RUNS', '1000', '250'));
 const RATE = Number(env('BENCH_RATE', '50'));
 const ROUNDS = Number(env('BENCH_ROUNDS', '1'));
 const BACKENDS = env('BENCH_BACKENDS', 'postgres,pglite').split(',') as Array<'postgres' | 'pglite'>;
-const SYSTEMS = env('BENCH_SYSTEMS', 'raw,graphile,pgboss,runt').split(',');
-const AGENTS = Number(env('BENCH_AGENTS', '50'));
-// A directory: write --cpu-prof profiles of the control plane and of the first agent there.
+const SYSTEMS = env('BENCH_SYSTEMS', 'raw,graphile,pgboss,runt,links').split(',');
+const AGENTS = Number(env('BENCH_AGENTS', '2'));
+const MAX_RUNS = Number(env('BENCH_MAX_RUNS', '25'));
+if (!process.env.BENCH_LINKS) process.env.BENCH_LINKS = QUICK ? '2000' : '20000';
+const LINKS = linksToMeasure();
+/** A size, or its PGlite override (`BENCH_RUNS_PGLITE` …). */
+const sized = (backend: 'postgres' | 'pglite', name: string, value: number) =>
+  backend === 'pglite' && process.env[`${name}_PGLITE`] ? Number(process.env[`${name}_PGLITE`]) : value;
 const CPU_PROF = process.env.BENCH_CPU_PROF;
 const MODES = env('BENCH_MODES', 'drain,paced').split(',');
-const TIMEOUT_MS = Number(env('BENCH_TIMEOUT_MS', '180000'));
+const TIMEOUT_MS = Number(env('BENCH_TIMEOUT_MS', '900000', '180000'));
 
 const PEER_LABEL: Record<string, string> = {
   raw: 'raw SKIP LOCKED (4 conns, unbatched)',
@@ -36,6 +53,7 @@ const PEER_LABEL: Record<string, string> = {
 };
 const f = (x: number | undefined, digits = 1) =>
   x !== undefined && Number.isFinite(x) ? x.toFixed(digits) : '-';
+const RUNT_LABEL = `runt (${AGENTS} agent processes × ${MAX_RUNS} slots, fake runtime)`;
 
 function describe(m: PeerMeasurement): string {
   const head = `${m.task.backend.padEnd(8)} ${m.task.mode.padEnd(5)} ${PEER_LABEL[m.task.peer]!.padEnd(62)}`;
@@ -47,6 +65,7 @@ function describe(m: PeerMeasurement): string {
 
 const results: PeerMeasurement[] = [];
 const runt: RuntMeasurement[] = [];
+const links: LinksMeasurement[] = [];
 
 async function peer(task: Omit<PeerTask, 'url' | 'dataDir'>): Promise<void> {
   try {
@@ -64,14 +83,14 @@ function describeRunt(m: RuntMeasurement): string {
   const c = m.cpuMsPerRun;
   const p = m.perRun;
   return (
-    `${m.backend.padEnd(8)} ${m.phase.padEnd(5)} ${`runt (${m.agents} agents, ${m.agents} processes, fake runtime)`.padEnd(62)} ` +
+    `${m.backend.padEnd(8)} ${m.phase.padEnd(5)} ${RUNT_LABEL.padEnd(62)} ` +
     (m.phase === 'paced'
       ? `submit→accepted p50 ${f(m.acceptedP50)} ms p99 ${f(m.acceptedP99)} ms at ${m.rate}/s`
       : `${f(m.runsPerSecond, 0).padStart(6)} runs/s`) +
     `  ${m.finished}/${m.runs} in ${f(m.seconds, 2)} s  cpu/run ${f(c.total, 2)} ms (cp ${f(c.controlPlane, 2)}, agents ${f(c.agents, 2)}, db ${f(c.database, 2)})` +
-    `  per run: http ${f(p.http, 2)}, link msgs ${f(p.linkMessages, 2)}, sql ${f(p.sql, 2)}, offers ${f(p.offers, 2)}, requeues ${f(p.requeues, 2)}` +
+    `  per run: http ${f(p.http, 2)} (agents ${f(p.agentHttp, 2)}), link msgs ${f(p.linkMessages, 2)} (requests ${f(p.linkRequests, 2)}), sql ${f(p.sql, 2)}, offers ${f(p.offers, 2)} (messages ${f(p.offerMessages, 2)}), requeues ${f(p.requeues, 2)}` +
     (m.submitSeconds !== undefined ? `  (backlog submitted in ${f(m.submitSeconds, 1)} s)` : '') +
-    `  load ${m.load}`
+    `  load ${m.load}\n${' '.repeat(15)}sql per run: ${m.sqlMix.join('; ')}`
   );
 }
 
@@ -82,6 +101,7 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
     system = await RuntSystem.start({
       backend,
       agents: AGENTS,
+      maxRuns: MAX_RUNS,
       ...(CPU_PROF ? { cpuProfDir: CPU_PROF } : {}),
     });
     console.log(
@@ -90,10 +110,10 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
     for (const phase of MODES.flatMap((m) => (m === 'drain' ? ['drain', 'burst'] : [m]))) {
       const m =
         phase === 'drain'
-          ? await system.drain(RUNS, TIMEOUT_MS)
+          ? await system.drain(sized(backend, 'BENCH_RUNS', RUNS), TIMEOUT_MS)
           : phase === 'burst'
-            ? await system.burst(RUNS, TIMEOUT_MS)
-            : await system.paced(RATE, PACED_RUNS, TIMEOUT_MS);
+            ? await system.burst(sized(backend, 'BENCH_RUNS', RUNS), TIMEOUT_MS)
+            : await system.paced(RATE, sized(backend, 'BENCH_PACED_RUNS', PACED_RUNS), TIMEOUT_MS);
       runt.push(m);
       console.log(describeRunt(m));
     }
@@ -104,52 +124,146 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
   }
 }
 
-console.log(
-  `runt bench: backlog/burst ${RUNS}, paced ${PACED_RUNS} at ${RATE}/s, ${AGENTS} agents, ${ROUNDS} round(s), load ${loadAverage()}`,
-);
-for (let round = 0; round < ROUNDS; round++) {
-  for (const backend of BACKENDS) {
-    const peers = SYSTEMS.filter((s) => s !== 'runt' && (s === 'raw' || backend === 'postgres'));
-    if (MODES.includes('drain'))
-      for (const p of peers) await peer({ peer: p as PeerTask['peer'], backend, mode: 'drain', jobs: RUNS });
-    if (SYSTEMS.includes('runt')) await runtPhases(backend);
-    if (MODES.includes('paced'))
-      for (const p of peers.filter((x) => x !== 'raw'))
-        await peer({ peer: p as PeerTask['peer'], backend, mode: 'paced', jobs: PACED_RUNS, rate: RATE });
+async function linkPhases(backend: 'postgres' | 'pglite'): Promise<void> {
+  try {
+    const m = await measureLinks({
+      backend,
+      links: sized(backend, 'BENCH_LINKS', LINKS),
+      hosts: Number(env('BENCH_LINK_HOSTS', '4')),
+      restart: env('BENCH_LINK_RESTART', 'kill') as 'kill' | 'term',
+      timeoutMs: Math.min(TIMEOUT_MS, 300_000),
+    });
+    links.push(m);
+    for (const line of describeLinks(m)) console.log(line);
+  } catch (e) {
+    console.log(`${backend.padEnd(8)} links failed: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
-// Ratios: runt against every peer measured on the same backend (medians over rounds).
+console.log(
+  `runt bench${QUICK ? ' (quick)' : ''}: backlog/burst ${RUNS}, paced ${PACED_RUNS} at ${RATE}/s, ${AGENTS} agents × ${MAX_RUNS} slots, ${LINKS} links, ${ROUNDS} round(s), load ${loadAverage()}`,
+);
+for (let round = 0; round < ROUNDS; round++) {
+  for (const backend of BACKENDS) {
+    const peers = SYSTEMS.filter((s) => s in PEER_LABEL && (s === 'raw' || backend === 'postgres'));
+    if (MODES.includes('drain'))
+      for (const p of peers)
+        await peer({
+          peer: p as PeerTask['peer'],
+          backend,
+          mode: 'drain',
+          jobs: sized(backend, 'BENCH_RUNS', RUNS),
+        });
+    if (SYSTEMS.includes('runt')) await runtPhases(backend);
+    if (MODES.includes('paced'))
+      for (const p of peers.filter((x) => x !== 'raw'))
+        await peer({
+          peer: p as PeerTask['peer'],
+          backend,
+          mode: 'paced',
+          jobs: sized(backend, 'BENCH_PACED_RUNS', PACED_RUNS),
+          rate: RATE,
+        });
+    if (SYSTEMS.includes('links')) await linkPhases(backend);
+  }
+}
+
+// Ratios: runt against every peer measured on the same backend (medians over rounds), and the targets.
 const median = (xs: number[]) => percentile(xs, 50);
-console.log('\nratios (runt ÷ peer; medians over rounds):');
+const TARGET: Record<string, number> = { raw: 1.0, graphile: 1.0, pgboss: Number.NaN };
+console.log('\nratios (runt ÷ peer; medians over rounds; issue 9 targets in brackets):');
 for (const backend of BACKENDS) {
   for (const phase of ['drain', 'burst'] as const) {
     const r = runt.filter((m) => m.backend === backend && m.phase === phase);
     if (r.length === 0) continue;
     const rps = median(r.map((m) => m.runsPerSecond));
     const cpu = median(r.map((m) => m.cpuMsPerRun.total));
+    console.log(
+      `${backend.padEnd(8)} ${phase.padEnd(5)} runt ${f(rps, 0)} runs/s, CPU ${f(cpu, 2)} ms per run [≤ 2.5 ms]`,
+    );
     for (const p of ['raw', 'graphile', 'pgboss']) {
       const peers = results.filter((m) => m.task.backend === backend && m.task.peer === p && m.drain);
       if (peers.length === 0) continue;
       const prps = median(peers.map((m) => m.drain!.perSecond));
       const pcpu = median(peers.map((m) => m.cpuMsPerJob.total));
+      const target = backend === 'pglite' && p === 'raw' ? 0.5 : TARGET[p]!;
       console.log(
-        `${backend.padEnd(8)} ${phase.padEnd(5)} runt ÷ ${PEER_LABEL[p]!.padEnd(62)} runs/s ${f(rps / prps, 3)}  cpu/run ${f(cpu / pcpu, 1)}×  (${f(rps, 0)} vs ${f(prps, 0)}/s; ${f(cpu, 2)} vs ${f(pcpu, 2)} ms)`,
+        `${backend.padEnd(8)} ${phase.padEnd(5)} runt ÷ ${PEER_LABEL[p]!.padEnd(62)} runs/s ${f(rps / prps, 3)}${Number.isNaN(target) ? '' : ` [≥ ${target.toFixed(1)}]`}  cpu/run ${f(cpu / pcpu, 1)}×  (${f(rps, 0)} vs ${f(prps, 0)}/s; ${f(cpu, 2)} vs ${f(pcpu, 2)} ms)`,
       );
     }
   }
   const paced = runt.filter((m) => m.backend === backend && m.phase === 'paced');
   const gw = results.filter((m) => m.task.peer === 'graphile' && m.paced);
-  if (paced.length > 0 && gw.length > 0) {
+  if (paced.length > 0) {
     const p50 = median(paced.map((m) => m.acceptedP50));
     const p99 = median(paced.map((m) => m.acceptedP99));
     const g50 = median(gw.map((m) => m.paced!.p50));
     const g99 = median(gw.map((m) => m.paced!.p99));
     console.log(
-      `${backend.padEnd(8)} paced runt submit→accepted ÷ graphile-worker enqueue→start (Postgres): p50 ${f(p50 / g50, 2)}  p99 ${f(p99 / g99, 2)}  (${f(p50)}/${f(p99)} vs ${f(g50)}/${f(g99)} ms)`,
+      `${backend.padEnd(8)} paced runt submit→accepted p50 ${f(p50)} ms [≤ 5] p99 ${f(p99)} ms [≤ 25]; ÷ graphile-worker enqueue→start (Postgres, ${f(g50)}/${f(g99)} ms): p50 ${f(p50 / g50, 2)}, p99 ${f(p99 / g99, 2)}`,
     );
   }
+  for (const l of links.filter((m) => m.backend === backend))
+    console.log(
+      `${backend.padEnd(8)} links ${f(l.memory.rssBytesPerLink / 1024, 2)} KiB RSS per idle link [≤ 16 KiB]; restart: ${f(l.restart.perSecond, 0)} links/s [≥ 1,000], ${l.restart.within20s}/${l.links} within 20 s [all]`,
+    );
 }
+
+// Every figure in one markdown table, for docs/benchmarks.md.
+const rows: string[] = [];
+const row = (...cells: string[]) => rows.push(`| ${cells.join(' | ')} |`);
+for (const m of results) {
+  const what = m.drain
+    ? `${f(m.drain.perSecond, 0)} jobs/s`
+    : `enqueue→start p50 ${f(m.paced!.p50)} ms, p99 ${f(m.paced!.p99)} ms`;
+  row(
+    m.task.backend,
+    PEER_LABEL[m.task.peer]!,
+    m.drain ? `drain ${m.task.jobs}` : `paced ${m.task.jobs} at ${m.task.rate}/s`,
+    what,
+    `${f(m.cpuMsPerJob.total, 2)} = ${f(m.cpuMsPerJob.worker, 2)} + ${f(m.cpuMsPerJob.database, 2)}`,
+    '–',
+    String(m.load),
+  );
+}
+for (const m of runt) {
+  const p = m.perRun;
+  row(
+    m.backend,
+    RUNT_LABEL,
+    m.phase === 'paced' ? `paced ${m.runs} at ${m.rate}/s` : `${m.phase} ${m.runs}`,
+    m.phase === 'paced'
+      ? `submit→accepted p50 ${f(m.acceptedP50)} ms, p99 ${f(m.acceptedP99)} ms`
+      : `${f(m.runsPerSecond, 0)} runs/s`,
+    `${f(m.cpuMsPerRun.total, 2)} = ${f(m.cpuMsPerRun.controlPlane, 2)} + ${f(m.cpuMsPerRun.agents, 2)} + ${f(m.cpuMsPerRun.database, 2)}`,
+    `${f(p.http, 2)} (${f(p.agentHttp, 2)}) / ${f(p.linkMessages, 2)} (${f(p.linkRequests, 2)}) / ${f(p.sql, 2)} / ${f(p.offers, 2)} (${f(p.offerMessages, 2)}) / ${f(p.requeues, 2)}`,
+    String(m.load),
+  );
+}
+for (const l of links) {
+  row(
+    l.backend,
+    'links',
+    `${l.links} idle`,
+    `${f(l.memory.rssBytesPerLink / 1024, 2)} KiB RSS, ${f(l.memory.heapBytesPerLink / 1024, 2)} KiB JS per link`,
+    '–',
+    '–',
+    String(l.memory.load),
+  );
+  row(
+    l.backend,
+    'links',
+    `restart (${l.restart.how === 'kill' ? 'SIGKILL' : 'SIGTERM'}), ${l.links} re-link`,
+    `${f(l.restart.perSecond, 0)} links/s, ${l.restart.within20s} within 20 s, p50 ${f(l.restart.p50Ms / 1000, 2)} s, p99 ${f(l.restart.p99Ms / 1000, 2)} s (new process ready ${f(l.restart.downSeconds, 1)} s after the signal)`,
+    `${f(l.restart.cpMsCpuPerLink + l.restart.dbMsCpuPerLink, 2)} per link = ${f(l.restart.cpMsCpuPerLink, 2)} + – + ${f(l.restart.dbMsCpuPerLink, 2)}`,
+    `– / – / ${f(l.restart.sqlPerLink, 2)} / – / –`,
+    String(l.restart.load),
+  );
+}
+console.log(
+  `\n| backend | system | phase | figure | CPU per run/job (ms): total = cp or worker + agents + db | HTTP (agents) / link msgs (requests) / SQL / offers (messages) / re-queues per run | load |\n| --- | --- | --- | --- | --- | --- | --- |`,
+);
+for (const r of rows) console.log(r);
 console.log(`load average at the end: ${loadAverage()}`);
 if (CPU_PROF) {
   for (const file of readdirSync(CPU_PROF).filter((x) => x.endsWith('.cpuprofile'))) {
@@ -158,4 +272,4 @@ if (CPU_PROF) {
       console.log(`| ${e.selfPercent.toFixed(1)} | \`${e.name}\` | ${e.where} |`);
   }
 }
-if (process.env.BENCH_JSON) console.log(JSON.stringify({ peers: results, runt }));
+if (process.env.BENCH_JSON) console.log(JSON.stringify({ peers: results, runt, links }));

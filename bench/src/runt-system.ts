@@ -33,10 +33,18 @@ export interface RuntMeasurement {
   /** CPU milliseconds per run; on PGlite the database runs inside the control plane. */
   cpuMsPerRun: { controlPlane: number; agents: number; database: number; total: number };
   perRun: {
+    /** Every HTTP request but the bench's /metrics scrapes, submits included. */
     http: number;
+    /** HTTP requests other than the submit (`POST /api/runs`): what the agents sent. */
+    agentHttp: number;
+    /** Link messages both ways (the cp-host meter). */
     linkMessages: number;
+    /** Fenced run calls answered over the link (`runt_cp_link_requests_total`), when counted. */
+    linkRequests: number | undefined;
     sql: number;
     offers: number | undefined;
+    /** Offer messages sent (`runt_cp_offer_messages_total`; several runs may share one), when counted. */
+    offerMessages: number | undefined;
     requeues: number | undefined;
   };
   /** submit→accepted in milliseconds (database timestamps). */
@@ -46,10 +54,25 @@ export interface RuntMeasurement {
   rate?: number;
   /** Drain phase: how long the backlog took to submit while the agents were stopped. */
   submitSeconds?: number;
+  /** The most frequent SQL statements of the phase, per run (first words). */
+  sqlMix: string[];
+  /** Agent processes (`runt workstation run`) and run slots (`--max-runs`) of each. */
+  maxRuns: number;
   load: number;
 }
 
 const TERMINAL = `('completed','failed','cancelled','blocked')`;
+
+interface Scrape {
+  http: number;
+  submits: number;
+  linkRequests: number | undefined;
+  offers: number | undefined;
+  offerMessages: number | undefined;
+  requeues: number | undefined;
+}
+
+const f2 = (x: number) => x.toFixed(2);
 
 /** The `runt-agent` bin of @runt/agent (what `runt workstation run` starts). */
 export function agentBin(): string {
@@ -210,23 +233,36 @@ export class RuntSystem {
     return this.agentProcs.flatMap((p) => (p.pid ? processTree(p.pid) : []));
   }
 
-  private async httpRequests(): Promise<number> {
-    const res = await fetch(`${this.url}/metrics`, {
-      headers: { authorization: `Bearer ${this.adminToken}` },
-    });
-    const text = await res.text();
-    let n = 0;
-    for (const line of text.split('\n'))
-      if (line.startsWith('runt_cp_http_requests_total{')) n += Number(line.split(' ').pop());
-    return n;
-  }
-
-  private async metric(name: string): Promise<number | undefined> {
+  /**
+   * One scrape of `/metrics`: HTTP requests (the scrapes themselves left out), submits, and the
+   * run-path counters; a counter the control plane does not export yet is undefined.
+   */
+  private async scrape(): Promise<Scrape> {
     const text = await (
       await fetch(`${this.url}/metrics`, { headers: { authorization: `Bearer ${this.adminToken}` } })
     ).text();
-    const lines = text.split('\n').filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-    return lines.length === 0 ? undefined : lines.reduce((s, l) => s + Number(l.split(' ').pop()), 0);
+    const sum = (name: string, keep: (labels: string) => boolean = () => true) => {
+      let found = false;
+      let n = 0;
+      for (const line of text.split('\n')) {
+        if (!line.startsWith(`${name} `) && !line.startsWith(`${name}{`)) continue;
+        found = true;
+        if (keep(line.slice(name.length, line.lastIndexOf(' ')))) n += Number(line.split(' ').pop());
+      }
+      return found ? n : undefined;
+    };
+    return {
+      http: sum('runt_cp_http_requests_total', (l) => !l.includes('route="/metrics"')) ?? 0,
+      submits:
+        sum(
+          'runt_cp_http_requests_total',
+          (l) => l.includes('method="POST"') && l.includes('route="/api/runs"'),
+        ) ?? 0,
+      linkRequests: sum('runt_cp_link_requests_total'),
+      offers: sum('runt_cp_run_offers_total'),
+      offerMessages: sum('runt_cp_offer_messages_total'),
+      requeues: sum('runt_cp_run_requeues_total'),
+    };
   }
 
   /** Counters and CPU meters for one phase. */
@@ -236,11 +272,9 @@ export class RuntSystem {
     cpu.agents.start(this.agentPids());
     cpu.db.start(this.db ? await this.db.backendPids() : []);
     const counts = (await this.ask({ type: 'counts' })).counts!;
-    const http = await this.httpRequests();
-    const offers = await this.metric('runt_cp_run_offers_total');
-    const requeues = await this.metric('runt_cp_run_requeues_total');
+    const metrics = await this.scrape();
     const [t] = await this.sql<{ t: string }>(`select now()::text as t`);
-    return { cpu, counts: { ...counts }, http, offers, requeues, dbStart: t!.t, load: loadAverage() };
+    return { cpu, counts, metrics, dbStart: t!.t, load: loadAverage() };
   }
 
   /** `from`: the window's start in ms since the epoch (database clock), or 'db' for the first run's created_at. */
@@ -266,10 +300,12 @@ export class RuntSystem {
     b.cpu.agents.sample(this.agentPids());
     if (this.db) b.cpu.db.sample(await this.db.backendPids());
     const counts = (await this.ask({ type: 'counts' })).counts!;
-    // The scrapes of begin() (three) and the first one here are counted too; take them off.
-    const http = (await this.httpRequests()) - b.http - 3;
-    const offers = await this.metric('runt_cp_run_offers_total');
-    const requeues = await this.metric('runt_cp_run_requeues_total');
+    const metrics = await this.scrape();
+    const delta = (k: keyof Scrape) => {
+      const a = metrics[k];
+      const z = b.metrics[k];
+      return a === undefined || z === undefined ? undefined : a - z;
+    };
     const rows = await this.sql<{ status: string; acc: number | null; c: number; f: number | null }>(
       `select status, extract(epoch from (accepted_at - created_at)) * 1000 as acc, extract(epoch from created_at) * 1000 as c, extract(epoch from finished_at) * 1000 as f
          from runs where created_at >= $1::timestamptz`,
@@ -281,11 +317,13 @@ export class RuntSystem {
     const seconds = done.length > 0 ? (Math.max(...done) - start) / 1000 : Number.NaN;
     const accepted = rows.filter((r) => r.acc !== null).map((r) => Number(r.acc));
     const per = (x: number) => x / done.length;
+    const perMaybe = (x: number | undefined) => (x === undefined ? undefined : per(x));
     const cpuMs = (m: CpuMeter) => (m.seconds() * 1000) / done.length;
     return {
       backend: this.o.backend,
       phase,
       agents: this.o.agents,
+      maxRuns: this.o.maxRuns ?? 4,
       runs,
       finished,
       completed: rows.filter((r) => r.status === 'completed').length,
@@ -298,12 +336,21 @@ export class RuntSystem {
         total: cpuMs(b.cpu.cp) + cpuMs(b.cpu.agents) + cpuMs(b.cpu.db),
       },
       perRun: {
-        http: per(http),
+        http: per(delta('http')!),
+        agentHttp: per(delta('http')! - delta('submits')!),
         linkMessages: per(counts.linkSent + counts.linkReceived - b.counts.linkSent - b.counts.linkReceived),
+        linkRequests: perMaybe(delta('linkRequests')),
         sql: per(counts.statements - b.counts.statements),
-        offers: offers === undefined || b.offers === undefined ? undefined : per(offers - b.offers),
-        requeues: requeues === undefined || b.requeues === undefined ? undefined : per(requeues - b.requeues),
+        offers: perMaybe(delta('offers')),
+        offerMessages: perMaybe(delta('offerMessages')),
+        requeues: perMaybe(delta('requeues')),
       },
+      sqlMix: Object.entries(counts.byStatement)
+        .map(([k, n]) => [k, n - (b.counts.byStatement[k] ?? 0)] as const)
+        .filter(([, n]) => n > 0)
+        .sort((x, y) => y[1] - x[1])
+        .slice(0, 6)
+        .map(([k, n]) => `${f2(per(n))}× ${k}`),
       acceptedP50: percentile(accepted, 50),
       acceptedP99: percentile(accepted, 99),
       load: b.load,
