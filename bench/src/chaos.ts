@@ -4,7 +4,7 @@
 // must be found, terminal and started at most once. Loopback only, bounded, ends only its own pids.
 // Knobs: CHAOS_RUNS (200), CHAOS_AGENTS (4), CHAOS_BACKEND (pglite|postgres), CHAOS_SECONDS (120).
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +131,8 @@ async function main(): Promise<void> {
     port,
     adminToken,
     ...(db ? { url: db.url } : {}),
+    // Kept for a post-mortem: the control plane's own account of every run.
+    ...(process.env.CHAOS_KEEP ? { logFile: join(root, 'cp.log') } : {}),
   });
   const admin = new ControlPlaneClient({ url, token: adminToken, timeoutMs: 30_000 });
   const agents: Agent[] = [];
@@ -159,6 +161,7 @@ async function main(): Promise<void> {
       const s = String(d);
       readopted += s.split('"re-adopted"').length - 1;
       a.log = (a.log + s).slice(-4000);
+      appendFileSync(join(root, `agent-${a.i}.log`), s);
     };
     child.stdout.on('data', count);
     child.stderr.on('data', count);
@@ -181,6 +184,31 @@ async function main(): Promise<void> {
     kill9(targets.map((p) => ({ pid: p, since: processStartTime(p) })));
     a.proc = undefined;
   };
+
+  // Ends what this run started (and only that), once: at the end, or on SIGTERM/SIGINT (a CI
+  // step that gives up on it), so nothing is left running either way.
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      for (const a of agents) {
+        const p = a.proc;
+        if (p && p.exitCode === null) {
+          const exited = new Promise((r) => p.once('exit', r));
+          p.kill('SIGTERM');
+          await Promise.race([exited, sleep(10_000)]);
+        }
+        killAgent(a);
+      }
+      await cp.stop();
+      await db?.drop();
+      if (!process.env.CHAOS_KEEP) rmSync(root, { recursive: true, force: true });
+    })());
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`chaos: ${signal}, ending the processes it started\n`);
+    void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
 
   const acked = new Map<string, string>(); // tag → run id
   let submitFailures = 0;
@@ -278,6 +306,13 @@ async function main(): Promise<void> {
     const lostWithSuccess = rows.filter(
       (r) => r.status === 'failed' && r.failure_kind === 'runner-lost' && ends.has(tagOf.get(r.id)!),
     );
+    // Every runner-lost attempt, with what the ledger says of its workload (a post-mortem aid).
+    const runnerLost = rows
+      .filter((r) => r.status === 'failed' && r.failure_kind === 'runner-lost')
+      .map((r) => {
+        const tag = tagOf.get(r.id)!;
+        return { id: r.id, tag, started: starts.get(tag)?.length ?? 0, ended: ends.get(tag)?.length ?? 0 };
+      });
     const status: Record<string, number> = {};
     for (const r of rows) {
       const k = r.status === 'failed' ? `failed/${r.failure_kind ?? '?'}` : r.status;
@@ -299,6 +334,7 @@ async function main(): Promise<void> {
       neverStarted: [...acked.keys()].filter((tag) => !starts.has(tag)).length,
       readopted,
       status,
+      runnerLost: runnerLost.slice(0, 20),
       load: loadAverage(),
     };
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -320,21 +356,11 @@ async function main(): Promise<void> {
     if (process.env.CHAOS_KEEP) process.stdout.write(`kept: ${root}\n`);
     process.exitCode = lost.length + twice.length + stuck.length > 0 ? 1 : 0;
   } finally {
-    for (const a of agents) {
-      const p = a.proc;
-      if (p && p.exitCode === null) {
-        const exited = new Promise((r) => p.once('exit', r));
-        p.kill('SIGTERM');
-        await Promise.race([exited, sleep(10_000)]);
-      }
-      killAgent(a);
-    }
-    await cp.stop();
-    await db?.drop();
-    if (!process.env.CHAOS_KEEP) rmSync(root, { recursive: true, force: true });
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    await cleanup();
   }
 }
-
 main().catch((e: unknown) => {
   process.stderr.write(`chaos: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(2);

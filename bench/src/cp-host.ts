@@ -2,6 +2,7 @@
 // `runt-control-plane`, on the database the bench names, with two bench-only meters around it:
 // every SQL statement through its Database (BEGIN/COMMIT of a transaction count as two) and
 // every link message its WebSockets send or receive. Config in BENCH_CP (JSON); reports over IPC.
+import { createWriteStream } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Writable } from 'node:stream';
 import { loadConfig, startControlPlane } from '@runt/control-plane';
@@ -17,6 +18,8 @@ export interface CpHostConfig {
   port?: number;
   /** A fixed admin token (kept across the chaos suite's restarts); minted by default. */
   adminToken?: string;
+  /** Append the control plane's JSON logs (level info) to this file; discarded by default. */
+  logFile?: string;
 }
 
 /** What the meters counted since the process started. */
@@ -99,11 +102,19 @@ async function main(): Promise<void> {
   const cp = await startControlPlane(
     loadConfig(
       {},
-      { host: '127.0.0.1', port: c.port ?? 0, adminToken, dataDir: c.dataDir, logLevel: 'error' },
+      {
+        host: '127.0.0.1',
+        port: c.port ?? 0,
+        adminToken,
+        dataDir: c.dataDir,
+        logLevel: c.logFile ? 'info' : 'error',
+      },
     ),
     {
       db: counting(raw),
-      logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
+      logDestination: c.logFile
+        ? createWriteStream(c.logFile, { flags: 'a' })
+        : new Writable({ write: (_c, _e, cb) => cb() }),
     },
   );
   process.on('message', (m: CpHostRequest & { id: number }) => {
