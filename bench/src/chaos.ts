@@ -212,7 +212,8 @@ async function main(): Promise<void> {
 
   const acked = new Map<string, string>(); // tag → run id
   let submitFailures = 0;
-  const t0 = Date.now();
+  // The chaos window starts once the control plane and the agents are up (reset below).
+  let t0 = Date.now();
   try {
     await cp.start();
     for (let i = 0; i < AGENTS; i++) {
@@ -229,6 +230,7 @@ async function main(): Promise<void> {
       startAgent(a);
     }
 
+    t0 = Date.now();
     // Submits spread over the chaos window, each retried (same idempotency key) until acknowledged.
     const submitter = (async () => {
       for (let n = 0; n < RUNS; n++) {
@@ -257,10 +259,13 @@ async function main(): Promise<void> {
       }
     })();
 
-    // The chaos: every 2–6 s an agent killed -9 (restarted 0.5–4 s later), 1 time in 6 the control plane.
+    // The chaos: every 2–6 s an agent killed -9 (restarted 0.5–4 s later), 1 time in 6 (and at
+    // least once) the control plane.
     while (Date.now() - t0 < SECONDS * 1000) {
       await sleep(rand(2000, 6000));
-      if (Math.random() < 1 / 6 && cp.proc) {
+      // At least one control-plane kill per run: due by the middle of the window.
+      const cpDue = kills.controlPlane === 0 && Date.now() - t0 > (SECONDS * 1000) / 2;
+      if ((cpDue || Math.random() < 1 / 6) && cp.proc) {
         cp.kill9();
         kills.controlPlane++;
         await sleep(rand(1000, 4000));

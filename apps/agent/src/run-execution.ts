@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -11,6 +10,7 @@ import {
   type LeaseLostError,
 } from '@runt/leases';
 import type { Runtime } from '@runt/runtime-spi';
+import { claimUntilKnown } from './run-claim.js';
 import { RunCommands } from './run-commands.js';
 import { RunEventLog } from './run-event-log.js';
 import { cancelled, exitOutcome, timedOut, type Outcome } from './run-outcome.js';
@@ -151,14 +151,16 @@ export class RunExecution {
    * refused (another runner has it, or the run is no longer offered).
    */
   static async claim(deps: RunExecutionDeps, run: Run): Promise<RunExecution | undefined> {
-    const sentAt = performance.now();
-    let claim;
-    try {
-      claim = await deps.client.claimRun(run.id, { runner_id: deps.runnerId, lease_ms: deps.leaseMs });
-    } catch (e) {
-      deps.logger.debug({ run_id: run.id, err: e }, 'claim refused');
-      return undefined;
-    }
+    // A claim whose answer was lost is asked again until known: it may have been applied.
+    const claimed = await claimUntilKnown({
+      client: deps.client,
+      runId: run.id,
+      runnerId: deps.runnerId,
+      leaseMs: deps.leaseMs,
+      logger: deps.logger,
+    });
+    if (!claimed) return undefined;
+    const { claim, sentAt } = claimed;
     const state: RunState = {
       run_id: run.id,
       runtime: claim.run.runtime,
