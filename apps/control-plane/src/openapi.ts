@@ -270,7 +270,8 @@ export const OPERATIONS: Operation[] = [
     id: 'openAgentLink',
     method: 'get',
     path: '/api/agent/link',
-    summary: 'The agent link: a WebSocket (Upgrade: websocket)',
+    summary:
+      'The agent link: a WebSocket (Upgrade: websocket); carries offers and cancels, and the agent’s fenced run calls as request/reply messages (docs/runs.md)',
     auth: 'workstation',
   },
 ];
