@@ -1,4 +1,4 @@
-import { migrate, type Database } from '@runt/sql';
+import { migrate, openPostgres, type Database } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPairingCode } from './hash-pairing-code.js';
@@ -296,6 +296,71 @@ describe.each(TEST_BACKENDS)('SQL pairing store on %s, own database', (backend) 
         await rejectionOf(store.redeem({ code: '2222-ZZZZ-ZZZ5', clientAddress: '203.0.113.4' }, issuer())),
       ).toBeInstanceOf(PairingCodeRejectedError);
     } finally {
+      await t.dispose();
+    }
+  });
+});
+
+describe('SQL pairing store, two replicas (two pools) on one postgres', () => {
+  it('holds the per-address budget for wrong redeems and sign-in guesses sent at once, spread over both (never more than max accepted)', async () => {
+    const t = await createTestDatabase('postgres');
+    const other = await openPostgres({ url: t.url! });
+    try {
+      await migrate(t.db, pairingMigrations);
+      await t.db.query(WORKSTATIONS);
+      const limits = { perAddress: { max: 4, windowMs: 60_000 }, perPrefix: { max: 1000, windowMs: 60_000 } };
+      const replicas = [createSqlPairingStore(t.db, { limits }), createSqlPairingStore(other, { limits })];
+      const outcomes = async (tries: Array<() => Promise<unknown>>) => {
+        const settled = await Promise.all(tries.map((f) => rejectionOf(f())));
+        return {
+          rejected: settled.filter((e) => e instanceof PairingCodeRejectedError).length,
+          limited: settled.filter((e) => e instanceof PairingRateLimitedError).length,
+        };
+      };
+      // 24 wrong codes from one address at once, alternating between the replicas.
+      const redeems = await outcomes(
+        Array.from(
+          { length: 24 },
+          (_, i) => () =>
+            replicas[i % 2]!.redeem({ code: 'ZZZZ-ZZZZ-ZZZ3', clientAddress: '192.0.2.1' }, issuer()),
+        ),
+      );
+      expect(redeems.rejected + redeems.limited).toBe(24);
+      expect(redeems.rejected).toBeLessThanOrEqual(4);
+      expect(redeems.limited).toBeGreaterThanOrEqual(20);
+      // The same for sign-in guesses (limitGuesses) from another address.
+      const wrong = () => new Promise<undefined>((r) => setTimeout(() => r(undefined), 5));
+      const guesses = await Promise.all(
+        Array.from({ length: 24 }, (_, i) =>
+          replicas[i % 2]!.limitGuesses('192.0.2.2', wrong).then(
+            () => 'wrong' as const,
+            (e: unknown) => (e instanceof PairingRateLimitedError ? ('limited' as const) : e),
+          ),
+        ),
+      );
+      expect(guesses.filter((g) => g === 'wrong').length).toBeLessThanOrEqual(4);
+      expect(guesses.filter((g) => g === 'limited').length).toBeGreaterThanOrEqual(20);
+      // Sequentially, across replicas, the budget is exact: 4 wrong guesses, then 429 on either.
+      for (let i = 0; i < 4; i++)
+        expect(
+          await rejectionOf(
+            replicas[i % 2]!.redeem({ code: 'ZZZZ-ZZZZ-ZZZ4', clientAddress: '192.0.2.3' }, issuer()),
+          ),
+        ).toBeInstanceOf(PairingCodeRejectedError);
+      for (const r of replicas)
+        expect(
+          await rejectionOf(r.redeem({ code: 'ZZZZ-ZZZZ-ZZZ4', clientAddress: '192.0.2.3' }, issuer())),
+        ).toBeInstanceOf(PairingRateLimitedError);
+      // A right sign-in guess spends nothing: the address stays usable.
+      const right = await replicas[1]!.limitGuesses('192.0.2.4', () => Promise.resolve('ok'));
+      expect(right).toBe('ok');
+      expect(
+        await rejectionOf(
+          replicas[0]!.redeem({ code: 'ZZZZ-ZZZZ-ZZZ5', clientAddress: '192.0.2.4' }, issuer()),
+        ),
+      ).toBeInstanceOf(PairingCodeRejectedError);
+    } finally {
+      await other.close();
       await t.dispose();
     }
   });

@@ -56,11 +56,15 @@ export function createSqlPairingStore(
   };
   const keepMs = Math.max(limits.perAddress.windowMs, limits.perPrefix.windowMs);
 
-  /** Seconds until the oldest failure that keeps a scope at its limit ages out, or 0. */
+  /**
+   * Seconds until the oldest failure that keeps a scope at its limit ages out, or 0. `own`
+   * failures of the caller's are already among the rows (a reservation), so they do not count.
+   */
   async function waitFor(
     scope: { max: number; windowMs: number },
     column: 'client_address' | 'code_prefix',
     value: string,
+    own = 0,
   ): Promise<number> {
     // The max-th newest failure inside the window: once it ages out, fewer than max remain.
     const r = await db.query<{ wait: number | string }>(
@@ -68,37 +72,57 @@ export function createSqlPairingStore(
          from pairing_attempts
         where ${column} = $3 and failed_at > now() - $1::float8 * interval '1 millisecond'
         order by failed_at desc offset $2::int limit 1`,
-      [scope.windowMs, scope.max - 1, value],
+      [scope.windowMs, scope.max - 1 + own, value],
     );
     const wait = r.rows[0]?.wait;
     return wait === undefined ? 0 : Math.max(1, Math.ceil(Number(wait)));
   }
 
   /** Seconds the address (and, for a code guess, its prefix) must wait, or 0. */
-  async function limitedFor(address: string, prefix: string | undefined): Promise<number> {
+  async function limitedFor(address: string, prefix: string | undefined, own = 0): Promise<number> {
     const [byAddress, byPrefix] = await Promise.all([
-      waitFor(limits.perAddress, 'client_address', address),
-      prefix === undefined ? 0 : waitFor(limits.perPrefix, 'code_prefix', prefix),
+      waitFor(limits.perAddress, 'client_address', address, own),
+      prefix === undefined ? 0 : waitFor(limits.perPrefix, 'code_prefix', prefix, own),
     ]);
     return Math.max(byAddress, byPrefix);
   }
 
-  async function recordFailure(address: string, prefix: string | undefined): Promise<void> {
-    await db.query('insert into pairing_attempts (client_address, code_prefix) values ($1, $2)', [
-      address,
-      prefix ?? null,
-    ]);
+  /**
+   * Spends one guess of the address (and prefix) budget, or answers how long to wait. The
+   * failure is recorded first and counted after, so guesses sent at once (to one replica or
+   * spread over several: the rows are in the shared database) are never more than `max`
+   * accepted in a window; one over the limit takes its row back (a 429 is not recorded).
+   */
+  async function reserve(
+    address: string,
+    prefix: string | undefined,
+  ): Promise<{ id: string } | { wait: number }> {
+    const r = await db.query<{ id: string | number }>(
+      'insert into pairing_attempts (client_address, code_prefix) values ($1, $2) returning id',
+      [address, prefix ?? null],
+    );
+    const id = String(r.rows[0]!.id);
+    if ((await limitedFor(address, prefix, 1)) === 0) return { id };
+    await giveBack(id);
+    return { wait: Math.max(1, await limitedFor(address, prefix)) };
+  }
+
+  async function giveBack(id: string): Promise<void> {
+    await db.query('delete from pairing_attempts where id = $1', [id]);
+  }
+
+  async function prune(): Promise<void> {
     await db.query(
       "delete from pairing_attempts where failed_at < now() - $1::float8 * interval '1 millisecond'",
       [keepMs],
     );
   }
 
-  /** A wrong guess: 429 while its address or prefix is at the limit (not recorded again), else recorded and 404. */
+  /** A wrong guess: 429 while its address or prefix is at the limit (not recorded), else recorded and 404. */
   async function failed(address: string, prefix: string | undefined): Promise<never> {
-    const wait = await limitedFor(address, prefix);
-    if (wait > 0) throw new PairingRateLimitedError(wait);
-    await recordFailure(address, prefix);
+    const spent = await reserve(address, prefix);
+    if ('wait' in spent) throw new PairingRateLimitedError(spent.wait);
+    await prune();
     throw new PairingCodeRejectedError();
   }
 
@@ -155,10 +179,18 @@ export function createSqlPairingStore(
 
     async limitGuesses(clientAddress, check) {
       const address = String(clientAddress ?? '');
-      const wait = await limitedFor(address, undefined);
-      if (wait > 0) throw new PairingRateLimitedError(wait);
-      const out = await check();
-      if (out === undefined) await recordFailure(address, undefined);
+      // Spent up front (see reserve), given back when the guess was right or could not be checked.
+      const spent = await reserve(address, undefined);
+      if ('wait' in spent) throw new PairingRateLimitedError(spent.wait);
+      let out: Awaited<ReturnType<typeof check>>;
+      try {
+        out = await check();
+      } catch (e) {
+        await giveBack(spent.id);
+        throw e;
+      }
+      if (out === undefined) await prune();
+      else await giveBack(spent.id);
       return out;
     },
 
