@@ -23,16 +23,16 @@ it('the Podman test engine runs and has the test image (else run scripts/setup-e
   await assertEngineReady(testPodmanRuntime());
 });
 
-it('a run it starts costs four podman calls: create, start, wait, rm (no inspect, no stop of an exited container)', async () => {
-  // A podman that logs each call's subcommand, then runs the real one.
+/** create → start → wait → stop → remove through a podman that logs each call's subcommand, then runs the real one. */
+async function podmanCallsOfOneRun(api: boolean): Promise<string[]> {
   const dir = mkdtempSync(join(tmpdir(), 'runt-podman-calls-'));
   const log = join(dir, 'calls');
   const shim = join(dir, 'podman');
   writeFileSync(shim, `#!/bin/sh\necho "$1" >> '${log}'\nexec '${PODMAN}' "$@"\n`);
   chmodSync(shim, 0o755);
-  const runtime = createPodmanRuntime({ ...podmanTestOptions(), podmanPath: shim });
+  const runtime = createPodmanRuntime({ ...podmanTestOptions(), podmanPath: shim, api });
   const inst = await runtime.create({
-    name: `runt-calls-${process.pid}`,
+    name: `runt-calls-${api ? 'api' : 'cli'}-${process.pid}`,
     image: TEST_IMAGE,
     command: ['/bin/sh', '-c', 'exit 3'],
   });
@@ -40,8 +40,19 @@ it('a run it starts costs four podman calls: create, start, wait, rm (no inspect
   expect(await runtime.wait(inst.id)).toEqual({ exitCode: 3 });
   await runtime.stop(inst.id); // what the agent does before removing: nothing left to stop
   await runtime.remove(inst.id);
-  expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['create', 'start', 'wait', 'rm']);
+  expect(await runtime.inspect(inst.id)).toBeUndefined();
   await runtime.close();
+  return readFileSync(log, 'utf8').trim().split('\n');
+}
+
+it('CLI only, a run it starts costs four podman calls: create, start, wait, rm (no inspect, no stop of an exited container)', async () => {
+  // (`container` is the `container inspect` at the end.)
+  expect(await podmanCallsOfOneRun(false)).toEqual(['create', 'start', 'wait', 'rm', 'container']);
+});
+
+it('with the REST API, start, wait and remove cost no podman process (one service serves them)', async () => {
+  // `container inspect` at the end is a CLI call too.
+  expect(await podmanCallsOfOneRun(true)).toEqual(['create', 'system', 'container']);
 });
 
 describeRuntimeConformance({

@@ -1,4 +1,4 @@
-import { throwIfAborted } from '../abort.js';
+import { abortedError, throwIfAborted } from '../abort.js';
 import { untilStarted } from '../wait-for-start.js';
 import { RuntimeError } from '../errors.js';
 import { matchesLabels } from '../labels.js';
@@ -24,7 +24,8 @@ import {
 } from '../runtime.js';
 import { singleFlight } from '../single-flight.js';
 import { validateContainerSpec } from '../docker/conventions.js';
-import { PODMAN_RUNTIME, PodmanCli, podmanError, podmanMessage } from './cli.js';
+import { PODMAN_RUNTIME, PodmanCli, podmanError, podmanMessage, type PodmanFailure } from './cli.js';
+import { podmanService, releasePodmanService, type PodmanService, type ServiceAnswer } from './service.js';
 import { podmanExec } from './exec.js';
 import { ensurePodmanImage } from './image.js';
 import { podmanLogs } from './logs.js';
@@ -38,13 +39,21 @@ export interface PodmanRuntimeOptions {
   name?: string;
   /** How often `podman wait` polls the container (default 20 ms; podman's own default is 250 ms). */
   waitIntervalMs?: number;
+  /**
+   * Start, wait and remove through podman's REST API on a private socket (a `podman system
+   * service` started on first use, shared, ending itself when idle), falling back to the CLI
+   * when it is unavailable (default true). `false`: the CLI only.
+   */
+  api?: boolean;
 }
 
 const DEFAULT_STOP_MS = 10_000;
 
 /**
- * The Podman adapter: podman's own CLI (`--format json`), run with execa; no daemon, no
- * Docker-compatible socket. Create it with {@link createPodmanRuntime}.
+ * The Podman adapter: podman's own CLI (`--format json`, run with execa), and for start, wait and
+ * remove its libpod REST API on a private `podman system service` started on first use (the CLI
+ * when that is unavailable); never the Docker-compatible socket. Create it with
+ * {@link createPodmanRuntime}.
  */
 export class PodmanRuntime implements Runtime {
   readonly specificationVersion = RUNTIME_SPECIFICATION_VERSION;
@@ -52,6 +61,7 @@ export class PodmanRuntime implements Runtime {
   readonly cli: PodmanCli;
   readonly #pulls = singleFlight<ImageInfo>({ runtime: PODMAN_RUNTIME });
   readonly #waitInterval: string;
+  readonly #service: PodmanService | undefined;
   /** Instances this adapter created and has not started yet, by id (static facts only). */
   readonly #created = new Map<string, Instance>();
   /** Containers this adapter started (so `wait` need not check they left `created`), by id. */
@@ -64,6 +74,7 @@ export class PodmanRuntime implements Runtime {
     this.name = options.name ?? PODMAN_RUNTIME;
     this.cli = new PodmanCli(options.podmanPath ?? 'podman');
     this.#waitInterval = `${options.waitIntervalMs ?? 20}ms`;
+    this.#service = options.api === false ? undefined : podmanService(this.cli.path);
   }
 
   async available(opts: CallOptions = {}): Promise<Availability> {
@@ -78,6 +89,7 @@ export class PodmanRuntime implements Runtime {
           available: false,
           reason: `podman binary ${this.cli.path}: ${podmanMessage(result.stderr)}`,
         };
+      this.#service?.warm();
       return { available: true, version: result.stdout.trim() };
     } catch (e) {
       throwIfAborted(opts.signal, this.name);
@@ -121,11 +133,10 @@ export class PodmanRuntime implements Runtime {
     // after a short workload exits podman holds the container lock while it cleans up, and an
     // inspect then would wait for that.
     const before = this.#created.get(id) ?? (await this.#mustInspect(id, opts.signal));
-    await this.cli.expect(
-      ['start', '--', id],
-      { what: `start container ${id}`, fallback: 'start-failed' },
-      this.#sig(opts),
-    );
+    const failure: PodmanFailure = { what: `start container ${id}`, fallback: 'start-failed' };
+    const answer = await this.#api('POST', `/containers/${encodeURIComponent(id)}/start`, opts.signal);
+    if (answer === undefined) await this.cli.expect(['start', '--', id], failure, this.#sig(opts));
+    else if (answer.status !== 204 && answer.status !== 304) throw apiError(answer, failure);
     this.#created.delete(id);
     this.#exited.delete(id);
     this.#started.add(id);
@@ -155,6 +166,17 @@ export class PodmanRuntime implements Runtime {
     this.#created.delete(id);
     this.#started.delete(id);
     this.#exited.delete(id);
+    const path = `/containers/${encodeURIComponent(id)}`;
+    const answer = await this.#api('DELETE', path, opts.signal);
+    if (answer !== undefined) {
+      if (answer.status === 200) return;
+      const error = apiError(answer, { what: `remove container ${id}` });
+      if (error.code === 'instance-not-found' || !/running|paused|state improper/i.test(error.message))
+        throw error;
+      const forced = await this.#api('DELETE', `${path}?force=true&timeout=0`, opts.signal);
+      if (forced?.status === 200) return;
+      if (forced) throw apiError(forced, { what: `remove container ${id}` });
+    }
     const plain = await this.cli.run(['rm', '--', id], this.#sig(opts));
     if (plain.exitCode === 0) return;
     const error = podmanError(plain, { what: `remove container ${id}` });
@@ -198,12 +220,8 @@ export class PodmanRuntime implements Runtime {
       // alongside (in parallel: no extra latency) — unless this adapter started it: then it is
       // not `created`, and one podman process less competes for the CPU. Seen `created` → the 0
       // may be that answer: wait until it has been started and ask again.
-      const [{ stdout }, before] = await Promise.all([
-        this.cli.expect(
-          ['wait', '--interval', this.#waitInterval, '--', id],
-          { what: `wait for container ${id}` },
-          this.#sig(opts),
-        ),
+      const [stdout, before] = await Promise.all([
+        this.#waitOutput(id, opts),
         this.#started.has(id) ? undefined : this.#mustInspect(id, opts.signal),
       ]);
       const exitCode = Number.parseInt(stdout.trim(), 10);
@@ -237,8 +255,39 @@ export class PodmanRuntime implements Runtime {
   }
 
   async close(): Promise<void> {
+    if (!this.#closed && this.#service) releasePodmanService(this.#service);
     this.#closed = true;
     this.#pulls.close();
+  }
+
+  /** What `podman wait` prints (the exit code), through the API when it answers, else the CLI. */
+  async #waitOutput(id: string, opts: CallOptions): Promise<string> {
+    const what = `wait for container ${id}`;
+    const answer = await this.#api(
+      'POST',
+      `/containers/${encodeURIComponent(id)}/wait?interval=${this.#waitInterval}`,
+      opts.signal,
+    );
+    if (answer?.status === 200) return answer.body;
+    if (answer) throw apiError(answer, { what });
+    return (
+      await this.cli.expect(['wait', '--interval', this.#waitInterval, '--', id], { what }, this.#sig(opts))
+    ).stdout;
+  }
+
+  /** One REST call; `undefined` means use the CLI. An aborted signal rejects with `aborted`. */
+  async #api(
+    method: string,
+    path: string,
+    signal: AbortSignal | undefined,
+  ): Promise<ServiceAnswer | undefined> {
+    if (!this.#service) return undefined;
+    try {
+      return await this.#service.call(method, path, { signal });
+    } catch (e) {
+      if (signal?.aborted) throw abortedError(signal, this.name);
+      throw e;
+    }
   }
 
   #enter(signal: AbortSignal | undefined): void {
@@ -283,6 +332,21 @@ export class PodmanRuntime implements Runtime {
       });
     }
   }
+}
+
+/** The RuntimeError an API answer means, as the CLI's `Error:` line would (404: not found). */
+function apiError(answer: ServiceAnswer, failure: PodmanFailure): RuntimeError {
+  let message = answer.body.trim();
+  try {
+    message = (JSON.parse(answer.body) as { message?: string }).message ?? message;
+  } catch {
+    // not JSON: the text itself
+  }
+  if (answer.status === 404)
+    return new RuntimeError(failure.notFound ?? 'instance-not-found', `${failure.what}: ${message}`, {
+      runtime: PODMAN_RUNTIME,
+    });
+  return podmanError({ stdout: '', stderr: `Error: ${message}`, exitCode: 125 }, failure);
 }
 
 /**
