@@ -171,6 +171,7 @@ export class RunExecution {
       ready: false,
       command_seq: 0,
       ...(claim.run.ready_when ? { ready_when: claim.run.ready_when.log_line } : {}),
+      ...(claim.run.timeout_s ? { timeout_s: claim.run.timeout_s } : {}),
     };
     const lease = claimedLeaseFrom(run.id, claim, {
       runnerId: deps.runnerId,
@@ -223,15 +224,18 @@ export class RunExecution {
   /**
    * The run's time limit, from the workload's start: past it the workload is stopped as a
    * cancel stops it (polite signal, then kill after the stop timeout) and the run is reported
-   * `failed` with `timeout`. A re-adopted run is left to the control plane's sweeper.
+   * `failed` with `timeout`. The start time is kept in the run's state, so a run re-adopted
+   * after a restart is stopped at the same moment (at once when that has passed).
    */
-  #armTimeout(timeoutS: number | null | undefined): void {
-    if (!timeoutS) return;
+  #armTimeout(): void {
+    const { timeout_s: timeoutS, started_at_ms: startedAt } = this.#state;
+    if (!timeoutS || startedAt === undefined) return;
+    const leftMs = Math.max(0, startedAt + timeoutS * 1000 - Date.now());
     this.#timeoutTimer = setTimeout(() => {
       if (this.#cancel.signal.aborted) return;
       this.#timedOut = true;
       this.cancel(`exceeded its timeout of ${timeoutS}s`);
-    }, timeoutS * 1000);
+    }, leftMs);
     this.#timeoutTimer.unref();
   }
 
@@ -259,14 +263,15 @@ export class RunExecution {
         },
         onCreated: async (instanceId) => {
           this.#instanceId = instanceId;
-          this.#state = { ...this.#state, instance_id: instanceId };
+          // the start time goes with the instance id (one journal write): the timeout counts from it
+          this.#state = { ...this.#state, instance_id: instanceId, started_at_ms: Date.now() };
           await this.#persist();
         },
       });
       if ('dropped' in prepared) return;
       if ('outcome' in prepared) return await this.#finish(prepared.outcome);
       this.phase = 'running';
-      this.#armTimeout((this.run as Run).timeout_s);
+      this.#armTimeout();
       this.#events.append('backend_status', {
         state: 'started',
         instance_id: this.#instanceId,
@@ -282,6 +287,7 @@ export class RunExecution {
   async #resume(): Promise<void> {
     try {
       this.phase = 'running';
+      this.#armTimeout();
       await this.#follow();
     } finally {
       await this.#cleanup();

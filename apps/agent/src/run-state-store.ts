@@ -16,6 +16,10 @@ const runStateSchema = z.object({
   /** The spec's `ready_when.log_line`, so an adopted run still reports `running` on it. */
   ready_when: z.string().optional(),
   command_seq: z.number().int().min(0).default(0),
+  /** The run's `timeout_s`, so an adopted run is still stopped at it. */
+  timeout_s: z.number().int().min(1).optional(),
+  /** When the workload was created (epoch ms; it starts right after): where `timeout_s` counts from. */
+  started_at_ms: z.number().optional(),
 });
 
 /** What the agent keeps about one held run, so a restarted agent can pick it up again. */

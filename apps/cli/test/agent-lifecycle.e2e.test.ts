@@ -132,6 +132,36 @@ describe('agent lifecycle (pglite)', () => {
     await eventually(async () => journalStates(journal).size === 0, 'the journal to forget both runs');
   });
 
+  it('a re-adopted run is still stopped at its timeout_s by the new agent (the start time is in the journal)', async () => {
+    const paired = await pair('lc-readopt-timeout');
+    const first = await launch('lc-readopt-timeout', paired, ['--runtime', 'process', '--max-runs', '1']);
+    const { run } = await h.admin.submitRun({ ...pinned(paired, 'echo start $$; sleep 300'), timeout_s: 8 });
+    const out = await eventually(async () => {
+      const s = await stdoutOf(h.admin, run.id);
+      return /start \d+/.test(s) ? s : undefined;
+    }, 'the first output');
+    const workload = Number(/start (\d+)/.exec(out)![1]);
+    const journal = join(paired.configDir, 'state', 'agent', 'journal');
+    await eventually(
+      async () => (journalStates(journal).get(run.id)?.log_chars.stdout ?? 0) > 0,
+      'the journal to record the output sent',
+    );
+    process.kill(first.agentPid, 'SIGKILL');
+    await first.cli;
+    expect(alive(workload)).toBe(true);
+
+    const second = await launch('lc-readopt-timeout-2', paired, ['--runtime', 'process', '--max-runs', '1']);
+    expect(second.output()).toMatch(/re-adopted/);
+    // Ended by the agent at 8 s (the control plane's backstop would wait 60 s more and say so).
+    expect(await terminal(h.admin, run.id, 45_000)).toMatchObject({
+      status: 'failed',
+      failure_kind: 'timeout',
+      failure_message: 'exceeded its timeout of 8s',
+      attempt: 1,
+    });
+    await eventually(async () => !alive(workload), 'the workload to be stopped');
+  });
+
   it('--once takes one run, finishes it and exits 0; the next run stays queued', async () => {
     const paired = await pair('lc-once');
     const agent = await launch('lc-once', paired, ['--runtime', 'process', '--once']);
