@@ -51,14 +51,17 @@ export class PodmanService {
     path: string,
     opts: { signal?: AbortSignal | undefined; body?: unknown } = {},
   ): Promise<ServiceAnswer | undefined> {
-    const socket = await this.#ensure();
+    const started = this.#ensure();
+    const socket = await started;
     if (!socket) return undefined;
     try {
       return await httpCall(socket, method, `/v4.0.0/libpod${path}`, opts);
     } catch (e) {
       if (opts.signal?.aborted) throw e;
-      // The service went away (idle expiry, killed): the next call starts another one.
-      this.#reset();
+      // The service went away (idle expiry, killed): the next call starts another one. Only
+      // if it is still the current one: ending a newer service would drop its calls in flight
+      // (a `start` it may have done, which its caller would then repeat through the CLI).
+      if (this.#socket === started) this.#reset();
       return undefined;
     }
   }
