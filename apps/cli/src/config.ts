@@ -123,3 +123,20 @@ export function parseUrl(input: string): string {
     throw new CliError(`the control plane URL must be http(s): ${input}`);
   return u.toString().replace(/\/+$/, '');
 }
+
+/**
+ * One control-plane URL or several, comma-separated (replicas without a load balancer), each
+ * checked like {@link parseUrl}; duplicates dropped, order kept.
+ *
+ * @example
+ * parseUrls('http://a:8787, http://b:8787'); // ['http://a:8787', 'http://b:8787']
+ */
+export function parseUrls(input: string): string[] {
+  const urls = input
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(parseUrl);
+  if (urls.length === 0) throw new CliError(`not a URL: ${input}`);
+  return [...new Set(urls)];
+}

@@ -13,6 +13,7 @@ import { mintToken } from '@runt/transport-auth';
 import { describe, expect, it } from 'vitest';
 import {
   credentialPath,
+  credentialUrls,
   deleteCredential,
   loadCredential,
   saveCredential,
@@ -154,6 +155,37 @@ describe('credential store', () => {
     const badUrl = await rejectionOf(loadCredential({ configDir: dir, env: { RUNT_CLOUD_URL: 'cp:8787' } }));
     expect(isPairingError(badUrl, 'credential-invalid')).toBe(true);
     expect((badUrl as Error).message).toContain('RUNT_CLOUD_URL');
+  });
+
+  it('keeps several control-plane URLs (stored, or a comma-separated RUNT_CLOUD_URL), the first as cloud_url', async () => {
+    const dir = fresh();
+    const urls = ['https://a.example.com', 'https://b.example.com'];
+    const cred = credential({ cloud_url: urls[0]!, cloud_urls: urls });
+    await saveCredential(cred, { configDir: dir });
+    const loaded = await loadCredential({ configDir: dir, env: {} });
+    expect(loaded).toEqual(cred);
+    expect(credentialUrls(loaded!)).toEqual(urls);
+    // A single-URL credential is a list of one.
+    expect(credentialUrls(credential())).toEqual(['https://runt.example.com']);
+    // The environment's list wins over the stored one; a single URL there replaces the list.
+    const fromEnv = await loadCredential({
+      configDir: dir,
+      env: { RUNT_CLOUD_URL: 'http://c:8787, http://d:8787' },
+    });
+    expect(fromEnv).toMatchObject({
+      cloud_url: 'http://c:8787',
+      cloud_urls: ['http://c:8787', 'http://d:8787'],
+    });
+    const single = await loadCredential({ configDir: dir, env: { RUNT_CLOUD_URL: 'http://c:8787' } });
+    expect(credentialUrls(single!)).toEqual(['http://c:8787']);
+    // Every entry must be an http(s) URL.
+    const bad = await rejectionOf(
+      loadCredential({ configDir: dir, env: { RUNT_CLOUD_URL: 'http://c:8787,ftp://d' } }),
+    );
+    expect(isPairingError(bad, 'credential-invalid')).toBe(true);
+    await expect(saveCredential(credential({ cloud_urls: [] }), { configDir: dir })).rejects.toThrow(
+      /cloud_urls/,
+    );
   });
 
   it('reports a corrupt or incomplete file clearly, never echoing the token', async () => {

@@ -7,7 +7,13 @@ import { PairingError } from './pairing-error.js';
 
 /** What a paired workstation keeps in `<config dir>/workstation.json` (mode 0600). */
 export interface WorkstationCredential {
+  /** The control plane (the first of `cloud_urls` when there are several). */
   cloud_url: string;
+  /**
+   * Every control-plane URL the agent may use, in order (replicas without a load balancer);
+   * absent means just `cloud_url`. See {@link credentialUrls}.
+   */
+  cloud_urls?: string[];
   token: string;
   credential_id: string;
   workstation_id: string;
@@ -26,6 +32,7 @@ const httpUrl = z.string().refine((s) => {
 
 const CredentialSchema = z.object({
   cloud_url: httpUrl,
+  cloud_urls: z.array(httpUrl).min(1).optional(),
   token: z.string().min(1, 'must not be empty'),
   credential_id: z.string(),
   workstation_id: z.string(),
@@ -148,9 +155,16 @@ export async function loadCredential(opts: PathOptions = {}): Promise<Workstatio
     base = fromFile.data;
   }
 
+  // RUNT_CLOUD_URL may list several URLs, comma-separated: the first is `cloud_url`.
+  const urls = url
+    ?.split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
   const merged = CredentialSchema.safeParse({
     ...base,
-    ...(url !== undefined ? { cloud_url: url } : {}),
+    ...(urls !== undefined && urls.length > 0
+      ? { cloud_url: urls[0], cloud_urls: urls.length > 1 ? urls : undefined }
+      : {}),
     ...(token !== undefined ? { token } : {}),
   });
   if (!merged.success) {
@@ -199,4 +213,15 @@ async function syncDir(dir: string): Promise<void> {
   } catch {
     /* ignore */
   }
+}
+
+/**
+ * Every control-plane URL of a credential, in order: `cloud_urls` when stored (or given as a
+ * comma-separated `RUNT_CLOUD_URL`), else `[cloud_url]`.
+ *
+ * @example
+ * const env = { RUNT_CLOUD_URL: credentialUrls(cred).join(',') }; // what the agent takes
+ */
+export function credentialUrls(cred: Pick<WorkstationCredential, 'cloud_url' | 'cloud_urls'>): string[] {
+  return cred.cloud_urls && cred.cloud_urls.length > 0 ? cred.cloud_urls : [cred.cloud_url];
 }

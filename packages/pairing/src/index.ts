@@ -14,6 +14,7 @@ export { createSqlPairingStore } from './sql-pairing-store.js';
 export { redeemPairingCode, type RedeemedPairing } from './redeem-pairing-code.js';
 export {
   credentialPath,
+  credentialUrls,
   deleteCredential,
   loadCredential,
   saveCredential,

@@ -3,12 +3,13 @@ import { hostname } from 'node:os';
 import { Args, Command, Flags } from '@oclif/core';
 import { ControlPlaneClient } from '@runt/protocol';
 import {
+  isPairingError,
   normalizePairingCode,
   PairingCodeRejectedError,
   redeemPairingCode,
   saveCredential,
 } from '@runt/pairing';
-import { parseUrl } from '../../config.js';
+import { parseUrls } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { bareHostname, hostCapacity } from '../../host-facts.js';
 
@@ -20,7 +21,13 @@ export default class WorkstationConnect extends Command {
     '<%= config.bin %> workstation connect https://runt.example.com --code ABCD-EFGH-JKMN',
   ];
   static override enableJsonFlag = true;
-  static override args = { url: Args.string({ required: true, description: 'control plane URL' }) };
+  static override args = {
+    url: Args.string({
+      required: true,
+      description:
+        'control plane URL, or several comma-separated (replicas without a load balancer: all are stored for the agent, the first that answers redeems)',
+    }),
+  };
   static override flags = {
     code: Flags.string({
       description: 'pairing code XXXX-XXXX-XXXX (prompted for when omitted on a terminal)',
@@ -30,14 +37,27 @@ export default class WorkstationConnect extends Command {
 
   async run() {
     const { args, flags } = await this.parse(WorkstationConnect);
-    const url = parseUrl(args.url);
+    const urls = parseUrls(args.url);
     const code = flags.code ?? (await promptForCode());
     if (!normalizePairingCode(code)) throw new PairingCodeRejectedError();
     const displayName = flags.name?.trim() || bareHostname();
 
-    const redeemed = await redeemPairingCode(url, code, { display_name: displayName, hostname: hostname() });
+    // The first URL that answers redeems (replicas share one database); the others are stored too.
+    let url = urls[0]!;
+    let redeemed: Awaited<ReturnType<typeof redeemPairingCode>> | undefined;
+    for (const [i, candidate] of urls.entries()) {
+      try {
+        url = candidate;
+        redeemed = await redeemPairingCode(url, code, { display_name: displayName, hostname: hostname() });
+        break;
+      } catch (e) {
+        if (!isPairingError(e, 'unreachable') || i === urls.length - 1) throw e;
+      }
+    }
+    if (!redeemed) throw new CliError('no control plane URL given');
     const credential = {
-      cloud_url: url,
+      cloud_url: urls[0]!,
+      ...(urls.length > 1 ? { cloud_urls: urls } : {}),
       token: redeemed.credential.token,
       credential_id: redeemed.credential.credential_id,
       workstation_id: redeemed.workstation.id,
@@ -64,7 +84,8 @@ export default class WorkstationConnect extends Command {
       workstation_id: credential.workstation_id,
       display_name: credential.display_name,
       credential_path: path,
-      cloud_url: url,
+      cloud_url: urls[0]!,
+      ...(urls.length > 1 ? { cloud_urls: urls } : {}),
     };
   }
 }

@@ -4,7 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Flags } from '@oclif/core';
-import { requireCredential } from '../../config.js';
+import { credentialUrls } from '@runt/pairing';
+import { parseUrls, requireCredential } from '../../config.js';
 import { CliError } from '../../errors.js';
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
@@ -56,6 +57,10 @@ export default class WorkstationRun extends Command {
       description: 'per-run state files (default RUNT_STATE_DIR, else <config dir>/state)',
     }),
     name: Flags.string({ description: 'display name (default: the one chosen at pairing)' }),
+    url: Flags.string({
+      description:
+        "control plane URL(s), comma-separated, the agent fails over between (default: RUNT_CLOUD_URL, else the pairing's stored URLs)",
+    }),
   };
 
   async run(): Promise<{ exit_code: number }> {
@@ -89,7 +94,7 @@ export default class WorkstationRun extends Command {
       detached: true,
       env: {
         ...env,
-        RUNT_CLOUD_URL: credential.cloud_url,
+        RUNT_CLOUD_URL: (flags.url ? parseUrls(flags.url) : credentialUrls(credential)).join(','),
         RUNT_CLOUD_TOKEN_FD: '3',
         ...(credential.workstation_id ? { RUNT_WORKSTATION_ID: credential.workstation_id } : {}),
       },
