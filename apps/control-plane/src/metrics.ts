@@ -31,6 +31,24 @@ export const runPathMetrics = {
     help: 'SQL statements sent to the database by this process (a query is one; a transaction adds BEGIN and COMMIT)',
     registers: [],
   }),
+  writeBatches: new Counter({
+    name: 'runt_cp_write_batches_total',
+    help: 'Statements written by the group commit (runs/write-batcher.ts), by kind of write: events, start, finish, renew',
+    labelNames: ['kind'] as const,
+    registers: [],
+  }),
+  writeBatchItems: new Counter({
+    name: 'runt_cp_write_batch_items_total',
+    help: 'Writes carried by those statements, by kind (items ÷ batches = the mean batch size)',
+    labelNames: ['kind'] as const,
+    registers: [],
+  }),
+  writeBatchFallbacks: new Counter({
+    name: 'runt_cp_write_batch_fallbacks_total',
+    help: 'Batched statements that failed and were written again one item at a time, by kind',
+    labelNames: ['kind'] as const,
+    registers: [],
+  }),
   sqlTransactions: new Counter({
     name: 'runt_cp_sql_transactions_total',
     help: 'SQL transactions opened by this process',
@@ -94,6 +112,9 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
   registry.registerMetric(runPathMetrics.sqlTransactions);
   registry.registerMetric(linkMetrics.messages);
   registry.registerMetric(linkMetrics.requests);
+  registry.registerMetric(runPathMetrics.writeBatches);
+  registry.registerMetric(runPathMetrics.writeBatchItems);
+  registry.registerMetric(runPathMetrics.writeBatchFallbacks);
   const requests = new Counter({
     name: 'runt_cp_http_requests_total',
     help: 'HTTP requests by method, route pattern and status',

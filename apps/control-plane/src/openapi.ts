@@ -135,6 +135,21 @@ export const OPERATIONS: Operation[] = [
     },
   },
   {
+    id: 'submitRuns',
+    method: 'post',
+    path: '/api/runs/batch',
+    summary:
+      'Submit up to 1,000 runs in one request (one insert); each as POST /api/runs would, answered in order. A bad run is a 400 naming its index (`runs[3].…`, `details[].index`) and nothing is submitted',
+    auth: 'admin',
+    body: p.submitRunsBatchRequestSchema,
+    response: p.submitRunsBatchResponseSchema,
+    status: 201,
+    alsoStatus: {
+      status: 200,
+      description: 'Every run was an idempotent repeat (same idempotency_key): nothing new was created',
+    },
+  },
+  {
     id: 'listRuns',
     method: 'get',
     path: '/api/runs',

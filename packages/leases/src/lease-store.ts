@@ -95,11 +95,15 @@ where l.holder is null or l.expires_at <= clock_timestamp() or l.holder = exclud
 returning l.resource, l.holder, l.fencing_token, l.expires_at, l.acquired_at, l.renewed_at`;
   },
 
-  /** The renewal: extends a live lease held by `holder` with `token`; no row when it is not. */
-  renew(p: LeaseSqlRefs & { token: string; ttlMs: string }): string {
-    return `update leases set expires_at = clock_timestamp() + ${p.ttlMs}::float8 * interval '1 millisecond', renewed_at = clock_timestamp()
-where resource = ${p.resource} and holder = ${p.holder} and fencing_token = ${p.token} and expires_at > clock_timestamp()
-returning ${LEASE_COLUMNS}`;
+  /**
+   * The renewal: extends a live lease held by `holder` with `token`; no row when it is not.
+   * `from` names extra tables the refs use (several leases renewed in one statement) and `when`
+   * is an extra condition on them.
+   */
+  renew(p: LeaseSqlRefs & { token: string; ttlMs: string; from?: string; when?: string }): string {
+    return `update leases set expires_at = clock_timestamp() + ${p.ttlMs}::float8 * interval '1 millisecond', renewed_at = clock_timestamp()${p.from ? ` from ${p.from}` : ''}
+where leases.resource = ${p.resource} and leases.holder = ${p.holder} and leases.fencing_token = ${p.token} and leases.expires_at > clock_timestamp()${p.when ? ` and ${p.when}` : ''}
+returning leases.resource, leases.holder, leases.fencing_token, leases.expires_at, leases.acquired_at, leases.renewed_at`;
   },
 
   /**

@@ -29,11 +29,13 @@ import {
   okResponseSchema,
   reportRunStatusResponseSchema,
   runResponseSchema,
+  submitRunsBatchResponseSchema,
   type QueueCommandRequest,
   type ReportRunStatusRequest,
   type RunEventInput,
   type RunStatus,
   type SubmitRunRequest,
+  type SubmitRunsBatchRequest,
 } from './runs.js';
 
 export interface ControlPlaneClientOptions {
@@ -159,6 +161,11 @@ export class ControlPlaneClient {
   /** Submits a run; with `idempotency_key` a retried submit returns the same run. */
   submitRun(body: SubmitRunRequest) {
     return this.call('post', 'api/runs', runResponseSchema, body);
+  }
+
+  /** Submits up to 1,000 runs in one request (`POST /api/runs/batch`); one answer per run, in order. */
+  submitRuns(body: SubmitRunsBatchRequest) {
+    return this.call('post', 'api/runs/batch', submitRunsBatchResponseSchema, body);
   }
 
   listRuns(

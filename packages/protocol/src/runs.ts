@@ -226,6 +226,18 @@ export const runSchema = z.object({
 export type Run = z.infer<typeof runSchema>;
 
 export const runResponseSchema = z.object({ run: runSchema });
+
+/** At most this many runs in one `POST /api/runs/batch`. */
+export const MAX_RUNS_PER_BATCH = 1000;
+/** `POST /api/runs/batch`: runs submitted in one request and one insert, each as `POST /api/runs` would. */
+export const submitRunsBatchRequestSchema = z.object({
+  runs: z.array(submitRunRequestSchema).min(1).max(MAX_RUNS_PER_BATCH),
+});
+export type SubmitRunsBatchRequest = z.input<typeof submitRunsBatchRequestSchema>;
+/** One answer per submitted run, in order; `created: false` for an idempotent repeat (the run its key created first). */
+export const submitRunsBatchResponseSchema = z.object({
+  runs: z.array(z.object({ run: runSchema, created: z.boolean() })),
+});
 export const listRunsQuerySchema = z.object({
   status: runStatusSchema.optional(),
   workstation_id: z.string().optional(),

@@ -5,11 +5,12 @@ import {
   isTerminalRunStatus,
   listEventsQuerySchema,
   listRunsQuerySchema,
+  MAX_RUNS_PER_BATCH,
   submitRunRequestSchema,
   type Run,
 } from '@runt/protocol';
 import { readJson, readQuery } from '../body.js';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { HttpError } from '../errors.js';
 import type { EventWaiters } from '../event-waiters.js';
 import type { RunLifecycle } from '../runs/run-lifecycle.js';
@@ -55,6 +56,12 @@ export function runRoutes(deps: RunRouteDeps) {
       const body = await readJson(c, submitRunRequestSchema, deps.bodyLimitBytes);
       const { run, created } = await submitRun(deps, body);
       return c.json({ run }, created ? 201 : 200);
+    })
+    .post('/batch', admin, async (c) => {
+      // The envelope first; then each run on its own, so a bad one is named by its index.
+      const { runs } = await readJson(c, batchEnvelope, deps.bodyLimitBytes);
+      const out = await submitRuns(deps, runs.map(parseBatchItem));
+      return c.json({ runs: out }, out.some((o) => o.created) ? 201 : 200);
     })
     .get('/', anyone, async (c) => {
       const q = readQuery(c, listRunsQuerySchema);
@@ -106,6 +113,59 @@ export async function submitRun(
   if (pinned && !(await deps.workstations.get(pinned)))
     throw new HttpError('invalid-request', `placement.workstation_id: no workstation ${pinned}`);
   return deps.lifecycle.submit(body);
+}
+
+const batchEnvelope = z.object({ runs: z.array(z.unknown()).min(1).max(MAX_RUNS_PER_BATCH) });
+
+/** One run of a batch, validated as `POST /api/runs` would; a 400 names its index (`runs[3].runtime: …`, `details.index`). */
+function parseBatchItem(value: unknown, index: number): z.output<typeof submitRunRequestSchema> {
+  const parsed = submitRunRequestSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((i) => ({ index, path: i.path.join('.'), message: i.message }));
+  const first = issues[0]!;
+  throw new HttpError(
+    'invalid-request',
+    `runs[${index}]${first.path ? `.${first.path}` : ''}: ${first.message}`,
+    issues,
+  );
+}
+
+/**
+ * Submits runs in one insert (`POST /api/runs/batch`): checks every bundle and pinned
+ * workstation first (each distinct one once; a 400 names the first run that names a missing
+ * one), then submits them all; one scheduling pass for the batch.
+ */
+export async function submitRuns(
+  deps: Pick<RunRouteDeps, 'lifecycle' | 'bundles' | 'workstations'>,
+  bodies: Array<z.output<typeof submitRunRequestSchema>>,
+): Promise<Array<{ run: Run; created: boolean }>> {
+  const bundles = new Map<string, boolean>();
+  const pinned = new Map<string, boolean>();
+  for (const [index, body] of bodies.entries()) {
+    const sha = body.bundle?.sha256;
+    if (sha !== undefined) {
+      if (!bundles.has(sha)) bundles.set(sha, Boolean(await deps.bundles.info(sha)));
+      if (!bundles.get(sha))
+        throw new HttpError(
+          'bundle-missing',
+          `runs[${index}].bundle: ${sha} has not been uploaded (PUT /api/bundles/:sha256 first)`,
+          { index },
+        );
+    }
+    const ws = body.placement.workstation_id;
+    if (ws !== undefined) {
+      if (!pinned.has(ws)) pinned.set(ws, Boolean(await deps.workstations.get(ws)));
+      if (!pinned.get(ws))
+        throw new HttpError(
+          'invalid-request',
+          `runs[${index}].placement.workstation_id: no workstation ${ws}`,
+          {
+            index,
+          },
+        );
+    }
+  }
+  return deps.lifecycle.submitMany(bodies);
 }
 
 /** Cancels a run (the API's and the panel's one path) and tells its workstation. */

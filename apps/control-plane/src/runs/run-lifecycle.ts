@@ -16,7 +16,8 @@ import type { EventStore } from './event-store.js';
 import type { RunState } from './run-state.js';
 import type { RunStore } from './run-store.js';
 import * as transitions from './transitions.js';
-import type { EventBatch, SubmitRunInput, TerminalOutcome } from './transitions.js';
+import type { EventBatch, FencedWrite, RenewWrite, SubmitRunInput, TerminalOutcome } from './transitions.js';
+import { WriteBatcher } from './write-batcher.js';
 
 export interface RunLifecycleDeps {
   db: Database;
@@ -44,7 +45,46 @@ const conflict = (runId: string, why: string) =>
  * transaction.
  */
 export class RunLifecycle {
-  constructor(private readonly d: RunLifecycleDeps) {}
+  // Group commit of the holders' hot writes: reports from many runs that arrive together are
+  // written in one statement per kind, each caller answered with its own result (a refused
+  // item takes the checked path below alone). Both transports (HTTP and the link) come here.
+  readonly #events: WriteBatcher<FencedWrite & { batch: EventBatch }, number | undefined>;
+  readonly #starts: WriteBatcher<FencedWrite, { run: Run; nextEventSeq: number } | undefined>;
+  readonly #finishes: WriteBatcher<
+    FencedWrite & { outcome: TerminalOutcome },
+    { run: Run; nextEventSeq: number } | undefined
+  >;
+  readonly #renewals: WriteBatcher<RenewWrite, { expiresAt: string; cancelRequested: boolean } | undefined>;
+
+  constructor(private readonly d: RunLifecycleDeps) {
+    const key = (w: { runId: string }) => w.runId;
+    this.#events = new WriteBatcher<FencedWrite & { batch: EventBatch }, number | undefined>({
+      kind: 'events',
+      key,
+      write: (items) => transitions.reportEventsMany(d.db, items),
+    });
+    this.#starts = new WriteBatcher<FencedWrite, { run: Run; nextEventSeq: number } | undefined>({
+      kind: 'start',
+      key,
+      write: (items) => transitions.startMany(d.db, items),
+    });
+    this.#finishes = new WriteBatcher<
+      FencedWrite & { outcome: TerminalOutcome },
+      { run: Run; nextEventSeq: number } | undefined
+    >({
+      kind: 'finish',
+      key,
+      write: (items) => transitions.finishMany(d.db, items),
+    });
+    this.#renewals = new WriteBatcher<
+      RenewWrite,
+      { expiresAt: string; cancelRequested: boolean } | undefined
+    >({
+      kind: 'renew',
+      key,
+      write: (items) => transitions.renewMany(d.db.priority, items),
+    });
+  }
 
   /**
    * Submits a run (`→ queued`) and asks for a scheduling pass when it is new.
@@ -53,12 +93,29 @@ export class RunLifecycle {
    * const { run, created } = await lifecycle.submit(submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] }));
    */
   async submit(input: SubmitRunInput): Promise<{ run: Run; created: boolean }> {
-    const out = await transitions.submit(this.d.db, {
-      ...input,
-      timeout_s: input.timeout_s ?? this.d.defaults?.timeoutS,
-      queue_timeout_s: input.queue_timeout_s ?? this.d.defaults?.queueTimeoutS,
-    });
-    if (out.created) this.d.signals.schedule('submitted');
+    return (await this.submitMany([input]))[0]!;
+  }
+
+  /**
+   * Submits runs (`→ queued`) in one insert statement, each with its own idempotency key
+   * semantics, and asks for ONE scheduling pass when any is new. Answers in the order given.
+   *
+   * @example
+   * const out = await lifecycle.submitMany(bodies); // [{ run, created }, …]
+   */
+  async submitMany(inputs: SubmitRunInput[]): Promise<Array<{ run: Run; created: boolean }>> {
+    const defaults = this.d.defaults;
+    const out = await transitions.submitMany(
+      this.d.db,
+      defaults?.timeoutS === undefined && defaults?.queueTimeoutS === undefined
+        ? inputs
+        : inputs.map((input) => ({
+            ...input,
+            timeout_s: input.timeout_s ?? defaults.timeoutS,
+            queue_timeout_s: input.queue_timeout_s ?? defaults.queueTimeoutS,
+          })),
+    );
+    if (out.some((o) => o.created)) this.d.signals.schedule('submitted');
     return out;
   }
 
@@ -175,8 +232,11 @@ export class RunLifecycle {
     token: number,
     leaseMs: number,
   ): Promise<{ expires_at: string; cancel_requested: boolean }> {
-    // Both statements on the priority lane (the lease store renews there): a renewal must not
-    // queue behind the work it protects (issue 8, defect 10).
+    // On the priority lane (the lease store renews there too): a renewal must not queue behind
+    // the work it protects (issue 8, defect 10). Renewals of many runs share one statement.
+    const fast = await this.#renewals.submit({ runId, workstationId, token, leaseMs });
+    if (fast) return { expires_at: fast.expiresAt, cancel_requested: fast.cancelRequested };
+    // Refused: the same checks as ever give the answer (not-found, run-not-active, conflict, …).
     const s = this.authorize(await this.d.runs.state(runId, this.d.db.priority), workstationId, runId, token);
     const grant = await this.d.leases.renew(runId, s.lease_holder ?? '-', token, leaseMs);
     return { expires_at: grant.expiresAt.toISOString(), cancel_requested: s.cancel_requested };
@@ -197,7 +257,7 @@ export class RunLifecycle {
   ): Promise<number> {
     const contiguous = eventBatch(batch);
     const fast = contiguous
-      ? await transitions.reportEvents(this.d.db, runId, workstationId, token, contiguous)
+      ? await this.#events.submit({ runId, workstationId, token, batch: contiguous })
       : undefined;
     if (fast !== undefined) {
       this.d.signals.eventsAppended(runId);
@@ -228,17 +288,11 @@ export class RunLifecycle {
     // One fenced statement in the common case (accepted → running, or active → terminal with
     // the lease released); a retry, a gap or a refusal takes the checked path for its answer.
     if (events.length === 0 || batch) {
+      const write = { runId, workstationId, token: body.fencing_token, batch };
       const fast =
         body.status === 'running'
-          ? await transitions.start(this.d.db, runId, workstationId, body.fencing_token, batch)
-          : await transitions.finish(
-              this.d.db,
-              runId,
-              workstationId,
-              body.fencing_token,
-              outcomeOf(body),
-              batch,
-            );
+          ? await this.#starts.submit(write)
+          : await this.#finishes.submit({ ...write, outcome: outcomeOf(body) });
       if (fast) {
         if (body.status !== 'running' || events.length > 0) this.d.signals.eventsAppended(runId);
         if (body.status !== 'running') this.d.signals.schedule();

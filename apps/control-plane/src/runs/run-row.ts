@@ -17,6 +17,7 @@ export interface RunRow {
   memory_bytes: number | string | null;
   bundle_sha256: string | null;
   max_attempts: number;
+  idempotency_key: string | null;
   timeout_s: number | null;
   queue_timeout_s: number | null;
   retry: RetryPolicy | null;

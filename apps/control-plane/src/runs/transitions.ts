@@ -7,7 +7,7 @@ import { runPathMetrics } from '../metrics.js';
 import { cancelOpenCommands } from './command-store.js';
 import { appendSystemEvent } from './event-store.js';
 import { runNotActive } from './run-error.js';
-import { SELECT_RUN, toRun, type RunRow } from './run-row.js';
+import { iso, SELECT_RUN, toRun, type RunRow } from './run-row.js';
 import { retryDelayS } from './retry-policy.js';
 import { readRunState, type RunState } from './run-state.js';
 import { mayRequeue, statusesSql, type LostCause, type TerminalRunStatus } from './state-machine.js';
@@ -71,86 +71,137 @@ select u.*, l.fencing_token as granted, l.holder as l_holder, l.fencing_token as
        exists (select 1 from run_commands c where c.run_id = $1 and c.state = 'pending') as pending_commands
 from l left join u on true`;
 
+// Holder writes go to the database in batches (`write-batcher.ts`): every fenced statement
+// below takes its items as one JSON array `$1`, read as the rows of `i` (`k` is the item's
+// index, echoed back so each caller gets its own answer). An item whose guard does not pass
+// returns no row; the lifecycle then finds out why on its checked path.
+const ITEM_COLUMNS = 'k int, run_id text, ws text, token bigint, first bigint, next bigint, events jsonb';
+
 // The fenced guard every holder write puts in its UPDATE: the run is this workstation's,
 // carries the presented token, and the lease with that token is held and live by the database
 // clock. The UPDATE locks the run row; a claim of an expired lease must update the same row, so
-// it cannot slip in between. $1 run id, $2 workstation id, $3 fencing token.
-const FENCED_GUARD = `r.id = $1 and r.workstation_id = $2 and r.fencing_token = $3
-  and ${leaseSql.heldWithToken({ resource: '$1', token: '$3' })}`;
+// it cannot slip in between.
+const FENCED_GUARD = `r.id = i.run_id and r.workstation_id = i.ws and r.fencing_token = i.token
+  and ${leaseSql.heldWithToken({ resource: 'i.run_id', token: 'i.token' })}`;
 
-// Holder events ($4 first seq, $5 last seq + 1, $6 JSON): resends (seq below the stored next)
-// hit the primary key and are dropped; the guard's `next_event_seq >= $4` refuses a gap.
-const INSERT_EVENTS = `insert into run_events (run_id, seq, type, payload, at)
-  select $1, e.seq, e.type, e.payload, coalesce(e.at, now())
-    from jsonb_to_recordset($6::jsonb) as e(seq bigint, type text, payload jsonb, at timestamptz)
-   where exists (select 1 from u)
-  on conflict (run_id, seq) do nothing`;
+// Holder events (`first` seq, `next` = last seq + 1): resends (seq below the stored next) hit
+// the primary key and are dropped; the guard's `next_event_seq >= first` refuses a gap.
+const ITEM_EVENTS = `select u.id, e.seq, e.type, e.payload, coalesce(e.at, now())
+    from u join i on i.k = u.k cross join lateral jsonb_to_recordset(i.events) as e(seq bigint, type text, payload jsonb, at timestamptz)`;
 
 const REPORT_EVENTS_SQL = `
-with u as (
-  update runs r set next_event_seq = greatest(r.next_event_seq, $5)
-   where ${FENCED_GUARD} and r.status in (${ACTIVE}) and r.next_event_seq >= $4
-  returning r.next_event_seq
-), e as (${INSERT_EVENTS})
-select next_event_seq from u`;
+with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), u as (
+  update runs r set next_event_seq = greatest(r.next_event_seq, i.next)
+    from i where ${FENCED_GUARD} and r.status in (${ACTIVE}) and r.next_event_seq >= i.first
+  returning i.k, r.id, r.next_event_seq
+), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS} on conflict (run_id, seq) do nothing)
+select k, next_event_seq from u`;
 
 const START_SQL = `
-with u as (
-  update runs r set status = 'running', started_at = now(), next_event_seq = greatest(r.next_event_seq, $5)
-   where ${FENCED_GUARD} and r.status in (${statusesSql('start')}) and r.next_event_seq >= $4
-  returning r.*
-), e as (${INSERT_EVENTS})
+with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), u as (
+  update runs r set status = 'running', started_at = now(), next_event_seq = greatest(r.next_event_seq, i.next)
+    from i where ${FENCED_GUARD} and r.status in (${statusesSql('start')}) and r.next_event_seq >= i.first
+  returning i.k, r.*
+), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS} on conflict (run_id, seq) do nothing)
 select u.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
   from u left join leases l on l.resource = u.id and l.holder is not null`;
 
 // Terminal: the events, then `terminal_status` at the next seq, open commands cancelled and the
 // lease given up, all in the one statement (so in one transaction).
 const FINISH_SQL = `
-with u as (
-  update runs r set status = $7, exit_code = $8, failure_kind = $9, failure_message = $10, finished_at = now(),
-         next_event_seq = greatest(r.next_event_seq, $5) + 1
-   where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and r.next_event_seq >= $4
-     and ($7 <> 'failed' or r.retry is null)
-  returning r.*
+with i as (
+  select * from jsonb_to_recordset($1::jsonb)
+    as i(${ITEM_COLUMNS}, status text, exit_code int, failure_kind text, message text, terminal jsonb)
+), u as (
+  update runs r set status = i.status, exit_code = i.exit_code, failure_kind = i.failure_kind, failure_message = i.message,
+         finished_at = now(), next_event_seq = greatest(r.next_event_seq, i.next) + 1
+    from i where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and r.next_event_seq >= i.first
+     and (i.status <> 'failed' or r.retry is null)
+  returning i.k, r.*
 ), e as (
   insert into run_events (run_id, seq, type, payload, at)
-  select $1, e.seq, e.type, e.payload, coalesce(e.at, now())
-    from jsonb_to_recordset($6::jsonb) as e(seq bigint, type text, payload jsonb, at timestamptz)
-   where exists (select 1 from u)
+  ${ITEM_EVENTS}
   union all
-  select $1, u.next_event_seq - 1, 'terminal_status', $11::jsonb, now() from u
+  select u.id, u.next_event_seq - 1, 'terminal_status', i.terminal, now() from u join i on i.k = u.k
   on conflict (run_id, seq) do nothing
 ), c as (
-  update run_commands set state = 'cancelled', finished_at = now() where run_id = $1 and state in ('pending', 'acked') and exists (select 1 from u)
-), l as (${leaseSql.release({ resource: '$1', holder: 'u.lease_holder', token: '$3', from: 'u' })})
+  update run_commands set state = 'cancelled', finished_at = now() where run_id in (select id from u) and state in ('pending', 'acked')
+), l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: 'u.fencing_token', from: 'u' })})
 select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
 
-const INSERT_RUN = `insert into runs (id, status, runtime, image, command, env, workdir, ready_when, placement_workstation_id, placement_labels,
-                           cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key, timeout_s, queue_timeout_s, retry)
-         values ($1, 'queued', $2, $3, $4::jsonb, $5::jsonb, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17::jsonb)`;
+// A renewal: the run is this workstation's, active, and carries the token; the lease rules are
+// `@runt/leases`' own. The answer carries `cancel_requested` for agents without a link.
+const RENEW_SQL = `
+with i as (select * from jsonb_to_recordset($1::jsonb) as i(k int, run_id text, ws text, token bigint, ttl float8)), u as (
+  ${leaseSql.renew({
+    resource: 'i.run_id',
+    holder: 'r.lease_holder',
+    token: 'i.token',
+    ttlMs: 'i.ttl',
+    from: 'i join runs r on r.id = i.run_id',
+    when: `r.workstation_id = i.ws and r.fencing_token = i.token and r.status in (${ACTIVE})`,
+  })}
+)
+select i.k, u.expires_at, r.cancel_requested from u join i on i.run_id = u.resource join runs r on r.id = u.resource`;
 
-const insertParams = (input: SubmitRunInput, key: string | null): unknown[] => [
-  `run_${randomUUID()}`,
-  input.runtime,
-  input.image ?? null,
-  JSON.stringify(input.command),
-  JSON.stringify(input.env),
-  input.workdir ?? null,
-  input.ready_when ? JSON.stringify(input.ready_when) : null,
-  input.placement.workstation_id ?? null,
-  JSON.stringify(input.placement.labels ?? {}),
-  input.resources.cpus ?? null,
-  input.resources.memory_bytes ?? null,
-  input.bundle?.sha256 ?? null,
+// Runs are inserted from one JSON array (`n` keeps the queue in the order they were given), so
+// a batch of 1,000 is one statement like a single run.
+const INSERT_RUNS = `insert into runs (id, status, runtime, image, command, env, workdir, ready_when, placement_workstation_id,
+                           placement_labels, cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key, timeout_s, queue_timeout_s, retry)
+  select i.id, 'queued', i.runtime, i.image, i.command, i.env, i.workdir, i.ready_when, i.placement_workstation_id,
+         i.placement_labels, i.cpus, i.memory_bytes, i.bundle_sha256, i.max_attempts, i.idempotency_key, i.timeout_s, i.queue_timeout_s, i.retry
+    from jsonb_to_recordset($1::jsonb) as i(n int, id text, runtime text, image text, command jsonb, env jsonb, workdir text,
+         ready_when jsonb, placement_workstation_id text, placement_labels jsonb, cpus float8, memory_bytes bigint,
+         bundle_sha256 text, max_attempts int, idempotency_key text, timeout_s int, queue_timeout_s int, retry jsonb)
+   order by i.n
+  on conflict (idempotency_key) where idempotency_key is not null do nothing
+  returning *, null as l_holder, null as l_token, null as l_expires_at`;
+
+const runItem = (n: number, id: string, input: SubmitRunInput) => ({
+  n,
+  id,
+  runtime: input.runtime,
+  image: input.image ?? null,
+  command: input.command,
+  env: input.env,
+  workdir: input.workdir ?? null,
+  ready_when: input.ready_when ?? null,
+  placement_workstation_id: input.placement.workstation_id ?? null,
+  placement_labels: input.placement.labels ?? {},
+  cpus: input.resources.cpus ?? null,
+  memory_bytes: input.resources.memory_bytes ?? null,
+  bundle_sha256: input.bundle?.sha256 ?? null,
   // a retry policy's max_attempts is the run's one budget of attempts
-  input.retry?.max_attempts ?? input.max_attempts,
-  key,
-  input.timeout_s ?? null,
-  input.queue_timeout_s ?? null,
-  input.retry ? JSON.stringify(input.retry) : null,
-];
+  max_attempts: input.retry?.max_attempts ?? input.max_attempts,
+  idempotency_key: input.idempotency_key ?? null,
+  timeout_s: input.timeout_s ?? null,
+  queue_timeout_s: input.queue_timeout_s ?? null,
+  retry: input.retry ?? null,
+});
 
-const eventParams = (b: EventBatch | undefined) => (b ? [b.first, b.last + 1, b.json] : [0, 0, '[]']);
+/** One fenced write of a holder: the run, who writes, the token it presents, and its events (already JSON). */
+export interface FencedWrite {
+  runId: string;
+  workstationId: string;
+  token: number;
+  batch?: EventBatch | undefined;
+}
+
+/**
+ * One item of `$1`, built as text so the holder's events (already JSON in `batch.json`) are
+ * spliced in as they are, never parsed or serialised again.
+ */
+function itemJson(k: number, w: FencedWrite, extra = ''): string {
+  const b = w.batch;
+  return `{"k":${k},"run_id":${JSON.stringify(w.runId)},"ws":${JSON.stringify(w.workstationId)},"token":${Number(w.token)},"first":${b ? b.first : 0},"next":${b ? b.last + 1 : 0},"events":${b ? b.json : '[]'}${extra}}`;
+}
+
+/** The rows of a batched statement, answered per item (`undefined` where the guard did not pass). */
+function byItem<R extends { k: number }, O>(n: number, rows: R[], map: (row: R) => O): Array<O | undefined> {
+  const out = new Array<O | undefined>(n).fill(undefined);
+  for (const row of rows) out[Number(row.k)] = map(row);
+  return out;
+}
 
 /** The payload of a `terminal_status` event. */
 export function terminalPayload(f: TerminalOutcome): Record<string, unknown> {
@@ -163,35 +214,78 @@ export function terminalPayload(f: TerminalOutcome): Record<string, unknown> {
 }
 
 /**
- * submit (`→ queued`): inserts a run. With an `idempotency_key` seen within 24 h the existing
- * run is returned (`created: false`) instead (one transaction); without a key, one statement.
+ * submit (`→ queued`): inserts runs, any number, in ONE insert statement, in the order given.
+ * A run whose `idempotency_key` was seen within 24 h (or earlier in the same list) is not
+ * inserted: its answer is the existing run (`created: false`). With keys, one transaction
+ * (expired keys freed, the insert, the existing runs read); without, one statement.
+ *
+ * @example
+ * const out = await submitMany(db, [submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] })]);
+ */
+export async function submitMany(
+  db: Database,
+  inputs: SubmitRunInput[],
+): Promise<Array<{ run: Run; created: boolean }>> {
+  if (inputs.length === 0) return [];
+  // The first item with a key is inserted; a later one with the same key gets its run.
+  const firstWithKey = new Map<string, number>();
+  const ids: Array<string | undefined> = [];
+  const items: Array<ReturnType<typeof runItem>> = [];
+  inputs.forEach((input, n) => {
+    const key = input.idempotency_key;
+    if (key !== undefined) {
+      if (firstWithKey.has(key)) {
+        ids.push(undefined);
+        return;
+      }
+      firstWithKey.set(key, n);
+    }
+    const id = `run_${randomUUID()}`;
+    ids.push(id);
+    items.push(runItem(n, id, input));
+  });
+  const json = JSON.stringify(items);
+  const keys = [...firstWithKey.keys()];
+  const { inserted, existing } =
+    keys.length === 0
+      ? { inserted: (await db.query<RunRow>(INSERT_RUNS, [json])).rows, existing: [] as RunRow[] }
+      : await db.transaction(async (tx) => {
+          await tx.query(
+            `update runs set idempotency_key = null where idempotency_key = any($1::text[]) and created_at < now() - interval '24 hours'`,
+            [keys],
+          );
+          const rows = (await tx.query<RunRow>(INSERT_RUNS, [json])).rows;
+          const got = new Set(rows.map((r) => r.idempotency_key));
+          const missing = keys.filter((k) => !got.has(k));
+          const found =
+            missing.length === 0
+              ? []
+              : (await tx.query<RunRow>(`${SELECT_RUN} where r.idempotency_key = any($1::text[])`, [missing]))
+                  .rows;
+          return { inserted: rows, existing: found };
+        });
+  const byId = new Map(inserted.map((r) => [r.id, toRun(r)]));
+  const byKey = new Map<string, { run: Run; created: boolean }>();
+  for (const r of existing) byKey.set(r.idempotency_key!, { run: toRun(r), created: false });
+  for (const r of inserted)
+    if (r.idempotency_key) byKey.set(r.idempotency_key, { run: byId.get(r.id)!, created: true });
+  return inputs.map((input, n) => {
+    const id = ids[n];
+    const mine = id === undefined ? undefined : byId.get(id);
+    if (mine) return { run: mine, created: true };
+    const other = byKey.get(input.idempotency_key!)!;
+    return { run: other.run, created: false };
+  });
+}
+
+/**
+ * submit one run: {@link submitMany} with one item.
  *
  * @example
  * const { run } = await submit(db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] }));
  */
 export async function submit(db: Database, input: SubmitRunInput): Promise<{ run: Run; created: boolean }> {
-  const key = input.idempotency_key ?? null;
-  if (!key) {
-    // Without a key nothing can collide: one statement, and the new row is the answer.
-    const r = await db.query<RunRow>(
-      `${INSERT_RUN} returning *, null as l_holder, null as l_token, null as l_expires_at`,
-      insertParams(input, null),
-    );
-    return { run: toRun(r.rows[0]!), created: true };
-  }
-  return db.transaction(async (tx) => {
-    await tx.query(
-      `update runs set idempotency_key = null where idempotency_key = $1 and created_at < now() - interval '24 hours'`,
-      [key],
-    );
-    const r = await tx.query<RunRow>(
-      `${INSERT_RUN} on conflict (idempotency_key) where idempotency_key is not null do nothing returning *, null as l_holder, null as l_token, null as l_expires_at`,
-      insertParams(input, key),
-    );
-    if (r.rows[0]) return { run: toRun(r.rows[0]), created: true };
-    const existing = await tx.query<RunRow>(`${SELECT_RUN} where r.idempotency_key = $1`, [key]);
-    return { run: toRun(existing.rows[0]!), created: false };
-  });
+  return (await submitMany(db, [input]))[0]!;
 }
 
 /**
@@ -328,8 +422,25 @@ export async function bindClaim(
 }
 
 /**
- * report events (status unchanged): a holder's batch in one fenced statement. The new next
- * seq, or `undefined` when the guard did not pass.
+ * report events (status unchanged): holders' batches, any number of runs (each at most once),
+ * in one fenced statement. For each, the new next seq, or `undefined` when its guard did not pass.
+ *
+ * @example
+ * const [next] = await reportEventsMany(db, [{ runId: 'run_1', workstationId: 'ws_1', token: 3, batch }]);
+ */
+export async function reportEventsMany(
+  q: Queryable,
+  writes: Array<FencedWrite & { batch: EventBatch }>,
+): Promise<Array<number | undefined>> {
+  if (writes.length === 0) return [];
+  const r = await q.query<{ k: number; next_event_seq: number | string }>(REPORT_EVENTS_SQL, [
+    `[${writes.map((w, k) => itemJson(k, w)).join(',')}]`,
+  ]);
+  return byItem(writes.length, r.rows, (row) => Number(row.next_event_seq));
+}
+
+/**
+ * report events for one run: {@link reportEventsMany} with one item.
  *
  * @example
  * const next = await reportEvents(db, 'run_1', 'ws_1', 3, batch);
@@ -341,18 +452,32 @@ export async function reportEvents(
   token: number,
   batch: EventBatch,
 ): Promise<number | undefined> {
-  const r = await q.query<{ next_event_seq: number | string }>(REPORT_EVENTS_SQL, [
-    runId,
-    workstationId,
-    token,
-    ...eventParams(batch),
-  ]);
-  return r.rows[0] ? Number(r.rows[0].next_event_seq) : undefined;
+  return (await reportEventsMany(q, [{ runId, workstationId, token, batch }]))[0];
 }
 
 /**
- * start (`accepted → running`) with optional events, in one fenced statement; `undefined`
- * when the guard did not pass.
+ * start (`accepted → running`) with optional events, for any number of runs (each at most
+ * once) in one fenced statement; per item `undefined` when its guard did not pass.
+ *
+ * @example
+ * const [out] = await startMany(db, [{ runId: 'run_1', workstationId: 'ws_1', token: 3 }]);
+ */
+export async function startMany(
+  q: Queryable,
+  writes: FencedWrite[],
+): Promise<Array<{ run: Run; nextEventSeq: number } | undefined>> {
+  if (writes.length === 0) return [];
+  const r = await q.query<RunRow & { k: number }>(START_SQL, [
+    `[${writes.map((w, k) => itemJson(k, w)).join(',')}]`,
+  ]);
+  return byItem(writes.length, r.rows, (row) => ({
+    run: toRun(row),
+    nextEventSeq: Number(row.next_event_seq),
+  }));
+}
+
+/**
+ * start for one run: {@link startMany} with one item.
  *
  * @example
  * const out = await start(db, 'run_1', 'ws_1', 3);
@@ -364,9 +489,7 @@ export async function start(
   token: number,
   batch?: EventBatch,
 ): Promise<{ run: Run; nextEventSeq: number } | undefined> {
-  const r = await q.query<RunRow>(START_SQL, [runId, workstationId, token, ...eventParams(batch)]);
-  const row = r.rows[0];
-  return row ? { run: toRun(row), nextEventSeq: Number(row.next_event_seq) } : undefined;
+  return (await startMany(q, [{ runId, workstationId, token, batch }]))[0];
 }
 
 /**
@@ -384,9 +507,33 @@ export async function startLocked(tx: Queryable, runId: string): Promise<void> {
 }
 
 /**
- * finish (`accepted | running → completed | failed | cancelled | blocked`) in one fenced
- * statement: optional events, the outcome, `terminal_status`, open commands cancelled, lease
- * released. `undefined` when the guard did not pass.
+ * finish (`accepted | running → completed | failed | cancelled | blocked`) for any number of
+ * runs (each at most once) in one fenced statement: optional events, the outcome,
+ * `terminal_status`, open commands cancelled, lease released. Per item `undefined` when its
+ * guard did not pass.
+ *
+ * @example
+ * const [out] = await finishMany(db, [{ runId: 'run_1', workstationId: 'ws_1', token: 3, outcome: { status: 'completed', exitCode: 0 } }]);
+ */
+export async function finishMany(
+  q: Queryable,
+  writes: Array<FencedWrite & { outcome: TerminalOutcome }>,
+): Promise<Array<{ run: Run; nextEventSeq: number } | undefined>> {
+  if (writes.length === 0) return [];
+  const items = writes.map((w, k) => {
+    const f = w.outcome;
+    const extra = `,"status":${JSON.stringify(f.status)},"exit_code":${f.exitCode ?? null},"failure_kind":${JSON.stringify(f.failureKind ?? null)},"message":${JSON.stringify(f.message ?? null)},"terminal":${JSON.stringify(terminalPayload(f))}`;
+    return itemJson(k, w, extra);
+  });
+  const r = await q.query<RunRow & { k: number }>(FINISH_SQL, [`[${items.join(',')}]`]);
+  return byItem(writes.length, r.rows, (row) => ({
+    run: toRun(row),
+    nextEventSeq: Number(row.next_event_seq),
+  }));
+}
+
+/**
+ * finish for one run: {@link finishMany} with one item.
  *
  * @example
  * const out = await finish(db, 'run_1', 'ws_1', 3, { status: 'completed', exitCode: 0 });
@@ -399,19 +546,42 @@ export async function finish(
   f: TerminalOutcome,
   batch?: EventBatch,
 ): Promise<{ run: Run; nextEventSeq: number } | undefined> {
-  const r = await q.query<RunRow>(FINISH_SQL, [
-    runId,
-    workstationId,
-    token,
-    ...eventParams(batch),
-    f.status,
-    f.exitCode ?? null,
-    f.failureKind ?? null,
-    f.message ?? null,
-    JSON.stringify(terminalPayload(f)),
+  return (await finishMany(q, [{ runId, workstationId, token, outcome: f, batch }]))[0];
+}
+
+/** A renewal of the lease of a run by its holder. */
+export interface RenewWrite {
+  runId: string;
+  workstationId: string;
+  token: number;
+  leaseMs: number;
+}
+
+/**
+ * renew (status unchanged): extends the leases of any number of active runs (each at most
+ * once) in one statement, each held with the presented token by the run's holder on this
+ * workstation. Per item the new expiry and `cancel_requested`, or `undefined` when it did not
+ * apply (the caller finds out why).
+ *
+ * @example
+ * const [out] = await renewMany(db, [{ runId: 'run_1', workstationId: 'ws_1', token: 3, leaseMs: 30_000 }]);
+ */
+export async function renewMany(
+  q: Queryable,
+  writes: RenewWrite[],
+): Promise<Array<{ expiresAt: string; cancelRequested: boolean } | undefined>> {
+  if (writes.length === 0) return [];
+  const items = writes.map(
+    (w, k) =>
+      `{"k":${k},"run_id":${JSON.stringify(w.runId)},"ws":${JSON.stringify(w.workstationId)},"token":${Number(w.token)},"ttl":${Number(w.leaseMs)}}`,
+  );
+  const r = await q.query<{ k: number; expires_at: Date | string; cancel_requested: boolean }>(RENEW_SQL, [
+    `[${items.join(',')}]`,
   ]);
-  const row = r.rows[0];
-  return row ? { run: toRun(row), nextEventSeq: Number(row.next_event_seq) } : undefined;
+  return byItem(writes.length, r.rows, (row) => ({
+    expiresAt: iso(row.expires_at)!,
+    cancelRequested: row.cancel_requested,
+  }));
 }
 
 /**
