@@ -15,7 +15,7 @@ import { HttpError } from '../errors.js';
 import type { EventWaiters } from '../event-waiters.js';
 import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { BundleStore } from '../stores/bundle-store.js';
-import type { EventStore } from '../runs/event-store.js';
+import type { EventPageJson, EventStore } from '../runs/event-store.js';
 import type { RunStore } from '../runs/run-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 import type { PendingReasons } from '../runs/pending-reason.js';
@@ -87,14 +87,15 @@ export function runRoutes(deps: RunRouteDeps) {
       const runId = c.req.param('id');
       const q = readQuery(c, listEventsQuerySchema);
       if (wantsStream(c)) return followEvents(c, deps, runId, Math.max(q.after_seq, lastEventId(c)));
-      const page = await deps.events.list(runId, q.after_seq, q.limit);
+      // The events as the database wrote their JSON: stored payloads are not parsed and re-stringified.
+      const page = await deps.events.listJson(runId, q.after_seq, q.limit);
       if (!page) throw new HttpError('not-found', 'no such run');
       const last = page.events[page.events.length - 1];
-      return c.json({
-        events: page.events,
-        next_after_seq: last ? last.seq : q.after_seq,
-        run_status: page.status,
-      });
+      return c.body(
+        `{"events":[${page.events.map((e) => e.json).join(',')}],"next_after_seq":${last ? last.seq : q.after_seq},"run_status":${JSON.stringify(page.status)}}`,
+        200,
+        { 'content-type': 'application/json' },
+      );
     });
 }
 
@@ -205,7 +206,7 @@ export async function followEvents(
   });
   // Each wait is registered before the read it follows, so an append in between still wakes it.
   let woke = deps.waiters.wait(runId, deps.eventPollMs, stop.signal);
-  const first = await deps.events.list(runId, afterSeq, 1000);
+  const first = await deps.events.listJson(runId, afterSeq, 1000);
   if (!first) {
     stop.abort();
     throw new HttpError('not-found', 'no such run');
@@ -213,11 +214,11 @@ export async function followEvents(
   return streamSSE(c, async (stream) => {
     stream.onAbort(() => stop.abort());
     let after = afterSeq;
-    let page: Awaited<ReturnType<EventStore['list']>> = first;
+    let page: EventPageJson | undefined = first;
     let idleSince = Date.now();
     while (page && !stop.signal.aborted) {
       for (const e of page.events) {
-        await stream.writeSSE({ id: String(e.seq), data: JSON.stringify(e) });
+        await stream.writeSSE({ id: String(e.seq), data: e.json });
         after = e.seq;
       }
       const drained = page.events.length < 1000;
@@ -238,7 +239,7 @@ export async function followEvents(
       }
       if (stop.signal.aborted) break;
       woke = deps.waiters.wait(runId, deps.eventPollMs, stop.signal);
-      page = await deps.events.list(runId, after, 1000);
+      page = await deps.events.listJson(runId, after, 1000);
     }
     stop.abort();
   });

@@ -88,6 +88,47 @@ export class EventStore {
     );
     return { events: r.rows.map(toEvent), status };
   }
+
+  /** {@link listEventsJson} on this store's database. */
+  listJson(runId: string, afterSeq: number, limit: number): Promise<EventPageJson | undefined> {
+    return listEventsJson(this.db, runId, afterSeq, limit);
+  }
+}
+
+/**
+ * One page of events as the database serialises them: each event's JSON (`run_id`, `seq`,
+ * `type`, `payload`, `at` as an ISO date-time with milliseconds, like {@link EventStore.list})
+ * is made by the database from the stored `jsonb`, so the answer is written out without parsing
+ * the payloads into objects and stringifying them again.
+ */
+export interface EventPageJson {
+  events: Array<{ seq: number; json: string }>;
+  status: RunStatus;
+}
+
+const LIST_JSON_SQL = `
+select seq, json_build_object('run_id', run_id, 'seq', seq, 'type', type, 'payload', payload,
+         'at', to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text as json
+  from run_events where run_id = $1 and seq > $2 order by seq limit $3`;
+
+/**
+ * {@link EventStore.list} with each event as JSON text (see {@link EventPageJson}); `undefined`
+ * for an unknown run.
+ *
+ * @example
+ * const page = await listEventsJson(db, 'run_1', 0, 100); // page.events[0].json === '{"run_id":…}'
+ */
+export async function listEventsJson(
+  db: Queryable,
+  runId: string,
+  afterSeq: number,
+  limit: number,
+): Promise<EventPageJson | undefined> {
+  const run = await db.query<{ status: RunStatus }>('select status from runs where id = $1', [runId]);
+  const status = run.rows[0]?.status;
+  if (!status) return undefined;
+  const r = await db.query<{ seq: number | string; json: string }>(LIST_JSON_SQL, [runId, afterSeq, limit]);
+  return { events: r.rows.map((e) => ({ seq: Number(e.seq), json: e.json })), status };
 }
 
 /**
