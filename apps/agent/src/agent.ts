@@ -314,6 +314,7 @@ export class Agent {
     const runtime = this.#runtimes.get(runtimeName);
     return {
       client: this.#client,
+      taking: this.#taking.signal,
       leases: this.#leases,
       runtime: runtime ?? {
         unavailable: `runtime "${runtimeName}" is not available on this workstation${this.#unavailable.has(runtimeName) ? `: ${this.#unavailable.get(runtimeName)}` : ''}`,

@@ -18,6 +18,8 @@ export interface ClaimUntilKnownOptions {
   boundMs?: number;
   /** Backoff between tries (tests shorten it). */
   backoff?: { baseMs: number; capMs: number };
+  /** Aborted when the agent stops taking runs (drain, shutdown): no further try. */
+  signal?: AbortSignal | undefined;
 }
 
 /** A refusal the control plane decided (4xx other than 408/429): retrying cannot change it. */
@@ -32,7 +34,7 @@ function refused(e: unknown): boolean {
  * `runner-lost` without its workload ever starting (what the chaos suite saw on PGlite, issue 8).
  * A claim by the same runner is idempotent (the control plane returns the same fencing token),
  * so the claim is sent again, with backoff, until the control plane answers either way or
- * `boundMs` has passed. Resolves the claim with the send time of the answered request, or
+ * `boundMs` has passed or `signal` aborts. Resolves the claim with the send time of the answered request, or
  * `undefined` when it was refused (or never answered within the bound).
  *
  * @example
@@ -55,12 +57,16 @@ export async function claimUntilKnown(
         o.logger.debug({ run_id: o.runId, err: e }, 'claim refused');
         return undefined;
       }
-      if (performance.now() >= deadline) {
+      // Stopping (drain, shutdown): no more tries, and no timer holding the process up.
+      if (performance.now() >= deadline || o.signal?.aborted) {
         o.logger.warn({ run_id: o.runId, err: e }, 'claim never answered; giving it up');
         return undefined;
       }
       o.logger.info({ run_id: o.runId, err: (e as Error).message }, 'claim not answered; asking again');
-      await sleep(backoffDelay(attempt, o.backoff ?? { baseMs: 500, capMs: 5_000 }));
+      if (!(await sleep(backoffDelay(attempt, o.backoff ?? { baseMs: 500, capMs: 5_000 }), o.signal))) {
+        o.logger.warn({ run_id: o.runId }, 'stopping: an unanswered claim is not asked again');
+        return undefined;
+      }
     }
   }
 }

@@ -21,6 +21,8 @@ import type { RunState, RunStateStore } from './run-state-store.js';
 
 export interface RunExecutionDeps {
   client: ControlPlaneClient;
+  /** Aborted when the agent stops taking runs: a claim whose answer was lost is not asked again. */
+  taking?: AbortSignal | undefined;
   /** Keeps each run's lease alive (claims go through `client`; the claimed lease is handed to `hold`). */
   leases: Pick<LeaseClient, 'hold'>;
   /** The run's runtime, or why there is none. */
@@ -158,6 +160,7 @@ export class RunExecution {
       runnerId: deps.runnerId,
       leaseMs: deps.leaseMs,
       logger: deps.logger,
+      signal: deps.taking,
     });
     if (!claimed) return undefined;
     const { claim, sentAt } = claimed;
