@@ -222,6 +222,16 @@ export class RunEventLog {
         // After a re-adoption the server may be ahead of what we remembered: never reuse its seqs.
         if (res.next_event_seq > this.#next && this.#queue.length === 0) this.#next = res.next_event_seq;
       } catch (e) {
+        // A gap is not a refusal: the control plane says where it expects the next event (it
+        // is behind what this log numbered, e.g. a state file older than the run's events):
+        // renumber what is queued from there and resend (issue 7: decided on the code, not on 409).
+        const resumeAt = gapResumesAt(e);
+        if (resumeAt !== undefined && this.#queue.length > 0 && resumeAt < this.#queue[0]!.seq) {
+          const shift = resumeAt - this.#queue[0]!.seq;
+          for (const q of this.#queue) q.seq += shift;
+          this.#next += shift;
+          continue;
+        }
         if (isApiError(e) && (e.status === 409 || e.status === 403 || e.status === 404)) {
           this.#rejected = true;
           this.#queue = [];
@@ -238,4 +248,11 @@ export class RunEventLog {
       }
     }
   }
+}
+
+/** `details.next_event_seq` of a 409 `event-seq-gap`, or `undefined` for any other error. */
+function gapResumesAt(e: unknown): number | undefined {
+  if (!isApiError(e, 'event-seq-gap')) return undefined;
+  const next = (e.details as { next_event_seq?: unknown } | undefined)?.next_event_seq;
+  return typeof next === 'number' && Number.isSafeInteger(next) && next >= 1 ? next : undefined;
 }

@@ -83,3 +83,30 @@ describe('RunEventLog: output larger than the body limit (issue 8, defect 3)', (
     expect((await stdoutOf(claim.run.id)) === lines).toBe(true);
   }, 90_000);
 });
+
+describe('RunEventLog: a gap in seqs (issue 7)', () => {
+  it('resumes at the seq the control plane expects (409 event-seq-gap) instead of dropping the run', async () => {
+    const claim = await h.claimRun({ runtime: 'unit-rt', command: ['x'] });
+    const refused: string[] = [];
+    // The log believes events up to seq next+4 were stored (say, a state file from a later
+    // attempt of its own): the control plane expects `next_event_seq`.
+    const events = new RunEventLog({
+      client: h.ws,
+      runId: claim.run.id,
+      fencingToken: claim.fencing_token,
+      nextSeq: claim.next_event_seq + 5,
+      signal: AbortSignal.timeout(60_000),
+      onRejected: (e) => refused.push(e.message),
+    });
+    events.append('log', { stream: 'stdout', data: 'one\n' });
+    events.append('log', { stream: 'stdout', data: 'two\n' });
+    await events.flush();
+    expect(refused).toEqual([]);
+    expect(events.nextSeq).toBe(claim.next_event_seq + 2);
+    expect(await stdoutOf(claim.run.id)).toBe('one\ntwo\n');
+    // And it goes on from there.
+    events.append('log', { stream: 'stdout', data: 'three\n' });
+    await events.flush();
+    expect(await stdoutOf(claim.run.id)).toBe('one\ntwo\nthree\n');
+  });
+});
