@@ -55,6 +55,48 @@ it('with the REST API, start, wait and remove cost no podman process (one servic
   expect(await podmanCallsOfOneRun(true)).toEqual(['create', 'system', 'container']);
 });
 
+it('a REST start whose connection breaks after the service started the container is not repeated through the CLI (the workload runs once)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'runt-podman-once-'));
+  // A `podman system service` stand-in that starts the container for real, then drops the
+  // connection before answering (as a service killed mid-request does); every other request is
+  // dropped too, so the adapter falls back to the CLI for it.
+  const service = join(dir, 'service.cjs');
+  writeFileSync(
+    service,
+    `const { createServer } = require('node:http');
+const { execFileSync } = require('node:child_process');
+const socket = process.argv[process.argv.length - 1].replace(/^unix:\\/\\//, '');
+createServer((req, res) => {
+  if (req.url === '/_ping') return res.end('OK');
+  const start = /\\/containers\\/([^/]+)\\/start$/.exec(req.url ?? '');
+  if (req.method === 'POST' && start) execFileSync(${JSON.stringify(PODMAN)}, ['start', '--', decodeURIComponent(start[1])]);
+  req.socket.destroy();
+}).listen(socket);
+`,
+  );
+  const shim = join(dir, 'podman');
+  writeFileSync(
+    shim,
+    `#!/bin/sh\nif [ "$1" = system ]; then exec '${process.execPath}' '${service}' "$@"; fi\nexec '${PODMAN}' "$@"\n`,
+  );
+  chmodSync(shim, 0o755);
+  const runtime = createPodmanRuntime({ ...podmanTestOptions(), podmanPath: shim, api: true });
+  const inst = await runtime.create({
+    name: `runt-once-${process.pid}`,
+    image: TEST_IMAGE,
+    command: ['/bin/sh', '-c', 'echo ran'],
+  });
+  try {
+    await runtime.start(inst.id);
+    expect(await runtime.wait(inst.id)).toEqual({ exitCode: 0 });
+    const { stdout } = await promisify(execFile)(PODMAN, ['logs', inst.id]);
+    expect(stdout).toBe('ran\n');
+  } finally {
+    await runtime.remove(inst.id);
+    await runtime.close();
+  }
+});
+
 describeRuntimeConformance({
   name: 'podman',
   createRuntime: testPodmanRuntime,

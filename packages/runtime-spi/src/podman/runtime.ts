@@ -135,8 +135,15 @@ export class PodmanRuntime implements Runtime {
     const before = this.#created.get(id) ?? (await this.#mustInspect(id, opts.signal));
     const failure: PodmanFailure = { what: `start container ${id}`, fallback: 'start-failed' };
     const answer = await this.#api('POST', `/containers/${encodeURIComponent(id)}/start`, opts.signal);
-    if (answer === undefined) await this.cli.expect(['start', '--', id], failure, this.#sig(opts));
-    else if (answer.status !== 204 && answer.status !== 304) throw apiError(answer, failure);
+    if (answer === undefined) {
+      // The service could not be reached, or the connection broke after the request was sent,
+      // in which case the service may have started it already: start through the CLI only a
+      // container still `created` (`podman start` on an exited one would run the workload again).
+      const now =
+        this.#service && before.state === 'created' ? await this.#mustInspect(id, opts.signal) : undefined;
+      if (now === undefined || now.state === 'created')
+        await this.cli.expect(['start', '--', id], failure, this.#sig(opts));
+    } else if (answer.status !== 204 && answer.status !== 304) throw apiError(answer, failure);
     this.#created.delete(id);
     this.#exited.delete(id);
     this.#started.add(id);
