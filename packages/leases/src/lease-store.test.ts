@@ -34,6 +34,30 @@ describe.each(TEST_BACKENDS)('sql lease store on %s', (backend) => {
     await t?.dispose();
   });
 
+  it('claims several leases in one statement with `from`, each by the same rules', async () => {
+    const [a, b, c] = [resource(), resource(), resource()];
+    await store.claim(b, 'other', 30_000); // held by another: refused
+    await store.claim(c, 'ws_m', 30_000); // the same holder again: keeps its token
+    const sql = `with l as (${leaseSql.claim({
+      resource: 'p.r',
+      holder: 'p.h',
+      ttlMs: 'p.ttl',
+      from: 'jsonb_to_recordset($1::jsonb) as p(r text, h text, ttl float8)',
+    })}) select resource, holder, fencing_token from l order by resource`;
+    const items = [a, b, c].map((r) => ({ r, h: 'ws_m', ttl: 30_000 }));
+    const got = (
+      await t.db.query<{ resource: string; fencing_token: string | number }>(sql, [JSON.stringify(items)])
+    ).rows;
+    expect(got.map((g) => [g.resource, Number(g.fencing_token)])).toEqual(
+      [
+        [a, 1],
+        [c, 1],
+      ].sort(),
+    );
+    expect((await store.get(b))!.holder).toBe('other');
+    expect((await store.get(a))!.live).toBe(true);
+  });
+
   it("exports its statements as fragments that keep the same rules inside a caller's statement", async () => {
     const r = resource();
     const claimWhen = (when: string) =>

@@ -76,21 +76,23 @@ export const leaseSql = {
    * granted and no row when another holder has a live lease. The same holder re-claiming a
    * live lease keeps its token and `acquired_at`; any other grant bumps the token. `when` is an
    * extra condition for inserting at all (e.g. "the run is still offered to this holder").
+   * `from` names the tables the refs read when several leases are claimed in one statement
+   * (one row each, distinct resources); a re-claim then takes the new expiry its row computed.
    */
-  claim(p: LeaseSqlRefs & { ttlMs: string; when?: string }): string {
+  claim(p: LeaseSqlRefs & { ttlMs: string; when?: string; from?: string }): string {
     const ttl = `clock_timestamp() + ${p.ttlMs}::float8 * interval '1 millisecond'`;
     // "The same holder re-claims a lease it still holds": keep token and acquired_at. Each
     // clock_timestamp() call reads the clock again, after the row lock was taken, so a claim
     // that waited behind another transaction judges expiry at the moment it decides.
     const sameLive = `l.holder = excluded.holder and l.expires_at > clock_timestamp()`;
     return `insert into leases as l (resource, holder, fencing_token, expires_at, acquired_at, renewed_at)
-select ${p.resource}, ${p.holder}, 1, ${ttl}, clock_timestamp(), null${p.when ? ` where ${p.when}` : ''}
+select ${p.resource}, ${p.holder}, 1, ${ttl}, clock_timestamp(), null${p.from ? ` from ${p.from}` : ''}${p.when ? ` where ${p.when}` : ''}
 on conflict (resource) do update set
   fencing_token = case when ${sameLive} then l.fencing_token else l.fencing_token + 1 end,
   acquired_at = case when ${sameLive} then l.acquired_at else clock_timestamp() end,
   renewed_at = case when ${sameLive} then clock_timestamp() else null end,
   holder = excluded.holder,
-  expires_at = ${ttl}
+  expires_at = ${p.from ? 'excluded.expires_at' : ttl}
 where l.holder is null or l.expires_at <= clock_timestamp() or l.holder = excluded.holder
 returning l.resource, l.holder, l.fencing_token, l.expires_at, l.acquired_at, l.renewed_at`;
   },

@@ -1,7 +1,7 @@
 import { createSqlLeaseStore, leaseMigrations, releaseLease } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema, type RunStatus } from '@runt/protocol';
-import { migrate } from '@runt/sql';
+import { countStatements, migrate } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import fc from 'fast-check';
 import { pino } from 'pino';
@@ -215,6 +215,61 @@ class Claim extends Step {
   }
 }
 
+/** The scheduler places the run and claims its lease for the agent's runner in one statement. */
+class ClaimOnOffer extends Step {
+  readonly transition = 'claimOnOffer';
+  constructor(
+    private readonly ws: Ws,
+    private readonly runner: string,
+  ) {
+    super();
+  }
+  get holder() {
+    return `${this.ws}/${this.runner}`;
+  }
+  async act(_m: Model, r: Real) {
+    const picks = [{ id: r.runId, ws: this.ws, holder: this.holder, leaseMs: LEASE_MS }];
+    return (await r.t.db.transaction((tx) => transitions.claimOnOffer(tx, picks))).length === 1;
+  }
+  expect(m: Model) {
+    const l = m.lease;
+    if (!can('claimOnOffer', m) || !(l.holder === null || !l.live || l.holder === this.holder)) return false;
+    const token = l.holder === this.holder && l.live ? l.token : l.token + 1;
+    m.lease = { holder: this.holder, token, live: true };
+    Object.assign(m, { status: 'accepted', ws: this.ws, runToken: token });
+    return true;
+  }
+  toString() {
+    return `claimOnOffer(${this.holder})`;
+  }
+}
+
+/** The agent hands back a run it never started, fenced by its token. */
+class HandBack extends Step {
+  readonly transition = 'handBack';
+  private token = 0;
+  constructor(
+    private readonly ws: Ws,
+    private readonly pick: TokenPick,
+  ) {
+    super();
+  }
+  async act(m: Model, r: Real) {
+    this.token = tokenOf(m, this.pick);
+    return transitions.handBack(r.t.db, r.runId, this.ws, this.token);
+  }
+  expect(m: Model) {
+    // `accepted` means never started (start moves it to `running`, and nothing moves it back)
+    if (!can('handBack', m) || !fenced(m, this.ws, this.token)) return false;
+    Object.assign(m, { status: 'queued', ws: null, runToken: null });
+    m.lease = { ...m.lease, holder: null, live: false };
+    return true;
+  }
+  toString() {
+    return `handBack(${this.ws}, ${this.pick})`;
+  }
+}
+
 class Start extends Step {
   readonly transition = 'start';
   private token = 0;
@@ -407,6 +462,9 @@ const ws = fc.constantFrom<Ws>('ws_a', 'ws_a', 'ws_a', 'ws_b');
 const pick = fc.constantFrom<TokenPick>('current', 'current', 'current', 'current', 'stale', 'future');
 const offerStep = ws.map((w) => new Offer(w));
 const claimStep = fc.tuple(ws, fc.constantFrom('r1', 'r1', 'r2')).map(([w, r]) => new Claim(w, r));
+const claimOnOfferStep = fc
+  .tuple(ws, fc.constantFrom('r1', 'r1', 'r2'))
+  .map(([w, r]) => new ClaimOnOffer(w, r));
 const startStep = fc.tuple(ws, pick).map(([w, p]) => new Start(w, p));
 const eventsStep = fc.tuple(ws, pick).map(([w, p]) => new ReportEvents(w, p));
 // Steps that move a run forward are listed more than once (each entry is equally likely),
@@ -418,6 +476,8 @@ const steps = [
   fc.constant(new WithdrawStale()),
   claimStep,
   claimStep,
+  claimOnOfferStep,
+  fc.tuple(ws, pick).map(([w, p]) => new HandBack(w, p)),
   startStep,
   startStep,
   eventsStep,
@@ -627,6 +687,38 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
     expect(await runFailing((await submit()).id, 3)).toMatchObject({ status: 'queued', attempt: 2 });
   });
 
+  it('claims many offered runs in ONE statement, each only by the moves of the table', async () => {
+    const submit = async () =>
+      (await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] })))
+        .run.id;
+    const mine = [await submit(), await submit(), await submit()];
+    const theirs = await submit();
+    const queued = await submit();
+    await transitions.offer(t.db, [...mine.map((id) => ({ id, ws: 'ws_a' })), { id: theirs, ws: 'ws_b' }]);
+    let statements = 0;
+    const counted = countStatements(t.db, (c) => (statements += c.statements));
+    const grants = await transitions.claimMany(
+      counted,
+      [...mine, theirs, queued, 'run_unknown'],
+      'ws_a',
+      'ws_a/r9',
+      LEASE_MS,
+    );
+    expect(statements).toBe(1);
+    expect([...grants.keys()].sort()).toEqual([...mine].sort());
+    for (const id of mine) {
+      const seen = await observe({ t, runId: id });
+      expect(isLegalMove('claim', 'offered', seen.status)).toBe(true);
+      expect(seen).toMatchObject({ status: 'accepted', ws: 'ws_a', runToken: grants.get(id)!.fencingToken });
+      expect(seen.lease).toMatchObject({ holder: 'ws_a/r9', live: true });
+    }
+    expect((await observe({ t, runId: theirs })).status).toBe('offered');
+    expect((await observe({ t, runId: queued })).status).toBe('queued');
+    // no lease was left behind on the runs it did not apply to
+    expect((await observe({ t, runId: theirs })).lease).toBeUndefined();
+    expect((await observe({ t, runId: queued })).lease).toBeUndefined();
+  });
+
   it('reaches every move of the table', async () => {
     // The model test above is only as good as the moves it visits: walk one run through the
     // longest path (requeue, then running, then finished) and check each step is in the table.
@@ -649,10 +741,19 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
             await releaseLease(tx, run.id, holder, Number(locked.fencing_token));
           }),
       ],
+      // claimed on offer for ws_b's runner, which hands it back before starting it
+      [
+        'claimOnOffer',
+        () =>
+          t.db.transaction((tx) =>
+            transitions.claimOnOffer(tx, [{ id: run.id, ws: 'ws_b', holder: 'ws_b/r1', leaseMs: LEASE_MS }]),
+          ),
+      ],
+      ['handBack', () => transitions.handBack(t.db, run.id, 'ws_b', 2)],
       ['offer', () => transitions.offer(t.db, [{ id: run.id, ws: 'ws_b' }])],
       ['claim', () => transitions.claim(t.db, run.id, 'ws_b', 'ws_b/r1', LEASE_MS)],
-      ['start', () => transitions.start(t.db, run.id, 'ws_b', 2)],
-      ['finish', () => transitions.finish(t.db, run.id, 'ws_b', 2, { status: 'completed', exitCode: 0 })],
+      ['start', () => transitions.start(t.db, run.id, 'ws_b', 3)],
+      ['finish', () => transitions.finish(t.db, run.id, 'ws_b', 3, { status: 'completed', exitCode: 0 })],
     ];
     for (const [transition, step] of path) {
       const before = await status();

@@ -4,7 +4,9 @@ import type { RunStatus } from '@runt/protocol';
 export type RunTransition =
   | 'submit'
   | 'offer'
+  | 'claimOnOffer'
   | 'withdraw'
+  | 'handBack'
   | 'claim'
   | 'start'
   | 'reportEvents'
@@ -42,7 +44,8 @@ const ACTIVE: RunStatus[] = ['accepted', 'running'];
  * Every legal move of a run, and nothing else: the guards of the SQL in `transitions.ts` are
  * built from this table (`fromStatuses`), and the model test checks every change it observes
  * against it. Moves only go forward; the one way back to `queued` is an attempt that never ran
- * (a withdrawn or unclaimed offer, or an attempt its runner released before starting it).
+ * (a withdrawn, unclaimed or handed-back offer, or an attempt its runner released before
+ * starting it).
  * Adding a status or a move starts here.
  */
 export const RUN_MOVES: readonly RunMove[] = [
@@ -50,6 +53,12 @@ export const RUN_MOVES: readonly RunMove[] = [
   { transition: 'offer', from: 'queued', to: 'offered' },
   // declined by the agent, taken back from a draining workstation, or not claimed in time
   { transition: 'withdraw', from: 'offered', to: 'queued' },
+  // claim on offer (issue 9): the scheduler places the run and takes its lease for the agent's
+  // runner in one statement, for an agent whose link said it accepts offers that way
+  { transition: 'claimOnOffer', from: 'queued', to: 'accepted' },
+  // the agent hands back a run claimed for it on offer, before starting it (fenced by the
+  // token): back to the queue with no attempt used, like a declined offer
+  { transition: 'handBack', from: 'accepted', to: 'queued' },
   { transition: 'claim', from: 'offered', to: 'accepted' },
   // a retried claim, and an agent re-adopting its runs after a restart, keep the status
   { transition: 'claim', from: 'accepted', to: 'accepted' },

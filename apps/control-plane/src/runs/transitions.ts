@@ -51,25 +51,63 @@ export interface ClaimGrant {
 
 const ACTIVE = statusesSql('reportEvents');
 
-// The lease claim of `@runt/leases` folded into one statement with the run's
-// `offered → accepted`, so a claim is one round trip. The lease rules are leases' own SQL.
+// The lease claim of `@runt/leases` folded into one statement with the runs'
+// `offered → accepted`, for any number of runs of one workstation (`$1`: a JSON array of run
+// ids), so a claim of many is one round trip. The lease rules are leases' own SQL. A lease
+// granted on a run that changed under it comes back without a run row (the caller gives it back).
 const CLAIM_SQL = `
-with l as (
+with p as (select value as id from jsonb_array_elements_text($1::jsonb)), l as (
   ${leaseSql.claim({
-    resource: '$1',
+    resource: 'p.id',
     holder: '$3',
     ttlMs: '$4',
-    when: `exists (select 1 from runs where id = $1 and workstation_id = $2 and status in (${statusesSql('claim')}))`,
+    from: 'p',
+    when: `exists (select 1 from runs q where q.id = p.id and q.workstation_id = $2 and q.status in (${statusesSql('claim')}))`,
   })}
 ), u as (
   update runs r set status = case when r.status = 'offered' then 'accepted' else r.status end, accepted_at = coalesce(r.accepted_at, now()),
          lease_holder = l.holder, fencing_token = l.fencing_token
-    from l where r.id = $1 and r.workstation_id = $2 and r.status in (${statusesSql('claim')})
+    from l where r.id = l.resource and r.workstation_id = $2 and r.status in (${statusesSql('claim')})
   returning r.*
 )
-select u.*, l.fencing_token as granted, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
-       exists (select 1 from run_commands c where c.run_id = $1 and c.state = 'pending') as pending_commands
-from l left join u on true`;
+select l.resource, u.*, l.fencing_token as granted, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
+       exists (select 1 from run_commands c where c.run_id = l.resource and c.state = 'pending') as pending_commands
+from l left join u on u.id = l.resource`;
+
+// Claim on offer: the scheduler's placement and the lease for the agent's runner in ONE
+// statement (`$1`: JSON rows {id, ws, holder, ttl}), on runs its page transaction holds locked.
+const CLAIM_ON_OFFER_SQL = `
+with p as (select * from jsonb_to_recordset($1::jsonb) as p(id text, ws text, holder text, ttl float8)), l as (
+  ${leaseSql.claim({
+    resource: 'p.id',
+    holder: 'p.holder',
+    ttlMs: 'p.ttl',
+    from: 'p',
+    when: `exists (select 1 from runs q where q.id = p.id and q.status in (${statusesSql('claimOnOffer')}))`,
+  })}
+), u as (
+  update runs r set status = 'accepted', workstation_id = p.ws, offered_at = now(), accepted_at = now(),
+         lease_holder = l.holder, fencing_token = l.fencing_token
+    from p join l on l.resource = p.id
+   where r.id = p.id and r.status in (${statusesSql('claimOnOffer')})
+  returning r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
+)
+select u.*, exists (select 1 from run_commands c where c.run_id = u.id and c.state = 'pending') as pending_commands from u`;
+
+// Hand-back of a run claimed on offer: fenced by its token (a held, live lease), only while it
+// never started; the run goes back to the queue (no attempt used) and the lease is given up,
+// in one statement. `o` is the row as it was, for the holder to release.
+const HAND_BACK_SQL = `
+with u as (
+  update runs r set status = 'queued', workstation_id = null, offered_at = null, accepted_at = null,
+         lease_holder = null, fencing_token = null
+    from runs o
+   where o.id = r.id and r.id = $1 and r.workstation_id = $2 and r.fencing_token = $3
+     and ${leaseSql.heldWithToken({ resource: '$1', token: '$3' })}
+     and r.status in (${statusesSql('handBack')}) and r.started_at is null
+  returning r.id, o.lease_holder
+), l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: '$3', from: 'u' })})
+select id from u`;
 
 // Holder writes go to the database in batches (`write-batcher.ts`): every fenced statement
 // below takes its items as one JSON array `$1`, read as the rows of `i` (`k` is the item's
@@ -377,16 +415,109 @@ export async function claim(
   holder: string,
   leaseMs: number,
 ): Promise<ClaimGrant | undefined> {
-  const r = await db.query<RunRow & { granted: number | string | null; pending_commands: boolean }>(
-    CLAIM_SQL,
-    [runId, workstationId, holder, leaseMs],
-  );
-  const row = r.rows[0];
-  if (!row) return undefined;
-  if (row.id === null || row.id === undefined) {
-    await releaseLease(db, runId, holder, Number(row.granted));
-    return undefined;
+  return (await claimMany(db, [runId], workstationId, holder, leaseMs)).get(runId);
+}
+
+/**
+ * claim, of many runs offered to one workstation, in ONE statement (the multi-row form of
+ * {@link claim}, same guards): the grants by run id; a run missing from the map did not apply
+ * (the caller finds out why, run by run). Leases granted on runs that changed under the claim
+ * are given back.
+ *
+ * @example
+ * const grants = await claimMany(db, ['run_1', 'run_2'], 'ws_1', 'ws_1/agent-1', 30_000);
+ */
+export async function claimMany(
+  db: Queryable,
+  runIds: string[],
+  workstationId: string,
+  holder: string,
+  leaseMs: number,
+): Promise<Map<string, ClaimGrant>> {
+  const grants = new Map<string, ClaimGrant>();
+  if (runIds.length === 0) return grants;
+  const r = await db.query<
+    RunRow & { resource: string; granted: number | string; pending_commands: boolean }
+  >(CLAIM_SQL, [JSON.stringify([...new Set(runIds)]), workstationId, holder, leaseMs]);
+  for (const row of r.rows) {
+    if (row.id === null || row.id === undefined) {
+      await releaseLease(db, row.resource, holder, Number(row.granted));
+      continue;
+    }
+    grants.set(row.id, grantOf(row));
   }
+  return grants;
+}
+
+/** What a claim-on-offer needs of a workstation's agent: its runner (the lease holder) and lease length. */
+export interface OfferClaimer {
+  holder: string;
+  leaseMs: number;
+}
+
+/**
+ * claim on offer (`queued → accepted`): the scheduler's picks for workstations whose agent takes
+ * offers already claimed, placed and leased to that agent's runner in ONE statement, inside
+ * the scheduler's transaction (which holds the queued rows). Returns the grants, oldest first.
+ *
+ * @example
+ * const grants = await claimOnOffer(tx, [{ id: 'run_1', ws: 'ws_1', holder: 'ws_1/r1', leaseMs: 30_000 }]);
+ */
+export async function claimOnOffer(
+  q: Queryable,
+  picks: Array<{ id: string; ws: string; holder: string; leaseMs: number }>,
+): Promise<ClaimGrant[]> {
+  if (picks.length === 0) return [];
+  const r = await q.query<RunRow & { pending_commands: boolean }>(CLAIM_ON_OFFER_SQL, [
+    JSON.stringify(picks.map((p) => ({ id: p.id, ws: p.ws, holder: p.holder, ttl: p.leaseMs }))),
+  ]);
+  return r.rows.sort((a, b) => Number(a.position) - Number(b.position)).map(grantOf);
+}
+
+/**
+ * hand back (`accepted → queued`): the agent will not start a run claimed for it on offer
+ * (draining, no room, runtime gone). Fenced by the token and only while the run never
+ * started; no attempt is used, the lease is given up. False when it did not apply.
+ *
+ * @example
+ * if (await handBack(db, 'run_1', 'ws_1', 3)) scheduler.kick();
+ */
+export async function handBack(
+  q: Queryable,
+  runId: string,
+  workstationId: string,
+  token: number,
+): Promise<boolean> {
+  const r = await q.query(HAND_BACK_SQL, [runId, workstationId, token]);
+  runPathMetrics.requeues.inc({ reason: 'handed-back' }, r.rows.length);
+  return r.rows.length > 0;
+}
+
+/**
+ * The runs claimed on offer for `holder` on a workstation that it has not started, with their
+ * live leases (re-sent when that runner's link registers again: the offer may have been lost).
+ *
+ * @example
+ * const again = await claimedOffers(db, 'ws_1', 'ws_1/agent-1');
+ */
+export async function claimedOffers(
+  q: Queryable,
+  workstationId: string,
+  holder: string,
+): Promise<ClaimGrant[]> {
+  const r = await q.query<RunRow & { pending_commands: boolean }>(
+    `select r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
+            exists (select 1 from run_commands c where c.run_id = r.id and c.state = 'pending') as pending_commands
+       from runs r join leases l on l.resource = r.id and l.holder = r.lease_holder and l.fencing_token = r.fencing_token
+      where r.workstation_id = $1 and r.lease_holder = $2 and r.status in (${statusesSql('handBack')}) and r.started_at is null
+        and l.expires_at > clock_timestamp()
+      order by r.position`,
+    [workstationId, holder],
+  );
+  return r.rows.map(grantOf);
+}
+
+function grantOf(row: RunRow & { pending_commands: boolean }): ClaimGrant {
   const run = toRun(row);
   return {
     run,
