@@ -182,6 +182,7 @@ export class Agent {
       once: this.#opts.once,
       taking: this.#taking.signal,
       claim: (run) => RunExecution.claim(this.#deps(run.runtime), run),
+      accept: (claim) => RunExecution.accept(this.#deps(claim.run.runtime), claim),
       onDone: () => {
         if (this.#opts.once) void this.shutdown();
         else this.#pollWake?.();
@@ -363,6 +364,11 @@ export class Agent {
         workstation_id: this.#workstationId,
         workstation: this.#registration(!this.#taking.signal.aborted),
         running_run_ids: this.runningRunIds,
+        // Claim on offer (issue 9): runs come leased to this runner, no claim round trip. Not
+        // with `once`, which takes a single run (a batch would mostly be handed back).
+        ...(this.#opts.once
+          ? {}
+          : { claim_on_offer: { runner_id: this.#runnerId, lease_ms: this.#opts.leaseMs } }),
       }),
       onMessage: (m) =>
         handleControlMessage(m, {
@@ -370,6 +376,7 @@ export class Agent {
             this.#workstationId = id;
           },
           offer: (run) => this.#slots.offer(run),
+          claimed: (claim) => this.#slots.accept(claim),
           cancel: (runId) => this.#slots.get(runId)?.cancel('cancelled by request'),
           command: (runId) => this.#slots.wakeCommands(runId),
           drain: () => this.#drain(),

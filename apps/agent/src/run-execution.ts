@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { sleep, type ControlPlaneClient, type Run } from '@runt/protocol';
+import { sleep, type ClaimRunResponse, type ControlPlaneClient, type Run } from '@runt/protocol';
 import {
   claimedLeaseFrom,
   type ClaimedLease,
@@ -164,6 +164,26 @@ export class RunExecution {
     });
     if (!claimed) return undefined;
     const { claim, sentAt } = claimed;
+    return RunExecution.#claimed(deps, claim, sentAt, 'claimed');
+  }
+
+  /**
+   * Starts executing a run the control plane claimed for this agent's runner on offer (no claim
+   * round trip). The lease was taken just before the offer was sent; its local deadline counts
+   * from now, later than the control plane's by the offer's delivery time (a loopback or LAN
+   * link: milliseconds, against a lease of seconds; renewals start at a third of it).
+   */
+  static accept(deps: RunExecutionDeps, claim: ClaimRunResponse): Promise<RunExecution> {
+    return RunExecution.#claimed(deps, claim, performance.now(), 'accepted on offer');
+  }
+
+  static async #claimed(
+    deps: RunExecutionDeps,
+    claim: ClaimRunResponse,
+    sentAt: number,
+    how: string,
+  ): Promise<RunExecution> {
+    const run = claim.run;
     const state: RunState = {
       run_id: run.id,
       runtime: claim.run.runtime,
@@ -182,7 +202,7 @@ export class RunExecution {
       claimedAt: sentAt,
     });
     await deps.store.save(state);
-    deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, 'claimed');
+    deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, how);
     return new RunExecution(deps, claim.run, state, lease, false, claim.pending_commands);
   }
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Run } from '@runt/protocol';
+import type { ClaimRunResponse, Run } from '@runt/protocol';
 
 /** What the slots need of a held run (a `RunExecution`). */
 export interface SlotRun {
@@ -22,6 +22,8 @@ export interface RunSlotsOptions<E extends SlotRun> {
   taking: AbortSignal;
   /** Claims an offered run; `undefined` when the claim was refused. */
   claim: (run: Run) => Promise<E | undefined>;
+  /** Takes a run claimed for this agent on offer (no claim round trip); `undefined` when it cannot. */
+  accept?: (claim: ClaimRunResponse) => Promise<E | undefined>;
   /** A held run finished here (its slot is free). */
   onDone: (exec: E) => void;
   /** A slot may be free (the agent wakes its poll). */
@@ -46,6 +48,8 @@ export class RunSlots<E extends SlotRun> {
   readonly #claiming = new Set<string>();
   /** `command` wake-ups that arrived while their run was being claimed. */
   readonly #earlyCommands = new Set<string>();
+  /** The answer given to each claim on offer (`run#token`, the last 10,000): taken or handed back. */
+  readonly #claims = new Map<string, boolean>();
   #onceTaken = false;
 
   constructor(private readonly opts: RunSlotsOptions<E>) {}
@@ -81,17 +85,50 @@ export class RunSlots<E extends SlotRun> {
    * (issue 9, offer churn).
    */
   async offer(run: Run): Promise<boolean> {
-    // A retried run can be offered again while its failed attempt is still settling here (its
-    // terminal report was committed, the answer not yet handled): that is a new attempt to
-    // claim, not a re-sent offer, so it is claimed once the old attempt is done.
-    const settling = this.#runs.get(run.id);
-    if (settling && (settling.phase === 'reporting' || !settling.holdsSlot)) await settling.done;
+    const settling = this.#settling(run.id);
+    if (settling) await settling;
+    return this.#take(run, () => this.opts.claim(run));
+  }
+
+  /**
+   * Takes a run the control plane claimed for this agent on offer, when there is room; `false`
+   * means hand it back (no room, not taking, or it cannot be taken). The same claim (run and
+   * token) offered again — re-sent after a re-link, or crossing this agent's answer — gets the
+   * answer it got the first time: a run handed back is handed back again and never started, a
+   * run taken is not taken twice. A new claim of a run still settling here (a retry) waits for
+   * the old attempt to be done.
+   */
+  async accept(claim: ClaimRunResponse): Promise<boolean> {
+    const key = `${claim.run.id}#${claim.fencing_token}`;
+    const before = this.#claims.get(key);
+    if (before !== undefined) return before;
+    this.#claims.set(key, true); // while it is being taken, a re-sent offer needs no answer
+    if (this.#claims.size > 10_000) this.#claims.delete(this.#claims.keys().next().value!);
+    const settling = this.#settling(claim.run.id);
+    if (settling) await settling;
+    const accept = this.opts.accept;
+    const taken = accept ? await this.#take(claim.run, () => accept(claim)) : false;
+    this.#claims.set(key, taken);
+    return taken;
+  }
+
+  /**
+   * A retried run can be offered again while its failed attempt is still settling here (its
+   * terminal report was committed, the answer not yet handled): that is a new attempt to claim,
+   * not a re-sent offer, so it is claimed once the old attempt is done.
+   */
+  #settling(runId: string): Promise<void> | undefined {
+    const held = this.#runs.get(runId);
+    return held && (held.phase === 'reporting' || !held.holdsSlot) ? held.done : undefined;
+  }
+
+  async #take(run: Run, take: () => Promise<E | undefined>): Promise<boolean> {
     if (this.#runs.has(run.id) || this.#claiming.has(run.id)) return true;
     if (!this.hasCapacity()) return false;
     this.#claiming.add(run.id);
     if (this.opts.once) this.#onceTaken = true;
     try {
-      const exec = await this.opts.claim(run);
+      const exec = await take();
       if (!exec) {
         if (this.opts.once) this.#onceTaken = false;
         return false;

@@ -36,6 +36,7 @@ function handlers(take: boolean) {
   const h: ControlMessageHandlers = {
     registered: (id) => seen.push(`registered ${id}`),
     offer: async (r) => (seen.push(`offer ${r.id}`), take),
+    claimed: async (c) => (seen.push(`claimed ${c.run.id} ${c.fencing_token}`), take || c.run.id === 'run_1'),
     cancel: (id) => seen.push(`cancel ${id}`),
     command: (id) => seen.push(`command ${id}`),
     drain: () => seen.push('drain'),
@@ -59,6 +60,26 @@ describe('handleControlMessage', () => {
           : { type: 'result', id: 'o1', ok: false, error: 'not taken' },
       );
     }
+  });
+
+  it('takes runs claimed on offer without an answer, and hands back the ones not taken with their token', async () => {
+    const { h, seen, replies } = handlers(false);
+    const claim = (id: string, token: number) => ({
+      fencing_token: token,
+      expires_at: new Date().toISOString(),
+      run: { ...run, id, status: 'accepted' as const },
+      next_event_seq: 1,
+      pending_commands: false,
+    });
+    handleControlMessage(
+      controlMessageSchema.parse({ type: 'offer-claimed', runs: [claim('run_1', 4), claim('run_2', 7)] }),
+      h,
+    );
+    await new Promise((r) => setTimeout(r, 0));
+    expect(seen).toEqual(['claimed run_1 4', 'claimed run_2 7']);
+    expect(replies).toEqual([
+      { type: 'result', id: 'run_2', ok: false, error: 'not taken', fencing_token: 7 },
+    ]);
   });
 
   it('routes registered, cancel, command and drain to their handlers', () => {

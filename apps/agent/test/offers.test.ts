@@ -11,8 +11,18 @@ async function metric(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   return text
     .split('\n')
-    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+    .filter((l) =>
+      name.includes('{') ? l.startsWith(name) : l.startsWith(`${name} `) || l.startsWith(`${name}{`),
+    )
     .reduce((s, l) => s + Number(l.split(' ').pop()), 0);
+}
+
+/** Claim requests served, over HTTP or as link requests. */
+async function claimRequests(url: string): Promise<number> {
+  return (
+    (await metric(url, 'runt_cp_http_requests_total{method="POST",route="/api/runs/:id/claim"')) +
+    (await metric(url, 'runt_cp_link_requests_total{op="claim"'))
+  );
 }
 
 /** Pairs one more workstation and returns its token. */
@@ -74,6 +84,8 @@ describe.each(TEST_BACKENDS)('offers over real agents on %s', (backend) => {
 
   it('N agents, M runs: every run offered exactly once, in at most one offer message, none re-queued', async () => {
     const before = {
+      claimedOnOffer: await metric(t.url, 'runt_cp_runs_claimed_on_offer_total'),
+      claims: await claimRequests(t.url),
       placed: await metric(t.url, 'runt_cp_run_offers_total'),
       messages: await metric(t.url, 'runt_cp_offer_messages_total'),
       requeued: await metric(t.url, 'runt_cp_run_requeues_total'),
@@ -100,5 +112,12 @@ describe.each(TEST_BACKENDS)('offers over real agents on %s', (backend) => {
     // without any (the register then has nothing left to re-send for them).
     expect((await metric(t.url, 'runt_cp_offer_messages_total')) - before.messages).toBeLessThanOrEqual(RUNS);
     expect((await metric(t.url, 'runt_cp_run_requeues_total')) - before.requeued).toBe(0);
+    // Claim on offer: a run placed while its agent's link is registered comes leased, with no
+    // claim request; only runs placed before (the agent registers over HTTP first) are claimed
+    // (over HTTP, or as a link request once the link is up).
+    const onOffer = (await metric(t.url, 'runt_cp_runs_claimed_on_offer_total')) - before.claimedOnOffer;
+    const claims = (await claimRequests(t.url)) - before.claims;
+    expect(onOffer).toBeGreaterThan(RUNS / 2);
+    expect(claims).toBe(RUNS - onOffer);
   }, 180_000);
 });

@@ -45,6 +45,11 @@ function slots(
         held.set(run.id, h);
         return h;
       }),
+    accept: async (c) => {
+      const h = new HeldRun(c.run.id);
+      held.set(c.run.id, h);
+      return h;
+    },
     onDone: (e) => done.push(e.runId),
     onFreed: () => freed++,
     logger: testLogger().logger,
@@ -103,6 +108,27 @@ describe('RunSlots', () => {
     expect(await s.offer(runOf('b'))).toBe(true);
     expect(s.ids).toEqual(['a', 'b']);
     expect(await s.offer(runOf('c'))).toBe(false);
+  });
+
+  it('takes runs claimed on offer up to maxRuns, and hands back for good what it handed back once', async () => {
+    const { s } = slots({ maxRuns: 1 });
+    const claim = (id: string) => ({
+      fencing_token: 1,
+      expires_at: new Date().toISOString(),
+      run: runOf(id),
+      next_event_seq: 1,
+      pending_commands: false,
+    });
+    expect(await s.accept(claim('a'))).toBe(true);
+    expect(await s.accept(claim('a'))).toBe(true); // re-sent: already ours
+    expect(await s.accept(claim('b'))).toBe(false); // no room: handed back
+    expect(s.ids).toEqual(['a']);
+    s.get('a')!.phase = 'reporting';
+    // room again, but `b` was handed back: a re-sent offer of it that crossed the hand-back is
+    // handed back again, never started
+    expect(await s.accept(claim('b'))).toBe(false);
+    expect(await s.accept(claim('c'))).toBe(true);
+    expect(s.ids).toEqual(['a', 'c']);
   });
 
   it('declines offers once it stops taking', async () => {

@@ -20,9 +20,14 @@ export const runPathMetrics = {
     help: 'Offer messages sent over agent links held by this process (re-sends included): per run offered, 1.0 with healthy agents',
     registers: [],
   }),
+  claimedOnOffer: new Counter({
+    name: 'runt_cp_runs_claimed_on_offer_total',
+    help: 'Runs placed with their lease already taken for the agent (claim on offer: no claim round trip)',
+    registers: [],
+  }),
   requeues: new Counter({
     name: 'runt_cp_run_requeues_total',
-    help: 'Runs put back in the queue, by reason: declined (the agent handed an offer back: answered it ok:false), offer-timeout, drain, runner-lost',
+    help: 'Runs put back in the queue, by reason: declined (the agent answered an offer ok:false), handed-back (a run claimed on offer given back unstarted), offer-timeout, drain, runner-lost',
     labelNames: ['reason'] as const,
     registers: [],
   }),
@@ -107,6 +112,7 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
   }
   registry.registerMetric(runPathMetrics.offers);
   registry.registerMetric(runPathMetrics.offerMessages);
+  registry.registerMetric(runPathMetrics.claimedOnOffer);
   registry.registerMetric(runPathMetrics.requeues);
   registry.registerMetric(runPathMetrics.sqlStatements);
   registry.registerMetric(runPathMetrics.sqlTransactions);

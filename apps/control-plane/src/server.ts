@@ -167,7 +167,14 @@ export async function startControlPlane(
     onCapacityFreed: () => scheduler?.capacityFreedElsewhere(),
   });
   const signals = createRunSignals({ waiters, relay });
-  scheduler = new Scheduler({ db, logger, signals, replicaId, tickMs: config.schedulerTickMs });
+  scheduler = new Scheduler({
+    db,
+    logger,
+    signals,
+    replicaId,
+    tickMs: config.schedulerTickMs,
+    claimers: (workstationId) => links.claimerOf(workstationId),
+  });
   signals.attachScheduler(scheduler);
   const sweeper = new Sweeper({
     db,

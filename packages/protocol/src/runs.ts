@@ -405,6 +405,12 @@ export const agentRegisterMessageSchema = z.object({
   workstation: registerWorkstationRequestSchema,
   /** Runs this agent still holds (after a restart: re-adopted), so capacity is recomputed. */
   running_run_ids: z.array(z.string()).max(10_000),
+  /**
+   * Claim on offer (issue 9): this agent takes offers already claimed for its runner with this
+   * lease length (`offer-claimed`), and hands back with `result {ok:false, fencing_token}` what
+   * it will not start. Without it the control plane sends plain `offer`s.
+   */
+  claim_on_offer: z.object({ runner_id: z.string().min(1).max(200), lease_ms: leaseMsSchema }).optional(),
 });
 export const agentHeartbeatMessageSchema = z.object({
   type: z.literal('heartbeat'),
@@ -415,6 +421,8 @@ export const agentResultMessageSchema = z.object({
   id: z.string(),
   ok: z.boolean(),
   error: z.string().optional(),
+  /** With `ok:false` on a run of an `offer-claimed`: the token it came with (the hand-back is fenced by it). */
+  fencing_token: z.number().int().optional(),
 });
 export const agentMessageSchema = z.discriminatedUnion('type', [
   agentRegisterMessageSchema,
@@ -428,6 +436,14 @@ export type AgentMessage = z.infer<typeof agentMessageSchema>;
 export const controlMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('registered'), workstation_id: z.string() }),
   z.object({ type: z.literal('offer'), id: z.string(), run: runSchema }),
+  /**
+   * Claim on offer (to agents that asked for it in `register`): runs placed on this workstation
+   * with their leases already taken for the agent's runner, each exactly what a claim answers.
+   * The agent starts them without a claim round trip, or hands one back (`result` with `ok:false`
+   * and its `fencing_token`: back to the queue, no attempt used). One message carries every run
+   * a scheduling pass placed on the workstation.
+   */
+  z.object({ type: z.literal('offer-claimed'), runs: z.array(claimRunResponseSchema).min(1).max(1000) }),
   z.object({ type: z.literal('cancel'), run_id: z.string() }),
   z.object({ type: z.literal('command'), run_id: z.string() }),
   z.object({ type: z.literal('drain') }),

@@ -1,4 +1,5 @@
-import type { RegisterWorkstationRequest, Run } from '@runt/protocol';
+import type { ClaimRunResponse, RegisterWorkstationRequest, Run } from '@runt/protocol';
+import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { RunStore } from '../runs/run-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 
@@ -6,12 +7,16 @@ import type { WorkstationStore } from '../stores/workstation-store.js';
 export interface LinkRegistration {
   draining: boolean;
   offered: Run[];
+  /** Runs claimed on offer for the link's runner that it has not started (claim on offer, issue 9). */
+  claimed: ClaimRunResponse[];
   cancels: string[];
 }
 
 interface Waiting {
   workstationId: string;
   body: RegisterWorkstationRequest;
+  /** The runner the link asked to be claimed for on offer. */
+  holder: string | undefined;
   resolve: (r: LinkRegistration) => void;
   reject: (e: unknown) => void;
 }
@@ -19,8 +24,9 @@ interface Waiting {
 /**
  * The link's `register` messages, written in batches: every registration that arrives in one
  * turn of the event loop (a fleet re-linking after a restart sends thousands a second) is one
- * `update … from jsonb_to_recordset` of the workstations plus one read of offered runs and one
- * of pending cancels for all of them, instead of five statements per link. While a batch is
+ * `update … from jsonb_to_recordset` of the workstations plus one read of offered runs, one of
+ * runs claimed on offer for the links' runners (when any asked for it) and one of pending
+ * cancels for all of them, instead of five statements per link. While a batch is
  * being written the next one gathers (one batch in flight), so the batches grow with the load
  * and an idle control plane adds no wait. Each caller gets its own answer; a failed batch fails
  * each of its callers (their link logs it, as before).
@@ -34,12 +40,24 @@ export class LinkRegistrations {
   /** A batch is being written: the next one gathers until it is done (group commit). */
   #writing = false;
 
-  constructor(private readonly o: { workstations: WorkstationStore; runs: RunStore; replicaId: string }) {}
+  constructor(
+    private readonly o: {
+      workstations: WorkstationStore;
+      runs: RunStore;
+      /** Re-sends runs claimed on offer (none without it). */
+      lifecycle?: Pick<RunLifecycle, 'claimedOffers'>;
+      replicaId: string;
+    },
+  ) {}
 
   /** Registers one link's workstation (with the next batch) and answers what to send it. */
-  register(workstationId: string, body: RegisterWorkstationRequest): Promise<LinkRegistration> {
+  register(
+    workstationId: string,
+    body: RegisterWorkstationRequest,
+    holder?: string,
+  ): Promise<LinkRegistration> {
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ workstationId, body, resolve, reject });
+      this.#waiting.push({ workstationId, body, holder, resolve, reject });
       if (this.#waiting.length === 1 && !this.#writing) setImmediate(() => void this.#flush());
     });
   }
@@ -52,11 +70,14 @@ export class LinkRegistrations {
     try {
       const drains = await this.o.workstations.linkRegisteredMany(batch, this.o.replicaId);
       const resent = await this.o.runs.resentOn(batch.map((w) => w.workstationId));
+      const holders = batch.flatMap((w) => (w.holder ? [{ ws: w.workstationId, holder: w.holder }] : []));
+      const claimed = (await this.o.lifecycle?.claimedOffers(holders)) ?? new Map<string, never>();
       for (const w of batch) {
         const r = resent.get(w.workstationId);
         w.resolve({
           draining: drains.get(w.workstationId)?.draining ?? false,
           offered: r?.offered ?? [],
+          claimed: claimed.get(w.workstationId) ?? [],
           cancels: r?.cancels ?? [],
         });
       }

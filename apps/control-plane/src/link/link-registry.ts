@@ -10,6 +10,13 @@ export interface AgentLink {
   /** Heard from (message or pong) since the last ping round. */
   alive: boolean;
   registered: boolean;
+  /** Offers a scheduling pass made before the link registered, sent once it has (`flushHeld`). */
+  held?: ControlMessage[] | undefined;
+  /**
+   * Set when the agent's `register` asked for claim on offer: the lease holder (its runner) and
+   * lease length the scheduler claims with for it (issue 9).
+   */
+  claimer?: { holder: string; leaseMs: number } | undefined;
   /** Messages of one link are handled in order. */
   chain: Promise<void>;
 }
@@ -61,10 +68,34 @@ export class LinkRegistry {
     if (!link || link.socket.readyState !== 1) return false;
     // A link that has not registered yet is sent every offer of its workstation when it does
     // (link-server's `register`): sending one now as well would offer the run twice.
-    if (message.type === 'offer' && !link.registered) return true;
+    const offer = message.type === 'offer' || message.type === 'offer-claimed';
+    if (offer && !link.registered) {
+      // Its `register` sends every run offered to it that its read sees; this one may be newer.
+      (link.held ??= []).push(message);
+      return true;
+    }
     link.socket.send(JSON.stringify(message));
-    if (message.type === 'offer') runPathMetrics.offerMessages.inc();
+    if (offer) runPathMetrics.offerMessages.inc();
     return true;
+  }
+
+  /**
+   * Sends the offers held back while `link` was registering, except those of runs its
+   * registration already re-sent (`sent`): each run is offered once.
+   */
+  flushHeld(link: AgentLink, sent: Set<string>): void {
+    const held = link.held ?? [];
+    link.held = undefined;
+    for (const m of held) if (m.type === 'offer' && !sent.has(m.id)) this.send(link.workstationId, m);
+  }
+
+  /**
+   * Who the scheduler claims for on offer at `workstationId`: the runner of a registered, open
+   * link of this process that asked for it; undefined otherwise (the run is offered plainly).
+   */
+  claimerOf(workstationId: string): { holder: string; leaseMs: number } | undefined {
+    const link = this.byWorkstation.get(workstationId);
+    return link && link.registered && link.socket.readyState === 1 ? link.claimer : undefined;
   }
 
   /** Closes every link opened with a credential (it was revoked). */

@@ -371,14 +371,25 @@ export class LinkServer {
       case 'register': {
         if (!this.o.registry.isCurrent(link)) return;
         // The credential's workstation is authoritative; msg.workstation_id is only a hint.
-        const registered = await this.registrations.register(ws, msg.workstation);
+        // Claim on offer: the scheduler leases runs to this runner as it places them (issue 9).
+        const claimer = msg.claim_on_offer
+          ? { holder: `${ws}/${msg.claim_on_offer.runner_id}`, leaseMs: msg.claim_on_offer.lease_ms }
+          : undefined;
+        const registered = await this.registrations.register(ws, msg.workstation, claimer?.holder);
         link.registered = true;
+        link.claimer = claimer;
         this.resize(link, msg.workstation.max_runs ?? msg.workstation.cpu_count);
         link.socket.send(JSON.stringify({ type: 'registered', workstation_id: ws }));
         // A drain requested while this agent had no link here (or one it did not act on yet).
         if (registered.draining) link.socket.send(JSON.stringify({ type: 'drain' }));
         // Offers and cancels the agent may have missed while it was away.
         for (const run of registered.offered) this.o.registry.send(ws, { type: 'offer', id: run.id, run });
+        // Offers a scheduling pass made while this registration was being written (not sent
+        // then: the link was not registered yet) and that its read did not see.
+        this.o.registry.flushHeld(link, new Set(registered.offered.map((r) => r.id)));
+        // Runs claimed on offer for this same runner and not started: it may not have got them.
+        if (registered.claimed.length > 0)
+          this.o.registry.send(ws, { type: 'offer-claimed', runs: registered.claimed });
         for (const runId of registered.cancels) this.o.registry.send(ws, { type: 'cancel', run_id: runId });
         this.o.signals.schedule();
         return;
@@ -387,6 +398,12 @@ export class LinkServer {
       case 'request': // served in `onMessage`, never queued here
         return;
       case 'result':
+        // A run claimed on offer handed back unstarted, fenced by its token: back to the queue.
+        if (!msg.ok && msg.fencing_token !== undefined) {
+          if (await this.o.lifecycle.handBack(ws, msg.id, msg.fencing_token))
+            this.o.logger.info({ workstation_id: ws, run_id: msg.id, reason: msg.error }, 'run handed back');
+          return;
+        }
         // An offer answered `ok: false` (the agent cannot take it): back to the queue now.
         if (!msg.ok && (await this.o.lifecycle.declineOffer(ws, msg.id))) {
           this.o.logger.info({ workstation_id: ws, run_id: msg.id, reason: msg.error }, 'offer declined');

@@ -159,6 +159,47 @@ export class RunLifecycle {
   }
 
   /**
+   * The agent will not start a run claimed for it on offer: back to the queue (no attempt used),
+   * fenced by the token it came with, only while it never started. False when it did not apply.
+   *
+   * @example
+   * if (await lifecycle.handBack('ws_1', 'run_1', 3)) signals.schedule();
+   */
+  async handBack(workstationId: string, runId: string, token: number): Promise<boolean> {
+    const back = await transitions.handBack(this.d.db, runId, workstationId, token);
+    if (back) this.d.signals.schedule();
+    return back;
+  }
+
+  /**
+   * The runs claimed on offer for each link's runner that it has not started (re-sent when its
+   * link registers again: an offer may have been lost with the link), as a claim answers them,
+   * by workstation; one statement for all (none when the list is empty).
+   *
+   * @example
+   * const again = await lifecycle.claimedOffers([{ ws: 'ws_1', holder: 'ws_1/agent-1' }]);
+   */
+  async claimedOffers(
+    links: Array<{ ws: string; holder: string }>,
+  ): Promise<Map<string, ClaimRunResponse[]>> {
+    const out = new Map<string, ClaimRunResponse[]>();
+    for (const g of await transitions.claimedOffers(this.d.db, links)) {
+      const ws = g.run.workstation_id!;
+      out.set(ws, [
+        ...(out.get(ws) ?? []),
+        {
+          fencing_token: g.fencingToken,
+          expires_at: g.expiresAt,
+          run: g.run,
+          next_event_seq: g.nextEventSeq,
+          pending_commands: g.pendingCommands,
+        },
+      ]);
+    }
+    return out;
+  }
+
+  /**
    * Takes the lease of a run offered to `workstationId` (`offered → accepted`). The same runner
    * claiming again gets the same token back (a retried claim is safe).
    *

@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import type { Database, Queryable } from '@runt/sql';
-import { WORKSTATION_OFFLINE_AFTER_SECONDS, type Run } from '@runt/protocol';
+import { WORKSTATION_OFFLINE_AFTER_SECONDS, type ClaimRunResponse, type Run } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
 import type { RunRow } from './run-row.js';
 import { statusesSql } from './state-machine.js';
-import { offer } from './transitions.js';
+import { claimOnOffer, offer, type ClaimGrant, type OfferClaimer } from './transitions.js';
 
 export interface SchedulerOptions {
   db: Database;
@@ -16,6 +16,11 @@ export interface SchedulerOptions {
   tickMs: number;
   /** Queued runs looked at per transaction (default 200). */
   pageSize?: number;
+  /**
+   * Claim on offer: the runner to claim for at a workstation whose agent asked for it on a link
+   * this process holds (`LinkRegistry.claimerOf`); undefined offers plainly.
+   */
+  claimers?: (workstationId: string) => OfferClaimer | undefined;
 }
 
 /** The advisory lock key scheduling passes take turns on (any constant shared by all replicas). */
@@ -168,11 +173,20 @@ export class Scheduler {
             message: { type: 'offer', id: run.id, run },
           })),
         );
+        // Claimed on offer: links held here, one message per workstation with all its runs.
+        const claimed = new Map<string, ClaimRunResponse[]>();
+        for (const g of placed.claimed) {
+          const ws = g.run.workstation_id!;
+          claimed.set(ws, [...(claimed.get(ws) ?? []), claimResponse(g)]);
+        }
+        for (const [workstationId, runs] of claimed)
+          local.push({ workstationId, message: { type: 'offer-claimed', runs } });
         return { ...placed, local };
       });
       if (page.full) this.saturated = true;
-      runPathMetrics.offers.inc(page.offered.length);
-      offered.push(...page.offered);
+      runPathMetrics.offers.inc(page.offered.length + page.claimed.length);
+      runPathMetrics.claimedOnOffer.inc(page.claimed.length);
+      offered.push(...page.offered, ...page.claimed.map((g) => g.run));
       for (const m of page.local) this.o.signals.toWorkstation(m.workstationId, m.message);
       if (page.last === undefined || page.done) break;
       after = page.last;
@@ -183,7 +197,7 @@ export class Scheduler {
   private async placePage(
     tx: Queryable,
     after: number,
-  ): Promise<{ offered: Run[]; last?: number; done: boolean; full?: boolean }> {
+  ): Promise<{ offered: Run[]; claimed: ClaimGrant[]; last?: number; done: boolean; full?: boolean }> {
     const pageSize = this.o.pageSize ?? 200;
     // Only what placement looks at; the offered rows come back whole from the update.
     const queued = await tx.query<RunRow>(
@@ -192,12 +206,12 @@ export class Scheduler {
         order by r.position limit $2 for update skip locked`,
       [after, pageSize],
     );
-    if (queued.rows.length === 0) return { offered: [], done: true };
+    if (queued.rows.length === 0) return { offered: [], claimed: [], done: true };
     const last = Number(queued.rows[queued.rows.length - 1]!.position);
     const runtimes = [...new Set(queued.rows.map((r) => r.runtime))];
     const cands = await tx.query<Candidate>(CANDIDATES_SQL, [runtimes]);
     const slots = cands.rows.map(toSlot);
-    if (slots.length === 0) return { offered: [], last, done: true, full: true };
+    if (slots.length === 0) return { offered: [], claimed: [], last, done: true, full: true };
     const picks: Array<{ id: string; ws: string }> = [];
     for (const run of queued.rows) {
       const slot = pick(slots, run);
@@ -210,19 +224,42 @@ export class Scheduler {
     if (picks.length === 0)
       return {
         offered: [],
+        claimed: [],
         last,
         done: queued.rows.length < pageSize,
         full: slots.every((s) => s.freeRuns <= 0),
       };
-    const offered = await offer(tx, picks);
+    // A workstation whose agent takes offers already claimed gets its runs leased to its runner
+    // in the same transaction (one statement for all of them); the others are offered plainly.
+    const plain: typeof picks = [];
+    const leased: Array<{ id: string; ws: string; holder: string; leaseMs: number }> = [];
+    for (const p of picks) {
+      const claimer = this.o.claimers?.(p.ws);
+      if (claimer) leased.push({ ...p, ...claimer });
+      else plain.push(p);
+    }
+    const offered = await offer(tx, plain);
+    const claimed = await claimOnOffer(tx, leased);
     const full = slots.every((s) => s.freeRuns <= 0);
     return {
       offered,
+      claimed,
       last,
       done: queued.rows.length < pageSize || full,
       full: full && picks.length < queued.rows.length,
     };
   }
+}
+
+/** A grant as the agent gets it: exactly what a claim answers. */
+function claimResponse(g: ClaimGrant): ClaimRunResponse {
+  return {
+    fencing_token: g.fencingToken,
+    expires_at: g.expiresAt,
+    run: g.run,
+    next_event_seq: g.nextEventSeq,
+    pending_commands: g.pendingCommands,
+  };
 }
 
 function toSlot(c: Candidate): Slot {

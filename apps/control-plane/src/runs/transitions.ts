@@ -494,25 +494,27 @@ export async function handBack(
 }
 
 /**
- * The runs claimed on offer for `holder` on a workstation that it has not started, with their
- * live leases (re-sent when that runner's link registers again: the offer may have been lost).
+ * The runs claimed on offer for each runner (`holder` at `ws`) that it has not started, with
+ * their live leases, oldest first, in one statement (re-sent when that runner's link registers
+ * again: the offer may have been lost).
  *
  * @example
- * const again = await claimedOffers(db, 'ws_1', 'ws_1/agent-1');
+ * const again = await claimedOffers(db, [{ ws: 'ws_1', holder: 'ws_1/agent-1' }]);
  */
 export async function claimedOffers(
   q: Queryable,
-  workstationId: string,
-  holder: string,
+  links: Array<{ ws: string; holder: string }>,
 ): Promise<ClaimGrant[]> {
+  if (links.length === 0) return [];
   const r = await q.query<RunRow & { pending_commands: boolean }>(
     `select r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
             exists (select 1 from run_commands c where c.run_id = r.id and c.state = 'pending') as pending_commands
-       from runs r join leases l on l.resource = r.id and l.holder = r.lease_holder and l.fencing_token = r.fencing_token
-      where r.workstation_id = $1 and r.lease_holder = $2 and r.status in (${statusesSql('handBack')}) and r.started_at is null
-        and l.expires_at > clock_timestamp()
+       from jsonb_to_recordset($1::jsonb) as k(ws text, holder text)
+       join runs r on r.workstation_id = k.ws and r.lease_holder = k.holder
+       join leases l on l.resource = r.id and l.holder = r.lease_holder and l.fencing_token = r.fencing_token
+      where r.status in (${statusesSql('handBack')}) and r.started_at is null and l.expires_at > clock_timestamp()
       order by r.position`,
-    [workstationId, holder],
+    [JSON.stringify(links)],
   );
   return r.rows.map(grantOf);
 }
