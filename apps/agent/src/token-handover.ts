@@ -15,7 +15,7 @@ export interface TokenHandover {
  * Takes the workstation token out of this process's environment, so nothing this agent starts
  * can inherit it. `runt workstation run` passes it on a pipe (`RUNT_CLOUD_TOKEN_FD`, one line)
  * and keeps the pipe open: when the pipe ends, the parent is gone (even after `kill -9`) and
- * `onParentGone` is called. A user who sets `RUNT_CLOUD_TOKEN` themselves keeps that path; it
+ * `onParentGone` is called, once. A user who sets `RUNT_CLOUD_TOKEN` themselves keeps that path; it
  * is deleted from `process.env` once read (Linux still shows a process's *initial* environment
  * in /proc/<pid>/environ to the same user: the pipe is the path that leaves nothing there).
  *
@@ -51,9 +51,17 @@ export async function takeToken(env: NodeJS.ProcessEnv, onParentGone: () => void
   });
   pipe.removeAllListeners('end');
   pipe.removeAllListeners('error');
-  pipe.on('error', () => onParentGone());
-  pipe.once('end', () => onParentGone());
-  pipe.once('close', () => onParentGone());
+  // One parent death is one call: a pipe that ends also closes (and may error), and a second
+  // SIGTERM would be "stop the runs now", skipping the shutdown grace (docs/agent.md).
+  let gone = false;
+  const parentGone = () => {
+    if (gone) return;
+    gone = true;
+    onParentGone();
+  };
+  pipe.on('error', parentGone);
+  pipe.once('end', parentGone);
+  pipe.once('close', parentGone);
   pipe.resume();
   pipe.unref(); // watching the parent never keeps the agent alive by itself
   return { token: token || fromEnv, fromParent: true };
