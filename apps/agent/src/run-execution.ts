@@ -241,7 +241,10 @@ export class RunExecution {
     this.#cancelMessage = message;
     this.deps.logger.info({ run_id: this.runId, reason: message }, 'cancelling');
     this.#cancel.abort(new Error(message));
-    void this.#stopWorkload();
+    // Saved before the polite signal: the workload's exit (e.g. 143) is then reported as this
+    // stop even by the next agent, should this one die first (issue 8).
+    this.#state = { ...this.#state, stopping: { timeout: this.#timedOut, message } };
+    void this.#persist().then(() => this.#stopWorkload());
   }
 
   /**
@@ -310,6 +313,12 @@ export class RunExecution {
   async #resume(): Promise<void> {
     try {
       this.phase = 'running';
+      const stopping = this.#state.stopping;
+      if (stopping) {
+        // The agent before this one began stopping it: finish that stop, report it as such.
+        this.#timedOut = stopping.timeout;
+        this.cancel(stopping.message);
+      }
       this.#armTimeout();
       await this.#follow();
     } finally {

@@ -20,6 +20,12 @@ const runStateSchema = z.object({
   timeout_s: z.number().int().min(1).optional(),
   /** When the workload was created (epoch ms; it starts right after): where `timeout_s` counts from. */
   started_at_ms: z.number().optional(),
+  /**
+   * The stop this agent began (a cancel, or the run's timeout), saved before the workload gets
+   * the polite signal: an agent killed before reporting it leaves the run to its next start,
+   * which reports it as that stop (`cancelled` / `timeout`), not as the signal's exit code.
+   */
+  stopping: z.object({ timeout: z.boolean(), message: z.string() }).optional(),
 });
 
 /** What the agent keeps about one held run, so a restarted agent can pick it up again. */
