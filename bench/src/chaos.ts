@@ -181,7 +181,9 @@ async function main(): Promise<void> {
         return false;
       }
     });
-    kill9(targets.map((p) => ({ pid: p, since: processStartTime(p) })));
+    // Children first: the CLI's death ends the agent's token pipe, and an agent that sees it before
+    // its own kill -9 starts a polite shutdown (stopping its workloads) instead of dying (issue 8).
+    kill9(targets.reverse().map((p) => ({ pid: p, since: processStartTime(p) })));
     a.proc = undefined;
   };
 
