@@ -40,9 +40,9 @@ function losingPostCommitPublishes(db: Database): { db: Database; lost: () => nu
   // The priority lane (renewals, credential lookups) is a database of its own, whose lane is itself.
   const main = wrap(db);
   const lane = db.priority === db ? main : wrap(db.priority);
-  lane.priority = lane as Database;
-  main.priority = lane as Database;
-  return { db: main as Database, lost: () => lost };
+  lane.priority = lane;
+  main.priority = lane;
+  return { db: main, lost: () => lost };
 }
 
 describe('run signals published in the writer transaction, two replicas on postgres', () => {
