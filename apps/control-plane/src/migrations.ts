@@ -170,4 +170,13 @@ create table run_attempts (
 );
 `,
   },
+  {
+    // Bounded panel reads (issue 11): counts per status under a workstation or runtime filter
+    // stop after COUNT_CAP index entries, and the runtime filter's choices are a skip scan.
+    id: 'cp_0102_panel_reads',
+    sql: `
+create index runs_workstation_status_idx on runs (workstation_id, status);
+create index runs_runtime_status_idx on runs (runtime, status);
+`,
+  },
 ];

@@ -18,7 +18,13 @@ import { runFragment, runPage } from './pages/run-page.js';
 import { runsFragment, runsPage, type RunsQuery } from './pages/runs-page.js';
 import { submitBody, submitPage, type SubmitForm } from './pages/submit-page.js';
 import { page, readForm } from './panel-page.js';
-import { knownRuntimes, runCountsByStatus } from './panel-reads.js';
+import {
+  fleetChoices,
+  knownRuntimes,
+  runCountsByStatus,
+  workstationIdByName,
+  workstationNames,
+} from './panel-reads.js';
 import { securityHeaders, type PanelEnv } from './panel-security.js';
 
 export type RunPanelDeps = RunAppDeps;
@@ -55,9 +61,7 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
       ...(c.req.query('runtime') ? { runtime: c.req.query('runtime')!.slice(0, 100) } : {}),
       ...(c.req.query('cursor') ? { cursor: c.req.query('cursor')!.slice(0, 100) } : {}),
     };
-    const workstations = await deps.workstations.list();
-    const names = new Map(workstations.map((w) => [w.id, w.display_name]));
-    const wsId = q.workstation ? workstations.find((w) => w.display_name === q.workstation)?.id : undefined;
+    const wsId = q.workstation ? await workstationIdByName(deps.db, q.workstation) : undefined;
     let message: string | undefined;
     let listed: { runs: Awaited<ReturnType<typeof r.runs.list>>['runs']; next_cursor: string | null } = {
       runs: [],
@@ -94,15 +98,18 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
         ]);
       }
     }
+    const names = await workstationNames(
+      deps.db,
+      listed.runs.flatMap((run) => (run.workstation_id ? [run.workstation_id] : [])),
+    );
     const fragment = runsFragment({ q, runs: listed.runs, counts, names, nextCursor: listed.next_cursor });
     if (c.req.query('fragment') !== undefined) return c.html(fragment);
-    const runtimes = [
-      ...new Set([...(await knownRuntimes(deps.db)), ...workstations.flatMap((w) => w.runtimes)]),
-    ].sort();
+    const [used, fleet] = await Promise.all([knownRuntimes(deps.db), fleetChoices(deps.db)]);
+    const runtimes = [...new Set([...used, ...fleet.runtimes])].sort();
     return page(
       c,
       'Runs',
-      runsPage({ q, fragment, workstations, runtimes, ...(message ? { message } : {}) }),
+      runsPage({ q, fragment, workstationNames: fleet.names, runtimes, ...(message ? { message } : {}) }),
       { current: '/runs' },
     );
   });

@@ -1,6 +1,7 @@
 import { html } from 'hono/html';
-import { runStatusSchema, type Run, type Workstation } from '@runt/protocol';
+import { runStatusSchema, type Run } from '@runt/protocol';
 import { ago, badge, type Html } from '../layout.js';
+import { COUNT_CAP } from '../panel-reads.js';
 
 export interface RunsQuery {
   status?: string;
@@ -40,13 +41,14 @@ export function runsFragment(opts: {
   names: Map<string, string>;
   nextCursor: string | null;
 }): Html {
-  const total = [...opts.counts.values()].reduce((a, b) => a + b, 0);
+  const total = [...opts.counts.values()].reduce((a, b) => a + Math.min(b, COUNT_CAP), 0);
+  const capped = [...opts.counts.values()].some((n) => n > COUNT_CAP);
   const { q } = opts;
   return html`<ul class="counts" aria-label="Runs per status">
-<li><a href="/runs${runsQueryString({ ...q, status: '', cursor: '' })}"${!q.status ? html` aria-current="true"` : ''}>all <span class="mono">${total}</span></a></li>
+<li><a href="/runs${runsQueryString({ ...q, status: '', cursor: '' })}"${!q.status ? html` aria-current="true"` : ''}>all <span class="mono">${total}${capped ? '+' : ''}</span></a></li>
 ${runStatusSchema.options.map(
   (s) =>
-    html`<li><a href="/runs${runsQueryString({ ...q, status: s, cursor: '' })}"${q.status === s ? html` aria-current="true"` : ''}>${badge(s)} <span class="mono" data-count="${s}">${opts.counts.get(s) ?? 0}</span></a></li>`,
+    html`<li><a href="/runs${runsQueryString({ ...q, status: s, cursor: '' })}"${q.status === s ? html` aria-current="true"` : ''}>${badge(s)} <span class="mono" data-count="${s}">${countText(opts.counts.get(s) ?? 0)}</span></a></li>`,
 )}
 </ul>
 ${
@@ -74,6 +76,11 @@ ${opts.nextCursor ? html`<a href="/runs${runsQueryString({ ...q, cursor: opts.ne
 </nav>`;
 }
 
+/** A count bounded by {@link COUNT_CAP}: `1000+` once it reached the cap. */
+export function countText(n: number): string {
+  return n > COUNT_CAP ? `${COUNT_CAP}+` : String(n);
+}
+
 function truncate(s: string, n: number): string {
   return s.length > n ? `${s.slice(0, n - 1)}…` : s;
 }
@@ -81,12 +88,13 @@ function truncate(s: string, n: number): string {
 export function runsPage(opts: {
   q: RunsQuery;
   fragment: Html;
-  workstations: Workstation[];
+  /** The fleet's display names (the workstation filter's choices), sorted, distinct. */
+  workstationNames: string[];
   runtimes: string[];
   message?: string;
 }): Html {
   const { q } = opts;
-  const names = [...new Set(opts.workstations.map((w) => w.display_name))].sort();
+  const names = opts.workstationNames;
   return html`<h1>Runs</h1>
 ${opts.message ? html`<p class="error" role="alert">${opts.message}</p>` : ''}
 <form class="filters" method="get" action="/runs" aria-label="Filter runs">
