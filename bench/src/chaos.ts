@@ -141,6 +141,7 @@ async function main(): Promise<void> {
   const kills = { agents: 0, controlPlane: 0 };
   let readopted = 0;
 
+  let removed = false;
   const startAgent = (a: Agent) => {
     const child = spawn(
       process.execPath,
@@ -161,7 +162,14 @@ async function main(): Promise<void> {
       const s = String(d);
       readopted += s.split('"re-adopted"').length - 1;
       a.log = (a.log + s).slice(-4000);
-      appendFileSync(join(root, `agent-${a.i}.log`), s);
+      // An agent's last lines can arrive after its CLI's exit, once the run directory is
+      // removed: a lost log line must not end the harness with an uncaught ENOENT (exit 1).
+      if (removed) return;
+      try {
+        appendFileSync(join(root, `agent-${a.i}.log`), s);
+      } catch {
+        // the directory is gone (cleanup) — nothing left to keep
+      }
     };
     child.stdout.on('data', count);
     child.stderr.on('data', count);
@@ -203,7 +211,10 @@ async function main(): Promise<void> {
       }
       await cp.stop();
       await db?.drop();
-      if (!process.env.CHAOS_KEEP) rmSync(root, { recursive: true, force: true });
+      if (!process.env.CHAOS_KEEP) {
+        removed = true;
+        rmSync(root, { recursive: true, force: true });
+      }
     })());
   const onSignal = (signal: NodeJS.Signals) => {
     process.stderr.write(`chaos: ${signal}, ending the processes it started\n`);

@@ -81,7 +81,7 @@ describe('chaos (short, as in CI)', () => {
         });
         // The faults did happen.
         expect(report.kills.agents + report.kills.controlPlane).toBeGreaterThan(0);
-        expect(code).toBe(0);
+        expect(code, out.slice(-4000)).toBe(0);
       },
       LIMIT_MS + 90_000,
     );
