@@ -340,22 +340,20 @@ export class RunLifecycle {
         return fast;
       }
     }
-    const holder = await this.fenced(workstationId, runId, body.fencing_token, async (tx, s) => {
+    const ended = await this.fenced(workstationId, runId, body.fencing_token, async (tx, s) => {
       if (events.length > 0)
         s = { ...s, next_event_seq: await this.d.events.append(tx, runId, s.next_event_seq, events) };
       if (body.status === 'running') {
         await transitions.startLocked(tx, runId);
-        return undefined;
+        return false;
       }
-      // a failure the run's retry policy takes sends it back to the queue instead
+      // a failure the run's retry policy takes sends it back to the queue instead; the lease
+      // is given up in this transaction either way
       await transitions.finishOrRetry(tx, s, outcomeOf(body));
-      return s.lease_holder ?? '-';
+      return true;
     });
-    if (holder !== undefined) {
-      await this.d.leases.release(runId, holder, body.fencing_token);
-      this.d.signals.schedule();
-    }
-    if (holder !== undefined || events.length > 0) this.d.signals.eventsAppended(runId);
+    if (ended) this.d.signals.schedule();
+    if (ended || events.length > 0) this.d.signals.eventsAppended(runId);
     const run = (await this.d.runs.get(runId))!;
     return { run, nextEventSeq: (await this.d.runs.state(runId))!.next_event_seq };
   }
@@ -371,11 +369,10 @@ export class RunLifecycle {
     const s = await this.d.runs.state(runId);
     if (s && isTerminalRunStatus(s.status) && s.fencing_token === token && s.workstation_id === workstationId)
       return;
-    const holder = await this.fenced(workstationId, runId, token, async (tx, locked) => {
-      await transitions.loseRunner(tx, locked, 'released', 'the runner released the run');
-      return locked.lease_holder ?? '-';
-    });
-    await this.d.leases.release(runId, holder, token);
+    // the lease is given up in the same transaction (loseRunner)
+    await this.fenced(workstationId, runId, token, (tx, locked) =>
+      transitions.loseRunner(tx, locked, 'released', 'the runner released the run'),
+    );
     this.d.signals.eventsAppended(runId);
     this.d.signals.schedule();
   }

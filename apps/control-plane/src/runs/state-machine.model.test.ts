@@ -1,7 +1,7 @@
-import { createSqlLeaseStore, leaseMigrations, releaseLease } from '@runt/leases';
+import { createSqlLeaseStore, leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema, type RunStatus } from '@runt/protocol';
-import { countStatements, migrate } from '@runt/sql';
+import { countStatements, migrate, type Queryable } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import fc from 'fast-check';
 import { pino } from 'pino';
@@ -658,6 +658,82 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
     expect(attempts[1]!.first_event_seq).toBe(attempts[0]!.last_event_seq! + 1);
   });
 
+  it('gives the lease up in the transaction that ends or retries the attempt', async () => {
+    // Review finding (issue 8): the lease was released after the transaction, so a retried run
+    // sat in the queue with its old lease still held (a claim in that window was refused, and a
+    // crash in it left the lease to expire).
+    const leaseOf = async (tx: Queryable, id: string) =>
+      (await tx.query<{ holder: string | null }>('select holder from leases where resource = $1', [id]))
+        .rows[0];
+    for (const exit of [3, 1]) {
+      // exit 3: the policy retries it; exit 1: it ends
+      const { run } = await transitions.submit(
+        t.db,
+        submitRunRequestSchema.parse({
+          runtime: 'fake',
+          command: ['true'],
+          retry: { on: [3], max_attempts: 2, backoff: { initial_s: 0 } },
+        }),
+      );
+      await transitions.offer(t.db, [{ id: run.id, ws: 'ws_a' }]);
+      const grant = (await transitions.claim(t.db, run.id, 'ws_a', 'ws_a/r1', LEASE_MS))!;
+      await transitions.start(t.db, run.id, 'ws_a', grant.fencingToken);
+      const ended = await t.db.transaction(async (tx) => {
+        const s = (await readRunState(tx, run.id, true))!;
+        const out = await transitions.finishOrRetry(tx, s, {
+          status: 'failed',
+          exitCode: exit,
+          failureKind: 'nonzero-exit',
+        });
+        // still inside the transaction: the lease is already given up
+        expect((await leaseOf(tx, run.id))!.holder).toBeNull();
+        return out;
+      });
+      expect(ended).toBe(exit === 3 ? 'retried' : 'finished');
+      if (exit === 3) {
+        // the retried run can be claimed at once
+        await transitions.offer(t.db, [{ id: run.id, ws: 'ws_b' }]);
+        expect(await transitions.claim(t.db, run.id, 'ws_b', 'ws_b/r1', LEASE_MS)).toBeDefined();
+      }
+    }
+  });
+
+  it('writes a retry whole or not at all: no retry event or attempt on a run that has ended', async () => {
+    // Review finding (issue 8): the `error` event saying "retrying" was appended before the
+    // attempt was recorded, so a retry that did not apply still left that event (and a second
+    // `terminal_status`) on the run.
+    const { run } = await transitions.submit(
+      t.db,
+      submitRunRequestSchema.parse({
+        runtime: 'fake',
+        command: ['true'],
+        retry: { on: [3], max_attempts: 3, backoff: { initial_s: 0 } },
+      }),
+    );
+    await transitions.offer(t.db, [{ id: run.id, ws: 'ws_a' }]);
+    const grant = (await transitions.claim(t.db, run.id, 'ws_a', 'ws_a/r1', LEASE_MS))!;
+    await transitions.start(t.db, run.id, 'ws_a', grant.fencingToken);
+    const stale = (await readRunState(t.db, run.id))!; // running, as a slow caller read it
+    await transitions.finish(t.db, run.id, 'ws_a', grant.fencingToken, { status: 'completed', exitCode: 0 });
+    const before = (await new EventStore(t.db).list(run.id, 0, 100))!.events.length;
+    const out = await t.db.transaction(async (tx) => {
+      await tx.query('select id from runs where id = $1 for update', [run.id]);
+      return transitions.finishOrRetry(tx, stale, {
+        status: 'failed',
+        exitCode: 3,
+        failureKind: 'nonzero-exit',
+      });
+    });
+    expect(out).toBe('finished');
+    const events = (await new EventStore(t.db).list(run.id, 0, 100))!.events;
+    expect(events.length).toBe(before);
+    expect(await observe({ t, runId: run.id })).toMatchObject({ status: 'completed', attempt: 1 });
+    const kept = await t.db.query<{ n: string }>('select count(*) as n from run_attempts where run_id = $1', [
+      run.id,
+    ]);
+    expect(Number(kept.rows[0]!.n)).toBe(0);
+  });
+
   it('does not retry what its policy does not name, nor a cancelled run', async () => {
     const submit = async () =>
       (
@@ -736,9 +812,7 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
         () =>
           t.db.transaction(async (tx) => {
             const locked = (await readRunState(tx, run.id, true))!;
-            const holder = locked.lease_holder!;
             await transitions.loseRunner(tx, locked, 'released', 'released');
-            await releaseLease(tx, run.id, holder, Number(locked.fencing_token));
           }),
       ],
       // claimed on offer for ws_b's runner, which hands it back before starting it

@@ -720,17 +720,21 @@ export async function renewMany(
 /**
  * finish, on a run the caller locked inside its transaction: records the outcome, appends the
  * `terminal_status` event and cancels its unfinished commands (the caller releases the lease).
+ * False, and nothing written, when the run had already ended.
  *
  * @example
  * await finishLocked(tx, id, { status: 'completed', exitCode: 0 });
  */
-export async function finishLocked(tx: Queryable, runId: string, f: TerminalOutcome): Promise<void> {
-  await tx.query(
+export async function finishLocked(tx: Queryable, runId: string, f: TerminalOutcome): Promise<boolean> {
+  const r = await tx.query(
     `update runs set status = $2, exit_code = $3, failure_kind = $4, failure_message = $5, finished_at = now() where id = $1 and status not in ('completed', 'failed', 'cancelled', 'blocked')`,
     [runId, f.status, f.exitCode ?? null, f.failureKind ?? null, f.message ?? null],
   );
+  // a run that had already ended gets no second `terminal_status`
+  if (r.rowCount === 0) return false;
   await appendSystemEvent(tx, runId, 'terminal_status', terminalPayload(f));
   await cancelOpenCommands(tx, runId);
+  return true;
 }
 
 /**
@@ -738,7 +742,8 @@ export async function finishLocked(tx: Queryable, runId: string, f: TerminalOutc
  * expired or released). A cancel-requested run is cancelled; a run its runner released before
  * `running` is re-queued with `attempt + 1` while attempts remain (`mayRequeue`); anything else,
  * including an expired lease on an `accepted` run, fails with `runner-lost`, so no run is ever
- * started twice.
+ * started twice. The attempt's lease is given up in the same transaction (fenced by its holder
+ * and token), whichever way it ends.
  *
  * @example
  * const outcome = await loseRunner(tx, state, 'expired', 'the lease expired');
@@ -755,15 +760,17 @@ export async function loseRunner(
       failureKind: 'cancelled',
       message: `cancelled; ${message}`,
     });
+    await releaseAttemptLease(tx, s);
     return 'cancelled';
   }
   if (s.attempt < s.max_attempts && mayRequeue(s.status, cause)) {
-    await appendSystemEvent(tx, s.id, 'error', {
-      message: `${message}; re-queued`,
-      failure_kind: 'runner-lost',
-      attempt: s.attempt,
+    const requeued = await endAttempt(tx, s, 'requeue', {
+      event: { message: `${message}; re-queued`, failure_kind: 'runner-lost', attempt: s.attempt },
+      outcome: { status: 'failed', failureKind: 'runner-lost', message: `${message}; re-queued` },
+      delayS: 0,
     });
-    if (await requeue(tx, s, `${message}; re-queued`)) {
+    if (requeued) {
+      await releaseAttemptLease(tx, s);
       runPathMetrics.requeues.inc({ reason: 'runner-lost' });
       return 'requeued';
     }
@@ -773,44 +780,69 @@ export async function loseRunner(
 }
 
 /**
- * requeue (`accepted → queued`, `attempt + 1`): a run whose runner went away before it ran
- * gets another attempt (the ended one is kept in `run_attempts`). False when the run is not in
- * a status that allows it.
+ * Gives up the lease of a locked run's attempt inside the caller's transaction, fenced by the
+ * holder and token the run row carried (`s`, read before the transition): a lease already
+ * swept, released or taken over is left alone. In the transaction that ends the attempt, so no
+ * moment exists in which the run is queued (or ended) while its old lease is still held.
  */
-async function requeue(tx: Queryable, s: RunState, message: string): Promise<boolean> {
-  if (
-    !(await recordAttempt(tx, s.id, 'requeue', { status: 'failed', failureKind: 'runner-lost', message }, 0))
-  )
-    return false;
-  const r = await tx.query(
-    `update runs set status = 'queued', attempt = attempt + 1, workstation_id = null, lease_holder = null, fencing_token = null,
-                     offered_at = null, accepted_at = null where id = $1 and status in (${statusesSql('requeue')})`,
-    [s.id],
-  );
-  return r.rowCount > 0;
+async function releaseAttemptLease(tx: Queryable, s: RunState): Promise<void> {
+  if (s.lease_holder !== null && s.fencing_token !== null)
+    await releaseLease(tx, s.id, s.lease_holder, s.fencing_token);
 }
 
+// An attempt that ends without ending the run (`requeue`, `retry`), in ONE statement guarded by
+// the transition's statuses: the `error` event that says so at the run's next seq (the
+// attempt's last event), the attempt kept in `run_attempts` with its outcome and event range
+// (from the end of the previous attempt to that event), and the run back in the queue with
+// `attempt + 1`. Either all three happen or none (no "retrying" event on a run that was not).
+// $1 run, $2 status, $3 exit code, $4 failure kind, $5 message, $6 delay (s), $7 the event.
+const endAttemptSql = (transition: 'requeue' | 'retry') => `
+with r as (
+  select id, attempt, workstation_id, accepted_at, started_at, next_event_seq from runs
+   where id = $1 and status in (${statusesSql(transition)})
+), e as (
+  insert into run_events (run_id, seq, type, payload) select r.id, r.next_event_seq, 'error', $7::jsonb from r
+), a as (
+  insert into run_attempts (run_id, attempt, status, workstation_id, exit_code, failure_kind, failure_message,
+                            accepted_at, started_at, finished_at, first_event_seq, last_event_seq, retry_at)
+  select r.id, r.attempt, $2, r.workstation_id, $3, $4, $5, r.accepted_at, r.started_at, now(),
+         coalesce((select max(x.last_event_seq) + 1 from run_attempts x where x.run_id = r.id), 1), r.next_event_seq,
+         now() + $6::float8 * interval '1 second'
+    from r
+)
+update runs q set status = 'queued', attempt = q.attempt + 1, next_event_seq = r.next_event_seq + 1, workstation_id = null,
+                  lease_holder = null, fencing_token = null, offered_at = null, accepted_at = null${
+                    transition === 'retry'
+                      ? `, started_at = null, exit_code = null, failure_kind = null, failure_message = null,
+                  not_before = now() + $6::float8 * interval '1 second'`
+                      : ''
+                  }
+  from r where q.id = r.id
+returning q.id`;
+const REQUEUE_SQL = endAttemptSql('requeue');
+const RETRY_SQL = endAttemptSql('retry');
+
 /**
- * Keeps the attempt of a locked run that ends without ending the run (a re-queue or a retry)
- * in `run_attempts`: its outcome, times and event range (from the end of the previous attempt
- * to the last event so far). False when the run is not in a status `transition` applies in.
+ * requeue (`accepted → queued`) or retry (`accepted | running → queued`), `attempt + 1`: one
+ * statement (`endAttemptSql`). False when the run is not in a status `transition` applies in
+ * (then nothing was written).
  */
-async function recordAttempt(
+async function endAttempt(
   tx: Queryable,
-  runId: string,
+  s: RunState,
   transition: 'requeue' | 'retry',
-  f: TerminalOutcome,
-  delayS: number,
+  o: { event: Record<string, unknown>; outcome: TerminalOutcome; delayS: number },
 ): Promise<boolean> {
-  const r = await tx.query(
-    `insert into run_attempts (run_id, attempt, status, workstation_id, exit_code, failure_kind, failure_message,
-                               accepted_at, started_at, finished_at, first_event_seq, last_event_seq, retry_at)
-     select r.id, r.attempt, $2, r.workstation_id, $3, $4, $5, r.accepted_at, r.started_at, now(),
-            coalesce((select max(a.last_event_seq) + 1 from run_attempts a where a.run_id = r.id), 1), r.next_event_seq - 1,
-            now() + $6::float8 * interval '1 second'
-       from runs r where r.id = $1 and r.status in (${statusesSql(transition)})`,
-    [runId, f.status, f.exitCode ?? null, f.failureKind ?? null, f.message ?? null, delayS],
-  );
+  const f = o.outcome;
+  const r = await tx.query(transition === 'retry' ? RETRY_SQL : REQUEUE_SQL, [
+    s.id,
+    f.status,
+    f.exitCode ?? null,
+    f.failureKind ?? null,
+    f.message ?? null,
+    o.delayS,
+    JSON.stringify(o.event),
+  ]);
   return r.rowCount > 0;
 }
 
@@ -825,29 +857,27 @@ async function retry(tx: Queryable, s: RunState, f: TerminalOutcome, delayS: num
     f.failureKind === 'nonzero-exit' && f.exitCode !== undefined
       ? `exit code ${f.exitCode}`
       : `${f.failureKind ?? f.status}${f.message ? `: ${f.message}` : ''}`;
-  await appendSystemEvent(tx, s.id, 'error', {
-    message: `attempt ${s.attempt} failed (${why}); retrying as attempt ${s.attempt + 1} of ${s.max_attempts}${delayS > 0 ? ` in ${delayS}s` : ''}`,
-    failure_kind: f.failureKind ?? null,
-    ...(f.exitCode === undefined ? {} : { exit_code: f.exitCode }),
-    attempt: s.attempt,
-    retry_in_s: delayS,
+  const retried = await endAttempt(tx, s, 'retry', {
+    event: {
+      message: `attempt ${s.attempt} failed (${why}); retrying as attempt ${s.attempt + 1} of ${s.max_attempts}${delayS > 0 ? ` in ${delayS}s` : ''}`,
+      failure_kind: f.failureKind ?? null,
+      ...(f.exitCode === undefined ? {} : { exit_code: f.exitCode }),
+      attempt: s.attempt,
+      retry_in_s: delayS,
+    },
+    outcome: f,
+    delayS,
   });
-  if (!(await recordAttempt(tx, s.id, 'retry', f, delayS))) return false;
-  const r = await tx.query(
-    `update runs set status = 'queued', attempt = attempt + 1, workstation_id = null, lease_holder = null, fencing_token = null,
-                     offered_at = null, accepted_at = null, started_at = null, exit_code = null, failure_kind = null,
-                     failure_message = null, not_before = now() + $2::float8 * interval '1 second'
-      where id = $1 and status in (${statusesSql('retry')})`,
-    [s.id, delayS],
-  );
-  runPathMetrics.requeues.inc({ reason: 'retry' }, r.rowCount);
-  return r.rowCount > 0;
+  if (retried) runPathMetrics.requeues.inc({ reason: 'retry' });
+  return retried;
 }
 
 /**
  * The terminal decision for a locked, active run whose attempt ended with `f`: when its retry
  * policy takes the failure and attempts remain, `retry` (back to the queue); otherwise
- * `finishLocked`. The caller gives the lease up either way.
+ * `finishLocked`. Either way the attempt's lease is given up in the same transaction, fenced by
+ * the holder and token `s` carries (so a retried run is never queued while its old lease is
+ * still held, and a crash after the commit leaves no lease behind).
  *
  * @example
  * const ended = await finishOrRetry(tx, state, { status: 'failed', exitCode: 1, failureKind: 'nonzero-exit' });
@@ -859,9 +889,10 @@ export async function finishOrRetry(
 ): Promise<'retried' | 'finished'> {
   const delayS =
     f.status === 'failed' ? retryDelayS(s, { failureKind: f.failureKind, exitCode: f.exitCode }) : undefined;
-  if (delayS !== undefined && (await retry(tx, s, f, delayS))) return 'retried';
-  await finishLocked(tx, s.id, f);
-  return 'finished';
+  const retried = delayS !== undefined && (await retry(tx, s, f, delayS));
+  if (!retried) await finishLocked(tx, s.id, f);
+  await releaseAttemptLease(tx, s);
+  return retried ? 'retried' : 'finished';
 }
 
 /**
@@ -945,27 +976,20 @@ export async function timeOutOverdue(
   limit = 100,
 ): Promise<Array<{ id: string; workstation_id: string | null }>> {
   return db.transaction(async (tx) => {
-    const r = await tx.query<{
-      id: string;
-      workstation_id: string | null;
-      timeout_s: number;
-      lease_holder: string | null;
-      fencing_token: number | string | null;
-    }>(
-      `select id, workstation_id, timeout_s, lease_holder, fencing_token from runs
+    const r = await tx.query<{ id: string; workstation_id: string | null; timeout_s: number }>(
+      `select id, workstation_id, timeout_s from runs
         where status in (${statusesSql('timeOut')}) and timeout_s is not null
           and coalesce(started_at, accepted_at) + make_interval(secs => timeout_s + $1) < now()
         order by position limit $2 for update skip locked`,
       [graceS, limit],
     );
     for (const row of r.rows) {
+      // the lease is given up in this transaction (finishOrRetry)
       await finishOrRetry(tx, (await readRunState(tx, row.id))!, {
         status: 'failed',
         failureKind: 'timeout',
         message: `exceeded its timeout of ${row.timeout_s}s (ended by the control plane: the agent did not stop it)`,
       });
-      if (row.lease_holder !== null && row.fencing_token !== null)
-        await releaseLease(tx, row.id, row.lease_holder, Number(row.fencing_token));
     }
     return r.rows.map((row) => ({ id: row.id, workstation_id: row.workstation_id }));
   });
