@@ -1,5 +1,6 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { Args, Flags } from '@oclif/core';
 import { ControlPlaneClient } from '@runt/protocol';
 import { credentialPath, loadCredential, type WorkstationCredential } from '@runt/pairing';
 import { CliError } from './errors.js';
@@ -97,6 +98,29 @@ export async function readTokenFile(file: string): Promise<string> {
     },
   );
 }
+
+/**
+ * The operator's `--url` and `--token-file`, the one definition every admin-speaking command
+ * spreads into its flags (resolved by {@link resolveAdmin}; the token never on argv).
+ *
+ * @example
+ * static override flags = { ...adminFlags, limit: Flags.integer() };
+ */
+export const adminFlags = {
+  url: Flags.string({
+    description:
+      'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)',
+  }),
+  'token-file': Flags.string({
+    description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
+  }),
+};
+
+/** The workstation id argument of the operator commands that act on one workstation. */
+export const workstationIdArg = Args.string({
+  required: true,
+  description: 'workstation id (runt workstation status --json lists them)',
+});
 
 /** A client authenticated as an operator (see {@link resolveAdmin}), or a clear error. */
 export async function adminClient(flags: AdminFlags): Promise<ControlPlaneClient> {

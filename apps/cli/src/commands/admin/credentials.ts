@@ -1,19 +1,11 @@
-import { Command, Flags } from '@oclif/core';
-import { adminClient } from '../../config.js';
+import { Command } from '@oclif/core';
+import { adminClient, adminFlags } from '../../config.js';
 
 export default class AdminCredentials extends Command {
   static override summary = 'List credentials (never their secrets).';
   static override examples = ['<%= config.bin %> admin credentials --url http://127.0.0.1:8787 --json'];
   static override enableJsonFlag = true;
-  static override flags = {
-    url: Flags.string({
-      description:
-        'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)',
-    }),
-    'token-file': Flags.string({
-      description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
-    }),
-  };
+  static override flags = { ...adminFlags };
 
   async run() {
     const { flags } = await this.parse(AdminCredentials);

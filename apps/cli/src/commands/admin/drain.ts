@@ -1,5 +1,6 @@
-import { Args, Command, Flags } from '@oclif/core';
-import { adminClient } from '../../config.js';
+import { Command } from '@oclif/core';
+import type { Workstation } from '@runt/protocol';
+import { adminClient, adminFlags, workstationIdArg, type AdminFlags } from '../../config.js';
 
 export default class AdminDrain extends Command {
   static override summary =
@@ -8,26 +9,31 @@ export default class AdminDrain extends Command {
     'Runs offered to it but not yet claimed go back to the queue. Draining ends when the agent stops listening; the next `runt workstation run` on that machine takes runs again.';
   static override examples = ['<%= config.bin %> admin drain ws_0b6c… --url http://127.0.0.1:8787'];
   static override enableJsonFlag = true;
-  static override args = {
-    id: Args.string({
-      required: true,
-      description: 'workstation id (runt workstation status --json lists them)',
-    }),
-  };
-  static override flags = {
-    url: Flags.string({
-      description:
-        'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)',
-    }),
-    'token-file': Flags.string({
-      description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
-    }),
-  };
+  static override args = { id: workstationIdArg };
+  static override flags = { ...adminFlags };
 
   async run() {
     const { args, flags } = await this.parse(AdminDrain);
-    const { workstation } = await (await adminClient(flags)).drainWorkstation(args.id);
-    this.log(`Draining ${workstation.id} (${workstation.display_name}): ${workstation.status}.`);
-    return { workstation };
+    return setDrain(this, 'drain', args.id, flags);
   }
+}
+
+/**
+ * `admin drain` and `admin undrain` in one place: asks the control plane, prints one line, and
+ * returns what `--json` prints.
+ */
+export async function setDrain(
+  cmd: Command,
+  action: 'drain' | 'undrain',
+  workstationId: string,
+  flags: AdminFlags,
+): Promise<{ workstation: Workstation }> {
+  const client = await adminClient(flags);
+  const { workstation } =
+    action === 'drain'
+      ? await client.drainWorkstation(workstationId)
+      : await client.undrainWorkstation(workstationId);
+  const verb = action === 'drain' ? 'Draining' : 'Undrained';
+  cmd.log(`${verb} ${workstation.id} (${workstation.display_name}): ${workstation.status}.`);
+  return { workstation };
 }

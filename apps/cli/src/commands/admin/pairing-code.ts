@@ -1,5 +1,5 @@
 import { Command, Flags } from '@oclif/core';
-import { adminClient } from '../../config.js';
+import { adminClient, adminFlags } from '../../config.js';
 
 export default class AdminPairingCode extends Command {
   static override summary = 'Mint a one-time pairing code and print the command that pairs a workstation.';
@@ -11,13 +11,7 @@ export default class AdminPairingCode extends Command {
   ];
   static override enableJsonFlag = true;
   static override flags = {
-    url: Flags.string({
-      description:
-        'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)',
-    }),
-    'token-file': Flags.string({
-      description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
-    }),
+    ...adminFlags,
     ttl: Flags.integer({ description: 'minutes the code stays valid', default: 10, min: 1, max: 1440 }),
   };
 

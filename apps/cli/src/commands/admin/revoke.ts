@@ -1,5 +1,5 @@
-import { Args, Command, Flags } from '@oclif/core';
-import { adminClient } from '../../config.js';
+import { Args, Command } from '@oclif/core';
+import { adminClient, adminFlags } from '../../config.js';
 
 export default class AdminRevoke extends Command {
   static override summary =
@@ -9,15 +9,7 @@ export default class AdminRevoke extends Command {
   static override args = {
     id: Args.string({ required: true, description: 'credential id (see runt admin credentials)' }),
   };
-  static override flags = {
-    url: Flags.string({
-      description:
-        'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)',
-    }),
-    'token-file': Flags.string({
-      description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
-    }),
-  };
+  static override flags = { ...adminFlags };
 
   async run() {
     const { args, flags } = await this.parse(AdminRevoke);

@@ -1,7 +1,6 @@
 import { Args, Command } from '@oclif/core';
 import type { Run } from '@runt/protocol';
-import { adminClient } from '../../config.js';
-import { adminFlags } from './logs.js';
+import { adminClient, adminFlags } from '../../config.js';
 
 export default class RunCancel extends Command {
   static override summary = 'Cancel a run: the agent stops the workload and reports it cancelled.';

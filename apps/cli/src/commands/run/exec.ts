@@ -1,8 +1,8 @@
 import { Args, Command, Flags } from '@oclif/core';
 import type { RunCommand, RunEvent } from '@runt/protocol';
-import { adminClient } from '../../config.js';
+import { adminClient, adminFlags } from '../../config.js';
 import { CliError } from '../../errors.js';
-import { adminFlags, adminToken, followRunEvents, printLogEvent } from './logs.js';
+import { adminToken, followRunEvents, printLogEvent } from './logs.js';
 
 const COMMAND_ENDS = new Set(['completed', 'failed', 'cancelled']);
 

@@ -1,10 +1,9 @@
 import { Command, Flags } from '@oclif/core';
 import { runStatusSchema, type ControlPlaneClient, type Run, type Workstation } from '@runt/protocol';
-import { adminClient } from '../../config.js';
+import { adminClient, adminFlags } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { relativeTime } from '../../relative-time.js';
 import { tableLines } from '../../table.js';
-import { adminFlags } from './logs.js';
 
 export default class RunList extends Command {
   static override summary = 'List runs, newest first.';

@@ -8,19 +8,9 @@ import {
   type RunEvent,
   type RunStatus,
 } from '@runt/protocol';
-import { adminClient, resolveAdmin, type AdminFlags } from '../../config.js';
+import { adminClient, adminFlags, resolveAdmin, type AdminFlags } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { watchPending } from '../../pending-notice.js';
-
-export const adminFlags = {
-  url: Flags.string({
-    description:
-      'control plane URL (default: RUNT_CLOUD_URL, runt admin login, or where this machine is paired)',
-  }),
-  'token-file': Flags.string({
-    description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
-  }),
-};
 
 /**
  * Hands a run's events after `afterSeq` to `onEvent`. Without `follow`, pages through what is

@@ -1,9 +1,8 @@
 import { Args, Command } from '@oclif/core';
 import type { Run, RunAttempt } from '@runt/protocol';
-import { adminClient } from '../../config.js';
+import { adminClient, adminFlags } from '../../config.js';
 import { relativeTime } from '../../relative-time.js';
 import { tableLines } from '../../table.js';
-import { adminFlags } from './logs.js';
 
 export default class RunShow extends Command {
   static override summary = 'Show one run: status, placement, exit code, failure, and each attempt.';

@@ -3,10 +3,10 @@ import { stat } from 'node:fs/promises';
 import { Command, Flags } from '@oclif/core';
 import { c as createTar } from 'tar';
 import { retryOnSchema, type RetryOn, type Run, type SubmitRunRequest } from '@runt/protocol';
-import { adminClient } from '../../config.js';
+import { adminClient, adminFlags } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { parseDuration } from '../../duration.js';
-import { adminFlags, adminToken, followRunEvents, printLogEvent, reportRunEnd } from './logs.js';
+import { adminToken, followRunEvents, printLogEvent, reportRunEnd } from './logs.js';
 import { watchPending } from '../../pending-notice.js';
 
 export default class RunSubmit extends Command {

@@ -1,7 +1,7 @@
-import { Command, Flags } from '@oclif/core';
+import { Command } from '@oclif/core';
 import { loadCredential } from '@runt/pairing';
 import type { ControlPlaneClient } from '@runt/protocol';
-import { adminClient, resolveAdmin, workstationClient } from '../../config.js';
+import { adminClient, adminFlags, resolveAdmin, workstationClient } from '../../config.js';
 
 export default class WorkstationStatus extends Command {
   static override summary = 'List the fleet: every workstation paired with this control plane.';
@@ -12,12 +12,7 @@ export default class WorkstationStatus extends Command {
   static override description =
     "On a paired machine it asks with the workstation's credential; an operator (--url, or not paired with an admin token from RUNT_ADMIN_TOKEN, --token-file or runt admin login) asks as admin.";
   static override enableJsonFlag = true;
-  static override flags = {
-    url: Flags.string({ description: 'control plane URL: ask as an operator' }),
-    'token-file': Flags.string({
-      description: 'file holding the admin token (default: RUNT_ADMIN_TOKEN, or runt admin login)',
-    }),
-  };
+  static override flags = { ...adminFlags };
 
   async run() {
     const { flags } = await this.parse(WorkstationStatus);
