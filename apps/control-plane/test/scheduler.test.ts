@@ -167,3 +167,51 @@ describe.each(TEST_BACKENDS)('scheduler on %s', (backend) => {
     expect(perAgent.every((n) => n <= 3)).toBe(true);
   });
 });
+
+// A slow tick and sweep, so only a kick can place a run in time: a run the last pass could not
+// place (no workstation offers its runtime, or every one that does is full) must not hold up a
+// placeable submit until the tick.
+describe.each(TEST_BACKENDS)('scheduler after an unplaceable run, on %s', (backend) => {
+  const TICK_MS = 60_000;
+  let h: Harness;
+  let admin: ControlPlaneClient;
+  beforeAll(async () => {
+    h = await startHarness(backend, {}, { schedulerTickMs: TICK_MS, sweepIntervalMs: TICK_MS });
+    admin = new ControlPlaneClient({ url: h.cp.url, token: h.adminToken, retries: 0 });
+  });
+  afterAll(async () => h?.close());
+
+  /** The offer reaches the agent well before the tick (eventually gives up after 15 s). */
+  async function offeredPromptly(agent: Awaited<ReturnType<typeof pairAgent>>, runtime: string) {
+    const t0 = Date.now();
+    const { run } = await admin.submitRun({ runtime, command: ['x'] });
+    await agent.waitFor('offer', (m) => m.run.id === run.id);
+    expect(Date.now() - t0).toBeLessThan(TICK_MS / 4);
+  }
+
+  it('offers a new run at once after a pass found no workstation for a queued one', async () => {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'after-nowhere', [runtime]);
+    await agent.connect();
+    const { run: nowhere } = await admin.submitRun({ runtime: uniqueRuntime(), command: ['x'] });
+    await h.cp.scheduler.pass(); // leaves `nowhere` queued
+    await offeredPromptly(agent, runtime);
+    expect((await admin.getRun(nowhere.id)).run.status).toBe('queued');
+  });
+
+  it('offers a new run at once after a pass found every matching workstation full', async () => {
+    const busy = uniqueRuntime();
+    const full = await pairAgent(h, 'full-box', [busy]);
+    await full.connect({ max_runs: 1 });
+    const { run: first } = await admin.submitRun({ runtime: busy, command: ['x'] });
+    await full.waitFor('offer', (m) => m.run.id === first.id);
+    const { run: waiting } = await admin.submitRun({ runtime: busy, command: ['x'] });
+    await h.cp.scheduler.pass(); // leaves `waiting` queued: its only workstation is full
+    const runtime = uniqueRuntime();
+    const free = await pairAgent(h, 'free-box', [runtime]);
+    await free.connect();
+    await h.cp.scheduler.pass();
+    await offeredPromptly(free, runtime);
+    expect((await admin.getRun(waiting.id)).run.status).toBe('queued');
+  });
+});

@@ -50,23 +50,29 @@ interface Slot {
 // Online, listening, not draining, live credential; linked to any replica or to none (an agent
 // that polls): the offer reaches a link held elsewhere through the relay. Committed capacity
 // comes from the runs table every time, so it is recomputed whenever a workstation (re)connects.
-// `skip locked`: a scheduler never places onto a workstation another transaction is changing.
+const USED_SQL = `cross join lateral (
+  select count(*) as used_runs, coalesce(sum(r.cpus), 0) as used_cpus, coalesce(sum(r.memory_bytes), 0) as used_memory
+  from runs r where r.workstation_id = w.id and r.status in ('offered', 'accepted', 'running')
+) u`;
+const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropped'
+  and w.last_seen_at > now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS})
+  and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
+  and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)`;
+
+// The workstations with a free slot offering one of the runtimes `$1`. `skip locked`: a
+// scheduler never places onto a workstation another transaction is changing.
 const CANDIDATES_SQL = `
 select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
        u.used_runs, u.used_cpus, u.used_memory
-from workstations w
-cross join lateral (
-  select count(*) as used_runs, coalesce(sum(r.cpus), 0) as used_cpus, coalesce(sum(r.memory_bytes), 0) as used_memory
-  from runs r where r.workstation_id = w.id and r.status in ('offered', 'accepted', 'running')
-) u
-where w.listening and not w.draining and w.link_state <> 'dropped'
-  and w.last_seen_at > now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS})
-  and w.runtimes ?| $1::text[]
-  and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
-  and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)
+from workstations w ${USED_SQL}
+where ${PLACEABLE_SQL} and w.runtimes ?| $1::text[]
 order by u.used_runs, w.id
 limit 1000
 for update of w skip locked`;
+
+// Whether any workstation at all (whatever its runtimes and labels) has a free slot: only when
+// none has is the fleet saturated, so that a new submit cannot be placed either.
+const ANY_FREE_SQL = `select exists (select 1 from workstations w ${USED_SQL} where ${PLACEABLE_SQL}) as free`;
 
 /**
  * Places queued runs on workstations: the runtime must be offered, every placement label must
@@ -93,8 +99,9 @@ export class Scheduler {
   private again = false;
   private stopped = false;
   /**
-   * The last pass left runs queued with every candidate slot taken: a new submit cannot be
-   * placed either, so it does not cost a pass. Any other kick (a finish, a registration, a
+   * The last pass left runs queued and no workstation of the fleet has a free slot (whatever
+   * its runtimes and labels): a new submit cannot be placed either, so it does not cost a pass.
+   * A pass that only found the workstations of its own runs full does not set it. Any other kick (a finish, a registration, a
    * sweep, a declined offer) and the tick clear it.
    */
   private saturated = false;
@@ -181,9 +188,13 @@ export class Scheduler {
         }
         for (const [workstationId, runs] of claimed)
           local.push({ workstationId, message: { type: 'offer-claimed', runs } });
-        return { ...placed, local };
+        // Every workstation that could take these runs is full; a submit of another runtime (or
+        // other labels) may still fit elsewhere, so only a fleet without a free slot is saturated.
+        const saturated =
+          placed.full === true && !(await tx.query<{ free: boolean }>(ANY_FREE_SQL)).rows[0]?.free;
+        return { ...placed, local, saturated };
       });
-      if (page.full) this.saturated = true;
+      if (page.saturated) this.saturated = true;
       runPathMetrics.offers.inc(page.offered.length + page.claimed.length);
       runPathMetrics.claimedOnOffer.inc(page.claimed.length);
       offered.push(...page.offered, ...page.claimed.map((g) => g.run));
