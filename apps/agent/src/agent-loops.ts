@@ -2,6 +2,52 @@ import type { Logger } from 'pino';
 import { backoffDelay, isApiError, jitter, sleep, type Run } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
 
+/** The agent's HTTP fallback starts within this window after its link dropped (see {@link LinkDownGrace}). */
+export const LINK_DOWN_SPREAD_MS = 15_000;
+
+/**
+ * When the agent may fall back to HTTP while its link is down. Not at once: a control plane that
+ * restarts drops every link in the same second, and 20,000 agents polling over HTTP at once would
+ * be the herd the link's jittered reconnect avoids. So the fallback starts at a random moment
+ * `minMs + random · spreadMs` after the link went down (or, at start, before it first opened);
+ * a link back within that window costs no HTTP request at all. Calls for runs already in flight
+ * (renewals, reports) are not held back: they go over HTTP at once (`linkVia`).
+ *
+ * @example
+ * const grace = new LinkDownGrace({ minMs: 2_000, spreadMs: 15_000 });
+ * link.onUp = (up) => (up ? grace.up() : grace.down());
+ * if (grace.waitMs() === 0) await pollOverHttp();
+ */
+export class LinkDownGrace {
+  #until: number | undefined;
+  constructor(
+    private readonly o: {
+      minMs: number;
+      spreadMs: number;
+      random?: () => number;
+      now?: () => number;
+    },
+  ) {
+    this.down();
+  }
+
+  /** The link dropped (or is not open yet): the fallback opens after a fresh jittered wait. */
+  down(): void {
+    const now = this.o.now ?? Date.now;
+    this.#until ??= now() + this.o.minMs + Math.round((this.o.random ?? Math.random)() * this.o.spreadMs);
+  }
+
+  /** The link is open. */
+  up(): void {
+    this.#until = undefined;
+  }
+
+  /** Milliseconds until HTTP may stand in for the link; 0 when it may now (or the link is up). */
+  waitMs(): number {
+    return this.#until === undefined ? 0 : Math.max(0, this.#until - (this.o.now ?? Date.now)());
+  }
+}
+
 export interface HeartbeatLoopOptions {
   /** Ends the loop. */
   signal: AbortSignal;
@@ -10,6 +56,8 @@ export interface HeartbeatLoopOptions {
   sendOverLink: () => boolean;
   /** Registers over HTTP instead (rejects on failure). */
   registerHttp: () => Promise<unknown>;
+  /** While above 0 the link is expected back: skip the HTTP registration (see {@link LinkDownGrace}). */
+  httpWaitMs?: () => number;
   /** The credential was refused: the loop has ended. */
   onFatal: (error: AgentError) => void;
   logger: Logger;
@@ -17,7 +65,8 @@ export interface HeartbeatLoopOptions {
 
 /**
  * The workstation heartbeat: every `intervalMs` (±10%) over the link when it is up, else a
- * registration over HTTP; failures back off from 1 s up to 30 s. An `unauthorized` failure ends
+ * registration over HTTP (once `httpWaitMs` says the link's grace is over); failures back off from
+ * 1 s up to 30 s. An `unauthorized` failure ends
  * the loop through `onFatal`.
  *
  * @example
@@ -31,7 +80,7 @@ export async function heartbeatLoop(opts: HeartbeatLoopOptions): Promise<void> {
       opts.signal,
     )
   ) {
-    if (opts.sendOverLink()) {
+    if (opts.sendOverLink() || (opts.httpWaitMs?.() ?? 0) > 0) {
       failures = 0;
       continue;
     }
@@ -51,6 +100,11 @@ export interface PollLoopOptions {
   signal: AbortSignal;
   /** Period while the link is down. */
   pollIntervalMs: number;
+  /**
+   * While above 0 the link is expected back: no HTTP poll until then (see {@link LinkDownGrace});
+   * absent for an agent without a link, which polls at once.
+   */
+  httpWaitMs?: () => number;
   /** Period of the safety poll while the link is up (default 30 s). */
   linkUpIntervalMs?: number;
   linkUp: () => boolean;
@@ -67,8 +121,9 @@ export interface PollLoopOptions {
 
 /**
  * The polling path: while the link is down and a slot is free, asks for offered runs every
- * `pollIntervalMs` (±10%; failures back off up to 60 s) and offers them to the slots. With the
- * link up it still polls every `linkUpIntervalMs`, catching an offer whose message was lost.
+ * `pollIntervalMs` (±10%; failures back off up to 60 s) and offers them to the slots — after
+ * `httpWaitMs`, the link's jittered grace, has run out. With the link up it still polls every
+ * `linkUpIntervalMs`, catching an offer whose message was lost.
  *
  * @example
  * void pollLoop({ signal: taking, pollIntervalMs: 2_000, linkUp, hasCapacity, offered, offer, onFatal, setWake, logger });
@@ -78,7 +133,8 @@ export async function pollLoop(opts: PollLoopOptions): Promise<void> {
   const { signal } = opts;
   while (!signal.aborted) {
     const linkUp = opts.linkUp();
-    if (!linkUp && opts.hasCapacity()) {
+    const grace = linkUp ? 0 : (opts.httpWaitMs?.() ?? 0);
+    if (!linkUp && grace === 0 && opts.hasCapacity()) {
       try {
         const { runs } = await opts.offered();
         failures = 0;
@@ -102,7 +158,9 @@ export async function pollLoop(opts: PollLoopOptions): Promise<void> {
     const delay =
       failures > 0
         ? backoffDelay(failures, { baseMs: opts.pollIntervalMs, capMs: 60_000 })
-        : jitter(linkUp ? (opts.linkUpIntervalMs ?? 30_000) : opts.pollIntervalMs);
+        : grace > 0
+          ? grace
+          : jitter(linkUp ? (opts.linkUpIntervalMs ?? 30_000) : opts.pollIntervalMs);
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);

@@ -18,7 +18,7 @@ import { createLogger } from './create-logger.js';
 import { defaultRuntimes } from './default-runtimes.js';
 import { LinkClient } from './link-client.js';
 import { linkVia } from './link-via.js';
-import { heartbeatLoop, pollLoop } from './agent-loops.js';
+import { heartbeatLoop, LINK_DOWN_SPREAD_MS, LinkDownGrace, pollLoop } from './agent-loops.js';
 import { handleControlMessage } from './control-messages.js';
 import { readoptRuns } from './readopt-runs.js';
 import { RunExecution, type RunExecutionDeps } from './run-execution.js';
@@ -49,6 +49,12 @@ export interface AgentOptions {
   once?: boolean;
   /** Hold the WebSocket link (default true); without it the agent polls. */
   link?: boolean;
+  /**
+   * Jitter windows of the link (issue 9; docs/agent.md, _Link_): its first dial waits a random
+   * part of `startMs` (default 5 s), and while it is down the HTTP poll and heartbeat stand in only
+   * `pollIntervalMs` + a random part of `downSpreadMs` (default 15 s) after it dropped.
+   */
+  linkJitter?: { startMs?: number; downSpreadMs?: number };
   /** Lease length per run (default 30 s). */
   leaseMs?: number;
   /** Polling period while the link is down (default 2 s). */
@@ -85,7 +91,7 @@ export interface AgentOptions {
 export class Agent {
   #state: AgentState = 'initialized';
   readonly #opts: Required<
-    Omit<AgentOptions, 'workstationId' | 'displayName' | 'signal' | 'logger' | 'registry'>
+    Omit<AgentOptions, 'workstationId' | 'displayName' | 'signal' | 'logger' | 'registry' | 'linkJitter'>
   > &
     AgentOptions;
   readonly #log: Logger;
@@ -111,6 +117,8 @@ export class Agent {
   #hurry = false;
   #hurryWake: (() => void) | undefined;
   #pollWake: (() => void) | undefined;
+  /** When HTTP may stand in for a link that is down (never, for an agent without a link: at once). */
+  #linkGrace: LinkDownGrace | undefined;
   #drainOnStart = false;
   #stopped!: () => void;
   readonly #stoppedPromise = new Promise<void>((r) => (this.#stopped = r));
@@ -239,6 +247,11 @@ export class Agent {
         },
         'agent running',
       );
+      if (this.#opts.link)
+        this.#linkGrace = new LinkDownGrace({
+          minMs: this.#opts.pollIntervalMs,
+          spreadMs: this.#opts.linkJitter?.downSpreadMs ?? LINK_DOWN_SPREAD_MS,
+        });
       void this.#linkLoop();
       void this.#heartbeatLoop();
       void this.#pollLoop();
@@ -383,10 +396,16 @@ export class Agent {
           reply: (message) => void this.#link?.send(message),
         }),
       onUp: (up) => {
-        if (!up) this.#pollWake?.();
+        if (up) return this.#linkGrace?.up();
+        this.#linkGrace?.down();
+        // The poll loop sleeps 30 s while linked: it starts the grace's wait now.
+        this.#pollWake?.();
       },
       onFatal: (e) => this.#die(e),
       logger: this.#log,
+      ...(this.#opts.linkJitter?.startMs === undefined
+        ? {}
+        : { startJitterMs: this.#opts.linkJitter.startMs }),
     });
     await this.#link.run(this.#life.signal);
   }
@@ -398,6 +417,7 @@ export class Agent {
       sendOverLink: () =>
         this.#link?.send({ type: 'heartbeat', running_run_ids: this.runningRunIds }) === true,
       registerHttp: () => this.#registerHttp(this.#state !== 'draining'),
+      httpWaitMs: () => this.#linkGrace?.waitMs() ?? 0,
       onFatal: (e) => this.#die(e),
       logger: this.#log,
     });
@@ -407,6 +427,7 @@ export class Agent {
     return pollLoop({
       signal: this.#taking.signal,
       pollIntervalMs: this.#opts.pollIntervalMs,
+      httpWaitMs: () => this.#linkGrace?.waitMs() ?? 0,
       linkUp: () => this.#link?.up === true,
       hasCapacity: () => this.#slots.hasCapacity(),
       offered: () => this.#client.offeredRuns(this.#workstationId),

@@ -2,7 +2,12 @@ export { Agent, type AgentOptions, type AgentState } from './agent.js';
 export { AgentError, isAgentError, type AgentErrorCode } from './agent-error.js';
 export { loadAgentConfig, cloudUrlsFromEnv, AGENT_USAGE, type AgentConfig } from './agent-config.js';
 export { defaultRuntimes } from './default-runtimes.js';
-export { LinkClient, type LinkClientOptions } from './link-client.js';
+export {
+  LinkClient,
+  LINK_BACKOFF_CAP_MS,
+  LINK_START_JITTER_MS,
+  type LinkClientOptions,
+} from './link-client.js';
 export { linkVia } from './link-via.js';
 export { CloudUrlPool, parseCloudUrls } from './cloud-url-pool.js';
 export { RunExecution, type RunExecutionDeps, type RunExecutionPhase } from './run-execution.js';
@@ -23,7 +28,13 @@ export { materializeBundle } from './materialize-bundle.js';
 export { createLogger } from './create-logger.js';
 export { RunSlots, type RunSlotsOptions, type SlotRun } from './run-slots.js';
 export { readoptRuns, type ReadoptRunsOptions, type ConfirmedLease } from './readopt-runs.js';
-export { heartbeatLoop, pollLoop, type HeartbeatLoopOptions, type PollLoopOptions } from './agent-loops.js';
+export {
+  heartbeatLoop,
+  pollLoop,
+  LinkDownGrace,
+  type HeartbeatLoopOptions,
+  type PollLoopOptions,
+} from './agent-loops.js';
 export { handleControlMessage, type ControlMessageHandlers } from './control-messages.js';
 export { WorkstationRegistration, type WorkstationRegistrationOptions } from './workstation-registration.js';
 export { acquireAgentLock } from './agent-lock.js';

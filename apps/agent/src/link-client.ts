@@ -30,9 +30,31 @@ export interface LinkClientOptions {
   logger: Logger;
   /** WebSocket ping period; a link that misses two pongs is torn down (default 15 s). */
   pingIntervalMs?: number;
-  /** Backoff ceiling between reconnects (default 30 s). */
+  /**
+   * Backoff ceiling between reconnects (default {@link LINK_BACKOFF_CAP_MS}). Reconnects use full
+   * jitter: the wait is drawn from [0, min(cap, 0.5 s · 2^(attempt−1))].
+   */
   maxBackoffMs?: number;
+  /**
+   * The first dial waits a random time in [0, startJitterMs] (default
+   * {@link LINK_START_JITTER_MS}), so a fleet started at once does not dial in the same second.
+   */
+  startJitterMs?: number;
+  /** Source of randomness in [0, 1) for the waits (default `Math.random`). */
+  random?: () => number;
 }
+
+/**
+ * The first dial is spread over this window (a fleet started at once; see docs/agent.md, _Link_).
+ * Buildkite's agent jitters every ping, the first one included, within its ping interval.
+ */
+export const LINK_START_JITTER_MS = 5_000;
+/**
+ * Reconnects back off from 0.5 s doubling to this ceiling with full jitter: after a control-plane
+ * restart a fleet's dials spread evenly over at most this window (issue 9: 20,000 agents linked
+ * again within 20 s).
+ */
+export const LINK_BACKOFF_CAP_MS = 15_000;
 
 /** A request waiting for its reply. */
 interface Pending {
@@ -52,9 +74,12 @@ interface AttemptResult {
  * The agent's end of the persistent link: dials `GET /api/agent/link` with the workstation
  * token in the upgrade's `Authorization` header, sends `register`, hands every validated
  * control message to `onMessage`, and reconnects with exponential backoff plus jitter when the
- * link drops (a revoked or refused credential ends the loop through `onFatal`). It also carries
- * the agent's fenced run calls (`request`, answered by a `reply` with the same `id`; see
- * `linkVia`). Losing it costs latency only: the agent polls and calls over HTTP while it is down.
+ * link drops (a revoked or refused credential ends the loop through `onFatal`); the first dial
+ * waits a random part of `startJitterMs` too, so neither a fleet's start nor a control plane's
+ * restart brings every agent at once. It also carries the agent's fenced run calls (`request`,
+ * answered by a `reply` with the same `id`; see `linkVia`). Losing it costs latency only: calls
+ * already in flight go over HTTP, and the agent polls over HTTP once the link has stayed down a
+ * while (`LinkDownGrace`).
  *
  * @example
  * const link = new LinkClient({ url, token: () => token, register, onMessage, onUp, onFatal, logger });
@@ -136,6 +161,9 @@ export class LinkClient {
 
   /** Connects and reconnects until `signal` aborts; resolves then (or after a fatal refusal). */
   async run(signal: AbortSignal): Promise<void> {
+    const random = this.opts.random ?? Math.random;
+    if (!(await sleep(Math.round(random() * (this.opts.startJitterMs ?? LINK_START_JITTER_MS)), signal)))
+      return;
     let attempt = 0;
     while (!signal.aborted) {
       const result = await this.#connectOnce(signal);
@@ -155,13 +183,18 @@ export class LinkClient {
         return;
       }
       attempt = result.opened ? 1 : attempt + 1;
-      let delay = backoffDelay(attempt, { baseMs: 500, capMs: this.opts.maxBackoffMs ?? 30_000 });
+      let delay = backoffDelay(attempt, {
+        baseMs: 500,
+        capMs: this.opts.maxBackoffMs ?? LINK_BACKOFF_CAP_MS,
+        jitter: 'full',
+        random,
+      });
       // Another agent took over this workstation's link: do not fight it in a tight loop.
       if (result.code === LINK_CLOSE_CODES.replaced)
-        delay = Math.max(delay, backoffDelay(1, { baseMs: 10_000, capMs: 30_000 }));
+        delay = Math.max(delay, backoffDelay(1, { baseMs: 10_000, capMs: 30_000, random }));
       this.opts.logger.info(
         { code: result.code, http_status: result.httpStatus, reason: result.reason, retry_in_ms: delay },
-        'link down; polling until it is back',
+        'link down; reconnecting',
       );
       if (!(await sleep(delay, signal))) return;
     }

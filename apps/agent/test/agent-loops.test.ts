@@ -1,7 +1,7 @@
 import { ControlPlaneClient, type Run } from '@runt/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentError } from '../src/agent-error.js';
-import { heartbeatLoop, pollLoop } from '../src/agent-loops.js';
+import { heartbeatLoop, LinkDownGrace, pollLoop } from '../src/agent-loops.js';
 import { eventually, startTestControlPlane, testLogger, type TestControlPlane } from './control-plane.js';
 
 let h: TestControlPlane;
@@ -81,6 +81,78 @@ describe('pollLoop against a real control plane', () => {
     await eventually(() => polls === 2, 'the second poll');
     taking.abort();
     await loop;
+  });
+});
+
+describe('LinkDownGrace: no HTTP herd when a fleet loses its links at once (issue 9)', () => {
+  it('opens the HTTP fallback at a jittered moment after the drop, and not again once the link is back', () => {
+    let now = 1_000;
+    const draws = [0, 0.5, 1];
+    const grace = new LinkDownGrace({
+      minMs: 2_000,
+      spreadMs: 10_000,
+      random: () => draws.shift()!,
+      now: () => now,
+    });
+    // Not linked yet at start: the first draw (0) gives the minimum.
+    expect(grace.waitMs()).toBe(2_000);
+    grace.up();
+    expect(grace.waitMs()).toBe(0);
+    now = 5_000;
+    grace.down();
+    expect(grace.waitMs()).toBe(7_000); // 2 s + 0.5 · 10 s
+    now = 8_000;
+    grace.down(); // a second report of the same drop does not restart the wait
+    expect(grace.waitMs()).toBe(4_000);
+    now = 12_000;
+    expect(grace.waitMs()).toBe(0);
+    grace.up();
+    grace.down();
+    expect(grace.waitMs()).toBe(12_000); // 2 s + 1 · 10 s
+  });
+
+  it('polls over HTTP only after the grace, and sends no heartbeat over HTTP within it', async () => {
+    const taking = new AbortController();
+    let polls = 0;
+    let httpWait = 60_000;
+    let wake: (() => void) | undefined;
+    const loop = pollLoop({
+      signal: taking.signal,
+      pollIntervalMs: 20,
+      httpWaitMs: () => httpWait,
+      linkUp: () => false,
+      hasCapacity: () => true,
+      offered: async () => (polls++, { runs: [] }),
+      offer: async () => true,
+      onFatal: () => undefined,
+      setWake: (w) => (wake = w),
+      logger: testLogger().logger,
+    });
+    await eventually(() => wake, 'the loop waiting');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(polls).toBe(0);
+    httpWait = 0;
+    wake!();
+    await eventually(() => polls >= 2, 'polls once the grace is over');
+    taking.abort();
+    await loop;
+
+    const life = new AbortController();
+    let registrations = 0;
+    let rounds = 0;
+    const heartbeats = heartbeatLoop({
+      signal: life.signal,
+      intervalMs: 20,
+      sendOverLink: () => (rounds++, false),
+      registerHttp: async () => registrations++,
+      httpWaitMs: () => (rounds < 5 ? 60_000 : 0),
+      onFatal: () => undefined,
+      logger: testLogger().logger,
+    });
+    await eventually(() => registrations >= 1, 'a registration over HTTP after the grace');
+    expect(rounds).toBeGreaterThanOrEqual(5);
+    life.abort();
+    await heartbeats;
   });
 });
 

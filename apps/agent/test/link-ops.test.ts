@@ -153,6 +153,7 @@ describe('a run call in flight when the link drops', () => {
       onFatal: () => {},
       logger: testLogger().logger,
       maxBackoffMs: 200,
+      startJitterMs: 0,
     });
     void link.run(stop.signal);
   });

@@ -30,6 +30,16 @@ describe('backoffDelay', () => {
       ),
     );
   });
+
+  it("with full jitter spreads over the whole [0, ceiling] window (a reconnecting fleet's retries)", () => {
+    const opts = { baseMs: 500, capMs: 15_000, jitter: 'full' as const };
+    expect(backoffDelay(1, { ...opts, random: () => 0 })).toBe(0);
+    expect(backoffDelay(1, { ...opts, random: () => 0.5 })).toBe(250);
+    expect(backoffDelay(3, { ...opts, random: () => 0.25 })).toBe(500);
+    expect(backoffDelay(10, { ...opts, random: () => 0.999 })).toBe(14_985);
+    // Equal jitter (the default) never goes below half the ceiling.
+    expect(backoffDelay(3, { baseMs: 500, random: () => 0 })).toBe(1000);
+  });
 });
 
 describe('sleep', () => {

@@ -13,16 +13,24 @@ export interface BackoffOptions {
   capMs?: number;
   /** Source of randomness in [0, 1) (default `Math.random`). */
   random?: () => number;
+  /**
+   * `equal` (default): the delay is drawn from the upper half of the ceiling, never shorter than
+   * half of it. `full`: drawn from the whole of [0, ceiling] — what a fleet reconnecting to one
+   * server at once wants, since its retries spread evenly over the window instead of bunching in
+   * its second half (the link's reconnects, issue 9).
+   */
+  jitter?: 'equal' | 'full';
 }
 
 /**
  * Delay before retry number `attempt` (1 for the first retry): `baseMs · 2^(attempt−1)` capped at
- * `capMs`, with "equal jitter" (the upper half of that ceiling, drawn at random), and never shorter
- * than the server's `retryAfterMs` when it sent one.
+ * `capMs`, with "equal jitter" (the upper half of that ceiling, drawn at random; `jitter: 'full'`
+ * draws from all of it), and never shorter than the server's `retryAfterMs` when it sent one.
  *
  * @example
  * backoffDelay(1);                                  // 125..250 ms
  * backoffDelay(3, { baseMs: 500, capMs: 30_000 });  // 1000..2000 ms
+ * backoffDelay(3, { baseMs: 500, jitter: 'full' }); // 0..2000 ms
  * backoffDelay(1, { retryAfterMs: 2_000 });         // 2000 ms
  */
 export function backoffDelay(
@@ -33,7 +41,9 @@ export function backoffDelay(
   const cap = opts.capMs ?? 30_000;
   const random = opts.random ?? Math.random;
   const ceiling = Math.min(cap, base * 2 ** Math.min(30, Math.max(0, attempt - 1)));
-  const jittered = Math.round(ceiling / 2 + (ceiling / 2) * random());
+  const jittered = Math.round(
+    opts.jitter === 'full' ? ceiling * random() : ceiling / 2 + (ceiling / 2) * random(),
+  );
   return Math.max(opts.retryAfterMs ?? 0, jittered);
 }
 
