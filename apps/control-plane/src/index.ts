@@ -4,7 +4,7 @@ export { createApp, type AppDeps } from './app.js';
 export { controlPlaneMigrations } from './migrations.js';
 export { WorkstationStore } from './stores/workstation-store.js';
 export { CredentialStore } from './stores/credential-store.js';
-export { PrincipalCache, CREDENTIALS_CHANNEL } from './stores/principal-cache.js';
+export { PrincipalCache, CREDENTIALS_CHANNEL, PRINCIPAL_CACHE_MAX } from './stores/principal-cache.js';
 export { NotificationBus, type ChannelHandlers, type NotificationBusOptions } from './notifications/bus.js';
 export { HttpError, API_ERROR_STATUS, type ApiErrorCode } from './errors.js';
 export type { RunAppDeps } from './app.js';

@@ -4,14 +4,20 @@ import type { NotificationBus } from '../notifications/bus.js';
 
 /** Postgres channel every credential change notifies, with the credential id as payload. */
 export const CREDENTIALS_CHANNEL = 'runt_credentials';
-/** Cached principals at most; the least recently used go first. */
-const CACHE_MAX = 10_000;
+/**
+ * Cached principals at most by default; the least recently used go first. Sized for a fleet:
+ * every agent's credential stays cached with room to spare at 20,000 agents (issue 9), so
+ * neither a re-linking fleet nor its HTTP calls miss by eviction (≈ 0.3 KB an entry: ≈ 15 MB
+ * when full).
+ */
+export const PRINCIPAL_CACHE_MAX = 50_000;
 /** Re-read every 30 s anyway (a bound if all else failed; also keeps last_used_at within its minute). */
 const CACHE_TTL_MS = 30_000;
 
 /**
  * Resolves bearer tokens (by hash) to principals, with a bounded cache: least recently used
- * evicted past {@link CACHE_MAX}, every entry re-read after {@link CACHE_TTL_MS}.
+ * evicted past `maxEntries` (default {@link PRINCIPAL_CACHE_MAX}), every entry re-read after
+ * {@link CACHE_TTL_MS}.
  *
  * - Embedded PGlite: this process is the only writer of `credentials`, and every change goes
  *   through `CredentialStore`, which calls {@link PrincipalCache.forget}.
@@ -43,10 +49,14 @@ export class PrincipalCache {
   /** Told about every credential changed by another replica (or this one), by id. */
   onCredentialChanged: ((credentialId: string) => void) | undefined;
 
+  readonly #max: number;
+
   constructor(
     private readonly db: Database,
     bus: NotificationBus,
+    opts: { maxEntries?: number } = {},
   ) {
+    this.#max = Math.max(1, opts.maxEntries ?? PRINCIPAL_CACHE_MAX);
     this.#caching = db.backend === 'pglite';
     bus.subscribe(CREDENTIALS_CHANNEL, {
       message: (credentialId) => {
@@ -94,7 +104,7 @@ export class PrincipalCache {
     const generation = this.#generation;
     const principal = await this.#lookup(tokenHash, kind);
     if (principal && this.#caching && generation === this.#generation) {
-      while (this.#principals.size >= CACHE_MAX)
+      while (this.#principals.size >= this.#max)
         this.#principals.delete(this.#principals.keys().next().value!);
       this.#principals.set(key, { principal, until: Date.now() + CACHE_TTL_MS });
     }
