@@ -174,11 +174,11 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     return { exitCode: 137, signal: 'SIGKILL' };
   };
 
-  /** An instance whose state is known without reading anything (just created, just started). */
+  /** The instance in `state`, with its pid when it has one (what `describe` reads, or known: just created, just started). */
   const instanceOf = (
     files: InstanceFiles,
     record: InstanceRecord,
-    state: 'created' | 'running',
+    state: InstanceState,
     pid?: PidRecord,
   ): Instance => ({
     id: record.id,
@@ -199,20 +199,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     const pid = await currentPid(files);
     const alive = pid ? await isSameProcessAlive(pid) : false;
     const state: InstanceState = alive ? 'running' : pid || (await everStarted(files)) ? 'exited' : 'created';
-    const instance: Instance = {
-      id: record.id,
-      name: record.name,
-      runtime: name,
-      state,
-      labels: record.labels,
-      createdAt: record.createdAt,
-      details: {
-        dir: files.dir,
-        cwd: record.cwd,
-        ...(pid ? { pid: pid.pid, processStartTime: pid.startTime } : {}),
-      },
-    };
-    if (pid) instance.startedAt = pid.startedAt;
+    const instance = instanceOf(files, record, state, pid);
     if (state === 'exited') {
       const exit = await exitStatusOf(files);
       instance.exitCode = exit.exitCode;
