@@ -51,8 +51,25 @@ it('CLI only, a run it starts costs four podman calls: create, start, wait, rm (
 });
 
 it('with the REST API, start, wait and remove cost no podman process (one service serves them)', async () => {
-  // `container inspect` at the end is a CLI call too.
-  expect(await podmanCallsOfOneRun(true)).toEqual(['create', 'system', 'container']);
+  // `container inspect` at the end is a CLI call too; the service starts alongside `create`.
+  expect((await podmanCallsOfOneRun(true)).sort()).toEqual(['container', 'create', 'system']);
+});
+
+it('available() starts no REST service (a short command that only asks pays for no podman process); create warms it for the start', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'runt-podman-lazy-'));
+  const log = join(dir, 'calls');
+  const shim = join(dir, 'podman');
+  writeFileSync(shim, `#!/bin/sh\necho "$1" >> '${log}'\nexec '${PODMAN}' "$@"\n`);
+  chmodSync(shim, 0o755);
+  const runtime = createPodmanRuntime({ ...podmanTestOptions(), podmanPath: shim, api: true });
+  try {
+    expect((await runtime.available()).available).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // before: `system` (podman system service) was started here too
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['version']);
+  } finally {
+    await runtime.close();
+  }
 });
 
 it('a REST start whose connection breaks after the service started the container is not repeated through the CLI (the workload runs once)', async () => {

@@ -89,7 +89,8 @@ export class PodmanRuntime implements Runtime {
           available: false,
           reason: `podman binary ${this.cli.path}: ${podmanMessage(result.stderr)}`,
         };
-      this.#service?.warm();
+      // The REST service is not started here: a short command that only asks (or whose agent
+      // stops before any run) would start a podman process for nothing. `create` warms it.
       return { available: true, version: result.stdout.trim() };
     } catch (e) {
       throwIfAborted(opts.signal, this.name);
@@ -108,6 +109,8 @@ export class PodmanRuntime implements Runtime {
   async create(spec: InstanceSpec, opts: CallOptions = {}): Promise<Instance> {
     this.#enter(opts.signal);
     validateContainerSpec(spec, this.name);
+    // A start follows: the REST service comes up while podman creates the container.
+    this.#service?.warm();
     const what = `create container ${spec.name} from ${spec.image}`;
     const result = await this.cli.run(toCreateArgs(spec), this.#sig(opts));
     if (result.exitCode !== 0) {

@@ -70,3 +70,32 @@ it('a call that fails on a service already ended does not end the one started af
     service.stop();
   }
 });
+
+it('a service that accepts the connection and never answers /_ping does not hold the caller: it falls back to the CLI', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'runt-podman-service-'));
+  dirs.push(dir);
+  const path = join(dir, 'podman');
+  // A hung `podman system service`: it listens, reads requests and answers none.
+  writeFileSync(
+    path,
+    `#!${process.execPath}
+const { createServer } = require('node:http');
+const socket = process.argv[process.argv.length - 1].replace(/^unix:\\/\\//, '');
+createServer(() => undefined).listen(socket);
+process.on('SIGTERM', () => process.exit(0));
+`,
+  );
+  chmodSync(path, 0o755);
+  const service = new PodmanService(path, { startTimeoutMs: 3_000 });
+  try {
+    // Before, the first ping waited for an answer forever (the start deadline was only looked
+    // at between pings), and so did this call and every call after it.
+    const answer = await Promise.race([
+      service.call('GET', '/containers/json'),
+      new Promise((resolve) => setTimeout(resolve, 30_000, 'hung')).then((v) => v),
+    ]);
+    expect(answer).toBeUndefined();
+  } finally {
+    service.stop();
+  }
+});

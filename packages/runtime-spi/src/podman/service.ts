@@ -10,6 +10,8 @@ const IDLE_SECONDS = 60;
 const START_TIMEOUT_MS = 15_000;
 /** After the service failed to start, the CLI is used this long before trying again. */
 const RETRY_AFTER_MS = 60_000;
+/** One `/_ping` may take this long: a service that accepted the connection and hangs is not waited for. */
+const PING_TIMEOUT_MS = 1_000;
 
 export interface ServiceAnswer {
   status: number;
@@ -30,14 +32,21 @@ export class PodmanService {
   /** Adapters using it: the last one to close ends the service. */
   users = 0;
 
-  constructor(readonly podmanPath: string) {}
+  readonly #startTimeoutMs: number;
+
+  constructor(
+    readonly podmanPath: string,
+    opts: { startTimeoutMs?: number } = {},
+  ) {
+    this.#startTimeoutMs = opts.startTimeoutMs ?? START_TIMEOUT_MS;
+  }
 
   /** Ends the service (the next call starts another). */
   stop(): void {
     this.#reset();
   }
 
-  /** Starts the service in the background (an agent's first run then does not wait for it). */
+  /** Starts the service in the background (the adapter's first `create`: its `start` then does not wait for it). */
   warm(): void {
     void this.#ensure();
   }
@@ -95,9 +104,13 @@ export class PodmanService {
     });
     liveServices.add(child);
     child.once('exit', () => liveServices.delete(child));
-    const deadline = Date.now() + START_TIMEOUT_MS;
+    const deadline = Date.now() + this.#startTimeoutMs;
     for (;;) {
-      const ping = await httpCall(socket, 'GET', '/_ping', {}).catch(() => undefined);
+      // Each ping is bounded: a service that accepts the connection and never answers must not
+      // hold its caller (and every call waiting for the service) forever.
+      const ping = await httpCall(socket, 'GET', '/_ping', {
+        signal: AbortSignal.timeout(Math.min(PING_TIMEOUT_MS, Math.max(1, deadline - Date.now()))),
+      }).catch(() => undefined);
       if (ping?.status === 200) return socket;
       if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
         child.kill('SIGKILL');
