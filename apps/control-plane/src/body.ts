@@ -1,7 +1,13 @@
 import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { z } from 'zod';
-import { findUnsafeJson, isUnsafeText, jsonNestsDeeperThan, MAX_JSON_DEPTH } from '@runt/protocol';
+import {
+  findUnsafeJson,
+  isUnsafeText,
+  jsonNestsDeeperThan,
+  jsonTextIsSafe,
+  MAX_JSON_DEPTH,
+} from '@runt/protocol';
 import { HttpError } from './errors.js';
 
 /**
@@ -39,7 +45,8 @@ export async function readJson<S extends z.ZodType>(
     throw new HttpError('invalid-json', 'the request body is not valid JSON');
   }
   if (value === undefined) value = {};
-  const unsafe = findUnsafeJson(value);
+  // The walk only when the text could hide a NUL or lone surrogate (most bodies cannot).
+  const unsafe = jsonTextIsSafe(text) ? undefined : findUnsafeJson(value);
   if (unsafe) throw new HttpError('invalid-request', `${unsafe.path || 'body'}: ${unsafe.message}`, [unsafe]);
   return validate(schema, value, 'body');
 }

@@ -24,7 +24,13 @@ export {
   type TransportAnswer,
   type TransportStream,
 } from './transport.js';
-export { MAX_JSON_DEPTH, findUnsafeJson, isUnsafeText, jsonNestsDeeperThan } from './json-safety.js';
+export {
+  MAX_JSON_DEPTH,
+  findUnsafeJson,
+  isUnsafeText,
+  jsonNestsDeeperThan,
+  jsonTextIsSafe,
+} from './json-safety.js';
 export { BODY_LIMIT_BYTES_DEFAULT, LOG_EVENT_MAX_CHARS, splitLogData } from './body-limit.js';
 export {
   LOG_EVENT_MAX_BYTES,

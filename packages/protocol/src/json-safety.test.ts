@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAX_JSON_DEPTH, findUnsafeJson, isUnsafeText, jsonNestsDeeperThan } from './json-safety.js';
+import {
+  MAX_JSON_DEPTH,
+  findUnsafeJson,
+  isUnsafeText,
+  jsonNestsDeeperThan,
+  jsonTextIsSafe,
+} from './json-safety.js';
 
 const nested = (levels: number) => `${'{"a":['.repeat(levels)}1${']}'.repeat(levels)}`;
 
@@ -32,6 +38,30 @@ describe('json safety', () => {
         expect(findUnsafeJson({ s }) !== undefined).toBe(expected);
       }),
       { seed: 8, numRuns: 500 },
+    );
+  });
+
+  it('jsonTextIsSafe: a text it calls safe never parses to a NUL or lone surrogate (so the walk may be skipped)', () => {
+    expect(jsonTextIsSafe('{"type":"request","body":{"a":[1,"b"]}}')).toBe(true);
+    expect(jsonTextIsSafe('{"a":"\\u0000"}')).toBe(false);
+    expect(jsonTextIsSafe('{"a":"\\ud800"}')).toBe(false);
+    expect(jsonTextIsSafe('{"\\u0041":1}')).toBe(false); // any escape: walk
+    expect(jsonTextIsSafe('{"a":"\ud800"}')).toBe(false); // a raw lone surrogate in the text
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 6 }), fc.string({ unit: 'grapheme' }), (value, s) => {
+        for (const text of [JSON.stringify(value), JSON.stringify({ s, [s]: value })]) {
+          if (jsonTextIsSafe(text)) expect(findUnsafeJson(JSON.parse(text))).toBeUndefined();
+        }
+      }),
+      { numRuns: 500 },
+    );
+    // Texts with NULs and lone surrogates (escaped or raw) are never called safe.
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (s) => {
+        const text = JSON.stringify({ s });
+        if (findUnsafeJson(JSON.parse(text))) expect(jsonTextIsSafe(text)).toBe(false);
+      }),
+      { numRuns: 500 },
     );
   });
 });

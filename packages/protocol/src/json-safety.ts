@@ -9,6 +9,21 @@ export function isUnsafeText(s: string): boolean {
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
+ * True when no string or key parsed from this JSON text can hold a NUL or a lone surrogate: the
+ * text holds neither and has no `\u` escape (the only other way to write one). A linear scan
+ * of the text, with no allocation; when it answers true, {@link findUnsafeJson}'s walk of the
+ * parsed value (a path string per node) finds nothing beyond the depth that
+ * {@link jsonNestsDeeperThan} checks, so the hot paths skip it (issue 9, cheap hot paths).
+ *
+ * @example
+ * jsonTextIsSafe('{"a":"b"}');        // true
+ * jsonTextIsSafe('{"a":"\\u0000"}'); // false: walk the value
+ */
+export function jsonTextIsSafe(text: string): boolean {
+  return !text.includes('\\u') && !isUnsafeText(text);
+}
+
+/**
  * True when JSON text nests objects/arrays deeper than `maxDepth`. A linear scan of the text
  * (brackets inside strings do not count), so it runs before `JSON.parse` and before anything
  * that walks the value recursively.

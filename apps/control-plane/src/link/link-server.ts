@@ -7,6 +7,7 @@ import {
   agentMessageSchema,
   findUnsafeJson,
   jsonNestsDeeperThan,
+  jsonTextIsSafe,
   LINK_CLOSE_CODES,
   LINK_OP_REQUEST_SCHEMAS,
   type AgentMessage,
@@ -221,8 +222,11 @@ export class LinkServer {
             ? data.toString('utf8')
             : Buffer.from(data).toString('utf8');
         const value: unknown = jsonNestsDeeperThan(text) ? undefined : JSON.parse(text);
+        // The value walk only when the text could hide a NUL or lone surrogate (see jsonTextIsSafe).
         const parsed =
-          value === undefined || findUnsafeJson(value) ? undefined : agentMessageSchema.safeParse(value);
+          value === undefined || (!jsonTextIsSafe(text) && findUnsafeJson(value))
+            ? undefined
+            : agentMessageSchema.safeParse(value);
         if (parsed?.success) msg = parsed.data;
       } catch {
         msg = undefined;
