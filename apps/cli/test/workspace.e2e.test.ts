@@ -67,15 +67,15 @@ describe.each(runtimes)('runt workspace on the $runtime runtime', ({ runtime, ex
       name: `demo-${runtime}`,
       runtime,
       state: 'running',
-      liveState: 'running',
-      sourcePath: sources,
+      live_state: 'running',
+      source_path: sources,
     });
-    expect(ws.runtimeInfo).toMatchObject({ state: 'running' });
+    expect(ws.runtime_info).toMatchObject({ state: 'running' });
 
     const stop = await runt(['workspace', 'stop', `demo-${runtime}`], env);
     expect(stop.exitCode, stop.stderr).toBe(0);
     expect(JSON.parse((await runt(['workspace', 'list', '--json'], env)).stdout).workspaces[0]).toMatchObject(
-      { state: 'stopped', liveState: 'stopped' },
+      { state: 'stopped', live_state: 'stopped' },
     );
 
     // terminal starts the stopped workspace and gives a shell in the sources
@@ -88,7 +88,7 @@ describe.each(runtimes)('runt workspace on the $runtime runtime', ({ runtime, ex
     expect(screen).toContain('from-the-sources');
     expect(exitCode).toBe(7);
     expect(
-      JSON.parse((await runt(['workspace', 'list', '--json'], env)).stdout).workspaces[0].liveState,
+      JSON.parse((await runt(['workspace', 'list', '--json'], env)).stdout).workspaces[0].live_state,
     ).toBe('running');
 
     const start = await runt(['workspace', 'start', ws.id], env);

@@ -1,7 +1,7 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { CliError } from '../../errors.js';
 import { CLI_RUNTIMES } from '../../runtimes.js';
-import { openWorkspaces } from '../../workspaces.js';
+import { openWorkspaces, workspaceJson } from '../../workspaces.js';
 
 export default class WorkspaceInit extends Command {
   static override summary =
@@ -46,7 +46,7 @@ export default class WorkspaceInit extends Command {
       this.log(
         `Workspace ${ws.name} (${ws.id}) is running in ${ws.runtime}. Open a shell: runt workspace terminal ${ws.name}`,
       );
-      return ws;
+      return workspaceJson(ws);
     } finally {
       await close();
     }

@@ -1,5 +1,5 @@
 import { Command } from '@oclif/core';
-import { openWorkspaces } from '../../workspaces.js';
+import { openWorkspaces, workspaceJson } from '../../workspaces.js';
 
 export default class WorkspaceList extends Command {
   static override summary = 'List every workspace, in every runtime, with its live state.';
@@ -16,7 +16,7 @@ export default class WorkspaceList extends Command {
         for (const w of workspaces)
           this.log([w.name.padEnd(20), w.runtime.padEnd(8), w.liveState.padEnd(8), w.sourcePath].join('  '));
       }
-      return { workspaces };
+      return { workspaces: workspaces.map(workspaceJson) };
     } finally {
       await close();
     }

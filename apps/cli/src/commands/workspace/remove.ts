@@ -1,5 +1,5 @@
 import { Args, Command, Flags } from '@oclif/core';
-import { openWorkspaces } from '../../workspaces.js';
+import { openWorkspaces, workspaceJson } from '../../workspaces.js';
 
 export default class WorkspaceRemove extends Command {
   static override summary = 'Stop a workspace, remove its instance, and forget it.';
@@ -21,7 +21,7 @@ export default class WorkspaceRemove extends Command {
     try {
       const ws = await manager.remove(args.workspace, { force: flags.force });
       this.log(`Removed workspace ${ws.name}.`);
-      return { removed: ws };
+      return { removed: workspaceJson(ws) };
     } finally {
       await close();
     }

@@ -1,5 +1,5 @@
 import { Args, Command } from '@oclif/core';
-import { openWorkspaces } from '../../workspaces.js';
+import { openWorkspaces, workspaceJson } from '../../workspaces.js';
 
 export default class WorkspaceStart extends Command {
   static override summary = 'Start a workspace.';
@@ -13,7 +13,7 @@ export default class WorkspaceStart extends Command {
     try {
       const ws = await manager.start(args.workspace);
       this.log(`Workspace ${ws.name} is ${ws.state}.`);
-      return ws;
+      return workspaceJson(ws);
     } finally {
       await close();
     }

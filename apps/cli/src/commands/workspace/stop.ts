@@ -1,5 +1,5 @@
 import { Args, Command } from '@oclif/core';
-import { openWorkspaces } from '../../workspaces.js';
+import { openWorkspaces, workspaceJson } from '../../workspaces.js';
 
 export default class WorkspaceStop extends Command {
   static override summary = 'Stop a workspace.';
@@ -13,7 +13,7 @@ export default class WorkspaceStop extends Command {
     try {
       const ws = await manager.stop(args.workspace);
       this.log(`Workspace ${ws.name} is ${ws.state}.`);
-      return ws;
+      return workspaceJson(ws);
     } finally {
       await close();
     }
