@@ -8,6 +8,7 @@ import {
   LEASE_MS_MAX,
   MIN_HELD_LEASE_MS,
   jitter,
+  type AgentMessage,
   type RegisterWorkstationRequest,
 } from '@runt/protocol';
 import { LeaseClient } from '@runt/leases';
@@ -120,6 +121,8 @@ export class Agent {
   /** When HTTP may stand in for a link that is down (never, for an agent without a link: at once). */
   #linkGrace: LinkDownGrace | undefined;
   #drainOnStart = false;
+  /** Hand-backs going out over HTTP (no link): the exit waits for them. */
+  readonly #handingBack = new Set<Promise<void>>();
   #stopped!: () => void;
   readonly #stoppedPromise = new Promise<void>((r) => (this.#stopped = r));
 
@@ -342,8 +345,42 @@ export class Agent {
       commandPollMs: () => jitter(this.#link?.up ? 10_000 : this.#opts.pollIntervalMs),
       linkUp: () => this.#link?.up === true,
       onSlotFree: () => this.#slots.freed(),
+      handBack: (runId, fencingToken) => this.#handBack(runId, fencingToken),
       logger: this.#log,
     };
+  }
+
+  /**
+   * Gives a claimed, never started run back to the queue, fenced by its token (the hand-back
+   * of a run claimed on offer, issue 9): over the link as a `result` with `ok: false`, or, when
+   * the link is down, over HTTP as a release (which re-queues a run that never started).
+   */
+  #handBack(runId: string, fencingToken: number): Promise<void> {
+    const message = {
+      type: 'result',
+      id: runId,
+      ok: false,
+      error: 'not taken',
+      fencing_token: fencingToken,
+    } as const;
+    if (this.#link?.send(message) === true) return Promise.resolve();
+    const going = this.#client
+      .releaseRun(runId, { fencing_token: fencingToken })
+      .then(
+        () => this.#log.info({ run_id: runId }, 'handed back (released over HTTP)'),
+        (e: unknown) =>
+          this.#log.warn({ run_id: runId, err: e }, 'handing the run back failed; its lease will run out'),
+      )
+      .finally(() => this.#handingBack.delete(going));
+    this.#handingBack.add(going);
+    return going;
+  }
+
+  /** Answers over the link; a hand-back (a `result` with a token) goes over HTTP when the link is down. */
+  #reply(message: AgentMessage): void {
+    if (message.type === 'result' && !message.ok && message.fencing_token !== undefined)
+      void this.#handBack(message.id, message.fencing_token);
+    else void this.#link?.send(message);
   }
 
   /** Resumes the runs whose instances survived a restart and whose lease is still ours; stops the rest. */
@@ -393,7 +430,7 @@ export class Agent {
           cancel: (runId) => this.#slots.get(runId)?.cancel('cancelled by request'),
           command: (runId) => this.#slots.wakeCommands(runId),
           drain: () => this.#drain(),
-          reply: (message) => void this.#link?.send(message),
+          reply: (message) => this.#reply(message),
         }),
       onUp: (up) => {
         if (up) return this.#linkGrace?.up();
@@ -455,6 +492,18 @@ export class Agent {
     void this.shutdown({ graceMs: 0 });
   }
 
+  /** Registers `listening: false`: one quick try (a control plane that is down must not hold the exit up). */
+  async #sayNotListening(): Promise<void> {
+    if (!this.#workstationId) return;
+    const quick = new ControlPlaneClient({
+      url: this.#urls.current,
+      token: this.#opts.token,
+      retries: 0,
+      timeoutMs: 3_000,
+    });
+    await quick.registerWorkstation(this.#registration(false)).catch(() => undefined);
+  }
+
   #hurryUp(): void {
     this.#hurry = true;
     this.#hurryWake?.();
@@ -465,6 +514,13 @@ export class Agent {
     this.#taking.abort();
     this.#slots.freed(); // parked offers are declined
     this.#pollWake?.();
+    // Told at once, so the scheduler stops placing runs here while held runs finish (each would
+    // only be handed back, and placed here again).
+    const notListening = this.#sayNotListening();
+    // Claims in flight first: one answered before the agent stopped taking runs is held (and
+    // gets the grace below), one answered after is handed back, never started (issue 8 review:
+    // a claim answered after this point used to start a run once the runtimes were closed).
+    await this.#slots.settled();
     const deadline = performance.now() + graceMs;
     while (this.#slots.size > 0 && !this.#hurry && performance.now() < deadline) {
       await new Promise<void>((resolve) => {
@@ -481,18 +537,15 @@ export class Agent {
     const held = this.#slots.values();
     for (const exec of held) exec.cancel('the agent shut down before the run finished');
     await Promise.all(held.map((e) => e.done));
+    // Offers and runs claimed on offer that arrived meanwhile were refused: their answers (the
+    // hand-backs) go out before the link closes.
+    await this.#slots.settled();
+    await new Promise<void>((resolve) => setImmediate(resolve));
     this.#state = 'stopping';
     this.#life.abort();
-    if (this.#workstationId) {
-      // One quick try: a control plane that is down must not hold the exit up.
-      const quick = new ControlPlaneClient({
-        url: this.#urls.current,
-        token: this.#opts.token,
-        retries: 0,
-        timeoutMs: 3_000,
-      });
-      await quick.registerWorkstation(this.#registration(false)).catch(() => undefined);
-    }
+    await notListening;
+    await this.#sayNotListening();
+    await Promise.all(this.#handingBack);
     await this.#registry.close().catch(() => undefined);
     await this.#store
       .close()

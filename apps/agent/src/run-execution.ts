@@ -39,6 +39,11 @@ export interface RunExecutionDeps {
   commandPollMs: () => number;
   /** True while the link is up (it delivers `command` wake-ups, so no first listing is needed). */
   linkUp?: () => boolean;
+  /**
+   * Gives a claimed, never started run back to the queue, fenced by its token (the agent
+   * stopped taking runs while the claim was in flight). Without it the run is left to its lease.
+   */
+  handBack?: (runId: string, fencingToken: number) => Promise<void>;
   /** Called once the run no longer takes a slot here (terminal status reported, or dropped). */
   onSlotFree?: () => void;
   logger: Logger;
@@ -164,7 +169,11 @@ export class RunExecution {
     });
     if (!claimed) return undefined;
     const { claim, sentAt } = claimed;
-    return RunExecution.#claimed(deps, claim, sentAt, 'claimed');
+    const exec = await RunExecution.#claimed(deps, claim, sentAt, 'claimed');
+    // Stopping: the claim was answered after the agent stopped taking runs. It never started,
+    // so it goes back to the queue now (an offer's `result` carries no token to do it).
+    if (!exec) await deps.handBack?.(run.id, claim.fencing_token);
+    return exec;
   }
 
   /**
@@ -173,17 +182,31 @@ export class RunExecution {
    * from now, later than the control plane's by the offer's delivery time (a loopback or LAN
    * link: milliseconds, against a lease of seconds; renewals start at a third of it).
    */
-  static accept(deps: RunExecutionDeps, claim: ClaimRunResponse): Promise<RunExecution> {
+  static accept(deps: RunExecutionDeps, claim: ClaimRunResponse): Promise<RunExecution | undefined> {
     return RunExecution.#claimed(deps, claim, performance.now(), 'accepted on offer');
   }
 
+  /**
+   * Holds a granted claim and starts executing it; `undefined` (nothing saved, nothing
+   * started) when the agent stopped taking runs before the run was saved as held: the caller
+   * hands it back. A shutdown waits for the claims in flight, so a late claim answer is never
+   * started after the runtimes are closed.
+   */
   static async #claimed(
     deps: RunExecutionDeps,
     claim: ClaimRunResponse,
     sentAt: number,
     how: string,
-  ): Promise<RunExecution> {
+  ): Promise<RunExecution | undefined> {
     const run = claim.run;
+    const stopping = () => deps.taking?.aborted === true;
+    if (stopping()) {
+      deps.logger.info(
+        { run_id: run.id, fence: claim.fencing_token },
+        'stopping: the claimed run is handed back',
+      );
+      return undefined;
+    }
     const state: RunState = {
       run_id: run.id,
       runtime: claim.run.runtime,
@@ -202,6 +225,14 @@ export class RunExecution {
       claimedAt: sentAt,
     });
     await deps.store.save(state);
+    if (stopping()) {
+      await deps.store.remove(run.id).catch(() => undefined);
+      deps.logger.info(
+        { run_id: run.id, fence: claim.fencing_token },
+        'stopping: the claimed run is handed back',
+      );
+      return undefined;
+    }
     deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, how);
     return new RunExecution(deps, claim.run, state, lease, false, claim.pending_commands);
   }

@@ -22,7 +22,7 @@ export interface RunSlotsOptions<E extends SlotRun> {
   taking: AbortSignal;
   /** Claims an offered run; `undefined` when the claim was refused. */
   claim: (run: Run) => Promise<E | undefined>;
-  /** Takes a run claimed for this agent on offer (no claim round trip); `undefined` when it cannot. */
+  /** Takes a run claimed for this agent on offer (no claim round trip); `undefined` when it cannot (it is then handed back). */
   accept?: (claim: ClaimRunResponse) => Promise<E | undefined>;
   /** A held run finished here (its slot is free). */
   onDone: (exec: E) => void;
@@ -51,8 +51,31 @@ export class RunSlots<E extends SlotRun> {
   /** The answer given to each claim on offer (`run#token`, the last 10,000): taken or handed back. */
   readonly #claims = new Map<string, boolean>();
   #onceTaken = false;
+  /** Offers and claims on offer not yet answered (claims in flight included). */
+  #answering = 0;
+  #idle: Array<() => void> = [];
 
   constructor(private readonly opts: RunSlotsOptions<E>) {}
+
+  /**
+   * Resolves once every offer and claim on offer received so far is answered: taken (then
+   * held, in `values()`) or refused / handed back. The agent's shutdown waits for it before it
+   * looks at the runs it holds, so a claim answered late is never started after the runtimes
+   * are closed (issue 8 review).
+   */
+  settled(): Promise<void> {
+    if (this.#answering === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  async #answer<T>(work: () => Promise<T>): Promise<T> {
+    this.#answering++;
+    try {
+      return await work();
+    } finally {
+      if (--this.#answering === 0) for (const wake of this.#idle.splice(0)) wake();
+    }
+  }
 
   /** Ids of the runs held right now. */
   get ids(): string[] {
@@ -84,10 +107,12 @@ export class RunSlots<E extends SlotRun> {
    * too: answering it `false` would hand back a run this agent is taking and re-queue it
    * (issue 9, offer churn).
    */
-  async offer(run: Run): Promise<boolean> {
-    const settling = this.#settling(run.id);
-    if (settling) await settling;
-    return this.#take(run, () => this.opts.claim(run));
+  offer(run: Run): Promise<boolean> {
+    return this.#answer(async () => {
+      const settling = this.#settling(run.id);
+      if (settling) await settling;
+      return this.#take(run, () => this.opts.claim(run));
+    });
   }
 
   /**
@@ -104,12 +129,14 @@ export class RunSlots<E extends SlotRun> {
     if (before !== undefined) return before;
     this.#claims.set(key, true); // while it is being taken, a re-sent offer needs no answer
     if (this.#claims.size > 10_000) this.#claims.delete(this.#claims.keys().next().value!);
-    const settling = this.#settling(claim.run.id);
-    if (settling) await settling;
-    const accept = this.opts.accept;
-    const taken = accept ? await this.#take(claim.run, () => accept(claim)) : false;
-    this.#claims.set(key, taken);
-    return taken;
+    return this.#answer(async () => {
+      const settling = this.#settling(claim.run.id);
+      if (settling) await settling;
+      const accept = this.opts.accept;
+      const taken = accept ? await this.#take(claim.run, () => accept(claim)) : false;
+      this.#claims.set(key, taken);
+      return taken;
+    });
   }
 
   /**
