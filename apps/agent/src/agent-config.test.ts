@@ -72,4 +72,13 @@ describe('loadAgentConfig', () => {
       /shutdownSignals/,
     );
   });
+
+  it('takes --log-format or RUNT_LOG_FORMAT (pretty or json), else leaves it to the terminal', () => {
+    expect(loadAgentConfig(['--runtime', 'fake'], {}).logFormat).toBeUndefined();
+    expect(loadAgentConfig(['--runtime', 'fake'], { RUNT_LOG_FORMAT: 'json' }).logFormat).toBe('json');
+    expect(
+      loadAgentConfig(['--runtime', 'fake', '--log-format', 'pretty'], { RUNT_LOG_FORMAT: 'json' }).logFormat,
+    ).toBe('pretty');
+    expect(() => loadAgentConfig(['--runtime', 'fake', '--log-format', 'xml'], {})).toThrow(/logFormat/);
+  });
 });

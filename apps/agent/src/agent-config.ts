@@ -11,6 +11,7 @@ import {
 } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
 import { parseCloudUrls } from './cloud-url-pool.js';
+import { LOG_FORMATS } from './log-format.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
 
@@ -31,6 +32,7 @@ const configSchema = z.object({
   stateDir: z.string().min(1),
   displayName: z.string().trim().min(1).max(200).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  logFormat: z.enum(LOG_FORMATS).optional(),
 });
 
 /** Everything the agent binary reads from flags and the environment (secrets excluded). */
@@ -54,6 +56,8 @@ export const AGENT_USAGE = `usage: runt-agent --runtime R [--runtime R2] [option
   --state-dir DIR        per-run state files and work dirs (default RUNT_STATE_DIR, else <config dir>/state)
   --name NAME            display name (default: the credential's, else the bare hostname)
   --log-level LEVEL      pino level (default info; RUNT_LOG_LEVEL)
+  --log-format F         pretty (one line a person reads) or json (default: pretty on a terminal,
+                         json otherwise; RUNT_LOG_FORMAT)
 
 RUNT_CLOUD_URL may list several control plane URLs (comma-separated): the agent fails over
 between them with backoff and jitter. The credential comes from RUNT_CLOUD_URL / RUNT_CLOUD_TOKEN, else the workstation.json that
@@ -93,6 +97,7 @@ export function loadAgentConfig(
         'state-dir': { type: 'string' },
         name: { type: 'string' },
         'log-level': { type: 'string' },
+        'log-format': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -134,6 +139,7 @@ export function loadAgentConfig(
     stateDir: (values['state-dir'] as string | undefined) ?? v('RUNT_STATE_DIR') ?? join(configDir, 'state'),
     displayName: values.name,
     logLevel: values['log-level'] ?? v('RUNT_LOG_LEVEL') ?? 'info',
+    logFormat: values['log-format'] ?? v('RUNT_LOG_FORMAT'),
   });
   if (!parsed.success) {
     const first = parsed.error.issues[0];

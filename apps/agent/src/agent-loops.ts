@@ -1,6 +1,8 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { backoffDelay, isApiError, jitter, sleep, type Run } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
+import type { ReachReport } from './reachability.js';
 
 /** The agent's HTTP fallback starts within this window after its link dropped (see {@link LinkDownGrace}). */
 export const LINK_DOWN_SPREAD_MS = 15_000;
@@ -60,6 +62,8 @@ export interface HeartbeatLoopOptions {
   httpWaitMs?: () => number;
   /** The credential was refused: the loop has ended. */
   onFatal: (error: AgentError) => void;
+  /** Told of each HTTP registration's outcome: an outage is logged once there, not per retry. */
+  reach?: ReachReport;
   logger: Logger;
 }
 
@@ -84,13 +88,15 @@ export async function heartbeatLoop(opts: HeartbeatLoopOptions): Promise<void> {
       failures = 0;
       continue;
     }
+    const started = performance.now();
     try {
       await opts.registerHttp();
+      opts.reach?.reached();
       failures = 0;
     } catch (e) {
       if ((e as AgentError).code === 'unauthorized') return opts.onFatal(e as AgentError);
       failures++;
-      opts.logger.warn({ err: e }, 'heartbeat failed');
+      if (!opts.reach?.failed(e, 'heartbeat', started)) opts.logger.warn({ err: e }, 'heartbeat failed');
     }
   }
 }
@@ -116,6 +122,8 @@ export interface PollLoopOptions {
   onFatal: (error: AgentError) => void;
   /** Hands out the function that cuts the current wait short (a slot freed, the link dropped). */
   setWake: (wake: (() => void) | undefined) => void;
+  /** Told of each poll's outcome: an outage is logged once there, not per retry. */
+  reach?: ReachReport;
   logger: Logger;
 }
 
@@ -135,8 +143,10 @@ export async function pollLoop(opts: PollLoopOptions): Promise<void> {
     const linkUp = opts.linkUp();
     const grace = linkUp ? 0 : (opts.httpWaitMs?.() ?? 0);
     if (!linkUp && grace === 0 && opts.hasCapacity()) {
+      const started = performance.now();
       try {
         const { runs } = await opts.offered();
+        opts.reach?.reached();
         failures = 0;
         for (const run of runs) {
           if (!opts.hasCapacity()) break;
@@ -152,7 +162,8 @@ export async function pollLoop(opts: PollLoopOptions): Promise<void> {
           );
         }
         failures++;
-        opts.logger.warn({ err: e }, 'polling for offers failed');
+        if (!opts.reach?.failed(e, 'polling for offers', started))
+          opts.logger.warn({ err: e }, 'polling for offers failed');
       }
     }
     const delay =

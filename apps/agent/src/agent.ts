@@ -21,6 +21,7 @@ import { LinkClient } from './link-client.js';
 import { linkVia } from './link-via.js';
 import { heartbeatLoop, LINK_DOWN_SPREAD_MS, LinkDownGrace, pollLoop } from './agent-loops.js';
 import { handleControlMessage } from './control-messages.js';
+import { Reachability, type ReachReport } from './reachability.js';
 import { readoptRuns } from './readopt-runs.js';
 import { RunExecution, type RunExecutionDeps } from './run-execution.js';
 import { RunSlots } from './run-slots.js';
@@ -96,6 +97,9 @@ export class Agent {
   > &
     AgentOptions;
   readonly #log: Logger;
+  /** Whether the control plane answers: one log line per change, not per retry. */
+  readonly #reachability: Reachability;
+  readonly #reach: ReachReport;
   readonly #registry: RuntimeRegistry;
   readonly #urls: CloudUrlPool;
   readonly #client: ControlPlaneClient;
@@ -150,6 +154,11 @@ export class Agent {
       );
     }
     this.#log = opts.logger ?? createLogger('info');
+    this.#reachability = new Reachability(this.#log);
+    this.#reach = {
+      reached: () => this.#reachability.reached(),
+      failed: (e, what, startedAt) => this.#reachability.failed(this.#urls.current, e, what, startedAt),
+    };
     this.#registry = opts.registry ?? defaultRuntimes(opts.stateDir);
     // One journal for every held run (agents before it wrote `agent/runs/<run id>.json`: read once).
     this.#store = new RunStateStore(join(opts.stateDir, 'agent', 'journal'), {
@@ -186,6 +195,7 @@ export class Agent {
       version: this.#opts.version,
       runtimes: () => [...this.#runtimes.keys()],
       signal: this.#life.signal,
+      reach: this.#reach,
       logger: this.#log,
     });
     this.#slots = new RunSlots<RunExecution>({
@@ -439,6 +449,7 @@ export class Agent {
         this.#pollWake?.();
       },
       onFatal: (e) => this.#die(e),
+      reach: this.#reachability,
       logger: this.#log,
       ...(this.#opts.linkJitter?.startMs === undefined
         ? {}
@@ -456,6 +467,7 @@ export class Agent {
       registerHttp: () => this.#registerHttp(this.#state !== 'draining'),
       httpWaitMs: () => this.#linkGrace?.waitMs() ?? 0,
       onFatal: (e) => this.#die(e),
+      reach: this.#reach,
       logger: this.#log,
     });
   }
@@ -473,6 +485,7 @@ export class Agent {
       setWake: (wake) => {
         this.#pollWake = wake;
       },
+      reach: this.#reach,
       logger: this.#log,
     });
   }

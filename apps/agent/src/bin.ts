@@ -38,7 +38,7 @@ async function main(): Promise<number> {
     );
   }
   acquireAgentLock(config.stateDir);
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, undefined, config.logFormat);
   const agent = new Agent({
     url: cloudUrls ? cloudUrls.join(',') : credential.cloud_url,
     token: credential.token,

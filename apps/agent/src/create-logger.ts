@@ -1,15 +1,30 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { redactingLogOptions } from '@runt/transport-auth';
+import { defaultLogFormat, prettyDestination, useColour, type LogFormat } from './log-format.js';
 
 /**
- * JSON-lines logs (pino) on stdout, or `destination`. Every object and message passes through
- * `redactSecrets`, so a token that slips into a log line is masked, never written.
+ * The agent's logger (pino). `json`: JSON lines on stdout, or `destination`. `pretty`: one short
+ * line per event for a person (`log-format.ts`), coloured on a terminal unless `NO_COLOR` is set.
+ * Without a format: pretty when stdout is a terminal, JSON otherwise. Every object and message
+ * passes through `redactSecrets` before either format sees it, so a token that slips into a log
+ * line is masked, never written.
  *
  * @example
  * const log = createLogger('info');
  * log.info({ run_id }, 'claimed');
  */
-export function createLogger(level = 'info', destination?: DestinationStream): Logger {
+export function createLogger(
+  level = 'info',
+  destination?: DestinationStream,
+  format: LogFormat = destination ? 'json' : defaultLogFormat(process.stdout),
+): Logger {
+  const out =
+    format === 'pretty'
+      ? prettyDestination(
+          (destination as NodeJS.WritableStream | undefined) ?? process.stdout,
+          !destination && useColour(process.stdout),
+        )
+      : destination;
   return pino(
     {
       level,
@@ -17,6 +32,6 @@ export function createLogger(level = 'info', destination?: DestinationStream): L
       timestamp: pino.stdTimeFunctions.isoTime,
       ...redactingLogOptions,
     },
-    destination,
+    out,
   );
 }

@@ -26,6 +26,15 @@ export { RunEventLog, type RunEventLogOptions } from './run-event-log.js';
 export { RunStateStore, type RunState } from './run-state-store.js';
 export { materializeBundle } from './materialize-bundle.js';
 export { createLogger } from './create-logger.js';
+export {
+  defaultLogFormat,
+  prettyDestination,
+  prettyLine,
+  useColour,
+  LOG_FORMATS,
+  type LogFormat,
+} from './log-format.js';
+export { Reachability, unreachableReason, formatDuration, type ReachReport } from './reachability.js';
 export { RunSlots, type RunSlotsOptions, type SlotRun } from './run-slots.js';
 export { readoptRuns, type ReadoptRunsOptions, type ConfirmedLease } from './readopt-runs.js';
 export {

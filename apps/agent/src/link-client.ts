@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import WebSocket, { type RawData } from 'ws';
 import type { Logger } from 'pino';
 import {
@@ -13,6 +14,7 @@ import {
   type LinkOp,
 } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
+import type { Reachability } from './reachability.js';
 
 export interface LinkClientOptions {
   /** Control plane base URL (http or https), read before every attempt; the link is `ws(s)://…/api/agent/link`. */
@@ -27,6 +29,8 @@ export interface LinkClientOptions {
   onUp: (up: boolean) => void;
   /** Unrecoverable: the credential was refused or revoked. The loop has ended. */
   onFatal: (error: AgentError) => void;
+  /** Told when a link opens and when an attempt could not reach the control plane (logged once per outage there). */
+  reach?: Pick<Reachability, 'reached' | 'unreachable'>;
   logger: Logger;
   /** WebSocket ping period; a link that misses two pongs is torn down (default 15 s). */
   pingIntervalMs?: number;
@@ -56,6 +60,11 @@ export const LINK_START_JITTER_MS = 5_000;
  */
 export const LINK_BACKOFF_CAP_MS = 15_000;
 
+/** Upgrade answers of a proxy whose control plane is not there. */
+const GATEWAY_STATUSES = new Set([502, 503, 504]);
+/** Close codes of a link that dropped (the control plane stopped, the network broke): the next attempt says more. */
+const DROP_CODES = new Set<number>([LINK_CLOSE_CODES.shutdown, 1006, 1012]);
+
 /** A request waiting for its reply. */
 interface Pending {
   resolve: (reply: ControlReplyMessage | undefined) => void;
@@ -64,6 +73,10 @@ interface Pending {
 
 interface AttemptResult {
   url: string;
+  /** performance.now() when the attempt began. */
+  startedAt: number;
+  /** The socket error's code (`ECONNREFUSED`), when there was one. */
+  errorCode?: string;
   opened: boolean;
   code?: number;
   httpStatus?: number;
@@ -165,6 +178,8 @@ export class LinkClient {
     if (!(await sleep(Math.round(random() * (this.opts.startJitterMs ?? LINK_START_JITTER_MS)), signal)))
       return;
     let attempt = 0;
+    /** A "link down" line was written since the link was last up. */
+    let noted = false;
     while (!signal.aborted) {
       const result = await this.#connectOnce(signal);
       if (signal.aborted) return;
@@ -192,10 +207,33 @@ export class LinkClient {
       // Another agent took over this workstation's link: do not fight it in a tight loop.
       if (result.code === LINK_CLOSE_CODES.replaced)
         delay = Math.max(delay, backoffDelay(1, { baseMs: 10_000, capMs: 30_000, random }));
-      this.opts.logger.info(
-        { code: result.code, http_status: result.httpStatus, reason: result.reason, retry_in_ms: delay },
-        'link down; reconnecting',
-      );
+      const detail = {
+        code: result.code,
+        http_status: result.httpStatus,
+        reason: result.reason,
+        retry_in_ms: delay,
+      };
+      if (result.opened) noted = false;
+      const outage =
+        !result.opened && (result.httpStatus === undefined || GATEWAY_STATUSES.has(result.httpStatus));
+      // A person reads one line per change, not one per retry: an outage is the reachability's
+      // line; a link that dropped is told by the next attempt (an outage, or nothing when it
+      // comes straight back); a link refused for another reason (a proxy without WebSocket
+      // upgrades, a replaced link) is told once until it is up again.
+      if (outage && this.opts.reach) {
+        const reason = result.errorCode ?? result.reason ?? 'no answer';
+        this.opts.reach.unreachable(result.url, reason, 'link', { startedAt: result.startedAt });
+        this.opts.logger.debug(detail, 'link down; reconnecting');
+        if (!(await sleep(delay, signal))) return;
+        continue;
+      }
+      if (!result.opened) this.opts.reach?.reached(); // it answered, if not with a link
+      if (noted || (result.opened && DROP_CODES.has(result.code ?? 0))) {
+        this.opts.logger.debug(detail, 'link down; reconnecting');
+      } else {
+        noted = true;
+        this.opts.logger.info(detail, 'link down; reconnecting');
+      }
       if (!(await sleep(delay, signal))) return;
     }
   }
@@ -204,7 +242,7 @@ export class LinkClient {
     const base = typeof this.opts.url === 'function' ? this.opts.url() : this.opts.url;
     const url = `${base.replace(/^http/, 'ws').replace(/\/+$/, '')}/api/agent/link`;
     return new Promise<AttemptResult>((resolve) => {
-      const result: AttemptResult = { url: base, opened: false };
+      const result: AttemptResult = { url: base, startedAt: performance.now(), opened: false };
       const ws = new WebSocket(url, {
         headers: { authorization: `Bearer ${this.opts.token()}` },
         handshakeTimeout: 10_000,
@@ -234,6 +272,7 @@ export class LinkClient {
       });
       ws.on('open', () => {
         result.opened = true;
+        this.opts.reach?.reached();
         ws.send(JSON.stringify(this.opts.register()));
         this.#up = true;
         this.opts.onUp(true);
@@ -266,6 +305,7 @@ export class LinkClient {
       });
       ws.on('error', (e) => {
         result.reason ??= e.message;
+        result.errorCode ??= (e as NodeJS.ErrnoException).code;
       });
       ws.on('close', (code, reason) => {
         result.code = code;

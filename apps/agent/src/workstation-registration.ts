@@ -1,4 +1,5 @@
 import { availableParallelism, hostname, totalmem } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import {
   backoffDelay,
@@ -9,6 +10,7 @@ import {
   type Workstation,
 } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
+import type { ReachReport } from './reachability.js';
 
 export interface WorkstationRegistrationOptions {
   client: Pick<ControlPlaneClient, 'registerWorkstation'>;
@@ -21,6 +23,8 @@ export interface WorkstationRegistrationOptions {
   runtimes: () => string[];
   /** Ends the retries of `register(…, { untilDone: true })`. */
   signal: AbortSignal;
+  /** Told of each attempt's outcome: an outage is logged once there, not per retry. */
+  reach?: ReachReport;
   logger: Logger;
 }
 
@@ -59,8 +63,11 @@ export class WorkstationRegistration {
    */
   async register(listening: boolean, opts: { untilDone?: boolean } = {}): Promise<Workstation | undefined> {
     for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
       try {
-        return (await this.opts.client.registerWorkstation(this.body(listening))).workstation;
+        const { workstation } = await this.opts.client.registerWorkstation(this.body(listening));
+        this.opts.reach?.reached();
+        return workstation;
       } catch (e) {
         if (isApiError(e) && (e.status === 401 || e.status === 403)) {
           throw new AgentError(
@@ -71,7 +78,8 @@ export class WorkstationRegistration {
         }
         if (!opts.untilDone) throw e;
         const delay = backoffDelay(attempt, { baseMs: 500, capMs: 30_000 });
-        this.opts.logger.warn({ err: e, retry_in_ms: delay }, 'registration failed; retrying');
+        if (!this.opts.reach?.failed(e, 'registration', started))
+          this.opts.logger.warn({ err: e, retry_in_ms: delay }, 'registration failed; retrying');
         if (!(await sleep(delay, this.opts.signal))) return undefined;
       }
     }

@@ -41,7 +41,7 @@ export async function launchAgent(
   name: string,
   paired: Paired,
   args: string[],
-  opts: { env?: Record<string, string> } = {},
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<TestAgent> {
   let out = '';
   const cli = execa('node', [RUNT_BIN, 'workstation', 'run', ...args], {
@@ -63,14 +63,19 @@ export async function launchAgent(
   cli.all?.on('data', (d: Buffer) => (out += String(d)));
   // The agent logs "agent running" once it has registered (and re-adopted what it found).
   await eventually(
-    async () => out.includes('"agent running"') || cli.exitCode !== null,
+    async () => out.includes('agent running') || cli.exitCode !== null,
     `agent ${name} to start (output: ${out})`,
+    opts.timeoutMs,
   );
   expect(cli.exitCode ?? undefined, out).toBeUndefined();
-  await eventually(async () => {
-    const w = (await admin.listWorkstations()).workstations.find((x) => x.id === paired.workstationId);
-    return w?.listening && w.status === 'online';
-  }, `agent ${name} online (output: ${out})`);
+  await eventually(
+    async () => {
+      const w = (await admin.listWorkstations()).workstations.find((x) => x.id === paired.workstationId);
+      return w?.listening && w.status === 'online';
+    },
+    `agent ${name} online (output: ${out})`,
+    opts.timeoutMs,
+  );
   const children = readFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`, 'utf8')
     .trim()
     .split(/\s+/)

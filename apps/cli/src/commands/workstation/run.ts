@@ -57,6 +57,11 @@ export default class WorkstationRun extends Command {
       description: 'per-run state files (default RUNT_STATE_DIR, else <config dir>/state)',
     }),
     name: Flags.string({ description: 'display name (default: the one chosen at pairing)' }),
+    'log-format': Flags.string({
+      description:
+        "the agent's log: pretty (a line a person reads) or json (default: pretty on a terminal, json when piped; RUNT_LOG_FORMAT)",
+      options: ['pretty', 'json'],
+    }),
     url: Flags.string({
       description:
         "control plane URL(s), comma-separated, the agent fails over between (default: RUNT_CLOUD_URL, else the pairing's stored URLs)",
@@ -83,6 +88,7 @@ export default class WorkstationRun extends Command {
         : []),
       ...(flags['state-dir'] ? ['--state-dir', flags['state-dir']] : []),
       ...(flags.name ? ['--name', flags.name] : []),
+      ...(flags['log-format'] ? ['--log-format', flags['log-format']] : []),
     ];
     // The agent gets its own process group, so a Ctrl-C reaches it once (forwarded), not twice.
     // The token goes over a pipe (fd 3), never the environment: a process's initial environment
