@@ -402,9 +402,9 @@ export class Agent {
       workstationId: this.#workstationId,
       leaseMs: this.#opts.leaseMs,
       stopTimeoutMs: this.#opts.stopTimeoutMs,
-      adopt: (name, state, confirmed) =>
+      adopt: (name, state, confirmed, secrets) =>
         this.#slots.track(
-          RunExecution.adopt({ ...this.#deps(name), runnerId: state.runner_id }, state, confirmed),
+          RunExecution.adopt({ ...this.#deps(name), runnerId: state.runner_id }, state, confirmed, secrets),
         ),
       logger: this.#log,
     });

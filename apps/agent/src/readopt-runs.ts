@@ -12,7 +12,7 @@ export interface ConfirmedLease {
 }
 
 export interface ReadoptRunsOptions {
-  client: Pick<ControlPlaneClient, 'heartbeatRun' | 'reportStatus' | 'releaseRun'>;
+  client: Pick<ControlPlaneClient, 'heartbeatRun' | 'reportStatus' | 'releaseRun' | 'claimRun'>;
   /** The available runtimes, by name. */
   runtimes: ReadonlyMap<string, Runtime>;
   store: RunStateStore;
@@ -20,7 +20,12 @@ export interface ReadoptRunsOptions {
   leaseMs: number;
   stopTimeoutMs: number;
   /** Resume a run whose instance survived and whose lease is still ours. */
-  adopt: (runtime: string, state: RunState, confirmed: ConfirmedLease) => void;
+  adopt: (
+    runtime: string,
+    state: RunState,
+    confirmed: ConfirmedLease,
+    secrets: Record<string, string>,
+  ) => void;
   logger: Logger;
 }
 
@@ -55,8 +60,31 @@ export async function readoptRuns(opts: ReadoptRunsOptions): Promise<void> {
           ? await stillOurs(opts, state)
           : undefined;
       if (runId && state && confirmed) {
+        // Secret values are never saved: asked for again (the same runner's claim answers with
+        // them). Without them the output could not be masked, so such a run is not resumed.
+        const secrets = await secretsAgain(opts, state);
+        if (secrets) {
+          seen.add(runId);
+          opts.adopt(name, state, confirmed, secrets);
+          continue;
+        }
+        logger.warn(
+          { run_id: runId },
+          'cannot fetch the secrets of a re-adopted run to mask its output; failing it',
+        );
+        await runtime.stop(inst.id, { timeoutMs: opts.stopTimeoutMs }).catch(() => undefined);
+        await runtime.remove(inst.id).catch(() => undefined);
+        await client
+          .reportStatus(runId, {
+            fencing_token: state.fencing_token,
+            status: 'failed',
+            failure_kind: 'internal',
+            failure_message:
+              'the agent restarted and could not fetch the run’s secrets to mask its output again',
+          })
+          .catch(() => undefined);
+        await store.remove(runId);
         seen.add(runId);
-        opts.adopt(name, state, confirmed);
         continue;
       }
       logger.info(
@@ -91,6 +119,31 @@ export async function readoptRuns(opts: ReadoptRunsOptions): Promise<void> {
       await client.releaseRun(runId, { fencing_token: state.fencing_token }).catch(() => undefined);
     }
     await store.remove(runId);
+  }
+}
+
+/**
+ * The secret values of a run being re-adopted (none asked for when it has none): a claim by the
+ * runner that holds it answers with the same token and the values. `undefined` when that fails
+ * or answers another token.
+ */
+async function secretsAgain(
+  opts: ReadoptRunsOptions,
+  state: RunState,
+): Promise<Record<string, string> | undefined> {
+  const names = state.secret_env_names ?? [];
+  if (names.length === 0) return {};
+  try {
+    const claim = await opts.client.claimRun(state.run_id, {
+      runner_id: state.runner_id,
+      lease_ms: opts.leaseMs,
+    });
+    const secrets = claim.secret_env ?? {};
+    if (claim.fencing_token !== state.fencing_token || names.some((n) => secrets[n] === undefined))
+      return undefined;
+    return secrets;
+  } catch {
+    return undefined;
   }
 }
 

@@ -117,8 +117,12 @@ export class RunCommands {
         ...(command.payload.env ? { env: command.payload.env } : {}),
         ...(command.payload.stdin !== undefined ? { stdin: command.payload.stdin } : {}),
       });
-      for await (const chunk of handle.output)
-        events.appendOutput(chunk.stream, chunk.data, chunk.bytes, { command_id: command.id });
+      try {
+        for await (const chunk of handle.output)
+          events.appendOutput(chunk.stream, chunk.data, chunk.bytes, { command_id: command.id });
+      } finally {
+        events.endOutput(command.id);
+      }
       const exit = await handle.exit;
       exitCode = exit.exitCode;
       state = exit.exitCode === 0 ? 'completed' : 'failed';

@@ -4,6 +4,7 @@ import {
   backoffDelay,
   isApiError,
   logPayloads,
+  SecretMasker,
   sleep,
   splitLogData,
 } from '@runt/protocol';
@@ -36,6 +37,11 @@ export interface RunEventLogOptions {
    * A 413 halves it, so a control plane with a smaller `RUNT_BODY_LIMIT` is served too.
    */
   maxBatchBytes?: number;
+  /**
+   * The run's secret values: every occurrence in its output (and in the text fields of its other
+   * events) is replaced by `***` before it is queued (`SecretMasker`, per stream and command).
+   */
+  secrets?: readonly string[];
 }
 
 /**
@@ -62,6 +68,8 @@ export class RunEventLog {
   /** A status report is carrying the queued head: linger sends wait for `settle`. */
   #held = false;
   readonly #sent = { stdout: 0, stderr: 0 };
+  /** One masker per output stream (`stdout`, `stderr`, `<command id>:stdout`, …) while secrets are set. */
+  readonly #maskers = new Map<string, SecretMasker>();
 
   constructor(private readonly opts: RunEventLogOptions) {
     this.#next = opts.nextSeq;
@@ -83,6 +91,7 @@ export class RunEventLog {
    * it is sent within `lingerMs`, or at once when a batch is full. Returns the (last) seq.
    */
   append(type: EventType, payload: Record<string, unknown>): number {
+    if (this.opts.secrets?.length && type !== 'log') payload = this.#maskFields(payload);
     const data = payload.data;
     const pieces = type === 'log' && typeof data === 'string' ? splitLogData(data) : undefined;
     let seq = 0;
@@ -103,6 +112,13 @@ export class RunEventLog {
     bytes?: Uint8Array,
     extra: Record<string, unknown> = {},
   ): number {
+    if (this.opts.secrets?.length) {
+      const key = `${typeof extra.command_id === 'string' ? `${extra.command_id}:` : ''}${stream}`;
+      let masker = this.#maskers.get(key);
+      if (!masker) this.#maskers.set(key, (masker = new SecretMasker(this.opts.secrets)));
+      const out = masker.push(data);
+      return this.#queueMasked(stream, out.text, out.raw, extra);
+    }
     const payloads = logPayloads(stream, data, bytes);
     if (payloads.length === 1 && payloads[0]!.encoding === undefined)
       return this.append('log', { ...payloads[0], ...extra });
@@ -111,6 +127,53 @@ export class RunEventLog {
       seq = this.#push('log', { ...p, ...extra }, i === payloads.length - 1 ? data.length : 0);
     if (!this.#held) this.#schedule();
     return seq;
+  }
+
+  /**
+   * The output of the run (no `commandId`) or of one command ended: what its maskers held back
+   * (a possible start of a secret value) is queued, masked.
+   */
+  endOutput(commandId?: string): void {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const key = `${commandId === undefined ? '' : `${commandId}:`}${stream}`;
+      const masker = this.#maskers.get(key);
+      if (!masker) continue;
+      this.#maskers.delete(key);
+      const out = masker.end();
+      this.#queueMasked(stream, out.text, out.raw, commandId === undefined ? {} : { command_id: commandId });
+    }
+  }
+
+  /** Masked output: as text (its bytes are not what the workload wrote), counted in raw characters. */
+  #queueMasked(
+    stream: 'stdout' | 'stderr',
+    text: string,
+    raw: number,
+    extra: Record<string, unknown>,
+  ): number {
+    if (text.length === 0) return this.#next - 1;
+    const payloads = logPayloads(stream, text).flatMap((p) =>
+      p.encoding === undefined ? splitLogData(p.data).map((data) => ({ ...p, data })) : [p],
+    );
+    let seq = 0;
+    for (const [i, p] of payloads.entries())
+      seq = this.#push('log', { ...p, ...extra }, i === payloads.length - 1 ? raw : 0);
+    if (!this.#held) this.#schedule();
+    return seq;
+  }
+
+  /** A non-output event's text fields with secret values masked. */
+  #maskFields(payload: Record<string, unknown>): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(payload)) {
+      if (typeof v !== 'string') {
+        out[k] = v;
+        continue;
+      }
+      const m = new SecretMasker(this.opts.secrets!);
+      out[k] = m.push(v).text + m.end().text;
+    }
+    return out;
   }
 
   #schedule(): void {

@@ -94,6 +94,8 @@ export class RunExecution {
     lease: ClaimedLease,
     adopted: boolean,
     pendingCommands?: boolean,
+    /** The run's secret env values (the claim answer's `secret_env`): in the workload's env, masked in its output; never saved. */
+    private readonly secrets: Record<string, string> = {},
   ) {
     this.runId = state.run_id;
     this.#noCommandsAtClaim = pendingCommands === false;
@@ -132,6 +134,7 @@ export class RunExecution {
       nextSeq: state.next_seq,
       signal: this.#work.signal,
       onRejected: (e) => this.#drop(`event append refused: ${e.message}`),
+      secrets: Object.values(secrets),
       onFlushed: (nextSeq, logChars) => {
         this.#state = { ...this.#state, next_seq: nextSeq, log_chars: logChars };
         void this.#persist();
@@ -218,6 +221,8 @@ export class RunExecution {
       command_seq: 0,
       ...(claim.run.ready_when ? { ready_when: claim.run.ready_when.log_line } : {}),
       ...(claim.run.timeout_s ? { timeout_s: claim.run.timeout_s } : {}),
+      // names only: a restarted agent fetches the values again (`readoptRuns`), never from disk
+      ...(claim.run.secret_env_names?.length ? { secret_env_names: claim.run.secret_env_names } : {}),
     };
     const lease = claimedLeaseFrom(run.id, claim, {
       runnerId: deps.runnerId,
@@ -234,7 +239,7 @@ export class RunExecution {
       return undefined;
     }
     deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, how);
-    return new RunExecution(deps, claim.run, state, lease, false, claim.pending_commands);
+    return new RunExecution(deps, claim.run, state, lease, false, claim.pending_commands, claim.secret_env);
   }
 
   /**
@@ -246,6 +251,7 @@ export class RunExecution {
     deps: RunExecutionDeps,
     state: RunState,
     confirmed: { sentAt: number; expiresAt: string },
+    secrets: Record<string, string> = {},
   ): RunExecution {
     deps.logger.info({ run_id: state.run_id, instance_id: state.instance_id }, 're-adopted');
     const lease = claimedLeaseFrom(
@@ -253,7 +259,7 @@ export class RunExecution {
       { fencing_token: state.fencing_token, expires_at: confirmed.expiresAt },
       { runnerId: state.runner_id, leaseMs: deps.leaseMs, claimedAt: confirmed.sentAt },
     );
-    return new RunExecution(deps, undefined, state, lease, true);
+    return new RunExecution(deps, undefined, state, lease, true, undefined, secrets);
   }
 
   /** False once the run's terminal status is reported (or it was dropped): its slot is free for the next offer. */
@@ -308,6 +314,7 @@ export class RunExecution {
     try {
       const prepared = await prepareRun({
         run: this.run as Run,
+        secretEnv: this.secrets,
         runtime: this.deps.runtime,
         workRoot: this.deps.workRoot,
         workstationId: this.deps.workstationId,
@@ -408,6 +415,8 @@ export class RunExecution {
     tail.abort();
     logsStop.abort();
     await logs;
+    // what the maskers held back (a possible start of a secret) goes out now, masked
+    this.#events.endOutput();
     this.#commands.stop();
     await commands;
     if (this.#work.signal.aborted) return;

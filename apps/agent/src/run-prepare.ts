@@ -11,6 +11,8 @@ export const WORKSTATION_LABEL = 'runt.workstation';
 
 export interface PrepareRunOptions {
   run: Run;
+  /** The run's secret env values (from the claim answer), put over their masked entries in `run.env`. */
+  secretEnv?: Record<string, string> | undefined;
   /** The run's runtime, or why there is none. */
   runtime: Runtime | { unavailable: string };
   /** Parent of the per-run working directories; the run's is `workRoot/<run id>`. */
@@ -94,7 +96,8 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult
         ...(workdir ? { sourcePath: workdir } : {}),
         ...(run.image ? { image: run.image } : {}),
         ...(run.command.length > 0 ? { command: run.command } : {}),
-        env: run.env,
+        // secret values over their masked placeholders: the workload's env is where they belong
+        env: { ...run.env, ...(opts.secretEnv ?? {}) },
         ...(run.workdir ? { workdir: run.workdir } : {}),
         labels: { [RUN_ID_LABEL]: run.id, [WORKSTATION_LABEL]: opts.workstationId },
         limits: {

@@ -26,6 +26,8 @@ const runStateSchema = z.object({
    * which reports it as that stop (`cancelled` / `timeout`), not as the signal's exit code.
    */
   stopping: z.object({ timeout: z.boolean(), message: z.string() }).optional(),
+  /** The names of the run's secret env entries (never their values): a restarted agent fetches them again to keep masking. */
+  secret_env_names: z.array(z.string()).optional(),
 });
 
 /** What the agent keeps about one held run, so a restarted agent can pick it up again. */

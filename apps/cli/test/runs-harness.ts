@@ -4,7 +4,12 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 import { expect } from 'vitest';
-import { loadConfig, startControlPlane, type RunningControlPlane } from '@runt/control-plane';
+import {
+  loadConfig,
+  startControlPlane,
+  type ControlPlaneConfig,
+  type RunningControlPlane,
+} from '@runt/control-plane';
 import { ControlPlaneClient, isTerminalRunStatus, type Run, type RunEvent } from '@runt/protocol';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { mintToken } from '@runt/transport-auth';
@@ -44,7 +49,10 @@ export const DOCKER_HOST =
  * ping intervals (so lost runners are noticed in about a second), plus helpers to pair
  * workstations with the CLI and start `runt workstation run` for them.
  */
-export async function startRunsHarness(backend: 'pglite' | 'postgres'): Promise<RunsHarness> {
+export async function startRunsHarness(
+  backend: 'pglite' | 'postgres',
+  config: Partial<ControlPlaneConfig> = {},
+): Promise<RunsHarness> {
   const t = await createTestDatabase(backend);
   const adminToken = mintToken('admin');
   const root = mkdtempSync(join(tmpdir(), 'runt-runs-'));
@@ -63,6 +71,7 @@ export async function startRunsHarness(backend: 'pglite' | 'postgres'): Promise<
         schedulerTickMs: 200,
         offerTimeoutMs: 3_000,
         linkPingMs: 1_000,
+        ...config,
       },
     ),
     { db: t.db, logDestination: sink },

@@ -43,6 +43,9 @@ const configSchema = z.object({
     .optional(),
   /** Seconds past `timeout_s` before the sweeper ends a run its agent did not stop. */
   runTimeoutGraceS: z.coerce.number().int().min(0).default(60),
+  /** Key sealing secret env entries at rest: base64 of 32 bytes (`RUNT_SECRET_KEY`), or a file holding it. */
+  secretKey: z.string().optional(),
+  secretKeyFile: z.string().optional(),
   /** Names this process in `workstations.link_replica`; default: random per start. */
   replicaId: z.string().min(1).max(100).optional(),
 });
@@ -54,7 +57,8 @@ export type ControlPlaneConfig = z.infer<typeof configSchema>;
  * `DATABASE_URL`, `RUNT_DATA_DIR`, `RUNT_ADMIN_TOKEN`, `RUNT_PUBLIC_URL`, `RUNT_BODY_LIMIT`,
  * `RUNT_LOG_LEVEL`, `RUNT_SCHEDULER_TICK_MS`, `RUNT_SWEEP_INTERVAL_MS`, `RUNT_OFFER_TIMEOUT_MS`,
  * `RUNT_LINK_PING_MS`, `RUNT_BUNDLE_LIMIT`, `RUNT_EVENT_POLL_MS`, `RUNT_REPLICA_ID`,
- * `RUNT_RUN_TIMEOUT_S`, `RUNT_QUEUE_TIMEOUT_S`, `RUNT_RUN_TIMEOUT_GRACE_S`). Empty values
+ * `RUNT_RUN_TIMEOUT_S`, `RUNT_QUEUE_TIMEOUT_S`, `RUNT_RUN_TIMEOUT_GRACE_S`, `RUNT_SECRET_KEY`,
+ * `RUNT_SECRET_KEY_FILE`). Empty values
  * count as unset.
  *
  * @example
@@ -81,6 +85,8 @@ export function loadConfig(
     bundleLimitBytes: v('RUNT_BUNDLE_LIMIT'),
     eventPollMs: v('RUNT_EVENT_POLL_MS'),
     replicaId: v('RUNT_REPLICA_ID'),
+    secretKey: v('RUNT_SECRET_KEY'),
+    secretKeyFile: v('RUNT_SECRET_KEY_FILE'),
     runTimeoutS: v('RUNT_RUN_TIMEOUT_S'),
     queueTimeoutS: v('RUNT_QUEUE_TIMEOUT_S'),
     runTimeoutGraceS: v('RUNT_RUN_TIMEOUT_GRACE_S'),

@@ -22,6 +22,8 @@ export const API_ERROR_STATUS = {
   'command-not-active': 409,
   'bundle-digest-mismatch': 400,
   'bundle-missing': 400,
+  /** A run with secret env entries on a control plane without a secret key (Postgres and no `RUNT_SECRET_KEY`). */
+  'secrets-unavailable': 400,
   'upgrade-required': 426,
   'payload-too-large': 413,
   'unsupported-media-type': 415,

@@ -179,4 +179,10 @@ create index runs_workstation_status_idx on runs (workstation_id, status);
 create index runs_runtime_status_idx on runs (runtime, status);
 `,
   },
+  {
+    // Secret env entries (issue 12): sealed values by name (AES-256-GCM, see runs/secret-box.ts),
+    // never plaintext; null for a run without secrets.
+    id: 'cp_0103_secret_env',
+    sql: `alter table runs add column secret_env jsonb;`,
+  },
 ];

@@ -38,6 +38,7 @@ import { CredentialStore } from './stores/credential-store.js';
 import { PrincipalCache } from './stores/principal-cache.js';
 import { WorkstationStore } from './stores/workstation-store.js';
 import { Sweeper } from './runs/sweeper.js';
+import { loadSecretBox } from './runs/secret-box.js';
 
 export interface StartOptions {
   /** Use this database instead of opening one from the config (tests). */
@@ -145,6 +146,26 @@ export async function startControlPlane(
     );
   }
 
+  // Secret env entries: the configured key; on the data dir (PGlite) one generated once beside
+  // the database; on Postgres without a key none (submits with secrets are refused: replicas
+  // that each generated a key would not open each other's).
+  let secrets;
+  try {
+    secrets = await loadSecretBox({
+      key: config.secretKey,
+      keyFile: config.secretKeyFile,
+      generateAt: db.backend === 'postgres' ? undefined : join(dataDir, 'secret-key'),
+    });
+  } catch (e) {
+    if (!opts.db) await db.close();
+    lock?.release();
+    throw e;
+  }
+  if (!secrets)
+    logger.warn(
+      'no secret key (RUNT_SECRET_KEY or RUNT_SECRET_KEY_FILE): runs with secret env entries are refused (secrets-unavailable)',
+    );
+
   const replicaId = config.replicaId ?? `cp_${randomUUID().slice(0, 8)}`;
   const leases = createSqlLeaseStore(db);
   const events = new EventStore(db);
@@ -174,6 +195,7 @@ export async function startControlPlane(
     replicaId,
     tickMs: config.schedulerTickMs,
     claimers: (workstationId) => links.claimerOf(workstationId),
+    secrets,
   });
   signals.attachScheduler(scheduler);
   const sweeper = new Sweeper({
@@ -193,6 +215,7 @@ export async function startControlPlane(
     commands,
     signals,
     defaults: { timeoutS: config.runTimeoutS, queueTimeoutS: config.queueTimeoutS },
+    secrets,
   });
 
   let publicUrl = config.publicUrl ?? '';

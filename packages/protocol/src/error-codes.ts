@@ -11,6 +11,8 @@
  * - `runner-lease-conflict`: the fencing token is not current, or its lease ran out.
  * - `event-seq-gap`: an event batch skips a seq (`details.next_event_seq` says where to resume).
  * - `command-not-active`: the command already finished (`details.state`).
+ * - `secrets-unavailable`: a submit with secret env entries to a control plane that has no
+ *   secret key (Postgres without `RUNT_SECRET_KEY`/`RUNT_SECRET_KEY_FILE`).
  */
 export const RUN_ERROR_CODES = [
   'not-found',
@@ -21,6 +23,7 @@ export const RUN_ERROR_CODES = [
   'runner-lease-conflict',
   'event-seq-gap',
   'command-not-active',
+  'secrets-unavailable',
 ] as const;
 
 /** One of {@link RUN_ERROR_CODES}. */

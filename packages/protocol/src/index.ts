@@ -5,6 +5,16 @@ export { RUN_ERROR_CODES, isRunErrorCode, type RunErrorCode } from './error-code
 export { ControlPlaneClient, type ControlPlaneClientOptions } from './client.js';
 export * from './runs.js';
 export {
+  SECRET_MASK,
+  MAX_SECRETS_PER_RUN,
+  envNameSchema,
+  submitEnvValueSchema,
+  splitSecretEnv,
+  isSecretEnv,
+  type SubmitEnvValue,
+} from './secret-env.js';
+export { SecretMasker, type Masked } from './secret-masker.js';
+export {
   LEASE_MS_MIN,
   LEASE_MS_MAX,
   LEASE_MS_DEFAULT,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { leaseMsSchema } from './lease-limits.js';
 import { labelsSchema, registerWorkstationRequestSchema, runtimeNameSchema } from './schemas.js';
 import { agentRequestMessageSchema, controlReplyMessageSchema, type LinkOp } from './link-requests.js';
+import { envNameSchema, MAX_SECRETS_PER_RUN, submitEnvValueSchema } from './secret-env.js';
 
 // ---- runs ----------------------------------------------------------------------------------
 
@@ -37,9 +38,7 @@ export const failureKindSchema = z.enum([
 ]);
 export type FailureKind = z.infer<typeof failureKindSchema>;
 
-const envKey = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'environment variable names are letters, digits and _');
+const envKey = envNameSchema;
 /** An exit code as Postgres stores it (a 32-bit integer): POSIX codes are 0–255, Windows' fit in 32 bits. */
 export const exitCodeSchema = z
   .number()
@@ -115,7 +114,15 @@ export const submitRunRequestSchema = z
     runtime: runtimeNameSchema,
     image: z.string().min(1).max(512).optional(),
     command: z.array(z.string().max(16_384)).max(1024).default([]),
-    env: z.record(envKey, z.string().max(65_536)).default({}),
+    /** Env of the workload; an entry `{value, secret: true}` is a secret (see `secret-env.ts`): stored sealed, never shown. */
+    env: z
+      .record(envKey, submitEnvValueSchema)
+      .default({})
+      .refine(
+        (env) =>
+          Object.values(env).filter((v) => typeof v !== 'string' && v.secret).length <= MAX_SECRETS_PER_RUN,
+        `at most ${MAX_SECRETS_PER_RUN} secret env entries`,
+      ),
     workdir: z.string().min(1).max(4096).optional(),
     /** Report `running` when this line first appears in the output (instead of at start). */
     ready_when: z.object({ log_line: z.string().min(1).max(4096) }).optional(),
@@ -187,7 +194,10 @@ export const runSchema = z.object({
   runtime: z.string(),
   image: z.string().nullable(),
   command: z.array(z.string()),
+  /** The workload's env; a secret entry's value reads `***` (`SECRET_MASK`). */
   env: z.record(z.string(), z.string()),
+  /** The names of the env entries that are secrets (their values are never sent but to the agent holding the lease). */
+  secret_env_names: z.array(z.string()).optional(),
   workdir: z.string().nullable(),
   ready_when: z.object({ log_line: z.string() }).nullable(),
   placement: z.object({
@@ -270,6 +280,12 @@ export const claimRunResponseSchema = z.object({
    * lease with a terminal report.
    */
   pending_commands: z.boolean().optional(),
+  /**
+   * The values of the run's secret env entries, by name: sent only in a claim answer, to the
+   * agent holding the lease (which puts them in the workload's env over the masked `run.env`
+   * and masks them in the output).
+   */
+  secret_env: z.record(z.string(), z.string()).optional(),
 });
 export type ClaimRunResponse = z.infer<typeof claimRunResponseSchema>;
 

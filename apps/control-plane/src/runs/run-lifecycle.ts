@@ -9,14 +9,23 @@ import {
   type RunCommand,
   type RunEventInput,
 } from '@runt/protocol';
-import { RunError, runNotActive } from './run-error.js';
+import { claimAnswer, failUnopenable } from './claim-answer.js';
+import { isRunError, RunError, runNotActive } from './run-error.js';
+import { SecretUnavailableError, type SecretBox } from './secret-box.js';
 import type { RunSignals } from './run-signals.js';
 import type { CommandStore } from './command-store.js';
 import type { EventStore } from './event-store.js';
 import type { RunState } from './run-state.js';
 import type { RunStore } from './run-store.js';
 import * as transitions from './transitions.js';
-import type { EventBatch, FencedWrite, RenewWrite, SubmitRunInput, TerminalOutcome } from './transitions.js';
+import type {
+  ClaimGrant,
+  EventBatch,
+  FencedWrite,
+  RenewWrite,
+  SubmitRunInput,
+  TerminalOutcome,
+} from './transitions.js';
 import { WriteBatcher } from './write-batcher.js';
 
 export interface RunLifecycleDeps {
@@ -28,6 +37,8 @@ export interface RunLifecycleDeps {
   signals: RunSignals;
   /** Applied to a submit that names none (`RUNT_RUN_TIMEOUT_S`, `RUNT_QUEUE_TIMEOUT_S`). */
   defaults?: { timeoutS?: number | undefined; queueTimeoutS?: number | undefined };
+  /** Seals and opens secret env entries; absent (Postgres without `RUNT_SECRET_KEY`): runs with secrets are refused. */
+  secrets?: SecretBox | undefined;
 }
 
 const conflict = (runId: string, why: string) =>
@@ -105,6 +116,12 @@ export class RunLifecycle {
    */
   async submitMany(inputs: SubmitRunInput[]): Promise<Array<{ run: Run; created: boolean }>> {
     const defaults = this.d.defaults;
+    const box = this.d.secrets;
+    if (!box && inputs.some((i) => Object.values(i.env).some((v) => typeof v !== 'string' && v.secret)))
+      throw new RunError(
+        'secrets-unavailable',
+        'this control plane keeps no secrets: set RUNT_SECRET_KEY (base64 of 32 bytes) or RUNT_SECRET_KEY_FILE on every replica',
+      );
     const out = await transitions.submitMany(
       this.d.db,
       defaults?.timeoutS === undefined && defaults?.queueTimeoutS === undefined
@@ -114,6 +131,7 @@ export class RunLifecycle {
             timeout_s: input.timeout_s ?? defaults.timeoutS,
             queue_timeout_s: input.queue_timeout_s ?? defaults.queueTimeoutS,
           })),
+      box && ((runId, secrets) => box.seal(runId, secrets)),
     );
     if (out.some((o) => o.created)) this.d.signals.schedule('submitted');
     return out;
@@ -185,16 +203,11 @@ export class RunLifecycle {
     const out = new Map<string, ClaimRunResponse[]>();
     for (const g of await transitions.claimedOffers(this.d.db, links)) {
       const ws = g.run.workstation_id!;
-      out.set(ws, [
-        ...(out.get(ws) ?? []),
-        {
-          fencing_token: g.fencingToken,
-          expires_at: g.expiresAt,
-          run: g.run,
-          next_event_seq: g.nextEventSeq,
-          pending_commands: g.pendingCommands,
-        },
-      ]);
+      const answer = await this.answer(g).catch((e: unknown) => {
+        if (isRunError(e, 'run-not-active')) return undefined;
+        throw e;
+      });
+      if (answer) out.set(ws, [...(out.get(ws) ?? []), answer]);
     }
     return out;
   }
@@ -215,16 +228,24 @@ export class RunLifecycle {
     const holder = `${workstationId}/${runnerId}`;
     // One statement in the common case; anything unusual takes the checked path below.
     const fast = await transitions.claim(this.d.db, runId, workstationId, holder, leaseMs);
-    if (fast) {
-      return {
-        fencing_token: fast.fencingToken,
-        expires_at: fast.expiresAt,
-        run: fast.run,
-        next_event_seq: fast.nextEventSeq,
-        pending_commands: fast.pendingCommands,
-      };
-    }
+    if (fast) return this.answer(fast);
     return this.claimChecked(workstationId, runId, holder, leaseMs);
+  }
+
+  /**
+   * The claim answer of a grant (`claimAnswer`, secrets opened); a run whose secrets cannot be
+   * opened is failed then and there (fenced by the grant) and answered `run-not-active`.
+   */
+  private async answer(g: ClaimGrant): Promise<ClaimRunResponse> {
+    try {
+      return claimAnswer(g, this.d.secrets);
+    } catch (e) {
+      if (!(e instanceof SecretUnavailableError)) throw e;
+      await failUnopenable(this.d.db, g, e);
+      this.d.signals.eventsAppended(g.run.id);
+      this.d.signals.schedule();
+      throw new RunError('run-not-active', `the run failed: cannot open its secrets: ${e.message}`);
+    }
   }
 
   private async claimChecked(
@@ -251,13 +272,14 @@ export class RunLifecycle {
     }
     const run = (await this.d.runs.get(runId))!;
     const pending = await this.d.commands.list(runId, 0);
-    return {
-      fencing_token: grant.fencingToken,
-      expires_at: grant.expiresAt.toISOString(),
+    return this.answer({
       run,
-      next_event_seq: (await this.d.runs.state(runId))!.next_event_seq,
-      pending_commands: pending.some((c) => c.state === 'pending'),
-    };
+      sealed: await this.d.runs.sealedEnv(runId),
+      fencingToken: grant.fencingToken,
+      expiresAt: grant.expiresAt.toISOString(),
+      nextEventSeq: (await this.d.runs.state(runId))!.next_event_seq,
+      pendingCommands: pending.some((c) => c.state === 'pending'),
+    });
   }
 
   /**

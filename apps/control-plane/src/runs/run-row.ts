@@ -1,4 +1,12 @@
-import type { FailureKind, RetryPolicy, Run, RunAttempt, RunStatus } from '@runt/protocol';
+import {
+  SECRET_MASK,
+  type FailureKind,
+  type RetryPolicy,
+  type Run,
+  type RunAttempt,
+  type RunStatus,
+} from '@runt/protocol';
+import type { SealedEnv } from './secret-box.js';
 
 /** One `runs` row joined with its live lease (`l_*`), as every run query selects it. */
 export interface RunRow {
@@ -9,6 +17,8 @@ export interface RunRow {
   image: string | null;
   command: string[];
   env: Record<string, string>;
+  /** Sealed secret env entries (never plaintext); null without any. */
+  secret_env?: SealedEnv | null;
   workdir: string | null;
   ready_when: { log_line: string } | null;
   placement_workstation_id: string | null;
@@ -66,13 +76,20 @@ export function toRun(r: RunRow): Run {
   const resources: Run['resources'] = {};
   if (r.cpus !== null) resources.cpus = Number(r.cpus);
   if (r.memory_bytes !== null) resources.memory_bytes = Number(r.memory_bytes);
+  // Secret entries: the name with the mask, never the value (only a claim answer opens them).
+  const secretNames = r.secret_env ? Object.keys(r.secret_env) : [];
+  const env =
+    secretNames.length === 0
+      ? r.env
+      : { ...r.env, ...Object.fromEntries(secretNames.map((n) => [n, SECRET_MASK])) };
   return {
     id: r.id,
     status: r.status,
     runtime: r.runtime,
     image: r.image,
     command: r.command,
-    env: r.env,
+    env,
+    ...(secretNames.length > 0 ? { secret_env_names: secretNames } : {}),
     workdir: r.workdir,
     ready_when: r.ready_when,
     placement,

@@ -1,6 +1,7 @@
 import type { Database, Queryable } from '@runt/sql';
 import type { Run, RunAttempt, RunStatus } from '@runt/protocol';
 import { RunError } from './run-error.js';
+import type { SealedEnv } from './secret-box.js';
 import { SELECT_RUN, toAttempts, toRun, type AttemptRow, type RunRow } from './run-row.js';
 import { readRunState, type RunState } from './run-state.js';
 
@@ -30,6 +31,14 @@ export class RunStore {
   async get(id: string, q: Queryable = this.db): Promise<Run | undefined> {
     const r = await q.query<RunRow>(`${SELECT_RUN} where r.id = $1`, [id]);
     return r.rows[0] ? toRun(r.rows[0]) : undefined;
+  }
+
+  /** The sealed secret env entries of a run (null without any): only a claim answer opens them. */
+  async sealedEnv(id: string, q: Queryable = this.db): Promise<SealedEnv | null> {
+    const r = await q.query<{ secret_env: SealedEnv | null }>('select secret_env from runs where id = $1', [
+      id,
+    ]);
+    return r.rows[0]?.secret_env ?? null;
   }
 
   /**

@@ -6,6 +6,8 @@ import type { RunSignals } from './run-signals.js';
 import type { RunRow } from './run-row.js';
 import { statusesSql } from './state-machine.js';
 import { claimOnOffer, offer, type ClaimGrant, type OfferClaimer } from './transitions.js';
+import { claimAnswer, failUnopenable } from './claim-answer.js';
+import { SecretUnavailableError, type SecretBox } from './secret-box.js';
 
 export interface SchedulerOptions {
   db: Database;
@@ -21,6 +23,8 @@ export interface SchedulerOptions {
    * this process holds (`LinkRegistry.claimerOf`); undefined offers plainly.
    */
   claimers?: (workstationId: string) => OfferClaimer | undefined;
+  /** Opens the secret env entries of runs claimed on offer (their claim answers carry them). */
+  secrets?: SecretBox | undefined;
 }
 
 /** The advisory lock key scheduling passes take turns on (any constant shared by all replicas). */
@@ -182,9 +186,18 @@ export class Scheduler {
         );
         // Claimed on offer: links held here, one message per workstation with all its runs.
         const claimed = new Map<string, ClaimRunResponse[]>();
+        const unopenable: Array<[ClaimGrant, SecretUnavailableError]> = [];
         for (const g of placed.claimed) {
           const ws = g.run.workstation_id!;
-          claimed.set(ws, [...(claimed.get(ws) ?? []), claimResponse(g)]);
+          let answer: ClaimRunResponse;
+          try {
+            answer = claimAnswer(g, this.o.secrets);
+          } catch (e) {
+            if (!(e instanceof SecretUnavailableError)) throw e;
+            unopenable.push([g, e]);
+            continue;
+          }
+          claimed.set(ws, [...(claimed.get(ws) ?? []), answer]);
         }
         for (const [workstationId, runs] of claimed)
           local.push({ workstationId, message: { type: 'offer-claimed', runs } });
@@ -192,8 +205,16 @@ export class Scheduler {
         // other labels) may still fit elsewhere, so only a fleet without a free slot is saturated.
         const saturated =
           placed.full === true && !(await tx.query<{ free: boolean }>(ANY_FREE_SQL)).rows[0]?.free;
-        return { ...placed, local, saturated };
+        return { ...placed, local, saturated, unopenable };
       });
+      // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
+      for (const [g, e] of page.unopenable) {
+        this.o.logger.error(
+          { run_id: g.run.id, err: e.message },
+          'cannot open the secrets of a run; failing it',
+        );
+        if (await failUnopenable(this.o.db, g, e)) this.o.signals.eventsAppended(g.run.id);
+      }
       if (page.saturated) this.saturated = true;
       runPathMetrics.offers.inc(page.offered.length + page.claimed.length);
       runPathMetrics.claimedOnOffer.inc(page.claimed.length);
@@ -260,17 +281,6 @@ export class Scheduler {
       full: full && picks.length < queued.rows.length,
     };
   }
-}
-
-/** A grant as the agent gets it: exactly what a claim answers. */
-function claimResponse(g: ClaimGrant): ClaimRunResponse {
-  return {
-    fencing_token: g.fencingToken,
-    expires_at: g.expiresAt,
-    run: g.run,
-    next_event_seq: g.nextEventSeq,
-    pending_commands: g.pendingCommands,
-  };
 }
 
 function toSlot(c: Candidate): Slot {

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { leaseSql, releaseLease } from '@runt/leases';
 import type { Database, Queryable } from '@runt/sql';
-import { isTerminalRunStatus, type FailureKind, type Run, type submitRunRequestSchema } from '@runt/protocol';
+import {
+  isTerminalRunStatus,
+  splitSecretEnv,
+  type FailureKind,
+  type Run,
+  type submitRunRequestSchema,
+} from '@runt/protocol';
 import type { z } from 'zod';
 import { runPathMetrics } from '../metrics.js';
 import { cancelOpenCommands } from './command-store.js';
@@ -9,6 +15,7 @@ import { appendSystemEvent } from './event-store.js';
 import { runNotActive } from './run-error.js';
 import { iso, SELECT_RUN, toRun, type RunRow } from './run-row.js';
 import { retryDelayS } from './retry-policy.js';
+import type { SealedEnv } from './secret-box.js';
 import { readRunState, type RunState } from './run-state.js';
 import { mayRequeue, statusesSql, type LostCause, type TerminalRunStatus } from './state-machine.js';
 
@@ -43,6 +50,8 @@ export type LostOutcome = 'requeued' | 'retried' | 'failed' | 'cancelled';
 /** A granted claim. */
 export interface ClaimGrant {
   run: Run;
+  /** The run's sealed secret env entries (opened only into the claim answer, see `claim-answer.ts`). */
+  sealed: SealedEnv | null;
   fencingToken: number;
   expiresAt: string;
   nextEventSeq: number;
@@ -184,24 +193,41 @@ select i.k, u.expires_at, r.cancel_requested from u join i on i.run_id = u.resou
 
 // Runs are inserted from one JSON array (`n` keeps the queue in the order they were given), so
 // a batch of 1,000 is one statement like a single run.
-const INSERT_RUNS = `insert into runs (id, status, runtime, image, command, env, workdir, ready_when, placement_workstation_id,
+const INSERT_RUNS = `insert into runs (id, status, runtime, image, command, env, secret_env, workdir, ready_when, placement_workstation_id,
                            placement_labels, cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key, timeout_s, queue_timeout_s, retry)
-  select i.id, 'queued', i.runtime, i.image, i.command, i.env, i.workdir, i.ready_when, i.placement_workstation_id,
+  select i.id, 'queued', i.runtime, i.image, i.command, i.env, i.secret_env, i.workdir, i.ready_when, i.placement_workstation_id,
          i.placement_labels, i.cpus, i.memory_bytes, i.bundle_sha256, i.max_attempts, i.idempotency_key, i.timeout_s, i.queue_timeout_s, i.retry
-    from jsonb_to_recordset($1::jsonb) as i(n int, id text, runtime text, image text, command jsonb, env jsonb, workdir text,
+    from jsonb_to_recordset($1::jsonb) as i(n int, id text, runtime text, image text, command jsonb, env jsonb, secret_env jsonb, workdir text,
          ready_when jsonb, placement_workstation_id text, placement_labels jsonb, cpus float8, memory_bytes bigint,
          bundle_sha256 text, max_attempts int, idempotency_key text, timeout_s int, queue_timeout_s int, retry jsonb)
    order by i.n
   on conflict (idempotency_key) where idempotency_key is not null do nothing
   returning *, null as l_holder, null as l_token, null as l_expires_at`;
 
-const runItem = (n: number, id: string, input: SubmitRunInput) => ({
+/** Seals a run's secret env entries (`SecretBox.seal`); absent when the control plane has no key. */
+export type SealSecrets = (runId: string, secrets: Record<string, string>) => SealedEnv;
+
+const runItem = (n: number, id: string, input: SubmitRunInput, seal: SealSecrets | undefined) => {
+  const { env, secrets } = splitSecretEnv(input.env);
+  const hasSecrets = Object.keys(secrets).length > 0;
+  if (hasSecrets && !seal) throw new Error('secret env entries need a secret key (checked before submit)');
+  return runItemOf(n, id, input, env, hasSecrets ? seal!(id, secrets) : null);
+};
+
+const runItemOf = (
+  n: number,
+  id: string,
+  input: SubmitRunInput,
+  env: Record<string, string>,
+  secretEnv: SealedEnv | null,
+) => ({
   n,
   id,
   runtime: input.runtime,
   image: input.image ?? null,
   command: input.command,
-  env: input.env,
+  env,
+  secret_env: secretEnv,
   workdir: input.workdir ?? null,
   ready_when: input.ready_when ?? null,
   placement_workstation_id: input.placement.workstation_id ?? null,
@@ -263,6 +289,7 @@ export function terminalPayload(f: TerminalOutcome): Record<string, unknown> {
 export async function submitMany(
   db: Database,
   inputs: SubmitRunInput[],
+  seal?: SealSecrets,
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (inputs.length === 0) return [];
   // The first item with a key is inserted; a later one with the same key gets its run.
@@ -280,7 +307,7 @@ export async function submitMany(
     }
     const id = `run_${randomUUID()}`;
     ids.push(id);
-    items.push(runItem(n, id, input));
+    items.push(runItem(n, id, input, seal));
   });
   const json = JSON.stringify(items);
   const keys = [...firstWithKey.keys()];
@@ -322,8 +349,12 @@ export async function submitMany(
  * @example
  * const { run } = await submit(db, submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] }));
  */
-export async function submit(db: Database, input: SubmitRunInput): Promise<{ run: Run; created: boolean }> {
-  return (await submitMany(db, [input]))[0]!;
+export async function submit(
+  db: Database,
+  input: SubmitRunInput,
+  seal?: SealSecrets,
+): Promise<{ run: Run; created: boolean }> {
+  return (await submitMany(db, [input], seal))[0]!;
 }
 
 /**
@@ -523,6 +554,7 @@ function grantOf(row: RunRow & { pending_commands: boolean }): ClaimGrant {
   const run = toRun(row);
   return {
     run,
+    sealed: row.secret_env ?? null,
     fencingToken: run.lease!.fencing_token,
     expiresAt: run.lease!.expires_at,
     nextEventSeq: Number(row.next_event_seq),

@@ -14,6 +14,8 @@ export interface PodmanRunOptions {
   signal?: AbortSignal;
   /** Written to stdin, then stdin is closed. */
   input?: string;
+  /** Added to podman's environment (for `--env NAME`, whose value podman takes from it). */
+  env?: Record<string, string>;
 }
 
 /** What a failed podman command means, read from its `Error: …` line. */
@@ -46,6 +48,7 @@ export class PodmanCli {
       stripFinalNewline: false,
       ...(opts.signal ? { cancelSignal: opts.signal } : {}),
       ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' }),
+      ...(opts.env ? { env: opts.env } : {}),
     });
     if (result.isCanceled || opts.signal?.aborted) throw abortedError(opts.signal, PODMAN_RUNTIME);
     if (result.exitCode === undefined)

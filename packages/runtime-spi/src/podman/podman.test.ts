@@ -45,6 +45,38 @@ async function podmanCallsOfOneRun(api: boolean): Promise<string[]> {
   return readFileSync(log, 'utf8').trim().split('\n');
 }
 
+it("the env never reaches podman's command line (a 0600 env file, or podman's own env for a value with a line break), and the workload sees it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'runt-podman-argv-'));
+  const log = join(dir, 'argv');
+  const shim = join(dir, 'podman');
+  // logs every argument, and the mode of any --env-file podman is given, then runs the real one
+  writeFileSync(
+    shim,
+    `#!/bin/sh\nprev=''\nfor a in "$@"; do echo "$a" >> '${log}'; [ "$prev" = --env-file ] && stat -c 'mode %a' "$a" >> '${log}'; prev="$a"; done\nexec '${PODMAN}' "$@"\n`,
+  );
+  chmodSync(shim, 0o755);
+  const runtime = createPodmanRuntime({ ...podmanTestOptions(), podmanPath: shim, api: false });
+  const secret = `argv-secret-${process.pid}`;
+  const pem = `-----BEGIN-----\n${secret}-pem\n-----END-----`;
+  const inst = await runtime.create({
+    name: `runt-env-argv-${process.pid}`,
+    image: TEST_IMAGE,
+    command: ['/bin/sh', '-c', 'echo "got $TOKEN"; printf "%s\\n" "$PEM" | sed -n 2p'],
+    env: { TOKEN: secret, PEM: pem },
+  });
+  await runtime.start(inst.id);
+  expect(await runtime.wait(inst.id)).toEqual({ exitCode: 0 });
+  let out = '';
+  for await (const c of runtime.logs(inst.id, { follow: false })) out += c.data;
+  await runtime.remove(inst.id);
+  await runtime.close();
+  expect(out).toBe(`got ${secret}\n${secret}-pem\n`);
+  const argv = readFileSync(log, 'utf8');
+  expect(argv).not.toContain(secret);
+  expect(argv).toContain('--env-file');
+  expect(argv).toContain('mode 600');
+});
+
 it('CLI only, a run it starts costs four podman calls: create, start, wait, rm (no inspect, no stop of an exited container)', async () => {
   // (`container` is the `container inspect` at the end.)
   expect(await podmanCallsOfOneRun(false)).toEqual(['create', 'start', 'wait', 'rm', 'container']);

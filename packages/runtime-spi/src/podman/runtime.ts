@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { abortedError, throwIfAborted } from '../abort.js';
 import { untilStarted } from '../wait-for-start.js';
 import { RuntimeError } from '../errors.js';
@@ -23,13 +26,13 @@ import {
   type TerminalSession,
 } from '../runtime.js';
 import { singleFlight } from '../single-flight.js';
-import { validateContainerSpec } from '../docker/conventions.js';
+import { containerEnv, validateContainerSpec } from '../docker/conventions.js';
 import { PODMAN_RUNTIME, PodmanCli, podmanError, podmanMessage, type PodmanFailure } from './cli.js';
 import { podmanService, releasePodmanService, type PodmanService, type ServiceAnswer } from './service.js';
 import { podmanExec } from './exec.js';
 import { ensurePodmanImage } from './image.js';
 import { podmanLogs } from './logs.js';
-import { createdInstance, toCreateArgs, toInstance, type PodmanInspect } from './spec.js';
+import { createdInstance, podmanEnv, toCreateArgs, toInstance, type PodmanInspect } from './spec.js';
 import { podmanTerminal } from './terminal.js';
 
 export interface PodmanRuntimeOptions {
@@ -112,7 +115,24 @@ export class PodmanRuntime implements Runtime {
     // A start follows: the REST service comes up while podman creates the container.
     this.#service?.warm();
     const what = `create container ${spec.name} from ${spec.image}`;
-    const result = await this.cli.run(toCreateArgs(spec), this.#sig(opts));
+    // The env goes in a 0600 file in a private directory, removed once podman has read it: never
+    // in argv, where every user of the host can read it (run secrets travel in it).
+    const { fileText, inherited } = podmanEnv(containerEnv(spec));
+    const dir = fileText ? await mkdtemp(join(tmpdir(), 'runt-podman-env-')) : undefined;
+    let result;
+    try {
+      const file = dir ? join(dir, 'env') : undefined;
+      if (file) await writeFile(file, fileText, { mode: 0o600 });
+      result = await this.cli.run(
+        toCreateArgs(spec, { ...(file ? { file } : {}), inherited: Object.keys(inherited) }),
+        {
+          ...this.#sig(opts),
+          ...(Object.keys(inherited).length > 0 ? { env: inherited } : {}),
+        },
+      );
+    } finally {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }
     if (result.exitCode !== 0) {
       const error = podmanError(result, { what, fallback: 'invalid-spec' });
       const image = /image not known|no such image/i.test(error.message);

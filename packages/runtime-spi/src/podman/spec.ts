@@ -4,7 +4,6 @@ import type { Instance, InstanceSpec } from '../runtime.js';
 import {
   CONFIG_MOUNT_PATH,
   WORKSPACE_PATH,
-  containerEnv,
   containerState,
   containerWorkdir,
   engineTime,
@@ -29,10 +28,12 @@ export interface PodmanInspect {
  * @example
  * await cli.run(toCreateArgs({ name: 'w1', image: 'busybox', command: ['true'] }));
  */
-export function toCreateArgs(spec: InstanceSpec & { image: string }): string[] {
+export function toCreateArgs(spec: InstanceSpec & { image: string }, env: PodmanEnvArgs = NO_ENV): string[] {
   const args = ['create', '--name', spec.name, '--pull', 'never', '--log-driver', 'k8s-file'];
   for (const [k, v] of Object.entries(withManagedLabels(spec.labels))) args.push('--label', `${k}=${v}`);
-  for (const [k, v] of Object.entries(containerEnv(spec))) args.push('--env', `${k}=${v}`);
+  // never `--env K=V`: argv is readable by every user of the host (/proc/<pid>/cmdline)
+  if (env.file) args.push('--env-file', env.file);
+  for (const name of env.inherited) args.push('--env', name);
   const workdir = containerWorkdir(spec);
   if (workdir) args.push('--workdir', workdir);
   if (spec.sourcePath)
@@ -46,6 +47,34 @@ export function toCreateArgs(spec: InstanceSpec & { image: string }): string[] {
   if (spec.limits?.memoryBytes !== undefined) args.push('--memory', `${spec.limits.memoryBytes}b`);
   args.push('--', spec.image, ...(spec.command ?? []));
   return args;
+}
+
+/** How a container's env reaches `podman create` without its values on the command line. */
+export interface PodmanEnvArgs {
+  /** A 0600 file of `NAME=value` lines (`--env-file`). */
+  file?: string;
+  /** Names whose values podman takes from its own environment (`--env NAME`): values an env file cannot hold (a line break). */
+  inherited: string[];
+}
+const NO_ENV: PodmanEnvArgs = { inherited: [] };
+
+/**
+ * A container's env split for {@link toCreateArgs}: the env file's text (values without line
+ * breaks) and the entries podman must inherit from its own environment instead.
+ * @example
+ * podmanEnv({ A: '1', PEM: 'a\nb' }) // { fileText: 'A=1\n', inherited: { PEM: 'a\nb' } }
+ */
+export function podmanEnv(env: Record<string, string>): {
+  fileText: string;
+  inherited: Record<string, string>;
+} {
+  let fileText = '';
+  const inherited: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (/[\r\n]/.test(v)) inherited[k] = v;
+    else fileText += `${k}=${v}\n`;
+  }
+  return { fileText, inherited };
 }
 
 /** `--mount` is a comma-separated key=value list, so a path with a comma cannot be expressed. */

@@ -2,7 +2,14 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { Command, Flags } from '@oclif/core';
 import { c as createTar } from 'tar';
-import { retryOnSchema, type RetryOn, type Run, type SubmitRunRequest } from '@runt/protocol';
+import {
+  envNameSchema,
+  retryOnSchema,
+  type RetryOn,
+  type Run,
+  type SubmitEnvValue,
+  type SubmitRunRequest,
+} from '@runt/protocol';
 import { adminClient, adminFlags } from '../../config.js';
 import { CliError } from '../../errors.js';
 import { parseDuration } from '../../duration.js';
@@ -17,6 +24,7 @@ export default class RunSubmit extends Command {
   static override examples = [
     '<%= config.bin %> run submit --runtime process -- /bin/sh -c "echo hello"',
     "<%= config.bin %> run submit --runtime docker --image busybox:latest --env GREETING=hi --follow -- sh -c 'echo $GREETING'",
+    'API_TOKEN=… <%= config.bin %> run submit --runtime process --secret-env API_TOKEN -- sh -c \'deploy --token "$API_TOKEN"\'',
     '<%= config.bin %> run submit --runtime process --bundle ./src --ready-when "listening on" -- ./serve.sh',
   ];
   static override strict = false;
@@ -29,6 +37,11 @@ export default class RunSubmit extends Command {
     }),
     image: Flags.string({ description: 'image (image-based runtimes)' }),
     env: Flags.string({ description: 'environment variable K=V (repeatable)', multiple: true }),
+    'secret-env': Flags.string({
+      description:
+        'secret environment variable K=V, or K alone to take the value from this shell’s environment (keeps it out of argv and history); stored encrypted, shown as *** and masked in the output (repeatable)',
+      multiple: true,
+    }),
     workdir: Flags.string({ description: 'working directory inside the instance' }),
     'ready-when': Flags.string({ description: 'report running when this line first appears in the output' }),
     workstation: Flags.string({ description: 'place it on this workstation id' }),
@@ -70,7 +83,7 @@ export default class RunSubmit extends Command {
     const body: SubmitRunRequest = {
       runtime: flags.runtime,
       command,
-      env: pairs(flags.env, 'env'),
+      env: { ...pairs(flags.env, 'env'), ...secretEnv(flags['secret-env']) },
       ...(flags.image ? { image: flags.image } : {}),
       ...(flags.workdir ? { workdir: flags.workdir } : {}),
       ...(flags['ready-when'] ? { ready_when: { log_line: flags['ready-when'] } } : {}),
@@ -142,6 +155,25 @@ function retryPolicy(on: string[] | undefined, backoff: string | undefined): Pic
         : {}),
     },
   };
+}
+
+/**
+ * `--secret-env NAME=value`, or `NAME` alone with the value from the CLI's own environment (as
+ * `docker run -e NAME` does), as secret env entries.
+ */
+function secretEnv(list: string[] | undefined): Record<string, SubmitEnvValue> {
+  const out: Record<string, SubmitEnvValue> = {};
+  for (const p of list ?? []) {
+    const eq = p.indexOf('=');
+    const name = eq === -1 ? p : p.slice(0, eq);
+    if (!envNameSchema.safeParse(name).success)
+      throw new CliError(`invalid --secret-env "${name}": use NAME=VALUE or NAME (letters, digits and _)`);
+    const value = eq === -1 ? process.env[name] : p.slice(eq + 1);
+    if (value === undefined)
+      throw new CliError(`--secret-env ${name}: ${name} is not set in this environment (or use NAME=VALUE)`);
+    out[name] = { value, secret: true };
+  }
+  return out;
 }
 
 function pairs(list: string[] | undefined, what: string): Record<string, string> {

@@ -1,14 +1,13 @@
 import { html } from 'hono/html';
-import { isTerminalRunStatus, type Run, type RunCommand } from '@runt/protocol';
+import { isSecretEnv, isTerminalRunStatus, type Run, type RunCommand } from '@runt/protocol';
 import { ago, badge, type Html } from '../layout.js';
 import { commandText, duration } from './runs-page.js';
 
-/** Env values whose names look like credentials are never shown (as CI systems mask secrets). */
-const SECRET_NAME = /(TOKEN|SECRET|PASSW(OR)?D|PASS|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|CERT)/i;
 export const MASK = '•••••• (hidden)';
 
-export function maskedEnv(env: Record<string, string>): Array<[string, string]> {
-  return Object.entries(env).map(([k, v]) => [k, SECRET_NAME.test(k) ? MASK : v]);
+/** The run's env as the panel shows it: secret entries, and values whose names look like credentials, hidden (`isSecretEnv`). */
+export function maskedEnv(run: Pick<Run, 'env' | 'secret_env_names'>): Array<[string, string]> {
+  return Object.entries(run.env).map(([k, v]) => [k, isSecretEnv(k, run.secret_env_names) ? MASK : v]);
 }
 
 /** Status, timeline and commands: the live part of the run page. */
@@ -75,7 +74,7 @@ ${live ? html`<form method="post" action="/runs/${run.id}/cancel"><button type="
 <dt>Image</dt><dd class="mono">${run.image ?? '–'}</dd>
 <dt>Command</dt><dd class="mono">${commandText(run.command) || '(the image default)'}</dd>
 <dt>Working directory</dt><dd class="mono">${run.workdir ?? '–'}</dd>
-<dt>Environment</dt><dd>${Object.keys(run.env).length === 0 ? '–' : html`<ul>${maskedEnv(run.env).map(([k, v]) => html`<li class="mono">${k}=${v}</li>`)}</ul>`}</dd>
+<dt>Environment</dt><dd>${Object.keys(run.env).length === 0 ? '–' : html`<ul>${maskedEnv(run).map(([k, v]) => html`<li class="mono">${k}=${v}</li>`)}</ul>`}</dd>
 <dt>Placement</dt><dd>${run.placement.workstation_id ? html`workstation <span class="mono">${run.placement.workstation_id}</span>` : 'any workstation'}${
     run.placement.labels && Object.keys(run.placement.labels).length
       ? html`, labels ${Object.entries(run.placement.labels)
