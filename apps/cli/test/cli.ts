@@ -18,6 +18,9 @@ export async function runt(args: string[], env: Record<string, string | undefine
       RUNT_CLOUD_TOKEN: undefined,
       RUNT_ADMIN_TOKEN: undefined,
       DEBUG: undefined,
+      // colour as piped output gets it unless a test sets these
+      FORCE_COLOR: undefined,
+      NO_COLOR: undefined,
       ...env,
     },
     extendEnv: false,

@@ -62,7 +62,7 @@ describe('every --json output is snake_case', () => {
     h = await startRunsHarness('pglite');
     await h.startAgent('json-a', ['--runtime', 'process', '--labels', 'Pool=blue']);
     env = { ...h.adminEnv, RUNT_CONFIG_DIR: join(h.root, 'operator') };
-  }, 120_000);
+  }, 300_000);
   afterAll(async () => h?.close());
 
   it('admin and workstation commands', async () => {

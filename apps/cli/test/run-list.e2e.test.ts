@@ -14,7 +14,7 @@ describe('run list and workstation names', () => {
   beforeAll(async () => {
     h = await startRunsHarness('pglite');
     agent = await h.startAgent('build-box', ['--runtime', 'process', '--max-runs', '2']);
-  }, 120_000);
+  }, 300_000);
   afterAll(async () => h?.close());
 
   it('shows the workstation name and filters by name or id', async () => {
@@ -44,13 +44,14 @@ describe('run list and workstation names', () => {
     expect(none.stderr.trim()).toBe(
       'runt: no workstation named or with id no-such-box (runt workstation status lists them)',
     );
-  });
+  }, 300_000);
 
   it('colours the status on a terminal only, and never with NO_COLOR', async () => {
     const { run } = await h.admin.submitRun({ runtime: 'process', command: ['/bin/sh', '-c', 'exit 3'] });
     await terminal(h.admin, run.id);
     const env = { ...(process.env as Record<string, string>) };
     delete env.NO_COLOR;
+    delete env.FORCE_COLOR;
     const onPty = (extra: Record<string, string>) =>
       new Promise<string>((resolve) => {
         const pty = spawn('node', [RUNT_BIN, 'run', 'list'], {
@@ -67,5 +68,5 @@ describe('run list and workstation names', () => {
     const piped = await runt(['run', 'list'], h.adminEnv);
     expect(piped.stdout).toContain('failed');
     expect(piped.stdout).not.toContain('\u001b[');
-  });
+  }, 300_000);
 });

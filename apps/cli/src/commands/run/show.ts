@@ -2,6 +2,7 @@ import { Args, Command } from '@oclif/core';
 import type { Run, RunAttempt } from '@runt/protocol';
 import { adminClient, adminFlags } from '../../config.js';
 import { relativeTime } from '../../relative-time.js';
+import { colourStatus } from '../../status-colour.js';
 import { tableLines } from '../../table.js';
 
 export default class RunShow extends Command {
@@ -21,7 +22,7 @@ export default class RunShow extends Command {
     if (!this.jsonEnabled()) {
       const rows: [string, string][] = [
         ['id', run.id],
-        ['status', run.status],
+        ['status', colourStatus(run.status)],
         ['runtime', run.runtime],
         ['image', run.image ?? '-'],
         ['command', run.command.length > 0 ? JSON.stringify(run.command) : '-'],
@@ -45,9 +46,9 @@ export default class RunShow extends Command {
             ? `${run.failure_kind}${run.failure_message ? `: ${run.failure_message}` : ''}`
             : '-',
         ],
-        ['created', run.created_at],
-        ['started', run.started_at ?? '-'],
-        ['finished', run.finished_at ?? '-'],
+        ['created', when(run.created_at)],
+        ['started', when(run.started_at)],
+        ['finished', when(run.finished_at)],
       ];
       for (const [k, v] of rows) this.log(`${k.padEnd(12)}${v}`);
       if (run.attempts && run.attempts.length > 1) {
@@ -57,6 +58,11 @@ export default class RunShow extends Command {
     }
     return { run };
   }
+}
+
+/** A time in the detail view: how long ago, and the exact ISO time beside it (`-` when unset). */
+function when(iso: string | null): string {
+  return iso ? `${relativeTime(iso)} (${iso})` : '-';
 }
 
 /** Each attempt on its own row: outcome, exit code, where and when, and its events (`run logs --attempt N`). */

@@ -1,4 +1,6 @@
 import { Command } from '@oclif/core';
+import { relativeTime } from '../../relative-time.js';
+import { tableLines } from '../../table.js';
 import { openWorkspaces, workspaceJson } from '../../workspaces.js';
 
 export default class WorkspaceList extends Command {
@@ -13,8 +15,17 @@ export default class WorkspaceList extends Command {
       if (!this.jsonEnabled()) {
         if (workspaces.length === 0)
           this.log('No workspaces. Create one: runt workspace init <sources> --runtime process');
-        for (const w of workspaces)
-          this.log([w.name.padEnd(20), w.runtime.padEnd(8), w.liveState.padEnd(8), w.sourcePath].join('  '));
+        else {
+          const head = ['NAME', 'RUNTIME', 'STATE', 'SOURCES', 'CREATED'];
+          const rows = workspaces.map((w) => [
+            w.name,
+            w.runtime,
+            w.liveState,
+            w.sourcePath,
+            relativeTime(w.createdAt),
+          ]);
+          for (const l of tableLines(head, rows, { statusColumn: 2 })) this.log(l);
+        }
       }
       return { workspaces: workspaces.map(workspaceJson) };
     } finally {

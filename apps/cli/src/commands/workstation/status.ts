@@ -2,6 +2,8 @@ import { Command } from '@oclif/core';
 import { loadCredential } from '@runt/pairing';
 import type { ControlPlaneClient } from '@runt/protocol';
 import { adminClient, adminFlags, resolveAdmin, workstationClient } from '../../config.js';
+import { relativeTime } from '../../relative-time.js';
+import { tableLines } from '../../table.js';
 
 export default class WorkstationStatus extends Command {
   static override summary = 'List the fleet: every workstation paired with this control plane.';
@@ -30,21 +32,11 @@ export default class WorkstationStatus extends Command {
         w.status,
         w.listening ? 'yes' : 'no',
         w.runtimes.join(',') || '-',
-        w.last_seen_at ?? 'never',
+        w.last_seen_at ? relativeTime(w.last_seen_at) : 'never',
       ]);
-      printTable(this.log.bind(this), ['NAME', 'STATUS', 'AGENT', 'RUNTIMES', 'LAST SEEN'], rows);
+      const head = ['NAME', 'STATUS', 'AGENT', 'RUNTIMES', 'LAST SEEN'];
+      for (const l of tableLines(head, rows, { statusColumn: 1 })) this.log(l);
     }
     return { workstations };
   }
-}
-
-function printTable(log: (s: string) => void, head: string[], rows: string[][]): void {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  log(line(head));
-  for (const r of rows) log(line(r));
 }
