@@ -7,6 +7,7 @@
 //   BENCH_REPLICA_THROUGHPUT=2000  runs per throughput measurement (1, 2 and 3 replicas)
 //   BENCH_REPLICA_AGENTS=12        real agents (`runt-agent --runtime fake`, given all three URLs) for the kill
 //   BENCH_REPLICA_PARTS=latency,throughput,kill
+//   BENCH_REPLICA_CP_BIN=path      another build's dist/bin.js (a before/after comparison, back to back)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -27,11 +28,9 @@ const THROUGHPUT_RUNS = Number(env('BENCH_REPLICA_THROUGHPUT', '2000'));
 const KILL_AGENTS = Number(env('BENCH_REPLICA_AGENTS', '12'));
 const PARTS = env('BENCH_REPLICA_PARTS', 'latency,throughput,kill').split(',');
 // dist/index.js → the package → its dist/bin.js, as `runt-control-plane` runs it.
-const CP_BIN = join(
-  dirname(dirname(fileURLToPath(import.meta.resolve('@runt/control-plane')))),
-  'dist',
-  'bin.js',
-);
+const CP_BIN =
+  process.env.BENCH_REPLICA_CP_BIN ??
+  join(dirname(dirname(fileURLToPath(import.meta.resolve('@runt/control-plane')))), 'dist', 'bin.js');
 const AGENT_BIN = agentBin();
 const adminToken = mintToken('admin');
 const children = new Set<ChildProcess>();

@@ -30,6 +30,17 @@ export interface SchedulerOptions {
 /** The advisory lock key scheduling passes take turns on (any constant shared by all replicas). */
 export const SCHEDULER_LOCK = 0x72756e74; // 'runt'
 
+// A page of plain offers commits without waiting for its WAL flush (`synchronous_commit = off`
+// for this transaction only): an offer holds no lease and starts nothing, so a crash of the
+// database that loses the last few hundred milliseconds of them leaves those runs queued (the
+// `offered → queued` move a withdraw makes anyway), and the agent's claim of such a run is
+// refused (not offered to it) and it moves on. A claim is a synchronous commit, which flushes
+// every earlier one, so a claimed offer is never lost. A page that claimed on offer (a lease
+// the agent acts on) switches back to a synchronous commit. Saves an fsync per pass, the
+// largest single cost of the offer path on a busy disk (issue 10).
+const ASYNC_COMMIT = `set_config('synchronous_commit', 'off', true)`;
+const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
+
 interface Candidate {
   id: string;
   cpu_count: number | null;
@@ -63,16 +74,29 @@ const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropp
   and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
   and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)`;
 
-// The workstations with a free slot offering one of the runtimes `$1`. `skip locked`: a
-// scheduler never places onto a workstation another transaction is changing.
-const CANDIDATES_SQL = `
-select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
-       u.used_runs, u.used_cpus, u.used_memory
-from workstations w ${USED_SQL}
-where ${PLACEABLE_SQL} and w.runtimes ?| $1::text[]
-order by u.used_runs, w.id
-limit 1000
-for update of w skip locked`;
+// One round trip for what a page places: up to `$2` queued runs after position `$1`, oldest
+// first, locked `for update skip locked` (only the columns placement looks at; the offered rows
+// come back whole from the update), and the workstations with a free slot offering one of their
+// runtimes, locked `for update of w skip locked` — a scheduler never places onto a workstation
+// another transaction is changing. Both come back as JSON arrays in one row; the same statement
+// makes the page's commit asynchronous (see ASYNC_COMMIT).
+const PAGE_SQL = `
+with q as (
+  select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
+   where r.status in (${statusesSql('offer')}) and r.position > $1 and (r.not_before is null or r.not_before <= now())
+   order by r.position limit $2 for update skip locked
+), c as (
+  select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
+         u.used_runs, u.used_cpus, u.used_memory
+  from workstations w ${USED_SQL}
+  where ${PLACEABLE_SQL} and w.runtimes ?| (select coalesce(array_agg(distinct q.runtime), '{}') from q)
+  order by u.used_runs, w.id
+  limit 1000
+  for update of w skip locked
+)
+select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued,
+       (select coalesce(json_agg(c order by c.used_runs, c.id), '[]') from c) as cands,
+       ${ASYNC_COMMIT} as async_commit`;
 
 // Whether any workstation at all (whatever its runtimes and labels) has a free slot: only when
 // none has is the fleet saturated, so that a new submit cannot be placed either.
@@ -136,8 +160,8 @@ export class Scheduler {
   }
 
   /**
-   * Runs a pass soon (in the next macrotask, so kicks of one burst share it); passes never
-   * overlap, and kicks during a pass cause one more. `submitted` kicks are skipped while the
+   * Starts a pass now; passes never overlap, and kicks during a pass cause one more (so the
+   * kicks of a burst share it). `submitted` kicks are skipped while the
    * last pass found no free slot.
    */
   kick(reason?: 'submitted' | 'tick'): void {
@@ -148,8 +172,8 @@ export class Scheduler {
       this.again = true;
       return;
     }
+    // Started now, not in a later macrotask: the kicks that arrive while it runs share one more pass.
     this.running = (async () => {
-      await new Promise<void>((resolve) => setImmediate(resolve));
       do {
         this.again = false;
         try {
@@ -174,9 +198,12 @@ export class Scheduler {
     this.saturated = false;
     for (;;) {
       const page = await this.o.db.transaction(async (tx) => {
+        // Its own statement: the page's snapshot must come after the lock.
         if (this.o.db.backend === 'postgres')
           await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
         const placed = await this.placePage(tx, after);
+        // A claim on offer grants a lease the agent starts the run under: durable before it is sent.
+        if (placed.claimed.length > 0) await tx.query(`select ${SYNC_COMMIT}`);
         const local = await this.o.signals.relay(
           tx,
           placed.offered.map((run) => ({
@@ -231,17 +258,12 @@ export class Scheduler {
     after: number,
   ): Promise<{ offered: Run[]; claimed: ClaimGrant[]; last?: number; done: boolean; full?: boolean }> {
     const pageSize = this.o.pageSize ?? 200;
-    // Only what placement looks at; the offered rows come back whole from the update.
-    const queued = await tx.query<RunRow>(
-      `select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
-        where r.status in (${statusesSql('offer')}) and r.position > $1 and (r.not_before is null or r.not_before <= now())
-        order by r.position limit $2 for update skip locked`,
-      [after, pageSize],
-    );
+    const page = (await tx.query<{ queued: RunRow[]; cands: Candidate[] }>(PAGE_SQL, [after, pageSize]))
+      .rows[0]!;
+    const queued = { rows: page.queued };
     if (queued.rows.length === 0) return { offered: [], claimed: [], done: true };
     const last = Number(queued.rows[queued.rows.length - 1]!.position);
-    const runtimes = [...new Set(queued.rows.map((r) => r.runtime))];
-    const cands = await tx.query<Candidate>(CANDIDATES_SQL, [runtimes]);
+    const cands = { rows: page.cands };
     const slots = cands.rows.map(toSlot);
     if (slots.length === 0) return { offered: [], claimed: [], last, done: true, full: true };
     const picks: Array<{ id: string; ws: string }> = [];
