@@ -6,6 +6,7 @@ import {
   backoffDelay,
   controlMessageSchema,
   LINK_CLOSE_CODES,
+  parseRetryAfter,
   sleep,
   TransportError,
   type AgentMessage,
@@ -80,6 +81,8 @@ interface AttemptResult {
   opened: boolean;
   code?: number;
   httpStatus?: number;
+  /** The refusal's `Retry-After` (a control plane shedding upgrades sends one). */
+  retryAfterMs?: number;
   reason?: string;
 }
 
@@ -203,6 +206,7 @@ export class LinkClient {
         capMs: this.opts.maxBackoffMs ?? LINK_BACKOFF_CAP_MS,
         jitter: 'full',
         random,
+        retryAfterMs: result.retryAfterMs,
       });
       // Another agent took over this workstation's link: do not fight it in a tight loop.
       if (result.code === LINK_CLOSE_CODES.replaced)
@@ -266,6 +270,7 @@ export class LinkClient {
       };
       ws.on('unexpected-response', (_req, res) => {
         result.httpStatus = res.statusCode;
+        result.retryAfterMs = parseRetryAfter(res.headers['retry-after']);
         result.reason = `upgrade answered ${res.statusCode}`;
         res.resume();
         ws.terminate();

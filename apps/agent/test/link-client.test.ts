@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -86,5 +87,28 @@ describe('LinkClient: no thundering herd on a fleet start or a control-plane res
       .filter((l) => typeof l.retry_in_ms === 'number')
       .map((l) => l.retry_in_ms as number);
     expect(retries.slice(0, 4)).toEqual([500, 799, 799, 799]); // 0.5 s doubling, capped at 800 ms
+  });
+
+  it('waits at least the Retry-After of a control plane that sheds its upgrade (503)', async () => {
+    const server = createServer();
+    server.on('upgrade', (_req, socket) =>
+      socket.end(
+        'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+      ),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const life = new AbortController();
+    stops.push(
+      () => life.abort(),
+      () => new Promise<void>((r) => server.close(() => r())),
+    );
+    const { logger, lines } = testLogger();
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    void client(url, { startJitterMs: 0, random: () => 0, logger }).run(life.signal);
+    await eventually(() => lines.some((l) => typeof l.retry_in_ms === 'number'), 'a shed dial');
+    expect(lines.find((l) => typeof l.retry_in_ms === 'number')).toMatchObject({
+      http_status: 503,
+      retry_in_ms: 2000,
+    });
   });
 });

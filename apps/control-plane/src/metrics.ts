@@ -73,6 +73,11 @@ export const linkMetrics = {
     labelNames: ['type'] as const,
     registers: [],
   }),
+  upgradesShed: new Counter({
+    name: 'runt_cp_link_upgrades_shed_total',
+    help: 'Link upgrades answered 503 at once because too many links were opening (LinkServerOptions.maxOpening)',
+    registers: [],
+  }),
   requests: new Counter({
     name: 'runt_cp_link_requests_total',
     help: 'Fenced run calls answered over agent links, by op and the HTTP status the same call answers with',
@@ -118,6 +123,7 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
   registry.registerMetric(runPathMetrics.sqlTransactions);
   registry.registerMetric(linkMetrics.messages);
   registry.registerMetric(linkMetrics.requests);
+  registry.registerMetric(linkMetrics.upgradesShed);
   registry.registerMetric(runPathMetrics.writeBatches);
   registry.registerMetric(runPathMetrics.writeBatchItems);
   registry.registerMetric(runPathMetrics.writeBatchFallbacks);

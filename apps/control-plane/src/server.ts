@@ -43,6 +43,8 @@ import { loadSecretBox } from './runs/secret-box.js';
 export interface StartOptions {
   /** Use this database instead of opening one from the config (tests). */
   db?: Database;
+  /** Links opening at once at most (`LinkServerOptions.maxOpening`; default 256). */
+  linkMaxOpening?: number;
   logDestination?: DestinationStream;
   pairingLimits?: AttemptLimits;
 }
@@ -270,6 +272,7 @@ export async function startControlPlane(
     logger,
     replicaId,
     pingMs: config.linkPingMs,
+    ...(opts.linkMaxOpening === undefined ? {} : { maxOpening: opts.linkMaxOpening }),
   });
   // Another replica's revoke: drop the cached principal (in the cache) and close its links here now.
   principals.onCredentialChanged = (credentialId) => {

@@ -42,6 +42,14 @@ export interface LinkServerOptions {
   /** Largest message accepted from an agent (default 1 MiB). */
   maxPayloadBytes?: number;
   /**
+   * Links opening at once at most (default {@link LINK_MAX_OPENING}): from the upgrade request to
+   * the link's `registered` (or its end). Past it an upgrade is answered `503` with a
+   * `Retry-After` of 1–5 s at once — no credential lookup, no handshake — and the agent's
+   * jittered backoff brings it back later, so a fleet dialling faster than this process can open
+   * links never queues it past the agents' handshake timeout (work for sockets nobody reads).
+   */
+  maxOpening?: number;
+  /**
    * Messages one link may send, in two token buckets; past either the link is closed with
    * `LINK_CLOSE_CODES.rateLimited`, so one token cannot flood the database behind it.
    * Control messages (`register`, `heartbeat`, `result`): a bucket of `burst` (default 200)
@@ -74,6 +82,9 @@ interface Budget {
 /** A workstation registering more slots than this gets the request budget of this many. */
 const MAX_BUDGET_SLOTS = 1024;
 
+/** Default bound on links opening at once (see `LinkServerOptions.maxOpening`). */
+export const LINK_MAX_OPENING = 256;
+
 /** Where agents dial in. */
 export const AGENT_LINK_PATH = '/api/agent/link';
 
@@ -99,6 +110,10 @@ export class LinkServer {
   private closing = false;
   private readonly pending = new Set<Promise<unknown>>();
   private readonly budgets = new WeakMap<AgentLink, Budget>();
+  /** Upgrades between the request and their link's `registered` (or their end). */
+  private opening = 0;
+  /** Ends a link's share of `opening` once it has registered. */
+  private readonly opened = new WeakMap<AgentLink, () => void>();
   private readonly ops: AgentOps;
   private readonly registrations: LinkRegistrations;
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
@@ -167,6 +182,29 @@ export class LinkServer {
     const path = (req.url ?? '').split('?')[0];
     if (path !== AGENT_LINK_PATH) return refuse(socket, 404, 'not-found', `no route for GET ${path}`);
     if (this.closing) return refuse(socket, 503, 'unavailable', 'shutting down');
+    if (this.opening >= (this.o.maxOpening ?? LINK_MAX_OPENING)) {
+      linkMetrics.upgradesShed.inc();
+      return refuse(
+        socket,
+        503,
+        'unavailable',
+        'too many links opening; retry later',
+        1 + Math.floor(Math.random() * 5),
+      );
+    }
+    this.opening++;
+    let counted = true;
+    const done = () => {
+      if (!counted) return;
+      counted = false;
+      this.opening--;
+    };
+    // Refused, dropped, or closed later: its share ends with the socket at the latest.
+    socket.once('close', done);
+    return this.open(req, socket, head, done);
+  }
+
+  private async open(req: IncomingMessage, socket: Duplex, head: Buffer, done: () => void): Promise<void> {
     const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
     const parsed = token ? parseToken(token) : undefined;
     if (!token || !parsed) return refuse(socket, 401, 'unauthorized', 'missing or malformed bearer token');
@@ -182,10 +220,10 @@ export class LinkServer {
       return refuse(socket, 403, 'forbidden', 'the agent link takes a workstation token');
     if (this.closing || socket.destroyed) return refuse(socket, 503, 'unavailable', 'shutting down');
     const { workstationId, id: credentialId } = principal;
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, workstationId, credentialId));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, workstationId, credentialId, done));
   }
 
-  private accept(socket: WebSocket, workstationId: string, credentialId: string): void {
+  private accept(socket: WebSocket, workstationId: string, credentialId: string, done: () => void): void {
     const link: AgentLink = {
       socket,
       workstationId,
@@ -194,6 +232,7 @@ export class LinkServer {
       registered: false,
       chain: Promise.resolve(),
     };
+    this.opened.set(link, done);
     const old = this.o.registry.add(link);
     if (old) old.socket.close(LINK_CLOSE_CODES.replaced, 'replaced by a newer link');
     socket.on('message', (data, isBinary) => this.onMessage(link, data, isBinary));
@@ -384,6 +423,7 @@ export class LinkServer {
         link.claimer = claimer;
         this.resize(link, msg.workstation.max_runs ?? msg.workstation.cpu_count);
         link.socket.send(JSON.stringify({ type: 'registered', workstation_id: ws }));
+        this.opened.get(link)?.();
         // A drain requested while this agent had no link here (or one it did not act on yet).
         if (registered.draining) link.socket.send(JSON.stringify({ type: 'drain' }));
         // Offers and cancels the agent may have missed while it was away.
@@ -438,13 +478,14 @@ export class LinkServer {
   }
 }
 
-function refuse(socket: Duplex, status: number, code: string, message: string): void {
+function refuse(socket: Duplex, status: number, code: string, message: string, retryAfterS?: number): void {
   const body = JSON.stringify({ error: { code, message } });
   const reason =
     { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' }[status] ??
     'Error';
   const auth = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
+  const retry = retryAfterS === undefined ? '' : `Retry-After: ${retryAfterS}\r\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n${auth}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n${auth}${retry}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }

@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { startHarness, type Harness } from './harness.js';
+import { pairAgent } from './agent-double.js';
+
+/** Dials the link with a workstation token; resolves with the open socket or the refusal. */
+function dial(h: Harness, token: string): Promise<{ ws?: WebSocket; status?: number; retryAfter?: string }> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}/api/agent/link`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    ws.once('open', () => resolve({ ws }));
+    ws.once('unexpected-response', (_req, res) => {
+      resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'] });
+      res.resume();
+      ws.terminate();
+    });
+    ws.once('error', () => {});
+  });
+}
+
+// Issue 9: a fleet dialling faster than the control plane opens links must not queue it past the
+// agents' handshake timeout; past `maxOpening` links in progress the upgrade is shed at once.
+describe('links opening at once are bounded (pglite)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness('pglite', { linkMaxOpening: 2 });
+  });
+  afterAll(async () => h?.close());
+
+  it('answers 503 with a Retry-After past the bound, and opens again once a link has registered', async () => {
+    const [a, b, c] = [
+      await pairAgent(h, 'a', ['fake']),
+      await pairAgent(h, 'b', ['fake']),
+      await pairAgent(h, 'c', ['fake']),
+    ];
+    const first = await dial(h, a.token);
+    const second = await dial(h, b.token);
+    expect(first.ws && second.ws).toBeTruthy();
+    // Two links open and not registered yet: the third is shed without a lookup or handshake.
+    const shed = await dial(h, c.token);
+    expect(shed.status).toBe(503);
+    expect(Number(shed.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(Number(shed.retryAfter)).toBeLessThanOrEqual(5);
+    const metrics = await (await fetch(`${h.cp.url}/metrics`)).text();
+    expect(metrics).toMatch(/^runt_cp_link_upgrades_shed_total [1-9]/m);
+
+    const registered = new Promise((r) =>
+      first.ws!.on('message', (d) => (d as Buffer).toString('utf8').includes('"registered"') && r(true)),
+    );
+    first.ws!.send(
+      JSON.stringify({
+        type: 'register',
+        workstation: {
+          display_name: 'a',
+          cpu_count: 1,
+          runtimes: ['fake'],
+          agent_version: '1',
+          listening: false,
+        },
+        running_run_ids: [],
+      }),
+    );
+    await registered;
+    const third = await dial(h, c.token);
+    expect(third.ws).toBeTruthy();
+    // A link that closes before registering gives its place back too.
+    second.ws!.terminate();
+    third.ws!.terminate();
+    let again: Awaited<ReturnType<typeof dial>> = {};
+    for (let i = 0; i < 100 && !again.ws; i++) {
+      again = await dial(h, b.token);
+      if (!again.ws) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(again.ws).toBeTruthy();
+    again.ws!.terminate();
+    first.ws!.terminate();
+  });
+});
