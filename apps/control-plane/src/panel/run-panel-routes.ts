@@ -13,6 +13,7 @@ import { HttpError, toHttpError } from '../errors.js';
 import { queueCommand } from '../routes/commands.js';
 import { cancelRun, followEvents, lastEventId, submitRun } from '../routes/runs.js';
 import { PendingReasons } from '../runs/pending-reason.js';
+import { toAttempts } from '../runs/run-row.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 import { runFragment, runPage } from './pages/run-page.js';
 import { runsFragment, runsPage, type RunsQuery } from './pages/runs-page.js';
@@ -157,13 +158,24 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
     const found = await r.runs.get(id);
     if (!found) throw new HttpError('not-found', 'no such run');
     const run = found.status === 'queued' ? (await pending.annotate([found]))[0]! : found;
-    const [ws, commands] = await Promise.all([
-      run.workstation_id ? deps.workstations.get(run.workstation_id) : undefined,
+    // Attempts only when there were several (the first attempt is the run row itself); names
+    // only of the workstations shown, not their rows.
+    const attempts = run.attempt > 1 ? await r.runs.attempts(run) : toAttempts(run, []);
+    const ids = attempts.flatMap((a) => (a.workstation_id ? [a.workstation_id] : []));
+    if (run.workstation_id) ids.push(run.workstation_id);
+    const [names, commands] = await Promise.all([
+      workstationNames(deps.db, ids),
       r.commands.list(id, 0, 500),
     ]);
+    const workstationName = run.workstation_id ? names.get(run.workstation_id) : undefined;
     return {
       run,
-      fragment: runFragment(run, { commands, ...(ws ? { workstationName: ws.display_name } : {}) }),
+      fragment: runFragment(run, {
+        commands,
+        attempts,
+        workstationNames: names,
+        ...(workstationName ? { workstationName } : {}),
+      }),
     };
   };
 
@@ -217,22 +229,39 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
     );
   });
 
+  // The whole log, or with ?attempt=N one attempt's (its seq range from the run's attempts, as
+  // `runt run logs --attempt` reads it).
   app.get('/runs/:id/log', securityHeaders, session, async (c) => {
     const id = c.req.param('id');
-    const first = await r.events.list(id, 0, 1000);
+    const wanted = c.req.query('attempt');
+    let after = 0;
+    let last = Infinity;
+    if (wanted !== undefined) {
+      const run = await r.runs.get(id);
+      if (!run) throw new HttpError('not-found', 'no such run');
+      const n = Number(wanted);
+      const attempt = Number.isSafeInteger(n)
+        ? (await r.runs.attempts(run)).find((a) => a.attempt === n)
+        : undefined;
+      if (!attempt) throw new HttpError('not-found', `run ${id} has no attempt ${wanted.slice(0, 20)}`);
+      after = attempt.first_event_seq - 1;
+      last = attempt.last_event_seq ?? Infinity;
+    }
+    const first = await r.events.list(id, after, 1000);
     if (!first) throw new HttpError('not-found', 'no such run');
     c.header('Content-Type', 'text/plain; charset=utf-8');
-    c.header('Content-Disposition', `attachment; filename="${id.replace(/[^\w.-]/g, '_')}.log"`);
+    const name = `${id}${wanted !== undefined ? `-attempt-${Number(wanted)}` : ''}`.replace(/[^\w.-]/g, '_');
+    c.header('Content-Disposition', `attachment; filename="${name}.log"`);
     return stream(c, async (s) => {
       let page = first;
       for (;;) {
         const chunk = Buffer.concat(
-          page.events.filter((e) => e.type === 'log').map((e) => logBytes(e.payload)),
+          page.events.filter((e) => e.type === 'log' && e.seq <= last).map((e) => logBytes(e.payload)),
         );
         if (chunk.length > 0) await s.write(chunk);
-        const last = page.events[page.events.length - 1];
-        if (!last || page.events.length < 1000) break;
-        const next = await r.events.list(id, last.seq, 1000);
+        const end = page.events[page.events.length - 1];
+        if (!end || page.events.length < 1000 || end.seq >= last) break;
+        const next = await r.events.list(id, end.seq, 1000);
         if (!next) break;
         page = next;
       }

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlaneClient } from '@runt/protocol';
 import { startHarness, type Harness } from '../harness.js';
 import { pairAgent, uniqueRuntime } from '../agent-double.js';
-import { launchBrowser, type TestBrowser } from './browser.js';
+import { expectAccessible, launchBrowser, type TestBrowser } from './browser.js';
 
 const until = <T>(probe: () => Promise<T> | T, timeout = 30_000) =>
   expect.poll(probe, { timeout, interval: 100 });
@@ -41,7 +41,7 @@ async function cuttableProxy(
   };
 }
 
-/** The run page in Chromium: why a run is still queued, its timeouts, and a 1 MB live log across a reconnect. */
+/** The run page in Chromium: why a run is still queued, its timeouts, its attempts, and a 1 MB live log across a reconnect. */
 describe.each(TEST_BACKENDS)('the run page in Chromium on %s', (backend) => {
   let h: Harness;
   let b: TestBrowser;
@@ -90,6 +90,72 @@ describe.each(TEST_BACKENDS)('the run page in Chromium on %s', (backend) => {
     expect(await page.locator('[data-timeout]').textContent()).toBe('none');
     expect(await page.locator('[data-queue-timeout]').textContent()).toBe('none');
     await admin.cancelRun(plain.id); // nothing unplaceable stays queued for the next test
+  }, 120_000);
+
+  it('shows each attempt of a run retried once on a nonzero exit, live, with its own log', async () => {
+    const { page } = b;
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'retry-box', [runtime]);
+    await agent.connect({ max_runs: 1 });
+    const { run } = await admin.submitRun({
+      runtime,
+      command: ['x'],
+      retry: { on: ['nonzero-exit'], max_attempts: 2, backoff: { initial_s: 0 } },
+    });
+    const attemptOnce = async (
+      data: string,
+      outcome: { status: 'failed' | 'completed'; exit_code: number },
+    ) => {
+      await h.cp.scheduler.pass();
+      await until(async () => (await admin.getRun(run.id)).run.status).toBe('offered');
+      const claim = await agent.client.claimRun(run.id, { runner_id: 'r', lease_ms: 60_000 });
+      await agent.client.reportStatus(run.id, {
+        fencing_token: claim.fencing_token,
+        status: 'running',
+        events: [{ seq: claim.next_event_seq, type: 'log', payload: { stream: 'stdout', data } }],
+      });
+      await agent.client.reportStatus(run.id, {
+        fencing_token: claim.fencing_token,
+        ...outcome,
+        ...(outcome.exit_code ? { failure_kind: 'nonzero-exit' as const } : {}),
+      });
+    };
+    await attemptOnce('first try\n', { status: 'failed', exit_code: 3 });
+
+    // Attempt 1 failed and was retried: the page lists it beside the queued attempt 2.
+    await page.goto(`${h.cp.url}/runs/${run.id}`);
+    const row = (n: number) => page.locator(`[data-attempt="${n}"]`);
+    expect(await page.locator('[data-attempt]').count()).toBe(2);
+    expect(await row(1).locator('[data-attempt-status]').getAttribute('data-attempt-status')).toBe('failed');
+    expect(await row(1).locator('[data-attempt-exit]').textContent()).toBe('3');
+    expect(await row(1).textContent()).toContain('nonzero-exit');
+    // (the retry is placed at once: backoff 0)
+    expect(['queued', 'offered']).toContain(
+      await row(2).locator('[data-attempt-status]').getAttribute('data-attempt-status'),
+    );
+
+    // Attempt 2 succeeds; the attempts follow without a reload.
+    await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+    await attemptOnce('second try\n', { status: 'completed', exit_code: 0 });
+    await until(() => row(2).locator('[data-attempt-status]').getAttribute('data-attempt-status')).toBe(
+      'completed',
+    );
+    expect(await row(2).locator('[data-attempt-exit]').textContent()).toBe('0');
+    expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+
+    // Each attempt's log link gives that attempt's output only; an attempt it never had is a 404.
+    const fetchText = (href: string) =>
+      page.evaluate(async (u) => {
+        const res = await fetch(u);
+        return { status: res.status, text: await res.text() };
+      }, href);
+    const href1 = (await page.locator('#attempt-log-1').getAttribute('href'))!;
+    const href2 = (await page.locator('#attempt-log-2').getAttribute('href'))!;
+    expect(await fetchText(href1)).toEqual({ status: 200, text: 'first try\n' });
+    expect(await fetchText(href2)).toEqual({ status: 200, text: 'second try\n' });
+    expect((await fetchText(`/runs/${run.id}/log`)).text).toBe('first try\nsecond try\n');
+    expect((await fetchText(`/runs/${run.id}/log?attempt=3`)).status).toBe(404);
+    await expectAccessible(page, 'a run retried once, with its attempts');
   }, 120_000);
 
   it('gets 1 MB of live output in order, without gaps or repeats, across a dropped connection', async () => {

@@ -1,5 +1,5 @@
 import { html } from 'hono/html';
-import { isSecretEnv, isTerminalRunStatus, type Run, type RunCommand } from '@runt/protocol';
+import { isSecretEnv, isTerminalRunStatus, type Run, type RunAttempt, type RunCommand } from '@runt/protocol';
 import { ago, badge, type Html } from '../layout.js';
 import { commandText, duration } from './runs-page.js';
 
@@ -10,8 +10,16 @@ export function maskedEnv(run: Pick<Run, 'env' | 'secret_env_names'>): Array<[st
   return Object.entries(run.env).map(([k, v]) => [k, isSecretEnv(k, run.secret_env_names) ? MASK : v]);
 }
 
-/** Status, timeline and commands: the live part of the run page. */
-export function runFragment(run: Run, opts: { workstationName?: string; commands: RunCommand[] }): Html {
+/** Status, timeline, attempts and commands: the live part of the run page. */
+export function runFragment(
+  run: Run,
+  opts: {
+    workstationName?: string;
+    commands: RunCommand[];
+    attempts: RunAttempt[];
+    workstationNames?: Map<string, string>;
+  },
+): Html {
   const steps: Array<[string, string | null]> = [
     ['queued', run.created_at],
     ['offered', run.offered_at],
@@ -35,6 +43,7 @@ ${steps.map(([name, at], i) => {
   return html`<tr><th scope="row">${name}</th><td>${at ? html`<time datetime="${at}" title="${at}">${at.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}</time>` : '–'}</td><td>${at && (next || !isTerminalRunStatus(run.status)) && i < 4 ? duration(at, next) : '–'}</td></tr>`;
 })}
 </tbody></table>
+${opts.attempts.length > 1 ? attemptsTable(run, opts.attempts, opts.workstationNames ?? new Map<string, string>()) : ''}
 <h2 id="commands">Commands</h2>
 ${
   opts.commands.length === 0
@@ -45,6 +54,22 @@ ${opts.commands.map(
     html`<tr data-command="${c.id}"><th scope="row">${c.seq}</th><td class="mono">${commandText(c.payload.command)}</td><td>${badge(c.state)}</td><td>${c.exit_code ?? '–'}</td><td>${ago(c.created_at)}</td></tr>`,
 )}</tbody></table>`
 }`;
+}
+
+/**
+ * Every attempt of a retried or re-queued run (the API's `attempts`): its outcome, exit code,
+ * failure kind, times, and a link to its own log (the events of its seq range, as
+ * `runt run logs --attempt` reads them).
+ */
+function attemptsTable(run: Run, attempts: RunAttempt[], names: Map<string, string>): Html {
+  const at = (t: string | null) =>
+    t ? html`<time datetime="${t}" title="${t}">${t.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}</time>` : '–';
+  return html`<h2 id="attempts">Attempts</h2>
+<table data-attempts><thead><tr><th scope="col">#</th><th scope="col">Status</th><th scope="col">Workstation</th><th scope="col">Exit code</th><th scope="col">Failure</th><th scope="col">Started</th><th scope="col">Finished</th><th scope="col">Took</th><th scope="col">Log</th></tr></thead><tbody>
+${attempts.map(
+  (a) =>
+    html`<tr data-attempt="${a.attempt}"><th scope="row">${a.attempt}</th><td data-attempt-status="${a.status}">${badge(a.status)}</td><td>${a.workstation_id ? (names.get(a.workstation_id) ?? a.workstation_id) : '–'}</td><td data-attempt-exit>${a.exit_code ?? '–'}</td><td>${a.failure_kind ? html`<span class="mono">${a.failure_kind}</span>${a.failure_message ? html`: ${a.failure_message}` : ''}` : '–'}${a.retry_at ? html`<br><span class="hint">retried, not before ${at(a.retry_at)}</span>` : ''}</td><td>${at(a.started_at)}</td><td>${at(a.finished_at)}</td><td>${a.started_at && (a.finished_at || !isTerminalRunStatus(a.status)) ? duration(a.started_at, a.finished_at) : '–'}</td><td><a href="/runs/${run.id}/log?attempt=${a.attempt}" download id="attempt-log-${a.attempt}" aria-label="Download the log of attempt ${a.attempt}">Log</a></td></tr>`,
+)}</tbody></table>`;
 }
 
 export function runPage(run: Run, fragment: Html, opts: { message?: string; commandValue?: string }): Html {
