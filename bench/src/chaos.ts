@@ -284,10 +284,16 @@ async function main(): Promise<void> {
         await sleep(rand(1000, 4000));
         await cp.start();
       } else {
-        const a = agents[Math.floor(Math.random() * agents.length)]!;
-        killAgent(a);
-        kills.agents++;
-        setTimeout(() => startAgent(a), rand(500, 4000));
+        // Only an agent whose process is up: one killed and not yet restarted would get a second
+        // restart timer, two CLIs for one state dir, and the harness would lose track of one
+        // (it then never exits after its report).
+        const up = agents.filter((x) => x.proc?.pid && x.proc.exitCode === null);
+        const a = up[Math.floor(Math.random() * up.length)];
+        if (a) {
+          killAgent(a);
+          kills.agents++;
+          setTimeout(() => startAgent(a), rand(500, 4000));
+        }
       }
     }
     await submitter;
