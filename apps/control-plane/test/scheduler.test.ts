@@ -215,3 +215,50 @@ describe.each(TEST_BACKENDS)('scheduler after an unplaceable run, on %s', (backe
     expect((await admin.getRun(waiting.id)).run.status).toBe('queued');
   });
 });
+
+// The queue is read a page (200 runs) at a time: a first page that cannot be placed — no
+// workstation for its runtime, or its workstations filled by this very pass — must not hide a
+// placeable run behind it (it was never offered: the pass stopped at the first page).
+describe.each(TEST_BACKENDS)('scheduler behind a full page of unplaceable runs, on %s', (backend) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness(backend, {}, { schedulerTickMs: 100, sweepIntervalMs: 100 });
+  });
+  afterAll(async () => h?.close());
+
+  const submitBatch = async (runs: Array<{ runtime: string }>) => {
+    const r = await h.api('/api/runs/batch', {
+      token: h.adminToken,
+      body: { runs: runs.map((x) => ({ ...x, command: ['x'] })) },
+    });
+    expect(r.status).toBe(201);
+    return r.json.runs as Array<{ run: { id: string } }>;
+  };
+
+  it('offers a run queued behind a page of runs whose only workstation this pass filled', async () => {
+    const busy = uniqueRuntime();
+    const small = await pairAgent(h, 'small-box', [busy]);
+    await small.connect({ max_runs: 2 });
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'behind-full', [runtime]);
+    await agent.connect();
+    // 202: once two are offered, a whole page of them is still queued ahead of the placeable run.
+    const out = await submitBatch([...Array.from({ length: 202 }, () => ({ runtime: busy })), { runtime }]);
+    await h.cp.scheduler.pass();
+    await agent.waitFor('offer', (m) => m.run.id === out[202]!.run.id);
+    expect(small.messages.filter((m) => m.type === 'offer')).toHaveLength(2);
+  });
+
+  it('offers a run queued behind 200 runs no workstation offers a runtime for', async () => {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'behind-nowhere', [runtime]);
+    await agent.connect();
+    const nowhere = uniqueRuntime();
+    const out = await submitBatch([
+      ...Array.from({ length: 200 }, () => ({ runtime: nowhere })),
+      { runtime },
+    ]);
+    await h.cp.scheduler.pass();
+    await agent.waitFor('offer', (m) => m.run.id === out[200]!.run.id);
+  });
+});

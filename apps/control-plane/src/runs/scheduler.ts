@@ -228,11 +228,15 @@ export class Scheduler {
         }
         for (const [workstationId, runs] of claimed)
           local.push({ workstationId, message: { type: 'offer-claimed', runs } });
-        // Every workstation that could take these runs is full; a submit of another runtime (or
-        // other labels) may still fit elsewhere, so only a fleet without a free slot is saturated.
-        const saturated =
-          placed.full === true && !(await tx.query<{ free: boolean }>(ANY_FREE_SQL)).rows[0]?.free;
-        return { ...placed, local, saturated, unopenable };
+        // The workstations that could take this page's runs are full (or there are none); runs of
+        // other runtimes or labels, later in the queue or submitted next, may still fit elsewhere,
+        // so the pass stops early, and counts as saturated, only when the whole fleet has no free
+        // slot.
+        const fleetFull =
+          (placed.full === true || (placed.exhausted && !placed.done)) &&
+          !(await tx.query<{ free: boolean }>(ANY_FREE_SQL)).rows[0]?.free;
+        const saturated = placed.full === true && fleetFull;
+        return { ...placed, done: placed.done || fleetFull, local, saturated, unopenable };
       });
       // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
       for (const [g, e] of page.unopenable) {
@@ -256,16 +260,36 @@ export class Scheduler {
   private async placePage(
     tx: Queryable,
     after: number,
-  ): Promise<{ offered: Run[]; claimed: ClaimGrant[]; last?: number; done: boolean; full?: boolean }> {
+  ): Promise<{
+    offered: Run[];
+    claimed: ClaimGrant[];
+    last?: number;
+    /** The queue has no run after this page. */
+    done: boolean;
+    /** Runs of this page were left queued and every candidate slot is taken (or none exists). */
+    full?: boolean;
+    /** No candidate slot for this page's runtimes is left (the fleet may still have others). */
+    exhausted: boolean;
+  }> {
     const pageSize = this.o.pageSize ?? 200;
     const page = (await tx.query<{ queued: RunRow[]; cands: Candidate[] }>(PAGE_SQL, [after, pageSize]))
       .rows[0]!;
     const queued = { rows: page.queued };
-    if (queued.rows.length === 0) return { offered: [], claimed: [], done: true };
+    if (queued.rows.length === 0) return { offered: [], claimed: [], done: true, exhausted: false };
     const last = Number(queued.rows[queued.rows.length - 1]!.position);
     const cands = { rows: page.cands };
     const slots = cands.rows.map(toSlot);
-    if (slots.length === 0) return { offered: [], claimed: [], last, done: true, full: true };
+    // No workstation offers these runtimes with a free slot: later pages may hold others (the
+    // pass decides whether to go on, see pass()).
+    if (slots.length === 0)
+      return {
+        offered: [],
+        claimed: [],
+        last,
+        done: queued.rows.length < pageSize,
+        full: true,
+        exhausted: true,
+      };
     const picks: Array<{ id: string; ws: string }> = [];
     for (const run of queued.rows) {
       const slot = pick(slots, run);
@@ -282,6 +306,7 @@ export class Scheduler {
         last,
         done: queued.rows.length < pageSize,
         full: slots.every((s) => s.freeRuns <= 0),
+        exhausted: slots.every((s) => s.freeRuns <= 0),
       };
     // A workstation whose agent takes offers already claimed gets its runs leased to its runner
     // in the same transaction (one statement for all of them); the others are offered plainly.
@@ -299,8 +324,9 @@ export class Scheduler {
       offered,
       claimed,
       last,
-      done: queued.rows.length < pageSize || full,
+      done: queued.rows.length < pageSize,
       full: full && picks.length < queued.rows.length,
+      exhausted: full,
     };
   }
 }
