@@ -25,6 +25,11 @@ export const ENV_HELP: ReadonlyArray<readonly [name: string, help: string]> = [
     'RUNT_RUN_TIMEOUT_GRACE_S',
     'seconds past timeout_s before the sweeper fails a run its agent did not stop (default 60)',
   ],
+  [
+    'RUNT_SECRET_KEY',
+    'key sealing secret env entries at rest: base64 of 32 bytes (PGlite default: generated once, 0600 in the data dir; Postgres: required for secret env, the same on every replica)',
+  ],
+  ['RUNT_SECRET_KEY_FILE', 'a file holding RUNT_SECRET_KEY (0600)'],
   ['RUNT_PRINT_PAIRING_CODE', '1: print a fresh pairing code at every start, not only the first'],
 ];
 
