@@ -125,6 +125,8 @@ export class Agent {
   /** When HTTP may stand in for a link that is down (never, for an agent without a link: at once). */
   #linkGrace: LinkDownGrace | undefined;
   #drainOnStart = false;
+  /** The control plane asked for this stop (a drain): it shows the workstation draining until the agent exits. */
+  #drainRequested = false;
   /** Hand-backs going out over HTTP (no link): the exit waits for them. */
   readonly #handingBack = new Set<Promise<void>>();
   #stopped!: () => void;
@@ -493,6 +495,7 @@ export class Agent {
   /** The control plane asked for a drain: stop taking runs, finish the held ones (no grace limit), stop. */
   #drain(): void {
     if (this.#shutdown) return;
+    this.#drainRequested = true;
     this.#log.info('drain requested: finishing the runs held, then stopping');
     void this.shutdown({ graceMs: Number.MAX_SAFE_INTEGER });
   }
@@ -528,8 +531,10 @@ export class Agent {
     this.#slots.freed(); // parked offers are declined
     this.#pollWake?.();
     // Told at once, so the scheduler stops placing runs here while held runs finish (each would
-    // only be handed back, and placed here again).
-    const notListening = this.#sayNotListening();
+    // only be handed back, and placed here again). Not on a drain the control plane asked for: it
+    // places nothing on a draining workstation already, and `listening: false` ends the drain
+    // there — the workstation would show online, not draining, while its runs finish.
+    const notListening = this.#drainRequested ? Promise.resolve() : this.#sayNotListening();
     // Claims in flight first: one answered before the agent stopped taking runs is held (and
     // gets the grace below), one answered after is handed back, never started (issue 8 review:
     // a claim answered after this point used to start a run once the runtimes were closed).
