@@ -562,6 +562,9 @@ export class Agent {
     this.#state = 'stopping';
     this.#life.abort();
     await notListening;
+    // Said again, on purpose: the early one was skipped (a drain) or may have failed, and a
+    // registration in flight since before the stop (the start's, retried until done) may have
+    // landed after it with `listening: true`. The last word at exit must be `false`.
     await this.#sayNotListening();
     await Promise.all(this.#handingBack);
     await this.#registry.close().catch(() => undefined);
