@@ -1,10 +1,11 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { redactingLogOptions } from '@runt/transport-auth';
-import { defaultLogFormat, prettyDestination, useColour, type LogFormat } from './log-format.js';
+import { colourEnabled, defaultLogFormat, prettyDestination, type LogFormat } from './log-format.js';
 
 /**
  * The agent's logger (pino). `json`: JSON lines on stdout, or `destination`. `pretty`: one short
- * line per event for a person (`log-format.ts`), coloured on a terminal unless `NO_COLOR` is set.
+ * line per event for a person (`log-format.ts`), coloured when {@link colourEnabled} says so for
+ * the stream it writes to and `env` (a terminal without `NO_COLOR`, or `FORCE_COLOR`).
  * Without a format: pretty when stdout is a terminal, JSON otherwise. Every object and message
  * passes through `redactSecrets` before either format sees it, so a token that slips into a log
  * line is masked, never written.
@@ -17,14 +18,10 @@ export function createLogger(
   level = 'info',
   destination?: DestinationStream,
   format: LogFormat = destination ? 'json' : defaultLogFormat(process.stdout),
+  env: NodeJS.ProcessEnv = process.env,
 ): Logger {
-  const out =
-    format === 'pretty'
-      ? prettyDestination(
-          (destination as NodeJS.WritableStream | undefined) ?? process.stdout,
-          !destination && useColour(process.stdout),
-        )
-      : destination;
+  const stream = (destination as (NodeJS.WritableStream & { isTTY?: boolean }) | undefined) ?? process.stdout;
+  const out = format === 'pretty' ? prettyDestination(stream, colourEnabled(stream, env)) : destination;
   return pino(
     {
       level,

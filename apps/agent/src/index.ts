@@ -30,7 +30,7 @@ export {
   defaultLogFormat,
   prettyDestination,
   prettyLine,
-  useColour,
+  colourEnabled,
   LOG_FORMATS,
   type LogFormat,
 } from './log-format.js';

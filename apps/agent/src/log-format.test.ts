@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiError, TransportError } from '@runt/protocol';
 import { mintToken } from '@runt/transport-auth';
 import { createLogger } from './create-logger.js';
-import { prettyLine } from './log-format.js';
+import { colourEnabled, prettyLine } from './log-format.js';
 import { formatDuration, Reachability, unreachableReason } from './reachability.js';
 
 function sink() {
@@ -45,11 +45,45 @@ describe('pretty log lines', () => {
   it('goes through the same redaction as JSON', () => {
     const token = mintToken('workstation');
     const { stream, lines } = sink();
-    const log = createLogger('info', stream, 'pretty');
+    const log = createLogger('info', stream, 'pretty', {});
     log.info({ header: `Bearer ${token}` }, `token ${token}`);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/INFO {2}token rnt_ws_…\[redacted\]/);
     expect(lines[0]).not.toContain(token.slice('rnt_ws_'.length));
+  });
+});
+
+describe('colourEnabled, the one colour rule of the agent and the CLI', () => {
+  const tty = { isTTY: true };
+  const pipe = { isTTY: false };
+  it('colours a terminal, not a pipe', () => {
+    expect(colourEnabled(tty, {})).toBe(true);
+    expect(colourEnabled(pipe, {})).toBe(false);
+  });
+  it('is off with NO_COLOR (not when empty), TERM=dumb and FORCE_COLOR=0/false', () => {
+    expect(colourEnabled(tty, { NO_COLOR: '1' })).toBe(false);
+    expect(colourEnabled(tty, { NO_COLOR: '' })).toBe(true);
+    expect(colourEnabled(tty, { TERM: 'dumb' })).toBe(false);
+    expect(colourEnabled(tty, { FORCE_COLOR: '0' })).toBe(false);
+    expect(colourEnabled(tty, { FORCE_COLOR: 'false' })).toBe(false);
+  });
+  it('FORCE_COLOR colours even a pipe, and wins over NO_COLOR and TERM=dumb', () => {
+    expect(colourEnabled(pipe, { FORCE_COLOR: '1' })).toBe(true);
+    expect(colourEnabled(pipe, { FORCE_COLOR: '1', NO_COLOR: '1', TERM: 'dumb' })).toBe(true);
+  });
+  it("decides the agent's pretty lines: FORCE_COLOR colours them when piped, TERM=dumb keeps a terminal plain", () => {
+    const piped = sink();
+    createLogger('info', piped.stream, 'pretty', { FORCE_COLOR: '1' }).info('hello');
+    expect(piped.lines[0]).toContain('\x1b[36mINFO');
+    const plain = sink();
+    createLogger('info', plain.stream, 'pretty', {}).info('hello');
+    expect(plain.lines[0]).not.toContain('\x1b[');
+    const terminal = sink();
+    Object.assign(terminal.stream, { isTTY: true });
+    createLogger('info', terminal.stream, 'pretty', {}).info('on a terminal');
+    expect(terminal.lines[0]).toContain('\x1b[36mINFO');
+    createLogger('info', terminal.stream, 'pretty', { TERM: 'dumb' }).info('dumb terminal');
+    expect(terminal.lines[1]).not.toContain('\x1b[');
   });
 });
 

@@ -16,9 +16,24 @@ export function defaultLogFormat(out: { isTTY?: boolean }): LogFormat {
   return out.isTTY === true ? 'pretty' : 'json';
 }
 
-/** Colour only on a terminal and never with `NO_COLOR` set (https://no-color.org). */
-export function useColour(out: { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): boolean {
-  return out.isTTY === true && !env.NO_COLOR;
+/**
+ * Whether runt colours what it writes for a person — the agent's pretty log lines and the CLI's
+ * tables — the one home of that choice: `FORCE_COLOR` set to anything but `0`/`false` forces
+ * colour even when piped, `FORCE_COLOR=0` turns it off (as Node and `supports-color` read it; it
+ * wins over `NO_COLOR`, as `CLICOLOR_FORCE` does for `gh`); otherwise only when the output is a
+ * terminal, `NO_COLOR` is unset or empty (https://no-color.org) and `TERM` is not `dumb`.
+ *
+ * @example
+ * colourEnabled({ isTTY: false }, { FORCE_COLOR: '1' }); // true
+ */
+export function colourEnabled(
+  out: { isTTY?: boolean } = process.stdout,
+  env: NodeJS.ProcessEnv = process.env,
+): boolean {
+  const force = env.FORCE_COLOR;
+  if (force !== undefined && force !== '') return force !== '0' && force !== 'false';
+  if ((env.NO_COLOR ?? '') !== '' || env.TERM === 'dumb') return false;
+  return out.isTTY === true;
 }
 
 const LEVELS: Record<number, { name: string; colour: string }> = {
@@ -65,7 +80,7 @@ export function prettyLine(entry: Record<string, unknown>, colour: boolean): str
  * passed on as it is).
  *
  * @example
- * const log = pino({}, prettyDestination(process.stdout, useColour(process.stdout)));
+ * const log = pino({}, prettyDestination(process.stdout, colourEnabled(process.stdout)));
  */
 export function prettyDestination(out: NodeJS.WritableStream, colour: boolean): DestinationStream {
   return {

@@ -1,3 +1,9 @@
+// The subpath, not the package root: a table command must not load the whole agent to colour a word.
+import { colourEnabled } from '@runt/agent/log-format';
+
+/** The CLI's colour rule is the agent's (one home: `@runt/agent/log-format`). */
+export { colourEnabled };
+
 /** Green for what is done or healthy, red for what failed or is gone, yellow for what needs a look, cyan in flight. */
 const CODES: Record<string, number> = {
   // runs and attempts
@@ -20,26 +26,6 @@ const CODES: Record<string, number> = {
   missing: 31,
   unknown: 33,
 };
-
-/**
- * Whether the CLI colours what it prints, the one home of that choice: `FORCE_COLOR` set to
- * anything but `0` forces colour even when piped, `FORCE_COLOR=0` turns it off (as Node and
- * `supports-color` read it; it wins over `NO_COLOR`, as `CLICOLOR_FORCE` does for `gh`);
- * otherwise only when stdout is a terminal, `NO_COLOR` is unset or empty (https://no-color.org)
- * and `TERM` is not `dumb`.
- *
- * @example
- * colourEnabled({ isTTY: false }, { FORCE_COLOR: '1' }); // true
- */
-export function colourEnabled(
-  out: { isTTY?: boolean } = process.stdout,
-  env: NodeJS.ProcessEnv = process.env,
-): boolean {
-  const force = env.FORCE_COLOR;
-  if (force !== undefined && force !== '') return force !== '0' && force !== 'false';
-  if ((env.NO_COLOR ?? '') !== '' || env.TERM === 'dumb') return false;
-  return out.isTTY === true;
-}
 
 /**
  * A status as tables show it (runs, attempts, workstations, credentials, workspaces): coloured

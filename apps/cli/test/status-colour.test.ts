@@ -13,6 +13,7 @@ describe('colourStatus', () => {
     expect(colourStatus('revoked', tty, {})).toBe('\u001b[31mrevoked\u001b[0m');
     expect(colourStatus('queued', tty, {})).toBe('queued');
   });
+  // The rule itself (FORCE_COLOR, NO_COLOR, TERM) is tested where it lives, @runt/agent log-format.test.ts.
   it('is plain when piped, with NO_COLOR, with TERM=dumb, and with FORCE_COLOR=0', () => {
     expect(colourStatus('failed', pipe, {})).toBe('failed');
     expect(colourStatus('failed', tty, { NO_COLOR: '1' })).toBe('failed');
