@@ -498,15 +498,27 @@ describe('deploy/ files', () => {
         reject: false,
         all: true,
       });
-    const ok = await compose({ POSTGRES_PASSWORD: 'pw', RUNT_ADMIN_TOKEN: 'rnt_adm_x' });
+    const key = 'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=';
+    const ok = await compose({
+      POSTGRES_PASSWORD: 'pw',
+      RUNT_ADMIN_TOKEN: 'rnt_adm_x',
+      RUNT_SECRET_KEY: key,
+    });
     expect(ok.exitCode, String(ok.all)).toBe(0);
     const config = String(ok.stdout);
     for (const service of ['postgres', 'cp1', 'cp2', 'cp3', 'lb'])
       expect(config).toMatch(new RegExp(`^  ${service}:$`, 'm'));
     expect(config.match(/DATABASE_URL: postgres:\/\/runt:pw@postgres:5432\/runt/g)).toHaveLength(3);
     expect(config.match(/read_only: true/g)?.length).toBeGreaterThanOrEqual(4);
-    const missing = await compose({ POSTGRES_PASSWORD: 'pw' });
+    // every replica gets the same secret key, or one could not open what another sealed
+    expect(config.match(new RegExp(`RUNT_SECRET_KEY: ${key.replace(/[+/=]/g, '\\$&')}`, 'g'))).toHaveLength(
+      3,
+    );
+    const missing = await compose({ POSTGRES_PASSWORD: 'pw', RUNT_SECRET_KEY: key });
     expect(missing.exitCode).not.toBe(0);
     expect(String(missing.all)).toContain('set RUNT_ADMIN_TOKEN');
+    const noKey = await compose({ POSTGRES_PASSWORD: 'pw', RUNT_ADMIN_TOKEN: 'rnt_adm_x' });
+    expect(noKey.exitCode).not.toBe(0);
+    expect(String(noKey.all)).toContain('set RUNT_SECRET_KEY');
   });
 });
