@@ -116,10 +116,10 @@ export const adminFlags = {
   }),
 };
 
-/** The workstation id argument of the operator commands that act on one workstation. */
+/** The workstation argument of the operator commands that act on one workstation (resolved with workstation-ref.ts). */
 export const workstationIdArg = Args.string({
   required: true,
-  description: 'workstation id (runt workstation status --json lists them)',
+  description: 'workstation name or id (runt workstation status lists them)',
 });
 
 /** A client authenticated as an operator (see {@link resolveAdmin}), or a clear error. */

@@ -7,7 +7,7 @@ import { startRunsHarness, terminal, type RunsHarness, type TestAgent } from './
 const ESC = '\u001b';
 
 // `run list` names workstations as people do: the WORKSTATION column shows the name, and
-// `--workstation` takes a name or an id (issue 12).
+// `--workstation` (and the admin commands' workstation argument) takes a name or an id (issue 12).
 describe('run list and workstation names', () => {
   let h: RunsHarness;
   let agent: TestAgent;
@@ -68,5 +68,35 @@ describe('run list and workstation names', () => {
     const piped = await runt(['run', 'list'], h.adminEnv);
     expect(piped.stdout).toContain('failed');
     expect(piped.stdout).not.toContain('\u001b[');
+  }, 300_000);
+
+  // Last: the drain ends the agent (it finishes its runs and exits).
+  it('run submit --workstation, admin drain and undrain take a name; run show names the workstation', async () => {
+    const submitted = await runt(
+      ['run', 'submit', '--runtime', 'process', '--workstation', 'build-box', '--', '/bin/true'],
+      h.adminEnv,
+    );
+    expect(submitted.exitCode, submitted.stderr).toBe(0);
+    const runId = submitted.stdout.trim();
+    const done = await terminal(h.admin, runId);
+    expect(done.workstation_id).toBe(agent.workstationId);
+    const shown = await runt(['run', 'show', runId], h.adminEnv);
+    expect(shown.stdout).toMatch(new RegExp(`^workstation\\s+build-box \\(${agent.workstationId}\\)$`, 'm'));
+
+    const unknown = await runt(
+      ['run', 'submit', '--runtime', 'process', '--workstation', 'no-such-box', '--', '/bin/true'],
+      h.adminEnv,
+    );
+    expect(unknown.exitCode).toBe(1);
+    expect(unknown.stderr.trim()).toBe(
+      'runt: no workstation named or with id no-such-box (runt workstation status lists them)',
+    );
+
+    const drained = await runt(['admin', 'drain', 'build-box'], h.adminEnv);
+    expect(drained.exitCode, drained.stderr).toBe(0);
+    expect(drained.stdout).toContain(`Draining ${agent.workstationId} (build-box)`);
+    const undrained = await runt(['admin', 'undrain', agent.workstationId], h.adminEnv);
+    expect(undrained.exitCode, undrained.stderr).toBe(0);
+    expect(undrained.stdout).toContain(`Undrained ${agent.workstationId} (build-box)`);
   }, 300_000);
 });

@@ -1,9 +1,9 @@
 import { Command, Flags } from '@oclif/core';
-import { runStatusSchema, type ControlPlaneClient, type Run, type Workstation } from '@runt/protocol';
+import { runStatusSchema, type Run } from '@runt/protocol';
 import { adminClient, adminFlags } from '../../config.js';
-import { CliError } from '../../errors.js';
 import { relativeTime } from '../../relative-time.js';
 import { tableLines } from '../../table.js';
+import { fleetOf, workstationIdOf } from '../../workstation-ref.js';
 
 export default class RunList extends Command {
   static override summary = 'List runs, newest first.';
@@ -48,23 +48,4 @@ export default class RunList extends Command {
     }
     return page;
   }
-}
-
-async function fleetOf(client: ControlPlaneClient): Promise<Workstation[]> {
-  return (await client.listWorkstations()).workstations;
-}
-
-/**
- * `--workstation` as a user types it: an id, or a name (display name) that names exactly one
- * workstation, as `docker` and `nomad` take a name or an id.
- */
-export function workstationIdOf(fleet: Workstation[], given: string): string {
-  if (fleet.some((w) => w.id === given)) return given;
-  const named = fleet.filter((w) => w.display_name === given);
-  if (named.length === 1) return named[0]!.id;
-  if (named.length > 1)
-    throw new CliError(
-      `--workstation ${given} names ${named.length} workstations (${named.map((w) => w.id).join(', ')}): pass an id`,
-    );
-  throw new CliError(`no workstation named or with id ${given} (runt workstation status lists them)`);
 }

@@ -4,6 +4,7 @@ import { adminClient, adminFlags } from '../../config.js';
 import { relativeTime } from '../../relative-time.js';
 import { colourStatus } from '../../status-colour.js';
 import { tableLines } from '../../table.js';
+import { fleetOf, workstationLabel } from '../../workstation-ref.js';
 
 export default class RunShow extends Command {
   static override summary = 'Show one run: status, placement, exit code, failure, and each attempt.';
@@ -20,13 +21,14 @@ export default class RunShow extends Command {
     const client = await adminClient(flags);
     const { run } = await client.getRun(args.id);
     if (!this.jsonEnabled()) {
+      const fleet = run.workstation_id === null ? [] : await fleetOf(client);
       const rows: [string, string][] = [
         ['id', run.id],
         ['status', colourStatus(run.status)],
         ['runtime', run.runtime],
         ['image', run.image ?? '-'],
         ['command', run.command.length > 0 ? JSON.stringify(run.command) : '-'],
-        ['workstation', run.workstation_id ?? '-'],
+        ['workstation', run.workstation_id === null ? '-' : workstationLabel(fleet, run.workstation_id)],
         ...(run.pending_reason ? [['waiting', run.pending_reason.message] as [string, string]] : []),
         ['attempt', `${run.attempt} of ${run.max_attempts}`],
         ...(run.retry

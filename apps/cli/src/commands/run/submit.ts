@@ -15,6 +15,7 @@ import { CliError } from '../../errors.js';
 import { parseDuration } from '../../duration.js';
 import { adminToken, followRunEvents, printLogEvent, reportRunEnd } from './logs.js';
 import { watchPending } from '../../pending-notice.js';
+import { resolveWorkstationId } from '../../workstation-ref.js';
 
 export default class RunSubmit extends Command {
   static override summary =
@@ -44,7 +45,7 @@ export default class RunSubmit extends Command {
     }),
     workdir: Flags.string({ description: 'working directory inside the instance' }),
     'ready-when': Flags.string({ description: 'report running when this line first appears in the output' }),
-    workstation: Flags.string({ description: 'place it on this workstation id' }),
+    workstation: Flags.string({ description: 'place it on this workstation (its name or id)' }),
     label: Flags.string({
       description: 'place it on a workstation with label k=v (repeatable)',
       multiple: true,
@@ -88,7 +89,9 @@ export default class RunSubmit extends Command {
       ...(flags.workdir ? { workdir: flags.workdir } : {}),
       ...(flags['ready-when'] ? { ready_when: { log_line: flags['ready-when'] } } : {}),
       placement: {
-        ...(flags.workstation ? { workstation_id: flags.workstation } : {}),
+        ...(flags.workstation
+          ? { workstation_id: await resolveWorkstationId(client, flags.workstation) }
+          : {}),
         ...(flags.label ? { labels: pairs(flags.label, 'label') } : {}),
       },
       ...(flags['max-attempts'] ? { max_attempts: flags['max-attempts'] } : {}),
