@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { abortedError, throwIfAborted } from '../abort.js';
 import { untilStarted } from '../wait-for-start.js';
 import { RuntimeError } from '../errors.js';
-import { matchesLabels } from '../labels.js';
+import { matchesLabels, withManagedLabels } from '../labels.js';
 import {
   MANAGED_LABEL,
   RUNTIME_SPECIFICATION_VERSION,
@@ -32,7 +32,14 @@ import { podmanService, releasePodmanService, type PodmanService, type ServiceAn
 import { podmanExec } from './exec.js';
 import { ensurePodmanImage } from './image.js';
 import { podmanLogs } from './logs.js';
-import { createdInstance, podmanEnv, toCreateArgs, toInstance, type PodmanInspect } from './spec.js';
+import {
+  createdInstance,
+  podmanEnv,
+  toCreateArgs,
+  toCreateBody,
+  toInstance,
+  type PodmanInspect,
+} from './spec.js';
 import { podmanTerminal } from './terminal.js';
 
 export interface PodmanRuntimeOptions {
@@ -43,7 +50,7 @@ export interface PodmanRuntimeOptions {
   /** How often `podman wait` polls the container (default 20 ms; podman's own default is 250 ms). */
   waitIntervalMs?: number;
   /**
-   * Start, wait and remove through podman's REST API on a private socket (a `podman system
+   * Create, start, wait and remove through podman's REST API on a private socket (a `podman system
    * service` started on first use, shared, ending itself when idle), falling back to the CLI
    * when it is unavailable (default true). `false`: the CLI only.
    */
@@ -53,8 +60,8 @@ export interface PodmanRuntimeOptions {
 const DEFAULT_STOP_MS = 10_000;
 
 /**
- * The Podman adapter: podman's own CLI (`--format json`, run with execa), and for start, wait and
- * remove its libpod REST API on a private `podman system service` started on first use (the CLI
+ * The Podman adapter: podman's own CLI (`--format json`, run with execa), and for create, start,
+ * wait and remove its libpod REST API on a private `podman system service` started on first use (the CLI
  * when that is unavailable); never the Docker-compatible socket. Create it with
  * {@link createPodmanRuntime}.
  */
@@ -93,7 +100,7 @@ export class PodmanRuntime implements Runtime {
           reason: `podman binary ${this.cli.path}: ${podmanMessage(result.stderr)}`,
         };
       // The REST service is not started here: a short command that only asks (or whose agent
-      // stops before any run) would start a podman process for nothing. `create` warms it.
+      // stops before any run) would start a podman process for nothing. The first `create` does.
       return { available: true, version: result.stdout.trim() };
     } catch (e) {
       throwIfAborted(opts.signal, this.name);
@@ -112,39 +119,14 @@ export class PodmanRuntime implements Runtime {
   async create(spec: InstanceSpec, opts: CallOptions = {}): Promise<Instance> {
     this.#enter(opts.signal);
     validateContainerSpec(spec, this.name);
-    // A start follows: the REST service comes up while podman creates the container.
-    this.#service?.warm();
     const what = `create container ${spec.name} from ${spec.image}`;
-    // The env goes in a 0600 file in a private directory, removed once podman has read it: never
-    // in argv, where every user of the host can read it (run secrets travel in it).
-    const { fileText, inherited } = podmanEnv(containerEnv(spec));
-    const dir = fileText ? await mkdtemp(join(tmpdir(), 'runt-podman-env-')) : undefined;
-    let result;
-    try {
-      const file = dir ? join(dir, 'env') : undefined;
-      if (file) await writeFile(file, fileText, { mode: 0o600 });
-      result = await this.cli.run(
-        toCreateArgs(spec, { ...(file ? { file } : {}), inherited: Object.keys(inherited) }),
-        {
-          ...this.#sig(opts),
-          ...(Object.keys(inherited).length > 0 ? { env: inherited } : {}),
-        },
-      );
-    } finally {
-      if (dir) await rm(dir, { recursive: true, force: true });
-    }
-    if (result.exitCode !== 0) {
-      const error = podmanError(result, { what, fallback: 'invalid-spec' });
-      const image = /image not known|no such image/i.test(error.message);
-      throw error.code === 'instance-exists'
-        ? error
-        : new RuntimeError(image ? 'image-unavailable' : 'invalid-spec', error.message, {
-            runtime: this.name,
-          });
-    }
+    const env = containerEnv(spec);
+    const id =
+      (await this.#createByApi(spec, env, what, opts.signal)) ??
+      (await this.#createByCli(spec, env, what, opts));
     // Built from what podman was told rather than inspected: one CLI call less per create, and
     // remembered so start() needs none either.
-    const instance = createdInstance(result.stdout.trim(), spec);
+    const instance = createdInstance(id, spec);
     this.#created.set(instance.id, instance);
     if (this.#created.size > 256) this.#created.delete(this.#created.keys().next().value as string);
     return instance;
@@ -290,6 +272,71 @@ export class PodmanRuntime implements Runtime {
     this.#pulls.close();
   }
 
+  /**
+   * `create` through the REST service: the container's id, or `undefined` when the service
+   * cannot be reached (then the CLI creates it). A connection that broke after the request went
+   * out may have created it: a container of that name from this spec's image still `created` is
+   * taken as this create's (names are unique per run attempt), so the CLI never meets its own
+   * container as "name already in use".
+   */
+  async #createByApi(
+    spec: InstanceSpec & { image: string },
+    env: Record<string, string>,
+    what: string,
+    signal: AbortSignal | undefined,
+  ): Promise<string | undefined> {
+    if (!this.#service) return undefined;
+    let answer: ServiceAnswer | undefined;
+    try {
+      answer = await this.#service.call('POST', '/containers/create', {
+        signal,
+        body: toCreateBody(spec, env),
+      });
+    } catch (e) {
+      if (signal?.aborted) throw abortedError(signal, this.name);
+      throw e;
+    }
+    if (answer === undefined) {
+      const [found] = await this.#inspectMany([spec.name], signal);
+      return found &&
+        toInstance(found).state === 'created' &&
+        matchesLabels(found.Config?.Labels ?? {}, withManagedLabels(spec.labels))
+        ? found.Id
+        : undefined;
+    }
+    if (answer.status === 201) return (JSON.parse(answer.body) as { Id: string }).Id;
+    throw createError(apiError(answer, { what, fallback: 'invalid-spec' }), this.name);
+  }
+
+  /** `podman create`: the env in a 0600 file in a private directory, removed once podman has read it. */
+  async #createByCli(
+    spec: InstanceSpec & { image: string },
+    env: Record<string, string>,
+    what: string,
+    opts: CallOptions,
+  ): Promise<string> {
+    // never in argv, where every user of the host can read it (run secrets travel in it)
+    const { fileText, inherited } = podmanEnv(env);
+    const dir = fileText ? await mkdtemp(join(tmpdir(), 'runt-podman-env-')) : undefined;
+    let result;
+    try {
+      const file = dir ? join(dir, 'env') : undefined;
+      if (file) await writeFile(file, fileText, { mode: 0o600 });
+      result = await this.cli.run(
+        toCreateArgs(spec, { ...(file ? { file } : {}), inherited: Object.keys(inherited) }),
+        {
+          ...this.#sig(opts),
+          ...(Object.keys(inherited).length > 0 ? { env: inherited } : {}),
+        },
+      );
+    } finally {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }
+    if (result.exitCode !== 0)
+      throw createError(podmanError(result, { what, fallback: 'invalid-spec' }), this.name);
+    return result.stdout.trim();
+  }
+
   /** What `podman wait` prints (the exit code), through the API when it answers, else the CLI. */
   async #waitOutput(id: string, opts: CallOptions): Promise<string> {
     const what = `wait for container ${id}`;
@@ -362,6 +409,13 @@ export class PodmanRuntime implements Runtime {
       });
     }
   }
+}
+
+/** A failed create as the SPI names it: a taken name stays `instance-exists`, a missing image is `image-unavailable`, the rest `invalid-spec`. */
+function createError(error: RuntimeError, runtime: string): RuntimeError {
+  if (error.code === 'instance-exists') return error;
+  const image = /image not known|no such image/i.test(error.message);
+  return new RuntimeError(image ? 'image-unavailable' : 'invalid-spec', error.message, { runtime });
 }
 
 /** The RuntimeError an API answer means, as the CLI's `Error:` line would (404: not found). */

@@ -46,11 +46,6 @@ export class PodmanService {
     this.#reset();
   }
 
-  /** Starts the service in the background (the adapter's first `create`: its `start` then does not wait for it). */
-  warm(): void {
-    void this.#ensure();
-  }
-
   /**
    * One request; `undefined` when the service cannot be reached (the caller uses the CLI).
    * Aborting `signal` rejects with the signal's reason.

@@ -49,6 +49,53 @@ export function toCreateArgs(spec: InstanceSpec & { image: string }, env: Podman
   return args;
 }
 
+/**
+ * The libpod `POST /containers/create` body (its SpecGenerator) for a spec: the same container
+ * as {@link toCreateArgs} describes — same layout, labels, limits, log driver, no pull (the API
+ * never pulls on create) — used when the REST service answers, the CLI otherwise. The env is in
+ * the request body on a private socket, never on a command line.
+ * @example
+ * await service.call('POST', '/containers/create', { body: toCreateBody(spec, containerEnv(spec)) });
+ */
+export function toCreateBody(
+  spec: InstanceSpec & { image: string },
+  env: Record<string, string>,
+): Record<string, unknown> {
+  const mounts: Array<{ destination: string; source: string; type: 'bind'; options: string[] }> = [];
+  if (spec.sourcePath)
+    mounts.push({
+      destination: WORKSPACE_PATH,
+      source: mountPath(spec.sourcePath),
+      type: 'bind',
+      options: ['rbind'],
+    });
+  if (spec.configPath)
+    mounts.push({
+      destination: CONFIG_MOUNT_PATH,
+      source: mountPath(spec.configPath),
+      type: 'bind',
+      options: ['rbind', 'ro'],
+    });
+  const limits: Record<string, unknown> = {};
+  // `--cpus N` is a CFS quota of N periods of 100 ms, as the CLI sets it
+  if (spec.limits?.cpus !== undefined)
+    limits.cpu = { quota: Math.round(spec.limits.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US };
+  if (spec.limits?.memoryBytes !== undefined) limits.memory = { limit: spec.limits.memoryBytes };
+  const workdir = containerWorkdir(spec);
+  return {
+    name: spec.name,
+    image: spec.image,
+    ...(spec.command ? { command: spec.command } : {}),
+    env,
+    labels: withManagedLabels(spec.labels),
+    ...(workdir ? { work_dir: workdir } : {}),
+    ...(mounts.length > 0 ? { mounts } : {}),
+    ...(Object.keys(limits).length > 0 ? { resource_limits: limits } : {}),
+    log_configuration: { driver: 'k8s-file' },
+  };
+}
+const CPU_PERIOD_US = 100_000;
+
 /** How a container's env reaches `podman create` without its values on the command line. */
 export interface PodmanEnvArgs {
   /** A 0600 file of `NAME=value` lines (`--env-file`). */
