@@ -118,7 +118,15 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
   const submitForm = async (values: SubmitForm, error?: string) => {
     const workstations = await deps.workstations.list();
     const runtimes = [...new Set(workstations.flatMap((w) => w.runtimes))];
-    return submitPage({ values, workstations, runtimes, ...(error ? { error } : {}) });
+    // Secret values never go back into a page, not even the form that sent them.
+    const { secret_env: secrets, ...shown } = values;
+    return submitPage({
+      values: shown,
+      workstations,
+      runtimes,
+      ...(error ? { error } : {}),
+      ...(error && secrets?.trim() ? { secretsRetyped: true } : {}),
+    });
   };
 
   app.get('/runs/new', securityHeaders, session, async (c) =>

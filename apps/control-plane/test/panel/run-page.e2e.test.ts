@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { TEST_BACKENDS } from '@runt/sql/testing';
@@ -51,7 +52,12 @@ describe.each(TEST_BACKENDS)('the run page in Chromium on %s', (backend) => {
     h = await startHarness(
       backend,
       {},
-      { schedulerTickMs: 60_000, sweepIntervalMs: 60_000, bodyLimitBytes: 1024 * 1024 },
+      {
+        schedulerTickMs: 60_000,
+        sweepIntervalMs: 60_000,
+        bodyLimitBytes: 1024 * 1024,
+        secretKey: randomBytes(32).toString('base64'),
+      },
     );
     admin = new ControlPlaneClient({ url: h.cp.url, token: h.adminToken, retries: 0 });
     b = await launchBrowser();
@@ -90,6 +96,58 @@ describe.each(TEST_BACKENDS)('the run page in Chromium on %s', (backend) => {
     expect(await page.locator('[data-timeout]').textContent()).toBe('none');
     expect(await page.locator('[data-queue-timeout]').textContent()).toBe('none');
     await admin.cancelRun(plain.id); // nothing unplaceable stays queued for the next test
+  }, 120_000);
+
+  it('submits secret env entries from the form: stored sealed, shown hidden, never written back into a page', async () => {
+    const { page } = b;
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'secret-box', [runtime]);
+    await agent.connect({ max_runs: 1 });
+    const secret = `s-${randomBytes(12).toString('hex')}`;
+    await page.goto(`${h.cp.url}/runs/new`);
+
+    // An error elsewhere in the form: the page comes back without the secret, and says so.
+    await page.selectOption('#runtime', runtime);
+    await page.fill('#cmd', 'deploy');
+    await page.fill('#secret-env', `API_TOKEN=${secret}`);
+    await page.fill('#labels', 'not-a-pair');
+    await Promise.all([page.waitForLoadState('load'), page.click('#submit')]);
+    expect(await page.locator('#submit-error').textContent()).toContain('Labels');
+    expect(await page.locator('#secret-env').inputValue()).toBe('');
+    expect(await page.locator('#secret-env-again').count()).toBe(1);
+    expect(await page.content()).not.toContain(secret);
+    // A name in both boxes is refused (which value would win is not guessed).
+    await page.fill('#labels', '');
+    await page.fill('#env', 'API_TOKEN=plain');
+    await page.fill('#secret-env', `API_TOKEN=${secret}`);
+    await Promise.all([page.waitForLoadState('load'), page.click('#submit')]);
+    expect(await page.locator('#submit-error').textContent()).toBe(
+      'API_TOKEN is in both Environment and Secret environment',
+    );
+    expect(await page.content()).not.toContain(secret);
+
+    await page.fill('#env', 'PLAIN=p');
+    await page.fill('#secret-env', `API_TOKEN=${secret}`);
+    await Promise.all([page.waitForURL(/\/runs\/run_/), page.click('#submit')]);
+    const runId = new URL(page.url()).pathname.split('/')[2]!;
+    expect(await page.content()).not.toContain(secret);
+    expect(await page.locator('li.mono', { hasText: 'API_TOKEN=' }).textContent()).toBe(
+      'API_TOKEN=•••••• (hidden)',
+    );
+    const { run } = await admin.getRun(runId);
+    expect(run.env).toEqual({ PLAIN: 'p', API_TOKEN: '***' });
+    expect(run.secret_env_names).toEqual(['API_TOKEN']);
+    // The agent that claims it gets the value: it was sealed, not lost.
+    await h.cp.scheduler.pass();
+    await until(async () => (await admin.getRun(runId)).run.status).toBe('offered');
+    const claim = await agent.client.claimRun(runId, { runner_id: 'r', lease_ms: 60_000 });
+    expect(claim.secret_env).toEqual({ API_TOKEN: secret });
+    await agent.client.reportStatus(runId, {
+      fencing_token: claim.fencing_token,
+      status: 'completed',
+      exit_code: 0,
+    });
+    await expectAccessible(page, 'a run submitted with a secret env entry');
   }, 120_000);
 
   it('shows each attempt of a run retried once on a nonzero exit, live, with its own log', async () => {

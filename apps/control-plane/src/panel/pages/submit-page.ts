@@ -7,6 +7,8 @@ export interface SubmitForm {
   image?: string;
   command?: string;
   env?: string;
+  /** Secret env entries, `NAME=value` a line: sent once, never written back into a page. */
+  secret_env?: string;
   labels?: string;
   workstation?: string;
 }
@@ -16,6 +18,8 @@ export function submitPage(opts: {
   workstations: Workstation[];
   runtimes: string[];
   error?: string;
+  /** The form came back with an error and had secret entries: they are not written back, say so. */
+  secretsRetyped?: boolean;
 }): Html {
   const v = opts.values;
   const runtimes = [...new Set(['process', 'docker', 'podman', ...opts.runtimes])];
@@ -33,6 +37,13 @@ ${opts.error ? html`<p class="error" role="alert" id="submit-error">${opts.error
 <label for="env">Environment</label>
 <textarea id="env" name="env" aria-describedby="env-hint">${v.env ?? ''}</textarea>
 <p class="hint" id="env-hint">One <code>NAME=value</code> per line.</p>
+<label for="secret-env">Secret environment</label>
+<textarea id="secret-env" name="secret_env" autocomplete="off" spellcheck="false" aria-describedby="secret-env-hint"></textarea>
+<p class="hint" id="secret-env-hint">One <code>NAME=value</code> per line, for tokens and passwords: stored encrypted, shown hidden, masked in the run's output${
+    opts.secretsRetyped
+      ? html` — <strong id="secret-env-again">not kept after an error: enter them again</strong>`
+      : ''
+  }.</p>
 <label for="labels">Place on workstations with labels</label>
 <input type="text" id="labels" name="labels" value="${v.labels ?? ''}" aria-describedby="labels-hint">
 <p class="hint" id="labels-hint">Comma-separated <code>key=value</code>, e.g. <code>pool=gpu</code>.</p>
@@ -49,12 +60,22 @@ ${opts.error ? html`<p class="error" role="alert" id="submit-error">${opts.error
 
 /** The form as a submit request body (validated by the caller with the API's schema). */
 export function submitBody(form: SubmitForm): { body: Record<string, unknown>; error?: string } {
-  const env: Record<string, string> = {};
+  const env: Record<string, string | { value: string; secret: true }> = {};
   for (const line of (form.env ?? '').split(/\r?\n/)) {
     if (line.trim() === '') continue;
     const i = line.indexOf('=');
     if (i <= 0) return { body: {}, error: `Environment: "${line.trim().slice(0, 40)}" is not NAME=value` };
     env[line.slice(0, i).trim()] = line.slice(i + 1);
+  }
+  for (const line of (form.secret_env ?? '').split(/\r?\n/)) {
+    if (line.trim() === '') continue;
+    const i = line.indexOf('=');
+    // the name only: the line holds a secret
+    if (i <= 0) return { body: {}, error: 'Secret environment: a line is not NAME=value' };
+    const name = line.slice(0, i).trim();
+    if (name in env)
+      return { body: {}, error: `${name.slice(0, 40)} is in both Environment and Secret environment` };
+    env[name] = { value: line.slice(i + 1).replace(/\r$/, ''), secret: true };
   }
   const labels: Record<string, string> = {};
   for (const part of (form.labels ?? '').split(',')) {
