@@ -1,34 +1,10 @@
 import type { AgentMessage, Run } from '@runt/protocol';
-import { controlMessageSchema, runSchema } from '@runt/protocol';
+import { controlMessageSchema } from '@runt/protocol';
+import { sampleRun } from '@runt/protocol/testing';
 import { describe, expect, it } from 'vitest';
 import { handleControlMessage, type ControlMessageHandlers } from '../src/control-messages.js';
 
-const run: Run = runSchema.parse({
-  id: 'run_1',
-  status: 'offered',
-  runtime: 'fake',
-  image: null,
-  command: [],
-  env: {},
-  workdir: null,
-  ready_when: null,
-  placement: {},
-  resources: {},
-  bundle: null,
-  max_attempts: 3,
-  attempt: 1,
-  workstation_id: null,
-  lease: null,
-  exit_code: null,
-  failure_kind: null,
-  failure_message: null,
-  cancel_requested: false,
-  created_at: 'x',
-  offered_at: null,
-  accepted_at: null,
-  started_at: null,
-  finished_at: null,
-});
+const run: Run = sampleRun({ status: 'offered', workstation_id: null, created_at: 'x' });
 
 function handlers(take: boolean) {
   const seen: string[] = [];

@@ -3,38 +3,14 @@ import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Run } from '@runt/protocol';
+import { sampleRun } from '@runt/protocol/testing';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
 import { c as createTar } from 'tar';
 import { describe, expect, it } from 'vitest';
 import { prepareRun, RUN_ID_LABEL, WORKSTATION_LABEL, type PrepareRunOptions } from '../src/run-prepare.js';
 
-const run = (over: Partial<Run> = {}): Run => ({
-  id: 'run_p1',
-  status: 'accepted',
-  runtime: 'fake',
-  image: null,
-  command: ['/bin/sh', '-c', 'echo hi'],
-  env: { A: '1' },
-  workdir: null,
-  ready_when: null,
-  placement: {},
-  resources: {},
-  bundle: null,
-  max_attempts: 3,
-  attempt: 2,
-  workstation_id: 'ws_1',
-  lease: null,
-  exit_code: null,
-  failure_kind: null,
-  failure_message: null,
-  cancel_requested: false,
-  created_at: 'x',
-  offered_at: null,
-  accepted_at: null,
-  started_at: null,
-  finished_at: null,
-  ...over,
-});
+const run = (over: Partial<Run> = {}): Run =>
+  sampleRun({ id: 'run_p1', command: ['/bin/sh', '-c', 'echo hi'], env: { A: '1' }, attempt: 2, ...over });
 
 function options(over: Partial<PrepareRunOptions> = {}): PrepareRunOptions & { created: string[] } {
   const created: string[] = [];

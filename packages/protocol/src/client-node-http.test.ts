@@ -4,6 +4,7 @@ import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlPlaneClient } from './client.js';
 import { isApiError } from './errors.js';
+import { sampleRun } from './testing.js';
 
 // The `nodeHttp` transport (what the agent uses) must behave like the fetch one: headers,
 // bodies, query strings, retries, error mapping and validation.
@@ -25,32 +26,7 @@ async function listen(app: Hono): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-const run = {
-  id: 'run_1',
-  status: 'accepted',
-  runtime: 'fake',
-  image: null,
-  command: [],
-  env: {},
-  workdir: null,
-  ready_when: null,
-  placement: {},
-  resources: {},
-  bundle: null,
-  max_attempts: 3,
-  attempt: 1,
-  workstation_id: 'ws_1',
-  lease: null,
-  exit_code: null,
-  failure_kind: null,
-  failure_message: null,
-  cancel_requested: false,
-  created_at: 'x',
-  offered_at: null,
-  accepted_at: null,
-  started_at: null,
-  finished_at: null,
-};
+const run = sampleRun({ created_at: 'x' });
 
 describe('ControlPlaneClient with nodeHttp', () => {
   it('sends the token (read per call), the JSON body and the query, and validates the answer', async () => {
