@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { eventually as poll } from '@runt/protocol/testing';
 
 /** The repository root (the image's build context). */
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -71,25 +72,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Polls `probe` until it returns something truthy. */
-export async function eventually<T>(
+/** Polls `probe` until it returns something truthy (`@runt/protocol/testing`; here 90 s, every 200 ms). */
+export function eventually<T>(
   probe: () => Promise<T | undefined | false>,
   what: string,
   timeoutMs = 90_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  return poll(probe, what, timeoutMs, 200) as Promise<T>;
 }
 
 /** Everything a container wrote (stdout: JSON logs, stderr: the banner). */

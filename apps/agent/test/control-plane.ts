@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { loadConfig, startControlPlane, type RunningControlPlane } from '@runt/control-plane';
 import { ControlPlaneClient, type ClaimRunResponse, type Run, type SubmitRunRequest } from '@runt/protocol';
+import { eventually } from '@runt/protocol/testing';
 import type { SqlBackend } from '@runt/sql';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { mintToken } from '@runt/transport-auth';
@@ -89,26 +90,8 @@ export async function startTestControlPlane(backend: SqlBackend = 'pglite'): Pro
   };
 }
 
-/** Polls `check` until it returns a truthy value (a generous bound, no timing assertion). */
-export async function eventually<T>(
-  check: () => T | Promise<T>,
-  what = 'condition',
-  timeoutMs = 15_000,
-): Promise<NonNullable<T>> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > until)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** Polls until truthy: the one helper in `@runt/protocol/testing` (15 s bound, every 20 ms). */
+export { eventually };
 
 /** A logger that keeps its lines (for asserting on warnings) and writes nothing. */
 export function testLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {

@@ -11,6 +11,7 @@ import {
   type RunningControlPlane,
 } from '@runt/control-plane';
 import { ControlPlaneClient, isTerminalRunStatus, type Run, type RunEvent } from '@runt/protocol';
+import { eventually as poll } from '@runt/protocol/testing';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { mintToken } from '@runt/transport-auth';
 import { RUNT_BIN, runt } from './cli.js';
@@ -163,25 +164,13 @@ export async function startRunsHarness(
   };
 }
 
-/** Polls `probe` until it returns something truthy (generous bound: 60 s). */
-export async function eventually<T>(
+/** Polls `probe` until it returns something truthy (`@runt/protocol/testing`; here 60 s, every 100 ms). */
+export function eventually<T>(
   probe: () => Promise<T | undefined | false>,
   what: string,
   timeoutMs = 60_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  return poll(probe, what, timeoutMs, 100) as Promise<T>;
 }
 
 /** Waits until the run is terminal and returns it. */

@@ -5,28 +5,11 @@ import {
   type ControlMessage,
   type RegisterWorkstationRequest,
 } from '@runt/protocol';
+import { eventually } from '@runt/protocol/testing';
 import type { Harness } from './harness.js';
 
-/** Polls `check` until it returns a truthy value (generous bound, no timing assertions). */
-export async function eventually<T>(
-  check: () => T | Promise<T>,
-  what = 'condition',
-  timeoutMs = 15_000,
-): Promise<NonNullable<T>> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > until)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** Polls until truthy: the one helper in `@runt/protocol/testing` (15 s bound, every 20 ms). */
+export { eventually };
 
 let counter = 0;
 /** A runtime name no other test uses, so the scheduler keeps tests apart. */

@@ -38,3 +38,32 @@ export function sampleRun(over: Partial<Run> = {}): Run {
     ...over,
   });
 }
+
+/**
+ * Polls `check` until it returns something truthy and returns that; a check that throws counts
+ * as "not yet" (its last error is in the timeout's message). A generous bound, never a timing
+ * assertion: the tests of every package wait for the control plane, agents and engines with it.
+ *
+ * @example
+ * const run = await eventually(async () => (await admin.getRun(id)).run.status === 'completed', 'run completed');
+ */
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  what = 'condition',
+  timeoutMs = 15_000,
+  intervalMs = 20,
+): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
