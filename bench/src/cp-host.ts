@@ -42,14 +42,28 @@ const counts: CpCounts = { statements: 0, transactions: 0, linkSent: 0, linkRece
 
 /** A Database that counts every statement on its way to `db`. */
 function counting(db: Database): Database {
-  const wrap = (q: Queryable): Queryable => ({
-    query: (text, params) => {
-      counts.statements++;
-      const key = text.replace(/\s+/g, ' ').trim().slice(0, 48);
-      counts.byStatement[key] = (counts.byStatement[key] ?? 0) + 1;
-      return q.query(text, params);
-    },
-  });
+  const count = (text: string) => {
+    counts.statements++;
+    const key = text.replace(/\s+/g, ' ').trim().slice(0, 48);
+    counts.byStatement[key] = (counts.byStatement[key] ?? 0) + 1;
+  };
+  const wrap = (q: Queryable): Queryable => {
+    const w: Queryable = {
+      query: (text, params) => {
+        count(text);
+        return q.query(text, params);
+      },
+    };
+    // Passed on, so the control plane under the bench sends these with its COMMITs as it does unwrapped.
+    if (q.atCommit) {
+      const inner = q.atCommit.bind(q);
+      w.atCommit = (text) => {
+        count(text);
+        inner(text);
+      };
+    }
+    return w;
+  };
   const direct = wrap(db);
   const counted: Database = {
     backend: db.backend,

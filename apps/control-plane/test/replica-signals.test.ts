@@ -55,7 +55,8 @@ describe('run signals published in the writer transaction, two replicas on postg
     const t: TestDatabase = await createTestDatabase('postgres');
     const losing = losingPostCommitPublishes(t.db);
     lost = losing.lost;
-    a = await startHarness('postgres', {}, QUIET, { ...t, db: losing.db });
+    // A times runs out itself as soon as they pass their timeout_s (no grace).
+    a = await startHarness('postgres', {}, { ...QUIET, runTimeoutGraceS: 0 }, { ...t, db: losing.db });
     const silent = new Writable({ write: (_c, _e, cb) => cb() });
     b = await startControlPlane(
       loadConfig(
@@ -106,6 +107,26 @@ describe('run signals published in the writer transaction, two replicas on postg
     expect(a.cp.links.get(agent.workstationId)).toBeUndefined();
     // and none of them was left to a publish after its commit.
     expect(lost()).toBe(0);
+  });
+
+  it('delivers the cancel of a run that A times out to the agent linked to B, though A loses every publish after a commit', async () => {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent({ ...bHarness, api: apiOf(b.url) }, 'timeout-box', [runtime]);
+    await agent.connect({ cpu_count: 2, max_runs: 2 });
+    const { run } = await adminA.submitRun({ runtime, command: ['sleep'], timeout_s: 1 });
+    await agent.waitFor('offer', (m) => m.id === run.id);
+    const claim = await agent.client.claimRun(run.id, { runner_id: 'r', lease_ms: 30_000 });
+    await agent.client.reportStatus(run.id, { fencing_token: claim.fencing_token, status: 'running' });
+    const lostBefore = lost();
+    // The agent does not stop it; past timeout_s A's sweeper ends it and tells the agent.
+    await eventually(
+      async () => (await a.cp.sweeper.sweep()).timedOut.includes(run.id),
+      'a sweep on A to time the run out',
+    );
+    await agent.waitFor('cancel', (m) => m.run_id === run.id);
+    expect(a.cp.links.get(agent.workstationId)).toBeUndefined();
+    // Neither the cancel nor the freed slot was left to a publish after the commit.
+    expect(lost()).toBe(lostBefore);
   });
 });
 

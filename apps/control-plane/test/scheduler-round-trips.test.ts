@@ -1,21 +1,25 @@
 import { leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { countStatements, migrate } from '@runt/sql';
+import { countStatements, migrate, openPostgres } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventWaiters } from '../src/event-waiters.js';
+import { LINK_CHANNEL, LinkRelay } from '../src/link/link-relay.js';
+import { LinkRegistry } from '../src/link/link-registry.js';
+import { NotificationBus } from '../src/notifications/bus.js';
+import { RunStore } from '../src/runs/run-store.js';
 import { controlPlaneMigrations } from '../src/migrations.js';
 import { createRunSignals } from '../src/runs/run-signals.js';
-import { Scheduler } from '../src/runs/scheduler.js';
+import { SCHEDULER_LOCK, Scheduler } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
 
 /**
  * The offer path's round trips (issue 10): a pass that places a fresh run sends `BEGIN`, the
- * advisory lock (Postgres only: the page's snapshot must come after it), ONE statement for the
- * queued page and its candidate workstations, the offer `update` and `COMMIT` — each round trip
- * costs a wake-up of Postgres on a loaded machine.
+ * advisory lock (Postgres only: the page's snapshot must come after it) and ONE statement for
+ * the queued page and its candidate workstations in one round trip on Postgres, then the offer
+ * `update` and `COMMIT` — each round trip costs a wake-up of Postgres on a loaded machine.
  */
 describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
   let t: TestDatabase;
@@ -32,28 +36,30 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
   });
   afterAll(async () => t?.dispose());
 
-  it('places a fresh run in one transaction of at most 5 statements (4 on PGlite)', async () => {
-    let statements = 0;
-    const db = countStatements(t.db, (c) => (statements += c.statements));
-    const signals = createRunSignals({
-      waiters: new EventWaiters(),
-      // no agent links in this test: nothing to carry
-      relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
-    });
-    const scheduler = new Scheduler({
+  const newScheduler = (db: typeof t.db) =>
+    new Scheduler({
       db,
       logger: pino({ level: 'silent' }),
-      signals,
+      signals: createRunSignals({
+        waiters: new EventWaiters(),
+        // no agent links in this test: nothing to carry
+        relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
+      }),
       replicaId: 'cp',
       tickMs: 60_000,
     });
+
+  it('places a fresh run in one transaction of 3 round trips on Postgres (4 statements on PGlite)', async () => {
+    let roundTrips = 0;
+    const db = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
+    const scheduler = newScheduler(db);
     const { run } = await transitions.submit(
       t.db,
       submitRunRequestSchema.parse({ runtime: 'rt', command: ['x'] }),
     );
     const offered = await scheduler.pass();
     expect(offered.map((r) => [r.id, r.status, r.workstation_id])).toEqual([[run.id, 'offered', 'ws_rt']]);
-    expect(statements).toBe(backend === 'postgres' ? 5 : 4);
+    expect(roundTrips).toBe(backend === 'postgres' ? 3 : 4);
     // Within capacity: a second and third run, one slot left for the second only (cpu_count 2).
     const second = (
       await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'rt', command: ['x'] }))
@@ -66,4 +72,121 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
     const status = await t.db.query<{ status: string }>('select status from runs where id = $1', [third.id]);
     expect(status.rows[0]!.status).toBe('queued');
   });
+
+  // Across replicas: no link is held here, so the offer is published for the replica that
+  // holds it, with `pg_notify` sent together with the COMMIT — no round trip more.
+  it.runIf(backend === 'postgres')(
+    'places a fresh run for a link held by another replica in 3 round trips, its NOTIFY sent with the COMMIT',
+    async () => {
+      await t.db.query(
+        `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
+         values ('ws_far', 'ws_far', true, now(), '["far"]', 2, 'connected')`,
+      );
+      await t.db.query(
+        `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_far', 'workstation', 'z', 'ws_far')`,
+      );
+      // Two slots: the pass leaves one free, so it does not check the whole fleet (one more statement).
+      const heard: string[] = [];
+      const listener = await t.db.listen!(
+        LINK_CHANNEL,
+        (p) => heard.push(p),
+        () => {},
+      );
+      try {
+        let roundTrips = 0;
+        const db = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
+        const relay = new LinkRelay({
+          db,
+          bus: new NotificationBus(db),
+          links: new LinkRegistry(),
+          runs: new RunStore(db),
+          logger: pino({ level: 'silent' }),
+          scanMs: 60_000,
+          onCapacityFreed: () => {},
+        });
+        const scheduler = new Scheduler({
+          db,
+          logger: pino({ level: 'silent' }),
+          signals: createRunSignals({ waiters: new EventWaiters(), relay }),
+          replicaId: 'cp',
+          tickMs: 60_000,
+        });
+        // Quotes and backslashes travel inside the NOTIFY's SQL literal.
+        const command = ["it's", 'a\\b', '"c"'];
+        const { run } = await transitions.submit(
+          t.db,
+          submitRunRequestSchema.parse({ runtime: 'far', command }),
+        );
+        expect((await scheduler.pass()).map((r) => r.id)).toEqual([run.id]);
+        expect(roundTrips).toBe(3);
+        await expect.poll(() => heard.length, { timeout: 5000 }).toBe(1);
+        const wire = JSON.parse(heard[0]!) as {
+          w: string;
+          m: { type: string; id: string; run: { command: string[] } };
+        };
+        expect(wire.w).toBe('ws_far');
+        expect(wire.m).toMatchObject({ type: 'offer', id: run.id, run: { command } });
+      } finally {
+        await listener.close();
+      }
+    },
+  );
+
+  // The lock and the page share a round trip but stay two statements: in read committed the
+  // page reads from a snapshot taken when it starts, which must come after the lock is granted.
+  // Here another transaction holds the lock and, while the pass waits for it, fills the only
+  // slot; the pass must see that slot taken.
+  it.runIf(backend === 'postgres')(
+    'reads the capacity a pass committed while this one waited for the lock',
+    async () => {
+      await t.db.query(
+        `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
+         values ('ws_lk', 'ws_lk', true, now(), '["lk"]', 1, 'connected')`,
+      );
+      await t.db.query(
+        `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_lk', 'workstation', 'y', 'ws_lk')`,
+      );
+      const submitLk = async () =>
+        (await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'lk', command: ['x'] }))).run;
+      const first = await submitLk();
+      const second = await submitLk();
+      const other = await openPostgres({ url: t.url! });
+      try {
+        let release: () => void = () => {};
+        const released = new Promise<void>((r) => (release = r));
+        let locked: () => void = () => {};
+        const lockHeld = new Promise<void>((r) => (locked = r));
+        const holder = other.transaction(async (tx) => {
+          await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
+          locked();
+          await released;
+          await transitions.offer(tx, [{ id: first.id, ws: 'ws_lk' }]);
+        });
+        await lockHeld;
+        const pass = newScheduler(t.db).pass();
+        // The pass is waiting for the lock (its page not read yet) before the holder commits.
+        for (let i = 0; ; i++) {
+          const waiting = await t.db.query<{ n: number }>(
+            `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`,
+          );
+          if (waiting.rows[0]!.n > 0) break;
+          if (i > 500) throw new Error('the pass never waited for the lock');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        release();
+        await holder;
+        expect(await pass).toEqual([]);
+        const rows = await t.db.query<{ id: string; status: string }>(
+          'select id, status from runs where id = any($1) order by position',
+          [[first.id, second.id]],
+        );
+        expect(rows.rows).toEqual([
+          { id: first.id, status: 'offered' },
+          { id: second.id, status: 'queued' },
+        ]);
+      } finally {
+        await other.close();
+      }
+    },
+  );
 });

@@ -7,9 +7,11 @@ describe.each(TEST_BACKENDS)('countStatements on %s', (backend) => {
     const t = await createTestDatabase(backend);
     try {
       const n = { statements: 0, transactions: 0 };
+      let roundTrips = 0;
       const db = countStatements(t.db, (c) => {
         n.statements += c.statements;
         n.transactions += c.transactions;
+        roundTrips += c.roundTrips;
       });
       expect(db.backend).toBe(backend);
       expect((await db.query<{ v: number }>('select 1 as v')).rows).toEqual([{ v: 1 }]);
@@ -19,17 +21,22 @@ describe.each(TEST_BACKENDS)('countStatements on %s', (backend) => {
         await tx.query('select 2');
       });
       expect(n).toEqual({ statements: 5, transactions: 1 });
+      // On Postgres BEGIN rides with a parameter-less first statement.
+      expect(roundTrips).toBe(backend === 'postgres' ? 4 : 5);
+      await db.transaction((tx) => tx.query('select $1::int', [1]));
+      expect(n).toEqual({ statements: 8, transactions: 2 });
+      expect(roundTrips).toBe(backend === 'postgres' ? 7 : 8);
       await expect(
         db.transaction(async (tx) => {
           await tx.query('select 1');
           throw new Error('boom');
         }),
       ).rejects.toThrow('boom');
-      expect(n).toEqual({ statements: 8, transactions: 2 });
+      expect(n).toEqual({ statements: 11, transactions: 3 });
       expect(Boolean(db.listen)).toBe(backend === 'postgres');
       // The priority lane is there and counted too; its lane is itself.
       expect((await db.priority.query<{ v: number }>('select 3 as v')).rows).toEqual([{ v: 3 }]);
-      expect(n).toEqual({ statements: 9, transactions: 2 });
+      expect(n).toEqual({ statements: 12, transactions: 3 });
       expect(db.priority.priority).toBe(db.priority);
     } finally {
       await t.dispose();

@@ -1,4 +1,4 @@
-import type { Database, Queryable } from './sql.js';
+import { beginRidesWith, type Database, type Queryable } from './sql.js';
 
 /** What {@link countStatements} reports for each statement sent. */
 export interface StatementCount {
@@ -6,13 +6,21 @@ export interface StatementCount {
   statements: number;
   /** Transactions opened. */
   transactions: number;
+  /**
+   * Round trips to the server: as `statements`, less each `BEGIN` that rode with its
+   * transaction's first statement (Postgres, when that statement has no parameters:
+   * `beginRidesWith`) and each `atCommit` statement (Postgres: sent with the `COMMIT`). A query
+   * holding several statements is one of each.
+   */
+  roundTrips: number;
 }
 
 /**
  * Wraps a `Database` so every statement it sends is counted: each `query` (inside a transaction
  * or not) is one, a transaction adds two (its `BEGIN` and `COMMIT`/`ROLLBACK`). `onCount` gets
- * the increments as they happen (`{ statements: 1, transactions: 0 }` per query,
- * `{ statements: 2, transactions: 1 }` per transaction), so a metrics counter can add them up.
+ * the increments as they happen (`{ statements: 1, transactions: 0, roundTrips: 1 }` per query,
+ * `{ statements: 2, transactions: 1, roundTrips: 2 }` per transaction, a query whose `BEGIN`
+ * rode with it `roundTrips: 0`), so a metrics counter can add them up.
  * `priority` is counted the same way. Everything else (`listen`, `close`, `backend`) is the
  * wrapped database's own.
  *
@@ -22,21 +30,40 @@ export interface StatementCount {
  * await db.query('select 1'); // n === 1
  */
 export function countStatements(db: Database, onCount: (c: StatementCount) => void): Database {
-  const one: StatementCount = { statements: 1, transactions: 0 };
-  const tx: StatementCount = { statements: 2, transactions: 1 };
-  const wrap = (q: Queryable): Queryable => ({
-    query: (text, params) => {
-      onCount(one);
-      return q.query(text, params);
-    },
-  });
+  const one: StatementCount = { statements: 1, transactions: 0, roundTrips: 1 };
+  const riding: StatementCount = { statements: 1, transactions: 0, roundTrips: 0 };
+  const tx: StatementCount = { statements: 2, transactions: 1, roundTrips: 2 };
+  // An `atCommit` statement goes with the COMMIT on Postgres (no round trip of its own).
+  const atCommit: StatementCount = {
+    statements: 1,
+    transactions: 0,
+    roundTrips: db.backend === 'postgres' ? 0 : 1,
+  };
+  const wrap = (q: Queryable, inTransaction = false): Queryable => {
+    let first = inTransaction && db.backend === 'postgres';
+    const w: Queryable = {
+      query: (text, params) => {
+        onCount(first && beginRidesWith(params) ? riding : one);
+        first = false;
+        return q.query(text, params);
+      },
+    };
+    if (q.atCommit) {
+      const inner = q.atCommit.bind(q);
+      w.atCommit = (text) => {
+        onCount(atCommit);
+        inner(text);
+      };
+    }
+    return w;
+  };
   const direct = wrap(db);
   const counted: Database = {
     backend: db.backend,
     query: (text, params) => direct.query(text, params),
     transaction: (fn) => {
       onCount(tx);
-      return db.transaction((t) => fn(wrap(t)));
+      return db.transaction((t) => fn(wrap(t, true)));
     },
     close: () => db.close(),
     get priority() {

@@ -1,4 +1,5 @@
 export type { Database, Listener, Queryable, QueryResult, SqlBackend } from './sql.js';
+export { sqlLiteral } from './sql.js';
 export { openPglite, type OpenPgliteOptions } from './pglite.js';
 export { openPostgres, type OpenPostgresOptions } from './postgres.js';
 export { openDatabase } from './open.js';

@@ -41,7 +41,20 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
   const lane = (name: Lane): Omit<Database, 'priority'> => ({
     backend: 'pglite',
     query: (text, params) => gate.run(name, () => self.query(text, params)),
-    transaction: (fn) => gate.run(name, () => pg.transaction((tx) => fn(wrap(tx)))),
+    transaction: (fn) =>
+      gate.run(name, () =>
+        pg.transaction(async (tx) => {
+          const atCommit: string[] = [];
+          const out = await fn({
+            ...wrap(tx),
+            atCommit: (text) => {
+              atCommit.push(text);
+            },
+          });
+          for (const text of atCommit) await tx.query(text);
+          return out;
+        }),
+      ),
     close: () => pg.close(),
   });
   const priority: Database = {

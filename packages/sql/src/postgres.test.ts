@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { describe, expect, it, vi } from 'vitest';
 import { createTestDatabase } from './testing.js';
 
 describe('openPostgres', () => {
@@ -20,6 +21,67 @@ describe('openPostgres', () => {
       const ok = await t.db.transaction((tx) => tx.query<{ one: number }>('select 1 as one'));
       expect(ok.rows[0]?.one).toBe(1);
     } finally {
+      await t.dispose();
+    }
+  });
+
+  it("sends a transaction's BEGIN with its first statement when that one has no parameters", async () => {
+    const t = await createTestDatabase('postgres');
+    // Every round trip to the server is one Client#query (the pool's too).
+    const sent = vi.spyOn(pg.Client.prototype, 'query');
+    try {
+      const texts = () =>
+        sent.mock.calls.map((c) => {
+          const q = c[0] as unknown as string | { text: string };
+          return typeof q === 'string' ? q : q.text;
+        });
+      // Parameter-less first statement: BEGIN rides with it, then the second and COMMIT.
+      const out = await t.db.transaction(async (tx) => {
+        const a = await tx.query<{ n: number; txid: string }>('select 1 as n, txid_current()::text as txid');
+        const b = await tx.query<{ txid: string }>(
+          'select txid_current()::text as txid where $1::int = 1',
+          [1],
+        );
+        return { a: a.rows[0]!, b: b.rows[0]! };
+      });
+      expect(out.a.n).toBe(1);
+      expect(out.a.txid).toBe(out.b.txid); // one transaction
+      expect(texts()).toHaveLength(3);
+      expect(texts()[0]).toMatch(/^BEGIN;\s*select 1 as n/);
+      expect(texts()[2]).toBe('COMMIT');
+      sent.mockClear();
+      // A first statement with parameters: BEGIN is its own round trip.
+      await t.db.transaction((tx) => tx.query('select $1::int as n', [1]));
+      expect(texts()).toEqual(['BEGIN', 'select $1::int as n', 'COMMIT']);
+      sent.mockClear();
+      // Several statements without parameters: the last one's rows; a failure rolls back.
+      const many = await t.db.query<{ n: number }>('select 1 as n; select 2 as n');
+      expect(many.rows).toEqual([{ n: 2 }]);
+      await t.db.query('create table rides (v int)');
+      await expect(
+        t.db.transaction(async (tx) => {
+          await tx.query('insert into rides values (1)');
+          await tx.query('select 1/0');
+        }),
+      ).rejects.toThrow(/division by zero/);
+      expect((await t.db.query('select * from rides')).rows).toEqual([]);
+      // atCommit statements go with the COMMIT; alone, with BEGIN too.
+      sent.mockClear();
+      await t.db.transaction(async (tx) => {
+        await tx.query('select $1::int as n', [1]);
+        tx.atCommit!("select 'x'");
+        tx.atCommit!("select 'y'");
+      });
+      expect(texts()).toEqual(['BEGIN', 'select $1::int as n', "select 'x';\nselect 'y';\nCOMMIT"]);
+      sent.mockClear();
+      await t.db.transaction(async (tx) => tx.atCommit!("select 'z'"));
+      expect(texts()).toEqual(["BEGIN;\nselect 'z';\nCOMMIT"]);
+      // A transaction that sends nothing sends neither BEGIN nor COMMIT.
+      sent.mockClear();
+      await t.db.transaction(() => Promise.resolve());
+      expect(texts()).toEqual([]);
+    } finally {
+      sent.mockRestore();
       await t.dispose();
     }
   });

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Database, Listener, QueryResult, Queryable } from './sql.js';
+import { beginRidesWith, type Database, type Listener, type QueryResult, type Queryable } from './sql.js';
 
 export interface OpenPostgresOptions {
   /** `postgres://user@host:port/db` */
@@ -51,7 +51,10 @@ const run = async <T>(
   text: string,
   params?: unknown[],
 ): Promise<QueryResult<T>> => {
-  const r = await q.query(text, params as unknown[]);
+  // Several `;`-separated statements without parameters (the simple query protocol) answer
+  // with one result each: the caller gets the last one's.
+  const all = (await q.query(text, params as unknown[])) as pg.QueryResult | pg.QueryResult[];
+  const r = Array.isArray(all) ? all[all.length - 1]! : all;
   return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
 };
 
@@ -70,14 +73,36 @@ function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction'
         broken = err;
       };
       c.on('error', onError);
+      // `BEGIN` waits for the first statement and rides with it when it can (one round trip
+      // fewer; it takes no snapshot, so nothing is seen differently). A transaction that sends
+      // nothing sends no `BEGIN` and no `COMMIT`.
+      let begun = false;
+      // `atCommit` statements go with the COMMIT (`…;COMMIT`, one round trip): if one fails,
+      // the rest of that message is skipped and the transaction is rolled back below.
+      const atCommit: string[] = [];
       try {
-        await c.query('BEGIN');
-        const tx: Queryable = { query: (text, params) => run(c, text, params) };
+        const tx: Queryable = {
+          query: async (text, params) => {
+            if (begun) return run(c, text, params);
+            begun = true;
+            if (beginRidesWith(params)) return run(c, `BEGIN;\n${text}`);
+            await c.query('BEGIN');
+            return run(c, text, params);
+          },
+          atCommit: (text) => {
+            atCommit.push(text);
+          },
+        };
         const out = await fn(tx);
-        await c.query('COMMIT');
+        if (atCommit.length > 0) {
+          const tail = `${atCommit.join(';\n')};\nCOMMIT`;
+          const opened = begun;
+          begun = true; // a failure after its BEGIN leaves a transaction to roll back
+          await run(c, opened ? tail : `BEGIN;\n${tail}`);
+        } else if (begun) await c.query('COMMIT');
         return out;
       } catch (e) {
-        if (!broken) await c.query('ROLLBACK').catch(() => {});
+        if (begun && !broken) await c.query('ROLLBACK').catch(() => {});
         throw e;
       } finally {
         c.off('error', onError);

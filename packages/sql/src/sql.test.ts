@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { migrate } from './migrate.js';
+import { sqlLiteral } from './sql.js';
 import { createTestDatabase, TEST_BACKENDS } from './testing.js';
 
 describe.each(TEST_BACKENDS)('sql on %s', (backend) => {
@@ -35,6 +36,57 @@ describe.each(TEST_BACKENDS)('sql on %s', (backend) => {
     } finally {
       await t.dispose();
     }
+  });
+
+  it('runs atCommit statements when the transaction commits, never when it throws, and rolls back when one fails', async () => {
+    const t = await createTestDatabase(backend);
+    try {
+      await t.db.query('create table c (id serial primary key, v text)');
+      const awkward = `it's a "quote" \\ and \\n, é, ${'x'.repeat(300)}`;
+      await t.db.transaction(async (tx) => {
+        await tx.query('insert into c (v) values ($1)', ['first']);
+        tx.atCommit!(`insert into c (v) values (${sqlLiteral(awkward)})`);
+        tx.atCommit!(`insert into c (v) values ('third')`);
+        await tx.query('insert into c (v) values ($1)', ['second']); // still in the transaction
+      });
+      expect((await t.db.query<{ v: string }>('select v from c order by id')).rows.map((r) => r.v)).toEqual([
+        'first',
+        'second',
+        awkward,
+        'third',
+      ]);
+      // Only atCommit statements: the transaction is still one.
+      await t.db.transaction(async (tx) => tx.atCommit!(`insert into c (v) values ('alone')`));
+      await expect(
+        t.db.transaction(async (tx) => {
+          tx.atCommit!(`insert into c (v) values ('never')`);
+          throw new Error('boom');
+        }),
+      ).rejects.toThrow('boom');
+      await expect(
+        t.db.transaction(async (tx) => {
+          await tx.query(`insert into c (v) values ('rolled back')`);
+          tx.atCommit!('select 1/0');
+        }),
+      ).rejects.toThrow(/division by zero/);
+      const all = (await t.db.query<{ v: string }>('select v from c')).rows.map((r) => r.v);
+      expect(all).toContain('alone');
+      expect(all).not.toContain('never');
+      expect(all).not.toContain('rolled back');
+      expect(all).toHaveLength(5);
+      // Outside a transaction there is nothing to commit with.
+      expect(t.db.atCommit).toBeUndefined();
+    } finally {
+      await t.dispose();
+    }
+  });
+});
+
+describe('sqlLiteral', () => {
+  it('quotes so that the literal reads back as the string', () => {
+    expect(sqlLiteral("it's")).toBe("'it''s'");
+    expect(sqlLiteral('a\\b')).toBe(" E'a\\\\b'");
+    expect(() => sqlLiteral('a\u0000b')).toThrow(/NUL/);
   });
 });
 

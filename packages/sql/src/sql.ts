@@ -1,6 +1,35 @@
 /** What a store needs from a database: parameterised queries (`$1`, `$2`, …) and transactions. */
 export interface Queryable {
+  /**
+   * One statement. On Postgres a query without parameters may hold several `;`-separated
+   * statements, sent in one round trip: each takes its own snapshot (so a lock taken by one is
+   * held before the next one reads) and the rows returned are the last one's. PGlite takes
+   * one statement per query.
+   */
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<T>>;
+  /**
+   * A transaction's only (undefined elsewhere, and on wrappers that do not pass it on): a
+   * parameter-less statement run when the transaction commits, just before `COMMIT` — on
+   * Postgres in the same round trip (`…;COMMIT`), so a statement whose answer nobody reads (a
+   * `pg_notify`) costs no round trip of its own. Not run when `fn` throws; when it fails the
+   * transaction rolls back and `transaction` rejects. Build values into it with `sqlLiteral`.
+   */
+  atCommit?(text: string): void;
+}
+
+/**
+ * A string as an SQL literal (the quoting of libpq's `PQescapeLiteral`, as node-postgres does
+ * it): `'` doubled, and with any `\` the `E'…'` form with `\` doubled, so it reads the same
+ * whatever `standard_conforming_strings` is. For statements that cannot take parameters
+ * ({@link Queryable.atCommit}, several statements in one query).
+ *
+ * @example
+ * sqlLiteral("it's"); // 'it''s'
+ */
+export function sqlLiteral(s: string): string {
+  if (s.includes('\u0000')) throw new Error('an SQL literal cannot hold a NUL character');
+  const body = s.replace(/'/g, "''");
+  return s.includes('\\') ? ` E'${body.replace(/\\/g, '\\\\')}'` : `'${body}'`;
 }
 
 export interface QueryResult<T> {
@@ -11,11 +40,21 @@ export interface QueryResult<T> {
 
 export type SqlBackend = 'pglite' | 'postgres';
 
+/**
+ * On Postgres, whether a transaction's `BEGIN` is sent in the same round trip as its first
+ * statement: when that statement has no parameters both go as one simple query (`BEGIN;…`);
+ * otherwise `BEGIN` is a round trip of its own. `countStatements` counts round trips by it.
+ */
+export const beginRidesWith = (params?: unknown[]): boolean => params === undefined || params.length === 0;
+
 export interface Database extends Queryable {
   readonly backend: SqlBackend;
   /**
    * Runs `fn` in one transaction: committed when it resolves, rolled back when it throws.
-   * On PGlite transactions are serialised (one connection); on Postgres each gets a pooled connection.
+   * On PGlite transactions are serialised (one connection); on Postgres each gets a pooled
+   * connection, and its `BEGIN` is sent with the first statement when that one has no
+   * parameters (one round trip fewer: make a transaction's first statement parameter-less when
+   * its latency matters).
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Database, Queryable } from '@runt/sql';
+import { sqlLiteral, type Database, type Queryable } from '@runt/sql';
 import type { ControlMessage } from '@runt/protocol';
 import type { NotificationBus } from '../notifications/bus.js';
 import type { RunStore } from '../runs/run-store.js';
@@ -93,7 +93,8 @@ export class LinkRelay {
   /**
    * Publishes, in `q` (a transaction, so it is sent on commit), the messages for links this
    * process does not hold (and, with `capacityFreed`, a {@link SCHEDULE_CHANNEL} notification),
-   * and returns the others for the caller to `send` after its commit.
+   * and returns the others for the caller to `send` after its commit. The `pg_notify` goes with
+   * the transaction's `COMMIT` (`Queryable.atCommit`) when `q` offers it.
    */
   async relay(q: Queryable, items: LinkMessage[], capacityFreed = false): Promise<LinkMessage[]> {
     if (!this.shared) return items;
@@ -103,13 +104,14 @@ export class LinkRelay {
       if (this.o.links.get(it.workstationId)) local.push(it);
       else payloads.push(encode(it));
     }
-    if (capacityFreed)
-      await q.query(
-        `select pg_notify('${LINK_CHANNEL}', p) from unnest($1::text[]) as p union all select pg_notify('${SCHEDULE_CHANNEL}', '')`,
-        [payloads],
-      );
-    else if (payloads.length > 0)
-      await q.query(`select pg_notify('${LINK_CHANNEL}', p) from unnest($1::text[]) as p`, [payloads]);
+    const notes = payloads.map((p) => `('${LINK_CHANNEL}', ${sqlLiteral(p)})`);
+    if (capacityFreed) notes.push(`('${SCHEDULE_CHANNEL}', '')`);
+    if (notes.length === 0) return local;
+    // With the transaction's COMMIT where it can (no round trip of its own: issue 10's offer
+    // latency), else now; either way NOTIFY is sent on commit only.
+    const notify = `select pg_notify(n.channel, n.payload) from (values ${notes.join(', ')}) as n(channel, payload)`;
+    if (q.atCommit) q.atCommit(notify);
+    else await q.query(notify);
     return local;
   }
 

@@ -74,17 +74,18 @@ const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropp
   and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
   and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)`;
 
-// One round trip for what a page places: up to `$2` queued runs after position `$1`, oldest
+// One statement for what a page places: up to `limit` queued runs after position `after`, oldest
 // first, locked `for update skip locked` (only the columns placement looks at; the offered rows
 // come back whole from the update), and the workstations with a free slot offering one of their
 // runtimes, locked `for update of w skip locked` — a scheduler never places onto a workstation
 // another transaction is changing. Both come back as JSON arrays in one row; the same statement
-// makes the page's commit asynchronous (see ASYNC_COMMIT).
-const PAGE_SQL = `
+// makes the page's commit asynchronous (see ASYNC_COMMIT). Its two numbers are literals (see
+// pageStatement), so it can share a round trip with the lock and the transaction's `BEGIN`.
+const pageSql = (after: number, limit: number) => `
 with q as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
-   where r.status in (${statusesSql('offer')}) and r.position > $1 and (r.not_before is null or r.not_before <= now())
-   order by r.position limit $2 for update skip locked
+   where r.status in (${statusesSql('offer')}) and r.position > ${after} and (r.not_before is null or r.not_before <= now())
+   order by r.position limit ${limit} for update skip locked
 ), c as (
   select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
          u.used_runs, u.used_cpus, u.used_memory
@@ -98,6 +99,22 @@ select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued
        (select coalesce(json_agg(c order by c.used_runs, c.id), '[]') from c) as cands,
        ${ASYNC_COMMIT} as async_commit`;
 
+/**
+ * A page's first round trip. On Postgres the transaction's `BEGIN`, {@link SCHEDULER_LOCK} and
+ * the page go together (`Database.transaction` sends `BEGIN` with a parameter-less first
+ * statement) as two statements, never one: in read committed each statement reads from a
+ * snapshot taken when it starts, so the page must be a statement after the lock's — one
+ * statement that took the lock itself would count the capacity a pass committed while it
+ * waited as still free, and offer beyond it (test/scheduler-round-trips.test.ts holds the lock
+ * across such a commit). Hence literals instead of `$1`/`$2`: both are integers checked here.
+ */
+function pageStatement(backend: Database['backend'], after: number, limit: number): string {
+  if (!Number.isSafeInteger(after) || !Number.isSafeInteger(limit))
+    throw new Error(`page bounds must be integers: ${after}, ${limit}`);
+  const page = pageSql(after, limit);
+  return backend === 'postgres' ? `select pg_advisory_xact_lock(${SCHEDULER_LOCK});\n${page}` : page;
+}
+
 // Whether any workstation at all (whatever its runtimes and labels) has a free slot: only when
 // none has is the fleet saturated, so that a new submit cannot be placed either.
 const ANY_FREE_SQL = `select exists (select 1 from workstations w ${USED_SQL} where ${PLACEABLE_SQL}) as free`;
@@ -108,9 +125,9 @@ const ANY_FREE_SQL = `select exists (select 1 from workstations w ${USED_SQL} wh
  * (`max_runs`, default `cpu_count`) plus free cpus/memory when the run asks for them. Runs are
  * taken oldest first with `for update skip locked`, so several control-plane processes on one
  * Postgres never offer a run twice. Any replica places onto any workstation: on Postgres a
- * page's transaction first takes {@link SCHEDULER_LOCK} (`pg_advisory_xact_lock`), so passes of
- * several replicas take turns instead of skipping each other's locked rows (a skipped run would
- * wait for a tick). An offer for a link held by another replica is published with `pg_notify`
+ * page's transaction first takes {@link SCHEDULER_LOCK} (`pg_advisory_xact_lock`, in the same
+ * round trip as `BEGIN` and the page: see pageStatement), so passes of several replicas take
+ * turns instead of skipping each other's locked rows (a skipped run would wait for a tick). An offer for a link held by another replica is published with `pg_notify`
  * in the offering transaction (`signals.relay`); the others are pushed over the link after the
  * commit.
  *
@@ -198,9 +215,6 @@ export class Scheduler {
     this.saturated = false;
     for (;;) {
       const page = await this.o.db.transaction(async (tx) => {
-        // Its own statement: the page's snapshot must come after the lock.
-        if (this.o.db.backend === 'postgres')
-          await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
         const placed = await this.placePage(tx, after);
         // A claim on offer grants a lease the agent starts the run under: durable before it is sent.
         if (placed.claimed.length > 0) await tx.query(`select ${SYNC_COMMIT}`);
@@ -272,8 +286,11 @@ export class Scheduler {
     exhausted: boolean;
   }> {
     const pageSize = this.o.pageSize ?? 200;
-    const page = (await tx.query<{ queued: RunRow[]; cands: Candidate[] }>(PAGE_SQL, [after, pageSize]))
-      .rows[0]!;
+    const page = (
+      await tx.query<{ queued: RunRow[]; cands: Candidate[] }>(
+        pageStatement(this.o.db.backend, after, pageSize),
+      )
+    ).rows[0]!;
     const queued = { rows: page.queued };
     if (queued.rows.length === 0) return { offered: [], claimed: [], done: true, exhausted: false };
     const last = Number(queued.rows[queued.rows.length - 1]!.position);

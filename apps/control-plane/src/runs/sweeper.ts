@@ -131,16 +131,31 @@ export class Sweeper {
       this.o.logger.info({ run_id: id }, 'not placed within its queue timeout; blocked');
       this.o.signals.eventsAppended(id);
     }
-    const timedOut = await timeOutOverdue(this.o.db, this.o.timeoutGraceS ?? 60);
+    // The agent is told to stop each one by a cancel published in the same transaction, with
+    // the freed slots (a replica that dies right after the commit loses neither for the links
+    // and schedulers of the others); `sendCancels` sends the ones for links held here and kicks
+    // this replica's scheduler.
+    let sendCancels = () => {};
+    const timedOut = await timeOutOverdue(this.o.db, this.o.timeoutGraceS ?? 60, 100, async (tx, ended) => {
+      sendCancels = await this.o.signals.publish(
+        tx,
+        ended.flatMap((t) =>
+          t.workstation_id
+            ? [{ workstationId: t.workstation_id, message: { type: 'cancel' as const, run_id: t.id } }]
+            : [],
+        ),
+        { capacityFreed: true },
+      );
+    });
+    sendCancels();
     for (const t of timedOut) {
       this.o.logger.warn(
         { run_id: t.id, workstation_id: t.workstation_id },
         'run past its timeout not stopped by its agent; failed',
       );
       this.o.signals.eventsAppended(t.id);
-      if (t.workstation_id) this.o.signals.toWorkstation(t.workstation_id, { type: 'cancel', run_id: t.id });
     }
-    if (lost.length > 0 || stale.length > 0 || timedOut.length > 0) this.o.signals.schedule();
+    if (lost.length > 0 || stale.length > 0) this.o.signals.schedule();
     return {
       lost,
       offersRequeued: stale.map((s) => s.id),

@@ -997,7 +997,8 @@ export async function expireQueued(db: Database, limit = 100): Promise<string[]>
  * time out (`accepted | running → failed`, failure kind `timeout`): the backstop for an agent
  * that did not stop a run past its `timeout_s` (counted from `started_at`, else `accepted_at`)
  * plus `graceS`. Ends the run and gives up its lease, so the holder's next renewal or report
- * is refused and it stops the workload. Returns the runs and their workstations.
+ * is refused and it stops the workload. Returns the runs and their workstations; `publish`
+ * is given them inside the transaction, to publish what the agents must hear with the write.
  *
  * @example
  * const ended = await timeOutOverdue(db, 60);
@@ -1006,6 +1007,7 @@ export async function timeOutOverdue(
   db: Database,
   graceS: number,
   limit = 100,
+  publish?: (tx: Queryable, ended: Array<{ id: string; workstation_id: string | null }>) => Promise<void>,
 ): Promise<Array<{ id: string; workstation_id: string | null }>> {
   return db.transaction(async (tx) => {
     const r = await tx.query<{ id: string; workstation_id: string | null; timeout_s: number }>(
@@ -1023,6 +1025,8 @@ export async function timeOutOverdue(
         message: `exceeded its timeout of ${row.timeout_s}s (ended by the control plane: the agent did not stop it)`,
       });
     }
-    return r.rows.map((row) => ({ id: row.id, workstation_id: row.workstation_id }));
+    const ended = r.rows.map((row) => ({ id: row.id, workstation_id: row.workstation_id }));
+    if (publish && ended.length > 0) await publish(tx, ended);
+    return ended;
   });
 }
