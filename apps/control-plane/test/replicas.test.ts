@@ -278,3 +278,66 @@ describe('a replica whose LISTEN connections drop, on postgres', () => {
     }
   });
 });
+
+// Rate limits live in the shared database, so replicas behind one load balancer spend one
+// budget: spreading wrong guesses over them buys nothing.
+describe('the 429 budget of two replicas on one postgres (default limits on both)', () => {
+  it('is shared: wrong redeems spread over both are limited after 10 in all, and sign-in guesses on either then get 429 too', async () => {
+    const a = await startHarness('postgres', {}, QUIET);
+    const silent = new Writable({ write: (_c, _e, cb) => cb() });
+    const b = await startControlPlane(
+      loadConfig(
+        {},
+        {
+          port: 0,
+          host: '127.0.0.1',
+          dataDir: mkdtempSync(join(tmpdir(), 'runt-cp-b-')),
+          adminToken: a.adminToken,
+          databaseUrl: a.t.url!,
+          logLevel: 'info',
+          ...QUIET,
+        },
+      ),
+      { logDestination: silent as unknown as NonNullable<StartOptions['logDestination']> },
+    );
+    try {
+      const urls = [a.cp.url, b.url];
+      const redeem = (url: string) =>
+        fetch(`${url}/api/workstations/pairing-codes/redeem`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ code: 'ZZZZ-ZZZZ-ZZZZ' }),
+        });
+      // 10 wrong codes (the per-address default), alternating: each replica saw only 5.
+      for (let i = 0; i < 10; i++) expect((await redeem(urls[i % 2]!)).status).toBe(404);
+      for (const url of urls) {
+        const res = await redeem(url);
+        expect(res.status).toBe(429);
+        expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+        expect(await res.json()).toMatchObject({ error: { code: 'rate-limited' } });
+      }
+      // The panel's sign-in guesses count against the same per-address budget, on either replica.
+      for (const url of urls) {
+        const res = await fetch(`${url}/sign-in`, {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { origin: url, 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ token: 'rnt_adm_wrong', next: '/workstations' }).toString(),
+        });
+        expect(res.status).toBe(429);
+      }
+      // A valid code still redeems on either (the limit never blocks a right code).
+      const admin = new ControlPlaneClient({ url: b.url, token: a.adminToken, retries: 0 });
+      const { pairing } = await admin.mintPairingCode();
+      const ok = await fetch(`${a.cp.url}/api/workstations/pairing-codes/redeem`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ code: pairing.code, display_name: 'limited-but-right' }),
+      });
+      expect(ok.status).toBe(201);
+    } finally {
+      await b.close();
+      await a.close();
+    }
+  });
+});
