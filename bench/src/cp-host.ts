@@ -4,6 +4,7 @@
 // every link message its WebSockets send or receive. Config in BENCH_CP (JSON); reports over IPC.
 import { createWriteStream } from 'node:fs';
 import { createRequire } from 'node:module';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { loadConfig, startControlPlane } from '@runt/control-plane';
 import { openPglite, openPostgres, type Database, type Queryable } from '@runt/sql';
@@ -30,6 +31,8 @@ export interface CpCounts {
   linkReceived: number;
   /** Statements by their first words (whitespace collapsed, 48 characters), for the SQL mix. */
   byStatement: Record<string, number>;
+  /** Event-loop delay since the previous `counts` (ms): how long ready work waited for the thread. */
+  eventLoop?: { p99Ms: number; maxMs: number };
 }
 
 export type CpHostRequest =
@@ -104,8 +107,11 @@ function countLinkMessages(): void {
 
 const imported = performance.now();
 
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+
 async function main(): Promise<void> {
   const c = JSON.parse(process.env.BENCH_CP!) as CpHostConfig;
+  loopDelay.enable();
   countLinkMessages();
   const raw =
     c.backend === 'postgres'
@@ -132,8 +138,11 @@ async function main(): Promise<void> {
     },
   );
   process.on('message', (m: CpHostRequest & { id: number }) => {
-    if (m.type === 'counts') process.send!({ id: m.id, counts });
-    else if (m.type === 'memory') {
+    if (m.type === 'counts') {
+      const eventLoop = { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 };
+      loopDelay.reset();
+      process.send!({ id: m.id, counts: { ...counts, eventLoop } });
+    } else if (m.type === 'memory') {
       (globalThis as { gc?: () => void }).gc?.();
       process.send!({ id: m.id, memory: process.memoryUsage() });
     }

@@ -22,13 +22,20 @@ export interface LinkDoublesCount {
 }
 
 const logger = createLogger('silent');
-const life = new AbortController();
+/**
+ * One controller per link, as each runt-agent has its own: thousands of `LinkClient`s on one
+ * signal made every attempt's add/removeEventListener walk thousands of listeners (Node's
+ * EventTarget keeps a list) — quadratic CPU in the doubles, not in what is measured.
+ */
+const lives: AbortController[] = [];
 let up = 0;
 let opens = 0;
 let failures = 0;
 
 function open(url: string, links: Array<{ token: string; workstationId: string }>): void {
   for (const { token, workstationId } of links) {
+    const life = new AbortController();
+    lives.push(life);
     const client = new LinkClient({
       url,
       token: () => token,
@@ -44,10 +51,12 @@ function open(url: string, links: Array<{ token: string; workstationId: string }
           runtimes: ['fake'],
           labels: {},
           agent_version: 'bench',
-          // Not listening: the scheduler offers nothing to an idle double.
-          listening: false,
+          // As runt-agent registers: listening, claim on offer (the queue is empty: nothing is
+          // offered), so the restart pays what a real fleet's does (scheduling passes included).
+          listening: true,
         },
         running_run_ids: [],
+        claim_on_offer: { runner_id: 'bench', lease_ms: 30_000 },
       }),
       onAttempt: (_url, opened) => {
         if (!opened) failures++;
@@ -71,7 +80,7 @@ process.on('message', (m: LinkDoublesRequest) => {
   else if (m.type === 'count')
     process.send!({ type: 'count', up, opens, failures } satisfies LinkDoublesCount);
   else {
-    life.abort();
+    for (const life of lives) life.abort();
     setTimeout(() => process.exit(0), 500).unref();
     process.disconnect();
   }

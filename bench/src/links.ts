@@ -62,6 +62,8 @@ export interface LinksMeasurement {
     /** The statements of the restart window, most frequent first. */
     sqlMix: string[];
     failedAttempts: number;
+    /** The control plane's event-loop delay over the restart window (ms). */
+    eventLoop: { p99Ms: number; maxMs: number };
     load: number;
   };
 }
@@ -260,8 +262,18 @@ export async function measureLinks(o: {
         )
       )[0]!.n;
     const epoch = '1970-01-01T00:00:00Z';
+    let traced = Date.now();
     for (const deadline = Date.now() + o.timeoutMs; ;) {
-      if ((await registered(epoch)) >= o.links) break;
+      const n = await registered(epoch);
+      if (n >= o.links) break;
+      if (process.env.BENCH_TRACE && Date.now() - traced >= 2000) {
+        traced = Date.now();
+        const c = await countUp(doubles);
+        const loop = ((await cp.ask({ type: 'counts' })).counts as CpCounts).eventLoop;
+        process.stderr.write(
+          `links: ${((nowMs() - t0) / 1000).toFixed(1)} s: ${n} registered, ${c.up} up, ${c.failures} failed attempts, event loop p99 ${loop?.p99Ms.toFixed(0)} ms max ${loop?.maxMs.toFixed(0)} ms, load ${loadAverage()}\n`,
+        );
+      }
       if (Date.now() > deadline)
         throw new Error(
           `only ${await registered(epoch)} of ${o.links} links registered in ${o.timeoutMs} ms`,
@@ -290,8 +302,17 @@ export async function measureLinks(o: {
     dbCpu.start(db ? await db.backendPids() : []);
     const counts0 = (await cp.ask({ type: 'counts' })).counts as CpCounts;
     const failures0 = (await countUp(doubles)).failures;
+    traced = Date.now();
     for (const deadline = Date.now() + o.timeoutMs; ;) {
-      if ((await registered(readyAt)) >= o.links || Date.now() > deadline) break;
+      const n = await registered(readyAt);
+      if (n >= o.links || Date.now() > deadline) break;
+      if (process.env.BENCH_TRACE && Date.now() - traced >= 2000) {
+        traced = Date.now();
+        const c = await countUp(doubles);
+        process.stderr.write(
+          `links restart: ${((nowMs() - downAt) / 1000).toFixed(1)} s after the signal: ${n} registered, ${c.up} up, ${c.failures - failures0} failed attempts, load ${loadAverage()}\n`,
+        );
+      }
       await sleep(100);
     }
     // The shell exec'd node, so the pid is the control plane's own.
@@ -338,6 +359,7 @@ export async function measureLinks(o: {
         sqlPerLink: statements / Math.max(1, times.length),
         sqlMix: mix.map(([k, n]) => `${n}× ${k}`),
         failedAttempts: failures - failures0,
+        eventLoop: counts1.eventLoop ?? { p99Ms: NaN, maxMs: NaN },
         load: restartLoad,
       },
     };
@@ -357,7 +379,7 @@ export function describeLinks(m: LinksMeasurement): string[] {
   return [
     `${m.backend.padEnd(8)} links  control plane up in ${f(m.open.startSeconds, 2)} s; first open of ${m.links} links: ${f(m.open.seconds, 2)} s, ${f(m.open.perSecond, 0)} links/s  load ${m.open.load}`,
     `${m.backend.padEnd(8)} links  ${m.links} idle links: ${f(m.memory.rssBytesPerLink / 1024, 2)} KiB RSS per link, ${f(m.memory.heapBytesPerLink / 1024, 2)} KiB JS (heap + external) per link, control plane RSS ${f(m.memory.rssMiB, 0)} MiB  load ${m.memory.load}`,
-    `${m.backend.padEnd(8)} links  restart (${r.how === 'kill' ? 'SIGKILL' : 'SIGTERM'}: exited after ${f(r.stopSeconds, 2)} s, new one ready ${f(r.downSeconds, 2)} s after the signal): ${r.linked}/${m.links} linked again in ${f(r.seconds, 2)} s from ready, ${f(r.perSecond, 0)} links/s, ${r.within20s} within 20 s, p50 ${f(r.p50Ms / 1000, 2)} s p99 ${f(r.p99Ms / 1000, 2)} s, CPU per link cp ${f(r.cpMsCpuPerLink, 2)} ms + db ${f(r.dbMsCpuPerLink, 2)} ms, ${f(r.sqlPerLink, 2)} SQL statements per link, ${r.failedAttempts} failed attempts  load ${r.load}`,
+    `${m.backend.padEnd(8)} links  restart (${r.how === 'kill' ? 'SIGKILL' : 'SIGTERM'}: exited after ${f(r.stopSeconds, 2)} s, new one ready ${f(r.downSeconds, 2)} s after the signal): ${r.linked}/${m.links} linked again in ${f(r.seconds, 2)} s from ready, ${f(r.perSecond, 0)} links/s, ${r.within20s} within 20 s, p50 ${f(r.p50Ms / 1000, 2)} s p99 ${f(r.p99Ms / 1000, 2)} s, CPU per link cp ${f(r.cpMsCpuPerLink, 2)} ms + db ${f(r.dbMsCpuPerLink, 2)} ms, ${f(r.sqlPerLink, 2)} SQL statements per link, ${r.failedAttempts} failed attempts, event-loop delay p99 ${f(r.eventLoop.p99Ms, 0)} ms max ${f(r.eventLoop.maxMs, 0)} ms  load ${r.load}`,
     `${m.backend.padEnd(8)} links  restart SQL: ${r.sqlMix.join('; ')}`,
   ];
 }

@@ -60,6 +60,12 @@ export const LINK_START_JITTER_MS = 5_000;
  * again within 20 s).
  */
 export const LINK_BACKOFF_CAP_MS = 15_000;
+/**
+ * An upgrade refused with a `Retry-After` (a control plane shedding upgrades hands each agent its
+ * own place in a queue, in whole seconds) is dialled again after it plus a random part of this
+ * (ms), so the agents told the same second spread over it.
+ */
+export const LINK_RETRY_AFTER_SPREAD_MS = 1_000;
 
 /** Upgrade answers of a proxy whose control plane is not there. */
 const GATEWAY_STATUSES = new Set([502, 503, 504]);
@@ -201,13 +207,17 @@ export class LinkClient {
         return;
       }
       attempt = result.opened ? 1 : attempt + 1;
-      let delay = backoffDelay(attempt, {
-        baseMs: 500,
-        capMs: this.opts.maxBackoffMs ?? LINK_BACKOFF_CAP_MS,
-        jitter: 'full',
-        random,
-        retryAfterMs: result.retryAfterMs,
-      });
+      // Told when to come back: then, within a second, however many attempts it took (the
+      // control plane paces its queue; a backoff draw on top would leave it idle while agents wait).
+      let delay =
+        result.retryAfterMs !== undefined
+          ? result.retryAfterMs + Math.round(random() * LINK_RETRY_AFTER_SPREAD_MS)
+          : backoffDelay(attempt, {
+              baseMs: 500,
+              capMs: this.opts.maxBackoffMs ?? LINK_BACKOFF_CAP_MS,
+              jitter: 'full',
+              random,
+            });
       // Another agent took over this workstation's link: do not fight it in a tight loop.
       if (result.code === LINK_CLOSE_CODES.replaced)
         delay = Math.max(delay, backoffDelay(1, { baseMs: 10_000, capMs: 30_000, random }));

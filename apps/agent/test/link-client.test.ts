@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
@@ -21,7 +22,7 @@ async function server(drop: boolean): Promise<{ url: string; opens: number[]; cl
   };
 }
 
-function client(url: string, o: Partial<LinkClientOptions>): LinkClient {
+function client(url: LinkClientOptions['url'], o: Partial<LinkClientOptions>): LinkClient {
   return new LinkClient({
     url,
     token: () => 'rnt_ws_x',
@@ -110,5 +111,61 @@ describe('LinkClient: no thundering herd on a fleet start or a control-plane res
       http_status: 503,
       retry_in_ms: 2000,
     });
+  });
+
+  it('comes back when a shedding control plane says, within a second, however many times it was shed', async () => {
+    const server = createServer();
+    server.on('upgrade', (_req, socket) =>
+      socket.end(
+        'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+      ),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const life = new AbortController();
+    stops.push(
+      () => life.abort(),
+      () => new Promise<void>((r) => server.close(() => r())),
+    );
+    const { logger, lines } = testLogger();
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    void client(url, { startJitterMs: 0, random: () => 0.9, logger }).run(life.signal);
+    const waits = () => lines.filter((l) => typeof l.retry_in_ms === 'number').map((l) => l.retry_in_ms);
+    await eventually(() => waits().length >= 3, 'three shed dials');
+    // Not the backoff's growing draw (0.9 of 0.5, 1, 2 s …, at least the Retry-After): its place in
+    // the control plane's queue, 1 s, plus the draw's share of a second.
+    expect(waits().slice(0, 3)).toEqual([1900, 1900, 1900]);
+  });
+
+  it('adds no abort listener per attempt: after 60 dropped links and 60 shed upgrades the signal holds at most one', async () => {
+    const dropping = await server(true);
+    const shedding = createServer();
+    let shed = 0;
+    shedding.on('upgrade', (_req, socket) => {
+      shed++;
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
+    await new Promise<void>((r) => shedding.listen(0, '127.0.0.1', r));
+    const life = new AbortController();
+    stops.push(
+      () => life.abort(),
+      dropping.close,
+      () => new Promise<void>((r) => shedding.close(() => r())),
+    );
+    const shedUrl = `http://127.0.0.1:${(shedding.address() as AddressInfo).port}`;
+    const counts: number[] = [];
+    // Every attempt alternates between a server that drops the link and one that sheds the upgrade.
+    let n = 0;
+    const done = client(() => (n++ % 2 === 0 ? dropping.url : shedUrl), {
+      startJitterMs: 0,
+      maxBackoffMs: 1,
+      random: () => 0,
+      onAttempt: () => counts.push(getEventListeners(life.signal, 'abort').length),
+    }).run(life.signal);
+    await eventually(() => dropping.opens.length >= 60 && shed >= 60, '60 drops and 60 sheds', 20_000);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(1);
+    expect(getEventListeners(life.signal, 'abort').length).toBeLessThanOrEqual(1);
+    life.abort();
+    await done;
+    expect(getEventListeners(life.signal, 'abort')).toHaveLength(0);
   });
 });

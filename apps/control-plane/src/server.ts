@@ -45,6 +45,8 @@ export interface StartOptions {
   db?: Database;
   /** Links opening at once at most (`LinkServerOptions.maxOpening`; default 256). */
   linkMaxOpening?: number;
+  /** The least pace shed link upgrades are told to come back at (`LinkServerOptions.shedPacePerSecond`). */
+  linkShedPacePerSecond?: number;
   logDestination?: DestinationStream;
   pairingLimits?: AttemptLimits;
 }
@@ -273,6 +275,7 @@ export async function startControlPlane(
     replicaId,
     pingMs: config.linkPingMs,
     ...(opts.linkMaxOpening === undefined ? {} : { maxOpening: opts.linkMaxOpening }),
+    ...(opts.linkShedPacePerSecond === undefined ? {} : { shedPacePerSecond: opts.linkShedPacePerSecond }),
   });
   // Another replica's revoke: drop the cached principal (in the cache) and close its links here now.
   principals.onCredentialChanged = (credentialId) => {

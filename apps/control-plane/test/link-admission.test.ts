@@ -40,8 +40,8 @@ describe('links opening at once are bounded (pglite)', () => {
     // Two links open and not registered yet: the third is shed without a lookup or handshake.
     const shed = await dial(h, c.token);
     expect(shed.status).toBe(503);
-    expect(Number(shed.retryAfter)).toBeGreaterThanOrEqual(1);
-    expect(Number(shed.retryAfter)).toBeLessThanOrEqual(5);
+    expect(Number(shed.retryAfter)).toBe(1); // the first place in an empty queue
+
     const metrics = await (await fetch(`${h.cp.url}/metrics`)).text();
     expect(metrics).toMatch(/^runt_cp_link_upgrades_shed_total [1-9]/m);
 
@@ -75,5 +75,33 @@ describe('links opening at once are bounded (pglite)', () => {
     expect(again.ws).toBeTruthy();
     again.ws!.terminate();
     first.ws!.terminate();
+  });
+});
+
+// Each shed agent is told its own place in a queue drained at the pace links open (at least
+// `linkShedPacePerSecond`), not a random 1–5 s that brings the shed back together.
+describe('shed upgrades are told to come back in turn (pglite)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness('pglite', { linkMaxOpening: 1, linkShedPacePerSecond: 2 });
+  });
+  afterAll(async () => h?.close());
+
+  it('hands later sheds later Retry-Afters, half a second apart at 2 links/s', async () => {
+    const [a, b] = [await pairAgent(h, 'a', ['fake']), await pairAgent(h, 'b', ['fake'])];
+    const open = await dial(h, a.token);
+    expect(open.ws).toBeTruthy();
+    const told: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const shed = await dial(h, b.token);
+      expect(shed.status).toBe(503);
+      told.push(Number(shed.retryAfter));
+    }
+    expect(told[0]).toBe(1);
+    expect(told.every((s, i) => i === 0 || s >= told[i - 1]!)).toBe(true);
+    // 8 places 0.5 s apart after the first second: the last is 4.5 s out (less the dials' time).
+    expect(told[7]).toBeGreaterThanOrEqual(3);
+    expect(told[7]).toBeLessThanOrEqual(5);
+    open.ws!.terminate();
   });
 });

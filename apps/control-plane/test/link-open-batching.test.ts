@@ -10,7 +10,7 @@ import { CredentialStore } from '../src/stores/credential-store.js';
 import { PrincipalCache } from '../src/stores/principal-cache.js';
 import { WorkstationStore } from '../src/stores/workstation-store.js';
 import { startHarness, type Harness } from './harness.js';
-import { pairAgent, type AgentDouble } from './agent-double.js';
+import { eventually, pairAgent, type AgentDouble } from './agent-double.js';
 
 /** The harness's database (both lanes), recording every statement sent through it. */
 function recording(db: Database): { db: Database; statements: string[] } {
@@ -86,6 +86,35 @@ describe.each(TEST_BACKENDS)('link open path batching on %s', (backend) => {
     );
   });
 
+  it('stale last_used_at refreshes found by separate lookups within a second are one statement', async () => {
+    const live = agents.slice(0, 5);
+    await h.t.db.query('update credentials set last_used_at = null where workstation_id = any($1::text[])', [
+      live.map((a) => a.workstationId),
+    ]);
+    const { db, statements } = recording(h.t.db);
+    const principals = new PrincipalCache(db, new NotificationBus(db, {}));
+    // One lookup after another: five batched reads, each finding a stale credential.
+    for (const a of live)
+      expect((await principals.resolve(hashToken(a.token), 'workstation'))?.workstationId).toBe(
+        a.workstationId,
+      );
+    expect(statements.filter((s) => s.startsWith('select') && s.includes('from credentials'))).toHaveLength(
+      5,
+    );
+    await eventually(
+      () => statements.some((s) => s.startsWith('update credentials set last_used_at')),
+      'the refresh',
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(statements.filter((s) => s.startsWith('update credentials set last_used_at'))).toHaveLength(1);
+    const fresh = await h.t.db.query<{ n: number }>(
+      `select count(*)::int as n from credentials where workstation_id = any($1::text[]) and last_used_at > now() - interval '1 minute'`,
+      [live.map((a) => a.workstationId)],
+    );
+    expect(fresh.rows[0]!.n).toBe(5);
+    principals.close();
+  });
+
   it('registrations that arrive together are one update; each link hears its own pending drain', async () => {
     const live = agents.slice(0, 5);
     await h.t.db.query('update workstations set draining = true where id = $1', [live[1]!.workstationId]);
@@ -103,7 +132,7 @@ describe.each(TEST_BACKENDS)('link open path batching on %s', (backend) => {
     expect(answers.map((a) => a.draining)).toEqual([false, true, false, false, false]);
     expect(answers.every((a) => a.offered.length === 0 && a.cancels.length === 0)).toBe(true);
     expect(statements.filter((s) => s.startsWith('update workstations'))).toHaveLength(1);
-    expect(statements).toHaveLength(3); // the update, offered runs, pending cancels
+    expect(statements).toHaveLength(2); // the update; offered runs and pending cancels in one read
     const rows = await h.t.db.query<{
       id: string;
       link_state: string;

@@ -22,13 +22,24 @@ interface Waiting {
 }
 
 /**
+ * A registration that brought a listening workstation kicks a scheduling pass at most this often
+ * (ms): the first at once, the ones after it within the window share one pass at its end. A fleet
+ * re-linking after a restart writes a batch every few milliseconds; a pass per batch kept the
+ * database busy with passes over an unchanged queue (issue 9). The scheduler's tick places
+ * anything a skipped kick would have.
+ */
+export const REGISTRATION_SCHEDULE_EVERY_MS = 100;
+
+/**
  * The link's `register` messages, written in batches: every registration that arrives in one
  * turn of the event loop (a fleet re-linking after a restart sends thousands a second) is one
- * `update … from jsonb_to_recordset` of the workstations plus one read of offered runs, one of
- * runs claimed on offer for the links' runners (when any asked for it) and one of pending
- * cancels for all of them, instead of five statements per link. While a batch is
- * being written the next one gathers (one batch in flight), so the batches grow with the load
- * and an idle control plane adds no wait. Each caller gets its own answer; a failed batch fails
+ * `update … from jsonb_to_recordset` of the workstations plus one read of offered runs and pending
+ * cancels and one of runs claimed on offer for the links' runners (when any asked for it) for all
+ * of them, instead of five statements per link. A batch that registered a listening workstation
+ * asks for a scheduling pass (`schedule`), at most once per {@link REGISTRATION_SCHEDULE_EVERY_MS};
+ * one of workstations that are not listening asks for none (nothing can be placed on them).
+ * While a batch is being written the next one gathers (one batch in flight), so the batches grow
+ * with the load and an idle control plane adds no wait. Each caller gets its own answer; a failed batch fails
  * each of its callers (their link logs it, as before).
  *
  * @example
@@ -47,8 +58,41 @@ export class LinkRegistrations {
       /** Re-sends runs claimed on offer (none without it). */
       lifecycle?: Pick<RunLifecycle, 'claimedOffers'>;
       replicaId: string;
+      /** Asks for a scheduling pass (`RunSignals.schedule`); called after the batch's callers resumed. */
+      schedule?: () => void;
+      /** Default {@link REGISTRATION_SCHEDULE_EVERY_MS}. */
+      scheduleEveryMs?: number;
     },
   ) {}
+
+  /** The pass asked for and not yet kicked. */
+  #kick: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  /** performance.now() of the last kick. */
+  #kickedAt = Number.NEGATIVE_INFINITY;
+  #closed = false;
+
+  /** Drops a pass asked for and not yet kicked (the link server is closing). */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#kick as NodeJS.Timeout);
+    clearImmediate(this.#kick as NodeJS.Immediate);
+    this.#kick = undefined;
+  }
+
+  /** One pass for every listening registration of the window (see REGISTRATION_SCHEDULE_EVERY_MS). */
+  #scheduleSoon(): void {
+    if (!this.o.schedule || this.#kick || this.#closed) return;
+    const fire = () => {
+      this.#kick = undefined;
+      this.#kickedAt = performance.now();
+      this.o.schedule!();
+    };
+    const wait =
+      this.#kickedAt + (this.o.scheduleEveryMs ?? REGISTRATION_SCHEDULE_EVERY_MS) - performance.now();
+    // At the earliest after this turn: the batch's links are marked registered (and their
+    // claimers known) before the pass looks at them.
+    this.#kick = wait > 0 ? setTimeout(fire, wait) : setImmediate(fire);
+  }
 
   /** Registers one link's workstation (with the next batch) and answers what to send it. */
   register(
@@ -81,6 +125,7 @@ export class LinkRegistrations {
           cancels: r?.cancels ?? [],
         });
       }
+      if (batch.some((w) => w.body.listening)) this.#scheduleSoon();
     } catch (e) {
       for (const w of batch) w.reject(e);
     } finally {

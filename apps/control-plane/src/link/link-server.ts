@@ -26,6 +26,7 @@ import type { CredentialStore } from '../stores/credential-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 import type { AgentLink, LinkRegistry } from './link-registry.js';
 import { LinkRegistrations } from './link-registrations.js';
+import { ShedPacer } from './link-pacer.js';
 
 export interface LinkServerOptions {
   server: Server;
@@ -43,12 +44,15 @@ export interface LinkServerOptions {
   maxPayloadBytes?: number;
   /**
    * Links opening at once at most (default {@link LINK_MAX_OPENING}): from the upgrade request to
-   * the link's `registered` (or its end). Past it an upgrade is answered `503` with a
-   * `Retry-After` of 1–5 s at once — no credential lookup, no handshake — and the agent's
-   * jittered backoff brings it back later, so a fleet dialling faster than this process can open
-   * links never queues it past the agents' handshake timeout (work for sockets nobody reads).
+   * the link's `registered` (or its end). Past it an upgrade is answered `503` at once — no
+   * credential lookup, no handshake — with a `Retry-After` that gives the agent its own place in a
+   * queue drained at the pace links open here ({@link ShedPacer}), so a fleet dialling faster
+   * than this process can open links never queues it past the agents' handshake timeout (work
+   * for sockets nobody reads) and comes back about as fast as links open.
    */
   maxOpening?: number;
+  /** The least pace (links/s) shed upgrades are told to come back at (default `LINK_SHED_PACE_PER_SECOND`). */
+  shedPacePerSecond?: number;
   /**
    * Messages one link may send, in two token buckets; past either the link is closed with
    * `LINK_CLOSE_CODES.rateLimited`, so one token cannot flood the database behind it.
@@ -116,12 +120,15 @@ export class LinkServer {
   private readonly opened = new WeakMap<AgentLink, () => void>();
   private readonly ops: AgentOps;
   private readonly registrations: LinkRegistrations;
+  private readonly pacer: ShedPacer;
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
     void this.upgrade(req, socket, head);
 
   constructor(private readonly o: LinkServerOptions) {
     this.ops = agentOps(o.lifecycle);
-    this.registrations = new LinkRegistrations(o);
+    this.pacer = new ShedPacer(o.shedPacePerSecond);
+    // One scheduling pass for the listening registrations of a window, not one per link.
+    this.registrations = new LinkRegistrations({ ...o, schedule: () => o.signals.schedule() });
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -150,6 +157,7 @@ export class LinkServer {
     if (this.closing) return;
     this.closing = true;
     clearInterval(this.timer);
+    this.registrations.close();
     this.o.server.off('upgrade', this.onUpgrade);
     const links = [...this.o.registry.all()];
     await Promise.all(
@@ -189,7 +197,7 @@ export class LinkServer {
         503,
         'unavailable',
         'too many links opening; retry later',
-        1 + Math.floor(Math.random() * 5),
+        this.pacer.retryAfterS(),
       );
     }
     this.opening++;
@@ -423,7 +431,13 @@ export class LinkServer {
         link.claimer = claimer;
         this.resize(link, msg.workstation.max_runs ?? msg.workstation.cpu_count);
         link.socket.send(JSON.stringify({ type: 'registered', workstation_id: ws }));
-        this.opened.get(link)?.();
+        // The first `register` of the link ends its share of `opening` (and counts for the pace).
+        const opened = this.opened.get(link);
+        if (opened) {
+          this.opened.delete(link);
+          opened();
+          this.pacer.opened();
+        }
         // A drain requested while this agent had no link here (or one it did not act on yet).
         if (registered.draining) link.socket.send(JSON.stringify({ type: 'drain' }));
         // Offers and cancels the agent may have missed while it was away.
@@ -435,7 +449,6 @@ export class LinkServer {
         if (registered.claimed.length > 0)
           this.o.registry.send(ws, { type: 'offer-claimed', runs: registered.claimed });
         for (const runId of registered.cancels) this.o.registry.send(ws, { type: 'cancel', run_id: runId });
-        this.o.signals.schedule();
         return;
       }
       case 'heartbeat':

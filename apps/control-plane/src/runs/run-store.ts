@@ -109,25 +109,25 @@ export class RunStore {
   }
 
   /**
-   * What {@link offeredTo} and {@link cancelRequestedOn} answer, for many workstations in two
-   * statements (the links that registered in one turn of the event loop), by workstation id.
+   * What {@link offeredTo} and {@link cancelRequestedOn} answer, for many workstations in one
+   * statement (the links that registered in one turn of the event loop), by workstation id.
    */
   async resentOn(
     workstationIds: readonly string[],
   ): Promise<Map<string, { offered: Run[]; cancels: string[] }>> {
     const out = new Map(workstationIds.map((id) => [id, { offered: [] as Run[], cancels: [] as string[] }]));
     if (workstationIds.length === 0) return out;
-    const ids = [...out.keys()];
-    const offered = await this.db.query<RunRow>(
-      `${SELECT_RUN} where r.workstation_id = any($1::text[]) and r.status = 'offered' order by r.position`,
-      [ids],
+    const rows = await this.db.query<RunRow>(
+      `${SELECT_RUN} where r.workstation_id = any($1::text[])
+          and (r.status = 'offered' or (r.status in ('accepted', 'running') and r.cancel_requested))
+        order by r.position`,
+      [[...out.keys()]],
     );
-    for (const row of offered.rows) out.get(row.workstation_id!)?.offered.push(toRun(row));
-    const cancels = await this.db.query<{ id: string; workstation_id: string }>(
-      `select id, workstation_id from runs where workstation_id = any($1::text[]) and status in ('accepted', 'running') and cancel_requested order by position`,
-      [ids],
-    );
-    for (const row of cancels.rows) out.get(row.workstation_id)?.cancels.push(row.id);
+    for (const row of rows.rows) {
+      const to = out.get(row.workstation_id!);
+      if (row.status === 'offered') to?.offered.push(toRun(row));
+      else to?.cancels.push(row.id);
+    }
     return out;
   }
 }

@@ -13,6 +13,12 @@ export const CREDENTIALS_CHANNEL = 'runt_credentials';
 export const PRINCIPAL_CACHE_MAX = 50_000;
 /** Re-read every 30 s anyway (a bound if all else failed; also keeps last_used_at within its minute). */
 const CACHE_TTL_MS = 30_000;
+/**
+ * Stale `last_used_at`s found by lookups are refreshed together at most this often (ms): a fleet
+ * re-linking after a restart misses the cache for every agent, and one `update` per lookup
+ * batch was a third of the re-link's statements (issue 9).
+ */
+const TOUCH_EVERY_MS = 1_000;
 
 /**
  * Resolves bearer tokens (by hash) to principals, with a bounded cache: least recently used
@@ -46,6 +52,9 @@ export class PrincipalCache {
   >();
   /** A batched read is in flight: misses gather for the next one. */
   #reading = false;
+  /** Credentials whose `last_used_at` is to be refreshed, and the timer that will. */
+  #touch = new Set<string>();
+  #touchTimer: NodeJS.Timeout | undefined;
   /** Told about every credential changed by another replica (or this one), by id. */
   onCredentialChanged: ((credentialId: string) => void) | undefined;
 
@@ -79,6 +88,9 @@ export class PrincipalCache {
   /** Turns the cache off on Postgres (no more notifications will arrive). */
   close(): void {
     if (this.db.backend === 'postgres') this.#caching = false;
+    clearTimeout(this.#touchTimer); // informational: a refresh not written yet is dropped
+    this.#touchTimer = undefined;
+    this.#touch.clear();
   }
 
   /** Cache counters and state, for tests and metrics. */
@@ -190,12 +202,20 @@ export class PrincipalCache {
         );
       }
     }
-    // last_used_at is informational: refresh it at most once a minute, off the request path.
-    const stale = rows.filter((row) => row.stale).map((row) => row.id);
-    if (stale.length > 0)
-      void this.db
-        .query('update credentials set last_used_at = now() where id = any($1::text[])', [stale])
-        .catch(() => {});
+    // last_used_at is informational: refresh it at most once a minute, off the request path, the
+    // stale ones of a second in one statement.
+    for (const row of rows) if (row.stale) this.#touch.add(row.id);
+    if (this.#touch.size > 0 && !this.#touchTimer) {
+      this.#touchTimer = setTimeout(() => {
+        this.#touchTimer = undefined;
+        const ids = [...this.#touch];
+        this.#touch.clear();
+        void this.db
+          .query('update credentials set last_used_at = now() where id = any($1::text[])', [ids])
+          .catch(() => {});
+      }, TOUCH_EVERY_MS);
+      this.#touchTimer.unref();
+    }
   }
 
   /** Forgets cached principals (all, or one credential's) after a credential changed. */
