@@ -6,6 +6,7 @@
 //   BENCH_PANEL_RUNS=10000 BENCH_PANEL_WORKSTATIONS=100 BENCH_PANEL_SAMPLES=200
 //   BENCH_PANEL_BACKENDS=pglite,postgres   (Postgres: RUNT_BENCH_POSTGRES_URL, a fresh database)
 //   BENCH_PANEL_LOG_LINES=200 BENCH_PANEL_LOG_GAP_MS=20   (0 lines: no browser)
+//   BENCH_PANEL_TRACE=1   (after each page: the statements that took its renders' time)
 //
 // The control plane runs in this process on PGlite (a data dir, the embedded default) or on a
 // fresh database of the Postgres server. A render is timed from the request to the last byte of
@@ -26,6 +27,7 @@ import { countStatements, openDatabase, type Database } from '@runt/sql';
 import { mintToken } from '@runt/transport-auth';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
+import { timeStatements } from './statement-times.js';
 
 const env = (name: string, dflt: string) => process.env[name] ?? dflt;
 const RUNS = Number(env('BENCH_PANEL_RUNS', '10000'));
@@ -37,6 +39,8 @@ const BACKENDS = env('BENCH_PANEL_BACKENDS', 'pglite,postgres')
   .filter(Boolean);
 const LOG_LINES = Number(env('BENCH_PANEL_LOG_LINES', '200'));
 const LOG_GAP_MS = Number(env('BENCH_PANEL_LOG_GAP_MS', '20'));
+/** 1: after each page, the statement shapes that took the most time during its renders. */
+const TRACE = env('BENCH_PANEL_TRACE', '0') === '1';
 const CHROMIUM = process.env.RUNT_CHROMIUM ?? '/usr/bin/chromium';
 /** The flags DEVELOPERS.md names for a headless Chromium (as the panel's tests use). */
 const CHROMIUM_ARGS = [
@@ -90,7 +94,8 @@ async function benchBackend(backend: string): Promise<void> {
   } else if (backend === 'pglite') raw = await openDatabase({ dataDir: join(dataDir, 'db') });
   else throw new Error(`BENCH_PANEL_BACKENDS: unknown backend ${backend} (pglite, postgres)`);
   let statements = 0;
-  const db = countStatements(raw, (c) => (statements += c.statements));
+  const timed = timeStatements(raw);
+  const db = countStatements(timed.db, (c) => (statements += c.statements));
   const cp = await startControlPlane(
     loadConfig({}, { host: '127.0.0.1', port: 0, adminToken, dataDir, logLevel: 'error' }),
     { db, logDestination: new Writable({ write: (_c, _e, cb) => cb() }) },
@@ -133,12 +138,14 @@ async function benchBackend(backend: string): Promise<void> {
       const samples: number[] = [];
       let html = '';
       for (let i = 0; i < SAMPLES + 10; i++) {
+        timed.on = TRACE && i >= 10;
         const t0 = nowMs();
         const res = await fetch(`${cp.url}${path}`, { headers: { cookie } });
         html = await res.text();
         if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
         if (i >= 10) samples.push(nowMs() - t0);
       }
+      timed.on = false;
       // Statements one render sends (the fewest of 5: a scheduler pass may land in one).
       let fewest = Infinity;
       for (let i = 0; i < 5; i++) {
@@ -154,8 +161,15 @@ async function benchBackend(backend: string): Promise<void> {
       console.log(
         `panel ${backend.padEnd(8)} ${name.padEnd(18)} render p50 ${percentile(samples, 50).toFixed(2)} ms p99 ${percentile(samples, 99).toFixed(2)} ms  ${fewest} statements  first load ${(bytes / 1024).toFixed(1)} KiB (uncompressed)  [${WORKSTATIONS} workstations, ${RUNS} runs, load ${load}]`,
       );
+      // Statement time per render (queueing for the connection included), by shape: the page's
+      // own statements and whatever else shared the database during its renders.
+      for (const t of timed.top(TRACE ? 6 : 0))
+        console.log(
+          `    ${(t.totalMs / SAMPLES).toFixed(2).padStart(7)} ms/render  ${(t.count / SAMPLES).toFixed(2).padStart(6)}×/render  ${t.shape}`,
+        );
+      timed.reset();
     }
-    if (held) await logLatency(backend, cp, held, cookie);
+    if (held) await logLatency(backend, cp, held, cookie, timed);
   } finally {
     await cp.close();
     await db.close();
@@ -205,6 +219,7 @@ async function logLatency(
   cp: { url: string },
   held: HeldRun,
   cookie: string,
+  timed: ReturnType<typeof timeStatements>,
 ): Promise<void> {
   const { agent, run, claim } = held;
   const dir = mkdtempSync(join(tmpdir(), 'runt-panel-bench-chromium-'));
@@ -237,6 +252,7 @@ async function logLatency(
     const answered: number[] = [];
     let seq = claim.next_event_seq;
     const load = loadAverage();
+    timed.on = TRACE;
     for (let i = 0; i < LOG_LINES; i++) {
       const t0 = nowMs();
       sent.push(t0);
@@ -257,10 +273,16 @@ async function logLatency(
     const seen = await page.evaluate(
       () => (window as unknown as { benchSeen: Record<string, number> }).benchSeen,
     );
+    timed.on = false;
     const latency = sent.map((t, i) => seen[String(i)]! - t);
     console.log(
       `panel ${backend.padEnd(8)} log line → open run page  p50 ${percentile(latency, 50).toFixed(1)} ms p99 ${percentile(latency, 99).toFixed(1)} ms max ${Math.max(...latency).toFixed(1)} ms  (report answered p50 ${percentile(answered, 50).toFixed(1)} ms)  [${LOG_LINES} lines ${LOG_GAP_MS} ms apart, Chromium, load ${load}]`,
     );
+    for (const t of timed.top(TRACE ? 8 : 0))
+      console.log(
+        `    ${(t.totalMs / LOG_LINES).toFixed(2).padStart(7)} ms/line  ${(t.count / LOG_LINES).toFixed(2).padStart(6)}×/line  ${t.shape}`,
+      );
+    timed.reset();
     await agent.client.reportStatus(run.id, {
       fencing_token: claim.fencing_token,
       status: 'completed',
