@@ -53,5 +53,7 @@ describe.each(TEST_BACKENDS)('events as stored JSON on %s', (backend) => {
     const page = await events.listJson(run.id, 1, 2);
     expect(page!.events.map((e) => e.seq)).toEqual([2, 3]);
     expect(await events.listJson('run_nope', 0, 10)).toBeUndefined();
+    // Past the last event: the run's status and no events (one statement reads both).
+    expect(await events.listJson(run.id, 4, 10)).toEqual({ events: [], status: 'queued' });
   });
 });

@@ -1,17 +1,70 @@
-import { runStatusSchema } from '@runt/protocol';
+import { runStatusSchema, type Workstation } from '@runt/protocol';
 import type { Database } from '@runt/sql';
+import { WORKSTATION_STATUS_SQL } from '../stores/workstation-store.js';
 
 /**
  * Read-only queries the panel needs beyond the stores' (it never writes run or fleet state;
  * writes go through the same store calls the JSON API makes).
  */
 
-/** Runs holding a slot (offered, accepted, running) per workstation. */
-export async function activeRunsByWorkstation(db: Database): Promise<Map<string, number>> {
-  const r = await db.query<{ workstation_id: string; n: number | string }>(
-    `select workstation_id, count(*) as n from runs where status in ('offered', 'accepted', 'running') and workstation_id is not null group by workstation_id`,
+/** What the fleet page shows of a workstation. */
+export type FleetRow = Pick<
+  Workstation,
+  | 'id'
+  | 'display_name'
+  | 'status'
+  | 'runtimes'
+  | 'labels'
+  | 'max_runs'
+  | 'cpu_count'
+  | 'memory_bytes'
+  | 'agent_version'
+  | 'last_seen_at'
+> & { in_use: number };
+
+/**
+ * The fleet page in one statement: every workstation (oldest first, status derived as the
+ * store derives it), only the columns the page shows, with its runs holding a slot (offered,
+ * accepted, running) counted once for the whole fleet in one grouped read of the active runs
+ * (`runs_active_by_workstation_idx`), not per workstation.
+ */
+export async function fleetWithRunsInUse(db: Database): Promise<FleetRow[]> {
+  const r = await db.query<
+    Omit<FleetRow, 'memory_bytes' | 'last_seen_at' | 'in_use'> & {
+      memory_bytes: number | string | null;
+      last_seen_at: Date | string | null;
+      in_use: number | string | null;
+    }
+  >(
+    `select w.id, w.display_name, ${WORKSTATION_STATUS_SQL} as status, w.runtimes, w.labels, w.max_runs, w.cpu_count,
+            w.memory_bytes, w.agent_version, w.last_seen_at, a.n as in_use
+       from workstations w
+       left join (select workstation_id, count(*) as n from runs
+                   where status in ('offered', 'accepted', 'running') and workstation_id is not null
+                   group by workstation_id) a on a.workstation_id = w.id
+      order by w.created_at, w.id`,
   );
-  return new Map(r.rows.map((x) => [x.workstation_id, Number(x.n)]));
+  return r.rows.map((x) => ({
+    ...x,
+    memory_bytes: x.memory_bytes === null ? null : Number(x.memory_bytes),
+    last_seen_at: x.last_seen_at === null ? null : new Date(x.last_seen_at).toISOString(),
+    in_use: Number(x.in_use ?? 0),
+  }));
+}
+
+/** What the submit form offers: the workstations (not revoked) to pin to, and every runtime the fleet registered. */
+export async function submitChoices(
+  db: Database,
+): Promise<{ workstations: Array<Pick<Workstation, 'id' | 'display_name' | 'status'>>; runtimes: string[] }> {
+  const r = await db.query<Pick<Workstation, 'id' | 'display_name' | 'status' | 'runtimes'>>(
+    `select w.id, w.display_name, ${WORKSTATION_STATUS_SQL} as status, w.runtimes from workstations w order by w.created_at, w.id`,
+  );
+  return {
+    workstations: r.rows
+      .filter((w) => w.status !== 'revoked')
+      .map(({ id, display_name, status }) => ({ id, display_name, status })),
+    runtimes: [...new Set(r.rows.flatMap((w) => w.runtimes))],
+  };
 }
 
 /** Live (not revoked) credential ids of a workstation: what revoking it revokes. */

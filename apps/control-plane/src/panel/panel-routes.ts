@@ -28,7 +28,7 @@ import {
   SESSION_COOKIE,
   type PanelEnv,
 } from './panel-security.js';
-import { activeRunsByWorkstation, liveCredentialsOf } from './panel-reads.js';
+import { fleetWithRunsInUse, liveCredentialsOf } from './panel-reads.js';
 import type { PanelSessionStore } from './session-store.js';
 import { runPanelRoutes, type RunPanelDeps } from './run-panel-routes.js';
 
@@ -115,10 +115,7 @@ export function panelRoutes(deps: PanelDeps) {
   });
 
   // ---- the fleet ----
-  const fleet = async () => {
-    const [list, active] = await Promise.all([deps.workstations.list(), activeRunsByWorkstation(deps.db)]);
-    return workstationsTable(list, active);
-  };
+  const fleet = async () => workstationsTable(await fleetWithRunsInUse(deps.db));
 
   app.get('/workstations', securityHeaders, session, async (c) => {
     if (c.req.query('fragment') !== undefined) return c.html(await fleet());

@@ -23,6 +23,7 @@ import {
   fleetChoices,
   knownRuntimes,
   runCountsByStatus,
+  submitChoices,
   workstationIdByName,
   workstationNames,
 } from './panel-reads.js';
@@ -62,9 +63,13 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
       ...(c.req.query('runtime') ? { runtime: c.req.query('runtime')!.slice(0, 100) } : {}),
       ...(c.req.query('cursor') ? { cursor: c.req.query('cursor')!.slice(0, 100) } : {}),
     };
+    const wantsFragment = c.req.query('fragment') !== undefined;
+    // The filters' choices (whole page only) are read alongside the list, not after it.
+    const choices = wantsFragment ? undefined : Promise.all([knownRuntimes(deps.db), fleetChoices(deps.db)]);
+    choices?.catch(() => {}); // awaited below, where a failure is thrown
     const wsId = q.workstation ? await workstationIdByName(deps.db, q.workstation) : undefined;
     let message: string | undefined;
-    let listed: { runs: Awaited<ReturnType<typeof r.runs.list>>['runs']; next_cursor: string | null } = {
+    let listed: Awaited<ReturnType<typeof r.runs.listSummaries>> = {
       runs: [],
       next_cursor: null,
     };
@@ -77,7 +82,7 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
       };
       try {
         [listed, counts] = await Promise.all([
-          r.runs.list({
+          r.runs.listSummaries({
             ...filter,
             ...(q.status ? { status: q.status as RunStatus } : {}),
             ...(q.cursor ? { cursor: q.cursor } : {}),
@@ -90,7 +95,7 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
         message = 'That page link is not valid any more; showing the newest runs.';
         delete q.cursor;
         [listed, counts] = await Promise.all([
-          r.runs.list({
+          r.runs.listSummaries({
             ...filter,
             ...(q.status ? { status: q.status as RunStatus } : {}),
             limit: PAGE_SIZE,
@@ -99,13 +104,9 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
         ]);
       }
     }
-    const names = await workstationNames(
-      deps.db,
-      listed.runs.flatMap((run) => (run.workstation_id ? [run.workstation_id] : [])),
-    );
-    const fragment = runsFragment({ q, runs: listed.runs, counts, names, nextCursor: listed.next_cursor });
-    if (c.req.query('fragment') !== undefined) return c.html(fragment);
-    const [used, fleet] = await Promise.all([knownRuntimes(deps.db), fleetChoices(deps.db)]);
+    const fragment = runsFragment({ q, runs: listed.runs, counts, nextCursor: listed.next_cursor });
+    if (!choices) return c.html(fragment);
+    const [used, fleet] = await choices;
     const runtimes = [...new Set([...used, ...fleet.runtimes])].sort();
     return page(
       c,
@@ -116,8 +117,7 @@ export function runPanelRoutes(deps: RunPanelRouteDeps) {
   });
 
   const submitForm = async (values: SubmitForm, error?: string) => {
-    const workstations = await deps.workstations.list();
-    const runtimes = [...new Set(workstations.flatMap((w) => w.runtimes))];
+    const { workstations, runtimes } = await submitChoices(deps.db);
     // Secret values never go back into a page, not even the form that sent them.
     const { secret_env: secrets, ...shown } = values;
     return submitPage({

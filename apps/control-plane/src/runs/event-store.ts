@@ -106,14 +106,23 @@ export interface EventPageJson {
   status: RunStatus;
 }
 
+// The run's status and the page of its events in one statement (one snapshot, one round trip:
+// a live log's follower sends this after every append it is woken for). No row: no such run.
 const LIST_JSON_SQL = `
-select seq, json_build_object('run_id', run_id, 'seq', seq, 'type', type, 'payload', payload,
-         'at', to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text as json
-  from run_events where run_id = $1 and seq > $2 order by seq limit $3`;
+select r.status, e.seq, e.json
+  from runs r
+  left join lateral (
+    select seq, json_build_object('run_id', run_id, 'seq', seq, 'type', type, 'payload', payload,
+             'at', to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text as json
+      from run_events where run_id = r.id and seq > $2 order by seq limit $3
+  ) e on true
+ where r.id = $1
+ order by e.seq`;
 
 /**
  * {@link EventStore.list} with each event as JSON text (see {@link EventPageJson}); `undefined`
- * for an unknown run.
+ * for an unknown run. One statement: the status and the events are read in one snapshot, so a
+ * terminal status comes with every event up to the terminal one.
  *
  * @example
  * const page = await listEventsJson(db, 'run_1', 0, 100); // page.events[0].json === '{"run_id":…}'
@@ -124,11 +133,16 @@ export async function listEventsJson(
   afterSeq: number,
   limit: number,
 ): Promise<EventPageJson | undefined> {
-  const run = await db.query<{ status: RunStatus }>('select status from runs where id = $1', [runId]);
-  const status = run.rows[0]?.status;
+  const r = await db.query<{ status: RunStatus; seq: number | string | null; json: string | null }>(
+    LIST_JSON_SQL,
+    [runId, afterSeq, limit],
+  );
+  const status = r.rows[0]?.status;
   if (!status) return undefined;
-  const r = await db.query<{ seq: number | string; json: string }>(LIST_JSON_SQL, [runId, afterSeq, limit]);
-  return { events: r.rows.map((e) => ({ seq: Number(e.seq), json: e.json })), status };
+  const events: EventPageJson['events'] = [];
+  for (const e of r.rows)
+    if (e.seq !== null && e.json !== null) events.push({ seq: Number(e.seq), json: e.json });
+  return { events, status };
 }
 
 /**

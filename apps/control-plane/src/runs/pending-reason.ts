@@ -13,7 +13,7 @@ export interface FleetEntry {
 
 const COMMITTED_SQL = `
 select workstation_id, count(*) as runs, coalesce(sum(cpus), 0) as cpus, coalesce(sum(memory_bytes), 0) as memory
-from runs where workstation_id is not null and status in ('offered', 'accepted', 'running') group by workstation_id`;
+from runs where workstation_id = any($1::text[]) and status in ('offered', 'accepted', 'running') group by workstation_id`;
 
 const describeLabels = (labels: Record<string, string>): string =>
   Object.entries(labels)
@@ -30,7 +30,13 @@ const plural = (n: number, one: string, many: string): string => `${n} ${n === 1
  * @example
  * pendingReason(run, fleet); // { code: 'no-runtime', message: 'no workstation offers runtime "nosuch"' }
  */
-export function pendingReason(run: Run, fleet: FleetEntry[], now = Date.now()): PendingReason | null {
+export function pendingReason(
+  run: Run,
+  fleet: FleetEntry[],
+  now = Date.now(),
+  /** The runtimes the live fleet offers, when `fleet` holds only part of it (default: `fleet`'s). */
+  fleetRuntimes?: readonly string[],
+): PendingReason | null {
   if (run.status !== 'queued') return null;
   if (run.not_before && Date.parse(run.not_before) > now) {
     const inS = Math.ceil((Date.parse(run.not_before) - now) / 1000);
@@ -42,7 +48,9 @@ export function pendingReason(run: Run, fleet: FleetEntry[], now = Date.now()): 
   const live = fleet.filter((f) => f.workstation.status !== 'revoked');
   const withRuntime = live.filter((f) => f.workstation.runtimes.includes(run.runtime));
   if (withRuntime.length === 0) {
-    const offered = [...new Set(live.flatMap((f) => f.workstation.runtimes))].sort();
+    const offered = fleetRuntimes
+      ? [...fleetRuntimes]
+      : [...new Set(live.flatMap((f) => f.workstation.runtimes))].sort();
     const have =
       offered.length > 0 ? ` (the fleet offers ${offered.join(', ')})` : ' (no workstation is registered)';
     return { code: 'no-runtime', message: `no workstation offers runtime "${run.runtime}"${have}` };
@@ -94,8 +102,12 @@ export function pendingReason(run: Run, fleet: FleetEntry[], now = Date.now()): 
 }
 
 /**
- * Adds `pending_reason` to runs as an operator reads them. The fleet is read once per call and
- * only when a run is queued, so reading running or finished runs costs nothing more.
+ * Adds `pending_reason` to runs as an operator reads them. Only when a run is queued, and then
+ * only the workstations offering a queued run's runtime (with what their live runs hold, for
+ * those workstations only) are read; the runtimes the rest of the fleet offers only when some
+ * queued run's runtime is on no live workstation. Reading running or finished runs costs
+ * nothing more, and a queued run's reason costs the same with 10 or 10,000 workstations that
+ * cannot take it.
  *
  * @example
  * const runs = await new PendingReasons(db, workstations).annotate(page.runs);
@@ -103,25 +115,32 @@ export function pendingReason(run: Run, fleet: FleetEntry[], now = Date.now()): 
 export class PendingReasons {
   constructor(
     private readonly db: Queryable,
-    private readonly workstations: Pick<WorkstationStore, 'list'>,
+    private readonly workstations: Pick<WorkstationStore, 'list' | 'runtimesOffered'>,
   ) {}
 
   async annotate(runs: Run[]): Promise<Run[]> {
-    if (!runs.some((r) => r.status === 'queued')) return runs.map((r) => ({ ...r, pending_reason: null }));
-    const fleet = await this.fleet();
-    return runs.map((r) => ({ ...r, pending_reason: pendingReason(r, fleet) }));
+    const queued = runs.filter((r) => r.status === 'queued');
+    if (queued.length === 0) return runs.map((r) => ({ ...r, pending_reason: null }));
+    const fleet = await this.fleet([...new Set(queued.map((r) => r.runtime))]);
+    const live = new Set(
+      fleet.filter((f) => f.workstation.status !== 'revoked').flatMap((f) => f.workstation.runtimes),
+    );
+    const offered = queued.some((r) => !live.has(r.runtime))
+      ? await this.workstations.runtimesOffered()
+      : undefined;
+    return runs.map((r) => ({ ...r, pending_reason: pendingReason(r, fleet, Date.now(), offered) }));
   }
 
-  async fleet(): Promise<FleetEntry[]> {
-    const [workstations, committed] = await Promise.all([
-      this.workstations.list(),
-      this.db.query<{
-        workstation_id: string;
-        runs: number | string;
-        cpus: number | string;
-        memory: number | string;
-      }>(COMMITTED_SQL),
-    ]);
+  /** The workstations offering one of `runtimes` (all of them without), with what their live runs hold. */
+  async fleet(runtimes?: readonly string[]): Promise<FleetEntry[]> {
+    const workstations = await this.workstations.list(runtimes ? { runtimes } : {});
+    if (workstations.length === 0) return [];
+    const committed = await this.db.query<{
+      workstation_id: string;
+      runs: number | string;
+      cpus: number | string;
+      memory: number | string;
+    }>(COMMITTED_SQL, [workstations.map((w) => w.id)]);
     const used = new Map(committed.rows.map((r) => [r.workstation_id, r]));
     return workstations.map((workstation) => {
       const u = used.get(workstation.id);

@@ -8,7 +8,7 @@ import {
 import { withdrawAllFrom } from '../runs/transitions.js';
 import type { CredentialStore } from './credential-store.js';
 
-interface WorkstationRow {
+export interface WorkstationRow {
   id: string;
   display_name: string;
   hostname: string | null;
@@ -29,18 +29,21 @@ const iso = (v: Date | string | null): string | null => (v === null ? null : new
 // Status is derived, never stored: revoked when no live credential is left, online while
 // heard from within the window, offline otherwise, and offline at once when the agent's link
 // dropped (until it registers again over a link or over HTTP).
-const SELECT_WORKSTATION = `
-select w.*,
-  case
+/** The derived status of workstation `w` (a SQL expression). */
+export const WORKSTATION_STATUS_SQL = `case
     when not exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null) then 'revoked'
     when w.last_seen_at is null or w.last_seen_at < now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS}) then 'offline'
     when w.link_state = 'dropped' then 'offline'
     when w.draining then 'draining'
     else 'online'
-  end as status
+  end`;
+
+/** Every column of `workstations w` with its derived `status`; append `where w.…` or joins' columns' readers. */
+export const SELECT_WORKSTATION = `
+select w.*, ${WORKSTATION_STATUS_SQL} as status
 from workstations w`;
 
-function toWorkstation(r: WorkstationRow): Workstation {
+export function toWorkstation(r: WorkstationRow): Workstation {
   return {
     id: r.id,
     display_name: r.display_name,
@@ -249,9 +252,36 @@ export class WorkstationStore {
     return r.rows[0] ? toWorkstation(r.rows[0]) : undefined;
   }
 
-  async list(): Promise<Workstation[]> {
-    const r = await this.db.query<WorkstationRow>(`${SELECT_WORKSTATION} order by w.created_at, w.id`);
+  /**
+   * Every workstation, oldest first; with `runtimes`, only those offering one of them (a
+   * queued run's why-queued reads only the workstations that could take it).
+   *
+   * @example
+   * const docker = await workstations.list({ runtimes: ['docker'] });
+   */
+  async list(opts: { runtimes?: readonly string[] } = {}): Promise<Workstation[]> {
+    const r = opts.runtimes
+      ? await this.db.query<WorkstationRow>(
+          `${SELECT_WORKSTATION} where w.runtimes ?| $1::text[] order by w.created_at, w.id`,
+          [[...opts.runtimes]],
+        )
+      : await this.db.query<WorkstationRow>(`${SELECT_WORKSTATION} order by w.created_at, w.id`);
     return r.rows.map(toWorkstation);
+  }
+
+  /**
+   * The runtimes the live (not revoked) workstations offer, sorted, each once: one aggregate,
+   * no workstation rows.
+   *
+   * @example
+   * await workstations.runtimesOffered(); // ['docker', 'process']
+   */
+  async runtimesOffered(): Promise<string[]> {
+    const r = await this.db.query<{ runtimes: string[] | null }>(
+      `select array_agg(distinct x order by x) as runtimes from workstations w, jsonb_array_elements_text(w.runtimes) as x
+        where (${WORKSTATION_STATUS_SQL}) <> 'revoked'`,
+    );
+    return r.rows[0]?.runtimes ?? [];
   }
 
   /** Has the workstation paired through this code registered yet? */

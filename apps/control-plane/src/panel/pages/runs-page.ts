@@ -1,5 +1,6 @@
 import { html } from 'hono/html';
-import { runStatusSchema, type Run } from '@runt/protocol';
+import { runStatusSchema } from '@runt/protocol';
+import type { RunSummary } from '../../runs/run-store.js';
 import { ago, badge, type Html } from '../layout.js';
 import { COUNT_CAP } from '../panel-reads.js';
 
@@ -36,9 +37,8 @@ export function commandText(command: string[]): string {
 /** Counts per status and the table: the live part of the runs page. */
 export function runsFragment(opts: {
   q: RunsQuery;
-  runs: Run[];
+  runs: RunSummary[];
   counts: Map<string, number>;
-  names: Map<string, string>;
   nextCursor: string | null;
 }): Html {
   const total = [...opts.counts.values()].reduce((a, b) => a + Math.min(b, COUNT_CAP), 0);
@@ -63,7 +63,7 @@ ${
 <td data-col="status">${badge(r.status)}</td>
 <td>${r.runtime}${r.image ? html`<br><span class="hint mono">${r.image}</span>` : ''}</td>
 <td class="mono">${truncate(commandText(r.command), 80) || '–'}</td>
-<td>${r.workstation_id ? (opts.names.get(r.workstation_id) ?? r.workstation_id) : '–'}</td>
+<td>${r.workstation_id ? (r.workstation_name ?? r.workstation_id) : '–'}</td>
 <td>${ago(r.created_at)}</td>
 <td>${duration(r.started_at, r.finished_at)}</td>
 </tr>`,

@@ -15,7 +15,7 @@ export interface SubmitForm {
 
 export function submitPage(opts: {
   values: SubmitForm;
-  workstations: Workstation[];
+  workstations: Array<Pick<Workstation, 'id' | 'display_name' | 'status'>>;
   runtimes: string[];
   error?: string;
   /** The form came back with an error and had secret entries: they are not written back, say so. */
@@ -48,12 +48,10 @@ ${opts.error ? html`<p class="error" role="alert" id="submit-error">${opts.error
 <input type="text" id="labels" name="labels" value="${v.labels ?? ''}" aria-describedby="labels-hint">
 <p class="hint" id="labels-hint">Comma-separated <code>key=value</code>, e.g. <code>pool=gpu</code>.</p>
 <label for="workstation">Or pin to a workstation</label>
-<select id="workstation" name="workstation"><option value="">any matching workstation</option>${opts.workstations
-    .filter((w) => w.status !== 'revoked')
-    .map(
-      (w) =>
-        html`<option value="${w.id}"${v.workstation === w.id ? html` selected` : ''}>${w.display_name} (${w.status})</option>`,
-    )}</select>
+<select id="workstation" name="workstation"><option value="">any matching workstation</option>${opts.workstations.map(
+    (w) =>
+      html`<option value="${w.id}"${v.workstation === w.id ? html` selected` : ''}>${w.display_name} (${w.status})</option>`,
+  )}</select>
 <p><button type="submit" class="primary" id="submit">Submit</button></p>
 </form>`;
 }

@@ -1,9 +1,10 @@
 import { html } from 'hono/html';
 import type { Workstation } from '@runt/protocol';
 import { ago, badge, bytes, type Html } from '../layout.js';
+import type { FleetRow } from '../panel-reads.js';
 
 /** The fleet table (also the live fragment the page re-fetches every 2 s). */
-export function workstationsTable(list: Workstation[], active: Map<string, number>): Html {
+export function workstationsTable(list: FleetRow[]): Html {
   if (list.length === 0) {
     return html`<p class="notice">No workstations yet. <a href="/workstations/new">Add a workstation</a> to pair the first one.</p>`;
   }
@@ -11,19 +12,19 @@ export function workstationsTable(list: Workstation[], active: Map<string, numbe
 <caption class="hint">${list.length} workstation${list.length === 1 ? '' : 's'}</caption>
 <thead><tr><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Runtimes</th><th scope="col">Labels</th><th scope="col">Runs / capacity</th><th scope="col">CPU</th><th scope="col">Memory</th><th scope="col">Agent</th><th scope="col">Last seen</th><th scope="col">Actions</th></tr></thead>
 <tbody>
-${list.map((w) => row(w, active.get(w.id) ?? 0))}
+${list.map((w) => row(w))}
 </tbody>
 </table>`;
 }
 
-function row(w: Workstation, inUse: number): Html {
+function row(w: FleetRow): Html {
   const labels = Object.entries(w.labels).map(([k, v]) => `${k}=${v}`);
   return html`<tr id="ws-${w.id}" data-workstation="${w.id}">
 <th scope="row"><span class="ws-name">${w.display_name}</span><br><span class="hint mono">${w.id}</span></th>
 <td data-col="status">${badge(w.status)}</td>
 <td>${w.runtimes.length ? w.runtimes.join(', ') : '–'}</td>
 <td>${labels.length ? labels.join(', ') : '–'}</td>
-<td><a href="/runs?workstation=${encodeURIComponent(w.display_name)}">${inUse} / ${w.max_runs ?? '–'}</a></td>
+<td><a href="/runs?workstation=${encodeURIComponent(w.display_name)}">${w.in_use} / ${w.max_runs ?? '–'}</a></td>
 <td>${w.cpu_count ?? '–'}</td>
 <td>${bytes(w.memory_bytes)}</td>
 <td>${w.agent_version ?? '–'}</td>
@@ -32,7 +33,7 @@ function row(w: Workstation, inUse: number): Html {
 </tr>`;
 }
 
-function actions(w: Workstation): Html {
+function actions(w: Pick<Workstation, 'id' | 'status' | 'display_name'>): Html {
   if (w.status === 'revoked') return html`–`;
   return html`${
     w.status === 'draining'
