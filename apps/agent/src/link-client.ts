@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import {
   backoffDelay,
   controlMessageSchema,
+  corkForTurn,
   LINK_CLOSE_CODES,
   parseRetryAfter,
   sleep,
@@ -12,6 +13,7 @@ import {
   type AgentMessage,
   type ControlMessage,
   type ControlReplyMessage,
+  type Corkable,
   type LinkOp,
 } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
@@ -110,6 +112,8 @@ interface AttemptResult {
  */
 export class LinkClient {
   #ws: WebSocket | undefined;
+  /** The TCP socket under `#ws`: corked per turn, so the frames of one turn leave in one write. */
+  #raw: Corkable | undefined;
   #up = false;
   /** Requests sent on the current socket, by id. */
   readonly #pending = new Map<string, Pending>();
@@ -125,7 +129,7 @@ export class LinkClient {
   send(message: AgentMessage): boolean {
     const ws = this.#ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    ws.send(JSON.stringify(message));
+    this.#sendText(ws, JSON.stringify(message));
     return true;
   }
 
@@ -174,11 +178,20 @@ export class LinkClient {
           reject(e);
         },
       });
-      ws.send(JSON.stringify({ type: 'request', id, op, target, body }), (e) => {
+      this.#sendText(ws, JSON.stringify({ type: 'request', id, op, target, body }), (e) => {
         // Not sent (the socket is closing): HTTP instead.
         if (e) this.#pending.get(id)?.resolve(undefined);
       });
     });
+  }
+
+  /**
+   * Sends one text frame. The frames of one turn of the event loop (the reports of runs woken
+   * together by one batch of replies) leave in one `writev` (`corkForTurn`), not a syscall each.
+   */
+  #sendText(ws: WebSocket, text: string, cb?: (e?: Error) => void): void {
+    if (this.#raw && this.#ws === ws) corkForTurn(this.#raw);
+    ws.send(text, cb);
   }
 
   /** Connects and reconnects until `signal` aborts; resolves then (or after a fatal refusal). */
@@ -262,6 +275,7 @@ export class LinkClient {
         handshakeTimeout: 10_000,
       });
       this.#ws = ws;
+      this.#raw = undefined;
       let alive = true;
       let pinger: NodeJS.Timeout | undefined;
       const onAbort = () => ws.close(1000, 'agent stopping');
@@ -269,7 +283,10 @@ export class LinkClient {
       const finish = () => {
         clearInterval(pinger);
         signal.removeEventListener('abort', onAbort);
-        if (this.#ws === ws) this.#ws = undefined;
+        if (this.#ws === ws) {
+          this.#ws = undefined;
+          this.#raw = undefined;
+        }
         // Requests this socket will never answer: their callers go over HTTP (or the next link).
         for (const p of [...this.#pending.values()]) p.resolve(undefined);
         if (this.#up) {
@@ -278,6 +295,10 @@ export class LinkClient {
         }
         resolve(result);
       };
+      // The upgraded TCP socket (what `ws` writes frames to).
+      ws.on('upgrade', (res) => {
+        if (this.#ws === ws) this.#raw = res.socket;
+      });
       ws.on('unexpected-response', (_req, res) => {
         result.httpStatus = res.statusCode;
         result.retryAfterMs = parseRetryAfter(res.headers['retry-after']);
@@ -288,7 +309,7 @@ export class LinkClient {
       ws.on('open', () => {
         result.opened = true;
         this.opts.reach?.reached();
-        ws.send(JSON.stringify(this.opts.register()));
+        this.#sendText(ws, JSON.stringify(this.opts.register()));
         this.#up = true;
         this.opts.onUp(true);
         pinger = setInterval(() => {

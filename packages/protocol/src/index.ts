@@ -59,3 +59,4 @@ export {
   type AgentRequestMessage,
   type ControlReplyMessage,
 } from './link-requests.js';
+export { corkForTurn, type Corkable } from './cork-turn.js';

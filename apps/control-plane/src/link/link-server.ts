@@ -13,6 +13,7 @@ import {
   type AgentMessage,
   type AgentRequestMessage,
   type ControlReplyMessage,
+  type Corkable,
 } from '@runt/protocol';
 import { hashToken, parseToken, type PrincipalResolver } from '@runt/transport-auth';
 import { validate } from '../body.js';
@@ -24,7 +25,7 @@ import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { RunStore } from '../runs/run-store.js';
 import type { CredentialStore } from '../stores/credential-store.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
-import type { AgentLink, LinkRegistry } from './link-registry.js';
+import { sendText, type AgentLink, type LinkRegistry } from './link-registry.js';
 import { LinkRegistrations } from './link-registrations.js';
 import { ShedPacer } from './link-pacer.js';
 
@@ -228,12 +229,21 @@ export class LinkServer {
       return refuse(socket, 403, 'forbidden', 'the agent link takes a workstation token');
     if (this.closing || socket.destroyed) return refuse(socket, 503, 'unavailable', 'shutting down');
     const { workstationId, id: credentialId } = principal;
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, workstationId, credentialId, done));
+    this.wss.handleUpgrade(req, socket, head, (ws) =>
+      this.accept(ws, socket, workstationId, credentialId, done),
+    );
   }
 
-  private accept(socket: WebSocket, workstationId: string, credentialId: string, done: () => void): void {
+  private accept(
+    socket: WebSocket,
+    raw: Corkable,
+    workstationId: string,
+    credentialId: string,
+    done: () => void,
+  ): void {
     const link: AgentLink = {
       socket,
+      raw,
       workstationId,
       credentialId,
       alive: true,
@@ -413,7 +423,7 @@ export class LinkServer {
     }
     linkMetrics.requests.inc({ op: msg.op, status: String(reply.status) });
     // A link that dropped meanwhile loses the answer: the agent asks again (HTTP or a new link).
-    if (link.socket.readyState === link.socket.OPEN) link.socket.send(JSON.stringify(reply));
+    if (link.socket.readyState === link.socket.OPEN) sendText(link, JSON.stringify(reply));
   }
 
   private async handle(link: AgentLink, msg: AgentMessage): Promise<void> {
@@ -430,7 +440,7 @@ export class LinkServer {
         link.registered = true;
         link.claimer = claimer;
         this.resize(link, msg.workstation.max_runs ?? msg.workstation.cpu_count);
-        link.socket.send(JSON.stringify({ type: 'registered', workstation_id: ws }));
+        sendText(link, JSON.stringify({ type: 'registered', workstation_id: ws }));
         // The first `register` of the link ends its share of `opening` (and counts for the pace).
         const opened = this.opened.get(link);
         if (opened) {
@@ -439,7 +449,7 @@ export class LinkServer {
           this.pacer.opened();
         }
         // A drain requested while this agent had no link here (or one it did not act on yet).
-        if (registered.draining) link.socket.send(JSON.stringify({ type: 'drain' }));
+        if (registered.draining) sendText(link, JSON.stringify({ type: 'drain' }));
         // Offers and cancels the agent may have missed while it was away.
         for (const run of registered.offered) this.o.registry.send(ws, { type: 'offer', id: run.id, run });
         // Offers a scheduling pass made while this registration was being written (not sent
