@@ -287,4 +287,66 @@ describe.each(TEST_BACKENDS)('group commit on %s', (backend) => {
     expect(schedules).toBe(1); // nothing new the second time
     expect(statements).toBe(4 + 5); // BEGIN, free, insert, COMMIT; then with the read of the repeats
   });
+
+  it('writes 50 concurrent single submits in one insert, each answered with its own run', async () => {
+    const out = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        lifecycle.submit(submitRunRequestSchema.parse({ runtime: 'fake', command: ['echo', `one-${i}`] })),
+      ),
+    );
+    expect(statements).toBe(1);
+    expect(schedules).toBe(1);
+    expect(out.map((o) => [o.created, o.run.status, o.run.command[1]])).toEqual(
+      out.map((_, i) => [true, 'queued', `one-${i}`]),
+    );
+    expect(new Set(out.map((o) => o.run.id)).size).toBe(50);
+    // Durable before the answer: every answered run is in the table.
+    const stored = await t.db.query<{ n: number }>('select count(*)::int as n from runs where id = any($1)', [
+      out.map((o) => o.run.id),
+    ]);
+    expect(stored.rows[0]!.n).toBe(50);
+
+    // Concurrent repeats of one idempotency key: one run, the others answered with it.
+    statements = 0;
+    const keyed = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        lifecycle.submit(
+          submitRunRequestSchema.parse({ runtime: 'fake', command: ['k'], idempotency_key: 'gc-concurrent' }),
+        ),
+      ),
+    );
+    expect(new Set(keyed.map((o) => o.run.id)).size).toBe(1);
+    expect(keyed.filter((o) => o.created)).toHaveLength(1);
+  });
+
+  it('never inserts a failed submit batch again (it may have committed): each caller gets the error', async () => {
+    // A NUL the JSON edge refuses (400) but the insert reaches here: the statement fails.
+    const inputs = ['a', 'b\u0000', 'c'].map((x) =>
+      submitRunRequestSchema.parse({ runtime: 'fake', command: ['echo', `nul-${x}`] }),
+    );
+    const results = await Promise.allSettled(inputs.map((i) => lifecycle.submit(i)));
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(statements).toBe(1);
+    const stored = await t.db.query<{ n: number }>(
+      `select count(*)::int as n from runs where command->>1 like 'nul-%'`,
+    );
+    expect(stored.rows[0]!.n).toBe(0);
+  });
+
+  it('refuses a submit with secrets alone (no key here): the others of its batch are inserted', async () => {
+    const ok = (i: number) =>
+      lifecycle.submit(submitRunRequestSchema.parse({ runtime: 'fake', command: ['echo', `s-${i}`] }));
+    const secret = lifecycle.submit(
+      submitRunRequestSchema.parse({
+        runtime: 'fake',
+        command: ['true'],
+        env: { TOKEN: { value: 'x', secret: true } },
+      }),
+    );
+    const [a, refused, b] = await Promise.allSettled([ok(1), secret, ok(2)]);
+    expect(refused).toMatchObject({ status: 'rejected', reason: { code: 'secrets-unavailable' } });
+    expect(a).toMatchObject({ status: 'fulfilled', value: { created: true } });
+    expect(b).toMatchObject({ status: 'fulfilled', value: { created: true } });
+    expect(statements).toBe(1);
+  });
 });

@@ -66,9 +66,22 @@ export class RunLifecycle {
     { run: Run; nextEventSeq: number } | undefined
   >;
   readonly #renewals: WriteBatcher<RenewWrite, { expiresAt: string; cancelRequested: boolean } | undefined>;
+  // Submits (`POST /api/runs`, the panel) that arrive together: one insert for all of them, each
+  // answered with its own run once that insert committed (durable before the answer).
+  readonly #submits: WriteBatcher<SubmitRunInput, { run: Run; created: boolean }>;
 
   constructor(private readonly d: RunLifecycleDeps) {
     const key = (w: { runId: string }) => w.runId;
+    let keyless = 0;
+    this.#submits = new WriteBatcher<SubmitRunInput, { run: Run; created: boolean }>({
+      kind: 'submit',
+      // An idempotency key at most once per statement; runs without one never collide.
+      key: (i) => (i.idempotency_key === undefined ? `#${keyless++}` : `k:${i.idempotency_key}`),
+      write: (inputs) => this.submitMany(inputs),
+      // A failed insert may have committed (a connection lost at COMMIT): inserting its runs
+      // again could submit them twice, so its callers get the error, as a lone submit would.
+      aloneOnFailure: false,
+    });
     this.#events = new WriteBatcher<FencedWrite & { batch: EventBatch }, number | undefined>({
       kind: 'events',
       key,
@@ -98,13 +111,16 @@ export class RunLifecycle {
   }
 
   /**
-   * Submits a run (`→ queued`) and asks for a scheduling pass when it is new.
+   * Submits a run (`→ queued`) and asks for a scheduling pass when it is new. Submits that
+   * arrive together share one insert and one pass (group commit, as {@link submitMany}); a
+   * submit that fails alone (e.g. `secrets-unavailable`) fails only its own caller.
    *
    * @example
    * const { run, created } = await lifecycle.submit(submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] }));
    */
   async submit(input: SubmitRunInput): Promise<{ run: Run; created: boolean }> {
-    return (await this.submitMany([input]))[0]!;
+    this.#checkSecrets([input]); // refused alone, before it could fail a shared insert
+    return this.#submits.submit(input);
   }
 
   /**
@@ -117,11 +133,7 @@ export class RunLifecycle {
   async submitMany(inputs: SubmitRunInput[]): Promise<Array<{ run: Run; created: boolean }>> {
     const defaults = this.d.defaults;
     const box = this.d.secrets;
-    if (!box && inputs.some((i) => Object.values(i.env).some((v) => typeof v !== 'string' && v.secret)))
-      throw new RunError(
-        'secrets-unavailable',
-        'this control plane keeps no secrets: set RUNT_SECRET_KEY (base64 of 32 bytes) or RUNT_SECRET_KEY_FILE on every replica',
-      );
+    this.#checkSecrets(inputs);
     const out = await transitions.submitMany(
       this.d.db,
       defaults?.timeoutS === undefined && defaults?.queueTimeoutS === undefined
@@ -135,6 +147,18 @@ export class RunLifecycle {
     );
     if (out.some((o) => o.created)) this.d.signals.schedule('submitted');
     return out;
+  }
+
+  /** Refuses runs with secret env entries when this control plane keeps no secrets. */
+  #checkSecrets(inputs: SubmitRunInput[]): void {
+    if (
+      !this.d.secrets &&
+      inputs.some((i) => Object.values(i.env).some((v) => typeof v !== 'string' && v.secret))
+    )
+      throw new RunError(
+        'secrets-unavailable',
+        'this control plane keeps no secrets: set RUNT_SECRET_KEY (base64 of 32 bytes) or RUNT_SECRET_KEY_FILE on every replica',
+      );
   }
 
   /**

@@ -20,6 +20,13 @@ export interface WriteBatcherOptions<I, O> {
    * one statement takes, and the batch is everything queued meanwhile.
    */
   windowMs?: number;
+  /**
+   * When a statement of several items fails, write each item again alone (default true), so an
+   * error reaches only the caller it belongs to. Set false for writes that are not safe to
+   * repeat (an insert whose failure may have come after its commit, e.g. a connection lost at
+   * `COMMIT`): every caller of the statement then gets its error, as each would alone.
+   */
+  aloneOnFailure?: boolean;
 }
 
 interface Pending<I, O> {
@@ -47,7 +54,7 @@ export class WriteBatcher<I, O> {
   #inFlight = false;
 
   constructor(opts: WriteBatcherOptions<I, O>) {
-    this.#o = { maxItems: 500, windowMs: 0, ...opts };
+    this.#o = { maxItems: 500, windowMs: 0, aloneOnFailure: true, ...opts };
   }
 
   /** Queues one write; resolves with its own answer once the statement that wrote it committed. */
@@ -101,8 +108,8 @@ export class WriteBatcher<I, O> {
       try {
         out = await this.#o.write(batch.map((p) => p.item));
       } catch (err) {
-        if (batch.length === 1) {
-          batch[0]!.reject(err);
+        if (batch.length === 1 || !this.#o.aloneOnFailure) {
+          for (const p of batch) p.reject(err);
           return;
         }
         // Nothing of the statement was written: each item alone, each answered with its own fate.
