@@ -43,11 +43,24 @@ export type CpHostRequest =
 
 const counts: CpCounts = { statements: 0, transactions: 0, linkSent: 0, linkReceived: 0, byStatement: {} };
 
+/** The SQL mix's key of a statement text (first words), computed once per distinct text. */
+const keys = new Map<string, string>();
+const keyOf = (text: string): string => {
+  let key = keys.get(text);
+  if (key === undefined) {
+    // The hot statements are a few constant texts: the regex over them once, not per statement
+    // (it was 1.6 % of the control plane's self time in the profile, all of it the meter's).
+    key = text.replace(/\s+/g, ' ').trim().slice(0, 48);
+    if (keys.size < 10_000) keys.set(text, key);
+  }
+  return key;
+};
+
 /** A Database that counts every statement on its way to `db`. */
 function counting(db: Database): Database {
   const count = (text: string) => {
     counts.statements++;
-    const key = text.replace(/\s+/g, ' ').trim().slice(0, 48);
+    const key = keyOf(text);
     counts.byStatement[key] = (counts.byStatement[key] ?? 0) + 1;
   };
   const wrap = (q: Queryable): Queryable => {

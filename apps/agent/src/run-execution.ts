@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { sleep, type ClaimRunResponse, type ControlPlaneClient, type Run } from '@runt/protocol';
+import { type ClaimRunResponse, type ControlPlaneClient, type Run } from '@runt/protocol';
 import {
   claimedLeaseFrom,
   type ClaimedLease,
@@ -48,6 +48,9 @@ export interface RunExecutionDeps {
   onSlotFree?: () => void;
   logger: Logger;
 }
+
+/** Why the output follow is stopped once the workload has exited (one reason for every run: no AbortError built per run). */
+const OUTPUT_READ = new Error('the workload exited and its output was read');
 
 /** `claiming → preparing → starting → running → reporting → done`, or `dropped` when the lease is no longer ours. */
 export type RunExecutionPhase = 'preparing' | 'starting' | 'running' | 'reporting' | 'done' | 'dropped';
@@ -409,11 +412,13 @@ export class RunExecution {
       this.deps.logger.warn({ run_id: this.runId, err: e }, 'waiting for the workload failed');
       exit = undefined;
     }
-    // The follow ends by itself once the instance has exited; give it a moment to read the tail.
-    const tail = new AbortController();
-    await Promise.race([logs, sleep(5_000, AbortSignal.any([tail.signal, this.#work.signal]))]);
-    tail.abort();
-    logsStop.abort();
+    // The follow ends by itself once the instance has exited (and when `#work` aborts: it
+    // follows that signal); give it a moment to read the tail. A plain timer, not an abortable
+    // sleep: no composite signal, listeners and AbortError per run (issue 9, agent profile).
+    let tailTimer: NodeJS.Timeout | undefined;
+    await Promise.race([logs, new Promise<void>((r) => (tailTimer = setTimeout(r, 5_000)))]);
+    clearTimeout(tailTimer);
+    logsStop.abort(OUTPUT_READ);
     await logs;
     // what the maskers held back (a possible start of a secret) goes out now, masked
     this.#events.endOutput();
