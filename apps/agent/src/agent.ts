@@ -8,6 +8,7 @@ import {
   LEASE_MS_MAX,
   MIN_HELD_LEASE_MS,
   jitter,
+  sleep,
   type AgentMessage,
   type RegisterWorkstationRequest,
 } from '@runt/protocol';
@@ -23,6 +24,8 @@ import { heartbeatLoop, LINK_DOWN_SPREAD_MS, LinkDownGrace, pollLoop } from './a
 import { handleControlMessage } from './control-messages.js';
 import { Reachability, type ReachReport } from './reachability.js';
 import { readoptRuns } from './readopt-runs.js';
+import { releaseOrphans } from './release-orphans.js';
+import { recordRunner } from './runner-history.js';
 import { RunExecution, type RunExecutionDeps } from './run-execution.js';
 import { RunSlots } from './run-slots.js';
 import { RunStateStore } from './run-state-store.js';
@@ -320,7 +323,20 @@ export class Agent {
     }
     await this.#registerHttp(true, { untilDone: true });
     this.#runnerId = `${this.#workstationId}/${randomBytes(6).toString('hex')}`;
+    // What the journal held at this start, and the runners of the agents before this one on this
+    // state dir (dead: this one holds agent.lock), recorded before anything is claimed.
+    const journaled = new Set((await this.#store.list()).map((s) => s.run_id));
+    const predecessors = await recordRunner(join(this.#opts.stateDir, 'agent', 'runners'), this.#runnerId);
     await this.#readopt();
+    // Runs still leased to a predecessor that its journal never held never started: back to
+    // the queue, instead of failing `runner-lost` when their leases run out.
+    await releaseOrphans({
+      client: this.#client,
+      workstationId: this.#workstationId,
+      predecessors,
+      journaled,
+      logger: this.#log,
+    });
   }
 
   #registration(listening: boolean): RegisterWorkstationRequest {
@@ -554,7 +570,20 @@ export class Agent {
       this.#log.warn({ runs: this.runningRunIds }, 'grace time over: stopping the runs still going');
     const held = this.#slots.values();
     for (const exec of held) exec.cancel('the agent shut down before the run finished');
-    await Promise.all(held.map((e) => e.done));
+    // Bounded: runs no longer stop at their lease's local deadline (the control plane decides),
+    // so a control plane that does not answer must not hold the exit up. What has not ended by
+    // then is left to the next start (instance and journal entry kept), which reports it.
+    const ended = Promise.all(held.map((e) => e.done)).then(() => true);
+    const bound = new AbortController();
+    const inTime = await Promise.race([
+      ended,
+      sleep(this.#opts.stopTimeoutMs + this.#opts.leaseMs, bound.signal).then(() => false),
+    ]);
+    bound.abort();
+    if (!inTime) {
+      for (const exec of held) exec.abandon();
+      await ended;
+    }
     // Offers and runs claimed on offer that arrived meanwhile were refused: their answers (the
     // hand-backs) go out before the link closes.
     await this.#slots.settled();

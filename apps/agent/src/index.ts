@@ -37,6 +37,8 @@ export {
 export { Reachability, unreachableReason, formatDuration, type ReachReport } from './reachability.js';
 export { RunSlots, type RunSlotsOptions, type SlotRun } from './run-slots.js';
 export { readoptRuns, type ReadoptRunsOptions, type ConfirmedLease } from './readopt-runs.js';
+export { releaseOrphans, type ReleaseOrphansOptions } from './release-orphans.js';
+export { recordRunner } from './runner-history.js';
 export {
   heartbeatLoop,
   pollLoop,

@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { type ClaimRunResponse, type ControlPlaneClient, type Run } from '@runt/protocol';
 import {
@@ -72,7 +73,7 @@ export class RunExecution {
   readonly runId: string;
   /** Settles when the run is finished here (reported, dropped or stopped); never rejects. */
   readonly done: Promise<void>;
-  readonly #lease: HeldLease;
+  #lease!: HeldLease;
   readonly #events: RunEventLog;
   readonly #reporter: RunReporter;
   readonly #work = new AbortController();
@@ -87,6 +88,12 @@ export class RunExecution {
   #commands: RunCommands | undefined;
   #commandsPending = false;
   #reportedRunning: boolean;
+  /** The `running` report while it is being sent (retried through an outage): the terminal report goes after it. */
+  #running: Promise<void> | undefined;
+  /** The agent exits without the control plane's answer: the instance and the journal entry are left to its next start. */
+  #abandoned = false;
+  /** No renewal answered since the lease's local deadline passed (logged once, not per lease period). */
+  #unconfirmed = false;
   /** The claim said no commands were waiting: with the link up, the first listing is skipped. */
   readonly #noCommandsAtClaim: boolean;
 
@@ -105,31 +112,7 @@ export class RunExecution {
     this.#state = state;
     this.#instanceId = state.instance_id;
     this.#reportedRunning = state.ready;
-    // `cancel_requested` in a heartbeat answer is how cancels reach an agent whose link is down.
-    this.#lease = deps.leases.hold(state.run_id, lease, {
-      onRenew: (_expiresAt, answer) => {
-        if (answer.cancel_requested === true) this.cancel('cancelled by request');
-      },
-    });
-    this.#lease.signal.addEventListener(
-      'abort',
-      () => {
-        const reason = this.#lease.signal.reason as LeaseLostError | undefined;
-        // The workload has exited and its outcome is being reported: a lease judged lost only by
-        // the local clock (renewals unanswered, e.g. the control plane is down) does not stop the
-        // report. The control plane credits an outage to leases and decides, fenced by the token
-        // (a 409 still drops the run). Issue 8, defect 5.
-        if (this.phase === 'reporting' && reason?.reason === 'expired') {
-          deps.logger.warn(
-            { run_id: this.runId },
-            'lease not renewed in time while reporting the outcome; still reporting it',
-          );
-          return;
-        }
-        this.#drop(`lease lost: ${reason?.message}`);
-      },
-      { once: true },
-    );
+    this.#hold(lease);
     this.#events = new RunEventLog({
       client: deps.client,
       runId: state.run_id,
@@ -311,6 +294,85 @@ export class RunExecution {
     this.#commands?.wake();
   }
 
+  /**
+   * Keeps the lease renewed. A renewal refused (409) or failed for good drops the run (once the
+   * workload has exited, its terminal report is the fenced question instead). A lease judged lost
+   * only by the local clock does not: see {@link #keepAsking}.
+   */
+  #hold(lease: ClaimedLease): void {
+    const held = this.deps.leases.hold(this.runId, lease, {
+      onRenew: (_expiresAt, answer) => {
+        if (this.#unconfirmed) {
+          this.#unconfirmed = false;
+          this.deps.logger.info({ run_id: this.runId }, 'lease confirmed by the control plane');
+        }
+        // `cancel_requested` in a heartbeat answer is how cancels reach an agent whose link is down.
+        if (answer.cancel_requested === true) this.cancel('cancelled by request');
+      },
+    });
+    this.#lease = held;
+    held.signal.addEventListener(
+      'abort',
+      () => {
+        const reason = held.signal.reason as LeaseLostError | undefined;
+        if (reason?.reason === 'expired') this.#keepAsking();
+        else if (this.phase !== 'reporting') this.#drop(`lease lost: ${reason?.message}`);
+      },
+      { once: true },
+    );
+  }
+
+  /**
+   * No renewal was answered before the lease's local deadline (the control plane is down or out
+   * of reach). Only the control plane knows whether the lease is still ours — it credits its own
+   * outage to live leases (`runs/outage-clock.ts`) — so the workload keeps running (its exit is
+   * still awaited and reported) and the renewals go on, one local lease at a time, until the
+   * control plane answers: renewed (held as before) or refused (fenced: the run is dropped and
+   * its workload stopped). Before, the agent dropped the run at its local deadline, and a
+   * workload that ended during an outage longer than the lease ended `runner-lost` although the
+   * control plane would have taken its report (issue 8, chaos).
+   */
+  #keepAsking(): void {
+    if (!this.#live()) return;
+    if (!this.#unconfirmed) {
+      this.#unconfirmed = true;
+      this.deps.logger.warn(
+        { run_id: this.runId },
+        'lease not renewed before its local deadline (control plane unreachable?); keeping the workload and asking the control plane',
+      );
+    }
+    this.#hold(
+      claimedLeaseFrom(
+        this.runId,
+        { fencing_token: this.#state.fencing_token, expires_at: this.#lease.expiresAt.toISOString() },
+        { runnerId: this.#state.runner_id, leaseMs: this.deps.leaseMs, claimedAt: performance.now() },
+      ),
+    );
+  }
+
+  /** Still held here (not reported, dropped or abandoned): the lease matters. */
+  #live(): boolean {
+    return this.phase !== 'done' && this.phase !== 'dropped' && !this.#abandoned;
+  }
+
+  /**
+   * The agent is exiting and the control plane did not answer in time: stop here without
+   * reporting, stopping or removing anything. The instance and the journal entry stay, so the
+   * next start re-adopts the run and reports its real outcome (a stop begun here is saved in the
+   * entry and reported as that stop).
+   */
+  abandon(): void {
+    if (!this.#live()) return;
+    this.#abandoned = true;
+    this.deps.logger.warn(
+      { run_id: this.runId },
+      'left to the next start (no answer from the control plane)',
+    );
+    this.#lease.stop();
+    this.#work.abort(new Error('abandoned'));
+    this.#commands?.stop();
+  }
+
   // ---- the flow ----
 
   async #execute(): Promise<void> {
@@ -332,7 +394,11 @@ export class RunExecution {
           this.#instanceId = instanceId;
           // the start time goes with the instance id (one journal write): the timeout counts from it
           this.#state = { ...this.#state, instance_id: instanceId, started_at_ms: Date.now() };
-          await this.#persist();
+          // Durable before the workload starts, or it does not start: a restarted agent releases
+          // (re-queues) a held run with no saved instance id as never started, so a start the
+          // journal does not know of could run twice. A failed save fails the start (issue 8).
+          await this.deps.store.save(this.#state);
+          this.#work.signal.throwIfAborted();
         },
       });
       if ('dropped' in prepared) return;
@@ -344,7 +410,9 @@ export class RunExecution {
         instance_id: this.#instanceId,
         runtime: (this.deps.runtime as Runtime).name,
       });
-      if (!this.#state.ready_when) await this.#reportRunning();
+      // Not awaited: the exit is awaited while the report is sent (and retried through an outage),
+      // so a workload that ends meanwhile is still reported with its real outcome (issue 8).
+      if (!this.#state.ready_when) void this.#reportRunning();
       await this.#follow();
     } finally {
       await this.#cleanup();
@@ -434,19 +502,26 @@ export class RunExecution {
     );
   }
 
-  async #reportRunning(): Promise<void> {
-    if (this.#reportedRunning) return;
+  #reportRunning(): Promise<void> {
+    if (this.#reportedRunning) return this.#running ?? Promise.resolve();
     this.#reportedRunning = true;
     this.#state = { ...this.#state, ready: true };
     // Saved after the report, in one write with the seq it moved (a restart between the two
     // only means `running` is not reported again, which the control plane would ignore anyway).
-    await this.#reporter.report({ status: 'running' });
-    await this.#persist();
+    this.#running = this.#reporter
+      .report({ status: 'running' })
+      .then(() => this.#persist())
+      .catch((e: unknown) =>
+        this.deps.logger.warn({ run_id: this.runId, err: e }, 'reporting running failed'),
+      );
+    return this.#running;
   }
 
   async #finish(outcome: Outcome): Promise<void> {
     if (this.#work.signal.aborted) return;
     this.phase = 'reporting';
+    // After the `running` report, which may still be retried: one report at a time, in order.
+    await this.#running;
     if (!(await this.#reporter.report(outcome))) return;
     this.deps.logger.info(
       {
@@ -465,7 +540,7 @@ export class RunExecution {
 
   /** The run is no longer ours: stop the workload, report nothing further. */
   #drop(reason: string): void {
-    if (this.phase === 'done' || this.phase === 'dropped') return;
+    if (!this.#live()) return;
     this.phase = 'dropped';
     this.deps.onSlotFree?.();
     this.deps.logger.warn({ run_id: this.runId, reason }, 'dropping the run');
@@ -488,6 +563,7 @@ export class RunExecution {
     clearTimeout(this.#timeoutTimer);
     this.#lease.stop();
     this.#commands?.stop();
+    if (this.#abandoned) return;
     if (this.phase !== 'dropped') this.phase = 'done';
     this.#work.abort(new Error('finished'));
     const runtime = this.deps.runtime;

@@ -251,6 +251,9 @@ export async function startControlPlane(
     },
   });
 
+  // Before any renewal or report can arrive: an outage is credited to the leases it would
+  // otherwise have expired (the first sweep comes only an interval after the start).
+  await sweeper.creditOutage();
   const server: ServerType = await new Promise((resolveServer, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolveServer(s));
     s.once('error', (e) => {

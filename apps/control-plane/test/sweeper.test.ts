@@ -252,3 +252,45 @@ describe.each(TEST_BACKENDS)('sweeper and fencing on %s', (backend) => {
     }
   });
 });
+
+describe.each(TEST_BACKENDS)('a control plane restarted after an outage, on %s', (backend) => {
+  it('credits the outage before it listens: the first renewal after the restart is not refused (issue 8)', async () => {
+    // The first sweep comes 5 s after a start (an outage is a gap of more than 50 s then): the
+    // renewal below arrives before it, so only a credit made at start-up can save the lease.
+    const quiet = { schedulerTickMs: 100, sweepIntervalMs: 5_000, offerTimeoutMs: 30_000 };
+    const first = await startHarness(backend, {}, quiet);
+    let second: Harness | undefined;
+    try {
+      const admin = new ControlPlaneClient({ url: first.cp.url, token: first.adminToken, retries: 0 });
+      const runtime = uniqueRuntime();
+      const agent = await pairAgent(first, `restart-${runtime}`, [runtime]);
+      await agent.connect();
+      const { run } = await admin.submitRun({ runtime, command: ['x'] });
+      await agent.waitFor('offer', (m) => m.run.id === run.id);
+      const claim = await agent.client.claimRun(run.id, { runner_id: 'r1', lease_ms: 30_000 });
+      await agent.client.reportStatus(run.id, { fencing_token: claim.fencing_token, status: 'running' });
+      await first.cp.close();
+      // As if the control plane had been down 120 s: the last sweep was then, the lease ran out 30 s ago.
+      await first.t.db.query(`update sweep_clock set swept_at = clock_timestamp() - interval '120 seconds'`);
+      await first.t.db.query(
+        `update leases set expires_at = clock_timestamp() - interval '30 seconds' where resource = $1`,
+        [run.id],
+      );
+      second = await startHarness(backend, {}, quiet, first.t);
+      const renewed = await second.api(`/api/runs/${run.id}/heartbeat`, {
+        token: agent.token,
+        body: { fencing_token: claim.fencing_token, lease_ms: 30_000 },
+      });
+      expect(renewed.status, JSON.stringify(renewed.json)).toBe(200);
+      const done = await second.api(`/api/runs/${run.id}/status`, {
+        token: agent.token,
+        body: { fencing_token: claim.fencing_token, status: 'completed', exit_code: 0 },
+      });
+      expect(done.status, JSON.stringify(done.json)).toBe(200);
+      expect(done.json.run).toMatchObject({ status: 'completed', exit_code: 0, attempt: 1 });
+    } finally {
+      if (second) await second.close();
+      else await first.close();
+    }
+  });
+});

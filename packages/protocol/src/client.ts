@@ -213,12 +213,24 @@ export class ControlPlaneClient {
 
   /** The polling path: runs offered to this workstation (used while the link is down). */
   offeredRuns(workstationId: string) {
+    return this.workstationRuns(workstationId, { status: 'offered' });
+  }
+
+  /**
+   * One page of the runs placed on a workstation, newest first, with their leases (a
+   * workstation token sees only its own): how a restarted agent finds the runs the control
+   * plane still thinks it holds.
+   */
+  workstationRuns(
+    workstationId: string,
+    query: { status?: RunStatus; limit?: number; cursor?: string } = {},
+  ) {
     return this.call(
       'get',
       `api/workstations/${encodeURIComponent(workstationId)}/runs`,
       listRunsResponseSchema,
       undefined,
-      { status: 'offered' },
+      query,
     );
   }
 

@@ -83,6 +83,27 @@ export class Sweeper {
   }
 
   /**
+   * Credits an outage (no sweep by any replica for longer than the threshold) to the leases
+   * still live at the last sweep; the ms credited (0: none). Every sweep starts with it, and a
+   * starting control plane calls it before it listens: a renewal or report that arrives before
+   * the first sweep must not be refused for a lease that ran out only because the control plane
+   * was down (the agent keeps its workload until the control plane answers, issue 8).
+   *
+   * @example
+   * await sweeper.creditOutage(); // then listen
+   */
+  async creditOutage(): Promise<number> {
+    const outageAfterMs = this.o.outageAfterMs ?? Math.max(10_000, 10 * this.o.intervalMs);
+    const credited = await this.o.db.transaction((tx) => creditOutage(tx, outageAfterMs));
+    if (credited > 0)
+      this.o.logger.warn(
+        { outage_ms: credited },
+        'no sweep for a while (outage?): the time was credited to live leases',
+      );
+    return credited;
+  }
+
+  /**
    * One sweep: an outage credited to live leases first (leases outlive a control-plane outage),
    * then expired leases, then stale offers.
    *
@@ -91,13 +112,7 @@ export class Sweeper {
    */
   async sweep(): Promise<SweepResult> {
     const lost: SweepResult['lost'] = [];
-    const outageAfterMs = this.o.outageAfterMs ?? Math.max(10_000, 10 * this.o.intervalMs);
-    const outageCreditedMs = await this.o.db.transaction((tx) => creditOutage(tx, outageAfterMs));
-    if (outageCreditedMs > 0)
-      this.o.logger.warn(
-        { outage_ms: outageCreditedMs },
-        'no sweep for a while (outage?): the time was credited to live leases',
-      );
+    const outageCreditedMs = await this.creditOutage();
     for (;;) {
       const batch = await this.o.db.transaction(async (tx) => {
         const victims = await this.o.leases.sweepExpired({ tx, limit: 100 });

@@ -1,0 +1,73 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LeaseClient } from '@runt/leases';
+import type { Runtime } from '@runt/runtime-spi';
+import { createFakeRuntime } from '@runt/runtime-spi/fake';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RunExecution } from '../src/run-execution.js';
+import { RunStateStore, type RunState } from '../src/run-state-store.js';
+import { startTestControlPlane, testLogger, type TestControlPlane } from './control-plane.js';
+
+let h: TestControlPlane;
+beforeAll(async () => {
+  h = await startTestControlPlane();
+}, 120_000);
+afterAll(async () => {
+  await h?.close();
+});
+
+/** A journal whose write of an instance id fails (a full disk, an I/O error). */
+class InstanceSaveFails extends RunStateStore {
+  override async save(state: RunState): Promise<void> {
+    if (state.instance_id !== undefined) throw new Error('EIO: the journal write failed');
+    return super.save(state);
+  }
+}
+
+describe('a workload starts only once its run is durable in the journal (issue 8)', () => {
+  it('does not start the workload when saving its instance id fails, and reports the start failed', async () => {
+    const claim = await h.claimRun(
+      { runtime: 'fake', command: ['/bin/sh', '-c', 'exit 0'] },
+      'journal-runner',
+    );
+    const rt = createFakeRuntime();
+    const start = rt.start.bind(rt);
+    let starts = 0;
+    const runtime = Object.assign(rt, {
+      start: ((id, opts) => {
+        starts++;
+        return start(id, opts);
+      }) satisfies Runtime['start'],
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'runt-journal-first-'));
+    const store = new InstanceSaveFails(join(dir, 'journal'));
+    const exec = await RunExecution.accept(
+      {
+        client: h.ws,
+        leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
+        runtime,
+        store,
+        workRoot: join(dir, 'work'),
+        workstationId: h.workstationId,
+        runnerId: 'journal-runner',
+        leaseMs: 30_000,
+        stopTimeoutMs: 1_000,
+        commandPollMs: () => 1_000,
+        logger: testLogger().logger,
+      },
+      claim,
+    );
+    await exec!.done;
+    // A restarted agent would release a run with no saved instance id as never started: had it
+    // started, it could run twice.
+    expect(starts).toBe(0);
+    expect((await h.admin.getRun(claim.run.id)).run).toMatchObject({
+      status: 'failed',
+      failure_kind: 'start-failed',
+    });
+    expect(await rt.list()).toEqual([]);
+    await store.close();
+    await rt.close();
+  });
+});
