@@ -1,7 +1,7 @@
 import { leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { countStatements, migrate, openPostgres } from '@runt/sql';
+import { countStatements, migrate, openPostgres, type Queryable } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,4 +189,67 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
       }
     },
   );
+});
+
+/**
+ * A queue of runs no free workstation offers a runtime for is passed over in the page's own
+ * statement (one index scan), not page by page: with 1,000 of them ahead of a placeable run the
+ * pass reads one page (it read six, one per 200 runs, before), and a fleet with no free slot at
+ * all is known from that same statement (no query of its own).
+ */
+describe.each(TEST_BACKENDS)('a pass behind runs no free workstation can take, on %s', (backend) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase(backend);
+    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    await t.db.query(
+      `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
+       values ('ws_ok', 'ws_ok', true, now(), '["ok"]', 1, 'connected')`,
+    );
+    await t.db.query(
+      `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_ok', 'workstation', 'x', 'ws_ok')`,
+    );
+  });
+  afterAll(async () => t?.dispose());
+
+  it('reads one page for a placeable run behind 1,000 it cannot place, and none more once the fleet is full', async () => {
+    const parse = (runtime: string) => submitRunRequestSchema.parse({ runtime, command: ['x'] });
+    await transitions.submitMany(
+      t.db,
+      Array.from({ length: 1000 }, () => parse('nowhere')),
+    );
+    const { run } = await transitions.submit(t.db, parse('ok'));
+    const pages: string[] = [];
+    const counted = countStatements(t.db, () => {});
+    const db = {
+      ...counted,
+      transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
+        counted.transaction((tx) =>
+          fn({
+            ...tx,
+            query: (text: string, params?: unknown[]) => {
+              if (text.includes('for update skip locked')) pages.push(text);
+              return tx.query(text, params);
+            },
+          }),
+        ),
+    };
+    const scheduler = new Scheduler({
+      db,
+      logger: pino({ level: 'silent' }),
+      signals: createRunSignals({
+        waiters: new EventWaiters(),
+        relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
+      }),
+      replicaId: 'cp',
+      tickMs: 60_000,
+    });
+    expect((await scheduler.pass()).map((r) => r.id)).toEqual([run.id]);
+    expect(pages).toHaveLength(1);
+    // The only slot is taken: the next pass reads one page, finds nothing free and stops.
+    await transitions.submit(t.db, parse('ok'));
+    pages.length = 0;
+    expect(await scheduler.pass()).toEqual([]);
+    expect(pages).toHaveLength(1);
+  });
 });

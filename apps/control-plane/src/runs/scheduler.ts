@@ -75,16 +75,22 @@ const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropp
   and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)`;
 
 // One statement for what a page places: up to `limit` queued runs after position `after`, oldest
-// first, locked `for update skip locked` (only the columns placement looks at; the offered rows
+// first, of a runtime some workstation with a free slot offers (`f`: a run of any other runtime
+// cannot be placed now, so a queue of 10,000 such runs costs one index scan, not 50 pages;
+// whether `f` is empty is `any_free`, the fleet-saturated test), locked `for update skip locked`
+// (only the columns placement looks at; the offered rows
 // come back whole from the update), and the workstations with a free slot offering one of their
 // runtimes, locked `for update of w skip locked` — a scheduler never places onto a workstation
 // another transaction is changing. Both come back as JSON arrays in one row; the same statement
 // makes the page's commit asynchronous (see ASYNC_COMMIT). Its two numbers are literals (see
 // pageStatement), so it can share a round trip with the lock and the transaction's `BEGIN`.
 const pageSql = (after: number, limit: number) => `
-with q as (
+with f as materialized (
+  select w.runtimes from workstations w ${USED_SQL} where ${PLACEABLE_SQL}
+), q as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
    where r.status in (${statusesSql('offer')}) and r.position > ${after} and (r.not_before is null or r.not_before <= now())
+     and r.runtime in (select jsonb_array_elements_text(f.runtimes) from f)
    order by r.position limit ${limit} for update skip locked
 ), c as (
   select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
@@ -97,6 +103,7 @@ with q as (
 )
 select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued,
        (select coalesce(json_agg(c order by c.used_runs, c.id), '[]') from c) as cands,
+       exists (select 1 from f) as any_free,
        ${ASYNC_COMMIT} as async_commit`;
 
 /**
@@ -114,10 +121,6 @@ function pageStatement(backend: Database['backend'], after: number, limit: numbe
   const page = pageSql(after, limit);
   return backend === 'postgres' ? `select pg_advisory_xact_lock(${SCHEDULER_LOCK});\n${page}` : page;
 }
-
-// Whether any workstation at all (whatever its runtimes and labels) has a free slot: only when
-// none has is the fleet saturated, so that a new submit cannot be placed either.
-const ANY_FREE_SQL = `select exists (select 1 from workstations w ${USED_SQL} where ${PLACEABLE_SQL}) as free`;
 
 /**
  * Places queued runs on workstations: the runtime must be offered, every placement label must
@@ -246,10 +249,10 @@ export class Scheduler {
         // other runtimes or labels, later in the queue or submitted next, may still fit elsewhere,
         // so the pass stops early, and counts as saturated, only when the whole fleet has no free
         // slot.
-        const fleetFull =
-          (placed.full === true || (placed.exhausted && !placed.done)) &&
-          !(await tx.query<{ free: boolean }>(ANY_FREE_SQL)).rows[0]?.free;
-        const saturated = placed.full === true && fleetFull;
+        // (`anyFree`: whether any workstation at all, whatever its runtimes and labels, has a free
+        // slot, read by the page's own statement after the lock.)
+        const fleetFull = !placed.anyFree;
+        const saturated = fleetFull;
         return { ...placed, done: placed.done || fleetFull, local, saturated, unopenable };
       });
       // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
@@ -284,15 +287,18 @@ export class Scheduler {
     full?: boolean;
     /** No candidate slot for this page's runtimes is left (the fleet may still have others). */
     exhausted: boolean;
+    /** Some workstation, whatever its runtimes and labels, had a free slot when the page was read. */
+    anyFree: boolean;
   }> {
     const pageSize = this.o.pageSize ?? 200;
     const page = (
-      await tx.query<{ queued: RunRow[]; cands: Candidate[] }>(
+      await tx.query<{ queued: RunRow[]; cands: Candidate[]; any_free: boolean }>(
         pageStatement(this.o.db.backend, after, pageSize),
       )
     ).rows[0]!;
     const queued = { rows: page.queued };
-    if (queued.rows.length === 0) return { offered: [], claimed: [], done: true, exhausted: false };
+    const anyFree = page.any_free;
+    if (queued.rows.length === 0) return { offered: [], claimed: [], done: true, exhausted: false, anyFree };
     const last = Number(queued.rows[queued.rows.length - 1]!.position);
     const cands = { rows: page.cands };
     const slots = cands.rows.map(toSlot);
@@ -306,6 +312,7 @@ export class Scheduler {
         done: queued.rows.length < pageSize,
         full: true,
         exhausted: true,
+        anyFree,
       };
     const picks: Array<{ id: string; ws: string }> = [];
     for (const run of queued.rows) {
@@ -324,6 +331,7 @@ export class Scheduler {
         done: queued.rows.length < pageSize,
         full: slots.every((s) => s.freeRuns <= 0),
         exhausted: slots.every((s) => s.freeRuns <= 0),
+        anyFree,
       };
     // A workstation whose agent takes offers already claimed gets its runs leased to its runner
     // in the same transaction (one statement for all of them); the others are offered plainly.
@@ -344,6 +352,7 @@ export class Scheduler {
       done: queued.rows.length < pageSize,
       full: full && picks.length < queued.rows.length,
       exhausted: full,
+      anyFree,
     };
   }
 }
