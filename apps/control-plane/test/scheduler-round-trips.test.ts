@@ -35,6 +35,11 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
     );
   });
   afterAll(async () => t?.dispose());
+  // Replicas and the advisory lock exist on Postgres only (PGlite is one process, one
+  // connection): these tests are defined there, not skipped here.
+  const onPostgres = (name: string, fn: () => Promise<void>) => {
+    if (backend === 'postgres') it(name, fn);
+  };
 
   const newScheduler = (db: typeof t.db) =>
     new Scheduler({
@@ -75,7 +80,7 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
 
   // Across replicas: no link is held here, so the offer is published for the replica that
   // holds it, with `pg_notify` sent together with the COMMIT — no round trip more.
-  it.runIf(backend === 'postgres')(
+  onPostgres(
     'places a fresh run for a link held by another replica in 3 round trips, its NOTIFY sent with the COMMIT',
     async () => {
       await t.db.query(
@@ -85,7 +90,7 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
       await t.db.query(
         `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_far', 'workstation', 'z', 'ws_far')`,
       );
-      // Two slots: the pass leaves one free, so it does not check the whole fleet (one more statement).
+      // Two slots: the pass leaves one free.
       const heard: string[] = [];
       const listener = await t.db.listen!(
         LINK_CHANNEL,
@@ -136,59 +141,56 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
   // page reads from a snapshot taken when it starts, which must come after the lock is granted.
   // Here another transaction holds the lock and, while the pass waits for it, fills the only
   // slot; the pass must see that slot taken.
-  it.runIf(backend === 'postgres')(
-    'reads the capacity a pass committed while this one waited for the lock',
-    async () => {
-      await t.db.query(
-        `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
+  onPostgres('reads the capacity a pass committed while this one waited for the lock', async () => {
+    await t.db.query(
+      `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
          values ('ws_lk', 'ws_lk', true, now(), '["lk"]', 1, 'connected')`,
-      );
-      await t.db.query(
-        `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_lk', 'workstation', 'y', 'ws_lk')`,
-      );
-      const submitLk = async () =>
-        (await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'lk', command: ['x'] }))).run;
-      const first = await submitLk();
-      const second = await submitLk();
-      const other = await openPostgres({ url: t.url! });
-      try {
-        let release: () => void = () => {};
-        const released = new Promise<void>((r) => (release = r));
-        let locked: () => void = () => {};
-        const lockHeld = new Promise<void>((r) => (locked = r));
-        const holder = other.transaction(async (tx) => {
-          await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
-          locked();
-          await released;
-          await transitions.offer(tx, [{ id: first.id, ws: 'ws_lk' }]);
-        });
-        await lockHeld;
-        const pass = newScheduler(t.db).pass();
-        // The pass is waiting for the lock (its page not read yet) before the holder commits.
-        for (let i = 0; ; i++) {
-          const waiting = await t.db.query<{ n: number }>(
-            `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`,
-          );
-          if (waiting.rows[0]!.n > 0) break;
-          if (i > 500) throw new Error('the pass never waited for the lock');
-          await new Promise((r) => setTimeout(r, 10));
-        }
-        release();
-        await holder;
-        expect(await pass).toEqual([]);
-        const rows = await t.db.query<{ id: string; status: string }>(
-          'select id, status from runs where id = any($1) order by position',
-          [[first.id, second.id]],
+    );
+    await t.db.query(
+      `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_lk', 'workstation', 'y', 'ws_lk')`,
+    );
+    const submitLk = async () =>
+      (await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'lk', command: ['x'] }))).run;
+    const first = await submitLk();
+    const second = await submitLk();
+    const other = await openPostgres({ url: t.url! });
+    try {
+      let release: () => void = () => {};
+      const released = new Promise<void>((r) => (release = r));
+      let locked: () => void = () => {};
+      const lockHeld = new Promise<void>((r) => (locked = r));
+      const holder = other.transaction(async (tx) => {
+        await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
+        locked();
+        await released;
+        await transitions.offer(tx, [{ id: first.id, ws: 'ws_lk' }]);
+      });
+      await lockHeld;
+      const pass = newScheduler(t.db).pass();
+      // The pass is waiting for the lock (its page not read yet) before the holder commits.
+      for (let i = 0; ; i++) {
+        const waiting = await t.db.query<{ n: number }>(
+          `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`,
         );
-        expect(rows.rows).toEqual([
-          { id: first.id, status: 'offered' },
-          { id: second.id, status: 'queued' },
-        ]);
-      } finally {
-        await other.close();
+        if (waiting.rows[0]!.n > 0) break;
+        if (i > 500) throw new Error('the pass never waited for the lock');
+        await new Promise((r) => setTimeout(r, 10));
       }
-    },
-  );
+      release();
+      await holder;
+      expect(await pass).toEqual([]);
+      const rows = await t.db.query<{ id: string; status: string }>(
+        'select id, status from runs where id = any($1) order by position',
+        [[first.id, second.id]],
+      );
+      expect(rows.rows).toEqual([
+        { id: first.id, status: 'offered' },
+        { id: second.id, status: 'queued' },
+      ]);
+    } finally {
+      await other.close();
+    }
+  });
 });
 
 /**
