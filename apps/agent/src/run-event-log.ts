@@ -5,6 +5,7 @@ import {
   isApiError,
   logPayloads,
   SecretMasker,
+  maskText,
   sleep,
   splitLogData,
 } from '@runt/protocol';
@@ -170,8 +171,7 @@ export class RunEventLog {
         out[k] = v;
         continue;
       }
-      const m = new SecretMasker(this.opts.secrets!);
-      out[k] = m.push(v).text + m.end().text;
+      out[k] = maskText(v, this.opts.secrets!);
     }
     return out;
   }

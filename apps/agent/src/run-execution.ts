@@ -136,6 +136,7 @@ export class RunExecution {
       signal: this.#work.signal,
       onRefused: (reason) => this.#drop(reason),
       logger: deps.logger,
+      secrets: Object.values(secrets),
     });
     this.done = (adopted ? this.#resume() : this.#execute()).catch((e) => {
       deps.logger.error({ run_id: this.runId, err: e }, 'run execution failed unexpectedly');

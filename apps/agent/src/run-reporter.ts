@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { backoffDelay, isApiError, sleep, type ControlPlaneClient } from '@runt/protocol';
+import { backoffDelay, isApiError, maskText, sleep, type ControlPlaneClient } from '@runt/protocol';
 import type { RunEventLog } from './run-event-log.js';
 import type { Outcome } from './run-outcome.js';
 
@@ -18,6 +18,8 @@ export interface RunReporterOptions {
   /** A fenced call was refused for good (4xx other than 408/429, e.g. 409): the run is not ours. */
   onRefused: (reason: string) => void;
   logger: Logger;
+  /** The run's secret values: masked in the failure message too, as in its output. */
+  secrets?: string[];
 }
 
 /**
@@ -34,8 +36,14 @@ export class RunReporter {
   constructor(private readonly opts: RunReporterOptions) {}
 
   /** Sends a status report; `false` when it was refused or the run's signal aborted. */
-  async report(outcome: Outcome): Promise<boolean> {
-    const { client, runId, fencingToken, events } = this.opts;
+  async report(reported: Outcome): Promise<boolean> {
+    const { client, runId, fencingToken, events, secrets } = this.opts;
+    // A failure message may quote the workload or the runtime (an error, a command line): it is
+    // shown in the API, the CLI and the panel, so secrets are masked in it as in the output.
+    const outcome =
+      reported.failure_message && secrets?.length
+        ? { ...reported, failure_message: maskText(reported.failure_message, secrets) }
+        : reported;
     if (!this.opts.carryEvents) {
       await events.flush();
       return (

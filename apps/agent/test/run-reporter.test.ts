@@ -11,7 +11,13 @@ afterAll(async () => {
   await h?.close();
 });
 
-function reporterFor(runId: string, fencingToken: number, nextSeq: number, carryEvents: boolean) {
+function reporterFor(
+  runId: string,
+  fencingToken: number,
+  nextSeq: number,
+  carryEvents: boolean,
+  secrets?: string[],
+) {
   const work = new AbortController();
   const refused: string[] = [];
   const events = new RunEventLog({
@@ -31,6 +37,7 @@ function reporterFor(runId: string, fencingToken: number, nextSeq: number, carry
     signal: work.signal,
     onRefused: (r) => refused.push(r),
     logger: testLogger().logger,
+    ...(secrets ? { secrets } : {}),
   });
   return { events, reporter, refused, work };
 }
@@ -68,6 +75,22 @@ describe('RunReporter against a real control plane', () => {
       expect(refused).toEqual([]);
     });
   }
+
+  it("masks the run's secret values in the failure message, as in its output", async () => {
+    const claim = await h.claimRun({ runtime: 'unit-rt', command: ['x'] });
+    const secret = 'tok-9f2c41d7e0';
+    const { reporter } = reporterFor(claim.run.id, claim.fencing_token, claim.next_event_seq, true, [secret]);
+    expect(
+      await reporter.report({
+        status: 'failed',
+        failure_kind: 'start-failed',
+        failure_message: `cannot start: deploy --token ${secret} not found`,
+      }),
+    ).toBe(true);
+    const { run } = await h.admin.getRun(claim.run.id);
+    expect(run.failure_message).toBe('cannot start: deploy --token *** not found');
+    expect(JSON.stringify(await h.admin.listEvents(claim.run.id))).not.toContain(secret);
+  });
 
   it('drops the run (onRefused) when the control plane refuses a stale fencing token, without retrying', async () => {
     const claim = await h.claimRun({ runtime: 'unit-rt', command: ['x'] });

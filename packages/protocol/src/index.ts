@@ -13,7 +13,7 @@ export {
   isSecretEnv,
   type SubmitEnvValue,
 } from './secret-env.js';
-export { SecretMasker, type Masked } from './secret-masker.js';
+export { SecretMasker, maskText, type Masked } from './secret-masker.js';
 export {
   LEASE_MS_MIN,
   LEASE_MS_MAX,

@@ -8,6 +8,18 @@ export interface Masked {
 }
 
 /**
+ * One whole text with every secret value masked (`***`): a failure message, an event's text
+ * field — anything that is not a stream cut into chunks.
+ *
+ * @example
+ * maskText('login failed for s3cr3t', ['s3cr3t']) // 'login failed for ***'
+ */
+export function maskText(text: string, secrets: Iterable<string>): string {
+  const m = new SecretMasker(secrets);
+  return m.active ? m.push(text).text + m.end().text : text;
+}
+
+/**
  * Masks secret values in one output stream, as GitHub Actions does: every occurrence of a
  * value is replaced by `***` (`SECRET_MASK`); overlapping occurrences of several values are
  * masked as one. A value split across chunks is still found: the tail of each chunk that could
