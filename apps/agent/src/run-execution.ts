@@ -10,7 +10,7 @@ import {
   type LeaseClient,
   type LeaseLostError,
 } from '@runt/leases';
-import type { Runtime } from '@runt/runtime-spi';
+import { isRuntimeError, type Runtime } from '@runt/runtime-spi';
 import { claimUntilKnown } from './run-claim.js';
 import { RunCommands } from './run-commands.js';
 import { RunEventLog } from './run-event-log.js';
@@ -474,12 +474,36 @@ export class RunExecution {
     });
     const commands = this.#commands.run();
     let exit;
+    let neverStarted = false;
     try {
       exit = await runtime.wait(id, { signal: this.#work.signal });
     } catch (e) {
       if (this.#work.signal.aborted) return;
-      this.deps.logger.warn({ run_id: this.runId, err: e }, 'waiting for the workload failed');
+      // A re-adopted instance its starter never started (the agent before this one died between
+      // create and start; the adapter waited out its start grace): the workload never ran, so
+      // the run goes back to the queue, as a never-started run does (at-most-once start holds),
+      // rather than failing `internal` with attempts left (issue 8, chaos: 5 of 1,000).
+      neverStarted = isRuntimeError(e) && e.code === 'not-started' && !this.#cancel.signal.aborted;
+      if (!neverStarted)
+        this.deps.logger.warn({ run_id: this.runId, err: e }, 'waiting for the workload failed');
       exit = undefined;
+    }
+    if (neverStarted) {
+      logsStop.abort(OUTPUT_READ);
+      await logs;
+      this.#commands.stop();
+      await commands;
+      if (this.#work.signal.aborted) return;
+      this.deps.logger.info(
+        { run_id: this.runId, instance_id: id },
+        're-adopted run was never started; handing it back to the queue',
+      );
+      this.phase = 'reporting';
+      await this.deps.handBack?.(this.runId, this.#state.fencing_token);
+      this.phase = 'done';
+      this.#lease.stop();
+      this.deps.onSlotFree?.();
+      return;
     }
     // The follow ends by itself once the instance has exited (and when `#work` aborts: it
     // follows that signal); give it a moment to read the tail. A plain timer, not an abortable
