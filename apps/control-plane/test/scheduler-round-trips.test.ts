@@ -1,7 +1,14 @@
 import { leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { countStatements, migrate, openPostgres, type Queryable } from '@runt/sql';
+import {
+  countStatements,
+  migrate,
+  openPostgres,
+  type Database,
+  type Queryable,
+  type SqlBackend,
+} from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +22,44 @@ import { createRunSignals } from '../src/runs/run-signals.js';
 import { SCHEDULER_LOCK, Scheduler } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
 
+/** A database with the control plane's tables. */
+async function migratedDatabase(backend: SqlBackend): Promise<TestDatabase> {
+  const t = await createTestDatabase(backend);
+  await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+  return t;
+}
+
+/** A listening, linked workstation with a live credential offering `runtime`: `cpus` slots for the scheduler. */
+async function addWorkstation(db: Database, id: string, runtime: string, cpus: number): Promise<void> {
+  await db.query(
+    `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
+     values ($1, $1, true, now(), $2::jsonb, $3, 'connected')`,
+    [id, JSON.stringify([runtime]), cpus],
+  );
+  await db.query(
+    `insert into credentials (id, kind, token_hash, workstation_id) values ($1, 'workstation', $2, $3)`,
+    [`cred_${id}`, `hash_${id}`, id],
+  );
+}
+
+/** A scheduler on `db`; without a relay there are no agent links here, so nothing to carry. */
+function newScheduler(
+  db: Database,
+  relay: Parameters<typeof createRunSignals>[0]['relay'] = {
+    send() {},
+    relay: async (_tx, items) => items,
+    capacityFreed() {},
+  },
+): Scheduler {
+  return new Scheduler({
+    db,
+    logger: pino({ level: 'silent' }),
+    signals: createRunSignals({ waiters: new EventWaiters(), relay }),
+    replicaId: 'cp',
+    tickMs: 60_000,
+  });
+}
+
 /**
  * The offer path's round trips (issue 10): a pass that places a fresh run sends `BEGIN`, the
  * advisory lock (Postgres only: the page's snapshot must come after it) and ONE statement for
@@ -24,15 +69,8 @@ import * as transitions from '../src/runs/transitions.js';
 describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
   let t: TestDatabase;
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
-    await t.db.query(
-      `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
-       values ('ws_rt', 'ws_rt', true, now(), '["rt"]', 2, 'connected')`,
-    );
-    await t.db.query(
-      `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_rt', 'workstation', 'x', 'ws_rt')`,
-    );
+    t = await migratedDatabase(backend);
+    await addWorkstation(t.db, 'ws_rt', 'rt', 2);
   });
   afterAll(async () => t?.dispose());
   // Replicas and the advisory lock exist on Postgres only (PGlite is one process, one
@@ -40,19 +78,6 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
   const onPostgres = (name: string, fn: () => Promise<void>) => {
     if (backend === 'postgres') it(name, fn);
   };
-
-  const newScheduler = (db: typeof t.db) =>
-    new Scheduler({
-      db,
-      logger: pino({ level: 'silent' }),
-      signals: createRunSignals({
-        waiters: new EventWaiters(),
-        // no agent links in this test: nothing to carry
-        relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
-      }),
-      replicaId: 'cp',
-      tickMs: 60_000,
-    });
 
   it('places a fresh run in one transaction of 3 round trips on Postgres (4 statements on PGlite)', async () => {
     let roundTrips = 0;
@@ -83,14 +108,8 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
   onPostgres(
     'places a fresh run for a link held by another replica in 3 round trips, its NOTIFY sent with the COMMIT',
     async () => {
-      await t.db.query(
-        `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
-         values ('ws_far', 'ws_far', true, now(), '["far"]', 2, 'connected')`,
-      );
-      await t.db.query(
-        `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_far', 'workstation', 'z', 'ws_far')`,
-      );
       // Two slots: the pass leaves one free.
+      await addWorkstation(t.db, 'ws_far', 'far', 2);
       const heard: string[] = [];
       const listener = await t.db.listen!(
         LINK_CHANNEL,
@@ -109,13 +128,7 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
           scanMs: 60_000,
           onCapacityFreed: () => {},
         });
-        const scheduler = new Scheduler({
-          db,
-          logger: pino({ level: 'silent' }),
-          signals: createRunSignals({ waiters: new EventWaiters(), relay }),
-          replicaId: 'cp',
-          tickMs: 60_000,
-        });
+        const scheduler = newScheduler(db, relay);
         // Quotes and backslashes travel inside the NOTIFY's SQL literal.
         const command = ["it's", 'a\\b', '"c"'];
         const { run } = await transitions.submit(
@@ -142,13 +155,7 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
   // Here another transaction holds the lock and, while the pass waits for it, fills the only
   // slot; the pass must see that slot taken.
   onPostgres('reads the capacity a pass committed while this one waited for the lock', async () => {
-    await t.db.query(
-      `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
-         values ('ws_lk', 'ws_lk', true, now(), '["lk"]', 1, 'connected')`,
-    );
-    await t.db.query(
-      `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_lk', 'workstation', 'y', 'ws_lk')`,
-    );
+    await addWorkstation(t.db, 'ws_lk', 'lk', 1);
     const submitLk = async () =>
       (await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'lk', command: ['x'] }))).run;
     const first = await submitLk();
@@ -202,15 +209,8 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
 describe.each(TEST_BACKENDS)('a pass behind runs no free workstation can take, on %s', (backend) => {
   let t: TestDatabase;
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
-    await t.db.query(
-      `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
-       values ('ws_ok', 'ws_ok', true, now(), '["ok"]', 1, 'connected')`,
-    );
-    await t.db.query(
-      `insert into credentials (id, kind, token_hash, workstation_id) values ('cred_ok', 'workstation', 'x', 'ws_ok')`,
-    );
+    t = await migratedDatabase(backend);
+    await addWorkstation(t.db, 'ws_ok', 'ok', 1);
   });
   afterAll(async () => t?.dispose());
 
@@ -222,6 +222,7 @@ describe.each(TEST_BACKENDS)('a pass behind runs no free workstation can take, o
     );
     const { run } = await transitions.submit(t.db, parse('ok'));
     const pages: string[] = [];
+    // countStatements for its pass-through of every Database member; the pages are seen here.
     const counted = countStatements(t.db, () => {});
     const db = {
       ...counted,
@@ -236,16 +237,7 @@ describe.each(TEST_BACKENDS)('a pass behind runs no free workstation can take, o
           }),
         ),
     };
-    const scheduler = new Scheduler({
-      db,
-      logger: pino({ level: 'silent' }),
-      signals: createRunSignals({
-        waiters: new EventWaiters(),
-        relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
-      }),
-      replicaId: 'cp',
-      tickMs: 60_000,
-    });
+    const scheduler = newScheduler(db);
     expect((await scheduler.pass()).map((r) => r.id)).toEqual([run.id]);
     expect(pages).toHaveLength(1);
     // The only slot is taken: the next pass reads one page, finds nothing free and stops.

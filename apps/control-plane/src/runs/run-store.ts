@@ -20,9 +20,8 @@ function decodeCursor(cursor: string): number {
   return Number(m[1]);
 }
 
-/** What a list of runs shows of each: a {@link Run}'s identity, outcome and times, and its workstation's name. */
-export type RunSummary = Pick<
-  Run,
+/** The run fields a list of runs shows (read by one statement: see `listSummaries`). */
+type SummaryField =
   | 'id'
   | 'status'
   | 'runtime'
@@ -31,22 +30,12 @@ export type RunSummary = Pick<
   | 'workstation_id'
   | 'created_at'
   | 'started_at'
-  | 'finished_at'
-> & { workstation_name: string | null };
+  | 'finished_at';
 
-type RunSummaryRow = Pick<
-  RunRow,
-  | 'id'
-  | 'position'
-  | 'status'
-  | 'runtime'
-  | 'image'
-  | 'command'
-  | 'workstation_id'
-  | 'created_at'
-  | 'started_at'
-  | 'finished_at'
-> & { workstation_name: string | null };
+/** What a list of runs shows of each: a {@link Run}'s identity, outcome and times, and its workstation's name. */
+export type RunSummary = Pick<Run, SummaryField> & { workstation_name: string | null };
+
+type RunSummaryRow = Pick<RunRow, SummaryField | 'position'> & { workstation_name: string | null };
 
 /** The `where` of a list (filters and cursor) and its params, the last one the limit (+1, to see a next page). */
 function listWhere(filter: ListRunsFilter): { where: string; params: unknown[] } {
