@@ -488,29 +488,15 @@ export class RunExecution {
         this.deps.logger.warn({ run_id: this.runId, err: e }, 'waiting for the workload failed');
       exit = undefined;
     }
-    if (neverStarted) {
-      logsStop.abort(OUTPUT_READ);
-      await logs;
-      this.#commands.stop();
-      await commands;
-      if (this.#work.signal.aborted) return;
-      this.deps.logger.info(
-        { run_id: this.runId, instance_id: id },
-        're-adopted run was never started; handing it back to the queue',
-      );
-      this.phase = 'reporting';
-      await this.deps.handBack?.(this.runId, this.#state.fencing_token);
-      this.phase = 'done';
-      this.#lease.stop();
-      this.deps.onSlotFree?.();
-      return;
-    }
     // The follow ends by itself once the instance has exited (and when `#work` aborts: it
-    // follows that signal); give it a moment to read the tail. A plain timer, not an abortable
-    // sleep: no composite signal, listeners and AbortError per run (issue 9, agent profile).
-    let tailTimer: NodeJS.Timeout | undefined;
-    await Promise.race([logs, new Promise<void>((r) => (tailTimer = setTimeout(r, 5_000)))]);
-    clearTimeout(tailTimer);
+    // follows that signal); give it a moment to read the tail (a never-started one has none).
+    // A plain timer, not an abortable sleep: no composite signal, listeners and AbortError per
+    // run (issue 9, agent profile).
+    if (!neverStarted) {
+      let tailTimer: NodeJS.Timeout | undefined;
+      await Promise.race([logs, new Promise<void>((r) => (tailTimer = setTimeout(r, 5_000)))]);
+      clearTimeout(tailTimer);
+    }
     logsStop.abort(OUTPUT_READ);
     await logs;
     // what the maskers held back (a possible start of a secret) goes out now, masked
@@ -518,6 +504,7 @@ export class RunExecution {
     this.#commands.stop();
     await commands;
     if (this.#work.signal.aborted) return;
+    if (neverStarted) return this.#handBackNeverStarted(id);
     await this.#finish(
       this.#timedOut
         ? timedOut(this.#cancelMessage, exit)
@@ -525,6 +512,19 @@ export class RunExecution {
           ? cancelled(this.#cancelMessage, exit)
           : exitOutcome(exit),
     );
+  }
+
+  /** A re-adopted run whose workload never started goes back to the queue (see #follow). */
+  async #handBackNeverStarted(instanceId: string): Promise<void> {
+    this.deps.logger.info(
+      { run_id: this.runId, instance_id: instanceId },
+      're-adopted run was never started; handing it back to the queue',
+    );
+    this.phase = 'reporting';
+    await this.deps.handBack?.(this.runId, this.#state.fencing_token);
+    this.phase = 'done';
+    this.#lease.stop();
+    this.deps.onSlotFree?.();
   }
 
   #reportRunning(): Promise<void> {
