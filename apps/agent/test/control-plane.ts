@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { loadConfig, startControlPlane, type RunningControlPlane } from '@runt/control-plane';
+import { Agent, type AgentOptions } from '../src/agent.js';
 import { ControlPlaneClient, type ClaimRunResponse, type Run, type SubmitRunRequest } from '@runt/protocol';
 import { eventually } from '@runt/protocol/testing';
 import type { SqlBackend } from '@runt/sql';
@@ -101,6 +102,17 @@ export function testLogger(): { logger: Logger; lines: Array<Record<string, unkn
     new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }),
   );
   return { logger, lines };
+}
+
+/**
+ * An in-process agent as the tests use it: the fake runtime, no signal handlers (the test
+ * process's SIGTERM is vitest's), a silent logger unless one is given. Everything else is
+ * the caller's (url, token, stateDir, slots, lease, registry, …).
+ */
+export function testAgent(
+  opts: Omit<AgentOptions, 'runtimes'> & Partial<Pick<AgentOptions, 'runtimes'>>,
+): Agent {
+  return new Agent({ runtimes: ['fake'], shutdownSignals: [], logger: testLogger().logger, ...opts });
 }
 
 export type { Run };

@@ -6,10 +6,16 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ControlPlaneClient, isApiError } from '@runt/protocol';
 import { TEST_BACKENDS } from '@runt/sql/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../src/agent.js';
+import type { Agent } from '../src/agent.js';
 import { LinkClient } from '../src/link-client.js';
 import { linkVia } from '../src/link-via.js';
-import { eventually, startTestControlPlane, testLogger, type TestControlPlane } from './control-plane.js';
+import {
+  eventually,
+  startTestControlPlane,
+  testLogger,
+  testAgent,
+  type TestControlPlane,
+} from './control-plane.js';
 
 /** Sums the samples of a /metrics counter whose line matches `match` (all of its labels by default). */
 async function metric(url: string, name: string, match: RegExp = /.*/): Promise<number> {
@@ -45,15 +51,12 @@ describe.each(TEST_BACKENDS)('an agent’s run calls over its link on %s', (back
   });
 
   it('claims, reports and finishes runs with no HTTP request to a fenced endpoint while linked', async () => {
-    agent = new Agent({
+    agent = testAgent({
       url: t.url,
       token: t.token,
-      runtimes: ['fake'],
       maxRuns: 3,
       leaseMs: 3_000,
       stateDir: dir,
-      shutdownSignals: [],
-      logger: testLogger().logger,
     });
     running = agent.run();
     await eventually(

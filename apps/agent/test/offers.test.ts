@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TEST_BACKENDS } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../src/agent.js';
-import { eventually, startTestControlPlane, testLogger, type TestControlPlane } from './control-plane.js';
+import type { Agent } from '../src/agent.js';
+import { eventually, startTestControlPlane, testAgent, type TestControlPlane } from './control-plane.js';
 
 /** A counter from the control plane's /metrics, summed over its labels (0 before its first count). */
 async function metric(url: string, name: string): Promise<number> {
@@ -68,14 +68,11 @@ describe.each(TEST_BACKENDS)('offers over real agents on %s', (backend) => {
     for (const token of tokens) {
       const dir = mkdtempSync(join(tmpdir(), 'runt-offers-'));
       dirs.push(dir);
-      const agent = new Agent({
+      const agent = testAgent({
         url: t.url,
         token,
-        runtimes: ['fake'],
         maxRuns: 3,
         stateDir: dir,
-        shutdownSignals: [],
-        logger: testLogger().logger,
       });
       agents.push(agent);
       running.push(agent.run());

@@ -10,8 +10,7 @@ import { ControlPlaneClient } from '@runt/protocol';
 import { RuntimeRegistry } from '@runt/runtime-spi';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
 import { mintToken } from '@runt/transport-auth';
-import { Agent } from '../src/agent.js';
-import { eventually, testLogger } from './control-plane.js';
+import { eventually, testLogger, testAgent } from './control-plane.js';
 
 /**
  * A real HTTP proxy in front of the control plane that goes down (every request's connection
@@ -100,17 +99,15 @@ describe('an outage longer than the lease (issue 8, chaos)', () => {
     ).json()) as { credential: { token: string } };
     const proxy = await outageProxy(() => `http://127.0.0.1:${port}`);
     const log = testLogger();
-    const agent = new Agent({
+    const agent = testAgent({
       url: proxy.url,
       token: redeemed.credential.token,
-      runtimes: ['fake'],
       maxRuns: 1,
       link: false, // every call over HTTP, through the proxy
       pollIntervalMs: 100,
       leaseMs: 3_000,
       stopTimeoutMs: 1_000,
       stateDir: join(root, 'agent'),
-      shutdownSignals: [],
       registry: new RuntimeRegistry().register('fake', () => createFakeRuntime()),
       logger: log.logger,
     });

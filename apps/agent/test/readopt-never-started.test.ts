@@ -4,10 +4,15 @@ import { join } from 'node:path';
 import { RuntimeRegistry, type Runtime } from '@runt/runtime-spi';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../src/agent.js';
 import { RUN_ID_LABEL, WORKSTATION_LABEL } from '../src/run-prepare.js';
 import { RunStateStore } from '../src/run-state-store.js';
-import { eventually, startTestControlPlane, testLogger, type TestControlPlane } from './control-plane.js';
+import {
+  eventually,
+  startTestControlPlane,
+  testLogger,
+  testAgent,
+  type TestControlPlane,
+} from './control-plane.js';
 
 let h: TestControlPlane;
 beforeAll(async () => {
@@ -58,13 +63,11 @@ describe('a re-adopted instance that was never started', () => {
       }),
     );
     const log = testLogger();
-    const agent = new Agent({
+    const agent = testAgent({
       url: h.url,
       token: h.token,
-      runtimes: ['fake'],
       maxRuns: 2,
       stateDir: dir,
-      shutdownSignals: [],
       registry,
       logger: log.logger,
     });

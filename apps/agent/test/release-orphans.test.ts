@@ -4,10 +4,15 @@ import { join } from 'node:path';
 import { RuntimeRegistry, type Runtime } from '@runt/runtime-spi';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../src/agent.js';
 import { recordRunner } from '../src/runner-history.js';
 import { RunStateStore } from '../src/run-state-store.js';
-import { eventually, startTestControlPlane, testLogger, type TestControlPlane } from './control-plane.js';
+import {
+  eventually,
+  startTestControlPlane,
+  testLogger,
+  testAgent,
+  type TestControlPlane,
+} from './control-plane.js';
 
 let h: TestControlPlane;
 beforeAll(async () => {
@@ -71,13 +76,11 @@ describe('a restarted agent hands back the runs its dead predecessor held but ne
 
     const { registry, starts } = countingRegistry();
     const log = testLogger();
-    const agent = new Agent({
+    const agent = testAgent({
       url: h.url,
       token: h.token,
-      runtimes: ['fake'],
       maxRuns: 4,
       stateDir: dir,
-      shutdownSignals: [],
       registry,
       logger: log.logger,
     });

@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import { RuntimeRegistry, type Runtime } from '@runt/runtime-spi';
 import { FakeEngine, createFakeRuntime } from '@runt/runtime-spi/fake';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../src/agent.js';
 import { RUN_ID_LABEL, WORKSTATION_LABEL } from '../src/run-prepare.js';
 import { RunStateStore } from '../src/run-state-store.js';
-import { eventually, startTestControlPlane, testLogger, type TestControlPlane } from './control-plane.js';
+import { eventually, startTestControlPlane, testAgent, type TestControlPlane } from './control-plane.js';
 
 let h: TestControlPlane;
 beforeAll(async () => {
@@ -33,15 +32,12 @@ describe('a run the agent stops on shutdown ends cancelled, whatever its exit co
         }) satisfies Runtime['stop'],
       });
     });
-    const agent = new Agent({
+    const agent = testAgent({
       url: h.url,
       token: h.token,
-      runtimes: ['fake'],
       maxRuns: 1,
       stateDir: dir,
-      shutdownSignals: [],
       registry,
-      logger: testLogger().logger,
     });
     const running = agent.run();
     const { run } = await h.admin.submitRun({ runtime: 'fake', command: ['sleep', '30'] });
@@ -85,15 +81,12 @@ describe('a run the agent stops on shutdown ends cancelled, whatever its exit co
       stopping: { timeout: false, message: 'the agent shut down before the run finished' },
     });
     await store.close();
-    const agent = new Agent({
+    const agent = testAgent({
       url: h.url,
       token: h.token,
-      runtimes: ['fake'],
       maxRuns: 1,
       stateDir: dir,
-      shutdownSignals: [],
       registry: new RuntimeRegistry().register('fake', () => createFakeRuntime({ engine })),
-      logger: testLogger().logger,
     });
     const running = agent.run();
     const end = await eventually(

@@ -6,8 +6,13 @@ import { join } from 'node:path';
 import { RuntimeRegistry, type Runtime } from '@runt/runtime-spi';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../src/agent.js';
-import { eventually, startTestControlPlane, testLogger, type TestControlPlane } from './control-plane.js';
+import {
+  eventually,
+  startTestControlPlane,
+  testLogger,
+  testAgent,
+  type TestControlPlane,
+} from './control-plane.js';
 
 let h: TestControlPlane;
 beforeAll(async () => {
@@ -104,15 +109,13 @@ describe('an agent shutting down hands back the runs claimed while it stops, and
     const proxy = await claimHoldingProxy(h.url);
     const { registry, seen } = countingRegistry();
     const log = testLogger();
-    const agent = new Agent({
+    const agent = testAgent({
       url: proxy.url,
       token: h.token,
-      runtimes: ['fake'],
       maxRuns: 1,
       link: false, // the polling path: the run is claimed with a claim request
       pollIntervalMs: 100,
       stateDir: mkdtempSync(join(tmpdir(), 'runt-shutdown-claims-')),
-      shutdownSignals: [],
       registry,
       logger: log.logger,
     });
@@ -148,13 +151,11 @@ describe('an agent shutting down hands back the runs claimed while it stops, and
   it('is placed nothing while it drains its held runs (no claim on offer to hand back and place here again), and starts nothing', async () => {
     const { registry, seen } = countingRegistry();
     const log = testLogger();
-    const agent = new Agent({
+    const agent = testAgent({
       url: h.url,
       token: h.token,
-      runtimes: ['fake'],
       maxRuns: 3,
       stateDir: mkdtempSync(join(tmpdir(), 'runt-shutdown-claims-')),
-      shutdownSignals: [],
       registry,
       logger: log.logger,
     });
