@@ -1,5 +1,14 @@
-import { constants as fsConstants, openSync, closeSync, watch, type FSWatcher } from 'node:fs';
-import { access, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  accessSync,
+  closeSync,
+  constants as fsConstants,
+  mkdirSync,
+  openSync,
+  statSync,
+  watch,
+  type FSWatcher,
+} from 'node:fs';
+import { access, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, delimiter, isAbsolute, join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -114,7 +123,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
   const children = new Map<string, ChildEntry>();
   /** Instances this adapter created and has not started yet: `start` needs to read nothing back. */
   const fresh = new Map<string, { files: InstanceFiles; record: InstanceRecord }>();
-  let stateDirReady: Promise<void> | undefined;
+  let stateDirReady = false;
   const images = singleFlight<{ ref: string; id: string }>({ runtime: name });
 
   const notFound = (id: string) =>
@@ -150,7 +159,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     if (!identity) return undefined;
     const startedAt = (await stat(files.wrapperPid).catch(() => undefined))?.mtime ?? new Date();
     const pidRecord: PidRecord = { ...identity, startedAt: startedAt.toISOString() };
-    await writeFileAtomic(files.pid, JSON.stringify(pidRecord));
+    writeFileAtomic(files.pid, JSON.stringify(pidRecord));
     return pidRecord;
   };
 
@@ -276,20 +285,21 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         throw new RuntimeError('invalid-spec', `workdir/sourcePath must be absolute: ${cwd}`, {
           runtime: name,
         });
+      // The calls from here to the spawn in `start` are synchronous: each is a few microseconds of
+      // metadata on a local disk, less than a trip through the thread pool (see ensurePrivateDir).
       if (cwd !== files.work) {
-        const info = await stat(cwd).catch(() => undefined);
+        const info = statSync(cwd, { throwIfNoEntry: false });
         if (!info?.isDirectory())
           throw new RuntimeError('invalid-spec', `working directory ${cwd} does not exist`, {
             runtime: name,
           });
       }
-      stateDirReady ??= ensurePrivateDir(stateDir).catch((e: unknown) => {
-        stateDirReady = undefined;
-        throw e;
-      });
-      await stateDirReady;
+      if (!stateDirReady) {
+        ensurePrivateDir(stateDir);
+        stateDirReady = true;
+      }
       try {
-        await mkdir(files.dir, { mode: 0o700 });
+        mkdirSync(files.dir, { mode: 0o700 });
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
           throw new RuntimeError('instance-exists', `a process instance named "${spec.name}" exists`, {
@@ -298,7 +308,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         }
         throw new RuntimeError('internal', `cannot create ${files.dir}`, { runtime: name, cause: error });
       }
-      if (cwd === files.work) await mkdir(files.work, { mode: 0o700 });
+      if (cwd === files.work) mkdirSync(files.work, { mode: 0o700 });
       const record: InstanceRecord = {
         id: spec.name,
         name: spec.name,
@@ -307,7 +317,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         cwd,
         createdAt: new Date().toISOString(),
       };
-      await writeFileAtomic(files.record, JSON.stringify(record, null, 2));
+      writeFileAtomic(files.record, JSON.stringify(record, null, 2));
       fresh.set(record.id, { files, record });
       if (fresh.size > 256) fresh.delete(fresh.keys().next().value as string);
       // Just made: nothing in its directory to read back.
@@ -323,7 +333,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       if (!made && (await livePid(files))) return describe(files, record);
       const env = envFor(record);
       const command = record.spec.command?.length ? record.spec.command : DEFAULT_COMMAND;
-      await assertRunnable(command[0] as string, env, record.cwd);
+      assertRunnable(command[0] as string, env, record.cwd);
       // A restart keeps the logs (appended) but forgets the previous run's pid and exit code.
       if (!made)
         await Promise.all([
@@ -351,7 +361,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         child.unref();
         pid = child.pid;
         if (pid !== undefined) {
-          const entry: ChildEntry = { child, done: false, waiters: 0, exited: Promise.resolve() };
+          const entry: ChildEntry = { child, files, done: false, waiters: 0, exited: Promise.resolve() };
           entry.exited = new Promise<void>((resolve) =>
             child.once('exit', (code) => {
               entry.done = true;
@@ -379,7 +389,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         ...(identity ?? { pid, startTime: 'exited-before-recorded' }),
         startedAt: new Date().toISOString(),
       };
-      await writeFileAtomic(files.pid, JSON.stringify(pidRecord));
+      writeFileAtomic(files.pid, JSON.stringify(pidRecord));
       return identity ? instanceOf(files, record, 'running', pidRecord) : describe(files, record);
     },
 
@@ -469,8 +479,8 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
 
     async wait(id, opts) {
       throwIfAborted(opts?.signal, name);
-      const { files } = await mustLoad(id);
-      // Started by this adapter: the child's exit event says when (the wrapper wrote the code first).
+      // Started by this adapter: the child's exit event says when (the wrapper wrote the code
+      // first), and nothing needs reading back first.
       const own = children.get(id);
       if (own) {
         // Unreferenced so the workload never holds the caller's process up, except while waited on.
@@ -481,8 +491,9 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
           if (--own.waiters === 0) own.child.unref();
         }
         // The wrapper exits with the workload's code (the one it wrote); killed itself, the file says how.
-        return own.code !== undefined ? { exitCode: own.code } : exitStatusOf(files);
+        return own.code !== undefined ? { exitCode: own.code } : exitStatusOf(own.files);
       }
+      const { files } = await mustLoad(id);
       // Never started (its starter died before spawning): a bounded wait, then `not-started`.
       await untilStarted(async () => (await currentPid(files)) === undefined && !(await everStarted(files)), {
         id,
@@ -542,7 +553,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
   };
   return runtime;
 
-  async function assertRunnable(file: string, env: Record<string, string>, cwd: string): Promise<void> {
+  function assertRunnable(file: string, env: Record<string, string>, cwd: string): void {
     const candidates = file.includes('/')
       ? [isAbsolute(file) ? file : join(cwd, file)]
       : (env.PATH ?? '')
@@ -550,13 +561,12 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
           .filter(Boolean)
           .map((dir) => join(dir, file));
     for (const candidate of candidates) {
-      if (
-        await access(candidate, fsConstants.X_OK).then(
-          () => true,
-          () => false,
-        )
-      )
+      try {
+        accessSync(candidate, fsConstants.X_OK);
         return;
+      } catch {
+        // not here; the next one
+      }
     }
     throw new RuntimeError(
       'start-failed',
@@ -569,6 +579,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
 /** A wrapper this adapter spawned. */
 interface ChildEntry {
   child: ChildProcess;
+  files: InstanceFiles;
   /** Settles on the child's `exit` event. */
   exited: Promise<void>;
   done: boolean;
