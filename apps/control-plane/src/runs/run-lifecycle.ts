@@ -144,8 +144,11 @@ export class RunLifecycle {
             queue_timeout_s: input.queue_timeout_s ?? defaults.queueTimeoutS,
           })),
       box && ((runId, secrets) => box.seal(runId, secrets)),
+      // The pass starts once the runs are visible, while their WAL is flushed (before the answer).
+      (out) => {
+        if (out.some((o) => o.created)) this.d.signals.schedule('submitted');
+      },
     );
-    if (out.some((o) => o.created)) this.d.signals.schedule('submitted');
     return out;
   }
 

@@ -204,6 +204,32 @@ const INSERT_RUNS = `insert into runs (id, status, runtime, image, command, env,
   on conflict (idempotency_key) where idempotency_key is not null do nothing
   returning *, null as l_holder, null as l_token, null as l_expires_at`;
 
+// On Postgres the insert commits without waiting for its WAL flush (visible at once, so the
+// scheduling pass it asks for runs while the disk syncs: issue 10's offer latency), and
+// submitMany answers only after `flushWal` made it durable. See submitMany.
+const INSERT_RUNS_VISIBLE_FIRST = INSERT_RUNS.replace(
+  '   order by i.n',
+  `   where set_config('synchronous_commit', 'off', true) is not null\n   order by i.n`,
+);
+
+/**
+ * Waits until every commit this process saw before the call is on disk (Postgres): a
+ * transaction with its own WAL record (a transactional logical message, no table written, any
+ * role may send it) commits synchronously, and a synchronous commit flushes the WAL up to its
+ * own commit record, so every earlier commit with it. PGlite: nothing to wait for (its writes
+ * commit synchronously).
+ *
+ * @example
+ * await flushWal(db); // the asynchronously committed insert before it is durable now
+ */
+export async function flushWal(db: Database): Promise<void> {
+  if (db.backend !== 'postgres') return;
+  const flush = `select pg_logical_emit_message(true, 'runt-flush', '') where set_config('synchronous_commit', 'on', true) is not null`;
+  // A failure here (a pooled connection lost) says nothing of the insert, which committed:
+  // any later synchronous commit flushes it, so try once more on another connection.
+  await db.query(flush).catch(() => db.query(flush));
+}
+
 /** Seals a run's secret env entries (`SecretBox.seal`); absent when the control plane has no key. */
 export type SealSecrets = (runId: string, secrets: Record<string, string>) => SealedEnv;
 
@@ -283,6 +309,15 @@ export function terminalPayload(f: TerminalOutcome): Record<string, unknown> {
  * inserted: its answer is the existing run (`created: false`). With keys, one transaction
  * (expired keys freed, the insert, the existing runs read); without, one statement.
  *
+ * Resolves only once the runs are durable. On Postgres the insert commits asynchronously and
+ * `visible` is called with the answers as soon as it committed (other connections see the runs
+ * now: a scheduling pass started from it can already offer them), then {@link flushWal} waits
+ * for the disk; on PGlite the insert commits synchronously and `visible` is called just before
+ * resolving. An offer sent before the flush is safe as every plain offer is (see the
+ * scheduler's ASYNC_COMMIT): the agent's claim commits synchronously, which flushes the insert
+ * first, and a database that lost the run in a crash refuses the claim — and never answered
+ * the submit.
+ *
  * @example
  * const out = await submitMany(db, [submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] })]);
  */
@@ -290,8 +325,10 @@ export async function submitMany(
   db: Database,
   inputs: SubmitRunInput[],
   seal?: SealSecrets,
+  visible?: (out: Array<{ run: Run; created: boolean }>) => void,
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (inputs.length === 0) return [];
+  const insertSql = db.backend === 'postgres' ? INSERT_RUNS_VISIBLE_FIRST : INSERT_RUNS;
   // The first item with a key is inserted; a later one with the same key gets its run.
   const firstWithKey = new Map<string, number>();
   const ids: Array<string | undefined> = [];
@@ -313,13 +350,13 @@ export async function submitMany(
   const keys = [...firstWithKey.keys()];
   const { inserted, existing } =
     keys.length === 0
-      ? { inserted: (await db.query<RunRow>(INSERT_RUNS, [json])).rows, existing: [] as RunRow[] }
+      ? { inserted: (await db.query<RunRow>(insertSql, [json])).rows, existing: [] as RunRow[] }
       : await db.transaction(async (tx) => {
           await tx.query(
             `update runs set idempotency_key = null where idempotency_key = any($1::text[]) and created_at < now() - interval '24 hours'`,
             [keys],
           );
-          const rows = (await tx.query<RunRow>(INSERT_RUNS, [json])).rows;
+          const rows = (await tx.query<RunRow>(insertSql, [json])).rows;
           const got = new Set(rows.map((r) => r.idempotency_key));
           const missing = keys.filter((k) => !got.has(k));
           const found =
@@ -334,13 +371,16 @@ export async function submitMany(
   for (const r of existing) byKey.set(r.idempotency_key!, { run: toRun(r), created: false });
   for (const r of inserted)
     if (r.idempotency_key) byKey.set(r.idempotency_key, { run: byId.get(r.id)!, created: true });
-  return inputs.map((input, n) => {
+  const out = inputs.map((input, n) => {
     const id = ids[n];
     const mine = id === undefined ? undefined : byId.get(id);
     if (mine) return { run: mine, created: true };
     const other = byKey.get(input.idempotency_key!)!;
     return { run: other.run, created: false };
   });
+  visible?.(out);
+  await flushWal(db);
+  return out;
 }
 
 /**

@@ -1,0 +1,83 @@
+import { leaseMigrations } from '@runt/leases';
+import { pairingMigrations } from '@runt/pairing';
+import { submitRunRequestSchema } from '@runt/protocol';
+import { migrate, type Database, type Queryable } from '@runt/sql';
+import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { controlPlaneMigrations } from '../src/migrations.js';
+import * as transitions from '../src/runs/transitions.js';
+
+/**
+ * Issue 10: on Postgres a submit's insert commits without waiting for the disk, so the
+ * scheduling pass it asks for (`visible`) runs while the WAL is flushed; the submit is answered
+ * only once that flush covers the insert — durable before the answer, as before.
+ */
+describe('a submit on postgres', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase('postgres');
+    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+  });
+  afterAll(async () => {
+    await t?.dispose();
+  });
+
+  const lsn = async (fn: 'pg_current_wal_insert_lsn' | 'pg_current_wal_flush_lsn') =>
+    (await t.db.query<{ l: string }>(`select ${fn}()::text as l`)).rows[0]!.l;
+
+  /**
+   * The database, except that once the runs' insert has committed (and before the submit may
+   * send anything else) it notes how far the WAL then reached: past the insert's commit record.
+   */
+  function noting(db: Database, onInserted: (walEnd: string) => void): Database {
+    const after = async <R>(text: string, r: R): Promise<R> => {
+      if (/insert into runs/.test(text)) onInserted(await lsn('pg_current_wal_insert_lsn'));
+      return r;
+    };
+    const q =
+      (x: Queryable): Queryable['query'] =>
+      async (text: string, params?: unknown[]) =>
+        after(text, await x.query(text, params));
+    return {
+      ...db,
+      backend: db.backend,
+      priority: db.priority,
+      close: () => db.close(),
+      query: q(db),
+      transaction: (fn) => db.transaction((tx) => fn({ ...tx, query: q(tx) })),
+    };
+  }
+
+  it.each([
+    ['without an idempotency key (one statement)', undefined],
+    ['with an idempotency key (a transaction)', 'durable'],
+  ])(
+    '%s: is answered only once the WAL on disk reaches past its commit, the pass asked for before',
+    async (_, key) => {
+      for (let i = 0; i < 20; i++) {
+        let walEnd: string | undefined;
+        const events: string[] = [];
+        const input = submitRunRequestSchema.parse({
+          runtime: 'fake',
+          command: ['true'],
+          ...(key ? { idempotency_key: `${key}-${i}` } : {}),
+        });
+        const out = await transitions.submitMany(
+          noting(t.db, (l) => (walEnd = l)),
+          [input],
+          undefined,
+          () => events.push('visible'),
+        );
+        events.push('answered');
+        const flushed = await lsn('pg_current_wal_flush_lsn');
+        expect(out[0]!.created).toBe(true);
+        expect(events).toEqual(['visible', 'answered']);
+        const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [
+          flushed,
+          walEnd,
+        ]);
+        expect({ flushed, walEnd, durable: ok.rows[0]!.ok }).toEqual({ flushed, walEnd, durable: true });
+      }
+    },
+  );
+});
