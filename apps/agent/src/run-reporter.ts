@@ -4,7 +4,8 @@ import type { RunEventLog } from './run-event-log.js';
 import type { Outcome } from './run-outcome.js';
 
 export interface RunReporterOptions {
-  client: Pick<ControlPlaneClient, 'reportStatus'>;
+  /** Reports go as `reportStatusBrief`: the answer is the status and next seq, not the whole run. */
+  client: Pick<ControlPlaneClient, 'reportStatusBrief'>;
   runId: string;
   fencingToken: number;
   events: RunEventLog;
@@ -47,14 +48,15 @@ export class RunReporter {
     if (!this.opts.carryEvents) {
       await events.flush();
       return (
-        (await this.retry(() => client.reportStatus(runId, { fencing_token: fencingToken, ...outcome }))) !==
-        undefined
+        (await this.retry(() =>
+          client.reportStatusBrief(runId, { fencing_token: fencingToken, ...outcome }),
+        )) !== undefined
       );
     }
     let taken = await events.take();
     const res = await this.retry(async () => {
       try {
-        return await client.reportStatus(runId, {
+        return await client.reportStatusBrief(runId, {
           fencing_token: fencingToken,
           ...outcome,
           ...(taken.length > 0 ? { events: taken } : {}),
@@ -66,7 +68,7 @@ export class RunReporter {
         events.settle(undefined);
         taken = [];
         await events.flush();
-        return await client.reportStatus(runId, { fencing_token: fencingToken, ...outcome });
+        return await client.reportStatusBrief(runId, { fencing_token: fencingToken, ...outcome });
       }
     });
     events.settle(res?.next_event_seq !== undefined ? taken : undefined);

@@ -111,7 +111,7 @@ describe.each(TEST_BACKENDS)('group commit on %s', (backend) => {
       runs.map((r) => lifecycle.reportStatus('ws_a', r.id, { fencing_token: r.token, status: 'running' })),
     );
     expect(statements).toBe(1);
-    expect(started.map((s) => [s.run.id, s.run.status, s.run.lease?.fencing_token])).toEqual(
+    expect(started.map((s) => [s.run?.id, s.run?.status, s.run?.lease?.fencing_token])).toEqual(
       runs.map((r) => [r.id, 'running', r.token]),
     );
 
@@ -128,8 +128,8 @@ describe.each(TEST_BACKENDS)('group commit on %s', (backend) => {
     );
     expect(statements).toBe(1);
     finished.forEach((f, i) => {
-      expect(f.run.id).toBe(runs[i]!.id);
-      expect([f.run.status, f.run.exit_code, f.run.lease]).toEqual(
+      expect(f.run?.id).toBe(runs[i]!.id);
+      expect([f.run?.status, f.run?.exit_code, f.run?.lease]).toEqual(
         i % 2 ? ['completed', 0, null] : ['failed', 3, null],
       );
       expect(f.nextEventSeq).toBe(runs[i]!.seq + 4);
@@ -153,6 +153,43 @@ describe.each(TEST_BACKENDS)('group commit on %s', (backend) => {
       [runs.map((r) => r.id)],
     );
     expect(held.rows).toEqual([]);
+  });
+
+  it("answers `answer: 'brief'` reports with the status and next seq only, in one statement, beside whole-run answers", async () => {
+    const runs = await claimed(6);
+    // All brief: no run in any answer.
+    const started = await Promise.all(
+      runs.map((r) =>
+        lifecycle.reportStatus('ws_a', r.id, { fencing_token: r.token, status: 'running', answer: 'brief' }),
+      ),
+    );
+    expect(statements).toBe(1);
+    expect(started).toEqual(runs.map((r) => ({ status: 'running', nextEventSeq: r.seq })));
+    // The checked path (a repeated `running`, which the fast statement does not take) too.
+    const again = await lifecycle.reportStatus('ws_a', runs[1]!.id, {
+      fencing_token: runs[1]!.token,
+      status: 'running',
+      answer: 'brief',
+    });
+    expect(again).toEqual({ status: 'running', nextEventSeq: runs[1]!.seq });
+
+    // Mixed: the whole run for those that did not ask for the brief answer, still one statement.
+    statements = 0;
+    const finished = await Promise.all(
+      runs.map((r, i) =>
+        lifecycle.reportStatus('ws_a', r.id, {
+          fencing_token: r.token,
+          status: 'completed',
+          exit_code: 0,
+          ...(i % 2 ? { answer: 'brief' as const } : {}),
+        }),
+      ),
+    );
+    expect(statements).toBe(1);
+    finished.forEach((f, i) => {
+      expect([f.status, f.nextEventSeq]).toEqual(['completed', runs[i]!.seq + 1]);
+      expect(f.run?.id).toBe(runs[i]!.id); // the statement read the rows anyway
+    });
   });
 
   it('fails only the item with a stale fencing token, with the RunError it gets alone', async () => {

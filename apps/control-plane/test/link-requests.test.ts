@@ -133,8 +133,12 @@ describe.each(TEST_BACKENDS)('fenced run calls over the agent link on %s', (back
       status: 'completed',
       exit_code: 0,
       events: [{ seq: seq + 1, type: 'log', payload: { stream: 'stdout', data: 'bye\n' } }],
+      // What agents ask for: the status and the next seq (after `terminal_status`), not the run.
+      answer: 'brief',
     });
-    expect(finished).toMatchObject({ status: 200, result: { run: { status: 'completed', exit_code: 0 } } });
+    expect(finished).toMatchObject({ status: 200 });
+    expect(finished.result).toEqual({ status: 'completed', next_event_seq: seq + 3 });
+    expect((await admin.getRun(a.id)).run).toMatchObject({ status: 'completed', exit_code: 0 });
     // After the end: 409 run-not-active on both transports.
     const late = { fencing_token: token, lease_ms: 30_000 };
     const lateLink = asHttp(await request(agent, 'heartbeat', a.id, late));

@@ -27,6 +27,7 @@ import {
   listEventsResponseSchema,
   listRunsResponseSchema,
   okResponseSchema,
+  reportRunStatusBriefResponseSchema,
   reportRunStatusResponseSchema,
   runResponseSchema,
   submitRunsBatchResponseSchema,
@@ -266,6 +267,19 @@ export class ControlPlaneClient {
       `api/runs/${encodeURIComponent(runId)}/status`,
       reportRunStatusResponseSchema,
       body,
+    );
+  }
+
+  /**
+   * {@link reportStatus} answered briefly (`answer: 'brief'`): the run's status after the
+   * report and the next seq, not the whole run — the agent's hot path (two reports a run).
+   */
+  reportStatusBrief(runId: string, body: Omit<ReportRunStatusRequest, 'answer'>) {
+    return this.call(
+      'post',
+      `api/runs/${encodeURIComponent(runId)}/status`,
+      reportRunStatusBriefResponseSchema,
+      { ...body, answer: 'brief' },
     );
   }
 

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { submitRunRequestSchema } from './runs.js';
+import {
+  reportRunStatusBriefResponseSchema,
+  reportRunStatusRequestSchema,
+  submitRunRequestSchema,
+} from './runs.js';
 
 const issues = (body: unknown) => {
   const r = submitRunRequestSchema.safeParse(body);
@@ -24,5 +28,25 @@ describe('submitRunRequestSchema', () => {
 
   it('leaves other runtimes to their agents (fake, third-party adapters)', () => {
     expect(issues({ runtime: 'fake' })).toEqual([]);
+  });
+});
+
+describe("status reports with `answer: 'brief'`", () => {
+  it('reads a brief answer, and a whole-run answer of an older control plane without parsing its run', () => {
+    expect(reportRunStatusBriefResponseSchema.parse({ status: 'completed', next_event_seq: 4 })).toEqual({
+      status: 'completed',
+      next_event_seq: 4,
+    });
+    // An older control plane ignores `answer` and sends the run: it is neither checked nor kept.
+    expect(
+      reportRunStatusBriefResponseSchema.parse({ run: { id: 'run_1', not: 'a run' }, next_event_seq: 4 }),
+    ).toEqual({ next_event_seq: 4 });
+  });
+
+  it("is an optional field of the request that older agents do not send; anything but 'run' or 'brief' is refused", () => {
+    const base = { fencing_token: 3, status: 'running' };
+    expect(reportRunStatusRequestSchema.parse(base)).toEqual(base);
+    expect(reportRunStatusRequestSchema.parse({ ...base, answer: 'brief' }).answer).toBe('brief');
+    expect(reportRunStatusRequestSchema.safeParse({ ...base, answer: 'all' }).success).toBe(false);
   });
 });

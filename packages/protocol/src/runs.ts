@@ -336,6 +336,14 @@ export const reportRunStatusRequestSchema = z.object({
    * `terminal_status` event follows them.
    */
   events: z.array(runEventInputSchema).max(1000).optional(),
+  /**
+   * What the answer carries: `run` (the default) the whole run after the report; `brief` only
+   * the run's status and the next seq (`reportRunStatusBriefResponseSchema`): what an agent
+   * needs, without the run's env, command and timestamps encoded, sent and parsed twice a run.
+   * A control plane that predates it ignores it and answers with the run, which the brief
+   * schema also reads.
+   */
+  answer: z.enum(['run', 'brief']).optional(),
 });
 export type ReportRunStatusRequest = z.infer<typeof reportRunStatusRequestSchema>;
 /** The run after the report, and (from control planes that take `events` on a report) the next seq. */
@@ -343,6 +351,15 @@ export const reportRunStatusResponseSchema = z.object({
   run: runSchema,
   next_event_seq: z.number().optional(),
 });
+/**
+ * The answer to a report sent with `answer: 'brief'`: the run's status after it and the next
+ * seq. Also reads a whole-run answer (an older control plane's; its `run` is not parsed).
+ */
+export const reportRunStatusBriefResponseSchema = z.object({
+  status: runStatusSchema.optional(),
+  next_event_seq: z.number().optional(),
+});
+export type ReportRunStatusBriefResponse = z.infer<typeof reportRunStatusBriefResponseSchema>;
 
 export const runEventSchema = z.object({
   run_id: z.string(),

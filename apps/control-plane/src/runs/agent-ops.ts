@@ -28,7 +28,10 @@ export function agentOps(lifecycle: RunLifecycle): AgentOps {
     }),
     status: async (ws, runId, b) => {
       const out = await lifecycle.reportStatus(ws, runId, b);
-      return { run: out.run, next_event_seq: out.nextEventSeq };
+      // `answer: 'brief'` (the agent): the status and the next seq; otherwise the whole run.
+      return out.run && b.answer !== 'brief'
+        ? { run: out.run, next_event_seq: out.nextEventSeq }
+        : { status: out.status, next_event_seq: out.nextEventSeq };
     },
     release: async (ws, runId, b) => {
       await lifecycle.release(ws, runId, b.fencing_token);

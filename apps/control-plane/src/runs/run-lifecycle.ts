@@ -23,6 +23,7 @@ import type {
   EventBatch,
   FencedWrite,
   RenewWrite,
+  ReportAnswer,
   SubmitRunInput,
   TerminalOutcome,
 } from './transitions.js';
@@ -60,11 +61,8 @@ export class RunLifecycle {
   // written in one statement per kind, each caller answered with its own result (a refused
   // item takes the checked path below alone). Both transports (HTTP and the link) come here.
   readonly #events: WriteBatcher<FencedWrite & { batch: EventBatch }, number | undefined>;
-  readonly #starts: WriteBatcher<FencedWrite, { run: Run; nextEventSeq: number } | undefined>;
-  readonly #finishes: WriteBatcher<
-    FencedWrite & { outcome: TerminalOutcome },
-    { run: Run; nextEventSeq: number } | undefined
-  >;
+  readonly #starts: WriteBatcher<FencedWrite, ReportAnswer | undefined>;
+  readonly #finishes: WriteBatcher<FencedWrite & { outcome: TerminalOutcome }, ReportAnswer | undefined>;
   readonly #renewals: WriteBatcher<RenewWrite, { expiresAt: string; cancelRequested: boolean } | undefined>;
   // Submits (`POST /api/runs`, the panel) that arrive together: one insert for all of them, each
   // answered with its own run once that insert committed (durable before the answer).
@@ -87,15 +85,12 @@ export class RunLifecycle {
       key,
       write: (items) => transitions.reportEventsMany(d.db, items),
     });
-    this.#starts = new WriteBatcher<FencedWrite, { run: Run; nextEventSeq: number } | undefined>({
+    this.#starts = new WriteBatcher<FencedWrite, ReportAnswer | undefined>({
       kind: 'start',
       key,
       write: (items) => transitions.startMany(d.db, items),
     });
-    this.#finishes = new WriteBatcher<
-      FencedWrite & { outcome: TerminalOutcome },
-      { run: Run; nextEventSeq: number } | undefined
-    >({
+    this.#finishes = new WriteBatcher<FencedWrite & { outcome: TerminalOutcome }, ReportAnswer | undefined>({
       kind: 'finish',
       key,
       write: (items) => transitions.finishMany(d.db, items),
@@ -372,13 +367,14 @@ export class RunLifecycle {
     workstationId: string,
     runId: string,
     body: ReportRunStatusRequest,
-  ): Promise<{ run: Run; nextEventSeq: number }> {
+  ): Promise<ReportAnswer> {
     const events = body.events ?? [];
     const batch = events.length > 0 ? eventBatch(events) : undefined;
+    const brief = body.answer === 'brief';
     // One fenced statement in the common case (accepted → running, or active → terminal with
     // the lease released); a retry, a gap or a refusal takes the checked path for its answer.
     if (events.length === 0 || batch) {
-      const write = { runId, workstationId, token: body.fencing_token, batch };
+      const write = { runId, workstationId, token: body.fencing_token, batch, brief };
       const fast =
         body.status === 'running'
           ? await this.#starts.submit(write)
@@ -403,8 +399,10 @@ export class RunLifecycle {
     });
     if (ended) this.d.signals.schedule();
     if (ended || events.length > 0) this.d.signals.eventsAppended(runId);
+    const s = (await this.d.runs.state(runId))!;
+    if (brief) return { status: s.status, nextEventSeq: s.next_event_seq };
     const run = (await this.d.runs.get(runId))!;
-    return { run, nextEventSeq: (await this.d.runs.state(runId))!.next_event_seq };
+    return { status: run.status, nextEventSeq: s.next_event_seq, run };
   }
 
   /**

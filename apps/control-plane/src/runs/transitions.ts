@@ -6,6 +6,7 @@ import {
   splitSecretEnv,
   type FailureKind,
   type Run,
+  type RunStatus,
   type submitRunRequestSchema,
 } from '@runt/protocol';
 import type { z } from 'zod';
@@ -144,18 +145,23 @@ with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), u
 ), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS} on conflict (run_id, seq) do nothing)
 select k, next_event_seq from u`;
 
-const START_SQL = `
+const START_WITH = `
 with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), u as (
   update runs r set status = 'running', started_at = now(), next_event_seq = greatest(r.next_event_seq, i.next)
     from i where ${FENCED_GUARD} and r.status in (${statusesSql('start')}) and r.next_event_seq >= i.first
   returning i.k, r.*
-), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS} on conflict (run_id, seq) do nothing)
+), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS} on conflict (run_id, seq) do nothing)`;
+const START_SQL = `${START_WITH}
 select u.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
   from u left join leases l on l.resource = u.id and l.holder is not null`;
+// Every item answered briefly (`answer: 'brief'`): the status and the next seq, no run row to
+// send, parse and map.
+const START_BRIEF_SQL = `${START_WITH}
+select u.k, u.status, u.next_event_seq from u`;
 
 // Terminal: the events, then `terminal_status` at the next seq, open commands cancelled and the
 // lease given up, all in the one statement (so in one transaction).
-const FINISH_SQL = `
+const FINISH_WITH = `
 with i as (
   select * from jsonb_to_recordset($1::jsonb)
     as i(${ITEM_COLUMNS}, status text, exit_code int, failure_kind text, message text, terminal jsonb)
@@ -173,8 +179,11 @@ with i as (
   on conflict (run_id, seq) do nothing
 ), c as (
   update run_commands set state = 'cancelled', finished_at = now() where run_id in (select id from u) and state in ('pending', 'acked')
-), l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: 'u.fencing_token', from: 'u' })})
+), l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: 'u.fencing_token', from: 'u' })})`;
+const FINISH_SQL = `${FINISH_WITH}
 select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
+const FINISH_BRIEF_SQL = `${FINISH_WITH}
+select u.k, u.status, u.next_event_seq from u`;
 
 // A renewal: the run is this workstation's, active, and carries the token; the lease rules are
 // `@runt/leases`' own. The answer carries `cancel_requested` for agents without a link.
@@ -275,6 +284,26 @@ export interface FencedWrite {
   workstationId: string;
   token: number;
   batch?: EventBatch | undefined;
+  /** The caller needs only the status and the next seq (`answer: 'brief'`), not the run. */
+  brief?: boolean | undefined;
+}
+
+/**
+ * A holder report's answer: the run's status after it and the next seq, and the whole run
+ * unless every item of its statement asked for the brief answer.
+ */
+export interface ReportAnswer {
+  status: RunStatus;
+  nextEventSeq: number;
+  run?: Run;
+}
+
+/** The answer of a start or finish row: brief rows carry only `k`, `status`, `next_event_seq`. */
+function reportAnswer(row: RunRow & { k: number }, brief: boolean): ReportAnswer {
+  const nextEventSeq = Number(row.next_event_seq);
+  if (brief) return { status: row.status, nextEventSeq };
+  const run = toRun(row);
+  return { status: run.status, nextEventSeq, run };
 }
 
 /**
@@ -670,15 +699,13 @@ export async function reportEvents(
 export async function startMany(
   q: Queryable,
   writes: FencedWrite[],
-): Promise<Array<{ run: Run; nextEventSeq: number } | undefined>> {
+): Promise<Array<ReportAnswer | undefined>> {
   if (writes.length === 0) return [];
-  const r = await q.query<RunRow & { k: number }>(START_SQL, [
+  const brief = writes.every((w) => w.brief);
+  const r = await q.query<RunRow & { k: number }>(brief ? START_BRIEF_SQL : START_SQL, [
     `[${writes.map((w, k) => itemJson(k, w)).join(',')}]`,
   ]);
-  return byItem(writes.length, r.rows, (row) => ({
-    run: toRun(row),
-    nextEventSeq: Number(row.next_event_seq),
-  }));
+  return byItem(writes.length, r.rows, (row) => reportAnswer(row, brief));
 }
 
 /**
@@ -693,7 +720,7 @@ export async function start(
   workstationId: string,
   token: number,
   batch?: EventBatch,
-): Promise<{ run: Run; nextEventSeq: number } | undefined> {
+): Promise<ReportAnswer | undefined> {
   return (await startMany(q, [{ runId, workstationId, token, batch }]))[0];
 }
 
@@ -723,18 +750,18 @@ export async function startLocked(tx: Queryable, runId: string): Promise<void> {
 export async function finishMany(
   q: Queryable,
   writes: Array<FencedWrite & { outcome: TerminalOutcome }>,
-): Promise<Array<{ run: Run; nextEventSeq: number } | undefined>> {
+): Promise<Array<ReportAnswer | undefined>> {
   if (writes.length === 0) return [];
   const items = writes.map((w, k) => {
     const f = w.outcome;
     const extra = `,"status":${JSON.stringify(f.status)},"exit_code":${f.exitCode ?? null},"failure_kind":${JSON.stringify(f.failureKind ?? null)},"message":${JSON.stringify(f.message ?? null)},"terminal":${JSON.stringify(terminalPayload(f))}`;
     return itemJson(k, w, extra);
   });
-  const r = await q.query<RunRow & { k: number }>(FINISH_SQL, [`[${items.join(',')}]`]);
-  return byItem(writes.length, r.rows, (row) => ({
-    run: toRun(row),
-    nextEventSeq: Number(row.next_event_seq),
-  }));
+  const brief = writes.every((w) => w.brief);
+  const r = await q.query<RunRow & { k: number }>(brief ? FINISH_BRIEF_SQL : FINISH_SQL, [
+    `[${items.join(',')}]`,
+  ]);
+  return byItem(writes.length, r.rows, (row) => reportAnswer(row, brief));
 }
 
 /**
@@ -750,7 +777,7 @@ export async function finish(
   token: number,
   f: TerminalOutcome,
   batch?: EventBatch,
-): Promise<{ run: Run; nextEventSeq: number } | undefined> {
+): Promise<ReportAnswer | undefined> {
   return (await finishMany(q, [{ runId, workstationId, token, outcome: f, batch }]))[0];
 }
 
