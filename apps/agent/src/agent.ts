@@ -327,16 +327,19 @@ export class Agent {
     // state dir (dead: this one holds agent.lock), recorded before anything is claimed.
     const journaled = new Set((await this.#store.list()).map((s) => s.run_id));
     const predecessors = await recordRunner(join(this.#opts.stateDir, 'agent', 'runners'), this.#runnerId);
-    await this.#readopt();
     // Runs still leased to a predecessor that its journal never held never started: back to
-    // the queue, instead of failing `runner-lost` when their leases run out.
+    // the queue, instead of failing `runner-lost` when their leases run out. First: one listing,
+    // while re-adoption may stop instances one by one (an agent killed again meanwhile released
+    // nothing; chaos, issue 8).
     await releaseOrphans({
       client: this.#client,
       workstationId: this.#workstationId,
       predecessors,
       journaled,
+      boundMs: this.#opts.leaseMs,
       logger: this.#log,
     });
+    await this.#readopt();
   }
 
   #registration(listening: boolean): RegisterWorkstationRequest {

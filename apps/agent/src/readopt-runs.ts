@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ControlPlaneClient } from '@runt/protocol';
 import type { Runtime } from '@runt/runtime-spi';
+import { askUntilAnswered } from './ask-until-answered.js';
 import { RUN_ID_LABEL, WORKSTATION_LABEL } from './run-prepare.js';
 import type { RunState, RunStateStore } from './run-state-store.js';
 
@@ -19,6 +20,13 @@ export interface ReadoptRunsOptions {
   workstationId: string;
   leaseMs: number;
   stopTimeoutMs: number;
+  /**
+   * How long a heartbeat the control plane does not answer (restarting, unreachable) is asked
+   * again before the run is judged without its answer (default `leaseMs`).
+   */
+  answerBoundMs?: number;
+  /** Backoff between those tries (tests shorten it). */
+  backoff?: { baseMs: number; capMs: number };
   /** Resume a run whose instance survived and whose lease is still ours. */
   adopt: (
     runtime: string,
@@ -31,8 +39,9 @@ export interface ReadoptRunsOptions {
 
 /**
  * After a restart: resumes (through `adopt`) every run whose instance survived and whose lease
- * a heartbeat confirms is still ours; stops and removes the instances of runs that are not ours
- * any more; releases (so re-queues) a run whose lease is ours but whose instance id was never
+ * a heartbeat confirms is still ours — or that the control plane does not answer about within
+ * `answerBoundMs` (the run's lease loop keeps asking; only a refusal stops a workload); stops and
+ * removes the instances of runs the control plane says are not ours any more; releases (so re-queues) a run whose lease is ours but whose instance id was never
  * saved (a workload starts only after its id is saved, so it never ran); reports `failed`
  * (`internal`) and releases a run whose lease is ours but whose saved workload is gone; and
  * deletes the state files of everything not resumed.
@@ -55,11 +64,21 @@ export async function readoptRuns(opts: ReadoptRunsOptions): Promise<void> {
     for (const inst of instances) {
       const runId = inst.labels[RUN_ID_LABEL];
       const state = runId ? states.get(runId) : undefined;
-      const confirmed =
+      let confirmed =
         runId && state && state.runtime === name && state.instance_id === inst.id
-          ? await stillOurs(opts, state)
+          ? await leaseOf(opts, state)
           : undefined;
-      if (runId && state && confirmed) {
+      if (confirmed === 'unanswered') {
+        // Not a refusal: the control plane was not reachable (a restart, issue 8 chaos). The run
+        // is resumed with its lease unconfirmed; the lease loop asks on and stops the workload
+        // only if the control plane refuses (as after an outage while the agent was up).
+        logger.warn(
+          { run_id: runId, instance_id: inst.id },
+          'the control plane did not answer whether a re-adopted run is still ours; resuming it and asking again',
+        );
+        confirmed = { sentAt: performance.now(), expiresAt: new Date().toISOString() };
+      }
+      if (runId && state && confirmed && confirmed !== 'refused') {
         // Secret values are never saved: asked for again (the same runner's claim answers with
         // them). Without them the output could not be masked, so such a run is not resumed.
         const secrets = await secretsAgain(opts, state);
@@ -93,21 +112,42 @@ export async function readoptRuns(opts: ReadoptRunsOptions): Promise<void> {
       );
       await runtime.stop(inst.id, { timeoutMs: opts.stopTimeoutMs }).catch(() => undefined);
       await runtime.remove(inst.id).catch(() => undefined);
-      if (runId && state && !seen.has(runId)) await store.remove(runId);
+      if (runId && state && !seen.has(runId)) {
+        await store.remove(runId);
+        // refused: settled, not asked again below
+        if (confirmed === 'refused') seen.add(runId);
+      }
     }
   }
   for (const [runId, state] of states) {
     if (seen.has(runId)) continue;
-    if ((await stillOurs(opts, state)) !== undefined) {
+    const lease = await leaseOf(opts, state);
+    if (lease === 'unanswered') {
+      // Kept in the journal: the next start asks again (its lease decides meanwhile).
+      logger.warn(
+        { run_id: runId },
+        'the control plane did not answer about a journaled run; left for later',
+      );
+      continue;
+    }
+    if (lease !== 'refused') {
       if (state.instance_id === undefined) {
         // Claimed, but the agent died before saving an instance id, and a workload is only ever
         // started after its id is saved: it never ran. Give the attempt back (re-queued).
         logger.info({ run_id: runId }, 'releasing a claimed run whose workload never started');
-        await client.releaseRun(runId, { fencing_token: state.fencing_token }).catch(() => undefined);
-        await store.remove(runId);
+        const released = await askUntilAnswered(
+          () => client.releaseRun(runId, { fencing_token: state.fencing_token }),
+          { boundMs: opts.answerBoundMs ?? opts.leaseMs, ...(opts.backoff ? { backoff: opts.backoff } : {}) },
+        );
+        // Unanswered: kept, so the next start releases it (its lease decides meanwhile).
+        if (!('unanswered' in released)) await store.remove(runId);
         continue;
       }
       // The lease is still ours but the workload (which may have run) is gone: say so instead of leaving it to the sweeper.
+      logger.warn(
+        { run_id: runId, instance_id: state.instance_id, reported_running: state.ready },
+        'the workload disappeared while the agent was down; failing the run',
+      );
       await client
         .reportStatus(runId, {
           fencing_token: state.fencing_token,
@@ -147,16 +187,26 @@ async function secretsAgain(
   }
 }
 
-/** Renews a saved lease once: when it is still ours, when the renewal was sent and the expiry it got; else `undefined`. */
-async function stillOurs(opts: ReadoptRunsOptions, state: RunState): Promise<ConfirmedLease | undefined> {
-  const sentAt = performance.now();
-  try {
-    const res = await opts.client.heartbeatRun(state.run_id, {
-      fencing_token: state.fencing_token,
-      lease_ms: opts.leaseMs,
-    });
-    return { sentAt, expiresAt: res.expires_at };
-  } catch {
-    return undefined;
-  }
+/**
+ * Renews a saved lease: when it is still ours, when the answered renewal was sent and the expiry
+ * it got; `refused` when the control plane says it is not; `unanswered` when it did not answer
+ * within `answerBoundMs` (asked again meanwhile).
+ */
+async function leaseOf(
+  opts: ReadoptRunsOptions,
+  state: RunState,
+): Promise<ConfirmedLease | 'refused' | 'unanswered'> {
+  let sentAt = performance.now();
+  const asked = await askUntilAnswered(
+    () => {
+      sentAt = performance.now();
+      return opts.client.heartbeatRun(state.run_id, {
+        fencing_token: state.fencing_token,
+        lease_ms: opts.leaseMs,
+      });
+    },
+    { boundMs: opts.answerBoundMs ?? opts.leaseMs, ...(opts.backoff ? { backoff: opts.backoff } : {}) },
+  );
+  if ('answer' in asked) return { sentAt, expiresAt: asked.answer.expires_at };
+  return 'refused' in asked ? 'refused' : 'unanswered';
 }

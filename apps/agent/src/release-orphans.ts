@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { ControlPlaneClient } from '@runt/protocol';
+import { askUntilAnswered } from './ask-until-answered.js';
 
 export interface ReleaseOrphansOptions {
   client: Pick<ControlPlaneClient, 'workstationRuns' | 'releaseRun'>;
@@ -8,6 +9,13 @@ export interface ReleaseOrphansOptions {
   predecessors: readonly string[];
   /** Every run the journal held at this start (re-adoption handles those). */
   journaled: ReadonlySet<string>;
+  /**
+   * How long a listing or release the control plane does not answer (restarting, unreachable) is
+   * asked again (ms): about a lease, so these runs' leases have not run out meanwhile.
+   */
+  boundMs: number;
+  /** Backoff between those tries (tests shorten it). */
+  backoff?: { baseMs: number; capMs: number };
   logger: Logger;
 }
 
@@ -24,8 +32,10 @@ const PAGE = 100;
  * runs out and the sweeper fails it `runner-lost` (an expired `accepted` run is never re-queued);
  * released, fenced by its token, it goes back to the queue (issue 8, chaos). Runs of other
  * runners are left alone (another agent with this credential elsewhere may hold them), and so
- * are `running` ones (they ran). Returns the ids released; a failure is logged, never thrown
- * (the lease then runs out as before).
+ * are `running` ones (they ran). A control plane that does not answer (a restart) is asked again
+ * for up to `boundMs` (chaos: a listing refused while the control plane restarted left a
+ * never-started run to fail `runner-lost`). Returns the ids released; a failure is logged, never
+ * thrown (the lease then runs out as before).
  *
  * @example
  * await releaseOrphans({ client, workstationId: 'ws_1', predecessors: ['ws_1/9c…'], journaled: new Set(), logger });
@@ -34,28 +44,37 @@ export async function releaseOrphans(o: ReleaseOrphansOptions): Promise<string[]
   if (o.predecessors.length === 0) return [];
   const holders = new Set(o.predecessors.map((r) => `${o.workstationId}/${r}`));
   const released: string[] = [];
+  const ask = <T>(call: () => Promise<T>) =>
+    askUntilAnswered(call, { boundMs: o.boundMs, ...(o.backoff ? { backoff: o.backoff } : {}) });
   try {
     let cursor: string | undefined;
     do {
-      const page = await o.client.workstationRuns(o.workstationId, {
-        status: 'accepted',
-        limit: PAGE,
-        ...(cursor ? { cursor } : {}),
-      });
+      const listed = await ask(() =>
+        o.client.workstationRuns(o.workstationId, {
+          status: 'accepted',
+          limit: PAGE,
+          ...(cursor ? { cursor } : {}),
+        }),
+      );
+      if (!('answer' in listed)) throw 'refused' in listed ? listed.refused : listed.unanswered;
+      const page = listed.answer;
       for (const run of page.runs) {
         const lease = run.lease;
         if (!lease || !holders.has(lease.holder) || o.journaled.has(run.id) || run.started_at !== null)
           continue;
-        try {
-          await o.client.releaseRun(run.id, { fencing_token: lease.fencing_token });
+        const r = await ask(() => o.client.releaseRun(run.id, { fencing_token: lease.fencing_token }));
+        if ('answer' in r) {
           released.push(run.id);
           o.logger.info(
             { run_id: run.id, holder: lease.holder },
             'released a run held by this state dir’s previous agent that it never started',
           );
-        } catch (e) {
-          // Refused (fenced: it ended or moved on meanwhile) or unreachable: its lease decides.
-          o.logger.debug({ run_id: run.id, err: e }, 'releasing an orphaned run failed');
+        } else {
+          // Refused (fenced: it ended or moved on meanwhile) or unanswered: its lease decides.
+          o.logger.debug(
+            { run_id: run.id, err: 'refused' in r ? r.refused : r.unanswered },
+            'releasing an orphaned run failed',
+          );
         }
       }
       cursor = page.next_cursor ?? undefined;

@@ -1,12 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import {
-  backoffDelay,
-  isApiError,
-  sleep,
-  type ClaimRunResponse,
-  type ControlPlaneClient,
-} from '@runt/protocol';
+import { backoffDelay, sleep, type ClaimRunResponse, type ControlPlaneClient } from '@runt/protocol';
 import type { Logger } from 'pino';
+import { refusedByControlPlane as refused } from './ask-until-answered.js';
 
 export interface ClaimUntilKnownOptions {
   client: Pick<ControlPlaneClient, 'claimRun'>;
@@ -20,11 +15,6 @@ export interface ClaimUntilKnownOptions {
   backoff?: { baseMs: number; capMs: number };
   /** Aborted when the agent stops taking runs (drain, shutdown): no further try. */
   signal?: AbortSignal | undefined;
-}
-
-/** A refusal the control plane decided (4xx other than 408/429): retrying cannot change it. */
-function refused(e: unknown): boolean {
-  return isApiError(e) && e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429;
 }
 
 /**

@@ -520,6 +520,12 @@ export class RunExecution {
       { run_id: this.runId, instance_id: instanceId },
       're-adopted run was never started; handing it back to the queue',
     );
+    // Journaled as never started first (no instance id): should this agent die before the
+    // hand-back is applied and with the instance already removed, the next one releases the run
+    // (re-queued) instead of failing it `internal` as a workload that disappeared (issue 8, chaos).
+    const { instance_id: _started, started_at_ms: _at, ...unstarted } = this.#state;
+    this.#state = unstarted;
+    await this.#persist();
     this.phase = 'reporting';
     await this.deps.handBack?.(this.runId, this.#state.fencing_token);
     this.phase = 'done';

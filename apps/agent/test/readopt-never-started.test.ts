@@ -1,9 +1,13 @@
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { LeaseClient } from '@runt/leases';
 import { RuntimeRegistry, type Runtime } from '@runt/runtime-spi';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readoptRuns } from '../src/readopt-runs.js';
+import { RunExecution } from '../src/run-execution.js';
 import { RUN_ID_LABEL, WORKSTATION_LABEL } from '../src/run-prepare.js';
 import { RunStateStore } from '../src/run-state-store.js';
 import {
@@ -99,4 +103,87 @@ describe('a re-adopted instance that was never started', () => {
       await running;
     }
   }, 90_000);
+
+  // The agent that hands such a run back removes its instance, then forgets it in the journal.
+  // Killed -9 in between, with its hand-back not applied (the `result` went with it), it left
+  // the next agent a journaled instance id whose instance is gone and a lease still its own:
+  // that run was failed `internal` ("the workload disappeared while the agent was down"),
+  // though its workload never ran — the chaos runs' unexplained `failed/internal` shape.
+  it('stays re-queueable when the agent that hands it back dies before the hand-back is applied', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runt-never-started-'));
+    mkdirSync(join(dir, 'agent'), { recursive: true, mode: 0o700 });
+    const dead = `${h.workstationId}/dead0005`;
+    const claim = await h.claimRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'exit 0'] }, dead);
+    const runtime = createFakeRuntime();
+    const first = await runtime.create({
+      name: `runt-${claim.run.id}-1`,
+      command: ['/bin/sh', '-c', 'exit 0'],
+      labels: { [RUN_ID_LABEL]: claim.run.id, [WORKSTATION_LABEL]: h.workstationId },
+    });
+    const file = join(dir, 'agent', 'journal');
+    // The journal of an agent killed -9 right after removing the instance: its last records
+    // are durable, the removal of this run never is.
+    class KilledBeforeForgetting extends RunStateStore {
+      override async remove(runId: string): Promise<void> {
+        if (runId !== claim.run.id) await super.remove(runId);
+      }
+    }
+    const store = new KilledBeforeForgetting(file);
+    const state = {
+      run_id: claim.run.id,
+      runtime: 'fake',
+      runner_id: dead,
+      fencing_token: claim.fencing_token,
+      next_seq: claim.next_event_seq,
+      log_chars: { stdout: 0, stderr: 0 },
+      ready: false,
+      command_seq: 0,
+      instance_id: first.id,
+    };
+    await store.save(state);
+    const handedBack: string[] = [];
+    const exec = RunExecution.adopt(
+      {
+        client: h.ws,
+        leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
+        runtime,
+        store,
+        workRoot: join(dir, 'agent', 'work'),
+        workstationId: h.workstationId,
+        runnerId: dead,
+        leaseMs: 30_000,
+        stopTimeoutMs: 1_000,
+        commandPollMs: () => 60_000,
+        // the `result` that would hand it back went down with the agent
+        handBack: async (runId) => void handedBack.push(runId),
+        logger: testLogger().logger,
+      },
+      state,
+      { sentAt: performance.now(), expiresAt: new Date(Date.now() + 30_000).toISOString() },
+    );
+    await exec.done; // the start grace (10 s), the hand-back, the instance removed
+    expect(handedBack).toEqual([claim.run.id]);
+    expect(await runtime.inspect(first.id)).toBeUndefined();
+    await store.close();
+
+    // The next agent on this state dir.
+    const next = new RunStateStore(file);
+    const log = testLogger();
+    await readoptRuns({
+      client: h.ws,
+      runtimes: new Map([['fake', runtime]]),
+      store: next,
+      workstationId: h.workstationId,
+      leaseMs: 30_000,
+      stopTimeoutMs: 1_000,
+      adopt: () => expect.unreachable('nothing to adopt'),
+      logger: log.logger,
+    });
+    const run = (await h.admin.getRun(claim.run.id)).run;
+    expect(run).toMatchObject({ attempt: 2, failure_kind: null });
+    expect(['queued', 'offered']).toContain(run.status);
+    expect(await next.list()).toEqual([]);
+    await next.close();
+    await runtime.close();
+  }, 60_000);
 });
