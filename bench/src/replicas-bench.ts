@@ -172,7 +172,15 @@ async function offerLatency(
   on: Replica,
   held: Replica,
   runs: number,
-): Promise<{ p50: number; p99: number; max: number; answered: number; load: number }> {
+): Promise<{
+  p50: number;
+  p99: number;
+  max: number;
+  answered: number;
+  /** Per run, offer received minus submit answered (negative: the offer came first), p50. */
+  afterAnswer: number;
+  load: number;
+}> {
   const runtime = `lat${Math.random().toString(36).slice(2, 8)}`;
   const waiting = new Map<string, (at: number) => void>();
   const early = new Map<string, number>();
@@ -209,6 +217,10 @@ async function offerLatency(
     p99: percentile(samples, 99),
     max: Math.max(...samples),
     answered: percentile(answers, 50),
+    afterAnswer: percentile(
+      samples.map((x, i) => x - answers[i]!),
+      50,
+    ),
     load: loadAverage(),
   };
 }
@@ -336,11 +348,11 @@ async function main(): Promise<void> {
     try {
       const same = await offerLatency(replicas[1]!, replicas[1]!, LATENCY_RUNS);
       console.log(
-        `replicas  offer latency, submit and link on the same replica: p50 ${f(same.p50)} ms p99 ${f(same.p99)} ms max ${f(same.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(same.answered)} ms)  load ${same.load}`,
+        `replicas  offer latency, submit and link on the same replica: p50 ${f(same.p50)} ms p99 ${f(same.p99)} ms max ${f(same.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(same.answered)} ms, offer − answer p50 ${f(same.afterAnswer)} ms)  load ${same.load}`,
       );
       const cross = await offerLatency(replicas[0]!, replicas[1]!, LATENCY_RUNS);
       console.log(
-        `replicas  offer latency, submit on A, agent linked to B:        p50 ${f(cross.p50)} ms p99 ${f(cross.p99)} ms max ${f(cross.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(cross.answered)} ms)  load ${cross.load}`,
+        `replicas  offer latency, submit on A, agent linked to B:        p50 ${f(cross.p50)} ms p99 ${f(cross.p99)} ms max ${f(cross.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(cross.answered)} ms, offer − answer p50 ${f(cross.afterAnswer)} ms)  load ${cross.load}`,
       );
     } finally {
       await stopReplicas(replicas);
