@@ -7,9 +7,14 @@
 import { createLogger, LinkClient } from '@runt/agent';
 
 export type LinkDoublesRequest =
-  | { type: 'open'; url: string; links: Array<{ token: string; workstationId: string }> }
-  | { type: 'count' }
-  | { type: 'close' };
+  { type: 'open'; url: string; links: DoubleLink[] } | { type: 'count' } | { type: 'close' };
+
+/** One link double: its credential, and the loopback address it dials from. */
+export interface DoubleLink {
+  token: string;
+  workstationId: string;
+  localAddress?: string;
+}
 
 export interface LinkDoublesCount {
   type: 'count';
@@ -19,9 +24,34 @@ export interface LinkDoublesCount {
   opens: number;
   /** Connection attempts that did not open (refused, reset, upgrade refused). */
   failures: number;
+  /** Why attempts ended (a link's end or an attempt's failure), by HTTP status and reason; with BENCH_TRACE only. */
+  why: Record<string, number>;
 }
 
-const logger = createLogger('silent');
+/**
+ * The doubles' handshake timeout (BENCH_LINK_HANDSHAKE_TIMEOUT_MS, default 60 s; the agent's is
+ * 10 s). An agent on its own machine reads the upgrade's answer as it arrives; 5,000 doubles in
+ * one process on a shared, loaded 2-core machine read it seconds later, and at 10 s their own
+ * lateness timed out handshakes the control plane had answered — it then counted links the
+ * doubles had given up on, and every retry cost both sides again (0 of 19,800 opened in 60 s).
+ */
+const HANDSHAKE_TIMEOUT_MS = Number(process.env.BENCH_LINK_HANDSHAKE_TIMEOUT_MS ?? 60_000);
+
+const why: Record<string, number> = {};
+/**
+ * Silent, or with BENCH_TRACE the `LinkClient`'s own "link down; reconnecting" lines tallied by
+ * status and reason (what the trace prints: shed, timed out, reset…).
+ */
+const logger = process.env.BENCH_TRACE
+  ? createLogger('debug', {
+      write: (line: string) => {
+        const m = JSON.parse(line) as { msg?: string; http_status?: number; reason?: string };
+        if (m.msg !== 'link down; reconnecting') return;
+        const key = `${m.http_status ?? ''} ${m.reason ?? ''}`.trim().slice(0, 60);
+        why[key] = (why[key] ?? 0) + 1;
+      },
+    })
+  : createLogger('silent');
 /**
  * One controller per link, as each runt-agent has its own: thousands of `LinkClient`s on one
  * signal made every attempt's add/removeEventListener walk thousands of listeners (Node's
@@ -32,12 +62,14 @@ let up = 0;
 let opens = 0;
 let failures = 0;
 
-function open(url: string, links: Array<{ token: string; workstationId: string }>): void {
-  for (const { token, workstationId } of links) {
+function open(url: string, links: DoubleLink[]): void {
+  for (const { token, workstationId, localAddress } of links) {
     const life = new AbortController();
     lives.push(life);
     const client = new LinkClient({
       url,
+      ...(localAddress === undefined ? {} : { localAddress }),
+      handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
       token: () => token,
       register: () => ({
         type: 'register',
@@ -78,7 +110,7 @@ function open(url: string, links: Array<{ token: string; workstationId: string }
 process.on('message', (m: LinkDoublesRequest) => {
   if (m.type === 'open') open(m.url, m.links);
   else if (m.type === 'count')
-    process.send!({ type: 'count', up, opens, failures } satisfies LinkDoublesCount);
+    process.send!({ type: 'count', up, opens, failures, why } satisfies LinkDoublesCount);
   else {
     for (const life of lives) life.abort();
     setTimeout(() => process.exit(0), 500).unref();

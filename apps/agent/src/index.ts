@@ -6,6 +6,7 @@ export {
   LinkClient,
   LINK_BACKOFF_CAP_MS,
   LINK_START_JITTER_MS,
+  LINK_HANDSHAKE_TIMEOUT_MS,
   type LinkClientOptions,
 } from './link-client.js';
 export { linkVia } from './link-via.js';

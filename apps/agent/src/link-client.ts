@@ -49,7 +49,22 @@ export interface LinkClientOptions {
   startJitterMs?: number;
   /** Source of randomness in [0, 1) for the waits (default `Math.random`). */
   random?: () => number;
+  /**
+   * The local address to dial from (default: the kernel's choice). One host holding many links
+   * to one control plane address (the links bench's doubles) needs several: Linux looks for a
+   * free ephemeral port per `connect()` by walking its range, which at ~10,000 connections from
+   * one address to one port costs milliseconds of kernel CPU per dial.
+   */
+  localAddress?: string;
+  /**
+   * How long a dial may take from `connect()` to the upgrade's answer (default
+   * {@link LINK_HANDSHAKE_TIMEOUT_MS}); past it the attempt fails and the agent backs off.
+   */
+  handshakeTimeoutMs?: number;
 }
+
+/** Default `LinkClientOptions.handshakeTimeoutMs`. */
+export const LINK_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /**
  * The first dial is spread over this window (a fleet started at once; see docs/agent.md, _Link_).
@@ -272,7 +287,8 @@ export class LinkClient {
       const result: AttemptResult = { url: base, startedAt: performance.now(), opened: false };
       const ws = new WebSocket(url, {
         headers: { authorization: `Bearer ${this.opts.token()}` },
-        handshakeTimeout: 10_000,
+        handshakeTimeout: this.opts.handshakeTimeoutMs ?? LINK_HANDSHAKE_TIMEOUT_MS,
+        ...(this.opts.localAddress === undefined ? {} : { localAddress: this.opts.localAddress }),
       });
       this.#ws = ws;
       this.#raw = undefined;

@@ -1,23 +1,28 @@
 import { getEventListeners } from 'node:events';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LinkClient, type LinkClientOptions } from '../src/link-client.js';
 import { eventually, testLogger } from './control-plane.js';
 
 // A real `ws` server that counts upgrades and, when `drop` is set, ends every link at once.
-async function server(drop: boolean): Promise<{ url: string; opens: number[]; close: () => Promise<void> }> {
+async function server(
+  drop: boolean,
+): Promise<{ url: string; opens: number[]; from: string[]; close: () => Promise<void> }> {
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
   const opens: number[] = [];
-  wss.on('connection', (ws) => {
+  const from: string[] = [];
+  wss.on('connection', (ws, req) => {
     opens.push(performance.now());
+    from.push(req.socket.remoteAddress ?? '');
     if (drop) ws.terminate();
   });
   await new Promise((r) => wss.once('listening', r));
   return {
     url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`,
     opens,
+    from,
     close: () => new Promise((r) => wss.close(() => r(undefined))),
   };
 }
@@ -142,6 +147,7 @@ describe('LinkClient: no thundering herd on a fleet start or a control-plane res
     let shed = 0;
     shedding.on('upgrade', (_req, socket) => {
       shed++;
+      socket.on('error', () => {}); // the client may reset it first (ECONNRESET, an unhandled error otherwise)
       socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
     });
     await new Promise<void>((r) => shedding.listen(0, '127.0.0.1', r));
@@ -167,5 +173,44 @@ describe('LinkClient: no thundering herd on a fleet start or a control-plane res
     life.abort();
     await done;
     expect(getEventListeners(life.signal, 'abort')).toHaveLength(0);
+  });
+});
+
+describe('LinkClient: localAddress and handshakeTimeoutMs', () => {
+  it('dials from the local address it is given (the links bench spreads its doubles over 127.0.0.x)', async () => {
+    const s = await server(false);
+    const life = new AbortController();
+    try {
+      void client(s.url, { startJitterMs: 0, localAddress: '127.0.0.3' }).run(life.signal);
+      await eventually(() => s.opens.length === 1, 'the link');
+      expect(s.from).toEqual(['127.0.0.3']);
+    } finally {
+      life.abort();
+      await s.close();
+    }
+  });
+
+  it('gives up a dial whose upgrade is not answered within handshakeTimeoutMs', async () => {
+    // Accepts the connection and never answers the upgrade.
+    const silent = createNetServer((socket) => socket.on('error', () => {}));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const life = new AbortController();
+    const attempts: number[] = [];
+    const startedAt = performance.now();
+    try {
+      void client(`http://127.0.0.1:${(silent.address() as AddressInfo).port}`, {
+        startJitterMs: 0,
+        handshakeTimeoutMs: 300,
+        onAttempt: (_url, opened) => {
+          if (!opened) attempts.push(performance.now() - startedAt);
+        },
+      }).run(life.signal);
+      await eventually(() => attempts.length === 1, 'the first attempt to fail');
+      expect(attempts[0]).toBeGreaterThanOrEqual(290);
+      expect(attempts[0]).toBeLessThan(5_000); // not the 10 s default
+    } finally {
+      life.abort();
+      silent.close();
+    }
   });
 });

@@ -47,6 +47,8 @@ export interface StartOptions {
   linkMaxOpening?: number;
   /** The least pace shed link upgrades are told to come back at (`LinkServerOptions.shedPacePerSecond`). */
   linkShedPacePerSecond?: number;
+  /** How long a silent link counts among those opening (`LinkServerOptions.openingMaxMs`). */
+  linkOpeningMaxMs?: number;
   logDestination?: DestinationStream;
   pairingLimits?: AttemptLimits;
 }
@@ -279,6 +281,7 @@ export async function startControlPlane(
     pingMs: config.linkPingMs,
     ...(opts.linkMaxOpening === undefined ? {} : { maxOpening: opts.linkMaxOpening }),
     ...(opts.linkShedPacePerSecond === undefined ? {} : { shedPacePerSecond: opts.linkShedPacePerSecond }),
+    ...(opts.linkOpeningMaxMs === undefined ? {} : { openingMaxMs: opts.linkOpeningMaxMs }),
   });
   // Another replica's revoke: drop the cached principal (in the cache) and close its links here now.
   principals.onCredentialChanged = (credentialId) => {

@@ -105,3 +105,26 @@ describe('shed upgrades are told to come back in turn (pglite)', () => {
     open.ws!.terminate();
   });
 });
+
+// A link that upgrades and then stays silent (no `register`) gives its place back after
+// `linkOpeningMaxMs`: before, it held it until its socket ended, and `maxOpening` such links shed
+// every other agent for as long as they stayed.
+describe('a silent link counts as opening for a bounded time (pglite)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness('pglite', { linkMaxOpening: 1, linkOpeningMaxMs: 300 });
+  });
+  afterAll(async () => h?.close());
+
+  it('sheds while the silent link is young, opens the next one after linkOpeningMaxMs', async () => {
+    const [a, b] = [await pairAgent(h, 'a', ['fake']), await pairAgent(h, 'b', ['fake'])];
+    const silent = await dial(h, a.token);
+    expect(silent.ws).toBeTruthy();
+    expect((await dial(h, b.token)).status).toBe(503);
+    await new Promise((r) => setTimeout(r, 400));
+    const next = await dial(h, b.token);
+    expect(next.ws).toBeTruthy();
+    next.ws!.terminate();
+    silent.ws!.terminate();
+  });
+});

@@ -55,6 +55,13 @@ export interface LinkServerOptions {
   /** The least pace (links/s) shed upgrades are told to come back at (default `LINK_SHED_PACE_PER_SECOND`). */
   shedPacePerSecond?: number;
   /**
+   * A link counts among those opening (`maxOpening`) for at most this long (ms, default
+   * {@link LINK_OPENING_MAX_MS}) when its `register` does not come: a client that upgrades and
+   * then stays silent (slow, stuck, or a double starved of CPU) no longer holds its place until
+   * its socket ends — 256 of them shed every other agent for as long as they stayed.
+   */
+  openingMaxMs?: number;
+  /**
    * Messages one link may send, in two token buckets; past either the link is closed with
    * `LINK_CLOSE_CODES.rateLimited`, so one token cannot flood the database behind it.
    * Control messages (`register`, `heartbeat`, `result`): a bucket of `burst` (default 200)
@@ -89,6 +96,9 @@ const MAX_BUDGET_SLOTS = 1024;
 
 /** Default bound on links opening at once (see `LinkServerOptions.maxOpening`). */
 export const LINK_MAX_OPENING = 256;
+
+/** Default `LinkServerOptions.openingMaxMs`: the agent's own handshake timeout (10 s). */
+export const LINK_OPENING_MAX_MS = 10_000;
 
 /** Where agents dial in. */
 export const AGENT_LINK_PATH = '/api/agent/link';
@@ -206,9 +216,12 @@ export class LinkServer {
     const done = () => {
       if (!counted) return;
       counted = false;
+      clearTimeout(late);
       this.opening--;
     };
-    // Refused, dropped, or closed later: its share ends with the socket at the latest.
+    // Registered, refused, dropped, or silent past openingMaxMs: its share ends then.
+    const late = setTimeout(done, this.o.openingMaxMs ?? LINK_OPENING_MAX_MS);
+    late.unref();
     socket.once('close', done);
     return this.open(req, socket, head, done);
   }
