@@ -395,9 +395,10 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
 
     async stop(id, opts) {
       throwIfAborted(opts?.signal, name);
-      const { files } = await mustLoad(id);
+      // Seen exiting by this adapter: nothing to stop, nothing to read.
       const own = children.get(id);
       if (own?.done) return;
+      const { files } = await mustLoad(id);
       const pid = await livePid(files);
       if (!pid) return;
       /** Sleeps `ms`, or less when this adapter's child exits first (no poll to wait out). */
@@ -432,7 +433,8 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
 
     async remove(id, opts) {
       throwIfAborted(opts?.signal, name);
-      const { files } = await mustLoad(id);
+      // An instance this adapter started is known without reading instance.json back.
+      const files = children.get(id)?.files ?? (await mustLoad(id)).files;
       await runtime.stop(id, { timeoutMs: 1000, ...(opts?.signal ? { signal: opts.signal } : {}) });
       children.delete(id);
       fresh.delete(id);
