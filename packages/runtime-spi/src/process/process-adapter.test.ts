@@ -238,6 +238,29 @@ describe('process runtime', () => {
     });
   });
 
+  it('remove deletes the whole instance directory: its own files, and what the workload left in work/', async () => {
+    const bare = await runtime.create({
+      name: 'remove-bare',
+      command: ['/bin/sh', '-c', 'echo out; echo err >&2'],
+    });
+    const busy = await runtime.create({
+      name: 'remove-busy',
+      command: ['/bin/sh', '-c', 'mkdir -p a/b && echo x > a/b/f && echo y > top && echo out'],
+    });
+    for (const inst of [bare, busy]) {
+      await runtime.start(inst.id);
+      expect(await runtime.wait(inst.id)).toEqual({ exitCode: 0 });
+    }
+    // A temp file of an interrupted atomic write is removed too.
+    writeFileSync(join(stateDir, bare.id, 'pid.0badf00d.tmp'), '{}');
+    expect(existsSync(join(stateDir, busy.id, 'work', 'a', 'b', 'f'))).toBe(true);
+    for (const inst of [bare, busy]) {
+      await runtime.remove(inst.id);
+      expect(existsSync(join(stateDir, inst.id))).toBe(false);
+      expect(await runtime.inspect(inst.id)).toBeUndefined();
+    }
+  });
+
   it('parses /proc/<pid>/stat even when the command name holds spaces and parentheses', () => {
     const fields = Array.from({ length: 50 }, (_, i) => String(i + 3));
     fields[0] = 'S';
