@@ -298,10 +298,13 @@ export async function measureLinks(o: {
       if (n >= o.links) break;
       if (process.env.BENCH_TRACE && Date.now() - traced >= 2000) {
         traced = Date.now();
-        const c = await countUp(doubles);
+        // Asked together: starved doubles may answer seconds after the database does.
+        const asked = nowMs();
+        const [c, again] = await Promise.all([countUp(doubles), registered(epoch)]);
+        const answeredS = ((nowMs() - asked) / 1000).toFixed(1);
         const loop = ((await cp.ask({ type: 'counts' })).counts as CpCounts).eventLoop;
         process.stderr.write(
-          `links: ${((nowMs() - t0) / 1000).toFixed(1)} s: ${n} registered, ${c.up} up, ${c.failures} failed attempts (${c.why}), event loop p99 ${loop?.p99Ms.toFixed(0)} ms max ${loop?.maxMs.toFixed(0)} ms, load ${loadAverage()}\n`,
+          `links: ${((nowMs() - t0) / 1000).toFixed(1)} s: ${n}→${again} registered, ${c.up} up (the doubles answered in ${answeredS} s), ${c.failures} failed attempts (${c.why}), event loop p99 ${loop?.p99Ms.toFixed(0)} ms max ${loop?.maxMs.toFixed(0)} ms, load ${loadAverage()}\n`,
         );
       }
       if (Date.now() > deadline)
