@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import WebSocket, { type RawData } from 'ws';
 import type { Logger } from 'pino';
@@ -132,6 +131,8 @@ export class LinkClient {
   #up = false;
   /** Requests sent on the current socket, by id. */
   readonly #pending = new Map<string, Pending>();
+  /** The last request id: ids only need to be unique among this agent's requests in flight. */
+  #lastId = 0;
 
   constructor(private readonly opts: LinkClientOptions) {}
 
@@ -167,7 +168,7 @@ export class LinkClient {
     const ws = this.#ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.resolve(undefined);
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
-    const id = randomUUID();
+    const id = String(++this.#lastId);
     return new Promise<ControlReplyMessage | undefined>((resolve, reject) => {
       const done = () => {
         clearTimeout(timer);
