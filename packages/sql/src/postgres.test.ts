@@ -85,4 +85,40 @@ describe('openPostgres', () => {
       await t.dispose();
     }
   });
+
+  it('prepares statements with parameters once per connection, and runs one unnamed after a migration changed its row type', async () => {
+    const t = await createTestDatabase('postgres');
+    const sent = vi.spyOn(pg.Client.prototype, 'query');
+    try {
+      await t.db.query('create table prep_t (id int primary key, a text)');
+      await t.db.query("insert into prep_t values (1, 'x')");
+      const sel = 'select * from prep_t where id = $1';
+      for (let i = 0; i < 3; i++) expect((await t.db.query(sel, [1])).rows).toEqual([{ id: 1, a: 'x' }]);
+      const named = sent.mock.calls
+        .map((c) => c[0] as unknown as string | { name?: string; text: string })
+        .filter((q) => typeof q !== 'string' && q.text === sel);
+      expect(named.length).toBe(3);
+      expect(new Set(named.map((q) => (q as { name?: string }).name)).size).toBe(1);
+      expect((named[0] as { name?: string }).name).toMatch(/^runt_\d+$/);
+      // Parsed once on the server: one prepared statement of this text on this connection.
+      const onServer = await t.db.transaction(async (tx) => {
+        await tx.query(sel, [1]);
+        return tx.query<{ n: number }>(
+          'select count(*)::int as n from pg_prepared_statements where statement = $1',
+          [sel],
+        );
+      });
+      expect(onServer.rows[0]?.n).toBe(1);
+
+      // A migration adds a column: Postgres refuses the prepared `select *`; it runs unnamed.
+      await t.db.query('alter table prep_t add column b int');
+      for (let i = 0; i < 3; i++)
+        expect((await t.db.query(sel, [1])).rows).toEqual([{ id: 1, a: 'x', b: null }]);
+      const last = sent.mock.calls.at(-1)![0] as unknown;
+      expect(last).toBe(sel); // sent unnamed from then on
+    } finally {
+      sent.mockRestore();
+      await t.dispose();
+    }
+  });
 });

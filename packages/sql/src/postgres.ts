@@ -46,14 +46,58 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
   return { ...lane(pool), listen, close, priority };
 }
 
+/** At most this many statement texts are prepared (named); the rest are sent unnamed. */
+export const MAX_PREPARED_STATEMENTS = 256;
+/** Statement texts with parameters → their prepared statement's name (`runt_<n>`). */
+const prepared = new Map<string, string>();
+/** Texts a server refused to run prepared (a migration changed their result's row type): sent unnamed from then on. */
+const unprepared = new Set<string>();
+
+/**
+ * The statement's name when it is sent prepared: every statement with parameters (the run
+ * path's fixed texts), up to {@link MAX_PREPARED_STATEMENTS} distinct texts. A connection
+ * parses and plans a named statement once; later executions send only its name and the
+ * parameters (the control plane's long CTEs are ~1–2 KB of text each, parsed and planned per
+ * execution before; issue 9). Without parameters (the simple protocol: `BEGIN;…`, several
+ * statements) it is never named.
+ */
+function nameOf(text: string, params: unknown[] | undefined): string | undefined {
+  if (!params || params.length === 0 || unprepared.has(text)) return undefined;
+  let name = prepared.get(text);
+  if (name === undefined && prepared.size < MAX_PREPARED_STATEMENTS) {
+    name = `runt_${prepared.size + 1}`;
+    prepared.set(text, name);
+  }
+  return name;
+}
+
+/** Postgres refuses a prepared statement whose result's row type changed (`select *` after a migration added a column). */
+const isStalePlan = (e: unknown) =>
+  (e as { code?: string }).code === '0A000' &&
+  /cached plan must not change result type/.test((e as Error).message ?? '');
+
 const run = async <T>(
   q: pg.Pool | pg.PoolClient,
   text: string,
   params?: unknown[],
 ): Promise<QueryResult<T>> => {
+  const name = nameOf(text, params);
+  let all: pg.QueryResult | pg.QueryResult[];
+  try {
+    all = (await (name ? q.query({ name, text, values: params! }) : q.query(text, params as unknown[]))) as
+      pg.QueryResult | pg.QueryResult[];
+  } catch (e) {
+    // Refused before it ran (the plan is checked before execution): run it unnamed instead,
+    // now and from then on. Only outside a transaction: inside one the error aborted it.
+    if (!name || !isStalePlan(e) || !(q instanceof pg.Pool)) {
+      if (name && isStalePlan(e)) unprepared.add(text);
+      throw e;
+    }
+    unprepared.add(text);
+    all = (await q.query(text, params as unknown[])) as pg.QueryResult;
+  }
   // Several `;`-separated statements without parameters (the simple query protocol) answer
   // with one result each: the caller gets the last one's.
-  const all = (await q.query(text, params as unknown[])) as pg.QueryResult | pg.QueryResult[];
   const r = Array.isArray(all) ? all[all.length - 1]! : all;
   return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
 };
