@@ -254,6 +254,11 @@ export class RunExecution {
     return this.phase !== 'done' && this.phase !== 'dropped';
   }
 
+  /** The token of the attempt held here. */
+  get fencingToken(): number {
+    return this.#state.fencing_token;
+  }
+
   /** Next seq this run's events will carry. */
   get nextEventSeq(): number {
     return this.#events.nextSeq;

@@ -4,6 +4,8 @@ import type { ClaimRunResponse, Run } from '@runt/protocol';
 /** What the slots need of a held run (a `RunExecution`). */
 export interface SlotRun {
   readonly runId: string;
+  /** The token of the attempt held (a claim on offer re-sent with it is this same attempt). */
+  readonly fencingToken?: number;
   /** False once its terminal status is reported (or it was dropped). */
   readonly holdsSlot: boolean;
   readonly phase: string;
@@ -127,8 +129,7 @@ export class RunSlots<E extends SlotRun> {
     const key = `${claim.run.id}#${claim.fencing_token}`;
     const before = this.#claims.get(key);
     if (before !== undefined) return before;
-    this.#claims.set(key, true); // while it is being taken, a re-sent offer needs no answer
-    if (this.#claims.size > 10_000) this.#claims.delete(this.#claims.keys().next().value!);
+    this.#remember(key, true); // while it is being taken, a re-sent offer needs no answer
     return this.#answer(async () => {
       const settling = this.#settling(claim.run.id);
       if (settling) await settling;
@@ -137,6 +138,13 @@ export class RunSlots<E extends SlotRun> {
       this.#claims.set(key, taken);
       return taken;
     });
+  }
+
+  /** Keeps the answer to a claim (the last 10,000). */
+  #remember(key: string, taken: boolean): void {
+    this.#claims.delete(key);
+    this.#claims.set(key, taken);
+    if (this.#claims.size > 10_000) this.#claims.delete(this.#claims.keys().next().value!);
   }
 
   /**
@@ -175,6 +183,11 @@ export class RunSlots<E extends SlotRun> {
   /** Holds a run (claimed or re-adopted) until it is done. */
   track(exec: E): void {
     this.#runs.set(exec.runId, exec);
+    // Taken, however it came (a claim after a plain offer, a claim on offer): the same claim
+    // re-sent as `offer-claimed` later — a re-link's registration read the run as claimed and
+    // not started while its reports were in flight — is this attempt, never a second start
+    // (issue 8, chaos: a run executed twice this way, after its first start had completed).
+    if (exec.fencingToken !== undefined) this.#remember(`${exec.runId}#${exec.fencingToken}`, true);
     if (this.#earlyCommands.delete(exec.runId)) exec.wakeCommands();
     void exec.done.then(() => {
       this.#runs.delete(exec.runId);

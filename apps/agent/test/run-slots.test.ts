@@ -10,7 +10,10 @@ class HeldRun implements SlotRun {
   cancelled: string | undefined;
   readonly done: Promise<void>;
   finish!: () => void;
-  constructor(readonly runId: string) {
+  constructor(
+    readonly runId: string,
+    readonly fencingToken?: number,
+  ) {
     this.done = new Promise((r) => (this.finish = r));
   }
   get holdsSlot() {
@@ -28,8 +31,15 @@ const runOf = (id: string) => ({ id }) as Run;
 const tick = () => new Promise((r) => setTimeout(r, 0));
 
 function slots(
-  over: { maxRuns?: number; once?: boolean; claim?: (run: Run) => Promise<HeldRun | undefined> } = {},
+  over: {
+    maxRuns?: number;
+    once?: boolean;
+    claim?: (run: Run) => Promise<HeldRun | undefined>;
+    /** The token a claim after a plain offer gets (none by default). */
+    token?: number;
+  } = {},
 ) {
+  const accepted: string[] = [];
   const taking = new AbortController();
   const held = new Map<string, HeldRun>();
   const done: string[] = [];
@@ -41,12 +51,13 @@ function slots(
     claim:
       over.claim ??
       (async (run) => {
-        const h = new HeldRun(run.id);
+        const h = new HeldRun(run.id, over.token);
         held.set(run.id, h);
         return h;
       }),
     accept: async (c) => {
-      const h = new HeldRun(c.run.id);
+      accepted.push(c.run.id);
+      const h = new HeldRun(c.run.id, c.fencing_token);
       held.set(c.run.id, h);
       return h;
     },
@@ -54,7 +65,7 @@ function slots(
     onFreed: () => freed++,
     logger: testLogger().logger,
   });
-  return { s, held, done, taking, freed: () => freed };
+  return { s, held, done, taking, accepted, freed: () => freed };
 }
 
 describe('RunSlots', () => {
@@ -129,6 +140,32 @@ describe('RunSlots', () => {
     expect(await s.accept(claim('b'))).toBe(false);
     expect(await s.accept(claim('c'))).toBe(true);
     expect(s.ids).toEqual(['a', 'c']);
+  });
+
+  // Chaos (issue 8, Postgres, 21:59): a run claimed after a plain offer (token 1) was re-sent,
+  // with that token, as `offer-claimed` by a re-link's registration that read it as claimed and
+  // not started while its reports were in flight; it arrived after the run had completed here,
+  // and the agent started its workload a second time.
+  it('never starts again a claim it already took through a plain offer, even once that run is done', async () => {
+    const { s, held, accepted } = slots({ token: 1 });
+    expect(await s.offer(runOf('a'))).toBe(true);
+    held.get('a')!.phase = 'done';
+    held.get('a')!.finish();
+    await tick();
+    expect(s.ids).toEqual([]);
+    const resent = {
+      fencing_token: 1,
+      expires_at: new Date().toISOString(),
+      run: runOf('a'),
+      next_event_seq: 1,
+      pending_commands: false,
+    };
+    expect(await s.accept(resent)).toBe(true); // the same attempt: taken already, nothing to hand back
+    expect(accepted).toEqual([]);
+    expect(s.ids).toEqual([]);
+    // a new attempt (a retry: another token) is taken as usual
+    expect(await s.accept({ ...resent, fencing_token: 2 })).toBe(true);
+    expect(accepted).toEqual(['a']);
   });
 
   it('declines offers once it stops taking', async () => {
