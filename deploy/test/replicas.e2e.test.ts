@@ -210,26 +210,30 @@ describe('three control-plane replicas on postgres behind haproxy, real agents',
     expect(orphans.length).toBeGreaterThan(0);
     const survivors = [replicas[0]!.client, replicas[2]!.client];
     const runs: Array<{ run: Run; marker: string }> = [];
-    const submit = async (i: number) => {
+    const submit = async (i: number, seconds: number) => {
       const marker = `kill-${i}`;
       const { run } = await survivors[i % 2]!.submitRun({
         runtime: 'fake',
-        command: ['sh', '-c', `sleep 0.3; echo ${marker}`],
+        command: ['sh', '-c', `sleep ${seconds}; echo ${marker}`],
       });
       runs.push({ run, marker });
     };
-    for (let i = 0; i < 30; i++) await submit(i);
-    await eventually(
-      async () => {
-        const states = await Promise.all(runs.map(async (r) => (await viaLb.getRun(r.run.id)).run));
-        return states.some((r) => r.status === 'running' && orphans.includes(r.workstation_id!));
-      },
-      'a run in flight on an agent of the replica to kill',
-      30_000,
-    );
+    const inFlightOnOrphan = async () => {
+      const states = await Promise.all(runs.map(async (r) => (await viaLb.getRun(r.run.id)).run));
+      return states.some((r) => r.status === 'running' && orphans.includes(r.workstation_id!));
+    };
+    // Looked for while submitting: on a loaded machine the 30 sequential submits can outlast the
+    // runs the victim's agents got early, so a look only after the last one may find them done.
+    let inFlight = false;
+    for (let i = 0; i < 30; i++) {
+      await submit(i, 1);
+      if (!inFlight && i % 3 === 2) inFlight = await inFlightOnOrphan();
+    }
+    if (!inFlight)
+      await eventually(inFlightOnOrphan, 'a run in flight on an agent of the replica to kill', 30_000);
     const killedAt = Date.now();
     victim.proc.kill('SIGKILL');
-    for (let i = 30; i < 60; i++) await submit(i);
+    for (let i = 30; i < 60; i++) await submit(i, 0.3);
     const relinked = await eventually(
       async () => {
         const now = await linkHolders();
