@@ -47,16 +47,7 @@ export async function startTestControlPlane(backend: SqlBackend = 'pglite'): Pro
     { db: t.db, logDestination: new Writable({ write: (_c, _e, cb) => cb() }) },
   );
   const url = cp.url;
-  const admin = new ControlPlaneClient({ url, token: adminToken });
-  const minted = await admin.mintPairingCode();
-  const res = await fetch(`${url}/api/workstations/pairing-codes/redeem`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ code: minted.pairing.code, display_name: 'unit' }),
-  });
-  const redeemed = (await res.json()) as { credential: { token: string }; workstation: { id: string } };
-  const token = redeemed.credential.token;
-  const ws = new ControlPlaneClient({ url, token, nodeHttp: true });
+  const { admin, token, workstationId, ws } = await pairWorkstation(url, adminToken);
   const register = async (runtimes: string[]) => {
     await ws.registerWorkstation({
       display_name: 'unit',
@@ -72,7 +63,7 @@ export async function startTestControlPlane(backend: SqlBackend = 'pglite'): Pro
     url,
     admin,
     ws,
-    workstationId: redeemed.workstation.id,
+    workstationId,
     token,
     register,
     async claimRun(body, runnerId = 'unit-runner') {
@@ -87,6 +78,93 @@ export async function startTestControlPlane(backend: SqlBackend = 'pglite'): Pro
     async close() {
       await cp.close();
       await t.dispose();
+    },
+  };
+}
+
+/** A workstation paired through the real redeem endpoint: its token, id and client. */
+export interface PairedWorkstation {
+  admin: ControlPlaneClient;
+  token: string;
+  workstationId: string;
+  /** The workstation's client (its token), over node:http keep-alive like the agent's. */
+  ws: ControlPlaneClient;
+}
+
+/** Mints a pairing code with the admin token and redeems it as a workstation would. */
+export async function pairWorkstation(
+  url: string,
+  adminToken: string,
+  displayName = 'unit',
+): Promise<PairedWorkstation> {
+  const admin = new ControlPlaneClient({ url, token: adminToken });
+  const { pairing } = await admin.mintPairingCode();
+  const res = await fetch(`${url}/api/workstations/pairing-codes/redeem`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ code: pairing.code, display_name: displayName }),
+  });
+  const redeemed = (await res.json()) as { credential: { token: string }; workstation: { id: string } };
+  const token = redeemed.credential.token;
+  return {
+    admin,
+    token,
+    workstationId: redeemed.workstation.id,
+    ws: new ControlPlaneClient({ url, token, nodeHttp: true }),
+  };
+}
+
+/**
+ * A control plane on embedded PGlite in `dataDir` that a test can stop (as if killed) and start
+ * again on the same data and port: an outage. Sweeps every 200 ms (a gap of more than 10 s
+ * between sweeps is credited to live leases as an outage).
+ */
+export interface RestartableControlPlane {
+  adminToken: string;
+  /** The running control plane's URL (the same after a restart). */
+  readonly url: string;
+  /** The port of the first start (0 before it). */
+  readonly port: number;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function restartableControlPlane(dataDir: string): RestartableControlPlane {
+  const adminToken = mintToken('admin');
+  let cp: RunningControlPlane | undefined;
+  let port = 0;
+  return {
+    adminToken,
+    get url() {
+      if (!cp) throw new Error('the control plane is not running');
+      return cp.url;
+    },
+    get port() {
+      return port;
+    },
+    async start() {
+      cp = await startControlPlane(
+        loadConfig(
+          {},
+          {
+            host: '127.0.0.1',
+            port,
+            adminToken,
+            dataDir,
+            logLevel: 'warn',
+            schedulerTickMs: 50,
+            offerTimeoutMs: 60_000,
+            sweepIntervalMs: 200,
+          },
+        ),
+        { logDestination: new Writable({ write: (_c, _e, cb) => cb() }) },
+      );
+      port = cp.port;
+    },
+    async stop() {
+      const running = cp;
+      cp = undefined;
+      await running?.close();
     },
   };
 }

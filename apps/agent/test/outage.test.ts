@@ -3,14 +3,17 @@ import { createServer, request, type IncomingMessage, type Server } from 'node:h
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig, startControlPlane, type RunningControlPlane } from '@runt/control-plane';
 import { ControlPlaneClient } from '@runt/protocol';
 import { RuntimeRegistry } from '@runt/runtime-spi';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
-import { mintToken } from '@runt/transport-auth';
-import { eventually, testLogger, testAgent } from './control-plane.js';
+import {
+  eventually,
+  pairWorkstation,
+  restartableControlPlane,
+  testAgent,
+  testLogger,
+} from './control-plane.js';
 
 /**
  * A real HTTP proxy in front of the control plane that goes down (every request's connection
@@ -60,48 +63,17 @@ async function outageProxy(target: () => string) {
 
 describe('an outage longer than the lease (issue 8, chaos)', () => {
   const root = mkdtempSync(join(tmpdir(), 'runt-agent-outage-'));
-  const adminToken = mintToken('admin');
-  let cp: RunningControlPlane | undefined;
-  let port = 0;
-  const start = async () => {
-    cp = await startControlPlane(
-      loadConfig(
-        {},
-        {
-          host: '127.0.0.1',
-          port,
-          adminToken,
-          dataDir: join(root, 'cp'),
-          logLevel: 'warn',
-          schedulerTickMs: 50,
-          // a gap of more than 10 s between sweeps is an outage (credited to live leases)
-          sweepIntervalMs: 200,
-        },
-      ),
-      { logDestination: new Writable({ write: (_c, _e, cb) => cb() }) },
-    );
-    port = cp.port;
-  };
-  afterAll(async () => {
-    await cp?.close();
-  });
+  const cp = restartableControlPlane(join(root, 'cp'));
+  afterAll(() => cp.stop());
 
   it('a workload that ends while the control plane is down, with its `running` report unsent and its lease past the local deadline, is reported with its real exit', async () => {
-    await start();
-    const admin = new ControlPlaneClient({ url: cp!.url, token: adminToken });
-    const { pairing } = await admin.mintPairingCode();
-    const redeemed = (await (
-      await fetch(`${cp!.url}/api/workstations/pairing-codes/redeem`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ code: pairing.code, display_name: 'outage' }),
-      })
-    ).json()) as { credential: { token: string } };
-    const proxy = await outageProxy(() => `http://127.0.0.1:${port}`);
+    await cp.start();
+    const { admin, token } = await pairWorkstation(cp.url, cp.adminToken, 'outage');
+    const proxy = await outageProxy(() => `http://127.0.0.1:${cp.port}`);
     const log = testLogger();
     const agent = testAgent({
       url: proxy.url,
-      token: redeemed.credential.token,
+      token,
       maxRuns: 1,
       link: false, // every call over HTTP, through the proxy
       pollIntervalMs: 100,
@@ -119,14 +91,13 @@ describe('an outage longer than the lease (issue 8, chaos)', () => {
         command: ['/bin/sh', '-c', 'sleep 7; exit 0'],
       });
       await proxy.downAt;
-      await cp!.close();
-      cp = undefined;
+      await cp.stop();
       // Longer than the lease, and than the 10 s after which the control plane credits an outage.
       await new Promise((r) => setTimeout(r, 12_000));
       expect(log.lines.some((l) => l.msg === 'dropping the run')).toBe(false);
-      await start();
+      await cp.start();
       proxy.up();
-      const back = new ControlPlaneClient({ url: cp!.url, token: adminToken });
+      const back = new ControlPlaneClient({ url: cp.url, token: cp.adminToken });
       const end = await eventually(
         async () => {
           const r = (await back.getRun(run.id)).run;

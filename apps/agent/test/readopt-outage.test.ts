@@ -1,17 +1,14 @@
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig, startControlPlane, type RunningControlPlane } from '@runt/control-plane';
-import { ControlPlaneClient, type ClaimRunResponse } from '@runt/protocol';
+import type { ClaimRunResponse } from '@runt/protocol';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
-import { mintToken } from '@runt/transport-auth';
 import { readoptRuns, type ConfirmedLease } from '../src/readopt-runs.js';
 import { releaseOrphans } from '../src/release-orphans.js';
 import { RUN_ID_LABEL, WORKSTATION_LABEL } from '../src/run-prepare.js';
 import { RunStateStore, type RunState } from '../src/run-state-store.js';
-import { eventually, testLogger } from './control-plane.js';
+import { eventually, pairWorkstation, restartableControlPlane, testLogger } from './control-plane.js';
 
 // Chaos (issue 8, PGlite c200 and c800; Postgres c614): an agent killed -9 came back, registered,
 // and then the control plane was killed and restarted. Its re-adoption heartbeat failed to
@@ -21,46 +18,12 @@ import { eventually, testLogger } from './control-plane.js';
 // `runner-lost` too. No answer is not a refusal: both ask again until the control plane answers.
 describe('a restarted agent whose control plane is down when it first asks', () => {
   const root = mkdtempSync(join(tmpdir(), 'runt-readopt-outage-'));
-  const adminToken = mintToken('admin');
-  let cp: RunningControlPlane | undefined;
-  let port = 0;
-  const start = async () => {
-    cp = await startControlPlane(
-      loadConfig(
-        {},
-        {
-          host: '127.0.0.1',
-          port,
-          adminToken,
-          dataDir: join(root, 'cp'),
-          logLevel: 'warn',
-          schedulerTickMs: 50,
-          offerTimeoutMs: 60_000,
-          sweepIntervalMs: 200,
-        },
-      ),
-      { logDestination: new Writable({ write: (_c, _e, cb) => cb() }) },
-    );
-    port = cp.port;
-  };
-  afterAll(async () => {
-    await cp?.close();
-  });
+  const cp = restartableControlPlane(join(root, 'cp'));
+  afterAll(() => cp.stop());
 
   it('resumes the journaled live workload and releases the never-started run once the control plane is back', async () => {
-    await start();
-    const url = cp!.url;
-    const admin = new ControlPlaneClient({ url, token: adminToken });
-    const { pairing } = await admin.mintPairingCode();
-    const redeemed = (await (
-      await fetch(`${url}/api/workstations/pairing-codes/redeem`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ code: pairing.code, display_name: 'readopt-outage' }),
-      })
-    ).json()) as { credential: { token: string }; workstation: { id: string } };
-    const workstationId = redeemed.workstation.id;
-    const ws = new ControlPlaneClient({ url, token: redeemed.credential.token, nodeHttp: true });
+    await cp.start();
+    const { admin, workstationId, ws } = await pairWorkstation(cp.url, cp.adminToken, 'readopt-outage');
     await ws.registerWorkstation({
       display_name: 'readopt-outage',
       cpu_count: 2,
@@ -103,9 +66,8 @@ describe('a restarted agent whose control plane is down when it first asks', () 
     await store.save(state);
 
     // The control plane goes down (killed) and is back 4 s later on the same data and port.
-    await cp!.close();
-    cp = undefined;
-    const back = new Promise((r) => setTimeout(r, 4_000)).then(start);
+    await cp.stop();
+    const back = new Promise((r) => setTimeout(r, 4_000)).then(() => cp.start());
     const log = testLogger();
     const adopted: Array<{ state: RunState; confirmed: ConfirmedLease }> = [];
     const backoff = { baseMs: 200, capMs: 1_000 };
