@@ -25,9 +25,13 @@ async function main(): Promise<void> {
   // As PID 1 in a container node ignores a signal it has no handler for: one that arrives while
   // the database opens and migrates ends the process (128 + signal number) as soon as the event
   // loop turns (a fresh PGlite's first initialisation holds it for seconds).
-  const duringStartup = (signal: NodeJS.Signals) => process.exit(signal === 'SIGINT' ? 130 : 143);
-  process.once('SIGTERM', duringStartup);
-  process.once('SIGINT', duringStartup);
+  // One listener per signal for the process's whole life, dispatching on the phase: swapping
+  // listeners would close and reopen libuv's signal handle, and a signal that arrives in between
+  // (a supervisor's SIGTERM sent the moment the banner is read) would be dropped — the process
+  // would then never stop.
+  let onSignal: (signal: NodeJS.Signals) => void = (signal) => process.exit(signal === 'SIGINT' ? 130 : 143);
+  process.on('SIGTERM', (signal) => onSignal(signal));
+  process.on('SIGINT', (signal) => onSignal(signal));
   const config = loadConfig();
   const cp = await startControlPlane(config);
   // A live code only on the first start (no code was ever minted here) or when asked: printed on
@@ -73,10 +77,7 @@ async function main(): Promise<void> {
       () => process.exit(1),
     );
   };
-  process.off('SIGTERM', duringStartup);
-  process.off('SIGINT', duringStartup);
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  onSignal = stop;
 }
 
 main().catch((e: unknown) => {
