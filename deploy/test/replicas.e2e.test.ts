@@ -167,11 +167,14 @@ describe('three control-plane replicas on postgres behind haproxy, real agents',
   it('completes runs submitted round-robin to every replica and through the load balancer, each exactly once', async () => {
     const clients = [...replicas.map((r) => r.client), viaLb];
     const runs: Array<{ run: Run; marker: string }> = [];
+    // Each run holds its slot for 3 s, so the first 24 fill all 6 agents × 4 slots (and so the
+    // agents of every replica) while the rest wait: a run that ended at once would free the
+    // lowest-id workstation again before the next submit, and every run would land on it.
     for (let i = 0; i < 40; i++) {
       const marker = `rr-${i}`;
       const { run } = await clients[i % clients.length]!.submitRun({
         runtime: 'fake',
-        command: ['sh', '-c', `echo ${marker}`],
+        command: ['sh', '-c', `sleep 3; echo ${marker}`],
       });
       runs.push({ run, marker });
     }
