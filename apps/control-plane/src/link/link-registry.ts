@@ -97,12 +97,29 @@ export class LinkRegistry {
 
   /**
    * Sends the offers held back while `link` was registering, except those of runs its
-   * registration already re-sent (`sent`): each run is offered once.
+   * registration already re-sent (`sent`): each run is offered once. Runs claimed on offer
+   * are sent only to the runner they were claimed for (`link.claimer`): a new runner on the
+   * workstation hands a predecessor's runs back through its own start-up (release-orphans),
+   * and dropping one claimed for this runner would leave it accepted, never started, until
+   * its lease ran out.
+   *
+   * @example
+   * links.flushHeld(link, new Set(registered.offered.map((r) => r.id)));
    */
   flushHeld(link: AgentLink, sent: Set<string>): void {
     const held = link.held ?? [];
     link.held = undefined;
-    for (const m of held) if (m.type === 'offer' && !sent.has(m.id)) this.send(link.workstationId, m);
+    for (const m of held) {
+      if (m.type === 'offer') {
+        if (!sent.has(m.id)) this.send(link.workstationId, m);
+      } else if (m.type === 'offer-claimed') {
+        const holder = link.claimer?.holder;
+        const runs = m.runs.filter(
+          (c) => !sent.has(c.run.id) && holder !== undefined && c.run.lease?.holder === holder,
+        );
+        if (runs.length > 0) this.send(link.workstationId, { type: 'offer-claimed', runs });
+      }
+    }
   }
 
   /**

@@ -465,12 +465,15 @@ export class LinkServer {
         if (registered.draining) sendText(link, JSON.stringify({ type: 'drain' }));
         // Offers and cancels the agent may have missed while it was away.
         for (const run of registered.offered) this.o.registry.send(ws, { type: 'offer', id: run.id, run });
-        // Offers a scheduling pass made while this registration was being written (not sent
-        // then: the link was not registered yet) and that its read did not see.
-        this.o.registry.flushHeld(link, new Set(registered.offered.map((r) => r.id)));
         // Runs claimed on offer for this same runner and not started: it may not have got them.
         if (registered.claimed.length > 0)
           this.o.registry.send(ws, { type: 'offer-claimed', runs: registered.claimed });
+        // Offers (plain or claimed) a scheduling pass made while this registration was being
+        // written (not sent then: the link was not registered yet) and that its reads did not see.
+        this.o.registry.flushHeld(
+          link,
+          new Set([...registered.offered.map((r) => r.id), ...registered.claimed.map((c) => c.run.id)]),
+        );
         for (const runId of registered.cancels) this.o.registry.send(ws, { type: 'cancel', run_id: runId });
         return;
       }
