@@ -7,6 +7,7 @@ import {
   LEASE_MS_DEFAULT,
   LEASE_MS_MAX,
   MIN_HELD_LEASE_MS,
+  isApiError,
   jitter,
   sleep,
   type AgentMessage,
@@ -383,10 +384,33 @@ export class Agent {
 
   /**
    * Gives a claimed, never started run back to the queue, fenced by its token (the hand-back
-   * of a run claimed on offer, issue 9): over the link as a `result` with `ok: false`, or, when
-   * the link is down, over HTTP as a release (which re-queues a run that never started).
+   * of a run claimed on offer, issue 9): the answered `hand-back` call (over the link when it is
+   * up and its control plane serves the op, else HTTP), retried like every fenced call, so a
+   * link that drops with it does not lose it (no attempt used). A control plane without the call
+   * (404 `not-found`) gets the older forms: a link `result` with `ok: false`, or a release over
+   * HTTP (which re-queues a never started run, using an attempt).
    */
   #handBack(runId: string, fencingToken: number): Promise<void> {
+    const going = this.#client
+      .handBackRun(runId, { fencing_token: fencingToken })
+      .then(
+        (a) =>
+          this.#log.info(
+            { run_id: runId, handed_back: a.handed_back },
+            a.handed_back ? 'handed back' : 'hand-back did not apply',
+          ),
+        (e: unknown) =>
+          isApiError(e, 'not-found')
+            ? this.#handBackOld(runId, fencingToken)
+            : this.#handBackFailed(runId, e),
+      )
+      .finally(() => this.#handingBack.delete(going));
+    this.#handingBack.add(going);
+    return going;
+  }
+
+  /** The hand-back for a control plane that predates the `hand-back` call. */
+  async #handBackOld(runId: string, fencingToken: number): Promise<void> {
     const message = {
       type: 'result',
       id: runId,
@@ -394,17 +418,15 @@ export class Agent {
       error: 'not taken',
       fencing_token: fencingToken,
     } as const;
-    if (this.#link?.send(message) === true) return Promise.resolve();
-    const going = this.#client
-      .releaseRun(runId, { fencing_token: fencingToken })
-      .then(
-        () => this.#log.info({ run_id: runId }, 'handed back (released over HTTP)'),
-        (e: unknown) =>
-          this.#log.warn({ run_id: runId, err: e }, 'handing the run back failed; its lease will run out'),
-      )
-      .finally(() => this.#handingBack.delete(going));
-    this.#handingBack.add(going);
-    return going;
+    if (this.#link?.send(message) === true) return;
+    await this.#client.releaseRun(runId, { fencing_token: fencingToken }).then(
+      () => this.#log.info({ run_id: runId }, 'handed back (released over HTTP)'),
+      (e: unknown) => this.#handBackFailed(runId, e),
+    );
+  }
+
+  #handBackFailed(runId: string, e: unknown): void {
+    this.#log.warn({ run_id: runId, err: e }, 'handing the run back failed; its lease will run out');
   }
 
   /** Answers over the link; a hand-back (a `result` with a token) goes over HTTP when the link is down. */

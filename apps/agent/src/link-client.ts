@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import WebSocket, { type RawData } from 'ws';
 import type { Logger } from 'pino';
 import {
+  BASE_LINK_OPS,
   backoffDelay,
   controlMessageSchema,
   corkForTurn,
@@ -133,6 +134,8 @@ export class LinkClient {
   readonly #pending = new Map<string, Pending>();
   /** The last request id: ids only need to be unique among this agent's requests in flight. */
   #lastId = 0;
+  /** The ops the current link's control plane listed in `registered` (none yet: only `BASE_LINK_OPS`). */
+  #ops: ReadonlySet<string> | undefined;
 
   constructor(private readonly opts: LinkClientOptions) {}
 
@@ -152,7 +155,8 @@ export class LinkClient {
   /**
    * Sends a fenced run call over the link and waits for its reply (see `link-requests.ts` in
    * `@runt/protocol`). Resolves `undefined` when the link is down or drops before the reply (the
-   * caller sends it over HTTP instead: every op is idempotent or fenced); rejects with a
+   * caller sends it over HTTP instead: every op is idempotent or fenced), and for an op beyond
+   * `BASE_LINK_OPS` that the link's control plane did not list in `registered`; rejects with a
    * `TransportError('timeout')` after `timeoutMs`, or with `signal`'s reason.
    *
    * @example
@@ -167,6 +171,8 @@ export class LinkClient {
   ): Promise<ControlReplyMessage | undefined> {
     const ws = this.#ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.resolve(undefined);
+    // An op this control plane did not list would close the link: HTTP instead.
+    if (!BASE_LINK_OPS.has(op) && !this.#ops?.has(op)) return Promise.resolve(undefined);
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     const id = String(++this.#lastId);
     return new Promise<ControlReplyMessage | undefined>((resolve, reject) => {
@@ -293,6 +299,7 @@ export class LinkClient {
       });
       this.#ws = ws;
       this.#raw = undefined;
+      this.#ops = undefined;
       let alive = true;
       let pinger: NodeJS.Timeout | undefined;
       const onAbort = () => ws.close(1000, 'agent stopping');
@@ -354,6 +361,7 @@ export class LinkClient {
             'link: an unknown or invalid message; ignored',
           );
         if (parsed.data.type === 'reply') return this.#pending.get(parsed.data.id)?.resolve(parsed.data);
+        if (parsed.data.type === 'registered' && this.#ws === ws) this.#ops = new Set(parsed.data.ops ?? []);
         this.opts.onMessage(parsed.data);
       });
       ws.on('error', (e) => {

@@ -214,3 +214,66 @@ describe('LinkClient: localAddress and handshakeTimeoutMs', () => {
     }
   });
 });
+
+// Ops beyond the base set go over the link only to a control plane that lists them in
+// `registered`: an older one closes a link that sends an op it does not know.
+describe('LinkClient: link ops the control plane serves', () => {
+  const stops: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop(); // links before their servers
+  });
+
+  /** A real `ws` server that answers `register` (listing `ops` when given) and every request with 200. */
+  async function answering(ops: string[] | undefined): Promise<{ url: string; requests: string[] }> {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    const requests: string[] = [];
+    wss.on('connection', (ws) =>
+      ws.on('message', (d) => {
+        const m = JSON.parse((d as Buffer).toString('utf8')) as { type: string; id?: string; op?: string };
+        if (m.type === 'register')
+          ws.send(JSON.stringify({ type: 'registered', workstation_id: 'ws_1', ...(ops ? { ops } : {}) }));
+        if (m.type === 'request') {
+          requests.push(m.op!);
+          ws.send(JSON.stringify({ type: 'reply', id: m.id, status: 200, result: { handed_back: true } }));
+        }
+      }),
+    );
+    await new Promise((r) => wss.once('listening', r));
+    stops.push(() => new Promise((r) => wss.close(() => r(undefined))));
+    return { url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`, requests };
+  }
+
+  async function linked(url: string): Promise<LinkClient> {
+    let registered = false;
+    const link = client(url, {
+      startJitterMs: 0,
+      onMessage: (m) => (registered ||= m.type === 'registered'),
+    });
+    const ac = new AbortController();
+    const running = link.run(ac.signal);
+    stops.push(async () => {
+      ac.abort();
+      await running;
+    });
+    await eventually(() => registered, 'registered');
+    return link;
+  }
+
+  it('sends hand-back over the link only when registered listed it; base ops always', async () => {
+    const old = await answering(undefined);
+    const oldLink = await linked(old.url);
+    expect(await oldLink.request('hand-back', 'run_1', { fencing_token: 1 }, 5_000)).toBeUndefined();
+    expect(await oldLink.request('release', 'run_1', { fencing_token: 1 }, 5_000)).toMatchObject({
+      status: 200,
+    });
+    expect(old.requests).toEqual(['release']);
+
+    const current = await answering(['claim', 'release', 'hand-back']);
+    const link = await linked(current.url);
+    expect(await link.request('hand-back', 'run_1', { fencing_token: 1 }, 5_000)).toMatchObject({
+      status: 200,
+      result: { handed_back: true },
+    });
+    expect(current.requests).toEqual(['hand-back']);
+  });
+});

@@ -248,6 +248,15 @@ export const OPERATIONS: Operation[] = [
     response: p.okResponseSchema,
   },
   {
+    id: 'handBackRun',
+    method: 'post',
+    path: '/api/runs/{id}/hand-back',
+    summary: 'Hand back a run claimed on offer and never started: queued again, no attempt used (fenced)',
+    auth: 'workstation',
+    body: p.handBackRunRequestSchema,
+    response: p.handBackRunResponseSchema,
+  },
+  {
     id: 'ackCommand',
     method: 'post',
     path: '/api/commands/{id}/ack',

@@ -169,6 +169,53 @@ describe.each(TEST_BACKENDS)('fenced run calls over the agent link on %s', (back
     expect(agent.closed).toBeUndefined();
   });
 
+  it('hands back a never started run, answered, on either transport: queued again, no attempt used', async () => {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'link-hand-back', [runtime]);
+    await agent.connect({ max_runs: 4 });
+    // The control plane lists the ops beyond the base set it serves, so agents may send them.
+    expect((await agent.waitFor('registered')).ops).toContain('hand-back');
+    const a = (await admin.submitRun({ runtime, command: ['true'] })).run;
+    const b = (await admin.submitRun({ runtime, command: ['true'] })).run;
+    await agent.waitFor('offer', (m) => m.run.id === a.id);
+    await agent.waitFor('offer', (m) => m.run.id === b.id);
+    const claim = async (id: string) =>
+      (
+        (await request(agent, 'claim', id, { runner_id: 'r1', lease_ms: 30_000 })).result as {
+          fencing_token: number;
+        }
+      ).fencing_token;
+    const aToken = await claim(a.id);
+    const bToken = await claim(b.id);
+
+    const before = agent.messages.length;
+    expect(await request(agent, 'hand-back', a.id, { fencing_token: aToken })).toMatchObject({
+      status: 200,
+      result: { handed_back: true },
+    });
+    expect(await http(h, agent, `/api/runs/${b.id}/hand-back`, { fencing_token: bToken })).toEqual({
+      status: 200,
+      body: { handed_back: true },
+    });
+    for (const id of [a.id, b.id]) {
+      await eventually(
+        () => agent.messages.slice(before).some((m: ControlMessage) => m.type === 'offer' && m.run.id === id),
+        'the handed back run offered again',
+      );
+      expect((await admin.getRun(id)).run.attempt).toBe(1);
+    }
+    // Asked again (its answer was lost with a link): nothing to do, said so, on both transports.
+    expect(await request(agent, 'hand-back', a.id, { fencing_token: aToken })).toMatchObject({
+      status: 200,
+      result: { handed_back: false },
+    });
+    expect(await http(h, agent, `/api/runs/${b.id}/hand-back`, { fencing_token: bToken })).toEqual({
+      status: 200,
+      body: { handed_back: false },
+    });
+    expect(agent.closed).toBeUndefined();
+  });
+
   it('never throttles a busy agent’s requests (budget by slots), and still closes a flooding one', async () => {
     const runtime = uniqueRuntime();
     const busy = await pairAgent(h, 'busy', [runtime]);

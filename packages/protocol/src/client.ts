@@ -22,6 +22,7 @@ import {
   bundleResponseSchema,
   claimRunResponseSchema,
   commandResponseSchema,
+  handBackRunResponseSchema,
   heartbeatRunResponseSchema,
   listCommandsResponseSchema,
   listEventsResponseSchema,
@@ -250,6 +251,23 @@ export class ControlPlaneClient {
 
   releaseRun(runId: string, body: { fencing_token: number }) {
     return this.call('post', `api/runs/${encodeURIComponent(runId)}/release`, okResponseSchema, body);
+  }
+
+  /**
+   * Hands back a run claimed on offer that this agent will not start: queued again, no attempt
+   * used, fenced by its token (`handed_back: false` when it did not apply). Control planes
+   * before it answer 404 `not-found`.
+   *
+   * @example
+   * const { handed_back } = await client.handBackRun('run_1', { fencing_token: 3 });
+   */
+  handBackRun(runId: string, body: { fencing_token: number }) {
+    return this.call(
+      'post',
+      `api/runs/${encodeURIComponent(runId)}/hand-back`,
+      handBackRunResponseSchema,
+      body,
+    );
   }
 
   appendEvents(runId: string, body: { fencing_token: number; events: RunEventInput[] }) {

@@ -51,6 +51,7 @@ export {
 } from './log-payload.js';
 export {
   LINK_OPS,
+  BASE_LINK_OPS,
   linkOpSchema,
   linkRequestOf,
   agentRequestMessageSchema,

@@ -20,7 +20,7 @@ describe('linkRequestOf', () => {
       target: 'run_1',
       body,
     });
-    for (const action of ['heartbeat', 'events', 'status', 'release'])
+    for (const action of ['heartbeat', 'events', 'status', 'release', 'hand-back'])
       expect(linkRequestOf({ method: 'POST', path: `api/runs/r%2Fx/${action}`, json: body })).toEqual({
         op: action,
         target: 'r/x',

@@ -16,9 +16,26 @@ export const LINK_OPS = {
   release: { resource: 'runs', action: 'release' },
   'command-ack': { resource: 'commands', action: 'ack' },
   'command-status': { resource: 'commands', action: 'status' },
+  'hand-back': { resource: 'runs', action: 'hand-back' },
 } as const;
 export type LinkOp = keyof typeof LINK_OPS;
 export const linkOpSchema = z.enum(Object.keys(LINK_OPS) as [LinkOp, ...LinkOp[]]);
+
+/**
+ * The ops every control plane with link requests serves. A control plane closes a link that
+ * sends an op it does not know, so an agent sends any other op over the link only when the
+ * link's `registered` message lists it in `ops` (older control planes send no list: those ops
+ * go over HTTP).
+ */
+export const BASE_LINK_OPS: ReadonlySet<LinkOp> = new Set<LinkOp>([
+  'claim',
+  'heartbeat',
+  'events',
+  'status',
+  'release',
+  'command-ack',
+  'command-status',
+]);
 
 /**
  * A request from the agent over its link: `id` (unique among its requests in flight) comes back
@@ -53,7 +70,7 @@ export type ControlReplyMessage = z.infer<typeof controlReplyMessageSchema>;
 const OP_BY_PATH = new Map<string, LinkOp>(
   Object.entries(LINK_OPS).map(([op, d]) => [`${d.resource}/${d.action}`, op as LinkOp]),
 );
-const LINK_PATH = /^api\/(runs|commands)\/([^/]+)\/([a-z]+)$/;
+const LINK_PATH = /^api\/(runs|commands)\/([^/]+)\/([a-z-]+)$/;
 
 /**
  * The link op an HTTP request stands for (`POST api/runs/run_1/status` → `status` on `run_1`),

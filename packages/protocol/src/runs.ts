@@ -296,6 +296,10 @@ export const heartbeatRunRequestSchema = z.object({
 export const heartbeatRunResponseSchema = z.object({ expires_at: z.string(), cancel_requested: z.boolean() });
 export const okResponseSchema = z.object({ ok: z.literal(true) });
 export const releaseRunRequestSchema = z.object({ fencing_token: z.number().int() });
+/** Hand back a run claimed on offer that the agent will not start, fenced by the token it came with. */
+export const handBackRunRequestSchema = z.object({ fencing_token: z.number().int() });
+/** `handed_back: false`: it did not apply (already handed back, started, or no longer this token's). */
+export const handBackRunResponseSchema = z.object({ handed_back: z.boolean() });
 
 // ---- events ------------------------------------------------------------------------------
 
@@ -429,6 +433,7 @@ export const LINK_OP_REQUEST_SCHEMAS = {
   release: releaseRunRequestSchema,
   'command-ack': ackCommandRequestSchema,
   'command-status': commandStatusRequestSchema,
+  'hand-back': handBackRunRequestSchema,
 } as const satisfies Record<LinkOp, z.ZodType>;
 
 export const agentRegisterMessageSchema = z.object({
@@ -440,8 +445,8 @@ export const agentRegisterMessageSchema = z.object({
   running_run_ids: z.array(z.string()).max(10_000),
   /**
    * Claim on offer (issue 9): this agent takes offers already claimed for its runner with this
-   * lease length (`offer-claimed`), and hands back with `result {ok:false, fencing_token}` what
-   * it will not start. Without it the control plane sends plain `offer`s.
+   * lease length (`offer-claimed`), and hands back with `result {ok:false, fencing_token}` (or the
+   * answered `hand-back` op) what it will not start. Without it the control plane sends plain `offer`s.
    */
   claim_on_offer: z.object({ runner_id: z.string().min(1).max(200), lease_ms: leaseMsSchema }).optional(),
 });
@@ -467,7 +472,12 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
 export const controlMessageSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('registered'), workstation_id: z.string() }),
+  z.object({
+    type: z.literal('registered'),
+    workstation_id: z.string(),
+    /** The link ops this control plane serves (beyond `BASE_LINK_OPS`, send only those listed). */
+    ops: z.array(z.string().max(64)).max(64).optional(),
+  }),
   z.object({ type: z.literal('offer'), id: z.string(), run: runSchema }),
   /**
    * Claim on offer (to agents that asked for it in `register`): runs placed on this workstation

@@ -10,6 +10,7 @@ import {
   jsonTextIsSafe,
   LINK_CLOSE_CODES,
   LINK_OP_REQUEST_SCHEMAS,
+  LINK_OPS,
   type AgentMessage,
   type AgentRequestMessage,
   type ControlReplyMessage,
@@ -104,6 +105,8 @@ export const LINK_OPENING_MAX_MS = 10_000;
 export const AGENT_LINK_PATH = '/api/agent/link';
 
 const BEARER = /^Bearer +([^\s]+) *$/i;
+/** Every link op this control plane serves, told to the agent in `registered` (ops beyond `BASE_LINK_OPS` are sent only when listed). */
+const SERVED_OPS = Object.keys(LINK_OPS);
 
 /**
  * The agent link: WebSockets upgraded straight from the Node server's `upgrade` event with
@@ -453,7 +456,7 @@ export class LinkServer {
         link.registered = true;
         link.claimer = claimer;
         this.resize(link, msg.workstation.max_runs ?? msg.workstation.cpu_count);
-        sendText(link, JSON.stringify({ type: 'registered', workstation_id: ws }));
+        sendText(link, JSON.stringify({ type: 'registered', workstation_id: ws, ops: SERVED_OPS }));
         // The first `register` of the link ends its share of `opening` (and counts for the pace).
         const opened = this.opened.get(link);
         if (opened) {

@@ -6,6 +6,7 @@ import {
   heartbeatRunRequestSchema,
   listRunsQuerySchema,
   releaseRunRequestSchema,
+  handBackRunRequestSchema,
   reportRunStatusRequestSchema,
 } from '@runt/protocol';
 import { readJson, readQuery } from '../body.js';
@@ -67,5 +68,9 @@ export function agentRunRoutes(deps: AgentRunRouteDeps) {
     .post('/runs/:id/release', workstation, async (c) => {
       const body = await readJson(c, releaseRunRequestSchema, limit);
       return c.json(await ops.release(workstationOf(c), c.req.param('id'), body));
+    })
+    .post('/runs/:id/hand-back', workstation, async (c) => {
+      const body = await readJson(c, handBackRunRequestSchema, limit);
+      return c.json(await ops['hand-back'](workstationOf(c), c.req.param('id'), body));
     });
 }

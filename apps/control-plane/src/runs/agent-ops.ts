@@ -10,7 +10,7 @@ export type AgentOps = {
 };
 
 /**
- * The agent's fenced calls (claim, renew, events, status, release, command ack/status) as both
+ * The agent's fenced calls (claim, renew, events, status, release, hand-back, command ack/status) as both
  * transports answer them: the HTTP routes (`routes/agent-runs.ts`, `routes/commands.ts`) and
  * the link (`link/link-server.ts`) call these, so an answer and a refusal (`RunError` → the
  * same `{code,message,details}` and status through `errors.ts`) cannot differ by transport.
@@ -37,6 +37,9 @@ export function agentOps(lifecycle: RunLifecycle): AgentOps {
       await lifecycle.release(ws, runId, b.fencing_token);
       return { ok: true as const };
     },
+    'hand-back': async (ws, runId, b) => ({
+      handed_back: await lifecycle.handBack(ws, runId, b.fencing_token),
+    }),
     'command-ack': async (ws, commandId, b) => ({
       command: await lifecycle.ackCommand(ws, commandId, b.fencing_token),
     }),
