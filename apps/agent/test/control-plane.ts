@@ -1,10 +1,11 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { loadConfig, startControlPlane, type RunningControlPlane } from '@runt/control-plane';
 import { Agent, type AgentOptions } from '../src/agent.js';
+import type { RunState } from '../src/run-state-store.js';
 import { ControlPlaneClient, type ClaimRunResponse, type Run, type SubmitRunRequest } from '@runt/protocol';
 import { eventually } from '@runt/protocol/testing';
 import type { SqlBackend } from '@runt/sql';
@@ -194,3 +195,38 @@ export function testAgent(
 }
 
 export type { Run };
+
+/**
+ * A fresh agent state dir (`<dir>/agent` made 0700, as the agent makes it), for tests that
+ * write a predecessor's journal or runner list into it before an agent starts there.
+ */
+export function agentStateDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  mkdirSync(join(dir, 'agent'), { recursive: true, mode: 0o700 });
+  return dir;
+}
+
+/**
+ * The journal record of a run `claim`ed for `runnerId` that an agent saved (no output yet,
+ * not ready, no command seen); `over` changes any field (an instance id, another token).
+ *
+ * @example
+ * await store.save(journaledState(claim, dead, { instance_id: inst.id }));
+ */
+export function journaledState(
+  claim: ClaimRunResponse,
+  runnerId: string,
+  over: Partial<RunState> = {},
+): RunState {
+  return {
+    run_id: claim.run.id,
+    runtime: 'fake',
+    runner_id: runnerId,
+    fencing_token: claim.fencing_token,
+    next_seq: claim.next_event_seq,
+    log_chars: { stdout: 0, stderr: 0 },
+    ready: false,
+    command_seq: 0,
+    ...over,
+  };
+}

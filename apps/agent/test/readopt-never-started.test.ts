@@ -1,5 +1,3 @@
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LeaseClient } from '@runt/leases';
@@ -11,7 +9,9 @@ import { RunExecution } from '../src/run-execution.js';
 import { RUN_ID_LABEL, WORKSTATION_LABEL } from '../src/run-prepare.js';
 import { RunStateStore } from '../src/run-state-store.js';
 import {
+  agentStateDir,
   eventually,
+  journaledState,
   startTestControlPlane,
   testLogger,
   testAgent,
@@ -26,34 +26,32 @@ afterAll(async () => {
   await h?.close();
 });
 
+/**
+ * What an agent killed -9 between create and start leaves: a run claimed for its runner (`dead`)
+ * and a fake-runtime instance of it, created and never started, in a fresh state dir.
+ */
+async function neverStartedInstance(runner: string) {
+  const dir = agentStateDir('runt-never-started-');
+  const dead = `${h.workstationId}/${runner}`;
+  const claim = await h.claimRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'exit 0'] }, dead);
+  const runtime = createFakeRuntime();
+  const first = await runtime.create({
+    name: `runt-${claim.run.id}-1`,
+    command: ['/bin/sh', '-c', 'exit 0'],
+    labels: { [RUN_ID_LABEL]: claim.run.id, [WORKSTATION_LABEL]: h.workstationId },
+  });
+  return { dir, dead, claim, runtime, first };
+}
+
 // Chaos (issue 8): an agent killed -9 between creating a run's instance and starting it left the
 // next agent a journaled instance still `created`; re-adopted, its wait ended `not-started`
 // after the adapter's start grace, and the run was failed `internal` — 5 of 1,000 runs — though
 // its workload never ran and it had attempts left. It goes back to the queue instead.
 describe('a re-adopted instance that was never started', () => {
   it('is handed back and runs again, never failed internal; its first instance never starts', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'runt-never-started-'));
-    mkdirSync(join(dir, 'agent'), { recursive: true, mode: 0o700 });
-    const dead = `${h.workstationId}/dead0002`;
-    const claim = await h.claimRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'exit 0'] }, dead);
-    const runtime = createFakeRuntime();
-    const first = await runtime.create({
-      name: `runt-${claim.run.id}-1`,
-      command: ['/bin/sh', '-c', 'exit 0'],
-      labels: { [RUN_ID_LABEL]: claim.run.id, [WORKSTATION_LABEL]: h.workstationId },
-    });
+    const { dir, dead, claim, runtime, first } = await neverStartedInstance('dead0002');
     const store = new RunStateStore(join(dir, 'agent', 'journal'));
-    await store.save({
-      run_id: claim.run.id,
-      runtime: 'fake',
-      runner_id: dead,
-      fencing_token: claim.fencing_token,
-      next_seq: claim.next_event_seq,
-      log_chars: { stdout: 0, stderr: 0 },
-      ready: false,
-      command_seq: 0,
-      instance_id: first.id,
-    });
+    await store.save(journaledState(claim, dead, { instance_id: first.id }));
     await store.close();
 
     const started: string[] = [];
@@ -110,16 +108,7 @@ describe('a re-adopted instance that was never started', () => {
   // that run was failed `internal` ("the workload disappeared while the agent was down"),
   // though its workload never ran — the chaos runs' unexplained `failed/internal` shape.
   it('stays re-queueable when the agent that hands it back dies before the hand-back is applied', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'runt-never-started-'));
-    mkdirSync(join(dir, 'agent'), { recursive: true, mode: 0o700 });
-    const dead = `${h.workstationId}/dead0005`;
-    const claim = await h.claimRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'exit 0'] }, dead);
-    const runtime = createFakeRuntime();
-    const first = await runtime.create({
-      name: `runt-${claim.run.id}-1`,
-      command: ['/bin/sh', '-c', 'exit 0'],
-      labels: { [RUN_ID_LABEL]: claim.run.id, [WORKSTATION_LABEL]: h.workstationId },
-    });
+    const { dir, dead, claim, runtime, first } = await neverStartedInstance('dead0005');
     const file = join(dir, 'agent', 'journal');
     // The journal of an agent killed -9 right after removing the instance: its last records
     // are durable, the removal of this run never is.
@@ -129,17 +118,7 @@ describe('a re-adopted instance that was never started', () => {
       }
     }
     const store = new KilledBeforeForgetting(file);
-    const state = {
-      run_id: claim.run.id,
-      runtime: 'fake',
-      runner_id: dead,
-      fencing_token: claim.fencing_token,
-      next_seq: claim.next_event_seq,
-      log_chars: { stdout: 0, stderr: 0 },
-      ready: false,
-      command_seq: 0,
-      instance_id: first.id,
-    };
+    const state = journaledState(claim, dead, { instance_id: first.id });
     await store.save(state);
     const handedBack: string[] = [];
     const exec = RunExecution.adopt(

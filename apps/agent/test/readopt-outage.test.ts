@@ -8,7 +8,13 @@ import { readoptRuns, type ConfirmedLease } from '../src/readopt-runs.js';
 import { releaseOrphans } from '../src/release-orphans.js';
 import { RUN_ID_LABEL, WORKSTATION_LABEL } from '../src/run-prepare.js';
 import { RunStateStore, type RunState } from '../src/run-state-store.js';
-import { eventually, pairWorkstation, restartableControlPlane, testLogger } from './control-plane.js';
+import {
+  eventually,
+  journaledState,
+  pairWorkstation,
+  restartableControlPlane,
+  testLogger,
+} from './control-plane.js';
 
 // Chaos (issue 8, PGlite c200 and c800; Postgres c614): an agent killed -9 came back, registered,
 // and then the control plane was killed and restarted. Its re-adoption heartbeat failed to
@@ -52,17 +58,7 @@ describe('a restarted agent whose control plane is down when it first asks', () 
     const dir = join(root, 'agent');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const store = new RunStateStore(join(dir, 'journal'));
-    const state: RunState = {
-      run_id: live.run.id,
-      runtime: 'fake',
-      runner_id: dead,
-      fencing_token: live.fencing_token,
-      next_seq: live.next_event_seq,
-      log_chars: { stdout: 0, stderr: 0 },
-      ready: true,
-      command_seq: 0,
-      instance_id: inst.id,
-    };
+    const state = journaledState(live, dead, { ready: true, instance_id: inst.id });
     await store.save(state);
 
     // The control plane goes down (killed) and is back 4 s later on the same data and port.

@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RuntimeRegistry, type Runtime } from '@runt/runtime-spi';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
@@ -7,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordRunner } from '../src/runner-history.js';
 import { RunStateStore } from '../src/run-state-store.js';
 import {
+  agentStateDir,
   eventually,
+  journaledState,
   startTestControlPlane,
   testLogger,
   testAgent,
@@ -50,8 +51,7 @@ function countingRegistry() {
 
 describe('a restarted agent hands back the runs its dead predecessor held but never started (issue 8, chaos)', () => {
   it('releases (re-queues) an accepted run leased to a previous runner of this state dir that its journal never held; leaves other runners’ runs alone', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'runt-orphans-'));
-    mkdirSync(join(dir, 'agent'), { recursive: true, mode: 0o700 });
+    const dir = agentStateDir('runt-orphans-');
     // The agent before this one on this state dir: its runner id recorded, then killed -9 with a
     // run claimed for it on offer that it never took (not in its journal).
     const dead = `${h.workstationId}/dead0001`;
@@ -62,16 +62,8 @@ describe('a restarted agent hands back the runs its dead predecessor held but ne
     // A run the predecessor's journal did hold: re-adoption's, not this hand-back's.
     const journaled = await h.claimRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'exit 0'] }, dead);
     const store = new RunStateStore(join(dir, 'agent', 'journal'));
-    await store.save({
-      run_id: journaled.run.id,
-      runtime: 'fake',
-      runner_id: dead,
-      fencing_token: journaled.fencing_token + 7, // not its lease's: re-adoption leaves it alone
-      next_seq: journaled.next_event_seq,
-      log_chars: { stdout: 0, stderr: 0 },
-      ready: false,
-      command_seq: 0,
-    });
+    // Not its lease's token: re-adoption leaves it alone.
+    await store.save(journaledState(journaled, dead, { fencing_token: journaled.fencing_token + 7 }));
     await store.close();
 
     const { registry, starts } = countingRegistry();
