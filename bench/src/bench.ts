@@ -17,6 +17,7 @@
 //                               (default: the same as on Postgres)
 //   BENCH_BACKENDS=postgres,pglite   BENCH_SYSTEMS=raw,graphile,pgboss,runt,links
 //   BENCH_MODES=drain,paced     (drain = drain and burst)
+//   BENCH_RUNT_PHASES=drain     runt's phases alone (drain, burst, paced; default: those of BENCH_MODES)
 //   BENCH_CPU_PROF=DIR          --cpu-prof of the control plane and of one agent into DIR
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,6 +46,10 @@ const sized = (backend: 'postgres' | 'pglite', name: string, value: number) =>
 const CPU_PROF = process.env.BENCH_CPU_PROF;
 const MODES = env('BENCH_MODES', 'drain,paced').split(',');
 const TIMEOUT_MS = Number(env('BENCH_TIMEOUT_MS', '900000', '180000'));
+/** runt's phases: those of BENCH_MODES (drain = drain and burst), or BENCH_RUNT_PHASES (e.g. `drain` alone). */
+const RUNT_PHASES = process.env.BENCH_RUNT_PHASES
+  ? process.env.BENCH_RUNT_PHASES.split(',')
+  : MODES.flatMap((m) => (m === 'drain' ? ['drain', 'burst'] : [m]));
 
 const PEER_LABEL: Record<string, string> = {
   raw: 'raw SKIP LOCKED (4 conns, unbatched)',
@@ -88,7 +93,7 @@ function describeRunt(m: RuntMeasurement): string {
       ? `submit→accepted p50 ${f(m.acceptedP50)} ms p99 ${f(m.acceptedP99)} ms at ${m.rate}/s`
       : `${f(m.runsPerSecond, 0).padStart(6)} runs/s`) +
     `  ${m.finished}/${m.runs} in ${f(m.seconds, 2)} s  cpu/run ${f(c.total, 2)} ms (cp ${f(c.controlPlane, 2)}, agents ${f(c.agents, 2)}, db ${f(c.database, 2)})` +
-    `  per run: http ${f(p.http, 2)} (agents ${f(p.agentHttp, 2)}), link msgs ${f(p.linkMessages, 2)} (requests ${f(p.linkRequests, 2)}), sql ${f(p.sql, 2)}, offers ${f(p.offers, 2)} (messages ${f(p.offerMessages, 2)}), requeues ${f(p.requeues, 2)}` +
+    `  per run: http ${f(p.http, 2)} (agents ${f(p.agentHttp, 2)}), link msgs ${f(p.linkMessages, 2)} (requests ${f(p.linkRequests, 2)}), sql ${f(p.sql, 2)} (round trips ${f(p.sqlRoundTrips, 2)}), cp write syscalls ${f(p.cpWrites, 2)}, offers ${f(p.offers, 2)} (messages ${f(p.offerMessages, 2)}), requeues ${f(p.requeues, 2)}` +
     (m.submitSeconds !== undefined ? `  (backlog submitted in ${f(m.submitSeconds, 1)} s)` : '') +
     `  load ${m.load}\n${' '.repeat(15)}sql per run: ${m.sqlMix.join('; ')}`
   );
@@ -107,7 +112,7 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
     console.log(
       `${backend.padEnd(8)} runt: control plane + ${AGENTS} agent processes up and linked in ${((Date.now() - t0) / 1000).toFixed(1)} s, load ${loadAverage()}`,
     );
-    for (const phase of MODES.flatMap((m) => (m === 'drain' ? ['drain', 'burst'] : [m]))) {
+    for (const phase of RUNT_PHASES) {
       const m =
         phase === 'drain'
           ? await system.drain(sized(backend, 'BENCH_RUNS', RUNS), TIMEOUT_MS)

@@ -2,12 +2,13 @@
 // `runt-control-plane`, on the database the bench names, with two bench-only meters around it:
 // every SQL statement through its Database (BEGIN/COMMIT of a transaction count as two) and
 // every link message its WebSockets send or receive. Config in BENCH_CP (JSON); reports over IPC.
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { loadConfig, startControlPlane } from '@runt/control-plane';
-import { openPglite, openPostgres, type Database, type Queryable } from '@runt/sql';
+import { countStatements, openPglite, openPostgres, type Database, type Queryable } from '@runt/sql';
 import { mintToken } from '@runt/transport-auth';
 
 export interface CpHostConfig {
@@ -26,6 +27,11 @@ export interface CpHostConfig {
 /** What the meters counted since the process started. */
 export interface CpCounts {
   statements: number;
+  /**
+   * Round trips to the database (`countStatements`): as `statements`, less each `BEGIN` that
+   * rode with its transaction's first statement and each statement sent with a `COMMIT`.
+   */
+  roundTrips: number;
   transactions: number;
   linkSent: number;
   linkReceived: number;
@@ -39,9 +45,23 @@ export type CpHostRequest =
   | { type: 'counts' }
   | { type: 'query'; sql: string; params?: unknown[] }
   /** After a full GC when the process runs with --expose-gc: its `process.memoryUsage()`. */
-  | { type: 'memory' };
+  | { type: 'memory' }
+  /**
+   * A CPU profile of one window (a phase): `start` begins it, `stop` writes it to `file`
+   * (`.cpuprofile`), so a phase's profile holds only that phase (not start-up, not the submits
+   * of a drain's backlog).
+   */
+  | { type: 'profile'; action: 'start' }
+  | { type: 'profile'; action: 'stop'; file: string };
 
-const counts: CpCounts = { statements: 0, transactions: 0, linkSent: 0, linkReceived: 0, byStatement: {} };
+const counts: CpCounts = {
+  statements: 0,
+  roundTrips: 0,
+  transactions: 0,
+  linkSent: 0,
+  linkReceived: 0,
+  byStatement: {},
+};
 
 /** The SQL mix's key of a statement text (first words), computed once per distinct text. */
 const keys = new Map<string, string>();
@@ -118,6 +138,25 @@ function countLinkMessages(): void {
   };
 }
 
+let profiler: Session | undefined;
+
+/** Starts or stops (writing it out) the in-process CPU profile of a window. */
+async function profileWindow(m: Extract<CpHostRequest, { type: 'profile' }>): Promise<void> {
+  if (m.action === 'start') {
+    profiler ??= new Session();
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.setSamplingInterval', { interval: 1000 });
+    await profiler.post('Profiler.start');
+    return;
+  }
+  if (!profiler) throw new Error('no profile started');
+  const { profile } = await profiler.post('Profiler.stop');
+  profiler.disconnect();
+  profiler = undefined;
+  writeFileSync(m.file, JSON.stringify(profile));
+}
+
 const imported = performance.now();
 
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -144,7 +183,7 @@ async function main(): Promise<void> {
       },
     ),
     {
-      db: counting(raw),
+      db: counting(countStatements(raw, (n) => (counts.roundTrips += n.roundTrips))),
       logDestination: c.logFile
         ? createWriteStream(c.logFile, { flags: 'a' })
         : new Writable({ write: (_c, _e, cb) => cb() }),
@@ -155,6 +194,11 @@ async function main(): Promise<void> {
       const eventLoop = { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 };
       loopDelay.reset();
       process.send!({ id: m.id, counts: { ...counts, eventLoop } });
+    } else if (m.type === 'profile') {
+      profileWindow(m).then(
+        () => process.send!({ id: m.id, rows: [] }),
+        (e: unknown) => process.send!({ id: m.id, error: e instanceof Error ? e.message : String(e) }),
+      );
     } else if (m.type === 'memory') {
       (globalThis as { gc?: () => void }).gc?.();
       process.send!({ id: m.id, memory: process.memoryUsage() });

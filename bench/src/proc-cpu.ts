@@ -17,6 +17,16 @@ export function processCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
+/** Write syscalls a process made so far (`syscw` of /proc/<pid>/io; a socket `write` or `writev` is one); 0 if it is gone. */
+export function processWrites(pid: number): number {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return Number(/^syscw: (\d+)$/m.exec(io)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
 /** When a process started (clock ticks since boot), to tell it from a later one with the same pid. */
 export function processStartTime(pid: number): number | undefined {
   try {

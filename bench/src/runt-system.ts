@@ -7,7 +7,7 @@ import { redeemPairingCode } from '@runt/pairing';
 import { ControlPlaneClient } from '@runt/protocol';
 import type { CpCounts, CpHostConfig, CpHostRequest } from './cp-host.js';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
-import { CpuMeter, processStartTime, processTree } from './proc-cpu.js';
+import { CpuMeter, processStartTime, processTree, processWrites } from './proc-cpu.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 
 export interface RuntSystemOptions {
@@ -16,7 +16,11 @@ export interface RuntSystemOptions {
   agents: number;
   /** Runs each agent takes at once (`--max-runs`). */
   maxRuns?: number;
-  /** Write a `--cpu-prof` profile of the control plane and of the first agent into this directory. */
+  /**
+   * Write a `--cpu-prof` profile of the control plane and of the first agent into this
+   * directory, and one of the control plane per phase (`control-plane-<backend>-<phase>`: the
+   * measured window only).
+   */
   cpuProfDir?: string;
 }
 
@@ -42,6 +46,10 @@ export interface RuntMeasurement {
     /** Fenced run calls answered over the link (`runt_cp_link_requests_total`), when counted. */
     linkRequests: number | undefined;
     sql: number;
+    /** Round trips to the database (a `BEGIN` riding with a statement, or a statement with a `COMMIT`, is none). */
+    sqlRoundTrips: number;
+    /** The control plane's write syscalls (`syscw` of /proc/<pid>/io: database and link sockets, one `writev` each). */
+    cpWrites: number;
     offers: number | undefined;
     /** Offer messages sent (`runt_cp_offer_messages_total`; several runs may share one), when counted. */
     offerMessages: number | undefined;
@@ -274,7 +282,16 @@ export class RuntSystem {
     const counts = (await this.ask({ type: 'counts' })).counts!;
     const metrics = await this.scrape();
     const [t] = await this.sql<{ t: string }>(`select now()::text as t`);
-    return { cpu, counts, metrics, dbStart: t!.t, load: loadAverage() };
+    // The phase's own profile of the control plane (beside the whole process's --cpu-prof).
+    if (this.o.cpuProfDir) await this.ask({ type: 'profile', action: 'start' });
+    return {
+      cpu,
+      counts,
+      metrics,
+      dbStart: t!.t,
+      load: loadAverage(),
+      cpWrites: processWrites(this.cp.pid!),
+    };
   }
 
   /** `from`: the window's start in ms since the epoch (database clock), or 'db' for the first run's created_at. */
@@ -299,6 +316,11 @@ export class RuntSystem {
     b.cpu.cp.sample([this.cp.pid!]);
     b.cpu.agents.sample(this.agentPids());
     if (this.db) b.cpu.db.sample(await this.db.backendPids());
+    if (this.o.cpuProfDir) {
+      const file = join(this.o.cpuProfDir, `control-plane-${this.o.backend}-${phase}.cpuprofile`);
+      const r = await this.ask({ type: 'profile', action: 'stop', file });
+      if (r.error) throw new Error(`profile of the ${phase} phase: ${r.error}`);
+    }
     const counts = (await this.ask({ type: 'counts' })).counts!;
     const metrics = await this.scrape();
     const delta = (k: keyof Scrape) => {
@@ -341,6 +363,8 @@ export class RuntSystem {
         linkMessages: per(counts.linkSent + counts.linkReceived - b.counts.linkSent - b.counts.linkReceived),
         linkRequests: perMaybe(delta('linkRequests')),
         sql: per(counts.statements - b.counts.statements),
+        sqlRoundTrips: per(counts.roundTrips - b.counts.roundTrips),
+        cpWrites: per(processWrites(this.cp.pid!) - b.cpWrites),
         offers: perMaybe(delta('offers')),
         offerMessages: perMaybe(delta('offerMessages')),
         requeues: perMaybe(delta('requeues')),

@@ -247,3 +247,70 @@ describe.each(TEST_BACKENDS)('a pass behind runs no free workstation can take, o
     expect(pages).toHaveLength(1);
   });
 });
+
+/**
+ * A page that takes the last free slot of every workstation with one ends the pass: the fleet is
+ * full, so the next page could place nothing. Before, a backlog longer than a page cost every
+ * pass that filled the fleet a second transaction (`BEGIN`, the lock, an empty page, `COMMIT`).
+ */
+describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await migratedDatabase(backend);
+    await addWorkstation(t.db, 'ws_fill', 'fill', 2);
+  });
+  afterAll(async () => t?.dispose());
+
+  it('reads one page, not a second, when that page filled every free slot', async () => {
+    await transitions.submitMany(
+      t.db,
+      Array.from({ length: 5 }, () => submitRunRequestSchema.parse({ runtime: 'fill', command: ['x'] })),
+    );
+    let transactions = 0;
+    const db = countStatements(t.db, (c) => (transactions += c.transactions));
+    const scheduler = new Scheduler({
+      db,
+      logger: pino({ level: 'silent' }),
+      signals: createRunSignals({
+        waiters: new EventWaiters(),
+        relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
+      }),
+      replicaId: 'cp',
+      tickMs: 60_000,
+      pageSize: 3, // a backlog (5) longer than a page
+    });
+    expect(await scheduler.pass()).toHaveLength(2);
+    expect(transactions).toBe(1);
+    const queued = await t.db.query<{ n: number }>(
+      `select count(*)::int as n from runs where status = 'queued'`,
+    );
+    expect(queued.rows[0]!.n).toBe(3);
+  });
+
+  // Claim on offer commits synchronously (the agent starts the run under the lease it gets):
+  // the setting goes with the COMMIT, not in a round trip of its own.
+  it('claims on offer in 3 round trips on Postgres: the synchronous commit rides with the COMMIT', async () => {
+    await t.db.query(`update runs set status = 'completed' where status <> 'queued'`);
+    await t.db.query(`delete from runs where status = 'queued'`);
+    const { run } = await transitions.submit(
+      t.db,
+      submitRunRequestSchema.parse({ runtime: 'fill', command: ['x'] }),
+    );
+    let roundTrips = 0;
+    const db = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
+    const scheduler = new Scheduler({
+      db,
+      logger: pino({ level: 'silent' }),
+      signals: createRunSignals({
+        waiters: new EventWaiters(),
+        relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
+      }),
+      replicaId: 'cp',
+      tickMs: 60_000,
+      claimers: () => ({ holder: 'ws_fill/r1', leaseMs: 30_000 }),
+    });
+    expect((await scheduler.pass()).map((r) => [r.id, r.status])).toEqual([[run.id, 'accepted']]);
+    // BEGIN + lock + page, the claim, the setting + COMMIT (PGlite: each its own, and BEGIN).
+    expect(roundTrips).toBe(backend === 'postgres' ? 3 : 5);
+  });
+});

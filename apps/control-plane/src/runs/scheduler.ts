@@ -77,7 +77,7 @@ const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropp
 // One statement for what a page places: up to `limit` queued runs after position `after`, oldest
 // first, of a runtime some workstation with a free slot offers (`f`: a run of any other runtime
 // cannot be placed now, so a queue of 10,000 such runs costs one index scan, not 50 pages;
-// whether `f` is empty is `any_free`, the fleet-saturated test), locked `for update skip locked`
+// whether `f` is empty is `any_free`, the fleet-saturated test, and its size `free_ws`), locked `for update skip locked`
 // (only the columns placement looks at; the offered rows
 // come back whole from the update), and the workstations with a free slot offering one of their
 // runtimes, locked `for update of w skip locked` — a scheduler never places onto a workstation
@@ -104,6 +104,7 @@ with f as materialized (
 select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued,
        (select coalesce(json_agg(c order by c.used_runs, c.id), '[]') from c) as cands,
        exists (select 1 from f) as any_free,
+       (select count(*) from f)::int as free_ws,
        ${ASYNC_COMMIT} as async_commit`;
 
 /**
@@ -219,8 +220,13 @@ export class Scheduler {
     for (;;) {
       const page = await this.o.db.transaction(async (tx) => {
         const placed = await this.placePage(tx, after);
-        // A claim on offer grants a lease the agent starts the run under: durable before it is sent.
-        if (placed.claimed.length > 0) await tx.query(`select ${SYNC_COMMIT}`);
+        // A claim on offer grants a lease the agent starts the run under: durable before it is
+        // sent. On Postgres the setting rides with the COMMIT (`atCommit`: no round trip of its
+        // own), which reads it.
+        if (placed.claimed.length > 0) {
+          if (tx.atCommit) tx.atCommit(`select ${SYNC_COMMIT}`);
+          else await tx.query(`select ${SYNC_COMMIT}`);
+        }
         const local = await this.o.signals.relay(
           tx,
           placed.offered.map((run) => ({
@@ -250,8 +256,9 @@ export class Scheduler {
         // so the pass stops early, and counts as saturated, only when the whole fleet has no free
         // slot.
         // (`anyFree`: whether any workstation at all, whatever its runtimes and labels, has a free
-        // slot, read by the page's own statement after the lock.)
-        const fleetFull = !placed.anyFree;
+        // slot, read by the page's own statement after the lock; `filled`: this page took the
+        // last free slot of every such workstation, so a next page would find none.)
+        const fleetFull = !placed.anyFree || placed.filled;
         const saturated = fleetFull;
         return { ...placed, done: placed.done || fleetFull, local, saturated, unopenable };
       });
@@ -289,10 +296,15 @@ export class Scheduler {
     exhausted: boolean;
     /** Some workstation, whatever its runtimes and labels, had a free slot when the page was read. */
     anyFree: boolean;
+    /**
+     * The page's candidates were every workstation with a free slot (`free_ws`), and it left
+     * none of them a free slot: the fleet is full now, no later page can place anything.
+     */
+    filled?: boolean;
   }> {
     const pageSize = this.o.pageSize ?? 200;
     const page = (
-      await tx.query<{ queued: RunRow[]; cands: Candidate[]; any_free: boolean }>(
+      await tx.query<{ queued: RunRow[]; cands: Candidate[]; any_free: boolean; free_ws: number }>(
         pageStatement(this.o.db.backend, after, pageSize),
       )
     ).rows[0]!;
@@ -353,6 +365,9 @@ export class Scheduler {
       full: full && picks.length < queued.rows.length,
       exhausted: full,
       anyFree,
+      // `c` ⊆ `f` (the same placeability, read by the same statement): as many means all of
+      // them (a candidate skipped as locked makes fewer, and the pass goes on as before).
+      filled: full && slots.length >= Number(page.free_ws),
     };
   }
 }
