@@ -93,6 +93,10 @@ const DROP_CODES = new Set<number>([LINK_CLOSE_CODES.shutdown, 1006, 1012]);
 interface Pending {
   resolve: (reply: ControlReplyMessage | undefined) => void;
   reject: (e: Error) => void;
+  /** performance.now() past which it fails with a timeout (the link's one deadline timer). */
+  deadline: number;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
 }
 
 interface AttemptResult {
@@ -136,6 +140,14 @@ export class LinkClient {
   #lastId = 0;
   /** The ops the current link's control plane listed in `registered` (none yet: only `BASE_LINK_OPS`). */
   #ops: ReadonlySet<string> | undefined;
+  /**
+   * One timer for every request's deadline, armed for the earliest (not one timer per request:
+   * issue 9, agent profile). A reply does not disarm it; when it fires it fails the requests
+   * past their deadlines and re-arms for the next one.
+   */
+  #deadlines: NodeJS.Timeout | undefined;
+  /** When `#deadlines` fires (performance.now()); Infinity when disarmed. */
+  #deadlinesAt = Infinity;
 
   constructor(private readonly opts: LinkClientOptions) {}
 
@@ -175,36 +187,60 @@ export class LinkClient {
     if (!BASE_LINK_OPS.has(op) && !this.#ops?.has(op)) return Promise.resolve(undefined);
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     const id = String(++this.#lastId);
+    const deadline = performance.now() + timeoutMs;
     return new Promise<ControlReplyMessage | undefined>((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.#pending.delete(id);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new TransportError('timeout', 'timed out'));
-      }, timeoutMs);
-      const onAbort = () => {
-        done();
-        reject(signal!.reason as Error);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(id, {
+      const pending: Pending = {
         resolve: (reply) => {
-          done();
+          this.#settled(id, pending);
           resolve(reply);
         },
         reject: (e) => {
-          done();
+          this.#settled(id, pending);
           reject(e);
         },
-      });
+        deadline,
+        signal,
+        onAbort: undefined,
+      };
+      if (signal) {
+        pending.onAbort = () => pending.reject(signal.reason as Error);
+        signal.addEventListener('abort', pending.onAbort, { once: true });
+      }
+      this.#pending.set(id, pending);
+      if (deadline < this.#deadlinesAt) this.#armDeadlines(deadline);
       this.#sendText(ws, JSON.stringify({ type: 'request', id, op, target, body }), (e) => {
         // Not sent (the socket is closing): HTTP instead.
         if (e) this.#pending.get(id)?.resolve(undefined);
       });
     });
+  }
+
+  /** A request is answered, failed or given up: it waits no more. */
+  #settled(id: string, p: Pending): void {
+    if (this.#pending.get(id) === p) this.#pending.delete(id);
+    if (p.onAbort) p.signal!.removeEventListener('abort', p.onAbort);
+  }
+
+  /** (Re)arms the deadline timer for `at` (performance.now()). */
+  #armDeadlines(at: number): void {
+    clearTimeout(this.#deadlines);
+    this.#deadlinesAt = at;
+    this.#deadlines = setTimeout(() => this.#expire(), Math.max(0, at - performance.now()));
+    // The socket keeps the process up while requests wait; a stale deadline must not.
+    this.#deadlines.unref();
+  }
+
+  /** Fails the requests past their deadlines, then re-arms for the earliest left. */
+  #expire(): void {
+    this.#deadlines = undefined;
+    this.#deadlinesAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const p of [...this.#pending.values()]) {
+      if (p.deadline <= now) p.reject(new TransportError('timeout', 'timed out'));
+      else if (p.deadline < next) next = p.deadline;
+    }
+    if (next < Infinity) this.#armDeadlines(next);
   }
 
   /**
@@ -354,6 +390,10 @@ export class LinkClient {
         } catch {
           return this.opts.logger.warn('link: a message that is not JSON; ignored');
         }
+        // Replies (two or more a run) are checked by hand, exactly as their schema would: their
+        // `result` is validated above the transport, by the call it answers (issue 9 profile).
+        const reply = replyOf(json);
+        if (reply) return this.#pending.get(reply.id)?.resolve(reply);
         const parsed = controlMessageSchema.safeParse(json);
         if (!parsed.success)
           return this.opts.logger.warn(
@@ -375,6 +415,33 @@ export class LinkClient {
       });
     });
   }
+}
+
+const isInt = (x: unknown): x is number => Number.isInteger(x);
+
+/**
+ * `json` as a valid `reply` message (what `controlReplyMessageSchema` accepts, unknown keys
+ * dropped as it drops them), or `undefined` when it is not one (any other type goes through the
+ * schema; an invalid reply too, to be logged as such).
+ */
+export function replyOf(json: unknown): ControlReplyMessage | undefined {
+  if (typeof json !== 'object' || json === null) return undefined;
+  const m = json as Record<string, unknown>;
+  if (m.type !== 'reply' || typeof m.id !== 'string') return undefined;
+  const { status, error, retry_after_s: retryAfter } = m;
+  if (!isInt(status) || status < 100 || status > 599) return undefined;
+  if (retryAfter !== undefined && !(isInt(retryAfter) && retryAfter >= 0)) return undefined;
+  const reply: ControlReplyMessage = { type: 'reply', id: m.id, status };
+  if (m.result !== undefined) reply.result = m.result;
+  if (error !== undefined) {
+    if (typeof error !== 'object' || error === null) return undefined;
+    const e = error as Record<string, unknown>;
+    if (typeof e.code !== 'string' || typeof e.message !== 'string') return undefined;
+    reply.error = { code: e.code, message: e.message };
+    if (e.details !== undefined) reply.error.details = e.details;
+  }
+  if (retryAfter !== undefined) reply.retry_after_s = retryAfter;
+  return reply;
 }
 
 /** A ws message as text (ws hands over a Buffer, an ArrayBuffer or fragments). */

@@ -26,7 +26,8 @@ const PAGE = 100;
  * Hands back the runs the control plane still gives to a dead predecessor on this state dir
  * and that its journal never held: `accepted` runs leased to one of `predecessors` and not in
  * `journaled`. A workload starts only after its run is durable in the journal (`RunExecution`
- * saves it before preparing, and saves the instance id before starting), so such a run never
+ * saves it when it takes the run and waits for the save of its instance id before starting it),
+ * so such a run never
  * started: typically one the scheduler claimed on offer for the predecessor's runner, whose
  * agent was killed before it took it (or whose answer was lost with it). Left alone, its lease
  * runs out and the sweeper fails it `runner-lost` (an expired `accepted` run is never re-queued);

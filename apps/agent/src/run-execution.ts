@@ -123,7 +123,8 @@ export class RunExecution {
       secrets: Object.values(secrets),
       onFlushed: (nextSeq, logChars) => {
         this.#state = { ...this.#state, next_seq: nextSeq, log_chars: logChars };
-        void this.#persist();
+        // Not synced on its own: lost to a crash, the output is sent again (taken once).
+        void this.#persist(false);
       },
     });
     this.#reporter = new RunReporter({
@@ -216,15 +217,13 @@ export class RunExecution {
       leaseMs: deps.leaseMs,
       claimedAt: sentAt,
     });
-    await deps.store.save(state);
-    if (stopping()) {
-      await deps.store.remove(run.id).catch(() => undefined);
-      deps.logger.info(
-        { run_id: run.id, fence: claim.fencing_token },
-        'stopping: the claimed run is handed back',
-      );
-      return undefined;
-    }
+    // Saved, not awaited: the save that must be durable before the workload starts is the
+    // instance id's (`onCreated`), which waits for this record's batch or replaces it in the same
+    // one (a fast start: one record and one fsync for the claim and the start, not two serial
+    // ones; issue 9). An agent killed before either is durable started nothing: its successor
+    // on this state dir hands the run back (`releaseOrphans`: held by a predecessor, never
+    // journaled, never started), as before for a run claimed on offer whose answer it never read.
+    deps.store.save(state).catch(() => undefined);
     deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, how);
     return new RunExecution(deps, claim.run, state, lease, false, claim.pending_commands, claim.secret_env);
   }
@@ -548,11 +547,12 @@ export class RunExecution {
     if (this.#reportedRunning) return this.#running ?? Promise.resolve();
     this.#reportedRunning = true;
     this.#state = { ...this.#state, ready: true };
-    // Saved after the report, in one write with the seq it moved (a restart between the two
-    // only means `running` is not reported again, which the control plane would ignore anyway).
+    // Noted after the report, in one record with the seq it moved; not synced on its own, and
+    // the terminal report does not wait for it (a restart that lost it only reports `running`
+    // again, which the control plane ignores; a run that ends first forgets it unwritten).
     this.#running = this.#reporter
       .report({ status: 'running' })
-      .then(() => this.#persist())
+      .then(() => void this.#persist(false))
       .catch((e: unknown) =>
         this.deps.logger.warn({ run_id: this.runId, err: e }, 'reporting running failed'),
       );
@@ -624,13 +624,15 @@ export class RunExecution {
   }
 
   /**
-   * Saves the run's state in the agent's journal; resolves once it is durable. Saves of a short
-   * window (this run's and every other run's) share one write, and a run saved twice in it costs
-   * one record.
+   * Saves the run's state in the agent's journal; resolves once it is durable (`durable`, the
+   * default), or once queued (`note`: with the next durable batch). Saves of a short window
+   * (this run's and every other run's) share one write, and a run saved twice in it costs one
+   * record.
    */
-  #persist(): Promise<void> {
+  #persist(durable = true): Promise<void> {
     if (this.phase === 'done' || this.phase === 'dropped') return Promise.resolve();
-    return this.deps.store.save(this.#state).catch((e: unknown) => {
+    const store = this.deps.store;
+    return (durable ? store.save(this.#state) : store.note(this.#state)).catch((e: unknown) => {
       this.deps.logger.warn({ run_id: this.runId, err: e }, 'saving the run state failed');
     });
   }

@@ -46,9 +46,9 @@ describe('RunStateStore (one journal per agent)', () => {
     await store.remove('run_a');
     await store.remove('run_a');
     expect(await ids(store)).toEqual(['run_b']);
-    // Appended, not rewritten: put a, put a, put b, del a.
-    expect(lines(file)).toHaveLength(4);
     await store.close();
+    // Appended, not rewritten: put a, put a, put b, del a (written by close at the latest).
+    expect(lines(file)).toHaveLength(4);
 
     const again = new RunStateStore(file);
     expect(await again.list()).toEqual([state('run_b')]);
@@ -75,6 +75,37 @@ describe('RunStateStore (one journal per agent)', () => {
     expect(states.map((s) => s.run_id).sort()).toEqual([...Array(9).keys()].map((i) => `run_${i}`));
     expect(states.find((s) => s.run_id === 'run_3')?.next_seq).toBe(44);
     await again.close();
+  });
+
+  it('syncs only for durable saves: removals and notes ride with the next synced batch, or go out unsynced after lazyMs', async () => {
+    const file = journalIn();
+    const store = new RunStateStore(file, { windowMs: 1, lazyMs: 60_000 });
+    await store.save(state('run_a'));
+    expect(store.stats).toMatchObject({ batches: 1, syncs: 1 });
+    await store.remove('run_a');
+    await store.note(state('run_b', { next_seq: 7 }));
+    // Answered at once from memory; nothing written for them yet.
+    expect(await ids(store)).toEqual(['run_b']);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(lines(file)).toHaveLength(1);
+    // The next durable save carries them: one write, one fsync.
+    await store.save(state('run_c'));
+    expect(store.stats).toMatchObject({ batches: 2, records: 4, syncs: 2 });
+    expect(lines(file)).toHaveLength(4);
+    await store.close();
+
+    const lazy = new RunStateStore(file, { windowMs: 1, lazyMs: 20 });
+    expect(await ids(lazy)).toEqual(['run_b', 'run_c']);
+    expect((await lazy.load('run_b'))?.next_seq).toBe(7);
+    await lazy.remove('run_b');
+    for (let i = 0; i < 100 && lazy.stats.batches < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    // Written alone after lazyMs, without an fsync.
+    expect(lines(file)).toHaveLength(3);
+    expect(lazy.stats).toMatchObject({ batches: 1, syncs: 0 });
+    await lazy.close();
+    const third = new RunStateStore(file);
+    expect(await ids(third)).toEqual(['run_c']);
+    await third.close();
   });
 
   it('tolerates a torn last record and a corrupt one, and appends after them on a clean line', async () => {

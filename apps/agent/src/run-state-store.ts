@@ -43,6 +43,12 @@ export interface RunStateStoreOptions {
   windowMs?: number;
   /** fsync (fdatasync) each batch before its saves resolve (default true). */
   sync?: boolean;
+  /**
+   * Records that need not be durable before the caller goes on (`note`, `remove`) wait at most
+   * this long for a batch of durable saves to ride with (default 100 ms); a batch of only such
+   * records is written without an fsync.
+   */
+  lazyMs?: number;
   /** Rewrite the journal with only the live states once it has grown this much since the last rewrite (default 1 MiB). */
   compactBytes?: number;
   /**
@@ -55,13 +61,21 @@ export interface RunStateStoreOptions {
 
 type Waiter = { resolve: () => void; reject: (e: unknown) => void };
 
+/** The timer armed for the pending records: a durable save's window, or the lazy records' wait. */
+type Due = 'window' | 'lazy';
+
 /**
  * The agent's one journal of its held runs (`<state dir>/agent/journal`, 0600 in a 0700
  * directory): an append-only file of records, one a line — `{"put":<state>}` or
  * `{"del":"<run id>"}`, each followed by a space and its CRC-32 in hex. Saves are grouped:
  * every record of a short window (`windowMs`) goes out in one `write` and one `fdatasync`, and
  * a save resolves once its batch is durable (a run whose state is saved twice in a window costs
- * one record). Opening replays it: a record whose CRC does not match — the torn last record of an
+ * one record). Records a restart can do without — a run's removal once it ended, its output
+ * position (`note`) — are not synced on their own: they ride with the next batch of durable saves
+ * (or go out after `lazyMs`, unsynced), so a run costs one synced write at its start (issue 9:
+ * the journal was the agent's top CPU item at four records and two serial fsyncs per run). A
+ * removal lost to a crash leaves an ended run in the journal, which the next start asks the
+ * control plane about (refused: forgotten). Opening replays it: a record whose CRC does not match — the torn last record of an
  * agent killed mid-write — is ignored, and the live states are written to a fresh file renamed
  * over the journal (so appends never follow a torn line). The same rewrite compacts the journal
  * when it has grown by `compactBytes`. The states hold fencing tokens: the file is as private as
@@ -83,22 +97,26 @@ export class RunStateStore {
   #opened: Promise<void> | undefined;
   #fh: FileHandle | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #due: Due | undefined;
   #writing: Promise<void> | undefined;
   /** Bytes appended since the last rewrite. */
   #grown = 0;
   /** A write failed: the file may end in a torn record, so the next batch rewrites it whole. */
   #mustRewrite = false;
-  readonly #stats = { batches: 0, records: 0, rewrites: 0 };
+  readonly #stats = { batches: 0, records: 0, syncs: 0, rewrites: 0 };
 
   constructor(
     readonly file: string,
     opts: RunStateStoreOptions = {},
   ) {
-    this.#opts = { windowMs: 2, sync: true, compactBytes: 1024 * 1024, ...opts };
+    this.#opts = { windowMs: 2, sync: true, compactBytes: 1024 * 1024, lazyMs: 100, ...opts };
   }
 
-  /** Appended batches (one write + one fsync each), the records they carried, and whole-file rewrites (opening, compaction). */
-  get stats(): { batches: number; records: number; rewrites: number } {
+  /**
+   * Appended batches (one write each), the records they carried, the batches synced (those
+   * with a durable save), and whole-file rewrites (opening, compaction).
+   */
+  get stats(): { batches: number; records: number; syncs: number; rewrites: number } {
     return { ...this.#stats };
   }
 
@@ -107,7 +125,20 @@ export class RunStateStore {
     checkId(state.run_id);
     await this.#open();
     this.#live.set(state.run_id, state);
-    return this.#enqueue(state.run_id, state);
+    return this.#enqueue(state.run_id, state, true);
+  }
+
+  /**
+   * Replaces one run's state where losing it to a crash costs only work the next start redoes
+   * (a run's output position: output sent again, which the control plane takes once): the state
+   * is what `load`/`list` answer at once, and goes out with the next batch of durable saves, or
+   * after `lazyMs` unsynced. Resolves once queued.
+   */
+  async note(state: RunState): Promise<void> {
+    checkId(state.run_id);
+    await this.#open();
+    this.#live.set(state.run_id, state);
+    void this.#enqueue(state.run_id, state, false);
   }
 
   /** One run's state; `undefined` when absent. */
@@ -122,47 +153,75 @@ export class RunStateStore {
     return [...this.#live.values()];
   }
 
-  /** Forgets a run (idempotent); resolves once that is in the journal. */
+  /**
+   * Forgets a run (idempotent); resolves once queued. The removal goes out as `note`'s records
+   * do (with the next durable batch, or after `lazyMs` unsynced): one lost to a crash leaves a
+   * run the next start asks the control plane about, and forgets once refused.
+   */
   async remove(runId: string): Promise<void> {
     checkId(runId);
     await this.#open();
     if (!this.#live.delete(runId) && !this.#pending.has(runId)) return;
-    return this.#enqueue(runId, null);
+    void this.#enqueue(runId, null, false);
   }
 
   /** Writes what is pending and closes the file. The store can be opened again by a later call. */
   async close(): Promise<void> {
     if (!this.#opened) return;
     await this.#opened.catch(() => undefined);
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#disarm();
     while (this.#writing || this.#pending.size > 0) await (this.#writing ?? this.#kick());
     await this.#fh?.close();
     this.#fh = undefined;
     this.#opened = undefined;
   }
 
-  #enqueue(runId: string, record: RunState | null): Promise<void> {
+  /** Queues a record; a durable one resolves once its batch is synced, a lazy one at once. */
+  #enqueue(runId: string, record: RunState | null, durable: boolean): Promise<void> {
     this.#pending.set(runId, record);
-    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
-    if (!this.#writing) this.#timer ??= setTimeout(() => void this.#kick(), this.#opts.windowMs);
-    return done;
+    let done: Promise<void> | undefined;
+    if (durable) done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    if (!this.#writing) this.#arm();
+    return done ?? Promise.resolve();
+  }
+
+  /** Arms the timer the pending records need: a durable save's window, else the lazy wait. */
+  #arm(): void {
+    if (this.#pending.size === 0) return;
+    const due: Due = this.#waiters.length > 0 ? 'window' : 'lazy';
+    if (this.#timer && (this.#due === due || this.#due === 'window')) return;
+    clearTimeout(this.#timer);
+    this.#due = due;
+    this.#timer = setTimeout(
+      () => void this.#kick(),
+      due === 'window' ? this.#opts.windowMs : this.#opts.lazyMs,
+    );
+    // Lazy records alone do not hold the process up (close writes them).
+    if (due === 'lazy') this.#timer.unref();
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#due = undefined;
   }
 
   #kick(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#disarm();
     this.#writing ??= this.#writeBatches().finally(() => {
       this.#writing = undefined;
       // Saved between the last batch and now: the next window takes them.
-      if (this.#pending.size > 0) this.#timer ??= setTimeout(() => void this.#kick(), this.#opts.windowMs);
+      this.#arm();
     });
     return this.#writing;
   }
 
-  /** Writes batches until nothing is pending: records that arrive during a write go in the next one. */
+  /**
+   * Writes what is pending, then batches while durable saves wait: those that arrive during a
+   * write go in the next one; lazy records alone are left to the next batch or the lazy wait.
+   */
   async #writeBatches(): Promise<void> {
-    while (this.#pending.size > 0) {
+    for (let first = true; this.#pending.size > 0 && (first || this.#waiters.length > 0); first = false) {
       const batch = this.#pending;
       const waiters = this.#waiters;
       this.#pending = new Map();
@@ -177,7 +236,11 @@ export class RunStateStore {
           // Marked first: a write that fails half-way leaves a torn line that no append may follow.
           this.#mustRewrite = true;
           await this.#fh!.write(buf, 0, buf.length);
-          if (this.#opts.sync) await this.#fh!.datasync();
+          // Only a batch someone waits on is synced (that sync covers the lazy records before it).
+          if (this.#opts.sync && waiters.length > 0) {
+            await this.#fh!.datasync();
+            this.#stats.syncs++;
+          }
           this.#mustRewrite = false;
           this.#grown += buf.length;
           this.#stats.batches++;

@@ -71,3 +71,43 @@ describe('a workload starts only once its run is durable in the journal (issue 8
     await rt.close();
   });
 });
+
+describe('a fast run costs the journal one synced write (issue 9)', () => {
+  it('journals the claim and the instance id in one synced batch; running, the output position and the removal ride unsynced', async () => {
+    const claim = await h.claimRun(
+      { runtime: 'fake', command: ['/bin/sh', '-c', 'exit 0'] },
+      'one-sync-runner',
+    );
+    const runtime = createFakeRuntime();
+    const dir = mkdtempSync(join(tmpdir(), 'runt-journal-one-'));
+    // A wide window: the claim's save and the instance's land in it however loaded the machine.
+    const store = new RunStateStore(join(dir, 'journal'), { windowMs: 200, lazyMs: 60_000 });
+    await store.list(); // opened (that rewrite is no batch)
+    const exec = await RunExecution.accept(
+      {
+        client: h.ws,
+        leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
+        runtime,
+        store,
+        workRoot: join(dir, 'work'),
+        workstationId: h.workstationId,
+        runnerId: 'one-sync-runner',
+        leaseMs: 30_000,
+        stopTimeoutMs: 1_000,
+        commandPollMs: () => 1_000,
+        logger: testLogger().logger,
+      },
+      claim,
+    );
+    await exec!.done;
+    expect((await h.admin.getRun(claim.run.id)).run).toMatchObject({ status: 'completed' });
+    // One batch, one record (the claim's state replaced by the instance's in the window), one fsync.
+    expect(store.stats).toMatchObject({ batches: 1, records: 1, syncs: 1 });
+    expect(await store.list()).toEqual([]);
+    await store.close();
+    const again = new RunStateStore(join(dir, 'journal'));
+    expect(await again.list()).toEqual([]);
+    await again.close();
+    await runtime.close();
+  });
+});

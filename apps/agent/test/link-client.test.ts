@@ -3,7 +3,8 @@ import { createServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LinkClient, type LinkClientOptions } from '../src/link-client.js';
+import { controlReplyMessageSchema } from '@runt/protocol';
+import { LinkClient, replyOf, type LinkClientOptions } from '../src/link-client.js';
 import { eventually, testLogger } from './control-plane.js';
 
 // A real `ws` server that counts upgrades and, when `drop` is set, ends every link at once.
@@ -275,5 +276,92 @@ describe('LinkClient: link ops the control plane serves', () => {
       result: { handed_back: true },
     });
     expect(current.requests).toEqual(['hand-back']);
+  });
+});
+
+describe('LinkClient: requests (issue 9: one deadline timer per link, replies checked by hand)', () => {
+  it('times each request out at its own deadline with one timer for all, and resolves the answered ones', async () => {
+    // Answers only the requests whose target starts with `answer`.
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    wss.on('connection', (ws) =>
+      ws.on('message', (d) => {
+        const m = JSON.parse((d as Buffer).toString('utf8')) as { type: string; id: string; target: string };
+        if (m.type === 'request' && m.target.startsWith('answer'))
+          ws.send(JSON.stringify({ type: 'reply', id: m.id, status: 200, result: { ok: m.target } }));
+      }),
+    );
+    await new Promise((r) => wss.once('listening', r));
+    const life = new AbortController();
+    const link = client(`http://127.0.0.1:${(wss.address() as AddressInfo).port}`, { startJitterMs: 0 });
+    try {
+      void link.run(life.signal);
+      await eventually(() => link.up, 'the link');
+      const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      const before = timers();
+      const t0 = performance.now();
+      const settledAt = (p: Promise<unknown>) =>
+        p.then(
+          (v) => ({ v, ms: performance.now() - t0 }),
+          (e: Error) => ({ e: e.message, ms: performance.now() - t0 }),
+        );
+      const late = settledAt(link.request('status', 'silent_late', {}, 600));
+      const quiet = Array.from({ length: 200 }, (_, i) =>
+        settledAt(link.request('status', `silent_${i}`, {}, 300)),
+      );
+      const early = settledAt(link.request('status', 'silent_early', {}, 150));
+      const answered = settledAt(link.request('status', 'answer_1', {}, 150));
+      // 203 requests waiting and none keeps a timer of its own (the old client held one each).
+      expect(timers() - before).toBeLessThanOrEqual(1);
+      const a = await answered;
+      expect(a).toMatchObject({ v: { type: 'reply', status: 200, result: { ok: 'answer_1' } } });
+      const e = await early;
+      expect(e).toMatchObject({ e: 'timed out' });
+      expect(e.ms).toBeGreaterThanOrEqual(145);
+      expect(e.ms).toBeLessThan(290);
+      for (const q of await Promise.all(quiet)) {
+        expect(q).toMatchObject({ e: 'timed out' });
+        expect(q.ms).toBeGreaterThanOrEqual(295);
+      }
+      const l = await late;
+      expect(l).toMatchObject({ e: 'timed out' });
+      expect(l.ms).toBeGreaterThanOrEqual(595);
+    } finally {
+      life.abort();
+      await new Promise((r) => wss.close(() => r(undefined)));
+    }
+  });
+
+  it('takes exactly the replies the reply schema takes, as it parses them', () => {
+    const ok = { type: 'reply', id: '7', status: 200, result: { run: { id: 'r' } } };
+    const samples: unknown[] = [
+      ok,
+      { ...ok, extra: 1 },
+      {
+        type: 'reply',
+        id: '8',
+        status: 409,
+        error: { code: 'conflict', message: 'fenced', details: { a: 1 }, x: 2 },
+      },
+      { type: 'reply', id: '9', status: 503, error: { code: 'busy', message: 'later' }, retry_after_s: 2 },
+      { ...ok, status: 99 },
+      { ...ok, status: 600 },
+      { ...ok, status: 200.5 },
+      { ...ok, status: '200' },
+      { ...ok, id: 7 },
+      { ...ok, retry_after_s: -1 },
+      { ...ok, retry_after_s: 1.5 },
+      { ...ok, error: 'no' },
+      { ...ok, error: null },
+      { ...ok, error: { code: 'x' } },
+      { ...ok, error: { code: 1, message: 'm' } },
+      { ...ok, type: 'offer' },
+      null,
+      [],
+      'reply',
+    ];
+    for (const m of samples) {
+      const want = controlReplyMessageSchema.safeParse(m);
+      expect(replyOf(m), JSON.stringify(m)).toEqual(want.success ? want.data : undefined);
+    }
   });
 });
