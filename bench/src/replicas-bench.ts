@@ -8,8 +8,10 @@
 //   BENCH_REPLICA_AGENTS=12        real agents (`runt-agent --runtime fake`, given all three URLs) for the kill
 //   BENCH_REPLICA_PARTS=latency,throughput,kill
 //   BENCH_REPLICA_CP_BIN=path      another build's dist/bin.js (a before/after comparison, back to back)
+//   BENCH_TRACE=1                  latency part: each replica writes a per-step trace (RUNT_TRACE_FILE);
+//                                  printed as the median time of each step after the submit was sent
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -33,6 +35,7 @@ const CP_BIN =
   join(dirname(dirname(fileURLToPath(import.meta.resolve('@runt/control-plane')))), 'dist', 'bin.js');
 const AGENT_BIN = agentBin();
 const adminToken = mintToken('admin');
+const TRACE_DIR = process.env.BENCH_TRACE ? mkdtempSync(join(tmpdir(), 'runt-bench-trace-')) : undefined;
 const children = new Set<ChildProcess>();
 
 function freePort(): Promise<number> {
@@ -68,6 +71,7 @@ async function startReplicas(db: BenchDatabase, n: number): Promise<Replica[]> {
         RUNT_DATA_DIR: mkdtempSync(join(tmpdir(), `runt-bench-${id}-`)),
         RUNT_REPLICA_ID: id,
         RUNT_LOG_LEVEL: 'warn',
+        ...(TRACE_DIR ? { RUNT_TRACE_FILE: join(TRACE_DIR, `${id}.trace`) } : {}),
       },
       stdio: ['ignore', 'ignore', 'ignore'],
     });
@@ -192,6 +196,8 @@ async function offerLatency(
     else early.set(run.id, at);
   });
   const samples: number[] = [];
+  /** Per sampled run: submit sent, answer received, offer received (BENCH_TRACE). */
+  const stamps = new Map<string, { sent: number; answer: number; offer: number }>();
   // When the submit's answer arrived: what of each sample is the submit itself (HTTP, insert, commit).
   const answers: number[] = [];
   try {
@@ -206,11 +212,16 @@ async function offerLatency(
         // the first 20 warm the connections and the JIT
         samples.push(at - t0);
         answers.push(answered);
+        if (TRACE_DIR) stamps.set(run.id, { sent: t0, answer: t0 + answered, offer: at });
       }
       await finishRun(agentClient!, run);
     }
   } finally {
     ws.close();
+  }
+  if (TRACE_DIR) {
+    await sleep(500); // the replicas write their traces every 200 ms
+    printTrace(on === held ? 'same replica' : 'submit on A, link on B', stamps, [on.id, held.id]);
   }
   return {
     p50: percentile(samples, 50),
@@ -223,6 +234,55 @@ async function offerLatency(
     ),
     load: loadAverage(),
   };
+}
+
+/**
+ * The replicas' per-step trace of the sampled runs: for each step, the median (and p90) of its
+ * first time after the bench sent the submit, in order; `B:` marks the replica holding the link.
+ */
+function printTrace(
+  label: string,
+  stamps: Map<string, { sent: number; answer: number; offer: number }>,
+  replicaIds: string[],
+): void {
+  const byStep = new Map<string, number[]>();
+  const add = (step: string, ms: number) => {
+    const xs = byStep.get(step);
+    if (xs) xs.push(ms);
+    else byStep.set(step, [ms]);
+  };
+  for (const [i, id] of [...new Set(replicaIds)].entries()) {
+    const file = join(TRACE_DIR!, `${id}.trace`);
+    if (!existsSync(file)) continue;
+    const prefix = replicaIds.length > 1 && replicaIds[0] !== replicaIds[1] ? (i === 0 ? 'A ' : 'B ') : '';
+    const first = new Map<string, number>(); // `${run} ${step}` → its first time
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const [t, step, run] = line.split(' ');
+      if (!run || !stamps.has(run)) continue;
+      const k = `${run} ${step}`;
+      if (!first.has(k)) first.set(k, Number(t));
+    }
+    for (const [k, t] of first) {
+      const [run, step] = k.split(' ');
+      add(prefix + step!, t - stamps.get(run!)!.sent);
+    }
+  }
+  for (const s of stamps.values()) {
+    add('bench: answer received', s.answer - s.sent);
+    add('bench: offer received', s.offer - s.sent);
+  }
+  const rows = [...byStep].map(([step, xs]) => ({
+    step,
+    p50: percentile(xs, 50),
+    p90: percentile(xs, 90),
+    n: xs.length,
+  }));
+  rows.sort((a, b) => a.p50 - b.p50);
+  console.log(`trace (${label}): ms after the submit was sent, p50 / p90 over the sampled runs`);
+  for (const r of rows)
+    console.log(
+      `  ${r.step.padEnd(28)} ${r.p50.toFixed(3).padStart(8)} ${r.p90.toFixed(3).padStart(8)}  (n=${r.n})`,
+    );
 }
 
 /** Runs per second with `n` replicas: 6 link doubles spread over them, submits round-robin, 16 in flight. */

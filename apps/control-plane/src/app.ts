@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { requestSpan, tracing } from './trace.js';
 import type { Logger } from 'pino';
 import type { PairingStore } from '@runt/pairing';
 import type { Database } from '@runt/sql';
@@ -70,6 +71,11 @@ export interface RunAppDeps {
 export function createApp(deps: AppDeps) {
   const resolve = deps.principals.resolve.bind(deps.principals);
   const app = new Hono();
+  if (tracing)
+    app.use(async (c, next) => {
+      requestSpan(c.req.raw)?.mark('http.received');
+      await next();
+    });
   if (deps.metrics) app.use(deps.metrics.middleware);
   // Access logs: failures at info, successes at debug (RUNT_LOG_LEVEL=debug), so the hot agent
   // endpoints do not pay for a log line each.

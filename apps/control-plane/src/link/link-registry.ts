@@ -1,6 +1,7 @@
 import type { WebSocket } from 'ws';
 import { corkForTurn, type Corkable, type ControlMessage } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
+import { traceMark, tracing } from '../trace.js';
 
 /** One agent link: kept small, there may be tens of thousands per process. */
 export interface AgentLink {
@@ -92,6 +93,7 @@ export class LinkRegistry {
     }
     sendText(link, JSON.stringify(message));
     if (offer) runPathMetrics.offerMessages.inc();
+    if (tracing && message.type === 'offer') traceMark('ws.sent', message.id);
     return true;
   }
 

@@ -3,7 +3,9 @@ import { sqlLiteral, type Database, type Queryable } from '@runt/sql';
 import type { ControlMessage } from '@runt/protocol';
 import type { NotificationBus } from '../notifications/bus.js';
 import type { RunStore } from '../runs/run-store.js';
+import { toRun, type RunRow } from '../runs/run-row.js';
 import type { LinkRegistry } from './link-registry.js';
+import { traceMark, tracing } from '../trace.js';
 
 /** Messages for agents whose link another replica holds. */
 export const LINK_CHANNEL = 'runt_link';
@@ -11,7 +13,7 @@ export const LINK_CHANNEL = 'runt_link';
 export const SCHEDULE_CHANNEL = 'runt_schedule';
 
 /** Postgres refuses NOTIFY payloads of 8000 bytes or more; larger offers travel as their run id. */
-const MAX_PAYLOAD = 7900;
+export const MAX_NOTIFY_PAYLOAD = 7900;
 
 /** One message for one workstation's agent. */
 export interface LinkMessage {
@@ -19,8 +21,11 @@ export interface LinkMessage {
   message: ControlMessage;
 }
 
-/** On the wire: the message itself, or only the id of an offered run too big to carry. */
-type Wire = { w: string; m: ControlMessage } | { w: string; offer: string };
+/**
+ * On the wire: the message itself, or only the id of an offered run too big to carry, or (a
+ * submit that placed its run: `freshOfferSql`) that id with the offered run's row.
+ */
+type Wire = { w: string; m: ControlMessage } | { w: string; offer: string; row?: RunRow };
 
 export interface LinkRelayOptions {
   db: Database;
@@ -162,8 +167,19 @@ export class LinkRelay {
       return;
     }
     if (!this.o.links.get(wire.w)) return; // another replica's link, or none
+    if (tracing)
+      traceMark(
+        'notify.received',
+        'm' in wire && wire.m.type === 'offer' ? wire.m.id : 'offer' in wire ? wire.offer : '-',
+      );
     if ('m' in wire) {
       this.o.links.send(wire.w, wire.m);
+      return;
+    }
+    if (wire.row) {
+      const run = toRun(wire.row);
+      if (run.id === wire.offer && run.status === 'offered' && run.workstation_id === wire.w)
+        this.o.links.send(wire.w, { type: 'offer', id: run.id, run });
       return;
     }
     void this.o.runs
@@ -178,7 +194,7 @@ export class LinkRelay {
 
 function encode(it: LinkMessage): string {
   const whole = JSON.stringify({ w: it.workstationId, m: it.message });
-  if (Buffer.byteLength(whole) < MAX_PAYLOAD) return whole;
+  if (Buffer.byteLength(whole) < MAX_NOTIFY_PAYLOAD) return whole;
   if (it.message.type === 'offer') return JSON.stringify({ w: it.workstationId, offer: it.message.id });
   throw new Error(`a ${it.message.type} message is too large to relay`);
 }

@@ -12,6 +12,7 @@ import {
 import { readJson, readQuery } from '../body.js';
 import { z } from 'zod';
 import { HttpError } from '../errors.js';
+import { requestSpan } from '../trace.js';
 import type { EventWaiters } from '../event-waiters.js';
 import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { BundleStore } from '../stores/bundle-store.js';
@@ -53,8 +54,13 @@ export function runRoutes(deps: RunRouteDeps) {
   const anyone = bearerAuth({ resolve: deps.resolve, kinds: ['admin', 'workstation'] });
   return new Hono<AuthEnv>()
     .post('/', admin, async (c) => {
+      const span = requestSpan(c.req.raw);
+      span?.mark('http.authed');
       const body = await readJson(c, submitRunRequestSchema, deps.bodyLimitBytes);
+      span?.mark('http.parsed');
       const { run, created } = await submitRun(deps, body);
+      span?.mark('http.answer');
+      span?.end(run.id);
       return c.json({ run }, created ? 201 : 200);
     })
     .post('/batch', admin, async (c) => {

@@ -28,6 +28,7 @@ import type {
   TerminalOutcome,
 } from './transitions.js';
 import { WriteBatcher } from './write-batcher.js';
+import { runPathMetrics } from '../metrics.js';
 
 export interface RunLifecycleDeps {
   db: Database;
@@ -40,6 +41,11 @@ export interface RunLifecycleDeps {
   defaults?: { timeoutS?: number | undefined; queueTimeoutS?: number | undefined };
   /** Seals and opens secret env entries; absent (Postgres without `RUNT_SECRET_KEY`): runs with secrets are refused. */
   secrets?: SecretBox | undefined;
+  /**
+   * Postgres: the statement that places a lone fresh run in its submit's own message (the
+   * scheduler's `freshOfferSql`); absent, every submit asks for a scheduling pass.
+   */
+  placeFresh?: ((runId: string) => string) | undefined;
 }
 
 const conflict = (runId: string, why: string) =>
@@ -139,10 +145,14 @@ export class RunLifecycle {
             queue_timeout_s: input.queue_timeout_s ?? defaults.queueTimeoutS,
           })),
       box && ((runId, secrets) => box.seal(runId, secrets)),
-      // The pass starts once the runs are visible, while their WAL is flushed (before the answer).
+      // The pass starts once the runs are visible, while their WAL is flushed (before the answer);
+      // a run its submit placed already (`placeFresh`) needs none.
       (out) => {
-        if (out.some((o) => o.created)) this.d.signals.schedule('submitted');
+        if (out.length === 1 && out[0]!.created && out[0]!.run.status === 'offered')
+          runPathMetrics.offers.inc();
+        else if (out.some((o) => o.created)) this.d.signals.schedule('submitted');
       },
+      this.d.placeFresh,
     );
     return out;
   }

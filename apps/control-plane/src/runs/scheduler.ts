@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { Database, Queryable } from '@runt/sql';
+import { sqlLiteral, type Database, type Queryable } from '@runt/sql';
+import { LINK_CHANNEL, MAX_NOTIFY_PAYLOAD } from '../link/link-relay.js';
 import { WORKSTATION_OFFLINE_AFTER_SECONDS, type ClaimRunResponse, type Run } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
@@ -8,6 +9,7 @@ import { statusesSql } from './state-machine.js';
 import { claimOnOffer, offer, type ClaimGrant, type OfferClaimer } from './transitions.js';
 import { claimAnswer, failUnopenable } from './claim-answer.js';
 import { SecretUnavailableError, type SecretBox } from './secret-box.js';
+import { TraceSpan, tracing } from '../trace.js';
 
 export interface SchedulerOptions {
   db: Database;
@@ -106,6 +108,61 @@ select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued
        exists (select 1 from f) as any_free,
        (select count(*) from f)::int as free_ws,
        ${ASYNC_COMMIT} as async_commit`;
+
+/**
+ * A fresh run placed by its submit's own message (issue 10's cross-replica offer latency): sent
+ * after the run's insert in ONE simple-protocol message (`insert …; select
+ * pg_advisory_xact_lock(…); <this>`, an implicit transaction, no client round trip while the
+ * lock is held), it places the run as a pass would — onto the least-loaded placeable
+ * workstation offering its runtime, labels, pin, cpus and memory (`pick`'s order: most free
+ * slots, then fewest used, then id) — and publishes the offer with `pg_notify` for the replica
+ * holding the link, all in one statement read after the lock (as pageStatement's). It leaves the
+ * run queued, for the pass the submit then asks for, when a pass could decide otherwise: an
+ * older queued run that a free workstation could take is waiting (FIFO), or the chosen
+ * workstation's link is held by this replica (`link_replica`: the pass sends it, claiming on
+ * offer where the agent asked). The notification carries the offered row
+ * (`{w, offer, row}`), so the replica holding the link sends it without a query; an older
+ * replica reads only `offer` (the run id) and reads the run. Returns the run's row, offered
+ * or still queued. The message commits with the insert's `synchronous_commit = off`; see
+ * docs/runs.md#scheduler for why an offer may go out before the submit's WAL flush.
+ */
+export function freshOfferSql(runId: string, replicaId: string): string {
+  const id = sqlLiteral(runId);
+  const offerable = statusesSql('offer');
+  return `select pg_advisory_xact_lock(${SCHEDULER_LOCK});
+with x as (
+  select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
+   where r.id = ${id} and r.status in (${offerable}) and (r.not_before is null or r.not_before <= now())
+), f as materialized (
+  select w.runtimes from workstations w ${USED_SQL} where ${PLACEABLE_SQL}
+), older as (
+  select 1 from runs r, x
+   where r.status in (${offerable}) and r.position < x.position and (r.not_before is null or r.not_before <= now())
+     and r.runtime in (select jsonb_array_elements_text(f.runtimes) from f)
+   limit 1
+), c as (
+  select w.id, w.link_replica from x, workstations w ${USED_SQL}
+   where ${PLACEABLE_SQL} and w.runtimes ? x.runtime and not exists (select 1 from older)
+     and (x.placement_workstation_id is null or w.id = x.placement_workstation_id)
+     and w.labels @> x.placement_labels
+     and (x.cpus is null or w.cpu_count is null or x.cpus <= w.cpu_count - u.used_cpus)
+     and (x.memory_bytes is null or w.memory_bytes is null or x.memory_bytes <= w.memory_bytes - u.used_memory)
+   order by coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs desc, u.used_runs, w.id
+   limit 1
+   for update of w skip locked
+), o as (
+  update runs r set status = 'offered', workstation_id = c.id, offered_at = now() from c
+   where r.id = ${id} and r.status in (${offerable}) and c.link_replica is distinct from ${sqlLiteral(replicaId)}
+  returning r.*, null::text as l_holder, null::bigint as l_token, null::timestamptz as l_expires_at
+), n as (
+  select pg_notify('${LINK_CHANNEL}', case when octet_length(p.t) < ${MAX_NOTIFY_PAYLOAD} then p.t
+                   else json_build_object('w', o.workstation_id, 'offer', o.id)::text end)
+    from o cross join lateral (select json_build_object('w', o.workstation_id, 'offer', o.id, 'row', to_jsonb(o))::text as t) p
+)
+select o.*, (select count(*) from n) as notified from o
+union all
+select r.*, null, null, null, 0 from runs r where r.id = ${id} and not exists (select 1 from o)`;
+}
 
 /**
  * A page's first round trip. On Postgres the transaction's `BEGIN`, {@link SCHEDULER_LOCK} and
@@ -218,8 +275,10 @@ export class Scheduler {
     let after = 0;
     this.saturated = false;
     for (;;) {
+      const span = tracing ? new TraceSpan() : undefined;
+      span?.mark('pass.start');
       const page = await this.o.db.transaction(async (tx) => {
-        const placed = await this.placePage(tx, after);
+        const placed = await this.placePage(tx, after, span);
         // A claim on offer grants a lease the agent starts the run under: durable before it is
         // sent. On Postgres the setting rides with the COMMIT (`atCommit`: no round trip of its
         // own), which reads it.
@@ -270,6 +329,10 @@ export class Scheduler {
         );
         if (await failUnopenable(this.o.db, g, e)) this.o.signals.eventsAppended(g.run.id);
       }
+      if (span) {
+        span.mark('pass.committed');
+        span.end([...page.offered.map((r) => r.id), ...page.claimed.map((g) => g.run.id)]);
+      }
       if (page.saturated) this.saturated = true;
       runPathMetrics.offers.inc(page.offered.length + page.claimed.length);
       runPathMetrics.claimedOnOffer.inc(page.claimed.length);
@@ -284,6 +347,7 @@ export class Scheduler {
   private async placePage(
     tx: Queryable,
     after: number,
+    span?: TraceSpan,
   ): Promise<{
     offered: Run[];
     claimed: ClaimGrant[];
@@ -308,6 +372,7 @@ export class Scheduler {
         pageStatement(this.o.db.backend, after, pageSize),
       )
     ).rows[0]!;
+    span?.mark('pass.page');
     const queued = { rows: page.queued };
     const anyFree = page.any_free;
     if (queued.rows.length === 0) return { offered: [], claimed: [], done: true, exhausted: false, anyFree };
@@ -356,6 +421,7 @@ export class Scheduler {
     }
     const offered = await offer(tx, plain);
     const claimed = await claimOnOffer(tx, leased);
+    span?.mark('pass.offered');
     const full = slots.every((s) => s.freeRuns <= 0);
     return {
       offered,

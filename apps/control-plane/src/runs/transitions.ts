@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { leaseSql, releaseLease } from '@runt/leases';
-import type { Database, Queryable } from '@runt/sql';
+import { sqlLiteral, type Database, type Queryable } from '@runt/sql';
 import {
   isTerminalRunStatus,
   splitSecretEnv,
@@ -19,6 +19,7 @@ import { retryDelayS } from './retry-policy.js';
 import type { SealedEnv } from './secret-box.js';
 import { readRunState, type RunState } from './run-state.js';
 import { mayRequeue, statusesSql, type LostCause, type TerminalRunStatus } from './state-machine.js';
+import { traceMark, tracing } from '../trace.js';
 
 /**
  * Every write of a run's status lives in this file: one function per transition of
@@ -355,8 +356,16 @@ export async function submitMany(
   inputs: SubmitRunInput[],
   seal?: SealSecrets,
   visible?: (out: Array<{ run: Run; created: boolean }>) => void,
+  placeFresh?: (runId: string) => string,
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (inputs.length === 0) return [];
+  const lone = inputs.length === 1 ? inputs[0]! : undefined;
+  if (placeFresh && db.backend === 'postgres' && lone && lone.idempotency_key === undefined) {
+    const id = `run_${randomUUID()}`;
+    const item = runItem(0, id, lone, seal);
+    // Secret entries never travel in a notification (the row would carry them sealed).
+    if (item.secret_env === null) return submitPlaced(db, id, item, placeFresh, visible);
+  }
   const insertSql = db.backend === 'postgres' ? INSERT_RUNS_VISIBLE_FIRST : INSERT_RUNS;
   // The first item with a key is inserted; a later one with the same key gets its run.
   const firstWithKey = new Map<string, number>();
@@ -377,6 +386,8 @@ export async function submitMany(
   });
   const json = JSON.stringify(items);
   const keys = [...firstWithKey.keys()];
+  const traced = tracing ? (ids.filter(Boolean) as string[]) : [];
+  if (tracing) traceMark('insert.sent', traced);
   const { inserted, existing } =
     keys.length === 0
       ? { inserted: (await db.query<RunRow>(insertSql, [json])).rows, existing: [] as RunRow[] }
@@ -407,8 +418,37 @@ export async function submitMany(
     const other = byKey.get(input.idempotency_key!)!;
     return { run: other.run, created: false };
   });
+  if (tracing) traceMark('insert.returned', traced);
   visible?.(out);
   await flushWal(db);
+  if (tracing) traceMark('flush.returned', traced);
+  return out;
+}
+
+/**
+ * One run without an idempotency key or secrets, on Postgres: its insert and its placement
+ * (`placeFresh`, the scheduler's `freshOfferSql`) in ONE message — one round trip instead of
+ * the insert's and then a pass's three — committed asynchronously like the insert alone, then
+ * {@link flushWal} before the answer. `visible` gets the run offered or still queued.
+ */
+async function submitPlaced(
+  db: Database,
+  id: string,
+  item: ReturnType<typeof runItem>,
+  placeFresh: (runId: string) => string,
+  visible?: (out: Array<{ run: Run; created: boolean }>) => void,
+): Promise<Array<{ run: Run; created: boolean }>> {
+  if (tracing) traceMark('insert.sent', id);
+  const insert = INSERT_RUNS_VISIBLE_FIRST.replace(
+    '$1::jsonb',
+    `${sqlLiteral(JSON.stringify([item]))}::jsonb`,
+  );
+  const row = (await db.query<RunRow>(`${insert};\n${placeFresh(id)}`)).rows[0]!;
+  if (tracing) traceMark('insert.returned', id);
+  const out = [{ run: toRun(row), created: true }];
+  visible?.(out);
+  await flushWal(db);
+  if (tracing) traceMark('flush.returned', id);
   return out;
 }
 

@@ -1,0 +1,196 @@
+import { leaseMigrations } from '@runt/leases';
+import { pairingMigrations } from '@runt/pairing';
+import { submitRunRequestSchema, type ControlMessage } from '@runt/protocol';
+import { countStatements, migrate, openPostgres, type Database } from '@runt/sql';
+import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
+import { pino } from 'pino';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { LinkRelay } from '../src/link/link-relay.js';
+import { LinkRegistry } from '../src/link/link-registry.js';
+import { NotificationBus } from '../src/notifications/bus.js';
+import { controlPlaneMigrations } from '../src/migrations.js';
+import { RunStore } from '../src/runs/run-store.js';
+import { freshOfferSql, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
+import * as transitions from '../src/runs/transitions.js';
+
+/**
+ * Issue 10's cross-replica offer latency: on Postgres a lone fresh run is placed by its submit's
+ * own message (insert, advisory lock, placement and NOTIFY; then the WAL flush before the
+ * answer) — 2 round trips from the submit to an offer published for the replica holding the
+ * link, instead of the insert's and then a pass's 3 — and the notification carries the row, so
+ * that replica sends it without a query. Capacity stays serialised by the scheduler's lock.
+ */
+describe('a submit that places its own run, on postgres', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase('postgres');
+    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+  });
+  afterAll(async () => t?.dispose());
+  beforeEach(async () => {
+    await t.db.query(`delete from runs`);
+    await t.db.query(`delete from credentials`);
+    await t.db.query(`delete from workstations`);
+  });
+
+  /** A listening workstation with a live credential, its link held by `replica` (or none). */
+  async function addWorkstation(id: string, runtime: string, slots: number, replica: string | null = 'B') {
+    await t.db.query(
+      `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state, link_replica)
+       values ($1, $1, true, now(), $2::jsonb, $3, 'connected', $4)`,
+      [id, JSON.stringify([runtime]), slots, replica],
+    );
+    await t.db.query(
+      `insert into credentials (id, kind, token_hash, workstation_id) values ($1, 'workstation', $2, $3)`,
+      [`cred_${id}`, `hash_${id}`, id],
+    );
+  }
+
+  const parse = (runtime: string, extra: object = {}) =>
+    submitRunRequestSchema.parse({ runtime, command: ["it's", 'a\\b'], ...extra });
+  /** A submit on replica `A`, placing its run. */
+  const submitOnA = async (db: Database, runtime: string, extra: object = {}) =>
+    (
+      await transitions.submitMany(db, [parse(runtime, extra)], undefined, undefined, (id) =>
+        freshOfferSql(id, 'A'),
+      )
+    )[0]!.run;
+
+  it('offers the run in the submit message, publishes it with its row, and the replica holding the link sends it without a query', async () => {
+    await addWorkstation('ws_b', 'rt', 2);
+    const sent: ControlMessage[] = [];
+    // Replica B's relay: it holds ws_b's link (a registered link whose socket records frames);
+    // every statement B sends is counted.
+    const links = new LinkRegistry();
+    let bStatements = 0;
+    const bDb = countStatements(t.db, (c) => (bStatements += c.statements));
+    const bus = new NotificationBus(bDb);
+    new LinkRelay({
+      db: bDb,
+      bus,
+      links,
+      runs: new RunStore(bDb),
+      logger: pino({ level: 'silent' }),
+      scanMs: 60_000,
+      onCapacityFreed: () => {},
+    });
+    await bus.start();
+    // Linked after B's LISTEN is up (its resync on `up` reads the offers of the links it holds).
+    links.add({
+      socket: {
+        readyState: 1,
+        send: (text: string) => sent.push(JSON.parse(text) as ControlMessage),
+      } as never,
+      workstationId: 'ws_b',
+      credentialId: 'cred_ws_b',
+      alive: true,
+      registered: true,
+      chain: Promise.resolve(),
+    });
+    try {
+      bStatements = 0;
+      let roundTrips = 0;
+      const aDb = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
+      const run = await submitOnA(aDb, 'rt');
+      expect([run.status, run.workstation_id]).toEqual(['offered', 'ws_b']);
+      // The insert + lock + placement + NOTIFY message, and the WAL flush before the answer.
+      expect(roundTrips).toBe(2);
+      await expect.poll(() => sent.length, { timeout: 5000 }).toBe(1);
+      expect(sent[0]).toMatchObject({
+        type: 'offer',
+        id: run.id,
+        run: { id: run.id, status: 'offered', workstation_id: 'ws_b', command: ["it's", 'a\\b'] },
+      });
+      expect(bStatements).toBe(0);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it("never places beyond a workstation's slots, also when submits of two replicas race", async () => {
+    await addWorkstation('ws_one', 'one', 1);
+    const other = await openPostgres({ url: t.url! });
+    try {
+      const runs = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => submitOnA(i % 2 ? other : t.db, 'one')),
+      );
+      expect(runs.filter((r) => r.status === 'offered')).toHaveLength(1);
+      const n = await t.db.query<{ n: number }>(
+        `select count(*)::int as n from runs where workstation_id = 'ws_one' and status = 'offered'`,
+      );
+      expect(n.rows[0]!.n).toBe(1);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('reads the capacity a pass committed while the submit waited for the lock', async () => {
+    await addWorkstation('ws_lk', 'lk', 1);
+    const first = (await transitions.submit(t.db, parse('lk'))).run; // queued, no placement
+    const other = await openPostgres({ url: t.url! });
+    try {
+      let release: () => void = () => {};
+      const released = new Promise<void>((r) => (release = r));
+      let locked: () => void = () => {};
+      const lockHeld = new Promise<void>((r) => (locked = r));
+      const holder = other.transaction(async (tx) => {
+        await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
+        locked();
+        await released;
+        await transitions.offer(tx, [{ id: first.id, ws: 'ws_lk' }]);
+      });
+      await lockHeld;
+      // `first` is still queued and older: the submit must not place over it either way; make
+      // it wait for the lock, then the holder takes the only slot with `first`.
+      const submitted = submitOnA(t.db, 'lk');
+      for (let i = 0; ; i++) {
+        const waiting = await t.db.query<{ n: number }>(
+          `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`,
+        );
+        if (waiting.rows[0]!.n > 0) break;
+        if (i > 500) throw new Error('the submit never waited for the lock');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      release();
+      await holder;
+      expect((await submitted).status).toBe('queued');
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('leaves the run queued (for the pass) behind an older placeable run, and for a link held by this replica', async () => {
+    await addWorkstation('ws_q', 'q', 4);
+    const older = (await transitions.submit(t.db, parse('q'))).run;
+    expect((await submitOnA(t.db, 'q')).status).toBe('queued');
+    await t.db.query(`update runs set status = 'cancelled' where id = $1`, [older.id]);
+    expect((await submitOnA(t.db, 'q')).status).toBe('queued'); // the one just queued is older
+    await t.db.query(`update runs set status = 'cancelled' where status = 'queued'`);
+    expect((await submitOnA(t.db, 'q')).status).toBe('offered');
+    // A link held here: the pass places it (and claims on offer where the agent asked).
+    await addWorkstation('ws_here', 'here', 4, 'A');
+    expect((await submitOnA(t.db, 'here')).status).toBe('queued');
+    // An older run of a runtime no free workstation offers does not hold it back.
+    await t.db.query(`update runs set status = 'cancelled' where status = 'queued'`);
+    await transitions.submit(t.db, parse('nowhere'));
+    expect((await submitOnA(t.db, 'q')).status).toBe('offered');
+  });
+
+  it('places as a pass would: labels, pin, cpus, most free slots first', async () => {
+    await addWorkstation('ws_a', 'p', 2);
+    await addWorkstation('ws_c', 'p', 4);
+    await t.db.query(`update workstations set labels = '{"gpu":"yes"}' where id = 'ws_a'`);
+    expect((await submitOnA(t.db, 'p')).workstation_id).toBe('ws_c');
+    expect((await submitOnA(t.db, 'p', { placement: { labels: { gpu: 'yes' } } })).workstation_id).toBe(
+      'ws_a',
+    );
+    expect((await submitOnA(t.db, 'p', { placement: { workstation_id: 'ws_a' } })).workstation_id).toBe(
+      'ws_a',
+    );
+    // ws_a is full now (2 of 2); 3 cpus fit only ws_c (4 cpus, 1 used).
+    expect((await submitOnA(t.db, 'p', { placement: { workstation_id: 'ws_a' } })).status).toBe('queued');
+    await t.db.query(`update runs set status = 'cancelled' where status = 'queued'`);
+    expect((await submitOnA(t.db, 'p', { resources: { cpus: 3 } })).workstation_id).toBe('ws_c');
+    expect((await submitOnA(t.db, 'p', { resources: { cpus: 2 } })).status).toBe('queued');
+  });
+});
