@@ -45,7 +45,7 @@ export interface StartOptions {
   db?: Database;
   /** Links opening at once at most (`LinkServerOptions.maxOpening`; default 256). */
   linkMaxOpening?: number;
-  /** The least pace shed link upgrades are told to come back at (`LinkServerOptions.shedPacePerSecond`). */
+  /** The pace shed link upgrades are told to come back at until one is measured (`LinkServerOptions.shedPacePerSecond`). */
   linkShedPacePerSecond?: number;
   /** How long a silent link counts among those opening (`LinkServerOptions.openingMaxMs`). */
   linkOpeningMaxMs?: number;

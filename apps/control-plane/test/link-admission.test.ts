@@ -128,3 +128,57 @@ describe('a silent link counts as opening for a bounded time (pglite)', () => {
     silent.ws!.terminate();
   });
 });
+
+// The shed pace is measured (places ÷ how long a place is held), also when it is slower than
+// `linkShedPacePerSecond`: before, a control plane opening a link a second still told its shed
+// agents "1 s" (a 1,000/s floor) and shed them again and again (75,002 sheds for 19,800 agents).
+describe('a slow control plane tells its shed agents to come back at the pace it opens links (pglite)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness('pglite', { linkMaxOpening: 1, linkShedPacePerSecond: 1000 });
+  });
+  afterAll(async () => h?.close());
+
+  it('spreads the sheds over seconds once a place was held ~0.6 s', async () => {
+    const [a, b, c] = [
+      await pairAgent(h, 'a', ['fake']),
+      await pairAgent(h, 'b', ['fake']),
+      await pairAgent(h, 'c', ['fake']),
+    ];
+    // One place, held ~0.6 s by a link that registers late: this process opens < 2 links/s.
+    const slow = await dial(h, a.token);
+    expect(slow.ws).toBeTruthy();
+    await new Promise((r) => setTimeout(r, 600));
+    const registered = new Promise((r) =>
+      slow.ws!.on('message', (d) => (d as Buffer).toString('utf8').includes('"registered"') && r(true)),
+    );
+    slow.ws!.send(
+      JSON.stringify({
+        type: 'register',
+        workstation: {
+          display_name: 'a',
+          cpu_count: 1,
+          runtimes: ['fake'],
+          agent_version: '1',
+          listening: false,
+        },
+        running_run_ids: [],
+      }),
+    );
+    await registered;
+    const holder = await dial(h, b.token);
+    expect(holder.ws).toBeTruthy();
+    const told: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const shed = await dial(h, c.token);
+      expect(shed.status).toBe(503);
+      told.push(Number(shed.retryAfter));
+    }
+    // Places ≥ 0.6 s apart after the first second: the sixth is ≥ 3 s out (at 1,000/s all were 1).
+    expect(told[0]).toBe(1);
+    expect(told[5]).toBeGreaterThanOrEqual(3);
+    expect(told.every((s, i) => i === 0 || s >= told[i - 1]!)).toBe(true);
+    holder.ws!.terminate();
+    slow.ws!.terminate();
+  });
+});

@@ -1,62 +1,79 @@
 /**
- * The pace shed upgrades are told to come back at, at least (links a second): the issue's target,
- * 20,000 agents linked again within 20 s (issue 9). A control plane that opens links faster is
- * measured doing so, and tells its shed agents to come back sooner.
+ * The pace shed upgrades are told to come back at before this process has measured its own (links
+ * a second): the issue's target, 20,000 agents linked again within 20 s (issue 9). Only the sheds
+ * before the first opening place has been given back use it; from then on the pace is measured.
  */
 export const LINK_SHED_PACE_PER_SECOND = 1000;
-/** No shed agent is told to wait longer than this (s), however long the queue. */
+/**
+ * The queue's horizon (s): no shed agent is told to wait longer. Past it the queue is full, and
+ * a shed agent is told a random second within the horizon instead (not all the same last second:
+ * they would come back as one herd) — it is shed again then, and takes a place nearer the front.
+ */
 export const LINK_SHED_MAX_RETRY_AFTER_S = 60;
+/**
+ * Weight of each place given back in the mean time a place is held ({@link ShedPacer}): the
+ * mean follows the last few dozen links, so a control plane that slows down (or a restart's
+ * first, cold links) is measured within a fraction of one `maxOpening` cohort.
+ */
+export const LINK_SHED_HOLD_WEIGHT = 1 / 32;
 
 /**
  * When an agent whose upgrade was shed should come back: each is handed its own place in a queue
- * drained at the pace this process opens links (the last second's opens, at least
- * {@link LINK_SHED_PACE_PER_SECOND} a second), as whole seconds for `Retry-After`; the agent adds
- * up to a second of jitter (`LinkClient`). A fleet re-linking after a restart then comes back
- * about as fast as links open — each agent shed about once — instead of all retrying within the
- * same few seconds (a 1–5 s `Retry-After` at random had every agent shed again and again, the
- * retries costing the control plane as much as the links, and the losers' backoff growing to its
- * cap: p99 6.4 s for 2,000 links). See docs/agent.md, _Link_.
+ * drained at the pace opening places free up here, as whole seconds for `Retry-After` (at most
+ * {@link LINK_SHED_MAX_RETRY_AFTER_S}); the agent adds up to a second of jitter (`LinkClient`). The pace is measured, not assumed: upgrades are
+ * shed only while all `places` (`maxOpening`) are held, and then places free up at
+ * `places ÷ the mean time a place is held` a second (Little's law) — the mean over the last few
+ * dozen places given back (registered, refused, dropped, or silent past `openingMaxMs`). Before
+ * any place has been given back the pace is `floorPerSecond`. A fleet re-linking after a restart
+ * then comes back as fast as this process opens links — each agent shed about once.
+ *
+ * Before, the pace was the last second's opens but at least 1,000 a second: a control plane
+ * opening ~30 links a second (a loaded machine) told its shed agents to come back ~30 times too
+ * soon, and shed them again and again — 75,002 sheds for 19,800 agents, each a TCP connect, an
+ * HTTP request and an answer on both sides (docs/benchmarks.md, _Links: the shed pace is
+ * measured_). A pace read while the places were not all held over-estimates (holds are short
+ * then): the agents told so come back sooner and are shed once more, which is cheap; an
+ * under-estimate would leave the control plane idle while its agents wait, which is not.
  *
  * @example
- * const pacer = new ShedPacer();
- * pacer.opened();                 // a link registered
+ * const pacer = new ShedPacer(256);
+ * pacer.freed(180);               // a place was held 180 ms (its link registered)
  * const s = pacer.retryAfterS();  // 1, 1, …, 2, …: the place of the next shed upgrade
  */
 export class ShedPacer {
   /** performance.now() of the last place handed out. */
   #cursor = Number.NEGATIVE_INFINITY;
-  /** Opens counted since `#since`, and the pace measured over the last whole second. */
-  #opens = 0;
-  #since = performance.now();
-  #measured = 0;
+  /** Mean time an opening place is held (ms); undefined until one was given back. */
+  #heldMs: number | undefined;
 
-  constructor(private readonly floorPerSecond = LINK_SHED_PACE_PER_SECOND) {}
+  constructor(
+    /** Links that may be opening at once (`LinkServerOptions.maxOpening`). */
+    private readonly places: number,
+    private readonly floorPerSecond = LINK_SHED_PACE_PER_SECOND,
+    /** Randomness in [0, 1) for places past the horizon (default `Math.random`). */
+    private readonly random: () => number = Math.random,
+  ) {}
 
-  /** A link opened (registered). */
-  opened(now = performance.now()): void {
-    this.#roll(now);
-    this.#opens++;
+  /** An opening place was given back after `heldMs` (its link registered, or ended, or timed out). */
+  freed(heldMs: number): void {
+    const ms = Math.max(1, heldMs);
+    this.#heldMs =
+      this.#heldMs === undefined ? ms : this.#heldMs + (ms - this.#heldMs) * LINK_SHED_HOLD_WEIGHT;
   }
 
   /** Links a second the queue is drained at now. */
-  pace(now = performance.now()): number {
-    this.#roll(now);
-    return Math.max(this.floorPerSecond, this.#measured);
+  pace(): number {
+    return this.#heldMs === undefined ? this.floorPerSecond : (this.places * 1000) / this.#heldMs;
   }
 
   /** The `Retry-After` (whole seconds, ≥ 1) of the next shed upgrade: the next place in the queue. */
   retryAfterS(now = performance.now()): number {
     // Never sooner than a second from now; an empty queue starts there.
-    this.#cursor = Math.max(this.#cursor, now + 1000) + 1000 / this.pace(now);
-    return Math.min(LINK_SHED_MAX_RETRY_AFTER_S, Math.max(1, Math.floor((this.#cursor - now) / 1000)));
-  }
-
-  #roll(now: number): void {
-    const elapsed = now - this.#since;
-    if (elapsed < 1000) return;
-    // A quiet gap of more than a second measures nothing: the pace falls back to the floor.
-    this.#measured = elapsed < 2000 ? (this.#opens * 1000) / elapsed : 0;
-    this.#opens = 0;
-    this.#since = now;
+    const next = Math.max(this.#cursor, now + 1000) + 1000 / this.pace();
+    // A queue full to the horizon: a random second within it, and no place taken.
+    if (next - now >= (LINK_SHED_MAX_RETRY_AFTER_S + 1) * 1000)
+      return 1 + Math.floor(this.random() * LINK_SHED_MAX_RETRY_AFTER_S);
+    this.#cursor = next;
+    return Math.max(1, Math.floor((next - now) / 1000));
   }
 }

@@ -53,7 +53,10 @@ export interface LinkServerOptions {
    * for sockets nobody reads) and comes back about as fast as links open.
    */
   maxOpening?: number;
-  /** The least pace (links/s) shed upgrades are told to come back at (default `LINK_SHED_PACE_PER_SECOND`). */
+  /**
+   * The pace (links/s) shed upgrades are told to come back at before this process has measured
+   * its own (default `LINK_SHED_PACE_PER_SECOND`); see {@link ShedPacer}.
+   */
   shedPacePerSecond?: number;
   /**
    * A link counts among those opening (`maxOpening`) for at most this long (ms, default
@@ -140,7 +143,7 @@ export class LinkServer {
 
   constructor(private readonly o: LinkServerOptions) {
     this.ops = agentOps(o.lifecycle);
-    this.pacer = new ShedPacer(o.shedPacePerSecond);
+    this.pacer = new ShedPacer(o.maxOpening ?? LINK_MAX_OPENING, o.shedPacePerSecond);
     // One scheduling pass for the listening registrations of a window, not one per link.
     this.registrations = new LinkRegistrations({ ...o, schedule: () => o.signals.schedule() });
     this.wss = new WebSocketServer({
@@ -215,12 +218,15 @@ export class LinkServer {
       );
     }
     this.opening++;
+    const since = performance.now();
     let counted = true;
     const done = () => {
       if (!counted) return;
       counted = false;
       clearTimeout(late);
       this.opening--;
+      // How long the place was held: the pace shed upgrades are told to come back at.
+      this.pacer.freed(performance.now() - since);
     };
     // Registered, refused, dropped, or silent past openingMaxMs: its share ends then.
     const late = setTimeout(done, this.o.openingMaxMs ?? LINK_OPENING_MAX_MS);
@@ -457,12 +463,11 @@ export class LinkServer {
         link.claimer = claimer;
         this.resize(link, msg.workstation.max_runs ?? msg.workstation.cpu_count);
         sendText(link, JSON.stringify({ type: 'registered', workstation_id: ws, ops: SERVED_OPS }));
-        // The first `register` of the link ends its share of `opening` (and counts for the pace).
+        // The first `register` of the link ends its share of `opening`.
         const opened = this.opened.get(link);
         if (opened) {
           this.opened.delete(link);
           opened();
-          this.pacer.opened();
         }
         // A drain requested while this agent had no link here (or one it did not act on yet).
         if (registered.draining) sendText(link, JSON.stringify({ type: 'drain' }));
