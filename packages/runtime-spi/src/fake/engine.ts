@@ -32,7 +32,14 @@ export class FakeEngine {
   /** Images present "locally", by ref, with their content id. */
   readonly images = new Map<string, string>();
   #nextId = 1;
+  /** Woken by every change. */
   #listeners = new Set<() => void>();
+  /**
+   * Woken by a change of one instance: its output follower and its exit waiter (not every
+   * waiter of every instance, which cost an agent with 25 runs in flight ~50 wake-ups, promises
+   * and abort listeners per change; issue 9, agent profile under the bench's fake runtime).
+   */
+  readonly #byRecord = new WeakMap<FakeInstanceRecord, Set<() => void>>();
 
   newId(): string {
     return `fake-${String(this.#nextId++).padStart(6, '0')}`;
@@ -47,24 +54,40 @@ export class FakeEngine {
 
   appendLog(record: FakeInstanceRecord, stream: LogStream, data: string): void {
     record.logs.push({ stream, data, at: new Date().toISOString() });
-    this.changed();
+    this.changed(record);
   }
 
-  /** Wakes everyone waiting for a change (new output, state change). */
-  changed(): void {
-    for (const listener of [...this.#listeners]) listener();
+  /**
+   * Wakes everyone waiting for a change (new output, state change): those waiting for any
+   * change, and those waiting for a change of `record` (all of them when it is not given).
+   */
+  changed(record?: FakeInstanceRecord): void {
+    const mine = record ? this.#byRecord.get(record) : undefined;
+    if (mine) for (const listener of [...mine]) listener();
+    if (this.#listeners.size > 0) for (const listener of [...this.#listeners]) listener();
+    if (!record)
+      for (const r of this.instances.values()) {
+        const theirs = this.#byRecord.get(r);
+        if (theirs) for (const listener of [...theirs]) listener();
+      }
   }
 
-  /** Resolves on the next change or when the signal aborts. */
-  nextChange(signal?: AbortSignal): Promise<void> {
+  /** Resolves on the next change (of `record`, when given) or when the signal aborts. */
+  nextChange(signal?: AbortSignal, record?: FakeInstanceRecord): Promise<void> {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve();
+      let set = this.#listeners;
+      if (record) {
+        const known = this.#byRecord.get(record);
+        if (known) set = known;
+        else this.#byRecord.set(record, (set = new Set()));
+      }
       const done = () => {
-        this.#listeners.delete(done);
+        set.delete(done);
         signal?.removeEventListener('abort', done);
         resolve();
       };
-      this.#listeners.add(done);
+      set.add(done);
       signal?.addEventListener('abort', done, { once: true });
     });
   }

@@ -79,6 +79,27 @@ describe('fake runtime', () => {
     expect(rt.calls.map((c) => c.method)).toEqual([method]);
   });
 
+  it('wakes only the waiters of the instance that changed (issue 9: not every run in flight per change)', async () => {
+    const engine = new FakeEngine();
+    const runtime = createFakeRuntime({ engine });
+    const a = await runtime.create({ name: 'a', command: ['/bin/sh', '-c', 'exit 0'] });
+    const b = await runtime.create({ name: 'b', command: ['/bin/sh', '-c', 'exit 0'] });
+    const recA = engine.instances.get(a.id)!;
+    let woken = 0;
+    const waiting = engine.nextChange(undefined, recA).then(() => woken++);
+    let anyChange = 0;
+    void engine.nextChange().then(() => anyChange++);
+    await runtime.start(b.id);
+    await runtime.wait(b.id);
+    await new Promise((r) => setImmediate(r));
+    expect(woken).toBe(0);
+    expect(anyChange).toBe(1);
+    await runtime.start(a.id);
+    await waiting;
+    expect(woken).toBe(1);
+    expect((await runtime.wait(a.id)).exitCode).toBe(0);
+  });
+
   it('fails only the next call with failNext, and lets a failure function pick calls', async () => {
     const rt = createFakeRuntime({
       failures: {

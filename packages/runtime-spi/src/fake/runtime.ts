@@ -162,7 +162,7 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
   const waitForExit = async (record: FakeInstanceRecord, signal?: AbortSignal): Promise<ExitStatus> => {
     while (!(record.state === 'exited' && record.exit)) {
       throwIfAborted(signal, name);
-      await engine.nextChange(signal);
+      await engine.nextChange(signal, record);
     }
     return record.exit;
   };
@@ -237,7 +237,7 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
         children: new Set(),
       };
       engine.instances.set(record.id, record);
-      engine.changed();
+      engine.changed(record);
       return toInstance(record);
     },
 
@@ -263,9 +263,9 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
         delete record.process;
         for (const child of record.children) child.kill('SIGKILL');
         record.children.clear();
-        engine.changed();
+        engine.changed(record);
       });
-      engine.changed();
+      engine.changed(record);
       return toInstance(record);
     },
 
@@ -296,7 +296,7 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
         await waitForExit(record);
       }
       engine.instances.delete(record.id);
-      engine.changed();
+      engine.changed(record);
     },
 
     async inspect(id: string, opts?: CallOptions) {
@@ -326,7 +326,7 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
           }
           if (!opts?.follow || record.state !== 'running') return;
           throwIfAborted(opts.signal, name);
-          await engine.nextChange(opts.signal);
+          await engine.nextChange(opts.signal, record);
           if (opts.signal?.aborted) throw abortedError(opts.signal, name);
         }
       })();
