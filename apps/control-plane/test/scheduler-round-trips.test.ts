@@ -314,3 +314,72 @@ describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => 
     expect(roundTrips).toBe(backend === 'postgres' ? 3 : 5);
   });
 });
+
+/**
+ * Every run a page reads it locks (`for update skip locked`: a WAL record each on Postgres), so
+ * a page reads no more runs than the free workstations have slots: with a backlog, 200 locks a
+ * page to place the few runs that fit, before. A run that fits nowhere is still passed over:
+ * once a page cannot place all it read, the pass reads whole pages.
+ */
+describe.each(TEST_BACKENDS)('the runs a page reads, on %s', (backend) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await migratedDatabase(backend);
+    await addWorkstation(t.db, 'ws_few', 'few', 2);
+  });
+  afterAll(async () => t?.dispose());
+
+  /** A scheduler on `t.db` that records how many runs each page read. */
+  const recording = () => {
+    const reads: number[] = [];
+    const db = {
+      ...t.db,
+      transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
+        t.db.transaction((tx) =>
+          fn({
+            ...tx,
+            query: async <R>(text: string, params?: unknown[]) => {
+              const r = await tx.query<R>(text, params);
+              if (text.includes('for update skip locked'))
+                reads.push((r.rows[0] as { queued: unknown[] }).queued.length);
+              return r;
+            },
+          }),
+        ),
+    };
+    return { reads, scheduler: newScheduler(db) };
+  };
+
+  it('reads as many queued runs as there are free slots', async () => {
+    await transitions.submitMany(
+      t.db,
+      Array.from({ length: 6 }, () => submitRunRequestSchema.parse({ runtime: 'few', command: ['x'] })),
+    );
+    const { reads, scheduler } = recording();
+    expect(await scheduler.pass()).toHaveLength(2);
+    expect(reads).toEqual([2]);
+  });
+
+  it('passes over runs that fit nowhere with whole pages', async () => {
+    await t.db.query(`update runs set status = 'completed' where status <> 'queued'`);
+    await t.db.query(`delete from runs`);
+    // Pinned to a workstation that does not exist: never placeable, ahead of a placeable run.
+    await transitions.submitMany(
+      t.db,
+      Array.from({ length: 5 }, () =>
+        submitRunRequestSchema.parse({
+          runtime: 'few',
+          command: ['x'],
+          placement: { workstation_id: 'ws_none' },
+        }),
+      ),
+    );
+    const { run } = await transitions.submit(
+      t.db,
+      submitRunRequestSchema.parse({ runtime: 'few', command: ['x'] }),
+    );
+    const { reads, scheduler } = recording();
+    expect((await scheduler.pass()).map((r) => r.id)).toEqual([run.id]);
+    expect(reads).toEqual([2, 4]);
+  });
+});

@@ -79,21 +79,27 @@ const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropp
 // One statement for what a page places: up to `limit` queued runs after position `after`, oldest
 // first, of a runtime some workstation with a free slot offers (`f`: a run of any other runtime
 // cannot be placed now, so a queue of 10,000 such runs costs one index scan, not 50 pages;
-// whether `f` is empty is `any_free`, the fleet-saturated test, and its size `free_ws`), locked `for update skip locked`
+// whether `f` is empty is `any_free`, the fleet-saturated test, and its size `free_ws`), at most
+// as many as the free slots of `f` (`n.page_limit`: a page cannot place more, and every run it
+// reads it locks — 200 row locks a page, each a WAL record, to place the 25 runs 25 free slots
+// take, before), locked `for update skip locked`
 // (only the columns placement looks at; the offered rows
 // come back whole from the update), and the workstations with a free slot offering one of their
 // runtimes, locked `for update of w skip locked` — a scheduler never places onto a workstation
 // another transaction is changing. Both come back as JSON arrays in one row; the same statement
 // makes the page's commit asynchronous (see ASYNC_COMMIT). Its two numbers are literals (see
 // pageStatement), so it can share a round trip with the lock and the transaction's `BEGIN`.
-const pageSql = (after: number, limit: number) => `
+const pageSql = (after: number, limit: number, capped: boolean) => `
 with f as materialized (
-  select w.runtimes from workstations w ${USED_SQL} where ${PLACEABLE_SQL}
+  select w.runtimes, coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs as free
+    from workstations w ${USED_SQL} where ${PLACEABLE_SQL}
+), n as (
+  select ${capped ? `least(${limit}, coalesce(sum(f.free), 0))::int` : `${limit}`} as page_limit from f
 ), q as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
    where r.status in (${statusesSql('offer')}) and r.position > ${after} and (r.not_before is null or r.not_before <= now())
      and r.runtime in (select jsonb_array_elements_text(f.runtimes) from f)
-   order by r.position limit ${limit} for update skip locked
+   order by r.position limit (select page_limit from n) for update skip locked
 ), c as (
   select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
          u.used_runs, u.used_cpus, u.used_memory
@@ -107,6 +113,7 @@ select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued
        (select coalesce(json_agg(c order by c.used_runs, c.id), '[]') from c) as cands,
        exists (select 1 from f) as any_free,
        (select count(*) from f)::int as free_ws,
+       (select page_limit from n) as page_limit,
        ${ASYNC_COMMIT} as async_commit`;
 
 /**
@@ -173,10 +180,10 @@ select r.*, null, null, null, 0 from runs r where r.id = ${id} and not exists (s
  * waited as still free, and offer beyond it (test/scheduler-round-trips.test.ts holds the lock
  * across such a commit). Hence literals instead of `$1`/`$2`: both are integers checked here.
  */
-function pageStatement(backend: Database['backend'], after: number, limit: number): string {
+function pageStatement(backend: Database['backend'], after: number, limit: number, capped: boolean): string {
   if (!Number.isSafeInteger(after) || !Number.isSafeInteger(limit))
     throw new Error(`page bounds must be integers: ${after}, ${limit}`);
-  const page = pageSql(after, limit);
+  const page = pageSql(after, limit, capped);
   return backend === 'postgres' ? `select pg_advisory_xact_lock(${SCHEDULER_LOCK});\n${page}` : page;
 }
 
@@ -273,12 +280,16 @@ export class Scheduler {
   async pass(): Promise<Run[]> {
     const offered: Run[] = [];
     let after = 0;
+    // Pages read at most as many runs as there are free slots until one of them cannot place
+    // every run it read (labels, pins, cpus, memory): from then on the pass reads whole pages,
+    // so runs that fit nowhere cost no more pages than before.
+    let capped = true;
     this.saturated = false;
     for (;;) {
       const span = tracing ? new TraceSpan() : undefined;
       span?.mark('pass.start');
       const page = await this.o.db.transaction(async (tx) => {
-        const placed = await this.placePage(tx, after, span);
+        const placed = await this.placePage(tx, after, capped, span);
         // A claim on offer grants a lease the agent starts the run under: durable before it is
         // sent. On Postgres the setting rides with the COMMIT (`atCommit`: no round trip of its
         // own), which reads it.
@@ -339,6 +350,7 @@ export class Scheduler {
       offered.push(...page.offered, ...page.claimed.map((g) => g.run));
       for (const m of page.local) this.o.signals.toWorkstation(m.workstationId, m.message);
       if (page.last === undefined || page.done) break;
+      if (page.offered.length + page.claimed.length < (page.read ?? 0)) capped = false;
       after = page.last;
     }
     return offered;
@@ -347,11 +359,14 @@ export class Scheduler {
   private async placePage(
     tx: Queryable,
     after: number,
+    capped: boolean,
     span?: TraceSpan,
   ): Promise<{
     offered: Run[];
     claimed: ClaimGrant[];
     last?: number;
+    /** Runs the page read (and locked). */
+    read?: number;
     /** The queue has no run after this page. */
     done: boolean;
     /** Runs of this page were left queued and every candidate slot is taken (or none exists). */
@@ -368,13 +383,19 @@ export class Scheduler {
   }> {
     const pageSize = this.o.pageSize ?? 200;
     const page = (
-      await tx.query<{ queued: RunRow[]; cands: Candidate[]; any_free: boolean; free_ws: number }>(
-        pageStatement(this.o.db.backend, after, pageSize),
-      )
+      await tx.query<{
+        queued: RunRow[];
+        cands: Candidate[];
+        any_free: boolean;
+        free_ws: number;
+        page_limit: number;
+      }>(pageStatement(this.o.db.backend, after, pageSize, capped))
     ).rows[0]!;
     span?.mark('pass.page');
     const queued = { rows: page.queued };
     const anyFree = page.any_free;
+    // A page shorter than its limit is the queue's last (of what the free workstations can run).
+    const pageLimit = Number(page.page_limit);
     if (queued.rows.length === 0) return { offered: [], claimed: [], done: true, exhausted: false, anyFree };
     const last = Number(queued.rows[queued.rows.length - 1]!.position);
     const cands = { rows: page.cands };
@@ -386,7 +407,8 @@ export class Scheduler {
         offered: [],
         claimed: [],
         last,
-        done: queued.rows.length < pageSize,
+        read: queued.rows.length,
+        done: queued.rows.length < pageLimit,
         full: true,
         exhausted: true,
         anyFree,
@@ -405,7 +427,8 @@ export class Scheduler {
         offered: [],
         claimed: [],
         last,
-        done: queued.rows.length < pageSize,
+        read: queued.rows.length,
+        done: queued.rows.length < pageLimit,
         full: slots.every((s) => s.freeRuns <= 0),
         exhausted: slots.every((s) => s.freeRuns <= 0),
         anyFree,
@@ -427,7 +450,8 @@ export class Scheduler {
       offered,
       claimed,
       last,
-      done: queued.rows.length < pageSize,
+      read: queued.rows.length,
+      done: queued.rows.length < pageLimit,
       full: full && picks.length < queued.rows.length,
       exhausted: full,
       anyFree,
