@@ -7,6 +7,7 @@ import { Session } from 'node:inspector/promises';
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
+import { writeHeapSnapshot } from 'node:v8';
 import { loadConfig, startControlPlane } from '@runt/control-plane';
 import { countStatements, openPglite, openPostgres, type Database, type Queryable } from '@runt/sql';
 import { mintToken } from '@runt/transport-auth';
@@ -46,6 +47,8 @@ export type CpHostRequest =
   | { type: 'query'; sql: string; params?: unknown[] }
   /** After a full GC when the process runs with --expose-gc: its `process.memoryUsage()`. */
   | { type: 'memory' }
+  /** A V8 heap snapshot written to `file` (what the idle links' JS memory is made of). */
+  | { type: 'heap-snapshot'; file: string }
   /**
    * A CPU profile of one window (a phase): `start` begins it, `stop` writes it to `file`
    * (`.cpuprofile`), so a phase's profile holds only that phase (not start-up, not the submits
@@ -202,6 +205,8 @@ async function main(): Promise<void> {
     } else if (m.type === 'memory') {
       (globalThis as { gc?: () => void }).gc?.();
       process.send!({ id: m.id, memory: process.memoryUsage() });
+    } else if (m.type === 'heap-snapshot') {
+      process.send!({ id: m.id, file: writeHeapSnapshot(m.file), rows: [] });
     }
     // The bench's own reads (progress, timestamps) go around the meter.
     else

@@ -11,6 +11,7 @@
 //   BENCH_BACKENDS=postgres,pglite   BENCH_LINK_RESTART=kill|term (how the control plane goes down)
 //   BENCH_TIMEOUT_MS=60000           how long the links may take to open / to come back
 //   BENCH_CPU_PROF=DIR               --cpu-prof of each control plane process into DIR
+//   BENCH_HEAP_SNAPSHOT=DIR          a heap snapshot of the control plane holding the idle links
 //   BENCH_LINKS_PER_SOURCE=2000      links dialled from each loopback source address (127.0.0.x)
 //
 // Why several source addresses: every connection here goes from 127.0.0.1 to one port, and
@@ -318,6 +319,12 @@ export async function measureLinks(o: {
     await sleep(3000);
     const memLoad = loadAverage();
     const after = await cp.memory();
+    // BENCH_HEAP_SNAPSHOT=DIR: what the idle links' JS memory is made of (a V8 heap snapshot).
+    if (process.env.BENCH_HEAP_SNAPSHOT)
+      await cp.ask({
+        type: 'heap-snapshot',
+        file: join(process.env.BENCH_HEAP_SNAPSHOT, `links-${o.backend}-${o.links}.heapsnapshot`),
+      });
     const js = (m: NodeJS.MemoryUsage) => m.heapUsed + m.external;
 
     // The restart: down (SIGKILL or SIGTERM), up again on the same port and data, all links back.
