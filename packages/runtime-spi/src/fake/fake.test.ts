@@ -100,6 +100,20 @@ describe('fake runtime', () => {
     expect((await runtime.wait(a.id)).exitCode).toBe(0);
   });
 
+  it('keeps no calls with recordCalls: false; a failure function still sees each one', async () => {
+    const seen: string[] = [];
+    const rt = createFakeRuntime({
+      recordCalls: false,
+      failures: { start: (call) => void seen.push(call.method) },
+    });
+    const a = await rt.create({ name: 'a', command: ['/bin/sh', '-c', 'exit 0'] });
+    await rt.start(a.id);
+    expect(await rt.wait(a.id)).toEqual({ exitCode: 0 });
+    await rt.remove(a.id);
+    expect(rt.calls).toEqual([]);
+    expect(seen).toEqual(['start']);
+  });
+
   it('fails only the next call with failNext, and lets a failure function pick calls', async () => {
     const rt = createFakeRuntime({
       failures: {

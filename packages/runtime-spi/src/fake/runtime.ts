@@ -67,6 +67,13 @@ export interface FakeRuntimeOptions {
   failures?: Partial<Record<FakeMethod, FakeFailure>>;
   /** Working directory when a spec has no `workdir` (default '/'). */
   defaultWorkdir?: string;
+  /**
+   * Keep every call in `calls` (default true: tests read them). An agent running the fake
+   * runtime for load tests and demos passes false: the record holds every spec, signal and
+   * option it was given for the life of the process (issue 9: it grew the agent's heap, and its
+   * GC time, with every run).
+   */
+  recordCalls?: boolean;
 }
 
 export interface FakeRuntime extends Runtime {
@@ -116,7 +123,7 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
     signal: AbortSignal | undefined,
   ): Promise<void> => {
     const call = { method, args };
-    calls.push(call);
+    if (options.recordCalls !== false) calls.push(call);
     throwIfAborted(signal, name);
     if (closed && method !== 'inspect' && method !== 'list') {
       throw new RuntimeError('runtime-unavailable', 'this fake runtime was closed', { runtime: name });
