@@ -316,6 +316,8 @@ export class RuntSystem {
     b.cpu.cp.sample([this.cp.pid!]);
     b.cpu.agents.sample(this.agentPids());
     if (this.db) b.cpu.db.sample(await this.db.backendPids());
+    // Before the profile is written out (its file's writes are not the phase's).
+    const cpWrites = processWrites(this.cp.pid!) - b.cpWrites;
     if (this.o.cpuProfDir) {
       const file = join(this.o.cpuProfDir, `control-plane-${this.o.backend}-${phase}.cpuprofile`);
       const r = await this.ask({ type: 'profile', action: 'stop', file });
@@ -364,7 +366,7 @@ export class RuntSystem {
         linkRequests: perMaybe(delta('linkRequests')),
         sql: per(counts.statements - b.counts.statements),
         sqlRoundTrips: per(counts.roundTrips - b.counts.roundTrips),
-        cpWrites: per(processWrites(this.cp.pid!) - b.cpWrites),
+        cpWrites: per(cpWrites),
         offers: perMaybe(delta('offers')),
         offerMessages: perMaybe(delta('offerMessages')),
         requeues: perMaybe(delta('requeues')),
