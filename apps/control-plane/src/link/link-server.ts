@@ -108,6 +108,9 @@ export const LINK_OPENING_MAX_MS = 10_000;
 export const AGENT_LINK_PATH = '/api/agent/link';
 
 const BEARER = /^Bearer +([^\s]+) *$/i;
+
+/** One listener for the errors a link's sockets may emit (their end is handled on `close`), shared by every link. */
+const ignore = (): void => {};
 /** Every link op this control plane serves, told to the agent in `registered` (ops beyond `BASE_LINK_OPS` are sent only when listed). */
 const SERVED_OPS = Object.keys(LINK_OPS);
 
@@ -203,7 +206,7 @@ export class LinkServer {
   }
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    socket.on('error', () => {});
+    socket.on('error', ignore);
     const path = (req.url ?? '').split('?')[0];
     if (path !== AGENT_LINK_PATH) return refuse(socket, 404, 'not-found', `no route for GET ${path}`);
     if (this.closing) return refuse(socket, 503, 'unavailable', 'shutting down');
@@ -224,6 +227,8 @@ export class LinkServer {
       if (!counted) return;
       counted = false;
       clearTimeout(late);
+      // Nothing of the opening stays with an open link (this closure, its timer: ~0.3 KiB a link).
+      socket.removeListener('close', done);
       this.opening--;
       // How long the place was held: the pace shed upgrades are told to come back at.
       this.pacer.freed(performance.now() - since);
@@ -277,7 +282,7 @@ export class LinkServer {
     if (old) old.socket.close(LINK_CLOSE_CODES.replaced, 'replaced by a newer link');
     socket.on('message', (data, isBinary) => this.onMessage(link, data, isBinary));
     socket.on('pong', () => (link.alive = true));
-    socket.on('error', () => {});
+    socket.on('error', ignore);
     socket.on('close', () => {
       if (!this.o.registry.remove(link)) return; // replaced: the newer link owns the row
       // After the link's queued messages, so a late `register` cannot mark it online again.
