@@ -191,7 +191,10 @@ export async function startControlPlane(
     runs,
     logger,
     scanMs: config.schedulerTickMs,
-    onCapacityFreed: () => scheduler?.capacityFreedElsewhere(),
+    // Another replica's submit or freed capacity: this replica places onto its own links' workstations.
+    onCapacityFreed: () => scheduler?.kick(),
+    onSubmitted: () => scheduler?.kick('submitted'),
+    replicaId,
   });
   const signals = createRunSignals({ waiters, relay });
   scheduler = new Scheduler({
