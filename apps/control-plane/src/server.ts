@@ -191,10 +191,7 @@ export async function startControlPlane(
     runs,
     logger,
     scanMs: config.schedulerTickMs,
-    // Another replica's submit or freed capacity: this replica places onto its own links' workstations.
-    onCapacityFreed: () => scheduler?.kick(),
-    onSubmitted: () => scheduler?.kick('submitted'),
-    replicaId,
+    onCapacityFreed: () => scheduler?.capacityFreedElsewhere(),
   });
   const signals = createRunSignals({ waiters, relay });
   scheduler = new Scheduler({

@@ -4,11 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlaneClient, type Run } from '@runt/protocol';
-import { openPostgres } from '@runt/sql';
 import { createTestDatabase } from '@runt/sql/testing';
 import { loadConfig, type ControlPlaneConfig } from '../src/config.js';
 import { startControlPlane, type RunningControlPlane, type StartOptions } from '../src/server.js';
-import { SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import { startHarness, type Harness } from './harness.js';
 import { eventually, pairAgent, uniqueRuntime, type AgentDouble } from './agent-double.js';
 
@@ -152,43 +150,6 @@ describe('three control-plane replicas on one postgres', () => {
     expect(new Set(holders).size).toBe(3);
   });
 
-  // Each replica places onto the workstations whose links it holds, without the scheduler's
-  // advisory lock (taken only for workstations linked to no replica): replicas' passes run side
-  // by side. Here a stuck holder of that lock stops none of them.
-  it("offers runs submitted on every replica to every replica's agents while the scheduler's advisory lock is held elsewhere", async () => {
-    const runtime = uniqueRuntime();
-    const agents = await agentsOnEachReplica(runtime);
-    const other = await openPostgres({ url: a.t.url! });
-    let release: () => void = () => {};
-    const released = new Promise<void>((r) => (release = r));
-    let locked: () => void = () => {};
-    const lockHeld = new Promise<void>((r) => (locked = r));
-    const holder = other.transaction(async (tx) => {
-      await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
-      locked();
-      await released;
-    });
-    try {
-      await lockHeld;
-      const runs: Array<{ run: Run; agent: AgentDouble }> = [];
-      for (let i = 0; i < 6; i++) {
-        // Submitted on replica i % 3, pinned to the agent linked to the next replica.
-        const agent = agents[(i + 1) % 3]!;
-        const { run } = await admins[i % 3]!.submitRun({
-          runtime,
-          command: [`${i}`],
-          placement: { workstation_id: agent.workstationId },
-        });
-        runs.push({ run, agent });
-      }
-      for (const { run, agent } of runs) await agent.waitFor('offer', (m) => m.id === run.id);
-    } finally {
-      release();
-      await holder;
-      await other.close();
-    }
-  });
-
   it('delivers a cancel sent to a replica that does not hold the link, and a drain', async () => {
     const runtime = uniqueRuntime();
     const agents = await agentsOnEachReplica(runtime);
@@ -274,11 +235,10 @@ describe('the generated admin token with replicas on postgres (no RUNT_ADMIN_TOK
 });
 
 describe('a replica whose LISTEN connections drop, on postgres', () => {
-  it('still offers runs submitted elsewhere to its agents while its LISTEN is down (its tick), and listens again', async () => {
+  it('still gets the offers other replicas place for its agents (its scan re-sends them), and listens again', async () => {
     const a = await startHarness('postgres', {}, QUIET);
     const silent = new Writable({ write: (_c, _e, cb) => cb() });
-    // B places onto its own agents' workstations: while its LISTEN is down it does not hear A's
-    // submit, and its 300 ms tick places the run (A's tick is a minute).
+    // B scans every 300 ms while its LISTEN is down; A's tick is a minute, so only A's submit kick places.
     const b = await startControlPlane(
       loadConfig(
         {},

@@ -10,15 +10,15 @@ import { LinkRegistry } from '../src/link/link-registry.js';
 import { NotificationBus } from '../src/notifications/bus.js';
 import { controlPlaneMigrations } from '../src/migrations.js';
 import { RunStore } from '../src/runs/run-store.js';
-import { freshOfferSql } from '../src/runs/scheduler.js';
+import { freshOfferSql, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
 
 /**
  * Issue 10's cross-replica offer latency: on Postgres a lone fresh run is placed by its submit's
- * own message (insert, workstation row lock, placement and NOTIFY; then the WAL flush before the
+ * own message (insert, advisory lock, placement and NOTIFY; then the WAL flush before the
  * answer) — 2 round trips from the submit to an offer published for the replica holding the
  * link, instead of the insert's and then a pass's 3 — and the notification carries the row, so
- * that replica sends it without a query. Capacity stays serialised by the workstation's row lock.
+ * that replica sends it without a query. Capacity stays serialised by the scheduler's lock.
  */
 describe('a submit that places its own run, on postgres', () => {
   let t: TestDatabase;
@@ -124,11 +124,9 @@ describe('a submit that places its own run, on postgres', () => {
     }
   });
 
-  // Placements onto one workstation are serialised by its row lock (a pass of the replica
-  // holding its link, or any replica's submit): a submit finding the row locked by another
-  // placer leaves the run queued for the passes instead of reading capacity that may be changing.
-  it('leaves the run queued when another placer holds the workstation locked, and places it once that one is done', async () => {
-    await addWorkstation('ws_lk', 'lk', 2);
+  it('reads the capacity a pass committed while the submit waited for the lock', async () => {
+    await addWorkstation('ws_lk', 'lk', 1);
+    const first = (await transitions.submit(t.db, parse('lk'))).run; // queued, no placement
     const other = await openPostgres({ url: t.url! });
     try {
       let release: () => void = () => {};
@@ -136,19 +134,26 @@ describe('a submit that places its own run, on postgres', () => {
       let locked: () => void = () => {};
       const lockHeld = new Promise<void>((r) => (locked = r));
       const holder = other.transaction(async (tx) => {
-        await tx.query(`select id from workstations where id = 'ws_lk' for update`);
+        await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
         locked();
         await released;
+        await transitions.offer(tx, [{ id: first.id, ws: 'ws_lk' }]);
       });
       await lockHeld;
-      try {
-        expect((await submitOnA(t.db, 'lk')).status).toBe('queued');
-      } finally {
-        release();
-        await holder;
+      // `first` is still queued and older: the submit must not place over it either way; make
+      // it wait for the lock, then the holder takes the only slot with `first`.
+      const submitted = submitOnA(t.db, 'lk');
+      for (let i = 0; ; i++) {
+        const waiting = await t.db.query<{ n: number }>(
+          `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`,
+        );
+        if (waiting.rows[0]!.n > 0) break;
+        if (i > 500) throw new Error('the submit never waited for the lock');
+        await new Promise((r) => setTimeout(r, 10));
       }
-      await t.db.query(`delete from runs`);
-      expect((await submitOnA(t.db, 'lk')).status).toBe('offered');
+      release();
+      await holder;
+      expect((await submitted).status).toBe('queued');
     } finally {
       await other.close();
     }

@@ -9,11 +9,7 @@ import { traceMark, tracing } from '../trace.js';
 
 /** Messages for agents whose link another replica holds. */
 export const LINK_CHANNEL = 'runt_link';
-/**
- * Wakes the other replicas' schedulers (each places onto the workstations whose links it holds):
- * payload `s:<replica>` runs were submitted, `c:<replica>` capacity was freed or a workstation
- * changed. A replica ignores its own (its scheduler was kicked in-process).
- */
+/** "Capacity was freed or a workstation changed": other replicas' schedulers stop skipping submits. */
 export const SCHEDULE_CHANNEL = 'runt_schedule';
 
 /** Postgres refuses NOTIFY payloads of 8000 bytes or more; larger offers travel as their run id. */
@@ -39,12 +35,8 @@ export interface LinkRelayOptions {
   logger: Logger;
   /** How often links are re-sent what they may have missed while the LISTEN is down. */
   scanMs: number;
-  /** Told when another replica freed capacity or changed a workstation (or the LISTEN is back up). */
+  /** Told when another replica freed capacity (its scheduler placed what it could already). */
   onCapacityFreed: () => void;
-  /** Told when runs were submitted on another replica. */
-  onSubmitted?: () => void;
-  /** This process's replica id: its own {@link SCHEDULE_CHANNEL} notifications are ignored. */
-  replicaId?: string;
 }
 
 /**
@@ -67,10 +59,8 @@ export class LinkRelay {
   #listening = false;
   #timer: NodeJS.Timeout | undefined;
   #freedPending = false;
-  readonly #origin: string;
 
   constructor(private readonly o: LinkRelayOptions) {
-    this.#origin = o.replicaId ?? '';
     o.bus.subscribe(LINK_CHANNEL, {
       message: (payload) => this.#receive(payload),
       up: () => {
@@ -81,12 +71,7 @@ export class LinkRelay {
       down: () => (this.#listening = false),
     });
     o.bus.subscribe(SCHEDULE_CHANNEL, {
-      message: (payload) => {
-        const kind = payload.slice(0, 2);
-        if (this.#origin !== '' && payload.slice(2) === this.#origin) return;
-        if (kind === 's:') (o.onSubmitted ?? o.onCapacityFreed)();
-        else o.onCapacityFreed();
-      },
+      message: () => o.onCapacityFreed(),
       up: () => o.onCapacityFreed(),
       down: () => {},
     });
@@ -125,7 +110,7 @@ export class LinkRelay {
       else payloads.push(encode(it));
     }
     const notes = payloads.map((p) => `('${LINK_CHANNEL}', ${sqlLiteral(p)})`);
-    if (capacityFreed) notes.push(`('${SCHEDULE_CHANNEL}', ${sqlLiteral(`c:${this.#origin}`)})`);
+    if (capacityFreed) notes.push(`('${SCHEDULE_CHANNEL}', '')`);
     if (notes.length === 0) return local;
     // With the transaction's COMMIT where it can (no round trip of its own: issue 10's offer
     // latency), else now; either way NOTIFY is sent on commit only.
@@ -148,33 +133,14 @@ export class LinkRelay {
       );
   }
 
-  /** Whether this process holds the workstation's link. */
-  holds(workstationId: string): boolean {
-    return this.o.links.get(workstationId) !== undefined;
-  }
-
   /** Tells the other replicas that capacity was freed (coalesced per macrotask). */
   capacityFreed(): void {
     if (!this.shared || this.#freedPending) return;
     this.#freedPending = true;
     setImmediate(() => {
       this.#freedPending = false;
-      this.#notifySchedule('c');
+      this.o.db.query(`select pg_notify('${SCHEDULE_CHANNEL}', '')`).catch(() => {}); // the others' ticks cover it
     });
-  }
-
-  /**
-   * The `pg_notify` a submit publishes in its insert's transaction: the other replicas' schedulers
-   * place the runs onto the workstations whose links they hold. Undefined on PGlite.
-   */
-  submittedNotify(): { channel: string; payload: string } | undefined {
-    return this.shared ? { channel: SCHEDULE_CHANNEL, payload: `s:${this.#origin}` } : undefined;
-  }
-
-  #notifySchedule(kind: 'c'): void {
-    this.o.db
-      .query(`select pg_notify('${SCHEDULE_CHANNEL}', $1)`, [`${kind}:${this.#origin}`])
-      .catch(() => {}); // the others' ticks cover it
   }
 
   /** Re-sends every link held here its offered runs and pending cancels (what a notification may have carried). */

@@ -153,8 +153,6 @@ export class RunLifecycle {
         else if (out.some((o) => o.created)) this.d.signals.schedule('submitted');
       },
       this.d.placeFresh,
-      // The other replicas hear of runs left queued in the insert's own transaction (issue 10).
-      this.d.signals.submittedNotify?.(),
     );
     return out;
   }
@@ -393,8 +391,7 @@ export class RunLifecycle {
           : await this.#finishes.submit({ ...write, outcome: outcomeOf(body) });
       if (fast) {
         if (body.status !== 'running' || events.length > 0) this.d.signals.eventsAppended(runId);
-        // A fast finish never queues the run again (a retry takes the checked path).
-        if (body.status !== 'running') this.d.signals.schedule({ freedOn: workstationId });
+        if (body.status !== 'running') this.d.signals.schedule();
         return fast;
       }
     }

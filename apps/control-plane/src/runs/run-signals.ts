@@ -10,25 +10,15 @@ import type { LinkMessage } from '../link/link-relay.js';
  */
 export interface RunSignals {
   eventsAppended(runId: string): void;
-  /**
-   * `submitted`: only a new run is waiting (the scheduler may skip it when no slot is free).
-   * `{freedOn}`: a run on that workstation ended and nothing was queued again: when its link is
-   * held here only this replica can place onto it, so the others are not told.
-   */
-  schedule(reason?: 'submitted' | { freedOn: string }): void;
-  /**
-   * What a submit publishes in its insert's transaction so the other replicas' schedulers (each
-   * places onto the workstations whose links it holds) run a pass; undefined: nothing to publish.
-   */
-  submittedNotify?(): { channel: string; payload: string } | undefined;
+  /** `submitted`: only a new run is waiting (the scheduler may skip it when no slot is free). */
+  schedule(reason?: 'submitted'): void;
   /** Sends over the link if this process holds it, else publishes it for the replica that does. */
   toWorkstation(workstationId: string, message: ControlMessage): void;
   /**
    * Inside a writer's transaction: publishes the messages for links held by other replicas (sent
-   * on commit) and returns the ones for links held here, to pass to `toWorkstation` after the commit;
-   * with `capacityFreed`, wakes the other replicas' schedulers on commit too.
+   * on commit) and returns the ones for links held here, to pass to `toWorkstation` after the commit.
    */
-  relay(tx: Queryable, items: LinkMessage[], capacityFreed?: boolean): Promise<LinkMessage[]>;
+  relay(tx: Queryable, items: LinkMessage[]): Promise<LinkMessage[]>;
   /**
    * Inside a writer's transaction: publishes with `pg_notify` what other replicas must hear of
    * this write — the messages for links they hold and, with `capacityFreed`, that a slot may be
@@ -43,16 +33,8 @@ export interface RunSignals {
 export interface MessageRelay {
   send(workstationId: string, message: ControlMessage): void;
   relay(tx: Queryable, items: LinkMessage[], capacityFreed?: boolean): Promise<LinkMessage[]>;
-  /** Tells the other replicas' schedulers that a slot may be free (each runs a pass). */
+  /** Tells the other replicas' schedulers that a slot may be free (they skip submits while full). */
   capacityFreed(): void;
-  /** Whether this process holds the workstation's link (absent: never). */
-  holds?(workstationId: string): boolean;
-  /**
-   * The `pg_notify` that tells the other replicas' schedulers runs were submitted here (each
-   * runs a pass unless its slots are full), for the submit to publish in its own transaction;
-   * undefined where there are no other replicas (PGlite).
-   */
-  submittedNotify?(): { channel: string; payload: string } | undefined;
 }
 
 /** What `schedule` wakes: the scheduler, which itself sends signals, so it is attached after both exist. */
@@ -63,10 +45,9 @@ export interface SchedulingTarget {
 /**
  * The signals of one control-plane process: event followers through `waiters`, agents through
  * the relay (their link here, or `pg_notify` to the replica holding it), scheduling through the
- * scheduler attached with `attachScheduler`. A `schedule` other than `submitted` also tells the
- * other replicas (each places onto the workstations whose links it holds); a submit tells them
- * in its own transaction (`submittedNotify`). A `schedule` before `attachScheduler` is dropped (the
- * scheduler's start runs a pass anyway).
+ * scheduler attached with `attachScheduler`; a `schedule` other than `submitted` also tells the
+ * other replicas. A `schedule` before `attachScheduler` is dropped (the scheduler's start runs
+ * a pass anyway).
  *
  * @example
  * const signals = createRunSignals({ waiters, relay });
@@ -81,17 +62,11 @@ export function createRunSignals(o: {
   return {
     eventsAppended: (runId) => o.waiters.notify(runId),
     schedule: (reason) => {
-      if (typeof reason === 'object') {
-        scheduler?.kick();
-        if (!o.relay.holds?.(reason.freedOn)) o.relay.capacityFreed();
-        return;
-      }
       scheduler?.kick(reason);
       if (reason !== 'submitted') o.relay.capacityFreed();
     },
-    submittedNotify: () => o.relay.submittedNotify?.(),
     toWorkstation: (workstationId, message) => o.relay.send(workstationId, message),
-    relay: (tx, items, capacityFreed) => o.relay.relay(tx, items, capacityFreed),
+    relay: (tx, items) => o.relay.relay(tx, items),
     async publish(tx, items, opts) {
       const local = await o.relay.relay(tx, items, opts?.capacityFreed);
       return () => {

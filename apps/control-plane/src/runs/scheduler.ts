@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { sqlLiteral, type Database, type Queryable } from '@runt/sql';
-import { LINK_CHANNEL, MAX_NOTIFY_PAYLOAD, SCHEDULE_CHANNEL } from '../link/link-relay.js';
+import { LINK_CHANNEL, MAX_NOTIFY_PAYLOAD } from '../link/link-relay.js';
 import { WORKSTATION_OFFLINE_AFTER_SECONDS, type ClaimRunResponse, type Run } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
@@ -15,7 +15,7 @@ export interface SchedulerOptions {
   db: Database;
   logger: Logger;
   signals: RunSignals;
-  /** This process's replica id (`workstations.link_replica`): on Postgres it places onto the workstations linked to it. */
+  /** This process's replica id (logs); it places onto every replica's workstations. */
   replicaId: string;
   tickMs: number;
   /** Queued runs looked at per transaction (default 200). */
@@ -64,8 +64,8 @@ interface Slot {
   freeMemory: number | null;
 }
 
-// Online, listening, not draining, live credential, a free slot (which replica may place onto
-// it is OWNED_SQL). Committed capacity
+// Online, listening, not draining, live credential; linked to any replica or to none (an agent
+// that polls): the offer reaches a link held elsewhere through the relay. Committed capacity
 // comes from the runs table every time, so it is recomputed whenever a workstation (re)connects.
 const USED_SQL = `cross join lateral (
   select count(*) as used_runs, coalesce(sum(r.cpus), 0) as used_cpus, coalesce(sum(r.memory_bytes), 0) as used_memory
@@ -76,127 +76,79 @@ const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropp
   and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
   and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)`;
 
-// An empty queue reads no workstation (issue 9, links): the workstation walks below are guarded
-// by one `exists` over the queue's index, so a pass over an idle queue — the tick, or the pass a
-// batch of link registrations asks for — costs index probes instead of walks of every
-// workstation with its credential and used slots (0.3–0.9 s of database time per pass at
-// ~13,000 listening workstations). `any_free` is then true (nothing is known to be full).
+// One statement for what a page places: up to `limit` queued runs after position `after`, oldest
+// first, of a runtime some workstation with a free slot offers (`f`: a run of any other runtime
+// cannot be placed now, so a queue of 10,000 such runs costs one index scan, not 50 pages;
+// whether `f` is empty is `any_free`, the fleet-saturated test, and its size `free_ws`), at most
+// as many as the free slots of `f` (`n.page_limit`: a page cannot place more, and every run it
+// reads it locks — 200 row locks a page, each a WAL record, to place the 25 runs 25 free slots
+// take, before), locked `for update skip locked`
+// (only the columns placement looks at; the offered rows
+// come back whole from the update), and the workstations with a free slot offering one of their
+// runtimes, locked `for update of w skip locked` — a scheduler never places onto a workstation
+// another transaction is changing. Both come back as JSON arrays in one row; the same statement
+// makes the page's commit asynchronous (see ASYNC_COMMIT). Its two numbers are literals (see
+// pageStatement), so it can share a round trip with the lock and the transaction's `BEGIN`.
+//
+// An empty queue reads no workstation (issue 9, links): `f` and `c` are guarded by one `exists`
+// over the queue's index (`queuedSql`), so a pass over an idle queue — the tick, or the pass a
+// batch of link registrations asks for — costs one index probe instead of two walks of every
+// workstation with its credential and used slots (measured: 0.3–0.9 s of database time per pass
+// at ~13,000 listening workstations, load ~18 — most of the database's 1.35 ms of CPU per link
+// when 19,800 agents re-linked). `any_free` is then true (nothing is known to be full: a submit
+// still asks for a pass, which reads the fleet once there is a run to place).
 const queuedSql = (after: number) =>
   `exists (select 1 from runs r where r.status in (${statusesSql('offer')}) and r.position > ${after}
      and (r.not_before is null or r.not_before <= now()))`;
-
-// Which workstations a pass may place onto (issue 10, replica throughput). On PGlite (one
-// process) every workstation. On Postgres a replica places only onto the workstations whose
-// link it holds (`link_replica`), plus — while it holds {@link SCHEDULER_LOCK} — onto those
-// linked to no replica (agents that poll over HTTP): one placer per workstation, so passes of
-// several replicas run side by side instead of queueing on one lock.
-const OWNED_SQL = (replica: string) =>
-  `(w.link_replica = ${sqlLiteral(replica)} or (w.link_replica is null and current_setting('runt.sched_lead', true) = 'on'))`;
-
-// A page's statements before the page itself, on Postgres (see pageStatement):
-// 1. the lock for the workstations no replica holds, taken only when such a workstation could
-//    take a run (a fleet of linked agents never takes it); a pass that holds it may place onto
-//    them, and the next holder's page reads after its commit;
-// 2. the row locks (`for update … skip locked`, in id order) of this pass's workstations with a
-//    free slot and a queued run of one of their runtimes, their ids kept for the page in a
-//    transaction-local setting. The page reads their capacity in a statement of its own, from a
-//    snapshot taken after these locks were granted: whatever another placer committed onto one
-//    of them before is counted, and nobody else places onto them until this pass commits — the
-//    capacity check is serialised per workstation.
-const LEAD_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK}), set_config('runt.sched_lead', 'on', true)
-  from workstations w ${USED_SQL} where ${queuedSql(0)} and w.link_replica is null and ${PLACEABLE_SQL} limit 1`;
-const LOCK_MINE_SQL = (
-  replica: string,
-) => `select set_config('runt.sched_ws', coalesce(json_agg(x.id), '[]')::text, true)
-  from (select w.id from workstations w ${USED_SQL}
-         where ${queuedSql(0)} and ${PLACEABLE_SQL} and ${OWNED_SQL(replica)}
-           and exists (select 1 from runs r where r.status in (${statusesSql('offer')})
-                        and r.runtime in (select jsonb_array_elements_text(w.runtimes)))
-         order by w.id for update of w skip locked) x`;
-
-// One statement for what a page places: up to `limit` queued runs after position `after`, oldest
-// first, that fit one of this pass's workstations with a free slot as it is now (runtime, pin,
-// labels, free cpus and memory), and no more than those workstations' free slots — so a page
-// locks only runs it can place (the others' pages skip the rows it locks), locked `for update skip locked` (only the columns placement looks at; the offered
-// rows come back whole from the update); and those workstations (`mine`: on Postgres the ones
-// locked by LOCK_MINE_SQL, their capacity read now) with their runtimes, least loaded first.
-// Whether any workstation this pass may place onto, whatever its runtimes, has a free slot is
-// `any_free` (the saturated test). Both lists come back as JSON arrays in one row; the same
-// statement makes the page's commit asynchronous (see ASYNC_COMMIT). Its numbers are literals
-// (see pageStatement), so it can share a round trip with the locks and the transaction's `BEGIN`.
-export const pageSql = (after: number, limit: number, replica: string | undefined) => `
-with mine as materialized (
-  select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
-         u.used_runs, u.used_cpus, u.used_memory
-  from workstations w ${USED_SQL}
-  where ${queuedSql(after)} and ${PLACEABLE_SQL}${
-    replica === undefined
-      ? ''
-      : `
-    and w.id in (select jsonb_array_elements_text(current_setting('runt.sched_ws', true)::jsonb))`
-  }
+export const pageSql = (after: number, limit: number, capped: boolean) => `
+with f as materialized (
+  select w.runtimes, coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs as free
+    from workstations w ${USED_SQL} where ${queuedSql(after)} and ${PLACEABLE_SQL}
+), n as (
+  select ${capped ? `least(${limit}, coalesce(sum(f.free), 0))::int` : `${limit}`} as page_limit from f
 ), q as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
    where r.status in (${statusesSql('offer')}) and r.position > ${after} and (r.not_before is null or r.not_before <= now())
-     and exists (select 1 from mine m where m.runtimes ? r.runtime
-                  and (r.placement_workstation_id is null or r.placement_workstation_id = m.id)
-                  and m.labels @> coalesce(r.placement_labels, '{}'::jsonb)
-                  and (r.cpus is null or m.cpu_count is null or r.cpus <= m.cpu_count - m.used_cpus)
-                  and (r.memory_bytes is null or m.memory_bytes is null or r.memory_bytes <= m.memory_bytes - m.used_memory))
-   order by r.position limit (select least(${limit}, coalesce(sum(mine.slots - mine.used_runs), 0)) from mine)
-   for update skip locked
+     and r.runtime in (select jsonb_array_elements_text(f.runtimes) from f)
+   order by r.position limit (select page_limit from n) for update skip locked
 ), c as (
-  select * from mine where mine.runtimes ?| (select coalesce(array_agg(distinct q.runtime), '{}') from q)
-  order by mine.used_runs, mine.id
+  select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
+         u.used_runs, u.used_cpus, u.used_memory
+  from workstations w ${USED_SQL}
+  where ${queuedSql(after)} and ${PLACEABLE_SQL}
+    and w.runtimes ?| (select coalesce(array_agg(distinct q.runtime), '{}') from q)
+  order by u.used_runs, w.id
   limit 1000
+  for update of w skip locked
 )
 select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued,
        (select coalesce(json_agg(c order by c.used_runs, c.id), '[]') from c) as cands,
-       (select least(${limit}, coalesce(sum(mine.slots - mine.used_runs), 0))::int from mine) as page_limit,
-       not ${queuedSql(after)} or ${
-         replica === undefined
-           ? 'exists (select 1 from mine)'
-           : `exists (select 1 from workstations w ${USED_SQL} where ${PLACEABLE_SQL} and ${OWNED_SQL(replica)})`
-       } as any_free,
-       (select count(*) from mine)::int as free_ws,
+       not ${queuedSql(after)} or exists (select 1 from f) as any_free,
+       (select count(*) from f)::int as free_ws,
+       (select page_limit from n) as page_limit,
        ${ASYNC_COMMIT} as async_commit`;
 
 /**
  * A fresh run placed by its submit's own message (issue 10's cross-replica offer latency): sent
- * after the run's insert in ONE simple-protocol message (`insert …; <these two statements>`, an
- * implicit transaction, no client round trip while a lock is held), it places the run as a pass
- * would — onto the least-loaded placeable workstation offering its runtime, labels, pin, cpus and
- * memory (`pick`'s order: most free slots, then fewest used, then id), whichever replica holds
- * its link — and publishes the offer with `pg_notify` for the replica holding the link. Like a
- * page (see pageStatement), the workstation's row is locked first (`for update skip locked`, a
- * statement of its own) and its capacity read by the next statement, after the lock: placements
- * onto one workstation, by a pass of the replica holding its link or by any replica's submit,
- * are serialised by that row lock. It leaves the run queued, for the passes, when a pass could
- * decide otherwise: an older queued run that a free workstation could take is waiting (FIFO),
- * or the chosen workstation's link is held by this replica (`link_replica`: the pass sends it,
- * claiming on offer where the agent asked). A run left queued for another reason wakes the
- * other replicas' schedulers (`runt_schedule`, in the same transaction). The notification
- * carries the offered row (`{w, offer, row}`), so the replica holding the link sends it without
- * a query; an older replica reads only `offer` (the run id) and reads the run. Returns the
- * run's row, offered or still queued. The message commits with the insert's
- * `synchronous_commit = off`; see docs/runs.md#scheduler for why an offer may go out before the
- * submit's WAL flush.
+ * after the run's insert in ONE simple-protocol message (`insert …; select
+ * pg_advisory_xact_lock(…); <this>`, an implicit transaction, no client round trip while the
+ * lock is held), it places the run as a pass would — onto the least-loaded placeable
+ * workstation offering its runtime, labels, pin, cpus and memory (`pick`'s order: most free
+ * slots, then fewest used, then id) — and publishes the offer with `pg_notify` for the replica
+ * holding the link, all in one statement read after the lock (as pageStatement's). It leaves the
+ * run queued, for the pass the submit then asks for, when a pass could decide otherwise: an
+ * older queued run that a free workstation could take is waiting (FIFO), or the chosen
+ * workstation's link is held by this replica (`link_replica`: the pass sends it, claiming on
+ * offer where the agent asked). The notification carries the offered row
+ * (`{w, offer, row}`), so the replica holding the link sends it without a query; an older
+ * replica reads only `offer` (the run id) and reads the run. Returns the run's row, offered
+ * or still queued. The message commits with the insert's `synchronous_commit = off`; see
+ * docs/runs.md#scheduler for why an offer may go out before the submit's WAL flush.
  */
 export function freshOfferSql(runId: string, replicaId: string): string {
   const id = sqlLiteral(runId);
-  const replica = sqlLiteral(replicaId);
   const offerable = statusesSql('offer');
-  const fits = `${PLACEABLE_SQL} and w.runtimes ? x.runtime
-     and (x.placement_workstation_id is null or w.id = x.placement_workstation_id)
-     and w.labels @> x.placement_labels
-     and (x.cpus is null or w.cpu_count is null or x.cpus <= w.cpu_count - u.used_cpus)
-     and (x.memory_bytes is null or w.memory_bytes is null or x.memory_bytes <= w.memory_bytes - u.used_memory)`;
-  return `select set_config('runt.fresh_ws', coalesce((
-  select w.id from runs x, workstations w ${USED_SQL}
-   where x.id = ${id} and x.status in (${offerable}) and (x.not_before is null or x.not_before <= now()) and ${fits}
-   order by coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs desc, u.used_runs, w.id
-   limit 1
-   for update of w skip locked), ''), true);
+  return `select pg_advisory_xact_lock(${SCHEDULER_LOCK});
 with x as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
    where r.id = ${id} and r.status in (${offerable}) and (r.not_before is null or r.not_before <= now())
@@ -209,39 +161,42 @@ with x as (
    limit 1
 ), c as (
   select w.id, w.link_replica from x, workstations w ${USED_SQL}
-   where w.id = current_setting('runt.fresh_ws', true) and ${fits} and not exists (select 1 from older)
+   where ${PLACEABLE_SQL} and w.runtimes ? x.runtime and not exists (select 1 from older)
+     and (x.placement_workstation_id is null or w.id = x.placement_workstation_id)
+     and w.labels @> x.placement_labels
+     and (x.cpus is null or w.cpu_count is null or x.cpus <= w.cpu_count - u.used_cpus)
+     and (x.memory_bytes is null or w.memory_bytes is null or x.memory_bytes <= w.memory_bytes - u.used_memory)
+   order by coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs desc, u.used_runs, w.id
+   limit 1
+   for update of w skip locked
 ), o as (
   update runs r set status = 'offered', workstation_id = c.id, offered_at = now() from c
-   where r.id = ${id} and r.status in (${offerable}) and c.link_replica is distinct from ${replica}
+   where r.id = ${id} and r.status in (${offerable}) and c.link_replica is distinct from ${sqlLiteral(replicaId)}
   returning r.*, null::text as l_holder, null::bigint as l_token, null::timestamptz as l_expires_at
 ), n as (
   select pg_notify('${LINK_CHANNEL}', case when octet_length(p.t) < ${MAX_NOTIFY_PAYLOAD} then p.t
                    else json_build_object('w', o.workstation_id, 'offer', o.id)::text end)
     from o cross join lateral (select json_build_object('w', o.workstation_id, 'offer', o.id, 'row', to_jsonb(o))::text as t) p
-), wake as (
-  select pg_notify('${SCHEDULE_CHANNEL}', ${sqlLiteral(`s:${replicaId}`)})
-   where not exists (select 1 from o) and not exists (select 1 from c where c.link_replica = ${replica})
 )
-select o.*, (select count(*) from n) + (select count(*) from wake) as notified from o
+select o.*, (select count(*) from n) as notified from o
 union all
-select r.*, null, null, null, (select count(*) from wake) from runs r where r.id = ${id} and not exists (select 1 from o)`;
+select r.*, null, null, null, 0 from runs r where r.id = ${id} and not exists (select 1 from o)`;
 }
 
 /**
- * A page's first round trip: the transaction's `BEGIN` (`Database.transaction` sends it with a
- * parameter-less first statement), then on Postgres the two lock statements (LEAD_SQL,
- * LOCK_MINE_SQL) and the page, each a statement of its own: in read committed each statement
- * reads from a snapshot taken when it starts, so the page must be a statement after the locks —
- * one statement that took a lock itself would count the capacity another placer committed
- * while it waited as still free, and offer beyond it (test/scheduler-round-trips.test.ts holds
- * the lock across such a commit). Hence literals instead of `$1`/`$2`: the integers are
- * checked here, the replica id is quoted.
+ * A page's first round trip. On Postgres the transaction's `BEGIN`, {@link SCHEDULER_LOCK} and
+ * the page go together (`Database.transaction` sends `BEGIN` with a parameter-less first
+ * statement) as two statements, never one: in read committed each statement reads from a
+ * snapshot taken when it starts, so the page must be a statement after the lock's — one
+ * statement that took the lock itself would count the capacity a pass committed while it
+ * waited as still free, and offer beyond it (test/scheduler-round-trips.test.ts holds the lock
+ * across such a commit). Hence literals instead of `$1`/`$2`: both are integers checked here.
  */
-function pageStatement(backend: Database['backend'], after: number, limit: number, replica: string): string {
+function pageStatement(backend: Database['backend'], after: number, limit: number, capped: boolean): string {
   if (!Number.isSafeInteger(after) || !Number.isSafeInteger(limit))
     throw new Error(`page bounds must be integers: ${after}, ${limit}`);
-  if (backend !== 'postgres') return pageSql(after, limit, undefined);
-  return `${LEAD_SQL};\n${LOCK_MINE_SQL(replica)};\n${pageSql(after, limit, replica)}`;
+  const page = pageSql(after, limit, capped);
+  return backend === 'postgres' ? `select pg_advisory_xact_lock(${SCHEDULER_LOCK});\n${page}` : page;
 }
 
 /**
@@ -249,16 +204,12 @@ function pageStatement(backend: Database['backend'], after: number, limit: numbe
  * match, `placement.workstation_id` pins a run, and the workstation needs a free slot
  * (`max_runs`, default `cpu_count`) plus free cpus/memory when the run asks for them. Runs are
  * taken oldest first with `for update skip locked`, so several control-plane processes on one
- * Postgres never offer a run twice. On Postgres each replica places only onto the workstations
- * whose link it holds, and onto the workstations linked to no replica while it holds
- * {@link SCHEDULER_LOCK} (taken only when such a workstation could take a run); the rows of the
- * workstations a page places onto are locked before their capacity is read (see pageStatement),
- * so each workstation's capacity check is serialised while the passes of several replicas run
- * side by side. A page locks no more queued runs than its workstations have free slots, so the
- * runs it cannot take stay for the others' pages. A submit, and capacity freed, on one replica
- * wake the others' schedulers through `runt_schedule` (`LinkRelay`). An offer for a link held by
- * no replica here is published with `pg_notify` in the offering transaction (`signals.relay`);
- * the others are pushed over the link after the commit.
+ * Postgres never offer a run twice. Any replica places onto any workstation: on Postgres a
+ * page's transaction first takes {@link SCHEDULER_LOCK} (`pg_advisory_xact_lock`, in the same
+ * round trip as `BEGIN` and the page: see pageStatement), so passes of several replicas take
+ * turns instead of skipping each other's locked rows (a skipped run would wait for a tick). An offer for a link held by another replica is published with `pg_notify`
+ * in the offering transaction (`signals.relay`); the others are pushed over the link after the
+ * commit.
  *
  * `kick()` asks for a pass now (submits, finishes, registrations, capacity freed on another
  * replica); a tick runs one anyway.
@@ -273,9 +224,8 @@ export class Scheduler {
   private again = false;
   private stopped = false;
   /**
-   * The last pass left runs queued and no workstation it may place onto (this replica's, see
-   * the class) has a free slot, whatever its runtimes and labels: a new submit cannot be placed
-   * here either, so it does not cost a pass.
+   * The last pass left runs queued and no workstation of the fleet has a free slot (whatever
+   * its runtimes and labels): a new submit cannot be placed either, so it does not cost a pass.
    * A pass that only found the workstations of its own runs full does not set it. Any other kick (a finish, a registration, a
    * sweep, a declined offer) and the tick clear it.
    */
@@ -296,6 +246,14 @@ export class Scheduler {
     this.stopped = true;
     clearInterval(this.timer);
     await this.running;
+  }
+
+  /**
+   * Another replica freed capacity and ran its own pass (which places onto every workstation):
+   * stop skipping this replica's submits, without a pass of its own.
+   */
+  capacityFreedElsewhere(): void {
+    this.saturated = false;
   }
 
   /**
@@ -334,12 +292,16 @@ export class Scheduler {
   async pass(): Promise<Run[]> {
     const offered: Run[] = [];
     let after = 0;
+    // Pages read at most as many runs as there are free slots until one of them cannot place
+    // every run it read (labels, pins, cpus, memory): from then on the pass reads whole pages,
+    // so runs that fit nowhere cost no more pages than before.
+    let capped = true;
     this.saturated = false;
     for (;;) {
       const span = tracing ? new TraceSpan() : undefined;
       span?.mark('pass.start');
       const page = await this.o.db.transaction(async (tx) => {
-        const placed = await this.placePage(tx, after, span);
+        const placed = await this.placePage(tx, after, capped, span);
         // A claim on offer grants a lease the agent starts the run under: durable before it is
         // sent. On Postgres the setting rides with the COMMIT (`atCommit`: no round trip of its
         // own), which reads it.
@@ -353,9 +315,6 @@ export class Scheduler {
             workstationId: run.workstation_id!,
             message: { type: 'offer', id: run.id, run },
           })),
-          // Runs this page held (so the other replicas' pages skipped them) and left queued: they
-          // may fit a workstation of another replica, whose scheduler runs a pass on this commit.
-          placed.leftOver,
         );
         // Claimed on offer: links held here, one message per workstation with all its runs.
         const claimed = new Map<string, ClaimRunResponse[]>();
@@ -376,11 +335,12 @@ export class Scheduler {
           local.push({ workstationId, message: { type: 'offer-claimed', runs } });
         // The workstations that could take this page's runs are full (or there are none); runs of
         // other runtimes or labels, later in the queue or submitted next, may still fit elsewhere,
-        // so the pass stops early, and counts as saturated, only when no workstation it may place
-        // onto has a free slot.
-        // (`anyFree`: whether any workstation this pass may place onto, whatever its runtimes and
-        // labels, has a free slot, read by the page's own statement after the locks.)
-        const fleetFull = !placed.anyFree;
+        // so the pass stops early, and counts as saturated, only when the whole fleet has no free
+        // slot.
+        // (`anyFree`: whether any workstation at all, whatever its runtimes and labels, has a free
+        // slot, read by the page's own statement after the lock; `filled`: this page took the
+        // last free slot of every such workstation, so a next page would find none.)
+        const fleetFull = !placed.anyFree || placed.filled;
         const saturated = fleetFull;
         return { ...placed, done: placed.done || fleetFull, local, saturated, unopenable };
       });
@@ -402,6 +362,7 @@ export class Scheduler {
       offered.push(...page.offered, ...page.claimed.map((g) => g.run));
       for (const m of page.local) this.o.signals.toWorkstation(m.workstationId, m.message);
       if (page.last === undefined || page.done) break;
+      if (page.offered.length + page.claimed.length < (page.read ?? 0)) capped = false;
       after = page.last;
     }
     return offered;
@@ -410,31 +371,43 @@ export class Scheduler {
   private async placePage(
     tx: Queryable,
     after: number,
+    capped: boolean,
     span?: TraceSpan,
   ): Promise<{
     offered: Run[];
     claimed: ClaimGrant[];
     last?: number;
+    /** Runs the page read (and locked). */
+    read?: number;
     /** The queue has no run after this page. */
     done: boolean;
     /** Runs of this page were left queued and every candidate slot is taken (or none exists). */
     full?: boolean;
     /** No candidate slot for this page's runtimes is left (the fleet may still have others). */
     exhausted: boolean;
-    /** Some workstation this pass may place onto, whatever its runtimes and labels, had a free slot when the page was read. */
+    /** Some workstation, whatever its runtimes and labels, had a free slot when the page was read. */
     anyFree: boolean;
-    /** Runs this page locked and left queued after placing others. */
-    leftOver?: boolean;
+    /**
+     * The page's candidates were every workstation with a free slot (`free_ws`), and it left
+     * none of them a free slot: the fleet is full now, no later page can place anything.
+     */
+    filled?: boolean;
   }> {
     const pageSize = this.o.pageSize ?? 200;
     const page = (
-      await tx.query<{ queued: RunRow[]; cands: Candidate[]; page_limit: number; any_free: boolean }>(
-        pageStatement(this.o.db.backend, after, pageSize, this.o.replicaId),
-      )
+      await tx.query<{
+        queued: RunRow[];
+        cands: Candidate[];
+        any_free: boolean;
+        free_ws: number;
+        page_limit: number;
+      }>(pageStatement(this.o.db.backend, after, pageSize, capped))
     ).rows[0]!;
     span?.mark('pass.page');
     const queued = { rows: page.queued };
     const anyFree = page.any_free;
+    // A page shorter than its limit is the queue's last (of what the free workstations can run).
+    const pageLimit = Number(page.page_limit);
     if (queued.rows.length === 0) return { offered: [], claimed: [], done: true, exhausted: false, anyFree };
     const last = Number(queued.rows[queued.rows.length - 1]!.position);
     const cands = { rows: page.cands };
@@ -446,7 +419,8 @@ export class Scheduler {
         offered: [],
         claimed: [],
         last,
-        done: queued.rows.length < page.page_limit,
+        read: queued.rows.length,
+        done: queued.rows.length < pageLimit,
         full: true,
         exhausted: true,
         anyFree,
@@ -465,7 +439,8 @@ export class Scheduler {
         offered: [],
         claimed: [],
         last,
-        done: queued.rows.length < page.page_limit,
+        read: queued.rows.length,
+        done: queued.rows.length < pageLimit,
         full: slots.every((s) => s.freeRuns <= 0),
         exhausted: slots.every((s) => s.freeRuns <= 0),
         anyFree,
@@ -483,20 +458,18 @@ export class Scheduler {
     const claimed = await claimOnOffer(tx, leased);
     span?.mark('pass.offered');
     const full = slots.every((s) => s.freeRuns <= 0);
-    // The page was bounded by the free slots of every workstation this pass may place onto
-    // (fewer than a page), and filled them all: nothing is left to place onto.
-    const allTaken = page.page_limit < pageSize && picks.length >= page.page_limit;
     return {
       offered,
       claimed,
       last,
-      done: queued.rows.length < page.page_limit || allTaken,
+      read: queued.rows.length,
+      done: queued.rows.length < pageLimit,
       full: full && picks.length < queued.rows.length,
       exhausted: full,
       anyFree,
-      // Only after placing some (a run this page could not take fitted its workstations as read,
-      // and was crowded out by an older one): so these wake-ups are bounded by the offers made.
-      leftOver: picks.length < queued.rows.length,
+      // `c` ⊆ `f` (the same placeability, read by the same statement): as many means all of
+      // them (a candidate skipped as locked makes fewer, and the pass goes on as before).
+      filled: full && slots.length >= Number(page.free_ws),
     };
   }
 }

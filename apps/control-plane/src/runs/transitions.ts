@@ -221,12 +221,6 @@ const INSERT_RUNS_VISIBLE_FIRST = INSERT_RUNS.replace(
   '   order by i.n',
   `   where set_config('synchronous_commit', 'off', true) is not null\n   order by i.n`,
 );
-// The same, publishing `pg_notify($2, $3)` once (an init plan) in the insert's own transaction:
-// the other replicas' schedulers hear of the runs exactly when they are committed (issue 10).
-const INSERT_RUNS_VISIBLE_FIRST_NOTIFY = INSERT_RUNS.replace(
-  '   order by i.n',
-  `   where set_config('synchronous_commit', 'off', true) is not null and (select pg_notify($2, $3)::text) is not null\n   order by i.n`,
-);
 
 /**
  * Waits until every commit this process saw before the call is on disk (Postgres): a
@@ -352,8 +346,7 @@ export function terminalPayload(f: TerminalOutcome): Record<string, unknown> {
  * resolving. An offer sent before the flush is safe as every plain offer is (see the
  * scheduler's ASYNC_COMMIT): the agent's claim commits synchronously, which flushes the insert
  * first, and a database that lost the run in a crash refuses the claim — and never answered
- * the submit. `notify` (Postgres): a `pg_notify(channel, payload)` published in the insert's
- * own transaction (the other replicas' wake-up, `RunSignals.submittedNotify`).
+ * the submit.
  *
  * @example
  * const out = await submitMany(db, [submitRunRequestSchema.parse({ runtime: 'fake', command: ['true'] })]);
@@ -364,7 +357,6 @@ export async function submitMany(
   seal?: SealSecrets,
   visible?: (out: Array<{ run: Run; created: boolean }>) => void,
   placeFresh?: (runId: string) => string,
-  notify?: { channel: string; payload: string },
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (inputs.length === 0) return [];
   const lone = inputs.length === 1 ? inputs[0]! : undefined;
@@ -374,14 +366,7 @@ export async function submitMany(
     // Secret entries never travel in a notification (the row would carry them sealed).
     if (item.secret_env === null) return submitPlaced(db, id, item, placeFresh, visible);
   }
-  const postgres = db.backend === 'postgres';
-  const insertSql = !postgres
-    ? INSERT_RUNS
-    : notify
-      ? INSERT_RUNS_VISIBLE_FIRST_NOTIFY
-      : INSERT_RUNS_VISIBLE_FIRST;
-  const insertParams = (json: string) =>
-    postgres && notify ? [json, notify.channel, notify.payload] : [json];
+  const insertSql = db.backend === 'postgres' ? INSERT_RUNS_VISIBLE_FIRST : INSERT_RUNS;
   // The first item with a key is inserted; a later one with the same key gets its run.
   const firstWithKey = new Map<string, number>();
   const ids: Array<string | undefined> = [];
@@ -405,13 +390,13 @@ export async function submitMany(
   if (tracing) traceMark('insert.sent', traced);
   const { inserted, existing } =
     keys.length === 0
-      ? { inserted: (await db.query<RunRow>(insertSql, insertParams(json))).rows, existing: [] as RunRow[] }
+      ? { inserted: (await db.query<RunRow>(insertSql, [json])).rows, existing: [] as RunRow[] }
       : await db.transaction(async (tx) => {
           await tx.query(
             `update runs set idempotency_key = null where idempotency_key = any($1::text[]) and created_at < now() - interval '24 hours'`,
             [keys],
           );
-          const rows = (await tx.query<RunRow>(insertSql, insertParams(json))).rows;
+          const rows = (await tx.query<RunRow>(insertSql, [json])).rows;
           const got = new Set(rows.map((r) => r.idempotency_key));
           const missing = keys.filter((k) => !got.has(k));
           const found =
