@@ -28,7 +28,7 @@ import { LinkRelay } from './link/link-relay.js';
 import { LinkServer } from './link/link-server.js';
 import { RunLifecycle } from './runs/run-lifecycle.js';
 import { createRunSignals } from './runs/run-signals.js';
-import { freshOfferSql, Scheduler } from './runs/scheduler.js';
+import { freshOffer, Scheduler } from './runs/scheduler.js';
 import { BundleStore } from './stores/bundle-store.js';
 import { CommandStore } from './runs/command-store.js';
 import { EventStore } from './runs/event-store.js';
@@ -222,7 +222,7 @@ export async function startControlPlane(
     signals,
     defaults: { timeoutS: config.runTimeoutS, queueTimeoutS: config.queueTimeoutS },
     secrets,
-    placeFresh: (runId) => freshOfferSql(runId, replicaId),
+    placeFresh: (runId) => freshOffer(runId, replicaId),
   });
 
   let publicUrl = config.publicUrl ?? '';

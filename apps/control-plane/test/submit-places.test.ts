@@ -10,7 +10,7 @@ import { LinkRegistry } from '../src/link/link-registry.js';
 import { NotificationBus } from '../src/notifications/bus.js';
 import { controlPlaneMigrations } from '../src/migrations.js';
 import { RunStore } from '../src/runs/run-store.js';
-import { freshOfferSql, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
+import { freshOffer, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
 
 /**
@@ -52,7 +52,7 @@ describe('a submit that places its own run, on postgres', () => {
   const submitOnA = async (db: Database, runtime: string, extra: object = {}) =>
     (
       await transitions.submitMany(db, [parse(runtime, extra)], undefined, undefined, (id) =>
-        freshOfferSql(id, 'A'),
+        freshOffer(id, 'A'),
       )
     )[0]!.run;
 
@@ -104,6 +104,21 @@ describe('a submit that places its own run, on postgres', () => {
       expect(bStatements).toBe(0);
     } finally {
       await bus.close();
+    }
+  });
+
+  it('sends the placement prepared: planned once per connection, not per submit', async () => {
+    await addWorkstation('ws_p', 'pp', 8);
+    const one = await openPostgres({ url: t.url!, max: 1 });
+    try {
+      for (let i = 0; i < 3; i++) expect((await submitOnA(one, 'pp')).status).toBe('offered');
+      const prepared = await one.query<{ statement: string; calls: number }>(
+        `select statement from pg_prepared_statements where statement like '%pg_notify%' or statement like 'insert into runs%'`,
+      );
+      // The insert and the placement, each prepared once on the one connection.
+      expect(prepared.rows).toHaveLength(2);
+    } finally {
+      await one.close();
     }
   });
 

@@ -73,5 +73,13 @@ export function countStatements(db: Database, onCount: (c: StatementCount) => vo
   // The priority lane is counted too (its own lane is itself).
   const priority = db.priority === db ? counted : countStatements(db.priority, onCount);
   if (db.listen) counted.listen = db.listen.bind(db);
+  // A pipeline is one round trip for all its statements.
+  if (db.pipeline) {
+    const inner = db.pipeline.bind(db);
+    counted.pipeline = (statements) => {
+      onCount({ statements: statements.length, transactions: 0, roundTrips: 1 });
+      return inner(statements);
+    };
+  }
   return counted;
 }

@@ -1,4 +1,4 @@
-export type { Database, Listener, Queryable, QueryResult, SqlBackend } from './sql.js';
+export type { Database, Listener, Queryable, QueryResult, SqlBackend, Statement } from './sql.js';
 export { sqlLiteral } from './sql.js';
 export { openPglite, type OpenPgliteOptions } from './pglite.js';
 export { openPostgres, type OpenPostgresOptions } from './postgres.js';

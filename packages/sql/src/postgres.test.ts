@@ -121,4 +121,46 @@ describe('openPostgres', () => {
       await t.dispose();
     }
   });
+  it('sends a pipeline of statements with parameters in one round trip, one transaction, each prepared once', async () => {
+    const t = await createTestDatabase('postgres');
+    const sent = vi.spyOn(pg.Client.prototype, 'query');
+    try {
+      await t.db.query('create table pipe_t (v int primary key)');
+      const count =
+        'select count(*)::int as n, (select count(*)::int from pg_prepared_statements where statement = $2) as prepared from pipe_t where v = $1';
+      const insert = 'insert into pipe_t values ($1)';
+      sent.mockClear();
+      const one = await t.db.pipeline!<{ n: number; prepared: number }>([
+        { text: insert, params: [1] },
+        { text: 'select pg_advisory_xact_lock(42)' },
+        { text: count, params: [1, insert] },
+      ]);
+      // The last statement's rows; it sees the first one's insert (one transaction).
+      expect(one.rows).toEqual([{ n: 1, prepared: 1 }]);
+      expect(sent.mock.calls).toHaveLength(1); // one round trip
+      // Again (the pool hands back the same idle connection): nothing parsed again.
+      const two = await t.db.pipeline!<{ n: number; prepared: number }>([
+        { text: insert, params: [2] },
+        { text: count, params: [2, insert] },
+      ]);
+      expect(two.rows).toEqual([{ n: 1, prepared: 1 }]);
+      // A failing statement rolls back the whole pipeline; the pool goes on working.
+      await expect(
+        t.db.pipeline!([
+          { text: insert, params: [3] },
+          { text: 'select 1 / $1::int', params: [0] },
+        ]),
+      ).rejects.toThrow(/division by zero/);
+      const left = await t.db.query<{ v: number }>('select v from pipe_t order by v');
+      expect(left.rows).toEqual([{ v: 1 }, { v: 2 }]);
+      const three = await t.db.pipeline!<{ n: number }>([
+        { text: insert, params: [3] },
+        { text: count, params: [3, insert] },
+      ]);
+      expect(three.rows[0]?.n).toBe(1);
+    } finally {
+      sent.mockRestore();
+      await t.dispose();
+    }
+  });
 });

@@ -1,5 +1,13 @@
 import pg from 'pg';
-import { beginRidesWith, type Database, type Listener, type QueryResult, type Queryable } from './sql.js';
+import { runPipeline } from './pipeline.js';
+import {
+  beginRidesWith,
+  type Database,
+  type Listener,
+  type QueryResult,
+  type Queryable,
+  type Statement,
+} from './sql.js';
 
 export interface OpenPostgresOptions {
   /** `postgres://user@host:port/db` */
@@ -61,8 +69,8 @@ const unprepared = new Set<string>();
  * execution before; issue 9). Without parameters (the simple protocol: `BEGIN;…`, several
  * statements) it is never named.
  */
-function nameOf(text: string, params: unknown[] | undefined): string | undefined {
-  if (!params || params.length === 0 || unprepared.has(text)) return undefined;
+function nameOf(text: string, params: unknown[] | undefined, always = false): string | undefined {
+  if ((!always && (!params || params.length === 0)) || unprepared.has(text)) return undefined;
   let name = prepared.get(text);
   if (name === undefined && prepared.size < MAX_PREPARED_STATEMENTS) {
     name = `runt_${prepared.size + 1}`;
@@ -102,11 +110,33 @@ const run = async <T>(
   return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
 };
 
+/**
+ * A {@link Database.pipeline} on a pooled connection, every statement named (pipelines are
+ * fixed texts). A failed pipeline's connection is dropped: it may hold some of the statements
+ * the pipeline asked it to prepare and not others. A plan refused because a migration changed
+ * a result's row type: the pipeline rolled back as a whole, so it is sent again unnamed.
+ */
+async function pipelineOn<T>(pool: pg.Pool, statements: Statement[]): Promise<QueryResult<T>> {
+  const named = statements.map((s) => ({ ...s, name: nameOf(s.text, s.params, true) }));
+  const c = await pool.connect();
+  try {
+    const out = await runPipeline<T>(c, named);
+    c.release();
+    return out;
+  } catch (e) {
+    c.release(e as Error);
+    if (!isStalePlan(e) || named.every((s) => s.name === undefined)) throw e;
+    for (const s of named) unprepared.add(s.text);
+    return pipelineOn(pool, statements);
+  }
+}
+
 /** Queries and transactions over one pool. */
-function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction'> {
+function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction' | 'pipeline'> {
   return {
     backend: 'postgres',
     query: (text, params) => run(pool, text, params),
+    pipeline: (statements) => pipelineOn(pool, statements),
     async transaction(fn) {
       const c = await pool.connect();
       // While a client is checked out the pool no longer listens for its errors: a connection

@@ -32,6 +32,12 @@ export function sqlLiteral(s: string): string {
   return s.includes('\\') ? ` E'${body.replace(/\\/g, '\\\\')}'` : `'${body}'`;
 }
 
+/** One statement of a {@link Database.pipeline}: its text and its parameters (`$1`, `$2`, …). */
+export interface Statement {
+  text: string;
+  params?: unknown[];
+}
+
 export interface QueryResult<T> {
   rows: T[];
   /** Rows inserted, updated or deleted (0 when the backend does not say). */
@@ -67,6 +73,15 @@ export interface Database extends Queryable {
    * `db.priority.priority` is `db.priority`.
    */
   readonly priority: Database;
+  /**
+   * Several statements, each with its own parameters, in ONE round trip and one implicit
+   * transaction (Postgres only; undefined on PGlite): committed when the last one succeeded,
+   * nothing of it when one fails. Each statement takes its own snapshot (read committed), so a
+   * lock one of them takes is held before the next one reads — as with the statements of a
+   * parameter-less `query`, but with parameters instead of literals and each statement prepared
+   * (parsed and planned) once per connection. Resolves with the last statement's rows.
+   */
+  pipeline?<T = Record<string, unknown>>(statements: Statement[]): Promise<QueryResult<T>>;
   /**
    * `LISTEN channel` on a dedicated connection (never one of the pool's): `onMessage` gets the
    * payload of every `pg_notify(channel, payload)` committed after the returned promise

@@ -23,7 +23,7 @@ export interface LinkMessage {
 
 /**
  * On the wire: the message itself, or only the id of an offered run too big to carry, or (a
- * submit that placed its run: `freshOfferSql`) that id with the offered run's row.
+ * submit that placed its run: `freshOffer`) that id with the offered run's row.
  */
 type Wire = { w: string; m: ControlMessage } | { w: string; offer: string; row?: RunRow };
 

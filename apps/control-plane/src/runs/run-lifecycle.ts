@@ -1,5 +1,5 @@
 import { isLeaseError, type LeaseStore } from '@runt/leases';
-import type { Database, Queryable } from '@runt/sql';
+import type { Database, Queryable, Statement } from '@runt/sql';
 import {
   isTerminalRunStatus,
   type ClaimRunResponse,
@@ -43,9 +43,9 @@ export interface RunLifecycleDeps {
   secrets?: SecretBox | undefined;
   /**
    * Postgres: the statement that places a lone fresh run in its submit's own message (the
-   * scheduler's `freshOfferSql`); absent, every submit asks for a scheduling pass.
+   * scheduler's `freshOffer`); absent, every submit asks for a scheduling pass.
    */
-  placeFresh?: ((runId: string) => string) | undefined;
+  placeFresh?: ((runId: string) => Statement[]) | undefined;
 }
 
 const conflict = (runId: string, why: string) =>

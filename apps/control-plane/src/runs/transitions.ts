@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { leaseSql, releaseLease } from '@runt/leases';
-import { sqlLiteral, type Database, type Queryable } from '@runt/sql';
+import type { Database, Queryable, Statement } from '@runt/sql';
 import {
   isTerminalRunStatus,
   splitSecretEnv,
@@ -356,11 +356,11 @@ export async function submitMany(
   inputs: SubmitRunInput[],
   seal?: SealSecrets,
   visible?: (out: Array<{ run: Run; created: boolean }>) => void,
-  placeFresh?: (runId: string) => string,
+  placeFresh?: (runId: string) => Statement[],
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (inputs.length === 0) return [];
   const lone = inputs.length === 1 ? inputs[0]! : undefined;
-  if (placeFresh && db.backend === 'postgres' && lone && lone.idempotency_key === undefined) {
+  if (placeFresh && db.pipeline && lone && lone.idempotency_key === undefined) {
     const id = `run_${randomUUID()}`;
     const item = runItem(0, id, lone, seal);
     // Secret entries never travel in a notification (the row would carry them sealed).
@@ -418,6 +418,20 @@ export async function submitMany(
     const other = byKey.get(input.idempotency_key!)!;
     return { run: other.run, created: false };
   });
+  return answered(db, traced, out, visible);
+}
+
+/**
+ * A submit's tail, once its insert committed (asynchronously on Postgres): the answers made
+ * visible (`visible`: a pass may place them now), then durable ({@link flushWal}) before they
+ * are returned.
+ */
+async function answered(
+  db: Database,
+  traced: string | string[],
+  out: Array<{ run: Run; created: boolean }>,
+  visible?: (out: Array<{ run: Run; created: boolean }>) => void,
+): Promise<Array<{ run: Run; created: boolean }>> {
   if (tracing) traceMark('insert.returned', traced);
   visible?.(out);
   await flushWal(db);
@@ -426,30 +440,23 @@ export async function submitMany(
 }
 
 /**
- * One run without an idempotency key or secrets, on Postgres: its insert and its placement
- * (`placeFresh`, the scheduler's `freshOfferSql`) in ONE message — one round trip instead of
- * the insert's and then a pass's three — committed asynchronously like the insert alone, then
+ * One run without an idempotency key or secrets, on Postgres: its insert (the same prepared
+ * statement as submitMany's) and its placement (`placeFresh`, the scheduler's `freshOffer`) in
+ * ONE pipeline — one round trip instead of the insert's and then a pass's three, every
+ * statement planned once per connection — committed asynchronously like the insert alone, then
  * {@link flushWal} before the answer. `visible` gets the run offered or still queued.
  */
 async function submitPlaced(
   db: Database,
   id: string,
   item: ReturnType<typeof runItem>,
-  placeFresh: (runId: string) => string,
+  placeFresh: (runId: string) => Statement[],
   visible?: (out: Array<{ run: Run; created: boolean }>) => void,
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (tracing) traceMark('insert.sent', id);
-  const insert = INSERT_RUNS_VISIBLE_FIRST.replace(
-    '$1::jsonb',
-    `${sqlLiteral(JSON.stringify([item]))}::jsonb`,
-  );
-  const row = (await db.query<RunRow>(`${insert};\n${placeFresh(id)}`)).rows[0]!;
-  if (tracing) traceMark('insert.returned', id);
-  const out = [{ run: toRun(row), created: true }];
-  visible?.(out);
-  await flushWal(db);
-  if (tracing) traceMark('flush.returned', id);
-  return out;
+  const insert = { text: INSERT_RUNS_VISIBLE_FIRST, params: [JSON.stringify([item])] };
+  const row = (await db.pipeline!<RunRow>([insert, ...placeFresh(id)])).rows[0]!;
+  return answered(db, id, [{ run: toRun(row), created: true }], visible);
 }
 
 /**

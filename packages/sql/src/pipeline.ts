@@ -1,0 +1,143 @@
+import pg from 'pg';
+import type { QueryResult, Statement } from './sql.js';
+
+/** What node-postgres hands a submittable: the protocol writer of one connection. */
+interface Connection {
+  stream: { cork?(): void; uncork?(): void };
+  parsedStatements: Record<string, string>;
+  submittedNamedStatements: Record<string, string>;
+  parse(q: { text: string; name: string }): void;
+  bind(c: { portal: string; statement: string; values: unknown[]; valueMapper: unknown }): void;
+  describe(m: { type: 'P'; name: string }): void;
+  execute(c: { portal: string }): void;
+  sync(): void;
+  sendCopyFail(msg: string): void;
+}
+
+/** node-postgres' row reader (exported, untyped by @types/pg). */
+interface RowReader {
+  rows: unknown[];
+  rowCount: number | null;
+  addFields(fields: unknown[]): void;
+  parseRow(fields: unknown[]): unknown;
+  addRow(row: unknown): void;
+  addCommandComplete(msg: unknown): void;
+}
+const internals = pg as unknown as {
+  Result: new () => RowReader;
+  utils: { prepareValue: (v: unknown) => unknown };
+};
+
+type Named = Statement & { name: string | undefined };
+type Callback = (err: Error | null, result?: QueryResult<unknown>) => void;
+
+/**
+ * Several statements sent as ONE round trip of the extended protocol: each statement's
+ * Parse (only when this connection has not prepared its name yet), Bind, Describe and Execute,
+ * then a single Sync. Until that Sync they run in one implicit transaction (committed at the
+ * Sync, rolled back as a whole when one fails), and each statement takes its own snapshot
+ * (read committed), as the statements of a simple query do, but with parameters and with
+ * plans cached per connection for the named ones. A node-postgres "submittable": the client
+ * hands it the connection and the backend's messages, in order.
+ */
+export class Pipeline {
+  callback: Callback | undefined;
+  #result: RowReader | undefined;
+  #last: RowReader | undefined;
+  #failed = false;
+  #parsed: Named[] = [];
+
+  constructor(private readonly statements: Named[]) {}
+
+  /** Sends the whole pipeline (corked: one write). */
+  submit(connection: Connection): null {
+    connection.stream.cork?.();
+    try {
+      for (const s of this.statements) {
+        const name = s.name ?? '';
+        if (!s.name || (!connection.parsedStatements[name] && !connection.submittedNamedStatements[name])) {
+          connection.parse({ text: s.text, name });
+          if (s.name) {
+            connection.submittedNamedStatements[name] = s.text;
+            this.#parsed.push(s);
+          }
+        }
+        connection.bind({
+          portal: '',
+          statement: name,
+          values: s.params ?? [],
+          valueMapper: internals.utils.prepareValue,
+        });
+        connection.describe({ type: 'P', name: '' });
+        connection.execute({ portal: '' });
+      }
+      connection.sync();
+    } finally {
+      connection.stream.uncork?.();
+    }
+    return null;
+  }
+
+  /** The statements this pipeline asked the connection to prepare (to forget them when it failed). */
+  get parsed(): readonly Named[] {
+    return this.#parsed;
+  }
+
+  handleRowDescription(msg: { fields: unknown[] }): void {
+    this.#result = new internals.Result();
+    this.#result.addFields(msg.fields);
+  }
+
+  handleDataRow(msg: { fields: unknown[] }): void {
+    const r = this.#result!;
+    r.addRow(r.parseRow(msg.fields));
+  }
+
+  handleCommandComplete(msg: unknown, connection: Connection): void {
+    void connection;
+    const r = this.#result ?? new internals.Result();
+    r.addCommandComplete(msg);
+    this.#last = r;
+    this.#result = undefined;
+  }
+
+  handleEmptyQuery(): void {}
+
+  handlePortalSuspended(): void {}
+
+  handleCopyInResponse(connection: Connection): void {
+    connection.sendCopyFail('No source stream defined');
+  }
+
+  handleCopyData(): void {}
+
+  handleError(err: Error): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.callback?.(err);
+  }
+
+  handleReadyForQuery(connection: Connection): void {
+    if (this.#failed) return;
+    for (const s of this.#parsed) {
+      connection.parsedStatements[s.name!] = s.text;
+      delete connection.submittedNamedStatements[s.name!];
+    }
+    const r = this.#last;
+    this.callback?.(null, { rows: r?.rows ?? [], rowCount: r?.rowCount ?? 0 });
+  }
+}
+
+/**
+ * Runs `statements` as one {@link Pipeline} on `client`. Rejects when one failed: nothing of
+ * it committed. A connection whose pipeline failed after asking to prepare statements does not
+ * know which of them it now holds, so the caller must not reuse it (`release(err)`).
+ */
+export function runPipeline<T>(client: pg.PoolClient, statements: Named[]): Promise<QueryResult<T>> {
+  return new Promise((resolve, reject) => {
+    const p = new Pipeline(statements);
+    p.callback = (err, result) => (err ? reject(err) : resolve(result as QueryResult<T>));
+    // A submittable: `query` returns it, not a promise; its callback settles this one.
+    void client.query(p as unknown as pg.QueryConfig);
+  });
+}
