@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LeaseClient } from '@runt/leases';
+import type { ClaimRunResponse } from '@runt/protocol';
 import type { Runtime } from '@runt/runtime-spi';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,33 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.close();
 });
+
+/** Accepts a claimed run with this journal and runtime (work under `dir`) and waits for its end. */
+async function runToEnd(
+  claim: ClaimRunResponse,
+  runtime: Runtime,
+  store: RunStateStore,
+  dir: string,
+  runnerId: string,
+): Promise<void> {
+  const exec = await RunExecution.accept(
+    {
+      client: h.ws,
+      leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
+      runtime,
+      store,
+      workRoot: join(dir, 'work'),
+      workstationId: h.workstationId,
+      runnerId,
+      leaseMs: 30_000,
+      stopTimeoutMs: 1_000,
+      commandPollMs: () => 1_000,
+      logger: testLogger().logger,
+    },
+    claim,
+  );
+  await exec!.done;
+}
 
 /** A journal whose write of an instance id fails (a full disk, an I/O error). */
 class InstanceSaveFails extends RunStateStore {
@@ -42,23 +70,7 @@ describe('a workload starts only once its run is durable in the journal (issue 8
     });
     const dir = mkdtempSync(join(tmpdir(), 'runt-journal-first-'));
     const store = new InstanceSaveFails(join(dir, 'journal'));
-    const exec = await RunExecution.accept(
-      {
-        client: h.ws,
-        leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
-        runtime,
-        store,
-        workRoot: join(dir, 'work'),
-        workstationId: h.workstationId,
-        runnerId: 'journal-runner',
-        leaseMs: 30_000,
-        stopTimeoutMs: 1_000,
-        commandPollMs: () => 1_000,
-        logger: testLogger().logger,
-      },
-      claim,
-    );
-    await exec!.done;
+    await runToEnd(claim, runtime, store, dir, 'journal-runner');
     // A restarted agent would release a run with no saved instance id as never started: had it
     // started, it could run twice.
     expect(starts).toBe(0);
@@ -83,23 +95,7 @@ describe('a fast run costs the journal one synced write (issue 9)', () => {
     // A wide window: the claim's save and the instance's land in it however loaded the machine.
     const store = new RunStateStore(join(dir, 'journal'), { windowMs: 200, lazyMs: 60_000 });
     await store.list(); // opened (that rewrite is no batch)
-    const exec = await RunExecution.accept(
-      {
-        client: h.ws,
-        leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
-        runtime,
-        store,
-        workRoot: join(dir, 'work'),
-        workstationId: h.workstationId,
-        runnerId: 'one-sync-runner',
-        leaseMs: 30_000,
-        stopTimeoutMs: 1_000,
-        commandPollMs: () => 1_000,
-        logger: testLogger().logger,
-      },
-      claim,
-    );
-    await exec!.done;
+    await runToEnd(claim, runtime, store, dir, 'one-sync-runner');
     expect((await h.admin.getRun(claim.run.id)).run).toMatchObject({ status: 'completed' });
     // One batch, one record (the claim's state replaced by the instance's in the window), one fsync.
     expect(store.stats).toMatchObject({ batches: 1, records: 1, syncs: 1 });

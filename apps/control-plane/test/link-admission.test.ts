@@ -19,6 +19,27 @@ function dial(h: Harness, token: string): Promise<{ ws?: WebSocket; status?: num
   });
 }
 
+/** Registers an open link (a workstation `a` with the fake runtime, not listening); resolves on `registered`. */
+function register(ws: WebSocket): Promise<void> {
+  const registered = new Promise<void>((resolve) =>
+    ws.on('message', (d) => (d as Buffer).toString('utf8').includes('"registered"') && resolve()),
+  );
+  ws.send(
+    JSON.stringify({
+      type: 'register',
+      workstation: {
+        display_name: 'a',
+        cpu_count: 1,
+        runtimes: ['fake'],
+        agent_version: '1',
+        listening: false,
+      },
+      running_run_ids: [],
+    }),
+  );
+  return registered;
+}
+
 // Issue 9: a fleet dialling faster than the control plane opens links must not queue it past the
 // agents' handshake timeout; past `maxOpening` links in progress the upgrade is shed at once.
 describe('links opening at once are bounded (pglite)', () => {
@@ -45,23 +66,7 @@ describe('links opening at once are bounded (pglite)', () => {
     const metrics = await (await fetch(`${h.cp.url}/metrics`)).text();
     expect(metrics).toMatch(/^runt_cp_link_upgrades_shed_total [1-9]/m);
 
-    const registered = new Promise((r) =>
-      first.ws!.on('message', (d) => (d as Buffer).toString('utf8').includes('"registered"') && r(true)),
-    );
-    first.ws!.send(
-      JSON.stringify({
-        type: 'register',
-        workstation: {
-          display_name: 'a',
-          cpu_count: 1,
-          runtimes: ['fake'],
-          agent_version: '1',
-          listening: false,
-        },
-        running_run_ids: [],
-      }),
-    );
-    await registered;
+    await register(first.ws!);
     // Nothing of the opening stays with the open link: its `close` listener (and, through it,
     // its timer) went with its place — ~0.3 KiB on each of 20,000 idle links before.
     const link = [...h.cp.links.all()].find((l) => l.registered)!;
@@ -154,23 +159,7 @@ describe('a slow control plane tells its shed agents to come back at the pace it
     const slow = await dial(h, a.token);
     expect(slow.ws).toBeTruthy();
     await new Promise((r) => setTimeout(r, 600));
-    const registered = new Promise((r) =>
-      slow.ws!.on('message', (d) => (d as Buffer).toString('utf8').includes('"registered"') && r(true)),
-    );
-    slow.ws!.send(
-      JSON.stringify({
-        type: 'register',
-        workstation: {
-          display_name: 'a',
-          cpu_count: 1,
-          runtimes: ['fake'],
-          agent_version: '1',
-          listening: false,
-        },
-        running_run_ids: [],
-      }),
-    );
-    await registered;
+    await register(slow.ws!);
     const holder = await dial(h, b.token);
     expect(holder.ws).toBeTruthy();
     const told: number[] = [];
