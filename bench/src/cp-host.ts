@@ -187,6 +187,10 @@ async function main(): Promise<void> {
     ),
     {
       db: counting(countStatements(raw, (n) => (counts.roundTrips += n.roundTrips))),
+      // BENCH_LINK_MAX_OPENING: links opening at once (the control plane's default otherwise).
+      ...(process.env.BENCH_LINK_MAX_OPENING
+        ? { linkMaxOpening: Number(process.env.BENCH_LINK_MAX_OPENING) }
+        : {}),
       logDestination: c.logFile
         ? createWriteStream(c.logFile, { flags: 'a' })
         : new Writable({ write: (_c, _e, cb) => cb() }),

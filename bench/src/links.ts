@@ -373,6 +373,17 @@ export async function measureLinks(o: {
       )
     ).map((r) => Number(r.ms));
     const last = Math.max(...times);
+    // Where the restart's time goes: links registered in each second from ready.
+    if (process.env.BENCH_TRACE) {
+      const perSecond: number[] = [];
+      for (const t of times) {
+        const s = Math.max(0, Math.floor(t / 1000));
+        perSecond[s] = (perSecond[s] ?? 0) + 1;
+      }
+      process.stderr.write(
+        `links restart: registered per second from ready: ${Array.from(perSecond, (n) => n ?? 0).join(' ')}\n`,
+      );
+    }
     const { failures } = await countUp(doubles);
     return {
       backend: o.backend,

@@ -3,7 +3,7 @@ import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { serve, type ServerType } from '@hono/node-server';
+import { createAdaptorServer, type ServerType } from '@hono/node-server';
 import { createSqlLeaseStore, leaseMigrations, type LeaseStore } from '@runt/leases';
 import type { DestinationStream, Logger } from 'pino';
 import {
@@ -40,6 +40,15 @@ import { WorkstationStore } from './stores/workstation-store.js';
 import { Sweeper } from './runs/sweeper.js';
 import { loadSecretBox } from './runs/secret-box.js';
 
+/**
+ * The listening socket's accept queue (connections the kernel completed and the process has not
+ * accepted yet); the kernel caps it at `net.core.somaxconn` (4096 on the bench's machine). Node's
+ * default is 511: a fleet re-linking after a restart filled it while the control plane was busy
+ * (`ss -ltn` 512/511), the overflowing connects were reset or their SYNs dropped, and those
+ * agents waited out their backoff (up to 15 s) instead of a `Retry-After` (issue 9).
+ */
+export const LISTEN_BACKLOG = 4096;
+
 export interface StartOptions {
   /** Use this database instead of opening one from the config (tests). */
   db?: Database;
@@ -47,6 +56,8 @@ export interface StartOptions {
   linkMaxOpening?: number;
   /** The pace shed link upgrades are told to come back at until one is measured (`LinkServerOptions.shedPacePerSecond`). */
   linkShedPacePerSecond?: number;
+  /** How long after the start the shed pace is at least that (`LinkServerOptions.shedFloorMs`). */
+  linkShedFloorMs?: number;
   /** How long a silent link counts among those opening (`LinkServerOptions.openingMaxMs`). */
   linkOpeningMaxMs?: number;
   logDestination?: DestinationStream;
@@ -258,7 +269,8 @@ export async function startControlPlane(
   // otherwise have expired (the first sweep comes only an interval after the start).
   await sweeper.creditOutage();
   const server: ServerType = await new Promise((resolveServer, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolveServer(s));
+    const s = createAdaptorServer({ fetch: app.fetch, hostname: config.host });
+    s.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => resolveServer(s));
     s.once('error', (e) => {
       lock?.release();
       reject(e as Error);
@@ -282,6 +294,7 @@ export async function startControlPlane(
     pingMs: config.linkPingMs,
     ...(opts.linkMaxOpening === undefined ? {} : { maxOpening: opts.linkMaxOpening }),
     ...(opts.linkShedPacePerSecond === undefined ? {} : { shedPacePerSecond: opts.linkShedPacePerSecond }),
+    ...(opts.linkShedFloorMs === undefined ? {} : { shedFloorMs: opts.linkShedFloorMs }),
     ...(opts.linkOpeningMaxMs === undefined ? {} : { openingMaxMs: opts.linkOpeningMaxMs }),
   });
   // Another replica's revoke: drop the cached principal (in the cache) and close its links here now.

@@ -158,4 +158,30 @@ describe.each(TEST_BACKENDS)('link open path batching on %s', (backend) => {
     const stopped = await registrations.register(live[1]!.workstationId, body('batch-1', false));
     expect(stopped.draining).toBe(false);
   });
+  it('registrations spread over one gather window after a batch are one more batch, not one each', async () => {
+    const live = agents.slice(0, 4);
+    const { db, statements } = recording(h.t.db);
+    const principals = new PrincipalCache(db, new NotificationBus(db, {}));
+    const registrations = new LinkRegistrations({
+      workstations: new WorkstationStore(db, new CredentialStore(db, principals)),
+      runs: new RunStore(db),
+      replicaId: 'cp-test',
+      gatherMs: 300,
+    });
+    const updates = () => statements.filter((s) => s.startsWith('update workstations')).length;
+    // An idle control plane writes the first at once.
+    const started = performance.now();
+    await registrations.register(live[0]!.workstationId, body('gather-0'));
+    expect(performance.now() - started).toBeLessThan(250);
+    expect(updates()).toBe(1);
+    // The next three arrive one by one, each after the one batch in flight was written.
+    const later: Promise<unknown>[] = [];
+    for (const a of live.slice(1)) {
+      later.push(registrations.register(a.workstationId, body('gather-n')));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    await Promise.all(later);
+    expect(updates()).toBe(2);
+    expect(statements).toHaveLength(4); // per batch: the update, and the offered-runs read
+  });
 });

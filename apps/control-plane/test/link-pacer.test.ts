@@ -27,7 +27,7 @@ describe('ShedPacer', () => {
   // The fix for the 19,800-link bench's 75,002 sheds: the pace was at least 1,000/s, so a control
   // plane opening ~30 links a second told its shed agents to come back ~30 times too soon.
   it('drains at the measured pace when it is slower than the floor: each agent shed about once', () => {
-    const pacer = new ShedPacer(256, 1000);
+    const pacer = new ShedPacer(256, 1000, Math.random, 0); // past the start's floor (tested below)
     for (let i = 0; i < 100; i++) pacer.freed(8000); // 256 places held 8 s: 32 links/s
     expect(pacer.pace()).toBeCloseTo(32, 6);
     const t = 3_000_000;
@@ -39,7 +39,7 @@ describe('ShedPacer', () => {
   });
 
   it('follows the recent holds: a control plane that slows down is measured within a cohort', () => {
-    const pacer = new ShedPacer(256, 1000);
+    const pacer = new ShedPacer(256, 1000, Math.random, 0);
     for (let i = 0; i < 1000; i++) pacer.freed(100); // 2,560/s
     for (let i = 0; i < 256; i++) pacer.freed(1000); // then 256/s
     expect(pacer.pace()).toBeGreaterThan(256);
@@ -58,7 +58,7 @@ describe('ShedPacer', () => {
   // (seen in the 19,800-link bench: ~12,000 agents at once, 60 s after a slow first cohort).
   it('past the horizon tells a random second within it, and keeps the queue', () => {
     let r = 0;
-    const pacer = new ShedPacer(1, 10, () => (r = (r + 0.37) % 1));
+    const pacer = new ShedPacer(1, 10, () => (r = (r + 0.37) % 1), 0);
     const t = 5_000_000;
     const queued = Array.from({ length: 599 }, () => pacer.retryAfterS(t));
     expect(queued[598]).toBe(LINK_SHED_MAX_RETRY_AFTER_S); // 599 at 10/s fill the horizon
@@ -68,5 +68,25 @@ describe('ShedPacer', () => {
     expect(past.filter((s) => s === LINK_SHED_MAX_RETRY_AFTER_S).length).toBeLessThan(100);
     // No place was taken past the horizon: 30 s on, the next shed queues 30 s out.
     expect(pacer.retryAfterS(t + 30_000)).toBe(31);
+  });
+
+  // The 19,800-link restart: the first cohort after a cold start held its places ~5× longer than
+  // the warm ones, so the measured pace told the first shed agents to come back up to a minute
+  // later while the control plane, warm seconds later, sat idle (p99 67 s).
+  it('hands out places at no less than the floor for the first 20 s after a start, measured after', () => {
+    const start = 6_000_000;
+    const pacer = new ShedPacer(256, 1000, Math.random, 20_000, start);
+    for (let i = 0; i < 100; i++) pacer.freed(5000); // a cold cohort: 256 places held 5 s (51/s)
+    expect(pacer.pace(start + 1000)).toBe(1000);
+    const told = Array.from({ length: 19_000 }, () => pacer.retryAfterS(start + 1000));
+    // 19,000 shed agents in the first second after a restart: all back within 20 s of it.
+    expect(told[18_999]).toBe(20);
+    expect(told.filter((s) => s === 10)).toHaveLength(1000);
+    // Warm and faster than the floor: measured.
+    for (let i = 0; i < 1000; i++) pacer.freed(128);
+    expect(pacer.pace(start + 5000)).toBeCloseTo(2000, 0);
+    // Past the start's window a slow control plane is measured again.
+    for (let i = 0; i < 1000; i++) pacer.freed(5000);
+    expect(pacer.pace(start + 20_000)).toBeCloseTo(51.2, 1);
   });
 });

@@ -1,7 +1,7 @@
 import { createServer, connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { corkForTurn } from './cork-turn.js';
+import { corkForIteration, corkForTurn } from './cork-turn.js';
 
 /** A stream that writes synchronously and records each call: one entry per `write`/`writev` it was handed. */
 function recorder(): { stream: Writable; calls: string[][] } {
@@ -80,5 +80,31 @@ describe('corkForTurn', () => {
     expect(Buffer.concat(got).toString()).toBe(text.join(''));
     client.destroy();
     await new Promise((r) => server.close(r));
+  });
+});
+
+describe('corkForIteration', () => {
+  // On the control plane the answers of two batches whose statements came back in the same
+  // iteration are sent from two I/O callbacks, each its own turn (`process.nextTick` between them).
+  it('sends the writes of one event-loop iteration as one writev, across turns, on every stream corked in it', async () => {
+    const a = recorder();
+    const b = recorder();
+    corkForIteration(a.stream);
+    a.stream.write('1');
+    await new Promise((r) => process.nextTick(r)); // a turn ends; the iteration does not
+    corkForIteration(a.stream); // shares the cork
+    a.stream.write('2');
+    corkForIteration(b.stream);
+    b.stream.write('x');
+    expect([a.calls, b.calls]).toEqual([[], []]);
+    await turn();
+    expect(a.calls).toEqual([['1', '2']]);
+    expect(b.calls).toEqual([['x']]);
+    expect([a.stream.writableCorked, b.stream.writableCorked]).toEqual([0, 0]);
+    // The next iteration corks afresh.
+    corkForIteration(a.stream);
+    a.stream.write('3');
+    await turn();
+    expect(a.calls).toEqual([['1', '2'], ['3']]);
   });
 });

@@ -26,3 +26,37 @@ export function corkForTurn(stream: Corkable): void {
     stream.uncork();
   });
 }
+
+/** Streams corked until the end of this iteration of the event loop ({@link corkForIteration}). */
+let corkedForIteration: Corkable[] = [];
+const inIteration = new WeakSet<Corkable>();
+const uncorkIteration = () => {
+  const streams = corkedForIteration;
+  corkedForIteration = [];
+  for (const stream of streams) {
+    inIteration.delete(stream);
+    stream.uncork();
+  }
+};
+
+/**
+ * Holds `stream`'s writes back until the check phase of the current iteration of the event loop
+ * (`setImmediate`), longer than {@link corkForTurn}: the writes made by everything that
+ * iteration's I/O completed — on the control plane, the answers of a start batch and of a finish
+ * batch whose statements came back together, an offer pass's offers — leave in ONE `writev`. A
+ * turn (`process.nextTick`) ends at each I/O callback, so each batch's answers took a write of
+ * their own. One `setImmediate` uncorks every stream corked in the iteration. Calls in the same
+ * iteration share the cork.
+ *
+ * @example
+ * corkForIteration(rawSocket);
+ * ws.send(a); // … later I/O callbacks of the same iteration …
+ * ws.send(b); // a and b: one writev, in the iteration's check phase
+ */
+export function corkForIteration(stream: Corkable): void {
+  if (inIteration.has(stream)) return;
+  inIteration.add(stream);
+  if (corkedForIteration.length === 0) setImmediate(uncorkIteration);
+  corkedForIteration.push(stream);
+  stream.cork();
+}

@@ -60,4 +60,4 @@ export {
   type AgentRequestMessage,
   type ControlReplyMessage,
 } from './link-requests.js';
-export { corkForTurn, type Corkable } from './cork-turn.js';
+export { corkForIteration, corkForTurn, type Corkable } from './cork-turn.js';

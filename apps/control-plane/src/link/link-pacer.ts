@@ -1,9 +1,19 @@
 /**
- * The pace shed upgrades are told to come back at before this process has measured its own (links
- * a second): the issue's target, 20,000 agents linked again within 20 s (issue 9). Only the sheds
- * before the first opening place has been given back use it; from then on the pace is measured.
+ * The slowest pace shed upgrades are told to come back at in the first {@link LINK_SHED_FLOOR_MS}
+ * of this process (links a second): the issue's target, 20,000 agents linked again within 20 s
+ * (issue 9). From then on the pace is measured alone.
  */
 export const LINK_SHED_PACE_PER_SECOND = 1000;
+/**
+ * How long after this process started its shed pace is at least {@link LINK_SHED_PACE_PER_SECOND}
+ * (ms): a restart's first links are its slowest (cold statements and code, a fleet's reconnects
+ * arriving together), so a pace measured on them told the first shed agents to come back up to a
+ * minute later while the control plane, warm seconds later, opened ~1,500 links a second and sat
+ * idle (p99 67 s, 11,233 of 19,800 back within 20 s; docs/benchmarks.md). A control plane that
+ * really is slower sheds those agents once more when they come back, and places them then at the
+ * pace it measured: at most one extra shed per agent, only after a start.
+ */
+export const LINK_SHED_FLOOR_MS = 20_000;
 /**
  * The queue's horizon (s): no shed agent is told to wait longer. Past it the queue is full, and
  * a shed agent is told a random second within the horizon instead (not all the same last second:
@@ -24,8 +34,10 @@ export const LINK_SHED_HOLD_WEIGHT = 1 / 32;
  * shed only while all `places` (`maxOpening`) are held, and then places free up at
  * `places ÷ the mean time a place is held` a second (Little's law) — the mean over the last few
  * dozen places given back (registered, refused, dropped, or silent past `openingMaxMs`). Before
- * any place has been given back the pace is `floorPerSecond`. A fleet re-linking after a restart
- * then comes back as fast as this process opens links — each agent shed about once.
+ * any place has been given back, and for `floorForMs` after the pacer was made (the process's
+ * start: a restart), the pace is at least `floorPerSecond`. A fleet re-linking after a restart
+ * then comes back at least as fast as the target from the first second, and otherwise as fast
+ * as this process opens links — each agent shed about once (twice at most after a start).
  *
  * Before, the pace was the last second's opens but at least 1,000 a second: a control plane
  * opening ~30 links a second (a loaded machine) told its shed agents to come back ~30 times too
@@ -45,6 +57,8 @@ export class ShedPacer {
   #cursor = Number.NEGATIVE_INFINITY;
   /** Mean time an opening place is held (ms); undefined until one was given back. */
   #heldMs: number | undefined;
+  /** performance.now() until which the pace is at least `floorPerSecond`. */
+  readonly #floorUntil: number;
 
   constructor(
     /** Links that may be opening at once (`LinkServerOptions.maxOpening`). */
@@ -52,7 +66,12 @@ export class ShedPacer {
     private readonly floorPerSecond = LINK_SHED_PACE_PER_SECOND,
     /** Randomness in [0, 1) for places past the horizon (default `Math.random`). */
     private readonly random: () => number = Math.random,
-  ) {}
+    /** How long from now the pace is at least `floorPerSecond` (default {@link LINK_SHED_FLOOR_MS}). */
+    floorForMs = LINK_SHED_FLOOR_MS,
+    now = performance.now(),
+  ) {
+    this.#floorUntil = now + floorForMs;
+  }
 
   /** An opening place was given back after `heldMs` (its link registered, or ended, or timed out). */
   freed(heldMs: number): void {
@@ -62,14 +81,16 @@ export class ShedPacer {
   }
 
   /** Links a second the queue is drained at now. */
-  pace(): number {
-    return this.#heldMs === undefined ? this.floorPerSecond : (this.places * 1000) / this.#heldMs;
+  pace(now = performance.now()): number {
+    if (this.#heldMs === undefined) return this.floorPerSecond;
+    const measured = (this.places * 1000) / this.#heldMs;
+    return now < this.#floorUntil ? Math.max(this.floorPerSecond, measured) : measured;
   }
 
   /** The `Retry-After` (whole seconds, ≥ 1) of the next shed upgrade: the next place in the queue. */
   retryAfterS(now = performance.now()): number {
     // Never sooner than a second from now; an empty queue starts there.
-    const next = Math.max(this.#cursor, now + 1000) + 1000 / this.pace();
+    const next = Math.max(this.#cursor, now + 1000) + 1000 / this.pace(now);
     // A queue full to the horizon: a random second within it, and no place taken.
     if (next - now >= (LINK_SHED_MAX_RETRY_AFTER_S + 1) * 1000)
       return 1 + Math.floor(this.random() * LINK_SHED_MAX_RETRY_AFTER_S);

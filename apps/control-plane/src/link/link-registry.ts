@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import type { Corkable, ControlMessage } from '@runt/protocol';
+import { corkForIteration, type Corkable, type ControlMessage } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
 import { traceMark, tracing } from '../trace.js';
 
@@ -8,8 +8,6 @@ export interface AgentLink {
   socket: WebSocket;
   /** The TCP socket under `socket`: corked per loop iteration so its frames leave in one write. */
   raw?: Corkable | undefined;
-  /** `raw` is corked until this iteration of the event loop ends (`sendText`). */
-  corked?: boolean;
   workstationId: string;
   credentialId: string;
   /** Heard from (message or pong) since the last ping round. */
@@ -26,43 +24,17 @@ export interface AgentLink {
   chain: Promise<void>;
 }
 
-/** Links whose socket is corked until the end of this iteration of the event loop (see `sendText`). */
-let corked: AgentLink[] = [];
-const uncorkAll = () => {
-  const links = corked;
-  corked = [];
-  for (const link of links) {
-    link.corked = false;
-    link.raw!.uncork();
-  }
-};
-
-/**
- * Holds `link`'s socket writes until the check phase of the current iteration of the event
- * loop (`setImmediate`): the frames written to it by everything that iteration's I/O completed
- * — the answers of a start batch and of a finish batch whose statements came back together, an
- * offer pass's offers — leave in ONE `writev`. A turn (`corkForTurn`, `process.nextTick`) ends
- * at each I/O callback, so each batch's answers took a write of their own.
- */
-function corkForIteration(link: AgentLink & { raw: Corkable }): void {
-  if (link.corked) return;
-  link.corked = true;
-  if (corked.length === 0) setImmediate(uncorkAll);
-  corked.push(link);
-  link.raw.cork();
-}
-
 /**
  * Sends one text frame on `link`. Frames sent to a link in the same iteration of the event loop
  * (the answers of the group-committed batches that came back together, an offer pass) leave in
- * ONE `writev` (`corkForIteration`) instead of a syscall each: at load, `writev` was the control
+ * ONE `writev` (`corkForIteration`, `@runt/protocol`, beside `corkForTurn`) instead of a syscall each: at load, `writev` was the control
  * plane's largest self-time entry (issue 9).
  *
  * @example
  * sendText(link, JSON.stringify({ type: 'drain' }));
  */
 export function sendText(link: AgentLink, text: string): void {
-  if (link.raw) corkForIteration(link as AgentLink & { raw: Corkable });
+  if (link.raw) corkForIteration(link.raw);
   link.socket.send(text);
 }
 

@@ -55,14 +55,18 @@ export interface LinkServerOptions {
   maxOpening?: number;
   /**
    * The pace (links/s) shed upgrades are told to come back at before this process has measured
-   * its own (default `LINK_SHED_PACE_PER_SECOND`); see {@link ShedPacer}.
+   * its own, and at least in its first `shedFloorMs` (default `LINK_SHED_PACE_PER_SECOND`); see
+   * {@link ShedPacer}.
    */
   shedPacePerSecond?: number;
+  /** How long after the start the shed pace is at least `shedPacePerSecond` (ms, default `LINK_SHED_FLOOR_MS`). */
+  shedFloorMs?: number;
   /**
    * A link counts among those opening (`maxOpening`) for at most this long (ms, default
    * {@link LINK_OPENING_MAX_MS}) when its `register` does not come: a client that upgrades and
    * then stays silent (slow, stuck, or a double starved of CPU) no longer holds its place until
-   * its socket ends — 256 of them shed every other agent for as long as they stayed.
+   * its socket ends — the 256 places of then were all held by such links, and every other agent
+   * was shed for as long as they stayed.
    */
   openingMaxMs?: number;
   /**
@@ -98,8 +102,17 @@ interface Budget {
 /** A workstation registering more slots than this gets the request budget of this many. */
 const MAX_BUDGET_SLOTS = 1024;
 
-/** Default bound on links opening at once (see `LinkServerOptions.maxOpening`). */
-export const LINK_MAX_OPENING = 256;
+/**
+ * Default bound on links opening at once (see `LinkServerOptions.maxOpening`). A place is held
+ * from the upgrade to the link's `registered`: at least one round trip to the agent (the `101`
+ * out, its `register` back) and a registration batch. So the bound divided by that time is the
+ * most links a second this process opens: 256 places held 250 ms — agents ~200 ms away, or the
+ * bench's doubles, starved on a shared machine — were 1,000 a second at best, the issue's target
+ * with no margin (issue 9: first open of 5,000 at 121–155 links/s with 256, 905/s with 1,024,
+ * the control plane idle meanwhile). 1,024 opening at once cost a few MiB and at most ~0.5 s of
+ * upgrade work queued here, far under the agents' 10 s handshake timeout.
+ */
+export const LINK_MAX_OPENING = 1024;
 
 /** Default `LinkServerOptions.openingMaxMs`: the agent's own handshake timeout (10 s). */
 export const LINK_OPENING_MAX_MS = 10_000;
@@ -146,7 +159,12 @@ export class LinkServer {
 
   constructor(private readonly o: LinkServerOptions) {
     this.ops = agentOps(o.lifecycle);
-    this.pacer = new ShedPacer(o.maxOpening ?? LINK_MAX_OPENING, o.shedPacePerSecond);
+    this.pacer = new ShedPacer(
+      o.maxOpening ?? LINK_MAX_OPENING,
+      o.shedPacePerSecond,
+      Math.random,
+      o.shedFloorMs,
+    );
     // One scheduling pass for the listening registrations of a window, not one per link.
     this.registrations = new LinkRegistrations({ ...o, schedule: () => o.signals.schedule() });
     this.wss = new WebSocketServer({
