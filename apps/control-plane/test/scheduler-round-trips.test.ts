@@ -1,64 +1,15 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import {
-  countStatements,
-  migrate,
-  openPostgres,
-  type Database,
-  type Queryable,
-  type SqlBackend,
-} from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { countStatements, openPostgres, type Queryable } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EventWaiters } from '../src/event-waiters.js';
 import { LINK_CHANNEL, LinkRelay } from '../src/link/link-relay.js';
 import { LinkRegistry } from '../src/link/link-registry.js';
 import { NotificationBus } from '../src/notifications/bus.js';
 import { RunStore } from '../src/runs/run-store.js';
-import { controlPlaneMigrations } from '../src/migrations.js';
-import { createRunSignals } from '../src/runs/run-signals.js';
-import { SCHEDULER_LOCK, Scheduler } from '../src/runs/scheduler.js';
+import { SCHEDULER_LOCK } from '../src/runs/scheduler.js';
+import { addWorkstation, migratedDatabase, newScheduler } from './scheduler-fixtures.js';
 import * as transitions from '../src/runs/transitions.js';
-
-/** A database with the control plane's tables. */
-async function migratedDatabase(backend: SqlBackend): Promise<TestDatabase> {
-  const t = await createTestDatabase(backend);
-  await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
-  return t;
-}
-
-/** A listening, linked workstation with a live credential offering `runtime`: `cpus` slots for the scheduler. */
-async function addWorkstation(db: Database, id: string, runtime: string, cpus: number): Promise<void> {
-  await db.query(
-    `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
-     values ($1, $1, true, now(), $2::jsonb, $3, 'connected')`,
-    [id, JSON.stringify([runtime]), cpus],
-  );
-  await db.query(
-    `insert into credentials (id, kind, token_hash, workstation_id) values ($1, 'workstation', $2, $3)`,
-    [`cred_${id}`, `hash_${id}`, id],
-  );
-}
-
-/** A scheduler on `db`; without a relay there are no agent links here, so nothing to carry. */
-function newScheduler(
-  db: Database,
-  relay: Parameters<typeof createRunSignals>[0]['relay'] = {
-    send() {},
-    relay: async (_tx, items) => items,
-    capacityFreed() {},
-  },
-): Scheduler {
-  return new Scheduler({
-    db,
-    logger: pino({ level: 'silent' }),
-    signals: createRunSignals({ waiters: new EventWaiters(), relay }),
-    replicaId: 'cp',
-    tickMs: 60_000,
-  });
-}
 
 /**
  * The offer path's round trips (issue 10): a pass that places a fresh run sends `BEGIN`, the
@@ -268,17 +219,7 @@ describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => 
     );
     let transactions = 0;
     const db = countStatements(t.db, (c) => (transactions += c.transactions));
-    const scheduler = new Scheduler({
-      db,
-      logger: pino({ level: 'silent' }),
-      signals: createRunSignals({
-        waiters: new EventWaiters(),
-        relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
-      }),
-      replicaId: 'cp',
-      tickMs: 60_000,
-      pageSize: 3, // a backlog (5) longer than a page
-    });
+    const scheduler = newScheduler(db, undefined, { pageSize: 3 }); // a backlog (5) longer than a page
     expect(await scheduler.pass()).toHaveLength(2);
     expect(transactions).toBe(1);
     const queued = await t.db.query<{ n: number }>(
@@ -298,15 +239,7 @@ describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => 
     );
     let roundTrips = 0;
     const db = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
-    const scheduler = new Scheduler({
-      db,
-      logger: pino({ level: 'silent' }),
-      signals: createRunSignals({
-        waiters: new EventWaiters(),
-        relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
-      }),
-      replicaId: 'cp',
-      tickMs: 60_000,
+    const scheduler = newScheduler(db, undefined, {
       claimers: () => ({ holder: 'ws_fill/r1', leaseMs: 30_000 }),
     });
     expect((await scheduler.pass()).map((r) => [r.id, r.status])).toEqual([[run.id, 'accepted']]);

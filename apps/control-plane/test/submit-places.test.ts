@@ -1,17 +1,15 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema, type ControlMessage } from '@runt/protocol';
-import { countStatements, migrate, openPostgres, type Database } from '@runt/sql';
-import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
+import { countStatements, openPostgres, type Database } from '@runt/sql';
+import type { TestDatabase } from '@runt/sql/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { LinkRelay } from '../src/link/link-relay.js';
 import { LinkRegistry } from '../src/link/link-registry.js';
 import { NotificationBus } from '../src/notifications/bus.js';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import { RunStore } from '../src/runs/run-store.js';
 import { freshOffer, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
+import { addWorkstation as addWorkstationOf, migratedDatabase } from './scheduler-fixtures.js';
 
 /**
  * Issue 10's cross-replica offer latency: on Postgres a lone fresh run is placed by its submit's
@@ -23,8 +21,7 @@ import * as transitions from '../src/runs/transitions.js';
 describe('a submit that places its own run, on postgres', () => {
   let t: TestDatabase;
   beforeAll(async () => {
-    t = await createTestDatabase('postgres');
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase('postgres');
   });
   afterAll(async () => t?.dispose());
   beforeEach(async () => {
@@ -33,18 +30,9 @@ describe('a submit that places its own run, on postgres', () => {
     await t.db.query(`delete from workstations`);
   });
 
-  /** A listening workstation with a live credential, its link held by `replica` (or none). */
-  async function addWorkstation(id: string, runtime: string, slots: number, replica: string | null = 'B') {
-    await t.db.query(
-      `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state, link_replica)
-       values ($1, $1, true, now(), $2::jsonb, $3, 'connected', $4)`,
-      [id, JSON.stringify([runtime]), slots, replica],
-    );
-    await t.db.query(
-      `insert into credentials (id, kind, token_hash, workstation_id) values ($1, 'workstation', $2, $3)`,
-      [`cred_${id}`, `hash_${id}`, id],
-    );
-  }
+  /** A workstation of the fleet, its link held by replica `B` unless `replica` says otherwise. */
+  const addWorkstation = (id: string, runtime: string, slots: number, replica: string | null = 'B') =>
+    addWorkstationOf(t.db, id, runtime, slots, replica);
 
   const parse = (runtime: string, extra: object = {}) =>
     submitRunRequestSchema.parse({ runtime, command: ["it's", 'a\\b'], ...extra });

@@ -1,6 +1,6 @@
 import type { Queryable } from '@runt/sql';
 import type { PendingReason, Run, Workstation } from '@runt/protocol';
-import { labelsMatch } from './scheduler.js';
+import { labelsMatch } from './placement.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 
 /** A workstation as placement sees it: what it offers and what its live runs already hold. */

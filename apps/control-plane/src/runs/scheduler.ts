@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Database, Queryable, Statement } from '@runt/sql';
 import { LINK_CHANNEL, MAX_NOTIFY_PAYLOAD } from '../link/link-relay.js';
-import { WORKSTATION_OFFLINE_AFTER_SECONDS, type ClaimRunResponse, type Run } from '@runt/protocol';
+import type { ClaimRunResponse, Run } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
 import type { RunRow } from './run-row.js';
@@ -10,6 +10,16 @@ import { claimOnOffer, offer, type ClaimGrant, type OfferClaimer } from './trans
 import { claimAnswer, failUnopenable } from './claim-answer.js';
 import { SecretUnavailableError, type SecretBox } from './secret-box.js';
 import { TraceSpan, tracing } from '../trace.js';
+import {
+  CANDIDATE_ORDER_SQL,
+  FITS_SQL,
+  PLACEABLE_SQL,
+  PREFERENCE_SQL,
+  USED_SQL,
+  pick,
+  toSlot,
+  type Candidate,
+} from './placement.js';
 
 export interface SchedulerOptions {
   db: Database;
@@ -43,39 +53,6 @@ export const SCHEDULER_LOCK = 0x72756e74; // 'runt'
 const ASYNC_COMMIT = `set_config('synchronous_commit', 'off', true)`;
 const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
 
-interface Candidate {
-  id: string;
-  cpu_count: number | null;
-  memory_bytes: number | string | null;
-  slots: number;
-  runtimes: string[];
-  labels: Record<string, string>;
-  used_runs: number | string;
-  used_cpus: number | string;
-  used_memory: number | string;
-}
-
-interface Slot {
-  id: string;
-  runtimes: Set<string>;
-  labels: Record<string, string>;
-  freeRuns: number;
-  freeCpus: number | null;
-  freeMemory: number | null;
-}
-
-// Online, listening, not draining, live credential; linked to any replica or to none (an agent
-// that polls): the offer reaches a link held elsewhere through the relay. Committed capacity
-// comes from the runs table every time, so it is recomputed whenever a workstation (re)connects.
-const USED_SQL = `cross join lateral (
-  select count(*) as used_runs, coalesce(sum(r.cpus), 0) as used_cpus, coalesce(sum(r.memory_bytes), 0) as used_memory
-  from runs r where r.workstation_id = w.id and r.status in ('offered', 'accepted', 'running')
-) u`;
-const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropped'
-  and w.last_seen_at > now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS})
-  and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
-  and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)`;
-
 // One statement for what a page places: up to `limit` queued runs after position `after`, oldest
 // first, of a runtime some workstation with a free slot offers (`f`: a run of any other runtime
 // cannot be placed now, so a queue of 10,000 such runs costs one index scan, not 50 pages;
@@ -91,7 +68,8 @@ const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropp
 // pageStatement), so it can share a round trip with the lock and the transaction's `BEGIN`.
 //
 // An empty queue reads no workstation (issue 9, links): `f` and `c` are guarded by one `exists`
-// over the queue's index (`queuedSql`), so a pass over an idle queue — the tick, or the pass a
+// over the queue's index (`queuedSql`, probed once, in `e`: the guards and `any_free` read its
+// answer), so a pass over an idle queue — the tick, or the pass a
 // batch of link registrations asks for — costs one index probe instead of two walks of every
 // workstation with its credential and used slots (measured: 0.3–0.9 s of database time per pass
 // at ~13,000 listening workstations, load ~18 — most of the database's 1.35 ms of CPU per link
@@ -101,9 +79,10 @@ const queuedSql = (after: number) =>
   `exists (select 1 from runs r where r.status in (${statusesSql('offer')}) and r.position > ${after}
      and (r.not_before is null or r.not_before <= now()))`;
 export const pageSql = (after: number, limit: number, capped: boolean) => `
-with f as materialized (
+with e as materialized (select ${queuedSql(after)} as queued
+), f as materialized (
   select w.runtimes, coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs as free
-    from workstations w ${USED_SQL} where ${queuedSql(after)} and ${PLACEABLE_SQL}
+    from workstations w ${USED_SQL} where (select e.queued from e) and ${PLACEABLE_SQL}
 ), n as (
   select ${capped ? `least(${limit}, coalesce(sum(f.free), 0))::int` : `${limit}`} as page_limit from f
 ), q as (
@@ -115,15 +94,15 @@ with f as materialized (
   select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
          u.used_runs, u.used_cpus, u.used_memory
   from workstations w ${USED_SQL}
-  where ${queuedSql(after)} and ${PLACEABLE_SQL}
+  where (select e.queued from e) and ${PLACEABLE_SQL}
     and w.runtimes ?| (select coalesce(array_agg(distinct q.runtime), '{}') from q)
-  order by u.used_runs, w.id
+  order by ${CANDIDATE_ORDER_SQL}
   limit 1000
   for update of w skip locked
 )
 select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued,
        (select coalesce(json_agg(c order by c.used_runs, c.id), '[]') from c) as cands,
-       not ${queuedSql(after)} or exists (select 1 from f) as any_free,
+       not (select e.queued from e) or exists (select 1 from f) as any_free,
        (select count(*) from f)::int as free_ws,
        (select page_limit from n) as page_limit,
        ${ASYNC_COMMIT} as async_commit`;
@@ -143,12 +122,8 @@ const FRESH_OFFER_SQL = `with x as (
    limit 1
 ), c as (
   select w.id, w.link_replica from x, workstations w ${USED_SQL}
-   where ${PLACEABLE_SQL} and w.runtimes ? x.runtime and not exists (select 1 from older)
-     and (x.placement_workstation_id is null or w.id = x.placement_workstation_id)
-     and w.labels @> x.placement_labels
-     and (x.cpus is null or w.cpu_count is null or x.cpus <= w.cpu_count - u.used_cpus)
-     and (x.memory_bytes is null or w.memory_bytes is null or x.memory_bytes <= w.memory_bytes - u.used_memory)
-   order by coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs desc, u.used_runs, w.id
+   where ${PLACEABLE_SQL} and not exists (select 1 from older) and ${FITS_SQL}
+   order by ${PREFERENCE_SQL}
    limit 1
    for update of w skip locked
 ), o as (
@@ -481,35 +456,4 @@ export class Scheduler {
       filled: full && slots.length >= Number(page.free_ws),
     };
   }
-}
-
-function toSlot(c: Candidate): Slot {
-  return {
-    id: c.id,
-    runtimes: new Set(c.runtimes),
-    labels: c.labels,
-    freeRuns: Number(c.slots) - Number(c.used_runs),
-    freeCpus: c.cpu_count === null ? null : c.cpu_count - Number(c.used_cpus),
-    freeMemory: c.memory_bytes === null ? null : Number(c.memory_bytes) - Number(c.used_memory),
-  };
-}
-
-/** The least-loaded slot that fits the run, or undefined. */
-function pick(slots: Slot[], run: RunRow): Slot | undefined {
-  let best: Slot | undefined;
-  for (const s of slots) {
-    if (s.freeRuns <= 0 || !s.runtimes.has(run.runtime)) continue;
-    if (run.placement_workstation_id && run.placement_workstation_id !== s.id) continue;
-    if (!labelsMatch(s.labels, run.placement_labels)) continue;
-    if (run.cpus !== null && s.freeCpus !== null && Number(run.cpus) > s.freeCpus) continue;
-    if (run.memory_bytes !== null && s.freeMemory !== null && Number(run.memory_bytes) > s.freeMemory)
-      continue;
-    if (!best || s.freeRuns > best.freeRuns) best = s;
-  }
-  return best;
-}
-
-export function labelsMatch(have: Record<string, string>, want: Record<string, string>): boolean {
-  for (const [k, v] of Object.entries(want ?? {})) if (have[k] !== v) return false;
-  return true;
 }

@@ -1,0 +1,108 @@
+import { WORKSTATION_OFFLINE_AFTER_SECONDS } from '@runt/protocol';
+import type { RunRow } from './run-row.js';
+
+// The placement rules, in one home: which workstations are candidates, which of them a run
+// fits, and which one it goes to. A scheduling pass reads the candidates in SQL (`USED_SQL`,
+// `PLACEABLE_SQL`) and places a page of runs in memory (`pick`: each placement changes the
+// free slots the next run sees); a submit that places its own run does it in SQL, in one
+// statement (`FITS_SQL`, `PREFERENCE_SQL`). Both forms of a rule live here, side by side: change
+// one, change its twin (`test/placement.test.ts` runs both on the same fleets).
+
+/** A candidate workstation as a page reads it, with its used capacity. */
+export interface Candidate {
+  id: string;
+  cpu_count: number | null;
+  memory_bytes: number | string | null;
+  slots: number;
+  runtimes: string[];
+  labels: Record<string, string>;
+  used_runs: number | string;
+  used_cpus: number | string;
+  used_memory: number | string;
+}
+
+/** A candidate's free capacity while a page is placed. */
+export interface Slot {
+  id: string;
+  runtimes: Set<string>;
+  labels: Record<string, string>;
+  freeRuns: number;
+  freeCpus: number | null;
+  freeMemory: number | null;
+}
+
+/**
+ * A workstation `w`'s committed capacity, as `u` (`used_runs`, `used_cpus`, `used_memory`),
+ * from the runs table every time, so it is recomputed whenever a workstation (re)connects.
+ */
+export const USED_SQL = `cross join lateral (
+  select count(*) as used_runs, coalesce(sum(r.cpus), 0) as used_cpus, coalesce(sum(r.memory_bytes), 0) as used_memory
+  from runs r where r.workstation_id = w.id and r.status in ('offered', 'accepted', 'running')
+) u`;
+
+/**
+ * `w` (with `u`, {@link USED_SQL}) is a candidate: online, listening, not draining, a live
+ * credential, a free slot (`max_runs`, default `cpu_count`); linked to any replica or to none (an
+ * agent that polls): the offer reaches a link held elsewhere through the relay.
+ */
+export const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropped'
+  and w.last_seen_at > now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS})
+  and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
+  and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)`;
+
+/**
+ * Run `x` fits candidate `w` (with `u`): its runtime, its pin, every label with the same
+ * value, and enough free cpus and memory when both the run asks and the workstation reports
+ * them. `pick`'s tests, in SQL.
+ */
+export const FITS_SQL = `w.runtimes ? x.runtime
+     and (x.placement_workstation_id is null or w.id = x.placement_workstation_id)
+     and w.labels @> x.placement_labels
+     and (x.cpus is null or w.cpu_count is null or x.cpus <= w.cpu_count - u.used_cpus)
+     and (x.memory_bytes is null or w.memory_bytes is null or x.memory_bytes <= w.memory_bytes - u.used_memory)`;
+
+/**
+ * Which fitting candidate a run goes to, as an `order by`: the most free slots, then the
+ * fewest used, then the id. `pick`'s order: it takes the first with the most free slots of
+ * candidates read in `CANDIDATE_ORDER_SQL`.
+ */
+export const PREFERENCE_SQL = `coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs desc, u.used_runs, w.id`;
+
+/** The order a page reads its candidates in (`c`), which breaks `pick`'s ties as {@link PREFERENCE_SQL}. */
+export const CANDIDATE_ORDER_SQL = `u.used_runs, w.id`;
+
+export function toSlot(c: Candidate): Slot {
+  return {
+    id: c.id,
+    runtimes: new Set(c.runtimes),
+    labels: c.labels,
+    freeRuns: Number(c.slots) - Number(c.used_runs),
+    freeCpus: c.cpu_count === null ? null : c.cpu_count - Number(c.used_cpus),
+    freeMemory: c.memory_bytes === null ? null : Number(c.memory_bytes) - Number(c.used_memory),
+  };
+}
+
+/**
+ * The slot the run goes to, or undefined: of those it fits ({@link FITS_SQL}'s tests), the
+ * first with the most free slots ({@link PREFERENCE_SQL}, given slots in
+ * {@link CANDIDATE_ORDER_SQL}).
+ */
+export function pick(slots: Slot[], run: RunRow): Slot | undefined {
+  let best: Slot | undefined;
+  for (const s of slots) {
+    if (s.freeRuns <= 0 || !s.runtimes.has(run.runtime)) continue;
+    if (run.placement_workstation_id && run.placement_workstation_id !== s.id) continue;
+    if (!labelsMatch(s.labels, run.placement_labels)) continue;
+    if (run.cpus !== null && s.freeCpus !== null && Number(run.cpus) > s.freeCpus) continue;
+    if (run.memory_bytes !== null && s.freeMemory !== null && Number(run.memory_bytes) > s.freeMemory)
+      continue;
+    if (!best || s.freeRuns > best.freeRuns) best = s;
+  }
+  return best;
+}
+
+/** Every label `want` names is in `have` with the same value. */
+export function labelsMatch(have: Record<string, string>, want: Record<string, string>): boolean {
+  for (const [k, v] of Object.entries(want ?? {})) if (have[k] !== v) return false;
+  return true;
+}

@@ -1,0 +1,90 @@
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CANDIDATE_ORDER_SQL,
+  FITS_SQL,
+  PLACEABLE_SQL,
+  PREFERENCE_SQL,
+  USED_SQL,
+  pick,
+  toSlot,
+  type Candidate,
+} from '../src/runs/placement.js';
+import type { RunRow } from '../src/runs/run-row.js';
+import { addWorkstation, migratedDatabase } from './scheduler-fixtures.js';
+
+/**
+ * The placement rules have two forms in one home (src/runs/placement.ts): the pass's `pick` in
+ * memory, and the SQL a submit places its own run with. On the same fleets they must choose the
+ * same workstation for every run.
+ */
+describe.each(TEST_BACKENDS)('the placement rules, on %s', (backend) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await migratedDatabase(backend);
+  });
+  afterAll(async () => t?.dispose());
+
+  it('choose the same workstation in SQL as pick does in memory', async () => {
+    // A small seeded generator: the same fleets every run.
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const runtimes = ['a', 'b'];
+    const labelSets = [{}, { gpu: 'yes' }, { gpu: 'no' }, { gpu: 'yes', zone: 'x' }];
+    let agreed = 0;
+    for (let fleet = 0; fleet < 4; fleet++) {
+      await t.db.query(`delete from runs`);
+      await t.db.query(`delete from credentials`);
+      await t.db.query(`delete from workstations`);
+      for (let i = 0; i < 6; i++) {
+        const id = `ws_${fleet}_${i}`;
+        await addWorkstation(t.db, id, runtimes[rnd(2)]!, 1 + rnd(4));
+        await t.db.query(
+          `update workstations set labels = $2::jsonb, memory_bytes = $3, max_runs = $4 where id = $1`,
+          [id, JSON.stringify(labelSets[rnd(4)]), rnd(2) ? 1000 : null, rnd(3) ? null : 1 + rnd(5)],
+        );
+        for (let u = rnd(4); u > 0; u--)
+          await t.db.query(
+            `insert into runs (id, status, runtime, workstation_id, cpus, memory_bytes) values ($1, 'offered', 'a', $2, $3, $4)`,
+            [`used_${id}_${u}`, id, rnd(2) ? 1 : null, rnd(2) ? 300 : null],
+          );
+      }
+      const cands = (
+        await t.db.query<Candidate>(
+          `select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
+                  u.used_runs, u.used_cpus, u.used_memory
+             from workstations w ${USED_SQL} where ${PLACEABLE_SQL} order by ${CANDIDATE_ORDER_SQL}`,
+        )
+      ).rows;
+      for (let r = 0; r < 30; r++) {
+        const run = {
+          runtime: runtimes[rnd(2)]!,
+          placement_workstation_id: rnd(5) ? null : `ws_${fleet}_${rnd(6)}`,
+          placement_labels: labelSets[rnd(4)]!,
+          cpus: rnd(2) ? null : 1 + rnd(3),
+          memory_bytes: rnd(2) ? null : 200 * (1 + rnd(4)),
+        };
+        const inSql = await t.db.query<{ id: string }>(
+          `with x as (select $1::text as runtime, $2::text as placement_workstation_id, $3::jsonb as placement_labels,
+                             $4::float8 as cpus, $5::bigint as memory_bytes)
+           select w.id from x, workstations w ${USED_SQL} where ${PLACEABLE_SQL} and ${FITS_SQL}
+            order by ${PREFERENCE_SQL} limit 1`,
+          [
+            run.runtime,
+            run.placement_workstation_id,
+            JSON.stringify(run.placement_labels),
+            run.cpus,
+            run.memory_bytes,
+          ],
+        );
+        const inMemory = pick(cands.map(toSlot), run as unknown as RunRow);
+        expect(inMemory?.id, JSON.stringify(run)).toBe(inSql.rows[0]?.id);
+        if (inMemory) agreed++;
+      }
+    }
+    expect(agreed).toBeGreaterThan(20); // most runs fit somewhere: the cases test a choice
+  });
+});

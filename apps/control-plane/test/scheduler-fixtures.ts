@@ -1,0 +1,61 @@
+import { leaseMigrations } from '@runt/leases';
+import { pairingMigrations } from '@runt/pairing';
+import { migrate, type Database, type SqlBackend } from '@runt/sql';
+import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
+import { pino } from 'pino';
+import { EventWaiters } from '../src/event-waiters.js';
+import { controlPlaneMigrations } from '../src/migrations.js';
+import { createRunSignals } from '../src/runs/run-signals.js';
+import { Scheduler, type SchedulerOptions } from '../src/runs/scheduler.js';
+
+/** A database with the control plane's tables. */
+export async function migratedDatabase(backend: SqlBackend): Promise<TestDatabase> {
+  const t = await createTestDatabase(backend);
+  await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+  return t;
+}
+
+/**
+ * A listening, linked workstation with a live credential offering `runtime`: `slots` slots (its
+ * `cpu_count`) for the scheduler, its link held by `replica` (null: by none).
+ */
+export async function addWorkstation(
+  db: Database,
+  id: string,
+  runtime: string,
+  slots: number,
+  replica: string | null = null,
+): Promise<void> {
+  await db.query(
+    `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state, link_replica)
+     values ($1, $1, true, now(), $2::jsonb, $3, 'connected', $4)`,
+    [id, JSON.stringify([runtime]), slots, replica],
+  );
+  await db.query(
+    `insert into credentials (id, kind, token_hash, workstation_id) values ($1, 'workstation', $2, $3)`,
+    [`cred_${id}`, `hash_${id}`, id],
+  );
+}
+
+/** Relays nothing: without a relay there are no agent links, so nothing to carry. */
+const NO_RELAY: Parameters<typeof createRunSignals>[0]['relay'] = {
+  send() {},
+  relay: async (_tx, items) => items,
+  capacityFreed() {},
+};
+
+/** A scheduler on `db` (replica `cp`, a tick of a minute), with `options` over those. */
+export function newScheduler(
+  db: Database,
+  relay = NO_RELAY,
+  options: Partial<Pick<SchedulerOptions, 'pageSize' | 'claimers' | 'replicaId'>> = {},
+): Scheduler {
+  return new Scheduler({
+    db,
+    logger: pino({ level: 'silent' }),
+    signals: createRunSignals({ waiters: new EventWaiters(), relay }),
+    replicaId: 'cp',
+    tickMs: 60_000,
+    ...options,
+  });
+}
