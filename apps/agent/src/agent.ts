@@ -10,6 +10,7 @@ import {
   isApiError,
   jitter,
   sleep,
+  STATUS_STARTED_FORM,
   type AgentMessage,
   type RegisterWorkstationRequest,
 } from '@runt/protocol';
@@ -378,6 +379,7 @@ export class Agent {
       linkUp: () => this.#link?.up === true,
       onSlotFree: () => this.#slots.freed(),
       handBack: (runId, fencingToken) => this.#handBack(runId, fencingToken),
+      takesStartWithEnd: () => this.#link?.serves(STATUS_STARTED_FORM) === true,
       logger: this.#log,
     };
   }

@@ -156,6 +156,11 @@ export class LinkClient {
     return this.#up;
   }
 
+  /** True when the open link's control plane listed `name` (an op or an op form) in `registered`. */
+  serves(name: string): boolean {
+    return this.#up && this.#ops?.has(name) === true;
+  }
+
   /** Sends a message when the link is open; `false` when it is down (the caller falls back to HTTP). */
   send(message: AgentMessage): boolean {
     const ws = this.#ws;

@@ -47,8 +47,21 @@ export interface RunExecutionDeps {
   handBack?: (runId: string, fencingToken: number) => Promise<void>;
   /** Called once the run no longer takes a slot here (terminal status reported, or dropped). */
   onSlotFree?: () => void;
+  /**
+   * True when the control plane takes a run's start with its end (`STATUS_STARTED_FORM` listed
+   * on the link): the `running` report then waits `RUNNING_REPORT_DELAY_MS`, and a run that
+   * ends within it sends one report instead of two.
+   */
+  takesStartWithEnd?: () => boolean;
   logger: Logger;
 }
+
+/**
+ * How long a started run's `running` report waits for the run's end, when the control plane
+ * takes the start with the end (issue 9: most short runs then cost one report, one link message
+ * each way and one row update fewer). Longer runs show `running` this much later.
+ */
+export const RUNNING_REPORT_DELAY_MS = 20;
 
 /** Why the output follow is stopped once the workload has exited (one reason for every run: no AbortError built per run). */
 const OUTPUT_READ = new Error('the workload exited and its output was read');
@@ -90,6 +103,8 @@ export class RunExecution {
   #reportedRunning: boolean;
   /** The `running` report while it is being sent (retried through an outage): the terminal report goes after it. */
   #running: Promise<void> | undefined;
+  /** The `running` report waiting for the run's end (`RUNNING_REPORT_DELAY_MS`). */
+  #runningLater: NodeJS.Timeout | undefined;
   /** The agent exits without the control plane's answer: the instance and the journal entry are left to its next start. */
   #abandoned = false;
   /** No renewal answered since the lease's local deadline passed (logged once, not per lease period). */
@@ -417,7 +432,11 @@ export class RunExecution {
       });
       // Not awaited: the exit is awaited while the report is sent (and retried through an outage),
       // so a workload that ends meanwhile is still reported with its real outcome (issue 8).
-      if (!this.#state.ready_when) void this.#reportRunning();
+      if (!this.#state.ready_when) {
+        if (this.deps.takesStartWithEnd?.())
+          this.#runningLater = setTimeout(() => void this.#reportRunning(), RUNNING_REPORT_DELAY_MS);
+        else void this.#reportRunning();
+      }
       await this.#follow();
     } finally {
       await this.#cleanup();
@@ -544,6 +563,8 @@ export class RunExecution {
   }
 
   #reportRunning(): Promise<void> {
+    clearTimeout(this.#runningLater);
+    this.#runningLater = undefined;
     if (this.#reportedRunning) return this.#running ?? Promise.resolve();
     this.#reportedRunning = true;
     this.#state = { ...this.#state, ready: true };
@@ -562,9 +583,21 @@ export class RunExecution {
   async #finish(outcome: Outcome): Promise<void> {
     if (this.#work.signal.aborted) return;
     this.phase = 'reporting';
+    // A `running` report still waiting goes with the end (`started_ms_ago`), where the control
+    // plane still takes that; otherwise it goes now, before the end.
+    let report = outcome;
+    if (this.#runningLater) {
+      if (this.deps.takesStartWithEnd?.()) {
+        clearTimeout(this.#runningLater);
+        this.#runningLater = undefined;
+        this.#reportedRunning = true;
+        const startedAt = this.#state.started_at_ms ?? Date.now();
+        report = { ...outcome, started_ms_ago: Math.max(0, Date.now() - startedAt) };
+      } else void this.#reportRunning();
+    }
     // After the `running` report, which may still be retried: one report at a time, in order.
     await this.#running;
-    if (!(await this.#reporter.report(outcome))) return;
+    if (!(await this.#reporter.report(report))) return;
     this.deps.logger.info(
       {
         run_id: this.runId,
@@ -603,6 +636,7 @@ export class RunExecution {
 
   async #cleanup(): Promise<void> {
     clearTimeout(this.#timeoutTimer);
+    clearTimeout(this.#runningLater);
     this.#lease.stop();
     this.#commands?.stop();
     if (this.#abandoned) return;

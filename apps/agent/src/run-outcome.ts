@@ -4,7 +4,7 @@ import type { ExitStatus } from '@runt/runtime-spi';
 /** How a run ended here, as its status report says it. */
 export type Outcome = Pick<
   ReportRunStatusRequest,
-  'status' | 'exit_code' | 'failure_kind' | 'failure_message'
+  'status' | 'exit_code' | 'failure_kind' | 'failure_message' | 'started_ms_ago'
 >;
 
 /** A `failed` outcome of `kind`; the message is cut to the API's 4,000 characters. */

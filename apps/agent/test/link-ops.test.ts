@@ -65,6 +65,8 @@ describe.each(TEST_BACKENDS)('an agent’s run calls over its link on %s', (back
     );
     const http = await metric(t.url, 'runt_cp_http_requests_total', FENCED_ROUTES);
     const linkOps = await metric(t.url, 'runt_cp_link_requests_total');
+    const STATUS_OK = /op="status",status="200"/;
+    const reportsBefore = await metric(t.url, 'runt_cp_link_requests_total', STATUS_OK);
     // A few runs long enough for lease renewals (every leaseMs / 3 = 1 s), the rest short.
     const ids: string[] = [];
     for (let i = 0; i < RUNS; i++) {
@@ -91,14 +93,16 @@ describe.each(TEST_BACKENDS)('an agent’s run calls over its link on %s', (back
       .join('\n');
     if ((await metric(t.url, 'runt_cp_link_messages_received_total', /type="register"/)) === 1)
       expect(await metric(t.url, 'runt_cp_http_requests_total', FENCED_ROUTES), seen).toBe(http);
-    // Two status reports per run at least (running, then the terminal one with its events).
-    expect(
-      await metric(t.url, 'runt_cp_link_requests_total', /op="status",status="200"/),
-    ).toBeGreaterThanOrEqual(2 * RUNS);
+    // One status report per short run (its start goes with its end: it ended before its
+    // `running` report was due), two per long one (running, then the end); every run has its start.
+    const reports = (await metric(t.url, 'runt_cp_link_requests_total', STATUS_OK)) - reportsBefore;
+    expect(reports).toBeGreaterThanOrEqual(RUNS + 3);
+    expect(reports).toBeLessThan(2 * RUNS);
+    for (const id of ids) expect((await t.admin.getRun(id)).run.started_at).not.toBeNull();
     expect(await metric(t.url, 'runt_cp_link_requests_total', /op="heartbeat",status="200"/)).toBeGreaterThan(
       0,
     );
-    expect((await metric(t.url, 'runt_cp_link_requests_total')) - linkOps).toBeGreaterThanOrEqual(2 * RUNS);
+    expect((await metric(t.url, 'runt_cp_link_requests_total')) - linkOps).toBeGreaterThanOrEqual(RUNS + 3);
   }, 180_000);
 });
 

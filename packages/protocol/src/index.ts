@@ -52,6 +52,7 @@ export {
 export {
   LINK_OPS,
   BASE_LINK_OPS,
+  STATUS_STARTED_FORM,
   linkOpSchema,
   linkRequestOf,
   agentRequestMessageSchema,

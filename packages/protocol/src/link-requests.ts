@@ -38,6 +38,14 @@ export const BASE_LINK_OPS: ReadonlySet<LinkOp> = new Set<LinkOp>([
 ]);
 
 /**
+ * Not an op but a form of one, listed in `registered.ops` by a control plane that takes it: a
+ * terminal `status` report carrying `started_ms_ago` (the run's start recorded with its end).
+ * An older control plane would drop the field and leave the run's `started_at` empty, so an
+ * agent sends it only where this is listed.
+ */
+export const STATUS_STARTED_FORM = 'status+started';
+
+/**
  * A request from the agent over its link: `id` (unique among its requests in flight) comes back
  * on the `reply`; `target` is the run id (run ops) or the command id (`command-*`), as in the
  * HTTP path; `body` is the HTTP body, validated by the control plane with the op's schema

@@ -348,6 +348,14 @@ export const reportRunStatusRequestSchema = z.object({
    * schema also reads.
    */
   answer: z.enum(['run', 'brief']).optional(),
+  /**
+   * On a terminal report of a run whose `running` report was never sent (it ended first): the
+   * workload started this many ms before the report. The run's start is recorded with its end,
+   * `started_at` = the database's now minus this (never before `accepted_at`), one report and
+   * one row update instead of two. Sent only to a control plane that lists
+   * `STATUS_STARTED_FORM` in `registered.ops`; ignored on a `running` report.
+   */
+  started_ms_ago: z.number().int().min(0).max(2_147_483_647).optional(),
 });
 export type ReportRunStatusRequest = z.infer<typeof reportRunStatusRequestSchema>;
 /** The run after the report, and (from control planes that take `events` on a report) the next seq. */

@@ -11,6 +11,7 @@ import {
   LINK_CLOSE_CODES,
   LINK_OP_REQUEST_SCHEMAS,
   LINK_OPS,
+  STATUS_STARTED_FORM,
   type AgentMessage,
   type AgentRequestMessage,
   type ControlReplyMessage,
@@ -124,8 +125,8 @@ const BEARER = /^Bearer +([^\s]+) *$/i;
 
 /** One listener for the errors a link's sockets may emit (their end is handled on `close`), shared by every link. */
 const ignore = (): void => {};
-/** Every link op this control plane serves, told to the agent in `registered` (ops beyond `BASE_LINK_OPS` are sent only when listed). */
-const SERVED_OPS = Object.keys(LINK_OPS);
+/** Every link op (and op form) this control plane serves, told to the agent in `registered` (ops beyond `BASE_LINK_OPS` are sent only when listed). */
+const SERVED_OPS = [...Object.keys(LINK_OPS), STATUS_STARTED_FORM];
 
 /**
  * The agent link: WebSockets upgraded straight from the Node server's `upgrade` event with

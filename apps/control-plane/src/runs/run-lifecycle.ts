@@ -368,7 +368,8 @@ export class RunLifecycle {
   /**
    * `accepted → running`, or a terminal status, optionally with the holder's last events
    * (appended first, in the same transaction). A terminal report appends the
-   * `terminal_status` event, cancels open commands and gives the lease up.
+   * `terminal_status` event, cancels open commands and gives the lease up; one with
+   * `started_ms_ago` also records the start of a run that was never reported running.
    *
    * @example
    * await lifecycle.reportStatus('ws_1', 'run_1', { fencing_token: 3, status: 'completed', exit_code: 0 });
@@ -402,6 +403,8 @@ export class RunLifecycle {
         await transitions.startLocked(tx, runId);
         return false;
       }
+      // a start reported with the end (`started_ms_ago`) is recorded first, as if reported apart
+      if (body.started_ms_ago !== undefined) await transitions.startLocked(tx, runId, body.started_ms_ago);
       // a failure the run's retry policy takes sends it back to the queue instead; the lease
       // is given up in this transaction either way
       await transitions.finishOrRetry(tx, s, outcomeOf(body));
@@ -530,6 +533,7 @@ function outcomeOf(body: ReportRunStatusRequest): TerminalOutcome {
     ...(body.exit_code === undefined ? {} : { exitCode: body.exit_code }),
     ...failureOf(body),
     ...(body.failure_message ? { message: body.failure_message } : {}),
+    ...(body.started_ms_ago === undefined ? {} : { startedMsAgo: body.started_ms_ago }),
   };
 }
 

@@ -44,6 +44,11 @@ export interface TerminalOutcome {
   exitCode?: number;
   failureKind?: FailureKind;
   message?: string;
+  /**
+   * The workload started this many ms before the report, which is the first its runner sends
+   * (`started_ms_ago`): a run still `accepted` gets its `started_at` with its end.
+   */
+  startedMsAgo?: number;
 }
 
 /** How a run ended when its runner went away (`retried`: its retry policy sent it back to the queue). */
@@ -160,14 +165,21 @@ select u.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_
 const START_BRIEF_SQL = `${START_WITH}
 select u.k, u.status, u.next_event_seq from u`;
 
+// When a run started, given how long ago its runner says it did (`started_ms_ago`; null: it
+// did not say): a run with no start yet gets now() minus that, never before its acceptance.
+const startedAtSql = (r: string, agoMs: string) =>
+  `case when ${r}.started_at is null and ${agoMs} is not null
+        then greatest(${r}.accepted_at, now() - ${agoMs} * interval '1 millisecond') else ${r}.started_at end`;
+
 // Terminal: the events, then `terminal_status` at the next seq, open commands cancelled and the
 // lease given up, all in the one statement (so in one transaction).
 const FINISH_WITH = `
 with i as (
   select * from jsonb_to_recordset($1::jsonb)
-    as i(${ITEM_COLUMNS}, status text, exit_code int, failure_kind text, message text, terminal jsonb)
+    as i(${ITEM_COLUMNS}, status text, exit_code int, failure_kind text, message text, terminal jsonb, started_ago float8)
 ), u as (
   update runs r set status = i.status, exit_code = i.exit_code, failure_kind = i.failure_kind, failure_message = i.message,
+         started_at = ${startedAtSql('r', 'i.started_ago')},
          finished_at = now(), next_event_seq = greatest(r.next_event_seq, i.next) + 1
     from i where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and r.next_event_seq >= i.first
      and (i.status <> 'failed' or r.retry is null)
@@ -773,15 +785,17 @@ export async function start(
 
 /**
  * start, on a run the caller locked and fenced inside its transaction (the lifecycle's checked
- * path). A run that is already running stays so.
+ * path), now or `startedMsAgo` ms ago (a start reported with the run's end). A run that is
+ * already running stays so.
  *
  * @example
  * await startLocked(tx, 'run_1');
  */
-export async function startLocked(tx: Queryable, runId: string): Promise<void> {
+export async function startLocked(tx: Queryable, runId: string, startedMsAgo = 0): Promise<void> {
   await tx.query(
-    `update runs set status = 'running', started_at = now() where id = $1 and status in (${statusesSql('start')})`,
-    [runId],
+    `update runs set status = 'running', started_at = greatest(accepted_at, now() - $2::float8 * interval '1 millisecond')
+      where id = $1 and status in (${statusesSql('start')})`,
+    [runId, startedMsAgo],
   );
 }
 
@@ -801,7 +815,7 @@ export async function finishMany(
   if (writes.length === 0) return [];
   const items = writes.map((w, k) => {
     const f = w.outcome;
-    const extra = `,"status":${JSON.stringify(f.status)},"exit_code":${f.exitCode ?? null},"failure_kind":${JSON.stringify(f.failureKind ?? null)},"message":${JSON.stringify(f.message ?? null)},"terminal":${JSON.stringify(terminalPayload(f))}`;
+    const extra = `,"status":${JSON.stringify(f.status)},"exit_code":${f.exitCode ?? null},"failure_kind":${JSON.stringify(f.failureKind ?? null)},"message":${JSON.stringify(f.message ?? null)},"terminal":${JSON.stringify(terminalPayload(f))},"started_ago":${f.startedMsAgo ?? null}`;
     return itemJson(k, w, extra);
   });
   const brief = writes.every((w) => w.brief);
