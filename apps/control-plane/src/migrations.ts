@@ -185,4 +185,13 @@ create index runs_runtime_status_idx on runs (runtime, status);
     id: 'cp_0103_secret_env',
     sql: `alter table runs add column secret_env jsonb;`,
   },
+  {
+    // Issue 9: every status change of a run is a non-HOT update that adds an entry to each of
+    // the runs table's indexes whose predicate holds. The active runs per workstation (the
+    // scheduler's capacity, pending reasons, bundle reads) are found as well, or better, through
+    // `runs_workstation_status_idx` (workstation_id, status = any(...)) and the fleet's grouped
+    // count through `runs_status_position_idx`: this one only cost writes (docs/benchmarks.md).
+    id: 'cp_0104_drop_covered_runs_index',
+    sql: `drop index if exists runs_active_by_workstation_idx;`,
+  },
 ];

@@ -26,7 +26,7 @@ export type FleetRow = Pick<
  * The fleet page in one statement: every workstation (oldest first, status derived as the
  * store derives it), only the columns the page shows, with its runs holding a slot (offered,
  * accepted, running) counted once for the whole fleet in one grouped read of the active runs
- * (`runs_active_by_workstation_idx`), not per workstation.
+ * (`runs_status_position_idx`), not per workstation.
  */
 export async function fleetWithRunsInUse(db: Database): Promise<FleetRow[]> {
   const r = await db.query<
