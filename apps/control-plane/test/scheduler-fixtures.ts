@@ -1,6 +1,6 @@
 import { leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
-import { migrate, type Database, type SqlBackend } from '@runt/sql';
+import { migrate, type Database, type Queryable, type SqlBackend, type Statement } from '@runt/sql';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { pino } from 'pino';
 import { EventWaiters } from '../src/event-waiters.js';
@@ -58,4 +58,33 @@ export function newScheduler(
     tickMs: 60_000,
     ...options,
   });
+}
+
+/**
+ * `db` with every scheduling page a transaction reads reported to `onPage` (its rows), whether
+ * it went as a query (PGlite) or in a pipeline with the lock (Postgres).
+ */
+export function watchingPages(db: Database, onPage: (row: { queued: unknown[] }) => void): Database {
+  const isPage = (text: string) => text.includes('for update skip locked');
+  return {
+    ...db,
+    transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
+      db.transaction((tx) =>
+        fn({
+          ...tx,
+          query: async <R>(text: string, params?: unknown[]) => {
+            const r = await tx.query<R>(text, params);
+            if (isPage(text)) onPage(r.rows[0] as { queued: unknown[] });
+            return r;
+          },
+          ...(tx.pipeline && {
+            pipeline: async <R>(statements: Statement[]) => {
+              const r = await tx.pipeline!<R>(statements);
+              if (isPage(statements.at(-1)!.text)) onPage(r.rows[0] as { queued: unknown[] });
+              return r;
+            },
+          }),
+        }),
+      ),
+  };
 }

@@ -47,12 +47,14 @@ describe.each(TEST_BACKENDS)('a scheduling page over an empty queue, on %s', (ba
 
   const page = async () => {
     const r = await t.db.query<{ 'QUERY PLAN': unknown }>(
-      `explain (analyze, format json) ${pageSql(0, 200, true)}`,
+      `explain (analyze, format json) ${pageSql(true)}`,
+      [0, 200],
     );
     const json = r.rows[0]!['QUERY PLAN'];
     const plan = (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
     const row = await t.db.query<{ any_free: boolean; free_ws: number; queued: unknown[] }>(
-      pageSql(0, 200, true),
+      pageSql(true),
+      [0, 200],
     );
     return { read: rowsRead(plan[0]!.Plan, ['workstations', 'credentials']), row: row.rows[0]! };
   };

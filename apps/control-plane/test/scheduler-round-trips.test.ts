@@ -1,5 +1,5 @@
 import { submitRunRequestSchema } from '@runt/protocol';
-import { countStatements, openPostgres, type Queryable } from '@runt/sql';
+import { countStatements, openPostgres } from '@runt/sql';
 import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { LinkRegistry } from '../src/link/link-registry.js';
 import { NotificationBus } from '../src/notifications/bus.js';
 import { RunStore } from '../src/runs/run-store.js';
 import { SCHEDULER_LOCK } from '../src/runs/scheduler.js';
-import { addWorkstation, migratedDatabase, newScheduler } from './scheduler-fixtures.js';
+import { addWorkstation, migratedDatabase, newScheduler, watchingPages } from './scheduler-fixtures.js';
 import * as transitions from '../src/runs/transitions.js';
 
 /**
@@ -101,6 +101,26 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
     },
   );
 
+  // The page is a constant text with `$1`/`$2`, sent in a pipeline with the lock and `BEGIN`:
+  // planned once per connection, not per pass (as literal SQL text, before).
+  onPostgres('sends the page prepared: planned once per connection, not per pass', async () => {
+    await addWorkstation(t.db, 'ws_prep', 'prep', 8);
+    const one = await openPostgres({ url: t.url!, max: 1 });
+    try {
+      const scheduler = newScheduler(one);
+      for (let i = 0; i < 3; i++) {
+        await transitions.submit(one, submitRunRequestSchema.parse({ runtime: 'prep', command: ['x'] }));
+        expect(await scheduler.pass()).toHaveLength(1);
+      }
+      const prepared = await one.query<{ n: number }>(
+        `select count(*)::int as n from pg_prepared_statements where statement like '%for update skip locked%'`,
+      );
+      expect(prepared.rows[0]!.n).toBe(1);
+    } finally {
+      await one.close();
+    }
+  });
+
   // The lock and the page share a round trip but stay two statements: in read committed the
   // page reads from a snapshot taken when it starts, which must come after the lock is granted.
   // Here another transaction holds the lock and, while the pass waits for it, fills the only
@@ -172,22 +192,12 @@ describe.each(TEST_BACKENDS)('a pass behind runs no free workstation can take, o
       Array.from({ length: 1000 }, () => parse('nowhere')),
     );
     const { run } = await transitions.submit(t.db, parse('ok'));
-    const pages: string[] = [];
+    const pages: unknown[] = [];
     // countStatements for its pass-through of every Database member; the pages are seen here.
-    const counted = countStatements(t.db, () => {});
-    const db = {
-      ...counted,
-      transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
-        counted.transaction((tx) =>
-          fn({
-            ...tx,
-            query: (text: string, params?: unknown[]) => {
-              if (text.includes('for update skip locked')) pages.push(text);
-              return tx.query(text, params);
-            },
-          }),
-        ),
-    };
+    const db = watchingPages(
+      countStatements(t.db, () => {}),
+      (page) => pages.push(page),
+    );
     const scheduler = newScheduler(db);
     expect((await scheduler.pass()).map((r) => r.id)).toEqual([run.id]);
     expect(pages).toHaveLength(1);
@@ -265,21 +275,7 @@ describe.each(TEST_BACKENDS)('the runs a page reads, on %s', (backend) => {
   /** A scheduler on `t.db` that records how many runs each page read. */
   const recording = () => {
     const reads: number[] = [];
-    const db = {
-      ...t.db,
-      transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
-        t.db.transaction((tx) =>
-          fn({
-            ...tx,
-            query: async <R>(text: string, params?: unknown[]) => {
-              const r = await tx.query<R>(text, params);
-              if (text.includes('for update skip locked'))
-                reads.push((r.rows[0] as { queued: unknown[] }).queued.length);
-              return r;
-            },
-          }),
-        ),
-    };
+    const db = watchingPages(t.db, (page) => reads.push(page.queued.length));
     return { reads, scheduler: newScheduler(db) };
   };
 

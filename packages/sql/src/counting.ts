@@ -48,6 +48,16 @@ export function countStatements(db: Database, onCount: (c: StatementCount) => vo
         return q.query(text, params);
       },
     };
+    // A pipeline is one round trip for all its statements (none of its own when its
+    // transaction's BEGIN rides with it).
+    if (q.pipeline) {
+      const inner = q.pipeline.bind(q);
+      w.pipeline = (statements) => {
+        onCount({ statements: statements.length, transactions: 0, roundTrips: first ? 0 : 1 });
+        first = false;
+        return inner(statements);
+      };
+    }
     if (q.atCommit) {
       const inner = q.atCommit.bind(q);
       w.atCommit = (text) => {
@@ -73,13 +83,6 @@ export function countStatements(db: Database, onCount: (c: StatementCount) => vo
   // The priority lane is counted too (its own lane is itself).
   const priority = db.priority === db ? counted : countStatements(db.priority, onCount);
   if (db.listen) counted.listen = db.listen.bind(db);
-  // A pipeline is one round trip for all its statements.
-  if (db.pipeline) {
-    const inner = db.pipeline.bind(db);
-    counted.pipeline = (statements) => {
-      onCount({ statements: statements.length, transactions: 0, roundTrips: 1 });
-      return inner(statements);
-    };
-  }
+  if (direct.pipeline) counted.pipeline = direct.pipeline.bind(direct);
   return counted;
 }

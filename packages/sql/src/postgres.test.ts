@@ -163,4 +163,34 @@ describe('openPostgres', () => {
       await t.dispose();
     }
   });
+  it('runs a pipeline inside a transaction as part of it, its BEGIN first when nothing was sent before', async () => {
+    const t = await createTestDatabase('postgres');
+    const sent = vi.spyOn(pg.Client.prototype, 'query');
+    try {
+      await t.db.query('create table pipe_tx (v int primary key)');
+      const txid = 'select txid_current()::text as txid';
+      sent.mockClear();
+      const [a, b] = await t.db.transaction(async (tx) => {
+        const one = await tx.pipeline!<{ txid: string }>([
+          { text: 'insert into pipe_tx values ($1)', params: [1] },
+          { text: txid },
+        ]);
+        const two = await tx.pipeline!<{ txid: string }>([{ text: txid }]);
+        return [one.rows[0]!.txid, two.rows[0]!.txid];
+      });
+      expect(a).toBe(b); // one transaction across both pipelines
+      expect(sent.mock.calls).toHaveLength(3); // BEGIN with the first pipeline, the second, COMMIT
+      // A transaction that throws after its pipeline rolls it back.
+      await expect(
+        t.db.transaction(async (tx) => {
+          await tx.pipeline!([{ text: 'insert into pipe_tx values ($1)', params: [2] }]);
+          throw new Error('no');
+        }),
+      ).rejects.toThrow('no');
+      expect((await t.db.query('select v from pipe_tx order by v')).rows).toEqual([{ v: 1 }]);
+    } finally {
+      sent.mockRestore();
+      await t.dispose();
+    }
+  });
 });

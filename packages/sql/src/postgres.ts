@@ -110,6 +110,10 @@ const run = async <T>(
   return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
 };
 
+/** A pipeline's statements, each with its prepared statement's name (pipelines are fixed texts). */
+const namedAll = (statements: Statement[]) =>
+  statements.map((s) => ({ ...s, name: nameOf(s.text, s.params, true) }));
+
 /**
  * A {@link Database.pipeline} on a pooled connection, every statement named (pipelines are
  * fixed texts). A failed pipeline's connection is dropped: it may hold some of the statements
@@ -117,7 +121,7 @@ const run = async <T>(
  * a result's row type: the pipeline rolled back as a whole, so it is sent again unnamed.
  */
 async function pipelineOn<T>(pool: pg.Pool, statements: Statement[]): Promise<QueryResult<T>> {
-  const named = statements.map((s) => ({ ...s, name: nameOf(s.text, s.params, true) }));
+  const named = namedAll(statements);
   const c = await pool.connect();
   try {
     const out = await runPipeline<T>(c, named);
@@ -165,6 +169,21 @@ function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction'
           },
           atCommit: (text) => {
             atCommit.push(text);
+          },
+          // Part of the transaction: its BEGIN goes first when nothing was sent before.
+          pipeline: async <T>(statements: Statement[]) => {
+            const named = namedAll(statements);
+            const first = !begun;
+            begun = true;
+            try {
+              return await runPipeline<T>(c, first ? [{ text: 'BEGIN', name: undefined }, ...named] : named);
+            } catch (e) {
+              // The connection may hold some of the statements it was asked to prepare and not
+              // others: it is not reused (the server rolls the transaction back as it closes).
+              if (named.some((s) => s.name !== undefined)) broken ??= e as Error;
+              if (isStalePlan(e)) for (const s of named) unprepared.add(s.text);
+              throw e;
+            }
           },
         };
         const out = await fn(tx);

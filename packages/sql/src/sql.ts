@@ -8,6 +8,17 @@ export interface Queryable {
    */
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<T>>;
   /**
+   * Several statements, each with its own parameters, in ONE round trip (Postgres only;
+   * undefined on PGlite), each prepared (parsed and planned) once per connection. Each statement
+   * takes its own snapshot (read committed), so a lock one of them takes is held before the
+   * next one reads — as with the statements of a parameter-less `query`, but with parameters
+   * instead of literals. Outside a transaction they run in one implicit transaction: committed
+   * when the last one succeeded, nothing of it when one fails. Inside one they are part of it
+   * (its `BEGIN` goes first in the pipeline when nothing was sent before). Resolves with the
+   * last statement's rows.
+   */
+  pipeline?<T = Record<string, unknown>>(statements: Statement[]): Promise<QueryResult<T>>;
+  /**
    * A transaction's only (undefined elsewhere, and on wrappers that do not pass it on): a
    * parameter-less statement run when the transaction commits, just before `COMMIT` — on
    * Postgres in the same round trip (`…;COMMIT`), so a statement whose answer nobody reads (a
@@ -73,15 +84,6 @@ export interface Database extends Queryable {
    * `db.priority.priority` is `db.priority`.
    */
   readonly priority: Database;
-  /**
-   * Several statements, each with its own parameters, in ONE round trip and one implicit
-   * transaction (Postgres only; undefined on PGlite): committed when the last one succeeded,
-   * nothing of it when one fails. Each statement takes its own snapshot (read committed), so a
-   * lock one of them takes is held before the next one reads — as with the statements of a
-   * parameter-less `query`, but with parameters instead of literals and each statement prepared
-   * (parsed and planned) once per connection. Resolves with the last statement's rows.
-   */
-  pipeline?<T = Record<string, unknown>>(statements: Statement[]): Promise<QueryResult<T>>;
   /**
    * `LISTEN channel` on a dedicated connection (never one of the pool's): `onMessage` gets the
    * payload of every `pg_notify(channel, payload)` committed after the returned promise

@@ -64,30 +64,30 @@ const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
 // come back whole from the update), and the workstations with a free slot offering one of their
 // runtimes, locked `for update of w skip locked` — a scheduler never places onto a workstation
 // another transaction is changing. Both come back as JSON arrays in one row; the same statement
-// makes the page's commit asynchronous (see ASYNC_COMMIT). Its two numbers are literals (see
-// pageStatement), so it can share a round trip with the lock and the transaction's `BEGIN`.
+// makes the page's commit asynchronous (see ASYNC_COMMIT). `$1` is `after`, `$2` the page's
+// size: a constant text (one per `capped`), prepared once per connection and sent in one
+// pipeline with the lock and the transaction's `BEGIN` (see readPage).
 //
 // An empty queue reads no workstation (issue 9, links): `f` and `c` are guarded by one `exists`
-// over the queue's index (`queuedSql`, probed once, in `e`: the guards and `any_free` read its
+// over the queue's index (`QUEUED_SQL`, probed once, in `e`: the guards and `any_free` read its
 // answer), so a pass over an idle queue — the tick, or the pass a
 // batch of link registrations asks for — costs one index probe instead of two walks of every
 // workstation with its credential and used slots (measured: 0.3–0.9 s of database time per pass
 // at ~13,000 listening workstations, load ~18 — most of the database's 1.35 ms of CPU per link
 // when 19,800 agents re-linked). `any_free` is then true (nothing is known to be full: a submit
 // still asks for a pass, which reads the fleet once there is a run to place).
-const queuedSql = (after: number) =>
-  `exists (select 1 from runs r where r.status in (${statusesSql('offer')}) and r.position > ${after}
+const QUEUED_SQL = `exists (select 1 from runs r where r.status in (${statusesSql('offer')}) and r.position > $1::bigint
      and (r.not_before is null or r.not_before <= now()))`;
-export const pageSql = (after: number, limit: number, capped: boolean) => `
-with e as materialized (select ${queuedSql(after)} as queued
+export const pageSql = (capped: boolean) => `
+with e as materialized (select ${QUEUED_SQL} as queued
 ), f as materialized (
   select w.runtimes, coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs as free
     from workstations w ${USED_SQL} where (select e.queued from e) and ${PLACEABLE_SQL}
 ), n as (
-  select ${capped ? `least(${limit}, coalesce(sum(f.free), 0))::int` : `${limit}`} as page_limit from f
+  select ${capped ? `least($2::int, coalesce(sum(f.free), 0))::int` : `$2::int`} as page_limit from f
 ), q as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
-   where r.status in (${statusesSql('offer')}) and r.position > ${after} and (r.not_before is null or r.not_before <= now())
+   where r.status in (${statusesSql('offer')}) and r.position > $1::bigint and (r.not_before is null or r.not_before <= now())
      and r.runtime in (select jsonb_array_elements_text(f.runtimes) from f)
    order by r.position limit (select page_limit from n) for update skip locked
 ), c as (
@@ -139,7 +139,7 @@ select o.*, (select count(*) from n) as notified from o
 union all
 select r.*, null, null, null, 0 from runs r where r.id = $1::text and not exists (select 1 from o)`;
 
-/** The scheduler's lock as a statement of its own (see pageStatement for why it must be one). */
+/** The scheduler's lock as a statement of its own (see readPage for why it must be one). */
 const SCHEDULER_LOCK_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK})`;
 
 /**
@@ -147,7 +147,7 @@ const SCHEDULER_LOCK_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK})`;
  * statements sent after the run's insert in ONE pipeline (`Database.pipeline`: one round trip,
  * one implicit transaction, each statement prepared once per connection, no client round trip
  * while the lock is held) — {@link SCHEDULER_LOCK}, then one statement, read after the lock
- * (as pageStatement's), that places the run as a pass would — onto the least-loaded
+ * (as readPage's), that places the run as a pass would — onto the least-loaded
  * placeable workstation offering its runtime, labels, pin, cpus and memory (`pick`'s order:
  * most free slots, then fewest used, then id) — and publishes the offer with `pg_notify` for
  * the replica holding the link. It leaves the run queued, for the pass the submit then asks
@@ -169,18 +169,26 @@ export function freshOffer(runId: string, replicaId: string): Statement[] {
 
 /**
  * A page's first round trip. On Postgres the transaction's `BEGIN`, {@link SCHEDULER_LOCK} and
- * the page go together (`Database.transaction` sends `BEGIN` with a parameter-less first
- * statement) as two statements, never one: in read committed each statement reads from a
- * snapshot taken when it starts, so the page must be a statement after the lock's — one
- * statement that took the lock itself would count the capacity a pass committed while it
- * waited as still free, and offer beyond it (test/scheduler-round-trips.test.ts holds the lock
- * across such a commit). Hence literals instead of `$1`/`$2`: both are integers checked here.
+ * the page go together in one pipeline (`Queryable.pipeline`), as two statements, never one: in
+ * read committed each statement reads from a snapshot taken when it starts, so the page must be
+ * a statement after the lock's — one statement that took the lock itself would count the
+ * capacity a pass committed while it waited as still free, and offer beyond it
+ * (test/scheduler-round-trips.test.ts holds the lock across such a commit). Both are prepared
+ * statements, planned once per connection (the page went as literal SQL text, planned per pass,
+ * before). PGlite (one connection, no lock): the page alone.
  */
-function pageStatement(backend: Database['backend'], after: number, limit: number, capped: boolean): string {
-  if (!Number.isSafeInteger(after) || !Number.isSafeInteger(limit))
-    throw new Error(`page bounds must be integers: ${after}, ${limit}`);
-  const page = pageSql(after, limit, capped);
-  return backend === 'postgres' ? `${SCHEDULER_LOCK_SQL};\n${page}` : page;
+async function readPage<T>(
+  tx: Queryable,
+  backend: Database['backend'],
+  after: number,
+  limit: number,
+  capped: boolean,
+) {
+  const page = { text: pageSql(capped), params: [after, limit] };
+  if (backend !== 'postgres') return tx.query<T>(page.text, page.params);
+  if (tx.pipeline) return tx.pipeline<T>([{ text: SCHEDULER_LOCK_SQL }, page]);
+  await tx.query(SCHEDULER_LOCK_SQL);
+  return tx.query<T>(page.text, page.params);
 }
 
 /**
@@ -190,7 +198,7 @@ function pageStatement(backend: Database['backend'], after: number, limit: numbe
  * taken oldest first with `for update skip locked`, so several control-plane processes on one
  * Postgres never offer a run twice. Any replica places onto any workstation: on Postgres a
  * page's transaction first takes {@link SCHEDULER_LOCK} (`pg_advisory_xact_lock`, in the same
- * round trip as `BEGIN` and the page: see pageStatement), so passes of several replicas take
+ * round trip as `BEGIN` and the page: see readPage), so passes of several replicas take
  * turns instead of skipping each other's locked rows (a skipped run would wait for a tick). An offer for a link held by another replica is published with `pg_notify`
  * in the offering transaction (`signals.relay`); the others are pushed over the link after the
  * commit.
@@ -379,13 +387,13 @@ export class Scheduler {
   }> {
     const pageSize = this.o.pageSize ?? 200;
     const page = (
-      await tx.query<{
+      await readPage<{
         queued: RunRow[];
         cands: Candidate[];
         any_free: boolean;
         free_ws: number;
         page_limit: number;
-      }>(pageStatement(this.o.db.backend, after, pageSize, capped))
+      }>(tx, this.o.db.backend, after, pageSize, capped)
     ).rows[0]!;
     span?.mark('pass.page');
     const queued = { rows: page.queued };
