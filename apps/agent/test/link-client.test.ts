@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import { controlReplyMessageSchema } from '@runt/protocol';
+import { controlReplyMessageSchema, LINK_OPS, STATUS_STARTED_FORM } from '@runt/protocol';
 import { LinkClient, replyOf, type LinkClientOptions } from '../src/link-client.js';
 import { eventually, testLogger } from './control-plane.js';
 
@@ -363,5 +363,50 @@ describe('LinkClient: requests (issue 9: one deadline timer per link, replies ch
       const want = controlReplyMessageSchema.safeParse(m);
       expect(replyOf(m), JSON.stringify(m)).toEqual(want.success ? want.data : undefined);
     }
+  });
+});
+
+describe('LinkClient.serves: what the link’s control plane listed in `registered`', () => {
+  const stops: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const stop of stops.splice(0)) await stop();
+  });
+
+  /** A link server that answers `register` with `registered` listing `ops` (undefined: no list, as the oldest control planes). */
+  async function registering(ops: string[] | undefined) {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    wss.on('connection', (ws) =>
+      ws.on('message', () =>
+        ws.send(JSON.stringify({ type: 'registered', workstation_id: 'ws_x', ...(ops ? { ops } : {}) })),
+      ),
+    );
+    await new Promise((r) => wss.once('listening', r));
+    return {
+      url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+      close: () =>
+        new Promise<void>((r) => {
+          for (const c of wss.clients) c.terminate();
+          wss.close(() => r());
+        }),
+    };
+  }
+
+  it.each([
+    { what: 'lists the form', ops: [...Object.keys(LINK_OPS), STATUS_STARTED_FORM], expected: true },
+    { what: 'lists only its ops (older)', ops: Object.keys(LINK_OPS), expected: false },
+    { what: 'lists nothing (oldest)', ops: undefined, expected: false },
+  ])('a control plane that $what: the start goes with the end: $expected', async ({ ops, expected }) => {
+    const s = await registering(ops);
+    const life = new AbortController();
+    stops.push(() => life.abort(), s.close);
+    const link = client(s.url, { startJitterMs: 0 });
+    expect(link.serves(STATUS_STARTED_FORM)).toBe(false);
+    void link.run(life.signal);
+    await eventually(() => link.up, 'the link is up');
+    await eventually(
+      () => link.serves('claim') === (ops?.includes('claim') ?? false) && link.serves('hand-back') === !!ops,
+      'the registered ops read',
+    );
+    expect(link.serves(STATUS_STARTED_FORM)).toBe(expected);
   });
 });
