@@ -1,11 +1,14 @@
 import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
+import { PGlite, type Results } from '@electric-sql/pglite';
 import { LaneGate, type Lane } from './lanes.js';
+import { PlanCache, type PlanCacheOptions } from './plan-cache.js';
 import type { Database, QueryResult, Queryable } from './sql.js';
 
 export interface OpenPgliteOptions {
   /** Directory for the data files; omit for an in-memory database (tests, embedding). */
   dataDir?: string;
+  /** How long prepared plans are kept (see PlanCache). */
+  plans?: PlanCacheOptions;
 }
 
 /**
@@ -17,6 +20,10 @@ export interface OpenPgliteOptions {
  * served. Every call goes through a `LaneGate` instead, so `db.priority` (lease renewals) goes
  * ahead of whatever normal work is queued: under load a renewal waits for the statement in
  * progress, not for the whole queue (issue 8, defect 10).
+ *
+ * A statement sent a second time is planned once and run from its prepared plan (`PlanCache`):
+ * PGlite's own `query` plans every statement again, which cost the hot ones more than running
+ * them did (issue 9).
  *
  * @example
  * const db = await openPglite({ dataDir: './.runt/db' });
@@ -30,8 +37,21 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
     ...(opts.dataDir ? { startParams: PGlite.defaultStartParams.filter((p) => p !== '-F') } : {}),
   });
   await pg.waitReady;
-  const wrap = (q: { query: PGlite['query'] }): Queryable => ({
+  // One cache for the one connection: a statement prepared inside a transaction stays prepared.
+  const plans = new PlanCache(opts.plans);
+  const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
     async query<T>(text: string, params?: unknown[]): Promise<QueryResult<T>> {
+      const cached = plans.statement(text, params);
+      if (cached) {
+        if (cached.prepare)
+          await q.exec(cached.prepare).catch((e: unknown) => {
+            cached.prepareFailed();
+            throw e;
+          });
+        const results = await q.exec(cached.execute);
+        const r = results[results.length - 1]! as Results<T>;
+        return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+      }
       const r = await q.query<T>(text, params as unknown[]);
       return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
     },
@@ -45,13 +65,14 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
       gate.run(name, () =>
         pg.transaction(async (tx) => {
           const atCommit: string[] = [];
+          const q = wrap(tx);
           const out = await fn({
-            ...wrap(tx),
+            ...q,
             atCommit: (text) => {
               atCommit.push(text);
             },
           });
-          for (const text of atCommit) await tx.query(text);
+          for (const text of atCommit) await q.query(text);
           return out;
         }),
       ),
