@@ -58,6 +58,10 @@ export interface StartOptions {
   linkShedPacePerSecond?: number;
   /** How long after the start the shed pace is at least that (`LinkServerOptions.shedFloorMs`). */
   linkShedFloorMs?: number;
+  /** Upgrades past `linkMaxOpening` held for a place (`LinkServerOptions.maxWaiting`; 0: shed at once). */
+  linkMaxWaiting?: number;
+  /** How long an upgrade may wait for a place (`LinkServerOptions.waitMaxMs`). */
+  linkWaitMaxMs?: number;
   /** How long a silent link counts among those opening (`LinkServerOptions.openingMaxMs`). */
   linkOpeningMaxMs?: number;
   logDestination?: DestinationStream;
@@ -295,6 +299,8 @@ export async function startControlPlane(
     ...(opts.linkMaxOpening === undefined ? {} : { maxOpening: opts.linkMaxOpening }),
     ...(opts.linkShedPacePerSecond === undefined ? {} : { shedPacePerSecond: opts.linkShedPacePerSecond }),
     ...(opts.linkShedFloorMs === undefined ? {} : { shedFloorMs: opts.linkShedFloorMs }),
+    ...(opts.linkMaxWaiting === undefined ? {} : { maxWaiting: opts.linkMaxWaiting }),
+    ...(opts.linkWaitMaxMs === undefined ? {} : { waitMaxMs: opts.linkWaitMaxMs }),
     ...(opts.linkOpeningMaxMs === undefined ? {} : { openingMaxMs: opts.linkOpeningMaxMs }),
   });
   // Another replica's revoke: drop the cached principal (in the cache) and close its links here now.

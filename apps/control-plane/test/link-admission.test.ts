@@ -49,7 +49,7 @@ function register(ws: WebSocket): Promise<void> {
 describe('links opening at once are bounded (pglite)', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness('pglite', { linkMaxOpening: 2 });
+    h = await startHarness('pglite', { linkMaxOpening: 2, linkMaxWaiting: 0 });
   });
   afterAll(async () => h?.close());
 
@@ -108,7 +108,7 @@ describe('links opening at once are bounded (pglite)', () => {
 describe('shed upgrades are told to come back in turn (pglite)', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness('pglite', { linkMaxOpening: 1, linkShedPacePerSecond: 2 });
+    h = await startHarness('pglite', { linkMaxOpening: 1, linkShedPacePerSecond: 2, linkMaxWaiting: 0 });
   });
   afterAll(async () => h?.close());
 
@@ -137,7 +137,7 @@ describe('shed upgrades are told to come back in turn (pglite)', () => {
 describe('a silent link counts as opening for a bounded time (pglite)', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness('pglite', { linkMaxOpening: 1, linkOpeningMaxMs: 300 });
+    h = await startHarness('pglite', { linkMaxOpening: 1, linkOpeningMaxMs: 300, linkMaxWaiting: 0 });
   });
   afterAll(async () => h?.close());
 
@@ -161,7 +161,12 @@ describe('a slow control plane tells its shed agents to come back at the pace it
   let h: Harness;
   beforeAll(async () => {
     // Past the start's floor window at once (link-pacer.test.ts holds the window itself).
-    h = await startHarness('pglite', { linkMaxOpening: 1, linkShedPacePerSecond: 1000, linkShedFloorMs: 0 });
+    h = await startHarness('pglite', {
+      linkMaxOpening: 1,
+      linkShedPacePerSecond: 1000,
+      linkShedFloorMs: 0,
+      linkMaxWaiting: 0,
+    });
   });
   afterAll(async () => h?.close());
 
@@ -222,5 +227,41 @@ describe('the default bound on links opening at once (pglite)', () => {
     expect(dials.filter((d) => d.status === 503)).toHaveLength(0);
     expect(dials.filter((d) => d.ws)).toHaveLength(300);
     for (const d of dials) d.ws?.terminate();
+  });
+});
+
+// Issue 9: a shed costs both ends a connect, an HTTP exchange and a retry; a restart shed every
+// agent past the first cohort. Past the bound an upgrade now waits for a place (a few seconds at
+// most) and is let in as soon as one frees.
+describe('upgrades past the bound wait for a place (pglite)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness('pglite', { linkMaxOpening: 1, linkWaitMaxMs: 1500 });
+  });
+  afterAll(async () => h?.close());
+
+  it('holds an upgrade past the bound unanswered and opens it when a place frees; sheds it past linkWaitMaxMs', async () => {
+    const [a, b, c] = [
+      await pairAgent(h, 'a', ['fake']),
+      await pairAgent(h, 'b', ['fake']),
+      await pairAgent(h, 'c', ['fake']),
+    ];
+    const first = await dial(h, a.token);
+    expect(first.ws).toBeTruthy();
+    let answered = false;
+    const held = dial(h, b.token).then((r) => ((answered = true), r));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(answered).toBe(false); // neither shed nor opened: waiting for the one place
+    await register(first.ws!);
+    const second = await held;
+    expect(second.ws).toBeTruthy(); // let in once the first registered, no retry
+    // The place is held by the second (not registered): the third waits, then is shed.
+    const startedAt = performance.now();
+    const third = await dial(h, c.token);
+    expect(third.status).toBe(503);
+    expect(Number(third.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(performance.now() - startedAt).toBeGreaterThan(1400);
+    second.ws!.terminate();
+    first.ws!.terminate();
   });
 });

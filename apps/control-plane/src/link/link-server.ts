@@ -63,6 +63,16 @@ export interface LinkServerOptions {
   /** How long after the start the shed pace is at least `shedPacePerSecond` (ms, default `LINK_SHED_FLOOR_MS`). */
   shedFloorMs?: number;
   /**
+   * Upgrades past `maxOpening` held unanswered, in arrival order, until a place frees (default
+   * {@link LINK_MAX_WAITING}); only past this many is an upgrade shed at once. 0: shed at once.
+   */
+  maxWaiting?: number;
+  /**
+   * How long an upgrade may wait for a place (ms, default {@link LINK_WAIT_MAX_MS}); past it it is
+   * shed (`503` with its `Retry-After`), well before the agent's own handshake timeout (10 s).
+   */
+  waitMaxMs?: number;
+  /**
    * A link counts among those opening (`maxOpening`) for at most this long (ms, default
    * {@link LINK_OPENING_MAX_MS}) when its `register` does not come: a client that upgrades and
    * then stays silent (slow, stuck, or a double starved of CPU) no longer holds its place until
@@ -115,6 +125,19 @@ const MAX_BUDGET_SLOTS = 1024;
  */
 export const LINK_MAX_OPENING = 1024;
 
+/**
+ * Default `LinkServerOptions.maxWaiting`: upgrades held for a place rather than shed at once. A
+ * shed costs both ends a TCP connect, an HTTP exchange and a retry later, and a restart shed every
+ * agent past the first cohort (19,800 agents, 22,000–37,000 failed attempts, issue 9); held, an
+ * agent connects once and is let in as soon as a place frees — at the pace links really open,
+ * with nothing to estimate. 4,096 held at 1,000 links a second is ~4 s of queue; each costs a
+ * socket and its parsed request (a few KiB).
+ */
+export const LINK_MAX_WAITING = 4096;
+
+/** Default `LinkServerOptions.waitMaxMs`: under a third of the agent's handshake timeout (10 s). */
+export const LINK_WAIT_MAX_MS = 3_000;
+
 /** Default `LinkServerOptions.openingMaxMs`: the agent's own handshake timeout (10 s). */
 export const LINK_OPENING_MAX_MS = 10_000;
 
@@ -150,6 +173,10 @@ export class LinkServer {
   private readonly budgets = new WeakMap<AgentLink, Budget>();
   /** Upgrades between the request and their link's `registered` (or their end). */
   private opening = 0;
+  /** Upgrades past the bound waiting for a place, oldest first (see `LinkServerOptions.maxWaiting`). */
+  private waiting: Array<{ req: IncomingMessage; socket: Duplex; head: Buffer; at: number }> = [];
+  /** Sheds the upgrades that waited too long while some wait. */
+  private waitTimer: NodeJS.Timeout | undefined;
   /** Ends a link's share of `opening` once it has registered. */
   private readonly opened = new WeakMap<AgentLink, () => void>();
   private readonly ops: AgentOps;
@@ -198,6 +225,8 @@ export class LinkServer {
     clearInterval(this.timer);
     this.registrations.close();
     this.o.server.off('upgrade', this.onUpgrade);
+    clearInterval(this.waitTimer);
+    for (const w of this.waiting.splice(0)) refuse(w.socket, 503, 'unavailable', 'shutting down');
     const links = [...this.o.registry.all()];
     await Promise.all(
       links.map(
@@ -230,15 +259,47 @@ export class LinkServer {
     if (path !== AGENT_LINK_PATH) return refuse(socket, 404, 'not-found', `no route for GET ${path}`);
     if (this.closing) return refuse(socket, 503, 'unavailable', 'shutting down');
     if (this.opening >= (this.o.maxOpening ?? LINK_MAX_OPENING)) {
-      linkMetrics.upgradesShed.inc();
-      return refuse(
-        socket,
-        503,
-        'unavailable',
-        'too many links opening; retry later',
-        this.pacer.retryAfterS(),
-      );
+      if (this.waiting.length >= (this.o.maxWaiting ?? LINK_MAX_WAITING)) return this.shed(socket);
+      this.waiting.push({ req, socket, head, at: performance.now() });
+      if (!this.waitTimer) {
+        this.waitTimer = setInterval(() => this.shedLate(), 100);
+        this.waitTimer.unref();
+      }
+      return;
     }
+    return this.admit(req, socket, head);
+  }
+
+  /** Answers `503` with the shed upgrade's place in the pacer's queue. */
+  private shed(socket: Duplex): void {
+    linkMetrics.upgradesShed.inc();
+    refuse(socket, 503, 'unavailable', 'too many links opening; retry later', this.pacer.retryAfterS());
+  }
+
+  /** A place freed: the upgrades waiting for one, oldest first, while places are free. */
+  private admitWaiting(): void {
+    this.shedLate();
+    while (this.waiting.length > 0 && this.opening < (this.o.maxOpening ?? LINK_MAX_OPENING)) {
+      const w = this.waiting.shift()!;
+      if (!w.socket.destroyed) void this.admit(w.req, w.socket, w.head);
+    }
+  }
+
+  /** Sheds the waiting upgrades older than `waitMaxMs`, and forgets those whose client left. */
+  private shedLate(): void {
+    const oldest = performance.now() - (this.o.waitMaxMs ?? LINK_WAIT_MAX_MS);
+    while (this.waiting.length > 0 && (this.waiting[0]!.socket.destroyed || this.waiting[0]!.at <= oldest)) {
+      const w = this.waiting.shift()!;
+      if (!w.socket.destroyed) this.shed(w.socket);
+    }
+    if (this.waiting.length === 0 && this.waitTimer) {
+      clearInterval(this.waitTimer);
+      this.waitTimer = undefined;
+    }
+  }
+
+  private async admit(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (this.closing) return refuse(socket, 503, 'unavailable', 'shutting down');
     this.opening++;
     const since = performance.now();
     let counted = true;
@@ -251,6 +312,7 @@ export class LinkServer {
       this.opening--;
       // How long the place was held: the pace shed upgrades are told to come back at.
       this.pacer.freed(performance.now() - since);
+      if (this.waiting.length > 0) this.admitWaiting();
     };
     // Registered, refused, dropped, or silent past openingMaxMs: its share ends then.
     const late = setTimeout(done, this.o.openingMaxMs ?? LINK_OPENING_MAX_MS);
