@@ -26,7 +26,18 @@ export interface LinkDoublesCount {
   failures: number;
   /** Why attempts ended (a link's end or an attempt's failure), by HTTP status and reason; with BENCH_TRACE only. */
   why: Record<string, number>;
+  /**
+   * What runt-agent would have sent over HTTP meanwhile, which the doubles do not: with its link
+   * down, an agent polls for offers every 2 s from a random moment 2–17 s after the drop
+   * (`LinkDownGrace`: `--poll-interval-ms` + a random part of `LINK_DOWN_SPREAD_MS`). Links that
+   * came back after their agent's moment, and the polls those agents would have sent.
+   */
+  wouldPoll: { agents: number; polls: number };
 }
+
+/** runt-agent's defaults: `--poll-interval-ms` and `LINK_DOWN_SPREAD_MS` (see `wouldPoll`). */
+const POLL_INTERVAL_MS = 2_000;
+const DOWN_SPREAD_MS = 15_000;
 
 /**
  * The doubles' handshake timeout (BENCH_LINK_HANDSHAKE_TIMEOUT_MS, default 60 s; the agent's is
@@ -61,9 +72,12 @@ const lives: AbortController[] = [];
 let up = 0;
 let opens = 0;
 let failures = 0;
+const wouldPoll = { agents: 0, polls: 0 };
 
 function open(url: string, links: DoubleLink[]): void {
   for (const { token, workstationId, localAddress } of links) {
+    /** When this agent's HTTP poll would have started (its link down), if it is down. */
+    let pollFrom: number | undefined;
     const life = new AbortController();
     lives.push(life);
     const client = new LinkClient({
@@ -98,7 +112,16 @@ function open(url: string, links: DoubleLink[]): void {
         if (isUp) {
           up++;
           opens++;
-        } else up--;
+          const now = performance.now();
+          if (pollFrom !== undefined && now > pollFrom) {
+            wouldPoll.agents++;
+            wouldPoll.polls += 1 + Math.floor((now - pollFrom) / POLL_INTERVAL_MS);
+          }
+          pollFrom = undefined;
+        } else {
+          up--;
+          pollFrom = performance.now() + POLL_INTERVAL_MS + Math.random() * DOWN_SPREAD_MS;
+        }
       },
       onFatal: (e) => process.stderr.write(`link-doubles: ${e.message}\n`),
       logger,
@@ -110,7 +133,7 @@ function open(url: string, links: DoubleLink[]): void {
 process.on('message', (m: LinkDoublesRequest) => {
   if (m.type === 'open') open(m.url, m.links);
   else if (m.type === 'count')
-    process.send!({ type: 'count', up, opens, failures, why } satisfies LinkDoublesCount);
+    process.send!({ type: 'count', up, opens, failures, why, wouldPoll } satisfies LinkDoublesCount);
   else {
     for (const life of lives) life.abort();
     setTimeout(() => process.exit(0), 500).unref();

@@ -72,6 +72,8 @@ export interface LinksMeasurement {
     /** The statements of the restart window, most frequent first. */
     sqlMix: string[];
     failedAttempts: number;
+    /** Agents whose link came back after runt-agent would have started polling over HTTP, and those polls (the doubles do not send them). */
+    wouldPoll: { agents: number; polls: number };
     /** The control plane's event-loop delay over the restart window (ms). */
     eventLoop: { p99Ms: number; maxMs: number };
     load: number;
@@ -230,13 +232,19 @@ async function seed(cp: Cp, n: number): Promise<DoubleLink[]> {
   return out;
 }
 
-async function countUp(doubles: Doubles[]): Promise<{ up: number; failures: number; why: string }> {
+async function countUp(
+  doubles: Doubles[],
+): Promise<{ up: number; failures: number; why: string; wouldPoll: { agents: number; polls: number } }> {
   const counts = await Promise.all(doubles.map((d) => d.count()));
   const why: Record<string, number> = {};
   for (const c of counts) for (const [k, n] of Object.entries(c.why)) why[k] = (why[k] ?? 0) + n;
   return {
     up: counts.reduce((s, c) => s + c.up, 0),
     failures: counts.reduce((s, c) => s + c.failures, 0),
+    wouldPoll: {
+      agents: counts.reduce((s, c) => s + c.wouldPoll.agents, 0),
+      polls: counts.reduce((s, c) => s + c.wouldPoll.polls, 0),
+    },
     why: Object.entries(why)
       .sort((a, b) => b[1] - a[1])
       .map(([k, n]) => `${n}× ${k}`)
@@ -341,7 +349,7 @@ export async function measureLinks(o: {
     const dbCpu = new CpuMeter();
     dbCpu.start(db ? await db.backendPids() : []);
     const counts0 = (await cp.ask({ type: 'counts' })).counts as CpCounts;
-    const failures0 = (await countUp(doubles)).failures;
+    const { failures: failures0, wouldPoll: wouldPoll0 } = await countUp(doubles);
     traced = Date.now();
     for (const deadline = Date.now() + o.timeoutMs; ;) {
       const n = await registered(readyAt);
@@ -384,7 +392,7 @@ export async function measureLinks(o: {
         `links restart: registered per second from ready: ${Array.from(perSecond, (n) => n ?? 0).join(' ')}\n`,
       );
     }
-    const { failures } = await countUp(doubles);
+    const { failures, wouldPoll } = await countUp(doubles);
     return {
       backend: o.backend,
       links: o.links,
@@ -410,6 +418,10 @@ export async function measureLinks(o: {
         sqlPerLink: statements / Math.max(1, times.length),
         sqlMix: mix.map(([k, n]) => `${n}× ${k}`),
         failedAttempts: failures - failures0,
+        wouldPoll: {
+          agents: wouldPoll.agents - wouldPoll0.agents,
+          polls: wouldPoll.polls - wouldPoll0.polls,
+        },
         eventLoop: counts1.eventLoop ?? { p99Ms: NaN, maxMs: NaN },
         load: restartLoad,
       },
@@ -430,7 +442,7 @@ export function describeLinks(m: LinksMeasurement): string[] {
   return [
     `${m.backend.padEnd(8)} links  control plane up in ${f(m.open.startSeconds, 2)} s; first open of ${m.links} links: ${f(m.open.seconds, 2)} s, ${f(m.open.perSecond, 0)} links/s  load ${m.open.load}`,
     `${m.backend.padEnd(8)} links  ${m.links} idle links: ${f(m.memory.rssBytesPerLink / 1024, 2)} KiB RSS per link, ${f(m.memory.heapBytesPerLink / 1024, 2)} KiB JS (heap + external) per link, control plane RSS ${f(m.memory.rssMiB, 0)} MiB  load ${m.memory.load}`,
-    `${m.backend.padEnd(8)} links  restart (${r.how === 'kill' ? 'SIGKILL' : 'SIGTERM'}: exited after ${f(r.stopSeconds, 2)} s, new one ready ${f(r.downSeconds, 2)} s after the signal): ${r.linked}/${m.links} linked again in ${f(r.seconds, 2)} s from ready, ${f(r.perSecond, 0)} links/s, ${r.within20s} within 20 s, p50 ${f(r.p50Ms / 1000, 2)} s p99 ${f(r.p99Ms / 1000, 2)} s, CPU per link cp ${f(r.cpMsCpuPerLink, 2)} ms + db ${f(r.dbMsCpuPerLink, 2)} ms, ${f(r.sqlPerLink, 2)} SQL statements per link, ${r.failedAttempts} failed attempts, event-loop delay p99 ${f(r.eventLoop.p99Ms, 0)} ms max ${f(r.eventLoop.maxMs, 0)} ms  load ${r.load}`,
+    `${m.backend.padEnd(8)} links  restart (${r.how === 'kill' ? 'SIGKILL' : 'SIGTERM'}: exited after ${f(r.stopSeconds, 2)} s, new one ready ${f(r.downSeconds, 2)} s after the signal): ${r.linked}/${m.links} linked again in ${f(r.seconds, 2)} s from ready, ${f(r.perSecond, 0)} links/s, ${r.within20s} within 20 s, p50 ${f(r.p50Ms / 1000, 2)} s p99 ${f(r.p99Ms / 1000, 2)} s, CPU per link cp ${f(r.cpMsCpuPerLink, 2)} ms + db ${f(r.dbMsCpuPerLink, 2)} ms, ${f(r.sqlPerLink, 2)} SQL statements per link, ${r.failedAttempts} failed attempts, ${r.wouldPoll.agents} agents would have polled over HTTP meanwhile (${r.wouldPoll.polls} polls; the doubles do not), event-loop delay p99 ${f(r.eventLoop.p99Ms, 0)} ms max ${f(r.eventLoop.maxMs, 0)} ms  load ${r.load}`,
     `${m.backend.padEnd(8)} links  restart SQL: ${r.sqlMix.join('; ')}`,
   ];
 }
