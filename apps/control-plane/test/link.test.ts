@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { TEST_BACKENDS } from '@runt/sql/testing';
-import { ControlPlaneClient, LINK_CLOSE_CODES, LINK_OPS } from '@runt/protocol';
+import { ControlPlaneClient, LINK_CLOSE_CODES, LINK_OPS, STATUS_STARTED_FORM } from '@runt/protocol';
 import { startHarness, type Harness } from './harness.js';
 import { eventually, pairAgent, uniqueRuntime } from './agent-double.js';
 
@@ -77,11 +77,12 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
       }),
     );
     await eventually(() => got.some((m) => JSON.parse(m).type === 'registered'), 'registered');
-    // `ops`: the link operations this control plane serves (584f87e), every one of the protocol's.
+    // `ops`: the link operations this control plane serves (584f87e), every one of the protocol's,
+    // and the forms of them it takes (902a459: a run's start reported with its end).
     expect(JSON.parse(got.find((m) => JSON.parse(m).type === 'registered')!)).toEqual({
       type: 'registered',
       workstation_id: agent.workstationId,
-      ops: Object.keys(LINK_OPS),
+      ops: [...Object.keys(LINK_OPS), STATUS_STARTED_FORM],
     });
     expect(await statusOf(agent.workstationId)).toMatchObject({
       status: 'online',
