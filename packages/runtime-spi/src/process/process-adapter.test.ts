@@ -177,6 +177,12 @@ describe('process runtime', () => {
         command: ['/bin/sh', '-c', 'sleep 1; exit 4'],
       });
       await runtime.start(inst.id);
+      // The wrapper has written its own pid (what a fresh adapter finds it by); CI at 18af35f
+      // inspected 16 ms after start, before it had, and saw the instance as exited.
+      const wrapperPid = join(stateDir, inst.id, 'wrapper-pid');
+      await expect
+        .poll(() => (existsSync(wrapperPid) ? readFileSync(wrapperPid, 'utf8').trim() : ''))
+        .toMatch(/^\d+$/);
       rmSync(join(stateDir, inst.id, 'pid'));
       const fresh = createProcessRuntime({ stateDir });
       expect((await fresh.inspect(inst.id))?.state).toBe('running');

@@ -205,9 +205,12 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
   });
 
   const describe = async (files: InstanceFiles, record: InstanceRecord): Promise<Instance> => {
+    // Whether it ever started is read before the pid: read after, a wrapper that wrote its pid
+    // between the two reads (an instance just started by another adapter) looked exited.
+    const started = await everStarted(files);
     const pid = await currentPid(files);
     const alive = pid ? await isSameProcessAlive(pid) : false;
-    const state: InstanceState = alive ? 'running' : pid || (await everStarted(files)) ? 'exited' : 'created';
+    const state: InstanceState = alive ? 'running' : pid || started ? 'exited' : 'created';
     const instance = instanceOf(files, record, state, pid);
     if (state === 'exited') {
       const exit = await exitStatusOf(files);
