@@ -17,7 +17,13 @@
 //                               (default: the same as on Postgres)
 //   BENCH_BACKENDS=postgres,pglite   BENCH_SYSTEMS=raw,graphile,pgboss,runt,links
 //   BENCH_MODES=drain,paced     (drain = drain and burst)
-//   BENCH_RUNT_PHASES=drain     runt's phases alone (drain, burst, paced; default: those of BENCH_MODES)
+//   BENCH_RUNT_PHASES=drain     runt's phases alone (drain, burst, burst-batch, paced; default: those
+//                               of BENCH_MODES). burst: one POST /api/runs per run, 50 in flight;
+//                               burst-batch: POST /api/runs/batch of 1,000, 2 in flight. The raw
+//                               ceiling has no burst: both are divided by raw's drain, whose
+//                               backlog is inserted (one statement) before its clock starts
+//   BENCH_SUBMIT_HTTP=node      the bench's submits over the client's keep-alive node:http
+//                               transport (default), or `fetch` (~4x the bench's CPU per submit)
 //   BENCH_CPU_PROF=DIR          --cpu-prof of the control plane and of one agent into DIR
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -49,7 +55,7 @@ const TIMEOUT_MS = Number(env('BENCH_TIMEOUT_MS', '900000', '180000'));
 /** runt's phases: those of BENCH_MODES (drain = drain and burst), or BENCH_RUNT_PHASES (e.g. `drain` alone). */
 const RUNT_PHASES = process.env.BENCH_RUNT_PHASES
   ? process.env.BENCH_RUNT_PHASES.split(',')
-  : MODES.flatMap((m) => (m === 'drain' ? ['drain', 'burst'] : [m]));
+  : MODES.flatMap((m) => (m === 'drain' ? ['drain', 'burst', 'burst-batch'] : [m]));
 
 const PEER_LABEL: Record<string, string> = {
   raw: 'raw SKIP LOCKED (4 conns, unbatched)',
@@ -94,7 +100,9 @@ function describeRunt(m: RuntMeasurement): string {
       : `${f(m.runsPerSecond, 0).padStart(6)} runs/s`) +
     `  ${m.finished}/${m.runs} in ${f(m.seconds, 2)} s  cpu/run ${f(c.total, 2)} ms (cp ${f(c.controlPlane, 2)}, agents ${f(c.agents, 2)}, db ${f(c.database, 2)})` +
     `  per run: http ${f(p.http, 2)} (agents ${f(p.agentHttp, 2)}), link msgs ${f(p.linkMessages, 2)} (requests ${f(p.linkRequests, 2)}), sql ${f(p.sql, 2)} (round trips ${f(p.sqlRoundTrips, 2)}), cp write syscalls ${f(p.cpWrites, 2)}, offers ${f(p.offers, 2)} (messages ${f(p.offerMessages, 2)}), requeues ${f(p.requeues, 2)}` +
-    (m.submitSeconds !== undefined ? `  (backlog submitted in ${f(m.submitSeconds, 1)} s)` : '') +
+    (m.submitSeconds !== undefined
+      ? `  (${m.phase === 'drain' ? 'backlog ' : ''}submitted in ${f(m.submitSeconds, 1)} s${m.submitterCpuMsPerRun !== undefined ? `, submitter ${f(m.submitterCpuMsPerRun, 2)} ms CPU/run` : ''})`
+      : '') +
     `  load ${m.load}\n${' '.repeat(15)}sql per run: ${m.sqlMix.join('; ')}`
   );
 }
@@ -108,6 +116,7 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
       agents: AGENTS,
       maxRuns: MAX_RUNS,
       ...(CPU_PROF ? { cpuProfDir: CPU_PROF } : {}),
+      submitHttp: process.env.BENCH_SUBMIT_HTTP === 'fetch' ? 'fetch' : 'node',
     });
     console.log(
       `${backend.padEnd(8)} runt: control plane + ${AGENTS} agent processes up and linked in ${((Date.now() - t0) / 1000).toFixed(1)} s, load ${loadAverage()}`,
@@ -116,8 +125,12 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
       const m =
         phase === 'drain'
           ? await system.drain(sized(backend, 'BENCH_RUNS', RUNS), TIMEOUT_MS)
-          : phase === 'burst'
-            ? await system.burst(sized(backend, 'BENCH_RUNS', RUNS), TIMEOUT_MS)
+          : phase === 'burst' || phase === 'burst-batch'
+            ? await system.burst(
+                sized(backend, 'BENCH_RUNS', RUNS),
+                TIMEOUT_MS,
+                phase === 'burst' ? 'single' : 'batch',
+              )
             : await system.paced(RATE, sized(backend, 'BENCH_PACED_RUNS', PACED_RUNS), TIMEOUT_MS);
       runt.push(m);
       console.log(describeRunt(m));
@@ -159,6 +172,9 @@ for (let round = 0; round < ROUNDS; round++) {
           mode: 'drain',
           jobs: sized(backend, 'BENCH_RUNS', RUNS),
         });
+    // The raw ceiling's own burst (inserted one per statement while it drains), beside its drain.
+    if (peers.includes('raw') && RUNT_PHASES.some((x) => x.startsWith('burst')))
+      await peer({ peer: 'raw', backend, mode: 'burst', jobs: sized(backend, 'BENCH_RUNS', RUNS) });
     if (SYSTEMS.includes('runt')) await runtPhases(backend);
     if (MODES.includes('paced'))
       for (const p of peers.filter((x) => x !== 'raw'))
@@ -178,7 +194,7 @@ const median = (xs: number[]) => percentile(xs, 50);
 const TARGET: Record<string, number> = { raw: 1.0, graphile: 1.0, pgboss: Number.NaN };
 console.log('\nratios (runt ÷ peer; medians over rounds; issue 9 targets in brackets):');
 for (const backend of BACKENDS) {
-  for (const phase of ['drain', 'burst'] as const) {
+  for (const phase of ['drain', 'burst', 'burst-batch'] as const) {
     const r = runt.filter((m) => m.backend === backend && m.phase === phase);
     if (r.length === 0) continue;
     const rps = median(r.map((m) => m.runsPerSecond));
@@ -186,14 +202,24 @@ for (const backend of BACKENDS) {
     console.log(
       `${backend.padEnd(8)} ${phase.padEnd(5)} runt ${f(rps, 0)} runs/s, CPU ${f(cpu, 2)} ms per run [≤ 2.5 ms]`,
     );
-    for (const p of ['raw', 'graphile', 'pgboss']) {
-      const peers = results.filter((m) => m.task.backend === backend && m.task.peer === p && m.drain);
+    // Every runt phase against each peer's drain (its backlog inserted before its clock starts);
+    // a burst also against the raw ceiling's burst (inserted while it drains, like runt's).
+    for (const [p, mode] of [
+      ['raw', 'drain'],
+      ['raw', 'burst'],
+      ['graphile', 'drain'],
+      ['pgboss', 'drain'],
+    ] as const) {
+      if (mode === 'burst' && phase === 'drain') continue;
+      const peers = results.filter(
+        (m) => m.task.backend === backend && m.task.peer === p && m.task.mode === mode && m.drain,
+      );
       if (peers.length === 0) continue;
       const prps = median(peers.map((m) => m.drain!.perSecond));
       const pcpu = median(peers.map((m) => m.cpuMsPerJob.total));
       const target = backend === 'pglite' && p === 'raw' ? 0.5 : TARGET[p]!;
       console.log(
-        `${backend.padEnd(8)} ${phase.padEnd(5)} runt ÷ ${PEER_LABEL[p]!.padEnd(62)} runs/s ${f(rps / prps, 3)}${Number.isNaN(target) ? '' : ` [≥ ${target.toFixed(1)}]`}  cpu/run ${f(cpu / pcpu, 1)}×  (${f(rps, 0)} vs ${f(prps, 0)}/s; ${f(cpu, 2)} vs ${f(pcpu, 2)} ms)`,
+        `${backend.padEnd(8)} ${phase.padEnd(5)} runt ÷ ${`${PEER_LABEL[p]!} ${mode}`.padEnd(68)} runs/s ${f(rps / prps, 3)}${Number.isNaN(target) ? '' : ` [≥ ${target.toFixed(1)}]`}  cpu/run ${f(cpu / pcpu, 1)}×  (${f(rps, 0)} vs ${f(prps, 0)}/s; ${f(cpu, 2)} vs ${f(pcpu, 2)} ms)`,
       );
     }
   }
@@ -224,7 +250,7 @@ for (const m of results) {
   row(
     m.task.backend,
     PEER_LABEL[m.task.peer]!,
-    m.drain ? `drain ${m.task.jobs}` : `paced ${m.task.jobs} at ${m.task.rate}/s`,
+    m.drain ? `${m.task.mode} ${m.task.jobs}` : `paced ${m.task.jobs} at ${m.task.rate}/s`,
     what,
     `${f(m.cpuMsPerJob.total, 2)} = ${f(m.cpuMsPerJob.worker, 2)} + ${f(m.cpuMsPerJob.database, 2)}`,
     '–',

@@ -12,6 +12,7 @@ import { loadAverage } from './stats.js';
 /** One peer measurement with the CPU it cost, split between its worker process and the database. */
 export interface PeerMeasurement {
   task: Omit<PeerTask, 'url' | 'dataDir'>;
+  /** Drain, or burst (mode `burst`: inserted while draining, timed from the first insert). */
   drain?: DrainResult;
   paced?: PacedResult;
   /** CPU milliseconds per job: the peer's process (on PGlite this includes the database). */
@@ -71,7 +72,7 @@ export async function measurePeer(
     const per = (s: number) => (s * 1000) / jobs;
     return {
       task,
-      ...(task.mode === 'drain' ? { drain: result! } : { paced: result! }),
+      ...(task.mode === 'paced' ? { paced: result! } : { drain: result! }),
       cpuMsPerJob: {
         worker: per(worker.seconds()),
         database: per(database.seconds()),

@@ -12,7 +12,7 @@ export interface PeerTask {
   backend: 'postgres' | 'pglite';
   url?: string;
   dataDir?: string;
-  mode: 'drain' | 'paced';
+  mode: 'drain' | 'burst' | 'paced';
   jobs: number;
   rate?: number;
 }
@@ -46,7 +46,12 @@ async function main(): Promise<void> {
   if (task.mode === 'drain') await peer.prepare(task.jobs);
   process.send!({ type: 'ready' });
   await next(); // 'go'
-  const result = task.mode === 'drain' ? await peer.drain() : await peer.paced!(task.rate ?? 50, task.jobs);
+  const result =
+    task.mode === 'drain'
+      ? await peer.drain()
+      : task.mode === 'burst'
+        ? await peer.burst!(task.jobs)
+        : await peer.paced!(task.rate ?? 50, task.jobs);
   process.send!({ type: 'result', result });
   await next(); // 'close': the parent has read the CPU of this process and its backends
   await peer.close();

@@ -15,6 +15,8 @@ export interface Peer {
   prepare(jobs: number): Promise<void>;
   /** Processes the backlog; resolves when every job is completed. */
   drain(): Promise<DrainResult>;
+  /** Enqueues `jobs` one per statement while the workers run; resolves when every job is completed. */
+  burst?(jobs: number): Promise<DrainResult>;
   /** Enqueues `jobs` one at a time at `rate` per second while the workers run. */
   paced?(rate: number, jobs: number): Promise<PacedResult>;
   close(): Promise<void>;

@@ -45,7 +45,9 @@ export interface RawCeilingOptions {
 /**
  * The raw ceiling: `workers` loops that each claim one job with `FOR UPDATE SKIP LOCKED` and
  * complete it with a fenced update, one statement each, unbatched; no framework around it.
- * `prepare()` loads the backlog, `drain()` times claiming and completing all of it.
+ * `prepare()` loads the backlog, `drain()` times claiming and completing all of it; `burst()`
+ * times inserting jobs one per statement (from `workers` more connections) while the workers
+ * claim and complete them, from the first insert to the last complete.
  *
  * @example
  * const c = await rawCeilingPeer({ backend: 'pglite', workers: 4 });
@@ -55,7 +57,8 @@ export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
   let conns: Queryable[];
   let close: () => Promise<void>;
   if (o.backend === 'postgres') {
-    const clients = Array.from({ length: o.workers }, () => new pg.Client({ connectionString: o.url }));
+    // The workers' connections, then (burst) as many for the inserts, all open before the clock.
+    const clients = Array.from({ length: 2 * o.workers }, () => new pg.Client({ connectionString: o.url }));
     await Promise.all(clients.map((c) => c.connect()));
     conns = clients.map((c) => ({
       query: async (text, params) => {
@@ -66,9 +69,11 @@ export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
     close = async () => void (await Promise.all(clients.map((c) => c.end())));
   } else {
     const db = await openPglite(o.dataDir ? { dataDir: o.dataDir } : {});
-    conns = Array.from({ length: o.workers }, () => db);
+    conns = Array.from({ length: 2 * o.workers }, () => db);
     close = () => db.close();
   }
+  const inserters = conns.slice(o.workers);
+  conns = conns.slice(0, o.workers);
   const first = conns[0]!;
   for (const stmt of SCHEMA.split(';')
     .map((s) => s.trim())
@@ -100,6 +105,41 @@ export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
       );
       const seconds = (nowMs() - started) / 1000;
       return { jobs: prepared, completed, seconds, perSecond: completed / seconds };
+    },
+    async burst(jobs) {
+      // As many inserting connections as workers, one job per statement (committed
+      // synchronously, as the claims and completes are), while the workers claim and complete;
+      // a worker that finds the queue empty before the inserts are done waits 1 ms.
+      let completed = 0;
+      let inserted = 0;
+      let inserting = true;
+      const started = nowMs();
+      const insert = Promise.all(
+        inserters.map(async (c) => {
+          while (inserted < jobs) {
+            inserted++;
+            await c.query(`insert into bench_jobs (payload) values ('{}'::jsonb)`);
+          }
+        }),
+      ).finally(() => (inserting = false));
+      await Promise.all([
+        insert,
+        ...conns.map(async (c) => {
+          for (;;) {
+            const claimed = await c.query<{ id: string; token: string }>(CLAIM);
+            const job = claimed.rows[0];
+            if (!job) {
+              if (!inserting) return;
+              await new Promise((r) => setTimeout(r, 1));
+              continue;
+            }
+            const done = await c.query(COMPLETE, [job.id, job.token]);
+            completed += done.rowCount;
+          }
+        }),
+      ]);
+      const seconds = (nowMs() - started) / 1000;
+      return { jobs, completed, seconds, perSecond: completed / seconds };
     },
     close,
   };

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { redeemPairingCode } from '@runt/pairing';
-import { ControlPlaneClient } from '@runt/protocol';
+import { ControlPlaneClient, MAX_RUNS_PER_BATCH } from '@runt/protocol';
 import type { CpCounts, CpHostConfig, CpHostRequest } from './cp-host.js';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
 import { CpuMeter, processStartTime, processTree, processWrites } from './proc-cpu.js';
@@ -22,12 +22,14 @@ export interface RuntSystemOptions {
    * measured window only).
    */
   cpuProfDir?: string;
+  /** How the bench sends its submits: `node` (the client's `nodeHttp`, default) or `fetch`. */
+  submitHttp?: 'node' | 'fetch';
 }
 
 /** One runt phase: throughput, CPU per run split, and what each run cost in requests, messages and statements. */
 export interface RuntMeasurement {
   backend: 'postgres' | 'pglite';
-  phase: 'drain' | 'burst' | 'paced';
+  phase: 'drain' | 'burst' | 'burst-batch' | 'paced';
   agents: number;
   runs: number;
   finished: number;
@@ -60,8 +62,13 @@ export interface RuntMeasurement {
   acceptedP99: number;
   /** Paced phase: the submit rate. */
   rate?: number;
-  /** Drain phase: how long the backlog took to submit while the agents were stopped. */
+  /** Drain: how long the backlog took to submit while the agents were stopped; burst: how long the submits took. */
   submitSeconds?: number;
+  /**
+   * Burst: CPU milliseconds per run of the bench process that sent the submits (an HTTP client
+   * on the same 2 cores; not in `cpuMsPerRun`, as no peer's enqueue is).
+   */
+  submitterCpuMsPerRun?: number;
   /** The most frequent SQL statements of the phase, per run (first words). */
   sqlMix: string[];
   /** Agent processes (`runt workstation run`) and run slots (`--max-runs`) of each. */
@@ -152,8 +159,16 @@ export class RuntSystem {
       cp.once('message', resolve);
       cp.once('exit', (code) => reject(new Error(`control plane exited (${code})`)));
     });
-    // A loaded single-process control plane (PGlite) may answer a burst of submits slowly: wait, do not fail.
-    const admin = new ControlPlaneClient({ url: ready.url, token: ready.adminToken, timeoutMs: 120_000 });
+    // A loaded single-process control plane (PGlite) may answer a burst of submits slowly: wait, do
+    // not fail. The submits go over the client's keep-alive `node:http` transport (its option for
+    // Node callers with many small calls): `fetch` costs ~0.38 ms of the bench's CPU per submit
+    // against ~0.10 (docs/benchmarks.md); BENCH_SUBMIT_HTTP=fetch measures with `fetch`.
+    const admin = new ControlPlaneClient({
+      url: ready.url,
+      token: ready.adminToken,
+      timeoutMs: 120_000,
+      nodeHttp: o.submitHttp !== 'fetch',
+    });
     const system = new RuntSystem(o, cp, ready.url, admin, ready.adminToken, db, root);
     try {
       await system.startAgents();
@@ -387,6 +402,22 @@ export class RuntSystem {
     return this.admin.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] });
   }
 
+  /** `n` runs in `POST /api/runs/batch` requests of up to 1,000, `concurrency` requests in flight. */
+  private async submitBatches(n: number, concurrency = 2): Promise<void> {
+    let left = n;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (left > 0) {
+          const size = Math.min(MAX_RUNS_PER_BATCH, left);
+          left -= size;
+          await this.admin.submitRuns({
+            runs: Array.from({ length: size }, () => ({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] })),
+          });
+        }
+      }),
+    );
+  }
+
   private async submitMany(n: number, concurrency = 50): Promise<void> {
     let next = 0;
     await Promise.all(
@@ -433,11 +464,25 @@ export class RuntSystem {
     return { ...m, submitSeconds };
   }
 
-  /** Burst: `runs` submitted 50 at a time while the agents run; timed from the first submit to the last finish. */
-  async burst(runs: number, timeoutMs = 180_000): Promise<RuntMeasurement> {
+  /**
+   * Burst: `runs` submitted while the agents run, timed from the first run's `created_at` to the
+   * last finish. `single`: one `POST /api/runs` per run, 50 in flight (phase `burst`); `batch`:
+   * `POST /api/runs/batch` of 1,000 runs, 2 in flight (phase `burst-batch`), as a client with
+   * 10,000 runs to submit would send them.
+   */
+  async burst(
+    runs: number,
+    timeoutMs = 180_000,
+    via: 'single' | 'batch' = 'single',
+  ): Promise<RuntMeasurement> {
     const b = await this.begin();
-    await this.submitMany(runs);
-    return this.end(b, 'burst', runs, 'db', timeoutMs);
+    const cpu0 = process.cpuUsage();
+    const t0 = nowMs();
+    await (via === 'batch' ? this.submitBatches(runs) : this.submitMany(runs));
+    const submitSeconds = (nowMs() - t0) / 1000;
+    const used = process.cpuUsage(cpu0);
+    const m = await this.end(b, via === 'batch' ? 'burst-batch' : 'burst', runs, 'db', timeoutMs);
+    return { ...m, submitSeconds, submitterCpuMsPerRun: (used.user + used.system) / 1000 / runs };
   }
 
   /** Below capacity: one submit every 1/rate s; submit→accepted p50/p99 is the figure. */
