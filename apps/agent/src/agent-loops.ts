@@ -15,13 +15,23 @@ export const LINK_DOWN_SPREAD_MS = 15_000;
  * a link back within that window costs no HTTP request at all. Calls for runs already in flight
  * (renewals, reports) are not held back: they go over HTTP at once (`linkVia`).
  *
+ * A control plane that sheds the link's upgrade with a `Retry-After` is up and has given this
+ * agent its place (`link-pacer.ts`): HTTP waits then until the answer to the re-dial it was told
+ * to make is due ({@link hold}), however long the grace above, and opens (at the grace's moment,
+ * if that is later) only once that re-dial ended without a link or a new `Retry-After`
+ * ({@link release}: the control plane went away) — a fleet shed after a restart sends no HTTP
+ * poll to the control plane that is busy re-linking it (issue 9; docs/agent.md, _Link_).
+ *
  * @example
  * const grace = new LinkDownGrace({ minMs: 2_000, spreadMs: 15_000 });
  * link.onUp = (up) => (up ? grace.up() : grace.down());
+ * link.onHold = (ms) => (ms === undefined ? grace.release() : grace.hold(ms));
  * if (grace.waitMs() === 0) await pollOverHttp();
  */
 export class LinkDownGrace {
   #until: number | undefined;
+  /** While the link was shed with a `Retry-After`: when the answer to its re-dial is due. */
+  #heldUntil: number | undefined;
   constructor(
     private readonly o: {
       minMs: number;
@@ -42,11 +52,29 @@ export class LinkDownGrace {
   /** The link is open. */
   up(): void {
     this.#until = undefined;
+    this.#heldUntil = undefined;
+  }
+
+  /**
+   * The link's upgrade was shed with a `Retry-After`: no HTTP for `ms` from now (the re-dial's
+   * wait, its jitter and its handshake timeout), unless {@link release}d sooner.
+   */
+  hold(ms: number): void {
+    this.#heldUntil = (this.o.now ?? Date.now)() + ms;
+  }
+
+  /** A dial ended without a link and without a `Retry-After`: the hold is over; `true` when there was one. */
+  release(): boolean {
+    const held = this.#heldUntil !== undefined;
+    this.#heldUntil = undefined;
+    return held;
   }
 
   /** Milliseconds until HTTP may stand in for the link; 0 when it may now (or the link is up). */
   waitMs(): number {
-    return this.#until === undefined ? 0 : Math.max(0, this.#until - (this.o.now ?? Date.now)());
+    if (this.#until === undefined) return 0;
+    const until = Math.max(this.#until, this.#heldUntil ?? 0);
+    return Math.max(0, until - (this.o.now ?? Date.now)());
   }
 }
 

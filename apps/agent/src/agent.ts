@@ -493,6 +493,12 @@ export class Agent {
         // The poll loop sleeps 30 s while linked: it starts the grace's wait now.
         this.#pollWake?.();
       },
+      // Shed with a `Retry-After`: no HTTP poll until the re-dial's answer is due; a dial that
+      // found no control plane ends the hold (the poll loop re-reads its wait now).
+      onHold: (ms) => {
+        if (ms !== undefined) return this.#linkGrace?.hold(ms);
+        if (this.#linkGrace?.release()) this.#pollWake?.();
+      },
       onFatal: (e) => this.#die(e),
       reach: this.#reachability,
       logger: this.#log,

@@ -7,6 +7,7 @@ export {
   LINK_BACKOFF_CAP_MS,
   LINK_START_JITTER_MS,
   LINK_HANDSHAKE_TIMEOUT_MS,
+  LINK_SHED_HOLD_MAX_MS,
   type LinkClientOptions,
 } from './link-client.js';
 export { linkVia } from './link-via.js';

@@ -32,6 +32,15 @@ export interface LinkClientOptions {
   onUp: (up: boolean) => void;
   /** Unrecoverable: the credential was refused or revoked. The loop has ended. */
   onFatal: (error: AgentError) => void;
+  /**
+   * Told after every dial that did not open a link. `ms` when the upgrade was refused with a
+   * `Retry-After` (a control plane shedding upgrades is up and takes this agent back then): the
+   * answer to the re-dial it makes then is due within `ms` (that wait, its jitter and the
+   * handshake timeout; at most {@link LINK_SHED_HOLD_MAX_MS}), and the agent holds its HTTP
+   * fallback until then (`LinkDownGrace.hold`). `undefined` otherwise (unreachable, or refused
+   * without a time): any hold is over.
+   */
+  onHold?: (ms: number | undefined) => void;
   /** Told when a link opens and when an attempt could not reach the control plane (logged once per outage there). */
   reach?: Pick<Reachability, 'reached' | 'unreachable'>;
   logger: Logger;
@@ -83,6 +92,13 @@ export const LINK_BACKOFF_CAP_MS = 15_000;
  * (ms), so the agents told the same second spread over it.
  */
 export const LINK_RETRY_AFTER_SPREAD_MS = 1_000;
+
+/**
+ * The longest an upgrade's `Retry-After` holds the agent's HTTP fallback (`onHold`): twice the
+ * furthest place runt's control plane hands out (`LINK_SHED_MAX_RETRY_AFTER_S`, 60 s), so a
+ * proxy's hour-long `Retry-After` does not silence the agent that long.
+ */
+export const LINK_SHED_HOLD_MAX_MS = 120_000;
 
 /** Upgrade answers of a proxy whose control plane is not there. */
 const GATEWAY_STATUSES = new Set([502, 503, 504]);
@@ -304,8 +320,21 @@ export class LinkClient {
         retry_in_ms: delay,
       };
       if (result.opened) noted = false;
+      // Shed with a time: the control plane is up and will take this link back then (docs/agent.md).
+      if (!result.opened)
+        this.opts.onHold?.(
+          result.retryAfterMs === undefined
+            ? undefined
+            : Math.min(
+                LINK_SHED_HOLD_MAX_MS,
+                delay + (this.opts.handshakeTimeoutMs ?? LINK_HANDSHAKE_TIMEOUT_MS),
+              ),
+        );
+      // A 503 with a `Retry-After` is an answer (a place in a queue), not an outage.
       const outage =
-        !result.opened && (result.httpStatus === undefined || GATEWAY_STATUSES.has(result.httpStatus));
+        !result.opened &&
+        (result.httpStatus === undefined ||
+          (GATEWAY_STATUSES.has(result.httpStatus) && result.retryAfterMs === undefined));
       // A person reads one line per change, not one per retry: an outage is the reachability's
       // line; a link that dropped is told by the next attempt (an outage, or nothing when it
       // comes straight back); a link refused for another reason (a proxy without WebSocket
