@@ -1,18 +1,14 @@
-import { createSqlLeaseStore, isLeaseError, leaseMigrations } from '@runt/leases';
+import { isLeaseError, leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema, type RunEventInput } from '@runt/protocol';
 import { countStatements, migrate, type Database } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EventWaiters } from '../src/event-waiters.js';
 import { controlPlaneMigrations } from '../src/migrations.js';
-import { CommandStore } from '../src/runs/command-store.js';
-import { EventStore } from '../src/runs/event-store.js';
 import { isRunError } from '../src/runs/run-error.js';
-import { RunLifecycle } from '../src/runs/run-lifecycle.js';
-import { createRunSignals } from '../src/runs/run-signals.js';
-import { RunStore } from '../src/runs/run-store.js';
+import type { RunLifecycle } from '../src/runs/run-lifecycle.js';
 import * as transitions from '../src/runs/transitions.js';
+import { noRelaySignals, testLifecycle } from './scheduler-fixtures.js';
 
 /**
  * Group commit (issue 9): holders' reports of many runs that arrive together are written in one
@@ -33,23 +29,13 @@ describe.each(TEST_BACKENDS)('group commit on %s', (backend) => {
     for (const id of ['ws_a', 'ws_b'])
       await t.db.query('insert into workstations (id, display_name) values ($1, $1)', [id]);
     db = countStatements(t.db, (c) => (statements += c.statements));
-    const signals = createRunSignals({
-      waiters: new EventWaiters(),
-      // no agent links in this test: nothing to carry
-      relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
-    });
-    lifecycle = new RunLifecycle({
-      db,
-      leases: createSqlLeaseStore(db),
-      runs: new RunStore(db),
-      events: new EventStore(db),
-      commands: new CommandStore(db),
-      signals: {
-        ...signals,
-        schedule: (reason) => {
-          schedules++;
-          signals.schedule(reason);
-        },
+    // no agent links in this test: nothing to carry
+    const signals = noRelaySignals();
+    lifecycle = testLifecycle(db, {
+      ...signals,
+      schedule: (reason) => {
+        schedules++;
+        signals.schedule(reason);
       },
     });
   });

@@ -3,8 +3,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
-import type { SqlBackend } from '@runt/sql';
-import { mintToken } from '@runt/transport-auth';
+import type { Queryable, SqlBackend } from '@runt/sql';
+import { hashToken, mintToken } from '@runt/transport-auth';
 import { loadConfig, type ControlPlaneConfig } from '../src/config.js';
 import { startControlPlane, type RunningControlPlane, type StartOptions } from '../src/server.js';
 
@@ -98,4 +98,31 @@ export async function startHarness(
       await t.dispose();
     },
   };
+}
+
+/**
+ * A fleet of `n` workstations `${prefix}_0` … (display name `name`), each with a live
+ * workstation credential (`cred_<id>`), written in two statements; their ids and tokens, in order.
+ *
+ * @example
+ * const { tokens } = await seedFleet(h.t.db, 300, 'ws_bound', 'bound');
+ */
+export async function seedFleet(
+  db: Queryable,
+  n: number,
+  prefix: string,
+  name: string,
+): Promise<{ ids: string[]; tokens: string[] }> {
+  const ids = Array.from({ length: n }, (_, i) => `${prefix}_${i}`);
+  const tokens = ids.map(() => mintToken('workstation'));
+  await db.query(
+    `insert into workstations (id, display_name) select id, $2::text from unnest($1::text[]) as t(id)`,
+    [ids, name],
+  );
+  await db.query(
+    `insert into credentials (id, kind, token_hash, workstation_id)
+       select 'cred_' || w, 'workstation', th, w from unnest($1::text[], $2::text[]) as t(w, th)`,
+    [ids, tokens.map(hashToken)],
+  );
+  return { ids, tokens };
 }

@@ -2,9 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { hashToken, mintToken } from '@runt/transport-auth';
 import { LISTEN_BACKLOG } from '../src/server.js';
-import { startHarness, type Harness } from './harness.js';
+import { seedFleet, startHarness, type Harness } from './harness.js';
 import { pairAgent } from './agent-double.js';
 
 /** Dials the link with a workstation token; resolves with the open socket or the refusal. */
@@ -208,21 +207,7 @@ describe('the default bound on links opening at once (pglite)', () => {
   afterAll(async () => h?.close());
 
   it('opens 300 links at once, none registered yet, without shedding one', async () => {
-    const tokens: string[] = [];
-    const ids: string[] = [];
-    for (let i = 0; i < 300; i++) {
-      tokens.push(mintToken('workstation'));
-      ids.push(`ws_bound_${i}`);
-    }
-    await h.t.db.query(
-      `insert into workstations (id, display_name) select id, 'bound' from unnest($1::text[]) as t(id)`,
-      [ids],
-    );
-    await h.t.db.query(
-      `insert into credentials (id, kind, token_hash, workstation_id)
-         select 'cred_' || w, 'workstation', t, w from unnest($1::text[], $2::text[]) as x(t, w)`,
-      [tokens.map(hashToken), ids],
-    );
+    const { tokens } = await seedFleet(h.t.db, 300, 'ws_bound', 'bound');
     const dials = await Promise.all(tokens.map((t) => dial(h, t)));
     expect(dials.filter((d) => d.status === 503)).toHaveLength(0);
     expect(dials.filter((d) => d.ws)).toHaveLength(300);

@@ -1,33 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashToken, mintToken } from '@runt/transport-auth';
+import { hashToken } from '@runt/transport-auth';
 import { NotificationBus } from '../src/notifications/bus.js';
 import { PrincipalCache } from '../src/stores/principal-cache.js';
-import { startHarness, type Harness } from './harness.js';
+import { seedFleet, startHarness, type Harness } from './harness.js';
 
 // A fleet of 20,000+ agents (issue 9): every agent's credential must stay cached, or each of
 // their HTTP calls and every re-link after a restart would read the database again.
 describe('the principal cache holds a 20,000-agent fleet (pglite: always caching)', () => {
   let h: Harness;
-  const fleet: string[] = [];
+  let fleet: string[] = [];
   beforeAll(async () => {
     h = await startHarness('pglite');
-    const ids: string[] = [];
-    const hashes: string[] = [];
-    for (let i = 0; i < 20_500; i++) {
-      const token = mintToken('workstation');
-      fleet.push(token);
-      ids.push(`ws_fleet_${i}`);
-      hashes.push(hashToken(token));
-    }
-    await h.t.db.query(
-      `insert into workstations (id, display_name) select id, 'fleet' from unnest($1::text[]) as t(id)`,
-      [ids],
-    );
-    await h.t.db.query(
-      `insert into credentials (id, kind, token_hash, workstation_id)
-         select 'cred_' || w, 'workstation', th, w from unnest($1::text[], $2::text[]) as t(w, th)`,
-      [ids, hashes],
-    );
+    fleet = (await seedFleet(h.t.db, 20_500, 'ws_fleet', 'fleet')).tokens;
   }, 120_000);
   afterAll(async () => h?.close());
 

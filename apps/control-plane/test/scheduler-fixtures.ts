@@ -1,11 +1,15 @@
-import { leaseMigrations } from '@runt/leases';
+import { createSqlLeaseStore, leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { migrate, type Database, type Queryable, type SqlBackend, type Statement } from '@runt/sql';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { pino } from 'pino';
 import { EventWaiters } from '../src/event-waiters.js';
 import { controlPlaneMigrations } from '../src/migrations.js';
-import { createRunSignals } from '../src/runs/run-signals.js';
+import { CommandStore } from '../src/runs/command-store.js';
+import { EventStore } from '../src/runs/event-store.js';
+import { RunLifecycle } from '../src/runs/run-lifecycle.js';
+import { createRunSignals, type RunSignals } from '../src/runs/run-signals.js';
+import { RunStore } from '../src/runs/run-store.js';
 import { Scheduler, type SchedulerOptions } from '../src/runs/scheduler.js';
 
 /** A database with the control plane's tables. */
@@ -43,6 +47,28 @@ const NO_RELAY: Parameters<typeof createRunSignals>[0]['relay'] = {
   relay: async (_tx, items) => items,
   capacityFreed() {},
 };
+
+/** Run signals that carry nothing to agents ({@link NO_RELAY}): a test without links. */
+export function noRelaySignals(): RunSignals {
+  return createRunSignals({ waiters: new EventWaiters(), relay: NO_RELAY });
+}
+
+/**
+ * The run lifecycle on `db` with its real stores, and `signals` (default {@link noRelaySignals}).
+ *
+ * @example
+ * const lifecycle = testLifecycle(countStatements(t.db, onCount));
+ */
+export function testLifecycle(db: Database, signals: RunSignals = noRelaySignals()): RunLifecycle {
+  return new RunLifecycle({
+    db,
+    leases: createSqlLeaseStore(db),
+    runs: new RunStore(db),
+    events: new EventStore(db),
+    commands: new CommandStore(db),
+    signals,
+  });
+}
 
 /** A scheduler on `db` (replica `cp`, a tick of a minute), with `options` over those. */
 export function newScheduler(

@@ -1,17 +1,13 @@
-import { createSqlLeaseStore, leaseMigrations } from '@runt/leases';
+import { leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
 import { countStatements, migrate, type Database } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EventWaiters } from '../src/event-waiters.js';
 import { controlPlaneMigrations } from '../src/migrations.js';
-import { CommandStore } from '../src/runs/command-store.js';
-import { EventStore } from '../src/runs/event-store.js';
-import { RunLifecycle } from '../src/runs/run-lifecycle.js';
-import { createRunSignals } from '../src/runs/run-signals.js';
-import { RunStore } from '../src/runs/run-store.js';
+import type { RunLifecycle } from '../src/runs/run-lifecycle.js';
 import * as transitions from '../src/runs/transitions.js';
+import { testLifecycle } from './scheduler-fixtures.js';
 
 /**
  * A run that ends before its agent reported it running (issue 9): the terminal report carries
@@ -29,17 +25,7 @@ describe.each(TEST_BACKENDS)('a start reported with the end on %s', (backend) =>
     await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
     await t.db.query(`insert into workstations (id, display_name) values ('ws_a', 'ws_a')`);
     db = countStatements(t.db, (c) => (statements += c.statements));
-    lifecycle = new RunLifecycle({
-      db,
-      leases: createSqlLeaseStore(db),
-      runs: new RunStore(db),
-      events: new EventStore(db),
-      commands: new CommandStore(db),
-      signals: createRunSignals({
-        waiters: new EventWaiters(),
-        relay: { send() {}, relay: async (_tx, items) => items, capacityFreed() {} },
-      }),
-    });
+    lifecycle = testLifecycle(db);
   });
   afterAll(async () => {
     await t?.dispose();

@@ -7,10 +7,9 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlPlaneMigrations } from '../migrations.js';
-import { CommandStore } from './command-store.js';
 import { EventStore } from './event-store.js';
 import { isRunError } from './run-error.js';
-import { RunLifecycle } from './run-lifecycle.js';
+import type { RunLifecycle } from './run-lifecycle.js';
 import type { RunSignals } from './run-signals.js';
 import { RunStore } from './run-store.js';
 import { readRunState } from './run-state.js';
@@ -23,6 +22,7 @@ import {
 } from './state-machine.js';
 import { Sweeper } from './sweeper.js';
 import * as transitions from './transitions.js';
+import { testLifecycle } from '../../test/scheduler-fixtures.js';
 
 /**
  * A model of one run and its lease, driven through the real transitions on a real database.
@@ -516,14 +516,7 @@ describe.each(TEST_BACKENDS)('run state machine on %s', (backend) => {
       intervalMs: 60_000,
       offerTimeoutMs: 3_600_000,
     });
-    lifecycle = new RunLifecycle({
-      db: t.db,
-      leases: createSqlLeaseStore(t.db),
-      runs: new RunStore(t.db),
-      events: new EventStore(t.db),
-      commands: new CommandStore(t.db),
-      signals,
-    });
+    lifecycle = testLifecycle(t.db, signals);
   });
   afterAll(async () => {
     await t?.dispose();
