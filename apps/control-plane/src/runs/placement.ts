@@ -1,5 +1,6 @@
 import { WORKSTATION_OFFLINE_AFTER_SECONDS } from '@runt/protocol';
 import type { RunRow } from './run-row.js';
+import { statusesSql } from './state-machine.js';
 
 // The placement rules, in one home: which workstations are candidates, which of them a run
 // fits, and which one it goes to. A scheduling pass reads the candidates in SQL (`USED_SQL`,
@@ -31,6 +32,15 @@ export interface Slot {
   freeMemory: number | null;
 }
 
+/** Workstation `w`'s slots: `max_runs`, else its `cpu_count`, else 1 (`Candidate.slots`). */
+export const SLOTS_SQL = `coalesce(w.max_runs, w.cpu_count, 1)`;
+
+/**
+ * Run `r` may be offered now: in a status the `offer` transition leaves from (queued), and past
+ * its `not_before` (a retry's backoff).
+ */
+export const OFFERABLE_NOW_SQL = `r.status in (${statusesSql('offer')}) and (r.not_before is null or r.not_before <= now())`;
+
 /**
  * A workstation `w`'s committed capacity, as `u` (`used_runs`, `used_cpus`, `used_memory`),
  * from the runs table every time, so it is recomputed whenever a workstation (re)connects.
@@ -48,7 +58,7 @@ export const USED_SQL = `cross join lateral (
 export const PLACEABLE_SQL = `w.listening and not w.draining and w.link_state <> 'dropped'
   and w.last_seen_at > now() - make_interval(secs => ${WORKSTATION_OFFLINE_AFTER_SECONDS})
   and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null)
-  and u.used_runs < coalesce(w.max_runs, w.cpu_count, 1)`;
+  and u.used_runs < ${SLOTS_SQL}`;
 
 /**
  * Run `x` fits candidate `w` (with `u`): its runtime, its pin, every label with the same
@@ -66,7 +76,7 @@ export const FITS_SQL = `w.runtimes ? x.runtime
  * fewest used, then the id. `pick`'s order: it takes the first with the most free slots of
  * candidates read in `CANDIDATE_ORDER_SQL`.
  */
-export const PREFERENCE_SQL = `coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs desc, u.used_runs, w.id`;
+export const PREFERENCE_SQL = `${SLOTS_SQL} - u.used_runs desc, u.used_runs, w.id`;
 
 /** The order a page reads its candidates in (`c`), which breaks `pick`'s ties as {@link PREFERENCE_SQL}. */
 export const CANDIDATE_ORDER_SQL = `u.used_runs, w.id`;

@@ -13,8 +13,10 @@ import { TraceSpan, tracing } from '../trace.js';
 import {
   CANDIDATE_ORDER_SQL,
   FITS_SQL,
+  OFFERABLE_NOW_SQL,
   PLACEABLE_SQL,
   PREFERENCE_SQL,
+  SLOTS_SQL,
   USED_SQL,
   pick,
   toSlot,
@@ -76,22 +78,21 @@ const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
 // at ~13,000 listening workstations, load ~18 — most of the database's 1.35 ms of CPU per link
 // when 19,800 agents re-linked). `any_free` is then true (nothing is known to be full: a submit
 // still asks for a pass, which reads the fleet once there is a run to place).
-const QUEUED_SQL = `exists (select 1 from runs r where r.status in (${statusesSql('offer')}) and r.position > $1::bigint
-     and (r.not_before is null or r.not_before <= now()))`;
+const QUEUED_SQL = `exists (select 1 from runs r where ${OFFERABLE_NOW_SQL} and r.position > $1::bigint)`;
 export const pageSql = (capped: boolean) => `
 with e as materialized (select ${QUEUED_SQL} as queued
 ), f as materialized (
-  select w.runtimes, coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs as free
+  select w.runtimes, ${SLOTS_SQL} - u.used_runs as free
     from workstations w ${USED_SQL} where (select e.queued from e) and ${PLACEABLE_SQL}
 ), n as (
   select ${capped ? `least($2::int, coalesce(sum(f.free), 0))::int` : `$2::int`} as page_limit from f
 ), q as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
-   where r.status in (${statusesSql('offer')}) and r.position > $1::bigint and (r.not_before is null or r.not_before <= now())
+   where ${OFFERABLE_NOW_SQL} and r.position > $1::bigint
      and r.runtime in (select jsonb_array_elements_text(f.runtimes) from f)
    order by r.position limit (select page_limit from n) for update skip locked
 ), c as (
-  select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
+  select w.id, w.cpu_count, w.memory_bytes, ${SLOTS_SQL} as slots, w.runtimes, w.labels,
          u.used_runs, u.used_cpus, u.used_memory
   from workstations w ${USED_SQL}
   where (select e.queued from e) and ${PLACEABLE_SQL}
@@ -112,12 +113,12 @@ select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued
 // took 0.85 of the message's 1.8–2.1 ms of database time when it went as literal SQL text).
 const FRESH_OFFER_SQL = `with x as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
-   where r.id = $1::text and r.status in (${statusesSql('offer')}) and (r.not_before is null or r.not_before <= now())
+   where r.id = $1::text and ${OFFERABLE_NOW_SQL}
 ), f as materialized (
   select w.runtimes from workstations w ${USED_SQL} where ${PLACEABLE_SQL}
 ), older as (
   select 1 from runs r, x
-   where r.status in (${statusesSql('offer')}) and r.position < x.position and (r.not_before is null or r.not_before <= now())
+   where ${OFFERABLE_NOW_SQL} and r.position < x.position
      and r.runtime in (select jsonb_array_elements_text(f.runtimes) from f)
    limit 1
 ), c as (
