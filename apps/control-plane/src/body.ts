@@ -8,6 +8,7 @@ import {
   jsonTextIsSafe,
   MAX_JSON_DEPTH,
 } from '@runt/protocol';
+import { requestHeader } from '@runt/transport-auth';
 import { HttpError } from './errors.js';
 
 /**
@@ -25,11 +26,11 @@ export async function readJson<S extends z.ZodType>(
   schema: S,
   limitBytes: number,
 ): Promise<z.infer<S>> {
-  const type = c.req.header('content-type');
+  const type = requestHeader(c, 'content-type');
   if (type && !/^application\/([a-z.+-]*\+)?json\b/i.test(type)) {
     throw new HttpError('unsupported-media-type', 'send the body as application/json');
   }
-  const declared = Number(c.req.header('content-length') ?? '0');
+  const declared = Number(requestHeader(c, 'content-length') ?? '0');
   if (declared > limitBytes) throw tooLarge(limitBytes);
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   const text =
@@ -105,7 +106,7 @@ export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.infer<S
  * const bytes = await readBytes(c, 64 * 1024 * 1024);
  */
 export async function readBytes(c: Context, limitBytes: number): Promise<Buffer> {
-  const declared = Number(c.req.header('content-length') ?? '0');
+  const declared = Number(requestHeader(c, 'content-length') ?? '0');
   if (declared > limitBytes) throw tooLarge(limitBytes);
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   if (incoming && !incoming.readableEnded) return readNodeBytes(incoming, limitBytes);

@@ -3,6 +3,7 @@ import { AuthError } from './auth-error.js';
 import { hashToken } from './hash-token.js';
 import type { TokenKind } from './mint-token.js';
 import { parseToken } from './parse-token.js';
+import { requestHeader } from './request-header.js';
 
 /** Who made an authenticated request. */
 export interface Principal {
@@ -42,7 +43,7 @@ export function bearerAuth(opts: BearerAuthOptions): MiddlewareHandler<AuthEnv> 
   const kinds = new Set(opts.kinds);
   if (kinds.size === 0) throw new TypeError('bearerAuth needs at least one token kind');
   return async (c, next) => {
-    const header = c.req.header('Authorization');
+    const header = requestHeader(c, 'authorization');
     if (header === undefined || header.trim() === '') {
       return deny(c, new AuthError('unauthorized', 'missing bearer token'), 'Bearer');
     }

@@ -10,6 +10,7 @@ export {
   type PrincipalResolver,
 } from './bearer-auth.js';
 export { bearerHook } from './bearer-hook.js';
+export { requestHeader } from './request-header.js';
 export { redactSecrets } from './redact-secrets.js';
 export { redactingLogOptions } from './redacting-log-options.js';
 export { AuthError, isAuthError, type AuthErrorCode } from './auth-error.js';

@@ -1,0 +1,24 @@
+// Submits only (no agents): cp CPU per submit and submit rate, 50 in flight. Run from <wt>/bench.
+import { fork } from 'node:child_process';
+import { createBenchDatabase, processCpuSeconds, loadAverage } from './dist/index.js';
+import { ControlPlaneClient } from '@runt/protocol';
+import http from 'node:http';
+const agent = new http.Agent({ keepAlive: true });
+const get = (url, token) => new Promise((res, rej) => { const r = http.request(url, { agent, headers: token ? { authorization: 'Bearer ' + token } : {} }, (m) => { m.resume(); m.on('end', res); }); r.on('error', rej); r.end(); });
+const N = Number(process.env.N ?? 10000), C = Number(process.env.C ?? 50);
+const db = await createBenchDatabase('runt');
+const cp = fork(new URL('./dist/cp-host.js', import.meta.url), [], { env: { ...process.env, BENCH_CP: JSON.stringify({ backend: 'postgres', dataDir: '/tmp/burst-submit-cp-' + process.pid, url: db.url }) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+const ready = await new Promise((r) => cp.once('message', r));
+const client = new ControlPlaneClient({ url: ready.url, token: ready.adminToken, timeoutMs: 120000, nodeHttp: process.env.NODEHTTP === '1' });
+for (let i = 0; i < 200; i++) await client.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] });
+let seq = 0; const ask = (m) => new Promise((r) => { const id = ++seq; const on = (x) => { if (x.id === id) { cp.off('message', on); r(x); } }; cp.on('message', on); cp.send({ ...m, id }); });
+if (process.env.WPROF) await ask({ type: 'profile', action: 'start' });
+const conns0 = Number((await (await fetch(ready.url + '/metrics', { headers: { authorization: 'Bearer ' + ready.adminToken } })).text()).match(/runt_cp_nodejs_active_handles\{type="Socket"\} (\d+)/)?.[1]);
+const c0 = processCpuSeconds(cp.pid), m0 = process.cpuUsage(), t0 = performance.now();
+let next = 0;
+const what = process.env.WHAT ?? 'submit';
+await Promise.all(Array.from({ length: C }, async () => { while (next < N) { next++; if (what === 'submit') await client.submitRun({ runtime: 'fake', command: ['sh', '-c', 'echo hi'] }); else if (what === 'fhealth') await (await fetch(ready.url + '/healthz')).text(); else if (what === 'health') await get(ready.url + '/healthz'); else await get(ready.url + '/api/workstations', ready.adminToken); } }));
+const s = (performance.now() - t0) / 1000, cpu = processCpuSeconds(cp.pid) - c0, me = process.cpuUsage(m0);
+if (process.env.WPROF) console.log(await ask({ type: 'profile', action: 'stop', file: process.env.WPROF }));
+console.log(what, `${N} submits in ${s.toFixed(2)} s = ${(N / s).toFixed(0)}/s; cp ${(cpu * 1000 / N).toFixed(3)} ms CPU/submit; client ${((me.user + me.system) / 1000 / N).toFixed(3)} ms; load ${loadAverage()}`);
+cp.kill('SIGTERM'); await new Promise((r) => cp.once('exit', r)); await db.drop();
