@@ -4,7 +4,7 @@
 //   { type: 'open', url, links: [{ token, workstationId }] }  → { type: 'opened' } once all are up
 //   { type: 'count' }                                          → { type: 'count', up, opens }
 //   { type: 'close' }                                          → aborts every loop, then exits
-import { createLogger, LinkClient } from '@runt/agent';
+import { createLogger, LinkClient, LinkDownGrace } from '@runt/agent';
 
 export type LinkDoublesRequest =
   { type: 'open'; url: string; links: DoubleLink[] } | { type: 'count' } | { type: 'close' };
@@ -29,10 +29,22 @@ export interface LinkDoublesCount {
   /**
    * What runt-agent would have sent over HTTP meanwhile, which the doubles do not: with its link
    * down, an agent polls for offers every 2 s from a random moment 2–17 s after the drop
-   * (`LinkDownGrace`: `--poll-interval-ms` + a random part of `LINK_DOWN_SPREAD_MS`). Links that
-   * came back after their agent's moment, and the polls those agents would have sent.
+   * (`LinkDownGrace`: `--poll-interval-ms` + a random part of `LINK_DOWN_SPREAD_MS`), held while
+   * its upgrade was shed with a `Retry-After` until the re-dial's answer is due
+   * (`LinkClientOptions.onHold`). Each double runs the agent's own `LinkDownGrace`, fed as
+   * runt-agent feeds it: the agents whose link came back after they would have polled, and
+   * those polls; `beforeHint`: those of them sent before the agent's first `Retry-After` of the
+   * outage (nothing to hold them yet: the control plane was down, or had not answered its dial).
+   * `unheld`: the same without the shed hold (runt-agent before it).
    */
-  wouldPoll: { agents: number; polls: number };
+  wouldPoll: PollTally & { unheld: PollTally };
+}
+
+/** Agents that would have polled over HTTP, their polls, and those of them sent before a first `Retry-After`. */
+export interface PollTally {
+  agents: number;
+  polls: number;
+  beforeHint: number;
 }
 
 /** runt-agent's defaults: `--poll-interval-ms` and `LINK_DOWN_SPREAD_MS` (see `wouldPoll`). */
@@ -72,12 +84,86 @@ const lives: AbortController[] = [];
 let up = 0;
 let opens = 0;
 let failures = 0;
-const wouldPoll = { agents: 0, polls: 0 };
+const wouldPoll = {
+  agents: 0,
+  polls: 0,
+  beforeHint: 0,
+  unheld: { agents: 0, polls: 0, beforeHint: 0 },
+};
+
+/**
+ * The HTTP polls one runt-agent would send while its link is down (`pollLoop`): the first once
+ * its `LinkDownGrace` lets it, then every `POLL_INTERVAL_MS` (its jitter left out), each wait
+ * lengthened by a hold (the loop sleeps out the grace it reads) and cut short where runt-agent
+ * wakes its poll loop (the link dropped, a hold released).
+ */
+class WouldPoll {
+  readonly grace = new LinkDownGrace({ minMs: POLL_INTERVAL_MS, spreadMs: DOWN_SPREAD_MS });
+  /** performance.now() of the next poll, while the link is down after the restart. */
+  #next: number | undefined;
+  #polls = 0;
+  #beforeHint = 0;
+  /** A `Retry-After` came since the link dropped. */
+  #hinted = false;
+
+  constructor(private readonly tally: PollTally) {}
+
+  /** The polls due by `now`. */
+  #settle(now: number): void {
+    if (this.#next === undefined || this.#next > now) return;
+    const n = 1 + Math.floor((now - this.#next) / POLL_INTERVAL_MS);
+    this.#polls += n;
+    if (!this.#hinted) this.#beforeHint += n;
+    this.#next += n * POLL_INTERVAL_MS;
+  }
+
+  /** The grace changed at `now`; `woken`: the poll loop re-reads it at once. */
+  #replan(now: number, woken: boolean): void {
+    if (this.#next === undefined) return;
+    this.#settle(now);
+    const at = now + this.grace.waitMs();
+    if (woken || at > this.#next) this.#next = at;
+  }
+
+  up(): void {
+    this.#settle(performance.now());
+    if (this.#polls > 0) {
+      this.tally.agents++;
+      this.tally.polls += this.#polls;
+      this.tally.beforeHint += this.#beforeHint;
+    }
+    this.#polls = 0;
+    this.#beforeHint = 0;
+    this.#hinted = false;
+    this.#next = undefined;
+    this.grace.up();
+  }
+
+  down(): void {
+    this.grace.down();
+    this.#next = performance.now() + this.grace.waitMs();
+  }
+
+  /** `held`: runt-agent now (it holds its polls); else runt-agent before (it only notes the hint). */
+  hold(ms: number | undefined, held = true): void {
+    if (this.#next !== undefined && ms !== undefined) {
+      this.#settle(performance.now());
+      this.#hinted = true;
+    }
+    if (!held) return;
+    if (ms !== undefined) {
+      this.grace.hold(ms);
+      this.#replan(performance.now(), false);
+    } else if (this.grace.release()) this.#replan(performance.now(), true);
+  }
+}
 
 function open(url: string, links: DoubleLink[]): void {
   for (const { token, workstationId, localAddress } of links) {
-    /** When this agent's HTTP poll would have started (its link down), if it is down. */
-    let pollFrom: number | undefined;
+    const polls = new WouldPoll(wouldPoll);
+    const unheld = new WouldPoll(wouldPoll.unheld);
+    /** The link was up once: only the restart's polls are counted. */
+    let wasUp = false;
     const life = new AbortController();
     lives.push(life);
     const client = new LinkClient({
@@ -107,20 +193,23 @@ function open(url: string, links: DoubleLink[]): void {
       onAttempt: (_url, opened) => {
         if (!opened) failures++;
       },
+      onHold: (ms) => {
+        if (!wasUp) return;
+        polls.hold(ms);
+        unheld.hold(ms, false);
+      },
       onMessage: () => {},
       onUp: (isUp) => {
         if (isUp) {
           up++;
           opens++;
-          const now = performance.now();
-          if (pollFrom !== undefined && now > pollFrom) {
-            wouldPoll.agents++;
-            wouldPoll.polls += 1 + Math.floor((now - pollFrom) / POLL_INTERVAL_MS);
-          }
-          pollFrom = undefined;
+          wasUp = true;
+          polls.up();
+          unheld.up();
         } else {
           up--;
-          pollFrom = performance.now() + POLL_INTERVAL_MS + Math.random() * DOWN_SPREAD_MS;
+          polls.down();
+          unheld.down();
         }
       },
       onFatal: (e) => process.stderr.write(`link-doubles: ${e.message}\n`),

@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hashToken, mintToken } from '@runt/transport-auth';
 import type { CpCounts, CpHostConfig, CpHostRequest } from './cp-host.js';
-import type { DoubleLink, LinkDoublesCount, LinkDoublesRequest } from './link-doubles.js';
+import type { DoubleLink, LinkDoublesCount, LinkDoublesRequest, PollTally } from './link-doubles.js';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
 import { CpuMeter, processCpuSeconds } from './proc-cpu.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
@@ -73,7 +73,7 @@ export interface LinksMeasurement {
     sqlMix: string[];
     failedAttempts: number;
     /** Agents whose link came back after runt-agent would have started polling over HTTP, and those polls (the doubles do not send them). */
-    wouldPoll: { agents: number; polls: number };
+    wouldPoll: PollTally & { unheld: PollTally };
     /** The control plane's event-loop delay over the restart window (ms). */
     eventLoop: { p99Ms: number; maxMs: number };
     load: number;
@@ -232,9 +232,12 @@ async function seed(cp: Cp, n: number): Promise<DoubleLink[]> {
   return out;
 }
 
-async function countUp(
-  doubles: Doubles[],
-): Promise<{ up: number; failures: number; why: string; wouldPoll: { agents: number; polls: number } }> {
+async function countUp(doubles: Doubles[]): Promise<{
+  up: number;
+  failures: number;
+  why: string;
+  wouldPoll: LinksMeasurement['restart']['wouldPoll'];
+}> {
   const counts = await Promise.all(doubles.map((d) => d.count()));
   const why: Record<string, number> = {};
   for (const c of counts) for (const [k, n] of Object.entries(c.why)) why[k] = (why[k] ?? 0) + n;
@@ -244,6 +247,12 @@ async function countUp(
     wouldPoll: {
       agents: counts.reduce((s, c) => s + c.wouldPoll.agents, 0),
       polls: counts.reduce((s, c) => s + c.wouldPoll.polls, 0),
+      beforeHint: counts.reduce((s, c) => s + c.wouldPoll.beforeHint, 0),
+      unheld: {
+        agents: counts.reduce((s, c) => s + c.wouldPoll.unheld.agents, 0),
+        polls: counts.reduce((s, c) => s + c.wouldPoll.unheld.polls, 0),
+        beforeHint: counts.reduce((s, c) => s + c.wouldPoll.unheld.beforeHint, 0),
+      },
     },
     why: Object.entries(why)
       .sort((a, b) => b[1] - a[1])
@@ -421,6 +430,12 @@ export async function measureLinks(o: {
         wouldPoll: {
           agents: wouldPoll.agents - wouldPoll0.agents,
           polls: wouldPoll.polls - wouldPoll0.polls,
+          beforeHint: wouldPoll.beforeHint - wouldPoll0.beforeHint,
+          unheld: {
+            agents: wouldPoll.unheld.agents - wouldPoll0.unheld.agents,
+            polls: wouldPoll.unheld.polls - wouldPoll0.unheld.polls,
+            beforeHint: wouldPoll.unheld.beforeHint - wouldPoll0.unheld.beforeHint,
+          },
         },
         eventLoop: counts1.eventLoop ?? { p99Ms: NaN, maxMs: NaN },
         load: restartLoad,
@@ -442,7 +457,7 @@ export function describeLinks(m: LinksMeasurement): string[] {
   return [
     `${m.backend.padEnd(8)} links  control plane up in ${f(m.open.startSeconds, 2)} s; first open of ${m.links} links: ${f(m.open.seconds, 2)} s, ${f(m.open.perSecond, 0)} links/s  load ${m.open.load}`,
     `${m.backend.padEnd(8)} links  ${m.links} idle links: ${f(m.memory.rssBytesPerLink / 1024, 2)} KiB RSS per link, ${f(m.memory.heapBytesPerLink / 1024, 2)} KiB JS (heap + external) per link, control plane RSS ${f(m.memory.rssMiB, 0)} MiB  load ${m.memory.load}`,
-    `${m.backend.padEnd(8)} links  restart (${r.how === 'kill' ? 'SIGKILL' : 'SIGTERM'}: exited after ${f(r.stopSeconds, 2)} s, new one ready ${f(r.downSeconds, 2)} s after the signal): ${r.linked}/${m.links} linked again in ${f(r.seconds, 2)} s from ready, ${f(r.perSecond, 0)} links/s, ${r.within20s} within 20 s, p50 ${f(r.p50Ms / 1000, 2)} s p99 ${f(r.p99Ms / 1000, 2)} s, CPU per link cp ${f(r.cpMsCpuPerLink, 2)} ms + db ${f(r.dbMsCpuPerLink, 2)} ms, ${f(r.sqlPerLink, 2)} SQL statements per link, ${r.failedAttempts} failed attempts, ${r.wouldPoll.agents} agents would have polled over HTTP meanwhile (${r.wouldPoll.polls} polls; the doubles do not), event-loop delay p99 ${f(r.eventLoop.p99Ms, 0)} ms max ${f(r.eventLoop.maxMs, 0)} ms  load ${r.load}`,
+    `${m.backend.padEnd(8)} links  restart (${r.how === 'kill' ? 'SIGKILL' : 'SIGTERM'}: exited after ${f(r.stopSeconds, 2)} s, new one ready ${f(r.downSeconds, 2)} s after the signal): ${r.linked}/${m.links} linked again in ${f(r.seconds, 2)} s from ready, ${f(r.perSecond, 0)} links/s, ${r.within20s} within 20 s, p50 ${f(r.p50Ms / 1000, 2)} s p99 ${f(r.p99Ms / 1000, 2)} s, CPU per link cp ${f(r.cpMsCpuPerLink, 2)} ms + db ${f(r.dbMsCpuPerLink, 2)} ms, ${f(r.sqlPerLink, 2)} SQL statements per link, ${r.failedAttempts} failed attempts, ${r.wouldPoll.agents} agents would have polled over HTTP meanwhile (${r.wouldPoll.polls} polls, ${r.wouldPoll.beforeHint} of them before a first Retry-After; the doubles do not; without the shed hold ${r.wouldPoll.unheld.agents} agents, ${r.wouldPoll.unheld.polls} polls, ${r.wouldPoll.unheld.beforeHint} before a first Retry-After), event-loop delay p99 ${f(r.eventLoop.p99Ms, 0)} ms max ${f(r.eventLoop.maxMs, 0)} ms  load ${r.load}`,
     `${m.backend.padEnd(8)} links  restart SQL: ${r.sqlMix.join('; ')}`,
   ];
 }
