@@ -8,6 +8,7 @@
 //   BENCH_REPLICA_AGENTS=12        real agents (`runt-agent --runtime fake`, given all three URLs) for the kill
 //   BENCH_REPLICA_PARTS=latency,throughput,kill
 //   BENCH_REPLICA_CP_BIN=path      another build's dist/bin.js (a before/after comparison, back to back)
+//   BENCH_REPLICA_GAP_MS=0         latency part: a pause after each sample's finish before the next submit
 //   BENCH_TRACE=1                  latency part: each replica writes a per-step trace (RUNT_TRACE_FILE);
 //                                  printed as the median time of each step after the submit was sent
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -26,6 +27,7 @@ import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
+const GAP_MS = Number(env('BENCH_REPLICA_GAP_MS', '0'));
 const THROUGHPUT_RUNS = Number(env('BENCH_REPLICA_THROUGHPUT', '2000'));
 const KILL_AGENTS = Number(env('BENCH_REPLICA_AGENTS', '12'));
 const PARTS = env('BENCH_REPLICA_PARTS', 'latency,throughput,kill').split(',');
@@ -216,6 +218,7 @@ async function offerLatency(
         if (TRACE_DIR) stamps.set(run.id, { sent: t0, answer: t0 + answered, offer: at });
       }
       await finishRun(agentClient!, run);
+      if (GAP_MS > 0) await sleep(GAP_MS);
     }
   } finally {
     ws.close();
@@ -238,52 +241,62 @@ async function offerLatency(
 }
 
 /**
- * The replicas' per-step trace of the sampled runs: for each step, the median (and p90) of its
- * first time after the bench sent the submit, in order; `B:` marks the replica holding the link.
+ * The replicas' per-step trace of the sampled runs: for each step, the median, p90 and p99 of
+ * its first time after the bench sent the submit, in order; `B:` marks the replica holding the
+ * link. Then the same medians over the slowest 2 % of the samples only (by offer received), so
+ * the tail's step shows.
  */
 function printTrace(
   label: string,
   stamps: Map<string, { sent: number; answer: number; offer: number }>,
   replicaIds: string[],
 ): void {
-  const byStep = new Map<string, number[]>();
-  const add = (step: string, ms: number) => {
-    const xs = byStep.get(step);
-    if (xs) xs.push(ms);
-    else byStep.set(step, [ms]);
+  const perRun = new Map<string, Map<string, number>>(); // run → step → ms after sent
+  const add = (run: string, step: string, ms: number) => {
+    let m = perRun.get(run);
+    if (!m) perRun.set(run, (m = new Map()));
+    if (!m.has(step)) m.set(step, ms);
   };
   for (const [i, id] of [...new Set(replicaIds)].entries()) {
     const file = join(TRACE_DIR!, `${id}.trace`);
     if (!existsSync(file)) continue;
     const prefix = replicaIds.length > 1 && replicaIds[0] !== replicaIds[1] ? (i === 0 ? 'A ' : 'B ') : '';
-    const first = new Map<string, number>(); // `${run} ${step}` → its first time
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       const [t, step, run] = line.split(' ');
       if (!run || !stamps.has(run)) continue;
-      const k = `${run} ${step}`;
-      if (!first.has(k)) first.set(k, Number(t));
-    }
-    for (const [k, t] of first) {
-      const [run, step] = k.split(' ');
-      add(prefix + step!, t - stamps.get(run!)!.sent);
+      add(run, prefix + step!, Number(t) - stamps.get(run)!.sent);
     }
   }
-  for (const s of stamps.values()) {
-    add('bench: answer received', s.answer - s.sent);
-    add('bench: offer received', s.offer - s.sent);
+  for (const [run, s] of stamps) {
+    add(run, 'bench: answer received', s.answer - s.sent);
+    add(run, 'bench: offer received', s.offer - s.sent);
   }
-  const rows = [...byStep].map(([step, xs]) => ({
-    step,
-    p50: percentile(xs, 50),
-    p90: percentile(xs, 90),
-    n: xs.length,
-  }));
-  rows.sort((a, b) => a.p50 - b.p50);
-  console.log(`trace (${label}): ms after the submit was sent, p50 / p90 over the sampled runs`);
-  for (const r of rows)
-    console.log(
-      `  ${r.step.padEnd(28)} ${r.p50.toFixed(3).padStart(8)} ${r.p90.toFixed(3).padStart(8)}  (n=${r.n})`,
-    );
+  const table = (runs: string[]) => {
+    const byStep = new Map<string, number[]>();
+    for (const run of runs)
+      for (const [step, ms] of perRun.get(run) ?? []) {
+        const xs = byStep.get(step);
+        if (xs) xs.push(ms);
+        else byStep.set(step, [ms]);
+      }
+    const rows = [...byStep].map(([step, xs]) => ({
+      step,
+      p50: percentile(xs, 50),
+      p90: percentile(xs, 90),
+      p99: percentile(xs, 99),
+      n: xs.length,
+    }));
+    rows.sort((a, b) => a.p50 - b.p50);
+    for (const r of rows)
+      console.log(
+        `  ${r.step.padEnd(28)} ${r.p50.toFixed(3).padStart(8)} ${r.p90.toFixed(3).padStart(8)} ${r.p99.toFixed(3).padStart(8)}  (n=${r.n})`,
+      );
+  };
+  console.log(`trace (${label}): ms after the submit was sent, p50 / p90 / p99 over the sampled runs`);
+  table([...stamps.keys()]);
+  const slow = [...stamps].sort((a, b) => b[1].offer - b[1].sent - (a[1].offer - a[1].sent));
+  console.log(`trace (${label}), the slowest 2 % of the samples only: p50 / p90 / p99`);
+  table(slow.slice(0, Math.max(1, Math.ceil(slow.length / 50))).map(([run]) => run));
 }
 
 /**

@@ -238,6 +238,7 @@ export async function startControlPlane(
     defaults: { timeoutS: config.runTimeoutS, queueTimeoutS: config.queueTimeoutS },
     secrets,
     placeFresh: (runId) => freshOffer(runId, replicaId),
+    claimers: (workstationId) => links.claimerOf(workstationId),
   });
 
   let publicUrl = config.publicUrl ?? '';

@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlaneClient, type Run } from '@runt/protocol';
+import { WebSocket } from 'ws';
+import { ControlPlaneClient, controlMessageSchema, type ControlMessage, type Run } from '@runt/protocol';
 import { createTestDatabase } from '@runt/sql/testing';
 import { loadConfig, type ControlPlaneConfig } from '../src/config.js';
 import { startControlPlane, type RunningControlPlane, type StartOptions } from '../src/server.js';
@@ -148,6 +149,76 @@ describe('three control-plane replicas on one postgres', () => {
       });
     }
     expect(new Set(holders).size).toBe(3);
+  });
+
+  it('offers a run submitted on the replica holding the link from the submit itself: plain, or leased to the runner that asked for claim on offer', async () => {
+    const runtime = uniqueRuntime();
+    // A plain link on replica b: the submit's answer already shows the run offered (no pass
+    // placed it: the tick is a minute, and a pass would answer `queued` first), and the offer
+    // arrives exactly once, on that link only.
+    const plain = await pairAgent(replicas[1]!, 'same-replica-plain', [runtime]);
+    await plain.connect({ cpu_count: 4, max_runs: 4 });
+    const { run } = await admins[1]!.submitRun({ runtime, command: ['plain'] });
+    expect([run.status, run.workstation_id]).toEqual(['offered', plain.workstationId]);
+    await plain.waitFor('offer', (m) => m.id === run.id);
+    const claim = await plain.client.claimRun(run.id, { runner_id: 'r', lease_ms: 30_000 });
+    await plain.client.reportStatus(run.id, {
+      fencing_token: claim.fencing_token,
+      status: 'completed',
+      exit_code: 0,
+    });
+    expect(offersOf(plain, run.id)).toBe(1);
+
+    // A link asking for claim on offer on replica c: the answer shows the run accepted, leased
+    // to that runner, and the agent gets it leased (`offer-claimed`) with the same token.
+    const runtime2 = uniqueRuntime();
+    const claimer = await pairAgent(replicas[2]!, 'same-replica-claimer', [runtime2]);
+    const got: ControlMessage[] = [];
+    const ws = new WebSocket(`${replicas[2]!.cp.url.replace(/^http/, 'ws')}/api/agent/link`, {
+      headers: { authorization: `Bearer ${claimer.token}` },
+    });
+    ws.on('message', (d) => got.push(controlMessageSchema.parse(JSON.parse((d as Buffer).toString('utf8')))));
+    await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+    ws.send(
+      JSON.stringify({
+        type: 'register',
+        workstation: {
+          display_name: 'claimer',
+          cpu_count: 4,
+          max_runs: 4,
+          runtimes: [runtime2],
+          agent_version: '0.0.0-test',
+          listening: true,
+        },
+        running_run_ids: [],
+        claim_on_offer: { runner_id: 'r9', lease_ms: 30_000 },
+      }),
+    );
+    try {
+      await eventually(() => got.some((m) => m.type === 'registered'), 'registered');
+      const leased = (await admins[2]!.submitRun({ runtime: runtime2, command: ['claimed'] })).run;
+      expect(leased).toMatchObject({
+        status: 'accepted',
+        workstation_id: claimer.workstationId,
+        lease: { holder: `${claimer.workstationId}/r9` },
+      });
+      const sent = await eventually(
+        () =>
+          got.flatMap((m) => (m.type === 'offer-claimed' ? m.runs : [])).find((c) => c.run.id === leased.id),
+        'offer-claimed',
+      );
+      expect(sent.fencing_token).toBe(leased.lease!.fencing_token);
+      expect(got.some((m) => m.type === 'offer')).toBe(false);
+      // Reported on with the token that came with it, no claim.
+      await claimer.client.reportStatus(leased.id, {
+        fencing_token: sent.fencing_token,
+        status: 'completed',
+        exit_code: 0,
+      });
+      expect((await admins[0]!.getRun(leased.id)).run.status).toBe('completed');
+    } finally {
+      ws.close();
+    }
   });
 
   it('delivers a cancel sent to a replica that does not hold the link, and a drain', async () => {

@@ -1,11 +1,13 @@
 import { leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { migrate, type Database, type Queryable } from '@runt/sql';
+import { countStatements, migrate, type Database, type Queryable } from '@runt/sql';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlPlaneMigrations } from '../src/migrations.js';
+import { freshOffer } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
+import { addWorkstation } from './scheduler-fixtures.js';
 
 /**
  * Issue 10: on Postgres a submit's insert commits without waiting for the disk, so the
@@ -45,6 +47,7 @@ describe('a submit on postgres', () => {
       close: () => db.close(),
       query: q(db),
       transaction: (fn) => db.transaction((tx) => fn({ ...tx, query: q(tx) })),
+      pipeline: async (statements) => after(statements[0]!.text, await db.pipeline!(statements)) as never,
     };
   }
 
@@ -80,4 +83,33 @@ describe('a submit on postgres', () => {
       }
     },
   );
+
+  it('placed by its submit onto a link held here and claimed on offer there: answered only once the claim commit flushed the WAL past the insert, with no flush of its own', async () => {
+    await addWorkstation(t.db, 'ws_here', 'here', 1000, 'A');
+    for (let i = 0; i < 20; i++) {
+      let walEnd: string | undefined;
+      let roundTrips = 0;
+      const db = countStatements(
+        noting(t.db, (l) => (walEnd = l)),
+        (c) => (roundTrips += c.roundTrips),
+      );
+      const out = await transitions.submitMany(
+        db,
+        [submitRunRequestSchema.parse({ runtime: 'here', command: ['true'] })],
+        undefined,
+        undefined,
+        (id) => freshOffer(id, 'A'),
+        async (run) => (await transitions.claimFresh(db, run.id, 'ws_here', 'ws_here/r1', 30_000))?.run,
+      );
+      const flushed = await lsn('pg_current_wal_flush_lsn');
+      expect(out[0]!.run).toMatchObject({ status: 'accepted', lease: { holder: 'ws_here/r1' } });
+      // The submit's pipeline and the claim's; the claim's synchronous commit is the flush.
+      expect(roundTrips).toBe(2);
+      const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [
+        flushed,
+        walEnd,
+      ]);
+      expect({ flushed, walEnd, durable: ok.rows[0]!.ok }).toEqual({ flushed, walEnd, durable: true });
+    }
+  });
 });

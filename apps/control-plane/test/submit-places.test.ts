@@ -162,7 +162,7 @@ describe('a submit that places its own run, on postgres', () => {
     }
   });
 
-  it('leaves the run queued (for the pass) behind an older placeable run, and for a link held by this replica', async () => {
+  it('leaves the run queued (for the pass) behind an older placeable run', async () => {
     await addWorkstation('ws_q', 'q', 4);
     const older = (await transitions.submit(t.db, parse('q'))).run;
     expect((await submitOnA(t.db, 'q')).status).toBe('queued');
@@ -170,13 +170,47 @@ describe('a submit that places its own run, on postgres', () => {
     expect((await submitOnA(t.db, 'q')).status).toBe('queued'); // the one just queued is older
     await t.db.query(`update runs set status = 'cancelled' where status = 'queued'`);
     expect((await submitOnA(t.db, 'q')).status).toBe('offered');
-    // A link held here: the pass places it (and claims on offer where the agent asked).
-    await addWorkstation('ws_here', 'here', 4, 'A');
-    expect((await submitOnA(t.db, 'here')).status).toBe('queued');
     // An older run of a runtime no free workstation offers does not hold it back.
     await t.db.query(`update runs set status = 'cancelled' where status = 'queued'`);
     await transitions.submit(t.db, parse('nowhere'));
     expect((await submitOnA(t.db, 'q')).status).toBe('offered');
+  });
+
+  it('offers onto a link held by this replica without a notification, and hands the run to deliverHere before the answer', async () => {
+    await addWorkstation('ws_here', 'here', 4, 'A');
+    const listener = await openPostgres({ url: t.url! });
+    const published: string[] = [];
+    const listening = await listener.listen!(
+      'runt_link',
+      (p) => published.push(p),
+      () => {},
+    );
+    try {
+      const delivered: Array<{ id: string; status: string }> = [];
+      const out = await transitions.submitMany(
+        t.db,
+        [parse('here')],
+        undefined,
+        undefined,
+        (id) => freshOffer(id, 'A'),
+        async (run) => {
+          delivered.push({ id: run.id, status: run.status });
+          return undefined; // a plain offer: the submit flushes the WAL itself
+        },
+      );
+      const run = out[0]!.run;
+      expect([run.status, run.workstation_id]).toEqual(['offered', 'ws_here']);
+      expect(delivered).toEqual([{ id: run.id, status: 'offered' }]);
+      // A link held elsewhere is still published (the control: the listener hears the channel).
+      await addWorkstation('ws_there', 'there', 4, 'B');
+      const there = await submitOnA(t.db, 'there');
+      await expect.poll(() => published.length, { timeout: 5000 }).toBe(1);
+      expect(JSON.parse(published[0]!)).toMatchObject({ w: 'ws_there', offer: there.id });
+      expect(JSON.parse(published[0]!).row).not.toHaveProperty('held_here');
+    } finally {
+      await listening.close();
+      await listener.close();
+    }
   });
 
   it('places as a pass would: labels, pin, cpus, most free slots first', async () => {

@@ -46,6 +46,12 @@ export interface RunLifecycleDeps {
    * scheduler's `freshOffer`); absent, every submit asks for a scheduling pass.
    */
   placeFresh?: ((runId: string) => Statement[]) | undefined;
+  /**
+   * Claim on offer at a workstation whose link this process holds (`LinkRegistry.claimerOf`,
+   * as the scheduler's): a run its submit placed there is claimed for that runner and sent
+   * leased (`offer-claimed`); undefined sends it a plain offer.
+   */
+  claimers?: ((workstationId: string) => transitions.OfferClaimer | undefined) | undefined;
 }
 
 const conflict = (runId: string, why: string) =>
@@ -148,13 +154,39 @@ export class RunLifecycle {
       // The pass starts once the runs are visible, while their WAL is flushed (before the answer);
       // a run its submit placed already (`placeFresh`) needs none.
       (out) => {
-        if (out.length === 1 && out[0]!.created && out[0]!.run.status === 'offered')
+        if (out.length === 1 && out[0]!.created && out[0]!.run.status !== 'queued')
           runPathMetrics.offers.inc();
         else if (out.some((o) => o.created)) this.d.signals.schedule('submitted');
       },
       this.d.placeFresh,
+      (run) => this.#deliverHere(run),
     );
     return out;
+  }
+
+  /**
+   * The same-replica path of a submit that placed its own run (issue 10): the run was offered
+   * to a workstation whose link this process holds, so no notification went out and no pass is
+   * needed — it is sent from here, before the submit is answered. A plain offer goes at once
+   * (before the submit's WAL flush, safe as every plain offer: see docs/runs.md#scheduler).
+   * Where the agent asked for claim on offer, the run is first claimed for its runner in a
+   * synchronous commit (`transitions.claimFresh`), which also makes the submit durable, and
+   * sent leased; a claim that did not apply sends the plain offer and leaves the flush to the
+   * submit. Resolves to the claimed run, if any.
+   */
+  async #deliverHere(run: Run): Promise<Run | undefined> {
+    const ws = run.workstation_id!;
+    const claimer = this.d.claimers?.(ws);
+    const grant =
+      claimer && (await transitions.claimFresh(this.d.db, run.id, ws, claimer.holder, claimer.leaseMs));
+    if (!grant) {
+      this.d.signals.toWorkstation(ws, { type: 'offer', id: run.id, run });
+      return undefined;
+    }
+    // A run with secret entries never takes this path (submitMany): the answer opens nothing.
+    this.d.signals.toWorkstation(ws, { type: 'offer-claimed', runs: [claimAnswer(grant, this.d.secrets)] });
+    runPathMetrics.claimedOnOffer.inc();
+    return grant.run;
   }
 
   /** Refuses runs with secret env entries when this control plane keeps no secrets. */

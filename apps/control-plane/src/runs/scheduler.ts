@@ -129,16 +129,19 @@ const FRESH_OFFER_SQL = `with x as (
    for update of w skip locked
 ), o as (
   update runs r set status = 'offered', workstation_id = c.id, offered_at = now() from c
-   where r.id = $1::text and r.status in (${statusesSql('offer')}) and c.link_replica is distinct from $2::text
-  returning r.*, null::text as l_holder, null::bigint as l_token, null::timestamptz as l_expires_at
+   where r.id = $1::text and r.status in (${statusesSql('offer')})
+  returning r.*, null::text as l_holder, null::bigint as l_token, null::timestamptz as l_expires_at,
+            c.link_replica is not distinct from $2::text as held_here
 ), n as (
   select pg_notify('${LINK_CHANNEL}', case when octet_length(p.t) < ${MAX_NOTIFY_PAYLOAD} then p.t
                    else json_build_object('w', o.workstation_id, 'offer', o.id)::text end)
-    from o cross join lateral (select json_build_object('w', o.workstation_id, 'offer', o.id, 'row', to_jsonb(o))::text as t) p
+    from o cross join lateral (select json_build_object('w', o.workstation_id, 'offer', o.id,
+                                        'row', to_jsonb(o) - 'held_here')::text as t) p
+   where not o.held_here
 )
 select o.*, (select count(*) from n) as notified from o
 union all
-select r.*, null, null, null, 0 from runs r where r.id = $1::text and not exists (select 1 from o)`;
+select r.*, null, null, null, false, 0 from runs r where r.id = $1::text and not exists (select 1 from o)`;
 
 /** The scheduler's lock as a statement of its own (see readPage for why it must be one). */
 const SCHEDULER_LOCK_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK})`;
@@ -153,8 +156,10 @@ const SCHEDULER_LOCK_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK})`;
  * most free slots, then fewest used, then id) — and publishes the offer with `pg_notify` for
  * the replica holding the link. It leaves the run queued, for the pass the submit then asks
  * for, when a pass could decide otherwise: an older queued run that a free workstation could
- * take is waiting (FIFO), or the chosen workstation's link is held by this replica
- * (`link_replica`: the pass sends it, claiming on offer where the agent asked). The
+ * take is waiting (FIFO). When the chosen workstation's link is held by this replica
+ * (`link_replica = $2`) nothing is published: the row comes back with `held_here` and the
+ * submit sends it itself (`RunLifecycle`'s deliverHere: plain, or claimed for the runner that
+ * asked for claim on offer) — the same-replica path needs no pass either. The
  * notification carries the offered row (`{w, offer, row}`), so the replica holding the link
  * sends it without a query; an older replica reads only `offer` (the run id) and reads the
  * run. The last statement returns the run's row, offered or still queued. The pipeline commits

@@ -369,6 +369,7 @@ export async function submitMany(
   seal?: SealSecrets,
   visible?: (out: Array<{ run: Run; created: boolean }>) => void,
   placeFresh?: (runId: string) => Statement[],
+  deliverHere?: DeliverHere,
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (inputs.length === 0) return [];
   const lone = inputs.length === 1 ? inputs[0]! : undefined;
@@ -376,7 +377,7 @@ export async function submitMany(
     const id = `run_${randomUUID()}`;
     const item = runItem(0, id, lone, seal);
     // Secret entries never travel in a notification (the row would carry them sealed).
-    if (item.secret_env === null) return submitPlaced(db, id, item, placeFresh, visible);
+    if (item.secret_env === null) return submitPlaced(db, id, item, placeFresh, visible, deliverHere);
   }
   const insertSql = db.backend === 'postgres' ? INSERT_RUNS_VISIBLE_FIRST : INSERT_RUNS;
   // The first item with a key is inserted; a later one with the same key gets its run.
@@ -452,11 +453,24 @@ async function answered(
 }
 
 /**
+ * Delivers a run its submit's placement offered to a workstation whose link this replica holds
+ * (`freshOffer`'s `held_here`: no notification was published for it), before the submit is
+ * answered: a plain offer sent at once, or — the agent asked for claim on offer — the run
+ * claimed for its runner (`offered → accepted`, a synchronous commit) and sent already leased.
+ * Resolves to the claimed run when it made a synchronous commit that wrote the claim (the WAL
+ * is then flushed past the submit's insert: no {@link flushWal} needed), else undefined.
+ */
+export type DeliverHere = (run: Run) => Promise<Run | undefined>;
+
+/**
  * One run without an idempotency key or secrets, on Postgres: its insert (the same prepared
  * statement as submitMany's) and its placement (`placeFresh`, the scheduler's `freshOffer`) in
  * ONE pipeline — one round trip instead of the insert's and then a pass's three, every
  * statement planned once per connection — committed asynchronously like the insert alone, then
- * {@link flushWal} before the answer. `visible` gets the run offered or still queued.
+ * {@link flushWal} before the answer. `visible` gets the run offered or still queued. A run
+ * offered onto a link this replica holds is delivered by `deliverHere` before that (the
+ * same-replica path: no pass, no notification); when it claimed the run on offer, the claim's
+ * synchronous commit made the insert durable and no flush follows.
  */
 async function submitPlaced(
   db: Database,
@@ -464,11 +478,24 @@ async function submitPlaced(
   item: ReturnType<typeof runItem>,
   placeFresh: (runId: string) => Statement[],
   visible?: (out: Array<{ run: Run; created: boolean }>) => void,
+  deliverHere?: DeliverHere,
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (tracing) traceMark('insert.sent', id);
   const insert = { text: INSERT_RUNS_VISIBLE_FIRST, params: [JSON.stringify([item])] };
-  const row = (await db.pipeline!<RunRow>([insert, ...placeFresh(id)])).rows[0]!;
-  return answered(db, id, [{ run: toRun(row), created: true }], visible);
+  const row = (await db.pipeline!<RunRow & { held_here?: boolean | null }>([insert, ...placeFresh(id)]))
+    .rows[0]!;
+  const run = toRun(row);
+  if (row.held_here && run.status === 'offered' && deliverHere) {
+    if (tracing) traceMark('insert.returned', id);
+    const claimed = await deliverHere(run);
+    if (claimed) {
+      const out = [{ run: claimed, created: true }];
+      visible?.(out);
+      if (tracing) traceMark('flush.returned', id);
+      return out;
+    }
+  }
+  return answered(db, id, [{ run, created: true }], visible);
 }
 
 /**
@@ -606,6 +633,40 @@ export async function claimMany(
     grants.set(row.id, grantOf(row));
   }
   return grants;
+}
+
+/**
+ * claim (`offered → accepted`) of a run its submit offered to a workstation whose link this
+ * replica holds, for the runner that asked for claim on offer: {@link claimMany}'s statement
+ * sent in one pipeline after `synchronous_commit = on` for its transaction, so its commit — a
+ * lease granted and the run's row changed, both WAL records — waits for the WAL flush, which
+ * takes every earlier commit with it (the submit's asynchronously committed insert and offer).
+ * The grant, or undefined when it did not apply (the run changed: nothing was written, so the
+ * caller still has to flush; a lease granted on a changed run is given back first).
+ *
+ * @example
+ * const grant = await claimFresh(db, 'run_1', 'ws_1', 'ws_1/agent-1', 30_000);
+ */
+export async function claimFresh(
+  db: Database,
+  runId: string,
+  workstationId: string,
+  holder: string,
+  leaseMs: number,
+): Promise<ClaimGrant | undefined> {
+  const r = await db.pipeline!<
+    RunRow & { resource: string; granted: number | string; pending_commands: boolean }
+  >([
+    { text: `select set_config('synchronous_commit', 'on', true)` },
+    { text: CLAIM_SQL, params: [JSON.stringify([runId]), workstationId, holder, leaseMs] },
+  ]);
+  const row = r.rows[0];
+  if (!row) return undefined;
+  if (row.id === null || row.id === undefined) {
+    await releaseLease(db, row.resource, holder, Number(row.granted));
+    return undefined;
+  }
+  return grantOf(row);
 }
 
 /** What a claim-on-offer needs of a workstation's agent: its runner (the lease holder) and lease length. */
