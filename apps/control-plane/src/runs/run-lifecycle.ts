@@ -29,6 +29,7 @@ import type {
 } from './transitions.js';
 import { WriteBatcher } from './write-batcher.js';
 import { runPathMetrics } from '../metrics.js';
+import { traceMark, tracing } from '../trace.js';
 
 export interface RunLifecycleDeps {
   db: Database;
@@ -417,12 +418,14 @@ export class RunLifecycle {
     // One fenced statement in the common case (accepted → running, or active → terminal with
     // the lease released); a retry, a gap or a refusal takes the checked path for its answer.
     if (events.length === 0 || batch) {
+      if (tracing) traceMark(body.status === 'running' ? 'start.received' : 'finish.received', runId);
       const write = { runId, workstationId, token: body.fencing_token, batch, brief };
       const fast =
         body.status === 'running'
           ? await this.#starts.submit(write)
           : await this.#finishes.submit({ ...write, outcome: outcomeOf(body) });
       if (fast) {
+        if (tracing) traceMark(body.status === 'running' ? 'start.committed' : 'finish.committed', runId);
         if (body.status !== 'running' || events.length > 0) this.d.signals.eventsAppended(runId);
         if (body.status !== 'running') this.d.signals.schedule();
         return fast;

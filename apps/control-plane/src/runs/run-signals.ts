@@ -17,8 +17,10 @@ export interface RunSignals {
   /**
    * Inside a writer's transaction: publishes the messages for links held by other replicas (sent
    * on commit) and returns the ones for links held here, to pass to `toWorkstation` after the commit.
+   * With `capacityFreed`, also tells the other replicas on that commit that a slot may be free
+   * (the scheduling pass that carries a finish's notice, see {@link SchedulingTarget.kick}).
    */
-  relay(tx: Queryable, items: LinkMessage[]): Promise<LinkMessage[]>;
+  relay(tx: Queryable, items: LinkMessage[], capacityFreed?: boolean): Promise<LinkMessage[]>;
   /**
    * Inside a writer's transaction: publishes with `pg_notify` what other replicas must hear of
    * this write — the messages for links they hold and, with `capacityFreed`, that a slot may be
@@ -39,14 +41,19 @@ export interface MessageRelay {
 
 /** What `schedule` wakes: the scheduler, which itself sends signals, so it is attached after both exist. */
 export interface SchedulingTarget {
-  kick(reason?: 'submitted'): void;
+  /**
+   * Asks for a pass. `freed`: capacity was freed here, and the pass tells the other replicas
+   * (with its COMMIT, when it leaves a slot free); returns false when no pass will run (stopped),
+   * so the caller tells them itself.
+   */
+  kick(reason?: 'submitted' | 'freed'): boolean | void;
 }
 
 /**
  * The signals of one control-plane process: event followers through `waiters`, agents through
  * the relay (their link here, or `pg_notify` to the replica holding it), scheduling through the
  * scheduler attached with `attachScheduler`; a `schedule` other than `submitted` also tells the
- * other replicas. A `schedule` before `attachScheduler` is dropped (the scheduler's start runs
+ * other replicas (through the pass it starts: see `Scheduler.kick`). A `schedule` before `attachScheduler` is dropped (the scheduler's start runs
  * a pass anyway).
  *
  * @example
@@ -62,11 +69,16 @@ export function createRunSignals(o: {
   return {
     eventsAppended: (runId) => o.waiters.notify(runId),
     schedule: (reason) => {
-      scheduler?.kick(reason);
-      if (reason !== 'submitted') o.relay.capacityFreed();
+      if (reason === 'submitted') {
+        scheduler?.kick(reason);
+        return;
+      }
+      // The pass this asks for carries the notice to the other replicas (no statement of its own
+      // per finish batch); without a pass to carry it, it goes alone.
+      if (scheduler?.kick('freed') !== true) o.relay.capacityFreed();
     },
     toWorkstation: (workstationId, message) => o.relay.send(workstationId, message),
-    relay: (tx, items) => o.relay.relay(tx, items),
+    relay: (tx, items, capacityFreed) => o.relay.relay(tx, items, capacityFreed),
     async publish(tx, items, opts) {
       const local = await o.relay.relay(tx, items, opts?.capacityFreed);
       return () => {
