@@ -31,6 +31,7 @@ import { cpuProfileTop } from './cpu-profile-top.js';
 import { describeLinks, linksToMeasure, measureLinks, type LinksMeasurement } from './links.js';
 import { measurePeer, type PeerMeasurement } from './measure-peer.js';
 import type { PeerTask } from './peer-host.js';
+import { serverState } from './postgres-server.js';
 import { RuntSystem, type RuntMeasurement } from './runt-system.js';
 import { loadAverage, percentile } from './stats.js';
 
@@ -163,6 +164,7 @@ console.log(
 );
 for (let round = 0; round < ROUNDS; round++) {
   for (const backend of BACKENDS) {
+    if (backend === 'postgres') console.log(await serverState());
     const peers = SYSTEMS.filter((s) => s in PEER_LABEL && (s === 'raw' || backend === 'postgres'));
     if (MODES.includes('drain'))
       for (const p of peers)
