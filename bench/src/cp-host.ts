@@ -9,7 +9,15 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { writeHeapSnapshot } from 'node:v8';
 import { loadConfig, startControlPlane } from '@runt/control-plane';
-import { countStatements, openPglite, openPostgres, type Database, type Queryable } from '@runt/sql';
+import {
+  countStatements,
+  openPglite,
+  openPostgres,
+  type Database,
+  type Queryable,
+  type UpkeepDone,
+  type UpkeepOptions,
+} from '@runt/sql';
 import { mintToken } from '@runt/transport-auth';
 
 export interface CpHostConfig {
@@ -160,6 +168,23 @@ async function profileWindow(m: Extract<CpHostRequest, { type: 'profile' }>): Pr
   writeFileSync(m.file, JSON.stringify(profile));
 }
 
+/**
+ * PGlite's table upkeep (`openPglite`'s `upkeep`): BENCH_PGLITE_UPKEEP=off switches it off (an
+ * A/B in one build), a JSON object sets its options; BENCH_UPKEEP_LOG=1 prints each VACUUM or
+ * ANALYZE it ran (table, rows, dead rows, ms) to stderr.
+ */
+function pgliteUpkeep(): UpkeepOptions | false {
+  const env = process.env.BENCH_PGLITE_UPKEEP;
+  if (env === 'off') return false;
+  const log = process.env.BENCH_UPKEEP_LOG
+    ? (d: UpkeepDone) =>
+        process.stderr.write(
+          `cp-host upkeep: ${d.action} ${d.table} rows ${d.rows} dead ${d.deadRows} changed ${d.changedSinceAnalyze} in ${d.ms.toFixed(1)} ms\n`,
+        )
+    : undefined;
+  return { ...(env ? (JSON.parse(env) as UpkeepOptions) : {}), ...(log ? { onUpkeep: log } : {}) };
+}
+
 const imported = performance.now();
 
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -171,7 +196,7 @@ async function main(): Promise<void> {
   const raw =
     c.backend === 'postgres'
       ? await openPostgres({ url: c.url! })
-      : await openPglite({ dataDir: `${c.dataDir}/db` });
+      : await openPglite({ dataDir: `${c.dataDir}/db`, upkeep: pgliteUpkeep() });
   const opened = performance.now();
   const adminToken = c.adminToken ?? mintToken('admin');
   const cp = await startControlPlane(

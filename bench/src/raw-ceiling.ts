@@ -68,7 +68,9 @@ export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
     }));
     close = async () => void (await Promise.all(clients.map((c) => c.end())));
   } else {
-    const db = await openPglite(o.dataDir ? { dataDir: o.dataDir } : {});
+    // BENCH_PGLITE_UPKEEP=off: without the table upkeep, as the control plane's (cp-host.ts).
+    const upkeep = process.env.BENCH_PGLITE_UPKEEP === 'off' ? { upkeep: false as const } : {};
+    const db = await openPglite({ ...(o.dataDir ? { dataDir: o.dataDir } : {}), ...upkeep });
     conns = Array.from({ length: 2 * o.workers }, () => db);
     close = () => db.close();
   }

@@ -3,12 +3,15 @@ import { PGlite, type Results } from '@electric-sql/pglite';
 import { LaneGate, type Lane } from './lanes.js';
 import { PlanCache, type PlanCacheOptions } from './plan-cache.js';
 import type { Database, QueryResult, Queryable } from './sql.js';
+import { TableUpkeep, type UpkeepOptions } from './upkeep.js';
 
 export interface OpenPgliteOptions {
   /** Directory for the data files; omit for an in-memory database (tests, embedding). */
   dataDir?: string;
   /** How long prepared plans are kept (see PlanCache). */
   plans?: PlanCacheOptions;
+  /** When tables are vacuumed and analysed (see TableUpkeep; autovacuum's defaults); `false`: never. */
+  upkeep?: UpkeepOptions | false;
 }
 
 /**
@@ -24,6 +27,10 @@ export interface OpenPgliteOptions {
  * A statement sent a second time is planned once and run from its prepared plan (`PlanCache`):
  * PGlite's own `query` plans every statement again, which cost the hot ones more than running
  * them did (issue 9).
+ *
+ * PGlite has no autovacuum: `TableUpkeep` stands in for it, between statements — a table whose
+ * dead or changed rows pass autovacuum's thresholds is vacuumed and analysed in its turn on the
+ * connection (docs/runs.md, _PGlite upkeep_).
  *
  * @example
  * const db = await openPglite({ dataDir: './.runt/db' });
@@ -58,25 +65,47 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
   });
   const self = wrap(pg);
   const gate = new LaneGate();
+  const upkeep =
+    opts.upkeep === false
+      ? undefined
+      : new TableUpkeep(
+          (fn) => gate.run('normal', () => fn({ query: (text) => pg.query(text) })),
+          opts.upkeep,
+        );
+  // A look at the tables' counters is queued (when due) once a statement has run.
+  const after = <T>(p: Promise<T>): Promise<T> => {
+    if (upkeep)
+      void p.then(
+        () => upkeep.maybe(),
+        () => upkeep.maybe(),
+      );
+    return p;
+  };
   const lane = (name: Lane): Omit<Database, 'priority'> => ({
     backend: 'pglite',
-    query: (text, params) => gate.run(name, () => self.query(text, params)),
+    query: (text, params) => after(gate.run(name, () => self.query(text, params))),
     transaction: (fn) =>
-      gate.run(name, () =>
-        pg.transaction(async (tx) => {
-          const atCommit: string[] = [];
-          const q = wrap(tx);
-          const out = await fn({
-            ...q,
-            atCommit: (text) => {
-              atCommit.push(text);
-            },
-          });
-          for (const text of atCommit) await q.query(text);
-          return out;
-        }),
+      after(
+        gate.run(name, () =>
+          pg.transaction(async (tx) => {
+            const atCommit: string[] = [];
+            const q = wrap(tx);
+            const out = await fn({
+              ...q,
+              atCommit: (text) => {
+                atCommit.push(text);
+              },
+            });
+            for (const text of atCommit) await q.query(text);
+            return out;
+          }),
+        ),
       ),
-    close: () => pg.close(),
+    // A VACUUM running is let finish first (a statement of the normal lanes is the caller's).
+    close: async () => {
+      await upkeep?.close();
+      await pg.close();
+    },
   });
   const priority: Database = {
     ...lane('priority'),

@@ -41,10 +41,12 @@ const PREPARABLE = /^\s*(with|select|insert|update|delete|values)\b/i;
  * (a statement with parameters: the server's plan cache takes its generic plan when it costs no
  * more than the custom ones).
  *
- * PGlite never runs `ANALYZE` (no autovacuum in its single-user backend), so its planner sizes
- * tables from their page counts at planning time: a plan made when a table was small must not
- * outlive its growth. So a prepared statement is prepared again after `maxUses` executions or
- * `maxAgeMs`, whichever comes first; the old one is dropped with `DEALLOCATE`.
+ * PGlite has no autovacuum: `TableUpkeep` (upkeep.ts) analyses a table once 10 % of it changed,
+ * and Postgres plans a prepared statement again once a table it reads was analysed. Between two
+ * ANALYZEs (or with the upkeep off) the planner sizes tables from their page counts at planning
+ * time, and a plan made when a table was small must not outlive its growth: so a prepared
+ * statement is also prepared again after `maxUses` executions or `maxAgeMs`, whichever comes
+ * first; the old one is dropped with `DEALLOCATE`.
  *
  * Only statements whose parameters are all strings, numbers, booleans, bigints or null are
  * cached (they become SQL literals, read by the same input functions the parameters would be);
