@@ -224,10 +224,7 @@ async function readPage<T>(
  */
 export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
-  /** Passes in flight: at most one, or two on Postgres (see kick). */
-  private readonly running = new Set<Promise<void>>();
-  /** Passes started so far; a pass's number says whether a later one started after it. */
-  private started = 0;
+  private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
   /**
@@ -255,16 +252,16 @@ export class Scheduler {
     this.kick();
   }
 
-  /** Stops the tick and waits for the passes in progress. */
+  /** Stops the tick and waits for a pass in progress. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.idle();
+    await this.running;
   }
 
-  /** Waits until no pass is in flight (those a kick during them asked for included). */
+  /** Waits until no pass is in flight (the one more a kick during it asked for included). */
   async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.all(this.running);
+    await this.running;
   }
 
   /**
@@ -276,48 +273,34 @@ export class Scheduler {
   }
 
   /**
-   * Starts a pass now. On Postgres a kick during a pass starts the next one at once (at most
-   * two in flight): its `BEGIN`, lock and page go out while the first still places and commits,
-   * wait in the database on {@link SCHEDULER_LOCK}, and read right after the first's COMMIT —
-   * as a second replica's pass would — instead of one client round trip later (issue 9: in a
-   * 10,000-run drain a finish waited a median 13.7 ms for the pass in flight to end before its
-   * slot's pass began). Kicks while two are in flight (on PGlite: one) cause one more after
-   * them, so the kicks of a burst share it. `submitted` kicks are skipped while the last pass
-   * found no free slot. `freed`: capacity was freed on this replica, and the pass tells the
-   * other replicas (see {@link Scheduler.freed}). Returns whether a pass will run (false once
-   * stopped, or for a skipped submit).
+   * Starts a pass now; passes never overlap, and kicks during a pass cause one more (so the
+   * kicks of a burst share it). `submitted` kicks are skipped while the
+   * last pass found no free slot. `freed`: capacity was freed on this replica, and the pass
+   * tells the other replicas (see {@link Scheduler.freed}). Returns whether a pass will run
+   * (false once stopped, or for a skipped submit).
    */
   kick(reason?: 'submitted' | 'tick' | 'freed'): boolean {
     if (this.stopped) return false;
     if (reason === 'submitted' && this.saturated) return false;
     if (reason !== 'submitted') this.saturated = false;
     if (reason === 'freed') this.freed = true;
-    if (this.running.size >= (this.o.db.backend === 'postgres' ? 2 : 1)) {
+    if (this.running) {
       this.again = true;
       return true;
     }
-    this.again = false;
-    this.#run();
-    return true;
-  }
-
-  /** Runs one pass (started now, not in a later macrotask), then the one more a kick asked for. */
-  #run(): void {
-    const p = (async () => {
-      try {
-        await this.pass();
-      } catch (e) {
-        this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass failed');
-      }
-    })();
-    this.running.add(p);
-    void p.then(() => {
-      this.running.delete(p);
-      if (this.again && !this.stopped) {
+    // Started now, not in a later macrotask: the kicks that arrive while it runs share one more pass.
+    this.running = (async () => {
+      do {
         this.again = false;
-        this.#run();
-      }
-    });
+        try {
+          await this.pass();
+        } catch (e) {
+          this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass failed');
+        }
+      } while (this.again && !this.stopped);
+      this.running = undefined;
+    })();
+    return true;
   }
 
   /**
@@ -334,7 +317,6 @@ export class Scheduler {
     // so runs that fit nowhere cost no more pages than before.
     let capped = true;
     this.saturated = false;
-    const number = ++this.started;
     // The notice of capacity freed before this pass began (a kick during it sets it again, for
     // the next); a pass that fails drops it (the other replicas' ticks clear their `saturated`).
     const freed = this.freed;
@@ -403,8 +385,7 @@ export class Scheduler {
         span.mark('pass.committed');
         span.end([...page.offered.map((r) => r.id), ...page.claimed.map((g) => g.run.id)]);
       }
-      // Only the pass started last says the fleet is full: one started after this one read later.
-      if (page.saturated && number === this.started) this.saturated = true;
+      if (page.saturated) this.saturated = true;
       runPathMetrics.offers.inc(page.offered.length + page.claimed.length);
       runPathMetrics.claimedOnOffer.inc(page.claimed.length);
       offered.push(...page.offered, ...page.claimed.map((g) => g.run));
