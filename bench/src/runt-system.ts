@@ -7,7 +7,7 @@ import { redeemPairingCode } from '@runt/pairing';
 import { ControlPlaneClient, MAX_RUNS_PER_BATCH } from '@runt/protocol';
 import type { CpCounts, CpHostConfig, CpHostRequest } from './cp-host.js';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
-import { CpuMeter, processStartTime, processTree, processWrites } from './proc-cpu.js';
+import { CpuMeter, processCpuSeconds, processStartTime, processTree, processWrites } from './proc-cpu.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 
 export interface RuntSystemOptions {
@@ -69,6 +69,8 @@ export interface RuntMeasurement {
    * on the same 2 cores; not in `cpuMsPerRun`, as no peer's enqueue is).
    */
   submitterCpuMsPerRun?: number;
+  /** Drain: the control plane's CPU milliseconds per submit while the backlog was submitted (agents stopped). */
+  submitCpMsPerRun?: number;
   /** The most frequent SQL statements of the phase, per run (first words). */
   sqlMix: string[];
   /** Agent processes (`runt workstation run`) and run slots (`--max-runs`) of each. */
@@ -447,13 +449,18 @@ export class RuntSystem {
         for (const pid of pids) process.kill(pid, 'SIGSTOP');
       }, 300);
     }, 15_000);
+    const cpCpu0 = processCpuSeconds(this.cp.pid!);
+    const cpu0 = process.cpuUsage();
     try {
       await this.submitMany(runs);
     } finally {
       clearInterval(pulse);
-      await sleep(350);
     }
     const submitSeconds = (nowMs() - t0) / 1000;
+    // The submits alone (the agents stopped): what one single submit costs each side.
+    const submitCpMs = ((processCpuSeconds(this.cp.pid!) - cpCpu0) * 1000) / runs;
+    const used = process.cpuUsage(cpu0);
+    await sleep(350);
     // created_at of the backlog is before begin(): count runs from the submit on, time them from SIGCONT.
     const b = await this.begin();
     b.dbStart = before!.t;
@@ -461,7 +468,12 @@ export class RuntSystem {
     const cont = Number(at!.ms);
     for (const pid of pids) process.kill(pid, 'SIGCONT');
     const m = await this.end(b, 'drain', runs, cont, timeoutMs);
-    return { ...m, submitSeconds };
+    return {
+      ...m,
+      submitSeconds,
+      submitterCpuMsPerRun: (used.user + used.system) / 1000 / runs,
+      submitCpMsPerRun: submitCpMs,
+    };
   }
 
   /**
