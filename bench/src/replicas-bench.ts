@@ -9,6 +9,7 @@
 //   BENCH_REPLICA_PARTS=latency,throughput,kill
 //   BENCH_REPLICA_CP_BIN=path      another build's dist/bin.js (a before/after comparison, back to back)
 //   BENCH_REPLICA_GAP_MS=0         latency part: a pause after each sample's finish before the next submit
+//   BENCH_SUBMIT_HTTP=node         the bench's HTTP client: node (node:http keep-alive, default) or fetch
 //   BENCH_TRACE=1                  latency part: each replica writes a per-step trace (RUNT_TRACE_FILE);
 //                                  printed as the median time of each step after the submit was sent
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -28,6 +29,10 @@ import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
 const GAP_MS = Number(env('BENCH_REPLICA_GAP_MS', '0'));
+// The bench's HTTP calls go over the client's keep-alive `node:http` transport (as runt-agent's
+// and bench.ts's submits do): `fetch` costs the caller ~0.38 ms of CPU per call against ~0.10,
+// inside every latency sample (its `t0` is taken before the call). BENCH_SUBMIT_HTTP=fetch: fetch.
+const NODE_HTTP = env('BENCH_SUBMIT_HTTP', 'node') !== 'fetch';
 const THROUGHPUT_RUNS = Number(env('BENCH_REPLICA_THROUGHPUT', '2000'));
 const KILL_AGENTS = Number(env('BENCH_REPLICA_AGENTS', '12'));
 const PARTS = env('BENCH_REPLICA_PARTS', 'latency,throughput,kill').split(',');
@@ -80,7 +85,12 @@ async function startReplicas(db: BenchDatabase, n: number): Promise<Replica[]> {
     children.add(proc);
     proc.once('exit', () => children.delete(proc));
     const url = `http://127.0.0.1:${port}`;
-    out.push({ id, url, proc, admin: new ControlPlaneClient({ url, token: adminToken, retries: 0 }) });
+    out.push({
+      id,
+      url,
+      proc,
+      admin: new ControlPlaneClient({ url, token: adminToken, retries: 0, nodeHttp: NODE_HTTP }),
+    });
   }
   for (const r of out) {
     for (const deadline = Date.now() + 120_000; ; await sleep(100)) {
@@ -131,7 +141,7 @@ async function linkDouble(
   retries = 0,
 ): Promise<WebSocket> {
   const { token } = await pair(replica, name);
-  const client = new ControlPlaneClient({ url: replica.url, token, retries });
+  const client = new ControlPlaneClient({ url: replica.url, token, retries, nodeHttp: NODE_HTTP });
   const ws = new WebSocket(`${replica.url.replace(/^http/, 'ws')}/api/agent/link`, {
     headers: { authorization: `Bearer ${token}` },
     perMessageDeflate: false,

@@ -1,12 +1,13 @@
 import { leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { migrate } from '@runt/sql';
+import { migrate, openPostgres } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlPlaneMigrations } from '../src/migrations.js';
-import { pageSql } from '../src/runs/scheduler.js';
+import { pageSql, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
+import { addWorkstation, migratedDatabase, newScheduler } from './scheduler-fixtures.js';
 
 interface PlanNode {
   'Relation Name'?: string;
@@ -73,5 +74,61 @@ describe.each(TEST_BACKENDS)('a scheduling page over an empty queue, on %s', (ba
     expect(row.any_free).toBe(true);
     expect(row.free_ws).toBe(300);
     expect(row.queued).toHaveLength(1);
+  });
+});
+
+// Issue 10 (the cross-replica offer's tail): a pass over an empty queue — the pass every
+// finish, registration and tick asks for — held the scheduler's advisory lock from its page's
+// answer to its COMMIT (a client round trip), and a lone submit's placement waited for it.
+// Now its lock statement takes the lock only when a run is queued.
+describe('a scheduling pass on postgres and the scheduler lock', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await migratedDatabase('postgres');
+    await addWorkstation(t.db, 'ws_idle', 'idle', 2);
+  });
+  afterAll(async () => t?.dispose());
+
+  it('does not wait for it over an empty queue, and still does once a run is queued', async () => {
+    const other = await openPostgres({ url: t.url! });
+    let release: () => void = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    let locked: () => void = () => {};
+    const lockHeld = new Promise<void>((r) => (locked = r));
+    const holder = other.transaction(async (tx) => {
+      await tx.query('select pg_advisory_xact_lock($1)', [SCHEDULER_LOCK]);
+      locked();
+      await released;
+    });
+    try {
+      await lockHeld;
+      const scheduler = newScheduler(t.db);
+      const idle = await Promise.race([
+        scheduler.pass().then((offered) => ({ offered })),
+        new Promise<'blocked'>((r) => setTimeout(() => r('blocked'), 3000)),
+      ]);
+      expect(idle).toEqual({ offered: [] });
+      // A queued run: the pass takes the lock (and so waits for the holder) before its page.
+      const { run } = await transitions.submit(
+        t.db,
+        submitRunRequestSchema.parse({ runtime: 'idle', command: ['x'] }),
+      );
+      const pass = scheduler.pass();
+      for (let i = 0; ; i++) {
+        const waiting = await t.db.query<{ n: number }>(
+          `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`,
+        );
+        if (waiting.rows[0]!.n > 0) break;
+        if (i > 500) throw new Error('the pass never waited for the lock');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      release();
+      await holder;
+      expect((await pass).map((r) => [r.id, r.status])).toEqual([[run.id, 'offered']]);
+    } finally {
+      release();
+      await holder.catch(() => {});
+      await other.close();
+    }
   });
 });

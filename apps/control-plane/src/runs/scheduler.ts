@@ -85,8 +85,12 @@ const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
 // when 19,800 agents re-linked). `any_free` is then true (nothing is known to be full: a submit
 // still asks for a pass, which reads the fleet once there is a run to place).
 const QUEUED_SQL = `exists (select 1 from runs r where ${OFFERABLE_NOW_SQL} and r.position > $1::bigint)`;
-export const pageSql = (capped: boolean) => `
-with e as materialized (select ${QUEUED_SQL} as queued
+//
+// `locked` (Postgres): the page follows PASS_LOCK_SQL, which took the scheduler's lock only if
+// it saw a run to place, and the page acts only if it did (`runt.pass_locked`): a run queued
+// between the two statements is left to its submit (as for a pass that ran just before it).
+export const pageSql = (capped: boolean, locked = false) => `
+with e as materialized (select ${QUEUED_SQL}${locked ? ` and current_setting('runt.pass_locked', true) = 'on'` : ''} as queued
 ), f as materialized (
   select w.runtimes, ${SLOTS_SQL} - u.used_runs as free
     from workstations w ${USED_SQL} where (select e.queued from e) and ${PLACEABLE_SQL}
@@ -153,6 +157,18 @@ select r.*, null, null, null, false, 0 from runs r where r.id = $1::text and not
 const SCHEDULER_LOCK_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK})`;
 
 /**
+ * A page's lock (`$1`: after): {@link SCHEDULER_LOCK} only when a run is queued after `$1` (the
+ * page's own `QUEUED_SQL` probe), noted in the transaction's `runt.pass_locked` for the page
+ * (`pageSql(…, true)`), which places nothing without it. A pass over an empty queue — the pass
+ * every finish, registration and tick asks for — thus never holds the lock, which it held across
+ * a client round trip (its page's answer to its `COMMIT`) while a lone submit's placement
+ * waited for it: 2.7 % of the samples of `pg_stat_activity` during the replicas latency bench
+ * showed a submit waiting on it, the tail of the cross-replica offer (issue 10).
+ */
+const PASS_LOCK_SQL = `select set_config('runt.pass_locked', case when ${QUEUED_SQL}
+  then (select 'on' where pg_advisory_xact_lock(${SCHEDULER_LOCK}) is not null) else 'off' end, true) as locked`;
+
+/**
  * A fresh run placed by its submit's own message (issue 10's cross-replica offer latency): the
  * statements sent after the run's insert in ONE pipeline (`Database.pipeline`: one round trip,
  * one implicit transaction, each statement prepared once per connection, no client round trip
@@ -187,7 +203,8 @@ export function freshOffer(runId: string, replicaId: string): Statement[] {
  * capacity a pass committed while it waited as still free, and offer beyond it
  * (test/scheduler-round-trips.test.ts holds the lock across such a commit). Both are prepared
  * statements, planned once per connection (the page went as literal SQL text, planned per pass,
- * before). PGlite (one connection, no lock): the page alone.
+ * before). The lock is taken only when a run is queued ({@link PASS_LOCK_SQL}). PGlite (one
+ * connection, no lock): the page alone.
  */
 async function readPage<T>(
   tx: Queryable,
@@ -196,10 +213,11 @@ async function readPage<T>(
   limit: number,
   capped: boolean,
 ) {
-  const page = { text: pageSql(capped), params: [after, limit] };
-  if (backend !== 'postgres') return tx.query<T>(page.text, page.params);
-  if (tx.pipeline) return tx.pipeline<T>([{ text: SCHEDULER_LOCK_SQL }, page]);
-  await tx.query(SCHEDULER_LOCK_SQL);
+  if (backend !== 'postgres') return tx.query<T>(pageSql(capped), [after, limit]);
+  const page = { text: pageSql(capped, true), params: [after, limit] };
+  const lock = { text: PASS_LOCK_SQL, params: [after] };
+  if (tx.pipeline) return tx.pipeline<T>([lock, page]);
+  await tx.query(lock.text, lock.params);
   return tx.query<T>(page.text, page.params);
 }
 
