@@ -1,8 +1,10 @@
 /** When PGlite's tables are vacuumed and analysed (see {@link TableUpkeep}). */
 export interface UpkeepOptions {
   /**
-   * Least time between two looks at the tables' counters (ms, default 1,000: PGlite flushes
-   * its statistics at most once a second unless asked to, as Postgres does).
+   * Least time between two looks at the tables' counters (ms, default 10,000; Postgres's
+   * autovacuum looks every 60 s). Every ANALYZE makes the statements prepared on the table be
+   * planned again, and more often than every 10 s cost more than it saved (docs/benchmarks.md,
+   * _PGlite upkeep_).
    */
   checkIntervalMs?: number;
   /** A table is vacuumed once its dead rows pass `vacuumThreshold + vacuumScaleFactor × its rows` (defaults 50 and 0.2, autovacuum's). */
@@ -23,7 +25,7 @@ export interface UpkeepOptions {
   statisticsTarget?: number;
   /**
    * The most of the connection's time the upkeep takes: after a look and its statements took
-   * `t` ms, the next look waits at least `t / maxShare` (default 0.1: 10 %).
+   * `t` ms, the next look waits at least `t / maxShare` (default 0.05: 5 %).
    */
   maxShare?: number;
   /** Told about every VACUUM or ANALYZE run (metrics, tests, the bench). */
@@ -105,8 +107,8 @@ export interface UpkeepConnection {
  * only the columns some index holds (those the hot statements filter, join and sort on; a
  * sample of `run_events`' JSON payloads cost 40–470 ms and no plan reads them), at a statistics
  * target of 10 (`statisticsTarget`); the table's size (`reltuples`, what the planner scales every
- * estimate by) is updated by any ANALYZE. And the upkeep takes at most a tenth of the
- * connection's time (`maxShare`): the next look waits ten times what the last one took.
+ * estimate by) is updated by any ANALYZE. And the upkeep takes at most 5 % of the
+ * connection's time (`maxShare`): the next look waits 20 times what the last one took.
  *
  * @example
  * const upkeep = new TableUpkeep((fn) => gate.run('normal', () => fn(conn)));
@@ -128,7 +130,7 @@ export class TableUpkeep {
   /** `run` runs `fn` alone on the connection, in its turn (never inside a transaction). */
   constructor(run: <T>(fn: (conn: UpkeepConnection) => Promise<T>) => Promise<T>, opts: UpkeepOptions = {}) {
     this.#o = {
-      checkIntervalMs: 1_000,
+      checkIntervalMs: 10_000,
       vacuumThreshold: 50,
       vacuumScaleFactor: 0.2,
       insertThreshold: 1_000,
@@ -136,7 +138,7 @@ export class TableUpkeep {
       analyzeThreshold: 50,
       analyzeScaleFactor: 0.1,
       statisticsTarget: 10,
-      maxShare: 0.1,
+      maxShare: 0.05,
       now: Date.now,
       ...opts,
     };
