@@ -101,7 +101,23 @@ function counting(db: Database): Database {
         return q.query(text, params);
       },
     };
-    // Passed on, so the control plane under the bench sends these with its COMMITs as it does unwrapped.
+    // Passed on, so the control plane under the bench sends its pipelines and its last
+    // statements with their COMMITs as it does unwrapped (without them it fell back to a round
+    // trip per statement: a pass's lock and page went apart, before 2026-12-01 11:40).
+    if (q.pipeline) {
+      const inner = q.pipeline.bind(q);
+      w.pipeline = (statements) => {
+        for (const s of statements) count(s.text);
+        return inner(statements);
+      };
+    }
+    if (q.commitWith) {
+      const inner = q.commitWith.bind(q);
+      w.commitWith = (statement) => {
+        count(statement.text);
+        return inner(statement);
+      };
+    }
     if (q.atCommit) {
       const inner = q.atCommit.bind(q);
       w.atCommit = (text) => {
@@ -128,6 +144,7 @@ function counting(db: Database): Database {
   // The priority lane is counted too (its own lane is itself).
   const priority = db.priority === db ? counted : counting(db.priority);
   if (db.listen) counted.listen = db.listen.bind(db);
+  if (direct.pipeline) counted.pipeline = direct.pipeline.bind(direct);
   return counted;
 }
 

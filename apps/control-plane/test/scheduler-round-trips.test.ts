@@ -239,8 +239,10 @@ describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => 
   });
 
   // Claim on offer commits synchronously (the agent starts the run under the lease it gets):
-  // the setting goes with the COMMIT, not in a round trip of its own.
-  it('claims on offer in 3 round trips on Postgres: the synchronous commit rides with the COMMIT', async () => {
+  // the setting goes with the COMMIT, not in a round trip of its own; and a page of claims only
+  // sends its claim as the transaction's last statement, with the setting and the COMMIT
+  // (`commitWith`, issue 9: 3 round trips before).
+  it('claims on offer in 2 round trips on Postgres: the claim, the synchronous commit and COMMIT in one', async () => {
     await t.db.query(`update runs set status = 'completed' where status <> 'queued'`);
     await t.db.query(`delete from runs where status = 'queued'`);
     const { run } = await transitions.submit(
@@ -253,8 +255,11 @@ describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => 
       claimers: () => ({ holder: 'ws_fill/r1', leaseMs: 30_000 }),
     });
     expect((await scheduler.pass()).map((r) => [r.id, r.status])).toEqual([[run.id, 'accepted']]);
-    // BEGIN + lock + page, the claim, the setting + COMMIT (PGlite: each its own, and BEGIN).
-    expect(roundTrips).toBe(backend === 'postgres' ? 3 : 5);
+    // BEGIN + lock + page, then the claim + the setting + COMMIT (PGlite: each its own, and BEGIN).
+    expect(roundTrips).toBe(backend === 'postgres' ? 2 : 5);
+    expect((await t.db.query(`select status from runs where id = $1`, [run.id])).rows).toEqual([
+      { status: 'accepted' },
+    ]);
   });
 });
 

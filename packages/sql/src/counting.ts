@@ -58,6 +58,15 @@ export function countStatements(db: Database, onCount: (c: StatementCount) => vo
         return inner(statements);
       };
     }
+    // The last statement rides with the COMMIT, already counted with its transaction.
+    if (q.commitWith) {
+      const inner = q.commitWith.bind(q);
+      w.commitWith = (statement) => {
+        onCount(riding);
+        first = false;
+        return inner(statement);
+      };
+    }
     if (q.atCommit) {
       const inner = q.atCommit.bind(q);
       w.atCommit = (text) => {

@@ -44,10 +44,15 @@ export class Pipeline {
   callback: Callback | undefined;
   #result: RowReader | undefined;
   #last: RowReader | undefined;
+  readonly #done: RowReader[] = [];
   #failed = false;
   #parsed: Named[] = [];
 
-  constructor(private readonly statements: Named[]) {}
+  /** `answer`: the index of the statement whose rows it resolves with (default: the last). */
+  constructor(
+    private readonly statements: Named[],
+    private readonly answer?: number,
+  ) {}
 
   /** Sends the whole pipeline (corked: one write). */
   submit(connection: Connection): null {
@@ -98,6 +103,7 @@ export class Pipeline {
     const r = this.#result ?? new internals.Result();
     r.addCommandComplete(msg);
     this.#last = r;
+    this.#done.push(r);
     this.#result = undefined;
   }
 
@@ -123,7 +129,7 @@ export class Pipeline {
       connection.parsedStatements[s.name!] = s.text;
       delete connection.submittedNamedStatements[s.name!];
     }
-    const r = this.#last;
+    const r = this.answer === undefined ? this.#last : this.#done[this.answer];
     this.callback?.(null, { rows: r?.rows ?? [], rowCount: r?.rowCount ?? 0 });
   }
 }
@@ -133,9 +139,13 @@ export class Pipeline {
  * it committed. A connection whose pipeline failed after asking to prepare statements does not
  * know which of them it now holds, so the caller must not reuse it (`release(err)`).
  */
-export function runPipeline<T>(client: pg.PoolClient, statements: Named[]): Promise<QueryResult<T>> {
+export function runPipeline<T>(
+  client: pg.PoolClient,
+  statements: Named[],
+  answer?: number,
+): Promise<QueryResult<T>> {
   return new Promise((resolve, reject) => {
-    const p = new Pipeline(statements);
+    const p = new Pipeline(statements, answer);
     p.callback = (err, result) => (err ? reject(err) : resolve(result as QueryResult<T>));
     // A submittable: `query` returns it, not a promise; its callback settles this one.
     void client.query(p as unknown as pg.QueryConfig);

@@ -163,6 +163,46 @@ describe('openPostgres', () => {
       await t.dispose();
     }
   });
+  it("sends a transaction's last statement with its atCommit statements and COMMIT in one round trip", async () => {
+    const t = await createTestDatabase('postgres');
+    const sent = vi.spyOn(pg.Client.prototype, 'query');
+    try {
+      await t.db.query('create table last_tx (v int primary key)');
+      const seen: string[] = [];
+      const listener = await t.db.listen!(
+        'last_tx_ch',
+        (m) => seen.push(m),
+        () => {},
+      );
+      sent.mockClear();
+      const rows = await t.db.transaction(async (tx) => {
+        await tx.pipeline!([{ text: 'insert into last_tx values ($1)', params: [1] }]);
+        tx.atCommit!("select pg_notify('last_tx_ch', 'committed')");
+        const r = await tx.commitWith!<{ v: number }>({
+          text: 'insert into last_tx values ($1) returning v',
+          params: [2],
+        });
+        return r.rows;
+      });
+      expect(rows).toEqual([{ v: 2 }]); // the statement's rows, not the COMMIT's
+      expect(sent.mock.calls).toHaveLength(2); // BEGIN + the first pipeline, then statement + notify + COMMIT
+      expect((await t.db.query('select v from last_tx order by v')).rows).toEqual([{ v: 1 }, { v: 2 }]);
+      for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(seen).toEqual(['committed']);
+      // A failing last statement commits nothing of the transaction; the pool goes on working.
+      await expect(
+        t.db.transaction(async (tx) => {
+          await tx.pipeline!([{ text: 'insert into last_tx values ($1)', params: [3] }]);
+          return tx.commitWith!({ text: 'insert into last_tx values ($1)', params: [1] });
+        }),
+      ).rejects.toThrow(/duplicate key/);
+      expect((await t.db.query('select v from last_tx order by v')).rows).toEqual([{ v: 1 }, { v: 2 }]);
+      await listener.close();
+    } finally {
+      sent.mockRestore();
+      await t.dispose();
+    }
+  });
   it('runs a pipeline inside a transaction as part of it, its BEGIN first when nothing was sent before', async () => {
     const t = await createTestDatabase('postgres');
     const sent = vi.spyOn(pg.Client.prototype, 'query');

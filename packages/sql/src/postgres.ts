@@ -158,6 +158,8 @@ function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction'
       // `atCommit` statements go with the COMMIT (`…;COMMIT`, one round trip): if one fails,
       // the rest of that message is skipped and the transaction is rolled back below.
       const atCommit: string[] = [];
+      // `commitWith` sent the COMMIT: nothing left to commit or roll back.
+      let committed = false;
       try {
         const tx: Queryable = {
           query: async (text, params) => {
@@ -185,8 +187,29 @@ function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction'
               throw e;
             }
           },
+          // The last statement, the atCommit ones and COMMIT: one pipeline, one round trip.
+          commitWith: async <T>(statement: Statement) => {
+            const named = namedAll([statement]);
+            const head = begun ? [] : [{ text: 'BEGIN', name: undefined }];
+            begun = true;
+            const tail = [
+              ...atCommit.map((text) => ({ text, name: undefined })),
+              { text: 'COMMIT', name: undefined },
+            ];
+            atCommit.length = 0;
+            try {
+              const out = await runPipeline<T>(c, [...head, ...named, ...tail], head.length);
+              committed = true;
+              return out;
+            } catch (e) {
+              if (named.some((s) => s.name !== undefined)) broken ??= e as Error;
+              if (isStalePlan(e)) for (const s of named) unprepared.add(s.text);
+              throw e;
+            }
+          },
         };
         const out = await fn(tx);
+        if (committed) return out;
         if (atCommit.length > 0) {
           const tail = `${atCommit.join(';\n')};\nCOMMIT`;
           const opened = begun;
@@ -195,7 +218,7 @@ function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction'
         } else if (begun) await c.query('COMMIT');
         return out;
       } catch (e) {
-        if (begun && !broken) await c.query('ROLLBACK').catch(() => {});
+        if (begun && !broken && !committed) await c.query('ROLLBACK').catch(() => {});
         throw e;
       } finally {
         c.off('error', onError);

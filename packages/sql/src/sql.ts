@@ -26,6 +26,15 @@ export interface Queryable {
    * transaction rolls back and `transaction` rejects. Build values into it with `sqlLiteral`.
    */
   atCommit?(text: string): void;
+  /**
+   * A transaction's only, on Postgres (undefined elsewhere): its LAST statement, sent with the
+   * `atCommit` statements and the `COMMIT` in ONE round trip (a pipeline; `BEGIN` first when
+   * nothing was sent before), resolving with that statement's rows once the transaction
+   * committed. Nothing may be sent in the transaction after it, and the transaction sends no
+   * `COMMIT` of its own. When the statement (or the commit) fails, nothing of the transaction
+   * is committed and it rejects, as a failing statement does.
+   */
+  commitWith?<T = Record<string, unknown>>(statement: Statement): Promise<QueryResult<T>>;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Database, Queryable, Statement } from '@runt/sql';
-import { LINK_CHANNEL, MAX_NOTIFY_PAYLOAD } from '../link/link-relay.js';
+import { LINK_CHANNEL, MAX_NOTIFY_PAYLOAD, type LinkMessage } from '../link/link-relay.js';
 import type { ClaimRunResponse, Run } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
@@ -221,6 +221,26 @@ async function readPage<T>(
   return tx.query<T>(page.text, page.params);
 }
 
+/** What a scheduling page found and decided, before its writes. */
+interface PageOutcome {
+  last?: number;
+  /** Runs the page read (and locked). */
+  read?: number;
+  /** The queue has no run after this page. */
+  done: boolean;
+  /** Runs of this page were left queued and every candidate slot is taken (or none exists). */
+  full?: boolean;
+  /** No candidate slot for this page's runtimes is left (the fleet may still have others). */
+  exhausted: boolean;
+  /** Some workstation, whatever its runtimes and labels, had a free slot when the page was read. */
+  anyFree: boolean;
+  /**
+   * The page's candidates were every workstation with a free slot (`free_ws`), and it left
+   * none of them a free slot: the fleet is full now, no later page can place anything.
+   */
+  filled?: boolean;
+}
+
 /**
  * Places queued runs on workstations: the runtime must be offered, every placement label must
  * match, `placement.workstation_id` pins a run, and the workstation needs a free slot
@@ -343,14 +363,6 @@ export class Scheduler {
       const span = tracing ? new TraceSpan() : undefined;
       span?.mark('pass.start');
       const page = await this.o.db.transaction(async (tx) => {
-        const placed = await this.placePage(tx, after, capped, span);
-        // A claim on offer grants a lease the agent starts the run under: durable before it is
-        // sent. On Postgres the setting rides with the COMMIT (`atCommit`: no round trip of its
-        // own), which reads it.
-        if (placed.claimed.length > 0) {
-          if (tx.atCommit) tx.atCommit(`select ${SYNC_COMMIT}`);
-          else await tx.query(`select ${SYNC_COMMIT}`);
-        }
         // The workstations that could take this page's runs are full (or there are none); runs of
         // other runtimes or labels, later in the queue or submitted next, may still fit elsewhere,
         // so the pass stops early, and counts as saturated, only when the whole fleet has no free
@@ -358,20 +370,36 @@ export class Scheduler {
         // (`anyFree`: whether any workstation at all, whatever its runtimes and labels, has a free
         // slot, read by the page's own statement after the lock; `filled`: this page took the
         // last free slot of every such workstation, so a next page would find none.)
-        const fleetFull = !placed.anyFree || placed.filled;
-        const done = placed.done || fleetFull || placed.last === undefined;
-        // Capacity freed here reaches the other replicas with the COMMIT of the pass's last page
-        // (no statement of its own), and only when a slot is still free after it: a pass that
-        // filled the fleet leaves the others right to skip their submits (issue 9: the drain sent
-        // one `runt_schedule` NOTIFY per finish batch, 0.04–0.06 round trips per run).
-        const local = await this.o.signals.relay(
-          tx,
-          placed.offered.map((run) => ({
-            workstationId: run.workstation_id!,
-            message: { type: 'offer', id: run.id, run },
-          })),
-          freed && done && !fleetFull,
-        );
+        const fleetFull = (p: PageOutcome) => !p.anyFree || p.filled === true;
+        const isDone = (p: PageOutcome) => p.done || fleetFull(p) || p.last === undefined;
+        // What goes with the COMMIT: a claim on offer grants a lease the agent starts the run
+        // under, durable before it is sent (on Postgres the setting rides with the COMMIT, which
+        // reads it); and capacity freed here reaches the other replicas with the COMMIT of the
+        // pass's last page (no statement of its own), only when a slot is still free after it —
+        // a pass that filled the fleet leaves the others right to skip their submits (issue 9:
+        // the drain sent one `runt_schedule` NOTIFY per finish batch, 0.04–0.06 round trips per
+        // run). Called before a claim that is the transaction's last statement (`commitWith`),
+        // else after the page's writes.
+        const atCommit = async (p: PageOutcome, claims: boolean, offered: Run[]) => {
+          if (claims) {
+            if (tx.atCommit) tx.atCommit(`select ${SYNC_COMMIT}`);
+            else await tx.query(`select ${SYNC_COMMIT}`);
+          }
+          return this.o.signals.relay(
+            tx,
+            offered.map((run) => ({
+              workstationId: run.workstation_id!,
+              message: { type: 'offer', id: run.id, run },
+            })),
+            freed && isDone(p) && !fleetFull(p),
+          );
+        };
+        let local: LinkMessage[] | undefined;
+        const placed = await this.placePage(tx, after, capped, span, async (p) => {
+          local = await atCommit(p, true, []);
+        });
+        local ??= await atCommit(placed, placed.claimed.length > 0, placed.offered);
+        const done = isDone(placed);
         // Claimed on offer: links held here, one message per workstation with all its runs.
         const claimed = new Map<string, ClaimRunResponse[]>();
         const unopenable: Array<[ClaimGrant, SecretUnavailableError]> = [];
@@ -389,7 +417,7 @@ export class Scheduler {
         }
         for (const [workstationId, runs] of claimed)
           local.push({ workstationId, message: { type: 'offer-claimed', runs } });
-        return { ...placed, done, local, saturated: fleetFull, unopenable };
+        return { ...placed, done, local, saturated: fleetFull(placed), unopenable };
       });
       // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
       for (const [g, e] of page.unopenable) {
@@ -419,27 +447,9 @@ export class Scheduler {
     tx: Queryable,
     after: number,
     capped: boolean,
-    span?: TraceSpan,
-  ): Promise<{
-    offered: Run[];
-    claimed: ClaimGrant[];
-    last?: number;
-    /** Runs the page read (and locked). */
-    read?: number;
-    /** The queue has no run after this page. */
-    done: boolean;
-    /** Runs of this page were left queued and every candidate slot is taken (or none exists). */
-    full?: boolean;
-    /** No candidate slot for this page's runtimes is left (the fleet may still have others). */
-    exhausted: boolean;
-    /** Some workstation, whatever its runtimes and labels, had a free slot when the page was read. */
-    anyFree: boolean;
-    /**
-     * The page's candidates were every workstation with a free slot (`free_ws`), and it left
-     * none of them a free slot: the fleet is full now, no later page can place anything.
-     */
-    filled?: boolean;
-  }> {
+    span: TraceSpan | undefined,
+    beforeLastClaim: (outcome: PageOutcome) => Promise<void>,
+  ): Promise<PageOutcome & { offered: Run[]; claimed: ClaimGrant[] }> {
     const pageSize = this.o.pageSize ?? 200;
     const page = (
       await readPage<{
@@ -501,13 +511,8 @@ export class Scheduler {
       if (claimer) leased.push({ ...p, ...claimer });
       else plain.push(p);
     }
-    const offered = await offer(tx, plain);
-    const claimed = await claimOnOffer(tx, leased);
-    span?.mark('pass.offered');
     const full = slots.every((s) => s.freeRuns <= 0);
-    return {
-      offered,
-      claimed,
+    const outcome: PageOutcome = {
       last,
       read: queued.rows.length,
       done: queued.rows.length < pageLimit,
@@ -518,5 +523,18 @@ export class Scheduler {
       // them (a candidate skipped as locked makes fewer, and the pass goes on as before).
       filled: full && slots.length >= Number(page.free_ws),
     };
+    const offered = await offer(tx, plain);
+    // A page of claims only (every pick's agent takes offers claimed): the claim is the
+    // transaction's last statement and goes with the COMMIT (`commitWith`, Postgres: one round
+    // trip instead of two; the pass registers what rides with the COMMIT first).
+    let claimer: Queryable = tx;
+    if (plain.length === 0 && leased.length > 0 && tx.commitWith) {
+      await beforeLastClaim(outcome);
+      const commitWith = tx.commitWith.bind(tx);
+      claimer = { query: (text, params) => commitWith({ text, ...(params ? { params } : {}) }) };
+    }
+    const claimed = await claimOnOffer(claimer, leased);
+    span?.mark('pass.offered');
+    return { ...outcome, offered, claimed };
   }
 }
