@@ -129,6 +129,9 @@ export class Pipeline {
       connection.parsedStatements[s.name!] = s.text;
       delete connection.submittedNamedStatements[s.name!];
     }
+    this.statements.forEach((s, i) =>
+      s.onResult?.({ rows: this.#done[i]?.rows ?? [], rowCount: this.#done[i]?.rowCount ?? 0 }),
+    );
     const r = this.answer === undefined ? this.#last : this.#done[this.answer];
     this.callback?.(null, { rows: r?.rows ?? [], rowCount: r?.rowCount ?? 0 });
   }

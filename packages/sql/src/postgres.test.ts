@@ -158,6 +158,23 @@ describe('openPostgres', () => {
         { text: count, params: [3, insert] },
       ]);
       expect(three.rows[0]?.n).toBe(1);
+      // Each statement's own result through `onResult` (a scheduling pass answers the finish
+      // that rides its pipeline this way); none when the pipeline failed.
+      const results: unknown[] = [];
+      const four = await t.db.pipeline!<{ n: number }>([
+        { text: `${insert} returning v`, params: [4], onResult: (r) => results.push(r.rows) },
+        { text: count, params: [4, insert], onResult: (r) => results.push(r.rows) },
+      ]);
+      expect(four.rows[0]?.n).toBe(1);
+      expect(results).toEqual([[{ v: 4 }], [{ n: 1, prepared: 1 }]]);
+      results.length = 0;
+      await expect(
+        t.db.pipeline!([
+          { text: `${insert} returning v`, params: [5], onResult: (r) => results.push(r.rows) },
+          { text: 'select 1 / $1::int', params: [0] },
+        ]),
+      ).rejects.toThrow(/division by zero/);
+      expect(results).toEqual([]);
     } finally {
       sent.mockRestore();
       await t.dispose();

@@ -56,6 +56,11 @@ export function sqlLiteral(s: string): string {
 export interface Statement {
   text: string;
   params?: unknown[];
+  /**
+   * In a pipeline (Postgres), called with this statement's own result once the pipeline
+   * succeeded, before it resolves (a pipeline resolves with one statement's rows only).
+   */
+  onResult?: (result: QueryResult<unknown>) => void;
 }
 
 export interface QueryResult<T> {

@@ -106,7 +106,23 @@ export class RunLifecycle {
     this.#finishes = new WriteBatcher<FencedWrite & { outcome: TerminalOutcome }, ReportAnswer | undefined>({
       kind: 'finish',
       key,
-      write: (items) => transitions.finishMany(d.db, items),
+      // A finish batch rides the next scheduling pass: the pass's page, in the same transaction,
+      // places queued runs onto the slots the batch freed (issue 9); alone (then asking for a
+      // pass) when no scheduler runs here or that transaction failed.
+      write: async (items) => {
+        const f = transitions.finishStatement(items);
+        const rode = d.signals.withPass?.(f.statement);
+        if (rode) {
+          try {
+            return f.answers(await rode);
+          } catch {
+            // the pass logged its failure (`scheduling pass failed`); nothing of it committed
+          }
+        }
+        const out = await transitions.finishMany(d.db, items);
+        if (out.some((a) => a !== undefined)) d.signals.schedule();
+        return out;
+      },
     });
     this.#renewals = new WriteBatcher<
       RenewWrite,
@@ -427,7 +443,7 @@ export class RunLifecycle {
       if (fast) {
         if (tracing) traceMark(body.status === 'running' ? 'start.committed' : 'finish.committed', runId);
         if (body.status !== 'running' || events.length > 0) this.d.signals.eventsAppended(runId);
-        if (body.status !== 'running') this.d.signals.schedule();
+        // (a finish asked for its pass itself: it rode one, or asked for one after its commit)
         return fast;
       }
     }

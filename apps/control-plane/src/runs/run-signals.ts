@@ -1,5 +1,5 @@
 import type { ControlMessage } from '@runt/protocol';
-import type { Queryable } from '@runt/sql';
+import type { Queryable, Statement } from '@runt/sql';
 import type { EventWaiters } from '../event-waiters.js';
 import type { LinkMessage } from '../link/link-relay.js';
 
@@ -29,6 +29,13 @@ export interface RunSignals {
    * was freed.
    */
   publish(tx: Queryable, items: LinkMessage[], opts?: { capacityFreed?: boolean }): Promise<() => void>;
+  /**
+   * Runs a write that frees capacity (a finish batch) at the head of the next scheduling pass's
+   * first transaction, so the pass places onto the slots it freed in the same commit
+   * (`Scheduler.withNextPass`); undefined when no scheduler will run it (the caller writes
+   * alone and asks for a pass). Rejects when that transaction failed.
+   */
+  withPass?(statement: Statement): Promise<unknown[]> | undefined;
 }
 
 /** What carries agent messages: this process's links, plus `pg_notify` to the other replicas. */
@@ -47,6 +54,8 @@ export interface SchedulingTarget {
    * so the caller tells them itself.
    */
   kick(reason?: 'submitted' | 'freed'): boolean | void;
+  /** See {@link RunSignals.withPass}. */
+  withNextPass?(statement: Statement): Promise<unknown[]> | undefined;
 }
 
 /**
@@ -86,6 +95,7 @@ export function createRunSignals(o: {
         if (opts?.capacityFreed) scheduler?.kick();
       };
     },
+    withPass: (statement) => scheduler?.withNextPass?.(statement),
     attachScheduler(target) {
       scheduler = target;
     },

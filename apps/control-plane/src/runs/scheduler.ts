@@ -204,7 +204,9 @@ export function freshOffer(runId: string, replicaId: string): Statement[] {
  * (test/scheduler-round-trips.test.ts holds the lock across such a commit). Both are prepared
  * statements, planned once per connection (the page went as literal SQL text, planned per pass,
  * before). The lock is taken only when a run is queued ({@link PASS_LOCK_SQL}). PGlite (one
- * connection, no lock): the page alone.
+ * connection, no lock): the page alone. `heads`: the writes riding the pass
+ * ({@link Scheduler.withNextPass}), first in the pipeline (each answered through its
+ * `onResult`), or one query each before the page where there is no pipeline.
  */
 async function readPage<T>(
   tx: Queryable,
@@ -212,11 +214,13 @@ async function readPage<T>(
   after: number,
   limit: number,
   capped: boolean,
+  heads: Array<Statement & { onResult: (r: { rows: unknown[] }) => void }>,
 ) {
-  if (backend !== 'postgres') return tx.query<T>(pageSql(capped), [after, limit]);
-  const page = { text: pageSql(capped, true), params: [after, limit] };
+  const page = { text: pageSql(capped, backend === 'postgres'), params: [after, limit] };
   const lock = { text: PASS_LOCK_SQL, params: [after] };
-  if (tx.pipeline) return tx.pipeline<T>([lock, page]);
+  if (backend === 'postgres' && tx.pipeline) return tx.pipeline<T>([...heads, lock, page]);
+  for (const h of heads) h.onResult(await tx.query(h.text, h.params));
+  if (backend !== 'postgres') return tx.query<T>(page.text, page.params);
   await tx.query(lock.text, lock.params);
   return tx.query<T>(page.text, page.params);
 }
@@ -279,6 +283,15 @@ export class Scheduler {
    * left a slot free (see pass()).
    */
   private freed = false;
+  /**
+   * Writes to run first in the next pass's first transaction (see {@link Scheduler.withNextPass}),
+   * each answered once that transaction committed.
+   */
+  private preludes: Array<{
+    statement: Statement;
+    resolve: (rows: unknown[]) => void;
+    reject: (err: unknown) => void;
+  }> = [];
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -295,6 +308,36 @@ export class Scheduler {
     this.stopped = true;
     clearInterval(this.timer);
     await this.running;
+    this.dropPreludes(new Error('the scheduler stopped'));
+  }
+
+  /**
+   * Runs `statement` first in the next pass's first transaction, before its page
+   * (issue 9: the finish refills the slot it freed). A finish batch that rides a pass this way
+   * commits with the offers of the runs that take its slots — the page reads after the finish,
+   * in the same transaction, so it sees the slots free — instead of committing alone and then
+   * waiting for the pass in flight and the next one (~29 ms of a ~50 ms slot cycle in the
+   * drain). The placement is the pass's own (FIFO, capacity, claim on offer, cross-replica
+   * notify); the transaction commits synchronously. On Postgres the statement goes in the
+   * page's pipeline (`BEGIN`, it, the lock, the page: one round trip, so the pass stays 2).
+   * Resolves with the statement's rows after the commit and before the pass sends its offers; rejects when the transaction failed (nothing
+   * of it committed, unless the connection was lost at `COMMIT`) or the scheduler stopped first:
+   * the caller then writes alone. Undefined (nothing queued) once stopped.
+   *
+   * @example
+   * const rows = await scheduler.withNextPass(transitions.finishStatement(items).statement);
+   */
+  withNextPass(statement: Statement): Promise<unknown[]> | undefined {
+    if (this.stopped) return undefined;
+    const done = new Promise<unknown[]>((resolve, reject) => {
+      this.preludes.push({ statement, resolve, reject });
+    });
+    this.kick('freed');
+    return done;
+  }
+
+  private dropPreludes(err: Error): void {
+    for (const p of this.preludes.splice(0)) p.reject(err);
   }
 
   /** Waits until no pass is in flight (the one more a kick during it asked for included). */
@@ -335,8 +378,9 @@ export class Scheduler {
         } catch (e) {
           this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass failed');
         }
-      } while (this.again && !this.stopped);
+      } while ((this.again || this.preludes.length > 0) && !this.stopped);
       this.running = undefined;
+      if (this.stopped) this.dropPreludes(new Error('the scheduler stopped'));
     })();
     return true;
   }
@@ -359,10 +403,19 @@ export class Scheduler {
     // the next); a pass that fails drops it (the other replicas' ticks clear their `saturated`).
     const freed = this.freed;
     this.freed = false;
+    // The writes riding this pass (withNextPass): the first page's transaction runs them first.
+    let preludes = this.preludes.splice(0);
     for (;;) {
       const span = tracing ? new TraceSpan() : undefined;
       span?.mark('pass.start');
-      const page = await this.o.db.transaction(async (tx) => {
+      const riding = preludes;
+      preludes = [];
+      const written: unknown[][] = [];
+      const heads = riding.map((p, k) => ({
+        ...p.statement,
+        onResult: (r: { rows: unknown[] }) => void (written[k] = r.rows),
+      }));
+      const transaction = this.o.db.transaction(async (tx) => {
         // The workstations that could take this page's runs are full (or there are none); runs of
         // other runtimes or labels, later in the queue or submitted next, may still fit elsewhere,
         // so the pass stops early, and counts as saturated, only when the whole fleet has no free
@@ -381,7 +434,8 @@ export class Scheduler {
         // run). Called before a claim that is the transaction's last statement (`commitWith`),
         // else after the page's writes.
         const atCommit = async (p: PageOutcome, claims: boolean, offered: Run[]) => {
-          if (claims) {
+          // A ridden write (a finish) is as durable as it is alone: a synchronous commit.
+          if (claims || riding.length > 0) {
             if (tx.atCommit) tx.atCommit(`select ${SYNC_COMMIT}`);
             else await tx.query(`select ${SYNC_COMMIT}`);
           }
@@ -395,7 +449,7 @@ export class Scheduler {
           );
         };
         let local: LinkMessage[] | undefined;
-        const placed = await this.placePage(tx, after, capped, span, async (p) => {
+        const placed = await this.placePage(tx, after, capped, heads, span, async (p) => {
           local = await atCommit(p, true, []);
         });
         local ??= await atCommit(placed, placed.claimed.length > 0, placed.offered);
@@ -419,6 +473,17 @@ export class Scheduler {
           local.push({ workstationId, message: { type: 'offer-claimed', runs } });
         return { ...placed, done, local, saturated: fleetFull(placed), unopenable };
       });
+      let page: Awaited<typeof transaction>;
+      try {
+        page = await transaction;
+      } catch (e) {
+        for (const p of riding) p.reject(e);
+        throw e;
+      }
+      // The ridden writes are answered now, and the offers go out in this same turn: an agent may
+      // get the offer for a slot before its finish's answer (run-slots counts a reporting run's
+      // slot as free), as it could before.
+      riding.forEach((p, k) => p.resolve(written[k] ?? []));
       // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
       for (const [g, e] of page.unopenable) {
         this.o.logger.error(
@@ -447,6 +512,7 @@ export class Scheduler {
     tx: Queryable,
     after: number,
     capped: boolean,
+    heads: Array<Statement & { onResult: (r: { rows: unknown[] }) => void }>,
     span: TraceSpan | undefined,
     beforeLastClaim: (outcome: PageOutcome) => Promise<void>,
   ): Promise<PageOutcome & { offered: Run[]; claimed: ClaimGrant[] }> {
@@ -458,7 +524,7 @@ export class Scheduler {
         any_free: boolean;
         free_ws: number;
         page_limit: number;
-      }>(tx, this.o.db.backend, after, pageSize, capped)
+      }>(tx, this.o.db.backend, after, pageSize, capped, heads)
     ).rows[0]!;
     span?.mark('pass.page');
     const queued = { rows: page.queued };

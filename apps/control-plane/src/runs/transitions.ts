@@ -874,16 +874,33 @@ export async function finishMany(
   writes: Array<FencedWrite & { outcome: TerminalOutcome }>,
 ): Promise<Array<ReportAnswer | undefined>> {
   if (writes.length === 0) return [];
+  const f = finishStatement(writes);
+  const r = await q.query<RunRow & { k: number }>(f.statement.text, f.statement.params);
+  return f.answers(r.rows);
+}
+
+/**
+ * {@link finishMany} as a statement to send in someone else's transaction (a scheduling pass's,
+ * `Scheduler.withNextPass`) and the answers its rows make, per write.
+ *
+ * @example
+ * const f = finishStatement(writes); const answers = f.answers((await tx.query(f.statement.text, f.statement.params)).rows);
+ */
+export function finishStatement(writes: Array<FencedWrite & { outcome: TerminalOutcome }>): {
+  statement: Statement;
+  answers: (rows: unknown[]) => Array<ReportAnswer | undefined>;
+} {
   const items = writes.map((w, k) => {
     const f = w.outcome;
     const extra = `,"status":${JSON.stringify(f.status)},"exit_code":${f.exitCode ?? null},"failure_kind":${JSON.stringify(f.failureKind ?? null)},"message":${JSON.stringify(f.message ?? null)},"terminal":${JSON.stringify(terminalPayload(f))},"started_ago":${f.startedMsAgo ?? null}`;
     return itemJson(k, w, extra);
   });
   const brief = writes.every((w) => w.brief);
-  const r = await q.query<RunRow & { k: number }>(brief ? FINISH_BRIEF_SQL : FINISH_SQL, [
-    `[${items.join(',')}]`,
-  ]);
-  return byItem(writes.length, r.rows, (row) => reportAnswer(row, brief));
+  return {
+    statement: { text: brief ? FINISH_BRIEF_SQL : FINISH_SQL, params: [`[${items.join(',')}]`] },
+    answers: (rows) =>
+      byItem(writes.length, rows as Array<RunRow & { k: number }>, (row) => reportAnswer(row, brief)),
+  };
 }
 
 /**
