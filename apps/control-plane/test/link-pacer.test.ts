@@ -16,6 +16,15 @@ describe('ShedPacer', () => {
     expect(told.every((s, i) => i === 0 || s >= told[i - 1]!)).toBe(true);
   });
 
+  // performance.now() is fractional: at 64,863.27547306603 ms, (now + 1,000) + 2,000 − now is
+  // 2,999.9999999 in floating point, and the first agent shed at 0.5 links/s was told 2 s, not 3.
+  it('tells whole seconds exactly whatever the fraction of now', () => {
+    for (const now of [64_863.27547306603, 1_234.5, 9_999_999.123456]) {
+      const pacer = new ShedPacer(0, 0.5, Math.random, 60_000, now);
+      expect(pacer.retryAfterS(now)).toBe(3);
+    }
+  });
+
   it('drains at the measured pace (places ÷ mean hold), faster than the floor', () => {
     const pacer = new ShedPacer(256, 1000);
     for (let i = 0; i < 100; i++) pacer.freed(64); // 256 places held 64 ms: 4,000 links/s

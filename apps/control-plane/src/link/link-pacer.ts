@@ -95,6 +95,8 @@ export class ShedPacer {
     if (next - now >= (LINK_SHED_MAX_RETRY_AFTER_S + 1) * 1000)
       return 1 + Math.floor(this.random() * LINK_SHED_MAX_RETRY_AFTER_S);
     this.#cursor = next;
-    return Math.max(1, Math.floor((next - now) / 1000));
+    // `next - now` is a difference of two large fractional times: 3,000 ms apart can come out as
+    // 2,999.9999999995 and floor to one second short (~1 in 1,300 sheds; failed agent CI once).
+    return Math.max(1, Math.floor((next - now) / 1000 + 1e-6));
   }
 }
