@@ -19,9 +19,9 @@
 //   BENCH_MODES=drain,paced     (drain = drain and burst)
 //   BENCH_RUNT_PHASES=drain     runt's phases alone (drain, burst, burst-batch, paced; default: those
 //                               of BENCH_MODES). burst: one POST /api/runs per run, 50 in flight;
-//                               burst-batch: POST /api/runs/batch of 1,000, 2 in flight. The raw
-//                               ceiling has no burst: both are divided by raw's drain, whose
-//                               backlog is inserted (one statement) before its clock starts
+//                               burst-batch: POST /api/runs/batch of 1,000, 2 in flight. Both are
+//                               divided by raw's drain (backlog inserted before its clock starts)
+//                               and by raw's burst (one insert per statement while it drains)
 //   BENCH_SUBMIT_HTTP=node      the bench's submits over the client's keep-alive node:http
 //                               transport (default), or `fetch` (~4x the bench's CPU per submit)
 //   BENCH_CPU_PROF=DIR          --cpu-prof of the control plane and of one agent into DIR
