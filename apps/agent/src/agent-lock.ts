@@ -47,11 +47,24 @@ export function acquireAgentLock(stateDir: string): () => void {
   return release;
 }
 
+/**
+ * Whether `pid` is a running process. A zombie (killed, not yet reaped by its parent — in a
+ * container whose PID 1 reaps every ~2 s, a restarted agent found its killed predecessor so)
+ * answers `kill(pid, 0)` but has exited: where `/proc` tells the state, it counts as gone.
+ */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return true; // no /proc (macOS) or gone since: the signal's answer stands
+  }
+  // "pid (comm) S …": the state letter follows the last ')' (comm may hold one).
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
 }
