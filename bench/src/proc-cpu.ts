@@ -1,4 +1,5 @@
 import { readFileSync, readdirSync } from 'node:fs';
+import { processState } from '@runt/agent';
 
 /** Clock ticks per second of /proc's utime/stime (USER_HZ; 100 on every Linux we run on). */
 const TICKS_PER_SECOND = 100;
@@ -27,14 +28,12 @@ export function processWrites(pid: number): number {
   }
 }
 
-/** When a process started (clock ticks since boot), to tell it from a later one with the same pid. */
+/**
+ * When a process started (clock ticks since boot), to tell it from a later one with the same pid:
+ * the agent's own parse (its `agent.lock` records it for the same reason).
+ */
 export function processStartTime(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-  } catch {
-    return undefined;
-  }
+  return processState(pid)?.startTime;
 }
 
 /** The parent pid of a process, or undefined if it is gone. */

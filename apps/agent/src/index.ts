@@ -50,5 +50,5 @@ export {
 } from './agent-loops.js';
 export { handleControlMessage, type ControlMessageHandlers } from './control-messages.js';
 export { WorkstationRegistration, type WorkstationRegistrationOptions } from './workstation-registration.js';
-export { acquireAgentLock } from './agent-lock.js';
+export { acquireAgentLock, processState, type ProcessState } from './agent-lock.js';
 export { takeToken, TOKEN_FD_ENV, type TokenHandover } from './token-handover.js';

@@ -3,12 +3,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { acquireAgentLock } from '../src/agent-lock.js';
+import { acquireAgentLock, processState } from '../src/agent-lock.js';
 
-const procState = (pid: number) => {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-};
+const procState = (pid: number) => processState(pid)?.state;
 
 describe('acquireAgentLock', () => {
   const started: number[] = [];
@@ -21,12 +18,43 @@ describe('acquireAgentLock', () => {
       }
   });
 
-  it('refuses while the owner runs', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'runt-agent-lock-'));
+  const sleeper = () => {
     const owner = spawn('sleep', ['30'], { stdio: 'ignore' });
     started.push(owner.pid!);
-    writeFileSync(join(dir, 'agent.lock'), `${owner.pid}\n`);
+    return owner.pid!;
+  };
+
+  it('refuses while the owner runs (a lock of an older agent: the pid only)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runt-agent-lock-'));
+    const owner = sleeper();
+    writeFileSync(join(dir, 'agent.lock'), `${owner}\n`);
     expect(() => acquireAgentLock(dir)).toThrow(/another agent \(pid \d+\) is running/);
+  });
+
+  it('records its pid and start time, and refuses while that owner runs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runt-agent-lock-'));
+    const release = acquireAgentLock(dir);
+    const start = processState(process.pid)!.startTime;
+    expect(Number.isInteger(start) && start > 0).toBe(true);
+    expect(readFileSync(join(dir, 'agent.lock'), 'utf8')).toBe(`${process.pid} ${start}\n`);
+    release();
+
+    const owner = sleeper();
+    writeFileSync(join(dir, 'agent.lock'), `${owner} ${processState(owner)!.startTime}\n`);
+    expect(() => acquireAgentLock(dir)).toThrow(/another agent \(pid \d+\) is running/);
+  });
+
+  // A lock left by a dead agent whose pid now names another live process (pid reuse: after a
+  // reboot, or a container restarted, the agent gets the same low pid again) is not a live owner.
+  it('takes over a lock whose pid is alive but started at another time (a reused pid)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runt-agent-lock-'));
+    const owner = sleeper();
+    const start = processState(owner)!.startTime;
+    writeFileSync(join(dir, 'agent.lock'), `${owner} ${start - 1}\n`);
+    const release = acquireAgentLock(dir);
+    expect(readFileSync(join(dir, 'agent.lock'), 'utf8').split(' ')[0]).toBe(String(process.pid));
+    release();
+    expect(() => readFileSync(join(dir, 'agent.lock'))).toThrow(/ENOENT/);
   });
 
   // Chaos found it: a killed agent stays a zombie until its parent reaps it (PID 1 in a
@@ -51,7 +79,7 @@ describe('acquireAgentLock', () => {
           expect(procState(owner)).toBe('Z');
           writeFileSync(join(dir, 'agent.lock'), `${owner}\n`);
           const release = acquireAgentLock(dir);
-          expect(readFileSync(join(dir, 'agent.lock'), 'utf8').trim()).toBe(String(process.pid));
+          expect(readFileSync(join(dir, 'agent.lock'), 'utf8').split(' ')[0]).toBe(String(process.pid));
           release();
           resolve();
         } catch (e) {
