@@ -46,6 +46,12 @@ export interface HoldOptions {
    * whole answer, fields `LeaseClient` does not know included (runt's `cancel_requested`).
    */
   onRenew?: (expiresAt: Date, answer: HeartbeatAnswer) => void;
+  /**
+   * Called once when the lease is lost, with the same `LeaseLostError` `signal` is aborted with.
+   * A holder that only needs this does not read `signal`, and no `AbortController` is made for
+   * the lease (an agent holds one lease per run: issue 9, agent profile).
+   */
+  onLost?: (reason: LeaseLostError) => void;
 }
 
 /** `held` while renewing, `lost` once the signal fired, `stopped` after `stop()` / `release()`. */
@@ -57,7 +63,10 @@ export interface HeldLease {
   readonly runnerId: string;
   readonly fencingToken: number;
   readonly leaseMs: number;
-  /** Aborted with a `LeaseLostError` when the lease is lost; never aborted by `stop()`. */
+  /**
+   * Aborted with a `LeaseLostError` when the lease is lost; never aborted by `stop()`. Made when
+   * first read (already aborted when read after the loss).
+   */
   readonly signal: AbortSignal;
   readonly state: HeldLeaseState;
   /** Successful renewals so far. */
@@ -148,7 +157,9 @@ export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: H
     );
   }
 
-  const lost = new AbortController();
+  /** Made when `signal` is first read (a holder with `onLost` alone never reads it). */
+  let lost: AbortController | undefined;
+  let lostReason: LeaseLostError | undefined;
   let state: HeldLeaseState = 'held';
   let renewals = 0;
   let expiresAt = lease.expiresAt;
@@ -169,7 +180,9 @@ export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: H
     if (state !== 'held') return;
     state = 'lost';
     clear();
-    lost.abort(new LeaseLostError(lease.runId, lease.fencingToken, reason, message, { cause }));
+    lostReason = new LeaseLostError(lease.runId, lease.fencingToken, reason, message, { cause });
+    lost?.abort(lostReason);
+    opts.onLost?.(lostReason);
   };
 
   // Timers are unref'd: a renew loop alone must not keep a process alive.
@@ -194,6 +207,9 @@ export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: H
     if (state !== 'held') return;
     const sentAt = now();
     if (sentAt >= deadline) return onDeadline();
+    // The deadline can only pass once renewals are due: its timer is armed with the first one,
+    // not at the start (most of an agent's leases end before then: a timer fewer per run).
+    if (deadlineTimer === undefined) armDeadline();
     const ac = new AbortController();
     inflight = ac;
     let result;
@@ -248,7 +264,6 @@ export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: H
     }
   };
 
-  armDeadline();
   scheduleRenew(lease.claimedAt + nextInterval(), 0);
 
   const stop = () => {
@@ -262,7 +277,13 @@ export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: H
     runnerId: lease.runnerId,
     fencingToken: lease.fencingToken,
     leaseMs: lease.leaseMs,
-    signal: lost.signal,
+    get signal() {
+      if (!lost) {
+        lost = new AbortController();
+        if (lostReason) lost.abort(lostReason);
+      }
+      return lost.signal;
+    },
     get state() {
       return state;
     },

@@ -133,6 +133,24 @@ describe('LeaseClient over a real HTTP server', () => {
     expect((await server.store.get(id))?.holder).toBe('ws_b');
   });
 
+  it('tells onLost once, with the reason the signal gets when it is first read after the loss', async () => {
+    const id = runId();
+    const c = client();
+    const lease = await c.claim(id, { runnerId: 'ws_a', leaseMs: 1000 });
+    const told: LeaseLostError[] = [];
+    const held = c.hold(id, lease, { minRenewIntervalMs: 300, onLost: (reason) => told.push(reason) });
+    await expireOnServer(id);
+    await server.store.claim(id, 'ws_b', 30_000);
+    await until(() => told.length > 0);
+    expect(told[0]).toMatchObject({ name: 'LeaseLostError', reason: 'refused', resource: id });
+    expect(held.state).toBe('lost');
+    // Never read before the loss: made aborted, with the same reason.
+    expect(held.signal.aborted).toBe(true);
+    expect(held.signal.reason).toBe(told[0]);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(told).toHaveLength(1);
+  });
+
   it('fires the lost signal with reason expired when no renewal succeeds before the local deadline', async () => {
     const id = runId();
     const c = client();
