@@ -30,7 +30,7 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
     if (backend === 'postgres') it(name, fn);
   };
 
-  it('places a fresh run in one transaction of 3 round trips on Postgres (4 statements on PGlite)', async () => {
+  it('places a fresh run in one transaction of 3 round trips on Postgres (5 statements on PGlite)', async () => {
     let roundTrips = 0;
     const db = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
     const scheduler = newScheduler(db);
@@ -40,7 +40,8 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
     );
     const offered = await scheduler.pass();
     expect(offered.map((r) => [r.id, r.status, r.workstation_id])).toEqual([[run.id, 'offered', 'ws_rt']]);
-    expect(roundTrips).toBe(backend === 'postgres' ? 3 : 4);
+    // PGlite: BEGIN, the plan setting (PASS_PLAN_SQL), the page, the offer, COMMIT.
+    expect(roundTrips).toBe(backend === 'postgres' ? 3 : 5);
     // Within capacity: a second and third run, one slot left for the second only (cpu_count 2).
     const second = (
       await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime: 'rt', command: ['x'] }))
@@ -255,8 +256,9 @@ describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => 
       claimers: () => ({ holder: 'ws_fill/r1', leaseMs: 30_000 }),
     });
     expect((await scheduler.pass()).map((r) => [r.id, r.status])).toEqual([[run.id, 'accepted']]);
-    // BEGIN + lock + page, then the claim + the setting + COMMIT (PGlite: each its own, and BEGIN).
-    expect(roundTrips).toBe(backend === 'postgres' ? 2 : 5);
+    // BEGIN + plan setting + lock + page, then the claim + the setting + COMMIT (PGlite: each its
+    // own, and BEGIN).
+    expect(roundTrips).toBe(backend === 'postgres' ? 2 : 6);
     expect((await t.db.query(`select status from runs where id = $1`, [run.id])).rows).toEqual([
       { status: 'accepted' },
     ]);

@@ -153,6 +153,20 @@ select o.*, (select count(*) from n) as notified from o
 union all
 select r.*, null, null, null, false, 0 from runs r where r.id = $1::text and not exists (select 1 from o)`;
 
+/**
+ * A pass plans its statements without bitmap scans (for its transaction only): the page then
+ * reads the queue index in order, whatever the table's statistics say. A backlog submitted
+ * since the last `ANALYZE` of `runs` (every backlog on a server without autovacuum, like the
+ * bench's; on one with it, any backlog smaller than the 10 % of the table that triggers an
+ * analyze) has none: the planner expects ~2 queued runs and reads the page's queue, and the
+ * lock's and the page's "is anything queued" probes, with bitmap scans — every queued run, then
+ * a sort — to lock the first 25. In the 10,000-run Postgres drain that was 5.6–8.6 ms of a
+ * pass's database time (0.7 ms once analyzed), under the scheduler's lock, every pass (issue 9;
+ * test/scheduler-page-plan.test.ts). Sent before the lock and the page, after the writes riding
+ * the pass (their plans are theirs); on Postgres in the same pipeline (no round trip more).
+ */
+const PASS_PLAN_SQL = `select set_config('enable_bitmapscan', 'off', true)`;
+
 /** The scheduler's lock as a statement of its own (see readPage for why it must be one). */
 const SCHEDULER_LOCK_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK})`;
 
@@ -204,7 +218,7 @@ export function freshOffer(runId: string, replicaId: string): Statement[] {
  * (test/scheduler-round-trips.test.ts holds the lock across such a commit). Both are prepared
  * statements, planned once per connection (the page went as literal SQL text, planned per pass,
  * before). The lock is taken only when a run is queued ({@link PASS_LOCK_SQL}). PGlite (one
- * connection, no lock): the page alone. `heads`: the writes riding the pass
+ * connection, no lock): the page alone. Both plan without bitmap scans ({@link PASS_PLAN_SQL}). `heads`: the writes riding the pass
  * ({@link Scheduler.withNextPass}), first in the pipeline (each answered through its
  * `onResult`), or one query each before the page where there is no pipeline.
  */
@@ -218,8 +232,10 @@ async function readPage<T>(
 ) {
   const page = { text: pageSql(capped, backend === 'postgres'), params: [after, limit] };
   const lock = { text: PASS_LOCK_SQL, params: [after] };
-  if (backend === 'postgres' && tx.pipeline) return tx.pipeline<T>([...heads, lock, page]);
+  const plan = { text: PASS_PLAN_SQL };
+  if (backend === 'postgres' && tx.pipeline) return tx.pipeline<T>([...heads, plan, lock, page]);
   for (const h of heads) h.onResult(await tx.query(h.text, h.params));
+  await tx.query(plan.text);
   if (backend !== 'postgres') return tx.query<T>(page.text, page.params);
   await tx.query(lock.text, lock.params);
   return tx.query<T>(page.text, page.params);
