@@ -2,6 +2,12 @@
 // at random, with the control plane killed -9 and restarted on the same data. Each workload
 // appends `<tag> start|end <pid> <ns>` to a ledger (O_APPEND); at the end every acknowledged run
 // must be found, terminal and started at most once. Loopback only, bounded, ends only its own pids.
+// A process that exits by itself (an agent's crash or refused start, a control plane's) is an
+// unexpected exit: reported (exit code or signal, last stderr line) and restarted as a user's
+// supervisor would (systemd `Restart=on-failure`: after 1 s, at most 5 starts in 10 s and 10 in
+// all). The verdict (`verdict.failures`, exit code 1) fails on any lost, twice-started or stuck run,
+// on run accounting that does not add up, on more than CHAOS_MAX_AGENT_EXITS (1) unexpected exits
+// of one agent, on any of the control plane, and on a process the supervisor left down.
 // Knobs: CHAOS_RUNS (200), CHAOS_AGENTS (4), CHAOS_BACKEND (pglite|postgres), CHAOS_SECONDS (120).
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +30,91 @@ const SECONDS = Number(process.env.CHAOS_SECONDS ?? 120);
 /** After the chaos: how long every acknowledged run gets to become terminal (beyond a 30 s lease). */
 const SETTLE_SECONDS = Number(process.env.CHAOS_SETTLE_SECONDS ?? 180);
 const TERMINAL = new Set(['completed', 'failed', 'cancelled', 'blocked']);
+/** Unexpected exits one agent may have before the verdict fails. */
+const MAX_AGENT_EXITS = Number(process.env.CHAOS_MAX_AGENT_EXITS ?? 1);
+
+/** One process that exited by itself (not killed by the chaos, not stopped at the end). */
+interface UnexpectedExit {
+  who: string;
+  /** Seconds into the chaos window. */
+  at: number;
+  code: number | null;
+  signal: string | null;
+  lastStderr: string;
+  /** Its last line of output on either stream (an agent logs to stdout: what it was doing last). */
+  lastOutput: string;
+  /** Whether the supervisor restarted it (not after a clean exit 0, nor past its start limit). */
+  restarted: boolean;
+}
+
+/**
+ * What a user's supervisor does with a process that exits by itself — systemd's
+ * `Restart=on-failure` with `RestartSec=1`, `StartLimitBurst=5` in `StartLimitIntervalSec=10`,
+ * plus a cap of 10 restarts per process so a crash loop cannot outlast the chaos's bound.
+ */
+class Supervisor {
+  static readonly DELAY_MS = 1000;
+  private readonly restarts = new Map<string, number[]>();
+  readonly exits: UnexpectedExit[] = [];
+  readonly gaveUp = new Set<string>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private stopped = false;
+  constructor(private readonly t0: () => number) {}
+
+  /** Records the exit; restarts `start` after the delay unless clean, over the limits or stopping. */
+  exited(
+    who: string,
+    code: number | null,
+    signal: string | null,
+    lastStderr: string,
+    lastOutput: string,
+    start: () => void,
+  ): void {
+    const now = Date.now();
+    const past = this.restarts.get(who) ?? [];
+    const inBurst = past.filter((t) => t > now - 10_000).length;
+    const failure = code !== 0 || signal !== null;
+    const restart = !this.stopped && failure && inBurst < 5 && past.length < 10;
+    // Not restarted (a clean exit, or past the start limit): down for the rest of the chaos.
+    if (!restart && !this.stopped) this.gaveUp.add(who);
+    this.exits.push({
+      who,
+      at: Math.round((now - this.t0()) / 100) / 10,
+      code,
+      signal,
+      lastStderr: lastStderr.slice(0, 300),
+      lastOutput: lastOutput.slice(0, 300),
+      restarted: restart,
+    });
+    process.stderr.write(
+      `chaos: ${who} exited by itself (${signal ?? `code ${code}`})${restart ? ', restarting in 1 s' : ''}: ${lastStderr.slice(0, 300)}\n`,
+    );
+    if (!restart) return;
+    this.restarts.set(who, [...past, now]);
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (!this.stopped) start();
+    }, Supervisor.DELAY_MS);
+    this.timers.add(t);
+  }
+
+  /** No more restarts (the end): pending ones are dropped. */
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  count(prefix: string): number {
+    return this.exits.filter((e) => e.who.startsWith(prefix)).length;
+  }
+}
+
+/** Keeps the last non-empty line of a stream's output (for an exit's report). */
+function lastLine(prev: string, chunk: string): string {
+  const lines = chunk.split('\n').filter((l) => l.trim() !== '');
+  return lines.length > 0 ? lines[lines.length - 1]!.trim() : prev;
+}
 
 const rand = (a: number, b: number) => a + Math.random() * (b - a);
 
@@ -54,12 +145,25 @@ class ControlPlane {
   proc: ChildProcess | undefined;
   private seq = 0;
   private readonly pending = new Map<number, (m: { rows?: unknown[]; error?: string }) => void>();
-  constructor(private readonly config: CpHostConfig) {}
+  private stopping = false;
+  /**
+   * @param onExit called when a started control plane exits by itself (not `kill9`, not `stop`),
+   *   with its code or signal and last stderr line
+   */
+  constructor(
+    private readonly config: CpHostConfig,
+    private readonly onExit: (code: number | null, signal: string | null, lastStderr: string) => void,
+  ) {}
 
   async start(): Promise<void> {
     const cp = fork(new URL('./cp-host.js', import.meta.url), [], {
       env: { ...process.env, BENCH_CP: JSON.stringify(this.config) },
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    cp.stderr!.on('data', (d: Buffer) => {
+      process.stderr.write(d);
+      stderr = lastLine(stderr, String(d));
     });
     cp.on('message', (m: { id?: number }) => {
       if (m.id !== undefined) {
@@ -67,9 +171,12 @@ class ControlPlane {
         this.pending.delete(m.id);
       }
     });
-    cp.on('exit', () => {
+    cp.on('exit', (code, signal) => {
       for (const r of this.pending.values()) r({ error: 'control plane exited' });
       this.pending.clear();
+      if (this.proc !== cp || this.stopping) return; // killed by the chaos, stopped at the end, or never up
+      this.proc = undefined;
+      this.onExit(code, signal, stderr);
     });
     await new Promise<void>((resolve, reject) => {
       cp.once('message', () => resolve());
@@ -98,6 +205,7 @@ class ControlPlane {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     const cp = this.proc;
     if (!cp || cp.exitCode !== null) return;
     const exited = new Promise((r) => cp.once('exit', r));
@@ -115,6 +223,8 @@ interface Agent {
   stateDir: string;
   proc?: ChildProcess;
   log: string;
+  /** The current process's last stderr line (for an unexpected exit's report). */
+  lastStderr: string;
 }
 
 async function main(): Promise<void> {
@@ -125,15 +235,34 @@ async function main(): Promise<void> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const adminToken = mintToken('admin');
-  const cp = new ControlPlane({
-    backend: BACKEND,
-    dataDir: join(root, 'cp'),
-    port,
-    adminToken,
-    ...(db ? { url: db.url } : {}),
-    // Kept for a post-mortem: the control plane's own account of every run.
-    ...(process.env.CHAOS_KEEP ? { logFile: join(root, 'cp.log') } : {}),
-  });
+  // The chaos window starts once the control plane and the agents are up (reset below).
+  let t0 = Date.now();
+  const supervisor = new Supervisor(() => t0);
+  const restartControlPlane = () => {
+    cp.start().catch((e: unknown) =>
+      supervisor.exited(
+        'control-plane',
+        null,
+        null,
+        e instanceof Error ? e.message : String(e),
+        '',
+        restartControlPlane,
+      ),
+    );
+  };
+  const cp = new ControlPlane(
+    {
+      backend: BACKEND,
+      dataDir: join(root, 'cp'),
+      port,
+      adminToken,
+      ...(db ? { url: db.url } : {}),
+      // Kept for a post-mortem: the control plane's own account of every run.
+      ...(process.env.CHAOS_KEEP ? { logFile: join(root, 'cp.log') } : {}),
+    },
+    (code, signal, lastStderr) =>
+      supervisor.exited('control-plane', code, signal, lastStderr, lastStderr, restartControlPlane),
+  );
   const admin = new ControlPlaneClient({ url, token: adminToken, timeoutMs: 30_000 });
   const agents: Agent[] = [];
   const config = join(root, 'config');
@@ -142,7 +271,10 @@ async function main(): Promise<void> {
   let readopted = 0;
 
   let removed = false;
+  let stopping = false;
   const startAgent = (a: Agent) => {
+    // One process per state dir: a kill's restart and a supervisor's may both be due.
+    if (stopping || (a.proc && a.proc.exitCode === null && a.proc.signalCode === null)) return;
     const child = spawn(
       process.execPath,
       [cliBin(), 'workstation', 'run', '--runtime', 'process', '--max-runs', '4', '--state-dir', a.stateDir],
@@ -158,6 +290,7 @@ async function main(): Promise<void> {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
+    a.lastStderr = '';
     const count = (d: Buffer) => {
       const s = String(d);
       readopted += s.split('"re-adopted"').length - 1;
@@ -173,6 +306,14 @@ async function main(): Promise<void> {
     };
     child.stdout.on('data', count);
     child.stderr.on('data', count);
+    child.stderr.on('data', (d: Buffer) => (a.lastStderr = lastLine(a.lastStderr, String(d))));
+    // Killed by the chaos (`killAgent` forgets it first) or stopped at the end: expected.
+    // Anything else exited by itself: reported, and restarted as a supervisor would.
+    child.once('exit', (code, signal) => {
+      if (a.proc !== child || stopping) return;
+      a.proc = undefined;
+      supervisor.exited(`agent-${a.i}`, code, signal, a.lastStderr, lastLine('', a.log), () => startAgent(a));
+    });
     a.proc = child;
   };
   const killAgent = (a: Agent) => {
@@ -200,6 +341,8 @@ async function main(): Promise<void> {
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
+      stopping = true;
+      supervisor.stop();
       for (const a of agents) {
         const p = a.proc;
         if (p && p.exitCode === null) {
@@ -225,8 +368,6 @@ async function main(): Promise<void> {
 
   const acked = new Map<string, string>(); // tag → run id
   let submitFailures = 0;
-  // The chaos window starts once the control plane and the agents are up (reset below).
-  let t0 = Date.now();
   try {
     await cp.start();
     for (let i = 0; i < AGENTS; i++) {
@@ -238,6 +379,7 @@ async function main(): Promise<void> {
         workstationId: r.workstation.id,
         stateDir: join(root, `agent-${i}`),
         log: '',
+        lastStderr: '',
       };
       agents.push(a);
       startAgent(a);
@@ -303,8 +445,13 @@ async function main(): Promise<void> {
     let rows: { id: string; status: string; failure_kind: string | null; attempt: number }[] = [];
     const ids = [...acked.values()];
     for (const deadline = Date.now() + SETTLE_SECONDS * 1000; ;) {
-      rows = await cp.sql(`select id, status, failure_kind, attempt from runs where id = any($1)`, [ids]);
-      if (rows.length === ids.length && rows.every((r) => TERMINAL.has(r.status))) break;
+      try {
+        rows = await cp.sql(`select id, status, failure_kind, attempt from runs where id = any($1)`, [ids]);
+        if (rows.length === ids.length && rows.every((r) => TERMINAL.has(r.status))) break;
+      } catch (e) {
+        // The control plane exited by itself (reported; the supervisor restarts it): ask again.
+        if (Date.now() > deadline) throw e;
+      }
       if (Date.now() > deadline) break;
       await sleep(1000);
     }
@@ -342,6 +489,33 @@ async function main(): Promise<void> {
       const k = r.status === 'failed' ? `failed/${r.failure_kind ?? '?'}` : r.status;
       status[k] = (status[k] ?? 0) + 1;
     }
+    // The run accounting: every submit acknowledged, every run counted once, a completed run's
+    // workload ran to its end, and no workload ran for a run nobody acknowledged.
+    const completedWithoutWorkload = rows.filter(
+      (r) => r.status === 'completed' && !ends.has(tagOf.get(r.id)!),
+    ).length;
+    const startedUnacknowledged = [...starts.keys()].filter((tag) => !acked.has(tag)).length;
+    const counted = Object.values(status).reduce((n, c) => n + c, 0);
+    const agentExits = new Map<string, number>();
+    for (const e of supervisor.exits)
+      if (e.who.startsWith('agent-')) agentExits.set(e.who, (agentExits.get(e.who) ?? 0) + 1);
+    const failures = [
+      lost.length > 0 && `${lost.length} acknowledged runs lost`,
+      twice.length > 0 && `${twice.length} runs' workloads started twice`,
+      stuck.length > 0 && `${stuck.length} runs not terminal after ${SETTLE_SECONDS} s`,
+      acked.size < RUNS && `${RUNS - acked.size} of ${RUNS} submits never acknowledged`,
+      counted !== acked.size && `${counted} runs counted by status for ${acked.size} acknowledged`,
+      completedWithoutWorkload > 0 &&
+        `${completedWithoutWorkload} runs completed without their workload's end`,
+      startedUnacknowledged > 0 && `${startedUnacknowledged} workloads started for unacknowledged submits`,
+      ...[...agentExits]
+        .filter(([, n]) => n > MAX_AGENT_EXITS)
+        .map(([who, n]) => `${who} exited by itself ${n} times (at most ${MAX_AGENT_EXITS})`),
+      supervisor.count('control-plane') > 0 &&
+        `the control plane exited by itself ${supervisor.count('control-plane')} times`,
+      supervisor.gaveUp.size > 0 &&
+        `left down by the supervisor (clean exit or start limit): ${[...supervisor.gaveUp].join(', ')}`,
+    ].filter((f): f is string => typeof f === 'string');
     const report = {
       backend: BACKEND,
       runs: RUNS,
@@ -358,7 +532,17 @@ async function main(): Promise<void> {
       neverStarted: [...acked.keys()].filter((tag) => !starts.has(tag)).length,
       readopted,
       status,
+      completedWithoutWorkload,
+      startedUnacknowledged,
       runnerLost: runnerLost.slice(0, 20),
+      unexpectedExits: {
+        agents: supervisor.count('agent-'),
+        controlPlane: supervisor.count('control-plane'),
+        maxPerAgent: MAX_AGENT_EXITS,
+        gaveUp: [...supervisor.gaveUp],
+        exits: supervisor.exits.slice(0, 20),
+      },
+      verdict: { pass: failures.length === 0, failures },
       load: loadAverage(),
     };
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -378,7 +562,7 @@ async function main(): Promise<void> {
           .join(' ')}\n`,
       );
     if (process.env.CHAOS_KEEP) process.stdout.write(`kept: ${root}\n`);
-    process.exitCode = lost.length + twice.length + stuck.length > 0 ? 1 : 0;
+    process.exitCode = failures.length > 0 ? 1 : 0;
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);

@@ -20,6 +20,8 @@ interface ChaosReport {
   stuck: number;
   kills: { agents: number; controlPlane: number };
   status: Record<string, number>;
+  /** Why the run failed (lost/twice/stuck, run accounting, agents that exited by themselves). */
+  verdict: { pass: boolean; failures: string[] };
 }
 
 async function runChaos(
@@ -81,6 +83,7 @@ describe('chaos (short, as in CI)', () => {
         });
         // The faults did happen.
         expect(report.kills.agents + report.kills.controlPlane).toBeGreaterThan(0);
+        expect(report.verdict.failures, out.slice(-4000)).toEqual([]);
         expect(code, out.slice(-4000)).toBe(0);
       },
       LIMIT_MS + 90_000,
