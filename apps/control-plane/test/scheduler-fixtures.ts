@@ -114,3 +114,25 @@ export function watchingPages(db: Database, onPage: (row: { queued: unknown[] })
       ),
   };
 }
+
+/**
+ * Resolves once some session on `db`'s database waits for an advisory lock (`pg_locks`, not
+ * granted): the pass (or a submit) behind a test's holder of the scheduler lock. Only this
+ * database's locks count: `pg_locks` is server-wide, and other processes on the shared test
+ * server (benches, other tests) wait for the same key. Throws after ~5 s of polling (every
+ * 10 ms), naming `who` never waited.
+ *
+ * @example
+ * const pass = scheduler.pass(); await untilPassWaitsForLock(t.db); release();
+ */
+export async function untilPassWaitsForLock(db: Queryable, who = 'the pass'): Promise<void> {
+  for (let i = 0; ; i++) {
+    const waiting = await db.query<{ n: number }>(
+      `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted
+         and database = (select oid from pg_database where datname = current_database())`,
+    );
+    if (waiting.rows[0]!.n > 0) return;
+    if (i > 500) throw new Error(`${who} never waited for the lock`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

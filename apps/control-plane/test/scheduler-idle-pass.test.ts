@@ -7,7 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlPlaneMigrations } from '../src/migrations.js';
 import { pageSql, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
-import { addWorkstation, migratedDatabase, newScheduler } from './scheduler-fixtures.js';
+import {
+  addWorkstation,
+  migratedDatabase,
+  newScheduler,
+  untilPassWaitsForLock,
+} from './scheduler-fixtures.js';
 
 interface PlanNode {
   'Relation Name'?: string;
@@ -114,14 +119,7 @@ describe('a scheduling pass on postgres and the scheduler lock', () => {
         submitRunRequestSchema.parse({ runtime: 'idle', command: ['x'] }),
       );
       const pass = scheduler.pass();
-      for (let i = 0; ; i++) {
-        const waiting = await t.db.query<{ n: number }>(
-          `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`,
-        );
-        if (waiting.rows[0]!.n > 0) break;
-        if (i > 500) throw new Error('the pass never waited for the lock');
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await untilPassWaitsForLock(t.db);
       release();
       await holder;
       expect((await pass).map((r) => [r.id, r.status])).toEqual([[run.id, 'offered']]);

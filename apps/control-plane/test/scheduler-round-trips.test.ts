@@ -8,7 +8,13 @@ import { LinkRegistry } from '../src/link/link-registry.js';
 import { NotificationBus } from '../src/notifications/bus.js';
 import { RunStore } from '../src/runs/run-store.js';
 import { SCHEDULER_LOCK } from '../src/runs/scheduler.js';
-import { addWorkstation, migratedDatabase, newScheduler, watchingPages } from './scheduler-fixtures.js';
+import {
+  addWorkstation,
+  migratedDatabase,
+  newScheduler,
+  untilPassWaitsForLock,
+  watchingPages,
+} from './scheduler-fixtures.js';
 import * as transitions from '../src/runs/transitions.js';
 
 /**
@@ -147,14 +153,7 @@ describe.each(TEST_BACKENDS)('scheduling pass round trips on %s', (backend) => {
       await lockHeld;
       const pass = newScheduler(t.db).pass();
       // The pass is waiting for the lock (its page not read yet) before the holder commits.
-      for (let i = 0; ; i++) {
-        const waiting = await t.db.query<{ n: number }>(
-          `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`,
-        );
-        if (waiting.rows[0]!.n > 0) break;
-        if (i > 500) throw new Error('the pass never waited for the lock');
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await untilPassWaitsForLock(t.db);
       release();
       await holder;
       expect(await pass).toEqual([]);

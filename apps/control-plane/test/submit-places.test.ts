@@ -9,7 +9,11 @@ import { NotificationBus } from '../src/notifications/bus.js';
 import { RunStore } from '../src/runs/run-store.js';
 import { freshOffer, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
-import { addWorkstation as addWorkstationOf, migratedDatabase } from './scheduler-fixtures.js';
+import {
+  addWorkstation as addWorkstationOf,
+  migratedDatabase,
+  untilPassWaitsForLock,
+} from './scheduler-fixtures.js';
 
 /**
  * Issue 10's cross-replica offer latency: on Postgres a lone fresh run is placed by its submit's
@@ -146,14 +150,7 @@ describe('a submit that places its own run, on postgres', () => {
       // `first` is still queued and older: the submit must not place over it either way; make
       // it wait for the lock, then the holder takes the only slot with `first`.
       const submitted = submitOnA(t.db, 'lk');
-      for (let i = 0; ; i++) {
-        const waiting = await t.db.query<{ n: number }>(
-          `select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`,
-        );
-        if (waiting.rows[0]!.n > 0) break;
-        if (i > 500) throw new Error('the submit never waited for the lock');
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await untilPassWaitsForLock(t.db, 'the submit');
       release();
       await holder;
       expect((await submitted).status).toBe('queued');
