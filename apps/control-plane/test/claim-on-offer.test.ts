@@ -1,13 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { TEST_BACKENDS } from '@runt/sql/testing';
-import {
-  ControlPlaneClient,
-  controlMessageSchema,
-  type ClaimRunResponse,
-  type ControlMessage,
-} from '@runt/protocol';
-import { startHarness, type Harness } from './harness.js';
+import { ControlPlaneClient, type ClaimRunResponse } from '@runt/protocol';
+import { openTestLink, startHarness, type Harness, type TestLink } from './harness.js';
 import { eventually, pairAgent, uniqueRuntime, type AgentDouble } from './agent-double.js';
 
 /** An agent link that asks for claim on offer for `runner`, and every message it gets. */
@@ -16,29 +10,11 @@ async function linkClaiming(
   agent: AgentDouble,
   runtime: string,
   runner: string,
-): Promise<{ ws: WebSocket; got: ControlMessage[]; claimed: () => ClaimRunResponse[] }> {
-  const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}/api/agent/link`, {
-    headers: { authorization: `Bearer ${agent.token}` },
+): Promise<TestLink & { claimed: () => ClaimRunResponse[] }> {
+  const { ws, got } = await openTestLink(h, agent.token, 'claimer', [runtime], {
+    runner_id: runner,
+    lease_ms: 30_000,
   });
-  const got: ControlMessage[] = [];
-  ws.on('message', (d) => got.push(controlMessageSchema.parse(JSON.parse((d as Buffer).toString('utf8')))));
-  await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
-  ws.send(
-    JSON.stringify({
-      type: 'register',
-      workstation: {
-        display_name: 'claimer',
-        cpu_count: 4,
-        max_runs: 4,
-        runtimes: [runtime],
-        agent_version: '0.0.0-test',
-        listening: true,
-      },
-      running_run_ids: [],
-      claim_on_offer: { runner_id: runner, lease_ms: 30_000 },
-    }),
-  );
-  await eventually(() => got.some((m) => m.type === 'registered'), 'registered');
   const claimed = () => got.flatMap((m) => (m.type === 'offer-claimed' ? m.runs : []));
   return { ws, got, claimed };
 }

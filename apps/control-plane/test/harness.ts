@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import type { Queryable, SqlBackend } from '@runt/sql';
 import { hashToken, mintToken } from '@runt/transport-auth';
+import { controlMessageSchema, type ControlMessage } from '@runt/protocol';
+import { eventually } from '@runt/protocol/testing';
+import { WebSocket } from 'ws';
 import { loadConfig, type ControlPlaneConfig } from '../src/config.js';
 import { startControlPlane, type RunningControlPlane, type StartOptions } from '../src/server.js';
 
@@ -125,4 +128,56 @@ export async function seedFleet(
     [ids, tokens.map(hashToken)],
   );
   return { ids, tokens };
+}
+
+/** A raw agent link opened by {@link openTestLink}, and every control message it got so far. */
+export interface TestLink {
+  ws: WebSocket;
+  got: ControlMessage[];
+}
+
+/**
+ * A raw agent link to `h` as the workstation of `token`: a WebSocket on `/api/agent/link` with
+ * the bearer, each control message parsed into `got`, and a `register` sent for `display_name`
+ * (cpu_count 4, max_runs 4, `runtimes`, listening) with `claimOnOffer` when given. Resolves once
+ * `registered` came (the socket closed if it never does).
+ *
+ * @example
+ * const { ws, got } = await openTestLink(h, agent.token, 'claimer', [runtime], { runner_id: 'r1', lease_ms: 30_000 });
+ */
+export async function openTestLink(
+  h: Pick<Harness, 'cp'>,
+  token: string,
+  display_name: string,
+  runtimes: string[],
+  claimOnOffer?: { runner_id: string; lease_ms: number },
+): Promise<TestLink> {
+  const ws = new WebSocket(`${h.cp.url.replace(/^http/, 'ws')}/api/agent/link`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const got: ControlMessage[] = [];
+  ws.on('message', (d) => got.push(controlMessageSchema.parse(JSON.parse((d as Buffer).toString('utf8')))));
+  await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+  ws.send(
+    JSON.stringify({
+      type: 'register',
+      workstation: {
+        display_name,
+        cpu_count: 4,
+        max_runs: 4,
+        runtimes,
+        agent_version: '0.0.0-test',
+        listening: true,
+      },
+      running_run_ids: [],
+      ...(claimOnOffer && { claim_on_offer: claimOnOffer }),
+    }),
+  );
+  try {
+    await eventually(() => got.some((m) => m.type === 'registered'), 'registered');
+  } catch (e) {
+    ws.close();
+    throw e;
+  }
+  return { ws, got };
 }

@@ -3,12 +3,11 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { ControlPlaneClient, controlMessageSchema, type ControlMessage, type Run } from '@runt/protocol';
+import { ControlPlaneClient, type Run } from '@runt/protocol';
 import { createTestDatabase } from '@runt/sql/testing';
 import { loadConfig, type ControlPlaneConfig } from '../src/config.js';
 import { startControlPlane, type RunningControlPlane, type StartOptions } from '../src/server.js';
-import { startHarness, type Harness } from './harness.js';
+import { openTestLink, startHarness, type Harness } from './harness.js';
 import { eventually, pairAgent, uniqueRuntime, type AgentDouble } from './agent-double.js';
 
 // Three replicas on one Postgres. The scheduler tick is one minute, so anything that reaches an
@@ -173,29 +172,11 @@ describe('three control-plane replicas on one postgres', () => {
     // to that runner, and the agent gets it leased (`offer-claimed`) with the same token.
     const runtime2 = uniqueRuntime();
     const claimer = await pairAgent(replicas[2]!, 'same-replica-claimer', [runtime2]);
-    const got: ControlMessage[] = [];
-    const ws = new WebSocket(`${replicas[2]!.cp.url.replace(/^http/, 'ws')}/api/agent/link`, {
-      headers: { authorization: `Bearer ${claimer.token}` },
+    const { ws, got } = await openTestLink(replicas[2]!, claimer.token, 'claimer', [runtime2], {
+      runner_id: 'r9',
+      lease_ms: 30_000,
     });
-    ws.on('message', (d) => got.push(controlMessageSchema.parse(JSON.parse((d as Buffer).toString('utf8')))));
-    await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
-    ws.send(
-      JSON.stringify({
-        type: 'register',
-        workstation: {
-          display_name: 'claimer',
-          cpu_count: 4,
-          max_runs: 4,
-          runtimes: [runtime2],
-          agent_version: '0.0.0-test',
-          listening: true,
-        },
-        running_run_ids: [],
-        claim_on_offer: { runner_id: 'r9', lease_ms: 30_000 },
-      }),
-    );
     try {
-      await eventually(() => got.some((m) => m.type === 'registered'), 'registered');
       const leased = (await admins[2]!.submitRun({ runtime: runtime2, command: ['claimed'] })).run;
       expect(leased).toMatchObject({
         status: 'accepted',
