@@ -18,15 +18,29 @@ const until = async (done: () => boolean | Promise<boolean>, ms = 30_000) => {
   while (!(await done()) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
 };
 
+/**
+ * PGlite whose upkeep looks after every statement with no share limit (each upkeep it does pushed
+ * to `ran`), holding an empty `jobs` table and its (status, pos) index.
+ */
+async function jobsDatabase(ran: UpkeepDone[]) {
+  const db = await openPglite({
+    upkeep: { checkIntervalMs: 0, maxShare: 1, onUpkeep: (d) => ran.push(d) },
+  });
+  try {
+    await db.query(`create table jobs (id int primary key, status text not null, pos int not null)`);
+    await db.query(`create index jobs_status_pos on jobs (status, pos)`);
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
+  return db;
+}
+
 describe('PGlite vacuums and analyses a table whose rows changed (no autovacuum there)', () => {
   it('vacuums and analyses a queue table once its dead rows pass the threshold, between statements', async () => {
     const ran: UpkeepDone[] = [];
-    const db = await openPglite({
-      upkeep: { checkIntervalMs: 0, maxShare: 1, onUpkeep: (d) => ran.push(d) },
-    });
+    const db = await jobsDatabase(ran);
     try {
-      await db.query(`create table jobs (id int primary key, status text not null, pos int not null)`);
-      await db.query(`create index jobs_status_pos on jobs (status, pos)`);
       await db.query(`insert into jobs select g, 'queued', g from generate_series(1, 2000) g`);
       // The insert's own upkeep (2,000 rows inserted: past 1,000 + 0.2 × rows) done first.
       await until(async () => {
@@ -108,12 +122,8 @@ describe('PGlite vacuums and analyses a table whose rows changed (no autovacuum 
 
   it('a statement prepared before the ANALYZE is planned again with the table as it is now', async () => {
     const ran: UpkeepDone[] = [];
-    const db = await openPglite({
-      upkeep: { checkIntervalMs: 0, maxShare: 1, onUpkeep: (d) => ran.push(d) },
-    });
+    const db = await jobsDatabase(ran);
     try {
-      await db.query(`create table jobs (id int primary key, status text not null, pos int not null)`);
-      await db.query(`create index jobs_status_pos on jobs (status, pos)`);
       // Prepared (the plan cache: sent twice) while the table was empty; then 5,000 rows
       // arrive of which 4,000 stay queued.
       const count = `select count(*)::int as n from jobs where status = 'queued'`;
