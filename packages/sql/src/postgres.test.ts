@@ -25,6 +25,28 @@ describe('openPostgres', () => {
     }
   });
 
+  it('keeps an idle pooled connection past node-postgres’ 10 s default (no new server process, no cold plans)', async () => {
+    const t = await createTestDatabase('postgres');
+    const pid = async () =>
+      (await t.db.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+    try {
+      await pid(); // connected
+      // The pool's idle timer is a setTimeout started when a connection goes back to the pool.
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      let first: number;
+      try {
+        first = await pid();
+        vi.advanceTimersByTime(11_000);
+      } finally {
+        vi.useRealTimers();
+      }
+      await new Promise((r) => setTimeout(r, 50)); // a closed connection's end lands
+      expect(await pid()).toBe(first);
+    } finally {
+      await t.dispose();
+    }
+  });
+
   it("sends a transaction's BEGIN with its first statement when that one has no parameters", async () => {
     const t = await createTestDatabase('postgres');
     // Every round trip to the server is one Client#query (the pool's too).

@@ -16,7 +16,25 @@ export interface OpenPostgresOptions {
   max?: number;
   /** Size of the priority lane's own pool (default 2; see `Database.priority`). */
   priorityMax?: number;
+  /** How long a pooled connection may sit idle before it is closed, in ms (default {@link POOL_IDLE_MS}). */
+  idleMs?: number;
 }
+
+/**
+ * How long a pooled connection may sit idle before it is closed (node-postgres' default is 10 s).
+ * A connection opened again costs the request that waits for it a server process to start and
+ * then, on its first statements, cold catalog caches, a Parse of each prepared statement and
+ * five custom plans before Postgres settles on a generic one: measured on the replicas
+ * latency bench (issue 10, 2026-12-01), a submit's message on a connection's first 5 uses
+ * took 14 ms at the p50 against 2.6 ms on a warm one at load ~11, and they were 9 of its 22
+ * slowest — after any 10 s without a second concurrent statement (a replica between bursts, or
+ * serving one submit at a time) its extra connections were gone. Ten minutes keeps them across
+ * such lulls; TCP keepalive probes ({@link POOL_KEEPALIVE_MS}) keep a NAT or firewall from
+ * dropping one silently meanwhile.
+ */
+export const POOL_IDLE_MS = 600_000;
+/** Idle time before the first TCP keepalive probe of a pooled connection (the OS default is 2 h). */
+export const POOL_KEEPALIVE_MS = 60_000;
 
 // int8 (bigint) as JS number: our counters (fencing tokens, seq) stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -30,8 +48,13 @@ pg.types.setTypeParser(20, (v) => Number(v));
  * const db = await openPostgres({ url: 'postgres://postgres@127.0.0.1:5432/test' });
  */
 export async function openPostgres(opts: OpenPostgresOptions): Promise<Database> {
-  const pool = new pg.Pool({ connectionString: opts.url, max: opts.max ?? 10 });
-  const priorityPool = new pg.Pool({ connectionString: opts.url, max: opts.priorityMax ?? 2 });
+  const kept = {
+    idleTimeoutMillis: opts.idleMs ?? POOL_IDLE_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: POOL_KEEPALIVE_MS,
+  };
+  const pool = new pg.Pool({ connectionString: opts.url, max: opts.max ?? 10, ...kept });
+  const priorityPool = new pg.Pool({ connectionString: opts.url, max: opts.priorityMax ?? 2, ...kept });
   // A dropped idle connection must not crash the process; the next query gets a fresh one.
   pool.on('error', () => {});
   priorityPool.on('error', () => {});
