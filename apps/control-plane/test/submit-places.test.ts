@@ -114,6 +114,26 @@ describe('a submit that places its own run, on postgres', () => {
     }
   });
 
+  it('runs the placement from its generic plan from the first submit on a connection (no custom plans)', async () => {
+    await addWorkstation('ws_g', 'gp', 8);
+    const one = await openPostgres({ url: t.url!, max: 1 });
+    try {
+      for (let i = 0; i < 3; i++) expect((await submitOnA(one, 'gp')).status).toBe('offered');
+      const plans = await one.query<{ generic: number; custom: number }>(
+        `select generic_plans::int as generic, custom_plans::int as custom from pg_prepared_statements
+          where statement like '%pg_notify%'`,
+      );
+      // Postgres' default plans a prepared statement's first five executions for their
+      // parameters (custom_plans 3 here): ~0.8 ms of planning each, in the offer's path.
+      expect(plans.rows).toEqual([{ generic: 3, custom: 0 }]);
+      // Only for the submit's own message: the setting ends with its transaction.
+      const mode = await one.query<{ mode: string }>(`select current_setting('plan_cache_mode') as mode`);
+      expect(mode.rows[0]!.mode).toBe('auto');
+    } finally {
+      await one.close();
+    }
+  });
+
   it("never places beyond a workstation's slots, also when submits of two replicas race", async () => {
     await addWorkstation('ws_one', 'one', 1);
     const other = await openPostgres({ url: t.url! });

@@ -167,8 +167,19 @@ select r.*, null, null, null, false, 0 from runs r where r.id = $1::text and not
  */
 const PASS_PLAN_SQL = `select set_config('enable_bitmapscan', 'off', true)`;
 
-/** The scheduler's lock as a statement of its own (see readPage for why it must be one). */
-const SCHEDULER_LOCK_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK})`;
+/**
+ * The scheduler's lock as a statement of its own (see readPage for why it must be one), and a
+ * generic plan for the placement after it from its first execution on a connection
+ * (`plan_cache_mode` for this transaction only: the submit's pipeline). By default Postgres
+ * plans a prepared statement's first five executions for their parameters (custom plans) and
+ * only then settles on the generic plan, which is the one it keeps for this statement: each
+ * custom plan of FRESH_OFFER_SQL took 0.7–1.0 ms of planning (2 ms on a fresh connection)
+ * against 0.02 ms to reuse the generic plan and 0.15–0.2 ms to run it, so every connection of
+ * the pool made its first five submits' offers pay it — 1.5 % of the replicas latency bench's
+ * samples, most of its slowest 2 % (issue 10). The insert before the lock keeps the default:
+ * it is planned before this statement runs, and cheaply.
+ */
+const SCHEDULER_LOCK_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK}), set_config('plan_cache_mode', 'force_generic_plan', true)`;
 
 /**
  * A page's lock (`$1`: after): {@link SCHEDULER_LOCK} only when a run is queued after `$1` (the
