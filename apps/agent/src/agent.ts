@@ -213,12 +213,22 @@ export class Agent {
       accept: (claim) => RunExecution.accept(this.#deps(claim.run.runtime), claim),
       onDone: () => {
         if (this.#opts.once) void this.shutdown();
-        else this.#pollWake?.();
+        else this.#wakePollForSlot();
         this.#hurryWake?.();
       },
-      onFreed: () => this.#pollWake?.(),
+      onFreed: () => this.#wakePollForSlot(),
       logger: this.#log,
     });
+  }
+
+  /**
+   * A slot may be free: the poll loop asks for offers now, when it would poll at all (the link
+   * is down). With the link up it does not poll (offers come over the link; the link dropping
+   * wakes it), so it is left asleep: no timer, listener and promise made again twice per run
+   * (issue 9, agent profile).
+   */
+  #wakePollForSlot(): void {
+    if (this.#link?.up !== true) this.#pollWake?.();
   }
 
   get state(): AgentState {
