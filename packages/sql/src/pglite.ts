@@ -5,6 +5,9 @@ import { PlanCache, type PlanCacheOptions } from './plan-cache.js';
 import type { Database, QueryResult, Queryable } from './sql.js';
 import { TableUpkeep, type UpkeepOptions } from './upkeep.js';
 
+/** The planner's cost of a random page read on PGlite (pages in memory; Postgres' default: 4). */
+export const PGLITE_RANDOM_PAGE_COST = 1.1;
+
 export interface OpenPgliteOptions {
   /** Directory for the data files; omit for an in-memory database (tests, embedding). */
   dataDir?: string;
@@ -28,6 +31,14 @@ export interface OpenPgliteOptions {
  * PGlite's own `query` plans every statement again, which cost the hot ones more than running
  * them did (issue 9).
  *
+ * PGlite's pages are in its own memory (a data directory is read through the OS's page cache,
+ * never a disk seek per page), so the planner is told a random page read costs about what a
+ * sequential one does (`random_page_cost = 1.1`, Postgres' default is 4, sized for spinning
+ * disks): a join of a batch of ids (`jsonb_to_recordset`, estimated 100 rows) to `runs` went
+ * through a hash of every run read by a sequential scan, twice per claim on offer (8–57 ms for
+ * 25 runs at 10,000 runs, growing with the table), instead of 25 primary-key lookups (1.6–2.2
+ * ms) (docs/benchmarks.md, _PGlite: the planner's page costs_).
+ *
  * PGlite has no autovacuum: `TableUpkeep` stands in for it, between statements — a table whose
  * dead or changed rows pass autovacuum's thresholds is vacuumed and analysed in its turn on the
  * connection (docs/runs.md, _PGlite upkeep_).
@@ -44,6 +55,8 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
     ...(opts.dataDir ? { startParams: PGlite.defaultStartParams.filter((p) => p !== '-F') } : {}),
   });
   await pg.waitReady;
+  // For the session (the one connection): see above.
+  await pg.exec(`set random_page_cost = ${PGLITE_RANDOM_PAGE_COST}`);
   // One cache for the one connection: a statement prepared inside a transaction stays prepared.
   const plans = new PlanCache(opts.plans);
   const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
