@@ -33,11 +33,10 @@ export interface OpenPgliteOptions {
  *
  * PGlite's pages are in its own memory (a data directory is read through the OS's page cache,
  * never a disk seek per page), so the planner is told a random page read costs about what a
- * sequential one does (`random_page_cost = 1.1`, Postgres' default is 4, sized for spinning
- * disks): a join of a batch of ids (`jsonb_to_recordset`, estimated 100 rows) to `runs` went
- * through a hash of every run read by a sequential scan, twice per claim on offer (8–57 ms for
- * 25 runs at 10,000 runs, growing with the table), instead of 25 primary-key lookups (1.6–2.2
- * ms) (docs/benchmarks.md, _PGlite: the planner's page costs_).
+ * sequential one does (`random_page_cost = 1.1`; Postgres' default of 4 is sized for disk
+ * seeks): a join of a batch of ids (`jsonb_to_recordset`, always estimated at 100 rows) to a
+ * table of a few thousand rows hashed every row of a sequential scan instead of looking the
+ * ids up by primary key — the claim on offer did it twice per batch (docs/runs.md, _Hot paths_).
  *
  * PGlite has no autovacuum: `TableUpkeep` stands in for it, between statements — a table whose
  * dead or changed rows pass autovacuum's thresholds is vacuumed and analysed in its turn on the
