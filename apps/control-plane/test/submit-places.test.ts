@@ -114,6 +114,46 @@ describe('a submit that places its own run, on postgres', () => {
     }
   });
 
+  it('reads no queued run of a runtime no free workstation offers to know whether an older run waits', async () => {
+    await addWorkstation('ws_f', 'free', 2);
+    // A backlog nobody can run (no workstation offers its runtime), older than the submit.
+    await t.db.query(
+      `insert into runs (id, status, runtime, command, env, max_attempts)
+         select 'run_nobody_' || i, 'queued', 'nobody', '["x"]'::jsonb, '{}'::jsonb, 1 from generate_series(1, 2000) i`,
+    );
+    await t.db.query(
+      `insert into runs (id, status, runtime, command, env, max_attempts) values ('run_fresh', 'queued', 'free', '["x"]'::jsonb, '{}'::jsonb, 1)`,
+    );
+    const [lock, place] = freshOffer('run_fresh', 'A');
+    interface PlanNode {
+      'Relation Name'?: string;
+      'Actual Rows'?: number;
+      'Actual Loops'?: number;
+      Plans?: PlanNode[];
+    }
+    const runsRead = (n: PlanNode): number =>
+      (n['Relation Name'] === 'runs' ? (n['Actual Rows'] ?? 0) * (n['Actual Loops'] ?? 0) : 0) +
+      (n.Plans ?? []).reduce((sum, p) => sum + runsRead(p), 0);
+    const read = await t.db
+      .transaction(async (tx) => {
+        await tx.query(lock!.text);
+        const r = await tx.query<{ 'QUERY PLAN': unknown }>(
+          `explain (analyze, format json) ${place!.text}`,
+          place!.params,
+        );
+        const json = r.rows[0]!['QUERY PLAN'];
+        const plan = (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
+        throw Object.assign(new Error('rollback'), { read: runsRead(plan[0]!.Plan) });
+      })
+      .catch((e: { read?: number }) => e.read);
+    // The run itself, its offer, the workstation's used slots: a handful. It read all 2,000
+    // (one scan of the queue's index filtered by runtime) before, under the scheduler's lock.
+    expect(read).toBeLessThan(20);
+    expect((await t.db.query(`select status from runs where id = 'run_fresh'`)).rows).toEqual([
+      { status: 'queued' },
+    ]);
+  });
+
   it('runs the placement from its generic plan from the first submit on a connection (no custom plans)', async () => {
     await addWorkstation('ws_g', 'gp', 8);
     const one = await openPostgres({ url: t.url!, max: 1 });

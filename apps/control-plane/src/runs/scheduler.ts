@@ -121,15 +121,21 @@ select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued
 // The statement that places a fresh run (`$1`, its id) for a submit on replica `$2`; see
 // freshOffer. A constant text, so it is prepared once per connection (planning it per submit
 // took 0.85 of the message's 1.8–2.1 ms of database time when it went as literal SQL text).
+// `older` (FIFO: an older queued run some free workstation could take is waiting) probes
+// `runs_runtime_status_idx` once per runtime the free workstations offer: as one scan of the
+// queue's index filtered by runtime it read every older queued run of any other runtime — with
+// 10,000 queued runs no free workstation offers, 3–13 ms per submit instead of 0.2–0.5 ms
+// (EXPLAIN ANALYZE, 2026-12-01), all of it under the scheduler's lock, which serialises every
+// submit and pass of every replica (issue 10).
 const FRESH_OFFER_SQL = `with x as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
    where r.id = $1::text and ${OFFERABLE_NOW_SQL}
 ), f as materialized (
   select w.runtimes from workstations w ${USED_SQL} where ${PLACEABLE_SQL}
 ), older as (
-  select 1 from runs r, x
-   where ${OFFERABLE_NOW_SQL} and r.position < x.position
-     and r.runtime in (select jsonb_array_elements_text(f.runtimes) from f)
+  select 1 from x, (select distinct jsonb_array_elements_text(f.runtimes) as runtime from f) t
+   cross join lateral (select 1 from runs r
+     where r.runtime = t.runtime and ${OFFERABLE_NOW_SQL} and r.position < x.position limit 1) o
    limit 1
 ), c as (
   select w.id, w.link_replica from x, workstations w ${USED_SQL}
