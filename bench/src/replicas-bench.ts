@@ -9,6 +9,8 @@
 //   BENCH_REPLICA_PARTS=latency,throughput,kill
 //   BENCH_REPLICA_CP_BIN=path      another build's dist/bin.js (a before/after comparison, back to back)
 //   BENCH_REPLICA_GAP_MS=0         latency part: a pause after each sample's finish before the next submit
+//   BENCH_REPLICA_BACKLOG=0        latency part: runs queued first, of a runtime no workstation offers
+//                                  (they stay queued: what a submit's placement passes over)
 //   BENCH_SUBMIT_HTTP=node         the bench's HTTP client: node (node:http keep-alive, default) or fetch
 //   BENCH_TRACE=1                  latency part: each replica writes a per-step trace (RUNT_TRACE_FILE);
 //                                  printed as the median time of each step after the submit was sent
@@ -29,6 +31,7 @@ import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
 const GAP_MS = Number(env('BENCH_REPLICA_GAP_MS', '0'));
+const BACKLOG = Number(env('BENCH_REPLICA_BACKLOG', '0'));
 // The bench's HTTP calls go over the client's keep-alive `node:http` transport (as runt-agent's
 // and bench.ts's submits do): `fetch` costs the caller ~0.38 ms of CPU per call against ~0.10,
 // inside every latency sample (its `t0` is taken before the call). BENCH_SUBMIT_HTTP=fetch: fetch.
@@ -452,6 +455,13 @@ async function main(): Promise<void> {
     const db = await createBenchDatabase('replicalat');
     const replicas = await startReplicas(db, 2);
     try {
+      for (let n = 0; n < BACKLOG; n += 1000)
+        await replicas[0]!.admin.submitRuns({
+          runs: Array.from({ length: Math.min(1000, BACKLOG - n) }, () => ({
+            runtime: 'nobody-offers-this',
+            command: ['x'],
+          })),
+        });
       const same = await offerLatency(replicas[1]!, replicas[1]!, LATENCY_RUNS);
       console.log(
         `replicas  offer latency, submit and link on the same replica: p50 ${f(same.p50)} ms p99 ${f(same.p99)} ms max ${f(same.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(same.answered)} ms, offer − answer p50 ${f(same.afterAnswer)} ms)  load ${same.load}`,
