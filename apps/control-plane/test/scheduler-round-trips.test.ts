@@ -265,6 +265,50 @@ describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => 
 });
 
 /**
+ * A write riding a pass (`withNextPass`: a finish) commits synchronously, as it would alone. The
+ * page sets that itself (`synchronous_commit = on` where a plain page sets `off`), so the pass
+ * sends no statement of its own for it before the COMMIT: 7 statements on Postgres (BEGIN, the
+ * write, the plan setting, the lock, the page; the offer; COMMIT) and 6 round trips on PGlite
+ * (no lock), one of each fewer than before (8 and 7).
+ */
+describe.each(TEST_BACKENDS)('a pass carrying a write, on %s', (backend) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await migratedDatabase(backend);
+    await addWorkstation(t.db, 'ws_ride', 'ride', 2);
+  });
+  afterAll(async () => t?.dispose());
+
+  it('commits synchronously with no statement more than the page', async () => {
+    const { run } = await transitions.submit(
+      t.db,
+      submitRunRequestSchema.parse({ runtime: 'ride', command: ['x'] }),
+    );
+    let statements = 0;
+    let roundTrips = 0;
+    const settings: unknown[] = [];
+    const db = watchingPages(
+      countStatements(t.db, (c) => {
+        statements += c.statements;
+        roundTrips += c.roundTrips;
+      }),
+      (page) => settings.push((page as { async_commit?: unknown }).async_commit),
+    );
+    const scheduler = newScheduler(db);
+    const ridden = scheduler.withNextPass({ text: `select $1::text as ridden`, params: ['x'] });
+    expect(await ridden).toEqual([{ ridden: 'x' }]);
+    await scheduler.idle();
+    await scheduler.stop();
+    const status = await t.db.query<{ status: string }>('select status from runs where id = $1', [run.id]);
+    expect(status.rows[0]!.status).toBe('offered');
+    // The page set the transaction's commit synchronous (a plain page sets it off).
+    expect(settings).toEqual(['on']);
+    if (backend === 'postgres') expect(statements).toBe(7);
+    else expect(roundTrips).toBe(6);
+  });
+});
+
+/**
  * Every run a page reads it locks (`for update skip locked`: a WAL record each on Postgres), so
  * a page reads no more runs than the free workstations have slots: with a backlog, 200 locks a
  * page to place the few runs that fit, before. A run that fits nowhere is still passed over:

@@ -51,7 +51,11 @@ export const SCHEDULER_LOCK = 0x72756e74; // 'runt'
 // refused (not offered to it) and it moves on. A claim is a synchronous commit, which flushes
 // every earlier one, so a claimed offer is never lost. A page that claimed on offer (a lease
 // the agent acts on) switches back to a synchronous commit. Saves an fsync per pass, the
-// largest single cost of the offer path on a busy disk (issue 10).
+// largest single cost of the offer path on a busy disk (issue 10). A page whose transaction
+// carries writes riding the pass (a finish, `withNextPass`), which commit synchronously as they
+// would alone, sets `on` in the page itself (`pageSql(…, sync)`) instead of `off` there and `on`
+// in a statement of its own before the COMMIT: one statement less per such pass (PGlite: one
+// round trip; its transactions honour the setting as Postgres' do).
 const ASYNC_COMMIT = `set_config('synchronous_commit', 'off', true)`;
 const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
 
@@ -66,9 +70,10 @@ const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
 // come back whole from the update), and the workstations with a free slot offering one of their
 // runtimes, locked `for update of w skip locked` — a scheduler never places onto a workstation
 // another transaction is changing. Both come back as JSON arrays in one row; the same statement
-// makes the page's commit asynchronous (see ASYNC_COMMIT). `$1` is `after`, `$2` the page's
-// size: a constant text (one per `capped`), prepared once per connection and sent in one
-// pipeline with the lock and the transaction's `BEGIN` (see readPage).
+// makes the page's commit asynchronous, or synchronous when `sync` (see ASYNC_COMMIT). `$1` is
+// `after`, `$2` the page's size: a constant text (one per `capped` and `sync`), prepared once
+// per connection and sent in one pipeline with the lock and the transaction's `BEGIN` (see
+// readPage).
 //
 // The runtimes of `f` filter the queue as one array (`= any (array(…))`, computed once), not as
 // `in (select …)`: the planner turned that into a hash semi-join, which loses the queue
@@ -89,7 +94,7 @@ const QUEUED_SQL = `exists (select 1 from runs r where ${OFFERABLE_NOW_SQL} and 
 // `locked` (Postgres): the page follows PASS_LOCK_SQL, which took the scheduler's lock only if
 // it saw a run to place, and the page acts only if it did (`runt.pass_locked`): a run queued
 // between the two statements is left to its submit (as for a pass that ran just before it).
-export const pageSql = (capped: boolean, locked = false) => `
+export const pageSql = (capped: boolean, locked = false, sync = false) => `
 with e as materialized (select ${QUEUED_SQL}${locked ? ` and current_setting('runt.pass_locked', true) = 'on'` : ''} as queued
 ), f as materialized (
   select w.runtimes, ${SLOTS_SQL} - u.used_runs as free
@@ -116,7 +121,7 @@ select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued
        not (select e.queued from e) or exists (select 1 from f) as any_free,
        (select count(*) from f)::int as free_ws,
        (select page_limit from n) as page_limit,
-       ${ASYNC_COMMIT} as async_commit`;
+       ${sync ? SYNC_COMMIT : ASYNC_COMMIT} as async_commit`;
 
 // The statement that places a fresh run (`$1`, its id) for a submit on replica `$2`; see
 // freshOffer. A constant text, so it is prepared once per connection (planning it per submit
@@ -247,7 +252,9 @@ async function readPage<T>(
   capped: boolean,
   heads: Array<Statement & { onResult: (r: { rows: unknown[] }) => void }>,
 ) {
-  const page = { text: pageSql(capped, backend === 'postgres'), params: [after, limit] };
+  // Writes riding the pass commit synchronously: the page sets it (see ASYNC_COMMIT).
+  const sync = heads.length > 0;
+  const page = { text: pageSql(capped, backend === 'postgres', sync), params: [after, limit] };
   const lock = { text: PASS_LOCK_SQL, params: [after] };
   const plan = { text: PASS_PLAN_SQL };
   if (backend === 'postgres' && tx.pipeline) return tx.pipeline<T>([...heads, plan, lock, page]);
@@ -467,8 +474,9 @@ export class Scheduler {
         // run). Called before a claim that is the transaction's last statement (`commitWith`),
         // else after the page's writes.
         const atCommit = async (p: PageOutcome, claims: boolean, offered: Run[]) => {
-          // A ridden write (a finish) is as durable as it is alone: a synchronous commit.
-          if (claims || riding.length > 0) {
+          // A ridden write (a finish) is as durable as it is alone: a synchronous commit, set by
+          // the page itself (readPage); a claim on a page without one switches back to it here.
+          if (claims && riding.length === 0) {
             if (tx.atCommit) tx.atCommit(`select ${SYNC_COMMIT}`);
             else await tx.query(`select ${SYNC_COMMIT}`);
           }
