@@ -527,14 +527,17 @@ export class RunExecution {
     // The follow mostly ends before the exit is seen: then no tail timer, no abort and no
     // listener left on the run's work (a timer, an abort event and a listener fewer per run;
     // issue 9, agent profile: AbortSignal and timers were ~14 % of the agent's CPU).
-    if (!neverStarted && !logsEnded) {
-      let tailTimer: NodeJS.Timeout | undefined;
-      await Promise.race([logs, new Promise<void>((r) => (tailTimer = setTimeout(r, 5_000)))]);
+    // The timer and the listener on the run's work go even when the follow rejects.
+    let tailTimer: NodeJS.Timeout | undefined;
+    try {
+      if (!neverStarted && !logsEnded)
+        await Promise.race([logs, new Promise<void>((r) => (tailTimer = setTimeout(r, 5_000)))]);
+      if (!logsEnded) logsStop.abort(OUTPUT_READ);
+      await logs;
+    } finally {
       clearTimeout(tailTimer);
+      work.removeEventListener('abort', stopLogs);
     }
-    if (!logsEnded) logsStop.abort(OUTPUT_READ);
-    await logs;
-    work.removeEventListener('abort', stopLogs);
     // what the maskers held back (a possible start of a secret) goes out now, masked
     this.#events.endOutput();
     this.#commands.stop();
