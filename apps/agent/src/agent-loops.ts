@@ -139,7 +139,7 @@ export interface PollLoopOptions {
    * absent for an agent without a link, which polls at once.
    */
   httpWaitMs?: () => number;
-  /** Period of the safety poll while the link is up (default 30 s). */
+  /** How long the loop sleeps between looks at the link while it is up, polling nothing (default 30 s). */
   linkUpIntervalMs?: number;
   linkUp: () => boolean;
   hasCapacity: () => boolean;
@@ -158,8 +158,13 @@ export interface PollLoopOptions {
 /**
  * The polling path: while the link is down and a slot is free, asks for offered runs every
  * `pollIntervalMs` (±10%; failures back off up to 60 s) and offers them to the slots — after
- * `httpWaitMs`, the link's jittered grace, has run out. With the link up it still polls every
- * `linkUpIntervalMs`, catching an offer whose message was lost.
+ * `httpWaitMs`, the link's jittered grace, has run out. With the link up it never polls: it
+ * sleeps `linkUpIntervalMs` (or until woken: the link dropped, a slot freed while it is down)
+ * and looks at the link again. So an offer message lost on a link that stays up is not caught
+ * here: a plain offer nobody claims goes back to the queue after `RUNT_OFFER_TIMEOUT_MS`; with
+ * claim on offer the run is leased when offered, re-sent (`claimedOffers`) only when the link
+ * re-registers, and a lease that runs out fails it `runner-lost` (never re-queued: at-most-once
+ * start, docs/runs.md).
  *
  * @example
  * void pollLoop({ signal: taking, pollIntervalMs: 2_000, linkUp, hasCapacity, offered, offer, onFatal, setWake, logger });
