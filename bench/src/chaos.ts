@@ -424,7 +424,20 @@ async function main(): Promise<void> {
         cp.kill9();
         kills.controlPlane++;
         await sleep(rand(1000, 4000));
-        await cp.start();
+        // One that exits before it is ready goes to the supervisor (restarted, or counted as an
+        // unexpected exit in the report), as restartControlPlane's do, instead of ending the harness.
+        await cp
+          .start()
+          .catch((e: unknown) =>
+            supervisor.exited(
+              'control-plane',
+              null,
+              null,
+              e instanceof Error ? e.message : String(e),
+              '',
+              restartControlPlane,
+            ),
+          );
       } else {
         // Only an agent whose process is up: one killed and not yet restarted would get a second
         // restart timer, two CLIs for one state dir, and the harness would lose track of one

@@ -22,6 +22,8 @@ interface ChaosReport {
   status: Record<string, number>;
   /** Why the run failed (lost/twice/stuck, run accounting, agents that exited by themselves). */
   verdict: { pass: boolean; failures: string[] };
+  /** Processes that exited by themselves (what a failure most often comes down to). */
+  unexpectedExits?: unknown;
 }
 
 async function runChaos(
@@ -74,7 +76,9 @@ describe('chaos (short, as in CI)', () => {
           throw new Error(`chaos printed no report (exit ${code}):\n${out.slice(-4000)}`);
         }
         process.stdout.write(`chaos ${backend}: ${JSON.stringify(report)}\n`);
-        expect(report, out).toMatchObject({
+        // Why, first: the verdict's failures and the unexpected exits, then the output's tail.
+        const why = `verdict failures: ${JSON.stringify(report.verdict.failures)}\nunexpected exits: ${JSON.stringify(report.unexpectedExits)}\n${out.slice(-4000)}`;
+        expect(report, why).toMatchObject({
           backend,
           acknowledged: 200,
           lost: 0,
@@ -83,8 +87,8 @@ describe('chaos (short, as in CI)', () => {
         });
         // The faults did happen.
         expect(report.kills.agents + report.kills.controlPlane).toBeGreaterThan(0);
-        expect(report.verdict.failures, out.slice(-4000)).toEqual([]);
-        expect(code, out.slice(-4000)).toBe(0);
+        expect(report.verdict.failures, why).toEqual([]);
+        expect(code, why).toBe(0);
       },
       LIMIT_MS + 90_000,
     );
