@@ -134,24 +134,34 @@ describe('a submit that places its own run, on postgres', () => {
     const runsRead = (n: PlanNode): number =>
       (n['Relation Name'] === 'runs' ? (n['Actual Rows'] ?? 0) * (n['Actual Loops'] ?? 0) : 0) +
       (n.Plans ?? []).reduce((sum, p) => sum + runsRead(p), 0);
-    const read = await t.db
+    const { read, placed } = await t.db
       .transaction(async (tx) => {
         await tx.query(lock!.text);
+        // EXPLAIN ANALYZE executes the placement: measured in a savepoint, undone, then run for real.
+        await tx.query('savepoint explained');
         const r = await tx.query<{ 'QUERY PLAN': unknown }>(
           `explain (analyze, format json) ${place!.text}`,
           place!.params,
         );
         const json = r.rows[0]!['QUERY PLAN'];
         const plan = (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
-        throw Object.assign(new Error('rollback'), { read: runsRead(plan[0]!.Plan) });
+        await tx.query('rollback to savepoint explained');
+        const placed = await tx.query<{ status: string; workstation_id: string | null }>(
+          place!.text,
+          place!.params,
+        );
+        throw Object.assign(new Error('rollback'), { read: runsRead(plan[0]!.Plan), placed: placed.rows });
       })
-      .catch((e: { read?: number }) => e.read);
+      .catch((e: Error & { read?: number; placed?: unknown[] }) => {
+        if (e.placed === undefined) throw e;
+        return e;
+      });
+    // The same statement offers the fresh run: the probe ran and found no older run a free
+    // workstation could take (a run that came back empty would read nothing and place nothing).
+    expect(placed).toMatchObject([{ status: 'offered', workstation_id: 'ws_f' }]);
     // The run itself, its offer, the workstation's used slots: a handful. It read all 2,000
     // (one scan of the queue's index filtered by runtime) before, under the scheduler's lock.
     expect(read).toBeLessThan(20);
-    expect((await t.db.query(`select status from runs where id = 'run_fresh'`)).rows).toEqual([
-      { status: 'queued' },
-    ]);
   });
 
   it('runs the placement from its generic plan from the first submit on a connection (no custom plans)', async () => {
