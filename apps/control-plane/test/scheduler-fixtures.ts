@@ -136,3 +136,38 @@ export async function untilPassWaitsForLock(db: Queryable, who = 'the pass'): Pr
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+interface PlanNode {
+  'Relation Name'?: string;
+  'Actual Rows'?: number;
+  'Actual Loops'?: number;
+  Plans?: PlanNode[];
+}
+
+/** Rows a plan read from `tables` (rows × loops of every node scanning one of them). */
+function rowsRead(node: PlanNode, tables: string[]): number {
+  const own =
+    node['Relation Name'] && tables.includes(node['Relation Name'])
+      ? (node['Actual Rows'] ?? 0) * (node['Actual Loops'] ?? 0)
+      : 0;
+  return own + (node.Plans ?? []).reduce((s, p) => s + rowsRead(p, tables), 0);
+}
+
+/**
+ * Rows `text` read from `tables` (default `runs`), by `explain (analyze, format json)` on `q`.
+ * EXPLAIN ANALYZE executes the statement: its writes happen (in `q`'s transaction, if any).
+ *
+ * @example
+ * expect(await explainRowsRead(t.db, pageSql(true), [0, 200])).toBeLessThan(500);
+ */
+export async function explainRowsRead(
+  q: Queryable,
+  text: string,
+  params?: unknown[],
+  tables: string[] = ['runs'],
+): Promise<number> {
+  const r = await q.query<{ 'QUERY PLAN': unknown }>(`explain (analyze, format json) ${text}`, params);
+  const json = r.rows[0]!['QUERY PLAN'];
+  const plan = (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
+  return rowsRead(plan[0]!.Plan, tables);
+}

@@ -9,26 +9,11 @@ import { pageSql, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
 import {
   addWorkstation,
+  explainRowsRead,
   migratedDatabase,
   newScheduler,
   untilPassWaitsForLock,
 } from './scheduler-fixtures.js';
-
-interface PlanNode {
-  'Relation Name'?: string;
-  'Actual Rows'?: number;
-  'Actual Loops'?: number;
-  Plans?: PlanNode[];
-}
-
-/** Rows the plan read from `tables` (rows × loops of every node scanning one of them). */
-function rowsRead(node: PlanNode, tables: string[]): number {
-  const own =
-    node['Relation Name'] && tables.includes(node['Relation Name'])
-      ? (node['Actual Rows'] ?? 0) * (node['Actual Loops'] ?? 0)
-      : 0;
-  return own + (node.Plans ?? []).reduce((s, p) => s + rowsRead(p, tables), 0);
-}
 
 // Issue 9 (links): a scheduling pass over an empty queue — the tick, and the pass each window of
 // link registrations asks for — walked every listening workstation twice (with its credential and
@@ -52,17 +37,12 @@ describe.each(TEST_BACKENDS)('a scheduling page over an empty queue, on %s', (ba
   afterAll(async () => t?.dispose());
 
   const page = async () => {
-    const r = await t.db.query<{ 'QUERY PLAN': unknown }>(
-      `explain (analyze, format json) ${pageSql(true)}`,
-      [0, 200],
-    );
-    const json = r.rows[0]!['QUERY PLAN'];
-    const plan = (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
+    const read = await explainRowsRead(t.db, pageSql(true), [0, 200], ['workstations', 'credentials']);
     const row = await t.db.query<{ any_free: boolean; free_ws: number; queued: unknown[] }>(
       pageSql(true),
       [0, 200],
     );
-    return { read: rowsRead(plan[0]!.Plan, ['workstations', 'credentials']), row: row.rows[0]! };
+    return { read, row: row.rows[0]! };
   };
 
   it('reads no workstation, and says some may be free', async () => {

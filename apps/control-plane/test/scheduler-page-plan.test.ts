@@ -2,20 +2,7 @@ import type { Database, Queryable, Statement } from '@runt/sql';
 import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claimOnOffer } from '../src/runs/transitions.js';
-import { addWorkstation, migratedDatabase, newScheduler } from './scheduler-fixtures.js';
-
-interface PlanNode {
-  'Relation Name'?: string;
-  'Actual Rows'?: number;
-  'Actual Loops'?: number;
-  Plans?: PlanNode[];
-}
-
-/** Rows the plan read from `runs` (rows × loops of every node scanning it). */
-function runsRead(node: PlanNode): number {
-  const own = node['Relation Name'] === 'runs' ? (node['Actual Rows'] ?? 0) * (node['Actual Loops'] ?? 0) : 0;
-  return own + (node.Plans ?? []).reduce((s, p) => s + runsRead(p), 0);
-}
+import { addWorkstation, explainRowsRead, migratedDatabase, newScheduler } from './scheduler-fixtures.js';
 
 const isPage = (text: string) => text.includes('for update skip locked');
 
@@ -25,15 +12,8 @@ const isPage = (text: string) => text.includes('for update skip locked');
  * `runs` each plan read. A pipeline (Postgres) is sent statement by statement, as it executes.
  */
 function explainingPages(db: Database, onPlan: (runsRead: number) => void): Database {
-  const explain = async (tx: Queryable, page: Statement) => {
-    const r = await tx.query<{ 'QUERY PLAN': unknown }>(
-      `explain (analyze, format json) ${page.text}`,
-      page.params,
-    );
-    const json = r.rows[0]!['QUERY PLAN'];
-    const plan = (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
-    onPlan(runsRead(plan[0]!.Plan));
-  };
+  const explain = async (tx: Queryable, page: Statement) =>
+    onPlan(await explainRowsRead(tx, page.text, page.params));
   return {
     ...db,
     transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
@@ -100,13 +80,7 @@ describe.each(TEST_BACKENDS)('a pass over a backlog never analyzed, on %s', (bac
         const explaining: Queryable = {
           ...tx,
           query: async <R>(text: string, params?: unknown[]) => {
-            const r = await tx.query<{ 'QUERY PLAN': unknown }>(
-              `explain (analyze, format json) ${text}`,
-              params,
-            );
-            const json = r.rows[0]!['QUERY PLAN'];
-            const plan = (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
-            reads.push(runsRead(plan[0]!.Plan));
+            reads.push(await explainRowsRead(tx, text, params));
             return { rows: [] as R[], rowCount: 0 };
           },
         };

@@ -11,6 +11,7 @@ import { freshOffer, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
 import {
   addWorkstation as addWorkstationOf,
+  explainRowsRead,
   migratedDatabase,
   untilPassWaitsForLock,
 } from './scheduler-fixtures.js';
@@ -125,32 +126,18 @@ describe('a submit that places its own run, on postgres', () => {
       `insert into runs (id, status, runtime, command, env, max_attempts) values ('run_fresh', 'queued', 'free', '["x"]'::jsonb, '{}'::jsonb, 1)`,
     );
     const [lock, place] = freshOffer('run_fresh', 'A');
-    interface PlanNode {
-      'Relation Name'?: string;
-      'Actual Rows'?: number;
-      'Actual Loops'?: number;
-      Plans?: PlanNode[];
-    }
-    const runsRead = (n: PlanNode): number =>
-      (n['Relation Name'] === 'runs' ? (n['Actual Rows'] ?? 0) * (n['Actual Loops'] ?? 0) : 0) +
-      (n.Plans ?? []).reduce((sum, p) => sum + runsRead(p), 0);
     const { read, placed } = await t.db
       .transaction(async (tx) => {
         await tx.query(lock!.text);
         // EXPLAIN ANALYZE executes the placement: measured in a savepoint, undone, then run for real.
         await tx.query('savepoint explained');
-        const r = await tx.query<{ 'QUERY PLAN': unknown }>(
-          `explain (analyze, format json) ${place!.text}`,
-          place!.params,
-        );
-        const json = r.rows[0]!['QUERY PLAN'];
-        const plan = (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
+        const read = await explainRowsRead(tx, place!.text, place!.params);
         await tx.query('rollback to savepoint explained');
         const placed = await tx.query<{ status: string; workstation_id: string | null }>(
           place!.text,
           place!.params,
         );
-        throw Object.assign(new Error('rollback'), { read: runsRead(plan[0]!.Plan), placed: placed.rows });
+        throw Object.assign(new Error('rollback'), { read, placed: placed.rows });
       })
       .catch((e: Error & { read?: number; placed?: unknown[] }) => {
         if (e.placed === undefined) throw e;
