@@ -238,11 +238,14 @@ describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => 
     expect(queued.rows[0]!.n).toBe(3);
   });
 
-  // Claim on offer commits synchronously (the agent starts the run under the lease it gets):
-  // the setting goes with the COMMIT, not in a round trip of its own; and a page of claims only
-  // sends its claim as the transaction's last statement, with the setting and the COMMIT
-  // (`commitWith`, issue 9: 3 round trips before).
-  it('claims on offer in 2 round trips on Postgres: the claim, the synchronous commit and COMMIT in one', async () => {
+  // Claim on offer is durable before the agent gets the lease it starts the run under. A page of
+  // claims only sends its claim as the transaction's last statement, with the COMMIT
+  // (`commitWith`, issue 9: 3 round trips before). On Postgres that COMMIT no longer waits for
+  // the WAL flush (the scheduler's lock is free at once): the pass then waits for durability
+  // with one more round trip (`flushWal`), after the COMMIT, outside the lock, before it sends
+  // the claimed offer — 2 round trips under the lock, as before, and 3 in all. PGlite commits
+  // synchronously (a setting of its own before the COMMIT) and flushes nothing more.
+  it('claims on offer in 2 round trips under the lock on Postgres (the claim and COMMIT in one), then its flush', async () => {
     await t.db.query(`update runs set status = 'completed' where status <> 'queued'`);
     await t.db.query(`delete from runs where status = 'queued'`);
     const { run } = await transitions.submit(
@@ -250,14 +253,24 @@ describe.each(TEST_BACKENDS)('a pass that fills the fleet, on %s', (backend) => 
       submitRunRequestSchema.parse({ runtime: 'fill', command: ['x'] }),
     );
     let roundTrips = 0;
-    const db = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
+    let flushes = 0;
+    const counted = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
+    const db: typeof counted = {
+      ...counted,
+      query: (text, params) => {
+        if (text.includes("'runt-flush'")) flushes++;
+        return counted.query(text, params);
+      },
+    };
     const scheduler = newScheduler(db, undefined, {
       claimers: () => ({ holder: 'ws_fill/r1', leaseMs: 30_000 }),
     });
     expect((await scheduler.pass()).map((r) => [r.id, r.status])).toEqual([[run.id, 'accepted']]);
-    // BEGIN + plan setting + lock + page, then the claim + the setting + COMMIT (PGlite: each its
-    // own, and BEGIN).
-    expect(roundTrips).toBe(backend === 'postgres' ? 2 : 6);
+    // Postgres: BEGIN + plan setting + lock + page, then the claim + COMMIT; then the flush, one
+    // round trip of its own after the COMMIT. PGlite: each its own (BEGIN, the plan setting, the
+    // page, the claim, the synchronous-commit setting, COMMIT), no flush.
+    expect(flushes).toBe(backend === 'postgres' ? 1 : 0);
+    expect(roundTrips - flushes).toBe(backend === 'postgres' ? 2 : 6);
     expect((await t.db.query(`select status from runs where id = $1`, [run.id])).rows).toEqual([
       { status: 'accepted' },
     ]);

@@ -6,7 +6,7 @@ import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
 import type { RunRow } from './run-row.js';
 import { statusesSql } from './state-machine.js';
-import { claimOnOffer, offer, type ClaimGrant, type OfferClaimer } from './transitions.js';
+import { claimOnOffer, flushWal, offer, type ClaimGrant, type OfferClaimer } from './transitions.js';
 import { claimAnswer, failUnopenable } from './claim-answer.js';
 import { SecretUnavailableError, type SecretBox } from './secret-box.js';
 import { TraceSpan, tracing } from '../trace.js';
@@ -56,6 +56,14 @@ export const SCHEDULER_LOCK = 0x72756e74; // 'runt'
 // would alone, sets `on` in the page itself (`pageSql(…, sync)`) instead of `off` there and `on`
 // in a statement of its own before the COMMIT: one statement less per such pass (PGlite: one
 // round trip; its transactions honour the setting as Postgres' do).
+//
+// On Postgres every page commits asynchronously, claims and ridden writes included: the
+// scheduler's lock is a transaction lock, and a synchronous COMMIT held it across the WAL fsync
+// (every pass and submit of every replica queued behind it). The pass then waits for
+// durability outside the lock (`flushWal`: a synchronous commit after this one, and the WAL is
+// sequential) before it sends a claimed offer or answers a ridden write; its plain offers go
+// at once, and the next pass starts as soon as the COMMIT returned (issues 9 and 10; see
+// Scheduler.pass and docs/runs.md#scheduler). The synchronous settings below are PGlite's.
 const ASYNC_COMMIT = `set_config('synchronous_commit', 'off', true)`;
 const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
 
@@ -252,8 +260,9 @@ async function readPage<T>(
   capped: boolean,
   heads: Array<Statement & { onResult: (r: { rows: unknown[] }) => void }>,
 ) {
-  // Writes riding the pass commit synchronously: the page sets it (see ASYNC_COMMIT).
-  const sync = heads.length > 0;
+  // Writes riding the pass commit synchronously on PGlite: the page sets it (see ASYNC_COMMIT).
+  // Postgres: asynchronously, the pass then waits for the flush outside the lock (see pass()).
+  const sync = heads.length > 0 && backend !== 'postgres';
   const page = { text: pageSql(capped, backend === 'postgres', sync), params: [after, limit] };
   const lock = { text: PASS_LOCK_SQL, params: [after] };
   const plan = { text: PASS_PLAN_SQL };
@@ -310,6 +319,11 @@ export class Scheduler {
   private again = false;
   private stopped = false;
   /**
+   * What passes that already committed still do outside the lock (Postgres: wait for their WAL
+   * flush, then answer the writes that rode them and send their claimed offers; see pass()).
+   */
+  private readonly delivering = new Set<Promise<void>>();
+  /**
    * The last pass left runs queued and no workstation of the fleet has a free slot (whatever
    * its runtimes and labels): a new submit cannot be placed either, so it does not cost a pass.
    * A pass that only found the workstations of its own runs full does not set it. Any other kick (a finish, a registration, a
@@ -348,6 +362,7 @@ export class Scheduler {
     this.stopped = true;
     clearInterval(this.timer);
     await this.running;
+    await this.delivered();
     this.dropPreludes(new Error('the scheduler stopped'));
   }
 
@@ -383,6 +398,12 @@ export class Scheduler {
   /** Waits until no pass is in flight (the one more a kick during it asked for included). */
   async idle(): Promise<void> {
     await this.running;
+    await this.delivered();
+  }
+
+  /** Waits for what committed passes still deliver (their flush, answers and claimed offers). */
+  private async delivered(): Promise<void> {
+    while (this.delivering.size > 0) await Promise.all([...this.delivering]);
   }
 
   /**
@@ -414,7 +435,9 @@ export class Scheduler {
       do {
         this.again = false;
         try {
-          await this.pass();
+          // The next pass starts once this one's last COMMIT returned: its flush, answers and
+          // claimed offers go on meanwhile (`delivering`), outside the lock.
+          await this.passLocked();
         } catch (e) {
           this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass failed');
         }
@@ -432,7 +455,18 @@ export class Scheduler {
    * const offered = await scheduler.pass();
    */
   async pass(): Promise<Run[]> {
+    const { offered, delivered } = await this.passLocked();
+    await delivered;
+    return offered;
+  }
+
+  /**
+   * A pass's locked part (its pages' transactions, one after the other); `delivered` settles
+   * once every page's answers and offers went out (after its WAL flush where it needs one).
+   */
+  private async passLocked(): Promise<{ offered: Run[]; delivered: Promise<void> }> {
     const offered: Run[] = [];
+    const deliveries: Array<Promise<void>> = [];
     let after = 0;
     // Pages read at most as many runs as there are free slots until one of them cannot place
     // every run it read (labels, pins, cpus, memory): from then on the pass reads whole pages,
@@ -455,6 +489,7 @@ export class Scheduler {
         ...p.statement,
         onResult: (r: { rows: unknown[] }) => void (written[k] = r.rows),
       }));
+      const flushes = this.o.db.backend === 'postgres';
       const transaction = this.o.db.transaction(async (tx) => {
         // The workstations that could take this page's runs are full (or there are none); runs of
         // other runtimes or labels, later in the queue or submitted next, may still fit elsewhere,
@@ -474,9 +509,14 @@ export class Scheduler {
         // run). Called before a claim that is the transaction's last statement (`commitWith`),
         // else after the page's writes.
         const atCommit = async (p: PageOutcome, claims: boolean, offered: Run[]) => {
-          // A ridden write (a finish) is as durable as it is alone: a synchronous commit, set by
-          // the page itself (readPage); a claim on a page without one switches back to it here.
-          if (claims && riding.length === 0) {
+          // A ridden write (a finish) is as durable as it is alone, and a claim durable before
+          // its lease is sent. On Postgres the transaction commits without waiting for its WAL
+          // flush (the page's ASYNC_COMMIT), so the scheduler's lock is free at the COMMIT, and
+          // the pass waits for the flush after it, outside the lock, before it answers the ridden
+          // writes or sends a claimed offer (`durable`, in pass(); docs/runs.md#scheduler).
+          // PGlite: a synchronous commit, as before — set by the page itself when writes ride
+          // the pass (readPage), else switched back to here for a claim.
+          if (claims && riding.length === 0 && !flushes) {
             if (tx.atCommit) tx.atCommit(`select ${SYNC_COMMIT}`);
             else await tx.query(`select ${SYNC_COMMIT}`);
           }
@@ -521,32 +561,62 @@ export class Scheduler {
         for (const p of riding) p.reject(e);
         throw e;
       }
-      // The ridden writes are answered now, and the offers go out in this same turn: an agent may
-      // get the offer for a slot before its finish's answer (run-slots counts a reporting run's
-      // slot as free), as it could before.
-      riding.forEach((p, k) => p.resolve(written[k] ?? []));
-      // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
-      for (const [g, e] of page.unopenable) {
-        this.o.logger.error(
-          { run_id: g.run.id, err: e.message },
-          'cannot open the secrets of a run; failing it',
-        );
-        if (await failUnopenable(this.o.db, g, e)) this.o.signals.eventsAppended(g.run.id);
-      }
-      if (span) {
-        span.mark('pass.committed');
-        span.end([...page.offered.map((r) => r.id), ...page.claimed.map((g) => g.run.id)]);
-      }
       if (page.saturated) this.saturated = true;
       runPathMetrics.offers.inc(page.offered.length + page.claimed.length);
       runPathMetrics.claimedOnOffer.inc(page.claimed.length);
       offered.push(...page.offered, ...page.claimed.map((g) => g.run));
-      for (const m of page.local) this.o.signals.toWorkstation(m.workstationId, m.message);
+      span?.mark('pass.committed');
+      // Plain offers go out now, before durability (see ASYNC_COMMIT). What the page claimed
+      // and the writes that rode it wait for its WAL flush on Postgres (`flushWal`: a synchronous
+      // commit after this one; the WAL is sequential, so it flushes this one too), which runs
+      // outside the lock while the next page or pass goes on: nobody acts on them before they
+      // are durable. Without claims or ridden writes nothing waits (the page flushed nothing).
+      const plainNow = page.local.filter((m) => m.message.type !== 'offer-claimed');
+      const afterFlush = page.local.filter((m) => m.message.type === 'offer-claimed');
+      for (const m of plainNow) this.o.signals.toWorkstation(m.workstationId, m.message);
+      const durable =
+        flushes && (page.claimed.length > 0 || riding.length > 0) ? flushWal(this.o.db) : undefined;
+      const deliver = async () => {
+        if (durable) {
+          try {
+            await durable;
+          } catch (e) {
+            // Not known durable: answer nothing, send no lease — as when a COMMIT's connection is
+            // lost (a ridden finish is then written alone by its caller, fenced; a claimed offer
+            // not sent is re-sent when its agent re-registers, else its lease runs out).
+            this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: WAL flush failed');
+            for (const p of riding) p.reject(e);
+            span?.end([]);
+            return;
+          }
+          span?.mark('pass.flushed');
+        }
+        // The ridden writes are answered now, and the claimed offers go out in this same turn: an
+        // agent may get the offer for a slot before its finish's answer (run-slots counts a
+        // reporting run's slot as free), as it could before.
+        riding.forEach((p, k) => p.resolve(written[k] ?? []));
+        // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
+        for (const [g, e] of page.unopenable) {
+          this.o.logger.error(
+            { run_id: g.run.id, err: e.message },
+            'cannot open the secrets of a run; failing it',
+          );
+          if (await failUnopenable(this.o.db, g, e)) this.o.signals.eventsAppended(g.run.id);
+        }
+        for (const m of afterFlush) this.o.signals.toWorkstation(m.workstationId, m.message);
+        span?.end([...page.offered.map((r) => r.id), ...page.claimed.map((g) => g.run.id)]);
+      };
+      const delivery = deliver().catch((e: unknown) =>
+        this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: delivery failed'),
+      );
+      deliveries.push(delivery);
+      this.delivering.add(delivery);
+      void delivery.finally(() => this.delivering.delete(delivery));
       if (page.done) break;
       if (page.offered.length + page.claimed.length < (page.read ?? 0)) capped = false;
       after = page.last!;
     }
-    return offered;
+    return { offered, delivered: Promise.all(deliveries).then(() => undefined) };
   }
 
   private async placePage(

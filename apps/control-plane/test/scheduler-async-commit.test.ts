@@ -1,0 +1,139 @@
+import { submitRunRequestSchema } from '@runt/protocol';
+import type { Database } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventWaiters } from '../src/event-waiters.js';
+import type { LinkMessage } from '../src/link/link-relay.js';
+import { createRunSignals } from '../src/runs/run-signals.js';
+import { SCHEDULER_LOCK } from '../src/runs/scheduler.js';
+import * as transitions from '../src/runs/transitions.js';
+import { addWorkstation, migratedDatabase, newScheduler, testLifecycle } from './scheduler-fixtures.js';
+
+/**
+ * Issues 9 and 10: on Postgres a pass commits without waiting for its WAL flush, so the
+ * scheduler's lock (a transaction lock) is free at its COMMIT, and the next pass — of this
+ * replica or another — places while the disk syncs; the pass then waits for the flush
+ * (`flushWal`) outside the lock before it sends a claimed offer or answers a finish that rode
+ * it. The flush is held back here (the test's `db` waits at the flush statement until released).
+ */
+describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, on %s', (backend) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await migratedDatabase(backend);
+  });
+  afterAll(async () => t?.dispose());
+
+  /** `t.db` whose flush statements wait for `release()`; `log` records flushes and sends in order. */
+  function gated() {
+    const log: string[] = [];
+    let release!: () => void;
+    const open = new Promise<void>((r) => (release = r));
+    let flushes = 0;
+    const db: Database = {
+      ...t.db,
+      query: async (text, params) => {
+        if (!text.includes("'runt-flush'")) return t.db.query(text, params);
+        flushes++;
+        log.push('flush.sent');
+        await open;
+        const r = await t.db.query(text, params);
+        log.push('flush.returned');
+        return r;
+      },
+    } as Database;
+    const sent: LinkMessage[] = [];
+    const relay: Parameters<typeof newScheduler>[1] = {
+      send(workstationId, message) {
+        sent.push({ workstationId, message });
+        log.push(`send ${message.type} ${workstationId}`);
+      },
+      relay: async (_tx, items) => items,
+      capacityFreed() {},
+    };
+    return { db, relay, sent, log, release, flushes: () => flushes };
+  }
+  const submit = async (runtime: string) =>
+    (await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime, command: ['x'] }))).run;
+  const status = async (id: string) =>
+    (await t.db.query<{ status: string }>(`select status from runs where id = $1`, [id])).rows[0]!.status;
+  const until = async (what: string, ok: () => boolean) => {
+    for (let i = 0; !ok(); i++) {
+      if (i > 500) throw new Error(`never: ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+
+  it('frees the lock at COMMIT: a next pass places while the claim’s flush is held; the claimed offer goes after the flush', async () => {
+    await addWorkstation(t.db, 'ws_claims', 'claims-rt', 1);
+    await addWorkstation(t.db, 'ws_plain', 'plain-rt', 1);
+    const g = gated();
+    const scheduler = newScheduler(g.db, g.relay, {
+      claimers: (ws) => (ws === 'ws_claims' ? { holder: 'ws_claims/r1', leaseMs: 60_000 } : undefined),
+    });
+    const claimed = await submit('claims-rt');
+    scheduler.kick();
+    if (backend !== 'postgres') {
+      // PGlite: its commit is synchronous, as before; no flush of its own.
+      await scheduler.idle();
+      expect(g.flushes()).toBe(0);
+      expect(await status(claimed.id)).toBe('accepted');
+      expect(g.log).toEqual(['send offer-claimed ws_claims']);
+      g.release();
+      return;
+    }
+    await until('the pass flushes', () => g.flushes() === 1);
+    // Committed and visible, not sent: nobody acts on the claim before it is durable.
+    expect(await status(claimed.id)).toBe('accepted');
+    expect(g.sent).toEqual([]);
+    // The scheduler's lock is free (another session takes it at once) …
+    const other = await t.db.query<{ got: boolean }>(
+      `select pg_try_advisory_xact_lock(${SCHEDULER_LOCK}) as got`,
+    );
+    expect(other.rows[0]!.got).toBe(true);
+    // … and the next pass of this scheduler places (a plain offer, sent before durability).
+    const plain = await submit('plain-rt');
+    expect(scheduler.kick()).toBe(true);
+    await until('the next pass offers', () => g.sent.some((m) => m.workstationId === 'ws_plain'));
+    expect(await status(plain.id)).toBe('offered');
+    expect(g.log).toEqual(['flush.sent', 'send offer ws_plain']);
+    g.release();
+    await scheduler.idle();
+    expect(g.log).toEqual([
+      'flush.sent',
+      'send offer ws_plain',
+      'flush.returned',
+      'send offer-claimed ws_claims',
+    ]);
+    await scheduler.stop();
+  });
+
+  it('answers a finish that rode a pass only after the flush', async () => {
+    await addWorkstation(t.db, 'ws_fin', 'fin-rt', 1);
+    const g = gated();
+    const scheduler = newScheduler(g.db, g.relay);
+    const signals = createRunSignals({ waiters: new EventWaiters(), relay: g.relay });
+    signals.attachScheduler(scheduler);
+    const lifecycle = testLifecycle(t.db, signals);
+    const first = await submit('fin-rt');
+    await scheduler.pass();
+    const c = await lifecycle.claim('ws_fin', first.id, 'r1', 60_000);
+    const next = await submit('fin-rt'); // waits for the slot
+    let answered = false;
+    const answer = lifecycle
+      .reportStatus('ws_fin', first.id, { fencing_token: c.fencing_token, status: 'completed', exit_code: 0 })
+      .then((a) => ((answered = true), a));
+    if (backend === 'postgres') {
+      await until('the pass flushes', () => g.flushes() === 1);
+      // Both written and visible in the pass's commit; the finish is not answered yet.
+      expect(await status(first.id)).toBe('completed');
+      expect(await status(next.id)).toBe('offered');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(answered).toBe(false);
+    }
+    g.release();
+    expect((await answer).status).toBe('completed');
+    expect(await status(next.id)).toBe('offered');
+    expect(g.flushes()).toBe(backend === 'postgres' ? 1 : 0);
+    await scheduler.stop();
+  });
+});
