@@ -373,10 +373,14 @@ export class Scheduler {
    * in the same transaction, so it sees the slots free — instead of committing alone and then
    * waiting for the pass in flight and the next one (~29 ms of a ~50 ms slot cycle in the
    * drain). The placement is the pass's own (FIFO, capacity, claim on offer, cross-replica
-   * notify); the transaction commits synchronously. On Postgres the statement goes in the
-   * page's pipeline (`BEGIN`, it, the lock, the page: one round trip, so the pass stays 2).
-   * Resolves with the statement's rows after the commit and before the pass sends its offers; rejects when the transaction failed (nothing
-   * of it committed, unless the connection was lost at `COMMIT`) or the scheduler stopped first:
+   * notify). On Postgres the statement goes in the page's pipeline (`BEGIN`, it, the lock, the
+   * page: one round trip, so the pass stays 2) and the transaction commits asynchronously (the
+   * scheduler's lock is free at the COMMIT); the pass then flushes the WAL (`flushWal`) outside
+   * the lock, and only then resolves with the statement's rows, in the same turn as it sends the
+   * page's claimed offers (its plain offers went out at the COMMIT). PGlite: a synchronous
+   * commit, resolved after it. Rejects when the transaction failed (nothing of it committed,
+   * unless the connection was lost at `COMMIT`), its flush failed (committed, not known durable),
+   * the pass failed after its COMMIT, or the scheduler stopped first:
    * the caller then writes alone. Undefined (nothing queued) once stopped.
    *
    * @example
@@ -561,57 +565,68 @@ export class Scheduler {
         for (const p of riding) p.reject(e);
         throw e;
       }
-      if (page.saturated) this.saturated = true;
-      runPathMetrics.offers.inc(page.offered.length + page.claimed.length);
-      runPathMetrics.claimedOnOffer.inc(page.claimed.length);
-      offered.push(...page.offered, ...page.claimed.map((g) => g.run));
-      span?.mark('pass.committed');
-      // Plain offers go out now, before durability (see ASYNC_COMMIT). What the page claimed
-      // and the writes that rode it wait for its WAL flush on Postgres (`flushWal`: a synchronous
-      // commit after this one; the WAL is sequential, so it flushes this one too), which runs
-      // outside the lock while the next page or pass goes on: nobody acts on them before they
-      // are durable. Without claims or ridden writes nothing waits (the page flushed nothing).
-      const plainNow = page.local.filter((m) => m.message.type !== 'offer-claimed');
-      const afterFlush = page.local.filter((m) => m.message.type === 'offer-claimed');
-      for (const m of plainNow) this.o.signals.toWorkstation(m.workstationId, m.message);
-      const durable =
-        flushes && (page.claimed.length > 0 || riding.length > 0) ? flushWal(this.o.db) : undefined;
-      const deliver = async () => {
-        if (durable) {
-          try {
-            await durable;
-          } catch (e) {
-            // Not known durable: answer nothing, send no lease — as when a COMMIT's connection is
-            // lost (a ridden finish is then written alone by its caller, fenced; a claimed offer
-            // not sent is re-sent when its agent re-registers, else its lease runs out).
-            this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: WAL flush failed');
-            for (const p of riding) p.reject(e);
-            span?.end([]);
-            return;
+      // From here on the pass committed: the writes that rode it are settled by `deliver`, or, if
+      // anything throws before it takes them over (metrics, a plain offer's send, the span),
+      // rejected here — never left pending (the finish batcher keeps one write in flight: a
+      // pending one would hold every finish on this replica). Their callers then write alone.
+      try {
+        if (page.saturated) this.saturated = true;
+        runPathMetrics.offers.inc(page.offered.length + page.claimed.length);
+        runPathMetrics.claimedOnOffer.inc(page.claimed.length);
+        offered.push(...page.offered, ...page.claimed.map((g) => g.run));
+        span?.mark('pass.committed');
+        // Plain offers go out now, before durability (see ASYNC_COMMIT). What the page claimed
+        // and the writes that rode it wait for its WAL flush on Postgres (`flushWal`: a synchronous
+        // commit after this one; the WAL is sequential, so it flushes this one too), which runs
+        // outside the lock while the next page or pass goes on: nobody acts on them before they
+        // are durable. Without claims or ridden writes nothing waits (the page flushed nothing).
+        const plainNow = page.local.filter((m) => m.message.type !== 'offer-claimed');
+        const afterFlush = page.local.filter((m) => m.message.type === 'offer-claimed');
+        for (const m of plainNow) this.o.signals.toWorkstation(m.workstationId, m.message);
+        const durable =
+          flushes && (page.claimed.length > 0 || riding.length > 0) ? flushWal(this.o.db) : undefined;
+        const deliver = async () => {
+          if (durable) {
+            try {
+              await durable;
+            } catch (e) {
+              // Not known durable: answer nothing, send no lease — as when a COMMIT's connection is
+              // lost (a ridden finish is then written alone by its caller, fenced; a claimed offer
+              // not sent is re-sent when its agent re-registers, else its lease runs out).
+              this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: WAL flush failed');
+              for (const p of riding) p.reject(e);
+              span?.end([]);
+              return;
+            }
+            span?.mark('pass.flushed');
           }
-          span?.mark('pass.flushed');
-        }
-        // The ridden writes are answered now, and the claimed offers go out in this same turn: an
-        // agent may get the offer for a slot before its finish's answer (run-slots counts a
-        // reporting run's slot as free), as it could before.
-        riding.forEach((p, k) => p.resolve(written[k] ?? []));
-        // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
-        for (const [g, e] of page.unopenable) {
-          this.o.logger.error(
-            { run_id: g.run.id, err: e.message },
-            'cannot open the secrets of a run; failing it',
-          );
-          if (await failUnopenable(this.o.db, g, e)) this.o.signals.eventsAppended(g.run.id);
-        }
-        for (const m of afterFlush) this.o.signals.toWorkstation(m.workstationId, m.message);
-        span?.end([...page.offered.map((r) => r.id), ...page.claimed.map((g) => g.run.id)]);
-      };
-      const delivery = deliver().catch((e: unknown) =>
-        this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: delivery failed'),
-      );
-      deliveries.push(delivery);
-      this.delivering.add(delivery);
-      void delivery.finally(() => this.delivering.delete(delivery));
+          // The ridden writes are answered now, and the claimed offers go out in this same turn: an
+          // agent may get the offer for a slot before its finish's answer (run-slots counts a
+          // reporting run's slot as free), as it could before.
+          riding.forEach((p, k) => p.resolve(written[k] ?? []));
+          // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
+          for (const [g, e] of page.unopenable) {
+            this.o.logger.error(
+              { run_id: g.run.id, err: e.message },
+              'cannot open the secrets of a run; failing it',
+            );
+            if (await failUnopenable(this.o.db, g, e)) this.o.signals.eventsAppended(g.run.id);
+          }
+          for (const m of afterFlush) this.o.signals.toWorkstation(m.workstationId, m.message);
+          span?.end([...page.offered.map((r) => r.id), ...page.claimed.map((g) => g.run.id)]);
+        };
+        const delivery = deliver().catch((e: unknown) => {
+          // A promise settles once: this rejects only the writes `deliver` had not answered yet.
+          for (const p of riding) p.reject(e);
+          this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: delivery failed');
+        });
+        deliveries.push(delivery);
+        this.delivering.add(delivery);
+        void delivery.finally(() => this.delivering.delete(delivery));
+      } catch (e) {
+        for (const p of riding) p.reject(e);
+        throw e;
+      }
       if (page.done) break;
       if (page.offered.length + page.claimed.length < (page.read ?? 0)) capped = false;
       after = page.last!;
