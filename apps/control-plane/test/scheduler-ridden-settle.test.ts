@@ -1,12 +1,18 @@
 import { submitRunRequestSchema } from '@runt/protocol';
+import type { Database } from '@runt/sql';
 import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventWaiters } from '../src/event-waiters.js';
+import type { LinkMessage } from '../src/link/link-relay.js';
+import { createRunSignals } from '../src/runs/run-signals.js';
 import * as transitions from '../src/runs/transitions.js';
-import { addWorkstation, migratedDatabase, newScheduler } from './scheduler-fixtures.js';
+import { addWorkstation, migratedDatabase, newScheduler, testLifecycle } from './scheduler-fixtures.js';
 
 /**
  * The writes that ride a pass (withNextPass: a finish batch) are always answered: the finish
  * batcher keeps one write in flight, so one left pending would hold every finish on the replica.
+ * And when the pass's WAL flush failed (Postgres), the finish written again alone answers from
+ * durable rows only.
  */
 describe.each(TEST_BACKENDS)('writes riding a pass, on %s', (backend) => {
   let t: TestDatabase;
@@ -40,6 +46,71 @@ describe.each(TEST_BACKENDS)('writes riding a pass, on %s', (backend) => {
       ]);
       // Rejected: its caller writes it alone (the pass failed after its COMMIT, before `deliver`).
       expect(outcome).toBe('rejected');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('are answered alone after a failed flush (Postgres) only once the pass committed durably', async () => {
+    await addWorkstation(t.db, 'ws_flush', 'flush-rt', 2);
+    // The pass's flush fails (both tries); the lifecycle's db records its flushes.
+    const passDb: Database = {
+      ...t.db,
+      query: async (text, params) => {
+        if (text.includes("'runt-flush'")) throw new Error('flush lost');
+        return t.db.query(text, params);
+      },
+    };
+    const lifecycleFlushes: string[] = [];
+    const lifecycleDb: Database = {
+      ...t.db,
+      query: async (text, params) => {
+        if (text.includes("'runt-flush'")) lifecycleFlushes.push(text);
+        return t.db.query(text, params);
+      },
+    };
+    const sent: LinkMessage[] = [];
+    const relay: Parameters<typeof newScheduler>[1] = {
+      send(workstationId, message) {
+        sent.push({ workstationId, message });
+      },
+      relay: async (_tx, items) => items,
+      capacityFreed() {},
+    };
+    const s = newScheduler(passDb, relay, {
+      claimers: () => ({ holder: 'ws_flush/r1', leaseMs: 60_000 }),
+    });
+    const signals = createRunSignals({ waiters: new EventWaiters(), relay });
+    signals.attachScheduler(s);
+    const lifecycle = testLifecycle(lifecycleDb, signals);
+    try {
+      const a = await submit('flush-rt');
+      await s.pass(); // claims `a`; on Postgres its flush fails, so its lease is never sent
+      expect(sent.length).toBe(backend === 'postgres' ? 0 : 1);
+      const { fencing_token } = (
+        await t.db.query<{ fencing_token: number }>(`select fencing_token from runs where id = $1`, [a.id])
+      ).rows[0]!;
+      const err = await lifecycle
+        .reportStatus('ws_flush', a.id, {
+          fencing_token: Number(fencing_token),
+          status: 'completed',
+          exit_code: 0,
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e as { code?: string },
+        );
+      if (backend === 'postgres') {
+        // The finish rode a pass whose COMMIT applied but whose flush failed: written again
+        // alone it is refused (the run ended), an answer the agent takes as final — so the
+        // lifecycle flushed first.
+        expect(err?.code).toBe('run-not-active');
+        expect(lifecycleFlushes.length).toBeGreaterThanOrEqual(1);
+      } else {
+        // PGlite commits synchronously: no flush to fail, the ridden finish is answered.
+        expect(err).toBeUndefined();
+        expect(lifecycleFlushes).toEqual([]);
+      }
     } finally {
       await s.stop();
     }

@@ -116,7 +116,12 @@ export class RunLifecycle {
           try {
             return f.answers(await rode);
           } catch {
-            // the pass logged its failure (`scheduling pass failed`); nothing of it committed
+            // The pass logged its failure. Its transaction may still have committed (a connection
+            // lost at COMMIT, or its WAL flush failed after an asynchronous COMMIT — Postgres):
+            // flush first, so that the write alone below, which then finds the runs ended and
+            // refuses them (`run-not-active`, final for the agent), answers from durable rows. A
+            // flush that fails too fails the batch (the agent re-sends).
+            await transitions.flushWal(d.db);
           }
         }
         const out = await transitions.finishMany(d.db, items);
