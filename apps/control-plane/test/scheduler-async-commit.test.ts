@@ -70,41 +70,45 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     const scheduler = newScheduler(g.db, g.relay, {
       claimers: (ws) => (ws === 'ws_claims' ? { holder: 'ws_claims/r1', leaseMs: 60_000 } : undefined),
     });
-    const claimed = await submit('claims-rt');
-    scheduler.kick();
-    if (backend !== 'postgres') {
-      // PGlite: its commit is synchronous, as before; no flush of its own.
-      await scheduler.idle();
-      expect(g.flushes()).toBe(0);
+    try {
+      const claimed = await submit('claims-rt');
+      scheduler.kick();
+      if (backend !== 'postgres') {
+        // PGlite: its commit is synchronous, as before; no flush of its own.
+        await scheduler.idle();
+        expect(g.flushes()).toBe(0);
+        expect(await status(claimed.id)).toBe('accepted');
+        expect(g.log).toEqual(['send offer-claimed ws_claims']);
+        return;
+      }
+      await until('the pass flushes', () => g.flushes() === 1);
+      // Committed and visible, not sent: nobody acts on the claim before it is durable.
       expect(await status(claimed.id)).toBe('accepted');
-      expect(g.log).toEqual(['send offer-claimed ws_claims']);
+      expect(g.sent).toEqual([]);
+      // The scheduler's lock is free (another session takes it at once) …
+      const other = await t.db.query<{ got: boolean }>(
+        `select pg_try_advisory_xact_lock(${SCHEDULER_LOCK}) as got`,
+      );
+      expect(other.rows[0]!.got).toBe(true);
+      // … and the next pass of this scheduler places (a plain offer, sent before durability).
+      const plain = await submit('plain-rt');
+      expect(scheduler.kick()).toBe(true);
+      await until('the next pass offers', () => g.sent.some((m) => m.workstationId === 'ws_plain'));
+      expect(await status(plain.id)).toBe('offered');
+      expect(g.log).toEqual(['flush.sent', 'send offer ws_plain']);
       g.release();
-      return;
+      await scheduler.idle();
+      expect(g.log).toEqual([
+        'flush.sent',
+        'send offer ws_plain',
+        'flush.returned',
+        'send offer-claimed ws_claims',
+      ]);
+    } finally {
+      // A failed assertion must not leave the flush held: stop() waits for it.
+      g.release();
+      await scheduler.stop();
     }
-    await until('the pass flushes', () => g.flushes() === 1);
-    // Committed and visible, not sent: nobody acts on the claim before it is durable.
-    expect(await status(claimed.id)).toBe('accepted');
-    expect(g.sent).toEqual([]);
-    // The scheduler's lock is free (another session takes it at once) …
-    const other = await t.db.query<{ got: boolean }>(
-      `select pg_try_advisory_xact_lock(${SCHEDULER_LOCK}) as got`,
-    );
-    expect(other.rows[0]!.got).toBe(true);
-    // … and the next pass of this scheduler places (a plain offer, sent before durability).
-    const plain = await submit('plain-rt');
-    expect(scheduler.kick()).toBe(true);
-    await until('the next pass offers', () => g.sent.some((m) => m.workstationId === 'ws_plain'));
-    expect(await status(plain.id)).toBe('offered');
-    expect(g.log).toEqual(['flush.sent', 'send offer ws_plain']);
-    g.release();
-    await scheduler.idle();
-    expect(g.log).toEqual([
-      'flush.sent',
-      'send offer ws_plain',
-      'flush.returned',
-      'send offer-claimed ws_claims',
-    ]);
-    await scheduler.stop();
   });
 
   it('answers a finish that rode a pass only after the flush', async () => {
@@ -114,26 +118,34 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     const signals = createRunSignals({ waiters: new EventWaiters(), relay: g.relay });
     signals.attachScheduler(scheduler);
     const lifecycle = testLifecycle(t.db, signals);
-    const first = await submit('fin-rt');
-    await scheduler.pass();
-    const c = await lifecycle.claim('ws_fin', first.id, 'r1', 60_000);
-    const next = await submit('fin-rt'); // waits for the slot
-    let answered = false;
-    const answer = lifecycle
-      .reportStatus('ws_fin', first.id, { fencing_token: c.fencing_token, status: 'completed', exit_code: 0 })
-      .then((a) => ((answered = true), a));
-    if (backend === 'postgres') {
-      await until('the pass flushes', () => g.flushes() === 1);
-      // Both written and visible in the pass's commit; the finish is not answered yet.
-      expect(await status(first.id)).toBe('completed');
+    try {
+      const first = await submit('fin-rt');
+      await scheduler.pass();
+      const c = await lifecycle.claim('ws_fin', first.id, 'r1', 60_000);
+      const next = await submit('fin-rt'); // waits for the slot
+      let answered = false;
+      const answer = lifecycle
+        .reportStatus('ws_fin', first.id, {
+          fencing_token: c.fencing_token,
+          status: 'completed',
+          exit_code: 0,
+        })
+        .then((a) => ((answered = true), a));
+      if (backend === 'postgres') {
+        await until('the pass flushes', () => g.flushes() === 1);
+        // Both written and visible in the pass's commit; the finish is not answered yet.
+        expect(await status(first.id)).toBe('completed');
+        expect(await status(next.id)).toBe('offered');
+        await new Promise((r) => setTimeout(r, 50));
+        expect(answered).toBe(false);
+      }
+      g.release();
+      expect((await answer).status).toBe('completed');
       expect(await status(next.id)).toBe('offered');
-      await new Promise((r) => setTimeout(r, 50));
-      expect(answered).toBe(false);
+      expect(g.flushes()).toBe(backend === 'postgres' ? 1 : 0);
+    } finally {
+      g.release();
+      await scheduler.stop();
     }
-    g.release();
-    expect((await answer).status).toBe('completed');
-    expect(await status(next.id)).toBe('offered');
-    expect(g.flushes()).toBe(backend === 'postgres' ? 1 : 0);
-    await scheduler.stop();
   });
 });
