@@ -312,11 +312,11 @@ describe.each(TEST_BACKENDS)('a pass carrying a write, on %s', (backend) => {
     const db = watchingPages(
       {
         ...counted,
-        query: async (text, params) => {
-          const r = await counted.query(text, params);
-          if (text.includes("'runt-flush'")) flushes++; // counted once it returned
-          return r;
-        },
+        query: <T>(text: string, params?: unknown[]) =>
+          counted.query<T>(text, params).then((r) => {
+            if (text.includes("'runt-flush'")) flushes++; // counted once it returned
+            return r;
+          }),
       },
       (page) => settings.push((page as { async_commit?: unknown }).async_commit),
     );
