@@ -53,7 +53,12 @@ describe.each(TEST_BACKENDS)('a freed slot and the HTTP poll loop on %s', (backe
   it('with the link down, a run that ends makes the agent ask for offers at once', async () => {
     // Offered before the agent starts: its first poll finds it.
     await t.register(['fake']);
-    const { run } = await t.admin.submitRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'sleep 1'] });
+    // A run that lasts until the test ends it (cancel): the poll count is read while it runs,
+    // however slow the machine (a short sleep could end, and wake its poll, before the read).
+    const { run } = await t.admin.submitRun({
+      runtime: 'fake',
+      command: ['/bin/sh', '-c', 'sleep infinity'],
+    });
     await eventually(async () => (await t.admin.getRun(run.id)).run.status === 'offered', 'the offer');
     agent = testAgent({
       url: t.url,
@@ -66,7 +71,12 @@ describe.each(TEST_BACKENDS)('a freed slot and the HTTP poll loop on %s', (backe
     running = agent.run();
     await eventually(async () => (await t.admin.getRun(run.id)).run.status === 'running', 'the run to start');
     const before = await offerPolls(t.url);
-    await runToEnd(run.id);
+    await t.admin.cancelRun(run.id);
+    await eventually(
+      async () => (await t.admin.getRun(run.id)).run.status === 'cancelled',
+      'the run to end',
+      30_000,
+    );
     await eventually(
       async () => (await offerPolls(t.url)) > before,
       'an offer poll after the run ended',
