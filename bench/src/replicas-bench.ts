@@ -15,7 +15,7 @@
 //   BENCH_TRACE=1                  latency part: each replica writes a per-step trace (RUNT_TRACE_FILE);
 //                                  printed as the median time of each step after the submit was sent
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -239,6 +239,11 @@ async function offerLatency(
   if (TRACE_DIR) {
     await sleep(500); // the replicas write their traces every 200 ms
     printTrace(on === held ? 'same replica' : 'submit on A, link on B', stamps, [on.id, held.id]);
+    if (process.env.BENCH_TRACE_DUMP)
+      writeFileSync(
+        `${process.env.BENCH_TRACE_DUMP}.${on === held ? 'same' : 'cross'}.json`,
+        JSON.stringify({ dir: TRACE_DIR, on: on.id, held: held.id, stamps: [...stamps] }),
+      );
   }
   return {
     p50: percentile(samples, 50),

@@ -113,6 +113,19 @@ describe('credential cache across control-plane replicas on postgres', () => {
       return b.principals.stats().hits > hits;
     });
 
+  it('listens on one connection per replica for all its channels (Postgres wakes every listener on each NOTIFY)', async () => {
+    const listeners = async () =>
+      (
+        await a.t.db.query<{ query: string }>(
+          `select query from pg_stat_activity where query ilike 'listen%' and datname = current_database()`,
+        )
+      ).rows;
+    await within(5000, async () => (await listeners()).length === 2);
+    for (const { query } of await listeners())
+      for (const channel of ['runt_credentials', 'runt_link', 'runt_schedule'])
+        expect(query).toContain(channel);
+  });
+
   it('stops serving from the cache while its LISTEN connection is down, and resumes once it is back', async () => {
     await within(5000, () => b.principals.stats().enabled);
     const { token, credentialId } = await pair('listen-box');

@@ -202,6 +202,29 @@ describe('openPostgres', () => {
       await t.dispose();
     }
   });
+  it('listens on several channels over one connection, telling each payload its channel', async () => {
+    const t = await createTestDatabase('postgres');
+    try {
+      const seen: string[] = [];
+      const listener = await t.db.listen!(
+        ['multi_a', 'multi_b'],
+        (m, channel) => seen.push(`${channel}:${m}`),
+        () => {},
+      );
+      await t.db.query(
+        "select pg_notify('multi_a', '1'), pg_notify('multi_b', '2'), pg_notify('multi_c', '3')",
+      );
+      for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(seen).toEqual(['multi_a:1', 'multi_b:2']);
+      const listening = await t.db.query<{ n: string }>(
+        "select count(*) as n from pg_stat_activity where query ilike 'listen%' and datname = current_database()",
+      );
+      expect(Number(listening.rows[0]!.n)).toBe(1);
+      await listener.close();
+    } finally {
+      await t.dispose();
+    }
+  });
   it("sends a transaction's last statement with its atCommit statements and COMMIT in one round trip", async () => {
     const t = await createTestDatabase('postgres');
     const sent = vi.spyOn(pg.Client.prototype, 'query');

@@ -253,6 +253,7 @@ function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction'
 
 function makeListen(url: string, listeners: Set<Listener>): NonNullable<Database['listen']> {
   return async (channel, onMessage, onConnectionLost) => {
+    const channels = new Set(typeof channel === 'string' ? [channel] : channel);
     // keepAlive: a silently dead peer is noticed (and reported as lost) instead of hanging.
     const client = new pg.Client({ connectionString: url, keepAlive: true });
     let started = false;
@@ -277,11 +278,12 @@ function makeListen(url: string, listeners: Set<Listener>): NonNullable<Database
     client.on('error', (err) => lose(err));
     client.on('end', () => lose(new Error('LISTEN connection ended')));
     client.on('notification', (n) => {
-      if (!closed && !lost && n.channel === channel) onMessage(n.payload ?? '');
+      if (!closed && !lost && channels.has(n.channel)) onMessage(n.payload ?? '', n.channel);
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
+      // One simple-protocol message for every channel: one round trip, one server process.
+      await client.query([...channels].map((c) => `LISTEN ${client.escapeIdentifier(c)}`).join('; '));
     } catch (e) {
       closed = true;
       await client.end().catch(() => {});

@@ -106,10 +106,14 @@ export interface Database extends Queryable {
    * meanwhile are lost, so the caller must treat everything it learnt from them as unknown and
    * call `listen` again to re-establish. Not called after `close()` of the returned handle.
    * Postgres only; undefined on PGlite (one process, nothing to hear from others).
+   * Several channels (an array) share one connection and one server process: Postgres wakes
+   * every process listening in the database on each `NOTIFY` of any channel, so a listener per
+   * channel costs each notification a wake-up per channel (issue 10's cross-replica tail).
+   * `onMessage` is told each payload's channel.
    */
   listen?(
-    channel: string,
-    onMessage: (payload: string) => void,
+    channel: string | readonly string[],
+    onMessage: (payload: string, channel: string) => void,
     onConnectionLost: (err?: Error) => void,
   ): Promise<Listener>;
   close(): Promise<void>;

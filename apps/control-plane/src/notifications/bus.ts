@@ -13,22 +13,32 @@ export interface ChannelHandlers {
 export interface NotificationBusOptions {
   /** Wait before listening again after a failure (default 1 s). */
   relistenMs?: number;
-  /** Told when a LISTEN failed (`lost: false`) or its connection dropped (`lost: true`). */
+  /** Told when a LISTEN failed (`lost: false`) or its connection dropped (`lost: true`); `channel`: the connection's channels, comma-separated. */
   onListenError?: (channel: string, err: Error | undefined, lost: boolean) => void;
 }
 
 interface Channel {
   handlers: ChannelHandlers[];
+  group?: Group;
+}
+
+/** Channels listened to on one connection. */
+interface Group {
+  channels: string[];
   listener?: Listener;
   retry?: NodeJS.Timeout;
 }
 
 /**
  * Notifications between control-plane replicas over `Database.listen` (Postgres `LISTEN` /
- * `NOTIFY`), one dedicated connection per channel, re-established after it drops. Subscribers
- * get every message plus `up`/`down`, so a cache can stop trusting itself while a connection is
- * down. On PGlite (one process, no `listen`) nothing is delivered and `start` does nothing:
- * there is no other replica to hear from.
+ * `NOTIFY`), re-established after the connection drops. Every channel subscribed before `start`
+ * shares ONE dedicated connection (a channel subscribed later gets its own): Postgres wakes
+ * every process listening in the database on each `NOTIFY` of any channel, so a connection per
+ * channel made each notification wake three server processes per replica (issue 10's
+ * cross-replica tail). Subscribers get every message of their channel plus `up`/`down` (of the
+ * shared connection), so a cache can stop trusting itself while it is down. On PGlite (one
+ * process, no `listen`) nothing is delivered and `start` does nothing: there is no other
+ * replica to hear from.
  *
  * @example
  * const bus = new NotificationBus(db);
@@ -38,6 +48,7 @@ interface Channel {
  */
 export class NotificationBus {
   readonly #channels = new Map<string, Channel>();
+  readonly #groups: Group[] = [];
   #started = false;
   #closed = false;
 
@@ -51,63 +62,74 @@ export class NotificationBus {
     return this.db.backend === 'postgres' && this.db.listen !== undefined;
   }
 
-  /** Adds a subscriber; after `start`, its channel is listened to at once. */
+  /** Adds a subscriber; after `start`, its channel is listened to at once (on its own connection). */
   subscribe(channel: string, handlers: ChannelHandlers): void {
     let c = this.#channels.get(channel);
     if (!c) this.#channels.set(channel, (c = { handlers: [] }));
     c.handlers.push(handlers);
-    if (this.#started && !c.listener && !c.retry) void this.#listen(channel, c);
+    if (this.#started && !c.group) void this.#listen(this.#group([channel]));
   }
 
-  /** Listens on every subscribed channel; resolves once each first attempt is done (up, or a retry scheduled). */
+  /** Listens on every subscribed channel (one connection); resolves once the first attempt is done (up, or a retry scheduled). */
   async start(): Promise<void> {
     if (this.#started || this.#closed) return;
     this.#started = true;
-    await Promise.all([...this.#channels].map(([name, c]) => this.#listen(name, c)));
+    if (this.#channels.size > 0) await this.#listen(this.#group([...this.#channels.keys()]));
   }
 
-  async #listen(channel: string, c: Channel): Promise<void> {
+  #group(channels: string[]): Group {
+    const g: Group = { channels };
+    for (const name of channels) this.#channels.get(name)!.group = g;
+    this.#groups.push(g);
+    return g;
+  }
+
+  #each(g: Group, f: (h: ChannelHandlers) => void): void {
+    for (const name of g.channels) for (const h of this.#channels.get(name)!.handlers) f(h);
+  }
+
+  async #listen(g: Group): Promise<void> {
     if (!this.available || this.#closed) return;
     try {
       const listener = await this.db.listen!(
-        channel,
-        (payload) => {
-          for (const h of c.handlers) h.message(payload);
+        g.channels,
+        (payload, channel) => {
+          for (const h of this.#channels.get(channel)?.handlers ?? []) h.message(payload);
         },
         (err) => {
-          c.listener = undefined;
-          for (const h of c.handlers) h.down(err);
-          this.opts.onListenError?.(channel, err, true);
-          this.#retry(channel, c);
+          g.listener = undefined;
+          this.#each(g, (h) => h.down(err));
+          this.opts.onListenError?.(g.channels.join(','), err, true);
+          this.#retry(g);
         },
       );
       if (this.#closed) return void (await listener.close());
-      c.listener = listener;
-      for (const h of c.handlers) h.up();
+      g.listener = listener;
+      this.#each(g, (h) => h.up());
     } catch (e) {
-      this.opts.onListenError?.(channel, e as Error, false);
-      this.#retry(channel, c);
+      this.opts.onListenError?.(g.channels.join(','), e as Error, false);
+      this.#retry(g);
     }
   }
 
-  #retry(channel: string, c: Channel): void {
-    if (this.#closed || c.retry) return;
-    c.retry = setTimeout(() => {
-      c.retry = undefined;
-      void this.#listen(channel, c);
+  #retry(g: Group): void {
+    if (this.#closed || g.retry) return;
+    g.retry = setTimeout(() => {
+      g.retry = undefined;
+      void this.#listen(g);
     }, this.opts.relistenMs ?? 1000);
-    c.retry.unref();
+    g.retry.unref();
   }
 
   /** Stops listening on every channel (subscribers get no `down`: they are closing too). Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
     const listeners: Listener[] = [];
-    for (const c of this.#channels.values()) {
-      clearTimeout(c.retry);
-      c.retry = undefined;
-      if (c.listener) listeners.push(c.listener);
-      c.listener = undefined;
+    for (const g of this.#groups) {
+      clearTimeout(g.retry);
+      g.retry = undefined;
+      if (g.listener) listeners.push(g.listener);
+      g.listener = undefined;
     }
     await Promise.all(listeners.map((l) => l.close()));
   }
