@@ -56,7 +56,13 @@ describe('notification bus', () => {
     await t.db.query(`select pg_notify('runt_test_a', 'two')`);
     await until(() => a.log.includes('message:two'));
     expect(a.log).toEqual(['up', 'message:one', 'down', 'up', 'message:two']);
-    expect(other.log).toEqual(['up']);
+    // The channels subscribed before start share one LISTEN connection (4b7073e): its loss is
+    // every channel's, and the new connection listens on all of them again.
+    await until(() => other.log.filter((x) => x === 'up').length === 2);
+    await t.db.query(`select pg_notify('runt_test_b', 'three')`);
+    await until(() => other.log.includes('message:three'));
+    expect(other.log).toEqual(['up', 'down', 'up', 'message:three']);
+    expect(a.log).toEqual(['up', 'message:one', 'down', 'up', 'message:two']);
   });
 
   it('is silent on PGlite, where no other replica can write', async () => {
