@@ -134,8 +134,24 @@ describe('three control-plane replicas on postgres behind haproxy, real agents',
         client: new ControlPlaneClient({ url, token: adminToken, retries: 0 }),
       });
     }
+    // The image test builds and runs containers in parallel with this file: on 2 loaded cores a
+    // replica's start (imports, migrations behind the other replicas' advisory lock) took over
+    // the default 15 s once (clean-clone CI, 2026-12-01 16:22). A replica that exited is
+    // reported with its exit and output.
     for (const r of replicas)
-      await eventually(async () => (await fetch(`${r.url}/readyz`)).ok, `${r.id} ready`);
+      await eventually(
+        async () => {
+          if (r.proc.exitCode !== null || r.proc.signalCode !== null) {
+            const out = await r.proc;
+            throw new Error(
+              `${r.id} exited (${out.exitCode ?? out.signal}): ${String(out.all).slice(-2000)}`,
+            );
+          }
+          return (await fetch(`${r.url}/readyz`)).ok;
+        },
+        `${r.id} ready`,
+        120_000,
+      );
     const lbPort = await freePort();
     children.push(
       execa('haproxy', ['-db', '-f', writeHaproxyConfig(lbPort, ports)], {
