@@ -68,7 +68,7 @@ class Supervisor {
     signal: string | null,
     lastStderr: string,
     lastOutput: string,
-    start: () => void,
+    start: () => void | Promise<void>,
   ): void {
     const now = Date.now();
     const past = this.restarts.get(who) ?? [];
@@ -93,7 +93,7 @@ class Supervisor {
     this.restarts.set(who, [...past, now]);
     const t = setTimeout(() => {
       this.timers.delete(t);
-      if (!this.stopped) start();
+      if (!this.stopped) void start(); // a restart reports its own failure (never rejects)
     }, Supervisor.DELAY_MS);
     this.timers.add(t);
   }
@@ -238,18 +238,21 @@ async function main(): Promise<void> {
   // The chaos window starts once the control plane and the agents are up (reset below).
   let t0 = Date.now();
   const supervisor = new Supervisor(() => t0);
-  const restartControlPlane = () => {
-    cp.start().catch((e: unknown) =>
-      supervisor.exited(
-        'control-plane',
-        null,
-        null,
-        e instanceof Error ? e.message : String(e),
-        '',
-        restartControlPlane,
-      ),
-    );
-  };
+  // A control plane that exits before it is ready goes to the supervisor (restarted, or counted
+  // as an unexpected exit in the report) instead of ending the harness.
+  const restartControlPlane = (): Promise<void> =>
+    cp
+      .start()
+      .catch((e: unknown) =>
+        supervisor.exited(
+          'control-plane',
+          null,
+          null,
+          e instanceof Error ? e.message : String(e),
+          '',
+          restartControlPlane,
+        ),
+      );
   const cp = new ControlPlane(
     {
       backend: BACKEND,
@@ -424,20 +427,7 @@ async function main(): Promise<void> {
         cp.kill9();
         kills.controlPlane++;
         await sleep(rand(1000, 4000));
-        // One that exits before it is ready goes to the supervisor (restarted, or counted as an
-        // unexpected exit in the report), as restartControlPlane's do, instead of ending the harness.
-        await cp
-          .start()
-          .catch((e: unknown) =>
-            supervisor.exited(
-              'control-plane',
-              null,
-              null,
-              e instanceof Error ? e.message : String(e),
-              '',
-              restartControlPlane,
-            ),
-          );
+        await restartControlPlane();
       } else {
         // Only an agent whose process is up: one killed and not yet restarted would get a second
         // restart timer, two CLIs for one state dir, and the harness would lose track of one
