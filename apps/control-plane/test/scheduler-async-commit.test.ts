@@ -148,4 +148,67 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
       await scheduler.stop();
     }
   });
+  it('stop() waits for a delivery in flight: the claimed offer goes out before it resolves', async () => {
+    await addWorkstation(t.db, 'ws_stop', 'stop-rt', 1);
+    const g = gated();
+    const scheduler = newScheduler(g.db, g.relay, {
+      claimers: () => ({ holder: 'ws_stop/r1', leaseMs: 60_000 }),
+    });
+    let stopped = false;
+    try {
+      await submit('stop-rt');
+      scheduler.kick();
+      if (backend === 'postgres') await until('the pass flushes', () => g.flushes() === 1);
+      const stopping = scheduler.stop().then(() => (stopped = true));
+      if (backend === 'postgres') {
+        // The pass committed; its delivery waits for the held flush, and stop() for it.
+        await new Promise((r) => setTimeout(r, 100));
+        expect(stopped).toBe(false);
+        expect(g.sent).toEqual([]);
+        g.release();
+      }
+      await stopping;
+      expect(g.sent.map((m) => m.message.type)).toEqual(['offer-claimed']);
+    } finally {
+      g.release();
+      await scheduler.stop();
+    }
+  });
+
+  it('a run that cannot be opened and whose failing write fails holds back no other claimed offer', async () => {
+    await addWorkstation(t.db, 'ws_unopen', 'unopen-rt', 2);
+    const g = gated();
+    g.release();
+    // After the pass's commit, every write on the scheduler's db but the flush fails (the
+    // unopenable run's fail is the only one).
+    let failing = false;
+    const db: Database = {
+      ...g.db,
+      query: async (text, params) => {
+        if (failing && !text.includes("'runt-flush'")) throw new Error('connection lost');
+        return g.db.query(text, params);
+      },
+    };
+    const scheduler = newScheduler(db, g.relay, {
+      claimers: () => ({ holder: 'ws_unopen/r1', leaseMs: 60_000 }),
+    });
+    try {
+      const sealed = await submit('unopen-rt');
+      const fine = await submit('unopen-rt');
+      // Sealed secrets, and this scheduler has no key to open them.
+      await t.db.query(`update runs set secret_env = '{"T":{"kid":"k","v":"x"}}'::jsonb where id = $1`, [
+        sealed.id,
+      ]);
+      failing = true;
+      await scheduler.pass();
+      expect(
+        g.sent.map((m) => m.message.type === 'offer-claimed' && m.message.runs.map((r) => r.run.id)),
+      ).toEqual([[fine.id]]);
+      // Its fail did not apply: accepted, its lease lapses and the sweeper ends it.
+      expect(await status(sealed.id)).toBe('accepted');
+    } finally {
+      failing = false;
+      await scheduler.stop();
+    }
+  });
 });

@@ -604,15 +604,32 @@ export class Scheduler {
           // agent may get the offer for a slot before its finish's answer (run-slots counts a
           // reporting run's slot as free), as it could before.
           riding.forEach((p, k) => p.resolve(written[k] ?? []));
+          // Each claimed offer goes out on its own, before the writes below: one that fails (its
+          // link broke) or a run that cannot be opened holds no other run of the page back — an
+          // offer not sent leaves its run accepted, unstarted, until its lease lapses.
+          for (const m of afterFlush) {
+            try {
+              this.o.signals.toWorkstation(m.workstationId, m.message);
+            } catch (e) {
+              this.o.logger.warn(
+                { err: (e as Error).message, workstation_id: m.workstationId },
+                'scheduling pass: claimed offer not sent',
+              );
+            }
+          }
           // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
           for (const [g, e] of page.unopenable) {
             this.o.logger.error(
               { run_id: g.run.id, err: e.message },
               'cannot open the secrets of a run; failing it',
             );
-            if (await failUnopenable(this.o.db, g, e)) this.o.signals.eventsAppended(g.run.id);
+            try {
+              if (await failUnopenable(this.o.db, g, e)) this.o.signals.eventsAppended(g.run.id);
+            } catch (err) {
+              // Still accepted under a lease nobody holds: the sweeper fails it when it lapses.
+              this.o.logger.warn({ run_id: g.run.id, err: (err as Error).message }, 'failing the run failed');
+            }
           }
-          for (const m of afterFlush) this.o.signals.toWorkstation(m.workstationId, m.message);
           span?.end([...page.offered.map((r) => r.id), ...page.claimed.map((g) => g.run.id)]);
         };
         const delivery = deliver().catch((e: unknown) => {
