@@ -234,13 +234,14 @@ export class RunExecution {
       leaseMs: deps.leaseMs,
       claimedAt: sentAt,
     });
-    // Saved, not awaited: the save that must be durable before the workload starts is the
-    // instance id's (`onCreated`), which waits for this record's batch or replaces it in the same
-    // one (a fast start: one record and one fsync for the claim and the start, not two serial
-    // ones; issue 9). An agent killed before either is durable started nothing: its successor
-    // on this state dir hands the run back (`releaseOrphans`: held by a predecessor, never
-    // journaled, never started), as before for a run claimed on offer whose answer it never read.
-    deps.store.save(state).catch(() => undefined);
+    // Noted, not synced: the save that must be durable before the workload starts is the
+    // instance id's (`onCreated`), which replaces this record while it is pending or rides in the
+    // same synced batch (one record and one fsync for the claim and the start, not two serial
+    // ones, however long preparing takes; issue 9). An agent killed before either is durable
+    // started nothing: its successor on this state dir hands the run back (`releaseOrphans`:
+    // held by a predecessor, never journaled, never started), as before for a run claimed on
+    // offer whose answer it never read.
+    deps.store.note(state).catch(() => undefined);
     deps.logger.info({ run_id: run.id, fence: claim.fencing_token, attempt: claim.run.attempt }, how);
     return new RunExecution(deps, claim.run, state, lease, false, claim.pending_commands, claim.secret_env);
   }

@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RunStateStore, type RunState } from './run-state-store.js';
 
 const state = (id: string, over: Partial<RunState> = {}): RunState => ({
@@ -76,6 +76,23 @@ describe('RunStateStore (one journal per agent)', () => {
     expect(states.find((s) => s.run_id === 'run_3')?.next_seq).toBe(44);
     await again.close();
   });
+
+  it('by default writes the saves of one turn at the end of it, in one synced batch, without a timer (issue 9)', async () => {
+    const file = journalIn();
+    const store = new RunStateStore(file);
+    await store.list(); // opened
+    // No timer fires: a save that waited for one (the 2 ms window this replaced) never resolves.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'setInterval'] });
+    try {
+      const saves = [];
+      for (let i = 0; i < 25; i++) saves.push(store.save(state(`run_${i}`)));
+      await Promise.all(saves);
+      expect(store.stats).toMatchObject({ batches: 1, records: 25, syncs: 1 });
+    } finally {
+      vi.useRealTimers();
+    }
+    await store.close();
+  }, 10_000);
 
   it('syncs only for durable saves: removals and notes ride with the next synced batch, or go out unsynced after lazyMs', async () => {
     const file = journalIn();

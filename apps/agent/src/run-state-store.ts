@@ -37,8 +37,13 @@ const SAFE_ID = /^[A-Za-z0-9_.-]{1,200}$/;
 
 export interface RunStateStoreOptions {
   /**
-   * Records saved within this window after the first one go out in one write and one fsync
-   * (default 2 ms). Records saved while a batch is being written go in the next batch.
+   * Records saved within this window after the first one go out in one write and one fsync.
+   * The default, 0, is the end of the current iteration of the event loop (`setImmediate`):
+   * every save made by what that iteration's I/O completed (an agent's batch of 25 offers, its
+   * runs created in memory by the fake runtime) goes in one write, without waiting a timer
+   * (issue 9: the 2 ms window that was the default was a tenth of an agent's slot cycle in the
+   * Postgres drain, longer than the fsync itself). Records saved while a batch is being written
+   * go in the next batch, so saves that trickle in still share fsyncs (group commit).
    */
   windowMs?: number;
   /** fsync (fdatasync) each batch before its saves resolve (default true). */
@@ -97,6 +102,8 @@ export class RunStateStore {
   #opened: Promise<void> | undefined;
   #fh: FileHandle | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The end-of-iteration window (`windowMs` 0), instead of `#timer`. */
+  #immediate: NodeJS.Immediate | undefined;
   #due: Due | undefined;
   #writing: Promise<void> | undefined;
   /** Bytes appended since the last rewrite. */
@@ -109,7 +116,7 @@ export class RunStateStore {
     readonly file: string,
     opts: RunStateStoreOptions = {},
   ) {
-    this.#opts = { windowMs: 2, sync: true, compactBytes: 1024 * 1024, lazyMs: 100, ...opts };
+    this.#opts = { windowMs: 0, sync: true, compactBytes: 1024 * 1024, lazyMs: 100, ...opts };
   }
 
   /**
@@ -189,9 +196,13 @@ export class RunStateStore {
   #arm(): void {
     if (this.#pending.size === 0) return;
     const due: Due = this.#waiters.length > 0 ? 'window' : 'lazy';
-    if (this.#timer && (this.#due === due || this.#due === 'window')) return;
-    clearTimeout(this.#timer);
+    if (this.#due !== undefined && (this.#due === due || this.#due === 'window')) return;
+    this.#disarm();
     this.#due = due;
+    if (due === 'window' && this.#opts.windowMs <= 0) {
+      this.#immediate = setImmediate(() => void this.#kick());
+      return;
+    }
     this.#timer = setTimeout(
       () => void this.#kick(),
       due === 'window' ? this.#opts.windowMs : this.#opts.lazyMs,
@@ -202,7 +213,9 @@ export class RunStateStore {
 
   #disarm(): void {
     clearTimeout(this.#timer);
+    clearImmediate(this.#immediate);
     this.#timer = undefined;
+    this.#immediate = undefined;
     this.#due = undefined;
   }
 

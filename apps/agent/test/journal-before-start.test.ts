@@ -106,4 +106,22 @@ describe('a fast run costs the journal one synced write (issue 9)', () => {
     await again.close();
     await runtime.close();
   });
+
+  it('journals them in one synced batch with the default window however long creating takes', async () => {
+    const claim = await h.claimRun(
+      { runtime: 'fake', command: ['/bin/sh', '-c', 'exit 0'] },
+      'slow-create-runner',
+    );
+    // Creating takes longer than any window (a runtime that creates through I/O): the claim's
+    // record is noted, not synced on its own, so it waits for the instance's (one fsync, not two).
+    const runtime = createFakeRuntime({ delays: { create: 30 } });
+    const dir = mkdtempSync(join(tmpdir(), 'runt-journal-slow-'));
+    const store = new RunStateStore(join(dir, 'journal'), { lazyMs: 60_000 });
+    await store.list(); // opened (that rewrite is no batch)
+    await runToEnd(claim, runtime, store, dir, 'slow-create-runner');
+    expect((await h.admin.getRun(claim.run.id)).run).toMatchObject({ status: 'completed' });
+    expect(store.stats).toMatchObject({ batches: 1, records: 1, syncs: 1 });
+    await store.close();
+    await runtime.close();
+  });
 });
