@@ -47,7 +47,18 @@ describe('a submit on postgres', () => {
       close: () => db.close(),
       query: q(db),
       transaction: (fn) => db.transaction((tx) => fn({ ...tx, query: q(tx) })),
-      pipeline: async (statements) => after(statements[0]!.text, await db.pipeline!(statements)) as never,
+      // A pipeline that commits in its middle (a submit's placement, then its WAL flush): the WAL
+      // end is read by a statement right after its COMMIT, on the same connection.
+      pipeline: async (statements) => {
+        const commit = statements.findIndex((x) => x.text === 'COMMIT');
+        if (commit < 0)
+          return after(statements.map((x) => x.text).join('\n'), await db.pipeline!(statements)) as never;
+        const note = {
+          text: 'select pg_current_wal_insert_lsn()::text as l',
+          onArrival: (r: { rows: unknown[] }) => onInserted((r.rows[0] as { l: string }).l),
+        };
+        return db.pipeline!([...statements.slice(0, commit + 1), note, ...statements.slice(commit + 1)]);
+      },
     };
   }
 
@@ -75,6 +86,40 @@ describe('a submit on postgres', () => {
         const flushed = await lsn('pg_current_wal_flush_lsn');
         expect(out[0]!.created).toBe(true);
         expect(events).toEqual(['visible', 'answered']);
+        const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [
+          flushed,
+          walEnd,
+        ]);
+        expect({ flushed, walEnd, durable: ok.rows[0]!.ok }).toEqual({ flushed, walEnd, durable: true });
+      }
+    },
+  );
+
+  it.each([
+    ['offered to a link held by another replica', 'elsewhere', 'offered'],
+    ['left queued (no workstation takes it)', 'nobody', 'queued'],
+  ])(
+    'placed by its submit, %s: its WAL flush rides the same message (one round trip), durable before the answer',
+    async (_, runtime, status) => {
+      await addWorkstation(t.db, `ws_${runtime}`, 'elsewhere', 1000, 'B');
+      for (let i = 0; i < 10; i++) {
+        let walEnd: string | undefined;
+        let roundTrips = 0;
+        const db = countStatements(
+          noting(t.db, (l) => (walEnd = l)),
+          (c) => (roundTrips += c.roundTrips),
+        );
+        const out = await transitions.submitMany(
+          db,
+          [submitRunRequestSchema.parse({ runtime, command: ['true'] })],
+          undefined,
+          undefined,
+          (id) => freshOffer(id, 'A'),
+          () => Promise.reject(new Error('not held here')),
+        );
+        const flushed = await lsn('pg_current_wal_flush_lsn');
+        expect(out[0]!.run.status).toBe(status);
+        expect(roundTrips).toBe(1);
         const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [
           flushed,
           walEnd,

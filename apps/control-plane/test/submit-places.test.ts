@@ -86,8 +86,8 @@ describe('a submit that places its own run, on postgres', () => {
       const aDb = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
       const run = await submitOnA(aDb, 'rt');
       expect([run.status, run.workstation_id]).toEqual(['offered', 'ws_b']);
-      // The insert + lock + placement + NOTIFY message, and the WAL flush before the answer.
-      expect(roundTrips).toBe(2);
+      // The insert + lock + placement + NOTIFY + COMMIT and the WAL flush: one message.
+      expect(roundTrips).toBe(1);
       await expect.poll(() => sent.length, { timeout: 5000 }).toBe(1);
       expect(sent[0]).toMatchObject({
         type: 'offer',

@@ -10,6 +10,7 @@ interface Connection {
   bind(c: { portal: string; statement: string; values: unknown[]; valueMapper: unknown }): void;
   describe(m: { type: 'P'; name: string }): void;
   execute(c: { portal: string }): void;
+  flush(): void;
   sync(): void;
   sendCopyFail(msg: string): void;
 }
@@ -33,8 +34,8 @@ type Callback = (err: Error | null, result?: QueryResult<unknown>) => void;
 
 /**
  * Several statements sent as ONE round trip of the extended protocol: each statement's
- * Parse (only when this connection has not prepared its name yet), Bind, Describe and Execute,
- * then a single Sync. Until that Sync they run in one implicit transaction (committed at the
+ * Parse (only when this connection has not prepared its name yet), Bind, Describe and Execute
+ * (and a Flush after a statement with `sendAhead`), then a single Sync. Until that Sync they run in one implicit transaction (committed at the
  * Sync, rolled back as a whole when one fails), and each statement takes its own snapshot
  * (read committed), as the statements of a simple query do, but with parameters and with
  * plans cached per connection for the named ones. A node-postgres "submittable": the client
@@ -46,6 +47,7 @@ export class Pipeline {
   #last: RowReader | undefined;
   readonly #done: RowReader[] = [];
   #failed = false;
+  #arrivalError: Error | undefined;
   #parsed: Named[] = [];
 
   /** `answer`: the index of the statement whose rows it resolves with (default: the last). */
@@ -75,6 +77,7 @@ export class Pipeline {
         });
         connection.describe({ type: 'P', name: '' });
         connection.execute({ portal: '' });
+        if (s.sendAhead) connection.flush();
       }
       connection.sync();
     } finally {
@@ -105,6 +108,15 @@ export class Pipeline {
     this.#last = r;
     this.#done.push(r);
     this.#result = undefined;
+    const onArrival = this.statements[this.#done.length - 1]?.onArrival;
+    if (!onArrival) return;
+    // Inside node-postgres' message handler: a throw must not break the connection's parsing;
+    // it fails the pipeline at its end instead.
+    try {
+      onArrival({ rows: r.rows, rowCount: r.rowCount ?? 0 });
+    } catch (e) {
+      this.#arrivalError ??= e as Error;
+    }
   }
 
   handleEmptyQuery(): void {}
@@ -129,6 +141,7 @@ export class Pipeline {
       connection.parsedStatements[s.name!] = s.text;
       delete connection.submittedNamedStatements[s.name!];
     }
+    if (this.#arrivalError) return void this.callback?.(this.#arrivalError);
     this.statements.forEach((s, i) =>
       s.onResult?.({ rows: this.#done[i]?.rows ?? [], rowCount: this.#done[i]?.rowCount ?? 0 }),
     );

@@ -6,7 +6,14 @@ import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
 import type { RunRow } from './run-row.js';
 import { statusesSql } from './state-machine.js';
-import { claimOnOffer, flushWal, offer, type ClaimGrant, type OfferClaimer } from './transitions.js';
+import {
+  claimOnOffer,
+  flushWal,
+  FRESH_HELD_HERE,
+  offer,
+  type ClaimGrant,
+  type OfferClaimer,
+} from './transitions.js';
 import { claimAnswer, failUnopenable } from './claim-answer.js';
 import { SecretUnavailableError, type SecretBox } from './secret-box.js';
 import { TraceSpan, tracing } from '../trace.js';
@@ -168,9 +175,10 @@ const FRESH_OFFER_SQL = `with x as (
                                         'row', to_jsonb(o) - 'held_here')::text as t) p
    where not o.held_here
 )
-select o.*, (select count(*) from n) as notified from o
+select o.*, (select count(*) from n) as notified, set_config('${FRESH_HELD_HERE}', o.held_here::text, false) as noted from o
 union all
-select r.*, null, null, null, false, 0 from runs r where r.id = $1::text and not exists (select 1 from o)`;
+select r.*, null, null, null, false, 0, set_config('${FRESH_HELD_HERE}', 'false', false) from runs r
+ where r.id = $1::text and not exists (select 1 from o)`;
 
 /**
  * A pass plans its statements without bitmap scans (for its transaction only): the page then
@@ -215,7 +223,7 @@ const PASS_LOCK_SQL = `select set_config('runt.pass_locked', case when ${QUEUED_
 /**
  * A fresh run placed by its submit's own message (issue 10's cross-replica offer latency): the
  * statements sent after the run's insert in ONE pipeline (`Database.pipeline`: one round trip,
- * one implicit transaction, each statement prepared once per connection, no client round trip
+ * one transaction, each statement prepared once per connection, no client round trip
  * while the lock is held) — {@link SCHEDULER_LOCK}, then one statement, read after the lock
  * (as readPage's), that places the run as a pass would — onto the least-loaded
  * placeable workstation offering its runtime, labels, pin, cpus and memory (`pick`'s order:
@@ -228,7 +236,9 @@ const PASS_LOCK_SQL = `select set_config('runt.pass_locked', case when ${QUEUED_
  * asked for claim on offer) — the same-replica path needs no pass either. The
  * notification carries the offered row (`{w, offer, row}`), so the replica holding the link
  * sends it without a query; an older replica reads only `offer` (the run id) and reads the
- * run. The last statement returns the run's row, offered or still queued. The pipeline commits
+ * run. The last statement returns the run's row, offered or still queued, and notes in the
+ * session's {@link FRESH_HELD_HERE} whether it went to a link held here (the submit's WAL flush
+ * in the same round trip is skipped then: `transitions.submitPlaced`). The transaction commits
  * with the insert's `synchronous_commit = off`; see docs/runs.md#scheduler for why an offer may
  * go out before the submit's WAL flush.
  *

@@ -249,11 +249,28 @@ const INSERT_RUNS_VISIBLE_FIRST = INSERT_RUNS.replace(
  */
 export async function flushWal(db: Database): Promise<void> {
   if (db.backend !== 'postgres') return;
-  const flush = `select pg_logical_emit_message(true, 'runt-flush', '') where set_config('synchronous_commit', 'on', true) is not null`;
   // A failure here (a pooled connection lost) says nothing of the insert, which committed:
   // any later synchronous commit flushes it, so try once more on another connection.
-  await db.query(flush).catch(() => db.query(flush));
+  await db.query(FLUSH_SQL).catch(() => db.query(FLUSH_SQL));
 }
+
+const FLUSH_SQL = `select pg_logical_emit_message(true, 'runt-flush', '') where set_config('synchronous_commit', 'on', true) is not null`;
+
+/**
+ * The session setting in which a submit's placement (the scheduler's `freshOffer`) notes
+ * whether it offered the run to a link held by this replica (`'true'`) or not (`'false'`).
+ */
+export const FRESH_HELD_HERE = 'runt.fresh_held_here';
+
+/**
+ * {@link flushWal}'s statement, run after a submit's placement in the same pipeline (its own
+ * transaction, after the placement's `COMMIT`), unless the placement noted the run held here
+ * ({@link FRESH_HELD_HERE}: that run is delivered first, and a claim on offer flushes the WAL
+ * itself). `flushed`: whether it flushed (a CASE, so the message is written only then).
+ */
+const FLUSH_UNLESS_HELD_HERE_SQL = `select case when current_setting('${FRESH_HELD_HERE}', true) is distinct from 'true'
+  then pg_logical_emit_message(true, 'runt-flush', '') is not null and set_config('synchronous_commit', 'on', true) is not null
+  else false end as flushed`;
 
 /** Seals a run's secret env entries (`SecretBox.seal`); absent when the control plane has no key. */
 export type SealSecrets = (runId: string, secrets: Record<string, string>) => SealedEnv;
@@ -467,13 +484,18 @@ export type DeliverHere = (run: Run) => Promise<Run | undefined>;
 
 /**
  * One run without an idempotency key or secrets, on Postgres: its insert (the same prepared
- * statement as submitMany's) and its placement (`placeFresh`, the scheduler's `freshOffer`) in
- * ONE pipeline — one round trip instead of the insert's and then a pass's three, every
- * statement planned once per connection — committed asynchronously like the insert alone, then
- * {@link flushWal} before the answer. `visible` gets the run offered or still queued. A run
- * offered onto a link this replica holds is delivered by `deliverHere` before that (the
- * same-replica path: no pass, no notification); when it claimed the run on offer, the claim's
- * synchronous commit made the insert durable and no flush follows.
+ * statement as submitMany's), its placement (`placeFresh`, the scheduler's `freshOffer`) and
+ * their `COMMIT`, then the WAL flush, in ONE pipeline — one round trip instead of the insert's,
+ * a pass's three and a flush's, every statement planned once per connection. The transaction
+ * commits asynchronously like the insert alone (its offer's notification goes out at once), and
+ * the server sends its results as soon as it committed (`sendAhead`), before the flush after it
+ * runs, so the row is acted on meanwhile. `visible` gets the run offered or still queued. A run
+ * offered onto a link this replica holds is delivered by `deliverHere` first (the same-replica
+ * path: no pass, no notification); the pipeline's flush is skipped for it (the placement noted
+ * it held here), and when `deliverHere` claimed the run on offer, the claim's synchronous commit
+ * made the insert durable: no flush follows; otherwise {@link flushWal}. Any other run is
+ * answered once the pipeline's flush returned (or, if it did not flush or failed after the
+ * COMMIT, {@link flushWal}'s).
  */
 async function submitPlaced(
   db: Database,
@@ -485,20 +507,43 @@ async function submitPlaced(
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (tracing) traceMark('insert.sent', id);
   const insert = { text: INSERT_RUNS_VISIBLE_FIRST, params: [JSON.stringify([item])] };
-  const row = (await db.pipeline!<RunRow & { held_here?: boolean | null }>([insert, ...placeFresh(id)]))
-    .rows[0]!;
-  const run = toRun(row);
-  if (row.held_here && run.status === 'offered' && deliverHere) {
-    if (tracing) traceMark('insert.returned', id);
+  const place = placeFresh(id);
+  let row: (RunRow & { held_here?: boolean | null }) | undefined;
+  let committed: (placed: typeof row) => void = () => {};
+  const commit = new Promise<typeof row>((resolve) => (committed = resolve));
+  const pipeline = db.pipeline!<{ flushed: boolean }>([
+    { text: 'BEGIN' },
+    insert,
+    ...place.slice(0, -1),
+    { ...place[place.length - 1]!, onArrival: (r) => void (row = r.rows[0] as typeof row) },
+    { text: 'COMMIT', sendAhead: true, onArrival: () => committed(row) },
+    { text: FLUSH_UNLESS_HELD_HERE_SQL },
+  ]);
+  // The row once the placement committed; a pipeline that fails before its COMMIT rejects here.
+  const placed = await Promise.race([commit, pipeline.then(() => commit)]);
+  const run = toRun(placed!);
+  // The flush in the pipeline did it (true), or did not run (false); a failure after the COMMIT
+  // says nothing of the insert, which committed: flushWal then (as after a lone insert).
+  const flushedHere = pipeline.then(
+    (r) => r.rows[0]?.flushed === true,
+    () => false,
+  );
+  if (tracing) traceMark('insert.returned', id);
+  if (placed!.held_here && run.status === 'offered' && deliverHere) {
     const claimed = await deliverHere(run);
     if (claimed) {
+      await flushedHere; // the connection's pipeline ends (it flushed nothing: held here)
       const out = [{ run: claimed, created: true }];
       visible?.(out);
       if (tracing) traceMark('flush.returned', id);
       return out;
     }
   }
-  return answered(db, id, [{ run, created: true }], visible);
+  const out = [{ run, created: true }];
+  visible?.(out);
+  if (!(await flushedHere)) await flushWal(db);
+  if (tracing) traceMark('flush.returned', id);
+  return out;
 }
 
 /**
