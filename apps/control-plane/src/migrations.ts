@@ -194,4 +194,34 @@ create index runs_runtime_status_idx on runs (runtime, status);
     id: 'cp_0104_drop_covered_runs_index',
     sql: `drop index if exists runs_active_by_workstation_idx;`,
   },
+  {
+    // Issue 9: each status change of a run adds an entry to every index of `runs` whose
+    // predicate holds (no status change is a HOT update), and a run goes through three or four
+    // (insert, claim, start, finish). Each index now holds only the rows some read needs:
+    // - runs holding a slot (offered, accepted, running: capacity, pending reasons, resends,
+    //   the sweeper's time-outs, the panel's in-use counts) by workstation: a few per
+    //   workstation, read whole when no workstation is given;
+    // - ended runs by status, and by workstation and status, newest first (lists and capped
+    //   counts of the panel and the API); queued runs are in `runs_queued_idx`, and have no
+    //   workstation (every move to `queued` clears it);
+    // - queued and ended runs by runtime and status (a fresh submit's "older queued run" probe,
+    //   the runtime filter's lists and counts, the known runtimes' skip scan).
+    // A list without a status filter reads each status through its own index and merges them
+    // (run-store.ts `listIdsSql`), so neither the position's unique index nor
+    // (workstation_id, position) is needed: a claim now writes 2 index entries (was 6), a
+    // finish 4 (was 6), an insert 3 (was 7). See docs/runs.md, _The indexes of `runs`_.
+    id: 'cp_0105_runs_indexes_by_status',
+    sql: `
+alter table runs drop constraint runs_position_key;
+drop index runs_workstation_position_idx;
+drop index runs_status_position_idx;
+drop index runs_workstation_status_idx;
+drop index runs_runtime_status_idx;
+create index runs_workstation_status_idx on runs (workstation_id, status) where status in ('offered', 'accepted', 'running');
+create index runs_status_position_idx on runs (status, position) where status not in ('queued', 'offered', 'accepted', 'running');
+create index runs_workstation_ended_idx on runs (workstation_id, status, position)
+  where workstation_id is not null and status not in ('queued', 'offered', 'accepted', 'running');
+create index runs_runtime_status_idx on runs (runtime, status, position) where status not in ('offered', 'accepted', 'running');
+`,
+  },
 ];

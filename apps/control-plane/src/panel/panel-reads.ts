@@ -1,6 +1,12 @@
-import { runStatusSchema, type Workstation } from '@runt/protocol';
+import type { Workstation } from '@runt/protocol';
 import type { Database } from '@runt/sql';
+import { listedStatuses } from '../runs/run-store.js';
 import { WORKSTATION_STATUS_SQL } from '../stores/workstation-store.js';
+
+// Runs holding a workstation's slot: the only ones `runs_workstation_status_idx` holds, and the
+// ones `runs_runtime_status_idx` leaves out (migration cp_0105).
+const SLOT_STATUSES = `('offered', 'accepted', 'running')`;
+const NOT_IN_SLOT = `status not in ${SLOT_STATUSES}`;
 
 /**
  * Read-only queries the panel needs beyond the stores' (it never writes run or fleet state;
@@ -25,8 +31,8 @@ export type FleetRow = Pick<
 /**
  * The fleet page in one statement: every workstation (oldest first, status derived as the
  * store derives it), only the columns the page shows, with its runs holding a slot (offered,
- * accepted, running) counted once for the whole fleet in one grouped read of the active runs
- * (`runs_status_position_idx`), not per workstation.
+ * accepted, running) counted once for the whole fleet in one grouped read of the runs holding a
+ * slot (`runs_workstation_status_idx`, which holds only those), not per workstation.
  */
 export async function fleetWithRunsInUse(db: Database): Promise<FleetRow[]> {
   const r = await db.query<
@@ -84,21 +90,31 @@ export const COUNT_CAP = 1000;
 
 /**
  * Runs per status under the same workstation/runtime filters as the list, one statement, each
- * count bounded by `cap` (a value above it means "more than cap"). Served by
- * `runs_status_position_idx`, `runs_workstation_status_idx` and `runs_runtime_status_idx`.
+ * count bounded by `cap` (a value above it means "more than cap"). Each status is counted
+ * through the index that holds it (see `listIdsSql`: its status is a literal, so a prepared
+ * plan can use the partial index): `runs_queued_idx`, `runs_workstation_status_idx` (runs
+ * holding a slot), `runs_status_position_idx`, `runs_workstation_ended_idx` or
+ * `runs_runtime_status_idx` (ended runs). Each reads its index in the list's order (newest
+ * first): without the order Postgres' planner took a status most runs have for a sequential
+ * scan stopping at the cap, which reads the table from its oldest page up to wherever the
+ * first `cap` such runs are.
  */
 export async function runCountsByStatus(
   db: Database,
   filter: { workstation_id?: string; runtime?: string },
   cap = COUNT_CAP,
 ): Promise<Map<string, number>> {
-  const params: unknown[] = [runStatusSchema.options, cap + 1];
-  const where = ['r.status = s.status'];
+  const params: unknown[] = [cap + 1];
+  const where: string[] = [];
   if (filter.workstation_id) where.push(`r.workstation_id = $${params.push(filter.workstation_id)}`);
   if (filter.runtime) where.push(`r.runtime = $${params.push(filter.runtime)}`);
   const r = await db.query<{ status: string; n: number | string }>(
-    `select s.status, (select count(*) from (select 1 from runs r where ${where.join(' and ')} limit $2) b) as n
-       from unnest($1::text[]) as s(status)`,
+    listedStatuses(filter)
+      .map(
+        (s) =>
+          `select '${s}' as status, (select count(*) from (select 1 from runs r where r.status = '${s}'${where.map((w) => ` and ${w}`).join('')} order by r.position desc limit $1) b) as n`,
+      )
+      .join(' union all '),
     params,
   );
   return new Map(r.rows.filter((x) => Number(x.n) > 0).map((x) => [x.status, Number(x.n)]));
@@ -106,17 +122,22 @@ export async function runCountsByStatus(
 
 /**
  * Runtimes runs were submitted with (for the filter's choices): a skip scan over
- * `runs_runtime_status_idx`, one index probe per distinct runtime (at most 100), not a table read.
+ * `runs_runtime_status_idx` (queued and ended runs), one index probe per distinct runtime (at
+ * most 100), and the runtimes of the runs holding a slot (`runs_workstation_status_idx`, a
+ * few per workstation), not a table read.
  */
 export async function knownRuntimes(db: Database): Promise<string[]> {
   const r = await db.query<{ runtime: string }>(
     `with recursive t(runtime, n) as (
-       (select runtime, 1 from runs order by runtime limit 1)
+       (select runtime, 1 from runs where ${NOT_IN_SLOT} order by runtime limit 1)
        union all
-       select (select r.runtime from runs r where r.runtime > t.runtime order by r.runtime limit 1), t.n + 1
+       select (select r.runtime from runs r where r.runtime > t.runtime and ${NOT_IN_SLOT} order by r.runtime limit 1), t.n + 1
          from t where t.runtime is not null and t.n < 100
      )
-     select runtime from t where runtime is not null`,
+     select runtime from t where runtime is not null
+     union
+     select runtime from runs where status in ${SLOT_STATUSES}
+     order by runtime limit 100`,
   );
   return r.rows.map((x) => x.runtime);
 }

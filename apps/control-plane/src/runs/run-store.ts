@@ -1,5 +1,5 @@
 import type { Database, Queryable } from '@runt/sql';
-import type { Run, RunAttempt, RunStatus } from '@runt/protocol';
+import { runStatusSchema, type Run, type RunAttempt, type RunStatus } from '@runt/protocol';
 import { RunError } from './run-error.js';
 import type { SealedEnv } from './secret-box.js';
 import { iso, SELECT_RUN, toAttempts, toRun, type AttemptRow, type RunRow } from './run-row.js';
@@ -37,20 +37,51 @@ export type RunSummary = Pick<Run, SummaryField> & { workstation_name: string | 
 
 type RunSummaryRow = Pick<RunRow, SummaryField | 'position'> & { workstation_name: string | null };
 
-/** The `where` of a list (filters and cursor) and its params, the last one the limit (+1, to see a next page). */
-function listWhere(filter: ListRunsFilter): { where: string; params: unknown[] } {
+/**
+ * The ids of a list's page (filters and cursor, newest first, `limit` + 1 to see a next page)
+ * as a subquery, and its params. Each status is read through the index that holds it —
+ * queued runs `runs_queued_idx`, runs holding a slot `runs_workstation_status_idx`, ended runs
+ * `runs_status_position_idx`, `runs_workstation_ended_idx` or `runs_runtime_status_idx` (the
+ * partial indexes of migration cp_0105, issue 9) — each branch stopping after `limit` + 1, and
+ * the branches' rows merged by position: no index holds every run in position order.
+ * The statuses are literals (so each branch's partial index is usable by a prepared plan),
+ * taken from the protocol's list, never from the caller's text.
+ */
+export function listIdsSql(filter: ListRunsFilter): { ids: string; params: unknown[] } {
   const where: string[] = [];
   const params: unknown[] = [];
   const add = (sql: string, v: unknown) => {
     params.push(v);
     where.push(sql.replace('?', `$${params.length}`));
   };
-  if (filter.status) add('r.status = ?', filter.status);
   if (filter.workstation_id) add('r.workstation_id = ?', filter.workstation_id);
   if (filter.runtime) add('r.runtime = ?', filter.runtime);
   if (filter.cursor) add('r.position < ?', decodeCursor(filter.cursor));
   params.push(filter.limit + 1);
-  return { where: where.length ? `where ${where.join(' and ')}` : '', params };
+  const limit = `$${params.length}`;
+  const branches = listedStatuses(filter).map(
+    (s) =>
+      `(select r.id, r.position from runs r where r.status = '${s}'${where.map((w) => ` and ${w}`).join('')} order by r.position desc limit ${limit})`,
+  );
+  return {
+    ids: `select p.id from (${branches.join(' union all ')}) p order by p.position desc limit ${limit}`,
+    params,
+  };
+}
+
+/**
+ * The statuses a list or a count under `filter` reads: the one asked for, else all. A
+ * workstation filter leaves out `queued` unless asked: a queued run has no workstation (every
+ * move to `queued` clears it), and reading the queue to find none would cost its length.
+ */
+export function listedStatuses(filter: { status?: RunStatus; workstation_id?: string }): RunStatus[] {
+  if (filter.status) {
+    if (!runStatusSchema.options.includes(filter.status)) {
+      throw new RunError('invalid-request', `status: not one of ${runStatusSchema.options.join(', ')}`);
+    }
+    return [filter.status];
+  }
+  return runStatusSchema.options.filter((s) => !(filter.workstation_id && s === 'queued'));
 }
 
 /** The first `limit` rows, and the cursor past them when there were more. */
@@ -113,9 +144,9 @@ export class RunStore {
    * const page = await runs.list({ status: 'queued', limit: 50 });
    */
   async list(filter: ListRunsFilter): Promise<{ runs: Run[]; next_cursor: string | null }> {
-    const { where, params } = listWhere(filter);
+    const { ids, params } = listIdsSql(filter);
     const r = await this.db.query<RunRow>(
-      `${SELECT_RUN} ${where} order by r.position desc limit $${params.length}`,
+      `${SELECT_RUN} where r.id = any (array(${ids})) order by r.position desc`,
       params,
     );
     return pageOf(r.rows, filter.limit, toRun);
@@ -130,11 +161,11 @@ export class RunStore {
    * const page = await runs.listSummaries({ status: 'queued', limit: 50 });
    */
   async listSummaries(filter: ListRunsFilter): Promise<{ runs: RunSummary[]; next_cursor: string | null }> {
-    const { where, params } = listWhere(filter);
+    const { ids, params } = listIdsSql(filter);
     const r = await this.db.query<RunSummaryRow>(
       `select r.id, r.position, r.status, r.runtime, r.image, r.command, r.workstation_id, r.created_at, r.started_at,
               r.finished_at, (select w.display_name from workstations w where w.id = r.workstation_id) as workstation_name
-         from runs r ${where} order by r.position desc limit $${params.length}`,
+         from runs r where r.id = any (array(${ids})) order by r.position desc`,
       params,
     );
     return pageOf(r.rows, filter.limit, (x) => ({
