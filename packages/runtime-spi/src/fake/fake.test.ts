@@ -100,6 +100,37 @@ describe('fake runtime', () => {
     expect((await runtime.wait(a.id)).exitCode).toBe(0);
   });
 
+  it("keeps its own copy of a spec: the caller's later changes to its lists and maps do not reach the instance", async () => {
+    const rt = createFakeRuntime();
+    const spec = {
+      name: 'copied',
+      command: ['/bin/sh', '-c', 'echo $A'],
+      env: { A: 'before' },
+      labels: { team: 'a' },
+      limits: { cpus: 1 },
+      workdir: '/w',
+    };
+    const inst = await rt.create(spec);
+    spec.command.push('extra');
+    spec.env.A = 'after';
+    spec.labels.team = 'b';
+    spec.limits.cpus = 2;
+    const record = rt.engine.find(inst.id)!;
+    expect(record.spec).toEqual({
+      name: 'copied',
+      command: ['/bin/sh', '-c', 'echo $A'],
+      env: { A: 'before' },
+      labels: { team: 'a' },
+      limits: { cpus: 1 },
+      workdir: '/w',
+    });
+    expect((await rt.inspect(inst.id))?.labels).toMatchObject({ team: 'a' });
+    await rt.start(inst.id);
+    await rt.wait(inst.id);
+    expect(record.logs.map((c) => c.data).join('')).toBe('before\n');
+    await rt.close();
+  });
+
   it('keeps no calls with recordCalls: false; a failure function still sees each one', async () => {
     const seen: string[] = [];
     const rt = createFakeRuntime({
