@@ -31,7 +31,11 @@ describe('a submit on postgres', () => {
    * The database, except that once the runs' insert has committed (and before the submit may
    * send anything else) it notes how far the WAL then reached: past the insert's commit record.
    */
-  function noting(db: Database, onInserted: (walEnd: string) => void): Database {
+  function noting(
+    db: Database,
+    onInserted: (walEnd: string) => void,
+    onPipelined: (rows: unknown[]) => void = () => {},
+  ): Database {
     const after = async <R>(text: string, r: R): Promise<R> => {
       if (/insert into runs/.test(text)) onInserted(await lsn('pg_current_wal_insert_lsn'));
       return r;
@@ -57,7 +61,13 @@ describe('a submit on postgres', () => {
           text: 'select pg_current_wal_insert_lsn()::text as l',
           onArrival: (r: { rows: unknown[] }) => onInserted((r.rows[0] as { l: string }).l),
         };
-        return db.pipeline!([...statements.slice(0, commit + 1), note, ...statements.slice(commit + 1)]);
+        const out = await db.pipeline!([
+          ...statements.slice(0, commit + 1),
+          note,
+          ...statements.slice(commit + 1),
+        ]);
+        onPipelined(out.rows);
+        return out as never;
       },
     };
   }
@@ -105,8 +115,13 @@ describe('a submit on postgres', () => {
       for (let i = 0; i < 10; i++) {
         let walEnd: string | undefined;
         let roundTrips = 0;
+        let pipelined: unknown[] = [];
         const db = countStatements(
-          noting(t.db, (l) => (walEnd = l)),
+          noting(
+            t.db,
+            (l) => (walEnd = l),
+            (rows) => (pipelined = rows),
+          ),
           (c) => (roundTrips += c.roundTrips),
         );
         const out = await transitions.submitMany(
@@ -120,6 +135,7 @@ describe('a submit on postgres', () => {
         const flushed = await lsn('pg_current_wal_flush_lsn');
         expect(out[0]!.run.status).toBe(status);
         expect(roundTrips).toBe(1);
+        expect(pipelined).toEqual([{ flushed: true }]); // the pipeline's own flush
         const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [
           flushed,
           walEnd,
@@ -134,8 +150,13 @@ describe('a submit on postgres', () => {
     for (let i = 0; i < 20; i++) {
       let walEnd: string | undefined;
       let roundTrips = 0;
+      let pipelined: unknown[] = [];
       const db = countStatements(
-        noting(t.db, (l) => (walEnd = l)),
+        noting(
+          t.db,
+          (l) => (walEnd = l),
+          (rows) => (pipelined = rows),
+        ),
         (c) => (roundTrips += c.roundTrips),
       );
       const out = await transitions.submitMany(
@@ -148,8 +169,10 @@ describe('a submit on postgres', () => {
       );
       const flushed = await lsn('pg_current_wal_flush_lsn');
       expect(out[0]!.run).toMatchObject({ status: 'accepted', lease: { holder: 'ws_here/r1' } });
-      // The submit's pipeline and the claim's; the claim's synchronous commit is the flush.
+      // The submit's pipeline and the claim's; the claim's synchronous commit is the flush (the
+      // pipeline's is skipped: the placement noted the run held here).
       expect(roundTrips).toBe(2);
+      expect(pipelined).toEqual([{ flushed: false }]);
       const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [
         flushed,
         walEnd,
