@@ -211,4 +211,88 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
       await scheduler.stop();
     }
   });
+  /**
+   * `g.db` whose flushes always fail and whose claim read-backs (`confirmClaims`) fail until
+   * `confirmOk()` says otherwise, `onConfirm` running first (a test's "the crash lost it").
+   */
+  function flushLost(
+    g: ReturnType<typeof gated>,
+    confirmOk: (attempt: number) => boolean,
+    onConfirm = async () => {},
+  ) {
+    let confirms = 0;
+    const db: Database = {
+      ...g.db,
+      query: async (text, params) => {
+        if (text.includes("'runt-flush'")) throw new Error('flush: connection lost');
+        if (text.includes("'runt-confirm'")) {
+          await onConfirm();
+          if (!confirmOk(++confirms)) throw new Error('confirm: connection lost');
+        }
+        return g.db.query(text, params);
+      },
+    };
+    return { db, confirms: () => confirms };
+  }
+
+  it('after a failed flush sends the claims read back as durable, once the database answers again', async () => {
+    await addWorkstation(t.db, 'ws_lost_flush', 'lost-flush-rt', 1);
+    const g = gated();
+    g.release();
+    const f = flushLost(g, (n) => n >= 3);
+    const scheduler = newScheduler(f.db, g.relay, {
+      claimers: () => ({ holder: 'ws_lost_flush/r1', leaseMs: 60_000 }),
+    });
+    try {
+      const run = await submit('lost-flush-rt');
+      await scheduler.pass();
+      const row = (
+        await t.db.query<{ status: string; fencing_token: number }>(
+          `select status, fencing_token from runs where id = $1`,
+          [run.id],
+        )
+      ).rows[0]!;
+      expect(row.status).toBe('accepted');
+      // Postgres: two read-backs failed, the third confirmed it. PGlite: no flush, sent at once.
+      expect(f.confirms()).toBe(backend === 'postgres' ? 3 : 0);
+      expect(g.sent).toHaveLength(1);
+      const m = g.sent[0]!.message;
+      expect(m.type === 'offer-claimed' && m.runs.map((c) => [c.run.id, c.fencing_token])).toEqual([
+        [run.id, Number(row.fencing_token)],
+      ]);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+
+  it('after a failed flush does not send a claim the database lost', async () => {
+    await addWorkstation(t.db, 'ws_lost_claim', 'lost-claim-rt', 1);
+    const g = gated();
+    g.release();
+    let run: { id: string } | undefined;
+    // The crash lost the claim's asynchronous commit: the run is queued again when read back.
+    const f = flushLost(
+      g,
+      (n) => n >= 2,
+      async () => {
+        await t.db.query(
+          `update runs set status = 'queued', workstation_id = null, lease_holder = null, fencing_token = null where id = $1`,
+          [run!.id],
+        );
+      },
+    );
+    const scheduler = newScheduler(f.db, g.relay, {
+      claimers: () => ({ holder: 'ws_lost_claim/r1', leaseMs: 60_000 }),
+    });
+    try {
+      run = await submit('lost-claim-rt');
+      await scheduler.pass();
+      if (backend === 'postgres') {
+        expect(f.confirms()).toBe(2);
+        expect(g.sent).toEqual([]);
+      } else expect(g.sent).toHaveLength(1);
+    } finally {
+      await scheduler.stop();
+    }
+  });
 });

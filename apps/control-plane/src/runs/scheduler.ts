@@ -8,6 +8,7 @@ import type { RunRow } from './run-row.js';
 import { statusesSql } from './state-machine.js';
 import {
   claimOnOffer,
+  confirmClaims,
   flushWal,
   FRESH_HELD_HERE,
   offer,
@@ -596,30 +597,41 @@ export class Scheduler {
         const durable =
           flushes && (page.claimed.length > 0 || riding.length > 0) ? flushWal(this.o.db) : undefined;
         const deliver = async () => {
+          // The claims this delivery sends (and fails, if unopenable): all of them once the flush
+          // returned; after a failed flush only those read back as durable and still theirs.
+          let kept = (_runId: string) => true;
           if (durable) {
             try {
               await durable;
+              span?.mark('pass.flushed');
             } catch (e) {
-              // Not known durable: answer nothing, send no lease — as when a COMMIT's connection is
-              // lost (a ridden finish is then written alone by its caller, fenced; a claimed offer
-              // not sent is re-sent when its agent re-registers, else its lease runs out).
+              // Not known durable. The ridden writes are not answered: their callers write them
+              // again alone, fenced (as when a COMMIT's connection is lost). The claims are read
+              // back until the database answers (`durableClaims`, retried with backoff): those
+              // it kept, still accepted under their token, go out as claimed; the others were
+              // never durable (a crash lost them), and nobody acts on them. Without this, a
+              // transient flush failure left every claim of the page accepted, unsent, until
+              // the sweeper failed it runner-lost (docs/runs.md#scheduler).
               this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: WAL flush failed');
               for (const p of riding) p.reject(e);
-              span?.end([]);
-              return;
+              const durableIds = await this.durableClaims(page.claimed);
+              kept = (runId) => durableIds.has(runId);
             }
-            span?.mark('pass.flushed');
           }
-          // The ridden writes are answered now, and the claimed offers go out in this same turn: an
-          // agent may get the offer for a slot before its finish's answer (run-slots counts a
-          // reporting run's slot as free), as it could before.
+          // The ridden writes are answered now (a no-op for those rejected above: a promise
+          // settles once), and the claimed offers go out in this same turn: an agent may get the
+          // offer for a slot before its finish's answer (run-slots counts a reporting run's slot
+          // as free), as it could before.
           riding.forEach((p, k) => p.resolve(written[k] ?? []));
           // Each claimed offer goes out on its own, before the writes below: one that fails (its
           // link broke) or a run that cannot be opened holds no other run of the page back — an
           // offer not sent leaves its run accepted, unstarted, until its lease lapses.
           for (const m of afterFlush) {
+            if (m.message.type !== 'offer-claimed') continue;
+            const runs = m.message.runs.filter((c) => kept(c.run.id));
+            if (runs.length === 0) continue;
             try {
-              this.o.signals.toWorkstation(m.workstationId, m.message);
+              this.o.signals.toWorkstation(m.workstationId, { ...m.message, runs });
             } catch (e) {
               this.o.logger.warn(
                 { err: (e as Error).message, workstation_id: m.workstationId },
@@ -629,6 +641,7 @@ export class Scheduler {
           }
           // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
           for (const [g, e] of page.unopenable) {
+            if (!kept(g.run.id)) continue;
             this.o.logger.error(
               { run_id: g.run.id, err: e.message },
               'cannot open the secrets of a run; failing it',
@@ -659,6 +672,29 @@ export class Scheduler {
       after = page.last!;
     }
     return { offered, delivered: Promise.all(deliveries).then(() => undefined) };
+  }
+
+  /**
+   * The runs of `grants` whose claim is durable and still theirs ({@link confirmClaims}), asked
+   * again with backoff (50 ms doubling to 2 s) while the database cannot answer — a lost
+   * connection, a server restarting — until it does or the scheduler stops (empty then: the
+   * links close with this process, and each agent's re-registration elsewhere re-sends the
+   * claims that held). No deadline of its own: a claim read back after its lease's expiry is
+   * either still `accepted` (the sweeper, which credits an outage to live leases, has not ended
+   * it, so the agent may still hold it) or not sent.
+   */
+  private async durableClaims(grants: ClaimGrant[]): Promise<Set<string>> {
+    if (grants.length === 0) return new Set();
+    for (let wait = 50; ; wait = Math.min(wait * 2, 2000)) {
+      try {
+        return await confirmClaims(this.o.db, grants);
+      } catch (e) {
+        this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: claims not confirmed yet');
+      }
+      if (this.stopped) return new Set();
+      await new Promise((r) => setTimeout(r, wait));
+      if (this.stopped) return new Set();
+    }
   }
 
   private async placePage(

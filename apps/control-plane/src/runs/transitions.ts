@@ -272,6 +272,36 @@ const FLUSH_UNLESS_HELD_HERE_SQL = `select case when current_setting('${FRESH_HE
   then pg_logical_emit_message(true, 'runt-flush', '') is not null and set_config('synchronous_commit', 'on', true) is not null
   else false end as flushed`;
 
+// The claims of `$1` (run ids) with `$2` (their fencing tokens) that still hold: accepted under
+// that token. One statement, a transaction that commits synchronously (`f`'s WAL record makes
+// it write, so its commit waits for the WAL flush up to its own commit record).
+const CONFIRM_CLAIMS_SQL = `with f as materialized (
+  select pg_logical_emit_message(true, 'runt-confirm', '') as lsn
+   where set_config('synchronous_commit', 'on', true) is not null
+)
+select c.id from f, unnest($1::text[], $2::bigint[]) as c(id, token)
+  join runs r on r.id = c.id and r.fencing_token = c.token and r.status = 'accepted'`;
+
+/**
+ * The runs of `grants` (claims on offer a pass committed asynchronously, whose {@link flushWal}
+ * failed) whose claim is durable and still theirs: still `accepted` under the grant's fencing
+ * token, read by a transaction that commits synchronously. Sound on any connection, even after
+ * the server crashed and restarted since the claim's COMMIT: a claim the crash lost is not
+ * there to read (its run is queued again, or claimed anew with another token), and one that is
+ * visible has its commit record in the WAL before this transaction's, which is flushed before
+ * the answer comes back. Postgres only (PGlite commits synchronously).
+ *
+ * @example
+ * const kept = await confirmClaims(db, page.claimed); // ids of the claims safe to send
+ */
+export async function confirmClaims(db: Database, grants: ClaimGrant[]): Promise<Set<string>> {
+  const r = await db.query<{ id: string }>(CONFIRM_CLAIMS_SQL, [
+    grants.map((g) => g.run.id),
+    grants.map((g) => g.fencingToken),
+  ]);
+  return new Set(r.rows.map((row) => row.id));
+}
+
 /** Seals a run's secret env entries (`SecretBox.seal`); absent when the control plane has no key. */
 export type SealSecrets = (runId: string, secrets: Record<string, string>) => SealedEnv;
 
