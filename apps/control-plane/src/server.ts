@@ -217,6 +217,7 @@ export async function startControlPlane(
     tickMs: config.schedulerTickMs,
     claimers: (workstationId) => links.claimerOf(workstationId),
     secrets,
+    holdCancels: (runIds) => links.holdCancels(runIds),
   });
   signals.attachScheduler(scheduler);
   const sweeper = new Sweeper({

@@ -2,7 +2,9 @@ import { submitRunRequestSchema } from '@runt/protocol';
 import type { Database } from '@runt/sql';
 import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WebSocket } from 'ws';
 import { EventWaiters } from '../src/event-waiters.js';
+import { LinkRegistry } from '../src/link/link-registry.js';
 import type { LinkMessage } from '../src/link/link-relay.js';
 import { createRunSignals } from '../src/runs/run-signals.js';
 import { SCHEDULER_LOCK } from '../src/runs/scheduler.js';
@@ -291,6 +293,82 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
         expect(f.confirms()).toBe(2);
         expect(g.sent).toEqual([]);
       } else expect(g.sent).toHaveLength(1);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+  it('sends a cancel that came while the claimed offer waited for its flush after the offer', async () => {
+    await addWorkstation(t.db, 'ws_cancel', 'cancel-rt', 1);
+    const g = gated();
+    // The link registry with the agent's link (a socket that records what it is sent).
+    const links = new LinkRegistry();
+    const got: Array<{ type: string }> = [];
+    const socket = { readyState: 1, send: (text: string) => got.push(JSON.parse(text) as { type: string }) };
+    links.add({
+      socket: socket as unknown as WebSocket,
+      workstationId: 'ws_cancel',
+      credentialId: 'cred_ws_cancel',
+      alive: true,
+      registered: true,
+      claimer: { holder: 'ws_cancel/r1', leaseMs: 60_000 },
+      chain: Promise.resolve(),
+    });
+    const relay: Parameters<typeof newScheduler>[1] = {
+      send: (ws, message) => void links.send(ws, message),
+      relay: async (_tx, items) => items,
+      capacityFreed() {},
+    };
+    const scheduler = newScheduler(g.db, relay, {
+      claimers: (ws) => links.claimerOf(ws),
+      holdCancels: (ids) => links.holdCancels(ids),
+    });
+    const lifecycle = testLifecycle(t.db, createRunSignals({ waiters: new EventWaiters(), relay }));
+    try {
+      const run = await submit('cancel-rt');
+      scheduler.kick();
+      if (backend === 'postgres') await until('the pass flushes', () => g.flushes() === 1);
+      else await scheduler.idle();
+      // The cancel commits (after the pass: the run's row lock) and is sent at once — held
+      // back while the run's claimed offer waits for the flush.
+      expect((await lifecycle.cancel(run.id))?.cancel_requested).toBe(true);
+      if (backend === 'postgres') expect(got).toEqual([]);
+      g.release();
+      await scheduler.idle();
+      expect(got.map((m) => m.type)).toEqual(['offer-claimed', 'cancel']);
+    } finally {
+      g.release();
+      await scheduler.stop();
+    }
+  });
+  it('does not retry a failed flush blindly: a claim a crash lost after the flush failed is not sent', async () => {
+    await addWorkstation(t.db, 'ws_no_blind', 'no-blind-rt', 1);
+    const g = gated();
+    g.release();
+    let run: { id: string } | undefined;
+    let failed = false;
+    // The first flush fails and the server "restarts", having lost the claim (the run is queued
+    // again); a flush sent again would succeed on the new server.
+    const db: Database = {
+      ...g.db,
+      query: async (text, params) => {
+        if (text.includes("'runt-flush'") && !failed) {
+          failed = true;
+          await t.db.query(
+            `update runs set status = 'queued', workstation_id = null, lease_holder = null, fencing_token = null where id = $1`,
+            [run!.id],
+          );
+          throw new Error('flush: connection lost');
+        }
+        return g.db.query(text, params);
+      },
+    };
+    const scheduler = newScheduler(db, g.relay, {
+      claimers: () => ({ holder: 'ws_no_blind/r1', leaseMs: 60_000 }),
+    });
+    try {
+      run = await submit('no-blind-rt');
+      await scheduler.pass();
+      expect(g.sent).toHaveLength(backend === 'postgres' ? 0 : 1);
     } finally {
       await scheduler.stop();
     }

@@ -74,7 +74,7 @@ export function testLifecycle(db: Database, signals: RunSignals = noRelaySignals
 export function newScheduler(
   db: Database,
   relay = NO_RELAY,
-  options: Partial<Pick<SchedulerOptions, 'pageSize' | 'claimers' | 'replicaId'>> = {},
+  options: Partial<Pick<SchedulerOptions, 'pageSize' | 'claimers' | 'replicaId' | 'holdCancels'>> = {},
 ): Scheduler {
   return new Scheduler({
     db,

@@ -180,4 +180,46 @@ describe('a submit on postgres', () => {
       expect({ flushed, walEnd, durable: ok.rows[0]!.ok }).toEqual({ flushed, walEnd, durable: true });
     }
   });
+  /**
+   * The database whose first WAL flush fails (a lost connection) and would succeed if sent
+   * again; `onFailed` runs right after that failure (a test's "the server crashed and restarted
+   * and lost the insert").
+   */
+  function flushFailsOnce(onFailed: () => Promise<void>): { db: Database; confirms: () => number } {
+    let failed = false;
+    let confirms = 0;
+    const db: Database = {
+      ...t.db,
+      query: async (text, params) => {
+        if (text.includes("'runt-flush'") && !failed) {
+          failed = true;
+          await onFailed();
+          throw new Error('flush: connection lost');
+        }
+        if (text.includes("'runt-confirm'")) confirms++;
+        return t.db.query(text, params);
+      },
+    };
+    return { db, confirms: () => confirms };
+  }
+  const input = (runtime: string) => submitRunRequestSchema.parse({ runtime, command: ['x'] });
+
+  it('whose flush failed is answered once its run is read back, durable', async () => {
+    const f = flushFailsOnce(async () => {});
+    const { run } = await transitions.submit(f.db, input('confirm-rt'));
+    expect(f.confirms()).toBe(1);
+    expect((await t.db.query(`select 1 from runs where id = $1`, [run.id])).rows).toHaveLength(1);
+  });
+
+  it('whose flush failed is not answered when the run is gone (a crash lost the insert): no blind retry of the flush', async () => {
+    const f = flushFailsOnce(async () => {
+      await t.db.query(`delete from runs where runtime = 'lost-rt'`);
+    });
+    const err = await transitions.submit(f.db, input('lost-rt')).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toBe('flush: connection lost');
+    expect(f.confirms()).toBe(1);
+  });
 });

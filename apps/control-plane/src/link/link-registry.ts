@@ -24,6 +24,12 @@ export interface AgentLink {
   chain: Promise<void>;
 }
 
+/** A message held back for a workstation (see `LinkRegistry.holdCancels`). */
+interface LinkMessageHeld {
+  workstationId: string;
+  message: ControlMessage;
+}
+
 /**
  * Sends one text frame on `link`. Frames sent to a link in the same iteration of the event loop
  * (the answers of the group-committed batches that came back together, an offer pass) leave in
@@ -48,6 +54,11 @@ export function sendText(link: AgentLink, text: string): void {
  */
 export class LinkRegistry {
   private readonly byWorkstation = new Map<string, AgentLink>();
+  /**
+   * Runs a scheduling pass may have claimed on offer and not sent yet (its WAL flush comes
+   * first), with the cancels that arrived for them meanwhile (`holdCancels`).
+   */
+  private readonly unsentClaims = new Map<string, LinkMessageHeld[]>();
 
   /** Adds a link and returns the one it replaces (same workstation), if any. */
   add(link: AgentLink): AgentLink | undefined {
@@ -81,6 +92,11 @@ export class LinkRegistry {
    * links.send('ws_1', { type: 'cancel', run_id: 'run_1' });
    */
   send(workstationId: string, message: ControlMessage): boolean {
+    const held = message.type === 'cancel' ? this.unsentClaims.get(message.run_id) : undefined;
+    if (held) {
+      held.push({ workstationId, message });
+      return true;
+    }
     const link = this.byWorkstation.get(workstationId);
     if (!link || link.socket.readyState !== 1) return false;
     // A link that has not registered yet is sent every offer of its workstation when it does
@@ -122,6 +138,30 @@ export class LinkRegistry {
         if (runs.length > 0) this.send(link.workstationId, { type: 'offer-claimed', runs });
       }
     }
+  }
+
+  /**
+   * Holds back every cancel of `runIds` until the returned release is called, then sends them
+   * (if the link is still here; else its re-registration elsewhere re-sends pending cancels).
+   * The scheduler holds the runs it claims on offer from before its COMMIT until their
+   * `offer-claimed` went out (after the WAL flush, on Postgres): a cancel committed meanwhile —
+   * here, or on another replica and relayed by NOTIFY — would otherwise reach the agent first,
+   * be ignored (a run it does not hold), and the run would start anyway, cancelled only at its
+   * first lease renewal (`cancel_requested`).
+   *
+   * @example
+   * const release = links.holdCancels(['run_1']); // … send its offer-claimed …; release();
+   */
+  holdCancels(runIds: string[]): () => void {
+    const mine = runIds.filter((id) => !this.unsentClaims.has(id));
+    for (const id of mine) this.unsentClaims.set(id, []);
+    return () => {
+      for (const id of mine) {
+        const held = this.unsentClaims.get(id) ?? [];
+        this.unsentClaims.delete(id);
+        for (const m of held) this.send(m.workstationId, m.message);
+      }
+    };
   }
 
   /**

@@ -47,6 +47,12 @@ export interface SchedulerOptions {
   claimers?: (workstationId: string) => OfferClaimer | undefined;
   /** Opens the secret env entries of runs claimed on offer (their claim answers carry them). */
   secrets?: SecretBox | undefined;
+  /**
+   * Holds back the cancels of runs about to be claimed on offer until the returned release
+   * (`LinkRegistry.holdCancels`): called before the claim's COMMIT, released once the claimed
+   * offers went out, so a cancel never overtakes its run's `offer-claimed`.
+   */
+  holdCancels?: (runIds: string[]) => () => void;
 }
 
 /** The advisory lock key scheduling passes take turns on (any constant shared by all replicas). */
@@ -505,6 +511,11 @@ export class Scheduler {
         onResult: (r: { rows: unknown[] }) => void (written[k] = r.rows),
       }));
       const flushes = this.o.db.backend === 'postgres';
+      // Cancels of the runs this page claims wait for their offers (`holdCancels`).
+      const holds: Array<() => void> = [];
+      const releaseHolds = () => {
+        for (const release of holds.splice(0)) release();
+      };
       const transaction = this.o.db.transaction(async (tx) => {
         // The workstations that could take this page's runs are full (or there are none); runs of
         // other runtimes or labels, later in the queue or submitted next, may still fit elsewhere,
@@ -545,7 +556,7 @@ export class Scheduler {
           );
         };
         let local: LinkMessage[] | undefined;
-        const placed = await this.placePage(tx, after, capped, heads, span, async (p) => {
+        const placed = await this.placePage(tx, after, capped, heads, span, holds, async (p) => {
           local = await atCommit(p, true, []);
         });
         local ??= await atCommit(placed, placed.claimed.length > 0, placed.offered);
@@ -573,6 +584,7 @@ export class Scheduler {
       try {
         page = await transaction;
       } catch (e) {
+        releaseHolds();
         for (const p of riding) p.reject(e);
         throw e;
       }
@@ -595,7 +607,9 @@ export class Scheduler {
         const afterFlush = page.local.filter((m) => m.message.type === 'offer-claimed');
         for (const m of plainNow) this.o.signals.toWorkstation(m.workstationId, m.message);
         const durable =
-          flushes && (page.claimed.length > 0 || riding.length > 0) ? flushWal(this.o.db) : undefined;
+          flushes && (page.claimed.length > 0 || riding.length > 0)
+            ? flushWal(this.o.db, { retry: false })
+            : undefined;
         const deliver = async () => {
           // The claims this delivery sends (and fails, if unopenable): all of them once the flush
           // returned; after a failed flush only those read back as durable and still theirs.
@@ -655,15 +669,18 @@ export class Scheduler {
           }
           span?.end([...page.offered.map((r) => r.id), ...page.claimed.map((g) => g.run.id)]);
         };
-        const delivery = deliver().catch((e: unknown) => {
-          // A promise settles once: this rejects only the writes `deliver` had not answered yet.
-          for (const p of riding) p.reject(e);
-          this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: delivery failed');
-        });
+        const delivery = deliver()
+          .catch((e: unknown) => {
+            // A promise settles once: this rejects only the writes `deliver` had not answered yet.
+            for (const p of riding) p.reject(e);
+            this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: delivery failed');
+          })
+          .finally(releaseHolds);
         deliveries.push(delivery);
         this.delivering.add(delivery);
         void delivery.finally(() => this.delivering.delete(delivery));
       } catch (e) {
+        releaseHolds();
         for (const p of riding) p.reject(e);
         throw e;
       }
@@ -703,6 +720,7 @@ export class Scheduler {
     capped: boolean,
     heads: Array<Statement & { onResult: (r: { rows: unknown[] }) => void }>,
     span: TraceSpan | undefined,
+    holds: Array<() => void>,
     beforeLastClaim: (outcome: PageOutcome) => Promise<void>,
   ): Promise<PageOutcome & { offered: Run[]; claimed: ClaimGrant[] }> {
     const pageSize = this.o.pageSize ?? 200;
@@ -778,6 +796,9 @@ export class Scheduler {
       // them (a candidate skipped as locked makes fewer, and the pass goes on as before).
       filled: full && slots.length >= Number(page.free_ws),
     };
+    // Held from before the COMMIT: a cancel can commit only after it (the row lock), but its
+    // answer could be read before this pass's.
+    if (leased.length > 0 && this.o.holdCancels) holds.push(this.o.holdCancels(leased.map((l) => l.id)));
     const offered = await offer(tx, plain);
     // A page of claims only (every pick's agent takes offers claimed): the claim is the
     // transaction's last statement and goes with the COMMIT (`commitWith`, Postgres: one round

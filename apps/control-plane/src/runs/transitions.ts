@@ -237,6 +237,8 @@ const INSERT_RUNS_VISIBLE_FIRST = INSERT_RUNS.replace(
   `   where set_config('synchronous_commit', 'off', true) is not null\n   order by i.n`,
 );
 
+const FLUSH_SQL = `select pg_logical_emit_message(true, 'runt-flush', '') where set_config('synchronous_commit', 'on', true) is not null`;
+
 /**
  * Waits until every commit this process saw before the call is on disk (Postgres): a
  * transaction with its own WAL record (a transactional logical message, no table written, any
@@ -244,17 +246,45 @@ const INSERT_RUNS_VISIBLE_FIRST = INSERT_RUNS.replace(
  * own commit record, so every earlier commit with it. PGlite: nothing to wait for (its writes
  * commit synchronously).
  *
+ * A failure (a pooled connection lost) says nothing of the earlier commit. With `retry`
+ * (default) the flush is tried once more on another connection — which may reach a server that
+ * crashed and restarted since that commit, and "confirm" a commit the crash lost. So only a
+ * caller that reads back what it acts on may retry blindly (a finish written again alone finds
+ * the run as the database kept it); a caller that acts on what it wrote itself (a claim it
+ * sends, a submit it answers) passes `retry: false` and reads its rows back instead, in a
+ * synchronous commit ({@link confirmClaims}, {@link confirmRuns}): what is there to read is
+ * durable, what a crash lost is not there.
+ *
  * @example
  * await flushWal(db); // the asynchronously committed insert before it is durable now
  */
-export async function flushWal(db: Database): Promise<void> {
+export async function flushWal(db: Database, { retry = true }: { retry?: boolean } = {}): Promise<void> {
   if (db.backend !== 'postgres') return;
-  // A failure here (a pooled connection lost) says nothing of the insert, which committed:
-  // any later synchronous commit flushes it, so try once more on another connection.
-  await db.query(FLUSH_SQL).catch(() => db.query(FLUSH_SQL));
+  const first = db.query(FLUSH_SQL);
+  await (retry ? first.catch(() => db.query(FLUSH_SQL)) : first);
 }
 
-const FLUSH_SQL = `select pg_logical_emit_message(true, 'runt-flush', '') where set_config('synchronous_commit', 'on', true) is not null`;
+// How many of the runs `$1` (ids) exist, read by a transaction that commits synchronously (`f`'s
+// WAL record makes it write, so its commit waits for the WAL flush up to its own commit record).
+const CONFIRM_RUNS_SQL = `with f as materialized (
+  select pg_logical_emit_message(true, 'runt-confirm', '') as lsn
+   where set_config('synchronous_commit', 'on', true) is not null
+)
+select count(*)::int as n from f, runs r where r.id = any($1::text[])`;
+
+/**
+ * Whether every run of `ids` (a submit's, committed asynchronously, whose {@link flushWal}
+ * failed) is durable: read back in a synchronous commit, sound on any connection (see
+ * {@link confirmClaims}). Postgres only.
+ *
+ * @example
+ * if (!(await confirmRuns(db, ['run_1']))) throw e; // not known durable: not answered
+ */
+export async function confirmRuns(db: Database, ids: string[]): Promise<boolean> {
+  const unique = [...new Set(ids)];
+  const r = await db.query<{ n: number }>(CONFIRM_RUNS_SQL, [unique]);
+  return Number(r.rows[0]?.n ?? 0) === unique.length;
+}
 
 /**
  * The session setting in which a submit's placement (the scheduler's `freshOffer`) notes
@@ -497,9 +527,23 @@ async function answered(
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (tracing) traceMark('insert.returned', traced);
   visible?.(out);
-  await flushWal(db);
+  await flushSubmitted(
+    db,
+    out.map((o) => o.run.id),
+  );
   if (tracing) traceMark('flush.returned', traced);
   return out;
+}
+
+/**
+ * A submit's runs durable before its answer, which is made from what its insert returned: a
+ * failed {@link flushWal} is not retried blindly but read back ({@link confirmRuns}); runs not
+ * all there are not answered (the client retries).
+ */
+async function flushSubmitted(db: Database, ids: string[]): Promise<void> {
+  await flushWal(db, { retry: false }).catch(async (e: unknown) => {
+    if (!(await confirmRuns(db, ids))) throw e;
+  });
 }
 
 /**
@@ -524,8 +568,9 @@ export type DeliverHere = (run: Run) => Promise<Run | undefined>;
  * path: no pass, no notification); the pipeline's flush is skipped for it (the placement noted
  * it held here), and when `deliverHere` claimed the run on offer, the claim's synchronous commit
  * made the insert durable: no flush follows; otherwise {@link flushWal}. Any other run is
- * answered once the pipeline's flush returned (or, if it did not flush or failed after the
- * COMMIT, {@link flushWal}'s).
+ * answered once the pipeline's flush returned (on the placement's own connection: it survived
+ * since the COMMIT, so no crash lost it) or, if it did not flush or failed after the COMMIT,
+ * once flushSubmitted's flush returned or its read-back found the run.
  */
 async function submitPlaced(
   db: Database,
@@ -571,7 +616,7 @@ async function submitPlaced(
   }
   const out = [{ run, created: true }];
   visible?.(out);
-  if (!(await flushedHere)) await flushWal(db);
+  if (!(await flushedHere)) await flushSubmitted(db, [id]);
   if (tracing) traceMark('flush.returned', id);
   return out;
 }
