@@ -77,11 +77,11 @@ describe('RunStateStore (one journal per agent)', () => {
     await again.close();
   });
 
-  it('by default writes the saves of one turn at the end of it, in one synced batch, without a timer (issue 9)', async () => {
+  it('with windowMs 0 writes the saves of one turn at the end of it, in one synced batch, without a timer (issue 9)', async () => {
     const file = journalIn();
-    const store = new RunStateStore(file);
+    const store = new RunStateStore(file, { windowMs: 0 });
     await store.list(); // opened
-    // No timer fires: a save that waited for one (the 2 ms window this replaced) never resolves.
+    // No timer fires: a save that waited for one (a window of milliseconds) never resolves.
     vi.useFakeTimers({ toFake: ['setTimeout', 'setInterval'] });
     try {
       const saves = [];
