@@ -7,10 +7,10 @@ export interface StatementCount {
   /** Transactions opened. */
   transactions: number;
   /**
-   * Round trips to the server: as `statements`, less each `BEGIN` that rode with its
-   * transaction's first statement (Postgres, when that statement has no parameters:
-   * `beginRidesWith`) and each `atCommit` statement (Postgres: sent with the `COMMIT`). A query
-   * holding several statements is one of each.
+   * Round trips to the server (PGlite: calls into it): as `statements`, less each `BEGIN` that
+   * rode with its transaction's first statement (when that statement has no parameters:
+   * `beginRidesWith`) and each `atCommit` statement (sent with the `COMMIT`). A query holding
+   * several statements is one of each.
    */
   roundTrips: number;
 }
@@ -33,14 +33,12 @@ export function countStatements(db: Database, onCount: (c: StatementCount) => vo
   const one: StatementCount = { statements: 1, transactions: 0, roundTrips: 1 };
   const riding: StatementCount = { statements: 1, transactions: 0, roundTrips: 0 };
   const tx: StatementCount = { statements: 2, transactions: 1, roundTrips: 2 };
-  // An `atCommit` statement goes with the COMMIT on Postgres (no round trip of its own).
-  const atCommit: StatementCount = {
-    statements: 1,
-    transactions: 0,
-    roundTrips: db.backend === 'postgres' ? 0 : 1,
-  };
+  // An `atCommit` statement goes with the COMMIT (no round trip, or PGlite call, of its own).
+  const atCommit: StatementCount = { statements: 1, transactions: 0, roundTrips: 0 };
   const wrap = (q: Queryable, inTransaction = false): Queryable => {
-    let first = inTransaction && db.backend === 'postgres';
+    // A transaction's BEGIN rides with a first statement without parameters on both stores
+    // (PGlite: also with one whose plan is prepared, counted here as a call of its own).
+    let first = inTransaction;
     const w: Queryable = {
       query: (text, params) => {
         onCount(first && beginRidesWith(params) ? riding : one);

@@ -80,6 +80,55 @@ describe.each(TEST_BACKENDS)('sql on %s', (backend) => {
       await t.dispose();
     }
   });
+
+  // PGlite: a transaction's pipeline and commitWith travel in one call each once their plans are
+  // prepared (a statement's second sighting), so the rounds below go through both paths.
+  it("sends a transaction's pipeline and its last statement with the COMMIT, all or nothing", async () => {
+    const t = await createTestDatabase(backend);
+    try {
+      await t.db.query('create table p (id int primary key, v text)');
+      const insert = 'insert into p (id, v) values ($1, $2) returning id';
+      const count = 'select count(*)::int as n from p where id >= $1';
+      for (let round = 0; round < 3; round++) {
+        const base = round * 10;
+        const seen: unknown[][] = [];
+        const last = await t.db.transaction(async (tx) => {
+          const r = await tx.pipeline!<{ n: number }>([
+            { text: insert, params: [base + 1, 'a'], onResult: (x) => seen.push(x.rows) },
+            { text: insert, params: [base + 2, "it's"], onResult: (x) => seen.push(x.rows) },
+            { text: count, params: [base] },
+          ]);
+          expect(r.rows).toEqual([{ n: 2 }]);
+          tx.atCommit!(`insert into p (id, v) values (${base + 4}, 'at commit')`);
+          return tx.commitWith!<{ id: number }>({ text: insert, params: [base + 3, 'last'] });
+        });
+        expect(seen).toEqual([[{ id: base + 1 }], [{ id: base + 2 }]]);
+        expect(last.rows).toEqual([{ id: base + 3 }]);
+        // A failing statement of a pipeline, or of commitWith, leaves nothing of the transaction.
+        await expect(
+          t.db.transaction((tx) =>
+            tx.pipeline!([
+              { text: insert, params: [base + 5, 'rolled back'] },
+              { text: insert, params: [base + 1, 'duplicate'] },
+            ]),
+          ),
+        ).rejects.toThrow(/duplicate key/);
+        await expect(
+          t.db.transaction(async (tx) => {
+            await tx.query(insert, [base + 6, 'rolled back']);
+            return tx.commitWith!({ text: insert, params: [base + 2, 'duplicate'] });
+          }),
+        ).rejects.toThrow(/duplicate key/);
+      }
+      const ids = (await t.db.query<{ id: number }>('select id from p order by id')).rows.map((r) => r.id);
+      expect(ids).toEqual([1, 2, 3, 4, 11, 12, 13, 14, 21, 22, 23, 24]);
+      // Nothing left open: a statement outside a transaction commits on its own.
+      await t.db.query(insert, [100, 'alone']);
+      expect((await t.db.query(count, [100])).rows).toEqual([{ n: 1 }]);
+    } finally {
+      await t.dispose();
+    }
+  });
 });
 
 describe('sqlLiteral', () => {

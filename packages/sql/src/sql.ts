@@ -8,8 +8,9 @@ export interface Queryable {
    */
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<T>>;
   /**
-   * Several statements, each with its own parameters, in ONE round trip (Postgres only;
-   * undefined on PGlite), each prepared (parsed and planned) once per connection. Each statement
+   * Several statements, each with its own parameters, in ONE round trip (Postgres; on PGlite a
+   * transaction's only, one call into PGlite once their plans are prepared: `EXECUTE`s in one
+   * `exec`, see openPglite), each prepared (parsed and planned) once per connection. Each statement
    * takes its own snapshot (read committed), so a lock one of them takes is held before the
    * next one reads — as with the statements of a parameter-less `query`, but with parameters
    * instead of literals. Outside a transaction they run in one implicit transaction: committed
@@ -20,16 +21,16 @@ export interface Queryable {
   pipeline?<T = Record<string, unknown>>(statements: Statement[]): Promise<QueryResult<T>>;
   /**
    * A transaction's only (undefined elsewhere, and on wrappers that do not pass it on): a
-   * parameter-less statement run when the transaction commits, just before `COMMIT` — on
-   * Postgres in the same round trip (`…;COMMIT`), so a statement whose answer nobody reads (a
+   * parameter-less statement run when the transaction commits, just before `COMMIT` — in the
+   * same round trip (`…;COMMIT`; PGlite: the same call), so a statement whose answer nobody reads (a
    * `pg_notify`) costs no round trip of its own. Not run when `fn` throws; when it fails the
    * transaction rolls back and `transaction` rejects. Build values into it with `sqlLiteral`.
    */
   atCommit?(text: string): void;
   /**
-   * A transaction's only, on Postgres (undefined elsewhere): its LAST statement, sent with the
-   * `atCommit` statements and the `COMMIT` in ONE round trip (a pipeline; `BEGIN` first when
-   * nothing was sent before), resolving with that statement's rows once the transaction
+   * A transaction's only (undefined elsewhere): its LAST statement, sent with the `atCommit`
+   * statements and the `COMMIT` in ONE round trip (Postgres: a pipeline; PGlite: one `exec` once
+   * its plan is prepared; `BEGIN` first when nothing was sent before), resolving with that statement's rows once the transaction
    * committed. Nothing may be sent in the transaction after it, and the transaction sends no
    * `COMMIT` of its own. When the statement (or the commit) fails, nothing of the transaction
    * is committed and it rejects, as a failing statement does.
@@ -83,9 +84,10 @@ export interface QueryResult<T> {
 export type SqlBackend = 'pglite' | 'postgres';
 
 /**
- * On Postgres, whether a transaction's `BEGIN` is sent in the same round trip as its first
+ * Whether a transaction's `BEGIN` is sent in the same round trip (PGlite: call) as its first
  * statement: when that statement has no parameters both go as one simple query (`BEGIN;…`);
- * otherwise `BEGIN` is a round trip of its own. `countStatements` counts round trips by it.
+ * otherwise `BEGIN` is a round trip of its own (PGlite: unless the statement's plan is
+ * prepared, see openPglite). `countStatements` counts round trips by it.
  */
 export const beginRidesWith = (params?: unknown[]): boolean => params === undefined || params.length === 0;
 

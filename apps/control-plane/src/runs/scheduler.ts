@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Database, Queryable, Statement } from '@runt/sql';
+import type { Database, QueryResult, Queryable, Statement } from '@runt/sql';
 import { LINK_CHANNEL, MAX_NOTIFY_PAYLOAD, type LinkMessage } from '../link/link-relay.js';
 import type { ClaimRunResponse, Run } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
@@ -264,8 +264,10 @@ export function freshOffer(runId: string, replicaId: string): Statement[] {
  * capacity a pass committed while it waited as still free, and offer beyond it
  * (test/scheduler-round-trips.test.ts holds the lock across such a commit). Both are prepared
  * statements, planned once per connection (the page went as literal SQL text, planned per pass,
- * before). The lock is taken only when a run is queued ({@link PASS_LOCK_SQL}). PGlite (one
- * connection, no lock): the page alone. Both plan without bitmap scans ({@link PASS_PLAN_SQL}). `heads`: the writes riding the pass
+ * before). The lock is taken only when a run is queued ({@link PASS_LOCK_SQL}), and the page
+ * planned without bitmap scans ({@link PASS_PLAN_SQL}). PGlite (one connection, no lock): the
+ * page alone, in the same pipeline (one call into PGlite once its plan is prepared, the
+ * transaction's `BEGIN` with it). `heads`: the writes riding the pass
  * ({@link Scheduler.withNextPass}), first in the pipeline (each answered through its
  * `onResult`), or one query each before the page where there is no pipeline.
  */
@@ -283,12 +285,18 @@ async function readPage<T>(
   const page = { text: pageSql(capped, backend === 'postgres', sync), params: [after, limit] };
   const lock = { text: PASS_LOCK_SQL, params: [after] };
   const plan = { text: PASS_PLAN_SQL };
-  if (backend === 'postgres' && tx.pipeline) return tx.pipeline<T>([...heads, plan, lock, page]);
-  for (const h of heads) h.onResult(await tx.query(h.text, h.params));
-  await tx.query(plan.text);
-  if (backend !== 'postgres') return tx.query<T>(page.text, page.params);
-  await tx.query(lock.text, lock.params);
-  return tx.query<T>(page.text, page.params);
+  // PGlite (one connection, no lock) plans without bitmap scans anyway: its random page costs
+  // about what a sequential one does (`PGLITE_RANDOM_PAGE_COST`) and its upkeep analyzes a
+  // backlog, so the setting's statement was one call into PGlite per pass for nothing
+  // (test/scheduler-page-plan.test.ts holds the plan on both stores).
+  const statements: Statement[] = backend === 'postgres' ? [...heads, plan, lock, page] : [...heads, page];
+  if (tx.pipeline) return tx.pipeline<T>(statements);
+  let last: QueryResult<T> | undefined;
+  for (const s of statements) {
+    last = await tx.query<T>(s.text, s.params);
+    s.onResult?.(last);
+  }
+  return last!;
 }
 
 /** What a scheduling page found and decided, before its writes. */
