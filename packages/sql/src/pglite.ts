@@ -58,9 +58,12 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
   await pg.exec(`set random_page_cost = ${PGLITE_RANDOM_PAGE_COST}`);
   // One cache for the one connection: a statement prepared inside a transaction stays prepared.
   const plans = new PlanCache(opts.plans);
+  // `rowCount` is the statement's own (its command tag: rows changed or returned, as
+  // node-postgres'); PGlite's `affectedRows` adds up every statement of one `exec`, so in a
+  // transaction whose statements travel together it would count the writes before this one.
   const toResult = <T>(r: Results<unknown>): QueryResult<T> => ({
     rows: r.rows as T[],
-    rowCount: r.affectedRows ?? r.rows.length,
+    rowCount: r.rowCount ?? r.affectedRows ?? r.rows.length,
   });
   /**
    * Sends `cached`'s PREPARE (when due) as an `exec` of its own, with the transaction's pending

@@ -129,6 +129,32 @@ describe.each(TEST_BACKENDS)('sql on %s', (backend) => {
       await t.dispose();
     }
   });
+
+  // PGlite's `affectedRows` adds up the statements of one call; a pipeline's statements travel in
+  // one call once prepared, so each result must carry its own statement's count (as on Postgres).
+  it("gives each statement of a transaction's pipeline its own row count", async () => {
+    const t = await createTestDatabase(backend);
+    try {
+      await t.db.query('create table c (id int primary key, v text)');
+      await t.db.query("insert into c values (1, 'a'), (2, 'a'), (3, 'a')");
+      for (let round = 0; round < 3; round++) {
+        const counts: number[] = [];
+        const last = await t.db.transaction((tx) =>
+          tx.pipeline!([
+            {
+              text: 'update c set v = $1 where id <= $2',
+              params: [`r${round}`, 2],
+              onResult: (x) => counts.push(x.rowCount ?? -1),
+            },
+            { text: 'update c set v = $1 where id = $2', params: [`s${round}`, 3] },
+          ]),
+        );
+        expect({ round, first: counts[0], last: last.rowCount }).toEqual({ round, first: 2, last: 1 });
+      }
+    } finally {
+      await t.dispose();
+    }
+  });
 });
 
 describe('sqlLiteral', () => {
