@@ -217,17 +217,20 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
    * `g.db` whose flushes always fail and whose claim read-backs (`confirmClaims`) fail until
    * `confirmOk()` says otherwise, `onConfirm` running first (a test's "the crash lost it").
    */
+  let confirmAsked = false;
   function flushLost(
     g: ReturnType<typeof gated>,
     confirmOk: (attempt: number) => boolean,
     onConfirm = async () => {},
   ) {
     let confirms = 0;
+    confirmAsked = false;
     const db: Database = {
       ...g.db,
       query: async (text, params) => {
         if (text.includes("'runt-flush'")) throw new Error('flush: connection lost');
         if (text.includes("'runt-confirm'")) {
+          confirmAsked = true;
           await onConfirm();
           if (!confirmOk(++confirms)) throw new Error('confirm: connection lost');
         }
@@ -297,6 +300,54 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
       await scheduler.stop();
     }
   });
+  it('stop() ends a read-back of claims that the database never answers', async () => {
+    await addWorkstation(t.db, 'ws_silent', 'silent-rt', 1);
+    const g = gated();
+    g.release();
+    // The flush fails and every read-back hangs: a database host gone silent, no timeout.
+    const f = flushLost(
+      g,
+      () => true,
+      () => new Promise<void>(() => {}),
+    );
+    const scheduler = newScheduler(f.db, g.relay, {
+      claimers: () => ({ holder: 'ws_silent/r1', leaseMs: 60_000 }),
+    });
+    await submit('silent-rt');
+    const pass = scheduler.pass();
+    if (backend === 'postgres') {
+      await until('the read-back is asked', () => confirmAsked);
+    } else await pass;
+    const started = Date.now();
+    await scheduler.stop();
+    await pass;
+    expect(Date.now() - started).toBeLessThan(1_000);
+    // Postgres: not known durable, so not sent. PGlite: no flush, sent at once.
+    expect(g.sent).toHaveLength(backend === 'postgres' ? 0 : 1);
+  });
+
+  it('releases a cancel held for a run by two passes only at the last release', () => {
+    const links = new LinkRegistry();
+    const got: Array<{ type: string }> = [];
+    const socket = { readyState: 1, send: (text: string) => got.push(JSON.parse(text) as { type: string }) };
+    links.add({
+      socket: socket as unknown as WebSocket,
+      workstationId: 'ws_twice',
+      credentialId: 'cred_ws_twice',
+      alive: true,
+      registered: true,
+      chain: Promise.resolve(),
+    });
+    const first = links.holdCancels(['run_twice']);
+    const second = links.holdCancels(['run_twice']);
+    links.send('ws_twice', { type: 'cancel', run_id: 'run_twice' });
+    first();
+    first(); // a release counts once
+    expect(got).toEqual([]);
+    second();
+    expect(got.map((m) => m.type)).toEqual(['cancel']);
+  });
+
   it('sends a cancel that came while the claimed offer waited for its flush after the offer', async () => {
     await addWorkstation(t.db, 'ws_cancel', 'cancel-rt', 1);
     const g = gated();

@@ -24,7 +24,7 @@ describe.each(TEST_BACKENDS)('writes riding a pass, on %s', (backend) => {
   const submit = async (runtime: string) =>
     (await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime, command: ['x'] }))).run;
 
-  it('are settled when sending a plain offer throws after the commit', async () => {
+  it('are answered when sending a plain offer throws after the commit', async () => {
     await addWorkstation(t.db, 'ws_throw', 'throw-rt', 1);
     const relay: Parameters<typeof newScheduler>[1] = {
       send(_ws, message) {
@@ -44,8 +44,9 @@ describe.each(TEST_BACKENDS)('writes riding a pass, on %s', (backend) => {
         ),
         new Promise((r) => setTimeout(() => r('pending'), 5_000)),
       ]);
-      // Rejected: its caller writes it alone (the pass failed after its COMMIT, before `deliver`).
-      expect(outcome).toBe('rejected');
+      // Never left pending: the failed send is the offer's alone (its run waits for the sweeper
+      // or the next pass), and the write committed with the pass, so it is answered once durable.
+      expect(outcome).toBe('answered');
     } finally {
       await s.stop();
     }

@@ -58,7 +58,7 @@ export class LinkRegistry {
    * Runs a scheduling pass may have claimed on offer and not sent yet (its WAL flush comes
    * first), with the cancels that arrived for them meanwhile (`holdCancels`).
    */
-  private readonly unsentClaims = new Map<string, LinkMessageHeld[]>();
+  private readonly unsentClaims = new Map<string, { holds: number; held: LinkMessageHeld[] }>();
 
   /** Adds a link and returns the one it replaces (same workstation), if any. */
   add(link: AgentLink): AgentLink | undefined {
@@ -92,7 +92,7 @@ export class LinkRegistry {
    * links.send('ws_1', { type: 'cancel', run_id: 'run_1' });
    */
   send(workstationId: string, message: ControlMessage): boolean {
-    const held = message.type === 'cancel' ? this.unsentClaims.get(message.run_id) : undefined;
+    const held = message.type === 'cancel' ? this.unsentClaims.get(message.run_id)?.held : undefined;
     if (held) {
       held.push({ workstationId, message });
       return true;
@@ -153,13 +153,22 @@ export class LinkRegistry {
    * const release = links.holdCancels(['run_1']); // … send its offer-claimed …; release();
    */
   holdCancels(runIds: string[]): () => void {
-    const mine = runIds.filter((id) => !this.unsentClaims.has(id));
-    for (const id of mine) this.unsentClaims.set(id, []);
+    // Counted: two passes may hold one run at once (a claim a crash lost, read back by one pass
+    // while the next claims the run again); its cancels go out only at the last release.
+    for (const id of runIds) {
+      const entry = this.unsentClaims.get(id);
+      if (entry) entry.holds++;
+      else this.unsentClaims.set(id, { holds: 1, held: [] });
+    }
+    let released = false;
     return () => {
-      for (const id of mine) {
-        const held = this.unsentClaims.get(id) ?? [];
+      if (released) return;
+      released = true;
+      for (const id of runIds) {
+        const entry = this.unsentClaims.get(id);
+        if (!entry || --entry.holds > 0) continue;
         this.unsentClaims.delete(id);
-        for (const m of held) this.send(m.workstationId, m.message);
+        for (const m of entry.held) this.send(m.workstationId, m.message);
       }
     };
   }

@@ -343,6 +343,8 @@ export class Scheduler {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** Aborted by `stop()`: ends a wait that would otherwise outlast it (`durableClaims`). */
+  private halt = new AbortController();
   /**
    * What passes that already committed still do outside the lock (Postgres: wait for their WAL
    * flush, then answer the writes that rode them and send their claimed offers; see pass()).
@@ -377,6 +379,7 @@ export class Scheduler {
   /** Starts the periodic tick. */
   start(): void {
     this.stopped = false;
+    if (this.halt.signal.aborted) this.halt = new AbortController();
     this.timer = setInterval(() => this.kick('tick'), this.o.tickMs);
     this.timer.unref();
     this.kick();
@@ -385,6 +388,7 @@ export class Scheduler {
   /** Stops the tick and waits for a pass in progress. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.halt.abort();
     clearInterval(this.timer);
     await this.running;
     await this.delivered();
@@ -613,7 +617,17 @@ export class Scheduler {
         // are durable. Without claims or ridden writes nothing waits (the page flushed nothing).
         const plainNow = page.local.filter((m) => m.message.type !== 'offer-claimed');
         const afterFlush = page.local.filter((m) => m.message.type === 'offer-claimed');
-        for (const m of plainNow) this.o.signals.toWorkstation(m.workstationId, m.message);
+        // Each on its own (as the claimed ones below): one whose send throws holds no other back.
+        for (const m of plainNow) {
+          try {
+            this.o.signals.toWorkstation(m.workstationId, m.message);
+          } catch (e) {
+            this.o.logger.warn(
+              { err: (e as Error).message, workstation_id: m.workstationId },
+              'scheduling pass: offer not sent',
+            );
+          }
+        }
         const durable =
           flushes && (page.claimed.length > 0 || riding.length > 0)
             ? flushWal(this.o.db, { retry: false })
@@ -710,15 +724,25 @@ export class Scheduler {
    */
   private async durableClaims(grants: ClaimGrant[]): Promise<Set<string>> {
     if (grants.length === 0) return new Set();
+    // `stop()` ends the wait at once: a database that does not answer at all (a host gone
+    // silent, no connection timeout) would otherwise hold `stop()` until TCP gives up.
+    const signal = this.halt.signal;
+    const halted = new Promise<undefined>((resolve) => {
+      if (signal.aborted) resolve(undefined);
+      else signal.addEventListener('abort', () => resolve(undefined), { once: true });
+    });
     for (let wait = 50; ; wait = Math.min(wait * 2, 2000)) {
+      if (signal.aborted) return new Set();
       try {
-        return await confirmClaims(this.o.db, grants);
+        const asked = confirmClaims(this.o.db, grants);
+        asked.catch(() => {}); // when halted first: nobody awaits it any more
+        const durable = await Promise.race([asked, halted]);
+        if (durable === undefined) return new Set();
+        return durable;
       } catch (e) {
         this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: claims not confirmed yet');
       }
-      if (this.stopped) return new Set();
-      await new Promise((r) => setTimeout(r, wait));
-      if (this.stopped) return new Set();
+      await Promise.race([new Promise((r) => setTimeout(r, wait).unref()), halted]);
     }
   }
 
