@@ -264,12 +264,16 @@ export async function flushWal(db: Database, { retry = true }: { retry?: boolean
   await (retry ? first.catch(() => db.query(FLUSH_SQL)) : first);
 }
 
-// How many of the runs `$1` (ids) exist, read by a transaction that commits synchronously (`f`'s
-// WAL record makes it write, so its commit waits for the WAL flush up to its own commit record).
-const CONFIRM_RUNS_SQL = `with f as materialized (
+// The head of a read-back (`confirmRuns`, `confirmClaims`): its transaction commits
+// synchronously (`f`'s WAL record makes it write, so its commit waits for the WAL flush up to its
+// own commit record); the query joins `f`.
+const CONFIRMING = `with f as materialized (
   select pg_logical_emit_message(true, 'runt-confirm', '') as lsn
    where set_config('synchronous_commit', 'on', true) is not null
-)
+)`;
+
+// How many of the runs `$1` (ids) exist, read durably (`CONFIRMING`).
+const CONFIRM_RUNS_SQL = `${CONFIRMING}
 select count(*)::int as n from f, runs r where r.id = any($1::text[])`;
 
 /**
@@ -303,12 +307,8 @@ const FLUSH_UNLESS_HELD_HERE_SQL = `select case when current_setting('${FRESH_HE
   else false end as flushed`;
 
 // The claims of `$1` (run ids) with `$2` (their fencing tokens) that still hold: accepted under
-// that token. One statement, a transaction that commits synchronously (`f`'s WAL record makes
-// it write, so its commit waits for the WAL flush up to its own commit record).
-const CONFIRM_CLAIMS_SQL = `with f as materialized (
-  select pg_logical_emit_message(true, 'runt-confirm', '') as lsn
-   where set_config('synchronous_commit', 'on', true) is not null
-)
+// that token. One statement, read durably (`CONFIRMING`).
+const CONFIRM_CLAIMS_SQL = `${CONFIRMING}
 select c.id from f, unnest($1::text[], $2::bigint[]) as c(id, token)
   join runs r on r.id = c.id and r.fencing_token = c.token and r.status = 'accepted'`;
 
