@@ -72,6 +72,28 @@ describe('a submit on postgres', () => {
     };
   }
 
+  /** `t.db` {@link noting} the WAL's end after the insert and the pipeline's rows, counting round trips. */
+  function watched() {
+    let walEnd: string | undefined;
+    let roundTrips = 0;
+    let pipelined: unknown[] = [];
+    const db = countStatements(
+      noting(
+        t.db,
+        (l) => (walEnd = l),
+        (rows) => (pipelined = rows),
+      ),
+      (c) => (roundTrips += c.roundTrips),
+    );
+    return { db, walEnd: () => walEnd, roundTrips: () => roundTrips, pipelined: () => pipelined };
+  }
+
+  /** The WAL on disk (`flushed`, read at the answer) reached past the insert's commit (`walEnd`). */
+  async function expectFlushedPast(flushed: string, walEnd: string | undefined): Promise<void> {
+    const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [flushed, walEnd]);
+    expect({ flushed, walEnd, durable: ok.rows[0]!.ok }).toEqual({ flushed, walEnd, durable: true });
+  }
+
   it.each([
     ['without an idempotency key (one statement)', undefined],
     ['with an idempotency key (a transaction)', 'durable'],
@@ -96,11 +118,7 @@ describe('a submit on postgres', () => {
         const flushed = await lsn('pg_current_wal_flush_lsn');
         expect(out[0]!.created).toBe(true);
         expect(events).toEqual(['visible', 'answered']);
-        const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [
-          flushed,
-          walEnd,
-        ]);
-        expect({ flushed, walEnd, durable: ok.rows[0]!.ok }).toEqual({ flushed, walEnd, durable: true });
+        await expectFlushedPast(flushed, walEnd);
       }
     },
   );
@@ -113,17 +131,8 @@ describe('a submit on postgres', () => {
     async (_, runtime, status) => {
       await addWorkstation(t.db, `ws_${runtime}`, 'elsewhere', 1000, 'B');
       for (let i = 0; i < 10; i++) {
-        let walEnd: string | undefined;
-        let roundTrips = 0;
-        let pipelined: unknown[] = [];
-        const db = countStatements(
-          noting(
-            t.db,
-            (l) => (walEnd = l),
-            (rows) => (pipelined = rows),
-          ),
-          (c) => (roundTrips += c.roundTrips),
-        );
+        const w = watched();
+        const db = w.db;
         const out = await transitions.submitMany(
           db,
           [submitRunRequestSchema.parse({ runtime, command: ['true'] })],
@@ -134,13 +143,9 @@ describe('a submit on postgres', () => {
         );
         const flushed = await lsn('pg_current_wal_flush_lsn');
         expect(out[0]!.run.status).toBe(status);
-        expect(roundTrips).toBe(1);
-        expect(pipelined).toEqual([{ flushed: true }]); // the pipeline's own flush
-        const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [
-          flushed,
-          walEnd,
-        ]);
-        expect({ flushed, walEnd, durable: ok.rows[0]!.ok }).toEqual({ flushed, walEnd, durable: true });
+        expect(w.roundTrips()).toBe(1);
+        expect(w.pipelined()).toEqual([{ flushed: true }]); // the pipeline's own flush
+        await expectFlushedPast(flushed, w.walEnd());
       }
     },
   );
@@ -148,17 +153,8 @@ describe('a submit on postgres', () => {
   it('placed by its submit onto a link held here and claimed on offer there: answered only once the claim commit flushed the WAL past the insert, with no flush of its own', async () => {
     await addWorkstation(t.db, 'ws_here', 'here', 1000, 'A');
     for (let i = 0; i < 20; i++) {
-      let walEnd: string | undefined;
-      let roundTrips = 0;
-      let pipelined: unknown[] = [];
-      const db = countStatements(
-        noting(
-          t.db,
-          (l) => (walEnd = l),
-          (rows) => (pipelined = rows),
-        ),
-        (c) => (roundTrips += c.roundTrips),
-      );
+      const w = watched();
+      const db = w.db;
       const out = await transitions.submitMany(
         db,
         [submitRunRequestSchema.parse({ runtime: 'here', command: ['true'] })],
@@ -171,13 +167,9 @@ describe('a submit on postgres', () => {
       expect(out[0]!.run).toMatchObject({ status: 'accepted', lease: { holder: 'ws_here/r1' } });
       // The submit's pipeline and the claim's; the claim's synchronous commit is the flush (the
       // pipeline's is skipped: the placement noted the run held here).
-      expect(roundTrips).toBe(2);
-      expect(pipelined).toEqual([{ flushed: false }]);
-      const ok = await t.db.query<{ ok: boolean }>('select $1::pg_lsn >= $2::pg_lsn as ok', [
-        flushed,
-        walEnd,
-      ]);
-      expect({ flushed, walEnd, durable: ok.rows[0]!.ok }).toEqual({ flushed, walEnd, durable: true });
+      expect(w.roundTrips()).toBe(2);
+      expect(w.pipelined()).toEqual([{ flushed: false }]);
+      await expectFlushedPast(flushed, w.walEnd());
     }
   });
   /**
