@@ -27,7 +27,7 @@
 //   BENCH_CPU_PROF=DIR          --cpu-prof of the control plane and of one agent into DIR
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpuProfileTop } from './cpu-profile-top.js';
+import { cpuProfDir, cpuProfileTop } from './cpu-profile-top.js';
 import { describeLinks, linksToMeasure, measureLinks, type LinksMeasurement } from './links.js';
 import { measurePeer, type PeerMeasurement } from './measure-peer.js';
 import type { PeerTask } from './peer-host.js';
@@ -50,7 +50,7 @@ const LINKS = linksToMeasure();
 /** A size, or its PGlite override (`BENCH_RUNS_PGLITE` …). */
 const sized = (backend: 'postgres' | 'pglite', name: string, value: number) =>
   backend === 'pglite' && process.env[`${name}_PGLITE`] ? Number(process.env[`${name}_PGLITE`]) : value;
-const CPU_PROF = process.env.BENCH_CPU_PROF;
+const CPU_PROF = cpuProfDir();
 const MODES = env('BENCH_MODES', 'drain,paced').split(',');
 const TIMEOUT_MS = Number(env('BENCH_TIMEOUT_MS', '900000', '180000'));
 /** runt's phases: those of BENCH_MODES (drain = drain and burst), or BENCH_RUNT_PHASES (e.g. `drain` alone). */

@@ -1,4 +1,18 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+
+/**
+ * The directory `BENCH_CPU_PROF` names for `--cpu-prof` profiles, created if missing (Node's
+ * `--cpu-prof-dir` creates it at the process's exit, but a phase's own profile is written by
+ * the control plane's host before that, and failed with ENOENT); undefined when unset.
+ *
+ * @example
+ * const dir = cpuProfDir(); // BENCH_CPU_PROF=/tmp/prof → '/tmp/prof', now existing
+ */
+export function cpuProfDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const dir = env.BENCH_CPU_PROF;
+  if (dir) mkdirSync(dir, { recursive: true });
+  return dir;
+}
 
 interface ProfileNode {
   id: number;

@@ -29,6 +29,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hashToken, mintToken } from '@runt/transport-auth';
 import type { CpCounts, CpHostConfig, CpHostRequest } from './cp-host.js';
+import { cpuProfDir } from './cpu-profile-top.js';
 import type { DoubleLink, LinkDoublesCount, LinkDoublesRequest, PollTally } from './link-doubles.js';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
 import { CpuMeter, processCpuSeconds } from './proc-cpu.js';
@@ -97,13 +98,14 @@ class Cp {
   /** cp-host with the soft fd limit raised to the hard one (`ulimit -n`), and --expose-gc. */
   static async start(config: CpHostConfig): Promise<Cp> {
     const host = fileURLToPath(new URL('../dist/cp-host.js', import.meta.url));
+    const profDir = cpuProfDir();
     const child = spawn(
       '/bin/sh',
       [
         '-c',
         'ulimit -n "$(ulimit -Hn)" && exec "$0" --expose-gc "$@"',
         process.execPath,
-        ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+        ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
         host,
       ],
       {
