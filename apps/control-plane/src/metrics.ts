@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Database } from '@runt/sql';
+import { runCountsByStatus } from './panel/panel-reads.js';
 
 /**
  * Run-path counters, module-level so the scheduler and the stores count where they act without
@@ -154,11 +155,11 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
     labelNames: ['status'] as const,
     registers: [registry],
     async collect() {
-      const r = await deps.db.query<{ status: string; n: number | string }>(
-        'select status, count(*) as n from runs group by status',
-      );
+      // Each status through its index (the panel's counts, uncapped), not a sequential scan of
+      // every run ever kept (docs/runs.md, "The indexes of runs").
+      const counts = await runCountsByStatus(deps.db, {}, null);
       this.reset();
-      for (const row of r.rows) this.set({ status: row.status }, Number(row.n));
+      for (const [status, n] of counts) this.set({ status }, n);
     },
   });
 

@@ -4,6 +4,7 @@ import type { Workstation } from '@runt/protocol';
 import { migrate, sqlLiteral, type Database, type Queryable } from '@runt/sql';
 import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMetrics } from '../src/metrics.js';
 import { controlPlaneMigrations } from '../src/migrations.js';
 import { fleetWithRunsInUse, knownRuntimes, runCountsByStatus } from '../src/panel/panel-reads.js';
 import { PendingReasons } from '../src/runs/pending-reason.js';
@@ -86,6 +87,12 @@ describe.each(TEST_BACKENDS)('the indexes of runs on %s', (backend) => {
       [() => runCountsByStatus(db, {}), ['runs_queued_idx', 'runs_status_position_idx']],
       [() => runCountsByStatus(db, { workstation_id: 'ws_3' }), ['runs_workstation_ended_idx']],
       [() => runCountsByStatus(db, { runtime: 'python' }), ['runs_runtime_status_idx']],
+      // /metrics' runt_cp_runs: exact counts, each status through its index
+      [() => runCountsByStatus(db, {}, null), ['runs_queued_idx', 'runs_status_position_idx']],
+      [
+        () => createMetrics({ db, linkCount: () => 0 }).registry.metrics(),
+        ['runs_queued_idx', 'runs_status_position_idx'],
+      ],
       [() => knownRuntimes(db), ['runs_runtime_status_idx', 'runs_workstation_status_idx']],
       [() => fleetWithRunsInUse(db), ['runs_workstation_status_idx']],
       [() => pendingFleet(db), ['runs_workstation_status_idx']],

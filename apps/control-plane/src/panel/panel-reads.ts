@@ -90,7 +90,7 @@ export const COUNT_CAP = 1000;
 
 /**
  * Runs per status under the same workstation/runtime filters as the list, one statement, each
- * count bounded by `cap` (a value above it means "more than cap"). Each status is counted
+ * count bounded by `cap` (a value above it means "more than cap"; `null`: exact, for `/metrics`). Each status is counted
  * through the index that holds it (see `listIdsSql`: its status is a literal, so a prepared
  * plan can use the partial index): `runs_queued_idx`, `runs_workstation_status_idx` (runs
  * holding a slot), `runs_status_position_idx`, `runs_workstation_ended_idx` or
@@ -102,9 +102,10 @@ export const COUNT_CAP = 1000;
 export async function runCountsByStatus(
   db: Database,
   filter: { workstation_id?: string; runtime?: string },
-  cap = COUNT_CAP,
+  cap: number | null = COUNT_CAP,
 ): Promise<Map<string, number>> {
-  const params: unknown[] = [cap + 1];
+  // `limit null` is no limit: an exact count (`/metrics`), through the same index per status.
+  const params: unknown[] = [cap === null ? null : cap + 1];
   const where: string[] = [];
   if (filter.workstation_id) where.push(`r.workstation_id = $${params.push(filter.workstation_id)}`);
   if (filter.runtime) where.push(`r.runtime = $${params.push(filter.runtime)}`);
