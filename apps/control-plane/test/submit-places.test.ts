@@ -2,7 +2,7 @@ import { submitRunRequestSchema, type ControlMessage } from '@runt/protocol';
 import { countStatements, openPostgres, type Database } from '@runt/sql';
 import type { TestDatabase } from '@runt/sql/testing';
 import { pino } from 'pino';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LinkRelay } from '../src/link/link-relay.js';
 import { LinkRegistry } from '../src/link/link-registry.js';
 import { NotificationBus } from '../src/notifications/bus.js';
@@ -49,37 +49,44 @@ describe('a submit that places its own run, on postgres', () => {
       )
     )[0]!.run;
 
-  it('offers the run in the submit message, publishes it with its row, and the replica holding the link sends it without a query', async () => {
-    await addWorkstation('ws_b', 'rt', 2);
+  /**
+   * A replica's relay on `db` (its own LISTEN connection) holding the link of `workstationId`
+   * only: a registered link whose socket records the frames sent on it.
+   */
+  const relayHolding = async (db: Database, workstationId: string) => {
     const sent: ControlMessage[] = [];
-    // Replica B's relay: it holds ws_b's link (a registered link whose socket records frames);
-    // every statement B sends is counted.
     const links = new LinkRegistry();
-    let bStatements = 0;
-    const bDb = countStatements(t.db, (c) => (bStatements += c.statements));
-    const bus = new NotificationBus(bDb);
-    new LinkRelay({
-      db: bDb,
+    const bus = new NotificationBus(db);
+    const relay = new LinkRelay({
+      db,
       bus,
       links,
-      runs: new RunStore(bDb),
+      runs: new RunStore(db),
       logger: pino({ level: 'silent' }),
       scanMs: 60_000,
       onCapacityFreed: () => {},
     });
     await bus.start();
-    // Linked after B's LISTEN is up (its resync on `up` reads the offers of the links it holds).
+    // Linked after the LISTEN is up (its resync on `up` reads the offers of the links it holds).
     links.add({
       socket: {
         readyState: 1,
         send: (text: string) => sent.push(JSON.parse(text) as ControlMessage),
       } as never,
-      workstationId: 'ws_b',
-      credentialId: 'cred_ws_b',
+      workstationId,
+      credentialId: `cred_${workstationId}`,
       alive: true,
       registered: true,
       chain: Promise.resolve(),
     });
+    return { bus, relay, sent };
+  };
+
+  it('offers the run in the submit message, publishes it with its row, and the replica holding the link sends it without a query', async () => {
+    await addWorkstation('ws_b', 'rt', 2);
+    let bStatements = 0;
+    const bDb = countStatements(t.db, (c) => (bStatements += c.statements));
+    const { bus, sent } = await relayHolding(bDb, 'ws_b');
     try {
       bStatements = 0;
       let roundTrips = 0;
@@ -97,6 +104,34 @@ describe('a submit that places its own run, on postgres', () => {
       expect(bStatements).toBe(0);
     } finally {
       await bus.close();
+    }
+  });
+
+  it('a replica that holds none of the links a notification is for drops it without parsing it', async () => {
+    await addWorkstation('ws_to_b', 'tob', 2);
+    await addWorkstation('ws_on_a', 'ona', 2, 'A');
+    const a = await relayHolding(t.db, 'ws_on_a');
+    const b = await relayHolding(t.db, 'ws_to_b');
+    const parsed = vi.spyOn(JSON, 'parse');
+    try {
+      // Both forms on the wire: the placement's, written by Postgres (`{"w" : …`), and a
+      // message published by the relay (`{"w":…`), both for the link B holds.
+      const run = await submitOnA(t.db, 'tob');
+      a.relay.send('ws_to_b', { type: 'cancel', run_id: run.id });
+      await expect.poll(() => b.sent.map((m) => m.type), { timeout: 5000 }).toEqual(['offer', 'cancel']);
+      // Then one published by B for A's link: A hears the channel in order, so once it sent
+      // this one it has handled the two before it.
+      b.relay.send('ws_on_a', { type: 'drain' });
+      await expect.poll(() => a.sent.map((m) => m.type), { timeout: 5000 }).toEqual(['drain']);
+      const payloads = parsed.mock.calls
+        .map(([text]) => String(text))
+        .filter((text) => /^\{\s*"w"/.test(text) && text.includes('ws_to_b'));
+      // B parsed the two (it sends them); A parsed neither.
+      expect(payloads).toHaveLength(2);
+    } finally {
+      parsed.mockRestore();
+      await a.bus.close();
+      await b.bus.close();
     }
   });
 

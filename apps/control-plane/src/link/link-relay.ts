@@ -160,6 +160,10 @@ export class LinkRelay {
   }
 
   #receive(payload: string): void {
+    // Every replica hears every notification of the channel: one that holds none of its links
+    // drops it from its head, without parsing the run it carries (~1 KB of JSON each).
+    const addressee = wireAddressee(payload);
+    if (addressee !== undefined && !this.o.links.get(addressee)) return;
     let wire: Wire;
     try {
       wire = JSON.parse(payload) as Wire;
@@ -190,6 +194,22 @@ export class LinkRelay {
       })
       .catch(() => {}); // the offer is re-sent on re-register, or withdrawn after the offer timeout
   }
+}
+
+// The head of every payload on the wire: `{"w":"…"` as `encode` writes it, `{"w" : "…"` as
+// Postgres's `json_build_object` does (a submit's placement); an id with an escape in it does
+// not match, and its payload is parsed whole.
+const WIRE_HEAD = /^\{\s*"w"\s*:\s*"([^"\\]*)"/;
+
+/**
+ * The workstation a payload of {@link LINK_CHANNEL} is for, read from its head alone; undefined
+ * when the head is not in the plain form both writers use (the caller then parses it whole).
+ *
+ * @example
+ * wireAddressee('{"w" : "ws_1", "offer" : "run_1"}'); // 'ws_1'
+ */
+function wireAddressee(payload: string): string | undefined {
+  return WIRE_HEAD.exec(payload)?.[1];
 }
 
 function encode(it: LinkMessage): string {
