@@ -4,9 +4,9 @@ import type { Logger } from 'pino';
 import {
   BASE_LINK_OPS,
   backoffDelay,
-  controlMessageSchema,
   corkForTurn,
   LINK_CLOSE_CODES,
+  parseControlMessage,
   parseRetryAfter,
   sleep,
   TransportError,
@@ -428,7 +428,8 @@ export class LinkClient {
         // `result` is validated above the transport, by the call it answers (issue 9 profile).
         const reply = replyOf(json);
         if (reply) return this.#pending.get(reply.id)?.resolve(reply);
-        const parsed = controlMessageSchema.safeParse(json);
+        // `offer-claimed` (one a run or a batch of runs) is checked by a fast path in front of its schema.
+        const parsed = parseControlMessage(json);
         if (!parsed.success)
           return this.opts.logger.warn(
             { type: (json as { type?: unknown })?.type },

@@ -62,3 +62,4 @@ export {
   type ControlReplyMessage,
 } from './link-requests.js';
 export { corkForIteration, corkForTurn, type Corkable } from './cork-turn.js';
+export { offerClaimedOf, parseControlMessage } from './control-message-fast.js';
