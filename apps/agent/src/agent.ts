@@ -115,6 +115,10 @@ export class Agent {
   readonly #registrar: WorkstationRegistration;
   readonly #runtimes = new Map<string, Runtime>();
   readonly #unavailable = new Map<string, string>();
+  readonly #depsByRuntime = new Map<
+    string,
+    { workstationId: string; runnerId: string; deps: RunExecutionDeps }
+  >();
   /** Aborted when the agent stops taking offers (drain/shutdown). */
   readonly #taking = new AbortController();
   /** Aborted when every loop must end. */
@@ -209,8 +213,8 @@ export class Agent {
       maxRuns: this.#opts.maxRuns,
       once: this.#opts.once,
       taking: this.#taking.signal,
-      claim: (run) => RunExecution.claim(this.#deps(run.runtime), run),
-      accept: (claim) => RunExecution.accept(this.#deps(claim.run.runtime), claim),
+      claim: (run) => RunExecution.claim(this.#runDeps(run.runtime), run),
+      accept: (claim) => RunExecution.accept(this.#runDeps(claim.run.runtime), claim),
       onDone: () => {
         if (this.#opts.once) void this.shutdown();
         else this.#wakePollForSlot();
@@ -368,6 +372,25 @@ export class Agent {
       else this.#drain();
     }
     return true;
+  }
+
+  /**
+   * {@link #deps} made once per runtime while the workstation and runner ids stay the same: made
+   * per run, the object, its closures and its path join were ~1 KB allocated per run (issue 9,
+   * agent profile). An unavailable runtime's (its error message) is made each time.
+   */
+  #runDeps(runtimeName: string): RunExecutionDeps {
+    const kept = this.#depsByRuntime.get(runtimeName);
+    if (kept && kept.workstationId === this.#workstationId && kept.runnerId === this.#runnerId)
+      return kept.deps;
+    const deps = this.#deps(runtimeName);
+    if (this.#runtimes.has(runtimeName))
+      this.#depsByRuntime.set(runtimeName, {
+        workstationId: this.#workstationId,
+        runnerId: this.#runnerId,
+        deps,
+      });
+    return deps;
   }
 
   #deps(runtimeName: string): RunExecutionDeps {

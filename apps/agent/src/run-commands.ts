@@ -20,7 +20,7 @@ export interface RunCommandsOptions {
   /** Aborted when the run is dropped: the loop ends, a running command is aborted. */
   work: AbortSignal;
   /** Aborted when the run is cancelled: no new command starts. */
-  cancel: AbortSignal;
+  cancel: { readonly aborted: boolean };
   /** How long to wait between listings without a wake-up. */
   pollMs: () => number;
   /** Skip the first listing (the claim said none were waiting and the link delivers wake-ups). */

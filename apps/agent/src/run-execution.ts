@@ -11,6 +11,7 @@ import {
   type LeaseLostError,
 } from '@runt/leases';
 import { isRuntimeError, type Runtime } from '@runt/runtime-spi';
+import { LazyAbort } from './lazy-abort.js';
 import { claimUntilKnown } from './run-claim.js';
 import { RunCommands } from './run-commands.js';
 import { RunEventLog } from './run-event-log.js';
@@ -92,7 +93,8 @@ export class RunExecution {
   readonly #events: RunEventLog;
   readonly #reporter: RunReporter;
   readonly #work = new AbortController();
-  readonly #cancel = new AbortController();
+  /** Read by every run, listened to only while an image is pulled: its signal is made then. */
+  readonly #cancel = new LazyAbort();
   #cancelMessage = 'cancelled';
   /** Set when the run's `timeout_s` stopped it: the stop then ends it `failed` with `timeout`. */
   #timedOut = false;
@@ -283,7 +285,7 @@ export class RunExecution {
 
   /** Stops the workload (polite signal, then kill) and reports `cancelled`. Idempotent. */
   cancel(message = 'cancelled'): void {
-    if (this.#cancel.signal.aborted || this.phase === 'done' || this.phase === 'dropped') return;
+    if (this.#cancel.aborted || this.phase === 'done' || this.phase === 'dropped') return;
     this.#cancelMessage = message;
     this.deps.logger.info({ run_id: this.runId, reason: message }, 'cancelling');
     this.#cancel.abort(new Error(message));
@@ -304,7 +306,7 @@ export class RunExecution {
     if (!timeoutS || startedAt === undefined) return;
     const leftMs = Math.max(0, startedAt + timeoutS * 1000 - Date.now());
     this.#timeoutTimer = setTimeout(() => {
-      if (this.#cancel.signal.aborted) return;
+      if (this.#cancel.aborted) return;
       this.#timedOut = true;
       this.cancel(`exceeded its timeout of ${timeoutS}s`);
     }, leftMs);
@@ -404,7 +406,7 @@ export class RunExecution {
         workstationId: this.deps.workstationId,
         download: (sha256) => this.#reporter.retry(() => this.deps.client.downloadBundle(sha256)),
         work: this.#work.signal,
-        cancel: this.#cancel.signal,
+        cancel: this.#cancel,
         cancelMessage: () => this.#cancelMessage,
         onStarting: () => {
           this.phase = 'starting';
@@ -499,7 +501,7 @@ export class RunExecution {
         return this.#persist();
       },
       work: this.#work.signal,
-      cancel: this.#cancel.signal,
+      cancel: this.#cancel,
       pollMs: this.deps.commandPollMs,
       skipFirst: this.#noCommandsAtClaim && this.deps.linkUp?.() === true && !this.#commandsPending,
       onRefused: (reason) => this.#drop(reason),
@@ -516,7 +518,7 @@ export class RunExecution {
       // create and start; the adapter waited out its start grace): the workload never ran, so
       // the run goes back to the queue, as a never-started run does (at-most-once start holds),
       // rather than failing `internal` with attempts left (issue 8, chaos: 5 of 1,000).
-      neverStarted = isRuntimeError(e) && e.code === 'not-started' && !this.#cancel.signal.aborted;
+      neverStarted = isRuntimeError(e) && e.code === 'not-started' && !this.#cancel.aborted;
       if (!neverStarted)
         this.deps.logger.warn({ run_id: this.runId, err: e }, 'waiting for the workload failed');
       exit = undefined;
@@ -548,7 +550,7 @@ export class RunExecution {
     await this.#finish(
       this.#timedOut
         ? timedOut(this.#cancelMessage, exit)
-        : this.#cancel.signal.aborted
+        : this.#cancel.aborted
           ? cancelled(this.#cancelMessage, exit)
           : exitOutcome(exit),
     );

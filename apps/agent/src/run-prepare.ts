@@ -2,6 +2,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Run } from '@runt/protocol';
 import { runFailureKind, type Runtime } from '@runt/runtime-spi';
+import type { LazyAbort } from './lazy-abort.js';
 import { materializeBundle } from './materialize-bundle.js';
 import { cancelled, failed, type Outcome } from './run-outcome.js';
 
@@ -22,8 +23,8 @@ export interface PrepareRunOptions {
   download: (sha256: string) => Promise<Uint8Array | undefined>;
   /** Aborted when the run is dropped: preparing ends with no outcome. */
   work: AbortSignal;
-  /** Aborted when the run is cancelled: preparing ends `cancelled`. */
-  cancel: AbortSignal;
+  /** Aborted when the run is cancelled: preparing ends `cancelled` (its signal is read only to pull an image). */
+  cancel: AbortSignal | LazyAbort;
   cancelMessage: () => string;
   /** The instance exists (save its id before starting it, so a restart can find it). */
   onCreated: (instanceId: string) => Promise<void>;
@@ -80,7 +81,9 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult
 
   if (run.image) {
     try {
-      await runtime.ensureImage(run.image, { signal: AbortSignal.any([work, cancel]) });
+      await runtime.ensureImage(run.image, {
+        signal: AbortSignal.any([work, cancel instanceof AbortSignal ? cancel : cancel.signal]),
+      });
     } catch (e) {
       if (cancel.aborted || work.aborted) return wasCancelled() ?? { dropped: true };
       return { outcome: failed(runFailureKind(e, 'image'), (e as Error).message) };
