@@ -275,12 +275,23 @@ function printTrace(
     if (!m) perRun.set(run, (m = new Map()));
     if (!m.has(step)) m.set(step, ms);
   };
+  // The sweeps (start, end) of the replicas on the path: periodic work beside it.
+  const sweeps: Array<[number, number]> = [];
   for (const [i, id] of [...new Set(replicaIds)].entries()) {
     const file = join(TRACE_DIR!, `${id}.trace`);
     if (!existsSync(file)) continue;
     const prefix = replicaIds.length > 1 && replicaIds[0] !== replicaIds[1] ? (i === 0 ? 'A ' : 'B ') : '';
+    let sweepStart: number | undefined;
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       const [t, step, run] = line.split(' ');
+      if (run === 'sweep') {
+        if (step === 'sweep.start') sweepStart = Number(t);
+        else if (sweepStart !== undefined) {
+          sweeps.push([sweepStart, Number(t)]);
+          sweepStart = undefined;
+        }
+        continue;
+      }
       if (!run || !stamps.has(run)) continue;
       add(run, prefix + step!, Number(t) - stamps.get(run)!.sent);
     }
@@ -315,6 +326,18 @@ function printTrace(
   const slow = [...stamps].sort((a, b) => b[1].offer - b[1].sent - (a[1].offer - a[1].sent));
   console.log(`trace (${label}), the slowest 2 % of the samples only: p50 / p90 / p99`);
   table(slow.slice(0, Math.max(1, Math.ceil(slow.length / 50))).map(([run]) => run));
+  // Samples whose window (submit sent → offer received) one of those sweeps overlapped.
+  const overlapped = (xs: typeof slow) =>
+    xs.filter(([, s]) => sweeps.some(([a, b]) => a < s.offer && b > s.sent)).length;
+  const worst = slow.slice(0, Math.max(1, Math.ceil(slow.length / 100)));
+  console.log(
+    `  sweeps: ${sweeps.length}, median ${percentile(
+      sweeps.map(([a, b]) => b - a),
+      50,
+    ).toFixed(
+      2,
+    )} ms; overlapped ${overlapped(slow)} of ${slow.length} samples, ${overlapped(worst)} of the slowest ${worst.length}`,
+  );
 }
 
 /**

@@ -5,6 +5,7 @@ import type { RunSignals } from './run-signals.js';
 import { creditOutage } from './outage-clock.js';
 import { readRunState } from './run-state.js';
 import { fromStatuses } from './state-machine.js';
+import { traceMark, tracing } from '../trace.js';
 import {
   expireQueued,
   loseRunner,
@@ -69,9 +70,15 @@ export class Sweeper {
   start(): void {
     this.timer = setInterval(() => {
       if (this.running) return;
+      // Traced as the window a sweep's statements share the machine with the offer path (the
+      // replicas bench counts the samples it overlapped).
+      if (tracing) traceMark('sweep.start', 'sweep');
       this.running = this.sweep()
         .catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'sweep failed'))
-        .finally(() => (this.running = undefined));
+        .finally(() => {
+          this.running = undefined;
+          if (tracing) traceMark('sweep.end', 'sweep');
+        });
     }, this.o.intervalMs);
     this.timer.unref();
   }
