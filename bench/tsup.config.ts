@@ -11,6 +11,7 @@ export default defineConfig({
     chaos: 'src/chaos.ts',
     'links-bench': 'src/links-bench.ts',
     'link-doubles': 'src/link-doubles.ts',
+    'event-fk-bench': 'src/event-fk-bench.ts',
   },
   format: ['esm'],
   dts: { entry: { index: 'src/index.ts' } },

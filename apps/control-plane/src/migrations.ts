@@ -224,4 +224,19 @@ create index runs_workstation_ended_idx on runs (workstation_id, status, positio
 create index runs_runtime_status_idx on runs (runtime, status, position) where status not in ('offered', 'accepted', 'running');
 `,
   },
+  {
+    // Issue 9: `run_events` without its foreign key. Every event write takes its run from a
+    // row of `runs` it updated (or locked) in the same statement or transaction, so the key's
+    // check (a `select … for key share` on `runs` per event row: ~10 µs each on PGlite, ~7 µs
+    // of server CPU on Postgres) proved nothing the statement had not. Runs are never
+    // deleted by runt itself; whoever deletes them still loses their events, now through one
+    // statement-level trigger per delete instead of the key's cascade (docs/runs.md, _Events_).
+    id: 'cp_0106_run_events_without_fk',
+    sql: `
+alter table run_events drop constraint run_events_run_id_fkey;
+create function runs_deleted_drop_events() returns trigger language plpgsql as $$ begin delete from run_events e using runs_gone g where e.run_id = g.id; return null; end $$;
+create trigger runs_deleted_drop_events after delete on runs referencing old table as runs_gone
+  for each statement execute function runs_deleted_drop_events();
+`,
+  },
 ];
