@@ -28,7 +28,7 @@ export const runPathMetrics = {
   }),
   requeues: new Counter({
     name: 'runt_cp_run_requeues_total',
-    help: 'Runs put back in the queue, by reason: declined (the agent answered an offer ok:false), handed-back (a run claimed on offer given back unstarted), offer-timeout, drain, runner-lost',
+    help: 'Runs put back in the queue, by reason: declined (the agent answered an offer ok:false), handed-back (a run claimed on offer given back unstarted), unsent (a claim on offer its closed link never carried, handed back by the scheduler), offer-timeout, drain, runner-lost',
     labelNames: ['reason'] as const,
     registers: [],
   }),

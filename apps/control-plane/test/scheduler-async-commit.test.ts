@@ -58,6 +58,12 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     (await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime, command: ['x'] }))).run;
   const status = async (id: string) =>
     (await t.db.query<{ status: string }>(`select status from runs where id = $1`, [id])).rows[0]!.status;
+  const eventually = async (what: string, ok: () => Promise<boolean>) => {
+    for (let i = 0; !(await ok()); i++) {
+      if (i > 500) throw new Error(`never: ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
   const until = async (what: string, ok: () => boolean) => {
     for (let i = 0; !ok(); i++) {
       if (i > 500) throw new Error(`never: ${what}`);
@@ -206,12 +212,99 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
       expect(
         g.sent.map((m) => m.message.type === 'offer-claimed' && m.message.runs.map((r) => r.run.id)),
       ).toEqual([[fine.id]]);
-      // Its fail did not apply: accepted, its lease lapses and the sweeper ends it.
+      // Its fail did not apply yet: accepted …
       expect(await status(sealed.id)).toBe('accepted');
+      // … and is retried in the background: once the database answers, it fails (before: it sat
+      // accepted until its lease lapsed and the sweeper failed it runner-lost).
+      failing = false;
+      await eventually('the fail retried', async () => (await status(sealed.id)) === 'failed');
+      expect(await status(fine.id)).toBe('accepted');
     } finally {
       failing = false;
       await scheduler.stop();
     }
+  });
+
+  it('hands a claim its link never carried back to the queue at once, no attempt used (retried while the database fails)', async () => {
+    await addWorkstation(t.db, 'ws_closed', 'closed-rt', 1);
+    const g = gated();
+    g.release();
+    // The link closes between the claim and its send: the send finds no open link here.
+    let closed = false;
+    const relay: Parameters<typeof newScheduler>[1] = {
+      ...g.relay,
+      sendHere: () => ((closed = true), false),
+    };
+    // The hand-back's first attempts fail (a connection lost).
+    let failing = true;
+    const db: Database = {
+      ...g.db,
+      query: async (text, params) => {
+        if (failing && text.includes('r.offered_at = r.accepted_at')) throw new Error('connection lost');
+        return g.db.query(text, params);
+      },
+    };
+    const scheduler = newScheduler(db, relay, {
+      claimers: () => (closed ? undefined : { holder: 'ws_closed/r1', leaseMs: 60_000 }),
+    });
+    try {
+      const run = await submit('closed-rt');
+      await scheduler.pass();
+      expect(closed).toBe(true);
+      const claimed = (
+        await t.db.query<{ status: string; attempt: number; fencing_token: number }>(
+          `select status, attempt, fencing_token from runs where id = $1`,
+          [run.id],
+        )
+      ).rows[0]!;
+      expect(claimed.status).toBe('accepted');
+      failing = false;
+      // Handed back (its lease given up, no attempt used), then offered plainly by the pass
+      // the hand-back asked for (before: accepted until its lease lapsed, then runner-lost).
+      await eventually('handed back and offered again', async () => (await status(run.id)) === 'offered');
+      const row = (
+        await t.db.query<{ attempt: number; fencing_token: number | null }>(
+          `select attempt, fencing_token from runs where id = $1`,
+          [run.id],
+        )
+      ).rows[0]!;
+      expect(Number(row.attempt)).toBe(Number(claimed.attempt));
+      expect(row.fencing_token).toBeNull();
+      const lease = await t.db.query<{ holder: string | null }>(
+        `select holder from leases where resource = $1`,
+        [run.id],
+      );
+      expect(lease.rows.map((l) => l.holder)).toEqual([null]);
+      expect(g.sent.map((m) => m.message.type)).toEqual(['offer']);
+    } finally {
+      failing = false;
+      await scheduler.stop();
+    }
+  });
+
+  it('does not hand back a claim a re-registration re-sent (fenced by the re-send)', async () => {
+    await addWorkstation(t.db, 'ws_resent', 'resent-rt', 2);
+    const claim = async () => {
+      const run = await submit('resent-rt');
+      const [grant] = await t.db.transaction((tx) =>
+        transitions.claimOnOffer(tx, [
+          { id: run.id, ws: 'ws_resent', holder: 'ws_resent/r1', leaseMs: 60_000 },
+        ]),
+      );
+      return grant!;
+    };
+    const resent = await claim();
+    // The agent linked again and its registration re-sent the claim: it has it.
+    expect(
+      (await transitions.claimedOffers(t.db, [{ ws: 'ws_resent', holder: 'ws_resent/r1' }])).length,
+    ).toBe(1);
+    expect(await transitions.handBackUnsent(t.db, resent)).toBe(false);
+    expect(await status(resent.run.id)).toBe('accepted');
+    // One never re-sent goes back.
+    const unsent = await claim();
+    expect(await transitions.handBackUnsent(t.db, unsent)).toBe(true);
+    expect(await status(unsent.run.id)).toBe('queued');
+    await transitions.cancel(t.db, unsent.run.id); // not placed by the next tests' passes
   });
   /**
    * `g.db` whose flushes always fail and whose claim read-backs (`confirmClaims`) fail until

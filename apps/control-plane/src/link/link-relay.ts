@@ -120,6 +120,11 @@ export class LinkRelay {
     return local;
   }
 
+  /** Sends now over a link held here only: false when this process holds no open link for it. */
+  sendHere(workstationId: string, message: ControlMessage): boolean {
+    return this.o.links.send(workstationId, message);
+  }
+
   /** Sends now over a link held here, or publishes in its own statement (after the caller's commit). */
   send(workstationId: string, message: ControlMessage): void {
     if (this.o.links.send(workstationId, message) || !this.shared) return;

@@ -15,6 +15,13 @@ export interface RunSignals {
   /** Sends over the link if this process holds it, else publishes it for the replica that does. */
   toWorkstation(workstationId: string, message: ControlMessage): void;
   /**
+   * Sends a run claimed on offer (`offer-claimed`) over the link this process holds; false when
+   * no open link here took it — nothing is published then (a claim on offer is made only for a
+   * link held here, and a re-registration anywhere re-sends it): the agent never got it, and the
+   * scheduler hands it back (`transitions.handBackUnsent`).
+   */
+  sendClaimed(workstationId: string, message: ControlMessage): boolean;
+  /**
    * Inside a writer's transaction: publishes the messages for links held by other replicas (sent
    * on commit) and returns the ones for links held here, to pass to `toWorkstation` after the commit.
    * With `capacityFreed`, also tells the other replicas on that commit that a slot may be free
@@ -41,6 +48,8 @@ export interface RunSignals {
 /** What carries agent messages: this process's links, plus `pg_notify` to the other replicas. */
 export interface MessageRelay {
   send(workstationId: string, message: ControlMessage): void;
+  /** Sends over a link held here only; false when none (open) took it. Absent: `send`, taken as sent. */
+  sendHere?(workstationId: string, message: ControlMessage): boolean;
   relay(tx: Queryable, items: LinkMessage[], capacityFreed?: boolean): Promise<LinkMessage[]>;
   /** Tells the other replicas' schedulers that a slot may be free (they skip submits while full). */
   capacityFreed(): void;
@@ -87,6 +96,11 @@ export function createRunSignals(o: {
       if (scheduler?.kick('freed') !== true) o.relay.capacityFreed();
     },
     toWorkstation: (workstationId, message) => o.relay.send(workstationId, message),
+    sendClaimed: (workstationId, message) => {
+      if (o.relay.sendHere) return o.relay.sendHere(workstationId, message);
+      o.relay.send(workstationId, message);
+      return true;
+    },
     relay: (tx, items, capacityFreed) => o.relay.relay(tx, items, capacityFreed),
     async publish(tx, items, opts) {
       const local = await o.relay.relay(tx, items, opts?.capacityFreed);

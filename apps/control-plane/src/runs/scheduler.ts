@@ -11,6 +11,7 @@ import {
   confirmClaims,
   flushWal,
   FRESH_HELD_HERE,
+  handBackUnsent,
   offer,
   type ClaimGrant,
   type OfferClaimer,
@@ -350,6 +351,8 @@ export class Scheduler {
    * flush, then answer the writes that rode them and send their claimed offers; see pass()).
    */
   private readonly delivering = new Set<Promise<void>>();
+  /** Fenced writes of claims that did not go out, retried in the background (`settle`). */
+  private readonly settling = new Set<Promise<void>>();
   /**
    * The last pass left runs queued and no workstation of the fleet has a free slot (whatever
    * its runtimes and labels): a new submit cannot be placed either, so it does not cost a pass.
@@ -392,6 +395,7 @@ export class Scheduler {
     clearInterval(this.timer);
     await this.running;
     await this.delivered();
+    await Promise.all([...this.settling]);
     this.dropPreludes(new Error('the scheduler stopped'));
   }
 
@@ -660,21 +664,31 @@ export class Scheduler {
           // as free), as it could before.
           riding.forEach((p, k) => p.resolve(written[k] ?? []));
           // Each claimed offer goes out on its own, before the writes below: one that fails (its
-          // link broke) or a run that cannot be opened holds no other run of the page back — an
-          // offer not sent leaves its run accepted, unstarted, until its lease lapses.
+          // link broke) or a run that cannot be opened holds no other run of the page back.
+          const unsent: ClaimGrant[] = [];
           for (const m of afterFlush) {
             if (m.message.type !== 'offer-claimed') continue;
             const runs = m.message.runs.filter((c) => kept(c.run.id));
             if (runs.length === 0) continue;
             try {
-              this.o.signals.toWorkstation(m.workstationId, { ...m.message, runs });
+              if (!this.o.signals.sendClaimed(m.workstationId, { ...m.message, runs })) {
+                const ids = new Set(runs.map((c) => c.run.id));
+                unsent.push(...page.claimed.filter((g) => ids.has(g.run.id)));
+              }
             } catch (e) {
+              // Not known unsent: its lease lapses, or its agent's re-registration re-sends it.
               this.o.logger.warn(
                 { err: (e as Error).message, workstation_id: m.workstationId },
                 'scheduling pass: claimed offer not sent',
               );
             }
           }
+          // Its link closed before the claim went out: the agent never got it. Back to the queue
+          // now, no attempt used (docs/runs.md#claim-on-offer, "A claim its link never carried").
+          for (const g of unsent)
+            await this.settle(g, 'handing back a claim its link never carried', () =>
+              handBackUnsent(this.o.db, g).then((back) => back && this.kick('freed')),
+            );
           // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
           for (const [g, e] of page.unopenable) {
             if (!kept(g.run.id)) continue;
@@ -682,12 +696,9 @@ export class Scheduler {
               { run_id: g.run.id, err: e.message },
               'cannot open the secrets of a run; failing it',
             );
-            try {
+            await this.settle(g, 'failing the run', async () => {
               if (await failUnopenable(this.o.db, g, e)) this.o.signals.eventsAppended(g.run.id);
-            } catch (err) {
-              // Still accepted under a lease nobody holds: the sweeper fails it when it lapses.
-              this.o.logger.warn({ run_id: g.run.id, err: (err as Error).message }, 'failing the run failed');
-            }
+            });
           }
           span?.end([...page.offered.map((r) => r.id), ...page.claimed.map((g) => g.run.id)]);
         };
@@ -724,23 +735,57 @@ export class Scheduler {
    */
   private async durableClaims(grants: ClaimGrant[]): Promise<Set<string>> {
     if (grants.length === 0) return new Set();
-    // `stop()` ends the wait at once: a database that does not answer at all (a host gone
-    // silent, no connection timeout) would otherwise hold `stop()` until TCP gives up.
+    const durable = await this.untilAnswered(
+      () => confirmClaims(this.o.db, grants),
+      Infinity,
+      'scheduling pass: claims not confirmed yet',
+    );
+    return durable ?? new Set();
+  }
+
+  /**
+   * A fenced write of a claimed run that did not go out (`handBackUnsent`, `failUnopenable`):
+   * tried once now and, if the database did not answer, again in the background with backoff
+   * (`untilAnswered`) until it does, the grant's lease lapses (the sweeper's turn then) or the
+   * scheduler stops. Before, one failed attempt left the run `accepted` until its lease lapsed
+   * and the sweeper failed it runner-lost — an attempt lost for a transient failure.
+   */
+  private async settle(g: ClaimGrant, what: string, write: () => Promise<unknown>): Promise<void> {
+    try {
+      await write();
+      return;
+    } catch (e) {
+      this.o.logger.warn({ run_id: g.run.id, err: (e as Error).message }, `${what} failed; retrying`);
+    }
+    const retry = this.untilAnswered(write, Date.parse(g.expiresAt), `${what} failed`).then(() => {});
+    this.settling.add(retry);
+    void retry.finally(() => this.settling.delete(retry));
+  }
+
+  /**
+   * `ask()` until it answers, again with backoff (50 ms doubling to 2 s) while it throws, until
+   * `deadline` (ms since the epoch) or `stop()`: undefined then. `stop()` ends the wait at once:
+   * a database that does not answer at all (a host gone silent, no connection timeout) would
+   * otherwise hold `stop()` until TCP gives up.
+   */
+  private async untilAnswered<T>(
+    ask: () => Promise<T>,
+    deadline: number,
+    what: string,
+  ): Promise<T | undefined> {
     const signal = this.halt.signal;
     const halted = new Promise<undefined>((resolve) => {
       if (signal.aborted) resolve(undefined);
       else signal.addEventListener('abort', () => resolve(undefined), { once: true });
     });
     for (let wait = 50; ; wait = Math.min(wait * 2, 2000)) {
-      if (signal.aborted) return new Set();
+      if (signal.aborted || Date.now() >= deadline) return undefined;
       try {
-        const asked = confirmClaims(this.o.db, grants);
+        const asked = ask();
         asked.catch(() => {}); // when halted first: nobody awaits it any more
-        const durable = await Promise.race([asked, halted]);
-        if (durable === undefined) return new Set();
-        return durable;
+        return await Promise.race([asked, halted]);
       } catch (e) {
-        this.o.logger.warn({ err: (e as Error).message }, 'scheduling pass: claims not confirmed yet');
+        this.o.logger.warn({ err: (e as Error).message }, what);
       }
       await Promise.race([new Promise((r) => setTimeout(r, wait).unref()), halted]);
     }

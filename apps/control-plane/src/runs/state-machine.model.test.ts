@@ -494,6 +494,7 @@ const signals: RunSignals = {
   eventsAppended() {},
   schedule() {},
   toWorkstation() {},
+  sendClaimed: () => true,
   relay: async (_tx, items) => items,
   publish: () => Promise.resolve(() => {}),
 };

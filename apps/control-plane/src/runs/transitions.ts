@@ -115,18 +115,24 @@ select u.*, exists (select 1 from run_commands c where c.run_id = u.id and c.sta
 
 // Hand-back of a run claimed on offer: fenced by its token (a held, live lease), only while it
 // never started; the run goes back to the queue (no attempt used) and the lease is given up,
-// in one statement. `o` is the row as it was, for the holder to release.
-const HAND_BACK_SQL = `
+// in one statement. `o` is the row as it was, for the holder to release. `unsent`: the
+// scheduler's, for a claim whose `offer-claimed` found no open link — also only while no
+// re-registration re-sent it (`claimedOffers` moves `offered_at` off the claim's
+// `accepted_at`, which claim on offer sets to the same `now()`): the run's row lock orders the
+// two, and an UPDATE re-checks its conditions on a row changed meanwhile.
+const handBackSql = (unsent: boolean) => `
 with u as (
   update runs r set status = 'queued', workstation_id = null, offered_at = null, accepted_at = null,
          lease_holder = null, fencing_token = null
     from runs o
    where o.id = r.id and r.id = $1 and r.workstation_id = $2 and r.fencing_token = $3
      and ${leaseSql.heldWithToken({ resource: '$1', token: '$3' })}
-     and r.status in (${statusesSql('handBack')}) and r.started_at is null
+     and r.status in (${statusesSql('handBack')}) and r.started_at is null${unsent ? ' and r.offered_at = r.accepted_at' : ''}
   returning r.id, o.lease_holder
 ), l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: '$3', from: 'u' })})
 select id from u`;
+const HAND_BACK_SQL = handBackSql(false);
+const HAND_BACK_UNSENT_SQL = handBackSql(true);
 
 // Holder writes go to the database in batches (`write-batcher.ts`): every fenced statement
 // below takes its items as one JSON array `$1`, read as the rows of `i` (`k` is the item's
@@ -837,9 +843,27 @@ export async function handBack(
 }
 
 /**
+ * The scheduler's hand-back of a run it claimed on offer whose `offer-claimed` found no open
+ * link here (`accepted → queued`, the `handBack` move): never received, so back to the queue at
+ * once with no attempt used, fenced by the grant's token, only while unstarted and not re-sent
+ * by a re-registration since (see HAND_BACK_SQL). Counted as `unsent`. False when it did not
+ * apply.
+ *
+ * @example
+ * if (await handBackUnsent(db, grant)) scheduler.kick('freed');
+ */
+export async function handBackUnsent(q: Queryable, g: ClaimGrant): Promise<boolean> {
+  const r = await q.query(HAND_BACK_UNSENT_SQL, [g.run.id, g.run.workstation_id, g.fencingToken]);
+  runPathMetrics.requeues.inc({ reason: 'unsent' }, r.rows.length);
+  return r.rows.length > 0;
+}
+
+/**
  * The runs claimed on offer for each runner (`holder` at `ws`) that it has not started, with
  * their live leases, oldest first, in one statement (re-sent when that runner's link registers
- * again: the offer may have been lost).
+ * again: the offer may have been lost). Each is marked re-sent (`offered_at` now, an UPDATE
+ * holding its row): the scheduler's {@link handBackUnsent} of a claim it could not send then no
+ * longer applies, so a run re-sent to its agent is never also put back in the queue.
  *
  * @example
  * const again = await claimedOffers(db, [{ ws: 'ws_1', holder: 'ws_1/agent-1' }]);
@@ -850,16 +874,16 @@ export async function claimedOffers(
 ): Promise<ClaimGrant[]> {
   if (links.length === 0) return [];
   const r = await q.query<RunRow & { pending_commands: boolean }>(
-    `select r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
-            exists (select 1 from run_commands c where c.run_id = r.id and c.state = 'pending') as pending_commands
-       from jsonb_to_recordset($1::jsonb) as k(ws text, holder text)
-       join runs r on r.workstation_id = k.ws and r.lease_holder = k.holder
-       join leases l on l.resource = r.id and l.holder = r.lease_holder and l.fencing_token = r.fencing_token
-      where r.status in (${statusesSql('handBack')}) and r.started_at is null and l.expires_at > clock_timestamp()
-      order by r.position`,
+    `update runs r set offered_at = clock_timestamp()
+       from jsonb_to_recordset($1::jsonb) as k(ws text, holder text), leases l
+      where r.workstation_id = k.ws and r.lease_holder = k.holder
+        and l.resource = r.id and l.holder = r.lease_holder and l.fencing_token = r.fencing_token
+        and r.status in (${statusesSql('handBack')}) and r.started_at is null and l.expires_at > clock_timestamp()
+     returning r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
+            exists (select 1 from run_commands c where c.run_id = r.id and c.state = 'pending') as pending_commands`,
     [JSON.stringify(links)],
   );
-  return r.rows.map(grantOf);
+  return r.rows.sort((a, b) => Number(a.position) - Number(b.position)).map(grantOf);
 }
 
 function grantOf(row: RunRow & { pending_commands: boolean }): ClaimGrant {
