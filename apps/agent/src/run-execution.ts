@@ -93,6 +93,8 @@ export class RunExecution {
   readonly #events: RunEventLog;
   readonly #reporter: RunReporter;
   readonly #work = new AbortController();
+  /** The output follow's stop while it runs: aborted with the run's work (`#abortWork`). */
+  #logsStop: AbortController | undefined;
   /** Read by every run, listened to only while an image is pulled: its signal is made then. */
   readonly #cancel = new LazyAbort();
   #cancelMessage = 'cancelled';
@@ -390,7 +392,7 @@ export class RunExecution {
       'left to the next start (no answer from the control plane)',
     );
     this.#lease.stop();
-    this.#work.abort(new Error('abandoned'));
+    this.#abortWork(new Error('abandoned'));
     this.#commands?.stop();
   }
 
@@ -464,14 +466,14 @@ export class RunExecution {
   async #follow(): Promise<void> {
     const runtime = this.deps.runtime as Runtime;
     const id = this.#instanceId as string;
-    // Stopped once the output is read, or with the run's work: one controller that `#work`
-    // aborts too (it always does, at the latest in `#cleanup`), not a composite
-    // `AbortSignal.any` per run (issue 9, agent profile: 3 % of its CPU).
+    // Stopped once the output is read, or with the run's work: one controller that
+    // `#abortWork` aborts too (it always runs, at the latest in `#cleanup`), not a composite
+    // `AbortSignal.any` per run (issue 9, agent profile: 3 % of its CPU), nor a listener on
+    // the run's work (added and removed per run: ~1 %).
     const logsStop = new AbortController();
     const work = this.#work.signal;
-    const stopLogs = () => logsStop.abort(work.reason);
     if (work.aborted) logsStop.abort(work.reason);
-    else work.addEventListener('abort', stopLogs, { once: true });
+    else this.#logsStop = logsStop;
     /** The follow ended by itself (the instance exited and its output was read): nothing to stop, no tail to wait for. */
     let logsEnded = false;
     const logs = followRunOutput({
@@ -530,7 +532,7 @@ export class RunExecution {
     // The follow mostly ends before the exit is seen: then no tail timer, no abort and no
     // listener left on the run's work (a timer, an abort event and a listener fewer per run;
     // issue 9, agent profile: AbortSignal and timers were ~14 % of the agent's CPU).
-    // The timer and the listener on the run's work go even when the follow rejects.
+    // The timer goes, and the run's work stops aborting the follow, even when the follow rejects.
     let tailTimer: NodeJS.Timeout | undefined;
     try {
       if (!neverStarted && !logsEnded)
@@ -539,7 +541,7 @@ export class RunExecution {
       await logs;
     } finally {
       clearTimeout(tailTimer);
-      work.removeEventListener('abort', stopLogs);
+      if (this.#logsStop === logsStop) this.#logsStop = undefined;
     }
     // what the maskers held back (a possible start of a secret) goes out now, masked
     this.#events.endOutput();
@@ -633,9 +635,15 @@ export class RunExecution {
     this.deps.onSlotFree?.();
     this.deps.logger.warn({ run_id: this.runId, reason }, 'dropping the run');
     this.#lease.stop();
-    this.#work.abort(new Error(reason));
+    this.#abortWork(new Error(reason));
     this.#commands?.stop();
     void this.#stopWorkload();
+  }
+
+  /** Aborts the run's work, and the output follow with it. */
+  #abortWork(reason: unknown): void {
+    this.#work.abort(reason);
+    this.#logsStop?.abort(reason);
   }
 
   #stopWorkload(): Promise<void> {
@@ -654,7 +662,7 @@ export class RunExecution {
     this.#commands?.stop();
     if (this.#abandoned) return;
     if (this.phase !== 'dropped') this.phase = 'done';
-    this.#work.abort(FINISHED);
+    this.#abortWork(FINISHED);
     const runtime = this.deps.runtime;
     if (this.#instanceId && !('unavailable' in runtime)) {
       await this.#stopWorkload();
