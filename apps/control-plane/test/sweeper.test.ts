@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_BACKENDS } from '@runt/sql/testing';
 import { ControlPlaneClient } from '@runt/protocol';
+import { createSqlLeaseStore } from '@runt/leases';
+import { countStatements } from '@runt/sql';
+import { pino } from 'pino';
+import { Sweeper } from '../src/runs/sweeper.js';
 import { startHarness, type Harness } from './harness.js';
+import { migratedDatabase, noRelaySignals } from './scheduler-fixtures.js';
 import { eventually, pairAgent, uniqueRuntime } from './agent-double.js';
 
 const log = (seq: number) => ({ seq, type: 'log' as const, payload: { stream: 'stdout', data: `${seq}\n` } });
@@ -291,6 +296,54 @@ describe.each(TEST_BACKENDS)('a control plane restarted after an outage, on %s',
     } finally {
       if (second) await second.close();
       else await first.close();
+    }
+  });
+});
+
+describe.each(TEST_BACKENDS)("the sweep's outage clock, on %s", (backend) => {
+  it('reads, credits and stamps the clock in one round trip, the credit as before', async () => {
+    const t = await migratedDatabase(backend);
+    try {
+      let roundTrips = 0;
+      const db = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
+      const sweeper = new Sweeper({
+        db,
+        logger: pino({ level: 'silent' }),
+        leases: createSqlLeaseStore(db),
+        signals: noRelaySignals(),
+        // An outage is a gap over 10 s (never started: no timer).
+        intervalMs: 1000,
+        offerTimeoutMs: 30_000,
+      });
+      // No clock yet: stamped, nothing credited.
+      expect(await sweeper.creditOutage()).toBe(0);
+      // A sweep 60 s ago; a lease live then (and now), one that had run out before it.
+      await t.db.query(`update sweep_clock set swept_at = clock_timestamp() - interval '60 seconds'`);
+      await t.db.query(
+        `insert into leases (resource, holder, fencing_token, expires_at, acquired_at)
+           values ('run_live', 'r', 1, clock_timestamp() + interval '5 seconds', clock_timestamp()),
+                  ('run_gone', 'r', 1, clock_timestamp() - interval '90 seconds', clock_timestamp() - interval '2 minutes')`,
+      );
+      const before = await t.db.query<{ resource: string; ms: number }>(
+        `select resource, extract(epoch from expires_at) * 1000 as ms from leases order by resource`,
+      );
+      roundTrips = 0;
+      const credited = await sweeper.creditOutage();
+      expect(credited).toBeGreaterThanOrEqual(60_000);
+      expect(credited).toBeLessThan(70_000);
+      // The next sweep finds the clock just stamped: no outage.
+      expect(await sweeper.creditOutage()).toBe(0);
+      expect(roundTrips).toBe(2);
+      const after = await t.db.query<{ resource: string; ms: number }>(
+        `select resource, extract(epoch from expires_at) * 1000 as ms from leases order by resource`,
+      );
+      // run_gone had expired before the last sweep: not credited; run_live: by the whole gap.
+      expect(after.rows.map((r, i) => Math.round(Number(r.ms) - Number(before.rows[i]!.ms)))).toEqual([
+        0,
+        credited,
+      ]);
+    } finally {
+      await t.dispose();
     }
   });
 });

@@ -101,7 +101,7 @@ export class Sweeper {
    */
   async creditOutage(): Promise<number> {
     const outageAfterMs = this.o.outageAfterMs ?? Math.max(10_000, 10 * this.o.intervalMs);
-    const credited = await this.o.db.transaction((tx) => creditOutage(tx, outageAfterMs));
+    const credited = await creditOutage(this.o.db, outageAfterMs);
     if (credited > 0)
       this.o.logger.warn(
         { outage_ms: credited },
