@@ -243,7 +243,11 @@ const INSERT_RUNS_VISIBLE_FIRST = INSERT_RUNS.replace(
   `   where set_config('synchronous_commit', 'off', true) is not null\n   order by i.n`,
 );
 
-const FLUSH_SQL = `select pg_logical_emit_message(true, 'runt-flush', '') where set_config('synchronous_commit', 'on', true) is not null`;
+// The flush's WAL record (FLUSH_SQL and, after a submit's placement, FLUSH_UNLESS_HELD_HERE_SQL:
+// one home for both) and a transaction's synchronous commit (the flushes, the read-backs, claimFresh).
+const FLUSH_MESSAGE = `pg_logical_emit_message(true, 'runt-flush', '')`;
+const SYNC_ON = `set_config('synchronous_commit', 'on', true)`;
+const FLUSH_SQL = `select ${FLUSH_MESSAGE} where ${SYNC_ON} is not null`;
 
 /**
  * Waits until every commit this process saw before the call is on disk (Postgres): a
@@ -275,7 +279,7 @@ export async function flushWal(db: Database, { retry = true }: { retry?: boolean
 // own commit record); the query joins `f`.
 const CONFIRMING = `with f as materialized (
   select pg_logical_emit_message(true, 'runt-confirm', '') as lsn
-   where set_config('synchronous_commit', 'on', true) is not null
+   where ${SYNC_ON} is not null
 )`;
 
 // How many of the runs `$1` (ids) exist, read durably (`CONFIRMING`).
@@ -309,7 +313,7 @@ export const FRESH_HELD_HERE = 'runt.fresh_held_here';
  * itself). `flushed`: whether it flushed (a CASE, so the message is written only then).
  */
 const FLUSH_UNLESS_HELD_HERE_SQL = `select case when current_setting('${FRESH_HELD_HERE}', true) is distinct from 'true'
-  then pg_logical_emit_message(true, 'runt-flush', '') is not null and set_config('synchronous_commit', 'on', true) is not null
+  then ${FLUSH_MESSAGE} is not null and ${SYNC_ON} is not null
   else false end as flushed`;
 
 // The claims of `$1` (run ids) with `$2` (their fencing tokens) that still hold: accepted under
@@ -517,26 +521,28 @@ export async function submitMany(
     const other = byKey.get(input.idempotency_key!)!;
     return { run: other.run, created: false };
   });
+  if (tracing) traceMark('insert.returned', traced);
   return answered(db, traced, out, visible);
 }
 
 /**
  * A submit's tail, once its insert committed (asynchronously on Postgres): the answers made
- * visible (`visible`: a pass may place them now), then durable ({@link flushWal}) before they
- * are returned.
+ * visible (`visible`: a pass may place them now), then durable ({@link flushWal}, unless
+ * `flushed` says it is already: submitPlaced's own flush or claim) before they are returned.
  */
 async function answered(
   db: Database,
   traced: string | string[],
   out: Array<{ run: Run; created: boolean }>,
   visible?: (out: Array<{ run: Run; created: boolean }>) => void,
+  flushed: boolean | Promise<boolean> = false,
 ): Promise<Array<{ run: Run; created: boolean }>> {
-  if (tracing) traceMark('insert.returned', traced);
   visible?.(out);
-  await flushSubmitted(
-    db,
-    out.map((o) => o.run.id),
-  );
+  if (!(await flushed))
+    await flushSubmitted(
+      db,
+      out.map((o) => o.run.id),
+    );
   if (tracing) traceMark('flush.returned', traced);
   return out;
 }
@@ -614,17 +620,11 @@ async function submitPlaced(
     const claimed = await deliverHere(run);
     if (claimed) {
       await flushedHere; // the connection's pipeline ends (it flushed nothing: held here)
-      const out = [{ run: claimed, created: true }];
-      visible?.(out);
-      if (tracing) traceMark('flush.returned', id);
-      return out;
+      // The claim's synchronous commit made the insert durable.
+      return answered(db, id, [{ run: claimed, created: true }], visible, true);
     }
   }
-  const out = [{ run, created: true }];
-  visible?.(out);
-  if (!(await flushedHere)) await flushSubmitted(db, [id]);
-  if (tracing) traceMark('flush.returned', id);
-  return out;
+  return answered(db, id, [{ run, created: true }], visible, flushedHere);
 }
 
 /**
@@ -786,7 +786,7 @@ export async function claimFresh(
   const r = await db.pipeline!<
     RunRow & { resource: string; granted: number | string; pending_commands: boolean }
   >([
-    { text: `select set_config('synchronous_commit', 'on', true)` },
+    { text: `select ${SYNC_ON}` },
     { text: CLAIM_SQL, params: [JSON.stringify([runId]), workstationId, holder, leaseMs] },
   ]);
   const row = r.rows[0];
