@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { runPipeline } from './pipeline.js';
+import { parseTimestamptz } from './timestamptz.js';
 import {
   beginRidesWith,
   type Database,
@@ -38,6 +39,8 @@ export const POOL_KEEPALIVE_MS = 60_000;
 
 // int8 (bigint) as JS number: our counters (fencing tokens, seq) stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
+// timestamptz read by position in a UTC session (the rest as before): see parseTimestamptz.
+pg.types.setTypeParser(1184, parseTimestamptz);
 
 /**
  * Opens a pooled connection to a Postgres server. `db.priority` has its own small pool
