@@ -203,6 +203,28 @@ describe('a submit on postgres', () => {
     expect((await t.db.query(`select 1 from runs where id = $1`, [run.id])).rows).toHaveLength(1);
   });
 
+  it('whose flush and first read-backs failed on connections a restart closed is answered once a read-back answers', async () => {
+    const f = flushFailsOnce(async () => {});
+    // The pool hands out three more connections the server terminated (the read-backs').
+    let dead = 3;
+    const db: Database = {
+      ...f.db,
+      query: async (text, params) => {
+        if (text.includes("'runt-confirm'") && dead > 0) {
+          dead--;
+          throw Object.assign(new Error('terminating connection due to administrator command'), {
+            code: '57P01',
+          });
+        }
+        return f.db.query(text, params);
+      },
+    };
+    const { run } = await transitions.submit(db, input('confirm-dead-rt'));
+    expect(dead).toBe(0);
+    expect(f.confirms()).toBe(1);
+    expect((await t.db.query(`select 1 from runs where id = $1`, [run.id])).rows).toHaveLength(1);
+  });
+
   it('whose flush failed is not answered when the run is gone (a crash lost the insert): no blind retry of the flush', async () => {
     const f = flushFailsOnce(async () => {
       await t.db.query(`delete from runs where runtime = 'lost-rt'`);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { leaseSql, releaseLease } from '@runt/leases';
-import type { Database, Queryable, Statement } from '@runt/sql';
+import { isDatabaseUnavailable, type Database, type Queryable, type Statement } from '@runt/sql';
 import {
   isTerminalRunStatus,
   splitSecretEnv,
@@ -554,8 +554,32 @@ async function answered(
  */
 async function flushSubmitted(db: Database, ids: string[]): Promise<void> {
   await flushWal(db, { retry: false }).catch(async (e: unknown) => {
-    if (!(await confirmRuns(db, ids))) throw e;
+    if (!(await readBack(() => confirmRuns(db, ids)))) throw e;
   });
+}
+
+/**
+ * At most this many tries of a submit's read-back (the pool's default size): after a restart
+ * the pool can hand out several connections the server closed before it has dropped them all
+ * (1 to 4 in a row measured, each failing at once: docs/reliability.md, "A flush after a
+ * restart"), and a submit whose run is durable would go unanswered — retried by its client,
+ * a second run.
+ */
+const READ_BACK_TRIES = 10;
+
+/**
+ * `ask` (a read-back, sound on any connection, unlike a flush) asked again at once while it
+ * fails because the database is unreachable — each such failure drops one dead pooled
+ * connection — up to {@link READ_BACK_TRIES} tries.
+ */
+async function readBack<T>(ask: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await ask();
+    } catch (e) {
+      if (n >= READ_BACK_TRIES || !isDatabaseUnavailable(e)) throw e;
+    }
+  }
 }
 
 /**
