@@ -22,6 +22,11 @@ export interface RuntSystemOptions {
    * measured window only).
    */
   cpuProfDir?: string;
+  /**
+   * Extra Node flags for every agent process (`--heap-prof`, `--cpu-prof --cpu-prof-dir=…`):
+   * with them each agent is started as `node <flags> <runt-agent bin>`.
+   */
+  agentNodeArgs?: string[];
   /** How the bench sends its submits: `node` (the client's `nodeHttp`, default) or `fetch`. */
   submitHttp?: 'node' | 'fetch';
 }
@@ -216,15 +221,18 @@ export class RuntSystem {
       // one profiled agent is started as `node --cpu-prof <runt-agent bin>`: what
       // `runt workstation run` itself runs, with the same environment.
       const profiled = this.o.cpuProfDir !== undefined && i === 0;
-      const argv = profiled
-        ? [
-            '--cpu-prof',
-            `--cpu-prof-dir=${this.o.cpuProfDir}`,
-            `--cpu-prof-name=agent-${this.o.backend}.cpuprofile`,
-            agentBin(),
-            ...args,
-          ]
-        : [bin, 'workstation', 'run', ...args];
+      const nodeArgs = [
+        ...(profiled
+          ? [
+              '--cpu-prof',
+              `--cpu-prof-dir=${this.o.cpuProfDir}`,
+              `--cpu-prof-name=agent-${this.o.backend}.cpuprofile`,
+            ]
+          : []),
+        ...(this.o.agentNodeArgs ?? []),
+      ];
+      const argv =
+        nodeArgs.length > 0 ? [...nodeArgs, agentBin(), ...args] : [bin, 'workstation', 'run', ...args];
       const child = spawn(process.execPath, argv, {
         env: {
           ...process.env,
