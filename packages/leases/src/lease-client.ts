@@ -1,6 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import { LeaseConflictError, LeaseLostError } from './errors.js';
-import { type ClaimedLease, type HeldLease, type HoldOptions, startHeldLease } from './held-lease.js';
+import {
+  type ClaimedLease,
+  type HeldLease,
+  type HeldLeaseDeps,
+  type HoldOptions,
+  startHeldLease,
+} from './held-lease.js';
 import {
   LEASE_MS_MAX,
   LEASE_MS_MIN,
@@ -83,6 +89,7 @@ export class LeaseClient {
   /** The transport's retries of one-shot calls. */
   readonly #retry: RetryOptions;
   readonly #random: () => number;
+  #holdDepsOnce: HeldLeaseDeps | undefined;
 
   constructor(opts: LeaseClientOptions) {
     this.#http = new LeaseHttp(opts);
@@ -200,16 +207,17 @@ export class LeaseClient {
    */
   hold(runId: string, lease: ClaimedLease, opts: HoldOptions = {}): HeldLease {
     if (lease.runId !== runId) throw new TypeError(`lease is for ${lease.runId}, not ${runId}`);
-    return startHeldLease(
-      {
-        http: this.#http,
-        backoff: this.#backoff,
-        random: this.#random,
-        release: (l) => this.release(l.runId, { runnerId: l.runnerId, fencingToken: l.fencingToken }),
-      },
-      lease,
-      opts,
-    );
+    return startHeldLease(this.#holdDeps, lease, opts);
+  }
+
+  /** What every held lease of this client shares: made once, not per lease (one per agent run). */
+  get #holdDeps(): HeldLeaseDeps {
+    return (this.#holdDepsOnce ??= {
+      http: this.#http,
+      backoff: this.#backoff,
+      random: this.#random,
+      release: (l) => this.release(l.runId, { runnerId: l.runnerId, fencingToken: l.fencingToken }),
+    });
   }
 
   /**
