@@ -1,7 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Run } from '@runt/protocol';
-import { runFailureKind, type Runtime } from '@runt/runtime-spi';
+import { type InstanceSpec, type ResourceLimits, runFailureKind, type Runtime } from '@runt/runtime-spi';
 import type { LazyAbort } from './lazy-abort.js';
 import { materializeBundle } from './materialize-bundle.js';
 import { cancelled, failed, type Outcome } from './run-outcome.js';
@@ -92,32 +92,48 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult
 
   opts.onStarting?.();
   let instanceId: string;
+  const withWork = { signal: work };
   try {
-    const instance = await runtime.create(
-      {
-        name: `runt-${run.id}-${run.attempt}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 120),
-        ...(workdir ? { sourcePath: workdir } : {}),
-        ...(run.image ? { image: run.image } : {}),
-        ...(run.command.length > 0 ? { command: run.command } : {}),
-        // secret values over their masked placeholders: the workload's env is where they belong
-        env: { ...run.env, ...(opts.secretEnv ?? {}) },
-        ...(run.workdir ? { workdir: run.workdir } : {}),
-        labels: { [RUN_ID_LABEL]: run.id, [WORKSTATION_LABEL]: opts.workstationId },
-        limits: {
-          ...(run.resources.cpus ? { cpus: run.resources.cpus } : {}),
-          ...(run.resources.memory_bytes ? { memoryBytes: run.resources.memory_bytes } : {}),
-        },
-      },
-      { signal: work },
-    );
+    const instance = await runtime.create(instanceSpec(run, workdir, opts), withWork);
     instanceId = instance.id;
     await opts.onCreated(instanceId);
     if (cancel.aborted) return wasCancelled()!;
-    await runtime.start(instanceId, { signal: work });
+    await runtime.start(instanceId, withWork);
   } catch (e) {
     if (work.aborted) return { dropped: true };
     if (cancel.aborted) return wasCancelled()!;
     return { outcome: failed(runFailureKind(e, 'start'), (e as Error).message) };
   }
   return { started: instanceId };
+}
+
+const INSTANCE_NAME_CLEAN = /^[A-Za-z0-9_.-]{1,120}$/;
+
+/**
+ * The instance of a run: its name, labels, env (secret values over their masked placeholders:
+ * the workload's env is where they belong), limits, and what the run sets of source path,
+ * image, command and workdir. Built field by field, not from conditional spreads: every run
+ * makes one, and each `...(x ? { … } : {})` was a short-lived object of its own (issue 9, agent
+ * heap profile).
+ */
+export function instanceSpec(
+  run: Run,
+  workdir: string | undefined,
+  opts: Pick<PrepareRunOptions, 'secretEnv' | 'workstationId'>,
+): InstanceSpec {
+  const name = `runt-${run.id}-${run.attempt}`;
+  const limits: ResourceLimits = {};
+  if (run.resources.cpus) limits.cpus = run.resources.cpus;
+  if (run.resources.memory_bytes) limits.memoryBytes = run.resources.memory_bytes;
+  const spec: InstanceSpec = {
+    name: INSTANCE_NAME_CLEAN.test(name) ? name : name.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 120),
+    env: { ...run.env, ...opts.secretEnv },
+    labels: { [RUN_ID_LABEL]: run.id, [WORKSTATION_LABEL]: opts.workstationId },
+    limits,
+  };
+  if (workdir) spec.sourcePath = workdir;
+  if (run.image) spec.image = run.image;
+  if (run.command.length > 0) spec.command = run.command;
+  if (run.workdir) spec.workdir = run.workdir;
+  return spec;
 }

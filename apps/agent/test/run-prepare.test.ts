@@ -7,7 +7,13 @@ import { sampleRun } from '@runt/protocol/testing';
 import { createFakeRuntime } from '@runt/runtime-spi/fake';
 import { c as createTar } from 'tar';
 import { describe, expect, it } from 'vitest';
-import { prepareRun, RUN_ID_LABEL, WORKSTATION_LABEL, type PrepareRunOptions } from '../src/run-prepare.js';
+import {
+  instanceSpec,
+  prepareRun,
+  RUN_ID_LABEL,
+  WORKSTATION_LABEL,
+  type PrepareRunOptions,
+} from '../src/run-prepare.js';
 
 const run = (over: Partial<Run> = {}): Run =>
   sampleRun({ id: 'run_p1', command: ['/bin/sh', '-c', 'echo hi'], env: { A: '1' }, attempt: 2, ...over });
@@ -108,5 +114,43 @@ describe('prepareRun with the fake runtime and real files', () => {
         options({ run: run({ bundle: { sha256: 'b'.repeat(64) } }), download: async () => undefined }),
       ),
     ).toEqual({ dropped: true });
+  });
+});
+
+describe('instanceSpec', () => {
+  it('is what the conditional spreads it replaced made, for every field set or unset', () => {
+    // The spread form prepareRun used before (the reference), kept here only as the oracle.
+    const spreadSpec = (r: Run, workdir: string | undefined, secretEnv?: Record<string, string>) => ({
+      name: `runt-${r.id}-${r.attempt}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 120),
+      ...(workdir ? { sourcePath: workdir } : {}),
+      ...(r.image ? { image: r.image } : {}),
+      ...(r.command.length > 0 ? { command: r.command } : {}),
+      env: { ...r.env, ...(secretEnv ?? {}) },
+      ...(r.workdir ? { workdir: r.workdir } : {}),
+      labels: { [RUN_ID_LABEL]: r.id, [WORKSTATION_LABEL]: 'ws_1' },
+      limits: {
+        ...(r.resources.cpus ? { cpus: r.resources.cpus } : {}),
+        ...(r.resources.memory_bytes ? { memoryBytes: r.resources.memory_bytes } : {}),
+      },
+    });
+    const runs = [
+      run(),
+      run({ command: [], env: {} }),
+      run({ image: 'alpine:3', workdir: '/src', resources: { cpus: 1.5, memory_bytes: 1 << 30 } }),
+      run({ resources: { cpus: 0, memory_bytes: 0 } }),
+      run({ id: 'run with spaces/ü', attempt: 1 }),
+      run({ id: 'r'.repeat(200) }),
+      run({ id: 'r'.repeat(110) }),
+      run({ id: 'r'.repeat(115) }),
+    ];
+    for (const r of runs)
+      for (const workdir of [undefined, '/tmp/w'])
+        for (const secretEnv of [undefined, {}, { A: 'secret', B: '2' }] as Array<
+          Record<string, string> | undefined
+        >) {
+          const spec = instanceSpec(r, workdir, { workstationId: 'ws_1', secretEnv });
+          expect(spec).toStrictEqual(spreadSpec(r, workdir, secretEnv));
+          expect(spec.env).not.toBe(r.env);
+        }
   });
 });
