@@ -12,6 +12,7 @@ export default defineConfig({
     'links-bench': 'src/links-bench.ts',
     'link-doubles': 'src/link-doubles.ts',
     'event-fk-bench': 'src/event-fk-bench.ts',
+    'heap-sample': 'src/heap-sample.ts',
   },
   format: ['esm'],
   dts: { entry: { index: 'src/index.ts' } },
