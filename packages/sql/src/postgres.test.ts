@@ -1,8 +1,25 @@
 import pg from 'pg';
 import { describe, expect, it, vi } from 'vitest';
 import { createTestDatabase } from './testing.js';
+import { openPostgres } from './postgres.js';
 
 describe('openPostgres', () => {
+  it('opens every pooled session in UTC, whatever the database default (timestamptz fast path)', async () => {
+    const t = await createTestDatabase('postgres');
+    const name = new URL(t.url!).pathname.slice(1);
+    await t.db.query(`alter database ${name} set timezone = 'Asia/Kolkata'`);
+    const db = await openPostgres({ url: t.url! });
+    try {
+      for (const lane of [db, db.priority]) {
+        const r = await lane.query<{ TimeZone: string }>('show timezone');
+        expect(r.rows[0]!.TimeZone).toBe('UTC');
+      }
+    } finally {
+      await db.close();
+      await t.dispose();
+    }
+  });
+
   it('survives a connection terminated inside a transaction (as a server restart does)', async () => {
     const t = await createTestDatabase('postgres');
     try {
