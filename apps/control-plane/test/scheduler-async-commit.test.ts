@@ -282,6 +282,37 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     }
   });
 
+  it('stop() ends a hand-back whose first write the database never answers', async () => {
+    await addWorkstation(t.db, 'ws_mute', 'mute-rt', 1);
+    const g = gated();
+    g.release();
+    let closed = false;
+    const relay: Parameters<typeof newScheduler>[1] = {
+      ...g.relay,
+      sendHere: () => ((closed = true), false),
+    };
+    // The hand-back hangs: a database host gone silent, no timeout.
+    let handBackAsked = false;
+    const db: Database = {
+      ...g.db,
+      query: async (text, params) => {
+        if (!text.includes('r.offered_at = r.accepted_at')) return g.db.query(text, params);
+        handBackAsked = true;
+        return new Promise<never>(() => {});
+      },
+    };
+    const scheduler = newScheduler(db, relay, {
+      claimers: () => (closed ? undefined : { holder: 'ws_mute/r1', leaseMs: 60_000 }),
+    });
+    await submit('mute-rt');
+    const pass = scheduler.pass().catch(() => {});
+    await until('the hand-back is asked', () => handBackAsked);
+    const started = Date.now();
+    await scheduler.stop();
+    await pass;
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
   it('does not hand back a claim a re-registration re-sent (fenced by the re-send)', async () => {
     await addWorkstation(t.db, 'ws_resent', 'resent-rt', 2);
     const claim = async () => {

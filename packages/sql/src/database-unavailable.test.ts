@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { openPostgres } from './postgres.js';
 import { createTestDatabase } from './testing.js';
-import { isDatabaseUnavailable } from './database-unavailable.js';
+import { isConnectionLost, isDatabaseUnavailable } from './database-unavailable.js';
 
 describe('isDatabaseUnavailable', () => {
   it('is true for a server that refuses connections, false for a bad statement', async () => {
@@ -29,5 +29,40 @@ describe('isDatabaseUnavailable', () => {
     expect(isDatabaseUnavailable(refused)).toBe(true);
     expect(isDatabaseUnavailable(new Error('syntax error at or near "x"'))).toBe(false);
     expect(isDatabaseUnavailable(undefined)).toBe(false);
+  });
+});
+
+describe('isConnectionLost', () => {
+  it('is true for an open connection the server terminated, false for one that could not be opened', async () => {
+    const t = await createTestDatabase('postgres');
+    try {
+      const admin = await openPostgres({ url: t.url as string, max: 1 });
+      const terminated = await admin
+        .transaction(async (tx) => {
+          const victim = await tx.query<{ pid: number }>('select pg_backend_pid() as pid');
+          await t.db.query('select pg_terminate_backend($1)', [victim.rows[0]!.pid]);
+          return tx.query('select 1');
+        })
+        .catch((e: unknown) => e);
+      await admin.close();
+      expect(isConnectionLost(terminated)).toBe(true);
+    } finally {
+      await t.dispose();
+    }
+    const refused = await openPostgres({ url: 'postgres://postgres@127.0.0.1:1/test' }).catch(
+      (e: unknown) => e,
+    );
+    expect(isDatabaseUnavailable(refused)).toBe(true);
+    expect(isConnectionLost(refused)).toBe(false);
+    // A connect to a silent host: each would wait a full connect timeout again if asked at once.
+    const timedOut = Object.assign(new Error('connect ETIMEDOUT 10.255.255.1:5432'), { code: 'ETIMEDOUT' });
+    expect(isConnectionLost(timedOut)).toBe(false);
+    expect(isConnectionLost(new Error('timeout exceeded when trying to connect'))).toBe(false);
+    expect(isConnectionLost(new Error('Connection terminated due to connection timeout'))).toBe(false);
+    expect(
+      isConnectionLost(Object.assign(new Error('the database system is starting up'), { code: '57P03' })),
+    ).toBe(false);
+    expect(isConnectionLost(new Error('syntax error at or near "x"'))).toBe(false);
+    expect(isConnectionLost(undefined)).toBe(false);
   });
 });

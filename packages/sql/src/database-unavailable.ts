@@ -38,3 +38,37 @@ export function isDatabaseUnavailable(e: unknown): boolean {
   }
   return false;
 }
+
+/** SQLSTATEs a server sends on an open connection as it ends it: admin shutdown, crash shutdown. */
+const LOST_SQLSTATES = new Set(['57P01', '57P02']);
+/** Socket errors of an open connection whose peer went away (not of a connect attempt). */
+const LOST_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE']);
+/**
+ * What `pg` says when a connection that was open dies (not "…due to connection timeout": that
+ * one never opened).
+ */
+const LOST_MESSAGES =
+  /Connection terminated unexpectedly|terminating connection|Client has encountered a connection error/i;
+
+/**
+ * True when `e` says an already-open connection died under its statement (a restart's admin
+ * shutdown, a reset socket): such a failure comes at once, and a pool drops that connection,
+ * so asking again at once is cheap and may get a live one. False for a connection that could
+ * not be opened (refused, timed out, unreachable: asking again at once would wait as long
+ * again) and for anything {@link isDatabaseUnavailable} rejects.
+ *
+ * @example
+ * catch (e) { if (isConnectionLost(e) && tries < POOL_MAX + 1) continue; throw e }
+ */
+export function isConnectionLost(e: unknown): boolean {
+  for (
+    let cur = e, hops = 0;
+    typeof cur === 'object' && cur !== null && hops < 5;
+    cur = (cur as { cause?: unknown }).cause, hops++
+  ) {
+    const { code, message } = cur as { code?: unknown; message?: unknown };
+    if (typeof code === 'string' && (LOST_SQLSTATES.has(code) || LOST_SOCKET_CODES.has(code))) return true;
+    if (typeof message === 'string' && LOST_MESSAGES.test(message)) return true;
+  }
+  return false;
+}

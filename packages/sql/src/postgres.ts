@@ -13,7 +13,7 @@ import {
 export interface OpenPostgresOptions {
   /** `postgres://user@host:port/db` */
   url: string;
-  /** Pool size (default 10). */
+  /** Pool size (default {@link POOL_MAX}). */
   max?: number;
   /** Size of the priority lane's own pool (default 2; see `Database.priority`). */
   priorityMax?: number;
@@ -36,6 +36,12 @@ export interface OpenPostgresOptions {
 export const POOL_IDLE_MS = 600_000;
 /** Idle time before the first TCP keepalive probe of a pooled connection (the OS default is 2 h). */
 export const POOL_KEEPALIVE_MS = 60_000;
+/**
+ * Default size of a database's main pool: also how many dead connections it can hand out in a
+ * row after a restart before it opens a new one (a caller asking again at once on
+ * `isConnectionLost` needs at most this many + 1 tries).
+ */
+export const POOL_MAX = 10;
 
 // int8 (bigint) as JS number: our counters (fencing tokens, seq) stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -62,7 +68,7 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
     keepAlive: true,
     keepAliveInitialDelayMillis: POOL_KEEPALIVE_MS,
   };
-  const pool = new pg.Pool({ connectionString: opts.url, max: opts.max ?? 10, ...kept });
+  const pool = new pg.Pool({ connectionString: opts.url, max: opts.max ?? POOL_MAX, ...kept });
   const priorityPool = new pg.Pool({ connectionString: opts.url, max: opts.priorityMax ?? 2, ...kept });
   // A dropped idle connection must not crash the process; the next query gets a fresh one.
   pool.on('error', () => {});

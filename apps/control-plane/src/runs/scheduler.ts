@@ -752,7 +752,7 @@ export class Scheduler {
    */
   private async settle(g: ClaimGrant, what: string, write: () => Promise<unknown>): Promise<void> {
     try {
-      await write();
+      await this.unlessHalted(write());
       return;
     } catch (e) {
       this.o.logger.warn({ run_id: g.run.id, err: (e as Error).message }, `${what} failed; retrying`);
@@ -774,21 +774,30 @@ export class Scheduler {
     what: string,
   ): Promise<T | undefined> {
     const signal = this.halt.signal;
-    const halted = new Promise<undefined>((resolve) => {
-      if (signal.aborted) resolve(undefined);
-      else signal.addEventListener('abort', () => resolve(undefined), { once: true });
-    });
     for (let wait = 50; ; wait = Math.min(wait * 2, 2000)) {
       if (signal.aborted || Date.now() >= deadline) return undefined;
       try {
-        const asked = ask();
-        asked.catch(() => {}); // when halted first: nobody awaits it any more
-        return await Promise.race([asked, halted]);
+        return await this.unlessHalted(ask());
       } catch (e) {
         this.o.logger.warn({ err: (e as Error).message }, what);
       }
-      await Promise.race([new Promise((r) => setTimeout(r, wait).unref()), halted]);
+      await this.unlessHalted(new Promise((r) => setTimeout(r, wait).unref()));
     }
+  }
+
+  /**
+   * `asked`, or undefined as soon as `stop()` is called: a write or read the database never
+   * answers must not hold `stop()` (see {@link untilAnswered}).
+   */
+  private unlessHalted<T>(asked: Promise<T>): Promise<T | undefined> {
+    const signal = this.halt.signal;
+    asked.catch(() => {}); // when halted first: nobody awaits it any more
+    if (signal.aborted) return Promise.resolve(undefined);
+    return new Promise<T | undefined>((resolve, reject) => {
+      const halted = () => resolve(undefined);
+      signal.addEventListener('abort', halted, { once: true });
+      asked.then(resolve, reject).finally(() => signal.removeEventListener('abort', halted));
+    });
   }
 
   private async placePage(

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { leaseSql, releaseLease } from '@runt/leases';
-import { isDatabaseUnavailable, type Database, type Queryable, type Statement } from '@runt/sql';
+import { isConnectionLost, POOL_MAX, type Database, type Queryable, type Statement } from '@runt/sql';
 import {
   isTerminalRunStatus,
   splitSecretEnv,
@@ -559,25 +559,29 @@ async function flushSubmitted(db: Database, ids: string[]): Promise<void> {
 }
 
 /**
- * At most this many tries of a submit's read-back (the pool's default size): after a restart
- * the pool can hand out several connections the server closed before it has dropped them all
- * (1 to 4 in a row measured, each failing at once: docs/reliability.md, "A flush after a
- * restart"), and a submit whose run is durable would go unanswered — retried by its client,
- * a second run.
+ * How long a submit's read-back asks again at once, from its first try: tries on dead
+ * pooled connections fail in 0-30 ms each and a new connection answers in ~150 ms (measured,
+ * load 11-15: docs/reliability.md, "A flush after a restart"), so this bounds only a run of
+ * lost connections that does not end; then the submit is answered 503.
  */
-const READ_BACK_TRIES = 10;
+const READ_BACK_MS = 2_000;
 
 /**
  * `ask` (a read-back, sound on any connection, unlike a flush) asked again at once while it
- * fails because the database is unreachable — each such failure drops one dead pooled
- * connection — up to {@link READ_BACK_TRIES} tries.
+ * fails on a connection that died open ({@link isConnectionLost}: a restart leaves the pool
+ * several it hands out before it has dropped them all, 1 to 4 in a row measured, each failing
+ * at once), up to {@link POOL_MAX} + 1 tries (then a new connection was opened) and
+ * {@link READ_BACK_MS}: a submit whose run is durable would otherwise go unanswered — retried
+ * by its client, a second run. Not again on a connection that could not be opened (refused,
+ * a silent host's connect timeout): that would only wait as long again before the 503.
  */
-async function readBack<T>(ask: () => Promise<T>): Promise<T> {
+export async function readBack<T>(ask: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + READ_BACK_MS;
   for (let n = 1; ; n++) {
     try {
       return await ask();
     } catch (e) {
-      if (n >= READ_BACK_TRIES || !isDatabaseUnavailable(e)) throw e;
+      if (n > POOL_MAX || Date.now() >= deadline || !isConnectionLost(e)) throw e;
     }
   }
 }
