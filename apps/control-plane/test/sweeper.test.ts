@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_BACKENDS } from '@runt/sql/testing';
 import { ControlPlaneClient } from '@runt/protocol';
 import { createSqlLeaseStore } from '@runt/leases';
-import { countStatements } from '@runt/sql';
+import { countStatements, type Queryable } from '@runt/sql';
 import { pino } from 'pino';
+import { creditOutage } from '../src/runs/outage-clock.js';
 import { Sweeper } from '../src/runs/sweeper.js';
 import { startHarness, type Harness } from './harness.js';
 import { migratedDatabase, noRelaySignals } from './scheduler-fixtures.js';
@@ -342,6 +343,48 @@ describe.each(TEST_BACKENDS)("the sweep's outage clock, on %s", (backend) => {
         0,
         credited,
       ]);
+    } finally {
+      await t.dispose();
+    }
+  });
+
+  it('reads no lease without an outage, on 20,000 kept leases, custom and generic plans', async () => {
+    const t = await migratedDatabase(backend);
+    try {
+      // Every lease row ever kept: most released or run out, some held and live.
+      await t.db.query(
+        `insert into leases (resource, holder, fencing_token, expires_at, acquired_at)
+           select 'run_' || i, case when i % 10 = 0 then 'r' end, 1,
+                  clock_timestamp() + (case when i % 10 = 0 then 30 else -600 end) * interval '1 second',
+                  clock_timestamp() - interval '10 minutes'
+             from generate_series(1, 20000) i`,
+      );
+      await t.db.query('analyze leases');
+      let sent: { text: string; params: unknown[] } | undefined;
+      const recording: Queryable = {
+        backend: t.db.backend,
+        query: (text, params) => {
+          sent = { text, params: params ?? [] };
+          return t.db.query(text, params);
+        },
+      } as Queryable;
+      expect(await creditOutage(recording, 10_000)).toBe(0); // stamps the clock
+      const plans = await t.db.transaction(async (tx) => {
+        const analyze = 'explain (analyze, costs off, timing off, summary off)';
+        const custom = await tx.query<{ 'QUERY PLAN': string }>(`${analyze} ${sent!.text}`, sent!.params);
+        await tx.query(`set local plan_cache_mode = force_generic_plan`);
+        await tx.query(`prepare outage_clock_probe as ${sent!.text}`);
+        const generic = await tx.query<{ 'QUERY PLAN': string }>(
+          `${analyze} execute outage_clock_probe(${Number(sent!.params[0])})`,
+        );
+        await tx.query('deallocate outage_clock_probe');
+        return [custom, generic].map((r) => r.rows.map((x) => x['QUERY PLAN']).join('\n'));
+      });
+      for (const plan of plans) {
+        const scans = plan.split('\n').filter((l) => /Scan\b.* on leases/.test(l));
+        expect(scans.length, plan).toBeGreaterThan(0);
+        for (const scan of scans) expect(scan, plan).toContain('never executed');
+      }
     } finally {
       await t.dispose();
     }

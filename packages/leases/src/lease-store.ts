@@ -121,11 +121,13 @@ returning leases.resource, leases.holder, leases.fencing_token, leases.expires_a
   /**
    * Credits a pause to held leases: every lease still held and not yet expired at `liveAt` (the
    * last moment anyone could judge it) gets `byMs` more. Time in which nobody could renew a
-   * lease (the control plane or its database down) then does not count against it.
+   * lease (the control plane or its database down) then does not count against it. `when`: a
+   * condition on no column of `leases` (e.g. `exists (…)`), planned as a one-time filter: when
+   * false the update reads no lease at all, whatever plan the scan of `leases` gets.
    */
-  creditPause(p: { liveAt: string; byMs: string }): string {
+  creditPause(p: { liveAt: string; byMs: string; when?: string }): string {
     return `update leases set expires_at = expires_at + ${p.byMs}::float8 * interval '1 millisecond'
-where holder is not null and expires_at > ${p.liveAt}`;
+where holder is not null and expires_at > ${p.liveAt}${p.when ? ` and ${p.when}` : ''}`;
   },
 
   /**

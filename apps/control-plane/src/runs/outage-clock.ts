@@ -4,8 +4,9 @@ import type { Queryable } from '@runt/sql';
 // The clock read (locked), the credit and the stamp as ONE statement — its own transaction, one
 // round trip where a transaction of three statements took three (`BEGIN` with the read, the
 // stamp, `COMMIT`), on every sweep of every replica, once a second by default: periodic work
-// beside issue 10's offer path. `$1`: the threshold in ms. The credit's `liveAt` is null when
-// the gap is not over it (no lease matches then). The main query reads `last`, so the read and
+// beside issue 10's offer path. `$1`: the threshold in ms. Without a gap over it (every sweep
+// but the first after an outage) the credit's `when` is false, a one-time filter: the update
+// reads no lease, whichever plan its scan of `leases` (every lease row kept) would take. The main query reads `last`, so the read and
 // its row lock come before the data-modifying CTEs, which run after it; all of them read the
 // statement's one snapshot, so `credit` judges the leases as they were before the stamp.
 const CLOCK_SQL = `with last as materialized (
@@ -15,6 +16,7 @@ const CLOCK_SQL = `with last as materialized (
   ${leaseSql.creditPause({
     liveAt: '(select l.swept_at from last l where l.gap_ms > $1::float8)',
     byMs: '(select round(l.gap_ms) from last l)',
+    when: 'exists (select 1 from last l where l.gap_ms > $1::float8)',
   })}
 ), stamp as (
   insert into sweep_clock (id, swept_at) values (1, clock_timestamp())
