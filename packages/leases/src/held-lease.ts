@@ -172,20 +172,12 @@ const now = () => performance.now();
 
 /**
  * One object per held lease, its state in fields and its timers' callbacks shared by every
- * lease (module functions given the lease as the timer's argument): an agent holds one lease per
+ * lease (given it as the timer's argument), only `stop` and `release` its own: an agent holds one lease per
  * run, and the closures and accessor pairs of a closure-built holder were ~2.2 KB of the ~70 KB
  * it allocated per run (issue 9, agent heap profile).
  */
 export function startHeldLease(deps: HeldLeaseDeps, lease: ClaimedLease, opts: HoldOptions = {}): HeldLease {
   return new LeaseHolder(deps, lease, opts);
-}
-
-// Timers are unref'd: a renew loop alone must not keep a process alive.
-function onDeadlineTimer(holder: LeaseHolder): void {
-  holder.onDeadline();
-}
-function onRenewTimer(holder: LeaseHolder, attempt: number): void {
-  void holder.renew(attempt);
 }
 
 class LeaseHolder implements HeldLease {
@@ -208,6 +200,16 @@ class LeaseHolder implements HeldLease {
   #deadlineTimer: NodeJS.Timeout | undefined;
   #inflight: AbortController | undefined;
   #lastTransient: LeaseRequestError | undefined;
+
+  // Timers are unref'd: a renew loop alone must not keep a process alive. Their callbacks are
+  // shared by every holder (given it as the timer's argument) and private: the renew loop's
+  // steps are no part of a held lease's surface.
+  static #onDeadlineTimer(holder: LeaseHolder): void {
+    holder.#onDeadline();
+  }
+  static #onRenewTimer(holder: LeaseHolder, attempt: number): void {
+    void holder.#renew(attempt);
+  }
 
   constructor(deps: HeldLeaseDeps, lease: ClaimedLease, opts: HoldOptions) {
     const minInterval = opts.minRenewIntervalMs ?? 1000;
@@ -250,16 +252,18 @@ class LeaseHolder implements HeldLease {
     return this.#expiresAt;
   }
 
-  stop(): void {
+  // Own functions, not prototype methods: callers destructure them (`const { release } = held`)
+  // or pass them as callbacks, as they could when a held lease was a plain object of closures.
+  readonly stop = (): void => {
     if (this.#state !== 'held') return;
     this.#state = 'stopped';
     this.#clear();
-  }
+  };
 
-  async release(): Promise<boolean> {
+  readonly release = async (): Promise<boolean> => {
     this.stop();
     return this.#deps.release(this.#lease);
-  }
+  };
 
   #clear(): void {
     clearTimeout(this.#renewTimer);
@@ -280,12 +284,16 @@ class LeaseHolder implements HeldLease {
 
   #armDeadline(): void {
     clearTimeout(this.#deadlineTimer);
-    this.#deadlineTimer = setTimeout(onDeadlineTimer, Math.max(0, Math.ceil(this.#deadline - now())), this);
+    this.#deadlineTimer = setTimeout(
+      LeaseHolder.#onDeadlineTimer,
+      Math.max(0, Math.ceil(this.#deadline - now())),
+      this,
+    );
     this.#deadlineTimer.unref();
   }
 
   /** The deadline timer's callback (and a renewal found past the deadline). */
-  onDeadline(): void {
+  #onDeadline(): void {
     if (this.#state !== 'held') return;
     if (now() < this.#deadline) return this.#armDeadline();
     this.#lose('expired', `lease on ${this.runId} was not renewed before it expired`, this.#lastTransient);
@@ -293,7 +301,12 @@ class LeaseHolder implements HeldLease {
 
   #scheduleRenew(atMs: number, attempt: number): void {
     clearTimeout(this.#renewTimer);
-    this.#renewTimer = setTimeout(onRenewTimer, Math.max(0, Math.ceil(atMs - now())), this, attempt);
+    this.#renewTimer = setTimeout(
+      LeaseHolder.#onRenewTimer,
+      Math.max(0, Math.ceil(atMs - now())),
+      this,
+      attempt,
+    );
     this.#renewTimer.unref();
   }
 
@@ -302,10 +315,10 @@ class LeaseHolder implements HeldLease {
   }
 
   /** The renew timer's callback. */
-  async renew(attempt: number): Promise<void> {
+  async #renew(attempt: number): Promise<void> {
     if (this.#state !== 'held') return;
     const sentAt = now();
-    if (sentAt >= this.#deadline) return this.onDeadline();
+    if (sentAt >= this.#deadline) return this.#onDeadline();
     // The deadline can only pass once renewals are due: its timer is armed with the first one,
     // not at the start (most of an agent's leases end before then: a timer fewer per run).
     if (this.#deadlineTimer === undefined) this.#armDeadline();

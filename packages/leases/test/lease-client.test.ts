@@ -374,6 +374,28 @@ describe("LeaseClient passes the control plane's own answer fields through", () 
     }
   });
 
+  it('keeps a held lease’s stop and release working when taken off it; its renew loop stays private', async () => {
+    const c = client();
+    const [a, b] = [runId(), runId()];
+    const heldA = c.hold(a, await c.claim(a, { runnerId: 'ws_a', leaseMs: 1500 }), {
+      minRenewIntervalMs: 100,
+    });
+    const heldB = c.hold(b, await c.claim(b, { runnerId: 'ws_a', leaseMs: 1500 }), {
+      minRenewIntervalMs: 100,
+    });
+    const { stop } = heldA;
+    const { release } = heldB;
+    stop();
+    expect(heldA.state).toBe('stopped');
+    expect(await release()).toBe(true);
+    expect(heldB.state).toBe('stopped');
+    expect((await server.store.get(b))?.live).toBe(false);
+    for (const held of [heldA, heldB]) {
+      expect('renew' in held).toBe(false);
+      expect('onDeadline' in held).toBe(false);
+    }
+  });
+
   it('holds a lease claimed by another client (claimedLeaseFrom) and releases it', async () => {
     const id = runId();
     const c = client();
