@@ -313,6 +313,96 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     expect(Date.now() - started).toBeLessThan(1_000);
   });
 
+  it('ends a claim its link never carried cancelled, not queued, when it was cancelled before the hand-back', async () => {
+    await addWorkstation(t.db, 'ws_cxl', 'cxl-rt', 1);
+    const g = gated();
+    g.release();
+    let closed = false;
+    const relay: Parameters<typeof newScheduler>[1] = {
+      ...g.relay,
+      sendHere: () => ((closed = true), false),
+    };
+    let runId = '';
+    let cancelled = false;
+    // The cancel lands between the pass's COMMIT and the hand-back (accepted: only the flag is set).
+    const db: Database = {
+      ...g.db,
+      query: async (text, params) => {
+        if (!cancelled && text.includes('r.offered_at = r.accepted_at')) {
+          cancelled = true;
+          await transitions.cancel(t.db, runId);
+        }
+        return g.db.query(text, params);
+      },
+    };
+    const scheduler = newScheduler(db, relay, {
+      claimers: () => (closed ? undefined : { holder: 'ws_cxl/r1', leaseMs: 60_000 }),
+    });
+    try {
+      runId = (await submit('cxl-rt')).id;
+      await scheduler.pass();
+      expect(closed).toBe(true);
+      await eventually('ended cancelled', async () => (await status(runId)) === 'cancelled');
+      await scheduler.pass();
+      expect(await status(runId)).toBe('cancelled');
+      expect(g.sent.map((m) => m.message.type)).toEqual([]);
+      const lease = await t.db.query<{ holder: string | null }>(
+        `select holder from leases where resource = $1`,
+        [runId],
+      );
+      expect(lease.rows.map((l) => l.holder)).toEqual([null]);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+
+  it("ends an agent's hand-back of a run cancelled while accepted cancelled, not queued", async () => {
+    await addWorkstation(t.db, 'ws_hbc', 'hbc-rt', 1);
+    const run = await submit('hbc-rt');
+    const [grant] = await t.db.transaction((tx) =>
+      transitions.claimOnOffer(tx, [{ id: run.id, ws: 'ws_hbc', holder: 'ws_hbc/r1', leaseMs: 60_000 }]),
+    );
+    await transitions.cancel(t.db, run.id);
+    expect(await transitions.handBack(t.db, run.id, 'ws_hbc', grant!.fencingToken)).toBe('cancelled');
+    expect(await status(run.id)).toBe('cancelled');
+    const ended = await t.db.query<{ n: string }>(
+      `select count(*) as n from run_events where run_id = $1 and type = 'terminal_status'`,
+      [run.id],
+    );
+    expect(Number(ended.rows[0]!.n)).toBe(1);
+    const lease = await t.db.query<{ holder: string | null }>(
+      `select holder from leases where resource = $1`,
+      [run.id],
+    );
+    expect(lease.rows.map((l) => l.holder)).toEqual([null]);
+    // a second hand-back finds nothing to do
+    expect(await transitions.handBack(t.db, run.id, 'ws_hbc', grant!.fencingToken)).toBeUndefined();
+  });
+
+  it("marks a re-sent claim's offered_at strictly after its accepted_at, even with the clock behind it", async () => {
+    await addWorkstation(t.db, 'ws_tie', 'tie-rt', 1);
+    const run = await submit('tie-rt');
+    const [grant] = await t.db.transaction((tx) =>
+      transitions.claimOnOffer(tx, [{ id: run.id, ws: 'ws_tie', holder: 'ws_tie/r1', leaseMs: 60_000 }]),
+    );
+    // A clock that reads at most accepted_at at the re-send (a 1 ms tie on PGlite, a step back).
+    await t.db.query(
+      `update runs set accepted_at = clock_timestamp() + interval '1 hour', offered_at = clock_timestamp() + interval '1 hour' where id = $1`,
+      [run.id],
+    );
+    expect((await transitions.claimedOffers(t.db, [{ ws: 'ws_tie', holder: 'ws_tie/r1' }])).length).toBe(1);
+    const row = (
+      await t.db.query<{ later: boolean }>(
+        `select offered_at > accepted_at as later from runs where id = $1`,
+        [run.id],
+      )
+    ).rows[0]!;
+    expect(row.later).toBe(true);
+    expect(await transitions.handBackUnsent(t.db, grant!)).toBeUndefined();
+    expect(await status(run.id)).toBe('accepted');
+    await transitions.cancel(t.db, run.id);
+  });
+
   it('does not hand back a claim a re-registration re-sent (fenced by the re-send)', async () => {
     await addWorkstation(t.db, 'ws_resent', 'resent-rt', 2);
     const claim = async () => {
@@ -329,11 +419,11 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     expect(
       (await transitions.claimedOffers(t.db, [{ ws: 'ws_resent', holder: 'ws_resent/r1' }])).length,
     ).toBe(1);
-    expect(await transitions.handBackUnsent(t.db, resent)).toBe(false);
+    expect(await transitions.handBackUnsent(t.db, resent)).toBeUndefined();
     expect(await status(resent.run.id)).toBe('accepted');
     // One never re-sent goes back.
     const unsent = await claim();
-    expect(await transitions.handBackUnsent(t.db, unsent)).toBe(true);
+    expect(await transitions.handBackUnsent(t.db, unsent)).toBe('queued');
     expect(await status(unsent.run.id)).toBe('queued');
     await transitions.cancel(t.db, unsent.run.id); // not placed by the next tests' passes
   });

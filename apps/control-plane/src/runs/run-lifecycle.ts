@@ -264,15 +264,17 @@ export class RunLifecycle {
 
   /**
    * The agent will not start a run claimed for it on offer: back to the queue (no attempt used),
-   * fenced by the token it came with, only while it never started. False when it did not apply.
+   * fenced by the token it came with, only while it never started (a cancel-requested run ends
+   * `cancelled` instead). False when it did not apply.
    *
    * @example
    * if (await lifecycle.handBack('ws_1', 'run_1', 3)) signals.schedule();
    */
   async handBack(workstationId: string, runId: string, token: number): Promise<boolean> {
     const back = await transitions.handBack(this.d.db, runId, workstationId, token);
-    if (back) this.d.signals.schedule();
-    return back;
+    if (back === 'queued') this.d.signals.schedule();
+    if (back === 'cancelled') this.d.signals.eventsAppended(runId);
+    return back !== undefined;
   }
 
   /**

@@ -687,7 +687,10 @@ export class Scheduler {
           // now, no attempt used (docs/runs.md#claim-on-offer, "A claim its link never carried").
           for (const g of unsent)
             await this.settle(g, 'handing back a claim its link never carried', () =>
-              handBackUnsent(this.o.db, g).then((back) => back && this.kick('freed')),
+              handBackUnsent(this.o.db, g).then((back) => {
+                if (back === 'queued') this.kick('freed');
+                else if (back === 'cancelled') this.o.signals.eventsAppended(g.run.id);
+              }),
             );
           // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
           for (const [g, e] of page.unopenable) {

@@ -256,12 +256,14 @@ class HandBack extends Step {
   }
   async act(m: Model, r: Real) {
     this.token = tokenOf(m, this.pick);
-    return transitions.handBack(r.t.db, r.runId, this.ws, this.token);
+    return (await transitions.handBack(r.t.db, r.runId, this.ws, this.token)) !== undefined;
   }
   expect(m: Model) {
     // `accepted` means never started (start moves it to `running`, and nothing moves it back)
     if (!can('handBack', m) || !fenced(m, this.ws, this.token)) return false;
-    Object.assign(m, { status: 'queued', ws: null, runToken: null });
+    // a cancel asked while accepted ends the run instead of re-queueing it
+    if (m.cancelRequested) m.status = 'cancelled';
+    else Object.assign(m, { status: 'queued', ws: null, runToken: null });
     m.lease = { ...m.lease, holder: null, live: false };
     return true;
   }

@@ -59,6 +59,8 @@ export const RUN_MOVES: readonly RunMove[] = [
   // the agent hands back a run claimed for it on offer, before starting it (fenced by the
   // token): back to the queue with no attempt used, like a declined offer
   { transition: 'handBack', from: 'accepted', to: 'queued' },
+  // ... unless its cancel was asked while it was accepted: it ends then, as a lost runner's would
+  { transition: 'handBack', from: 'accepted', to: 'cancelled' },
   { transition: 'claim', from: 'offered', to: 'accepted' },
   // a retried claim, and an agent re-adopting its runs after a restart, keep the status
   { transition: 'claim', from: 'accepted', to: 'accepted' },

@@ -117,22 +117,28 @@ select u.*, exists (select 1 from run_commands c where c.run_id = u.id and c.sta
 // never started; the run goes back to the queue (no attempt used) and the lease is given up,
 // in one statement. `o` is the row as it was, for the holder to release. `unsent`: the
 // scheduler's, for a claim whose `offer-claimed` found no open link — also only while no
-// re-registration re-sent it (`claimedOffers` moves `offered_at` off the claim's
+// re-registration re-sent it (`claimedOffers` moves `offered_at` past the claim's
 // `accepted_at`, which claim on offer sets to the same `now()`): the run's row lock orders the
 // two, and an UPDATE re-checks its conditions on a row changed meanwhile.
+const handBackGuard = (unsent: boolean) => `r.id = $1 and r.workstation_id = $2 and r.fencing_token = $3
+     and ${leaseSql.heldWithToken({ resource: '$1', token: '$3' })}
+     and r.status in (${statusesSql('handBack')}) and r.started_at is null${unsent ? ' and r.offered_at = r.accepted_at' : ''}`;
+// A run whose cancel was asked while it was `accepted` (which only set `cancel_requested`) is not
+// re-queued: `c` names it, and `handBackRun` ends it `cancelled` as a lost runner's would be.
 const handBackSql = (unsent: boolean) => `
 with u as (
   update runs r set status = 'queued', workstation_id = null, offered_at = null, accepted_at = null,
          lease_holder = null, fencing_token = null
     from runs o
-   where o.id = r.id and r.id = $1 and r.workstation_id = $2 and r.fencing_token = $3
-     and ${leaseSql.heldWithToken({ resource: '$1', token: '$3' })}
-     and r.status in (${statusesSql('handBack')}) and r.started_at is null${unsent ? ' and r.offered_at = r.accepted_at' : ''}
+   where o.id = r.id and ${handBackGuard(unsent)} and not r.cancel_requested
   returning r.id, o.lease_holder
-), l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: '$3', from: 'u' })})
-select id from u`;
+), l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: '$3', from: 'u' })}),
+c as (select r.id from runs r where ${handBackGuard(unsent)} and r.cancel_requested)
+select id, false as cancel from u union all select id, true as cancel from c`;
 const HAND_BACK_SQL = handBackSql(false);
 const HAND_BACK_UNSENT_SQL = handBackSql(true);
+const HAND_BACK_GUARD_SQL = `select 1 from runs r where ${handBackGuard(false)}`;
+const HAND_BACK_UNSENT_GUARD_SQL = `select 1 from runs r where ${handBackGuard(true)}`;
 
 // Holder writes go to the database in batches (`write-batcher.ts`): every fenced statement
 // below takes its items as one JSON array `$1`, read as the rows of `i` (`k` is the item's
@@ -854,42 +860,70 @@ export async function claimOnOffer(
 /**
  * hand back (`accepted → queued`): the agent will not start a run claimed for it on offer
  * (draining, no room, runtime gone). Fenced by the token and only while the run never
- * started; no attempt is used, the lease is given up. False when it did not apply.
+ * started; no attempt is used, the lease is given up. A run whose cancel was asked meanwhile
+ * ends `cancelled` instead (`accepted → cancelled`). Undefined when it did not apply.
  *
  * @example
- * if (await handBack(db, 'run_1', 'ws_1', 3)) scheduler.kick();
+ * if ((await handBack(db, 'run_1', 'ws_1', 3)) === 'queued') scheduler.kick();
  */
 export async function handBack(
-  q: Queryable,
+  db: Database,
   runId: string,
   workstationId: string,
   token: number,
-): Promise<boolean> {
-  const r = await q.query(HAND_BACK_SQL, [runId, workstationId, token]);
-  runPathMetrics.requeues.inc({ reason: 'handed-back' }, r.rows.length);
-  return r.rows.length > 0;
+): Promise<HandBackOutcome> {
+  return handBackRun(db, false, [runId, workstationId, token]);
+}
+
+/**
+ * What a hand-back did: the run went back to the queue (`queued`), or, its cancel asked while
+ * it was accepted, ended (`cancelled`; its `terminal_status` event appended); undefined when it
+ * did not apply.
+ */
+export type HandBackOutcome = 'queued' | 'cancelled' | undefined;
+
+async function handBackRun(
+  db: Database,
+  unsent: boolean,
+  args: [string, string | null, number],
+): Promise<HandBackOutcome> {
+  const r = await db.query<{ cancel: boolean }>(unsent ? HAND_BACK_UNSENT_SQL : HAND_BACK_SQL, args);
+  const row = r.rows[0];
+  if (!row) return undefined;
+  if (!row.cancel) {
+    runPathMetrics.requeues.inc({ reason: unsent ? 'unsent' : 'handed-back' });
+    return 'queued';
+  }
+  // Cancel-requested: ended like a lost runner's attempt (loseRunner), under the run's lock, the
+  // hand-back's guard checked again on the locked row.
+  return db.transaction(async (tx) => {
+    const s = await readRunState(tx, args[0], true);
+    if (!s?.cancel_requested) return undefined;
+    const still = await tx.query(unsent ? HAND_BACK_UNSENT_GUARD_SQL : HAND_BACK_GUARD_SQL, args);
+    if (still.rows.length === 0) return undefined;
+    await loseRunner(tx, s, 'released', 'handed back before it started');
+    return 'cancelled';
+  });
 }
 
 /**
  * The scheduler's hand-back of a run it claimed on offer whose `offer-claimed` found no open
  * link here (`accepted → queued`, the `handBack` move): never received, so back to the queue at
  * once with no attempt used, fenced by the grant's token, only while unstarted and not re-sent
- * by a re-registration since (see HAND_BACK_SQL). Counted as `unsent`. False when it did not
- * apply.
+ * by a re-registration since (see HAND_BACK_SQL); a cancel-requested run ends `cancelled`
+ * instead. Counted as `unsent`.
  *
  * @example
- * if (await handBackUnsent(db, grant)) scheduler.kick('freed');
+ * if ((await handBackUnsent(db, grant)) === 'queued') scheduler.kick('freed');
  */
-export async function handBackUnsent(q: Queryable, g: ClaimGrant): Promise<boolean> {
-  const r = await q.query(HAND_BACK_UNSENT_SQL, [g.run.id, g.run.workstation_id, g.fencingToken]);
-  runPathMetrics.requeues.inc({ reason: 'unsent' }, r.rows.length);
-  return r.rows.length > 0;
+export async function handBackUnsent(db: Database, g: ClaimGrant): Promise<HandBackOutcome> {
+  return handBackRun(db, true, [g.run.id, g.run.workstation_id, g.fencingToken]);
 }
 
 /**
  * The runs claimed on offer for each runner (`holder` at `ws`) that it has not started, with
  * their live leases, oldest first, in one statement (re-sent when that runner's link registers
- * again: the offer may have been lost). Each is marked re-sent (`offered_at` now, an UPDATE
+ * again: the offer may have been lost). Each is marked re-sent (`offered_at` now, past `accepted_at`, an UPDATE
  * holding its row): the scheduler's {@link handBackUnsent} of a claim it could not send then no
  * longer applies, so a run re-sent to its agent is never also put back in the queue.
  *
@@ -902,9 +936,18 @@ export async function claimedOffers(
 ): Promise<ClaimGrant[]> {
   if (links.length === 0) return [];
   const r = await q.query<RunRow & { pending_commands: boolean }>(
-    `update runs r set offered_at = clock_timestamp()
-       from jsonb_to_recordset($1::jsonb) as k(ws text, holder text), leases l
-      where r.workstation_id = k.ws and r.lease_holder = k.holder
+    // The rows are locked first, by id (the order every multi-run writer keeps), so two
+    // statements never wait on each other's rows (40P01). `offered_at` is moved strictly past
+    // `accepted_at` even when clock_timestamp() ties it (1 ms on PGlite) or steps back.
+    `with c as (
+       select r.id from runs r join jsonb_to_recordset($1::jsonb) as k(ws text, holder text)
+           on r.workstation_id = k.ws and r.lease_holder = k.holder
+        where r.status in (${statusesSql('handBack')}) and r.started_at is null
+        order by r.id for update of r
+     )
+     update runs r set offered_at = greatest(clock_timestamp(), r.accepted_at + interval '1 millisecond')
+       from c, jsonb_to_recordset($1::jsonb) as k(ws text, holder text), leases l
+      where r.id = c.id and r.workstation_id = k.ws and r.lease_holder = k.holder
         and l.resource = r.id and l.holder = r.lease_holder and l.fencing_token = r.fencing_token
         and r.status in (${statusesSql('handBack')}) and r.started_at is null and l.expires_at > clock_timestamp()
      returning r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
