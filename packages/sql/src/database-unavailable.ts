@@ -15,6 +15,14 @@ const SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
 const MESSAGES =
   /Connection terminated|terminating connection|connection error|Client has encountered a connection error|timeout exceeded when trying to connect|Connection refused/i;
 
+/** `e` and the errors it wraps (`cause`), at most 5 deep: a driver's error wraps the socket's. */
+function* causeChain(e: unknown): Generator<{ code?: unknown; message?: unknown; errors?: unknown }> {
+  for (let cur = e, hops = 0; typeof cur === 'object' && cur !== null && hops < 5; hops++) {
+    yield cur;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+}
+
 /**
  * True when `e` says the database is unreachable for now (a Postgres restart, a dropped
  * connection, a full server) rather than that the statement was wrong: callers answer
@@ -24,16 +32,12 @@ const MESSAGES =
  * catch (e) { if (isDatabaseUnavailable(e)) return c.json(…, 503) }
  */
 export function isDatabaseUnavailable(e: unknown): boolean {
-  for (
-    let cur = e, hops = 0;
-    typeof cur === 'object' && cur !== null && hops < 5;
-    cur = (cur as { cause?: unknown }).cause, hops++
-  ) {
-    const { code, message } = cur as { code?: unknown; message?: unknown };
+  for (const cur of causeChain(e)) {
+    const { code, message } = cur;
     if (typeof code === 'string' && (SOCKET_CODES.has(code) || code.startsWith('08') || SQLSTATES.has(code)))
       return true;
     if (typeof message === 'string' && MESSAGES.test(message)) return true;
-    const errors = (cur as { errors?: unknown }).errors; // AggregateError from a dual-stack connect
+    const errors = cur.errors; // AggregateError from a dual-stack connect
     if (Array.isArray(errors) && errors.some((inner) => isDatabaseUnavailable(inner))) return true;
   }
   return false;
@@ -61,12 +65,8 @@ const LOST_MESSAGES =
  * catch (e) { if (isConnectionLost(e) && tries < POOL_MAX + 1) continue; throw e }
  */
 export function isConnectionLost(e: unknown): boolean {
-  for (
-    let cur = e, hops = 0;
-    typeof cur === 'object' && cur !== null && hops < 5;
-    cur = (cur as { cause?: unknown }).cause, hops++
-  ) {
-    const { code, message } = cur as { code?: unknown; message?: unknown };
+  for (const cur of causeChain(e)) {
+    const { code, message } = cur;
     if (typeof code === 'string' && (LOST_SQLSTATES.has(code) || LOST_SOCKET_CODES.has(code))) return true;
     if (typeof message === 'string' && LOST_MESSAGES.test(message)) return true;
   }
