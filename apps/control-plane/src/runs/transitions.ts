@@ -153,25 +153,32 @@ const ITEM_COLUMNS = 'k int, run_id text, ws text, token bigint, first bigint, n
 const FENCED_GUARD = `r.id = i.run_id and r.workstation_id = i.ws and r.fencing_token = i.token
   and ${leaseSql.heldWithToken({ resource: 'i.run_id', token: 'i.token' })}`;
 
-// Holder events (`first` seq, `next` = last seq + 1): resends (seq below the stored next) hit
-// the primary key and are dropped; the guard's `next_event_seq >= first` refuses a gap.
+// Holder events (`first` seq, `next` = last seq + 1; both 0 without events). The fast
+// statements take a batch only when it continues exactly at the run's stored next seq
+// (`EVENTS_CONTINUE`, judged on the locked row): every seq from there up is unused (each
+// writer of events bumps `next_event_seq` past them in the same statement or transaction), so
+// the events go in with a plain insert. A resend (a seq below the stored next) or a gap returns
+// no row, and the checked path drops the resent ones (`EventStore.append`) or answers
+// `event-seq-gap`. No `on conflict`: a speculative insert probed the primary key once more and
+// wrote a confirm record per event (issue 9, docs/runs.md _Events_).
+const EVENTS_CONTINUE = '(i.next = 0 or r.next_event_seq = i.first)';
 const ITEM_EVENTS = `select u.id, e.seq, e.type, e.payload, coalesce(e.at, now())
     from u join i on i.k = u.k cross join lateral jsonb_to_recordset(i.events) as e(seq bigint, type text, payload jsonb, at timestamptz)`;
 
 const REPORT_EVENTS_SQL = `
 with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), u as (
   update runs r set next_event_seq = greatest(r.next_event_seq, i.next)
-    from i where ${FENCED_GUARD} and r.status in (${ACTIVE}) and r.next_event_seq >= i.first
+    from i where ${FENCED_GUARD} and r.status in (${ACTIVE}) and ${EVENTS_CONTINUE}
   returning i.k, r.id, r.next_event_seq
-), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS} on conflict (run_id, seq) do nothing)
+), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS})
 select k, next_event_seq from u`;
 
 const START_WITH = `
 with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), u as (
   update runs r set status = 'running', started_at = now(), next_event_seq = greatest(r.next_event_seq, i.next)
-    from i where ${FENCED_GUARD} and r.status in (${statusesSql('start')}) and r.next_event_seq >= i.first
+    from i where ${FENCED_GUARD} and r.status in (${statusesSql('start')}) and ${EVENTS_CONTINUE}
   returning i.k, r.*
-), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS} on conflict (run_id, seq) do nothing)`;
+), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS})`;
 const START_SQL = `${START_WITH}
 select u.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
   from u left join leases l on l.resource = u.id and l.holder is not null`;
@@ -196,7 +203,7 @@ with i as (
   update runs r set status = i.status, exit_code = i.exit_code, failure_kind = i.failure_kind, failure_message = i.message,
          started_at = ${startedAtSql('r', 'i.started_ago')},
          finished_at = now(), next_event_seq = greatest(r.next_event_seq, i.next) + 1
-    from i where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and r.next_event_seq >= i.first
+    from i where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and ${EVENTS_CONTINUE}
      and (i.status <> 'failed' or r.retry is null)
   returning i.k, r.*
 ), e as (
@@ -204,7 +211,6 @@ with i as (
   ${ITEM_EVENTS}
   union all
   select u.id, u.next_event_seq - 1, 'terminal_status', i.terminal, now() from u join i on i.k = u.k
-  on conflict (run_id, seq) do nothing
 ), c as (
   update run_commands set state = 'cancelled', finished_at = now() where run_id in (select id from u) and state in ('pending', 'acked')
 ), l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: 'u.fencing_token', from: 'u' })})`;
