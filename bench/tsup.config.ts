@@ -13,6 +13,7 @@ export default defineConfig({
     'link-doubles': 'src/link-doubles.ts',
     'event-fk-bench': 'src/event-fk-bench.ts',
     'heap-sample': 'src/heap-sample.ts',
+    'cpu-profile-top': 'src/cpu-profile-cli.ts',
   },
   format: ['esm'],
   dts: { entry: { index: 'src/index.ts' } },

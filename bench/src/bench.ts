@@ -103,7 +103,7 @@ function describeRunt(m: RuntMeasurement): string {
     (m.phase === 'paced'
       ? `submit→accepted p50 ${f(m.acceptedP50)} ms p99 ${f(m.acceptedP99)} ms at ${m.rate}/s`
       : `${f(m.runsPerSecond, 0).padStart(6)} runs/s`) +
-    `  ${m.finished}/${m.runs} in ${f(m.seconds, 2)} s  cpu/run ${f(c.total, 2)} ms (cp ${f(c.controlPlane, 2)}, agents ${f(c.agents, 2)}, db ${f(c.database, 2)})` +
+    `  ${m.finished}/${m.runs} in ${f(m.seconds, 2)} s  cpu/run ${f(c.total, 2)} ms (cp ${f(c.controlPlane, 2)}, agents ${f(c.agents, 2)} (main thread ${f(c.agentsMainThread, 2)}), db ${f(c.database, 2)})` +
     `  per run: http ${f(p.http, 2)} (agents ${f(p.agentHttp, 2)}), link msgs ${f(p.linkMessages, 2)} (requests ${f(p.linkRequests, 2)}), sql ${f(p.sql, 2)} (round trips ${f(p.sqlRoundTrips, 2)}), cp write syscalls ${f(p.cpWrites, 2)}, offers ${f(p.offers, 2)} (messages ${f(p.offerMessages, 2)}), requeues ${f(p.requeues, 2)}` +
     (m.submitSeconds !== undefined
       ? `  (${m.phase === 'drain' ? 'backlog ' : ''}submitted in ${f(m.submitSeconds, 1)} s${m.submitterCpuMsPerRun !== undefined ? `, submitter ${f(m.submitterCpuMsPerRun, 2)} ms CPU/run` : ''}${m.submitCpMsPerRun !== undefined ? `, cp ${f(m.submitCpMsPerRun, 3)} ms CPU/submit` : ''})`

@@ -67,3 +67,70 @@ export function cpuProfileTop(file: string, n = 15): ProfileEntry[] {
     .slice(0, n)
     .map(({ name, where, hits }) => ({ name, where, selfPercent: (hits * 100) / Math.max(1, total) }));
 }
+
+/** One slice of a profile's timeline: busy time and what it went to. */
+export interface ProfileSlice {
+  /** Seconds from the profile's start. */
+  from: number;
+  /** Milliseconds of samples that were not idle. */
+  busyMs: number;
+  /** Shares of the busy time (%): V8's `(garbage collector)`, `(program)` (native, compiler), and the top functions by self time. */
+  gcPercent: number;
+  programPercent: number;
+  top: ProfileEntry[];
+}
+
+/**
+ * A `.cpuprofile`'s samples cut into slices of `seconds` (by the samples' own time stamps), each
+ * with its busy time, its GC and `(program)` shares and its `n` top functions: to tell an
+ * agent's first seconds (warm-up) from its later ones. Slices with no busy sample are left out.
+ *
+ * @example
+ * for (const s of cpuProfileSlices('agent.cpuprofile', 1)) console.log(s.from, s.busyMs, s.gcPercent);
+ */
+export function cpuProfileSlices(file: string, seconds: number, n = 5): ProfileSlice[] {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: ProfileNode[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byId = new Map(profile.nodes.map((x) => [x.id, x]));
+  const slices = new Map<
+    number,
+    { busy: number; gc: number; program: number; fns: Map<string, ProfileEntry & { us: number }> }
+  >();
+  let t = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i] ?? 0;
+    // A sample's time is the interval up to the next one (the last: its own delta).
+    const us = profile.timeDeltas[i + 1] ?? profile.timeDeltas[i] ?? 0;
+    const node = byId.get(profile.samples[i]!);
+    const name = node?.callFrame.functionName ?? '';
+    if (!node || name === '(idle)') continue;
+    const k = Math.floor(t / 1e6 / seconds);
+    const s = slices.get(k) ?? { busy: 0, gc: 0, program: 0, fns: new Map() };
+    slices.set(k, s);
+    s.busy += us;
+    if (name === '(garbage collector)') s.gc += us;
+    if (name === '(program)') s.program += us;
+    const where = node.callFrame.url
+      ? `${shortUrl(node.callFrame.url)}:${node.callFrame.lineNumber + 1}`
+      : '';
+    const key = `${name}@${where}`;
+    const e = s.fns.get(key) ?? { name: name || '(anonymous)', where, selfPercent: 0, us: 0 };
+    e.us += us;
+    s.fns.set(key, e);
+  }
+  return [...slices.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([k, s]) => ({
+      from: k * seconds,
+      busyMs: s.busy / 1000,
+      gcPercent: (s.gc * 100) / Math.max(1, s.busy),
+      programPercent: (s.program * 100) / Math.max(1, s.busy),
+      top: [...s.fns.values()]
+        .sort((a, b) => b.us - a.us)
+        .slice(0, n)
+        .map(({ name, where, us }) => ({ name, where, selfPercent: (us * 100) / Math.max(1, s.busy) })),
+    }));
+}

@@ -4,11 +4,25 @@ import { processState } from '@runt/agent';
 /** Clock ticks per second of /proc's utime/stime (USER_HZ; 100 on every Linux we run on). */
 const TICKS_PER_SECOND = 100;
 
-/** utime + stime of one process in seconds, from /proc/<pid>/stat; 0 if it is gone. */
+/** utime + stime of one process in seconds (all its threads), from /proc/<pid>/stat; 0 if it is gone. */
 export function processCpuSeconds(pid: number): number {
+  return cpuSecondsOf(`/proc/${pid}/stat`);
+}
+
+/**
+ * utime + stime of a process's main thread alone (the one running its JavaScript), from
+ * /proc/<pid>/task/<pid>/stat; 0 if it is gone. The rest of `processCpuSeconds` is its helper
+ * threads: V8's (concurrent compilers, GC markers and sweepers) and libuv's pool (file writes,
+ * fsync).
+ */
+export function mainThreadCpuSeconds(pid: number): number {
+  return cpuSecondsOf(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function cpuSecondsOf(file: string): number {
   let stat: string;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    stat = readFileSync(file, 'utf8');
   } catch {
     return 0;
   }
@@ -79,9 +93,12 @@ export class CpuMeter {
   private readonly first = new Map<number, number>();
   private readonly last = new Map<number, number>();
 
+  /** `read`: a pid's CPU seconds so far (default: the whole process's; `mainThreadCpuSeconds`: its main thread's). */
+  constructor(private readonly read: (pid: number) => number = processCpuSeconds) {}
+
   start(pids: Iterable<number>): void {
     for (const pid of pids) {
-      const s = processCpuSeconds(pid);
+      const s = this.read(pid);
       this.first.set(pid, s);
       this.last.set(pid, s);
     }
@@ -89,7 +106,7 @@ export class CpuMeter {
 
   sample(pids: Iterable<number>): void {
     for (const pid of pids) {
-      const s = processCpuSeconds(pid);
+      const s = this.read(pid);
       if (!this.first.has(pid)) this.first.set(pid, 0);
       this.last.set(pid, Math.max(s, this.last.get(pid) ?? 0));
     }

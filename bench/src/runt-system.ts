@@ -7,7 +7,14 @@ import { redeemPairingCode } from '@runt/pairing';
 import { ControlPlaneClient, MAX_RUNS_PER_BATCH } from '@runt/protocol';
 import type { CpCounts, CpHostConfig, CpHostRequest } from './cp-host.js';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
-import { CpuMeter, processCpuSeconds, processStartTime, processTree, processWrites } from './proc-cpu.js';
+import {
+  CpuMeter,
+  mainThreadCpuSeconds,
+  processCpuSeconds,
+  processStartTime,
+  processTree,
+  processWrites,
+} from './proc-cpu.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 
 export interface RuntSystemOptions {
@@ -42,7 +49,17 @@ export interface RuntMeasurement {
   seconds: number;
   runsPerSecond: number;
   /** CPU milliseconds per run; on PGlite the database runs inside the control plane. */
-  cpuMsPerRun: { controlPlane: number; agents: number; database: number; total: number };
+  cpuMsPerRun: {
+    controlPlane: number;
+    agents: number;
+    /**
+     * Of `agents`, their main threads' (the JavaScript); the rest is their helper threads' (V8's
+     * concurrent compilers and GC, libuv's pool: the journal's writes and fsyncs).
+     */
+    agentsMainThread: number;
+    database: number;
+    total: number;
+  };
   perRun: {
     /** Every HTTP request but the bench's /metrics scrapes, submits included. */
     http: number;
@@ -300,9 +317,16 @@ export class RuntSystem {
 
   /** Counters and CPU meters for one phase. */
   private async begin() {
-    const cpu = { cp: new CpuMeter(), agents: new CpuMeter(), db: new CpuMeter() };
+    const cpu = {
+      cp: new CpuMeter(),
+      agents: new CpuMeter(),
+      agentsMain: new CpuMeter(mainThreadCpuSeconds),
+      db: new CpuMeter(),
+    };
     cpu.cp.start([this.cp.pid!]);
-    cpu.agents.start(this.agentPids());
+    const agents = this.agentPids();
+    cpu.agents.start(agents);
+    cpu.agentsMain.start(agents);
     cpu.db.start(this.db ? await this.db.backendPids() : []);
     const counts = (await this.ask({ type: 'counts' })).counts!;
     const metrics = await this.scrape();
@@ -348,7 +372,9 @@ export class RuntSystem {
       await sleep(rate > 0 ? Math.min(1000, Math.max(100, (runs - finished) / rate / 2)) : 100);
     }
     b.cpu.cp.sample([this.cp.pid!]);
-    b.cpu.agents.sample(this.agentPids());
+    const agents = this.agentPids();
+    b.cpu.agents.sample(agents);
+    b.cpu.agentsMain.sample(agents);
     if (this.db) b.cpu.db.sample(await this.db.backendPids());
     // Before the profile is written out (its file's writes are not the phase's).
     const cpWrites = processWrites(this.cp.pid!) - b.cpWrites;
@@ -390,6 +416,7 @@ export class RuntSystem {
       cpuMsPerRun: {
         controlPlane: cpuMs(b.cpu.cp),
         agents: cpuMs(b.cpu.agents),
+        agentsMainThread: cpuMs(b.cpu.agentsMain),
         database: cpuMs(b.cpu.db),
         total: cpuMs(b.cpu.cp) + cpuMs(b.cpu.agents) + cpuMs(b.cpu.db),
       },
