@@ -24,7 +24,7 @@ export function linkVia(link: () => LinkClient | undefined): TransportVia {
     return jsonAnswer(
       reply.status,
       reply.status < 300 ? reply.result : { error: reply.error },
-      reply.retry_after_s === undefined ? {} : { 'retry-after': String(reply.retry_after_s) },
+      reply.retry_after_s === undefined ? undefined : { 'retry-after': String(reply.retry_after_s) },
     );
   };
 }

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HttpTransport, TransportError } from './transport.js';
+import { HttpTransport, jsonAnswer, TransportError } from './transport.js';
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -119,5 +119,20 @@ describe('HttpTransport over a real server', () => {
       .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'network', reason: 'ECONNREFUSED' });
     expect(performance.now() - started).toBeGreaterThanOrEqual(45);
+  });
+});
+
+describe('jsonAnswer', () => {
+  it('answers its JSON, an empty body and its headers by lower-case name, none inherited', () => {
+    const a = jsonAnswer(429, { error: { code: 'busy' } }, { 'retry-after': '2' });
+    expect(a).toMatchObject({ status: 429, statusText: '' });
+    expect(a.json()).toEqual({ error: { code: 'busy' } });
+    expect(a.body.byteLength).toBe(0);
+    expect(a.header('Retry-After')).toBe('2');
+    expect(a.header('content-type')).toBeUndefined();
+    // A header name is not a property lookup: nothing comes from Object.prototype.
+    expect(a.header('constructor')).toBeUndefined();
+    expect(jsonAnswer(200, 1).header('constructor')).toBeUndefined();
+    expect(jsonAnswer(200, 1).header('retry-after')).toBeUndefined();
   });
 });
