@@ -117,6 +117,8 @@ export class RunExecution {
   #unconfirmed = false;
   /** The claim said no commands were waiting: with the link up, the first listing is skipped. */
   readonly #noCommandsAtClaim: boolean;
+  /** The runtime answered the workload's exit: nothing is left to stop, only to remove. */
+  #exited = false;
 
   private constructor(
     private readonly deps: RunExecutionDeps,
@@ -514,6 +516,7 @@ export class RunExecution {
     let neverStarted = false;
     try {
       exit = await runtime.wait(id, { signal: this.#work.signal });
+      this.#exited = true;
     } catch (e) {
       if (this.#work.signal.aborted) return;
       // A re-adopted instance its starter never started (the agent before this one died between
@@ -665,7 +668,9 @@ export class RunExecution {
     this.#abortWork(FINISHED);
     const runtime = this.deps.runtime;
     if (this.#instanceId && !('unavailable' in runtime)) {
-      await this.#stopWorkload();
+      // An exited workload needs no stop (one call, with its promise and the adapter's own work,
+      // fewer per run; issue 9, agent heap profile); one already begun (a cancel) is awaited.
+      if (!this.#exited || this.#stopping) await this.#stopWorkload();
       await runtime
         .remove(this.#instanceId)
         .catch((e) => this.deps.logger.debug({ run_id: this.runId, err: e }, 'remove failed'));
