@@ -40,6 +40,13 @@ export class FakeEngine {
    * and abort listeners per change; issue 9, agent profile under the bench's fake runtime).
    */
   readonly #byRecord = new WeakMap<FakeInstanceRecord, Set<() => void>>();
+  /**
+   * Waiters by the signal that ends their wait early: one abort listener per signal, added the
+   * first time it is given, not one added and removed per wait (a run's exit waiter and output
+   * follower wait on their signals once per change: issue 9, agent profile under the bench's
+   * fake runtime, where `addEventListener`/`removeEventListener` were among the top items).
+   */
+  readonly #bySignal = new WeakMap<AbortSignal, Set<() => void>>();
 
   newId(): string {
     return `fake-${String(this.#nextId++).padStart(6, '0')}`;
@@ -82,13 +89,32 @@ export class FakeEngine {
         if (known) set = known;
         else this.#byRecord.set(record, (set = new Set()));
       }
+      const aborts = signal ? this.#waitersOf(signal) : undefined;
       const done = () => {
         set.delete(done);
-        signal?.removeEventListener('abort', done);
+        aborts?.delete(done);
         resolve();
       };
       set.add(done);
-      signal?.addEventListener('abort', done, { once: true });
+      aborts?.add(done);
     });
+  }
+
+  /** The waiters `signal` wakes when it aborts (its one listener is added with the first of them). */
+  #waitersOf(signal: AbortSignal): Set<() => void> {
+    let waiters = this.#bySignal.get(signal);
+    if (!waiters) {
+      const mine = new Set<() => void>();
+      this.#bySignal.set(signal, mine);
+      signal.addEventListener(
+        'abort',
+        () => {
+          for (const wake of [...mine]) wake();
+        },
+        { once: true },
+      );
+      waiters = mine;
+    }
+    return waiters;
   }
 }

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { describeRuntimeConformance, waitForTerminalText } from '../conformance/index.js';
 import { RuntimeError, isRuntimeError } from '../errors.js';
@@ -98,6 +99,33 @@ describe('fake runtime', () => {
     await waiting;
     expect(woken).toBe(1);
     expect((await runtime.wait(a.id)).exitCode).toBe(0);
+  });
+
+  it('adds one abort listener per signal however many waits use it, and its abort still wakes them all', async () => {
+    const engine = new FakeEngine();
+    const runtime = createFakeRuntime({ engine });
+    const a = await runtime.create({ name: 'a', command: ['/bin/sh', '-c', 'sleep infinity'] });
+    await runtime.start(a.id);
+    const rec = engine.instances.get(a.id)!;
+    const stop = new AbortController();
+    let woken = 0;
+    const waits = [
+      engine.nextChange(stop.signal, rec),
+      engine.nextChange(stop.signal, rec),
+      engine.nextChange(stop.signal),
+    ].map((p) => p.then(() => woken++));
+    // Woken by a change and waiting again: still the one listener.
+    engine.changed(rec);
+    await Promise.all(waits);
+    const again = [engine.nextChange(stop.signal, rec), engine.nextChange(stop.signal)];
+    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(1);
+    stop.abort();
+    await Promise.all(again);
+    expect(woken).toBe(3);
+    // A wait on an aborted signal ends at once; the runtime's wait rejects with it.
+    await engine.nextChange(stop.signal, rec);
+    await expect(runtime.wait(a.id, { signal: stop.signal })).rejects.toMatchObject({ code: 'aborted' });
+    await runtime.remove(a.id);
   });
 
   it("keeps its own copy of a spec: the caller's later changes to its lists and maps do not reach the instance", async () => {

@@ -100,6 +100,24 @@ export function parseScript(script: string): Statement[] {
   return statements;
 }
 
+/**
+ * Parsed scripts by their text: a load test runs the same few scripts thousands of times
+ * (issue 9: the parse was a share of each fake run). The statements are only read. Bounded:
+ * emptied when full.
+ */
+const parsedScripts = new Map<string, Statement[]>();
+const PARSED_SCRIPTS_MAX = 256;
+
+function parsedScript(script: string): Statement[] {
+  let statements = parsedScripts.get(script);
+  if (!statements) {
+    statements = parseScript(script);
+    if (parsedScripts.size >= PARSED_SCRIPTS_MAX) parsedScripts.clear();
+    parsedScripts.set(script, statements);
+  }
+  return statements;
+}
+
 /** Thrown to unwind the fake shell on `exit` (or a kill); caught where the script ends. */
 class Exit extends Error {
   constructor(readonly status: ExitStatus) {
@@ -186,7 +204,7 @@ export class FakeProcess {
   }
 
   async #runScript(script: string): Promise<number> {
-    for (const statement of parseScript(script)) {
+    for (const statement of parsedScript(script)) {
       if (statement.background) {
         const job = this.#runStatement(statement).catch(() => {});
         this.#jobs.add(job);
@@ -218,6 +236,8 @@ export class FakeProcess {
   }
 
   #expand(word: Word): string {
+    // A word of one part with nothing to expand is its text (most words: no array, no regex).
+    if (word.length === 1 && !(word[0]!.expand && word[0]!.text.includes('$'))) return word[0]!.text;
     return word
       .map((p) =>
         p.expand
