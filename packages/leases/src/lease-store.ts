@@ -22,6 +22,11 @@ export interface ExpiredLeaseOptions {
   limit?: number;
   /** Run inside the caller's transaction, e.g. together with failing the runs. */
   tx?: Queryable;
+  /**
+   * Only these resources (`sweepExpired`): a caller that locked what the leases guard first
+   * (the control plane locks the runs, in id order, before their leases) sweeps no other.
+   */
+  resources?: string[];
 }
 
 /** Leases with fencing tokens over a SQL table; every time judgement uses the database clock. */
@@ -131,6 +136,17 @@ where holder is not null and expires_at > ${p.liveAt}${p.when ? ` and ${p.when}`
   },
 
   /**
+   * The leases `where` selects (a condition on `l`), locked in resource order, as a CTE body
+   * (`with o as ${leaseSql.lockedInOrder(…)}`) that a multi-row write joins: `materialized`,
+   * so its rows come, and are locked, in that order before the write touches any, whatever
+   * plan the write gets. Two statements writing the same leases then never wait on each
+   * other's rows in opposite orders (40P01). `no key update`: the lock an UPDATE takes anyway.
+   */
+  lockedInOrder(p: { where: string }): string {
+    return `materialized (select l.resource from leases l where ${p.where} order by l.resource for no key update of l)`;
+  },
+
+  /**
    * A condition: `token` is the current token of a held, live lease on `resource`. A fenced
    * `update … where` that includes it and locks the guarded row cannot interleave with a claim
    * that takes the lease over (the claim must lock the same row first).
@@ -168,14 +184,16 @@ export async function releaseLease(
 
 const EXPIRED_WHERE = 'holder is not null and expires_at <= clock_timestamp()';
 
-const SWEEP_SQL = `
+const sweepSql = (only: boolean) => `
 with victims as (
-  select ${LEASE_COLUMNS} from leases where ${EXPIRED_WHERE}
+  select ${LEASE_COLUMNS} from leases where ${EXPIRED_WHERE}${only ? ' and resource = any($2::text[])' : ''}
   order by expires_at limit $1 for update skip locked
 )
 update leases l set holder = null
 from victims v where l.resource = v.resource
 returning v.resource, v.holder, v.fencing_token, v.expires_at, v.acquired_at, v.renewed_at`;
+const SWEEP_SQL = sweepSql(false);
+const SWEEP_ONLY_SQL = sweepSql(true);
 
 /**
  * Creates the SQL lease store over a `Database` from `@runt/sql` (PGlite or Postgres). Run
@@ -262,7 +280,12 @@ export function createSqlLeaseStore(db: Database): LeaseStore {
 
     async sweepExpired(opts) {
       const q = opts?.tx ?? db;
-      const r = await q.query<LeaseRow>(SWEEP_SQL, [limitOf(opts)]);
+      const only = opts?.resources;
+      if (only?.length === 0) return [];
+      const r = await q.query<LeaseRow>(
+        only ? SWEEP_ONLY_SQL : SWEEP_SQL,
+        only ? [limitOf(opts), only] : [limitOf(opts)],
+      );
       return r.rows.map((row) => toLeaseRecord(row) as LeaseGrant);
     },
   };

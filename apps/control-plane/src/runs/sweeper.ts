@@ -8,6 +8,7 @@ import { fromStatuses } from './state-machine.js';
 import { traceMark, tracing } from '../trace.js';
 import {
   expireQueued,
+  lockRunsUnheld,
   loseRunner,
   timeOutOverdue,
   withdrawStaleOffers,
@@ -50,8 +51,9 @@ export interface SweepResult {
 
 /**
  * Periodically ends attempts whose lease ran out (by the database clock) and takes back
- * offers nobody claimed. An expired lease is cleared and its run handled in ONE transaction
- * (`sweepExpired` skips rows another sweeper holds), so with several control-plane processes
+ * offers nobody claimed. An expired lease is cleared and its run handled in ONE transaction,
+ * the run locked before its lease (runs and leases another transaction holds are skipped, left
+ * to the next sweep), so with several control-plane processes
  * each lost runner is handled once. An expired lease never re-queues (`mayRequeue`): the agent
  * may have started the workload before it went silent, so the attempt fails with `runner-lost`
  * and the run is never started twice; only a runner's own release gives an attempt back.
@@ -122,7 +124,14 @@ export class Sweeper {
     const outageCreditedMs = await this.creditOutage();
     for (;;) {
       const batch = await this.o.db.transaction(async (tx) => {
-        const victims = await this.o.leases.sweepExpired({ tx, limit: 100 });
+        // The runs first (in id order, none another transaction holds), then their leases:
+        // the lock order of every multi-row writer (docs/runs.md "Lock order").
+        const expired = await this.o.leases.listExpired({ tx, limit: 100 });
+        const runIds = await lockRunsUnheld(
+          tx,
+          expired.map((l) => l.resource),
+        );
+        const victims = await this.o.leases.sweepExpired({ tx, limit: 100, resources: runIds });
         const out: SweepResult['lost'] = [];
         for (const v of victims) {
           const s = await readRunState(tx, v.resource, true);

@@ -67,17 +67,29 @@ export interface ClaimGrant {
 
 const ACTIVE = statusesSql('reportEvents');
 
+// Lock order (docs/runs.md "Lock order"): a statement that may wait for the rows of several
+// runs locks them first, in id order — a `materialized` CTE (`with o as ${runsLockedById(…)}`)
+// its writes join, so its rows come, and are locked, in that order before the writes touch any,
+// whatever plan the statement gets — and the leases it writes after their runs, by resource
+// (`leaseSql.lockedInOrder`). Two statements touching the same runs then never each hold a row
+// the other waits for (40P01: Postgres ends one of them). `no key update`: the lock an UPDATE
+// takes anyway (a foreign key's `key share` still passes). `from`: joins the condition reads.
+const runsLockedById = (where: string, from = '') =>
+  `materialized (select r.id from runs r${from} where ${where} order by r.id for no key update of r)`;
+
 // The lease claim of `@runt/leases` folded into one statement with the runs'
 // `offered → accepted`, for any number of runs of one workstation (`$1`: a JSON array of run
 // ids), so a claim of many is one round trip. The lease rules are leases' own SQL. A lease
 // granted on a run that changed under it comes back without a run row (the caller gives it back).
 const CLAIM_SQL = `
-with p as (select value as id from jsonb_array_elements_text($1::jsonb)), l as (
+with p as (select value as id from jsonb_array_elements_text($1::jsonb)),
+o as ${runsLockedById('r.id in (select p.id from p)')}, l as (
   ${leaseSql.claim({
     resource: 'p.id',
     holder: '$3',
     ttlMs: '$4',
-    from: 'p',
+    // each run locked (in id order) before its lease
+    from: 'p join o on o.id = p.id',
     when: `exists (select 1 from runs q where q.id = p.id and q.workstation_id = $2 and q.status in (${statusesSql('claim')}))`,
   })}
 ), u as (
@@ -165,18 +177,22 @@ const EVENTS_CONTINUE = '(i.next = 0 or r.next_event_seq = i.first)';
 const ITEM_EVENTS = `select u.id, e.seq, e.type, e.payload, coalesce(e.at, now())
     from u join i on i.k = u.k cross join lateral jsonb_to_recordset(i.events) as e(seq bigint, type text, payload jsonb, at timestamptz)`;
 
+// The runs of a batch's items, locked in id order first (see runsLockedById); its UPDATE joins them.
+const ITEMS_LOCKED = `o as ${runsLockedById('r.id in (select i.run_id from i)')}`;
+const FROM_ITEMS = 'i join o on o.id = i.run_id';
+
 const REPORT_EVENTS_SQL = `
-with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), u as (
+with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), ${ITEMS_LOCKED}, u as (
   update runs r set next_event_seq = greatest(r.next_event_seq, i.next)
-    from i where ${FENCED_GUARD} and r.status in (${ACTIVE}) and ${EVENTS_CONTINUE}
+    from ${FROM_ITEMS} where ${FENCED_GUARD} and r.status in (${ACTIVE}) and ${EVENTS_CONTINUE}
   returning i.k, r.id, r.next_event_seq
 ), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS})
 select k, next_event_seq from u`;
 
 const START_WITH = `
-with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), u as (
+with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), ${ITEMS_LOCKED}, u as (
   update runs r set status = 'running', started_at = now(), next_event_seq = greatest(r.next_event_seq, i.next)
-    from i where ${FENCED_GUARD} and r.status in (${statusesSql('start')}) and ${EVENTS_CONTINUE}
+    from ${FROM_ITEMS} where ${FENCED_GUARD} and r.status in (${statusesSql('start')}) and ${EVENTS_CONTINUE}
   returning i.k, r.*
 ), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS})`;
 const START_SQL = `${START_WITH}
@@ -199,11 +215,11 @@ const FINISH_WITH = `
 with i as (
   select * from jsonb_to_recordset($1::jsonb)
     as i(${ITEM_COLUMNS}, status text, exit_code int, failure_kind text, message text, terminal jsonb, started_ago float8)
-), u as (
+), ${ITEMS_LOCKED}, u as (
   update runs r set status = i.status, exit_code = i.exit_code, failure_kind = i.failure_kind, failure_message = i.message,
          started_at = ${startedAtSql('r', 'i.started_ago')},
          finished_at = now(), next_event_seq = greatest(r.next_event_seq, i.next) + 1
-    from i where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and ${EVENTS_CONTINUE}
+    from ${FROM_ITEMS} where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and ${EVENTS_CONTINUE}
      and (i.status <> 'failed' or r.retry is null)
   returning i.k, r.*
 ), e as (
@@ -213,7 +229,8 @@ with i as (
   select u.id, u.next_event_seq - 1, 'terminal_status', i.terminal, now() from u join i on i.k = u.k
 ), c as (
   update run_commands set state = 'cancelled', finished_at = now() where run_id in (select id from u) and state in ('pending', 'acked')
-), l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: 'u.fencing_token', from: 'u' })})`;
+), ol as ${leaseSql.lockedInOrder({ where: 'l.resource in (select u.id from u)' })},
+l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: 'u.fencing_token', from: 'u join ol on ol.resource = u.id' })})`;
 const FINISH_SQL = `${FINISH_WITH}
 select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
 const FINISH_BRIEF_SQL = `${FINISH_WITH}
@@ -222,13 +239,15 @@ select u.k, u.status, u.next_event_seq from u`;
 // A renewal: the run is this workstation's, active, and carries the token; the lease rules are
 // `@runt/leases`' own. The answer carries `cancel_requested` for agents without a link.
 const RENEW_SQL = `
-with i as (select * from jsonb_to_recordset($1::jsonb) as i(k int, run_id text, ws text, token bigint, ttl float8)), u as (
+with i as (select * from jsonb_to_recordset($1::jsonb) as i(k int, run_id text, ws text, token bigint, ttl float8)),
+ol as ${leaseSql.lockedInOrder({ where: 'l.resource in (select i.run_id from i)' })}, u as (
   ${leaseSql.renew({
     resource: 'i.run_id',
     holder: 'r.lease_holder',
     token: 'i.token',
     ttlMs: 'i.ttl',
-    from: 'i join runs r on r.id = i.run_id',
+    // the leases only (the runs are read, not locked), in resource order
+    from: 'i join ol on ol.resource = i.run_id join runs r on r.id = i.run_id',
     when: `r.workstation_id = i.ws and r.fencing_token = i.token and r.status in (${ACTIVE})`,
   })}
 )
@@ -723,7 +742,9 @@ export async function withdraw(q: Queryable, runId: string, workstationId: strin
  */
 export async function withdrawAllFrom(q: Queryable, workstationId: string): Promise<number> {
   const r = await q.query(
-    `update runs set status = 'queued', workstation_id = null, offered_at = null where workstation_id = $1 and status in (${statusesSql('withdraw')})`,
+    `with o as ${runsLockedById(`r.workstation_id = $1 and r.status in (${statusesSql('withdraw')})`)}
+     update runs r set status = 'queued', workstation_id = null, offered_at = null
+       from o where r.id = o.id and r.status in (${statusesSql('withdraw')})`,
     [workstationId],
   );
   runPathMetrics.requeues.inc({ reason: 'drain' }, r.rowCount);
@@ -942,15 +963,12 @@ export async function claimedOffers(
 ): Promise<ClaimGrant[]> {
   if (links.length === 0) return [];
   const r = await q.query<RunRow & { pending_commands: boolean }>(
-    // The rows are locked first, by id (the order every multi-run writer keeps), so two
-    // statements never wait on each other's rows (40P01). `offered_at` is moved strictly past
+    // The rows are locked first, by id (runsLockedById). `offered_at` is moved strictly past
     // `accepted_at` even when clock_timestamp() ties it (1 ms on PGlite) or steps back.
-    `with c as (
-       select r.id from runs r join jsonb_to_recordset($1::jsonb) as k(ws text, holder text)
-           on r.workstation_id = k.ws and r.lease_holder = k.holder
-        where r.status in (${statusesSql('handBack')}) and r.started_at is null
-        order by r.id for update of r
-     )
+    `with c as ${runsLockedById(
+      `r.status in (${statusesSql('handBack')}) and r.started_at is null`,
+      ' join jsonb_to_recordset($1::jsonb) as k(ws text, holder text) on r.workstation_id = k.ws and r.lease_holder = k.holder',
+    )}
      update runs r set offered_at = greatest(clock_timestamp(), r.accepted_at + interval '1 millisecond')
        from c, jsonb_to_recordset($1::jsonb) as k(ws text, holder text), leases l
       where r.id = c.id and r.workstation_id = k.ws and r.lease_holder = k.holder
@@ -1390,6 +1408,24 @@ export async function cancel(
   });
 }
 
+/**
+ * The runs of `ids` (whose leases ran out), locked inside the caller's transaction in id order
+ * before their leases are swept (lock order), skipping any another transaction holds — a
+ * holder's write in flight, another replica's sweep: the next sweep takes it. Returns the ids
+ * locked.
+ *
+ * @example
+ * const ids = await lockRunsUnheld(tx, expired.map((l) => l.resource));
+ */
+export async function lockRunsUnheld(tx: Queryable, ids: string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const r = await tx.query<{ id: string }>(
+    'select r.id from runs r where r.id = any($1::text[]) order by r.id for no key update of r skip locked',
+    [ids],
+  );
+  return r.rows.map((row) => row.id);
+}
+
 /** What a cancel did: ended the run at once (`immediate`), and which workstation holds it. */
 export interface CancelOutcome {
   immediate: boolean;
@@ -1447,7 +1483,9 @@ export async function timeOutOverdue(
         order by position limit $2 for update skip locked`,
       [graceS, limit],
     );
-    for (const row of r.rows) {
+    // Their leases are given up one by one, waiting for each: in id order (lock order; the runs
+    // were taken without waiting).
+    for (const row of [...r.rows].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
       // the lease is given up in this transaction (finishOrRetry)
       await finishOrRetry(tx, (await readRunState(tx, row.id))!, {
         status: 'failed',

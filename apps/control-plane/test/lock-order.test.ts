@@ -1,0 +1,202 @@
+import type { Database } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { createSqlLeaseStore } from '@runt/leases';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as transitions from '../src/runs/transitions.js';
+import { Sweeper } from '../src/runs/sweeper.js';
+import { addWorkstation, migratedDatabase, noRelaySignals } from './scheduler-fixtures.js';
+
+/**
+ * Every statement that locks several runs (or leases) takes them in id order, so two of them
+ * touching the same runs never wait on each other's rows (40P01, docs/runs.md "Lock order").
+ * Only Postgres has concurrent transactions (PGlite has one connection): the opposite-order
+ * cases run there; the batched writes' answers are checked on both stores.
+ */
+/**
+ * Runs `ids` claimed for `${ws}/r1` at `ws`, accepted and unstarted, inserted, offered and
+ * claimed in the order given (so their rows lie in that order), with their tokens.
+ */
+async function claimedRuns(db: Database, ws: string, ids: string[]) {
+  const runtime = ws.replace('ws_', '');
+  await addWorkstation(db, ws, runtime, ids.length);
+  for (const id of ids)
+    await db.query(`insert into runs (id, status, runtime, command) values ($1, 'queued', $2, '["x"]')`, [
+      id,
+      runtime,
+    ]);
+  await transitions.offer(
+    db,
+    ids.map((id) => ({ id, ws })),
+  );
+  const grants = await transitions.claimMany(db, ids, ws, `${ws}/r1`, 60_000);
+  return ids.map((id) => ({ id, token: grants.get(id)!.fencingToken }));
+}
+const writeOf = (ws: string) => (r: { id: string; token: number }) => ({
+  runId: r.id,
+  workstationId: ws,
+  token: r.token,
+});
+
+/** Holds the row lock of `runId` in `table` (`runs`, or `leases` by resource) in a transaction of its own until `release()`. */
+function holdRow(db: Database, runId: string, table: 'runs' | 'leases' = 'runs') {
+  let release!: () => void;
+  const open = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const held = new Promise<void>((r) => (locked = r));
+  const done = db.transaction(async (tx) => {
+    await tx.query(`select 1 from ${table} where ${table === 'runs' ? 'id' : 'resource'} = $1 for update`, [
+      runId,
+    ]);
+    locked();
+    await open;
+  });
+  return { held, release, done };
+}
+
+/** Resolves once `n` sessions of this database wait for a lock. */
+async function lockWaiters(db: Database, n: number) {
+  for (let i = 0; ; i++) {
+    const r = await db.query<{ n: number }>(
+      `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+    );
+    if (r.rows[0]!.n >= n) return;
+    if (i > 500) {
+      const a = await db.query(
+        `select pid, state, wait_event_type, wait_event, left(query, 60) q from pg_stat_activity where datname = current_database()`,
+      );
+      console.log(a.rows);
+      throw new Error(`never ${n} lock waiters`);
+    }
+    await new Promise((res) => setTimeout(res, 10));
+  }
+}
+
+describe.each(TEST_BACKENDS)('batched writes answer in item order, on %s', (backend) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await migratedDatabase(backend);
+  });
+  afterAll(async () => t?.dispose());
+
+  it('answers each item of a batched start, events and finish in item order (ids out of order)', async () => {
+    const [c, b, a] = await claimedRuns(t.db, 'ws_items', ['run_items_c', 'run_items_b', 'run_items_a']);
+    const items = [c!, a!, b!].map(writeOf('ws_items'));
+    expect((await transitions.startMany(t.db, items)).map((o) => o?.run?.id)).toEqual([c!.id, a!.id, b!.id]);
+    const batch = { first: 1, last: 1, json: '[{"seq":1,"type":"stdout","payload":{"line":"x"}}]' };
+    expect(
+      await transitions.reportEventsMany(
+        t.db,
+        items.map((i) => ({ ...i, batch })),
+      ),
+    ).toEqual([2, 2, 2]);
+    const done = await transitions.finishMany(
+      t.db,
+      [b!, c!]
+        .map(writeOf('ws_items'))
+        .map((i) => ({ ...i, outcome: { status: 'completed' as const, exitCode: 0 } })),
+    );
+    expect(done.map((o) => [o?.run?.id, o?.status])).toEqual([
+      [b!.id, 'completed'],
+      [c!.id, 'completed'],
+    ]);
+  });
+});
+
+// Only Postgres has concurrent transactions (PGlite has one connection).
+describe('multi-row locks in id order, on postgres', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await migratedDatabase('postgres');
+    // A table of many ended runs, as in production: a batch's update probes runs by primary key.
+    await t.db.query(
+      `insert into runs (id, status, runtime, finished_at) select 'ended_' || g, 'completed', 'sh', now() from generate_series(1, 5000) g`,
+    );
+    await t.db.query('analyze runs');
+  });
+  afterAll(async () => t?.dispose());
+
+  it("a batched start and a re-registration's re-send of the same runs, in opposite orders, both apply (no 40P01)", async () => {
+    // x < w < y by id; their rows lie (and the batch's items come) in the opposite order.
+    const [y, w, x] = await claimedRuns(t.db, 'ws_order', ['run_order_c', 'run_order_b', 'run_order_a']);
+    // The re-send locks x, then waits for w (held here); the batch, its items y then x, locked
+    // y first (before: in item or row order) and waits for x; w freed, the re-send goes on to y.
+    const blocker = holdRow(t.db, w!.id);
+    await blocker.held;
+    const resend = transitions.claimedOffers(t.db, [{ ws: 'ws_order', holder: 'ws_order/r1' }]);
+    await lockWaiters(t.db, 1);
+    const batch = transitions.startMany(t.db, [y!, x!].map(writeOf('ws_order')));
+    await lockWaiters(t.db, 2);
+    blocker.release();
+    await blocker.done;
+    const [resent, started] = await Promise.allSettled([resend, batch]);
+    expect(resent.status === 'rejected' ? (resent.reason as { code?: string }).code : 'ok').toBe('ok');
+    expect(started.status === 'rejected' ? (started.reason as { code?: string }).code : 'ok').toBe('ok');
+    expect((started as PromiseFulfilledResult<Awaited<typeof batch>>).value.map((a) => a?.status)).toEqual([
+      'running',
+      'running',
+    ]);
+  });
+
+  it('a batched finish and a batched renewal of the same leases, in opposite orders, both apply (no 40P01)', async () => {
+    // a < w < c by id. The renewal, its items c, w, a, locked c's lease first (before: in item
+    // order) and waits for w's (held here); the finish of a and c locked a's lease and waits for
+    // c's; w freed, the renewal goes on to a.
+    const [a, w, c] = await claimedRuns(t.db, 'ws_lease', ['run_lease_a', 'run_lease_b', 'run_lease_c']);
+    const blocker = holdRow(t.db, w!.id, 'leases');
+    await blocker.held;
+    const renewal = transitions.renewMany(
+      t.db,
+      [c!, w!, a!].map((r) => ({ ...writeOf('ws_lease')(r), leaseMs: 60_000 })),
+    );
+    await lockWaiters(t.db, 1);
+    const finish = transitions.finishMany(
+      t.db,
+      [a!, c!]
+        .map(writeOf('ws_lease'))
+        .map((i) => ({ ...i, outcome: { status: 'completed' as const, exitCode: 0 } })),
+    );
+    await lockWaiters(t.db, 2);
+    blocker.release();
+    await blocker.done;
+    const [renewed, finished] = await Promise.allSettled([renewal, finish]);
+    expect(renewed.status === 'rejected' ? (renewed.reason as { code?: string }).code : 'ok').toBe('ok');
+    expect(finished.status === 'rejected' ? (finished.reason as { code?: string }).code : 'ok').toBe('ok');
+    expect((finished as PromiseFulfilledResult<Awaited<typeof finish>>).value.map((o) => o?.status)).toEqual([
+      'completed',
+      'completed',
+    ]);
+  });
+
+  it('a sweep takes a run before its expired lease and skips a run another transaction holds (no wait, no 40P01)', async () => {
+    const [r] = await claimedRuns(t.db, 'ws_sweep', ['run_sweep_a']);
+    await t.db.query(
+      `update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`,
+      [r!.id],
+    );
+    const sweeper = new Sweeper({
+      db: t.db,
+      logger: pino({ level: 'silent' }),
+      leases: createSqlLeaseStore(t.db),
+      signals: noRelaySignals(),
+      intervalMs: 60_000,
+      offerTimeoutMs: 60_000,
+    });
+    // A holder's write in flight holds the run: the sweep leaves it (and its lease) to the next.
+    const writer = holdRow(t.db, r!.id);
+    await writer.held;
+    const first = await Promise.race([
+      sweeper.sweep(),
+      new Promise<'waited'>((res) => setTimeout(() => res('waited'), 3_000)),
+    ]);
+    writer.release();
+    await writer.done;
+    expect(first === 'waited' ? first : first.lost).toEqual([]);
+    const lease = await t.db.query<{ holder: string | null }>(
+      'select holder from leases where resource = $1',
+      [r!.id],
+    );
+    expect(lease.rows[0]!.holder).toBe('ws_sweep/r1');
+    expect((await sweeper.sweep()).lost).toEqual([{ runId: r!.id, outcome: 'failed' }]);
+  });
+});
