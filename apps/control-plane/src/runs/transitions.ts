@@ -102,6 +102,15 @@ select l.resource, u.*, l.fencing_token as granted, l.holder as l_holder, l.fenc
        exists (select 1 from run_commands c where c.run_id = l.resource and c.state = 'pending') as pending_commands
 from l left join u on u.id = l.resource`;
 
+// Whether run `id` (a column of the statement's rows) has a pending command, from ONE lookup of
+// run_commands for every run of the statement (`ids`: a query of their ids), made once (an
+// InitPlan), not a correlated `exists` per row: that was a scan of run_commands started again for
+// each claimed run — 25 per claim-on-offer pass, each a new heap scan, which on PGlite also asks
+// the file system for the table's size (an `fstat`) — 0.06 ms of the control plane's CPU per
+// claimed run on PGlite (issue 9, docs/benchmarks.md). On Postgres the same single index scan.
+const pendingCommandsSql = (id: string, ids: string) =>
+  `${id} = any (array(select c.run_id from run_commands c where c.run_id = any (array(${ids})) and c.state = 'pending'))`;
+
 // Claim on offer: the scheduler's placement and the lease for the agent's runner in ONE
 // statement (`$1`: JSON rows {id, ws, holder, ttl}), on runs its page transaction holds locked.
 const CLAIM_ON_OFFER_SQL = `
@@ -123,7 +132,7 @@ with p as (select * from jsonb_to_recordset($1::jsonb) as p(id text, ws text, ho
    where r.id = p.id and r.status in (${statusesSql('claimOnOffer')})
   returning r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
 )
-select u.*, exists (select 1 from run_commands c where c.run_id = u.id and c.state = 'pending') as pending_commands from u`;
+select u.*, ${pendingCommandsSql('u.id', 'select id from u')} as pending_commands from u`;
 
 // Hand-back of a run claimed on offer: fenced by its token (a held, live lease), only while it
 // never started; the run goes back to the queue (no attempt used) and the lease is given up,
