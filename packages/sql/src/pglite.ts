@@ -8,6 +8,19 @@ import { TableUpkeep, type UpkeepOptions } from './upkeep.js';
 /** The planner's cost of a random page read on PGlite (pages in memory; Postgres' default: 4). */
 export const PGLITE_RANDOM_PAGE_COST = 1.1;
 
+/**
+ * PGlite's WAL settings (`openPglite`, for its one connection, which is also the process that
+ * creates WAL segments: a single-user backend has no WAL writer or checkpointer). A new 16 MB
+ * WAL segment is not filled with zeros first (`wal_init_zero = off`: only its last byte is
+ * written, as on copy-on-write file systems): the zeros cost the one thread 16 MB of writes
+ * through PGlite's file system layer every ~3,000 runs, and prove nothing a commit relies on —
+ * a commit's WAL records are written (and synced, where the file system syncs) before its
+ * answer whether or not the segment was zero-filled; the zeros only reserve disk space early
+ * (docs/runs.md, _PGlite's WAL settings_). Durability settings (`fsync`, `synchronous_commit`,
+ * PGlite's `relaxedDurability`) are left as they are.
+ */
+export const PGLITE_WAL_SETTINGS = 'set wal_init_zero = off';
+
 export interface OpenPgliteOptions {
   /** Directory for the data files; omit for an in-memory database (tests, embedding). */
   dataDir?: string;
@@ -54,8 +67,8 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
     ...(opts.dataDir ? { startParams: PGlite.defaultStartParams.filter((p) => p !== '-F') } : {}),
   });
   await pg.waitReady;
-  // For the session (the one connection): see above.
-  await pg.exec(`set random_page_cost = ${PGLITE_RANDOM_PAGE_COST}`);
+  // For the session (the one connection, which also writes the WAL): see above.
+  await pg.exec(`set random_page_cost = ${PGLITE_RANDOM_PAGE_COST}; ${PGLITE_WAL_SETTINGS}`);
   // One cache for the one connection: a statement prepared inside a transaction stays prepared.
   const plans = new PlanCache(opts.plans);
   // `rowCount` is the statement's own (its command tag: rows changed or returned, as
