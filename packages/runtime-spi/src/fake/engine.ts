@@ -46,7 +46,7 @@ export class FakeEngine {
    * follower wait on their signals once per change: issue 9, agent profile under the bench's
    * fake runtime, where `addEventListener`/`removeEventListener` were among the top items).
    */
-  readonly #bySignal = new WeakMap<AbortSignal, Set<() => void>>();
+  readonly #bySignal = new WeakMap<AbortSignal, Array<() => void>>();
 
   newId(): string {
     return `fake-${String(this.#nextId++).padStart(6, '0')}`;
@@ -92,19 +92,25 @@ export class FakeEngine {
       const aborts = signal ? this.#waitersOf(signal) : undefined;
       const done = () => {
         set.delete(done);
-        aborts?.delete(done);
+        if (aborts) {
+          const at = aborts.indexOf(done);
+          if (at >= 0) aborts.splice(at, 1);
+        }
         resolve();
       };
       set.add(done);
-      aborts?.add(done);
+      aborts?.push(done);
     });
   }
 
-  /** The waiters `signal` wakes when it aborts (its one listener is added with the first of them). */
-  #waitersOf(signal: AbortSignal): Set<() => void> {
+  /**
+   * The waiters `signal` wakes when it aborts (its one listener is added with the first of them;
+   * a signal has a waiter or two at a time: an array, not a Set).
+   */
+  #waitersOf(signal: AbortSignal): Array<() => void> {
     let waiters = this.#bySignal.get(signal);
     if (!waiters) {
-      const mine = new Set<() => void>();
+      const mine: Array<() => void> = [];
       this.#bySignal.set(signal, mine);
       signal.addEventListener(
         'abort',
