@@ -238,7 +238,7 @@ export async function startControlPlane(
     signals,
     defaults: { timeoutS: config.runTimeoutS, queueTimeoutS: config.queueTimeoutS },
     secrets,
-    placeFresh: (runId) => freshOffer(runId, replicaId),
+    placeFresh: (items) => freshOffer(items, replicaId),
     claimers: (workstationId) => links.claimerOf(workstationId),
   });
 

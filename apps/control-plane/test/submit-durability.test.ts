@@ -138,7 +138,7 @@ describe('a submit on postgres', () => {
           [submitRunRequestSchema.parse({ runtime, command: ['true'] })],
           undefined,
           undefined,
-          (id) => freshOffer(id, 'A'),
+          (items) => freshOffer(items, 'A'),
           () => Promise.reject(new Error('not held here')),
         );
         const flushed = await lsn('pg_current_wal_flush_lsn');
@@ -160,7 +160,7 @@ describe('a submit on postgres', () => {
         [submitRunRequestSchema.parse({ runtime: 'here', command: ['true'] })],
         undefined,
         undefined,
-        (id) => freshOffer(id, 'A'),
+        (items) => freshOffer(items, 'A'),
         async (run) => (await transitions.claimFresh(db, run.id, 'ws_here', 'ws_here/r1', 30_000))?.run,
       );
       const flushed = await lsn('pg_current_wal_flush_lsn');

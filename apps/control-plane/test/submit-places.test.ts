@@ -7,6 +7,7 @@ import { LinkRelay } from '../src/link/link-relay.js';
 import { LinkRegistry } from '../src/link/link-registry.js';
 import { NotificationBus } from '../src/notifications/bus.js';
 import { RunStore } from '../src/runs/run-store.js';
+import { isLegalMove } from '../src/runs/state-machine.js';
 import { freshOffer, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
 import {
@@ -44,8 +45,8 @@ describe('a submit that places its own run, on postgres', () => {
   /** A submit on replica `A`, placing its run. */
   const submitOnA = async (db: Database, runtime: string, extra: object = {}) =>
     (
-      await transitions.submitMany(db, [parse(runtime, extra)], undefined, undefined, (id) =>
-        freshOffer(id, 'A'),
+      await transitions.submitMany(db, [parse(runtime, extra)], undefined, undefined, (items) =>
+        freshOffer(items, 'A'),
       )
     )[0]!.run;
 
@@ -143,11 +144,31 @@ describe('a submit that places its own run, on postgres', () => {
       const prepared = await one.query<{ statement: string; calls: number }>(
         `select statement from pg_prepared_statements where statement like '%pg_notify%' or statement like 'insert into runs%'`,
       );
-      // The insert and the placement, each prepared once on the one connection.
-      expect(prepared.rows).toHaveLength(2);
+      // The run's insert, placed (one statement), prepared once on the one connection.
+      expect(prepared.rows).toHaveLength(1);
     } finally {
       await one.close();
     }
+  });
+
+  it("inserts the run already offered: one row version, written by the message's one write, in 5 statements", async () => {
+    await addWorkstation('ws_once', 'once', 4);
+    let statements = 0;
+    const counted = countStatements(t.db, (c) => (statements += c.statements));
+    const run = await submitOnA(counted, 'once');
+    expect(run).toMatchObject({ status: 'offered', workstation_id: 'ws_once' });
+    expect(isLegalMove('submit', null, run.status)).toBe(true);
+    // BEGIN, the scheduler's lock, the placed insert, COMMIT, the WAL flush: the run inserted
+    // queued and then updated offered took one statement more (6).
+    expect(statements).toBe(5);
+    // The row's command id within its transaction (`cmin`): the first write (0). Inserted
+    // queued, then updated offered by the next statement, the live version was the second
+    // write's (1), beside a dead first version and its index entries.
+    const row = await t.db.query<{ cmin: number; status: string }>(
+      `select cmin::text::int as cmin, status from runs where id = $1`,
+      [run.id],
+    );
+    expect(row.rows).toEqual([{ cmin: 0, status: 'offered' }]);
   });
 
   it('reads no queued run of a runtime no free workstation offers to know whether an older run waits', async () => {
@@ -157,10 +178,20 @@ describe('a submit that places its own run, on postgres', () => {
       `insert into runs (id, status, runtime, command, env, max_attempts)
          select 'run_nobody_' || i, 'queued', 'nobody', '["x"]'::jsonb, '{}'::jsonb, 1 from generate_series(1, 2000) i`,
     );
-    await t.db.query(
-      `insert into runs (id, status, runtime, command, env, max_attempts) values ('run_fresh', 'queued', 'free', '["x"]'::jsonb, '{}'::jsonb, 1)`,
+    const [lock, place] = freshOffer(
+      JSON.stringify([
+        {
+          n: 0,
+          id: 'run_fresh',
+          runtime: 'free',
+          command: ['x'],
+          env: {},
+          placement_labels: {},
+          max_attempts: 1,
+        },
+      ]),
+      'A',
     );
-    const [lock, place] = freshOffer('run_fresh', 'A');
     const { read, placed } = await t.db
       .transaction(async (tx) => {
         await tx.query(lock!.text);
@@ -281,7 +312,7 @@ describe('a submit that places its own run, on postgres', () => {
         [parse('here')],
         undefined,
         undefined,
-        (id) => freshOffer(id, 'A'),
+        (items) => freshOffer(items, 'A'),
         async (run) => {
           delivered.push({ id: run.id, status: run.status });
           return undefined; // a plain offer: the submit flushes the WAL itself

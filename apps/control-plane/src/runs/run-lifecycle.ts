@@ -44,9 +44,10 @@ export interface RunLifecycleDeps {
   secrets?: SecretBox | undefined;
   /**
    * Postgres: the statement that places a lone fresh run in its submit's own message (the
-   * scheduler's `freshOffer`); absent, every submit asks for a scheduling pass.
+   * scheduler's `freshOffer`, given the run's item as JSON); absent, every submit asks for a
+   * scheduling pass.
    */
-  placeFresh?: ((runId: string) => Statement[]) | undefined;
+  placeFresh?: ((items: string) => Statement[]) | undefined;
   /**
    * Claim on offer at a workstation whose link this process holds (`LinkRegistry.claimerOf`,
    * as the scheduler's): a run its submit placed there is claimed for that runner and sent

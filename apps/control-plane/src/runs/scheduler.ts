@@ -5,13 +5,14 @@ import type { ClaimRunResponse, Run } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
 import type { RunRow } from './run-row.js';
-import { statusesSql } from './state-machine.js';
 import {
   claimOnOffer,
   confirmClaims,
   flushWal,
   FRESH_HELD_HERE,
   handBackUnsent,
+  RUN_ITEM_COLUMNS,
+  RUN_ITEMS_SQL,
   offer,
   type ClaimGrant,
   type OfferClaimer,
@@ -146,24 +147,27 @@ select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued
        (select page_limit from n) as page_limit,
        ${sync ? SYNC_COMMIT : ASYNC_COMMIT} as async_commit`;
 
-// The statement that places a fresh run (`$1`, its id) for a submit on replica `$2`; see
-// freshOffer. A constant text, so it is prepared once per connection (planning it per submit
-// took 0.85 of the message's 1.8–2.1 ms of database time when it went as literal SQL text).
-// `older` (FIFO: an older queued run some free workstation could take is waiting) probes
-// `runs_runtime_status_idx` once per runtime the free workstations offer: as one scan of the
-// queue's index filtered by runtime it read every older queued run of any other runtime — with
-// 10,000 queued runs no free workstation offers, 3–13 ms per submit instead of 0.2–0.5 ms
-// (EXPLAIN ANALYZE, 2026-12-01), all of it under the scheduler's lock, which serialises every
-// submit and pass of every replica (issue 10).
-const FRESH_OFFER_SQL = `with x as (
-  select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
-   where r.id = $1::text and ${OFFERABLE_NOW_SQL}
+// The statement that inserts a fresh run already placed (`$1`: its item, as submitMany's insert
+// takes it; `$2`: this replica) for a submit; see freshOffer. A constant text, so it is
+// prepared once per connection (planning it per submit took 0.85 of the message's 1.8–2.1 ms
+// of database time when it went as literal SQL text). The run is placed from its request's
+// values before it exists, and inserted `offered` (or `queued` when nothing fits): one row
+// version and its index entries, where inserting it `queued` and then updating it `offered`
+// wrote two, each with its own entries in the indexes of its status (a queued row's 3, an
+// offered row's 3), all under the scheduler's lock (issue 10, 2026-12-02).
+// `older` (FIFO: an older queued run some free workstation could take is waiting; every queued
+// run is older than this one) probes `runs_runtime_status_idx` once per runtime the free
+// workstations offer: as one scan of the queue's index filtered by runtime it read every queued
+// run of any other runtime — with 10,000 queued runs no free workstation offers, 3–13 ms per
+// submit instead of 0.2–0.5 ms (EXPLAIN ANALYZE, 2026-12-01), all of it under the scheduler's
+// lock, which serialises every submit and pass of every replica (issue 10).
+const FRESH_INSERT_SQL = `with x as materialized (
+  select * from ${RUN_ITEMS_SQL} where set_config('synchronous_commit', 'off', true) is not null
 ), f as materialized (
   select w.runtimes from workstations w ${USED_SQL} where ${PLACEABLE_SQL}
 ), older as (
-  select 1 from x, (select distinct jsonb_array_elements_text(f.runtimes) as runtime from f) t
-   cross join lateral (select 1 from runs r
-     where r.runtime = t.runtime and ${OFFERABLE_NOW_SQL} and r.position < x.position limit 1) o
+  select 1 from (select distinct jsonb_array_elements_text(f.runtimes) as runtime from f) t
+   cross join lateral (select 1 from runs r where r.runtime = t.runtime and ${OFFERABLE_NOW_SQL} limit 1) o
    limit 1
 ), c as (
   select w.id, w.link_replica from x, workstations w ${USED_SQL}
@@ -171,22 +175,24 @@ const FRESH_OFFER_SQL = `with x as (
    order by ${PREFERENCE_SQL}
    limit 1
    for update of w skip locked
+), i as (
+  insert into runs (status, workstation_id, offered_at, ${RUN_ITEM_COLUMNS})
+  select case when c.id is null then 'queued' else 'offered' end, c.id, case when c.id is null then null else now() end,
+         ${RUN_ITEM_COLUMNS.replace(/(\w+)/g, 'x.$1')}
+    from x left join c on true
+  returning *
 ), o as (
-  update runs r set status = 'offered', workstation_id = c.id, offered_at = now() from c
-   where r.id = $1::text and r.status in (${statusesSql('offer')})
-  returning r.*, null::text as l_holder, null::bigint as l_token, null::timestamptz as l_expires_at,
-            c.link_replica is not distinct from $2::text as held_here
+  select i.*, null::text as l_holder, null::bigint as l_token, null::timestamptz as l_expires_at,
+         c.id is not null and c.link_replica is not distinct from $2::text as held_here
+    from i left join c on c.id = i.workstation_id
 ), n as (
   select pg_notify('${LINK_CHANNEL}', case when octet_length(p.t) < ${MAX_NOTIFY_PAYLOAD} then p.t
                    else json_build_object('w', o.workstation_id, 'offer', o.id)::text end)
     from o cross join lateral (select json_build_object('w', o.workstation_id, 'offer', o.id,
                                         'row', to_jsonb(o) - 'held_here')::text as t) p
-   where not o.held_here
+   where o.status = 'offered' and not o.held_here
 )
-select o.*, (select count(*) from n) as notified, set_config('${FRESH_HELD_HERE}', o.held_here::text, false) as noted from o
-union all
-select r.*, null, null, null, false, 0, set_config('${FRESH_HELD_HERE}', 'false', false) from runs r
- where r.id = $1::text and not exists (select 1 from o)`;
+select o.*, (select count(*) from n) as notified, set_config('${FRESH_HELD_HERE}', o.held_here::text, false) as noted from o`;
 
 /**
  * A pass plans its statements without bitmap scans (for its transaction only): the page then
@@ -208,11 +214,10 @@ const PASS_PLAN_SQL = `select set_config('enable_bitmapscan', 'off', true)`;
  * (`plan_cache_mode` for this transaction only: the submit's pipeline). By default Postgres
  * plans a prepared statement's first five executions for their parameters (custom plans) and
  * only then settles on the generic plan, which is the one it keeps for this statement: each
- * custom plan of FRESH_OFFER_SQL took 0.7–1.0 ms of planning (2 ms on a fresh connection)
- * against 0.02 ms to reuse the generic plan and 0.15–0.2 ms to run it, so every connection of
- * the pool made its first five submits' offers pay it — 1.5 % of the replicas latency bench's
- * samples, most of its slowest 2 % (issue 10). The insert before the lock keeps the default:
- * it is planned before this statement runs, and cheaply.
+ * custom plan of the placement (then an update after the run's insert; FRESH_INSERT_SQL now)
+ * took 0.7–1.0 ms of planning (2 ms on a fresh connection) against 0.02 ms to reuse the generic
+ * plan and 0.15–0.2 ms to run it, so every connection of the pool made its first five submits'
+ * offers pay it — 1.5 % of the replicas latency bench's samples, most of its slowest 2 % (issue 10).
  */
 const SCHEDULER_LOCK_SQL = `select pg_advisory_xact_lock(${SCHEDULER_LOCK}), set_config('plan_cache_mode', 'force_generic_plan', true)`;
 
@@ -230,31 +235,32 @@ const PASS_LOCK_SQL = `select set_config('runt.pass_locked', case when ${QUEUED_
 
 /**
  * A fresh run placed by its submit's own message (issue 10's cross-replica offer latency): the
- * statements sent after the run's insert in ONE pipeline (`Database.pipeline`: one round trip,
- * one transaction, each statement prepared once per connection, no client round trip
- * while the lock is held) — {@link SCHEDULER_LOCK}, then one statement, read after the lock
- * (as readPage's), that places the run as a pass would — onto the least-loaded
- * placeable workstation offering its runtime, labels, pin, cpus and memory (`pick`'s order:
- * most free slots, then fewest used, then id) — and publishes the offer with `pg_notify` for
- * the replica holding the link. It leaves the run queued, for the pass the submit then asks
- * for, when a pass could decide otherwise: an older queued run that a free workstation could
- * take is waiting (FIFO). When the chosen workstation's link is held by this replica
- * (`link_replica = $2`) nothing is published: the row comes back with `held_here` and the
- * submit sends it itself (`RunLifecycle`'s deliverHere: plain, or claimed for the runner that
- * asked for claim on offer) — the same-replica path needs no pass either. The
- * notification carries the offered row (`{w, offer, row}`), so the replica holding the link
- * sends it without a query; an older replica reads only `offer` (the run id) and reads the
- * run. The last statement returns the run's row, offered or still queued, and notes in the
- * session's {@link FRESH_HELD_HERE} whether it went to a link held here (the submit's WAL flush
- * in the same round trip is skipped then: `transitions.submitPlaced`). The transaction commits
- * with the insert's `synchronous_commit = off`; see docs/runs.md#scheduler for why an offer may
- * go out before the submit's WAL flush.
+ * statements of its insert in ONE pipeline (`Database.pipeline`: one round trip, one
+ * transaction, each statement prepared once per connection, no client round trip while the
+ * lock is held) — {@link SCHEDULER_LOCK}, then one statement, read after the lock (as
+ * readPage's), that places the run as a pass would — onto the least-loaded placeable
+ * workstation offering its runtime, labels, pin, cpus and memory (`pick`'s order: most free
+ * slots, then fewest used, then id) — inserts it already `offered` there (or `queued`), and
+ * publishes the offer with `pg_notify` for the replica holding the link. It leaves the run
+ * queued, for the pass the submit then asks for, when a pass could decide otherwise: an older
+ * queued run that a free workstation could take is waiting (FIFO). When the chosen
+ * workstation's link is held by this replica (`link_replica = $2`) nothing is published: the
+ * row comes back with `held_here` and the submit sends it itself (`RunLifecycle`'s
+ * deliverHere: plain, or claimed for the runner that asked for claim on offer) — the
+ * same-replica path needs no pass either. The notification carries the offered row (`{w,
+ * offer, row}`), so the replica holding the link sends it without a query; an older replica
+ * reads only `offer` (the run id) and reads the run. The statement returns the run's row,
+ * offered or queued, and notes in the session's {@link FRESH_HELD_HERE} whether it went to a
+ * link held here (the submit's WAL flush in the same round trip is skipped then:
+ * `transitions.submitPlaced`). The transaction commits asynchronously (`synchronous_commit =
+ * off`, set by the statement); see docs/runs.md#scheduler for why an offer may go out before
+ * the submit's WAL flush. `items`: a JSON array of one run item, as submitMany's insert takes.
  *
  * @example
- * await db.pipeline!([insert, ...freshOffer(runId, 'cp-1')]);
+ * await db.pipeline!([{ text: 'BEGIN' }, ...freshOffer(JSON.stringify([item]), 'cp-1'), { text: 'COMMIT' }]);
  */
-export function freshOffer(runId: string, replicaId: string): Statement[] {
-  return [{ text: SCHEDULER_LOCK_SQL }, { text: FRESH_OFFER_SQL, params: [runId, replicaId] }];
+export function freshOffer(items: string, replicaId: string): Statement[] {
+  return [{ text: SCHEDULER_LOCK_SQL }, { text: FRESH_INSERT_SQL, params: [items, replicaId] }];
 }
 
 /**

@@ -262,15 +262,38 @@ ol as ${leaseSql.lockedInOrder({ where: 'l.resource in (select i.run_id from i)'
 )
 select i.k, u.expires_at, r.cancel_requested from u join i on i.run_id = u.resource join runs r on r.id = u.resource`;
 
+// The columns a submit writes from its items (`runItem`), and the items as rows (`$1`: a JSON
+// array of them): one home for the insert below and a submit's own placement (the scheduler's
+// `freshOffer`, which inserts its run already placed).
+export const RUN_ITEM_COLUMNS = [
+  'id',
+  'runtime',
+  'image',
+  'command',
+  'env',
+  'secret_env',
+  'workdir',
+  'ready_when',
+  'placement_workstation_id',
+  'placement_labels',
+  'cpus',
+  'memory_bytes',
+  'bundle_sha256',
+  'max_attempts',
+  'idempotency_key',
+  'timeout_s',
+  'queue_timeout_s',
+  'retry',
+].join(', ');
+export const RUN_ITEMS_SQL = `jsonb_to_recordset($1::jsonb) as i(n int, id text, runtime text, image text, command jsonb, env jsonb, secret_env jsonb, workdir text,
+         ready_when jsonb, placement_workstation_id text, placement_labels jsonb, cpus float8, memory_bytes bigint,
+         bundle_sha256 text, max_attempts int, idempotency_key text, timeout_s int, queue_timeout_s int, retry jsonb)`;
+
 // Runs are inserted from one JSON array (`n` keeps the queue in the order they were given), so
 // a batch of 1,000 is one statement like a single run.
-const INSERT_RUNS = `insert into runs (id, status, runtime, image, command, env, secret_env, workdir, ready_when, placement_workstation_id,
-                           placement_labels, cpus, memory_bytes, bundle_sha256, max_attempts, idempotency_key, timeout_s, queue_timeout_s, retry)
-  select i.id, 'queued', i.runtime, i.image, i.command, i.env, i.secret_env, i.workdir, i.ready_when, i.placement_workstation_id,
-         i.placement_labels, i.cpus, i.memory_bytes, i.bundle_sha256, i.max_attempts, i.idempotency_key, i.timeout_s, i.queue_timeout_s, i.retry
-    from jsonb_to_recordset($1::jsonb) as i(n int, id text, runtime text, image text, command jsonb, env jsonb, secret_env jsonb, workdir text,
-         ready_when jsonb, placement_workstation_id text, placement_labels jsonb, cpus float8, memory_bytes bigint,
-         bundle_sha256 text, max_attempts int, idempotency_key text, timeout_s int, queue_timeout_s int, retry jsonb)
+const INSERT_RUNS = `insert into runs (status, ${RUN_ITEM_COLUMNS})
+  select 'queued', ${RUN_ITEM_COLUMNS.replace(/(\w+)/g, 'i.$1')}
+    from ${RUN_ITEMS_SQL}
    order by i.n
   on conflict (idempotency_key) where idempotency_key is not null do nothing
   returning *, null as l_holder, null as l_token, null as l_expires_at`;
@@ -498,7 +521,7 @@ export async function submitMany(
   inputs: SubmitRunInput[],
   seal?: SealSecrets,
   visible?: (out: Array<{ run: Run; created: boolean }>) => void,
-  placeFresh?: (runId: string) => Statement[],
+  placeFresh?: (items: string) => Statement[],
   deliverHere?: DeliverHere,
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (inputs.length === 0) return [];
@@ -637,12 +660,13 @@ export async function readBack<T>(ask: () => Promise<T>): Promise<T> {
 export type DeliverHere = (run: Run) => Promise<Run | undefined>;
 
 /**
- * One run without an idempotency key or secrets, on Postgres: its insert (the same prepared
- * statement as submitMany's), its placement (`placeFresh`, the scheduler's `freshOffer`) and
- * their `COMMIT`, then the WAL flush, in ONE pipeline — one round trip instead of the insert's,
- * a pass's three and a flush's, every statement planned once per connection. The transaction
- * commits asynchronously like the insert alone (its offer's notification goes out at once), and
- * the server sends its results as soon as it committed (`sendAhead`), before the flush after it
+ * One run without an idempotency key or secrets, on Postgres: its insert already placed
+ * (`placeFresh`, the scheduler's `freshOffer`: the scheduler's lock, then one statement that
+ * places the run from its item and inserts it `offered` there, or `queued`) and the `COMMIT`,
+ * then the WAL flush, in ONE pipeline — one round trip instead of the insert's, a pass's three
+ * and a flush's, every statement planned once per connection. The transaction commits
+ * asynchronously like the insert alone (its offer's notification goes out at once), and the
+ * server sends its results as soon as it committed (`sendAhead`), before the flush after it
  * runs, so the row is acted on meanwhile. `visible` gets the run offered or still queued. A run
  * offered onto a link this replica holds is delivered by `deliverHere` first (the same-replica
  * path: no pass, no notification); the pipeline's flush is skipped for it (the placement noted
@@ -656,19 +680,17 @@ async function submitPlaced(
   db: Database,
   id: string,
   item: ReturnType<typeof runItem>,
-  placeFresh: (runId: string) => Statement[],
+  placeFresh: (items: string) => Statement[],
   visible?: (out: Array<{ run: Run; created: boolean }>) => void,
   deliverHere?: DeliverHere,
 ): Promise<Array<{ run: Run; created: boolean }>> {
   if (tracing) traceMark('insert.sent', id);
-  const insert = { text: INSERT_RUNS_VISIBLE_FIRST, params: [JSON.stringify([item])] };
-  const place = placeFresh(id);
+  const place = placeFresh(JSON.stringify([item]));
   let row: (RunRow & { held_here?: boolean | null }) | undefined;
   let committed: (placed: typeof row) => void = () => {};
   const commit = new Promise<typeof row>((resolve) => (committed = resolve));
   const pipeline = db.pipeline!<{ flushed: boolean }>([
     { text: 'BEGIN' },
-    insert,
     ...place.slice(0, -1),
     { ...place[place.length - 1]!, onArrival: (r) => void (row = r.rows[0] as typeof row) },
     { text: 'COMMIT', sendAhead: true, onArrival: () => committed(row) },
