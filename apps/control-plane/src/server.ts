@@ -220,6 +220,7 @@ export async function startControlPlane(
     holdCancels: (runIds) => links.holdCancels(runIds),
   });
   signals.attachScheduler(scheduler);
+  const placer = scheduler;
   const sweeper = new Sweeper({
     db,
     logger,
@@ -240,6 +241,7 @@ export async function startControlPlane(
     secrets,
     placeFresh: (items) => freshOffer(items, replicaId),
     claimers: (workstationId) => links.claimerOf(workstationId),
+    deliverClaimed: (workstationId, message, grants) => placer.deliverClaimed(workstationId, message, grants),
   });
 
   let publicUrl = config.publicUrl ?? '';

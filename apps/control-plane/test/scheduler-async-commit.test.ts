@@ -18,6 +18,9 @@ import { addWorkstation, migratedDatabase, newScheduler, testLifecycle } from '.
  * (`flushWal`) outside the lock before it sends a claimed offer or answers a finish that rode
  * it. The flush is held back here (the test's `db` waits at the flush statement until released).
  */
+/** A fragment only the scheduler's hand-back of an unsent claim sends (`transitions.handBackUnsent`). */
+const HAND_BACK_UNSENT_GUARD = 'r.offered_at <= r.accepted_at';
+
 describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, on %s', (backend) => {
   let t: TestDatabase;
   beforeAll(async () => {
@@ -240,7 +243,7 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     const db: Database = {
       ...g.db,
       query: async (text, params) => {
-        if (failing && text.includes('r.offered_at = r.accepted_at')) throw new Error('connection lost');
+        if (failing && text.includes(HAND_BACK_UNSENT_GUARD)) throw new Error('connection lost');
         return g.db.query(text, params);
       },
     };
@@ -296,7 +299,7 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     const db: Database = {
       ...g.db,
       query: async (text, params) => {
-        if (!text.includes('r.offered_at = r.accepted_at')) return g.db.query(text, params);
+        if (!text.includes(HAND_BACK_UNSENT_GUARD)) return g.db.query(text, params);
         handBackAsked = true;
         return new Promise<never>(() => {});
       },
@@ -328,7 +331,7 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     const db: Database = {
       ...g.db,
       query: async (text, params) => {
-        if (!cancelled && text.includes('r.offered_at = r.accepted_at')) {
+        if (!cancelled && text.includes(HAND_BACK_UNSENT_GUARD)) {
           cancelled = true;
           await transitions.cancel(t.db, runId);
         }

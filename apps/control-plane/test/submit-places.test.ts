@@ -9,11 +9,18 @@ import { NotificationBus } from '../src/notifications/bus.js';
 import { RunStore } from '../src/runs/run-store.js';
 import { isLegalMove } from '../src/runs/state-machine.js';
 import { freshOffer, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
+import { createSqlLeaseStore } from '@runt/leases';
+import { EventWaiters } from '../src/event-waiters.js';
+import { CommandStore } from '../src/runs/command-store.js';
+import { EventStore } from '../src/runs/event-store.js';
+import { RunLifecycle } from '../src/runs/run-lifecycle.js';
+import { createRunSignals } from '../src/runs/run-signals.js';
 import * as transitions from '../src/runs/transitions.js';
 import {
   addWorkstation as addWorkstationOf,
   explainRowsRead,
   migratedDatabase,
+  newScheduler,
   untilPassWaitsForLock,
 } from './scheduler-fixtures.js';
 
@@ -330,6 +337,67 @@ describe('a submit that places its own run, on postgres', () => {
     } finally {
       await listening.close();
       await listener.close();
+    }
+  });
+
+  /**
+   * Replica `A`'s lifecycle and scheduler (as server.ts wires them), claiming on offer for
+   * `ws/r1` at every workstation, over a relay whose link sends do `send` (false: the link closed).
+   */
+  const claimingOnA = (send: () => boolean) => {
+    const relay = {
+      send: () => void send(),
+      sendHere: send,
+      relay: async <T>(_tx: unknown, items: T) => items,
+      capacityFreed() {},
+    };
+    const scheduler = newScheduler(t.db, relay);
+    const lifecycle = new RunLifecycle({
+      db: t.db,
+      leases: createSqlLeaseStore(t.db),
+      runs: new RunStore(t.db),
+      events: new EventStore(t.db),
+      commands: new CommandStore(t.db),
+      signals: createRunSignals({ waiters: new EventWaiters(), relay }),
+      placeFresh: (id) => freshOffer(id, 'A'),
+      claimers: (ws) => ({ holder: `${ws}/r1`, leaseMs: 60_000 }),
+      deliverClaimed: (ws, message, grants) => scheduler.deliverClaimed(ws, message, grants),
+    });
+    return { scheduler, lifecycle };
+  };
+  const runNow = async (id: string) =>
+    (
+      await t.db.query<{ status: string; attempt: number; holder: string | null }>(
+        `select r.status, r.attempt, l.holder from runs r left join leases l on l.resource = r.id where r.id = $1`,
+        [id],
+      )
+    ).rows[0]!;
+
+  it('hands back at once a run its submit claimed on offer here whose link closed before the send (no attempt used)', async () => {
+    await addWorkstation('ws_gone', 'gone', 2, 'A');
+    const { scheduler, lifecycle } = claimingOnA(() => false);
+    try {
+      const [out] = await lifecycle.submitMany([parse('gone')]);
+      expect(out!.run.status).toBe('accepted'); // claimed (durable), then found unsent
+      const now = await runNow(out!.run.id);
+      expect(now.status).not.toBe('accepted'); // back in the queue (or offered again by the pass it asked for)
+      expect([now.attempt, now.holder]).toEqual([1, null]);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+
+  it('answers the submit of a run claimed here whose send threw, and leaves the claim to its lease (not known unsent)', async () => {
+    await addWorkstation('ws_throws', 'throws', 2, 'A');
+    const { scheduler, lifecycle } = claimingOnA(() => {
+      throw new Error('socket write failed');
+    });
+    try {
+      const [out] = await lifecycle.submitMany([parse('throws')]);
+      expect(out!.run.status).toBe('accepted');
+      expect(await runNow(out!.run.id)).toMatchObject({ status: 'accepted', holder: 'ws_throws/r1' });
+    } finally {
+      await scheduler.stop();
     }
   });
 

@@ -3,6 +3,7 @@ import type { Database, Queryable, Statement } from '@runt/sql';
 import {
   isTerminalRunStatus,
   type ClaimRunResponse,
+  type ControlMessage,
   type FailureKind,
   type ReportRunStatusRequest,
   type Run,
@@ -54,6 +55,14 @@ export interface RunLifecycleDeps {
    * leased (`offer-claimed`); undefined sends it a plain offer.
    */
   claimers?: ((workstationId: string) => transitions.OfferClaimer | undefined) | undefined;
+  /**
+   * Sends a run claimed on offer here (the scheduler's `deliverClaimed`) and hands it back when
+   * its link closed first — the pass's rule, one home; absent, it is only sent
+   * (`signals.sendClaimed`) and a claim its link never carried waits for its lease.
+   */
+  deliverClaimed?:
+    | ((workstationId: string, message: ControlMessage, grants: transitions.ClaimGrant[]) => Promise<void>)
+    | undefined;
 }
 
 const conflict = (runId: string, why: string) =>
@@ -194,8 +203,10 @@ export class RunLifecycle {
    * (before the submit's WAL flush, safe as every plain offer: see docs/runs.md#scheduler).
    * Where the agent asked for claim on offer, the run is first claimed for its runner in a
    * synchronous commit (`transitions.claimFresh`), which also makes the submit durable, and
-   * sent leased; a claim that did not apply sends the plain offer and leaves the flush to the
-   * submit. Resolves to the claimed run, if any.
+   * sent leased (`deliverClaimed`: handed back at once when its link closed first, as the
+   * pass's); a claim that did not apply sends the plain offer and leaves the flush to the
+   * submit. Resolves to the claimed run, if any (its claim's commit made the submit durable,
+   * whether it went out or was handed back).
    */
   async #deliverHere(run: Run): Promise<Run | undefined> {
     const ws = run.workstation_id!;
@@ -206,9 +217,11 @@ export class RunLifecycle {
       this.d.signals.toWorkstation(ws, { type: 'offer', id: run.id, run });
       return undefined;
     }
-    // A run with secret entries never takes this path (submitMany): the answer opens nothing.
-    this.d.signals.toWorkstation(ws, { type: 'offer-claimed', runs: [claimAnswer(grant, this.d.secrets)] });
     runPathMetrics.claimedOnOffer.inc();
+    // A run with secret entries never takes this path (submitMany): the answer opens nothing.
+    const message: ControlMessage = { type: 'offer-claimed', runs: [claimAnswer(grant, this.d.secrets)] };
+    if (this.d.deliverClaimed) await this.d.deliverClaimed(ws, message, [grant]);
+    else this.d.signals.sendClaimed(ws, message);
     return grant.run;
   }
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Database, QueryResult, Queryable, Statement } from '@runt/sql';
 import { LINK_CHANNEL, MAX_NOTIFY_PAYLOAD, type LinkMessage } from '../link/link-relay.js';
-import type { ClaimRunResponse, Run } from '@runt/protocol';
+import type { ClaimRunResponse, ControlMessage, Run } from '@runt/protocol';
 import { runPathMetrics } from '../metrics.js';
 import type { RunSignals } from './run-signals.js';
 import type { RunRow } from './run-row.js';
@@ -676,28 +676,16 @@ export class Scheduler {
             if (m.message.type !== 'offer-claimed') continue;
             const runs = m.message.runs.filter((c) => kept(c.run.id));
             if (runs.length === 0) continue;
-            try {
-              if (!this.o.signals.sendClaimed(m.workstationId, { ...m.message, runs })) {
-                const ids = new Set(runs.map((c) => c.run.id));
-                unsent.push(...page.claimed.filter((g) => ids.has(g.run.id)));
-              }
-            } catch (e) {
-              // Not known unsent: its lease lapses, or its agent's re-registration re-sends it.
-              this.o.logger.warn(
-                { err: (e as Error).message, workstation_id: m.workstationId },
-                'scheduling pass: claimed offer not sent',
-              );
-            }
-          }
-          // Its link closed before the claim went out: the agent never got it. Back to the queue
-          // now, no attempt used (docs/runs.md#claim-on-offer, "A claim its link never carried").
-          for (const g of unsent)
-            await this.settle(g, 'handing back a claim its link never carried', () =>
-              handBackUnsent(this.o.db, g).then((back) => {
-                if (back === 'queued') this.kick('freed');
-                else if (back === 'cancelled') this.o.signals.eventsAppended(g.run.id);
-              }),
+            const ids = new Set(runs.map((c) => c.run.id));
+            unsent.push(
+              ...this.sendClaimedHere(
+                m.workstationId,
+                { ...m.message, runs },
+                page.claimed.filter((g) => ids.has(g.run.id)),
+              ),
             );
+          }
+          await this.handBackUnsent(unsent);
           // A run whose secrets cannot be opened fails now (fenced), never offered again and again.
           for (const [g, e] of page.unopenable) {
             if (!kept(g.run.id)) continue;
@@ -750,6 +738,58 @@ export class Scheduler {
       'scheduling pass: claims not confirmed yet',
     );
     return durable ?? new Set();
+  }
+
+  /**
+   * Sends `message` (an `offer-claimed` of `grants`) over the link held here; returns the grants
+   * it did not carry — the link closed (`signals.sendClaimed` false: nothing was published), to
+   * hand back ({@link handBackUnsent}). A send that throws is not known unsent (the frame may
+   * have been written): nothing to hand back, the lease lapses or the agent's re-registration
+   * re-sends it. One home for the pass's claimed offers and a submit's own (`deliverClaimed`).
+   */
+  private sendClaimedHere(
+    workstationId: string,
+    message: ControlMessage,
+    grants: ClaimGrant[],
+  ): ClaimGrant[] {
+    try {
+      return this.o.signals.sendClaimed(workstationId, message) ? [] : grants;
+    } catch (e) {
+      this.o.logger.warn(
+        { err: (e as Error).message, workstation_id: workstationId },
+        'claimed offer not sent',
+      );
+      return [];
+    }
+  }
+
+  /**
+   * Claims whose link closed before they went out: the agent never got them. Back to the queue
+   * now, no attempt used (`transitions.handBackUnsent`, each write retried in the background
+   * until it applies: {@link settle}; docs/runs.md#claim-on-offer, "A claim its link never
+   * carried"); a pass is asked for. Resolves once each was tried once.
+   */
+  private async handBackUnsent(grants: ClaimGrant[]): Promise<void> {
+    for (const g of grants)
+      await this.settle(g, 'handing back a claim its link never carried', () =>
+        handBackUnsent(this.o.db, g).then((back) => {
+          if (back === 'queued') this.kick('freed');
+          else if (back === 'cancelled') this.o.signals.eventsAppended(g.run.id);
+        }),
+      );
+  }
+
+  /**
+   * A run a submit placed and claimed on offer itself (`RunLifecycle`'s deliverHere, for a link
+   * held here): sent as the pass sends its claims, and handed back the same way when the link
+   * closed first ({@link sendClaimedHere}, {@link handBackUnsent}). Resolves once sent, or once
+   * the hand-back was tried.
+   *
+   * @example
+   * await scheduler.deliverClaimed('ws_1', { type: 'offer-claimed', runs: [answer] }, [grant]);
+   */
+  async deliverClaimed(workstationId: string, message: ControlMessage, grants: ClaimGrant[]): Promise<void> {
+    await this.handBackUnsent(this.sendClaimedHere(workstationId, message, grants));
   }
 
   /**

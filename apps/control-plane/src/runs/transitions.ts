@@ -138,12 +138,13 @@ select u.*, ${pendingCommandsSql('u.id', 'select id from u')} as pending_command
 // never started; the run goes back to the queue (no attempt used) and the lease is given up,
 // in one statement. `o` is the row as it was, for the holder to release. `unsent`: the
 // scheduler's, for a claim whose `offer-claimed` found no open link — also only while no
-// re-registration re-sent it (`claimedOffers` moves `offered_at` past the claim's
-// `accepted_at`, which claim on offer sets to the same `now()`): the run's row lock orders the
-// two, and an UPDATE re-checks its conditions on a row changed meanwhile.
+// re-registration re-sent it (`claimedOffers` moves `offered_at` strictly past the claim's
+// `accepted_at`; claim on offer sets both to the same `now()`, a submit's own claim
+// (`claimFresh`) accepts after its placement offered): the run's row lock orders the two, and
+// an UPDATE re-checks its conditions on a row changed meanwhile.
 const handBackGuard = (unsent: boolean) => `r.id = $1 and r.workstation_id = $2 and r.fencing_token = $3
      and ${leaseSql.heldWithToken({ resource: '$1', token: '$3' })}
-     and r.status in (${statusesSql('handBack')}) and r.started_at is null${unsent ? ' and r.offered_at = r.accepted_at' : ''}`;
+     and r.status in (${statusesSql('handBack')}) and r.started_at is null${unsent ? ' and r.offered_at <= r.accepted_at' : ''}`;
 // A run whose cancel was asked while it was `accepted` (which only set `cancel_requested`) is not
 // re-queued: `c` names it, and `handBackRun` ends it `cancelled` as a lost runner's would be.
 const handBackSql = (unsent: boolean) => `
