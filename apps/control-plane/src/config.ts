@@ -5,6 +5,8 @@ const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.coerce.number().int().min(0).max(65_535).default(8787),
   databaseUrl: z.string().optional(),
+  /** Postgres: how long opening a database connection may take before the request gets a 503 (default: `@runt/sql`'s `POOL_CONNECT_MS`). */
+  dbConnectTimeoutMs: z.coerce.number().int().min(100).optional(),
   dataDir: z.string().min(1).default('./.runt'),
   adminToken: z.string().optional(),
   publicUrl: z.string().url().optional(),
@@ -54,7 +56,7 @@ export type ControlPlaneConfig = z.infer<typeof configSchema>;
 
 /**
  * Reads the control plane's configuration from the environment (`RUNT_HOST`, `RUNT_PORT`,
- * `DATABASE_URL`, `RUNT_DATA_DIR`, `RUNT_ADMIN_TOKEN`, `RUNT_PUBLIC_URL`, `RUNT_BODY_LIMIT`,
+ * `DATABASE_URL`, `RUNT_DB_CONNECT_TIMEOUT_MS`, `RUNT_DATA_DIR`, `RUNT_ADMIN_TOKEN`, `RUNT_PUBLIC_URL`, `RUNT_BODY_LIMIT`,
  * `RUNT_LOG_LEVEL`, `RUNT_SCHEDULER_TICK_MS`, `RUNT_SWEEP_INTERVAL_MS`, `RUNT_OFFER_TIMEOUT_MS`,
  * `RUNT_LINK_PING_MS`, `RUNT_BUNDLE_LIMIT`, `RUNT_EVENT_POLL_MS`, `RUNT_REPLICA_ID`,
  * `RUNT_RUN_TIMEOUT_S`, `RUNT_QUEUE_TIMEOUT_S`, `RUNT_RUN_TIMEOUT_GRACE_S`, `RUNT_SECRET_KEY`,
@@ -73,6 +75,7 @@ export function loadConfig(
     host: v('RUNT_HOST'),
     port: v('RUNT_PORT'),
     databaseUrl: v('DATABASE_URL'),
+    dbConnectTimeoutMs: v('RUNT_DB_CONNECT_TIMEOUT_MS'),
     dataDir: v('RUNT_DATA_DIR'),
     adminToken: v('RUNT_ADMIN_TOKEN'),
     publicUrl: v('RUNT_PUBLIC_URL'),

@@ -121,7 +121,13 @@ export async function startControlPlane(
   const lock = !opts.db && !config.databaseUrl ? lockDataDir(dataDir) : undefined;
   let db: Database;
   try {
-    db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(dataDir, 'db') }));
+    db =
+      opts.db ??
+      (await openDatabase({
+        databaseUrl: config.databaseUrl,
+        dataDir: join(dataDir, 'db'),
+        connectMs: config.dbConnectTimeoutMs,
+      }));
   } catch (e) {
     lock?.release();
     throw e;

@@ -229,3 +229,66 @@ describe('the database going away (a Postgres restart) is a 503 with Retry-After
     expect(back).toBe(200);
   });
 });
+
+describe('a database host that accepts connections and never answers is a 503 within the connect timeout', () => {
+  let proxy: Server;
+  const sockets = new Set<Socket>();
+  let h: Harness | undefined;
+  let dispose: (() => Promise<void>) | undefined;
+
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await h?.close().catch(() => {});
+    proxy?.close();
+    await dispose?.();
+  });
+
+  it('answers 503 {error:{code,message}} once the connect timeout passed, instead of hanging', async () => {
+    const t = await createTestDatabase('postgres');
+    dispose = t.dispose;
+    const target = new URL(t.url as string);
+    // A TCP proxy in front of Postgres that we can make silent: it accepts new connections and
+    // never sends a byte (a host gone silent behind a load balancer, a hung server).
+    let silent = false;
+    let acceptedSilently = 0;
+    proxy = createServer((client) => {
+      sockets.add(client);
+      client.on('error', () => {});
+      if (silent) return void acceptedSilently++;
+      const server = connect(Number(target.port || 5432), target.hostname);
+      sockets.add(server);
+      client.pipe(server).pipe(client);
+      const end = () => {
+        client.destroy();
+        server.destroy();
+      };
+      client.on('close', end);
+      server.on('error', end).on('close', end);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const viaProxy = new URL(target);
+    viaProxy.host = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    const boundMs = 1_000;
+    const db = await openPostgres({ url: viaProxy.toString(), connectMs: boundMs });
+    h = await startHarness('postgres', {}, {}, { backend: 'postgres', db, dispose: () => db.close() });
+    expect((await h.api('/api/runs', { token: h.adminToken })).status).toBe(200);
+
+    silent = true;
+    for (const s of sockets) s.destroy(); // every open connection gone: the next request connects
+    await new Promise((r) => setTimeout(r, 200)); // the pool has dropped them
+    const started = Date.now();
+    const answer = await Promise.race([
+      h.api('/api/runs', { token: h.adminToken }),
+      new Promise<'hung'>((r) => setTimeout(() => r('hung'), 10_000)),
+    ]);
+    const tookMs = Date.now() - started;
+    expect(answer === 'hung' ? answer : answer.status).toBe(503);
+    const down = answer as Exclude<typeof answer, 'hung'>;
+    expect(down.json.error).toMatchObject({ code: 'unavailable', message: expect.any(String) });
+    expect(Number(down.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(acceptedSilently).toBeGreaterThan(0); // it did wait on a silent connect
+    expect(tookMs).toBeGreaterThanOrEqual(boundMs - 50);
+    expect(tookMs).toBeLessThan(boundMs + 3_000); // the bound, plus a loaded machine's slack
+    silent = false;
+  });
+});

@@ -2,7 +2,7 @@ export type { Database, Listener, Queryable, QueryResult, SqlBackend, Statement 
 export { sqlLiteral } from './sql.js';
 export { openPglite, type OpenPgliteOptions } from './pglite.js';
 export type { UpkeepDone, UpkeepOptions } from './upkeep.js';
-export { openPostgres, POOL_MAX, type OpenPostgresOptions } from './postgres.js';
+export { openPostgres, POOL_CONNECT_MS, POOL_MAX, type OpenPostgresOptions } from './postgres.js';
 export { openDatabase } from './open.js';
 export { migrate, type Migration } from './migrate.js';
 export { isConnectionLost, isDatabaseUnavailable } from './database-unavailable.js';

@@ -12,11 +12,13 @@ import type { Database } from './sql.js';
 export async function openDatabase(opts: {
   databaseUrl?: string | undefined;
   dataDir?: string;
+  /** Postgres: how long opening a connection may take, in ms (default `POOL_CONNECT_MS`). */
+  connectMs?: number | undefined;
 }): Promise<Database> {
   const url = opts.databaseUrl?.trim();
   if (url) {
     if (!/^postgres(ql)?:\/\//.test(url)) throw new Error('DATABASE_URL must be a postgres:// URL');
-    return openPostgres({ url });
+    return openPostgres(opts.connectMs === undefined ? { url } : { url, connectMs: opts.connectMs });
   }
   return openPglite(opts.dataDir ? { dataDir: opts.dataDir } : {});
 }

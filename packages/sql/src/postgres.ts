@@ -19,6 +19,8 @@ export interface OpenPostgresOptions {
   priorityMax?: number;
   /** How long a pooled connection may sit idle before it is closed, in ms (default {@link POOL_IDLE_MS}). */
   idleMs?: number;
+  /** How long opening a connection may take before it fails, in ms (default {@link POOL_CONNECT_MS}). */
+  connectMs?: number;
 }
 
 /**
@@ -34,6 +36,18 @@ export interface OpenPostgresOptions {
  * dropping one silently meanwhile.
  */
 export const POOL_IDLE_MS = 600_000;
+/**
+ * How long opening a connection (pooled, or the LISTEN one) may take before it fails, in ms
+ * (node-postgres' default is none). A server that refuses is known at once, but a host gone
+ * silent — or a proxy or half-dead server that accepts the TCP connection and never answers the
+ * startup — left the connect, and the request waiting for it, hanging until the OS gave up (an
+ * accepted connection: never). Then it fails with "Connection terminated due to connection
+ * timeout" (`isDatabaseUnavailable`: the control plane answers 503, `isConnectionLost` false:
+ * not asked again at once). A connect takes ~150–210 ms on a loaded test machine (docs/reliability.md,
+ * "A flush after a restart"); 5 s leaves room for a busy server and bounds a request's wait
+ * for a new connection well below a client's or a load balancer's timeout.
+ */
+export const POOL_CONNECT_MS = 5_000;
 /** Idle time before the first TCP keepalive probe of a pooled connection (the OS default is 2 h). */
 export const POOL_KEEPALIVE_MS = 60_000;
 /**
@@ -65,6 +79,7 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
     // PGlite's session is UTC already. An `options` in the URL replaces this one.
     options: '-c TimeZone=UTC',
     idleTimeoutMillis: opts.idleMs ?? POOL_IDLE_MS,
+    connectionTimeoutMillis: opts.connectMs ?? POOL_CONNECT_MS,
     keepAlive: true,
     keepAliveInitialDelayMillis: POOL_KEEPALIVE_MS,
   };
@@ -76,7 +91,7 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
   const client = await pool.connect(); // fail fast on a bad URL
   client.release();
   const listeners = new Set<Listener>();
-  const listen = makeListen(opts.url, listeners);
+  const listen = makeListen(opts.url, listeners, kept.connectionTimeoutMillis);
   const close = async () => {
     await Promise.all([...listeners].map((l) => l.close()));
     await Promise.all([pool.end(), priorityPool.end()]);
@@ -266,11 +281,19 @@ function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction'
   };
 }
 
-function makeListen(url: string, listeners: Set<Listener>): NonNullable<Database['listen']> {
+function makeListen(
+  url: string,
+  listeners: Set<Listener>,
+  connectMs: number,
+): NonNullable<Database['listen']> {
   return async (channel, onMessage, onConnectionLost) => {
     const channels = new Set(typeof channel === 'string' ? [channel] : channel);
     // keepAlive: a silently dead peer is noticed (and reported as lost) instead of hanging.
-    const client = new pg.Client({ connectionString: url, keepAlive: true });
+    const client = new pg.Client({
+      connectionString: url,
+      keepAlive: true,
+      connectionTimeoutMillis: connectMs,
+    });
     let started = false;
     let closed = false;
     let lost = false;
