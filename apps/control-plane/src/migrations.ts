@@ -239,4 +239,14 @@ create trigger runs_deleted_drop_events after delete on runs referencing old tab
   for each statement execute function runs_deleted_drop_events();
 `,
   },
+  {
+    // Issue 9: `runs.workstation_id` without its foreign key to `workstations`. Every write of
+    // it (an offer, a claim, claim on offer) takes the id from a row of `workstations` the same
+    // statement or transaction read, and runt never deletes workstations, so the key's check —
+    // a trigger running `select … for key share` on `workstations` per run placed, 20,002 of
+    // them in a 20,000-run bench — proved nothing the statement had not (docs/runs.md,
+    // _Claim on offer_). `credentials.workstation_id` keeps its key (no writes per run).
+    id: 'cp_0107_runs_workstation_without_fk',
+    sql: `alter table runs drop constraint if exists runs_workstation_id_fkey;`,
+  },
 ];
