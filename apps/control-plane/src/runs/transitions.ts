@@ -292,20 +292,35 @@ export const RUN_ITEMS_SQL = `jsonb_to_recordset($1::jsonb) as i(n int, id text,
 
 // Runs are inserted from one JSON array (`n` keeps the queue in the order they were given), so
 // a batch of 1,000 is one statement like a single run.
-const INSERT_RUNS = `insert into runs (status, ${RUN_ITEM_COLUMNS})
+const ON_KEY_CONFLICT = '  on conflict (idempotency_key) where idempotency_key is not null do nothing\n';
+const INSERT_RUNS_KEYED = `insert into runs (status, ${RUN_ITEM_COLUMNS})
   select 'queued', ${RUN_ITEM_COLUMNS.replace(/(\w+)/g, 'i.$1')}
     from ${RUN_ITEMS_SQL}
    order by i.n
-  on conflict (idempotency_key) where idempotency_key is not null do nothing
-  returning *, null as l_holder, null as l_token, null as l_expires_at`;
+${ON_KEY_CONFLICT}  returning *, null as l_holder, null as l_token, null as l_expires_at`;
+// A batch without idempotency keys cannot meet the only arbiter (a partial index of keyed rows),
+// so it is a plain insert: `on conflict` made every run a speculative insert (one more probe of
+// that index and a confirm WAL record per run; issue 9, docs/runs.md _Hot paths_).
+const INSERT_RUNS = INSERT_RUNS_KEYED.replace(ON_KEY_CONFLICT, '');
 
 // On Postgres the insert commits without waiting for its WAL flush (visible at once, so the
 // scheduling pass it asks for runs while the disk syncs: issue 10's offer latency), and
 // submitMany answers only after `flushWal` made it durable. See submitMany.
-const INSERT_RUNS_VISIBLE_FIRST = INSERT_RUNS.replace(
-  '   order by i.n',
-  `   where set_config('synchronous_commit', 'off', true) is not null\n   order by i.n`,
-);
+const visibleFirst = (sql: string) =>
+  sql.replace(
+    '   order by i.n',
+    `   where set_config('synchronous_commit', 'off', true) is not null\n   order by i.n`,
+  );
+const INSERT_RUNS_VISIBLE_FIRST = visibleFirst(INSERT_RUNS);
+const INSERT_RUNS_KEYED_VISIBLE_FIRST = visibleFirst(INSERT_RUNS_KEYED);
+const insertRunsSql = (postgres: boolean, keyed: boolean) =>
+  keyed
+    ? postgres
+      ? INSERT_RUNS_KEYED_VISIBLE_FIRST
+      : INSERT_RUNS_KEYED
+    : postgres
+      ? INSERT_RUNS_VISIBLE_FIRST
+      : INSERT_RUNS;
 
 // The flush's WAL record (FLUSH_SQL and, after a submit's placement, FLUSH_UNLESS_HELD_HERE_SQL:
 // one home for both) and a transaction's synchronous commit (the flushes, the read-backs, claimFresh).
@@ -533,7 +548,6 @@ export async function submitMany(
     // Secret entries never travel in a notification (the row would carry them sealed).
     if (item.secret_env === null) return submitPlaced(db, id, item, placeFresh, visible, deliverHere);
   }
-  const insertSql = db.backend === 'postgres' ? INSERT_RUNS_VISIBLE_FIRST : INSERT_RUNS;
   // The first item with a key is inserted; a later one with the same key gets its run.
   const firstWithKey = new Map<string, number>();
   const ids: Array<string | undefined> = [];
@@ -553,6 +567,7 @@ export async function submitMany(
   });
   const json = JSON.stringify(items);
   const keys = [...firstWithKey.keys()];
+  const insertSql = insertRunsSql(db.backend === 'postgres', keys.length > 0);
   const traced = tracing ? (ids.filter(Boolean) as string[]) : [];
   if (tracing) traceMark('insert.sent', traced);
   const { inserted, existing } =
