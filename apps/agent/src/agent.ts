@@ -12,6 +12,7 @@ import {
   sleep,
   STATUS_STARTED_FORM,
   type AgentMessage,
+  type HandBackRunResponse,
   type RegisterWorkstationRequest,
 } from '@runt/protocol';
 import { LeaseClient } from '@runt/leases';
@@ -430,10 +431,7 @@ export class Agent {
       .handBackRun(runId, { fencing_token: fencingToken })
       .then(
         (a) =>
-          this.#log.info(
-            { run_id: runId, handed_back: a.handed_back },
-            a.handed_back ? 'handed back' : 'hand-back did not apply',
-          ),
+          this.#log.info({ run_id: runId, handed_back: a.handed_back, status: a.status }, handBackNote(a)),
         (e: unknown) =>
           isApiError(e, 'not-found')
             ? this.#handBackOld(runId, fencingToken)
@@ -670,4 +668,16 @@ export class Agent {
     this.#log.info('agent stopped');
     this.#stopped();
   }
+}
+
+/**
+ * What an agent's log says of a hand-back's answer: what became of the run — back in the queue,
+ * or ended `cancelled` (its cancel was asked while it was accepted) — or that it did not apply.
+ *
+ * @example
+ * handBackNote({ handed_back: true, status: 'cancelled' }); // 'hand-back: the run was cancelled'
+ */
+export function handBackNote(a: HandBackRunResponse): string {
+  if (!a.handed_back) return 'hand-back did not apply';
+  return a.status === 'cancelled' ? 'hand-back: the run was cancelled' : 'handed back';
 }

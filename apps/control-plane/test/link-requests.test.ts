@@ -191,11 +191,11 @@ describe.each(TEST_BACKENDS)('fenced run calls over the agent link on %s', (back
     const before = agent.messages.length;
     expect(await request(agent, 'hand-back', a.id, { fencing_token: aToken })).toMatchObject({
       status: 200,
-      result: { handed_back: true },
+      result: { handed_back: true, status: 'queued' },
     });
     expect(await http(h, agent, `/api/runs/${b.id}/hand-back`, { fencing_token: bToken })).toEqual({
       status: 200,
-      body: { handed_back: true },
+      body: { handed_back: true, status: 'queued' },
     });
     for (const id of [a.id, b.id]) {
       await eventually(
@@ -213,6 +213,17 @@ describe.each(TEST_BACKENDS)('fenced run calls over the agent link on %s', (back
       status: 200,
       body: { handed_back: false },
     });
+    // A run cancelled while accepted ends cancelled: the answer says so.
+    for (const id of [a.id, b.id]) await admin.cancelRun(id); // their slots free
+    const c = (await admin.submitRun({ runtime, command: ['true'] })).run;
+    await agent.waitFor('offer', (m) => m.run.id === c.id);
+    const cToken = await claim(c.id);
+    await admin.cancelRun(c.id);
+    expect(await request(agent, 'hand-back', c.id, { fencing_token: cToken })).toMatchObject({
+      status: 200,
+      result: { handed_back: true, status: 'cancelled' },
+    });
+    expect((await admin.getRun(c.id)).run.status).toBe('cancelled');
     expect(agent.closed).toBeUndefined();
   });
 

@@ -298,8 +298,16 @@ export const okResponseSchema = z.object({ ok: z.literal(true) });
 export const releaseRunRequestSchema = z.object({ fencing_token: z.number().int() });
 /** Hand back a run claimed on offer that the agent will not start, fenced by the token it came with. */
 export const handBackRunRequestSchema = z.object({ fencing_token: z.number().int() });
-/** `handed_back: false`: it did not apply (already handed back, started, or no longer this token's). */
-export const handBackRunResponseSchema = z.object({ handed_back: z.boolean() });
+/**
+ * `handed_back: false`: it did not apply (already handed back, started, or no longer this
+ * token's). `status`: what became of the run when it did — `queued` again, or `cancelled` (its
+ * cancel was asked while it was accepted); absent from control planes before 2026-12-02.
+ */
+export const handBackRunResponseSchema = z.object({
+  handed_back: z.boolean(),
+  status: z.enum(['queued', 'cancelled']).optional(),
+});
+export type HandBackRunResponse = z.infer<typeof handBackRunResponseSchema>;
 
 // ---- events ------------------------------------------------------------------------------
 

@@ -577,8 +577,12 @@ export class LinkServer {
       case 'result':
         // A run claimed on offer handed back unstarted, fenced by its token: back to the queue.
         if (!msg.ok && msg.fencing_token !== undefined) {
-          if (await this.o.lifecycle.handBack(ws, msg.id, msg.fencing_token))
-            this.o.logger.info({ workstation_id: ws, run_id: msg.id, reason: msg.error }, 'run handed back');
+          const back = await this.o.lifecycle.handBack(ws, msg.id, msg.fencing_token);
+          if (back)
+            this.o.logger.info(
+              { workstation_id: ws, run_id: msg.id, reason: msg.error, status: back },
+              back === 'queued' ? 'run handed back' : 'run handed back: cancelled (its cancel was asked)',
+            );
           return;
         }
         // An offer answered `ok: false` (the agent cannot take it): back to the queue now.

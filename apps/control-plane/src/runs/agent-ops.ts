@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { LINK_OP_REQUEST_SCHEMAS, LinkOp } from '@runt/protocol';
 import type { RunLifecycle } from './run-lifecycle.js';
+import type { HandBackOutcome } from './transitions.js';
 
 type Body<K extends LinkOp> = z.infer<(typeof LINK_OP_REQUEST_SCHEMAS)[K]>;
 
@@ -19,6 +20,10 @@ export type AgentOps = {
  * const ops = agentOps(lifecycle);
  * const answer = await ops.heartbeat('ws_1', 'run_1', { fencing_token: 3, lease_ms: 30_000 });
  */
+/** A hand-back's answer: whether it applied and, if so, the run's status after it (queued, or cancelled). */
+const handBackAnswer = (back: HandBackOutcome) =>
+  back === undefined ? { handed_back: false } : { handed_back: true, status: back };
+
 export function agentOps(lifecycle: RunLifecycle): AgentOps {
   return {
     claim: (ws, runId, b) => lifecycle.claim(ws, runId, b.runner_id, b.lease_ms),
@@ -37,9 +42,7 @@ export function agentOps(lifecycle: RunLifecycle): AgentOps {
       await lifecycle.release(ws, runId, b.fencing_token);
       return { ok: true as const };
     },
-    'hand-back': async (ws, runId, b) => ({
-      handed_back: await lifecycle.handBack(ws, runId, b.fencing_token),
-    }),
+    'hand-back': async (ws, runId, b) => handBackAnswer(await lifecycle.handBack(ws, runId, b.fencing_token)),
     'command-ack': async (ws, commandId, b) => ({
       command: await lifecycle.ackCommand(ws, commandId, b.fencing_token),
     }),

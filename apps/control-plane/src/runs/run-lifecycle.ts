@@ -279,16 +279,16 @@ export class RunLifecycle {
   /**
    * The agent will not start a run claimed for it on offer: back to the queue (no attempt used),
    * fenced by the token it came with, only while it never started (a cancel-requested run ends
-   * `cancelled` instead). False when it did not apply.
+   * `cancelled` instead). What became of the run; undefined when it did not apply.
    *
    * @example
    * if (await lifecycle.handBack('ws_1', 'run_1', 3)) signals.schedule();
    */
-  async handBack(workstationId: string, runId: string, token: number): Promise<boolean> {
+  async handBack(workstationId: string, runId: string, token: number): Promise<transitions.HandBackOutcome> {
     const back = await transitions.handBack(this.d.db, runId, workstationId, token);
     if (back === 'queued') this.d.signals.schedule();
     if (back === 'cancelled') this.d.signals.eventsAppended(runId);
-    return back !== undefined;
+    return back;
   }
 
   /**
