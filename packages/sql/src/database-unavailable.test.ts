@@ -1,7 +1,27 @@
 import { describe, expect, it } from 'vitest';
 import { openPostgres } from './postgres.js';
-import { createTestDatabase } from './testing.js';
+import { createTestDatabase, type TestDatabase } from './testing.js';
 import { isConnectionLost, isDatabaseUnavailable } from './database-unavailable.js';
+
+/** The error of a statement whose connection the server terminated under it (what a restart does to a pool). */
+async function terminatedError(t: TestDatabase): Promise<unknown> {
+  const admin = await openPostgres({ url: t.url as string, max: 1 });
+  try {
+    return await admin
+      .transaction(async (tx) => {
+        const victim = await tx.query<{ pid: number }>('select pg_backend_pid() as pid');
+        await t.db.query('select pg_terminate_backend($1)', [victim.rows[0]!.pid]);
+        return tx.query('select 1');
+      })
+      .catch((e: unknown) => e);
+  } finally {
+    await admin.close();
+  }
+}
+
+/** The error of opening a database on a port nobody listens on (refused). */
+const refusedError = () =>
+  openPostgres({ url: 'postgres://postgres@127.0.0.1:1/test' }).catch((e: unknown) => e);
 
 describe('isDatabaseUnavailable', () => {
   it('is true for a server that refuses connections, false for a bad statement', async () => {
@@ -10,22 +30,12 @@ describe('isDatabaseUnavailable', () => {
       const err = await t.db.query('select * from no_such_table').catch((e: unknown) => e);
       expect(isDatabaseUnavailable(err)).toBe(false);
       // A server whose connections are terminated (what a restart does to a pool).
-      const admin = await openPostgres({ url: t.url as string, max: 1 });
-      const terminated = await admin
-        .transaction(async (tx) => {
-          const victim = await tx.query<{ pid: number }>('select pg_backend_pid() as pid');
-          await t.db.query('select pg_terminate_backend($1)', [victim.rows[0]!.pid]);
-          return tx.query('select 1');
-        })
-        .catch((e: unknown) => e);
-      await admin.close();
+      const terminated = await terminatedError(t);
       expect(terminated instanceof Error && isDatabaseUnavailable(terminated)).toBe(true);
     } finally {
       await t.dispose();
     }
-    const refused = await openPostgres({ url: 'postgres://postgres@127.0.0.1:1/test' }).catch(
-      (e: unknown) => e,
-    );
+    const refused = await refusedError();
     expect(isDatabaseUnavailable(refused)).toBe(true);
     expect(isDatabaseUnavailable(new Error('syntax error at or near "x"'))).toBe(false);
     expect(isDatabaseUnavailable(undefined)).toBe(false);
@@ -36,22 +46,12 @@ describe('isConnectionLost', () => {
   it('is true for an open connection the server terminated, false for one that could not be opened', async () => {
     const t = await createTestDatabase('postgres');
     try {
-      const admin = await openPostgres({ url: t.url as string, max: 1 });
-      const terminated = await admin
-        .transaction(async (tx) => {
-          const victim = await tx.query<{ pid: number }>('select pg_backend_pid() as pid');
-          await t.db.query('select pg_terminate_backend($1)', [victim.rows[0]!.pid]);
-          return tx.query('select 1');
-        })
-        .catch((e: unknown) => e);
-      await admin.close();
+      const terminated = await terminatedError(t);
       expect(isConnectionLost(terminated)).toBe(true);
     } finally {
       await t.dispose();
     }
-    const refused = await openPostgres({ url: 'postgres://postgres@127.0.0.1:1/test' }).catch(
-      (e: unknown) => e,
-    );
+    const refused = await refusedError();
     expect(isDatabaseUnavailable(refused)).toBe(true);
     expect(isConnectionLost(refused)).toBe(false);
     // A connect to a silent host: each would wait a full connect timeout again if asked at once.
