@@ -57,6 +57,22 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     };
     return { db, relay, sent, log, release, flushes: () => flushes };
   }
+  /**
+   * A link of `ws` that closes between a pass's claim and its send (the send finds no open link
+   * here): `g`'s relay, claims on offer for `${ws}/r1` until then, plain offers after.
+   */
+  function closingLink(g: ReturnType<typeof gated>, ws: string) {
+    let closed = false;
+    const relay: Parameters<typeof newScheduler>[1] = {
+      ...g.relay,
+      sendHere: () => ((closed = true), false),
+    };
+    return {
+      relay,
+      claimers: () => (closed ? undefined : { holder: `${ws}/r1`, leaseMs: 60_000 }),
+      closed: () => closed,
+    };
+  }
   const submit = async (runtime: string) =>
     (await transitions.submit(t.db, submitRunRequestSchema.parse({ runtime, command: ['x'] }))).run;
   const status = async (id: string) =>
@@ -233,11 +249,7 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     const g = gated();
     g.release();
     // The link closes between the claim and its send: the send finds no open link here.
-    let closed = false;
-    const relay: Parameters<typeof newScheduler>[1] = {
-      ...g.relay,
-      sendHere: () => ((closed = true), false),
-    };
+    const link = closingLink(g, 'ws_closed');
     // The hand-back's first attempts fail (a connection lost).
     let failing = true;
     const db: Database = {
@@ -247,13 +259,13 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
         return g.db.query(text, params);
       },
     };
-    const scheduler = newScheduler(db, relay, {
-      claimers: () => (closed ? undefined : { holder: 'ws_closed/r1', leaseMs: 60_000 }),
+    const scheduler = newScheduler(db, link.relay, {
+      claimers: link.claimers,
     });
     try {
       const run = await submit('closed-rt');
       await scheduler.pass();
-      expect(closed).toBe(true);
+      expect(link.closed()).toBe(true);
       const claimed = (
         await t.db.query<{ status: string; attempt: number; fencing_token: number }>(
           `select status, attempt, fencing_token from runs where id = $1`,
@@ -289,11 +301,7 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     await addWorkstation(t.db, 'ws_mute', 'mute-rt', 1);
     const g = gated();
     g.release();
-    let closed = false;
-    const relay: Parameters<typeof newScheduler>[1] = {
-      ...g.relay,
-      sendHere: () => ((closed = true), false),
-    };
+    const link = closingLink(g, 'ws_mute');
     // The hand-back hangs: a database host gone silent, no timeout.
     let handBackAsked = false;
     const db: Database = {
@@ -304,8 +312,8 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
         return new Promise<never>(() => {});
       },
     };
-    const scheduler = newScheduler(db, relay, {
-      claimers: () => (closed ? undefined : { holder: 'ws_mute/r1', leaseMs: 60_000 }),
+    const scheduler = newScheduler(db, link.relay, {
+      claimers: link.claimers,
     });
     await submit('mute-rt');
     const pass = scheduler.pass().catch(() => {});
@@ -320,11 +328,7 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
     await addWorkstation(t.db, 'ws_cxl', 'cxl-rt', 1);
     const g = gated();
     g.release();
-    let closed = false;
-    const relay: Parameters<typeof newScheduler>[1] = {
-      ...g.relay,
-      sendHere: () => ((closed = true), false),
-    };
+    const link = closingLink(g, 'ws_cxl');
     let runId = '';
     let cancelled = false;
     // The cancel lands between the pass's COMMIT and the hand-back (accepted: only the flag is set).
@@ -338,13 +342,13 @@ describe.each(TEST_BACKENDS)('a pass waits for its WAL flush outside the lock, o
         return g.db.query(text, params);
       },
     };
-    const scheduler = newScheduler(db, relay, {
-      claimers: () => (closed ? undefined : { holder: 'ws_cxl/r1', leaseMs: 60_000 }),
+    const scheduler = newScheduler(db, link.relay, {
+      claimers: link.claimers,
     });
     try {
       runId = (await submit('cxl-rt')).id;
       await scheduler.pass();
-      expect(closed).toBe(true);
+      expect(link.closed()).toBe(true);
       await eventually('ended cancelled', async () => (await status(runId)) === 'cancelled');
       await scheduler.pass();
       expect(await status(runId)).toBe('cancelled');
