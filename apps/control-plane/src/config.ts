@@ -5,8 +5,16 @@ const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.coerce.number().int().min(0).max(65_535).default(8787),
   databaseUrl: z.string().optional(),
-  /** Postgres: how long opening a database connection may take before the request gets a 503 (default: `@runt/sql`'s `POOL_CONNECT_MS`). */
-  dbConnectTimeoutMs: z.coerce.number().int().min(100).optional(),
+  /**
+   * Postgres: how long opening a database connection may take before the request gets a 503
+   * (default: `@runt/sql`'s `POOL_CONNECT_MS`); `0`: no bound (node-postgres' own default, a
+   * silent host then hangs the request). Never bounds the wait for a free pooled connection.
+   */
+  dbConnectTimeoutMs: z.coerce
+    .number()
+    .int()
+    .refine((ms) => ms === 0 || ms >= 100, 'RUNT_DB_CONNECT_TIMEOUT_MS: 0 (no bound) or at least 100 ms')
+    .optional(),
   dataDir: z.string().min(1).default('./.runt'),
   adminToken: z.string().optional(),
   publicUrl: z.string().url().optional(),

@@ -11,9 +11,12 @@ const SOCKET_CODES = new Set([
 ]);
 /** SQLSTATEs of a server going away or not taking connections: class 08, admin/crash shutdown, cannot connect now, too many connections. */
 const SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
-/** What `pg` says when a connection dies under a query or the pool cannot get one. */
+/**
+ * What `pg` says when a connection dies under a query or cannot be opened ("timeout expired":
+ * a client's own connect timeout, as `openPostgres` sets it) or the pool cannot get one.
+ */
 const MESSAGES =
-  /Connection terminated|terminating connection|connection error|Client has encountered a connection error|timeout exceeded when trying to connect|Connection refused/i;
+  /Connection terminated|terminating connection|connection error|Client has encountered a connection error|timeout exceeded when trying to connect|Connection refused|^timeout expired$/i;
 
 /** `e` and the errors it wraps (`cause`), at most 5 deep: a driver's error wraps the socket's. */
 function* causeChain(e: unknown): Generator<{ code?: unknown; message?: unknown; errors?: unknown }> {

@@ -1,5 +1,7 @@
+import { createServer, type Socket } from 'node:net';
 import pg from 'pg';
 import { describe, expect, it, vi } from 'vitest';
+import { isConnectionLost, isDatabaseUnavailable } from './database-unavailable.js';
 import { createTestDatabase } from './testing.js';
 import { openPostgres } from './postgres.js';
 
@@ -39,6 +41,48 @@ describe('openPostgres', () => {
       expect(ok.rows[0]?.one).toBe(1);
     } finally {
       await t.dispose();
+    }
+  });
+
+  it('bounds opening a connection only: a query queued behind busy connections longer than connectMs still runs', async () => {
+    const t = await createTestDatabase('postgres');
+    const connectMs = 500;
+    const db = await openPostgres({ url: t.url!, max: 1, priorityMax: 1, connectMs });
+    try {
+      for (const lane of [db, db.priority]) {
+        const busy = lane.query('select pg_sleep(1.5)'); // the lane's one connection, past the bound
+        await new Promise((r) => setTimeout(r, 100)); // it has the connection
+        const started = Date.now();
+        const queued = await lane.query<{ one: number }>('select 1 as one'); // waits in the pool's queue
+        expect(queued.rows).toEqual([{ one: 1 }]);
+        expect(Date.now() - started).toBeGreaterThan(connectMs);
+        await busy;
+      }
+    } finally {
+      await db.close();
+      await t.dispose();
+    }
+  });
+
+  it('fails a connect to a host that accepts and never answers after connectMs, as unavailable and not lost', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((s) => void sockets.add(s.on('error', () => {})));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const started = Date.now();
+      const err = await openPostgres({ url: `postgres://x@127.0.0.1:${port}/x`, connectMs: 500 }).catch(
+        (e: unknown) => e,
+      );
+      const tookMs = Date.now() - started;
+      expect(sockets.size).toBeGreaterThan(0);
+      expect(isDatabaseUnavailable(err)).toBe(true);
+      expect(isConnectionLost(err)).toBe(false);
+      expect(tookMs).toBeGreaterThanOrEqual(450);
+      expect(tookMs).toBeLessThan(3_000);
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
     }
   });
 

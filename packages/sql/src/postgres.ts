@@ -38,14 +38,20 @@ export interface OpenPostgresOptions {
 export const POOL_IDLE_MS = 600_000;
 /**
  * How long opening a connection (pooled, or the LISTEN one) may take before it fails, in ms
- * (node-postgres' default is none). A server that refuses is known at once, but a host gone
- * silent — or a proxy or half-dead server that accepts the TCP connection and never answers the
- * startup — left the connect, and the request waiting for it, hanging until the OS gave up (an
- * accepted connection: never). Then it fails with "Connection terminated due to connection
- * timeout" (`isDatabaseUnavailable`: the control plane answers 503, `isConnectionLost` false:
- * not asked again at once). A connect takes ~150–210 ms on a loaded test machine (docs/reliability.md,
+ * (node-postgres' default is none; 0: no bound). A server that refuses is known at once, but a
+ * host gone silent — or a proxy or half-dead server that accepts the TCP connection and never
+ * answers the startup — left the connect, and the request waiting for it, hanging until the OS
+ * gave up (an accepted connection: never). Then it fails with "timeout expired"
+ * (`isDatabaseUnavailable`: the control plane answers 503, `isConnectionLost` false: not asked
+ * again at once). A connect takes ~150–210 ms on a loaded test machine (docs/reliability.md,
  * "A flush after a restart"); 5 s leaves room for a busy server and bounds a request's wait
  * for a new connection well below a client's or a load balancer's timeout.
+ *
+ * It bounds the connect only, never the wait for a free pooled connection: it is set on each
+ * client ({@link boundedConnect}), not as the pool's `connectionTimeoutMillis`, which in
+ * pg-pool also times out a request queued behind busy connections ("timeout exceeded when
+ * trying to connect") — a 503 under mere load, and for a keyless submit whose insert had
+ * committed, a retried (duplicate) run.
  */
 export const POOL_CONNECT_MS = 5_000;
 /** Idle time before the first TCP keepalive probe of a pooled connection (the OS default is 2 h). */
@@ -71,6 +77,7 @@ pg.types.setTypeParser(1184, parseTimestamptz);
  * const db = await openPostgres({ url: 'postgres://postgres@127.0.0.1:5432/test' });
  */
 export async function openPostgres(opts: OpenPostgresOptions): Promise<Database> {
+  const connectMs = opts.connectMs ?? POOL_CONNECT_MS;
   const kept = {
     // Every pooled session in UTC, whatever the server's or database's default, so timestamptz
     // text comes back as `…+00`, the form parseTimestamptz reads by position (any other zone is
@@ -79,9 +86,10 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
     // PGlite's session is UTC already. An `options` in the URL replaces this one.
     options: '-c TimeZone=UTC',
     idleTimeoutMillis: opts.idleMs ?? POOL_IDLE_MS,
-    connectionTimeoutMillis: opts.connectMs ?? POOL_CONNECT_MS,
     keepAlive: true,
     keepAliveInitialDelayMillis: POOL_KEEPALIVE_MS,
+    // Not the pool's connectionTimeoutMillis: that one also bounds the wait in its queue.
+    Client: boundedConnect(connectMs),
   };
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.max ?? POOL_MAX, ...kept });
   const priorityPool = new pg.Pool({ connectionString: opts.url, max: opts.priorityMax ?? 2, ...kept });
@@ -91,7 +99,7 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
   const client = await pool.connect(); // fail fast on a bad URL
   client.release();
   const listeners = new Set<Listener>();
-  const listen = makeListen(opts.url, listeners, kept.connectionTimeoutMillis);
+  const listen = makeListen(opts.url, listeners, connectMs);
   const close = async () => {
     await Promise.all([...listeners].map((l) => l.close()));
     await Promise.all([pool.end(), priorityPool.end()]);
@@ -105,6 +113,22 @@ export async function openPostgres(opts: OpenPostgresOptions): Promise<Database>
     },
   };
   return { ...lane(pool), listen, close, priority };
+}
+
+/**
+ * A `pg.Client` whose connect fails after `connectMs` (its own `connectionTimeoutMillis`): given
+ * to a pool as its `Client`, it bounds opening a connection and nothing else
+ * ({@link POOL_CONNECT_MS}).
+ */
+function boundedConnect(connectMs: number): typeof pg.Client {
+  return class extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      super({
+        ...(typeof config === 'string' ? { connectionString: config } : config),
+        connectionTimeoutMillis: connectMs,
+      });
+    }
+  };
 }
 
 /** At most this many statement texts are prepared (named); the rest are sent unnamed. */
