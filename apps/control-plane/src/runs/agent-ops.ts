@@ -10,6 +10,10 @@ export type AgentOps = {
   [K in LinkOp]: (workstationId: string, target: string, body: Body<K>) => Promise<unknown>;
 };
 
+/** A hand-back's answer: whether it applied and, if so, the run's status after it (queued, or cancelled). */
+const handBackAnswer = (back: HandBackOutcome) =>
+  back === undefined ? { handed_back: false } : { handed_back: true, status: back };
+
 /**
  * The agent's fenced calls (claim, renew, events, status, release, hand-back, command ack/status) as both
  * transports answer them: the HTTP routes (`routes/agent-runs.ts`, `routes/commands.ts`) and
@@ -20,10 +24,6 @@ export type AgentOps = {
  * const ops = agentOps(lifecycle);
  * const answer = await ops.heartbeat('ws_1', 'run_1', { fencing_token: 3, lease_ms: 30_000 });
  */
-/** A hand-back's answer: whether it applied and, if so, the run's status after it (queued, or cancelled). */
-const handBackAnswer = (back: HandBackOutcome) =>
-  back === undefined ? { handed_back: false } : { handed_back: true, status: back };
-
 export function agentOps(lifecycle: RunLifecycle): AgentOps {
   return {
     claim: (ws, runId, b) => lifecycle.claim(ws, runId, b.runner_id, b.lease_ms),
