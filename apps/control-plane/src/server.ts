@@ -248,6 +248,7 @@ export async function startControlPlane(
     placeFresh: (items) => freshOffer(items, replicaId),
     claimers: (workstationId) => links.claimerOf(workstationId),
     deliverClaimed: (workstationId, message, grants) => placer.deliverClaimed(workstationId, message, grants),
+    holdCancels: (runIds) => links.holdCancels(runIds),
   });
 
   let publicUrl = config.publicUrl ?? '';

@@ -344,15 +344,18 @@ describe('a submit that places its own run, on postgres', () => {
    * Replica `A`'s lifecycle and scheduler (as server.ts wires them), claiming on offer for
    * `ws/r1` at every workstation, over a relay whose link sends do `send` (false: the link closed).
    */
-  const claimingOnA = (send: () => boolean) => {
+  const claimingOnA = (
+    send: (ws: string, m: ControlMessage) => boolean,
+    more: Partial<ConstructorParameters<typeof RunLifecycle>[0]> = {},
+  ) => {
     const relay = {
-      send: () => void send(),
+      send: (ws: string, m: ControlMessage) => void send(ws, m),
       sendHere: send,
       relay: async <T>(_tx: unknown, items: T) => items,
       capacityFreed() {},
     };
     const scheduler = newScheduler(t.db, relay);
-    const lifecycle = new RunLifecycle({
+    const lifecycle: RunLifecycle = new RunLifecycle({
       db: t.db,
       leases: createSqlLeaseStore(t.db),
       runs: new RunStore(t.db),
@@ -362,6 +365,7 @@ describe('a submit that places its own run, on postgres', () => {
       placeFresh: (id) => freshOffer(id, 'A'),
       claimers: (ws) => ({ holder: `${ws}/r1`, leaseMs: 60_000 }),
       deliverClaimed: (ws, message, grants) => scheduler.deliverClaimed(ws, message, grants),
+      ...more,
     });
     return { scheduler, lifecycle };
   };
@@ -378,10 +382,46 @@ describe('a submit that places its own run, on postgres', () => {
     const { scheduler, lifecycle } = claimingOnA(() => false);
     try {
       const [out] = await lifecycle.submitMany([parse('gone')]);
-      expect(out!.run.status).toBe('accepted'); // claimed (durable), then found unsent
+      // Claimed (durable), found unsent, handed back: answered as it is now, not as claimed.
+      // (queued; or offered again, plainly, if the pass the hand-back asked for came first).
+      expect(['queued', 'offered']).toContain(out!.run.status);
+      expect(out!.run.lease ?? null).toBeNull();
       const now = await runNow(out!.run.id);
       expect(now.status).not.toBe('accepted'); // back in the queue (or offered again by the pass it asked for)
       expect([now.attempt, now.holder]).toEqual([1, null]);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+
+  it("holds back a cancel committed after its submit's claim on offer here until the offer-claimed went out", async () => {
+    await addWorkstation('ws_cx', 'cx', 2, 'A');
+    const frames: ControlMessage[] = [];
+    const links = new LinkRegistry();
+    links.add({
+      socket: {
+        readyState: 1,
+        send: (text: string) => frames.push(JSON.parse(text) as ControlMessage),
+      } as never,
+      workstationId: 'ws_cx',
+      credentialId: 'cred_ws_cx',
+      alive: true,
+      registered: true,
+      chain: Promise.resolve(),
+    });
+    const { scheduler, lifecycle } = claimingOnA((ws, m) => links.send(ws, m), {
+      holdCancels: (ids) => links.holdCancels(ids),
+      // The cancel commits after the claim's COMMIT and before the send (its message goes at once).
+      deliverClaimed: async (ws, message, grants) => {
+        const cancelled = await lifecycle.cancel(grants[0]!.run.id);
+        expect(cancelled?.cancel_requested).toBe(true);
+        return scheduler.deliverClaimed(ws, message, grants);
+      },
+    });
+    try {
+      const [out] = await lifecycle.submitMany([parse('cx')]);
+      expect(out!.run.status).toBe('accepted');
+      expect(frames.map((f) => f.type)).toEqual(['offer-claimed', 'cancel']);
     } finally {
       await scheduler.stop();
     }

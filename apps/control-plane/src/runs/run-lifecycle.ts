@@ -57,12 +57,23 @@ export interface RunLifecycleDeps {
   claimers?: ((workstationId: string) => transitions.OfferClaimer | undefined) | undefined;
   /**
    * Sends a run claimed on offer here (the scheduler's `deliverClaimed`) and hands it back when
-   * its link closed first — the pass's rule, one home; absent, it is only sent
-   * (`signals.sendClaimed`) and a claim its link never carried waits for its lease.
+   * its link closed first — the pass's rule, one home; resolves to the grants handed back.
+   * Absent, it is only sent (`signals.sendClaimed`) and a claim its link never carried waits
+   * for its lease.
    */
   deliverClaimed?:
-    | ((workstationId: string, message: ControlMessage, grants: transitions.ClaimGrant[]) => Promise<void>)
+    | ((
+        workstationId: string,
+        message: ControlMessage,
+        grants: transitions.ClaimGrant[],
+      ) => Promise<transitions.ClaimGrant[]>)
     | undefined;
+  /**
+   * Holds back the cancels of a run claimed on offer here until the returned release
+   * (`LinkRegistry.holdCancels`, as the scheduler's pass holds its claims): from before the
+   * claim's COMMIT until its `offer-claimed` went out, so a cancel never overtakes it.
+   */
+  holdCancels?: ((runIds: string[]) => () => void) | undefined;
 }
 
 const conflict = (runId: string, why: string) =>
@@ -206,23 +217,38 @@ export class RunLifecycle {
    * sent leased (`deliverClaimed`: handed back at once when its link closed first, as the
    * pass's); a claim that did not apply sends the plain offer and leaves the flush to the
    * submit. Resolves to the claimed run, if any (its claim's commit made the submit durable,
-   * whether it went out or was handed back).
+   * whether it went out or was handed back): as claimed, or as read after its hand-back
+   * (queued, no lease — or whatever became of it since).
+   *
+   * The run's cancels are held back (`holdCancels`) from before the claim's COMMIT until the
+   * offer went out, as the pass does: a cancel committed after the claim would otherwise reach
+   * the agent before its `offer-claimed`, be dropped (a run it does not hold), and the run
+   * would start anyway.
    */
   async #deliverHere(run: Run): Promise<Run | undefined> {
     const ws = run.workstation_id!;
     const claimer = this.d.claimers?.(ws);
-    const grant =
-      claimer && (await transitions.claimFresh(this.d.db, run.id, ws, claimer.holder, claimer.leaseMs));
-    if (!grant) {
-      this.d.signals.toWorkstation(ws, { type: 'offer', id: run.id, run });
-      return undefined;
+    const release = claimer && this.d.holdCancels?.([run.id]);
+    try {
+      const grant =
+        claimer && (await transitions.claimFresh(this.d.db, run.id, ws, claimer.holder, claimer.leaseMs));
+      if (!grant) {
+        this.d.signals.toWorkstation(ws, { type: 'offer', id: run.id, run });
+        return undefined;
+      }
+      runPathMetrics.claimedOnOffer.inc();
+      // A run with secret entries never takes this path (submitMany): the answer opens nothing.
+      const message: ControlMessage = { type: 'offer-claimed', runs: [claimAnswer(grant, this.d.secrets)] };
+      if (!this.d.deliverClaimed) {
+        this.d.signals.sendClaimed(ws, message);
+        return grant.run;
+      }
+      const unsent = await this.d.deliverClaimed(ws, message, [grant]);
+      // Handed back (its link closed first): answered as it is now, not as claimed.
+      return unsent.length === 0 ? grant.run : ((await this.d.runs.get(run.id)) ?? grant.run);
+    } finally {
+      release?.();
     }
-    runPathMetrics.claimedOnOffer.inc();
-    // A run with secret entries never takes this path (submitMany): the answer opens nothing.
-    const message: ControlMessage = { type: 'offer-claimed', runs: [claimAnswer(grant, this.d.secrets)] };
-    if (this.d.deliverClaimed) await this.d.deliverClaimed(ws, message, [grant]);
-    else this.d.signals.sendClaimed(ws, message);
-    return grant.run;
   }
 
   /** Refuses runs with secret env entries when this control plane keeps no secrets. */

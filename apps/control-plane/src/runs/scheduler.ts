@@ -783,13 +783,19 @@ export class Scheduler {
    * A run a submit placed and claimed on offer itself (`RunLifecycle`'s deliverHere, for a link
    * held here): sent as the pass sends its claims, and handed back the same way when the link
    * closed first ({@link sendClaimedHere}, {@link handBackUnsent}). Resolves once sent, or once
-   * the hand-back was tried.
+   * the hand-back was tried, to the grants it did not carry (handed back).
    *
    * @example
-   * await scheduler.deliverClaimed('ws_1', { type: 'offer-claimed', runs: [answer] }, [grant]);
+   * const unsent = await scheduler.deliverClaimed('ws_1', { type: 'offer-claimed', runs: [answer] }, [grant]);
    */
-  async deliverClaimed(workstationId: string, message: ControlMessage, grants: ClaimGrant[]): Promise<void> {
-    await this.handBackUnsent(this.sendClaimedHere(workstationId, message, grants));
+  async deliverClaimed(
+    workstationId: string,
+    message: ControlMessage,
+    grants: ClaimGrant[],
+  ): Promise<ClaimGrant[]> {
+    const unsent = this.sendClaimedHere(workstationId, message, grants);
+    await this.handBackUnsent(unsent);
+    return unsent;
   }
 
   /**
