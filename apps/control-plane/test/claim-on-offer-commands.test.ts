@@ -1,7 +1,7 @@
 import type { Queryable } from '@runt/sql';
 import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { claimOnOffer } from '../src/runs/transitions.js';
+import { claimedOffers, claimMany, claimOnOffer, offer } from '../src/runs/transitions.js';
 import { addWorkstation, migratedDatabase } from './scheduler-fixtures.js';
 
 interface PlanNode {
@@ -23,6 +23,34 @@ const picks = (from: number, n: number) =>
     holder: 'ws_1/r1',
     leaseMs: 30_000,
   }));
+
+/** The plan of the statement `send` issues, run under EXPLAIN ANALYZE in `db` and rolled back. */
+async function planOf(db: TestDatabase['db'], send: (q: Queryable) => Promise<unknown>): Promise<PlanNode> {
+  let sent: { text: string; params: unknown[] | undefined } | undefined;
+  const recording: Queryable = {
+    query: async (text, params) => {
+      sent = { text, params };
+      return { rows: [], rowCount: 0 };
+    },
+  };
+  await send(recording);
+  const rolledBack = new Error('rolled back');
+  let plan: PlanNode | undefined;
+  await db
+    .transaction(async (tx) => {
+      const r = await tx.query<{ 'QUERY PLAN': unknown }>(
+        `explain (analyze, format json) ${sent!.text}`,
+        sent!.params,
+      );
+      const json = r.rows[0]!['QUERY PLAN'];
+      plan = ((typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>)[0]!.Plan;
+      throw rolledBack;
+    })
+    .catch((e: unknown) => {
+      if (e !== rolledBack) throw e;
+    });
+  return plan!;
+}
 
 // Issue 9: a claim on offer answers whether each run has a pending command (the claim answer's
 // `pending_commands`) from one lookup of run_commands for the whole page, not a scan started
@@ -78,5 +106,45 @@ describe.each(TEST_BACKENDS)('claim on offer and pending commands on %s', (backe
       });
     expect(pending).toBe(1); // the EXPLAIN ANALYZE claimed them
     expect(scansOf(plan!, 'run_commands')).toBe(1);
+  });
+});
+
+// The same one lookup answers a claim (claimMany) and a re-registration's re-send (claimedOffers).
+describe.each(TEST_BACKENDS)('claim, re-send and pending commands on %s', (backend) => {
+  let t: TestDatabase;
+  const ids = Array.from({ length: 25 }, (_, k) => `run_c${k + 10}`);
+  beforeAll(async () => {
+    t = await migratedDatabase(backend);
+    await addWorkstation(t.db, 'ws_2', 'fake', 100);
+    await t.db.query(
+      `insert into runs (id, status, runtime, image, command, env, max_attempts)
+       select id, 'queued', 'fake', 'img', '["x"]'::jsonb, '{}'::jsonb, 1 from unnest($1::text[]) id`,
+      [ids],
+    );
+    await t.db.query(`insert into run_commands (id, run_id, seq, payload, state) values
+      ('cmd_c1', 'run_c12', 1, '{}', 'pending'), ('cmd_c2', 'run_c13', 1, '{}', 'acked')`);
+    await offer(
+      t.db,
+      ids.map((id) => ({ id, ws: 'ws_2' })),
+    );
+  });
+  afterAll(async () => t?.dispose());
+
+  it('a claim looks run_commands up once for 25 runs and marks the one with a pending command', async () => {
+    const grants = await claimMany(t.db, ids, 'ws_2', 'ws_2/r1', 30_000);
+    expect(grants.size).toBe(25);
+    expect([...grants.values()].filter((g) => g.pendingCommands).map((g) => g.run.id)).toEqual(['run_c12']);
+    // the same holder's claim again (it keeps its leases), planned and rolled back
+    const plan = await planOf(t.db, (q) => claimMany(q, ids, 'ws_2', 'ws_2/r1', 30_000));
+    expect(scansOf(plan, 'run_commands')).toBe(1);
+  });
+
+  it('a re-send looks run_commands up once for 25 runs and marks the one with a pending command', async () => {
+    const links = [{ ws: 'ws_2', holder: 'ws_2/r1' }];
+    const plan = await planOf(t.db, (q) => claimedOffers(q, links));
+    expect(scansOf(plan, 'run_commands')).toBe(1);
+    const again = await claimedOffers(t.db, links);
+    expect(again).toHaveLength(25);
+    expect(again.filter((g) => g.pendingCommands).map((g) => g.run.id)).toEqual(['run_c12']);
   });
 });

@@ -103,6 +103,50 @@ describe.each(TEST_BACKENDS)('batched writes answer in item order, on %s', (back
   });
 });
 
+describe.each(TEST_BACKENDS)(
+  'the sweep in lock order still reaches every expired lease, on %s',
+  (backend) => {
+    let t: TestDatabase;
+    beforeAll(async () => {
+      t = await migratedDatabase(backend);
+    });
+    afterAll(async () => t?.dispose());
+
+    it('fails a lost run behind 100 older expired leases whose runs are gone, and clears those leases', async () => {
+      // 100 expired leases older than the run's, for runs an operator deleted: before, each sweep
+      // read those 100 first, found no run to lock and stopped, and the run stayed accepted.
+      await t.db.query(
+        `insert into leases (resource, holder, fencing_token, expires_at, acquired_at)
+       select 'gone_' || g, 'ws_gone/r1', 1, clock_timestamp() - interval '1 hour' + g * interval '1 ms', clock_timestamp() - interval '2 hours'
+         from generate_series(1, 100) g`,
+      );
+      const [r] = await claimedRuns(t.db, 'ws_orphan', ['run_orphan_a']);
+      await t.db.query(
+        `update leases set expires_at = clock_timestamp() - interval '1 second' where resource = $1`,
+        [r!.id],
+      );
+      const sweeper = new Sweeper({
+        db: t.db,
+        logger: pino({ level: 'silent' }),
+        leases: createSqlLeaseStore(t.db),
+        signals: noRelaySignals(),
+        intervalMs: 60_000,
+        offerTimeoutMs: 60_000,
+      });
+      for (let i = 0; i < 3; i++) await sweeper.sweep();
+      const run = await t.db.query<{ status: string; failure_kind: string | null }>(
+        'select status, failure_kind from runs where id = $1',
+        [r!.id],
+      );
+      expect(run.rows[0]).toEqual({ status: 'failed', failure_kind: 'runner-lost' });
+      const held = await t.db.query<{ n: number }>(
+        `select count(*)::int as n from leases where resource like 'gone_%' and holder is not null`,
+      );
+      expect(held.rows[0]!.n).toBe(0);
+    });
+  },
+);
+
 // Only Postgres has concurrent transactions (PGlite has one connection).
 describe('multi-row locks in id order, on postgres', () => {
   let t: TestDatabase;
@@ -166,6 +210,39 @@ describe('multi-row locks in id order, on postgres', () => {
       'completed',
       'completed',
     ]);
+  });
+
+  it('a late renewal of a run handed back and queued again locks no lease it will not renew', async () => {
+    // q < x by id. q was handed back (lease released, run queued again); its agent's late
+    // renewal rides a batch with x, whose lease is held here: the renewal waits for x's lease,
+    // and must not hold q's meanwhile (a scheduling pass claims q's lease in its page's order:
+    // holding it there was a 40P01 in waiting, docs/runs.md "Lock order").
+    const [q, x] = await claimedRuns(t.db, 'ws_late', ['run_late_a', 'run_late_b']);
+    await t.db.query(`update leases set holder = null, expires_at = clock_timestamp() where resource = $1`, [
+      q!.id,
+    ]);
+    await t.db.query(
+      `update runs set status = 'queued', workstation_id = null, lease_holder = null, offered_at = null, accepted_at = null where id = $1`,
+      [q!.id],
+    );
+    const blocker = holdRow(t.db, x!.id, 'leases');
+    await blocker.held;
+    const renewal = transitions.renewMany(
+      t.db,
+      [q!, x!].map((r) => ({ ...writeOf('ws_late')(r), leaseMs: 60_000 })),
+    );
+    await lockWaiters(t.db, 1);
+    // From another session, while the renewal waits: q's lease is free to lock at once.
+    const probe = await t.db
+      .query('select resource from leases where resource = $1 for no key update nowait', [q!.id])
+      .then(
+        (r) => r.rowCount,
+        (e: { code?: string }) => e.code,
+      );
+    blocker.release();
+    await blocker.done;
+    expect(probe).toBe(1);
+    expect((await renewal).map((a) => a !== undefined)).toEqual([false, true]);
   });
 
   it('a sweep takes a run before its expired lease and skips a run another transaction holds (no wait, no 40P01)', async () => {

@@ -27,6 +27,12 @@ export interface ExpiredLeaseOptions {
    * (the control plane locks the runs, in id order, before their leases) sweeps no other.
    */
   resources?: string[];
+  /**
+   * An extra SQL condition on the lease (`sweepExpired`; a condition on `leases`, e.g.
+   * `not exists (…)`): the control plane sweeps here the leases whose run is gone, which no
+   * run lock can come first for.
+   */
+  where?: string;
 }
 
 /** Leases with fencing tokens over a SQL table; every time judgement uses the database clock. */
@@ -136,6 +142,15 @@ where holder is not null and expires_at > ${p.liveAt}${p.when ? ` and ${p.when}`
   },
 
   /**
+   * A condition: the lease `lease` (an alias of `leases`) is held and has run out by the
+   * database clock — what the sweep takes. One home for the sweep and a caller that picks the
+   * expired leases it will sweep (joined to what they guard).
+   */
+  expired(p: { lease: string }): string {
+    return `${p.lease}.holder is not null and ${p.lease}.expires_at <= clock_timestamp()`;
+  },
+
+  /**
    * The leases `where` selects (a condition on `l`), locked in resource order, as a CTE body
    * (`with o as ${leaseSql.lockedInOrder(…)}`) that a multi-row write joins: `materialized`,
    * so its rows come, and are locked, in that order before the write touches any, whatever
@@ -182,11 +197,11 @@ export async function releaseLease(
   return row ? toLeaseRecord(row) : undefined;
 }
 
-const EXPIRED_WHERE = 'holder is not null and expires_at <= clock_timestamp()';
+const EXPIRED_WHERE = leaseSql.expired({ lease: 'leases' });
 
-const sweepSql = (only: boolean) => `
+const sweepSql = (only: boolean, where?: string) => `
 with victims as (
-  select ${LEASE_COLUMNS} from leases where ${EXPIRED_WHERE}${only ? ' and resource = any($2::text[])' : ''}
+  select ${LEASE_COLUMNS} from leases where ${EXPIRED_WHERE}${only ? ' and resource = any($2::text[])' : ''}${where ? ` and (${where})` : ''}
   order by expires_at limit $1 for update skip locked
 )
 update leases l set holder = null
@@ -282,10 +297,8 @@ export function createSqlLeaseStore(db: Database): LeaseStore {
       const q = opts?.tx ?? db;
       const only = opts?.resources;
       if (only?.length === 0) return [];
-      const r = await q.query<LeaseRow>(
-        only ? SWEEP_ONLY_SQL : SWEEP_SQL,
-        only ? [limitOf(opts), only] : [limitOf(opts)],
-      );
+      const sql = opts?.where ? sweepSql(!!only, opts.where) : only ? SWEEP_ONLY_SQL : SWEEP_SQL;
+      const r = await q.query<LeaseRow>(sql, only ? [limitOf(opts), only] : [limitOf(opts)]);
       return r.rows.map((row) => toLeaseRecord(row) as LeaseGrant);
     },
   };

@@ -162,7 +162,7 @@ select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued
 // submit instead of 0.2–0.5 ms (EXPLAIN ANALYZE, 2026-12-01), all of it under the scheduler's
 // lock, which serialises every submit and pass of every replica (issue 10).
 const FRESH_INSERT_SQL = `with x as materialized (
-  select * from ${RUN_ITEMS_SQL} where set_config('synchronous_commit', 'off', true) is not null
+  select * from ${RUN_ITEMS_SQL} where ${ASYNC_COMMIT} is not null
 ), f as materialized (
   select w.runtimes from workstations w ${USED_SQL} where ${PLACEABLE_SQL}
 ), older as (

@@ -50,7 +50,7 @@ const ACTIVE: RunStatus[] = ['accepted', 'running'];
  */
 export const RUN_MOVES: readonly RunMove[] = [
   { transition: 'submit', from: null, to: 'queued' },
-  // a lone submit on Postgres that places its own run inserts it already offered (the
+  // a lone submit that places its own run inserts it already offered (the
   // scheduler's freshOffer: `submit` and `offer` in one write, under the scheduler's lock)
   { transition: 'submit', from: null, to: 'offered' },
   { transition: 'offer', from: 'queued', to: 'offered' },

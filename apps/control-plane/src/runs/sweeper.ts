@@ -8,7 +8,8 @@ import { fromStatuses } from './state-machine.js';
 import { traceMark, tracing } from '../trace.js';
 import {
   expireQueued,
-  lockRunsUnheld,
+  LEASE_WITHOUT_RUN,
+  lockExpiredRuns,
   loseRunner,
   timeOutOverdue,
   withdrawStaleOffers,
@@ -126,12 +127,10 @@ export class Sweeper {
       const batch = await this.o.db.transaction(async (tx) => {
         // The runs first (in id order, none another transaction holds), then their leases:
         // the lock order of every multi-row writer (docs/runs.md "Lock order").
-        const expired = await this.o.leases.listExpired({ tx, limit: 100 });
-        const runIds = await lockRunsUnheld(
-          tx,
-          expired.map((l) => l.resource),
-        );
+        const runIds = await lockExpiredRuns(tx, 100);
         const victims = await this.o.leases.sweepExpired({ tx, limit: 100, resources: runIds });
+        // Leases whose run is gone: no run to lock first, nothing to lose; only cleared.
+        const orphans = await this.o.leases.sweepExpired({ tx, limit: 100, where: LEASE_WITHOUT_RUN });
         const out: SweepResult['lost'] = [];
         for (const v of victims) {
           const s = await readRunState(tx, v.resource, true);
@@ -142,10 +141,10 @@ export class Sweeper {
             outcome: await loseRunner(tx, s, 'expired', 'the runner stopped renewing its lease'),
           });
         }
-        return { victims: victims.length, out };
+        return { more: victims.length === 100 || orphans.length === 100, out };
       });
       lost.push(...batch.out);
-      if (batch.victims < 100) break;
+      if (!batch.more) break;
     }
     for (const l of lost) {
       this.o.logger.info({ run_id: l.runId, outcome: l.outcome }, 'runner lost');

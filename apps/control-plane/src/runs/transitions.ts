@@ -77,6 +77,15 @@ const ACTIVE = statusesSql('reportEvents');
 const runsLockedById = (where: string, from = '') =>
   `materialized (select r.id from runs r${from} where ${where} order by r.id for no key update of r)`;
 
+// Whether run `id` (a column of the statement's rows) has a pending command, from ONE lookup of
+// run_commands for every run of the statement (`ids`: a query of their ids), made once (an
+// InitPlan), not a correlated `exists` per row: that was a scan of run_commands started again for
+// each claimed run — 25 per claim-on-offer pass, each a new heap scan, which on PGlite also asks
+// the file system for the table's size (an `fstat`) — 0.06 ms of the control plane's CPU per
+// claimed run on PGlite (issue 9, docs/benchmarks.md). On Postgres the same single index scan.
+const pendingCommandsSql = (id: string, ids: string) =>
+  `${id} = any (array(select c.run_id from run_commands c where c.run_id = any (array(${ids})) and c.state = 'pending'))`;
+
 // The lease claim of `@runt/leases` folded into one statement with the runs'
 // `offered → accepted`, for any number of runs of one workstation (`$1`: a JSON array of run
 // ids), so a claim of many is one round trip. The lease rules are leases' own SQL. A lease
@@ -99,17 +108,8 @@ o as ${runsLockedById('r.id in (select p.id from p)')}, l as (
   returning r.*
 )
 select l.resource, u.*, l.fencing_token as granted, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
-       exists (select 1 from run_commands c where c.run_id = l.resource and c.state = 'pending') as pending_commands
+       ${pendingCommandsSql('l.resource', 'select resource from l')} as pending_commands
 from l left join u on u.id = l.resource`;
-
-// Whether run `id` (a column of the statement's rows) has a pending command, from ONE lookup of
-// run_commands for every run of the statement (`ids`: a query of their ids), made once (an
-// InitPlan), not a correlated `exists` per row: that was a scan of run_commands started again for
-// each claimed run — 25 per claim-on-offer pass, each a new heap scan, which on PGlite also asks
-// the file system for the table's size (an `fstat`) — 0.06 ms of the control plane's CPU per
-// claimed run on PGlite (issue 9, docs/benchmarks.md). On Postgres the same single index scan.
-const pendingCommandsSql = (id: string, ids: string) =>
-  `${id} = any (array(select c.run_id from run_commands c where c.run_id = any (array(${ids})) and c.state = 'pending'))`;
 
 // Claim on offer: the scheduler's placement and the lease for the agent's runner in ONE
 // statement (`$1`: JSON rows {id, ws, holder, ttl}), on runs its page transaction holds locked.
@@ -188,7 +188,8 @@ const ITEM_EVENTS = `select u.id, e.seq, e.type, e.payload, coalesce(e.at, now()
     from u join i on i.k = u.k cross join lateral jsonb_to_recordset(i.events) as e(seq bigint, type text, payload jsonb, at timestamptz)`;
 
 // The runs of a batch's items, locked in id order first (see runsLockedById); its UPDATE joins them.
-const ITEMS_LOCKED = `o as ${runsLockedById('r.id in (select i.run_id from i)')}`;
+// Only runs that still carry an item's token: a stale write locks no run it cannot write.
+const ITEMS_LOCKED = `o as ${runsLockedById('(r.id, r.fencing_token) in (select i.run_id, i.token from i)')}`;
 const FROM_ITEMS = 'i join o on o.id = i.run_id';
 
 const REPORT_EVENTS_SQL = `
@@ -248,9 +249,14 @@ select u.k, u.status, u.next_event_seq from u`;
 
 // A renewal: the run is this workstation's, active, and carries the token; the lease rules are
 // `@runt/leases`' own. The answer carries `cancel_requested` for agents without a link.
+// It locks (by resource) only the held leases with an item's token — those it may renew: a
+// late renewal of a run handed back and queued again (its lease released) must not lock that
+// lease, which a scheduling pass may be about to claim in its page's order (40P01).
+const RENEWED_LEASES =
+  '(l.resource, l.fencing_token) in (select i.run_id, i.token from i) and l.holder is not null';
 const RENEW_SQL = `
 with i as (select * from jsonb_to_recordset($1::jsonb) as i(k int, run_id text, ws text, token bigint, ttl float8)),
-ol as ${leaseSql.lockedInOrder({ where: 'l.resource in (select i.run_id from i)' })}, u as (
+ol as ${leaseSql.lockedInOrder({ where: RENEWED_LEASES })}, u as (
   ${leaseSql.renew({
     resource: 'i.run_id',
     holder: 'r.lease_holder',
@@ -1012,17 +1018,17 @@ export async function claimedOffers(
   const r = await q.query<RunRow & { pending_commands: boolean }>(
     // The rows are locked first, by id (runsLockedById). `offered_at` is moved strictly past
     // `accepted_at` even when clock_timestamp() ties it (1 ms on PGlite) or steps back.
-    `with c as ${runsLockedById(
+    `with o as ${runsLockedById(
       `r.status in (${statusesSql('handBack')}) and r.started_at is null`,
       ' join jsonb_to_recordset($1::jsonb) as k(ws text, holder text) on r.workstation_id = k.ws and r.lease_holder = k.holder',
     )}
      update runs r set offered_at = greatest(clock_timestamp(), r.accepted_at + interval '1 millisecond')
-       from c, jsonb_to_recordset($1::jsonb) as k(ws text, holder text), leases l
-      where r.id = c.id and r.workstation_id = k.ws and r.lease_holder = k.holder
+       from o, jsonb_to_recordset($1::jsonb) as k(ws text, holder text), leases l
+      where r.id = o.id and r.workstation_id = k.ws and r.lease_holder = k.holder
         and l.resource = r.id and l.holder = r.lease_holder and l.fencing_token = r.fencing_token
         and r.status in (${statusesSql('handBack')}) and r.started_at is null and l.expires_at > clock_timestamp()
      returning r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at,
-            exists (select 1 from run_commands c where c.run_id = r.id and c.state = 'pending') as pending_commands`,
+            ${pendingCommandsSql('r.id', 'select id from o')} as pending_commands`,
     [JSON.stringify(links)],
   );
   return r.rows.sort((a, b) => Number(a.position) - Number(b.position)).map(grantOf);
@@ -1456,22 +1462,28 @@ export async function cancel(
 }
 
 /**
- * The runs of `ids` (whose leases ran out), locked inside the caller's transaction in id order
+ * Up to `limit` runs whose lease ran out, locked inside the caller's transaction in id order
  * before their leases are swept (lock order), skipping any another transaction holds — a
- * holder's write in flight, another replica's sweep: the next sweep takes it. Returns the ids
- * locked.
+ * holder's write in flight, another replica's sweep: the next sweep takes it. ONE statement
+ * picks and locks them (a join of the expired leases to their runs), so the limit counts only
+ * runs it could lock: expired leases of runs that are gone, or of runs held elsewhere, never
+ * fill a batch and starve the others (the sweep takes the leases without a run apart,
+ * {@link LEASE_WITHOUT_RUN}). Returns the ids locked.
  *
  * @example
- * const ids = await lockRunsUnheld(tx, expired.map((l) => l.resource));
+ * const ids = await lockExpiredRuns(tx, 100);
  */
-export async function lockRunsUnheld(tx: Queryable, ids: string[]): Promise<string[]> {
-  if (ids.length === 0) return [];
+export async function lockExpiredRuns(tx: Queryable, limit: number): Promise<string[]> {
   const r = await tx.query<{ id: string }>(
-    'select r.id from runs r where r.id = any($1::text[]) order by r.id for no key update of r skip locked',
-    [ids],
+    `select r.id from leases l join runs r on r.id = l.resource where ${leaseSql.expired({ lease: 'l' })}
+      order by r.id limit $1 for no key update of r skip locked`,
+    [limit],
   );
   return r.rows.map((row) => row.id);
 }
+
+/** A condition on `leases` (`sweepExpired({ where })`): the lease's run is gone (an operator deleted it). */
+export const LEASE_WITHOUT_RUN = 'not exists (select 1 from runs wr where wr.id = leases.resource)';
 
 /** What a cancel did: ended the run at once (`immediate`), and which workstation holds it. */
 export interface CancelOutcome {
