@@ -74,6 +74,10 @@ const ACTIVE = statusesSql('reportEvents');
 // (`leaseSql.lockedInOrder`). Two statements touching the same runs then never each hold a row
 // the other waits for (40P01: Postgres ends one of them). `no key update`: the lock an UPDATE
 // takes anyway (a foreign key's `key share` still passes). `from`: joins the condition reads.
+// A batch's rows are found by their keys, `r.id = any (array(select … from i))` (an InitPlan
+// the primary key is probed with), not `r.id in (select … from i)`: the planner cannot see how
+// few rows a JSON batch has and made that a hash semi-join over a scan of every run (and, for
+// the leases, of every lease ever held) — test runs-indexes.
 const runsLockedById = (where: string, from = '') =>
   `materialized (select r.id from runs r${from} where ${where} order by r.id for no key update of r)`;
 
@@ -92,7 +96,7 @@ const pendingCommandsSql = (id: string, ids: string) =>
 // granted on a run that changed under it comes back without a run row (the caller gives it back).
 const CLAIM_SQL = `
 with p as (select value as id from jsonb_array_elements_text($1::jsonb)),
-o as ${runsLockedById('r.id in (select p.id from p)')}, l as (
+o as ${runsLockedById('r.id = any (array(select p.id from p))')}, l as (
   ${leaseSql.claim({
     resource: 'p.id',
     holder: '$3',
@@ -189,7 +193,9 @@ const ITEM_EVENTS = `select u.id, e.seq, e.type, e.payload, coalesce(e.at, now()
 
 // The runs of a batch's items, locked in id order first (see runsLockedById); its UPDATE joins them.
 // Only runs that still carry an item's token: a stale write locks no run it cannot write.
-const ITEMS_LOCKED = `o as ${runsLockedById('(r.id, r.fencing_token) in (select i.run_id, i.token from i)')}`;
+const ITEMS_LOCKED = `o as ${runsLockedById(
+  'r.id = any (array(select i.run_id from i)) and (r.id, r.fencing_token) in (select i.run_id, i.token from i)',
+)}`;
 const FROM_ITEMS = 'i join o on o.id = i.run_id';
 
 const REPORT_EVENTS_SQL = `
@@ -240,7 +246,7 @@ with i as (
   select u.id, u.next_event_seq - 1, 'terminal_status', i.terminal, now() from u join i on i.k = u.k
 ), c as (
   update run_commands set state = 'cancelled', finished_at = now() where run_id in (select id from u) and state in ('pending', 'acked')
-), ol as ${leaseSql.lockedInOrder({ where: 'l.resource in (select u.id from u)' })},
+), ol as ${leaseSql.lockedInOrder({ where: 'l.resource = any (array(select u.id from u))' })},
 l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: 'u.fencing_token', from: 'u join ol on ol.resource = u.id' })})`;
 const FINISH_SQL = `${FINISH_WITH}
 select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
@@ -253,7 +259,7 @@ select u.k, u.status, u.next_event_seq from u`;
 // late renewal of a run handed back and queued again (its lease released) must not lock that
 // lease, which a scheduling pass may be about to claim in its page's order (40P01).
 const RENEWED_LEASES =
-  '(l.resource, l.fencing_token) in (select i.run_id, i.token from i) and l.holder is not null';
+  'l.resource = any (array(select i.run_id from i)) and (l.resource, l.fencing_token) in (select i.run_id, i.token from i) and l.holder is not null';
 const RENEW_SQL = `
 with i as (select * from jsonb_to_recordset($1::jsonb) as i(k int, run_id text, ws text, token bigint, ttl float8)),
 ol as ${leaseSql.lockedInOrder({ where: RENEWED_LEASES })}, u as (
