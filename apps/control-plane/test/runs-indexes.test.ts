@@ -15,6 +15,7 @@ import {
   claimMany,
   expireQueued,
   finishMany,
+  lockExpiredRuns,
   renewMany,
   reportEventsMany,
   startMany,
@@ -171,6 +172,7 @@ describe.each(TEST_BACKENDS)('the indexes of runs on %s', (backend) => {
           ]),
       ],
       ['claim', () => claimMany(db, ['held_5', 'held_6'], 'ws_5', 'ws_5/r', 30_000)],
+      ['sweeper', () => db.transaction((tx) => lockExpiredRuns(tx, 100))],
     ];
     for (const [name, write] of writes) {
       statements.length = 0;
