@@ -7,6 +7,10 @@ export const ENV_HELP: ReadonlyArray<readonly [name: string, help: string]> = [
   ['RUNT_HOST', 'address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)'],
   ['RUNT_PORT', 'port to listen on (default 8787; 0 picks a free one)'],
   ['DATABASE_URL', 'Postgres connection string; unset: embedded PGlite in RUNT_DATA_DIR'],
+  [
+    'RUNT_DB_CONNECT_TIMEOUT_MS',
+    'Postgres: opening a connection fails after this many ms (default 5000; 0: no bound)',
+  ],
   ['RUNT_DATA_DIR', 'data directory: PGlite database, admin token, lock (default ./.runt)'],
   ['RUNT_ADMIN_TOKEN', 'the admin token (default: minted once, written 0600 to the data dir)'],
   ['RUNT_PUBLIC_URL', 'URL workstations and browsers reach this control plane at'],
