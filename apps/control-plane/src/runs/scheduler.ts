@@ -7,6 +7,7 @@ import type { RunSignals } from './run-signals.js';
 import type { RunRow } from './run-row.js';
 import {
   claimOnOffer,
+  ASYNC_COMMIT,
   confirmClaims,
   flushWal,
   FRESH_HELD_HERE,
@@ -14,6 +15,7 @@ import {
   RUN_ITEM_COLUMNS,
   RUN_ITEMS_SQL,
   offer,
+  SYNC_COMMIT,
   type ClaimGrant,
   type OfferClaimer,
 } from './transitions.js';
@@ -79,9 +81,8 @@ export const SCHEDULER_LOCK = 0x72756e74; // 'runt'
 // durability outside the lock (`flushWal`: a synchronous commit after this one, and the WAL is
 // sequential) before it sends a claimed offer or answers a ridden write; its plain offers go
 // at once, and the next pass starts as soon as the COMMIT returned (issues 9 and 10; see
-// Scheduler.pass and docs/runs.md#scheduler). The synchronous settings below are PGlite's.
-const ASYNC_COMMIT = `set_config('synchronous_commit', 'off', true)`;
-const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
+// Scheduler.pass and docs/runs.md#scheduler). The settings (ASYNC_COMMIT, SYNC_COMMIT) are
+// transitions.ts's; the synchronous one is PGlite's.
 
 // One statement for what a page places: up to `limit` queued runs after position `after`, oldest
 // first, of a runtime some workstation with a free slot offers (`f`: a run of any other runtime

@@ -67,6 +67,13 @@ export interface ClaimGrant {
 
 const ACTIVE = statusesSql('reportEvents');
 
+// A transaction's commit without waiting for its WAL flush (made durable later by a
+// synchronous commit after it: `flushWal`), and a synchronous one: one home for the insert,
+// the flushes, the read-backs and the scheduler's passes. `set_config(…, true)`: this
+// transaction only, usable inside a statement (`where … is not null`).
+export const ASYNC_COMMIT = `set_config('synchronous_commit', 'off', true)`;
+export const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
+
 // Lock order (docs/runs.md "Lock order"): a statement that may wait for the rows of several
 // runs locks them first, in id order — a `materialized` CTE (`with o as ${runsLockedById(…)}`)
 // its writes join, so its rows come, and are locked, in that order before the writes touch any,
@@ -319,10 +326,7 @@ const INSERT_RUNS = INSERT_RUNS_KEYED.replace(ON_KEY_CONFLICT, '');
 // scheduling pass it asks for runs while the disk syncs: issue 10's offer latency), and
 // submitMany answers only after `flushWal` made it durable. See submitMany.
 const visibleFirst = (sql: string) =>
-  sql.replace(
-    '   order by i.n',
-    `   where set_config('synchronous_commit', 'off', true) is not null\n   order by i.n`,
-  );
+  sql.replace('   order by i.n', `   where ${ASYNC_COMMIT} is not null\n   order by i.n`);
 const INSERT_RUNS_VISIBLE_FIRST = visibleFirst(INSERT_RUNS);
 const INSERT_RUNS_KEYED_VISIBLE_FIRST = visibleFirst(INSERT_RUNS_KEYED);
 const insertRunsSql = (postgres: boolean, keyed: boolean) =>
@@ -337,8 +341,7 @@ const insertRunsSql = (postgres: boolean, keyed: boolean) =>
 // The flush's WAL record (FLUSH_SQL and, after a submit's placement, FLUSH_UNLESS_HELD_HERE_SQL:
 // one home for both) and a transaction's synchronous commit (the flushes, the read-backs, claimFresh).
 const FLUSH_MESSAGE = `pg_logical_emit_message(true, 'runt-flush', '')`;
-const SYNC_ON = `set_config('synchronous_commit', 'on', true)`;
-const FLUSH_SQL = `select ${FLUSH_MESSAGE} where ${SYNC_ON} is not null`;
+const FLUSH_SQL = `select ${FLUSH_MESSAGE} where ${SYNC_COMMIT} is not null`;
 
 /**
  * Waits until every commit this process saw before the call is on disk (Postgres): a
@@ -370,7 +373,7 @@ export async function flushWal(db: Database, { retry = true }: { retry?: boolean
 // own commit record); the query joins `f`.
 const CONFIRMING = `with f as materialized (
   select pg_logical_emit_message(true, 'runt-confirm', '') as lsn
-   where ${SYNC_ON} is not null
+   where ${SYNC_COMMIT} is not null
 )`;
 
 // How many of the runs `$1` (ids) exist, read durably (`CONFIRMING`).
@@ -404,7 +407,7 @@ export const FRESH_HELD_HERE = 'runt.fresh_held_here';
  * itself). `flushed`: whether it flushed (a CASE, so the message is written only then).
  */
 const FLUSH_UNLESS_HELD_HERE_SQL = `select case when current_setting('${FRESH_HELD_HERE}', true) is distinct from 'true'
-  then ${FLUSH_MESSAGE} is not null and ${SYNC_ON} is not null
+  then ${FLUSH_MESSAGE} is not null and ${SYNC_COMMIT} is not null
   else false end as flushed`;
 
 // The claims of `$1` (run ids) with `$2` (their fencing tokens) that still hold: accepted under
@@ -906,7 +909,7 @@ export async function claimFresh(
   const r = await db.pipeline!<
     RunRow & { resource: string; granted: number | string; pending_commands: boolean }
   >([
-    { text: `select ${SYNC_ON}` },
+    { text: `select ${SYNC_COMMIT}` },
     { text: CLAIM_SQL, params: [JSON.stringify([runId]), workstationId, holder, leaseMs] },
   ]);
   const row = r.rows[0];
