@@ -54,6 +54,31 @@ function holdRow(db: Database, runId: string, table: 'runs' | 'leases' = 'runs')
   return { held, release, done };
 }
 
+/**
+ * `first()` then `second()` sent while `row` (of `table`) is held by another session, each
+ * waiting for a lock before the next step, then the row freed: both settled, with the SQLSTATE
+ * each failed with ('ok' when it did not).
+ */
+async function behindHeldRow<A, B>(
+  db: Database,
+  row: { id: string; table?: 'runs' | 'leases' },
+  first: () => Promise<A>,
+  second: () => Promise<B>,
+): Promise<{ codes: [string | undefined, string | undefined]; first: Promise<A>; second: Promise<B> }> {
+  const blocker = holdRow(db, row.id, row.table);
+  await blocker.held;
+  const a = first();
+  await lockWaiters(db, 1);
+  const b = second();
+  await lockWaiters(db, 2);
+  blocker.release();
+  await blocker.done;
+  const settled = await Promise.allSettled([a, b]);
+  const code = (x: PromiseSettledResult<unknown>) =>
+    x.status === 'rejected' ? (x.reason as { code?: string }).code : 'ok';
+  return { codes: [code(settled[0]), code(settled[1])], first: a, second: b };
+}
+
 /** Resolves once `n` sessions of this database wait for a lock. */
 async function lockWaiters(db: Database, n: number) {
   for (let i = 0; ; i++) {
@@ -165,21 +190,15 @@ describe('multi-row locks in id order, on postgres', () => {
     const [y, w, x] = await claimedRuns(t.db, 'ws_order', ['run_order_c', 'run_order_b', 'run_order_a']);
     // The re-send locks x, then waits for w (held here); the batch, its items y then x, locked
     // y first (before: in item or row order) and waits for x; w freed, the re-send goes on to y.
-    const blocker = holdRow(t.db, w!.id);
-    await blocker.held;
-    const resend = transitions.claimedOffers(t.db, [{ ws: 'ws_order', holder: 'ws_order/r1' }]);
-    await lockWaiters(t.db, 1);
-    const batch = transitions.startMany(t.db, [y!, x!].map(writeOf('ws_order')));
-    await lockWaiters(t.db, 2);
-    blocker.release();
-    await blocker.done;
-    const [resent, started] = await Promise.allSettled([resend, batch]);
-    expect(resent.status === 'rejected' ? (resent.reason as { code?: string }).code : 'ok').toBe('ok');
-    expect(started.status === 'rejected' ? (started.reason as { code?: string }).code : 'ok').toBe('ok');
-    expect((started as PromiseFulfilledResult<Awaited<typeof batch>>).value.map((a) => a?.status)).toEqual([
-      'running',
-      'running',
-    ]);
+    const { codes, second: batch } = await behindHeldRow(
+      t.db,
+      { id: w!.id },
+      () => transitions.claimedOffers(t.db, [{ ws: 'ws_order', holder: 'ws_order/r1' }]),
+      () => transitions.startMany(t.db, [y!, x!].map(writeOf('ws_order'))),
+    );
+    expect(codes[0]).toBe('ok');
+    expect(codes[1]).toBe('ok');
+    expect((await batch).map((a) => a?.status)).toEqual(['running', 'running']);
   });
 
   it('a batched finish and a batched renewal of the same leases, in opposite orders, both apply (no 40P01)', async () => {
@@ -187,29 +206,25 @@ describe('multi-row locks in id order, on postgres', () => {
     // order) and waits for w's (held here); the finish of a and c locked a's lease and waits for
     // c's; w freed, the renewal goes on to a.
     const [a, w, c] = await claimedRuns(t.db, 'ws_lease', ['run_lease_a', 'run_lease_b', 'run_lease_c']);
-    const blocker = holdRow(t.db, w!.id, 'leases');
-    await blocker.held;
-    const renewal = transitions.renewMany(
+    const { codes, second: finish } = await behindHeldRow(
       t.db,
-      [c!, w!, a!].map((r) => ({ ...writeOf('ws_lease')(r), leaseMs: 60_000 })),
+      { id: w!.id, table: 'leases' },
+      () =>
+        transitions.renewMany(
+          t.db,
+          [c!, w!, a!].map((r) => ({ ...writeOf('ws_lease')(r), leaseMs: 60_000 })),
+        ),
+      () =>
+        transitions.finishMany(
+          t.db,
+          [a!, c!]
+            .map(writeOf('ws_lease'))
+            .map((i) => ({ ...i, outcome: { status: 'completed' as const, exitCode: 0 } })),
+        ),
     );
-    await lockWaiters(t.db, 1);
-    const finish = transitions.finishMany(
-      t.db,
-      [a!, c!]
-        .map(writeOf('ws_lease'))
-        .map((i) => ({ ...i, outcome: { status: 'completed' as const, exitCode: 0 } })),
-    );
-    await lockWaiters(t.db, 2);
-    blocker.release();
-    await blocker.done;
-    const [renewed, finished] = await Promise.allSettled([renewal, finish]);
-    expect(renewed.status === 'rejected' ? (renewed.reason as { code?: string }).code : 'ok').toBe('ok');
-    expect(finished.status === 'rejected' ? (finished.reason as { code?: string }).code : 'ok').toBe('ok');
-    expect((finished as PromiseFulfilledResult<Awaited<typeof finish>>).value.map((o) => o?.status)).toEqual([
-      'completed',
-      'completed',
-    ]);
+    expect(codes[0]).toBe('ok');
+    expect(codes[1]).toBe('ok');
+    expect((await finish).map((o) => o?.status)).toEqual(['completed', 'completed']);
   });
 
   it('a late renewal of a run handed back and queued again locks no lease it will not renew', async () => {
