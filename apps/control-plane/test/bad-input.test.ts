@@ -1,4 +1,4 @@
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { openPostgres } from '@runt/sql';
@@ -173,56 +173,74 @@ describe.each(TEST_BACKENDS)('bad input is a 4xx on %s', (backend) => {
   });
 });
 
-describe('the database going away (a Postgres restart) is a 503 with Retry-After', () => {
-  let proxy: Server;
+/**
+ * A fresh test database behind a TCP proxy the test steers: `up` pipes every connection to
+ * Postgres; `refusing` drops new connections at once (a restarting server); `silent` accepts them
+ * and never sends a byte (a host gone silent behind a load balancer, a hung server).
+ * `dropAll` ends every connection open now, so the next request has to connect again.
+ */
+async function postgresBehindProxy() {
+  const t = await createTestDatabase('postgres');
+  const target = new URL(t.url as string);
   const sockets = new Set<Socket>();
+  const state = { mode: 'up' as 'up' | 'refusing' | 'silent', acceptedSilently: 0 };
+  const proxy = createServer((client) => {
+    if (state.mode === 'refusing') return void client.destroy();
+    sockets.add(client);
+    client.on('error', () => {});
+    if (state.mode === 'silent') return void state.acceptedSilently++;
+    const server = connect(Number(target.port || 5432), target.hostname);
+    sockets.add(server);
+    client.pipe(server).pipe(client);
+    const end = () => {
+      client.destroy();
+      server.destroy();
+      sockets.delete(client);
+      sockets.delete(server);
+    };
+    client.on('close', end);
+    server.on('error', end).on('close', end);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  const url = new URL(target);
+  url.host = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+  return {
+    url: url.toString(),
+    state,
+    dropAll: () => {
+      for (const s of sockets) s.destroy();
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      proxy.close();
+      await t.dispose();
+    },
+  };
+}
+
+describe('the database going away (a Postgres restart) is a 503 with Retry-After', () => {
+  let pg: Awaited<ReturnType<typeof postgresBehindProxy>> | undefined;
   let h: Harness | undefined;
-  let dispose: (() => Promise<void>) | undefined;
 
   afterAll(async () => {
     await h?.close().catch(() => {});
-    for (const s of sockets) s.destroy();
-    proxy?.close();
-    await dispose?.();
+    await pg?.close();
   });
 
   it('answers 503 while the database is unreachable, and 2xx again once it is back', async () => {
-    const t = await createTestDatabase('postgres');
-    dispose = t.dispose;
-    const target = new URL(t.url as string);
-    let up = true;
-    // A TCP proxy in front of Postgres that we can "restart": drop every connection and refuse new ones.
-    proxy = createServer((client) => {
-      if (!up) return client.destroy();
-      sockets.add(client);
-      const server = connect(Number(target.port || 5432), target.hostname);
-      sockets.add(server);
-      client.pipe(server).pipe(client);
-      const end = () => {
-        client.destroy();
-        server.destroy();
-        sockets.delete(client);
-        sockets.delete(server);
-      };
-      client.on('error', end).on('close', end);
-      server.on('error', end).on('close', end);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const port = (proxy.address() as { port: number }).port;
-    const viaProxy = new URL(target);
-    viaProxy.host = `127.0.0.1:${port}`;
-    const db = await openPostgres({ url: viaProxy.toString() });
+    pg = await postgresBehindProxy();
+    const db = await openPostgres({ url: pg.url });
     h = await startHarness('postgres', {}, {}, { backend: 'postgres', db, dispose: () => db.close() });
     expect((await h.api('/api/runs', { token: h.adminToken })).status).toBe(200);
 
-    up = false;
-    for (const s of sockets) s.destroy();
+    pg.state.mode = 'refusing';
+    pg.dropAll();
     const down = await h.api('/api/runs', { token: h.adminToken });
     expect(down.status).toBe(503);
     expect(down.json.error.code).toBe('unavailable');
     expect(Number(down.headers.get('retry-after'))).toBeGreaterThan(0);
 
-    up = true;
+    pg.state.mode = 'up';
     let back = 0;
     for (let i = 0; i < 50 && back !== 200; i++)
       back = (await h.api('/api/runs', { token: h.adminToken })).status;
@@ -231,50 +249,24 @@ describe('the database going away (a Postgres restart) is a 503 with Retry-After
 });
 
 describe('a database host that accepts connections and never answers is a 503 within the connect timeout', () => {
-  let proxy: Server;
-  const sockets = new Set<Socket>();
+  let pg: Awaited<ReturnType<typeof postgresBehindProxy>> | undefined;
   let h: Harness | undefined;
-  let dispose: (() => Promise<void>) | undefined;
 
   afterAll(async () => {
-    for (const s of sockets) s.destroy();
+    pg?.dropAll();
     await h?.close().catch(() => {});
-    proxy?.close();
-    await dispose?.();
+    await pg?.close();
   });
 
   it('answers 503 {error:{code,message}} once the connect timeout passed, instead of hanging', async () => {
-    const t = await createTestDatabase('postgres');
-    dispose = t.dispose;
-    const target = new URL(t.url as string);
-    // A TCP proxy in front of Postgres that we can make silent: it accepts new connections and
-    // never sends a byte (a host gone silent behind a load balancer, a hung server).
-    let silent = false;
-    let acceptedSilently = 0;
-    proxy = createServer((client) => {
-      sockets.add(client);
-      client.on('error', () => {});
-      if (silent) return void acceptedSilently++;
-      const server = connect(Number(target.port || 5432), target.hostname);
-      sockets.add(server);
-      client.pipe(server).pipe(client);
-      const end = () => {
-        client.destroy();
-        server.destroy();
-      };
-      client.on('close', end);
-      server.on('error', end).on('close', end);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const viaProxy = new URL(target);
-    viaProxy.host = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    pg = await postgresBehindProxy();
     const boundMs = 1_000;
-    const db = await openPostgres({ url: viaProxy.toString(), connectMs: boundMs });
+    const db = await openPostgres({ url: pg.url, connectMs: boundMs });
     h = await startHarness('postgres', {}, {}, { backend: 'postgres', db, dispose: () => db.close() });
     expect((await h.api('/api/runs', { token: h.adminToken })).status).toBe(200);
 
-    silent = true;
-    for (const s of sockets) s.destroy(); // every open connection gone: the next request connects
+    pg.state.mode = 'silent';
+    pg.dropAll(); // every open connection gone: the next request connects
     await new Promise((r) => setTimeout(r, 200)); // the pool has dropped them
     const started = Date.now();
     const answer = await Promise.race([
@@ -286,9 +278,9 @@ describe('a database host that accepts connections and never answers is a 503 wi
     const down = answer as Exclude<typeof answer, 'hung'>;
     expect(down.json.error).toMatchObject({ code: 'unavailable', message: expect.any(String) });
     expect(Number(down.headers.get('retry-after'))).toBeGreaterThan(0);
-    expect(acceptedSilently).toBeGreaterThan(0); // it did wait on a silent connect
+    expect(pg.state.acceptedSilently).toBeGreaterThan(0); // it did wait on a silent connect
     expect(tookMs).toBeGreaterThanOrEqual(boundMs - 50);
     expect(tookMs).toBeLessThan(boundMs + 3_000); // the bound, plus a loaded machine's slack
-    silent = false;
+    pg.state.mode = 'up';
   });
 });

@@ -24,8 +24,15 @@ const picks = (from: number, n: number) =>
     leaseMs: 30_000,
   }));
 
-/** The plan of the statement `send` issues, run under EXPLAIN ANALYZE in `db` and rolled back. */
-async function planOf(db: TestDatabase['db'], send: (q: Queryable) => Promise<unknown>): Promise<PlanNode> {
+/**
+ * The plan of the statement `send` issues, run under EXPLAIN ANALYZE in `db` and rolled back;
+ * `inside` reads what it did before the rollback.
+ */
+async function planOf(
+  db: TestDatabase['db'],
+  send: (q: Queryable) => Promise<unknown>,
+  inside?: (tx: Queryable) => Promise<void>,
+): Promise<PlanNode> {
   let sent: { text: string; params: unknown[] | undefined } | undefined;
   const recording: Queryable = {
     query: async (text, params) => {
@@ -44,6 +51,7 @@ async function planOf(db: TestDatabase['db'], send: (q: Queryable) => Promise<un
       );
       const json = r.rows[0]!['QUERY PLAN'];
       plan = ((typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>)[0]!.Plan;
+      await inside?.(tx);
       throw rolledBack;
     })
     .catch((e: unknown) => {
@@ -75,37 +83,19 @@ describe.each(TEST_BACKENDS)('claim on offer and pending commands on %s', (backe
 
   it('looks run_commands up once for a page of 25 claims, not once per run', async () => {
     // the statement as claimOnOffer sends it, then executed under EXPLAIN ANALYZE (rolled back)
-    let sent: { text: string; params: unknown[] | undefined } | undefined;
-    const recording: Queryable = {
-      query: async (text, params) => {
-        sent = { text, params };
-        return { rows: [], rowCount: 0 };
-      },
-    };
-    await claimOnOffer(recording, picks(26, 25));
-    const rolledBack = new Error('rolled back');
-    let plan: PlanNode | undefined;
     let pending: unknown;
-    await t.db
-      .transaction(async (tx) => {
-        const r = await tx.query<{ 'QUERY PLAN': unknown }>(
-          `explain (analyze, format json) ${sent!.text}`,
-          sent!.params,
+    const plan = await planOf(
+      t.db,
+      (q) => claimOnOffer(q, picks(26, 25)),
+      async (tx) => {
+        const r = await tx.query<{ n: number }>(
+          `select count(*)::int as n from runs where status = 'accepted' and id = 'run_40'`,
         );
-        const json = r.rows[0]!['QUERY PLAN'];
-        plan = ((typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>)[0]!.Plan;
-        pending = (
-          await tx.query<{ n: number }>(
-            `select count(*)::int as n from runs where status = 'accepted' and id = 'run_40'`,
-          )
-        ).rows[0]!.n;
-        throw rolledBack;
-      })
-      .catch((e: unknown) => {
-        if (e !== rolledBack) throw e;
-      });
+        pending = r.rows[0]!.n;
+      },
+    );
     expect(pending).toBe(1); // the EXPLAIN ANALYZE claimed them
-    expect(scansOf(plan!, 'run_commands')).toBe(1);
+    expect(scansOf(plan, 'run_commands')).toBe(1);
   });
 });
 
