@@ -1,9 +1,12 @@
+import fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { countStatements, migrate, type Database, type Queryable } from '@runt/sql';
+import { countStatements, migrate, openPglite, type Database, type Queryable } from '@runt/sql';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { controlPlaneMigrations } from '../src/migrations.js';
 import { freshOffer } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
@@ -235,5 +238,61 @@ describe('a submit on postgres', () => {
     );
     expect(err?.message).toBe('flush: connection lost');
     expect(f.confirms()).toBe(1);
+  });
+});
+
+/**
+ * On embedded PGlite (a data directory) a submit commits synchronously; its answer waits for
+ * the host `fdatasync` of the WAL segment holding its commit record, which PGlite's own file
+ * system layer never made (`SyncingNodeFS` in @runt/sql; docs/reliability.md) — one sync for
+ * the whole batch, not one per run.
+ */
+describe('a submit on PGlite (a data directory)', () => {
+  let dir = '';
+  let db: Database;
+  const walSyncs: string[] = [];
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(join(tmpdir(), 'runt-submit-durable-'));
+    const root = join(dir, 'db');
+    const fdatasync = fs.fdatasyncSync.bind(fs);
+    vi.spyOn(fs, 'fdatasyncSync').mockImplementation((fd) => {
+      const path = relative(root, fs.readlinkSync(`/proc/self/fd/${fd}`));
+      if (path.startsWith('pg_wal/')) walSyncs.push(path);
+      fdatasync(fd);
+    });
+    db = await openPglite({ dataDir: root, upkeep: false });
+    await migrate(db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+  });
+  afterAll(async () => {
+    vi.restoreAllMocks();
+    await db?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['without idempotency keys', undefined],
+    ['with idempotency keys', 'durable'],
+  ])('of 20 runs %s: answered after one fdatasync of the WAL segment holding its commit', async (_, key) => {
+    walSyncs.splice(0);
+    const inputs = Array.from({ length: 20 }, (_, i) =>
+      submitRunRequestSchema.parse({
+        runtime: 'fake',
+        command: ['true'],
+        ...(key ? { idempotency_key: `${key}-${i}` } : {}),
+      }),
+    );
+    const out = await transitions.submitMany(db, inputs);
+    const synced = walSyncs.splice(0);
+    expect(out.every((r) => r.created)).toBe(true);
+    // Everything the WAL holds was flushed (Postgres' view) by the time of the answer…
+    const wal = (
+      await db.query<{ file: string; flushed: boolean }>(
+        `select pg_walfile_name(pg_current_wal_flush_lsn()) as file,
+                pg_current_wal_flush_lsn() = pg_current_wal_insert_lsn() as flushed`,
+      )
+    ).rows[0]!;
+    expect(wal.flushed).toBe(true);
+    // …and that flush was a host fdatasync of its segment: one for the batch.
+    expect(synced).toEqual([`pg_wal/${wal.file}`]);
   });
 });

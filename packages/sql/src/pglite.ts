@@ -1,7 +1,9 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { PGlite, type Results } from '@electric-sql/pglite';
 import { LaneGate, type Lane } from './lanes.js';
 import { PlanCache, type CachedStatement, type PlanCacheOptions } from './plan-cache.js';
+import { PGLITE_WAL_SYNC_PARAMS, SyncingNodeFS, syncDataDir } from './pglite-fsync.js';
 import type { Database, QueryResult, Queryable, Statement } from './sql.js';
 import { TableUpkeep, type UpkeepOptions } from './upkeep.js';
 
@@ -14,7 +16,7 @@ export const PGLITE_RANDOM_PAGE_COST = 1.1;
  * WAL segment is not filled with zeros first (`wal_init_zero = off`: only its last byte is
  * written, as on copy-on-write file systems): the zeros cost the one thread 16 MB of writes
  * through PGlite's file system layer every ~3,000 runs, and prove nothing a commit relies on —
- * a commit's WAL records are written (and synced, where the file system syncs) before its
+ * a commit's WAL records are written (and synced: `SyncingNodeFS`) before its
  * answer whether or not the segment was zero-filled; the zeros only reserve disk space early
  * (docs/runs.md, _PGlite's WAL settings_). Durability settings (`fsync`, `synchronous_commit`,
  * PGlite's `relaxedDurability`) are left as they are.
@@ -32,8 +34,12 @@ export interface OpenPgliteOptions {
 
 /**
  * Opens embedded Postgres (PGlite). PGlite starts its backend with `-F` (fsync off); on a data
- * directory we drop that flag and keep durability strict, so an acknowledged write survives a
- * crash of the process. In memory there is nothing to make durable.
+ * directory we drop that flag and keep durability strict, and make Postgres' syncs reach the
+ * disk ({@link SyncingNodeFS}: PGlite's own file system layer drops them), so an acknowledged
+ * write survives a crash of the process and of the machine: a synchronous commit returns once
+ * its WAL is `fdatasync`ed (one sync per transaction, so per group commit), a checkpoint syncs
+ * the data files and `pg_control` before it recycles WAL, and a new data directory is synced
+ * whole before this returns. In memory there is nothing to make durable.
  *
  * PGlite has one connection and runs one query or transaction at a time, first come first
  * served. Every call goes through a `LaneGate` instead, so `db.priority` (lease renewals) goes
@@ -61,12 +67,20 @@ export interface OpenPgliteOptions {
  */
 export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database> {
   if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const fresh = opts.dataDir !== undefined && !existsSync(join(opts.dataDir, 'PG_VERSION'));
   const pg = new PGlite({
-    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+    ...(opts.dataDir ? { fs: new SyncingNodeFS(opts.dataDir) } : {}),
     relaxedDurability: false,
-    ...(opts.dataDir ? { startParams: PGlite.defaultStartParams.filter((p) => p !== '-F') } : {}),
+    ...(opts.dataDir
+      ? {
+          startParams: [...PGlite.defaultStartParams.filter((p) => p !== '-F'), ...PGLITE_WAL_SYNC_PARAMS],
+        }
+      : {}),
   });
   await pg.waitReady;
+  // PGlite copied its template cluster in without a sync (a crash after a fresh start runs
+  // Postgres' own sync of the directory at the next start: recovery).
+  if (fresh && opts.dataDir) await syncDataDir(opts.dataDir);
   // For the session (the one connection, which also writes the WAL): see above.
   await pg.exec(`set random_page_cost = ${PGLITE_RANDOM_PAGE_COST}; ${PGLITE_WAL_SETTINGS}`);
   // One cache for the one connection: a statement prepared inside a transaction stays prepared.

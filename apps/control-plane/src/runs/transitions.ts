@@ -348,7 +348,8 @@ const FLUSH_SQL = `select ${FLUSH_MESSAGE} where ${SYNC_COMMIT} is not null`;
  * transaction with its own WAL record (a transactional logical message, no table written, any
  * role may send it) commits synchronously, and a synchronous commit flushes the WAL up to its
  * own commit record, so every earlier commit with it. PGlite: nothing to wait for (its writes
- * commit synchronously).
+ * commit synchronously, and a synchronous commit returns once its WAL segment is `fdatasync`ed
+ * on the host: `openPglite` in @runt/sql).
  *
  * A failure (a pooled connection lost) says nothing of the earlier commit. With `retry`
  * (default) the flush is tried once more on another connection — which may reach a server that
