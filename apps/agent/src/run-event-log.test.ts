@@ -136,3 +136,50 @@ describe('RunEventLog', () => {
     expect(chars).toEqual({ stdout: 5, stderr: 2 });
   });
 });
+
+describe('RunEventLog: secret values in the output', () => {
+  it('masks a secret split across chunks of a stream, and sends what a stream held back at its end', async () => {
+    const r = recorder();
+    const log = new RunEventLog({
+      client: r.client,
+      runId: 'run_1',
+      fencingToken: 1,
+      nextSeq: 1,
+      signal: new AbortController().signal,
+      onRejected: () => {},
+      secrets: ['hunter2'],
+    });
+    log.appendOutput('stdout', 'pw=hun');
+    log.appendOutput('stderr', 'e:hunt');
+    log.appendOutput('stdout', 'ter2 ok\n');
+    log.appendOutput('stderr', 'er'); // a possible start of the secret: held back until the end
+    log.endOutput();
+    await log.flush();
+    const text = (stream: string) =>
+      r.batches
+        .flat()
+        .filter((e) => e.type === 'log' && e.payload.stream === stream)
+        .map((e) => String(e.payload.data))
+        .join('');
+    expect(text('stdout')).not.toContain('hunter2');
+    expect(text('stdout')).toMatch(/^pw=.+ ok\n$/);
+    expect(text('stderr')).toBe('e:hunter');
+  });
+
+  it('a run without secrets sends its output as written, and its end adds nothing', async () => {
+    const r = recorder();
+    const log = new RunEventLog({
+      client: r.client,
+      runId: 'run_1',
+      fencingToken: 1,
+      nextSeq: 1,
+      signal: new AbortController().signal,
+      onRejected: () => {},
+      secrets: [],
+    });
+    log.appendOutput('stdout', 'hunter2\n');
+    log.endOutput();
+    await log.flush();
+    expect(r.batches.flat().map((e) => e.payload.data)).toEqual(['hunter2\n']);
+  });
+});

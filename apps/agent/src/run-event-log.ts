@@ -79,8 +79,12 @@ export class RunEventLog {
   /** A status report is carrying the queued head: linger sends wait for `settle`. */
   #held = false;
   readonly #sent = { stdout: 0, stderr: 0 };
-  /** One masker per output stream (`stdout`, `stderr`, `<command id>:stdout`, …) while secrets are set. */
-  readonly #maskers = new Map<string, SecretMasker>();
+  /**
+   * One masker per output stream (`stdout`, `stderr`, `<command id>:stdout`, …) while secrets
+   * are set; made with the first masker (a run without secrets makes no Map: issue 9, agent
+   * heap profile — ~0.5 KB per run that a scavenge found alive and copied).
+   */
+  #maskers: Map<string, SecretMasker> | undefined;
 
   constructor(private readonly opts: RunEventLogOptions) {
     this.#next = opts.nextSeq;
@@ -125,8 +129,9 @@ export class RunEventLog {
   ): number {
     if (this.opts.secrets?.length) {
       const key = `${typeof extra.command_id === 'string' ? `${extra.command_id}:` : ''}${stream}`;
-      let masker = this.#maskers.get(key);
-      if (!masker) this.#maskers.set(key, (masker = new SecretMasker(this.opts.secrets)));
+      const maskers = (this.#maskers ??= new Map<string, SecretMasker>());
+      let masker = maskers.get(key);
+      if (!masker) maskers.set(key, (masker = new SecretMasker(this.opts.secrets)));
       const out = masker.push(data);
       return this.#queueMasked(stream, out.text, out.raw, extra);
     }
@@ -145,11 +150,13 @@ export class RunEventLog {
    * (a possible start of a secret value) is queued, masked.
    */
   endOutput(commandId?: string): void {
+    const maskers = this.#maskers;
+    if (!maskers) return;
     for (const stream of ['stdout', 'stderr'] as const) {
       const key = `${commandId === undefined ? '' : `${commandId}:`}${stream}`;
-      const masker = this.#maskers.get(key);
+      const masker = maskers.get(key);
       if (!masker) continue;
-      this.#maskers.delete(key);
+      maskers.delete(key);
       const out = masker.end();
       this.#queueMasked(stream, out.text, out.raw, commandId === undefined ? {} : { command_id: commandId });
     }
