@@ -187,6 +187,71 @@ describe.each(TEST_BACKENDS)('the indexes of runs on %s', (backend) => {
       expect(plan, name).not.toMatch(/Seq Scan on leases/);
     }
   });
+
+  // The fenced guard of a batched write (the lease with the item's token is held and live) is
+  // one probe of `leases` per item. Checked on the item's columns it was a filter of the items'
+  // scan, which the lock step's join (estimated at one locked run) rescanned once per locked
+  // run: 25 × 25 probes for a finish of 25 runs, 78 % of the statement's buffer reads on PGlite
+  // (issue 9, docs/benchmarks.md). Checked on the run's row, once per run the join found.
+  it('probes the lease of each item of a batched write once, not once per item and locked run', async () => {
+    const ids = (from: number) => Array.from({ length: 25 }, (_, n) => `held_${from + n}`);
+    const item = (id: string) => ({ runId: id, workstationId: `ws_${Number(id.slice(5)) % 20}`, token: 1 });
+    const event = (seq: number) => `[{"seq":${seq},"type":"log","payload":{}}]`;
+    const writes: Array<[string, string[], (q: Queryable) => Promise<unknown>]> = [
+      // held_21..70 are accepted, held_71..170 running
+      [
+        'start',
+        ids(21),
+        (q) =>
+          startMany(
+            q,
+            ids(21).map((id) => ({ ...item(id), brief: true })),
+          ),
+      ],
+      [
+        'events',
+        ids(71),
+        // a run's events start at seq 1
+        (q) =>
+          reportEventsMany(
+            q,
+            ids(71).map((id) => ({ ...item(id), batch: { first: 1, last: 1, json: event(1) } })),
+          ),
+      ],
+      [
+        'finish',
+        ids(96),
+        (q) =>
+          finishMany(
+            q,
+            ids(96).map((id) => ({
+              ...item(id),
+              brief: true,
+              outcome: { status: 'completed' as const, exitCode: 0 },
+            })),
+          ),
+      ],
+    ];
+    for (const [name, runIds, write] of writes) {
+      const sent: Array<{ text: string; params?: unknown[] }> = [];
+      await write({
+        query: async (text, params) => (sent.push({ text, params }), { rows: [], rowCount: 0 }),
+      });
+      const [s] = sent;
+      for (const generic of [false, true]) {
+        const plan = await explainAnalyzed(t.db, s!.text, s!.params, runIds, generic);
+        // the statement did its work: every item passed its guard
+        expect(plan, `${name} ${generic ? 'generic' : 'custom'}`).toMatch(
+          /Update on runs .*rows=25(\.00)? loops=1/,
+        );
+        const probes = [...plan.matchAll(/on leases fl .*loops=(\d+)/g)].map((m) => Number(m[1]));
+        expect(probes.length, name).toBeGreaterThan(0);
+        expect(Math.max(...probes), `${name} ${generic ? 'generic' : 'custom'}\n${plan}`).toBeLessThanOrEqual(
+          25,
+        );
+      }
+    }
+  });
 });
 
 /** The indexes of `runs` a row in `status` (on workstation `ws`) has an entry in. */
@@ -308,6 +373,50 @@ async function explainGeneric(db: Database, text: string, params: unknown[] = []
       await tx.query('deallocate runs_index_probe');
     }
   });
+}
+
+/**
+ * The plan of `text` as it ran (EXPLAIN ANALYZE; custom, or `generic` as a prepared statement
+ * planned for any parameters), on runs `runIds` made held by lease token 1 first (their leases'
+ * holders are their workstations' `/r`), all rolled back.
+ */
+async function explainAnalyzed(
+  db: Database,
+  text: string,
+  params: unknown[] | undefined,
+  runIds: string[],
+  generic: boolean,
+): Promise<string> {
+  let plan = '';
+  const rollback = new Error('rollback');
+  await db
+    .transaction(async (tx) => {
+      await tx.query(
+        `update runs set fencing_token = 1, lease_holder = workstation_id || '/r' where id = any ($1::text[])`,
+        [runIds],
+      );
+      const args = (params ?? []).map((v) => sqlLiteral(v as string)).join(', ');
+      if (generic) {
+        await tx.query(`set local plan_cache_mode = force_generic_plan`);
+        await tx.query(`prepare runs_guard_probe as ${text}`);
+      }
+      try {
+        const r = await tx.query<{ 'QUERY PLAN': string }>(
+          generic
+            ? `explain (analyze, timing off) execute runs_guard_probe(${args})`
+            : `explain (analyze, timing off) ${text}`,
+          generic ? undefined : params,
+        );
+        plan = r.rows.map((x) => x['QUERY PLAN']).join('\n');
+      } finally {
+        if (generic) await tx.query('deallocate runs_guard_probe');
+      }
+      throw rollback;
+    })
+    .catch((e: unknown) => {
+      if (e !== rollback) throw e;
+    });
+  return plan;
 }
 
 /** The plan of `text` (not run: some of the readers write). */

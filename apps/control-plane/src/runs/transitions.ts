@@ -182,9 +182,12 @@ const ITEM_COLUMNS = 'k int, run_id text, ws text, token bigint, first bigint, n
 // The fenced guard every holder write puts in its UPDATE: the run is this workstation's,
 // carries the presented token, and the lease with that token is held and live by the database
 // clock. The UPDATE locks the run row; a claim of an expired lease must update the same row, so
-// it cannot slip in between.
+// it cannot slip in between. The lease is looked up by the run row's id and token (equal to the
+// item's): on the item's columns the lookup was a filter of the items' scan, which the join with
+// the lock step (`o`, estimated at one row) scanned again for every locked run — 25 × 25 probes
+// of `leases` for a batch of 25, on both stores (test runs-indexes; issue 9, docs/benchmarks.md).
 const FENCED_GUARD = `r.id = i.run_id and r.workstation_id = i.ws and r.fencing_token = i.token
-  and ${leaseSql.heldWithToken({ resource: 'i.run_id', token: 'i.token' })}`;
+  and ${leaseSql.heldWithToken({ resource: 'r.id', token: 'r.fencing_token' })}`;
 
 // Holder events (`first` seq, `next` = last seq + 1; both 0 without events). The fast
 // statements take a batch only when it continues exactly at the run's stored next seq
