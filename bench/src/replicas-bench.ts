@@ -12,6 +12,7 @@
 //   BENCH_REPLICA_BACKLOG=0        latency part: runs queued first, of a runtime no workstation offers
 //                                  (they stay queued: what a submit's placement passes over)
 //   BENCH_SUBMIT_HTTP=node         the bench's HTTP client: node (node:http keep-alive, default) or fetch
+//   BENCH_REPLICA_LATENCY=same,cross  latency part: which of its two measurements run
 //   BENCH_TRACE=1                  latency part: each replica writes a per-step trace (RUNT_TRACE_FILE);
 //                                  printed as the median time of each step after the submit was sent
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -27,6 +28,7 @@ import { mintToken } from '@runt/transport-auth';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
 import { agentBin } from './runt-system.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
+import { processCpuSeconds } from './proc-cpu.js';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
@@ -39,6 +41,7 @@ const NODE_HTTP = env('BENCH_SUBMIT_HTTP', 'node') !== 'fetch';
 const THROUGHPUT_RUNS = Number(env('BENCH_REPLICA_THROUGHPUT', '2000'));
 const KILL_AGENTS = Number(env('BENCH_REPLICA_AGENTS', '12'));
 const PARTS = env('BENCH_REPLICA_PARTS', 'latency,throughput,kill').split(',');
+const LATENCY_PATHS = env('BENCH_REPLICA_LATENCY', 'same,cross').split(',');
 // dist/index.js → the package → its dist/bin.js, as `runt-control-plane` runs it.
 const CP_BIN =
   process.env.BENCH_REPLICA_CP_BIN ??
@@ -189,6 +192,7 @@ async function finishRun(client: ControlPlaneClient, run: Run): Promise<void> {
 
 /** Submit on `on` → offer received over a link held by `held`; sequential, the run finished between samples. */
 async function offerLatency(
+  db: BenchDatabase,
   on: Replica,
   held: Replica,
   runs: number,
@@ -200,6 +204,8 @@ async function offerLatency(
   /** Per run, offer received minus submit answered (negative: the offer came first), p50. */
   afterAnswer: number;
   load: number;
+  /** CPU ms per sample (the warm-up's included) of A's and B's processes, the database's server processes, the bench. */
+  cpu: { a: number; b: number; db: number; bench: number };
 }> {
   const runtime = `lat${Math.random().toString(36).slice(2, 8)}`;
   const waiting = new Map<string, (at: number) => void>();
@@ -216,6 +222,7 @@ async function offerLatency(
   const stamps = new Map<string, { sent: number; answer: number; offer: number }>();
   // When the submit's answer arrived: what of each sample is the submit itself (HTTP, insert, commit).
   const answers: number[] = [];
+  const cpu = await cpuNow(db, on, held);
   try {
     for (let i = 0; i < runs + 20; i++) {
       const t0 = nowMs();
@@ -236,6 +243,10 @@ async function offerLatency(
   } finally {
     ws.close();
   }
+  const cpuEnd = await cpuNow(db, on, held);
+  const perSample = (k: 'a' | 'b' | 'bench') => ((cpuEnd[k] - cpu[k]) * 1000) / (runs + 20);
+  let dbCpu = 0;
+  for (const [pid, s] of cpuEnd.db) dbCpu += s - (cpu.db.get(pid) ?? 0);
   if (TRACE_DIR) {
     await sleep(500); // the replicas write their traces every 200 ms
     printTrace(on === held ? 'same replica' : 'submit on A, link on B', stamps, [on.id, held.id]);
@@ -255,6 +266,24 @@ async function offerLatency(
       50,
     ),
     load: loadAverage(),
+    cpu: {
+      a: perSample('a'),
+      b: on === held ? 0 : perSample('b'),
+      db: (dbCpu * 1000) / (runs + 20),
+      bench: perSample('bench'),
+    },
+  };
+}
+
+/** CPU seconds so far of the two replicas, of each server process of the bench's database, and of this process. */
+async function cpuNow(db: BenchDatabase, on: Replica, held: Replica) {
+  const pids = await db.backendPids();
+  const u = process.cpuUsage();
+  return {
+    a: processCpuSeconds(on.proc.pid!),
+    b: processCpuSeconds(held.proc.pid!),
+    db: new Map(pids.map((pid) => [pid, processCpuSeconds(pid)])),
+    bench: (u.user + u.system) / 1e6,
   };
 }
 
@@ -490,14 +519,20 @@ async function main(): Promise<void> {
             command: ['x'],
           })),
         });
-      const same = await offerLatency(replicas[1]!, replicas[1]!, LATENCY_RUNS);
-      console.log(
-        `replicas  offer latency, submit and link on the same replica: p50 ${f(same.p50)} ms p99 ${f(same.p99)} ms max ${f(same.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(same.answered)} ms, offer − answer p50 ${f(same.afterAnswer)} ms)  load ${same.load}`,
-      );
-      const cross = await offerLatency(replicas[0]!, replicas[1]!, LATENCY_RUNS);
-      console.log(
-        `replicas  offer latency, submit on A, agent linked to B:        p50 ${f(cross.p50)} ms p99 ${f(cross.p99)} ms max ${f(cross.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(cross.answered)} ms, offer − answer p50 ${f(cross.afterAnswer)} ms)  load ${cross.load}`,
-      );
+      const cpuText = (r: { cpu: { a: number; b: number; db: number; bench: number } }, cross: boolean) =>
+        `cpu/sample ${cross ? `A ${f(r.cpu.a)} B ${f(r.cpu.b)}` : `replica ${f(r.cpu.a)}`} db ${f(r.cpu.db)} bench ${f(r.cpu.bench)} ms`;
+      if (LATENCY_PATHS.includes('same')) {
+        const same = await offerLatency(db, replicas[1]!, replicas[1]!, LATENCY_RUNS);
+        console.log(
+          `replicas  offer latency, submit and link on the same replica: p50 ${f(same.p50)} ms p99 ${f(same.p99)} ms max ${f(same.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(same.answered)} ms, offer − answer p50 ${f(same.afterAnswer)} ms; ${cpuText(same, false)})  load ${same.load}`,
+        );
+      }
+      if (LATENCY_PATHS.includes('cross')) {
+        const cross = await offerLatency(db, replicas[0]!, replicas[1]!, LATENCY_RUNS);
+        console.log(
+          `replicas  offer latency, submit on A, agent linked to B:        p50 ${f(cross.p50)} ms p99 ${f(cross.p99)} ms max ${f(cross.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(cross.answered)} ms, offer − answer p50 ${f(cross.afterAnswer)} ms; ${cpuText(cross, true)})  load ${cross.load}`,
+        );
+      }
     } finally {
       await stopReplicas(replicas);
       await db.drop();

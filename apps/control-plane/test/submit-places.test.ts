@@ -109,6 +109,9 @@ describe('a submit that places its own run, on postgres', () => {
         id: run.id,
         run: { id: run.id, status: 'offered', workstation_id: 'ws_b', command: ["it's", 'a\\b'] },
       });
+      // The row the notification carried (`row_to_json`, its `held_here` too) is the run A
+      // answers with, field for field.
+      expect(sent[0]).toEqual({ type: 'offer', id: run.id, run });
       expect(bStatements).toBe(0);
     } finally {
       await bus.close();
@@ -222,6 +225,51 @@ describe('a submit that places its own run, on postgres', () => {
     // The run itself, its offer, the workstation's used slots: a handful. It read all 2,000
     // (one scan of the queue's index filtered by runtime) before, under the scheduler's lock.
     expect(read).toBeLessThan(20);
+  });
+
+  it('reads the free workstations once, not twice, when no run is queued', async () => {
+    // 200 free workstations of another runtime, and the one the run goes to; nothing queued.
+    await t.db.query(
+      `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state, link_replica)
+         select 'ws_other_' || i, 'other', true, now(), '["other"]'::jsonb, 4, 'connected', 'B' from generate_series(1, 200) i`,
+    );
+    await t.db.query(
+      `insert into credentials (id, kind, token_hash, workstation_id)
+         select 'cred_' || id, 'workstation', 'hash_' || id, id from workstations`,
+    );
+    await addWorkstation('ws_e', 'empty-queue', 2);
+    const [lock, place] = freshOffer(
+      JSON.stringify([
+        {
+          n: 0,
+          id: 'run_e',
+          runtime: 'empty-queue',
+          command: ['x'],
+          env: {},
+          placement_labels: {},
+          max_attempts: 1,
+        },
+      ]),
+      'A',
+    );
+    const { read, placed } = await t.db
+      .transaction(async (tx) => {
+        await tx.query(lock!.text);
+        const read = await explainRowsRead(tx, place!.text, place!.params, ['workstations']);
+        const placed = await tx.query<{ id: string; status: string; workstation_id: string | null }>(
+          `select id, status, workstation_id from runs`,
+        );
+        throw Object.assign(new Error('rollback'), { read, placed: placed.rows });
+      })
+      .catch((e: Error & { read?: number; placed?: unknown[] }) => {
+        if (e.placed === undefined) throw e;
+        return e;
+      });
+    expect(placed).toEqual([{ id: 'run_e', status: 'offered', workstation_id: 'ws_e' }]);
+    // The candidates' one walk (201 rows); the FIFO probe's list of free workstations (`f`), a
+    // second walk of all 201 with their used slots, is read only when some run is queued.
+    expect(read).toBeGreaterThanOrEqual(201);
+    expect(read).toBeLessThan(260);
   });
 
   it('runs the placement from its generic plan from the first submit on a connection (no custom plans)', async () => {

@@ -22,6 +22,7 @@ import {
 import { claimAnswer, failUnopenable } from './claim-answer.js';
 import { SecretUnavailableError, type SecretBox } from './secret-box.js';
 import { TraceSpan, tracing } from '../trace.js';
+import { statusesSql } from './state-machine.js';
 import {
   CANDIDATE_ORDER_SQL,
   FITS_SQL,
@@ -161,7 +162,16 @@ select (select coalesce(json_agg(q order by q.position), '[]') from q) as queued
 // workstations offer: as one scan of the queue's index filtered by runtime it read every queued
 // run of any other runtime — with 10,000 queued runs no free workstation offers, 3–13 ms per
 // submit instead of 0.2–0.5 ms (EXPLAIN ANALYZE, 2026-12-01), all of it under the scheduler's
-// lock, which serialises every submit and pass of every replica (issue 10).
+// lock, which serialises every submit and pass of every replica (issue 10). It runs only when some
+// run is queued at all (one probe of `runs_queued_idx`; any queued run, whatever its `not_before`,
+// so a backlog of retries waiting out their backoff costs one index entry, not a walk): with an
+// empty queue — the common case of a lone submit — `f` is never read, where it walked every
+// placeable workstation with its used slots a second time beside `c` (issue 10, 2026-12-02).
+// The notification carries the row as `row_to_json` text (`held_here` is `h`'s, not a column of
+// `o`): `to_jsonb(o) - 'held_here'` built a binary jsonb of the row, copied it without the key,
+// then printed it — 0.06–0.2 ms (~15 %) of the statement's server CPU, before the COMMIT whose
+// signal the other replica's LISTEN process waits for (a probe of 300 executions per round, 6
+// rounds alternated, 2026-12-02).
 const FRESH_INSERT_SQL = `with x as materialized (
   select * from ${RUN_ITEMS_SQL} where ${ASYNC_COMMIT} is not null
 ), f as materialized (
@@ -169,6 +179,7 @@ const FRESH_INSERT_SQL = `with x as materialized (
 ), older as (
   select 1 from (select distinct jsonb_array_elements_text(f.runtimes) as runtime from f) t
    cross join lateral (select 1 from runs r where r.runtime = t.runtime and ${OFFERABLE_NOW_SQL} limit 1) o
+   where exists (select 1 from runs r where r.status in (${statusesSql('offer')}))
    limit 1
 ), c as (
   select w.id, w.link_replica from x, workstations w ${USED_SQL}
@@ -183,17 +194,18 @@ const FRESH_INSERT_SQL = `with x as materialized (
     from x left join c on true
   returning *
 ), o as (
-  select i.*, null::text as l_holder, null::bigint as l_token, null::timestamptz as l_expires_at,
-         c.id is not null and c.link_replica is not distinct from $2::text as held_here
-    from i left join c on c.id = i.workstation_id
+  select i.*, null::text as l_holder, null::bigint as l_token, null::timestamptz as l_expires_at from i
+), h as (
+  select exists (select 1 from c where c.link_replica = $2::text) as held_here
 ), n as (
   select pg_notify('${LINK_CHANNEL}', case when octet_length(p.t) < ${MAX_NOTIFY_PAYLOAD} then p.t
                    else json_build_object('w', o.workstation_id, 'offer', o.id)::text end)
-    from o cross join lateral (select json_build_object('w', o.workstation_id, 'offer', o.id,
-                                        'row', to_jsonb(o) - 'held_here')::text as t) p
-   where o.status = 'offered' and not o.held_here
+    from o cross join h cross join lateral (select json_build_object('w', o.workstation_id, 'offer', o.id,
+                                        'row', row_to_json(o))::text as t) p
+   where o.status = 'offered' and not h.held_here
 )
-select o.*, (select count(*) from n) as notified, set_config('${FRESH_HELD_HERE}', o.held_here::text, false) as noted from o`;
+select o.*, h.held_here, (select count(*) from n) as notified,
+       set_config('${FRESH_HELD_HERE}', h.held_here::text, false) as noted from o cross join h`;
 
 /**
  * A pass plans its statements without bitmap scans (for its transaction only): the page then
