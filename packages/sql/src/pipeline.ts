@@ -29,6 +29,70 @@ const internals = pg as unknown as {
   utils: { prepareValue: (v: unknown) => unknown };
 };
 
+/** A column of a RowDescription message, as node-postgres parses it. */
+interface Field {
+  name: string;
+  dataTypeID: number;
+  format: string;
+}
+
+/** The rows of one statement text, read once: its columns, their type parsers and a row maker. */
+interface Shape {
+  fields: Field[];
+  parsers: Array<(v: string) => unknown>;
+  make: (parsers: Shape['parsers'], values: Array<string | null>) => unknown;
+}
+
+/** At most this many statement texts keep a shape (pipelines are fixed texts; a bound all the same). */
+const MAX_SHAPES = 500;
+const shapes = new Map<string, Shape>();
+
+const sameFields = (a: Field[], b: Field[]) =>
+  a.length === b.length &&
+  a.every((f, i) => f.name === b[i]!.name && f.dataTypeID === b[i]!.dataTypeID && f.format === b[i]!.format);
+
+/**
+ * The shape of `text`'s rows described by `fields`: the one made before when the columns are the
+ * same (a migration may change a `select *`), otherwise made now. Undefined — node-postgres' own
+ * reading — for binary columns or a `__proto__` column. The row maker is one object literal per
+ * shape, the columns in order (a duplicate name keeps its first place and its last value, as
+ * node-postgres' rows do): node-postgres 8 built each statement's row template from a
+ * prototype-less object (slow properties) and filled every row by keyed stores, which were
+ * 6.5 % of the control plane's CPU on the Postgres drain (issue 9, docs/benchmarks.md). The
+ * names are the database's column names, written as JSON string literals.
+ */
+function shapeOf(text: string, fields: Field[]): Shape | undefined {
+  const known = shapes.get(text);
+  if (known && sameFields(known.fields, fields)) return known;
+  if (fields.some((f) => f.format === 'binary' || f.name === '__proto__')) return undefined;
+  const body = fields
+    .map((f, i) => `${JSON.stringify(f.name)}: v[${i}] === null ? null : p[${i}](v[${i}])`)
+    .join(',\n');
+  const shape: Shape = {
+    fields: fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID, format: f.format })),
+    parsers: fields.map((f) => pg.types.getTypeParser(f.dataTypeID, 'text') as (v: string) => unknown),
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- column names as JSON literals, see above
+    make: new Function('p', 'v', `'use strict';\nreturn {\n${body}\n};`) as Shape['make'],
+  };
+  if (known || shapes.size < MAX_SHAPES) shapes.set(text, shape);
+  return shape;
+}
+
+/** node-postgres' row reader with a statement's rows made by its {@link Shape}. */
+class ShapedResult extends internals.Result {
+  constructor(private readonly shape: Shape) {
+    super();
+  }
+
+  override addFields(fields: unknown[]): void {
+    (this as unknown as { fields: unknown[] }).fields = fields;
+  }
+
+  override parseRow(values: unknown[]): unknown {
+    return this.shape.make(this.shape.parsers, values as Array<string | null>);
+  }
+}
+
 type Named = Statement & { name: string | undefined };
 type Callback = (err: Error | null, result?: QueryResult<unknown>) => void;
 
@@ -92,7 +156,9 @@ export class Pipeline {
   }
 
   handleRowDescription(msg: { fields: unknown[] }): void {
-    this.#result = new internals.Result();
+    const text = this.statements[this.#done.length]?.text;
+    const shape = text === undefined ? undefined : shapeOf(text, msg.fields as Field[]);
+    this.#result = shape ? new ShapedResult(shape) : new internals.Result();
     this.#result.addFields(msg.fields);
   }
 

@@ -204,6 +204,42 @@ describe('openPostgres', () => {
       await t.dispose();
     }
   });
+  it("reads a pipeline's rows as node-postgres reads a query's: every type, nulls, duplicate names in order, a changed row type", async () => {
+    const t = await createTestDatabase('postgres');
+    try {
+      await t.db.query(
+        'create table shape_t (id text primary key, n bigint, j jsonb, at timestamptz, b boolean, x text)',
+      );
+      await t.db.query(
+        `insert into shape_t values ('a', 7, '{"k":[1]}', '2026-12-02 05:00:00.123+00', true, null), ('b', null, null, null, false, 'y')`,
+      );
+      const sel = 'select s.*, s.id as n2, s.x as id, $1::int as p from shape_t s order by s.id';
+      const plain = await t.db.query(`${sel.replace('$1::int', '5::int')}`);
+      // node-postgres' per-result setup (a template of every column) is not what reads them
+      const Result = (pg as unknown as { Result: { prototype: { addFields(f: unknown[]): void } } }).Result;
+      const setup = vi.spyOn(Result.prototype, 'addFields');
+      for (let i = 0; i < 2; i++) {
+        setup.mockClear();
+        const piped = await t.db.pipeline!([{ text: sel, params: [5] }]);
+        expect(setup).not.toHaveBeenCalled();
+        expect(piped.rows).toEqual(plain.rows);
+        // same keys in the same order (a duplicate name keeps its first place, its last value)
+        expect(piped.rows.map((r) => Object.keys(r as object))).toEqual(
+          plain.rows.map((r) => Object.keys(r as object)),
+        );
+        expect((piped.rows[0] as { id: unknown }).id).toBeNull();
+        expect((piped.rows[0] as { at: Date }).at).toEqual(new Date('2026-12-02T05:00:00.123Z'));
+      }
+      // The row type of the same text changes (a column added under `select *`): read anew.
+      await t.db.query('alter table shape_t add column z int default 3');
+      const after = await t.db.pipeline!<{ z: number }>([{ text: sel, params: [5] }]);
+      expect(after.rows.map((r) => r.z)).toEqual([3, 3]);
+      setup.mockRestore();
+    } finally {
+      await t.dispose();
+    }
+  });
+
   it('sends a pipeline of statements with parameters in one round trip, one transaction, each prepared once', async () => {
     const t = await createTestDatabase('postgres');
     const sent = vi.spyOn(pg.Client.prototype, 'query');
