@@ -227,6 +227,33 @@ describe('multi-row locks in id order, on postgres', () => {
     expect((await finish).map((o) => o?.status)).toEqual(['completed', 'completed']);
   });
 
+  it("a holder's claim again (a re-registration) and a batched renewal of the same leases, in opposite orders, both apply (no 40P01)", async () => {
+    // a < w < c by id; the claim names them c, w, a. It locks the runs (in id order), then claims
+    // their leases: before in the order named, c's first, then it waited for w's (held here); the
+    // renewal, in id order, locked a's lease and waits for w's; w freed, the claim took w and
+    // waited for a while the renewal waited for w. Now the claim takes a's lease first.
+    const [a, w, c] = await claimedRuns(t.db, 'ws_reclaim', [
+      'run_reclaim_a',
+      'run_reclaim_b',
+      'run_reclaim_c',
+    ]);
+    const { codes, first: claim } = await behindHeldRow(
+      t.db,
+      { id: w!.id, table: 'leases' },
+      () => transitions.claimMany(t.db, [c!.id, w!.id, a!.id], 'ws_reclaim', 'ws_reclaim/r1', 60_000),
+      () =>
+        transitions.renewMany(
+          t.db,
+          [a!, w!, c!].map((r) => ({ ...writeOf('ws_reclaim')(r), leaseMs: 60_000 })),
+        ),
+    );
+    expect(codes).toEqual(['ok', 'ok']);
+    // the same holder's claim keeps each lease's token
+    expect([...(await claim).values()].map((g) => g.fencingToken).sort()).toEqual(
+      [a!, w!, c!].map((r) => r.token).sort(),
+    );
+  });
+
   it('a late renewal of a run handed back and queued again locks no lease it will not renew', async () => {
     // q < x by id. q was handed back (lease released, run queued again); its agent's late
     // renewal rides a batch with x, whose lease is held here: the renewal waits for x's lease,

@@ -89,15 +89,17 @@ export const leaseSql = {
    * extra condition for inserting at all (e.g. "the run is still offered to this holder").
    * `from` names the tables the refs read when several leases are claimed in one statement
    * (one row each, distinct resources); a re-claim then takes the new expiry its row computed.
+   * `orderBy` (with `from`) is the order the rows are claimed, and so their leases locked, in:
+   * the resource, so a multi-row claim keeps the lock order of every other multi-lease write.
    */
-  claim(p: LeaseSqlRefs & { ttlMs: string; when?: string; from?: string }): string {
+  claim(p: LeaseSqlRefs & { ttlMs: string; when?: string; from?: string; orderBy?: string }): string {
     const ttl = `clock_timestamp() + ${p.ttlMs}::float8 * interval '1 millisecond'`;
     // "The same holder re-claims a lease it still holds": keep token and acquired_at. Each
     // clock_timestamp() call reads the clock again, after the row lock was taken, so a claim
     // that waited behind another transaction judges expiry at the moment it decides.
     const sameLive = `l.holder = excluded.holder and l.expires_at > clock_timestamp()`;
     return `insert into leases as l (resource, holder, fencing_token, expires_at, acquired_at, renewed_at)
-select ${p.resource}, ${p.holder}, 1, ${ttl}, clock_timestamp(), null${p.from ? ` from ${p.from}` : ''}${p.when ? ` where ${p.when}` : ''}
+select ${p.resource}, ${p.holder}, 1, ${ttl}, clock_timestamp(), null${p.from ? ` from ${p.from}` : ''}${p.when ? ` where ${p.when}` : ''}${p.orderBy ? ` order by ${p.orderBy}` : ''}
 on conflict (resource) do update set
   fencing_token = case when ${sameLive} then l.fencing_token else l.fencing_token + 1 end,
   acquired_at = case when ${sameLive} then l.acquired_at else clock_timestamp() end,

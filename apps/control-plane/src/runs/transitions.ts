@@ -108,8 +108,9 @@ o as ${runsLockedById('r.id = any (array(select p.id from p))')}, l as (
     resource: 'p.id',
     holder: '$3',
     ttlMs: '$4',
-    // each run locked (in id order) before its lease
+    // each run locked (in id order) before its lease, the leases claimed in id order too
     from: 'p join o on o.id = p.id',
+    orderBy: 'p.id',
     when: `exists (select 1 from runs q where q.id = p.id and q.workstation_id = $2 and q.status in (${statusesSql('claim')}))`,
   })}
 ), u as (
@@ -131,6 +132,7 @@ with p as (select * from jsonb_to_recordset($1::jsonb) as p(id text, ws text, ho
     holder: 'p.holder',
     ttlMs: 'p.ttl',
     from: 'p',
+    orderBy: 'p.id',
     // A scalar subquery per pick (one primary-key probe each), not `exists (…)`: the planner made
     // that a semi-join against every run in those statuses — the whole queue, 9,950 rows read at
     // 10,000 queued, 1.7–3.5 ms of every claim-on-offer pass (issue 9).
