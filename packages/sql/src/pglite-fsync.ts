@@ -12,8 +12,10 @@ export const PGLITE_WAL_SYNC_PARAMS = ['-c', 'wal_sync_method=fsync'] as const;
 
 /** The part of Emscripten's NODEFS this file touches (its stream operations and error mapping). */
 interface NodeFsInternals {
-  stream_ops: { fsync?: (stream: NodeFsStream) => number };
-  tryFSOperation: <T>(f: () => T) => T;
+  stream_ops: {
+    fsync?: (stream: NodeFsStream) => number;
+    write: (stream: NodeFsStream, ...rest: unknown[]) => number;
+  };
 }
 interface NodeFsStream {
   /** The host file descriptor NODEFS opened for this stream. */
@@ -33,8 +35,7 @@ const isDir = (mode: number) => (mode & 0o170000) === 0o040000;
  * a crash of the process, not of the machine (docs/reliability.md).
  *
  * This file system gives NODEFS an `fsync` (a host `fdatasync` of the stream's file, `fsync` of
- * a directory; a failure is handed to Postgres as its errno, so a WAL sync that fails is
- * Postgres' own PANIC), and {@link PGLITE_WAL_SYNC_PARAMS} sends the WAL's syncs there. Every
+ * a directory; a failed host sync or write stops the process: {@link stopOnHostError}), and {@link PGLITE_WAL_SYNC_PARAMS} sends the WAL's syncs there. Every
  * sync Postgres asks for then happens where Postgres asks for it, synchronously, before the call
  * into PGlite returns — so before any answer built on it:
  * - a synchronous commit that wrote WAL: one `fdatasync` of the WAL segment holding its commit
@@ -59,17 +60,63 @@ export class SyncingNodeFS extends NodeFS {
       ...preRun,
       (mod) => {
         const nodefs = mod.NODEFS as unknown as NodeFsInternals;
+        const ops = nodefs.stream_ops;
         // One object shared by every NODEFS stream (`node.stream_ops`), opened before or after.
-        nodefs.stream_ops.fsync = (stream) => {
-          nodefs.tryFSOperation(() =>
-            isDir(stream.node.mode) ? fs.fsyncSync(stream.nfd) : fs.fdatasyncSync(stream.nfd),
-          );
+        ops.fsync = (stream) => {
+          try {
+            if (isDir(stream.node.mode)) fs.fsyncSync(stream.nfd);
+            else fs.fdatasyncSync(stream.nfd);
+          } catch (e) {
+            stopOnHostError(this.rootDir, 'a sync', e);
+          }
           return 0;
+        };
+        const write = ops.write;
+        ops.write = (stream, ...rest) => {
+          try {
+            return write(stream, ...rest);
+          } catch (e) {
+            return stopOnHostError(this.rootDir, 'a write', e);
+          }
         };
       },
     ];
     return out;
   }
+}
+
+/** Emscripten's numbers of the errors a host write or sync of a file can meet. */
+const EMSCRIPTEN_ERRNO: Record<number, string> = {
+  8: 'EBADF',
+  19: 'EDQUOT',
+  22: 'EFBIG',
+  28: 'EINVAL',
+  29: 'EIO',
+  51: 'ENOSPC',
+  69: 'EROFS',
+};
+
+/**
+ * A host write or sync of the data directory failed (EIO, ENOSPC, …): the process stops at once,
+ * with one line on stderr and exit code 74 (`EX_IOERR`). Handed back to PGlite as an errno, the
+ * failure left its backend spinning at 100 % CPU with the call never answered (Postgres' PANIC
+ * has no process to end inside WebAssembly) — the control plane alive, silent and stuck. Nothing
+ * is lost by stopping: what the failed call was for has not been answered, and the restart's
+ * recovery replays the WAL on disk (and syncs the whole directory first), as Postgres does after
+ * its own PANIC on a failed WAL sync.
+ */
+function stopOnHostError(dir: string, what: string, e: unknown): never {
+  // a host error as Node raised it (`code`), or as NODEFS re-threw it (Emscripten's `errno`)
+  const err = e as { code?: string; errno?: number; message?: string };
+  const why =
+    err.code ??
+    (err.errno === undefined
+      ? (err.message ?? String(e))
+      : (EMSCRIPTEN_ERRNO[err.errno] ?? `errno ${err.errno}`));
+  process.stderr.write(
+    `runt: ${what} of the PGlite data directory ${dir} failed (${why}); stopping, a restart recovers from its WAL\n`,
+  );
+  process.exit(74);
 }
 
 /**
@@ -96,7 +143,8 @@ export async function syncDataDir(dir: string): Promise<void> {
       await h.close();
     }
   };
-  // Files first (in parallel, on libuv's threads), then the directories holding their entries.
-  await Promise.all(files.map(sync));
+  // Files first (32 at a time, on libuv's threads: ~1,000 descriptors at once would hit a 1,024
+  // open-file limit), then the directories holding their entries.
+  for (let i = 0; i < files.length; i += 32) await Promise.all(files.slice(i, i + 32).map(sync));
   for (const d of [...dirs, join(dir, '..')]) await sync(d);
 }
