@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError, type RunEventInput } from '@runt/protocol';
-import { RunEventLog } from './run-event-log.js';
+import { RunEventLog, type RunEventLogOptions } from './run-event-log.js';
 
 /** Records batches; fails the first `failures` calls with a network error. */
 function recorder(failures = 0, reject?: ApiError) {
@@ -20,17 +20,25 @@ function recorder(failures = 0, reject?: ApiError) {
   };
 }
 
+/** A RunEventLog of run_1 (token 1, next seq 1) writing to `r`, with `over` on top. */
+function eventLog(r: ReturnType<typeof recorder>, over: Partial<RunEventLogOptions> = {}): RunEventLog {
+  return new RunEventLog({
+    client: r.client,
+    runId: 'run_1',
+    fencingToken: 1,
+    nextSeq: 1,
+    signal: new AbortController().signal,
+    onRejected: () => {},
+    ...over,
+  });
+}
+
 describe('RunEventLog', () => {
   it('numbers events gap-free from the claimed seq and batches them', async () => {
     const r = recorder();
     const flushed: number[] = [];
-    const log = new RunEventLog({
-      client: r.client,
-      runId: 'run_1',
-      fencingToken: 1,
+    const log = eventLog(r, {
       nextSeq: 5,
-      signal: new AbortController().signal,
-      onRejected: () => {},
       onFlushed: (n) => flushed.push(n),
     });
     for (let i = 0; i < 7; i++) log.append('log', { stream: 'stdout', data: `${i}\n` });
@@ -44,13 +52,7 @@ describe('RunEventLog', () => {
   it('resends the same seqs after a failure, so nothing is lost or duplicated', async () => {
     const r = recorder(2);
     let chars = { stdout: 0, stderr: 0 };
-    const log = new RunEventLog({
-      client: r.client,
-      runId: 'run_1',
-      fencingToken: 1,
-      nextSeq: 1,
-      signal: new AbortController().signal,
-      onRejected: () => {},
+    const log = eventLog(r, {
       onFlushed: (_n, c) => (chars = c),
     });
     log.append('log', { stream: 'stdout', data: 'abc' });
@@ -64,12 +66,7 @@ describe('RunEventLog', () => {
   it('stops and reports a 409 instead of retrying', async () => {
     const r = recorder(0, new ApiError(409, 'run-not-active', 'run is no longer active'));
     const rejected: Error[] = [];
-    const log = new RunEventLog({
-      client: r.client,
-      runId: 'run_1',
-      fencingToken: 1,
-      nextSeq: 1,
-      signal: new AbortController().signal,
+    const log = eventLog(r, {
       onRejected: (e) => rejected.push(e),
     });
     log.append('log', { stream: 'stdout', data: 'x' });
@@ -83,13 +80,7 @@ describe('RunEventLog', () => {
 
   it('splits large bursts into batches of maxBatch', async () => {
     const r = recorder();
-    const log = new RunEventLog({
-      client: r.client,
-      runId: 'run_1',
-      fencingToken: 1,
-      nextSeq: 1,
-      signal: new AbortController().signal,
-      onRejected: () => {},
+    const log = eventLog(r, {
       maxBatch: 10,
     });
     for (let i = 0; i < 25; i++) log.append('log', { stream: 'stdout', data: 'x' });
@@ -101,13 +92,7 @@ describe('RunEventLog', () => {
     const r = recorder();
     let chars = { stdout: 0, stderr: 0 };
     const flushed: number[] = [];
-    const log = new RunEventLog({
-      client: r.client,
-      runId: 'run_1',
-      fencingToken: 1,
-      nextSeq: 1,
-      signal: new AbortController().signal,
-      onRejected: () => {},
+    const log = eventLog(r, {
       lingerMs: 1,
       onFlushed: (n, c) => {
         flushed.push(n);
@@ -140,13 +125,7 @@ describe('RunEventLog', () => {
 describe('RunEventLog: secret values in the output', () => {
   it('masks a secret split across chunks of a stream, and sends what a stream held back at its end', async () => {
     const r = recorder();
-    const log = new RunEventLog({
-      client: r.client,
-      runId: 'run_1',
-      fencingToken: 1,
-      nextSeq: 1,
-      signal: new AbortController().signal,
-      onRejected: () => {},
+    const log = eventLog(r, {
       secrets: ['hunter2'],
     });
     log.appendOutput('stdout', 'pw=hun');
@@ -168,13 +147,7 @@ describe('RunEventLog: secret values in the output', () => {
 
   it('a run without secrets sends its output as written, and its end adds nothing', async () => {
     const r = recorder();
-    const log = new RunEventLog({
-      client: r.client,
-      runId: 'run_1',
-      fencingToken: 1,
-      nextSeq: 1,
-      signal: new AbortController().signal,
-      onRejected: () => {},
+    const log = eventLog(r, {
       secrets: [],
     });
     log.appendOutput('stdout', 'hunter2\n');
