@@ -65,6 +65,7 @@ function shapeOf(text: string, fields: Field[]): Shape | undefined {
   const known = shapes.get(text);
   if (known && sameFields(known.fields, fields)) return known;
   if (fields.some((f) => f.format === 'binary' || f.name === '__proto__')) return undefined;
+  if (!known && shapes.size >= MAX_SHAPES) return undefined; // full: node-postgres' reading, not a row maker per result
   const body = fields
     .map((f, i) => `${JSON.stringify(f.name)}: v[${i}] === null ? null : p[${i}](v[${i}])`)
     .join(',\n');
@@ -74,7 +75,7 @@ function shapeOf(text: string, fields: Field[]): Shape | undefined {
     // eslint-disable-next-line @typescript-eslint/no-implied-eval -- column names as JSON literals, see above
     make: new Function('p', 'v', `'use strict';\nreturn {\n${body}\n};`) as Shape['make'],
   };
-  if (known || shapes.size < MAX_SHAPES) shapes.set(text, shape);
+  shapes.set(text, shape);
   return shape;
 }
 
@@ -171,6 +172,15 @@ export class Pipeline {
     void connection;
     const r = this.#result ?? new internals.Result();
     r.addCommandComplete(msg);
+    this.#complete(r);
+  }
+
+  /** An empty statement is answered EmptyQueryResponse, not CommandComplete: no rows, and the results after it keep their places. */
+  handleEmptyQuery(): void {
+    this.#complete(new internals.Result());
+  }
+
+  #complete(r: RowReader): void {
     this.#last = r;
     this.#done.push(r);
     this.#result = undefined;
@@ -184,8 +194,6 @@ export class Pipeline {
       this.#arrivalError ??= e as Error;
     }
   }
-
-  handleEmptyQuery(): void {}
 
   handlePortalSuspended(): void {}
 

@@ -294,6 +294,14 @@ describe('openPostgres', () => {
         ]),
       ).rejects.toThrow(/division by zero/);
       expect(results).toEqual([]);
+      // An empty statement has an empty result; the statements after it keep their own.
+      const five = await t.db.pipeline!<{ n: number }>([
+        { text: '', onResult: (r) => results.push(r.rows) },
+        { text: 'select $1::int as n', params: [5], onResult: (r) => results.push(r.rows) },
+        { text: 'select 6 as n', onResult: (r) => results.push(r.rows) },
+      ]);
+      expect(results).toEqual([[], [{ n: 5 }], [{ n: 6 }]]);
+      expect(five.rows).toEqual([{ n: 6 }]);
     } finally {
       sent.mockRestore();
       await t.dispose();
