@@ -24,6 +24,13 @@ import {
   untilPassWaitsForLock,
 } from './scheduler-fixtures.js';
 
+/** The lock and placement statements of a lone submit of one run `id` on `runtime`, as replica A. */
+const freshOne = (id: string, runtime: string) =>
+  freshOffer(
+    JSON.stringify([{ n: 0, id, runtime, command: ['x'], env: {}, placement_labels: {}, max_attempts: 1 }]),
+    'A',
+  );
+
 /**
  * Issue 10's cross-replica offer latency: on Postgres a lone fresh run is placed by its submit's
  * own message (insert, advisory lock, placement and NOTIFY; then the WAL flush before the
@@ -31,6 +38,7 @@ import {
  * link, instead of the insert's and then a pass's 3 — and the notification carries the row, so
  * that replica sends it without a query. Capacity stays serialised by the scheduler's lock.
  */
+
 describe('a submit that places its own run, on postgres', () => {
   let t: TestDatabase;
   beforeAll(async () => {
@@ -188,20 +196,7 @@ describe('a submit that places its own run, on postgres', () => {
       `insert into runs (id, status, runtime, command, env, max_attempts)
          select 'run_nobody_' || i, 'queued', 'nobody', '["x"]'::jsonb, '{}'::jsonb, 1 from generate_series(1, 2000) i`,
     );
-    const [lock, place] = freshOffer(
-      JSON.stringify([
-        {
-          n: 0,
-          id: 'run_fresh',
-          runtime: 'free',
-          command: ['x'],
-          env: {},
-          placement_labels: {},
-          max_attempts: 1,
-        },
-      ]),
-      'A',
-    );
+    const [lock, place] = freshOne('run_fresh', 'free');
     const { read, placed } = await t.db
       .transaction(async (tx) => {
         await tx.query(lock!.text);
@@ -238,20 +233,7 @@ describe('a submit that places its own run, on postgres', () => {
          select 'cred_' || id, 'workstation', 'hash_' || id, id from workstations`,
     );
     await addWorkstation('ws_e', 'empty-queue', 2);
-    const [lock, place] = freshOffer(
-      JSON.stringify([
-        {
-          n: 0,
-          id: 'run_e',
-          runtime: 'empty-queue',
-          command: ['x'],
-          env: {},
-          placement_labels: {},
-          max_attempts: 1,
-        },
-      ]),
-      'A',
-    );
+    const [lock, place] = freshOne('run_e', 'empty-queue');
     const { read, placed } = await t.db
       .transaction(async (tx) => {
         await tx.query(lock!.text);
