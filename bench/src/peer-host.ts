@@ -15,6 +15,8 @@ export interface PeerTask {
   mode: 'drain' | 'burst' | 'paced';
   jobs: number;
   rate?: number;
+  /** raw on PGlite: commits do not wait for the disk (see RawCeilingOptions.unsynced). */
+  unsynced?: boolean;
 }
 
 /** Creates the peer a task names. */
@@ -25,6 +27,7 @@ export async function openPeer(t: PeerTask): Promise<Peer> {
       ...(t.url ? { url: t.url } : {}),
       ...(t.dataDir ? { dataDir: t.dataDir } : {}),
       workers: 4,
+      ...(t.unsynced ? { unsynced: true } : {}),
     });
   if (t.backend !== 'postgres' || !t.url) throw new Error(`${t.peer} runs on Postgres only`);
   return t.peer === 'graphile' ? graphilePeer(t.url) : pgBossPeer(t.url);

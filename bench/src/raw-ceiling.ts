@@ -40,6 +40,14 @@ export interface RawCeilingOptions {
   dataDir?: string;
   /** Claiming workers, each its own connection on Postgres (on PGlite they share the one). */
   workers: number;
+  /**
+   * PGlite: commit without waiting for the disk (`synchronous_commit = off` for the session): the
+   * CPU ceiling of claim + complete, which issue 9's PGlite target (≥ 0.5×) was set against when
+   * PGlite's syncs never reached the disk. Default: every commit synced, as `openPglite` does and
+   * as runt's are — bound by the disk's sync latency, since each claim, complete and insert
+   * commits on its own (docs/benchmarks.md, decisions).
+   */
+  unsynced?: boolean;
 }
 
 /**
@@ -71,6 +79,9 @@ export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
     // BENCH_PGLITE_UPKEEP=off: without the table upkeep, as the control plane's (cp-host.ts).
     const upkeep = process.env.BENCH_PGLITE_UPKEEP === 'off' ? { upkeep: false as const } : {};
     const db = await openPglite({ ...(o.dataDir ? { dataDir: o.dataDir } : {}), ...upkeep });
+    // A session setting of the one connection: its WAL is still written (and synced when a
+    // segment fills, and at checkpoints), a commit just does not wait for it.
+    if (o.unsynced) await db.query('set synchronous_commit = off');
     conns = Array.from({ length: 2 * o.workers }, () => db);
     close = () => db.close();
   }

@@ -1,4 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import fs, { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
 import { createBenchDatabase, measurePeer, rawCeilingPeer } from '../src/index.js';
 
 describe('raw SKIP LOCKED ceiling', () => {
@@ -42,4 +45,30 @@ describe('raw SKIP LOCKED ceiling', () => {
     expect(m.cpuMsPerJob.total).toBeGreaterThanOrEqual(m.cpuMsPerJob.worker);
     expect(m.cpuMsPerJob.worker).toBeGreaterThanOrEqual(0);
   });
+
+  // The two raw PGlite peers the bench prints (docs/benchmarks.md): synced, every commit waits
+  // for an fdatasync of the WAL (2 per job: the claim's and the complete's); unsynced, none does.
+  for (const unsynced of [false, true]) {
+    it(`on a PGlite data directory ${unsynced ? 'commits without' : 'syncs the WAL at every'} commit${unsynced ? ' syncs' : ''}`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'runt-raw-sync-'));
+      const syncs = vi.spyOn(fs, 'fdatasyncSync');
+      try {
+        const peer = await rawCeilingPeer({
+          backend: 'pglite',
+          dataDir: dir,
+          workers: 4,
+          ...(unsynced ? { unsynced } : {}),
+        });
+        await peer.prepare(40);
+        syncs.mockClear();
+        expect((await peer.drain()).completed).toBe(40);
+        if (unsynced) expect(syncs).not.toHaveBeenCalled();
+        else expect(syncs.mock.calls.length).toBeGreaterThanOrEqual(80);
+        await peer.close();
+      } finally {
+        syncs.mockRestore();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });
