@@ -28,6 +28,7 @@
 //   BENCH_AGENT_NODE_ARGS='--heap-prof --heap-prof-dir=DIR'   extra Node flags (split on spaces)
 //                               for every agent process, e.g. `--cpu-prof --cpu-prof-dir=DIR
 //                               --cpu-prof-interval=200` (each profile named by Node, with its pid)
+//   BENCH_CP_NODE_ARGS='--trace-gc'   extra Node flags for the control plane's process (split on spaces)
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuProfDir, cpuProfileTop } from './cpu-profile-top.js';
@@ -55,6 +56,7 @@ const sized = (backend: 'postgres' | 'pglite', name: string, value: number) =>
   backend === 'pglite' && process.env[`${name}_PGLITE`] ? Number(process.env[`${name}_PGLITE`]) : value;
 const CPU_PROF = cpuProfDir();
 const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+const CP_NODE_ARGS = (process.env.BENCH_CP_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const MODES = env('BENCH_MODES', 'drain,paced').split(',');
 const TIMEOUT_MS = Number(env('BENCH_TIMEOUT_MS', '900000', '180000'));
 /** runt's phases: those of BENCH_MODES (drain = drain and burst), or BENCH_RUNT_PHASES (e.g. `drain` alone). */
@@ -130,6 +132,7 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
       maxRuns: MAX_RUNS,
       ...(CPU_PROF ? { cpuProfDir: CPU_PROF } : {}),
       ...(AGENT_NODE_ARGS.length > 0 ? { agentNodeArgs: AGENT_NODE_ARGS } : {}),
+      ...(CP_NODE_ARGS.length > 0 ? { cpNodeArgs: CP_NODE_ARGS } : {}),
       submitHttp: process.env.BENCH_SUBMIT_HTTP === 'fetch' ? 'fetch' : 'node',
     });
     console.log(

@@ -34,6 +34,8 @@ export interface RuntSystemOptions {
    * with them each agent is started as `node <flags> <runt-agent bin>`.
    */
   agentNodeArgs?: string[];
+  /** Extra Node flags for the control plane's process (`--trace-gc`, V8 heap flags): an A/B of a flag in one build. */
+  cpNodeArgs?: string[];
   /** How the bench sends its submits: `node` (the client's `nodeHttp`, default) or `fetch`. */
   submitHttp?: 'node' | 'fetch';
 }
@@ -168,15 +170,18 @@ export class RuntSystem {
     };
     const cp = fork(new URL('../dist/cp-host.js', import.meta.url), [], {
       env: { ...process.env, BENCH_CP: JSON.stringify(config) },
-      execArgv: o.cpuProfDir
-        ? [
-            '--cpu-prof',
-            '--cpu-prof-dir',
-            o.cpuProfDir,
-            '--cpu-prof-name',
-            `control-plane-${o.backend}.cpuprofile`,
-          ]
-        : [],
+      execArgv: [
+        ...(o.cpuProfDir
+          ? [
+              '--cpu-prof',
+              '--cpu-prof-dir',
+              o.cpuProfDir,
+              '--cpu-prof-name',
+              `control-plane-${o.backend}.cpuprofile`,
+            ]
+          : []),
+        ...(o.cpNodeArgs ?? []),
+      ],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const ready = await new Promise<{ url: string; adminToken: string }>((resolve, reject) => {

@@ -30,7 +30,7 @@ type Claimed = Extract<ControlMessage, { type: 'offer-claimed' }>;
 const RUN_STATUSES: ReadonlySet<unknown> = new Set(runStatusSchema.options);
 const FAILURE_KINDS: ReadonlySet<unknown> = new Set(failureKindSchema.options);
 
-const isObj = (x: unknown): x is Obj =>
+export const isObj = (x: unknown): x is Obj =>
   typeof x === 'object' && x !== null && !Array.isArray(x) && Object.getPrototypeOf(x) === Object.prototype;
 const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 const isStr = (x: unknown): x is string => typeof x === 'string';
@@ -38,10 +38,10 @@ const strOrNull = (x: unknown): boolean => x === null || typeof x === 'string';
 const numOrNull = (x: unknown): boolean => x === null || isNum(x);
 
 /** Symbol keys (never from JSON) go to the schema: a record refuses them, an object drops them. */
-const noSymbols = (o: Obj): boolean => Object.getOwnPropertySymbols(o).length === 0;
+export const noSymbols = (o: Obj): boolean => Object.getOwnPropertySymbols(o).length === 0;
 
 /** Only keys of `allowed`, none of them holding `undefined` (the schema's output may drop or keep those: the schema decides). */
-function onlyKeys(o: Obj, allowed: ReadonlySet<string>): boolean {
+export function onlyKeys(o: Obj, allowed: ReadonlySet<string>): boolean {
   for (const k in o) if (!allowed.has(k) || o[k] === undefined) return false;
   return noSymbols(o);
 }

@@ -63,3 +63,4 @@ export {
 } from './link-requests.js';
 export { corkForIteration, corkForTurn, type Corkable } from './cork-turn.js';
 export { offerClaimedOf, parseControlMessage } from './control-message-fast.js';
+export { agentRequestOf, linkRequestBodyOf, parseAgentMessage } from './agent-message-fast.js';

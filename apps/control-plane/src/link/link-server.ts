@@ -4,13 +4,14 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import {
-  agentMessageSchema,
   findUnsafeJson,
   jsonNestsDeeperThan,
   jsonTextIsSafe,
   LINK_CLOSE_CODES,
   LINK_OP_REQUEST_SCHEMAS,
   LINK_OPS,
+  linkRequestBodyOf,
+  parseAgentMessage,
   STATUS_STARTED_FORM,
   type AgentMessage,
   type AgentRequestMessage,
@@ -155,7 +156,8 @@ const SERVED_OPS = [...Object.keys(LINK_OPS), STATUS_STARTED_FORM];
  * The agent link: WebSockets upgraded straight from the Node server's `upgrade` event with
  * `ws` (no per-link framework objects; a few KB per idle link). The workstation token in the
  * `Authorization` header is checked before upgrading (401/403 otherwise). Messages are JSON,
- * validated with the protocol's zod schemas; an invalid one closes the link with
+ * validated with the protocol's zod schemas (the plain requests of every run by their
+ * precomputed equivalent, `parseAgentMessage`/`linkRequestBodyOf`); an invalid one closes the link with
  * `LINK_CLOSE_CODES.invalid`. A second link of a workstation replaces the first; a dropped link
  * marks its workstation offline at once. One timer pings every link: a link silent for a whole
  * round is terminated, live links refresh `last_seen_at` in one statement, and links whose
@@ -388,10 +390,11 @@ export class LinkServer {
             : Buffer.from(data).toString('utf8');
         const value: unknown = jsonNestsDeeperThan(text) ? undefined : JSON.parse(text);
         // The value walk only when the text could hide a NUL or lone surrogate (see jsonTextIsSafe).
+        // `agentMessageSchema`, a plain `request` checked without it (parseAgentMessage).
         const parsed =
           value === undefined || (!jsonTextIsSafe(text) && findUnsafeJson(value))
             ? undefined
-            : agentMessageSchema.safeParse(value);
+            : parseAgentMessage(value);
         if (parsed?.success) msg = parsed.data;
       } catch {
         msg = undefined;
@@ -493,7 +496,9 @@ export class LinkServer {
   private async serve(link: AgentLink, msg: AgentRequestMessage): Promise<void> {
     let reply: ControlReplyMessage;
     try {
-      const body = validate(LINK_OP_REQUEST_SCHEMAS[msg.op], msg.body, 'body');
+      // The op's schema, a plain body of the ops of every run checked without it (linkRequestBodyOf).
+      const body =
+        linkRequestBodyOf(msg.op, msg.body) ?? validate(LINK_OP_REQUEST_SCHEMAS[msg.op], msg.body, 'body');
       const run = this.ops[msg.op] as (ws: string, target: string, body: unknown) => Promise<unknown>;
       reply = {
         type: 'reply',
