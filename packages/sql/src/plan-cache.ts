@@ -31,6 +31,28 @@ interface Entry {
 // One optimizable statement (what PREPARE takes); several statements or a utility one go as sent.
 const PREPARABLE = /^\s*(with|select|insert|update|delete|values)\b/i;
 
+// A row-locking clause closing a SELECT (`for update`, `for no key update of r skip locked`, …),
+// where the SELECT ends: before a `)`, or at the end of the text.
+const ROW_LOCK =
+  /\s+for\s+(?:no\s+key\s+update|update|key\s+share|share)(?:\s+of\s+\w+(?:\s*,\s*\w+)*)?(?:\s+skip\s+locked|\s+nowait)?(?=\s*(?:\)|$))/gi;
+
+/**
+ * `text` without its row locks (`select … for update`, `for no key update of r skip locked`, …):
+ * what PGlite prepares. A row lock only keeps other transactions off the row, and PGlite has
+ * none: one connection, one transaction at a time (`openPglite`'s gate). Taking it still costs
+ * the one thread a write of the row's header and a WAL record per row locked — the lock order's
+ * steps, the page's `skip locked`, the lease sweep's — ~0.04 ms of the control plane's CPU per
+ * drained run (docs/runs.md, _Row locks on PGlite_). The statements stay one text for both
+ * stores, written for Postgres, where the locks are what keeps writers apart; only a clause
+ * that ends its SELECT is dropped (one followed by `limit` stays, and is only dearer).
+ *
+ * @example
+ * withoutRowLocks('select id from runs where id = $1 for update'); // 'select id from runs where id = $1'
+ */
+export function withoutRowLocks(text: string): string {
+  return text.replace(ROW_LOCK, '');
+}
+
 /**
  * Plans kept across calls on PGlite's one connection. PGlite's `query` sends every statement
  * as an unnamed one, which the server parses and plans again each time; the control plane's hot
@@ -104,7 +126,7 @@ export class PlanCache {
       // DEALLOCATE is not transactional either: done even if the PREPARE after it fails.
       const drop = this.#retired.map((n) => `deallocate ${n}; `).join('');
       this.#retired = [];
-      prepare = `${drop}prepare ${e.name} as ${text}`;
+      prepare = `${drop}prepare ${e.name} as ${withoutRowLocks(text)}`;
     }
     e.uses++;
     const entry = e;
