@@ -14,7 +14,9 @@
 //   BENCH_SUBMIT_HTTP=node         the bench's HTTP client: node (node:http keep-alive, default) or fetch
 //   BENCH_REPLICA_LATENCY=same,cross  latency part: which of its two measurements run
 //   BENCH_TRACE=1                  latency part: each replica writes a per-step trace (RUNT_TRACE_FILE);
-//                                  printed as the median time of each step after the submit was sent
+//                                  printed as the median time of each step after the submit was sent;
+//                                  A's `pg.*` steps are Postgres' clock (`clock_timestamp()`) between the
+//                                  statements of the submit's message (begun, locked, placed, committed)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';

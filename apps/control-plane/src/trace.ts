@@ -36,6 +36,13 @@ export function traceMark(step: string, key: string | readonly string[]): void {
   timer ??= setTimeout(flush, 200).unref();
 }
 
+/** Records `step` for `key` at `t` (ms since the epoch: another process's clock, as Postgres' `clock_timestamp()`). */
+export function traceAt(step: string, key: string, t: number): void {
+  if (!tracing) return;
+  lines.push(`${t.toFixed(3)} ${step} ${key}\n`);
+  timer ??= setTimeout(flush, 200).unref();
+}
+
 /** Steps recorded before their key was known, re-keyed once it is (a request → its run). */
 export class TraceSpan {
   readonly #marks: Array<[number, string]> = [];

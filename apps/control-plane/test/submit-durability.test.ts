@@ -1,10 +1,19 @@
 import fs from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { leaseMigrations } from '@runt/leases';
 import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { countStatements, migrate, openPglite, type Database, type Queryable } from '@runt/sql';
+import {
+  countStatements,
+  migrate,
+  openPglite,
+  openPostgres,
+  type Database,
+  type Queryable,
+  type Statement,
+} from '@runt/sql';
 import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { controlPlaneMigrations } from '../src/migrations.js';
@@ -175,6 +184,149 @@ describe('a submit on postgres', () => {
       await expectFlushedPast(flushed, w.walEnd());
     }
   });
+  /** `t.db`, except that a submit's pipeline gets `extra` right after its COMMIT (`before`: right before it). */
+  function withStatement(extra: Statement, before = false): Database {
+    return {
+      ...t.db,
+      pipeline: (statements) => {
+        const at = statements.findIndex((x) => x.text === 'COMMIT') + (before ? 0 : 1);
+        return t.db.pipeline!([...statements.slice(0, at), extra, ...statements.slice(at)]);
+      },
+    };
+  }
+  const placedElsewhere = (db: Database, runtime: string, visible?: () => void) =>
+    transitions.submitMany(
+      db,
+      [submitRunRequestSchema.parse({ runtime, command: ['true'] })],
+      undefined,
+      visible,
+      (items) => freshOffer(items, 'A'),
+      () => Promise.reject(new Error('not held here')),
+    );
+
+  it('placed by its submit for a link held elsewhere: the offer is published at the COMMIT while the submitting process hears nothing until its message is done', async () => {
+    // Issue 10: the row used to be sent ahead of the flush (a protocol Flush after the COMMIT),
+    // waking this process while the other replica's LISTEN process and event loop needed the CPU.
+    await addWorkstation(t.db, 'ws_quiet', 'quiet', 1000, 'B');
+    const heard: string[] = [];
+    const listener = await t.db.listen!(
+      'runt_link',
+      (payload) => heard.push(payload),
+      () => {},
+    );
+    let release = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    let holding = () => {};
+    const held = new Promise<void>((r) => (holding = r));
+    // Holds the statement put after the placement's COMMIT (the flush waits behind it).
+    const holder = t.db.transaction(async (tx) => {
+      await tx.query('select pg_advisory_xact_lock(4242)');
+      holding();
+      await released;
+    });
+    try {
+      await held;
+      const events: string[] = [];
+      const submitted = placedElsewhere(
+        withStatement({ text: 'select pg_advisory_xact_lock_shared(4242)' }),
+        'quiet',
+        () => events.push('visible'),
+      );
+      for (let i = 0; i < 250 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toHaveLength(1); // committed and published
+      await new Promise((r) => setTimeout(r, 200));
+      expect(events).toEqual([]); // no row yet: nothing arrived before the message's end
+      release();
+      const out = await submitted;
+      expect(events).toEqual(['visible']);
+      expect(out[0]!.run.status).toBe('offered');
+      expect(heard[0]).toContain(out[0]!.run.id);
+    } finally {
+      release();
+      await holder;
+      await listener.close();
+    }
+  });
+
+  it('placed by its submit, whose connection is lost after the COMMIT before any answer came: answered with the run read back durably', async () => {
+    // A real loss (a proxy cuts the sockets): a backend told to end flushes what it had buffered,
+    // the COMMIT's answer with it, so only a cut connection loses that answer.
+    await addWorkstation(t.db, 'ws_lost_after', 'lost-after', 1000, 'B');
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const server = net.connect(Number(new URL(t.url!).port || 5432), new URL(t.url!).hostname);
+      for (const [a, b] of [
+        [client, server],
+        [server, client],
+      ] as const) {
+        a.pipe(b);
+        a.on('error', () => {});
+        a.on('close', () => b.destroy());
+      }
+      sockets.add(client);
+      client.on('close', () => sockets.delete(client));
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const url = new URL(t.url!);
+    url.host = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    const viaProxy = await openPostgres({ url: url.toString() });
+    const heard: string[] = [];
+    const listener = await t.db.listen!(
+      'runt_link',
+      (payload) => heard.push(payload),
+      () => {},
+    );
+    let release = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    let holding = () => {};
+    const held = new Promise<void>((r) => (holding = r));
+    const holder = t.db.transaction(async (tx) => {
+      await tx.query('select pg_advisory_xact_lock(4243)');
+      holding();
+      await released;
+    });
+    try {
+      await held;
+      const submitted = placedElsewhere(
+        {
+          ...viaProxy,
+          pipeline: (statements) => {
+            const at = statements.findIndex((x) => x.text === 'COMMIT') + 1;
+            const extra = { text: 'select pg_advisory_xact_lock_shared(4243)' };
+            return viaProxy.pipeline!([...statements.slice(0, at), extra, ...statements.slice(at)]);
+          },
+        },
+        'lost-after',
+      );
+      for (let i = 0; i < 250 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toHaveLength(1); // committed; its answer not sent yet
+      for (const s of sockets) s.destroy();
+      const out = await submitted;
+      expect(out[0]!.run).toMatchObject({ status: 'offered', workstation_id: 'ws_lost_after' });
+      const rows = await t.db.query(`select status from runs where runtime = 'lost-after'`);
+      expect(rows.rows).toEqual([{ status: 'offered' }]);
+    } finally {
+      release();
+      await holder;
+      await listener.close();
+      await viaProxy.close();
+      proxy.close();
+    }
+  });
+
+  it('placed by its submit, whose connection is lost before the COMMIT: not answered, nothing committed', async () => {
+    await addWorkstation(t.db, 'ws_lost_before', 'lost-before', 1000, 'B');
+    const err = await placedElsewhere(
+      withStatement({ text: 'select pg_terminate_backend(pg_backend_pid())' }, true),
+      'lost-before',
+    ).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    );
+    expect(err?.code).toBe('57P01');
+    expect((await t.db.query(`select 1 from runs where runtime = 'lost-before'`)).rows).toEqual([]);
+  });
+
   /**
    * The database whose first WAL flush fails (a lost connection) and would succeed if sent
    * again; `onFailed` runs right after that failure (a test's "the server crashed and restarted

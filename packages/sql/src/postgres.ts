@@ -200,11 +200,18 @@ const namedAll = (statements: Statement[]) =>
 async function pipelineOn<T>(pool: pg.Pool, statements: Statement[]): Promise<QueryResult<T>> {
   const named = namedAll(statements);
   const c = await pool.connect();
+  // As in `transaction`: while checked out the pool no longer listens for the client's errors,
+  // and a connection lost mid-pipeline emits one (the pipeline itself rejects): unheard, it
+  // would end the process.
+  const onError = () => {};
+  c.on('error', onError);
   try {
     const out = await runPipeline<T>(c, named);
+    c.off('error', onError);
     c.release();
     return out;
   } catch (e) {
+    c.off('error', onError);
     c.release(e as Error);
     if (!isStalePlan(e) || named.every((s) => s.name === undefined)) throw e;
     for (const s of named) unprepared.add(s.text);

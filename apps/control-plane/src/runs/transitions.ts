@@ -19,7 +19,7 @@ import { retryDelayS } from './retry-policy.js';
 import type { SealedEnv } from './secret-box.js';
 import { readRunState, type RunState } from './run-state.js';
 import { mayRequeue, statusesSql, type LostCause, type TerminalRunStatus } from './state-machine.js';
-import { traceMark, tracing } from '../trace.js';
+import { traceAt, traceMark, tracing } from '../trace.js';
 
 /**
  * Every write of a run's status lives in this file: one function per transition of
@@ -400,6 +400,34 @@ export async function confirmRuns(db: Database, ids: string[]): Promise<boolean>
   return Number(r.rows[0]?.n ?? 0) === unique.length;
 }
 
+// The run `$1` as it is now, read durably (`CONFIRMING`): a submit whose placement's answer was lost.
+const READ_PLACED_BACK_SQL = `${CONFIRMING}
+${SELECT_RUN}, f where r.id = $1`;
+
+/**
+ * The run of a submit whose placement's message lost its connection before the answer: undefined
+ * when the placement did not commit (or was lost with a crash); otherwise the run as it is now,
+ * durable (read in a synchronous commit, see {@link confirmRuns}). Postgres only.
+ */
+async function readPlacedBack(db: Database, id: string): Promise<RunRow | undefined> {
+  return (await db.query<RunRow>(READ_PLACED_BACK_SQL, [id])).rows[0];
+}
+
+/**
+ * Tracing only (`RUNT_TRACE_FILE`, the replicas bench's `BENCH_TRACE=1`): a statement that
+ * records the server's clock (`clock_timestamp()`) as `step` of `key` where it stands in a
+ * pipeline, so the trace splits the database's part of a submit (issue 10); nothing otherwise.
+ */
+function traceClock(step: string, key: string): Statement[] {
+  if (!tracing) return [];
+  return [
+    {
+      text: `select (extract(epoch from clock_timestamp()) * 1000)::float8 as t`,
+      onArrival: (r) => traceAt(step, key, Number((r.rows[0] as { t: number }).t)),
+    },
+  ];
+}
+
 /**
  * The session setting in which a submit's placement (the scheduler's `freshOffer`) notes
  * whether it offered the run to a link held by this replica (`'true'`) or not (`'false'`).
@@ -702,16 +730,23 @@ export type DeliverHere = (run: Run) => Promise<Run | undefined>;
  * places the run from its item and inserts it `offered` there, or `queued`) and the `COMMIT`,
  * then the WAL flush, in ONE pipeline — one round trip instead of the insert's, a pass's three
  * and a flush's, every statement planned once per connection. The transaction commits
- * asynchronously like the insert alone (its offer's notification goes out at once), and the
- * server sends its results as soon as it committed (`sendAhead`), before the flush after it
- * runs, so the row is acted on meanwhile. `visible` gets the run offered or still queued. A run
- * offered onto a link this replica holds is delivered by `deliverHere` first (the same-replica
- * path: no pass, no notification); the pipeline's flush is skipped for it (the placement noted
- * it held here), and when `deliverHere` claimed the run on offer, the claim's synchronous commit
- * made the insert durable: no flush follows; otherwise {@link flushWal}. Any other run is
- * answered once the pipeline's flush returned (on the placement's own connection: it survived
- * since the COMMIT, so no crash lost it) or, if it did not flush or failed after the COMMIT,
- * once flushSubmitted's flush returned or its read-back found the run.
+ * asynchronously like the insert alone: its offer's notification goes out at the `COMMIT`, and
+ * the replica holding the link sends the offer while this process's server runs the flush. The
+ * server answers the whole message once, after the flush (no protocol Flush after the
+ * `COMMIT`, since 2026-12-02): the row sent ahead of the flush woke this process in the
+ * ~1 ms between the `COMMIT` and the other replica's offer, the moment the other replica's
+ * LISTEN process and event loop need the machine's cores, and it had nothing to do with it
+ * before the flush but wait (issue 10; docs/benchmarks.md). A run offered onto a link this
+ * replica holds is delivered by `deliverHere` (the same-replica path: no pass, no
+ * notification); for it the pipeline's flush is skipped (the placement noted it held here), so
+ * its answer comes as early as before, and when `deliverHere` claimed the run on offer, the
+ * claim's synchronous commit made the insert durable: no flush follows; otherwise
+ * {@link flushWal}. `visible` gets the run offered or still queued. Any other run is answered
+ * once the pipeline's flush returned (on the placement's own connection: it survived since the
+ * COMMIT, so no crash lost it) or, if that flush failed, once flushSubmitted's flush returned
+ * or its read-back found the run. A connection lost before the answer came (at the `COMMIT`,
+ * or during the flush) leaves the placement's fate unknown: the run is then read back durably
+ * by its id ({@link readPlacedBack}) and answered as it is, or the loss is the answer.
  */
 async function submitPlaced(
   db: Database,
@@ -726,23 +761,42 @@ async function submitPlaced(
   let row: (RunRow & { held_here?: boolean | null }) | undefined;
   let committed: (placed: typeof row) => void = () => {};
   const commit = new Promise<typeof row>((resolve) => (committed = resolve));
+  const clock = (step: string) => traceClock(step, id);
   const pipeline = db.pipeline!<{ flushed: boolean }>([
     { text: 'BEGIN' },
+    ...clock('pg.begun'),
     ...place.slice(0, -1),
+    ...clock('pg.locked'),
     { ...place[place.length - 1]!, onArrival: (r) => void (row = r.rows[0] as typeof row) },
-    { text: 'COMMIT', sendAhead: true, onArrival: () => committed(row) },
+    ...clock('pg.placed'),
+    { text: 'COMMIT', onArrival: () => committed(row) },
+    ...clock('pg.committed'),
     { text: FLUSH_UNLESS_HELD_HERE_SQL },
   ]);
-  // The row once the placement committed; a pipeline that fails before its COMMIT rejects here.
-  const placed = await Promise.race([commit, pipeline.then(() => commit)]);
+  // The row once the placement committed; a pipeline that fails before its COMMIT's answer
+  // arrived rejects here — when its connection was lost, the run is read back instead.
+  let readBackRow: RunRow | undefined;
+  const placed: typeof row = await Promise.race([commit, pipeline.then(() => commit)]).catch(
+    async (e: unknown) => {
+      if (!isConnectionLost(e)) throw e;
+      readBackRow = await readBack(() => readPlacedBack(db, id));
+      if (!readBackRow) throw e;
+      return readBackRow;
+    },
+  );
   const run = toRun(placed!);
   // The flush in the pipeline did it (true), or did not run (false); a failure after the COMMIT
-  // says nothing of the insert, which committed: flushWal then (as after a lone insert).
-  const flushedHere = pipeline.then(
-    (r) => r.rows[0]?.flushed === true,
-    () => false,
-  );
+  // says nothing of the insert, which committed: flushWal then (as after a lone insert). A run
+  // read back was read durably.
+  const flushedHere =
+    readBackRow !== undefined ||
+    pipeline.then(
+      (r) => r.rows[0]?.flushed === true,
+      () => false,
+    );
   if (tracing) traceMark('insert.returned', id);
+  // A run read back is not delivered here: a link held here gets it from the resync of its
+  // offers (every scheduler tick), or the offer times out and the run is placed again.
   if (placed!.held_here && run.status === 'offered' && deliverHere) {
     const claimed = await deliverHere(run);
     if (claimed) {
