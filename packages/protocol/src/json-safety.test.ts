@@ -29,6 +29,40 @@ describe('json safety', () => {
     expect(findUnsafeJson(JSON.parse(nested(MAX_JSON_DEPTH / 2 - 1)))).toBeUndefined();
   });
 
+  it('answers nesting exactly at the bound, whether or not the text has more brackets than the bound', () => {
+    expect(jsonNestsDeeperThan(nested(MAX_JSON_DEPTH / 2))).toBe(false); // 64 levels, 64 brackets
+    expect(jsonNestsDeeperThan(`[${nested(MAX_JSON_DEPTH / 2)}]`)).toBe(true);
+    expect(jsonNestsDeeperThan(`[${nested(MAX_JSON_DEPTH / 2)},[1]]`)).toBe(true);
+    expect(jsonNestsDeeperThan(`[${'[1],'.repeat(200)}1]`)).toBe(false); // many brackets, depth 2
+    // the plain scan of every character, before the bracket count answered most texts without it
+    const scan = (text: string, max: number) => {
+      let depth = 0;
+      let inString = false;
+      for (let i = 0; i < text.length; i++) {
+        const ch = text[i];
+        if (inString) {
+          if (ch === '\\') i++;
+          else if (ch === '"') inString = false;
+        } else if (ch === '"') inString = true;
+        else if (ch === '{' || ch === '[') {
+          if (++depth > max) return true;
+        } else if (ch === '}' || ch === ']') depth--;
+      }
+      return false;
+    };
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom('{', '}', '[', ']', '"', '\\', 'a', ','), { maxLength: 40 }),
+        fc.integer({ min: 0, max: 8 }),
+        (chars, max) => {
+          const text = chars.join('');
+          expect(jsonNestsDeeperThan(text, max)).toBe(scan(text, max));
+        },
+      ),
+      { seed: 9, numRuns: 3000 },
+    );
+  });
+
   it('agrees with a direct check on any string', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary' }), (s) => {
