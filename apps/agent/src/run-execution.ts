@@ -17,7 +17,7 @@ import { RunCommands } from './run-commands.js';
 import { RunEventLog } from './run-event-log.js';
 import { cancelled, exitOutcome, timedOut, type Outcome } from './run-outcome.js';
 import { followRunOutput } from './run-output.js';
-import { needsWorkdir, prepareRun } from './run-prepare.js';
+import { needsWorkdir, prepareRun, type PrepareResult } from './run-prepare.js';
 import { RunReporter } from './run-reporter.js';
 import type { RunState, RunStateStore } from './run-state-store.js';
 
@@ -64,8 +64,6 @@ export interface RunExecutionDeps {
  */
 export const RUNNING_REPORT_DELAY_MS = 20;
 
-/** Why the output follow is stopped once the workload has exited (one reason for every run: no AbortError built per run). */
-const OUTPUT_READ = new Error('the workload exited and its output was read');
 /** Why a run's work is aborted once it is done here (one reason for every run: no stack captured per run). */
 const FINISHED = new Error('finished');
 
@@ -93,8 +91,6 @@ export class RunExecution {
   readonly #events: RunEventLog;
   readonly #reporter: RunReporter;
   readonly #work = new AbortController();
-  /** The output follow's stop while it runs: aborted with the run's work (`#abortWork`). */
-  #logsStop: AbortController | undefined;
   /** Read by every run, listened to only while an image is pulled: its signal is made then. */
   readonly #cancel = new LazyAbort();
   #cancelMessage = 'cancelled';
@@ -119,10 +115,18 @@ export class RunExecution {
   readonly #noCommandsAtClaim: boolean;
   /** The runtime answered the workload's exit: nothing is left to stop, only to remove. */
   #exited = false;
+  /**
+   * The offered run until its workload is prepared, then dropped: its spec (the parsed offer's
+   * largest part) is not kept while the run runs (issue 9, agent heap profile: ~1 KB a run that
+   * scavenges found alive and copied). Undefined for a re-adopted run.
+   */
+  #run: Run | undefined;
+  /** A working directory may exist (`#cleanup` removes it): always for a re-adopted run, whose bundle is unknown. */
+  #workdir = true;
 
   private constructor(
     private readonly deps: RunExecutionDeps,
-    private readonly run: Run | undefined,
+    run: Run | undefined,
     state: RunState,
     lease: ClaimedLease,
     adopted: boolean,
@@ -131,6 +135,7 @@ export class RunExecution {
     private readonly secrets: Record<string, string> = {},
   ) {
     this.runId = state.run_id;
+    this.#run = run;
     this.#noCommandsAtClaim = pendingCommands === false;
     this.#state = state;
     this.#instanceId = state.instance_id;
@@ -235,11 +240,17 @@ export class RunExecution {
       // names only: a restarted agent fetches the values again (`readoptRuns`), never from disk
       ...(claim.run.secret_env_names?.length ? { secret_env_names: claim.run.secret_env_names } : {}),
     };
-    const lease = claimedLeaseFrom(run.id, claim, {
-      runnerId: deps.runnerId,
-      leaseMs: deps.leaseMs,
-      claimedAt: sentAt,
-    });
+    // The lease keeps the answer it is made from: its token and expiry only, not the claim with
+    // its run (kept for the run's life otherwise; see `#run`).
+    const lease = claimedLeaseFrom(
+      run.id,
+      { fencing_token: claim.fencing_token, expires_at: claim.expires_at },
+      {
+        runnerId: deps.runnerId,
+        leaseMs: deps.leaseMs,
+        claimedAt: sentAt,
+      },
+    );
     // Noted, not synced: the save that must be durable before the workload starts is the
     // instance id's (`onCreated`), which replaces this record while it is pending or rides in the
     // same synced batch (one record and one fsync for the claim and the start, not two serial
@@ -400,32 +411,41 @@ export class RunExecution {
 
   // ---- the flow ----
 
+  /** Prepares the offered run's workload (`prepareRun`); the run's spec is not kept past it. */
+  #prepare(): Promise<PrepareResult> {
+    const run = this.#run as Run;
+    this.#run = undefined;
+    const runtime = this.deps.runtime;
+    this.#workdir = !('unavailable' in runtime) && needsWorkdir(run, runtime);
+    return prepareRun({
+      run,
+      secretEnv: this.secrets,
+      runtime,
+      workRoot: this.deps.workRoot,
+      workstationId: this.deps.workstationId,
+      download: (sha256) => this.#reporter.retry(() => this.deps.client.downloadBundle(sha256)),
+      work: this.#work.signal,
+      cancel: this.#cancel,
+      cancelMessage: () => this.#cancelMessage,
+      onStarting: () => {
+        this.phase = 'starting';
+      },
+      onCreated: async (instanceId) => {
+        this.#instanceId = instanceId;
+        // the start time goes with the instance id (one journal write): the timeout counts from it
+        this.#state = { ...this.#state, instance_id: instanceId, started_at_ms: Date.now() };
+        // Durable before the workload starts, or it does not start: a restarted agent releases
+        // (re-queues) a held run with no saved instance id as never started, so a start the
+        // journal does not know of could run twice. A failed save fails the start (issue 8).
+        await this.deps.store.save(this.#state);
+        this.#work.signal.throwIfAborted();
+      },
+    });
+  }
+
   async #execute(): Promise<void> {
     try {
-      const prepared = await prepareRun({
-        run: this.run as Run,
-        secretEnv: this.secrets,
-        runtime: this.deps.runtime,
-        workRoot: this.deps.workRoot,
-        workstationId: this.deps.workstationId,
-        download: (sha256) => this.#reporter.retry(() => this.deps.client.downloadBundle(sha256)),
-        work: this.#work.signal,
-        cancel: this.#cancel,
-        cancelMessage: () => this.#cancelMessage,
-        onStarting: () => {
-          this.phase = 'starting';
-        },
-        onCreated: async (instanceId) => {
-          this.#instanceId = instanceId;
-          // the start time goes with the instance id (one journal write): the timeout counts from it
-          this.#state = { ...this.#state, instance_id: instanceId, started_at_ms: Date.now() };
-          // Durable before the workload starts, or it does not start: a restarted agent releases
-          // (re-queues) a held run with no saved instance id as never started, so a start the
-          // journal does not know of could run twice. A failed save fails the start (issue 8).
-          await this.deps.store.save(this.#state);
-          this.#work.signal.throwIfAborted();
-        },
-      });
+      const prepared = await this.#prepare();
       if ('dropped' in prepared) return;
       if ('outcome' in prepared) return await this.#finish(prepared.outcome);
       this.phase = 'running';
@@ -468,24 +488,26 @@ export class RunExecution {
   async #follow(): Promise<void> {
     const runtime = this.deps.runtime as Runtime;
     const id = this.#instanceId as string;
-    // Stopped once the output is read, or with the run's work: one controller that
-    // `#abortWork` aborts too (it always runs, at the latest in `#cleanup`), not a composite
-    // `AbortSignal.any` per run (issue 9, agent profile: 3 % of its CPU), nor a listener on
-    // the run's work (added and removed per run: ~1 %).
-    const logsStop = new AbortController();
-    const work = this.#work.signal;
-    if (work.aborted) logsStop.abort(work.reason);
-    else this.#logsStop = logsStop;
+    // The follow runs under the run's work (aborted at the latest in `#cleanup`), not a
+    // controller of its own: it mostly ends by itself once the instance has exited, and one
+    // that has not after the tail wait below is cut off (`outputClosed`: what it reads later
+    // is dropped) and ends with the work. One AbortSignal per run fewer, with its listener Map
+    // and the runtime's abort listener (issue 9, agent heap profile: the run's two signals were
+    // the largest of what a scavenge found alive, ~2.6 KB a run).
     /** The follow ended by itself (the instance exited and its output was read): nothing to stop, no tail to wait for. */
     let logsEnded = false;
+    /** The tail wait is over: output read from now on is not sent (the run's end is reported next). */
+    let outputClosed = false;
     const logs = followRunOutput({
       runtime,
       instanceId: id,
-      signal: logsStop.signal,
+      signal: this.#work.signal,
       skip: this.#state.log_chars,
       readyLine: this.#state.ready_when,
       ready: () => this.#reportedRunning,
-      onChunk: (stream, data, bytes) => this.#events.appendOutput(stream, data, bytes),
+      onChunk: (stream, data, bytes) => {
+        if (!outputClosed) this.#events.appendOutput(stream, data, bytes);
+      },
       onReady: () => void this.#reportRunning(),
       onError: (e) => this.deps.logger.warn({ run_id: this.runId, err: e }, 'reading the output failed'),
     }).then(() => {
@@ -532,19 +554,16 @@ export class RunExecution {
     // follows that signal); give it a moment to read the tail (a never-started one has none).
     // A plain timer, not an abortable sleep: no composite signal, listeners and AbortError per
     // run (issue 9, agent profile).
-    // The follow mostly ends before the exit is seen: then no tail timer, no abort and no
-    // listener left on the run's work (a timer, an abort event and a listener fewer per run;
-    // issue 9, agent profile: AbortSignal and timers were ~14 % of the agent's CPU).
-    // The timer goes, and the run's work stops aborting the follow, even when the follow rejects.
+    // The follow mostly ends before the exit is seen: then no tail timer (a timer fewer per
+    // run; issue 9, agent profile: AbortSignal and timers were ~14 % of the agent's CPU).
+    // One still reading after it is cut off here and stopped with the work in `#cleanup`.
     let tailTimer: NodeJS.Timeout | undefined;
     try {
       if (!neverStarted && !logsEnded)
         await Promise.race([logs, new Promise<void>((r) => (tailTimer = setTimeout(r, 5_000)))]);
-      if (!logsEnded) logsStop.abort(OUTPUT_READ);
-      await logs;
     } finally {
       clearTimeout(tailTimer);
-      if (this.#logsStop === logsStop) this.#logsStop = undefined;
+      outputClosed = true;
     }
     // what the maskers held back (a possible start of a secret) goes out now, masked
     this.#events.endOutput();
@@ -646,7 +665,6 @@ export class RunExecution {
   /** Aborts the run's work, and the output follow with it. */
   #abortWork(reason: unknown): void {
     this.#work.abort(reason);
-    this.#logsStop?.abort(reason);
   }
 
   #stopWorkload(): Promise<void> {
@@ -676,7 +694,7 @@ export class RunExecution {
         .catch((e) => this.deps.logger.debug({ run_id: this.runId, err: e }, 'remove failed'));
     }
     // No directory was made for a runtime that reads none (an adopted run's bundle is unknown: look).
-    if (!('unavailable' in runtime) && (!this.run || needsWorkdir(this.run, runtime)))
+    if (!('unavailable' in runtime) && this.#workdir)
       await rm(join(this.deps.workRoot, this.runId), { recursive: true, force: true }).catch(() => undefined);
     await this.deps.store.remove(this.runId).catch((e: unknown) => {
       this.deps.logger.warn({ run_id: this.runId, err: e }, 'forgetting the run in the journal failed');

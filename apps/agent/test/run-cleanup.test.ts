@@ -1,8 +1,11 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { LeaseClient } from '@runt/leases';
 import type { ClaimRunResponse } from '@runt/protocol';
+import type { LogChunk } from '@runt/runtime-spi';
 import { createFakeRuntime, type FakeRuntime } from '@runt/runtime-spi/fake';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RunExecution } from '../src/run-execution.js';
@@ -71,5 +74,68 @@ describe("a run's cleanup", () => {
       runtime.calls.map((c) => c.method).indexOf('remove'),
     );
     expect(runtime.engine.instances.size).toBe(0);
+  });
+
+  it('reports a run whose output follow goes on after the exit, drops what it reads after the tail wait and stops it with the run', async () => {
+    const claim = await h.claimRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'true'] }, 'cleanup-runner');
+    const fake = createFakeRuntime();
+    let followSignal: AbortSignal | undefined;
+    let followEnded = false;
+    // A follow that does not end with the instance (a runtime whose log stream hangs): one chunk
+    // at once, one more after the agent's 5 s tail wait, then nothing until it is stopped.
+    const runtime = {
+      ...fake,
+      async *logs(_id: string, opts?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogChunk> {
+        followSignal = opts?.signal;
+        try {
+          yield { stream: 'stdout', data: 'before the exit\n', at: new Date().toISOString() };
+          await new Promise((r) => setTimeout(r, 5_500));
+          yield { stream: 'stdout', data: 'after the tail wait\n', at: new Date().toISOString() };
+          await new Promise<void>((r) => {
+            if (followSignal?.aborted) r();
+            else followSignal?.addEventListener('abort', () => r(), { once: true });
+          });
+          throw new Error('aborted');
+        } finally {
+          followEnded = true;
+        }
+      },
+    } as FakeRuntime;
+    await (
+      await accept(claim, runtime)
+    ).done;
+    expect((await h.admin.getRun(claim.run.id)).run.status).toBe('completed');
+    const logged = (await h.admin.listEvents(claim.run.id)).events
+      .filter((e) => e.type === 'log')
+      .map((e) => (e.payload as { data: string }).data);
+    expect(logged).toEqual(['before the exit\n']);
+    await eventually(() => expect(followEnded).toBe(true));
+    expect(followSignal?.aborted).toBe(true);
+    // The follow and the wait run under one signal, the run's work (one AbortSignal a run).
+    const waited = fake.callsOf('wait')[0]!.args[1] as { signal?: AbortSignal };
+    expect(waited.signal).toBe(followSignal);
+  }, 20_000);
+
+  it('keeps no reference to the offered run once its workload runs', async () => {
+    const runtime = createFakeRuntime();
+    // The claim is held only inside this function: what keeps its run alive afterwards is the agent's.
+    const { runId, offered, exec } = await (async () => {
+      const claim = await h.claimRun(
+        { runtime: 'fake', command: ['/bin/sh', '-c', 'sleep 30'] },
+        'cleanup-runner',
+      );
+      return { runId: claim.run.id, offered: new WeakRef(claim.run), exec: await accept(claim, runtime) };
+    })();
+    await eventually(() => expect(runtime.callsOf('wait')).toHaveLength(1));
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // a boolean, not an expectation: a failed one would hold the run itself and keep it alive
+    await eventually(() => {
+      gc();
+      return offered.deref() === undefined;
+    }, 'the offered run collected');
+    exec.cancel('stop it');
+    await exec.done;
+    expect((await h.admin.getRun(runId)).run.status).toBe('cancelled');
   });
 });
