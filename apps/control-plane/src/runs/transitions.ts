@@ -78,7 +78,8 @@ export const SYNC_COMMIT = `set_config('synchronous_commit', 'on', true)`;
 // runs locks them first, in id order — a `materialized` CTE (`with o as ${runsLockedById(…)}`)
 // its writes join, so its rows come, and are locked, in that order before the writes touch any,
 // whatever plan the statement gets — and the leases it writes after their runs, by resource
-// (`leaseSql.lockedInOrder`). Two statements touching the same runs then never each hold a row
+// (`leaseSql.lockedByKeys`: a primary-key probe per lease, in resource order, whatever the
+// statistics of `leases` were when the plan was made). Two statements touching the same runs then never each hold a row
 // the other waits for (40P01: Postgres ends one of them). `no key update`: the lock an UPDATE
 // takes anyway (a foreign key's `key share` still passes). `from`: joins the condition reads.
 // A batch's rows are found by their keys, `r.id = any (array(select … from i))` (an InitPlan
@@ -258,7 +259,7 @@ with i as (
   select u.id, u.next_event_seq - 1, 'terminal_status', i.terminal, now() from u join i on i.k = u.k
 ), c as (
   update run_commands set state = 'cancelled', finished_at = now() where run_id in (select id from u) and state in ('pending', 'acked')
-), ol as ${leaseSql.lockedInOrder({ where: 'l.resource = any (array(select u.id from u))' })},
+), ol as ${leaseSql.lockedByKeys({ keys: 'select u.id from u' })},
 l as (${leaseSql.release({ resource: 'u.id', holder: 'u.lease_holder', token: 'u.fencing_token', from: 'u join ol on ol.resource = u.id' })})`;
 const FINISH_SQL = `${FINISH_WITH}
 select u.*, null as l_holder, null as l_token, null as l_expires_at from u`;
@@ -270,11 +271,13 @@ select u.k, u.status, u.next_event_seq from u`;
 // It locks (by resource) only the held leases with an item's token — those it may renew: a
 // late renewal of a run handed back and queued again (its lease released) must not lock that
 // lease, which a scheduling pass may be about to claim in its page's order (40P01).
-const RENEWED_LEASES =
-  'l.resource = any (array(select i.run_id from i)) and (l.resource, l.fencing_token) in (select i.run_id, i.token from i) and l.holder is not null';
+const RENEWED_LEASES = leaseSql.lockedByKeys({
+  keys: 'select distinct i.run_id, i.token from i',
+  where: 'l.fencing_token = k.token and l.holder is not null',
+});
 const RENEW_SQL = `
 with i as (select * from jsonb_to_recordset($1::jsonb) as i(k int, run_id text, ws text, token bigint, ttl float8)),
-ol as ${leaseSql.lockedInOrder({ where: RENEWED_LEASES })}, u as (
+ol as ${RENEWED_LEASES}, u as (
   ${leaseSql.renew({
     resource: 'i.run_id',
     holder: 'r.lease_holder',
@@ -1544,7 +1547,7 @@ export async function cancel(
  */
 export async function lockExpiredRuns(tx: Queryable, limit: number): Promise<string[]> {
   const r = await tx.query<{ id: string }>(
-    `select r.id from leases l join runs r on r.id = l.resource where ${leaseSql.expired({ lease: 'l' })}
+    `select r.id from leases l join runs r on r.id = l.resource where ${leaseSql.anyExpired()} and ${leaseSql.expired({ lease: 'l' })}
       order by r.id limit $1 for no key update of r skip locked`,
     [limit],
   );

@@ -1,0 +1,122 @@
+import { leaseMigrations } from '@runt/leases';
+import { pairingMigrations } from '@runt/pairing';
+import { migrate, sqlLiteral, type Queryable } from '@runt/sql';
+import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { controlPlaneMigrations } from '../src/migrations.js';
+import { finishMany, lockExpiredRuns, renewMany } from '../src/runs/transitions.js';
+
+/**
+ * A prepared statement's generic plan is made once per connection, from the statistics of that
+ * moment, and kept until an ANALYZE of its tables — which a server without autovacuum (the
+ * bench's, CI's) never runs. A plan made while the tables were young (a new database: a few
+ * runs, no statistics) must still find the rows of a batch by key when `leases` holds every
+ * lease ever taken: a lease row is kept for ever (its token never goes back). The finish's and
+ * the renewal's lease lock steps found theirs as one array (`l.resource = any (array(…))`),
+ * planned as a Seq Scan of `leases` on a young table — 18,150 rows filtered for a finish of 25
+ * after 18,000 runs of the bench (issue 9, docs/benchmarks.md).
+ */
+describe.each(TEST_BACKENDS)('plans made on a young database (%s)', (backend) => {
+  let t: TestDatabase;
+
+  beforeAll(async () => {
+    t = await createTestDatabase(backend);
+    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    await t.db.query(
+      `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
+       values ('ws_1', 'ws_1', true, now(), '["sh"]', 8, 'connected')`,
+    );
+    await t.db.query(
+      `insert into runs (id, status, runtime, workstation_id, offered_at, accepted_at, started_at, lease_holder, fencing_token)
+       select 'run_' || g, 'running', 'sh', 'ws_1', now(), now(), now(), 'ws_1/r', 1 from generate_series(1, 5) g`,
+    );
+    await t.db.query(
+      `insert into leases (resource, holder, fencing_token, expires_at, acquired_at)
+       select 'run_' || g, 'ws_1/r', 1, now() + interval '1 hour', now() from generate_series(1, 5) g`,
+    );
+    // the leases of the runs that came before (released, kept for their tokens), as the bench's
+    // tables held when the finish's plan was made
+    await t.db.query(
+      `insert into runs (id, status, runtime, workstation_id, finished_at)
+       select 'old_' || g, 'completed', 'sh', 'ws_1', now() from generate_series(1, 1000) g`,
+    );
+    await t.db.query(
+      `insert into leases (resource, holder, fencing_token, expires_at, acquired_at)
+       select 'old_' || g, null, 1, now(), now() from generate_series(1, 1000) g`,
+    );
+    // no ANALYZE: the statistics of a young database are none
+  });
+  afterAll(async () => {
+    await t?.dispose();
+  });
+
+  const item = (id: string) => ({ runId: id, workstationId: 'ws_1', token: 1 });
+  const writes: Array<[string, (q: Queryable) => Promise<unknown>]> = [
+    [
+      'finish',
+      (q) =>
+        finishMany(q, [
+          { ...item('run_1'), brief: true, outcome: { status: 'completed', exitCode: 0 } },
+          { ...item('run_2'), brief: true, outcome: { status: 'completed', exitCode: 0 } },
+        ]),
+    ],
+    [
+      'finish (full answer)',
+      (q) => finishMany(q, [{ ...item('run_3'), outcome: { status: 'failed', exitCode: 1 } }]),
+    ],
+    [
+      'renew',
+      (q) =>
+        renewMany(q, [
+          { ...item('run_4'), leaseMs: 30_000 },
+          { ...item('run_5'), leaseMs: 30_000 },
+        ]),
+    ],
+  ];
+
+  it.each(writes)('%s finds its leases by key in the plan it keeps', async (name, write) => {
+    const sent: Array<{ text: string; params?: unknown[] }> = [];
+    await write({ query: async (text, params) => (sent.push({ text, params }), { rows: [], rowCount: 0 }) });
+    expect(sent).toHaveLength(1);
+    const plan = await genericPlan(t, sent[0]!.text, sent[0]!.params ?? []);
+    expect(plan, name).toMatch(/leases_pkey/);
+    expect(plan, `${name}\n${plan}`).not.toMatch(/Seq Scan on leases/);
+  });
+
+  // The sweeper's pick of the runs whose lease ran out: no lease has, so it reads one index entry
+  // (the earliest held lease's expiry), not every lease and run ever made.
+  it('the sweeper reads no lease or run while none has run out, in the plan it keeps', async () => {
+    const sent: Array<{ text: string; params?: unknown[] }> = [];
+    await lockExpiredRuns(
+      { query: async (text, params) => (sent.push({ text, params }), { rows: [], rowCount: 0 }) },
+      100,
+    );
+    const plan = await genericPlan(t, sent[0]!.text, sent[0]!.params ?? [], true);
+    expect(plan).toMatch(/leases_held_expires_at_idx/);
+    const scans = plan.split('\n').filter((l) => /Scan .*on (leases|runs) (l|r)\b/.test(l));
+    expect(scans.length, plan).toBeGreaterThan(0);
+    for (const scan of scans) expect(scan, plan).toMatch(/never executed/);
+  });
+});
+
+/** The plan a connection keeps for `text` once it settles on a generic one (EXPLAIN; run when `analyze`: only reads). */
+async function genericPlan(
+  t: TestDatabase,
+  text: string,
+  params: unknown[],
+  analyze = false,
+): Promise<string> {
+  return t.db.transaction(async (tx) => {
+    await tx.query(`set local plan_cache_mode = force_generic_plan`);
+    await tx.query(`prepare young_plan_probe as ${text}`);
+    try {
+      const args = params.length ? `(${params.map((v) => sqlLiteral(String(v))).join(', ')})` : '';
+      const r = await tx.query<{ 'QUERY PLAN': string }>(
+        `explain ${analyze ? '(analyze, timing off) ' : ''}execute young_plan_probe${args}`,
+      );
+      return r.rows.map((x) => x['QUERY PLAN']).join('\n');
+    } finally {
+      await tx.query('deallocate young_plan_probe');
+    }
+  });
+}
