@@ -314,6 +314,75 @@ describe('a submit on postgres', () => {
     }
   });
 
+  it('a connection cut while the placement still waits before its COMMIT ends its server process: the submit is answered as lost and nothing commits later', async () => {
+    await addWorkstation(t.db, 'ws_lost_mid', 'lost-mid', 1000, 'B');
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const server = net.connect(Number(new URL(t.url!).port || 5432), new URL(t.url!).hostname);
+      for (const [a, b] of [
+        [client, server],
+        [server, client],
+      ] as const) {
+        a.pipe(b);
+        a.on('error', () => {});
+        a.on('close', () => b.destroy());
+      }
+      sockets.add(client);
+      client.on('close', () => sockets.delete(client));
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const url = new URL(t.url!);
+    url.host = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    const viaProxy = await openPostgres({ url: url.toString() });
+    let release = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    let holding = () => {};
+    const held = new Promise<void>((r) => (holding = r));
+    const holder = t.db.transaction(async (tx) => {
+      await tx.query('select pg_advisory_xact_lock(4245)');
+      holding();
+      await released;
+    });
+    try {
+      await held;
+      const submitted = placedElsewhere(
+        {
+          ...viaProxy,
+          pipeline: (statements) => {
+            const at = statements.findIndex((x) => x.text === 'COMMIT');
+            const extra = { text: 'select pg_advisory_xact_lock_shared(4245)' };
+            return viaProxy.pipeline!([...statements.slice(0, at), extra, ...statements.slice(at)]);
+          },
+        },
+        'lost-mid',
+      );
+      // the backend waits on the lock, before its COMMIT (already in its buffer)
+      for (let i = 0; i < 100; i++) {
+        const w = await t.db.query(`select 1 from pg_locks where locktype = 'advisory' and not granted`);
+        if (w.rows.length > 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      for (const s of sockets) s.destroy();
+      const err = await submitted.then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err).toBeDefined(); // answered as lost: its server process ended, no run to read back
+      release();
+      await holder;
+      await new Promise((r) => setTimeout(r, 500));
+      const rows = await t.db.query(`select status from runs where runtime = 'lost-mid'`);
+      // The loss is the answer only when nothing committed, and nothing will: the server process
+      // that held the COMMIT in its input buffer was ended before the read-back.
+      expect(rows.rows).toEqual([]);
+    } finally {
+      release();
+      await holder;
+      await viaProxy.close();
+      proxy.close();
+    }
+  });
+
   it('placed by its submit, whose connection is lost before the COMMIT: not answered, nothing committed', async () => {
     await addWorkstation(t.db, 'ws_lost_before', 'lost-before', 1000, 'B');
     const err = await placedElsewhere(

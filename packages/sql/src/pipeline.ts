@@ -95,6 +95,18 @@ class ShapedResult extends internals.Result {
 }
 
 type Named = Statement & { name: string | undefined };
+
+/** On a pipeline's error: how many of its statements had completed before it (see {@link committedBefore}). */
+const STATEMENTS_DONE = Symbol('statementsDone');
+
+/**
+ * True when `e`, a pipeline's error, came after one of its `COMMIT`s completed: that much of
+ * it is committed, so it must not be sent again whole.
+ */
+export function committedBefore(e: unknown, statements: readonly Statement[]): boolean {
+  const done = (e as { [STATEMENTS_DONE]?: number } | null)?.[STATEMENTS_DONE] ?? 0;
+  return statements.slice(0, done).some((s) => /^\s*commit\b/i.test(s.text));
+}
 type Callback = (err: Error | null, result?: QueryResult<unknown>) => void;
 
 /**
@@ -206,7 +218,7 @@ export class Pipeline {
   handleError(err: Error): void {
     if (this.#failed) return;
     this.#failed = true;
-    this.callback?.(err);
+    this.callback?.(Object.assign(err, { [STATEMENTS_DONE]: this.#done.length }));
   }
 
   handleReadyForQuery(connection: Connection): void {
@@ -226,7 +238,7 @@ export class Pipeline {
 
 /**
  * Runs `statements` as one {@link Pipeline} on `client`. Rejects when one failed: nothing of
- * it committed. A connection whose pipeline failed after asking to prepare statements does not
+ * it committed, unless it holds a `COMMIT` that completed before ({@link committedBefore}). A connection whose pipeline failed after asking to prepare statements does not
  * know which of them it now holds, so the caller must not reuse it (`release(err)`).
  */
 export function runPipeline<T>(

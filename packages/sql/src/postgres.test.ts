@@ -240,6 +240,40 @@ describe('openPostgres', () => {
     }
   });
 
+  it('does not send a pipeline again whole when its plan went stale after one of its COMMITs completed', async () => {
+    const t = await createTestDatabase('postgres');
+    try {
+      await t.db.query('create table once_t (v int)');
+      await t.db.query('create table once_shape (a int)');
+      const run = (v: number) =>
+        t.db.pipeline!([
+          { text: 'BEGIN' },
+          { text: 'insert into once_t values ($1)', params: [v] },
+          { text: 'COMMIT' },
+          { text: 'select * from once_shape' },
+        ]);
+      await run(1);
+      await t.db.query('alter table once_shape add column b int');
+      // The insert committed before the read's plan was found stale: sent again whole, it would
+      // insert twice; the error is the answer.
+      await expect(run(2)).rejects.toThrow(/cached plan must not change result type/);
+      const rows = await t.db.query<{ v: number }>('select v from once_t order by v');
+      expect(rows.rows).toEqual([{ v: 1 }, { v: 2 }]);
+      // Before its COMMIT a stale plan still means nothing committed: sent again, unnamed.
+      await t.db.query('alter table once_shape add column c int');
+      const again = await t.db.pipeline!<{ c: number | null }>([
+        { text: 'BEGIN' },
+        { text: 'select * from once_shape' },
+        { text: 'insert into once_t values ($1)', params: [3] },
+        { text: 'COMMIT' },
+      ]);
+      expect(again.rowCount).toBe(0);
+      expect((await t.db.query('select count(*)::int as n from once_t')).rows).toEqual([{ n: 3 }]);
+    } finally {
+      await t.dispose();
+    }
+  });
+
   it('sends a pipeline of statements with parameters in one round trip, one transaction, each prepared once', async () => {
     const t = await createTestDatabase('postgres');
     const sent = vi.spyOn(pg.Client.prototype, 'query');

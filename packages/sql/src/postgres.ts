@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { runPipeline } from './pipeline.js';
+import { isConnectionLost } from './database-unavailable.js';
+import { committedBefore, runPipeline } from './pipeline.js';
 import { parseTimestamptz } from './timestamptz.js';
 import {
   beginRidesWith,
@@ -195,7 +196,10 @@ const namedAll = (statements: Statement[]) =>
  * A {@link Database.pipeline} on a pooled connection, every statement named (pipelines are
  * fixed texts). A failed pipeline's connection is dropped: it may hold some of the statements
  * the pipeline asked it to prepare and not others. A plan refused because a migration changed
- * a result's row type: the pipeline rolled back as a whole, so it is sent again unnamed.
+ * a result's row type: the pipeline rolled back as a whole, so it is sent again unnamed —
+ * unless one of its `COMMIT`s had completed before (what came before it stays committed: the
+ * error is the answer). A connection lost: its server process is ended before this rejects
+ * ({@link endServerProcess}), so the pipeline's outcome is final and can be read.
  */
 async function pipelineOn<T>(pool: pg.Pool, statements: Statement[]): Promise<QueryResult<T>> {
   const named = namedAll(statements);
@@ -213,11 +217,34 @@ async function pipelineOn<T>(pool: pg.Pool, statements: Statement[]): Promise<Qu
   } catch (e) {
     c.off('error', onError);
     c.release(e as Error);
-    if (!isStalePlan(e) || named.every((s) => s.name === undefined)) throw e;
+    if (isConnectionLost(e)) {
+      await endServerProcess(pool, (c as pg.PoolClient & { processID?: number | null }).processID);
+      throw e;
+    }
+    if (!isStalePlan(e) || named.every((s) => s.name === undefined) || committedBefore(e, named)) throw e;
     for (const s of named) unprepared.add(s.text);
     return pipelineOn(pool, statements);
   }
 }
+
+/**
+ * Ends the server process of a connection this side lost, and waits until it is gone: a cut
+ * socket does not stop it, and it may still hold the rest of a pipeline in its input buffer —
+ * its COMMIT too — and run it later (after waiting on a lock, say). Once it is gone what it
+ * committed is final, so a read on another connection after this tells the lost pipeline's
+ * outcome (a submit reads its run back). Best effort: a database that cannot be reached has
+ * no process of it left to run anything either once it is back.
+ */
+async function endServerProcess(pool: pg.Pool, pid: number | null | undefined): Promise<void> {
+  if (!pid) return;
+  await pool.query('select pg_terminate_backend($1::int, $2::bigint)', [pid, END_LOST_PROCESS_WAIT_MS]).then(
+    () => {},
+    () => {},
+  );
+}
+
+/** How long {@link endServerProcess} waits for a lost connection's server process to exit. */
+const END_LOST_PROCESS_WAIT_MS = 5000;
 
 /** Queries and transactions over one pool. */
 function lane(pool: pg.Pool): Pick<Database, 'backend' | 'query' | 'transaction' | 'pipeline'> {

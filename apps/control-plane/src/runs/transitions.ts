@@ -748,8 +748,10 @@ export type DeliverHere = (run: Run) => Promise<Run | undefined>;
  * once the pipeline's flush returned (on the placement's own connection: it survived since the
  * COMMIT, so no crash lost it) or, if that flush failed, once flushSubmitted's flush returned
  * or its read-back found the run. A connection lost before the answer came (at the `COMMIT`,
- * or during the flush) leaves the placement's fate unknown: the run is then read back durably
- * by its id ({@link readPlacedBack}) and answered as it is, or the loss is the answer.
+ * or during the flush) leaves the placement's fate unknown until its server process is gone
+ * (`@runt/sql` ends it before the pipeline rejects: a cut socket does not stop it running the
+ * COMMIT still in its input buffer): the run is then read back durably by its id
+ * ({@link readPlacedBack}) and answered as it is, or the loss is the answer.
  */
 async function submitPlaced(
   db: Database,
