@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { withoutRowLocks } from './plan-cache.js';
+import { PlanCache, withoutRowLocks } from './plan-cache.js';
 import { openPglite } from './pglite.js';
 
 describe('PGlite takes no row locks (one connection: they keep nothing apart)', () => {
@@ -25,6 +25,18 @@ describe('PGlite takes no row locks (one connection: they keep nothing apart)', 
     // Not at the end of its SELECT, or not a locking clause: left as written.
     expect(withoutRowLocks('select 1 from t for update limit 1')).toBe('select 1 from t for update limit 1');
     expect(withoutRowLocks(`select 'wait for update' as x`)).toBe(`select 'wait for update' as x`);
+  });
+
+  it('is what openPglite asks of its plan cache; a PlanCache keeps the locks unless told', () => {
+    const text = 'select status from runs where id = $1 for update';
+    const prepared = (c: PlanCache) => {
+      c.statement(text, ['r']); // first sighting: sent as is
+      return c.statement(text, ['r'])?.prepare;
+    };
+    expect(prepared(new PlanCache())).toMatch(/ as select status from runs where id = \$1 for update$/);
+    expect(prepared(new PlanCache({ rowLocks: false }))).toMatch(
+      / as select status from runs where id = \$1$/,
+    );
   });
 
   it('runs a prepared statement without locking its rows, with the same answers', async () => {

@@ -84,7 +84,8 @@ export async function openPglite(opts: OpenPgliteOptions = {}): Promise<Database
   // For the session (the one connection, which also writes the WAL): see above.
   await pg.exec(`set random_page_cost = ${PGLITE_RANDOM_PAGE_COST}; ${PGLITE_WAL_SETTINGS}`);
   // One cache for the one connection: a statement prepared inside a transaction stays prepared.
-  const plans = new PlanCache(opts.plans);
+  // One connection, one transaction at a time (the gate): row locks keep nothing apart here.
+  const plans = new PlanCache({ rowLocks: false, ...opts.plans });
   // `rowCount` is the statement's own (its command tag: rows changed or returned, as
   // node-postgres'); PGlite's `affectedRows` adds up every statement of one `exec`, so in a
   // transaction whose statements travel together it would count the writes before this one.

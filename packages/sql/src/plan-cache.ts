@@ -7,6 +7,12 @@ export interface PlanCacheOptions {
   maxUses?: number;
   /** Age of a prepared statement after which it is prepared again (ms, default 10,000). */
   maxAgeMs?: number;
+  /**
+   * False: statements are prepared without the row locks that end their SELECTs
+   * ({@link withoutRowLocks}). Only where one connection runs every statement, one transaction
+   * at a time, as `openPglite`'s does; anywhere else the locks keep writers apart (default true).
+   */
+  rowLocks?: boolean;
   /** The clock (tests). */
   now?: () => number;
 }
@@ -89,7 +95,7 @@ export class PlanCache {
   #next = 0;
 
   constructor(opts: PlanCacheOptions = {}) {
-    this.#o = { maxStatements: 64, maxUses: 256, maxAgeMs: 10_000, now: Date.now, ...opts };
+    this.#o = { maxStatements: 64, maxUses: 256, maxAgeMs: 10_000, rowLocks: true, now: Date.now, ...opts };
   }
 
   /** What to send for `text` with `params`, or undefined: send it as is. */
@@ -126,7 +132,7 @@ export class PlanCache {
       // DEALLOCATE is not transactional either: done even if the PREPARE after it fails.
       const drop = this.#retired.map((n) => `deallocate ${n}; `).join('');
       this.#retired = [];
-      prepare = `${drop}prepare ${e.name} as ${withoutRowLocks(text)}`;
+      prepare = `${drop}prepare ${e.name} as ${this.#o.rowLocks ? text : withoutRowLocks(text)}`;
     }
     e.uses++;
     const entry = e;
