@@ -185,12 +185,57 @@ describe('a submit on postgres', () => {
     }
   });
   /** `t.db`, except that a submit's pipeline gets `extra` right after its COMMIT (`before`: right before it). */
-  function withStatement(extra: Statement, before = false): Database {
+  function withStatement(extra: Statement, before = false, db: Database = t.db): Database {
     return {
-      ...t.db,
+      ...db,
       pipeline: (statements) => {
         const at = statements.findIndex((x) => x.text === 'COMMIT') + (before ? 0 : 1);
-        return t.db.pipeline!([...statements.slice(0, at), extra, ...statements.slice(at)]);
+        return db.pipeline!([...statements.slice(0, at), extra, ...statements.slice(at)]);
+      },
+    };
+  }
+  /** Advisory lock `key` held by a transaction of its own until `release()`; `done` once it ended. */
+  async function holdLock(key: number) {
+    let release = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    let holding = () => {};
+    const held = new Promise<void>((r) => (holding = r));
+    const done = t.db.transaction(async (tx) => {
+      await tx.query('select pg_advisory_xact_lock($1)', [key]);
+      holding();
+      await released;
+    });
+    await held;
+    return { release, done };
+  }
+  /** A pool whose connections go through a proxy: `cut()` severs them as a network would. */
+  async function cuttablePool() {
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const server = net.connect(Number(new URL(t.url!).port || 5432), new URL(t.url!).hostname);
+      for (const [a, b] of [
+        [client, server],
+        [server, client],
+      ] as const) {
+        a.pipe(b);
+        a.on('error', () => {});
+        a.on('close', () => b.destroy());
+      }
+      sockets.add(client);
+      client.on('close', () => sockets.delete(client));
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const url = new URL(t.url!);
+    url.host = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+    const db = await openPostgres({ url: url.toString() });
+    return {
+      db,
+      cut: () => {
+        for (const s of sockets) s.destroy();
+      },
+      close: async () => {
+        await db.close();
+        proxy.close();
       },
     };
   }
@@ -214,18 +259,9 @@ describe('a submit on postgres', () => {
       (payload) => heard.push(payload),
       () => {},
     );
-    let release = () => {};
-    const released = new Promise<void>((r) => (release = r));
-    let holding = () => {};
-    const held = new Promise<void>((r) => (holding = r));
     // Holds the statement put after the placement's COMMIT (the flush waits behind it).
-    const holder = t.db.transaction(async (tx) => {
-      await tx.query('select pg_advisory_xact_lock(4242)');
-      holding();
-      await released;
-    });
+    const { release, done } = await holdLock(4242);
     try {
-      await held;
       const events: string[] = [];
       const submitted = placedElsewhere(
         withStatement({ text: 'select pg_advisory_xact_lock_shared(4242)' }),
@@ -243,7 +279,7 @@ describe('a submit on postgres', () => {
       expect(heard[0]).toContain(out[0]!.run.id);
     } finally {
       release();
-      await holder;
+      await done;
       await listener.close();
     }
   });
@@ -252,108 +288,41 @@ describe('a submit on postgres', () => {
     // A real loss (a proxy cuts the sockets): a backend told to end flushes what it had buffered,
     // the COMMIT's answer with it, so only a cut connection loses that answer.
     await addWorkstation(t.db, 'ws_lost_after', 'lost-after', 1000, 'B');
-    const sockets = new Set<net.Socket>();
-    const proxy = net.createServer((client) => {
-      const server = net.connect(Number(new URL(t.url!).port || 5432), new URL(t.url!).hostname);
-      for (const [a, b] of [
-        [client, server],
-        [server, client],
-      ] as const) {
-        a.pipe(b);
-        a.on('error', () => {});
-        a.on('close', () => b.destroy());
-      }
-      sockets.add(client);
-      client.on('close', () => sockets.delete(client));
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const url = new URL(t.url!);
-    url.host = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
-    const viaProxy = await openPostgres({ url: url.toString() });
+    const proxied = await cuttablePool();
     const heard: string[] = [];
     const listener = await t.db.listen!(
       'runt_link',
       (payload) => heard.push(payload),
       () => {},
     );
-    let release = () => {};
-    const released = new Promise<void>((r) => (release = r));
-    let holding = () => {};
-    const held = new Promise<void>((r) => (holding = r));
-    const holder = t.db.transaction(async (tx) => {
-      await tx.query('select pg_advisory_xact_lock(4243)');
-      holding();
-      await released;
-    });
+    const { release, done } = await holdLock(4243);
     try {
-      await held;
       const submitted = placedElsewhere(
-        {
-          ...viaProxy,
-          pipeline: (statements) => {
-            const at = statements.findIndex((x) => x.text === 'COMMIT') + 1;
-            const extra = { text: 'select pg_advisory_xact_lock_shared(4243)' };
-            return viaProxy.pipeline!([...statements.slice(0, at), extra, ...statements.slice(at)]);
-          },
-        },
+        withStatement({ text: 'select pg_advisory_xact_lock_shared(4243)' }, false, proxied.db),
         'lost-after',
       );
       for (let i = 0; i < 250 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
       expect(heard).toHaveLength(1); // committed; its answer not sent yet
-      for (const s of sockets) s.destroy();
+      proxied.cut();
       const out = await submitted;
       expect(out[0]!.run).toMatchObject({ status: 'offered', workstation_id: 'ws_lost_after' });
       const rows = await t.db.query(`select status from runs where runtime = 'lost-after'`);
       expect(rows.rows).toEqual([{ status: 'offered' }]);
     } finally {
       release();
-      await holder;
+      await done;
       await listener.close();
-      await viaProxy.close();
-      proxy.close();
+      await proxied.close();
     }
   });
 
   it('a connection cut while the placement still waits before its COMMIT ends its server process: the submit is answered as lost and nothing commits later', async () => {
     await addWorkstation(t.db, 'ws_lost_mid', 'lost-mid', 1000, 'B');
-    const sockets = new Set<net.Socket>();
-    const proxy = net.createServer((client) => {
-      const server = net.connect(Number(new URL(t.url!).port || 5432), new URL(t.url!).hostname);
-      for (const [a, b] of [
-        [client, server],
-        [server, client],
-      ] as const) {
-        a.pipe(b);
-        a.on('error', () => {});
-        a.on('close', () => b.destroy());
-      }
-      sockets.add(client);
-      client.on('close', () => sockets.delete(client));
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const url = new URL(t.url!);
-    url.host = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
-    const viaProxy = await openPostgres({ url: url.toString() });
-    let release = () => {};
-    const released = new Promise<void>((r) => (release = r));
-    let holding = () => {};
-    const held = new Promise<void>((r) => (holding = r));
-    const holder = t.db.transaction(async (tx) => {
-      await tx.query('select pg_advisory_xact_lock(4245)');
-      holding();
-      await released;
-    });
+    const proxied = await cuttablePool();
+    const { release, done } = await holdLock(4245);
     try {
-      await held;
       const submitted = placedElsewhere(
-        {
-          ...viaProxy,
-          pipeline: (statements) => {
-            const at = statements.findIndex((x) => x.text === 'COMMIT');
-            const extra = { text: 'select pg_advisory_xact_lock_shared(4245)' };
-            return viaProxy.pipeline!([...statements.slice(0, at), extra, ...statements.slice(at)]);
-          },
-        },
+        withStatement({ text: 'select pg_advisory_xact_lock_shared(4245)' }, true, proxied.db),
         'lost-mid',
       );
       // the backend waits on the lock, before its COMMIT (already in its buffer)
@@ -362,14 +331,14 @@ describe('a submit on postgres', () => {
         if (w.rows.length > 0) break;
         await new Promise((r) => setTimeout(r, 20));
       }
-      for (const s of sockets) s.destroy();
+      proxied.cut();
       const err = await submitted.then(
         () => undefined,
         (e: unknown) => e as Error,
       );
       expect(err).toBeDefined(); // answered as lost: its server process ended, no run to read back
       release();
-      await holder;
+      await done;
       await new Promise((r) => setTimeout(r, 500));
       const rows = await t.db.query(`select status from runs where runtime = 'lost-mid'`);
       // The loss is the answer only when nothing committed, and nothing will: the server process
@@ -377,9 +346,8 @@ describe('a submit on postgres', () => {
       expect(rows.rows).toEqual([]);
     } finally {
       release();
-      await holder;
-      await viaProxy.close();
-      proxy.close();
+      await done;
+      await proxied.close();
     }
   });
 
