@@ -1,10 +1,7 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { migrate, openPostgres } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { openPostgres } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import { pageSql, SCHEDULER_LOCK } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
 import {
@@ -22,8 +19,7 @@ import {
 describe.each(TEST_BACKENDS)('a scheduling page over an empty queue, on %s', (backend) => {
   let t: TestDatabase;
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
     // 300 listening, linked workstations, each with a live credential and a free slot.
     await t.db.query(
       `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)

@@ -1,10 +1,8 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
-import { migrate, sqlLiteral, type Queryable } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { sqlLiteral, type Queryable } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import { finishMany, lockExpiredRuns, renewMany } from '../src/runs/transitions.js';
+import { migratedDatabase } from './scheduler-fixtures.js';
 
 /**
  * A prepared statement's generic plan is made once per connection, from the statistics of that
@@ -20,8 +18,7 @@ describe.each(TEST_BACKENDS)('plans made on a young database (%s)', (backend) =>
   let t: TestDatabase;
 
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
     await t.db.query(
       `insert into workstations (id, display_name, listening, last_seen_at, runtimes, cpu_count, link_state)
        values ('ws_1', 'ws_1', true, now(), '["sh"]', 8, 'connected')`,
