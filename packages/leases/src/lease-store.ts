@@ -168,22 +168,15 @@ where holder is not null and expires_at > ${p.liveAt}${p.when ? ` and ${p.when}`
   },
 
   /**
-   * The leases `where` selects (a condition on `l`), locked in resource order, as a CTE body
-   * (`with o as ${leaseSql.lockedInOrder(…)}`) that a multi-row write joins: `materialized`,
-   * so its rows come, and are locked, in that order before the write touches any, whatever
-   * plan the write gets. Two statements writing the same leases then never wait on each
-   * other's rows in opposite orders (40P01). `no key update`: the lock an UPDATE takes anyway.
-   */
-  lockedInOrder(p: { where: string }): string {
-    return `materialized (select l.resource from leases l where ${p.where} order by l.resource for no key update of l)`;
-  },
-
-  /**
    * The leases of the resources `keys` lists (a query whose rows are `k`: its first column the
-   * resource, each at most once), locked in resource order as {@link leaseSql.lockedInOrder}
-   * locks them, each by its own probe of the primary key: one scalar subquery per key, run in
-   * the keys' sorted order (the rows of a `materialized` CTE; a key with no lease, or none
-   * `where` holds — a condition on `l` and `k` — gives a null `resource`, which joins nothing).
+   * resource, each at most once), locked in resource order, as a CTE body that a multi-row write
+   * joins (`with o as ${leaseSql.lockedByKeys(…)}`): each by its own probe of the primary key, one
+   * scalar subquery per key, run in the keys' sorted order (the rows of a `materialized` CTE, so
+   * they come, and are locked, in that order before the write touches any, whatever plan the
+   * write gets; a key with no lease, or none `where` holds — a condition on `l` and `k` — gives a
+   * null `resource`, which joins nothing). Two statements writing the same leases then never
+   * wait on each other's rows in opposite orders (40P01). `no key update`: the lock an UPDATE
+   * takes anyway.
    * A lookup of the keys as one array (`l.resource = any (array(…))`) is planned as a Seq Scan
    * of `leases` whenever the table was small at planning time — a prepared statement's generic
    * plan is made once per connection and kept until an ANALYZE, and a lease row is kept for
