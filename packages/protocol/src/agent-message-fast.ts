@@ -1,4 +1,4 @@
-import { isObj, noSymbols, onlyKeys } from './control-message-fast.js';
+import { fastOrSchema, isObj, noSymbols, onlyKeys, type MessageParse } from './control-message-fast.js';
 import { LEASE_MS_MAX, LEASE_MS_MIN } from './lease-limits.js';
 import { LINK_OPS, type AgentRequestMessage, type LinkOp } from './link-requests.js';
 import {
@@ -25,13 +25,8 @@ import {
  * const parsed = parseAgentMessage(JSON.parse(text));
  * if (parsed.success) handle(parsed.data);
  */
-export function parseAgentMessage(
-  json: unknown,
-): { success: true; data: AgentMessage } | { success: false; error: unknown } {
-  const fast = agentRequestOf(json);
-  if (fast) return { success: true, data: fast };
-  const parsed = agentMessageSchema.safeParse(json);
-  return parsed.success ? { success: true, data: parsed.data } : { success: false, error: parsed.error };
+export function parseAgentMessage(json: unknown): MessageParse<AgentMessage> {
+  return fastOrSchema<AgentMessage>(agentRequestOf(json), agentMessageSchema, json);
 }
 
 type Obj = Record<string, unknown>;

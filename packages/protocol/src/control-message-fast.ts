@@ -15,12 +15,21 @@ import { controlMessageSchema, failureKindSchema, runStatusSchema, type ControlM
  * const parsed = parseControlMessage(JSON.parse(text));
  * if (parsed.success) handle(parsed.data);
  */
-export function parseControlMessage(
+export function parseControlMessage(json: unknown): MessageParse<ControlMessage> {
+  return fastOrSchema(offerClaimedOf(json), controlMessageSchema, json);
+}
+
+/** A link message's parse, as zod's `safeParse` answers. */
+export type MessageParse<T> = { success: true; data: T } | { success: false; error: unknown };
+
+/** The message a fast path took (`fast`), otherwise `schema`'s answer for `json`: the one definition. */
+export function fastOrSchema<T>(
+  fast: T | undefined,
+  schema: { safeParse(json: unknown): MessageParse<T> },
   json: unknown,
-): { success: true; data: ControlMessage } | { success: false; error: unknown } {
-  const fast = offerClaimedOf(json);
+): MessageParse<T> {
   if (fast) return { success: true, data: fast };
-  const parsed = controlMessageSchema.safeParse(json);
+  const parsed = schema.safeParse(json);
   return parsed.success ? { success: true, data: parsed.data } : { success: false, error: parsed.error };
 }
 
