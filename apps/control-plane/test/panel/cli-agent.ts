@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 
-/** The built CLI (apps/cli): `pnpm build` builds it before the tests. */
+/** The built CLI (apps/cli): turbo.json builds it before this package's tests (`@runt/control-plane#test`). */
 export const RUNT_BIN = fileURLToPath(new URL('../../../cli/bin/run.js', import.meta.url));
 
 const cleanEnv = (env: Record<string, string>) => ({
