@@ -496,7 +496,7 @@ export class RunExecution {
     // the largest of what a scavenge found alive, ~2.6 KB a run).
     /** The follow ended by itself (the instance exited and its output was read): nothing to stop, no tail to wait for. */
     let logsEnded = false;
-    /** The tail wait is over: output read from now on is not sent (the run's end is reported next). */
+    /** The tail wait is over: output read from now on is not sent nor acted on (the run's end is reported next). */
     let outputClosed = false;
     const logs = followRunOutput({
       runtime,
@@ -508,7 +508,12 @@ export class RunExecution {
       onChunk: (stream, data, bytes) => {
         if (!outputClosed) this.#events.appendOutput(stream, data, bytes);
       },
-      onReady: () => void this.#reportRunning(),
+      // Gated as the output is: a ready line read after the tail wait is not sent, and the run's
+      // end is being reported: a `running` report then would go alongside the terminal one, or
+      // after it for a run already ended.
+      onReady: () => {
+        if (!outputClosed) void this.#reportRunning();
+      },
       onError: (e) => this.deps.logger.warn({ run_id: this.runId, err: e }, 'reading the output failed'),
     }).then(() => {
       logsEnded = true;

@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { LeaseClient } from '@runt/leases';
-import type { ClaimRunResponse } from '@runt/protocol';
+import { ControlPlaneClient, type ClaimRunResponse } from '@runt/protocol';
 import type { LogChunk } from '@runt/runtime-spi';
 import { createFakeRuntime, type FakeRuntime } from '@runt/runtime-spi/fake';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,11 +21,11 @@ afterAll(async () => {
 });
 
 /** Accepts a claimed run on the fake runtime (through a real control plane) and returns its execution. */
-async function accept(claim: ClaimRunResponse, runtime: FakeRuntime): Promise<RunExecution> {
+async function accept(claim: ClaimRunResponse, runtime: FakeRuntime, client = h.ws): Promise<RunExecution> {
   const dir = mkdtempSync(join(tmpdir(), 'runt-cleanup-'));
   const exec = await RunExecution.accept(
     {
-      client: h.ws,
+      client,
       leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
       runtime,
       store: new RunStateStore(join(dir, 'journal')),
@@ -114,6 +114,46 @@ describe("a run's cleanup", () => {
     // The follow and the wait run under one signal, the run's work (one AbortSignal a run).
     const waited = fake.callsOf('wait')[0]!.args[1] as { signal?: AbortSignal };
     expect(waited.signal).toBe(followSignal);
+  }, 20_000);
+
+  it('does not act on a ready line read after the output closed: the run reports its end only', async () => {
+    const claim = await h.claimRun(
+      { runtime: 'fake', command: ['/bin/sh', '-c', 'true'], ready_when: { log_line: 'ready' } },
+      'cleanup-runner',
+    );
+    const fake = createFakeRuntime();
+    let lateRead!: () => void;
+    const lateLineRead = new Promise<void>((r) => (lateRead = r));
+    // The ready line comes after the agent's 5 s tail wait (a log stream that lags the exit).
+    const runtime = {
+      ...fake,
+      async *logs(_id: string, opts?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogChunk> {
+        yield { stream: 'stdout', data: 'booting\n', at: new Date().toISOString() };
+        await new Promise((r) => setTimeout(r, 5_300));
+        yield { stream: 'stdout', data: 'ready\n', at: new Date().toISOString() };
+        lateRead(); // the follow asked for the next chunk: the late line has been handled
+        const signal = opts?.signal;
+        await new Promise<void>((r) => {
+          if (signal?.aborted) r();
+          else signal?.addEventListener('abort', () => r(), { once: true });
+        });
+      },
+    } as FakeRuntime;
+    // The workstation's real client; the terminal report is answered once the late line was read
+    // (a control plane slow to answer), so a report it caused would go out while the run ends.
+    const client = new ControlPlaneClient({ url: h.url, token: h.token, nodeHttp: true });
+    const reported: string[] = [];
+    const brief = client.reportStatusBrief.bind(client);
+    client.reportStatusBrief = async (runId, body) => {
+      reported.push(body.status);
+      if (body.status !== 'running') await lateLineRead.then(() => new Promise((r) => setTimeout(r, 200)));
+      return brief(runId, body);
+    };
+    await (
+      await accept(claim, runtime, client)
+    ).done;
+    expect((await h.admin.getRun(claim.run.id)).run.status).toBe('completed');
+    expect(reported).toEqual(['completed']);
   }, 20_000);
 
   it('keeps no reference to the offered run once its workload runs', async () => {
