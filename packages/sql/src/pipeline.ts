@@ -10,7 +10,6 @@ interface Connection {
   bind(c: { portal: string; statement: string; values: unknown[]; valueMapper: unknown }): void;
   describe(m: { type: 'P'; name: string }): void;
   execute(c: { portal: string }): void;
-  flush(): void;
   sync(): void;
   sendCopyFail(msg: string): void;
 }
@@ -111,8 +110,8 @@ type Callback = (err: Error | null, result?: QueryResult<unknown>) => void;
 
 /**
  * Several statements sent as ONE round trip of the extended protocol: each statement's
- * Parse (only when this connection has not prepared its name yet), Bind, Describe and Execute
- * (and a Flush after a statement with `sendAhead`), then a single Sync. Until that Sync they run in one implicit transaction (committed at the
+ * Parse (only when this connection has not prepared its name yet), Bind, Describe and Execute,
+ * then a single Sync. Until that Sync they run in one implicit transaction (committed at the
  * Sync, rolled back as a whole when one fails), and each statement takes its own snapshot
  * (read committed), as the statements of a simple query do, but with parameters and with
  * plans cached per connection for the named ones. A node-postgres "submittable": the client
@@ -154,7 +153,6 @@ export class Pipeline {
         });
         connection.describe({ type: 'P', name: '' });
         connection.execute({ portal: '' });
-        if (s.sendAhead) connection.flush();
       }
       connection.sync();
     } finally {

@@ -67,12 +67,6 @@ export interface Statement {
    * before the statements after it may have run; the pipeline may still fail after it.
    */
   onArrival?: (result: QueryResult<unknown>) => void;
-  /**
-   * In a pipeline (Postgres): the server sends the results up to this statement's as soon as it
-   * has run it (a protocol Flush after it), not at the pipeline's end. After a `COMMIT` in the
-   * pipeline: what committed can be acted on while the statements after it (a WAL flush) run.
-   */
-  sendAhead?: boolean;
 }
 
 export interface QueryResult<T> {
