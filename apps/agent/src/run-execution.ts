@@ -405,7 +405,7 @@ export class RunExecution {
       'left to the next start (no answer from the control plane)',
     );
     this.#lease.stop();
-    this.#abortWork(new Error('abandoned'));
+    this.#work.abort(new Error('abandoned'));
     this.#commands?.stop();
   }
 
@@ -662,14 +662,9 @@ export class RunExecution {
     this.deps.onSlotFree?.();
     this.deps.logger.warn({ run_id: this.runId, reason }, 'dropping the run');
     this.#lease.stop();
-    this.#abortWork(new Error(reason));
+    this.#work.abort(new Error(reason));
     this.#commands?.stop();
     void this.#stopWorkload();
-  }
-
-  /** Aborts the run's work, and the output follow with it. */
-  #abortWork(reason: unknown): void {
-    this.#work.abort(reason);
   }
 
   #stopWorkload(): Promise<void> {
@@ -688,19 +683,23 @@ export class RunExecution {
     this.#commands?.stop();
     if (this.#abandoned) return;
     if (this.phase !== 'dropped') this.phase = 'done';
-    this.#abortWork(FINISHED);
+    this.#work.abort(FINISHED);
     const runtime = this.deps.runtime;
-    if (this.#instanceId && !('unavailable' in runtime)) {
-      // An exited workload needs no stop (one call, with its promise and the adapter's own work,
-      // fewer per run; issue 9, agent heap profile); one already begun (a cancel) is awaited.
-      if (!this.#exited || this.#stopping) await this.#stopWorkload();
-      await runtime
-        .remove(this.#instanceId)
-        .catch((e) => this.deps.logger.debug({ run_id: this.runId, err: e }, 'remove failed'));
+    if (!('unavailable' in runtime)) {
+      if (this.#instanceId) {
+        // An exited workload needs no stop (one call, with its promise and the adapter's own work,
+        // fewer per run; issue 9, agent heap profile); one already begun (a cancel) is awaited.
+        if (!this.#exited || this.#stopping) await this.#stopWorkload();
+        await runtime
+          .remove(this.#instanceId)
+          .catch((e) => this.deps.logger.debug({ run_id: this.runId, err: e }, 'remove failed'));
+      }
+      // No directory was made for a runtime that reads none (an adopted run's bundle is unknown: look).
+      if (this.#workdir)
+        await rm(join(this.deps.workRoot, this.runId), { recursive: true, force: true }).catch(
+          () => undefined,
+        );
     }
-    // No directory was made for a runtime that reads none (an adopted run's bundle is unknown: look).
-    if (!('unavailable' in runtime) && this.#workdir)
-      await rm(join(this.deps.workRoot, this.runId), { recursive: true, force: true }).catch(() => undefined);
     await this.deps.store.remove(this.runId).catch((e: unknown) => {
       this.deps.logger.warn({ run_id: this.runId, err: e }, 'forgetting the run in the journal failed');
     });
