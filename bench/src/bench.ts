@@ -20,8 +20,14 @@
 //   BENCH_RUNT_PHASES=drain     runt's phases alone (drain, burst, burst-batch, paced; default: those
 //                               of BENCH_MODES). burst: one POST /api/runs per run, 50 in flight;
 //                               burst-batch: POST /api/runs/batch of 1,000, 2 in flight. Both are
-//                               divided by raw's drain (backlog inserted before its clock starts)
-//                               and by raw's burst (one insert per statement while it drains)
+//                               divided by raw's and graphile-worker's drains (backlog inserted
+//                               before the clock starts) and bursts (raw: one insert per statement;
+//                               graphile-worker: addJobs of 1,000, 2 in flight; while they drain)
+//   BENCH_WARMUP=N              untimed warm-up per system before its timed phases (default: a
+//                               fifth of BENCH_RUNS, 2,000 at the issue's size, 200 quick; 0: none):
+//                               runt's runs through its agents (then waited until all finished),
+//                               each peer's jobs through its own workers in its measuring process
+//                               (graphile-worker: a runner of the same config, stopped after)
 //   BENCH_SUBMIT_HTTP=node      the bench's submits over the client's keep-alive node:http
 //                               transport (default), or `fetch` (~4x the bench's CPU per submit)
 //   BENCH_CPU_PROF=DIR          --cpu-prof of the control plane and of one agent into DIR
@@ -58,6 +64,11 @@ const CPU_PROF = cpuProfDir();
 const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const CP_NODE_ARGS = (process.env.BENCH_CP_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const MODES = env('BENCH_MODES', 'drain,paced').split(',');
+/** Untimed warm-up runs/jobs per system on a backend: BENCH_WARMUP, or a fifth of its BENCH_RUNS. */
+const warmupFor = (backend: 'postgres' | 'pglite') =>
+  process.env.BENCH_WARMUP !== undefined
+    ? Number(process.env.BENCH_WARMUP)
+    : Math.round(sized(backend, 'BENCH_RUNS', RUNS) / 5);
 const TIMEOUT_MS = Number(env('BENCH_TIMEOUT_MS', '900000', '180000'));
 /** runt's phases: those of BENCH_MODES (drain = drain and burst), or BENCH_RUNT_PHASES (e.g. `drain` alone). */
 const RUNT_PHASES = process.env.BENCH_RUNT_PHASES
@@ -95,8 +106,16 @@ const links: LinksMeasurement[] = [];
 
 async function peer(task: Omit<PeerTask, 'url' | 'dataDir'>): Promise<void> {
   try {
-    const m = await measurePeer(task, TIMEOUT_MS);
+    const warmup = warmupFor(task.backend);
+    const m = await measurePeer({ ...task, ...(warmup > 0 ? { warmup } : {}) }, TIMEOUT_MS);
     results.push(m);
+    const w = m.warmup;
+    console.log(
+      `${task.backend.padEnd(8)} ${task.mode.padEnd(5)} ${peerLabel(task)} warm-up: ` +
+        (w
+          ? `${w.completed}/${w.jobs} jobs in ${f(w.seconds, 2)} s, ${w.how} (untimed, in no figure)`
+          : 'none'),
+    );
     console.log(describe(m));
   } catch (e) {
     console.log(
@@ -116,7 +135,7 @@ function describeRunt(m: RuntMeasurement): string {
     `  ${m.finished}/${m.runs} in ${f(m.seconds, 2)} s  cpu/run ${f(c.total, 2)} ms (cp ${f(c.controlPlane, 2)}, agents ${f(c.agents, 2)} (main thread ${f(c.agentsMainThread, 2)}), db ${f(c.database, 2)})` +
     `  per run: http ${f(p.http, 2)} (agents ${f(p.agentHttp, 2)}), link msgs ${f(p.linkMessages, 2)} (requests ${f(p.linkRequests, 2)}), sql ${f(p.sql, 2)} (round trips ${f(p.sqlRoundTrips, 2)}), cp write syscalls ${f(p.cpWrites, 2)}, offers ${f(p.offers, 2)} (messages ${f(p.offerMessages, 2)}), requeues ${f(p.requeues, 2)}` +
     (m.submitSeconds !== undefined
-      ? `  (${m.phase === 'drain' ? 'backlog ' : ''}submitted in ${f(m.submitSeconds, 1)} s${m.submitterCpuMsPerRun !== undefined ? `, submitter ${f(m.submitterCpuMsPerRun, 2)} ms CPU/run` : ''}${m.submitCpMsPerRun !== undefined ? `, cp ${f(m.submitCpMsPerRun, 3)} ms CPU/submit` : ''})`
+      ? `  (${m.phase === 'drain' ? 'backlog ' : ''}submitted in ${f(m.submitSeconds, 1)} s${m.backlog !== undefined ? `, ${m.backlog} open at the start` : ''}${m.submitterCpuMsPerRun !== undefined ? `, submitter ${f(m.submitterCpuMsPerRun, 2)} ms CPU/run` : ''}${m.submitCpMsPerRun !== undefined ? `, cp ${f(m.submitCpMsPerRun, 3)} ms CPU/submit` : ''})`
       : '') +
     `  load ${m.load}\n${' '.repeat(15)}sql per run: ${m.sqlMix.join('; ')}`
   );
@@ -138,6 +157,13 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
     console.log(
       `${backend.padEnd(8)} runt: control plane + ${AGENTS} agent processes up and linked in ${((Date.now() - t0) / 1000).toFixed(1)} s, load ${loadAverage()}`,
     );
+    const warmup = warmupFor(backend);
+    if (warmup > 0) {
+      const w = await system.warmUp(warmup, TIMEOUT_MS);
+      console.log(
+        `${backend.padEnd(8)} runt warm-up: ${w.finished}/${w.runs} runs in ${f(w.seconds, 2)} s through the agents (half POST /api/runs, half /api/runs/batch, while they run; all finished before the first phase; untimed, in no figure)`,
+      );
+    } else console.log(`${backend.padEnd(8)} runt warm-up: none`);
     for (const phase of RUNT_PHASES) {
       const m =
         phase === 'drain'
@@ -195,10 +221,12 @@ for (let round = 0; round < ROUNDS; round++) {
             jobs,
             ...(unsynced ? { unsynced } : {}),
           });
-    // The raw ceiling's own burst (inserted one per statement while it drains), beside its drain.
-    if (peers.includes('raw') && RUNT_PHASES.some((x) => x.startsWith('burst')))
-      for (const unsynced of rawVariants)
-        await peer({ peer: 'raw', backend, mode: 'burst', jobs, ...(unsynced ? { unsynced } : {}) });
+    // The bursts of raw (one insert per statement) and graphile-worker (addJobs of 1,000, 2 in
+    // flight), inserted while their workers run, beside their drains.
+    if (RUNT_PHASES.some((x) => x.startsWith('burst')))
+      for (const p of peers.filter((x) => x === 'raw' || x === 'graphile'))
+        for (const unsynced of p === 'raw' ? rawVariants : [false])
+          await peer({ peer: p, backend, mode: 'burst', jobs, ...(unsynced ? { unsynced } : {}) });
     if (SYSTEMS.includes('runt')) await runtPhases(backend);
     if (MODES.includes('paced'))
       for (const p of peers.filter((x) => x !== 'raw'))
@@ -227,11 +255,12 @@ for (const backend of BACKENDS) {
       `${backend.padEnd(8)} ${phase.padEnd(5)} runt ${f(rps, 0)} runs/s, CPU ${f(cpu, 2)} ms per run [≤ 2.5 ms]`,
     );
     // Every runt phase against each peer's drain (its backlog inserted before its clock starts);
-    // a burst also against the raw ceiling's burst (inserted while it drains, like runt's).
+    // a burst also against raw's and graphile-worker's bursts (inserted while they drain, like runt's).
     for (const [p, mode] of [
       ['raw', 'drain'],
       ['raw', 'burst'],
       ['graphile', 'drain'],
+      ['graphile', 'burst'],
       ['pgboss', 'drain'],
     ] as const) {
       if (mode === 'burst' && phase === 'drain') continue;

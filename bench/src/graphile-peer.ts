@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { Logger, makeWorkerUtils, run, type Runner } from 'graphile-worker';
-import type { Peer, PacedResult } from './peer.js';
+import type { Peer, PacedResult, WarmUpResult } from './peer.js';
 import { nowMs, percentile, sleep } from './stats.js';
 
 const SCHEMA = 'graphile_worker';
@@ -10,6 +10,12 @@ const quietLogger = new Logger(() => () => {});
  * graphile-worker 0.17 in its fastest mode: concurrency 16, a local queue of 10, batched
  * completion (`completeJobBatchDelay: 0`), a no-op task; the backlog goes in with `addJobs`.
  * Done = the jobs table is empty (completion is batched, so counting task calls is not enough).
+ * Burst: the runner is started first, then `workerUtils.addJobs` (graphile-worker's bulk add:
+ * one `add_jobs` call, which notifies the runner) of 1,000 jobs, 2 in flight, as runt's
+ * burst-batch submits; timed from the first insert to the last completion. Warm-up: a runner of
+ * the same config, in the same process, processes the warm-up jobs (added as the burst adds
+ * them) and is stopped before the measured phase starts its own runner, so a drain still starts
+ * its runner on a backlog inserted while none runs.
  *
  * @example
  * const p = await graphilePeer(url); await p.prepare(1000); console.log(await p.drain()); await p.close();
@@ -23,6 +29,8 @@ export async function graphilePeer(
   const probe = new pg.Client({ connectionString: url });
   await probe.connect();
   let onStart: (payload: { t?: number }) => void = () => {};
+  /** Task calls so far (a job's completion may be written a little later: batched). */
+  let calls = 0;
   let runner: Runner | undefined;
   let prepared = 0;
   const start = async () => {
@@ -33,7 +41,12 @@ export async function graphilePeer(
       noHandleSignals: true,
       pollInterval: 2000,
       logger: quietLogger,
-      taskList: { noop: async (payload) => onStart(payload as { t?: number }) },
+      taskList: {
+        noop: async (payload) => {
+          calls++;
+          onStart(payload as { t?: number });
+        },
+      },
       preset: {
         worker: {
           localQueue: { size: o.localQueueSize ?? 10 },
@@ -47,7 +60,46 @@ export async function graphilePeer(
     Number(
       (await probe.query<{ n: string }>(`select count(*) as n from ${SCHEMA}._private_jobs`)).rows[0]!.n,
     );
+  /** `jobs` added with `addJobs` in batches of 1,000, 2 in flight. */
+  const addInBatches = async (jobs: number) => {
+    let left = jobs;
+    await Promise.all(
+      Array.from({ length: 2 }, async () => {
+        while (left > 0) {
+          const size = Math.min(1000, left);
+          left -= size;
+          await utils.addJobs(Array.from({ length: size }, () => ({ identifier: 'noop', payload: {} })));
+        }
+      }),
+    );
+  };
+  /** Added with the runner running: every job called and its completion written (the table empty). */
+  const burst = async (jobs: number) => {
+    const calls0 = calls;
+    const t0 = nowMs();
+    await addInBatches(jobs);
+    while (calls - calls0 < jobs || (await remaining()) > 0) await sleep(10);
+    const seconds = (nowMs() - t0) / 1000;
+    return { jobs, completed: calls - calls0, seconds, perSecond: (calls - calls0) / seconds };
+  };
   return {
+    async warmUp(jobs): Promise<WarmUpResult> {
+      await start();
+      const r = await burst(jobs);
+      await runner!.stop();
+      runner = undefined;
+      return {
+        jobs,
+        completed: r.completed,
+        seconds: r.seconds,
+        how: 'a runner of the same config in the same process, added with addJobs while it runs, then stopped',
+      };
+    },
+    async burst(jobs) {
+      // The workers run before the clock starts (as the raw ceiling's connect before its burst).
+      await start();
+      return burst(jobs);
+    },
     async prepare(jobs) {
       for (let i = 0; i < jobs; i += 1000) {
         await utils.addJobs(

@@ -2,7 +2,7 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { PacedResult } from './peer.js';
+import type { PacedResult, WarmUpResult } from './peer.js';
 import type { PeerTask } from './peer-host.js';
 import { createBenchDatabase } from './postgres-server.js';
 import { CpuMeter } from './proc-cpu.js';
@@ -15,9 +15,18 @@ export interface PeerMeasurement {
   /** Drain, or burst (mode `burst`: inserted while draining, timed from the first insert). */
   drain?: DrainResult;
   paced?: PacedResult;
+  /** The untimed warm-up before it (task.warmup), in none of the figures. */
+  warmup?: WarmUpResult;
   /** CPU milliseconds per job: the peer's process (on PGlite this includes the database). */
   cpuMsPerJob: { worker: number; database: number; total: number };
   load: number;
+}
+
+/** A message from the peer's process. */
+interface Reply {
+  type: string;
+  result?: DrainResult & PacedResult;
+  warmup?: WarmUpResult;
 }
 
 /**
@@ -44,8 +53,8 @@ export async function measurePeer(
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   try {
     const message = (type: string) =>
-      new Promise<{ type: string; result?: DrainResult & PacedResult }>((resolve, reject) => {
-        const onMessage = (m: { type: string }) => {
+      new Promise<Reply>((resolve, reject) => {
+        const onMessage = (m: Reply) => {
           if (m.type === type) {
             child.off('message', onMessage);
             resolve(m);
@@ -56,7 +65,7 @@ export async function measurePeer(
           reject(new Error(`${task.peer} on ${task.backend} exited (${code}) before '${type}'`)),
         );
       });
-    await message('ready');
+    const { warmup } = await message('ready');
     const worker = new CpuMeter();
     const database = new CpuMeter();
     worker.start([child.pid!]);
@@ -73,6 +82,7 @@ export async function measurePeer(
     return {
       task,
       ...(task.mode === 'paced' ? { paced: result! } : { drain: result! }),
+      ...(warmup ? { warmup } : {}),
       cpuMsPerJob: {
         worker: per(worker.seconds()),
         database: per(database.seconds()),

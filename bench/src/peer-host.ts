@@ -1,6 +1,6 @@
 // A child process that runs one peer for one measurement, so the bench can read its CPU alone
 // from /proc. Protocol over IPC: the child sends {type:'ready'} once the backlog is loaded (or
-// the workers are about to start), the parent answers 'go', the child sends {type:'result'},
+// the workers are about to start; after the untimed warm-up, which it reports), the parent answers 'go', the child sends {type:'result'},
 // the parent reads the CPU figures and sends 'close', and the child closes and exits.
 import { graphilePeer } from './graphile-peer.js';
 import { pgBossPeer } from './pgboss-peer.js';
@@ -17,6 +17,8 @@ export interface PeerTask {
   rate?: number;
   /** raw on PGlite: commits do not wait for the disk (see RawCeilingOptions.unsynced). */
   unsynced?: boolean;
+  /** Untimed warm-up jobs before the measured phase (BENCH_WARMUP; 0 or absent: none). */
+  warmup?: number;
 }
 
 /** Creates the peer a task names. */
@@ -46,8 +48,10 @@ async function main(): Promise<void> {
     messages.length > 0
       ? Promise.resolve(messages.shift())
       : new Promise<void>((r) => waiters.push(r)).then(() => messages.shift());
+  // The warm-up before the backlog and before 'ready': the parent's CPU meters start at 'go'.
+  const warmup = task.warmup && task.warmup > 0 ? await peer.warmUp?.(task.warmup, task.mode) : undefined;
   if (task.mode === 'drain') await peer.prepare(task.jobs);
-  process.send!({ type: 'ready' });
+  process.send!({ type: 'ready', ...(warmup ? { warmup } : {}) });
   await next(); // 'go'
   const result =
     task.mode === 'drain'

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { openPglite, type Queryable } from '@runt/sql';
-import type { Peer } from './peer.js';
+import type { Peer, WarmUpResult } from './peer.js';
 import { nowMs } from './stats.js';
 
 /** What one drain measured. */
@@ -93,7 +93,25 @@ export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
     .filter(Boolean))
     await first.query(stmt);
   let prepared = 0;
-  return {
+  const peer: Peer = {
+    async warmUp(jobs, mode): Promise<WarmUpResult> {
+      // The same workers and statements as the measured phase: a burst's inserts while they
+      // claim, or a backlog they drain. Its rows stay (status 'done', as a drain leaves them);
+      // the measured drain claims only queued rows and counts only its own backlog.
+      let r: DrainResult;
+      if (mode === 'burst') r = await peer.burst!(jobs);
+      else {
+        await peer.prepare(jobs);
+        r = await peer.drain();
+        prepared = 0;
+      }
+      return {
+        jobs,
+        completed: r.completed,
+        seconds: r.seconds,
+        how: mode === 'burst' ? 'inserted while its 4 workers claim' : 'a backlog its 4 workers drain',
+      };
+    },
     async prepare(jobs) {
       await first.query(
         `insert into bench_jobs (payload) select '{}'::jsonb from generate_series(1, $1::int)`,
@@ -156,4 +174,5 @@ export async function rawCeilingPeer(o: RawCeilingOptions): Promise<Peer> {
     },
     close,
   };
+  return peer;
 }

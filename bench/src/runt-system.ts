@@ -93,6 +93,11 @@ export interface RuntMeasurement {
    * on the same 2 cores; not in `cpuMsPerRun`, as no peer's enqueue is).
    */
   submitterCpuMsPerRun?: number;
+  /**
+   * Drain: runs not finished when the agents were continued (the backlog: `runs`, less any a
+   * keep-alive pulse let them finish). No older run is unfinished: warm-up runs are all done.
+   */
+  backlog?: number;
   /** Drain: the control plane's CPU milliseconds per submit while the backlog was submitted (agents stopped). */
   submitCpMsPerRun?: number;
   /** The most frequent SQL statements of the phase, per run (first words). */
@@ -482,6 +487,38 @@ export class RuntSystem {
   }
 
   /**
+   * Untimed warm-up before the measured phases (BENCH_WARMUP): `runs` runs through the real
+   * path while the agents run, half submitted one `POST /api/runs` each (50 in flight) and half
+   * in `POST /api/runs/batch` requests (2 in flight), as the phases submit; resolves once every
+   * run of the system is finished, so a phase's counters, CPU baselines and `created_at` window
+   * (all taken in its own `begin()`, after this) count none of them.
+   */
+  async warmUp(
+    runs: number,
+    timeoutMs = 180_000,
+  ): Promise<{ runs: number; finished: number; seconds: number }> {
+    const [before] = await this.sql<{ t: string }>(`select now()::text as t`);
+    const t0 = nowMs();
+    const single = Math.floor(runs / 2);
+    await Promise.all([this.submitMany(single), this.submitBatches(runs - single)]);
+    for (const deadline = Date.now() + timeoutMs; ;) {
+      const [row] = await this.sql<{ finished: number; open: number }>(
+        `select count(*) filter (where created_at >= $1::timestamptz and status in ${TERMINAL})::int as finished,
+                count(*) filter (where status not in ${TERMINAL})::int as open
+           from runs`,
+        [before!.t],
+      );
+      if (row!.finished >= runs && row!.open === 0)
+        return { runs, finished: row!.finished, seconds: (nowMs() - t0) / 1000 };
+      if (Date.now() > deadline)
+        throw new Error(
+          `warm-up: ${row!.finished} of ${runs} runs finished in ${timeoutMs} ms, ${row!.open} open`,
+        );
+      await sleep(100);
+    }
+  }
+
+  /**
    * Backlog drain: the agent processes are stopped (SIGSTOP, their links stay open), `runs` are
    * submitted, then the agents continue; timed from SIGCONT to the last run finished.
    */
@@ -510,6 +547,17 @@ export class RuntSystem {
     const submitCpMs = ((processCpuSeconds(this.cp.pid!) - cpCpu0) * 1000) / runs;
     const used = process.cpuUsage(cpu0);
     await sleep(350);
+    // The drain starts with its own backlog and nothing else: no older run (a warm-up's) open.
+    const [open] = await this.sql<{ backlog: number; older: number }>(
+      `select count(*) filter (where created_at >= $1::timestamptz)::int as backlog,
+              count(*) filter (where created_at < $1::timestamptz)::int as older
+         from runs where status not in ${TERMINAL}`,
+      [before!.t],
+    );
+    if (open!.older > 0) {
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+      throw new Error(`drain: ${open!.older} runs submitted before its backlog are not finished`);
+    }
     // created_at of the backlog is before begin(): count runs from the submit on, time them from SIGCONT.
     const b = await this.begin();
     b.dbStart = before!.t;
@@ -519,6 +567,7 @@ export class RuntSystem {
     const m = await this.end(b, 'drain', runs, cont, timeoutMs);
     return {
       ...m,
+      backlog: open!.backlog,
       submitSeconds,
       submitterCpuMsPerRun: (used.user + used.system) / 1000 / runs,
       submitCpMsPerRun: submitCpMs,
