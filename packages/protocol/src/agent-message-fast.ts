@@ -1,10 +1,21 @@
 import { fastOrSchema, isObj, noSymbols, onlyKeys, type MessageParse } from './control-message-fast.js';
 import { LEASE_MS_MAX, LEASE_MS_MIN } from './lease-limits.js';
-import { LINK_OPS, type AgentRequestMessage, type LinkOp } from './link-requests.js';
+import {
+  LINK_OPS,
+  MAX_LINK_REQUEST_ID_CHARS,
+  MAX_LINK_TARGET_CHARS,
+  type AgentRequestMessage,
+  type LinkOp,
+} from './link-requests.js';
 import {
   agentMessageSchema,
   eventTypeSchema,
+  EXIT_CODE_MAX,
+  EXIT_CODE_MIN,
   failureKindSchema,
+  MAX_EVENTS_PER_REQUEST,
+  MAX_FAILURE_MESSAGE_CHARS,
+  MAX_STARTED_MS_AGO,
   runEventInputSchema,
   runReportStatusSchema,
   type AgentMessage,
@@ -16,7 +27,7 @@ import {
  * profile: the zod parses of the envelope and of a terminal report's body were ~5 % of the
  * control plane's CPU on the Postgres drain and ~5 KB allocated per run). The fast path takes a
  * message only when every field has exactly the plain shape an agent sends: the types and bounds
- * the schema asks for, no unknown key, no key holding `undefined`. Anything else, valid or not,
+ * the schema asks for (the bounds read from the constants the schemas are built with), no unknown key, no key holding `undefined`. Anything else, valid or not,
  * goes through the schema, which stays the one definition: the fast path never takes what the
  * schema refuses, and what it takes equals the schema's output (`agent-message-fast.test.ts`
  * feeds both the same good and bad messages). Like {@link parseControlMessage} on the agent.
@@ -98,12 +109,13 @@ function testAt(at: string): boolean {
 /** The body of a `status` report as `reportRunStatusRequestSchema` takes it unchanged. */
 function isPlainStatus(b: Obj): boolean {
   if (!onlyKeys(b, STATUS_KEYS) || !isInt(b.fencing_token) || !REPORT_STATUSES.has(b.status)) return false;
-  if (b.exit_code !== undefined && !isInt(b.exit_code, -(2 ** 31), 2 ** 31 - 1)) return false;
+  if (b.exit_code !== undefined && !isInt(b.exit_code, EXIT_CODE_MIN, EXIT_CODE_MAX)) return false;
   if (b.failure_kind !== undefined && !FAILURE_KINDS.has(b.failure_kind)) return false;
-  if (b.failure_message !== undefined && !isStrLen(b.failure_message, 0, 4096)) return false;
+  if (b.failure_message !== undefined && !isStrLen(b.failure_message, 0, MAX_FAILURE_MESSAGE_CHARS))
+    return false;
   if (b.answer !== undefined && b.answer !== 'brief' && b.answer !== 'run') return false;
-  if (b.started_ms_ago !== undefined && !isInt(b.started_ms_ago, 0, 2_147_483_647)) return false;
-  return b.events === undefined || isPlainEvents(b.events, 0, 1000);
+  if (b.started_ms_ago !== undefined && !isInt(b.started_ms_ago, 0, MAX_STARTED_MS_AGO)) return false;
+  return b.events === undefined || isPlainEvents(b.events, 0, MAX_EVENTS_PER_REQUEST);
 }
 
 /**
@@ -120,7 +132,9 @@ export function linkRequestBodyOf(op: LinkOp, body: unknown): unknown {
     case 'status':
       return isPlainStatus(body) ? body : undefined;
     case 'events':
-      return onlyKeys(body, EVENTS_KEYS) && isInt(body.fencing_token) && isPlainEvents(body.events, 1, 1000)
+      return onlyKeys(body, EVENTS_KEYS) &&
+        isInt(body.fencing_token) &&
+        isPlainEvents(body.events, 1, MAX_EVENTS_PER_REQUEST)
         ? body
         : undefined;
     case 'heartbeat':
@@ -141,6 +155,7 @@ export function linkRequestBodyOf(op: LinkOp, body: unknown): unknown {
  */
 export function agentRequestOf(json: unknown): AgentRequestMessage | undefined {
   if (!isObj(json) || json.type !== 'request' || !onlyKeys(json, REQUEST_KEYS)) return undefined;
-  if (!isStrLen(json.id, 1, 64) || !OPS.has(json.op) || !isStrLen(json.target, 1, 200)) return undefined;
+  if (!isStrLen(json.id, 1, MAX_LINK_REQUEST_ID_CHARS) || !OPS.has(json.op)) return undefined;
+  if (!isStrLen(json.target, 1, MAX_LINK_TARGET_CHARS)) return undefined;
   return 'body' in json ? (json as AgentRequestMessage) : undefined;
 }

@@ -1,4 +1,10 @@
-import { controlMessageSchema, failureKindSchema, runStatusSchema, type ControlMessage } from './runs.js';
+import {
+  controlMessageSchema,
+  failureKindSchema,
+  MAX_RUNS_PER_OFFER,
+  runStatusSchema,
+  type ControlMessage,
+} from './runs.js';
 
 /**
  * The agent's parse of a control message off the link: `controlMessageSchema`, with a fast path
@@ -176,7 +182,7 @@ function isPlainClaim(c: unknown): boolean {
 export function offerClaimedOf(json: unknown): Claimed | undefined {
   if (!isObj(json) || json.type !== 'offer-claimed') return undefined;
   const runs = json.runs;
-  if (!Array.isArray(runs) || runs.length < 1 || runs.length > 1000) return undefined;
+  if (!Array.isArray(runs) || runs.length < 1 || runs.length > MAX_RUNS_PER_OFFER) return undefined;
   for (const k in json) if (k !== 'type' && k !== 'runs') return undefined;
   if (!noSymbols(json)) return undefined;
   for (let i = 0; i < runs.length; i++) if (!isPlainClaim(runs[i])) return undefined;

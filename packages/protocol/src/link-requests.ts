@@ -45,6 +45,10 @@ export const BASE_LINK_OPS: ReadonlySet<LinkOp> = new Set<LinkOp>([
  */
 export const STATUS_STARTED_FORM = 'status+started';
 
+/** A link request's `id` and `target` lengths: one home for the schema below and the fast check (`agent-message-fast.ts`). */
+export const MAX_LINK_REQUEST_ID_CHARS = 64;
+export const MAX_LINK_TARGET_CHARS = 200;
+
 /**
  * A request from the agent over its link: `id` (unique among its requests in flight) comes back
  * on the `reply`; `target` is the run id (run ops) or the command id (`command-*`), as in the
@@ -53,9 +57,9 @@ export const STATUS_STARTED_FORM = 'status+started';
  */
 export const agentRequestMessageSchema = z.object({
   type: z.literal('request'),
-  id: z.string().min(1).max(64),
+  id: z.string().min(1).max(MAX_LINK_REQUEST_ID_CHARS),
   op: linkOpSchema,
-  target: z.string().min(1).max(200),
+  target: z.string().min(1).max(MAX_LINK_TARGET_CHARS),
   body: z.unknown(),
 });
 export type AgentRequestMessage = z.infer<typeof agentRequestMessageSchema>;

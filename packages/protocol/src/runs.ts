@@ -39,12 +39,10 @@ export const failureKindSchema = z.enum([
 export type FailureKind = z.infer<typeof failureKindSchema>;
 
 const envKey = envNameSchema;
-/** An exit code as Postgres stores it (a 32-bit integer): POSIX codes are 0–255, Windows' fit in 32 bits. */
-export const exitCodeSchema = z
-  .number()
-  .int()
-  .min(-(2 ** 31))
-  .max(2 ** 31 - 1);
+/** An exit code's bounds as Postgres stores it (a 32-bit integer): POSIX codes are 0–255, Windows' fit in 32 bits. */
+export const EXIT_CODE_MIN = -(2 ** 31);
+export const EXIT_CODE_MAX = 2 ** 31 - 1;
+export const exitCodeSchema = z.number().int().min(EXIT_CODE_MIN).max(EXIT_CODE_MAX);
 export const sha256Schema = z.string().regex(/^[a-f0-9]{64}$/, 'a lowercase hex sha256');
 
 /** Runtimes whose runs start an image, so a run on them without `image` could never start. */
@@ -329,9 +327,21 @@ export const runEventInputSchema = z.object({
   at: z.string().datetime().optional(),
 });
 export type RunEventInput = z.infer<typeof runEventInputSchema>;
+
+/*
+ * The bounds of a run's fenced reports (HTTP and link ops alike): one home, read by the schemas
+ * below and by the link's fast check of the same messages (`agent-message-fast.ts`).
+ */
+/** Events in one append or one status report. */
+export const MAX_EVENTS_PER_REQUEST = 1000;
+/** Characters of a status report's `failure_message`. */
+export const MAX_FAILURE_MESSAGE_CHARS = 4096;
+/** A terminal report's `started_ms_ago` (a Postgres 32-bit integer). */
+export const MAX_STARTED_MS_AGO = 2_147_483_647;
+
 export const appendEventsRequestSchema = z.object({
   fencing_token: z.number().int(),
-  events: z.array(runEventInputSchema).min(1).max(1000),
+  events: z.array(runEventInputSchema).min(1).max(MAX_EVENTS_PER_REQUEST),
 });
 export const appendEventsResponseSchema = z.object({ next_event_seq: z.number() });
 
@@ -341,13 +351,13 @@ export const reportRunStatusRequestSchema = z.object({
   status: runReportStatusSchema,
   exit_code: exitCodeSchema.optional(),
   failure_kind: failureKindSchema.optional(),
-  failure_message: z.string().max(4096).optional(),
+  failure_message: z.string().max(MAX_FAILURE_MESSAGE_CHARS).optional(),
   /**
    * Events appended in the same fenced transaction, before the status (same rules as
    * `POST /runs/:id/events`: gap-free seqs, resends dropped). A terminal report's
    * `terminal_status` event follows them.
    */
-  events: z.array(runEventInputSchema).max(1000).optional(),
+  events: z.array(runEventInputSchema).max(MAX_EVENTS_PER_REQUEST).optional(),
   /**
    * What the answer carries: `run` (the default) the whole run after the report; `brief` only
    * the run's status and the next seq (`reportRunStatusBriefResponseSchema`): what an agent
@@ -363,7 +373,7 @@ export const reportRunStatusRequestSchema = z.object({
    * one row update instead of two. Sent only to a control plane that lists
    * `STATUS_STARTED_FORM` in `registered.ops`; ignored on a `running` report.
    */
-  started_ms_ago: z.number().int().min(0).max(2_147_483_647).optional(),
+  started_ms_ago: z.number().int().min(0).max(MAX_STARTED_MS_AGO).optional(),
 });
 export type ReportRunStatusRequest = z.infer<typeof reportRunStatusRequestSchema>;
 /** The run after the report, and (from control planes that take `events` on a report) the next seq. */
@@ -487,6 +497,8 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
+/** Runs in one `offer-claimed` message (read by its schema and by `control-message-fast.ts`). */
+export const MAX_RUNS_PER_OFFER = 1000;
 export const controlMessageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('registered'),
@@ -502,7 +514,10 @@ export const controlMessageSchema = z.discriminatedUnion('type', [
    * and its `fencing_token`: back to the queue, no attempt used). One message carries every run
    * a scheduling pass placed on the workstation.
    */
-  z.object({ type: z.literal('offer-claimed'), runs: z.array(claimRunResponseSchema).min(1).max(1000) }),
+  z.object({
+    type: z.literal('offer-claimed'),
+    runs: z.array(claimRunResponseSchema).min(1).max(MAX_RUNS_PER_OFFER),
+  }),
   z.object({ type: z.literal('cancel'), run_id: z.string() }),
   z.object({ type: z.literal('command'), run_id: z.string() }),
   z.object({ type: z.literal('drain') }),
