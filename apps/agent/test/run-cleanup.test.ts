@@ -42,6 +42,41 @@ async function accept(claim: ClaimRunResponse, runtime: FakeRuntime, client = h.
   return exec!;
 }
 
+/**
+ * `fake` with a follow that does not end with the instance (a runtime whose log stream lags or
+ * hangs): `first` at once, `late` after `lateMs`, then nothing until the follow's signal aborts.
+ * `on` hears the follow's signal, the late chunk handled (the follow asked for the next one) and
+ * the stream's end.
+ */
+function laggingLogs(
+  fake: FakeRuntime,
+  first: string,
+  late: string,
+  lateMs: number,
+  on: { followed?: (signal?: AbortSignal) => void; lateRead?: () => void; ended?: () => void } = {},
+): FakeRuntime {
+  return {
+    ...fake,
+    async *logs(_id: string, opts?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogChunk> {
+      const signal = opts?.signal;
+      on.followed?.(signal);
+      try {
+        yield { stream: 'stdout', data: first, at: new Date().toISOString() };
+        await new Promise((r) => setTimeout(r, lateMs));
+        yield { stream: 'stdout', data: late, at: new Date().toISOString() };
+        on.lateRead?.();
+        await new Promise<void>((r) => {
+          if (signal?.aborted) r();
+          else signal?.addEventListener('abort', () => r(), { once: true });
+        });
+        throw new Error('aborted');
+      } finally {
+        on.ended?.();
+      }
+    },
+  };
+}
+
 describe("a run's cleanup", () => {
   it('removes a workload that exited by itself without asking the runtime to stop it', async () => {
     const claim = await h.claimRun(
@@ -81,26 +116,11 @@ describe("a run's cleanup", () => {
     const fake = createFakeRuntime();
     let followSignal: AbortSignal | undefined;
     let followEnded = false;
-    // A follow that does not end with the instance (a runtime whose log stream hangs): one chunk
-    // at once, one more after the agent's 5 s tail wait, then nothing until it is stopped.
-    const runtime = {
-      ...fake,
-      async *logs(_id: string, opts?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogChunk> {
-        followSignal = opts?.signal;
-        try {
-          yield { stream: 'stdout', data: 'before the exit\n', at: new Date().toISOString() };
-          await new Promise((r) => setTimeout(r, 5_500));
-          yield { stream: 'stdout', data: 'after the tail wait\n', at: new Date().toISOString() };
-          await new Promise<void>((r) => {
-            if (followSignal?.aborted) r();
-            else followSignal?.addEventListener('abort', () => r(), { once: true });
-          });
-          throw new Error('aborted');
-        } finally {
-          followEnded = true;
-        }
-      },
-    } as FakeRuntime;
+    // One more chunk after the agent's 5 s tail wait.
+    const runtime = laggingLogs(fake, 'before the exit\n', 'after the tail wait\n', 5_500, {
+      followed: (signal) => (followSignal = signal),
+      ended: () => (followEnded = true),
+    });
     await (
       await accept(claim, runtime)
     ).done;
@@ -121,24 +141,10 @@ describe("a run's cleanup", () => {
       { runtime: 'fake', command: ['/bin/sh', '-c', 'true'], ready_when: { log_line: 'ready' } },
       'cleanup-runner',
     );
-    const fake = createFakeRuntime();
     let lateRead!: () => void;
     const lateLineRead = new Promise<void>((r) => (lateRead = r));
-    // The ready line comes after the agent's 5 s tail wait (a log stream that lags the exit).
-    const runtime = {
-      ...fake,
-      async *logs(_id: string, opts?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogChunk> {
-        yield { stream: 'stdout', data: 'booting\n', at: new Date().toISOString() };
-        await new Promise((r) => setTimeout(r, 5_300));
-        yield { stream: 'stdout', data: 'ready\n', at: new Date().toISOString() };
-        lateRead(); // the follow asked for the next chunk: the late line has been handled
-        const signal = opts?.signal;
-        await new Promise<void>((r) => {
-          if (signal?.aborted) r();
-          else signal?.addEventListener('abort', () => r(), { once: true });
-        });
-      },
-    } as FakeRuntime;
+    // The ready line comes after the agent's 5 s tail wait.
+    const runtime = laggingLogs(createFakeRuntime(), 'booting\n', 'ready\n', 5_300, { lateRead });
     // The workstation's real client; the terminal report is answered once the late line was read
     // (a control plane slow to answer), so a report it caused would go out while the run ends.
     const client = new ControlPlaneClient({ url: h.url, token: h.token, nodeHttp: true });
