@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { agentRequestOf, linkRequestBodyOf, parseAgentMessage } from './agent-message-fast.js';
 import type { LinkOp } from './link-requests.js';
+import { mutations } from '../test/message-mutations.js';
 import { agentMessageSchema, LINK_OP_REQUEST_SCHEMAS } from './runs.js';
 
 /** A terminal report as the agent sends it over the link (the bench's fake runtime's, verbatim). */
@@ -88,49 +89,6 @@ const ODD: unknown[] = [
   new Date(0),
 ];
 
-const label = (v: unknown): string =>
-  typeof v === 'object' && v !== null
-    ? Object.getPrototypeOf(v) === null
-      ? 'null-prototype {}'
-      : JSON.stringify(v)
-    : String(v);
-
-/** Every path of `base` set to each odd value, deleted, and given an unknown neighbour key or an own `__proto__`. */
-function mutations(base: unknown): Array<{ name: string; msg: unknown }> {
-  const out: Array<{ name: string; msg: unknown }> = [];
-  const at = (clone: unknown, path: (string | number)[]) =>
-    path.reduce<unknown>((o, k) => (o as Record<string | number, unknown>)[k], clone) as Record<
-      string | number,
-      unknown
-    >;
-  const walk = (path: (string | number)[], node: unknown) => {
-    if (typeof node !== 'object' || node === null) return;
-    const keys = Array.isArray(node) ? node.map((_, i) => i) : Object.keys(node);
-    for (const k of keys) {
-      for (const v of ODD) {
-        const c = structuredClone(base);
-        at(c, path)[k] = v;
-        out.push({ name: `${[...path, k].join('.')} = ${label(v)}`, msg: c });
-      }
-      const d = structuredClone(base);
-      if (Array.isArray(at(d, path))) (at(d, path) as unknown as unknown[]).splice(k as number, 1);
-      else delete at(d, path)[k];
-      out.push({ name: `delete ${[...path, k].join('.')}`, msg: d });
-      walk([...path, k], (node as Record<string | number, unknown>)[k]);
-    }
-    if (!Array.isArray(node)) {
-      const e = structuredClone(base);
-      at(e, path).unknown_key = 1;
-      out.push({ name: `${path.join('.')}.unknown_key`, msg: e });
-      const p = structuredClone(base);
-      at(p, path)['__proto__'] = 'x';
-      out.push({ name: `${path.join('.')}.__proto__ own key`, msg: JSON.parse(JSON.stringify(p)) });
-    }
-  };
-  walk([], base);
-  return out;
-}
-
 /** What the control plane did before the fast path: the envelope's schema, then the op's body schema. */
 function bySchemas(msg: unknown): { ok: boolean; data?: unknown } {
   const env = agentMessageSchema.safeParse(msg);
@@ -183,7 +141,7 @@ describe('parseAgentMessage and linkRequestBodyOf', () => {
   it('never take what the schemas refuse, and what they take equals the schemas’ output (each field mutated)', () => {
     let fast = 0;
     let refused = 0;
-    const all = good.flatMap((m) => [{ name: 'good', msg: m }, ...mutations(m)]);
+    const all = good.flatMap((m) => [{ name: 'good', msg: m }, ...mutations(m, ODD)]);
     for (const { name, msg } of all) {
       const zod = bySchemas(msg);
       const ours = byFastPath(msg);

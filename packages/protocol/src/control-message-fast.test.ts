@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { offerClaimedOf, parseControlMessage } from './control-message-fast.js';
 import { controlMessageSchema } from './runs.js';
+import { mutations } from '../test/message-mutations.js';
 
 /** A run claimed on offer, as the control plane's `toRun` + `claimAnswer` send it. */
 function claim(over: Record<string, unknown> = {}, runOver: Record<string, unknown> = {}) {
@@ -76,47 +77,6 @@ const ODD: unknown[] = [
   new Date(0),
 ];
 
-type Mutation = { name: string; msg: unknown };
-
-/** Every path of `base` set to each odd value, deleted, and given an unknown neighbour key. */
-function mutations(base: unknown): Mutation[] {
-  const out: Mutation[] = [];
-  const walk = (path: (string | number)[], node: unknown) => {
-    if (typeof node !== 'object' || node === null) return;
-    const keys = Array.isArray(node) ? node.map((_, i) => i) : Object.keys(node);
-    const at = (clone: unknown): Record<string | number, unknown> =>
-      path.reduce<unknown>((o, k) => (o as Record<string | number, unknown>)[k], clone) as Record<
-        string | number,
-        unknown
-      >;
-    for (const k of keys) {
-      for (const v of ODD) {
-        const c = structuredClone(base);
-        at(c)[k] = v;
-        out.push({
-          name: `${[...path, k].join('.')} = ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`,
-          msg: c,
-        });
-      }
-      const d = structuredClone(base);
-      if (Array.isArray(at(d))) (at(d) as unknown as unknown[]).splice(k as number, 1);
-      else delete at(d)[k];
-      out.push({ name: `delete ${[...path, k].join('.')}`, msg: d });
-      walk([...path, k], (node as Record<string | number, unknown>)[k]);
-    }
-    if (!Array.isArray(node)) {
-      const e = structuredClone(base);
-      at(e).unknown_key = 1;
-      out.push({ name: `${path.join('.')}.unknown_key`, msg: e });
-      const p = structuredClone(base);
-      at(p)['__proto__'] = 'x';
-      out.push({ name: `${path.join('.')}.__proto__ own key`, msg: JSON.parse(JSON.stringify(p)) });
-    }
-  };
-  walk([], base);
-  return out;
-}
-
 describe('parseControlMessage', () => {
   const good = [
     message(claim()),
@@ -149,7 +109,7 @@ describe('parseControlMessage', () => {
   it('never takes what the schema refuses, and what it takes equals the schema’s output (each field of a run mutated)', () => {
     let fast = 0;
     let refused = 0;
-    const all = good.flatMap((m) => [{ name: 'good', msg: m }, ...mutations(m)]);
+    const all = good.flatMap((m) => [{ name: 'good', msg: m }, ...mutations(m, ODD)]);
     for (const { name, msg } of all) {
       const zod = controlMessageSchema.safeParse(msg);
       const taken = offerClaimedOf(msg);
