@@ -1,12 +1,9 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { migrate } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import { EventStore } from '../src/runs/event-store.js';
 import * as transitions from '../src/runs/transitions.js';
+import { migratedDatabase } from './scheduler-fixtures.js';
 
 /**
  * Event pages are answered with the JSON the database makes from the stored `jsonb` (issue 9:
@@ -15,8 +12,7 @@ import * as transitions from '../src/runs/transitions.js';
 describe.each(TEST_BACKENDS)('events as stored JSON on %s', (backend) => {
   let t: TestDatabase;
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
   });
   afterAll(async () => t?.dispose());
 

@@ -1,13 +1,10 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema, type RunEventInput } from '@runt/protocol';
-import { migrate, type Queryable } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { type Queryable } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import type { RunLifecycle } from '../src/runs/run-lifecycle.js';
 import * as transitions from '../src/runs/transitions.js';
-import { testLifecycle } from './scheduler-fixtures.js';
+import { migratedDatabase, testLifecycle } from './scheduler-fixtures.js';
 
 /**
  * A holder's events on the fast statements (append, start, finish) go in with a plain insert
@@ -21,8 +18,7 @@ describe.each(TEST_BACKENDS)('events continuing at the next seq on %s', (backend
   let lifecycle: RunLifecycle;
 
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
     await t.db.query(`insert into workstations (id, display_name) values ('ws_a', 'ws_a')`);
     lifecycle = testLifecycle(t.db);
   });

@@ -1,14 +1,12 @@
-import { isLeaseError, leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
+import { isLeaseError } from '@runt/leases';
 import { submitRunRequestSchema, type RunEventInput } from '@runt/protocol';
-import { countStatements, migrate, type Database } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { countStatements, type Database } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import { isRunError } from '../src/runs/run-error.js';
 import type { RunLifecycle } from '../src/runs/run-lifecycle.js';
 import * as transitions from '../src/runs/transitions.js';
-import { noRelaySignals, testLifecycle } from './scheduler-fixtures.js';
+import { migratedDatabase, noRelaySignals, testLifecycle } from './scheduler-fixtures.js';
 
 /**
  * Group commit (issue 9): holders' reports of many runs that arrive together are written in one
@@ -24,8 +22,7 @@ describe.each(TEST_BACKENDS)('group commit on %s', (backend) => {
   const flush = backend === 'postgres' ? 1 : 0;
 
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
     for (const id of ['ws_a', 'ws_b'])
       await t.db.query('insert into workstations (id, display_name) values ($1, $1)', [id]);
     db = countStatements(t.db, (c) => (statements += c.statements));

@@ -1,9 +1,6 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
-import { migrate } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { controlPlaneMigrations } from '../src/migrations.js';
+import { migratedDatabase } from './scheduler-fixtures.js';
 
 /**
  * `run_events` has no foreign key to `runs` (migration cp_0106, issue 9): every event write
@@ -14,8 +11,7 @@ describe.each(TEST_BACKENDS)('run_events without its foreign key on %s', (backen
   let t: TestDatabase;
 
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
   });
   afterAll(async () => {
     await t?.dispose();

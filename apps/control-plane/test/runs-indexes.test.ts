@@ -1,11 +1,8 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
 import type { Workstation } from '@runt/protocol';
-import { migrate, sqlLiteral, type Database, type Queryable } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { sqlLiteral, type Database, type Queryable } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMetrics } from '../src/metrics.js';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import { fleetWithRunsInUse, knownRuntimes, runCountsByStatus } from '../src/panel/panel-reads.js';
 import { PendingReasons } from '../src/runs/pending-reason.js';
 import { RunStore } from '../src/runs/run-store.js';
@@ -23,6 +20,7 @@ import {
   withdrawStaleOffers,
 } from '../src/runs/transitions.js';
 import { BundleStore } from '../src/stores/bundle-store.js';
+import { migratedDatabase } from './scheduler-fixtures.js';
 
 /**
  * Every status change of a run writes an entry into each index of `runs` whose predicate holds
@@ -35,8 +33,7 @@ describe.each(TEST_BACKENDS)('the indexes of runs on %s', (backend) => {
   let t: TestDatabase;
 
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
     await fill(t.db);
   });
   afterAll(async () => {

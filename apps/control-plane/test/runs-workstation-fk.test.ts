@@ -1,11 +1,8 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { migrate } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import * as transitions from '../src/runs/transitions.js';
+import { migratedDatabase } from './scheduler-fixtures.js';
 
 /**
  * `runs.workstation_id` has no foreign key to `workstations` (migration cp_0107, issue 9): every
@@ -17,8 +14,7 @@ describe.each(TEST_BACKENDS)('runs.workstation_id without its foreign key on %s'
   let t: TestDatabase;
 
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
     await t.db.query(`insert into workstations (id, display_name) values ('ws_fk', 'ws_fk')`);
   });
   afterAll(async () => {

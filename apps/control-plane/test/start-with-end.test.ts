@@ -1,13 +1,10 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { countStatements, migrate, type Database } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { countStatements, type Database } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import type { RunLifecycle } from '../src/runs/run-lifecycle.js';
 import * as transitions from '../src/runs/transitions.js';
-import { testLifecycle } from './scheduler-fixtures.js';
+import { migratedDatabase, testLifecycle } from './scheduler-fixtures.js';
 
 /**
  * A run that ends before its agent reported it running (issue 9): the terminal report carries
@@ -21,8 +18,7 @@ describe.each(TEST_BACKENDS)('a start reported with the end on %s', (backend) =>
   let statements = 0;
 
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
     await t.db.query(`insert into workstations (id, display_name) values ('ws_a', 'ws_a')`);
     db = countStatements(t.db, (c) => (statements += c.statements));
     lifecycle = testLifecycle(db);

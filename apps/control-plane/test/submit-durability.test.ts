@@ -14,12 +14,12 @@ import {
   type Queryable,
   type Statement,
 } from '@runt/sql';
-import { createTestDatabase, type TestDatabase } from '@runt/sql/testing';
+import type { TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { controlPlaneMigrations } from '../src/migrations.js';
 import { freshOffer } from '../src/runs/scheduler.js';
 import * as transitions from '../src/runs/transitions.js';
-import { addWorkstation } from './scheduler-fixtures.js';
+import { addWorkstation, migratedDatabase } from './scheduler-fixtures.js';
 
 /**
  * Issue 10: on Postgres a submit's insert commits without waiting for the disk, so the
@@ -29,8 +29,7 @@ import { addWorkstation } from './scheduler-fixtures.js';
 describe('a submit on postgres', () => {
   let t: TestDatabase;
   beforeAll(async () => {
-    t = await createTestDatabase('postgres');
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase('postgres');
   });
   afterAll(async () => {
     await t?.dispose();

@@ -1,11 +1,9 @@
-import { leaseMigrations } from '@runt/leases';
-import { pairingMigrations } from '@runt/pairing';
 import { submitRunRequestSchema } from '@runt/protocol';
-import { migrate, type Database, type Queryable } from '@runt/sql';
-import { createTestDatabase, TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
+import { type Database, type Queryable } from '@runt/sql';
+import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { controlPlaneMigrations } from '../src/migrations.js';
 import * as transitions from '../src/runs/transitions.js';
+import { migratedDatabase } from './scheduler-fixtures.js';
 
 /**
  * A submit without idempotency keys is a plain insert (issue 9): the only arbiter of its
@@ -18,8 +16,7 @@ describe.each(TEST_BACKENDS)('submits without idempotency keys on %s', (backend)
   let db: Database;
 
   beforeAll(async () => {
-    t = await createTestDatabase(backend);
-    await migrate(t.db, [...pairingMigrations, ...leaseMigrations, ...controlPlaneMigrations]);
+    t = await migratedDatabase(backend);
     // The same database, keeping every statement sent (in a transaction too).
     const keep =
       (q: Queryable): Queryable['query'] =>
