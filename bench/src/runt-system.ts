@@ -15,6 +15,7 @@ import {
   processTree,
   processWrites,
 } from './proc-cpu.js';
+import { FINISHED_SINCE_SQL, PHASE_MARK_SQL } from './phase-runs.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 
 export interface RuntSystemOptions {
@@ -106,8 +107,6 @@ export interface RuntMeasurement {
   maxRuns: number;
   load: number;
 }
-
-const TERMINAL = `('completed','failed','cancelled','blocked')`;
 
 interface Scrape {
   http: number;
@@ -341,6 +340,7 @@ export class RuntSystem {
     const counts = (await this.ask({ type: 'counts' })).counts!;
     const metrics = await this.scrape();
     const [t] = await this.sql<{ t: string }>(`select now()::text as t`);
+    const [mark] = await this.sql<{ mark: string }>(PHASE_MARK_SQL);
     // The phase's own profile of the control plane (beside the whole process's --cpu-prof).
     if (this.o.cpuProfDir) await this.ask({ type: 'profile', action: 'start' });
     return {
@@ -348,6 +348,7 @@ export class RuntSystem {
       counts,
       metrics,
       dbStart: t!.t,
+      mark: mark!.mark,
       load: loadAverage(),
       cpWrites: processWrites(this.cp.pid!),
     };
@@ -365,15 +366,12 @@ export class RuntSystem {
     let finished = 0;
     let seen = { n: 0, at: Date.now() };
     while (Date.now() < deadline) {
-      const [row] = await this.sql<{ n: number }>(
-        `select count(*)::int as n from runs where created_at >= $1::timestamptz and status in ${TERMINAL}`,
-        [b.dbStart],
-      );
+      const [row] = await this.sql<{ n: number }>(FINISHED_SINCE_SQL, [b.mark]);
       finished = row!.n;
       if (finished >= runs) break;
-      // The count costs the control plane's database 0.5–10 ms, growing with the runs finished
-      // (on PGlite in the control plane's one thread: ~5 % of a drain's, every 100 ms; the raw
-      // peer counts in its own process). Far from done, look again when about half of the rest
+      // The count costs the control plane's database 0.5–10 ms, growing with this phase's runs
+      // finished (phase-runs.ts; on PGlite in the control plane's one thread: ~5 % of a drain's,
+      // every 100 ms; the raw peer counts in its own process). Far from done, look again when about half of the rest
       // should be done at the rate since the last look (100 ms–1 s); the phase's rate comes from
       // the runs' finished_at, not from when this loop saw them.
       const now = Date.now();
@@ -524,6 +522,7 @@ export class RuntSystem {
    */
   async drain(runs: number, timeoutMs = 180_000): Promise<RuntMeasurement> {
     const [before] = await this.sql<{ t: string }>(`select now()::text as t`);
+    const [mark] = await this.sql<{ mark: string }>(PHASE_MARK_SQL);
     const pids = this.agentPids();
     for (const pid of pids) process.kill(pid, 'SIGSTOP');
     const t0 = nowMs();
@@ -561,6 +560,7 @@ export class RuntSystem {
     // created_at of the backlog is before begin(): count runs from the submit on, time them from SIGCONT.
     const b = await this.begin();
     b.dbStart = before!.t;
+    b.mark = mark!.mark;
     const [at] = await this.sql<{ ms: number }>(`select extract(epoch from now()) * 1000 as ms`);
     const cont = Number(at!.ms);
     for (const pid of pids) process.kill(pid, 'SIGCONT');
