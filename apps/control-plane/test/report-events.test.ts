@@ -56,6 +56,22 @@ describe.each(TEST_BACKENDS)('status reports with events on %s', (backend) => {
     ]);
   });
 
+  it('stores events reported out of order in seq order, each with its own payload', async () => {
+    const { run, agent, token } = await claimedRun();
+    const out = await agent.client.reportStatus(run.id, {
+      fencing_token: token,
+      status: 'running',
+      events: [log(2, 'b\n'), log(1, 'a\n'), log(3, 'c\n')],
+    });
+    expect(out).toMatchObject({ run: { status: 'running' }, next_event_seq: 4 });
+    const events = (await admin.listEvents(run.id)).events;
+    expect(events.map((e) => [e.seq, (e.payload as { data: string }).data])).toEqual([
+      [1, 'a\n'],
+      [2, 'b\n'],
+      [3, 'c\n'],
+    ]);
+  });
+
   it('stores a terminal report’s events before terminal_status, releases the lease, and answers a retry with 409', async () => {
     const { run, agent, token } = await claimedRun();
     await agent.client.appendEvents(run.id, { fencing_token: token, events: [log(1), log(2)] });
