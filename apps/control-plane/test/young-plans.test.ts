@@ -1,8 +1,9 @@
 import { sqlLiteral, type Queryable } from '@runt/sql';
 import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pageSql } from '../src/runs/scheduler.js';
 import { finishMany, lockExpiredRuns, renewMany } from '../src/runs/transitions.js';
-import { migratedDatabase } from './scheduler-fixtures.js';
+import { addWorkstation, migratedDatabase } from './scheduler-fixtures.js';
 
 /**
  * A prepared statement's generic plan is made once per connection, from the statistics of that
@@ -93,6 +94,68 @@ describe.each(TEST_BACKENDS)('plans made on a young database (%s)', (backend) =>
     const scans = plan.split('\n').filter((l) => /Scan .*on (leases|runs) (l|r)\b/.test(l));
     expect(scans.length, plan).toBeGreaterThan(0);
     for (const scan of scans) expect(scan, plan).toMatch(/never executed/);
+  });
+});
+
+/**
+ * The scheduling page is prepared on each connection of the pool, and a connection that makes
+ * its generic plan once `runs` has grown (here: 21,000 runs claimed and finished since the
+ * database was made, never analyzed; the bench's burst-batch after its drain) must still read
+ * the queue in position order. Its runtime filter was an index key of `runs_runtime_status_idx`
+ * (runtime, status, position), and such a plan read every queued run of the runtime, then
+ * sorted them, to lock the first 25 (issue 9, docs/benchmarks.md).
+ */
+describe.each(TEST_BACKENDS)('the page planned after runs grew (%s)', (backend) => {
+  let t: TestDatabase;
+
+  beforeAll(async () => {
+    t = await migratedDatabase(backend);
+    await addWorkstation(t.db, 'ws_a', 'fake', 25);
+    await addWorkstation(t.db, 'ws_b', 'fake', 25);
+    const queue = (n: number, from: number) =>
+      t.db.query(
+        `insert into runs (id, status, runtime, command, env, max_attempts)
+           select 'run_' || i, 'queued', 'fake', '["x"]'::jsonb, '{}'::jsonb, 1 from generate_series($1::int, $2::int) i`,
+        [from, from + n - 1],
+      );
+    // runs that came and went: each claimed, then finished (a row version and index entries each)
+    await queue(21_000, 1);
+    await t.db.query(`update runs set status = 'accepted', workstation_id = 'ws_a' where status = 'queued'`);
+    await t.db.query(`update runs set status = 'completed', finished_at = now() where status = 'accepted'`);
+    await queue(1_000, 21_001);
+    // no ANALYZE
+  });
+  afterAll(async () => {
+    await t?.dispose();
+  });
+
+  it('reads the queue index in order in the plan a connection keeps', async () => {
+    const postgres = backend === 'postgres';
+    const plan = await t.db.transaction(async (tx) => {
+      // as a pass plans it: no bitmap scans on Postgres (PASS_PLAN_SQL), the lock noted taken
+      await tx.query(
+        `select set_config('plan_cache_mode', 'force_generic_plan', true), set_config('runt.pass_locked', 'on', true)` +
+          (postgres ? `, set_config('enable_bitmapscan', 'off', true)` : ''),
+      );
+      await tx.query(`prepare page_probe(bigint, int) as ${pageSql(true, postgres, false)}`);
+      try {
+        const r = await tx.query<{ 'QUERY PLAN': string }>(
+          `explain (analyze, timing off) execute page_probe(0, 25)`,
+        );
+        return r.rows.map((x) => x['QUERY PLAN']).join('\n');
+      } finally {
+        await tx.query('deallocate page_probe');
+      }
+    });
+    const q = plan.slice(plan.indexOf('CTE q'), plan.indexOf('CTE c'));
+    expect(q, plan).toMatch(/Index Scan using runs_queued_idx on runs/);
+    expect(q, plan).not.toMatch(/runs_runtime_status_idx/);
+    // the 50 free slots' worth of the queue's head, not its 1,000 runs
+    const read = [...q.matchAll(/Index Scan using \w+ on runs r\w* .*actual rows=(\d+)/g)].map((m) =>
+      Number(m[1]),
+    );
+    expect(read.length, plan).toBeGreaterThan(0);
+    for (const n of read) expect(n, plan).toBeLessThanOrEqual(50);
   });
 });
 

@@ -106,6 +106,15 @@ export const SCHEDULER_LOCK = 0x72756e74; // 'runt'
 // index's order, so every page read and sorted every queued run to keep the first few — at
 // 5,000 queued (analyzed) 2.0–3.9 ms a page, all of it while the page holds the scheduler's
 // lock, against 0.3–0.4 ms reading the first `page_limit` in index order (issue 9).
+// And as a containment (`array[r.runtime] <@ array(…)`), not `r.runtime = any (array(…))`: a
+// filter on the rows of the queue index, never a key of `runs_runtime_status_idx` (runtime,
+// status, position). The page is a prepared statement whose generic plan each connection makes
+// once and keeps (no ANALYZE on a server without autovacuum): made once `runs` had grown, with
+// no statistics (every queued run estimated at 1 row, and the queue index's head bloated with
+// the entries of runs already claimed), it read the queue through that index — every queued
+// run of the runtime, then a sort — to lock the first 25: 2,275 rows and 255 buffer hits in a
+// page of the Postgres burst-batch after a 10,000-run drain, 2–5 ms a page against ~1 ms in the
+// drain (pg_stat_statements and auto_explain, 2026-12-02; test/young-plans.test.ts).
 //
 // An empty queue reads no workstation (issue 9, links): `f` and `c` are guarded by one `exists`
 // over the queue's index (`QUEUED_SQL`, probed once, in `e`: the guards and `any_free` read its
@@ -130,7 +139,7 @@ with e as materialized (select ${QUEUED_SQL}${locked ? ` and current_setting('ru
 ), q as (
   select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
    where ${OFFERABLE_NOW_SQL} and r.position > $1::bigint
-     and r.runtime = any (array(select jsonb_array_elements_text(f.runtimes) from f))
+     and array[r.runtime] <@ array(select jsonb_array_elements_text(f.runtimes) from f)
    order by r.position limit (select page_limit from n) for update skip locked
 ), c as (
   select w.id, w.cpu_count, w.memory_bytes, ${SLOTS_SQL} as slots, w.runtimes, w.labels,
