@@ -15,7 +15,7 @@ import {
   processTree,
   processWrites,
 } from './proc-cpu.js';
-import { FINISHED_SINCE_SQL, PHASE_MARK_SQL } from './phase-runs.js';
+import { FINISHED_SINCE_SQL, PHASE_MARK_SQL, TERMINAL_SQL as TERMINAL } from './phase-runs.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 
 export interface RuntSystemOptions {
@@ -371,8 +371,8 @@ export class RuntSystem {
       if (finished >= runs) break;
       // The count costs the control plane's database 0.5–10 ms, growing with this phase's runs
       // finished (phase-runs.ts; on PGlite in the control plane's one thread: ~5 % of a drain's,
-      // every 100 ms; the raw peer counts in its own process). Far from done, look again when about half of the rest
-      // should be done at the rate since the last look (100 ms–1 s); the phase's rate comes from
+      // every 100 ms; the raw peer counts in its own process). Far from done, look again when
+      // about half of the rest should be done at the rate since the last look (100 ms–1 s); the phase's rate comes from
       // the runs' finished_at, not from when this loop saw them.
       const now = Date.now();
       const rate = (finished - seen.n) / Math.max(1, now - seen.at);
