@@ -3,6 +3,7 @@ import { routePath } from 'hono/route';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Database } from '@runt/sql';
 import { runCountsByStatus } from './panel/panel-reads.js';
+import { EVENT_LOOP_SAMPLE_MS, registerEventLoopLateness } from './event-loop-lateness.js';
 
 /**
  * Run-path counters, module-level so the scheduler and the stores count where they act without
@@ -94,18 +95,6 @@ export interface ControlPlaneMetrics {
 }
 
 /**
- * How often the event-loop delay histogram (`runt_cp_nodejs_eventloop_lag_*` but the gauge)
- * samples, in ms. prom-client's default, 10 ms, is a libuv timer on the main thread: an idle
- * control plane woke 100 times a second for it (`voluntary_ctxt_switches`, strace: `epoll_pwait`
- * timing out every 10 ms), each wake-up a process asking the machine's cores for time — with
- * replicas, Postgres and agents on two shared cores, also inside a cross-replica offer's
- * window (issue 10; docs/benchmarks.md). Once a second, like the scheduler's tick and the
- * sweeper: the histogram keeps measuring how late the loop runs, from fewer samples.
- * test/idle-wakeups.test.ts counts an idle process's wake-ups.
- */
-export const EVENT_LOOP_SAMPLE_MS = 1000;
-
-/**
  * Prometheus metrics for `/metrics`: request counts and latencies by route pattern (never the
  * raw path, so ids do not explode the label space), process metrics, agent links held by this
  * process, and runs and workstations by status read from the database at scrape time.
@@ -122,6 +111,7 @@ export function createMetrics(deps: { db: Database; linkCount: () => number }): 
     prefix: 'runt_cp_',
     eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS,
   });
+  registerEventLoopLateness(registry, 'runt_cp_');
   // prom-client names three gauges `…_total`, which Prometheus reserves for counters (promtool
   // check metrics flags them). Their by-type siblings (`runt_cp_nodejs_active_handles{type}` …)
   // stay and sum to the same numbers.

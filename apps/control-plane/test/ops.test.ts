@@ -49,4 +49,28 @@ describe('ops endpoints', () => {
     const again = await (await fetch(`${h.cp.url}/metrics`)).text();
     expect(Number(/^runt_cp_sql_statements_total (\d+)$/m.exec(again)?.[1])).toBeGreaterThan(statements);
   });
+
+  it('/metrics reports how late the event loop ran, not its 1 s sampling interval', async () => {
+    // Two firings of the 1 s sampling timer make the first sample (src/event-loop-lateness.ts).
+    await new Promise((r) => setTimeout(r, 2_300));
+    const lag = (text: string) =>
+      Object.fromEntries(
+        ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'].map((stat) => {
+          const m = new RegExp(`^runt_cp_nodejs_eventloop_lag_${stat}_seconds (\\S+)$`, 'm').exec(text);
+          return [stat, Number(m?.[1])];
+        }),
+      );
+    const first = lag(await (await fetch(`${h.cp.url}/metrics`)).text());
+    // A second scrape right after the first (most likely no new sample: the last values, not
+    // an empty histogram's min 9223372036 and mean NaN).
+    const second = lag(await (await fetch(`${h.cp.url}/metrics`)).text());
+    for (const values of [first, second])
+      for (const [stat, v] of Object.entries(values)) {
+        expect(Number.isFinite(v), stat).toBe(true);
+        expect(v, stat).toBeGreaterThanOrEqual(0);
+        // an idle test process's loop is late by milliseconds (0.9: room for a loaded machine's
+        // stalls), where the time between firings is ≥ 1 s
+        expect(v, stat).toBeLessThan(0.9);
+      }
+  });
 });
