@@ -117,7 +117,7 @@ describe("a run's cleanup", () => {
     let followSignal: AbortSignal | undefined;
     let followEnded = false;
     // One more chunk after the agent's 5 s tail wait.
-    const runtime = laggingLogs(fake, 'before the exit\n', 'after the tail wait\n', 5_500, {
+    const runtime = laggingLogs(fake, 'before the exit\n', 'after the tail wait\n', 6_500, {
       followed: (signal) => (followSignal = signal),
       ended: () => (followEnded = true),
     });
@@ -143,8 +143,8 @@ describe("a run's cleanup", () => {
     );
     let lateRead!: () => void;
     const lateLineRead = new Promise<void>((r) => (lateRead = r));
-    // The ready line comes after the agent's 5 s tail wait.
-    const runtime = laggingLogs(createFakeRuntime(), 'booting\n', 'ready\n', 5_300, { lateRead });
+    // The ready line comes after the agent's 5 s tail wait (1.5 s of room for a loaded machine).
+    const runtime = laggingLogs(createFakeRuntime(), 'booting\n', 'ready\n', 6_500, { lateRead });
     // The workstation's real client; the terminal report is answered once the late line was read
     // (a control plane slow to answer), so a report it caused would go out while the run ends.
     const client = new ControlPlaneClient({ url: h.url, token: h.token, nodeHttp: true });
