@@ -69,6 +69,12 @@ const warmupFor = (backend: 'postgres' | 'pglite') =>
   process.env.BENCH_WARMUP !== undefined
     ? Number(process.env.BENCH_WARMUP)
     : Math.round(sized(backend, 'BENCH_RUNS', RUNS) / 5);
+if (process.env.BENCH_WARMUP !== undefined && !/^\d+$/.test(process.env.BENCH_WARMUP)) {
+  console.error(
+    `BENCH_WARMUP: a whole number of runs (0: none), not ${JSON.stringify(process.env.BENCH_WARMUP)}`,
+  );
+  process.exit(2);
+}
 const TIMEOUT_MS = Number(env('BENCH_TIMEOUT_MS', '900000', '180000'));
 /** runt's phases: those of BENCH_MODES (drain = drain and burst), or BENCH_RUNT_PHASES (e.g. `drain` alone). */
 const RUNT_PHASES = process.env.BENCH_RUNT_PHASES

@@ -12,10 +12,12 @@ const quietLogger = new Logger(() => () => {});
  * Done = the jobs table is empty (completion is batched, so counting task calls is not enough).
  * Burst: the runner is started first, then `workerUtils.addJobs` (graphile-worker's bulk add:
  * one `add_jobs` call, which notifies the runner) of 1,000 jobs, 2 in flight, as runt's
- * burst-batch submits; timed from the first insert to the last completion. Warm-up: a runner of
- * the same config, in the same process, processes the warm-up jobs (added as the burst adds
- * them) and is stopped before the measured phase starts its own runner, so a drain still starts
- * its runner on a backlog inserted while none runs.
+ * burst-batch submits; timed from the first insert to the last completion (polled every 10 ms
+ * from the measuring process: a bias of ≤ 10 ms against graphile-worker, where runt's burst is
+ * timed by the database's created_at and finished_at). Warm-up: a runner of the same config, in
+ * the same process and on the same pool of connections, processes the warm-up jobs (added as the
+ * burst adds them) and is stopped before the measured phase starts its own runner, so a drain
+ * still starts its runner on a backlog inserted while none runs.
  *
  * @example
  * const p = await graphilePeer(url); await p.prepare(1000); console.log(await p.drain()); await p.close();
@@ -28,6 +30,13 @@ export async function graphilePeer(
   await utils.migrate();
   const probe = new pg.Client({ connectionString: url });
   await probe.connect();
+  // One pool for every runner (warm-up and timed): a runner given a connection string makes its
+  // own pool and ends it at stop, so the timed phase would start on new Postgres backends (their
+  // start-up CPU and first plans counted, none prepared) while runt's and the other peers'
+  // connections stay warm. node-postgres' default size, as graphile-worker's own pool (10).
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  pool.on('error', () => {}); // an idle connection's error: the pool drops it
+  pool.on('connect', (client) => client.on('error', () => {}));
   let onStart: (payload: { t?: number }) => void = () => {};
   /** Task calls so far (a job's completion may be written a little later: batched). */
   let calls = 0;
@@ -35,7 +44,7 @@ export async function graphilePeer(
   let prepared = 0;
   const start = async () => {
     runner = await run({
-      connectionString: url,
+      pgPool: pool,
       schema: SCHEMA,
       concurrency: o.concurrency ?? 16,
       noHandleSignals: true,
@@ -136,6 +145,7 @@ export async function graphilePeer(
     async close() {
       await runner?.stop();
       await utils.release();
+      await pool.end();
       await probe.end();
     },
   };

@@ -24,7 +24,8 @@ export interface Peer {
   prepare(jobs: number): Promise<void>;
   /**
    * Untimed warm-up before the measured phase (BENCH_WARMUP): `jobs` no-op jobs through the
-   * same workers and code path as `mode`, every one completed, then the peer is left as if
+   * peer's workers — the code path of `mode` where the peer has one per mode (pg-boss warms its
+   * drain's fetch + complete loops whatever the mode) — every one completed, then the peer is left as if
    * fresh (nothing queued, no runner left running, nothing counted in the measured figures).
    */
   warmUp?(jobs: number, mode: 'drain' | 'burst' | 'paced'): Promise<WarmUpResult>;

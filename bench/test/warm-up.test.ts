@@ -37,6 +37,35 @@ describe('warm-up and the graphile-worker burst', () => {
     }
   });
 
+  it("graphile-worker's timed drain runs on the connections its warm-up opened (as runt's and raw's do)", async () => {
+    const db = await createBenchDatabase('smoke');
+    const probe = new pg.Client({ connectionString: db.url });
+    await probe.connect();
+    const backends = async () =>
+      new Set(
+        (
+          await probe.query<{ pid: number }>(
+            'select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()',
+          )
+        ).rows.map((r) => r.pid),
+      );
+    try {
+      const peer = await graphilePeer(db.url);
+      await peer.warmUp!(200, 'drain');
+      const warm = await backends();
+      await peer.prepare(500);
+      await peer.drain();
+      const timed = await backends();
+      // No backend the drain's runner opened: a runner with its own pool ends it at stop, and the
+      // timed one would start on new backends (their start-up and first plans in its figures).
+      expect([...timed].filter((pid) => !warm.has(pid))).toEqual([]);
+      await peer.close();
+    } finally {
+      await probe.end().catch(() => {});
+      await db.drop();
+    }
+  });
+
   it('a raw warm-up is not in the drain it precedes', async () => {
     const peer = await rawCeilingPeer({ backend: 'pglite', workers: 4 });
     const w = await peer.warmUp!(30, 'drain');
