@@ -6,7 +6,7 @@ import { addWorkstation, explainRowsRead, migratedDatabase } from './scheduler-f
 // Issue 9: a page's runtime filter was `r.runtime in (select … from f)`, which the planner made a
 // hash semi-join: the queue index's order was lost, so every page read and sorted every queued
 // run to keep the first `page_limit` (2.0–3.9 ms at 5,000 queued, held under the scheduler's
-// lock in a 10,000-run drain). As one array (`= any (array(…))`) the page reads the queue in
+// lock in a 10,000-run drain). As one array (`array[r.runtime] <@ array(…)`) the page reads the queue in
 // index order and stops after the runs it places.
 describe.each(TEST_BACKENDS)('a scheduling page over a long queue, on %s', (backend) => {
   let t: TestDatabase;

@@ -101,7 +101,7 @@ export const SCHEDULER_LOCK = 0x72756e74; // 'runt'
 // per connection and sent in one pipeline with the lock and the transaction's `BEGIN` (see
 // readPage).
 //
-// The runtimes of `f` filter the queue as one array (`= any (array(…))`, computed once), not as
+// The runtimes of `f` filter the queue as one array (`array(…)`, computed once), not as
 // `in (select …)`: the planner turned that into a hash semi-join, which loses the queue
 // index's order, so every page read and sorted every queued run to keep the first few — at
 // 5,000 queued (analyzed) 2.0–3.9 ms a page, all of it while the page holds the scheduler's
