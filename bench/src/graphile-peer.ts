@@ -5,6 +5,8 @@ import { nowMs, percentile, sleep } from './stats.js';
 
 const SCHEMA = 'graphile_worker';
 const quietLogger = new Logger(() => () => {});
+/** `n` no-op jobs for one `addJobs` call. */
+const noopJobs = (n: number) => Array.from({ length: n }, () => ({ identifier: 'noop', payload: {} }));
 
 /**
  * graphile-worker 0.17 in its fastest mode: concurrency 16, a local queue of 10, batched
@@ -77,7 +79,7 @@ export async function graphilePeer(
         while (left > 0) {
           const size = Math.min(1000, left);
           left -= size;
-          await utils.addJobs(Array.from({ length: size }, () => ({ identifier: 'noop', payload: {} })));
+          await utils.addJobs(noopJobs(size));
         }
       }),
     );
@@ -111,9 +113,7 @@ export async function graphilePeer(
     },
     async prepare(jobs) {
       for (let i = 0; i < jobs; i += 1000) {
-        await utils.addJobs(
-          Array.from({ length: Math.min(1000, jobs - i) }, () => ({ identifier: 'noop', payload: {} })),
-        );
+        await utils.addJobs(noopJobs(Math.min(1000, jobs - i)));
       }
       prepared = jobs;
     },
