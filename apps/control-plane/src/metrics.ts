@@ -71,7 +71,7 @@ export const runPathMetrics = {
 export const linkMetrics = {
   messages: new Counter({
     name: 'runt_cp_link_messages_received_total',
-    help: 'Messages received on agent links, by type (register, heartbeat, result, request, invalid)',
+    help: 'Messages received on agent links, by type (register, heartbeat, result, request, requests (a frame of them), invalid)',
     labelNames: ['type'] as const,
     registers: [],
   }),

@@ -4,6 +4,9 @@ import { TEST_BACKENDS } from '@runt/sql/testing';
 import {
   ControlPlaneClient,
   LINK_CLOSE_CODES,
+  LINK_REQUESTS_FORM,
+  MAX_LINK_BATCH_BYTES,
+  MAX_LINK_BATCH_REQUESTS,
   type ControlMessage,
   type ControlReplyMessage,
   type LinkOp,
@@ -225,6 +228,106 @@ describe.each(TEST_BACKENDS)('fenced run calls over the agent link on %s', (back
     });
     expect((await admin.getRun(c.id)).run.status).toBe('cancelled');
     expect(agent.closed).toBeUndefined();
+  });
+
+  it('answers a frame of reports with ONE replies message: each fenced as if alone (a stale token its own 409), in order', async () => {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'link-frame', [runtime]);
+    await agent.connect({ max_runs: 4 });
+    expect((await agent.waitFor('registered')).ops).toContain(LINK_REQUESTS_FORM);
+    const runs = [];
+    for (let i = 0; i < 3; i++) runs.push((await admin.submitRun({ runtime, command: ['true'] })).run);
+    const tokens: number[] = [];
+    for (const run of runs) {
+      await agent.waitFor('offer', (m) => m.run.id === run.id);
+      const claim = await request(agent, 'claim', run.id, { runner_id: 'r1', lease_ms: 30_000 });
+      tokens.push((claim.result as { fencing_token: number }).fencing_token);
+    }
+    const [a, b, c] = runs as [(typeof runs)[0], (typeof runs)[0], (typeof runs)[0]];
+    const end = (token: number) => ({
+      fencing_token: token,
+      status: 'completed',
+      exit_code: 0,
+      answer: 'brief',
+    });
+    const stale = end(tokens[1]! + 1);
+    const ids = ['f1', 'f2', 'f3', 'f4'];
+    const before = agent.messages.length;
+    agent.link!.send(
+      JSON.stringify({
+        type: 'requests',
+        requests: [
+          { id: ids[0], op: 'status', target: a.id, body: end(tokens[0]!) },
+          { id: ids[1], op: 'status', target: b.id, body: stale },
+          { id: ids[2], op: 'status', target: c.id, body: end(tokens[2]!) },
+          // A bad body in a frame is its own 400, as alone.
+          { id: ids[3], op: 'status', target: c.id, body: { fencing_token: 'x', status: 'completed' } },
+        ],
+      }),
+    );
+    const frame = await agent.waitFor('replies');
+    expect(frame.replies.map((r) => [r.id, r.status])).toEqual([
+      ['f1', 200],
+      ['f2', 409],
+      ['f3', 200],
+      ['f4', 400],
+    ]);
+    expect(frame.replies[0]!.result).toEqual({ status: 'completed', next_event_seq: 2 });
+    // The stale report's answer is the one HTTP gives the same call, and its run is untouched.
+    const asReply = (i: number) => asHttp({ type: 'reply', ...frame.replies[i]! });
+    expect(asReply(1)).toEqual(await http(h, agent, `/api/runs/${b.id}/status`, stale));
+    expect(asReply(1)).toMatchObject({ status: 409, body: { error: { code: 'runner-lease-conflict' } } });
+    expect(asReply(3)).toEqual(
+      await http(h, agent, `/api/runs/${c.id}/status`, { fencing_token: 'x', status: 'completed' }),
+    );
+    expect((await admin.getRun(a.id)).run.status).toBe('completed');
+    expect((await admin.getRun(b.id)).run.status).toBe('accepted');
+    expect((await admin.getRun(c.id)).run.status).toBe('completed');
+    // One message answered the frame: no lone reply for any of its requests.
+    const after = agent.messages.slice(before);
+    expect(after.filter((m) => m.type === 'replies')).toHaveLength(1);
+    expect(after.some((m) => m.type === 'reply' && ids.includes(m.id))).toBe(false);
+    const metrics = await (await fetch(`${h.cp.url}/metrics`)).text();
+    expect(metrics).toMatch(/runt_cp_link_messages_received_total\{type="requests"\} [1-9]/);
+    expect(agent.closed).toBeUndefined();
+  });
+
+  it('charges a frame per request to the link’s budget (a flood of frames is closed as one of requests is), and bounds its bytes', async () => {
+    const request = (i: number) => ({
+      id: `h${i}`,
+      op: 'heartbeat',
+      target: 'run_none',
+      body: { fencing_token: 1, lease_ms: 30_000 },
+    });
+    const frame = JSON.stringify({
+      type: 'requests',
+      requests: Array.from({ length: MAX_LINK_BATCH_REQUESTS }, (_, i) => request(i)),
+    });
+    // Within the budget (one slot: 400 requests): three frames of 100, every request answered.
+    const fits = await pairAgent(h, 'frames-fit', [uniqueRuntime()]);
+    await fits.connect({ max_runs: 1 });
+    for (let i = 0; i < 3; i++) fits.link!.send(frame);
+    await eventually(() => fits.messages.filter((m) => m.type === 'replies').length === 3, 'three replies');
+    for (const m of fits.messages)
+      if (m.type === 'replies') expect(m.replies.every((r) => r.status === 404)).toBe(true);
+    expect(fits.closed).toBeUndefined();
+    // Past it: six frames of 100 at once are 600 requests on a bucket of 400 (charged per frame,
+    // they would be 6 messages and pass).
+    const flood = await pairAgent(h, 'frames-flood', [uniqueRuntime()]);
+    await flood.connect({ max_runs: 1 });
+    for (let i = 0; i < 6 && flood.link!.readyState === flood.link!.OPEN; i++) flood.link!.send(frame);
+    expect((await flood.waitClosed()).code).toBe(LINK_CLOSE_CODES.rateLimited);
+    // A frame larger than MAX_LINK_BATCH_BYTES is invalid, though the link takes larger messages.
+    const big = await pairAgent(h, 'frames-big', [uniqueRuntime()]);
+    await big.connect({ max_runs: 1 });
+    const pad = 'x'.repeat(Math.ceil(MAX_LINK_BATCH_BYTES / 2));
+    big.link!.send(
+      JSON.stringify({
+        type: 'requests',
+        requests: [0, 1].map((i) => ({ ...request(i), body: { ...request(i).body, pad } })),
+      }),
+    );
+    expect((await big.waitClosed()).code).toBe(LINK_CLOSE_CODES.invalid);
   });
 
   it('never throttles a busy agent’s requests (budget by slots), and still closes a flooding one', async () => {

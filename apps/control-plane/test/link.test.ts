@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { TEST_BACKENDS } from '@runt/sql/testing';
-import { ControlPlaneClient, LINK_CLOSE_CODES, LINK_OPS, STATUS_STARTED_FORM } from '@runt/protocol';
+import {
+  ControlPlaneClient,
+  LINK_CLOSE_CODES,
+  LINK_OPS,
+  LINK_REQUESTS_FORM,
+  STATUS_STARTED_FORM,
+} from '@runt/protocol';
 import { startHarness, type Harness } from './harness.js';
 import { eventually, pairAgent, uniqueRuntime } from './agent-double.js';
 
@@ -82,7 +88,7 @@ describe.each(TEST_BACKENDS)('agent link on %s', (backend) => {
     expect(JSON.parse(got.find((m) => JSON.parse(m).type === 'registered')!)).toEqual({
       type: 'registered',
       workstation_id: agent.workstationId,
-      ops: [...Object.keys(LINK_OPS), STATUS_STARTED_FORM],
+      ops: [...Object.keys(LINK_OPS), STATUS_STARTED_FORM, LINK_REQUESTS_FORM],
     });
     expect(await statusOf(agent.workstationId)).toMatchObject({
       status: 'online',

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { agentRequestOf, linkRequestBodyOf, parseAgentMessage } from './agent-message-fast.js';
+import {
+  agentRequestOf,
+  agentRequestsOf,
+  linkRequestBodyOf,
+  parseAgentMessage,
+} from './agent-message-fast.js';
+import { MAX_LINK_BATCH_REQUESTS } from './link-requests.js';
 import type { LinkOp } from './link-requests.js';
 import { mutations } from '../test/message-mutations.js';
 import { agentMessageSchema, LINK_OP_REQUEST_SCHEMAS } from './runs.js';
@@ -172,6 +178,56 @@ describe('parseAgentMessage and linkRequestBodyOf', () => {
       expect(ours.fast, JSON.stringify(m)).toBe(false);
       expect(ours.ok).toBe(zod.ok);
       if (ours.ok) expect(ours.data).toEqual(zod.data);
+    }
+  });
+});
+
+/** A `requests` frame of `good`'s requests (each without its `type`). */
+const frame = (rs: unknown[]) => ({
+  type: 'requests',
+  requests: rs.map((r) => {
+    const { type: _t, ...rest } = r as Record<string, unknown>;
+    return rest;
+  }),
+});
+
+describe('parseAgentMessage on a requests frame (LINK_REQUESTS_FORM)', () => {
+  it('takes a plain frame as it is, equal to what the schema makes of it', () => {
+    const m = JSON.parse(JSON.stringify(frame(good))) as unknown;
+    expect(agentRequestsOf(m)).toBe(m);
+    const parsed = parseAgentMessage(m);
+    expect(parsed.success && parsed.data).toBe(m);
+    expect(agentMessageSchema.parse(m)).toEqual(m);
+  });
+
+  it('never takes what the schema refuses, and what it takes equals the schema’s output (each field mutated)', () => {
+    let fast = 0;
+    let refused = 0;
+    const base = JSON.parse(JSON.stringify(frame(good.slice(0, 2)))) as unknown;
+    for (const { name, msg } of mutations(base, ODD)) {
+      const zod = agentMessageSchema.safeParse(msg);
+      const ours = parseAgentMessage(msg);
+      if (agentRequestsOf(msg)) fast++;
+      if (!zod.success) refused++;
+      expect(ours.success, name).toBe(zod.success);
+      if (ours.success && zod.success) expect(ours.data, name).toEqual(zod.data);
+    }
+    expect(fast).toBeGreaterThan(20);
+    expect(refused).toBeGreaterThan(200);
+  });
+
+  it('is bounded: 1 to MAX_LINK_BATCH_REQUESTS requests, by the schema and the fast check alike', () => {
+    const one = JSON.parse(JSON.stringify(frame([good[1]]))) as { requests: unknown[] };
+    for (const [n, ok] of [
+      [0, false],
+      [1, true],
+      [MAX_LINK_BATCH_REQUESTS, true],
+      [MAX_LINK_BATCH_REQUESTS + 1, false],
+    ] as const) {
+      const m = { type: 'requests', requests: Array.from({ length: n }, () => one.requests[0]) };
+      expect(agentMessageSchema.safeParse(m).success, String(n)).toBe(ok);
+      expect(parseAgentMessage(m).success, String(n)).toBe(ok);
+      expect(agentRequestsOf(m) !== undefined, String(n)).toBe(ok);
     }
   });
 });

@@ -53,14 +53,26 @@ export {
   LINK_OPS,
   BASE_LINK_OPS,
   STATUS_STARTED_FORM,
+  LINK_REQUESTS_FORM,
+  MAX_LINK_BATCH_REQUESTS,
+  MAX_LINK_BATCH_BYTES,
   linkOpSchema,
   linkRequestOf,
   agentRequestMessageSchema,
+  agentRequestsMessageSchema,
   controlReplyMessageSchema,
+  controlRepliesMessageSchema,
   type LinkOp,
   type AgentRequestMessage,
+  type AgentRequestsMessage,
   type ControlReplyMessage,
+  type ControlRepliesMessage,
 } from './link-requests.js';
 export { corkForIteration, corkForTurn, type Corkable } from './cork-turn.js';
 export { offerClaimedOf, parseControlMessage } from './control-message-fast.js';
-export { agentRequestOf, linkRequestBodyOf, parseAgentMessage } from './agent-message-fast.js';
+export {
+  agentRequestOf,
+  agentRequestsOf,
+  linkRequestBodyOf,
+  parseAgentMessage,
+} from './agent-message-fast.js';

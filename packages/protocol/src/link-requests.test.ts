@@ -5,7 +5,10 @@ import { ApiError } from './errors.js';
 import { ControlPlaneClient } from './client.js';
 import {
   LINK_OPS,
+  MAX_LINK_BATCH_REQUESTS,
   agentRequestMessageSchema,
+  agentRequestsMessageSchema,
+  controlRepliesMessageSchema,
   controlReplyMessageSchema,
   linkRequestOf,
 } from './link-requests.js';
@@ -62,6 +65,36 @@ describe('link request and reply messages', () => {
     expect(controlMessageSchema.parse(ok)).toEqual(ok);
     expect(controlMessageSchema.parse(err)).toEqual(err);
     expect(controlReplyMessageSchema.safeParse({ ...ok, status: 42 }).success).toBe(false);
+  });
+
+  it('frame several requests and their replies (LINK_REQUESTS_FORM), bounded, each item as its lone message', () => {
+    const item = { id: 'q1', op: 'status', target: 'run_1', body: { fencing_token: 1, status: 'completed' } };
+    const frame = { type: 'requests', requests: [item, { ...item, id: 'q2', target: 'run_2' }] };
+    expect(agentMessageSchema.parse(frame)).toEqual(frame);
+    expect(agentRequestsMessageSchema.safeParse({ type: 'requests', requests: [] }).success).toBe(false);
+    const many = Array.from({ length: MAX_LINK_BATCH_REQUESTS + 1 }, (_, i) => ({ ...item, id: `q${i}` }));
+    expect(agentRequestsMessageSchema.safeParse({ type: 'requests', requests: many }).success).toBe(false);
+    expect(agentRequestsMessageSchema.safeParse({ type: 'requests', requests: many.slice(1) }).success).toBe(
+      true,
+    );
+    // Each item is checked as a lone request is: a bad op, an empty id or target refuse the frame.
+    for (const bad of [{ op: 'submit' }, { id: '' }, { target: '' }])
+      expect(
+        agentMessageSchema.safeParse({ type: 'requests', requests: [{ ...item, ...bad }] }).success,
+        JSON.stringify(bad),
+      ).toBe(false);
+    const replies = {
+      type: 'replies',
+      replies: [
+        { id: 'q1', status: 200, result: { status: 'completed', next_event_seq: 3 } },
+        { id: 'q2', status: 409, error: { code: 'runner-lease-conflict', message: 'no' } },
+      ],
+    };
+    expect(controlMessageSchema.parse(replies)).toEqual(replies);
+    expect(
+      controlRepliesMessageSchema.safeParse({ type: 'replies', replies: [{ id: 'q', status: 42 }] }).success,
+    ).toBe(false);
+    expect(controlRepliesMessageSchema.safeParse({ type: 'replies', replies: [] }).success).toBe(false);
   });
 });
 

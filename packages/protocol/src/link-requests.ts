@@ -45,6 +45,27 @@ export const BASE_LINK_OPS: ReadonlySet<LinkOp> = new Set<LinkOp>([
  */
 export const STATUS_STARTED_FORM = 'status+started';
 
+/**
+ * Not an op but a frame of them, listed in `registered.ops` by a control plane that takes it: a
+ * `requests` message carries several requests (each exactly a `request` without its `type`) and
+ * is answered by ONE `replies` message, each request's reply in the same order — exactly the
+ * reply it would get on its own (issue 9: the terminal reports of the runs of one offer batch,
+ * one message per run until then). It is framing, not an op, so it has no HTTP endpoint: each
+ * request in it still stands for its own endpoint (`LINK_OPS`), and one whose frame is lost with
+ * the link goes to that endpoint over HTTP as a lone request would. The request budget of a link
+ * is charged per request in it, not per message. An agent sends one only where this is listed.
+ */
+export const LINK_REQUESTS_FORM = 'requests';
+
+/**
+ * Bounds of a `requests` frame: requests in it (the schema and the fast check), and its size in
+ * bytes (a control plane closes a link sending a larger one as invalid; an agent sends a request
+ * that would not fit on its own, as a plain `request`). A reply waits for the slowest request of
+ * its frame, so frames stay small: 100 reports of ~1 KiB, a fraction of the link's 1 MiB message.
+ */
+export const MAX_LINK_BATCH_REQUESTS = 100;
+export const MAX_LINK_BATCH_BYTES = 256 * 1024;
+
 /** A link request's `id` and `target` lengths: one home for the schema below and the fast check (`agent-message-fast.ts`). */
 export const MAX_LINK_REQUEST_ID_CHARS = 64;
 export const MAX_LINK_TARGET_CHARS = 200;
@@ -64,6 +85,16 @@ export const agentRequestMessageSchema = z.object({
 });
 export type AgentRequestMessage = z.infer<typeof agentRequestMessageSchema>;
 
+/** Several requests in one frame (see {@link LINK_REQUESTS_FORM}): each a `request` without its `type`. */
+export const agentRequestsMessageSchema = z.object({
+  type: z.literal('requests'),
+  requests: z
+    .array(agentRequestMessageSchema.omit({ type: true }))
+    .min(1)
+    .max(MAX_LINK_BATCH_REQUESTS),
+});
+export type AgentRequestsMessage = z.infer<typeof agentRequestsMessageSchema>;
+
 /**
  * The answer to one `request`: `status` is the HTTP status the same call over HTTP answers
  * with; on 2xx `result` is that endpoint's body, otherwise `error` is its `{code,message,details?}`
@@ -78,6 +109,16 @@ export const controlReplyMessageSchema = z.object({
   retry_after_s: z.number().int().min(0).optional(),
 });
 export type ControlReplyMessage = z.infer<typeof controlReplyMessageSchema>;
+
+/** The answer to a `requests` frame: one reply (without its `type`) per request, in their order. */
+export const controlRepliesMessageSchema = z.object({
+  type: z.literal('replies'),
+  replies: z
+    .array(controlReplyMessageSchema.omit({ type: true }))
+    .min(1)
+    .max(MAX_LINK_BATCH_REQUESTS),
+});
+export type ControlRepliesMessage = z.infer<typeof controlRepliesMessageSchema>;
 
 const OP_BY_PATH = new Map<string, LinkOp>(
   Object.entries(LINK_OPS).map(([op, d]) => [`${d.resource}/${d.action}`, op as LinkOp]),

@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { leaseMsSchema } from './lease-limits.js';
 import { labelsSchema, registerWorkstationRequestSchema, runtimeNameSchema } from './schemas.js';
-import { agentRequestMessageSchema, controlReplyMessageSchema, type LinkOp } from './link-requests.js';
+import {
+  agentRequestMessageSchema,
+  agentRequestsMessageSchema,
+  controlRepliesMessageSchema,
+  controlReplyMessageSchema,
+  type LinkOp,
+} from './link-requests.js';
 import { envNameSchema, MAX_SECRETS_PER_RUN, submitEnvValueSchema } from './secret-env.js';
 
 // ---- runs ----------------------------------------------------------------------------------
@@ -494,6 +500,8 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
   agentResultMessageSchema,
   /** A fenced run operation over the link (see `link-requests.ts`). */
   agentRequestMessageSchema,
+  /** Several of them in one frame, where the control plane listed `LINK_REQUESTS_FORM`. */
+  agentRequestsMessageSchema,
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
 
@@ -524,6 +532,8 @@ export const controlMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ping'), id: z.string() }),
   /** The answer to an agent's `request` (see `link-requests.ts`). */
   controlReplyMessageSchema,
+  /** The answers to a `requests` frame, in its order. */
+  controlRepliesMessageSchema,
 ]);
 export type ControlMessage = z.infer<typeof controlMessageSchema>;
 

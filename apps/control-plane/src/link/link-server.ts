@@ -10,7 +10,9 @@ import {
   LINK_CLOSE_CODES,
   LINK_OP_REQUEST_SCHEMAS,
   LINK_OPS,
+  LINK_REQUESTS_FORM,
   linkRequestBodyOf,
+  MAX_LINK_BATCH_BYTES,
   parseAgentMessage,
   STATUS_STARTED_FORM,
   type AgentMessage,
@@ -86,7 +88,7 @@ export interface LinkServerOptions {
    * `LINK_CLOSE_CODES.rateLimited`, so one token cannot flood the database behind it.
    * Control messages (`register`, `heartbeat`, `result`): a bucket of `burst` (default 200)
    * refilled at `perSecond` (default 20; an agent sends a few a minute). Requests (the fenced
-   * run calls, one message each): a bucket sized by the slots the workstation registered on
+   * run calls, one token each, a `requests` frame one per request in it): a bucket sized by the slots the workstation registered on
    * this link (`max_runs`, else `cpu_count`, at least 1), `requestBurstPerSlot` (default 400)
    * per slot, refilled at `requestsPerSlotPerSecond` (default 200) per slot — several times what
    * a slot running back-to-back no-op runs sends (claim, running, terminal, an events flush and
@@ -150,7 +152,7 @@ const BEARER = /^Bearer +([^\s]+) *$/i;
 /** One listener for the errors a link's sockets may emit (their end is handled on `close`), shared by every link. */
 const ignore = (): void => {};
 /** Every link op (and op form) this control plane serves, told to the agent in `registered` (ops beyond `BASE_LINK_OPS` are sent only when listed). */
-const SERVED_OPS = [...Object.keys(LINK_OPS), STATUS_STARTED_FORM];
+const SERVED_OPS = [...Object.keys(LINK_OPS), STATUS_STARTED_FORM, LINK_REQUESTS_FORM];
 
 /**
  * The agent link: WebSockets upgraded straight from the Node server's `upgrade` event with
@@ -380,14 +382,17 @@ export class LinkServer {
     // refreshes the workstation's `last_seen_at`.
     link.alive = true;
     let msg: AgentMessage | undefined;
+    let bytes = 0;
     if (!isBinary) {
       try {
         // The same edge checks as HTTP bodies: bounded nesting, no NUL or lone surrogate anywhere.
-        const text = Array.isArray(data)
-          ? Buffer.concat(data).toString('utf8')
+        const buf = Array.isArray(data)
+          ? Buffer.concat(data)
           : Buffer.isBuffer(data)
-            ? data.toString('utf8')
-            : Buffer.from(data).toString('utf8');
+            ? data
+            : Buffer.from(data);
+        bytes = buf.length;
+        const text = buf.toString('utf8');
         const value: unknown = jsonNestsDeeperThan(text) ? undefined : JSON.parse(text);
         // The value walk only when the text could hide a NUL or lone surrogate (see jsonTextIsSafe).
         // `agentMessageSchema`, a plain `request` checked without it (parseAgentMessage).
@@ -400,16 +405,20 @@ export class LinkServer {
         msg = undefined;
       }
     }
+    // A `requests` frame is bounded in bytes too, not only by the link's largest message.
+    if (msg?.type === 'requests' && bytes > MAX_LINK_BATCH_BYTES) msg = undefined;
     if (!msg) {
       linkMetrics.messages.inc({ type: 'invalid' });
       link.socket.close(LINK_CLOSE_CODES.invalid, 'invalid message');
       return;
     }
     linkMetrics.messages.inc({ type: msg.type });
-    if (!this.spend(link, msg.type === 'request')) {
+    // A frame of requests costs what its requests would cost alone: batching cannot outrun the budget.
+    const requests = msg.type === 'request' ? 1 : msg.type === 'requests' ? msg.requests.length : 0;
+    if (!this.spend(link, requests)) {
       if (link.socket.readyState === link.socket.OPEN) {
         this.o.logger.warn(
-          { workstation_id: link.workstationId, request: msg.type === 'request' },
+          { workstation_id: link.workstationId, requests },
           'agent link over its message rate: closed',
         );
         link.socket.close(LINK_CLOSE_CODES.rateLimited, 'too many messages');
@@ -420,6 +429,10 @@ export class LinkServer {
       // Not on the link's chain: requests are independent (each fenced, like concurrent HTTP
       // calls), so a renewal never waits behind a slow report or a `register`.
       this.track(this.serve(link, msg));
+      return;
+    }
+    if (msg.type === 'requests') {
+      this.track(this.serveFrame(link, msg.requests));
       return;
     }
     const m = msg;
@@ -433,19 +446,22 @@ export class LinkServer {
       });
   }
 
-  /** Takes one message from the link's budget (requests from theirs); false when it is spent. */
-  private spend(link: AgentLink, request: boolean): boolean {
+  /**
+   * Takes one message from the link's budget, or, for a message of `requests` (> 0) requests, that
+   * many from the request budget; false when it is spent.
+   */
+  private spend(link: AgentLink, requests: number): boolean {
     const budget = this.budget(link);
     const now = performance.now();
-    if (request) {
+    if (requests > 0) {
       const { perSecond, burst } = this.requestRate(budget.slots);
       budget.requestTokens = Math.min(
         burst,
         budget.requestTokens + ((now - budget.requestAt) / 1000) * perSecond,
       );
       budget.requestAt = now;
-      if (budget.requestTokens < 1) return false;
-      budget.requestTokens -= 1;
+      if (budget.requestTokens < requests) return false;
+      budget.requestTokens -= requests;
       return true;
     }
     const { perSecond, burst } = this.o.messageRate ?? { perSecond: 20, burst: 200 };
@@ -489,11 +505,39 @@ export class LinkServer {
     };
   }
 
-  /**
-   * Answers one request exactly as its HTTP endpoint would (`agentOps`, the endpoint's body
-   * schema, `errors.ts` for refusals), as the link's workstation.
-   */
+  /** Answers one request (see {@link answer}) with one `reply`. */
   private async serve(link: AgentLink, msg: AgentRequestMessage): Promise<void> {
+    const reply = await this.answer(link, msg);
+    // A link that dropped meanwhile loses the answer: the agent asks again (HTTP or a new link).
+    if (link.socket.readyState === link.socket.OPEN) sendText(link, JSON.stringify(reply));
+  }
+
+  /**
+   * Answers a `requests` frame with one `replies` message: every request served at once, as if
+   * each had come alone (so the reports of a frame meet in the same group commit, each fenced by
+   * its own token and answered on its own: a stale one gets its 409 and the others their 200),
+   * their replies in the frame's order.
+   */
+  private async serveFrame(
+    link: AgentLink,
+    requests: Array<Omit<AgentRequestMessage, 'type'>>,
+  ): Promise<void> {
+    const replies = await Promise.all(requests.map((r) => this.answer(link, r)));
+    if (link.socket.readyState !== link.socket.OPEN) return;
+    sendText(
+      link,
+      JSON.stringify({ type: 'replies', replies: replies.map(({ type: _type, ...reply }) => reply) }),
+    );
+  }
+
+  /**
+   * The reply to one request exactly as its HTTP endpoint would answer it (`agentOps`, the
+   * endpoint's body schema, `errors.ts` for refusals), as the link's workstation.
+   */
+  private async answer(
+    link: AgentLink,
+    msg: Omit<AgentRequestMessage, 'type'>,
+  ): Promise<ControlReplyMessage> {
     let reply: ControlReplyMessage;
     try {
       // The op's schema, a plain body of the ops of every run checked without it (linkRequestBodyOf).
@@ -535,8 +579,7 @@ export class LinkServer {
       }
     }
     linkMetrics.requests.inc({ op: msg.op, status: String(reply.status) });
-    // A link that dropped meanwhile loses the answer: the agent asks again (HTTP or a new link).
-    if (link.socket.readyState === link.socket.OPEN) sendText(link, JSON.stringify(reply));
+    return reply;
   }
 
   private async handle(link: AgentLink, msg: AgentMessage): Promise<void> {
@@ -578,6 +621,7 @@ export class LinkServer {
       }
       case 'heartbeat':
       case 'request': // served in `onMessage`, never queued here
+      case 'requests':
         return;
       case 'result':
         // A run claimed on offer handed back unstarted, fenced by its token: back to the queue.
