@@ -35,13 +35,18 @@
 //                               for every agent process, e.g. `--cpu-prof --cpu-prof-dir=DIR
 //                               --cpu-prof-interval=200` (each profile named by Node, with its pid)
 //   BENCH_CP_NODE_ARGS='--trace-gc'   extra Node flags for the control plane's process (split on spaces)
+//   BENCH_PG_SETTLE=checkpoint  on Postgres, a CHECKPOINT and 0.5 s quiet right before every measured
+//                               phase of every system (default; `none`: left out), and after each a line
+//                               of what the server did in it: checkpoints, WAL and its full-page images
+//                               per job, a CPU probe of the machine (postgres-server.ts ServerWindow)
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuProfDir, cpuProfileTop } from './cpu-profile-top.js';
 import { describeLinks, linksToMeasure, measureLinks, type LinksMeasurement } from './links.js';
 import { measurePeer, type PeerMeasurement } from './measure-peer.js';
 import type { PeerTask } from './peer-host.js';
-import { serverState } from './postgres-server.js';
+import { closeServerWindows, describeServerPhase, serverState } from './postgres-server.js';
+import { describeCounts, describeStragglers } from './run-counts.js';
 import { RuntSystem, type RuntMeasurement } from './runt-system.js';
 import { loadAverage, percentile } from './stats.js';
 
@@ -100,10 +105,13 @@ const RUNT_LABEL = `runt (${AGENTS} agent processes × ${MAX_RUNS} slots, fake r
 
 function describe(m: PeerMeasurement): string {
   const head = `${m.task.backend.padEnd(8)} ${m.task.mode.padEnd(5)} ${peerLabel(m.task).padEnd(62)}`;
-  const cpu = `cpu/job ${f(m.cpuMsPerJob.total, 2)} ms (worker ${f(m.cpuMsPerJob.worker, 2)}, db ${f(m.cpuMsPerJob.database, 2)})`;
+  const cpu = `cpu/job ${f(m.cpuMsPerJob.total, 2)} ms (worker ${f(m.cpuMsPerJob.worker, 2)}, db ${f(m.cpuMsPerJob.database, 2)} (kernel ${f(m.cpuMsPerJob.databaseSystem, 2)}))`;
+  const server = m.server
+    ? `\n${' '.repeat(15)}${describeServerPhase(m.server, (m.drain ?? m.paced)!.jobs)}`
+    : '';
   if (m.drain)
-    return `${head} ${f(m.drain.perSecond, 0).padStart(6)} jobs/s  ${m.drain.completed}/${m.drain.jobs} in ${f(m.drain.seconds, 2)} s  ${cpu}  load ${m.load}`;
-  return `${head} enqueue→start p50 ${f(m.paced!.p50)} ms p99 ${f(m.paced!.p99)} ms  ${m.paced!.started}/${m.paced!.jobs} at ${m.paced!.rate}/s  ${cpu}  load ${m.load}`;
+    return `${head} ${f(m.drain.perSecond, 0).padStart(6)} jobs/s  ${m.drain.completed}/${m.drain.jobs} in ${f(m.drain.seconds, 2)} s  ${cpu}  load ${m.load}${server}`;
+  return `${head} enqueue→start p50 ${f(m.paced!.p50)} ms p99 ${f(m.paced!.p99)} ms  ${m.paced!.started}/${m.paced!.jobs} at ${m.paced!.rate}/s  ${cpu}  load ${m.load}${server}`;
 }
 
 const results: PeerMeasurement[] = [];
@@ -138,12 +146,15 @@ function describeRunt(m: RuntMeasurement): string {
     (m.phase === 'paced'
       ? `submit→accepted p50 ${f(m.acceptedP50)} ms p99 ${f(m.acceptedP99)} ms at ${m.rate}/s`
       : `${f(m.runsPerSecond, 0).padStart(6)} runs/s`) +
-    `  ${m.finished}/${m.runs} in ${f(m.seconds, 2)} s  cpu/run ${f(c.total, 2)} ms (cp ${f(c.controlPlane, 2)}, agents ${f(c.agents, 2)} (main thread ${f(c.agentsMainThread, 2)}), db ${f(c.database, 2)})` +
+    `  ${m.finished}/${m.runs} in ${f(m.seconds, 2)} s  cpu/run ${f(c.total, 2)} ms (cp ${f(c.controlPlane, 2)}, agents ${f(c.agents, 2)} (main thread ${f(c.agentsMainThread, 2)}), db ${f(c.database, 2)} (kernel ${f(c.databaseSystem, 2)}))` +
     `  per run: http ${f(p.http, 2)} (agents ${f(p.agentHttp, 2)}), link msgs ${f(p.linkMessages, 2)} (requests ${f(p.linkRequests, 2)}), sql ${f(p.sql, 2)} (round trips ${f(p.sqlRoundTrips, 2)}), cp write syscalls ${f(p.cpWrites, 2)}, offers ${f(p.offers, 2)} (messages ${f(p.offerMessages, 2)}), requeues ${f(p.requeues, 2)}` +
     (m.submitSeconds !== undefined
       ? `  (${m.phase === 'drain' ? 'backlog ' : ''}submitted in ${f(m.submitSeconds, 1)} s${m.backlog !== undefined ? `, ${m.backlog} open at the start` : ''}${m.submitterCpuMsPerRun !== undefined ? `, submitter ${f(m.submitterCpuMsPerRun, 2)} ms CPU/run` : ''}${m.submitCpMsPerRun !== undefined ? `, cp ${f(m.submitCpMsPerRun, 3)} ms CPU/submit` : ''})`
       : '') +
-    `  load ${m.load}\n${' '.repeat(15)}sql per run: ${m.sqlMix.join('; ')}`
+    `  load ${m.load}\n${' '.repeat(15)}in all: re-queues ${describeCounts(m.counts.requeues)}, offers ${m.counts.offers ?? '-'} for ${m.finished} runs` +
+    (m.server ? `\n${' '.repeat(15)}${describeServerPhase(m.server, m.finished, 'run')}` : '') +
+    (m.stragglers ? `\n${' '.repeat(15)}${describeStragglers(m.stragglers, m.stragglers.startMs)}` : '') +
+    `\n${' '.repeat(15)}sql per run: ${m.sqlMix.join('; ')}`
   );
 }
 
@@ -372,6 +383,7 @@ console.log(
 );
 for (const r of rows) console.log(r);
 console.log(`load average at the end: ${loadAverage()}`);
+await closeServerWindows();
 if (CPU_PROF) {
   for (const file of readdirSync(CPU_PROF).filter((x) => x.endsWith('.cpuprofile'))) {
     console.log(`\n${file} — top self time:\n| self % | function | where |\n|---|---|---|`);

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PacedResult, WarmUpResult } from './peer.js';
 import type { PeerTask } from './peer-host.js';
-import { createBenchDatabase } from './postgres-server.js';
-import { CpuMeter } from './proc-cpu.js';
+import { createBenchDatabase, ServerWindow, type ServerPhase } from './postgres-server.js';
+import { CpuMeter, systemCpuSeconds } from './proc-cpu.js';
 import type { DrainResult } from './raw-ceiling.js';
 import { loadAverage } from './stats.js';
 
@@ -18,7 +18,15 @@ export interface PeerMeasurement {
   /** The untimed warm-up before it (task.warmup), in none of the figures. */
   warmup?: WarmUpResult;
   /** CPU milliseconds per job: the peer's process (on PGlite this includes the database). */
-  cpuMsPerJob: { worker: number; database: number; total: number };
+  cpuMsPerJob: {
+    worker: number;
+    database: number;
+    /** Of `database`, its backends' time in the kernel (stime: sockets, WAL writes and fsyncs). */
+    databaseSystem: number;
+    total: number;
+  };
+  /** On Postgres: the shared server's part of the timed window (CHECKPOINT before it, WAL, checkpoints in it). */
+  server?: ServerPhase;
   load: number;
 }
 
@@ -51,6 +59,7 @@ export async function measurePeer(
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  let serverWindow: ServerWindow | undefined;
   try {
     const message = (type: string) =>
       new Promise<Reply>((resolve, reject) => {
@@ -66,15 +75,25 @@ export async function measurePeer(
         );
       });
     const { warmup } = await message('ready');
+    // The server's state evened out before the meters start (CHECKPOINT, postgres-server.ts).
+    serverWindow = db ? await ServerWindow.open() : undefined;
     const worker = new CpuMeter();
     const database = new CpuMeter();
+    const databaseSystem = new CpuMeter(systemCpuSeconds);
     worker.start([child.pid!]);
-    database.start(db ? await db.backendPids() : []);
+    const pids0 = db ? await db.backendPids() : [];
+    database.start(pids0);
+    databaseSystem.start(pids0);
     const load = loadAverage();
     child.send('go');
     const { result } = await message('result');
     worker.sample([child.pid!]);
-    if (db) database.sample(await db.backendPids());
+    if (db) {
+      const pids = await db.backendPids();
+      database.sample(pids);
+      databaseSystem.sample(pids);
+    }
+    const server = await serverWindow?.close();
     child.send('close');
     await exited;
     const jobs = result!.jobs;
@@ -86,12 +105,15 @@ export async function measurePeer(
       cpuMsPerJob: {
         worker: per(worker.seconds()),
         database: per(database.seconds()),
+        databaseSystem: per(databaseSystem.seconds()),
         total: per(worker.seconds() + database.seconds()),
       },
+      ...(server ? { server } : {}),
       load,
     };
   } finally {
     clearTimeout(timer);
+    await serverWindow?.abandon();
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
       await exited;

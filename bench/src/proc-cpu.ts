@@ -119,3 +119,30 @@ export class CpuMeter {
     return total;
   }
 }
+
+/**
+ * stime alone of one process in seconds (its time in the kernel: for a Postgres backend its
+ * socket reads and writes, WAL writes and fsyncs), from /proc/<pid>/stat; 0 if it is gone.
+ */
+export function systemCpuSeconds(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 0;
+  }
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12]) / TICKS_PER_SECOND;
+}
+
+/**
+ * Nanoseconds one process has run on a CPU so far (the first field of /proc/<pid>/schedstat: the
+ * scheduler's own sum, not rounded to clock ticks); undefined if it is gone or not shown.
+ */
+export function processRunNs(pid: number): number | undefined {
+  try {
+    const n = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+    return Number.isFinite(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}

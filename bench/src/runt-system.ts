@@ -6,7 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { redeemPairingCode } from '@runt/pairing';
 import { ControlPlaneClient, MAX_RUNS_PER_BATCH } from '@runt/protocol';
 import type { CpCounts, CpHostConfig, CpHostRequest } from './cp-host.js';
-import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
+import {
+  createBenchDatabase,
+  ServerWindow,
+  type BenchDatabase,
+  type ServerPhase,
+} from './postgres-server.js';
 import {
   CpuMeter,
   mainThreadCpuSeconds,
@@ -14,7 +19,9 @@ import {
   processStartTime,
   processTree,
   processWrites,
+  systemCpuSeconds,
 } from './proc-cpu.js';
+import { countersByLabel, labelDelta, stragglers, type RunTiming } from './run-counts.js';
 import { FINISHED_SINCE_SQL, PHASE_MARK_SQL, TERMINAL_SQL as TERMINAL } from './phase-runs.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 
@@ -61,8 +68,19 @@ export interface RuntMeasurement {
      */
     agentsMainThread: number;
     database: number;
+    /** Of `database`, its backends' time in the kernel (stime: sockets, WAL writes and fsyncs). */
+    databaseSystem: number;
     total: number;
   };
+  /**
+   * Whole counts over the phase (its per-run figures have two decimals: one re-queue in 10,000
+   * runs reads 0.00): re-queues by reason (`runt_cp_run_requeues_total`) and offers.
+   */
+  counts: { requeues: Record<string, number> | undefined; offers: number | undefined };
+  /** When its last run finished > 1 s after its p99 finish: the last few runs, and the phase's start (ms, database clock). */
+  stragglers?: { startMs: number } & NonNullable<ReturnType<typeof stragglers>>;
+  /** On Postgres: the shared server's part of the phase (CHECKPOINT before it, WAL, checkpoints in it). */
+  server?: ServerPhase;
   perRun: {
     /** Every HTTP request but the bench's /metrics scrapes, submits included. */
     http: number;
@@ -115,6 +133,7 @@ interface Scrape {
   offers: number | undefined;
   offerMessages: number | undefined;
   requeues: number | undefined;
+  requeuesByReason: Record<string, number> | undefined;
 }
 
 const f2 = (x: number) => x.toFixed(2);
@@ -146,6 +165,8 @@ export class RuntSystem {
   >();
   private readonly agentProcs: ChildProcess[] = [];
   private readonly agentStderr: string[] = [];
+  /** The open phase's server window (postgres-server.ts), closed by `end` (or by `close` after a failure). */
+  private window: ServerWindow | undefined;
 
   private constructor(
     private readonly o: RuntSystemOptions,
@@ -321,22 +342,28 @@ export class RuntSystem {
       offers: sum('runt_cp_run_offers_total'),
       offerMessages: sum('runt_cp_offer_messages_total'),
       requeues: sum('runt_cp_run_requeues_total'),
+      requeuesByReason: countersByLabel(text, 'runt_cp_run_requeues_total', 'reason'),
     };
   }
 
   /** Counters and CPU meters for one phase. */
   private async begin() {
+    // The server's state evened out before the meters start (CHECKPOINT, postgres-server.ts).
+    this.window = this.db ? await ServerWindow.open() : undefined;
     const cpu = {
       cp: new CpuMeter(),
       agents: new CpuMeter(),
       agentsMain: new CpuMeter(mainThreadCpuSeconds),
       db: new CpuMeter(),
+      dbSystem: new CpuMeter(systemCpuSeconds),
     };
     cpu.cp.start([this.cp.pid!]);
     const agents = this.agentPids();
     cpu.agents.start(agents);
     cpu.agentsMain.start(agents);
-    cpu.db.start(this.db ? await this.db.backendPids() : []);
+    const dbPids = this.db ? await this.db.backendPids() : [];
+    cpu.db.start(dbPids);
+    cpu.dbSystem.start(dbPids);
     const counts = (await this.ask({ type: 'counts' })).counts!;
     const metrics = await this.scrape();
     const [t] = await this.sql<{ t: string }>(`select now()::text as t`);
@@ -383,7 +410,13 @@ export class RuntSystem {
     const agents = this.agentPids();
     b.cpu.agents.sample(agents);
     b.cpu.agentsMain.sample(agents);
-    if (this.db) b.cpu.db.sample(await this.db.backendPids());
+    if (this.db) {
+      const pids = await this.db.backendPids();
+      b.cpu.db.sample(pids);
+      b.cpu.dbSystem.sample(pids);
+    }
+    const server = await this.window?.close();
+    this.window = undefined;
     // Before the profile is written out (its file's writes are not the phase's).
     const cpWrites = processWrites(this.cp.pid!) - b.cpWrites;
     if (this.o.cpuProfDir) {
@@ -393,13 +426,27 @@ export class RuntSystem {
     }
     const counts = (await this.ask({ type: 'counts' })).counts!;
     const metrics = await this.scrape();
-    const delta = (k: keyof Scrape) => {
+    const delta = (k: Exclude<keyof Scrape, 'requeuesByReason'>) => {
       const a = metrics[k];
       const z = b.metrics[k];
       return a === undefined || z === undefined ? undefined : a - z;
     };
-    const rows = await this.sql<{ status: string; acc: number | null; c: number; f: number | null }>(
-      `select status, extract(epoch from (accepted_at - created_at)) * 1000 as acc, extract(epoch from created_at) * 1000 as c, extract(epoch from finished_at) * 1000 as f
+    const rows = await this.sql<{
+      id: string;
+      status: string;
+      acc: number | null;
+      c: number;
+      o: number | null;
+      a: number | null;
+      s: number | null;
+      f: number | null;
+      attempt: number;
+      ws: string | null;
+    }>(
+      `select id, status, extract(epoch from (accepted_at - created_at)) * 1000 as acc, extract(epoch from created_at) * 1000 as c,
+              extract(epoch from offered_at) * 1000 as o, extract(epoch from accepted_at) * 1000 as a,
+              extract(epoch from started_at) * 1000 as s, extract(epoch from finished_at) * 1000 as f,
+              attempt, workstation_id as ws
          from runs where created_at >= $1::timestamptz`,
       [b.dbStart],
     );
@@ -408,6 +455,20 @@ export class RuntSystem {
     const done = rows.filter((r) => r.f !== null && Number(r.f) >= start).map((r) => Number(r.f));
     const seconds = done.length > 0 ? (Math.max(...done) - start) / 1000 : Number.NaN;
     const accepted = rows.filter((r) => r.acc !== null).map((r) => Number(r.acc));
+    const num = (x: number | null) => (x === null ? null : Number(x));
+    const timings: RunTiming[] = rows
+      .filter((r) => r.f !== null && Number(r.f) >= start)
+      .map((r) => ({
+        id: r.id,
+        createdMs: Number(r.c),
+        offeredMs: num(r.o),
+        acceptedMs: num(r.a),
+        startedMs: num(r.s),
+        finishedMs: Number(r.f),
+        attempt: r.attempt,
+        workstation: r.ws,
+      }));
+    const late = stragglers(timings);
     const per = (x: number) => x / done.length;
     const perMaybe = (x: number | undefined) => (x === undefined ? undefined : per(x));
     const cpuMs = (m: CpuMeter) => (m.seconds() * 1000) / done.length;
@@ -426,6 +487,7 @@ export class RuntSystem {
         agents: cpuMs(b.cpu.agents),
         agentsMainThread: cpuMs(b.cpu.agentsMain),
         database: cpuMs(b.cpu.db),
+        databaseSystem: cpuMs(b.cpu.dbSystem),
         total: cpuMs(b.cpu.cp) + cpuMs(b.cpu.agents) + cpuMs(b.cpu.db),
       },
       perRun: {
@@ -446,6 +508,12 @@ export class RuntSystem {
         .sort((x, y) => y[1] - x[1])
         .slice(0, 6)
         .map(([k, n]) => `${f2(per(n))}× ${k}`),
+      counts: {
+        requeues: labelDelta(metrics.requeuesByReason, b.metrics.requeuesByReason),
+        offers: delta('offers'),
+      },
+      ...(late ? { stragglers: { startMs: start, ...late } } : {}),
+      ...(server ? { server } : {}),
       acceptedP50: percentile(accepted, 50),
       acceptedP99: percentile(accepted, 99),
       load: b.load,
@@ -644,6 +712,7 @@ export class RuntSystem {
       await exited;
       clearTimeout(t);
     }
+    await this.window?.abandon();
     await this.db?.drop();
     rmSync(this.root, { recursive: true, force: true });
   }
