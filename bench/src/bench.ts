@@ -45,7 +45,7 @@ import { cpuProfDir, cpuProfileTop } from './cpu-profile-top.js';
 import { describeLinks, linksToMeasure, measureLinks, type LinksMeasurement } from './links.js';
 import { measurePeer, type PeerMeasurement } from './measure-peer.js';
 import type { PeerTask } from './peer-host.js';
-import { closeServerWindows, describeServerPhase, serverState } from './postgres-server.js';
+import { describeServerPhase, serverState } from './postgres-server.js';
 import { describeCounts, describeStragglers } from './run-counts.js';
 import { RuntSystem, type RuntMeasurement } from './runt-system.js';
 import { loadAverage, percentile } from './stats.js';
@@ -383,7 +383,6 @@ console.log(
 );
 for (const r of rows) console.log(r);
 console.log(`load average at the end: ${loadAverage()}`);
-await closeServerWindows();
 if (CPU_PROF) {
   for (const file of readdirSync(CPU_PROF).filter((x) => x.endsWith('.cpuprofile'))) {
     console.log(`\n${file} — top self time:\n| self % | function | where |\n|---|---|---|`);

@@ -4,7 +4,6 @@ export type { PacedResult, Peer } from './peer.js';
 export { openPeer, type PeerTask } from './peer-host.js';
 export { pgBossPeer } from './pgboss-peer.js';
 export {
-  closeServerWindows,
   createBenchDatabase,
   describeServerPhase,
   BENCH_POSTGRES_URL,

@@ -221,32 +221,33 @@ interface Mark {
   buffers_backend: number;
 }
 
-/** A database of the bench's own with pg_walinspect, made on first use and dropped by {@link closeServerWindows}. */
-let walDb: Promise<{ db: BenchDatabase; client: pg.Client | undefined }> | undefined;
-function walInspect() {
-  walDb ??= (async () => {
-    const db = await createBenchDatabase('wal');
-    const client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-    try {
-      await client.query('create extension if not exists pg_walinspect');
-      return { db, client };
-    } catch {
-      await client.end();
-      return { db, client: undefined }; // not installed: the phases' WAL records go unread
-    }
-  })();
-  return walDb;
+interface WalDb {
+  db: BenchDatabase;
+  /** Connected to `db`, with pg_walinspect; undefined when the extension is not installed. */
+  client: pg.Client | undefined;
 }
 
-/** Drops what {@link ServerWindow} made (once the bench's last phase is over). */
-export async function closeServerWindows(): Promise<void> {
-  const w = walDb;
-  walDb = undefined;
-  if (!w) return;
-  const { db, client } = await w;
-  await client?.end().catch(() => {});
-  await db.drop();
+/**
+ * A database of the window's own with pg_walinspect (the extension is per database), dropped when
+ * the window closes: nothing left behind by any caller, and its drop's checkpoint falls after the
+ * phase, as each peer's own drop does.
+ */
+async function walDb(): Promise<WalDb> {
+  const db = await createBenchDatabase('wal');
+  const client = new pg.Client({ connectionString: db.url });
+  try {
+    await client.connect();
+    await client.query('create extension if not exists pg_walinspect');
+    return { db, client };
+  } catch {
+    await client.end().catch(() => {});
+    return { db, client: undefined }; // not installed: the phases' WAL records go unread
+  }
+}
+
+async function releaseWalDb(w: WalDb): Promise<void> {
+  await w.client?.end().catch(() => {});
+  await w.db.drop();
 }
 
 /**
@@ -272,15 +273,16 @@ export class ServerWindow {
     private readonly disk0: DiskCounters | undefined,
     private readonly t0: number,
     private readonly ticks0: ReturnType<typeof machineTicks>,
+    private readonly wal: WalDb,
   ) {}
 
   private ended = false;
 
   static async open(settle: ServerPhase['settle'] = SETTLE): Promise<ServerWindow> {
-    await walInspect();
+    const wal = await walDb();
     const c = new pg.Client({ connectionString: BENCH_POSTGRES_URL });
-    await c.connect();
     try {
+      await c.connect();
       const [r] = (
         await c.query<{ pid: number; v: string; dir: string | null }>(
           `select pg_backend_pid() as pid, current_setting('server_version_num') as v,
@@ -313,9 +315,11 @@ export class ServerWindow {
         disk0,
         performance.now(),
         machineTicks(),
+        wal,
       );
     } catch (e) {
-      await c.end();
+      await c.end().catch(() => {});
+      await releaseWalDb(wal);
       throw e;
     }
   }
@@ -335,7 +339,7 @@ export class ServerWindow {
         )
       ).rows;
       let records: { records: number; fpi_bytes: number } | undefined;
-      const inspect = (await walInspect()).client;
+      const inspect = this.wal.client;
       if (inspect)
         try {
           records = (
@@ -382,6 +386,7 @@ export class ServerWindow {
     } finally {
       this.ended = true;
       await this.c.end();
+      await releaseWalDb(this.wal);
     }
   }
 
@@ -390,6 +395,7 @@ export class ServerWindow {
     if (this.ended) return;
     this.ended = true;
     await this.c.end().catch(() => {});
+    await releaseWalDb(this.wal).catch(() => {});
   }
 }
 

@@ -1,15 +1,12 @@
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  closeServerWindows,
   createBenchDatabase,
   describeServerPhase,
   measurePeer,
   RuntSystem,
   ServerWindow,
 } from '../src/index.js';
-
-afterAll(() => closeServerWindows());
 
 // The bench's fairness on the shared Postgres server (docs/benchmarks.md, decisions): every
 // measured phase of every system starts on a CHECKPOINT, and prints what the server did in it.
@@ -24,9 +21,18 @@ describe('the server window of a Postgres phase', () => {
       const pages = Number(
         (await c.query<{ n: string }>(`select pg_relation_size('t') / 8192 as n`)).rows[0]!.n,
       );
+      const walDbs = async () =>
+        (
+          await c.query<{ datname: string }>(
+            `select datname from pg_database where datname like 'runt\\_bench\\_wal\\_%'`,
+          )
+        ).rows.map((r) => r.datname);
+      const before = await walDbs();
       const w = await ServerWindow.open('checkpoint');
       await c.query(`update t set n = 1`);
       const s = await w.close();
+      // Its pg_walinspect database is its own and gone with it: nothing left on the shared server.
+      expect((await walDbs()).filter((d) => !before.includes(d))).toEqual([]);
       expect(s.settle).toBe('checkpoint');
       expect(s.checkpointMs).toBeGreaterThanOrEqual(0);
       expect(s.walBytes).toBeGreaterThan(0);
