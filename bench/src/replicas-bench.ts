@@ -8,6 +8,8 @@
 //   BENCH_REPLICA_AGENTS=12        real agents (`runt-agent --runtime fake`, given all three URLs) for the kill
 //   BENCH_REPLICA_PARTS=latency,throughput,kill
 //   BENCH_REPLICA_CP_BIN=path      another build's dist/bin.js (a before/after comparison, back to back)
+//   BENCH_REPLICA_WARMUP=20        latency part: untimed submits first (each path); the replicas' JIT keeps
+//                                  compiling for ~25 s of this load (3,000 warms them: docs/benchmarks.md)
 //   BENCH_REPLICA_GAP_MS=0         latency part: a pause after each sample's finish before the next submit
 //   BENCH_REPLICA_BACKLOG=0        latency part: runs queued first, of a runtime no workstation offers
 //                                  (they stay queued: what a submit's placement passes over)
@@ -35,6 +37,11 @@ import { processCpuSeconds } from './proc-cpu.js';
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
 const GAP_MS = Number(env('BENCH_REPLICA_GAP_MS', '0'));
+const WARMUP = Number(env('BENCH_REPLICA_WARMUP', '20'));
+if (!/^\d+$/.test(String(process.env.BENCH_REPLICA_WARMUP ?? '20'))) {
+  console.error('BENCH_REPLICA_WARMUP: a whole number of submits');
+  process.exit(1);
+}
 const BACKLOG = Number(env('BENCH_REPLICA_BACKLOG', '0'));
 // The bench's HTTP calls go over the client's keep-alive `node:http` transport (as runt-agent's
 // and bench.ts's submits do): `fetch` costs the caller ~0.38 ms of CPU per call against ~0.10,
@@ -206,7 +213,7 @@ async function offerLatency(
   /** Per run, offer received minus submit answered (negative: the offer came first), p50. */
   afterAnswer: number;
   load: number;
-  /** CPU ms per sample (the warm-up's included) of A's and B's processes, the database's server processes, the bench. */
+  /** CPU ms per sample (the warm-up's excluded) of A's and B's processes, the database's server processes, the bench. */
   cpu: { a: number; b: number; db: number; bench: number };
 }> {
   const runtime = `lat${Math.random().toString(36).slice(2, 8)}`;
@@ -224,17 +231,19 @@ async function offerLatency(
   const stamps = new Map<string, { sent: number; answer: number; offer: number }>();
   // When the submit's answer arrived: what of each sample is the submit itself (HTTP, insert, commit).
   const answers: number[] = [];
-  const cpu = await cpuNow(db, on, held);
+  let cpu = await cpuNow(db, on, held);
   try {
-    for (let i = 0; i < runs + 20; i++) {
+    for (let i = 0; i < runs + WARMUP; i++) {
+      if (i === WARMUP) cpu = await cpuNow(db, on, held);
       const t0 = nowMs();
       const { run } = await on.admin.submitRun({ runtime, command: ['x'] });
       const answered = nowMs() - t0;
       const at = early.get(run.id) ?? (await new Promise<number>((resolve) => waiting.set(run.id, resolve)));
       waiting.delete(run.id);
       early.delete(run.id);
-      if (i >= 20) {
-        // the first 20 warm the connections and the JIT
+      if (i >= WARMUP) {
+        // the first WARMUP warm the connections and the JIT (20 by default: the JIT is still
+        // compiling after them, see BENCH_REPLICA_WARMUP)
         samples.push(at - t0);
         answers.push(answered);
         if (TRACE_DIR) stamps.set(run.id, { sent: t0, answer: t0 + answered, offer: at });
@@ -246,7 +255,7 @@ async function offerLatency(
     ws.close();
   }
   const cpuEnd = await cpuNow(db, on, held);
-  const perSample = (k: 'a' | 'b' | 'bench') => ((cpuEnd[k] - cpu[k]) * 1000) / (runs + 20);
+  const perSample = (k: 'a' | 'b' | 'bench') => ((cpuEnd[k] - cpu[k]) * 1000) / runs;
   let dbCpu = 0;
   for (const [pid, s] of cpuEnd.db) dbCpu += s - (cpu.db.get(pid) ?? 0);
   if (TRACE_DIR) {
@@ -271,7 +280,7 @@ async function offerLatency(
     cpu: {
       a: perSample('a'),
       b: on === held ? 0 : perSample('b'),
-      db: (dbCpu * 1000) / (runs + 20),
+      db: (dbCpu * 1000) / runs,
       bench: perSample('bench'),
     },
   };

@@ -302,6 +302,55 @@ describe.each(TEST_BACKENDS)('a control plane restarted after an outage, on %s',
 });
 
 describe.each(TEST_BACKENDS)("the sweep's outage clock, on %s", (backend) => {
+  it('sweeps in one round trip while nothing ran out, and the next sweep still clears a lease that did (issue 10)', async () => {
+    const t = await migratedDatabase(backend);
+    try {
+      let roundTrips = 0;
+      const db = countStatements(t.db, (c) => (roundTrips += c.roundTrips));
+      const sweeper = new Sweeper({
+        db,
+        logger: pino({ level: 'silent' }),
+        leases: createSqlLeaseStore(db),
+        signals: noRelaySignals(),
+        intervalMs: 1000,
+        offerTimeoutMs: 30_000,
+      });
+      await sweeper.sweep(); // the clock's first stamp
+      // A live lease: nothing due.
+      await t.db.query(
+        `insert into leases (resource, holder, fencing_token, expires_at, acquired_at)
+           values ('run_live', 'r', 1, clock_timestamp() + interval '30 seconds', clock_timestamp())`,
+      );
+      roundTrips = 0;
+      const idle = await sweeper.sweep();
+      expect(roundTrips).toBe(1);
+      expect(idle).toEqual({
+        lost: [],
+        offersRequeued: [],
+        outageCreditedMs: 0,
+        unplaceable: [],
+        timedOut: [],
+      });
+      // A lease runs out (its run is gone: cleared, nothing to lose): the next sweep clears it.
+      await t.db.query(
+        `insert into leases (resource, holder, fencing_token, expires_at, acquired_at)
+           values ('run_gone', 'r', 1, clock_timestamp() - interval '1 second', clock_timestamp() - interval '1 minute')`,
+      );
+      roundTrips = 0;
+      await sweeper.sweep();
+      expect(roundTrips).toBeGreaterThan(1);
+      const held = await t.db.query<{ resource: string; holder: string | null }>(
+        `select resource, holder from leases order by resource`,
+      );
+      expect(held.rows).toEqual([
+        { resource: 'run_gone', holder: null },
+        { resource: 'run_live', holder: 'r' },
+      ]);
+    } finally {
+      await t.dispose();
+    }
+  });
+
   it('reads, credits and stamps the clock in one round trip, the credit as before', async () => {
     const t = await migratedDatabase(backend);
     try {
@@ -343,6 +392,53 @@ describe.each(TEST_BACKENDS)("the sweep's outage clock, on %s", (backend) => {
         0,
         credited,
       ]);
+    } finally {
+      await t.dispose();
+    }
+  });
+
+  it("the idle sweep's probe scans no run table on 20,000 runs never analyzed, custom and generic plans", async () => {
+    const t = await migratedDatabase(backend);
+    try {
+      await t.db.query(
+        `insert into runs (id, status, runtime, workstation_id, finished_at)
+           select 'old_' || g, 'completed', 'sh', 'ws_1', now() from generate_series(1, 20000) g`,
+      );
+      await t.db.query(
+        `insert into runs (id, status, runtime, workstation_id, offered_at, accepted_at, started_at)
+           select 'run_' || g, 'running', 'sh', 'ws_1', now(), now(), now() from generate_series(1, 5) g`,
+      );
+      let sent: { text: string; params: unknown[] } | undefined;
+      const recording: Queryable = {
+        backend: t.db.backend,
+        query: (text, params) => {
+          sent ??= { text, params: params ?? [] }; // the probe is the sweep's first statement
+          return t.db.query(text, params);
+        },
+        transaction: t.db.transaction.bind(t.db),
+      } as Queryable;
+      const sweeper = new Sweeper({
+        db: recording as never,
+        logger: pino({ level: 'silent' }),
+        leases: createSqlLeaseStore(t.db),
+        signals: noRelaySignals(),
+        intervalMs: 1000,
+        offerTimeoutMs: 30_000,
+      });
+      expect((await sweeper.sweep()).timedOut).toEqual([]);
+      expect(sent!.text).toContain('exists (select 1 from runs');
+      const plans = await t.db.transaction(async (tx) => {
+        const analyze = 'explain (analyze, costs off, timing off, summary off)';
+        const custom = await tx.query<{ 'QUERY PLAN': string }>(`${analyze} ${sent!.text}`, sent!.params);
+        await tx.query(`set local plan_cache_mode = force_generic_plan`);
+        await tx.query(`prepare sweep_probe as ${sent!.text}`);
+        const generic = await tx.query<{ 'QUERY PLAN': string }>(
+          `${analyze} execute sweep_probe(${sent!.params.map((p) => Number(p)).join(', ')})`,
+        );
+        await tx.query('deallocate sweep_probe');
+        return [custom, generic].map((r) => r.rows.map((x) => x['QUERY PLAN']).join('\n'));
+      });
+      for (const plan of plans) expect(plan).not.toMatch(/Seq Scan on runs/);
     } finally {
       await t.dispose();
     }

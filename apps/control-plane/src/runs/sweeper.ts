@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { LeaseStore } from '@runt/leases';
 import type { Database } from '@runt/sql';
 import type { RunSignals } from './run-signals.js';
-import { creditOutage } from './outage-clock.js';
+import { leaseSql } from '@runt/leases';
+import { creditOutage, creditOutageAndProbe } from './outage-clock.js';
 import { readRunState } from './run-state.js';
 import { fromStatuses } from './state-machine.js';
 import { traceMark, tracing } from '../trace.js';
@@ -11,6 +12,9 @@ import {
   LEASE_WITHOUT_RUN,
   lockExpiredRuns,
   loseRunner,
+  OVERDUE_WHERE,
+  QUEUE_EXPIRED_WHERE,
+  STALE_OFFER_WHERE,
   timeOutOverdue,
   withdrawStaleOffers,
   type LostOutcome,
@@ -103,27 +107,54 @@ export class Sweeper {
    * await sweeper.creditOutage(); // then listen
    */
   async creditOutage(): Promise<number> {
-    const outageAfterMs = this.o.outageAfterMs ?? Math.max(10_000, 10 * this.o.intervalMs);
-    const credited = await creditOutage(this.o.db, outageAfterMs);
-    if (credited > 0)
+    return this.credited(await creditOutage(this.o.db, this.outageAfterMs()));
+  }
+
+  private outageAfterMs(): number {
+    return this.o.outageAfterMs ?? Math.max(10_000, 10 * this.o.intervalMs);
+  }
+
+  private credited(ms: number): number {
+    if (ms > 0)
       this.o.logger.warn(
-        { outage_ms: credited },
+        { outage_ms: ms },
         'no sweep for a while (outage?): the time was credited to live leases',
       );
-    return credited;
+    return ms;
   }
 
   /**
    * One sweep: an outage credited to live leases first (leases outlive a control-plane outage),
-   * then expired leases, then stale offers.
+   * then expired leases, stale offers, queued runs past their queue timeout and runs past their
+   * timeout — each step only when the sweep's first statement found it a row.
    *
    * @example
    * const { lost, offersRequeued } = await sweeper.sweep();
    */
   async sweep(): Promise<SweepResult> {
     const lost: SweepResult['lost'] = [];
-    const outageCreditedMs = await this.creditOutage();
-    for (;;) {
+    // The clock, and whether each step below has a row to take, in one statement: an idle sweep
+    // (nothing expired, the usual case) is this one round trip, where the steps' own statements
+    // and transactions took ~11 — every second on every replica, each a wake-up of a Postgres
+    // server process beside the offer path (issue 10, docs/benchmarks.md "The cross-replica
+    // tail's anatomy"). Each step runs when its condition held in the probe: what the probe
+    // misses (a lease running out just after it) the next sweep takes, as a row that ran out
+    // just after a step's own statement always was.
+    const graceS = this.o.timeoutGraceS ?? 60;
+    const probe = await creditOutageAndProbe(
+      this.o.db,
+      this.outageAfterMs(),
+      {
+        leases: leaseSql.anyExpired(),
+        offers: `exists (select 1 from runs where ${STALE_OFFER_WHERE('$2')})`,
+        queued: `exists (select 1 from runs where ${QUEUE_EXPIRED_WHERE})`,
+        overdue: `exists (select 1 from runs where ${OVERDUE_WHERE('$3')})`,
+      },
+      [this.o.offerTimeoutMs, graceS],
+    );
+    const outageCreditedMs = this.credited(probe.credited);
+    const due = probe.due;
+    for (; due.leases;) {
       const batch = await this.o.db.transaction(async (tx) => {
         // The runs first (in id order, none another transaction holds), then their leases:
         // the lock order of every multi-row writer (docs/runs.md "Lock order").
@@ -150,13 +181,13 @@ export class Sweeper {
       this.o.logger.info({ run_id: l.runId, outcome: l.outcome }, 'runner lost');
       this.o.signals.eventsAppended(l.runId);
     }
-    const stale = await withdrawStaleOffers(this.o.db, this.o.offerTimeoutMs);
+    const stale = due.offers ? await withdrawStaleOffers(this.o.db, this.o.offerTimeoutMs) : [];
     for (const s of stale)
       this.o.logger.info(
         { run_id: s.id, workstation_id: s.workstation_id },
         'offer not claimed in time; re-queued',
       );
-    const unplaceable = await expireQueued(this.o.db);
+    const unplaceable = due.queued ? await expireQueued(this.o.db) : [];
     for (const id of unplaceable) {
       this.o.logger.info({ run_id: id }, 'not placed within its queue timeout; blocked');
       this.o.signals.eventsAppended(id);
@@ -166,17 +197,19 @@ export class Sweeper {
     // and schedulers of the others); `sendCancels` sends the ones for links held here and kicks
     // this replica's scheduler.
     let sendCancels = () => {};
-    const timedOut = await timeOutOverdue(this.o.db, this.o.timeoutGraceS ?? 60, 100, async (tx, ended) => {
-      sendCancels = await this.o.signals.publish(
-        tx,
-        ended.flatMap((t) =>
-          t.workstation_id
-            ? [{ workstationId: t.workstation_id, message: { type: 'cancel' as const, run_id: t.id } }]
-            : [],
-        ),
-        { capacityFreed: true },
-      );
-    });
+    const timedOut = !due.overdue
+      ? []
+      : await timeOutOverdue(this.o.db, graceS, 100, async (tx, ended) => {
+          sendCancels = await this.o.signals.publish(
+            tx,
+            ended.flatMap((t) =>
+              t.workstation_id
+                ? [{ workstationId: t.workstation_id, message: { type: 'cancel' as const, run_id: t.id } }]
+                : [],
+            ),
+            { capacityFreed: true },
+          );
+        });
     sendCancels();
     for (const t of timedOut) {
       this.o.logger.warn(

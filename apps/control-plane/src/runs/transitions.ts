@@ -879,6 +879,23 @@ export async function withdrawAllFrom(q: Queryable, workstationId: string): Prom
 }
 
 /**
+ * The runs each step of a sweep takes, as conditions on `runs` (unqualified columns; `now()` is
+ * the statement's or transaction's start): kept here once, for the steps' own statements and for
+ * the sweep's probe (`sweepProbe` in sweeper.ts), which asks in one statement whether any step
+ * has a row to take before running it. `timeoutMs`, `graceS`: SQL expressions (placeholders).
+ */
+export const STALE_OFFER_WHERE = (timeoutMs: string) =>
+  `status in (${statusesSql('withdraw')}) and offered_at < now() - ${timeoutMs}::float8 * interval '1 millisecond'`;
+/** @see STALE_OFFER_WHERE — the queued runs past their `queue_timeout_s` (`expireQueued`). */
+export const QUEUE_EXPIRED_WHERE = `status in (${statusesSql('expireQueued')}) and queue_timeout_s is not null
+          and coalesce(not_before, created_at) + make_interval(secs => queue_timeout_s) < now()`;
+/** @see STALE_OFFER_WHERE — the active runs past `timeout_s` + `graceS` (`timeOutOverdue`). */
+export const OVERDUE_WHERE = (
+  graceS: string,
+) => `status in (${statusesSql('timeOut')}) and timeout_s is not null
+          and coalesce(started_at, accepted_at) + make_interval(secs => timeout_s + ${graceS}) < now()`;
+
+/**
  * withdraw, by time: offers nobody claimed within `timeoutMs` go back to the queue (no
  * attempt is used up). Returns the runs and the workstations they had been offered to.
  *
@@ -891,7 +908,7 @@ export async function withdrawStaleOffers(
 ): Promise<Array<{ id: string; workstation_id: string | null }>> {
   const r = await q.query<{ id: string; workstation_id: string | null }>(
     `with stale as (
-       select id, workstation_id from runs where status in (${statusesSql('withdraw')}) and offered_at < now() - $1::float8 * interval '1 millisecond'
+       select id, workstation_id from runs where ${STALE_OFFER_WHERE('$1')}
        order by offered_at limit 500 for update skip locked
      )
      update runs r set status = 'queued', workstation_id = null, offered_at = null from stale
@@ -1576,8 +1593,7 @@ export interface CancelOutcome {
 export async function expireQueued(db: Database, limit = 100): Promise<string[]> {
   return db.transaction(async (tx) => {
     const r = await tx.query<{ id: string; queue_timeout_s: number }>(
-      `select id, queue_timeout_s from runs where status in (${statusesSql('expireQueued')}) and queue_timeout_s is not null
-          and coalesce(not_before, created_at) + make_interval(secs => queue_timeout_s) < now()
+      `select id, queue_timeout_s from runs where ${QUEUE_EXPIRED_WHERE}
         order by position limit $1 for update skip locked`,
       [limit],
     );
@@ -1611,8 +1627,7 @@ export async function timeOutOverdue(
   return db.transaction(async (tx) => {
     const r = await tx.query<{ id: string; workstation_id: string | null; timeout_s: number }>(
       `select id, workstation_id, timeout_s from runs
-        where status in (${statusesSql('timeOut')}) and timeout_s is not null
-          and coalesce(started_at, accepted_at) + make_interval(secs => timeout_s + $1) < now()
+        where ${OVERDUE_WHERE('$1')}
         order by position limit $2 for update skip locked`,
       [graceS, limit],
     );
