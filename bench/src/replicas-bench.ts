@@ -8,8 +8,9 @@
 //   BENCH_REPLICA_AGENTS=12        real agents (`runt-agent --runtime fake`, given all three URLs) for the kill
 //   BENCH_REPLICA_PARTS=latency,throughput,kill
 //   BENCH_REPLICA_CP_BIN=path      another build's dist/bin.js (a before/after comparison, back to back)
-//   BENCH_REPLICA_WARMUP=20        latency part: untimed submits first (each path); the replicas' JIT keeps
-//                                  compiling for ~25 s of this load (3,000 warms them: docs/benchmarks.md)
+//   BENCH_REPLICA_WARMUP=3000      latency part: untimed submits first (each path): the replicas' JIT keeps
+//                                  compiling for ~25 s of this load, so the figure is steady state, as a
+//                                  long-lived replica serves (20 before 2026-12-02 18:00: docs/benchmarks.md)
 //   BENCH_REPLICA_GAP_MS=0         latency part: a pause after each sample's finish before the next submit
 //   BENCH_REPLICA_BACKLOG=0        latency part: runs queued first, of a runtime no workstation offers
 //                                  (they stay queued: what a submit's placement passes over)
@@ -37,8 +38,8 @@ import { processCpuSeconds } from './proc-cpu.js';
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
 const GAP_MS = Number(env('BENCH_REPLICA_GAP_MS', '0'));
-const WARMUP = Number(env('BENCH_REPLICA_WARMUP', '20'));
-if (!/^\d+$/.test(String(process.env.BENCH_REPLICA_WARMUP ?? '20'))) {
+const WARMUP = Number(env('BENCH_REPLICA_WARMUP', '3000'));
+if (!/^\d+$/.test(String(process.env.BENCH_REPLICA_WARMUP ?? '3000'))) {
   console.error('BENCH_REPLICA_WARMUP: a whole number of submits');
   process.exit(1);
 }
@@ -242,8 +243,7 @@ async function offerLatency(
       waiting.delete(run.id);
       early.delete(run.id);
       if (i >= WARMUP) {
-        // the first WARMUP warm the connections and the JIT (20 by default: the JIT is still
-        // compiling after them, see BENCH_REPLICA_WARMUP)
+        // the first WARMUP warm the connections and the JIT (see BENCH_REPLICA_WARMUP)
         samples.push(at - t0);
         answers.push(answered);
         if (TRACE_DIR) stamps.set(run.id, { sent: t0, answer: t0 + answered, offer: at });
