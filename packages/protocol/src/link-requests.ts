@@ -54,6 +54,9 @@ export const STATUS_STARTED_FORM = 'status+started';
  * request in it still stands for its own endpoint (`LINK_OPS`), and one whose frame is lost with
  * the link goes to that endpoint over HTTP as a lone request would. The request budget of a link
  * is charged per request in it, not per message. An agent sends one only where this is listed.
+ * The control plane serves a frame's requests concurrently, in no set order (only the replies
+ * keep the frame's order), so a frame holds only requests that do not depend on each other: at
+ * most one per run, never an events flush beside that run's status report.
  */
 export const LINK_REQUESTS_FORM = 'requests';
 
