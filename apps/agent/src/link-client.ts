@@ -18,6 +18,7 @@ import {
 } from '@runt/protocol';
 import { AgentError } from './agent-error.js';
 import type { Reachability } from './reachability.js';
+import { traceMark, tracing } from './trace.js';
 
 export interface LinkClientOptions {
   /** Control plane base URL (http or https), read before every attempt; the link is `ws(s)://…/api/agent/link`. */
@@ -437,6 +438,11 @@ export class LinkClient {
           );
         if (parsed.data.type === 'reply') return this.#pending.get(parsed.data.id)?.resolve(parsed.data);
         if (parsed.data.type === 'registered' && this.#ws === ws) this.#ops = new Set(parsed.data.ops ?? []);
+        if (tracing && parsed.data.type === 'offer-claimed')
+          traceMark(
+            'agent.offer',
+            parsed.data.runs.map((c) => c.run.id),
+          );
         this.opts.onMessage(parsed.data);
       });
       ws.on('error', (e) => {

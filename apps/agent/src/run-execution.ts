@@ -19,6 +19,7 @@ import { cancelled, exitOutcome, timedOut, type Outcome } from './run-outcome.js
 import { followRunOutput } from './run-output.js';
 import { needsWorkdir, prepareRun, type PrepareResult } from './run-prepare.js';
 import { RunReporter } from './run-reporter.js';
+import { traceMark, tracing } from './trace.js';
 import type { RunState, RunStateStore } from './run-state-store.js';
 
 export interface RunExecutionDeps {
@@ -437,7 +438,9 @@ export class RunExecution {
         // Durable before the workload starts, or it does not start: a restarted agent releases
         // (re-queues) a held run with no saved instance id as never started, so a start the
         // journal does not know of could run twice. A failed save fails the start (issue 8).
+        if (tracing) traceMark('agent.save', this.runId);
         await this.deps.store.save(this.#state);
+        if (tracing) traceMark('agent.journaled', this.runId);
         this.#work.signal.throwIfAborted();
       },
     });
@@ -449,6 +452,7 @@ export class RunExecution {
       if ('dropped' in prepared) return;
       if ('outcome' in prepared) return await this.#finish(prepared.outcome);
       this.phase = 'running';
+      if (tracing) traceMark('agent.started', this.runId);
       this.#armTimeout();
       this.#events.append('backend_status', {
         state: 'started',
@@ -543,6 +547,7 @@ export class RunExecution {
     let neverStarted = false;
     try {
       exit = await runtime.wait(id, { signal: this.#work.signal });
+      if (tracing) traceMark('agent.exited', this.runId);
       this.#exited = true;
     } catch (e) {
       if (this.#work.signal.aborted) return;
@@ -639,7 +644,9 @@ export class RunExecution {
     }
     // After the `running` report, which may still be retried: one report at a time, in order.
     await this.#running;
+    if (tracing) traceMark('agent.report', this.runId);
     if (!(await this.#reporter.report(report))) return;
+    if (tracing) traceMark('agent.reported', this.runId);
     this.deps.logger.info(
       {
         run_id: this.runId,

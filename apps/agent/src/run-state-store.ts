@@ -2,6 +2,7 @@ import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandl
 import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { z } from 'zod';
+import { traceMark, tracing } from './trace.js';
 
 const runStateSchema = z.object({
   run_id: z.string().min(1),
@@ -248,10 +249,12 @@ export class RunStateStore {
           const buf = Buffer.from(text, 'utf8');
           // Marked first: a write that fails half-way leaves a torn line that no append may follow.
           this.#mustRewrite = true;
+          if (tracing) traceMark('agent.jwrite', [...batch.keys()]);
           await this.#fh!.write(buf, 0, buf.length);
           // Only a batch someone waits on is synced (that sync covers the lazy records before it).
           if (this.#opts.sync && waiters.length > 0) {
             await this.#fh!.datasync();
+            if (tracing) traceMark('agent.jsynced', [...batch.keys()]);
             this.#stats.syncs++;
           }
           this.#mustRewrite = false;
