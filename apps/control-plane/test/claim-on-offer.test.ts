@@ -11,12 +11,12 @@ async function linkClaiming(
   runtime: string,
   runner: string,
 ): Promise<TestLink & { claimed: () => ClaimRunResponse[] }> {
-  const { ws, got } = await openTestLink(h, agent.token, 'claimer', [runtime], {
+  const link = await openTestLink(h, agent.token, 'claimer', [runtime], {
     runner_id: runner,
     lease_ms: 30_000,
   });
-  const claimed = () => got.flatMap((m) => (m.type === 'offer-claimed' ? m.runs : []));
-  return { ws, got, claimed };
+  const claimed = () => link.got.flatMap((m) => (m.type === 'offer-claimed' ? m.runs : []));
+  return { ...link, claimed };
 }
 
 // Issue 9, claim on offer: the scheduler's placement takes the lease for the agent's runner in

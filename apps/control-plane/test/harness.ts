@@ -134,6 +134,8 @@ export async function seedFleet(
 export interface TestLink {
   ws: WebSocket;
   got: ControlMessage[];
+  /** Every message as it came, unparsed (`got` holds them as the schema makes them). */
+  raw: string[];
 }
 
 /**
@@ -156,7 +158,11 @@ export async function openTestLink(
     headers: { authorization: `Bearer ${token}` },
   });
   const got: ControlMessage[] = [];
-  ws.on('message', (d) => got.push(controlMessageSchema.parse(JSON.parse((d as Buffer).toString('utf8')))));
+  const raw: string[] = [];
+  ws.on('message', (d) => {
+    raw.push((d as Buffer).toString('utf8'));
+    got.push(controlMessageSchema.parse(JSON.parse(raw[raw.length - 1]!)));
+  });
   await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
   ws.send(
     JSON.stringify({
@@ -179,5 +185,5 @@ export async function openTestLink(
     ws.close();
     throw e;
   }
-  return { ws, got };
+  return { ws, got, raw };
 }

@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { TEST_BACKENDS } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { INSERTED_COLUMNS } from '../src/runs/transitions.js';
 import { startHarness, type Harness } from './harness.js';
 
 /** `POST /api/runs/batch` (issue 9): up to 1,000 runs in one request and one insert. */
@@ -7,7 +9,11 @@ describe.each(TEST_BACKENDS)('batch submit on %s', (backend) => {
   let h: Harness;
   // No agent is linked: submitted runs stay queued, so the queue order can be read back.
   beforeAll(async () => {
-    h = await startHarness(backend, {}, { schedulerTickMs: 60_000 });
+    h = await startHarness(
+      backend,
+      {},
+      { schedulerTickMs: 60_000, secretKey: randomBytes(32).toString('base64') },
+    );
   });
   afterAll(async () => h?.close());
 
@@ -41,6 +47,56 @@ describe.each(TEST_BACKENDS)('batch submit on %s', (backend) => {
     expect(positions.rows.map((row) => row.id)).toEqual(out.map((o) => o.run.id));
     const one = await h.api(`/api/runs/${out[999]!.run.id}`, { token: h.adminToken });
     expect(one.json.run.command).toEqual(['echo', '999']);
+  });
+
+  // The answer is made from the items and the few columns the insert returns (issue 9): it must
+  // be, byte for byte, what a read of the run answers — every field, the jsonb objects' keys in
+  // the order jsonb keeps them (here not the order given), nested ones too.
+  it('answers each run exactly as a read of it does, every field set', async () => {
+    const full = {
+      runtime: 'fake',
+      image: 'img:1',
+      command: ['sh', '-c', 'echo "é ✓"'],
+      env: {
+        LONGER_NAME: 'a',
+        B: 'b',
+        AA: 'c',
+        TOKEN: { value: 's3cret', secret: true },
+        A: { value: 'x', secret: true },
+      },
+      workdir: '/w',
+      ready_when: { log_line: 'ready' },
+      placement: { labels: { zone: 'b', os: 'linux', a: '1' } },
+      resources: { cpus: 0.3, memory_bytes: 123_456_789_012 },
+      timeout_s: 60,
+      queue_timeout_s: 600,
+      retry: { on: ['runner-lost', 137], backoff: { max_s: 30, initial_s: 1.5 } },
+    };
+    const r = await submit([full, { runtime: 'fake', idempotency_key: 'exact-1' }, { runtime: 'fake' }]);
+    expect(r.status, JSON.stringify(r.json)).toBe(201);
+    for (const o of r.json.runs as Array<{ run: { id: string } }>) {
+      const read = await h.api(`/api/runs/${o.run.id}`, { token: h.adminToken });
+      const { attempts: _a, pending_reason: _p, ...run } = read.json.run;
+      expect(JSON.stringify(o.run)).toBe(JSON.stringify(run));
+    }
+    expect(Object.keys(r.json.runs[0].run.env)).not.toEqual(Object.keys(full.env));
+  });
+
+  it('reads back of each inserted run only the columns the answer needs, not the whole row', async () => {
+    const widths: number[] = [];
+    const query = h.cp.db.query.bind(h.cp.db);
+    h.cp.db.query = (async (text: string, params?: unknown[]) => {
+      const out = await query(text, params);
+      if (/^insert into runs \(status/.test(text.trim()))
+        widths.push(...out.rows.map((row) => Object.keys(row as object).length));
+      return out;
+    }) as typeof h.cp.db.query;
+    try {
+      expect((await submit([{ runtime: 'fake' }, { runtime: 'fake' }])).status).toBe(201);
+    } finally {
+      h.cp.db.query = query;
+    }
+    expect(widths).toEqual([2, 2].map(() => INSERTED_COLUMNS.split(',').length)); // was 39: `returning *`
   });
 
   it('keeps each run’s idempotency key: a repeat answers the first runs (200), a new key in it is created', async () => {

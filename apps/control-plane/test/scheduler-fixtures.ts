@@ -141,16 +141,21 @@ interface PlanNode {
   'Relation Name'?: string;
   'Actual Rows'?: number;
   'Actual Loops'?: number;
+  'Rows Removed by Filter'?: number;
   Plans?: PlanNode[];
 }
 
-/** Rows a plan read from `tables` (rows × loops of every node scanning one of them). */
-function rowsRead(node: PlanNode, tables: string[]): number {
+/**
+ * Rows a plan read from `tables` (rows × loops of every node scanning one of them; with
+ * `filtered`, also the rows its filter then dropped, each read all the same).
+ */
+function rowsRead(node: PlanNode, tables: string[], filtered = false): number {
   const own =
     node['Relation Name'] && tables.includes(node['Relation Name'])
-      ? (node['Actual Rows'] ?? 0) * (node['Actual Loops'] ?? 0)
+      ? ((node['Actual Rows'] ?? 0) + (filtered ? (node['Rows Removed by Filter'] ?? 0) : 0)) *
+        (node['Actual Loops'] ?? 0)
       : 0;
-  return own + (node.Plans ?? []).reduce((s, p) => s + rowsRead(p, tables), 0);
+  return own + (node.Plans ?? []).reduce((s, p) => s + rowsRead(p, tables, filtered), 0);
 }
 
 /**
@@ -165,9 +170,10 @@ export async function explainRowsRead(
   text: string,
   params?: unknown[],
   tables: string[] = ['runs'],
+  { filtered = false }: { filtered?: boolean } = {},
 ): Promise<number> {
   const r = await q.query<{ 'QUERY PLAN': unknown }>(`explain (analyze, format json) ${text}`, params);
   const json = r.rows[0]!['QUERY PLAN'];
   const plan = (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
-  return rowsRead(plan[0]!.Plan, tables);
+  return rowsRead(plan[0]!.Plan, tables, filtered);
 }

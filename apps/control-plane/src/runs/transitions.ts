@@ -14,7 +14,7 @@ import { runPathMetrics } from '../metrics.js';
 import { cancelOpenCommands } from './command-store.js';
 import { appendSystemEvent } from './event-store.js';
 import { runNotActive } from './run-error.js';
-import { iso, SELECT_RUN, toRun, type RunRow } from './run-row.js';
+import { iso, SELECT_RUN, toRun, type RunFields, type RunRow } from './run-row.js';
 import { retryDelayS } from './retry-policy.js';
 import type { SealedEnv } from './secret-box.js';
 import { readRunState, type RunState } from './run-state.js';
@@ -126,6 +126,13 @@ from l left join u on u.id = l.resource`;
 
 // Claim on offer: the scheduler's placement and the lease for the agent's runner in ONE
 // statement (`$1`: JSON rows {id, ws, holder, ttl}), on runs its page transaction holds locked.
+// Each claimed run comes back as ONE json column (`row_to_json`, read by `claimOnOffer`), not as
+// its 40 columns: the offer needs nearly all of them, and the driver decoding each column of
+// each row (its text, then its type's parser: a Date per timestamp, JSON per jsonb) cost more
+// than the database printing the row as JSON and one `JSON.parse` of it — on PGlite 0.149 →
+// 0.118 ms of the control plane's CPU per claimed run for the statement (in-process, passes of
+// 25; issue 9, docs/benchmarks.md). The link relay reads the offers of other replicas the same
+// way (`row_to_json` in the notification).
 const CLAIM_ON_OFFER_SQL = `
 with p as (select * from jsonb_to_recordset($1::jsonb) as p(id text, ws text, holder text, ttl float8)), l as (
   ${leaseSql.claim({
@@ -144,9 +151,9 @@ with p as (select * from jsonb_to_recordset($1::jsonb) as p(id text, ws text, ho
          lease_holder = l.holder, fencing_token = l.fencing_token
     from p join l on l.resource = p.id
    where r.id = p.id and r.status in (${statusesSql('claimOnOffer')})
-  returning r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
+  returning r.id, row_to_json(r) as run, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
 )
-select u.*, ${pendingCommandsSql('u.id', 'select id from u')} as pending_commands from u`;
+select u.run, u.l_holder, u.l_token, u.l_expires_at, ${pendingCommandsSql('u.id', 'select id from u')} as pending_commands from u`;
 
 // Hand-back of a run claimed on offer: fenced by its token (a held, live lease), only while it
 // never started; the run goes back to the queue (no attempt used) and the lease is given up,
@@ -319,12 +326,52 @@ export const RUN_ITEMS_SQL = `jsonb_to_recordset($1::jsonb) as i(n int, id text,
 
 // Runs are inserted from one JSON array (`n` keeps the queue in the order they were given), so
 // a batch of 1,000 is one statement like a single run.
+//
+// The insert returns of each run only what its item does not already say (`INSERTED_COLUMNS`):
+// its `created_at`, and the jsonb objects, whose keys jsonb stores in its own order (so the
+// answer lists them as every later read of the run does); the rest of its row is its item and
+// the values a fresh queued run has (`insertedRow`). `returning *` made the database print, and
+// the driver decode, 40 columns of each of up to 1,000 rows — on PGlite 0.079 → 0.047 ms of the
+// control plane's CPU per run for the insert of 1,000 (issue 9, docs/benchmarks.md; test
+// runs-batch holds the answers equal to what a read of the runs answers).
+export const INSERTED_COLUMNS = 'id, created_at, env, secret_env, placement_labels, ready_when, retry';
 const ON_KEY_CONFLICT = '  on conflict (idempotency_key) where idempotency_key is not null do nothing\n';
 const INSERT_RUNS_KEYED = `insert into runs (status, ${RUN_ITEM_COLUMNS})
   select 'queued', ${RUN_ITEM_COLUMNS.replace(/(\w+)/g, 'i.$1')}
     from ${RUN_ITEMS_SQL}
    order by i.n
-${ON_KEY_CONFLICT}  returning *, null as l_holder, null as l_token, null as l_expires_at`;
+${ON_KEY_CONFLICT}  returning ${INSERTED_COLUMNS}`;
+
+/** What the insert returns of a run (`INSERTED_COLUMNS`). */
+type InsertedRow = Pick<
+  RunRow,
+  'id' | 'created_at' | 'env' | 'secret_env' | 'placement_labels' | 'ready_when' | 'retry'
+>;
+
+/**
+ * A run as its insert left it: its item, what the insert returned, and the columns nothing
+ * set — their defaults in `runs` (cp_0002_runs), a `queued` run not yet placed, claimed or
+ * ended.
+ */
+const insertedRow = (item: RunItem, r: InsertedRow): RunFields => ({
+  ...item,
+  ...r,
+  status: 'queued',
+  not_before: null,
+  attempt: 1,
+  workstation_id: null,
+  exit_code: null,
+  failure_kind: null,
+  failure_message: null,
+  cancel_requested: false,
+  offered_at: null,
+  accepted_at: null,
+  started_at: null,
+  finished_at: null,
+  l_holder: null,
+  l_token: null,
+  l_expires_at: null,
+});
 // A batch without idempotency keys cannot meet the only arbiter (a partial index of keyed rows),
 // so it is a plain insert: `on conflict` made every run a speculative insert (one more probe of
 // that index and a confirm WAL record per run; issue 9, docs/runs.md _Hot paths_).
@@ -483,6 +530,9 @@ const runItem = (n: number, id: string, input: SubmitRunInput, seal: SealSecrets
   return runItemOf(n, id, input, env, hasSecrets ? seal!(id, secrets) : null);
 };
 
+/** A run as submitMany's insert takes it (one element of `$1`, see RUN_ITEMS_SQL). */
+type RunItem = ReturnType<typeof runItemOf>;
+
 const runItemOf = (
   n: number,
   id: string,
@@ -622,16 +672,17 @@ export async function submitMany(
   const insertSql = insertRunsSql(db.backend === 'postgres', keys.length > 0);
   const traced = tracing ? (ids.filter(Boolean) as string[]) : [];
   if (tracing) traceMark('insert.sent', traced);
+  const itemOf = new Map(items.map((item) => [item.id, item]));
   const { inserted, existing } =
     keys.length === 0
-      ? { inserted: (await db.query<RunRow>(insertSql, [json])).rows, existing: [] as RunRow[] }
+      ? { inserted: (await db.query<InsertedRow>(insertSql, [json])).rows, existing: [] as RunRow[] }
       : await db.transaction(async (tx) => {
           await tx.query(
             `update runs set idempotency_key = null where idempotency_key = any($1::text[]) and created_at < now() - interval '24 hours'`,
             [keys],
           );
-          const rows = (await tx.query<RunRow>(insertSql, [json])).rows;
-          const got = new Set(rows.map((r) => r.idempotency_key));
+          const rows = (await tx.query<InsertedRow>(insertSql, [json])).rows;
+          const got = new Set(rows.map((r) => itemOf.get(r.id)!.idempotency_key));
           const missing = keys.filter((k) => !got.has(k));
           const found =
             missing.length === 0
@@ -640,11 +691,13 @@ export async function submitMany(
                   .rows;
           return { inserted: rows, existing: found };
         });
-  const byId = new Map(inserted.map((r) => [r.id, toRun(r)]));
+  const byId = new Map(inserted.map((r) => [r.id, toRun(insertedRow(itemOf.get(r.id)!, r))]));
   const byKey = new Map<string, { run: Run; created: boolean }>();
   for (const r of existing) byKey.set(r.idempotency_key!, { run: toRun(r), created: false });
-  for (const r of inserted)
-    if (r.idempotency_key) byKey.set(r.idempotency_key, { run: byId.get(r.id)!, created: true });
+  for (const r of inserted) {
+    const key = itemOf.get(r.id)!.idempotency_key;
+    if (key) byKey.set(key, { run: byId.get(r.id)!, created: true });
+  }
   const out = inputs.map((input, n) => {
     const id = ids[n];
     const mine = id === undefined ? undefined : byId.get(id);
@@ -1022,10 +1075,15 @@ export async function claimOnOffer(
   picks: Array<{ id: string; ws: string; holder: string; leaseMs: number }>,
 ): Promise<ClaimGrant[]> {
   if (picks.length === 0) return [];
-  const r = await q.query<RunRow & { pending_commands: boolean }>(CLAIM_ON_OFFER_SQL, [
+  const r = await q.query<
+    Pick<RunRow, 'l_holder' | 'l_token' | 'l_expires_at'> & { run: RunRow; pending_commands: boolean }
+  >(CLAIM_ON_OFFER_SQL, [
     JSON.stringify(picks.map((p) => ({ id: p.id, ws: p.ws, holder: p.holder, ttl: p.leaseMs }))),
   ]);
-  return r.rows.sort((a, b) => Number(a.position) - Number(b.position)).map(grantOf);
+  return r.rows
+    .map(({ run, ...lease }) => ({ ...run, ...lease }))
+    .sort((a, b) => Number(a.position) - Number(b.position))
+    .map(grantOf);
 }
 
 /**
