@@ -14,7 +14,7 @@ import { runPathMetrics } from '../metrics.js';
 import { cancelOpenCommands } from './command-store.js';
 import { appendSystemEvent } from './event-store.js';
 import { runNotActive } from './run-error.js';
-import { iso, SELECT_RUN, toRun, type RunFields, type RunRow } from './run-row.js';
+import { iso, SELECT_RUN, toRun, type RunRow } from './run-row.js';
 import { retryDelayS } from './retry-policy.js';
 import type { SealedEnv } from './secret-box.js';
 import { readRunState, type RunState } from './run-state.js';
@@ -327,51 +327,17 @@ export const RUN_ITEMS_SQL = `jsonb_to_recordset($1::jsonb) as i(n int, id text,
 // Runs are inserted from one JSON array (`n` keeps the queue in the order they were given), so
 // a batch of 1,000 is one statement like a single run.
 //
-// The insert returns of each run only what its item does not already say (`INSERTED_COLUMNS`):
-// its `created_at`, and the jsonb objects, whose keys jsonb stores in its own order (so the
-// answer lists them as every later read of the run does); the rest of its row is its item and
-// the values a fresh queued run has (`insertedRow`). `returning *` made the database print, and
-// the driver decode, 40 columns of each of up to 1,000 rows — on PGlite 0.079 → 0.047 ms of the
-// control plane's CPU per run for the insert of 1,000 (issue 9, docs/benchmarks.md; test
-// runs-batch holds the answers equal to what a read of the runs answers).
-export const INSERTED_COLUMNS = 'id, created_at, env, secret_env, placement_labels, ready_when, retry';
+// Its `returning *` stays (decided 2026-12-02, lead): returning only what the items do not say
+// (id, created_at, the jsonb objects) and making the rest of the answer from the items cut the
+// statement's CPU on PGlite in-process (0.079 → 0.050 ms per run of 1,000) but cost the control
+// plane 0.05–0.07 ms more per run in the Postgres burst-batch, 6 of 6 alternated pairs
+// (docs/benchmarks.md, _PGlite's result rows_).
 const ON_KEY_CONFLICT = '  on conflict (idempotency_key) where idempotency_key is not null do nothing\n';
 const INSERT_RUNS_KEYED = `insert into runs (status, ${RUN_ITEM_COLUMNS})
   select 'queued', ${RUN_ITEM_COLUMNS.replace(/(\w+)/g, 'i.$1')}
     from ${RUN_ITEMS_SQL}
    order by i.n
-${ON_KEY_CONFLICT}  returning ${INSERTED_COLUMNS}`;
-
-/** What the insert returns of a run (`INSERTED_COLUMNS`). */
-type InsertedRow = Pick<
-  RunRow,
-  'id' | 'created_at' | 'env' | 'secret_env' | 'placement_labels' | 'ready_when' | 'retry'
->;
-
-/**
- * A run as its insert left it: its item, what the insert returned, and the columns nothing
- * set — their defaults in `runs` (cp_0002_runs), a `queued` run not yet placed, claimed or
- * ended.
- */
-const insertedRow = (item: RunItem, r: InsertedRow): RunFields => ({
-  ...item,
-  ...r,
-  status: 'queued',
-  not_before: null,
-  attempt: 1,
-  workstation_id: null,
-  exit_code: null,
-  failure_kind: null,
-  failure_message: null,
-  cancel_requested: false,
-  offered_at: null,
-  accepted_at: null,
-  started_at: null,
-  finished_at: null,
-  l_holder: null,
-  l_token: null,
-  l_expires_at: null,
-});
+${ON_KEY_CONFLICT}  returning *, null as l_holder, null as l_token, null as l_expires_at`;
 // A batch without idempotency keys cannot meet the only arbiter (a partial index of keyed rows),
 // so it is a plain insert: `on conflict` made every run a speculative insert (one more probe of
 // that index and a confirm WAL record per run; issue 9, docs/runs.md _Hot paths_).
@@ -530,9 +496,6 @@ const runItem = (n: number, id: string, input: SubmitRunInput, seal: SealSecrets
   return runItemOf(n, id, input, env, hasSecrets ? seal!(id, secrets) : null);
 };
 
-/** A run as submitMany's insert takes it (one element of `$1`, see RUN_ITEMS_SQL). */
-type RunItem = ReturnType<typeof runItemOf>;
-
 const runItemOf = (
   n: number,
   id: string,
@@ -672,17 +635,16 @@ export async function submitMany(
   const insertSql = insertRunsSql(db.backend === 'postgres', keys.length > 0);
   const traced = tracing ? (ids.filter(Boolean) as string[]) : [];
   if (tracing) traceMark('insert.sent', traced);
-  const itemOf = new Map(items.map((item) => [item.id, item]));
   const { inserted, existing } =
     keys.length === 0
-      ? { inserted: (await db.query<InsertedRow>(insertSql, [json])).rows, existing: [] as RunRow[] }
+      ? { inserted: (await db.query<RunRow>(insertSql, [json])).rows, existing: [] as RunRow[] }
       : await db.transaction(async (tx) => {
           await tx.query(
             `update runs set idempotency_key = null where idempotency_key = any($1::text[]) and created_at < now() - interval '24 hours'`,
             [keys],
           );
-          const rows = (await tx.query<InsertedRow>(insertSql, [json])).rows;
-          const got = new Set(rows.map((r) => itemOf.get(r.id)!.idempotency_key));
+          const rows = (await tx.query<RunRow>(insertSql, [json])).rows;
+          const got = new Set(rows.map((r) => r.idempotency_key));
           const missing = keys.filter((k) => !got.has(k));
           const found =
             missing.length === 0
@@ -691,13 +653,11 @@ export async function submitMany(
                   .rows;
           return { inserted: rows, existing: found };
         });
-  const byId = new Map(inserted.map((r) => [r.id, toRun(insertedRow(itemOf.get(r.id)!, r))]));
+  const byId = new Map(inserted.map((r) => [r.id, toRun(r)]));
   const byKey = new Map<string, { run: Run; created: boolean }>();
   for (const r of existing) byKey.set(r.idempotency_key!, { run: toRun(r), created: false });
-  for (const r of inserted) {
-    const key = itemOf.get(r.id)!.idempotency_key;
-    if (key) byKey.set(key, { run: byId.get(r.id)!, created: true });
-  }
+  for (const r of inserted)
+    if (r.idempotency_key) byKey.set(r.idempotency_key, { run: byId.get(r.id)!, created: true });
   const out = inputs.map((input, n) => {
     const id = ids[n];
     const mine = id === undefined ? undefined : byId.get(id);
