@@ -19,7 +19,8 @@ export function mainThreadCpuSeconds(pid: number): number {
   return cpuSecondsOf(`/proc/${pid}/task/${pid}/stat`);
 }
 
-function cpuSecondsOf(file: string): number {
+/** utime + stime (or stime alone, `kernelOnly`) in seconds from a /proc `stat` file; 0 if it is gone. */
+function cpuSecondsOf(file: string, kernelOnly = false): number {
   let stat: string;
   try {
     stat = readFileSync(file, 'utf8');
@@ -29,7 +30,7 @@ function cpuSecondsOf(file: string): number {
   // The command name (field 2) may hold spaces; the fields after its closing ')' are fixed.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state): utime is field 14, stime field 15.
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  return ((kernelOnly ? 0 : Number(fields[11])) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
 /** Write syscalls a process made so far (`syscw` of /proc/<pid>/io; a socket `write` or `writev` is one); 0 if it is gone. */
@@ -125,13 +126,7 @@ export class CpuMeter {
  * socket reads and writes, WAL writes and fsyncs), from /proc/<pid>/stat; 0 if it is gone.
  */
 export function systemCpuSeconds(pid: number): number {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return 0;
-  }
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12]) / TICKS_PER_SECOND;
+  return cpuSecondsOf(`/proc/${pid}/stat`, true);
 }
 
 /**

@@ -452,22 +452,21 @@ export class RuntSystem {
     );
     const start = from === 'db' ? Math.min(...rows.map((r) => Number(r.c))) : from;
     // Runs finished inside the window (a drain's agents may finish a few during its submit pulses).
-    const done = rows.filter((r) => r.f !== null && Number(r.f) >= start).map((r) => Number(r.f));
+    const inWindow = rows.filter((r) => r.f !== null && Number(r.f) >= start);
+    const done = inWindow.map((r) => Number(r.f));
     const seconds = done.length > 0 ? (Math.max(...done) - start) / 1000 : Number.NaN;
     const accepted = rows.filter((r) => r.acc !== null).map((r) => Number(r.acc));
     const num = (x: number | null) => (x === null ? null : Number(x));
-    const timings: RunTiming[] = rows
-      .filter((r) => r.f !== null && Number(r.f) >= start)
-      .map((r) => ({
-        id: r.id,
-        createdMs: Number(r.c),
-        offeredMs: num(r.o),
-        acceptedMs: num(r.a),
-        startedMs: num(r.s),
-        finishedMs: Number(r.f),
-        attempt: r.attempt,
-        workstation: r.ws,
-      }));
+    const timings: RunTiming[] = inWindow.map((r) => ({
+      id: r.id,
+      createdMs: Number(r.c),
+      offeredMs: num(r.o),
+      acceptedMs: num(r.a),
+      startedMs: num(r.s),
+      finishedMs: Number(r.f),
+      attempt: r.attempt,
+      workstation: r.ws,
+    }));
     const late = stragglers(timings);
     const per = (x: number) => x / done.length;
     const perMaybe = (x: number | undefined) => (x === undefined ? undefined : per(x));

@@ -46,7 +46,8 @@ type Obj = Record<string, unknown>;
 
 const OPS: ReadonlySet<unknown> = new Set(Object.keys(LINK_OPS));
 const REQUEST_KEYS = new Set(['type', 'id', 'op', 'target', 'body']);
-const BATCHED_KEYS = new Set(['id', 'op', 'target', 'body']);
+/** A request inside a `requests` frame: a `request`'s keys but its `type`. */
+const BATCHED_KEYS = new Set([...REQUEST_KEYS].filter((k) => k !== 'type'));
 const REQUESTS_KEYS = new Set(['type', 'requests']);
 const REPORT_STATUSES: ReadonlySet<unknown> = new Set(runReportStatusSchema.options);
 const FAILURE_KINDS: ReadonlySet<unknown> = new Set(failureKindSchema.options);

@@ -51,12 +51,6 @@ export interface RunRow {
   l_expires_at: Date | string | null;
 }
 
-/** The fields of a {@link RunRow} that make its wire `Run` ({@link toRun}); the rest are bookkeeping. */
-export type RunFields = Omit<
-  RunRow,
-  'position' | 'idempotency_key' | 'lease_holder' | 'fencing_token' | 'next_event_seq'
->;
-
 /** Statuses from which a run can still move; the rest are terminal. */
 export const ACTIVE_STATUSES = `('queued', 'offered', 'accepted', 'running')`;
 
@@ -75,7 +69,7 @@ export const iso = (v: Date | string | null): string | null =>
  * @example
  * const run = toRun((await db.query<RunRow>(`${SELECT_RUN} where r.id = $1`, [id])).rows[0]!);
  */
-export function toRun(r: RunFields): Run {
+export function toRun(r: RunRow): Run {
   const placement: Run['placement'] = {};
   if (r.placement_workstation_id) placement.workstation_id = r.placement_workstation_id;
   if (r.placement_labels && Object.keys(r.placement_labels).length > 0) placement.labels = r.placement_labels;
