@@ -25,7 +25,7 @@ import { controlPlaneMigrations } from './migrations.js';
 import { EventWaiters } from './event-waiters.js';
 import { LinkRegistry } from './link/link-registry.js';
 import { LinkRelay } from './link/link-relay.js';
-import { LinkServer } from './link/link-server.js';
+import { LinkServer, type LinkServerOptions } from './link/link-server.js';
 import { RunLifecycle } from './runs/run-lifecycle.js';
 import { createRunSignals } from './runs/run-signals.js';
 import { freshOffer, Scheduler } from './runs/scheduler.js';
@@ -64,6 +64,8 @@ export interface StartOptions {
   linkWaitMaxMs?: number;
   /** How long a silent link counts among those opening (`LinkServerOptions.openingMaxMs`). */
   linkOpeningMaxMs?: number;
+  /** Each link's message and request budgets (`LinkServerOptions.messageRate`; tests set a tiny one). */
+  linkMessageRate?: LinkServerOptions['messageRate'];
   logDestination?: DestinationStream;
   pairingLimits?: AttemptLimits;
 }
@@ -313,6 +315,7 @@ export async function startControlPlane(
     ...(opts.linkMaxWaiting === undefined ? {} : { maxWaiting: opts.linkMaxWaiting }),
     ...(opts.linkWaitMaxMs === undefined ? {} : { waitMaxMs: opts.linkWaitMaxMs }),
     ...(opts.linkOpeningMaxMs === undefined ? {} : { openingMaxMs: opts.linkOpeningMaxMs }),
+    ...(opts.linkMessageRate === undefined ? {} : { messageRate: opts.linkMessageRate }),
   });
   // Another replica's revoke: drop the cached principal (in the cache) and close its links here now.
   principals.onCredentialChanged = (credentialId) => {

@@ -327,7 +327,101 @@ describe.each(TEST_BACKENDS)('fenced run calls over the agent link on %s', (back
         requests: [0, 1].map((i) => ({ ...request(i), body: { ...request(i).body, pad } })),
       }),
     );
-    expect((await big.waitClosed()).code).toBe(LINK_CLOSE_CODES.invalid);
+    expect(await big.waitClosed()).toEqual({
+      code: LINK_CLOSE_CODES.invalid,
+      reason: `requests frame over ${MAX_LINK_BATCH_BYTES} bytes`,
+    });
+  });
+
+  it('refuses a frame over MAX_LINK_BATCH_BYTES on its size before parsing it; a lone request that large is answered', async () => {
+    const agent = await pairAgent(h, 'frames-oversize', [uniqueRuntime()]);
+    const over = 'x'.repeat(MAX_LINK_BATCH_BYTES);
+    const sizeRefusal = {
+      code: LINK_CLOSE_CODES.invalid,
+      reason: `requests frame over ${MAX_LINK_BATCH_BYTES} bytes`,
+    };
+    // Not JSON at all past its opening: refused on its size (a parse would say `invalid message`).
+    await agent.connect({ max_runs: 1 });
+    agent.link!.send(`{"type":"requests","requests":[${over}`);
+    expect(await agent.waitClosed()).toEqual(sizeRefusal);
+    // The same frame with `type` last is known for one only once parsed: refused on its size then.
+    await agent.connect({ max_runs: 1 });
+    const body = { fencing_token: 1, lease_ms: 30_000, pad: over };
+    agent.link!.send(
+      JSON.stringify({
+        requests: [{ id: 'b1', op: 'heartbeat', target: 'run_none', body }],
+        type: 'requests',
+      }),
+    );
+    expect(await agent.waitClosed()).toEqual(sizeRefusal);
+    // The bound is a frame's, not the link's: a lone request of that size gets its reply (404: no such run).
+    await agent.connect({ max_runs: 1 });
+    agent.link!.send(
+      JSON.stringify({ type: 'request', id: 'big', op: 'heartbeat', target: 'run_none', body }),
+    );
+    expect((await agent.waitFor('reply', (m) => m.id === 'big')).status).toBe(404);
+    expect(agent.closed).toBeUndefined();
+  });
+
+  it('serves a frame of more requests than the whole request budget up to what it holds, the rest 429 each with its Retry-After', async () => {
+    // A request budget configured below a frame's size: 10 requests, one back every 2 s.
+    const tiny = await startHarness(
+      backend,
+      {
+        linkMessageRate: {
+          perSecond: 20,
+          burst: 200,
+          requestBurstPerSlot: 10,
+          requestsPerSlotPerSecond: 0.5,
+        },
+      },
+      { linkPingMs: 300 },
+    );
+    try {
+      // The link counters are the process's (module-level): the refusals of this test are the difference.
+      const refusals = async () =>
+        Number(
+          /runt_cp_link_requests_total\{op="heartbeat",status="429"\} (\d+)/.exec(
+            await (await fetch(`${tiny.cp.url}/metrics`)).text(),
+          )?.[1] ?? 0,
+        );
+      const before = await refusals();
+      const agent = await pairAgent(tiny, 'frames-tiny-budget', [uniqueRuntime()]);
+      await agent.connect({ max_runs: 1 });
+      const frame = JSON.stringify({
+        type: 'requests',
+        requests: Array.from({ length: 30 }, (_, i) => ({
+          id: `t${i}`,
+          op: 'heartbeat',
+          target: 'run_none',
+          body: { fencing_token: 1, lease_ms: 30_000 },
+        })),
+      });
+      agent.link!.send(frame);
+      const { replies } = await agent.waitFor('replies');
+      expect(replies.map((r) => r.id)).toEqual(Array.from({ length: 30 }, (_, i) => `t${i}`));
+      // The bucket's 10 served (404: no such run), in the frame's order.
+      expect(replies.slice(0, 10).every((r) => r.status === 404)).toBe(true);
+      // The other 20 refused as HTTP refuses past a limit, each told when its token is back (one
+      // every 2 s), so retried alone they come back spread out at the bucket's pace.
+      for (const r of replies.slice(10))
+        expect(r).toMatchObject({ status: 429, error: { code: 'rate-limited' } });
+      expect(replies.slice(10).map((r) => r.retry_after_s)).toEqual(
+        Array.from({ length: 20 }, (_, i) => 2 * (i + 1)),
+      );
+      expect(agent.closed).toBeUndefined();
+      // Told 2 s, asked again alone: served.
+      await new Promise((r) => setTimeout(r, 2_100));
+      expect(
+        (await request(agent, 'heartbeat', 'run_none', { fencing_token: 1, lease_ms: 30_000 })).status,
+      ).toBe(404);
+      // On an empty bucket such a frame is refused as a lone request is: the link closed.
+      agent.link!.send(frame);
+      expect((await agent.waitClosed()).code).toBe(LINK_CLOSE_CODES.rateLimited);
+      expect((await refusals()) - before).toBe(20);
+    } finally {
+      await tiny.close();
+    }
   });
 
   it('never throttles a busy agent’s requests (budget by slots), and still closes a flooding one', async () => {

@@ -92,8 +92,10 @@ export interface LinkServerOptions {
    * this link (`max_runs`, else `cpu_count`, at least 1), `requestBurstPerSlot` (default 400)
    * per slot, refilled at `requestsPerSlotPerSecond` (default 200) per slot — several times what
    * a slot running back-to-back no-op runs sends (claim, running, terminal, an events flush and
-   * a renewal per run), so a busy agent is never throttled. See docs/runs.md, "Lease calls over
-   * the link".
+   * a renewal per run), so a busy agent is never throttled. A `requests` frame of more requests
+   * than the whole request bucket (a budget set below a frame's size) is served up to what the
+   * bucket holds and the rest answered `429` each, with its `retry_after_s`. See docs/runs.md,
+   * "Lease calls over the link".
    */
   messageRate?: {
     perSecond: number;
@@ -392,6 +394,11 @@ export class LinkServer {
             ? data
             : Buffer.from(data);
         bytes = buf.length;
+        // A `requests` frame over its bound is refused on its size, before any parse (below).
+        if (bytes > MAX_LINK_BATCH_BYTES && opensRequestsFrame(buf)) {
+          this.refuseOversize(link, bytes);
+          return;
+        }
         const text = buf.toString('utf8');
         const value: unknown = jsonNestsDeeperThan(text) ? undefined : JSON.parse(text);
         // The value walk only when the text could hide a NUL or lone surrogate (see jsonTextIsSafe).
@@ -405,8 +412,11 @@ export class LinkServer {
         msg = undefined;
       }
     }
-    // A `requests` frame is bounded in bytes too, not only by the link's largest message.
-    if (msg?.type === 'requests' && bytes > MAX_LINK_BATCH_BYTES) msg = undefined;
+    // A frame whose `type` is not its first key, found over its bound only once parsed.
+    if (msg?.type === 'requests' && bytes > MAX_LINK_BATCH_BYTES) {
+      this.refuseOversize(link, bytes);
+      return;
+    }
     if (!msg) {
       linkMetrics.messages.inc({ type: 'invalid' });
       link.socket.close(LINK_CLOSE_CODES.invalid, 'invalid message');
@@ -415,7 +425,8 @@ export class LinkServer {
     linkMetrics.messages.inc({ type: msg.type });
     // A frame of requests costs what its requests would cost alone: batching cannot outrun the budget.
     const requests = msg.type === 'request' ? 1 : msg.type === 'requests' ? msg.requests.length : 0;
-    if (!this.spend(link, requests)) {
+    const granted = this.spend(link, requests);
+    if (granted === 0) {
       if (link.socket.readyState === link.socket.OPEN) {
         this.o.logger.warn(
           { workstation_id: link.workstationId, requests },
@@ -432,7 +443,7 @@ export class LinkServer {
       return;
     }
     if (msg.type === 'requests') {
-      this.track(this.serveFrame(link, msg.requests));
+      this.track(this.serveFrame(link, msg.requests, granted));
       return;
     }
     const m = msg;
@@ -447,10 +458,14 @@ export class LinkServer {
   }
 
   /**
-   * Takes one message from the link's budget, or, for a message of `requests` (> 0) requests, that
-   * many from the request budget; false when it is spent.
+   * Takes one message from the link's budget (1, or 0 when it is spent), or, for a message of
+   * `requests` (> 0) requests, that many from the request budget: all of them, or 0 when it holds
+   * fewer. A frame of more requests than the whole bucket (a budget configured below a frame's
+   * size) could never pass so: it takes what the bucket holds, the rest of it answered 429
+   * ({@link serveFrame}); 0 only when the bucket holds less than one request, where a lone
+   * request is refused too.
    */
-  private spend(link: AgentLink, requests: number): boolean {
+  private spend(link: AgentLink, requests: number): number {
     const budget = this.budget(link);
     const now = performance.now();
     if (requests > 0) {
@@ -460,16 +475,41 @@ export class LinkServer {
         budget.requestTokens + ((now - budget.requestAt) / 1000) * perSecond,
       );
       budget.requestAt = now;
-      if (budget.requestTokens < requests) return false;
-      budget.requestTokens -= requests;
-      return true;
+      const granted =
+        budget.requestTokens >= requests ? requests : requests > burst ? Math.floor(budget.requestTokens) : 0;
+      budget.requestTokens -= granted;
+      return granted;
     }
     const { perSecond, burst } = this.o.messageRate ?? { perSecond: 20, burst: 200 };
     budget.tokens = Math.min(burst, budget.tokens + ((now - budget.at) / 1000) * perSecond);
     budget.at = now;
-    if (budget.tokens < 1) return false;
+    if (budget.tokens < 1) return 0;
     budget.tokens -= 1;
-    return true;
+    return 1;
+  }
+
+  /**
+   * The `Retry-After` (whole seconds, ≥ 1) of each of `refused` requests the link's request budget
+   * could not take now: the time its token is back, at the bucket's pace but never more a second
+   * than the bucket holds, so the refused ones, retried alone, come back spread out and fit.
+   */
+  private retryAfterS(link: AgentLink, refused: number): number[] {
+    const budget = this.budget(link);
+    const { perSecond, burst } = this.requestRate(budget.slots);
+    const pace = Math.min(perSecond, burst);
+    return Array.from({ length: refused }, (_, i) =>
+      Math.max(1, Math.ceil((i + 1 - budget.requestTokens) / pace)),
+    );
+  }
+
+  /** A `requests` frame over {@link MAX_LINK_BATCH_BYTES}: the link is closed as invalid. */
+  private refuseOversize(link: AgentLink, bytes: number): void {
+    linkMetrics.messages.inc({ type: 'invalid' });
+    this.o.logger.warn(
+      { workstation_id: link.workstationId, bytes },
+      'agent link sent an oversize frame: closed',
+    );
+    link.socket.close(LINK_CLOSE_CODES.invalid, `requests frame over ${MAX_LINK_BATCH_BYTES} bytes`);
   }
 
   private budget(link: AgentLink): Budget {
@@ -521,8 +561,16 @@ export class LinkServer {
   private async serveFrame(
     link: AgentLink,
     requests: Array<Omit<AgentRequestMessage, 'type'>>,
+    served: number,
   ): Promise<void> {
-    const replies = await Promise.all(requests.map((r) => this.answer(link, r)));
+    // Past what the link's budget took (a frame larger than the whole bucket, see `spend`): each
+    // request refused as it would be over HTTP, 429 with its own Retry-After.
+    const later = this.retryAfterS(link, requests.length - served);
+    const replies = await Promise.all(
+      requests.map((r, i) =>
+        i < served ? this.answer(link, r) : Promise.resolve(rateLimited(r, later[i - served]!)),
+      ),
+    );
     if (link.socket.readyState !== link.socket.OPEN) return;
     sendText(
       link,
@@ -662,6 +710,27 @@ export class LinkServer {
       this.o.registry.closeCredential(id, LINK_CLOSE_CODES.revoked, 'credential revoked');
     }
   }
+}
+
+/**
+ * Whether a message's text opens as a `requests` frame (`{"type":"requests"`, white space
+ * allowed: how agents write one), read off its first bytes without parsing it.
+ */
+function opensRequestsFrame(buf: Buffer): boolean {
+  return REQUESTS_FRAME_OPENING.test(buf.toString('latin1', 0, 64));
+}
+const REQUESTS_FRAME_OPENING = /^\s*\{\s*"type"\s*:\s*"requests"/;
+
+/** The reply to a request of a frame past the link's request budget: 429 `rate-limited`, and when to ask again. */
+function rateLimited(r: Omit<AgentRequestMessage, 'type'>, retryAfterS: number): ControlReplyMessage {
+  linkMetrics.requests.inc({ op: r.op, status: '429' });
+  return {
+    type: 'reply',
+    id: r.id,
+    status: 429,
+    error: { code: 'rate-limited', message: "over the link's request budget; try again later" },
+    retry_after_s: retryAfterS,
+  };
 }
 
 function refuse(socket: Duplex, status: number, code: string, message: string, retryAfterS?: number): void {
