@@ -3,8 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { createBenchDatabase, measurePeer, rawCeilingPeer } from '../src/index.js';
+import { useBenchLock } from './bench-lock.js';
 
 describe('raw SKIP LOCKED ceiling', () => {
+  // A peer measured on Postgres starts on a CHECKPOINT: under the benches' lock (bench-lock.ts).
+  useBenchLock();
+
   for (const backend of ['pglite', 'postgres'] as const) {
     it(`claims and completes every job exactly once on ${backend}`, async () => {
       const db = backend === 'postgres' ? await createBenchDatabase('smoke') : undefined;

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
@@ -7,11 +8,17 @@ import {
   RuntSystem,
   ServerWindow,
 } from '../src/index.js';
+import { BENCH_LOCK, useBenchLock } from './bench-lock.js';
 
 // The bench's fairness on the shared Postgres server (docs/benchmarks.md, decisions): every
 // measured phase of every system starts on a CHECKPOINT, and prints what the server did in it.
 describe('the server window of a Postgres phase', () => {
+  // Its CHECKPOINTs (and drops) are cluster-wide: never inside another session's bench phase.
+  useBenchLock();
+
   it('starts on a checkpoint: the first change of each page written before it pays a full-page image in the phase', async () => {
+    // The benches' own lock is held here: a bench's `flock` would wait for this test.
+    expect(spawnSync('flock', ['-n', BENCH_LOCK, 'true']).status).not.toBe(0);
     const db = await createBenchDatabase('smoke');
     const c = new pg.Client({ connectionString: db.url });
     await c.connect();

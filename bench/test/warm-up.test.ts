@@ -8,10 +8,14 @@ import {
   rawCeilingPeer,
   RuntSystem,
 } from '../src/index.js';
+import { useBenchLock } from './bench-lock.js';
 
 // The bench's fairness (docs/benchmarks.md, decisions): an untimed warm-up per system before its
 // timed phases, counted in no figure, and a graphile-worker burst beside runt's burst-batch.
 describe('warm-up and the graphile-worker burst', () => {
+  // A peer measured on Postgres starts on a CHECKPOINT: under the benches' lock (bench-lock.ts).
+  useBenchLock();
+
   it('graphile-worker bursts: addJobs while its runner runs, every job completed once, timed from the first insert', async () => {
     const db = await createBenchDatabase('smoke');
     const probe = new pg.Client({ connectionString: db.url });
