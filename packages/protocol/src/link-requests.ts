@@ -88,14 +88,28 @@ export const agentRequestMessageSchema = z.object({
 });
 export type AgentRequestMessage = z.infer<typeof agentRequestMessageSchema>;
 
-/** Several requests in one frame (see {@link LINK_REQUESTS_FORM}): each a `request` without its `type`. */
-export const agentRequestsMessageSchema = z.object({
-  type: z.literal('requests'),
-  requests: z
-    .array(agentRequestMessageSchema.omit({ type: true }))
+/**
+ * The frame of a lone message's schema (see {@link LINK_REQUESTS_FORM}): `{type, [key]: […]}`,
+ * 1 to {@link MAX_LINK_BATCH_REQUESTS} of that message each without its `type` — the one
+ * definition of a `requests` frame and of its `replies`, so an item is checked exactly as its
+ * lone message is.
+ */
+function frameOf<const T extends string, const K extends string, S extends z.ZodRawShape>(
+  type: T,
+  key: K,
+  lone: z.ZodObject<S & { type: z.ZodLiteral<string> }>,
+) {
+  const items = z
+    .array(lone.omit({ type: true }))
     .min(1)
-    .max(MAX_LINK_BATCH_REQUESTS),
-});
+    .max(MAX_LINK_BATCH_REQUESTS);
+  return z.object({ type: z.literal(type), [key]: items } as { type: z.ZodLiteral<T> } & {
+    [P in K]: typeof items;
+  });
+}
+
+/** Several requests in one frame (see {@link LINK_REQUESTS_FORM}): each a `request` without its `type`. */
+export const agentRequestsMessageSchema = frameOf('requests', 'requests', agentRequestMessageSchema);
 export type AgentRequestsMessage = z.infer<typeof agentRequestsMessageSchema>;
 
 /**
@@ -114,13 +128,7 @@ export const controlReplyMessageSchema = z.object({
 export type ControlReplyMessage = z.infer<typeof controlReplyMessageSchema>;
 
 /** The answer to a `requests` frame: one reply (without its `type`) per request, in their order. */
-export const controlRepliesMessageSchema = z.object({
-  type: z.literal('replies'),
-  replies: z
-    .array(controlReplyMessageSchema.omit({ type: true }))
-    .min(1)
-    .max(MAX_LINK_BATCH_REQUESTS),
-});
+export const controlRepliesMessageSchema = frameOf('replies', 'replies', controlReplyMessageSchema);
 export type ControlRepliesMessage = z.infer<typeof controlRepliesMessageSchema>;
 
 const OP_BY_PATH = new Map<string, LinkOp>(
