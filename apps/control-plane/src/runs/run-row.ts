@@ -59,8 +59,29 @@ export const SELECT_RUN = `
 select r.*, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
 from runs r left join leases l on l.resource = r.id and l.holder is not null`;
 
-export const iso = (v: Date | string | null): string | null =>
-  v === null ? null : new Date(v).toISOString();
+// A timestamp as Postgres writes it in JSON (`row_to_json`) in the UTC session every connection
+// opens (`TimeZone=UTC`, @runt/sql): `2026-12-02T22:27:01.123456+00:00`, the fraction 0–6 digits.
+const PG_JSON_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?\+00:00$/;
+
+/**
+ * A timestamp (a `Date`, or a text a `Date` reads) as ISO 8601 in UTC with milliseconds, null
+ * for null. Postgres' own UTC JSON text is rewritten without a `Date` (parsing the text cost
+ * ~1.3 µs, three times for every run claimed on offer; issue 9, docs/benchmarks.md): the same
+ * characters, the fraction cut to milliseconds as `Date` cuts it. Anything else goes through
+ * `Date`.
+ *
+ * @example
+ * iso('2026-12-02T22:27:01.12+00:00'); // '2026-12-02T22:27:01.120Z'
+ */
+export function iso(v: Date | string | null): string | null {
+  if (v === null) return null;
+  if (typeof v !== 'string') return v.toISOString();
+  if (!PG_JSON_UTC.test(v)) return new Date(v).toISOString();
+  // 19 characters of date and time, then nothing, or `.` and 1–6 digits, then `+00:00`.
+  const digits = v.length - 26;
+  if (digits < 0) return `${v.slice(0, 19)}.000Z`;
+  return `${v.slice(0, 20)}${digits >= 3 ? v.slice(20, 23) : v.slice(20, 20 + digits).padEnd(3, '0')}Z`;
+}
 
 /**
  * Maps a joined `runs` row to the wire `Run`. The lease shown is the one the lease store holds
