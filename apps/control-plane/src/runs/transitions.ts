@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { leaseSql, releaseLease } from '@runt/leases';
 import { isConnectionLost, POOL_MAX, type Database, type Queryable, type Statement } from '@runt/sql';
 import {
@@ -14,6 +13,7 @@ import { runPathMetrics } from '../metrics.js';
 import { cancelOpenCommands } from './command-store.js';
 import { appendSystemEvent } from './event-store.js';
 import { runNotActive } from './run-error.js';
+import { newRunId } from './run-id.js';
 import { iso, SELECT_RUN, toRun, type RunRow } from './run-row.js';
 import { retryDelayS } from './retry-policy.js';
 import type { SealedEnv } from './secret-box.js';
@@ -608,7 +608,7 @@ export async function submitMany(
   if (inputs.length === 0) return [];
   const lone = inputs.length === 1 ? inputs[0]! : undefined;
   if (placeFresh && db.pipeline && lone && lone.idempotency_key === undefined) {
-    const id = `run_${randomUUID()}`;
+    const id = newRunId();
     const item = runItem(0, id, lone, seal);
     // Secret entries never travel in a notification (the row would carry them sealed).
     if (item.secret_env === null) return submitPlaced(db, id, item, placeFresh, visible, deliverHere);
@@ -626,7 +626,7 @@ export async function submitMany(
       }
       firstWithKey.set(key, n);
     }
-    const id = `run_${randomUUID()}`;
+    const id = newRunId();
     ids.push(id);
     items.push(runItem(n, id, input, seal));
   });
