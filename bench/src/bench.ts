@@ -34,6 +34,8 @@
 //   BENCH_AGENT_NODE_ARGS='--heap-prof --heap-prof-dir=DIR'   extra Node flags (split on spaces)
 //                               for every agent process, e.g. `--cpu-prof --cpu-prof-dir=DIR
 //                               --cpu-prof-interval=200` (each profile named by Node, with its pid)
+//   BENCH_AGENT_ODD_NODE_ARGS='--v8-pool-size=1'   Node flags for the odd-numbered agents instead
+//                               (agent 1 of 2): two sets of flags side by side in one phase
 //   BENCH_CP_NODE_ARGS='--trace-gc'   extra Node flags for the control plane's process (split on spaces)
 //   BENCH_PG_SETTLE=checkpoint  on Postgres, a CHECKPOINT and 0.5 s quiet right before every measured
 //                               phase of every system (default; `none`: left out), and after each a line
@@ -67,6 +69,7 @@ const sized = (backend: 'postgres' | 'pglite', name: string, value: number) =>
   backend === 'pglite' && process.env[`${name}_PGLITE`] ? Number(process.env[`${name}_PGLITE`]) : value;
 const CPU_PROF = cpuProfDir();
 const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+const ODD_AGENT_NODE_ARGS = process.env.BENCH_AGENT_ODD_NODE_ARGS?.split(' ').filter((a) => a !== '');
 const CP_NODE_ARGS = (process.env.BENCH_CP_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const MODES = env('BENCH_MODES', 'drain,paced').split(',');
 /** Untimed warm-up runs/jobs per system on a backend: BENCH_WARMUP, or a fifth of its BENCH_RUNS. */
@@ -168,6 +171,7 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
       maxRuns: MAX_RUNS,
       ...(CPU_PROF ? { cpuProfDir: CPU_PROF } : {}),
       ...(AGENT_NODE_ARGS.length > 0 ? { agentNodeArgs: AGENT_NODE_ARGS } : {}),
+      ...(ODD_AGENT_NODE_ARGS ? { oddAgentNodeArgs: ODD_AGENT_NODE_ARGS } : {}),
       ...(CP_NODE_ARGS.length > 0 ? { cpNodeArgs: CP_NODE_ARGS } : {}),
       submitHttp: process.env.BENCH_SUBMIT_HTTP === 'fetch' ? 'fetch' : 'node',
     });

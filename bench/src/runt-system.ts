@@ -42,6 +42,11 @@ export interface RuntSystemOptions {
    * with them each agent is started as `node <flags> <runt-agent bin>`.
    */
   agentNodeArgs?: string[];
+  /**
+   * Node flags for the odd-numbered agents instead of `agentNodeArgs` (agent 1 of 2): two sets of
+   * flags measured side by side in one phase, under the same load at the same moments.
+   */
+  oddAgentNodeArgs?: string[];
   /** Extra Node flags for the control plane's process (`--trace-gc`, V8 heap flags): an A/B of a flag in one build. */
   cpNodeArgs?: string[];
   /** How the bench sends its submits: `node` (the client's `nodeHttp`, default) or `fetch`. */
@@ -137,6 +142,20 @@ interface Scrape {
 }
 
 const f2 = (x: number) => x.toFixed(2);
+
+/**
+ * The extra Node flags of agent `i`: `oddAgentNodeArgs` for the odd-numbered ones when given,
+ * else `agentNodeArgs` (none by default).
+ *
+ * @example
+ * agentNodeArgsOf(1, { agentNodeArgs: ['--a'], oddAgentNodeArgs: ['--b'] }); // ['--b']
+ */
+export function agentNodeArgsOf(
+  i: number,
+  o: Pick<RuntSystemOptions, 'agentNodeArgs' | 'oddAgentNodeArgs'>,
+): string[] {
+  return (i % 2 === 1 ? o.oddAgentNodeArgs : undefined) ?? o.agentNodeArgs ?? [];
+}
 
 /** The `runt-agent` bin of @runt/agent (what `runt workstation run` starts). */
 export function agentBin(): string {
@@ -276,7 +295,7 @@ export class RuntSystem {
               `--cpu-prof-name=agent-${this.o.backend}.cpuprofile`,
             ]
           : []),
-        ...(this.o.agentNodeArgs ?? []),
+        ...agentNodeArgsOf(i, this.o),
       ];
       const argv =
         nodeArgs.length > 0 ? [...nodeArgs, agentBin(), ...args] : [bin, 'workstation', 'run', ...args];
