@@ -94,6 +94,28 @@ describe('RunStateStore (one journal per agent)', () => {
     await store.close();
   }, 10_000);
 
+  it('by default writes the 25 saves of one offer message (one turn) in one synced batch, without waiting for a timer (issue 9)', async () => {
+    const file = journalIn();
+    const store = new RunStateStore(file);
+    await store.list(); // opened
+    vi.useFakeTimers({ toFake: ['setTimeout', 'setInterval'] });
+    const saves = [];
+    let timers: number;
+    try {
+      for (let i = 0; i < 25; i++) saves.push(store.save(state(`run_${i}`)));
+      // A window of milliseconds is a timer the batch waits for (armed once the saves ran): none.
+      await new Promise((r) => setImmediate(r));
+      timers = vi.getTimerCount();
+      vi.runOnlyPendingTimers(); // (so that a red run fails here instead of hanging)
+    } finally {
+      vi.useRealTimers();
+    }
+    await Promise.all(saves);
+    expect(timers).toBe(0);
+    expect(store.stats).toMatchObject({ batches: 1, records: 25, syncs: 1 });
+    await store.close();
+  }, 10_000);
+
   it('syncs only for durable saves: removals and notes ride with the next synced batch, or go out unsynced after lazyMs', async () => {
     const file = journalIn();
     const store = new RunStateStore(file, { windowMs: 1, lazyMs: 60_000 });

@@ -39,12 +39,12 @@ const SAFE_ID = /^[A-Za-z0-9_.-]{1,200}$/;
 export interface RunStateStoreOptions {
   /**
    * Records saved within this window after the first one go out in one write and one fsync
-   * (default 2 ms). 0 is the end of the current iteration of the event loop (`setImmediate`):
+   * (default 0). 0 is the end of the current iteration of the event loop (`setImmediate`):
    * every save made by what that iteration's I/O completed goes in one write without a timer.
-   * Records saved while a batch is being written go in the next batch (group commit). The 2 ms
-   * default stays: with no window, interleaved bench runs on a loaded machine (load 11-20)
-   * showed no gain and a slight tilt the other way (agent CPU per run, SQL per run; issue 9):
-   * the window also gathers an offer batch that arrives in more than one message.
+   * Records saved while a batch is being written go in the next batch (group commit). Default 0
+   * since claim on offer: the runs of one `offer-claimed` message reach their saves in one turn,
+   * so a window of 2 ms only held their one fsync back (2.84 ms p50 of a ~24 ms slot cycle in
+   * the Postgres drain; issue 9, docs/benchmarks.md).
    */
   windowMs?: number;
   /** fsync (fdatasync) each batch before its saves resolve (default true). */
@@ -117,7 +117,7 @@ export class RunStateStore {
     readonly file: string,
     opts: RunStateStoreOptions = {},
   ) {
-    this.#opts = { windowMs: 2, sync: true, compactBytes: 1024 * 1024, lazyMs: 100, ...opts };
+    this.#opts = { windowMs: 0, sync: true, compactBytes: 1024 * 1024, lazyMs: 100, ...opts };
   }
 
   /**
