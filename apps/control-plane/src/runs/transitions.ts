@@ -187,17 +187,33 @@ const HAND_BACK_UNSENT_GUARD_SQL = `select 1 from runs r where ${handBackGuard(t
 // below takes its items as one JSON array `$1`, read as the rows of `i` (`k` is the item's
 // index, echoed back so each caller gets its own answer). An item whose guard does not pass
 // returns no row; the lifecycle then finds out why on its checked path.
+// The planner sizes `jsonb_to_recordset` at 100 rows whatever the batch holds; with a batch that
+// big, a plan made while `runs` was small (a prepared statement's generic plan, kept by its
+// connection) joined the items to a Seq Scan of `runs` rather than a probe of its primary key
+// per item (test young-plans). `k` is each item's index, so a range on it is always true: the
+// planner, which has no statistics for it, sizes the batch at one row (a range of unknown
+// selectivity: 0.5 %), and a batch's join is planned as key lookups at any table size.
+const ITEMS_SIZED = 'i.k between 0 and 2147483647';
 const ITEM_COLUMNS = 'k int, run_id text, ws text, token bigint, first bigint, next bigint, events jsonb';
 
-// The fenced guard every holder write puts in its UPDATE: the run is this workstation's,
-// carries the presented token, and the lease with that token is held and live by the database
-// clock. The UPDATE locks the run row; a claim of an expired lease must update the same row, so
-// it cannot slip in between. The lease is looked up by the run row's id and token (equal to the
-// item's): on the item's columns the lookup was a filter of the items' scan, which the join with
-// the lock step (`o`, estimated at one row) scanned again for every locked run — 25 × 25 probes
-// of `leases` for a batch of 25, on both stores (test runs-indexes; issue 9, docs/benchmarks.md).
-const FENCED_GUARD = `r.id = i.run_id and r.workstation_id = i.ws and r.fencing_token = i.token
-  and ${leaseSql.heldWithToken({ resource: 'r.id', token: 'r.fencing_token' })}`;
+// The fenced guard of every holder write: the run carries the presented token, is in a status
+// the write may leave, and the lease with that token is held and live by the database clock
+// (and is this workstation's: `ITEM_ROW`). It is checked where the run is locked
+// (`itemsLocked`), once per item: a
+// claim of an expired lease must update the same run row, so once the row is locked nothing can
+// slip in between (a row changed since the statement's snapshot is checked again on its newest
+// version before it is locked, as an UPDATE's would be). The lease is looked up by the run row's
+// id and token (equal to the item's): on the item's columns the lookup was a filter of the
+// items' scan, which a join rescanned for every locked run — 25 × 25 probes of `leases` for a
+// batch of 25, on both stores (test runs-indexes; issue 9, docs/benchmarks.md).
+// The workstation is the UPDATE's to check (`ITEM_ROW`): in the probe it would make the
+// workstation's index of held runs (every run it holds, each read from the heap) an equal choice
+// to the primary key for a planner without statistics.
+const fencedGuard = (statuses: string) => `r.id = k.run_id and r.fencing_token = k.token
+            and r.status in (${statuses}) and ${leaseSql.heldWithToken({ resource: 'r.id', token: 'r.fencing_token' })}`;
+// The UPDATE's own condition: its row is a locked one (`o`), and the item's (an item whose guard
+// failed may share its run with one whose passed).
+const ITEM_ROW = 'r.id = o.id and r.workstation_id = i.ws and r.fencing_token = i.token';
 
 // Holder events (`first` seq, `next` = last seq + 1; both 0 without events). The fast
 // statements take a batch only when it continues exactly at the run's stored next seq
@@ -211,25 +227,31 @@ const EVENTS_CONTINUE = '(i.next = 0 or r.next_event_seq = i.first)';
 const ITEM_EVENTS = `select u.id, e.seq, e.type, e.payload, coalesce(e.at, now())
     from u join i on i.k = u.k cross join lateral jsonb_to_recordset(i.events) as e(seq bigint, type text, payload jsonb, at timestamptz)`;
 
-// The runs of a batch's items, locked in id order first (see runsLockedById); its UPDATE joins them.
-// Only runs that still carry an item's token: a stale write locks no run it cannot write.
-const ITEMS_LOCKED = `o as ${runsLockedById(
-  'r.id = any (array(select i.run_id from i)) and (r.id, r.fencing_token) in (select i.run_id, i.token from i)',
-)}`;
+// The runs of a batch's items that pass the fenced guard, locked in id order first (see
+// runsLockedById): each by its own probe of the primary key, a scalar subquery per item in the
+// items' run-id order (as `leaseSql.lockedByKeys` does for leases), null for an item whose guard
+// fails (a stale token locks no run). The UPDATE joins them by primary key. Found
+// as one array (`r.id = any (array(…))`), the step was planned as a Seq Scan of `runs` on a
+// connection whose generic plan was made while `runs` was small, and kept: 1,147–1,612 buffer
+// hits for a finish of 25 after ~22,000 runs, 12–55 ms a batch under load (test young-plans;
+// issue 9, docs/benchmarks.md). A probe per item is an index scan whatever the statistics say.
+const itemsLocked = (statuses: string) => `o as materialized (
+  select (select r.id from runs r where ${fencedGuard(statuses)} for no key update of r) as id
+    from (select distinct i.run_id, i.token from i order by i.run_id) k)`;
 const FROM_ITEMS = 'i join o on o.id = i.run_id';
 
 const REPORT_EVENTS_SQL = `
-with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), ${ITEMS_LOCKED}, u as (
+with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS}) where ${ITEMS_SIZED}), ${itemsLocked(ACTIVE)}, u as (
   update runs r set next_event_seq = greatest(r.next_event_seq, i.next)
-    from ${FROM_ITEMS} where ${FENCED_GUARD} and r.status in (${ACTIVE}) and ${EVENTS_CONTINUE}
+    from ${FROM_ITEMS} where ${ITEM_ROW} and ${EVENTS_CONTINUE}
   returning i.k, r.id, r.next_event_seq
 ), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS})
 select k, next_event_seq from u`;
 
 const START_WITH = `
-with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS})), ${ITEMS_LOCKED}, u as (
+with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS}) where ${ITEMS_SIZED}), ${itemsLocked(statusesSql('start'))}, u as (
   update runs r set status = 'running', started_at = now(), next_event_seq = greatest(r.next_event_seq, i.next)
-    from ${FROM_ITEMS} where ${FENCED_GUARD} and r.status in (${statusesSql('start')}) and ${EVENTS_CONTINUE}
+    from ${FROM_ITEMS} where ${ITEM_ROW} and ${EVENTS_CONTINUE}
   returning i.k, r.*
 ), e as (insert into run_events (run_id, seq, type, payload, at) ${ITEM_EVENTS})`;
 const START_SQL = `${START_WITH}
@@ -252,11 +274,12 @@ const FINISH_WITH = `
 with i as (
   select * from jsonb_to_recordset($1::jsonb)
     as i(${ITEM_COLUMNS}, status text, exit_code int, failure_kind text, message text, terminal jsonb, started_ago float8)
-), ${ITEMS_LOCKED}, u as (
+   where ${ITEMS_SIZED}
+), ${itemsLocked(statusesSql('finish'))}, u as (
   update runs r set status = i.status, exit_code = i.exit_code, failure_kind = i.failure_kind, failure_message = i.message,
          started_at = ${startedAtSql('r', 'i.started_ago')},
          finished_at = now(), next_event_seq = greatest(r.next_event_seq, i.next) + 1
-    from ${FROM_ITEMS} where ${FENCED_GUARD} and r.status in (${statusesSql('finish')}) and ${EVENTS_CONTINUE}
+    from ${FROM_ITEMS} where ${ITEM_ROW} and ${EVENTS_CONTINUE}
      and (i.status <> 'failed' or r.retry is null)
   returning i.k, r.*
 ), e as (
