@@ -24,3 +24,4 @@ export { rawCeilingPeer, type DrainResult, type RawCeilingOptions } from './raw-
 export { loadAverage, nowMs, percentile, sleep } from './stats.js';
 export { RuntSystem, type RuntMeasurement, type RuntSystemOptions } from './runt-system.js';
 export { cpuProfileTop, type ProfileEntry } from './cpu-profile-top.js';
+export { stderrTail, waitReady } from './replica-ready.js';

@@ -34,6 +34,7 @@ import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
 import { agentBin } from './runt-system.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 import { processCpuSeconds } from './proc-cpu.js';
+import { stderrTail, waitReady } from './replica-ready.js';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
@@ -77,6 +78,8 @@ interface Replica {
   url: string;
   proc: ChildProcess;
   admin: ControlPlaneClient;
+  /** The last of what it wrote to stderr. */
+  said: () => string;
 }
 
 async function startReplicas(db: BenchDatabase, n: number): Promise<Replica[]> {
@@ -96,8 +99,10 @@ async function startReplicas(db: BenchDatabase, n: number): Promise<Replica[]> {
         RUNT_LOG_LEVEL: 'warn',
         ...(TRACE_DIR ? { RUNT_TRACE_FILE: join(TRACE_DIR, `${id}.trace`) } : {}),
       },
-      stdio: ['ignore', 'ignore', 'ignore'],
+      // stderr kept (its last 2 KB): what a replica that exits before it is ready said
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
+    const said = stderrTail(proc);
     children.add(proc);
     proc.once('exit', () => children.delete(proc));
     const url = `http://127.0.0.1:${port}`;
@@ -106,20 +111,10 @@ async function startReplicas(db: BenchDatabase, n: number): Promise<Replica[]> {
       url,
       proc,
       admin: new ControlPlaneClient({ url, token: adminToken, retries: 0, nodeHttp: NODE_HTTP }),
+      said,
     });
   }
-  for (const r of out) {
-    for (const deadline = Date.now() + 120_000; ; await sleep(100)) {
-      if (
-        await fetch(`${r.url}/readyz`).then(
-          (x) => x.ok,
-          () => false,
-        )
-      )
-        break;
-      if (Date.now() > deadline) throw new Error(`${r.id} did not become ready`);
-    }
-  }
+  for (const r of out) await waitReady(r.proc, r.url, r.id, r.said);
   return out;
 }
 
