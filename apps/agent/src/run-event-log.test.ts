@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ApiError, type RunEventInput } from '@runt/protocol';
 import { RunEventLog, type RunEventLogOptions } from './run-event-log.js';
 
@@ -119,6 +119,64 @@ describe('RunEventLog', () => {
     await log.flush();
     expect(r.batches.at(-1)!.map((e) => e.seq)).toEqual(notTaken.map((e) => e.seq));
     expect(chars).toEqual({ stdout: 5, stderr: 2 });
+  });
+});
+
+describe('RunEventLog: sizes', () => {
+  it('serialises no event to measure it while the queue is far below the byte budget', async () => {
+    const r = recorder();
+    const log = eventLog(r);
+    const stringify = vi.spyOn(JSON, 'stringify');
+    try {
+      log.append('backend_status', { state: 'started', instance_id: 'fake-000001', runtime: 'fake' });
+      log.appendOutput('stdout', 'hi\n');
+      const carried = await log.take();
+      log.settle(carried);
+      expect(carried).toHaveLength(2);
+      expect(stringify).not.toHaveBeenCalled();
+    } finally {
+      stringify.mockRestore();
+    }
+  });
+
+  it('cuts batches where the exact sizes say, whatever the bound (escapes, pairs, numbers)', async () => {
+    const chars = ['x', '\u0001', '😀', 'é', '"', '\n'];
+    let seed = 7;
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    const budget = 4_000;
+    const r = recorder();
+    const log = eventLog(r, { maxBatchBytes: budget, maxBatch: 1_000 });
+    for (let i = 0; i < 300; i++) {
+      const data = Array.from({ length: rnd(400) }, () => chars[rnd(chars.length)]).join('');
+      if (i % 3 === 0)
+        log.append('backend_status', { state: data, n: rnd(1e9) / 7, ok: i % 2 === 0, none: null });
+      else log.append('log', { stream: 'stdout', data });
+    }
+    await log.flush();
+    const size = (e: RunEventInput) => Buffer.byteLength(JSON.stringify(e)) + 1;
+    const all = r.batches.flat();
+    expect(all.map((e) => e.seq)).toEqual(Array.from({ length: all.length }, (_, i) => i + 1));
+    for (const [i, b] of r.batches.entries()) {
+      const bytes = b.reduce((s, e) => s + size(e), 0);
+      expect(b.length === 1 || bytes <= budget).toBe(true);
+      // greedy: the next batch's first event would not have fitted this one
+      const next = r.batches[i + 1]?.[0];
+      if (next) expect(bytes + size(next)).toBeGreaterThan(budget);
+    }
+  });
+
+  it('a status report coming (holdForReport) keeps the linger timer unarmed; the report carries the events', async () => {
+    const r = recorder();
+    const log = eventLog(r, { lingerMs: 1 });
+    log.holdForReport();
+    log.append('backend_status', { state: 'started' });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(r.batches).toHaveLength(0);
+    const carried = await log.take();
+    expect(carried.map((e) => e.seq)).toEqual([1]);
+    log.settle(undefined); // not taken: sent on the timer as usual
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(r.batches.map((b) => b.map((e) => e.seq))).toEqual([[1]]);
   });
 });
 

@@ -18,8 +18,45 @@ const MIN_BATCH_BYTES = 8 * 1024;
 type QueuedEvent = RunEventInput & {
   at: string;
   chars: { stream: 'stdout' | 'stderr'; n: number } | undefined;
+  /** Its JSON's size in bytes (with a separator), measured when first needed; -1 until then. */
   bytes: number;
+  /** A bound on `bytes` from the lengths of its strings alone (`jsonBytesBound`): no serialisation. */
+  bound: number;
 };
+
+/**
+ * An upper bound on the UTF-8 size of `JSON.stringify(v)`, from the lengths of its strings: one
+ * UTF-16 unit of a string is at most 6 bytes of JSON (a `\uXXXX` escape; UTF-8 takes at most 3
+ * a unit), a number at most 25 characters (`-0.0000012345678901234567`; 32 counted), `false`/`null` 5
+ * and 4. An object with `toJSON` (a `Date`), or deeper than 8 levels (never an event's
+ * payload): the exact size. So an event's size is known
+ * to fit a batch without serialising it (issue 9, agent profile: `JSON.stringify` of every queued
+ * event, two a run, only to measure it, where a batch of a run's events is far below the budget).
+ */
+function jsonBytesBound(v: unknown, depth = 0): number {
+  switch (typeof v) {
+    case 'string':
+      return 6 * v.length + 2;
+    case 'number':
+      return 32;
+    case 'boolean':
+      return 5;
+    case 'object':
+      break;
+    default:
+      return 4; // undefined (left out, or `null` in an array), bigint/function/symbol never sent
+  }
+  if (v === null) return 4;
+  if (depth >= 8 || typeof (v as { toJSON?: unknown }).toJSON === 'function')
+    return Buffer.byteLength(JSON.stringify(v) ?? '');
+  let n = 2;
+  if (Array.isArray(v)) {
+    for (const x of v) n += jsonBytesBound(x, depth + 1) + 1;
+    return n;
+  }
+  for (const k in v) n += 6 * k.length + 4 + jsonBytesBound((v as Record<string, unknown>)[k], depth + 1);
+  return n;
+}
 
 /**
  * A queued event as it is sent: a plain literal, not a spread or a rest copy (two events a run
@@ -37,8 +74,11 @@ export interface RunEventLogOptions {
   signal: AbortSignal;
   /** Called with 409 "run is no longer active" / a stale token: the run must be dropped. */
   onRejected: (error: Error) => void;
-  /** Called after each acknowledged batch with the next seq and the log characters it carried. */
-  onFlushed?: (nextSeq: number, logChars: { stdout: number; stderr: number }) => void;
+  /**
+   * Called after each acknowledged batch with the next seq and the log characters it carried;
+   * `byReport` when a status report carried it (`take`/`settle`), not an append of its own.
+   */
+  onFlushed?: (nextSeq: number, logChars: { stdout: number; stderr: number }, byReport: boolean) => void;
   /** Wait this long after the first queued event before sending (default 20 ms): output in bursts goes in one request. */
   lingerMs?: number;
   /** Largest batch (default 500; the API takes 1000). */
@@ -71,7 +111,13 @@ export interface RunEventLogOptions {
 export class RunEventLog {
   #next: number;
   #queue: QueuedEvent[] = [];
-  #queuedBytes = 0;
+  /**
+   * The queued events' sizes where measured, their `bound`s where not: while it is within the
+   * budget, so is the queue's size in bytes.
+   */
+  #queuedBound = 0;
+  /** The queue's events before this index are measured (`#schedule` measured them all then). */
+  #measuredTo = 0;
   #budget: number;
   #timer: NodeJS.Timeout | undefined;
   #sending: Promise<void> | undefined;
@@ -194,7 +240,7 @@ export class RunEventLog {
   }
 
   #schedule(): void {
-    if (this.#queue.length >= (this.opts.maxBatch ?? 500) || this.#queuedBytes >= this.#budget)
+    if (this.#queue.length >= (this.opts.maxBatch ?? 500) || this.#queuedBytesAtLeastBudget())
       void this.#kick();
     else this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
   }
@@ -214,20 +260,60 @@ export class RunEventLog {
           }
         : undefined;
     const at = new Date().toISOString();
-    const bytes = Buffer.byteLength(JSON.stringify({ seq, type, payload, at })) + 1;
-    this.#queue.push({ seq, type, payload, at, chars, bytes });
-    this.#queuedBytes += bytes;
+    // `{"seq":N,"type":"T","payload":P,"at":"A"}` and a separator: 60 bytes of keys, punctuation
+    // and `at` (24 characters), the seq as any number (32), the type's quotes (2)
+    const bound = jsonBytesBound(payload) + 6 * type.length + 94;
+    this.#queue.push({ seq, type, payload, at, chars, bytes: -1, bound });
+    this.#queuedBound += bound;
     return seq;
+  }
+
+  /**
+   * Whether the queued events' JSON takes the whole byte budget: measured only when their bounds
+   * say it may, each event once.
+   */
+  #queuedBytesAtLeastBudget(): boolean {
+    if (this.#queuedBound < this.#budget) return false;
+    const queue = this.#queue;
+    for (let i = this.#measuredTo; i < queue.length; i++) this.#bytesOf(queue[i]!);
+    this.#measuredTo = queue.length;
+    return this.#queuedBound >= this.#budget;
+  }
+
+  /** The exact size of a queued event as sent (with a separator), measured once. */
+  #bytesOf(q: QueuedEvent): number {
+    if (q.bytes < 0) {
+      q.bytes =
+        Buffer.byteLength(JSON.stringify({ seq: q.seq, type: q.type, payload: q.payload, at: q.at })) + 1;
+      this.#queuedBound += q.bytes - q.bound;
+    }
+    return q.bytes;
   }
 
   /** The head of the queue that fits one request: at most `maxBatch` events and the byte budget (at least one event). */
   #batch(): QueuedEvent[] {
     const max = this.opts.maxBatch ?? 500;
+    const queue = this.#queue;
+    // Within the budget by its bound: the whole head of `max` fits, nothing measured.
+    if (this.#queuedBound <= this.#budget) return queue.length <= max ? queue.slice() : queue.slice(0, max);
     let n = 0;
     let bytes = 0;
-    while (n < this.#queue.length && n < max && (n === 0 || bytes + this.#queue[n]!.bytes <= this.#budget))
-      bytes += this.#queue[n++]!.bytes;
-    return this.#queue.slice(0, n);
+    while (n < queue.length && n < max && (n === 0 || bytes + this.#bytesOf(queue[n]!) <= this.#budget))
+      bytes += this.#bytesOf(queue[n++]!);
+    return queue.slice(0, n);
+  }
+
+  /**
+   * A status report that carries the queued events (`take`) is coming soon (a started run's
+   * `running` report, or its end): what is queued until then waits for it instead of arming the
+   * linger timer (one timer a run fewer, and for a run that outlives the report's delay one
+   * `appendEvents` request fewer: its `started` event rides with the report; issue 9, agent
+   * profile). Ends with the report's {@link settle}.
+   */
+  holdForReport(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#held = true;
   }
 
   /**
@@ -256,21 +342,22 @@ export class RunEventLog {
    */
   settle(carried: RunEventInput[] | undefined): void {
     this.#held = false;
-    if (carried && carried.length > 0) this.#acked(carried.at(-1)!.seq + 1);
+    if (carried && carried.length > 0) this.#acked(carried.at(-1)!.seq + 1, true);
     if (this.#queue.length > 0 && !this.#rejected)
       this.#timer ??= setTimeout(() => void this.#kick(), this.opts.lingerMs ?? 20);
   }
 
   /** Everything below `nextSeq` was stored: drop it from the queue and count its output. */
-  #acked(nextSeq: number): void {
+  #acked(nextSeq: number, byReport = false): void {
     let n = 0;
     while (n < this.#queue.length && this.#queue[n]!.seq < nextSeq) n++;
     if (n === 0) return;
+    this.#measuredTo = Math.max(0, this.#measuredTo - n);
     for (const e of this.#queue.splice(0, n)) {
-      this.#queuedBytes -= e.bytes;
+      this.#queuedBound -= e.bytes < 0 ? e.bound : e.bytes;
       if (e.chars) this.#sent[e.chars.stream] += e.chars.n;
     }
-    this.opts.onFlushed?.(nextSeq, { ...this.#sent });
+    this.opts.onFlushed?.(nextSeq, { ...this.#sent }, byReport);
   }
 
   /** Sends everything queued so far; resolves once acknowledged (or the log was rejected / aborted). */
@@ -315,7 +402,8 @@ export class RunEventLog {
         if (isApiError(e) && (e.status === 409 || e.status === 403 || e.status === 404)) {
           this.#rejected = true;
           this.#queue = [];
-          this.#queuedBytes = 0;
+          this.#queuedBound = 0;
+          this.#measuredTo = 0;
           this.opts.onRejected(e);
           return;
         }

@@ -106,6 +106,8 @@ export class RunExecution {
   #reportedRunning: boolean;
   /** The `running` report while it is being sent (retried through an outage): the terminal report goes after it. */
   #running: Promise<void> | undefined;
+  /** The terminal report is being sent: what it carries needs no journal record (`onFlushed`). */
+  #ending = false;
   /** The `running` report waiting for the run's end (`RUNNING_REPORT_DELAY_MS`). */
   #runningLater: NodeJS.Timeout | undefined;
   /** The agent exits without the control plane's answer: the instance and the journal entry are left to its next start. */
@@ -114,6 +116,8 @@ export class RunExecution {
   #unconfirmed = false;
   /** The claim said no commands were waiting: with the link up, the first listing is skipped. */
   readonly #noCommandsAtClaim: boolean;
+  /** The control plane takes queued events with a status report (`RunReporter`'s `carryEvents`). */
+  readonly #carriesEvents: boolean;
   /** The runtime answered the workload's exit: nothing is left to stop, only to remove. */
   #exited = false;
   /**
@@ -138,6 +142,7 @@ export class RunExecution {
     this.runId = state.run_id;
     this.#run = run;
     this.#noCommandsAtClaim = pendingCommands === false;
+    this.#carriesEvents = pendingCommands !== undefined;
     this.#state = state;
     this.#instanceId = state.instance_id;
     this.#reportedRunning = state.ready;
@@ -150,7 +155,13 @@ export class RunExecution {
       signal: this.#work.signal,
       onRejected: (e) => this.#drop(`event append refused: ${e.message}`),
       secrets: Object.values(secrets),
-      onFlushed: (nextSeq, logChars) => {
+      onFlushed: (nextSeq, logChars, byReport) => {
+        // Carried by the terminal report, which the control plane took: the run is over, and its
+        // output position is never read again (the journal entry goes next; a restart that
+        // still finds it asks the control plane, which refuses a terminal run). No record for
+        // it: one journal record (a state copy, its JSON and CRC) a run fewer (issue 9, agent
+        // profile). An append of its own (a 413's fallback) is noted as before.
+        if (byReport && this.#ending) return;
         this.#state = { ...this.#state, next_seq: nextSeq, log_chars: logChars };
         // Not synced on its own: lost to a crash, the output is sent again (taken once).
         void this.#persist(false);
@@ -162,7 +173,7 @@ export class RunExecution {
       fencingToken: state.fencing_token,
       events: this.#events,
       // A control plane that says whether commands wait also takes events on status reports.
-      carryEvents: pendingCommands !== undefined,
+      carryEvents: this.#carriesEvents,
       signal: this.#work.signal,
       onRefused: (reason) => this.#drop(reason),
       logger: deps.logger,
@@ -454,6 +465,10 @@ export class RunExecution {
       this.phase = 'running';
       if (tracing) traceMark('agent.started', this.runId);
       this.#armTimeout();
+      // The `running` report (now, or after RUNNING_REPORT_DELAY_MS) or the end's carries the
+      // `started` event: no linger timer of its own (a control plane that takes no events on a
+      // report, or a report that waits for a ready line: sent as before).
+      if (this.#carriesEvents && !this.#state.ready_when) this.#events.holdForReport();
       this.#events.append('backend_status', {
         state: 'started',
         instance_id: this.#instanceId,
@@ -645,6 +660,7 @@ export class RunExecution {
     // After the `running` report, which may still be retried: one report at a time, in order.
     await this.#running;
     if (tracing) traceMark('agent.report', this.runId);
+    this.#ending = true;
     if (!(await this.#reporter.report(report))) return;
     if (tracing) traceMark('agent.reported', this.runId);
     this.deps.logger.info(

@@ -74,6 +74,14 @@ describe.each(TEST_BACKENDS)('an agent’s run calls over its link on %s', (back
       (await metric(t.url, 'runt_cp_link_requests_total', STATUS_OK)) +
       (await metric(t.url, 'runt_cp_http_requests_total', HTTP_STATUS_OK));
     const reportsBefore = await statusReports();
+    // Event appends on either transport: none for these runs (no output), whose `started` event
+    // goes with the `running` report or the end's (`holdForReport`); before, a run outliving the
+    // report's delay sent it alone, on the linger timer armed just before the report's.
+    const EVENTS = /op="events"|route="\/api\/runs\/:id\/events"/;
+    const appends = async () =>
+      (await metric(t.url, 'runt_cp_link_requests_total', EVENTS)) +
+      (await metric(t.url, 'runt_cp_http_requests_total', EVENTS));
+    const appendsBefore = await appends();
     // A few runs long enough for lease renewals (every leaseMs / 3 = 1 s), the rest short.
     const ids: string[] = [];
     for (let i = 0; i < RUNS; i++) {
@@ -120,6 +128,13 @@ describe.each(TEST_BACKENDS)('an agent’s run calls over its link on %s', (back
     expect(reports).toBeGreaterThanOrEqual(RUNS + 3);
     expect(reports).toBeLessThan(2 * RUNS);
     for (const id of ids) expect((await t.admin.getRun(id)).run.started_at).not.toBeNull();
+    expect((await appends()) - appendsBefore, seen).toBe(0);
+    for (const id of ids.slice(0, 3)) {
+      const { events } = await t.admin.listEvents(id, { after_seq: 0 });
+      expect(events.filter((e) => e.type === 'backend_status').map((e) => e.payload.state)).toContain(
+        'started',
+      );
+    }
     expect(await metric(t.url, 'runt_cp_link_requests_total', /op="heartbeat",status="200"/)).toBeGreaterThan(
       0,
     );

@@ -1,7 +1,13 @@
 import type { ExitStatus, InstanceSpec, InstanceState, LogChunk, LogStream } from '../runtime.js';
 import type { FakeProcess } from './shell.js';
 
-/** One instance as the fake engine stores it. */
+/**
+ * One instance as the fake engine stores it. Every field is set when it is made (`undefined`
+ * where it has no value yet) and cleared by setting `undefined`, never `delete`d: a deleted
+ * property turns the object into a dictionary (V8's slow properties), and every later read of
+ * the record — a run's exit waiter, output follower and removal — then goes through a hash
+ * lookup (issue 9: every run's record went slow at its exit; agent profile under the fake runtime).
+ */
 export interface FakeInstanceRecord {
   id: string;
   name: string;
@@ -9,11 +15,11 @@ export interface FakeInstanceRecord {
   labels: Record<string, string>;
   state: InstanceState;
   createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  exit?: ExitStatus;
+  startedAt?: string | undefined;
+  finishedAt?: string | undefined;
+  exit?: ExitStatus | undefined;
   logs: LogChunk[];
-  process?: FakeProcess;
+  process?: FakeProcess | undefined;
   /** Everything still running inside (exec sessions, terminals) that dies with the instance. */
   children: Set<{ kill(signal: string): void }>;
 }

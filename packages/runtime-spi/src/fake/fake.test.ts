@@ -1,4 +1,5 @@
 import { getEventListeners } from 'node:events';
+import v8 from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { describeRuntimeConformance, waitForTerminalText } from '../conformance/index.js';
 import { RuntimeError, isRuntimeError } from '../errors.js';
@@ -78,6 +79,27 @@ describe('fake runtime', () => {
     const rt = await withTarget({ failures: { [method]: scripted } });
     await expect(call(rt, method)).rejects.toBe(scripted);
     expect(rt.calls.map((c) => c.method)).toEqual([method]);
+  });
+
+  it('keeps an instance record out of dictionary mode through create, start, exit and restart (issue 9)', async () => {
+    // `%HasFastProperties` needs natives syntax, allowed before the function using it is compiled.
+    v8.setFlagsFromString('--allow-natives-syntax');
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- natives syntax only parses in code compiled after the flag
+    const fast = new Function('o', 'return %HasFastProperties(o)') as (o: object) => boolean;
+    const engine = new FakeEngine();
+    const runtime = createFakeRuntime({ engine, recordCalls: false });
+    const a = await runtime.create({ name: 'a', command: ['/bin/sh', '-c', 'echo hi'] });
+    const rec = engine.instances.get(a.id)!;
+    const seen = [fast(rec)];
+    await runtime.start(a.id);
+    seen.push(fast(rec));
+    expect((await runtime.wait(a.id)).exitCode).toBe(0);
+    seen.push(fast(rec));
+    await runtime.start(a.id); // a restart clears the exit
+    await runtime.wait(a.id);
+    seen.push(fast(rec));
+    expect(seen).toEqual([true, true, true, true]);
+    expect((await runtime.inspect(a.id))?.exitCode).toBe(0);
   });
 
   it('wakes only the waiters of the instance that changed (issue 9: not every run in flight per change)', async () => {

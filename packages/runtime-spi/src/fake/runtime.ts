@@ -270,7 +270,11 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
         labels: withManagedLabels(spec.labels),
         state: 'created',
         createdAt: new Date().toISOString(),
+        startedAt: undefined,
+        finishedAt: undefined,
+        exit: undefined,
         logs: [],
+        process: undefined,
         children: new Set(),
       };
       engine.instances.set(record.id, record);
@@ -290,14 +294,14 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
       record.process = proc;
       record.state = 'running';
       record.startedAt = new Date().toISOString();
-      delete record.finishedAt;
-      delete record.exit;
+      record.finishedAt = undefined;
+      record.exit = undefined;
       void proc.exit.then((exit) => {
         if (record.process !== proc) return;
         record.exit = exit;
         record.state = 'exited';
         record.finishedAt = new Date().toISOString();
-        delete record.process;
+        record.process = undefined;
         for (const child of record.children) child.kill('SIGKILL');
         record.children.clear();
         engine.changed(record);

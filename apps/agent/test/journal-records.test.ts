@@ -1,0 +1,83 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LeaseClient } from '@runt/leases';
+import type { ControlPlaneClient } from '@runt/protocol';
+import { createFakeRuntime } from '@runt/runtime-spi/fake';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RunExecution } from '../src/run-execution.js';
+import { RunStateStore, type RunState } from '../src/run-state-store.js';
+import { startTestControlPlane, testLogger, type TestControlPlane } from './control-plane.js';
+
+let h: TestControlPlane;
+let dir: string;
+beforeAll(async () => {
+  h = await startTestControlPlane();
+  dir = mkdtempSync(join(tmpdir(), 'runt-journal-records-'));
+}, 120_000);
+afterAll(async () => {
+  await h?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+describe('the journal records of a run (issue 9, agent profile)', () => {
+  it('queues no record for the output position its terminal report carried; the run is still forgotten', async () => {
+    /** The terminal report has been sent for these runs: a note or save after it is a record the run did not need. */
+    const ended = new Set<string>();
+    const late: string[] = [];
+    class Counting extends RunStateStore {
+      override async note(state: RunState): Promise<void> {
+        if (ended.has(state.run_id)) late.push(`note ${state.run_id} next_seq ${state.next_seq}`);
+        return super.note(state);
+      }
+      override async save(state: RunState): Promise<void> {
+        if (ended.has(state.run_id)) late.push(`save ${state.run_id}`);
+        return super.save(state);
+      }
+    }
+    const store = new Counting(join(dir, 'journal'));
+    const reportStatusBrief: ControlPlaneClient['reportStatusBrief'] = (runId, body) => {
+      if (TERMINAL.has(body.status)) ended.add(runId);
+      return h.ws.reportStatusBrief(runId, body);
+    };
+    const client = new Proxy(h.ws, {
+      get: (target, key) =>
+        key === 'reportStatusBrief' ? reportStatusBrief : (Reflect.get(target, key) as unknown),
+    });
+    const runtime = createFakeRuntime({ recordCalls: false });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const claim = await h.claimRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'echo hi'] }, 'records');
+      ids.push(claim.run.id);
+      const exec = await RunExecution.accept(
+        {
+          client,
+          leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
+          runtime,
+          store,
+          workRoot: join(dir, 'work'),
+          workstationId: h.workstationId,
+          runnerId: 'records',
+          leaseMs: 30_000,
+          stopTimeoutMs: 1_000,
+          commandPollMs: () => 60_000,
+          takesStartWithEnd: () => true,
+          logger: testLogger().logger,
+        },
+        claim,
+      );
+      await exec!.done;
+    }
+    expect(ended.size).toBe(5);
+    expect(late).toEqual([]);
+    for (const id of ids) {
+      expect((await h.admin.getRun(id)).run.status).toBe('completed');
+      const { events } = await h.admin.listEvents(id, { after_seq: 0 });
+      expect(events.filter((e) => e.type === 'log').map((e) => e.payload.data)).toEqual(['hi\n']);
+    }
+    expect(await store.list()).toEqual([]);
+    await store.close();
+  }, 60_000);
+});
