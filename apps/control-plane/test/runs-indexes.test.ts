@@ -246,6 +246,13 @@ describe.each(TEST_BACKENDS)('the indexes of runs on %s', (backend) => {
         expect(Math.max(...probes), `${name} ${generic ? 'generic' : 'custom'}\n${plan}`).toBeLessThanOrEqual(
           25,
         );
+        // and the UPDATE reads the items once, not once per item: the items joined to the lock
+        // step's rows, two CTEs of one row each to the planner, rescanned one for every row of
+        // the other (25 × 25 rows)
+        const update = plan.slice(plan.indexOf('CTE u'), plan.indexOf('CTE e'));
+        const rescans = [...update.matchAll(/CTE Scan on \w+.*loops=(\d+)/g)].map((m) => Number(m[1]));
+        expect(rescans.length, name).toBeGreaterThan(0);
+        expect(Math.max(...rescans), `${name} ${generic ? 'generic' : 'custom'}\n${plan}`).toBe(1);
       }
     }
   });

@@ -211,9 +211,9 @@ const ITEM_COLUMNS = 'k int, run_id text, ws text, token bigint, first bigint, n
 // to the primary key for a planner without statistics.
 const fencedGuard = (statuses: string) => `r.id = k.run_id and r.fencing_token = k.token
             and r.status in (${statuses}) and ${leaseSql.heldWithToken({ resource: 'r.id', token: 'r.fencing_token' })}`;
-// The UPDATE's own condition: its row is a locked one (`o`), and the item's (an item whose guard
-// failed may share its run with one whose passed).
-const ITEM_ROW = 'r.id = o.id and r.workstation_id = i.ws and r.fencing_token = i.token';
+// The UPDATE's own condition: its row is the one its item locked (`o`, read as `i` by the
+// UPDATE: the items with their locked run), and is the item's workstation's.
+const ITEM_ROW = 'r.id = i.locked and r.workstation_id = i.ws and r.fencing_token = i.token';
 
 // Holder events (`first` seq, `next` = last seq + 1; both 0 without events). The fast
 // statements take a batch only when it continues exactly at the run's stored next seq
@@ -229,16 +229,20 @@ const ITEM_EVENTS = `select u.id, e.seq, e.type, e.payload, coalesce(e.at, now()
 
 // The runs of a batch's items that pass the fenced guard, locked in id order first (see
 // runsLockedById): each by its own probe of the primary key, a scalar subquery per item in the
-// items' run-id order (as `leaseSql.lockedByKeys` does for leases), null for an item whose guard
-// fails (a stale token locks no run). The UPDATE joins them by primary key. Found
+// items' run-id order (as `leaseSql.lockedByKeys` does for leases): `locked`, null for an item
+// whose guard fails (a stale token locks no run). The UPDATE joins them by primary key. Found
 // as one array (`r.id = any (array(…))`), the step was planned as a Seq Scan of `runs` on a
 // connection whose generic plan was made while `runs` was small, and kept: 1,147–1,612 buffer
 // hits for a finish of 25 after ~22,000 runs, 12–55 ms a batch under load (test young-plans;
 // issue 9, docs/benchmarks.md). A probe per item is an index scan whatever the statistics say.
 const itemsLocked = (statuses: string) => `o as materialized (
-  select (select r.id from runs r where ${fencedGuard(statuses)} for no key update of r) as id
-    from (select distinct i.run_id, i.token from i order by i.run_id) k)`;
-const FROM_ITEMS = 'i join o on o.id = i.run_id';
+  select k.*, (select r.id from runs r where ${fencedGuard(statuses)} for no key update of r) as locked
+    from (select * from i order by i.run_id) k)`;
+// The UPDATE reads the items from `o` (each with its locked run), one row per item joined to
+// `runs` by primary key: joined to `i` again, the two CTEs (one row each to the planner, see
+// ITEMS_SIZED) were a nested loop rescanning one for every row of the other, 25 × 25 rows per
+// batch of 25 — ~0.25 ms of a 1.6 ms finish (auto_explain, issue 9, docs/benchmarks.md).
+const FROM_ITEMS = 'o as i';
 
 const REPORT_EVENTS_SQL = `
 with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS}) where ${ITEMS_SIZED}), ${itemsLocked(ACTIVE)}, u as (
