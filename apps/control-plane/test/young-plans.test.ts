@@ -81,7 +81,7 @@ describe.each(TEST_BACKENDS)('plans made on a young database (%s)', (backend) =>
     expect(plan, name).toMatch(/leases_pkey/);
     expect(plan, `${name}\n${plan}`).not.toMatch(/Seq Scan on leases/);
     // and its runs by key too: the finish's run lock step, found as one array, was a Seq Scan
-    // of \`runs\` in such a plan (1,147–1,612 buffer hits for a finish of 25 after ~22,000 runs)
+    // of `runs` in such a plan (1,147–1,612 buffer hits for a finish of 25 after ~22,000 runs)
     expect(plan, `${name}\n${plan}`).not.toMatch(/Seq Scan on runs/);
     if (name !== 'renew') expect(plan, name).toMatch(/runs_pkey/);
   });

@@ -187,22 +187,24 @@ const HAND_BACK_UNSENT_GUARD_SQL = `select 1 from runs r where ${handBackGuard(t
 // below takes its items as one JSON array `$1`, read as the rows of `i` (`k` is the item's
 // index, echoed back so each caller gets its own answer). An item whose guard does not pass
 // returns no row; the lifecycle then finds out why on its checked path.
-// The planner sizes `jsonb_to_recordset` at 100 rows whatever the batch holds; with a batch that
+const ITEM_COLUMNS = 'k int, run_id text, ws text, token bigint, first bigint, next bigint, events jsonb';
+// The items as the CTE `i` (`extra`: the statement's own columns after ITEM_COLUMNS). The
+// planner sizes `jsonb_to_recordset` at 100 rows whatever the batch holds; with a batch that
 // big, a plan made while `runs` was small (a prepared statement's generic plan, kept by its
 // connection) joined the items to a Seq Scan of `runs` rather than a probe of its primary key
 // per item (test young-plans). `k` is each item's index, so a range on it is always true: the
 // planner, which has no statistics for it, sizes the batch at one row (a range of unknown
 // selectivity: 0.5 %), and a batch's join is planned as key lookups at any table size.
-const ITEMS_SIZED = 'i.k between 0 and 2147483647';
-const ITEM_COLUMNS = 'k int, run_id text, ws text, token bigint, first bigint, next bigint, events jsonb';
+const itemsCte = (extra = '') => `i as (
+  select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS}${extra})
+   where i.k between 0 and 2147483647)`;
 
 // The fenced guard of every holder write: the run carries the presented token, is in a status
 // the write may leave, and the lease with that token is held and live by the database clock
 // (and is this workstation's: `ITEM_ROW`). It is checked where the run is locked
-// (`itemsLocked`), once per item: a
-// claim of an expired lease must update the same run row, so once the row is locked nothing can
-// slip in between (a row changed since the statement's snapshot is checked again on its newest
-// version before it is locked, as an UPDATE's would be). The lease is looked up by the run row's
+// (`itemsLocked`), once per item: a claim of an expired lease must update the same run row, so
+// once the row is locked nothing can slip in between (a row changed since the statement's
+// snapshot is checked again on its newest version before it is locked, as an UPDATE's would be). The lease is looked up by the run row's
 // id and token (equal to the item's): on the item's columns the lookup was a filter of the
 // items' scan, which a join rescanned for every locked run — 25 × 25 probes of `leases` for a
 // batch of 25, on both stores (test runs-indexes; issue 9, docs/benchmarks.md).
@@ -240,12 +242,12 @@ const itemsLocked = (statuses: string) => `o as materialized (
     from (select * from i order by i.run_id) k)`;
 // The UPDATE reads the items from `o` (each with its locked run), one row per item joined to
 // `runs` by primary key: joined to `i` again, the two CTEs (one row each to the planner, see
-// ITEMS_SIZED) were a nested loop rescanning one for every row of the other, 25 × 25 rows per
+// itemsCte) were a nested loop rescanning one for every row of the other, 25 × 25 rows per
 // batch of 25 — ~0.25 ms of a 1.6 ms finish (auto_explain, issue 9, docs/benchmarks.md).
 const FROM_ITEMS = 'o as i';
 
 const REPORT_EVENTS_SQL = `
-with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS}) where ${ITEMS_SIZED}), ${itemsLocked(ACTIVE)}, u as (
+with ${itemsCte()}, ${itemsLocked(ACTIVE)}, u as (
   update runs r set next_event_seq = greatest(r.next_event_seq, i.next)
     from ${FROM_ITEMS} where ${ITEM_ROW} and ${EVENTS_CONTINUE}
   returning i.k, r.id, r.next_event_seq
@@ -253,7 +255,7 @@ with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS}) whe
 select k, next_event_seq from u`;
 
 const START_WITH = `
-with i as (select * from jsonb_to_recordset($1::jsonb) as i(${ITEM_COLUMNS}) where ${ITEMS_SIZED}), ${itemsLocked(statusesSql('start'))}, u as (
+with ${itemsCte()}, ${itemsLocked(statusesSql('start'))}, u as (
   update runs r set status = 'running', started_at = now(), next_event_seq = greatest(r.next_event_seq, i.next)
     from ${FROM_ITEMS} where ${ITEM_ROW} and ${EVENTS_CONTINUE}
   returning i.k, r.*
@@ -275,11 +277,8 @@ const startedAtSql = (r: string, agoMs: string) =>
 // Terminal: the events, then `terminal_status` at the next seq, open commands cancelled and the
 // lease given up, all in the one statement (so in one transaction).
 const FINISH_WITH = `
-with i as (
-  select * from jsonb_to_recordset($1::jsonb)
-    as i(${ITEM_COLUMNS}, status text, exit_code int, failure_kind text, message text, terminal jsonb, started_ago float8)
-   where ${ITEMS_SIZED}
-), ${itemsLocked(statusesSql('finish'))}, u as (
+with ${itemsCte(', status text, exit_code int, failure_kind text, message text, terminal jsonb, started_ago float8')},
+${itemsLocked(statusesSql('finish'))}, u as (
   update runs r set status = i.status, exit_code = i.exit_code, failure_kind = i.failure_kind, failure_message = i.message,
          started_at = ${startedAtSql('r', 'i.started_ago')},
          finished_at = now(), next_event_seq = greatest(r.next_event_seq, i.next) + 1
