@@ -249,4 +249,10 @@ create trigger runs_deleted_drop_events after delete on runs referencing old tab
     id: 'cp_0107_runs_workstation_without_fk',
     sql: `alter table runs drop constraint if exists runs_workstation_id_fkey;`,
   },
+  {
+    // Issue 9: runs an agent takes ahead of a free slot (`--prefetch`, graphile-worker's local
+    // queue): the scheduler offers up to `max_runs + prefetch` at once (placement.ts, SLOTS_SQL).
+    id: 'cp_0108_workstation_prefetch',
+    sql: `alter table workstations add column prefetch integer not null default 0;`,
+  },
 ];

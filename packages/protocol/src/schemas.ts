@@ -74,6 +74,12 @@ export const registerWorkstationRequestSchema = z.object({
   cpu_count: z.number().int().min(1).max(4096).default(1),
   memory_bytes: z.number().int().nonnegative().optional(),
   max_runs: z.number().int().min(0).max(10_000).optional(),
+  /**
+   * Runs the agent takes ahead of a free slot (`--prefetch`): claimed, journaled and waiting
+   * for one of its `max_runs` slots, as graphile-worker's local queue. The scheduler offers up to
+   * `max_runs + prefetch` runs at once. 0 (the default): none ahead.
+   */
+  prefetch: z.number().int().min(0).max(10_000).optional(),
   runtimes: z.array(runtimeNameSchema).max(32).default([]),
   labels: labelsSchema.optional(),
   agent_version: z.string().min(1).max(64).default('unknown'),
@@ -118,6 +124,8 @@ export const workstationSchema = z.object({
   cpu_count: z.number().nullable(),
   memory_bytes: z.number().nullable(),
   max_runs: z.number().nullable(),
+  /** Runs taken ahead of a free slot (0: none; a control plane before it sends none). */
+  prefetch: z.number().default(0),
   runtimes: z.array(z.string()),
   labels: z.record(z.string(), z.string()),
   agent_version: z.string().nullable(),

@@ -89,7 +89,7 @@ export interface LinkServerOptions {
    * Control messages (`register`, `heartbeat`, `result`): a bucket of `burst` (default 200)
    * refilled at `perSecond` (default 20; an agent sends a few a minute). Requests (the fenced
    * run calls, one token each, a `requests` frame one per request in it): a bucket sized by the slots the workstation registered on
-   * this link (`max_runs`, else `cpu_count`, at least 1), `requestBurstPerSlot` (default 400)
+   * this link (`max_runs`, else `cpu_count`, at least 1, plus its `prefetch`), `requestBurstPerSlot` (default 400)
    * per slot, refilled at `requestsPerSlotPerSecond` (default 200) per slot — several times what
    * a slot running back-to-back no-op runs sends (claim, running, terminal, an events flush and
    * a renewal per run), so a busy agent is never throttled. A `requests` frame of more requests
@@ -643,7 +643,8 @@ export class LinkServer {
         const registered = await this.registrations.register(ws, msg.workstation, claimer?.holder);
         link.registered = true;
         link.claimer = claimer;
-        this.resize(link, msg.workstation.max_runs ?? msg.workstation.cpu_count);
+        // its runs at once: its slots and the runs it takes ahead of them (`prefetch`)
+        this.resize(link, (msg.workstation.max_runs ?? msg.workstation.cpu_count) + (msg.workstation.prefetch ?? 0));
         sendText(link, JSON.stringify({ type: 'registered', workstation_id: ws, ops: SERVED_OPS }));
         // The first `register` of the link ends its share of `opening`.
         const opened = this.opened.get(link);

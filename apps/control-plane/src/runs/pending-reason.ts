@@ -1,6 +1,6 @@
 import type { Queryable } from '@runt/sql';
 import type { PendingReason, Run, Workstation } from '@runt/protocol';
-import { labelsMatch } from './placement.js';
+import { labelsMatch, slotsOf } from './placement.js';
 import type { WorkstationStore } from '../stores/workstation-store.js';
 
 /** A workstation as placement sees it: what it offers and what its live runs already hold. */
@@ -78,7 +78,7 @@ export function pendingReason(
   }
   const fits = online.some((f) => {
     const w = f.workstation;
-    if (f.usedRuns >= (w.max_runs ?? w.cpu_count ?? 1)) return false;
+    if (f.usedRuns >= slotsOf(w)) return false;
     if (
       run.resources.cpus !== undefined &&
       w.cpu_count !== null &&

@@ -32,8 +32,17 @@ export interface Slot {
   freeMemory: number | null;
 }
 
-/** Workstation `w`'s slots: `max_runs`, else its `cpu_count`, else 1 (`Candidate.slots`). */
-export const SLOTS_SQL = `coalesce(w.max_runs, w.cpu_count, 1)`;
+/**
+ * Workstation `w`'s capacity in runs (`Candidate.slots`): its slots — `max_runs`, else its
+ * `cpu_count`, else 1 — plus the runs its agent takes ahead of a free slot (`prefetch`, 0 unless
+ * the agent says; they wait on the agent, leased, for one of its slots).
+ */
+export const SLOTS_SQL = `coalesce(w.max_runs, w.cpu_count, 1) + w.prefetch`;
+
+/** {@link SLOTS_SQL} of a workstation read into memory (the pending reason's twin). */
+export function slotsOf(w: { max_runs: number | null; cpu_count: number | null; prefetch: number }): number {
+  return (w.max_runs ?? w.cpu_count ?? 1) + w.prefetch;
+}
 
 /**
  * Run `r` may be offered now: in a status the `offer` transition leaves from (queued), and past

@@ -15,6 +15,7 @@ export interface WorkstationRow {
   cpu_count: number | null;
   memory_bytes: number | string | null;
   max_runs: number | null;
+  prefetch: number;
   runtimes: string[];
   labels: Record<string, string>;
   agent_version: string | null;
@@ -54,6 +55,7 @@ export function toWorkstation(r: WorkstationRow): Workstation {
     cpu_count: r.cpu_count,
     memory_bytes: r.memory_bytes === null ? null : Number(r.memory_bytes),
     max_runs: r.max_runs,
+    prefetch: r.prefetch,
     runtimes: r.runtimes,
     labels: r.labels,
     agent_version: r.agent_version,
@@ -90,7 +92,8 @@ export class WorkstationStore {
   async register(workstationId: string, body: RegisterWorkstationRequest): Promise<Workstation> {
     await this.db.query(
       `update workstations set display_name = $2, hostname = coalesce($3, hostname), cpu_count = $4, memory_bytes = $5,
-         max_runs = coalesce($6, max_runs), runtimes = $7::jsonb, labels = $8::jsonb, agent_version = $9, listening = $10,
+         max_runs = coalesce($6, max_runs), prefetch = coalesce($11, prefetch), runtimes = $7::jsonb, labels = $8::jsonb,
+         agent_version = $9, listening = $10,
          last_seen_at = now(), registered_at = coalesce(registered_at, now()),
          link_state = case when link_state = 'dropped' then 'none' else link_state end,
          draining = draining and $10
@@ -106,6 +109,7 @@ export class WorkstationStore {
         JSON.stringify(body.labels ?? {}),
         body.agent_version,
         body.listening,
+        body.prefetch ?? null,
       ],
     );
     const ws = await this.get(workstationId);
@@ -203,6 +207,7 @@ export class WorkstationStore {
       cpu_count: b.cpu_count,
       memory_bytes: b.memory_bytes ?? null,
       max_runs: b.max_runs ?? null,
+      prefetch: b.prefetch ?? null,
       runtimes: b.runtimes,
       labels: b.labels ?? {},
       agent_version: b.agent_version,
@@ -211,12 +216,12 @@ export class WorkstationStore {
     const r = await this.db.query<{ id: string; draining: boolean }>(
       `update workstations w set display_name = b.display_name, hostname = coalesce(b.hostname, w.hostname),
          cpu_count = b.cpu_count, memory_bytes = b.memory_bytes, max_runs = coalesce(b.max_runs, w.max_runs),
-         runtimes = b.runtimes, labels = b.labels, agent_version = b.agent_version, listening = b.listening,
+         prefetch = coalesce(b.prefetch, w.prefetch), runtimes = b.runtimes, labels = b.labels, agent_version = b.agent_version, listening = b.listening,
          last_seen_at = now(), registered_at = coalesce(w.registered_at, now()),
          link_state = 'connected', link_replica = $2, link_connected_at = now(),
          draining = w.draining and b.listening
        from jsonb_to_recordset($1::jsonb) as b(id text, display_name text, hostname text, cpu_count integer,
-         memory_bytes bigint, max_runs integer, runtimes jsonb, labels jsonb, agent_version text, listening boolean)
+         memory_bytes bigint, max_runs integer, prefetch integer, runtimes jsonb, labels jsonb, agent_version text, listening boolean)
        where w.id = b.id
        returning w.id, w.draining and exists (select 1 from credentials c where c.workstation_id = w.id and c.revoked_at is null) as draining`,
       [JSON.stringify(rows), replicaId],
