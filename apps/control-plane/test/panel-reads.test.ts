@@ -1,3 +1,4 @@
+import { workstationsTable } from '../src/panel/pages/workstations-page.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_BACKENDS } from '@runt/sql/testing';
 import { ControlPlaneClient } from '@runt/protocol';
@@ -93,20 +94,28 @@ describe.each(TEST_BACKENDS)('panel reads on %s', (backend) => {
   it('reads the fleet with the runs each holds in one statement, revoked ones included', async () => {
     const runtime = uniqueRuntime();
     const busy = await pairAgent(h, 'fleet-busy', [runtime]);
-    await busy.connect({ max_runs: 2 });
+    await busy.connect({ max_runs: 2, prefetch: 1 });
     const revoked = await pairAgent(h, 'fleet-revoked', [runtime]);
     await revoked.registerHttp();
     await admin.revokeCredential(revoked.credentialId);
-    for (let i = 0; i < 3; i++) await admin.submitRun({ runtime, command: ['x'] });
+    for (let i = 0; i < 4; i++) await admin.submitRun({ runtime, command: ['x'] });
     await eventually(async () => {
       const fleet = await fleetWithRunsInUse(h.t.db);
-      return fleet.find((f) => f.id === busy.workstationId)?.in_use === 2 ? true : undefined;
-    }, 'two runs offered to the busy workstation');
+      return fleet.find((f) => f.id === busy.workstationId)?.in_use === 3 ? true : undefined;
+    }, 'its two slots and the run ahead of them offered to the busy workstation');
     let statements = 0;
     const fleet = await fleetWithRunsInUse(countStatements(h.t.db, (c) => (statements += c.statements)));
     expect(statements).toBe(1);
     const byId = new Map(fleet.map((f) => [f.id, f]));
-    expect(byId.get(busy.workstationId)).toMatchObject({ in_use: 2, status: 'online', runtimes: [runtime] });
+    expect(byId.get(busy.workstationId)).toMatchObject({
+      in_use: 3,
+      max_runs: 2,
+      prefetch: 1,
+      status: 'online',
+      runtimes: [runtime],
+    });
+    const table = String(await workstationsTable(fleet));
+    expect(table).toMatch(/3 \/ 2<\/a> <span class="hint"[^>]*>\+ 1 ahead<\/span>/);
     expect(byId.get(revoked.workstationId)).toMatchObject({ in_use: 0, status: 'revoked' });
     // Oldest first, as the store lists them, and the same workstations.
     expect(fleet.map((f) => [f.id, f.status])).toEqual(

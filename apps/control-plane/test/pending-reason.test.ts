@@ -79,4 +79,37 @@ describe.each(TEST_BACKENDS)('pending_reason on %s', (backend) => {
     expect(got.pending_reason?.code).toBe('full');
     expect(got.pending_reason?.message).toMatch(/^the matching workstation is full \(1 run placed/);
   });
+
+  it('counts the runs an agent takes ahead of a free slot (prefetch) as room, then says it is full', async () => {
+    const runtime = uniqueRuntime();
+    const agent = await pairAgent(h, 'prefetching', [runtime]);
+    await agent.connect({ cpu_count: 4, max_runs: 1, prefetch: 2 });
+    expect(
+      (await admin.listWorkstations()).workstations.find((w) => w.display_name === 'prefetching'),
+    ).toMatchObject({
+      max_runs: 1,
+      prefetch: 2,
+    });
+    const ids: string[] = [];
+    for (const n of ['1', '2', '3', '4']) ids.push((await admin.submitRun({ runtime, command: [n] })).run.id);
+    await eventually(async () => {
+      const s = await Promise.all(ids.slice(0, 3).map(async (id) => (await admin.getRun(id)).run.status));
+      return s.every((x) => x === 'offered') ? true : undefined;
+    }, 'the slot and the two runs ahead of it to be offered');
+    const fourth = await read(ids[3]!);
+    expect(fourth.status).toBe('queued');
+    expect(fourth.pending_reason?.code).toBe('full');
+    expect(fourth.pending_reason?.message).toMatch(/^the matching workstation is full \(3 runs placed/);
+  });
+
+  it('keeps the prefetch an HTTP registration sends, and one that sends none leaves it', async () => {
+    const agent = await pairAgent(h, 'http-prefetch', [uniqueRuntime()]);
+    const find = async () =>
+      (await admin.listWorkstations()).workstations.find((w) => w.display_name === 'http-prefetch');
+    expect((await find())?.prefetch).toBe(0);
+    await agent.registerHttp({ listening: false, max_runs: 2, prefetch: 3 });
+    expect(await find()).toMatchObject({ max_runs: 2, prefetch: 3 });
+    await agent.registerHttp({ listening: false });
+    expect(await find()).toMatchObject({ max_runs: 2, prefetch: 3 });
+  });
 });

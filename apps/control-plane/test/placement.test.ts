@@ -5,6 +5,7 @@ import {
   FITS_SQL,
   PLACEABLE_SQL,
   PREFERENCE_SQL,
+  SLOTS_SQL,
   USED_SQL,
   pick,
   toSlot,
@@ -43,8 +44,14 @@ describe.each(TEST_BACKENDS)('the placement rules, on %s', (backend) => {
         const id = `ws_${fleet}_${i}`;
         await addWorkstation(t.db, id, runtimes[rnd(2)]!, 1 + rnd(4));
         await t.db.query(
-          `update workstations set labels = $2::jsonb, memory_bytes = $3, max_runs = $4 where id = $1`,
-          [id, JSON.stringify(labelSets[rnd(4)]), rnd(2) ? 1000 : null, rnd(3) ? null : 1 + rnd(5)],
+          `update workstations set labels = $2::jsonb, memory_bytes = $3, max_runs = $4, prefetch = $5 where id = $1`,
+          [
+            id,
+            JSON.stringify(labelSets[rnd(4)]),
+            rnd(2) ? 1000 : null,
+            rnd(3) ? null : 1 + rnd(5),
+            rnd(3) ? 0 : 1 + rnd(2),
+          ],
         );
         for (let u = rnd(4); u > 0; u--)
           await t.db.query(
@@ -54,7 +61,7 @@ describe.each(TEST_BACKENDS)('the placement rules, on %s', (backend) => {
       }
       const cands = (
         await t.db.query<Candidate>(
-          `select w.id, w.cpu_count, w.memory_bytes, coalesce(w.max_runs, w.cpu_count, 1) as slots, w.runtimes, w.labels,
+          `select w.id, w.cpu_count, w.memory_bytes, ${SLOTS_SQL} as slots, w.runtimes, w.labels,
                   u.used_runs, u.used_cpus, u.used_memory
              from workstations w ${USED_SQL} where ${PLACEABLE_SQL} order by ${CANDIDATE_ORDER_SQL}`,
         )

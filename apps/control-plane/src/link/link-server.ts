@@ -644,7 +644,10 @@ export class LinkServer {
         link.registered = true;
         link.claimer = claimer;
         // its runs at once: its slots and the runs it takes ahead of them (`prefetch`)
-        this.resize(link, (msg.workstation.max_runs ?? msg.workstation.cpu_count) + (msg.workstation.prefetch ?? 0));
+        this.resize(
+          link,
+          (msg.workstation.max_runs ?? msg.workstation.cpu_count) + (msg.workstation.prefetch ?? 0),
+        );
         sendText(link, JSON.stringify({ type: 'registered', workstation_id: ws, ops: SERVED_OPS }));
         // The first `register` of the link ends its share of `opening`.
         const opened = this.opened.get(link);

@@ -22,6 +22,7 @@ export type FleetRow = Pick<
   | 'runtimes'
   | 'labels'
   | 'max_runs'
+  | 'prefetch'
   | 'cpu_count'
   | 'memory_bytes'
   | 'agent_version'
@@ -42,7 +43,7 @@ export async function fleetWithRunsInUse(db: Database): Promise<FleetRow[]> {
       in_use: number | string | null;
     }
   >(
-    `select w.id, w.display_name, ${WORKSTATION_STATUS_SQL} as status, w.runtimes, w.labels, w.max_runs, w.cpu_count,
+    `select w.id, w.display_name, ${WORKSTATION_STATUS_SQL} as status, w.runtimes, w.labels, w.max_runs, w.prefetch, w.cpu_count,
             w.memory_bytes, w.agent_version, w.last_seen_at, a.n as in_use
        from workstations w
        left join (select workstation_id, count(*) as n from runs

@@ -24,7 +24,11 @@ function row(w: FleetRow): Html {
 <td data-col="status">${badge(w.status)}</td>
 <td>${w.runtimes.length ? w.runtimes.join(', ') : '–'}</td>
 <td>${labels.length ? labels.join(', ') : '–'}</td>
-<td><a href="/runs?workstation=${encodeURIComponent(w.display_name)}">${w.in_use} / ${w.max_runs ?? '–'}</a></td>
+<td><a href="/runs?workstation=${encodeURIComponent(w.display_name)}">${w.in_use} / ${w.max_runs ?? '–'}</a>${
+    w.prefetch > 0
+      ? html` <span class="hint" title="runs its agent takes ahead of a free slot">+ ${w.prefetch} ahead</span>`
+      : ''
+  }</td>
 <td>${w.cpu_count ?? '–'}</td>
 <td>${bytes(w.memory_bytes)}</td>
 <td>${w.agent_version ?? '–'}</td>
