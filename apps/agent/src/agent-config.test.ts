@@ -81,4 +81,15 @@ describe('loadAgentConfig', () => {
     ).toBe('pretty');
     expect(() => loadAgentConfig(['--runtime', 'fake', '--log-format', 'xml'], {})).toThrow(/logFormat/);
   });
+
+  it('takes --prefetch or RUNT_PREFETCH (0..10000, default 0), the flag winning', () => {
+    expect(loadAgentConfig(['--runtime', 'fake'], {}).prefetch).toBe(0);
+    expect(loadAgentConfig(['--runtime', 'fake'], { RUNT_PREFETCH: '25' }).prefetch).toBe(25);
+    expect(loadAgentConfig(['--runtime', 'fake', '--prefetch', '3'], { RUNT_PREFETCH: '25' }).prefetch).toBe(
+      3,
+    );
+    expect(() => loadAgentConfig(['--runtime', 'fake', '--prefetch', '-1'], {})).toThrow(/prefetch/);
+    expect(() => loadAgentConfig(['--runtime', 'fake', '--prefetch', '10001'], {})).toThrow(/prefetch/);
+    expect(() => loadAgentConfig(['--runtime', 'fake', '--prefetch', '1.5'], {})).toThrow(/prefetch/);
+  });
 });

@@ -20,6 +20,7 @@ const configSchema = z.object({
     .array(runtimeNameSchema)
     .min(1, 'name at least one runtime with --runtime (or RUNT_DEFAULT_RUNTIME)'),
   maxRuns: z.coerce.number().int().min(1).max(10_000),
+  prefetch: z.coerce.number().int().min(0).max(10_000),
   labels: labelsSchema,
   once: z.boolean(),
   link: z.boolean(),
@@ -44,6 +45,9 @@ export const AGENT_USAGE = `usage: runt-agent --runtime R [--runtime R2] [option
   --runtime R            runtime to offer (process, docker, podman, fake); repeatable or comma-separated
                          (default: RUNT_DEFAULT_RUNTIME)
   --max-runs N           runs at once (default 1; RUNT_MAX_RUNS)
+  --prefetch N           runs taken ahead of a free slot: claimed and ready, each starts as a slot
+                         frees (default 0; RUNT_PREFETCH). For many short runs; a run taken waits
+                         for this agent's slot even while another agent is idle
   --label k=v            workstation label; repeatable (also --labels k=v,k2=v2)
   --once                 take one run, finish it and exit (ephemeral workers)
   --no-link              never open the WebSocket link; poll for offers instead
@@ -84,6 +88,7 @@ export function loadAgentConfig(
       options: {
         runtime: { type: 'string', multiple: true },
         'max-runs': { type: 'string' },
+        prefetch: { type: 'string' },
         label: { type: 'string', multiple: true },
         labels: { type: 'string', multiple: true },
         once: { type: 'boolean' },
@@ -127,6 +132,7 @@ export function loadAgentConfig(
   const parsed = configSchema.safeParse({
     runtimes: runtimes.length > 0 ? [...new Set(runtimes)] : list([v('RUNT_DEFAULT_RUNTIME') ?? '']),
     maxRuns: values['max-runs'] ?? v('RUNT_MAX_RUNS') ?? 1,
+    prefetch: values.prefetch ?? v('RUNT_PREFETCH') ?? 0,
     labels,
     once: values.once === true,
     link: values['no-link'] !== true && v('RUNT_AGENT_LINK') !== '0',

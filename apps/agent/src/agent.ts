@@ -32,6 +32,7 @@ import { recordRunner } from './runner-history.js';
 import { RunExecution, type RunExecutionDeps } from './run-execution.js';
 import { RunSlots } from './run-slots.js';
 import { RunStateStore } from './run-state-store.js';
+import { StartGate } from './start-gate.js';
 import { WorkstationRegistration } from './workstation-registration.js';
 
 /** `initialized → starting → running → draining → stopping → stopped`, or `failed` when it could not go on. */
@@ -52,6 +53,12 @@ export interface AgentOptions {
   registry?: RuntimeRegistry;
   /** Runs at once (default 1). */
   maxRuns?: number;
+  /**
+   * Runs taken ahead of a free slot (default 0; `--prefetch`): the agent holds up to
+   * `maxRuns + prefetch` runs, at most `maxRuns` of them running; the others wait, claimed,
+   * created and journaled, for a slot (FIFO). See docs/agent.md, _Prefetch_.
+   */
+  prefetch?: number;
   labels?: Record<string, string>;
   /** Take one run, finish it, stop. */
   once?: boolean;
@@ -113,6 +120,8 @@ export class Agent {
   readonly #leases: LeaseClient;
   readonly #store: RunStateStore;
   readonly #slots: RunSlots<RunExecution>;
+  /** At most `maxRuns` workloads at once while runs are taken ahead (`prefetch`); none without. */
+  readonly #startGate: StartGate | undefined;
   readonly #registrar: WorkstationRegistration;
   readonly #runtimes = new Map<string, Runtime>();
   readonly #unavailable = new Map<string, string>();
@@ -146,6 +155,7 @@ export class Agent {
     if (opts.runtimes.length === 0) throw new AgentError('config-invalid', 'name at least one runtime');
     this.#opts = {
       maxRuns: 1,
+      prefetch: 0,
       labels: {},
       once: false,
       link: true,
@@ -203,6 +213,7 @@ export class Agent {
       client: this.#client,
       displayName: opts.displayName,
       maxRuns: this.#opts.maxRuns,
+      prefetch: this.#opts.prefetch,
       labels: this.#opts.labels,
       version: this.#opts.version,
       runtimes: () => [...this.#runtimes.keys()],
@@ -210,8 +221,12 @@ export class Agent {
       reach: this.#reach,
       logger: this.#log,
     });
+    if (!(Number.isInteger(this.#opts.prefetch) && this.#opts.prefetch >= 0 && this.#opts.prefetch <= 10_000))
+      throw new AgentError('config-invalid', `prefetch must be 0..10000 (got ${this.#opts.prefetch})`);
+    this.#startGate = this.#opts.prefetch > 0 ? new StartGate(this.#opts.maxRuns) : undefined;
     this.#slots = new RunSlots<RunExecution>({
       maxRuns: this.#opts.maxRuns,
+      prefetch: this.#opts.prefetch,
       once: this.#opts.once,
       taking: this.#taking.signal,
       claim: (run) => RunExecution.claim(this.#runDeps(run.runtime), run),
@@ -277,6 +292,7 @@ export class Agent {
           workstation_id: this.#workstationId,
           runtimes: [...this.#runtimes.keys()],
           max_runs: this.#opts.maxRuns,
+          prefetch: this.#opts.prefetch,
           link: this.#opts.link,
           adopted: this.runningRunIds,
         },
@@ -414,6 +430,7 @@ export class Agent {
       onSlotFree: () => this.#slots.freed(),
       handBack: (runId, fencingToken) => this.#handBack(runId, fencingToken),
       takesStartWithEnd: () => this.#link?.serves(STATUS_STARTED_FORM) === true,
+      startGate: this.#startGate,
       logger: this.#log,
     };
   }
@@ -608,6 +625,9 @@ export class Agent {
   async #doShutdown(graceMs: number): Promise<void> {
     if (this.#state === 'running' || this.#state === 'starting') this.#state = 'draining';
     this.#taking.abort();
+    // Runs waiting for a free slot (`prefetch`) never started: back to the queue now (fenced
+    // hand-backs), not held through the stop waiting for a slot.
+    this.#startGate?.close();
     this.#slots.freed(); // parked offers are declined
     this.#pollWake?.();
     // Told at once, so the scheduler stops placing runs here while held runs finish (each would

@@ -48,6 +48,7 @@ async function main(): Promise<number> {
       : {}),
     runtimes: config.runtimes,
     maxRuns: config.maxRuns,
+    prefetch: config.prefetch,
     labels: config.labels,
     once: config.once,
     link: config.link,

@@ -19,6 +19,7 @@ import { cancelled, exitOutcome, timedOut, type Outcome } from './run-outcome.js
 import { followRunOutput } from './run-output.js';
 import { needsWorkdir, prepareRun, type PrepareResult } from './run-prepare.js';
 import { RunReporter } from './run-reporter.js';
+import type { StartGate, StartPermit } from './start-gate.js';
 import { traceMark, tracing } from './trace.js';
 import type { RunState, RunStateStore } from './run-state-store.js';
 
@@ -55,6 +56,11 @@ export interface RunExecutionDeps {
    * ends within it sends one report instead of two.
    */
   takesStartWithEnd?: () => boolean;
+  /**
+   * The agent's start gate (`--prefetch`): at most `--max-runs` workloads run at once, the runs
+   * taken ahead wait for a permit once created and journaled. None with prefetch 0: no run waits.
+   */
+  startGate?: StartGate | undefined;
   logger: Logger;
 }
 
@@ -128,6 +134,8 @@ export class RunExecution {
   #run: Run | undefined;
   /** A working directory may exist (`#cleanup` removes it): always for a re-adopted run, whose bundle is unknown. */
   #workdir = true;
+  /** The run's place at the start gate (`--prefetch`): waiting, or held until its workload exits. */
+  #permit: StartPermit | undefined;
 
   private constructor(
     private readonly deps: RunExecutionDeps,
@@ -316,6 +324,8 @@ export class RunExecution {
     this.#cancelMessage = message;
     this.deps.logger.info({ run_id: this.runId, reason: message }, 'cancelling');
     this.#cancel.abort(new Error(message));
+    // Waiting for a slot: it stops waiting now and ends `cancelled`, never started.
+    if (this.#permit?.state === 'waiting') this.#releasePermit();
     // Saved before the polite signal: the workload's exit (e.g. 143) is then reported as this
     // stop even by the next agent, should this one die first (issue 8).
     this.#state = { ...this.#state, stopping: { timeout: this.#timedOut, message } };
@@ -418,7 +428,36 @@ export class RunExecution {
     );
     this.#lease.stop();
     this.#work.abort(new Error('abandoned'));
+    this.#releasePermit();
     this.#commands?.stop();
+  }
+
+  /** Gives the run's start permit back (a waiting one stops waiting); once, whichever comes first. */
+  #releasePermit(): void {
+    const permit = this.#permit;
+    if (!permit) return;
+    this.#permit = undefined;
+    this.deps.startGate?.release(permit);
+  }
+
+  /**
+   * The start gate's wait (`--prefetch`): `true` at once with a permit free, else a promise of
+   * the permit (`false`: withdrawn, or refused as the agent stops). The timeout counts from the
+   * start: a run that waited notes its real start time (not synced: lost to a crash, the
+   * journaled creation time stands, the earlier of the two).
+   */
+  #awaitSlot(gate: StartGate): boolean | Promise<boolean> {
+    const permit = gate.acquire();
+    this.#permit = permit;
+    if (permit.state !== 'waiting') return permit.state === 'held';
+    this.deps.logger.debug({ run_id: this.runId, waiting: gate.waiting }, 'waiting for a free slot');
+    return (permit.granted as Promise<boolean>).then((granted) => {
+      if (granted && this.#live()) {
+        this.#state = { ...this.#state, started_at_ms: Date.now() };
+        void this.#persist(false);
+      }
+      return granted;
+    });
   }
 
   // ---- the flow ----
@@ -429,6 +468,7 @@ export class RunExecution {
     this.#run = undefined;
     const runtime = this.deps.runtime;
     this.#workdir = !('unavailable' in runtime) && needsWorkdir(run, runtime);
+    const gate = this.deps.startGate;
     return prepareRun({
       run,
       secretEnv: this.secrets,
@@ -454,6 +494,7 @@ export class RunExecution {
         if (tracing) traceMark('agent.journaled', this.runId);
         this.#work.signal.throwIfAborted();
       },
+      beforeStart: gate ? () => this.#awaitSlot(gate) : undefined,
     });
   }
 
@@ -462,6 +503,11 @@ export class RunExecution {
       const prepared = await this.#prepare();
       if ('dropped' in prepared) return;
       if ('outcome' in prepared) return await this.#finish(prepared.outcome);
+      if ('notStarted' in prepared)
+        return await this.#handBackNeverStarted(
+          prepared.notStarted,
+          'stopping: a run waiting for a free slot is handed back to the queue',
+        );
       this.phase = 'running';
       if (tracing) traceMark('agent.started', this.runId);
       this.#armTimeout();
@@ -490,6 +536,8 @@ export class RunExecution {
   async #resume(): Promise<void> {
     try {
       this.phase = 'running';
+      // Running already (or never started, see #follow): it never waits, and counts at the gate.
+      if (this.deps.startGate) this.#permit = this.deps.startGate.force();
       const stopping = this.#state.stopping;
       if (stopping) {
         // The agent before this one began stopping it: finish that stop, report it as such.
@@ -595,7 +643,8 @@ export class RunExecution {
     this.#commands.stop();
     await commands;
     if (this.#work.signal.aborted) return;
-    if (neverStarted) return this.#handBackNeverStarted(id);
+    if (neverStarted)
+      return this.#handBackNeverStarted(id, 're-adopted run was never started; handing it back to the queue');
     await this.#finish(
       this.#timedOut
         ? timedOut(this.#cancelMessage, exit)
@@ -605,12 +654,13 @@ export class RunExecution {
     );
   }
 
-  /** A re-adopted run whose workload never started goes back to the queue (see #follow). */
-  async #handBackNeverStarted(instanceId: string): Promise<void> {
-    this.deps.logger.info(
-      { run_id: this.runId, instance_id: instanceId },
-      're-adopted run was never started; handing it back to the queue',
-    );
+  /**
+   * A run whose workload never started goes back to the queue: a re-adopted one (see #follow),
+   * or one that waited for a free slot while the agent began to stop (`--prefetch`).
+   */
+  async #handBackNeverStarted(instanceId: string, why: string): Promise<void> {
+    this.#releasePermit();
+    this.deps.logger.info({ run_id: this.runId, instance_id: instanceId }, why);
     // Journaled as never started first (no instance id): should this agent die before the
     // hand-back is applied and with the instance already removed, the next one releases the run
     // (re-queued) instead of failing it `internal` as a workload that disappeared (issue 8, chaos).
@@ -645,6 +695,8 @@ export class RunExecution {
   async #finish(outcome: Outcome): Promise<void> {
     if (this.#work.signal.aborted) return;
     this.phase = 'reporting';
+    // The workload has exited (or never started): its slot is free for a run waiting to start.
+    this.#releasePermit();
     // A `running` report still waiting goes with the end (`started_ms_ago`), where the control
     // plane still takes that; otherwise it goes now, before the end.
     let report = outcome;
@@ -686,6 +738,7 @@ export class RunExecution {
     this.deps.logger.warn({ run_id: this.runId, reason }, 'dropping the run');
     this.#lease.stop();
     this.#work.abort(new Error(reason));
+    this.#releasePermit();
     this.#commands?.stop();
     void this.#stopWorkload();
   }
@@ -702,6 +755,7 @@ export class RunExecution {
   async #cleanup(): Promise<void> {
     clearTimeout(this.#timeoutTimer);
     clearTimeout(this.#runningLater);
+    this.#releasePermit();
     this.#lease.stop();
     this.#commands?.stop();
     if (this.#abandoned) return;

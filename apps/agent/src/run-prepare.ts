@@ -30,6 +30,12 @@ export interface PrepareRunOptions {
   onCreated: (instanceId: string) => Promise<void>;
   /** Creating begins (the run's phase moves to `starting`). */
   onStarting?: () => void;
+  /**
+   * The start gate (`--prefetch`): called once the instance id is saved, before the start;
+   * `true` (or a promise of it) once the run may start, `false` when it must not (withdrawn:
+   * cancelled, dropped, or the agent is stopping). Without it the run starts at once.
+   */
+  beforeStart?: (() => boolean | Promise<boolean>) | undefined;
 }
 
 /**
@@ -41,8 +47,12 @@ export function needsWorkdir(run: Pick<Run, 'bundle'>, runtime: Runtime): boolea
   return runtime.usesSourcePath !== false || Boolean(run.bundle);
 }
 
-/** Started (the instance id), ended before starting (an outcome to report), or dropped (nothing). */
-export type PrepareResult = { started: string } | { outcome: Outcome } | { dropped: true };
+/**
+ * Started (the instance id), ended before starting (an outcome to report), dropped (nothing), or
+ * created and never started because the start gate refused it (the agent is stopping: hand it back).
+ */
+export type PrepareResult =
+  { started: string } | { outcome: Outcome } | { dropped: true } | { notStarted: string };
 
 /**
  * Everything between a claim and a running workload: a fresh working directory (0700) with the
@@ -98,6 +108,16 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult
     instanceId = instance.id;
     await opts.onCreated(instanceId);
     if (cancel.aborted) return wasCancelled()!;
+    if (opts.beforeStart) {
+      // Created and durably journaled: a run taken ahead of a free slot waits here for one.
+      const may = opts.beforeStart();
+      if (may !== true && !(may === false ? may : await may)) {
+        if (work.aborted) return { dropped: true };
+        return wasCancelled() ?? { notStarted: instanceId };
+      }
+      if (cancel.aborted) return wasCancelled()!;
+      work.throwIfAborted();
+    }
     await runtime.start(instanceId, withWork);
   } catch (e) {
     if (work.aborted) return { dropped: true };

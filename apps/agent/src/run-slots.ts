@@ -18,6 +18,8 @@ export interface SlotRun {
 export interface RunSlotsOptions<E extends SlotRun> {
   /** Runs at once. */
   maxRuns: number;
+  /** Runs taken ahead of a free slot (`--prefetch`, default 0): offers are taken up to `maxRuns + prefetch`. */
+  prefetch?: number;
   /** Take one run only. */
   once: boolean;
   /** Aborted when the agent stops taking offers (drain / shutdown). */
@@ -100,7 +102,7 @@ export class RunSlots<E extends SlotRun> {
   /** Whether another offer may be claimed now. */
   hasCapacity(): boolean {
     if (this.opts.taking.aborted || (this.opts.once && this.#onceTaken)) return false;
-    return this.#slotsHeld() + this.#claiming.size < this.opts.maxRuns;
+    return this.#slotsHeld() + this.#claiming.size < this.opts.maxRuns + (this.opts.prefetch ?? 0);
   }
 
   /**

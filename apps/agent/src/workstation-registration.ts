@@ -16,6 +16,8 @@ export interface WorkstationRegistrationOptions {
   client: Pick<ControlPlaneClient, 'registerWorkstation'>;
   displayName?: string | undefined;
   maxRuns: number;
+  /** Runs taken ahead of a free slot (`--prefetch`, default 0). */
+  prefetch?: number;
   labels: Record<string, string>;
   /** Reported as `agent_version`. */
   version: string;
@@ -30,7 +32,7 @@ export interface WorkstationRegistrationOptions {
 
 /**
  * What the agent tells the control plane about its workstation (`POST /api/workstations`, and
- * the link's `register` message): display name, host, cpu count, memory, `max_runs`, runtimes,
+ * the link's `register` message): display name, host, cpu count, memory, `max_runs`, `prefetch`, runtimes,
  * labels, version and whether it is listening for offers.
  *
  * @example
@@ -48,6 +50,8 @@ export class WorkstationRegistration {
       cpu_count: availableParallelism(),
       memory_bytes: totalmem(),
       max_runs: this.opts.maxRuns,
+      // Always, 0 too: the control plane keeps a registered value the body leaves out.
+      prefetch: this.opts.prefetch ?? 0,
       runtimes: this.opts.runtimes(),
       labels: this.opts.labels,
       agent_version: this.opts.version,

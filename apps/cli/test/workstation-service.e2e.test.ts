@@ -70,6 +70,8 @@ describe('runt workstation service', () => {
         'process',
         '--max-runs',
         '2',
+        '--prefetch',
+        '2',
         '--labels',
         'zone=a b',
         '--shutdown-grace-ms',
@@ -90,7 +92,7 @@ describe('runt workstation service', () => {
     expect(unit).not.toContain('RUNT_CLOUD_TOKEN');
     const node = realpathSync(process.execPath);
     expect(unit).toContain(
-      `ExecStart=${node} ${realpathSync(RUNT_BIN)} workstation run --runtime process --max-runs 2 --labels "zone=a b" --shutdown-grace-ms 60000 --log-format pretty\n`,
+      `ExecStart=${node} ${realpathSync(RUNT_BIN)} workstation run --runtime process --max-runs 2 --prefetch 2 --labels "zone=a b" --shutdown-grace-ms 60000 --log-format pretty\n`,
     );
     expect(unit).toContain(`Environment=RUNT_CONFIG_DIR=${configDir}\n`);
     expect(unit).toContain(`WorkingDirectory=${configDir}\n`);
@@ -124,6 +126,8 @@ describe('runt workstation service', () => {
         '--runtime',
         'process',
         '--max-runs',
+        '2',
+        '--prefetch',
         '2',
         '--labels',
         'zone=a b',

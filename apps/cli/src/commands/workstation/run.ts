@@ -18,6 +18,7 @@ export default class WorkstationRun extends Command {
   static override examples = [
     '<%= config.bin %> workstation run --runtime process',
     '<%= config.bin %> workstation run --runtime docker --runtime process --max-runs 4 --labels gpu=a100',
+    '<%= config.bin %> workstation run --runtime process --max-runs 8 --prefetch 8',
     '<%= config.bin %> workstation run --runtime docker --once',
   ];
   static override flags = {
@@ -26,6 +27,12 @@ export default class WorkstationRun extends Command {
       multiple: true,
     }),
     'max-runs': Flags.integer({ description: 'runs at once (default 1)', min: 1 }),
+    prefetch: Flags.integer({
+      description:
+        'runs taken ahead of a free slot, each started as one frees: for many short runs (default 0; RUNT_PREFETCH)',
+      min: 0,
+      max: 10_000,
+    }),
     labels: Flags.string({
       description: 'workstation label k=v (repeatable, or comma-separated)',
       multiple: true,
@@ -75,6 +82,7 @@ export default class WorkstationRun extends Command {
     const args = [
       ...(flags.runtime ?? []).flatMap((r) => ['--runtime', r]),
       ...(flags['max-runs'] ? ['--max-runs', String(flags['max-runs'])] : []),
+      ...(flags.prefetch !== undefined ? ['--prefetch', String(flags.prefetch)] : []),
       ...(flags.labels ?? []).flatMap((l) => ['--labels', l]),
       ...(flags.once ? ['--once'] : []),
       ...(flags.link ? [] : ['--no-link']),
