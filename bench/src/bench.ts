@@ -13,6 +13,7 @@
 //   BENCH_AGENTS=2              runt agents: each a `runt workstation run --runtime fake` process
 //   BENCH_MAX_RUNS=25           run slots of each agent (--max-runs): 50 runs at once by default;
 //                               BENCH_AGENTS=50 BENCH_MAX_RUNS=4 is the 50-process layout
+//   BENCH_PREFETCH=0            runs each agent takes ahead of a free slot (--prefetch; default 0)
 //   BENCH_RUNS_PGLITE, BENCH_PACED_RUNS_PGLITE, BENCH_LINKS_PGLITE   sizes for PGlite alone
 //                               (default: the same as on Postgres)
 //   BENCH_BACKENDS=postgres,pglite   BENCH_SYSTEMS=raw,graphile,pgboss,runt,links
@@ -62,6 +63,7 @@ const BACKENDS = env('BENCH_BACKENDS', 'postgres,pglite').split(',') as Array<'p
 const SYSTEMS = env('BENCH_SYSTEMS', 'raw,graphile,pgboss,runt,links').split(',');
 const AGENTS = Number(env('BENCH_AGENTS', '2'));
 const MAX_RUNS = Number(env('BENCH_MAX_RUNS', '25'));
+const PREFETCH = Number(env('BENCH_PREFETCH', '0'));
 if (!process.env.BENCH_LINKS) process.env.BENCH_LINKS = QUICK ? '2000' : '20000';
 const LINKS = linksToMeasure();
 /** A size, or its PGlite override (`BENCH_RUNS_PGLITE` …). */
@@ -104,7 +106,7 @@ const peerLabel = (t: Pick<PeerTask, 'peer' | 'backend' | 'unsynced'>) =>
     : PEER_LABEL[t.peer]!;
 const f = (x: number | undefined, digits = 1) =>
   x !== undefined && Number.isFinite(x) ? x.toFixed(digits) : '-';
-const RUNT_LABEL = `runt (${AGENTS} agent processes × ${MAX_RUNS} slots, fake runtime)`;
+const RUNT_LABEL = `runt (${AGENTS} agent processes × ${MAX_RUNS} slots${PREFETCH > 0 ? ` + ${PREFETCH} prefetch` : ''}, fake runtime)`;
 
 function describe(m: PeerMeasurement): string {
   const head = `${m.task.backend.padEnd(8)} ${m.task.mode.padEnd(5)} ${peerLabel(m.task).padEnd(62)}`;
@@ -169,6 +171,7 @@ async function runtPhases(backend: 'postgres' | 'pglite'): Promise<void> {
       backend,
       agents: AGENTS,
       maxRuns: MAX_RUNS,
+      prefetch: PREFETCH,
       ...(CPU_PROF ? { cpuProfDir: CPU_PROF } : {}),
       ...(AGENT_NODE_ARGS.length > 0 ? { agentNodeArgs: AGENT_NODE_ARGS } : {}),
       ...(ODD_AGENT_NODE_ARGS ? { oddAgentNodeArgs: ODD_AGENT_NODE_ARGS } : {}),
@@ -223,7 +226,7 @@ async function linkPhases(backend: 'postgres' | 'pglite'): Promise<void> {
 }
 
 console.log(
-  `runt bench${QUICK ? ' (quick)' : ''}: backlog/burst ${RUNS}, paced ${PACED_RUNS} at ${RATE}/s, ${AGENTS} agents × ${MAX_RUNS} slots, ${LINKS} links, ${ROUNDS} round(s), load ${loadAverage()}`,
+  `runt bench${QUICK ? ' (quick)' : ''}: backlog/burst ${RUNS}, paced ${PACED_RUNS} at ${RATE}/s, ${AGENTS} agents × ${MAX_RUNS} slots${PREFETCH > 0 ? ` + ${PREFETCH} prefetch` : ''}, ${LINKS} links, ${ROUNDS} round(s), load ${loadAverage()}`,
 );
 for (let round = 0; round < ROUNDS; round++) {
   for (const backend of BACKENDS) {

@@ -31,6 +31,8 @@ export interface RuntSystemOptions {
   agents: number;
   /** Runs each agent takes at once (`--max-runs`). */
   maxRuns?: number;
+  /** Runs each agent takes ahead of a free slot (`--prefetch`; default 0). */
+  prefetch?: number;
   /**
    * Write a `--cpu-prof` profile of the control plane and of the first agent into this
    * directory, and one of the control plane per phase (`control-plane-<backend>-<phase>`: the
@@ -278,6 +280,8 @@ export class RuntSystem {
         'fake',
         '--max-runs',
         String(this.o.maxRuns ?? 4),
+        '--prefetch',
+        String(this.o.prefetch ?? 0),
         '--state-dir',
         join(this.root, `agent-${i}`),
         '--shutdown-grace-ms',
