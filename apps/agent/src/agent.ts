@@ -292,7 +292,7 @@ export class Agent {
           workstation_id: this.#workstationId,
           runtimes: [...this.#runtimes.keys()],
           max_runs: this.#opts.maxRuns,
-          prefetch: this.#opts.prefetch,
+          ...(this.#opts.prefetch > 0 ? { prefetch: this.#opts.prefetch } : {}),
           link: this.#opts.link,
           adopted: this.runningRunIds,
         },
