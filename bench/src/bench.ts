@@ -13,7 +13,9 @@
 //   BENCH_AGENTS=2              runt agents: each a `runt workstation run --runtime fake` process
 //   BENCH_MAX_RUNS=25           run slots of each agent (--max-runs): 50 runs at once by default;
 //                               BENCH_AGENTS=50 BENCH_MAX_RUNS=4 is the 50-process layout
-//   BENCH_PREFETCH=0            runs each agent takes ahead of a free slot (--prefetch; default 0)
+//   BENCH_PREFETCH=25           runs each agent takes ahead of a free slot (--prefetch; default:
+//                               BENCH_MAX_RUNS, runt's fastest mode as graphile-worker's local queue
+//                               is its; 0: none, the agent's own default)
 //   BENCH_RUNS_PGLITE, BENCH_PACED_RUNS_PGLITE, BENCH_LINKS_PGLITE   sizes for PGlite alone
 //                               (default: the same as on Postgres)
 //   BENCH_BACKENDS=postgres,pglite   BENCH_SYSTEMS=raw,graphile,pgboss,runt,links
@@ -63,7 +65,7 @@ const BACKENDS = env('BENCH_BACKENDS', 'postgres,pglite').split(',') as Array<'p
 const SYSTEMS = env('BENCH_SYSTEMS', 'raw,graphile,pgboss,runt,links').split(',');
 const AGENTS = Number(env('BENCH_AGENTS', '2'));
 const MAX_RUNS = Number(env('BENCH_MAX_RUNS', '25'));
-const PREFETCH = Number(env('BENCH_PREFETCH', '0'));
+const PREFETCH = Number(env('BENCH_PREFETCH', String(MAX_RUNS)));
 if (!process.env.BENCH_LINKS) process.env.BENCH_LINKS = QUICK ? '2000' : '20000';
 const LINKS = linksToMeasure();
 /** A size, or its PGlite override (`BENCH_RUNS_PGLITE` …). */
