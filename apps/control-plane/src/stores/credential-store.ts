@@ -95,26 +95,34 @@ export class CredentialStore {
    */
   async ensureAdmin(opts: { token?: string; regenerate?: boolean }): Promise<{ minted?: string }> {
     this.principals.forget();
-    if (opts.token) {
-      await this.db.query(
-        `with c as (insert into credentials (id, kind, token_hash) values ('admin-env', 'admin', $1)
-           on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null returning id)
+    // One bootstrap at a time across replicas (a transaction-scoped advisory lock, as the
+    // migrations take): replicas started at once with the same RUNT_ADMIN_TOKEN each upsert the
+    // same `admin-env` row, and the loser's speculative insert can hit the token hash's unique
+    // index, which `on conflict (id)` does not arbitrate — a replica exited at start with
+    // "duplicate key … credentials_token_hash_key" (issue 10, replicas bench, 2026-12-03).
+    const minted = await this.db.transaction(async (tx) => {
+      await tx.query(`select pg_advisory_xact_lock(hashtext('runt_admin_credential'))`);
+      if (opts.token) {
+        await tx.query(
+          `with c as (insert into credentials (id, kind, token_hash) values ('admin-env', 'admin', $1)
+             on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null returning id)
+           select pg_notify('${CREDENTIALS_CHANNEL}', id) from c`,
+          [hashToken(opts.token)],
+        );
+        return undefined;
+      }
+      const token = mintToken('admin');
+      // Replaces a live admin token only when asked to; a revoked one always.
+      const r = await tx.query(
+        `with c as (insert into credentials (id, kind, token_hash) values ('admin', 'admin', $1)
+           on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null, created_at = now()
+           where $2 or credentials.revoked_at is not null returning id)
          select pg_notify('${CREDENTIALS_CHANNEL}', id) from c`,
-        [hashToken(opts.token)],
+        [hashToken(token), Boolean(opts.regenerate)],
       );
-      this.principals.forget();
-      return {};
-    }
-    const token = mintToken('admin');
-    // Replaces a live admin token only when asked to; a revoked one always.
-    const r = await this.db.query(
-      `with c as (insert into credentials (id, kind, token_hash) values ('admin', 'admin', $1)
-         on conflict (id) do update set token_hash = excluded.token_hash, revoked_at = null, created_at = now()
-         where $2 or credentials.revoked_at is not null returning id)
-       select pg_notify('${CREDENTIALS_CHANNEL}', id) from c`,
-      [hashToken(token), Boolean(opts.regenerate)],
-    );
+      return r.rows.length > 0 ? token : undefined;
+    });
     this.principals.forget();
-    return r.rows.length > 0 ? { minted: token } : {};
+    return minted === undefined ? {} : { minted };
   }
 }
