@@ -110,8 +110,10 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PrepareResult
     if (cancel.aborted) return wasCancelled()!;
     if (opts.beforeStart) {
       // Created and durably journaled: a run taken ahead of a free slot waits here for one.
-      const may = opts.beforeStart();
-      if (may !== true && !(may === false ? may : await may)) {
+      // A boolean when it is decided now (a slot free, or the gate closed): no await then.
+      let may = opts.beforeStart();
+      if (typeof may !== 'boolean') may = await may;
+      if (!may) {
         if (work.aborted) return { dropped: true };
         return wasCancelled() ?? { notStarted: instanceId };
       }

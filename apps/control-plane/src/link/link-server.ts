@@ -25,6 +25,7 @@ import { validate } from '../body.js';
 import { toHttpError } from '../errors.js';
 import { linkMetrics } from '../metrics.js';
 import { agentOps, type AgentOps } from '../runs/agent-ops.js';
+import { slotsOf } from '../runs/placement.js';
 import type { RunSignals } from '../runs/run-signals.js';
 import type { RunLifecycle } from '../runs/run-lifecycle.js';
 import type { RunStore } from '../runs/run-store.js';
@@ -643,10 +644,14 @@ export class LinkServer {
         const registered = await this.registrations.register(ws, msg.workstation, claimer?.holder);
         link.registered = true;
         link.claimer = claimer;
-        // its runs at once: its slots and the runs it takes ahead of them (`prefetch`)
+        // its runs at once: the scheduler's capacity rule (its slots and the runs it takes ahead)
         this.resize(
           link,
-          (msg.workstation.max_runs ?? msg.workstation.cpu_count) + (msg.workstation.prefetch ?? 0),
+          slotsOf({
+            max_runs: msg.workstation.max_runs ?? null,
+            cpu_count: msg.workstation.cpu_count,
+            prefetch: msg.workstation.prefetch ?? 0,
+          }),
         );
         sendText(link, JSON.stringify({ type: 'registered', workstation_id: ws, ops: SERVED_OPS }));
         // The first `register` of the link ends its share of `opening`.

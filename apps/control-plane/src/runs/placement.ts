@@ -39,7 +39,7 @@ export interface Slot {
  */
 export const SLOTS_SQL = `coalesce(w.max_runs, w.cpu_count, 1) + w.prefetch`;
 
-/** {@link SLOTS_SQL} of a workstation read into memory (the pending reason's twin). */
+/** {@link SLOTS_SQL} of a workstation in memory (the pending reason's, and the link's request budget). */
 export function slotsOf(w: { max_runs: number | null; cpu_count: number | null; prefetch: number }): number {
   return (w.max_runs ?? w.cpu_count ?? 1) + w.prefetch;
 }
