@@ -12,7 +12,7 @@ import {
   type Candidate,
 } from '../src/runs/placement.js';
 import type { RunRow } from '../src/runs/run-row.js';
-import { addWorkstation, migratedDatabase } from './scheduler-fixtures.js';
+import { addWorkstation, migratedDatabase, newScheduler } from './scheduler-fixtures.js';
 
 /**
  * The placement rules have two forms in one home (src/runs/placement.ts): the pass's `pick` in
@@ -61,7 +61,7 @@ describe.each(TEST_BACKENDS)('the placement rules, on %s', (backend) => {
       }
       const cands = (
         await t.db.query<Candidate>(
-          `select w.id, w.cpu_count, w.memory_bytes, ${SLOTS_SQL} as slots, w.runtimes, w.labels,
+          `select w.id, w.cpu_count, w.memory_bytes, ${SLOTS_SQL} as slots, w.prefetch, w.runtimes, w.labels,
                   u.used_runs, u.used_cpus, u.used_memory
              from workstations w ${USED_SQL} where ${PLACEABLE_SQL} order by ${CANDIDATE_ORDER_SQL}`,
         )
@@ -93,5 +93,44 @@ describe.each(TEST_BACKENDS)('the placement rules, on %s', (backend) => {
       }
     }
     expect(agreed).toBeGreaterThan(20); // most runs fit somewhere: the cases test a choice
+  });
+
+  // A run taken ahead (prefetch) waits on its agent for one of its slots: counted as free room
+  // alone, a busy workstation with a long prefetch queue outranked an idle one without (1 slot +
+  // 10 ahead, 1 busy: 10 free, against the idle one's 1), and the run waited while a slot idled.
+  it('prefers a free slot to prefetch room, in the pass and in a submit', async () => {
+    await t.db.query(`delete from runs`);
+    await t.db.query(`delete from credentials`);
+    await t.db.query(`delete from workstations`);
+    await addWorkstation(t.db, 'ws_ahead', 'fake', 1);
+    await t.db.query(`update workstations set prefetch = 10 where id = 'ws_ahead'`);
+    await t.db.query(
+      `insert into runs (id, status, runtime, command, env, max_attempts, workstation_id)
+       values ('busy', 'running', 'fake', '["x"]'::jsonb, '{}'::jsonb, 1, 'ws_ahead')`,
+    );
+    await addWorkstation(t.db, 'ws_idle', 'fake', 1);
+
+    const inSql = await t.db.query<{ id: string }>(
+      `with x as (select 'fake'::text as runtime, null::text as placement_workstation_id, '{}'::jsonb as placement_labels,
+                         null::float8 as cpus, null::bigint as memory_bytes)
+       select w.id from x, workstations w ${USED_SQL} where ${PLACEABLE_SQL} and ${FITS_SQL}
+        order by ${PREFERENCE_SQL} limit 1`,
+    );
+    expect(inSql.rows[0]?.id).toBe('ws_idle');
+
+    await t.db.query(
+      `insert into runs (id, status, runtime, command, env, max_attempts)
+         select 'run_' || i, 'queued', 'fake', '["x"]'::jsonb, '{}'::jsonb, 1 from generate_series(1, 3) i`,
+    );
+    await newScheduler(t.db).pass();
+    const placed = await t.db.query<{ id: string; workstation_id: string | null }>(
+      `select id, workstation_id from runs where id like 'run_%' order by position`,
+    );
+    // the idle slot first; the rest wait ahead on the busy one (the idle one is then full)
+    expect(placed.rows).toEqual([
+      { id: 'run_1', workstation_id: 'ws_idle' },
+      { id: 'run_2', workstation_id: 'ws_ahead' },
+      { id: 'run_3', workstation_id: 'ws_ahead' },
+    ]);
   });
 });

@@ -15,6 +15,8 @@ export interface Candidate {
   cpu_count: number | null;
   memory_bytes: number | string | null;
   slots: number;
+  /** The runs its agent takes ahead of a free slot (`w.prefetch`): room it has, but not to start in. */
+  prefetch: number;
   runtimes: string[];
   labels: Record<string, string>;
   used_runs: number | string;
@@ -28,6 +30,8 @@ export interface Slot {
   runtimes: Set<string>;
   labels: Record<string, string>;
   freeRuns: number;
+  /** Of `freeRuns`, those that start at once (not waiting for a slot as prefetched runs). */
+  freeStarts: number;
   freeCpus: number | null;
   freeMemory: number | null;
 }
@@ -38,6 +42,9 @@ export interface Slot {
  * the agent says; they wait on the agent, leased, for one of its slots).
  */
 export const SLOTS_SQL = `coalesce(w.max_runs, w.cpu_count, 1) + w.prefetch`;
+
+/** Of `w`'s free capacity (with `u`, {@link USED_SQL}), the runs that would start at once: free slots, not prefetch room. */
+const FREE_STARTS_SQL = `greatest(coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs, 0)`;
 
 /** {@link SLOTS_SQL} of a workstation in memory (the pending reason's, and the link's request budget). */
 export function slotsOf(w: { max_runs: number | null; cpu_count: number | null; prefetch: number }): number {
@@ -81,21 +88,25 @@ export const FITS_SQL = `w.runtimes ? x.runtime
      and (x.memory_bytes is null or w.memory_bytes is null or x.memory_bytes <= w.memory_bytes - u.used_memory)`;
 
 /**
- * Which fitting candidate a run goes to, as an `order by`: the most free slots, then the
- * fewest used, then the id. `pick`'s order: it takes the first with the most free slots of
+ * Which fitting candidate a run goes to, as an `order by`: the most free slots where it would
+ * start at once, then the most free capacity with prefetch room (a run taken ahead waits on its
+ * agent for a slot: an idle workstation without prefetch beats a busy one with room in its
+ * queue), then the fewest used, then the id. `pick`'s order: it takes the first best of
  * candidates read in `CANDIDATE_ORDER_SQL`.
  */
-export const PREFERENCE_SQL = `${SLOTS_SQL} - u.used_runs desc, u.used_runs, w.id`;
+export const PREFERENCE_SQL = `${FREE_STARTS_SQL} desc, ${SLOTS_SQL} - u.used_runs desc, u.used_runs, w.id`;
 
 /** The order a page reads its candidates in (`c`), which breaks `pick`'s ties as {@link PREFERENCE_SQL}. */
 export const CANDIDATE_ORDER_SQL = `u.used_runs, w.id`;
 
 export function toSlot(c: Candidate): Slot {
+  const freeRuns = Number(c.slots) - Number(c.used_runs);
   return {
     id: c.id,
     runtimes: new Set(c.runtimes),
     labels: c.labels,
-    freeRuns: Number(c.slots) - Number(c.used_runs),
+    freeRuns,
+    freeStarts: Math.max(freeRuns - Number(c.prefetch), 0),
     freeCpus: c.cpu_count === null ? null : c.cpu_count - Number(c.used_cpus),
     freeMemory: c.memory_bytes === null ? null : Number(c.memory_bytes) - Number(c.used_memory),
   };
@@ -103,8 +114,8 @@ export function toSlot(c: Candidate): Slot {
 
 /**
  * The slot the run goes to, or undefined: of those it fits ({@link FITS_SQL}'s tests), the
- * first with the most free slots ({@link PREFERENCE_SQL}, given slots in
- * {@link CANDIDATE_ORDER_SQL}).
+ * first with the most free starts, then the most free runs ({@link PREFERENCE_SQL}, given slots
+ * in {@link CANDIDATE_ORDER_SQL}). {@link take} it once placed.
  */
 export function pick(slots: Slot[], run: RunRow): Slot | undefined {
   let best: Slot | undefined;
@@ -115,9 +126,22 @@ export function pick(slots: Slot[], run: RunRow): Slot | undefined {
     if (run.cpus !== null && s.freeCpus !== null && Number(run.cpus) > s.freeCpus) continue;
     if (run.memory_bytes !== null && s.freeMemory !== null && Number(run.memory_bytes) > s.freeMemory)
       continue;
-    if (!best || s.freeRuns > best.freeRuns) best = s;
+    if (
+      !best ||
+      s.freeStarts > best.freeStarts ||
+      (s.freeStarts === best.freeStarts && s.freeRuns > best.freeRuns)
+    )
+      best = s;
   }
   return best;
+}
+
+/** Slot `s`'s free capacity after `run` is placed on it, for the next {@link pick}. */
+export function take(s: Slot, run: RunRow): void {
+  s.freeRuns--;
+  if (s.freeStarts > 0) s.freeStarts--;
+  if (s.freeCpus !== null && run.cpus !== null) s.freeCpus -= Number(run.cpus);
+  if (s.freeMemory !== null && run.memory_bytes !== null) s.freeMemory -= Number(run.memory_bytes);
 }
 
 /** Every label `want` names is in `have` with the same value. */

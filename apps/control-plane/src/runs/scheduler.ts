@@ -32,6 +32,7 @@ import {
   SLOTS_SQL,
   USED_SQL,
   pick,
+  take,
   toSlot,
   type Candidate,
 } from './placement.js';
@@ -142,7 +143,7 @@ with e as materialized (select ${QUEUED_SQL}${locked ? ` and current_setting('ru
      and array[r.runtime] <@ array(select jsonb_array_elements_text(f.runtimes) from f)
    order by r.position limit (select page_limit from n) for update skip locked
 ), c as (
-  select w.id, w.cpu_count, w.memory_bytes, ${SLOTS_SQL} as slots, w.runtimes, w.labels,
+  select w.id, w.cpu_count, w.memory_bytes, ${SLOTS_SQL} as slots, w.prefetch, w.runtimes, w.labels,
          u.used_runs, u.used_cpus, u.used_memory
   from workstations w ${USED_SQL}
   where (select e.queued from e) and ${PLACEABLE_SQL}
@@ -922,9 +923,7 @@ export class Scheduler {
     for (const run of queued.rows) {
       const slot = pick(slots, run);
       if (!slot) continue;
-      slot.freeRuns--;
-      if (slot.freeCpus !== null && run.cpus !== null) slot.freeCpus -= Number(run.cpus);
-      if (slot.freeMemory !== null && run.memory_bytes !== null) slot.freeMemory -= Number(run.memory_bytes);
+      take(slot, run);
       picks.push({ id: run.id, ws: slot.id });
     }
     if (picks.length === 0)
