@@ -443,8 +443,13 @@ export class RunExecution {
   /**
    * The start gate's wait (`--prefetch`): `true` at once with a permit free, else a promise of
    * the permit (`false`: withdrawn, or refused as the agent stops). The timeout counts from the
-   * start: a run that waited notes its real start time (not synced: lost to a crash, the
-   * journaled creation time stands, the earlier of the two).
+   * start: a run that waited takes its real start time, and one with a timeout notes it (not
+   * synced: lost to a crash, the journaled creation time stands, the earlier of the two). A run
+   * without a timeout is not noted for it: the journaled start time is read only to arm the
+   * timeout of a re-adopted run (the end's `started_ms_ago` reads the state in memory, which the
+   * run's later records carry). One journal record (a state copy, its JSON and CRC) fewer for
+   * every run that waited for a slot (issue 9, agent profile with prefetch 25: nearly every run
+   * of a drain waits).
    */
   #awaitSlot(gate: StartGate): boolean | Promise<boolean> {
     const permit = gate.acquire();
@@ -454,7 +459,7 @@ export class RunExecution {
     return (permit.granted as Promise<boolean>).then((granted) => {
       if (granted && this.#live()) {
         this.#state = { ...this.#state, started_at_ms: Date.now() };
-        void this.#persist(false);
+        if (this.#state.timeout_s) void this.#persist(false);
       }
       return granted;
     });
