@@ -34,7 +34,14 @@ export interface FakeInstanceRecord {
  * const second = createFakeRuntime({ engine }); // sees what `first` created
  */
 export class FakeEngine {
+  /** Every instance by id; read it freely, change it through {@link add} and {@link delete} (they keep the name index). */
   readonly instances = new Map<string, FakeInstanceRecord>();
+  /**
+   * Every instance by name (names are unique: `create` refuses a taken one). A create looked
+   * for its name among every instance; an agent with 50 runs held (25 slots, prefetch 25)
+   * scanned 50 records per run (issue 9, agent profile under the bench's fake runtime).
+   */
+  readonly #byName = new Map<string, FakeInstanceRecord>();
   /** Images present "locally", by ref, with their content id. */
   readonly images = new Map<string, string>();
   #nextId = 1;
@@ -58,11 +65,22 @@ export class FakeEngine {
     return `fake-${String(this.#nextId++).padStart(6, '0')}`;
   }
 
+  /** The instance with this id, else the one with this name. */
   find(idOrName: string): FakeInstanceRecord | undefined {
-    const byId = this.instances.get(idOrName);
-    if (byId) return byId;
-    for (const record of this.instances.values()) if (record.name === idOrName) return record;
-    return undefined;
+    return this.instances.get(idOrName) ?? this.#byName.get(idOrName);
+  }
+
+  /** Adds an instance (its name must be free: see {@link find}). */
+  add(record: FakeInstanceRecord): void {
+    this.instances.set(record.id, record);
+    this.#byName.set(record.name, record);
+  }
+
+  /** Removes an instance; nothing when it is not there. */
+  delete(record: FakeInstanceRecord): void {
+    if (this.instances.get(record.id) !== record) return;
+    this.instances.delete(record.id);
+    if (this.#byName.get(record.name) === record) this.#byName.delete(record.name);
   }
 
   appendLog(record: FakeInstanceRecord, stream: LogStream, data: string): void {

@@ -102,6 +102,32 @@ describe('fake runtime', () => {
     expect((await runtime.inspect(a.id))?.exitCode).toBe(0);
   });
 
+  it('finds a name without scanning every instance; a name is refused while taken and free again once removed (issue 9)', async () => {
+    const engine = new FakeEngine();
+    const runtime = createFakeRuntime({ engine, recordCalls: false });
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) ids.push((await runtime.create({ name: `run-${i}`, command: [] })).id);
+    // counted from here: a create or a lookup by name reads no instance but its own
+    let scans = 0;
+    const values = engine.instances.values.bind(engine.instances);
+    engine.instances.values = () => {
+      scans++;
+      return values();
+    };
+    const last = await runtime.create({ name: 'run-50', command: [] });
+    expect(engine.find('run-7')?.id).toBe(ids[7]);
+    expect((await runtime.inspect('run-50'))?.id).toBe(last.id);
+    await expect(runtime.create({ name: 'run-7', command: [] })).rejects.toMatchObject({
+      code: 'instance-exists',
+    });
+    expect(scans).toBe(0);
+    await runtime.remove(ids[7]!);
+    expect(engine.find('run-7')).toBeUndefined();
+    const again = await runtime.create({ name: 'run-7', command: [] });
+    expect(engine.find('run-7')?.id).toBe(again.id);
+    expect(scans).toBe(0);
+  });
+
   it('wakes only the waiters of the instance that changed (issue 9: not every run in flight per change)', async () => {
     const engine = new FakeEngine();
     const runtime = createFakeRuntime({ engine });

@@ -277,7 +277,7 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
         process: undefined,
         children: new Set(),
       };
-      engine.instances.set(record.id, record);
+      engine.add(record);
       engine.changed(record);
       return toInstance(record);
     },
@@ -336,7 +336,7 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
         record.process.kill('SIGKILL');
         await waitForExit(record);
       }
-      engine.instances.delete(record.id);
+      engine.delete(record);
       engine.changed(record);
     },
 
