@@ -138,7 +138,7 @@ with e as materialized (select ${QUEUED_SQL}${locked ? ` and current_setting('ru
 ), n as (
   select ${capped ? `least($2::int, coalesce(sum(f.free), 0))::int` : `$2::int`} as page_limit from f
 ), q as (
-  select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes from runs r
+  select r.id, r.position, r.runtime, r.placement_workstation_id, r.placement_labels, r.cpus, r.memory_bytes, r.ctid as tid from runs r
    where ${OFFERABLE_NOW_SQL} and r.position > $1::bigint
      and array[r.runtime] <@ array(select jsonb_array_elements_text(f.runtimes) from f)
    order by r.position limit (select page_limit from n) for update skip locked
@@ -890,7 +890,7 @@ export class Scheduler {
     const pageSize = this.o.pageSize ?? 200;
     const page = (
       await readPage<{
-        queued: RunRow[];
+        queued: Array<RunRow & { tid: string }>;
         cands: Candidate[];
         any_free: boolean;
         free_ws: number;
@@ -919,12 +919,12 @@ export class Scheduler {
         exhausted: true,
         anyFree,
       };
-    const picks: Array<{ id: string; ws: string }> = [];
+    const picks: Array<{ id: string; ws: string; tid: string }> = [];
     for (const run of queued.rows) {
       const slot = pick(slots, run);
       if (!slot) continue;
       take(slot, run);
-      picks.push({ id: run.id, ws: slot.id });
+      picks.push({ id: run.id, ws: slot.id, tid: run.tid });
     }
     if (picks.length === 0)
       return {
@@ -940,7 +940,7 @@ export class Scheduler {
     // A workstation whose agent takes offers already claimed gets its runs leased to its runner
     // in the same transaction (one statement for all of them); the others are offered plainly.
     const plain: typeof picks = [];
-    const leased: Array<{ id: string; ws: string; holder: string; leaseMs: number }> = [];
+    const leased: Array<{ id: string; ws: string; tid: string; holder: string; leaseMs: number }> = [];
     for (const p of picks) {
       const claimer = this.o.claimers?.(p.ws);
       if (claimer) leased.push({ ...p, ...claimer });

@@ -133,8 +133,20 @@ from l left join u on u.id = l.resource`;
 // 0.118 ms of the control plane's CPU per claimed run for the statement (in-process, passes of
 // 25; issue 9, docs/benchmarks.md). The link relay reads the offers of other replicas the same
 // way (`row_to_json` in the notification).
-const CLAIM_ON_OFFER_SQL = `
-with p as (select * from jsonb_to_recordset($1::jsonb) as p(id text, ws text, holder text, ttl float8)), l as (
+//
+// `byTid`: each pick also carries its row's `ctid` (`tid`), as the scheduler's page locked it in
+// the same transaction, and the statement reaches each run by it (a Tid Scan: the row's heap
+// page) instead of two more descents of `runs_pkey` (the guard's probe and the UPDATE's):
+// ~4 buffer hits fewer per claimed run of ~24 (issue 9, docs/benchmarks.md). A row the page
+// locked cannot change before the COMMIT, so its ctid stays its newest version's, visible to
+// this statement's snapshot (taken after the page's); a tid that does not name the run's row
+// (the id is checked beside it) claims nothing, as a run no longer queued does. The id's check
+// is written so no index can take it (`id || ''`): as `r.id = p.id` the UPDATE was planned as a
+// probe of `runs_pkey` with the ctid as a filter (test claim-on-offer-tid).
+const claimOnOfferSql = (byTid: boolean) => {
+  const row = (a: string) => (byTid ? `${a}.ctid = p.tid and ${a}.id || '' = p.id` : `${a}.id = p.id`);
+  return `
+with p as (select * from jsonb_to_recordset($1::jsonb) as p(id text, ws text, holder text, ttl float8${byTid ? ', tid tid' : ''})), l as (
   ${leaseSql.claim({
     resource: 'p.id',
     holder: 'p.holder',
@@ -144,16 +156,19 @@ with p as (select * from jsonb_to_recordset($1::jsonb) as p(id text, ws text, ho
     // A scalar subquery per pick (one primary-key probe each), not `exists (…)`: the planner made
     // that a semi-join against every run in those statuses — the whole queue, 9,950 rows read at
     // 10,000 queued, 1.7–3.5 ms of every claim-on-offer pass (issue 9).
-    when: `(select q.status from runs q where q.id = p.id) in (${statusesSql('claimOnOffer')})`,
+    when: `(select q.status from runs q where ${row('q')}) in (${statusesSql('claimOnOffer')})`,
   })}
 ), u as (
   update runs r set status = 'accepted', workstation_id = p.ws, offered_at = now(), accepted_at = now(),
          lease_holder = l.holder, fencing_token = l.fencing_token
     from p join l on l.resource = p.id
-   where r.id = p.id and r.status in (${statusesSql('claimOnOffer')})
+   where ${row('r')} and r.status in (${statusesSql('claimOnOffer')})
   returning r.id, row_to_json(r) as run, l.holder as l_holder, l.fencing_token as l_token, l.expires_at as l_expires_at
 )
 select u.run, u.l_holder, u.l_token, u.l_expires_at, ${pendingCommandsSql('u.id', 'select id from u')} as pending_commands from u`;
+};
+const CLAIM_ON_OFFER_SQL = claimOnOfferSql(false);
+const CLAIM_ON_OFFER_BY_TID_SQL = claimOnOfferSql(true);
 
 // Hand-back of a run claimed on offer: fenced by its token (a held, live lease), only while it
 // never started; the run goes back to the queue (no attempt used) and the lease is given up,
@@ -1052,19 +1067,28 @@ export interface OfferClaimer {
  * claim on offer (`queued → accepted`): the scheduler's picks for workstations whose agent takes
  * offers already claimed, placed and leased to that agent's runner in ONE statement, inside
  * the scheduler's transaction (which holds the queued rows). Returns the grants, oldest first.
+ * `tid`: the run's row as that transaction locked it (its `ctid`, the page's `tid`), when every
+ * pick has one: the statement reaches the runs by it (`claimOnOfferSql`).
  *
  * @example
  * const grants = await claimOnOffer(tx, [{ id: 'run_1', ws: 'ws_1', holder: 'ws_1/r1', leaseMs: 30_000 }]);
  */
 export async function claimOnOffer(
   q: Queryable,
-  picks: Array<{ id: string; ws: string; holder: string; leaseMs: number }>,
+  picks: Array<{ id: string; ws: string; holder: string; leaseMs: number; tid?: string }>,
 ): Promise<ClaimGrant[]> {
   if (picks.length === 0) return [];
+  const byTid = picks.every((p) => p.tid !== undefined);
   const r = await q.query<
     Pick<RunRow, 'l_holder' | 'l_token' | 'l_expires_at'> & { run: RunRow; pending_commands: boolean }
-  >(CLAIM_ON_OFFER_SQL, [
-    JSON.stringify(picks.map((p) => ({ id: p.id, ws: p.ws, holder: p.holder, ttl: p.leaseMs }))),
+  >(byTid ? CLAIM_ON_OFFER_BY_TID_SQL : CLAIM_ON_OFFER_SQL, [
+    JSON.stringify(
+      picks.map((p) =>
+        byTid
+          ? { id: p.id, ws: p.ws, holder: p.holder, ttl: p.leaseMs, tid: p.tid }
+          : { id: p.id, ws: p.ws, holder: p.holder, ttl: p.leaseMs },
+      ),
+    ),
   ]);
   // The lease's columns and the commands' flag join the parsed run (ours, made by the parse) in
   // place: a copy of its 40 keys per run cost more than the rest of the answer (issue 9).
