@@ -943,7 +943,9 @@ export class Scheduler {
     const leased: Array<{ id: string; ws: string; tid: string; holder: string; leaseMs: number }> = [];
     for (const p of picks) {
       const claimer = this.o.claimers?.(p.ws);
-      if (claimer) leased.push({ ...p, ...claimer });
+      // A literal, not `{ ...p, ...claimer }`: two spreads per claimed run copied by the runtime (issue 9).
+      if (claimer)
+        leased.push({ id: p.id, ws: p.ws, tid: p.tid, holder: claimer.holder, leaseMs: claimer.leaseMs });
       else plain.push(p);
     }
     const full = slots.every((s) => s.freeRuns <= 0);

@@ -621,6 +621,22 @@ export function terminalPayload(f: TerminalOutcome): Record<string, unknown> {
 }
 
 /**
+ * `JSON.stringify(terminalPayload(f))`, written directly: a finish's item text carries it for
+ * every run, and the payload object with its three conditional spreads was made and copied per
+ * run only to be stringified (issue 9, docs/benchmarks.md).
+ *
+ * @example
+ * terminalJson({ status: 'completed', exitCode: 0 }); // '{"status":"completed","exit_code":0}'
+ */
+export function terminalJson(f: TerminalOutcome): string {
+  let s = `{"status":${JSON.stringify(f.status)}`;
+  if (f.exitCode !== undefined) s += `,"exit_code":${JSON.stringify(f.exitCode)}`;
+  if (f.failureKind) s += `,"failure_kind":${JSON.stringify(f.failureKind)}`;
+  if (f.message) s += `,"message":${JSON.stringify(f.message)}`;
+  return `${s}}`;
+}
+
+/**
  * submit (`→ queued`): inserts runs, any number, in ONE insert statement, in the order given.
  * A run whose `idempotency_key` was seen within 24 h (or earlier in the same list) is not
  * inserted: its answer is the existing run (`created: false`). With keys, one transaction
@@ -1353,7 +1369,7 @@ export function finishStatement(writes: Array<FencedWrite & { outcome: TerminalO
 } {
   const items = writes.map((w, k) => {
     const f = w.outcome;
-    const extra = `,"status":${JSON.stringify(f.status)},"exit_code":${f.exitCode ?? null},"failure_kind":${JSON.stringify(f.failureKind ?? null)},"message":${JSON.stringify(f.message ?? null)},"terminal":${JSON.stringify(terminalPayload(f))},"started_ago":${f.startedMsAgo ?? null}`;
+    const extra = `,"status":${JSON.stringify(f.status)},"exit_code":${f.exitCode ?? null},"failure_kind":${JSON.stringify(f.failureKind ?? null)},"message":${JSON.stringify(f.message ?? null)},"terminal":${terminalJson(f)},"started_ago":${f.startedMsAgo ?? null}`;
     return itemJson(k, w, extra);
   });
   const brief = writes.every((w) => w.brief);
