@@ -2,7 +2,7 @@ import { sqlLiteral, type Queryable } from '@runt/sql';
 import { TEST_BACKENDS, type TestDatabase } from '@runt/sql/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pageSql } from '../src/runs/scheduler.js';
-import { finishMany, lockExpiredRuns, renewMany } from '../src/runs/transitions.js';
+import { claimOnOffer, finishMany, lockExpiredRuns, renewMany } from '../src/runs/transitions.js';
 import { addWorkstation, migratedDatabase } from './scheduler-fixtures.js';
 
 /**
@@ -84,6 +84,24 @@ describe.each(TEST_BACKENDS)('plans made on a young database (%s)', (backend) =>
     // of `runs` in such a plan (1,147–1,612 buffer hits for a finish of 25 after ~22,000 runs)
     expect(plan, `${name}\n${plan}`).not.toMatch(/Seq Scan on runs/);
     if (name !== 'renew') expect(plan, name).toMatch(/runs_pkey/);
+  });
+
+  // The claim on offer answers whether each run has commands waiting (`pending_commands`), in
+  // every pass that claims. On a young database `run_commands` is empty, and the probe's custom
+  // plan there is a Seq Scan (nothing to read); the plan a connection keeps must find a run's
+  // commands by key all the same, or every claim reads every command ever sent once they pile up.
+  it('the claim on offer finds pending commands by key in the plan it keeps', async () => {
+    for (const tid of [undefined, '(0,1)']) {
+      const sent: Array<{ text: string; params?: unknown[] }> = [];
+      await claimOnOffer(
+        { query: async (text, params) => (sent.push({ text, params }), { rows: [], rowCount: 0 }) },
+        [{ id: 'run_1', ws: 'ws_1', holder: 'ws_1/r', leaseMs: 30_000, ...(tid ? { tid } : {}) }],
+      );
+      expect(sent).toHaveLength(1);
+      const plan = await genericPlan(t, sent[0]!.text, sent[0]!.params ?? []);
+      expect(plan, plan).toMatch(/run_commands_run_id_seq_key/);
+      expect(plan, plan).not.toMatch(/Seq Scan on run_commands/);
+    }
   });
 
   // The sweeper's pick of the runs whose lease ran out: no lease has, so it reads one index entry
