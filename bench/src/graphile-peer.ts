@@ -7,6 +7,14 @@ const SCHEMA = 'graphile_worker';
 const quietLogger = new Logger(() => () => {});
 /** `n` no-op jobs for one `addJobs` call. */
 const noopJobs = (n: number) => Array.from({ length: n }, () => ({ identifier: 'noop', payload: {} }));
+/** Connections in each of the peer's pools: node-postgres' default, as graphile-worker's own. */
+const POOL_SIZE = 10;
+
+/** Every connection `pool` may hold opened at once, then returned to it (kept: no idle timeout). */
+async function openAll(pool: pg.Pool): Promise<void> {
+  const clients = await Promise.all(Array.from({ length: POOL_SIZE }, () => pool.connect()));
+  for (const c of clients) c.release();
+}
 
 /**
  * graphile-worker 0.17 in its fastest mode: concurrency 16, a local queue of 10, batched
@@ -28,17 +36,25 @@ export async function graphilePeer(
   url: string,
   o: { concurrency?: number; localQueueSize?: number } = {},
 ): Promise<Peer> {
-  const utils = await makeWorkerUtils({ connectionString: url, schema: SCHEMA });
-  await utils.migrate();
-  const probe = new pg.Client({ connectionString: url });
-  await probe.connect();
   // One pool for every runner (warm-up and timed): a runner given a connection string makes its
   // own pool and ends it at stop, so the timed phase would start on new Postgres backends (their
   // start-up CPU and first plans counted, none prepared) while runt's and the other peers'
-  // connections stay warm. node-postgres' default size, as graphile-worker's own pool (10).
-  const pool = new pg.Pool({ connectionString: url, max: 10 });
-  pool.on('error', () => {}); // an idle connection's error: the pool drops it
-  pool.on('connect', (client) => client.on('error', () => {}));
+  // connections stay warm. node-postgres' default size, as graphile-worker's own pool (10). The
+  // jobs are added through a pool of their own (workerUtils', as before: 10), so adding never
+  // waits for a runner's connection. Neither closes an idle connection (node-postgres' default
+  // closes one idle for 10 s), and the warm-up opens every connection of both (`openAll`): a
+  // pool grows on demand, and a timed phase busier than its warm-up opened new backends
+  // (bench/test/warm-up.test.ts, CI 2026-12-03: 2 new backends in the timed drain).
+  const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE, idleTimeoutMillis: 0 });
+  const addPool = new pg.Pool({ connectionString: url, max: POOL_SIZE, idleTimeoutMillis: 0 });
+  for (const p of [pool, addPool]) {
+    p.on('error', () => {}); // an idle connection's error: the pool drops it
+    p.on('connect', (client) => client.on('error', () => {}));
+  }
+  const utils = await makeWorkerUtils({ pgPool: addPool, schema: SCHEMA });
+  await utils.migrate();
+  const probe = new pg.Client({ connectionString: url });
+  await probe.connect();
   let onStart: (payload: { t?: number }) => void = () => {};
   /** Task calls so far (a job's completion may be written a little later: batched). */
   let calls = 0;
@@ -99,6 +115,7 @@ export async function graphilePeer(
       const r = await burst(jobs);
       await runner!.stop();
       runner = undefined;
+      await Promise.all([openAll(pool), openAll(addPool)]);
       return {
         jobs,
         completed: r.completed,
@@ -146,6 +163,7 @@ export async function graphilePeer(
       await runner?.stop();
       await utils.release();
       await pool.end();
+      await addPool.end();
       await probe.end();
     },
   };
