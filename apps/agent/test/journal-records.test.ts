@@ -23,6 +23,42 @@ afterAll(async () => {
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
+/** The workstation's client, adding to `ended` each run whose terminal report it sends. */
+function notingEnds(ended: Set<string>): ControlPlaneClient {
+  const reportStatusBrief: ControlPlaneClient['reportStatusBrief'] = (runId, body) => {
+    if (TERMINAL.has(body.status)) ended.add(runId);
+    return h.ws.reportStatusBrief(runId, body);
+  };
+  return new Proxy(h.ws, {
+    get: (target, key) =>
+      key === 'reportStatusBrief' ? reportStatusBrief : (Reflect.get(target, key) as unknown),
+  });
+}
+
+/** A run execution's dependencies for these tests (`runnerId`'s runs, work under `work`), with the rest of `o` on top. */
+function execDeps(
+  o: Pick<Parameters<typeof RunExecution.accept>[0], 'client' | 'store' | 'runtime' | 'runnerId'> & {
+    work: string;
+  } & Partial<Parameters<typeof RunExecution.accept>[0]>,
+): Parameters<typeof RunExecution.accept>[0] {
+  const { client, store, runtime, runnerId, work, ...over } = o;
+  return {
+    client,
+    leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
+    runtime,
+    store,
+    workRoot: join(dir, work),
+    workstationId: h.workstationId,
+    runnerId,
+    leaseMs: 30_000,
+    stopTimeoutMs: 1_000,
+    commandPollMs: () => 60_000,
+    takesStartWithEnd: () => true,
+    logger: testLogger().logger,
+    ...over,
+  };
+}
+
 describe('the journal records of a run (issue 9, agent profile)', () => {
   it('queues no record for the output position its terminal report carried; the run is still forgotten', async () => {
     /** The terminal report has been sent for these runs: a note or save after it is a record the run did not need. */
@@ -39,34 +75,14 @@ describe('the journal records of a run (issue 9, agent profile)', () => {
       }
     }
     const store = new Counting(join(dir, 'journal'));
-    const reportStatusBrief: ControlPlaneClient['reportStatusBrief'] = (runId, body) => {
-      if (TERMINAL.has(body.status)) ended.add(runId);
-      return h.ws.reportStatusBrief(runId, body);
-    };
-    const client = new Proxy(h.ws, {
-      get: (target, key) =>
-        key === 'reportStatusBrief' ? reportStatusBrief : (Reflect.get(target, key) as unknown),
-    });
+    const client = notingEnds(ended);
     const runtime = createFakeRuntime({ recordCalls: false });
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       const claim = await h.claimRun({ runtime: 'fake', command: ['/bin/sh', '-c', 'echo hi'] }, 'records');
       ids.push(claim.run.id);
       const exec = await RunExecution.accept(
-        {
-          client,
-          leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
-          runtime,
-          store,
-          workRoot: join(dir, 'work'),
-          workstationId: h.workstationId,
-          runnerId: 'records',
-          leaseMs: 30_000,
-          stopTimeoutMs: 1_000,
-          commandPollMs: () => 60_000,
-          takesStartWithEnd: () => true,
-          logger: testLogger().logger,
-        },
+        execDeps({ client, store, runnerId: 'records', work: 'work', runtime }),
         claim,
       );
       await exec!.done;
@@ -98,14 +114,7 @@ describe('the journal records of a run (issue 9, agent profile)', () => {
       }
     }
     const store = new Counting(join(dir, 'journal-gate'));
-    const reportStatusBrief: ControlPlaneClient['reportStatusBrief'] = (runId, body) => {
-      if (TERMINAL.has(body.status)) ended.add(runId);
-      return h.ws.reportStatusBrief(runId, body);
-    };
-    const client = new Proxy(h.ws, {
-      get: (target, key) =>
-        key === 'reportStatusBrief' ? reportStatusBrief : (Reflect.get(target, key) as unknown),
-    });
+    const client = notingEnds(ended);
     const runtime = createFakeRuntime({ recordCalls: false });
     // one slot: the first run holds it 0.3 s, the others are created, journaled and wait for it
     const gate = new StartGate(1);
@@ -121,21 +130,7 @@ describe('the journal records of a run (issue 9, agent profile)', () => {
     const execs = await Promise.all(
       claims.map((claim) =>
         RunExecution.accept(
-          {
-            client,
-            leases: new LeaseClient({ baseUrl: h.url, token: h.token }),
-            runtime,
-            store,
-            workRoot: join(dir, 'work-gate'),
-            workstationId: h.workstationId,
-            runnerId: 'gate-records',
-            leaseMs: 30_000,
-            stopTimeoutMs: 1_000,
-            commandPollMs: () => 60_000,
-            takesStartWithEnd: () => true,
-            startGate: gate,
-            logger: testLogger().logger,
-          },
+          execDeps({ client, store, runnerId: 'gate-records', work: 'work-gate', runtime, startGate: gate }),
           claim,
         ),
       ),
