@@ -36,15 +36,18 @@ export interface Slot {
   freeMemory: number | null;
 }
 
+/** Workstation `w`'s slots, the runs it starts at once: `max_runs`, else its `cpu_count`, else 1. */
+const RUN_SLOTS_SQL = `coalesce(w.max_runs, w.cpu_count, 1)`;
+
 /**
  * Workstation `w`'s capacity in runs (`Candidate.slots`): its slots — `max_runs`, else its
  * `cpu_count`, else 1 — plus the runs its agent takes ahead of a free slot (`prefetch`, 0 unless
  * the agent says; they wait on the agent, leased, for one of its slots).
  */
-export const SLOTS_SQL = `coalesce(w.max_runs, w.cpu_count, 1) + w.prefetch`;
+export const SLOTS_SQL = `${RUN_SLOTS_SQL} + w.prefetch`;
 
 /** Of `w`'s free capacity (with `u`, {@link USED_SQL}), the runs that would start at once: free slots, not prefetch room. */
-const FREE_STARTS_SQL = `greatest(coalesce(w.max_runs, w.cpu_count, 1) - u.used_runs, 0)`;
+const FREE_STARTS_SQL = `greatest(${RUN_SLOTS_SQL} - u.used_runs, 0)`;
 
 /** {@link SLOTS_SQL} of a workstation in memory (the pending reason's, and the link's request budget). */
 export function slotsOf(w: { max_runs: number | null; cpu_count: number | null; prefetch: number }): number {

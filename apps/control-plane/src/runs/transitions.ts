@@ -1098,13 +1098,8 @@ export async function claimOnOffer(
   const r = await q.query<
     Pick<RunRow, 'l_holder' | 'l_token' | 'l_expires_at'> & { run: RunRow; pending_commands: boolean }
   >(byTid ? CLAIM_ON_OFFER_BY_TID_SQL : CLAIM_ON_OFFER_SQL, [
-    JSON.stringify(
-      picks.map((p) =>
-        byTid
-          ? { id: p.id, ws: p.ws, holder: p.holder, ttl: p.leaseMs, tid: p.tid }
-          : { id: p.id, ws: p.ws, holder: p.holder, ttl: p.leaseMs },
-      ),
-    ),
+    // without a tid (undefined) the key is left out of the JSON: the by-id statement's items
+    JSON.stringify(picks.map((p) => ({ id: p.id, ws: p.ws, holder: p.holder, ttl: p.leaseMs, tid: p.tid }))),
   ]);
   // The lease's columns and the commands' flag join the parsed run (ours, made by the parse) in
   // place: a copy of its 40 keys per run cost more than the rest of the answer (issue 9).
