@@ -19,8 +19,9 @@ describe('warm-up and the graphile-worker burst', () => {
   it('graphile-worker bursts: addJobs while its runner runs, every job completed once, timed from the first insert', async () => {
     const db = await createBenchDatabase('smoke');
     const probe = new pg.Client({ connectionString: db.url });
+    let peer: Awaited<ReturnType<typeof graphilePeer>> | undefined;
     try {
-      const peer = await graphilePeer(db.url);
+      peer = await graphilePeer(db.url);
       const t0 = nowMs();
       // 2,500: three addJobs batches (1,000, 1,000, 500), two in flight.
       const r = await peer.burst!(2500);
@@ -34,8 +35,8 @@ describe('warm-up and the graphile-worker burst', () => {
         'select count(*) as n from graphile_worker._private_jobs',
       );
       expect(Number(left.rows[0]!.n)).toBe(0);
-      await peer.close();
     } finally {
+      await peer?.close().catch(() => {});
       await probe.end().catch(() => {});
       await db.drop();
     }
@@ -44,7 +45,6 @@ describe('warm-up and the graphile-worker burst', () => {
   it("graphile-worker's timed drain runs on the connections its warm-up opened (as runt's and raw's do)", async () => {
     const db = await createBenchDatabase('smoke');
     const probe = new pg.Client({ connectionString: db.url });
-    await probe.connect();
     const backends = async () =>
       new Set(
         (
@@ -53,8 +53,11 @@ describe('warm-up and the graphile-worker burst', () => {
           )
         ).rows.map((r) => r.pid),
       );
-    const peer = await graphilePeer(db.url);
+    let peer: Awaited<ReturnType<typeof graphilePeer>> | undefined;
+    // The database is dropped whatever fails, its probe's or peer's start included.
     try {
+      await probe.connect();
+      peer = await graphilePeer(db.url);
       // a warm-up smaller than the drain after it: the drain's runner needs more connections at
       // once than the warm-up's used (a pool grows on demand; CI saw 2 new backends so)
       await peer.warmUp!(50, 'drain');
@@ -66,7 +69,7 @@ describe('warm-up and the graphile-worker burst', () => {
       // timed one would start on new backends (their start-up and first plans in its figures).
       expect([...timed].filter((pid) => !warm.has(pid))).toEqual([]);
     } finally {
-      await peer.close().catch(() => {});
+      await peer?.close().catch(() => {});
       await probe.end().catch(() => {});
       await db.drop();
     }
