@@ -7,6 +7,7 @@ export default defineConfig({
     'peer-host': 'src/peer-host.ts',
     'cp-host': 'src/cp-host.ts',
     'replicas-bench': 'src/replicas-bench.ts',
+    'notify-floor-replica': 'src/notify-floor-replica.ts',
     'panel-bench': 'src/panel-bench.ts',
     chaos: 'src/chaos.ts',
     'links-bench': 'src/links-bench.ts',

@@ -14,8 +14,15 @@
 //   BENCH_REPLICA_GAP_MS=0         latency part: a pause after each sample's finish before the next submit
 //   BENCH_REPLICA_BACKLOG=0        latency part: runs queued first, of a runtime no workstation offers
 //                                  (they stay queued: what a submit's placement passes over)
+//   BENCH_REPLICA_FINISH=link      the doubles' claim and status report: over their link, as runt-agent
+//                                  sends them (default), or `http` (the figures before 2026-12-03 23:10)
 //   BENCH_SUBMIT_HTTP=node         the bench's HTTP client: node (node:http keep-alive, default) or fetch
-//   BENCH_REPLICA_LATENCY=same,cross  latency part: which of its two measurements run
+//   BENCH_REPLICA_LATENCY=same,cross,floor  latency part: which of its measurements run; `floor` is the
+//                                  cross-replica path's hops with nothing of runt in them
+//                                  (notify-floor.ts), measured the same way, taking turns with
+//                                  `cross` in blocks, so runt's figure is read against what the
+//                                  machine gives that path in the same minutes
+//   BENCH_REPLICA_FLOOR_BLOCK=100  samples per turn when `cross` and `floor` both run
 //   BENCH_TRACE=1                  latency part: each replica writes a per-step trace (RUNT_TRACE_FILE);
 //                                  printed as the median time of each step after the submit was sent;
 //                                  A's `pg.*` steps are Postgres' clock (`clock_timestamp()`) between the
@@ -28,17 +35,30 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import pg from 'pg';
-import { ControlPlaneClient, type Run } from '@runt/protocol';
+import {
+  ControlPlaneClient,
+  jsonAnswer,
+  linkRequestOf,
+  type ControlReplyMessage,
+  type Run,
+  type TransportVia,
+} from '@runt/protocol';
 import { mintToken } from '@runt/transport-auth';
 import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
 import { agentBin } from './runt-system.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 import { processCpuSeconds } from './proc-cpu.js';
 import { stderrTail, waitReady } from './replica-ready.js';
+import { startNotifyFloor, type NotifyFloor } from './notify-floor.js';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
 const GAP_MS = Number(env('BENCH_REPLICA_GAP_MS', '0'));
+const FLOOR_BLOCK = Number(env('BENCH_REPLICA_FLOOR_BLOCK', '100'));
+if (!(Number.isInteger(FLOOR_BLOCK) && FLOOR_BLOCK > 0)) {
+  console.error('BENCH_REPLICA_FLOOR_BLOCK: a whole number of samples, at least 1');
+  process.exit(1);
+}
 const WARMUP = Number(env('BENCH_REPLICA_WARMUP', '3000'));
 if (!/^\d+$/.test(String(process.env.BENCH_REPLICA_WARMUP ?? '3000'))) {
   console.error('BENCH_REPLICA_WARMUP: a whole number of submits');
@@ -49,10 +69,13 @@ const BACKLOG = Number(env('BENCH_REPLICA_BACKLOG', '0'));
 // and bench.ts's submits do): `fetch` costs the caller ~0.38 ms of CPU per call against ~0.10,
 // inside every latency sample (its `t0` is taken before the call). BENCH_SUBMIT_HTTP=fetch: fetch.
 const NODE_HTTP = env('BENCH_SUBMIT_HTTP', 'node') !== 'fetch';
+// The link doubles' claim and status report: over their link (default, as runt-agent sends them)
+// or over HTTP (BENCH_REPLICA_FINISH=http: what every figure before 2026-12-03 23:10 UTC measured).
+const FINISH_OVER_LINK = env('BENCH_REPLICA_FINISH', 'link') !== 'http';
 const THROUGHPUT_RUNS = Number(env('BENCH_REPLICA_THROUGHPUT', '2000'));
 const KILL_AGENTS = Number(env('BENCH_REPLICA_AGENTS', '12'));
 const PARTS = env('BENCH_REPLICA_PARTS', 'latency,throughput,kill').split(',');
-const LATENCY_PATHS = env('BENCH_REPLICA_LATENCY', 'same,cross').split(',');
+const LATENCY_PATHS = env('BENCH_REPLICA_LATENCY', 'same,cross,floor').split(',');
 // dist/index.js → the package → its dist/bin.js, as `runt-control-plane` runs it.
 const CP_BIN =
   process.env.BENCH_REPLICA_CP_BIN ??
@@ -152,19 +175,47 @@ async function linkDouble(
   retries = 0,
 ): Promise<WebSocket> {
   const { token } = await pair(replica, name);
-  const client = new ControlPlaneClient({ url: replica.url, token, retries, nodeHttp: NODE_HTTP });
   const ws = new WebSocket(`${replica.url.replace(/^http/, 'ws')}/api/agent/link`, {
     headers: { authorization: `Bearer ${token}` },
     perMessageDeflate: false,
   });
+  // The claim and the status report go over the link as runt-agent sends them (its `linkVia`):
+  // each a `request` answered by its `reply`, the HTTP answer it stands for.
+  const replies = new Map<string, (m: ControlReplyMessage) => void>();
+  let nextRequest = 0;
+  const via: TransportVia = async (req) => {
+    const call = linkRequestOf(req);
+    if (!call || ws.readyState !== WebSocket.OPEN) return undefined;
+    const id = `q${nextRequest++}`;
+    const reply = await new Promise<ControlReplyMessage>((resolve) => {
+      replies.set(id, resolve);
+      ws.send(JSON.stringify({ type: 'request', id, op: call.op, target: call.target, body: call.body }));
+    });
+    return jsonAnswer(reply.status, reply.status < 300 ? reply.result : { error: reply.error });
+  };
+  const client = new ControlPlaneClient({
+    url: replica.url,
+    token,
+    retries,
+    nodeHttp: NODE_HTTP,
+    ...(FINISH_OVER_LINK ? { via } : {}),
+  });
   await new Promise<void>((resolve, reject) => {
     ws.once('error', reject);
+    ws.on('close', () => {
+      for (const [id, r] of replies)
+        r({ type: 'reply', id, status: 503, error: { code: 'unavailable', message: 'link closed' } });
+      replies.clear();
+    });
     ws.on('message', (data) => {
       const at = nowMs();
       const m = JSON.parse((data as Buffer).toString('utf8')) as { type: string; run?: Run; id?: string };
       if (m.type === 'registered') resolve();
       else if (m.type === 'offer' && m.run) onOffer(m.run, at, client);
-      else if (m.type === 'ping') ws.send(JSON.stringify({ type: 'result', id: m.id, ok: true }));
+      else if (m.type === 'reply') {
+        replies.get(m.id!)?.(m as ControlReplyMessage);
+        replies.delete(m.id!);
+      } else if (m.type === 'ping') ws.send(JSON.stringify({ type: 'result', id: m.id, ok: true }));
     });
     ws.once('open', () =>
       ws.send(
@@ -195,13 +246,16 @@ async function finishRun(client: ControlPlaneClient, run: Run): Promise<void> {
   });
 }
 
-/** Submit on `on` → offer received over a link held by `held`; sequential, the run finished between samples. */
-async function offerLatency(
-  db: BenchDatabase,
-  on: Replica,
-  held: Replica,
-  runs: number,
-): Promise<{
+/** One way from a submit to an offer, sampled one run at a time: runt's (`runtPath`) or its floor. */
+interface OfferPath {
+  /** Pids of the processes in A's and B's places (the same on one replica). */
+  pids: { a: number; b: number };
+  /** Submit → offer received → run finished; the offer's and the submit answer's ms after the submit was sent. */
+  sample(): Promise<{ id: string; sent: number; offerMs: number; answeredMs: number }>;
+  close(): Promise<void>;
+}
+
+interface LatencyResult {
   p50: number;
   p99: number;
   max: number;
@@ -211,7 +265,12 @@ async function offerLatency(
   load: number;
   /** CPU ms per sample (the warm-up's excluded) of A's and B's processes, the database's server processes, the bench. */
   cpu: { a: number; b: number; db: number; bench: number };
-}> {
+  /** Per sampled run: submit sent, answer received, offer received (for BENCH_TRACE). */
+  stamps: Map<string, { sent: number; answer: number; offer: number }>;
+}
+
+/** Submit on `on` → offer received over a link double held by `held`, which then claims and reports it. */
+async function runtPath(on: Replica, held: Replica): Promise<OfferPath> {
   const runtime = `lat${Math.random().toString(36).slice(2, 8)}`;
   const waiting = new Map<string, (at: number) => void>();
   const early = new Map<string, number>();
@@ -222,74 +281,121 @@ async function offerLatency(
     if (w) w(at);
     else early.set(run.id, at);
   });
-  const samples: number[] = [];
-  /** Per sampled run: submit sent, answer received, offer received (BENCH_TRACE). */
-  const stamps = new Map<string, { sent: number; answer: number; offer: number }>();
-  // When the submit's answer arrived: what of each sample is the submit itself (HTTP, insert, commit).
-  const answers: number[] = [];
-  let cpu = await cpuNow(db, on, held);
-  try {
-    for (let i = 0; i < runs + WARMUP; i++) {
-      if (i === WARMUP) cpu = await cpuNow(db, on, held);
-      const t0 = nowMs();
+  return {
+    pids: { a: on.proc.pid!, b: held.proc.pid! },
+    async sample() {
+      const sent = nowMs();
       const { run } = await on.admin.submitRun({ runtime, command: ['x'] });
-      const answered = nowMs() - t0;
+      const answeredMs = nowMs() - sent;
       const at = early.get(run.id) ?? (await new Promise<number>((resolve) => waiting.set(run.id, resolve)));
       waiting.delete(run.id);
       early.delete(run.id);
-      if (i >= WARMUP) {
-        // the first WARMUP warm the connections and the JIT (see BENCH_REPLICA_WARMUP)
-        samples.push(at - t0);
-        answers.push(answered);
-        if (TRACE_DIR) stamps.set(run.id, { sent: t0, answer: t0 + answered, offer: at });
-      }
       await finishRun(agentClient!, run);
-      if (GAP_MS > 0) await sleep(GAP_MS);
-    }
-  } finally {
-    ws.close();
-  }
-  const cpuEnd = await cpuNow(db, on, held);
-  const perSample = (k: 'a' | 'b' | 'bench') => ((cpuEnd[k] - cpu[k]) * 1000) / runs;
-  let dbCpu = 0;
-  for (const [pid, s] of cpuEnd.db) dbCpu += s - (cpu.db.get(pid) ?? 0);
-  if (TRACE_DIR) {
-    await sleep(500); // the replicas write their traces every 200 ms
-    printTrace(on === held ? 'same replica' : 'submit on A, link on B', stamps, [on.id, held.id]);
-    if (process.env.BENCH_TRACE_DUMP)
-      writeFileSync(
-        `${process.env.BENCH_TRACE_DUMP}.${on === held ? 'same' : 'cross'}.json`,
-        JSON.stringify({ dir: TRACE_DIR, on: on.id, held: held.id, stamps: [...stamps] }),
-      );
-  }
-  return {
-    p50: percentile(samples, 50),
-    p99: percentile(samples, 99),
-    max: Math.max(...samples),
-    answered: percentile(answers, 50),
-    afterAnswer: percentile(
-      samples.map((x, i) => x - answers[i]!),
-      50,
-    ),
-    load: loadAverage(),
-    cpu: {
-      a: perSample('a'),
-      b: on === held ? 0 : perSample('b'),
-      db: (dbCpu * 1000) / runs,
-      bench: perSample('bench'),
+      return { id: run.id, sent, offerMs: at - sent, answeredMs };
+    },
+    async close() {
+      ws.close();
     },
   };
 }
 
-/** CPU seconds so far of the two replicas, of each server process of the bench's database, and of this process. */
-async function cpuNow(db: BenchDatabase, on: Replica, held: Replica) {
-  const pids = await db.backendPids();
-  const u = process.cpuUsage();
+/**
+ * Samples each path `runs` times, sequentially, after WARMUP untimed samples of each (they warm
+ * the connections and the JIT: see BENCH_REPLICA_WARMUP). Several paths take turns in blocks of
+ * `block` samples, so each is measured over the same minutes of the machine (whose speed moves
+ * by the minute here: docs/benchmarks.md); each block's CPU is its path's.
+ */
+async function measureLatency(
+  db: BenchDatabase,
+  paths: OfferPath[],
+  runs: number,
+  block: number,
+): Promise<LatencyResult[]> {
+  for (const p of paths)
+    for (let i = 0; i < WARMUP; i++) {
+      await p.sample();
+      if (GAP_MS > 0) await sleep(GAP_MS);
+    }
+  const acc = paths.map(() => ({
+    samples: [] as number[],
+    answers: [] as number[],
+    stamps: new Map<string, { sent: number; answer: number; offer: number }>(),
+    cpu: { a: 0, b: 0, db: 0, bench: 0 },
+  }));
+  for (let done = 0; done < runs; done += block) {
+    const n = Math.min(block, runs - done);
+    for (const [k, p] of paths.entries()) {
+      const a = acc[k]!;
+      const before = await cpuNow(db, p.pids);
+      for (let i = 0; i < n; i++) {
+        const s = await p.sample();
+        a.samples.push(s.offerMs);
+        a.answers.push(s.answeredMs);
+        if (TRACE_DIR)
+          a.stamps.set(s.id, { sent: s.sent, answer: s.sent + s.answeredMs, offer: s.sent + s.offerMs });
+        if (GAP_MS > 0) await sleep(GAP_MS);
+      }
+      const used = cpuUsed(before, await cpuNow(db, p.pids));
+      for (const key of ['a', 'b', 'db', 'bench'] as const) a.cpu[key] += used[key];
+    }
+  }
+  const load = loadAverage();
+  return acc.map((a) => ({
+    p50: percentile(a.samples, 50),
+    p99: percentile(a.samples, 99),
+    max: Math.max(...a.samples),
+    answered: percentile(a.answers, 50),
+    afterAnswer: percentile(
+      a.samples.map((x, i) => x - a.answers[i]!),
+      50,
+    ),
+    load,
+    cpu: { a: a.cpu.a / runs, b: a.cpu.b / runs, db: a.cpu.db / runs, bench: a.cpu.bench / runs },
+    stamps: a.stamps,
+  }));
+}
+
+/** The per-step trace of runt's samples (BENCH_TRACE), once the replicas wrote it. */
+async function traceOf(on: Replica, held: Replica, r: LatencyResult): Promise<void> {
+  await sleep(500); // the replicas write their traces every 200 ms
+  printTrace(on === held ? 'same replica' : 'submit on A, link on B', r.stamps, [on.id, held.id]);
+  if (process.env.BENCH_TRACE_DUMP)
+    writeFileSync(
+      `${process.env.BENCH_TRACE_DUMP}.${on === held ? 'same' : 'cross'}.json`,
+      JSON.stringify({ dir: TRACE_DIR, on: on.id, held: held.id, stamps: [...r.stamps] }),
+    );
+}
+
+type CpuReading = Awaited<ReturnType<typeof cpuNow>>;
+
+/**
+ * CPU seconds so far of the processes in A's and B's places, of each server process of the
+ * bench's database, and of this process — read before (`benchFrom`) and after (`benchTo`) the
+ * query that lists those server processes, so a window between two readings leaves that query's
+ * own CPU out.
+ */
+async function cpuNow(db: BenchDatabase, pids: { a: number; b: number }) {
+  const u0 = process.cpuUsage();
+  const backends = await db.backendPids();
+  const u1 = process.cpuUsage();
   return {
-    a: processCpuSeconds(on.proc.pid!),
-    b: processCpuSeconds(held.proc.pid!),
-    db: new Map(pids.map((pid) => [pid, processCpuSeconds(pid)])),
-    bench: (u.user + u.system) / 1e6,
+    a: processCpuSeconds(pids.a),
+    b: processCpuSeconds(pids.b),
+    db: new Map(backends.map((pid) => [pid, processCpuSeconds(pid)])),
+    benchFrom: (u0.user + u0.system) / 1e6,
+    benchTo: (u1.user + u1.system) / 1e6,
+  };
+}
+
+/** CPU ms used between two readings (the database's: every backend seen at the end). */
+function cpuUsed(from: CpuReading, to: CpuReading) {
+  let dbCpu = 0;
+  for (const [pid, s] of to.db) dbCpu += s - (from.db.get(pid) ?? 0);
+  return {
+    a: (to.a - from.a) * 1000,
+    b: (to.b - from.b) * 1000,
+    db: dbCpu * 1000,
+    bench: (to.benchFrom - from.benchTo) * 1000,
   };
 }
 
@@ -517,7 +623,10 @@ async function main(): Promise<void> {
   if (PARTS.includes('latency')) {
     const db = await createBenchDatabase('replicalat');
     const replicas = await startReplicas(db, 2);
+    // Started with the replicas, so each measurement runs beside the other's idle processes.
+    let floor: NotifyFloor | undefined;
     try {
+      if (LATENCY_PATHS.includes('floor')) floor = await startNotifyFloor(db.url);
       for (let n = 0; n < BACKLOG; n += 1000)
         await replicas[0]!.admin.submitRuns({
           runs: Array.from({ length: Math.min(1000, BACKLOG - n) }, () => ({
@@ -525,21 +634,48 @@ async function main(): Promise<void> {
             command: ['x'],
           })),
         });
-      const cpuText = (r: { cpu: { a: number; b: number; db: number; bench: number } }, cross: boolean) =>
+      const cpuText = (r: LatencyResult, cross: boolean) =>
         `cpu/sample ${cross ? `A ${f(r.cpu.a)} B ${f(r.cpu.b)}` : `replica ${f(r.cpu.a)}`} db ${f(r.cpu.db)} bench ${f(r.cpu.bench)} ms`;
       if (LATENCY_PATHS.includes('same')) {
-        const same = await offerLatency(db, replicas[1]!, replicas[1]!, LATENCY_RUNS);
-        console.log(
-          `replicas  offer latency, submit and link on the same replica: p50 ${f(same.p50)} ms p99 ${f(same.p99)} ms max ${f(same.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(same.answered)} ms, offer − answer p50 ${f(same.afterAnswer)} ms; ${cpuText(same, false)})  load ${same.load}`,
+        const path = await runtPath(replicas[1]!, replicas[1]!);
+        const [same] = await measureLatency(db, [path], LATENCY_RUNS, LATENCY_RUNS).finally(() =>
+          path.close(),
         );
+        console.log(
+          `replicas  offer latency, submit and link on the same replica: p50 ${f(same!.p50)} ms p99 ${f(same!.p99)} ms max ${f(same!.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(same!.answered)} ms, offer − answer p50 ${f(same!.afterAnswer)} ms; ${cpuText(same!, false)})  load ${same!.load}`,
+        );
+        if (TRACE_DIR) await traceOf(replicas[1]!, replicas[1]!, same!);
       }
-      if (LATENCY_PATHS.includes('cross')) {
-        const cross = await offerLatency(db, replicas[0]!, replicas[1]!, LATENCY_RUNS);
-        console.log(
-          `replicas  offer latency, submit on A, agent linked to B:        p50 ${f(cross.p50)} ms p99 ${f(cross.p99)} ms max ${f(cross.max)} ms (${LATENCY_RUNS} runs; submit answered p50 ${f(cross.answered)} ms, offer − answer p50 ${f(cross.afterAnswer)} ms; ${cpuText(cross, true)})  load ${cross.load}`,
-        );
+      const cross = LATENCY_PATHS.includes('cross') ? await runtPath(replicas[0]!, replicas[1]!) : undefined;
+      try {
+        const paths = [cross, floor].filter((p): p is OfferPath => p !== undefined);
+        const both = paths.length === 2;
+        const results =
+          paths.length > 0
+            ? await measureLatency(db, paths, LATENCY_RUNS, both ? FLOOR_BLOCK : LATENCY_RUNS)
+            : [];
+        const turns = (other: string) =>
+          both ? ` taking turns with ${other} in blocks of ${FLOOR_BLOCK}` : '';
+        const c = cross ? results[0] : undefined;
+        const bare = floor ? results[results.length - 1] : undefined;
+        if (c)
+          console.log(
+            `replicas  offer latency, submit on A, agent linked to B:        p50 ${f(c.p50)} ms p99 ${f(c.p99)} ms max ${f(c.max)} ms (${LATENCY_RUNS} runs${turns('the floor')}; submit answered p50 ${f(c.answered)} ms, offer − answer p50 ${f(c.afterAnswer)} ms; ${cpuText(c, true)})  load ${c.load}`,
+          );
+        if (bare)
+          console.log(
+            `replicas  offer latency floor, the same hops without runt:      p50 ${f(bare.p50)} ms p99 ${f(bare.p99)} ms max ${f(bare.max)} ms (${LATENCY_RUNS} runs${turns('runt')}; submit answered p50 ${f(bare.answered)} ms; ${cpuText(bare, true)})  load ${bare.load}`,
+          );
+        if (c && bare)
+          console.log(
+            `replicas  cross-replica offer ÷ its floor: p50 ${f(c.p50 / bare.p50)}× p99 ${f(c.p99 / bare.p99)}× (runt − floor: p50 ${f(c.p50 - bare.p50)} ms, p99 ${f(c.p99 - bare.p99)} ms; CPU per sample ${f((c.cpu.a + c.cpu.b + c.cpu.db + c.cpu.bench) / (bare.cpu.a + bare.cpu.b + bare.cpu.db + bare.cpu.bench))}×)`,
+          );
+        if (c && TRACE_DIR) await traceOf(replicas[0]!, replicas[1]!, c);
+      } finally {
+        await cross?.close();
       }
     } finally {
+      await floor?.close();
       await stopReplicas(replicas);
       await db.drop();
     }
