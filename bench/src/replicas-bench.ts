@@ -22,7 +22,8 @@
 //                                  (notify-floor.ts), measured the same way, taking turns with
 //                                  `cross` in blocks, so runt's figure is read against what the
 //                                  machine gives that path in the same minutes
-//   BENCH_REPLICA_FLOOR_BLOCK=100  samples per turn when `cross` and `floor` both run
+//   BENCH_REPLICA_FLOOR_BLOCK=100  samples per turn when `cross` and `floor` both run (each turn
+//                                  after 5 untimed ones: the first after the other's turn is ~3× slower)
 //   BENCH_TRACE=1                  latency part: each replica writes a per-step trace (RUNT_TRACE_FILE);
 //                                  printed as the median time of each step after the submit was sent;
 //                                  A's `pg.*` steps are Postgres' clock (`clock_timestamp()`) between the
@@ -55,6 +56,8 @@ const env = (name: string, fallback: string) => process.env[name] ?? fallback;
 const LATENCY_RUNS = Number(env('BENCH_REPLICA_RUNS', '1000'));
 const GAP_MS = Number(env('BENCH_REPLICA_GAP_MS', '0'));
 const FLOOR_BLOCK = Number(env('BENCH_REPLICA_FLOOR_BLOCK', '100'));
+/** Untimed samples at the start of each turn when paths take turns (see measureLatency). */
+const BLOCK_SETTLE = 5;
 if (!(Number.isInteger(FLOOR_BLOCK) && FLOOR_BLOCK > 0)) {
   console.error('BENCH_REPLICA_FLOOR_BLOCK: a whole number of samples, at least 1');
   process.exit(1);
@@ -302,8 +305,9 @@ async function runtPath(on: Replica, held: Replica): Promise<OfferPath> {
 /**
  * Samples each path `runs` times, sequentially, after WARMUP untimed samples of each (they warm
  * the connections and the JIT: see BENCH_REPLICA_WARMUP). Several paths take turns in blocks of
- * `block` samples, so each is measured over the same minutes of the machine (whose speed moves
- * by the minute here: docs/benchmarks.md); each block's CPU is its path's.
+ * `block` samples (each after BLOCK_SETTLE untimed ones), so each is measured over the same
+ * minutes of the machine (whose speed moves by the minute here: docs/benchmarks.md); each
+ * block's CPU is its path's.
  */
 async function measureLatency(
   db: BenchDatabase,
@@ -326,6 +330,14 @@ async function measureLatency(
     const n = Math.min(block, runs - done);
     for (const [k, p] of paths.entries()) {
       const a = acc[k]!;
+      // A path's first samples after the other's turn wake processes idle for that turn (the
+      // first ~3× its median here, the second ~1.3×): untimed, so each path is measured back to
+      // back as it is alone, not with one cold sample per block in its tail.
+      if (paths.length > 1)
+        for (let i = 0; i < BLOCK_SETTLE; i++) {
+          await p.sample();
+          if (GAP_MS > 0) await sleep(GAP_MS);
+        }
       const before = await cpuNow(db, p.pids);
       for (let i = 0; i < n; i++) {
         const s = await p.sample();
