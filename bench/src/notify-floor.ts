@@ -149,10 +149,10 @@ async function startFloorProcess(
   );
   procs.push(proc);
   let said = '';
-  proc.stderr!.on('data', (b: Buffer) => (said = (said + b.toString()).slice(-2000)));
+  proc.stderr.on('data', (b: Buffer) => (said = (said + b.toString()).slice(-2000)));
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
-    proc.stdout!.on('data', (b: Buffer) => {
+    proc.stdout.on('data', (b: Buffer) => {
       out += b.toString();
       const m = /^ready (\d+)\n/.exec(out);
       if (m) resolve(Number(m[1]));
