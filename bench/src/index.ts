@@ -24,5 +24,5 @@ export { rawCeilingPeer, type DrainResult, type RawCeilingOptions } from './raw-
 export { loadAverage, nowMs, percentile, sleep } from './stats.js';
 export { RuntSystem, type RuntMeasurement, type RuntSystemOptions } from './runt-system.js';
 export { cpuProfileTop, type ProfileEntry } from './cpu-profile-top.js';
-export { stderrTail, waitReady } from './replica-ready.js';
+export { stderrTail, stopProcesses, waitReady } from './replica-ready.js';
 export { startNotifyFloor, type FloorSample, type NotifyFloor } from './notify-floor.js';

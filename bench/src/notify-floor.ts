@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { WebSocket } from 'ws';
 import { HttpTransport } from '@runt/protocol';
+import { stderrTail, stopProcesses } from './replica-ready.js';
 import { nowMs } from './stats.js';
 
 export interface FloorSample {
@@ -55,17 +56,7 @@ export async function startNotifyFloor(url: string): Promise<NotifyFloor> {
     await setup.end();
   }
   const procs: ChildProcess[] = [];
-  const stop = () =>
-    Promise.all(
-      procs.map((p) =>
-        p.exitCode !== null || p.signalCode !== null
-          ? Promise.resolve()
-          : new Promise<void>((resolve) => {
-              p.once('exit', () => resolve());
-              p.kill('SIGTERM');
-            }),
-      ),
-    );
+  const stop = () => stopProcesses(procs);
   try {
     const a = await startFloorProcess('a', url, procs);
     const b = await startFloorProcess('b', url, procs);
@@ -148,8 +139,7 @@ async function startFloorProcess(
     },
   );
   procs.push(proc);
-  let said = '';
-  proc.stderr.on('data', (b: Buffer) => (said = (said + b.toString()).slice(-2000)));
+  const said = stderrTail(proc);
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     proc.stdout.on('data', (b: Buffer) => {
@@ -158,7 +148,7 @@ async function startFloorProcess(
       if (m) resolve(Number(m[1]));
     });
     proc.once('exit', (code) =>
-      reject(new Error(`floor ${role} exited (${code}) before it was ready: ${said.trim()}`)),
+      reject(new Error(`floor ${role} exited (${code}) before it was ready: ${said()}`)),
     );
   });
   return { proc, port };

@@ -15,6 +15,26 @@ export function stderrTail(proc: ChildProcess, max = 2000): () => string {
 }
 
 /**
+ * Ends child processes this bench started: SIGTERM to each still running, then waits until
+ * every one has exited.
+ *
+ * @example
+ * await stopProcesses([a.proc, b.proc]);
+ */
+export async function stopProcesses(procs: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    procs.map((p) =>
+      p.exitCode !== null || p.signalCode !== null
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            p.once('exit', () => resolve());
+            p.kill('SIGTERM');
+          }),
+    ),
+  );
+}
+
+/**
  * Polls `url`/readyz every 100 ms until it answers ok; rejects at once, with what the process
  * wrote to stderr, when the process exits first (a replica that cannot start — its port taken,
  * its database refused — fails the bench in 100 ms with its reason, not after the deadline).

@@ -49,7 +49,7 @@ import { createBenchDatabase, type BenchDatabase } from './postgres-server.js';
 import { agentBin } from './runt-system.js';
 import { loadAverage, nowMs, percentile, sleep } from './stats.js';
 import { processCpuSeconds } from './proc-cpu.js';
-import { stderrTail, waitReady } from './replica-ready.js';
+import { stderrTail, stopProcesses, waitReady } from './replica-ready.js';
 import { startNotifyFloor, type NotifyFloor } from './notify-floor.js';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
@@ -144,17 +144,8 @@ async function startReplicas(db: BenchDatabase, n: number): Promise<Replica[]> {
   return out;
 }
 
-async function stopReplicas(replicas: Replica[]): Promise<void> {
-  await Promise.all(
-    replicas.map(
-      (r) =>
-        new Promise<void>((resolve) => {
-          if (r.proc.exitCode !== null || r.proc.signalCode !== null) return resolve();
-          r.proc.once('exit', () => resolve());
-          r.proc.kill('SIGTERM');
-        }),
-    ),
-  );
+function stopReplicas(replicas: Replica[]): Promise<void> {
+  return stopProcesses(replicas.map((r) => r.proc));
 }
 
 async function pair(via: Replica, name: string): Promise<{ workstationId: string; token: string }> {
@@ -616,14 +607,7 @@ async function killRecovery(agents: number): Promise<{ agents: number; ms: numbe
     }
     return { agents: orphans.length, ms: nowMs() - t0, load: loadAverage() };
   } finally {
-    for (const p of procs) p.kill('SIGTERM');
-    await Promise.all(
-      procs.map((p) =>
-        p.exitCode === null && p.signalCode === null
-          ? new Promise((r) => p.once('exit', r))
-          : Promise.resolve(),
-      ),
-    );
+    await stopProcesses(procs);
     await c.end();
     await stopReplicas(replicas);
     await db.drop();
